@@ -1,0 +1,48 @@
+//! JSON decoding of 1,024 demo messages into one Arrow batch, typed and schemaless.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use quiver_benches::{DEFAULT_SEED, Workload, demo_schema};
+use quiver_connectors::RawMessage;
+use quiver_connectors::codec::json::JsonDecoder;
+
+const MESSAGES: usize = 1_024;
+
+fn messages() -> Vec<RawMessage> {
+    let topic: Arc<str> = Arc::from("bench/in");
+    Workload::generate(MESSAGES, DEFAULT_SEED)
+        .payloads
+        .into_iter()
+        .map(|payload| RawMessage {
+            payload,
+            topic: topic.clone(),
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let msgs = messages();
+    let typed = JsonDecoder::new(Some(demo_schema()), false);
+    let schemaless = JsonDecoder::new(None, false);
+    // Sanity: both decoders produce every row without errors.
+    for d in [&typed, &schemaless] {
+        let out = d.decode(&msgs);
+        assert!(out.errors.is_empty(), "{:?}", out.errors.first());
+        assert_eq!(out.batch.map(|b| b.num_rows()), Some(MESSAGES));
+    }
+
+    let mut group = c.benchmark_group("json_decode");
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.bench_function("typed_1024", |b| {
+        b.iter(|| black_box(typed.decode(black_box(&msgs))))
+    });
+    group.bench_function("schemaless_1024", |b| {
+        b.iter(|| black_box(schemaless.decode(black_box(&msgs))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

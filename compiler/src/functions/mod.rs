@@ -1,0 +1,210 @@
+//! The function registry: every SQL function with its signature check and its vectorised
+//! implementation side by side, one category per file.
+//!
+//! Plugin UDFs enter through the same [`ScalarFunction`] trait, so the binder cannot tell a
+//! built-in from a plugin function.
+
+mod conversion;
+mod math;
+mod other;
+mod string;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{Array, ArrayRef};
+use arrow::datatypes::DataType;
+
+use crate::eval::{Columnar, EvalContext, Literal, describe_value};
+use crate::expr::Expr;
+use crate::types::{SqlType, type_name};
+
+/// Documentation of a function, used for generated references and error hints.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionDoc {
+    /// Category, e.g. `math`.
+    pub category: &'static str,
+    /// Call syntax, e.g. `round(x[, digits])`.
+    pub syntax: &'static str,
+    /// One sentence on what it returns.
+    pub description: &'static str,
+    /// An example call and its result.
+    pub example: &'static str,
+}
+
+/// What the binder knows about an argument at plan time.
+#[derive(Debug, Clone)]
+pub struct ArgInfo {
+    /// Its type (Any for schemaless data).
+    pub ty: SqlType,
+    /// Its value, when the argument is a literal.
+    pub literal: Option<Literal>,
+}
+
+impl ArgInfo {
+    /// Describes a bound argument expression.
+    pub fn of(e: &Expr) -> ArgInfo {
+        ArgInfo {
+            ty: e.sql_type(),
+            literal: match e {
+                Expr::Literal(l) => Some(l.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A scalar SQL function: one value out per row in.
+pub trait ScalarFunction: Send + Sync + fmt::Debug {
+    /// The name rules call it by (lowercase).
+    fn name(&self) -> &'static str;
+
+    /// Its documentation.
+    fn doc(&self) -> FunctionDoc;
+
+    /// Checks the arguments at plan time and returns the result type. The error is the plain
+    /// reason (the binder adds the position), e.g. `expects 1 argument but got 2`.
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String>;
+
+    /// Evaluates the function over a batch. Per-row failures are flagged in `ctx.errors`.
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String>;
+}
+
+/// The set of functions a rule may call.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    functions: BTreeMap<String, Arc<dyn ScalarFunction>>,
+}
+
+impl Registry {
+    /// The built-in functions.
+    pub fn builtin() -> &'static Registry {
+        static BUILTIN: OnceLock<Registry> = OnceLock::new();
+        BUILTIN.get_or_init(|| {
+            let mut r = Registry::default();
+            math::register(&mut r);
+            string::register(&mut r);
+            conversion::register(&mut r);
+            other::register(&mut r);
+            r
+        })
+    }
+
+    /// Adds (or replaces) a function; used for aliases and plugin UDFs.
+    pub fn register(&mut self, f: Arc<dyn ScalarFunction>) {
+        self.functions.insert(f.name().to_string(), f);
+    }
+
+    /// Adds a function under another name (eKuiper's aliases such as `power` for `pow`).
+    pub fn alias(&mut self, alias: &str, target: &str) {
+        if let Some(f) = self.functions.get(target).cloned() {
+            self.functions.insert(alias.to_string(), f);
+        }
+    }
+
+    /// Looks a function up, ignoring case.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn ScalarFunction>> {
+        self.functions.get(&name.to_ascii_lowercase())
+    }
+
+    /// All names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.functions.keys().map(String::as_str)
+    }
+}
+
+/// Checks the argument count against `min..=max`.
+pub fn check_arity(args: &[ArgInfo], min: usize, max: usize) -> Result<(), String> {
+    let n = args.len();
+    if (min..=max).contains(&n) {
+        return Ok(());
+    }
+    let expected = if min == max {
+        format!("{min} argument{}", if min == 1 { "" } else { "s" })
+    } else if max == usize::MAX {
+        format!("at least {min} argument{}", if min == 1 { "" } else { "s" })
+    } else {
+        format!("{min} to {max} arguments")
+    };
+    Err(format!("expects {expected} but got {n}"))
+}
+
+/// What a parameter accepts, for plan-time checks on known types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// BIGINT or FLOAT.
+    Number,
+    /// STRING.
+    String,
+    /// Anything.
+    Any,
+}
+
+/// Checks argument `i` against `kind` when its type is known.
+pub fn check_kind(args: &[ArgInfo], i: usize, kind: Kind) -> Result<(), String> {
+    let Some(SqlType::Known(t)) = args.get(i).map(|a| &a.ty) else {
+        return Ok(());
+    };
+    let ok = match kind {
+        Kind::Number => crate::types::is_numeric(t) || *t == DataType::Null,
+        Kind::String => matches!(t, DataType::Utf8 | DataType::Null),
+        Kind::Any => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        let want = match kind {
+            Kind::Number => "a number",
+            Kind::String => "a string",
+            Kind::Any => "a value",
+        };
+        Err(format!(
+            "expects {want} for argument {} but got {}",
+            i + 1,
+            type_name(t)
+        ))
+    }
+}
+
+/// Flags every present row of `arr` with a type error for function `name`.
+pub(crate) fn flag_type_error(name: &str, want: &str, arr: &ArrayRef, ctx: &mut EvalContext) {
+    for row in 0..arr.len().min(ctx.rows) {
+        if crate::eval::present(arr.as_ref(), row) {
+            ctx.errors.flag(row, || {
+                format!(
+                    "{name} expects {want} but got {}",
+                    describe_value(arr.as_ref(), row)
+                )
+            });
+        }
+    }
+}
+
+/// Keeps a result scalar when every argument was scalar (constant folding for free).
+pub(crate) fn shape(args: &[Columnar], out: ArrayRef) -> Columnar {
+    if !args.is_empty() && args.iter().all(Columnar::is_scalar) {
+        Columnar::Scalar(out)
+    } else {
+        Columnar::Array(out)
+    }
+}
+
+/// Broadcasts every argument to a full column when any is a column.
+pub(crate) fn arrays(args: &[Columnar], ctx: &EvalContext) -> Vec<ArrayRef> {
+    let len = if args.iter().all(Columnar::is_scalar) {
+        1
+    } else {
+        ctx.rows
+    };
+    args.iter().map(|a| a.clone().into_array(len)).collect()
+}
+
+/// Formats a value the way eKuiper prints it in strings: whole floats without `.0`.
+pub(crate) fn format_float(v: f64) -> String {
+    if v.is_finite() && v == v.trunc() && v.abs() < 1e21 {
+        format!("{}", v as i128)
+    } else {
+        format!("{v}")
+    }
+}

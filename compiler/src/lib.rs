@@ -1,0 +1,28 @@
+//! Quiver's compiler: eKuiper SQL text to typed logical plans with executable expressions.
+//!
+//! Stages, one module each:
+//! - [`ddl`]: `CREATE STREAM` and the other stream statements (own parser over sqlparser's
+//!   tokenizer, since sqlparser has no `CREATE STREAM`);
+//! - [`dialect`]: the sqlparser dialect for rule queries (eKuiper's strings, `->`, precedence);
+//! - [`bind`]: AST to [`plan::LogicalPlan`], names and types checked, errors with positions;
+//! - [`expr`] and [`eval`]: bound expressions that evaluate over whole Arrow batches;
+//! - [`functions`]: the registry of SQL functions, one category per file.
+//!
+//! Invariant: evaluation never fails a whole batch because of one bad row; bad rows are
+//! flagged in [`eval::RowErrors`] and the caller drops and counts them.
+
+pub mod bind;
+pub mod ddl;
+pub mod dialect;
+pub mod error;
+pub mod eval;
+pub mod expr;
+pub mod functions;
+pub mod plan;
+pub mod types;
+
+pub use bind::{StreamCatalog, compile_rule};
+pub use ddl::{Statement, StreamDef, StreamKind, parse_create, parse_statement};
+pub use error::{CompileError, Pos};
+pub use functions::Registry;
+pub use plan::{LogicalPlan, ProjectItem, RulePlan};

@@ -1,0 +1,123 @@
+//! The logical plan of a rule: a tree of Scan, Filter and Project (windows, aggregates and
+//! joins extend this enum in their own issues; the renderer's exhaustive match will then ask
+//! for them).
+
+use std::fmt::{self, Write as _};
+
+use arrow::datatypes::SchemaRef;
+
+use crate::expr::Expr;
+
+/// Reading a stream.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The stream's name.
+    pub stream: String,
+    /// The name the query refers to it by (`FROM demo AS d`).
+    pub alias: Option<String>,
+    /// The stream's schema, `None` when schemaless.
+    pub schema: Option<SchemaRef>,
+}
+
+/// One item of a SELECT list.
+#[derive(Debug, Clone)]
+pub enum ProjectItem {
+    /// `*` or `* EXCEPT(a, b)`: every input field except the listed ones.
+    Wildcard {
+        /// Names left out (compared ignoring case).
+        except: Vec<String>,
+    },
+    /// `expr [AS name]`.
+    Expr {
+        /// The value.
+        expr: Expr,
+        /// The output key.
+        name: String,
+    },
+}
+
+/// A node of the logical plan.
+#[derive(Debug, Clone)]
+pub enum LogicalPlan {
+    /// Read a stream.
+    Scan(Scan),
+    /// Keep the rows where `predicate` is true.
+    Filter {
+        /// The rows to filter.
+        input: Box<LogicalPlan>,
+        /// A boolean expression.
+        predicate: Expr,
+    },
+    /// Compute the output fields.
+    Project {
+        /// The rows to project.
+        input: Box<LogicalPlan>,
+        /// The output fields in SELECT order.
+        items: Vec<ProjectItem>,
+    },
+}
+
+impl LogicalPlan {
+    /// The stream this plan reads.
+    pub fn scan(&self) -> &Scan {
+        match self {
+            LogicalPlan::Scan(s) => s,
+            LogicalPlan::Filter { input, .. } | LogicalPlan::Project { input, .. } => input.scan(),
+        }
+    }
+
+    /// The plan as indented text, one node per line, leaves last (as `EXPLAIN` prints it).
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        self.explain_into(&mut out, 0);
+        out
+    }
+
+    fn explain_into(&self, out: &mut String, depth: usize) {
+        let pad = "  ".repeat(depth);
+        match self {
+            LogicalPlan::Scan(s) => {
+                let schema = match &s.schema {
+                    Some(schema) => format!("{} columns", schema.fields().len()),
+                    None => "schemaless".to_string(),
+                };
+                let _ = writeln!(out, "{pad}Scan: {} ({schema})", s.stream);
+            }
+            LogicalPlan::Filter { input, predicate } => {
+                let _ = writeln!(out, "{pad}Filter: {predicate}");
+                input.explain_into(out, depth + 1);
+            }
+            LogicalPlan::Project { input, items } => {
+                let list: Vec<String> = items.iter().map(ToString::to_string).collect();
+                let _ = writeln!(out, "{pad}Project: {}", list.join(", "));
+                input.explain_into(out, depth + 1);
+            }
+        }
+    }
+}
+
+impl fmt::Display for ProjectItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProjectItem::Wildcard { except } if except.is_empty() => f.write_str("*"),
+            ProjectItem::Wildcard { except } => write!(f, "* EXCEPT({})", except.join(", ")),
+            ProjectItem::Expr { expr, name } => write!(f, "{expr} AS {name}"),
+        }
+    }
+}
+
+/// A compiled rule query.
+#[derive(Debug, Clone)]
+pub struct RulePlan {
+    /// The SQL it was compiled from.
+    pub sql: String,
+    /// The logical plan.
+    pub plan: LogicalPlan,
+}
+
+impl RulePlan {
+    /// The plan as text.
+    pub fn explain(&self) -> String {
+        self.plan.explain()
+    }
+}

@@ -1,0 +1,35 @@
+//! Connector errors.
+
+/// What can go wrong creating or running a connector.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// No connector of that type is registered.
+    #[error("unknown {kind} type \"{name}\"; known types: {known}")]
+    UnknownType {
+        /// `source` or `sink`.
+        kind: &'static str,
+        /// The requested type.
+        name: String,
+        /// The registered types.
+        known: String,
+    },
+    /// The configuration is invalid.
+    #[error("invalid {connector} configuration: {reason}")]
+    Config {
+        /// The connector type.
+        connector: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An I/O or protocol failure while running.
+    #[error("{connector}: {reason}")]
+    Io {
+        /// The connector type.
+        connector: &'static str,
+        /// What failed.
+        reason: String,
+    },
+    /// The rule stopped while the connector was waiting on it.
+    #[error("the rule was stopped")]
+    Closed,
+}

@@ -1,0 +1,93 @@
+//! Quiver's connectors: the source and sink traits the runtime drives, payload codecs, and the
+//! built-in connectors.
+//!
+//! - A [`Source`] runs as a tokio task and pushes [`SourceEvent`]s into a bounded channel; a full
+//!   channel suspends the source (back-pressure, nothing dropped).
+//! - A [`Sink`] receives whole Arrow batches (`collect_list`), never one call per row.
+//! - Payloads are decoded on the dataflow workers ([`codec::json::JsonDecoder`]), so decoding
+//!   scales with the worker count instead of running on one source thread.
+//!
+//! Entry point: [`Connectors`], the registry of connector types by name.
+
+pub mod codec;
+pub mod error;
+pub mod log;
+pub mod memory;
+pub mod traits;
+
+use serde_json::{Map, Value};
+
+pub use error::ConnectorError;
+pub use traits::{RawMessage, Sink, Source, SourceEvent, SourceOutput, WakeFn};
+
+/// What a stream asks of its source connector.
+#[derive(Debug, Clone, Default)]
+pub struct SourceSpec {
+    /// Connector type (`memory`, `mqtt`, ...).
+    pub source_type: String,
+    /// `DATASOURCE`: topic, path or address.
+    pub datasource: String,
+    /// Connection properties (from the stream's `CONF_KEY` profile).
+    pub props: Map<String, Value>,
+}
+
+/// The registry of built-in connectors, plus the process-wide state they share (the memory bus).
+#[derive(Debug, Clone, Default)]
+pub struct Connectors {
+    memory: memory::MemoryBus,
+}
+
+impl Connectors {
+    /// A registry with a fresh memory bus.
+    pub fn new() -> Self {
+        Connectors::default()
+    }
+
+    /// The in-process pub/sub bus behind the `memory` source and sink.
+    pub fn memory(&self) -> &memory::MemoryBus {
+        &self.memory
+    }
+
+    /// Source types this build knows.
+    pub fn source_types(&self) -> &'static [&'static str] {
+        &["memory"]
+    }
+
+    /// Sink types this build knows.
+    pub fn sink_types(&self) -> &'static [&'static str] {
+        &["log", "memory"]
+    }
+
+    /// Creates a source for `spec`.
+    pub fn source(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, ConnectorError> {
+        match spec.source_type.as_str() {
+            "memory" => Ok(Box::new(memory::MemorySource::new(
+                self.memory.clone(),
+                memory::MemorySourceConfig::parse(&spec.datasource, &spec.props)?,
+            ))),
+            other => Err(ConnectorError::UnknownType {
+                kind: "source",
+                name: other.to_string(),
+                known: self.source_types().join(", "),
+            }),
+        }
+    }
+
+    /// Creates a sink of `sink_type` configured by `props` (the action's JSON object).
+    pub fn sink(&self, sink_type: &str, props: &Value) -> Result<Box<dyn Sink>, ConnectorError> {
+        match sink_type {
+            "log" => Ok(Box::new(log::LogSink::new(log::LogSinkConfig::parse(
+                props,
+            )?))),
+            "memory" => Ok(Box::new(memory::MemorySink::new(
+                self.memory.clone(),
+                memory::MemorySinkConfig::parse(props)?,
+            ))),
+            other => Err(ConnectorError::UnknownType {
+                kind: "sink",
+                name: other.to_string(),
+                known: self.sink_types().join(", "),
+            }),
+        }
+    }
+}

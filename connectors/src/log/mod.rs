@@ -1,0 +1,60 @@
+//! The `log` sink: writes each result as JSON to the server log (eKuiper's `log` action).
+
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::codec::encode;
+use crate::{ConnectorError, Sink};
+
+/// Settings of a log sink.
+#[derive(Debug, Clone, Default)]
+pub struct LogSinkConfig {
+    /// Log one line per row instead of one JSON array per emission (`sendSingle`).
+    pub send_single: bool,
+}
+
+impl LogSinkConfig {
+    /// Reads the action's properties.
+    pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
+        let send_single = match props.get("sendSingle") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(ConnectorError::Config {
+                    connector: "log",
+                    reason: format!("\"sendSingle\" must be a boolean, got {other}"),
+                });
+            }
+        };
+        Ok(LogSinkConfig { send_single })
+    }
+}
+
+/// Logs results at info level under the `quiver::sink::log` target.
+#[derive(Debug)]
+pub struct LogSink {
+    config: LogSinkConfig,
+}
+
+impl LogSink {
+    /// A log sink.
+    pub fn new(config: LogSinkConfig) -> Self {
+        LogSink { config }
+    }
+}
+
+#[async_trait]
+impl Sink for LogSink {
+    async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        if self.config.send_single {
+            for row in encode::batch_to_rows(batch, false) {
+                tracing::info!(target: "quiver::sink::log", "{}", serde_json::Value::Object(row));
+            }
+        } else {
+            let json = encode::batch_to_json_array(batch, false);
+            tracing::info!(target: "quiver::sink::log", "{}", String::from_utf8_lossy(&json));
+        }
+        Ok(())
+    }
+}

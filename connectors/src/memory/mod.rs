@@ -1,0 +1,156 @@
+//! The `memory` connector: eKuiper's in-process pub/sub by topic.
+//!
+//! A memory sink of one rule publishes Arrow batches that memory sources of other rules receive
+//! without any encoding. Subscriptions may use MQTT-style wildcards (`+` one level, `#` the
+//! rest). Every subscription has a bounded queue: a slow subscriber slows its publishers.
+
+mod sink;
+mod source;
+
+use std::sync::{Arc, Mutex};
+
+use arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
+
+pub use sink::{MemorySink, MemorySinkConfig};
+pub use source::{MemorySource, MemorySourceConfig};
+
+/// Messages queued per subscription before publishers wait.
+pub const SUBSCRIPTION_QUEUE: usize = 1024;
+
+/// What travels on a memory topic.
+#[derive(Debug, Clone)]
+pub enum MemoryPayload {
+    /// Undecoded JSON (from tests, benchmarks or an embedding application).
+    Json(Arc<[u8]>),
+    /// Rows from another rule.
+    Batch(RecordBatch),
+}
+
+/// A message with the topic it was published on.
+#[derive(Debug, Clone)]
+pub struct MemoryMessage {
+    /// The concrete topic.
+    pub topic: Arc<str>,
+    /// The content.
+    pub payload: MemoryPayload,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    filter: String,
+    tx: mpsc::Sender<MemoryMessage>,
+}
+
+/// The process-wide topic bus. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBus {
+    subs: Arc<Mutex<Vec<Subscription>>>,
+}
+
+impl MemoryBus {
+    /// Subscribes to a topic filter (wildcards allowed); the receiver ends when the topic is
+    /// closed with [`MemoryBus::close`].
+    pub fn subscribe(&self, filter: &str) -> mpsc::Receiver<MemoryMessage> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
+        self.subs
+            .lock()
+            .expect("memory bus lock")
+            .push(Subscription {
+                filter: filter.to_string(),
+                tx,
+            });
+        rx
+    }
+
+    /// Publishes to every matching subscription, waiting while a subscriber's queue is full.
+    /// Returns the number of subscribers reached.
+    pub async fn publish(&self, topic: &str, payload: MemoryPayload) -> usize {
+        let targets: Vec<mpsc::Sender<MemoryMessage>> = {
+            let mut subs = self.subs.lock().expect("memory bus lock");
+            subs.retain(|s| !s.tx.is_closed());
+            subs.iter()
+                .filter(|s| topic_matches(&s.filter, topic))
+                .map(|s| s.tx.clone())
+                .collect()
+        };
+        let topic: Arc<str> = topic.into();
+        let mut reached = 0;
+        for tx in targets {
+            let msg = MemoryMessage {
+                topic: topic.clone(),
+                payload: payload.clone(),
+            };
+            if tx.send(msg).await.is_ok() {
+                reached += 1;
+            }
+        }
+        reached
+    }
+
+    /// Publishes raw JSON (convenience for tests and embedders).
+    pub async fn publish_json(&self, topic: &str, json: impl Into<Arc<[u8]>>) -> usize {
+        self.publish(topic, MemoryPayload::Json(json.into())).await
+    }
+
+    /// Ends every subscription whose filter matches `topic`: their sources see end of input
+    /// once they have drained what is queued, and their rules finish.
+    pub fn close(&self, topic: &str) {
+        self.subs
+            .lock()
+            .expect("memory bus lock")
+            .retain(|s| !topic_matches(&s.filter, topic));
+    }
+
+    /// Number of live subscriptions matching `topic`.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        let mut subs = self.subs.lock().expect("memory bus lock");
+        subs.retain(|s| !s.tx.is_closed());
+        subs.iter()
+            .filter(|s| topic_matches(&s.filter, topic))
+            .count()
+    }
+}
+
+/// MQTT-style topic matching: `+` matches one level, a trailing `#` matches the rest.
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(topic_matches("a/+/c", "a/b/c"));
+        assert!(!topic_matches("a/+/c", "a/b/d"));
+        assert!(topic_matches("a/#", "a/b/c"));
+        assert!(topic_matches("#", "x"));
+        assert!(!topic_matches("a/b", "a/b/c"));
+        assert!(topic_matches("a/b", "a/b"));
+    }
+
+    #[tokio::test]
+    async fn publish_reaches_matching_subscribers_until_closed() {
+        let bus = MemoryBus::default();
+        let mut all = bus.subscribe("dev/#");
+        let mut one = bus.subscribe("dev/1");
+        assert_eq!(bus.publish_json("dev/2", b"{}".to_vec()).await, 1);
+        assert_eq!(bus.publish_json("dev/1", b"{}".to_vec()).await, 2);
+        assert_eq!(all.recv().await.unwrap().topic.as_ref(), "dev/2");
+        assert_eq!(one.recv().await.unwrap().topic.as_ref(), "dev/1");
+        bus.close("dev/1");
+        assert!(one.recv().await.is_none());
+    }
+}

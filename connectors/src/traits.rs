@@ -1,0 +1,95 @@
+//! The source and sink traits.
+
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::ConnectorError;
+
+/// One message as a source received it, before decoding.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// The payload bytes (a JSON object or array for FORMAT="json").
+    pub payload: std::sync::Arc<[u8]>,
+    /// The topic (or path) it arrived on, for `meta(topic)`.
+    pub topic: std::sync::Arc<str>,
+}
+
+/// What a source hands to the runtime.
+#[derive(Debug, Clone)]
+pub enum SourceEvent {
+    /// Undecoded messages; decoded on the workers.
+    Raw(Vec<RawMessage>),
+    /// Rows that are already Arrow (e.g. from a memory topic another rule publishes to).
+    Batch(RecordBatch),
+}
+
+/// Wakes the consumer of worker `i`'s queue after an event was queued for it.
+pub type WakeFn = std::sync::Arc<dyn Fn(usize) + Send + Sync>;
+
+/// Where a source writes: one bounded queue per dataflow worker, filled round-robin, so rows
+/// are spread across workers. `send` waits while the rule is behind (back-pressure).
+#[derive(Clone)]
+pub struct SourceOutput {
+    queues: Vec<mpsc::Sender<SourceEvent>>,
+    wake: WakeFn,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::fmt::Debug for SourceOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceOutput")
+            .field("queues", &self.queues.len())
+            .finish()
+    }
+}
+
+impl SourceOutput {
+    /// Wraps the runtime's per-worker senders and the function that wakes a worker.
+    pub fn new(queues: Vec<mpsc::Sender<SourceEvent>>, wake: WakeFn) -> Self {
+        assert!(
+            !queues.is_empty(),
+            "a source needs at least one worker queue"
+        );
+        SourceOutput {
+            queues,
+            wake,
+            next: Default::default(),
+        }
+    }
+
+    /// Sends an event to the next worker, waiting for room; fails when the rule has stopped.
+    pub async fn send(&self, event: SourceEvent) -> Result<(), ConnectorError> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        self.queues[i]
+            .send(event)
+            .await
+            .map_err(|_| ConnectorError::Closed)?;
+        (self.wake)(i);
+        Ok(())
+    }
+}
+
+/// A source of messages for one rule (or, for shared streams, several).
+#[async_trait]
+pub trait Source: Send {
+    /// Produces events until the input ends (`Ok`) or fails. Cancellation is by dropping the task.
+    async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError>;
+}
+
+/// A destination for rule results. Receives whole batches.
+#[async_trait]
+pub trait Sink: Send {
+    /// Connects before the first batch.
+    async fn connect(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// Writes one batch of result rows (one emission of the rule).
+    async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
+
+    /// Flushes and releases resources when the rule stops.
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,681 @@
+//! The engine: streams, rules and their lifecycle over the timely runtime.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use quiver_compiler::plan::LogicalPlan;
+use quiver_compiler::{Registry, RulePlan, Statement, StreamDef, StreamKind};
+use quiver_connectors::codec::json::JsonDecoder;
+use quiver_connectors::{Connectors, SourceOutput, SourceSpec};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::EngineError;
+use crate::metrics::{NodeMetrics, RuleMetrics};
+use crate::render::RuleDataflow;
+use crate::runtime::{Command, Workers};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Timely worker threads (default: the number of cores).
+    pub workers: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// One action of a rule: a sink type and its properties (`{"log": {}}` in rule JSON).
+#[derive(Debug, Clone)]
+pub struct Action {
+    /// Sink type (`log`, `memory`, ...).
+    pub sink_type: String,
+    /// Its properties.
+    pub props: Value,
+}
+
+/// A rule as submitted: eKuiper's rule JSON fields.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    /// Unique id.
+    pub id: String,
+    /// Display name (defaults to the id).
+    pub name: String,
+    /// The SELECT.
+    pub sql: String,
+    /// Where results go.
+    pub actions: Vec<Action>,
+    /// Rule options (`bufferLength`, ...), eKuiper's names.
+    pub options: serde_json::Map<String, Value>,
+}
+
+/// Rule options this engine implements; the others are accepted and reported in the status.
+const IMPLEMENTED_OPTIONS: &[&str] = &["bufferLength"];
+
+/// What `GET /rules/{id}/status` shows.
+#[derive(Debug, Clone)]
+pub struct RuleStatus {
+    /// `running` or `stopped`.
+    pub status: String,
+    /// Why it is in that state, or warnings.
+    pub message: String,
+    /// Last start, ms since the epoch (0: never).
+    pub last_start_ms: i64,
+    /// Last stop, ms since the epoch (0: never).
+    pub last_stop_ms: i64,
+    /// Metrics as `(key, value)` in topology order.
+    pub metrics: Vec<(String, Value)>,
+}
+
+/// A running (or finished) instance of a rule.
+struct RuleRun {
+    key: String,
+    metrics: Arc<RuleMetrics>,
+    source_task: tokio::task::JoinHandle<()>,
+    done: watch::Receiver<bool>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+struct RuleEntry {
+    spec: RuleSpec,
+    plan: RulePlan,
+    run: Option<RuleRun>,
+    last_metrics: Option<Arc<RuleMetrics>>,
+    last_start_ms: i64,
+    last_stop_ms: i64,
+    stop_message: String,
+    runs: u64,
+}
+
+/// The stream-processing engine. Cheap to clone; all clones share the same state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: tokio::runtime::Handle,
+    connectors: Connectors,
+    registry: Registry,
+    workers: Workers,
+    streams: RwLock<BTreeMap<String, StreamDef>>,
+    rules: Mutex<BTreeMap<String, RuleEntry>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Engine {
+    /// Starts the timely workers. Source and sink tasks run on `runtime`.
+    pub fn start(
+        config: EngineConfig,
+        runtime: tokio::runtime::Handle,
+        connectors: Connectors,
+    ) -> Result<Engine, EngineError> {
+        let workers = Workers::start(config.workers).map_err(EngineError::Runtime)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                runtime,
+                connectors,
+                registry: Registry::builtin().clone(),
+                workers,
+                streams: RwLock::new(BTreeMap::new()),
+                rules: Mutex::new(BTreeMap::new()),
+            }),
+        })
+    }
+
+    /// The connector registry (and its memory bus).
+    pub fn connectors(&self) -> &Connectors {
+        &self.inner.connectors
+    }
+
+    /// The number of timely workers.
+    pub fn workers(&self) -> usize {
+        self.inner.workers.count()
+    }
+
+    /// Runs a `CREATE STREAM` statement.
+    pub fn create_stream(&self, sql: &str) -> Result<StreamDef, EngineError> {
+        let def = match quiver_compiler::parse_statement(sql)? {
+            Statement::Create(def) if def.kind == StreamKind::Stream => *def,
+            Statement::Create(_) => {
+                return Err(EngineError::Invalid(
+                    "tables are not supported yet; use CREATE STREAM".into(),
+                ));
+            }
+            _ => {
+                return Err(EngineError::Invalid(
+                    "expected a CREATE STREAM statement".into(),
+                ));
+            }
+        };
+        if !self
+            .inner
+            .connectors
+            .source_types()
+            .contains(&def.options.source_type.as_str())
+        {
+            return Err(EngineError::Invalid(format!(
+                "unknown source type \"{}\"; known types: {}",
+                def.options.source_type,
+                self.inner.connectors.source_types().join(", ")
+            )));
+        }
+        let mut streams = self.inner.streams.write().expect("streams lock");
+        if streams.contains_key(&def.name) {
+            return Err(EngineError::Duplicate(format!(
+                "stream \"{}\" already exists",
+                def.name
+            )));
+        }
+        streams.insert(def.name.clone(), def.clone());
+        Ok(def)
+    }
+
+    /// Drops a stream; refused while rules use it.
+    pub fn drop_stream(&self, name: &str) -> Result<(), EngineError> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let users: Vec<&str> = rules
+            .values()
+            .filter(|r| r.plan.plan.scan().stream == name)
+            .map(|r| r.spec.id.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(EngineError::InUse(format!(
+                "stream \"{name}\" is used by rules: {}",
+                users.join(", ")
+            )));
+        }
+        match self
+            .inner
+            .streams
+            .write()
+            .expect("streams lock")
+            .remove(name)
+        {
+            Some(_) => Ok(()),
+            None => Err(EngineError::NotFound(format!(
+                "stream \"{name}\" not found"
+            ))),
+        }
+    }
+
+    /// A stream's definition.
+    pub fn stream(&self, name: &str) -> Option<StreamDef> {
+        self.inner
+            .streams
+            .read()
+            .expect("streams lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// All stream names, sorted.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.inner
+            .streams
+            .read()
+            .expect("streams lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Compiles a rule's SQL without creating it.
+    pub fn compile(&self, sql: &str) -> Result<RulePlan, EngineError> {
+        let streams = self.inner.streams.read().expect("streams lock");
+        let catalog: HashMap<String, StreamDef> = streams
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(quiver_compiler::compile_rule(
+            sql,
+            &catalog,
+            &self.inner.registry,
+        )?)
+    }
+
+    /// Creates a rule and starts it.
+    pub fn create_rule(&self, spec: RuleSpec) -> Result<(), EngineError> {
+        if spec.id.is_empty() {
+            return Err(EngineError::Invalid("rule id is required".into()));
+        }
+        let plan = self.compile(&spec.sql)?;
+        if spec.actions.is_empty() {
+            return Err(EngineError::Invalid(
+                "a rule needs at least one action".into(),
+            ));
+        }
+        for a in &spec.actions {
+            // Validates the sink type and properties now, so a bad action is a 400, not a dead rule.
+            self.inner.connectors.sink(&a.sink_type, &a.props)?;
+        }
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        if rules.contains_key(&spec.id) {
+            return Err(EngineError::Duplicate(format!(
+                "rule \"{}\" already exists",
+                spec.id
+            )));
+        }
+        let id = spec.id.clone();
+        rules.insert(
+            id.clone(),
+            RuleEntry {
+                spec,
+                plan,
+                run: None,
+                last_metrics: None,
+                last_start_ms: 0,
+                last_stop_ms: 0,
+                stop_message: String::new(),
+                runs: 0,
+            },
+        );
+        let entry = rules.get_mut(&id).expect("just inserted");
+        if let Err(e) = self.launch(entry) {
+            rules.remove(&id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped rule (no-op if running).
+    pub fn start_rule(&self, id: &str) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules
+            .get_mut(id)
+            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+        if entry.run.as_ref().is_some_and(|r| !*r.done.borrow()) {
+            return Ok(());
+        }
+        self.teardown(entry, "");
+        self.launch(entry)
+    }
+
+    /// Stops a rule; its state is dropped, its definition kept.
+    pub fn stop_rule(&self, id: &str) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules
+            .get_mut(id)
+            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+        self.teardown(entry, "canceled manually");
+        Ok(())
+    }
+
+    /// Stops and starts a rule.
+    pub fn restart_rule(&self, id: &str) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules
+            .get_mut(id)
+            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+        self.teardown(entry, "");
+        self.launch(entry)
+    }
+
+    /// Stops and deletes a rule.
+    pub fn delete_rule(&self, id: &str) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let mut entry = rules
+            .remove(id)
+            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+        self.teardown(&mut entry, "deleted");
+        Ok(())
+    }
+
+    /// Ids of all rules, sorted.
+    pub fn rule_ids(&self) -> Vec<String> {
+        self.inner
+            .rules
+            .lock()
+            .expect("rules lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The rule's compiled plan as text.
+    pub fn explain(&self, id: &str) -> Result<String, EngineError> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules
+            .get(id)
+            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+        Ok(entry.plan.explain())
+    }
+
+    /// The rule's status and metrics.
+    pub fn rule_status(&self, id: &str) -> Result<RuleStatus, EngineError> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules
+            .get(id)
+            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+        let warnings = unimplemented_options(&entry.spec);
+        let (status, mut message, metrics) = match &entry.run {
+            Some(run) => {
+                let finished = *run.done.borrow();
+                let error = run.error.lock().expect("error lock").clone();
+                let (status, message) = match (finished, error) {
+                    (_, Some(e)) => ("stopped by error".to_string(), e),
+                    (true, None) => ("stopped".to_string(), "input ended".to_string()),
+                    (false, None) => ("running".to_string(), String::new()),
+                };
+                (status, message, run.metrics.flatten())
+            }
+            None => (
+                "stopped".to_string(),
+                entry.stop_message.clone(),
+                entry
+                    .last_metrics
+                    .as_ref()
+                    .map(|m| m.flatten())
+                    .unwrap_or_default(),
+            ),
+        };
+        if !warnings.is_empty() {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            message.push_str(&warnings);
+        }
+        Ok(RuleStatus {
+            status,
+            message,
+            last_start_ms: entry.last_start_ms,
+            last_stop_ms: entry.last_stop_ms,
+            metrics,
+        })
+    }
+
+    /// Waits until the rule's current run has finished (its input ended and every sink has
+    /// written everything), up to `timeout`. Returns false on timeout.
+    pub async fn wait_finished(&self, id: &str, timeout: Duration) -> Result<bool, EngineError> {
+        let mut done = {
+            let rules = self.inner.rules.lock().expect("rules lock");
+            let entry = rules
+                .get(id)
+                .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+            match &entry.run {
+                Some(run) => run.done.clone(),
+                None => return Ok(true),
+            }
+        };
+        let wait = async {
+            while !*done.borrow_and_update() {
+                if done.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        Ok(tokio::time::timeout(timeout, wait).await.is_ok())
+    }
+
+    /// Stops every rule and the workers.
+    pub fn shutdown(&self) {
+        {
+            let mut rules = self.inner.rules.lock().expect("rules lock");
+            for entry in rules.values_mut() {
+                self.teardown(entry, "server stopped");
+            }
+        }
+        self.inner.workers.shutdown();
+    }
+
+    /// Builds a run of the rule: sink tasks, the dataflow on every worker, the source task.
+    fn launch(&self, entry: &mut RuleEntry) -> Result<(), EngineError> {
+        let plan = &entry.plan.plan;
+        let stream = self.stream(&plan.scan().stream).ok_or_else(|| {
+            EngineError::NotFound(format!("stream \"{}\" not found", plan.scan().stream))
+        })?;
+        let n = self.inner.workers.count();
+        entry.runs += 1;
+        let key = format!("{}#{}", entry.spec.id, entry.runs);
+
+        // Topology and metrics, in eKuiper's naming.
+        let mut metrics = RuleMetrics::default();
+        let source_metrics = metrics.node(format!("source_{}", stream.name));
+        let decoder_metrics = if stream.options.source_type == "memory" {
+            source_metrics.clone()
+        } else {
+            metrics.node("op_2_decoder")
+        };
+        let first_op = if Arc::ptr_eq(&source_metrics, &decoder_metrics) {
+            2
+        } else {
+            3
+        };
+        let op_metrics: Vec<Arc<NodeMetrics>> = operator_names(plan)
+            .iter()
+            .enumerate()
+            .map(|(i, name)| metrics.node(format!("op_{}_{name}", first_op + i)))
+            .collect();
+        let sink_metrics: Vec<Arc<NodeMetrics>> = entry
+            .spec
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| metrics.node(format!("sink_{}_{i}", a.sink_type)))
+            .collect();
+        let metrics = Arc::new(metrics);
+
+        let queue = buffer_batches(&entry.spec.options);
+        let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let (done_tx, done_rx) = watch::channel(false);
+        let done_tx = Arc::new(done_tx);
+
+        // Sinks first, so results have somewhere to go.
+        let mut sink_senders = Vec::new();
+        let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(
+            entry.spec.actions.len(),
+        ));
+        for (action, m) in entry.spec.actions.iter().zip(sink_metrics) {
+            let sink = self
+                .inner
+                .connectors
+                .sink(&action.sink_type, &action.props)?;
+            let (tx, rx) = mpsc::channel::<RecordBatch>(queue);
+            sink_senders.push(tx);
+            let done_tx = done_tx.clone();
+            let remaining = remaining.clone();
+            let error = error.clone();
+            self.inner.runtime.spawn(async move {
+                run_sink(sink, rx, m, error).await;
+                if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                    let _ = done_tx.send(true);
+                }
+            });
+        }
+
+        let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
+        let uses_meta = uses_meta(plan);
+        let activators = Arc::new(Mutex::new(vec![None; n]));
+        let dataflow = Arc::new(RuleDataflow {
+            key: key.clone(),
+            plan: plan.clone(),
+            decoder: JsonDecoder::new(stream.arrow_schema(), uses_meta),
+            ingest: Mutex::new(ingest_rx.into_iter().map(Some).collect()),
+            activators: activators.clone(),
+            sinks: sink_senders,
+            source_metrics,
+            decoder_metrics,
+            op_metrics,
+        });
+        self.inner
+            .workers
+            .broadcast(|| Command::Build(dataflow.clone()));
+        drop(dataflow);
+
+        let spec = SourceSpec {
+            source_type: stream.options.source_type.clone(),
+            datasource: stream.options.datasource.clone(),
+            props: serde_json::Map::new(),
+        };
+        let mut source = self.inner.connectors.source(&spec)?;
+        let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
+            if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
+                // A dropped dataflow's activator fails harmlessly.
+                let _ = a.activate();
+            }
+        });
+        let wake_all = wake.clone();
+        let out = SourceOutput::new(ingest_tx, wake);
+        let source_error = error.clone();
+        let rule_id = entry.spec.id.clone();
+        let source_task = self.inner.runtime.spawn(async move {
+            let result = source.run(out).await;
+            // The queues are closed now; wake every worker so each sees the end of its input,
+            // drops its capability and lets the window of results drain to the sinks.
+            drop(source);
+            for i in 0..n {
+                wake_all(i);
+            }
+            if let Err(e) = result
+                && !matches!(e, quiver_connectors::ConnectorError::Closed)
+            {
+                tracing::error!(rule = %rule_id, "source failed: {e}");
+                *source_error.lock().expect("error lock") = Some(e.to_string());
+            }
+        });
+        entry.run = Some(RuleRun {
+            key,
+            metrics,
+            source_task,
+            done: done_rx,
+            error,
+        });
+        entry.last_start_ms = now_ms();
+        entry.stop_message.clear();
+        Ok(())
+    }
+
+    /// Stops the current run, if any: the source ends, the dataflow is dropped on every worker,
+    /// and the sinks finish with what they already received.
+    fn teardown(&self, entry: &mut RuleEntry, message: &str) {
+        if let Some(run) = entry.run.take() {
+            run.source_task.abort();
+            self.inner
+                .workers
+                .broadcast(|| Command::Drop(run.key.clone()));
+            entry.last_metrics = Some(run.metrics);
+            entry.last_stop_ms = now_ms();
+            entry.stop_message = message.to_string();
+        }
+    }
+}
+
+/// Writes batches to one sink until the workers drop their senders.
+async fn run_sink(
+    mut sink: Box<dyn quiver_connectors::Sink>,
+    mut rx: mpsc::Receiver<RecordBatch>,
+    metrics: Arc<NodeMetrics>,
+    error: Arc<Mutex<Option<String>>>,
+) {
+    if let Err(e) = sink.connect().await {
+        *error.lock().expect("error lock") = Some(format!("sink connect failed: {e}"));
+        metrics.exceptions(1, &e.to_string());
+        return;
+    }
+    while let Some(batch) = rx.recv().await {
+        let started = Instant::now();
+        metrics.set_buffer_length(rx.len() as i64);
+        let rows = batch.num_rows();
+        match sink.collect_list(&batch).await {
+            Ok(()) => metrics.batch(rows, rows, started),
+            Err(e) => {
+                metrics.batch(rows, 0, started);
+                metrics.exceptions(rows, &e.to_string());
+                tracing::warn!("sink write failed: {e}");
+            }
+        }
+    }
+    if let Err(e) = sink.close().await {
+        metrics.exceptions(1, &e.to_string());
+    }
+}
+
+/// Operator node names of a plan, bottom-up (source side first), as eKuiper names them.
+fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Scan(_) => break,
+            LogicalPlan::Filter { input, .. } => {
+                names.push("filter");
+                node = input;
+            }
+            LogicalPlan::Project { input, .. } => {
+                names.push("project");
+                node = input;
+            }
+        }
+    }
+    names.reverse();
+    names
+}
+
+fn uses_meta(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let mut check = |e: &quiver_compiler::expr::Expr| {
+        e.visit(&mut |x| {
+            if matches!(x, quiver_compiler::expr::Expr::Meta(_)) {
+                found = true;
+            }
+        })
+    };
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Scan(_) => break,
+            LogicalPlan::Filter { input, predicate } => {
+                check(predicate);
+                node = input;
+            }
+            LogicalPlan::Project { input, items } => {
+                for item in items {
+                    if let quiver_compiler::ProjectItem::Expr { expr, .. } = item {
+                        check(expr);
+                    }
+                }
+                node = input;
+            }
+        }
+    }
+    found
+}
+
+/// Queue length in batches between tasks, from eKuiper's `bufferLength` (rows, default 1024).
+fn buffer_batches(options: &serde_json::Map<String, Value>) -> usize {
+    let rows = options
+        .get("bufferLength")
+        .and_then(Value::as_u64)
+        .unwrap_or(1024);
+    (rows / 64).clamp(2, 64) as usize
+}
+
+fn unimplemented_options(spec: &RuleSpec) -> String {
+    let ignored: Vec<&str> = spec
+        .options
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !IMPLEMENTED_OPTIONS.contains(k))
+        .collect();
+    if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "options not implemented yet and ignored: {}",
+            ignored.join(", ")
+        )
+    }
+}

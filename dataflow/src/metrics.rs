@@ -1,0 +1,176 @@
+//! Per-rule, per-node metrics with eKuiper's names.
+//!
+//! Keys are `<node>_<instance>_<metric>`, e.g. `source_demo_0_records_in_total`,
+//! `op_2_filter_0_exceptions_total`, `sink_log_0_0_records_out_total`. All workers of a rule
+//! add into one instance (`0`): to a user a rule is one pipeline, whatever the worker count.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use serde_json::Value;
+
+/// Metric names, in eKuiper's order.
+pub mod names {
+    /// Rows received.
+    pub const RECORDS_IN: &str = "records_in_total";
+    /// Rows sent on.
+    pub const RECORDS_OUT: &str = "records_out_total";
+    /// Messages (batches) processed.
+    pub const MESSAGES_PROCESSED: &str = "messages_processed_total";
+    /// Latency of the last batch, microseconds.
+    pub const PROCESS_LATENCY_US: &str = "process_latency_us";
+    /// Items queued in front of the node.
+    pub const BUFFER_LENGTH: &str = "buffer_length";
+    /// Time of the last invocation.
+    pub const LAST_INVOCATION: &str = "last_invocation";
+    /// Rows that failed.
+    pub const EXCEPTIONS: &str = "exceptions_total";
+    /// Reason of the last failure.
+    pub const LAST_EXCEPTION: &str = "last_exception";
+    /// Time of the last failure.
+    pub const LAST_EXCEPTION_TIME: &str = "last_exception_time";
+}
+
+/// Counters of one node of a rule. Updated once per batch, from any worker.
+#[derive(Debug, Default)]
+pub struct NodeMetrics {
+    records_in: AtomicU64,
+    records_out: AtomicU64,
+    messages: AtomicU64,
+    latency_us: AtomicU64,
+    buffer_length: AtomicI64,
+    last_invocation_ms: AtomicI64,
+    exceptions: AtomicU64,
+    last_exception: Mutex<(String, i64)>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn local_time(ms: i64) -> Value {
+    if ms == 0 {
+        return Value::from(0);
+    }
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| {
+            Value::String(
+                d.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%dT%H:%M:%S%.6f")
+                    .to_string(),
+            )
+        })
+        .unwrap_or(Value::from(0))
+}
+
+impl NodeMetrics {
+    /// Records one processed batch.
+    pub fn batch(&self, rows_in: usize, rows_out: usize, started: std::time::Instant) {
+        self.records_in.fetch_add(rows_in as u64, Ordering::Relaxed);
+        self.records_out
+            .fetch_add(rows_out as u64, Ordering::Relaxed);
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.latency_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.last_invocation_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Records `count` failed rows with the reason of the first.
+    pub fn exceptions(&self, count: usize, reason: &str) {
+        if count == 0 {
+            return;
+        }
+        self.exceptions.fetch_add(count as u64, Ordering::Relaxed);
+        *self.last_exception.lock().expect("metrics lock") = (reason.to_string(), now_ms());
+    }
+
+    /// Sets the queue length in front of the node.
+    pub fn set_buffer_length(&self, n: i64) {
+        self.buffer_length.store(n, Ordering::Relaxed);
+    }
+
+    /// Rows received so far.
+    pub fn records_in(&self) -> u64 {
+        self.records_in.load(Ordering::Relaxed)
+    }
+
+    /// Rows sent on so far.
+    pub fn records_out(&self) -> u64 {
+        self.records_out.load(Ordering::Relaxed)
+    }
+
+    /// Failed rows so far.
+    pub fn exceptions_total(&self) -> u64 {
+        self.exceptions.load(Ordering::Relaxed)
+    }
+
+    /// The metric values in eKuiper's order.
+    pub fn values(&self) -> Vec<(&'static str, Value)> {
+        let (last, at) = self.last_exception.lock().expect("metrics lock").clone();
+        vec![
+            (names::RECORDS_IN, Value::from(self.records_in())),
+            (names::RECORDS_OUT, Value::from(self.records_out())),
+            (
+                names::MESSAGES_PROCESSED,
+                Value::from(self.messages.load(Ordering::Relaxed)),
+            ),
+            (
+                names::PROCESS_LATENCY_US,
+                Value::from(self.latency_us.load(Ordering::Relaxed)),
+            ),
+            (
+                names::BUFFER_LENGTH,
+                Value::from(self.buffer_length.load(Ordering::Relaxed)),
+            ),
+            (
+                names::LAST_INVOCATION,
+                local_time(self.last_invocation_ms.load(Ordering::Relaxed)),
+            ),
+            (names::EXCEPTIONS, Value::from(self.exceptions_total())),
+            (names::LAST_EXCEPTION, Value::String(last)),
+            (names::LAST_EXCEPTION_TIME, local_time(at)),
+        ]
+    }
+}
+
+/// The nodes of one rule run, in topology order.
+#[derive(Debug, Default)]
+pub struct RuleMetrics {
+    nodes: Vec<(String, std::sync::Arc<NodeMetrics>)>,
+}
+
+impl RuleMetrics {
+    /// Adds a node (e.g. `source_demo`, `op_2_filter`, `sink_log_0`) and returns its counters.
+    pub fn node(&mut self, name: impl Into<String>) -> std::sync::Arc<NodeMetrics> {
+        let m = std::sync::Arc::new(NodeMetrics::default());
+        self.nodes.push((name.into(), m.clone()));
+        m
+    }
+
+    /// Node names in topology order.
+    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// The counters of a node by name.
+    pub fn get(&self, name: &str) -> Option<&NodeMetrics> {
+        self.nodes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m.as_ref())
+    }
+
+    /// Every metric as `(key, value)` pairs in eKuiper's order.
+    pub fn flatten(&self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for (name, m) in &self.nodes {
+            for (metric, v) in m.values() {
+                out.push((format!("{name}_0_{metric}"), v));
+            }
+        }
+        out
+    }
+}

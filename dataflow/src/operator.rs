@@ -1,0 +1,184 @@
+//! Operators as plain structs behind one trait, testable on batches without timely.
+//!
+//! Contract (eKuiper's): a row that fails (a bad cast, a division by zero) is dropped and
+//! counted in its node's `exceptions_total` with the reason in `last_exception`; the rule keeps
+//! running. Only setup and I/O failures change a rule's status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use quiver_compiler::eval::EvalContext;
+use quiver_compiler::expr::Expr;
+use quiver_compiler::plan::ProjectItem;
+use quiver_connectors::codec::is_meta_column;
+
+use crate::metrics::NodeMetrics;
+
+/// A step of a rule's pipeline over batches.
+pub trait BatchOperator {
+    /// Processes one batch; `None` when no row remains.
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch>;
+}
+
+/// Keeps rows where the WHERE condition is true.
+pub struct FilterOp {
+    predicate: Expr,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl FilterOp {
+    /// A filter reporting into `metrics`.
+    pub fn new(predicate: Expr, metrics: Arc<NodeMetrics>) -> Self {
+        FilterOp { predicate, metrics }
+    }
+}
+
+impl BatchOperator for FilterOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let started = Instant::now();
+        let rows = batch.num_rows();
+        let mut ctx = EvalContext::new(rows);
+        let keep = match self.predicate.eval(&batch, &mut ctx) {
+            Ok(v) => {
+                let arr = v.into_array(rows);
+                match arr.data_type() {
+                    DataType::Boolean => quiver_compiler::eval::true_mask(arr.as_boolean()),
+                    DataType::Null => BooleanArray::from(vec![false; rows]),
+                    other => {
+                        ctx.errors.flag_all(format!(
+                            "invalid condition that returns non-bool value {}",
+                            quiver_compiler::types::type_name(other)
+                        ));
+                        BooleanArray::from(vec![false; rows])
+                    }
+                }
+            }
+            Err(e) => {
+                ctx.errors.flag_all(e);
+                BooleanArray::from(vec![false; rows])
+            }
+        };
+        let keep = match ctx.errors.ok_mask() {
+            Some(ok) => arrow::compute::and(&keep, &ok).unwrap_or(keep),
+            None => keep,
+        };
+        self.metrics.exceptions(
+            ctx.errors.count(),
+            &format!(
+                "run Where error: {}",
+                ctx.errors.first().unwrap_or_default()
+            ),
+        );
+        let out = filter_record_batch(&batch, &keep).ok();
+        let kept = out.as_ref().map_or(0, RecordBatch::num_rows);
+        self.metrics.batch(rows, kept, started);
+        out.filter(|b| b.num_rows() > 0)
+    }
+}
+
+/// Computes the SELECT list.
+pub struct ProjectOp {
+    items: Vec<ProjectItem>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl ProjectOp {
+    /// A projection reporting into `metrics`.
+    pub fn new(items: Vec<ProjectItem>, metrics: Arc<NodeMetrics>) -> Self {
+        ProjectOp { items, metrics }
+    }
+
+    fn project(&self, batch: &RecordBatch, ctx: &mut EvalContext) -> Result<RecordBatch, String> {
+        let rows = batch.num_rows();
+        let mut fields: Vec<Field> = Vec::new();
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        let schema = batch.schema();
+        for item in &self.items {
+            match item {
+                ProjectItem::Wildcard { except } => {
+                    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+                        if is_meta_column(f.name())
+                            || except.iter().any(|e| e.eq_ignore_ascii_case(f.name()))
+                        {
+                            continue;
+                        }
+                        fields.push(f.as_ref().clone().with_nullable(true));
+                        cols.push(c.clone());
+                    }
+                }
+                ProjectItem::Expr { expr, name } => {
+                    let arr = expr.eval(batch, ctx)?.into_array(rows);
+                    fields.push(Field::new(name, arr.data_type().clone(), true));
+                    cols.push(arr);
+                }
+            }
+        }
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl BatchOperator for ProjectOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let started = Instant::now();
+        let rows = batch.num_rows();
+        let mut ctx = EvalContext::new(rows);
+        let out = match self.project(&batch, &mut ctx) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                ctx.errors.flag_all(e);
+                None
+            }
+        };
+        self.metrics.exceptions(
+            ctx.errors.count(),
+            &format!(
+                "run Select error: {}",
+                ctx.errors.first().unwrap_or_default()
+            ),
+        );
+        let out = match (out, ctx.errors.ok_mask()) {
+            (Some(b), Some(ok)) => filter_record_batch(&b, &ok).ok(),
+            (out, _) => out,
+        };
+        let n = out.as_ref().map_or(0, RecordBatch::num_rows);
+        self.metrics.batch(rows, n, started);
+        out.filter(|b| b.num_rows() > 0)
+    }
+}
+
+/// Runs several operators in sequence (a fused stateless chain: one timely operator).
+#[derive(Default)]
+pub struct Chain {
+    ops: Vec<Box<dyn BatchOperator>>,
+}
+
+impl Chain {
+    /// Appends an operator.
+    pub fn push(&mut self, op: Box<dyn BatchOperator>) {
+        self.ops.push(op);
+    }
+
+    /// True when the chain does nothing.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+impl BatchOperator for Chain {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let mut cur = batch;
+        for op in &mut self.ops {
+            cur = op.process_batch(cur)?;
+        }
+        Some(cur)
+    }
+}

@@ -1,0 +1,116 @@
+//! The timely runtime: N worker threads started once, taking rule commands while they run.
+//!
+//! Every command goes to every worker, in one order (a lock serialises senders), because timely
+//! matches dataflows and channels across workers by creation order. Workers park when idle and
+//! are unparked after each command, so a command takes effect at once.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::Thread;
+use std::time::Duration;
+
+use crate::render::{self, RuleDataflow};
+
+/// A command for the workers.
+pub enum Command {
+    /// Build this rule run's dataflow.
+    Build(Arc<RuleDataflow>),
+    /// Drop the dataflow of this rule run.
+    Drop(String),
+    /// Leave the worker loop.
+    Shutdown,
+}
+
+/// The running workers.
+pub struct Workers {
+    senders: Mutex<Vec<Sender<Command>>>,
+    threads: Arc<Mutex<Vec<Option<Thread>>>>,
+    guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
+    count: usize,
+}
+
+impl Workers {
+    /// Starts `n` worker threads.
+    pub fn start(n: usize) -> Result<Workers, String> {
+        let n = n.max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| channel::<Command>()).unzip();
+        let receivers: Arc<Mutex<Vec<Option<Receiver<Command>>>>> =
+            Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
+        let threads: Arc<Mutex<Vec<Option<Thread>>>> = Arc::new(Mutex::new(vec![None; n]));
+        let worker_threads = threads.clone();
+        let guards = timely::execute(timely::Config::process(n), move |worker| {
+            let index = worker.index();
+            let rx = receivers.lock().expect("receivers lock")[index]
+                .take()
+                .expect("each worker takes its own command queue once");
+            worker_threads.lock().expect("threads lock")[index] = Some(std::thread::current());
+            let mut dataflows: HashMap<String, usize> = HashMap::new();
+            loop {
+                while let Ok(cmd) = rx.try_recv() {
+                    match cmd {
+                        Command::Build(rule) => {
+                            let id = worker.next_dataflow_index();
+                            worker.dataflow::<u64, _, _>(|scope| render::build(scope, &rule));
+                            dataflows.insert(rule.key.clone(), id);
+                        }
+                        Command::Drop(key) => {
+                            if let Some(id) = dataflows.remove(&key)
+                                && worker.installed_dataflows().contains(&id)
+                            {
+                                worker.drop_dataflow(id);
+                            }
+                        }
+                        Command::Shutdown => return,
+                    }
+                }
+                worker.step_or_park(Some(Duration::from_millis(100)));
+            }
+        })?;
+        // Wait until every worker registered its thread, so unpark reaches all of them.
+        while threads
+            .lock()
+            .expect("threads lock")
+            .iter()
+            .any(Option::is_none)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(Workers {
+            senders: Mutex::new(senders),
+            threads,
+            guards: Mutex::new(Some(guards)),
+            count: n,
+        })
+    }
+
+    /// Number of workers.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Sends a command to every worker, in the same order for all, and wakes them.
+    pub fn broadcast(&self, make: impl Fn() -> Command) {
+        let senders = self.senders.lock().expect("senders lock");
+        for tx in senders.iter() {
+            // A worker that has shut down ignores commands.
+            let _ = tx.send(make());
+        }
+        self.unpark_all();
+    }
+
+    /// Wakes every worker.
+    pub fn unpark_all(&self) {
+        for t in self.threads.lock().expect("threads lock").iter().flatten() {
+            t.unpark();
+        }
+    }
+
+    /// Stops the workers and waits for them.
+    pub fn shutdown(&self) {
+        self.broadcast(|| Command::Shutdown);
+        if let Some(guards) = self.guards.lock().expect("guards lock").take() {
+            drop(guards.join());
+        }
+    }
+}
