@@ -114,3 +114,10 @@ impl Workers {
         }
     }
 }
+
+impl Drop for Workers {
+    /// Dropping the runtime stops the workers instead of waiting forever for them to exit.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

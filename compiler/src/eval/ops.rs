@@ -214,7 +214,7 @@ pub fn arithmetic(
     let l = to_type(&l, &ty)?;
     let mut r = to_type(&r, &ty)?;
     if matches!(op, BinaryOp::Div | BinaryOp::Mod) {
-        r = guard_zero_divisor(r, ctx)?;
+        r = guard_zero_divisor(&l, r, ctx)?;
     }
     let out = match op {
         BinaryOp::Add => numeric::add_wrapping(&l, &r),
@@ -228,8 +228,13 @@ pub fn arithmetic(
     Ok(wrap(out, &l, &r))
 }
 
-/// Flags rows whose divisor is zero and replaces those divisors with null.
-fn guard_zero_divisor(r: Columnar, ctx: &mut EvalContext) -> Result<Columnar, String> {
+/// Flags rows whose divisor is zero (where the dividend is present: a missing dividend gives
+/// null, as in eKuiper) and replaces those divisors with null.
+fn guard_zero_divisor(
+    l: &Columnar,
+    r: Columnar,
+    ctx: &mut EvalContext,
+) -> Result<Columnar, String> {
     let zero: ArrayRef = match r.data_type() {
         DataType::Int64 => Arc::new(arrow::array::Int64Array::from(vec![0])),
         _ => Arc::new(arrow::array::Float64Array::from(vec![0.0])),
@@ -239,21 +244,35 @@ fn guard_zero_divisor(r: Columnar, ctx: &mut EvalContext) -> Result<Columnar, St
         return Ok(r);
     }
     let rows = ctx.rows;
-    match &r {
-        Columnar::Scalar(_) => ctx.errors.flag_all("divided by zero".to_string()),
-        Columnar::Array(_) => ctx
-            .errors
-            .flag_mask(&is_zero, || "divided by zero".to_string()),
-    }
     let arr = r.into_array(rows);
     let mask = if is_zero.len() == arr.len() {
         is_zero
     } else {
         BooleanArray::from(vec![true; arr.len()])
     };
+    let left = l.clone().into_array(rows);
+    let failing: BooleanArray = (0..rows)
+        .map(|i| Some(mask.is_valid(i) && mask.value(i) && present(left.as_ref(), i)))
+        .collect();
+    ctx.errors
+        .flag_mask(&failing, || "divided by zero".to_string());
     Ok(Columnar::Array(
         nullif(arr.as_ref(), &mask).map_err(|e| e.to_string())?,
     ))
+}
+
+/// Arrow compares floats by IEEE total order, where -0.0 < 0.0; SQL (and Go) treat them as
+/// equal, so comparisons see -0.0 as 0.0.
+fn positive_zero(c: Columnar) -> Result<Columnar, String> {
+    if c.data_type() != &DataType::Float64 {
+        return Ok(c);
+    }
+    c.map(|a| {
+        let f: arrow::array::Float64Array = a
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .unary(|v| v + 0.0);
+        Ok(Arc::new(f) as ArrayRef)
+    })
 }
 
 /// The common type two operands are compared in, if they are comparable.
@@ -326,8 +345,8 @@ pub fn compare_nullable(
         type_error(op, &l, &r, ctx);
         return Ok(null_result(&DataType::Boolean, &l, &r, ctx.rows));
     };
-    let l = to_type(&l, &ty)?;
-    let r = to_type(&r, &ty)?;
+    let l = positive_zero(to_type(&l, &ty)?)?;
+    let r = positive_zero(to_type(&r, &ty)?)?;
     let out = match op {
         BinaryOp::Eq => cmp::eq(&l, &r),
         BinaryOp::NotEq => cmp::neq(&l, &r),
