@@ -275,6 +275,15 @@ fn positive_zero(c: Columnar) -> Result<Columnar, String> {
     })
 }
 
+fn is_nonzero_scalar(c: &Columnar) -> bool {
+    match c {
+        Columnar::Scalar(a) if a.data_type() == &DataType::Float64 && a.is_valid(0) => {
+            a.as_primitive::<arrow::datatypes::Float64Type>().value(0) != 0.0
+        }
+        _ => false,
+    }
+}
+
 /// The common type two operands are compared in, if they are comparable.
 fn comparison_type(lt: &DataType, rt: &DataType) -> Option<DataType> {
     match (num_class(lt), num_class(rt)) {
@@ -345,8 +354,14 @@ pub fn compare_nullable(
         type_error(op, &l, &r, ctx);
         return Ok(null_result(&DataType::Boolean, &l, &r, ctx.rows));
     };
-    let l = positive_zero(to_type(&l, &ty)?)?;
-    let r = positive_zero(to_type(&r, &ty)?)?;
+    let l = to_type(&l, &ty)?;
+    let r = to_type(&r, &ty)?;
+    // Against a non-zero constant, total order and SQL order agree: skip the extra pass.
+    let (l, r) = if ty == DataType::Float64 && !(is_nonzero_scalar(&l) || is_nonzero_scalar(&r)) {
+        (positive_zero(l)?, positive_zero(r)?)
+    } else {
+        (l, r)
+    };
     let out = match op {
         BinaryOp::Eq => cmp::eq(&l, &r),
         BinaryOp::NotEq => cmp::neq(&l, &r),

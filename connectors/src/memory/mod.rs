@@ -66,21 +66,33 @@ impl MemoryBus {
     /// Publishes to every matching subscription, waiting while a subscriber's queue is full.
     /// Returns the number of subscribers reached.
     pub async fn publish(&self, topic: &str, payload: MemoryPayload) -> usize {
-        let targets: Vec<mpsc::Sender<MemoryMessage>> = {
-            let mut subs = self.subs.lock().expect("memory bus lock");
-            subs.retain(|s| !s.tx.is_closed());
-            subs.iter()
-                .filter(|s| topic_matches(&s.filter, topic))
-                .map(|s| s.tx.clone())
-                .collect()
-        };
         let topic: Arc<str> = topic.into();
         let mut reached = 0;
-        for tx in targets {
-            let msg = MemoryMessage {
-                topic: topic.clone(),
-                payload: payload.clone(),
-            };
+        // Fast path under the lock: queues with room take the message at once; only full
+        // queues are waited on, after the lock is released.
+        let mut full: Vec<(mpsc::Sender<MemoryMessage>, MemoryMessage)> = Vec::new();
+        {
+            let mut subs = self.subs.lock().expect("memory bus lock");
+            let mut closed = false;
+            for s in subs.iter() {
+                if !topic_matches(&s.filter, &topic) {
+                    continue;
+                }
+                let msg = MemoryMessage {
+                    topic: topic.clone(),
+                    payload: payload.clone(),
+                };
+                match s.tx.try_send(msg) {
+                    Ok(()) => reached += 1,
+                    Err(mpsc::error::TrySendError::Full(msg)) => full.push((s.tx.clone(), msg)),
+                    Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
+                }
+            }
+            if closed {
+                subs.retain(|s| !s.tx.is_closed());
+            }
+        }
+        for (tx, msg) in full {
             if tx.send(msg).await.is_ok() {
                 reached += 1;
             }
