@@ -32,7 +32,7 @@ use crate::container::ArrowBatch;
 use crate::metrics::NodeMetrics;
 use crate::operator::{BatchOperator, Chain, FilterOp, ProjectOp};
 
-/// Result batches a worker may have queued for sinks before its source stops reading.
+/// Result batches (per sink) a worker may hold undelivered before its source stops reading.
 const MAX_PENDING_BATCHES: usize = 8;
 /// How long a blocked operator waits before trying again.
 const RETRY: Duration = Duration::from_millis(1);
@@ -63,6 +63,8 @@ pub struct RuleDataflow {
 
 /// Builds the rule's dataflow in `scope` (called on every worker, in the same order).
 pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
+    // Deliveries (batch x sink) emitted by the source and not yet handed to a sink queue: in
+    // timely's channel or in the sink operator's stash. Bounding it bounds the worker's memory.
     let pending = Rc::new(Cell::new(0usize));
     let stream = render(scope, &rule.plan, rule, pending.clone());
     render_sink(stream, rule, pending);
@@ -120,6 +122,7 @@ fn render_source<'s>(
     let source_metrics = rule.source_metrics.clone();
     let decoder_metrics = rule.decoder_metrics.clone();
     let activators = rule.activators.clone();
+    let sinks = rule.sinks.len().max(1);
     source::<_, CapacityContainerBuilder<ArrowBatch>, _, _>(scope, "Source", move |cap, info| {
         let sync = scope.worker().sync_activator_for(info.address.to_vec());
         activators.lock().expect("activator lock")[worker] = Some(sync);
@@ -132,7 +135,7 @@ fn render_source<'s>(
                 return;
             };
             for _ in 0..EVENTS_PER_ACTIVATION {
-                if pending.get() >= MAX_PENDING_BATCHES {
+                if pending.get() >= MAX_PENDING_BATCHES * sinks {
                     // Sinks are behind: leave events queued so the source task waits.
                     retry.activate_after(RETRY);
                     return;
@@ -193,7 +196,7 @@ fn render_source<'s>(
                 let c = cap.as_mut().expect("a capability while input is open");
                 let now = now_ms().max(*c.time());
                 c.downgrade(&now);
-                pending.set(pending.get() + 1);
+                pending.set(pending.get() + sinks);
                 output
                     .session(&*c)
                     .give_container(&mut ArrowBatch(Some(out)));
@@ -223,7 +226,6 @@ fn render_sink(stream: Stream<'_, u64, ArrowBatch>, rule: &RuleDataflow, pending
             move |(input, frontier), _output| {
                 input.for_each(|_time, data| {
                     if let Some(batch) = data.0.take() {
-                        pending.set(pending.get().saturating_sub(1));
                         for i in 0..senders.len() {
                             stash.push_back((i, batch.clone()));
                         }
@@ -239,6 +241,7 @@ fn render_sink(stream: Stream<'_, u64, ArrowBatch>, rule: &RuleDataflow, pending
                         // The sink task has stopped: nothing will read this batch.
                         Err(mpsc::error::TrySendError::Closed(_)) => {}
                     }
+                    pending.set(pending.get().saturating_sub(1));
                 }
                 if !stash.is_empty() {
                     retry.activate_after(RETRY);

@@ -61,7 +61,14 @@ impl Workers {
                                 worker.drop_dataflow(id);
                             }
                         }
-                        Command::Shutdown => return,
+                        Command::Shutdown => {
+                            // timely waits for installed dataflows to complete after this
+                            // closure returns; running rules never complete, so drop them.
+                            for id in worker.installed_dataflows() {
+                                worker.drop_dataflow(id);
+                            }
+                            return;
+                        }
                     }
                 }
                 worker.step_or_park(Some(Duration::from_millis(100)));

@@ -52,7 +52,16 @@ impl MemoryBus {
     /// Subscribes to a topic filter (wildcards allowed); the receiver ends when the topic is
     /// closed with [`MemoryBus::close`].
     pub fn subscribe(&self, filter: &str) -> mpsc::Receiver<MemoryMessage> {
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
+        self.subscribe_with_capacity(filter, SUBSCRIPTION_QUEUE)
+    }
+
+    /// Subscribes with a queue of `capacity` messages (at least 1).
+    pub fn subscribe_with_capacity(
+        &self,
+        filter: &str,
+        capacity: usize,
+    ) -> mpsc::Receiver<MemoryMessage> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         self.subs
             .lock()
             .expect("memory bus lock")

@@ -1,0 +1,280 @@
+//! Rule lifecycle, rule chaining over memory topics, metrics names and back-pressure, through
+//! the engine's public API with the real memory connector.
+
+use std::time::Duration;
+
+use quiver_connectors::Connectors;
+use quiver_connectors::codec::encode::batch_to_rows;
+use quiver_connectors::memory::{MemoryMessage, MemoryPayload};
+use quiver_dataflow::{Action, Engine, EngineConfig, EngineError, RuleSpec};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::Receiver;
+
+fn rule(id: &str, sql: &str, out_topic: &str) -> RuleSpec {
+    RuleSpec {
+        id: id.into(),
+        name: id.into(),
+        sql: sql.into(),
+        actions: vec![Action {
+            sink_type: "memory".into(),
+            props: json!({ "topic": out_topic }),
+        }],
+        options: Default::default(),
+    }
+}
+
+fn setup(workers: usize) -> (tokio::runtime::Runtime, Engine) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = Engine::start(
+        EngineConfig { workers },
+        rt.handle().clone(),
+        Connectors::new(),
+    )
+    .unwrap();
+    engine
+        .create_stream(
+            r#"CREATE STREAM demo (device STRING, temperature FLOAT) WITH (DATASOURCE="demo", TYPE="memory")"#,
+        )
+        .unwrap();
+    (rt, engine)
+}
+
+/// Receives rows until `n` have arrived or `timeout` passes.
+async fn recv_rows(rx: &mut Receiver<MemoryMessage>, n: usize, timeout: Duration) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while rows.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(MemoryMessage {
+                payload: MemoryPayload::Batch(b),
+                ..
+            })) => rows.extend(batch_to_rows(&b, false).into_iter().map(Value::Object)),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    rows
+}
+
+fn metric(engine: &Engine, id: &str, key: &str) -> Value {
+    engine
+        .rule_status(id)
+        .unwrap()
+        .metrics
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("no metric {key}"))
+        .1
+}
+
+#[test]
+fn stop_start_restart_delete_while_running() {
+    let (rt, engine) = setup(2);
+    let bus = engine.connectors().memory().clone();
+    rt.block_on(async {
+        let mut out = bus.subscribe("out");
+        engine
+            .create_rule(rule(
+                "r1",
+                "SELECT device FROM demo WHERE temperature > 20",
+                "out",
+            ))
+            .unwrap();
+        assert_eq!(engine.rule_status("r1").unwrap().status, "running");
+        bus.publish_json("demo", br#"{"device":"a","temperature":25}"#.to_vec())
+            .await;
+        assert_eq!(
+            recv_rows(&mut out, 1, Duration::from_secs(10)).await,
+            vec![json!({"device": "a"})]
+        );
+
+        engine.stop_rule("r1").unwrap();
+        let st = engine.rule_status("r1").unwrap();
+        assert_eq!(
+            (st.status.as_str(), st.message.as_str()),
+            ("stopped", "canceled manually")
+        );
+        // A stopped rule has no subscription: the message reaches nobody.
+        assert_eq!(
+            bus.publish_json("demo", br#"{"device":"b","temperature":25}"#.to_vec())
+                .await,
+            0
+        );
+
+        engine.start_rule("r1").unwrap();
+        bus.publish_json("demo", br#"{"device":"c","temperature":25}"#.to_vec())
+            .await;
+        assert_eq!(
+            recv_rows(&mut out, 1, Duration::from_secs(10)).await,
+            vec![json!({"device": "c"})]
+        );
+
+        engine.restart_rule("r1").unwrap();
+        bus.publish_json("demo", br#"{"device":"d","temperature":25}"#.to_vec())
+            .await;
+        assert_eq!(
+            recv_rows(&mut out, 1, Duration::from_secs(10)).await,
+            vec![json!({"device": "d"})]
+        );
+
+        // Deleting the stream is refused while the rule uses it, and names the rule.
+        match engine.drop_stream("demo") {
+            Err(EngineError::InUse(m)) => assert!(m.contains("r1"), "{m}"),
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        engine.delete_rule("r1").unwrap();
+        assert!(matches!(
+            engine.rule_status("r1"),
+            Err(EngineError::NotFound(_))
+        ));
+        engine.drop_stream("demo").unwrap();
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn duplicate_rule_and_bad_sql_are_rejected_without_side_effects() {
+    let (_rt, engine) = setup(1);
+    engine
+        .create_rule(rule("r", "SELECT * FROM demo", "o"))
+        .unwrap();
+    assert!(matches!(
+        engine.create_rule(rule("r", "SELECT * FROM demo", "o")),
+        Err(EngineError::Duplicate(_))
+    ));
+    let err = engine
+        .create_rule(rule("bad", "SELECT temprature FROM demo", "o"))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown field \"temprature\" in stream \"demo\" at 1:8; did you mean \"temperature\"?"
+    );
+    assert_eq!(engine.rule_ids(), vec!["r".to_string()]);
+    engine.shutdown();
+}
+
+#[test]
+fn a_memory_sink_feeds_another_rule_and_metrics_use_ekuiper_names() {
+    let (rt, engine) = setup(2);
+    engine
+        .create_stream(r#"CREATE STREAM hot () WITH (DATASOURCE="hot/readings", TYPE="memory")"#)
+        .unwrap();
+    let bus = engine.connectors().memory().clone();
+    rt.block_on(async {
+        let mut out = bus.subscribe("alerts");
+        engine
+            .create_rule(rule(
+                "first",
+                "SELECT device, temperature FROM demo WHERE temperature > 20",
+                "hot/readings",
+            ))
+            .unwrap();
+        engine
+            .create_rule(rule(
+                "second",
+                "SELECT upper(device) AS d, temperature * 2 AS t2 FROM hot WHERE temperature > 30",
+                "alerts",
+            ))
+            .unwrap();
+        for (d, t) in [("a", 10), ("b", 25), ("c", 35), ("d", 40)] {
+            let msg = format!(r#"{{"device":"{d}","temperature":{t}}}"#);
+            bus.publish_json("demo", msg.into_bytes()).await;
+        }
+        bus.publish_json("demo", b"{not json".to_vec()).await;
+        let mut rows = recv_rows(&mut out, 2, Duration::from_secs(10)).await;
+        rows.sort_by_key(|r| r["d"].as_str().unwrap().to_string());
+        assert_eq!(
+            rows,
+            vec![json!({"d": "C", "t2": 70}), json!({"d": "D", "t2": 80})]
+        );
+        // Give the malformed message time to be counted, then check the eKuiper metric keys.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    assert_eq!(
+        metric(&engine, "first", "source_demo_0_records_in_total"),
+        json!(5)
+    );
+    assert_eq!(
+        metric(&engine, "first", "source_demo_0_exceptions_total"),
+        json!(1)
+    );
+    assert_eq!(
+        metric(&engine, "first", "op_2_filter_0_records_in_total"),
+        json!(4)
+    );
+    assert_eq!(
+        metric(&engine, "first", "op_2_filter_0_records_out_total"),
+        json!(3)
+    );
+    assert_eq!(
+        metric(&engine, "first", "op_3_project_0_records_out_total"),
+        json!(3)
+    );
+    assert_eq!(
+        metric(&engine, "first", "sink_memory_0_0_records_in_total"),
+        json!(3)
+    );
+    assert_eq!(
+        metric(&engine, "second", "op_2_filter_0_records_out_total"),
+        json!(2)
+    );
+    assert_eq!(engine.rule_status("first").unwrap().status, "running");
+    let last = metric(&engine, "first", "source_demo_0_last_exception");
+    assert!(last.as_str().unwrap().contains("JSON") || !last.as_str().unwrap().is_empty());
+    engine.shutdown();
+}
+
+#[test]
+fn a_slow_sink_slows_the_source_and_nothing_is_lost() {
+    let (rt, engine) = setup(2);
+    let bus = engine.connectors().memory().clone();
+    const N: usize = 200_000;
+    rt.block_on(async {
+        // The output subscriber reads nothing at first: its queue, the sink queue, the workers'
+        // stashes and the source queues fill up (together far fewer rows than N), and then the
+        // publisher must wait.
+        let mut out = bus.subscribe_with_capacity("slow", 1);
+        engine
+            .create_rule(rule("r", "SELECT device FROM demo", "slow"))
+            .unwrap();
+        let publisher = {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                for i in 0..N {
+                    let msg = format!(r#"{{"device":"d{i}","temperature":1}}"#);
+                    bus.publish_json("demo", msg.into_bytes()).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            !publisher.is_finished(),
+            "the publisher should be held back by the full queues"
+        );
+        let rows = recv_rows(&mut out, N, Duration::from_secs(15)).await;
+        if rows.len() < N {
+            let st = engine.rule_status("r").unwrap();
+            panic!(
+                "only {} of {N} rows arrived; status: {:?}",
+                rows.len(),
+                st.metrics
+                    .iter()
+                    .filter(|(k, _)| k.ends_with("records_in_total")
+                        || k.ends_with("records_out_total")
+                        || k.ends_with("buffer_length"))
+                    .collect::<Vec<_>>()
+            );
+        }
+        publisher.await.unwrap();
+        assert_eq!(rows.len(), N, "every row arrives once the sink reads again");
+        let mut seen: Vec<&str> = rows.iter().map(|r| r["device"].as_str().unwrap()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), N, "no row is duplicated");
+    });
+    engine.shutdown();
+}
