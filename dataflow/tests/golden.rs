@@ -10,14 +10,15 @@
 //! `QUIVER_GOLDEN_REGENERATE=1 cargo nextest run -p quiver-dataflow --test golden` rewrites the
 //! output and exceptions sections from what the engine produced (review the diff!).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quiver_connectors::Connectors;
 use quiver_connectors::codec::encode::batch_to_rows;
 use quiver_connectors::memory::MemoryPayload;
-use quiver_dataflow::{Action, Engine, EngineConfig, RuleSpec};
+use quiver_dataflow::{Action, Engine, RuleSpec};
 use serde_json::Value;
 
 #[derive(Debug, Default, Clone)]
@@ -113,17 +114,8 @@ struct Outcome {
 }
 
 fn run_case(case: &Case, workers: usize) -> Result<Outcome, String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let engine = Engine::start(
-        EngineConfig { workers },
-        rt.handle().clone(),
-        Connectors::new(),
-    )
-    .map_err(|e| e.to_string())?;
+    let rt = common::runtime();
+    let engine = common::engine(&rt, workers);
     let result = rt.block_on(run_on(&engine, case));
     engine.shutdown();
     result

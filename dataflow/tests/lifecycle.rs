@@ -1,12 +1,13 @@
 //! Rule lifecycle, rule chaining over memory topics, metrics names and back-pressure, through
 //! the engine's public API with the real memory connector.
 
+mod common;
+
 use std::time::Duration;
 
-use quiver_connectors::Connectors;
 use quiver_connectors::codec::encode::batch_to_rows;
 use quiver_connectors::memory::{MemoryMessage, MemoryPayload};
-use quiver_dataflow::{Action, Engine, EngineConfig, EngineError, RuleSpec};
+use quiver_dataflow::{Action, Engine, EngineError, RuleSpec};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Receiver;
 
@@ -24,17 +25,8 @@ fn rule(id: &str, sql: &str, out_topic: &str) -> RuleSpec {
 }
 
 fn setup(workers: usize) -> (tokio::runtime::Runtime, Engine) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let engine = Engine::start(
-        EngineConfig { workers },
-        rt.handle().clone(),
-        Connectors::new(),
-    )
-    .unwrap();
+    let rt = common::runtime();
+    let engine = common::engine(&rt, workers);
     engine
         .create_stream(
             r#"CREATE STREAM demo (device STRING, temperature FLOAT) WITH (DATASOURCE="demo", TYPE="memory")"#,

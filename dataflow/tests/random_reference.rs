@@ -2,12 +2,13 @@
 //! engine on 1 and 2 workers, compared with a small row-at-a-time reference evaluator written
 //! from eKuiper's semantics (nulls, BIGINT/FLOAT mixing, integer division, division by zero).
 
+mod common;
+
 use std::time::Duration;
 
-use quiver_connectors::Connectors;
 use quiver_connectors::codec::encode::batch_to_rows;
 use quiver_connectors::memory::MemoryPayload;
-use quiver_dataflow::{Action, Engine, EngineConfig, RuleSpec};
+use quiver_dataflow::{Action, Engine, RuleSpec};
 use serde_json::{Map, Value, json};
 
 /// SplitMix64: small, seeded, reproducible.
@@ -287,18 +288,9 @@ async fn run_engine(
 
 #[test]
 fn filter_and_project_match_the_reference() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     for workers in [1, 2] {
-        let engine = Engine::start(
-            EngineConfig { workers },
-            rt.handle().clone(),
-            Connectors::new(),
-        )
-        .unwrap();
+        let engine = common::engine(&rt, workers);
         engine
             .create_stream(
                 r#"CREATE STREAM rnd (a BIGINT, b BIGINT, x FLOAT) WITH (DATASOURCE="rand/in", TYPE="memory")"#,
