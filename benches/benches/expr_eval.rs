@@ -32,7 +32,7 @@ fn batch(def: &StreamDef) -> RecordBatch {
         .collect();
     let out = JsonDecoder::new(def.arrow_schema(), false).decode(&msgs);
     assert!(out.errors.is_empty(), "{:?}", out.errors.first());
-    out.batch.expect("rows")
+    out.batches.into_iter().next().expect("rows")
 }
 
 /// The filter predicate and the projected expressions (by output name) of the plan.

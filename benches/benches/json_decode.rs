@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
     for d in [&typed, &schemaless] {
         let out = d.decode(&msgs);
         assert!(out.errors.is_empty(), "{:?}", out.errors.first());
-        assert_eq!(out.batch.map(|b| b.num_rows()), Some(MESSAGES));
+        assert_eq!(out.rows(), MESSAGES);
     }
 
     let mut group = c.benchmark_group("json_decode");

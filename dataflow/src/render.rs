@@ -150,11 +150,10 @@ fn render_source<'s>(
                     }
                 };
                 let started = Instant::now();
-                let batch = match event {
+                let batches = match event {
                     SourceEvent::Raw(messages) => {
                         source_metrics.batch(messages.len(), messages.len(), started);
                         let decoded = decoder.decode(&messages);
-                        let rows = decoded.batch.as_ref().map_or(0, RecordBatch::num_rows);
                         if let Some(first) = decoded.errors.first() {
                             tracing::warn!(
                                 rule = %rule_key(&info),
@@ -164,47 +163,51 @@ fn render_source<'s>(
                             decoder_metrics.exceptions(decoded.errors.len(), first);
                         }
                         if !Arc::ptr_eq(&decoder_metrics, &source_metrics) {
-                            decoder_metrics.batch(messages.len(), rows, started);
+                            decoder_metrics.batch(messages.len(), decoded.rows(), started);
                         }
-                        decoded.batch
+                        decoded.batches
                     }
                     SourceEvent::Batch(b) => {
                         source_metrics.batch(b.num_rows(), b.num_rows(), started);
-                        Some(b)
+                        vec![b]
                     }
                 };
-                let Some(batch) = batch else { continue };
-                let rows = batch.num_rows();
-                // A bug in an operator must fail rows, not the worker (and every rule on it).
-                let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    chain.process_batch(batch)
-                }));
-                let out = match processed {
-                    Ok(out) => out,
-                    Err(panic) => {
-                        let reason = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        tracing::error!("operator panicked, {rows} rows dropped: {reason}");
-                        source_metrics.exceptions(rows, &format!("internal error: {reason}"));
-                        None
-                    }
-                };
-                let Some(out) = out else { continue };
-                let c = cap.as_mut().expect("a capability while input is open");
-                let now = now_ms().max(*c.time());
-                c.downgrade(&now);
-                pending.set(pending.get() + sinks);
-                output
-                    .session(&*c)
-                    .give_container(&mut ArrowBatch(Some(out)));
+                for batch in batches {
+                    let Some(out) = run_chain(&mut chain, batch, &source_metrics) else {
+                        continue;
+                    };
+                    let c = cap.as_mut().expect("a capability while input is open");
+                    let now = now_ms().max(*c.time());
+                    c.downgrade(&now);
+                    pending.set(pending.get() + sinks);
+                    output
+                        .session(&*c)
+                        .give_container(&mut ArrowBatch(Some(out)));
+                }
             }
             // More may be queued: come back after other operators had their turn.
             retry.activate();
         }
     })
+}
+
+/// Runs the fused operators on a batch. A bug in an operator must fail its rows, not the
+/// worker (and every rule on it): a panic is caught and counted as exceptions.
+fn run_chain(chain: &mut Chain, batch: RecordBatch, metrics: &NodeMetrics) -> Option<RecordBatch> {
+    let rows = batch.num_rows();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.process_batch(batch))) {
+        Ok(out) => out,
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            tracing::error!("operator panicked, {rows} rows dropped: {reason}");
+            metrics.exceptions(rows, &format!("internal error: {reason}"));
+            None
+        }
+    }
 }
 
 fn rule_key(info: &timely::dataflow::operators::generic::OperatorInfo) -> String {

@@ -20,10 +20,23 @@ use crate::RawMessage;
 /// The result of decoding a group of messages.
 #[derive(Debug, Default)]
 pub struct Decoded {
-    /// The rows that decoded, if any.
-    pub batch: Option<RecordBatch>,
+    /// The rows that decoded: one batch, or (schemaless data whose fields change type from
+    /// message to message) one batch per group of messages with consistent types.
+    pub batches: Vec<RecordBatch>,
     /// One reason per message that failed.
     pub errors: Vec<String>,
+}
+
+impl Decoded {
+    /// Rows decoded.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    fn extend(&mut self, other: Decoded) {
+        self.batches.extend(other.batches);
+        self.errors.extend(other.errors);
+    }
 }
 
 /// Decodes JSON messages for one stream.
@@ -40,27 +53,54 @@ impl JsonDecoder {
         JsonDecoder { schema, with_topic }
     }
 
-    /// Decodes `messages` into one batch.
+    /// Decodes `messages`.
     pub fn decode(&self, messages: &[RawMessage]) -> Decoded {
         if messages.is_empty() {
             return Decoded::default();
         }
-        let schema = match &self.schema {
-            Some(s) => s.clone(),
-            None => match infer_schema(messages) {
-                Ok(s) => s,
-                Err(_) => return self.decode_one_by_one(messages, None),
-            },
+        if let Some(schema) = &self.schema {
+            return self.decode_group(schema.clone(), messages, false);
+        }
+        // Schemaless: a field may be a number in one message and a string in the next. eKuiper
+        // types every row on its own, so messages are grouped by consistent field types and
+        // each group gets its own inferred schema (one group in the usual case).
+        let Ok(parsed) = parse_all(messages) else {
+            return self.decode_one_by_one(messages, None);
         };
-        match decode_all(&schema, messages, self.schema.is_none()) {
+        let groups = group_by_types(&parsed);
+        let mut out = Decoded::default();
+        for group in groups {
+            let values = group.iter().flat_map(|&i| parsed[i].iter().cloned());
+            let schema = match infer_from_values(values) {
+                Ok(s) => s,
+                Err(_) => {
+                    let msgs: Vec<RawMessage> =
+                        group.iter().map(|&i| messages[i].clone()).collect();
+                    out.extend(self.decode_one_by_one(&msgs, None));
+                    continue;
+                }
+            };
+            if group.len() == messages.len() {
+                out.extend(self.decode_group(schema, messages, true));
+            } else {
+                let msgs: Vec<RawMessage> = group.iter().map(|&i| messages[i].clone()).collect();
+                out.extend(self.decode_group(schema, &msgs, true));
+            }
+        }
+        out
+    }
+
+    fn decode_group(&self, schema: SchemaRef, messages: &[RawMessage], coerce: bool) -> Decoded {
+        match decode_all(&schema, messages, coerce) {
             Ok((batch, counts)) => Decoded {
-                batch: Some(self.with_meta(batch, messages, &counts)),
+                batches: vec![self.with_meta(batch, messages, &counts)],
                 errors: Vec::new(),
             },
             Err(_) => self.decode_one_by_one(messages, self.schema.clone()),
         }
     }
 
+    /// The slow path after a failure: each message on its own, so only bad ones are lost.
     fn decode_one_by_one(&self, messages: &[RawMessage], schema: Option<SchemaRef>) -> Decoded {
         let mut batches = Vec::new();
         let mut errors = Vec::new();
@@ -68,28 +108,28 @@ impl JsonDecoder {
             let one = std::slice::from_ref(m);
             let schema = match &schema {
                 Some(s) => s.clone(),
-                None => match infer_schema(one) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        errors.push(e);
-                        continue;
+                None => {
+                    match parse_all(one).and_then(|p| infer_from_values(p.into_iter().flatten())) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
                     }
-                },
+                }
             };
             match decode_all(&schema, one, self.schema.is_none()) {
                 Ok((b, counts)) => batches.push(self.with_meta(b, one, &counts)),
                 Err(e) => errors.push(e),
             }
         }
-        let batch = match batches.len() {
-            0 => None,
-            1 => batches.pop(),
-            _ if self.schema.is_some() => {
-                arrow::compute::concat_batches(&batches[0].schema(), &batches).ok()
-            }
-            _ => concat_schemaless(batches),
-        };
-        Decoded { batch, errors }
+        if self.schema.is_some()
+            && batches.len() > 1
+            && let Ok(b) = arrow::compute::concat_batches(&batches[0].schema(), &batches)
+        {
+            batches = vec![b];
+        }
+        Decoded { batches, errors }
     }
 
     fn with_meta(
@@ -108,6 +148,56 @@ impl JsonDecoder {
             .collect();
         add_column(batch, &format!("{META_PREFIX}topic"), Arc::new(topics))
     }
+}
+
+/// The JSON kind of a value, for grouping messages by field types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Number,
+    String,
+    Bool,
+    Object,
+    Array,
+}
+
+fn kind(v: &serde_json::Value) -> Option<Kind> {
+    use serde_json::Value as V;
+    match v {
+        V::Null => None,
+        V::Bool(_) => Some(Kind::Bool),
+        V::Number(_) => Some(Kind::Number),
+        V::String(_) => Some(Kind::String),
+        V::Array(_) => Some(Kind::Array),
+        V::Object(_) => Some(Kind::Object),
+    }
+}
+
+/// Groups message indexes so that, within a group, each top-level field has one JSON kind.
+fn group_by_types(parsed: &[Vec<serde_json::Value>]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(std::collections::HashMap<&str, Kind>, Vec<usize>)> = Vec::new();
+    for (i, rows) in parsed.iter().enumerate() {
+        let mut sig: std::collections::HashMap<&str, Kind> = std::collections::HashMap::new();
+        for row in rows {
+            if let serde_json::Value::Object(map) = row {
+                for (k, v) in map {
+                    if let Some(kd) = kind(v) {
+                        sig.entry(k.as_str()).or_insert(kd);
+                    }
+                }
+            }
+        }
+        let fits = |g: &std::collections::HashMap<&str, Kind>| {
+            sig.iter().all(|(k, kd)| g.get(k).is_none_or(|gk| gk == kd))
+        };
+        match groups.iter_mut().find(|(g, _)| fits(g)) {
+            Some((g, members)) => {
+                g.extend(sig);
+                members.push(i);
+            }
+            None => groups.push((sig, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
 }
 
 /// Appends a column to a batch.
@@ -165,24 +255,23 @@ fn decode_all(
     Ok((batch, counts))
 }
 
-/// Infers a schema from the messages, with every number as FLOAT.
-fn infer_schema(messages: &[RawMessage]) -> Result<SchemaRef, String> {
-    let mut values = Vec::with_capacity(messages.len());
-    for m in messages {
-        let v: serde_json::Value =
-            serde_json::from_slice(&m.payload).map_err(|e| format!("invalid JSON: {e}"))?;
-        match v {
-            serde_json::Value::Array(items) => {
-                for item in items {
-                    if !item.is_object() {
-                        return Err("a JSON array payload must hold objects".to_string());
+/// Parses every message into its rows (an array payload gives one row per element).
+fn parse_all(messages: &[RawMessage]) -> Result<Vec<Vec<serde_json::Value>>, String> {
+    messages
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&m.payload).map_err(|e| format!("invalid JSON: {e}"))?;
+            match v {
+                serde_json::Value::Array(items) => {
+                    if items.iter().all(serde_json::Value::is_object) {
+                        Ok(items)
+                    } else {
+                        Err("a JSON array payload must hold objects".to_string())
                     }
-                    values.push(Ok(item));
                 }
-            }
-            serde_json::Value::Object(_) => values.push(Ok(v)),
-            other => {
-                return Err(format!(
+                serde_json::Value::Object(_) => Ok(vec![v]),
+                other => Err(format!(
                     "expected a JSON object, got {}",
                     match other {
                         serde_json::Value::Null => "null",
@@ -190,11 +279,15 @@ fn infer_schema(messages: &[RawMessage]) -> Result<SchemaRef, String> {
                         serde_json::Value::Number(_) => "a number",
                         _ => "a string",
                     }
-                ));
+                )),
             }
-        }
-    }
-    let schema = arrow::json::reader::infer_json_schema_from_iterator(values.into_iter())
+        })
+        .collect()
+}
+
+/// Infers a schema from rows, with every number as FLOAT (eKuiper's schemaless rule).
+fn infer_from_values(values: impl Iterator<Item = serde_json::Value>) -> Result<SchemaRef, String> {
+    let schema = arrow::json::reader::infer_json_schema_from_iterator(values.map(Ok))
         .map_err(|e| e.to_string())?;
     Ok(Arc::new(Schema::new(floats_everywhere(schema.fields()))))
 }
@@ -217,39 +310,6 @@ fn float_type(t: &DataType) -> DataType {
         DataType::Struct(fields) => DataType::Struct(floats_everywhere(fields).into()),
         other => other.clone(),
     }
-}
-
-/// Concatenates schemaless batches whose inferred schemas may differ, by re-inferring over all.
-fn concat_schemaless(batches: Vec<RecordBatch>) -> Option<RecordBatch> {
-    // Rare path (a group with malformed messages): widen to the union of fields.
-    let mut fields: Vec<Field> = Vec::new();
-    for b in &batches {
-        for f in b.schema().fields() {
-            match fields.iter_mut().find(|x| x.name() == f.name()) {
-                None => fields.push(f.as_ref().clone()),
-                Some(existing) if existing.data_type() != f.data_type() => {
-                    *existing = Field::new(f.name(), DataType::Utf8, true);
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    let schema = Arc::new(Schema::new(fields));
-    let mut aligned = Vec::with_capacity(batches.len());
-    for b in batches {
-        let cols = schema
-            .fields()
-            .iter()
-            .map(|f| match b.column_by_name(f.name()) {
-                Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-                Some(c) => arrow::compute::cast(c.as_ref(), f.data_type()),
-                None => Ok(arrow::array::new_null_array(f.data_type(), b.num_rows())),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .ok()?;
-        aligned.push(RecordBatch::try_new(schema.clone(), cols).ok()?);
-    }
-    arrow::compute::concat_batches(&schema, &aligned).ok()
 }
 
 #[cfg(test)]
@@ -279,7 +339,8 @@ mod tests {
             msg(r#"{"device":"d"}"#),
         ]);
         assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
-        let b = out.batch.unwrap();
+        assert_eq!(out.batches.len(), 1);
+        let b = &out.batches[0];
         assert_eq!(b.num_rows(), 2);
         assert_eq!(b.column(0).as_string::<i32>().value(1), "d");
         assert!(b.column(1).is_null(1));
@@ -291,9 +352,23 @@ mod tests {
         let d = JsonDecoder::new(None, false);
         let out = d.decode(&[msg(r#"[{"a":3},{"a":6,"n":{"x":1}}]"#)]);
         assert!(out.errors.is_empty());
-        let b = out.batch.unwrap();
+        let b = &out.batches[0];
         assert_eq!(b.num_rows(), 2);
         let a = b.column_by_name("a").unwrap().as_primitive::<Float64Type>();
         assert_eq!(a.values(), &[3.0, 6.0]);
+    }
+
+    #[test]
+    fn schemaless_fields_that_change_type_keep_their_types() {
+        let d = JsonDecoder::new(None, false);
+        let out = d.decode(&[msg(r#"{"a":25}"#), msg(r#"{"a":"x"}"#), msg(r#"{"a":30}"#)]);
+        assert!(out.errors.is_empty());
+        let types: Vec<DataType> = out
+            .batches
+            .iter()
+            .map(|b| b.column_by_name("a").unwrap().data_type().clone())
+            .collect();
+        assert_eq!(types, vec![DataType::Float64, DataType::Utf8]);
+        assert_eq!(out.rows(), 3);
     }
 }
