@@ -13,8 +13,24 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-# The engine-core tests use only in-process connectors (memory source and sink), so no
-# external service is needed yet. Later suites (MQTT, MariaDB) add their checks here.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# MQTT tests talk to a real Mosquitto on 127.0.0.1:1883 (and start private ones on free ports
+# for outage tests, so the binary must exist).
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  echo "installing mosquitto" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto
+fi
+if ! port_open 1883; then
+  echo "starting mosquitto on 127.0.0.1:1883" >&2
+  mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+  "$mosquitto_bin" -d -c "$PWD/scripts/mosquitto.conf"
+  for _ in $(seq 50); do port_open 1883 && break; sleep 0.1; done
+  port_open 1883 || { echo "mosquitto did not start" >&2; exit 1; }
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod error;
 pub mod log;
 pub mod memory;
+pub mod mqtt;
 pub mod traits;
 
 use serde_json::{Map, Value};
@@ -35,6 +36,7 @@ pub struct SourceSpec {
 #[derive(Debug, Clone, Default)]
 pub struct Connectors {
     memory: memory::MemoryBus,
+    httppush: memory::MemoryBus,
 }
 
 impl Connectors {
@@ -48,14 +50,20 @@ impl Connectors {
         &self.memory
     }
 
+    /// The bus behind `httppush` streams: the server's push listener publishes request bodies
+    /// on it, with the URL path as the topic.
+    pub fn httppush(&self) -> &memory::MemoryBus {
+        &self.httppush
+    }
+
     /// Source types this build knows.
     pub fn source_types(&self) -> &'static [&'static str] {
-        &["memory"]
+        &["httppush", "memory", "mqtt"]
     }
 
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
-        &["log", "memory"]
+        &["log", "memory", "mqtt"]
     }
 
     /// Creates a source for `spec`.
@@ -64,6 +72,13 @@ impl Connectors {
             "memory" => Ok(Box::new(memory::MemorySource::new(
                 self.memory.clone(),
                 memory::MemorySourceConfig::parse(&spec.datasource, &spec.props)?,
+            ))),
+            "httppush" => Ok(Box::new(memory::MemorySource::new(
+                self.httppush.clone(),
+                memory::MemorySourceConfig::parse(&spec.datasource, &spec.props)?,
+            ))),
+            "mqtt" => Ok(Box::new(mqtt::MqttSource::new(
+                mqtt::MqttSourceConfig::parse(&spec.datasource, &spec.props)?,
             ))),
             other => Err(ConnectorError::UnknownType {
                 kind: "source",
@@ -83,6 +98,9 @@ impl Connectors {
                 self.memory.clone(),
                 memory::MemorySinkConfig::parse(props)?,
             ))),
+            "mqtt" => Ok(Box::new(mqtt::MqttSink::new(mqtt::MqttSinkConfig::parse(
+                props,
+            )?))),
             other => Err(ConnectorError::UnknownType {
                 kind: "sink",
                 name: other.to_string(),

@@ -56,6 +56,9 @@ pub struct RuleSpec {
     pub options: serde_json::Map<String, Value>,
 }
 
+/// Connection profiles: source type → `CONF_KEY` → properties (eKuiper's `etc/sources/*.yaml`).
+pub type SourceProfiles = HashMap<String, HashMap<String, serde_json::Map<String, Value>>>;
+
 /// Rule options this engine implements; the others are accepted and reported in the status.
 const IMPLEMENTED_OPTIONS: &[&str] = &["bufferLength"];
 
@@ -107,6 +110,7 @@ struct Inner {
     workers: Workers,
     streams: RwLock<BTreeMap<String, StreamDef>>,
     rules: Mutex<BTreeMap<String, RuleEntry>>,
+    profiles: RwLock<SourceProfiles>,
 }
 
 fn now_ms() -> i64 {
@@ -132,6 +136,7 @@ impl Engine {
                 workers,
                 streams: RwLock::new(BTreeMap::new()),
                 rules: Mutex::new(BTreeMap::new()),
+                profiles: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -249,6 +254,11 @@ impl Engine {
 
     /// Creates a rule and starts it.
     pub fn create_rule(&self, spec: RuleSpec) -> Result<(), EngineError> {
+        self.create_rule_with(spec, true)
+    }
+
+    /// Creates a rule, started or stopped (a stopped rule keeps its definition only).
+    pub fn create_rule_with(&self, spec: RuleSpec, start: bool) -> Result<(), EngineError> {
         if spec.id.is_empty() {
             return Err(EngineError::Invalid("rule id is required".into()));
         }
@@ -284,6 +294,10 @@ impl Engine {
             },
         );
         let entry = rules.get_mut(&id).expect("just inserted");
+        if !start {
+            entry.stop_message = "canceled manually".into();
+            return Ok(());
+        }
         if let Err(e) = self.launch(entry) {
             rules.remove(&id);
             return Err(e);
@@ -343,6 +357,45 @@ impl Engine {
             .keys()
             .cloned()
             .collect()
+    }
+
+    /// The rule as submitted.
+    pub fn rule_spec(&self, id: &str) -> Option<RuleSpec> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules.get(id).map(|e| e.spec.clone())
+    }
+
+    /// True while the rule has a run that has not finished.
+    pub fn rule_running(&self, id: &str) -> bool {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules
+            .get(id)
+            .and_then(|e| e.run.as_ref())
+            .is_some_and(|r| !*r.done.borrow())
+    }
+
+    /// The rule's nodes in topology order, named as in its metrics (`source_demo`,
+    /// `op_2_filter`, ..., `sink_log_0`).
+    pub fn rule_topology(&self, id: &str) -> Result<Vec<String>, EngineError> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules
+            .get(id)
+            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+        let stream = self.stream(&entry.plan.plan.scan().stream);
+        let source_type = stream
+            .as_ref()
+            .map_or("memory", |s| s.options.source_type.as_str());
+        Ok(node_names(
+            &entry.plan.plan.scan().stream,
+            source_type,
+            &entry.plan.plan,
+            &entry.spec.actions,
+        ))
+    }
+
+    /// Sets the connection profiles of source types (`CONF_KEY` picks one; `default` otherwise).
+    pub fn set_source_profiles(&self, profiles: SourceProfiles) {
+        *self.inner.profiles.write().expect("profiles lock") = profiles;
     }
 
     /// The rule's compiled plan as text.
@@ -518,7 +571,15 @@ impl Engine {
         let spec = SourceSpec {
             source_type: stream.options.source_type.clone(),
             datasource: stream.options.datasource.clone(),
-            props: serde_json::Map::new(),
+            props: self
+                .inner
+                .profiles
+                .read()
+                .expect("profiles lock")
+                .get(&stream.options.source_type)
+                .and_then(|p| p.get(stream.options.conf_key.as_deref().unwrap_or("default")))
+                .cloned()
+                .unwrap_or_default(),
         };
         let mut source = self.inner.connectors.source(&spec)?;
         let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
@@ -601,6 +662,28 @@ async fn run_sink(
     if let Err(e) = sink.close().await {
         metrics.exceptions(1, &e.to_string());
     }
+}
+
+/// Node names of a rule in topology order, as its metrics are keyed.
+fn node_names(
+    stream: &str,
+    source_type: &str,
+    plan: &LogicalPlan,
+    actions: &[Action],
+) -> Vec<String> {
+    let mut names = vec![format!("source_{stream}")];
+    let mut next = 2;
+    if source_type != "memory" {
+        names.push("op_2_decoder".to_string());
+        next = 3;
+    }
+    for (i, op) in operator_names(plan).iter().enumerate() {
+        names.push(format!("op_{}_{op}", next + i));
+    }
+    for (i, a) in actions.iter().enumerate() {
+        names.push(format!("sink_{}_{i}", a.sink_type));
+    }
+    names
 }
 
 /// Operator node names of a plan, bottom-up (source side first), as eKuiper names them.

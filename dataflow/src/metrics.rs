@@ -29,6 +29,18 @@ pub mod names {
     pub const LAST_EXCEPTION: &str = "last_exception";
     /// Time of the last failure.
     pub const LAST_EXCEPTION_TIME: &str = "last_exception_time";
+    /// Every metric of a node, in eKuiper's order.
+    pub const ALL: [&str; 9] = [
+        RECORDS_IN,
+        RECORDS_OUT,
+        MESSAGES_PROCESSED,
+        PROCESS_LATENCY_US,
+        BUFFER_LENGTH,
+        LAST_INVOCATION,
+        EXCEPTIONS,
+        LAST_EXCEPTION,
+        LAST_EXCEPTION_TIME,
+    ];
 }
 
 /// Counters of one node of a rule. Updated once per batch, from any worker.

@@ -1,12 +1,76 @@
-//! `quiverd`: the Quiver server.
-//!
-//! This first version starts the engine with embedded defaults (no config file, no external
-//! database) and runs until it is interrupted. The REST API (eKuiper's routes on port 9081),
-//! the persistent catalog and the MQTT/HTTP connectors come with the server issue.
+//! `quiverd`: the Quiver server. Starts with embedded defaults: no config file, no external
+//! database; the catalog is an SQLite file under `--data-dir`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
-use quiver_connectors::Connectors;
-use quiver_dataflow::{Engine, EngineConfig};
+use quiver_server::Settings;
+
+const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir DIR] [--workers N]
+  --bind      REST API address (env QUIVER_BIND, default 127.0.0.1:9081)
+  --push-bind HTTP push source address (env QUIVER_PUSH_BIND, default 127.0.0.1:10081)
+  --data-dir  catalog directory (env QUIVER_DATA_DIR, default ./data)
+  --workers   dataflow worker threads (env QUIVER_WORKERS, default: cores)";
+
+fn settings() -> anyhow::Result<Settings> {
+    let env = |k: &str| std::env::var(k).ok();
+    let mut bind = env("QUIVER_BIND").unwrap_or_else(|| "127.0.0.1:9081".into());
+    let mut data_dir = env("QUIVER_DATA_DIR").unwrap_or_else(|| "./data".into());
+    let mut push_bind = env("QUIVER_PUSH_BIND").unwrap_or_else(|| "127.0.0.1:10081".into());
+    let mut workers = env("QUIVER_WORKERS");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--bind" => bind = value()?,
+            "--data-dir" => data_dir = value()?,
+            "--push-bind" => push_bind = value()?,
+            "--workers" => workers = Some(value()?),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument \"{other}\"\n{USAGE}"),
+        }
+    }
+    let workers = match workers {
+        Some(w) => w.parse().context("--workers needs a number")?,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    Ok(Settings {
+        bind: bind
+            .parse::<SocketAddr>()
+            .with_context(|| format!("--bind: \"{bind}\" is not an address like 127.0.0.1:9081"))?,
+        push_bind: push_bind.parse::<SocketAddr>().with_context(|| {
+            format!("--push-bind: \"{push_bind}\" is not an address like 127.0.0.1:10081")
+        })?,
+        data_dir: PathBuf::from(data_dir),
+        workers,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -15,36 +79,10 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let mut config = EngineConfig::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--workers" => {
-                config.workers = args
-                    .next()
-                    .context("--workers needs a number")?
-                    .parse()
-                    .context("--workers needs a number")?;
-            }
-            "--help" | "-h" => {
-                println!("usage: quiverd [--workers N]");
-                return Ok(());
-            }
-            other => anyhow::bail!("unknown argument \"{other}\"; try --help"),
-        }
-    }
+    let settings = settings()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let engine = Engine::start(config, runtime.handle().clone(), Connectors::new())
-        .context("starting the engine")?;
-    tracing::info!(
-        workers = engine.workers(),
-        "quiverd started (REST API not built yet)"
-    );
-    // Runs until the process is stopped; the REST server will own this loop.
-    loop {
-        std::thread::park();
-    }
+    runtime.block_on(quiver_server::serve(settings, shutdown_signal()))
 }

@@ -1,0 +1,549 @@
+//! Settings of the MQTT source and sink, parsed and validated once from eKuiper-style props.
+//!
+//! Property names are matched case-insensitively, as eKuiper does (`clientid` = `clientId`).
+//! Values may be JSON numbers/booleans or their string forms (`"1"`, `"true"`), since YAML
+//! profiles and REST bodies write them both ways.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rumqttc::QoS;
+use serde_json::{Map, Value};
+
+use crate::ConnectorError;
+
+const CONNECTOR: &str = "mqtt";
+
+/// The broker eKuiper connects to when `server` is not set.
+pub const DEFAULT_SERVER: &str = "tcp://127.0.0.1:1883";
+
+/// eKuiper MQTT properties we accept but do not implement (TLS, MQTT 5, KubeEdge, shared
+/// connections); each one present logs a warning.
+const IGNORED_KEYS: &[&str] = &[
+    "protocolversion",
+    "insecureskipverify",
+    "certificationpath",
+    "privatekeypath",
+    "rootcapath",
+    "certificationraw",
+    "privatekeyraw",
+    "rootcaraw",
+    "tlsminversion",
+    "renegotiationsupport",
+    "kubeedgeversion",
+    "kubeedgemodelfile",
+    "connectionselector",
+    "decompression",
+    "compression",
+];
+
+/// Properties of every eKuiper source that the rule runtime, not the connector, deals with.
+const COMMON_SOURCE_KEYS: &[&str] = &["bufferlength", "interval", "mergefield", "format"];
+
+/// Properties of every eKuiper sink that the rule runtime, not the connector, deals with.
+const COMMON_SINK_KEYS: &[&str] = &[
+    "concurrency",
+    "bufferlength",
+    "runasync",
+    "format",
+    "schemaid",
+    "delimiter",
+    "hasheader",
+    "datatemplate",
+    "fields",
+    "excludefields",
+    "datafield",
+    "tabledatafield",
+    "batchsize",
+    "lingerinterval",
+    "compressionprops",
+    "encryption",
+    "encprops",
+    "resourceid",
+    "enablecache",
+    "memorycachethreshold",
+    "maxdiskcache",
+    "bufferpagesize",
+    "resendinterval",
+    "cleancacheatstop",
+    "resendalterqueue",
+    "resendpriority",
+    "resendindicatorfield",
+    "resenddestination",
+];
+
+/// Where the broker listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl BrokerAddress {
+    /// Parses eKuiper's `server`: `tcp://host:port`, `mqtt://host:port`, `host:port` or `host`
+    /// (port 1883). TLS and WebSocket schemes are rejected: this build speaks plain TCP only.
+    pub fn parse(server: &str) -> Result<Self, ConnectorError> {
+        let server = server.trim();
+        let rest = match server.split_once("://") {
+            None => server,
+            Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+                "tcp" | "mqtt" => rest,
+                "ssl" | "tls" | "mqtts" | "tcps" | "ws" | "wss" => {
+                    return Err(config_error(format!(
+                        "server \"{server}\": scheme \"{scheme}\" is not supported; \
+                         use tcp:// (this build has no TLS or WebSocket)"
+                    )));
+                }
+                _ => {
+                    return Err(config_error(format!(
+                        "server \"{server}\": unknown scheme \"{scheme}\"; expected tcp://host:port"
+                    )));
+                }
+            },
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(|| {
+                config_error(format!(
+                    "server \"{server}\": unclosed \"[\" in IPv6 address"
+                ))
+            })?;
+            match after {
+                "" => (host, None),
+                p => match p.strip_prefix(':') {
+                    Some(p) => (host, Some(p)),
+                    None => {
+                        return Err(config_error(format!(
+                            "server \"{server}\": expected \":port\" after the IPv6 address"
+                        )));
+                    }
+                },
+            }
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(config_error(format!(
+                "server \"{server}\": expected tcp://host:port"
+            )));
+        }
+        let port = match port {
+            None => 1883,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    return Err(config_error(format!(
+                        "server \"{server}\": port \"{p}\" is not a number from 1 to 65535"
+                    )));
+                }
+            },
+        };
+        Ok(BrokerAddress {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for BrokerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "tcp://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "tcp://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A user name and password; `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password (may be empty).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// Settings of an MQTT source.
+#[derive(Debug, Clone)]
+pub struct MqttSourceConfig {
+    /// The topic filter to subscribe to (`DATASOURCE`); `+` and `#` wildcards allowed.
+    pub topic: String,
+    /// The broker (`server`, default `tcp://127.0.0.1:1883`).
+    pub broker: BrokerAddress,
+    /// The MQTT client id (`clientid`, default a generated `quiver-<random>`).
+    pub client_id: String,
+    /// Subscription quality of service (`qos`, 0, 1 or 2; eKuiper's default 1).
+    pub qos: QoS,
+    /// Login (`username`, `password`), if any.
+    pub credentials: Option<Credentials>,
+}
+
+impl MqttSourceConfig {
+    /// Validates the stream's DATASOURCE and the connection properties.
+    pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
+        let props = Props::new(props);
+        props.check_keys(
+            "source",
+            &["server", "username", "password", "clientid", "qos"],
+            COMMON_SOURCE_KEYS,
+        );
+        let topic = datasource.trim();
+        if topic.is_empty() {
+            return Err(config_error(
+                "DATASOURCE (the topic to subscribe to) is required".into(),
+            ));
+        }
+        validate_filter(topic)?;
+        Ok(MqttSourceConfig {
+            topic: topic.to_string(),
+            broker: props.broker()?,
+            client_id: props.client_id()?,
+            qos: props.qos(QoS::AtLeastOnce)?,
+            credentials: props.credentials()?,
+        })
+    }
+}
+
+/// Settings of an MQTT sink.
+#[derive(Debug, Clone)]
+pub struct MqttSinkConfig {
+    /// The topic to publish to (`topic`, required, no wildcards).
+    pub topic: String,
+    /// The broker (`server`, default `tcp://127.0.0.1:1883`).
+    pub broker: BrokerAddress,
+    /// The MQTT client id (`clientId`, default a generated `quiver-<random>`).
+    pub client_id: String,
+    /// Publish quality of service (`qos`, 0, 1 or 2; default 0).
+    pub qos: QoS,
+    /// Whether the broker keeps the last message for new subscribers (`retained`, default false).
+    pub retained: bool,
+    /// One message per row instead of one JSON array per batch (`sendSingle`, default false).
+    pub send_single: bool,
+    /// Keep null fields as `null` instead of leaving them out (`sendNilField`, default false).
+    pub send_nil: bool,
+    /// Skip batches without rows instead of publishing `[]` (`omitIfEmpty`, default false).
+    pub omit_if_empty: bool,
+    /// Login (`username`, `password`), if any.
+    pub credentials: Option<Credentials>,
+}
+
+impl MqttSinkConfig {
+    /// Validates the action's properties.
+    pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
+        let empty = Map::new();
+        let props = match props {
+            Value::Object(map) => map,
+            Value::Null => &empty,
+            other => {
+                return Err(config_error(format!(
+                    "the action's properties must be an object, got {other}"
+                )));
+            }
+        };
+        let props = Props::new(props);
+        props.check_keys(
+            "sink",
+            &[
+                "server",
+                "topic",
+                "username",
+                "password",
+                "clientid",
+                "qos",
+                "retained",
+                "sendsingle",
+                "sendnilfield",
+                "omitifempty",
+            ],
+            COMMON_SINK_KEYS,
+        );
+        let topic = props
+            .string("topic")?
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| config_error("\"topic\" is required".into()))?;
+        if topic.contains('+') || topic.contains('#') {
+            return Err(config_error(format!(
+                "sink topic \"{topic}\" must not contain wildcards"
+            )));
+        }
+        if topic.contains("{{") {
+            return Err(config_error(format!(
+                "sink topic \"{topic}\": topic templates are not supported yet"
+            )));
+        }
+        Ok(MqttSinkConfig {
+            topic: topic.to_string(),
+            broker: props.broker()?,
+            client_id: props.client_id()?,
+            qos: props.qos(QoS::AtMostOnce)?,
+            retained: props.boolean("retained")?.unwrap_or(false),
+            send_single: props.boolean("sendsingle")?.unwrap_or(false),
+            send_nil: props.boolean("sendnilfield")?.unwrap_or(false),
+            omit_if_empty: props.boolean("omitifempty")?.unwrap_or(false),
+            credentials: props.credentials()?,
+        })
+    }
+}
+
+/// Properties with lower-cased keys (eKuiper matches names case-insensitively).
+struct Props<'a> {
+    entries: Vec<(String, &'a str, &'a Value)>,
+}
+
+impl<'a> Props<'a> {
+    fn new(map: &'a Map<String, Value>) -> Self {
+        Props {
+            entries: map
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), k.as_str(), v))
+                .collect(),
+        }
+    }
+
+    /// The value of `key` (lower case); null counts as absent.
+    fn get(&self, key: &str) -> Option<(&'a str, &'a Value)> {
+        self.entries
+            .iter()
+            .find(|(k, _, v)| k == key && !v.is_null())
+            .map(|(_, name, v)| (*name, *v))
+    }
+
+    /// Warns about keys that are neither `used` nor `common` (handled by the runtime).
+    fn check_keys(&self, kind: &str, used: &[&str], common: &[&str]) {
+        for (key, name, _) in &self.entries {
+            let key = key.as_str();
+            if used.contains(&key) || common.contains(&key) {
+                continue;
+            }
+            if IGNORED_KEYS.contains(&key) {
+                tracing::warn!(
+                    "mqtt {kind}: property \"{name}\" is not supported by this build and is ignored"
+                );
+            } else {
+                tracing::warn!("mqtt {kind}: unknown property \"{name}\" is ignored");
+            }
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&'a str>, ConnectorError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((_, Value::String(s))) => Ok(Some(s.as_str())),
+            Some((name, other)) => Err(config_error(format!(
+                "\"{name}\" must be a string, got {other}"
+            ))),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ConnectorError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((_, Value::Bool(b))) => Ok(Some(*b)),
+            Some((_, Value::String(s))) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some((_, Value::String(s))) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some((name, other)) => Err(config_error(format!(
+                "\"{name}\" must be true or false, got {other}"
+            ))),
+        }
+    }
+
+    fn qos(&self, default: QoS) -> Result<QoS, ConnectorError> {
+        let Some((name, value)) = self.get("qos") else {
+            return Ok(default);
+        };
+        let level = match value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match level {
+            Some(0) => Ok(QoS::AtMostOnce),
+            Some(1) => Ok(QoS::AtLeastOnce),
+            Some(2) => Ok(QoS::ExactlyOnce),
+            _ => Err(config_error(format!(
+                "\"{name}\" must be 0, 1 or 2, got {value}"
+            ))),
+        }
+    }
+
+    fn broker(&self) -> Result<BrokerAddress, ConnectorError> {
+        match self.string("server")? {
+            Some(s) if !s.trim().is_empty() => BrokerAddress::parse(s),
+            _ => BrokerAddress::parse(DEFAULT_SERVER),
+        }
+    }
+
+    fn client_id(&self) -> Result<String, ConnectorError> {
+        match self.string("clientid")? {
+            Some(id) if !id.is_empty() => {
+                if id.len() > 65_535 {
+                    return Err(config_error("\"clientid\" is too long".into()));
+                }
+                Ok(id.to_string())
+            }
+            _ => Ok(generated_client_id()),
+        }
+    }
+
+    fn credentials(&self) -> Result<Option<Credentials>, ConnectorError> {
+        let username = self.string("username")?.filter(|u| !u.is_empty());
+        let password = self.string("password")?.filter(|p| !p.is_empty());
+        match (username, password) {
+            (None, None) => Ok(None),
+            (Some(u), p) => Ok(Some(Credentials {
+                username: u.to_string(),
+                password: p.unwrap_or_default().to_string(),
+            })),
+            (None, Some(_)) => Err(config_error(
+                "\"password\" needs a \"username\" (MQTT 3.1.1 has no password-only login)".into(),
+            )),
+        }
+    }
+}
+
+/// Checks an MQTT topic filter: `#` only as the whole last level, `+` only as a whole level.
+fn validate_filter(filter: &str) -> Result<(), ConnectorError> {
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        let bad = match *level {
+            "#" => i + 1 != levels.len(),
+            "+" => false,
+            l => l.contains('#') || l.contains('+'),
+        };
+        if bad {
+            return Err(config_error(format!(
+                "topic filter \"{filter}\": \"+\" must be a whole level and \"#\" the whole last level"
+            )));
+        }
+    }
+    if filter.contains('\0') {
+        return Err(config_error(format!(
+            "topic filter \"{filter}\" contains a NUL character"
+        )));
+    }
+    Ok(())
+}
+
+/// A client id unique to this process and run: `quiver-` and 16 hex digits.
+fn generated_client_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_i64(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+    format!("quiver-{:016x}", h.finish())
+}
+
+fn config_error(reason: String) -> ConnectorError {
+    ConnectorError::Config {
+        connector: CONNECTOR,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn reason(e: ConnectorError) -> String {
+        match e {
+            ConnectorError::Config { reason, .. } => reason,
+            other => panic!("expected a config error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn server_forms() {
+        let a = |s| BrokerAddress::parse(s).unwrap();
+        assert_eq!(a("tcp://127.0.0.1:1883"), a("127.0.0.1:1883"));
+        assert_eq!(a("mqtt://broker:1884").port, 1884);
+        assert_eq!(a("broker").port, 1883);
+        assert_eq!(a("tcp://[::1]:1885").host, "::1");
+        assert_eq!(a("tcp://[::1]:1885").to_string(), "tcp://[::1]:1885");
+        assert!(reason(BrokerAddress::parse("ssl://x:8883").unwrap_err()).contains("no TLS"));
+        assert!(reason(BrokerAddress::parse("tcp://x:0").unwrap_err()).contains("port"));
+        assert!(reason(BrokerAddress::parse("tcp://x:abc").unwrap_err()).contains("port"));
+        assert!(BrokerAddress::parse("tcp://:1883").is_err());
+    }
+
+    #[test]
+    fn source_defaults_and_values() {
+        let c = MqttSourceConfig::parse("a/+/#", &Map::new()).unwrap();
+        assert_eq!(c.broker.to_string(), DEFAULT_SERVER);
+        assert_eq!(c.qos, QoS::AtLeastOnce);
+        assert!(c.client_id.starts_with("quiver-"));
+        assert!(c.credentials.is_none());
+        let other = MqttSourceConfig::parse("a", &Map::new()).unwrap();
+        assert_ne!(c.client_id, other.client_id);
+
+        let c = MqttSourceConfig::parse(
+            "t",
+            &obj(
+                json!({"server": "mqtt://h:2000", "qos": "2", "clientId": "me",
+                        "username": "u", "password": "p", "insecureSkipVerify": true}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(c.broker.port, 2000);
+        assert_eq!(c.qos, QoS::ExactlyOnce);
+        assert_eq!(c.client_id, "me");
+        assert_eq!(c.credentials.as_ref().unwrap().password, "p");
+        assert!(!format!("{c:?}").contains("\"p\""));
+    }
+
+    #[test]
+    fn source_errors() {
+        assert!(
+            reason(MqttSourceConfig::parse("", &Map::new()).unwrap_err()).contains("DATASOURCE")
+        );
+        assert!(MqttSourceConfig::parse("a/#/b", &Map::new()).is_err());
+        assert!(MqttSourceConfig::parse("a/b+", &Map::new()).is_err());
+        let e = MqttSourceConfig::parse("a", &obj(json!({"qos": 3}))).unwrap_err();
+        assert!(reason(e).contains("0, 1 or 2"));
+        let e = MqttSourceConfig::parse("a", &obj(json!({"password": "p"}))).unwrap_err();
+        assert!(reason(e).contains("username"));
+        let e = MqttSourceConfig::parse("a", &obj(json!({"server": 5}))).unwrap_err();
+        assert!(reason(e).contains("string"));
+    }
+
+    #[test]
+    fn sink_defaults_and_errors() {
+        let c = MqttSinkConfig::parse(&json!({"topic": "out"})).unwrap();
+        assert_eq!(c.qos, QoS::AtMostOnce);
+        assert!(!c.retained && !c.send_single && !c.send_nil && !c.omit_if_empty);
+        let c = MqttSinkConfig::parse(
+            &json!({"topic": "out", "sendSingle": true, "retained": "true",
+                                              "qos": 1, "clientId": "s", "concurrency": 2}),
+        )
+        .unwrap();
+        assert!(c.send_single && c.retained);
+        assert_eq!(c.qos, QoS::AtLeastOnce);
+        assert_eq!(c.client_id, "s");
+        assert!(reason(MqttSinkConfig::parse(&json!({})).unwrap_err()).contains("\"topic\""));
+        assert!(MqttSinkConfig::parse(&json!({"topic": "a/#"})).is_err());
+        assert!(MqttSinkConfig::parse(&json!({"topic": "a/{{.x}}"})).is_err());
+        assert!(MqttSinkConfig::parse(&json!({"topic": "a", "retained": 1})).is_err());
+        assert!(MqttSinkConfig::parse(&json!("x")).is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! The MQTT sink: publishes each result batch as JSON, eKuiper's shape.
+//!
+//! A driver task owns the rumqttc event loop and reconnects with backoff; `collect_list` hands
+//! publishes to it through a bounded queue, so a sink whose broker is away waits (back-pressure)
+//! instead of buffering without limit. Messages the client had queued when the connection broke
+//! are dropped (clean session, no resend cache), as eKuiper does without `enableCache`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use super::{
+    Backoff, ConnectionState, DisconnectOnDrop, MqttSinkConfig, REQUEST_CAPACITY, mqtt_options,
+};
+use crate::codec::encode;
+use crate::{ConnectorError, Sink};
+
+/// How long `close` waits for queued publishes to go out before dropping the connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Publishes result batches to an MQTT topic.
+#[derive(Debug)]
+pub struct MqttSink {
+    config: MqttSinkConfig,
+    state: Arc<ConnectionState>,
+    client: Option<AsyncClient>,
+    driver: Option<JoinHandle<()>>,
+    closing: Arc<AtomicBool>,
+}
+
+impl MqttSink {
+    /// A sink with `config`; it connects in [`Sink::connect`] (or on the first batch).
+    pub fn new(config: MqttSinkConfig) -> Self {
+        MqttSink {
+            config,
+            state: Arc::default(),
+            client: None,
+            driver: None,
+            closing: Arc::default(),
+        }
+    }
+
+    /// The live connection state, updated by the driver task.
+    pub fn status(&self) -> Arc<ConnectionState> {
+        self.state.clone()
+    }
+
+    /// The settings this sink was created with.
+    pub fn config(&self) -> &MqttSinkConfig {
+        &self.config
+    }
+
+    /// Queues one message, waiting while the client's queue is full.
+    async fn publish(&mut self, payload: Vec<u8>) -> Result<(), ConnectorError> {
+        if self.client.is_none() {
+            self.connect().await?;
+        }
+        let client = self.client.as_ref().expect("connected above");
+        client
+            .publish(
+                self.config.topic.as_str(),
+                self.config.qos,
+                self.config.retained,
+                payload,
+            )
+            .await
+            .map_err(|_| ConnectorError::Io {
+                connector: "mqtt",
+                reason: format!(
+                    "sink {}: the client stopped; message not published",
+                    self.config.topic
+                ),
+            })
+    }
+}
+
+#[async_trait]
+impl Sink for MqttSink {
+    async fn connect(&mut self) -> Result<(), ConnectorError> {
+        if self.client.is_some() {
+            return Ok(());
+        }
+        let config = &self.config;
+        let credentials = config
+            .credentials
+            .as_ref()
+            .map(|c| (c.username.as_str(), c.password.as_str()));
+        let options = mqtt_options(&config.broker, &config.client_id, credentials);
+        let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        self.closing.store(false, Ordering::Release);
+        self.driver = Some(tokio::spawn(drive(
+            eventloop,
+            self.state.clone(),
+            self.closing.clone(),
+            format!("{} ({})", config.topic, config.broker),
+        )));
+        self.client = Some(client);
+        Ok(())
+    }
+
+    async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        if self.config.send_single {
+            for row in encode::batch_to_rows(batch, self.config.send_nil) {
+                let payload =
+                    serde_json::to_vec(&Value::Object(row)).expect("JSON values always serialize");
+                self.publish(payload).await?;
+            }
+            Ok(())
+        } else if batch.num_rows() == 0 && self.config.omit_if_empty {
+            Ok(())
+        } else {
+            let payload = encode::batch_to_json_array(batch, self.config.send_nil);
+            self.publish(payload).await
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        self.closing.store(true, Ordering::Release);
+        if let Some(client) = self.client.take() {
+            // Queued after every publish, so those go out first.
+            let _ = client.try_disconnect();
+        }
+        if let Some(mut driver) = self.driver.take()
+            && tokio::time::timeout(CLOSE_TIMEOUT, &mut driver)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "mqtt sink {}: queued messages not sent within {CLOSE_TIMEOUT:?}; closing anyway",
+                self.config.topic
+            );
+            driver.abort();
+        }
+        self.state.set_disconnected();
+        Ok(())
+    }
+}
+
+impl Drop for MqttSink {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+        }
+    }
+}
+
+/// Runs the event loop until the sink disconnects, reconnecting with backoff on errors.
+async fn drive(
+    mut eventloop: EventLoop,
+    state: Arc<ConnectionState>,
+    closing: Arc<AtomicBool>,
+    label: String,
+) {
+    let _disconnect = DisconnectOnDrop(state.clone());
+    let mut backoff = Backoff::new();
+    let mut failures = 0u64;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff.reset();
+                if failures > 0 {
+                    tracing::info!(
+                        "mqtt sink {label} reconnected after {failures} failed attempts"
+                    );
+                } else {
+                    tracing::info!("mqtt sink {label} connected");
+                }
+                failures = 0;
+                state.set_connected();
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(ConnectionError::RequestsDone) => return,
+            Err(_) if closing.load(Ordering::Acquire) => return,
+            Err(e) => {
+                failures += 1;
+                let delay = backoff.next_delay();
+                let reason = e.to_string();
+                if failures == 1 {
+                    tracing::warn!(
+                        "mqtt sink {label}: connection failed: {reason}; retrying with backoff"
+                    );
+                } else {
+                    tracing::debug!(
+                        "mqtt sink {label}: attempt {failures} failed: {reason}; retrying in {delay:?}"
+                    );
+                }
+                state.set_error(reason);
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The MQTT source: subscribes to the stream's topic filter and forwards publishes undecoded.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
+
+use async_trait::async_trait;
+use rumqttc::{AsyncClient, ConnectionError, Event, Packet, SubscribeReasonCode};
+
+use super::{
+    Backoff, ConnectionState, DisconnectOnDrop, MqttSourceConfig, REQUEST_CAPACITY, mqtt_options,
+};
+use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
+
+/// Messages gathered into one event when they are already buffered.
+const MAX_GATHER: usize = 1024;
+
+/// Reads an MQTT topic filter. Runs until its task is dropped; connection failures are
+/// retried forever (see the module doc), only a stopped rule ends it.
+#[derive(Debug)]
+pub struct MqttSource {
+    config: MqttSourceConfig,
+    state: Arc<ConnectionState>,
+}
+
+impl MqttSource {
+    /// A source with `config`; it connects when it runs.
+    pub fn new(config: MqttSourceConfig) -> Self {
+        MqttSource {
+            config,
+            state: Arc::default(),
+        }
+    }
+
+    /// The live connection state, updated while the source runs.
+    pub fn status(&self) -> Arc<ConnectionState> {
+        self.state.clone()
+    }
+
+    /// The settings this source was created with.
+    pub fn config(&self) -> &MqttSourceConfig {
+        &self.config
+    }
+}
+
+/// What one event of the event loop means for the source.
+enum Step {
+    /// Nothing to forward (acks, pings, outgoing packets).
+    Nothing,
+    /// A message to forward.
+    Message(RawMessage),
+    /// The connection failed; wait before the next attempt.
+    Failed(ConnectionError),
+}
+
+#[async_trait]
+impl Source for MqttSource {
+    async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
+        let config = &self.config;
+        let credentials = config
+            .credentials
+            .as_ref()
+            .map(|c| (c.username.as_str(), c.password.as_str()));
+        let options = mqtt_options(&config.broker, &config.client_id, credentials);
+        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        let _disconnect = DisconnectOnDrop(self.state.clone());
+        let mut backoff = Backoff::new();
+        let mut failures = 0u64;
+        loop {
+            let mut batch = Vec::new();
+            let mut failed = None;
+            let mut next = Some(eventloop.poll().await);
+            while let Some(event) = next.take() {
+                match self.handle(&client, event, &mut backoff, &mut failures) {
+                    Step::Nothing => {}
+                    Step::Message(msg) => batch.push(msg),
+                    Step::Failed(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if batch.len() < MAX_GATHER {
+                    // Only what is already buffered: never wait to fill a batch.
+                    next = poll_once(eventloop.poll()).await;
+                }
+            }
+            if !batch.is_empty() {
+                out.send(SourceEvent::Raw(batch)).await?;
+            }
+            if let Some(e) = failed {
+                failures += 1;
+                let delay = backoff.next_delay();
+                let reason = e.to_string();
+                if failures == 1 {
+                    tracing::warn!(
+                        "mqtt source {} ({}): connection failed: {reason}; retrying every {:?} to {:?}",
+                        config.topic,
+                        config.broker,
+                        delay,
+                        super::MAX_BACKOFF,
+                    );
+                } else {
+                    tracing::debug!(
+                        "mqtt source {} ({}): attempt {failures} failed: {reason}; retrying in {delay:?}",
+                        config.topic,
+                        config.broker,
+                    );
+                }
+                self.state.set_error(reason);
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+impl MqttSource {
+    fn handle(
+        &self,
+        client: &AsyncClient,
+        event: Result<Event, ConnectionError>,
+        backoff: &mut Backoff,
+        failures: &mut u64,
+    ) -> Step {
+        let config = &self.config;
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => Step::Message(RawMessage {
+                payload: Arc::from(&p.payload[..]),
+                topic: Arc::from(p.topic.as_str()),
+            }),
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                // A clean session forgets subscriptions: subscribe on every (re)connect.
+                backoff.reset();
+                if *failures > 0 {
+                    tracing::info!(
+                        "mqtt source {} reconnected to {} after {} failed attempts",
+                        config.topic,
+                        config.broker,
+                        failures
+                    );
+                } else {
+                    tracing::info!(
+                        "mqtt source {} connected to {}",
+                        config.topic,
+                        config.broker
+                    );
+                }
+                *failures = 0;
+                self.state.set_connected();
+                if let Err(e) = client.try_subscribe(config.topic.clone(), config.qos) {
+                    let reason = format!("could not subscribe to \"{}\": {e}", config.topic);
+                    tracing::error!("mqtt source: {reason}");
+                    self.state.record_error(reason);
+                }
+                Step::Nothing
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    let reason = format!(
+                        "the broker refused the subscription to \"{}\"",
+                        config.topic
+                    );
+                    tracing::error!("mqtt source: {reason}");
+                    self.state.record_error(reason);
+                }
+                Step::Nothing
+            }
+            Ok(_) => Step::Nothing,
+            Err(e) => Step::Failed(e),
+        }
+    }
+}
+
+/// Polls `fut` once: its output if it is ready now, `None` if it would wait (it is dropped).
+async fn poll_once<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match fut.as_mut().poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}

@@ -1,0 +1,460 @@
+//! The MQTT connector against real Mosquitto brokers: the machine's shared one on
+//! 127.0.0.1:1883, and a private one per outage test (started and killed by the test).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use quiver_connectors::mqtt::{MqttSink, MqttSinkConfig, MqttSource, MqttSourceConfig};
+use quiver_connectors::{RawMessage, Sink, Source, SourceEvent, SourceOutput};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Map, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const SHARED_PORT: u16 = 1883;
+
+fn unique() -> String {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
+/// A plain rumqttc client for the test side: forwards received publishes and SubAcks, and keeps
+/// reconnecting (and resubscribing to `subscribe`) if the broker goes away.
+struct TestClient {
+    client: AsyncClient,
+    publishes: mpsc::UnboundedReceiver<rumqttc::Publish>,
+    subacks: mpsc::UnboundedReceiver<()>,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl TestClient {
+    fn start(port: u16, subscribe: Option<String>) -> Self {
+        let mut options = MqttOptions::new(format!("quiver-test-{}", unique()), "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let (pub_tx, publishes) = mpsc::unbounded_channel();
+        let (ack_tx, subacks) = mpsc::unbounded_channel();
+        let sub_client = client.clone();
+        let driver = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if let Some(topic) = &subscribe {
+                            sub_client
+                                .try_subscribe(topic.clone(), QoS::AtLeastOnce)
+                                .unwrap();
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = pub_tx.send(p);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ack_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        TestClient {
+            client,
+            publishes,
+            subacks,
+            driver,
+        }
+    }
+
+    async fn publish(&self, topic: &str, payload: &str) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+
+    async fn subscribed(&mut self) {
+        tokio::time::timeout(Duration::from_secs(10), self.subacks.recv())
+            .await
+            .expect("no SUBACK within 10 s")
+            .unwrap();
+    }
+
+    async fn next_publish(&mut self) -> rumqttc::Publish {
+        tokio::time::timeout(Duration::from_secs(10), self.publishes.recv())
+            .await
+            .expect("no message within 10 s")
+            .unwrap()
+    }
+}
+
+/// A running MQTT source and the channel its events arrive on.
+struct RunningSource {
+    rx: mpsc::Receiver<SourceEvent>,
+    task: JoinHandle<Result<(), quiver_connectors::ConnectorError>>,
+    state: Arc<quiver_connectors::mqtt::ConnectionState>,
+}
+
+impl Drop for RunningSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RunningSource {
+    fn start(port: u16, filter: &str) -> Self {
+        let props = json!({"server": format!("tcp://127.0.0.1:{port}"), "qos": 1});
+        let config = MqttSourceConfig::parse(filter, props.as_object().unwrap()).unwrap();
+        let mut source = MqttSource::new(config);
+        let state = source.status();
+        let (tx, rx) = mpsc::channel(16);
+        let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+        let task = tokio::spawn(async move { source.run(out).await });
+        RunningSource { rx, task, state }
+    }
+
+    /// The messages of the next event, or none if nothing arrives `within`.
+    async fn next_within(&mut self, within: Duration) -> Vec<RawMessage> {
+        match tokio::time::timeout(within, self.rx.recv()).await {
+            Ok(Some(SourceEvent::Raw(msgs))) => msgs,
+            Ok(Some(SourceEvent::Batch(_))) => panic!("an MQTT source sends raw messages"),
+            Ok(None) => panic!("the source stopped: {:?}", self.task),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Every message of the next events, until `n` arrived (10 s at most).
+    async fn take(&mut self, n: usize) -> Vec<RawMessage> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(SourceEvent::Raw(msgs))) => got.extend(msgs),
+                Ok(Some(SourceEvent::Batch(_))) => panic!("an MQTT source sends raw messages"),
+                Ok(None) => panic!("the source stopped"),
+                Err(_) => panic!("only {} of {n} messages within 10 s", got.len()),
+            }
+        }
+        got
+    }
+
+    /// Publishes `payload` on `topic` every 300 ms until the source receives it (the source
+    /// subscribes asynchronously, after its CONNACK); gives up after `within`.
+    async fn probe(
+        &mut self,
+        publisher: &TestClient,
+        topic: &str,
+        payload: &str,
+        within: Duration,
+    ) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let _ = publisher.client.try_publish(
+                topic,
+                QoS::AtMostOnce,
+                false,
+                payload.as_bytes().to_vec(),
+            );
+            let wait = Duration::from_millis(300);
+            let mut got = self.next_within(wait).await;
+            if !got.is_empty() {
+                // Also drain the copies of the probe that are still in flight.
+                loop {
+                    let more = self.next_within(Duration::from_millis(300)).await;
+                    if more.is_empty() {
+                        break;
+                    }
+                    got.extend(more);
+                }
+                for msg in got {
+                    assert_eq!(&*msg.topic, topic);
+                    assert_eq!(&*msg.payload, payload.as_bytes());
+                }
+                return;
+            }
+        }
+        panic!(
+            "the source never received the probe on {topic} within {within:?}; state {:?}",
+            self.state.snapshot()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_receives_publishes_with_their_topics() {
+    let base = format!("quiver-test/{}", unique());
+    let mut source = RunningSource::start(SHARED_PORT, &format!("{base}/#"));
+    let publisher = TestClient::start(SHARED_PORT, None);
+    source
+        .probe(
+            &publisher,
+            &format!("{base}/probe"),
+            "{}",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(source.state.snapshot().connected);
+
+    let sent = [
+        (
+            format!("{base}/dev1"),
+            r#"{"temperature":20.5,"device":"dev1"}"#,
+        ),
+        (
+            format!("{base}/dev2"),
+            r#"{"temperature":21,"device":"dev2"}"#,
+        ),
+        (format!("{base}/dev1"), r#"[{"a":1},{"a":2}]"#),
+    ];
+    for (topic, payload) in &sent {
+        publisher.publish(topic, payload).await;
+    }
+    let got = source.take(3).await;
+    let got: Vec<(String, String)> = got
+        .iter()
+        .map(|m| {
+            (
+                m.topic.to_string(),
+                String::from_utf8(m.payload.to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = sent
+        .iter()
+        .map(|(t, p)| (t.clone(), p.to_string()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+fn batch() -> RecordBatch {
+    // Columns out of alphabetical order and a null: the output sorts keys and omits nulls.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("b", DataType::Utf8, true),
+        Field::new("a", DataType::Int64, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec![Some("x"), None])),
+            Arc::new(Int64Array::from(vec![1, 2])),
+        ],
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_publishes_ekuiper_json() {
+    for send_single in [false, true] {
+        let topic = format!("quiver-test/{}/out", unique());
+        let mut subscriber = TestClient::start(SHARED_PORT, Some(topic.clone()));
+        subscriber.subscribed().await;
+
+        let config = MqttSinkConfig::parse(&json!({
+            "server": "tcp://127.0.0.1:1883",
+            "topic": topic,
+            "sendSingle": send_single,
+            "qos": 1,
+        }))
+        .unwrap();
+        let mut sink = MqttSink::new(config);
+        sink.connect().await.unwrap();
+        sink.collect_list(&batch()).await.unwrap();
+
+        let expected: &[&str] = if send_single {
+            &[r#"{"a":1,"b":"x"}"#, r#"{"a":2}"#]
+        } else {
+            &[r#"[{"a":1,"b":"x"},{"a":2}]"#]
+        };
+        for want in expected {
+            let p = subscriber.next_publish().await;
+            assert_eq!(p.topic, topic);
+            assert_eq!(
+                std::str::from_utf8(&p.payload).unwrap(),
+                *want,
+                "sendSingle {send_single}"
+            );
+            assert!(!p.retain);
+        }
+        assert!(sink.status().snapshot().connected);
+        sink.close().await.unwrap();
+        assert!(!sink.status().snapshot().connected);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), subscriber.publishes.recv())
+                .await
+                .is_err(),
+            "no extra messages"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_reports_a_missing_broker_and_connects_when_it_appears() {
+    let port = free_port();
+    let config = MqttSinkConfig::parse(&json!({
+        "server": format!("127.0.0.1:{port}"),
+        "topic": "quiver-test/late",
+    }))
+    .unwrap();
+    let mut sink = MqttSink::new(config);
+    let state = sink.status();
+    sink.connect().await.unwrap();
+    wait_for(
+        "the sink to report the refused connection",
+        Duration::from_secs(5),
+        || {
+            let s = state.snapshot();
+            !s.connected && s.last_error.is_some()
+        },
+    )
+    .await;
+
+    let _broker = PrivateBroker::start(port);
+    let mut subscriber = TestClient::start(port, Some("quiver-test/late".into()));
+    subscriber.subscribed().await;
+    wait_for("the sink to connect", Duration::from_secs(10), || {
+        state.is_connected()
+    })
+    .await;
+    sink.collect_list(&batch()).await.unwrap();
+    let p = subscriber.next_publish().await;
+    assert_eq!(&p.payload[..], br#"[{"a":1,"b":"x"},{"a":2}]"#);
+    sink.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_survives_a_broker_restart() {
+    let port = free_port();
+    let broker = PrivateBroker::start(port);
+    let base = format!("quiver-test/{}", unique());
+    let mut source = RunningSource::start(port, &format!("{base}/+"));
+    let publisher = TestClient::start(port, None);
+    source
+        .probe(
+            &publisher,
+            &format!("{base}/before"),
+            "1",
+            Duration::from_secs(10),
+        )
+        .await;
+    let first_connect = source.state.snapshot().last_connected_ms.unwrap();
+
+    drop(broker);
+    wait_for(
+        "the source to see the broker go",
+        Duration::from_secs(10),
+        || {
+            let s = source.state.snapshot();
+            !s.connected && s.last_error.is_some()
+        },
+    )
+    .await;
+
+    let _broker = PrivateBroker::start(port);
+    source
+        .probe(
+            &publisher,
+            &format!("{base}/after"),
+            "2",
+            Duration::from_secs(20),
+        )
+        .await;
+    let s = source.state.snapshot();
+    assert!(s.connected, "{s:?}");
+    assert!(s.last_connected_ms.unwrap() >= first_connect);
+    assert!(!source.task.is_finished());
+}
+
+/// A Mosquitto of our own on `port` (127.0.0.1 only); killed on drop.
+struct PrivateBroker {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl PrivateBroker {
+    fn start(port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("quiver-mosquitto-{}", unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /usr/sbin/mosquitto");
+        let broker = PrivateBroker { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn registry_knows_mqtt() {
+    let c = quiver_connectors::Connectors::new();
+    assert!(c.source_types().contains(&"mqtt"));
+    assert!(c.sink_types().contains(&"mqtt"));
+    let spec = quiver_connectors::SourceSpec {
+        source_type: "mqtt".into(),
+        datasource: "a/#".into(),
+        props: Map::new(),
+    };
+    assert!(c.source(&spec).is_ok());
+    assert!(c.sink("mqtt", &json!({"topic": "x"})).is_ok());
+    assert!(c.sink("mqtt", &json!({})).is_err());
+}

@@ -1,0 +1,62 @@
+//! eKuiper's REST API: thin handlers that parse, call the engine and the catalog, and map
+//! errors to statuses. Paths and JSON shapes follow eKuiper's REST documentation.
+
+mod error;
+mod rules;
+mod streams;
+mod system;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::routing::{get, post};
+use quiver_dataflow::Engine;
+
+pub use error::ApiError;
+pub use rules::parse as parse_rule;
+
+use crate::catalog::Catalog;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The engine.
+    pub engine: Engine,
+    /// The persistent catalog.
+    pub catalog: Catalog,
+    /// When the server started.
+    pub started: Instant,
+}
+
+/// Shared handler state.
+pub type State = axum::extract::State<Arc<AppState>>;
+
+/// The REST router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(system::info))
+        .route("/ping", get(system::ping))
+        .route("/metrics", get(system::metrics))
+        .route("/streams", get(streams::list).post(streams::create))
+        .route(
+            "/streams/{name}",
+            get(streams::describe)
+                .put(streams::update)
+                .delete(streams::drop),
+        )
+        .route("/streams/{name}/schema", get(streams::schema))
+        .route("/rules", get(rules::list).post(rules::create))
+        .route("/rules/validate", post(rules::validate))
+        .route("/rules/status/all", get(rules::status_all))
+        .route(
+            "/rules/{id}",
+            get(rules::show).put(rules::update).delete(rules::delete),
+        )
+        .route("/rules/{id}/start", post(rules::start))
+        .route("/rules/{id}/stop", post(rules::stop))
+        .route("/rules/{id}/restart", post(rules::restart))
+        .route("/rules/{id}/status", get(rules::status))
+        .route("/rules/{id}/topo", get(rules::topo))
+        .route("/rules/{id}/explain", get(rules::explain))
+        .with_state(state)
+}

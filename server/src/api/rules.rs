@@ -1,0 +1,295 @@
+//! `/rules`: eKuiper's rule JSON, lifecycle and status.
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use quiver_dataflow::{Action, RuleSpec, RuleStatus};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, State};
+
+/// eKuiper's rule JSON (`graph` rules are not supported yet and are refused).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleBody {
+    /// Unique id.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The SELECT.
+    pub sql: String,
+    /// `[{"log": {}}, {"mqtt": {...}}]`.
+    pub actions: Vec<Map<String, Value>>,
+    /// Rule options.
+    #[serde(default)]
+    pub options: Map<String, Value>,
+    /// Start at once (default true).
+    #[serde(default)]
+    pub triggered: Option<bool>,
+    /// eKuiper's rule tags (accepted, not used yet).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub tags: Option<Value>,
+    /// eKuiper's lexical version string (accepted, not enforced yet).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub version: Option<Value>,
+}
+
+/// Rule options eKuiper defines; anything else is a typo we report.
+const KNOWN_OPTIONS: &[&str] = &[
+    "debug",
+    "logFilename",
+    "isEventTime",
+    "lateTolerance",
+    "concurrency",
+    "bufferLength",
+    "sendMetaToSink",
+    "sendNilField",
+    "sendError",
+    "qos",
+    "checkpointInterval",
+    "restartStrategy",
+    "cron",
+    "duration",
+    "cronDatetimeRange",
+    "enableRuleTracer",
+    "planOptimizeStrategy",
+    "notifySub",
+    "disableBufferFullDiscard",
+    "enableSaveStateBeforeStop",
+    "forceExitTimeout",
+    "experiment",
+];
+
+/// Parses eKuiper's rule JSON into a rule and whether to start it.
+pub fn parse(raw: &str) -> Result<(RuleSpec, bool), ApiError> {
+    let body: RuleBody = serde_json::from_str(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid rule JSON: {e}")))?;
+    if body.id.trim().is_empty() {
+        return Err(ApiError::bad_request("rule id is required"));
+    }
+    for key in body.options.keys() {
+        if !KNOWN_OPTIONS.contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown rule option \"{key}\""
+            )));
+        }
+    }
+    let mut actions = Vec::new();
+    for a in &body.actions {
+        if a.len() != 1 {
+            return Err(ApiError::bad_request(
+                "each action must be an object with one sink type, e.g. {\"log\": {}}",
+            ));
+        }
+        let (sink_type, props) = a.iter().next().expect("one entry");
+        actions.push(Action {
+            sink_type: sink_type.clone(),
+            props: props.clone(),
+        });
+    }
+    let spec = RuleSpec {
+        name: body.name.clone().unwrap_or_else(|| body.id.clone()),
+        id: body.id,
+        sql: body.sql,
+        actions,
+        options: body.options,
+    };
+    Ok((spec, body.triggered.unwrap_or(true)))
+}
+
+/// `POST /rules`.
+pub async fn create(state: State, raw: String) -> Result<(StatusCode, String), ApiError> {
+    let (spec, start) = parse(&raw)?;
+    let id = spec.id.clone();
+    state.engine.create_rule_with(spec, start)?;
+    if let Err(e) = state.catalog.put_rule(&id, &raw, start) {
+        let _ = state.engine.delete_rule(&id);
+        return Err(e.into());
+    }
+    Ok((
+        StatusCode::CREATED,
+        format!("Rule {id} was created successfully."),
+    ))
+}
+
+/// `POST /rules/validate`: compiles the rule without creating it.
+pub async fn validate(state: State, raw: String) -> Result<Json<Value>, ApiError> {
+    let (spec, _) = parse(&raw)?;
+    state.engine.compile(&spec.sql)?;
+    for a in &spec.actions {
+        state
+            .engine
+            .connectors()
+            .sink(&a.sink_type, &a.props)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    Ok(Json(json!({ "valid": true })))
+}
+
+/// `GET /rules`: `[{id, name, status}]`.
+pub async fn list(state: State) -> Json<Vec<Value>> {
+    let rules = state
+        .engine
+        .rule_ids()
+        .into_iter()
+        .filter_map(|id| {
+            let spec = state.engine.rule_spec(&id)?;
+            let status = if state.engine.rule_running(&id) {
+                "running"
+            } else {
+                "stopped"
+            };
+            Some(json!({ "id": id, "name": spec.name, "status": status }))
+        })
+        .collect();
+    Json(rules)
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("rule \"{id}\" not found"),
+    }
+}
+
+/// `GET /rules/{id}`: the rule JSON as submitted.
+pub async fn show(state: State, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let json = state
+        .catalog
+        .rule_json(&id)?
+        .ok_or_else(|| not_found(&id))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response())
+}
+
+/// `PUT /rules/{id}`: replaces the rule and restarts it.
+pub async fn update(state: State, Path(id): Path<String>, raw: String) -> Result<String, ApiError> {
+    let (spec, start) = parse(&raw)?;
+    if spec.id != id {
+        return Err(ApiError::bad_request(format!(
+            "the body is for rule \"{}\", not \"{id}\"",
+            spec.id
+        )));
+    }
+    let old = state.engine.rule_spec(&id).ok_or_else(|| not_found(&id))?;
+    // Compile first, so a bad update leaves the running rule alone.
+    state.engine.compile(&spec.sql)?;
+    state.engine.delete_rule(&id)?;
+    if let Err(e) = state.engine.create_rule_with(spec, start) {
+        state
+            .engine
+            .create_rule(old)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        return Err(e.into());
+    }
+    state.catalog.put_rule(&id, &raw, start)?;
+    Ok(format!("Rule {id} was updated successfully."))
+}
+
+/// `DELETE /rules/{id}`.
+pub async fn delete(state: State, Path(id): Path<String>) -> Result<String, ApiError> {
+    state.engine.delete_rule(&id)?;
+    state.catalog.delete_rule(&id)?;
+    Ok(format!("Rule {id} is dropped."))
+}
+
+/// `POST /rules/{id}/start`.
+pub async fn start(state: State, Path(id): Path<String>) -> Result<String, ApiError> {
+    state.engine.start_rule(&id)?;
+    state.catalog.set_running(&id, true)?;
+    Ok(format!("Rule {id} was started"))
+}
+
+/// `POST /rules/{id}/stop`.
+pub async fn stop(state: State, Path(id): Path<String>) -> Result<String, ApiError> {
+    state.engine.stop_rule(&id)?;
+    state.catalog.set_running(&id, false)?;
+    Ok(format!("Rule {id} was stopped."))
+}
+
+/// `POST /rules/{id}/restart`.
+pub async fn restart(state: State, Path(id): Path<String>) -> Result<String, ApiError> {
+    state.engine.restart_rule(&id)?;
+    state.catalog.set_running(&id, true)?;
+    Ok(format!("Rule {id} was restarted"))
+}
+
+/// A JSON object that keeps its keys in insertion order (eKuiper's status order).
+struct Ordered(Vec<(String, Value)>);
+
+impl serde::Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+fn flat(status: RuleStatus) -> Ordered {
+    let mut out = vec![
+        ("status".to_string(), Value::String(status.status)),
+        ("message".to_string(), Value::String(status.message)),
+        (
+            "lastStartTimestamp".to_string(),
+            Value::from(status.last_start_ms),
+        ),
+        (
+            "lastStopTimestamp".to_string(),
+            Value::from(status.last_stop_ms),
+        ),
+        ("nextStartTimestamp".to_string(), Value::from(0)),
+    ];
+    out.extend(status.metrics);
+    Ordered(out)
+}
+
+/// `GET /rules/{id}/status`: eKuiper's flat shape.
+pub async fn status(state: State, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let st = state.engine.rule_status(&id)?;
+    Ok(Json(flat(st)).into_response())
+}
+
+/// `GET /rules/status/all`: every rule's status by id.
+pub async fn status_all(state: State) -> Response {
+    let all: Vec<(String, Value)> = state
+        .engine
+        .rule_ids()
+        .into_iter()
+        .filter_map(|id| {
+            let st = state.engine.rule_status(&id).ok()?;
+            Some((id, serde_json::to_value(flat(st)).ok()?))
+        })
+        .collect();
+    Json(Ordered(all)).into_response()
+}
+
+/// `GET /rules/{id}/topo`: `{"sources": [...], "edges": {...}}`.
+pub async fn topo(state: State, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let nodes = state.engine.rule_topology(&id)?;
+    let sinks: Vec<&String> = nodes.iter().filter(|n| n.starts_with("sink_")).collect();
+    let chain: Vec<&String> = nodes.iter().filter(|n| !n.starts_with("sink_")).collect();
+    let mut edges = Map::new();
+    for pair in chain.windows(2) {
+        edges.insert(pair[0].clone(), json!([pair[1]]));
+    }
+    if let Some(last) = chain.last() {
+        edges.insert((*last).clone(), json!(sinks));
+    }
+    Ok(Json(json!({ "sources": [chain[0]], "edges": edges })))
+}
+
+/// `GET /rules/{id}/explain`: the compiled plan as text.
+pub async fn explain(state: State, Path(id): Path<String>) -> Result<String, ApiError> {
+    Ok(state.engine.explain(&id)?)
+}

@@ -1,0 +1,150 @@
+//! The persistent catalog: streams and rules (with their running state) in SQLite.
+//!
+//! Every change is one transaction, so a crash mid-request never leaves half a rule behind.
+//! On start the server replays the catalog into the engine: streams first, then rules, each
+//! started again if it was running.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// What can go wrong with the catalog file.
+#[derive(Debug, thiserror::Error)]
+#[error("catalog: {0}")]
+pub struct CatalogError(#[from] rusqlite::Error);
+
+/// A stored rule: its JSON as submitted and whether it should run.
+#[derive(Debug, Clone)]
+pub struct StoredRule {
+    /// The rule id.
+    pub id: String,
+    /// eKuiper's rule JSON.
+    pub json: String,
+    /// True when the rule should run after a restart.
+    pub running: bool,
+}
+
+/// The SQLite-backed catalog.
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+impl Catalog {
+    /// Opens (or creates) `<dir>/quiver.db`.
+    pub fn open(dir: &Path) -> Result<Catalog, CatalogError> {
+        let conn = Connection::open(dir.join("quiver.db"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS streams (
+                 name TEXT PRIMARY KEY,
+                 sql  TEXT NOT NULL,
+                 seq  INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS rules (
+                 id      TEXT PRIMARY KEY,
+                 json    TEXT NOT NULL,
+                 running INTEGER NOT NULL,
+                 seq     INTEGER NOT NULL
+             );",
+        )?;
+        Ok(Catalog {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, CatalogError> {
+        let mut conn = self.conn.lock().expect("catalog lock");
+        Ok(f(&mut conn)?)
+    }
+
+    /// Stream statements in creation order.
+    pub fn streams(&self) -> Result<Vec<(String, String)>, CatalogError> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT name, sql FROM streams ORDER BY seq")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })
+    }
+
+    /// Saves (or replaces) a stream.
+    pub fn put_stream(&self, name: &str, sql: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO streams (name, sql, seq)
+                 VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM streams))
+                 ON CONFLICT(name) DO UPDATE SET sql = excluded.sql",
+                params![name, sql],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Removes a stream.
+    pub fn delete_stream(&self, name: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute("DELETE FROM streams WHERE name = ?1", params![name])
+                .map(drop)
+        })
+    }
+
+    /// Rules in creation order.
+    pub fn rules(&self) -> Result<Vec<StoredRule>, CatalogError> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id, json, running FROM rules ORDER BY seq")?;
+            st.query_map([], |r| {
+                Ok(StoredRule {
+                    id: r.get(0)?,
+                    json: r.get(1)?,
+                    running: r.get::<_, i64>(2)? != 0,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Saves (or replaces) a rule.
+    pub fn put_rule(&self, id: &str, json: &str, running: bool) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO rules (id, json, running, seq)
+                 VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM rules))
+                 ON CONFLICT(id) DO UPDATE SET json = excluded.json, running = excluded.running",
+                params![id, json, running as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Records whether a rule should run after a restart.
+    pub fn set_running(&self, id: &str, running: bool) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE rules SET running = ?2 WHERE id = ?1",
+                params![id, running as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Removes a rule.
+    pub fn delete_rule(&self, id: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute("DELETE FROM rules WHERE id = ?1", params![id])
+                .map(drop)
+        })
+    }
+
+    /// A stored rule's JSON.
+    pub fn rule_json(&self, id: &str) -> Result<Option<String>, CatalogError> {
+        self.with(|c| {
+            c.query_row("SELECT json FROM rules WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+}

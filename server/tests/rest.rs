@@ -1,0 +1,392 @@
+//! End-to-end tests of `quiverd`: the real binary on free ports with a temp data dir, driven
+//! over HTTP like a user's curl calls.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running quiverd, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    push_addr: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    fn start(data_dir: &PathBuf) -> Server {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let push_addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_quiverd"))
+            .args(["--bind", &addr, "--push-bind", &push_addr, "--data-dir"])
+            .arg(data_dir)
+            .args(["--workers", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("quiverd starts");
+        let server = Server {
+            child,
+            addr,
+            push_addr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.try_request("GET", "/ping", None).is_err() {
+            assert!(Instant::now() < deadline, "quiverd did not answer /ping");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Stops with SIGTERM and waits, as a service manager would.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "quiverd exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "quiverd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<(u16, String)> {
+        http(&self.addr, method, path, body)
+    }
+
+    fn push(&self, path: &str, body: &str) -> (u16, String) {
+        http(&self.push_addr, "POST", path, Some(body)).expect("push request")
+    }
+}
+
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    {
+        let mut s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw)?;
+        let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        Ok((
+            status,
+            if chunked {
+                dechunk(rest)
+            } else {
+                rest.to_string()
+            },
+        ))
+    }
+}
+
+impl Server {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+        let body = body.map(|b| b.to_string());
+        self.try_request(method, path, body.as_deref())
+            .expect("HTTP request")
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.call(method, path, body);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("quiver-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls the rule status until `key` reaches `want`.
+fn wait_metric(server: &Server, rule: &str, key: &str, want: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, st) = server.json("GET", &format!("/rules/{rule}/status"), None);
+        if st[key].as_u64() == Some(want) {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} never reached {want}: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn streams_and_rules_over_rest_with_ekuiper_shapes() {
+    let dir = temp_dir("rest");
+    let server = Server::start(&dir);
+    let (status, info) = server.json("GET", "/", None);
+    assert_eq!(status, 200);
+    assert_eq!(info["os"], json!(std::env::consts::OS));
+
+    let create = json!({"sql": r#"CREATE STREAM demo (device STRING, temperature FLOAT) WITH (DATASOURCE="demo", TYPE="memory", FORMAT="json")"#});
+    assert_eq!(
+        server.call("POST", "/streams", Some(create.clone())),
+        (201, "Stream demo is created.".into())
+    );
+    assert_eq!(server.json("POST", "/streams", Some(create)).0, 409);
+    assert_eq!(server.json("GET", "/streams", None), (200, json!(["demo"])));
+    let (_, described) = server.json("GET", "/streams/demo", None);
+    assert_eq!(described["Name"], json!("demo"));
+    assert_eq!(
+        described["StreamFields"],
+        json!([{"Name": "device", "FieldType": "string"}, {"Name": "temperature", "FieldType": "float"}])
+    );
+    assert_eq!(server.json("GET", "/streams/nope", None).0, 404);
+
+    // Invalid SQL: 400 with the position and reason.
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(json!({"id": "bad", "sql": "SELECT temprature FROM demo", "actions": [{"log": {}}]})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        err["message"],
+        json!(
+            "unknown field \"temprature\" in stream \"demo\" at 1:8; did you mean \"temperature\"?"
+        )
+    );
+    assert_eq!(
+        server.json("POST", "/rules", Some(json!({"id": "x"}))).0,
+        400,
+        "missing fields"
+    );
+    assert_eq!(
+        server
+            .json(
+                "POST",
+                "/rules",
+                Some(json!({"id": "x", "sql": "SELECT * FROM demo", "actions": [{"nosuch": {}}]}))
+            )
+            .0,
+        400,
+        "unknown sink"
+    );
+
+    let rule = json!({"id": "r1", "sql": "SELECT device FROM demo WHERE temperature > 20", "actions": [{"log": {}}]});
+    assert_eq!(
+        server.call("POST", "/rules", Some(rule.clone())),
+        (201, "Rule r1 was created successfully.".into())
+    );
+    assert_eq!(server.json("POST", "/rules", Some(rule)).0, 409);
+    assert_eq!(
+        server.json("GET", "/rules", None),
+        (
+            200,
+            json!([{"id": "r1", "name": "r1", "status": "running"}])
+        )
+    );
+
+    // eKuiper's flat status: the header keys first, then node metrics in topology order.
+    let (_, raw) = server.call("GET", "/rules/r1/status", None);
+    let order = [
+        "\"status\"",
+        "\"message\"",
+        "\"lastStartTimestamp\"",
+        "\"lastStopTimestamp\"",
+        "\"nextStartTimestamp\"",
+        "\"source_demo_0_records_in_total\"",
+        "\"op_2_filter_0_records_in_total\"",
+        "\"op_3_project_0_records_in_total\"",
+        "\"sink_log_0_0_records_out_total\"",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|k| {
+            raw.find(k)
+                .unwrap_or_else(|| panic!("{k} missing in {raw}"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "keys out of order: {raw}"
+    );
+
+    let (_, topo) = server.json("GET", "/rules/r1/topo", None);
+    assert_eq!(
+        topo,
+        json!({"sources": ["source_demo"], "edges": {
+            "source_demo": ["op_2_filter"], "op_2_filter": ["op_3_project"], "op_3_project": ["sink_log_0"]}})
+    );
+    let (_, explain) = server.call("GET", "/rules/r1/explain", None);
+    assert!(explain.contains("Filter: (temperature > 20)"), "{explain}");
+
+    // Deleting a stream a rule uses is refused, naming the rule.
+    let (status, err) = server.json("DELETE", "/streams/demo", None);
+    assert_eq!(status, 409);
+    assert!(err["message"].as_str().unwrap().contains("r1"));
+
+    assert_eq!(server.call("POST", "/rules/r1/stop", None).0, 200);
+    assert_eq!(
+        server.json("GET", "/rules/r1/status", None).1["status"],
+        json!("stopped")
+    );
+    assert_eq!(server.call("POST", "/rules/r1/start", None).0, 200);
+    assert_eq!(
+        server.json("GET", "/rules/r1/status", None).1["status"],
+        json!("running")
+    );
+    assert_eq!(server.json("POST", "/rules/nope/start", None).0, 404);
+
+    let (_, metrics) = server.call("GET", "/metrics", None);
+    assert!(
+        metrics.contains("kuiper_records_in_total{rule=\"r1\",op=\"sink_log_0\",instance=\"0\"}"),
+        "{metrics}"
+    );
+
+    assert_eq!(
+        server.call("DELETE", "/rules/r1", None),
+        (200, "Rule r1 is dropped.".into())
+    );
+    assert_eq!(
+        server.call("DELETE", "/streams/demo", None),
+        (200, "Stream demo is dropped.".into())
+    );
+    server.stop();
+}
+
+#[test]
+fn rules_come_back_after_a_restart() {
+    let dir = temp_dir("restart");
+    let server = Server::start(&dir);
+    server.call(
+        "POST",
+        "/streams",
+        Some(json!({"sql": r#"CREATE STREAM s () WITH (DATASOURCE="s", TYPE="memory")"#})),
+    );
+    server.call(
+        "POST",
+        "/rules",
+        Some(json!({"id": "on", "sql": "SELECT * FROM s", "actions": [{"log": {}}]})),
+    );
+    server.call(
+        "POST",
+        "/rules",
+        Some(json!({"id": "off", "sql": "SELECT a FROM s", "actions": [{"log": {}}], "triggered": false})),
+    );
+    server.stop();
+
+    let server = Server::start(&dir);
+    assert_eq!(
+        server.json("GET", "/rules", None).1,
+        json!([{"id": "off", "name": "off", "status": "stopped"}, {"id": "on", "name": "on", "status": "running"}])
+    );
+    assert_eq!(server.json("GET", "/streams", None).1, json!(["s"]));
+    let (status, body) = server.call("GET", "/rules/off", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["triggered"],
+        json!(false)
+    );
+    wait_metric(&server, "on", "source_s_0_records_in_total", 0);
+    server.stop();
+}
+
+#[test]
+fn http_push_source_end_to_end() {
+    let dir = temp_dir("push");
+    let server = Server::start(&dir);
+    server.call(
+        "POST",
+        "/streams",
+        Some(json!({"sql": r#"CREATE STREAM readings (device STRING, temperature FLOAT) WITH (DATASOURCE="/api/readings", TYPE="httppush", FORMAT="json")"#})),
+    );
+    assert_eq!(
+        server
+            .push("/api/readings", r#"{"device":"a","temperature":25}"#)
+            .0,
+        404,
+        "no rule reads the stream yet"
+    );
+    let rule = json!({"id": "hot", "sql": "SELECT device FROM readings WHERE temperature > 20", "actions": [{"log": {}}]});
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    assert_eq!(
+        server
+            .push("/api/readings", r#"{"device":"a","temperature":25}"#)
+            .0,
+        200
+    );
+    assert_eq!(
+        server
+            .push(
+                "/api/readings",
+                r#"[{"device":"b","temperature":10},{"device":"c","temperature":30}]"#
+            )
+            .0,
+        200
+    );
+    assert_eq!(
+        server.push("/api/readings", r#"{"device": "#).0,
+        400,
+        "malformed JSON is refused"
+    );
+    let st = wait_metric(&server, "hot", "sink_log_0_0_records_in_total", 2);
+    assert_eq!(st["op_2_decoder_0_records_out_total"], json!(3));
+    assert_eq!(st["op_3_filter_0_records_out_total"], json!(2));
+    server.stop();
+}
