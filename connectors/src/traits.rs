@@ -75,6 +75,12 @@ impl SourceOutput {
 pub trait Source: Send {
     /// Produces events until the input ends (`Ok`) or fails. Cancellation is by dropping the task.
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError>;
+
+    /// The live connection state, for sources that hold a connection (eKuiper's
+    /// `connection_status` metrics); `None` for in-process sources.
+    fn connection(&self) -> Option<std::sync::Arc<crate::mqtt::ConnectionState>> {
+        None
+    }
 }
 
 /// A destination for rule results. Receives whole batches.

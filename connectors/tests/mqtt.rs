@@ -1,11 +1,6 @@
 //! The MQTT connector against real Mosquitto brokers: the machine's shared one on
 //! 127.0.0.1:1883, and a private one per outage test (started and killed by the test).
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,97 +9,16 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use quiver_connectors::mqtt::{MqttSink, MqttSinkConfig, MqttSource, MqttSourceConfig};
 use quiver_connectors::{RawMessage, Sink, Source, SourceEvent, SourceOutput};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::QoS;
 use serde_json::{Map, json};
 use tokio::sync::mpsc;
+
+#[path = "support/mqtt.rs"]
+mod support;
+use support::{PrivateBroker, TestClient, free_port, unique};
 use tokio::task::JoinHandle;
 
 const SHARED_PORT: u16 = 1883;
-
-fn unique() -> String {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
-}
-
-/// A plain rumqttc client for the test side: forwards received publishes and SubAcks, and keeps
-/// reconnecting (and resubscribing to `subscribe`) if the broker goes away.
-struct TestClient {
-    client: AsyncClient,
-    publishes: mpsc::UnboundedReceiver<rumqttc::Publish>,
-    subacks: mpsc::UnboundedReceiver<()>,
-    driver: JoinHandle<()>,
-}
-
-impl Drop for TestClient {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
-}
-
-impl TestClient {
-    fn start(port: u16, subscribe: Option<String>) -> Self {
-        let mut options = MqttOptions::new(format!("quiver-test-{}", unique()), "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut eventloop) = AsyncClient::new(options, 100);
-        let (pub_tx, publishes) = mpsc::unbounded_channel();
-        let (ack_tx, subacks) = mpsc::unbounded_channel();
-        let sub_client = client.clone();
-        let driver = tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        if let Some(topic) = &subscribe {
-                            sub_client
-                                .try_subscribe(topic.clone(), QoS::AtLeastOnce)
-                                .unwrap();
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let _ = pub_tx.send(p);
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = ack_tx.send(());
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        TestClient {
-            client,
-            publishes,
-            subacks,
-            driver,
-        }
-    }
-
-    async fn publish(&self, topic: &str, payload: &str) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
-            .await
-            .unwrap();
-    }
-
-    async fn subscribed(&mut self) {
-        tokio::time::timeout(Duration::from_secs(10), self.subacks.recv())
-            .await
-            .expect("no SUBACK within 10 s")
-            .unwrap();
-    }
-
-    async fn next_publish(&mut self) -> rumqttc::Publish {
-        tokio::time::timeout(Duration::from_secs(10), self.publishes.recv())
-            .await
-            .expect("no message within 10 s")
-            .unwrap()
-    }
-}
 
 /// A running MQTT source and the channel its events arrive on.
 struct RunningSource {
@@ -381,59 +295,6 @@ async fn source_survives_a_broker_restart() {
     assert!(s.connected, "{s:?}");
     assert!(s.last_connected_ms.unwrap() >= first_connect);
     assert!(!source.task.is_finished());
-}
-
-/// A Mosquitto of our own on `port` (127.0.0.1 only); killed on drop.
-struct PrivateBroker {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl PrivateBroker {
-    fn start(port: u16) -> Self {
-        let dir = std::env::temp_dir().join(format!("quiver-mosquitto-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        )
-        .unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/sbin/mosquitto");
-        let broker = PrivateBroker { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        broker
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {

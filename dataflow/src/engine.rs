@@ -80,6 +80,9 @@ pub struct RuleStatus {
 /// A running (or finished) instance of a rule.
 struct RuleRun {
     key: String,
+    /// The source's connection, when it has one (MQTT).
+    connection: Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
+    source_node: String,
     metrics: Arc<RuleMetrics>,
     source_task: tokio::task::JoinHandle<()>,
     done: watch::Receiver<bool>,
@@ -423,7 +426,11 @@ impl Engine {
                     (true, None) => ("stopped".to_string(), "input ended".to_string()),
                     (false, None) => ("running".to_string(), String::new()),
                 };
-                (status, message, run.metrics.flatten())
+                let mut metrics = run.metrics.flatten();
+                if let Some(conn) = &run.connection {
+                    connection_metrics(&mut metrics, &run.source_node, conn);
+                }
+                (status, message, metrics)
             }
             None => (
                 "stopped".to_string(),
@@ -582,6 +589,7 @@ impl Engine {
                 .unwrap_or_default(),
         };
         let mut source = self.inner.connectors.source(&spec)?;
+        let connection = source.connection();
         let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
             if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
                 // A dropped dataflow's activator fails harmlessly.
@@ -609,6 +617,8 @@ impl Engine {
         });
         entry.run = Some(RuleRun {
             key,
+            connection,
+            source_node: format!("source_{}", stream.name),
             metrics,
             source_task,
             done: done_rx,
@@ -631,6 +641,36 @@ impl Engine {
             entry.last_stop_ms = now_ms();
             entry.stop_message = message.to_string();
         }
+    }
+}
+
+/// Adds eKuiper's `connection_*` metrics after the source node's own metrics.
+fn connection_metrics(
+    metrics: &mut Vec<(String, Value)>,
+    node: &str,
+    conn: &quiver_connectors::mqtt::ConnectionState,
+) {
+    let snap = conn.snapshot();
+    let at = metrics
+        .iter()
+        .rposition(|(k, _)| k.starts_with(&format!("{node}_0_")))
+        .map_or(metrics.len(), |i| i + 1);
+    let entries = [
+        (
+            "connection_status",
+            Value::from(if snap.connected { 1 } else { 0 }),
+        ),
+        (
+            "connection_last_connected_time",
+            Value::from(snap.last_connected_ms.unwrap_or(0)),
+        ),
+        (
+            "connection_last_disconnected_message",
+            Value::String(snap.last_error.unwrap_or_default()),
+        ),
+    ];
+    for (i, (name, v)) in entries.into_iter().enumerate() {
+        metrics.insert(at + i, (format!("{node}_0_{name}"), v));
     }
 }
 

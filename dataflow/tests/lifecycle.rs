@@ -90,7 +90,15 @@ fn stop_start_restart_delete_while_running() {
             (st.status.as_str(), st.message.as_str()),
             ("stopped", "canceled manually")
         );
-        // A stopped rule has no subscription: the message reaches nobody.
+        // A stopped rule's source task is cancelled; once it is gone nobody subscribes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while bus.subscribers("demo") > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the source kept its subscription"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(
             bus.publish_json("demo", br#"{"device":"b","temperature":25}"#.to_vec())
                 .await,

@@ -28,6 +28,44 @@ pub struct Settings {
     pub push_bind: SocketAddr,
     /// Timely workers.
     pub workers: usize,
+    /// Optional YAML file of connection profiles (eKuiper's confKey idea):
+    /// `mqtt: { default: { server: "tcp://127.0.0.1:1883" } }`.
+    pub config: Option<PathBuf>,
+}
+
+/// Reads connection profiles: source type → profile name (`CONF_KEY`) → properties.
+pub fn load_profiles(
+    path: &std::path::Path,
+) -> anyhow::Result<quiver_dataflow::engine::SourceProfiles> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not valid YAML", path.display()))?;
+    let json = serde_json::to_value(yaml).context("config must be plain YAML maps and values")?;
+    let mut profiles = quiver_dataflow::engine::SourceProfiles::new();
+    let serde_json::Value::Object(types) = json else {
+        anyhow::bail!("{}: expected a map of connector types", path.display());
+    };
+    for (kind, confs) in types {
+        let serde_json::Value::Object(confs) = confs else {
+            anyhow::bail!(
+                "{}: \"{kind}\" must map profile names to properties",
+                path.display()
+            );
+        };
+        let mut by_name = std::collections::HashMap::new();
+        for (name, props) in confs {
+            let serde_json::Value::Object(props) = props else {
+                anyhow::bail!(
+                    "{}: profile \"{kind}.{name}\" must be a map",
+                    path.display()
+                );
+            };
+            by_name.insert(name, props);
+        }
+        profiles.insert(kind, by_name);
+    }
+    Ok(profiles)
 }
 
 /// Replays the catalog: streams, then rules (started again if they were running). A rule that
@@ -67,6 +105,9 @@ pub async fn serve(
         tokio::runtime::Handle::current(),
         Connectors::new(),
     )?;
+    if let Some(path) = &settings.config {
+        engine.set_source_profiles(load_profiles(path)?);
+    }
     restore(&engine, &catalog)?;
     let state = Arc::new(api::AppState {
         engine: engine.clone(),

@@ -11,7 +11,9 @@ const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir
   --bind      REST API address (env QUIVER_BIND, default 127.0.0.1:9081)
   --push-bind HTTP push source address (env QUIVER_PUSH_BIND, default 127.0.0.1:10081)
   --data-dir  catalog directory (env QUIVER_DATA_DIR, default ./data)
-  --workers   dataflow worker threads (env QUIVER_WORKERS, default: cores)";
+  --workers   dataflow worker threads (env QUIVER_WORKERS, default: cores)
+  --config    YAML connection profiles, e.g. mqtt: {default: {server: tcp://127.0.0.1:1883}}
+              (env QUIVER_CONFIG)";
 
 fn settings() -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok();
@@ -19,6 +21,7 @@ fn settings() -> anyhow::Result<Settings> {
     let mut data_dir = env("QUIVER_DATA_DIR").unwrap_or_else(|| "./data".into());
     let mut push_bind = env("QUIVER_PUSH_BIND").unwrap_or_else(|| "127.0.0.1:10081".into());
     let mut workers = env("QUIVER_WORKERS");
+    let mut config = env("QUIVER_CONFIG");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -30,6 +33,7 @@ fn settings() -> anyhow::Result<Settings> {
             "--data-dir" => data_dir = value()?,
             "--push-bind" => push_bind = value()?,
             "--workers" => workers = Some(value()?),
+            "--config" => config = Some(value()?),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -49,6 +53,7 @@ fn settings() -> anyhow::Result<Settings> {
             format!("--push-bind: \"{push_bind}\" is not an address like 127.0.0.1:10081")
         })?,
         data_dir: PathBuf::from(data_dir),
+        config: config.map(PathBuf::from),
         workers,
     })
 }

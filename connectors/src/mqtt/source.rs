@@ -55,6 +55,10 @@ enum Step {
 
 #[async_trait]
 impl Source for MqttSource {
+    fn connection(&self) -> Option<Arc<ConnectionState>> {
+        Some(self.status())
+    }
+
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
         let config = &self.config;
         let credentials = config

@@ -1,0 +1,189 @@
+//! Shared support for quiverd's end-to-end tests: the real binary on free ports, a minimal
+//! HTTP client, and polling helpers.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running quiverd, killed on drop.
+pub struct Server {
+    child: Child,
+    addr: String,
+    push_addr: String,
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// Starts quiverd with `data_dir` and no config file.
+    pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, None)
+    }
+
+    /// Starts quiverd with `data_dir` and an optional `--config` file.
+    pub fn start_with(data_dir: &Path, config: Option<&Path>) -> Server {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let push_addr = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiverd"));
+        cmd.args(["--bind", &addr, "--push-bind", &push_addr, "--data-dir"])
+            .arg(data_dir)
+            .args(["--workers", "2"]);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("quiverd starts");
+        let server = Server {
+            child,
+            addr,
+            push_addr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.try_request("GET", "/ping", None).is_err() {
+            assert!(Instant::now() < deadline, "quiverd did not answer /ping");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Stops with SIGTERM and waits, as a service manager would.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "quiverd exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "quiverd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<(u16, String)> {
+        http(&self.addr, method, path, body)
+    }
+
+    pub fn push(&self, path: &str, body: &str) -> (u16, String) {
+        http(&self.push_addr, "POST", path, Some(body)).expect("push request")
+    }
+}
+
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    {
+        let mut s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw)?;
+        let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        Ok((
+            status,
+            if chunked {
+                dechunk(rest)
+            } else {
+                rest.to_string()
+            },
+        ))
+    }
+}
+
+impl Server {
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+        let body = body.map(|b| b.to_string());
+        self.try_request(method, path, body.as_deref())
+            .expect("HTTP request")
+    }
+
+    pub fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.call(method, path, body);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A fresh temp directory for a test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("quiver-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls the rule status until `key` reaches `want`.
+pub fn wait_metric(server: &Server, rule: &str, key: &str, want: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, st) = server.json("GET", &format!("/rules/{rule}/status"), None);
+        if st[key].as_u64() == Some(want) {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} never reached {want}: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,193 @@
+//! quiverd end to end over MQTT: the real binary, the machine's Mosquitto for the happy path
+//! and restart, and a private Mosquitto on a free port for the broker outage (the shared broker
+//! is never stopped).
+
+mod common;
+#[path = "../../connectors/tests/support/mqtt.rs"]
+mod mqtt_support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{Server, temp_dir, wait_metric};
+use mqtt_support::{PrivateBroker, TestClient, free_port, unique};
+use serde_json::{Value, json};
+
+fn create_pipeline(server: &Server, prefix: &str, port: u16) {
+    let stream = format!(
+        r#"CREATE STREAM sensors (device STRING, temperature FLOAT) WITH (DATASOURCE="{prefix}/in/#", TYPE="mqtt", FORMAT="json")"#
+    );
+    assert_eq!(
+        server
+            .call("POST", "/streams", Some(json!({ "sql": stream })))
+            .0,
+        201
+    );
+    let rule = json!({
+        "id": "hot",
+        "sql": "SELECT device, temperature FROM sensors WHERE temperature > 20",
+        "actions": [{"mqtt": {"server": format!("tcp://127.0.0.1:{port}"), "topic": format!("{prefix}/out"), "sendSingle": true}}]
+    });
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+}
+
+/// Publishes `payload` until a message arrives on the subscriber (the rule may still be
+/// subscribing), then returns what arrived.
+async fn publish_until_received(
+    publisher: &TestClient,
+    subscriber: &mut TestClient,
+    topic: &str,
+    payload: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        publisher.publish(topic, payload).await;
+        if let Ok(Some(p)) =
+            tokio::time::timeout(Duration::from_millis(500), subscriber.publishes.recv()).await
+        {
+            return String::from_utf8(p.payload.to_vec()).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing arrived on the sink topic"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_in_mqtt_out_with_exact_messages_and_restart() {
+    let prefix = format!("quiver-e2e/{}", unique());
+    let dir = temp_dir("mqtt");
+    let server = Server::start(&dir);
+    create_pipeline(&server, &prefix, 1883);
+
+    let mut subscriber = TestClient::start(1883, Some(format!("{prefix}/out")));
+    subscriber.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    let first = publish_until_received(
+        &publisher,
+        &mut subscriber,
+        &format!("{prefix}/in/1"),
+        r#"{"device":"a","temperature":25,"extra":1}"#,
+    )
+    .await;
+    assert_eq!(first, r#"{"device":"a","temperature":25}"#);
+    // Drain repeats of the first message published while the rule was subscribing.
+    while let Ok(Some(_)) =
+        tokio::time::timeout(Duration::from_millis(300), subscriber.publishes.recv()).await
+    {}
+
+    publisher
+        .publish(
+            &format!("{prefix}/in/2"),
+            r#"{"device":"b","temperature":10}"#,
+        )
+        .await;
+    publisher
+        .publish(
+            &format!("{prefix}/in/2"),
+            r#"{"device":"c", "temperature":"#,
+        )
+        .await;
+    publisher
+        .publish(
+            &format!("{prefix}/in/3"),
+            r#"{"device":"d","temperature":30.5}"#,
+        )
+        .await;
+    let got = String::from_utf8(subscriber.next_publish().await.payload.to_vec()).unwrap();
+    assert_eq!(got, r#"{"device":"d","temperature":30.5}"#);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), subscriber.publishes.recv())
+            .await
+            .is_err(),
+        "the filtered and the malformed message produce nothing"
+    );
+    let st = tokio::task::block_in_place(|| {
+        wait_metric(&server, "hot", "op_2_decoder_0_exceptions_total", 1)
+    });
+    assert_eq!(st["status"], json!("running"));
+    assert_eq!(st["source_sensors_0_connection_status"], json!(1));
+
+    // After a restart the rule is back and produces output.
+    tokio::task::block_in_place(|| server.stop());
+    let server = tokio::task::block_in_place(|| Server::start(&dir));
+    let again = publish_until_received(
+        &publisher,
+        &mut subscriber,
+        &format!("{prefix}/in/1"),
+        r#"{"device":"e","temperature":21}"#,
+    )
+    .await;
+    assert_eq!(again, r#"{"device":"e","temperature":21}"#);
+    tokio::task::block_in_place(|| server.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rule_survives_a_broker_outage_and_reports_it() {
+    let port = free_port();
+    let broker = PrivateBroker::start(port);
+    let prefix = format!("quiver-outage/{}", unique());
+    let dir = temp_dir("outage");
+    let config = dir.join("quiver.yaml");
+    std::fs::write(
+        &config,
+        format!("mqtt:\n  default:\n    server: \"tcp://127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let server = tokio::task::block_in_place(|| Server::start_with(&dir, Some(&config)));
+    create_pipeline(&server, &prefix, port);
+
+    let mut subscriber = TestClient::start(port, Some(format!("{prefix}/out")));
+    subscriber.subscribed().await;
+    let publisher = TestClient::start(port, None);
+    let topic = format!("{prefix}/in/1");
+    let got = publish_until_received(
+        &publisher,
+        &mut subscriber,
+        &topic,
+        r#"{"device":"a","temperature":22}"#,
+    )
+    .await;
+    assert_eq!(got, r#"{"device":"a","temperature":22}"#);
+
+    drop(broker);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status: Value = loop {
+        let (_, st) = server.json("GET", "/rules/hot/status", None);
+        if st["source_sensors_0_connection_status"] == json!(0) {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the outage never showed: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(
+        status["source_sensors_0_connection_last_disconnected_message"],
+        json!("")
+    );
+    assert_eq!(
+        status["status"],
+        json!("running"),
+        "an outage does not stop the rule"
+    );
+
+    let _broker = PrivateBroker::start(port);
+    // The test clients reconnect on their own; the rule's source resubscribes.
+    subscriber.subscribed().await;
+    let mut seen = BTreeSet::new();
+    let got = publish_until_received(
+        &publisher,
+        &mut subscriber,
+        &topic,
+        r#"{"device":"b","temperature":23}"#,
+    )
+    .await;
+    seen.insert(got);
+    assert!(
+        seen.contains(r#"{"device":"b","temperature":23}"#),
+        "{seen:?}"
+    );
+    let (_, st) = server.json("GET", "/rules/hot/status", None);
+    assert_eq!(st["source_sensors_0_connection_status"], json!(1));
+    tokio::task::block_in_place(|| server.stop());
+}
