@@ -16,6 +16,7 @@ use crate::error::EngineError;
 use crate::metrics::{NodeMetrics, RuleMetrics};
 use crate::render::RuleDataflow;
 use crate::runtime::{Command, Workers};
+use crate::sinkprops::SinkSettings;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -273,7 +274,7 @@ impl Engine {
         }
         for a in &spec.actions {
             // Validates the sink type and properties now, so a bad action is a 400, not a dead rule.
-            self.inner.connectors.sink(&a.sink_type, &a.props)?;
+            self.validate_action(a)?;
         }
         let mut rules = self.inner.rules.lock().expect("rules lock");
         if rules.contains_key(&spec.id) {
@@ -305,6 +306,13 @@ impl Engine {
             rules.remove(&id);
             return Err(e);
         }
+        Ok(())
+    }
+
+    /// Checks an action's sink type and properties (common and connector-specific).
+    pub fn validate_action(&self, action: &Action) -> Result<(), EngineError> {
+        let (_, props) = SinkSettings::parse(&action.props)?;
+        self.inner.connectors.sink(&action.sink_type, &props)?;
         Ok(())
     }
 
@@ -539,17 +547,16 @@ impl Engine {
             entry.spec.actions.len(),
         ));
         for (action, m) in entry.spec.actions.iter().zip(sink_metrics) {
-            let sink = self
-                .inner
-                .connectors
-                .sink(&action.sink_type, &action.props)?;
-            let (tx, rx) = mpsc::channel::<RecordBatch>(queue);
+            let (settings, props) = SinkSettings::parse(&action.props)?;
+            let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
+            let (tx, rx) =
+                mpsc::channel::<RecordBatch>(settings.buffer_length.unwrap_or(queue).max(1));
             sink_senders.push(tx);
             let done_tx = done_tx.clone();
             let remaining = remaining.clone();
             let error = error.clone();
             self.inner.runtime.spawn(async move {
-                run_sink(sink, rx, m, error).await;
+                run_sink(sink, settings, rx, m, error).await;
                 if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
                     let _ = done_tx.send(true);
                 }
@@ -674,9 +681,11 @@ fn connection_metrics(
     }
 }
 
-/// Writes batches to one sink until the workers drop their senders.
+/// Writes batches to one sink until the workers drop their senders, gathering them first when
+/// `batchSize`/`lingerInterval` ask for it (one `collect_list` call per gathered batch).
 async fn run_sink(
     mut sink: Box<dyn quiver_connectors::Sink>,
+    settings: SinkSettings,
     mut rx: mpsc::Receiver<RecordBatch>,
     metrics: Arc<NodeMetrics>,
     error: Arc<Mutex<Option<String>>>,
@@ -686,9 +695,54 @@ async fn run_sink(
         metrics.exceptions(1, &e.to_string());
         return;
     }
-    while let Some(batch) = rx.recv().await {
-        let started = Instant::now();
+    let mut gathered: Vec<RecordBatch> = Vec::new();
+    let mut gathered_rows = 0usize;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                Ok(next) => next,
+                // The linger interval passed: write what is gathered.
+                Err(_) => {
+                    write(&mut sink, std::mem::take(&mut gathered), &metrics).await;
+                    gathered_rows = 0;
+                    deadline = None;
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(batch) = next else { break };
         metrics.set_buffer_length(rx.len() as i64);
+        let batch = settings.project(batch);
+        if !settings.batches() {
+            write(&mut sink, vec![batch], &metrics).await;
+            continue;
+        }
+        gathered_rows += batch.num_rows();
+        gathered.push(batch);
+        if deadline.is_none() {
+            deadline = settings.linger.map(|l| tokio::time::Instant::now() + l);
+        }
+        if settings.batch_size > 0 && gathered_rows >= settings.batch_size {
+            write(&mut sink, std::mem::take(&mut gathered), &metrics).await;
+            gathered_rows = 0;
+            deadline = None;
+        }
+    }
+    write(&mut sink, gathered, &metrics).await;
+    if let Err(e) = sink.close().await {
+        metrics.exceptions(1, &e.to_string());
+    }
+}
+
+async fn write(
+    sink: &mut Box<dyn quiver_connectors::Sink>,
+    batches: Vec<RecordBatch>,
+    metrics: &NodeMetrics,
+) {
+    for batch in crate::sinkprops::merge(batches) {
+        let started = Instant::now();
         let rows = batch.num_rows();
         match sink.collect_list(&batch).await {
             Ok(()) => metrics.batch(rows, rows, started),
@@ -698,9 +752,6 @@ async fn run_sink(
                 tracing::warn!("sink write failed: {e}");
             }
         }
-    }
-    if let Err(e) = sink.close().await {
-        metrics.exceptions(1, &e.to_string());
     }
 }
 

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod operator;
 pub mod render;
 pub mod runtime;
+pub mod sinkprops;
 
 pub use engine::{Action, Engine, EngineConfig, RuleSpec, RuleStatus};
 pub use error::EngineError;

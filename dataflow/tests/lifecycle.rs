@@ -278,3 +278,66 @@ fn a_slow_sink_slows_the_source_and_nothing_is_lost() {
     });
     engine.shutdown();
 }
+
+#[test]
+fn common_sink_properties_gather_rows_and_pick_fields() {
+    let (rt, engine) = setup(1);
+    let bus = engine.connectors().memory().clone();
+    rt.block_on(async {
+        let mut out = bus.subscribe("gathered");
+        let mut spec = rule("g", "SELECT device, temperature FROM demo", "gathered");
+        spec.actions[0].props = json!({"topic": "gathered", "batchSize": 5, "fields": ["device"]});
+        engine.create_rule(spec).unwrap();
+        for i in 0..12 {
+            let msg = format!(r#"{{"device":"d{i}","temperature":{i}}}"#);
+            bus.publish_json("demo", msg.into_bytes()).await;
+            // One emission per message, so gathering is the sink's doing.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        bus.close("demo");
+        assert!(
+            engine
+                .wait_finished("g", Duration::from_secs(10))
+                .await
+                .unwrap()
+        );
+        let mut sizes = Vec::new();
+        while let Ok(m) = out.try_recv() {
+            if let MemoryPayload::Batch(b) = m.payload {
+                assert_eq!(
+                    b.schema().fields().len(),
+                    1,
+                    "only the listed field is kept"
+                );
+                assert_eq!(b.schema().field(0).name(), "device");
+                sizes.push(b.num_rows());
+            }
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), 12);
+        let (last, full) = sizes.split_last().unwrap();
+        assert!(full.iter().all(|n| *n >= 5), "{sizes:?}");
+        assert!(*last > 0 && sizes.len() <= 3, "{sizes:?}");
+
+        // lingerInterval: a partial batch is written once the interval passes.
+        let mut lingering = bus.subscribe("lingering");
+        let mut spec = rule("l", "SELECT device FROM demo", "lingering");
+        spec.actions[0].props =
+            json!({"topic": "lingering", "batchSize": 100, "lingerInterval": 200});
+        engine.create_rule(spec).unwrap();
+        for d in ["x", "y", "z"] {
+            let msg = format!(r#"{{"device":"{d}","temperature":1}}"#);
+            bus.publish_json("demo", msg.into_bytes()).await;
+        }
+        let rows = recv_rows(&mut lingering, 3, Duration::from_secs(5)).await;
+        assert_eq!(rows.len(), 3);
+    });
+    assert!(matches!(
+        engine.create_rule({
+            let mut spec = rule("t", "SELECT * FROM demo", "o");
+            spec.actions[0].props = json!({"topic": "o", "dataTemplate": "{{.device}}"});
+            spec
+        }),
+        Err(EngineError::Invalid(m)) if m.contains("dataTemplate")
+    ));
+    engine.shutdown();
+}

@@ -122,11 +122,7 @@ pub async fn validate(state: State, raw: String) -> Result<Json<Value>, ApiError
     let (spec, _) = parse(&raw)?;
     state.engine.compile(&spec.sql)?;
     for a in &spec.actions {
-        state
-            .engine
-            .connectors()
-            .sink(&a.sink_type, &a.props)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        state.engine.validate_action(a)?;
     }
     Ok(Json(json!({ "valid": true })))
 }

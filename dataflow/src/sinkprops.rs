@@ -1,0 +1,162 @@
+//! eKuiper's common sink properties, handled by the host for every sink type: `batchSize`,
+//! `lingerInterval`, `fields`, `bufferLength`. Connector-specific keys pass through to the sink.
+
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use serde_json::Value;
+
+use crate::error::EngineError;
+
+/// Keys the host consumes; the connector never sees them.
+const HOST_KEYS: &[&str] = &["batchSize", "lingerInterval", "fields", "bufferLength"];
+
+/// Common keys this build refuses rather than silently ignoring.
+const UNSUPPORTED: &[&str] = &[
+    "dataTemplate",
+    "format",
+    "schemaId",
+    "compression",
+    "encryption",
+];
+
+/// Validated common sink settings.
+#[derive(Debug, Clone, Default)]
+pub struct SinkSettings {
+    /// Rows to gather before writing (0: write each emission as it comes).
+    pub batch_size: usize,
+    /// Longest wait before a partial batch is written (None: no time limit).
+    pub linger: Option<Duration>,
+    /// Output fields to keep, in this order (None: all).
+    pub fields: Option<Vec<String>>,
+    /// Emissions queued in front of the sink.
+    pub buffer_length: Option<usize>,
+}
+
+fn bad(key: &str, what: &str) -> EngineError {
+    EngineError::Invalid(format!("sink property \"{key}\" {what}"))
+}
+
+impl SinkSettings {
+    /// Splits an action's properties into host settings and the connector's own properties.
+    pub fn parse(props: &Value) -> Result<(SinkSettings, Value), EngineError> {
+        let Some(map) = props.as_object() else {
+            return Err(EngineError::Invalid(
+                "an action's properties must be a JSON object".into(),
+            ));
+        };
+        for key in UNSUPPORTED {
+            if map.contains_key(*key) {
+                return Err(bad(key, "is not supported yet"));
+            }
+        }
+        let uint = |key: &str| -> Result<Option<u64>, EngineError> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    .map(Some)
+                    .ok_or_else(|| bad(key, "must be a non-negative integer")),
+            }
+        };
+        let fields = match map.get("fields") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| bad("fields", "must be a list of field names"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err(bad("fields", "must be a list of field names")),
+        };
+        let settings = SinkSettings {
+            batch_size: uint("batchSize")?.unwrap_or(0) as usize,
+            linger: uint("lingerInterval")?
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+            fields,
+            buffer_length: uint("bufferLength")?.map(|n| n as usize),
+        };
+        let rest: serde_json::Map<String, Value> = map
+            .iter()
+            .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok((settings, Value::Object(rest)))
+    }
+
+    /// True when emissions are gathered before writing.
+    pub fn batches(&self) -> bool {
+        self.batch_size > 0 || self.linger.is_some()
+    }
+
+    /// Keeps only `fields` (a missing field becomes a missing value, as in eKuiper).
+    pub fn project(&self, batch: RecordBatch) -> RecordBatch {
+        let Some(fields) = &self.fields else {
+            return batch;
+        };
+        let schema = batch.schema();
+        let mut out_fields = Vec::new();
+        let mut cols = Vec::new();
+        for name in fields {
+            if let Some((i, f)) = schema.column_with_name(name) {
+                out_fields.push(f.clone());
+                cols.push(batch.column(i).clone());
+            }
+        }
+        RecordBatch::try_new_with_options(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(out_fields)),
+            cols,
+            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .unwrap_or(batch)
+    }
+}
+
+/// Concatenates emissions whose schemas may differ (schemaless rules) into as few batches as
+/// possible: consecutive batches with one schema become one.
+pub fn merge(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    let mut out: Vec<RecordBatch> = Vec::new();
+    let mut run: Vec<RecordBatch> = Vec::new();
+    for b in batches {
+        if run.first().is_some_and(|f| f.schema() != b.schema()) {
+            out.push(concat(std::mem::take(&mut run)));
+        }
+        run.push(b);
+    }
+    if !run.is_empty() {
+        out.push(concat(run));
+    }
+    out
+}
+
+fn concat(run: Vec<RecordBatch>) -> RecordBatch {
+    if run.len() == 1 {
+        return run.into_iter().next().expect("one batch");
+    }
+    arrow::compute::concat_batches(&run[0].schema(), &run).expect("same schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn host_keys_are_taken_out() {
+        let (s, rest) = SinkSettings::parse(&json!({
+            "topic": "t", "batchSize": 10, "lingerInterval": "500", "fields": ["a"]
+        }))
+        .unwrap();
+        assert_eq!(s.batch_size, 10);
+        assert_eq!(s.linger, Some(Duration::from_millis(500)));
+        assert_eq!(rest, json!({"topic": "t"}));
+        assert!(SinkSettings::parse(&json!({"dataTemplate": "{{.a}}"})).is_err());
+        assert!(SinkSettings::parse(&json!({"batchSize": -1})).is_err());
+    }
+}
