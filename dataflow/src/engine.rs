@@ -489,14 +489,25 @@ impl Engine {
     }
 
     /// Stops every rule and the workers.
+    ///
+    /// Sinks get up to five seconds to write what they already received, so a SIGTERM flushes
+    /// results instead of dropping them. Call it from a thread that may block.
     pub fn shutdown(&self) {
+        let mut flushing = Vec::new();
         {
             let mut rules = self.inner.rules.lock().expect("rules lock");
             for entry in rules.values_mut() {
+                if let Some(run) = &entry.run {
+                    flushing.push(run.done.clone());
+                }
                 self.teardown(entry, "server stopped");
             }
         }
         self.inner.workers.shutdown();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while flushing.iter().any(|d| !*d.borrow()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Builds a run of the rule: sink tasks, the dataflow on every worker, the source task.
