@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use quiver_compiler::plan::LogicalPlan;
 use quiver_compiler::{Registry, RulePlan, Statement, StreamDef, StreamKind};
 use quiver_connectors::codec::json::JsonDecoder;
-use quiver_connectors::{Connectors, SourceOutput, SourceSpec};
+use quiver_connectors::{Connectors, SourceEvent, SourceOutput, SourceSpec};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -85,9 +85,32 @@ struct RuleRun {
     connection: Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
     source_node: String,
     metrics: Arc<RuleMetrics>,
-    source_task: tokio::task::JoinHandle<()>,
+    /// The rule's own source task, or its membership in a shared stream's source.
+    source: SourceHandle,
     done: watch::Receiver<bool>,
     error: Arc<Mutex<Option<String>>>,
+}
+
+/// How a rule run gets its input.
+enum SourceHandle {
+    /// A source task of its own.
+    Own(tokio::task::JoinHandle<()>),
+    /// A subscription to the shared source of this stream (`SHARED="true"`).
+    Shared(String),
+}
+
+/// One subscriber of a shared source: a rule run's worker queues and how to wake them.
+struct Subscriber {
+    key: String,
+    out: SourceOutput,
+    wake_all: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// The single source of a `SHARED="true"` stream and the rule runs it feeds.
+struct SharedSource {
+    subscribers: Arc<Mutex<Vec<Subscriber>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    connection: Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
 }
 
 struct RuleEntry {
@@ -115,6 +138,7 @@ struct Inner {
     streams: RwLock<BTreeMap<String, StreamDef>>,
     rules: Mutex<BTreeMap<String, RuleEntry>>,
     profiles: RwLock<SourceProfiles>,
+    shared: Mutex<HashMap<String, SharedSource>>,
 }
 
 fn now_ms() -> i64 {
@@ -141,6 +165,7 @@ impl Engine {
                 streams: RwLock::new(BTreeMap::new()),
                 rules: Mutex::new(BTreeMap::new()),
                 profiles: RwLock::new(HashMap::new()),
+                shared: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -606,8 +631,6 @@ impl Engine {
                 .cloned()
                 .unwrap_or_default(),
         };
-        let mut source = self.inner.connectors.source(&spec)?;
-        let connection = source.connection();
         let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
             if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
                 // A dropped dataflow's activator fails harmlessly.
@@ -616,29 +639,42 @@ impl Engine {
         });
         let wake_all = wake.clone();
         let out = SourceOutput::new(ingest_tx, wake);
-        let source_error = error.clone();
-        let rule_id = entry.spec.id.clone();
-        let source_task = self.inner.runtime.spawn(async move {
-            let result = source.run(out).await;
-            // The queues are closed now; wake every worker so each sees the end of its input,
-            // drops its capability and lets the window of results drain to the sinks.
-            drop(source);
-            for i in 0..n {
-                wake_all(i);
-            }
-            if let Err(e) = result
-                && !matches!(e, quiver_connectors::ConnectorError::Closed)
-            {
-                tracing::error!(rule = %rule_id, "source failed: {e}");
-                *source_error.lock().expect("error lock") = Some(e.to_string());
-            }
-        });
+        let (source_handle, connection) = if stream.options.shared {
+            let subscriber = Subscriber {
+                key: key.clone(),
+                out,
+                wake_all: Arc::new(move || (0..n).for_each(|i| wake_all(i))),
+            };
+            let connection = self.join_shared(&stream.name, &spec, subscriber, queue)?;
+            (SourceHandle::Shared(stream.name.clone()), connection)
+        } else {
+            let mut source = self.inner.connectors.source(&spec)?;
+            let connection = source.connection();
+            let source_error = error.clone();
+            let rule_id = entry.spec.id.clone();
+            let task = self.inner.runtime.spawn(async move {
+                let result = source.run(out).await;
+                // The queues are closed now; wake every worker so each sees the end of its
+                // input, drops its capability and lets the results drain to the sinks.
+                drop(source);
+                for i in 0..n {
+                    wake_all(i);
+                }
+                if let Err(e) = result
+                    && !matches!(e, quiver_connectors::ConnectorError::Closed)
+                {
+                    tracing::error!(rule = %rule_id, "source failed: {e}");
+                    *source_error.lock().expect("error lock") = Some(e.to_string());
+                }
+            });
+            (SourceHandle::Own(task), connection)
+        };
         entry.run = Some(RuleRun {
             key,
             connection,
             source_node: format!("source_{}", stream.name),
             metrics,
-            source_task,
+            source: source_handle,
             done: done_rx,
             error,
         });
@@ -647,11 +683,103 @@ impl Engine {
         Ok(())
     }
 
+    /// Adds a rule run to the shared source of `stream`, starting the source for the first one.
+    /// One subscription feeds every rule of the stream; a rule that falls behind slows the
+    /// others (the shared queue is bounded), as with eKuiper's shared sources.
+    fn join_shared(
+        &self,
+        stream: &str,
+        spec: &SourceSpec,
+        subscriber: Subscriber,
+        queue: usize,
+    ) -> Result<Option<Arc<quiver_connectors::mqtt::ConnectionState>>, EngineError> {
+        let mut shared = self.inner.shared.lock().expect("shared lock");
+        // A shared source whose input ended is finished; the next rule starts a new one.
+        if shared
+            .get(stream)
+            .is_some_and(|s| s.tasks.iter().any(|t| t.is_finished()))
+            && let Some(old) = shared.remove(stream)
+        {
+            old.tasks.iter().for_each(|t| t.abort());
+        }
+        if let Some(s) = shared.get(stream) {
+            s.subscribers
+                .lock()
+                .expect("subscribers lock")
+                .push(subscriber);
+            return Ok(s.connection.clone());
+        }
+        let mut source = self.inner.connectors.source(spec)?;
+        let connection = source.connection();
+        let subscribers = Arc::new(Mutex::new(vec![subscriber]));
+        let (tx, mut rx) = mpsc::channel::<SourceEvent>(queue);
+        let reader = self.inner.runtime.spawn(async move {
+            let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+            if let Err(e) = source.run(out).await {
+                tracing::error!("shared source failed: {e}");
+            }
+        });
+        let subs = subscribers.clone();
+        let fanout = self.inner.runtime.spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let targets: Vec<(String, SourceOutput)> = subs
+                    .lock()
+                    .expect("subscribers lock")
+                    .iter()
+                    .map(|s| (s.key.clone(), s.out.clone()))
+                    .collect();
+                for (key, out) in targets {
+                    if out.send(event.clone()).await.is_err() {
+                        subs.lock()
+                            .expect("subscribers lock")
+                            .retain(|s| s.key != key);
+                    }
+                }
+            }
+            // The input ended: close every rule's queues and wake its workers.
+            let ended: Vec<Subscriber> =
+                std::mem::take(&mut *subs.lock().expect("subscribers lock"));
+            for s in ended {
+                let wake = s.wake_all.clone();
+                drop(s);
+                wake();
+            }
+        });
+        shared.insert(
+            stream.to_string(),
+            SharedSource {
+                subscribers,
+                tasks: vec![reader, fanout],
+                connection: connection.clone(),
+            },
+        );
+        Ok(connection)
+    }
+
+    /// Removes a rule run from a shared source; the last one out stops the source.
+    fn leave_shared(&self, stream: &str, key: &str) {
+        let mut shared = self.inner.shared.lock().expect("shared lock");
+        let Some(s) = shared.get(stream) else { return };
+        let empty = {
+            let mut subs = s.subscribers.lock().expect("subscribers lock");
+            subs.retain(|x| x.key != key);
+            subs.is_empty()
+        };
+        if empty && let Some(s) = shared.remove(stream) {
+            for t in s.tasks {
+                t.abort();
+            }
+        }
+    }
+
     /// Stops the current run, if any: the source ends, the dataflow is dropped on every worker,
     /// and the sinks finish with what they already received.
     fn teardown(&self, entry: &mut RuleEntry, message: &str) {
         if let Some(run) = entry.run.take() {
-            run.source_task.abort();
+            match &run.source {
+                SourceHandle::Own(task) => task.abort(),
+                SourceHandle::Shared(stream) => self.leave_shared(stream, &run.key),
+            }
             self.inner
                 .workers
                 .broadcast(|| Command::Drop(run.key.clone()));

@@ -341,3 +341,63 @@ fn common_sink_properties_gather_rows_and_pick_fields() {
     ));
     engine.shutdown();
 }
+
+#[test]
+fn a_shared_stream_feeds_all_its_rules_from_one_subscription() {
+    let (rt, engine) = setup(2);
+    engine
+        .create_stream(
+            r#"CREATE STREAM sh (device STRING, temperature FLOAT) WITH (DATASOURCE="shared/in", TYPE="memory", SHARED="true")"#,
+        )
+        .unwrap();
+    let bus = engine.connectors().memory().clone();
+    rt.block_on(async {
+        let mut hot = bus.subscribe("shared/hot");
+        let mut all = bus.subscribe("shared/all");
+        engine
+            .create_rule(rule(
+                "hot",
+                "SELECT device FROM sh WHERE temperature > 20",
+                "shared/hot",
+            ))
+            .unwrap();
+        engine
+            .create_rule(rule("all", "SELECT device FROM sh", "shared/all"))
+            .unwrap();
+        assert_eq!(
+            bus.subscribers("shared/in"),
+            1,
+            "one subscription for both rules"
+        );
+        for (d, t) in [("a", 10), ("b", 25), ("c", 30)] {
+            let msg = format!(r#"{{"device":"{d}","temperature":{t}}}"#);
+            bus.publish_json("shared/in", msg.into_bytes()).await;
+        }
+        let mut got = recv_rows(&mut hot, 2, Duration::from_secs(10)).await;
+        got.sort_by_key(|r| r["device"].as_str().unwrap().to_string());
+        assert_eq!(got, vec![json!({"device": "b"}), json!({"device": "c"})]);
+        assert_eq!(
+            recv_rows(&mut all, 3, Duration::from_secs(10)).await.len(),
+            3
+        );
+
+        // Deleting one rule leaves the other fed; deleting the last releases the subscription.
+        engine.delete_rule("hot").unwrap();
+        bus.publish_json("shared/in", br#"{"device":"d","temperature":1}"#.to_vec())
+            .await;
+        assert_eq!(
+            recv_rows(&mut all, 1, Duration::from_secs(10)).await,
+            vec![json!({"device": "d"})]
+        );
+        engine.delete_rule("all").unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while bus.subscribers("shared/in") > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the shared source kept its subscription"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    engine.shutdown();
+}
