@@ -24,8 +24,15 @@ fn streams_and_rules_over_rest_with_ekuiper_shapes() {
     let (_, described) = server.json("GET", "/streams/demo", None);
     assert_eq!(described["Name"], json!("demo"));
     assert_eq!(
-        described["StreamFields"],
-        json!([{"Name": "device", "FieldType": "string"}, {"Name": "temperature", "FieldType": "float"}])
+        described,
+        json!({
+            "Name": "demo",
+            "StreamFields": [
+                {"Name": "device", "FieldType": {"Type": 3}},
+                {"Name": "temperature", "FieldType": {"Type": 2}}
+            ],
+            "Options": {"DATASOURCE": "demo", "FORMAT": "json", "TYPE": "memory"}
+        })
     );
     assert_eq!(server.json("GET", "/streams/nope", None).0, 404);
 

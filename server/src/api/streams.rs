@@ -45,17 +45,37 @@ pub async fn list(state: State) -> Json<Vec<String>> {
     Json(state.engine.stream_names())
 }
 
-fn field_type_json(t: &FieldType) -> Value {
+/// eKuiper's numeric type codes in describe output (its `ast.DataType` enum).
+fn type_code(t: &FieldType) -> u8 {
     match t {
-        FieldType::Array(inner) => json!({ "Type": "array", "ElemType": field_type_json(inner) }),
-        FieldType::Struct(fields) => json!({
-            "Type": "struct",
-            "Fields": fields.iter().map(|(n, t)| json!({ "Name": n, "FieldType": field_type_json(t) })).collect::<Vec<_>>(),
-        }),
-        other => Value::String(other.ekuiper_name().to_string()),
+        FieldType::Bigint => 1,
+        FieldType::Float => 2,
+        FieldType::String => 3,
+        FieldType::Bytea => 4,
+        FieldType::Datetime => 5,
+        FieldType::Boolean => 6,
+        FieldType::Array(_) => 7,
+        FieldType::Struct(_) => 8,
     }
 }
 
+fn field_type_json(t: &FieldType) -> Value {
+    match t {
+        FieldType::Array(inner) => {
+            json!({ "Type": type_code(t), "FieldType": field_type_json(inner) })
+        }
+        FieldType::Struct(fields) => json!({
+            "StreamFields": fields
+                .iter()
+                .map(|(n, t)| json!({ "Name": n, "FieldType": field_type_json(t) }))
+                .collect::<Vec<_>>(),
+        }),
+        other => json!({ "Type": type_code(other) }),
+    }
+}
+
+/// eKuiper's describe shape: `{"Name", "StreamFields": [{"Name", "FieldType": {"Type": n}}],
+/// "Options": {"DATASOURCE": ..., ...}}` (`StreamFields` is null for schemaless streams).
 fn describe_json(def: &StreamDef) -> Value {
     let fields: Vec<Value> = def
         .columns
@@ -67,13 +87,12 @@ fn describe_json(def: &StreamDef) -> Value {
         .options
         .raw
         .iter()
-        .map(|(k, v)| (k.to_lowercase(), Value::String(v.clone())))
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     json!({
         "Name": def.name,
         "StreamFields": if fields.is_empty() { Value::Null } else { Value::Array(fields) },
         "Options": options,
-        "Statement": def.sql,
     })
 }
 
