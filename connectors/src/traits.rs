@@ -94,6 +94,21 @@ pub trait Sink: Send {
     /// Writes one batch of result rows (one emission of the rule).
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
 
+    /// True when the sink can write already-encoded payloads (`dataTemplate` output).
+    fn accepts_payloads(&self) -> bool {
+        false
+    }
+
+    /// Writes encoded payloads, one message each (the result of a `dataTemplate`). Only called
+    /// when [`Sink::accepts_payloads`] is true.
+    async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {
+        let _ = payloads;
+        Err(ConnectorError::Config {
+            connector: "sink",
+            reason: "this sink writes rows, not encoded payloads".into(),
+        })
+    }
+
     /// Flushes and releases resources when the rule stops.
     async fn close(&mut self) -> Result<(), ConnectorError> {
         Ok(())

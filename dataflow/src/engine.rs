@@ -336,8 +336,14 @@ impl Engine {
 
     /// Checks an action's sink type and properties (common and connector-specific).
     pub fn validate_action(&self, action: &Action) -> Result<(), EngineError> {
-        let (_, props) = SinkSettings::parse(&action.props)?;
-        self.inner.connectors.sink(&action.sink_type, &props)?;
+        let (settings, props) = SinkSettings::parse(&action.props)?;
+        let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
+        if settings.data_template.is_some() && !sink.accepts_payloads() {
+            return Err(EngineError::Invalid(format!(
+                "sink \"{}\" writes rows, so \"dataTemplate\" does not apply to it",
+                action.sink_type
+            )));
+        }
         Ok(())
     }
 
@@ -834,6 +840,14 @@ async fn run_sink(
         metrics.exceptions(1, &e.to_string());
         return;
     }
+    let template = settings
+        .data_template
+        .as_deref()
+        .and_then(|t| crate::sinkprops::DataTemplate::compile(t).ok());
+    let out = Output {
+        template,
+        send_single: settings.send_single,
+    };
     let mut gathered: Vec<RecordBatch> = Vec::new();
     let mut gathered_rows = 0usize;
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -843,7 +857,7 @@ async fn run_sink(
                 Ok(next) => next,
                 // The linger interval passed: write what is gathered.
                 Err(_) => {
-                    write(&mut sink, std::mem::take(&mut gathered), &metrics).await;
+                    write(&mut sink, &out, std::mem::take(&mut gathered), &metrics).await;
                     gathered_rows = 0;
                     deadline = None;
                     continue;
@@ -855,7 +869,7 @@ async fn run_sink(
         metrics.set_buffer_length(rx.len() as i64);
         let batch = settings.project(batch);
         if !settings.batches() {
-            write(&mut sink, vec![batch], &metrics).await;
+            write(&mut sink, &out, vec![batch], &metrics).await;
             continue;
         }
         gathered_rows += batch.num_rows();
@@ -864,26 +878,55 @@ async fn run_sink(
             deadline = settings.linger.map(|l| tokio::time::Instant::now() + l);
         }
         if settings.batch_size > 0 && gathered_rows >= settings.batch_size {
-            write(&mut sink, std::mem::take(&mut gathered), &metrics).await;
+            write(&mut sink, &out, std::mem::take(&mut gathered), &metrics).await;
             gathered_rows = 0;
             deadline = None;
         }
     }
-    write(&mut sink, gathered, &metrics).await;
+    write(&mut sink, &out, gathered, &metrics).await;
     if let Err(e) = sink.close().await {
         metrics.exceptions(1, &e.to_string());
     }
 }
 
+/// How a sink's input is handed over: as rows, or rendered through a `dataTemplate`.
+struct Output {
+    template: Option<crate::sinkprops::DataTemplate>,
+    send_single: bool,
+}
+
 async fn write(
     sink: &mut Box<dyn quiver_connectors::Sink>,
+    out: &Output,
     batches: Vec<RecordBatch>,
     metrics: &NodeMetrics,
 ) {
     for batch in crate::sinkprops::merge(batches) {
         let started = Instant::now();
         let rows = batch.num_rows();
-        match sink.collect_list(&batch).await {
+        let written = match &out.template {
+            None => sink.collect_list(&batch).await,
+            Some(t) => {
+                let objects: Vec<Value> =
+                    quiver_connectors::codec::encode::batch_to_rows(&batch, false)
+                        .into_iter()
+                        .map(Value::Object)
+                        .collect();
+                let rendered: Result<Vec<Vec<u8>>, String> = if out.send_single {
+                    objects.iter().map(|o| t.render(o)).collect()
+                } else {
+                    t.render(&Value::Array(objects)).map(|p| vec![p])
+                };
+                match rendered {
+                    Ok(payloads) => sink.collect_payloads(&payloads).await,
+                    Err(e) => Err(quiver_connectors::ConnectorError::Io {
+                        connector: "sink",
+                        reason: e,
+                    }),
+                }
+            }
+        };
+        match written {
             Ok(()) => metrics.batch(rows, rows, started),
             Err(e) => {
                 metrics.batch(rows, 0, started);

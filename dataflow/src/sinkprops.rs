@@ -9,16 +9,16 @@ use serde_json::Value;
 use crate::error::EngineError;
 
 /// Keys the host consumes; the connector never sees them.
-const HOST_KEYS: &[&str] = &["batchSize", "lingerInterval", "fields", "bufferLength"];
+const HOST_KEYS: &[&str] = &[
+    "batchSize",
+    "lingerInterval",
+    "fields",
+    "bufferLength",
+    "dataTemplate",
+];
 
 /// Common keys this build refuses rather than silently ignoring.
-const UNSUPPORTED: &[&str] = &[
-    "dataTemplate",
-    "format",
-    "schemaId",
-    "compression",
-    "encryption",
-];
+const UNSUPPORTED: &[&str] = &["format", "schemaId", "compression", "encryption"];
 
 /// Validated common sink settings.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +31,10 @@ pub struct SinkSettings {
     pub fields: Option<Vec<String>>,
     /// Emissions queued in front of the sink.
     pub buffer_length: Option<usize>,
+    /// eKuiper's `dataTemplate` (Go text/template syntax), rendered per emission or per row.
+    pub data_template: Option<String>,
+    /// `sendSingle`: the template sees one row instead of the list of rows.
+    pub send_single: bool,
 }
 
 fn bad(key: &str, what: &str) -> EngineError {
@@ -81,6 +85,18 @@ impl SinkSettings {
                 .map(Duration::from_millis),
             fields,
             buffer_length: uint("bufferLength")?.map(|n| n as usize),
+            data_template: match map.get("dataTemplate") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) if t.is_empty() => None,
+                Some(Value::String(t)) => {
+                    DataTemplate::compile(t)?;
+                    Some(t.clone())
+                }
+                Some(_) => return Err(bad("dataTemplate", "must be a string")),
+            },
+            send_single: map
+                .get("sendSingle")
+                .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true")),
         };
         let rest: serde_json::Map<String, Value> = map
             .iter()
@@ -116,6 +132,75 @@ impl SinkSettings {
         )
         .unwrap_or(batch)
     }
+}
+
+/// A compiled `dataTemplate`: Go text/template syntax (`{{.field}}`, `{{range .}}`, `{{if}}`),
+/// plus eKuiper's `json` function (`{{json .}}`).
+pub struct DataTemplate {
+    template: gtmpl::Template,
+}
+
+impl DataTemplate {
+    /// Parses a template; the error says what is wrong with it.
+    pub fn compile(text: &str) -> Result<DataTemplate, EngineError> {
+        let mut template = gtmpl::Template::default();
+        template.add_func("json", json_func);
+        template
+            .parse(text)
+            .map_err(|e| bad("dataTemplate", &format!("is not a valid template: {e}")))?;
+        Ok(DataTemplate { template })
+    }
+
+    /// Renders `value` (a row object, or the list of rows).
+    pub fn render(&self, value: &Value) -> Result<Vec<u8>, String> {
+        let ctx = gtmpl::Context::from(to_gtmpl(value));
+        self.template
+            .render(&ctx)
+            .map(String::into_bytes)
+            .map_err(|e| format!("dataTemplate: {e}"))
+    }
+}
+
+fn to_gtmpl(v: &Value) -> gtmpl::Value {
+    match v {
+        Value::Null => gtmpl::Value::Nil,
+        Value::Bool(b) => gtmpl::Value::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => gtmpl::Value::from(i),
+            (None, Some(f)) => gtmpl::Value::from(f),
+            _ => gtmpl::Value::Nil,
+        },
+        Value::String(s) => gtmpl::Value::String(s.clone()),
+        Value::Array(a) => gtmpl::Value::Array(a.iter().map(to_gtmpl).collect()),
+        Value::Object(o) => {
+            gtmpl::Value::Map(o.iter().map(|(k, v)| (k.clone(), to_gtmpl(v))).collect())
+        }
+    }
+}
+
+fn from_gtmpl(v: &gtmpl::Value) -> Value {
+    match v {
+        gtmpl::Value::NoValue | gtmpl::Value::Nil | gtmpl::Value::Function(_) => Value::Null,
+        gtmpl::Value::Bool(b) => Value::Bool(*b),
+        gtmpl::Value::String(s) => Value::String(s.clone()),
+        gtmpl::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(f)) => quiver_connectors::codec::encode::float_value(f),
+            _ => Value::Null,
+        },
+        gtmpl::Value::Array(a) => Value::Array(a.iter().map(from_gtmpl).collect()),
+        gtmpl::Value::Object(o) | gtmpl::Value::Map(o) => {
+            let sorted: std::collections::BTreeMap<_, _> =
+                o.iter().map(|(k, v)| (k.clone(), from_gtmpl(v))).collect();
+            Value::Object(sorted.into_iter().collect())
+        }
+    }
+}
+
+/// eKuiper's `json` template function: the argument as JSON text.
+fn json_func(args: &[gtmpl::Value]) -> Result<gtmpl::Value, gtmpl::FuncError> {
+    let v = args.first().map(from_gtmpl).unwrap_or(Value::Null);
+    Ok(gtmpl::Value::String(v.to_string()))
 }
 
 /// Concatenates emissions whose schemas may differ (schemaless rules) into as few batches as
@@ -156,7 +241,31 @@ mod tests {
         assert_eq!(s.batch_size, 10);
         assert_eq!(s.linger, Some(Duration::from_millis(500)));
         assert_eq!(rest, json!({"topic": "t"}));
-        assert!(SinkSettings::parse(&json!({"dataTemplate": "{{.a}}"})).is_err());
+        assert!(SinkSettings::parse(&json!({"dataTemplate": "{{.a"})).is_err());
+        assert!(SinkSettings::parse(&json!({"format": "protobuf"})).is_err());
         assert!(SinkSettings::parse(&json!({"batchSize": -1})).is_err());
+    }
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_fields_ranges_and_json() {
+        let t = DataTemplate::compile(r#"{"id": "{{.device}}", "t": {{.temperature}}}"#).unwrap();
+        let out = t
+            .render(&json!({"device": "a", "temperature": 21.5}))
+            .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"id": "a", "t": 21.5}"#);
+        let t = DataTemplate::compile(r#"{{range .}}{{.device}};{{end}}"#).unwrap();
+        let out = t
+            .render(&json!([{"device": "a"}, {"device": "b"}]))
+            .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a;b;");
+        let t = DataTemplate::compile(r#"{{json .}}"#).unwrap();
+        let out = t.render(&json!({"b": 2, "a": "x"})).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":"x","b":2}"#);
     }
 }

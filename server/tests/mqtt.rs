@@ -191,3 +191,47 @@ async fn the_rule_survives_a_broker_outage_and_reports_it() {
     assert_eq!(st["source_sensors_0_connection_status"], json!(1));
     tokio::task::block_in_place(|| server.stop());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_template_shapes_the_mqtt_payload() {
+    let prefix = format!("quiver-tmpl/{}", unique());
+    let dir = temp_dir("tmpl");
+    let server = tokio::task::block_in_place(|| Server::start(&dir));
+    let stream = format!(
+        r#"CREATE STREAM sensors (device STRING, temperature FLOAT) WITH (DATASOURCE="{prefix}/in", TYPE="mqtt")"#
+    );
+    assert_eq!(
+        server
+            .call("POST", "/streams", Some(json!({ "sql": stream })))
+            .0,
+        201
+    );
+    let rule = json!({
+        "id": "tmpl",
+        "sql": "SELECT device, temperature FROM sensors",
+        "actions": [{"mqtt": {
+            "server": "tcp://127.0.0.1:1883",
+            "topic": format!("{prefix}/out"),
+            "sendSingle": true,
+            "dataTemplate": "{\"id\":\"{{.device}}\",\"t\":{{.temperature}}}"
+        }}]
+    });
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    // A template that does not parse is a 400, not a dead rule.
+    let bad = json!({"id": "bad", "sql": "SELECT * FROM sensors",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": "x", "dataTemplate": "{{.device"}}]});
+    assert_eq!(server.json("POST", "/rules", Some(bad)).0, 400);
+
+    let mut subscriber = TestClient::start(1883, Some(format!("{prefix}/out")));
+    subscriber.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    let got = publish_until_received(
+        &publisher,
+        &mut subscriber,
+        &format!("{prefix}/in"),
+        r#"{"device":"a","temperature":21.5}"#,
+    )
+    .await;
+    assert_eq!(got, r#"{"id":"a","t":21.5}"#);
+    tokio::task::block_in_place(|| server.stop());
+}

@@ -57,4 +57,15 @@ impl Sink for LogSink {
         }
         Ok(())
     }
+
+    fn accepts_payloads(&self) -> bool {
+        true
+    }
+
+    async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {
+        for p in payloads {
+            tracing::info!(target: "quiver::sink::log", "{}", String::from_utf8_lossy(p));
+        }
+        Ok(())
+    }
 }

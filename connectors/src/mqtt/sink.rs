@@ -120,6 +120,17 @@ impl Sink for MqttSink {
         }
     }
 
+    fn accepts_payloads(&self) -> bool {
+        true
+    }
+
+    async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {
+        for p in payloads {
+            self.publish(p.clone()).await?;
+        }
+        Ok(())
+    }
+
     async fn close(&mut self) -> Result<(), ConnectorError> {
         self.closing.store(true, Ordering::Release);
         if let Some(client) = self.client.take() {
