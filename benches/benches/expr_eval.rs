@@ -25,10 +25,7 @@ fn batch(def: &StreamDef) -> RecordBatch {
     let msgs: Vec<RawMessage> = Workload::generate(ROWS, DEFAULT_SEED)
         .payloads
         .into_iter()
-        .map(|payload| RawMessage {
-            payload,
-            topic: topic.clone(),
-        })
+        .map(|payload| RawMessage::new(payload, topic.clone()))
         .collect();
     let out = JsonDecoder::new(def.arrow_schema(), false).decode(&msgs);
     assert!(out.errors.is_empty(), "{:?}", out.errors.first());

@@ -15,10 +15,7 @@ fn messages() -> Vec<RawMessage> {
     Workload::generate(MESSAGES, DEFAULT_SEED)
         .payloads
         .into_iter()
-        .map(|payload| RawMessage {
-            payload,
-            topic: topic.clone(),
-        })
+        .map(|payload| RawMessage::new(payload, topic.clone()))
         .collect()
 }
 

@@ -13,6 +13,22 @@ pub struct RawMessage {
     pub payload: std::sync::Arc<[u8]>,
     /// The topic (or path) it arrived on, for `meta(topic)`.
     pub topic: std::sync::Arc<str>,
+    /// MQTT QoS it was delivered with, for `meta(qos)`.
+    pub qos: Option<u8>,
+    /// MQTT packet id, for `meta(messageid)`.
+    pub message_id: Option<u16>,
+}
+
+impl RawMessage {
+    /// A message without MQTT metadata.
+    pub fn new(payload: std::sync::Arc<[u8]>, topic: std::sync::Arc<str>) -> Self {
+        RawMessage {
+            payload,
+            topic,
+            qos: None,
+            message_id: None,
+        }
+    }
 }
 
 /// What a source hands to the runtime.

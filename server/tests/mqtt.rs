@@ -208,12 +208,12 @@ async fn data_template_shapes_the_mqtt_payload() {
     );
     let rule = json!({
         "id": "tmpl",
-        "sql": "SELECT device, temperature FROM sensors",
+        "sql": "SELECT device, temperature, meta(topic) AS topic, meta(qos) AS qos FROM sensors",
         "actions": [{"mqtt": {
             "server": "tcp://127.0.0.1:1883",
             "topic": format!("{prefix}/out"),
             "sendSingle": true,
-            "dataTemplate": "{\"id\":\"{{.device}}\",\"t\":{{.temperature}}}"
+            "dataTemplate": "{\"id\":\"{{.device}}\",\"t\":{{.temperature}},\"q\":{{.qos}},\"from\":\"{{.topic}}\"}"
         }}]
     });
     assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
@@ -232,6 +232,9 @@ async fn data_template_shapes_the_mqtt_payload() {
         r#"{"device":"a","temperature":21.5}"#,
     )
     .await;
-    assert_eq!(got, r#"{"id":"a","t":21.5}"#);
+    assert_eq!(
+        got,
+        format!(r#"{{"id":"a","t":21.5,"q":1,"from":"{prefix}/in"}}"#)
+    );
     tokio::task::block_in_place(|| server.stop());
 }

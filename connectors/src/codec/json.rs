@@ -146,7 +146,22 @@ impl JsonDecoder {
             .zip(counts)
             .flat_map(|(m, n)| std::iter::repeat_n(Some(m.topic.as_ref()), *n))
             .collect();
-        add_column(batch, &format!("{META_PREFIX}topic"), Arc::new(topics))
+        let mut batch = add_column(batch, &format!("{META_PREFIX}topic"), Arc::new(topics));
+        // MQTT metadata, when the source has it (`meta(qos)`, `meta(messageid)`).
+        if messages.iter().any(|m| m.qos.is_some()) {
+            let per_row = |f: &dyn Fn(&RawMessage) -> Option<i64>| -> arrow::array::Int64Array {
+                messages
+                    .iter()
+                    .zip(counts)
+                    .flat_map(|(m, n)| std::iter::repeat_n(f(m), *n))
+                    .collect()
+            };
+            let qos = per_row(&|m| m.qos.map(i64::from));
+            let ids = per_row(&|m| m.message_id.map(i64::from));
+            batch = add_column(batch, &format!("{META_PREFIX}qos"), Arc::new(qos));
+            batch = add_column(batch, &format!("{META_PREFIX}messageid"), Arc::new(ids));
+        }
+        batch
     }
 }
 
@@ -319,10 +334,7 @@ mod tests {
     use arrow::datatypes::Float64Type;
 
     fn msg(s: &str) -> RawMessage {
-        RawMessage {
-            payload: s.as_bytes().into(),
-            topic: "t/1".into(),
-        }
+        RawMessage::new(s.as_bytes().into(), "t/1".into())
     }
 
     #[test]

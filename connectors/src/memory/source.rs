@@ -60,10 +60,7 @@ impl Source for MemorySource {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg.payload {
-                    MemoryPayload::Json(payload) => raw.push(RawMessage {
-                        payload,
-                        topic: msg.topic,
-                    }),
+                    MemoryPayload::Json(payload) => raw.push(RawMessage::new(payload, msg.topic)),
                     MemoryPayload::Batch(batch) => {
                         if !raw.is_empty() {
                             out.send(SourceEvent::Raw(std::mem::take(&mut raw))).await?;

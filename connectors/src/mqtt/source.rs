@@ -130,6 +130,8 @@ impl MqttSource {
             Ok(Event::Incoming(Packet::Publish(p))) => Step::Message(RawMessage {
                 payload: Arc::from(&p.payload[..]),
                 topic: Arc::from(p.topic.as_str()),
+                qos: Some(p.qos as u8),
+                message_id: Some(p.pkid),
             }),
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 // A clean session forgets subscriptions: subscribe on every (re)connect.
