@@ -76,7 +76,7 @@ fn streams_and_rules_over_rest_with_ekuiper_shapes() {
         server.json("GET", "/rules", None),
         (
             200,
-            json!([{"id": "r1", "name": "r1", "status": "running"}])
+            json!([{"id": "r1", "name": "r1", "status": "running", "version": "", "trace": false, "tags": null}])
         )
     );
 
@@ -172,7 +172,10 @@ fn rules_come_back_after_a_restart() {
     let server = Server::start(&dir);
     assert_eq!(
         server.json("GET", "/rules", None).1,
-        json!([{"id": "off", "name": "off", "status": "stopped"}, {"id": "on", "name": "on", "status": "running"}])
+        json!([
+            {"id": "off", "name": "off", "status": "stopped", "version": "", "trace": false, "tags": null},
+            {"id": "on", "name": "on", "status": "running", "version": "", "trace": false, "tags": null}
+        ])
     );
     assert_eq!(server.json("GET", "/streams", None).1, json!(["s"]));
     let (status, body) = server.call("GET", "/rules/off", None);

@@ -127,7 +127,7 @@ pub async fn validate(state: State, raw: String) -> Result<Json<Value>, ApiError
     Ok(Json(json!({ "valid": true })))
 }
 
-/// `GET /rules`: `[{id, name, status}]`.
+/// `GET /rules`: `[{id, name, status, version, trace, tags}]` (eKuiper 2.x's list shape).
 pub async fn list(state: State) -> Json<Vec<Value>> {
     let rules = state
         .engine
@@ -140,7 +140,14 @@ pub async fn list(state: State) -> Json<Vec<Value>> {
             } else {
                 "stopped"
             };
-            Some(json!({ "id": id, "name": spec.name, "status": status }))
+            Some(json!({
+                "id": id,
+                "name": spec.name,
+                "status": status,
+                "version": "",
+                "trace": false,
+                "tags": Value::Null,
+            }))
         })
         .collect();
     Json(rules)
