@@ -3,26 +3,19 @@
 //! is never stopped).
 
 mod common;
-#[path = "../../connectors/tests/support/mqtt.rs"]
-mod mqtt_support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use common::mqtt::{PrivateBroker, TestClient, free_port, unique};
 use common::{Server, temp_dir, wait_metric};
-use mqtt_support::{PrivateBroker, TestClient, free_port, unique};
 use serde_json::{Value, json};
 
 fn create_pipeline(server: &Server, prefix: &str, port: u16) {
     let stream = format!(
         r#"CREATE STREAM sensors (device STRING, temperature FLOAT) WITH (DATASOURCE="{prefix}/in/#", TYPE="mqtt", FORMAT="json")"#
     );
-    assert_eq!(
-        server
-            .call("POST", "/streams", Some(json!({ "sql": stream })))
-            .0,
-        201
-    );
+    server.create_stream(&stream);
     let rule = json!({
         "id": "hot",
         "sql": "SELECT device, temperature FROM sensors WHERE temperature > 20",
@@ -200,12 +193,7 @@ async fn data_template_shapes_the_mqtt_payload() {
     let stream = format!(
         r#"CREATE STREAM sensors (device STRING, temperature FLOAT) WITH (DATASOURCE="{prefix}/in", TYPE="mqtt")"#
     );
-    assert_eq!(
-        server
-            .call("POST", "/streams", Some(json!({ "sql": stream })))
-            .0,
-        201
-    );
+    server.create_stream(&stream);
     let rule = json!({
         "id": "tmpl",
         "sql": "SELECT device, temperature, meta(topic) AS topic, meta(qos) AS qos FROM sensors",

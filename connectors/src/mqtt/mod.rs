@@ -126,8 +126,9 @@ impl Backoff {
 fn mqtt_options(
     broker: &BrokerAddress,
     client_id: &str,
-    credentials: Option<(&str, &str)>,
+    credentials: Option<&config::Credentials>,
 ) -> rumqttc::MqttOptions {
+    let credentials = credentials.map(|c| (c.username.as_str(), c.password.as_str()));
     let mut options = rumqttc::MqttOptions::new(client_id, broker.host.clone(), broker.port);
     options
         .set_keep_alive(Duration::from_secs(30))

@@ -87,11 +87,11 @@ impl Sink for MqttSink {
             return Ok(());
         }
         let config = &self.config;
-        let credentials = config
-            .credentials
-            .as_ref()
-            .map(|c| (c.username.as_str(), c.password.as_str()));
-        let options = mqtt_options(&config.broker, &config.client_id, credentials);
+        let options = mqtt_options(
+            &config.broker,
+            &config.client_id,
+            config.credentials.as_ref(),
+        );
         let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         self.closing.store(false, Ordering::Release);
         self.driver = Some(tokio::spawn(drive(

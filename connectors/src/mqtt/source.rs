@@ -61,11 +61,11 @@ impl Source for MqttSource {
 
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
         let config = &self.config;
-        let credentials = config
-            .credentials
-            .as_ref()
-            .map(|c| (c.username.as_str(), c.password.as_str()));
-        let options = mqtt_options(&config.broker, &config.client_id, credentials);
+        let options = mqtt_options(
+            &config.broker,
+            &config.client_id,
+            config.credentials.as_ref(),
+        );
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let _disconnect = DisconnectOnDrop(self.state.clone());
         let mut backoff = Backoff::new();

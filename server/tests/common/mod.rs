@@ -3,12 +3,16 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// The MQTT test support shared with the connectors crate (a test client, private brokers).
+#[path = "../../../connectors/tests/support/mqtt.rs"]
+pub mod mqtt;
 
 /// A running quiverd, killed on drop.
 pub struct Server {
@@ -17,14 +21,7 @@ pub struct Server {
     push_addr: String,
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use mqtt::free_port;
 
 impl Server {
     /// Starts quiverd with `data_dir` and no config file.
@@ -129,6 +126,12 @@ fn http(
 }
 
 impl Server {
+    /// `POST /streams` with `sql`, expecting 201.
+    pub fn create_stream(&self, sql: &str) {
+        let (status, body) = self.call("POST", "/streams", Some(serde_json::json!({ "sql": sql })));
+        assert_eq!(status, 201, "{body}");
+    }
+
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
         let body = body.map(|b| b.to_string());
         self.try_request(method, path, body.as_deref())
