@@ -5,6 +5,7 @@
 //! built-in from a plugin function.
 
 mod conversion;
+mod hashing;
 mod math;
 mod other;
 mod string;
@@ -87,6 +88,7 @@ impl Registry {
             string::register(&mut r);
             conversion::register(&mut r);
             other::register(&mut r);
+            hashing::register(&mut r);
             r
         })
     }
