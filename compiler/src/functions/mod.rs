@@ -5,10 +5,12 @@
 //! built-in from a plugin function.
 
 mod conversion;
+mod datetime;
 mod hashing;
 mod math;
 mod other;
 mod string;
+mod transform;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -88,7 +90,9 @@ impl Registry {
             string::register(&mut r);
             conversion::register(&mut r);
             other::register(&mut r);
+            datetime::register(&mut r);
             hashing::register(&mut r);
+            transform::register(&mut r);
             r
         })
     }
