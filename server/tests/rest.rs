@@ -131,6 +131,16 @@ fn streams_and_rules_over_rest_with_ekuiper_shapes() {
     );
     assert_eq!(server.json("POST", "/rules/nope/start", None).0, 404);
 
+    let (status, functions) = server.json("GET", "/metadata/functions", None);
+    assert_eq!(status, 200);
+    let abs = functions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == json!("abs"))
+        .expect("abs is listed");
+    assert_eq!(abs["type"], json!("math"));
+
     let (_, metrics) = server.call("GET", "/metrics", None);
     assert!(
         metrics.contains("kuiper_records_in_total{rule=\"r1\",op=\"sink_log_0\",instance=\"0\"}"),

@@ -118,6 +118,58 @@ impl Registry {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.functions.keys().map(String::as_str)
     }
+
+    /// Every function with the names it answers to (aliases after the canonical name), sorted
+    /// by category and name.
+    pub fn catalogue(&self) -> Vec<(FunctionDoc, Vec<String>)> {
+        let mut by_fn: BTreeMap<(&'static str, &'static str), (FunctionDoc, Vec<String>)> =
+            BTreeMap::new();
+        for (name, f) in &self.functions {
+            let doc = f.doc();
+            let entry = by_fn
+                .entry((doc.category, f.name()))
+                .or_insert_with(|| (doc, Vec::new()));
+            entry.1.push(name.clone());
+        }
+        by_fn
+            .into_iter()
+            .map(|((_, canonical), (doc, mut names))| {
+                // The canonical name first, then aliases alphabetically.
+                names.sort_by_key(|n| (n != canonical, n.clone()));
+                (doc, names)
+            })
+            .collect()
+    }
+
+    /// The function reference as Markdown (docs/functions.md is generated from this).
+    pub fn reference_markdown(&self) -> String {
+        let mut out = String::from(
+            "# Function reference\n\nGenerated from the function registry \
+             (`compiler/src/functions/`); do not edit by hand. Regenerate with\n\
+             `QUIVER_REGENERATE_DOCS=1 cargo test -p quiver-compiler --test functions_doc`.\n",
+        );
+        let mut category = "";
+        for (doc, names) in self.catalogue() {
+            if doc.category != category {
+                category = doc.category;
+                out.push_str(&format!(
+                    "\n## {category}\n\n| function | description | example |\n|---|---|---|\n"
+                ));
+            }
+            let aliases = if names.len() > 1 {
+                format!(" (also {})", names[1..].join(", "))
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "| `{}`{aliases} | {} | `{}` |\n",
+                doc.syntax.replace('|', "\\|"),
+                doc.description.replace('|', "\\|"),
+                doc.example.replace('|', "\\|"),
+            ));
+        }
+        out
+    }
 }
 
 /// Checks the argument count against `min..=max`.

@@ -37,6 +37,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(system::info))
         .route("/ping", get(system::ping))
         .route("/metrics", get(system::metrics))
+        .route("/metadata/functions", get(system::functions))
         .route("/streams", get(streams::list).post(streams::create))
         .route(
             "/streams/{name}",

@@ -59,3 +59,22 @@ fn escape(s: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+/// `GET /metadata/functions`: the function catalogue (the same list as docs/functions.md).
+pub async fn functions() -> Json<Value> {
+    let list: Vec<Value> = quiver_compiler::Registry::builtin()
+        .catalogue()
+        .into_iter()
+        .map(|(doc, names)| {
+            json!({
+                "name": names[0],
+                "aliases": &names[1..],
+                "type": doc.category,
+                "syntax": doc.syntax,
+                "hint": doc.description,
+                "example": doc.example,
+            })
+        })
+        .collect();
+    Json(Value::Array(list))
+}
