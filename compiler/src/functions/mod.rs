@@ -4,6 +4,7 @@
 //! Plugin UDFs enter through the same [`ScalarFunction`] trait, so the binder cannot tell a
 //! built-in from a plugin function.
 
+mod array;
 mod conversion;
 mod datetime;
 mod hashing;
@@ -87,6 +88,7 @@ impl Registry {
         BUILTIN.get_or_init(|| {
             let mut r = Registry::default();
             math::register(&mut r);
+            array::register(&mut r);
             string::register(&mut r);
             conversion::register(&mut r);
             other::register(&mut r);
