@@ -8,6 +8,7 @@ mod array;
 mod conversion;
 mod datetime;
 mod hashing;
+mod json;
 mod math;
 mod other;
 mod string;
@@ -94,6 +95,7 @@ impl Registry {
             other::register(&mut r);
             datetime::register(&mut r);
             hashing::register(&mut r);
+            json::register(&mut r);
             transform::register(&mut r);
             r
         })
