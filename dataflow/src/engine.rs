@@ -551,31 +551,29 @@ impl Engine {
         entry.runs += 1;
         let key = format!("{}#{}", entry.spec.id, entry.runs);
 
-        // Topology and metrics, in eKuiper's naming.
+        // Topology and metrics, in eKuiper's naming (the same names `rule_topology` reports).
+        let names = node_names(
+            &stream.name,
+            &stream.options.source_type,
+            plan,
+            &entry.spec.actions,
+        );
         let mut metrics = RuleMetrics::default();
-        let source_metrics = metrics.node(format!("source_{}", stream.name));
-        let decoder_metrics = if stream.options.source_type == "memory" {
-            source_metrics.clone()
-        } else {
-            metrics.node("op_2_decoder")
+        let mut nodes = names.into_iter().map(|n| (n.clone(), metrics.node(n)));
+        let (_, source_metrics) = nodes.next().expect("a rule has a source node");
+        let mut rest: Vec<(String, Arc<NodeMetrics>)> = nodes.collect();
+        // Memory streams carry no decoder node: their decode errors count on the source.
+        let decoder_metrics = match rest.first() {
+            Some((name, _)) if name == "op_2_decoder" => rest.remove(0).1,
+            _ => source_metrics.clone(),
         };
-        let first_op = if Arc::ptr_eq(&source_metrics, &decoder_metrics) {
-            2
-        } else {
-            3
-        };
-        let op_metrics: Vec<Arc<NodeMetrics>> = operator_names(plan)
-            .iter()
-            .enumerate()
-            .map(|(i, name)| metrics.node(format!("op_{}_{name}", first_op + i)))
+        let sink_count = entry.spec.actions.len();
+        let sink_metrics: Vec<Arc<NodeMetrics>> = rest
+            .split_off(rest.len() - sink_count)
+            .into_iter()
+            .map(|(_, m)| m)
             .collect();
-        let sink_metrics: Vec<Arc<NodeMetrics>> = entry
-            .spec
-            .actions
-            .iter()
-            .enumerate()
-            .map(|(i, a)| metrics.node(format!("sink_{}_{i}", a.sink_type)))
-            .collect();
+        let op_metrics: Vec<Arc<NodeMetrics>> = rest.into_iter().map(|(_, m)| m).collect();
         let metrics = Arc::new(metrics);
 
         let queue = buffer_batches(&entry.spec.options);

@@ -6,7 +6,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray,
     TimestampMillisecondArray,
 };
-use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+use arrow::datatypes::{DataType, Float64Type, TimeUnit};
 use base64::Engine as _;
 
 use super::{ArgInfo, FunctionDoc, Registry, ScalarFunction, arrays, check_arity, shape};
@@ -122,9 +122,7 @@ fn to_bigint(arr: &ArrayRef, fail: &mut impl FnMut(usize, &ArrayRef, &str)) -> I
                 return None;
             }
             let v = match arr.data_type() {
-                t if t.is_integer() => arrow::compute::cast(&arr.slice(row, 1), &DataType::Int64)
-                    .ok()
-                    .map(|a| a.as_primitive::<Int64Type>().value(0)),
+                t if t.is_integer() => super::int_at(arr, row),
                 DataType::Float64 => {
                     let f = arr.as_primitive::<Float64Type>().value(row);
                     f.is_finite().then_some(f.trunc() as i64)
@@ -152,11 +150,7 @@ fn to_float(arr: &ArrayRef, fail: &mut impl FnMut(usize, &ArrayRef, &str)) -> Fl
                 return None;
             }
             let v = match arr.data_type() {
-                t if t.is_integer() || t.is_floating() => {
-                    arrow::compute::cast(&arr.slice(row, 1), &DataType::Float64)
-                        .ok()
-                        .map(|a| a.as_primitive::<Float64Type>().value(0))
-                }
+                t if t.is_integer() || t.is_floating() => super::float_at(arr, row),
                 DataType::Boolean => Some(if arr.as_boolean().value(row) {
                     1.0
                 } else {
@@ -205,9 +199,7 @@ fn to_boolean(arr: &ArrayRef, fail: &mut impl FnMut(usize, &ArrayRef, &str)) -> 
             let v = match arr.data_type() {
                 DataType::Boolean => Some(arr.as_boolean().value(row)),
                 t if t.is_integer() || t.is_floating() => {
-                    arrow::compute::cast(&arr.slice(row, 1), &DataType::Float64)
-                        .ok()
-                        .map(|a| a.as_primitive::<Float64Type>().value(0) != 0.0)
+                    super::float_at(arr, row).map(|f| f != 0.0)
                 }
                 DataType::Utf8 => match arr.as_string::<i32>().value(row) {
                     "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
@@ -233,23 +225,7 @@ fn to_datetime(
             if !crate::eval::present(arr.as_ref(), row) {
                 return None;
             }
-            let v = match arr.data_type() {
-                DataType::Timestamp(TimeUnit::Millisecond, _) => Some(
-                    arr.as_primitive::<arrow::datatypes::TimestampMillisecondType>()
-                        .value(row),
-                ),
-                t if t.is_integer() || t.is_floating() => {
-                    arrow::compute::cast(&arr.slice(row, 1), &DataType::Float64)
-                        .ok()
-                        .map(|a| a.as_primitive::<Float64Type>().value(0) as i64)
-                }
-                DataType::Utf8 => {
-                    chrono::DateTime::parse_from_rfc3339(arr.as_string::<i32>().value(row).trim())
-                        .ok()
-                        .map(|d| d.timestamp_millis())
-                }
-                _ => None,
-            };
+            let v = super::datetime::millis_at(arr, row).ok().flatten();
             if v.is_none() {
                 fail(row, arr, "datetime");
             }

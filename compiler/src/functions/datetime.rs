@@ -1,4 +1,4 @@
-//! Date and time functions: cur_date, cur_time, format_time, the field extractors, last_day,
+//! Date and time functions: now, cur_date, cur_time, format_time, the field extractors, last_day,
 //! from_days, from_unix_time and date_calc.
 //!
 //! A time argument may be a DATETIME value, a number of epoch milliseconds or an RFC 3339
@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
 use super::{
@@ -18,6 +18,10 @@ use crate::eval::{Columnar, EvalContext, Literal, describe_value, present};
 use crate::types::SqlType;
 
 pub(super) fn register(r: &mut Registry) {
+    r.register(Arc::new(Now));
+    r.alias("current_timestamp", "now");
+    r.alias("local_time", "now");
+    r.alias("local_timestamp", "now");
     r.register(Arc::new(CurDate));
     r.alias("current_date", "cur_date");
     r.register(Arc::new(CurTime));
@@ -37,8 +41,9 @@ fn datetime_type() -> DataType {
 }
 
 /// Reads row `row` of `arr` as epoch milliseconds: `Ok(None)` for null, `Err(())` when the
-/// value is not a time.
-fn time_at(arr: &ArrayRef, row: usize) -> Result<Option<i64>, ()> {
+/// value is not a time (a DATETIME, a number of epoch milliseconds or an RFC 3339 string).
+/// The one reader of time values for every function that takes one.
+pub(crate) fn millis_at(arr: &ArrayRef, row: usize) -> Result<Option<i64>, ()> {
     if !present(arr.as_ref(), row) {
         return Ok(None);
     }
@@ -50,14 +55,10 @@ fn time_at(arr: &ArrayRef, row: usize) -> Result<Option<i64>, ()> {
             .ok()
             .map(|a| Some(a.as_primitive::<TimestampMillisecondType>().value(0)))
             .ok_or(()),
-        t if t.is_integer() || t.is_floating() => {
-            arrow::compute::cast(&arr.slice(row, 1), &DataType::Float64)
-                .ok()
-                .map(|a| a.as_primitive::<Float64Type>().value(0))
-                .filter(|f| f.is_finite())
-                .map(|f| Some(f as i64))
-                .ok_or(())
-        }
+        t if t.is_integer() || t.is_floating() => super::float_at(arr, row)
+            .filter(|f| f.is_finite())
+            .map(|f| Some(f as i64))
+            .ok_or(()),
         DataType::Utf8 => DateTime::parse_from_rfc3339(arr.as_string::<i32>().value(row).trim())
             .map(|d| Some(d.timestamp_millis()))
             .map_err(|_| ()),
@@ -77,7 +78,7 @@ fn map_times<T>(
     mut f: impl FnMut(DateTime<Utc>) -> Option<T>,
 ) -> Vec<Option<T>> {
     (0..arr.len())
-        .map(|row| match time_at(arr, row) {
+        .map(|row| match millis_at(arr, row) {
             Ok(None) => None,
             Ok(Some(ms)) => match utc(ms).and_then(&mut f) {
                 Some(v) => Some(v),
@@ -115,6 +116,48 @@ fn fsp_check(args: &[ArgInfo]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The batch's local clock formatted with `pattern`, plus the `fsp` (0-6) fractional digits
+/// a literal first argument asks for: `now` and `cur_time`.
+fn clock(args: &[Columnar], ctx: &EvalContext, pattern: &str) -> Columnar {
+    let fsp = args
+        .first()
+        .and_then(|a| super::int_at(a.array(), 0))
+        .unwrap_or(0)
+        .clamp(0, 6) as usize;
+    let now = local_now(ctx);
+    let mut text = now.format(pattern).to_string();
+    if fsp > 0 {
+        let frac = format!("{:06}", now.timestamp_subsec_micros());
+        text.push('.');
+        text.push_str(&frac[..fsp]);
+    }
+    Columnar::Scalar(Arc::new(StringArray::from(vec![text])))
+}
+
+#[derive(Debug)]
+struct Now;
+impl ScalarFunction for Now {
+    fn name(&self) -> &'static str {
+        "now"
+    }
+    fn doc(&self) -> FunctionDoc {
+        FunctionDoc {
+            category: "datetime",
+            syntax: "now([fsp])",
+            description: "the current local time as \"YYYY-MM-DD HH:mm:ss\" with fsp (0-6) fractional digits",
+            example: "now(3) = \"2024-06-20 12:09:44.898\"",
+        }
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 0, 1)?;
+        fsp_check(args)?;
+        Ok(SqlType::Known(DataType::Utf8))
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        Ok(clock(args, ctx, "%Y-%m-%d %H:%M:%S"))
+    }
 }
 
 fn local_now(ctx: &EvalContext) -> DateTime<chrono::Local> {
@@ -167,23 +210,7 @@ impl ScalarFunction for CurTime {
         Ok(SqlType::Known(DataType::Utf8))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
-        let fsp = args
-            .first()
-            .and_then(|a| {
-                arrow::compute::cast(a.array().as_ref(), &DataType::Int64)
-                    .ok()
-                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>().map(|i| i.value(0)))
-            })
-            .unwrap_or(0)
-            .clamp(0, 6) as usize;
-        let now = local_now(ctx);
-        let mut text = now.format("%H:%M:%S").to_string();
-        if fsp > 0 {
-            let frac = format!("{:06}", now.timestamp_subsec_micros());
-            text.push('.');
-            text.push_str(&frac[..fsp]);
-        }
-        Ok(Columnar::Scalar(Arc::new(StringArray::from(vec![text]))))
+        Ok(clock(args, ctx, "%H:%M:%S"))
     }
 }
 
@@ -332,7 +359,7 @@ impl ScalarFunction for FormatTime {
                     fail("format_time", "a string format", f, row, ctx);
                     return None;
                 };
-                match time_at(t, row) {
+                match millis_at(t, row) {
                     Ok(None) => None,
                     Ok(Some(ms)) => match utc(ms) {
                         Some(d) => Some(format_pattern(d, &pattern)),
@@ -530,13 +557,8 @@ fn number_at(arr: &ArrayRef, row: usize) -> Result<Option<f64>, ()> {
         return Ok(None);
     }
     let v = match arr.data_type() {
-        t if t.is_integer() || t.is_floating() => {
-            arrow::compute::cast(&arr.slice(row, 1), &DataType::Float64)
-                .ok()
-                .map(|a| a.as_primitive::<Float64Type>().value(0))
-        }
         DataType::Utf8 => arr.as_string::<i32>().value(row).trim().parse::<f64>().ok(),
-        _ => None,
+        _ => super::float_at(arr, row),
     };
     v.filter(|f| f.is_finite()).map(Some).ok_or(())
 }
@@ -727,7 +749,7 @@ impl ScalarFunction for DateCalc {
                     fail("date_calc", "a duration", d, row, ctx);
                     return None;
                 };
-                match time_at(t, row) {
+                match millis_at(t, row) {
                     Ok(None) => None,
                     Ok(Some(ms)) => {
                         let r = i128::from(ms) + ns / 1_000_000;

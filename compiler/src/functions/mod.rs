@@ -243,6 +243,39 @@ pub(crate) fn flag_type_error(name: &str, want: &str, arr: &ArrayRef, ctx: &mut 
     }
 }
 
+/// Row `row` of a numeric column as FLOAT; `None` for other types. Int64 and Float64 (what
+/// decoded JSON holds) are read directly; other widths fall back to a one-row cast.
+pub(crate) fn float_at(arr: &ArrayRef, row: usize) -> Option<f64> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float64Type, Int64Type};
+    match arr.data_type() {
+        DataType::Float64 => Some(arr.as_primitive::<Float64Type>().value(row)),
+        DataType::Int64 => Some(arr.as_primitive::<Int64Type>().value(row) as f64),
+        t if t.is_integer() || t.is_floating() => {
+            arrow::compute::cast(&arr.slice(row, 1), &DataType::Float64)
+                .ok()
+                .map(|a| a.as_primitive::<Float64Type>().value(0))
+        }
+        _ => None,
+    }
+}
+
+/// Row `row` of a numeric column as BIGINT; floats only when they are whole numbers.
+pub(crate) fn int_at(arr: &ArrayRef, row: usize) -> Option<i64> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    match arr.data_type() {
+        DataType::Int64 => Some(arr.as_primitive::<Int64Type>().value(row)),
+        t if t.is_integer() => arrow::compute::cast(&arr.slice(row, 1), &DataType::Int64)
+            .ok()
+            .map(|a| a.as_primitive::<Int64Type>().value(0)),
+        t if t.is_floating() => float_at(arr, row)
+            .filter(|f| f.is_finite() && *f == f.trunc() && f.abs() < 9.2e18)
+            .map(|f| f as i64),
+        _ => None,
+    }
+}
+
 /// Keeps a result scalar when every argument was scalar (constant folding for free).
 pub(crate) fn shape(args: &[Columnar], out: ArrayRef) -> Columnar {
     if !args.is_empty() && args.iter().all(Columnar::is_scalar) {

@@ -1,24 +1,18 @@
-//! Other functions: coalesce, isnull, now.
+//! Other functions: coalesce, isnull.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
+use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::compute::kernels::zip::zip;
 use arrow::datatypes::DataType;
 
-use super::{
-    ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind, shape,
-};
-use crate::eval::{Columnar, EvalContext, Literal};
+use super::{ArgInfo, FunctionDoc, Registry, ScalarFunction, arrays, check_arity, shape};
+use crate::eval::{Columnar, EvalContext};
 use crate::types::SqlType;
 
 pub(super) fn register(r: &mut Registry) {
     r.register(Arc::new(Coalesce));
     r.register(Arc::new(IsNull));
-    r.register(Arc::new(Now));
-    r.alias("current_timestamp", "now");
-    r.alias("local_time", "now");
-    r.alias("local_timestamp", "now");
 }
 
 #[derive(Debug)]
@@ -124,58 +118,5 @@ impl ScalarFunction for IsNull {
         } else {
             Columnar::Array(Arc::new(out))
         })
-    }
-}
-
-#[derive(Debug)]
-struct Now;
-impl ScalarFunction for Now {
-    fn name(&self) -> &'static str {
-        "now"
-    }
-    fn doc(&self) -> FunctionDoc {
-        FunctionDoc {
-            category: "datetime",
-            syntax: "now([fsp])",
-            description: "the current local time as \"YYYY-MM-DD HH:mm:ss\" with fsp (0-6) fractional digits",
-            example: "now(3) = \"2024-06-20 12:09:44.898\"",
-        }
-    }
-    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 0, 1)?;
-        if !args.is_empty() {
-            check_kind(args, 0, Kind::Number)?;
-            match args[0].literal {
-                Some(Literal::Int(n)) if (0..=6).contains(&n) => {}
-                Some(_) => return Err("expects an integer from 0 to 6 for parameter 1".into()),
-                None => return Err("expects an integer literal for parameter 1".into()),
-            }
-        }
-        Ok(SqlType::Known(DataType::Utf8))
-    }
-    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
-        let fsp = args
-            .first()
-            .and_then(|a| {
-                arrow::compute::cast(a.array().as_ref(), &DataType::Int64)
-                    .ok()
-                    .map(|c| {
-                        c.as_any()
-                            .downcast_ref::<arrow::array::Int64Array>()
-                            .map_or(0, |i| i.value(0))
-                    })
-            })
-            .unwrap_or(0)
-            .clamp(0, 6) as usize;
-        let now = chrono::DateTime::from_timestamp_millis(ctx.now_ms)
-            .unwrap_or_default()
-            .with_timezone(&chrono::Local);
-        let mut text = now.format("%Y-%m-%d %H:%M:%S").to_string();
-        if fsp > 0 {
-            let frac = format!("{:06}", now.timestamp_subsec_micros());
-            text.push('.');
-            text.push_str(&frac[..fsp]);
-        }
-        Ok(Columnar::Scalar(Arc::new(StringArray::from(vec![text]))))
     }
 }

@@ -5,11 +5,12 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Float64Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::DataType;
 use base64::Engine as _;
 
 use super::{
-    ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind, shape,
+    ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind,
+    float_at, int_at, shape,
 };
 use crate::eval::{Columnar, EvalContext, Literal, describe_value, present};
 use crate::types::SqlType;
@@ -106,32 +107,6 @@ fn text_of(arr: &ArrayRef) -> Result<Option<StringArray>, String> {
 }
 
 /// An integer value of a numeric row; a float must be whole.
-fn int_of(arr: &ArrayRef, row: usize) -> Option<i64> {
-    match arr.data_type() {
-        DataType::Int64 => Some(arr.as_primitive::<Int64Type>().value(row)),
-        t if t.is_integer() => arrow::compute::cast(&arr.slice(row, 1), &DataType::Int64)
-            .ok()
-            .map(|a| a.as_primitive::<Int64Type>().value(0)),
-        t if t.is_floating() => float_of(arr, row)
-            .filter(|f| f.is_finite() && *f == f.trunc() && f.abs() < 9.2e18)
-            .map(|f| f as i64),
-        _ => None,
-    }
-}
-
-/// A float value of a numeric row.
-fn float_of(arr: &ArrayRef, row: usize) -> Option<f64> {
-    match arr.data_type() {
-        DataType::Float64 => Some(arr.as_primitive::<Float64Type>().value(row)),
-        t if t.is_integer() || t.is_floating() => {
-            arrow::compute::cast(&arr.slice(row, 1), &DataType::Float64)
-                .ok()
-                .map(|a| a.as_primitive::<Float64Type>().value(0))
-        }
-        _ => None,
-    }
-}
-
 fn wrong(name: &str, want: &str, arr: &ArrayRef, row: usize) -> String {
     format!(
         "{name} expects {want} but got {}",
@@ -365,11 +340,11 @@ impl ScalarFunction for Trunc {
         let arrs = arrays(args, ctx);
         let (x, d) = (&arrs[0], &arrs[1]);
         let out = map_rows(x, ctx, |row| {
-            let v = float_of(x, row).ok_or_else(|| wrong("trunc", "a number", x, row))?;
+            let v = float_at(x, row).ok_or_else(|| wrong("trunc", "a number", x, row))?;
             if !present(d.as_ref(), row) {
                 return Ok(None);
             }
-            let digits = int_of(d, row)
+            let digits = int_at(d, row)
                 .ok_or_else(|| wrong("trunc", "an integer number of digits", d, row))?;
             let f = 10f64.powi(digits.clamp(-400, 400) as i32);
             let t = (v * f).trunc() / f;
@@ -409,7 +384,7 @@ impl ScalarFunction for Chr {
                     .map(String::from)
                     .ok_or_else(|| "chr expects a non-empty string".to_string());
             }
-            let n = int_of(&arr, row).ok_or_else(|| wrong("chr", "an integer", &arr, row))?;
+            let n = int_at(&arr, row).ok_or_else(|| wrong("chr", "an integer", &arr, row))?;
             u32::try_from(n)
                 .ok()
                 .and_then(char::from_u32)
@@ -487,7 +462,7 @@ impl ScalarFunction for Dec2Hex {
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
         let arr = arrays(args, ctx).remove(0);
         let out = map_rows(&arr, ctx, |row| {
-            let n = int_of(&arr, row).ok_or_else(|| wrong("dec2hex", "an integer", &arr, row))?;
+            let n = int_at(&arr, row).ok_or_else(|| wrong("dec2hex", "an integer", &arr, row))?;
             Ok(if n < 0 {
                 format!("-0x{:x}", n.unsigned_abs())
             } else {
@@ -519,21 +494,7 @@ impl ScalarFunction for ToSeconds {
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
         let arr = arrays(args, ctx).remove(0);
         let out = map_rows(&arr, ctx, |row| {
-            let ms = match arr.data_type() {
-                DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                    Some(arr.as_primitive::<TimestampMillisecondType>().value(row))
-                }
-                t if t.is_integer() => int_of(&arr, row),
-                t if t.is_floating() => float_of(&arr, row)
-                    .filter(|f| f.is_finite() && f.abs() < 9.2e18)
-                    .map(|f| f.trunc() as i64),
-                DataType::Utf8 => {
-                    chrono::DateTime::parse_from_rfc3339(arr.as_string::<i32>().value(row).trim())
-                        .ok()
-                        .map(|d| d.timestamp_millis())
-                }
-                _ => None,
-            };
+            let ms = super::datetime::millis_at(&arr, row).ok().flatten();
             ms.map(|ms| ms.div_euclid(1000))
                 .ok_or_else(|| wrong("to_seconds", "a datetime", &arr, row))
         });
