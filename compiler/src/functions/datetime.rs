@@ -12,7 +12,8 @@ use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
 use super::{
-    ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind, shape,
+    ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind,
+    numeric_args, shape,
 };
 use crate::eval::{Columnar, EvalContext, Literal, describe_value, present};
 use crate::types::SqlType;
@@ -581,8 +582,7 @@ impl ScalarFunction for FromDays {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Utf8))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -631,8 +631,7 @@ impl ScalarFunction for FromUnixTime {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(datetime_type()))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {

@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Float64Type, Int64Type};
 
 use super::{
     ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind,
-    flag_type_error, format_float, shape,
+    flag_type_error, format_float, numeric_args, shape,
 };
 use crate::eval::{Columnar, EvalContext, Literal, describe_value};
 use crate::types::SqlType;
@@ -168,8 +168,7 @@ impl ScalarFunction for Abs {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(same_numeric_type(args))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -192,8 +191,7 @@ impl ScalarFunction for Ceil {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -216,8 +214,7 @@ impl ScalarFunction for Floor {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -278,8 +275,7 @@ impl ScalarFunction for Sqrt {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -309,9 +305,7 @@ impl ScalarFunction for Pow {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 2, 2)?;
-        check_kind(args, 0, Kind::Number)?;
-        check_kind(args, 1, Kind::Number)?;
+        numeric_args(args, 2)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -339,8 +333,7 @@ impl ScalarFunction for Acos {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -363,8 +356,7 @@ impl ScalarFunction for Asin {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -387,8 +379,7 @@ impl ScalarFunction for Atan {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -411,8 +402,7 @@ impl ScalarFunction for Cos {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -435,8 +425,7 @@ impl ScalarFunction for Cosh {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -459,8 +448,7 @@ impl ScalarFunction for Cot {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -483,8 +471,7 @@ impl ScalarFunction for Degrees {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -507,8 +494,7 @@ impl ScalarFunction for Exp {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -531,8 +517,7 @@ impl ScalarFunction for Ln {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -555,8 +540,7 @@ impl ScalarFunction for Radians {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -579,8 +563,7 @@ impl ScalarFunction for Sin {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -603,8 +586,7 @@ impl ScalarFunction for Sinh {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -627,8 +609,7 @@ impl ScalarFunction for Tan {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -651,8 +632,7 @@ impl ScalarFunction for Tanh {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -675,9 +655,7 @@ impl ScalarFunction for Atan2 {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 2, 2)?;
-        check_kind(args, 0, Kind::Number)?;
-        check_kind(args, 1, Kind::Number)?;
+        numeric_args(args, 2)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -730,9 +708,7 @@ impl ScalarFunction for Mod {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 2, 2)?;
-        check_kind(args, 0, Kind::Number)?;
-        check_kind(args, 1, Kind::Number)?;
+        numeric_args(args, 2)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -826,8 +802,7 @@ impl ScalarFunction for Sign {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Int64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -922,9 +897,7 @@ fn bit_binary(
 
 /// Plan-time check shared by bitand, bitor and bitxor.
 fn bit_binary_type(args: &[ArgInfo]) -> Result<SqlType, String> {
-    check_arity(args, 2, 2)?;
-    check_kind(args, 0, Kind::Number)?;
-    check_kind(args, 1, Kind::Number)?;
+    numeric_args(args, 2)?;
     Ok(SqlType::Known(DataType::Int64))
 }
 
@@ -1009,8 +982,7 @@ impl ScalarFunction for BitNot {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Int64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {

@@ -192,6 +192,13 @@ pub fn check_arity(args: &[ArgInfo], min: usize, max: usize) -> Result<(), Strin
     Err(format!("expects {expected} but got {n}"))
 }
 
+/// Checks that there are exactly `n` arguments and that every one is a number (when its type
+/// is known): the signature of most math functions.
+pub fn numeric_args(args: &[ArgInfo], n: usize) -> Result<(), String> {
+    check_arity(args, n, n)?;
+    (0..n).try_for_each(|i| check_kind(args, i, Kind::Number))
+}
+
 /// What a parameter accepts, for plan-time checks on known types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

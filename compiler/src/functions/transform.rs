@@ -10,7 +10,7 @@ use base64::Engine as _;
 
 use super::{
     ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind,
-    float_at, int_at, shape,
+    float_at, int_at, numeric_args, shape,
 };
 use crate::eval::{Columnar, EvalContext, Literal, describe_value, present};
 use crate::types::SqlType;
@@ -331,9 +331,7 @@ impl ScalarFunction for Trunc {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 2, 2)?;
-        check_kind(args, 0, Kind::Number)?;
-        check_kind(args, 1, Kind::Number)?;
+        numeric_args(args, 2)?;
         Ok(SqlType::Known(DataType::Float64))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -455,8 +453,7 @@ impl ScalarFunction for Dec2Hex {
         }
     }
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::Number)?;
+        numeric_args(args, 1)?;
         Ok(SqlType::Known(DataType::Utf8))
     }
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
