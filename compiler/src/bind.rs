@@ -22,6 +22,10 @@ use crate::expr::Expr;
 use crate::functions::{ArgInfo, Registry};
 use crate::plan::{LogicalPlan, ProjectItem, RulePlan, Scan};
 use crate::types::SqlType;
+use crate::window::{
+    AggCall, AggKind, AggregateSpec, Carry, SortKey, WINDOW_END, WINDOW_START, WindowKind,
+    WindowSpec, agg_column, unit_ms,
+};
 
 /// Where the binder finds streams.
 pub trait StreamCatalog {
@@ -40,26 +44,6 @@ impl StreamCatalog for HashMap<String, StreamDef> {
     }
 }
 
-/// Names of eKuiper's aggregate functions: they need GROUP BY with a window.
-const AGGREGATES: &[&str] = &[
-    "avg",
-    "count",
-    "max",
-    "min",
-    "sum",
-    "collect",
-    "last_value",
-    "merge_agg",
-    "deduplicate",
-    "median",
-    "stddev",
-    "stddevs",
-    "var",
-    "vars",
-    "percentile_cont",
-    "percentile_disc",
-];
-
 fn pos_of(node: &impl Spanned) -> Option<Pos> {
     Pos::from_location(node.span().start)
 }
@@ -70,8 +54,9 @@ pub fn compile_rule(
     catalog: &dyn StreamCatalog,
     registry: &Registry,
 ) -> Result<RulePlan> {
+    let (masked, trigger) = extract_over_when(sql)?;
     let mut parser = Parser::new(&EkuiperDialect)
-        .try_with_sql(sql)
+        .try_with_sql(&masked)
         .map_err(CompileError::from_parser)?;
     let stmt = parser
         .parse_statement()
@@ -94,35 +79,12 @@ pub fn compile_rule(
             Some(Pos { line: 1, column: 1 }),
         ));
     };
-    if let Some(order) = &query.order_by {
-        return Err(CompileError::at(
-            "ORDER BY is not supported yet (it comes with windows)",
-            pos_of(order),
-        ));
-    }
-    if let Some(limit) = &query.limit_clause {
-        return Err(CompileError::at(
-            "LIMIT is not supported yet (it comes with windows)",
-            pos_of(limit),
-        ));
-    }
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Err(CompileError::at(
             "a rule must be a single SELECT",
             pos_of(query.body.as_ref()),
         ));
     };
-    if let GroupByExpr::Expressions(exprs, _) = &select.group_by
-        && let Some(first) = exprs.first()
-    {
-        return Err(CompileError::at(
-            "GROUP BY is not supported yet (windows and aggregates come in their own release)",
-            pos_of(first),
-        ));
-    }
-    if let Some(h) = &select.having {
-        return Err(CompileError::at("HAVING needs GROUP BY", pos_of(h)));
-    }
     if select.distinct.is_some() {
         return Err(CompileError::at(
             "DISTINCT is not part of eKuiper's SQL",
@@ -135,31 +97,184 @@ pub fn compile_rule(
         registry,
         aliases: HashMap::new(),
         resolving: Vec::new(),
+        aggs: None,
+        window: false,
+        in_aggregate: false,
     };
     // Aliases may be referenced by other SELECT fields (not by WHERE), as in eKuiper.
+    let mut aliases = HashMap::new();
     for item in &select.projection {
         if let SelectItem::ExprWithAlias { expr, alias } = item {
-            binder
-                .aliases
+            aliases
                 .entry(alias.value.to_lowercase())
                 .or_insert_with(|| expr.clone());
         }
     }
     let mut plan = LogicalPlan::Scan(scan.clone());
     if let Some(selection) = &select.selection {
-        let aliases = std::mem::take(&mut binder.aliases);
         let predicate = binder.expr(selection)?;
-        binder.aliases = aliases;
-        if let SqlType::Known(t) = predicate.sql_type()
-            && t != arrow::datatypes::DataType::Boolean
-            && t != arrow::datatypes::DataType::Null
-        {
+        check_condition("WHERE", &predicate, selection)?;
+        plan = LogicalPlan::Filter {
+            input: Box::new(plan),
+            predicate,
+        };
+    }
+
+    // GROUP BY: at most one window function plus key expressions.
+    let mut window_call: Option<&ast::Function> = None;
+    let mut key_exprs: Vec<&ast::Expr> = Vec::new();
+    match &select.group_by {
+        GroupByExpr::Expressions(exprs, _) => {
+            for e in exprs {
+                match e {
+                    ast::Expr::Function(f) if is_window_name(&f.name.to_string()) => {
+                        if window_call.is_some() {
+                            return Err(CompileError::at(
+                                "GROUP BY may have only one window",
+                                pos_of(e),
+                            ));
+                        }
+                        window_call = Some(f);
+                    }
+                    other => key_exprs.push(other),
+                }
+            }
+        }
+        GroupByExpr::All(_) => {
             return Err(CompileError::at(
-                format!(
-                    "WHERE needs a boolean condition, got {}",
-                    crate::types::type_name(&t)
-                ),
-                pos_of(selection),
+                "GROUP BY ALL is not part of eKuiper's SQL",
+                pos_of(select.as_ref()),
+            ));
+        }
+    }
+    let window = match window_call {
+        Some(f) => Some(binder.window(f, trigger)?),
+        None => {
+            if let Some((_, pos)) = trigger {
+                return Err(CompileError::at(
+                    "OVER (WHEN ...) belongs to a SLIDINGWINDOW in GROUP BY",
+                    Some(pos),
+                ));
+            }
+            None
+        }
+    };
+    if window.is_none()
+        && let Some(first) = key_exprs.first()
+    {
+        return Err(CompileError::at(
+            "GROUP BY needs a window function such as TUMBLINGWINDOW(ss, 10)",
+            pos_of(*first),
+        ));
+    }
+    let keys = key_exprs
+        .iter()
+        .map(|e| binder.expr(e))
+        .collect::<Result<Vec<_>>>()?;
+
+    // Everything after grouping may use aggregates and window functions.
+    binder.aggs = Some(Vec::new());
+    binder.window = window.is_some();
+    binder.aliases = aliases;
+    let items = binder.projection(&select.projection)?;
+    let aliases = std::mem::take(&mut binder.aliases);
+    let having = match &select.having {
+        Some(h) => {
+            let bound = binder.expr(h)?;
+            check_condition("HAVING", &bound, h)?;
+            Some(bound)
+        }
+        None => None,
+    };
+    binder.aliases = aliases;
+    let mut sort_keys = Vec::new();
+    if let Some(order) = &query.order_by {
+        let ast::OrderByKind::Expressions(list) = &order.kind else {
+            return Err(CompileError::at(
+                "ORDER BY ALL is not part of eKuiper's SQL",
+                pos_of(order),
+            ));
+        };
+        for o in list {
+            sort_keys.push(SortKey {
+                expr: binder.expr(&o.expr)?,
+                ascending: !matches!(o.options.sort, Some(ast::OrderBySort::Desc)),
+            });
+        }
+    }
+    let limit = match &query.limit_clause {
+        Some(ast::LimitClause::LimitOffset {
+            limit: Some(n),
+            offset: None,
+            limit_by,
+        }) if limit_by.is_empty() => Some(limit_value(n)?),
+        Some(other) => {
+            return Err(CompileError::at(
+                "only LIMIT n is supported (no OFFSET)",
+                pos_of(other),
+            ));
+        }
+        None => None,
+    };
+    let aggs = binder.aggs.take().unwrap_or_default();
+
+    match window {
+        Some(window) => {
+            let mut carry = Vec::new();
+            let mut all = false;
+            let mut note = |e: &Expr| collect_carry(e, &mut carry);
+            for item in &items {
+                match item {
+                    ProjectItem::Wildcard { .. } => all = true,
+                    ProjectItem::Expr { expr, .. } => note(expr),
+                }
+            }
+            if let Some(h) = &having {
+                note(h);
+            }
+            for k in &sort_keys {
+                note(&k.expr);
+            }
+            plan = LogicalPlan::Aggregate {
+                input: Box::new(plan),
+                spec: Box::new(AggregateSpec {
+                    window,
+                    keys,
+                    aggs,
+                    carry: if all {
+                        Carry::All
+                    } else {
+                        Carry::Columns(carry)
+                    },
+                }),
+            };
+        }
+        None if !aggs.is_empty() => {
+            // eKuiper computes aggregates of a window-less rule on each row by itself.
+            plan = LogicalPlan::Aggregate {
+                input: Box::new(plan),
+                spec: Box::new(AggregateSpec {
+                    window: WindowSpec {
+                        kind: WindowKind::Rows,
+                        filter: None,
+                        trigger: None,
+                        state: None,
+                        partition: Vec::new(),
+                        text: "per row".to_string(),
+                    },
+                    keys: Vec::new(),
+                    aggs,
+                    carry: Carry::All,
+                }),
+            };
+        }
+        None => {}
+    }
+    if let Some(predicate) = having {
+        if plan.aggregate().is_none() {
+            return Err(CompileError::at(
+                "HAVING needs GROUP BY",
+                select.having.as_ref().and_then(pos_of_expr),
             ));
         }
         plan = LogicalPlan::Filter {
@@ -167,15 +282,180 @@ pub fn compile_rule(
             predicate,
         };
     }
-    let items = binder.projection(&select.projection)?;
+    if !sort_keys.is_empty() {
+        plan = LogicalPlan::Sort {
+            input: Box::new(plan),
+            keys: sort_keys,
+        };
+    }
     plan = LogicalPlan::Project {
         input: Box::new(plan),
         items,
     };
+    if let Some(n) = limit {
+        plan = LogicalPlan::Limit {
+            input: Box::new(plan),
+            n,
+        };
+    }
     Ok(RulePlan {
         sql: sql.to_string(),
         plan,
     })
+}
+
+fn pos_of_expr(e: &ast::Expr) -> Option<Pos> {
+    pos_of(e)
+}
+
+fn check_condition(clause: &str, predicate: &Expr, at: &ast::Expr) -> Result<()> {
+    if let SqlType::Known(t) = predicate.sql_type()
+        && t != arrow::datatypes::DataType::Boolean
+        && t != arrow::datatypes::DataType::Null
+    {
+        return Err(CompileError::at(
+            format!(
+                "{clause} needs a boolean condition, got {}",
+                crate::types::type_name(&t)
+            ),
+            pos_of(at),
+        ));
+    }
+    Ok(())
+}
+
+fn limit_value(e: &ast::Expr) -> Result<usize> {
+    if let ast::Expr::Value(v) = e
+        && let Value::Number(n, _) = &v.value
+        && let Ok(n) = n.parse::<usize>()
+    {
+        return Ok(n);
+    }
+    Err(CompileError::at(
+        "LIMIT needs a non-negative integer",
+        pos_of(e),
+    ))
+}
+
+/// Input columns an expression over result rows reads (they are carried from each group's
+/// first row). Aggregate results and window bounds are computed, not carried.
+fn collect_carry(e: &Expr, out: &mut Vec<String>) {
+    e.visit(&mut |x| {
+        let name = match x {
+            Expr::Column { name, .. } => name.clone(),
+            Expr::Meta(key) => format!("{}{key}", crate::expr::META_PREFIX),
+            _ => return,
+        };
+        if name.starts_with("__agg_") || name == WINDOW_START || name == WINDOW_END {
+            return;
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    });
+}
+
+/// eKuiper's window function names.
+const WINDOWS: &[&str] = &[
+    "tumblingwindow",
+    "hoppingwindow",
+    "slidingwindow",
+    "sessionwindow",
+    "countwindow",
+    "statewindow",
+];
+
+fn is_window_name(name: &str) -> bool {
+    WINDOWS.contains(&name.to_ascii_lowercase().as_str())
+}
+
+/// sqlparser cannot parse eKuiper's `OVER (WHEN cond)`: cut it out of the text (replacing it
+/// with spaces, so every other position stays right) and parse the condition on its own,
+/// padded so its positions are right too.
+fn extract_over_when(sql: &str) -> Result<(String, Option<(ast::Expr, Pos)>)> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&EkuiperDialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| CompileError::at(e.message.clone(), Pos::from_location(e.location)))?;
+    let significant: Vec<(usize, &sqlparser::tokenizer::TokenWithSpan)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let is_word =
+        |t: &Token, w: &str| matches!(t, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+    for (k, (_, tok)) in significant.iter().enumerate() {
+        if !is_word(&tok.token, "over") {
+            continue;
+        }
+        let (Some((_, open)), Some((_, when))) = (significant.get(k + 1), significant.get(k + 2))
+        else {
+            continue;
+        };
+        if open.token != Token::LParen || !is_word(&when.token, "when") {
+            continue;
+        }
+        // Find the matching parenthesis.
+        let mut depth = 0usize;
+        let mut close = None;
+        for (_, t) in &significant[k + 1..] {
+            match t.token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(*t);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else {
+            return Err(CompileError::at(
+                "OVER (WHEN ...) is missing its closing parenthesis",
+                Pos::from_location(open.span.start),
+            ));
+        };
+        let offset = |loc: sqlparser::tokenizer::Location| -> usize {
+            let mut line = 1u64;
+            let mut col = 1u64;
+            for (i, ch) in sql.char_indices() {
+                if line == loc.line && col == loc.column {
+                    return i;
+                }
+                if ch == '\n' {
+                    line += 1;
+                    col = 1;
+                } else {
+                    col += 1;
+                }
+            }
+            sql.len()
+        };
+        let over_at = offset(tok.span.start);
+        let cond_from = offset(when.span.end);
+        let close_at = offset(close.span.start);
+        let blank = |s: &str| -> String {
+            s.chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' })
+                .collect()
+        };
+        let masked = format!(
+            "{}{}{}",
+            &sql[..over_at],
+            blank(&sql[over_at..close_at + 1]),
+            &sql[close_at + 1..]
+        );
+        let padded = format!("{}{}", blank(&sql[..cond_from]), &sql[cond_from..close_at]);
+        let cond = Parser::new(&EkuiperDialect)
+            .try_with_sql(&padded)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(CompileError::from_parser)?;
+        let pos = Pos::from_location(tok.span.start).unwrap_or(Pos { line: 1, column: 1 });
+        return Ok((masked, Some((cond, pos))));
+    }
+    Ok((sql.to_string(), None))
 }
 
 fn bind_from(select: &ast::Select, catalog: &dyn StreamCatalog) -> Result<Scan> {
@@ -225,6 +505,12 @@ struct Binder<'a> {
     aliases: HashMap<String, ast::Expr>,
     /// Aliases being expanded, to stop `a + 1 AS a` from referring to itself.
     resolving: Vec<String>,
+    /// Aggregate calls found so far; `None` where aggregates are not allowed (WHERE, keys).
+    aggs: Option<Vec<AggCall>>,
+    /// The query has a window, so `window_start()` and `window_end()` mean something.
+    window: bool,
+    /// Binding an aggregate's arguments (aggregates do not nest).
+    in_aggregate: bool,
 }
 
 impl Binder<'_> {
@@ -608,11 +894,35 @@ impl Binder<'_> {
         if name == "meta" {
             return meta_key(&args, pos);
         }
-        if AGGREGATES.contains(&name.as_str()) {
+        if let Some(kind) = AggKind::from_name(&name) {
+            return self.aggregate(kind, &args, pos);
+        }
+        if name == "window_start" || name == "window_end" {
+            if !args.is_empty() {
+                return Err(CompileError::at(
+                    format!("function \"{name}\" takes no arguments"),
+                    pos,
+                ));
+            }
+            if !self.window || self.aggs.is_none() || self.in_aggregate {
+                return Err(CompileError::at(
+                    format!("function \"{name}\" can only be used with a window in GROUP BY"),
+                    pos,
+                ));
+            }
+            return Ok(Expr::Column {
+                name: if name == "window_start" {
+                    WINDOW_START
+                } else {
+                    WINDOW_END
+                }
+                .to_string(),
+                ty: SqlType::Known(arrow::datatypes::DataType::Int64),
+            });
+        }
+        if is_window_name(&name) {
             return Err(CompileError::at(
-                format!(
-                    "aggregate function \"{name}\" needs GROUP BY with a window, which is not supported yet"
-                ),
+                format!("window function \"{name}\" belongs in GROUP BY"),
                 pos,
             ));
         }
@@ -638,6 +948,342 @@ impl Binder<'_> {
         func.return_type(&infos)
             .map_err(|reason| CompileError::at(format!("function \"{name}\" {reason}"), pos))?;
         Ok(Expr::Call { func, args: bound })
+    }
+}
+
+impl Binder<'_> {
+    /// Binds an aggregate call: its arguments are bound on raw rows and the call becomes a
+    /// reference to the aggregate's result column.
+    fn aggregate(
+        &mut self,
+        kind: AggKind,
+        args: &[&FunctionArg],
+        pos: Option<Pos>,
+    ) -> Result<Expr> {
+        let name = kind.name();
+        if self.in_aggregate {
+            return Err(CompileError::at(
+                format!("aggregate function \"{name}\" cannot be nested in another aggregate"),
+                pos,
+            ));
+        }
+        if self.aggs.is_none() {
+            return Err(CompileError::at(
+                format!(
+                    "aggregate function \"{name}\" is not allowed here (only in SELECT, HAVING and ORDER BY)"
+                ),
+                pos,
+            ));
+        }
+        let star = matches!(args, [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)]);
+        if star && !matches!(kind, AggKind::Count | AggKind::Collect | AggKind::MergeAgg) {
+            return Err(CompileError::at(
+                format!("function \"{name}\" does not take *"),
+                pos,
+            ));
+        }
+        let mut bound = Vec::new();
+        if !star {
+            self.in_aggregate = true;
+            let mut result = Ok(());
+            for a in args {
+                match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => match self.expr(e) {
+                        Ok(b) => bound.push(b),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    },
+                    other => {
+                        result = Err(CompileError::at(
+                            format!("unsupported argument \"{other}\" to \"{name}\""),
+                            pos_of(*other),
+                        ));
+                        break;
+                    }
+                }
+            }
+            self.in_aggregate = false;
+            result?;
+            let (min, max) = kind.arity();
+            if bound.len() < min || bound.len() > max {
+                let want = if min == max {
+                    format!("{min}")
+                } else {
+                    format!("{min} to {max}")
+                };
+                return Err(CompileError::at(
+                    format!(
+                        "function \"{name}\" expects {want} argument(s), got {}",
+                        bound.len()
+                    ),
+                    pos,
+                ));
+            }
+            check_aggregate_args(kind, &bound, pos)?;
+        }
+        let ty = kind.return_type(&bound.first().map_or(SqlType::Any, Expr::sql_type));
+        let call = AggCall {
+            kind,
+            args: bound,
+            whole_row: (star && kind != AggKind::Count) || kind == AggKind::Deduplicate,
+            ty: ty.clone(),
+        };
+        let aggs = self.aggs.as_mut().expect("checked above");
+        // The same call twice (often through an alias) is computed once.
+        let text = call.to_string();
+        let index = match aggs.iter().position(|a| a.to_string() == text) {
+            Some(i) => i,
+            None => {
+                aggs.push(call);
+                aggs.len() - 1
+            }
+        };
+        Ok(Expr::Column {
+            name: agg_column(index),
+            ty,
+        })
+    }
+
+    /// Binds the window function of GROUP BY with its FILTER and OVER modifiers.
+    fn window(
+        &mut self,
+        f: &ast::Function,
+        trigger: Option<(ast::Expr, Pos)>,
+    ) -> Result<WindowSpec> {
+        let pos = pos_of(&f.name);
+        let name = f.name.to_string().to_lowercase();
+        let args: Vec<&ast::Expr> = match &f.args {
+            FunctionArguments::List(list) => list
+                .args
+                .iter()
+                .map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+                    other => Err(CompileError::at(
+                        format!("unsupported argument \"{other}\" to {name}"),
+                        pos_of(other),
+                    )),
+                })
+                .collect::<Result<_>>()?,
+            _ => Vec::new(),
+        };
+        let int_arg = |i: usize| -> Result<u64> {
+            let e = args[i];
+            if let ast::Expr::Value(v) = e
+                && let Value::Number(n, _) = &v.value
+                && let Ok(n) = n.parse::<u64>()
+                && n > 0
+            {
+                return Ok(n);
+            }
+            Err(CompileError::at(
+                format!("{name} needs a positive integer here, got {e}"),
+                pos_of(e),
+            ))
+        };
+        let unit = || -> Result<u64> {
+            let e = args[0];
+            let text = match e {
+                ast::Expr::Identifier(i) => i.value.clone(),
+                ast::Expr::Value(v) => match &v.value {
+                    Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                other => other.to_string(),
+            };
+            unit_ms(&text).ok_or_else(|| {
+                CompileError::at(
+                    format!(
+                        "invalid time unit \"{text}\" of {name}: use one of DD, HH, MI, SS, MS"
+                    ),
+                    pos_of(e),
+                )
+            })
+        };
+        let arity = |min: usize, max: usize| -> Result<()> {
+            if args.len() < min || args.len() > max {
+                let want = if min == max {
+                    format!("{min}")
+                } else {
+                    format!("{min} or {max}")
+                };
+                return Err(CompileError::at(
+                    format!("{name} expects {want} arguments, got {}", args.len()),
+                    pos,
+                ));
+            }
+            Ok(())
+        };
+        let mut state = None;
+        let kind = match name.as_str() {
+            "tumblingwindow" => {
+                arity(2, 2)?;
+                WindowKind::Tumbling {
+                    size: unit()? * int_arg(1)?,
+                }
+            }
+            "hoppingwindow" => {
+                arity(3, 3)?;
+                let u = unit()?;
+                WindowKind::Hopping {
+                    size: u * int_arg(1)?,
+                    hop: u * int_arg(2)?,
+                }
+            }
+            "slidingwindow" => {
+                arity(2, 3)?;
+                let u = unit()?;
+                let delay = if args.len() == 3 { u * int_arg(2)? } else { 0 };
+                WindowKind::Sliding {
+                    size: u * int_arg(1)?,
+                    delay,
+                }
+            }
+            "sessionwindow" => {
+                arity(3, 3)?;
+                let u = unit()?;
+                WindowKind::Session {
+                    max: u * int_arg(1)?,
+                    timeout: u * int_arg(2)?,
+                }
+            }
+            "countwindow" => {
+                arity(1, 2)?;
+                let size = int_arg(0)?;
+                let step = if args.len() == 2 { int_arg(1)? } else { size };
+                if step > size {
+                    return Err(CompileError::at(
+                        format!(
+                            "the step of countwindow ({step}) must not exceed its size ({size})"
+                        ),
+                        pos_of(args[1]),
+                    ));
+                }
+                WindowKind::Count { size, step }
+            }
+            "statewindow" => {
+                arity(1, 2)?;
+                let begin = self.expr(args[0])?;
+                check_condition("STATEWINDOW", &begin, args[0])?;
+                let emit = if args.len() == 2 {
+                    let e = self.expr(args[1])?;
+                    check_condition("STATEWINDOW", &e, args[1])?;
+                    e
+                } else {
+                    begin.clone()
+                };
+                state = Some((begin, emit));
+                WindowKind::State {
+                    single: args.len() == 1,
+                }
+            }
+            _ => unreachable!("only window names reach here"),
+        };
+        let filter = match &f.filter {
+            Some(cond) => {
+                let bound = self.expr(cond)?;
+                check_condition("FILTER", &bound, cond)?;
+                Some(bound)
+            }
+            None => None,
+        };
+        let mut partition = Vec::new();
+        match &f.over {
+            None => {}
+            Some(ast::WindowType::WindowSpec(spec)) if matches!(kind, WindowKind::State { .. }) => {
+                if !spec.order_by.is_empty() || spec.window_frame.is_some() {
+                    return Err(CompileError::at(
+                        "a state window's OVER takes only PARTITION BY",
+                        pos,
+                    ));
+                }
+                for e in &spec.partition_by {
+                    partition.push(self.expr(e)?);
+                }
+            }
+            Some(_) => {
+                return Err(CompileError::at(
+                    format!(
+                        "{name} takes no OVER clause (OVER (PARTITION BY ...) is for STATEWINDOW, OVER (WHEN ...) for SLIDINGWINDOW)"
+                    ),
+                    pos,
+                ));
+            }
+        }
+        let trigger = match trigger {
+            Some((cond, tpos)) => {
+                if !matches!(kind, WindowKind::Sliding { .. }) {
+                    return Err(CompileError::at(
+                        format!("OVER (WHEN ...) is only for SLIDINGWINDOW, not {name}"),
+                        Some(tpos),
+                    ));
+                }
+                let bound = self.expr(&cond)?;
+                check_condition("OVER (WHEN ...)", &bound, &cond)?;
+                Some(bound)
+            }
+            None => None,
+        };
+        Ok(WindowSpec {
+            kind,
+            filter,
+            trigger,
+            state,
+            partition,
+            text: format!("{f}"),
+        })
+    }
+}
+
+/// Plan-time checks of aggregate arguments whose types or values are known.
+fn check_aggregate_args(kind: AggKind, args: &[Expr], pos: Option<Pos>) -> Result<()> {
+    use arrow::datatypes::DataType;
+    let name = kind.name();
+    let numeric_only = matches!(
+        kind,
+        AggKind::Avg
+            | AggKind::Sum
+            | AggKind::Median
+            | AggKind::Stddev
+            | AggKind::Stddevs
+            | AggKind::Var
+            | AggKind::Vars
+            | AggKind::PercentileCont
+            | AggKind::PercentileDisc
+    );
+    if numeric_only
+        && let SqlType::Known(t) = args[0].sql_type()
+        && !crate::types::is_numeric(&t)
+        && t != DataType::Null
+    {
+        return Err(CompileError::at(
+            format!(
+                "function \"{name}\" needs a number, got {}",
+                crate::types::type_name(&t)
+            ),
+            pos,
+        ));
+    }
+    match kind {
+        AggKind::PercentileCont | AggKind::PercentileDisc => match &args[1] {
+            Expr::Literal(Literal::Float(p)) if (0.0..=1.0).contains(p) => Ok(()),
+            Expr::Literal(Literal::Int(p)) if (0..=1).contains(p) => Ok(()),
+            _ => Err(CompileError::at(
+                format!(
+                    "the second argument of \"{name}\" must be a number literal between 0 and 1"
+                ),
+                pos,
+            )),
+        },
+        AggKind::LastValue | AggKind::Deduplicate => match &args[1] {
+            Expr::Literal(Literal::Bool(_)) => Ok(()),
+            _ => Err(CompileError::at(
+                format!("the second argument of \"{name}\" must be true or false"),
+                pos,
+            )),
+        },
+        _ => Ok(()),
     }
 }
 

@@ -11,6 +11,7 @@
 //! Invariant: evaluation never fails a whole batch because of one bad row; bad rows are
 //! flagged in [`eval::RowErrors`] and the caller drops and counts them.
 
+pub mod aggregate;
 pub mod bind;
 pub mod ddl;
 pub mod dialect;
@@ -20,6 +21,7 @@ pub mod expr;
 pub mod functions;
 pub mod plan;
 pub mod types;
+pub mod window;
 
 pub use bind::{StreamCatalog, compile_rule};
 pub use ddl::{Statement, StreamDef, StreamKind, parse_create, parse_statement};

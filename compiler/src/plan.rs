@@ -1,12 +1,13 @@
-//! The logical plan of a rule: a tree of Scan, Filter and Project (windows, aggregates and
-//! joins extend this enum in their own issues; the renderer's exhaustive match will then ask
-//! for them).
+//! The logical plan of a rule: a chain of Scan, Filter, Aggregate (a window with its groups
+//! and aggregates), Sort, Project and Limit. A Filter above an Aggregate is HAVING. Joins
+//! extend this enum in their own issue; the renderer's exhaustive match will then ask for them.
 
 use std::fmt::{self, Write as _};
 
 use arrow::datatypes::SchemaRef;
 
 use crate::expr::Expr;
+use crate::window::{AggregateSpec, SortKey};
 
 /// Reading a stream.
 #[derive(Debug, Clone)]
@@ -55,6 +56,28 @@ pub enum LogicalPlan {
         /// The output fields in SELECT order.
         items: Vec<ProjectItem>,
     },
+    /// Group rows into windows (and GROUP BY keys) and compute the aggregates; each closed
+    /// window is one emission.
+    Aggregate {
+        /// The rows to group.
+        input: Box<LogicalPlan>,
+        /// Window, keys, aggregates and the columns the result keeps.
+        spec: Box<AggregateSpec>,
+    },
+    /// ORDER BY, within each emission.
+    Sort {
+        /// The rows to sort.
+        input: Box<LogicalPlan>,
+        /// Keys, most significant first.
+        keys: Vec<SortKey>,
+    },
+    /// LIMIT n, within each emission.
+    Limit {
+        /// The rows to cut.
+        input: Box<LogicalPlan>,
+        /// Rows kept.
+        n: usize,
+    },
 }
 
 impl LogicalPlan {
@@ -62,7 +85,31 @@ impl LogicalPlan {
     pub fn scan(&self) -> &Scan {
         match self {
             LogicalPlan::Scan(s) => s,
-            LogicalPlan::Filter { input, .. } | LogicalPlan::Project { input, .. } => input.scan(),
+            LogicalPlan::Filter { input, .. }
+            | LogicalPlan::Project { input, .. }
+            | LogicalPlan::Aggregate { input, .. }
+            | LogicalPlan::Sort { input, .. }
+            | LogicalPlan::Limit { input, .. } => input.scan(),
+        }
+    }
+
+    /// The node below this one, `None` for the scan.
+    pub fn input(&self) -> Option<&LogicalPlan> {
+        match self {
+            LogicalPlan::Scan(_) => None,
+            LogicalPlan::Filter { input, .. }
+            | LogicalPlan::Project { input, .. }
+            | LogicalPlan::Aggregate { input, .. }
+            | LogicalPlan::Sort { input, .. }
+            | LogicalPlan::Limit { input, .. } => Some(input),
+        }
+    }
+
+    /// The window node of the plan, if it has one.
+    pub fn aggregate(&self) -> Option<&AggregateSpec> {
+        match self {
+            LogicalPlan::Aggregate { spec, .. } => Some(spec),
+            other => other.input().and_then(LogicalPlan::aggregate),
         }
     }
 
@@ -90,6 +137,22 @@ impl LogicalPlan {
             LogicalPlan::Project { input, items } => {
                 let list: Vec<String> = items.iter().map(ToString::to_string).collect();
                 let _ = writeln!(out, "{pad}Project: {}", list.join(", "));
+                input.explain_into(out, depth + 1);
+            }
+            LogicalPlan::Aggregate { input, spec } => {
+                let _ = writeln!(out, "{pad}Window: {spec}");
+                input.explain_into(out, depth + 1);
+            }
+            LogicalPlan::Sort { input, keys } => {
+                let list: Vec<String> = keys
+                    .iter()
+                    .map(|k| format!("{} {}", k.expr, if k.ascending { "ASC" } else { "DESC" }))
+                    .collect();
+                let _ = writeln!(out, "{pad}Order: {}", list.join(", "));
+                input.explain_into(out, depth + 1);
+            }
+            LogicalPlan::Limit { input, n } => {
+                let _ = writeln!(out, "{pad}Limit: {n}");
                 input.explain_into(out, depth + 1);
             }
         }

@@ -12,3 +12,121 @@ impl timely::Accountable for ArrowBatch {
         self.0.as_ref().map_or(0, |b| b.num_rows() as i64)
     }
 }
+
+/// Quiver runs its workers in one process (`Config::process`), where timely hands containers
+/// from worker to worker by pointer and never serialises them. Timely still demands this
+/// trait for any exchanged container at compile time; should a multi-process configuration
+/// ever be added, this is where Arrow IPC goes.
+impl timely::dataflow::channels::ContainerBytes for ArrowBatch {
+    fn from_bytes(_bytes: timely::bytes::arc::Bytes) -> Self {
+        panic!("Arrow batches are exchanged in process only (no multi-process timely config)")
+    }
+
+    fn length_in_bytes(&self) -> usize {
+        panic!("Arrow batches are exchanged in process only (no multi-process timely config)")
+    }
+
+    fn into_bytes<W: std::io::Write>(&self, _writer: &mut W) {
+        panic!("Arrow batches are exchanged in process only (no multi-process timely config)")
+    }
+}
+
+/// Sends every row to the worker its `__key` column hashes to (all rows to worker 0 when the
+/// batch has no key column), so each group lives on exactly one worker. Hashing is seeded
+/// identically on every worker, as it must be.
+pub struct KeyDistributor;
+
+impl timely::dataflow::channels::pushers::exchange::Distributor<ArrowBatch> for KeyDistributor {
+    fn partition<
+        T: Clone,
+        P: timely::communication::Push<timely::dataflow::channels::Message<T, ArrowBatch>>,
+    >(
+        &mut self,
+        container: &mut ArrowBatch,
+        stamp: &timely::progress::Stamp<T>,
+        pushers: &mut [P],
+    ) {
+        use arrow::array::{Array, AsArray, UInt32Array};
+        use std::hash::BuildHasher;
+        let Some(batch) = container.0.take() else {
+            return;
+        };
+        let peers = pushers.len();
+        let key = batch.column_by_name(quiver_compiler::window::KEY_COLUMN);
+        let Some(key) = key.filter(|_| peers > 1) else {
+            let target = 0;
+            timely::dataflow::channels::Message::push_at(
+                &mut ArrowBatch(Some(batch)),
+                stamp.clone(),
+                &mut pushers[target],
+            );
+            return;
+        };
+        let key = key.as_binary::<i32>();
+        let state = foldhash::fast::FixedState::with_seed(0x5157_4956_4552);
+        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); peers];
+        for i in 0..key.len() {
+            let h = state.hash_one(key.value(i));
+            parts[(h % peers as u64) as usize].push(i as u32);
+        }
+        for (peer, rows) in parts.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let part = if rows.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                match arrow::compute::take_record_batch(&batch, &UInt32Array::from(rows)) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!("partitioning a batch failed: {e}");
+                        continue;
+                    }
+                }
+            };
+            timely::dataflow::channels::Message::push_at(
+                &mut ArrowBatch(Some(part)),
+                stamp.clone(),
+                &mut pushers[peer],
+            );
+        }
+    }
+
+    fn flush<
+        T: Clone,
+        P: timely::communication::Push<timely::dataflow::channels::Message<T, ArrowBatch>>,
+    >(
+        &mut self,
+        _stamp: &timely::progress::Stamp<T>,
+        _pushers: &mut [P],
+    ) {
+    }
+}
+
+/// Sends every batch to worker 0 (windows whose bounds depend on all rows, and the final
+/// gathering of a window's results from all workers).
+pub struct ToFirstWorker;
+
+impl timely::dataflow::channels::pushers::exchange::Distributor<ArrowBatch> for ToFirstWorker {
+    fn partition<
+        T: Clone,
+        P: timely::communication::Push<timely::dataflow::channels::Message<T, ArrowBatch>>,
+    >(
+        &mut self,
+        container: &mut ArrowBatch,
+        stamp: &timely::progress::Stamp<T>,
+        pushers: &mut [P],
+    ) {
+        timely::dataflow::channels::Message::push_at(container, stamp.clone(), &mut pushers[0]);
+    }
+
+    fn flush<
+        T: Clone,
+        P: timely::communication::Push<timely::dataflow::channels::Message<T, ArrowBatch>>,
+    >(
+        &mut self,
+        _stamp: &timely::progress::Stamp<T>,
+        _pushers: &mut [P],
+    ) {
+    }
+}

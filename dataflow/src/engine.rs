@@ -61,7 +61,7 @@ pub struct RuleSpec {
 pub type SourceProfiles = HashMap<String, HashMap<String, serde_json::Map<String, Value>>>;
 
 /// Rule options this engine implements; the others are accepted and reported in the status.
-const IMPLEMENTED_OPTIONS: &[&str] = &["bufferLength"];
+const IMPLEMENTED_OPTIONS: &[&str] = &["bufferLength", "isEventTime", "lateTolerance"];
 
 /// What `GET /rules/{id}/status` shows.
 #[derive(Debug, Clone)]
@@ -89,6 +89,8 @@ struct RuleRun {
     source: SourceHandle,
     done: watch::Receiver<bool>,
     error: Arc<Mutex<Option<String>>>,
+    /// Rows dropped behind the watermark (event time).
+    late_rows: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How a rule run gets its input.
@@ -469,6 +471,18 @@ impl Engine {
                 if let Some(conn) = &run.connection {
                     connection_metrics(&mut metrics, &run.source_node, conn);
                 }
+                let late = run.late_rows.load(std::sync::atomic::Ordering::Relaxed);
+                let mut message = message;
+                if late > 0 {
+                    metrics.push((
+                        format!("{}_0_late_events_total", run.source_node),
+                        Value::from(late),
+                    ));
+                    if !message.is_empty() {
+                        message.push_str("; ");
+                    }
+                    message.push_str(&format!("{late} late events dropped behind the watermark"));
+                }
                 (status, message, metrics)
             }
             None => (
@@ -605,6 +619,8 @@ impl Engine {
 
         let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
         let uses_meta = uses_meta(plan);
+        let event_time = event_time(&entry.spec, &stream)?;
+        let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let activators = Arc::new(Mutex::new(vec![None; n]));
         let dataflow = Arc::new(RuleDataflow {
             key: key.clone(),
@@ -616,6 +632,8 @@ impl Engine {
             source_metrics,
             decoder_metrics,
             op_metrics,
+            event_time: event_time.clone(),
+            late_rows: late_rows.clone(),
         });
         self.inner
             .workers
@@ -642,6 +660,13 @@ impl Engine {
             }
         });
         let wake_all = wake.clone();
+        // Event time: one worker orders the rows and keeps the watermark, as eKuiper's one
+        // watermark operator does; the rows then spread by window key.
+        let ingest_tx = if event_time.is_some() {
+            ingest_tx.into_iter().take(1).collect()
+        } else {
+            ingest_tx
+        };
         let out = SourceOutput::new(ingest_tx, wake);
         let (source_handle, connection) = if stream.options.shared {
             let subscriber = Subscriber {
@@ -681,6 +706,7 @@ impl Engine {
             source: source_handle,
             done: done_rx,
             error,
+            late_rows,
         });
         entry.last_start_ms = now_ms();
         entry.stop_message.clear();
@@ -958,28 +984,41 @@ fn node_names(
 }
 
 /// Operator node names of a plan, bottom-up (source side first), as eKuiper names them.
+/// LIMIT has no node: eKuiper applies it inside the project node.
 fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
     let mut names = Vec::new();
+    let mut seen_window = false;
     let mut node = plan;
-    loop {
-        match node {
-            LogicalPlan::Scan(_) => break,
-            LogicalPlan::Filter { input, .. } => {
-                names.push("filter");
-                node = input;
+    let mut top_down = Vec::new();
+    while let Some(input) = node.input() {
+        top_down.push(node);
+        node = input;
+    }
+    for n in top_down.iter().rev() {
+        match n {
+            LogicalPlan::Filter { .. } if seen_window => names.push("having"),
+            LogicalPlan::Filter { .. } => names.push("filter"),
+            LogicalPlan::Project { .. } => names.push("project"),
+            LogicalPlan::Aggregate { spec, .. } => {
+                seen_window = true;
+                names.push(
+                    if spec.window.kind == quiver_compiler::window::WindowKind::Rows {
+                        "aggregate"
+                    } else {
+                        "window"
+                    },
+                );
             }
-            LogicalPlan::Project { input, .. } => {
-                names.push("project");
-                node = input;
-            }
+            LogicalPlan::Sort { .. } => names.push("order"),
+            LogicalPlan::Limit { .. } | LogicalPlan::Scan(_) => {}
         }
     }
-    names.reverse();
     names
 }
 
 fn uses_meta(plan: &LogicalPlan) -> bool {
     let mut found = false;
+    let mut carried_meta = false;
     let mut check = |e: &quiver_compiler::expr::Expr| {
         e.visit(&mut |x| {
             if matches!(x, quiver_compiler::expr::Expr::Meta(_)) {
@@ -991,21 +1030,106 @@ fn uses_meta(plan: &LogicalPlan) -> bool {
     loop {
         match node {
             LogicalPlan::Scan(_) => break,
-            LogicalPlan::Filter { input, predicate } => {
-                check(predicate);
-                node = input;
-            }
-            LogicalPlan::Project { input, items } => {
+            LogicalPlan::Filter { predicate, .. } => check(predicate),
+            LogicalPlan::Project { items, .. } => {
                 for item in items {
                     if let quiver_compiler::ProjectItem::Expr { expr, .. } = item {
                         check(expr);
                     }
                 }
-                node = input;
             }
+            LogicalPlan::Aggregate { spec, .. } => {
+                spec.keys.iter().for_each(&mut check);
+                spec.aggs.iter().flat_map(|a| &a.args).for_each(&mut check);
+                if let quiver_compiler::window::Carry::Columns(cols) = &spec.carry {
+                    carried_meta |= cols
+                        .iter()
+                        .any(|c| c.starts_with(quiver_compiler::expr::META_PREFIX));
+                }
+                spec.window.filter.iter().for_each(&mut check);
+            }
+            LogicalPlan::Sort { keys, .. } => keys.iter().for_each(|k| check(&k.expr)),
+            LogicalPlan::Limit { .. } => {}
         }
+        node = node.input().expect("non-scan nodes have an input");
     }
-    found
+    found || carried_meta
+}
+
+/// The rule's event-time settings: `isEventTime` needs the stream's `TIMESTAMP` field;
+/// `lateTolerance` is milliseconds or a duration such as "1s" (eKuiper's default: 1 s).
+fn event_time(
+    spec: &RuleSpec,
+    stream: &StreamDef,
+) -> Result<Option<crate::render::EventTime>, EngineError> {
+    if !spec
+        .options
+        .get("isEventTime")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return Ok(None);
+    }
+    let Some(field) = stream.options.timestamp.clone() else {
+        return Err(EngineError::Invalid(format!(
+            "isEventTime needs a TIMESTAMP field on stream \"{}\" (CREATE STREAM ... WITH (TIMESTAMP=\"ts\", ...))",
+            stream.name
+        )));
+    };
+    let tolerance = match spec.options.get("lateTolerance") {
+        None => 1000,
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "lateTolerance {n} is not a whole number of milliseconds"
+            ))
+        })?,
+        Some(Value::String(s)) => parse_duration_ms(s).ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "lateTolerance \"{s}\" is not a duration such as \"1s\" or \"500ms\""
+            ))
+        })?,
+        Some(other) => {
+            return Err(EngineError::Invalid(format!(
+                "lateTolerance must be milliseconds or a duration string, got {other}"
+            )));
+        }
+    };
+    Ok(Some(crate::render::EventTime { field, tolerance }))
+}
+
+/// Parses a Go-style duration ("1s", "500ms", "1m30s", "2h") into milliseconds.
+fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ns" => 1e-6,
+            "us" | "µs" => 1e-3,
+            "ms" => 1.0,
+            "s" => 1000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * factor;
+    }
+    Some(total.round() as u64)
 }
 
 /// Queue length in batches between tasks, from eKuiper's `bufferLength` (rows, default 1024).

@@ -20,6 +20,7 @@ pub mod operator;
 pub mod render;
 pub mod runtime;
 pub mod sinkprops;
+pub mod window;
 
 pub use engine::{Action, Engine, EngineConfig, RuleSpec, RuleStatus};
 pub use error::EngineError;

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
-use arrow::compute::filter_record_batch;
+use arrow::compute::{
+    SortColumn, SortOptions, filter_record_batch, lexsort_to_indices, take_record_batch,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use quiver_compiler::eval::EvalContext;
 use quiver_compiler::expr::Expr;
 use quiver_compiler::plan::ProjectItem;
+use quiver_compiler::window::SortKey;
 use quiver_connectors::codec::is_meta_column;
 
 use crate::metrics::NodeMetrics;
@@ -101,7 +104,7 @@ impl ProjectOp {
             match item {
                 ProjectItem::Wildcard { except } => {
                     for (f, c) in schema.fields().iter().zip(batch.columns()) {
-                        if is_meta_column(f.name())
+                        if is_hidden(f.name())
                             || except.iter().any(|e| e.eq_ignore_ascii_case(f.name()))
                         {
                             continue;
@@ -152,6 +155,87 @@ impl BatchOperator for ProjectOp {
         let n = out.as_ref().map_or(0, RecordBatch::num_rows);
         self.metrics.batch(rows, n, started);
         out.filter(|b| b.num_rows() > 0)
+    }
+}
+
+/// Columns a `*` leaves out: message metadata and the window's internal columns.
+fn is_hidden(name: &str) -> bool {
+    is_meta_column(name) || name.starts_with("__agg_") || name.starts_with("__window_")
+}
+
+/// ORDER BY within one emission.
+pub struct SortOp {
+    keys: Vec<SortKey>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl SortOp {
+    /// A sort reporting into `metrics`.
+    pub fn new(keys: Vec<SortKey>, metrics: Arc<NodeMetrics>) -> Self {
+        SortOp { keys, metrics }
+    }
+}
+
+impl BatchOperator for SortOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let started = Instant::now();
+        let rows = batch.num_rows();
+        let mut ctx = EvalContext::new(rows);
+        let mut columns = Vec::with_capacity(self.keys.len());
+        for k in &self.keys {
+            match k.expr.eval(&batch, &mut ctx) {
+                Ok(v) => columns.push(SortColumn {
+                    values: v.into_array(rows),
+                    options: Some(SortOptions {
+                        descending: !k.ascending,
+                        // Missing values sort last either way.
+                        nulls_first: !k.ascending,
+                    }),
+                }),
+                Err(e) => {
+                    self.metrics
+                        .exceptions(rows, &format!("run Order By error: {e}"));
+                    self.metrics.batch(rows, rows, started);
+                    return Some(batch);
+                }
+            }
+        }
+        let sorted = lexsort_to_indices(&columns, None)
+            .map_err(|e| e.to_string())
+            .and_then(|idx| take_record_batch(&batch, &idx).map_err(|e| e.to_string()));
+        match sorted {
+            Ok(b) => {
+                self.metrics.batch(rows, rows, started);
+                Some(b)
+            }
+            Err(e) => {
+                // Keys of types that do not compare (e.g. mixed): keep arrival order.
+                self.metrics
+                    .exceptions(rows, &format!("run Order By error: {e}"));
+                self.metrics.batch(rows, rows, started);
+                Some(batch)
+            }
+        }
+    }
+}
+
+/// LIMIT n within one emission (part of the project node in eKuiper, so no metrics of its
+/// own).
+pub struct LimitOp {
+    n: usize,
+}
+
+impl LimitOp {
+    /// A limit of `n` rows.
+    pub fn new(n: usize) -> Self {
+        LimitOp { n }
+    }
+}
+
+impl BatchOperator for LimitOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let rows = batch.num_rows();
+        Some(batch.slice(0, rows.min(self.n))).filter(|b| b.num_rows() > 0)
     }
 }
 

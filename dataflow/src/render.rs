@@ -10,27 +10,33 @@
 //! batch to the sink tasks, so the dataflow stays alive while results wait for a slow sink.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::plan::LogicalPlan;
+use quiver_compiler::window::{TS_COLUMN, WindowKind};
 use quiver_connectors::SourceEvent;
 use quiver_connectors::codec::json::JsonDecoder;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Scope;
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::{DistributorPact, Pipeline};
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::generic::operator::source;
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc;
 
-use crate::container::ArrowBatch;
+use crate::container::{ArrowBatch, KeyDistributor, ToFirstWorker};
 use crate::metrics::NodeMetrics;
-use crate::operator::{BatchOperator, Chain, FilterOp, ProjectOp};
+use crate::operator::{BatchOperator, Chain, FilterOp, LimitOp, ProjectOp, SortOp};
+use crate::window::{Failures, GroupTable, Prepare, Windows, concat_results};
 
 /// Result batches (per sink) a worker may hold undelivered before its source stops reading.
 const MAX_PENDING_BATCHES: usize = 8;
@@ -38,6 +44,15 @@ const MAX_PENDING_BATCHES: usize = 8;
 const RETRY: Duration = Duration::from_millis(1);
 /// Source events a worker handles per activation before yielding to other rules.
 const EVENTS_PER_ACTIVATION: usize = 16;
+
+/// Event-time settings of a rule (`isEventTime` with the stream's `TIMESTAMP` field).
+#[derive(Debug, Clone)]
+pub struct EventTime {
+    /// The field holding each row's time.
+    pub field: String,
+    /// `lateTolerance` in milliseconds.
+    pub tolerance: u64,
+}
 
 /// Everything the workers need to build one run of a rule. Shared by all workers.
 pub struct RuleDataflow {
@@ -59,62 +74,434 @@ pub struct RuleDataflow {
     pub decoder_metrics: Arc<NodeMetrics>,
     /// Metrics of the plan's operators, bottom-up (the order they run in).
     pub op_metrics: Vec<Arc<NodeMetrics>>,
+    /// Event time, when the rule uses it (all input then goes to worker 0, which orders rows
+    /// and keeps the watermark, as eKuiper's single watermark operator does).
+    pub event_time: Option<EventTime>,
+    /// Rows dropped for arriving behind the watermark.
+    pub late_rows: Arc<AtomicU64>,
 }
 
 /// Builds the rule's dataflow in `scope` (called on every worker, in the same order).
 pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
-    // Deliveries (batch x sink) emitted by the source and not yet handed to a sink queue: in
-    // timely's channel or in the sink operator's stash. Bounding it bounds the worker's memory.
+    // Deliveries (batch x sink) emitted and not yet handed to a sink queue: in timely's
+    // channel or in the sink operator's stash. Bounding it bounds the worker's memory.
     let pending = Rc::new(Cell::new(0usize));
-    let stream = render(scope, &rule.plan, rule, pending.clone());
+    let stream = render(scope, rule, pending.clone());
     render_sink(stream, rule, pending);
 }
 
-/// Renders a plan node; the only match over plan nodes.
-fn render<'s>(
-    scope: Scope<'s, u64>,
-    plan: &LogicalPlan,
-    rule: &RuleDataflow,
-    pending: Rc<Cell<usize>>,
-) -> Stream<'s, u64, ArrowBatch> {
-    // Walk down through stateless nodes, collecting them, until a node that needs a stream.
-    let mut stateless: Vec<&LogicalPlan> = Vec::new();
+/// The plan's nodes from the scan up, and the position of the window node among them.
+fn nodes(plan: &LogicalPlan) -> Vec<&LogicalPlan> {
+    let mut out = Vec::new();
     let mut node = plan;
-    loop {
-        match node {
-            LogicalPlan::Scan(_) => break,
-            LogicalPlan::Filter { input, .. } | LogicalPlan::Project { input, .. } => {
-                stateless.push(node);
-                node = input;
-            }
-        }
+    while let Some(input) = node.input() {
+        out.push(node);
+        node = input;
     }
+    out.reverse();
+    out
+}
+
+/// Operators for plan nodes; the only match over plan nodes.
+fn operators(
+    nodes: &[&LogicalPlan],
+    metrics: &mut impl Iterator<Item = Arc<NodeMetrics>>,
+) -> Chain {
     let mut chain = Chain::default();
-    let mut metrics = rule.op_metrics.iter();
-    for n in stateless.iter().rev() {
-        let m = metrics
-            .next()
-            .expect("one metrics node per operator")
-            .clone();
+    for n in nodes {
         match n {
             LogicalPlan::Filter { predicate, .. } => {
+                let m = metrics.next().expect("one metrics node per operator");
                 chain.push(Box::new(FilterOp::new(predicate.clone(), m)));
             }
             LogicalPlan::Project { items, .. } => {
+                let m = metrics.next().expect("one metrics node per operator");
                 chain.push(Box::new(ProjectOp::new(items.clone(), m)));
             }
-            LogicalPlan::Scan(_) => unreachable!("scans end the walk"),
+            LogicalPlan::Sort { keys, .. } => {
+                let m = metrics.next().expect("one metrics node per operator");
+                chain.push(Box::new(SortOp::new(keys.clone(), m)));
+            }
+            // eKuiper applies LIMIT inside its project node: no node of its own.
+            LogicalPlan::Limit { n, .. } => chain.push(Box::new(LimitOp::new(*n))),
+            LogicalPlan::Aggregate { spec, .. } => {
+                // Only the window-less form is a stateless operator.
+                let m = metrics.next().expect("one metrics node per operator");
+                chain.push(Box::new(RowsAggregateOp::new(
+                    Arc::new((**spec).clone()),
+                    m,
+                )));
+            }
+            LogicalPlan::Scan(_) => unreachable!("scans are not operators"),
         }
     }
-    render_source(scope, rule, chain, pending)
+    chain
+}
+
+/// Renders the plan: the source operator with the stateless part fused into it, then, for a
+/// window, the exchange by key, the window operator and the gathering of its results.
+fn render<'s>(
+    scope: Scope<'s, u64>,
+    rule: &RuleDataflow,
+    pending: Rc<Cell<usize>>,
+) -> Stream<'s, u64, ArrowBatch> {
+    let nodes = nodes(&rule.plan);
+    let mut metrics = rule.op_metrics.iter().cloned();
+    let window_at = nodes.iter().position(|n| {
+        matches!(n, LogicalPlan::Aggregate { spec, .. } if spec.window.kind != WindowKind::Rows)
+    });
+    let Some(at) = window_at else {
+        let chain = operators(&nodes, &mut metrics);
+        return render_source(scope, rule, chain, pending, None, true);
+    };
+    let LogicalPlan::Aggregate { spec, .. } = nodes[at] else {
+        unreachable!("position found an Aggregate");
+    };
+    let spec = Arc::new((**spec).clone());
+    let mut pre = operators(&nodes[..at], &mut metrics);
+    let window_metrics = metrics.next().expect("one metrics node per operator");
+    pre.push(Box::new(PrepareOp {
+        prepare: Prepare::new(spec.clone()),
+        metrics: window_metrics.clone(),
+    }));
+    let post = operators(&nodes[at + 1..], &mut metrics);
+    let tick = match (&rule.event_time, &spec.window.kind) {
+        (Some(_), _) => None,
+        (None, WindowKind::Tumbling { size }) => Some(*size),
+        (None, WindowKind::Hopping { hop, .. }) => Some(*hop),
+        (None, WindowKind::Sliding { delay, .. }) if *delay > 0 => Some((*delay).min(100)),
+        (None, WindowKind::Session { .. }) => Some(100),
+        _ => None,
+    };
+    let prepared = render_source(scope, rule, pre, pending.clone(), tick, false);
+    let merge = spec.window.kind.is_partitionable();
+    let windowed = if merge {
+        render_window(
+            prepared,
+            spec,
+            window_metrics,
+            DistributorPact(|_| KeyDistributor),
+        )
+    } else {
+        render_window(
+            prepared,
+            spec,
+            window_metrics,
+            DistributorPact(|_| ToFirstWorker),
+        )
+    };
+    render_post(windowed, post, merge, pending, rule.sinks.len().max(1))
+}
+
+/// Evaluates what the window needs (see [`Prepare`]); its failures count on the window node.
+struct PrepareOp {
+    prepare: Prepare,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl BatchOperator for PrepareOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let mut failures = Failures::default();
+        let out = self.prepare.prepare(batch, now_ms(), &mut failures);
+        if let Some(first) = &failures.first {
+            self.metrics.exceptions(failures.rows, first);
+        }
+        out
+    }
+}
+
+/// Aggregates of a rule without a window: eKuiper computes them on each row alone.
+struct RowsAggregateOp {
+    prepare: Prepare,
+    spec: Arc<quiver_compiler::window::AggregateSpec>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl RowsAggregateOp {
+    fn new(spec: Arc<quiver_compiler::window::AggregateSpec>, metrics: Arc<NodeMetrics>) -> Self {
+        RowsAggregateOp {
+            prepare: Prepare::new(spec.clone()),
+            spec,
+            metrics,
+        }
+    }
+}
+
+impl BatchOperator for RowsAggregateOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let started = Instant::now();
+        let rows = batch.num_rows();
+        let mut failures = Failures::default();
+        let now = now_ms();
+        let prepared = self.prepare.prepare(batch, now, &mut failures)?;
+        let mut table = GroupTable::new(self.spec.clone());
+        table.update(&prepared);
+        let out = table.finish(now as i64, now as i64);
+        if let Some(first) = &failures.first {
+            self.metrics.exceptions(failures.rows, first);
+        }
+        self.metrics
+            .batch(rows, out.as_ref().map_or(0, RecordBatch::num_rows), started);
+        out
+    }
+}
+
+/// The window operator: keeps the open windows of this worker's groups and emits each closed
+/// window at time `end - 1`, the same time on every worker, so the gathering operator can
+/// merge one window's results from all workers into one emission.
+fn render_window<'s, P>(
+    stream: Stream<'s, u64, ArrowBatch>,
+    spec: Arc<quiver_compiler::window::AggregateSpec>,
+    metrics: Arc<NodeMetrics>,
+    pact: P,
+) -> Stream<'s, u64, ArrowBatch>
+where
+    P: timely::dataflow::channels::pact::ParallelizationContract<u64, ArrowBatch>,
+{
+    stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
+        pact,
+        "Window",
+        move |_cap, _info| {
+            let mut windows = Windows::new(spec);
+            // The earliest time this operator may still emit at.
+            let mut held: Option<Capability<u64>> = None;
+            move |(input, frontier), output| {
+                let mut emitted = 0usize;
+                let started = Instant::now();
+                let mut rows_in = 0usize;
+                input.for_each(|time, data| {
+                    let Some(batch) = data.0.take() else {
+                        return;
+                    };
+                    rows_in += batch.num_rows();
+                    let t = time.least().copied().unwrap_or_default();
+                    if held.as_ref().is_none_or(|h| t < *h.time()) {
+                        held = time.retain_least(0);
+                    }
+                    for e in windows.insert(&batch) {
+                        emitted += e.batch.num_rows();
+                        output
+                            .session(&time)
+                            .give_container(&mut ArrowBatch(Some(e.batch)));
+                    }
+                });
+                let f = frontier.frontier().iter().next().copied();
+                let closes = windows.advance(f.unwrap_or(u64::MAX));
+                for e in closes {
+                    let Some(h) = held.as_ref() else { break };
+                    let at = (e.end.max(1) as u64 - 1).max(*h.time());
+                    let cap = h.delayed(&at);
+                    emitted += e.batch.num_rows();
+                    output
+                        .session(&cap)
+                        .give_container(&mut ArrowBatch(Some(e.batch)));
+                }
+                let bad = windows.take_bad_rows();
+                if bad > 0 {
+                    metrics.exceptions(bad, "run Aggregate error: a value of the wrong type");
+                }
+                if rows_in > 0 || emitted > 0 {
+                    metrics.batch(rows_in, emitted, started);
+                }
+                match (f, !windows.is_idle()) {
+                    (Some(t), true) => {
+                        if let Some(h) = held.as_mut()
+                            && t > *h.time()
+                        {
+                            h.downgrade(&t);
+                        }
+                    }
+                    _ => held = None,
+                }
+            }
+        },
+    )
+}
+
+/// Runs HAVING, ORDER BY, SELECT and LIMIT on each emission, on worker 0. For windows spread
+/// over workers (`merge`), results with the same time are one window's parts and are merged
+/// first, once the frontier shows every worker has sent its part.
+fn render_post<'s>(
+    stream: Stream<'s, u64, ArrowBatch>,
+    mut chain: Chain,
+    merge: bool,
+    pending: Rc<Cell<usize>>,
+    sinks: usize,
+) -> Stream<'s, u64, ArrowBatch> {
+    stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
+        DistributorPact(|_| ToFirstWorker),
+        "Emit",
+        move |_cap, _info| {
+            let mut parts: BTreeMap<u64, (Capability<u64>, Vec<RecordBatch>)> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each(|time, data| {
+                    let Some(batch) = data.0.take() else {
+                        return;
+                    };
+                    if merge {
+                        let t = time.least().copied().unwrap_or_default();
+                        if let Some(entry) = parts.get_mut(&t) {
+                            entry.1.push(batch);
+                        } else if let Some(cap) = time.retain_least(0) {
+                            parts.insert(t, (cap, vec![batch]));
+                        }
+                    } else if let Some(out) = run_post(&mut chain, batch) {
+                        pending.set(pending.get() + sinks);
+                        output
+                            .session(&time)
+                            .give_container(&mut ArrowBatch(Some(out)));
+                    }
+                });
+                while let Some((&t, _)) = parts.first_key_value() {
+                    if frontier.less_equal(&t) {
+                        break;
+                    }
+                    let (cap, batches) = parts.remove(&t).expect("first key exists");
+                    let Some(batch) = concat_results(&batches) else {
+                        continue;
+                    };
+                    if let Some(out) = run_post(&mut chain, batch) {
+                        pending.set(pending.get() + sinks);
+                        output
+                            .session(&cap)
+                            .give_container(&mut ArrowBatch(Some(out)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn run_post(chain: &mut Chain, batch: RecordBatch) -> Option<RecordBatch> {
+    let rows = batch.num_rows();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.process_batch(batch))) {
+        Ok(out) => out,
+        Err(panic) => {
+            tracing::error!("operator panicked, {rows} result rows dropped: {panic:?}");
+            None
+        }
+    }
+}
+
+/// Per-worker state of event time: rows wait, sorted by time, until the watermark passes
+/// them (eKuiper's watermark operator), and rows behind the watermark are dropped.
+struct Watermark {
+    field: String,
+    tolerance: i64,
+    last: i64,
+    max_seen: i64,
+    waiting: Vec<RecordBatch>,
+    late: Arc<AtomicU64>,
+}
+
+impl Watermark {
+    /// Adds rows; returns the rows the watermark released (in time order) and the new
+    /// watermark, if it moved.
+    fn push(
+        &mut self,
+        batch: RecordBatch,
+        failures: &mut crate::window::Failures,
+    ) -> (Option<RecordBatch>, Option<i64>) {
+        let rows = batch.num_rows();
+        let mut ts = Vec::with_capacity(rows);
+        let mut keep = Vec::with_capacity(rows);
+        let col = quiver_compiler::eval::column_by_name(&batch, &self.field).cloned();
+        let mut late = 0u64;
+        for r in 0..rows {
+            let t = col
+                .as_ref()
+                .and_then(|c| quiver_compiler::functions::millis_at(c, r).ok().flatten());
+            match t {
+                None => {
+                    failures.rows += 1;
+                    if failures.first.is_none() {
+                        failures.first = Some(format!(
+                            "cannot find a timestamp in field {} of the row",
+                            self.field
+                        ));
+                    }
+                    keep.push(false);
+                    ts.push(0);
+                }
+                Some(t) => {
+                    self.max_seen = self.max_seen.max(t);
+                    let ok = t >= self.last;
+                    if !ok {
+                        late += 1;
+                    }
+                    keep.push(ok);
+                    ts.push(t);
+                }
+            }
+        }
+        if late > 0 {
+            self.late.fetch_add(late, Ordering::Relaxed);
+        }
+        let ts_col: ArrayRef = Arc::new(Int64Array::from(ts));
+        let batch = add_column(batch, TS_COLUMN, ts_col);
+        if let Ok(kept) = arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep))
+            && kept.num_rows() > 0
+        {
+            self.waiting.push(kept);
+        }
+        let wm = self.max_seen.saturating_sub(self.tolerance);
+        if wm <= self.last && self.last != i64::MIN {
+            return (None, None);
+        }
+        self.last = wm;
+        (self.release(Some(wm)), Some(wm))
+    }
+
+    /// Releases waiting rows with time <= `upto` (all of them for `None`), sorted by time.
+    fn release(&mut self, upto: Option<i64>) -> Option<RecordBatch> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let schema = self.waiting[0].schema();
+        let all = if self.waiting.iter().all(|b| b.schema() == schema) {
+            arrow::compute::concat_batches(&schema, &self.waiting).ok()?
+        } else {
+            crate::window::concat_results(&self.waiting)?
+        };
+        self.waiting.clear();
+        let ts = all
+            .column_by_name(TS_COLUMN)?
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .clone();
+        let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+        // A stable sort: rows with equal times keep their arrival order.
+        order.sort_by_key(|&i| ts.value(i as usize));
+        let cut = match upto {
+            Some(w) => order.partition_point(|&i| ts.value(i as usize) <= w),
+            None => order.len(),
+        };
+        let rest = order.split_off(cut);
+        if !rest.is_empty()
+            && let Ok(b) = take_record_batch(&all, &UInt32Array::from(rest))
+        {
+            self.waiting.push(b);
+        }
+        if order.is_empty() {
+            return None;
+        }
+        take_record_batch(&all, &UInt32Array::from(order)).ok()
+    }
+}
+
+fn add_column(batch: RecordBatch, name: &str, col: ArrayRef) -> RecordBatch {
+    quiver_connectors::codec::json::add_column(batch, name, col)
 }
 
 /// The source operator: drains this worker's ingest queue, decodes, runs the fused chain.
+/// `tick`: for processing-time windows, how often time must advance without input, so
+/// windows close on time. `deliveries`: whether the chain's output goes straight to sinks.
 fn render_source<'s>(
     scope: Scope<'s, u64>,
     rule: &RuleDataflow,
     mut chain: Chain,
     pending: Rc<Cell<usize>>,
+    tick: Option<u64>,
+    deliveries: bool,
 ) -> Stream<'s, u64, ArrowBatch> {
     let worker = scope.index();
     let mut rx = rule.ingest.lock().expect("ingest lock")[worker].take();
@@ -123,17 +510,43 @@ fn render_source<'s>(
     let decoder_metrics = rule.decoder_metrics.clone();
     let activators = rule.activators.clone();
     let sinks = rule.sinks.len().max(1);
+    let windowed = !deliveries;
+    let mut watermark = rule.event_time.as_ref().map(|e| Watermark {
+        field: e.field.clone(),
+        tolerance: e.tolerance as i64,
+        last: i64::MIN,
+        max_seen: i64::MIN,
+        waiting: Vec::new(),
+        late: rule.late_rows.clone(),
+    });
     source::<_, CapacityContainerBuilder<ArrowBatch>, _, _>(scope, "Source", move |cap, info| {
         let sync = scope.worker().sync_activator_for(info.address.to_vec());
         activators.lock().expect("activator lock")[worker] = Some(sync);
         let retry = scope.activator_for(info.address.clone());
-        // The capability at the processing time of the last batch; None once input ended.
+        // The capability at the time of the last batch; None once input ended.
         let mut cap = Some(cap);
+        // Processing-time windows: the next time this operator wakes itself to move time on.
+        let mut next_tick = 0u64;
         move |output| {
             let Some(queue) = rx.as_mut() else {
                 cap = None;
                 return;
             };
+            // Emits a batch through the chain at the current capability.
+            let mut emit = |batch: RecordBatch, cap: &mut Option<Capability<u64>>| {
+                let Some(out) = run_chain(&mut chain, batch, &source_metrics) else {
+                    return;
+                };
+                let Some(c) = cap.as_mut() else { return };
+                if deliveries {
+                    pending.set(pending.get() + sinks);
+                }
+                output
+                    .session(&*c)
+                    .give_container(&mut ArrowBatch(Some(out)));
+            };
+            let mut ended = false;
+            let mut drained = false;
             for _ in 0..EVENTS_PER_ACTIVATION {
                 if pending.get() >= MAX_PENDING_BATCHES * sinks {
                     // Sinks are behind: leave events queued so the source task waits.
@@ -142,11 +555,13 @@ fn render_source<'s>(
                 }
                 let event = match queue.try_recv() {
                     Ok(e) => e,
-                    Err(mpsc::error::TryRecvError::Empty) => return,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        drained = true;
+                        break;
+                    }
                     Err(mpsc::error::TryRecvError::Disconnected) => {
-                        rx = None;
-                        cap = None;
-                        return;
+                        ended = true;
+                        break;
                     }
                 };
                 let started = Instant::now();
@@ -173,20 +588,73 @@ fn render_source<'s>(
                     }
                 };
                 for batch in batches {
-                    let Some(out) = run_chain(&mut chain, batch, &source_metrics) else {
-                        continue;
-                    };
-                    let c = cap.as_mut().expect("a capability while input is open");
-                    let now = now_ms().max(*c.time());
+                    match watermark.as_mut() {
+                        Some(wm) => {
+                            let mut failures = crate::window::Failures::default();
+                            let (released, moved) = wm.push(batch, &mut failures);
+                            if let Some(first) = &failures.first {
+                                decoder_metrics.exceptions(failures.rows, first);
+                            }
+                            if let Some(b) = released {
+                                emit(b, &mut cap);
+                            }
+                            if let (Some(w), Some(c)) = (moved, cap.as_mut())
+                                && w > 0
+                                && w as u64 > *c.time()
+                            {
+                                c.downgrade(&(w as u64));
+                            }
+                        }
+                        None => {
+                            let now = now_ms();
+                            if let Some(c) = cap.as_mut() {
+                                let t = now.max(*c.time());
+                                c.downgrade(&t);
+                            }
+                            let batch = if windowed {
+                                let rows = batch.num_rows();
+                                let t = cap.as_ref().map_or(now, |c| *c.time());
+                                add_column(
+                                    batch,
+                                    TS_COLUMN,
+                                    Arc::new(Int64Array::from(vec![t as i64; rows])),
+                                )
+                            } else {
+                                batch
+                            };
+                            emit(batch, &mut cap);
+                        }
+                    }
+                }
+            }
+            if ended {
+                // End of input: everything waiting for the watermark goes out, then time ends.
+                if let Some(wm) = watermark.as_mut()
+                    && let Some(b) = wm.release(None)
+                {
+                    emit(b, &mut cap);
+                }
+                rx = None;
+                cap = None;
+                return;
+            }
+            if let Some(tick) = tick {
+                // Processing time moves on even without input, so windows close on time.
+                let now = now_ms();
+                if let Some(c) = cap.as_mut()
+                    && now > *c.time()
+                {
                     c.downgrade(&now);
-                    pending.set(pending.get() + sinks);
-                    output
-                        .session(&*c)
-                        .give_container(&mut ArrowBatch(Some(out)));
+                }
+                if next_tick <= now {
+                    next_tick = (now / tick + 1) * tick;
+                    retry.activate_after(Duration::from_millis(next_tick - now));
                 }
             }
             // More may be queued: come back after other operators had their turn.
-            retry.activate();
+            if !drained {
+                retry.activate();
+            }
         }
     })
 }

@@ -43,8 +43,9 @@ fn datetime_type() -> DataType {
 
 /// Reads row `row` of `arr` as epoch milliseconds: `Ok(None)` for null, `Err(())` when the
 /// value is not a time (a DATETIME, a number of epoch milliseconds or an RFC 3339 string).
-/// The one reader of time values for every function that takes one.
-pub(crate) fn millis_at(arr: &ArrayRef, row: usize) -> Result<Option<i64>, ()> {
+/// The one reader of time values for every function that takes one (and of event times).
+#[allow(clippy::result_unit_err)] // the caller only needs "not a time"
+pub fn millis_at(arr: &ArrayRef, row: usize) -> Result<Option<i64>, ()> {
     if !present(arr.as_ref(), row) {
         return Ok(None);
     }

@@ -113,7 +113,7 @@ fn whole(v: Value) -> Value {
 /// Decodes one JSON value per row into an Arrow array whose type is inferred from the values:
 /// objects become Struct, arrays List, numbers FLOAT. Falls back to JSON text when the values
 /// do not share a type.
-fn json_to_array(values: Vec<Option<Value>>) -> Result<ArrayRef, String> {
+pub(crate) fn json_to_array(values: Vec<Option<Value>>) -> Result<ArrayRef, String> {
     let len = values.len();
     let rows: Vec<Value> = values
         .into_iter()

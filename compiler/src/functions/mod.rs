@@ -14,6 +14,9 @@ mod other;
 mod string;
 mod transform;
 
+pub use datetime::millis_at;
+pub(crate) use json::{json_to_array, value_to_json};
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
