@@ -27,6 +27,15 @@ pub const DEMO_STREAM_SQL: &str = "CREATE STREAM demo (device STRING, temperatur
 /// The end-to-end rule: a filter and a projection.
 pub const DEMO_RULE_SQL: &str = "SELECT device, temperature FROM demo WHERE temperature > 20";
 
+/// The event-time variant of the benchmark stream (`ts` is the event time).
+pub const DEMO_EVENT_STREAM_SQL: &str = "CREATE STREAM demo (device STRING, temperature FLOAT, \
+     humidity BIGINT, ts BIGINT) WITH (DATASOURCE=\"bench/in\", TYPE=\"memory\", FORMAT=\"json\", \
+     TIMESTAMP=\"ts\")";
+
+/// The window rule (W2): per-device aggregates over 10-second event-time windows.
+pub const WINDOW_RULE_SQL: &str = "SELECT device, avg(temperature), count(*), max(humidity) \
+     FROM demo GROUP BY device, TUMBLINGWINDOW(ss, 10)";
+
 /// The Arrow schema the typed decoder uses for the demo stream (what `DEMO_STREAM_SQL` declares).
 pub fn demo_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -157,6 +166,8 @@ pub struct Workload {
     pub hot: u64,
     /// Total payload bytes.
     pub bytes: u64,
+    /// Distinct (10-second window, device) pairs: the rows the window rule outputs.
+    pub window_groups: u64,
 }
 
 impl Workload {
@@ -166,7 +177,9 @@ impl Workload {
         let mut hot = 0;
         let mut bytes = 0;
         let mut buf = Vec::with_capacity(96);
+        let mut groups = std::collections::HashSet::new();
         for r in Generator::new(seed).take(n) {
+            groups.insert((r.ts.div_euclid(10_000), r.device));
             buf.clear();
             r.write_json(&mut buf);
             hot += u64::from(r.is_hot());
@@ -177,6 +190,7 @@ impl Workload {
             payloads,
             hot,
             bytes,
+            window_groups: groups.len() as u64,
         }
     }
 

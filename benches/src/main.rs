@@ -1,8 +1,14 @@
 //! `quiver-bench`: end-to-end throughput of the engine.
 //!
 //! ```text
-//! quiver-bench e2e [--events N] [--workers 1,2] [--batch 1024] [--pack] [--seed S] [--timeout SECS]
+//! quiver-bench e2e [--events N] [--workers 1,2] [--workload w1,w2] [--batch 1024] [--pack] [--seed S] [--timeout SECS]
 //! ```
+//!
+//! Workloads: `w1` is the filter/project rule below; `w2` is the event-time window rule
+//! `SELECT device, avg(temperature), count(*), max(humidity) FROM demo GROUP BY device,
+//! TUMBLINGWINDOW(ss, 10)` (`isEventTime`, `lateTolerance` 0) over the same messages, checked
+//! against the number of distinct (window, device) pairs. Running both in one command gives
+//! the window's cost as a ratio to the plain rule on the same machine and load.
 //!
 //! For each worker count: a fresh tokio runtime (2 threads) and engine, the demo stream on the
 //! memory topic `bench/in`, the rule `SELECT device, temperature FROM demo WHERE temperature > 20`
@@ -22,12 +28,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use quiver_benches::{DEFAULT_SEED, DEMO_RULE_SQL, DEMO_STREAM_SQL, Workload, proc_status_kb};
+use quiver_benches::{
+    DEFAULT_SEED, DEMO_EVENT_STREAM_SQL, DEMO_RULE_SQL, DEMO_STREAM_SQL, WINDOW_RULE_SQL, Workload,
+    proc_status_kb,
+};
 use quiver_connectors::Connectors;
 use quiver_connectors::memory::MemoryPayload;
 use quiver_dataflow::{Action, Engine, EngineConfig, RuleSpec};
 
-const USAGE: &str = "usage: quiver-bench e2e [--events N] [--workers 1,2] [--batch 1024] [--pack] [--seed S] [--timeout SECS]";
+const USAGE: &str = "usage: quiver-bench e2e [--events N] [--workers 1,2] [--workload w1,w2] [--batch 1024] [--pack] [--seed S] [--timeout SECS]";
 
 struct Options {
     events: usize,
@@ -36,6 +45,7 @@ struct Options {
     pack: bool,
     seed: u64,
     timeout: Duration,
+    workloads: Vec<String>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
@@ -51,6 +61,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Options>
         pack: false,
         seed: DEFAULT_SEED,
         timeout: Duration::from_secs(300),
+        workloads: vec!["w1".to_string()],
     };
     while let Some(flag) = args.next() {
         let mut value = || {
@@ -72,6 +83,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Options>
                 o.timeout = Duration::from_secs_f64(value()?.parse().context("--timeout")?);
             }
             "--pack" => o.pack = true,
+            "--workload" => {
+                o.workloads = value()?.split(',').map(|w| w.trim().to_string()).collect();
+                if let Some(bad) = o
+                    .workloads
+                    .iter()
+                    .find(|w| !matches!(w.as_str(), "w1" | "w2"))
+                {
+                    bail!("--workload: unknown workload \"{bad}\" (w1, w2)");
+                }
+            }
             "-h" | "--help" => bail!("{USAGE}"),
             other => bail!("unknown flag \"{other}\"\n{USAGE}"),
         }
@@ -99,6 +120,7 @@ struct RunResult {
 }
 
 fn run_once(
+    window: bool,
     workers: usize,
     payloads: &[Arc<[u8]>],
     batch: usize,
@@ -117,7 +139,11 @@ fn run_once(
     .map_err(|e| anyhow::anyhow!("engine start: {e}"))?;
     let bus = engine.connectors().memory().clone();
     engine
-        .create_stream(DEMO_STREAM_SQL)
+        .create_stream(if window {
+            DEMO_EVENT_STREAM_SQL
+        } else {
+            DEMO_STREAM_SQL
+        })
         .map_err(|e| anyhow::anyhow!("create stream: {e}"))?;
 
     // The counter subscribes before the rule exists, so it sees every result batch.
@@ -138,12 +164,24 @@ fn run_once(
         .create_rule(RuleSpec {
             id: rule_id.into(),
             name: rule_id.into(),
-            sql: DEMO_RULE_SQL.into(),
+            sql: if window {
+                WINDOW_RULE_SQL
+            } else {
+                DEMO_RULE_SQL
+            }
+            .into(),
             actions: vec![Action {
                 sink_type: "memory".into(),
                 props: serde_json::json!({ "topic": "bench/out" }),
             }],
-            options: serde_json::Map::new(),
+            options: if window {
+                serde_json::json!({"isEventTime": true, "lateTolerance": 0})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                serde_json::Map::new()
+            },
         })
         .map_err(|e| anyhow::anyhow!("create rule: {e}"))?;
 
@@ -224,23 +262,47 @@ fn e2e(o: &Options) -> anyhow::Result<bool> {
         proc_status_kb("VmRSS").map_or("?".to_string(), |k| k.to_string())
     );
     println!(
-        "{:>7} {:>10} {:>9} {:>12} {:>11} {:>9} {:>13}  status",
-        "workers", "events", "seconds", "events/s", "output rows", "batches", "peak RSS kB"
+        "{:>8} {:>7} {:>10} {:>9} {:>12} {:>11} {:>9} {:>13}  status",
+        "workload",
+        "workers",
+        "events",
+        "seconds",
+        "events/s",
+        "output rows",
+        "batches",
+        "peak RSS kB"
     );
     let mut ok = true;
-    for &w in &o.workers {
-        let r = run_once(w, &payloads, if o.pack { 1 } else { o.batch }, o.timeout)?;
+    for (wl, &w) in o
+        .workloads
+        .iter()
+        .flat_map(|wl| o.workers.iter().map(move |w| (wl, w)))
+    {
+        let window = wl == "w2";
+        let expected = if window {
+            workload.window_groups
+        } else {
+            workload.hot
+        };
+        let r = run_once(
+            window,
+            w,
+            &payloads,
+            if o.pack { 1 } else { o.batch },
+            o.timeout,
+        )?;
         let verdict = if !r.finished {
             ok = false;
             "  TIMEOUT (seconds = the timeout)"
-        } else if r.rows != workload.hot {
+        } else if r.rows != expected {
             ok = false;
             "  MISMATCH"
         } else {
             ""
         };
         println!(
-            "{:>7} {:>10} {:>9.3} {:>12.0} {:>11} {:>9} {:>13}  {}{}",
+            "{:>8} {:>7} {:>10} {:>9.3} {:>12.0} {:>11} {:>9} {:>13}  {}{}",
+            wl,
             w,
             o.events,
             r.seconds,
@@ -257,8 +319,8 @@ fn e2e(o: &Options) -> anyhow::Result<bool> {
     }
     if !ok {
         eprintln!(
-            "FAILED: a run timed out or its output rows differ from the expected {}",
-            workload.hot
+            "FAILED: a run timed out or its output rows differ from the expected {} (w1) / {} (w2)",
+            workload.hot, workload.window_groups
         );
     }
     Ok(ok)

@@ -466,6 +466,9 @@ impl Buffered {
         let mut out = Vec::with_capacity(self.rows[g].len());
         for &(b, r) in &self.rows[g] {
             let col = &self.columns[b as usize];
+            if !present(col.as_ref(), r as usize) {
+                continue;
+            }
             if let Some(v) = crate::functions::float_at(col, r as usize) {
                 out.push(v);
             }

@@ -383,8 +383,8 @@ fn run_post(chain: &mut Chain, batch: RecordBatch) -> Option<RecordBatch> {
     }
 }
 
-/// Per-worker state of event time: rows wait, sorted by time, until the watermark passes
-/// them (eKuiper's watermark operator), and rows behind the watermark are dropped.
+/// Event time, kept by worker 0 for the whole rule: rows wait, sorted by time, until the
+/// watermark passes them (eKuiper's watermark operator), and rows behind it are dropped.
 struct Watermark {
     field: String,
     tolerance: i64,
@@ -407,6 +407,7 @@ impl Watermark {
         let mut keep = Vec::with_capacity(rows);
         let col = quiver_compiler::eval::column_by_name(&batch, &self.field).cloned();
         let mut late = 0u64;
+        let mut moved = false;
         for r in 0..rows {
             let t = col
                 .as_ref()
@@ -424,8 +425,15 @@ impl Watermark {
                     ts.push(0);
                 }
                 Some(t) => {
-                    self.max_seen = self.max_seen.max(t);
+                    // Row by row, like eKuiper's watermark operator: a row is late against
+                    // the watermark as it stood when the row arrived.
                     let ok = t >= self.last;
+                    self.max_seen = self.max_seen.max(t);
+                    let wm = self.max_seen.saturating_sub(self.tolerance);
+                    if wm > self.last {
+                        self.last = wm;
+                        moved = true;
+                    }
                     if !ok {
                         late += 1;
                     }
@@ -444,12 +452,10 @@ impl Watermark {
         {
             self.waiting.push(kept);
         }
-        let wm = self.max_seen.saturating_sub(self.tolerance);
-        if wm <= self.last && self.last != i64::MIN {
+        if !moved {
             return (None, None);
         }
-        self.last = wm;
-        (self.release(Some(wm)), Some(wm))
+        (self.release(Some(self.last)), Some(self.last))
     }
 
     /// Releases waiting rows with time <= `upto` (all of them for `None`), sorted by time.

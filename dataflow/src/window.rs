@@ -747,21 +747,21 @@ impl BufferedWindows {
                 WindowKind::Session { max, timeout } => {
                     let (max, timeout) = (max as i64, timeout as i64);
                     let t = row.ts;
+                    let mut cut_at_tick = None;
                     if let Some((first, _, last)) = self.session {
                         let gap_end = last + timeout;
                         let tick = session_tick(first, max);
                         if t - last > timeout || t > tick {
-                            let end = if t > tick && tick < gap_end {
-                                tick
-                            } else {
-                                gap_end
-                            };
-                            out.extend(self.close_session(end, end == tick && end != gap_end));
+                            let by_tick = t > tick && tick < gap_end;
+                            let end = if by_tick { tick } else { gap_end };
+                            out.extend(self.close_session(end, by_tick));
+                            cut_at_tick = by_tick.then_some(end);
                         }
                     }
                     match &mut self.session {
                         Some((_, _, last)) => *last = t,
-                        None => self.session = Some((t, t, t)),
+                        // A session cut by a tick goes on from the tick.
+                        None => self.session = Some((t, cut_at_tick.unwrap_or(t), t)),
                     }
                     self.rows.push_back(row);
                 }
