@@ -1094,7 +1094,11 @@ fn event_time(
             )));
         }
     };
-    Ok(Some(crate::render::EventTime { field, tolerance }))
+    Ok(Some(crate::render::EventTime {
+        field,
+        tolerance,
+        format: stream.options.timestamp_format.clone(),
+    }))
 }
 
 /// Parses a Go-style duration ("1s", "500ms", "1m30s", "2h") into milliseconds.

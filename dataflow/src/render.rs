@@ -52,6 +52,8 @@ pub struct EventTime {
     pub field: String,
     /// `lateTolerance` in milliseconds.
     pub tolerance: u64,
+    /// The stream's `TIMESTAMP_FORMAT`, for string times.
+    pub format: Option<String>,
 }
 
 /// Everything the workers need to build one run of a rule. Shared by all workers.
@@ -387,6 +389,7 @@ fn run_post(chain: &mut Chain, batch: RecordBatch) -> Option<RecordBatch> {
 /// watermark passes them (eKuiper's watermark operator), and rows behind it are dropped.
 struct Watermark {
     field: String,
+    format: Option<String>,
     tolerance: i64,
     last: i64,
     max_seen: i64,
@@ -409,15 +412,15 @@ impl Watermark {
         let mut late = 0u64;
         let mut moved = false;
         for r in 0..rows {
-            let t = col
-                .as_ref()
-                .and_then(|c| quiver_compiler::functions::millis_at(c, r).ok().flatten());
+            let t = col.as_ref().and_then(|c| {
+                quiver_compiler::functions::event_millis(c, r, self.format.as_deref())
+            });
             match t {
                 None => {
                     failures.rows += 1;
                     if failures.first.is_none() {
                         failures.first = Some(format!(
-                            "cannot find a timestamp in field {} of the row",
+                            "cannot convert timestamp field {} of the row to a time",
                             self.field
                         ));
                     }
@@ -519,6 +522,7 @@ fn render_source<'s>(
     let windowed = !deliveries;
     let mut watermark = rule.event_time.as_ref().map(|e| Watermark {
         field: e.field.clone(),
+        format: e.format.clone(),
         tolerance: e.tolerance as i64,
         last: i64::MIN,
         max_seen: i64::MIN,

@@ -401,3 +401,103 @@ fn a_shared_stream_feeds_all_its_rules_from_one_subscription() {
     });
     engine.shutdown();
 }
+
+#[test]
+fn processing_time_windows_close_on_time_without_more_input() {
+    // The input stays open: only the clock can close the window. A 1-second tumbling window
+    // must emit within about a second of its end, with no further rows arriving.
+    let (rt, engine) = setup(2);
+    let bus = engine.connectors().memory().clone();
+    rt.block_on(async {
+        let mut out = bus.subscribe("win/out");
+        engine
+            .create_rule(rule(
+                "win",
+                "SELECT count(*) AS c, max(temperature) AS m, window_end() - window_start() AS len \
+                 FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)",
+                "win/out",
+            ))
+            .unwrap();
+        for t in [10, 30, 20] {
+            let msg = format!(r#"{{"device":"a","temperature":{t}}}"#);
+            bus.publish_json("demo", msg.into_bytes()).await;
+        }
+        // The three rows may straddle a second boundary: collect until all are counted.
+        let mut counted = 0;
+        let mut max = 0.0f64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while counted < 3 && tokio::time::Instant::now() < deadline {
+            for row in recv_rows(&mut out, 1, Duration::from_secs(3)).await {
+                assert_eq!(row["len"], json!(1000), "a window is one second: {row}");
+                counted += row["c"].as_i64().unwrap();
+                max = max.max(row["m"].as_f64().unwrap());
+            }
+        }
+        assert_eq!(
+            counted, 3,
+            "every row is emitted by a window closing on time"
+        );
+        assert_eq!(max, 30.0);
+        // An idle stream emits nothing (no empty windows).
+        let idle = recv_rows(&mut out, 1, Duration::from_millis(1500)).await;
+        assert!(idle.is_empty(), "empty windows emit nothing, got {idle:?}");
+    });
+    assert_eq!(engine.rule_status("win").unwrap().status, "running");
+    engine.shutdown();
+}
+
+#[test]
+fn late_rows_are_counted_in_metrics_and_status() {
+    let rt = common::runtime();
+    let engine = common::engine(&rt, 2);
+    engine
+        .create_stream(
+            r#"CREATE STREAM ev (v BIGINT, ts BIGINT) WITH (DATASOURCE="ev", TYPE="memory", TIMESTAMP="ts")"#,
+        )
+        .unwrap();
+    let bus = engine.connectors().memory().clone();
+    let mut spec = rule(
+        "late",
+        "SELECT count(*) AS c FROM ev GROUP BY TUMBLINGWINDOW(ss, 10)",
+        "late/out",
+    );
+    spec.options = json!({"isEventTime": true, "lateTolerance": "2s"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    rt.block_on(async {
+        let mut out = bus.subscribe("late/out");
+        engine.create_rule(spec).unwrap();
+        // Watermark after 20000 is 18000: 17000 is late, 19000 is not.
+        for ts in [1000, 20000, 17000, 19000, 35000] {
+            let msg = format!(r#"{{"v":1,"ts":{ts}}}"#);
+            bus.publish_json("ev", msg.into_bytes()).await;
+        }
+        // 35000 moves the watermark to 33000: windows [0,10s), [10s,20s) (19000 only) and
+        // [20s,30s) close; [30s,40s) stays open while the input does.
+        let rows = recv_rows(&mut out, 3, Duration::from_secs(10)).await;
+        let counts: Vec<i64> = rows.iter().map(|r| r["c"].as_i64().unwrap()).collect();
+        assert_eq!(counts, vec![1, 1, 1], "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
+    let status = engine.rule_status("late").unwrap();
+    assert!(
+        status.message.contains("1 late events dropped"),
+        "status message: {}",
+        status.message
+    );
+    assert_eq!(
+        metric(&engine, "late", "source_ev_0_late_events_total"),
+        json!(1)
+    );
+    // A rule asking for event time on a stream without TIMESTAMP is refused with the fix.
+    let mut bad = rule("bad", "SELECT * FROM demo_missing", "x");
+    bad.sql = "SELECT count(*) FROM ev2 GROUP BY TUMBLINGWINDOW(ss, 1)".into();
+    engine
+        .create_stream(r#"CREATE STREAM ev2 (v BIGINT) WITH (DATASOURCE="ev2", TYPE="memory")"#)
+        .unwrap();
+    bad.options = json!({"isEventTime": true}).as_object().cloned().unwrap();
+    let err = engine.create_rule(bad).unwrap_err().to_string();
+    assert!(err.contains("TIMESTAMP"), "{err}");
+    engine.shutdown();
+}

@@ -329,6 +329,106 @@ pub(crate) fn format_pattern(t: DateTime<Utc>, pattern: &str) -> String {
     out
 }
 
+/// Parses `text` as a time in a Java-style pattern (eKuiper's `TIMESTAMP_FORMAT`, the letters
+/// of `format_time`), UTC unless the pattern has a zone; epoch milliseconds.
+pub fn parse_with_pattern(text: &str, pattern: &str) -> Option<i64> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut fmt = String::new();
+    let mut has_zone = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                if chars[i] == '%' {
+                    fmt.push_str("%%");
+                } else {
+                    fmt.push(chars[i]);
+                }
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if !c.is_ascii_alphabetic() {
+            if c == '%' {
+                fmt.push_str("%%");
+            } else {
+                fmt.push(c);
+            }
+            i += 1;
+            continue;
+        }
+        let mut n = 1;
+        while chars.get(i + n) == Some(&c) {
+            n += 1;
+        }
+        i += n;
+        fmt.push_str(match (c, n) {
+            ('Y' | 'y', 2) => "%y",
+            ('Y' | 'y', _) => "%Y",
+            ('M', 1 | 2) => "%m",
+            ('M', 3) => "%b",
+            ('M', _) => "%B",
+            ('d', _) => "%d",
+            ('E', 1..=3) => "%a",
+            ('E', _) => "%A",
+            ('H', _) => "%H",
+            ('h', _) => "%I",
+            ('a', _) => "%p",
+            ('m', _) => "%M",
+            ('s', _) => "%S",
+            ('S', 1..=3) => "%3f",
+            ('S', 4..=6) => "%6f",
+            ('S', _) => "%9f",
+            ('Z', _) => {
+                has_zone = true;
+                "%z"
+            }
+            ('X', _) => {
+                has_zone = true;
+                "%:z"
+            }
+            _ => return None,
+        });
+    }
+    let text = text.trim();
+    if has_zone {
+        return DateTime::parse_from_str(text, &fmt)
+            .ok()
+            .map(|d| d.timestamp_millis());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, &fmt)
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(text, &fmt)
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .map(|d| d.and_utc().timestamp_millis())
+}
+
+/// Reads an event time: epoch milliseconds, a DATETIME, or a string in `pattern` (when
+/// given), RFC 3339, or `yyyy-MM-dd HH:mm:ss[.SSS]` (UTC).
+pub fn event_millis(arr: &ArrayRef, row: usize, pattern: Option<&str>) -> Option<i64> {
+    if arr.data_type() == &DataType::Utf8 && present(arr.as_ref(), row) {
+        let text = arr.as_string::<i32>().value(row);
+        if let Some(p) = pattern {
+            return parse_with_pattern(text, p);
+        }
+        return DateTime::parse_from_rfc3339(text.trim())
+            .map(|d| d.timestamp_millis())
+            .ok()
+            .or_else(|| {
+                chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f")
+                    .ok()
+                    .map(|d| d.and_utc().timestamp_millis())
+            });
+    }
+    millis_at(arr, row).ok().flatten()
+}
+
 #[derive(Debug)]
 struct FormatTime;
 impl ScalarFunction for FormatTime {

@@ -14,7 +14,7 @@ mod other;
 mod string;
 mod transform;
 
-pub use datetime::millis_at;
+pub use datetime::{event_millis, millis_at, parse_with_pattern};
 pub(crate) use json::{json_to_array, value_to_json};
 
 use std::collections::BTreeMap;
