@@ -723,3 +723,9 @@ pub fn interleave_loose(columns: &[ArrayRef], positions: &[(u32, u32)]) -> Array
         .collect();
     json_to_array(values).unwrap_or_else(|_| Arc::new(NullArray::new(positions.len())))
 }
+
+/// The JSON value of row `row` of `arr` (`None` for null): how stateful operators compare
+/// values of any type.
+pub fn json_value(arr: &dyn Array, row: usize) -> Option<Value> {
+    value_to_json(arr, row)
+}

@@ -13,6 +13,7 @@ use sqlparser::ast::{
 };
 use sqlparser::parser::Parser;
 
+use crate::analytic::{AnalyticCall, AnalyticKind, analytic_column};
 use crate::ddl::StreamDef;
 use crate::dialect::EkuiperDialect;
 use crate::error::{CompileError, Pos, Result, did_you_mean};
@@ -54,7 +55,7 @@ pub fn compile_rule(
     catalog: &dyn StreamCatalog,
     registry: &Registry,
 ) -> Result<RulePlan> {
-    let (masked, trigger) = extract_over_when(sql)?;
+    let (masked, whens) = extract_over_whens(sql)?;
     let mut parser = Parser::new(&EkuiperDialect)
         .try_with_sql(&masked)
         .map_err(CompileError::from_parser)?;
@@ -100,6 +101,8 @@ pub fn compile_rule(
         aggs: None,
         window: false,
         in_aggregate: false,
+        whens,
+        analytics: Vec::new(),
     };
     // Aliases may be referenced by other SELECT fields (not by WHERE), as in eKuiper.
     let mut aliases = HashMap::new();
@@ -148,16 +151,8 @@ pub fn compile_rule(
         }
     }
     let window = match window_call {
-        Some(f) => Some(binder.window(f, trigger)?),
-        None => {
-            if let Some((_, pos)) = trigger {
-                return Err(CompileError::at(
-                    "OVER (WHEN ...) belongs to a SLIDINGWINDOW in GROUP BY",
-                    Some(pos),
-                ));
-            }
-            None
-        }
+        Some(f) => Some(binder.window(f)?),
+        None => None,
     };
     if window.is_none()
         && let Some(first) = key_exprs.first()
@@ -298,6 +293,16 @@ pub fn compile_rule(
             n,
         };
     }
+    if let Some((pos, _)) = binder.whens.first() {
+        return Err(CompileError::at(
+            "OVER (WHEN ...) belongs to an analytic function or a SLIDINGWINDOW",
+            Some(*pos),
+        ));
+    }
+    let analytics = std::mem::take(&mut binder.analytics);
+    if !analytics.is_empty() {
+        plan = above_scan(plan, analytics);
+    }
     Ok(RulePlan {
         sql: sql.to_string(),
         plan,
@@ -306,6 +311,40 @@ pub fn compile_rule(
 
 fn pos_of_expr(e: &ast::Expr) -> Option<Pos> {
     pos_of(e)
+}
+
+/// Puts the analytic node right above the scan: eKuiper evaluates analytic functions first.
+fn above_scan(plan: LogicalPlan, calls: Vec<AnalyticCall>) -> LogicalPlan {
+    match plan {
+        LogicalPlan::Scan(_) => LogicalPlan::Analytic {
+            input: Box::new(plan),
+            calls,
+        },
+        LogicalPlan::Filter { input, predicate } => LogicalPlan::Filter {
+            input: Box::new(above_scan(*input, calls)),
+            predicate,
+        },
+        LogicalPlan::Project { input, items } => LogicalPlan::Project {
+            input: Box::new(above_scan(*input, calls)),
+            items,
+        },
+        LogicalPlan::Aggregate { input, spec } => LogicalPlan::Aggregate {
+            input: Box::new(above_scan(*input, calls)),
+            spec,
+        },
+        LogicalPlan::Analytic { input, calls: c } => LogicalPlan::Analytic {
+            input: Box::new(above_scan(*input, calls)),
+            calls: c,
+        },
+        LogicalPlan::Sort { input, keys } => LogicalPlan::Sort {
+            input: Box::new(above_scan(*input, calls)),
+            keys,
+        },
+        LogicalPlan::Limit { input, n } => LogicalPlan::Limit {
+            input: Box::new(above_scan(*input, calls)),
+            n,
+        },
+    }
 }
 
 fn check_condition(clause: &str, predicate: &Expr, at: &ast::Expr) -> Result<()> {
@@ -369,36 +408,56 @@ fn is_window_name(name: &str) -> bool {
     WINDOWS.contains(&name.to_ascii_lowercase().as_str())
 }
 
-/// sqlparser cannot parse eKuiper's `OVER (WHEN cond)`: cut it out of the text (replacing it
-/// with spaces, so every other position stays right) and parse the condition on its own,
-/// padded so its positions are right too.
-fn extract_over_when(sql: &str) -> Result<(String, Option<(ast::Expr, Pos)>)> {
+/// sqlparser cannot parse eKuiper's `OVER ([PARTITION BY ...] WHEN cond)`: cut each `WHEN cond`
+/// out of the text (replacing it with spaces, so every other position stays right; the rest,
+/// `OVER (PARTITION BY k)` or `OVER ()`, parses) and parse the conditions on their own, padded
+/// so their positions are right too. Returns each condition with the position of its `OVER`.
+fn extract_over_whens(sql: &str) -> Result<(String, Vec<(Pos, ast::Expr)>)> {
     use sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&EkuiperDialect, sql)
         .tokenize_with_location()
         .map_err(|e| CompileError::at(e.message.clone(), Pos::from_location(e.location)))?;
-    let significant: Vec<(usize, &sqlparser::tokenizer::TokenWithSpan)> = tokens
+    let significant: Vec<&sqlparser::tokenizer::TokenWithSpan> = tokens
         .iter()
-        .enumerate()
-        .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
         .collect();
     let is_word =
         |t: &Token, w: &str| matches!(t, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
-    for (k, (_, tok)) in significant.iter().enumerate() {
-        if !is_word(&tok.token, "over") {
+    // Byte offsets of line starts, to turn token locations into offsets.
+    let mut line_starts = vec![0usize];
+    for (i, ch) in sql.char_indices() {
+        if ch == '\n' {
+            line_starts.push(i + 1);
+        }
+    }
+    let offset = |loc: sqlparser::tokenizer::Location| -> usize {
+        let start = line_starts
+            .get((loc.line as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(sql.len());
+        sql[start..]
+            .char_indices()
+            .nth((loc.column as usize).saturating_sub(1))
+            .map_or(sql.len(), |(i, _)| start + i)
+    };
+    let blank = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect()
+    };
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    let mut found = Vec::new();
+    for (k, tok) in significant.iter().enumerate() {
+        if !is_word(&tok.token, "over")
+            || significant.get(k + 1).map(|t| &t.token) != Some(&Token::LParen)
+        {
             continue;
         }
-        let (Some((_, open)), Some((_, when))) = (significant.get(k + 1), significant.get(k + 2))
-        else {
-            continue;
-        };
-        if open.token != Token::LParen || !is_word(&when.token, "when") {
-            continue;
-        }
-        // Find the matching parenthesis.
+        // Inside the parentheses: the WHEN at depth 1 and the closing parenthesis.
         let mut depth = 0usize;
+        let mut when = None;
         let mut close = None;
-        for (_, t) in &significant[k + 1..] {
+        for t in &significant[k + 1..] {
             match t.token {
                 Token::LParen => depth += 1,
                 Token::RParen => {
@@ -408,54 +467,40 @@ fn extract_over_when(sql: &str) -> Result<(String, Option<(ast::Expr, Pos)>)> {
                         break;
                     }
                 }
+                _ if depth == 1 && when.is_none() && is_word(&t.token, "when") => when = Some(*t),
                 _ => {}
             }
         }
-        let Some(close) = close else {
-            return Err(CompileError::at(
-                "OVER (WHEN ...) is missing its closing parenthesis",
-                Pos::from_location(open.span.start),
-            ));
-        };
-        let offset = |loc: sqlparser::tokenizer::Location| -> usize {
-            let mut line = 1u64;
-            let mut col = 1u64;
-            for (i, ch) in sql.char_indices() {
-                if line == loc.line && col == loc.column {
-                    return i;
-                }
-                if ch == '\n' {
-                    line += 1;
-                    col = 1;
-                } else {
-                    col += 1;
-                }
+        let (Some(when), Some(close)) = (when, close) else {
+            if close.is_none() {
+                return Err(CompileError::at(
+                    "OVER ( is missing its closing parenthesis",
+                    Pos::from_location(tok.span.start),
+                ));
             }
-            sql.len()
+            continue;
         };
-        let over_at = offset(tok.span.start);
+        let when_at = offset(when.span.start);
         let cond_from = offset(when.span.end);
         let close_at = offset(close.span.start);
-        let blank = |s: &str| -> String {
-            s.chars()
-                .map(|c| if c == '\n' { '\n' } else { ' ' })
-                .collect()
-        };
-        let masked = format!(
-            "{}{}{}",
-            &sql[..over_at],
-            blank(&sql[over_at..close_at + 1]),
-            &sql[close_at + 1..]
-        );
         let padded = format!("{}{}", blank(&sql[..cond_from]), &sql[cond_from..close_at]);
         let cond = Parser::new(&EkuiperDialect)
             .try_with_sql(&padded)
             .and_then(|mut p| p.parse_expr())
             .map_err(CompileError::from_parser)?;
         let pos = Pos::from_location(tok.span.start).unwrap_or(Pos { line: 1, column: 1 });
-        return Ok((masked, Some((cond, pos))));
+        found.push((pos, cond));
+        cuts.push((when_at, close_at));
     }
-    Ok((sql.to_string(), None))
+    let mut masked = String::with_capacity(sql.len());
+    let mut at = 0;
+    for (from, to) in cuts {
+        masked.push_str(&sql[at..from]);
+        masked.push_str(&blank(&sql[from..to]));
+        at = to;
+    }
+    masked.push_str(&sql[at..]);
+    Ok((masked, found))
 }
 
 fn bind_from(select: &ast::Select, catalog: &dyn StreamCatalog) -> Result<Scan> {
@@ -511,6 +556,10 @@ struct Binder<'a> {
     window: bool,
     /// Binding an aggregate's arguments (aggregates do not nest).
     in_aggregate: bool,
+    /// `OVER (... WHEN cond)` conditions cut out of the text, by the position of their OVER.
+    whens: Vec<(Pos, ast::Expr)>,
+    /// Analytic calls found so far.
+    analytics: Vec<AnalyticCall>,
 }
 
 impl Binder<'_> {
@@ -875,9 +924,14 @@ impl Binder<'_> {
     fn function(&mut self, f: &ast::Function) -> Result<Expr> {
         let pos = pos_of(&f.name);
         let name = f.name.to_string().to_lowercase();
+        if let Some(kind) = AnalyticKind::from_name(&name) {
+            return self.analytic(kind, f, pos);
+        }
         if f.over.is_some() || f.filter.is_some() {
             return Err(CompileError::at(
-                format!("OVER and FILTER on \"{name}\" are not supported yet"),
+                format!(
+                    "function \"{name}\" takes no OVER or FILTER clause (only analytic functions and windows do)"
+                ),
                 pos,
             ));
         }
@@ -952,6 +1006,130 @@ impl Binder<'_> {
 }
 
 impl Binder<'_> {
+    /// The `WHEN` condition of the first OVER clause after `pos` (the function's name).
+    fn take_when(&mut self, pos: Option<Pos>) -> Option<(Pos, ast::Expr)> {
+        let after = pos.map_or((0, 0), |p| (p.line, p.column));
+        let i = self
+            .whens
+            .iter()
+            .position(|(p, _)| (p.line, p.column) > after)?;
+        Some(self.whens.remove(i))
+    }
+
+    /// Binds an analytic call: arguments, PARTITION BY and WHEN on raw rows; the call becomes
+    /// a reference to its hidden column.
+    fn analytic(
+        &mut self,
+        kind: AnalyticKind,
+        f: &ast::Function,
+        pos: Option<Pos>,
+    ) -> Result<Expr> {
+        let name = kind.name();
+        if f.filter.is_some() {
+            return Err(CompileError::at(
+                format!("function \"{name}\" takes no FILTER"),
+                pos,
+            ));
+        }
+        let when = if f.over.is_some() {
+            self.take_when(pos)
+        } else {
+            None
+        };
+        let mut partition = Vec::new();
+        match &f.over {
+            None => {}
+            Some(ast::WindowType::WindowSpec(spec))
+                if spec.order_by.is_empty() && spec.window_frame.is_none() =>
+            {
+                for e in &spec.partition_by {
+                    partition.push(self.expr(e)?);
+                }
+            }
+            Some(_) => {
+                return Err(CompileError::at(
+                    format!("the OVER clause of \"{name}\" takes only PARTITION BY and WHEN"),
+                    pos,
+                ));
+            }
+        }
+        let when = match when {
+            Some((_, cond)) => {
+                let bound = self.expr(&cond)?;
+                check_condition("WHEN", &bound, &cond)?;
+                Some(bound)
+            }
+            None => None,
+        };
+        let args: Vec<&FunctionArg> = match &f.args {
+            FunctionArguments::List(list) => list.args.iter().collect(),
+            _ => Vec::new(),
+        };
+        let mut bound = Vec::with_capacity(args.len());
+        for a in args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => bound.push(self.expr(e)?),
+                other => {
+                    return Err(CompileError::at(
+                        format!("unsupported argument \"{other}\" to \"{name}\""),
+                        pos_of(other),
+                    ));
+                }
+            }
+        }
+        let (min, max) = kind.arity();
+        if bound.len() < min || bound.len() > max {
+            let want = match (min, max) {
+                (a, b) if a == b => format!("{a}"),
+                (a, usize::MAX) => format!("at least {a}"),
+                (a, b) => format!("{a} to {b}"),
+            };
+            return Err(CompileError::at(
+                format!(
+                    "function \"{name}\" expects {want} argument(s), got {}",
+                    bound.len()
+                ),
+                pos,
+            ));
+        }
+        let flag_at = match kind {
+            AnalyticKind::ChangedCol | AnalyticKind::HadChanged => Some(0),
+            AnalyticKind::Lag => Some(3).filter(|i| *i < bound.len()),
+            _ => None,
+        };
+        if let Some(i) = flag_at
+            && !matches!(bound[i], Expr::Literal(Literal::Bool(_)))
+        {
+            return Err(CompileError::at(
+                format!("argument {} of \"{name}\" must be true or false", i + 1),
+                pos,
+            ));
+        }
+        if kind == AnalyticKind::Lag
+            && let Some(offset) = bound.get(1)
+            && !matches!(offset, Expr::Literal(Literal::Int(n)) if *n >= 1)
+        {
+            return Err(CompileError::at(
+                "the offset of \"lag\" must be a positive integer",
+                pos,
+            ));
+        }
+        let types: Vec<SqlType> = bound.iter().map(Expr::sql_type).collect();
+        let ty = kind.return_type(&types);
+        let call = AnalyticCall {
+            kind,
+            args: bound,
+            partition,
+            when,
+            ty: ty.clone(),
+        };
+        self.analytics.push(call);
+        Ok(Expr::Column {
+            name: analytic_column(self.analytics.len() - 1),
+            ty,
+        })
+    }
+
     /// Binds an aggregate call: its arguments are bound on raw rows and the call becomes a
     /// reference to the aggregate's result column.
     fn aggregate(
@@ -1047,12 +1225,13 @@ impl Binder<'_> {
     }
 
     /// Binds the window function of GROUP BY with its FILTER and OVER modifiers.
-    fn window(
-        &mut self,
-        f: &ast::Function,
-        trigger: Option<(ast::Expr, Pos)>,
-    ) -> Result<WindowSpec> {
+    fn window(&mut self, f: &ast::Function) -> Result<WindowSpec> {
         let pos = pos_of(&f.name);
+        let trigger = if f.over.is_some() {
+            self.take_when(pos)
+        } else {
+            None
+        };
         let name = f.name.to_string().to_lowercase();
         let args: Vec<&ast::Expr> = match &f.args {
             FunctionArguments::List(list) => list
@@ -1191,6 +1370,12 @@ impl Binder<'_> {
         let mut partition = Vec::new();
         match &f.over {
             None => {}
+            // What is left of `OVER (WHEN ...)` once the condition is cut out.
+            Some(ast::WindowType::WindowSpec(spec))
+                if trigger.is_some()
+                    && spec.partition_by.is_empty()
+                    && spec.order_by.is_empty()
+                    && spec.window_frame.is_none() => {}
             Some(ast::WindowType::WindowSpec(spec)) if matches!(kind, WindowKind::State { .. }) => {
                 if !spec.order_by.is_empty() || spec.window_frame.is_some() {
                     return Err(CompileError::at(
@@ -1212,7 +1397,7 @@ impl Binder<'_> {
             }
         }
         let trigger = match trigger {
-            Some((cond, tpos)) => {
+            Some((tpos, cond)) => {
                 if !matches!(kind, WindowKind::Sliding { .. }) {
                     return Err(CompileError::at(
                         format!("OVER (WHEN ...) is only for SLIDINGWINDOW, not {name}"),

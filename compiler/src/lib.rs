@@ -12,6 +12,7 @@
 //! flagged in [`eval::RowErrors`] and the caller drops and counts them.
 
 pub mod aggregate;
+pub mod analytic;
 pub mod bind;
 pub mod ddl;
 pub mod dialect;

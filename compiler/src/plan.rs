@@ -6,6 +6,7 @@ use std::fmt::{self, Write as _};
 
 use arrow::datatypes::SchemaRef;
 
+use crate::analytic::AnalyticCall;
 use crate::expr::Expr;
 use crate::window::{AggregateSpec, SortKey};
 
@@ -64,6 +65,13 @@ pub enum LogicalPlan {
         /// Window, keys, aggregates and the columns the result keeps.
         spec: Box<AggregateSpec>,
     },
+    /// Analytic functions, evaluated on every row before anything else (eKuiper's order).
+    Analytic {
+        /// The rows.
+        input: Box<LogicalPlan>,
+        /// The calls; call `i` adds the column [`crate::analytic::analytic_column`]`(i)`.
+        calls: Vec<AnalyticCall>,
+    },
     /// ORDER BY, within each emission.
     Sort {
         /// The rows to sort.
@@ -88,6 +96,7 @@ impl LogicalPlan {
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Project { input, .. }
             | LogicalPlan::Aggregate { input, .. }
+            | LogicalPlan::Analytic { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::Limit { input, .. } => input.scan(),
         }
@@ -100,6 +109,7 @@ impl LogicalPlan {
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Project { input, .. }
             | LogicalPlan::Aggregate { input, .. }
+            | LogicalPlan::Analytic { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::Limit { input, .. } => Some(input),
         }
@@ -141,6 +151,15 @@ impl LogicalPlan {
             }
             LogicalPlan::Aggregate { input, spec } => {
                 let _ = writeln!(out, "{pad}Window: {spec}");
+                input.explain_into(out, depth + 1);
+            }
+            LogicalPlan::Analytic { input, calls } => {
+                let list: Vec<String> = calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{c} AS {}", crate::analytic::analytic_column(i)))
+                    .collect();
+                let _ = writeln!(out, "{pad}Analytic: {}", list.join(", "));
                 input.explain_into(out, depth + 1);
             }
             LogicalPlan::Sort { input, keys } => {

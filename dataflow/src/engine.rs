@@ -660,9 +660,11 @@ impl Engine {
             }
         });
         let wake_all = wake.clone();
-        // Event time: one worker orders the rows and keeps the watermark, as eKuiper's one
-        // watermark operator does; the rows then spread by window key.
-        let ingest_tx = if event_time.is_some() {
+        // Event time and analytic functions need the rows in order: one worker reads them all
+        // (keeping the watermark, as eKuiper's one watermark operator does); the rows then
+        // spread by window key.
+        let ordered = event_time.is_some() || has_analytic(plan);
+        let ingest_tx = if ordered {
             ingest_tx.into_iter().take(1).collect()
         } else {
             ingest_tx
@@ -1010,10 +1012,25 @@ fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
                 );
             }
             LogicalPlan::Sort { .. } => names.push("order"),
+            LogicalPlan::Analytic { .. } => names.push("analytic"),
             LogicalPlan::Limit { .. } | LogicalPlan::Scan(_) => {}
         }
     }
     names
+}
+
+/// True when the plan has analytic functions (state that depends on row order).
+fn has_analytic(plan: &LogicalPlan) -> bool {
+    let mut node = plan;
+    loop {
+        if matches!(node, LogicalPlan::Analytic { .. }) {
+            return true;
+        }
+        match node.input() {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
 }
 
 fn uses_meta(plan: &LogicalPlan) -> bool {
@@ -1049,6 +1066,13 @@ fn uses_meta(plan: &LogicalPlan) -> bool {
                 spec.window.filter.iter().for_each(&mut check);
             }
             LogicalPlan::Sort { keys, .. } => keys.iter().for_each(|k| check(&k.expr)),
+            LogicalPlan::Analytic { calls, .. } => {
+                for c in calls {
+                    c.args.iter().for_each(&mut check);
+                    c.partition.iter().for_each(&mut check);
+                    c.when.iter().for_each(&mut check);
+                }
+            }
             LogicalPlan::Limit { .. } => {}
         }
         node = node.input().expect("non-scan nodes have an input");

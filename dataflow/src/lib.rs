@@ -12,6 +12,7 @@
 //! - a bad row is counted in its node's exceptions and the rule keeps running;
 //! - create/drop commands reach every worker in the same order.
 
+pub mod analytic;
 pub mod container;
 pub mod engine;
 pub mod error;

@@ -134,6 +134,10 @@ fn operators(
                     m,
                 )));
             }
+            LogicalPlan::Analytic { calls, .. } => {
+                let m = metrics.next().expect("one metrics node per operator");
+                chain.push(Box::new(crate::analytic::AnalyticOp::new(calls.clone(), m)));
+            }
             LogicalPlan::Scan(_) => unreachable!("scans are not operators"),
         }
     }

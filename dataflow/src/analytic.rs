@@ -1,0 +1,349 @@
+//! The analytic operator: evaluates `lag`, `latest`, `changed_col`, `had_changed` and the
+//! `acc_*` functions row by row, with one state per call and `PARTITION BY` key, and appends
+//! each call's value as a hidden column.
+//!
+//! Rows must arrive in order for the results to mean anything, so the engine sends all input
+//! of a rule with analytic functions to one worker (as it does for event time).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, NullArray};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use quiver_compiler::aggregate::{interleave_loose, json_value as value_as_json};
+use quiver_compiler::analytic::{AnalyticCall, AnalyticKind, analytic_column};
+use quiver_compiler::eval::{EvalContext, present, true_mask};
+use quiver_compiler::expr::Expr;
+use serde_json::Value;
+
+use crate::metrics::NodeMetrics;
+use crate::operator::BatchOperator;
+
+/// A value kept in state: one row of some column (a one-element array).
+type Cell = ArrayRef;
+
+/// The state of one call for one partition.
+#[derive(Default)]
+struct State {
+    /// `lag`: the last `offset` values (oldest first); `latest`: the last non-null value.
+    history: VecDeque<Cell>,
+    /// `changed_col` / `had_changed`: the previous values, compared as JSON.
+    previous: Vec<Option<Value>>,
+    seen: bool,
+    /// `acc_*`: running numbers.
+    count: i64,
+    sum: f64,
+    isum: i64,
+    any_float: bool,
+    best: Option<f64>,
+    best_int: Option<i64>,
+}
+
+/// The analytic operator of a rule.
+pub struct AnalyticOp {
+    calls: Vec<AnalyticCall>,
+    states: Vec<HashMap<Vec<u8>, State, foldhash::fast::FixedState>>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl AnalyticOp {
+    /// An operator for `calls`, reporting into `metrics`.
+    pub fn new(calls: Vec<AnalyticCall>, metrics: Arc<NodeMetrics>) -> Self {
+        let states = calls
+            .iter()
+            .map(|_| HashMap::with_hasher(foldhash::fast::FixedState::with_seed(7)))
+            .collect();
+        AnalyticOp {
+            calls,
+            states,
+            metrics,
+        }
+    }
+}
+
+fn one(arr: &ArrayRef, row: usize) -> Cell {
+    arr.slice(row, 1)
+}
+
+fn null_cell() -> Cell {
+    Arc::new(NullArray::new(1))
+}
+
+/// Reads a number: (value, is integer).
+fn number(arr: &ArrayRef, row: usize) -> Option<(f64, Option<i64>)> {
+    if !present(arr.as_ref(), row) {
+        return None;
+    }
+    match arr.data_type() {
+        DataType::Int64 => {
+            let v = arr.as_primitive::<arrow::datatypes::Int64Type>().value(row);
+            Some((v as f64, Some(v)))
+        }
+        DataType::Float64 => Some((
+            arr.as_primitive::<arrow::datatypes::Float64Type>()
+                .value(row),
+            None,
+        )),
+        t if t.is_integer() => arrow::compute::cast(&arr.slice(row, 1), &DataType::Int64)
+            .ok()
+            .map(|a| {
+                let v = a.as_primitive::<arrow::datatypes::Int64Type>().value(0);
+                (v as f64, Some(v))
+            }),
+        t if t.is_floating() => arrow::compute::cast(&arr.slice(row, 1), &DataType::Float64)
+            .ok()
+            .map(|a| {
+                (
+                    a.as_primitive::<arrow::datatypes::Float64Type>().value(0),
+                    None,
+                )
+            }),
+        _ => None,
+    }
+}
+
+impl AnalyticOp {
+    fn column(
+        &mut self,
+        i: usize,
+        batch: &RecordBatch,
+        ctx: &mut EvalContext,
+    ) -> Result<ArrayRef, String> {
+        let rows = batch.num_rows();
+        let call = &self.calls[i];
+        let eval = |e: &Expr, ctx: &mut EvalContext| -> Result<ArrayRef, String> {
+            Ok(e.eval(batch, ctx)?.into_array(rows))
+        };
+        let args: Vec<ArrayRef> = call
+            .args
+            .iter()
+            .map(|a| eval(a, ctx))
+            .collect::<Result<_, _>>()?;
+        let when: Option<BooleanArray> = match &call.when {
+            Some(w) => {
+                let v = eval(w, ctx)?;
+                Some(match v.data_type() {
+                    DataType::Boolean => true_mask(v.as_boolean()),
+                    _ => BooleanArray::from(vec![false; rows]),
+                })
+            }
+            None => None,
+        };
+        let keys: Option<arrow::array::BinaryArray> = if call.partition.is_empty() {
+            None
+        } else {
+            let arrays: Vec<ArrayRef> = call
+                .partition
+                .iter()
+                .map(|e| eval(e, ctx))
+                .collect::<Result<_, _>>()?;
+            let fields = arrays
+                .iter()
+                .map(|a| arrow::row::SortField::new(a.data_type().clone()))
+                .collect();
+            let converter = arrow::row::RowConverter::new(fields).map_err(|e| e.to_string())?;
+            let encoded = converter
+                .convert_columns(&arrays)
+                .map_err(|e| e.to_string())?;
+            let mut b = arrow::array::BinaryBuilder::new();
+            for r in encoded.iter() {
+                b.append_value(r.as_ref());
+            }
+            Some(b.finish())
+        };
+        let flag = |e: Option<&Expr>| {
+            matches!(
+                e,
+                Some(Expr::Literal(quiver_compiler::eval::Literal::Bool(true)))
+            )
+        };
+        let kind = call.kind;
+        let ignore_null = match kind {
+            AnalyticKind::Lag => flag(call.args.get(3)),
+            AnalyticKind::ChangedCol | AnalyticKind::HadChanged => flag(call.args.first()),
+            _ => false,
+        };
+        let offset = match call.args.get(1) {
+            Some(Expr::Literal(quiver_compiler::eval::Literal::Int(n)))
+                if kind == AnalyticKind::Lag =>
+            {
+                (*n).max(1) as usize
+            }
+            _ => 1,
+        };
+        let states = &mut self.states[i];
+        let mut cells: Vec<Cell> = Vec::with_capacity(rows);
+        let mut bools: Vec<Option<bool>> = Vec::new();
+        let mut ints: Vec<Option<i64>> = Vec::new();
+        let mut floats: Vec<Option<f64>> = Vec::new();
+        let mut float_out = false;
+        for r in 0..rows {
+            let key = keys.as_ref().map_or(&[][..], |k| k.value(r));
+            let valid = when.as_ref().is_none_or(|w| w.value(r));
+            let state = match states.get_mut(key) {
+                Some(s) => s,
+                None => states.entry(key.to_vec()).or_default(),
+            };
+            match kind {
+                AnalyticKind::Lag => {
+                    let value = &args[0];
+                    let out = if state.history.len() >= offset {
+                        state.history[state.history.len() - offset].clone()
+                    } else {
+                        args.get(2).map_or_else(null_cell, |d| one(d, r))
+                    };
+                    cells.push(out);
+                    if valid && !(ignore_null && !present(value.as_ref(), r)) {
+                        state.history.push_back(one(value, r));
+                        while state.history.len() > offset {
+                            state.history.pop_front();
+                        }
+                    }
+                }
+                AnalyticKind::Latest => {
+                    let value = &args[0];
+                    if valid && present(value.as_ref(), r) {
+                        state.history.clear();
+                        state.history.push_back(one(value, r));
+                    }
+                    cells.push(match state.history.back() {
+                        Some(c) => c.clone(),
+                        None => args.get(1).map_or_else(null_cell, |d| one(d, r)),
+                    });
+                }
+                AnalyticKind::ChangedCol => {
+                    let value = &args[1];
+                    let now = value_as_json(value.as_ref(), r);
+                    let changed = valid
+                        && !(ignore_null && now.is_none())
+                        && (!state.seen || state.previous.first() != Some(&now));
+                    if changed {
+                        state.seen = true;
+                        state.previous = vec![now];
+                        cells.push(one(value, r));
+                    } else {
+                        cells.push(null_cell());
+                    }
+                }
+                AnalyticKind::HadChanged => {
+                    let now: Vec<Option<Value>> = args[1..]
+                        .iter()
+                        .map(|a| value_as_json(a.as_ref(), r))
+                        .collect();
+                    let mut changed = false;
+                    if valid {
+                        if state.previous.len() != now.len() {
+                            state.previous = vec![None; now.len()];
+                        }
+                        for (k, v) in now.into_iter().enumerate() {
+                            if ignore_null && v.is_none() {
+                                continue;
+                            }
+                            if !state.seen || state.previous[k] != v {
+                                changed = true;
+                            }
+                            state.previous[k] = v;
+                        }
+                        if changed {
+                            state.seen = true;
+                        }
+                    }
+                    bools.push(Some(changed));
+                }
+                AnalyticKind::AccCount => {
+                    if valid && present(args[0].as_ref(), r) {
+                        state.count += 1;
+                    }
+                    ints.push(Some(state.count));
+                }
+                AnalyticKind::AccSum | AnalyticKind::AccAvg => {
+                    if valid && let Some((f, i)) = number(&args[0], r) {
+                        state.count += 1;
+                        match i {
+                            Some(i) => state.isum = state.isum.wrapping_add(i),
+                            None => {
+                                state.sum += f;
+                                state.any_float = true;
+                            }
+                        }
+                    }
+                    let total = state.sum + state.isum as f64;
+                    if kind == AnalyticKind::AccAvg {
+                        float_out = true;
+                        floats.push((state.count > 0).then(|| total / state.count as f64));
+                    } else {
+                        float_out |= state.any_float;
+                        floats.push((state.count > 0).then_some(total));
+                        ints.push((state.count > 0).then_some(state.isum));
+                    }
+                }
+                AnalyticKind::AccMin | AnalyticKind::AccMax => {
+                    let max = kind == AnalyticKind::AccMax;
+                    if valid && let Some((f, i)) = number(&args[0], r) {
+                        let better = state.best.is_none_or(|b| if max { f > b } else { f < b });
+                        if better {
+                            state.best = Some(f);
+                            state.best_int = i;
+                        }
+                        if i.is_none() {
+                            state.any_float = true;
+                        }
+                    }
+                    float_out |= state.any_float;
+                    floats.push(state.best);
+                    ints.push(state.best_int.or(state.best.map(|b| b as i64)));
+                }
+            }
+        }
+        Ok(match kind {
+            AnalyticKind::Lag | AnalyticKind::Latest | AnalyticKind::ChangedCol => {
+                let positions: Vec<(u32, u32)> = (0..cells.len() as u32).map(|i| (i, 0)).collect();
+                interleave_loose(&cells, &positions)
+            }
+            AnalyticKind::HadChanged => Arc::new(BooleanArray::from(bools)),
+            AnalyticKind::AccCount => Arc::new(Int64Array::from(ints)),
+            _ if float_out || ints.is_empty() => Arc::new(Float64Array::from(floats)),
+            _ => Arc::new(Int64Array::from(ints)),
+        })
+    }
+}
+
+impl BatchOperator for AnalyticOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let started = Instant::now();
+        let rows = batch.num_rows();
+        let mut ctx = EvalContext::new(rows);
+        let mut out = batch;
+        for i in 0..self.calls.len() {
+            match self.column(i, &out, &mut ctx) {
+                Ok(col) => {
+                    out = quiver_connectors::codec::json::add_column(out, &analytic_column(i), col);
+                }
+                Err(e) => {
+                    self.metrics
+                        .exceptions(rows, &format!("run Analytic error: {e}"));
+                    self.metrics.batch(rows, 0, started);
+                    return None;
+                }
+            }
+        }
+        let failed = ctx.errors.count();
+        if failed > 0 {
+            self.metrics.exceptions(
+                failed,
+                &format!(
+                    "run Analytic error: {}",
+                    ctx.errors.first().unwrap_or_default()
+                ),
+            );
+        }
+        let out = match ctx.errors.ok_mask() {
+            Some(ok) => arrow::compute::filter_record_batch(&out, &ok).ok()?,
+            None => out,
+        };
+        self.metrics.batch(rows, out.num_rows(), started);
+        Some(out).filter(|b| b.num_rows() > 0)
+    }
+}
