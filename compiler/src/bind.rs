@@ -19,7 +19,7 @@ use crate::dialect::EkuiperDialect;
 use crate::error::{CompileError, Pos, Result, did_you_mean};
 use crate::eval::Literal;
 use crate::eval::ops::BinaryOp;
-use crate::expr::Expr;
+use crate::expr::{Expr, RuleValue};
 use crate::functions::{ArgInfo, Registry};
 use crate::plan::{LogicalPlan, ProjectItem, RulePlan, Scan};
 use crate::types::SqlType;
@@ -221,7 +221,7 @@ pub fn compile_rule(
             for item in &items {
                 match item {
                     ProjectItem::Wildcard { .. } => all = true,
-                    ProjectItem::Expr { expr, .. } => note(expr),
+                    ProjectItem::Expr { expr, .. } | ProjectItem::Unnest { expr, .. } => note(expr),
                 }
             }
             if let Some(h) = &having {
@@ -657,6 +657,34 @@ impl Binder<'_> {
                     }
                     out.push(ProjectItem::Wildcard { except: Vec::new() });
                 }
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }
+                    if unnest_arg(e).is_some() =>
+                {
+                    let arg = unnest_arg(e).expect("guarded");
+                    if out.iter().any(|i| matches!(i, ProjectItem::Unnest { .. })) {
+                        return Err(CompileError::at("only one unnest per SELECT", pos_of(e)));
+                    }
+                    let name = match item {
+                        SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                        _ => "unnest".to_string(),
+                    };
+                    let expr = self.expr(arg)?;
+                    if let SqlType::Known(t) = expr.sql_type()
+                        && !matches!(
+                            t,
+                            arrow::datatypes::DataType::List(_) | arrow::datatypes::DataType::Null
+                        )
+                    {
+                        return Err(CompileError::at(
+                            format!(
+                                "function \"unnest\" needs an array, got {}",
+                                crate::types::type_name(&t)
+                            ),
+                            pos_of(e),
+                        ));
+                    }
+                    out.push(ProjectItem::Unnest { expr, name });
+                }
                 SelectItem::UnnamedExpr(e) => {
                     let bound = self.expr(e)?;
                     let name = match self.natural_name(e) {
@@ -945,8 +973,17 @@ impl Binder<'_> {
                 ));
             }
         };
-        if name == "meta" {
+        if name == "meta" || name == "mqtt" {
             return meta_key(&args, pos);
+        }
+        if let Some(special) = self.context_function(&name, args.len(), pos)? {
+            return Ok(special);
+        }
+        if name == "unnest" {
+            return Err(CompileError::at(
+                "unnest(array) must be a whole SELECT field, e.g. SELECT unnest(arr) FROM s",
+                pos,
+            ));
         }
         if let Some(kind) = AggKind::from_name(&name) {
             return self.aggregate(kind, &args, pos);
@@ -1006,6 +1043,43 @@ impl Binder<'_> {
 }
 
 impl Binder<'_> {
+    /// Functions that read the rule, the window or the row's place rather than arguments:
+    /// `rule_id()`, `rule_start()`, `row_number()`, `event_time()`, `window_trigger()`.
+    fn context_function(&self, name: &str, args: usize, pos: Option<Pos>) -> Result<Option<Expr>> {
+        let expr = match name {
+            "rule_id" => Expr::Rule(RuleValue::Id),
+            "rule_start" => Expr::Rule(RuleValue::Start),
+            // Within a window's result rows a batch is one emission; elsewhere every row is its
+            // own emission, so it is always the first.
+            "row_number" if self.window && self.aggs.is_some() => Expr::RowNumber,
+            "row_number" => Expr::Literal(Literal::Int(1)),
+            // In a window's results: the window's end (its trigger time); on rows: the row's
+            // time (event time, or arrival).
+            "event_time" | "window_trigger" if self.window && self.aggs.is_some() => Expr::Column {
+                name: WINDOW_END.to_string(),
+                ty: SqlType::Known(arrow::datatypes::DataType::Int64),
+            },
+            "event_time" => Expr::Column {
+                name: crate::window::TS_COLUMN.to_string(),
+                ty: SqlType::Known(arrow::datatypes::DataType::Int64),
+            },
+            "window_trigger" => {
+                return Err(CompileError::at(
+                    "function \"window_trigger\" can only be used with a window in GROUP BY",
+                    pos,
+                ));
+            }
+            _ => return Ok(None),
+        };
+        if args != 0 {
+            return Err(CompileError::at(
+                format!("function \"{name}\" takes no arguments"),
+                pos,
+            ));
+        }
+        Ok(Some(expr))
+    }
+
     /// The `WHEN` condition of the first OVER clause after `pos` (the function's name).
     fn take_when(&mut self, pos: Option<Pos>) -> Option<(Pos, ast::Expr)> {
         let after = pos.map_or((0, 0), |p| (p.line, p.column));
@@ -1469,6 +1543,23 @@ fn check_aggregate_args(kind: AggKind, args: &[Expr], pos: Option<Pos>) -> Resul
             )),
         },
         _ => Ok(()),
+    }
+}
+
+/// The argument of a top-level `unnest(x)` call.
+fn unnest_arg(e: &ast::Expr) -> Option<&ast::Expr> {
+    let ast::Expr::Function(f) = e else {
+        return None;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("unnest") {
+        return None;
+    }
+    match &f.args {
+        FunctionArguments::List(list) => match list.args.as_slice() {
+            [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] => Some(x),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

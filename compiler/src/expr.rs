@@ -121,6 +121,19 @@ pub enum Expr {
     },
     /// `meta(key)`: a metadata value of the message (`topic`, `qos`, `messageid`, ...).
     Meta(String),
+    /// A value of the running rule (`rule_id()`, `rule_start()`).
+    Rule(RuleValue),
+    /// `row_number()`: the row's position within its emission, from 1.
+    RowNumber,
+}
+
+/// What [`Expr::Rule`] reads from the running rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleValue {
+    /// The rule's id.
+    Id,
+    /// When the rule's current run started, epoch milliseconds.
+    Start,
 }
 
 impl Expr {
@@ -133,6 +146,20 @@ impl Expr {
                 None => Columnar::null(),
             }),
             Expr::Literal(lit) => Ok(lit.to_scalar()),
+            Expr::Rule(what) => {
+                let rule = crate::eval::rule_context();
+                Ok(match (what, rule) {
+                    (RuleValue::Id, Some(r)) => Literal::String(r.id.clone()).to_scalar(),
+                    (RuleValue::Start, Some(r)) => Literal::Int(r.start_ms).to_scalar(),
+                    (_, None) => Columnar::null(),
+                })
+            }
+            Expr::RowNumber => {
+                let n = batch.num_rows() as i64;
+                Ok(Columnar::Array(Arc::new(
+                    arrow::array::Int64Array::from_iter_values(1..=n),
+                )))
+            }
             Expr::Meta(key) => Ok(
                 match column_by_name(batch, &format!("{META_PREFIX}{key}")) {
                     Some(col) => Columnar::Array(col.clone()),
@@ -404,6 +431,8 @@ impl Expr {
             },
             Expr::Slice { base, .. } => base.sql_type(),
             Expr::Case { .. } | Expr::Meta(_) => SqlType::Any,
+            Expr::Rule(RuleValue::Id) => SqlType::Known(DataType::Utf8),
+            Expr::Rule(RuleValue::Start) | Expr::RowNumber => SqlType::Known(DataType::Int64),
         }
     }
 
@@ -411,7 +440,11 @@ impl Expr {
     pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
-            Expr::Column { .. } | Expr::Literal(_) | Expr::Meta(_) => {}
+            Expr::Column { .. }
+            | Expr::Literal(_)
+            | Expr::Meta(_)
+            | Expr::Rule(_)
+            | Expr::RowNumber => {}
             Expr::Field { base, .. } => base.visit(f),
             Expr::Index { base, index } => {
                 base.visit(f);
@@ -494,6 +527,9 @@ impl fmt::Display for Expr {
             Expr::Column { name, .. } => write!(f, "{name}"),
             Expr::Literal(l) => write!(f, "{l}"),
             Expr::Meta(k) => write!(f, "meta({k})"),
+            Expr::Rule(RuleValue::Id) => f.write_str("rule_id()"),
+            Expr::Rule(RuleValue::Start) => f.write_str("rule_start()"),
+            Expr::RowNumber => f.write_str("row_number()"),
             Expr::Field { base, name } => write!(f, "{base}.{name}"),
             Expr::Index { base, index } => write!(f, "{base}[{index}]"),
             Expr::Slice { base, start, end } => {

@@ -36,6 +36,14 @@ pub enum ProjectItem {
         /// The output key.
         name: String,
     },
+    /// `unnest(array) [AS name]`: one output row per element (objects spread into columns),
+    /// each row its own emission.
+    Unnest {
+        /// The array.
+        expr: Expr,
+        /// The output key for elements that are not objects.
+        name: String,
+    },
 }
 
 /// A node of the logical plan.
@@ -115,6 +123,64 @@ impl LogicalPlan {
         }
     }
 
+    /// Calls `f` on every expression of every node (and their sub-expressions).
+    pub fn visit_exprs(&self, f: &mut dyn FnMut(&Expr)) {
+        match self {
+            LogicalPlan::Scan(_) | LogicalPlan::Limit { .. } => {}
+            LogicalPlan::Filter { predicate, .. } => predicate.visit(f),
+            LogicalPlan::Project { items, .. } => {
+                for item in items {
+                    match item {
+                        ProjectItem::Wildcard { .. } => {}
+                        ProjectItem::Expr { expr, .. } | ProjectItem::Unnest { expr, .. } => {
+                            expr.visit(f)
+                        }
+                    }
+                }
+            }
+            LogicalPlan::Aggregate { spec, .. } => {
+                spec.keys.iter().for_each(|e| e.visit(f));
+                spec.aggs
+                    .iter()
+                    .flat_map(|a| &a.args)
+                    .for_each(|e| e.visit(f));
+                let w = &spec.window;
+                w.filter
+                    .iter()
+                    .chain(w.trigger.iter())
+                    .for_each(|e| e.visit(f));
+                if let Some((b, e)) = &w.state {
+                    b.visit(f);
+                    e.visit(f);
+                }
+                w.partition.iter().for_each(|e| e.visit(f));
+            }
+            LogicalPlan::Analytic { calls, .. } => {
+                for c in calls {
+                    c.args
+                        .iter()
+                        .chain(&c.partition)
+                        .chain(c.when.iter())
+                        .for_each(|e| e.visit(f));
+                }
+            }
+            LogicalPlan::Sort { keys, .. } => keys.iter().for_each(|k| k.expr.visit(f)),
+        }
+        if let Some(input) = self.input() {
+            input.visit_exprs(f);
+        }
+    }
+
+    /// True when the SELECT list has `unnest`.
+    pub fn has_unnest(&self) -> bool {
+        match self {
+            LogicalPlan::Project { items, .. } => items
+                .iter()
+                .any(|i| matches!(i, ProjectItem::Unnest { .. })),
+            other => other.input().is_some_and(LogicalPlan::has_unnest),
+        }
+    }
+
     /// The window node of the plan, if it has one.
     pub fn aggregate(&self) -> Option<&AggregateSpec> {
         match self {
@@ -184,6 +250,7 @@ impl fmt::Display for ProjectItem {
             ProjectItem::Wildcard { except } if except.is_empty() => f.write_str("*"),
             ProjectItem::Wildcard { except } => write!(f, "* EXCEPT({})", except.join(", ")),
             ProjectItem::Expr { expr, name } => write!(f, "{expr} AS {name}"),
+            ProjectItem::Unnest { expr, name } => write!(f, "unnest({expr}) AS {name}"),
         }
     }
 }

@@ -634,6 +634,10 @@ impl Engine {
             op_metrics,
             event_time: event_time.clone(),
             late_rows: late_rows.clone(),
+            rule: Arc::new(quiver_compiler::eval::RuleContext {
+                id: entry.spec.id.clone(),
+                start_ms: now_ms(),
+            }),
         });
         self.inner
             .workers

@@ -99,6 +99,7 @@ impl ProjectOp {
         let rows = batch.num_rows();
         let mut fields: Vec<Field> = Vec::new();
         let mut cols: Vec<ArrayRef> = Vec::new();
+        let mut unnest = None;
         let schema = batch.schema();
         for item in &self.items {
             match item {
@@ -118,15 +119,120 @@ impl ProjectOp {
                     fields.push(Field::new(name, arr.data_type().clone(), true));
                     cols.push(arr);
                 }
+                ProjectItem::Unnest { expr, name } => {
+                    let arr = expr.eval(batch, ctx)?.into_array(rows);
+                    unnest = Some((fields.len(), name.clone(), arr));
+                }
             }
         }
-        RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
-            cols,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )
-        .map_err(|e| e.to_string())
+        let Some((at, name, list)) = unnest else {
+            return RecordBatch::try_new_with_options(
+                Arc::new(Schema::new(fields)),
+                cols,
+                &RecordBatchOptions::new().with_row_count(Some(rows)),
+            )
+            .map_err(|e| e.to_string());
+        };
+        unnest_rows(fields, cols, at, &name, &list, ctx)
     }
+}
+
+/// Expands the array column of `unnest` (to be inserted at field position `at`): one row per
+/// element, the other fields repeated; object elements spread into one column per key. A row
+/// whose value is not an array fails; an empty or null array yields no row.
+fn unnest_rows(
+    fields: Vec<Field>,
+    cols: Vec<ArrayRef>,
+    at: usize,
+    name: &str,
+    list: &ArrayRef,
+    ctx: &mut EvalContext,
+) -> Result<RecordBatch, String> {
+    let rows = list.len();
+    let (offsets, values) = match list.data_type() {
+        DataType::List(_) => {
+            let l = list.as_list::<i32>();
+            let offsets: Vec<(usize, usize)> = (0..rows)
+                .map(|r| {
+                    if l.is_valid(r) {
+                        let o = l.value_offsets();
+                        (o[r] as usize, o[r + 1] as usize)
+                    } else {
+                        (0, 0)
+                    }
+                })
+                .collect();
+            (offsets, l.values().clone())
+        }
+        DataType::Null => (
+            vec![(0, 0); rows],
+            arrow::array::new_null_array(&DataType::Null, 0),
+        ),
+        other => {
+            let other = other.clone();
+            for r in 0..rows {
+                if list.is_valid(r) {
+                    ctx.errors.flag(r, || {
+                        format!(
+                            "the argument of unnest must be an array, got {}",
+                            quiver_compiler::types::type_name(&other)
+                        )
+                    });
+                }
+            }
+            (
+                vec![(0, 0); rows],
+                arrow::array::new_null_array(&DataType::Null, 0),
+            )
+        }
+    };
+    let failed = ctx.errors.ok_mask();
+    let mut parent = Vec::new();
+    let mut child = Vec::new();
+    for (r, (from, to)) in offsets.iter().enumerate() {
+        if failed.as_ref().is_some_and(|ok| !ok.value(r)) {
+            continue;
+        }
+        for e in *from..*to {
+            parent.push(r as u32);
+            child.push(e as u32);
+        }
+    }
+    let parent = arrow::array::UInt32Array::from(parent);
+    let child = arrow::array::UInt32Array::from(child);
+    let n = parent.len();
+    let mut out_fields = Vec::new();
+    let mut out_cols = Vec::new();
+    let elements =
+        arrow::compute::take(values.as_ref(), &child, None).map_err(|e| e.to_string())?;
+    let mut spread: Vec<(Field, ArrayRef)> = match elements.data_type() {
+        DataType::Struct(fs) => fs
+            .iter()
+            .zip(elements.as_struct().columns())
+            .map(|(f, c)| (f.as_ref().clone().with_nullable(true), c.clone()))
+            .collect(),
+        t => vec![(Field::new(name, t.clone(), true), elements.clone())],
+    };
+    for (i, (f, c)) in fields.into_iter().zip(cols).enumerate() {
+        if i == at {
+            for (f, c) in spread.drain(..) {
+                out_fields.push(f);
+                out_cols.push(c);
+            }
+        }
+        out_fields.push(f);
+        out_cols.push(arrow::compute::take(c.as_ref(), &parent, None).map_err(|e| e.to_string())?);
+    }
+    for (f, c) in spread {
+        out_fields.push(f);
+        out_cols.push(c);
+    }
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(out_fields)),
+        out_cols,
+        &RecordBatchOptions::new().with_row_count(Some(n)),
+    )
+    .map_err(|e| e.to_string())
 }
 
 impl BatchOperator for ProjectOp {
@@ -148,8 +254,13 @@ impl BatchOperator for ProjectOp {
                 ctx.errors.first().unwrap_or_default()
             ),
         );
+        let unnests = self
+            .items
+            .iter()
+            .any(|i| matches!(i, ProjectItem::Unnest { .. }));
         let out = match (out, ctx.errors.ok_mask()) {
-            (Some(b), Some(ok)) => filter_record_batch(&b, &ok).ok(),
+            // unnest already left out the rows that failed (its output rows are elements).
+            (Some(b), Some(ok)) if !unnests => filter_record_batch(&b, &ok).ok(),
             (out, _) => out,
         };
         let n = out.as_ref().map_or(0, RecordBatch::num_rows);
@@ -158,9 +269,14 @@ impl BatchOperator for ProjectOp {
     }
 }
 
-/// Columns a `*` leaves out: message metadata and the window's internal columns.
+/// Columns a `*` leaves out: message metadata, the row time and the results of windows and
+/// analytic functions (read through their calls, never as fields).
 fn is_hidden(name: &str) -> bool {
-    is_meta_column(name) || name.starts_with("__agg_") || name.starts_with("__window_")
+    is_meta_column(name)
+        || name == quiver_compiler::window::TS_COLUMN
+        || name.starts_with("__agg_")
+        || name.starts_with("__window_")
+        || name.starts_with("__an_")
 }
 
 /// ORDER BY within one emission.

@@ -81,6 +81,8 @@ pub struct RuleDataflow {
     pub event_time: Option<EventTime>,
     /// Rows dropped for arriving behind the watermark.
     pub late_rows: Arc<AtomicU64>,
+    /// What `rule_id()` and `rule_start()` read.
+    pub rule: Arc<quiver_compiler::eval::RuleContext>,
 }
 
 /// Builds the rule's dataflow in `scope` (called on every worker, in the same order).
@@ -196,7 +198,14 @@ fn render<'s>(
             DistributorPact(|_| ToFirstWorker),
         )
     };
-    render_post(windowed, post, merge, pending, rule.sinks.len().max(1))
+    render_post(
+        windowed,
+        post,
+        merge,
+        pending,
+        rule.sinks.len().max(1),
+        rule.rule.clone(),
+    )
 }
 
 /// Evaluates what the window needs (see [`Prepare`]); its failures count on the window node.
@@ -333,6 +342,7 @@ fn render_post<'s>(
     merge: bool,
     pending: Rc<Cell<usize>>,
     sinks: usize,
+    rule: Arc<quiver_compiler::eval::RuleContext>,
 ) -> Stream<'s, u64, ArrowBatch> {
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         DistributorPact(|_| ToFirstWorker),
@@ -351,7 +361,7 @@ fn render_post<'s>(
                         } else if let Some(cap) = time.retain_least(0) {
                             parts.insert(t, (cap, vec![batch]));
                         }
-                    } else if let Some(out) = run_post(&mut chain, batch) {
+                    } else if let Some(out) = run_post(&mut chain, batch, &rule) {
                         pending.set(pending.get() + sinks);
                         output
                             .session(&time)
@@ -366,7 +376,7 @@ fn render_post<'s>(
                     let Some(batch) = concat_results(&batches) else {
                         continue;
                     };
-                    if let Some(out) = run_post(&mut chain, batch) {
+                    if let Some(out) = run_post(&mut chain, batch, &rule) {
                         pending.set(pending.get() + sinks);
                         output
                             .session(&cap)
@@ -378,9 +388,14 @@ fn render_post<'s>(
     )
 }
 
-fn run_post(chain: &mut Chain, batch: RecordBatch) -> Option<RecordBatch> {
+fn run_post(
+    chain: &mut Chain,
+    batch: RecordBatch,
+    rule: &Arc<quiver_compiler::eval::RuleContext>,
+) -> Option<RecordBatch> {
     let rows = batch.num_rows();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.process_batch(batch))) {
+    let run = || quiver_compiler::eval::with_rule_context(rule, || chain.process_batch(batch));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(out) => out,
         Err(panic) => {
             tracing::error!("operator panicked, {rows} result rows dropped: {panic:?}");
@@ -523,7 +538,17 @@ fn render_source<'s>(
     let decoder_metrics = rule.decoder_metrics.clone();
     let activators = rule.activators.clone();
     let sinks = rule.sinks.len().max(1);
-    let windowed = !deliveries;
+    let rule_ctx = rule.rule.clone();
+    // Windows read each row's time, and so does `event_time()`.
+    let windowed = !deliveries || {
+        let mut reads_ts = false;
+        rule.plan.visit_exprs(&mut |e| {
+            if matches!(e, quiver_compiler::expr::Expr::Column { name, .. } if name == TS_COLUMN) {
+                reads_ts = true;
+            }
+        });
+        reads_ts
+    };
     let mut watermark = rule.event_time.as_ref().map(|e| Watermark {
         field: e.field.clone(),
         format: e.format.clone(),
@@ -548,7 +573,10 @@ fn render_source<'s>(
             };
             // Emits a batch through the chain at the current capability.
             let mut emit = |batch: RecordBatch, cap: &mut Option<Capability<u64>>| {
-                let Some(out) = run_chain(&mut chain, batch, &source_metrics) else {
+                let out = quiver_compiler::eval::with_rule_context(&rule_ctx, || {
+                    run_chain(&mut chain, batch, &source_metrics)
+                });
+                let Some(out) = out else {
                     return;
                 };
                 let Some(c) = cap.as_mut() else { return };
@@ -699,6 +727,8 @@ fn rule_key(info: &timely::dataflow::operators::generic::OperatorInfo) -> String
 /// The sink operator: hands result batches to the sink tasks without ever blocking the worker.
 fn render_sink(stream: Stream<'_, u64, ArrowBatch>, rule: &RuleDataflow, pending: Rc<Cell<usize>>) {
     let mut senders: Vec<mpsc::Sender<RecordBatch>> = rule.sinks.clone();
+    // eKuiper sends each row `unnest` produces as an emission of its own.
+    let split_rows = rule.plan.has_unnest();
     let scope = stream.scope();
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         Pipeline,
@@ -711,8 +741,19 @@ fn render_sink(stream: Stream<'_, u64, ArrowBatch>, rule: &RuleDataflow, pending
             move |(input, frontier), _output| {
                 input.for_each(|_time, data| {
                     if let Some(batch) = data.0.take() {
-                        for i in 0..senders.len() {
-                            stash.push_back((i, batch.clone()));
+                        let parts: Vec<RecordBatch> = if split_rows {
+                            (0..batch.num_rows()).map(|r| batch.slice(r, 1)).collect()
+                        } else {
+                            vec![batch]
+                        };
+                        for (k, part) in parts.into_iter().enumerate() {
+                            for i in 0..senders.len() {
+                                // The operator counted one delivery per batch and sink.
+                                if k > 0 {
+                                    pending.set(pending.get() + 1);
+                                }
+                                stash.push_back((i, part.clone()));
+                            }
                         }
                     }
                 });

@@ -501,3 +501,40 @@ fn late_rows_are_counted_in_metrics_and_status() {
     assert!(err.contains("TIMESTAMP"), "{err}");
     engine.shutdown();
 }
+
+#[test]
+fn each_row_unnest_produces_is_its_own_emission() {
+    let rt = common::runtime();
+    let engine = common::engine(&rt, 2);
+    engine
+        .create_stream(
+            r#"CREATE STREAM arr (id BIGINT, xs ARRAY(BIGINT)) WITH (DATASOURCE="arr", TYPE="memory")"#,
+        )
+        .unwrap();
+    let bus = engine.connectors().memory().clone();
+    rt.block_on(async {
+        let mut out = bus.subscribe("arr/out");
+        engine
+            .create_rule(rule("un", "SELECT id, unnest(xs) AS x FROM arr", "arr/out"))
+            .unwrap();
+        bus.publish_json("arr", br#"{"id": 1, "xs": [10, 20, 30]}"#.to_vec())
+            .await;
+        bus.close("arr");
+        assert!(
+            engine
+                .wait_finished("un", Duration::from_secs(10))
+                .await
+                .unwrap()
+        );
+        let mut sizes = Vec::new();
+        while let Ok(MemoryMessage {
+            payload: MemoryPayload::Batch(b),
+            ..
+        }) = out.try_recv()
+        {
+            sizes.push(b.num_rows());
+        }
+        assert_eq!(sizes, vec![1, 1, 1], "three emissions of one row each");
+    });
+    engine.shutdown();
+}

@@ -243,6 +243,35 @@ impl RowErrors {
     }
 }
 
+/// What a running rule tells the expressions it evaluates (`rule_id()`, `rule_start()`).
+#[derive(Debug, Clone, Default)]
+pub struct RuleContext {
+    /// The rule's id.
+    pub id: String,
+    /// When the current run started, epoch milliseconds.
+    pub start_ms: i64,
+}
+
+thread_local! {
+    static RULE: std::cell::RefCell<Option<std::sync::Arc<RuleContext>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `rule` as the rule whose rows are being evaluated on this thread. A worker
+/// thread runs many rules, one operator at a time, so operators set it around their work
+/// instead of threading it through every evaluation.
+pub fn with_rule_context<T>(rule: &std::sync::Arc<RuleContext>, f: impl FnOnce() -> T) -> T {
+    let previous = RULE.with(|r| r.replace(Some(rule.clone())));
+    let out = f();
+    RULE.with(|r| *r.borrow_mut() = previous);
+    out
+}
+
+/// The rule being evaluated on this thread, if an operator set one.
+pub fn rule_context() -> Option<std::sync::Arc<RuleContext>> {
+    RULE.with(|r| r.borrow().clone())
+}
+
 /// Per-batch evaluation state.
 #[derive(Debug)]
 pub struct EvalContext {
