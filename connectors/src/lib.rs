@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod file;
 pub mod log;
 pub mod memory;
 pub mod mqtt;
@@ -58,7 +59,7 @@ impl Connectors {
 
     /// Source types this build knows.
     pub fn source_types(&self) -> &'static [&'static str] {
-        &["httppush", "memory", "mqtt"]
+        &["file", "httppush", "memory", "mqtt"]
     }
 
     /// Sink types this build knows.
@@ -79,6 +80,9 @@ impl Connectors {
             ))),
             "mqtt" => Ok(Box::new(mqtt::MqttSource::new(
                 mqtt::MqttSourceConfig::parse(&spec.datasource, &spec.props)?,
+            ))),
+            "file" => Ok(Box::new(file::FileSource::new(
+                file::FileSourceConfig::parse(&spec.datasource, &spec.props)?,
             ))),
             other => Err(ConnectorError::UnknownType {
                 kind: "source",

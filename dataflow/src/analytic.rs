@@ -195,7 +195,7 @@ impl AnalyticOp {
                         args.get(2).map_or_else(null_cell, |d| one(d, r))
                     };
                     cells.push(out);
-                    if valid && !(ignore_null && !present(value.as_ref(), r)) {
+                    if valid && (!ignore_null || present(value.as_ref(), r)) {
                         state.history.push_back(one(value, r));
                         while state.history.len() > offset {
                             state.history.pop_front();

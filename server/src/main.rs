@@ -1,5 +1,10 @@
 //! `quiverd`: the Quiver server. Starts with embedded defaults: no config file, no external
 //! database; the catalog is an SQLite file under `--data-dir`.
+//!
+//! `quiverd run ...` instead runs one rule over bounded input to completion, without the REST
+//! server, and prints its final status (see [`oneshot`]).
+
+mod oneshot;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +13,7 @@ use anyhow::Context as _;
 use quiver_server::Settings;
 
 const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir DIR] [--workers N]
+       quiverd run --stream SQL --rule RULE [--workers N]   (one rule to completion; run --help)
   --bind      REST API address (env QUIVER_BIND, default 127.0.0.1:9081)
   --push-bind HTTP push source address (env QUIVER_PUSH_BIND, default 127.0.0.1:10081)
   --data-dir  catalog directory (env QUIVER_DATA_DIR, default ./data)
@@ -77,17 +83,29 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn main() -> anyhow::Result<()> {
+fn env_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    if std::env::args().nth(1).as_deref() == Some("run") {
+        // Logs (and `log` sink output) go to stderr so stdout carries only the status JSON.
+        tracing_subscriber::fmt()
+            .with_env_filter(env_filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+        return Ok(oneshot::main(std::env::args().skip(2)));
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(env_filter())
         .init();
     let settings = settings()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(quiver_server::serve(settings, shutdown_signal()))
+    runtime.block_on(quiver_server::serve(settings, shutdown_signal()))?;
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -1,0 +1,391 @@
+//! Settings of the file source, parsed and validated once from eKuiper-style props.
+//!
+//! Property names are matched case-insensitively, as eKuiper does (`filetype` = `fileType`).
+//! Values may be JSON numbers/booleans or their string forms (`"1"`, `"true"`), since YAML
+//! profiles write them both ways.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::ConnectorError;
+
+const CONNECTOR: &str = "file";
+
+/// eKuiper file-source properties we accept but do not implement; each one present logs a
+/// warning. (`decompression` is refused instead: ignoring it would feed compressed bytes on.)
+const IGNORED_KEYS: &[&str] = &["actionafterread", "moveto", "parallel"];
+
+/// Properties of every eKuiper source that the rule runtime, not the connector, deals with.
+const COMMON_SOURCE_KEYS: &[&str] = &["bufferlength", "mergefield", "format"];
+
+/// Properties this connector reads.
+const USED_KEYS: &[&str] = &[
+    "path",
+    "filetype",
+    "interval",
+    "sendinterval",
+    "hasheader",
+    "columns",
+    "delimiter",
+    "ignorestartlines",
+    "ignoreendlines",
+    "decompression",
+];
+
+/// How a file's content is split into rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    /// One JSON document: an array of objects (one row each) or a single object.
+    Json,
+    /// One JSON object per line (JSON lines / NDJSON).
+    Lines,
+    /// Delimiter-separated values; the header row or `columns` names the fields.
+    Csv,
+}
+
+impl FileType {
+    /// Parses eKuiper's `fileType` value.
+    pub fn parse(s: &str) -> Option<FileType> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "json" => Some(FileType::Json),
+            "lines" => Some(FileType::Lines),
+            "csv" => Some(FileType::Csv),
+            _ => None,
+        }
+    }
+
+    /// The type a file's extension implies when `fileType` is not set: `.jsonl`/`.ndjson` are
+    /// JSON lines, `.csv` is CSV, anything else is a JSON document (eKuiper's default).
+    pub fn from_extension(path: &Path) -> FileType {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("jsonl" | "ndjson") => FileType::Lines,
+            Some("csv") => FileType::Csv,
+            _ => FileType::Json,
+        }
+    }
+}
+
+/// Settings of a file source.
+#[derive(Debug, Clone)]
+pub struct FileSourceConfig {
+    /// The file (or directory of files, read in name order) to read: `DATASOURCE`, joined to
+    /// the `path` property when it is relative.
+    pub path: PathBuf,
+    /// `fileType`; `None` picks it per file from the extension ([`FileType::from_extension`]).
+    pub file_type: Option<FileType>,
+    /// CSV: the first row (after `ignoreStartLines`) is a header. Default: true unless
+    /// `columns` is set.
+    pub has_header: bool,
+    /// CSV: the field names; when absent, the header names them, or `cols0`, `cols1`, ...
+    pub columns: Option<Vec<String>>,
+    /// CSV: the field delimiter, one ASCII character (default `,`).
+    pub delimiter: u8,
+    /// Lines and CSV: physical lines skipped at the start of each file.
+    pub ignore_start_lines: usize,
+    /// Lines and CSV: physical lines dropped at the end of each file.
+    pub ignore_end_lines: usize,
+    /// Read the input again after this pause, forever (`interval`); `None`: read once and end.
+    pub interval: Option<Duration>,
+    /// Pause between rows (`sendInterval`); `None`: send as fast as the rule takes them.
+    pub send_interval: Option<Duration>,
+}
+
+impl FileSourceConfig {
+    /// Validates the stream's DATASOURCE and the profile's properties.
+    pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
+        let p = Props::new(props);
+        p.check_keys();
+        if let Some(d) = p.string("decompression")?
+            && !d.trim().is_empty()
+        {
+            return Err(config_error(format!(
+                "decompression \"{d}\" is not supported yet; decompress the file first"
+            )));
+        }
+        let base = p.string("path")?.map(str::trim).unwrap_or("");
+        let datasource = datasource.trim();
+        let path = match (base, datasource) {
+            ("", "") => {
+                return Err(config_error(
+                    "DATASOURCE (the file name) is required".into(),
+                ));
+            }
+            (base, "") => PathBuf::from(base),
+            (base, ds) => Path::new(base).join(ds),
+        };
+        let file_type = match p.get("filetype") {
+            None => None,
+            Some((_, Value::String(s))) if s.trim().is_empty() => None,
+            Some((name, Value::String(s))) => Some(FileType::parse(s).ok_or_else(|| {
+                config_error(format!(
+                    "\"{name}\" must be json, lines or csv, got \"{s}\""
+                ))
+            })?),
+            Some((name, other)) => {
+                return Err(config_error(format!(
+                    "\"{name}\" must be json, lines or csv, got {other}"
+                )));
+            }
+        };
+        let columns = p.columns()?;
+        let has_header = p.boolean("hasheader")?.unwrap_or(columns.is_none());
+        let delimiter = match p.string("delimiter")? {
+            None | Some("") => b',',
+            Some(d) if d == "\\t" || d.eq_ignore_ascii_case("tab") => b'\t',
+            Some(d) if d.len() == 1 && d.is_ascii() && !matches!(d, "\"" | "\n" | "\r") => {
+                d.as_bytes()[0]
+            }
+            Some(d) => {
+                return Err(config_error(format!(
+                    "\"delimiter\" must be one ASCII character other than a quote or newline, \
+                     got \"{d}\""
+                )));
+            }
+        };
+        let ignore_start_lines = p.count("ignorestartlines")?;
+        let ignore_end_lines = p.count("ignoreendlines")?;
+        if file_type == Some(FileType::Json) && ignore_start_lines + ignore_end_lines > 0 {
+            tracing::warn!(
+                "file source: ignoreStartLines/ignoreEndLines apply to lines and csv files only;                  ignored for fileType json"
+            );
+        }
+        Ok(FileSourceConfig {
+            path,
+            file_type,
+            has_header,
+            columns,
+            delimiter,
+            ignore_start_lines,
+            ignore_end_lines,
+            interval: p.duration("interval")?,
+            send_interval: p.duration("sendinterval")?,
+        })
+    }
+
+    /// The file type to read `file` with: `fileType` when set, else its extension's.
+    pub fn file_type_for(&self, file: &Path) -> FileType {
+        self.file_type
+            .unwrap_or_else(|| FileType::from_extension(file))
+    }
+}
+
+fn config_error(reason: String) -> ConnectorError {
+    ConnectorError::Config {
+        connector: CONNECTOR,
+        reason,
+    }
+}
+
+/// Properties with lower-cased keys (eKuiper matches names case-insensitively).
+struct Props<'a> {
+    entries: Vec<(String, &'a str, &'a Value)>,
+}
+
+impl<'a> Props<'a> {
+    fn new(map: &'a Map<String, Value>) -> Self {
+        Props {
+            entries: map
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), k.as_str(), v))
+                .collect(),
+        }
+    }
+
+    /// The value of `key` (lower case); null counts as absent.
+    fn get(&self, key: &str) -> Option<(&'a str, &'a Value)> {
+        self.entries
+            .iter()
+            .find(|(k, _, v)| k == key && !v.is_null())
+            .map(|(_, name, v)| (*name, *v))
+    }
+
+    /// Warns about keys this connector neither reads nor leaves to the runtime.
+    fn check_keys(&self) {
+        for (key, name, _) in &self.entries {
+            let key = key.as_str();
+            if USED_KEYS.contains(&key) || COMMON_SOURCE_KEYS.contains(&key) {
+                continue;
+            }
+            if IGNORED_KEYS.contains(&key) {
+                tracing::warn!(
+                    "file source: property \"{name}\" is not supported by this build and is ignored"
+                );
+            } else {
+                tracing::warn!("file source: unknown property \"{name}\" is ignored");
+            }
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&'a str>, ConnectorError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((_, Value::String(s))) => Ok(Some(s.as_str())),
+            Some((name, other)) => Err(config_error(format!(
+                "\"{name}\" must be a string, got {other}"
+            ))),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ConnectorError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((_, Value::Bool(b))) => Ok(Some(*b)),
+            Some((_, Value::String(s))) if s.trim().eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some((_, Value::String(s))) if s.trim().eq_ignore_ascii_case("false") => {
+                Ok(Some(false))
+            }
+            Some((name, other)) => Err(config_error(format!(
+                "\"{name}\" must be true or false, got {other}"
+            ))),
+        }
+    }
+
+    /// A non-negative integer, 0 when absent.
+    fn count(&self, key: &str) -> Result<usize, ConnectorError> {
+        let Some((name, value)) = self.get(key) else {
+            return Ok(0);
+        };
+        let n = match value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        n.and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+            config_error(format!(
+                "\"{name}\" must be a non-negative integer, got {value}"
+            ))
+        })
+    }
+
+    /// A duration: a number of milliseconds, or a string like `500ms`, `10s`, `1m`, `1h`.
+    /// Zero counts as absent (eKuiper: 0 means "read once" / "no pause").
+    fn duration(&self, key: &str) -> Result<Option<Duration>, ConnectorError> {
+        let Some((name, value)) = self.get(key) else {
+            return Ok(None);
+        };
+        let bad = || {
+            config_error(format!(
+                "\"{name}\" must be milliseconds or a duration like \"10s\", got {value}"
+            ))
+        };
+        let ms = match value {
+            Value::Number(n) => n.as_u64().ok_or_else(bad)?,
+            Value::String(s) => parse_duration_ms(s).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        };
+        Ok((ms > 0).then(|| Duration::from_millis(ms)))
+    }
+
+    /// `columns`: a list of names, or one comma-separated string.
+    fn columns(&self) -> Result<Option<Vec<String>>, ConnectorError> {
+        let Some((name, value)) = self.get("columns") else {
+            return Ok(None);
+        };
+        let cols: Vec<String> = match value {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.trim().to_string()),
+                    other => Err(config_error(format!(
+                        "\"{name}\" must list column names as strings, got {other}"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+            Value::String(s) => s.split(',').map(|c| c.trim().to_string()).collect(),
+            other => {
+                return Err(config_error(format!(
+                    "\"{name}\" must be a list of column names, got {other}"
+                )));
+            }
+        };
+        if cols.iter().all(String::is_empty) {
+            return Ok(None);
+        }
+        if let Some(i) = cols.iter().position(String::is_empty) {
+            return Err(config_error(format!(
+                "\"{name}\": column {} has an empty name",
+                i + 1
+            )));
+        }
+        Ok(Some(cols))
+    }
+}
+
+/// Parses `"250"`, `"250ms"`, `"10s"`, `"5m"`, `"1h"` into milliseconds.
+fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(ds: &str, props: Value) -> Result<FileSourceConfig, ConnectorError> {
+        FileSourceConfig::parse(ds, props.as_object().expect("object"))
+    }
+
+    #[test]
+    fn defaults_and_path_joining() {
+        let c = parse("in.jsonl", json!({})).unwrap();
+        assert_eq!(c.path, PathBuf::from("in.jsonl"));
+        assert_eq!(c.file_type, None);
+        assert_eq!(c.file_type_for(&c.path), FileType::Lines);
+        assert!(c.has_header);
+        assert_eq!(c.delimiter, b',');
+        let c = parse("in.json", json!({"path": "data", "fileType": "CSV"})).unwrap();
+        assert_eq!(c.path, PathBuf::from("data/in.json"));
+        assert_eq!(c.file_type_for(&c.path), FileType::Csv);
+        let c = parse("/abs/in.json", json!({"path": "data"})).unwrap();
+        assert_eq!(c.path, PathBuf::from("/abs/in.json"));
+    }
+
+    #[test]
+    fn csv_options() {
+        let c = parse(
+            "x.csv",
+            json!({"columns": ["a", "b"], "delimiter": ";", "ignoreStartLines": "2",
+                   "ignoreEndLines": 1, "interval": "10s", "sendInterval": 5}),
+        )
+        .unwrap();
+        assert_eq!(c.columns, Some(vec!["a".to_string(), "b".to_string()]));
+        assert!(!c.has_header, "columns turn the header off unless asked");
+        assert_eq!(c.delimiter, b';');
+        assert_eq!((c.ignore_start_lines, c.ignore_end_lines), (2, 1));
+        assert_eq!(c.interval, Some(Duration::from_secs(10)));
+        assert_eq!(c.send_interval, Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for props in [
+            json!({"fileType": "parquet"}),
+            json!({"delimiter": "::"}),
+            json!({"hasHeader": "maybe"}),
+            json!({"ignoreStartLines": -1}),
+            json!({"interval": "soon"}),
+            json!({"decompression": "gzip"}),
+            json!({"columns": ["a", ""]}),
+        ] {
+            assert!(parse("x", props.clone()).is_err(), "{props} accepted");
+        }
+        assert!(parse("", json!({})).is_err());
+    }
+}

@@ -1,0 +1,517 @@
+//! The blocking part of the file source: turns files into chunks of JSON-object payloads.
+//!
+//! Runs on a blocking thread ([`tokio::task::spawn_blocking`]) so file I/O never stalls the
+//! async runtime. Memory is bounded by one chunk plus one line (or, for `fileType: json`, one
+//! array element at a time: the document is streamed, not loaded whole).
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserializer as _;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use super::config::{FileSourceConfig, FileType};
+use crate::{ConnectorError, RawMessage};
+
+/// Rows per chunk (one `SourceEvent::Raw` each): large enough to amortise the per-event cost
+/// on the workers, small enough that a chunk of ~100-byte rows stays around 100 KB.
+pub const CHUNK_ROWS: usize = 1024;
+
+/// Read buffer per file; larger than the default 8 KB to cut system calls on big files.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Takes one chunk of rows; returns false when nobody wants more (the rule stopped).
+pub type Emit<'a> = dyn FnMut(Vec<RawMessage>) -> bool + Send + 'a;
+
+/// Reads every input file once. Returns the number of rows emitted, or `None` when the
+/// receiver went away before the end.
+pub fn read_input(
+    config: &FileSourceConfig,
+    emit: &mut Emit<'_>,
+) -> Result<Option<u64>, ConnectorError> {
+    let mut total = 0u64;
+    for file in input_files(&config.path)? {
+        let file_type = config.file_type_for(&file);
+        let topic: Arc<str> = file.display().to_string().into();
+        let opened = File::open(&file)
+            .map_err(|e| io_error(format!("cannot open \"{}\": {e}", file.display())))?;
+        let reader = BufReader::with_capacity(READ_BUFFER, opened);
+        let mut rows = Rows::new(topic, config.send_interval, emit);
+        let finished = match file_type {
+            FileType::Lines => read_lines(reader, config, &mut rows),
+            FileType::Csv => read_csv(reader, config, &mut rows),
+            FileType::Json => read_json(reader, &mut rows),
+        }
+        .map_err(|reason| io_error(format!("reading \"{}\": {reason}", file.display())))?;
+        total += rows.count;
+        if !finished || !rows.flush() {
+            return Ok(None);
+        }
+        tracing::debug!(file = %file.display(), rows = rows.count, "file source read a file");
+    }
+    Ok(Some(total))
+}
+
+/// The file itself, or a directory's regular files in name order (as eKuiper reads folders).
+fn input_files(path: &Path) -> Result<Vec<PathBuf>, ConnectorError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| io_error(format!("cannot open \"{}\": {e}", path.display())))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| io_error(format!("cannot list \"{}\": {e}", path.display())))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| io_error(format!("cannot list \"{}\": {e}", path.display())))?;
+        let p = entry.path();
+        // Follows symlinks, so a link to a file counts as a file.
+        if std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn io_error(reason: String) -> ConnectorError {
+    ConnectorError::Io {
+        connector: "file",
+        reason,
+    }
+}
+
+/// Gathers rows into chunks and hands full chunks to the emitter.
+struct Rows<'e, 'a> {
+    buf: Vec<RawMessage>,
+    topic: Arc<str>,
+    chunk: usize,
+    pause: Option<Duration>,
+    emit: &'e mut Emit<'a>,
+    count: u64,
+    stopped: bool,
+}
+
+impl<'e, 'a> Rows<'e, 'a> {
+    fn new(topic: Arc<str>, pause: Option<Duration>, emit: &'e mut Emit<'a>) -> Self {
+        // With `sendInterval` each row travels alone, so the pause is between rows.
+        let chunk = if pause.is_some() { 1 } else { CHUNK_ROWS };
+        Rows {
+            buf: Vec::with_capacity(chunk),
+            topic,
+            chunk,
+            pause,
+            emit,
+            count: 0,
+            stopped: false,
+        }
+    }
+
+    /// Adds one row; false when the receiver is gone.
+    fn push(&mut self, payload: Arc<[u8]>) -> bool {
+        self.buf.push(RawMessage::new(payload, self.topic.clone()));
+        self.count += 1;
+        if self.buf.len() >= self.chunk {
+            return self.flush();
+        }
+        true
+    }
+
+    /// Sends what is gathered; false when the receiver is gone.
+    fn flush(&mut self) -> bool {
+        if self.stopped {
+            return false;
+        }
+        if self.buf.is_empty() {
+            return true;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
+        if !(self.emit)(chunk) {
+            self.stopped = true;
+            return false;
+        }
+        if let Some(p) = self.pause {
+            std::thread::sleep(p);
+        }
+        true
+    }
+}
+
+/// Physical lines of a file without their line ends, after dropping `ignoreStartLines` at the
+/// start and holding back `ignoreEndLines` (only that many lines are buffered).
+struct LineReader<R> {
+    inner: R,
+    to_skip: usize,
+    keep_tail: usize,
+    tail: VecDeque<Vec<u8>>,
+    first: bool,
+    line_no: u64,
+}
+
+impl<R: BufRead> LineReader<R> {
+    fn new(inner: R, config: &FileSourceConfig) -> Self {
+        LineReader {
+            inner,
+            to_skip: config.ignore_start_lines,
+            keep_tail: config.ignore_end_lines,
+            tail: VecDeque::with_capacity(config.ignore_end_lines.min(1024)),
+            first: true,
+            line_no: 0,
+        }
+    }
+
+    /// Fills `out` with the next line; false at the end of the file.
+    fn next(&mut self, out: &mut Vec<u8>) -> Result<bool, String> {
+        loop {
+            out.clear();
+            let read = self
+                .inner
+                .read_until(b'\n', out)
+                .map_err(|e| format!("line {}: {e}", self.line_no + 1))?;
+            if read == 0 {
+                // The lines still held back are the file's last `ignoreEndLines`: dropped.
+                return Ok(false);
+            }
+            self.line_no += 1;
+            if out.last() == Some(&b'\n') {
+                out.pop();
+            }
+            if out.last() == Some(&b'\r') {
+                out.pop();
+            }
+            if std::mem::take(&mut self.first) && out.starts_with(b"\xEF\xBB\xBF") {
+                out.drain(..3);
+            }
+            if self.to_skip > 0 {
+                self.to_skip -= 1;
+                continue;
+            }
+            if self.keep_tail == 0 {
+                return Ok(true);
+            }
+            self.tail.push_back(std::mem::take(out));
+            if self.tail.len() > self.keep_tail
+                && let Some(line) = self.tail.pop_front()
+            {
+                *out = line;
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// `fileType: lines`: every non-blank line is one JSON object, passed on undecoded (the
+/// workers decode it; a malformed line becomes a per-row exception there).
+fn read_lines(
+    reader: impl BufRead,
+    config: &FileSourceConfig,
+    rows: &mut Rows,
+) -> Result<bool, String> {
+    let mut lines = LineReader::new(reader, config);
+    let mut line = Vec::with_capacity(256);
+    while lines.next(&mut line)? {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if !rows.push(Arc::from(line.as_slice())) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// One CSV field as read.
+#[derive(Debug, Default)]
+struct Field {
+    text: Vec<u8>,
+    /// Written in quotes: always a string, never a number.
+    quoted: bool,
+}
+
+/// `fileType: csv`: each record becomes one JSON object named by `columns`, the header row,
+/// or `cols0`, `cols1`, ... Unquoted values that are JSON number literals become numbers, other
+/// values strings; an unquoted empty value is left out (null).
+fn read_csv(
+    reader: impl BufRead,
+    config: &FileSourceConfig,
+    rows: &mut Rows,
+) -> Result<bool, String> {
+    let mut lines = LineReader::new(reader, config);
+    let mut line = Vec::with_capacity(256);
+    let mut fields: Vec<Field> = Vec::new();
+    let mut names: Option<Vec<String>> = config.columns.clone();
+    if config.has_header {
+        if !next_record(&mut lines, &mut line, config.delimiter, &mut fields)? {
+            return Ok(true);
+        }
+        if names.is_none() {
+            names = Some(
+                fields
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(&f.text).trim().to_string())
+                    .collect(),
+            );
+        }
+    }
+    let mut extra_rows = 0u64;
+    let mut payload = Vec::with_capacity(256);
+    while next_record(&mut lines, &mut line, config.delimiter, &mut fields)? {
+        payload.clear();
+        if write_row(&mut payload, names.as_deref(), &fields) {
+            extra_rows += 1;
+        }
+        if !rows.push(Arc::from(payload.as_slice())) {
+            return Ok(false);
+        }
+    }
+    if extra_rows > 0 {
+        tracing::warn!(
+            "file source: {extra_rows} CSV rows had more values than columns; the extra values \
+             were dropped"
+        );
+    }
+    Ok(true)
+}
+
+/// Reads the next CSV record into `fields` (RFC 4180 quoting; a quoted value may span lines;
+/// leading blanks of a value are skipped; blank lines are skipped). False at the end.
+fn next_record<R: BufRead>(
+    lines: &mut LineReader<R>,
+    line: &mut Vec<u8>,
+    delim: u8,
+    fields: &mut Vec<Field>,
+) -> Result<bool, String> {
+    loop {
+        if !lines.next(line)? {
+            return Ok(false);
+        }
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            break;
+        }
+    }
+    fields.clear();
+    let start_line = lines.line_no;
+    let mut cur = Field::default();
+    let mut in_quotes = false;
+    let mut at_start = true;
+    let mut i = 0;
+    loop {
+        while i < line.len() {
+            let b = line[i];
+            i += 1;
+            if in_quotes {
+                if b == b'"' {
+                    if line.get(i) == Some(&b'"') {
+                        cur.text.push(b'"');
+                        i += 1;
+                    } else {
+                        in_quotes = false;
+                    }
+                } else {
+                    cur.text.push(b);
+                }
+            } else if b == delim {
+                fields.push(std::mem::take(&mut cur));
+                at_start = true;
+            } else if at_start && (b == b' ' || b == b'\t') {
+                // Leading blanks before a value are not part of it (as eKuiper reads CSV).
+            } else if at_start && b == b'"' {
+                in_quotes = true;
+                cur.quoted = true;
+                at_start = false;
+            } else {
+                at_start = false;
+                cur.text.push(b);
+            }
+        }
+        if !in_quotes {
+            break;
+        }
+        // The quoted value goes on over the line break.
+        cur.text.push(b'\n');
+        if !lines.next(line)? {
+            return Err(format!(
+                "line {start_line}: a quoted CSV value is not closed before the end of the file"
+            ));
+        }
+        i = 0;
+    }
+    fields.push(cur);
+    Ok(true)
+}
+
+/// Writes one CSV record as a JSON object; true when it had more values than names.
+fn write_row(out: &mut Vec<u8>, names: Option<&[String]>, fields: &[Field]) -> bool {
+    let mut extra = false;
+    out.push(b'{');
+    let mut first = true;
+    for (i, f) in fields.iter().enumerate() {
+        let name: Cow<'_, str> = match names {
+            Some(names) => match names.get(i) {
+                Some(n) => Cow::Borrowed(n.as_str()),
+                None => {
+                    extra = true;
+                    continue;
+                }
+            },
+            None => Cow::Owned(format!("cols{i}")),
+        };
+        if !f.quoted && f.text.is_empty() {
+            continue;
+        }
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        write_json_string(out, &name);
+        out.push(b':');
+        let trimmed = f.text.trim_ascii_end();
+        if !f.quoted && is_json_number(trimmed) {
+            out.extend_from_slice(trimmed);
+        } else {
+            write_json_string(out, &String::from_utf8_lossy(&f.text));
+        }
+    }
+    out.push(b'}');
+    extra
+}
+
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // Serialising a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// True for a JSON number literal: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`. Stricter
+/// than Rust's float parsing on purpose: `007`, `+5`, `.5`, `inf` stay strings (codes, ids).
+fn is_json_number(s: &[u8]) -> bool {
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while s.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if s.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match s.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == s.len()
+}
+
+/// `fileType: json`: an array of objects (one row per element, streamed one element at a
+/// time) or a single object (one row).
+fn read_json(reader: impl BufRead, rows: &mut Rows) -> Result<bool, String> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    match (&mut de).deserialize_any(Document { rows: &mut *rows }) {
+        Ok(true) => de.end().map(|()| true).map_err(|e| e.to_string()),
+        Ok(false) => Ok(false),
+        // Stopping in the middle of an array makes serde report the unread rest as an error.
+        Err(_) if rows.stopped => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Visits the top level of a JSON document; `Ok(false)` when the receiver went away.
+struct Document<'r, 'e, 'a> {
+    rows: &'r mut Rows<'e, 'a>,
+}
+
+impl<'de> Visitor<'de> for Document<'_, '_, '_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of objects or one JSON object")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while let Some(item) = seq.next_element::<Value>()? {
+            // Non-objects are passed on too: the decoder counts them as bad rows.
+            let bytes = serde_json::to_vec(&item).map_err(de::Error::custom)?;
+            if !self.rows.push(bytes.into()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        let object: Value =
+            serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        let bytes = serde_json::to_vec(&object).map_err(de::Error::custom)?;
+        Ok(self.rows.push(bytes.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_numbers() {
+        for ok in ["0", "-1", "23.5", "1e9", "-0.5E-3", "12345678901234567890"] {
+            assert!(is_json_number(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "", "-", "007", "+5", ".5", "5.", "inf", "NaN", "1e", "1,5", "0x10",
+        ] {
+            assert!(!is_json_number(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn csv_rows_as_json() {
+        let mut out = Vec::new();
+        let names = ["a".to_string(), "b".to_string(), "c".to_string()];
+        let fields = vec![
+            Field {
+                text: b"12".to_vec(),
+                quoted: false,
+            },
+            Field {
+                text: b"007".to_vec(),
+                quoted: true,
+            },
+            Field {
+                text: Vec::new(),
+                quoted: false,
+            },
+            Field {
+                text: b"x".to_vec(),
+                quoted: false,
+            },
+        ];
+        assert!(write_row(&mut out, Some(&names), &fields));
+        assert_eq!(out, br#"{"a":12,"b":"007"}"#);
+        out.clear();
+        assert!(!write_row(&mut out, None, &fields[..2]));
+        assert_eq!(out, br#"{"cols0":12,"cols1":"007"}"#);
+    }
+}

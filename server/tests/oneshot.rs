@@ -1,0 +1,211 @@
+//! `quiverd run`: the real binary over real files, asserting on its printed status and exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("quiver-oneshot-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, content).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Window-aligned start (a multiple of 10 s), so the windows are easy to count.
+const T0: i64 = 1_700_000_000_000;
+const DEVICES: i64 = 5;
+
+/// `n` readings 1 ms apart as JSON lines, devices round-robin.
+fn readings(n: i64) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"device\":\"dev-{}\",\"temperature\":{},\"humidity\":{},\"ts\":{}}}\n",
+                i % DEVICES,
+                i % 40,
+                i % 100,
+                T0 + i
+            )
+        })
+        .collect()
+}
+
+const STREAM: &str = "CREATE STREAM demo (device STRING, temperature FLOAT, humidity BIGINT, \
+     ts BIGINT) WITH (DATASOURCE=\"events.jsonl\", TYPE=\"file\", TIMESTAMP=\"ts\")";
+
+fn quiverd(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quiverd"))
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("quiverd runs")
+}
+
+/// The status JSON quiverd printed on stdout.
+fn status(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not the status JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The rows the `log` sink wrote (to stderr), one JSON array per emission.
+fn logged_rows(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.split_once("quiver::sink::log: "))
+        .flat_map(|(_, json)| {
+            let rows: Vec<Value> = serde_json::from_str(json).expect("log line is a JSON array");
+            rows
+        })
+        .collect()
+}
+
+#[test]
+fn event_time_window_runs_to_the_end_of_the_file_on_one_and_two_workers() {
+    let dir = TempDir::new("window");
+    let n = 25_000;
+    dir.write("events.jsonl", &readings(n));
+    let rule = dir.write(
+        "rule.json",
+        r#"{"id": "w2",
+            "sql": "SELECT device, avg(temperature), count(*), max(humidity) FROM demo GROUP BY device, TUMBLINGWINDOW(ss, 10)",
+            "actions": [{"log": {}}],
+            "options": {"isEventTime": true, "lateTolerance": 0}}"#,
+    );
+    for workers in ["1", "2"] {
+        let out = quiverd(
+            &dir.0,
+            &[
+                "--stream",
+                STREAM,
+                "--rule",
+                rule.to_str().unwrap(),
+                "--workers",
+                workers,
+            ],
+        );
+        let st = status(&out);
+        assert!(out.status.success(), "exit {:?}: {st:#}", out.status);
+        assert_eq!(st["status"], "stopped", "{st:#}");
+        assert!(
+            st["message"].as_str().unwrap().contains("input ended"),
+            "{st:#}"
+        );
+        assert_eq!(st["source_demo_0_records_in_total"], n, "{st:#}");
+        // 25 s of events: two full 10 s windows and a partial one that only the end of the
+        // input closes, one row per device each.
+        let windows = 3;
+        assert_eq!(
+            st["sink_log_0_0_records_in_total"],
+            windows * DEVICES,
+            "{st:#}"
+        );
+        let rows = logged_rows(&out);
+        assert_eq!(rows.len() as i64, windows * DEVICES);
+        let counted: i64 = rows.iter().map(|r| r["count"].as_i64().unwrap()).sum();
+        assert_eq!(counted, n, "every event is in exactly one window");
+        for r in &rows {
+            // Device d sees humidity d, d + 5, ..., so its maximum is 95 + d.
+            let d: i64 = r["device"].as_str().unwrap()[4..].parse().unwrap();
+            assert_eq!(r["max"], 95 + d, "{r}");
+        }
+    }
+}
+
+#[test]
+fn bare_select_over_csv_with_a_profile() {
+    let dir = TempDir::new("csv");
+    std::fs::create_dir(dir.0.join("data")).unwrap();
+    dir.write(
+        "data/in.csv",
+        "device,temperature\ndev-1,25.5\ndev-2,10\ndev-3,\"30\"\ndev-4,21\n",
+    );
+    let config = dir.write(
+        "quiver.yaml",
+        &format!(
+            "file:\n  default:\n    path: {}\n",
+            dir.0.join("data").display()
+        ),
+    );
+    let out = quiverd(
+        &dir.0,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--stream",
+            "CREATE STREAM demo (device STRING, temperature FLOAT) \
+             WITH (DATASOURCE=\"in.csv\", TYPE=\"file\")",
+            "--rule",
+            "SELECT device FROM demo WHERE temperature > 20",
+        ],
+    );
+    let st = status(&out);
+    assert!(out.status.success(), "{st:#}");
+    assert_eq!(st["source_demo_0_records_in_total"], 4, "{st:#}");
+    // The quoted "30" travels as a string; the typed decoder still reads it into FLOAT.
+    assert_eq!(st["sink_log_0_0_records_in_total"], 3, "{st:#}");
+    let mut devices: Vec<String> = logged_rows(&out)
+        .iter()
+        .map(|r| r["device"].as_str().unwrap().to_string())
+        .collect();
+    devices.sort();
+    assert_eq!(devices, ["dev-1", "dev-3", "dev-4"]);
+}
+
+#[test]
+fn missing_file_stops_the_rule_by_error() {
+    let dir = TempDir::new("missing");
+    let out = quiverd(
+        &dir.0,
+        &["--stream", STREAM, "--rule", "SELECT * FROM demo"],
+    );
+    let st = status(&out);
+    assert_eq!(out.status.code(), Some(1), "{st:#}");
+    assert_eq!(st["status"], "stopped by error");
+    let message = st["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot open") && message.contains("events.jsonl"),
+        "{message}"
+    );
+}
+
+#[test]
+fn setup_errors_exit_2_with_a_message() {
+    let dir = TempDir::new("setup");
+    let out = quiverd(
+        &dir.0,
+        &["--stream", STREAM, "--rule", "SELECT * FROM demoo"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown stream \"demoo\""), "{err}");
+    let out = quiverd(&dir.0, &["--rule", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--stream is required"));
+}
