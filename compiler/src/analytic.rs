@@ -37,6 +37,9 @@ pub enum AnalyticKind {
     AccAvg,
     /// `acc_count(expr)`: running count of non-null values.
     AccCount,
+    /// `changed_cols(prefix, ignoreNull, cols...)`: an object of the columns that changed,
+    /// keyed `prefix + name` (spread into output fields).
+    ChangedCols,
 }
 
 impl AnalyticKind {
@@ -52,6 +55,7 @@ impl AnalyticKind {
             "acc_max" => AnalyticKind::AccMax,
             "acc_avg" => AnalyticKind::AccAvg,
             "acc_count" => AnalyticKind::AccCount,
+            "changed_cols" => AnalyticKind::ChangedCols,
             _ => return None,
         })
     }
@@ -68,6 +72,7 @@ impl AnalyticKind {
             AnalyticKind::AccMax => "acc_max",
             AnalyticKind::AccAvg => "acc_avg",
             AnalyticKind::AccCount => "acc_count",
+            AnalyticKind::ChangedCols => "changed_cols",
         }
     }
 
@@ -78,6 +83,7 @@ impl AnalyticKind {
             AnalyticKind::Latest => (1, 2),
             AnalyticKind::ChangedCol => (2, 2),
             AnalyticKind::HadChanged => (2, usize::MAX),
+            AnalyticKind::ChangedCols => (3, usize::MAX),
             _ => (1, 1),
         }
     }
@@ -98,6 +104,7 @@ impl AnalyticKind {
             }
             AnalyticKind::ChangedCol => args.get(1).cloned().unwrap_or(SqlType::Any),
             AnalyticKind::HadChanged => SqlType::Known(DataType::Boolean),
+            AnalyticKind::ChangedCols => SqlType::Any,
             AnalyticKind::AccCount => SqlType::Known(DataType::Int64),
             AnalyticKind::AccAvg => SqlType::Known(DataType::Float64),
             AnalyticKind::AccSum | AnalyticKind::AccMin | AnalyticKind::AccMax => match value {
@@ -124,6 +131,8 @@ pub struct AnalyticCall {
     pub when: Option<Expr>,
     /// Result type.
     pub ty: SqlType,
+    /// `changed_cols`: the output name of each watched column (prefix included).
+    pub names: Vec<String>,
 }
 
 impl fmt::Display for AnalyticCall {

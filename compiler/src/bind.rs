@@ -221,7 +221,9 @@ pub fn compile_rule(
             for item in &items {
                 match item {
                     ProjectItem::Wildcard { .. } => all = true,
-                    ProjectItem::Expr { expr, .. } | ProjectItem::Unnest { expr, .. } => note(expr),
+                    ProjectItem::Expr { expr, .. }
+                    | ProjectItem::Unnest { expr, .. }
+                    | ProjectItem::Spread { expr } => note(expr),
                 }
             }
             if let Some(h) = &having {
@@ -685,6 +687,10 @@ impl Binder<'_> {
                     }
                     out.push(ProjectItem::Unnest { expr, name });
                 }
+                SelectItem::UnnamedExpr(e) if is_call(e, "changed_cols") => {
+                    let bound = self.expr(e)?;
+                    out.push(ProjectItem::Spread { expr: bound });
+                }
                 SelectItem::UnnamedExpr(e) => {
                     let bound = self.expr(e)?;
                     let name = match self.natural_name(e) {
@@ -1140,9 +1146,35 @@ impl Binder<'_> {
             _ => Vec::new(),
         };
         let mut bound = Vec::with_capacity(args.len());
-        for a in args {
+        let mut names = Vec::new();
+        for (k, a) in args.into_iter().enumerate() {
             match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => bound.push(self.expr(e)?),
+                FunctionArg::Unnamed(FunctionArgExpr::Wildcard)
+                    if kind == AnalyticKind::ChangedCols && k >= 2 =>
+                {
+                    let Some(schema) = self.schema().cloned() else {
+                        return Err(CompileError::at(
+                            "changed_cols(..., *) needs a stream with a schema; list the columns",
+                            pos,
+                        ));
+                    };
+                    for field in schema.fields() {
+                        names.push(field.name().clone());
+                        bound.push(Expr::Column {
+                            name: field.name().clone(),
+                            ty: SqlType::Known(field.data_type().clone()),
+                        });
+                    }
+                }
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                    if kind == AnalyticKind::ChangedCols && k >= 2 {
+                        names.push(
+                            self.natural_name(e)
+                                .unwrap_or_else(|| format!("kuiper_field_{}", k - 2)),
+                        );
+                    }
+                    bound.push(self.expr(e)?)
+                }
                 other => {
                     return Err(CompileError::at(
                         format!("unsupported argument \"{other}\" to \"{name}\""),
@@ -1166,8 +1198,18 @@ impl Binder<'_> {
                 pos,
             ));
         }
+        if kind == AnalyticKind::ChangedCols {
+            let Expr::Literal(Literal::String(prefix)) = &bound[0] else {
+                return Err(CompileError::at(
+                    "the first argument of \"changed_cols\" must be a string prefix",
+                    pos,
+                ));
+            };
+            names = names.iter().map(|n| format!("{prefix}{n}")).collect();
+        }
         let flag_at = match kind {
             AnalyticKind::ChangedCol | AnalyticKind::HadChanged => Some(0),
+            AnalyticKind::ChangedCols => Some(1),
             AnalyticKind::Lag => Some(3).filter(|i| *i < bound.len()),
             _ => None,
         };
@@ -1196,6 +1238,7 @@ impl Binder<'_> {
             partition,
             when,
             ty: ty.clone(),
+            names,
         };
         self.analytics.push(call);
         Ok(Expr::Column {
@@ -1544,6 +1587,11 @@ fn check_aggregate_args(kind: AggKind, args: &[Expr], pos: Option<Pos>) -> Resul
         },
         _ => Ok(()),
     }
+}
+
+/// True when `e` is a call of `name`.
+fn is_call(e: &ast::Expr, name: &str) -> bool {
+    matches!(e, ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(name))
 }
 
 /// The argument of a top-level `unnest(x)` call.

@@ -36,6 +36,12 @@ pub enum ProjectItem {
         /// The output key.
         name: String,
     },
+    /// A value whose object fields become output fields (`changed_cols(...)`); null fields
+    /// are left out like any null.
+    Spread {
+        /// The object-valued expression.
+        expr: Expr,
+    },
     /// `unnest(array) [AS name]`: one output row per element (objects spread into columns),
     /// each row its own emission.
     Unnest {
@@ -132,9 +138,9 @@ impl LogicalPlan {
                 for item in items {
                     match item {
                         ProjectItem::Wildcard { .. } => {}
-                        ProjectItem::Expr { expr, .. } | ProjectItem::Unnest { expr, .. } => {
-                            expr.visit(f)
-                        }
+                        ProjectItem::Expr { expr, .. }
+                        | ProjectItem::Unnest { expr, .. }
+                        | ProjectItem::Spread { expr } => expr.visit(f),
                     }
                 }
             }
@@ -251,6 +257,7 @@ impl fmt::Display for ProjectItem {
             ProjectItem::Wildcard { except } => write!(f, "* EXCEPT({})", except.join(", ")),
             ProjectItem::Expr { expr, name } => write!(f, "{expr} AS {name}"),
             ProjectItem::Unnest { expr, name } => write!(f, "unnest({expr}) AS {name}"),
+            ProjectItem::Spread { expr } => write!(f, "{expr}.*"),
         }
     }
 }

@@ -153,6 +153,21 @@ impl AnalyticOp {
             }
             Some(b.finish())
         };
+        if call.kind == AnalyticKind::ChangedCols {
+            let ignore_null = matches!(
+                call.args.get(1),
+                Some(Expr::Literal(quiver_compiler::eval::Literal::Bool(true)))
+            );
+            return Ok(changed_cols(
+                &mut self.states[i],
+                &call.names,
+                &args[2..],
+                keys.as_ref(),
+                when.as_ref(),
+                ignore_null,
+                rows,
+            ));
+        }
         let flag = |e: Option<&Expr>| {
             matches!(
                 e,
@@ -279,6 +294,7 @@ impl AnalyticOp {
                         ints.push((state.count > 0).then_some(state.isum));
                     }
                 }
+                AnalyticKind::ChangedCols => unreachable!("handled above"),
                 AnalyticKind::AccMin | AnalyticKind::AccMax => {
                     let max = kind == AnalyticKind::AccMax;
                     if valid && let Some((f, i)) = number(&args[0], r) {
@@ -303,11 +319,72 @@ impl AnalyticOp {
                 interleave_loose(&cells, &positions)
             }
             AnalyticKind::HadChanged => Arc::new(BooleanArray::from(bools)),
+            AnalyticKind::ChangedCols => unreachable!("handled above"),
             AnalyticKind::AccCount => Arc::new(Int64Array::from(ints)),
             _ if float_out || ints.is_empty() => Arc::new(Float64Array::from(floats)),
             _ => Arc::new(Int64Array::from(ints)),
         })
     }
+}
+
+/// `changed_cols`: per row, a struct with one field per watched column holding its value when
+/// it changed since the partition's last valid row, else null.
+fn changed_cols(
+    states: &mut HashMap<Vec<u8>, State, foldhash::fast::FixedState>,
+    names: &[String],
+    cols: &[ArrayRef],
+    keys: Option<&arrow::array::BinaryArray>,
+    when: Option<&BooleanArray>,
+    ignore_null: bool,
+    rows: usize,
+) -> ArrayRef {
+    let mut cells: Vec<Vec<Cell>> = vec![Vec::with_capacity(rows); cols.len()];
+    for r in 0..rows {
+        let key = keys.map_or(&[][..], |k| k.value(r));
+        let valid = when.is_none_or(|w| w.value(r));
+        let state = match states.get_mut(key) {
+            Some(s) => s,
+            None => states.entry(key.to_vec()).or_default(),
+        };
+        if state.previous.len() != cols.len() {
+            state.previous = vec![None; cols.len()];
+        }
+        for (k, col) in cols.iter().enumerate() {
+            let now = value_as_json(col.as_ref(), r);
+            let changed = valid
+                && !(ignore_null && now.is_none())
+                && (!state.seen || state.previous[k] != now);
+            if changed {
+                cells[k].push(one(col, r));
+                state.previous[k] = now;
+            } else {
+                cells[k].push(null_cell());
+            }
+        }
+        if valid {
+            state.seen = true;
+        }
+    }
+    let positions: Vec<(u32, u32)> = (0..rows as u32).map(|i| (i, 0)).collect();
+    let (fields, arrays): (Vec<_>, Vec<_>) = names
+        .iter()
+        .zip(cells)
+        .map(|(name, cells)| {
+            let arr = interleave_loose(&cells, &positions);
+            (
+                arrow::datatypes::Field::new(name, arr.data_type().clone(), true),
+                arr,
+            )
+        })
+        .unzip();
+    if fields.is_empty() {
+        return Arc::new(arrow::array::StructArray::new_empty_fields(rows, None));
+    }
+    Arc::new(arrow::array::StructArray::new(
+        arrow::datatypes::Fields::from(fields),
+        arrays,
+        None,
+    ))
 }
 
 impl BatchOperator for AnalyticOp {

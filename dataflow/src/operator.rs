@@ -119,6 +119,16 @@ impl ProjectOp {
                     fields.push(Field::new(name, arr.data_type().clone(), true));
                     cols.push(arr);
                 }
+                ProjectItem::Spread { expr } => {
+                    let arr = expr.eval(batch, ctx)?.into_array(rows);
+                    if let DataType::Struct(fs) = arr.data_type() {
+                        let s = arr.as_struct();
+                        for (f, c) in fs.iter().zip(s.columns()) {
+                            fields.push(f.as_ref().clone().with_nullable(true));
+                            cols.push(c.clone());
+                        }
+                    }
+                }
                 ProjectItem::Unnest { expr, name } => {
                     let arr = expr.eval(batch, ctx)?.into_array(rows);
                     unnest = Some((fields.len(), name.clone(), arr));
