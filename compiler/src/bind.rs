@@ -21,7 +21,7 @@ use crate::eval::Literal;
 use crate::eval::ops::BinaryOp;
 use crate::expr::{Expr, RuleValue};
 use crate::functions::{ArgInfo, Registry};
-use crate::plan::{LogicalPlan, ProjectItem, RulePlan, Scan};
+use crate::plan::{LogicalPlan, ProjectItem, RulePlan, Scan, TableJoin};
 use crate::types::SqlType;
 use crate::window::{
     AggCall, AggKind, AggregateSpec, Carry, SortKey, WINDOW_END, WINDOW_START, WindowKind,
@@ -92,7 +92,7 @@ pub fn compile_rule(
             pos_of(select.as_ref()),
         ));
     }
-    let scan = bind_from(select, catalog)?;
+    let (scan, join_refs) = bind_from(select, catalog)?;
     let mut binder = Binder {
         scan: &scan,
         registry,
@@ -103,6 +103,7 @@ pub fn compile_rule(
         in_aggregate: false,
         whens,
         analytics: Vec::new(),
+        tables: join_refs.iter().map(|j| j.table.clone()).collect(),
     };
     // Aliases may be referenced by other SELECT fields (not by WHERE), as in eKuiper.
     let mut aliases = HashMap::new();
@@ -114,6 +115,29 @@ pub fn compile_rule(
         }
     }
     let mut plan = LogicalPlan::Scan(scan.clone());
+    for j in &join_refs {
+        let on = binder.expr(j.on)?;
+        check_condition("ON", &on, j.on)?;
+        let (stream_keys, table_keys, residual) = split_on(on, &j.table.qualifier);
+        if stream_keys.is_empty() {
+            return Err(CompileError::at(
+                "the ON condition of a table join needs at least one stream.column = table.column",
+                pos_of(j.on),
+            ));
+        }
+        plan = LogicalPlan::JoinTable {
+            input: Box::new(plan),
+            join: Box::new(TableJoin {
+                table: j.table.name.clone(),
+                qualifier: j.table.qualifier.clone(),
+                schema: j.table.schema.clone(),
+                left: j.left,
+                stream_keys,
+                table_keys,
+                residual,
+            }),
+        };
+    }
     if let Some(selection) = &select.selection {
         let predicate = binder.expr(selection)?;
         check_condition("WHERE", &predicate, selection)?;
@@ -338,6 +362,10 @@ fn above_scan(plan: LogicalPlan, calls: Vec<AnalyticCall>) -> LogicalPlan {
             input: Box::new(above_scan(*input, calls)),
             calls: c,
         },
+        LogicalPlan::JoinTable { input, join } => LogicalPlan::JoinTable {
+            input: Box::new(above_scan(*input, calls)),
+            join,
+        },
         LogicalPlan::Sort { input, keys } => LogicalPlan::Sort {
             input: Box::new(above_scan(*input, calls)),
             keys,
@@ -505,7 +533,26 @@ fn extract_over_whens(sql: &str) -> Result<(String, Vec<(Pos, ast::Expr)>)> {
     Ok((masked, found))
 }
 
-fn bind_from(select: &ast::Select, catalog: &dyn StreamCatalog) -> Result<Scan> {
+/// A table joined to the stream, as written.
+struct JoinRef<'q> {
+    table: TableRef,
+    left: bool,
+    on: &'q ast::Expr,
+}
+
+/// A joined table as the binder resolves names against it.
+#[derive(Debug, Clone)]
+struct TableRef {
+    name: String,
+    /// The alias, else the name: joined columns are called `qualifier.column`.
+    qualifier: String,
+    schema: Option<SchemaRef>,
+}
+
+fn bind_from<'q>(
+    select: &'q ast::Select,
+    catalog: &dyn StreamCatalog,
+) -> Result<(Scan, Vec<JoinRef<'q>>)> {
     let Some(from) = select.from.first() else {
         return Err(CompileError::at(
             "a rule needs FROM and a stream",
@@ -514,14 +561,8 @@ fn bind_from(select: &ast::Select, catalog: &dyn StreamCatalog) -> Result<Scan> 
     };
     if select.from.len() > 1 {
         return Err(CompileError::at(
-            "only one stream may follow FROM",
+            "only one stream may follow FROM (join others with JOIN ... ON)",
             pos_of(&select.from[1]),
-        ));
-    }
-    if let Some(join) = from.joins.first() {
-        return Err(CompileError::at(
-            "joins are not supported yet (they come with tables)",
-            pos_of(join),
         ));
     }
     let TableFactor::Table { name, alias, .. } = &from.relation else {
@@ -530,19 +571,177 @@ fn bind_from(select: &ast::Select, catalog: &dyn StreamCatalog) -> Result<Scan> 
             pos_of(&from.relation),
         ));
     };
-    let stream_name = name.to_string().trim_matches('`').to_string();
-    let Some(def) = catalog.stream(&stream_name) else {
-        let names = catalog.stream_names();
-        return Err(
-            CompileError::at(format!("unknown stream \"{stream_name}\""), pos_of(name))
-                .with_hint(did_you_mean(&stream_name, names.iter().map(String::as_str))),
-        );
+    let lookup = |name: &ast::ObjectName| -> Result<StreamDef> {
+        let n = name.to_string().trim_matches('`').to_string();
+        catalog.stream(&n).cloned().ok_or_else(|| {
+            let names = catalog.stream_names();
+            CompileError::at(format!("unknown stream or table \"{n}\""), pos_of(name))
+                .with_hint(did_you_mean(&n, names.iter().map(String::as_str)))
+        })
     };
-    Ok(Scan {
-        stream: def.name.clone(),
-        alias: alias.as_ref().map(|a| a.name.value.clone()),
-        schema: def.arrow_schema(),
-    })
+    let def = lookup(name)?;
+    if def.kind == crate::ddl::StreamKind::Table {
+        return Err(CompileError::at(
+            format!(
+                "FROM needs a stream; \"{}\" is a table (join it to a stream with JOIN ... ON)",
+                def.name
+            ),
+            pos_of(name),
+        ));
+    }
+    let mut joins = Vec::new();
+    for join in &from.joins {
+        let TableFactor::Table {
+            name: tname,
+            alias: talias,
+            ..
+        } = &join.relation
+        else {
+            return Err(CompileError::at("JOIN must name a table", pos_of(join)));
+        };
+        let tdef = lookup(tname)?;
+        if tdef.kind != crate::ddl::StreamKind::Table {
+            return Err(CompileError::at(
+                format!(
+                    "joining stream \"{}\" to another stream needs a window; stream-stream joins are not supported yet",
+                    tdef.name
+                ),
+                pos_of(tname),
+            ));
+        }
+        use ast::{JoinConstraint, JoinOperator as J};
+        let (left, constraint) = match &join.join_operator {
+            J::Join(c) | J::Inner(c) => (false, c),
+            J::Left(c) | J::LeftOuter(c) => (true, c),
+            other => {
+                return Err(CompileError::at(
+                    format!(
+                        "a stream joins a table with INNER or LEFT JOIN, not {}",
+                        format!("{other:?}")
+                            .split('(')
+                            .next()
+                            .unwrap_or("this join")
+                    ),
+                    pos_of(join),
+                ));
+            }
+        };
+        let JoinConstraint::On(on) = constraint else {
+            return Err(CompileError::at(
+                "a table join needs ON with the matching columns",
+                pos_of(join),
+            ));
+        };
+        let qualifier = talias
+            .as_ref()
+            .map(|a| a.name.value.clone())
+            .unwrap_or_else(|| tdef.name.clone());
+        joins.push(JoinRef {
+            table: TableRef {
+                name: tdef.name.clone(),
+                qualifier,
+                schema: tdef.arrow_schema(),
+            },
+            left,
+            on,
+        });
+    }
+    Ok((
+        Scan {
+            stream: def.name.clone(),
+            alias: alias.as_ref().map(|a| a.name.value.clone()),
+            schema: def.arrow_schema(),
+        },
+        joins,
+    ))
+}
+
+/// Splits a bound ON condition into equi-join key pairs (stream side, table side) and the
+/// rest. A side belongs to the table when every column it reads is one of the table's.
+fn split_on(on: Expr, qualifier: &str) -> (Vec<Expr>, Vec<Expr>, Option<Expr>) {
+    let prefix = format!("{qualifier}.");
+    let side = |e: &Expr| -> (bool, bool) {
+        let (mut table, mut stream) = (false, false);
+        e.visit(&mut |x| match x {
+            Expr::Column { name, .. } if name.starts_with(&prefix) => table = true,
+            Expr::Column { .. } | Expr::Meta(_) => stream = true,
+            _ => {}
+        });
+        (table, stream)
+    };
+    let mut conjuncts = Vec::new();
+    fn flatten(e: Expr, out: &mut Vec<Expr>) {
+        match e {
+            Expr::Binary {
+                op: BinaryOp::And,
+                left,
+                right,
+            } => {
+                flatten(*left, out);
+                flatten(*right, out);
+            }
+            other => out.push(other),
+        }
+    }
+    flatten(on, &mut conjuncts);
+    let (mut skeys, mut tkeys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for c in conjuncts {
+        if let Expr::Binary {
+            op: BinaryOp::Eq,
+            left,
+            right,
+        } = &c
+        {
+            match (side(left), side(right)) {
+                ((false, true), (true, false)) => {
+                    skeys.push((**left).clone());
+                    tkeys.push(unqualify((**right).clone(), &prefix));
+                    continue;
+                }
+                ((true, false), (false, true)) => {
+                    skeys.push((**right).clone());
+                    tkeys.push(unqualify((**left).clone(), &prefix));
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        rest.push(c);
+    }
+    let residual = rest.into_iter().reduce(|a, b| Expr::Binary {
+        op: BinaryOp::And,
+        left: Box::new(a),
+        right: Box::new(b),
+    });
+    (skeys, tkeys, residual)
+}
+
+/// The expression over the table's own column names (`t.a` becomes `a`).
+fn unqualify(e: Expr, prefix: &str) -> Expr {
+    fn walk(e: &mut Expr, prefix: &str) {
+        if let Expr::Column { name, .. } = e
+            && let Some(rest) = name.strip_prefix(prefix)
+        {
+            *name = rest.to_string();
+        }
+        match e {
+            Expr::Field { base, .. } | Expr::Not(base) | Expr::Negate(base) => walk(base, prefix),
+            Expr::IsNull { expr, .. } => walk(expr, prefix),
+            Expr::Binary { left, right, .. } => {
+                walk(left, prefix);
+                walk(right, prefix);
+            }
+            Expr::Call { args, .. } => args.iter_mut().for_each(|a| walk(a, prefix)),
+            Expr::Index { base, index } => {
+                walk(base, prefix);
+                walk(index, prefix);
+            }
+            _ => {}
+        }
+    }
+    let mut e = e;
+    walk(&mut e, prefix);
+    e
 }
 
 struct Binder<'a> {
@@ -562,6 +761,8 @@ struct Binder<'a> {
     whens: Vec<(Pos, ast::Expr)>,
     /// Analytic calls found so far.
     analytics: Vec<AnalyticCall>,
+    /// Tables joined to the stream.
+    tables: Vec<TableRef>,
 }
 
 impl Binder<'_> {
@@ -571,6 +772,41 @@ impl Binder<'_> {
 
     fn is_stream_name(&self, name: &str) -> bool {
         name == self.scan.stream || self.scan.alias.as_deref() == Some(name)
+    }
+
+    /// The joined table called `name` (by alias or name).
+    fn table_named(&self, name: &str) -> Option<&TableRef> {
+        self.tables
+            .iter()
+            .find(|t| t.qualifier == name || t.name == name)
+    }
+
+    /// A column of a joined table: `qualifier.column` in joined rows.
+    fn table_field(&self, table: &TableRef, name: &str, pos: Option<Pos>) -> Result<Expr> {
+        let Some(schema) = &table.schema else {
+            return Ok(Expr::Column {
+                name: format!("{}.{name}", table.qualifier),
+                ty: SqlType::Any,
+            });
+        };
+        match schema
+            .fields()
+            .iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+        {
+            Some(f) => Ok(Expr::Column {
+                name: format!("{}.{}", table.qualifier, f.name()),
+                ty: SqlType::Known(f.data_type().clone()),
+            }),
+            None => Err(CompileError::at(
+                format!("unknown field \"{name}\" in table \"{}\"", table.name),
+                pos,
+            )
+            .with_hint(did_you_mean(
+                name,
+                schema.fields().iter().map(|f| f.name().as_str()),
+            ))),
+        }
     }
 
     fn column(&mut self, ident: &ast::Ident) -> Result<Expr> {
@@ -603,11 +839,24 @@ impl Binder<'_> {
                             .iter()
                             .find(|f| f.name().eq_ignore_ascii_case(name))
                     });
+                let in_table = || {
+                    self.tables.iter().find(|t| {
+                        t.schema.as_ref().is_some_and(|s| {
+                            s.fields()
+                                .iter()
+                                .any(|f| f.name().eq_ignore_ascii_case(name))
+                        })
+                    })
+                };
                 match found {
                     Some(f) => Ok(Expr::Column {
                         name: f.name().clone(),
                         ty: SqlType::Known(f.data_type().clone()),
                     }),
+                    None if in_table().is_some() => {
+                        let t = in_table().expect("checked").clone();
+                        self.table_field(&t, name, pos)
+                    }
                     None => Err(CompileError::at(
                         format!(
                             "unknown field \"{name}\" in stream \"{}\"",
@@ -727,7 +976,9 @@ impl Binder<'_> {
         match e {
             ast::Expr::Identifier(i) => Some(i.value.clone()),
             ast::Expr::CompoundIdentifier(parts)
-                if parts.len() == 2 && self.is_stream_name(&parts[0].value) =>
+                if parts.len() == 2
+                    && (self.is_stream_name(&parts[0].value)
+                        || self.table_named(&parts[0].value).is_some()) =>
             {
                 Some(parts[1].value.clone())
             }
@@ -743,6 +994,22 @@ impl Binder<'_> {
             ast::Expr::Identifier(ident) => self.column(ident)?,
             ast::Expr::CompoundIdentifier(parts) => {
                 let (first, rest) = parts.split_first().expect("compound identifier has parts");
+                if !rest.is_empty()
+                    && let Some(table) = self.table_named(&first.value).cloned()
+                {
+                    let mut base = self.table_field(
+                        &table,
+                        &rest[0].value,
+                        Pos::from_location(rest[0].span.start),
+                    )?;
+                    for p in &rest[1..] {
+                        base = Expr::Field {
+                            base: Box::new(base),
+                            name: p.value.clone(),
+                        };
+                    }
+                    return Ok(base);
+                }
                 let mut base = if rest.is_empty() {
                     self.column(first)?
                 } else if self.is_stream_name(&first.value)

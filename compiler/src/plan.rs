@@ -21,6 +21,27 @@ pub struct Scan {
     pub schema: Option<SchemaRef>,
 }
 
+/// A stream-table join: each stream row is joined with the rows the table holds when the row
+/// is processed (the stream drives; table updates never re-emit past rows).
+#[derive(Debug, Clone)]
+pub struct TableJoin {
+    /// The table's name.
+    pub table: String,
+    /// How the query names it (its alias, or its name): joined table columns are called
+    /// `qualifier.column`.
+    pub qualifier: String,
+    /// The table's schema, `None` when schemaless.
+    pub schema: Option<SchemaRef>,
+    /// LEFT JOIN (keep stream rows without a match) rather than INNER.
+    pub left: bool,
+    /// Equi-join keys on the stream side.
+    pub stream_keys: Vec<Expr>,
+    /// The matching keys on the table side (over the table's own column names).
+    pub table_keys: Vec<Expr>,
+    /// The rest of the ON condition, over the joined row.
+    pub residual: Option<Expr>,
+}
+
 /// One item of a SELECT list.
 #[derive(Debug, Clone)]
 pub enum ProjectItem {
@@ -79,6 +100,13 @@ pub enum LogicalPlan {
         /// Window, keys, aggregates and the columns the result keeps.
         spec: Box<AggregateSpec>,
     },
+    /// A stream-table join.
+    JoinTable {
+        /// The stream rows.
+        input: Box<LogicalPlan>,
+        /// The table and the join condition.
+        join: Box<TableJoin>,
+    },
     /// Analytic functions, evaluated on every row before anything else (eKuiper's order).
     Analytic {
         /// The rows.
@@ -111,6 +139,7 @@ impl LogicalPlan {
             | LogicalPlan::Project { input, .. }
             | LogicalPlan::Aggregate { input, .. }
             | LogicalPlan::Analytic { input, .. }
+            | LogicalPlan::JoinTable { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::Limit { input, .. } => input.scan(),
         }
@@ -124,6 +153,7 @@ impl LogicalPlan {
             | LogicalPlan::Project { input, .. }
             | LogicalPlan::Aggregate { input, .. }
             | LogicalPlan::Analytic { input, .. }
+            | LogicalPlan::JoinTable { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::Limit { input, .. } => Some(input),
         }
@@ -171,6 +201,12 @@ impl LogicalPlan {
                 }
             }
             LogicalPlan::Sort { keys, .. } => keys.iter().for_each(|k| k.expr.visit(f)),
+            LogicalPlan::JoinTable { join, .. } => {
+                join.stream_keys
+                    .iter()
+                    .chain(join.residual.iter())
+                    .for_each(|e| e.visit(f));
+            }
         }
         if let Some(input) = self.input() {
             input.visit_exprs(f);
@@ -232,6 +268,27 @@ impl LogicalPlan {
                     .map(|(i, c)| format!("{c} AS {}", crate::analytic::analytic_column(i)))
                     .collect();
                 let _ = writeln!(out, "{pad}Analytic: {}", list.join(", "));
+                input.explain_into(out, depth + 1);
+            }
+            LogicalPlan::JoinTable { input, join } => {
+                let on: Vec<String> = join
+                    .stream_keys
+                    .iter()
+                    .zip(&join.table_keys)
+                    .map(|(s, t)| format!("{s} = {}.{t}", join.qualifier))
+                    .collect();
+                let residual = join
+                    .residual
+                    .as_ref()
+                    .map(|r| format!(" AND {r}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{pad}{} table {}: {}{residual}",
+                    if join.left { "LeftJoin" } else { "Join" },
+                    join.table,
+                    on.join(" AND ")
+                );
                 input.explain_into(out, depth + 1);
             }
             LogicalPlan::Sort { input, keys } => {

@@ -141,6 +141,22 @@ struct Inner {
     rules: Mutex<BTreeMap<String, RuleEntry>>,
     profiles: RwLock<SourceProfiles>,
     shared: Mutex<HashMap<String, SharedSource>>,
+    /// Tables: their rows and the tasks that feed them.
+    tables: Mutex<HashMap<String, TableEntry>>,
+}
+
+/// A table and the tasks feeding it (its source and the decoder that applies rows).
+struct TableEntry {
+    state: Arc<crate::table::TableState>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TableEntry {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -168,6 +184,7 @@ impl Engine {
                 rules: Mutex::new(BTreeMap::new()),
                 profiles: RwLock::new(HashMap::new()),
                 shared: Mutex::new(HashMap::new()),
+                tables: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -182,21 +199,25 @@ impl Engine {
         self.inner.workers.count()
     }
 
-    /// Runs a `CREATE STREAM` statement.
+    /// Runs a `CREATE STREAM` or `CREATE TABLE` statement. A table starts reading its source
+    /// at once and keeps its rows for every rule that joins it.
     pub fn create_stream(&self, sql: &str) -> Result<StreamDef, EngineError> {
         let def = match quiver_compiler::parse_statement(sql)? {
-            Statement::Create(def) if def.kind == StreamKind::Stream => *def,
-            Statement::Create(_) => {
-                return Err(EngineError::Invalid(
-                    "tables are not supported yet; use CREATE STREAM".into(),
-                ));
-            }
+            Statement::Create(def) => *def,
             _ => {
                 return Err(EngineError::Invalid(
-                    "expected a CREATE STREAM statement".into(),
+                    "expected a CREATE STREAM or CREATE TABLE statement".into(),
                 ));
             }
         };
+        if def.kind == StreamKind::Table
+            && let Some(kind) = def.options.raw.get("KIND")
+            && !kind.eq_ignore_ascii_case("scan")
+        {
+            return Err(EngineError::Invalid(format!(
+                "KIND=\"{kind}\": only scan tables are supported so far (lookup tables come later)"
+            )));
+        }
         if !self
             .inner
             .connectors
@@ -216,8 +237,112 @@ impl Engine {
                 def.name
             )));
         }
+        if def.kind == StreamKind::Table {
+            let entry = self.start_table(&def)?;
+            self.inner
+                .tables
+                .lock()
+                .expect("tables lock")
+                .insert(def.name.clone(), entry);
+        }
         streams.insert(def.name.clone(), def.clone());
         Ok(def)
+    }
+
+    /// Starts feeding a table: its source task writes to one queue, read by a task that
+    /// decodes the rows and applies them to the table.
+    fn start_table(&self, def: &StreamDef) -> Result<TableEntry, EngineError> {
+        let retain = match def.options.raw.get("RETAIN_SIZE") {
+            Some(v) => Some(v.parse::<usize>().map_err(|_| {
+                EngineError::Invalid(format!("RETAIN_SIZE must be a row count, got \"{v}\""))
+            })?),
+            None => None,
+        };
+        let state = Arc::new(crate::table::TableState::new(
+            def.options.key.clone(),
+            retain,
+        ));
+        let spec = SourceSpec {
+            source_type: def.options.source_type.clone(),
+            datasource: def.options.datasource.clone(),
+            props: self
+                .inner
+                .profiles
+                .read()
+                .expect("profiles lock")
+                .get(&def.options.source_type)
+                .and_then(|p| p.get(def.options.conf_key.as_deref().unwrap_or("default")))
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let mut source = self.inner.connectors.source(&spec)?;
+        let (tx, mut rx) = mpsc::channel::<SourceEvent>(16);
+        let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+        let name = def.name.clone();
+        let source_task = self.inner.runtime.spawn(async move {
+            if let Err(e) = source.run(out).await {
+                tracing::error!(table = %name, "table source failed: {e}");
+            }
+        });
+        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let fed = state.clone();
+        let name = def.name.clone();
+        let feeder = self.inner.runtime.spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let batches = match event {
+                    SourceEvent::Raw(messages) => {
+                        let decoded = decoder.decode(&messages);
+                        if let Some(first) = decoded.errors.first() {
+                            tracing::warn!(table = %name, "dropping malformed rows: {first}");
+                        }
+                        decoded.batches
+                    }
+                    SourceEvent::Batch(b) => vec![b],
+                };
+                for b in &batches {
+                    let skipped = fed.apply(b);
+                    if skipped > 0 {
+                        tracing::warn!(table = %name, "{skipped} rows without a KEY value skipped");
+                    }
+                }
+            }
+        });
+        Ok(TableEntry {
+            state,
+            tasks: vec![source_task, feeder],
+        })
+    }
+
+    /// The names of the tables, sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        self.inner
+            .streams
+            .read()
+            .expect("streams lock")
+            .values()
+            .filter(|d| d.kind == StreamKind::Table)
+            .map(|d| d.name.clone())
+            .collect()
+    }
+
+    /// Rows a table has received so far (each upsert counts), `None` for an unknown table.
+    pub fn table_applied(&self, name: &str) -> Option<u64> {
+        self.inner
+            .tables
+            .lock()
+            .expect("tables lock")
+            .get(name)
+            .map(|t| t.state.applied())
+    }
+
+    /// Rows a table holds now.
+    pub fn table_rows(&self, name: &str) -> Option<usize> {
+        self.inner
+            .tables
+            .lock()
+            .expect("tables lock")
+            .get(name)
+            .map(|t| t.state.len())
     }
 
     /// Drops a stream; refused while rules use it.
@@ -225,7 +350,7 @@ impl Engine {
         let rules = self.inner.rules.lock().expect("rules lock");
         let users: Vec<&str> = rules
             .values()
-            .filter(|r| r.plan.plan.scan().stream == name)
+            .filter(|r| r.plan.plan.scan().stream == name || joins_table(&r.plan.plan, name))
             .map(|r| r.spec.id.as_str())
             .collect();
         if !users.is_empty() {
@@ -234,6 +359,7 @@ impl Engine {
                 users.join(", ")
             )));
         }
+        self.inner.tables.lock().expect("tables lock").remove(name);
         match self
             .inner
             .streams
@@ -264,8 +390,9 @@ impl Engine {
             .streams
             .read()
             .expect("streams lock")
-            .keys()
-            .cloned()
+            .values()
+            .filter(|d| d.kind == StreamKind::Stream)
+            .map(|d| d.name.clone())
             .collect()
     }
 
@@ -634,6 +761,21 @@ impl Engine {
             op_metrics,
             event_time: event_time.clone(),
             late_rows: late_rows.clone(),
+            tables: {
+                let tables = self.inner.tables.lock().expect("tables lock");
+                let mut used = HashMap::new();
+                let mut node = Some(plan);
+                while let Some(n) = node {
+                    if let LogicalPlan::JoinTable { join, .. } = n {
+                        let t = tables.get(&join.table).ok_or_else(|| {
+                            EngineError::NotFound(format!("table \"{}\" not found", join.table))
+                        })?;
+                        used.insert(join.table.clone(), t.state.clone());
+                    }
+                    node = n.input();
+                }
+                used
+            },
             rule: Arc::new(quiver_compiler::eval::RuleContext {
                 id: entry.spec.id.clone(),
                 start_ms: now_ms(),
@@ -1017,10 +1159,25 @@ fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
             }
             LogicalPlan::Sort { .. } => names.push("order"),
             LogicalPlan::Analytic { .. } => names.push("analytic"),
+            LogicalPlan::JoinTable { .. } => names.push("join"),
             LogicalPlan::Limit { .. } | LogicalPlan::Scan(_) => {}
         }
     }
     names
+}
+
+/// True when the plan joins table `name`.
+fn joins_table(plan: &LogicalPlan, name: &str) -> bool {
+    let mut node = Some(plan);
+    while let Some(n) = node {
+        if let LogicalPlan::JoinTable { join, .. } = n
+            && join.table == name
+        {
+            return true;
+        }
+        node = n.input();
+    }
+    false
 }
 
 /// True when the plan has analytic functions (state that depends on row order).
@@ -1076,6 +1233,9 @@ fn uses_meta(plan: &LogicalPlan) -> bool {
                     c.partition.iter().for_each(&mut check);
                     c.when.iter().for_each(&mut check);
                 }
+            }
+            LogicalPlan::JoinTable { join, .. } => {
+                crate::table::join_exprs(join).for_each(&mut check);
             }
             LogicalPlan::Limit { .. } => {}
         }

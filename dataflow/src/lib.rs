@@ -21,6 +21,7 @@ pub mod operator;
 pub mod render;
 pub mod runtime;
 pub mod sinkprops;
+pub mod table;
 pub mod window;
 
 pub use engine::{Action, Engine, EngineConfig, RuleSpec, RuleStatus};

@@ -105,12 +105,19 @@ impl ProjectOp {
             match item {
                 ProjectItem::Wildcard { except } => {
                     for (f, c) in schema.fields().iter().zip(batch.columns()) {
+                        // Joined table columns are `table.column`; `*` shows them by their
+                        // own name unless the stream has a field of that name.
+                        let name = match f.name().split_once('.') {
+                            Some((_, own)) if !own.is_empty() => own,
+                            _ => f.name().as_str(),
+                        };
                         if is_hidden(f.name())
-                            || except.iter().any(|e| e.eq_ignore_ascii_case(f.name()))
+                            || except.iter().any(|e| e.eq_ignore_ascii_case(name))
+                            || fields.iter().any(|x: &Field| x.name() == name)
                         {
                             continue;
                         }
-                        fields.push(f.as_ref().clone().with_nullable(true));
+                        fields.push(Field::new(name, f.data_type().clone(), true));
                         cols.push(c.clone());
                     }
                 }

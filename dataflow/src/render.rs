@@ -83,6 +83,8 @@ pub struct RuleDataflow {
     pub late_rows: Arc<AtomicU64>,
     /// What `rule_id()` and `rule_start()` read.
     pub rule: Arc<quiver_compiler::eval::RuleContext>,
+    /// The tables the rule joins, by name.
+    pub tables: std::collections::HashMap<String, Arc<crate::table::TableState>>,
 }
 
 /// Builds the rule's dataflow in `scope` (called on every worker, in the same order).
@@ -110,6 +112,7 @@ fn nodes(plan: &LogicalPlan) -> Vec<&LogicalPlan> {
 fn operators(
     nodes: &[&LogicalPlan],
     metrics: &mut impl Iterator<Item = Arc<NodeMetrics>>,
+    rule: &RuleDataflow,
 ) -> Chain {
     let mut chain = Chain::default();
     for n in nodes {
@@ -140,6 +143,19 @@ fn operators(
                 let m = metrics.next().expect("one metrics node per operator");
                 chain.push(Box::new(crate::analytic::AnalyticOp::new(calls.clone(), m)));
             }
+            LogicalPlan::JoinTable { join, .. } => {
+                let m = metrics.next().expect("one metrics node per operator");
+                let table = rule
+                    .tables
+                    .get(&join.table)
+                    .expect("the engine resolves every joined table")
+                    .clone();
+                chain.push(Box::new(crate::table::JoinTableOp::new(
+                    (**join).clone(),
+                    table,
+                    m,
+                )));
+            }
             LogicalPlan::Scan(_) => unreachable!("scans are not operators"),
         }
     }
@@ -159,20 +175,20 @@ fn render<'s>(
         matches!(n, LogicalPlan::Aggregate { spec, .. } if spec.window.kind != WindowKind::Rows)
     });
     let Some(at) = window_at else {
-        let chain = operators(&nodes, &mut metrics);
+        let chain = operators(&nodes, &mut metrics, rule);
         return render_source(scope, rule, chain, pending, None, true);
     };
     let LogicalPlan::Aggregate { spec, .. } = nodes[at] else {
         unreachable!("position found an Aggregate");
     };
     let spec = Arc::new((**spec).clone());
-    let mut pre = operators(&nodes[..at], &mut metrics);
+    let mut pre = operators(&nodes[..at], &mut metrics, rule);
     let window_metrics = metrics.next().expect("one metrics node per operator");
     pre.push(Box::new(PrepareOp {
         prepare: Prepare::new(spec.clone()),
         metrics: window_metrics.clone(),
     }));
-    let post = operators(&nodes[at + 1..], &mut metrics);
+    let post = operators(&nodes[at + 1..], &mut metrics, rule);
     let tick = match (&rule.event_time, &spec.window.kind) {
         (Some(_), _) => None,
         (None, WindowKind::Tumbling { size }) => Some(*size),

@@ -5,7 +5,10 @@
 //! first stream's DATASOURCE topic), `rule` (the SQL), `options` (rule options JSON), `input`
 //! (one JSON message per line, malformed lines allowed), `output` (expected rows, one JSON object
 //! per line, compared as a multiset with numbers compared by value), `exceptions` (total failed
-//! rows), or `error` (the exact compile error instead of input/output).
+//! rows), or `error` (the exact compile error instead of input/output). Tables (`CREATE TABLE`
+//! lines in `stream`) get rows from `@name {json}` lines in `input`: the harness waits until
+//! the rule has read every stream row sent before, then applies the table row and waits for it,
+//! so table updates land exactly between the stream rows around them.
 //!
 //! `QUIVER_GOLDEN_REGENERATE=1 cargo nextest run -p quiver-dataflow --test golden` rewrites the
 //! output and exceptions sections from what the engine produced (review the diff!).
@@ -125,9 +128,18 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
     let mut input_topic = None;
     for s in &case.streams {
         let def = engine.create_stream(s).map_err(|e| e.to_string())?;
-        input_topic.get_or_insert(def.options.datasource.clone());
+        if def.kind == quiver_compiler::StreamKind::Stream {
+            input_topic.get_or_insert(def.options.datasource.clone());
+        }
     }
     let input_topic = input_topic.ok_or("a case needs a stream")?;
+    let mut tables = std::collections::HashMap::new();
+    for s in &case.streams {
+        if s.trim_start().to_uppercase().starts_with("CREATE TABLE") {
+            let def = quiver_compiler::parse_create(s).map_err(|e| e.to_string())?;
+            tables.insert(def.name.clone(), def.options.datasource.clone());
+        }
+    }
     let bus = engine.connectors().memory().clone();
     let mut out = bus.subscribe("__golden/out");
     let options = match &case.options {
@@ -147,7 +159,22 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
             options,
         })
         .map_err(|e| e.to_string())?;
+    let mut sent = 0u64;
     for line in &case.input {
+        if let Some(rest) = line.strip_prefix('@') {
+            let (name, row) = rest
+                .split_once(' ')
+                .ok_or("a table row is `@name {json}`")?;
+            let topic = tables
+                .get(name)
+                .ok_or_else(|| format!("no table \"{name}\" in the stream section"))?;
+            wait_for(|| source_rows(engine) >= sent).await?;
+            let before = engine.table_applied(name).unwrap_or(0);
+            bus.publish_json(topic, row.as_bytes().to_vec()).await;
+            wait_for(|| engine.table_applied(name).unwrap_or(0) > before).await?;
+            continue;
+        }
+        sent += 1;
         bus.publish_json(&input_topic, line.as_bytes().to_vec())
             .await;
     }
@@ -192,6 +219,32 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
         exceptions,
         status,
     })
+}
+
+/// Rows the golden rule's source has read so far.
+fn source_rows(engine: &Engine) -> u64 {
+    engine
+        .rule_status("golden")
+        .map(|s| {
+            s.metrics
+                .iter()
+                .filter(|(k, _)| k.starts_with("source_") && k.ends_with("_records_in_total"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Polls `cond` until it holds, for up to 10 s.
+async fn wait_for(mut cond: impl FnMut() -> bool) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        if std::time::Instant::now() > deadline {
+            return Err("timed out waiting for the engine".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
 }
 
 fn case_files() -> Vec<PathBuf> {

@@ -1,0 +1,360 @@
+//! Tables (`CREATE TABLE`, eKuiper's scan tables) and the stream-table join.
+//!
+//! A table is fed by its own source task for as long as it exists and keeps its rows in a
+//! [`TableState`] shared by every rule that joins it: with `KEY` a row replaces the row with
+//! the same key (upsert), without it the last `RETAIN_SIZE` rows are kept. A join reads the
+//! table's rows as they are when the stream row is processed: the stream drives, and a table
+//! update never re-emits a past result (eKuiper's semantics).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
+use arrow::datatypes::{Field, Schema};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use quiver_compiler::aggregate::json_value;
+use quiver_compiler::eval::{EvalContext, true_mask};
+use quiver_compiler::expr::Expr;
+use quiver_compiler::plan::TableJoin;
+
+use crate::metrics::NodeMetrics;
+use crate::operator::BatchOperator;
+
+/// The rows of one table.
+#[derive(Debug)]
+pub struct TableState {
+    key: Option<String>,
+    retain: Option<usize>,
+    data: RwLock<TableData>,
+    /// Rows applied so far (upserts included), for tests and status.
+    applied: std::sync::atomic::AtomicU64,
+    /// The rows as one batch, rebuilt on the first read after a change.
+    snapshot: Mutex<Option<(u64, Option<RecordBatch>)>>,
+}
+
+#[derive(Debug, Default)]
+struct TableData {
+    version: u64,
+    seq: u64,
+    /// Keyed tables: key → sequence number of its row.
+    by_key: HashMap<String, u64>,
+    /// Live rows (one-row batches) in arrival order.
+    rows: BTreeMap<u64, RecordBatch>,
+    /// Unkeyed tables: sequence numbers, oldest first.
+    order: VecDeque<u64>,
+}
+
+impl TableState {
+    /// An empty table; `key` is the `KEY` column, `retain` the `RETAIN_SIZE`.
+    pub fn new(key: Option<String>, retain: Option<usize>) -> Self {
+        TableState {
+            key,
+            retain,
+            data: RwLock::new(TableData::default()),
+            applied: std::sync::atomic::AtomicU64::new(0),
+            snapshot: Mutex::new(None),
+        }
+    }
+
+    /// Applies decoded rows: upserts by key, or appends and trims to `RETAIN_SIZE`. Rows
+    /// without a key value are skipped (and counted in the return value).
+    pub fn apply(&self, batch: &RecordBatch) -> usize {
+        let key_col = self
+            .key
+            .as_ref()
+            .and_then(|k| quiver_compiler::eval::column_by_name(batch, k).cloned());
+        let mut skipped = 0;
+        let mut data = self.data.write().expect("table lock");
+        for r in 0..batch.num_rows() {
+            let row = batch.slice(r, 1);
+            data.seq += 1;
+            let seq = data.seq;
+            match (&self.key, &key_col) {
+                (Some(_), Some(col)) => match json_value(col.as_ref(), r) {
+                    Some(k) => {
+                        if let Some(old) = data.by_key.insert(k.to_string(), seq) {
+                            data.rows.remove(&old);
+                        }
+                        data.rows.insert(seq, row);
+                    }
+                    None => skipped += 1,
+                },
+                (Some(_), None) => skipped += 1,
+                (None, _) => {
+                    data.rows.insert(seq, row);
+                    data.order.push_back(seq);
+                    if let Some(n) = self.retain {
+                        while data.order.len() > n {
+                            if let Some(old) = data.order.pop_front() {
+                                data.rows.remove(&old);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        data.version += 1;
+        self.applied.fetch_add(
+            batch.num_rows() as u64,
+            std::sync::atomic::Ordering::Release,
+        );
+        skipped
+    }
+
+    /// Rows applied so far, upserts and skipped rows included.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Number of rows held.
+    pub fn len(&self) -> usize {
+        self.data.read().expect("table lock").rows.len()
+    }
+
+    /// True when the table holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The table's rows as one batch, with the version it reflects.
+    pub fn snapshot(&self) -> (u64, Option<RecordBatch>) {
+        let data = self.data.read().expect("table lock");
+        let mut cached = self.snapshot.lock().expect("snapshot lock");
+        if let Some((v, b)) = cached.as_ref()
+            && *v == data.version
+        {
+            return (*v, b.clone());
+        }
+        let rows: Vec<RecordBatch> = data.rows.values().cloned().collect();
+        let batch = crate::window::concat_results(&rows);
+        *cached = Some((data.version, batch.clone()));
+        (data.version, batch)
+    }
+}
+
+/// A key as text: each value's JSON, so 1 and 1.0 match (both print `1`); `None` when a key
+/// value is missing (null never matches).
+fn keys_of(arrays: &[ArrayRef], rows: usize) -> Vec<Option<String>> {
+    (0..rows)
+        .map(|r| {
+            let mut key = String::new();
+            for a in arrays {
+                let v = json_value(a.as_ref(), r)?;
+                key.push_str(&v.to_string());
+                key.push('\u{1f}');
+            }
+            Some(key)
+        })
+        .collect()
+}
+
+/// A table snapshot with its version and the rows of each join key.
+type KeyIndex = (u64, Option<RecordBatch>, HashMap<String, Vec<u32>>);
+
+/// The stream-table join operator.
+pub struct JoinTableOp {
+    join: TableJoin,
+    table: Arc<TableState>,
+    metrics: Arc<NodeMetrics>,
+    /// The table snapshot and its key index, for the version they were built from.
+    index: Option<KeyIndex>,
+}
+
+impl JoinTableOp {
+    /// A join of the stream with `table`, reporting into `metrics`.
+    pub fn new(join: TableJoin, table: Arc<TableState>, metrics: Arc<NodeMetrics>) -> Self {
+        JoinTableOp {
+            join,
+            table,
+            metrics,
+            index: None,
+        }
+    }
+
+    fn refresh(&mut self) -> Result<(), String> {
+        let (version, snapshot) = self.table.snapshot();
+        if self.index.as_ref().is_some_and(|(v, _, _)| *v == version) {
+            return Ok(());
+        }
+        let mut index: HashMap<String, Vec<u32>> = HashMap::new();
+        if let Some(t) = &snapshot {
+            let mut ctx = EvalContext::new(t.num_rows());
+            let arrays: Vec<ArrayRef> = self
+                .join
+                .table_keys
+                .iter()
+                .map(|k| k.eval(t, &mut ctx).map(|v| v.into_array(t.num_rows())))
+                .collect::<Result<_, _>>()?;
+            for (r, key) in keys_of(&arrays, t.num_rows()).into_iter().enumerate() {
+                if let Some(k) = key {
+                    index.entry(k).or_default().push(r as u32);
+                }
+            }
+        }
+        self.index = Some((version, snapshot, index));
+        Ok(())
+    }
+
+    fn join_batch(
+        &mut self,
+        batch: &RecordBatch,
+        ctx: &mut EvalContext,
+    ) -> Result<RecordBatch, String> {
+        self.refresh()?;
+        let rows = batch.num_rows();
+        let arrays: Vec<ArrayRef> = self
+            .join
+            .stream_keys
+            .iter()
+            .map(|k| k.eval(batch, ctx).map(|v| v.into_array(rows)))
+            .collect::<Result<_, _>>()?;
+        let keys = keys_of(&arrays, rows);
+        let (_, snapshot, index) = self.index.as_ref().expect("refreshed");
+        let mut s_idx: Vec<u32> = Vec::new();
+        let mut t_idx: Vec<Option<u32>> = Vec::new();
+        for (r, key) in keys.iter().enumerate() {
+            let matches = key.as_ref().and_then(|k| index.get(k));
+            match matches {
+                Some(ts) => {
+                    for &t in ts {
+                        s_idx.push(r as u32);
+                        t_idx.push(Some(t));
+                    }
+                }
+                None if self.join.left => {
+                    s_idx.push(r as u32);
+                    t_idx.push(None);
+                }
+                None => {}
+            }
+        }
+        let mut joined = self.assemble(batch, snapshot.as_ref(), &s_idx, &t_idx)?;
+        if let Some(residual) = &self.join.residual {
+            let n = joined.num_rows();
+            let mut rctx = EvalContext::new(n);
+            let keep = match residual.eval(&joined, &mut rctx)?.into_array(n) {
+                a if a.data_type() == &arrow::datatypes::DataType::Boolean => {
+                    true_mask(arrow::array::AsArray::as_boolean(&a))
+                }
+                _ => BooleanArray::from(vec![false; n]),
+            };
+            if !self.join.left {
+                joined = arrow::compute::filter_record_batch(&joined, &keep)
+                    .map_err(|e| e.to_string())?;
+            } else {
+                // A stream row whose matches all fail the condition still comes out once,
+                // without table values.
+                let mut survived = vec![false; rows];
+                let mut s2 = Vec::new();
+                let mut t2 = Vec::new();
+                for i in 0..n {
+                    if keep.value(i) && t_idx[i].is_some() {
+                        survived[s_idx[i] as usize] = true;
+                        s2.push(s_idx[i]);
+                        t2.push(t_idx[i]);
+                    }
+                }
+                for (r, ok) in survived.iter().enumerate() {
+                    if !ok && (0..n).any(|i| s_idx[i] as usize == r) {
+                        s2.push(r as u32);
+                        t2.push(None);
+                    }
+                }
+                joined = self.assemble(batch, snapshot.as_ref(), &s2, &t2)?;
+            }
+        }
+        Ok(joined)
+    }
+
+    /// Stream columns of rows `s_idx`, then the table's columns (as `qualifier.column`) of rows
+    /// `t_idx` (null where `None`).
+    fn assemble(
+        &self,
+        batch: &RecordBatch,
+        table: Option<&RecordBatch>,
+        s_idx: &[u32],
+        t_idx: &[Option<u32>],
+    ) -> Result<RecordBatch, String> {
+        let s_take = UInt32Array::from(s_idx.to_vec());
+        let mut fields: Vec<Field> = Vec::new();
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+            fields.push(f.as_ref().clone().with_nullable(true));
+            cols.push(arrow::compute::take(c.as_ref(), &s_take, None).map_err(|e| e.to_string())?);
+        }
+        let t_take = UInt32Array::from(t_idx.to_vec());
+        let table_fields: Vec<(Field, ArrayRef)> = match table {
+            Some(t) => t
+                .schema()
+                .fields()
+                .iter()
+                .zip(t.columns())
+                .filter(|(f, _)| !f.name().starts_with("__"))
+                .map(|(f, c)| {
+                    arrow::compute::take(c.as_ref(), &t_take, None)
+                        .map(|a| (f.as_ref().clone(), a))
+                        .map_err(|e| e.to_string())
+                })
+                .collect::<Result<_, _>>()?,
+            None => match &self.join.schema {
+                Some(schema) => schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.as_ref().clone(),
+                            arrow::array::new_null_array(f.data_type(), s_idx.len()),
+                        )
+                    })
+                    .collect(),
+                None => Vec::new(),
+            },
+        };
+        for (f, c) in table_fields {
+            fields.push(Field::new(
+                format!("{}.{}", self.join.qualifier, f.name()),
+                c.data_type().clone(),
+                true,
+            ));
+            cols.push(c);
+        }
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(s_idx.len())),
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl BatchOperator for JoinTableOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let started = Instant::now();
+        let rows = batch.num_rows();
+        let mut ctx = EvalContext::new(rows);
+        match self.join_batch(&batch, &mut ctx) {
+            Ok(out) => {
+                if ctx.errors.count() > 0 {
+                    self.metrics.exceptions(
+                        ctx.errors.count(),
+                        &format!("run Join error: {}", ctx.errors.first().unwrap_or_default()),
+                    );
+                }
+                self.metrics.batch(rows, out.num_rows(), started);
+                Some(out).filter(|b| b.num_rows() > 0)
+            }
+            Err(e) => {
+                self.metrics
+                    .exceptions(rows, &format!("run Join error: {e}"));
+                self.metrics.batch(rows, 0, started);
+                None
+            }
+        }
+    }
+}
+
+/// Expressions in a join's key list, for callers that need to know what a join reads.
+pub fn join_exprs(join: &TableJoin) -> impl Iterator<Item = &Expr> {
+    join.stream_keys.iter().chain(join.residual.iter())
+}
