@@ -241,3 +241,70 @@ fn http_push_source_end_to_end() {
     assert_eq!(st["op_3_filter_0_records_out_total"], json!(2));
     server.stop();
 }
+
+#[test]
+fn tables_over_rest_feed_stream_table_joins() {
+    let dir = temp_dir("tables");
+    let server = Server::start(&dir);
+    let table = json!({"sql": r#"CREATE TABLE devices (id STRING, location STRING) WITH (DATASOURCE="/api/devices", TYPE="httppush", FORMAT="json", KEY="id")"#});
+    assert_eq!(
+        server.call("POST", "/tables", Some(table.clone())),
+        (201, "Table devices is created.".into())
+    );
+    assert_eq!(server.json("POST", "/tables", Some(table)).0, 409);
+    let stream = json!({"sql": r#"CREATE STREAM readings (device STRING, temperature FLOAT) WITH (DATASOURCE="/api/readings", TYPE="httppush", FORMAT="json")"#});
+    assert_eq!(
+        server.json("POST", "/tables", Some(stream.clone())).0,
+        400,
+        "a stream is not created through /tables"
+    );
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    assert_eq!(
+        server.json("GET", "/tables", None),
+        (200, json!(["devices"]))
+    );
+    assert_eq!(
+        server.json("GET", "/streams", None),
+        (200, json!(["readings"]))
+    );
+    let (_, described) = server.json("GET", "/tables/devices", None);
+    assert_eq!(described["Options"]["KEY"], json!("id"));
+    assert_eq!(server.json("GET", "/tables/readings", None).0, 404);
+
+    // The table is fed at once, before any rule uses it.
+    assert_eq!(
+        server
+            .push(
+                "/api/devices",
+                r#"[{"id":"a","location":"hall"},{"id":"b","location":"lab"}]"#
+            )
+            .0,
+        200
+    );
+    let rule = json!({"id": "j", "sql": "SELECT device, location FROM readings JOIN devices ON device = id", "actions": [{"log": {}}]});
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    assert_eq!(
+        server
+            .push(
+                "/api/readings",
+                r#"[{"device":"a","temperature":1},{"device":"x","temperature":2},{"device":"b","temperature":3}]"#
+            )
+            .0,
+        200
+    );
+    let st = wait_metric(&server, "j", "sink_log_0_0_records_in_total", 2);
+    assert_eq!(st["op_3_join_0_records_in_total"], json!(3));
+    assert_eq!(st["op_3_join_0_records_out_total"], json!(2));
+
+    // A table a rule joins cannot be dropped; once the rule is gone it can.
+    let (status, err) = server.json("DELETE", "/tables/devices", None);
+    assert_eq!(status, 409, "{err}");
+    assert!(err["message"].as_str().unwrap().contains('j'), "{err}");
+    assert_eq!(server.json("DELETE", "/rules/j", None).0, 200);
+    assert_eq!(
+        server.call("DELETE", "/tables/devices", None),
+        (200, "Table devices is dropped.".into())
+    );
+    assert_eq!(server.json("GET", "/tables", None), (200, json!([])));
+    server.stop();
+}

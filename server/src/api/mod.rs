@@ -46,6 +46,14 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(streams::drop),
         )
         .route("/streams/{name}/schema", get(streams::schema))
+        .route(
+            "/tables",
+            get(streams::list_tables).post(streams::create_table),
+        )
+        .route(
+            "/tables/{name}",
+            get(streams::describe_table).delete(streams::drop_table),
+        )
         .route("/rules", get(rules::list).post(rules::create))
         .route("/rules/validate", post(rules::validate))
         .route("/rules/status/all", get(rules::status_all))

@@ -1,4 +1,5 @@
-//! `/streams`: create, list, describe, update, drop, schema.
+//! `/streams` and `/tables`: create, list, describe, update, drop, schema. The two share one
+//! namespace and one implementation; each path only sees its own kind.
 
 use axum::Json;
 use axum::extract::Path;
@@ -9,6 +10,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, State};
+
+use quiver_compiler::StreamKind;
+
+fn noun(kind: StreamKind) -> &'static str {
+    match kind {
+        StreamKind::Stream => "Stream",
+        StreamKind::Table => "Table",
+    }
+}
 
 /// Body of `POST /streams` and `PUT /streams/{name}`.
 #[derive(Debug, Deserialize)]
@@ -26,9 +36,21 @@ fn body(raw: &str) -> Result<StreamBody, ApiError> {
     })
 }
 
-/// `POST /streams`.
-pub async fn create(state: State, raw: String) -> Result<(StatusCode, String), ApiError> {
+async fn create_kind(
+    state: State,
+    raw: String,
+    kind: StreamKind,
+) -> Result<(StatusCode, String), ApiError> {
     let b = body(&raw)?;
+    let parsed =
+        quiver_compiler::parse_create(&b.sql).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if parsed.kind != kind {
+        return Err(ApiError::bad_request(format!(
+            "this path creates a {}; the statement creates a {}",
+            noun(kind).to_lowercase(),
+            noun(parsed.kind).to_lowercase()
+        )));
+    }
     let def = state.engine.create_stream(&b.sql)?;
     if let Err(e) = state.catalog.put_stream(&def.name, &def.sql) {
         let _ = state.engine.drop_stream(&def.name);
@@ -36,13 +58,28 @@ pub async fn create(state: State, raw: String) -> Result<(StatusCode, String), A
     }
     Ok((
         StatusCode::CREATED,
-        format!("Stream {} is created.", def.name),
+        format!("{} {} is created.", noun(kind), def.name),
     ))
+}
+
+/// `POST /streams`.
+pub async fn create(state: State, raw: String) -> Result<(StatusCode, String), ApiError> {
+    create_kind(state, raw, StreamKind::Stream).await
+}
+
+/// `POST /tables`.
+pub async fn create_table(state: State, raw: String) -> Result<(StatusCode, String), ApiError> {
+    create_kind(state, raw, StreamKind::Table).await
 }
 
 /// `GET /streams`: the stream names.
 pub async fn list(state: State) -> Json<Vec<String>> {
     Json(state.engine.stream_names())
+}
+
+/// `GET /tables`: the table names.
+pub async fn list_tables(state: State) -> Json<Vec<String>> {
+    Json(state.engine.table_names())
 }
 
 /// eKuiper's numeric type codes in describe output (its `ast.DataType` enum).
@@ -96,16 +133,44 @@ fn describe_json(def: &StreamDef) -> Value {
     })
 }
 
+fn find_kind(state: &State, name: &str, kind: StreamKind) -> Result<StreamDef, ApiError> {
+    state
+        .engine
+        .stream(name)
+        .filter(|d| d.kind == kind)
+        .ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("{} \"{name}\" not found", noun(kind).to_lowercase()),
+        })
+}
+
 fn find(state: &State, name: &str) -> Result<StreamDef, ApiError> {
-    state.engine.stream(name).ok_or_else(|| ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: format!("stream \"{name}\" not found"),
-    })
+    find_kind(state, name, StreamKind::Stream)
 }
 
 /// `GET /streams/{name}`: eKuiper's describe shape.
 pub async fn describe(state: State, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(describe_json(&find(&state, &name)?)))
+}
+
+/// `GET /tables/{name}`: eKuiper's describe shape.
+pub async fn describe_table(
+    state: State,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(describe_json(&find_kind(
+        &state,
+        &name,
+        StreamKind::Table,
+    )?)))
+}
+
+/// `DELETE /tables/{name}`: refused while rules join the table.
+pub async fn drop_table(state: State, Path(name): Path<String>) -> Result<String, ApiError> {
+    find_kind(&state, &name, StreamKind::Table)?;
+    state.engine.drop_stream(&name)?;
+    state.catalog.delete_stream(&name)?;
+    Ok(format!("Table {name} is dropped."))
 }
 
 /// `GET /streams/{name}/schema`: field name to type.
@@ -150,6 +215,7 @@ pub async fn update(
 
 /// `DELETE /streams/{name}`.
 pub async fn drop(state: State, Path(name): Path<String>) -> Result<String, ApiError> {
+    find(&state, &name)?;
     state.engine.drop_stream(&name)?;
     state.catalog.delete_stream(&name)?;
     Ok(format!("Stream {name} is dropped."))
