@@ -571,15 +571,15 @@ fn bind_from<'q>(
             pos_of(&from.relation),
         ));
     };
-    let lookup = |name: &ast::ObjectName| -> Result<StreamDef> {
+    let lookup = |name: &ast::ObjectName, what: &str| -> Result<StreamDef> {
         let n = name.to_string().trim_matches('`').to_string();
         catalog.stream(&n).cloned().ok_or_else(|| {
             let names = catalog.stream_names();
-            CompileError::at(format!("unknown stream or table \"{n}\""), pos_of(name))
+            CompileError::at(format!("unknown {what} \"{n}\""), pos_of(name))
                 .with_hint(did_you_mean(&n, names.iter().map(String::as_str)))
         })
     };
-    let def = lookup(name)?;
+    let def = lookup(name, "stream")?;
     if def.kind == crate::ddl::StreamKind::Table {
         return Err(CompileError::at(
             format!(
@@ -599,7 +599,7 @@ fn bind_from<'q>(
         else {
             return Err(CompileError::at("JOIN must name a table", pos_of(join)));
         };
-        let tdef = lookup(tname)?;
+        let tdef = lookup(tname, "stream or table")?;
         if tdef.kind != crate::ddl::StreamKind::Table {
             return Err(CompileError::at(
                 format!(
