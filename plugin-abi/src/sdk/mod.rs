@@ -1,0 +1,352 @@
+//! The plugin author's SDK: implement [`Sink`] or [`Function`] on a plain Rust type and
+//! export it with [`export_plugin!`](crate::export_plugin).
+//!
+//! ```ignore
+//! use quiver_plugin_abi::sdk::{Config, Error, Sink, Tuple};
+//!
+//! #[derive(Default)]
+//! struct Print;
+//!
+//! impl Sink for Print {
+//!     fn provision(&mut self, _config: &Config) -> Result<(), Error> { Ok(()) }
+//!     fn collect(&mut self, tuple: &Tuple<'_>) -> Result<(), Error> {
+//!         println!("{:?}", tuple.value("temperature"));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! quiver_plugin_abi::export_plugin! { name: "print", kind: sink, version: "1.0.0", factory: Print::default }
+//! ```
+//!
+//! The arrow types are those of the arrow major picked by the crate feature (`arrow-60`, the
+//! default, or `arrow-59`), re-exported as [`arrow`].
+// The C Data Interface hand-over needs raw pointers; every unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
+mod tuple;
+
+#[cfg(feature = "arrow-60")]
+pub use arrow60 as arrow;
+#[cfg(all(feature = "arrow-59", not(feature = "arrow-60")))]
+pub use arrow59 as arrow;
+pub use serde_json;
+
+pub use tuple::{Tuple, cell_value, tuples};
+
+pub use crate::SqlType;
+
+use arrow::array::{Array, ArrayRef, StructArray};
+use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+use arrow::record_batch::RecordBatch;
+
+/// A sink's or source's configuration: the action's properties as JSON.
+pub type Config = serde_json::Map<String, serde_json::Value>;
+
+/// Any error; its text reaches the rule's status and metrics.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A sink: eKuiper's `api.Sink` (a tuple collector) in Rust.
+///
+/// Implement [`Sink::collect`] to see one row at a time, or [`Sink::collect_list`] to see
+/// each batch as an arrow [`RecordBatch`] (a window's output or a `batchSize` batch arrives as
+/// one call). Calls come from one thread at a time and may block.
+pub trait Sink: Send + 'static {
+    /// Reads the action's properties; an error refuses the rule at creation.
+    fn provision(&mut self, config: &Config) -> Result<(), Error>;
+
+    /// Connects before the first batch.
+    fn connect(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Writes one row. Only called by the default [`Sink::collect_list`].
+    fn collect(&mut self, tuple: &Tuple<'_>) -> Result<(), Error> {
+        let _ = tuple;
+        Err("this sink implements neither collect nor collect_list".into())
+    }
+
+    /// Writes one batch; by default, each row through [`Sink::collect`].
+    fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        tuples(batch).try_for_each(|t| self.collect(&t))
+    }
+
+    /// Flushes and releases resources when the rule stops.
+    fn close(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A SQL function: eKuiper's `api.Function`, vectorised over arrow arrays.
+pub trait Function: Send + Sync + 'static {
+    /// Checks the argument types at rule creation and returns the result type; the error
+    /// text is shown to the user (e.g. `expects 1 argument but got 2`).
+    fn validate(&self, args: &[SqlType]) -> Result<SqlType, Error>;
+
+    /// Computes one result per row. Every argument has `rows` values (constants repeated).
+    /// The result must have `rows` values, of the type `validate` returned (any type when it
+    /// returned [`SqlType::Any`]).
+    fn exec(&self, args: &[ArrayRef], rows: usize) -> Result<ArrayRef, Error>;
+
+    /// True for an aggregate function.
+    fn is_aggregate(&self) -> bool {
+        false
+    }
+}
+
+/// What [`export_plugin!`](crate::export_plugin) expands to; not for direct use.
+#[doc(hidden)]
+pub mod __private {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use abi_stable::prefix_type::PrefixTypeTrait;
+    use abi_stable::sabi_trait::TD_Opaque;
+    use abi_stable::std_types::{RResult, RStr, RString};
+
+    use super::*;
+    use crate::ffi::{
+        FfiArrowBatch, FfiArrowOut, FfiFunction, FfiSink, FunctionBox, PluginKind, PluginMod,
+        PluginModRef, SinkBox,
+    };
+
+    /// Runs `f`, turning an error or a panic into `RErr` with its message.
+    pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> RResult<T, RString> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(v)) => RResult::ROk(v),
+            Ok(Err(e)) => RResult::RErr(RString::from(e.to_string())),
+            Err(panic) => RResult::RErr(RString::from(format!(
+                "plugin panicked in {what}: {}",
+                panic_message(&*panic)
+            ))),
+        }
+    }
+
+    fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+        if let Some(s) = panic.downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = panic.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "(no message)".to_string()
+        }
+    }
+
+    /// Takes the batch the host passed.
+    ///
+    /// # Safety
+    /// `batch` must point to a valid C Data Interface struct array and its schema, as the
+    /// server passes them for the duration of the call.
+    unsafe fn import(batch: FfiArrowBatch) -> Result<RecordBatch, Error> {
+        if batch.array.is_null() || batch.schema.is_null() {
+            return Err("the server passed a null batch".into());
+        }
+        // SAFETY: the caller guarantees a valid FFI_ArrowArray; from_raw moves it out and
+        // leaves the host's struct released, as the ownership rule of FfiArrowBatch says.
+        let array = unsafe { FFI_ArrowArray::from_raw(batch.array.cast::<FFI_ArrowArray>()) };
+        // SAFETY: the schema stays valid and owned by the host for the whole call.
+        let schema = unsafe { &*batch.schema.cast::<FFI_ArrowSchema>() };
+        // SAFETY: array and schema describe the same data (the host exported them together).
+        let data = unsafe { arrow::ffi::from_ffi(array, schema) }?;
+        Ok(RecordBatch::from(StructArray::from(data)))
+    }
+
+    /// The sink adapter: an SDK sink behind the stable vtable.
+    struct SinkAdapter<S> {
+        sink: S,
+        /// Set after a panic: the sink's state is unknown, so it is not called again.
+        poisoned: Option<String>,
+    }
+
+    impl<S: Sink> SinkAdapter<S> {
+        fn call(
+            &mut self,
+            what: &str,
+            f: impl FnOnce(&mut S) -> Result<(), Error>,
+        ) -> RResult<(), RString> {
+            if let Some(p) = &self.poisoned {
+                return RResult::RErr(RString::from(format!("sink is unusable after: {p}")));
+            }
+            let sink = &mut self.sink;
+            let r = match catch_unwind(AssertUnwindSafe(|| f(sink))) {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(panic) => {
+                    let msg = format!("plugin panicked in {what}: {}", panic_message(&*panic));
+                    self.poisoned = Some(msg.clone());
+                    Err(msg)
+                }
+            };
+            r.map_err(RString::from).into()
+        }
+    }
+
+    impl<S: Sink> FfiSink for SinkAdapter<S> {
+        fn provision(&mut self, config_json: RStr<'_>) -> RResult<(), RString> {
+            let config: Config = match serde_json::from_str(config_json.as_str()) {
+                Ok(c) => c,
+                Err(e) => return RResult::RErr(format!("config is not a JSON object: {e}").into()),
+            };
+            self.call("provision", |s| s.provision(&config))
+        }
+
+        fn connect(&mut self) -> RResult<(), RString> {
+            self.call("connect", |s| s.connect())
+        }
+
+        fn collect_list(&mut self, batch: FfiArrowBatch) -> RResult<(), RString> {
+            // Take the batch first, so it is released here whatever happens next.
+            // SAFETY: the server passes a valid batch for the duration of the call.
+            let batch = match catch_unwind(|| unsafe { import(batch) }) {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return RResult::RErr(format!("cannot read the batch: {e}").into()),
+                Err(_) => return RResult::RErr("cannot read the batch".into()),
+            };
+            self.call("collect_list", |s| s.collect_list(&batch))
+        }
+
+        fn close(&mut self) -> RResult<(), RString> {
+            self.call("close", |s| s.close())
+        }
+    }
+
+    /// Makes a boxed sink from the author's factory.
+    pub fn new_sink<S: Sink>(factory: impl FnOnce() -> S) -> RResult<SinkBox, RString> {
+        guard("the sink factory", || {
+            Ok(SinkBox::from_value(
+                SinkAdapter {
+                    sink: factory(),
+                    poisoned: None,
+                },
+                TD_Opaque,
+            ))
+        })
+    }
+
+    /// The function adapter: an SDK function behind the stable vtable.
+    struct FunctionAdapter<F>(F);
+
+    impl<F: Function> FfiFunction for FunctionAdapter<F> {
+        fn validate(&self, args_json: RStr<'_>) -> RResult<RString, RString> {
+            guard("validate", || {
+                let names: Vec<String> = serde_json::from_str(args_json.as_str())?;
+                let args = names
+                    .iter()
+                    .map(|n| SqlType::parse(n).unwrap_or(SqlType::Any))
+                    .collect::<Vec<_>>();
+                Ok(RString::from(self.0.validate(&args)?.name()))
+            })
+        }
+
+        fn exec(&self, args: FfiArrowBatch, rows: u64, out: FfiArrowOut) -> RResult<(), RString> {
+            guard("exec", || {
+                // SAFETY: the server passes a valid batch for the duration of the call.
+                let batch = unsafe { import(args) }?;
+                let rows = usize::try_from(rows)?;
+                let result = self.0.exec(batch.columns(), rows)?;
+                if result.len() != rows {
+                    return Err(format!(
+                        "the function returned {} values for {rows} rows",
+                        result.len()
+                    )
+                    .into());
+                }
+                let (array, schema) = arrow::ffi::to_ffi(&result.to_data())?;
+                if out.array.is_null() || out.schema.is_null() {
+                    return Err("the server passed a null result slot".into());
+                }
+                // SAFETY: `out` points to empty structs the server owns and reads after the
+                // call; writing without dropping the empties leaks nothing (they own nothing).
+                unsafe {
+                    std::ptr::write(out.array.cast::<FFI_ArrowArray>(), array);
+                    std::ptr::write(out.schema.cast::<FFI_ArrowSchema>(), schema);
+                }
+                Ok(())
+            })
+        }
+
+        fn is_aggregate(&self) -> bool {
+            catch_unwind(AssertUnwindSafe(|| self.0.is_aggregate())).unwrap_or(false)
+        }
+    }
+
+    /// Makes the boxed function from the author's factory.
+    pub fn new_function<F: Function>(factory: impl FnOnce() -> F) -> RResult<FunctionBox, RString> {
+        guard("the function factory", || {
+            Ok(FunctionBox::from_value(FunctionAdapter(factory()), TD_Opaque))
+        })
+    }
+
+    /// The root module of a sink plugin.
+    pub fn sink_module(
+        name: &'static str,
+        version: &'static str,
+        new_sink: extern "C" fn() -> RResult<SinkBox, RString>,
+    ) -> PluginModRef {
+        PluginMod {
+            abi_major: crate::ABI_MAJOR,
+            name: RStr::from_str(name),
+            kind: PluginKind::Sink,
+            version: RStr::from_str(version),
+            new_sink: Some(new_sink),
+            new_function: None,
+        }
+        .leak_into_prefix()
+    }
+
+    /// The root module of a function plugin.
+    pub fn function_module(
+        name: &'static str,
+        version: &'static str,
+        new_function: extern "C" fn() -> RResult<FunctionBox, RString>,
+    ) -> PluginModRef {
+        PluginMod {
+            abi_major: crate::ABI_MAJOR,
+            name: RStr::from_str(name),
+            kind: PluginKind::Function,
+            version: RStr::from_str(version),
+            new_sink: None,
+            new_function: Some(new_function),
+        }
+        .leak_into_prefix()
+    }
+}
+
+/// Exports a plugin: its name (the action type or SQL function name), kind (`sink` or
+/// `function`), version and factory (a function or closure returning a new instance).
+///
+/// Use it once per plugin crate, which is built as a `cdylib`. Every call the server makes
+/// into the plugin is wrapped in `catch_unwind`: a panic becomes an error of the rule.
+///
+/// ```ignore
+/// quiver_plugin_abi::export_plugin! {
+///     name: "mysql",
+///     kind: sink,
+///     version: "1.0.0",
+///     factory: MysqlSink::default,
+/// }
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    (name: $name:literal, kind: sink, version: $version:literal, factory: $factory:expr $(,)?) => {
+        extern "C" fn __quiver_new_sink() -> $crate::__private_abi::RResult<
+            $crate::ffi::SinkBox,
+            $crate::__private_abi::RString,
+        > {
+            $crate::sdk::__private::new_sink(|| ($factory)())
+        }
+        fn __quiver_root_module() -> $crate::ffi::PluginModRef {
+            $crate::sdk::__private::sink_module($name, $version, __quiver_new_sink)
+        }
+        $crate::__export_root_module!(__quiver_root_module);
+    };
+    (name: $name:literal, kind: function, version: $version:literal, factory: $factory:expr $(,)?) => {
+        extern "C" fn __quiver_new_function() -> $crate::__private_abi::RResult<
+            $crate::ffi::FunctionBox,
+            $crate::__private_abi::RString,
+        > {
+            $crate::sdk::__private::new_function(|| ($factory)())
+        }
+        fn __quiver_root_module() -> $crate::ffi::PluginModRef {
+            $crate::sdk::__private::function_module($name, $version, __quiver_new_function)
+        }
+        $crate::__export_root_module!(__quiver_root_module);
+    };
+}
