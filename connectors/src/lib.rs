@@ -16,6 +16,9 @@ pub mod memory;
 pub mod mqtt;
 pub mod traits;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
 use serde_json::{Map, Value};
 
 pub use error::ConnectorError;
@@ -32,11 +35,19 @@ pub struct SourceSpec {
     pub props: Map<String, Value>,
 }
 
-/// The registry of built-in connectors, plus the process-wide state they share (the memory bus).
+/// Makes sinks of one type registered at run time (a sink plugin): one per rule action.
+pub trait SinkFactory: Send + Sync + std::fmt::Debug {
+    /// Creates and configures a sink from the action's properties.
+    fn create(&self, props: &Value) -> Result<Box<dyn Sink>, ConnectorError>;
+}
+
+/// The registry of built-in connectors, plus the process-wide state they share (the memory bus)
+/// and the sink types registered at run time (plugins). Clones share the plugin registry.
 #[derive(Debug, Clone, Default)]
 pub struct Connectors {
     memory: memory::MemoryBus,
     httppush: memory::MemoryBus,
+    plugin_sinks: Arc<RwLock<BTreeMap<String, Arc<dyn SinkFactory>>>>,
 }
 
 impl Connectors {
@@ -64,6 +75,33 @@ impl Connectors {
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
         &["log", "memory", "mqtt"]
+    }
+
+    /// Registers (or replaces) a sink type; rules created from now on can use it as an action.
+    pub fn register_sink(&self, name: &str, factory: Arc<dyn SinkFactory>) {
+        self.plugin_sinks
+            .write()
+            .expect("plugin sinks lock")
+            .insert(name.to_string(), factory);
+    }
+
+    /// Removes a registered sink type; running sinks of it keep running.
+    pub fn unregister_sink(&self, name: &str) -> bool {
+        self.plugin_sinks
+            .write()
+            .expect("plugin sinks lock")
+            .remove(name)
+            .is_some()
+    }
+
+    /// Sink types registered at run time, sorted.
+    pub fn plugin_sink_types(&self) -> Vec<String> {
+        self.plugin_sinks
+            .read()
+            .expect("plugin sinks lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Creates a source for `spec`.
@@ -101,11 +139,29 @@ impl Connectors {
             "mqtt" => Ok(Box::new(mqtt::MqttSink::new(mqtt::MqttSinkConfig::parse(
                 props,
             )?))),
-            other => Err(ConnectorError::UnknownType {
-                kind: "sink",
-                name: other.to_string(),
-                known: self.sink_types().join(", "),
-            }),
+            other => {
+                // Cloned out of the lock: creating a plugin sink calls into the plugin.
+                let factory = self
+                    .plugin_sinks
+                    .read()
+                    .expect("plugin sinks lock")
+                    .get(other)
+                    .cloned();
+                match factory {
+                    Some(f) => f.create(props),
+                    None => Err(ConnectorError::UnknownType {
+                        kind: "sink",
+                        name: other.to_string(),
+                        known: self
+                            .sink_types()
+                            .iter()
+                            .map(|s| s.to_string())
+                            .chain(self.plugin_sink_types())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }),
+                }
+            }
         }
     }
 }

@@ -43,6 +43,17 @@ pub struct FfiArrowOut {
     pub schema: *mut c_void,
 }
 
+/// An error a plugin returns: its message, and whether it must stop the rule.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiError {
+    /// What went wrong, with context.
+    pub message: RString,
+    /// True when the plugin panicked: its state is unknown, so the rule using it fails
+    /// instead of counting an exception and going on.
+    pub fatal: bool,
+}
+
 /// What a plugin provides.
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,17 +81,17 @@ impl PluginKind {
 #[sabi_trait]
 pub trait FfiSink: Send {
     /// Configures the sink from the action's properties (a JSON object as text).
-    fn provision(&mut self, config_json: RStr<'_>) -> RResult<(), RString>;
+    fn provision(&mut self, config_json: RStr<'_>) -> RResult<(), FfiError>;
 
     /// Connects before the first batch.
-    fn connect(&mut self) -> RResult<(), RString>;
+    fn connect(&mut self) -> RResult<(), FfiError>;
 
     /// Writes one batch of result rows; the callee takes the array (see [`FfiArrowBatch`]).
-    fn collect_list(&mut self, batch: FfiArrowBatch) -> RResult<(), RString>;
+    fn collect_list(&mut self, batch: FfiArrowBatch) -> RResult<(), FfiError>;
 
     /// Flushes and releases resources when the rule stops.
     #[sabi(last_prefix_field)]
-    fn close(&mut self) -> RResult<(), RString>;
+    fn close(&mut self) -> RResult<(), FfiError>;
 }
 
 /// A boxed sink behind the stable vtable.
@@ -92,11 +103,11 @@ pub trait FfiFunction: Send + Sync {
     /// Checks the argument types at rule creation. `args_json` is a JSON array of type names
     /// (`"bigint"`, `"float"`, `"string"`, `"boolean"`, `"datetime"`, `"bytea"`, `"array"`,
     /// `"struct"`, `"any"`); the answer is the result's type name.
-    fn validate(&self, args_json: RStr<'_>) -> RResult<RString, RString>;
+    fn validate(&self, args_json: RStr<'_>) -> RResult<RString, FfiError>;
 
     /// Evaluates the function over `rows` rows. `args` is a struct array with one child per
     /// argument (the callee takes it); the result array is written to `out`.
-    fn exec(&self, args: FfiArrowBatch, rows: u64, out: FfiArrowOut) -> RResult<(), RString>;
+    fn exec(&self, args: FfiArrowBatch, rows: u64, out: FfiArrowOut) -> RResult<(), FfiError>;
 
     /// True for an aggregate function (each argument is a group's values).
     #[sabi(last_prefix_field)]
@@ -121,10 +132,10 @@ pub struct PluginMod {
     /// The plugin's own version (`1.0.0`).
     pub version: RStr<'static>,
     /// Makes a sink instance (sink plugins).
-    pub new_sink: Option<extern "C" fn() -> RResult<SinkBox, RString>>,
+    pub new_sink: Option<extern "C" fn() -> RResult<SinkBox, FfiError>>,
     /// Makes the function (function plugins).
     #[sabi(last_prefix_field)]
-    pub new_function: Option<extern "C" fn() -> RResult<FunctionBox, RString>>,
+    pub new_function: Option<extern "C" fn() -> RResult<FunctionBox, FfiError>>,
 }
 
 impl RootModule for PluginModRef {

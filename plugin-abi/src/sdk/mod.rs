@@ -25,10 +25,10 @@
 
 mod tuple;
 
-#[cfg(feature = "arrow-60")]
-pub use arrow60 as arrow;
 #[cfg(all(feature = "arrow-59", not(feature = "arrow-60")))]
 pub use arrow59 as arrow;
+#[cfg(feature = "arrow-60")]
+pub use arrow60 as arrow;
 pub use serde_json;
 
 pub use tuple::{Tuple, cell_value, tuples};
@@ -104,19 +104,35 @@ pub mod __private {
 
     use super::*;
     use crate::ffi::{
-        FfiArrowBatch, FfiArrowOut, FfiFunction, FfiSink, FunctionBox, PluginKind, PluginMod,
-        PluginModRef, SinkBox,
+        FfiArrowBatch, FfiArrowOut, FfiError, FfiFunction, FfiSink, FunctionBox, PluginKind,
+        PluginMod, PluginModRef, SinkBox,
     };
 
+    /// An error that lets the rule go on.
+    fn error(message: impl Into<String>) -> FfiError {
+        FfiError {
+            message: RString::from(message.into()),
+            fatal: false,
+        }
+    }
+
+    /// The error of a panic, which stops the rule.
+    fn panicked(what: &str, panic: &(dyn std::any::Any + Send)) -> FfiError {
+        FfiError {
+            message: RString::from(format!(
+                "plugin panicked in {what}: {}",
+                panic_message(panic)
+            )),
+            fatal: true,
+        }
+    }
+
     /// Runs `f`, turning an error or a panic into `RErr` with its message.
-    pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> RResult<T, RString> {
+    pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> RResult<T, FfiError> {
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(Ok(v)) => RResult::ROk(v),
-            Ok(Err(e)) => RResult::RErr(RString::from(e.to_string())),
-            Err(panic) => RResult::RErr(RString::from(format!(
-                "plugin panicked in {what}: {}",
-                panic_message(&*panic)
-            ))),
+            Ok(Err(e)) => RResult::RErr(error(e.to_string())),
+            Err(panic) => RResult::RErr(panicked(what, &*panic)),
         }
     }
 
@@ -161,54 +177,57 @@ pub mod __private {
             &mut self,
             what: &str,
             f: impl FnOnce(&mut S) -> Result<(), Error>,
-        ) -> RResult<(), RString> {
+        ) -> RResult<(), FfiError> {
             if let Some(p) = &self.poisoned {
-                return RResult::RErr(RString::from(format!("sink is unusable after: {p}")));
+                return RResult::RErr(FfiError {
+                    message: RString::from(format!("sink is unusable after: {p}")),
+                    fatal: true,
+                });
             }
             let sink = &mut self.sink;
-            let r = match catch_unwind(AssertUnwindSafe(|| f(sink))) {
-                Ok(r) => r.map_err(|e| e.to_string()),
+            match catch_unwind(AssertUnwindSafe(|| f(sink))) {
+                Ok(Ok(())) => RResult::ROk(()),
+                Ok(Err(e)) => RResult::RErr(error(e.to_string())),
                 Err(panic) => {
-                    let msg = format!("plugin panicked in {what}: {}", panic_message(&*panic));
-                    self.poisoned = Some(msg.clone());
-                    Err(msg)
+                    let e = panicked(what, &*panic);
+                    self.poisoned = Some(e.message.to_string());
+                    RResult::RErr(e)
                 }
-            };
-            r.map_err(RString::from).into()
+            }
         }
     }
 
     impl<S: Sink> FfiSink for SinkAdapter<S> {
-        fn provision(&mut self, config_json: RStr<'_>) -> RResult<(), RString> {
+        fn provision(&mut self, config_json: RStr<'_>) -> RResult<(), FfiError> {
             let config: Config = match serde_json::from_str(config_json.as_str()) {
                 Ok(c) => c,
-                Err(e) => return RResult::RErr(format!("config is not a JSON object: {e}").into()),
+                Err(e) => return RResult::RErr(error(format!("config is not a JSON object: {e}"))),
             };
             self.call("provision", |s| s.provision(&config))
         }
 
-        fn connect(&mut self) -> RResult<(), RString> {
+        fn connect(&mut self) -> RResult<(), FfiError> {
             self.call("connect", |s| s.connect())
         }
 
-        fn collect_list(&mut self, batch: FfiArrowBatch) -> RResult<(), RString> {
+        fn collect_list(&mut self, batch: FfiArrowBatch) -> RResult<(), FfiError> {
             // Take the batch first, so it is released here whatever happens next.
             // SAFETY: the server passes a valid batch for the duration of the call.
             let batch = match catch_unwind(|| unsafe { import(batch) }) {
                 Ok(Ok(b)) => b,
-                Ok(Err(e)) => return RResult::RErr(format!("cannot read the batch: {e}").into()),
-                Err(_) => return RResult::RErr("cannot read the batch".into()),
+                Ok(Err(e)) => return RResult::RErr(error(format!("cannot read the batch: {e}"))),
+                Err(panic) => return RResult::RErr(panicked("reading the batch", &*panic)),
             };
             self.call("collect_list", |s| s.collect_list(&batch))
         }
 
-        fn close(&mut self) -> RResult<(), RString> {
+        fn close(&mut self) -> RResult<(), FfiError> {
             self.call("close", |s| s.close())
         }
     }
 
     /// Makes a boxed sink from the author's factory.
-    pub fn new_sink<S: Sink>(factory: impl FnOnce() -> S) -> RResult<SinkBox, RString> {
+    pub fn new_sink<S: Sink>(factory: impl FnOnce() -> S) -> RResult<SinkBox, FfiError> {
         guard("the sink factory", || {
             Ok(SinkBox::from_value(
                 SinkAdapter {
@@ -224,7 +243,7 @@ pub mod __private {
     struct FunctionAdapter<F>(F);
 
     impl<F: Function> FfiFunction for FunctionAdapter<F> {
-        fn validate(&self, args_json: RStr<'_>) -> RResult<RString, RString> {
+        fn validate(&self, args_json: RStr<'_>) -> RResult<RString, FfiError> {
             guard("validate", || {
                 let names: Vec<String> = serde_json::from_str(args_json.as_str())?;
                 let args = names
@@ -235,7 +254,7 @@ pub mod __private {
             })
         }
 
-        fn exec(&self, args: FfiArrowBatch, rows: u64, out: FfiArrowOut) -> RResult<(), RString> {
+        fn exec(&self, args: FfiArrowBatch, rows: u64, out: FfiArrowOut) -> RResult<(), FfiError> {
             guard("exec", || {
                 // SAFETY: the server passes a valid batch for the duration of the call.
                 let batch = unsafe { import(args) }?;
@@ -268,9 +287,14 @@ pub mod __private {
     }
 
     /// Makes the boxed function from the author's factory.
-    pub fn new_function<F: Function>(factory: impl FnOnce() -> F) -> RResult<FunctionBox, RString> {
+    pub fn new_function<F: Function>(
+        factory: impl FnOnce() -> F,
+    ) -> RResult<FunctionBox, FfiError> {
         guard("the function factory", || {
-            Ok(FunctionBox::from_value(FunctionAdapter(factory()), TD_Opaque))
+            Ok(FunctionBox::from_value(
+                FunctionAdapter(factory()),
+                TD_Opaque,
+            ))
         })
     }
 
@@ -278,7 +302,7 @@ pub mod __private {
     pub fn sink_module(
         name: &'static str,
         version: &'static str,
-        new_sink: extern "C" fn() -> RResult<SinkBox, RString>,
+        new_sink: extern "C" fn() -> RResult<SinkBox, FfiError>,
     ) -> PluginModRef {
         PluginMod {
             abi_major: crate::ABI_MAJOR,
@@ -295,7 +319,7 @@ pub mod __private {
     pub fn function_module(
         name: &'static str,
         version: &'static str,
-        new_function: extern "C" fn() -> RResult<FunctionBox, RString>,
+        new_function: extern "C" fn() -> RResult<FunctionBox, FfiError>,
     ) -> PluginModRef {
         PluginMod {
             abi_major: crate::ABI_MAJOR,
@@ -326,10 +350,8 @@ pub mod __private {
 #[macro_export]
 macro_rules! export_plugin {
     (name: $name:literal, kind: sink, version: $version:literal, factory: $factory:expr $(,)?) => {
-        extern "C" fn __quiver_new_sink() -> $crate::__private_abi::RResult<
-            $crate::ffi::SinkBox,
-            $crate::__private_abi::RString,
-        > {
+        extern "C" fn __quiver_new_sink()
+        -> $crate::__private_abi::RResult<$crate::ffi::SinkBox, $crate::ffi::FfiError> {
             $crate::sdk::__private::new_sink(|| ($factory)())
         }
         fn __quiver_root_module() -> $crate::ffi::PluginModRef {
@@ -338,10 +360,8 @@ macro_rules! export_plugin {
         $crate::__export_root_module!(__quiver_root_module);
     };
     (name: $name:literal, kind: function, version: $version:literal, factory: $factory:expr $(,)?) => {
-        extern "C" fn __quiver_new_function() -> $crate::__private_abi::RResult<
-            $crate::ffi::FunctionBox,
-            $crate::__private_abi::RString,
-        > {
+        extern "C" fn __quiver_new_function()
+        -> $crate::__private_abi::RResult<$crate::ffi::FunctionBox, $crate::ffi::FfiError> {
             $crate::sdk::__private::new_function(|| ($factory)())
         }
         fn __quiver_root_module() -> $crate::ffi::PluginModRef {

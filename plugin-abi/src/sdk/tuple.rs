@@ -119,7 +119,10 @@ mod tests {
                 Arc::new(StringArray::from(vec![Some("a"), None])) as ArrayRef,
             ),
             ("n", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
-            ("t", Arc::new(Float64Array::from(vec![1.5, 2.5])) as ArrayRef),
+            (
+                "t",
+                Arc::new(Float64Array::from(vec![1.5, 2.5])) as ArrayRef,
+            ),
         ])
         .expect("batch");
         let rows: Vec<Tuple<'_>> = tuples(&batch).collect();
