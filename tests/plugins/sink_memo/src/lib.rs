@@ -25,7 +25,12 @@ impl Sink for Memo {
     }
 
     fn connect(&mut self) -> Result<(), Error> {
-        self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+        self.file = Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?,
+        );
         Ok(())
     }
 
