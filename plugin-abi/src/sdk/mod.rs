@@ -349,7 +349,7 @@ pub mod __private {
 /// ```
 #[macro_export]
 macro_rules! export_plugin {
-    (name: $name:literal, kind: sink, version: $version:literal, factory: $factory:expr $(,)?) => {
+    (name: $name:literal, kind: sink, version: $version:expr, factory: $factory:expr $(,)?) => {
         extern "C" fn __quiver_new_sink()
         -> $crate::__private_abi::RResult<$crate::ffi::SinkBox, $crate::ffi::FfiError> {
             $crate::sdk::__private::new_sink(|| ($factory)())
@@ -359,7 +359,7 @@ macro_rules! export_plugin {
         }
         $crate::__export_root_module!(__quiver_root_module);
     };
-    (name: $name:literal, kind: function, version: $version:literal, factory: $factory:expr $(,)?) => {
+    (name: $name:literal, kind: function, version: $version:expr, factory: $factory:expr $(,)?) => {
         extern "C" fn __quiver_new_function()
         -> $crate::__private_abi::RResult<$crate::ffi::FunctionBox, $crate::ffi::FfiError> {
             $crate::sdk::__private::new_function(|| ($factory)())

@@ -64,6 +64,6 @@ fn serde_json_line(tuple: &Tuple<'_>) -> String {
 quiver_plugin_abi::export_plugin! {
     name: "memo",
     kind: sink,
-    version: "1.0.0",
+    version: env!("CARGO_PKG_VERSION"),
     factory: Memo::default,
 }
