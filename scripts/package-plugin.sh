@@ -16,7 +16,8 @@ if [ $# -ne 1 ] || [ ! -f "$1/Cargo.toml" ]; then
 fi
 project="$(cd "$1" && pwd)"
 manifest="$project/Cargo.toml"
-target="${CARGO_TARGET_DIR:-$root/target/plugins}"
+# Plugins build in their own target dir (their dependency versions differ from the server's).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/plugins}"
 
 # `path+file:///dir#crate@1.0.0` (or `...#1.0.0` when the crate is named like its folder).
 pkgid="$(cargo pkgid --manifest-path "$manifest")"
@@ -32,8 +33,8 @@ if [ -z "$name" ]; then
 fi
 
 echo "building $crate $version (plugin \"$name\") in release mode" >&2
-CARGO_TARGET_DIR="$target" cargo build --release --manifest-path "$manifest" >&2
-lib="$target/release/lib${crate//-/_}.so"
+cargo build --release --manifest-path "$manifest" >&2
+lib="$CARGO_TARGET_DIR/release/lib${crate//-/_}.so"
 [ -f "$lib" ] || { echo "no library at $lib; is the crate a cdylib?" >&2; exit 1; }
 
 stage="$(mktemp -d)"

@@ -23,18 +23,24 @@ fn repo_root() -> PathBuf {
 }
 
 /// Builds test plugin `project` (a directory under tests/plugins) and returns its library.
-/// All test plugins share one target directory, so their dependencies build once.
+/// All test plugins share one target directory, so their dependencies build once. A release
+/// build of the tests (the benchmark) builds release plugins.
 fn build_plugin(project: &str) -> PathBuf {
     let root = repo_root();
     let target = root.join("target").join("test-plugins");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let release = !cfg!(debug_assertions);
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
         .args(["build", "--quiet", "--manifest-path"])
         .arg(root.join("tests/plugins").join(project).join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("cargo runs");
+        .env("CARGO_TARGET_DIR", &target);
+    if release {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("cargo runs");
     assert!(status.success(), "building test plugin {project} failed");
-    let lib = target.join("debug").join(format!("lib{project}.so"));
+    let profile = if release { "release" } else { "debug" };
+    let lib = target.join(profile).join(format!("lib{project}.so"));
     assert!(lib.exists(), "{} was not built", lib.display());
     lib
 }
@@ -491,4 +497,135 @@ fn a_panicking_sink_fails_only_its_rule() {
         json!("running")
     );
     server.stop();
+}
+
+/// The cost of the plugin boundary: the same rule over the same pre-built Arrow batches, once
+/// with the built-in `memory` sink (publishing to a topic nobody reads: a no-op) and once with
+/// the `noop` plugin sink, alternating, best of several rounds, in one process. Batches come
+/// in as Arrow (no JSON decoding), so the sink's share of the time is as large as it gets.
+///
+/// `cargo nextest run --release -p quiver-server --test plugins --run-ignored only`
+#[test]
+#[ignore = "benchmark: run in release with --run-ignored"]
+fn bench_plugin_sink_against_a_builtin_sink() {
+    use std::sync::Arc;
+
+    use quiver_connectors::Connectors;
+    use quiver_connectors::memory::MemoryPayload;
+    use quiver_dataflow::{Action, Engine, EngineConfig, RuleSpec};
+    use quiver_plugin_abi::ffi::PluginKind;
+    use quiver_server::plugins::PluginManager;
+
+    const BATCHES: usize = 2_000;
+    const ROWS: usize = 1024;
+    const ROUNDS: usize = 5;
+
+    let dir = temp_dir("plugins-bench");
+    let zip = package(&dir, "sink_noop", "noop", "1.0.0", json!({}));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let engine = Engine::start(
+        EngineConfig { workers: 1 },
+        rt.handle().clone(),
+        Connectors::new(),
+    )
+    .expect("engine");
+    let plugins = PluginManager::open(&dir.join("data"), engine.clone()).expect("plugins");
+    rt.block_on(plugins.install(
+        PluginKind::Sink,
+        "noop",
+        &format!("file://{}", zip.display()),
+    ))
+    .expect("install noop");
+    engine
+        .create_stream(
+            r#"CREATE STREAM bench (device STRING, temperature FLOAT) WITH (DATASOURCE="bench/in", TYPE="memory")"#,
+        )
+        .expect("stream");
+
+    let batch = {
+        use arrow::array::{ArrayRef, Float64Array, StringArray};
+        let devices: Vec<String> = (0..ROWS).map(|i| format!("dev{}", i % 16)).collect();
+        let temps: Vec<f64> = (0..ROWS).map(|i| (i % 50) as f64).collect();
+        arrow::record_batch::RecordBatch::try_from_iter([
+            ("device", Arc::new(StringArray::from(devices)) as ArrayRef),
+            (
+                "temperature",
+                Arc::new(Float64Array::from(temps)) as ArrayRef,
+            ),
+        ])
+        .expect("batch")
+    };
+    let bus = engine.connectors().memory().clone();
+    let mut best = [f64::MAX; 2];
+    for round in 0..ROUNDS {
+        for (i, (sink, props)) in [
+            ("memory", json!({"topic": "bench/out"})),
+            ("noop", json!({})),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = format!("{sink}{round}");
+            engine
+                .create_rule(RuleSpec {
+                    id: id.clone(),
+                    name: id.clone(),
+                    sql: "SELECT device, temperature FROM bench".into(),
+                    actions: vec![Action {
+                        sink_type: sink.into(),
+                        props,
+                    }],
+                    options: serde_json::Map::new(),
+                })
+                .expect("rule");
+            while bus.subscribers("bench/in") == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let started = Instant::now();
+            rt.block_on(async {
+                for _ in 0..BATCHES {
+                    bus.publish("bench/in", MemoryPayload::Batch(batch.clone()))
+                        .await;
+                }
+                bus.close("bench/in");
+                assert!(
+                    engine
+                        .wait_finished(&id, Duration::from_secs(120))
+                        .await
+                        .expect("rule"),
+                    "{id} did not finish"
+                );
+            });
+            let secs = started.elapsed().as_secs_f64();
+            let status = engine.rule_status(&id).expect("status");
+            let out = status
+                .metrics
+                .iter()
+                .find(|(k, _)| k == &format!("sink_{sink}_0_0_records_out_total"))
+                .map(|(_, v)| v.clone());
+            assert_eq!(
+                out,
+                Some(json!(BATCHES * ROWS)),
+                "{id}: {:?}",
+                status.metrics
+            );
+            best[i] = best[i].min(secs);
+            engine.delete_rule(&id).expect("delete");
+        }
+    }
+    let rows = (BATCHES * ROWS) as f64;
+    let overhead = (best[1] - best[0]) / best[0] * 100.0;
+    println!(
+        "built-in memory sink: {:.1} M rows/s; noop plugin sink: {:.1} M rows/s; \
+         plugin boundary overhead: {overhead:+.1}% (goal: under 5%)",
+        rows / best[0] / 1e6,
+        rows / best[1] / 1e6
+    );
+    let engine2 = engine.clone();
+    rt.block_on(async move { tokio::task::spawn_blocking(move || engine2.shutdown()).await })
+        .expect("shutdown");
 }
