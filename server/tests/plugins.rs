@@ -26,14 +26,26 @@ fn repo_root() -> PathBuf {
 /// All test plugins share one target directory, so their dependencies build once. A release
 /// build of the tests (the benchmark) builds release plugins.
 fn build_plugin(project: &str) -> PathBuf {
+    build_plugin_with(project, None)
+}
+
+/// Builds test plugin `project` with a cargo `feature`, in a target dir of its own, so
+/// parallel tests reading the default build's library never see this one.
+fn build_plugin_with(project: &str, feature: Option<&str>) -> PathBuf {
     let root = repo_root();
-    let target = root.join("target").join("test-plugins");
+    let target = match feature {
+        None => root.join("target").join("test-plugins"),
+        Some(f) => root.join("target").join(format!("test-plugins-{f}")),
+    };
     let release = !cfg!(debug_assertions);
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
         .args(["build", "--quiet", "--manifest-path"])
         .arg(root.join("tests/plugins").join(project).join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target);
+    if let Some(f) = feature {
+        cargo.args(["--features", f]);
+    }
     if release {
         cargo.arg("--release");
     }
@@ -60,8 +72,23 @@ fn write_zip(path: &Path, entries: &[(&str, Vec<u8>)]) {
 /// Packages a built plugin the way `scripts/package-plugin.sh` does: `Name@vX.Y.Z.so` and
 /// `name.json` at the zip root.
 fn package(dir: &Path, project: &str, name: &str, version: &str, metadata: Value) -> PathBuf {
-    let so = std::fs::read(build_plugin(project)).expect("read library");
-    let zip = dir.join(format!("{name}.zip"));
+    package_with(dir, project, None, name, version, metadata)
+}
+
+/// [`package`] of a build with a cargo feature; the zip is `name-version.zip`.
+fn package_with(
+    dir: &Path,
+    project: &str,
+    feature: Option<&str>,
+    name: &str,
+    version: &str,
+    metadata: Value,
+) -> PathBuf {
+    let so = std::fs::read(build_plugin_with(project, feature)).expect("read library");
+    let zip = match feature {
+        None => dir.join(format!("{name}.zip")),
+        Some(_) => dir.join(format!("{name}-{version}.zip")),
+    };
     let mut cap = name.to_string();
     cap[..1].make_ascii_uppercase();
     write_zip(
@@ -348,6 +375,47 @@ fn sink_and_function_plugins_install_run_and_survive_a_restart() {
     assert_eq!(status, 200, "{body}");
     let lines = memo_lines(&out, 4);
     assert_eq!(rows(&lines)[3], json!({"device": "d", "t2": 200.0}));
+
+    // Update without a restart: version 2.0.0 tags its rows, and the rules move over to it.
+    package_with(&zips, "sink_memo", Some("v2"), "memo", "2.0.0", json!({}));
+    let (status, body) = server.call(
+        "PUT",
+        "/plugins/sinks/memo",
+        Some(json!({"name": "memo", "file": format!("{base}/memo-2.0.0.zip")})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("updated to version 2.0.0; rules moved to it: r1, r2"),
+        "{body}"
+    );
+    assert_eq!(
+        server.json("GET", "/plugins/sinks/memo", None).1["version"],
+        json!("2.0.0")
+    );
+    assert_eq!(
+        server
+            .call(
+                "PUT",
+                "/plugins/sinks/memo",
+                Some(json!({"name": "memo", "file": format!("{base}/memo-2.0.0.zip")}))
+            )
+            .0,
+        409,
+        "the same version again"
+    );
+    let (status, body) = server.push(
+        "/readings",
+        &json!({"device": "e", "temperature": 1}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let lines = memo_lines(&out, 5);
+    assert_eq!(rows(&lines)[4], json!({"device": "e", "t2": 2.0, "v": 2}));
+    assert!(
+        plugin_files(&data).contains(&"sinks/Memo@v2.0.0.so".to_string())
+            && !plugin_files(&data).contains(&"sinks/Memo@v1.0.0.so".to_string()),
+        "{:?}",
+        plugin_files(&data)
+    );
 
     // Without users, a delete goes through and takes the files with it.
     for rule in ["r1", "r2"] {

@@ -69,7 +69,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/plugins/{type}", get(plugins::list).post(plugins::install))
         .route(
             "/plugins/{type}/{name}",
-            get(plugins::describe).delete(plugins::delete),
+            get(plugins::describe)
+                .put(plugins::update)
+                .delete(plugins::delete),
         )
         .with_state(state)
 }

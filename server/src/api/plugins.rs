@@ -70,6 +70,37 @@ pub async fn install(
     ))
 }
 
+/// `PUT /plugins/{type}/{name}`: installs a new version; the rules using the plugin move
+/// to it without a server restart.
+pub async fn update(
+    state: State,
+    Path((segment, name)): Path<(String, String)>,
+    raw: String,
+) -> Result<String, ApiError> {
+    let kind = kind(&segment)?;
+    let body: InstallBody = serde_json::from_str(&raw).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid request body: {e}; expected {{\"name\": \"{name}\", \"file\": \"http://.../x.zip\"}}"
+        ))
+    })?;
+    if body.name != name {
+        return Err(ApiError::bad_request(format!(
+            "the body names plugin \"{}\" but the path names \"{name}\"",
+            body.name
+        )));
+    }
+    let (installed, rules) = state.plugins.update(kind, &name, &body.file).await?;
+    Ok(format!(
+        "plugin {name} is updated to version {}{}",
+        installed.version,
+        if rules.is_empty() {
+            String::new()
+        } else {
+            format!("; rules moved to it: {}", rules.join(", "))
+        }
+    ))
+}
+
 /// `GET /plugins/{type}`: the names.
 pub async fn list(
     state: State,

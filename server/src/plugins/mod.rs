@@ -257,7 +257,7 @@ impl PluginManager {
         let _change = self.change.lock().await;
         if self.get(kind, name).is_some() {
             return Err(PluginError::Conflict(format!(
-                "{} plugin \"{name}\" is already installed; delete it first",
+                "{} plugin \"{name}\" is already installed; update it with PUT or delete it first",
                 kind_word(kind)
             )));
         }
@@ -266,6 +266,54 @@ impl PluginManager {
                 "\"{name}\" is a built-in sink"
             )));
         }
+        self.fetch_and_install(kind, name, url).await
+    }
+
+    /// Replaces plugin `name` by the version in the zip at `url`, without a server restart:
+    /// the new library is loaded under its own file name (a loaded one is never overwritten)
+    /// and the rules that use the plugin are recreated on it. Returns the new version and the
+    /// ids of the rules that moved over.
+    pub async fn update(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        url: &str,
+    ) -> Result<(Installed, Vec<String>), PluginError> {
+        let _change = self.change.lock().await;
+        let Some(old) = self.get(kind, name) else {
+            return Err(not_found(kind, name));
+        };
+        let new = self.fetch_and_install(kind, name, url).await?;
+        if new.file != old.file {
+            // Still mapped in this process; the file only has to go so a restart loads the
+            // new version.
+            let _ = std::fs::remove_file(&old.file);
+        }
+        let users = self.users(kind, name);
+        for id in &users {
+            // Recreated, not just restarted: a rule's compiled plan holds the function it was
+            // bound to, and its sinks are made anew from the registered factory.
+            let Some(spec) = self.engine.rule_spec(id) else {
+                continue;
+            };
+            let running = self.engine.rule_running(id);
+            let recreated = self
+                .engine
+                .delete_rule(id)
+                .and_then(|()| self.engine.create_rule_with(spec, running));
+            if let Err(e) = recreated {
+                tracing::error!(rule = %id, "rule not moved to {name} {}: {e}", new.version);
+            }
+        }
+        Ok((new, users))
+    }
+
+    async fn fetch_and_install(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        url: &str,
+    ) -> Result<Installed, PluginError> {
         let bytes = package::fetch(url).await?;
         let pkg = package::open(&bytes, name)?;
         drop(bytes);

@@ -8,6 +8,12 @@ use std::io::Write;
 use quiver_plugin_abi::sdk::arrow::record_batch::RecordBatch;
 use quiver_plugin_abi::sdk::{Config, Error, Sink, Tuple, tuples};
 
+/// The version it exports: the `v2` feature makes an upgrade for the update test.
+#[cfg(feature = "v2")]
+const VERSION: &str = "2.0.0";
+#[cfg(not(feature = "v2"))]
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 #[derive(Default)]
 struct Memo {
     path: String,
@@ -58,12 +64,16 @@ impl Sink for Memo {
 }
 
 fn serde_json_line(tuple: &Tuple<'_>) -> String {
-    quiver_plugin_abi::sdk::serde_json::Value::Object(tuple.to_map()).to_string()
+    let mut row = tuple.to_map();
+    if cfg!(feature = "v2") {
+        row.insert("v".into(), 2.into());
+    }
+    quiver_plugin_abi::sdk::serde_json::Value::Object(row).to_string()
 }
 
 quiver_plugin_abi::export_plugin! {
     name: "memo",
     kind: sink,
-    version: env!("CARGO_PKG_VERSION"),
+    version: VERSION,
     factory: Memo::default,
 }
