@@ -69,6 +69,22 @@ impl PluginFunction {
         }
     }
 
+    /// The result type the plugin declares for arguments of these types.
+    fn declared(&self, arg_types: &[&str]) -> Result<SqlType, String> {
+        let json = serde_json::to_string(arg_types).map_err(|e| e.to_string())?;
+        let answer = self
+            .function
+            .validate(json.as_str().into())
+            .into_result()
+            .map_err(|e| e.message.to_string())?;
+        match answer.as_str() {
+            "any" | "array" | "struct" => Ok(SqlType::Any),
+            other => FieldType::simple(other)
+                .map(|t| SqlType::Known(t.to_arrow()))
+                .ok_or_else(|| format!("plugin returned an unknown type \"{other}\"")),
+        }
+    }
+
     /// True when the plugin says its function aggregates.
     pub fn is_aggregate(&self) -> bool {
         self.function.is_aggregate()
@@ -104,19 +120,7 @@ impl ScalarFunction for PluginFunction {
 
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
         let names: Vec<&str> = args.iter().map(|a| type_name(&a.ty)).collect();
-        let json = serde_json::to_string(&names).map_err(|e| e.to_string())?;
-        let answer = self
-            .function
-            .validate(json.as_str().into())
-            .into_result()
-            .map_err(|e| e.message.to_string())?;
-        let answer = answer.as_str();
-        match answer {
-            "any" | "array" | "struct" => Ok(SqlType::Any),
-            other => FieldType::simple(other)
-                .map(|t| SqlType::Known(t.to_arrow()))
-                .ok_or_else(|| format!("plugin returned an unknown type \"{other}\"")),
-        }
+        self.declared(&names)
     }
 
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -161,7 +165,24 @@ impl ScalarFunction for PluginFunction {
         // empty structs we own (the FfiArrowOut contract); from_ffi takes the array and our
         // `out_schema` frees the schema when dropped.
         let data = unsafe { from_ffi(out_array, &out_schema) }.map_err(|e| e.to_string())?;
-        let out = make_array(data);
+        let mut out = make_array(data);
+        // The plan was typed with what validate declared; operators downstream rely on it,
+        // so a plugin that returns another type is cast (or refused), never passed on.
+        let arg_types: Vec<&str> = args
+            .iter()
+            .map(|a| type_name(&SqlType::Known(a.data_type().clone())))
+            .collect();
+        if let SqlType::Known(want) = self.declared(&arg_types)?
+            && out.data_type() != &want
+        {
+            out = arrow::compute::cast(&out, &want).map_err(|e| {
+                format!(
+                    "{} returned {} where it declared {want}: {e}",
+                    self.plugin.name,
+                    out.data_type()
+                )
+            })?;
+        }
         if out.len() != rows {
             return Err(format!(
                 "{} returned {} values for {rows} rows",
