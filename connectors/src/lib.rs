@@ -41,6 +41,12 @@ pub trait SinkFactory: Send + Sync + std::fmt::Debug {
     fn create(&self, props: &Value) -> Result<Box<dyn Sink>, ConnectorError>;
 }
 
+/// Makes sources of one type registered at run time (a source plugin).
+pub trait SourceFactory: Send + Sync + std::fmt::Debug {
+    /// Creates and configures a source for a stream.
+    fn create(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, ConnectorError>;
+}
+
 /// The registry of built-in connectors, plus the process-wide state they share (the memory bus)
 /// and the sink types registered at run time (plugins). Clones share the plugin registry.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +54,7 @@ pub struct Connectors {
     memory: memory::MemoryBus,
     httppush: memory::MemoryBus,
     plugin_sinks: Arc<RwLock<BTreeMap<String, Arc<dyn SinkFactory>>>>,
+    plugin_sources: Arc<RwLock<BTreeMap<String, Arc<dyn SourceFactory>>>>,
 }
 
 impl Connectors {
@@ -104,6 +111,33 @@ impl Connectors {
             .collect()
     }
 
+    /// Registers (or replaces) a source type; streams created from now on can use it as `TYPE`.
+    pub fn register_source(&self, name: &str, factory: Arc<dyn SourceFactory>) {
+        self.plugin_sources
+            .write()
+            .expect("plugin sources lock")
+            .insert(name.to_string(), factory);
+    }
+
+    /// Removes a registered source type; running sources of it keep running.
+    pub fn unregister_source(&self, name: &str) -> bool {
+        self.plugin_sources
+            .write()
+            .expect("plugin sources lock")
+            .remove(name)
+            .is_some()
+    }
+
+    /// Every source type: built-in ones, then those registered at run time.
+    pub fn all_source_types(&self) -> Vec<String> {
+        let plugins = self.plugin_sources.read().expect("plugin sources lock");
+        self.source_types()
+            .iter()
+            .map(|s| s.to_string())
+            .chain(plugins.keys().cloned())
+            .collect()
+    }
+
     /// Creates a source for `spec`.
     pub fn source(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, ConnectorError> {
         match spec.source_type.as_str() {
@@ -118,11 +152,23 @@ impl Connectors {
             "mqtt" => Ok(Box::new(mqtt::MqttSource::new(
                 mqtt::MqttSourceConfig::parse(&spec.datasource, &spec.props)?,
             ))),
-            other => Err(ConnectorError::UnknownType {
-                kind: "source",
-                name: other.to_string(),
-                known: self.source_types().join(", "),
-            }),
+            other => {
+                // Cloned out of the lock: creating a plugin source calls into the plugin.
+                let factory = self
+                    .plugin_sources
+                    .read()
+                    .expect("plugin sources lock")
+                    .get(other)
+                    .cloned();
+                match factory {
+                    Some(f) => f.create(spec),
+                    None => Err(ConnectorError::UnknownType {
+                        kind: "source",
+                        name: other.to_string(),
+                        known: self.all_source_types().join(", "),
+                    }),
+                }
+            }
         }
     }
 

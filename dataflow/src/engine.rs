@@ -214,16 +214,12 @@ impl Engine {
                 ));
             }
         };
-        if !self
-            .inner
-            .connectors
-            .source_types()
-            .contains(&def.options.source_type.as_str())
-        {
+        let known = self.inner.connectors.all_source_types();
+        if !known.contains(&def.options.source_type) {
             return Err(EngineError::Invalid(format!(
                 "unknown source type \"{}\"; known types: {}",
                 def.options.source_type,
-                self.inner.connectors.source_types().join(", ")
+                known.join(", ")
             )));
         }
         let mut streams = self.inner.streams.write().expect("streams lock");

@@ -16,7 +16,7 @@ use std::ffi::c_void;
 
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RBox, RResult, RStr, RString};
+use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
 
 /// One batch as two Arrow C Data Interface structs, passed by pointer.
@@ -97,6 +97,40 @@ pub trait FfiSink: Send {
 /// A boxed sink behind the stable vtable.
 pub type SinkBox = FfiSink_TO<'static, RBox<()>>;
 
+/// What a source's `poll` produced.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone)]
+pub enum FfiPoll {
+    /// One message: a JSON object or array of objects (rows), as UTF-8 bytes. The server
+    /// decodes it against the stream's schema, as it does MQTT payloads.
+    Data(RVec<u8>),
+    /// Nothing now; the server polls again after the stream's `interval`.
+    Idle,
+    /// The input ended; the rules reading it finish.
+    End,
+}
+
+/// A source instance as the server drives it: one per rule (or per shared stream).
+#[sabi_trait]
+pub trait FfiSource: Send {
+    /// Configures the source from the stream's DATASOURCE and properties (JSON object text).
+    fn provision(&mut self, datasource: RStr<'_>, config_json: RStr<'_>) -> RResult<(), FfiError>;
+
+    /// Connects before the first poll.
+    fn connect(&mut self) -> RResult<(), FfiError>;
+
+    /// The next message. May block until there is one (a push source) or answer
+    /// [`FfiPoll::Idle`] at once (a pull source); the server calls it on a blocking thread.
+    fn poll(&mut self) -> RResult<FfiPoll, FfiError>;
+
+    /// Releases resources when the rules stop.
+    #[sabi(last_prefix_field)]
+    fn close(&mut self) -> RResult<(), FfiError>;
+}
+
+/// A boxed source behind the stable vtable.
+pub type SourceBox = FfiSource_TO<'static, RBox<()>>;
+
 /// A SQL function as the server calls it.
 #[sabi_trait]
 pub trait FfiFunction: Send + Sync {
@@ -133,6 +167,8 @@ pub struct PluginMod {
     pub version: RStr<'static>,
     /// Makes a sink instance (sink plugins).
     pub new_sink: Option<extern "C" fn() -> RResult<SinkBox, FfiError>>,
+    /// Makes a source instance (source plugins).
+    pub new_source: Option<extern "C" fn() -> RResult<SourceBox, FfiError>>,
     /// Makes the function (function plugins).
     #[sabi(last_prefix_field)]
     pub new_function: Option<extern "C" fn() -> RResult<FunctionBox, FfiError>>,

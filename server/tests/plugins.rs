@@ -567,6 +567,72 @@ fn a_panicking_sink_fails_only_its_rule() {
     server.stop();
 }
 
+#[test]
+fn a_source_plugin_feeds_a_stream_with_its_yaml_defaults() {
+    let dir = temp_dir("plugins-source");
+    let zips = dir.join("zips");
+    std::fs::create_dir_all(&zips).expect("zips dir");
+    let so = std::fs::read(build_plugin("source_counter")).expect("counter library");
+    let yaml =
+        std::fs::read(repo_root().join("tests/plugins/source_counter/counter.yaml")).expect("yaml");
+    let counter = zips.join("counter.zip");
+    write_zip(
+        &counter,
+        &[("Counter@v1.0.0.so", so), ("counter.yaml", yaml)],
+    );
+    let memo = package(&zips, "sink_memo", "memo", "1.0.0", json!({}));
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let url = |p: &Path| format!("file://{}", p.display());
+    let (status, body) = install(&server, "sources", "counter", &url(&counter));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(install(&server, "sinks", "memo", &url(&memo)).0, 201);
+    assert_eq!(
+        server.json("GET", "/plugins/sources", None),
+        (200, json!(["counter"]))
+    );
+    assert!(plugin_files(&data).contains(&"sources/counter.yaml".to_string()));
+
+    // TYPE names the plugin; count and interval come from the package's counter.yaml.
+    server.create_stream(
+        r#"CREATE STREAM counts (device STRING, n BIGINT) WITH (DATASOURCE="c1", TYPE="counter", FORMAT="json")"#,
+    );
+    let out = dir.join("out.jsonl");
+    let (status, body) = server.json(
+        "POST",
+        "/rules",
+        Some(json!({
+            "id": "counted",
+            "sql": "SELECT device, n * 10 AS tens FROM counts",
+            "actions": [{"memo": {"path": out.display().to_string()}}]
+        })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let lines = memo_lines(&out, 3);
+    assert_eq!(
+        sorted(rows(&lines)),
+        [
+            json!({"device": "c1", "tens": 0}),
+            json!({"device": "c1", "tens": 10}),
+            json!({"device": "c1", "tens": 20})
+        ]
+    );
+    // The source ended its input, so the rule finished.
+    let st = wait_metric(&server, "counted", "source_counts_0_records_in_total", 3);
+    assert_eq!(st["sink_memo_0_0_records_out_total"], json!(3), "{st}");
+
+    let (status, err) = server.json("DELETE", "/plugins/sources/counter", None);
+    assert_eq!(status, 409);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("used by streams: counts"),
+        "{err}"
+    );
+    server.stop();
+}
+
 /// The cost of the plugin boundary: the same rule over the same pre-built Arrow batches, once
 /// with the built-in `memory` sink (publishing to a topic nobody reads: a no-op) and once with
 /// the `noop` plugin sink, alternating, best of several rounds, in one process. Batches come

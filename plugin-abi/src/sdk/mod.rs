@@ -76,6 +76,41 @@ pub trait Sink: Send + 'static {
     }
 }
 
+/// What a source's [`Source::pull`] produced.
+#[derive(Debug, Clone)]
+pub enum Pulled {
+    /// Rows (JSON objects); decoded by the server against the stream's schema.
+    Rows(Vec<serde_json::Value>),
+    /// Nothing now: the server calls again after the stream's `interval` (default 1 s).
+    Nothing,
+    /// The input ended; the rules reading it finish.
+    End,
+}
+
+/// A source: eKuiper's pull and push sources in one shape.
+///
+/// The server calls [`Source::pull`] on a blocking thread, over and over. A pull source
+/// answers at once ([`Pulled::Nothing`] when there is no data, and the server waits the
+/// stream's `interval`); a push source blocks in `pull` until it has data.
+pub trait Source: Send + 'static {
+    /// Reads the stream's DATASOURCE and properties (the package's `name.yaml` `default`
+    /// section, overridden by the server's connection profile).
+    fn provision(&mut self, datasource: &str, config: &Config) -> Result<(), Error>;
+
+    /// Connects before the first pull.
+    fn connect(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// The next rows.
+    fn pull(&mut self) -> Result<Pulled, Error>;
+
+    /// Releases resources when the rules stop.
+    fn close(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
 /// A SQL function: eKuiper's `api.Function`, vectorised over arrow arrays.
 pub trait Function: Send + Sync + 'static {
     /// Checks the argument types at rule creation and returns the result type; the error
@@ -104,8 +139,8 @@ pub mod __private {
 
     use super::*;
     use crate::ffi::{
-        FfiArrowBatch, FfiArrowOut, FfiError, FfiFunction, FfiSink, FunctionBox, PluginKind,
-        PluginMod, PluginModRef, SinkBox,
+        FfiArrowBatch, FfiArrowOut, FfiError, FfiFunction, FfiPoll, FfiSink, FfiSource,
+        FunctionBox, PluginKind, PluginMod, PluginModRef, SinkBox, SourceBox,
     };
 
     /// An error that lets the rule go on.
@@ -239,6 +274,103 @@ pub mod __private {
         })
     }
 
+    /// The source adapter: an SDK source behind the stable vtable.
+    struct SourceAdapter<S> {
+        source: S,
+        /// Set after a panic: the source's state is unknown, so it is not called again.
+        poisoned: Option<String>,
+    }
+
+    impl<S: Source> SourceAdapter<S> {
+        fn call<T>(
+            &mut self,
+            what: &str,
+            f: impl FnOnce(&mut S) -> Result<T, Error>,
+        ) -> RResult<T, FfiError> {
+            if let Some(p) = &self.poisoned {
+                return RResult::RErr(FfiError {
+                    message: RString::from(format!("source is unusable after: {p}")),
+                    fatal: true,
+                });
+            }
+            let source = &mut self.source;
+            match catch_unwind(AssertUnwindSafe(|| f(source))) {
+                Ok(Ok(v)) => RResult::ROk(v),
+                Ok(Err(e)) => RResult::RErr(error(e.to_string())),
+                Err(panic) => {
+                    let e = panicked(what, &*panic);
+                    self.poisoned = Some(e.message.to_string());
+                    RResult::RErr(e)
+                }
+            }
+        }
+    }
+
+    impl<S: Source> FfiSource for SourceAdapter<S> {
+        fn provision(
+            &mut self,
+            datasource: RStr<'_>,
+            config_json: RStr<'_>,
+        ) -> RResult<(), FfiError> {
+            let config: Config = match serde_json::from_str(config_json.as_str()) {
+                Ok(c) => c,
+                Err(e) => return RResult::RErr(error(format!("config is not a JSON object: {e}"))),
+            };
+            self.call("provision", |s| s.provision(datasource.as_str(), &config))
+        }
+
+        fn connect(&mut self) -> RResult<(), FfiError> {
+            self.call("connect", |s| s.connect())
+        }
+
+        fn poll(&mut self) -> RResult<FfiPoll, FfiError> {
+            self.call("pull", |s| {
+                Ok(match s.pull()? {
+                    Pulled::Rows(rows) => {
+                        FfiPoll::Data(serde_json::to_vec(&serde_json::Value::Array(rows))?.into())
+                    }
+                    Pulled::Nothing => FfiPoll::Idle,
+                    Pulled::End => FfiPoll::End,
+                })
+            })
+        }
+
+        fn close(&mut self) -> RResult<(), FfiError> {
+            self.call("close", |s| s.close())
+        }
+    }
+
+    /// Makes a boxed source from the author's factory.
+    pub fn new_source<S: Source>(factory: impl FnOnce() -> S) -> RResult<SourceBox, FfiError> {
+        guard("the source factory", || {
+            Ok(SourceBox::from_value(
+                SourceAdapter {
+                    source: factory(),
+                    poisoned: None,
+                },
+                TD_Opaque,
+            ))
+        })
+    }
+
+    /// The root module of a source plugin.
+    pub fn source_module(
+        name: &'static str,
+        version: &'static str,
+        new_source: extern "C" fn() -> RResult<SourceBox, FfiError>,
+    ) -> PluginModRef {
+        PluginMod {
+            abi_major: crate::ABI_MAJOR,
+            name: RStr::from_str(name),
+            kind: PluginKind::Source,
+            version: RStr::from_str(version),
+            new_sink: None,
+            new_source: Some(new_source),
+            new_function: None,
+        }
+        .leak_into_prefix()
+    }
+
     /// The function adapter: an SDK function behind the stable vtable.
     struct FunctionAdapter<F>(F);
 
@@ -310,6 +442,7 @@ pub mod __private {
             kind: PluginKind::Sink,
             version: RStr::from_str(version),
             new_sink: Some(new_sink),
+            new_source: None,
             new_function: None,
         }
         .leak_into_prefix()
@@ -327,14 +460,15 @@ pub mod __private {
             kind: PluginKind::Function,
             version: RStr::from_str(version),
             new_sink: None,
+            new_source: None,
             new_function: Some(new_function),
         }
         .leak_into_prefix()
     }
 }
 
-/// Exports a plugin: its name (the action type or SQL function name), kind (`sink` or
-/// `function`), version and factory (a function or closure returning a new instance).
+/// Exports a plugin: its name (the action type, stream `TYPE` or SQL function name), kind
+/// (`sink`, `source` or `function`), version and factory (a function or closure returning a new instance).
 ///
 /// Use it once per plugin crate, which is built as a `cdylib`. Every call the server makes
 /// into the plugin is wrapped in `catch_unwind`: a panic becomes an error of the rule.
@@ -356,6 +490,16 @@ macro_rules! export_plugin {
         }
         fn __quiver_root_module() -> $crate::ffi::PluginModRef {
             $crate::sdk::__private::sink_module($name, $version, __quiver_new_sink)
+        }
+        $crate::__export_root_module!(__quiver_root_module);
+    };
+    (name: $name:literal, kind: source, version: $version:expr, factory: $factory:expr $(,)?) => {
+        extern "C" fn __quiver_new_source()
+        -> $crate::__private_abi::RResult<$crate::ffi::SourceBox, $crate::ffi::FfiError> {
+            $crate::sdk::__private::new_source(|| ($factory)())
+        }
+        fn __quiver_root_module() -> $crate::ffi::PluginModRef {
+            $crate::sdk::__private::source_module($name, $version, __quiver_new_source)
         }
         $crate::__export_root_module!(__quiver_root_module);
     };

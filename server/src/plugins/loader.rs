@@ -8,7 +8,7 @@ use std::path::Path;
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::sabi_types::VersionNumber;
-use quiver_plugin_abi::ffi::{FunctionBox, PluginKind, PluginModRef, SinkBox};
+use quiver_plugin_abi::ffi::{FunctionBox, PluginKind, PluginModRef, SinkBox, SourceBox};
 use quiver_plugin_abi::{ABI_MAJOR, ABI_VERSION};
 
 use super::PluginError;
@@ -44,6 +44,19 @@ impl LoadedPlugin {
         make().into_result().map_err(|e| {
             PluginError::Invalid(format!(
                 "plugin \"{}\" could not make a sink: {}",
+                self.name, e.message
+            ))
+        })
+    }
+
+    /// A new source instance (source plugins).
+    pub fn new_source(&self) -> Result<SourceBox, PluginError> {
+        let make = self.module.new_source().ok_or_else(|| {
+            PluginError::Invalid(format!("plugin \"{}\" provides no source", self.name))
+        })?;
+        make().into_result().map_err(|e| {
+            PluginError::Invalid(format!(
+                "plugin \"{}\" could not make a source: {}",
                 self.name, e.message
             ))
         })

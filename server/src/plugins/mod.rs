@@ -2,7 +2,7 @@
 //!
 //! Plugins live under `<data-dir>/plugins/{sources,sinks,functions}/` as `Name@vX.Y.Z.so`
 //! (eKuiper's naming; the highest version of a name wins) with an optional `name.json`
-//! metadata file. The files are the record: all are loaded at start-up, before the catalog's
+//! metadata file and, for sources, an optional `name.yaml` of default properties. The files are the record: all are loaded at start-up, before the catalog's
 //! rules are restored, so rules that use plugins come back too.
 //!
 //! Invariants:
@@ -15,6 +15,7 @@ mod function;
 mod loader;
 pub mod package;
 mod sink;
+mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -180,6 +181,30 @@ impl PluginManager {
         }
     }
 
+    /// The `default` section of a source's `name.yaml` (eKuiper's source config layout).
+    fn read_defaults(&self, name: &str) -> Result<serde_json::Map<String, Value>, PluginError> {
+        let path = self.dir.join("sources").join(format!("{name}.yaml"));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(serde_json::Map::new());
+        };
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+            .map_err(|e| PluginError::Invalid(format!("{}: {e}", path.display())))?;
+        match serde_json::to_value(yaml) {
+            Ok(Value::Object(mut sections)) => match sections.remove("default") {
+                Some(Value::Object(defaults)) => Ok(defaults),
+                None => Ok(serde_json::Map::new()),
+                Some(_) => Err(PluginError::Invalid(format!(
+                    "{}: \"default\" must be a map of properties",
+                    path.display()
+                ))),
+            },
+            _ => Err(PluginError::Invalid(format!(
+                "{}: expected a map of profiles such as default: {{...}}",
+                path.display()
+            ))),
+        }
+    }
+
     /// Registers a loaded plugin with the engine and records it.
     fn register(
         &self,
@@ -217,9 +242,15 @@ impl PluginManager {
                 self.engine.register_function(Arc::new(f));
             }
             PluginKind::Source => {
-                return Err(PluginError::Invalid(format!(
-                    "plugin \"{name}\" is a source; source plugins are not supported yet"
-                )));
+                drop(plugin.new_source()?);
+                let defaults = self.read_defaults(name)?;
+                self.engine.connectors().register_source(
+                    name,
+                    Arc::new(source::PluginSourceFactory {
+                        plugin: plugin.clone(),
+                        defaults,
+                    }),
+                );
             }
         }
         let installed = Installed {
@@ -249,11 +280,6 @@ impl PluginManager {
                 "invalid plugin name \"{name}\"; use lowercase letters, digits and _"
             )));
         }
-        if kind == PluginKind::Source {
-            return Err(PluginError::Invalid(
-                "source plugins are not supported yet".into(),
-            ));
-        }
         let _change = self.change.lock().await;
         if self.get(kind, name).is_some() {
             return Err(PluginError::Conflict(format!(
@@ -261,9 +287,15 @@ impl PluginManager {
                 kind_word(kind)
             )));
         }
-        if kind == PluginKind::Sink && self.engine.connectors().sink_types().contains(&name) {
+        let built_in = match kind {
+            PluginKind::Sink => self.engine.connectors().sink_types().contains(&name),
+            PluginKind::Source => self.engine.connectors().source_types().contains(&name),
+            PluginKind::Function => false,
+        };
+        if built_in {
             return Err(PluginError::Conflict(format!(
-                "\"{name}\" is a built-in sink"
+                "\"{name}\" is a built-in {}",
+                kind_word(kind)
             )));
         }
         self.fetch_and_install(kind, name, url).await
@@ -367,6 +399,15 @@ impl PluginManager {
                 file.display()
             )));
         }
+        let defaults_file = folder.join(format!("{name}.yaml"));
+        if let Some(defaults) = &pkg.defaults {
+            let tmp_defaults = folder.join(format!(".install-{name}.yaml.tmp"));
+            write_synced(&tmp_defaults, defaults).map_err(|e| io("writing the defaults", e))?;
+            std::fs::rename(&tmp_defaults, &defaults_file)
+                .map_err(|e| io("writing the defaults", e))?;
+        } else {
+            let _ = std::fs::remove_file(&defaults_file);
+        }
         let metadata_file = folder.join(format!("{name}.json"));
         if let Some(meta) = &pkg.metadata {
             let tmp_meta = folder.join(format!(".install-{name}.json.tmp"));
@@ -384,6 +425,7 @@ impl PluginManager {
             Err(e) => {
                 let _ = std::fs::remove_file(&file);
                 let _ = std::fs::remove_file(&metadata_file);
+                let _ = std::fs::remove_file(&defaults_file);
                 Err(e)
             }
         }
@@ -395,6 +437,13 @@ impl PluginManager {
         let Some(installed) = self.get(kind, name) else {
             return Err(not_found(kind, name));
         };
+        let streams = self.streams_of(kind, name);
+        if !streams.is_empty() {
+            return Err(PluginError::Conflict(format!(
+                "source plugin \"{name}\" is used by streams: {}; drop them first",
+                streams.join(", ")
+            )));
+        }
         let users = self.users(kind, name);
         if !users.is_empty() {
             return Err(PluginError::Conflict(format!(
@@ -410,7 +459,9 @@ impl PluginManager {
             PluginKind::Function => {
                 self.engine.unregister_function(name);
             }
-            PluginKind::Source => {}
+            PluginKind::Source => {
+                self.engine.connectors().unregister_source(name);
+            }
         }
         self.installed
             .lock()
@@ -419,12 +470,30 @@ impl PluginManager {
         // The library stays mapped until the process exits; only the files go.
         let folder = self.dir.join(kind.folder());
         let _ = std::fs::remove_file(folder.join(format!("{name}.json")));
+        let _ = std::fs::remove_file(folder.join(format!("{name}.yaml")));
         std::fs::remove_file(&installed.file)
             .map_err(|e| PluginError::Io(format!("removing {}: {e}", installed.file.display())))
     }
 
+    /// Streams whose `TYPE` is source plugin `name` (none for other kinds).
+    fn streams_of(&self, kind: PluginKind, name: &str) -> Vec<String> {
+        if kind != PluginKind::Source {
+            return Vec::new();
+        }
+        self.engine
+            .stream_names()
+            .into_iter()
+            .filter(|s| {
+                self.engine
+                    .stream(s)
+                    .is_some_and(|d| d.options.source_type == name)
+            })
+            .collect()
+    }
+
     /// Ids of the rules that use plugin `name` of `kind`.
     fn users(&self, kind: PluginKind, name: &str) -> Vec<String> {
+        let streams = self.streams_of(kind, name);
         self.engine
             .rule_ids()
             .into_iter()
@@ -435,7 +504,10 @@ impl PluginManager {
                 match kind {
                     PluginKind::Sink => spec.actions.iter().any(|a| a.sink_type == name),
                     PluginKind::Function => calls_function(&spec.sql, name),
-                    PluginKind::Source => false,
+                    PluginKind::Source => self
+                        .engine
+                        .compile(&spec.sql)
+                        .is_ok_and(|p| streams.contains(&p.plan.scan().stream)),
                 }
             })
             .collect()

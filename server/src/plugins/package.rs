@@ -32,6 +32,8 @@ pub struct Package {
     pub so: Vec<u8>,
     /// `name.json`, parsed.
     pub metadata: Option<serde_json::Value>,
+    /// `name.yaml` (a source's default properties), checked to be YAML.
+    pub defaults: Option<Vec<u8>>,
     /// True when the zip carried an `install.sh`, which was not run.
     pub had_install_script: bool,
 }
@@ -197,6 +199,7 @@ pub fn open(bytes: &[u8], name: &str) -> Result<Package, PluginError> {
         so_version: None,
         so: Vec::new(),
         metadata: None,
+        defaults: None,
         had_install_script: false,
     };
     for i in 0..zip.len() {
@@ -270,7 +273,10 @@ pub fn open(bytes: &[u8], name: &str) -> Result<Package, PluginError> {
         } else if entry_name == "install.sh" {
             package.had_install_script = true;
         } else if entry_name == yaml_name {
-            // A source's default configuration; sources are not supported yet, so unused.
+            let data = read(&mut entry)?;
+            serde_yaml::from_slice::<serde_yaml::Value>(&data)
+                .map_err(|e| bad(format!("{yaml_name} is not valid YAML ({e})")))?;
+            package.defaults = Some(data);
         } else {
             return Err(bad(format!(
                 "unexpected entry \"{entry_name}\"; a package holds {}@vX.Y.Z.so, {json_name}, {yaml_name} and install.sh",

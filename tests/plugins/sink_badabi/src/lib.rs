@@ -15,6 +15,7 @@ fn root() -> PluginModRef {
         kind: PluginKind::Sink,
         version: RStr::from_str("1.0.0"),
         new_sink: None,
+        new_source: None,
         new_function: None,
     }
     .leak_into_prefix()
