@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds a plugin project in release mode and packages it for `POST /plugins/{type}`:
-# a zip with `Name@vX.Y.Z.so` (and `name.json` when the project has one) at its root.
+# a zip with `Name@vX.Y.Z.so` (plus `name.json` and `name.yaml` when the project has them) at
+# its root.
 #
 #   scripts/package-plugin.sh tests/plugins/sink_memo
 #
@@ -41,7 +42,9 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 so="$(printf '%s' "${name:0:1}" | tr '[:lower:]' '[:upper:]')${name:1}@v$version.so"
 cp "$lib" "$stage/$so"
-[ -f "$project/$name.json" ] && cp "$project/$name.json" "$stage/"
+for extra in "$name.json" "$name.yaml"; do
+  if [ -f "$project/$extra" ]; then cp "$project/$extra" "$stage/"; fi
+done
 mkdir -p "$root/target/plugin-packages"
 zip="$root/target/plugin-packages/$name.zip"
 rm -f "$zip"
