@@ -200,9 +200,45 @@ pub mod __private {
         Ok(RecordBatch::from(StructArray::from(data)))
     }
 
+    /// The author's value, dropped under `catch_unwind`: the server drops plugin objects
+    /// through the vtable, and a panic escaping a drop would abort the server.
+    struct Guarded<T>(std::mem::ManuallyDrop<T>);
+
+    impl<T> Guarded<T> {
+        fn new(value: T) -> Self {
+            Guarded(std::mem::ManuallyDrop::new(value))
+        }
+    }
+
+    impl<T> std::ops::Deref for Guarded<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+
+    impl<T> std::ops::DerefMut for Guarded<T> {
+        fn deref_mut(&mut self) -> &mut T {
+            &mut self.0
+        }
+    }
+
+    impl<T> Drop for Guarded<T> {
+        fn drop(&mut self) {
+            // SAFETY: the value is dropped exactly once, here, and never used afterwards.
+            let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+                std::mem::ManuallyDrop::drop(&mut self.0)
+            }));
+            if dropped.is_err() {
+                // Nothing to report to: the server is done with this object.
+                eprintln!("quiver plugin: a plugin object panicked while being dropped");
+            }
+        }
+    }
+
     /// The sink adapter: an SDK sink behind the stable vtable.
     struct SinkAdapter<S> {
-        sink: S,
+        sink: Guarded<S>,
         /// Set after a panic: the sink's state is unknown, so it is not called again.
         poisoned: Option<String>,
     }
@@ -219,7 +255,7 @@ pub mod __private {
                     fatal: true,
                 });
             }
-            let sink = &mut self.sink;
+            let sink: &mut S = &mut self.sink;
             match catch_unwind(AssertUnwindSafe(|| f(sink))) {
                 Ok(Ok(())) => RResult::ROk(()),
                 Ok(Err(e)) => RResult::RErr(error(e.to_string())),
@@ -266,7 +302,7 @@ pub mod __private {
         guard("the sink factory", || {
             Ok(SinkBox::from_value(
                 SinkAdapter {
-                    sink: factory(),
+                    sink: Guarded::new(factory()),
                     poisoned: None,
                 },
                 TD_Opaque,
@@ -276,7 +312,7 @@ pub mod __private {
 
     /// The source adapter: an SDK source behind the stable vtable.
     struct SourceAdapter<S> {
-        source: S,
+        source: Guarded<S>,
         /// Set after a panic: the source's state is unknown, so it is not called again.
         poisoned: Option<String>,
     }
@@ -293,7 +329,7 @@ pub mod __private {
                     fatal: true,
                 });
             }
-            let source = &mut self.source;
+            let source: &mut S = &mut self.source;
             match catch_unwind(AssertUnwindSafe(|| f(source))) {
                 Ok(Ok(v)) => RResult::ROk(v),
                 Ok(Err(e)) => RResult::RErr(error(e.to_string())),
@@ -345,7 +381,7 @@ pub mod __private {
         guard("the source factory", || {
             Ok(SourceBox::from_value(
                 SourceAdapter {
-                    source: factory(),
+                    source: Guarded::new(factory()),
                     poisoned: None,
                 },
                 TD_Opaque,
@@ -372,7 +408,7 @@ pub mod __private {
     }
 
     /// The function adapter: an SDK function behind the stable vtable.
-    struct FunctionAdapter<F>(F);
+    struct FunctionAdapter<F>(Guarded<F>);
 
     impl<F: Function> FfiFunction for FunctionAdapter<F> {
         fn validate(&self, args_json: RStr<'_>) -> RResult<RString, FfiError> {
@@ -424,7 +460,7 @@ pub mod __private {
     ) -> RResult<FunctionBox, FfiError> {
         guard("the function factory", || {
             Ok(FunctionBox::from_value(
-                FunctionAdapter(factory()),
+                FunctionAdapter(Guarded::new(factory())),
                 TD_Opaque,
             ))
         })
@@ -513,4 +549,171 @@ macro_rules! export_plugin {
         }
         $crate::__export_root_module!(__quiver_root_module);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::c_void;
+    use std::sync::{Arc, Mutex};
+
+    use arrow::array::{Float64Array, Int64Array};
+    use arrow::ffi::{from_ffi, to_ffi};
+
+    use super::*;
+    use crate::ffi::{FfiArrowBatch, FfiArrowOut, FfiError};
+
+    #[derive(Default)]
+    struct Recorder {
+        rows: Arc<Mutex<Vec<serde_json::Value>>>,
+        prefix: String,
+    }
+
+    impl Sink for Recorder {
+        fn provision(&mut self, config: &Config) -> Result<(), Error> {
+            self.prefix = config
+                .get("prefix")
+                .and_then(|p| p.as_str())
+                .ok_or("needs prefix")?
+                .into();
+            Ok(())
+        }
+
+        fn collect(&mut self, tuple: &Tuple<'_>) -> Result<(), Error> {
+            let n = tuple.value("n").and_then(|v| v.as_i64()).unwrap_or(0);
+            if n < 0 {
+                panic!("negative {n}");
+            }
+            let row = serde_json::json!({"id": format!("{}{n}", self.prefix)});
+            self.rows.lock().expect("rows").push(row);
+            Ok(())
+        }
+    }
+
+    fn batch(values: Vec<i64>) -> RecordBatch {
+        RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(values)) as ArrayRef)])
+            .expect("batch")
+    }
+
+    /// Calls `collect_list` the way the server does; returns whether the array was taken.
+    fn send(sink: &mut crate::ffi::SinkBox, b: RecordBatch) -> (Result<(), FfiError>, bool) {
+        let (mut array, schema) = to_ffi(&StructArray::from(b).to_data()).expect("export");
+        let r = sink
+            .collect_list(FfiArrowBatch {
+                array: (&raw mut array).cast::<c_void>(),
+                schema: (&raw const schema).cast::<c_void>(),
+            })
+            .into_result();
+        (r, array.is_released())
+    }
+
+    #[test]
+    fn a_sink_gets_rows_and_a_panic_becomes_a_fatal_error() {
+        let rows = Arc::new(Mutex::new(Vec::new()));
+        let seen = rows.clone();
+        let mut sink = __private::new_sink(move || Recorder {
+            rows: seen,
+            prefix: String::new(),
+        })
+        .into_result()
+        .expect("sink");
+        let e = sink
+            .provision("{}".into())
+            .into_result()
+            .expect_err("no prefix");
+        assert!(!e.fatal && e.message.as_str() == "needs prefix", "{e:?}");
+        sink.provision(r#"{"prefix": "r"}"#.into())
+            .into_result()
+            .expect("provision");
+        let (r, taken) = send(&mut sink, batch(vec![1, 2]));
+        r.expect("collect");
+        assert!(taken, "the plugin takes the array out of the host's struct");
+        assert_eq!(
+            *rows.lock().expect("rows"),
+            [
+                serde_json::json!({"id": "r1"}),
+                serde_json::json!({"id": "r2"})
+            ]
+        );
+        let (r, _) = send(&mut sink, batch(vec![3, -1]));
+        let e = r.expect_err("panics");
+        assert!(e.fatal, "{e:?}");
+        assert!(
+            e.message
+                .as_str()
+                .contains("plugin panicked in collect_list: negative -1"),
+            "{e:?}"
+        );
+        // After a panic the sink is never called again.
+        let e = sink.close().into_result().expect_err("poisoned");
+        assert!(e.fatal && e.message.as_str().contains("unusable"), "{e:?}");
+    }
+
+    struct Half;
+
+    impl Function for Half {
+        fn validate(&self, args: &[SqlType]) -> Result<SqlType, Error> {
+            match args {
+                [SqlType::Bigint] => Ok(SqlType::Float),
+                _ => Err(format!("expects a bigint but got {args:?}").into()),
+            }
+        }
+
+        fn exec(&self, args: &[ArrayRef], rows: usize) -> Result<ArrayRef, Error> {
+            let x = args[0]
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or("bigint")?;
+            Ok(Arc::new(
+                (0..rows)
+                    .map(|i| x.value(i) as f64 / 2.0)
+                    .collect::<Float64Array>(),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_function_validates_and_runs_over_the_c_data_interface() {
+        let f = __private::new_function(|| Half)
+            .into_result()
+            .expect("function");
+        assert_eq!(
+            f.validate(r#"["bigint"]"#.into())
+                .into_result()
+                .expect("valid")
+                .as_str(),
+            "float"
+        );
+        let e = f
+            .validate(r#"["string"]"#.into())
+            .into_result()
+            .expect_err("invalid");
+        assert!(e.message.as_str().starts_with("expects a bigint"), "{e:?}");
+        assert!(!f.is_aggregate());
+
+        let (mut args, args_schema) =
+            to_ffi(&StructArray::from(batch(vec![1, 4, 7])).to_data()).expect("export");
+        let mut out = FFI_ArrowArray::empty();
+        let mut out_schema = FFI_ArrowSchema::empty();
+        f.exec(
+            FfiArrowBatch {
+                array: (&raw mut args).cast::<c_void>(),
+                schema: (&raw const args_schema).cast::<c_void>(),
+            },
+            3,
+            FfiArrowOut {
+                array: (&raw mut out).cast::<c_void>(),
+                schema: (&raw mut out_schema).cast::<c_void>(),
+            },
+        )
+        .into_result()
+        .expect("exec");
+        // SAFETY: exec succeeded, so `out` and `out_schema` hold an exported array.
+        let data = unsafe { from_ffi(out, &out_schema) }.expect("import");
+        let result = arrow::array::make_array(data);
+        let result = result
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("float");
+        assert_eq!(result.values().to_vec(), [0.5, 2.0, 3.5]);
+    }
 }

@@ -182,3 +182,54 @@ fn summarise(file: &str, e: &LibraryError) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use abi_stable::std_types::RBoxError;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Dump(String);
+
+    impl std::fmt::Display for Dump {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Dump {}
+
+    #[test]
+    fn a_layout_dump_is_summarised_to_its_first_mismatch() {
+        let mut dump = String::from("Compared <this>:\n  --- lots of layout ---\n");
+        dump.push_str(
+            "  Error:unexpected field\n  Expected:  field_name:_self,param_0, type:RMut<'a>\n",
+        );
+        dump.push_str("  Found:     field_name:_self,param_0,param_1, type:RMut<'a>\n");
+        dump.push_str(&"  more layout\n".repeat(2000));
+        dump.push_str("  Error:unexpected field\n");
+        let e = LibraryError::AbiInstability(RBoxError::new(Dump(dump)));
+        let summary = summarise("Memo@v1.0.0.so", &e);
+        assert_eq!(
+            summary,
+            format!(
+                "Memo@v1.0.0.so does not match this server's plugin interface (quiver-plugin-abi \
+                 {ABI_VERSION}): Error:unexpected field Expected:  field_name:_self,param_0, \
+                 type:RMut<'a> Found:     field_name:_self,param_0,param_1, type:RMut<'a>; \
+                 rebuild the plugin against quiver-plugin-abi {ABI_MAJOR}.*"
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_not_a_loadable_library() {
+        let err = load(Path::new("/nonexistent/Memo@v1.0.0.so"), "Memo@v1.0.0.so")
+            .expect_err("no such file")
+            .to_string();
+        assert!(
+            err.starts_with("Memo@v1.0.0.so is not a loadable shared library"),
+            "{err}"
+        );
+    }
+}
