@@ -128,6 +128,129 @@ pub trait Function: Send + Sync + 'static {
     }
 }
 
+/// A SQL function that thinks in rows, as eKuiper's `Exec(args []any)` does: wrap it in
+/// [`Rows`] to export it (`factory: || Rows(MyFunction)`).
+pub trait RowFunction: Send + Sync + 'static {
+    /// As [`Function::validate`].
+    fn validate(&self, args: &[SqlType]) -> Result<SqlType, Error>;
+
+    /// Computes one row's result from its argument values (JSON; NULL is `Value::Null`).
+    /// An error fails the batch.
+    fn exec(&self, args: &[serde_json::Value]) -> Result<serde_json::Value, Error>;
+}
+
+/// Runs a [`RowFunction`] as a vectorised [`Function`]: each row's values are read from the
+/// arrays and the results are built into an array of the type `validate` declares.
+pub struct Rows<F>(pub F);
+
+impl<F: RowFunction> Function for Rows<F> {
+    fn validate(&self, args: &[SqlType]) -> Result<SqlType, Error> {
+        self.0.validate(args)
+    }
+
+    fn exec(&self, args: &[ArrayRef], rows: usize) -> Result<ArrayRef, Error> {
+        let types: Vec<SqlType> = args.iter().map(|a| sql_type_of(a.data_type())).collect();
+        let declared = self.0.validate(&types)?;
+        let values = (0..rows)
+            .map(|row| {
+                let row_args: Vec<serde_json::Value> =
+                    args.iter().map(|a| cell_value(a.as_ref(), row)).collect();
+                self.0.exec(&row_args)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        array_of(declared, &values)
+    }
+}
+
+/// The SQL type of an arrow type, as [`Function::validate`] sees it.
+pub fn sql_type_of(t: &arrow::datatypes::DataType) -> SqlType {
+    use arrow::datatypes::DataType as D;
+    match t {
+        t if t.is_integer() => SqlType::Bigint,
+        t if t.is_floating() => SqlType::Float,
+        D::Utf8 | D::LargeUtf8 => SqlType::String,
+        D::Boolean => SqlType::Boolean,
+        D::Timestamp(..) => SqlType::Datetime,
+        D::Binary | D::LargeBinary => SqlType::Bytea,
+        D::List(_) | D::LargeList(_) => SqlType::Array,
+        D::Struct(_) => SqlType::Struct,
+        _ => SqlType::Any,
+    }
+}
+
+/// Builds an array of `t` from JSON values; for types without a plain column form (`any`,
+/// lists, records), the type follows the values: numbers, strings or booleans, else JSON text.
+fn array_of(t: SqlType, values: &[serde_json::Value]) -> Result<ArrayRef, Error> {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+    };
+    use serde_json::Value;
+
+    let t = match t {
+        SqlType::Any | SqlType::Array | SqlType::Struct | SqlType::Bytea => {
+            let present = || values.iter().filter(|v| !v.is_null());
+            if present().all(|v| v.is_i64()) {
+                SqlType::Bigint
+            } else if present().all(Value::is_number) {
+                SqlType::Float
+            } else if present().all(Value::is_boolean) {
+                SqlType::Boolean
+            } else {
+                SqlType::String
+            }
+        }
+        t => t,
+    };
+    let wrong =
+        |v: &Value| -> Error { format!("returned {v} where it declared {}", t.name()).into() };
+    Ok(match t {
+        SqlType::Bigint | SqlType::Datetime => {
+            let ints = values
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    v => v.as_i64().map(Some).ok_or_else(|| wrong(v)),
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            if t == SqlType::Datetime {
+                Arc::new(TimestampMillisecondArray::from(ints))
+            } else {
+                Arc::new(Int64Array::from(ints))
+            }
+        }
+        SqlType::Float => Arc::new(Float64Array::from(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    v => v.as_f64().map(Some).ok_or_else(|| wrong(v)),
+                })
+                .collect::<Result<Vec<_>, Error>>()?,
+        )),
+        SqlType::Boolean => Arc::new(BooleanArray::from(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    v => v.as_bool().map(Some).ok_or_else(|| wrong(v)),
+                })
+                .collect::<Result<Vec<_>, Error>>()?,
+        )),
+        _ => Arc::new(StringArray::from(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Null => None,
+                    Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                })
+                .collect::<Vec<_>>(),
+        )),
+    })
+}
+
 /// What [`export_plugin!`](crate::export_plugin) expands to; not for direct use.
 #[doc(hidden)]
 pub mod __private {
@@ -669,6 +792,48 @@ mod tests {
                     .collect::<Float64Array>(),
             ))
         }
+    }
+
+    struct Greet;
+
+    impl RowFunction for Greet {
+        fn validate(&self, args: &[SqlType]) -> Result<SqlType, Error> {
+            match args.len() {
+                1 => Ok(SqlType::String),
+                n => Err(format!("expects 1 argument but got {n}").into()),
+            }
+        }
+
+        fn exec(&self, args: &[serde_json::Value]) -> Result<serde_json::Value, Error> {
+            Ok(match &args[0] {
+                serde_json::Value::Null => serde_json::Value::Null,
+                v => format!("hello {v}").into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_row_function_runs_row_by_row() {
+        let names: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![
+            Some("a"),
+            None,
+            Some("b"),
+        ]));
+        let out = Rows(Greet).exec(&[names], 3).expect("exec");
+        let out = out
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .expect("string");
+        let got: Vec<Option<&str>> = out.iter().collect();
+        assert_eq!(got, [Some("hello \"a\""), None, Some("hello \"b\"")]);
+        assert_eq!(
+            array_of(SqlType::Any, &[1.into(), serde_json::Value::Null])
+                .expect("ints")
+                .data_type(),
+            &arrow::datatypes::DataType::Int64
+        );
+        let err = array_of(SqlType::Bigint, &["x".into()]).expect_err("not a number");
+        assert_eq!(err.to_string(), "returned \"x\" where it declared bigint");
     }
 
     #[test]
