@@ -48,7 +48,7 @@ pub trait SourceFactory: Send + Sync + std::fmt::Debug {
 }
 
 /// The registry of built-in connectors, plus the process-wide state they share (the memory bus)
-/// and the sink types registered at run time (plugins). Clones share the plugin registry.
+/// and the source and sink types registered at run time (plugins). Clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct Connectors {
     memory: memory::MemoryBus,
