@@ -447,6 +447,7 @@ fn incompatible_and_foreign_libraries_and_bad_zips_are_refused() {
     std::fs::create_dir_all(&zips).expect("zips dir");
     let future = package(&zips, "sink_badabi", "future", "1.0.0", json!({}));
     let foreign = package(&zips, "not_a_plugin", "notplugin", "0.1.0", json!({}));
+    let old_layout = package(&zips, "sink_oldlayout", "oldie", "1.0.0", json!({}));
     let memo = std::fs::read(build_plugin("sink_memo")).expect("memo library");
     let traversal = zips.join("traversal.zip");
     write_zip(&traversal, &[("../Memo@v1.0.0.so", memo.clone())]);
@@ -469,6 +470,11 @@ fn incompatible_and_foreign_libraries_and_bad_zips_are_refused() {
             "declares plugin ABI 2, but this server speaks plugin ABI 1 (quiver-plugin-abi 1.0.0); rebuild the plugin against quiver-plugin-abi 1.*",
         ),
         ("notplugin", url(&foreign), "is not a Quiver plugin"),
+        (
+            "oldie",
+            url(&old_layout),
+            "Oldie@v1.0.0.so does not match this server's plugin interface (quiver-plugin-abi 1.0.0): incompatible type size (expected 72, found 64), and 3 more differences; rebuild the plugin against quiver-plugin-abi 1.*",
+        ),
         ("memo", url(&traversal), "is not at the zip root"),
         ("memo", url(&nested), "is not at the zip root"),
         ("memo", url(&misnamed), "does not name plugin \"memo\""),

@@ -143,30 +143,12 @@ fn summarise(file: &str, e: &LibraryError) -> String {
     let full = e.to_string();
     tracing::debug!(file, "plugin load error in full:\n{full}");
     match e {
-        LibraryError::AbiInstability(_) => {
-            let mut lines = Vec::new();
-            for l in full.lines().map(str::trim) {
-                let wanted = ["Error:", "Expected:", "Found:"]
-                    .iter()
-                    .any(|p| l.starts_with(p));
-                if wanted && !lines.contains(&l) {
-                    lines.push(l);
-                }
-                if lines.len() >= 3 {
-                    break;
-                }
-            }
-            format!(
-                "{file} does not match this server's plugin interface (quiver-plugin-abi \
-                 {ABI_VERSION}): {}; {}",
-                if lines.is_empty() {
-                    "layout mismatch".to_string()
-                } else {
-                    lines.join(" ")
-                },
-                rebuild_hint()
-            )
-        }
+        LibraryError::AbiInstability(_) => format!(
+            "{file} does not match this server's plugin interface (quiver-plugin-abi \
+             {ABI_VERSION}): {}; {}",
+            first_mismatch(&full),
+            rebuild_hint()
+        ),
         LibraryError::IncompatibleVersionNumber {
             expected_version,
             actual_version,
@@ -181,6 +163,55 @@ fn summarise(file: &str, e: &LibraryError) -> String {
             format!("{file} could not be loaded: {first}")
         }
     }
+}
+
+/// The first difference in abi_stable's layout report, as `what (expected X, found Y)`, and
+/// how many more there are. The report has blocks of an `Error:` line followed by `Expected:`
+/// and `Found:`, each with its value on the same line or on the indented lines below.
+fn first_mismatch(report: &str) -> String {
+    let errors = report
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Error:"))
+        .count();
+    let mut lines = report
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("Error:"));
+    let Some(what) = lines.next().and_then(|l| l.strip_prefix("Error:")) else {
+        return "layout mismatch".to_string();
+    };
+    let (mut expected, mut found) = (Vec::new(), Vec::new());
+    let mut current: Option<&mut Vec<String>> = None;
+    for l in lines {
+        if l.is_empty() || l.starts_with("Error:") {
+            break;
+        }
+        if let Some(rest) = l.strip_prefix("Expected:") {
+            current = Some(&mut expected);
+            if let Some(c) = current.as_mut().filter(|_| !rest.trim().is_empty()) {
+                c.push(rest.trim().to_string());
+            }
+        } else if let Some(rest) = l.strip_prefix("Found:") {
+            current = Some(&mut found);
+            if let Some(c) = current.as_mut().filter(|_| !rest.trim().is_empty()) {
+                c.push(rest.trim().to_string());
+            }
+        } else if let Some(c) = current.as_mut() {
+            c.push(l.to_string());
+        }
+    }
+    // A value can span many lines (a field's whole layout); its first two say what it is.
+    let short = |v: &[String]| v.iter().take(2).cloned().collect::<Vec<_>>().join(" ");
+    let mut out = format!(
+        "{} (expected {}, found {})",
+        what.trim(),
+        short(&expected),
+        short(&found)
+    );
+    if errors > 1 {
+        out.push_str(&format!(", and {} more differences", errors - 1));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -201,24 +232,33 @@ mod tests {
     impl std::error::Error for Dump {}
 
     #[test]
-    fn a_layout_dump_is_summarised_to_its_first_mismatch() {
-        let mut dump = String::from("Compared <this>:\n  --- lots of layout ---\n");
-        dump.push_str(
-            "  Error:unexpected field\n  Expected:  field_name:_self,param_0, type:RMut<'a>\n",
+    fn a_layout_report_is_summarised_to_its_first_mismatch() {
+        // The shape of a real report (a plugin built before `new_source` was added).
+        let mut report = "Compared <this>:\n    --- the whole layout ---\n".repeat(200);
+        report.push_str("\nError:incompatible type size\nExpected:\n    72\nFound:\n    64\n\n");
+        report.push_str("Error:too many fields\nExpected:\n    7\nFound:\n    6\n\n");
+        report.push_str(
+            "Error:unexpected field\nExpected:\n    field_name:new_source\n    \
+             type:Option<AFunctionPointer>\n    size:8 align:8\nFound:\n    \
+             field_name:new_function\n",
         );
-        dump.push_str("  Found:     field_name:_self,param_0,param_1, type:RMut<'a>\n");
-        dump.push_str(&"  more layout\n".repeat(2000));
-        dump.push_str("  Error:unexpected field\n");
-        let e = LibraryError::AbiInstability(RBoxError::new(Dump(dump)));
-        let summary = summarise("Memo@v1.0.0.so", &e);
+        let e = LibraryError::AbiInstability(RBoxError::new(Dump(report)));
         assert_eq!(
-            summary,
+            summarise("Memo@v1.0.0.so", &e),
             format!(
                 "Memo@v1.0.0.so does not match this server's plugin interface (quiver-plugin-abi \
-                 {ABI_VERSION}): Error:unexpected field Expected:  field_name:_self,param_0, \
-                 type:RMut<'a> Found:     field_name:_self,param_0,param_1, type:RMut<'a>; \
-                 rebuild the plugin against quiver-plugin-abi {ABI_MAJOR}.*"
+                 {ABI_VERSION}): incompatible type size (expected 72, found 64), and 2 more \
+                 differences; rebuild the plugin against quiver-plugin-abi {ABI_MAJOR}.*"
             )
+        );
+        // The inline form, as in older reports.
+        assert_eq!(
+            first_mismatch(
+                "Error:unexpected field\nExpected:  field_name:_self,param_0\n\
+                 Found:     field_name:_self,param_0,param_1\n"
+            ),
+            "unexpected field (expected field_name:_self,param_0, found \
+             field_name:_self,param_0,param_1)"
         );
     }
 
