@@ -448,6 +448,7 @@ fn incompatible_and_foreign_libraries_and_bad_zips_are_refused() {
     let future = package(&zips, "sink_badabi", "future", "1.0.0", json!({}));
     let foreign = package(&zips, "not_a_plugin", "notplugin", "0.1.0", json!({}));
     let old_layout = package(&zips, "sink_oldlayout", "oldie", "1.0.0", json!({}));
+    let next_major = package(&zips, "sink_futureabi", "nextgen", "1.0.0", json!({}));
     let memo = std::fs::read(build_plugin("sink_memo")).expect("memo library");
     let traversal = zips.join("traversal.zip");
     write_zip(&traversal, &[("../Memo@v1.0.0.so", memo.clone())]);
@@ -470,6 +471,11 @@ fn incompatible_and_foreign_libraries_and_bad_zips_are_refused() {
             "declares plugin ABI 2, but this server speaks plugin ABI 1 (quiver-plugin-abi 1.0.0); rebuild the plugin against quiver-plugin-abi 1.*",
         ),
         ("notplugin", url(&foreign), "is not a Quiver plugin"),
+        (
+            "nextgen",
+            url(&next_major),
+            "Nextgen@v1.0.0.so was built against quiver-plugin-abi 2.0.0 (plugin ABI 2), but this server speaks plugin ABI 1 (quiver-plugin-abi 1.0.0); rebuild the plugin against quiver-plugin-abi 1.*",
+        ),
         (
             "oldie",
             url(&old_layout),
