@@ -511,15 +511,22 @@ fn incompatible_and_foreign_libraries_and_bad_zips_are_refused() {
     assert_eq!(server.json("GET", "/plugins/sinks", None), (200, json!([])));
     assert_eq!(server.call("GET", "/ping", None).0, 200);
 
-    // A refused file dropped into the folder by hand is skipped at start-up, not fatal.
+    // A refused file dropped into the folder by hand is skipped at start-up, not fatal, and
+    // the temporary file of an install that was cut short is cleaned up.
     std::fs::copy(
         build_plugin("sink_badabi"),
         data.join("plugins/sinks/Future@v1.0.0.so"),
     )
     .expect("copy");
+    std::fs::write(
+        data.join("plugins/sinks/.install-memo-1-0.so.tmp"),
+        b"partial",
+    )
+    .expect("tmp");
     server.stop();
     let server = Server::start(&data);
     assert_eq!(server.json("GET", "/plugins/sinks", None), (200, json!([])));
+    assert_eq!(plugin_files(&data), ["sinks/Future@v1.0.0.so"]);
     server.stop();
 }
 

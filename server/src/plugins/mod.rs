@@ -127,6 +127,11 @@ impl PluginManager {
             let mut best: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
             for entry in entries.flatten() {
                 let file_name = entry.file_name().to_string_lossy().to_string();
+                if file_name.starts_with(".install-") {
+                    // Left by an install the process did not live to finish.
+                    let _ = std::fs::remove_file(entry.path());
+                    continue;
+                }
                 let Some((stem_name, version)) = package::parse_so_name(&file_name) else {
                     continue;
                 };
