@@ -29,6 +29,15 @@ pub enum ConnectorError {
         /// What failed.
         reason: String,
     },
+    /// A failure that must stop the rule, such as a plugin that panicked (its state is
+    /// unknown, so writing on would be wrong).
+    #[error("{connector}: {reason}")]
+    Fatal {
+        /// The connector type.
+        connector: String,
+        /// What failed.
+        reason: String,
+    },
     /// The rule stopped while the connector was waiting on it.
     #[error("the rule was stopped")]
     Closed,

@@ -17,6 +17,9 @@ pub mod memory;
 pub mod mqtt;
 pub mod traits;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
 use serde_json::{Map, Value};
 
 pub use error::ConnectorError;
@@ -33,11 +36,26 @@ pub struct SourceSpec {
     pub props: Map<String, Value>,
 }
 
-/// The registry of built-in connectors, plus the process-wide state they share (the memory bus).
+/// Makes sinks of one type registered at run time (a sink plugin): one per rule action.
+pub trait SinkFactory: Send + Sync + std::fmt::Debug {
+    /// Creates and configures a sink from the action's properties.
+    fn create(&self, props: &Value) -> Result<Box<dyn Sink>, ConnectorError>;
+}
+
+/// Makes sources of one type registered at run time (a source plugin).
+pub trait SourceFactory: Send + Sync + std::fmt::Debug {
+    /// Creates and configures a source for a stream.
+    fn create(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, ConnectorError>;
+}
+
+/// The registry of built-in connectors, plus the process-wide state they share (the memory bus)
+/// and the source and sink types registered at run time (plugins). Clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct Connectors {
     memory: memory::MemoryBus,
     httppush: memory::MemoryBus,
+    plugin_sinks: Arc<RwLock<BTreeMap<String, Arc<dyn SinkFactory>>>>,
+    plugin_sources: Arc<RwLock<BTreeMap<String, Arc<dyn SourceFactory>>>>,
 }
 
 impl Connectors {
@@ -67,6 +85,60 @@ impl Connectors {
         &["log", "memory", "mqtt"]
     }
 
+    /// Registers (or replaces) a sink type; rules created from now on can use it as an action.
+    pub fn register_sink(&self, name: &str, factory: Arc<dyn SinkFactory>) {
+        self.plugin_sinks
+            .write()
+            .expect("plugin sinks lock")
+            .insert(name.to_string(), factory);
+    }
+
+    /// Removes a registered sink type; running sinks of it keep running.
+    pub fn unregister_sink(&self, name: &str) -> bool {
+        self.plugin_sinks
+            .write()
+            .expect("plugin sinks lock")
+            .remove(name)
+            .is_some()
+    }
+
+    /// Sink types registered at run time, sorted.
+    pub fn plugin_sink_types(&self) -> Vec<String> {
+        self.plugin_sinks
+            .read()
+            .expect("plugin sinks lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Registers (or replaces) a source type; streams created from now on can use it as `TYPE`.
+    pub fn register_source(&self, name: &str, factory: Arc<dyn SourceFactory>) {
+        self.plugin_sources
+            .write()
+            .expect("plugin sources lock")
+            .insert(name.to_string(), factory);
+    }
+
+    /// Removes a registered source type; running sources of it keep running.
+    pub fn unregister_source(&self, name: &str) -> bool {
+        self.plugin_sources
+            .write()
+            .expect("plugin sources lock")
+            .remove(name)
+            .is_some()
+    }
+
+    /// Every source type: built-in ones, then those registered at run time.
+    pub fn all_source_types(&self) -> Vec<String> {
+        let plugins = self.plugin_sources.read().expect("plugin sources lock");
+        self.source_types()
+            .iter()
+            .map(|s| s.to_string())
+            .chain(plugins.keys().cloned())
+            .collect()
+    }
+
     /// Creates a source for `spec`.
     pub fn source(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, ConnectorError> {
         match spec.source_type.as_str() {
@@ -84,11 +156,23 @@ impl Connectors {
             "file" => Ok(Box::new(file::FileSource::new(
                 file::FileSourceConfig::parse(&spec.datasource, &spec.props)?,
             ))),
-            other => Err(ConnectorError::UnknownType {
-                kind: "source",
-                name: other.to_string(),
-                known: self.source_types().join(", "),
-            }),
+            other => {
+                // Cloned out of the lock: creating a plugin source calls into the plugin.
+                let factory = self
+                    .plugin_sources
+                    .read()
+                    .expect("plugin sources lock")
+                    .get(other)
+                    .cloned();
+                match factory {
+                    Some(f) => f.create(spec),
+                    None => Err(ConnectorError::UnknownType {
+                        kind: "source",
+                        name: other.to_string(),
+                        known: self.all_source_types().join(", "),
+                    }),
+                }
+            }
         }
     }
 
@@ -105,11 +189,29 @@ impl Connectors {
             "mqtt" => Ok(Box::new(mqtt::MqttSink::new(mqtt::MqttSinkConfig::parse(
                 props,
             )?))),
-            other => Err(ConnectorError::UnknownType {
-                kind: "sink",
-                name: other.to_string(),
-                known: self.sink_types().join(", "),
-            }),
+            other => {
+                // Cloned out of the lock: creating a plugin sink calls into the plugin.
+                let factory = self
+                    .plugin_sinks
+                    .read()
+                    .expect("plugin sinks lock")
+                    .get(other)
+                    .cloned();
+                match factory {
+                    Some(f) => f.create(props),
+                    None => Err(ConnectorError::UnknownType {
+                        kind: "sink",
+                        name: other.to_string(),
+                        known: self
+                            .sink_types()
+                            .iter()
+                            .map(|s| s.to_string())
+                            .chain(self.plugin_sink_types())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }),
+                }
+            }
         }
     }
 }

@@ -135,7 +135,8 @@ pub struct Engine {
 struct Inner {
     runtime: tokio::runtime::Handle,
     connectors: Connectors,
-    registry: Registry,
+    /// Built-ins plus plugin functions, which are added and removed at run time.
+    registry: RwLock<Registry>,
     workers: Workers,
     streams: RwLock<BTreeMap<String, StreamDef>>,
     rules: Mutex<BTreeMap<String, RuleEntry>>,
@@ -178,7 +179,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 runtime,
                 connectors,
-                registry: Registry::builtin().clone(),
+                registry: RwLock::new(Registry::builtin().clone()),
                 workers,
                 streams: RwLock::new(BTreeMap::new()),
                 rules: Mutex::new(BTreeMap::new()),
@@ -192,6 +193,24 @@ impl Engine {
     /// The connector registry (and its memory bus).
     pub fn connectors(&self) -> &Connectors {
         &self.inner.connectors
+    }
+
+    /// Adds (or replaces) a SQL function, e.g. a plugin's; rules compiled from now on see it.
+    pub fn register_function(&self, f: Arc<dyn quiver_compiler::functions::ScalarFunction>) {
+        self.inner
+            .registry
+            .write()
+            .expect("registry lock")
+            .register(f);
+    }
+
+    /// Removes a SQL function added by [`Engine::register_function`].
+    pub fn unregister_function(&self, name: &str) -> bool {
+        self.inner
+            .registry
+            .write()
+            .expect("registry lock")
+            .remove(name)
     }
 
     /// The number of timely workers.
@@ -218,16 +237,12 @@ impl Engine {
                 "KIND=\"{kind}\": only scan tables are supported so far (lookup tables come later)"
             )));
         }
-        if !self
-            .inner
-            .connectors
-            .source_types()
-            .contains(&def.options.source_type.as_str())
-        {
+        let known = self.inner.connectors.all_source_types();
+        if !known.contains(&def.options.source_type) {
             return Err(EngineError::Invalid(format!(
                 "unknown source type \"{}\"; known types: {}",
                 def.options.source_type,
-                self.inner.connectors.source_types().join(", ")
+                known.join(", ")
             )));
         }
         let mut streams = self.inner.streams.write().expect("streams lock");
@@ -406,7 +421,7 @@ impl Engine {
         Ok(quiver_compiler::compile_rule(
             sql,
             &catalog,
-            &self.inner.registry,
+            &self.inner.registry.read().expect("registry lock"),
         )?)
     }
 
@@ -1029,7 +1044,10 @@ async fn run_sink(
                 Ok(next) => next,
                 // The linger interval passed: write what is gathered.
                 Err(_) => {
-                    write(&mut sink, &out, std::mem::take(&mut gathered), &metrics).await;
+                    let batches = std::mem::take(&mut gathered);
+                    if let Err(e) = write(&mut sink, &out, batches, &metrics).await {
+                        return fail_sink(&error, e);
+                    }
                     gathered_rows = 0;
                     deadline = None;
                     continue;
@@ -1041,7 +1059,9 @@ async fn run_sink(
         metrics.set_buffer_length(rx.len() as i64);
         let batch = settings.project(batch);
         if !settings.batches() {
-            write(&mut sink, &out, vec![batch], &metrics).await;
+            if let Err(e) = write(&mut sink, &out, vec![batch], &metrics).await {
+                return fail_sink(&error, e);
+            }
             continue;
         }
         gathered_rows += batch.num_rows();
@@ -1050,15 +1070,27 @@ async fn run_sink(
             deadline = settings.linger.map(|l| tokio::time::Instant::now() + l);
         }
         if settings.batch_size > 0 && gathered_rows >= settings.batch_size {
-            write(&mut sink, &out, std::mem::take(&mut gathered), &metrics).await;
+            let batches = std::mem::take(&mut gathered);
+            if let Err(e) = write(&mut sink, &out, batches, &metrics).await {
+                return fail_sink(&error, e);
+            }
             gathered_rows = 0;
             deadline = None;
         }
     }
-    write(&mut sink, &out, gathered, &metrics).await;
+    if let Err(e) = write(&mut sink, &out, gathered, &metrics).await {
+        return fail_sink(&error, e);
+    }
     if let Err(e) = sink.close().await {
         metrics.exceptions(1, &e.to_string());
     }
+}
+
+/// Marks the rule failed by a fatal sink error (a plugin panic). The sink task ends, so the
+/// dataflow drops what it would send to it; other rules are untouched.
+fn fail_sink(error: &Mutex<Option<String>>, e: quiver_connectors::ConnectorError) {
+    tracing::error!("sink failed: {e}");
+    *error.lock().expect("error lock") = Some(format!("sink failed: {e}"));
 }
 
 /// How a sink's input is handed over: as rows, or rendered through a `dataTemplate`.
@@ -1067,12 +1099,14 @@ struct Output {
     send_single: bool,
 }
 
+/// Writes batches; per-batch failures are counted as exceptions, and only a fatal one
+/// (`ConnectorError::Fatal`) is returned, which stops the sink.
 async fn write(
     sink: &mut Box<dyn quiver_connectors::Sink>,
     out: &Output,
     batches: Vec<RecordBatch>,
     metrics: &NodeMetrics,
-) {
+) -> Result<(), quiver_connectors::ConnectorError> {
     for batch in crate::sinkprops::merge(batches) {
         let started = Instant::now();
         let rows = batch.num_rows();
@@ -1103,10 +1137,14 @@ async fn write(
             Err(e) => {
                 metrics.batch(rows, 0, started);
                 metrics.exceptions(rows, &e.to_string());
+                if matches!(e, quiver_connectors::ConnectorError::Fatal { .. }) {
+                    return Err(e);
+                }
                 tracing::warn!("sink write failed: {e}");
             }
         }
     }
+    Ok(())
 }
 
 /// Node names of a rule in topology order, as its metrics are keyed.

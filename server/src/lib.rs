@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod plugins;
 pub mod push;
 
 use std::net::SocketAddr;
@@ -108,11 +109,18 @@ pub async fn serve(
     if let Some(path) = &settings.config {
         engine.set_source_profiles(load_profiles(path)?);
     }
+    // Plugins first: restored rules may use plugin sinks and functions.
+    let plugins = Arc::new(plugins::PluginManager::open(
+        &settings.data_dir,
+        engine.clone(),
+    )?);
+    plugins.load_all();
     restore(&engine, &catalog)?;
     let state = Arc::new(api::AppState {
         engine: engine.clone(),
         catalog,
         started: Instant::now(),
+        plugins,
     });
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

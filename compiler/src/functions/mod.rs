@@ -109,6 +109,11 @@ impl Registry {
         self.functions.insert(f.name().to_string(), f);
     }
 
+    /// Removes a function (a plugin UDF being uninstalled); true when it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.functions.remove(&name.to_ascii_lowercase()).is_some()
+    }
+
     /// Adds a function under another name (eKuiper's aliases such as `power` for `pow`).
     pub fn alias(&mut self, alias: &str, target: &str) {
         if let Some(f) = self.functions.get(target).cloned() {

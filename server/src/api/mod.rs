@@ -2,6 +2,7 @@
 //! errors to statuses. Paths and JSON shapes follow eKuiper's REST documentation.
 
 mod error;
+mod plugins;
 mod rules;
 mod streams;
 mod system;
@@ -17,6 +18,7 @@ pub use error::ApiError;
 pub use rules::parse as parse_rule;
 
 use crate::catalog::Catalog;
+use crate::plugins::PluginManager;
 
 /// What every handler shares.
 pub struct AppState {
@@ -26,6 +28,8 @@ pub struct AppState {
     pub catalog: Catalog,
     /// When the server started.
     pub started: Instant,
+    /// Installed plugins.
+    pub plugins: Arc<PluginManager>,
 }
 
 /// Shared handler state.
@@ -67,5 +71,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rules/{id}/status", get(rules::status))
         .route("/rules/{id}/topo", get(rules::topo))
         .route("/rules/{id}/explain", get(rules::explain))
+        // `udfs` is matched before `{type}`: axum prefers the static segment.
+        .route("/plugins/udfs", get(plugins::udfs))
+        .route("/plugins/udfs/{name}", get(plugins::udf))
+        .route("/plugins/{type}", get(plugins::list).post(plugins::install))
+        .route(
+            "/plugins/{type}/{name}",
+            get(plugins::describe)
+                .put(plugins::update)
+                .delete(plugins::delete),
+        )
         .with_state(state)
 }

@@ -1,0 +1,148 @@
+//! `/plugins`: install (from a zip URL), list, describe and delete native plugins, and list
+//! the SQL functions they provide (`/plugins/udfs`). eKuiper's paths and bodies.
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, State};
+use crate::plugins::{PluginError, PluginManager, kind_of};
+use quiver_plugin_abi::ffi::PluginKind;
+
+/// Body of `POST /plugins/{type}`.
+#[derive(Debug, Deserialize)]
+pub struct InstallBody {
+    /// The plugin's name (`mysql`).
+    pub name: String,
+    /// Where the zip is: `file:///…/x.zip` or `http://…/x.zip`.
+    pub file: String,
+    /// eKuiper's parameters for `install.sh`; accepted and ignored, as the script never runs.
+    #[serde(default, rename = "shellParas")]
+    pub shell_paras: Vec<String>,
+}
+
+impl From<PluginError> for ApiError {
+    fn from(e: PluginError) -> Self {
+        let status = match &e {
+            PluginError::Invalid(_) => StatusCode::BAD_REQUEST,
+            PluginError::NotFound(_) => StatusCode::NOT_FOUND,
+            PluginError::Conflict(_) => StatusCode::CONFLICT,
+            PluginError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn kind(segment: &str) -> Result<PluginKind, ApiError> {
+    kind_of(segment).ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("unknown plugin type \"{segment}\"; use sources, sinks or functions"),
+    })
+}
+
+/// `POST /plugins/{type}`.
+pub async fn install(
+    state: State,
+    Path(segment): Path<String>,
+    raw: String,
+) -> Result<(StatusCode, String), ApiError> {
+    let kind = kind(&segment)?;
+    let body: InstallBody = serde_json::from_str(&raw).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid request body: {e}; expected {{\"name\": \"...\", \"file\": \"http://.../x.zip\"}}"
+        ))
+    })?;
+    if !body.shell_paras.is_empty() {
+        tracing::warn!(plugin = %body.name, "shellParas ignored: install.sh is never run");
+    }
+    let installed = state.plugins.install(kind, &body.name, &body.file).await?;
+    Ok((
+        StatusCode::CREATED,
+        format!(
+            "plugin {} is created (version {})",
+            installed.name, installed.version
+        ),
+    ))
+}
+
+/// `PUT /plugins/{type}/{name}`: installs a new version; the rules using the plugin move
+/// to it without a server restart.
+pub async fn update(
+    state: State,
+    Path((segment, name)): Path<(String, String)>,
+    raw: String,
+) -> Result<String, ApiError> {
+    let kind = kind(&segment)?;
+    let body: InstallBody = serde_json::from_str(&raw).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid request body: {e}; expected {{\"name\": \"{name}\", \"file\": \"http://.../x.zip\"}}"
+        ))
+    })?;
+    if body.name != name {
+        return Err(ApiError::bad_request(format!(
+            "the body names plugin \"{}\" but the path names \"{name}\"",
+            body.name
+        )));
+    }
+    let (installed, rules) = state.plugins.update(kind, &name, &body.file).await?;
+    Ok(format!(
+        "plugin {name} is updated to version {}{}",
+        installed.version,
+        if rules.is_empty() {
+            String::new()
+        } else {
+            format!("; rules moved to it: {}", rules.join(", "))
+        }
+    ))
+}
+
+/// `GET /plugins/{type}`: the names.
+pub async fn list(
+    state: State,
+    Path(segment): Path<String>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    Ok(Json(state.plugins.list(kind(&segment)?)))
+}
+
+/// `GET /plugins/{type}/{name}`.
+pub async fn describe(
+    state: State,
+    Path((segment, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let kind = kind(&segment)?;
+    let installed = state.plugins.get(kind, &name).ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("plugin \"{name}\" not found"),
+    })?;
+    Ok(Json(PluginManager::describe(&installed)))
+}
+
+/// `DELETE /plugins/{type}/{name}`.
+pub async fn delete(
+    state: State,
+    Path((segment, name)): Path<(String, String)>,
+) -> Result<String, ApiError> {
+    state.plugins.delete(kind(&segment)?, &name).await?;
+    Ok(format!("plugin {name} is deleted"))
+}
+
+/// `GET /plugins/udfs`: the SQL functions plugins provide.
+pub async fn udfs(state: State) -> Json<Vec<String>> {
+    Json(state.plugins.list(PluginKind::Function))
+}
+
+/// `GET /plugins/udfs/{name}`: `{"name", "plugin"}` as eKuiper answers.
+pub async fn udf(state: State, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    match state.plugins.get(PluginKind::Function, &name) {
+        Some(p) => Ok(Json(json!({"name": p.name, "plugin": p.name}))),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("function \"{name}\" not found"),
+        }),
+    }
+}
