@@ -1,6 +1,7 @@
 //! Array functions: cardinality, array_contains, array_position, array_last_position,
 //! element_at, array_max, array_min, array_join, array_distinct, array_remove, array_concat,
-//! array_create, repeat and sequence.
+//! array_create, repeat, sequence, array_contains_any, array_intersect, array_union,
+//! array_except, array_flatten, array_sort, array_shuffle, array_map and kvpair_array_to_obj.
 //!
 //! Arrays are Arrow `List` arrays. Results that are arrays are rebuilt from the input's values
 //! with `take` over the list offsets, so they work for any item type. Element comparisons treat
@@ -21,7 +22,7 @@ use super::{
     ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind,
     flag_type_error, shape,
 };
-use crate::eval::{Columnar, EvalContext, describe_value};
+use crate::eval::{Columnar, EvalContext, Literal, describe_value};
 use crate::types::{SqlType, is_numeric, type_name};
 
 pub(super) fn register(r: &mut Registry) {
@@ -40,6 +41,15 @@ pub(super) fn register(r: &mut Registry) {
     r.register(Arc::new(ArrayCreate));
     r.register(Arc::new(Repeat));
     r.register(Arc::new(Sequence));
+    r.register(Arc::new(ArrayContainsAny));
+    r.register(Arc::new(SetOp(SetKind::Intersect)));
+    r.register(Arc::new(SetOp(SetKind::Union)));
+    r.register(Arc::new(SetOp(SetKind::Except)));
+    r.register(Arc::new(ArrayFlatten));
+    r.register(Arc::new(ArraySort));
+    r.register(Arc::new(ArrayShuffle));
+    r.register(Arc::new(ArrayMap));
+    r.register(Arc::new(KvpairArrayToObj));
 }
 
 fn doc(syntax: &'static str, description: &'static str, example: &'static str) -> FunctionDoc {
@@ -56,7 +66,7 @@ fn list_type(item: DataType) -> DataType {
 }
 
 /// Plan-time check that argument `i` is an array; returns its item type when known.
-fn array_arg(args: &[ArgInfo], i: usize) -> Result<Option<DataType>, String> {
+pub(super) fn array_arg(args: &[ArgInfo], i: usize) -> Result<Option<DataType>, String> {
     match args.get(i).map(|a| &a.ty) {
         Some(SqlType::Known(DataType::List(f))) => Ok(Some(f.data_type().clone())),
         Some(SqlType::Known(DataType::Null)) | Some(SqlType::Any) | None => Ok(None),
@@ -831,5 +841,565 @@ impl ScalarFunction for Sequence {
         )
         .map_err(|e| e.to_string())?;
         Ok(shape(args, Arc::new(out)))
+    }
+}
+
+/// The runtime list of an argument that may be all null (`Ok(None)`); `Err(())` when it is not
+/// an array (the rows are flagged).
+fn list_or_null<'a>(
+    name: &str,
+    arr: &'a ArrayRef,
+    ctx: &mut EvalContext,
+) -> Result<Option<&'a ListArray>, ()> {
+    match arr.data_type() {
+        DataType::List(_) => Ok(Some(arr.as_list::<i32>())),
+        DataType::Null => Ok(None),
+        _ => {
+            flag_type_error(name, "an array", arr, ctx);
+            Err(())
+        }
+    }
+}
+
+/// Two array arguments whose elements share one item type: the lists, all their elements
+/// (the first list's then the second's) and their keys. The second list's element `i` is at
+/// `base + i`.
+struct TwoLists<'a> {
+    first: Option<&'a ListArray>,
+    second: Option<&'a ListArray>,
+    values: ArrayRef,
+    keys: Vec<Option<Key>>,
+    base: usize,
+}
+
+impl<'a> TwoLists<'a> {
+    fn new(name: &str, a: &'a [ArrayRef], ctx: &mut EvalContext) -> Result<Option<Self>, String> {
+        let (Ok(first), Ok(second)) = (
+            list_or_null(name, &a[0], ctx),
+            list_or_null(name, &a[1], ctx),
+        ) else {
+            return Ok(None);
+        };
+        let item = common_type(
+            [first, second]
+                .iter()
+                .flatten()
+                .map(|l| l.values().data_type()),
+        )
+        .unwrap_or(DataType::Null);
+        let parts: Vec<ArrayRef> = [first, second]
+            .iter()
+            .map(|l| match l {
+                Some(l) => cast_to(l.values(), &item),
+                None => Ok(new_null_array(&item, 0)),
+            })
+            .collect::<Result<_, _>>()?;
+        let base = parts[0].len();
+        let values = concat(&[parts[0].as_ref(), parts[1].as_ref()]).map_err(|e| e.to_string())?;
+        let keys = keys(values.as_ref())?;
+        Ok(Some(TwoLists {
+            first,
+            second,
+            values,
+            keys,
+            base,
+        }))
+    }
+
+    /// Indexes (into `values`) of the first list's elements at `row`; `None` when it is null.
+    fn first_at(&self, row: usize) -> Option<std::ops::Range<usize>> {
+        self.first
+            .filter(|l| l.is_valid(row))
+            .map(|l| range(l, row))
+    }
+
+    /// Indexes (into `values`) of the second list's elements at `row`; `None` when it is null.
+    fn second_at(&self, row: usize) -> Option<std::ops::Range<usize>> {
+        self.second.filter(|l| l.is_valid(row)).map(|l| {
+            let r = range(l, row);
+            r.start + self.base..r.end + self.base
+        })
+    }
+
+    fn rows(&self, a: &[ArrayRef]) -> usize {
+        a[0].len()
+    }
+}
+
+/// Plan-time type of a set operation on two arrays: an array of their common item type.
+fn two_array_type(args: &[ArgInfo]) -> Result<SqlType, String> {
+    check_arity(args, 2, 2)?;
+    let (a, b) = (array_arg(args, 0)?, array_arg(args, 1)?);
+    Ok(match (a, b) {
+        (Some(a), Some(b)) => known_or_any(common_type([a, b].iter()).map(list_type)),
+        _ => SqlType::Any,
+    })
+}
+
+/// Pushes the elements at `idx` whose key is not in `seen` yet (recording it).
+fn push_new<'k>(
+    idx: impl Iterator<Item = usize>,
+    keys: &'k [Option<Key>],
+    seen: &mut Vec<&'k Option<Key>>,
+    picks: &mut Vec<u32>,
+) {
+    for i in idx {
+        if !seen.contains(&&keys[i]) {
+            seen.push(&keys[i]);
+            picks.push(i as u32);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ArrayContainsAny;
+impl ScalarFunction for ArrayContainsAny {
+    fn name(&self) -> &'static str {
+        "array_contains_any"
+    }
+    fn doc(&self) -> FunctionDoc {
+        doc(
+            "array_contains_any(arr1, arr2)",
+            "true when arr1 and arr2 have an element in common (numbers compare by value); false when either is null",
+            "array_contains_any([1, 2], [3, 2]) = true",
+        )
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        two_array_type(args)?;
+        Ok(SqlType::Known(DataType::Boolean))
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        let a = arrays(args, ctx);
+        let Some(t) = TwoLists::new(self.name(), &a, ctx)? else {
+            return Ok(Columnar::Scalar(new_null_array(&DataType::Boolean, 1)));
+        };
+        let out: BooleanArray = (0..t.rows(&a))
+            .map(|r| {
+                let (Some(x), Some(y)) = (t.first_at(r), t.second_at(r)) else {
+                    return Some(false);
+                };
+                Some(
+                    x.into_iter()
+                        .any(|i| t.keys[y.clone()].iter().any(|k| *k == t.keys[i])),
+                )
+            })
+            .collect();
+        Ok(shape(args, Arc::new(out)))
+    }
+}
+
+/// Which set operation a [`SetOp`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetKind {
+    Intersect,
+    Union,
+    Except,
+}
+
+#[derive(Debug)]
+struct SetOp(SetKind);
+impl ScalarFunction for SetOp {
+    fn name(&self) -> &'static str {
+        match self.0 {
+            SetKind::Intersect => "array_intersect",
+            SetKind::Union => "array_union",
+            SetKind::Except => "array_except",
+        }
+    }
+    fn doc(&self) -> FunctionDoc {
+        match self.0 {
+            SetKind::Intersect => doc(
+                "array_intersect(arr1, arr2)",
+                "the elements of arr2 that are also in arr1, without duplicates, in arr2's order; null when either is null",
+                "array_intersect([1, 2, 3], [3, 2, 2]) = [3, 2]",
+            ),
+            SetKind::Union => doc(
+                "array_union(arr1, arr2)",
+                "the elements of arr1 then arr2, without duplicates; a null array counts as empty",
+                "array_union([1, 2], [2, 3]) = [1, 2, 3]",
+            ),
+            SetKind::Except => doc(
+                "array_except(arr1, arr2)",
+                "the elements of arr1 that are not in arr2, without duplicates; null when arr1 is null, a null arr2 counts as empty",
+                "array_except([1, 2, 2, 3], [3]) = [1, 2]",
+            ),
+        }
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        two_array_type(args)
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        let a = arrays(args, ctx);
+        let Some(t) = TwoLists::new(self.name(), &a, ctx)? else {
+            return Ok(Columnar::null());
+        };
+        let mut picks = Vec::new();
+        let mut offsets = vec![0i32];
+        let mut valid = Vec::with_capacity(t.rows(&a));
+        for r in 0..t.rows(&a) {
+            let (x, y) = (t.first_at(r), t.second_at(r));
+            let ok = match self.0 {
+                SetKind::Intersect => x.is_some() && y.is_some(),
+                SetKind::Union => true,
+                SetKind::Except => x.is_some(),
+            };
+            if ok {
+                let (x, y) = (x.unwrap_or(0..0), y.unwrap_or(0..0));
+                let mut seen: Vec<&Option<Key>> = Vec::new();
+                match self.0 {
+                    SetKind::Intersect => {
+                        let inside: Vec<usize> = y
+                            .filter(|&j| t.keys[x.clone()].iter().any(|k| *k == t.keys[j]))
+                            .collect();
+                        push_new(inside.into_iter(), &t.keys, &mut seen, &mut picks);
+                    }
+                    SetKind::Union => {
+                        push_new(x.chain(y), &t.keys, &mut seen, &mut picks);
+                    }
+                    SetKind::Except => {
+                        seen.extend(y.map(|j| &t.keys[j]));
+                        push_new(x, &t.keys, &mut seen, &mut picks);
+                    }
+                }
+            }
+            valid.push(ok);
+            offsets.push(picks.len() as i32);
+        }
+        let out = build_list(
+            t.values.as_ref(),
+            picks,
+            offsets,
+            Some(NullBuffer::from(valid)),
+        )?;
+        Ok(shape(args, out))
+    }
+}
+
+#[derive(Debug)]
+struct ArrayFlatten;
+impl ScalarFunction for ArrayFlatten {
+    fn name(&self) -> &'static str {
+        "array_flatten"
+    }
+    fn doc(&self) -> FunctionDoc {
+        doc(
+            "array_flatten(arr)",
+            "the elements of the arrays in arr, one level deep, in order (a null inner array gives a null element; other elements are kept); null when arr is null or the result is empty, as in eKuiper",
+            "array_flatten([[1, 4], [2, 3]]) = [1, 4, 2, 3]",
+        )
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 1, 1)?;
+        Ok(match array_arg(args, 0)? {
+            Some(DataType::List(inner)) => SqlType::Known(list_type(inner.data_type().clone())),
+            Some(t) => SqlType::Known(list_type(t)),
+            None => SqlType::Any,
+        })
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        let a = arrays(args, ctx);
+        let Some(list) = as_list(self.name(), &a[0], ctx) else {
+            return Ok(Columnar::null());
+        };
+        // eKuiper builds the result by appending to a nil slice, so an empty result is null.
+        let DataType::List(_) = list.values().data_type() else {
+            let valid: Vec<bool> = (0..list.len())
+                .map(|r| list.is_valid(r) && !range(list, r).is_empty())
+                .collect();
+            let out = ListArray::try_new(
+                Arc::new(Field::new("item", list.values().data_type().clone(), true)),
+                list.offsets().clone(),
+                list.values().clone(),
+                Some(NullBuffer::from(valid)),
+            )
+            .map_err(|e| e.to_string())?;
+            return Ok(shape(args, Arc::new(out)));
+        };
+        let inner = list.values().as_list::<i32>();
+        let mut picks: Vec<Option<u32>> = Vec::new();
+        let mut offsets = vec![0i32];
+        let mut valid = Vec::with_capacity(list.len());
+        for r in 0..list.len() {
+            let start = picks.len();
+            if list.is_valid(r) {
+                for i in range(list, r) {
+                    if inner.is_valid(i) {
+                        picks.extend(range(inner, i).map(|j| Some(j as u32)));
+                    } else {
+                        picks.push(None);
+                    }
+                }
+            }
+            valid.push(picks.len() > start);
+            offsets.push(picks.len() as i32);
+        }
+        let item = inner.values().data_type().clone();
+        let values = take(inner.values().as_ref(), &UInt32Array::from(picks), None)
+            .map_err(|e| e.to_string())?;
+        let out = ListArray::try_new(
+            Arc::new(Field::new("item", item, true)),
+            OffsetBuffer::new(offsets.into()),
+            values,
+            Some(NullBuffer::from(valid)),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(shape(args, Arc::new(out)))
+    }
+}
+
+/// A total order on element keys: numbers, strings and booleans by value, null elements last,
+/// anything else by its text.
+fn total_cmp(a: &Option<Key>, b: &Option<Key>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => x
+            .cmp(y)
+            .unwrap_or_else(|| format!("{x:?}").cmp(&format!("{y:?}"))),
+    }
+}
+
+#[derive(Debug)]
+struct ArraySort;
+impl ScalarFunction for ArraySort {
+    fn name(&self) -> &'static str {
+        "array_sort"
+    }
+    fn doc(&self) -> FunctionDoc {
+        doc(
+            "array_sort(arr)",
+            "a sorted copy of arr (numbers by value, strings by code point), null elements last",
+            "array_sort([3, 1, 2]) = [1, 2, 3]",
+        )
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 1, 1)?;
+        Ok(known_or_any(array_arg(args, 0)?.map(list_type)))
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        let a = arrays(args, ctx);
+        let Some(list) = as_list(self.name(), &a[0], ctx) else {
+            return Ok(Columnar::null());
+        };
+        let elems = keys(list.values().as_ref())?;
+        let mut picks = Vec::with_capacity(elems.len());
+        let mut offsets = vec![0i32];
+        for r in 0..list.len() {
+            if list.is_valid(r) {
+                let mut idx: Vec<usize> = range(list, r).collect();
+                idx.sort_by(|&x, &y| total_cmp(&elems[x], &elems[y]));
+                picks.extend(idx.into_iter().map(|i| i as u32));
+            }
+            offsets.push(picks.len() as i32);
+        }
+        let out = build_list(
+            list.values().as_ref(),
+            picks,
+            offsets,
+            list.nulls().cloned(),
+        )?;
+        Ok(shape(args, out))
+    }
+}
+
+#[derive(Debug)]
+struct ArrayShuffle;
+impl ScalarFunction for ArrayShuffle {
+    fn name(&self) -> &'static str {
+        "array_shuffle"
+    }
+    fn doc(&self) -> FunctionDoc {
+        doc(
+            "array_shuffle(arr)",
+            "the elements of arr in a random order, a new one for every row",
+            "array_shuffle([1, 2, 3]) = [2, 3, 1]",
+        )
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 1, 1)?;
+        Ok(known_or_any(array_arg(args, 0)?.map(list_type)))
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        // A fresh order per row, even for a constant array.
+        let arr = args[0].clone().into_array(ctx.rows);
+        let Some(list) = as_list(self.name(), &arr, ctx) else {
+            return Ok(Columnar::null());
+        };
+        let mut picks = Vec::with_capacity(list.values().len());
+        let mut offsets = vec![0i32];
+        for r in 0..list.len() {
+            if list.is_valid(r) {
+                let mut idx: Vec<u32> = range(list, r).map(|i| i as u32).collect();
+                // Fisher-Yates.
+                for i in (1..idx.len()).rev() {
+                    let j = ((super::math::next_random() * (i + 1) as f64) as usize).min(i);
+                    idx.swap(i, j);
+                }
+                picks.extend(idx);
+            }
+            offsets.push(picks.len() as i32);
+        }
+        let out = build_list(
+            list.values().as_ref(),
+            picks,
+            offsets,
+            list.nulls().cloned(),
+        )?;
+        Ok(Columnar::Array(out))
+    }
+}
+
+#[derive(Debug)]
+struct ArrayMap;
+
+impl ArrayMap {
+    /// The function named by the literal first argument.
+    fn function(args: &[ArgInfo]) -> Result<&'static Arc<dyn ScalarFunction>, String> {
+        let Some(Literal::String(name)) = &args[0].literal else {
+            return Err("expects a function name string for argument 1".to_string());
+        };
+        super::Registry::builtin().get(name).ok_or_else(|| {
+            format!(
+                "expects a scalar function name for argument 1 but got unknown function \"{name}\""
+            )
+        })
+    }
+}
+
+impl ScalarFunction for ArrayMap {
+    fn name(&self) -> &'static str {
+        "array_map"
+    }
+    fn doc(&self) -> FunctionDoc {
+        doc(
+            "array_map(function_name, arr)",
+            "the array of the one-argument scalar function named by the string literal function_name applied to every element of arr; an element that fails fails the row",
+            "array_map(\"upper\", [\"a\", \"b\"]) = [\"A\", \"B\"]",
+        )
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 2, 2)?;
+        let f = Self::function(args)?;
+        let item = array_arg(args, 1)?;
+        let elem = ArgInfo {
+            ty: known_or_any(item),
+            literal: None,
+        };
+        let t = f.return_type(&[elem]).map_err(|e| {
+            let name = f.name();
+            format!("cannot map \"{name}\" over the elements of argument 2 (\"{name}\" {e})")
+        })?;
+        Ok(match t {
+            SqlType::Known(t) => SqlType::Known(list_type(t)),
+            SqlType::Any => SqlType::Any,
+        })
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        let a = arrays(args, ctx);
+        let name = super::string::to_text(&a[0])?;
+        let Some(f) = name
+            .iter()
+            .flatten()
+            .next()
+            .and_then(|n| super::Registry::builtin().get(n))
+        else {
+            return Ok(Columnar::null());
+        };
+        let Some(list) = as_list(self.name(), &a[1], ctx) else {
+            return Ok(Columnar::null());
+        };
+        let values = list.values().clone();
+        let mut inner = EvalContext::new(values.len());
+        inner.now_ms = ctx.now_ms;
+        let mapped = f
+            .invoke(&[Columnar::Array(values.clone())], &mut inner)?
+            .into_array(values.len());
+        if let Some(ok) = inner.errors.ok_mask() {
+            let reason = inner.errors.first().unwrap_or_default().to_string();
+            for r in 0..list.len() {
+                if range(list, r).any(|i| !ok.value(i)) {
+                    ctx.errors.flag(r, || format!("array_map: {reason}"));
+                }
+            }
+        }
+        let out = ListArray::try_new(
+            Arc::new(Field::new("item", mapped.data_type().clone(), true)),
+            list.offsets().clone(),
+            mapped,
+            list.nulls().cloned(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(shape(&args[1..], Arc::new(out)))
+    }
+}
+
+#[derive(Debug)]
+struct KvpairArrayToObj;
+impl ScalarFunction for KvpairArrayToObj {
+    fn name(&self) -> &'static str {
+        "kvpair_array_to_obj"
+    }
+    fn doc(&self) -> FunctionDoc {
+        doc(
+            "kvpair_array_to_obj(arr)",
+            "the object built from an array of {\"key\": k, \"value\": v} objects (k a string); any other element fails the row; null when arr is null",
+            "kvpair_array_to_obj([{\"key\": \"a\", \"value\": 1}]) = {\"a\": 1}",
+        )
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 1, 1)?;
+        array_arg(args, 0)?;
+        Ok(SqlType::Any)
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        use serde_json::Value;
+        let a = arrays(args, ctx);
+        let Some(list) = as_list(self.name(), &a[0], ctx) else {
+            return Ok(Columnar::null());
+        };
+        let mut values = Vec::with_capacity(list.len());
+        for r in 0..list.len() {
+            let Some(Value::Array(items)) = super::value_to_json(list, r) else {
+                values.push(None);
+                continue;
+            };
+            let mut obj = serde_json::Map::new();
+            let mut failed = None;
+            for item in items {
+                // A null value is an absent child, so {"key": k} stands for {"key": k, "value": null}.
+                let pair = match item {
+                    Value::Object(mut m) if m.keys().all(|k| k == "key" || k == "value") => {
+                        match m.remove("key") {
+                            Some(Value::String(k)) => Some((k, m.remove("value"))),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                match pair {
+                    Some((k, Some(v))) => {
+                        obj.insert(k, v);
+                    }
+                    Some((k, None)) => {
+                        obj.remove(&k);
+                    }
+                    None => {
+                        failed = Some(
+                            "kvpair_array_to_obj expects {\"key\": string, \"value\": any} elements"
+                                .to_string(),
+                        );
+                        break;
+                    }
+                }
+            }
+            if let Some(reason) = failed {
+                ctx.errors.flag(r, || reason);
+                values.push(None);
+            } else {
+                values.push(Some(Value::Object(obj)));
+            }
+        }
+        Ok(shape(args, super::json_to_array(values)?))
     }
 }

@@ -1,15 +1,17 @@
 //! Date and time functions: now, cur_date, cur_time, format_time, the field extractors, last_day,
-//! from_days, from_unix_time and date_calc.
+//! from_days, from_unix_time, date_calc and date_diff.
 //!
 //! A time argument may be a DATETIME value, a number of epoch milliseconds or an RFC 3339
 //! string. Extraction and formatting use UTC (eKuiper uses its configured time zone; Quiver
-//! has no time-zone setting yet), so results are deterministic.
+//! has no time-zone setting yet), so results are deterministic, except for a DATETIME that
+//! carries a time zone (the result of `convert_tz`): it is read on that zone's wall clock.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Timelike, Utc};
+use chrono_tz::{OffsetName, Tz};
 
 use super::{
     ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind,
@@ -35,6 +37,8 @@ pub(super) fn register(r: &mut Registry) {
     r.register(Arc::new(FromDays));
     r.register(Arc::new(FromUnixTime));
     r.register(Arc::new(DateCalc));
+    r.register(Arc::new(DateDiff));
+    r.register(Arc::new(ConvertTz));
 }
 
 fn datetime_type() -> DataType {
@@ -72,17 +76,42 @@ fn utc(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
 }
 
+/// The time zone a DATETIME column carries (set by `convert_tz`); `None` for UTC.
+fn zone_of(t: &DataType) -> Option<Tz> {
+    match t {
+        DataType::Timestamp(_, Some(name)) => name.parse::<Tz>().ok(),
+        _ => None,
+    }
+}
+
+/// `ms` on the wall clock of `zone` (UTC when `None`), with the zone's abbreviation.
+fn zoned(ms: i64, zone: Option<Tz>) -> Option<(DateTime<FixedOffset>, String)> {
+    let t = utc(ms)?;
+    Some(match zone {
+        None => (t.fixed_offset(), "UTC".to_string()),
+        Some(z) => {
+            let local = t.with_timezone(&z);
+            let name = local
+                .offset()
+                .abbreviation()
+                .map_or_else(|| local.format("%:z").to_string(), str::to_string);
+            (local.fixed_offset(), name)
+        }
+    })
+}
+
 /// Applies `f` to every time in `arr`, failing rows that are not times.
 fn map_times<T>(
     name: &str,
     arr: &ArrayRef,
     ctx: &mut EvalContext,
-    mut f: impl FnMut(DateTime<Utc>) -> Option<T>,
+    mut f: impl FnMut(DateTime<FixedOffset>) -> Option<T>,
 ) -> Vec<Option<T>> {
+    let zone = zone_of(arr.data_type());
     (0..arr.len())
         .map(|row| match millis_at(arr, row) {
             Ok(None) => None,
-            Ok(Some(ms)) => match utc(ms).and_then(&mut f) {
+            Ok(Some(ms)) => match zoned(ms, zone).and_then(|(t, _)| f(t)) {
                 Some(v) => Some(v),
                 None => {
                     fail(name, "a datetime", arr, row, ctx);
@@ -240,8 +269,15 @@ const DAYS: [&str; 7] = [
     "Saturday",
 ];
 
-/// Formats `t` with a Java-style pattern (text in single quotes is literal, `''` is a quote).
-pub(crate) fn format_pattern(t: DateTime<Utc>, pattern: &str) -> String {
+/// Formats `t` in UTC with a Java-style pattern (text in single quotes is literal, `''` is a
+/// quote).
+#[cfg(test)]
+fn format_pattern(t: DateTime<Utc>, pattern: &str) -> String {
+    format_zoned(t.fixed_offset(), "UTC", pattern)
+}
+
+/// Formats `t` on its own wall clock with a Java-style pattern; `zone` is the name `z` prints.
+fn format_zoned(t: DateTime<FixedOffset>, zone: &str, pattern: &str) -> String {
     let chars: Vec<char> = pattern.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -316,9 +352,21 @@ pub(crate) fn format_pattern(t: DateTime<Utc>, pattern: &str) -> String {
                 let frac = format!("{:09}", t.timestamp_subsec_nanos());
                 out.push_str(&frac[..n.min(9)]);
             }
-            'z' => out.push_str("UTC"),
-            'Z' => out.push_str("+0000"),
-            'X' => out.push('Z'),
+            'z' => out.push_str(zone),
+            'Z' => out.push_str(&t.format("%z").to_string()),
+            'X' => {
+                let secs = t.offset().local_minus_utc();
+                if secs == 0 {
+                    out.push('Z');
+                } else {
+                    let text = match n {
+                        1 => t.format("%z").to_string()[..3].to_string(),
+                        2 => t.format("%z").to_string(),
+                        _ => t.format("%:z").to_string(),
+                    };
+                    out.push_str(&text);
+                }
+            }
             other => {
                 for _ in 0..n {
                     out.push(other);
@@ -439,7 +487,7 @@ impl ScalarFunction for FormatTime {
         FunctionDoc {
             category: "datetime",
             syntax: "format_time(t, format)",
-            description: "t (datetime, epoch milliseconds or RFC 3339 string) formatted in UTC with a Java-style pattern (G, YYYY, YY, M..MMMM, d, dd, E, EEEE, H, HH, h, hh, a, m, mm, s, ss, S..SSS, z, Z, X)",
+            description: "t (datetime, epoch milliseconds or RFC 3339 string) formatted in UTC (a `convert_tz` result in its zone) with a Java-style pattern (G, YYYY, YY, M..MMMM, d, dd, E, EEEE, H, HH, h, hh, a, m, mm, s, ss, S..SSS, z, Z, X)",
             example: "format_time(0, \"yyyy-MM-dd HH:mm:ss\") = \"1970-01-01 00:00:00\"",
         }
     }
@@ -451,6 +499,7 @@ impl ScalarFunction for FormatTime {
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
         let cols = arrays(args, ctx);
         let (t, f) = (&cols[0], &cols[1]);
+        let zone = zone_of(t.data_type());
         let out: StringArray = (0..t.len())
             .map(|row| {
                 if !present(f.as_ref(), row) {
@@ -463,8 +512,8 @@ impl ScalarFunction for FormatTime {
                 };
                 match millis_at(t, row) {
                     Ok(None) => None,
-                    Ok(Some(ms)) => match utc(ms) {
-                        Some(d) => Some(format_pattern(d, &pattern)),
+                    Ok(Some(ms)) => match zoned(ms, zone) {
+                        Some((d, name)) => Some(format_zoned(d, &name, &pattern)),
                         None => {
                             fail("format_time", "a datetime", t, row, ctx);
                             None
@@ -576,7 +625,7 @@ impl Part {
     }
 }
 
-fn last_day(t: DateTime<Utc>) -> Option<String> {
+fn last_day(t: DateTime<FixedOffset>) -> Option<String> {
     let (y, m) = if t.month() == 12 {
         (t.year() + 1, 1)
     } else {
@@ -872,6 +921,143 @@ impl ScalarFunction for DateCalc {
     }
 }
 
+/// Plan-time check that argument `i` can be a time (a DATETIME, a number or a string).
+fn time_arg(args: &[ArgInfo], i: usize) -> Result<(), String> {
+    match &args[i].ty {
+        SqlType::Known(t)
+            if !(t.is_integer()
+                || t.is_floating()
+                || matches!(t, DataType::Utf8 | DataType::Null | DataType::Timestamp(..))) =>
+        {
+            Err(format!(
+                "expects a datetime for argument {} but got {}",
+                i + 1,
+                crate::types::type_name(t)
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[derive(Debug)]
+struct DateDiff;
+impl ScalarFunction for DateDiff {
+    fn name(&self) -> &'static str {
+        "date_diff"
+    }
+    fn doc(&self) -> FunctionDoc {
+        FunctionDoc {
+            category: "datetime",
+            syntax: "date_diff(t1, t2)",
+            description: "t2 minus t1 in nanoseconds as a BIGINT (eKuiper's duration value), for datetimes, epoch milliseconds or RFC 3339 strings",
+            example: "date_diff(\"2019-01-01T00:00:00Z\", \"2019-01-02T00:00:00Z\") = 86400000000000",
+        }
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 2, 2)?;
+        time_arg(args, 0)?;
+        time_arg(args, 1)?;
+        Ok(SqlType::Known(DataType::Int64))
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        let cols = arrays(args, ctx);
+        let (a, b) = (&cols[0], &cols[1]);
+        let out: Int64Array = (0..a.len())
+            .map(|row| {
+                let (x, y) = match (millis_at(a, row), millis_at(b, row)) {
+                    (Ok(Some(x)), Ok(Some(y))) => (x, y),
+                    (Err(()), _) => {
+                        fail("date_diff", "a datetime", a, row, ctx);
+                        return None;
+                    }
+                    (_, Err(())) => {
+                        fail("date_diff", "a datetime", b, row, ctx);
+                        return None;
+                    }
+                    _ => return None,
+                };
+                let ns = (i128::from(y) - i128::from(x)) * 1_000_000;
+                match i64::try_from(ns) {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        ctx.errors.flag(row, || {
+                            "date_diff: the difference overflows a duration (about 292 years)"
+                                .to_string()
+                        });
+                        None
+                    }
+                }
+            })
+            .collect();
+        Ok(shape(args, Arc::new(out)))
+    }
+}
+
+/// Parses a time zone name the way Go's `time.LoadLocation` does: an IANA name, with "" and
+/// "UTC" for UTC ("Local" is UTC too, Quiver's only local zone).
+fn parse_zone(name: &str) -> Option<Tz> {
+    match name {
+        "" | "Local" => Some(Tz::UTC),
+        _ => name.parse::<Tz>().ok(),
+    }
+}
+
+#[derive(Debug)]
+struct ConvertTz;
+impl ScalarFunction for ConvertTz {
+    fn name(&self) -> &'static str {
+        "convert_tz"
+    }
+    fn doc(&self) -> FunctionDoc {
+        FunctionDoc {
+            category: "conversion",
+            syntax: "convert_tz(t, zone)",
+            description: "the datetime t in the IANA time zone named by the string literal zone: the same instant, which format_time and the date/time parts then read on that zone's wall clock",
+            example: "format_time(convert_tz(0, \"Asia/Shanghai\"), \"HH:mm XXX\") = \"08:00 +08:00\"",
+        }
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 2, 2)?;
+        time_arg(args, 0)?;
+        check_kind(args, 1, Kind::String)?;
+        match &args[1].literal {
+            Some(Literal::String(z)) => match parse_zone(z) {
+                Some(tz) => Ok(SqlType::Known(DataType::Timestamp(
+                    TimeUnit::Millisecond,
+                    Some(tz.name().into()),
+                ))),
+                None => Err(format!(
+                    "expects a time zone such as \"Asia/Shanghai\" for argument 2 but got \"{z}\""
+                )),
+            },
+            _ => Err("expects a time zone name string literal for argument 2".to_string()),
+        }
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        let cols = arrays(args, ctx);
+        let (t, z) = (&cols[0], &cols[1]);
+        let name = z
+            .as_string_opt::<i32>()
+            .filter(|s| s.is_valid(0))
+            .map(|s| s.value(0).to_string())
+            .unwrap_or_default();
+        let Some(tz) = parse_zone(&name) else {
+            return Err(format!("convert_tz: unknown time zone \"{name}\""));
+        };
+        let values: Vec<Option<i64>> = (0..t.len())
+            .map(|row| match millis_at(t, row) {
+                Ok(ms) => ms,
+                Err(()) => {
+                    fail("convert_tz", "a datetime", t, row, ctx);
+                    None
+                }
+            })
+            .collect();
+        let out = TimestampMillisecondArray::from(values).with_timezone(tz.name());
+        Ok(shape(args, Arc::new(out)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,6 +1084,23 @@ mod tests {
             "Tue Tuesday Jan January"
         );
         assert_eq!(format_pattern(t, "z Z X 'at' ''"), "UTC +0000 Z at '");
-        assert_eq!(last_day(t).as_deref(), Some("2024-01-31"));
+        assert_eq!(last_day(t.fixed_offset()).as_deref(), Some("2024-01-31"));
+    }
+
+    #[test]
+    fn zoned_patterns() {
+        let ms = 1_704_164_645_123; // 2024-01-02T03:04:05.123Z
+        let (t, name) = zoned(ms, parse_zone("Asia/Kolkata")).unwrap();
+        assert_eq!(
+            format_zoned(t, &name, "HH:mm z Z X XX XXX"),
+            "08:34 IST +0530 +05 +0530 +05:30"
+        );
+        let (t, name) = zoned(ms, parse_zone("America/New_York")).unwrap();
+        assert_eq!(
+            format_zoned(t, &name, "yyyy-MM-dd HH z"),
+            "2024-01-01 22 EST"
+        );
+        assert!(parse_zone("Nowhere/Else").is_none());
+        assert_eq!(parse_zone(""), Some(Tz::UTC));
     }
 }

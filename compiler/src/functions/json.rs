@@ -125,7 +125,12 @@ pub(crate) fn json_to_array(values: Vec<Option<Value>>) -> Result<ArrayRef, Stri
             Value::Object(m)
         })
         .collect();
-    match decode(&rows) {
+    let decoded = if mixed_kinds(&rows) {
+        Err("values of different kinds".to_string())
+    } else {
+        decode(&rows)
+    };
+    match decoded {
         Ok(Some(a)) => Ok(a),
         Ok(None) => Ok(Arc::new(NullArray::new(len))),
         Err(_) => {
@@ -136,6 +141,50 @@ pub(crate) fn json_to_array(values: Vec<Option<Value>>) -> Result<ArrayRef, Stri
             Ok(Arc::new(text))
         }
     }
+}
+
+/// True when some position (an object key or the items of an array, at any depth) holds
+/// values of different kinds across `rows`, such as a number and a string: Arrow would coerce
+/// them all to text, so the caller keeps JSON text instead.
+fn mixed_kinds(rows: &[Value]) -> bool {
+    fn kind(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Number(_) => 2,
+            Value::String(_) => 3,
+            Value::Array(_) => 4,
+            Value::Object(_) => 5,
+        }
+    }
+    fn walk(v: &Value, path: &mut String, seen: &mut HashMap<String, u8>) -> bool {
+        let k = kind(v);
+        if k == 0 {
+            return false;
+        }
+        if *seen.entry(path.clone()).or_insert(k) != k {
+            return true;
+        }
+        let len = path.len();
+        let mixed = match v {
+            Value::Array(items) => {
+                path.push_str("[]");
+                items.iter().any(|i| walk(i, path, seen))
+            }
+            Value::Object(m) => m.iter().any(|(key, child)| {
+                path.truncate(len);
+                path.push('.');
+                path.push_str(key);
+                walk(child, path, seen)
+            }),
+            _ => false,
+        };
+        path.truncate(len);
+        mixed
+    }
+    let mut seen = HashMap::new();
+    let mut path = String::new();
+    rows.iter().any(|r| walk(r, &mut path, &mut seen))
 }
 
 fn decode(rows: &[Value]) -> Result<Option<ArrayRef>, String> {
@@ -404,5 +453,34 @@ impl ScalarFunction for JsonPathQuery {
             })
             .collect();
         Ok(shape(args, json_to_array(values)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_kinds_fall_back_to_text() {
+        let same = json_to_array(vec![
+            Some(serde_json::json!({"a": 1, "b": [1, 2]})),
+            Some(serde_json::json!({"a": 2.5})),
+            None,
+        ])
+        .unwrap();
+        assert!(matches!(same.data_type(), DataType::Struct(_)));
+        let mixed = json_to_array(vec![
+            Some(serde_json::json!(["x", 2])),
+            Some(serde_json::json!([])),
+        ])
+        .unwrap();
+        assert_eq!(mixed.data_type(), &DataType::Utf8);
+        assert_eq!(mixed.as_string::<i32>().value(0), "[\"x\",2]");
+        let across_rows = json_to_array(vec![
+            Some(serde_json::json!({"a": 1})),
+            Some(serde_json::json!({"a": "one"})),
+        ])
+        .unwrap();
+        assert_eq!(across_rows.data_type(), &DataType::Utf8);
     }
 }

@@ -766,7 +766,7 @@ impl ScalarFunction for Rand {
 }
 
 /// A splitmix64 generator shared by all rules, seeded from the clock on first use.
-fn next_random() -> f64 {
+pub(super) fn next_random() -> f64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static STATE: AtomicU64 = AtomicU64::new(0);
     if STATE.load(Ordering::Relaxed) == 0 {

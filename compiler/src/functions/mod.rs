@@ -10,6 +10,7 @@ mod datetime;
 mod hashing;
 mod json;
 mod math;
+mod object;
 mod other;
 mod string;
 mod transform;
@@ -99,6 +100,7 @@ impl Registry {
             datetime::register(&mut r);
             hashing::register(&mut r);
             json::register(&mut r);
+            object::register(&mut r);
             transform::register(&mut r);
             r
         })

@@ -1,5 +1,5 @@
 //! String functions: lower, upper, trim, ltrim, rtrim, concat, length, numbytes, substring,
-//! startswith, endswith, indexof, lpad, rpad, reverse, split_value and the regexp family.
+//! startswith, endswith, indexof, lpad, rpad, reverse, split_value, format and the regexp family.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use arrow::datatypes::DataType;
 use super::{
     ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind, shape,
 };
-use crate::eval::{Columnar, EvalContext, Literal};
+use crate::eval::{Columnar, EvalContext, Literal, present};
 use crate::types::SqlType;
 use regex::Regex;
 
@@ -35,6 +35,7 @@ pub(super) fn register(r: &mut Registry) {
     r.register(Arc::new(RegexpReplace));
     r.register(Arc::new(RegexpSubstr));
     r.alias("regexp_substring", "regexp_substr");
+    r.register(Arc::new(Format));
 }
 
 /// The text of every row, eKuiper-style (`%v`): whole floats without `.0`; null stays null.
@@ -869,6 +870,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn en_us_grouping() {
+        assert_eq!(format_en_us("12332.1234567", 4), "12,332.1234");
+        assert_eq!(format_en_us("1234567", 2), "1,234,567.00");
+        assert_eq!(format_en_us("-999.5", 0), "-999");
+        assert_eq!(format_en_us("100", 0), "100");
+        assert_eq!(format_en_us("-0.5", 1), "-0.5");
+    }
+
+    #[test]
     fn invalid_pattern_reason_is_one_line() {
         let e = compile("(abc").unwrap_err();
         assert_eq!(
@@ -884,5 +894,149 @@ mod tests {
         assert!(cache.get("a+").is_ok());
         assert!(cache.get("(").is_err());
         assert_eq!(cache.compiled.len(), 2);
+    }
+}
+
+/// The most decimal places `format` writes, so a typo cannot build a huge string.
+const MAX_FORMAT_DECIMALS: i64 = 64;
+
+/// `text` (a number as eKuiper prints it) in the en_US style: the integer part grouped by
+/// thousands with commas, the fraction cut (not rounded) or padded with zeros to `decimals`.
+fn format_en_us(text: &str, decimals: usize) -> String {
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let int = if int.is_empty() { "0" } else { int };
+    let mut out = String::with_capacity(int.len() + int.len() / 3 + decimals + 2);
+    if neg {
+        out.push('-');
+    }
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if decimals > 0 {
+        out.push('.');
+        let kept: String = frac.chars().take(decimals).collect();
+        out.push_str(&kept);
+        out.extend(std::iter::repeat_n('0', decimals - kept.chars().count()));
+    }
+    out
+}
+
+#[derive(Debug)]
+struct Format;
+impl ScalarFunction for Format {
+    fn name(&self) -> &'static str {
+        "format"
+    }
+    fn doc(&self) -> FunctionDoc {
+        FunctionDoc {
+            category: "string",
+            syntax: "format(x, d[, locale])",
+            description: "the number x as text rounded to d decimal places; with the locale \"en_US\" (the only one supported) the integer part is grouped with commas and the fraction is cut to d places",
+            example: "format(12332.1234567, 4, \"en_US\") = \"12,332.1234\"",
+        }
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 2, 3)?;
+        check_kind(args, 0, Kind::Number)?;
+        check_kind(args, 1, Kind::Number)?;
+        match &args[1] {
+            ArgInfo {
+                literal: Some(Literal::Float(_)),
+                ..
+            }
+            | ArgInfo {
+                ty: SqlType::Known(DataType::Float64 | DataType::Float32),
+                ..
+            } => return Err("expects an integer for argument 2 but got float".to_string()),
+            ArgInfo {
+                literal: Some(Literal::Int(d)),
+                ..
+            } if *d < 0 => {
+                return Err(format!(
+                    "expects a non-negative number of decimal places for argument 2 but got {d}"
+                ));
+            }
+            _ => {}
+        }
+        if args.len() == 3 {
+            check_kind(args, 2, Kind::String)?;
+            if let Some(Literal::String(l)) = &args[2].literal
+                && l != "en_US"
+            {
+                return Err(format!(
+                    "expects the locale \"en_US\" for argument 3 but got \"{l}\""
+                ));
+            }
+        }
+        Ok(SqlType::Known(DataType::Utf8))
+    }
+    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
+        let a = arrays(args, ctx);
+        let (x, d) = (&a[0], &a[1]);
+        let locale = a.get(2).map(to_text).transpose()?;
+        let numeric = x.data_type().is_integer() || x.data_type().is_floating();
+        // eKuiper's en_US path works on the number's text (`%v`), cutting rather than rounding.
+        let text = if numeric {
+            to_text(x)?
+        } else {
+            StringArray::new_null(x.len())
+        };
+        let mut out = Vec::with_capacity(x.len());
+        for row in 0..x.len() {
+            if !present(x.as_ref(), row)
+                || !present(d.as_ref(), row)
+                || locale.as_ref().is_some_and(|l| l.is_null(row))
+            {
+                out.push(None);
+                continue;
+            }
+            let (Some(v), Some(places)) = (
+                super::float_at(x, row).filter(|_| numeric),
+                super::int_at(d, row),
+            ) else {
+                let reason = if numeric {
+                    format!(
+                        "format expects an integer number of decimal places but got {}",
+                        crate::eval::describe_value(d.as_ref(), row)
+                    )
+                } else {
+                    format!(
+                        "format expects a number but got {}",
+                        crate::eval::describe_value(x.as_ref(), row)
+                    )
+                };
+                ctx.errors.flag(row, || reason);
+                out.push(None);
+                continue;
+            };
+            if !(0..=MAX_FORMAT_DECIMALS).contains(&places) {
+                ctx.errors.flag(row, || {
+                    format!(
+                        "format expects 0 to {MAX_FORMAT_DECIMALS} decimal places but got {places}"
+                    )
+                });
+                out.push(None);
+                continue;
+            }
+            let places = places as usize;
+            match locale.as_ref().map(|l| l.value(row)) {
+                None => out.push(Some(format!("{v:.places$}"))),
+                Some("en_US") => out.push(Some(format_en_us(text.value(row), places))),
+                Some(other) => {
+                    ctx.errors.flag(row, || {
+                        format!("format does not support the locale \"{other}\"")
+                    });
+                    out.push(None);
+                }
+            }
+        }
+        Ok(shape(args, Arc::new(StringArray::from(out))))
     }
 }
