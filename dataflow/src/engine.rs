@@ -821,10 +821,16 @@ impl Engine {
             }
         });
         let wake_all = wake.clone();
-        // Event time and analytic functions need the rows in order: one worker reads them all
+        // Event time, analytic functions and windows whose bounds follow the sequence of rows
+        // (count, state, session, sliding) need the rows in order: one worker reads them all
         // (keeping the watermark, as eKuiper's one watermark operator does); the rows then
         // spread by window key.
-        let ordered = event_time.is_some() || has_analytic(plan);
+        let ordered = event_time.is_some()
+            || has_analytic(plan)
+            || plan.aggregate().is_some_and(|a| {
+                !a.window.kind.is_partitionable()
+                    && a.window.kind != quiver_compiler::window::WindowKind::Rows
+            });
         let ingest_tx = if ordered {
             ingest_tx.into_iter().take(1).collect()
         } else {
