@@ -12,6 +12,7 @@ mod json;
 mod math;
 mod object;
 mod other;
+mod special;
 mod string;
 mod transform;
 
@@ -144,6 +145,12 @@ impl Registry {
                 .entry((doc.category, f.name()))
                 .or_insert_with(|| (doc, Vec::new()));
             entry.1.push(name.clone());
+        }
+        // Aggregates, analytic and window functions live in the binder, not the registry.
+        for (name, doc) in special::SPECIAL {
+            by_fn
+                .entry((doc.category, name))
+                .or_insert_with(|| (*doc, vec![name.to_string()]));
         }
         by_fn
             .into_iter()
