@@ -47,7 +47,8 @@ use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
-const USAGE: &str = "usage: quiver-mqtt-bench [--quiverd PATH] [--broker-port PORT] [--trial-secs S]
+const USAGE: &str =
+    "usage: quiver-mqtt-bench [--quiverd PATH] [--broker-port PORT] [--trial-secs S]
        [--rules 1000,10000] [--rule-rates 800,2000,5000,10000] [--latency-rate 10000]
        [--latency-secs S] [--phases ingest,rules,latency,footprint] [--workers 2]
   --quiverd      the server binary (default: quiverd next to this binary)
@@ -375,7 +376,12 @@ fn records_in(status: &Value) -> u64 {
 }
 
 /// A minimal HTTP/1.1 client (one connection per request).
-fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let body = body.unwrap_or("");
@@ -666,12 +672,7 @@ impl Subscriber {
 
 /// Waits until `count()` reaches `want` or stops moving for `quiet`; returns the final count
 /// and the seconds since `since` at which it last moved.
-fn drain(
-    since: Instant,
-    want: u64,
-    quiet: Duration,
-    mut count: impl FnMut() -> u64,
-) -> (u64, f64) {
+fn drain(since: Instant, want: u64, quiet: Duration, mut count: impl FnMut() -> u64) -> (u64, f64) {
     let mut last = count();
     let mut last_change = since.elapsed().as_secs_f64();
     let mut still_since = Instant::now();
@@ -754,7 +755,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -845,7 +846,14 @@ impl Bench {
     /// Phase 4: idle RSS and binary size.
     fn footprint(&mut self) -> anyhow::Result<()> {
         println!("== footprint");
-        let mut t = Table::new("Idle footprint", &["measure", "Quiver (measured)", "eKuiper (published, not measured)"]);
+        let mut t = Table::new(
+            "Idle footprint",
+            &[
+                "measure",
+                "Quiver (measured)",
+                "eKuiper (published, not measured)",
+            ],
+        );
         let q = self.start_quiverd("idle")?;
         let answered = q.started.elapsed();
         std::thread::sleep(Duration::from_secs(2));
@@ -999,7 +1007,10 @@ impl Bench {
             .map(|t| t.published.rate())
             .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
         let Some(ceiling) = ceiling else {
-            table.note("The broker never delivered every message to the plain subscriber: no ceiling.".into());
+            table.note(
+                "The broker never delivered every message to the plain subscriber: no ceiling."
+                    .into(),
+            );
             self.tables.push(table);
             return Ok(());
         };
@@ -1029,7 +1040,10 @@ impl Bench {
             q.create_rule(&rule, &W1_SQL.replace("demo", &stream), action)?;
             let mut publisher = self.rt.block_on(Publisher::connect(port))?;
             let sub = if sink {
-                Some(self.rt.block_on(Subscriber::connect(port, &out_topic, false))?)
+                Some(
+                    self.rt
+                        .block_on(Subscriber::connect(port, &out_topic, false))?,
+                )
             } else {
                 None
             };
@@ -1173,21 +1187,23 @@ impl Bench {
                 let i = ((lats.len() as f64 * p).ceil() as usize).clamp(1, lats.len()) - 1;
                 format!("{:.2} ms", lats[i] as f64 / 1000.0)
             };
-            t.row(vec![
-                what.into(),
-                k(rate as f64),
-                k(published.rate()),
-                thousands(published.sent),
-                thousands(received),
-                pct(0.50),
-                pct(0.90),
-                pct(0.99),
-                pct(0.999),
-                pct(1.0),
-            ]
-            .into_iter()
-            .chain(cpu.cells())
-            .collect());
+            t.row(
+                vec![
+                    what.into(),
+                    k(rate as f64),
+                    k(published.rate()),
+                    thousands(published.sent),
+                    thousands(received),
+                    pct(0.50),
+                    pct(0.90),
+                    pct(0.99),
+                    pct(0.999),
+                    pct(1.0),
+                ]
+                .into_iter()
+                .chain(cpu.cells())
+                .collect(),
+            );
         };
         // The broker alone: one hop, publisher → broker → subscriber.
         let plain = self.topic("lat/plain");
