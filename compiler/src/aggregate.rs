@@ -40,6 +40,13 @@ pub fn accumulator(call: &AggCall) -> Box<dyn Accumulator> {
         Some(crate::expr::Expr::Literal(crate::eval::Literal::Int(p))) => *p as f64,
         _ => 0.5,
     };
+    if let Some(func) = &call.custom {
+        return Box::new(Custom {
+            func: func.clone(),
+            columns: vec![Vec::new(); call.args.len()],
+            rows: Vec::new(),
+        });
+    }
     match call.kind {
         AggKind::Count if call.args.is_empty() => Box::new(CountStar::default()),
         AggKind::Count => Box::new(Count::default()),
@@ -650,6 +657,62 @@ impl Buffered {
         let idx = arrow::array::UInt32Array::from(idx);
         arrow::compute::take(values.as_ref(), &idx, None)
             .unwrap_or_else(|_| Arc::new(NullArray::new(picks.len())))
+    }
+}
+
+/// A plugin's aggregate: every argument column of the window's batches and, per group, the
+/// positions of its rows; at the end the function gets each group's values at once.
+struct Custom {
+    func: Arc<dyn crate::functions::ScalarFunction>,
+    /// Per argument, one column per batch.
+    columns: Vec<Vec<ArrayRef>>,
+    rows: Vec<Vec<(u32, u32)>>,
+}
+
+impl Accumulator for Custom {
+    fn update(&mut self, groups: &[u32], n_groups: usize, args: &[ArrayRef]) -> usize {
+        if self.rows.len() < n_groups {
+            self.rows.resize_with(n_groups, Vec::new);
+        }
+        let b = self.columns.first().map_or(0, Vec::len) as u32;
+        for (i, col) in self.columns.iter_mut().enumerate() {
+            col.push(
+                args.get(i)
+                    .cloned()
+                    .unwrap_or_else(|| arrow::array::new_null_array(&DataType::Null, groups.len())),
+            );
+        }
+        for (r, &g) in groups.iter().enumerate() {
+            self.rows[g as usize].push((b, r as u32));
+        }
+        0
+    }
+
+    fn finish(&mut self, n_groups: usize) -> ArrayRef {
+        if self.rows.len() < n_groups {
+            self.rows.resize_with(n_groups, Vec::new);
+        }
+        let mut results: Vec<ArrayRef> = Vec::with_capacity(n_groups);
+        for g in 0..n_groups {
+            let positions = &self.rows[g];
+            let args: Vec<crate::eval::Columnar> = self
+                .columns
+                .iter()
+                .map(|cols| crate::eval::Columnar::Array(interleave_loose(cols, positions)))
+                .collect();
+            let mut ctx = crate::eval::EvalContext::new(positions.len());
+            let value = self
+                .func
+                .invoke(&args, &mut ctx)
+                .map(|v| v.into_array(positions.len().max(1)))
+                .ok()
+                .filter(|a| !a.is_empty())
+                .map(|a| a.slice(0, 1))
+                .unwrap_or_else(|| Arc::new(NullArray::new(1)));
+            results.push(value);
+        }
+        let positions: Vec<(u32, u32)> = (0..n_groups as u32).map(|i| (i, 0)).collect();
+        interleave_loose(&results, &positions)
     }
 }
 

@@ -1309,8 +1309,12 @@ impl Binder<'_> {
             }
         }
         let infos: Vec<ArgInfo> = bound.iter().map(ArgInfo::of).collect();
-        func.return_type(&infos)
+        let ty = func
+            .return_type(&infos)
             .map_err(|reason| CompileError::at(format!("function \"{name}\" {reason}"), pos))?;
+        if func.is_aggregate() {
+            return self.custom_aggregate(func, bound, ty, pos);
+        }
         Ok(Expr::Call { func, args: bound })
     }
 }
@@ -1514,6 +1518,50 @@ impl Binder<'_> {
         })
     }
 
+    /// A plugin's aggregate function: like the built-in aggregates, its arguments are raw-row
+    /// values and the call becomes a reference to its result column.
+    fn custom_aggregate(
+        &mut self,
+        func: std::sync::Arc<dyn crate::functions::ScalarFunction>,
+        args: Vec<Expr>,
+        ty: SqlType,
+        pos: Option<Pos>,
+    ) -> Result<Expr> {
+        let name = func.name();
+        if args.iter().any(|a| {
+            let mut nested = false;
+            a.visit(&mut |x| {
+                nested |= matches!(x, Expr::Column { name, .. } if name.starts_with("__agg_"))
+            });
+            nested
+        }) || self.in_aggregate
+        {
+            return Err(CompileError::at(
+                format!("aggregate function \"{name}\" cannot be nested in another aggregate"),
+                pos,
+            ));
+        }
+        let Some(aggs) = self.aggs.as_mut() else {
+            return Err(CompileError::at(
+                format!(
+                    "aggregate function \"{name}\" is not allowed here (only in SELECT, HAVING and ORDER BY)"
+                ),
+                pos,
+            ));
+        };
+        aggs.push(AggCall {
+            kind: AggKind::Custom,
+            args,
+            whole_row: false,
+            ty: ty.clone(),
+            custom: Some(func),
+        });
+        Ok(Expr::Column {
+            name: agg_column(aggs.len() - 1),
+            ty,
+        })
+    }
+
     /// Binds an aggregate call: its arguments are bound on raw rows and the call becomes a
     /// reference to the aggregate's result column.
     fn aggregate(
@@ -1591,6 +1639,7 @@ impl Binder<'_> {
             args: bound,
             whole_row: (star && kind != AggKind::Count) || kind == AggKind::Deduplicate,
             ty: ty.clone(),
+            custom: None,
         };
         let aggs = self.aggs.as_mut().expect("checked above");
         // The same call twice (often through an alias) is computed once.

@@ -160,6 +160,8 @@ pub enum AggKind {
     PercentileCont,
     /// `percentile_disc(x, p)`.
     PercentileDisc,
+    /// An aggregate function from a plugin (see [`AggCall::custom`]).
+    Custom,
 }
 
 impl AggKind {
@@ -206,9 +208,9 @@ impl AggKind {
         "percentile_disc",
     ];
 
-    /// The SQL name.
+    /// The SQL name (`custom` for plugin aggregates, which carry their own name).
     pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
+        Self::NAMES.get(self as usize).copied().unwrap_or("custom")
     }
 
     /// Accepted argument counts (min, max).
@@ -239,7 +241,9 @@ impl AggKind {
                 _ => SqlType::Any,
             },
             AggKind::Max | AggKind::Min | AggKind::LastValue => arg.clone(),
-            AggKind::Collect | AggKind::MergeAgg | AggKind::Deduplicate => SqlType::Any,
+            AggKind::Collect | AggKind::MergeAgg | AggKind::Deduplicate | AggKind::Custom => {
+                SqlType::Any
+            }
         }
     }
 }
@@ -256,6 +260,8 @@ pub struct AggCall {
     pub whole_row: bool,
     /// Result type.
     pub ty: SqlType,
+    /// The function of a plugin aggregate ([`AggKind::Custom`]).
+    pub custom: Option<std::sync::Arc<dyn crate::functions::ScalarFunction>>,
 }
 
 /// Name of the hidden column holding the whole row for aggregate `agg`.
@@ -266,10 +272,14 @@ pub fn row_column(agg: usize) -> String {
 impl fmt::Display for AggCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let args: Vec<String> = self.args.iter().map(ToString::to_string).collect();
+        let name = match &self.custom {
+            Some(func) => func.name(),
+            None => self.kind.name(),
+        };
         if args.is_empty() {
-            return write!(f, "{}(*)", self.kind.name());
+            return write!(f, "{name}(*)");
         }
-        write!(f, "{}({})", self.kind.name(), args.join(", "))
+        write!(f, "{name}({})", args.join(", "))
     }
 }
 

@@ -95,9 +95,16 @@ impl Prepare {
             push(KEY_COLUMN, encode_keys(&self.spec.keys, &batch, &mut ctx)?);
         }
         for (i, call) in self.spec.aggs.iter().enumerate() {
-            if let Some(arg) = call.args.first() {
+            // Built-in aggregates read their first argument (the others are plan-time
+            // constants); a plugin's reads them all.
+            let used = if call.custom.is_some() {
+                call.args.len()
+            } else {
+                call.args.len().min(1)
+            };
+            for (j, arg) in call.args.iter().take(used).enumerate() {
                 match arg.eval(&batch, &mut ctx) {
-                    Ok(v) => push(&arg_column(i, 0), v.into_array(rows)),
+                    Ok(v) => push(&arg_column(i, j), v.into_array(rows)),
                     Err(e) => {
                         failures.add(rows, || format!("run Aggregate error: {e}"));
                         return None;
@@ -263,8 +270,9 @@ pub struct GroupTable {
     /// The prepared batches that hold a first row (or every row, when rows pass through).
     carried: Vec<RecordBatch>,
     accs: Vec<Box<dyn Accumulator>>,
-    /// Per aggregate, its argument column names.
-    arg_names: Vec<(String, Option<String>)>,
+    /// Per aggregate, its argument column names (all of a plugin aggregate's; the first
+    /// and the whole-row column of a built-in's).
+    arg_names: Vec<Vec<String>>,
     /// Rows that could not be aggregated (non-numeric values in sum, ...).
     pub bad_rows: usize,
 }
@@ -278,12 +286,17 @@ impl GroupTable {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let row = c.whole_row.then(|| row_column(i));
-                if c.args.is_empty() {
-                    (row.clone().unwrap_or_default(), None)
-                } else {
-                    (arg_column(i, 0), row)
+                if c.custom.is_some() {
+                    return (0..c.args.len()).map(|j| arg_column(i, j)).collect();
                 }
+                let mut names = Vec::new();
+                if !c.args.is_empty() {
+                    names.push(arg_column(i, 0));
+                }
+                if c.whole_row {
+                    names.push(row_column(i));
+                }
+                names
             })
             .collect();
         GroupTable {
@@ -363,21 +376,16 @@ impl GroupTable {
             self.carried.push(batch.clone());
         }
         let n = self.first.len();
-        for (acc, (arg, row)) in self.accs.iter_mut().zip(&self.arg_names) {
-            let mut args: Vec<ArrayRef> = Vec::with_capacity(2);
-            if !arg.is_empty() {
-                args.push(
+        for (acc, names) in self.accs.iter_mut().zip(&self.arg_names) {
+            let args: Vec<ArrayRef> = names
+                .iter()
+                .map(|name| {
                     batch
-                        .column_by_name(arg)
+                        .column_by_name(name)
                         .cloned()
-                        .unwrap_or_else(|| arrow::array::new_null_array(&DataType::Null, rows)),
-                );
-            }
-            if let Some(row) = row
-                && let Some(c) = batch.column_by_name(row)
-            {
-                args.push(c.clone());
-            }
+                        .unwrap_or_else(|| arrow::array::new_null_array(&DataType::Null, rows))
+                })
+                .collect();
             self.bad_rows += acc.update(&groups, n, &args);
         }
     }

@@ -587,6 +587,68 @@ fn a_panicking_sink_fails_only_its_rule() {
 }
 
 #[test]
+fn an_aggregate_plugin_function_aggregates_each_window_group() {
+    let dir = temp_dir("plugins-agg");
+    let zips = dir.join("zips");
+    std::fs::create_dir_all(&zips).expect("zips dir");
+    let agg = package(
+        &zips,
+        "func_countplusone",
+        "countplusone",
+        "1.0.0",
+        json!({"functions": [{"name": "countplusone", "aggregate": true}]}),
+    );
+    let memo = package(&zips, "sink_memo", "memo", "1.0.0", json!({}));
+    let server = Server::start(&dir.join("data"));
+    let url = |p: &Path| format!("file://{}", p.display());
+    assert_eq!(
+        install(&server, "functions", "countplusone", &url(&agg)).0,
+        201
+    );
+    assert_eq!(install(&server, "sinks", "memo", &url(&memo)).0, 201);
+    server.create_stream(
+        r#"CREATE STREAM readings (device STRING, v BIGINT) WITH (DATASOURCE="/readings", TYPE="httppush", FORMAT="json")"#,
+    );
+    // Used outside a window the call is refused like any aggregate in WHERE.
+    let (status, err) = server.json(
+        "POST",
+        "/rules",
+        Some(json!({"id": "bad", "sql": "SELECT device FROM readings WHERE countplusone(v) > 1", "actions": [{"log": {}}]})),
+    );
+    assert_eq!(status, 400, "{err}");
+    let out = dir.join("agg.jsonl");
+    let (status, body) = server.json(
+        "POST",
+        "/rules",
+        Some(json!({
+            "id": "agg",
+            "sql": "SELECT device, countplusone(v) AS c, count(*) AS n FROM readings GROUP BY device, COUNTWINDOW(4)",
+            "actions": [{"memo": {"path": out.display().to_string()}}]
+        })),
+    );
+    assert_eq!(status, 201, "{body}");
+    // One count window of four rows: device a has two values and one null, b one value.
+    assert_eq!(
+        server
+            .push(
+                "/readings",
+                r#"[{"device":"a","v":1},{"device":"a"},{"device":"b","v":3},{"device":"a","v":4}]"#
+            )
+            .0,
+        200
+    );
+    let lines = memo_lines(&out, 2);
+    assert_eq!(
+        sorted(rows(&lines)),
+        [
+            json!({"device": "b", "c": 2, "n": 1}),
+            json!({"device": "a", "c": 3, "n": 3})
+        ]
+    );
+    server.stop();
+}
+
+#[test]
 fn a_source_plugin_feeds_a_stream_with_its_yaml_defaults() {
     let dir = temp_dir("plugins-source");
     let zips = dir.join("zips");

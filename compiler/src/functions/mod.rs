@@ -10,6 +10,7 @@ mod datetime;
 mod hashing;
 mod json;
 mod math;
+mod misc;
 mod object;
 mod other;
 mod special;
@@ -78,7 +79,14 @@ pub trait ScalarFunction: Send + Sync + fmt::Debug {
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String>;
 
     /// Evaluates the function over a batch. Per-row failures are flagged in `ctx.errors`.
+    /// For an aggregate function the batch is one group's values and the first value of the
+    /// result is the group's.
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String>;
+
+    /// True for an aggregate function (a plugin's): the binder treats calls as aggregates.
+    fn is_aggregate(&self) -> bool {
+        false
+    }
 }
 
 /// The set of functions a rule may call.
@@ -103,6 +111,7 @@ impl Registry {
             json::register(&mut r);
             object::register(&mut r);
             transform::register(&mut r);
+            misc::register(&mut r);
             r
         })
     }

@@ -119,7 +119,9 @@ pub trait Function: Send + Sync + 'static {
 
     /// Computes one result per row. Every argument has `rows` values (constants repeated).
     /// The result must have `rows` values, of the type `validate` returned (any type when it
-    /// returned [`SqlType::Any`]).
+    /// returned [`SqlType::Any`]). For an aggregate function ([`Function::is_aggregate`]) the
+    /// arguments hold one group's values (a window's, per GROUP BY key) and the result holds
+    /// the group's value (one value suffices), as eKuiper passes aggregates slices of values.
     fn exec(&self, args: &[ArrayRef], rows: usize) -> Result<ArrayRef, Error>;
 
     /// True for an aggregate function.
@@ -551,7 +553,8 @@ pub mod __private {
                 let batch = unsafe { import(args) }?;
                 let rows = usize::try_from(rows)?;
                 let result = self.0.exec(batch.columns(), rows)?;
-                if result.len() != rows {
+                // An aggregate answers once for the whole group.
+                if result.len() != rows && !(self.0.is_aggregate() && result.len() == 1) {
                     return Err(format!(
                         "the function returned {} values for {rows} rows",
                         result.len()

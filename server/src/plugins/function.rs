@@ -84,11 +84,6 @@ impl PluginFunction {
                 .ok_or_else(|| format!("plugin returned an unknown type \"{other}\"")),
         }
     }
-
-    /// True when the plugin says its function aggregates.
-    pub fn is_aggregate(&self) -> bool {
-        self.function.is_aggregate()
-    }
 }
 
 /// The boundary's name for a type the binder knows.
@@ -121,6 +116,10 @@ impl ScalarFunction for PluginFunction {
     fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
         let names: Vec<&str> = args.iter().map(|a| type_name(&a.ty)).collect();
         self.declared(&names)
+    }
+
+    fn is_aggregate(&self) -> bool {
+        self.function.is_aggregate()
     }
 
     fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
@@ -183,7 +182,8 @@ impl ScalarFunction for PluginFunction {
                 )
             })?;
         }
-        if out.len() != rows {
+        // An aggregate answers for the whole group: one value is enough.
+        if out.len() != rows && !(self.function.is_aggregate() && out.len() == 1) {
             return Err(format!(
                 "{} returned {} values for {rows} rows",
                 self.plugin.name,

@@ -233,12 +233,6 @@ impl PluginManager {
             PluginKind::Function => {
                 let f = plugin.new_function()?;
                 let f = function::PluginFunction::new(plugin.clone(), f, metadata.as_ref());
-                if f.is_aggregate() {
-                    return Err(PluginError::Invalid(format!(
-                        "plugin \"{name}\" is an aggregate function; aggregate plugin functions \
-                         are not supported yet"
-                    )));
-                }
                 if quiver_compiler::Registry::builtin().get(name).is_some() {
                     return Err(PluginError::Conflict(format!(
                         "plugin function \"{name}\" would hide the built-in function of that name"
