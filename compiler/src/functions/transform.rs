@@ -30,10 +30,9 @@ pub(super) fn register(r: &mut Registry) {
 }
 
 const CODECS: &[&str] = &["base64"];
-const COMPRESSIONS: &[&str] = &["zlib", "gzip", "flate"];
+const COMPRESSIONS: &[&str] = &["zlib", "gzip", "flate", "zstd"];
 
-/// Checks that argument 2 is a literal naming one of `allowed`. `zstd` is a known eKuiper
-/// compression this build leaves out, so it gets its own message.
+/// Checks that argument 2 is a literal naming one of `allowed`.
 fn method_of(arg: &ArgInfo, allowed: &[&'static str]) -> Result<&'static str, String> {
     let bad = || {
         format!(
@@ -42,18 +41,11 @@ fn method_of(arg: &ArgInfo, allowed: &[&'static str]) -> Result<&'static str, St
         )
     };
     match &arg.literal {
-        Some(Literal::String(s)) => {
-            if let Some(m) = allowed.iter().find(|m| m.eq_ignore_ascii_case(s)) {
-                Ok(m)
-            } else if allowed == COMPRESSIONS && s.eq_ignore_ascii_case("zstd") {
-                Err(
-                    "does not support method \"zstd\" in this build; use zlib, gzip or flate"
-                        .into(),
-                )
-            } else {
-                Err(bad())
-            }
-        }
+        Some(Literal::String(s)) => allowed
+            .iter()
+            .find(|m| m.eq_ignore_ascii_case(s))
+            .copied()
+            .ok_or_else(bad),
         _ => Err(bad()),
     }
 }
@@ -214,6 +206,11 @@ fn compress_bytes(method: &str, data: &[u8]) -> Result<Vec<u8>, String> {
             enc.write_all(data).map_err(err)?;
             enc.finish().map_err(err)
         }
+        // One frame at ruzstd's fastest level (about zstd level 1), with a content checksum.
+        "zstd" => Ok(ruzstd::encoding::compress_to_vec(
+            data,
+            ruzstd::encoding::CompressionLevel::Fastest,
+        )),
         other => Err(format!("unsupported compression method \"{other}\"")),
     }
 }
@@ -232,6 +229,7 @@ fn decompress_bytes(method: &str, data: &[u8]) -> std::io::Result<Vec<u8>> {
         "flate" => DeflateDecoder::new(data)
             .take(limit)
             .read_to_end(&mut out)?,
+        "zstd" => zstd_decompress(data, &mut out)?,
         other => {
             return Err(std::io::Error::other(format!(
                 "unsupported compression method \"{other}\""
@@ -247,6 +245,34 @@ fn decompress_bytes(method: &str, data: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Decodes every zstd frame of `data` in turn (skippable frames are passed over), appending at
+/// most [`MAX_DECOMPRESSED`] + 1 bytes to `out`. The decoder refuses frames whose window is
+/// larger than the cap, so a hostile header cannot make it reserve more memory either.
+fn zstd_decompress(mut data: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    use ruzstd::decoding::StreamingDecoder;
+    let start = out.len();
+    let limit = MAX_DECOMPRESSED + 1;
+    let bad = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    while !data.is_empty() && ((out.len() - start) as u64) < limit {
+        // Skippable frame: 4-byte magic 0x184D2A5?, 4-byte little-endian length, payload.
+        if data.len() >= 8 && data[..4] != [0x28, 0xB5, 0x2F, 0xFD] {
+            let magic = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+            if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
+                let len = u32::from_le_bytes([data[4], data[5], data[6], data[7]]) as usize;
+                data = data
+                    .get(8 + len..)
+                    .ok_or_else(|| bad(&"truncated skippable frame"))?;
+                continue;
+            }
+        }
+        let remaining = limit - (out.len() - start) as u64;
+        let decoder = StreamingDecoder::new_with_max_window_size(&mut data, MAX_DECOMPRESSED)
+            .map_err(|e| bad(&e))?;
+        decoder.take(remaining).read_to_end(out)?;
+    }
+    Ok(out.len() - start)
+}
+
 #[derive(Debug)]
 struct Compress;
 impl ScalarFunction for Compress {
@@ -256,7 +282,7 @@ impl ScalarFunction for Compress {
     fn doc(&self) -> FunctionDoc {
         FunctionDoc {
             category: "conversion",
-            syntax: "compress(x, \"zlib\"|\"gzip\"|\"flate\")",
+            syntax: "compress(x, \"zlib\"|\"gzip\"|\"flate\"|\"zstd\")",
             description: "the bytes of a string (UTF-8) or bytea compressed with the named method, as a bytea",
             example: "cast(decompress(compress(\"hi\", \"gzip\"), \"gzip\"), \"string\") = \"hi\"",
         }
@@ -287,8 +313,8 @@ impl ScalarFunction for Decompress {
     fn doc(&self) -> FunctionDoc {
         FunctionDoc {
             category: "conversion",
-            syntax: "decompress(x, \"zlib\"|\"gzip\"|\"flate\")",
-            description: "a bytea (or a base64 string of one) decompressed with the named method, as a bytea; data that is not valid for the method fails the row",
+            syntax: "decompress(x, \"zlib\"|\"gzip\"|\"flate\"|\"zstd\")",
+            description: "a bytea (or a base64 string of one) decompressed with the named method, as a bytea; data that is not valid for the method, or that decompresses to more than 64 MiB, fails the row",
             example: "cast(decompress(compress(\"hi\", \"zlib\"), \"zlib\"), \"string\") = \"hi\"",
         }
     }
@@ -555,10 +581,33 @@ mod tests {
 
     #[test]
     fn compression_round_trips() {
-        for m in ["zlib", "gzip", "flate"] {
+        for m in ["zlib", "gzip", "flate", "zstd"] {
             let c = compress_bytes(m, b"hello hello hello").unwrap();
             assert_eq!(decompress_bytes(m, &c).unwrap(), b"hello hello hello");
         }
         assert!(decompress_bytes("gzip", b"not gzip").is_err());
+        assert!(decompress_bytes("zstd", b"not zstd").is_err());
+    }
+
+    #[test]
+    fn zstd_reads_concatenated_and_skippable_frames() {
+        let mut data = compress_bytes("zstd", b"hello ").unwrap();
+        // A skippable frame between the two data frames.
+        data.extend_from_slice(&[0x50, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 1, 2, 3]);
+        data.extend(compress_bytes("zstd", b"world").unwrap());
+        assert_eq!(decompress_bytes("zstd", &data).unwrap(), b"hello world");
+        assert_eq!(
+            decompress_bytes("zstd", &compress_bytes("zstd", b"").unwrap()).unwrap(),
+            b""
+        );
+    }
+
+    #[test]
+    fn zstd_output_is_capped() {
+        let big = vec![b'a'; (super::MAX_DECOMPRESSED + 10) as usize];
+        let c = compress_bytes("zstd", &big).unwrap();
+        assert!(c.len() < big.len() / 100);
+        let err = decompress_bytes("zstd", &c).unwrap_err();
+        assert!(err.to_string().contains("64 MiB"), "{err}");
     }
 }
