@@ -936,6 +936,28 @@ impl Binder<'_> {
                     }
                     out.push(ProjectItem::Unnest { expr, name });
                 }
+                SelectItem::UnnamedExpr(e) if is_call(e, "extract") => {
+                    let arg = single_arg(e).ok_or_else(|| {
+                        CompileError::at("function \"extract\" expects 1 argument", pos_of(e))
+                    })?;
+                    let bound = self.expr(arg)?;
+                    if let SqlType::Known(t) = bound.sql_type()
+                        && !matches!(
+                            t,
+                            arrow::datatypes::DataType::Struct(_)
+                                | arrow::datatypes::DataType::Null
+                        )
+                    {
+                        return Err(CompileError::at(
+                            format!(
+                                "function \"extract\" needs an object, got {}",
+                                crate::types::type_name(&t)
+                            ),
+                            pos_of(e),
+                        ));
+                    }
+                    out.push(ProjectItem::Spread { expr: bound });
+                }
                 SelectItem::UnnamedExpr(e) if is_call(e, "changed_cols") => {
                     let bound = self.expr(e)?;
                     out.push(ProjectItem::Spread { expr: bound });
@@ -1252,9 +1274,9 @@ impl Binder<'_> {
         if let Some(special) = self.context_function(&name, args.len(), pos)? {
             return Ok(special);
         }
-        if name == "unnest" {
+        if name == "unnest" || name == "extract" {
             return Err(CompileError::at(
-                "unnest(array) must be a whole SELECT field, e.g. SELECT unnest(arr) FROM s",
+                format!("{name}(...) must be a whole SELECT field, e.g. SELECT {name}(x) FROM s"),
                 pos,
             ));
         }
@@ -1912,12 +1934,17 @@ fn is_call(e: &ast::Expr, name: &str) -> bool {
 
 /// The argument of a top-level `unnest(x)` call.
 fn unnest_arg(e: &ast::Expr) -> Option<&ast::Expr> {
+    if !is_call(e, "unnest") {
+        return None;
+    }
+    single_arg(e)
+}
+
+/// The one argument of a call.
+fn single_arg(e: &ast::Expr) -> Option<&ast::Expr> {
     let ast::Expr::Function(f) = e else {
         return None;
     };
-    if !f.name.to_string().eq_ignore_ascii_case("unnest") {
-        return None;
-    }
     match &f.args {
         FunctionArguments::List(list) => match list.args.as_slice() {
             [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] => Some(x),

@@ -128,11 +128,27 @@ impl ProjectOp {
                 }
                 ProjectItem::Spread { expr } => {
                     let arr = expr.eval(batch, ctx)?.into_array(rows);
-                    if let DataType::Struct(fs) = arr.data_type() {
-                        let s = arr.as_struct();
-                        for (f, c) in fs.iter().zip(s.columns()) {
-                            fields.push(f.as_ref().clone().with_nullable(true));
-                            cols.push(c.clone());
+                    match arr.data_type() {
+                        DataType::Struct(fs) => {
+                            let s = arr.as_struct();
+                            for (f, c) in fs.iter().zip(s.columns()) {
+                                fields.push(f.as_ref().clone().with_nullable(true));
+                                cols.push(c.clone());
+                            }
+                        }
+                        DataType::Null => {}
+                        other => {
+                            let other = other.clone();
+                            for r in 0..rows {
+                                if arr.is_valid(r) {
+                                    ctx.errors.flag(r, || {
+                                        format!(
+                                            "extract needs an object, got {}",
+                                            quiver_compiler::types::type_name(&other)
+                                        )
+                                    });
+                                }
+                            }
                         }
                     }
                 }

@@ -390,6 +390,15 @@ pub const SPECIAL: &[(&str, FunctionDoc)] = &[
         ),
     ),
     (
+        "extract",
+        doc(
+            "multi-column",
+            "extract(object)",
+            "The object's keys become output fields (SELECT only).",
+            "SELECT extract(payload) FROM s",
+        ),
+    ),
+    (
         "unnest",
         doc(
             "multi-row",
