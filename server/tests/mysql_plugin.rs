@@ -38,6 +38,8 @@ fn package_mysql(dir: &Path) -> PathBuf {
         .arg(root.join("scripts/package-plugin.sh"))
         .arg("connectors/mysql")
         .current_dir(&root)
+        // The plugin builds in the script's own target dir (target/plugins), as in the tutorial.
+        .env_remove("CARGO_TARGET_DIR")
         .output()
         .expect("package-plugin.sh runs");
     assert!(
@@ -472,4 +474,169 @@ fn every_row_is_written_exactly_once_across_an_outage() {
         json!("running")
     );
     server.stop();
+}
+
+/// Rows/s into MariaDB, three ways, in one run on one machine:
+/// 1. a rule over a `memory` stream (pre-built Arrow batches of 1,000 rows) with a `mysql`
+///    action, the plugin loaded from its zip, timed from the first publish until the rule
+///    finished (its sink closed with every row committed);
+/// 2. one autocommitted INSERT per row (the approach of eKuiper's tutorial sample), the
+///    `mariadb` client running 2,000 single-row INSERTs;
+/// 3. the ceiling of a plain client: the `mariadb` client loading 1,000-row INSERTs.
+///
+/// `cargo nextest run --release -p quiver-server --test mysql_plugin --run-ignored only`
+#[test]
+#[ignore = "benchmark: run in release with --run-ignored"]
+fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
+    use quiver_connectors::Connectors;
+    use quiver_connectors::memory::MemoryPayload;
+    use quiver_dataflow::{Action, Engine, EngineConfig, RuleSpec};
+    use quiver_plugin_abi::ffi::PluginKind;
+    use quiver_server::plugins::PluginManager;
+
+    const ROWS: usize = 1_000;
+    const BATCHES: usize = 300;
+    const PER_ROW: usize = 2_000;
+    const COLUMNS: &str = "id BIGINT, device VARCHAR(20), temperature DOUBLE";
+
+    let dir = temp_dir("mysql-bench");
+    let zip = package_mysql(&dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let engine = Engine::start(
+        EngineConfig { workers: 1 },
+        rt.handle().clone(),
+        Connectors::new(),
+    )
+    .expect("engine");
+    let plugins = PluginManager::open(&dir.join("data"), engine.clone()).expect("plugins");
+    rt.block_on(plugins.install(
+        PluginKind::Sink,
+        "mysql",
+        &format!("file://{}", zip.display()),
+    ))
+    .expect("install mysql");
+    engine
+        .create_stream(
+            r#"CREATE STREAM bench (id BIGINT, device STRING, temperature FLOAT) WITH (DATASOURCE="bench/in", TYPE="memory")"#,
+        )
+        .expect("stream");
+    let batches: Vec<arrow::record_batch::RecordBatch> = (0..BATCHES)
+        .map(|b| {
+            use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+            let ids: Vec<i64> = (0..ROWS).map(|i| (b * ROWS + i) as i64).collect();
+            let devices: Vec<String> = (0..ROWS).map(|i| format!("dev{}", i % 16)).collect();
+            let temps: Vec<f64> = (0..ROWS).map(|i| (i % 50) as f64 + 0.5).collect();
+            arrow::record_batch::RecordBatch::try_from_iter([
+                ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+                ("device", Arc::new(StringArray::from(devices)) as ArrayRef),
+                ("temperature", Arc::new(Float64Array::from(temps)) as ArrayRef),
+            ])
+            .expect("batch")
+        })
+        .collect();
+
+    // 1. The plugin, through a rule.
+    let table = Table::create("quiver_bench_plugin", COLUMNS);
+    engine
+        .create_rule(RuleSpec {
+            id: "bench".into(),
+            name: "bench".into(),
+            sql: "SELECT id, device, temperature FROM bench".into(),
+            actions: vec![Action {
+                sink_type: "mysql".into(),
+                props: json!({"url": DB_URL, "table": table.0, "closeTimeout": 120_000}),
+            }],
+            options: serde_json::Map::new(),
+        })
+        .expect("rule");
+    let bus = engine.connectors().memory().clone();
+    while bus.subscribers("bench/in") == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let started = Instant::now();
+    rt.block_on(async {
+        for b in &batches {
+            bus.publish("bench/in", MemoryPayload::Batch(b.clone())).await;
+        }
+        bus.close("bench/in");
+        assert!(
+            engine
+                .wait_finished("bench", Duration::from_secs(300))
+                .await
+                .expect("rule"),
+            "the rule did not finish"
+        );
+    });
+    let plugin_secs = started.elapsed().as_secs_f64();
+    assert_eq!(table.count(), (ROWS * BATCHES) as u64);
+    drop(table);
+
+    // 2. One autocommitted INSERT per row.
+    let table = Table::create("quiver_bench_per_row", COLUMNS);
+    let script: String = (0..PER_ROW)
+        .map(|i| {
+            format!(
+                "INSERT INTO `{}` VALUES ({i}, 'dev{}', {}.5);\n",
+                table.0,
+                i % 16,
+                i % 50
+            )
+        })
+        .collect();
+    let per_row_secs = run_client(&script);
+    assert_eq!(table.count(), PER_ROW as u64);
+    drop(table);
+
+    // 3. The mariadb client loading 1,000-row INSERTs.
+    let table = Table::create("quiver_bench_multi_row", COLUMNS);
+    let script: String = (0..BATCHES)
+        .map(|b| {
+            let values: Vec<String> = (0..ROWS)
+                .map(|i| format!("({}, 'dev{}', {}.5)", b * ROWS + i, i % 16, i % 50))
+                .collect();
+            format!("INSERT INTO `{}` VALUES {};\n", table.0, values.join(","))
+        })
+        .collect();
+    let multi_secs = run_client(&script);
+    assert_eq!(table.count(), (ROWS * BATCHES) as u64);
+    drop(table);
+
+    let total = (ROWS * BATCHES) as f64;
+    let plugin = total / plugin_secs;
+    let per_row = PER_ROW as f64 / per_row_secs;
+    let multi = total / multi_secs;
+    println!(
+        "mysql plugin through a rule: {plugin:.0} rows/s ({total} rows in {plugin_secs:.2} s)\n\
+         one INSERT per row (mariadb client): {per_row:.0} rows/s ({PER_ROW} rows in {per_row_secs:.2} s)\n\
+         1,000-row INSERTs (mariadb client): {multi:.0} rows/s ({total} rows in {multi_secs:.2} s)\n\
+         plugin / ceiling: {:.0}% (goal: at least 80%); plugin / per-row: {:.0}x (goal: over 100x)",
+        plugin / multi * 100.0,
+        plugin / per_row
+    );
+    let engine2 = engine.clone();
+    rt.block_on(async move { tokio::task::spawn_blocking(move || engine2.shutdown()).await })
+        .expect("shutdown");
+}
+
+/// Feeds `script` to the `mariadb` client; returns the seconds it took.
+fn run_client(script: &str) -> f64 {
+    use std::process::Stdio;
+    let started = Instant::now();
+    let mut child = Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "test"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("the mariadb client runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write the script");
+    assert!(child.wait().expect("mariadb").success());
+    started.elapsed().as_secs_f64()
 }
