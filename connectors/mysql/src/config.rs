@@ -160,7 +160,10 @@ impl Settings {
         let opts = Opts::from(
             builder
                 .pool_opts(pool)
-                .tcp_keepalive(Some(Duration::from_secs(10))),
+                .tcp_keepalive(Some(Duration::from_secs(10)))
+                // mysql_async would switch a loopback TCP connection to the server's unix
+                // socket; connect where the url says, as the Go driver does.
+                .prefer_socket(false),
         );
         Ok(Settings {
             opts,

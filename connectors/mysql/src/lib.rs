@@ -100,14 +100,22 @@ impl Sink for MysqlSink {
             .thread_name("quiver-mysql")
             .enable_all()
             .build()?;
-        let pool = Pool::new(settings.opts.clone());
-        let probe = runtime.block_on(tokio::time::timeout(Duration::from_secs(5), async {
-            let mut conn = pool.get_conn().await?;
-            conn.query_drop(format!("SELECT 1 FROM {} LIMIT 0", settings.table))
-                .await?;
-            conn.query_first::<u64, _>("SELECT @@max_allowed_packet")
-                .await
-        }));
+        // The pool spawns its connection recycler on the current runtime: ours.
+        let pool = {
+            let _in_runtime = runtime.enter();
+            Pool::new(settings.opts.clone())
+        };
+        // The timer must be made inside the runtime, so the timeout is built in the block.
+        let probe = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), async {
+                let mut conn = pool.get_conn().await?;
+                conn.query_drop(format!("SELECT 1 FROM {} LIMIT 0", settings.table))
+                    .await?;
+                conn.query_first::<u64, _>("SELECT @@max_allowed_packet")
+                    .await
+            })
+            .await
+        });
         let budget = match probe {
             Ok(Ok(Some(max))) => (max as usize / 4 * 3).max(64 << 10),
             Ok(Err(mysql_async::Error::Server(e))) if CONFIG_ERRORS.contains(&e.code) => {
