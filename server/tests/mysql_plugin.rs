@@ -95,7 +95,18 @@ fn serve_files(dir: &Path) -> String {
 /// Runs SQL with the `mariadb` client in database `test`; returns the tab-separated output.
 fn sql(statements: &str) -> String {
     let out = Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-B", "test", "-e"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "test",
+            "-e",
+        ])
         .arg(statements)
         .output()
         .expect("the mariadb client runs");
@@ -293,7 +304,10 @@ fn rows_land_with_their_types_nulls_fields_and_literal_strings() {
 #[test]
 fn a_10000_row_batch_is_written_in_chunks_in_one_go() {
     let (server, _dir) = server_with_plugin("mysql-large");
-    let table = Table::create("quiver_large", "id BIGINT PRIMARY KEY, device VARCHAR(20), v DOUBLE");
+    let table = Table::create(
+        "quiver_large",
+        "id BIGINT PRIMARY KEY, device VARCHAR(20), v DOUBLE",
+    );
     server.create_stream(
         r#"CREATE STREAM big (id BIGINT, device STRING, v FLOAT) WITH (DATASOURCE="/big", TYPE="httppush", FORMAT="json")"#,
     );
@@ -391,7 +405,10 @@ impl Proxy {
                 conns.push(client.try_clone().expect("clone"));
                 conns.push(server.try_clone().expect("clone"));
                 for (mut from, mut to) in [
-                    (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
                     (server, client),
                 ] {
                     std::thread::spawn(move || {
@@ -542,7 +559,10 @@ fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
             arrow::record_batch::RecordBatch::try_from_iter([
                 ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
                 ("device", Arc::new(StringArray::from(devices)) as ArrayRef),
-                ("temperature", Arc::new(Float64Array::from(temps)) as ArrayRef),
+                (
+                    "temperature",
+                    Arc::new(Float64Array::from(temps)) as ArrayRef,
+                ),
             ])
             .expect("batch")
         })
@@ -569,7 +589,8 @@ fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
     let started = Instant::now();
     rt.block_on(async {
         for b in &batches {
-            bus.publish("bench/in", MemoryPayload::Batch(b.clone())).await;
+            bus.publish("bench/in", MemoryPayload::Batch(b.clone()))
+                .await;
         }
         bus.close("bench/in");
         assert!(
