@@ -308,7 +308,72 @@ async fn run(shared: Arc<Shared>, pool: Pool, settings: Arc<Settings>) {
 
 #[cfg(test)]
 mod tests {
+    use quiver_plugin_abi::sdk::serde_json::json;
+
     use super::*;
+
+    /// Without a database: batches are buffered in order, the caller hears why, a full
+    /// buffer makes the caller wait, and close reports what was left.
+    #[test]
+    fn an_unreachable_database_buffers_batches_and_close_reports_them() {
+        // Port 9 on loopback: nothing listens, connections are refused at once.
+        let config = json!({"url": "mysql://root@127.0.0.1:9/test", "table": "t",
+                            "maxBufferedBatches": 2, "retryMaxInterval": 100});
+        let settings =
+            Arc::new(Settings::parse(config.as_object().expect("object")).expect("settings"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let pool = {
+            let _in = runtime.enter();
+            Pool::new(settings.opts.clone())
+        };
+        let writer = Writer::start(&runtime, pool, settings, 1 << 20);
+        let job = || Job {
+            columns: "`a`".into(),
+            width: 1,
+            rows: 2,
+            values: vec![mysql_async::Value::Int(1), mysql_async::Value::Int(2)],
+            bytes: vec![0, 12, 24],
+        };
+        for n in 1..=2 {
+            let (outcome, notices) = writer.submit(job());
+            let Outcome::Buffered(message) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert!(
+                message.starts_with("cannot write to 127.0.0.1:9/test: "),
+                "{message}"
+            );
+            assert!(
+                message.contains(&format!(
+                    "is buffered ({n} batches, {} rows unwritten)",
+                    2 * n
+                )),
+                "{message}"
+            );
+            assert!(notices.is_empty());
+        }
+        // Full: the third call waits for room, so it is still waiting after a while.
+        let (waiting, left) = std::thread::scope(|s| {
+            let third = s.spawn(|| writer.submit(job()));
+            std::thread::sleep(Duration::from_millis(700));
+            let still = !third.is_finished();
+            let left = writer.close(Duration::ZERO);
+            // After close the writer is gone; release the waiting caller by draining.
+            lock(&writer.shared).queue.clear();
+            writer.shared.changed.notify_all();
+            let _ = third.join();
+            (still, left)
+        });
+        assert!(waiting, "a full buffer makes the caller wait");
+        let (batches, rows, error) = left.expect("close reports the unwritten batches");
+        assert_eq!((batches, rows), (2, 4));
+        assert!(error.contains("cannot write to"), "{error}");
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    }
 
     #[test]
     fn rejected_rows_are_named_by_their_place_in_the_batch() {
