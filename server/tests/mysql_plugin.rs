@@ -510,6 +510,8 @@ fn every_row_is_written_exactly_once_across_an_outage() {
 ///    `mariadb` client running 2,000 single-row INSERTs;
 /// 3. the ceiling of a plain client: the `mariadb` client loading 1,000-row INSERTs.
 ///
+/// Best of three rounds, the three taking turns.
+///
 /// `cargo nextest run --release -p quiver-server --test mysql_plugin --run-ignored only`
 #[test]
 #[ignore = "benchmark: run in release with --run-ignored"]
@@ -523,6 +525,7 @@ fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
     const ROWS: usize = 1_000;
     const BATCHES: usize = 300;
     const PER_ROW: usize = 2_000;
+    const ROUNDS: usize = 3;
     const COLUMNS: &str = "id BIGINT, device VARCHAR(20), temperature DOUBLE";
 
     let dir = temp_dir("mysql-bench");
@@ -568,73 +571,80 @@ fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
         })
         .collect();
 
-    // 1. The plugin, through a rule.
-    let table = Table::create("quiver_bench_plugin", COLUMNS);
-    engine
-        .create_rule(RuleSpec {
-            id: "bench".into(),
-            name: "bench".into(),
-            sql: "SELECT id, device, temperature FROM bench".into(),
-            actions: vec![Action {
-                sink_type: "mysql".into(),
-                props: json!({"url": DB_URL, "table": table.0, "closeTimeout": 120_000}),
-            }],
-            options: serde_json::Map::new(),
-        })
-        .expect("rule");
-    let bus = engine.connectors().memory().clone();
-    while bus.subscribers("bench/in") == 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let started = Instant::now();
-    rt.block_on(async {
-        for b in &batches {
-            bus.publish("bench/in", MemoryPayload::Batch(b.clone()))
-                .await;
+    // Best of ROUNDS rounds, the three ways taking turns: [plugin, per-row, multi-row] seconds.
+    let mut best = [f64::MAX; 3];
+    for round in 0..ROUNDS {
+        // 1. The plugin, through a rule.
+        let table = Table::create("quiver_bench_plugin", COLUMNS);
+        engine
+            .create_rule(RuleSpec {
+                id: format!("bench{round}"),
+                name: format!("bench{round}"),
+                sql: "SELECT id, device, temperature FROM bench".into(),
+                actions: vec![Action {
+                    sink_type: "mysql".into(),
+                    props: json!({"url": DB_URL, "table": table.0, "closeTimeout": 120_000}),
+                }],
+                options: serde_json::Map::new(),
+            })
+            .expect("rule");
+        let bus = engine.connectors().memory().clone();
+        while bus.subscribers("bench/in") == 0 {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        bus.close("bench/in");
-        assert!(
-            engine
-                .wait_finished("bench", Duration::from_secs(300))
-                .await
-                .expect("rule"),
-            "the rule did not finish"
-        );
-    });
-    let plugin_secs = started.elapsed().as_secs_f64();
-    assert_eq!(table.count(), (ROWS * BATCHES) as u64);
-    drop(table);
+        let started = Instant::now();
+        rt.block_on(async {
+            for b in &batches {
+                bus.publish("bench/in", MemoryPayload::Batch(b.clone()))
+                    .await;
+            }
+            bus.close("bench/in");
+            assert!(
+                engine
+                    .wait_finished(&format!("bench{round}"), Duration::from_secs(300))
+                    .await
+                    .expect("rule"),
+                "the rule did not finish"
+            );
+        });
+        best[0] = best[0].min(started.elapsed().as_secs_f64());
+        assert_eq!(table.count(), (ROWS * BATCHES) as u64);
+        engine
+            .delete_rule(&format!("bench{round}"))
+            .expect("delete");
+        drop(table);
 
-    // 2. One autocommitted INSERT per row.
-    let table = Table::create("quiver_bench_per_row", COLUMNS);
-    let script: String = (0..PER_ROW)
-        .map(|i| {
-            format!(
-                "INSERT INTO `{}` VALUES ({i}, 'dev{}', {}.5);\n",
-                table.0,
-                i % 16,
-                i % 50
-            )
-        })
-        .collect();
-    let per_row_secs = run_client(&script);
-    assert_eq!(table.count(), PER_ROW as u64);
-    drop(table);
+        // 2. One autocommitted INSERT per row.
+        let table = Table::create("quiver_bench_per_row", COLUMNS);
+        let script: String = (0..PER_ROW)
+            .map(|i| {
+                format!(
+                    "INSERT INTO `{}` VALUES ({i}, 'dev{}', {}.5);\n",
+                    table.0,
+                    i % 16,
+                    i % 50
+                )
+            })
+            .collect();
+        best[1] = best[1].min(run_client(&script));
+        assert_eq!(table.count(), PER_ROW as u64);
+        drop(table);
 
-    // 3. The mariadb client loading 1,000-row INSERTs.
-    let table = Table::create("quiver_bench_multi_row", COLUMNS);
-    let script: String = (0..BATCHES)
-        .map(|b| {
-            let values: Vec<String> = (0..ROWS)
-                .map(|i| format!("({}, 'dev{}', {}.5)", b * ROWS + i, i % 16, i % 50))
-                .collect();
-            format!("INSERT INTO `{}` VALUES {};\n", table.0, values.join(","))
-        })
-        .collect();
-    let multi_secs = run_client(&script);
-    assert_eq!(table.count(), (ROWS * BATCHES) as u64);
-    drop(table);
-
+        // 3. The mariadb client loading 1,000-row INSERTs.
+        let table = Table::create("quiver_bench_multi_row", COLUMNS);
+        let script: String = (0..BATCHES)
+            .map(|b| {
+                let values: Vec<String> = (0..ROWS)
+                    .map(|i| format!("({}, 'dev{}', {}.5)", b * ROWS + i, i % 16, i % 50))
+                    .collect();
+                format!("INSERT INTO `{}` VALUES {};\n", table.0, values.join(","))
+            })
+            .collect();
+        best[2] = best[2].min(run_client(&script));
+        assert_eq!(table.count(), (ROWS * BATCHES) as u64);
+        drop(table);
+    }
+    let [plugin_secs, per_row_secs, multi_secs] = best;
     let total = (ROWS * BATCHES) as f64;
     let plugin = total / plugin_secs;
     let per_row = PER_ROW as f64 / per_row_secs;

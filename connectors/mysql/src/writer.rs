@@ -205,7 +205,9 @@ fn rebase_row(message: &str, chunk_start: usize) -> String {
     message.to_string()
 }
 
-/// Writes one batch in one transaction. `committing` is set once COMMIT was sent: a failure
+/// Writes one batch atomically: one statement when the batch fits in one chunk (a statement
+/// is atomic on its own, and this saves the BEGIN and COMMIT round trips), else one
+/// transaction. `committing` is set once the statement that commits was sent: a failure
 /// after that leaves the outcome unknown.
 async fn write(
     pool: &Pool,
@@ -215,17 +217,32 @@ async fn write(
     committing: &AtomicBool,
 ) -> Result<(), Failure> {
     let mut conn = pool.get_conn().await.map_err(|e| classify(e, 0))?;
+    let chunks = plan(job, budget);
+    let statement = |(start, len): (usize, usize)| {
+        (
+            insert_sql(&settings.table, &job.columns, job.width, len),
+            Params::Positional(job.chunk(start, len).to_vec()),
+        )
+    };
+    if let [only] = chunks[..] {
+        let (sql, params) = statement(only);
+        committing.store(true, Ordering::Relaxed);
+        return conn
+            .exec_drop(sql, params)
+            .await
+            .map_err(|e| classify(e, 0));
+    }
     let mut tx = conn
         .start_transaction(TxOpts::default())
         .await
         .map_err(|e| classify(e, 0))?;
-    for (start, len) in plan(job, budget) {
-        let sql = insert_sql(&settings.table, &job.columns, job.width, len);
+    for chunk in chunks {
+        let (sql, params) = statement(chunk);
         // On an error the transaction is dropped before COMMIT, which rolls it back (or the
         // connection is gone and the server rolls it back).
-        tx.exec_drop(sql, Params::Positional(job.chunk(start, len).to_vec()))
+        tx.exec_drop(sql, params)
             .await
-            .map_err(|e| classify(e, start))?;
+            .map_err(|e| classify(e, chunk.0))?;
     }
     committing.store(true, Ordering::Relaxed);
     tx.commit().await.map_err(|e| classify(e, 0))
