@@ -381,7 +381,37 @@ fn a_rejected_row_is_reported_and_its_batch_rolled_back() {
 struct Proxy {
     port: u16,
     cut: Arc<AtomicBool>,
+    /// Set: the next statement execution reaches the server, and the connection breaks
+    /// before its answer reaches the client (a lost commit acknowledgement).
+    lose_reply: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+/// MySQL's COM_STMT_EXECUTE command byte.
+const COM_STMT_EXECUTE: u8 = 0x17;
+
+/// Copies client -> server; when `lose_reply` is set and an execute goes by, closes the
+/// client side at once (the answer is lost) and the server side a moment later (so the
+/// server has run and committed the statement).
+fn forward_client(mut client: TcpStream, mut server: TcpStream, lose_reply: Arc<AtomicBool>) {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        if n > 4 && buf[4] == COM_STMT_EXECUTE && lose_reply.swap(false, Ordering::SeqCst) {
+            let _ = client.shutdown(Shutdown::Both);
+            std::thread::sleep(Duration::from_millis(500));
+            break;
+        }
+    }
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = client.shutdown(Shutdown::Both);
 }
 
 impl Proxy {
@@ -389,8 +419,9 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let cut = Arc::new(AtomicBool::new(false));
+        let lose_reply = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (c, o) = (cut.clone(), open.clone());
+        let (c, o, l) = (cut.clone(), open.clone(), lose_reply.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -404,22 +435,26 @@ impl Proxy {
                 let mut conns = o.lock().expect("conns");
                 conns.push(client.try_clone().expect("clone"));
                 conns.push(server.try_clone().expect("clone"));
-                for (mut from, mut to) in [
-                    (
-                        client.try_clone().expect("clone"),
-                        server.try_clone().expect("clone"),
-                    ),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                        let _ = from.shutdown(Shutdown::Both);
-                    });
-                }
+                let (c, sv, lose) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                    l.clone(),
+                );
+                std::thread::spawn(move || forward_client(c, sv, lose));
+                let (mut from, mut to) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Both);
+                    let _ = from.shutdown(Shutdown::Both);
+                });
             }
         });
-        Proxy { port, cut, open }
+        Proxy {
+            port,
+            cut,
+            lose_reply,
+            open,
+        }
     }
 
     fn cut(&self) {
@@ -498,6 +533,71 @@ fn every_row_is_written_exactly_once_across_an_outage() {
     assert_eq!(
         server.json("GET", "/rules/events/status", None).1["status"],
         json!("running")
+    );
+    server.stop();
+}
+
+/// The connection breaks right after a batch's statement was sent, before its answer: the
+/// outcome is unknown to the writer, which writes the batch again. With a primary key, every
+/// row is in the table once either way: if the first attempt committed, the retry's
+/// duplicate-key error tells the writer so (and the batch counts as written); if not, the
+/// retry writes it. (Here MariaDB did not commit the cut statement, so this run takes the
+/// second branch.)
+#[test]
+fn a_connection_lost_after_sending_a_batch_leaves_every_row_once_with_a_key() {
+    let (server, _dir) = server_with_plugin("mysql-lost-ack");
+    let table = Table::create(
+        "quiver_lost_ack",
+        "id BIGINT PRIMARY KEY, device VARCHAR(20)",
+    );
+    let proxy = Proxy::start("127.0.0.1:3306");
+    server.create_stream(
+        r#"CREATE STREAM acks (id BIGINT, device STRING) WITH (DATASOURCE="/acks", TYPE="httppush", FORMAT="json")"#,
+    );
+    create_rule(
+        &server,
+        "acks",
+        "SELECT id, device FROM acks",
+        json!({
+            "url": format!("mysql://root@127.0.0.1:{}/test", proxy.port),
+            "table": table.0,
+            "retryMaxInterval": 300,
+        }),
+    );
+    let batch = |from: u64| -> Value {
+        Value::Array(
+            (from..from + 50)
+                .map(|i| json!({"id": i, "device": format!("d{i}")}))
+                .collect(),
+        )
+    };
+    push(&server, "/acks", &batch(0));
+    table.wait_rows(50, Duration::from_secs(20));
+    proxy.lose_reply.store(true, Ordering::SeqCst);
+    push(&server, "/acks", &batch(50));
+    table.wait_rows(100, Duration::from_secs(20));
+    push(&server, "/acks", &batch(100));
+    table.wait_rows(150, Duration::from_secs(20));
+    assert!(
+        !proxy.lose_reply.load(Ordering::SeqCst),
+        "the proxy lost an answer"
+    );
+    let st = wait_metric(&server, "acks", "sink_mysql_0_0_records_out_total", 100);
+    let last = st["sink_mysql_0_0_last_exception"].as_str().unwrap_or("");
+    assert!(
+        last.contains("cannot write to"),
+        "the lost answer was seen: {st}"
+    );
+    // Nothing was reported as rejected: the third batch's call succeeded, and only the
+    // second batch's call (buffered) failed.
+    assert!(!last.contains("rejected"), "{st}");
+    assert_eq!(st["sink_mysql_0_0_exceptions_total"], json!(50), "{st}");
+    assert_eq!(
+        sql(&format!(
+            "SELECT COUNT(DISTINCT id), MAX(id) FROM `{}`",
+            table.0
+        )),
+        "150\t149\n"
     );
     server.stop();
 }

@@ -16,9 +16,9 @@
 //!
 //! The contract with the host, per `collect_list` call:
 //! - `Ok`: the batch is committed.
-//! - `Err("mysql: the database rejected the batch ...")`: none of it was written, and it
+//! - `Err("the database rejected the batch ...")`: none of it was written, and it
 //!   will not be retried (its rows count as exceptions, and the message names the row).
-//! - `Err("mysql: cannot write to host:port/db: ...; the batch ... is buffered ...")`: not
+//! - `Err("cannot write to host:port/db: ...; the batch ... is buffered ...")`: not
 //!   written yet; it stays in the buffer and is written when the database is back. The rule's
 //!   `last_exception` shows the connection error, and its exception count includes these rows.
 //! - When the buffer is full, the call waits for room (backpressure; nothing is dropped).
@@ -61,7 +61,7 @@ impl MysqlSink {
     fn writer(&self) -> Result<&Writer, Error> {
         self.writer
             .as_ref()
-            .ok_or_else(|| "mysql: the sink is not connected".into())
+            .ok_or_else(|| "the sink is not connected".into())
     }
 
     fn submit(&self, job: Job) -> Result<(), Error> {
@@ -77,7 +77,8 @@ impl MysqlSink {
         if messages.is_empty() {
             Ok(())
         } else {
-            Err(format!("mysql: {}", messages.join("; ")).into())
+            // The host names the sink ("mysql: ...") before the message.
+            Err(messages.join("; ").into())
         }
     }
 }
@@ -91,10 +92,7 @@ impl Sink for MysqlSink {
     /// Starts the plugin's own runtime and the writer. A database that cannot be reached now
     /// is not an error (the writer retries); a wrong password, database or table is.
     fn connect(&mut self) -> Result<(), Error> {
-        let settings = self
-            .settings
-            .clone()
-            .ok_or("mysql: connect before provision")?;
+        let settings = self.settings.clone().ok_or("connect before provision")?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("quiver-mysql")
@@ -121,7 +119,7 @@ impl Sink for MysqlSink {
             Ok(Err(mysql_async::Error::Server(e))) if CONFIG_ERRORS.contains(&e.code) => {
                 runtime.shutdown_background();
                 return Err(format!(
-                    "mysql: cannot use {} at {}: {} (error {})",
+                    "cannot use {} at {}: {} (error {})",
                     settings.table, settings.target, e.message, e.code
                 )
                 .into());
@@ -176,7 +174,7 @@ impl Sink for MysqlSink {
         match left {
             None => Ok(()),
             Some((batches, rows, e)) => Err(format!(
-                "mysql: the rule stopped with {rows} rows in {batches} batches not written: {e}"
+                "the rule stopped with {rows} rows in {batches} batches not written: {e}"
             )
             .into()),
         }

@@ -54,7 +54,7 @@ pub fn prepare(
     let schema = batch.schema();
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     if names.is_empty() {
-        return Err("mysql: the rows have no fields to write".into());
+        return Err("the rows have no fields to write".into());
     }
     let columns = match columns_cache {
         Some((cached, quoted)) if *cached == names => quoted.clone(),
