@@ -6,7 +6,8 @@
 //!
 //! - **Config** ([`config`]): parsed and checked once in `provision`; unknown keys are refused.
 //! - **Writing** ([`rows`]): each `collect_list` batch becomes parameterised multi-row INSERTs
-//!   of a few fixed lengths, in one transaction. Values are bound, never formatted into SQL;
+//!   of a few fixed lengths, in one transaction (or one autocommitted statement when the
+//!   batch fits in one). Values are bound, never formatted into SQL;
 //!   column names are checked and backtick-quoted. The columns are the batch's fields, in
 //!   order (the host applies the common `fields` property first); a NULL cell writes NULL.
 //! - **Failures** ([`writer`]): batches go through a bounded buffer drained by one writer

@@ -3,7 +3,10 @@
 //!
 //! Invariants:
 //! - A batch leaves the buffer only after its COMMIT was acknowledged, or after the database
-//!   rejected it (then none of it was written: the transaction rolled back).
+//!   rejected it (then none of it was written: the transaction rolled back), or when the
+//!   retry of a batch whose COMMIT answer was lost hits a duplicate key (then the first
+//!   COMMIT went through). Without a unique key such a retry writes the batch a second time:
+//!   the one at-least-once case.
 //! - Batches are written in the order `collect_list` received them; only the writer task
 //!   writes, one batch at a time.
 //! - The buffer holds at most `maxBufferedBatches` batches and `maxBufferedRows` rows (a
