@@ -165,8 +165,17 @@ impl Drop for Table {
     }
 }
 
+/// A test's temp directory, removed at the end (each holds a ~75 MB plugin library twice).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A quiverd with the mysql plugin installed from its zip over loopback HTTP.
-fn server_with_plugin(name: &str) -> (Server, PathBuf) {
+fn server_with_plugin(name: &str) -> (Server, TempDir) {
     let dir = temp_dir(name);
     let zips = dir.join("zips");
     std::fs::create_dir_all(&zips).expect("zips dir");
@@ -179,7 +188,7 @@ fn server_with_plugin(name: &str) -> (Server, PathBuf) {
         Some(json!({"name": "mysql", "file": format!("{base}/mysqlSink.zip")})),
     );
     assert_eq!(status, 201, "{body}");
-    (server, dir)
+    (server, TempDir(dir))
 }
 
 fn create_rule(server: &Server, id: &str, sql_text: &str, action: Value) {
@@ -629,8 +638,8 @@ fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
     const ROUNDS: usize = 3;
     const COLUMNS: &str = "id BIGINT, device VARCHAR(20), temperature DOUBLE";
 
-    let dir = temp_dir("mysql-bench");
-    let zip = package_mysql(&dir);
+    let dir = TempDir(temp_dir("mysql-bench"));
+    let zip = package_mysql(&dir.0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -642,7 +651,7 @@ fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
         Connectors::new(),
     )
     .expect("engine");
-    let plugins = PluginManager::open(&dir.join("data"), engine.clone()).expect("plugins");
+    let plugins = PluginManager::open(&dir.0.join("data"), engine.clone()).expect("plugins");
     rt.block_on(plugins.install(
         PluginKind::Sink,
         "mysql",
