@@ -7,8 +7,10 @@
 #
 # The plugin name is `[package.metadata.quiver] name` in the project's Cargo.toml, or else
 # the `name: "..."` of its export_plugin! call; the version is the package version (export
-# the plugin with `version: env!("CARGO_PKG_VERSION")` so the two agree). The last line
-# printed is the zip's path relative to the repository root.
+# the plugin with `version: env!("CARGO_PKG_VERSION")` so the two agree). The zip is
+# `target/plugin-packages/<name>.zip`, or `<package>.zip` with `[package.metadata.quiver]
+# package = "mysqlSink"` (eKuiper's zip names). The last line printed is the zip's path
+# relative to the repository root. Concurrent runs are safe: the zip is renamed into place.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ $# -ne 1 ] || [ ! -f "$1/Cargo.toml" ]; then
@@ -28,6 +30,7 @@ name="$(sed -n '/^\[package.metadata.quiver\]/,/^\[/s/^name *= *"\(.*\)"/\1/p' "
 if [ -z "$name" ]; then
   name="$(grep -A4 'export_plugin!' "$project"/src/*.rs | sed -n 's/.*name: *"\([a-z0-9_]*\)".*/\1/p' | head -1)"
 fi
+zipname="$(sed -n '/^\[package.metadata.quiver\]/,/^\[/s/^package *= *"\(.*\)"/\1/p' "$manifest" | head -1)"
 if [ -z "$name" ]; then
   echo "cannot tell the plugin name: set [package.metadata.quiver] name in $manifest" >&2
   exit 1
@@ -46,17 +49,19 @@ for extra in "$name.json" "$name.yaml"; do
   if [ -f "$project/$extra" ]; then cp "$project/$extra" "$stage/"; fi
 done
 mkdir -p "$root/target/plugin-packages"
-zip="$root/target/plugin-packages/$name.zip"
-rm -f "$zip"
+zip="$root/target/plugin-packages/${zipname:-$name}.zip"
+partial="$(mktemp "$zip.XXXXXX")"
+rm -f "$partial"
 if command -v zip >/dev/null 2>&1; then
-  (cd "$stage" && zip -q -X "$zip" ./*)
+  (cd "$stage" && zip -q -X "$partial" ./*)
 else
-  python3 - "$zip" "$stage" <<'PY'
+  python3 - "$partial" "$stage" <<'PY'
 import os, sys, zipfile
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
     for f in sorted(os.listdir(sys.argv[2])):
         z.write(os.path.join(sys.argv[2], f), f)
 PY
 fi
+mv -f "$partial" "$zip"
 echo "packaged $so into:" >&2
 echo "${zip#"$root"/}"

@@ -32,6 +32,32 @@ if ! port_open 1883; then
   port_open 1883 || { echo "mosquitto did not start" >&2; exit 1; }
 fi
 
+# The MySQL sink plugin's tests write into a real MariaDB on 127.0.0.1:3306 as root without a
+# password, in database `test`. Start one if none answers; never restart a running one.
+if ! command -v mariadb >/dev/null 2>&1; then
+  echo "installing mariadb" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client
+fi
+if ! port_open 3306; then
+  echo "starting mariadb on 127.0.0.1:3306" >&2
+  as_root service mariadb start >/dev/null 2>&1 || {
+    as_root mkdir -p /run/mysqld && as_root chown mysql /run/mysqld
+    as_root /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 --port=3306 >/dev/null 2>&1 &
+  }
+  for _ in $(seq 100); do port_open 3306 && break; sleep 0.2; done
+  port_open 3306 || { echo "mariadb did not start" >&2; exit 1; }
+fi
+if ! mariadb -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+  # A fresh Debian MariaDB lets root in only through the unix socket.
+  as_root mariadb -u root -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket; FLUSH PRIVILEGES;"
+fi
+mariadb -h 127.0.0.1 -u root -e 'CREATE DATABASE IF NOT EXISTS test'
+
 cargo fmt --all -- --check
+# The MySQL sink plugin is its own Cargo project (built like a user's plugin).
+cargo fmt --manifest-path connectors/mysql/Cargo.toml -- --check
+CARGO_TARGET_DIR=target/plugins cargo clippy --manifest-path connectors/mysql/Cargo.toml --all-targets --locked -- -D warnings
+CARGO_TARGET_DIR=target/plugins cargo test --manifest-path connectors/mysql/Cargo.toml --release --locked
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
