@@ -91,6 +91,8 @@ struct RuleRun {
     error: Arc<Mutex<Option<String>>>,
     /// Rows dropped behind the watermark (event time).
     late_rows: Arc<std::sync::atomic::AtomicU64>,
+    /// When the run finished by itself (its input ended and the sinks wrote everything), ms.
+    finished_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// How a rule run gets its input.
@@ -600,8 +602,13 @@ impl Engine {
             .get(id)
             .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
         let warnings = unimplemented_options(&entry.spec);
+        let mut last_stop_ms = entry.last_stop_ms;
         let (status, mut message, metrics) = match &entry.run {
             Some(run) => {
+                let finished_at = run.finished_at.load(std::sync::atomic::Ordering::Acquire);
+                if finished_at > 0 {
+                    last_stop_ms = finished_at;
+                }
                 let finished = *run.done.borrow();
                 let error = run.error.lock().expect("error lock").clone();
                 let (status, message) = match (finished, error) {
@@ -647,7 +654,7 @@ impl Engine {
             status,
             message,
             last_start_ms: entry.last_start_ms,
-            last_stop_ms: entry.last_stop_ms,
+            last_stop_ms,
             metrics,
         })
     }
@@ -736,6 +743,7 @@ impl Engine {
         let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let (done_tx, done_rx) = watch::channel(false);
         let done_tx = Arc::new(done_tx);
+        let finished_at = Arc::new(std::sync::atomic::AtomicI64::new(0));
 
         // Sinks first, so results have somewhere to go.
         let mut sink_senders = Vec::new();
@@ -751,9 +759,11 @@ impl Engine {
             let done_tx = done_tx.clone();
             let remaining = remaining.clone();
             let error = error.clone();
+            let finished_at = finished_at.clone();
             self.inner.runtime.spawn(async move {
                 run_sink(sink, settings, rx, m, error).await;
                 if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                    finished_at.store(now_ms(), std::sync::atomic::Ordering::Release);
                     let _ = done_tx.send(true);
                 }
             });
@@ -791,6 +801,7 @@ impl Engine {
                 }
                 used
             },
+            to_windows: Default::default(),
             rule: Arc::new(quiver_compiler::eval::RuleContext {
                 id: entry.spec.id.clone(),
                 start_ms: now_ms(),
@@ -876,6 +887,7 @@ impl Engine {
             done: done_rx,
             error,
             late_rows,
+            finished_at,
         });
         entry.last_start_ms = now_ms();
         entry.stop_message.clear();

@@ -44,6 +44,9 @@ const MAX_PENDING_BATCHES: usize = 8;
 const RETRY: Duration = Duration::from_millis(1);
 /// Source events a worker handles per activation before yielding to other rules.
 const EVENTS_PER_ACTIVATION: usize = 16;
+/// Rows a rule's sources may have sent towards its window operators that those have not taken
+/// yet (timely's channels are unbounded, so the sources hold back instead).
+const MAX_ROWS_TO_WINDOWS: usize = 64 * 1024;
 
 /// Event-time settings of a rule (`isEventTime` with the stream's `TIMESTAMP` field).
 #[derive(Debug, Clone)]
@@ -85,6 +88,8 @@ pub struct RuleDataflow {
     pub rule: Arc<quiver_compiler::eval::RuleContext>,
     /// The tables the rule joins, by name.
     pub tables: std::collections::HashMap<String, Arc<crate::table::TableState>>,
+    /// Rows sent to the window operators and not yet taken by them, over all workers.
+    pub to_windows: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Builds the rule's dataflow in `scope` (called on every worker, in the same order).
@@ -205,6 +210,7 @@ fn render<'s>(
             spec,
             window_metrics,
             DistributorPact(|_| KeyDistributor),
+            rule.to_windows.clone(),
         )
     } else {
         render_window(
@@ -212,6 +218,7 @@ fn render<'s>(
             spec,
             window_metrics,
             DistributorPact(|_| ToFirstWorker),
+            rule.to_windows.clone(),
         )
     };
     render_post(
@@ -285,6 +292,7 @@ fn render_window<'s, P>(
     spec: Arc<quiver_compiler::window::AggregateSpec>,
     metrics: Arc<NodeMetrics>,
     pact: P,
+    to_windows: Arc<std::sync::atomic::AtomicUsize>,
 ) -> Stream<'s, u64, ArrowBatch>
 where
     P: timely::dataflow::channels::pact::ParallelizationContract<u64, ArrowBatch>,
@@ -294,6 +302,7 @@ where
         "Window",
         move |_cap, _info| {
             let mut windows = Windows::new(spec);
+            let to_windows = to_windows.clone();
             // The earliest time this operator may still emit at.
             let mut held: Option<Capability<u64>> = None;
             move |(input, frontier), output| {
@@ -305,6 +314,7 @@ where
                         return;
                     };
                     rows_in += batch.num_rows();
+                    to_windows.fetch_sub(batch.num_rows(), Ordering::AcqRel);
                     let t = time.least().copied().unwrap_or_default();
                     if held.as_ref().is_none_or(|h| t < *h.time()) {
                         held = time.retain_least(0);
@@ -555,6 +565,7 @@ fn render_source<'s>(
     let activators = rule.activators.clone();
     let sinks = rule.sinks.len().max(1);
     let rule_ctx = rule.rule.clone();
+    let to_windows = rule.to_windows.clone();
     // Windows read each row's time, and so does `event_time()`.
     let windowed = !deliveries || {
         let mut reads_ts = false;
@@ -598,6 +609,8 @@ fn render_source<'s>(
                 let Some(c) = cap.as_mut() else { return };
                 if deliveries {
                     pending.set(pending.get() + sinks);
+                } else {
+                    to_windows.fetch_add(out.num_rows(), Ordering::AcqRel);
                 }
                 output
                     .session(&*c)
@@ -606,8 +619,10 @@ fn render_source<'s>(
             let mut ended = false;
             let mut drained = false;
             for _ in 0..EVENTS_PER_ACTIVATION {
-                if pending.get() >= MAX_PENDING_BATCHES * sinks {
-                    // Sinks are behind: leave events queued so the source task waits.
+                if pending.get() >= MAX_PENDING_BATCHES * sinks
+                    || (!deliveries && to_windows.load(Ordering::Acquire) >= MAX_ROWS_TO_WINDOWS)
+                {
+                    // Sinks or windows are behind: leave events queued so the source task waits.
                     retry.activate_after(RETRY);
                     return;
                 }

@@ -112,6 +112,12 @@ fn event_time_window_runs_to_the_end_of_the_file_on_one_and_two_workers() {
         let st = status(&out);
         assert!(out.status.success(), "exit {:?}: {st:#}", out.status);
         assert_eq!(st["status"], "stopped", "{st:#}");
+        // A run that finished by itself says when.
+        assert!(
+            st["lastStopTimestamp"].as_i64().unwrap_or(0)
+                >= st["lastStartTimestamp"].as_i64().unwrap_or(i64::MAX),
+            "{st:#}"
+        );
         assert!(
             st["message"].as_str().unwrap().contains("input ended"),
             "{st:#}"
