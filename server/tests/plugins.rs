@@ -720,21 +720,21 @@ fn a_source_plugin_feeds_a_stream_with_its_yaml_defaults() {
 /// 1024 rows (decoded by the rule, the usual case), and pre-built Arrow batches (no decoding,
 /// so the sink's share of the time is as large as it gets).
 ///
-/// `cargo nextest run --release -p quiver-server --test plugins --run-ignored only`
+/// `cargo nextest run --release -p quiver-server --test plugins bench_` with `QUIVER_BENCH_FULL=1`
 #[test]
-#[ignore = "benchmark: run in release with --run-ignored"]
 fn bench_plugin_sink_against_a_builtin_sink() {
-    use std::sync::Arc;
-
     use quiver_connectors::Connectors;
     use quiver_connectors::memory::MemoryPayload;
     use quiver_dataflow::{Action, Engine, EngineConfig, RuleSpec};
     use quiver_plugin_abi::ffi::PluginKind;
     use quiver_server::plugins::PluginManager;
+    use std::sync::Arc;
 
-    const BATCHES: usize = 2_000;
-    const ROWS: usize = 1024;
-    const ROUNDS: usize = 5;
+    // CI runs a small load so the harness cannot rot; QUIVER_BENCH_FULL=1 gives the figures.
+    let full = std::env::var_os("QUIVER_BENCH_FULL").is_some();
+    let batches: usize = if full { 2_000 } else { 20 };
+    let rows: usize = 1024;
+    let rounds: usize = if full { 5 } else { 1 };
 
     let dir = temp_dir("plugins-bench");
     let zip = package(&dir, "sink_noop", "noop", "1.0.0", json!({}));
@@ -764,8 +764,8 @@ fn bench_plugin_sink_against_a_builtin_sink() {
 
     let batch = {
         use arrow::array::{ArrayRef, Float64Array, StringArray};
-        let devices: Vec<String> = (0..ROWS).map(|i| format!("dev{}", i % 16)).collect();
-        let temps: Vec<f64> = (0..ROWS).map(|i| (i % 50) as f64).collect();
+        let devices: Vec<String> = (0..rows).map(|i| format!("dev{}", i % 16)).collect();
+        let temps: Vec<f64> = (0..rows).map(|i| (i % 50) as f64).collect();
         arrow::record_batch::RecordBatch::try_from_iter([
             ("device", Arc::new(StringArray::from(devices)) as ArrayRef),
             (
@@ -776,7 +776,7 @@ fn bench_plugin_sink_against_a_builtin_sink() {
         .expect("batch")
     };
     let json: std::sync::Arc<[u8]> = {
-        let rows: Vec<Value> = (0..ROWS)
+        let rows: Vec<Value> = (0..rows)
             .map(|i| json!({"device": format!("dev{}", i % 16), "temperature": (i % 50) as f64}))
             .collect();
         serde_json::to_vec(&rows).expect("json").into()
@@ -787,7 +787,7 @@ fn bench_plugin_sink_against_a_builtin_sink() {
         ("Arrow batches", MemoryPayload::Batch(batch)),
     ] {
         let mut best = [f64::MAX; 2];
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             for (i, (sink, props)) in [
                 ("memory", json!({"topic": "bench/out"})),
                 ("noop", json!({})),
@@ -813,7 +813,7 @@ fn bench_plugin_sink_against_a_builtin_sink() {
                 }
                 let started = Instant::now();
                 rt.block_on(async {
-                    for _ in 0..BATCHES {
+                    for _ in 0..batches {
                         bus.publish("bench/in", payload.clone()).await;
                     }
                     bus.close("bench/in");
@@ -834,7 +834,7 @@ fn bench_plugin_sink_against_a_builtin_sink() {
                     .map(|(_, v)| v.clone());
                 assert_eq!(
                     out,
-                    Some(json!(BATCHES * ROWS)),
+                    Some(json!(batches * rows)),
                     "{id}: {:?}",
                     status.metrics
                 );
@@ -842,14 +842,14 @@ fn bench_plugin_sink_against_a_builtin_sink() {
                 engine.delete_rule(&id).expect("delete");
             }
         }
-        let rows = (BATCHES * ROWS) as f64;
+        let rows = (batches * rows) as f64;
         let overhead = (best[1] - best[0]) / best[0] * 100.0;
         println!(
-            "{input} of {ROWS} rows: built-in memory sink {:.2} M rows/s, noop plugin sink \
+            "{input} of {rows} rows: built-in memory sink {:.2} M rows/s, noop plugin sink \
          {:.2} M rows/s, plugin boundary {:+.1} us per batch ({overhead:+.1}% of the rule's time; goal: under 5%)",
             rows / best[0] / 1e6,
             rows / best[1] / 1e6,
-            (best[1] - best[0]) / BATCHES as f64 * 1e6,
+            (best[1] - best[0]) / batches as f64 * 1e6,
         );
     }
     let engine2 = engine.clone();
