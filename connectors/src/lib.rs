@@ -15,6 +15,7 @@ pub mod file;
 pub mod log;
 pub mod memory;
 pub mod mqtt;
+mod props;
 pub mod traits;
 
 use std::collections::BTreeMap;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::ConnectorError;
+use crate::props::Props;
 
 const CONNECTOR: &str = "file";
 
@@ -99,8 +100,8 @@ pub struct FileSourceConfig {
 impl FileSourceConfig {
     /// Validates the stream's DATASOURCE and the profile's properties.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
-        let p = Props::new(props);
-        p.check_keys();
+        let p = Props::new(CONNECTOR, props);
+        p.check_file_keys();
         if let Some(d) = p.string("decompression")?
             && !d.trim().is_empty()
         {
@@ -182,68 +183,11 @@ fn config_error(reason: String) -> ConnectorError {
     }
 }
 
-/// Properties with lower-cased keys (eKuiper matches names case-insensitively).
-struct Props<'a> {
-    entries: Vec<(String, &'a str, &'a Value)>,
-}
-
-impl<'a> Props<'a> {
-    fn new(map: &'a Map<String, Value>) -> Self {
-        Props {
-            entries: map
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), k.as_str(), v))
-                .collect(),
-        }
-    }
-
-    /// The value of `key` (lower case); null counts as absent.
-    fn get(&self, key: &str) -> Option<(&'a str, &'a Value)> {
-        self.entries
-            .iter()
-            .find(|(k, _, v)| k == key && !v.is_null())
-            .map(|(_, name, v)| (*name, *v))
-    }
-
+/// The file source's own property readers.
+impl Props<'_> {
     /// Warns about keys this connector neither reads nor leaves to the runtime.
-    fn check_keys(&self) {
-        for (key, name, _) in &self.entries {
-            let key = key.as_str();
-            if USED_KEYS.contains(&key) || COMMON_SOURCE_KEYS.contains(&key) {
-                continue;
-            }
-            if IGNORED_KEYS.contains(&key) {
-                tracing::warn!(
-                    "file source: property \"{name}\" is not supported by this build and is ignored"
-                );
-            } else {
-                tracing::warn!("file source: unknown property \"{name}\" is ignored");
-            }
-        }
-    }
-
-    fn string(&self, key: &str) -> Result<Option<&'a str>, ConnectorError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some((_, Value::String(s))) => Ok(Some(s.as_str())),
-            Some((name, other)) => Err(config_error(format!(
-                "\"{name}\" must be a string, got {other}"
-            ))),
-        }
-    }
-
-    fn boolean(&self, key: &str) -> Result<Option<bool>, ConnectorError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some((_, Value::Bool(b))) => Ok(Some(*b)),
-            Some((_, Value::String(s))) if s.trim().eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some((_, Value::String(s))) if s.trim().eq_ignore_ascii_case("false") => {
-                Ok(Some(false))
-            }
-            Some((name, other)) => Err(config_error(format!(
-                "\"{name}\" must be true or false, got {other}"
-            ))),
-        }
+    fn check_file_keys(&self) {
+        self.check_keys("file source", USED_KEYS, COMMON_SOURCE_KEYS, IGNORED_KEYS);
     }
 
     /// A non-negative integer, 0 when absent.

@@ -12,6 +12,7 @@ use rumqttc::QoS;
 use serde_json::{Map, Value};
 
 use crate::ConnectorError;
+use crate::props::Props;
 
 const CONNECTOR: &str = "mqtt";
 
@@ -197,11 +198,12 @@ pub struct MqttSourceConfig {
 impl MqttSourceConfig {
     /// Validates the stream's DATASOURCE and the connection properties.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
-        let props = Props::new(props);
+        let props = Props::new(CONNECTOR, props);
         props.check_keys(
-            "source",
+            "mqtt source",
             &["server", "username", "password", "clientid", "qos"],
             COMMON_SOURCE_KEYS,
+            IGNORED_KEYS,
         );
         let topic = datasource.trim();
         if topic.is_empty() {
@@ -256,9 +258,9 @@ impl MqttSinkConfig {
                 )));
             }
         };
-        let props = Props::new(props);
+        let props = Props::new(CONNECTOR, props);
         props.check_keys(
-            "sink",
+            "mqtt sink",
             &[
                 "server",
                 "topic",
@@ -272,6 +274,7 @@ impl MqttSinkConfig {
                 "omitifempty",
             ],
             COMMON_SINK_KEYS,
+            IGNORED_KEYS,
         );
         let topic = props
             .string("topic")?
@@ -301,68 +304,8 @@ impl MqttSinkConfig {
     }
 }
 
-/// Properties with lower-cased keys (eKuiper matches names case-insensitively).
-struct Props<'a> {
-    entries: Vec<(String, &'a str, &'a Value)>,
-}
-
-impl<'a> Props<'a> {
-    fn new(map: &'a Map<String, Value>) -> Self {
-        Props {
-            entries: map
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), k.as_str(), v))
-                .collect(),
-        }
-    }
-
-    /// The value of `key` (lower case); null counts as absent.
-    fn get(&self, key: &str) -> Option<(&'a str, &'a Value)> {
-        self.entries
-            .iter()
-            .find(|(k, _, v)| k == key && !v.is_null())
-            .map(|(_, name, v)| (*name, *v))
-    }
-
-    /// Warns about keys that are neither `used` nor `common` (handled by the runtime).
-    fn check_keys(&self, kind: &str, used: &[&str], common: &[&str]) {
-        for (key, name, _) in &self.entries {
-            let key = key.as_str();
-            if used.contains(&key) || common.contains(&key) {
-                continue;
-            }
-            if IGNORED_KEYS.contains(&key) {
-                tracing::warn!(
-                    "mqtt {kind}: property \"{name}\" is not supported by this build and is ignored"
-                );
-            } else {
-                tracing::warn!("mqtt {kind}: unknown property \"{name}\" is ignored");
-            }
-        }
-    }
-
-    fn string(&self, key: &str) -> Result<Option<&'a str>, ConnectorError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some((_, Value::String(s))) => Ok(Some(s.as_str())),
-            Some((name, other)) => Err(config_error(format!(
-                "\"{name}\" must be a string, got {other}"
-            ))),
-        }
-    }
-
-    fn boolean(&self, key: &str) -> Result<Option<bool>, ConnectorError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some((_, Value::Bool(b))) => Ok(Some(*b)),
-            Some((_, Value::String(s))) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some((_, Value::String(s))) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some((name, other)) => Err(config_error(format!(
-                "\"{name}\" must be true or false, got {other}"
-            ))),
-        }
-    }
-
+/// The MQTT connector's own property readers.
+impl Props<'_> {
     fn qos(&self, default: QoS) -> Result<QoS, ConnectorError> {
         let Some((name, value)) = self.get("qos") else {
             return Ok(default);
