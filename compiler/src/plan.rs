@@ -213,22 +213,25 @@ impl LogicalPlan {
         }
     }
 
+    /// This node and the ones below it, down to the scan (the plan is a chain).
+    pub fn chain(&self) -> impl Iterator<Item = &LogicalPlan> {
+        std::iter::successors(Some(self), |n| n.input())
+    }
+
     /// True when the SELECT list has `unnest`.
     pub fn has_unnest(&self) -> bool {
-        match self {
-            LogicalPlan::Project { items, .. } => items
-                .iter()
-                .any(|i| matches!(i, ProjectItem::Unnest { .. })),
-            other => other.input().is_some_and(LogicalPlan::has_unnest),
-        }
+        self.chain().any(|n| {
+            matches!(n, LogicalPlan::Project { items, .. }
+                if items.iter().any(|i| matches!(i, ProjectItem::Unnest { .. })))
+        })
     }
 
     /// The window node of the plan, if it has one.
     pub fn aggregate(&self) -> Option<&AggregateSpec> {
-        match self {
-            LogicalPlan::Aggregate { spec, .. } => Some(spec),
-            other => other.input().and_then(LogicalPlan::aggregate),
-        }
+        self.chain().find_map(|n| match n {
+            LogicalPlan::Aggregate { spec, .. } => Some(&**spec),
+            _ => None,
+        })
     }
 
     /// The plan as indented text, one node per line, leaves last (as `EXPLAIN` prints it).

@@ -788,18 +788,20 @@ impl Engine {
             late_rows: late_rows.clone(),
             tables: {
                 let tables = self.inner.tables.lock().expect("tables lock");
-                let mut used = HashMap::new();
-                let mut node = Some(plan);
-                while let Some(n) = node {
-                    if let LogicalPlan::JoinTable { join, .. } = n {
-                        let t = tables.get(&join.table).ok_or_else(|| {
-                            EngineError::NotFound(format!("table \"{}\" not found", join.table))
-                        })?;
-                        used.insert(join.table.clone(), t.state.clone());
-                    }
-                    node = n.input();
-                }
-                used
+                plan.chain()
+                    .filter_map(|n| match n {
+                        LogicalPlan::JoinTable { join, .. } => Some(&join.table),
+                        _ => None,
+                    })
+                    .map(|name| {
+                        tables
+                            .get(name)
+                            .map(|t| (name.clone(), t.state.clone()))
+                            .ok_or_else(|| {
+                                EngineError::NotFound(format!("table \"{name}\" not found"))
+                            })
+                    })
+                    .collect::<Result<_, _>>()?
             },
             to_windows: Default::default(),
             rule: Arc::new(quiver_compiler::eval::RuleContext {
@@ -1192,13 +1194,8 @@ fn node_names(
 fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
     let mut names = Vec::new();
     let mut seen_window = false;
-    let mut node = plan;
-    let mut top_down = Vec::new();
-    while let Some(input) = node.input() {
-        top_down.push(node);
-        node = input;
-    }
-    for n in top_down.iter().rev() {
+    let bottom_up: Vec<&LogicalPlan> = plan.chain().collect();
+    for n in bottom_up.into_iter().rev() {
         match n {
             LogicalPlan::Filter { .. } if seen_window => names.push("having"),
             LogicalPlan::Filter { .. } => names.push("filter"),
@@ -1224,80 +1221,21 @@ fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
 
 /// True when the plan joins table `name`.
 fn joins_table(plan: &LogicalPlan, name: &str) -> bool {
-    let mut node = Some(plan);
-    while let Some(n) = node {
-        if let LogicalPlan::JoinTable { join, .. } = n
-            && join.table == name
-        {
-            return true;
-        }
-        node = n.input();
-    }
-    false
+    plan.chain()
+        .any(|n| matches!(n, LogicalPlan::JoinTable { join, .. } if join.table == name))
 }
 
 /// True when the plan has analytic functions (state that depends on row order).
 fn has_analytic(plan: &LogicalPlan) -> bool {
-    let mut node = plan;
-    loop {
-        if matches!(node, LogicalPlan::Analytic { .. }) {
-            return true;
-        }
-        match node.input() {
-            Some(n) => node = n,
-            None => return false,
-        }
-    }
+    plan.chain()
+        .any(|n| matches!(n, LogicalPlan::Analytic { .. }))
 }
 
+/// True when an expression reads message metadata, so the decoder must add those columns.
 fn uses_meta(plan: &LogicalPlan) -> bool {
     let mut found = false;
-    let mut carried_meta = false;
-    let mut check = |e: &quiver_compiler::expr::Expr| {
-        e.visit(&mut |x| {
-            if matches!(x, quiver_compiler::expr::Expr::Meta(_)) {
-                found = true;
-            }
-        })
-    };
-    let mut node = plan;
-    loop {
-        match node {
-            LogicalPlan::Scan(_) => break,
-            LogicalPlan::Filter { predicate, .. } => check(predicate),
-            LogicalPlan::Project { items, .. } => {
-                for item in items {
-                    if let quiver_compiler::ProjectItem::Expr { expr, .. } = item {
-                        check(expr);
-                    }
-                }
-            }
-            LogicalPlan::Aggregate { spec, .. } => {
-                spec.keys.iter().for_each(&mut check);
-                spec.aggs.iter().flat_map(|a| &a.args).for_each(&mut check);
-                if let quiver_compiler::window::Carry::Columns(cols) = &spec.carry {
-                    carried_meta |= cols
-                        .iter()
-                        .any(|c| c.starts_with(quiver_compiler::expr::META_PREFIX));
-                }
-                spec.window.filter.iter().for_each(&mut check);
-            }
-            LogicalPlan::Sort { keys, .. } => keys.iter().for_each(|k| check(&k.expr)),
-            LogicalPlan::Analytic { calls, .. } => {
-                for c in calls {
-                    c.args.iter().for_each(&mut check);
-                    c.partition.iter().for_each(&mut check);
-                    c.when.iter().for_each(&mut check);
-                }
-            }
-            LogicalPlan::JoinTable { join, .. } => {
-                crate::table::join_exprs(join).for_each(&mut check);
-            }
-            LogicalPlan::Limit { .. } => {}
-        }
-        node = node.input().expect("non-scan nodes have an input");
-    }
-    found || carried_meta
+    plan.visit_exprs(&mut |e| found |= matches!(e, quiver_compiler::expr::Expr::Meta(_)));
+    found
 }
 
 /// The rule's event-time settings: `isEventTime` needs the stream's `TIMESTAMP` field;

@@ -101,14 +101,9 @@ pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
     render_sink(stream, rule, pending);
 }
 
-/// The plan's nodes from the scan up, and the position of the window node among them.
+/// The plan's nodes from the one above the scan up (the order they run in).
 fn nodes(plan: &LogicalPlan) -> Vec<&LogicalPlan> {
-    let mut out = Vec::new();
-    let mut node = plan;
-    while let Some(input) = node.input() {
-        out.push(node);
-        node = input;
-    }
+    let mut out: Vec<&LogicalPlan> = plan.chain().filter(|n| n.input().is_some()).collect();
     out.reverse();
     out
 }

@@ -15,7 +15,6 @@ use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use quiver_compiler::aggregate::json_value;
 use quiver_compiler::eval::{EvalContext, true_mask};
-use quiver_compiler::expr::Expr;
 use quiver_compiler::plan::TableJoin;
 
 use crate::metrics::NodeMetrics;
@@ -352,9 +351,4 @@ impl BatchOperator for JoinTableOp {
             }
         }
     }
-}
-
-/// Expressions in a join's key list, for callers that need to know what a join reads.
-pub fn join_exprs(join: &TableJoin) -> impl Iterator<Item = &Expr> {
-    join.stream_keys.iter().chain(join.residual.iter())
 }
