@@ -449,12 +449,21 @@ impl Watermark {
         let mut ts = Vec::with_capacity(rows);
         let mut keep = Vec::with_capacity(rows);
         let col = quiver_compiler::eval::column_by_name(&batch, &self.field).cloned();
+        // Epoch milliseconds in a BIGINT column (the common case) are read directly; other
+        // types go through the general time reader row by row.
+        let millis = col
+            .as_ref()
+            .filter(|c| c.data_type() == &arrow::datatypes::DataType::Int64)
+            .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().clone());
         let mut late = 0u64;
         let mut moved = false;
         for r in 0..rows {
-            let t = col.as_ref().and_then(|c| {
-                quiver_compiler::functions::event_millis(c, r, self.format.as_deref())
-            });
+            let t = match &millis {
+                Some(m) => arrow::array::Array::is_valid(m, r).then(|| m.value(r)),
+                None => col.as_ref().and_then(|c| {
+                    quiver_compiler::functions::event_millis(c, r, self.format.as_deref())
+                }),
+            };
             match t {
                 None => {
                     failures.rows += 1;
