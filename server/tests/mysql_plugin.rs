@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,17 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, temp_dir, wait_metric};
+use common::{Server, repo_root, serve_files, temp_dir, wait_metric};
 use serde_json::{Value, json};
 
 const DB_URL: &str = "mysql://root@127.0.0.1:3306/test";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the server crate is in the repository")
-        .to_path_buf()
-}
 
 /// Runs `scripts/package-plugin.sh connectors/mysql` and returns the zip it names on its
 /// last line, copied into `dir` (so a concurrent run of the script cannot change it).
@@ -53,43 +46,6 @@ fn package_mysql(dir: &Path) -> PathBuf {
     let zip = dir.join("mysqlSink.zip");
     std::fs::copy(root.join(last), &zip).expect("copy the zip");
     zip
-}
-
-/// Serves the files of `dir` over HTTP on loopback; returns its base URL.
-fn serve_files(dir: &Path) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let dir = dir.to_path_buf();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let mut h = String::new();
-            while reader.read_line(&mut h).is_ok_and(|n| n > 2) {
-                h.clear();
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            match std::fs::read(dir.join(path.trim_start_matches('/'))) {
-                Ok(body) => {
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = conn.write_all(&body);
-                }
-                Err(_) => {
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    );
-                }
-            }
-        }
-    });
-    base
 }
 
 /// Runs SQL with the `mariadb` client in database `test`; returns the tab-separated output.

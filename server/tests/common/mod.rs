@@ -190,3 +190,49 @@ pub fn wait_metric(server: &Server, rule: &str, key: &str, want: u64) -> Value {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the server crate is in the repository")
+        .to_path_buf()
+}
+
+/// Serves the files of `dir` over HTTP on loopback; returns its base URL.
+pub fn serve_files(dir: &Path) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut reader, &mut line);
+            // Drain the headers.
+            let mut h = String::new();
+            while std::io::BufRead::read_line(&mut reader, &mut h).is_ok_and(|n| n > 2) {
+                h.clear();
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            match std::fs::read(dir.join(path.trim_start_matches('/'))) {
+                Ok(body) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(&body);
+                }
+                Err(_) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+        }
+    });
+    base
+}
