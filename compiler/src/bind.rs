@@ -101,6 +101,8 @@ pub fn compile_rule(
         aggs: None,
         window: false,
         in_aggregate: false,
+        hit_cached: false,
+        agg_hits: false,
         whens,
         analytics: Vec::new(),
         tables: join_refs.iter().map(|j| j.table.clone()).collect(),
@@ -139,7 +141,10 @@ pub fn compile_rule(
         };
     }
     if let Some(selection) = &select.selection {
-        let predicate = binder.expr(selection)?;
+        binder.hit_cached = true;
+        let predicate = binder.expr(selection);
+        binder.hit_cached = false;
+        let predicate = predicate?;
         check_condition("WHERE", &predicate, selection)?;
         plan = LogicalPlan::Filter {
             input: Box::new(plan),
@@ -199,7 +204,10 @@ pub fn compile_rule(
     let aliases = std::mem::take(&mut binder.aliases);
     let having = match &select.having {
         Some(h) => {
-            let bound = binder.expr(h)?;
+            binder.hit_cached = true;
+            let bound = binder.expr(h);
+            binder.hit_cached = false;
+            let bound = bound?;
             check_condition("HAVING", &bound, h)?;
             Some(bound)
         }
@@ -267,6 +275,7 @@ pub fn compile_rule(
                     } else {
                         Carry::Columns(carry)
                     },
+                    grouped: binder.agg_hits,
                 }),
             };
         }
@@ -286,6 +295,7 @@ pub fn compile_rule(
                     keys: Vec::new(),
                     aggs,
                     carry: Carry::All,
+                    grouped: false,
                 }),
             };
         }
@@ -763,6 +773,10 @@ struct Binder<'a> {
     analytics: Vec<AnalyticCall>,
     /// Tables joined to the stream.
     tables: Vec<TableRef>,
+    /// Binding a condition (WHERE, HAVING, WHEN): `last_hit_*` calls only read there.
+    hit_cached: bool,
+    /// A `last_agg_hit_*` call was bound: eKuiper counts it as an aggregate.
+    agg_hits: bool,
 }
 
 impl Binder<'_> {
@@ -1274,6 +1288,9 @@ impl Binder<'_> {
         if let Some(special) = self.context_function(&name, args.len(), pos)? {
             return Ok(special);
         }
+        if let Some(hit) = self.hit_function(&name, args.len(), pos)? {
+            return Ok(hit);
+        }
         if name == "unnest" || name == "extract" {
             return Err(CompileError::at(
                 format!("{name}(...) must be a whole SELECT field, e.g. SELECT {name}(x) FROM s"),
@@ -1342,6 +1359,60 @@ impl Binder<'_> {
 }
 
 impl Binder<'_> {
+    /// `last_hit_count()`, `last_hit_time()` and their `last_agg_hit_*` forms (see
+    /// [`crate::hit`]): row-level forms in rules without a window (and in WHERE or a sliding
+    /// window's WHEN), `agg` forms in the SELECT and HAVING of window rules, as in eKuiper.
+    fn hit_function(&mut self, name: &str, args: usize, pos: Option<Pos>) -> Result<Option<Expr>> {
+        use crate::hit::{HitSite, HitValue};
+        let (what, agg) = match name {
+            "last_hit_count" => (HitValue::Count, false),
+            "last_hit_time" => (HitValue::Time, false),
+            "last_agg_hit_count" => (HitValue::Count, true),
+            "last_agg_hit_time" => (HitValue::Time, true),
+            _ => return Ok(None),
+        };
+        if args != 0 {
+            return Err(CompileError::at(
+                format!("function \"{name}\" takes no arguments"),
+                pos,
+            ));
+        }
+        let window_results = self.window && self.aggs.is_some();
+        if agg && !window_results {
+            return Err(CompileError::at(
+                format!(
+                    "function \"{name}\" can only be used in the SELECT or HAVING of a rule with a window; use {} on rows",
+                    name.replace("_agg", "")
+                ),
+                pos,
+            ));
+        }
+        if !agg && window_results {
+            return Err(CompileError::at(
+                format!(
+                    "function \"{name}\" is not supported over a window's results (only in WHERE or a sliding window's OVER (WHEN ...)); use {}",
+                    name.replace("last_", "last_agg_")
+                ),
+                pos,
+            ));
+        }
+        self.agg_hits |= agg;
+        let time = Expr::Column {
+            name: if agg {
+                WINDOW_END
+            } else {
+                crate::window::TS_COLUMN
+            }
+            .to_string(),
+            ty: SqlType::Known(arrow::datatypes::DataType::Int64),
+        };
+        Ok(Some(Expr::Hit {
+            site: std::sync::Arc::new(HitSite::new(what, agg)),
+            cached: self.hit_cached,
+            time: Box::new(time),
+        }))
+    }
+
     /// Functions that read the rule, the window or the row's place rather than arguments:
     /// `rule_id()`, `rule_start()`, `row_number()`, `event_time()`, `window_trigger()`.
     fn context_function(&self, name: &str, args: usize, pos: Option<Pos>) -> Result<Option<Expr>> {
@@ -1859,7 +1930,10 @@ impl Binder<'_> {
                         Some(tpos),
                     ));
                 }
-                let bound = self.expr(&cond)?;
+                self.hit_cached = true;
+                let bound = self.expr(&cond);
+                self.hit_cached = false;
+                let bound = bound?;
                 check_condition("OVER (WHEN ...)", &bound, &cond)?;
                 Some(bound)
             }

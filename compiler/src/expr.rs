@@ -125,6 +125,15 @@ pub enum Expr {
     Rule(RuleValue),
     /// `row_number()`: the row's position within its emission, from 1.
     RowNumber,
+    /// `last_hit_count()` and its kin (see [`crate::hit`]).
+    Hit {
+        /// The call site's state, shared by every copy of the rule's plan.
+        site: Arc<crate::hit::HitSite>,
+        /// In a condition: read only; the condition's operator records the hits.
+        cached: bool,
+        /// The time of a hit for each row (the row's time, or the window's end).
+        time: Box<Expr>,
+    },
 }
 
 /// What [`Expr::Rule`] reads from the running rule.
@@ -153,6 +162,15 @@ impl Expr {
                     (RuleValue::Start, Some(r)) => Literal::Int(r.start_ms).to_scalar(),
                     (_, None) => Columnar::null(),
                 })
+            }
+            Expr::Hit { site, cached, time } => {
+                if *cached {
+                    return Ok(Literal::Int(site.read()).to_scalar());
+                }
+                let times = hit_times(time, batch, ctx)?;
+                Ok(Columnar::Array(Arc::new(arrow::array::Int64Array::from(
+                    site.hit_all(&times),
+                ))))
             }
             Expr::RowNumber => {
                 let n = batch.num_rows() as i64;
@@ -432,7 +450,9 @@ impl Expr {
             Expr::Slice { base, .. } => base.sql_type(),
             Expr::Case { .. } | Expr::Meta(_) => SqlType::Any,
             Expr::Rule(RuleValue::Id) => SqlType::Known(DataType::Utf8),
-            Expr::Rule(RuleValue::Start) | Expr::RowNumber => SqlType::Known(DataType::Int64),
+            Expr::Rule(RuleValue::Start) | Expr::RowNumber | Expr::Hit { .. } => {
+                SqlType::Known(DataType::Int64)
+            }
         }
     }
 
@@ -445,6 +465,7 @@ impl Expr {
             | Expr::Meta(_)
             | Expr::Rule(_)
             | Expr::RowNumber => {}
+            Expr::Hit { time, .. } => time.visit(f),
             Expr::Field { base, .. } => base.visit(f),
             Expr::Index { base, index } => {
                 base.visit(f);
@@ -521,6 +542,25 @@ fn coerce(arr: ArrayRef, ty: &DataType) -> Result<ArrayRef, String> {
     arrow::compute::cast(arr.as_ref(), ty).map_err(|e| e.to_string())
 }
 
+/// The time of a hit for each row of `batch`: `time`'s value, or now where it has none.
+pub fn hit_times(
+    time: &Expr,
+    batch: &RecordBatch,
+    ctx: &mut EvalContext,
+) -> Result<Vec<i64>, String> {
+    let rows = batch.num_rows();
+    let col = time.eval(batch, ctx)?.into_array(rows);
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(
+        match col.as_primitive_opt::<arrow::datatypes::Int64Type>() {
+            Some(ts) => (0..rows)
+                .map(|r| if ts.is_valid(r) { ts.value(r) } else { now })
+                .collect(),
+            None => vec![now; rows],
+        },
+    )
+}
+
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -530,6 +570,7 @@ impl fmt::Display for Expr {
             Expr::Rule(RuleValue::Id) => f.write_str("rule_id()"),
             Expr::Rule(RuleValue::Start) => f.write_str("rule_start()"),
             Expr::RowNumber => f.write_str("row_number()"),
+            Expr::Hit { site, .. } => write!(f, "{site}"),
             Expr::Field { base, name } => write!(f, "{base}.{name}"),
             Expr::Index { base, index } => write!(f, "{base}[{index}]"),
             Expr::Slice { base, start, end } => {

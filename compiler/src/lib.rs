@@ -20,6 +20,7 @@ pub mod error;
 pub mod eval;
 pub mod expr;
 pub mod functions;
+pub mod hit;
 pub mod plan;
 pub mod types;
 pub mod window;

@@ -304,12 +304,14 @@ pub struct AggregateSpec {
     pub aggs: Vec<AggCall>,
     /// Input columns the result rows keep.
     pub carry: Carry,
+    /// One row per group even without aggregates (`last_agg_hit_*` makes an aggregate rule).
+    pub grouped: bool,
 }
 
 impl AggregateSpec {
     /// True when the window emits its rows as they are (no aggregate, no key).
     pub fn passes_rows(&self) -> bool {
-        self.keys.is_empty() && self.aggs.is_empty()
+        self.keys.is_empty() && self.aggs.is_empty() && !self.grouped
     }
 }
 

@@ -2,8 +2,11 @@
 //! `acc_*` functions row by row, with one state per call and `PARTITION BY` key, and appends
 //! each call's value as a hidden column.
 //!
-//! Rows must arrive in order for the results to mean anything, so the engine sends all input
-//! of a rule with analytic functions to one worker (as it does for event time).
+//! Rows must arrive in order for the results to mean anything, so one worker reads all input
+//! of a rule with analytic functions (as it does for event time). When every call of a
+//! window-less rule shares one `PARTITION BY`, the rows then spread over the workers by that
+//! key, like GROUP BY keys, each key's rows still in order; otherwise the state stays on the
+//! reading worker.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

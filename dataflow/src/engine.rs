@@ -834,12 +834,13 @@ impl Engine {
             }
         });
         let wake_all = wake.clone();
-        // Event time, analytic functions and windows whose bounds follow the sequence of rows
+        // Event time, analytic and hit functions and windows whose bounds follow the sequence of rows
         // (count, state, session, sliding) need the rows in order: one worker reads them all
         // (keeping the watermark, as eKuiper's one watermark operator does); the rows then
         // spread by window key.
         let ordered = event_time.is_some()
             || has_analytic(plan)
+            || reads_hits(plan)
             || plan.aggregate().is_some_and(|a| {
                 !a.window.kind.is_partitionable()
                     && a.window.kind != quiver_compiler::window::WindowKind::Rows
@@ -1223,6 +1224,13 @@ fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
 fn joins_table(plan: &LogicalPlan, name: &str) -> bool {
     plan.chain()
         .any(|n| matches!(n, LogicalPlan::JoinTable { join, .. } if join.table == name))
+}
+
+/// True when the plan calls `last_hit_*` (each row sees the hits of the rows before it).
+fn reads_hits(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    plan.visit_exprs(&mut |e| found |= matches!(e, quiver_compiler::expr::Expr::Hit { .. }));
+    found
 }
 
 /// True when the plan has analytic functions (state that depends on row order).

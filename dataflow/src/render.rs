@@ -175,6 +175,15 @@ fn render<'s>(
         matches!(n, LogicalPlan::Aggregate { spec, .. } if spec.window.kind != WindowKind::Rows)
     });
     let Some(at) = window_at else {
+        if let Some((a, partition)) = keyed_analytic(&nodes) {
+            // Analytic state is per partition: rows spread by partition key (each key's rows
+            // stay in order, since one worker reads them all and timely's channels keep order).
+            let mut pre = operators(&nodes[..a], &mut metrics, rule);
+            pre.push(Box::new(KeyOp { keys: partition }));
+            let post = operators(&nodes[a..], &mut metrics, rule);
+            let keyed = render_source(scope, rule, pre, pending.clone(), None, false);
+            return render_keyed(keyed, post, pending, rule);
+        }
         let chain = operators(&nodes, &mut metrics, rule);
         return render_source(scope, rule, chain, pending, None, true);
     };
@@ -223,6 +232,86 @@ fn render<'s>(
         pending,
         rule.sinks.len().max(1),
         rule.rule.clone(),
+    )
+}
+
+/// The position of the analytic node of a window-less rule whose analytic calls all share one
+/// non-empty `PARTITION BY`, and that partition: such a rule's rows can spread by that key.
+fn keyed_analytic(nodes: &[&LogicalPlan]) -> Option<(usize, Vec<quiver_compiler::expr::Expr>)> {
+    let mut found = None;
+    for (i, n) in nodes.iter().enumerate() {
+        let LogicalPlan::Analytic { calls, .. } = n else {
+            continue;
+        };
+        let first = &calls.first()?.partition;
+        let text = |p: &[quiver_compiler::expr::Expr]| -> Vec<String> {
+            p.iter().map(ToString::to_string).collect()
+        };
+        if found.is_some()
+            || first.is_empty()
+            || calls.iter().any(|c| text(&c.partition) != text(first))
+        {
+            return None;
+        }
+        found = Some((i, first.clone()));
+    }
+    found
+}
+
+/// Adds the window-key column (`__key`) computed from `keys`, which the key exchange reads.
+struct KeyOp {
+    keys: Vec<quiver_compiler::expr::Expr>,
+}
+
+impl BatchOperator for KeyOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let mut ctx = quiver_compiler::eval::EvalContext::new(batch.num_rows());
+        // Without a key (its evaluation failed) the batch goes to worker 0, where the
+        // analytic operator reports the failure.
+        match crate::window::encode_keys(&self.keys, &batch, &mut ctx) {
+            Some(key) => Some(add_column(batch, quiver_compiler::window::KEY_COLUMN, key)),
+            None => Some(batch),
+        }
+    }
+}
+
+/// Runs the rest of a keyed rule (the analytic node and what follows) on the worker that owns
+/// each partition key, then hands the results to that worker's sinks. It takes input only
+/// while its sinks keep up; rows left queued hold the source back through `to_windows`.
+fn render_keyed<'s>(
+    stream: Stream<'s, u64, ArrowBatch>,
+    mut chain: Chain,
+    pending: Rc<Cell<usize>>,
+    rule: &RuleDataflow,
+) -> Stream<'s, u64, ArrowBatch> {
+    let sinks = rule.sinks.len().max(1);
+    let ctx = rule.rule.clone();
+    let to_windows = rule.to_windows.clone();
+    let scope = stream.scope();
+    stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
+        DistributorPact(|_| KeyDistributor),
+        "Partitioned",
+        move |_cap, info| {
+            let retry = scope.activator_for(info.address.clone());
+            move |(input, _frontier), output| {
+                if pending.get() >= MAX_PENDING_BATCHES * sinks {
+                    retry.activate_after(RETRY);
+                    return;
+                }
+                input.for_each(|time, data| {
+                    let Some(batch) = data.0.take() else {
+                        return;
+                    };
+                    to_windows.fetch_sub(batch.num_rows(), Ordering::AcqRel);
+                    if let Some(out) = run_post(&mut chain, batch, &ctx) {
+                        pending.set(pending.get() + sinks);
+                        output
+                            .session(&time)
+                            .give_container(&mut ArrowBatch(Some(out)));
+                    }
+                });
+            }
+        },
     )
 }
 

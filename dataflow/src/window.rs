@@ -117,10 +117,19 @@ impl Prepare {
         }
         let w = &self.spec.window;
         if let Some(trigger) = &w.trigger {
-            push(
-                TRIGGER_COLUMN,
-                Arc::new(condition_lenient(trigger, &batch, &mut ctx)),
-            );
+            let hits = quiver_compiler::hit::cached_sites(trigger);
+            let mask = if hits.is_empty() {
+                condition_lenient(trigger, &batch, &mut ctx)
+            } else {
+                quiver_compiler::hit::condition_with_hits(
+                    trigger,
+                    &hits,
+                    &batch,
+                    &mut ctx,
+                    &condition_lenient,
+                )
+            };
+            push(TRIGGER_COLUMN, Arc::new(mask));
         }
         if let Some((begin, emit)) = &w.state {
             push(
@@ -235,7 +244,11 @@ fn condition_lenient(cond: &Expr, batch: &RecordBatch, ctx: &mut EvalContext) ->
 
 /// Encodes key expressions into one comparable byte string per row (arrow's row format), the
 /// identity of a group.
-fn encode_keys(keys: &[Expr], batch: &RecordBatch, ctx: &mut EvalContext) -> Option<ArrayRef> {
+pub(crate) fn encode_keys(
+    keys: &[Expr],
+    batch: &RecordBatch,
+    ctx: &mut EvalContext,
+) -> Option<ArrayRef> {
     let rows = batch.num_rows();
     let mut arrays = Vec::with_capacity(keys.len());
     for k in keys {

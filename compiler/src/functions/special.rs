@@ -339,9 +339,45 @@ pub const SPECIAL: &[(&str, FunctionDoc)] = &[
         "row_number",
         doc(
             "window",
-            "row_number()",
-            "Position of the row within its emission, from 1 (1 without a window).",
-            "row_number() → 3",
+            "row_number() [OVER ([PARTITION BY k, ...] [ORDER BY e [ASC|DESC], ...])]",
+            "Position of the row within its emission (or its partition of it, in ORDER BY order), from 1; 1 without a window.",
+            "row_number() OVER (PARTITION BY device ORDER BY t DESC) → 1",
+        ),
+    ),
+    (
+        "last_hit_count",
+        doc(
+            "other",
+            "last_hit_count()",
+            "How many rows passed before: in WHERE it reads the count of earlier passing rows; in SELECT it counts every row.",
+            "WHERE last_hit_count() < 3",
+        ),
+    ),
+    (
+        "last_hit_time",
+        doc(
+            "other",
+            "last_hit_time()",
+            "Time of the last row that passed (event time, epoch ms; 0 before any).",
+            "WHERE ts - last_hit_time() > 1000",
+        ),
+    ),
+    (
+        "last_agg_hit_count",
+        doc(
+            "aggregate",
+            "last_agg_hit_count()",
+            "How many window emissions passed HAVING before (SELECT: how many result rows before).",
+            "HAVING last_agg_hit_count() < 2",
+        ),
+    ),
+    (
+        "last_agg_hit_time",
+        doc(
+            "aggregate",
+            "last_agg_hit_time()",
+            "End time of the last window emission that passed HAVING (0 before any).",
+            "HAVING window_end() - last_agg_hit_time() >= 60000",
         ),
     ),
     (
