@@ -103,6 +103,7 @@ pub fn compile_rule(
         in_aggregate: false,
         hit_cached: false,
         agg_hits: false,
+        row_numbers: Vec::new(),
         whens,
         analytics: Vec::new(),
         tables: join_refs.iter().map(|j| j.table.clone()).collect(),
@@ -261,6 +262,10 @@ pub fn compile_rule(
             if let Some(h) = &having {
                 note(h);
             }
+            for rn in &binder.row_numbers {
+                rn.partition.iter().for_each(&mut note);
+                rn.order.iter().for_each(|k| note(&k.expr));
+            }
             for k in &sort_keys {
                 note(&k.expr);
             }
@@ -317,6 +322,13 @@ pub fn compile_rule(
         plan = LogicalPlan::Sort {
             input: Box::new(plan),
             keys: sort_keys,
+        };
+    }
+    let row_numbers = std::mem::take(&mut binder.row_numbers);
+    if !row_numbers.is_empty() {
+        plan = LogicalPlan::RowNumber {
+            input: Box::new(plan),
+            specs: row_numbers,
         };
     }
     plan = LogicalPlan::Project {
@@ -379,6 +391,10 @@ fn above_scan(plan: LogicalPlan, calls: Vec<AnalyticCall>) -> LogicalPlan {
         LogicalPlan::Sort { input, keys } => LogicalPlan::Sort {
             input: Box::new(above_scan(*input, calls)),
             keys,
+        },
+        LogicalPlan::RowNumber { input, specs } => LogicalPlan::RowNumber {
+            input: Box::new(above_scan(*input, calls)),
+            specs,
         },
         LogicalPlan::Limit { input, n } => LogicalPlan::Limit {
             input: Box::new(above_scan(*input, calls)),
@@ -777,6 +793,8 @@ struct Binder<'a> {
     hit_cached: bool,
     /// A `last_agg_hit_*` call was bound: eKuiper counts it as an aggregate.
     agg_hits: bool,
+    /// `row_number() OVER (...)` calls over a window's results.
+    row_numbers: Vec<crate::plan::RowNumberSpec>,
 }
 
 impl Binder<'_> {
@@ -1264,6 +1282,9 @@ impl Binder<'_> {
         if let Some(kind) = AnalyticKind::from_name(&name) {
             return self.analytic(kind, f, pos);
         }
+        if name == "row_number" && f.over.is_some() && f.filter.is_none() {
+            return self.row_number_over(f, pos);
+        }
         if f.over.is_some() || f.filter.is_some() {
             return Err(CompileError::at(
                 format!(
@@ -1411,6 +1432,51 @@ impl Binder<'_> {
             cached: self.hit_cached,
             time: Box::new(time),
         }))
+    }
+
+    /// `row_number() OVER ([PARTITION BY ...] [ORDER BY ...])`: numbers within each partition
+    /// of a window's emission; 1 on rows (each row is its own emission).
+    fn row_number_over(&mut self, f: &ast::Function, pos: Option<Pos>) -> Result<Expr> {
+        if matches!(&f.args, FunctionArguments::List(l) if !l.args.is_empty()) {
+            return Err(CompileError::at(
+                "function \"row_number\" takes no arguments",
+                pos,
+            ));
+        }
+        let spec = match &f.over {
+            Some(ast::WindowType::WindowSpec(spec)) if spec.window_frame.is_none() => spec,
+            _ => {
+                return Err(CompileError::at(
+                    "the OVER clause of \"row_number\" takes only PARTITION BY and ORDER BY",
+                    pos,
+                ));
+            }
+        };
+        let partition = spec
+            .partition_by
+            .iter()
+            .map(|e| self.expr(e))
+            .collect::<Result<Vec<_>>>()?;
+        let mut order = Vec::new();
+        for o in &spec.order_by {
+            order.push(SortKey {
+                expr: self.expr(&o.expr)?,
+                ascending: !matches!(o.options.sort, Some(ast::OrderBySort::Desc)),
+            });
+        }
+        if !(self.window && self.aggs.is_some()) {
+            return Ok(Expr::Literal(Literal::Int(1)));
+        }
+        let column = format!("__rownum_{}", self.row_numbers.len());
+        self.row_numbers.push(crate::plan::RowNumberSpec {
+            partition,
+            order,
+            column: column.clone(),
+        });
+        Ok(Expr::Column {
+            name: column,
+            ty: SqlType::Known(arrow::datatypes::DataType::Int64),
+        })
     }
 
     /// Functions that read the rule, the window or the row's place rather than arguments:

@@ -42,6 +42,37 @@ pub struct TableJoin {
     pub residual: Option<Expr>,
 }
 
+/// One `row_number() OVER (...)` call over a window's results.
+#[derive(Debug, Clone)]
+pub struct RowNumberSpec {
+    /// `PARTITION BY`: numbering restarts for each distinct key.
+    pub partition: Vec<Expr>,
+    /// `ORDER BY` within a partition.
+    pub order: Vec<SortKey>,
+    /// The hidden column that receives the numbers.
+    pub column: String,
+}
+
+impl fmt::Display for RowNumberSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = row_number() OVER (", self.column)?;
+        if !self.partition.is_empty() {
+            let keys: Vec<String> = self.partition.iter().map(ToString::to_string).collect();
+            write!(f, "PARTITION BY {}", keys.join(", "))?;
+        }
+        if !self.order.is_empty() {
+            let keys: Vec<String> = self
+                .order
+                .iter()
+                .map(|k| format!("{} {}", k.expr, if k.ascending { "ASC" } else { "DESC" }))
+                .collect();
+            let sep = if self.partition.is_empty() { "" } else { " " };
+            write!(f, "{sep}ORDER BY {}", keys.join(", "))?;
+        }
+        f.write_str(")")
+    }
+}
+
 /// One item of a SELECT list.
 #[derive(Debug, Clone)]
 pub enum ProjectItem {
@@ -121,6 +152,14 @@ pub enum LogicalPlan {
         /// Keys, most significant first.
         keys: Vec<SortKey>,
     },
+    /// `row_number() OVER (PARTITION BY ... ORDER BY ...)`, within each emission: rows are
+    /// grouped by partition (in the text order of their keys, as eKuiper) and sorted.
+    RowNumber {
+        /// The rows to number.
+        input: Box<LogicalPlan>,
+        /// One numbering per call; each adds its column.
+        specs: Vec<RowNumberSpec>,
+    },
     /// LIMIT n, within each emission.
     Limit {
         /// The rows to cut.
@@ -141,6 +180,7 @@ impl LogicalPlan {
             | LogicalPlan::Analytic { input, .. }
             | LogicalPlan::JoinTable { input, .. }
             | LogicalPlan::Sort { input, .. }
+            | LogicalPlan::RowNumber { input, .. }
             | LogicalPlan::Limit { input, .. } => input.scan(),
         }
     }
@@ -155,6 +195,7 @@ impl LogicalPlan {
             | LogicalPlan::Analytic { input, .. }
             | LogicalPlan::JoinTable { input, .. }
             | LogicalPlan::Sort { input, .. }
+            | LogicalPlan::RowNumber { input, .. }
             | LogicalPlan::Limit { input, .. } => Some(input),
         }
     }
@@ -201,6 +242,12 @@ impl LogicalPlan {
                 }
             }
             LogicalPlan::Sort { keys, .. } => keys.iter().for_each(|k| k.expr.visit(f)),
+            LogicalPlan::RowNumber { specs, .. } => {
+                for s in specs {
+                    s.partition.iter().for_each(|e| e.visit(f));
+                    s.order.iter().for_each(|k| k.expr.visit(f));
+                }
+            }
             LogicalPlan::JoinTable { join, .. } => {
                 join.stream_keys
                     .iter()
@@ -300,6 +347,11 @@ impl LogicalPlan {
                     .map(|k| format!("{} {}", k.expr, if k.ascending { "ASC" } else { "DESC" }))
                     .collect();
                 let _ = writeln!(out, "{pad}Order: {}", list.join(", "));
+                input.explain_into(out, depth + 1);
+            }
+            LogicalPlan::RowNumber { input, specs } => {
+                let list: Vec<String> = specs.iter().map(ToString::to_string).collect();
+                let _ = writeln!(out, "{pad}RowNumber: {}", list.join(", "));
                 input.explain_into(out, depth + 1);
             }
             LogicalPlan::Limit { input, n } => {

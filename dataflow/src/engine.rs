@@ -1212,6 +1212,7 @@ fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
                 );
             }
             LogicalPlan::Sort { .. } => names.push("order"),
+            LogicalPlan::RowNumber { .. } => names.push("windowFunc"),
             LogicalPlan::Analytic { .. } => names.push("analytic"),
             LogicalPlan::JoinTable { .. } => names.push("join"),
             LogicalPlan::Limit { .. } | LogicalPlan::Scan(_) => {}

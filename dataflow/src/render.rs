@@ -129,6 +129,13 @@ fn operators(
                 let m = metrics.next().expect("one metrics node per operator");
                 chain.push(Box::new(SortOp::new(keys.clone(), m)));
             }
+            LogicalPlan::RowNumber { specs, .. } => {
+                let m = metrics.next().expect("one metrics node per operator");
+                chain.push(Box::new(crate::operator::RowNumberOp::new(
+                    specs.clone(),
+                    m,
+                )));
+            }
             // eKuiper applies LIMIT inside its project node: no node of its own.
             LogicalPlan::Limit { n, .. } => chain.push(Box::new(LimitOp::new(*n))),
             LogicalPlan::Aggregate { spec, .. } => {

@@ -25,6 +25,48 @@ pub struct StoredRule {
     pub running: bool,
 }
 
+/// `get_keyed_state`'s store: the `keyed_state (key, val)` table of the catalog database, which
+/// other programs write (`REPLACE INTO keyed_state VALUES ('threshold', '25')`), read through
+/// a connection of its own so rules never wait for catalog writes.
+#[derive(Debug)]
+pub struct KeyedState {
+    conn: Mutex<Connection>,
+}
+
+impl KeyedState {
+    /// Opens the keyed-state table of `<dir>/quiver.db` (created by [`Catalog::open`]).
+    pub fn open(dir: &Path) -> Result<KeyedState, CatalogError> {
+        let conn = Connection::open(dir.join("quiver.db"))?;
+        // Another program may be writing: wait for its lock briefly rather than fail.
+        conn.busy_timeout(std::time::Duration::from_millis(200))?;
+        Ok(KeyedState {
+            conn: Mutex::new(conn),
+        })
+    }
+}
+
+impl quiver_compiler::functions::KeyedStateStore for KeyedState {
+    fn get(&self, key: &str) -> Result<Option<String>, String> {
+        use rusqlite::types::Value;
+        let conn = self.conn.lock().expect("keyed state lock");
+        let value: Option<Value> = conn
+            .query_row(
+                "SELECT val FROM keyed_state WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| e.to_string())?;
+        Ok(match value {
+            None | Some(Value::Null) => None,
+            Some(Value::Integer(i)) => Some(i.to_string()),
+            Some(Value::Real(f)) => Some(f.to_string()),
+            Some(Value::Text(t)) => Some(t),
+            Some(Value::Blob(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+        })
+    }
+}
+
 /// The SQLite-backed catalog.
 pub struct Catalog {
     conn: Mutex<Connection>,
@@ -47,6 +89,10 @@ impl Catalog {
                  json    TEXT NOT NULL,
                  running INTEGER NOT NULL,
                  seq     INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS keyed_state (
+                 key TEXT PRIMARY KEY,
+                 val BLOB
              );",
         )?;
         Ok(Catalog {

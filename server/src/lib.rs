@@ -99,6 +99,9 @@ pub async fn serve(
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let catalog = catalog::Catalog::open(&settings.data_dir)?;
+    quiver_compiler::functions::set_keyed_state_store(Some(Arc::new(catalog::KeyedState::open(
+        &settings.data_dir,
+    )?)));
     let engine = Engine::start(
         EngineConfig {
             workers: settings.workers,

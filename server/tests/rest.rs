@@ -308,3 +308,30 @@ fn tables_over_rest_feed_stream_table_joins() {
     assert_eq!(server.json("GET", "/tables", None), (200, json!([])));
     server.stop();
 }
+
+#[test]
+fn get_keyed_state_reads_values_other_programs_write_into_the_catalog_database() {
+    let dir = temp_dir("keyed");
+    let server = Server::start(&dir);
+    let stream = json!({"sql": r#"CREATE STREAM readings (device STRING, temperature FLOAT) WITH (DATASOURCE="/api/keyed", TYPE="httppush", FORMAT="json")"#});
+    assert_eq!(server.call("POST", "/streams", Some(stream)).0, 201);
+    let rule = json!({"id": "k", "sql": r#"SELECT device FROM readings WHERE temperature > get_keyed_state("threshold", "float", 100)"#, "actions": [{"log": {}}]});
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    // No threshold stored yet: the default (100) keeps both rows out.
+    let batch = r#"[{"device":"a","temperature":25},{"device":"b","temperature":10}]"#;
+    assert_eq!(server.push("/api/keyed", batch).0, 200);
+    let st = wait_metric(&server, "k", "op_2_decoder_0_records_out_total", 2);
+    assert_eq!(st["op_3_filter_0_records_out_total"], json!(0));
+
+    // An operator sets the threshold from outside; the next rows see it.
+    let db = rusqlite::Connection::open(dir.join("quiver.db")).unwrap();
+    db.execute(
+        "REPLACE INTO keyed_state (key, val) VALUES ('threshold', '20')",
+        [],
+    )
+    .unwrap();
+    assert_eq!(server.push("/api/keyed", batch).0, 200);
+    let st = wait_metric(&server, "k", "op_2_decoder_0_records_out_total", 4);
+    assert_eq!(st["op_3_filter_0_records_out_total"], json!(1), "{st}");
+    server.stop();
+}

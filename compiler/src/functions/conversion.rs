@@ -80,17 +80,32 @@ impl ScalarFunction for Cast {
                 )
             })
         };
-        let out: ArrayRef = match target.as_str() {
-            "bigint" => Arc::new(to_bigint(&arr, &mut fail)),
-            "float" => Arc::new(to_float(&arr, &mut fail)),
-            "string" => Arc::new(to_string(&arr)?),
-            "boolean" => Arc::new(to_boolean(&arr, &mut fail)),
-            "datetime" => Arc::new(to_datetime(&arr, &mut fail)),
-            "bytea" => Arc::new(to_bytea(&arr, &mut fail)),
-            other => return Err(format!("unknown cast target \"{other}\"")),
-        };
+        let out = convert(&target, &arr, &mut fail)?;
         Ok(shape(&args[..1], out))
     }
+}
+
+/// `arr` converted to a cast target type (`bigint`, `float`, ...); rows that cannot be
+/// converted go to `fail` and come out null.
+pub(super) fn convert(
+    target: &str,
+    arr: &ArrayRef,
+    fail: &mut impl FnMut(usize, &ArrayRef, &str),
+) -> Result<ArrayRef, String> {
+    Ok(match target {
+        "bigint" => Arc::new(to_bigint(arr, fail)),
+        "float" => Arc::new(to_float(arr, fail)),
+        "string" => Arc::new(to_string(arr)?),
+        "boolean" => Arc::new(to_boolean(arr, fail)),
+        "datetime" => Arc::new(to_datetime(arr, fail)),
+        "bytea" => Arc::new(to_bytea(arr, fail)),
+        other => return Err(format!("unknown cast target \"{other}\"")),
+    })
+}
+
+/// The result type of a cast target.
+pub(super) fn cast_type(target: &str) -> DataType {
+    target_type(target)
 }
 
 /// Go's `strconv.ParseInt(s, 0, 64)`: `0x` hex, `0o`/leading `0` octal, `0b` binary.

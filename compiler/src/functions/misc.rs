@@ -1,4 +1,4 @@
-//! eKuiper's helper functions that are plain scalars: delay and props.
+//! eKuiper's helper functions that are plain scalars: delay, props and bypass.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,6 +16,32 @@ use crate::types::SqlType;
 pub(super) fn register(r: &mut Registry) {
     r.register(Arc::new(Delay));
     r.register(Arc::new(Props));
+    r.register(Arc::new(Bypass));
+}
+
+/// `bypass(x)`: `x` unchanged. eKuiper's planner rewrites aggregates it has already computed
+/// into this call; rules may call it too.
+#[derive(Debug)]
+struct Bypass;
+impl ScalarFunction for Bypass {
+    fn name(&self) -> &'static str {
+        "bypass"
+    }
+    fn doc(&self) -> FunctionDoc {
+        FunctionDoc {
+            category: "other",
+            syntax: "bypass(x)",
+            description: "x unchanged (eKuiper's planner uses it for values computed earlier)",
+            example: "bypass(temperature) = temperature",
+        }
+    }
+    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
+        check_arity(args, 1, 1)?;
+        Ok(args[0].ty.clone())
+    }
+    fn invoke(&self, args: &[Columnar], _ctx: &mut EvalContext) -> Result<Columnar, String> {
+        Ok(args[0].clone())
+    }
 }
 
 /// Longest wait `delay` makes, per batch. eKuiper sleeps for every row; here the worker that

@@ -14,11 +14,13 @@ mod misc;
 mod object;
 mod other;
 mod special;
+mod state;
 mod string;
 mod transform;
 
 pub use datetime::{event_millis, millis_at, parse_with_pattern};
 pub(crate) use json::{json_to_array, value_to_json};
+pub use state::{KeyedStateStore, set_keyed_state_store};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -108,6 +110,7 @@ impl Registry {
             other::register(&mut r);
             datetime::register(&mut r);
             hashing::register(&mut r);
+            state::register(&mut r);
             json::register(&mut r);
             object::register(&mut r);
             transform::register(&mut r);
