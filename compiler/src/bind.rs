@@ -21,7 +21,7 @@ use crate::eval::Literal;
 use crate::eval::ops::BinaryOp;
 use crate::expr::{Expr, RuleValue};
 use crate::functions::{ArgInfo, Registry};
-use crate::plan::{LogicalPlan, ProjectItem, RulePlan, Scan, TableJoin};
+use crate::plan::{JoinKind, LogicalPlan, ProjectItem, RulePlan, Scan, TableJoin};
 use crate::types::SqlType;
 use crate::window::{
     AggCall, AggKind, AggregateSpec, Carry, SortKey, WINDOW_END, WINDOW_START, WindowKind,
@@ -118,14 +118,56 @@ pub fn compile_rule(
         }
     }
     let mut plan = LogicalPlan::Scan(scan.clone());
-    for j in &join_refs {
-        let on = binder.expr(j.on)?;
-        check_condition("ON", &on, j.on)?;
-        let (stream_keys, table_keys, residual) = split_on(on, &j.table.qualifier);
+    let mut steps = Vec::new();
+    let mut streams = Vec::new();
+    for j in join_refs.iter().filter(|j| j.stream) {
+        let (left_keys, right_keys, residual) = match j.on {
+            Some(on_ast) => {
+                let on = binder.expr(on_ast)?;
+                check_condition("ON", &on, on_ast)?;
+                split_on(on, &j.table.qualifier, false)
+            }
+            None => (Vec::new(), Vec::new(), None),
+        };
+        streams.push(crate::plan::JoinedStream {
+            name: j.table.name.clone(),
+            qualifier: j.table.qualifier.clone(),
+            schema: j.table.schema.clone(),
+        });
+        steps.push(crate::plan::JoinStep {
+            kind: j.kind,
+            right: streams.len(),
+            left_keys,
+            right_keys,
+            residual,
+        });
+    }
+    if let Some(first) = join_refs.iter().find(|j| j.stream)
+        && !select_has_window(select)
+    {
+        return Err(CompileError::at(
+            format!(
+                "joining stream \"{}\" to another stream needs a window in GROUP BY (e.g. TUMBLINGWINDOW(ss, 10))",
+                first.table.name
+            ),
+            first.pos,
+        ));
+    }
+    if !steps.is_empty() {
+        plan = LogicalPlan::JoinStreams {
+            input: Box::new(plan),
+            join: Box::new(crate::plan::StreamJoins { streams, steps }),
+        };
+    }
+    for j in join_refs.iter().filter(|j| !j.stream) {
+        let on_ast = j.on.expect("table joins have ON");
+        let on = binder.expr(on_ast)?;
+        check_condition("ON", &on, on_ast)?;
+        let (stream_keys, table_keys, residual) = split_on(on, &j.table.qualifier, true);
         if stream_keys.is_empty() {
             return Err(CompileError::at(
                 "the ON condition of a table join needs at least one stream.column = table.column",
-                pos_of(j.on),
+                pos_of(on_ast),
             ));
         }
         plan = LogicalPlan::JoinTable {
@@ -134,7 +176,7 @@ pub fn compile_rule(
                 table: j.table.name.clone(),
                 qualifier: j.table.qualifier.clone(),
                 schema: j.table.schema.clone(),
-                left: j.left,
+                left: j.kind == JoinKind::Left,
                 stream_keys,
                 table_keys,
                 residual,
@@ -184,6 +226,16 @@ pub fn compile_rule(
         Some(f) => Some(binder.window(f)?),
         None => None,
     };
+    // A join's window keeps the streams' raw rows and joins them when it closes; conditions
+    // that decide window bounds row by row would need the joined row before the join.
+    if let (Some(w), true, Some(f)) = (&window, join_refs.iter().any(|j| j.stream), window_call)
+        && (matches!(w.kind, WindowKind::State { .. }) || w.trigger.is_some())
+    {
+        return Err(CompileError::at(
+            "a stream join works with TUMBLING, HOPPING, SLIDING (without OVER (WHEN ...)), SESSION and COUNT windows",
+            pos_of(&f.name),
+        ));
+    }
     if window.is_none()
         && let Some(first) = key_exprs.first()
     {
@@ -361,6 +413,16 @@ fn pos_of_expr(e: &ast::Expr) -> Option<Pos> {
     pos_of(e)
 }
 
+/// True when GROUP BY has a window function.
+fn select_has_window(select: &ast::Select) -> bool {
+    match &select.group_by {
+        GroupByExpr::Expressions(exprs, _) => exprs
+            .iter()
+            .any(|e| matches!(e, ast::Expr::Function(f) if is_window_name(&f.name.to_string()))),
+        _ => false,
+    }
+}
+
 /// Puts the analytic node right above the scan: eKuiper evaluates analytic functions first.
 fn above_scan(plan: LogicalPlan, calls: Vec<AnalyticCall>) -> LogicalPlan {
     match plan {
@@ -391,6 +453,10 @@ fn above_scan(plan: LogicalPlan, calls: Vec<AnalyticCall>) -> LogicalPlan {
         LogicalPlan::Sort { input, keys } => LogicalPlan::Sort {
             input: Box::new(above_scan(*input, calls)),
             keys,
+        },
+        LogicalPlan::JoinStreams { input, join } => LogicalPlan::JoinStreams {
+            input: Box::new(above_scan(*input, calls)),
+            join,
         },
         LogicalPlan::RowNumber { input, specs } => LogicalPlan::RowNumber {
             input: Box::new(above_scan(*input, calls)),
@@ -562,8 +628,13 @@ fn extract_over_whens(sql: &str) -> Result<(String, Vec<(Pos, ast::Expr)>)> {
 /// A table joined to the stream, as written.
 struct JoinRef<'q> {
     table: TableRef,
-    left: bool,
-    on: &'q ast::Expr,
+    kind: JoinKind,
+    /// True when the joined source is a stream (joined inside the window).
+    stream: bool,
+    /// The ON condition (`None` for CROSS JOIN).
+    on: Option<&'q ast::Expr>,
+    /// Where the joined name is.
+    pos: Option<Pos>,
 }
 
 /// A joined table as the binder resolves names against it.
@@ -626,19 +697,14 @@ fn bind_from<'q>(
             return Err(CompileError::at("JOIN must name a table", pos_of(join)));
         };
         let tdef = lookup(tname, "stream or table")?;
-        if tdef.kind != crate::ddl::StreamKind::Table {
-            return Err(CompileError::at(
-                format!(
-                    "joining stream \"{}\" to another stream needs a window; stream-stream joins are not supported yet",
-                    tdef.name
-                ),
-                pos_of(tname),
-            ));
-        }
+        let stream = tdef.kind != crate::ddl::StreamKind::Table;
         use ast::{JoinConstraint, JoinOperator as J};
-        let (left, constraint) = match &join.join_operator {
-            J::Join(c) | J::Inner(c) => (false, c),
-            J::Left(c) | J::LeftOuter(c) => (true, c),
+        let (kind, constraint) = match &join.join_operator {
+            J::Join(c) | J::Inner(c) => (JoinKind::Inner, Some(c)),
+            J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, Some(c)),
+            J::Right(c) | J::RightOuter(c) if stream => (JoinKind::Right, Some(c)),
+            J::FullOuter(c) if stream => (JoinKind::Full, Some(c)),
+            J::CrossJoin(c) if stream => (JoinKind::Cross, Some(c)),
             other => {
                 return Err(CompileError::at(
                     format!(
@@ -652,11 +718,25 @@ fn bind_from<'q>(
                 ));
             }
         };
-        let JoinConstraint::On(on) = constraint else {
-            return Err(CompileError::at(
-                "a table join needs ON with the matching columns",
-                pos_of(join),
-            ));
+        let on = match (kind, constraint) {
+            (JoinKind::Cross, Some(JoinConstraint::None | JoinConstraint::Natural) | None) => None,
+            (JoinKind::Cross, Some(_)) => {
+                return Err(CompileError::at(
+                    "CROSS JOIN takes no ON condition",
+                    pos_of(join),
+                ));
+            }
+            (_, Some(JoinConstraint::On(on))) => Some(on),
+            _ => {
+                return Err(CompileError::at(
+                    if stream {
+                        "a stream join needs ON with its condition (or CROSS JOIN)"
+                    } else {
+                        "a table join needs ON with the matching columns"
+                    },
+                    pos_of(join),
+                ));
+            }
         };
         let qualifier = talias
             .as_ref()
@@ -668,8 +748,10 @@ fn bind_from<'q>(
                 qualifier,
                 schema: tdef.arrow_schema(),
             },
-            left,
+            kind,
+            stream,
             on,
+            pos: pos_of(tname),
         });
     }
     Ok((
@@ -683,8 +765,16 @@ fn bind_from<'q>(
 }
 
 /// Splits a bound ON condition into equi-join key pairs (stream side, table side) and the
-/// rest. A side belongs to the table when every column it reads is one of the table's.
-fn split_on(on: Expr, qualifier: &str) -> (Vec<Expr>, Vec<Expr>, Option<Expr>) {
+/// rest. A side belongs to the table when every column it reads is one of the table's;
+/// `strip` rewrites the table side over the table's own column names.
+fn split_on(on: Expr, qualifier: &str, strip: bool) -> (Vec<Expr>, Vec<Expr>, Option<Expr>) {
+    let own = |e: Expr| {
+        if strip {
+            unqualify(e, &format!("{qualifier}."))
+        } else {
+            e
+        }
+    };
     let prefix = format!("{qualifier}.");
     let side = |e: &Expr| -> (bool, bool) {
         let (mut table, mut stream) = (false, false);
@@ -721,12 +811,12 @@ fn split_on(on: Expr, qualifier: &str) -> (Vec<Expr>, Vec<Expr>, Option<Expr>) {
             match (side(left), side(right)) {
                 ((false, true), (true, false)) => {
                     skeys.push((**left).clone());
-                    tkeys.push(unqualify((**right).clone(), &prefix));
+                    tkeys.push(own((**right).clone()));
                     continue;
                 }
                 ((true, false), (false, true)) => {
                     skeys.push((**right).clone());
-                    tkeys.push(unqualify((**left).clone(), &prefix));
+                    tkeys.push(own((**left).clone()));
                     continue;
                 }
                 _ => {}

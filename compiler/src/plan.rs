@@ -42,6 +42,69 @@ pub struct TableJoin {
     pub residual: Option<Expr>,
 }
 
+/// The kind of a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Matching pairs only.
+    Inner,
+    /// Every left row, with nulls where nothing matches.
+    Left,
+    /// Every right row, with nulls where nothing matches.
+    Right,
+    /// Every row of both sides.
+    Full,
+    /// Every pair.
+    Cross,
+}
+
+impl JoinKind {
+    /// The SQL keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            JoinKind::Inner => "INNER",
+            JoinKind::Left => "LEFT",
+            JoinKind::Right => "RIGHT",
+            JoinKind::Full => "FULL",
+            JoinKind::Cross => "CROSS",
+        }
+    }
+}
+
+/// A stream joined to the rule's first stream.
+#[derive(Debug, Clone)]
+pub struct JoinedStream {
+    /// The stream's name.
+    pub name: String,
+    /// How the query names it: its columns are `qualifier.column` in joined rows.
+    pub qualifier: String,
+    /// Its schema, `None` when schemaless.
+    pub schema: Option<SchemaRef>,
+}
+
+/// One JOIN of a stream onto the rows joined so far.
+#[derive(Debug, Clone)]
+pub struct JoinStep {
+    /// INNER, LEFT, RIGHT, FULL or CROSS.
+    pub kind: JoinKind,
+    /// Which stream joins (1 = the first of [`StreamJoins::streams`]; 0 is the FROM stream).
+    pub right: usize,
+    /// Equi-join keys over the rows joined so far.
+    pub left_keys: Vec<Expr>,
+    /// The matching keys over the joining stream's (qualified) columns.
+    pub right_keys: Vec<Expr>,
+    /// The rest of the ON condition, over the joined row.
+    pub residual: Option<Expr>,
+}
+
+/// Stream-stream joins: the window's rows of every stream are joined when the window closes.
+#[derive(Debug, Clone)]
+pub struct StreamJoins {
+    /// The joined streams, in JOIN order.
+    pub streams: Vec<JoinedStream>,
+    /// The joins, in order.
+    pub steps: Vec<JoinStep>,
+}
+
 /// One `row_number() OVER (...)` call over a window's results.
 #[derive(Debug, Clone)]
 pub struct RowNumberSpec {
@@ -138,6 +201,13 @@ pub enum LogicalPlan {
         /// The table and the join condition.
         join: Box<TableJoin>,
     },
+    /// Stream-stream joins inside the window (the rows below are those of all the streams).
+    JoinStreams {
+        /// The rows of every stream, each tagged with its stream.
+        input: Box<LogicalPlan>,
+        /// The streams and the joins.
+        join: Box<StreamJoins>,
+    },
     /// Analytic functions, evaluated on every row before anything else (eKuiper's order).
     Analytic {
         /// The rows.
@@ -181,6 +251,7 @@ impl LogicalPlan {
             | LogicalPlan::JoinTable { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::RowNumber { input, .. }
+            | LogicalPlan::JoinStreams { input, .. }
             | LogicalPlan::Limit { input, .. } => input.scan(),
         }
     }
@@ -196,6 +267,7 @@ impl LogicalPlan {
             | LogicalPlan::JoinTable { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::RowNumber { input, .. }
+            | LogicalPlan::JoinStreams { input, .. }
             | LogicalPlan::Limit { input, .. } => Some(input),
         }
     }
@@ -242,6 +314,15 @@ impl LogicalPlan {
                 }
             }
             LogicalPlan::Sort { keys, .. } => keys.iter().for_each(|k| k.expr.visit(f)),
+            LogicalPlan::JoinStreams { join, .. } => {
+                for s in &join.steps {
+                    s.left_keys
+                        .iter()
+                        .chain(&s.right_keys)
+                        .chain(s.residual.iter())
+                        .for_each(|e| e.visit(f));
+                }
+            }
             LogicalPlan::RowNumber { specs, .. } => {
                 for s in specs {
                     s.partition.iter().for_each(|e| e.visit(f));
@@ -347,6 +428,28 @@ impl LogicalPlan {
                     .map(|k| format!("{} {}", k.expr, if k.ascending { "ASC" } else { "DESC" }))
                     .collect();
                 let _ = writeln!(out, "{pad}Order: {}", list.join(", "));
+                input.explain_into(out, depth + 1);
+            }
+            LogicalPlan::JoinStreams { input, join } => {
+                for step in &join.steps {
+                    let s = &join.streams[step.right - 1];
+                    let mut on: Vec<String> = step
+                        .left_keys
+                        .iter()
+                        .zip(&step.right_keys)
+                        .map(|(l, r)| format!("{l} = {r}"))
+                        .collect();
+                    on.extend(step.residual.iter().map(ToString::to_string));
+                    let _ = writeln!(
+                        out,
+                        "{pad}{} JOIN stream {} AS {}{}{}",
+                        step.kind.keyword(),
+                        s.name,
+                        s.qualifier,
+                        if on.is_empty() { "" } else { " ON " },
+                        on.join(" AND ")
+                    );
+                }
                 input.explain_into(out, depth + 1);
             }
             LogicalPlan::RowNumber { input, specs } => {

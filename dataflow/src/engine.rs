@@ -87,6 +87,8 @@ struct RuleRun {
     metrics: Arc<RuleMetrics>,
     /// The rule's own source task, or its membership in a shared stream's source.
     source: SourceHandle,
+    /// The sources of streams joined to the FROM stream and their decoders.
+    joined_tasks: Vec<tokio::task::JoinHandle<()>>,
     done: watch::Receiver<bool>,
     error: Arc<Mutex<Option<String>>>,
     /// Rows dropped behind the watermark (event time).
@@ -737,6 +739,23 @@ impl Engine {
             .map(|(_, m)| m)
             .collect();
         let op_metrics: Vec<Arc<NodeMetrics>> = rest.into_iter().map(|(_, m)| m).collect();
+        // Streams joined to the FROM stream: each has a source node of its own.
+        let joined: Vec<(StreamDef, String, Arc<NodeMetrics>)> = plan
+            .chain()
+            .find_map(|n| match n {
+                LogicalPlan::JoinStreams { join, .. } => Some(join.streams.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|j| {
+                let def = self.stream(&j.name).ok_or_else(|| {
+                    EngineError::NotFound(format!("stream \"{}\" not found", j.name))
+                })?;
+                let m = metrics.node(format!("source_{}", j.name));
+                Ok((def, j.qualifier, m))
+            })
+            .collect::<Result<_, EngineError>>()?;
         let metrics = Arc::new(metrics);
 
         let queue = buffer_batches(&entry.spec.options);
@@ -771,7 +790,10 @@ impl Engine {
 
         let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
         let uses_meta = uses_meta(plan);
-        let event_time = event_time(&entry.spec, &stream)?;
+        let event_time = event_time(&entry.spec, &stream)?.map(|e| crate::render::EventTime {
+            sources: 1 + joined.len(),
+            ..e
+        });
         let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let activators = Arc::new(Mutex::new(vec![None; n]));
         let dataflow = Arc::new(RuleDataflow {
@@ -839,6 +861,7 @@ impl Engine {
         // (keeping the watermark, as eKuiper's one watermark operator does); the rows then
         // spread by window key.
         let ordered = event_time.is_some()
+            || !joined.is_empty()
             || has_analytic(plan)
             || reads_hits(plan)
             || plan.aggregate().is_some_and(|a| {
@@ -850,6 +873,20 @@ impl Engine {
         } else {
             ingest_tx
         };
+        let mut joined_tasks = Vec::new();
+        for (i, (def, qualifier, m)) in joined.into_iter().enumerate() {
+            joined_tasks.extend(self.start_joined_source(
+                &def,
+                qualifier,
+                i as i64 + 1,
+                event_time.is_some(),
+                m,
+                ingest_tx[0].clone(),
+                wake.clone(),
+                queue,
+                error.clone(),
+            )?);
+        }
         let out = SourceOutput::new(ingest_tx, wake);
         let (source_handle, connection) = if stream.options.shared {
             let subscriber = Subscriber {
@@ -883,6 +920,7 @@ impl Engine {
         };
         entry.run = Some(RuleRun {
             key,
+            joined_tasks,
             connection,
             source_node: format!("source_{}", stream.name),
             metrics,
@@ -895,6 +933,80 @@ impl Engine {
         entry.last_start_ms = now_ms();
         entry.stop_message.clear();
         Ok(())
+    }
+
+    /// Starts the source of a stream joined to a rule's FROM stream: its rows are decoded here,
+    /// renamed `qualifier.column`, tagged with `source` and queued for worker 0 with the FROM
+    /// stream's rows (a join's window runs there). The bounded queue holds the source back.
+    #[allow(clippy::too_many_arguments)]
+    fn start_joined_source(
+        &self,
+        def: &StreamDef,
+        qualifier: String,
+        source: i64,
+        event_time: bool,
+        metrics: Arc<NodeMetrics>,
+        forward: mpsc::Sender<SourceEvent>,
+        wake: quiver_connectors::WakeFn,
+        queue: usize,
+        error: Arc<Mutex<Option<String>>>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
+        let spec = SourceSpec {
+            source_type: def.options.source_type.clone(),
+            datasource: def.options.datasource.clone(),
+            props: self
+                .inner
+                .profiles
+                .read()
+                .expect("profiles lock")
+                .get(&def.options.source_type)
+                .and_then(|p| p.get(def.options.conf_key.as_deref().unwrap_or("default")))
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let mut src = self.inner.connectors.source(&spec)?;
+        let (tx, mut rx) = mpsc::channel::<SourceEvent>(queue);
+        let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+        let name = def.name.clone();
+        let reader = self.inner.runtime.spawn(async move {
+            if let Err(e) = src.run(out).await
+                && !matches!(e, quiver_connectors::ConnectorError::Closed)
+            {
+                tracing::error!(stream = %name, "joined source failed: {e}");
+                *error.lock().expect("error lock") = Some(e.to_string());
+            }
+        });
+        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let field = def.options.timestamp.clone().filter(|_| event_time);
+        let name = def.name.clone();
+        let feeder = self.inner.runtime.spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let started = std::time::Instant::now();
+                let batches = match event {
+                    SourceEvent::Raw(messages) => {
+                        let decoded = decoder.decode(&messages);
+                        if let Some(first) = decoded.errors.first() {
+                            tracing::warn!(stream = %name, "dropping malformed messages: {first}");
+                            metrics.exceptions(decoded.errors.len(), first);
+                        }
+                        metrics.batch(messages.len(), decoded.rows(), started);
+                        decoded.batches
+                    }
+                    SourceEvent::Batch(b) => {
+                        metrics.batch(b.num_rows(), b.num_rows(), started);
+                        vec![b]
+                    }
+                };
+                for b in batches {
+                    let b = crate::join::qualify(b, &qualifier, source, field.as_deref());
+                    if forward.send(SourceEvent::Batch(b)).await.is_err() {
+                        return;
+                    }
+                    wake(0);
+                }
+            }
+        });
+        Ok(vec![reader, feeder])
     }
 
     /// Adds a rule run to the shared source of `stream`, starting the source for the first one.
@@ -994,6 +1106,7 @@ impl Engine {
                 SourceHandle::Own(task) => task.abort(),
                 SourceHandle::Shared(stream) => self.leave_shared(stream, &run.key),
             }
+            run.joined_tasks.iter().for_each(|t| t.abort());
             self.inner
                 .workers
                 .broadcast(|| Command::Drop(run.key.clone()));
@@ -1214,7 +1327,7 @@ fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
             LogicalPlan::Sort { .. } => names.push("order"),
             LogicalPlan::RowNumber { .. } => names.push("windowFunc"),
             LogicalPlan::Analytic { .. } => names.push("analytic"),
-            LogicalPlan::JoinTable { .. } => names.push("join"),
+            LogicalPlan::JoinTable { .. } | LogicalPlan::JoinStreams { .. } => names.push("join"),
             LogicalPlan::Limit { .. } | LogicalPlan::Scan(_) => {}
         }
     }
@@ -1289,6 +1402,7 @@ fn event_time(
         field,
         tolerance,
         format: stream.options.timestamp_format.clone(),
+        sources: 1,
     }))
 }
 

@@ -333,6 +333,9 @@ fn is_hidden(name: &str) -> bool {
         || name.starts_with("__agg_")
         || name.starts_with("__window_")
         || name.starts_with("__an_")
+        || name.starts_with("__rownum_")
+        || name == crate::join::SOURCE_COLUMN
+        || name == crate::join::EVENT_TIME_COLUMN
 }
 
 /// ORDER BY within one emission.

@@ -57,6 +57,8 @@ pub struct EventTime {
     pub tolerance: u64,
     /// The stream's `TIMESTAMP_FORMAT`, for string times.
     pub format: Option<String>,
+    /// Streams feeding the rule (joins): the watermark is the minimum over them.
+    pub sources: usize,
 }
 
 /// Everything the workers need to build one run of a rule. Shared by all workers.
@@ -129,6 +131,13 @@ fn operators(
                 let m = metrics.next().expect("one metrics node per operator");
                 chain.push(Box::new(SortOp::new(keys.clone(), m)));
             }
+            LogicalPlan::JoinStreams { join, .. } => {
+                let m = metrics.next().expect("one metrics node per operator");
+                chain.push(Box::new(crate::join::JoinStreamsOp::new(
+                    (**join).clone(),
+                    m,
+                )));
+            }
             LogicalPlan::RowNumber { specs, .. } => {
                 let m = metrics.next().expect("one metrics node per operator");
                 chain.push(Box::new(crate::operator::RowNumberOp::new(
@@ -198,13 +207,53 @@ fn render<'s>(
         unreachable!("position found an Aggregate");
     };
     let spec = Arc::new((**spec).clone());
-    let mut pre = operators(&nodes[..at], &mut metrics, rule);
+    // Stream-stream joins: rows of every stream go into the window as they are; the join, the
+    // rest of the ON/WHERE work and the window's preparation run on each window's rows.
+    let join_at = nodes[..at]
+        .iter()
+        .position(|n| matches!(n, LogicalPlan::JoinStreams { .. }));
+    let (pre, joined) = match join_at {
+        Some(j) => {
+            let mut pre = operators(&nodes[..j], &mut metrics, rule);
+            pre.push(Box::new(crate::join::TagSourceOp));
+            let mut before = operators(&nodes[j..at], &mut metrics, rule);
+            let window_metrics = metrics.next().expect("one metrics node per operator");
+            before.push(Box::new(PrepareOp {
+                prepare: Prepare::new(spec.clone()),
+                metrics: window_metrics.clone(),
+            }));
+            (
+                pre,
+                Some((Windows::joined(spec.clone(), before), window_metrics)),
+            )
+        }
+        None => (operators(&nodes[..at], &mut metrics, rule), None),
+    };
+    let post = operators(&nodes[at + 1..], &mut metrics, rule);
+    if let Some((windows, window_metrics)) = joined {
+        let prepared = render_source(scope, rule, pre, pending.clone(), None, false);
+        let windowed = render_window(
+            prepared,
+            windows,
+            window_metrics,
+            DistributorPact(|_| ToFirstWorker),
+            rule.to_windows.clone(),
+        );
+        return render_post(
+            windowed,
+            post,
+            false,
+            pending,
+            rule.sinks.len().max(1),
+            rule.rule.clone(),
+        );
+    }
+    let mut pre = pre;
     let window_metrics = metrics.next().expect("one metrics node per operator");
     pre.push(Box::new(PrepareOp {
         prepare: Prepare::new(spec.clone()),
         metrics: window_metrics.clone(),
     }));
-    let post = operators(&nodes[at + 1..], &mut metrics, rule);
     let tick = match (&rule.event_time, &spec.window.kind) {
         (Some(_), _) => None,
         (None, WindowKind::Tumbling { size }) => Some(*size),
@@ -218,7 +267,7 @@ fn render<'s>(
     let windowed = if merge {
         render_window(
             prepared,
-            spec,
+            Windows::new(spec),
             window_metrics,
             DistributorPact(|_| KeyDistributor),
             rule.to_windows.clone(),
@@ -226,7 +275,7 @@ fn render<'s>(
     } else {
         render_window(
             prepared,
-            spec,
+            Windows::new(spec),
             window_metrics,
             DistributorPact(|_| ToFirstWorker),
             rule.to_windows.clone(),
@@ -380,7 +429,7 @@ impl BatchOperator for RowsAggregateOp {
 /// merge one window's results from all workers into one emission.
 fn render_window<'s, P>(
     stream: Stream<'s, u64, ArrowBatch>,
-    spec: Arc<quiver_compiler::window::AggregateSpec>,
+    mut windows: Windows,
     metrics: Arc<NodeMetrics>,
     pact: P,
     to_windows: Arc<std::sync::atomic::AtomicUsize>,
@@ -392,7 +441,6 @@ where
         pact,
         "Window",
         move |_cap, _info| {
-            let mut windows = Windows::new(spec);
             let to_windows = to_windows.clone();
             // The earliest time this operator may still emit at.
             let mut held: Option<Capability<u64>> = None;
@@ -528,7 +576,8 @@ struct Watermark {
     format: Option<String>,
     tolerance: i64,
     last: i64,
-    max_seen: i64,
+    /// The latest time seen on each stream.
+    max_seen: Vec<i64>,
     waiting: Vec<RecordBatch>,
     late: Arc<AtomicU64>,
 }
@@ -544,7 +593,13 @@ impl Watermark {
         let rows = batch.num_rows();
         let mut ts = Vec::with_capacity(rows);
         let mut keep = Vec::with_capacity(rows);
-        let col = quiver_compiler::eval::column_by_name(&batch, &self.field).cloned();
+        // A joined stream's rows carry their own event time (see `crate::join::qualify`).
+        let col = quiver_compiler::eval::column_by_name(&batch, crate::join::EVENT_TIME_COLUMN)
+            .or_else(|| quiver_compiler::eval::column_by_name(&batch, &self.field))
+            .cloned();
+        let sources = batch
+            .column_by_name(crate::join::SOURCE_COLUMN)
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>().cloned());
         // Epoch milliseconds in a BIGINT column (the common case) are read directly; other
         // types go through the general time reader row by row.
         let millis = col
@@ -576,8 +631,14 @@ impl Watermark {
                     // Row by row, like eKuiper's watermark operator: a row is late against
                     // the watermark as it stood when the row arrived.
                     let ok = t >= self.last;
-                    self.max_seen = self.max_seen.max(t);
-                    let wm = self.max_seen.saturating_sub(self.tolerance);
+                    let src = sources
+                        .as_ref()
+                        .filter(|c| arrow::array::Array::is_valid(*c, r))
+                        .map_or(0, |c| c.value(r) as usize)
+                        .min(self.max_seen.len() - 1);
+                    self.max_seen[src] = self.max_seen[src].max(t);
+                    let slowest = self.max_seen.iter().copied().min().unwrap_or(i64::MIN);
+                    let wm = slowest.saturating_sub(self.tolerance);
                     if wm > self.last {
                         self.last = wm;
                         moved = true;
@@ -681,7 +742,7 @@ fn render_source<'s>(
         format: e.format.clone(),
         tolerance: e.tolerance as i64,
         last: i64::MIN,
-        max_seen: i64::MIN,
+        max_seen: vec![i64::MIN; e.sources.max(1)],
         waiting: Vec::new(),
         late: rule.late_rows.clone(),
     });

@@ -518,6 +518,14 @@ impl Windows {
         }
     }
 
+    /// Windows that keep their raw rows and run `before` on each window's rows when it
+    /// closes (stream-stream joins), for every window kind but state windows.
+    pub fn joined(spec: Arc<AggregateSpec>, before: crate::operator::Chain) -> Self {
+        let mut w = BufferedWindows::new(spec);
+        w.before = Some(before);
+        Windows::Buffered(w)
+    }
+
     /// Adds prepared rows; returns windows this closed (count, state and undelayed sliding
     /// windows close on rows).
     pub fn insert(&mut self, batch: &RecordBatch) -> Vec<Emission> {
@@ -678,6 +686,12 @@ pub struct BufferedWindows {
     /// State windows: per partition, the rows of the open window and its start.
     states: FixedMap<Vec<u8>, (i64, Vec<Row>)>,
     bad_rows: usize,
+    /// Runs on a window's rows before they are grouped (stream-stream joins: the join, table
+    /// joins, WHERE and the window's preparation); `None` when rows come prepared.
+    before: Option<crate::operator::Chain>,
+    /// Tumbling and hopping windows kept as rows (joins): windows starting before this were
+    /// emitted.
+    next_start: i64,
 }
 
 impl BufferedWindows {
@@ -690,11 +704,17 @@ impl BufferedWindows {
             session: None,
             states: fixed_map(),
             bad_rows: 0,
+            before: None,
+            next_start: i64::MIN,
         }
     }
 
     fn aggregate(&mut self, rows: &[Row], start: i64, end: i64) -> Option<Emission> {
         let batch = rows_to_batch(rows)?;
+        let batch = match self.before.as_mut() {
+            Some(chain) => crate::operator::BatchOperator::process_batch(chain, batch)?,
+            None => batch,
+        };
         let mut table = GroupTable::new(self.spec.clone());
         table.update(&batch);
         self.bad_rows += table.bad_rows;
@@ -815,7 +835,11 @@ impl BufferedWindows {
                         }
                     }
                 }
-                WindowKind::Tumbling { .. } | WindowKind::Hopping { .. } | WindowKind::Rows => {}
+                // Kept as rows only when joined at the end (see `Windows::joined`).
+                WindowKind::Tumbling { .. } | WindowKind::Hopping { .. } => {
+                    self.rows.push_back(row);
+                }
+                WindowKind::Rows => {}
             }
         }
         out
@@ -875,7 +899,40 @@ impl BufferedWindows {
                     out.extend(self.close_session(end, end == tick && end != gap_end));
                 }
             }
+            WindowKind::Tumbling { size } => out.extend(self.advance_aligned(frontier, size, size)),
+            WindowKind::Hopping { size, hop } => {
+                out.extend(self.advance_aligned(frontier, size, hop))
+            }
             _ => {}
+        }
+        out
+    }
+
+    /// Tumbling and hopping windows over buffered rows (in time order): emits every window
+    /// that ends by `frontier` and holds rows, oldest first, and drops rows no later window
+    /// includes.
+    fn advance_aligned(&mut self, frontier: i64, size: u64, hop: u64) -> Vec<Emission> {
+        let (size, hop) = (size as i64, hop as i64);
+        let mut out = Vec::new();
+        // The first window (a multiple of hop) that includes time t.
+        let first_window = |t: i64| (t - size).div_euclid(hop) * hop + hop;
+        while let Some(oldest) = self.rows.front().map(|r| r.ts) {
+            let start = first_window(oldest).max(self.next_start);
+            if start.saturating_add(size) > frontier {
+                break;
+            }
+            let end = start + size;
+            let window: Vec<Row> = self
+                .rows
+                .iter()
+                .filter(|r| r.ts >= start && r.ts < end)
+                .cloned()
+                .collect();
+            out.extend(self.aggregate(&window, start, end));
+            self.next_start = start + hop;
+            while self.rows.front().is_some_and(|r| r.ts < self.next_start) {
+                self.rows.pop_front();
+            }
         }
         out
     }
@@ -886,6 +943,16 @@ impl BufferedWindows {
             WindowKind::Session { max, timeout } => self.session.map(|(first, _, last)| {
                 (last + timeout as i64).min(session_tick(first, max as i64))
             }),
+            WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } => {
+                let hop = match self.spec.window.kind {
+                    WindowKind::Hopping { hop, .. } => hop as i64,
+                    _ => size as i64,
+                };
+                self.rows.front().map(|r| {
+                    ((r.ts - size as i64).div_euclid(hop) * hop + hop).max(self.next_start)
+                        + size as i64
+                })
+            }
             _ => None,
         }
     }

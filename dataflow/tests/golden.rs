@@ -5,7 +5,8 @@
 //! first stream's DATASOURCE topic), `rule` (the SQL), `options` (rule options JSON), `input`
 //! (one JSON message per line, malformed lines allowed), `output` (expected rows, one JSON object
 //! per line, compared as a multiset with numbers compared by value), `exceptions` (total failed
-//! rows), or `error` (the exact compile error instead of input/output). Tables (`CREATE TABLE`
+//! rows), or `error` (the exact compile error instead of input/output). Lines `@stream {json}` feed
+//! another stream of the case (joins). Tables (`CREATE TABLE`
 //! lines in `stream`) get rows from `@name {json}` lines in `input`: the harness waits until
 //! the rule has read every stream row sent before, then applies the table row and waits for it,
 //! so table updates land exactly between the stream rows around them.
@@ -126,10 +127,12 @@ fn run_case(case: &Case, workers: usize) -> Result<Outcome, String> {
 
 async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
     let mut input_topic = None;
+    let mut streams = std::collections::HashMap::new();
     for s in &case.streams {
         let def = engine.create_stream(s).map_err(|e| e.to_string())?;
         if def.kind == quiver_compiler::StreamKind::Stream {
             input_topic.get_or_insert(def.options.datasource.clone());
+            streams.insert(def.name.clone(), def.options.datasource.clone());
         }
     }
     let input_topic = input_topic.ok_or("a case needs a stream")?;
@@ -165,6 +168,11 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
             let (name, row) = rest
                 .split_once(' ')
                 .ok_or("a table row is `@name {json}`")?;
+            if let Some(topic) = streams.get(name) {
+                // A row of another stream (joins): it goes to that stream's topic in order.
+                bus.publish_json(topic, row.as_bytes().to_vec()).await;
+                continue;
+            }
             let topic = tables
                 .get(name)
                 .ok_or_else(|| format!("no table \"{name}\" in the stream section"))?;
@@ -178,7 +186,9 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
         bus.publish_json(&input_topic, line.as_bytes().to_vec())
             .await;
     }
-    bus.close(&input_topic);
+    for topic in streams.values() {
+        bus.close(topic);
+    }
     let finished = engine
         .wait_finished("golden", Duration::from_secs(30))
         .await
