@@ -575,12 +575,19 @@ impl Engine {
         let source_type = stream
             .as_ref()
             .map_or("memory", |s| s.options.source_type.as_str());
-        Ok(node_names(
+        let mut names = node_names(
             &entry.plan.plan.scan().stream,
             source_type,
             &entry.plan.plan,
             &entry.spec.actions,
-        ))
+        );
+        // Joined streams' sources come last, as in the metrics.
+        for n in entry.plan.plan.chain() {
+            if let LogicalPlan::JoinStreams { join, .. } = n {
+                names.extend(join.streams.iter().map(|s| format!("source_{}", s.name)));
+            }
+        }
+        Ok(names)
     }
 
     /// Sets the connection profiles of source types (`CONF_KEY` picks one; `default` otherwise).

@@ -817,7 +817,10 @@ fn render_source<'s>(
                         decoded.batches
                     }
                     SourceEvent::Batch(b) => {
-                        source_metrics.batch(b.num_rows(), b.num_rows(), started);
+                        // A joined stream's rows were counted on its own source node.
+                        if b.column_by_name(crate::join::SOURCE_COLUMN).is_none() {
+                            source_metrics.batch(b.num_rows(), b.num_rows(), started);
+                        }
                         vec![b]
                     }
                 };

@@ -320,7 +320,7 @@ fn get_keyed_state_reads_values_other_programs_write_into_the_catalog_database()
     // No threshold stored yet: the default (100) keeps both rows out.
     let batch = r#"[{"device":"a","temperature":25},{"device":"b","temperature":10}]"#;
     assert_eq!(server.push("/api/keyed", batch).0, 200);
-    let st = wait_metric(&server, "k", "op_2_decoder_0_records_out_total", 2);
+    let st = wait_metric(&server, "k", "op_3_filter_0_records_in_total", 2);
     assert_eq!(st["op_3_filter_0_records_out_total"], json!(0));
 
     // An operator sets the threshold from outside; the next rows see it.
@@ -331,7 +331,64 @@ fn get_keyed_state_reads_values_other_programs_write_into_the_catalog_database()
     )
     .unwrap();
     assert_eq!(server.push("/api/keyed", batch).0, 200);
-    let st = wait_metric(&server, "k", "op_2_decoder_0_records_out_total", 4);
+    let st = wait_metric(&server, "k", "op_3_filter_0_records_in_total", 4);
     assert_eq!(st["op_3_filter_0_records_out_total"], json!(1), "{st}");
+    server.stop();
+}
+
+#[test]
+fn stream_stream_join_over_rest_with_both_sources_in_the_topology() {
+    let dir = temp_dir("join");
+    let server = Server::start(&dir);
+    for sql in [
+        r#"CREATE STREAM door (id STRING, ts BIGINT) WITH (DATASOURCE="/api/door", TYPE="httppush", FORMAT="json", TIMESTAMP="ts")"#,
+        r#"CREATE STREAM motion (id STRING, level BIGINT, ts BIGINT) WITH (DATASOURCE="/api/motion", TYPE="httppush", FORMAT="json", TIMESTAMP="ts")"#,
+    ] {
+        assert_eq!(
+            server
+                .call("POST", "/streams", Some(json!({ "sql": sql })))
+                .0,
+            201
+        );
+    }
+    let rule = json!({
+        "id": "dm",
+        "sql": "SELECT door.id, motion.level FROM door JOIN motion ON door.id = motion.id GROUP BY TUMBLINGWINDOW(ss, 10)",
+        "actions": [{"log": {}}],
+        "options": {"isEventTime": true, "lateTolerance": 0}
+    });
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    let (_, topo) = server.json("GET", "/rules/dm/topo", None);
+    assert_eq!(
+        topo["sources"],
+        json!(["source_door", "source_motion"]),
+        "{topo}"
+    );
+    assert_eq!(
+        topo["edges"]["source_motion"],
+        json!(["op_3_join"]),
+        "{topo}"
+    );
+
+    assert_eq!(server.push("/api/door", r#"{"id":"d1","ts":1000}"#).0, 200);
+    assert_eq!(
+        server
+            .push(
+                "/api/motion",
+                r#"[{"id":"d1","level":5,"ts":1500},{"id":"d2","level":6,"ts":1600}]"#
+            )
+            .0,
+        200
+    );
+    // The window closes only when both streams have passed its end.
+    assert_eq!(server.push("/api/door", r#"{"id":"x","ts":20000}"#).0, 200);
+    assert_eq!(
+        server.push("/api/motion", r#"{"id":"x","ts":20000}"#).0,
+        200
+    );
+    let st = wait_metric(&server, "dm", "sink_log_0_0_records_in_total", 1);
+    assert_eq!(st["op_3_join_0_records_out_total"], json!(1), "{st}");
+    assert_eq!(st["source_motion_0_records_out_total"], json!(3), "{st}");
+    assert_eq!(st["source_door_0_records_out_total"], json!(2), "{st}");
     server.stop();
 }

@@ -281,15 +281,28 @@ pub async fn status_all(state: State) -> Response {
 pub async fn topo(state: State, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let nodes = state.engine.rule_topology(&id)?;
     let sinks: Vec<&String> = nodes.iter().filter(|n| n.starts_with("sink_")).collect();
-    let chain: Vec<&String> = nodes.iter().filter(|n| !n.starts_with("sink_")).collect();
+    // The FROM stream's source feeds the first operator; a joined stream's source decodes its
+    // own rows and feeds the first operator after the decoder (the join's window).
+    let sources: Vec<&String> = nodes.iter().filter(|n| n.starts_with("source_")).collect();
+    let ops: Vec<&String> = nodes
+        .iter()
+        .filter(|n| !n.starts_with("sink_") && !n.starts_with("source_"))
+        .collect();
     let mut edges = Map::new();
-    for pair in chain.windows(2) {
+    for (i, s) in sources.iter().enumerate() {
+        let first = ops
+            .iter()
+            .find(|o| i == 0 || !o.ends_with("_decoder"))
+            .map(|o| json!([o]));
+        edges.insert((*s).clone(), first.unwrap_or_else(|| json!(sinks)));
+    }
+    for pair in ops.windows(2) {
         edges.insert(pair[0].clone(), json!([pair[1]]));
     }
-    if let Some(last) = chain.last() {
+    if let Some(last) = ops.last() {
         edges.insert((*last).clone(), json!(sinks));
     }
-    Ok(Json(json!({ "sources": [chain[0]], "edges": edges })))
+    Ok(Json(json!({ "sources": sources, "edges": edges })))
 }
 
 /// `GET /rules/{id}/explain`: the compiled plan as text.
