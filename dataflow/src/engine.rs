@@ -1012,6 +1012,9 @@ impl Engine {
                     wake(0);
                 }
             }
+            // The input ended: let worker 0 see the queue close once every source has ended.
+            drop(forward);
+            wake(0);
         });
         Ok(vec![reader, feeder])
     }

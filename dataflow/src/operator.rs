@@ -127,7 +127,14 @@ impl ProjectOp {
         for item in &self.items {
             match item {
                 ProjectItem::Wildcard { except } => {
-                    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+                    // The FROM stream's own columns first, so they win a shared name whatever
+                    // order a join's batch has its columns in.
+                    let mut order: Vec<usize> = (0..schema.fields().len()).collect();
+                    order.sort_by_key(|&i| schema.field(i).name().contains('.'));
+                    for (f, c) in order
+                        .into_iter()
+                        .map(|i| (schema.field(i), batch.column(i)))
+                    {
                         // Joined table columns are `table.column`; `*` shows them by their
                         // own name unless the stream has a field of that name.
                         let name = match f.name().split_once('.') {
