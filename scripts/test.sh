@@ -17,6 +17,14 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# The benchmark cases' harness (benches/cases/run.sh) runs once per case on a tiny input in
+# the tests; it needs jq and GNU time.
+if ! command -v jq >/dev/null 2>&1 || [ ! -x /usr/bin/time ]; then
+  echo "installing jq and time" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq time
+fi
+
 # MQTT tests talk to a real Mosquitto on 127.0.0.1:1883 (and start private ones on free ports
 # for outage tests, so the binary must exist).
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then

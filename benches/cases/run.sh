@@ -4,7 +4,8 @@
 #
 #   benches/cases/run.sh CASE_DIR EVENTS_FILE WORKERS [QUIVERD]
 #
-# CASE_DIR holds stream.sql (reading DATASOURCE="events.jsonl") and rule.json; EVENTS_FILE is
+# CASE_DIR holds stream.sql (reading DATASOURCE="events.jsonl"), rule.json and optionally
+# table.sql (a file table on DATASOURCE="devices.jsonl", generated here); EVENTS_FILE is
 # the JSON-lines input (from `quiver-gen`), substituted for events.jsonl as an absolute path.
 # QUIVERD defaults to target/release/quiverd. Fails unless the rule finished and its source
 # read every line of the file.
@@ -27,11 +28,19 @@ stream=$(sed "s|DATASOURCE=\"events.jsonl\"|DATASOURCE=\"$events_file\"|" "$case
 events=$(wc -l < "$events_file" | tr -d ' ')
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# A case with table.sql joins a device table: 10,000 rows written here (see its README).
+tables=()
+if [[ -f $case_dir/table.sql ]]; then
+    awk 'BEGIN { for (i = 0; i < 10000; i++)
+        printf "{\"id\":\"dev-%d\",\"location\":\"hall-%d\",\"threshold\":%d}\n", i, i % 50, 15 + i % 10 }' \
+        > "$tmp/devices.jsonl"
+    tables=(--stream "$(sed "s|DATASOURCE=\"devices.jsonl\"|DATASOURCE=\"$tmp/devices.jsonl\"|" "$case_dir/table.sql")")
+fi
 
 start=$(date +%s.%N)
 set +e
 RUST_LOG=warn /usr/bin/time -f '%M' -o "$tmp/rss" \
-    "$quiverd" run --stream "$stream" --rule "$case_dir/rule.json" --workers "$workers" \
+    "$quiverd" run "${tables[@]}" --stream "$stream" --rule "$case_dir/rule.json" --workers "$workers" \
     > "$tmp/status.json" 2> "$tmp/stderr"
 code=$?
 set -e

@@ -354,6 +354,17 @@ impl Engine {
             .map(|t| t.state.applied())
     }
 
+    /// True once a table's source has ended and every row it read is applied (a bounded
+    /// source such as a file); `None` for an unknown table.
+    pub fn table_loaded(&self, name: &str) -> Option<bool> {
+        self.inner
+            .tables
+            .lock()
+            .expect("tables lock")
+            .get(name)
+            .map(|t| t.tasks.iter().all(|task| task.is_finished()))
+    }
+
     /// Rows a table holds now.
     pub fn table_rows(&self, name: &str) -> Option<usize> {
         self.inner

@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 pub const USAGE: &str =
     "usage: quiverd run --stream SQL [--stream SQL ...] --rule RULE [--workers N]
                    [--config FILE] [--option KEY=VALUE ...] [--timeout SECS]
-  --stream   a CREATE STREAM statement (repeat for several streams)
+  --stream   a CREATE STREAM or CREATE TABLE statement (repeat for several; a file table is
+             read whole before the rule starts)
   --rule     a rule JSON file ({\"id\", \"sql\", \"actions\", \"options\"}), inline rule JSON,
              a file holding a SELECT, or the SELECT itself (id \"oneshot\", a log action)
   --workers  dataflow worker threads (env QUIVER_WORKERS, default: cores)
@@ -186,9 +187,16 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     }
     for sql in &o.streams {
         // Formatted here, not chained: the engine error repeats its source's message.
-        engine
+        let def = engine
             .create_stream(sql)
             .map_err(|e| anyhow::anyhow!("stream {}: {e}", one_line(sql)))?;
+        // A table read from a file is loaded whole before the rule starts, so every stream
+        // row joins the complete table (what a backfill expects).
+        if def.kind == quiver_compiler::StreamKind::Table && def.options.source_type == "file" {
+            while engine.table_loaded(&def.name) == Some(false) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
     let spec = rule_spec(&o.rule, &o.options)?;
     let id = spec.id.clone();

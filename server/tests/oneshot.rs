@@ -215,3 +215,48 @@ fn setup_errors_exit_2_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--stream is required"));
 }
+
+/// Every end-to-end benchmark case (benches/cases/*/) runs once through its own harness
+/// (`run.sh`, which checks that the rule finished and read every line) on a tiny input, so the
+/// cases cannot rot between benchmark runs; the figures come from `scripts/bench.sh`.
+#[test]
+fn benchmark_cases_run_end_to_end_on_a_tiny_input() {
+    let dir = TempDir::new("bench-cases");
+    let events = dir.write("events.jsonl", &readings(2_000));
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/cases");
+    let mut ran = Vec::new();
+    for entry in std::fs::read_dir(&cases).expect("benches/cases") {
+        let case = entry.unwrap().path();
+        if !case.join("rule.json").is_file() {
+            continue;
+        }
+        let out = Command::new(cases.join("run.sh"))
+            .arg(&case)
+            .arg(&events)
+            .arg("2")
+            .arg(env!("CARGO_BIN_EXE_quiverd"))
+            .output()
+            .expect("run benches/cases/run.sh (needs jq and GNU time)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {}\n{stdout}",
+            case.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        assert_eq!(line["events"], 2_000, "{line}");
+        assert!(line["sink_rows"].as_u64() > Some(0), "{line}");
+        ran.push(line["case"].as_str().unwrap_or_default().to_string());
+    }
+    ran.sort();
+    assert_eq!(
+        ran,
+        [
+            "file_to_memory_w1",
+            "file_to_memory_w2",
+            "file_to_memory_w3"
+        ],
+        "every case ran"
+    );
+}
