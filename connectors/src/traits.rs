@@ -38,6 +38,14 @@ pub enum SourceEvent {
     Raw(Vec<RawMessage>),
     /// Rows that are already Arrow (e.g. from a memory topic another rule publishes to).
     Batch(RecordBatch),
+    /// Messages decoded once for every rule of a shared stream: the rows (metadata columns
+    /// included) and the failures, which each rule counts as its own.
+    Decoded {
+        /// How many messages were decoded.
+        messages: usize,
+        /// The rows and the per-message failures.
+        decoded: std::sync::Arc<crate::codec::json::Decoded>,
+    },
 }
 
 /// Wakes the consumer of worker `i`'s queue after an event was queued for it.

@@ -65,7 +65,9 @@ async fn run_to_end(
                     .map(|m| serde_json::from_slice(&m.payload).expect("payload is JSON"))
                     .collect(),
             ),
-            SourceEvent::Batch(_) => panic!("the file source sends raw payloads"),
+            SourceEvent::Batch(_) | SourceEvent::Decoded { .. } => {
+                panic!("the file source sends raw payloads")
+            }
         }
     }
     (events, result)

@@ -49,7 +49,9 @@ impl RunningSource {
     async fn next_within(&mut self, within: Duration) -> Vec<RawMessage> {
         match tokio::time::timeout(within, self.rx.recv()).await {
             Ok(Some(SourceEvent::Raw(msgs))) => msgs,
-            Ok(Some(SourceEvent::Batch(_))) => panic!("an MQTT source sends raw messages"),
+            Ok(Some(SourceEvent::Batch(_) | SourceEvent::Decoded { .. })) => {
+                panic!("an MQTT source sends raw messages")
+            }
             Ok(None) => panic!("the source stopped: {:?}", self.task),
             Err(_) => Vec::new(),
         }
@@ -63,7 +65,9 @@ impl RunningSource {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.rx.recv()).await {
                 Ok(Some(SourceEvent::Raw(msgs))) => got.extend(msgs),
-                Ok(Some(SourceEvent::Batch(_))) => panic!("an MQTT source sends raw messages"),
+                Ok(Some(SourceEvent::Batch(_) | SourceEvent::Decoded { .. })) => {
+                    panic!("an MQTT source sends raw messages")
+                }
                 Ok(None) => panic!("the source stopped"),
                 Err(_) => panic!("only {} of {n} messages within 10 s", got.len()),
             }

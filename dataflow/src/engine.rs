@@ -317,6 +317,7 @@ impl Engine {
                         decoded.batches
                     }
                     SourceEvent::Batch(b) => vec![b],
+                    SourceEvent::Decoded { decoded, .. } => decoded.batches.clone(),
                 };
                 for b in &batches {
                     let skipped = fed.apply(b);
@@ -886,11 +887,16 @@ impl Engine {
                 !a.window.kind.is_partitionable()
                     && a.window.kind != quiver_compiler::window::WindowKind::Rows
             });
-        let ingest_tx = if ordered {
+        let ingest_tx: Vec<_> = if ordered {
             ingest_tx.into_iter().take(1).collect()
         } else {
             ingest_tx
         };
+        // The other workers' queues are closed now; a worker whose source already looked at
+        // its (then empty) queue must look again, or it would hold back time forever.
+        for i in ingest_tx.len()..n {
+            wake(i);
+        }
         let mut joined_tasks = Vec::new();
         for (i, (def, qualifier, m)) in joined.into_iter().enumerate() {
             joined_tasks.extend(self.start_joined_source(
@@ -1014,6 +1020,13 @@ impl Engine {
                         metrics.batch(b.num_rows(), b.num_rows(), started);
                         vec![b]
                     }
+                    SourceEvent::Decoded { messages, decoded } => {
+                        if let Some(first) = decoded.errors.first() {
+                            metrics.exceptions(decoded.errors.len(), first);
+                        }
+                        metrics.batch(messages, decoded.rows(), started);
+                        decoded.batches.clone()
+                    }
                 };
                 for b in batches {
                     let b = crate::join::qualify(b, &qualifier, source, field.as_deref());
@@ -1067,8 +1080,20 @@ impl Engine {
             }
         });
         let subs = subscribers.clone();
+        // Decoded once here for every rule of the stream (metadata columns included: rules
+        // that do not read them never see them), not once per rule.
+        let decoder = self
+            .stream(stream)
+            .map(|def| JsonDecoder::new(def.arrow_schema(), true));
         let fanout = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
+                let event = match (event, &decoder) {
+                    (SourceEvent::Raw(messages), Some(decoder)) => SourceEvent::Decoded {
+                        messages: messages.len(),
+                        decoded: Arc::new(decoder.decode(&messages)),
+                    },
+                    (other, _) => other,
+                };
                 let targets: Vec<(String, SourceOutput)> = subs
                     .lock()
                     .expect("subscribers lock")

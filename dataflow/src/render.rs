@@ -816,6 +816,21 @@ fn render_source<'s>(
                         }
                         decoded.batches
                     }
+                    SourceEvent::Decoded { messages, decoded } => {
+                        source_metrics.batch(messages, messages, started);
+                        if let Some(first) = decoded.errors.first() {
+                            tracing::warn!(
+                                rule = %rule_key(&info),
+                                errors = decoded.errors.len(),
+                                "dropping malformed messages: {first}"
+                            );
+                            decoder_metrics.exceptions(decoded.errors.len(), first);
+                        }
+                        if !Arc::ptr_eq(&decoder_metrics, &source_metrics) {
+                            decoder_metrics.batch(messages, decoded.rows(), started);
+                        }
+                        decoded.batches.clone()
+                    }
                     SourceEvent::Batch(b) => {
                         // A joined stream's rows were counted on its own source node.
                         if b.column_by_name(crate::join::SOURCE_COLUMN).is_none() {
