@@ -118,7 +118,19 @@ pub fn compile_rule(
     for j in &join_refs {
         let on = binder.expr(j.on)?;
         check_condition("ON", &on, j.on)?;
-        let (stream_keys, table_keys, residual) = split_on(on, &j.table.qualifier);
+        let (stream_keys, table_keys, residual) =
+            split_on(on, &j.table.qualifier, j.table.lookup_key.as_deref());
+        if let Some(key) = &j.table.lookup_key
+            && stream_keys.is_empty()
+        {
+            return Err(CompileError::at(
+                format!(
+                    "joining lookup table \"{}\" needs ON <stream value> = {}.{key} (its KEY)",
+                    j.table.name, j.table.qualifier
+                ),
+                pos_of(j.on),
+            ));
+        }
         if stream_keys.is_empty() {
             return Err(CompileError::at(
                 "the ON condition of a table join needs at least one stream.column = table.column",
@@ -135,6 +147,7 @@ pub fn compile_rule(
                 stream_keys,
                 table_keys,
                 residual,
+                lookup: j.table.lookup_key.is_some(),
             }),
         };
     }
@@ -547,6 +560,8 @@ struct TableRef {
     /// The alias, else the name: joined columns are called `qualifier.column`.
     qualifier: String,
     schema: Option<SchemaRef>,
+    /// The `KEY` of a lookup table (`KIND="lookup"`), `None` for a scan table.
+    lookup_key: Option<String>,
 }
 
 fn bind_from<'q>(
@@ -641,6 +656,12 @@ fn bind_from<'q>(
                 name: tdef.name.clone(),
                 qualifier,
                 schema: tdef.arrow_schema(),
+                lookup_key: tdef
+                    .options
+                    .raw
+                    .get("KIND")
+                    .filter(|k| k.eq_ignore_ascii_case("lookup"))
+                    .and(tdef.options.key.clone()),
             },
             left,
             on,
@@ -657,8 +678,14 @@ fn bind_from<'q>(
 }
 
 /// Splits a bound ON condition into equi-join key pairs (stream side, table side) and the
-/// rest. A side belongs to the table when every column it reads is one of the table's.
-fn split_on(on: Expr, qualifier: &str) -> (Vec<Expr>, Vec<Expr>, Option<Expr>) {
+/// rest. A side belongs to the table when every column it reads is one of the table's. A
+/// lookup table (`lookup_key`) is joined by its KEY only: the first equality with that column
+/// is the key pair, every other condition is checked on the fetched rows.
+fn split_on(
+    on: Expr,
+    qualifier: &str,
+    lookup_key: Option<&str>,
+) -> (Vec<Expr>, Vec<Expr>, Option<Expr>) {
     let prefix = format!("{qualifier}.");
     let side = |e: &Expr| -> (bool, bool) {
         let (mut table, mut stream) = (false, false);
@@ -692,13 +719,22 @@ fn split_on(on: Expr, qualifier: &str) -> (Vec<Expr>, Vec<Expr>, Option<Expr>) {
             right,
         } = &c
         {
+            // A lookup table answers one key: the table side must be its KEY column itself.
+            let usable = |table_side: &Expr| match lookup_key {
+                None => true,
+                Some(key) => {
+                    skeys.is_empty()
+                        && matches!(table_side, Expr::Column { name, .. }
+                            if name.strip_prefix(&prefix).is_some_and(|n| n.eq_ignore_ascii_case(key)))
+                }
+            };
             match (side(left), side(right)) {
-                ((false, true), (true, false)) => {
+                ((false, true), (true, false)) if usable(right) => {
                     skeys.push((**left).clone());
                     tkeys.push(unqualify((**right).clone(), &prefix));
                     continue;
                 }
-                ((true, false), (false, true)) => {
+                ((true, false), (false, true)) if usable(left) => {
                     skeys.push((**right).clone());
                     tkeys.push(unqualify((**left).clone(), &prefix));
                     continue;

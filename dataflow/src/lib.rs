@@ -16,6 +16,7 @@ pub mod analytic;
 pub mod container;
 pub mod engine;
 pub mod error;
+pub mod lookup;
 pub mod metrics;
 pub mod operator;
 pub mod render;
