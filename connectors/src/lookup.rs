@@ -144,11 +144,18 @@ mod tests {
             .unwrap();
         assert!(c.enabled && c.cache_missing_key);
         assert_eq!(c.ttl, Some(Duration::from_secs(600)));
-        let c = parse(serde_json::json!({"lookup": {"cache": "true", "cacheTtl": "250ms", "cacheSize": 5}}))
-            .unwrap();
+        let c = parse(
+            serde_json::json!({"lookup": {"cache": "true", "cacheTtl": "250ms", "cacheSize": 5}}),
+        )
+        .unwrap();
         assert_eq!(c.ttl, Some(Duration::from_millis(250)));
         assert_eq!(c.max_entries, 5);
-        assert_eq!(parse(serde_json::json!({"lookup": {"cacheTtl": 0}})).unwrap().ttl, None);
+        assert_eq!(
+            parse(serde_json::json!({"lookup": {"cacheTtl": 0}}))
+                .unwrap()
+                .ttl,
+            None
+        );
     }
 
     #[test]

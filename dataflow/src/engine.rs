@@ -315,10 +315,7 @@ impl Engine {
         let props = self.profile_props(def);
         let cache = quiver_connectors::lookup::LookupCacheConfig::parse(&props)?;
         let (store, tasks) = if def.options.source_type == "memory" {
-            let state = Arc::new(crate::table::TableState::new(
-                def.options.key.clone(),
-                None,
-            ));
+            let state = Arc::new(crate::table::TableState::new(def.options.key.clone(), None));
             let tasks = self.feed_table(def, state.clone())?;
             (crate::lookup::LookupStore::Memory(state), tasks)
         } else {

@@ -125,10 +125,9 @@ impl LookupTable {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         match &self.store {
             // Memory tables key rows by the key's JSON text (see `TableState::apply`).
-            LookupStore::Memory(state) => Ok(keys
-                .iter()
-                .map(|k| Ok(state.get(&k.to_string())))
-                .collect()),
+            LookupStore::Memory(state) => {
+                Ok(keys.iter().map(|k| Ok(state.get(&k.to_string()))).collect())
+            }
             LookupStore::External { source, decoder } => {
                 let texts: Vec<String> = keys.iter().map(|k| store_key(k)).collect();
                 let raw = source.fetch(&texts).map_err(|e| e.to_string())?;

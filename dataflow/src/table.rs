@@ -226,8 +226,14 @@ impl JoinTableOp {
     fn fetch(
         table: &crate::lookup::LookupTable,
         key: &ArrayRef,
-    ) -> Result<(Option<RecordBatch>, HashMap<String, Vec<u32>>, HashMap<String, String>), String>
-    {
+    ) -> Result<
+        (
+            Option<RecordBatch>,
+            HashMap<String, Vec<u32>>,
+            HashMap<String, String>,
+        ),
+        String,
+    > {
         let mut distinct: Vec<serde_json::Value> = Vec::new();
         let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for r in 0..key.len() {
@@ -296,10 +302,7 @@ impl JoinTableOp {
         let mut s_idx: Vec<u32> = Vec::new();
         let mut t_idx: Vec<Option<u32>> = Vec::new();
         for (r, key) in keys.iter().enumerate() {
-            if let Some(e) = key
-                .as_ref()
-                .and_then(|k| failed.and_then(|f| f.get(k)))
-            {
+            if let Some(e) = key.as_ref().and_then(|k| failed.and_then(|f| f.get(k))) {
                 errors.0 += 1;
                 errors.1.get_or_insert_with(|| e.clone());
                 continue;

@@ -90,8 +90,14 @@ impl RedisLookupConfig {
         Ok(RedisLookupConfig {
             host: host.to_string(),
             port,
-            password: p.string("password")?.filter(|s| !s.is_empty()).map(String::from),
-            username: p.string("username")?.filter(|s| !s.is_empty()).map(String::from),
+            password: p
+                .string("password")?
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+            username: p
+                .string("username")?
+                .filter(|s| !s.is_empty())
+                .map(String::from),
             db,
             data_type,
             timeout,
@@ -112,7 +118,11 @@ mod tests {
         let c = parse("0", serde_json::json!({})).unwrap();
         assert_eq!((c.host.as_str(), c.port, c.db), ("127.0.0.1", 6379, 0));
         assert_eq!(c.data_type, RedisDataType::String);
-        let c = parse("3", serde_json::json!({"addr": "tcp://h:7000", "datatype": "list"})).unwrap();
+        let c = parse(
+            "3",
+            serde_json::json!({"addr": "tcp://h:7000", "datatype": "list"}),
+        )
+        .unwrap();
         assert_eq!((c.host.as_str(), c.port, c.db), ("h", 7000, 3));
         assert_eq!(c.data_type, RedisDataType::List);
     }

@@ -102,7 +102,10 @@ impl LookupSource for RedisLookup {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut guard = self.conn.lock().map_err(|_| io("connection lock poisoned"))?;
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| io("connection lock poisoned"))?;
         let mut conn = match guard.take() {
             Some(c) => c,
             None => self.connect()?,
