@@ -171,6 +171,14 @@ pub enum TableSide {
     Lookup(Arc<crate::lookup::LookupTable>),
 }
 
+/// A lookup's rows for one batch: the rows, their index by key text, and the keys that failed
+/// (key text → why).
+type Fetched = (
+    Option<RecordBatch>,
+    HashMap<String, Vec<u32>>,
+    HashMap<String, String>,
+);
+
 /// Rows that failed in a join (their lookup key could not be read): count and first reason.
 type RowErrors = (usize, Option<String>);
 
@@ -223,17 +231,7 @@ impl JoinTableOp {
 
     /// The rows of the batch's distinct keys from a lookup table, indexed like a snapshot,
     /// and the keys whose rows could not be read (with why).
-    fn fetch(
-        table: &crate::lookup::LookupTable,
-        key: &ArrayRef,
-    ) -> Result<
-        (
-            Option<RecordBatch>,
-            HashMap<String, Vec<u32>>,
-            HashMap<String, String>,
-        ),
-        String,
-    > {
+    fn fetch(table: &crate::lookup::LookupTable, key: &ArrayRef) -> Result<Fetched, String> {
         let mut distinct: Vec<serde_json::Value> = Vec::new();
         let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for r in 0..key.len() {
