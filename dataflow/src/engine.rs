@@ -324,7 +324,8 @@ impl Engine {
                 datasource: def.options.datasource.clone(),
                 props,
             };
-            let source = self.inner.connectors.lookup_source(&spec)?;
+            let key = def.options.key.as_deref().unwrap_or_default();
+            let source = self.inner.connectors.lookup_source(&spec, key)?;
             let decoder = JsonDecoder::new(def.arrow_schema(), false);
             (
                 crate::lookup::LookupStore::External { source, decoder },
