@@ -62,6 +62,20 @@ if ! mariadb -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1; then
 fi
 mariadb -h 127.0.0.1 -u root -e 'CREATE DATABASE IF NOT EXISTS test'
 
+# Redis lookup tables are tested against a real Redis on 127.0.0.1:6379 (database 1, keys
+# under a per-test prefix). Start one if none answers; never restart a running one.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
+if ! port_open 6379; then
+  echo "starting redis on 127.0.0.1:6379" >&2
+  redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' --appendonly no >/dev/null
+  for _ in $(seq 50); do port_open 6379 && break; sleep 0.1; done
+  port_open 6379 || { echo "redis did not start" >&2; exit 1; }
+fi
+
 cargo fmt --all -- --check
 # The MySQL sink plugin is its own Cargo project (built like a user's plugin).
 cargo fmt --manifest-path connectors/mysql/Cargo.toml -- --check

@@ -125,7 +125,7 @@ pub fn compile_rule(
             Some(on_ast) => {
                 let on = binder.expr(on_ast)?;
                 check_condition("ON", &on, on_ast)?;
-                split_on(on, &j.table.qualifier, false)
+                split_on(on, &j.table.qualifier, false, None)
             }
             None => (Vec::new(), Vec::new(), None),
         };
@@ -163,7 +163,19 @@ pub fn compile_rule(
         let on_ast = j.on.expect("table joins have ON");
         let on = binder.expr(on_ast)?;
         check_condition("ON", &on, on_ast)?;
-        let (stream_keys, table_keys, residual) = split_on(on, &j.table.qualifier, true);
+        let (stream_keys, table_keys, residual) =
+            split_on(on, &j.table.qualifier, true, j.table.lookup_key.as_deref());
+        if let Some(key) = &j.table.lookup_key
+            && stream_keys.is_empty()
+        {
+            return Err(CompileError::at(
+                format!(
+                    "joining lookup table \"{}\" needs ON <stream value> = {}.{key} (its KEY)",
+                    j.table.name, j.table.qualifier
+                ),
+                pos_of(on_ast),
+            ));
+        }
         if stream_keys.is_empty() {
             return Err(CompileError::at(
                 "the ON condition of a table join needs at least one stream.column = table.column",
@@ -180,6 +192,7 @@ pub fn compile_rule(
                 stream_keys,
                 table_keys,
                 residual,
+                lookup: j.table.lookup_key.is_some(),
             }),
         };
     }
@@ -644,6 +657,8 @@ struct TableRef {
     /// The alias, else the name: joined columns are called `qualifier.column`.
     qualifier: String,
     schema: Option<SchemaRef>,
+    /// The `KEY` of a lookup table (`KIND="lookup"`), `None` for a scan table.
+    lookup_key: Option<String>,
 }
 
 fn bind_from<'q>(
@@ -747,6 +762,12 @@ fn bind_from<'q>(
                 name: tdef.name.clone(),
                 qualifier,
                 schema: tdef.arrow_schema(),
+                lookup_key: tdef
+                    .options
+                    .raw
+                    .get("KIND")
+                    .filter(|k| k.eq_ignore_ascii_case("lookup"))
+                    .and(tdef.options.key.clone()),
             },
             kind,
             stream,
@@ -766,8 +787,15 @@ fn bind_from<'q>(
 
 /// Splits a bound ON condition into equi-join key pairs (stream side, table side) and the
 /// rest. A side belongs to the table when every column it reads is one of the table's;
-/// `strip` rewrites the table side over the table's own column names.
-fn split_on(on: Expr, qualifier: &str, strip: bool) -> (Vec<Expr>, Vec<Expr>, Option<Expr>) {
+/// `strip` rewrites the table side over the table's own column names. A lookup table
+/// (`lookup_key`) is joined by its KEY only: the first equality with that column is the key
+/// pair, every other condition is checked on the fetched rows.
+fn split_on(
+    on: Expr,
+    qualifier: &str,
+    strip: bool,
+    lookup_key: Option<&str>,
+) -> (Vec<Expr>, Vec<Expr>, Option<Expr>) {
     let own = |e: Expr| {
         if strip {
             unqualify(e, &format!("{qualifier}."))
@@ -808,13 +836,22 @@ fn split_on(on: Expr, qualifier: &str, strip: bool) -> (Vec<Expr>, Vec<Expr>, Op
             right,
         } = &c
         {
+            // A lookup table answers one key: the table side must be its KEY column itself.
+            let usable = |table_side: &Expr| match lookup_key {
+                None => true,
+                Some(key) => {
+                    skeys.is_empty()
+                        && matches!(table_side, Expr::Column { name, .. }
+                            if name.strip_prefix(&prefix).is_some_and(|n| n.eq_ignore_ascii_case(key)))
+                }
+            };
             match (side(left), side(right)) {
-                ((false, true), (true, false)) => {
+                ((false, true), (true, false)) if usable(right) => {
                     skeys.push((**left).clone());
                     tkeys.push(own((**right).clone()));
                     continue;
                 }
-                ((true, false), (false, true)) => {
+                ((true, false), (false, true)) if usable(left) => {
                     skeys.push((**right).clone());
                     tkeys.push(own((**left).clone()));
                     continue;

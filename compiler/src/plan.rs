@@ -40,6 +40,9 @@ pub struct TableJoin {
     pub table_keys: Vec<Expr>,
     /// The rest of the ON condition, over the joined row.
     pub residual: Option<Expr>,
+    /// A lookup table (`KIND="lookup"`): the rows are fetched by the one key in
+    /// `table_keys` (the table's `KEY`) when stream rows arrive, instead of read from memory.
+    pub lookup: bool,
 }
 
 /// The kind of a join.
@@ -415,8 +418,9 @@ impl LogicalPlan {
                     .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "{pad}{} table {}: {}{residual}",
+                    "{pad}{}{} table {}: {}{residual}",
                     if join.left { "LeftJoin" } else { "Join" },
+                    if join.lookup { " lookup" } else { "" },
                     join.table,
                     on.join(" AND ")
                 );

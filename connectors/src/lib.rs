@@ -13,9 +13,12 @@ pub mod codec;
 pub mod error;
 pub mod file;
 pub mod log;
+pub mod lookup;
 pub mod memory;
 pub mod mqtt;
 mod props;
+pub mod redis;
+pub mod sql;
 pub mod traits;
 
 use std::collections::BTreeMap;
@@ -79,6 +82,36 @@ impl Connectors {
     /// Source types this build knows.
     pub fn source_types(&self) -> &'static [&'static str] {
         &["file", "httppush", "memory", "mqtt"]
+    }
+
+    /// Types a lookup table (`KIND="lookup"`) may use: `memory` is served by the engine from
+    /// the topic's rows, the others by [`Connectors::lookup_source`].
+    pub fn lookup_types(&self) -> &'static [&'static str] {
+        &["memory", "redis", "sql"]
+    }
+
+    /// Creates the lookup source of an external store (`redis`, `sql`) for a table keyed by
+    /// column `key`.
+    pub fn lookup_source(
+        &self,
+        spec: &SourceSpec,
+        key: &str,
+    ) -> Result<Box<dyn lookup::LookupSource>, ConnectorError> {
+        match spec.source_type.as_str() {
+            "redis" => Ok(Box::new(redis::RedisLookup::new(
+                redis::RedisLookupConfig::parse(&spec.datasource, &spec.props)?,
+            )?)),
+            "sql" => Ok(Box::new(sql::SqlLookup::new(sql::SqlLookupConfig::parse(
+                &spec.datasource,
+                key,
+                &spec.props,
+            )?)?)),
+            other => Err(ConnectorError::UnknownType {
+                kind: "lookup source",
+                name: other.to_string(),
+                known: self.lookup_types().join(", "),
+            }),
+        }
     }
 
     /// Sink types this build knows.

@@ -150,10 +150,21 @@ struct Inner {
     tables: Mutex<HashMap<String, TableEntry>>,
 }
 
-/// A table and the tasks feeding it (its source and the decoder that applies rows).
+/// A table and the tasks feeding it (its source and the decoder that applies rows); an
+/// external lookup table has no task.
 struct TableEntry {
-    state: Arc<crate::table::TableState>,
+    side: crate::table::TableSide,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TableEntry {
+    /// The rows kept in memory: a scan table's, or those of a memory lookup table's topic.
+    fn state(&self) -> Option<&Arc<crate::table::TableState>> {
+        match &self.side {
+            crate::table::TableSide::Scan(s) => Some(s),
+            crate::table::TableSide::Lookup(l) => l.memory_state(),
+        }
+    }
 }
 
 impl Drop for TableEntry {
@@ -233,16 +244,12 @@ impl Engine {
                 ));
             }
         };
-        if def.kind == StreamKind::Table
-            && let Some(kind) = def.options.raw.get("KIND")
-            && !kind.eq_ignore_ascii_case("scan")
-        {
-            return Err(EngineError::Invalid(format!(
-                "KIND=\"{kind}\": only scan tables are supported so far (lookup tables come later)"
-            )));
+        let lookup = is_lookup(&def)?;
+        if lookup {
+            check_lookup(&def, self.inner.connectors.lookup_types())?;
         }
         let known = self.inner.connectors.all_source_types();
-        if !known.contains(&def.options.source_type) {
+        if !lookup && !known.contains(&def.options.source_type) {
             return Err(EngineError::Invalid(format!(
                 "unknown source type \"{}\"; known types: {}",
                 def.options.source_type,
@@ -257,7 +264,11 @@ impl Engine {
             )));
         }
         if def.kind == StreamKind::Table {
-            let entry = self.start_table(&def)?;
+            let entry = if lookup {
+                self.start_lookup(&def)?
+            } else {
+                self.start_table(&def)?
+            };
             self.inner
                 .tables
                 .lock()
@@ -268,8 +279,19 @@ impl Engine {
         Ok(def)
     }
 
-    /// Starts feeding a table: its source task writes to one queue, read by a task that
-    /// decodes the rows and applies them to the table.
+    /// The connection profile a stream or table names (`CONF_KEY`, else `default`).
+    fn profile_props(&self, def: &StreamDef) -> serde_json::Map<String, Value> {
+        self.inner
+            .profiles
+            .read()
+            .expect("profiles lock")
+            .get(&def.options.source_type)
+            .and_then(|p| p.get(def.options.conf_key.as_deref().unwrap_or("default")))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Starts feeding a scan table from its source.
     fn start_table(&self, def: &StreamDef) -> Result<TableEntry, EngineError> {
         let retain = match def.options.raw.get("RETAIN_SIZE") {
             Some(v) => Some(v.parse::<usize>().map_err(|_| {
@@ -281,18 +303,56 @@ impl Engine {
             def.options.key.clone(),
             retain,
         ));
+        let tasks = self.feed_table(def, state.clone())?;
+        Ok(TableEntry {
+            side: crate::table::TableSide::Scan(state),
+            tasks,
+        })
+    }
+
+    /// Sets up a lookup table: a memory one keeps the rows published to its topic by KEY (fed
+    /// like a scan table); an external one only creates its store client, which connects on
+    /// the first lookup. Both read the cache settings from the profile's `lookup` object.
+    fn start_lookup(&self, def: &StreamDef) -> Result<TableEntry, EngineError> {
+        let props = self.profile_props(def);
+        let cache = quiver_connectors::lookup::LookupCacheConfig::parse(&props)?;
+        let (store, tasks) = if def.options.source_type == "memory" {
+            let state = Arc::new(crate::table::TableState::new(def.options.key.clone(), None));
+            let tasks = self.feed_table(def, state.clone())?;
+            (crate::lookup::LookupStore::Memory(state), tasks)
+        } else {
+            let spec = SourceSpec {
+                source_type: def.options.source_type.clone(),
+                datasource: def.options.datasource.clone(),
+                props,
+            };
+            let key = def.options.key.as_deref().unwrap_or_default();
+            let source = self.inner.connectors.lookup_source(&spec, key)?;
+            let decoder = JsonDecoder::new(def.arrow_schema(), false);
+            (
+                crate::lookup::LookupStore::External { source, decoder },
+                Vec::new(),
+            )
+        };
+        Ok(TableEntry {
+            side: crate::table::TableSide::Lookup(Arc::new(crate::lookup::LookupTable::new(
+                store, cache,
+            ))),
+            tasks,
+        })
+    }
+
+    /// Feeds `state` from the table's source: the source task writes to one queue, read by
+    /// a task that decodes the rows and applies them to the table.
+    fn feed_table(
+        &self,
+        def: &StreamDef,
+        state: Arc<crate::table::TableState>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
         let spec = SourceSpec {
             source_type: def.options.source_type.clone(),
             datasource: def.options.datasource.clone(),
-            props: self
-                .inner
-                .profiles
-                .read()
-                .expect("profiles lock")
-                .get(&def.options.source_type)
-                .and_then(|p| p.get(def.options.conf_key.as_deref().unwrap_or("default")))
-                .cloned()
-                .unwrap_or_default(),
+            props: self.profile_props(def),
         };
         let mut source = self.inner.connectors.source(&spec)?;
         let (tx, mut rx) = mpsc::channel::<SourceEvent>(16);
@@ -304,7 +364,7 @@ impl Engine {
             }
         });
         let decoder = JsonDecoder::new(def.arrow_schema(), false);
-        let fed = state.clone();
+        let fed = state;
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -327,10 +387,7 @@ impl Engine {
                 }
             }
         });
-        Ok(TableEntry {
-            state,
-            tasks: vec![source_task, feeder],
-        })
+        Ok(vec![source_task, feeder])
     }
 
     /// The names of the tables, sorted.
@@ -352,7 +409,7 @@ impl Engine {
             .lock()
             .expect("tables lock")
             .get(name)
-            .map(|t| t.state.applied())
+            .map(|t| t.state().map_or(0, |s| s.applied()))
     }
 
     /// True once a table's source has ended and every row it read is applied (a bounded
@@ -373,7 +430,7 @@ impl Engine {
             .lock()
             .expect("tables lock")
             .get(name)
-            .map(|t| t.state.len())
+            .map(|t| t.state().map_or(0, |s| s.len()))
     }
 
     /// Drops a stream; refused while rules use it.
@@ -837,7 +894,7 @@ impl Engine {
                     .map(|name| {
                         tables
                             .get(name)
-                            .map(|t| (name.clone(), t.state.clone()))
+                            .map(|t| (name.clone(), t.side.clone()))
                             .ok_or_else(|| {
                                 EngineError::NotFound(format!("table \"{name}\" not found"))
                             })
@@ -1378,6 +1435,46 @@ fn operator_names(plan: &LogicalPlan) -> Vec<&'static str> {
         }
     }
     names
+}
+
+/// True for `KIND="lookup"`; an error for a KIND that is neither scan nor lookup.
+fn is_lookup(def: &StreamDef) -> Result<bool, EngineError> {
+    match def.options.raw.get("KIND") {
+        None => Ok(false),
+        // eKuiper's parser accepts KIND on streams and ignores it.
+        Some(_) if def.kind == StreamKind::Stream => Ok(false),
+        Some(k) if k.eq_ignore_ascii_case("scan") => Ok(false),
+        Some(k) if k.eq_ignore_ascii_case("lookup") => Ok(true),
+        Some(k) => Err(EngineError::Invalid(format!(
+            "KIND must be \"scan\" or \"lookup\", got \"{k}\""
+        ))),
+    }
+}
+
+/// A lookup table needs a KEY (the column its rows are fetched by) and a type that can look up.
+fn check_lookup(def: &StreamDef, types: &[&str]) -> Result<(), EngineError> {
+    let Some(key) = &def.options.key else {
+        return Err(EngineError::Invalid(format!(
+            "lookup table \"{}\" needs KEY=\"<column>\": its rows are fetched by that column",
+            def.name
+        )));
+    };
+    if let Some(cols) = &def.columns
+        && !cols.iter().any(|c| c.name.eq_ignore_ascii_case(key))
+    {
+        return Err(EngineError::Invalid(format!(
+            "KEY \"{key}\" is not a column of table \"{}\"",
+            def.name
+        )));
+    }
+    if !types.contains(&def.options.source_type.as_str()) {
+        return Err(EngineError::Invalid(format!(
+            "TYPE=\"{}\" has no lookup table; lookup types: {}",
+            def.options.source_type,
+            types.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// True when the plan joins table `name`.

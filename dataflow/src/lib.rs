@@ -17,6 +17,7 @@ pub mod container;
 pub mod engine;
 pub mod error;
 pub mod join;
+pub mod lookup;
 pub mod metrics;
 pub mod operator;
 pub mod render;

@@ -89,7 +89,7 @@ pub struct RuleDataflow {
     /// What `rule_id()` and `rule_start()` read.
     pub rule: Arc<quiver_compiler::eval::RuleContext>,
     /// The tables the rule joins, by name.
-    pub tables: std::collections::HashMap<String, Arc<crate::table::TableState>>,
+    pub tables: std::collections::HashMap<String, crate::table::TableSide>,
     /// Rows sent to the window operators and not yet taken by them, over all workers.
     pub to_windows: Arc<std::sync::atomic::AtomicUsize>,
 }

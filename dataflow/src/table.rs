@@ -5,6 +5,10 @@
 //! the same key (upsert), without it the last `RETAIN_SIZE` rows are kept. A join reads the
 //! table's rows as they are when the stream row is processed: the stream drives, and a table
 //! update never re-emits a past result (eKuiper's semantics).
+//!
+//! The same join serves lookup tables ([`crate::lookup`]): instead of indexing a snapshot it
+//! fetches the rows of the batch's distinct keys, then assembles rows the same way. A key
+//! whose rows could not be read fails only its stream rows (counted as exceptions).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -106,6 +110,13 @@ impl TableState {
         self.applied.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The row of `key` (its JSON text, as [`TableState::apply`] keys rows) in a keyed table.
+    pub fn get(&self, key: &str) -> Option<RecordBatch> {
+        let data = self.data.read().expect("table lock");
+        let seq = data.by_key.get(key)?;
+        data.rows.get(seq).cloned()
+    }
+
     /// Number of rows held.
     pub fn len(&self) -> usize {
         self.data.read().expect("table lock").rows.len()
@@ -151,10 +162,30 @@ fn keys_of(arrays: &[ArrayRef], rows: usize) -> Vec<Option<String>> {
 /// A table snapshot with its version and the rows of each join key.
 type KeyIndex = (u64, Option<RecordBatch>, HashMap<String, Vec<u32>>);
 
+/// The table a join reads: rows in memory (scan) or a store asked per batch (lookup).
+#[derive(Debug, Clone)]
+pub enum TableSide {
+    /// A scan table's rows.
+    Scan(Arc<TableState>),
+    /// A lookup table.
+    Lookup(Arc<crate::lookup::LookupTable>),
+}
+
+/// A lookup's rows for one batch: the rows, their index by key text, and the keys that failed
+/// (key text → why).
+type Fetched = (
+    Option<RecordBatch>,
+    HashMap<String, Vec<u32>>,
+    HashMap<String, String>,
+);
+
+/// Rows that failed in a join (their lookup key could not be read): count and first reason.
+type RowErrors = (usize, Option<String>);
+
 /// The stream-table join operator.
 pub struct JoinTableOp {
     join: TableJoin,
-    table: Arc<TableState>,
+    table: TableSide,
     metrics: Arc<NodeMetrics>,
     /// The table snapshot and its key index, for the version they were built from.
     index: Option<KeyIndex>,
@@ -162,7 +193,7 @@ pub struct JoinTableOp {
 
 impl JoinTableOp {
     /// A join of the stream with `table`, reporting into `metrics`.
-    pub fn new(join: TableJoin, table: Arc<TableState>, metrics: Arc<NodeMetrics>) -> Self {
+    pub fn new(join: TableJoin, table: TableSide, metrics: Arc<NodeMetrics>) -> Self {
         JoinTableOp {
             join,
             table,
@@ -172,7 +203,10 @@ impl JoinTableOp {
     }
 
     fn refresh(&mut self) -> Result<(), String> {
-        let (version, snapshot) = self.table.snapshot();
+        let TableSide::Scan(table) = &self.table else {
+            return Ok(());
+        };
+        let (version, snapshot) = table.snapshot();
         if self.index.as_ref().is_some_and(|(v, _, _)| *v == version) {
             return Ok(());
         }
@@ -195,11 +229,51 @@ impl JoinTableOp {
         Ok(())
     }
 
+    /// The rows of the batch's distinct keys from a lookup table, indexed like a snapshot,
+    /// and the keys whose rows could not be read (with why).
+    fn fetch(table: &crate::lookup::LookupTable, key: &ArrayRef) -> Result<Fetched, String> {
+        let mut distinct: Vec<serde_json::Value> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for r in 0..key.len() {
+            if let Some(v) = json_value(key.as_ref(), r)
+                && seen.insert(v.to_string())
+            {
+                distinct.push(v);
+            }
+        }
+        let found = if distinct.is_empty() {
+            Vec::new()
+        } else {
+            table.lookup(&distinct)?
+        };
+        let mut batches = Vec::new();
+        let mut index: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut failed = HashMap::new();
+        let mut at = 0u32;
+        for (v, rows) in distinct.iter().zip(found) {
+            // The same text `keys_of` makes for the stream side of a one-column key.
+            let text = format!("{v}\u{1f}");
+            match rows {
+                Ok(Some(b)) => {
+                    let n = b.num_rows() as u32;
+                    index.insert(text, (at..at + n).collect());
+                    at += n;
+                    batches.push(b);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    failed.insert(text, e);
+                }
+            }
+        }
+        Ok((crate::window::concat_results(&batches), index, failed))
+    }
+
     fn join_batch(
         &mut self,
         batch: &RecordBatch,
         ctx: &mut EvalContext,
-    ) -> Result<RecordBatch, String> {
+    ) -> Result<(RecordBatch, RowErrors), String> {
         self.refresh()?;
         let rows = batch.num_rows();
         let arrays: Vec<ArrayRef> = self
@@ -209,10 +283,28 @@ impl JoinTableOp {
             .map(|k| k.eval(batch, ctx).map(|v| v.into_array(rows)))
             .collect::<Result<_, _>>()?;
         let keys = keys_of(&arrays, rows);
-        let (_, snapshot, index) = self.index.as_ref().expect("refreshed");
+        let fetched;
+        let (snapshot, index, failed) = match &self.table {
+            TableSide::Scan(_) => {
+                let (_, snapshot, index) = self.index.as_ref().expect("refreshed");
+                (snapshot.as_ref(), index, None)
+            }
+            TableSide::Lookup(table) => {
+                let key = arrays.first().ok_or("a lookup join needs its KEY")?;
+                fetched = Self::fetch(table, key)?;
+                (fetched.0.as_ref(), &fetched.1, Some(&fetched.2))
+            }
+        };
+        // Stream rows whose key could not be read are left out and reported as exceptions.
+        let mut errors: RowErrors = (0, None);
         let mut s_idx: Vec<u32> = Vec::new();
         let mut t_idx: Vec<Option<u32>> = Vec::new();
         for (r, key) in keys.iter().enumerate() {
+            if let Some(e) = key.as_ref().and_then(|k| failed.and_then(|f| f.get(k))) {
+                errors.0 += 1;
+                errors.1.get_or_insert_with(|| e.clone());
+                continue;
+            }
             let matches = key.as_ref().and_then(|k| index.get(k));
             match matches {
                 Some(ts) => {
@@ -228,7 +320,7 @@ impl JoinTableOp {
                 None => {}
             }
         }
-        let mut joined = self.assemble(batch, snapshot.as_ref(), &s_idx, &t_idx)?;
+        let mut joined = self.assemble(batch, snapshot, &s_idx, &t_idx)?;
         if let Some(residual) = &self.join.residual {
             let n = joined.num_rows();
             let mut rctx = EvalContext::new(n);
@@ -260,10 +352,10 @@ impl JoinTableOp {
                         t2.push(None);
                     }
                 }
-                joined = self.assemble(batch, snapshot.as_ref(), &s2, &t2)?;
+                joined = self.assemble(batch, snapshot, &s2, &t2)?;
             }
         }
-        Ok(joined)
+        Ok((joined, errors))
     }
 
     /// Stream columns of rows `s_idx`, then the table's columns (as `qualifier.column`) of rows
@@ -333,7 +425,11 @@ impl BatchOperator for JoinTableOp {
         let rows = batch.num_rows();
         let mut ctx = EvalContext::new(rows);
         match self.join_batch(&batch, &mut ctx) {
-            Ok(out) => {
+            Ok((out, (failed, reason))) => {
+                if let Some(reason) = reason {
+                    self.metrics
+                        .exceptions(failed, &format!("run Join error: {reason}"));
+                }
                 if ctx.errors.count() > 0 {
                     self.metrics.exceptions(
                         ctx.errors.count(),

@@ -392,3 +392,50 @@ fn stream_stream_join_over_rest_with_both_sources_in_the_topology() {
     assert_eq!(st["source_door_0_records_out_total"], json!(2), "{st}");
     server.stop();
 }
+
+#[test]
+fn lookup_tables_are_listed_and_described_like_scan_tables() {
+    let dir = temp_dir("lookup-tables");
+    let server = Server::start(&dir);
+    let scan = json!({"sql": r#"CREATE TABLE devices (id STRING, location STRING) WITH (DATASOURCE="devices", TYPE="memory", KEY="id")"#});
+    assert_eq!(server.call("POST", "/tables", Some(scan)).0, 201);
+    let lookup = json!({"sql": r#"CREATE TABLE alerts (id BIGINT, alarm FLOAT) WITH (DATASOURCE="1", TYPE="redis", KIND="lookup", KEY="id")"#});
+    assert_eq!(
+        server.call("POST", "/tables", Some(lookup)),
+        (201, "Table alerts is created.".into())
+    );
+    let no_key = json!({"sql": r#"CREATE TABLE t2 (id BIGINT) WITH (DATASOURCE="1", TYPE="redis", KIND="lookup")"#});
+    let (status, err) = server.json("POST", "/tables", Some(no_key));
+    assert_eq!(status, 400, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("KEY"), "{err}");
+    assert_eq!(
+        server.json("GET", "/tables", None),
+        (200, json!(["alerts", "devices"]))
+    );
+    assert_eq!(
+        server.json("GET", "/tables?kind=lookup", None),
+        (200, json!(["alerts"]))
+    );
+    assert_eq!(
+        server.json("GET", "/tables?kind=scan", None),
+        (200, json!(["devices"]))
+    );
+    assert_eq!(server.json("GET", "/tables?kind=other", None).0, 400);
+    let (_, described) = server.json("GET", "/tables/alerts", None);
+    assert_eq!(
+        described,
+        json!({
+            "Name": "alerts",
+            "StreamFields": [
+                {"Name": "id", "FieldType": {"Type": 1}},
+                {"Name": "alarm", "FieldType": {"Type": 2}}
+            ],
+            "Options": {"DATASOURCE": "1", "KEY": "id", "KIND": "lookup", "TYPE": "redis"}
+        })
+    );
+    assert_eq!(
+        server.call("DELETE", "/tables/alerts", None),
+        (200, "Table alerts is dropped.".into())
+    );
+    server.stop();
+}

@@ -2,7 +2,7 @@
 //! namespace and one implementation; each path only sees its own kind.
 
 use axum::Json;
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use quiver_compiler::ddl::StreamDef;
 use quiver_compiler::types::FieldType;
@@ -77,9 +77,42 @@ pub async fn list(state: State) -> Json<Vec<String>> {
     Json(state.engine.stream_names())
 }
 
-/// `GET /tables`: the table names.
-pub async fn list_tables(state: State) -> Json<Vec<String>> {
-    Json(state.engine.table_names())
+/// Query of `GET /tables`: eKuiper's `kind` filter.
+#[derive(Debug, Deserialize)]
+pub struct TablesQuery {
+    /// `scan` or `lookup`; every table when absent.
+    pub kind: Option<String>,
+}
+
+/// `GET /tables[?kind=scan|lookup]`: the table names, of one kind when asked.
+pub async fn list_tables(
+    state: State,
+    Query(q): Query<TablesQuery>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let names = state.engine.table_names();
+    let Some(kind) = q.kind else {
+        return Ok(Json(names));
+    };
+    if !["scan", "lookup"].contains(&kind.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "kind must be \"scan\" or \"lookup\", got \"{kind}\""
+        )));
+    }
+    Ok(Json(
+        names
+            .into_iter()
+            .filter(|n| {
+                state.engine.stream(n).is_some_and(|d| {
+                    // A table without KIND is a scan table, as in eKuiper.
+                    d.options
+                        .raw
+                        .get("KIND")
+                        .map_or("scan", String::as_str)
+                        .eq_ignore_ascii_case(&kind)
+                })
+            })
+            .collect(),
+    ))
 }
 
 /// eKuiper's numeric type codes in describe output (its `ast.DataType` enum).

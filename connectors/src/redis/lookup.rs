@@ -1,0 +1,128 @@
+//! The Redis lookup: one connection, re-opened after a failure, queried once per batch.
+
+use std::sync::{Arc, Mutex};
+
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+
+use super::config::{RedisDataType, RedisLookupConfig};
+use crate::ConnectorError;
+use crate::lookup::LookupSource;
+
+/// Looks keys up in one Redis database.
+pub struct RedisLookup {
+    config: RedisLookupConfig,
+    client: redis::Client,
+    /// Shared by the rule's workers: a lookup is one short round trip, so one connection
+    /// serves them; `None` after a failure, so the next batch reconnects.
+    conn: Mutex<Option<redis::Connection>>,
+}
+
+impl std::fmt::Debug for RedisLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLookup")
+            .field("host", &self.config.host)
+            .field("port", &self.config.port)
+            .field("db", &self.config.db)
+            .finish()
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::Io {
+        connector: "redis",
+        reason: e.to_string(),
+    }
+}
+
+impl RedisLookup {
+    /// A lookup on the configured server; it connects on the first lookup, so creating the
+    /// table does not need the server up (as eKuiper, which connects when a rule starts).
+    pub fn new(config: RedisLookupConfig) -> Result<Self, ConnectorError> {
+        let mut redis_info = RedisConnectionInfo::default().set_db(config.db);
+        if let Some(p) = &config.password {
+            redis_info = redis_info.set_password(p);
+        }
+        if let Some(u) = &config.username {
+            redis_info = redis_info.set_username(u);
+        }
+        let info = ConnectionAddr::Tcp(config.host.clone(), config.port)
+            .into_connection_info()
+            .map_err(io)?
+            .set_redis_settings(redis_info);
+        let client = redis::Client::open(info).map_err(io)?;
+        Ok(RedisLookup {
+            config,
+            client,
+            conn: Mutex::new(None),
+        })
+    }
+
+    fn connect(&self) -> Result<redis::Connection, ConnectorError> {
+        let conn = self
+            .client
+            .get_connection_with_timeout(self.config.timeout)
+            .map_err(io)?;
+        conn.set_read_timeout(Some(self.config.timeout))
+            .map_err(io)?;
+        conn.set_write_timeout(Some(self.config.timeout))
+            .map_err(io)?;
+        Ok(conn)
+    }
+
+    fn query(
+        &self,
+        conn: &mut redis::Connection,
+        keys: &[String],
+    ) -> redis::RedisResult<Vec<Vec<Arc<[u8]>>>> {
+        match self.config.data_type {
+            RedisDataType::String => {
+                let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query(conn)?;
+                Ok(values
+                    .into_iter()
+                    .map(|v| v.map(|b| vec![Arc::from(b)]).unwrap_or_default())
+                    .collect())
+            }
+            RedisDataType::List => {
+                let mut pipe = redis::pipe();
+                for k in keys {
+                    pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
+                }
+                let lists: Vec<Vec<Vec<u8>>> = pipe.query(conn)?;
+                Ok(lists
+                    .into_iter()
+                    .map(|l| l.into_iter().map(Arc::from).collect())
+                    .collect())
+            }
+        }
+    }
+}
+
+impl LookupSource for RedisLookup {
+    fn fetch(&self, keys: &[String]) -> Result<Vec<Vec<Arc<[u8]>>>, ConnectorError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| io("connection lock poisoned"))?;
+        let mut conn = match guard.take() {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        match self.query(&mut conn, keys) {
+            Ok(rows) => {
+                *guard = Some(conn);
+                Ok(rows)
+            }
+            // A server reply such as WRONGTYPE is the data's fault: the connection is fine. After
+            // an I/O error or a timeout the stream may be out of step, so the next batch
+            // reconnects.
+            Err(e) if !(e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error()) => {
+                *guard = Some(conn);
+                Err(io(e))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+}
