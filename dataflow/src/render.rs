@@ -238,6 +238,7 @@ fn render<'s>(
             window_metrics,
             DistributorPact(|_| ToFirstWorker),
             rule.to_windows.clone(),
+            rule.rule.clone(),
         );
         return render_post(
             windowed,
@@ -271,6 +272,7 @@ fn render<'s>(
             window_metrics,
             DistributorPact(|_| KeyDistributor),
             rule.to_windows.clone(),
+            rule.rule.clone(),
         )
     } else {
         render_window(
@@ -279,6 +281,7 @@ fn render<'s>(
             window_metrics,
             DistributorPact(|_| ToFirstWorker),
             rule.to_windows.clone(),
+            rule.rule.clone(),
         )
     };
     render_post(
@@ -433,6 +436,7 @@ fn render_window<'s, P>(
     metrics: Arc<NodeMetrics>,
     pact: P,
     to_windows: Arc<std::sync::atomic::AtomicUsize>,
+    rule: Arc<quiver_compiler::eval::RuleContext>,
 ) -> Stream<'s, u64, ArrowBatch>
 where
     P: timely::dataflow::channels::pact::ParallelizationContract<u64, ArrowBatch>,
@@ -458,7 +462,9 @@ where
                     if held.as_ref().is_none_or(|h| t < *h.time()) {
                         held = time.retain_least(0);
                     }
-                    for e in windows.insert(&batch) {
+                    let closed =
+                        quiver_compiler::eval::with_rule_context(&rule, || windows.insert(&batch));
+                    for e in closed {
                         emitted += e.batch.num_rows();
                         output
                             .session(&time)
@@ -466,7 +472,9 @@ where
                     }
                 });
                 let f = frontier.frontier().iter().next().copied();
-                let closes = windows.advance(f.unwrap_or(u64::MAX));
+                let closes = quiver_compiler::eval::with_rule_context(&rule, || {
+                    windows.advance(f.unwrap_or(u64::MAX))
+                });
                 for e in closes {
                     let Some(h) = held.as_ref() else { break };
                     let at = (e.end.max(1) as u64 - 1).max(*h.time());

@@ -712,7 +712,22 @@ impl BufferedWindows {
     fn aggregate(&mut self, rows: &[Row], start: i64, end: i64) -> Option<Emission> {
         let batch = rows_to_batch(rows)?;
         let batch = match self.before.as_mut() {
-            Some(chain) => crate::operator::BatchOperator::process_batch(chain, batch)?,
+            Some(chain) => {
+                // A bug in a joined window's operators fails that window, not the worker (and
+                // every rule on it).
+                let rows = batch.num_rows();
+                let run = std::panic::AssertUnwindSafe(|| {
+                    crate::operator::BatchOperator::process_batch(chain, batch)
+                });
+                match std::panic::catch_unwind(run) {
+                    Ok(out) => out?,
+                    Err(_) => {
+                        tracing::error!("operator panicked, a window of {rows} rows dropped");
+                        self.bad_rows += rows;
+                        return None;
+                    }
+                }
+            }
             None => batch,
         };
         let mut table = GroupTable::new(self.spec.clone());
