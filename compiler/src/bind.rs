@@ -1038,11 +1038,11 @@ impl Binder<'_> {
         for item in items {
             match item {
                 SelectItem::Wildcard(opts) => {
+                    let mut replace = Vec::new();
                     if let Some(r) = &opts.opt_replace {
-                        return Err(CompileError::at(
-                            "* REPLACE is not supported yet",
-                            pos_of(r),
-                        ));
+                        for item in &r.items {
+                            replace.push((item.column_name.value.clone(), self.expr(&item.expr)?));
+                        }
                     }
                     let except = opts
                         .opt_except
@@ -1054,7 +1054,7 @@ impl Binder<'_> {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    out.push(ProjectItem::Wildcard { except });
+                    out.push(ProjectItem::Wildcard { except, replace });
                 }
                 SelectItem::QualifiedWildcard(kind, _) => {
                     let name = kind.to_string();
@@ -1065,7 +1065,10 @@ impl Binder<'_> {
                             pos_of(item),
                         ));
                     }
-                    out.push(ProjectItem::Wildcard { except: Vec::new() });
+                    out.push(ProjectItem::Wildcard {
+                        except: Vec::new(),
+                        replace: Vec::new(),
+                    });
                 }
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }
                     if unnest_arg(e).is_some() =>

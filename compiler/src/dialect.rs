@@ -63,6 +63,10 @@ impl Dialect for EkuiperDialect {
         true
     }
 
+    fn supports_select_wildcard_replace(&self) -> bool {
+        true
+    }
+
     fn supports_select_wildcard_except(&self) -> bool {
         true
     }

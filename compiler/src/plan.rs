@@ -142,10 +142,14 @@ impl fmt::Display for RowNumberSpec {
 /// One item of a SELECT list.
 #[derive(Debug, Clone)]
 pub enum ProjectItem {
-    /// `*` or `* EXCEPT(a, b)`: every input field except the listed ones.
+    /// `*`, `* EXCEPT(a, b)` or `* REPLACE(expr AS a, ...)`: every input field except the
+    /// listed ones, replaced ones computed (REPLACE wins over EXCEPT, as in eKuiper).
     Wildcard {
         /// Names left out (compared ignoring case).
         except: Vec<String>,
+        /// `expr AS name` pairs: the field `name` takes `expr`'s value (a new field when the
+        /// input has none of that name).
+        replace: Vec<(String, Expr)>,
     },
     /// `expr [AS name]`.
     Expr {
@@ -283,7 +287,9 @@ impl LogicalPlan {
             LogicalPlan::Project { items, .. } => {
                 for item in items {
                     match item {
-                        ProjectItem::Wildcard { .. } => {}
+                        ProjectItem::Wildcard { replace, .. } => {
+                            replace.iter().for_each(|(_, e)| e.visit(f))
+                        }
                         ProjectItem::Expr { expr, .. }
                         | ProjectItem::Unnest { expr, .. }
                         | ProjectItem::Spread { expr } => expr.visit(f),
@@ -472,8 +478,18 @@ impl LogicalPlan {
 impl fmt::Display for ProjectItem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProjectItem::Wildcard { except } if except.is_empty() => f.write_str("*"),
-            ProjectItem::Wildcard { except } => write!(f, "* EXCEPT({})", except.join(", ")),
+            ProjectItem::Wildcard { except, replace } => {
+                f.write_str("*")?;
+                if !except.is_empty() {
+                    write!(f, " EXCEPT({})", except.join(", "))?;
+                }
+                if !replace.is_empty() {
+                    let list: Vec<String> =
+                        replace.iter().map(|(n, e)| format!("{e} AS {n}")).collect();
+                    write!(f, " REPLACE({})", list.join(", "))?;
+                }
+                Ok(())
+            }
             ProjectItem::Expr { expr, name } => write!(f, "{expr} AS {name}"),
             ProjectItem::Unnest { expr, name } => write!(f, "unnest({expr}) AS {name}"),
             ProjectItem::Spread { expr } => write!(f, "{expr}.*"),

@@ -126,7 +126,8 @@ impl ProjectOp {
         let schema = batch.schema();
         for item in &self.items {
             match item {
-                ProjectItem::Wildcard { except } => {
+                ProjectItem::Wildcard { except, replace } => {
+                    let mut replaced = vec![false; replace.len()];
                     // The FROM stream's own columns first, so they win a shared name whatever
                     // order a join's batch has its columns in.
                     let mut order: Vec<usize> = (0..schema.fields().len()).collect();
@@ -141,14 +142,30 @@ impl ProjectOp {
                             Some((_, own)) if !own.is_empty() => own,
                             _ => f.name().as_str(),
                         };
-                        if is_hidden(f.name())
-                            || except.iter().any(|e| e.eq_ignore_ascii_case(name))
-                            || fields.iter().any(|x: &Field| x.name() == name)
-                        {
+                        if is_hidden(f.name()) || fields.iter().any(|x: &Field| x.name() == name) {
+                            continue;
+                        }
+                        // REPLACE wins over EXCEPT: the field stays, with the new value.
+                        if let Some(i) = replace.iter().position(|(n, _)| n == name) {
+                            let arr = replace[i].1.eval(batch, ctx)?.into_array(rows);
+                            fields.push(Field::new(name, arr.data_type().clone(), true));
+                            cols.push(arr);
+                            replaced[i] = true;
+                            continue;
+                        }
+                        if except.iter().any(|e| e.eq_ignore_ascii_case(name)) {
                             continue;
                         }
                         fields.push(Field::new(name, f.data_type().clone(), true));
                         cols.push(c.clone());
+                    }
+                    // Replacements of fields the input lacks are new fields.
+                    for ((name, expr), done) in replace.iter().zip(replaced) {
+                        if !done {
+                            let arr = expr.eval(batch, ctx)?.into_array(rows);
+                            fields.push(Field::new(name, arr.data_type().clone(), true));
+                            cols.push(arr);
+                        }
                     }
                 }
                 ProjectItem::Expr { expr, name } => {
