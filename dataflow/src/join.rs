@@ -30,6 +30,11 @@ pub const EVENT_TIME_COLUMN: &str = "__evt";
 /// A joined row: one row position per stream.
 type Tuple = Vec<Option<u32>>;
 
+/// Most candidate pairs one join step of one window may build (a CROSS JOIN or an ON without
+/// equalities pairs every row with every row): beyond it the window fails with an exception
+/// instead of exhausting memory.
+const MAX_PAIRS: usize = 4 << 20;
+
 /// Joins the rows of one window.
 pub struct JoinStreamsOp {
     join: StreamJoins,
@@ -94,6 +99,13 @@ impl JoinStreamsOp {
         // Candidate pairs (left tuple index, right row).
         let mut pairs: Vec<(usize, u32)> = Vec::new();
         if step.left_keys.is_empty() {
+            if left.len().saturating_mul(right_rows.len()) > MAX_PAIRS {
+                return Err(format!(
+                    "{} x {} rows to pair in one window is more than {MAX_PAIRS}; add an equality to ON or use a smaller window",
+                    left.len(),
+                    right_rows.len()
+                ));
+            }
             for l in 0..left.len() {
                 pairs.extend(right_rows.iter().map(|&r| (l, r)));
             }
@@ -113,6 +125,11 @@ impl JoinStreamsOp {
             for (l, key) in lkeys.iter().enumerate() {
                 if let Some(matches) = key.as_ref().and_then(|k| index.get(k.as_str())) {
                     pairs.extend(matches.iter().map(|&r| (l, r)));
+                    if pairs.len() > MAX_PAIRS {
+                        return Err(format!(
+                            "more than {MAX_PAIRS} joined pairs in one window; use a smaller window"
+                        ));
+                    }
                 }
             }
         }
