@@ -255,7 +255,7 @@ table=$(jq -rs --argjson qw "$q_ref_workers" --arg peers "${peers_list}" '
     def rate($ev; $s): ($ev / $s) as $r
         | if $r >= 1000000 then "\(($r / 10000 | round) / 100) M"
           elif $r >= 1000 then "\(($r / 100 | round) / 10) k" else "\($r | round)" end;
-    def wname: if . == "w1" then "W1 filter/project" else "W2 event-time window" end;
+    def wname: if . == "w1" then "W1 filter/project" elif . == "w2" then "W2 event-time window" else "W3 join 10,000-row table" end;
     ([.[] | select(.failed | not)] | group_by([.engine, .workload, .events, .workers])
         | map(min_by(.wall_s))) as $best
     # A failed run shows only where no run of that cell succeeded.
