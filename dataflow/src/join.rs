@@ -358,3 +358,71 @@ impl BatchOperator for TagSourceOp {
         .ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quiver_compiler::plan::{JoinedStream, StreamJoins};
+
+    /// A window's rows: `left` rows of the FROM stream then `right` rows of stream `b`.
+    fn window(left: usize, right: usize) -> RecordBatch {
+        let n = left + right;
+        let ids: Vec<Option<String>> = (0..n)
+            .map(|i| (i < left).then(|| format!("d{}", i % 3)))
+            .collect();
+        let bids: Vec<Option<String>> = (0..n)
+            .map(|i| (i >= left).then(|| format!("d{}", i % 3)))
+            .collect();
+        let src: Vec<i64> = (0..n).map(|i| i64::from(i >= left)).collect();
+        RecordBatch::try_from_iter(vec![
+            (
+                "id",
+                Arc::new(arrow::array::StringArray::from(ids)) as ArrayRef,
+            ),
+            (
+                "b.id",
+                Arc::new(arrow::array::StringArray::from(bids)) as ArrayRef,
+            ),
+            (SOURCE_COLUMN, Arc::new(Int64Array::from(src)) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn cross() -> StreamJoins {
+        StreamJoins {
+            streams: vec![JoinedStream {
+                name: "b".into(),
+                qualifier: "b".into(),
+                schema: None,
+            }],
+            steps: vec![JoinStep {
+                kind: JoinKind::Cross,
+                right: 1,
+                left_keys: Vec::new(),
+                right_keys: Vec::new(),
+                residual: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn cross_join_pairs_every_row_and_takes_columns_from_their_stream() {
+        let metrics = Arc::new(NodeMetrics::default());
+        let mut op = JoinStreamsOp::new(cross(), metrics.clone());
+        let out = op.process_batch(window(3, 2)).expect("6 pairs");
+        assert_eq!(out.num_rows(), 6);
+        let a = out.column_by_name("id").unwrap().as_string::<i32>();
+        let b = out.column_by_name("b.id").unwrap().as_string::<i32>();
+        assert!((0..6).all(|r| a.is_valid(r) && b.is_valid(r)));
+        assert_eq!(metrics.exceptions_total(), 0);
+    }
+
+    #[test]
+    fn a_window_with_too_many_pairs_fails_with_an_exception_instead_of_growing() {
+        let metrics = Arc::new(NodeMetrics::default());
+        let mut op = JoinStreamsOp::new(cross(), metrics.clone());
+        // 2,100 x 2,100 = 4.41 M pairs, over the 4 M bound.
+        assert!(op.process_batch(window(2_100, 2_100)).is_none());
+        assert_eq!(metrics.exceptions_total(), 4_200);
+    }
+}
