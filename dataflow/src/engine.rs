@@ -291,6 +291,15 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// What a connector needs to read `def`'s source: type, DATASOURCE and profile props.
+    fn source_spec(&self, def: &StreamDef) -> SourceSpec {
+        SourceSpec {
+            source_type: def.options.source_type.clone(),
+            datasource: def.options.datasource.clone(),
+            props: self.profile_props(def),
+        }
+    }
+
     /// Starts feeding a scan table from its source.
     fn start_table(&self, def: &StreamDef) -> Result<TableEntry, EngineError> {
         let retain = match def.options.raw.get("RETAIN_SIZE") {
@@ -349,12 +358,7 @@ impl Engine {
         def: &StreamDef,
         state: Arc<crate::table::TableState>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
-        let spec = SourceSpec {
-            source_type: def.options.source_type.clone(),
-            datasource: def.options.datasource.clone(),
-            props: self.profile_props(def),
-        };
-        let mut source = self.inner.connectors.source(&spec)?;
+        let mut source = self.inner.connectors.source(&self.source_spec(def))?;
         let (tx, mut rx) = mpsc::channel::<SourceEvent>(16);
         let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
         let name = def.name.clone();
@@ -912,19 +916,7 @@ impl Engine {
             .broadcast(|| Command::Build(dataflow.clone()));
         drop(dataflow);
 
-        let spec = SourceSpec {
-            source_type: stream.options.source_type.clone(),
-            datasource: stream.options.datasource.clone(),
-            props: self
-                .inner
-                .profiles
-                .read()
-                .expect("profiles lock")
-                .get(&stream.options.source_type)
-                .and_then(|p| p.get(stream.options.conf_key.as_deref().unwrap_or("default")))
-                .cloned()
-                .unwrap_or_default(),
-        };
+        let spec = self.source_spec(&stream);
         let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
             if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
                 // A dropped dataflow's activator fails harmlessly.
@@ -1032,19 +1024,7 @@ impl Engine {
         queue: usize,
         error: Arc<Mutex<Option<String>>>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
-        let spec = SourceSpec {
-            source_type: def.options.source_type.clone(),
-            datasource: def.options.datasource.clone(),
-            props: self
-                .inner
-                .profiles
-                .read()
-                .expect("profiles lock")
-                .get(&def.options.source_type)
-                .and_then(|p| p.get(def.options.conf_key.as_deref().unwrap_or("default")))
-                .cloned()
-                .unwrap_or_default(),
-        };
+        let spec = self.source_spec(def);
         let mut src = self.inner.connectors.source(&spec)?;
         let (tx, mut rx) = mpsc::channel::<SourceEvent>(queue);
         let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));

@@ -190,22 +190,8 @@ impl BatchOperator for JoinStreamsOp {
         let started = Instant::now();
         let rows = batch.num_rows();
         let mut ctx = EvalContext::new(rows);
-        match self.join(&batch, &mut ctx) {
-            Ok(out) => {
-                if let Some(first) = ctx.errors.first() {
-                    self.metrics
-                        .exceptions(ctx.errors.count(), &format!("run Join error: {first}"));
-                }
-                self.metrics.batch(rows, out.num_rows(), started);
-                Some(out).filter(|b| b.num_rows() > 0)
-            }
-            Err(e) => {
-                self.metrics
-                    .exceptions(rows, &format!("run Join error: {e}"));
-                self.metrics.batch(rows, 0, started);
-                None
-            }
-        }
+        let result = self.join(&batch, &mut ctx);
+        crate::table::report_join(&self.metrics, rows, started, &ctx, result)
     }
 }
 
@@ -340,22 +326,12 @@ impl BatchOperator for TagSourceOp {
         if batch.column_by_name(SOURCE_COLUMN).is_some() {
             return Some(batch);
         }
-        let rows = batch.num_rows();
-        let mut fields: Vec<Field> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        let mut cols = batch.columns().to_vec();
-        fields.push(Field::new(SOURCE_COLUMN, DataType::Int64, false));
-        cols.push(Arc::new(Int64Array::from(vec![0; rows])));
-        RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
-            cols,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )
-        .ok()
+        let zeros = Arc::new(Int64Array::from(vec![0; batch.num_rows()]));
+        Some(quiver_connectors::codec::json::add_column(
+            batch,
+            SOURCE_COLUMN,
+            zeros,
+        ))
     }
 }
 

@@ -362,6 +362,14 @@ fn is_hidden(name: &str) -> bool {
         || name == crate::join::EVENT_TIME_COLUMN
 }
 
+/// How a key sorts: missing values last either way.
+fn sort_options(k: &SortKey) -> SortOptions {
+    SortOptions {
+        descending: !k.ascending,
+        nulls_first: !k.ascending,
+    }
+}
+
 /// ORDER BY within one emission.
 pub struct SortOp {
     keys: Vec<SortKey>,
@@ -385,11 +393,7 @@ impl BatchOperator for SortOp {
             match k.expr.eval(&batch, &mut ctx) {
                 Ok(v) => columns.push(SortColumn {
                     values: v.into_array(rows),
-                    options: Some(SortOptions {
-                        descending: !k.ascending,
-                        // Missing values sort last either way.
-                        nulls_first: !k.ascending,
-                    }),
+                    options: Some(sort_options(k)),
                 }),
                 Err(e) => {
                     self.metrics
@@ -466,10 +470,7 @@ impl RowNumberOp {
         for k in &spec.order {
             columns.push(SortColumn {
                 values: k.expr.eval(&batch, ctx)?.into_array(rows),
-                options: Some(SortOptions {
-                    descending: !k.ascending,
-                    nulls_first: !k.ascending,
-                }),
+                options: Some(sort_options(k)),
             });
         }
         // The arrival position last keeps equal rows in order (the sort is not stable).
@@ -491,21 +492,11 @@ impl RowNumberOp {
             numbers.push(n);
         }
         let sorted = take_record_batch(&batch, &order).map_err(|e| e.to_string())?;
-        let mut fields: Vec<Field> = sorted
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        let mut cols = sorted.columns().to_vec();
-        fields.push(Field::new(&spec.column, DataType::Int64, false));
-        cols.push(Arc::new(arrow::array::Int64Array::from(numbers)));
-        RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
-            cols,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )
-        .map_err(|e| e.to_string())
+        Ok(quiver_connectors::codec::json::add_column(
+            sorted,
+            &spec.column,
+            Arc::new(arrow::array::Int64Array::from(numbers)),
+        ))
     }
 }
 

@@ -424,27 +424,40 @@ impl BatchOperator for JoinTableOp {
         let started = Instant::now();
         let rows = batch.num_rows();
         let mut ctx = EvalContext::new(rows);
-        match self.join_batch(&batch, &mut ctx) {
-            Ok((out, (failed, reason))) => {
+        let result = self
+            .join_batch(&batch, &mut ctx)
+            .map(|(out, (failed, reason))| {
                 if let Some(reason) = reason {
                     self.metrics
                         .exceptions(failed, &format!("run Join error: {reason}"));
                 }
-                if ctx.errors.count() > 0 {
-                    self.metrics.exceptions(
-                        ctx.errors.count(),
-                        &format!("run Join error: {}", ctx.errors.first().unwrap_or_default()),
-                    );
-                }
-                self.metrics.batch(rows, out.num_rows(), started);
-                Some(out).filter(|b| b.num_rows() > 0)
+                out
+            });
+        report_join(&self.metrics, rows, started, &ctx, result)
+    }
+}
+
+/// Counts a join's outcome on its node: per-row failures in `ctx`, or the whole batch when
+/// the join failed; the joined rows, if any, go on.
+pub(crate) fn report_join(
+    metrics: &NodeMetrics,
+    rows: usize,
+    started: Instant,
+    ctx: &EvalContext,
+    result: Result<RecordBatch, String>,
+) -> Option<RecordBatch> {
+    match result {
+        Ok(out) => {
+            if let Some(first) = ctx.errors.first() {
+                metrics.exceptions(ctx.errors.count(), &format!("run Join error: {first}"));
             }
-            Err(e) => {
-                self.metrics
-                    .exceptions(rows, &format!("run Join error: {e}"));
-                self.metrics.batch(rows, 0, started);
-                None
-            }
+            metrics.batch(rows, out.num_rows(), started);
+            Some(out).filter(|b| b.num_rows() > 0)
+        }
+        Err(e) => {
+            metrics.exceptions(rows, &format!("run Join error: {e}"));
+            metrics.batch(rows, 0, started);
+            None
         }
     }
 }

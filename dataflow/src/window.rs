@@ -34,6 +34,8 @@ fn fixed_map<K, V>() -> FixedMap<K, V> {
 /// still reads. Rows failing the window's `FILTER (WHERE ...)` are dropped here.
 pub struct Prepare {
     spec: Arc<AggregateSpec>,
+    /// `last_hit_*` calls the sliding window's trigger reads (found once, not per batch).
+    trigger_hits: Vec<(Arc<quiver_compiler::hit::HitSite>, Expr)>,
 }
 
 /// Rows a step dropped because evaluating them failed, with the first reason.
@@ -59,7 +61,13 @@ impl Failures {
 impl Prepare {
     /// A preparer for `spec`.
     pub fn new(spec: Arc<AggregateSpec>) -> Self {
-        Prepare { spec }
+        let trigger_hits = spec
+            .window
+            .trigger
+            .as_ref()
+            .map(quiver_compiler::hit::cached_sites)
+            .unwrap_or_default();
+        Prepare { spec, trigger_hits }
     }
 
     /// Prepares a batch whose rows arrived at `time` (used when the batch has no `__ts`
@@ -117,13 +125,12 @@ impl Prepare {
         }
         let w = &self.spec.window;
         if let Some(trigger) = &w.trigger {
-            let hits = quiver_compiler::hit::cached_sites(trigger);
-            let mask = if hits.is_empty() {
+            let mask = if self.trigger_hits.is_empty() {
                 condition_lenient(trigger, &batch, &mut ctx)
             } else {
                 quiver_compiler::hit::condition_with_hits(
                     trigger,
-                    &hits,
+                    &self.trigger_hits,
                     &batch,
                     &mut ctx,
                     &condition_lenient,
