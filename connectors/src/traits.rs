@@ -48,6 +48,30 @@ pub enum SourceEvent {
     },
 }
 
+impl SourceEvent {
+    /// The event's rows: raw messages decoded with `decoder`, Arrow rows as they are, rows
+    /// decoded upstream as they came. Returns how many messages (or rows) the event held.
+    pub fn decode(
+        self,
+        decoder: &crate::codec::json::JsonDecoder,
+    ) -> (usize, std::sync::Arc<crate::codec::json::Decoded>) {
+        match self {
+            SourceEvent::Raw(messages) => (
+                messages.len(),
+                std::sync::Arc::new(decoder.decode(&messages)),
+            ),
+            SourceEvent::Batch(b) => (
+                b.num_rows(),
+                std::sync::Arc::new(crate::codec::json::Decoded {
+                    batches: vec![b],
+                    errors: Vec::new(),
+                }),
+            ),
+            SourceEvent::Decoded { messages, decoded } => (messages, decoded),
+        }
+    }
+}
+
 /// Wakes the consumer of worker `i`'s queue after an event was queued for it.
 pub type WakeFn = std::sync::Arc<dyn Fn(usize) + Send + Sync>;
 

@@ -372,18 +372,12 @@ impl Engine {
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
-                let batches = match event {
-                    SourceEvent::Raw(messages) => {
-                        let decoded = decoder.decode(&messages);
-                        if let Some(first) = decoded.errors.first() {
-                            tracing::warn!(table = %name, "dropping malformed rows: {first}");
-                        }
-                        decoded.batches
-                    }
-                    SourceEvent::Batch(b) => vec![b],
-                    SourceEvent::Decoded { decoded, .. } => decoded.batches.clone(),
-                };
-                for b in &batches {
+                let (_, decoded) = event.decode(&decoder);
+                if let Some(first) = decoded.errors.first() {
+                    tracing::warn!(table = %name, "dropping malformed rows: {first}");
+                }
+                let batches = &decoded.batches;
+                for b in batches {
                     let skipped = fed.apply(b);
                     if skipped > 0 {
                         tracing::warn!(table = %name, "{skipped} rows without a KEY value skipped");
@@ -1043,28 +1037,13 @@ impl Engine {
         let feeder = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
                 let started = std::time::Instant::now();
-                let batches = match event {
-                    SourceEvent::Raw(messages) => {
-                        let decoded = decoder.decode(&messages);
-                        if let Some(first) = decoded.errors.first() {
-                            tracing::warn!(stream = %name, "dropping malformed messages: {first}");
-                            metrics.exceptions(decoded.errors.len(), first);
-                        }
-                        metrics.batch(messages.len(), decoded.rows(), started);
-                        decoded.batches
-                    }
-                    SourceEvent::Batch(b) => {
-                        metrics.batch(b.num_rows(), b.num_rows(), started);
-                        vec![b]
-                    }
-                    SourceEvent::Decoded { messages, decoded } => {
-                        if let Some(first) = decoded.errors.first() {
-                            metrics.exceptions(decoded.errors.len(), first);
-                        }
-                        metrics.batch(messages, decoded.rows(), started);
-                        decoded.batches.clone()
-                    }
-                };
+                let (messages, decoded) = event.decode(&decoder);
+                if let Some(first) = decoded.errors.first() {
+                    tracing::warn!(stream = %name, "dropping malformed messages: {first}");
+                    metrics.exceptions(decoded.errors.len(), first);
+                }
+                metrics.batch(messages, decoded.rows(), started);
+                let batches = decoded.batches.clone();
                 for b in batches {
                     let b = crate::join::qualify(b, &qualifier, source, field.as_deref());
                     if forward.send(SourceEvent::Batch(b)).await.is_err() {

@@ -807,46 +807,27 @@ fn render_source<'s>(
                     }
                 };
                 let started = Instant::now();
-                let batches = match event {
-                    SourceEvent::Raw(messages) => {
-                        source_metrics.batch(messages.len(), messages.len(), started);
-                        let decoded = decoder.decode(&messages);
-                        if let Some(first) = decoded.errors.first() {
-                            tracing::warn!(
-                                rule = %rule_key(&info),
-                                errors = decoded.errors.len(),
-                                "dropping malformed messages: {first}"
-                            );
-                            decoder_metrics.exceptions(decoded.errors.len(), first);
-                        }
-                        if !Arc::ptr_eq(&decoder_metrics, &source_metrics) {
-                            decoder_metrics.batch(messages.len(), decoded.rows(), started);
-                        }
-                        decoded.batches
-                    }
-                    SourceEvent::Decoded { messages, decoded } => {
-                        source_metrics.batch(messages, messages, started);
-                        if let Some(first) = decoded.errors.first() {
-                            tracing::warn!(
-                                rule = %rule_key(&info),
-                                errors = decoded.errors.len(),
-                                "dropping malformed messages: {first}"
-                            );
-                            decoder_metrics.exceptions(decoded.errors.len(), first);
-                        }
-                        if !Arc::ptr_eq(&decoder_metrics, &source_metrics) {
-                            decoder_metrics.batch(messages, decoded.rows(), started);
-                        }
-                        decoded.batches.clone()
-                    }
-                    SourceEvent::Batch(b) => {
-                        // A joined stream's rows were counted on its own source node.
-                        if b.column_by_name(crate::join::SOURCE_COLUMN).is_none() {
-                            source_metrics.batch(b.num_rows(), b.num_rows(), started);
-                        }
-                        vec![b]
-                    }
-                };
+                // Arrow rows (memory topics, joined streams) pass no decoder; a joined
+                // stream's rows were counted on its own source node.
+                let arrow_rows = matches!(event, SourceEvent::Batch(_));
+                let joined = matches!(&event, SourceEvent::Batch(b)
+                    if b.column_by_name(crate::join::SOURCE_COLUMN).is_some());
+                let (messages, decoded) = event.decode(&decoder);
+                if !joined {
+                    source_metrics.batch(messages, messages, started);
+                }
+                if let Some(first) = decoded.errors.first() {
+                    tracing::warn!(
+                        rule = %rule_key(&info),
+                        errors = decoded.errors.len(),
+                        "dropping malformed messages: {first}"
+                    );
+                    decoder_metrics.exceptions(decoded.errors.len(), first);
+                }
+                if !arrow_rows && !Arc::ptr_eq(&decoder_metrics, &source_metrics) {
+                    decoder_metrics.batch(messages, decoded.rows(), started);
+                }
+                let batches = decoded.batches.clone();
                 for batch in batches {
                     match watermark.as_mut() {
                         Some(wm) => {
