@@ -133,21 +133,7 @@ async fn next_row(out: &mut Receiver<MemoryMessage>) -> Value {
 
 /// Ends the input, waits for the rule to finish and returns every result row, sorted.
 async fn finish(engine: &Engine, out: &mut Receiver<MemoryMessage>) -> Vec<Value> {
-    engine.connectors().memory().close("demo");
-    assert!(
-        engine
-            .wait_finished("lookup", Duration::from_secs(30))
-            .await
-            .unwrap()
-    );
-    let mut rows = Vec::new();
-    while let Ok(msg) = out.try_recv() {
-        if let MemoryPayload::Batch(b) = msg.payload {
-            rows.extend(batch_to_rows(&b, false).into_iter().map(Value::Object));
-        }
-    }
-    rows.sort_by_key(|r| r.to_string());
-    rows
+    common::finish_rule(engine, "lookup", "demo", out).await
 }
 
 /// Rows in the order [`finish`] returns them.

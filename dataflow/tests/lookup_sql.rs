@@ -5,11 +5,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use quiver_connectors::codec::encode::batch_to_rows;
-use quiver_connectors::memory::MemoryPayload;
 use quiver_dataflow::{Action, RuleSpec};
 use serde_json::{Value, json};
 
@@ -70,21 +67,7 @@ fn run(table: &str, sql: &str, input: &[Value]) -> (Vec<Value>, u64, String) {
                 .publish_json("demo", row.to_string().into_bytes())
                 .await;
         }
-        engine.connectors().memory().close("demo");
-        assert!(
-            engine
-                .wait_finished("lookup", Duration::from_secs(30))
-                .await
-                .unwrap()
-        );
-        let mut rows = Vec::new();
-        while let Ok(msg) = out.try_recv() {
-            if let MemoryPayload::Batch(b) = msg.payload {
-                rows.extend(batch_to_rows(&b, false).into_iter().map(Value::Object));
-            }
-        }
-        rows.sort_by_key(|r| r.to_string());
-        rows
+        common::finish_rule(&engine, "lookup", "demo", &mut out).await
     });
     let status = engine.rule_status("lookup").unwrap();
     let exceptions = status

@@ -21,3 +21,34 @@ pub fn engine(rt: &tokio::runtime::Runtime, workers: usize) -> Engine {
     )
     .expect("engine starts")
 }
+
+/// Closes the input topic, waits for rule `id` to finish and returns every row its memory
+/// sink published on `out`, sorted by their JSON text.
+#[allow(dead_code)] // Only the tests that read a rule's output to the end use it.
+pub async fn finish_rule(
+    engine: &Engine,
+    id: &str,
+    input_topic: &str,
+    out: &mut tokio::sync::mpsc::Receiver<quiver_connectors::memory::MemoryMessage>,
+) -> Vec<serde_json::Value> {
+    engine.connectors().memory().close(input_topic);
+    assert!(
+        engine
+            .wait_finished(id, std::time::Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "rule {id} did not finish within 30 s after its input ended"
+    );
+    let mut rows = Vec::new();
+    while let Ok(msg) = out.try_recv() {
+        if let quiver_connectors::memory::MemoryPayload::Batch(b) = msg.payload {
+            rows.extend(
+                quiver_connectors::codec::encode::batch_to_rows(&b, false)
+                    .into_iter()
+                    .map(serde_json::Value::Object),
+            );
+        }
+    }
+    rows.sort_by_key(|r| r.to_string());
+    rows
+}
