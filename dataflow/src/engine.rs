@@ -158,11 +158,19 @@ struct TableEntry {
 }
 
 impl TableEntry {
-    /// The rows kept in memory: a scan table's, or those of a memory lookup table's topic.
-    fn state(&self) -> Option<&Arc<crate::table::TableState>> {
+    /// Rows received so far that every rule joining the table now sees (each upsert counts).
+    fn applied(&self) -> u64 {
         match &self.side {
-            crate::table::TableSide::Scan(s) => Some(s),
-            crate::table::TableSide::Lookup(l) => l.memory_state(),
+            crate::table::TableSide::Scan(feed) => feed.applied(),
+            crate::table::TableSide::Lookup(l) => l.memory_state().map_or(0, |s| s.applied()),
+        }
+    }
+
+    /// Rows held now: a scan table's, or those of a memory lookup table's topic.
+    fn rows(&self) -> usize {
+        match &self.side {
+            crate::table::TableSide::Scan(feed) => feed.rows(),
+            crate::table::TableSide::Lookup(l) => l.memory_state().map_or(0, |s| s.len()),
         }
     }
 }
@@ -308,14 +316,39 @@ impl Engine {
             })?),
             None => None,
         };
-        let state = Arc::new(crate::table::TableState::new(
+        let (feed, mut upserts) = crate::arrange::TableFeed::new(
+            &def.name,
             def.options.key.clone(),
             retain,
-        ));
-        let tasks = self.feed_table(def, state.clone())?;
+            JsonDecoder::new(def.arrow_schema(), false),
+            self.inner.workers.count(),
+        );
+        self.inner
+            .workers
+            .broadcast(|| Command::CreateTable(feed.clone()));
+        let (source_task, mut rx) = self.table_source(def)?;
+        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let name = def.name.clone();
+        let feeder = self.inner.runtime.spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let (_, decoded) = event.decode(&decoder);
+                if let Some(first) = decoded.errors.first() {
+                    tracing::warn!(table = %name, "dropping malformed rows: {first}");
+                }
+                for b in &decoded.batches {
+                    match upserts.send(b).await {
+                        Some(0) => {}
+                        Some(skipped) => {
+                            tracing::warn!(table = %name, "{skipped} rows without a KEY value skipped");
+                        }
+                        None => return,
+                    }
+                }
+            }
+        });
         Ok(TableEntry {
-            side: crate::table::TableSide::Scan(state),
-            tasks,
+            side: crate::table::TableSide::Scan(feed),
+            tasks: vec![source_task, feeder],
         })
     }
 
@@ -351,22 +384,31 @@ impl Engine {
         })
     }
 
-    /// Feeds `state` from the table's source: the source task writes to one queue, read by
-    /// a task that decodes the rows and applies them to the table.
+    /// Starts a table's source task, writing to the queue returned.
+    fn table_source(
+        &self,
+        def: &StreamDef,
+    ) -> Result<(tokio::task::JoinHandle<()>, mpsc::Receiver<SourceEvent>), EngineError> {
+        let mut source = self.inner.connectors.source(&self.source_spec(def))?;
+        let (tx, rx) = mpsc::channel::<SourceEvent>(16);
+        let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+        let name = def.name.clone();
+        let task = self.inner.runtime.spawn(async move {
+            if let Err(e) = source.run(out).await {
+                tracing::error!(table = %name, "table source failed: {e}");
+            }
+        });
+        Ok((task, rx))
+    }
+
+    /// Feeds a memory lookup table's `state` from its source: the source task writes to one
+    /// queue, read by a task that decodes the rows and applies them to the table.
     fn feed_table(
         &self,
         def: &StreamDef,
         state: Arc<crate::table::TableState>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
-        let mut source = self.inner.connectors.source(&self.source_spec(def))?;
-        let (tx, mut rx) = mpsc::channel::<SourceEvent>(16);
-        let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
-        let name = def.name.clone();
-        let source_task = self.inner.runtime.spawn(async move {
-            if let Err(e) = source.run(out).await {
-                tracing::error!(table = %name, "table source failed: {e}");
-            }
-        });
+        let (source_task, mut rx) = self.table_source(def)?;
         let decoder = JsonDecoder::new(def.arrow_schema(), false);
         let fed = state;
         let name = def.name.clone();
@@ -376,8 +418,7 @@ impl Engine {
                 if let Some(first) = decoded.errors.first() {
                     tracing::warn!(table = %name, "dropping malformed rows: {first}");
                 }
-                let batches = &decoded.batches;
-                for b in batches {
+                for b in &decoded.batches {
                     let skipped = fed.apply(b);
                     if skipped > 0 {
                         tracing::warn!(table = %name, "{skipped} rows without a KEY value skipped");
@@ -407,7 +448,7 @@ impl Engine {
             .lock()
             .expect("tables lock")
             .get(name)
-            .map(|t| t.state().map_or(0, |s| s.applied()))
+            .map(TableEntry::applied)
     }
 
     /// True once a table's source has ended and every row it read is applied (a bounded
@@ -418,7 +459,13 @@ impl Engine {
             .lock()
             .expect("tables lock")
             .get(name)
-            .map(|t| t.tasks.iter().all(|task| task.is_finished()))
+            .map(|t| {
+                t.tasks.iter().all(|task| task.is_finished())
+                    && match &t.side {
+                        crate::table::TableSide::Scan(feed) => feed.loaded(),
+                        crate::table::TableSide::Lookup(_) => true,
+                    }
+            })
     }
 
     /// Rows a table holds now.
@@ -428,7 +475,7 @@ impl Engine {
             .lock()
             .expect("tables lock")
             .get(name)
-            .map(|t| t.state().map_or(0, |s| s.len()))
+            .map(TableEntry::rows)
     }
 
     /// Drops a stream; refused while rules use it.
@@ -445,7 +492,18 @@ impl Engine {
                 users.join(", ")
             )));
         }
-        self.inner.tables.lock().expect("tables lock").remove(name);
+        let removed = self.inner.tables.lock().expect("tables lock").remove(name);
+        if let Some(TableEntry {
+            side: crate::table::TableSide::Scan(_),
+            ..
+        }) = &removed
+        {
+            let name = name.to_string();
+            self.inner
+                .workers
+                .broadcast(|| Command::DropTable(name.clone()));
+        }
+        drop(removed);
         match self
             .inner
             .streams
@@ -870,6 +928,39 @@ impl Engine {
         });
         let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let activators = Arc::new(Mutex::new(vec![None; n]));
+        let tables: HashMap<String, crate::table::TableSide> = {
+            let tables = self.inner.tables.lock().expect("tables lock");
+            plan.chain()
+                .filter_map(|n| match n {
+                    LogicalPlan::JoinTable { join, .. } => Some(&join.table),
+                    _ => None,
+                })
+                .map(|name| {
+                    tables
+                        .get(name)
+                        .map(|t| (name.clone(), t.side.clone()))
+                        .ok_or_else(|| EngineError::NotFound(format!("table \"{name}\" not found")))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        // The scan-table indexes the joins read, in plan order.
+        let indexes: Vec<crate::arrange::IndexSpec> = plan
+            .chain()
+            .filter_map(|n| match n {
+                LogicalPlan::JoinTable { join, .. } => match tables.get(&join.table) {
+                    Some(crate::table::TableSide::Scan(feed)) => Some(crate::arrange::IndexSpec {
+                        feed: feed.clone(),
+                        keys: join.table_keys.clone(),
+                        placement: crate::arrange::Placement::Replicated,
+                    }),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        for index in &indexes {
+            index.feed.expect(&index.id());
+        }
         let dataflow = Arc::new(RuleDataflow {
             key: key.clone(),
             plan: plan.clone(),
@@ -882,23 +973,8 @@ impl Engine {
             op_metrics,
             event_time: event_time.clone(),
             late_rows: late_rows.clone(),
-            tables: {
-                let tables = self.inner.tables.lock().expect("tables lock");
-                plan.chain()
-                    .filter_map(|n| match n {
-                        LogicalPlan::JoinTable { join, .. } => Some(&join.table),
-                        _ => None,
-                    })
-                    .map(|name| {
-                        tables
-                            .get(name)
-                            .map(|t| (name.clone(), t.side.clone()))
-                            .ok_or_else(|| {
-                                EngineError::NotFound(format!("table \"{name}\" not found"))
-                            })
-                    })
-                    .collect::<Result<_, _>>()?
-            },
+            tables,
+            indexes: indexes.clone(),
             to_windows: Default::default(),
             rule: Arc::new(quiver_compiler::eval::RuleContext {
                 id: entry.spec.id.clone(),
@@ -909,6 +985,13 @@ impl Engine {
             .workers
             .broadcast(|| Command::Build(dataflow.clone()));
         drop(dataflow);
+        // A new index fills from its table's base arrangement: the rule reads no row before
+        // the index holds what the table held when the rule started.
+        for index in &indexes {
+            if !index.feed.wait_current(Duration::from_secs(5)) {
+                tracing::warn!(table = %index.feed.name, "table index still filling as the rule starts");
+            }
+        }
 
         let spec = self.source_spec(&stream);
         let wake: quiver_connectors::WakeFn = Arc::new(move |i| {

@@ -13,6 +13,7 @@
 //! - create/drop commands reach every worker in the same order.
 
 pub mod analytic;
+pub mod arrange;
 pub mod container;
 pub mod engine;
 pub mod error;

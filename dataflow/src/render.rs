@@ -90,6 +90,8 @@ pub struct RuleDataflow {
     pub rule: Arc<quiver_compiler::eval::RuleContext>,
     /// The tables the rule joins, by name.
     pub tables: std::collections::HashMap<String, crate::table::TableSide>,
+    /// The scan-table indexes the rule's joins read, in plan order (built before the rule).
+    pub indexes: Vec<crate::arrange::IndexSpec>,
     /// Rows sent to the window operators and not yet taken by them, over all workers.
     pub to_windows: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -169,6 +171,7 @@ fn operators(
                 chain.push(Box::new(crate::table::JoinTableOp::new(
                     (**join).clone(),
                     table,
+                    crate::arrange::Placement::Replicated,
                     m,
                 )));
             }

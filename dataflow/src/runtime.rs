@@ -18,6 +18,10 @@ pub enum Command {
     Build(Arc<RuleDataflow>),
     /// Drop the dataflow of this rule run.
     Drop(String),
+    /// Build a scan table's dataflow (its upsert source and base arrangement).
+    CreateTable(Arc<crate::arrange::TableFeed>),
+    /// Drop a table's dataflows (its indexes, then its base arrangement).
+    DropTable(String),
     /// Leave the worker loop.
     Shutdown,
 }
@@ -50,6 +54,11 @@ impl Workers {
                 while let Ok(cmd) = rx.try_recv() {
                     match cmd {
                         Command::Build(rule) => {
+                            // The table indexes the rule reads come first, so they are
+                            // scheduled (and filled) before the rule's own operators.
+                            for index in &rule.indexes {
+                                crate::arrange::build_index(worker, index);
+                            }
                             let id = worker.next_dataflow_index();
                             worker.dataflow::<u64, _, _>(|scope| render::build(scope, &rule));
                             dataflows.insert(rule.key.clone(), id);
@@ -61,7 +70,12 @@ impl Workers {
                                 worker.drop_dataflow(id);
                             }
                         }
+                        Command::CreateTable(feed) => {
+                            crate::arrange::build_table(worker, &feed);
+                        }
+                        Command::DropTable(name) => crate::arrange::drop_table(worker, &name),
                         Command::Shutdown => {
+                            crate::arrange::drop_all(worker);
                             // timely waits for installed dataflows to complete after this
                             // closure returns; running rules never complete, so drop them.
                             for id in worker.installed_dataflows() {

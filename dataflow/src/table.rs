@@ -1,17 +1,16 @@
-//! Tables (`CREATE TABLE`, eKuiper's scan tables) and the stream-table join.
+//! The stream-table join, over scan tables (`CREATE TABLE`, arranged on the workers by
+//! [`crate::arrange`]) and lookup tables ([`crate::lookup`]).
 //!
-//! A table is fed by its own source task for as long as it exists and keeps its rows in a
-//! [`TableState`] shared by every rule that joins it: with `KEY` a row replaces the row with
-//! the same key (upsert), without it the last `RETAIN_SIZE` rows are kept. A join reads the
-//! table's rows as they are when the stream row is processed: the stream drives, and a table
-//! update never re-emits a past result (eKuiper's semantics).
+//! For each stream batch the join reads the rows of the batch's distinct keys: from this
+//! worker's arrangement of a scan table, as it is when the batch is processed (the stream
+//! drives, and a table update never re-emits a past result: eKuiper's semantics), or fetched
+//! from a lookup table's store. It then assembles the joined rows the same way for both. A
+//! lookup key whose rows could not be read fails only its stream rows (counted as exceptions).
 //!
-//! The same join serves lookup tables ([`crate::lookup`]): instead of indexing a snapshot it
-//! fetches the rows of the batch's distinct keys, then assembles rows the same way. A key
-//! whose rows could not be read fails only its stream rows (counted as exceptions).
+//! [`TableState`] keeps the rows of a memory lookup table by key.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
@@ -24,7 +23,7 @@ use quiver_compiler::plan::TableJoin;
 use crate::metrics::NodeMetrics;
 use crate::operator::BatchOperator;
 
-/// The rows of one table.
+/// The rows of a memory lookup table, upserted by key.
 #[derive(Debug)]
 pub struct TableState {
     key: Option<String>,
@@ -32,8 +31,6 @@ pub struct TableState {
     data: RwLock<TableData>,
     /// Rows applied so far (upserts included), for tests and status.
     applied: std::sync::atomic::AtomicU64,
-    /// The rows as one batch, rebuilt on the first read after a change.
-    snapshot: Mutex<Option<(u64, Option<RecordBatch>)>>,
 }
 
 #[derive(Debug, Default)]
@@ -56,7 +53,6 @@ impl TableState {
             retain,
             data: RwLock::new(TableData::default()),
             applied: std::sync::atomic::AtomicU64::new(0),
-            snapshot: Mutex::new(None),
         }
     }
 
@@ -126,26 +122,11 @@ impl TableState {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// The table's rows as one batch, with the version it reflects.
-    pub fn snapshot(&self) -> (u64, Option<RecordBatch>) {
-        let data = self.data.read().expect("table lock");
-        let mut cached = self.snapshot.lock().expect("snapshot lock");
-        if let Some((v, b)) = cached.as_ref()
-            && *v == data.version
-        {
-            return (*v, b.clone());
-        }
-        let rows: Vec<RecordBatch> = data.rows.values().cloned().collect();
-        let batch = crate::window::concat_results(&rows);
-        *cached = Some((data.version, batch.clone()));
-        (data.version, batch)
-    }
 }
 
 /// A key as text: each value's JSON, so 1 and 1.0 match (both print `1`); `None` when a key
 /// value is missing (null never matches).
-fn keys_of(arrays: &[ArrayRef], rows: usize) -> Vec<Option<String>> {
+pub(crate) fn keys_of(arrays: &[ArrayRef], rows: usize) -> Vec<Option<String>> {
     (0..rows)
         .map(|r| {
             let mut key = String::new();
@@ -159,14 +140,11 @@ fn keys_of(arrays: &[ArrayRef], rows: usize) -> Vec<Option<String>> {
         .collect()
 }
 
-/// A table snapshot with its version and the rows of each join key.
-type KeyIndex = (u64, Option<RecordBatch>, HashMap<String, Vec<u32>>);
-
 /// The table a join reads: rows in memory (scan) or a store asked per batch (lookup).
 #[derive(Debug, Clone)]
 pub enum TableSide {
-    /// A scan table's rows.
-    Scan(Arc<TableState>),
+    /// A scan table, arranged on the workers.
+    Scan(Arc<crate::arrange::TableFeed>),
     /// A lookup table.
     Lookup(Arc<crate::lookup::LookupTable>),
 }
@@ -187,46 +165,56 @@ pub struct JoinTableOp {
     join: TableJoin,
     table: TableSide,
     metrics: Arc<NodeMetrics>,
-    /// The table snapshot and its key index, for the version they were built from.
-    index: Option<KeyIndex>,
+    /// A scan table's index on this worker (the arrangement of its rows by the join key).
+    trace: Option<crate::arrange::TableTrace>,
 }
 
 impl JoinTableOp {
-    /// A join of the stream with `table`, reporting into `metrics`.
-    pub fn new(join: TableJoin, table: TableSide, metrics: Arc<NodeMetrics>) -> Self {
+    /// A join of the stream with `table`, reporting into `metrics`; a scan table is read from
+    /// this worker's arrangement of it in `placement` (built before the rule).
+    pub fn new(
+        join: TableJoin,
+        table: TableSide,
+        placement: crate::arrange::Placement,
+        metrics: Arc<NodeMetrics>,
+    ) -> Self {
+        let trace = match &table {
+            TableSide::Scan(feed) => crate::arrange::trace(&crate::arrange::IndexSpec {
+                feed: feed.clone(),
+                keys: join.table_keys.clone(),
+                placement,
+            }),
+            TableSide::Lookup(_) => None,
+        };
         JoinTableOp {
             join,
             table,
             metrics,
-            index: None,
+            trace,
         }
     }
 
-    fn refresh(&mut self) -> Result<(), String> {
-        let TableSide::Scan(table) = &self.table else {
-            return Ok(());
+    /// The rows of `keys` from this worker's arrangement, decoded, indexed like a lookup's.
+    fn read(&mut self, keys: &[Option<String>]) -> Result<Fetched, String> {
+        let (Some(trace), TableSide::Scan(feed)) = (self.trace.as_mut(), &self.table) else {
+            return Err(format!("table \"{}\" is not arranged on this worker", self.join.table));
         };
-        let (version, snapshot) = table.snapshot();
-        if self.index.as_ref().is_some_and(|(v, _, _)| *v == version) {
-            return Ok(());
-        }
+        let wanted: std::collections::BTreeSet<Vec<u8>> = keys
+            .iter()
+            .flatten()
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
+        let found = crate::arrange::read(trace, &wanted);
+        let mut texts: Vec<&str> = Vec::new();
         let mut index: HashMap<String, Vec<u32>> = HashMap::new();
-        if let Some(t) = &snapshot {
-            let mut ctx = EvalContext::new(t.num_rows());
-            let arrays: Vec<ArrayRef> = self
-                .join
-                .table_keys
-                .iter()
-                .map(|k| k.eval(t, &mut ctx).map(|v| v.into_array(t.num_rows())))
-                .collect::<Result<_, _>>()?;
-            for (r, key) in keys_of(&arrays, t.num_rows()).into_iter().enumerate() {
-                if let Some(k) = key {
-                    index.entry(k).or_default().push(r as u32);
-                }
-            }
+        for (key, rows) in &found {
+            let at = texts.len() as u32;
+            texts.extend(rows.iter().map(|(_, t)| t.as_str()));
+            let key = String::from_utf8_lossy(key).into_owned();
+            index.insert(key, (at..texts.len() as u32).collect());
         }
-        self.index = Some((version, snapshot, index));
-        Ok(())
+        let batch = crate::arrange::decode(&feed.decoder, &texts)?;
+        Ok((batch, index, HashMap::new()))
     }
 
     /// The rows of the batch's distinct keys from a lookup table, indexed like a snapshot,
@@ -274,7 +262,6 @@ impl JoinTableOp {
         batch: &RecordBatch,
         ctx: &mut EvalContext,
     ) -> Result<(RecordBatch, RowErrors), String> {
-        self.refresh()?;
         let rows = batch.num_rows();
         let arrays: Vec<ArrayRef> = self
             .join
@@ -283,18 +270,14 @@ impl JoinTableOp {
             .map(|k| k.eval(batch, ctx).map(|v| v.into_array(rows)))
             .collect::<Result<_, _>>()?;
         let keys = keys_of(&arrays, rows);
-        let fetched;
-        let (snapshot, index, failed) = match &self.table {
-            TableSide::Scan(_) => {
-                let (_, snapshot, index) = self.index.as_ref().expect("refreshed");
-                (snapshot.as_ref(), index, None)
-            }
+        let fetched = match &self.table {
+            TableSide::Scan(_) => self.read(&keys)?,
             TableSide::Lookup(table) => {
                 let key = arrays.first().ok_or("a lookup join needs its KEY")?;
-                fetched = Self::fetch(table, key)?;
-                (fetched.0.as_ref(), &fetched.1, Some(&fetched.2))
+                Self::fetch(table, key)?
             }
         };
+        let (snapshot, index, failed) = (fetched.0.as_ref(), &fetched.1, Some(&fetched.2));
         // Stream rows whose key could not be read are left out and reported as exceptions.
         let mut errors: RowErrors = (0, None);
         let mut s_idx: Vec<u32> = Vec::new();

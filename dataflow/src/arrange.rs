@@ -1,0 +1,673 @@
+//! Scan tables as differential-dataflow arrangements, shared by the rules that join them.
+//!
+//! - The table's feeder task (one per table) turns decoded rows into upserts keyed by row
+//!   identity: the text of the `KEY` value, or an arrival number for a table without `KEY`
+//!   (its rows past `RETAIN_SIZE` are upserted away, oldest first).
+//! - Every worker runs the table's dataflow. Worker 0 reads the upserts, one timestamp per
+//!   batch; `arrange_from_upsert` exchanges them by row identity and keeps the current row of
+//!   each identity. That base arrangement's trace stays in the worker's registry for as long
+//!   as the table exists.
+//! - An index is the table's rows arranged by one join key, in one placement: partitioned
+//!   (each worker holds the keys that hash to it, and stream rows are exchanged the same way)
+//!   or replicated (every worker holds every row, for joins that run wherever the rule's rows
+//!   are). It lives in a dataflow of its own that imports the base trace, is built by the first
+//!   rule that needs it, and is shared by every later rule joining on the same key. A
+//!   partitioned join on the table's `KEY` reads the base arrangement itself.
+//! - A rule's join operator holds a handle on its index's trace and, for each stream batch,
+//!   reads the rows of the batch's keys from a cursor. The stream drives: a table update is
+//!   seen by the stream rows processed after it and never re-emits a past result (eKuiper's
+//!   semantics; differential's own `join` would retract and re-emit past results).
+//!
+//! Rows are kept as (arrival number, JSON object text): ordered by arrival, compact, and
+//! decoded back with the table's decoder when a join needs their columns.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::ArrayRef;
+use arrow::record_batch::RecordBatch;
+use differential_dataflow::Hashable;
+use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::operators::arrange::arrangement::{Arranged, arrange_core};
+use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
+use differential_dataflow::trace::cursor::{Cursor, cursor_list};
+use differential_dataflow::trace::implementations::{ValBatcher, ValBuilder, ValSpine};
+use differential_dataflow::trace::TraceReader;
+use quiver_compiler::eval::EvalContext;
+use quiver_compiler::expr::Expr;
+use quiver_connectors::RawMessage;
+use quiver_connectors::codec::json::JsonDecoder;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::progress::Antichain;
+use timely::scheduling::SyncActivator;
+use tokio::sync::mpsc;
+
+/// A row's key in an arrangement: the key's text as [`crate::table::keys_of`] makes it.
+pub type RowKey = Vec<u8>;
+/// A table row: its arrival number and its JSON object text.
+pub type Row = (u64, String);
+type Spine = ValSpine<RowKey, Row, u64, isize>;
+/// A worker's handle on a table arrangement.
+pub type TableTrace = TraceAgent<Spine>;
+/// One batch of upserts from the feeder, with the number of source rows it stands for.
+type UpsertBatch = (Vec<(RowKey, Option<Row>)>, u64);
+
+impl std::fmt::Debug for TableFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableFeed")
+            .field("name", &self.name)
+            .field("key", &self.key)
+            .field("retain", &self.retain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Upserts a feeder may queue for worker 0 before it waits.
+const QUEUE: usize = 16;
+/// Upsert batches worker 0 takes per activation before letting other operators run.
+const BATCHES_PER_ACTIVATION: usize = 16;
+/// The id of a table's base arrangement (by row identity).
+const BASE: &str = "base";
+
+/// How an index's rows are spread over the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// Each worker holds the keys that hash to it; stream rows are exchanged by the same hash.
+    Partitioned,
+    /// Every worker holds every row.
+    Replicated,
+}
+
+/// The worker a partitioned arrangement keeps `key` on, among `peers` (timely's exchange
+/// rule applied to differential's hash, so stream rows go where the table rows went).
+pub fn owner(key: &RowKey, peers: usize) -> usize {
+    (key.hashed() % peers.max(1) as u64) as usize
+}
+
+/// One index of a table: the rows arranged by `keys` (over the table's columns).
+#[derive(Clone)]
+pub struct IndexSpec {
+    /// The table.
+    pub feed: Arc<TableFeed>,
+    /// The join key, evaluated on the table's rows.
+    pub keys: Vec<Expr>,
+    /// Where its rows live.
+    pub placement: Placement,
+}
+
+impl IndexSpec {
+    /// The arrangement this index reads: the base one for a partitioned join on the `KEY`.
+    pub fn id(&self) -> String {
+        let on_key = matches!(self.keys.as_slice(), [Expr::Column { name, .. }]
+            if Some(name) == self.feed.key.as_ref());
+        if on_key && self.placement == Placement::Partitioned {
+            return BASE.to_string();
+        }
+        let keys: Vec<String> = self.keys.iter().map(ToString::to_string).collect();
+        format!("{:?}({})", self.placement, keys.join(", "))
+    }
+}
+
+/// A scan table as the engine and the workers share it: the queue of upserts from its feeder,
+/// its decoder, and how far each of its arrangements has got on each worker.
+pub struct TableFeed {
+    /// The table's name.
+    pub name: String,
+    /// The `KEY` column, if any.
+    pub key: Option<String>,
+    retain: Option<usize>,
+    /// Decodes row texts back into the table's columns.
+    pub decoder: JsonDecoder,
+    workers: usize,
+    queue: Mutex<Option<mpsc::Receiver<UpsertBatch>>>,
+    activator: Mutex<Option<SyncActivator>>,
+    /// Worker 0's next upsert time.
+    clock: AtomicU64,
+    /// Upsert batches emitted and not yet in every arrangement: (time, source rows).
+    pending: Mutex<VecDeque<(u64, u64)>>,
+    /// Source rows in every arrangement on every worker.
+    visible: AtomicU64,
+    /// The arrangements rules read, by id.
+    arrangements: Mutex<HashSet<String>>,
+    /// Each arrangement's frontier on each worker (`u64::MAX` once it is complete).
+    frontiers: Mutex<HashMap<(String, usize), u64>>,
+    /// Rows in the base arrangement, over all workers.
+    live: AtomicI64,
+    /// True once the table's source has ended and worker 0 has taken every upsert.
+    ended: AtomicBool,
+}
+
+impl TableFeed {
+    /// A table on `workers` workers, with the sender its feeder writes upserts to.
+    pub fn new(
+        name: &str,
+        key: Option<String>,
+        retain: Option<usize>,
+        decoder: JsonDecoder,
+        workers: usize,
+    ) -> (Arc<TableFeed>, Upserts) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let feed = Arc::new(TableFeed {
+            name: name.to_string(),
+            key: key.clone(),
+            retain,
+            decoder,
+            workers: workers.max(1),
+            queue: Mutex::new(Some(rx)),
+            activator: Mutex::new(None),
+            clock: AtomicU64::new(0),
+            pending: Mutex::new(VecDeque::new()),
+            visible: AtomicU64::new(0),
+            arrangements: Mutex::new(HashSet::from([BASE.to_string()])),
+            frontiers: Mutex::new(HashMap::new()),
+            live: AtomicI64::new(0),
+            ended: AtomicBool::new(false),
+        });
+        let upserts = Upserts {
+            feed: feed.clone(),
+            tx,
+            key,
+            retain,
+            seq: 0,
+            order: VecDeque::new(),
+        };
+        (feed, upserts)
+    }
+
+    /// The earliest frontier over every arrangement rules read, on every worker.
+    fn frontier(&self) -> u64 {
+        let ids = self.arrangements.lock().expect("arrangements lock");
+        let frontiers = self.frontiers.lock().expect("frontiers lock");
+        ids.iter()
+            .flat_map(|id| (0..self.workers).map(move |w| (id.clone(), w)))
+            .map(|k| frontiers.get(&k).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Source rows every arrangement holds on every worker, upserts and skipped rows included:
+    /// a row counted here is seen by every stream row joined after.
+    pub fn applied(&self) -> u64 {
+        let frontier = self.frontier();
+        let mut pending = self.pending.lock().expect("pending lock");
+        while let Some(&(t, rows)) = pending.front() {
+            if t >= frontier {
+                break;
+            }
+            self.visible.fetch_add(rows, Ordering::AcqRel);
+            pending.pop_front();
+        }
+        self.visible.load(Ordering::Acquire)
+    }
+
+    /// Rows the table holds now.
+    pub fn rows(&self) -> usize {
+        self.live.load(Ordering::Acquire).max(0) as usize
+    }
+
+    /// True once the source has ended and every row it read is in every arrangement.
+    pub fn loaded(&self) -> bool {
+        let ended = self.ended.load(Ordering::Acquire);
+        self.applied();
+        ended && self.pending.lock().expect("pending lock").is_empty()
+    }
+
+    /// Registers the arrangement `id` as read by a rule, so [`TableFeed::applied`] waits for it.
+    pub fn expect(&self, id: &str) {
+        self.arrangements
+            .lock()
+            .expect("arrangements lock")
+            .insert(id.to_string());
+    }
+
+    /// Waits (up to `timeout`) until every arrangement holds what the base held when called:
+    /// a new index is filled from the base before the rule that asked for it reads it.
+    pub fn wait_current(&self, timeout: Duration) -> bool {
+        let target = self.clock.load(Ordering::Acquire);
+        let deadline = Instant::now() + timeout;
+        while self.frontier() < target {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    fn record_frontier(&self, id: &str, worker: usize, frontier: u64) {
+        self.frontiers
+            .lock()
+            .expect("frontiers lock")
+            .insert((id.to_string(), worker), frontier);
+    }
+}
+
+/// The feeder's side of a table: turns decoded rows into upserts and queues them for worker 0.
+pub struct Upserts {
+    feed: Arc<TableFeed>,
+    tx: mpsc::Sender<UpsertBatch>,
+    key: Option<String>,
+    retain: Option<usize>,
+    /// Arrival numbers handed out so far.
+    seq: u64,
+    /// Without `KEY`: the arrival numbers of the rows held, oldest first.
+    order: VecDeque<u64>,
+}
+
+impl Upserts {
+    /// Queues the rows of `batch` (waiting while worker 0 is behind); returns how many rows
+    /// were skipped for lacking a `KEY` value, or `None` once the table is gone.
+    pub async fn send(&mut self, batch: &RecordBatch) -> Option<usize> {
+        let (updates, skipped) = self.upserts(batch);
+        self.tx
+            .send((updates, batch.num_rows() as u64))
+            .await
+            .ok()?;
+        if let Some(a) = self.feed.activator.lock().expect("activator lock").as_ref() {
+            // A worker that has shut down has no one to wake.
+            let _ = a.activate();
+        }
+        Some(skipped)
+    }
+
+    fn upserts(&mut self, batch: &RecordBatch) -> (Vec<(RowKey, Option<Row>)>, usize) {
+        let texts: Vec<String> = quiver_connectors::codec::encode::batch_to_rows(batch, true)
+            .into_iter()
+            .map(|r| serde_json::Value::Object(r).to_string())
+            .collect();
+        let mut rows: Vec<Row> = Vec::with_capacity(texts.len());
+        for text in texts {
+            self.seq += 1;
+            rows.push((self.seq, text));
+        }
+        let Some(key) = &self.key else {
+            let mut updates = Vec::with_capacity(rows.len());
+            for row in rows {
+                self.order.push_back(row.0);
+                updates.push((row.0.to_be_bytes().to_vec(), Some(row)));
+            }
+            if let Some(n) = self.retain {
+                while self.order.len() > n {
+                    let old = self.order.pop_front().expect("longer than the limit");
+                    updates.push((old.to_be_bytes().to_vec(), None));
+                }
+            }
+            // An evicted row of this batch is upserted and removed at the same time: keep
+            // only its removal.
+            let removed: HashSet<RowKey> = updates
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone())
+                .collect();
+            updates.retain(|(k, v)| v.is_none() || !removed.contains(k));
+            return (updates, 0);
+        };
+        let Some(col) = quiver_compiler::eval::column_by_name(batch, key).cloned() else {
+            return (Vec::new(), rows.len());
+        };
+        let keys = crate::table::keys_of(&[col], batch.num_rows());
+        // The last row of a key in a batch wins, as if applied one by one (upserts at one
+        // time would otherwise keep the greatest value).
+        let mut last: HashMap<RowKey, Row> = HashMap::new();
+        let mut order: Vec<RowKey> = Vec::new();
+        let mut skipped = 0;
+        for (k, row) in keys.into_iter().zip(rows) {
+            match k {
+                Some(k) => {
+                    let k = k.into_bytes();
+                    if last.insert(k.clone(), row).is_none() {
+                        order.push(k);
+                    }
+                }
+                None => skipped += 1,
+            }
+        }
+        let updates = order
+            .into_iter()
+            .map(|k| {
+                let row = last.remove(&k);
+                (k, row)
+            })
+            .collect();
+        (updates, skipped)
+    }
+}
+
+/// A table's arrangements on one worker.
+struct WorkerTable {
+    base: TableTrace,
+    indexes: HashMap<String, TableTrace>,
+    /// The dataflows holding them, in the order built.
+    dataflows: Vec<usize>,
+}
+
+thread_local! {
+    /// The tables' arrangements on this worker (each timely worker is a thread of its own).
+    static TABLES: RefCell<HashMap<String, WorkerTable>> = RefCell::new(HashMap::new());
+}
+
+/// Builds the table's dataflow on this worker: its upsert source and base arrangement.
+pub fn build_table(worker: &mut timely::worker::Worker, feed: &Arc<TableFeed>) {
+    let index = worker.index();
+    let id = worker.next_dataflow_index();
+    let trace = worker.dataflow::<u64, _, _>(|scope| {
+        let mut queue = if index == 0 {
+            feed.queue.lock().expect("queue lock").take()
+        } else {
+            None
+        };
+        let reader = feed.clone();
+        let upserts = source::<_, CapacityContainerBuilder<Vec<(RowKey, Option<Row>, u64)>>, _, _>(
+            scope,
+            "TableSource",
+            move |cap, info| {
+                // Only worker 0 reads upserts; the others hold no time back.
+                let mut cap = queue.as_ref().map(|_| cap);
+                if queue.is_some() {
+                    *reader.activator.lock().expect("activator lock") =
+                        Some(scope.worker().sync_activator_for(info.address.to_vec()));
+                }
+                let again = scope.activator_for(info.address.clone());
+                move |output| {
+                    let Some(q) = queue.as_mut() else {
+                        cap = None;
+                        return;
+                    };
+                    for _ in 0..BATCHES_PER_ACTIVATION {
+                        match q.try_recv() {
+                            Ok((updates, rows)) => {
+                                let c = cap.as_mut().expect("held while the queue is open");
+                                let t = *c.time();
+                                let mut session = output.session(&*c);
+                                for (k, v) in updates {
+                                    session.give((k, v, t));
+                                }
+                                drop(session);
+                                reader
+                                    .pending
+                                    .lock()
+                                    .expect("pending lock")
+                                    .push_back((t, rows));
+                                c.downgrade(&(t + 1));
+                                reader.clock.store(t + 1, Ordering::Release);
+                            }
+                            Err(mpsc::error::TryRecvError::Empty) => return,
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                reader.ended.store(true, Ordering::Release);
+                                queue = None;
+                                cap = None;
+                                return;
+                            }
+                        }
+                    }
+                    again.activate();
+                }
+            },
+        );
+        let base = arrange_from_upsert::<ValBuilder<RowKey, Row, u64, isize>, Spine, RowKey, Row>(
+            upserts, "Table",
+        );
+        watch(&base, feed, BASE, index, true);
+        base.trace
+    });
+    TABLES.with(|t| {
+        t.borrow_mut().insert(
+            feed.name.clone(),
+            WorkerTable {
+                base: trace,
+                indexes: HashMap::new(),
+                dataflows: vec![id],
+            },
+        )
+    });
+}
+
+/// Records how far an arrangement has got on this worker (and, for the base, how many rows it
+/// holds), and lets the registry's handle on it compact up to there.
+fn watch(
+    arranged: &Arranged<'_, TableTrace>,
+    feed: &Arc<TableFeed>,
+    id: &str,
+    worker: usize,
+    count: bool,
+) {
+    let feed = feed.clone();
+    let id = id.to_string();
+    let name = feed.name.clone();
+    arranged
+        .clone()
+        .as_collection(|_, _| ())
+        .inner
+        .sink(Pipeline, "TableProgress", move |(input, frontier)| {
+            input.for_each(|_, data| {
+                if count {
+                    let n: isize = data.iter().map(|(_, _, d)| *d).sum();
+                    feed.live.fetch_add(n as i64, Ordering::AcqRel);
+                }
+            });
+            let at = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+            feed.record_frontier(&id, worker, at);
+            let upto = Antichain::from_elem(at);
+            TABLES.with(|t| {
+                if let Ok(mut tables) = t.try_borrow_mut()
+                    && let Some(table) = tables.get_mut(&name)
+                {
+                    let trace = if id == BASE {
+                        Some(&mut table.base)
+                    } else {
+                        table.indexes.get_mut(&id)
+                    };
+                    if let Some(trace) = trace {
+                        trace.set_logical_compaction(upto.borrow());
+                        trace.set_physical_compaction(upto.borrow());
+                    }
+                }
+            });
+        });
+}
+
+/// Builds the index `spec` on this worker unless it exists (every worker builds the same
+/// ones in the same order, as the commands reach them in one order).
+pub fn build_index(worker: &mut timely::worker::Worker, spec: &IndexSpec) {
+    let id = spec.id();
+    let name = spec.feed.name.clone();
+    let exists = TABLES.with(|t| {
+        t.borrow()
+            .get(&name)
+            .is_none_or(|table| id == BASE || table.indexes.contains_key(&id))
+    });
+    if exists {
+        return;
+    }
+    let index = worker.index();
+    let dataflow = worker.next_dataflow_index();
+    let trace = worker.dataflow::<u64, _, _>(|scope| {
+        let base = TABLES.with(|t| {
+            t.borrow_mut()
+                .get_mut(&name)
+                .expect("checked above")
+                .base
+                .import(scope)
+        });
+        let decoder = spec.feed.decoder.clone();
+        let keys = spec.keys.clone();
+        let keyed = base.as_collection(|_, row: &Row| row.clone()).inner.unary::<
+            CapacityContainerBuilder<Vec<((RowKey, Row), u64, isize)>>,
+            _,
+            _,
+            _,
+        >(Pipeline, "TableKeys", move |_, _| {
+            move |input, output| {
+                input.for_each(|time, data| {
+                    let updates = std::mem::take(data);
+                    let texts: Vec<&str> = updates.iter().map(|((_, t), _, _)| t.as_str()).collect();
+                    let row_keys = key_texts(&decoder, &keys, &texts);
+                    let mut session = output.session(&time);
+                    for ((row, t, d), k) in updates.into_iter().zip(row_keys) {
+                        // A row without a key value never matches: it is left out.
+                        if let Some(k) = k {
+                            session.give(((k.into_bytes(), row), t, d));
+                        }
+                    }
+                });
+            }
+        });
+        let arranged = match spec.placement {
+            Placement::Partitioned => arrange_core::<_, _, _, Spine>(
+                keyed,
+                Exchange::new(|u: &((RowKey, Row), u64, isize)| (u.0).0.hashed()),
+                "TableIndex",
+                ValBatcher::<RowKey, Row, u64, isize>::new,
+            ),
+            Placement::Replicated => arrange_core::<_, _, _, Spine>(
+                keyed.broadcast(),
+                Pipeline,
+                "TableIndex",
+                ValBatcher::<RowKey, Row, u64, isize>::new,
+            ),
+        };
+        watch(&arranged, &spec.feed, &id, index, false);
+        arranged.trace
+    });
+    TABLES.with(|t| {
+        if let Some(table) = t.borrow_mut().get_mut(&name) {
+            table.indexes.insert(id, trace);
+            table.dataflows.push(dataflow);
+        }
+    });
+}
+
+/// Drops the table's dataflows on this worker, its indexes first.
+pub fn drop_table(worker: &mut timely::worker::Worker, name: &str) {
+    let Some(table) = TABLES.with(|t| t.borrow_mut().remove(name)) else {
+        return;
+    };
+    let dataflows = table.dataflows.clone();
+    drop(table);
+    for id in dataflows.into_iter().rev() {
+        if worker.installed_dataflows().contains(&id) {
+            worker.drop_dataflow(id);
+        }
+    }
+}
+
+/// Drops every table's dataflows on this worker (at shutdown).
+pub fn drop_all(worker: &mut timely::worker::Worker) {
+    let names: Vec<String> = TABLES.with(|t| t.borrow().keys().cloned().collect());
+    for name in names {
+        drop_table(worker, &name);
+    }
+}
+
+/// This worker's handle on the arrangement `spec` reads.
+pub fn trace(spec: &IndexSpec) -> Option<TableTrace> {
+    let id = spec.id();
+    TABLES.with(|t| {
+        let tables = t.borrow();
+        let table = tables.get(&spec.feed.name)?;
+        if id == BASE {
+            Some(table.base.clone())
+        } else {
+            table.indexes.get(&id).cloned()
+        }
+    })
+}
+
+/// The rows of each of `keys` in the arrangement as it is now, in arrival order.
+pub fn read(trace: &mut TableTrace, keys: &BTreeSet<RowKey>) -> Vec<(RowKey, Vec<Row>)> {
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    let batches = trace
+        .batches_through(Antichain::new().borrow())
+        .unwrap_or_default();
+    let (mut cursor, storage) = cursor_list(batches);
+    let mut out = Vec::new();
+    // Keys in order, so the cursor only moves forward.
+    for key in keys {
+        cursor.seek_key(&storage, key);
+        if cursor.get_key(&storage) != Some(key) {
+            continue;
+        }
+        let mut rows = Vec::new();
+        while let Some(row) = cursor.get_val(&storage) {
+            let mut count = 0isize;
+            cursor.map_times(&storage, |_, d| count += *d);
+            for _ in 0..count.max(0) {
+                rows.push(row.clone());
+            }
+            cursor.step_val(&storage);
+        }
+        if !rows.is_empty() {
+            out.push((key.clone(), rows));
+        }
+    }
+    // What was read is all this handle will read at earlier times: let the trace compact.
+    trace.set_logical_compaction(upper.borrow());
+    trace.set_physical_compaction(upper.borrow());
+    out
+}
+
+/// Decodes row texts into the table's columns: one batch whose row `i` is `texts[i]`, or
+/// `None` when there is no row.
+pub fn decode(decoder: &JsonDecoder, texts: &[&str]) -> Result<Option<RecordBatch>, String> {
+    if texts.is_empty() {
+        return Ok(None);
+    }
+    let topic: Arc<str> = Arc::from("");
+    let messages: Vec<RawMessage> = texts
+        .iter()
+        .map(|t| RawMessage::new(Arc::from(t.as_bytes()), topic.clone()))
+        .collect();
+    let decoded = decoder.decode(&messages);
+    if decoded.batches.len() == 1 && decoded.rows() == texts.len() {
+        return Ok(decoded.batches.into_iter().next());
+    }
+    // Schemaless rows whose fields change type decode in groups: row by row keeps the order.
+    let mut parts = Vec::with_capacity(messages.len());
+    for m in &messages {
+        let one = decoder.decode(std::slice::from_ref(m));
+        match one.batches.into_iter().next() {
+            Some(b) if b.num_rows() == 1 => parts.push(b),
+            _ => {
+                return Err(one
+                    .errors
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "a table row no longer decodes".into()));
+            }
+        }
+    }
+    Ok(crate::window::concat_results(&parts))
+}
+
+/// The key text of each row (`None` where a key value is missing).
+fn key_texts(decoder: &JsonDecoder, keys: &[Expr], texts: &[&str]) -> Vec<Option<String>> {
+    let batch = match decode(decoder, texts) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!("table rows left out of an index: {e}");
+            return vec![None; texts.len()];
+        }
+    };
+    let rows = batch.num_rows();
+    let mut ctx = EvalContext::new(rows);
+    let arrays: Result<Vec<ArrayRef>, String> = keys
+        .iter()
+        .map(|k| k.eval(&batch, &mut ctx).map(|v| v.into_array(rows)))
+        .collect();
+    match arrays {
+        Ok(arrays) => crate::table::keys_of(&arrays, rows),
+        Err(e) => {
+            tracing::warn!("table rows left out of an index: {e}");
+            vec![None; rows]
+        }
+    }
+}
