@@ -33,9 +33,9 @@ use differential_dataflow::Hashable;
 use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::operators::arrange::arrangement::{Arranged, arrange_core};
 use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
+use differential_dataflow::trace::TraceReader;
 use differential_dataflow::trace::cursor::{Cursor, cursor_list};
 use differential_dataflow::trace::implementations::{ValBatcher, ValBuilder, ValSpine};
-use differential_dataflow::trace::TraceReader;
 use quiver_compiler::eval::EvalContext;
 use quiver_compiler::expr::Expr;
 use quiver_connectors::RawMessage;
@@ -225,6 +225,19 @@ impl TableFeed {
             .lock()
             .expect("arrangements lock")
             .insert(id.to_string());
+    }
+
+    /// The ids of the arrangements rules read, sorted.
+    pub fn arrangements(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .arrangements
+            .lock()
+            .expect("arrangements lock")
+            .iter()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Waits (up to `timeout`) until every arrangement holds what the base held when called:
@@ -441,11 +454,10 @@ fn watch(
     let feed = feed.clone();
     let id = id.to_string();
     let name = feed.name.clone();
-    arranged
-        .clone()
-        .as_collection(|_, _| ())
-        .inner
-        .sink(Pipeline, "TableProgress", move |(input, frontier)| {
+    arranged.clone().as_collection(|_, _| ()).inner.sink(
+        Pipeline,
+        "TableProgress",
+        move |(input, frontier)| {
             input.for_each(|_, data| {
                 if count {
                     let n: isize = data.iter().map(|(_, _, d)| *d).sum();
@@ -470,7 +482,8 @@ fn watch(
                     }
                 }
             });
-        });
+        },
+    );
 }
 
 /// Builds the index `spec` on this worker unless it exists (every worker builds the same
@@ -498,27 +511,30 @@ pub fn build_index(worker: &mut timely::worker::Worker, spec: &IndexSpec) {
         });
         let decoder = spec.feed.decoder.clone();
         let keys = spec.keys.clone();
-        let keyed = base.as_collection(|_, row: &Row| row.clone()).inner.unary::<
-            CapacityContainerBuilder<Vec<((RowKey, Row), u64, isize)>>,
-            _,
-            _,
-            _,
-        >(Pipeline, "TableKeys", move |_, _| {
-            move |input, output| {
-                input.for_each(|time, data| {
-                    let updates = std::mem::take(data);
-                    let texts: Vec<&str> = updates.iter().map(|((_, t), _, _)| t.as_str()).collect();
-                    let row_keys = key_texts(&decoder, &keys, &texts);
-                    let mut session = output.session(&time);
-                    for ((row, t, d), k) in updates.into_iter().zip(row_keys) {
-                        // A row without a key value never matches: it is left out.
-                        if let Some(k) = k {
-                            session.give(((k.into_bytes(), row), t, d));
-                        }
+        let keyed = base
+            .as_collection(|_, row: &Row| row.clone())
+            .inner
+            .unary::<CapacityContainerBuilder<Vec<((RowKey, Row), u64, isize)>>, _, _, _>(
+                Pipeline,
+                "TableKeys",
+                move |_, _| {
+                    move |input, output| {
+                        input.for_each(|time, data| {
+                            let updates = std::mem::take(data);
+                            let texts: Vec<&str> =
+                                updates.iter().map(|((_, t), _, _)| t.as_str()).collect();
+                            let row_keys = key_texts(&decoder, &keys, &texts);
+                            let mut session = output.session(&time);
+                            for ((row, t, d), k) in updates.into_iter().zip(row_keys) {
+                                // A row without a key value never matches: it is left out.
+                                if let Some(k) = k {
+                                    session.give(((k.into_bytes(), row), t, d));
+                                }
+                            }
+                        });
                     }
-                });
-            }
-        });
+                },
+            );
         let arranged = match spec.placement {
             Placement::Partitioned => arrange_core::<_, _, _, Spine>(
                 keyed,

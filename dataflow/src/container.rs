@@ -47,7 +47,7 @@ impl timely::dataflow::channels::pushers::exchange::Distributor<ArrowBatch> for 
         pushers: &mut [P],
     ) {
         use arrow::array::{Array, AsArray, UInt32Array};
-        use std::hash::BuildHasher;
+        use differential_dataflow::Hashable;
         let Some(batch) = container.0.take() else {
             return;
         };
@@ -63,10 +63,11 @@ impl timely::dataflow::channels::pushers::exchange::Distributor<ArrowBatch> for 
             return;
         };
         let key = key.as_binary::<i32>();
-        let state = foldhash::fast::FixedState::with_seed(0x5157_4956_4552);
         let mut parts: Vec<Vec<u32>> = vec![Vec::new(); peers];
         for i in 0..key.len() {
-            let h = state.hash_one(key.value(i));
+            // Differential's hash, as its exchanges use: a row keyed like a table row goes to
+            // the worker holding that row in a partitioned arrangement (`arrange::owner`).
+            let h = key.value(i).hashed();
             parts[(h % peers as u64) as usize].push(i as u32);
         }
         for (peer, rows) in parts.into_iter().enumerate() {

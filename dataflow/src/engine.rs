@@ -95,6 +95,8 @@ struct RuleRun {
     late_rows: Arc<std::sync::atomic::AtomicU64>,
     /// When the run finished by itself (its input ended and the sinks wrote everything), ms.
     finished_at: Arc<std::sync::atomic::AtomicI64>,
+    /// Rows read and not yet taken by the rule's keyed or window operators.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How a rule run gets its input.
@@ -468,6 +470,17 @@ impl Engine {
             })
     }
 
+    /// The arrangements a scan table keeps on the workers, sorted: `base` (by row identity)
+    /// and one per join key and placement that a rule has read (`Replicated(room)`), each
+    /// shared by every rule joining that way; `None` for an unknown or lookup table.
+    pub fn table_arrangements(&self, name: &str) -> Option<Vec<String>> {
+        let tables = self.inner.tables.lock().expect("tables lock");
+        match &tables.get(name)?.side {
+            crate::table::TableSide::Scan(feed) => Some(feed.arrangements()),
+            crate::table::TableSide::Lookup(_) => None,
+        }
+    }
+
     /// Rows a table holds now.
     pub fn table_rows(&self, name: &str) -> Option<usize> {
         self.inner
@@ -687,6 +700,16 @@ impl Engine {
             .get(id)
             .and_then(|e| e.run.as_ref())
             .is_some_and(|r| !*r.done.borrow())
+    }
+
+    /// Rows the rule has read and its keyed or window operators (a partitioned table join, a
+    /// partitioned analytic function, a window) have not taken yet: 0 once every row read so far
+    /// has been joined against its table.
+    pub fn rule_rows_in_flight(&self, id: &str) -> usize {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules.get(id).and_then(|e| e.run.as_ref()).map_or(0, |r| {
+            r.in_flight.load(std::sync::atomic::Ordering::Acquire)
+        })
     }
 
     /// The rule's nodes in topology order, named as in its metrics (`source_demo`,
@@ -928,6 +951,7 @@ impl Engine {
         });
         let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let activators = Arc::new(Mutex::new(vec![None; n]));
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tables: HashMap<String, crate::table::TableSide> = {
             let tables = self.inner.tables.lock().expect("tables lock");
             plan.chain()
@@ -943,18 +967,37 @@ impl Engine {
                 })
                 .collect::<Result<_, _>>()?
         };
-        // The scan-table indexes the joins read, in plan order.
-        let indexes: Vec<crate::arrange::IndexSpec> = plan
+        // The scan-table indexes the joins read, in plan order. A rule without windows, order
+        // or other keyed state that joins one scan table reads it partitioned: its rows are
+        // exchanged by join key to the worker holding the matching table rows. Other rules
+        // join wherever their rows are, against a replicated index.
+        let scans: Vec<&quiver_compiler::plan::TableJoin> = plan
             .chain()
             .filter_map(|n| match n {
-                LogicalPlan::JoinTable { join, .. } => match tables.get(&join.table) {
-                    Some(crate::table::TableSide::Scan(feed)) => Some(crate::arrange::IndexSpec {
-                        feed: feed.clone(),
-                        keys: join.table_keys.clone(),
-                        placement: crate::arrange::Placement::Replicated,
-                    }),
-                    _ => None,
-                },
+                LogicalPlan::JoinTable { join, .. } if !join.lookup => Some(&**join),
+                _ => None,
+            })
+            .collect();
+        let partitioned = scans.len() == 1
+            && event_time.is_none()
+            && joined.is_empty()
+            && !has_analytic(plan)
+            && !reads_hits(plan)
+            && plan
+                .aggregate()
+                .is_none_or(|a| a.window.kind == quiver_compiler::window::WindowKind::Rows);
+        let indexes: Vec<crate::arrange::IndexSpec> = scans
+            .into_iter()
+            .filter_map(|join| match tables.get(&join.table) {
+                Some(crate::table::TableSide::Scan(feed)) => Some(crate::arrange::IndexSpec {
+                    feed: feed.clone(),
+                    keys: join.table_keys.clone(),
+                    placement: if partitioned {
+                        crate::arrange::Placement::Partitioned
+                    } else {
+                        crate::arrange::Placement::Replicated
+                    },
+                }),
                 _ => None,
             })
             .collect();
@@ -975,7 +1018,7 @@ impl Engine {
             late_rows: late_rows.clone(),
             tables,
             indexes: indexes.clone(),
-            to_windows: Default::default(),
+            to_windows: in_flight.clone(),
             rule: Arc::new(quiver_compiler::eval::RuleContext {
                 id: entry.spec.id.clone(),
                 start_ms: now_ms(),
@@ -1079,6 +1122,7 @@ impl Engine {
             error,
             late_rows,
             finished_at,
+            in_flight,
         });
         entry.last_start_ms = now_ms();
         entry.stop_message.clear();

@@ -171,7 +171,7 @@ fn operators(
                 chain.push(Box::new(crate::table::JoinTableOp::new(
                     (**join).clone(),
                     table,
-                    crate::arrange::Placement::Replicated,
+                    placement(rule, join),
                     m,
                 )));
             }
@@ -179,6 +179,29 @@ fn operators(
         }
     }
     chain
+}
+
+/// Where the arrangement a table join reads lives (the engine chose it per join).
+fn placement(
+    rule: &RuleDataflow,
+    join: &quiver_compiler::plan::TableJoin,
+) -> crate::arrange::Placement {
+    let text = |keys: &[quiver_compiler::expr::Expr]| -> Vec<String> {
+        keys.iter().map(ToString::to_string).collect()
+    };
+    rule.indexes
+        .iter()
+        .find(|i| i.feed.name == join.table && text(&i.keys) == text(&join.table_keys))
+        .map_or(crate::arrange::Placement::Replicated, |i| i.placement)
+}
+
+/// The position of the table join whose rows are exchanged by its key (its table partitioned
+/// over the workers), if the rule has one.
+fn partitioned_join(rule: &RuleDataflow, nodes: &[&LogicalPlan]) -> Option<usize> {
+    nodes.iter().position(|n| {
+        matches!(n, LogicalPlan::JoinTable { join, .. }
+            if !join.lookup && placement(rule, join) == crate::arrange::Placement::Partitioned)
+    })
 }
 
 /// Renders the plan: the source operator with the stateless part fused into it, then, for a
@@ -194,6 +217,17 @@ fn render<'s>(
         matches!(n, LogicalPlan::Aggregate { spec, .. } if spec.window.kind != WindowKind::Rows)
     });
     let Some(at) = window_at else {
+        if let Some(j) = partitioned_join(rule, &nodes) {
+            // The join runs where its table rows are: rows spread by join key.
+            let LogicalPlan::JoinTable { join, .. } = nodes[j] else {
+                unreachable!("partitioned_join found a table join");
+            };
+            let mut pre = operators(&nodes[..j], &mut metrics, rule);
+            pre.push(Box::new(crate::table::TableKeyOp::new(join)));
+            let post = operators(&nodes[j..], &mut metrics, rule);
+            let keyed = render_source(scope, rule, pre, pending.clone(), None, false);
+            return render_keyed(keyed, post, pending, rule);
+        }
         if let Some((a, partition)) = keyed_analytic(&nodes) {
             // Analytic state is per partition: rows spread by partition key (each key's rows
             // stay in order, since one worker reads them all and timely's channels keep order).
@@ -337,8 +371,8 @@ impl BatchOperator for KeyOp {
     }
 }
 
-/// Runs the rest of a keyed rule (the analytic node and what follows) on the worker that owns
-/// each partition key, then hands the results to that worker's sinks. It takes input only
+/// Runs the rest of a keyed rule (its analytic node, or its partitioned table join, and what
+/// follows) on the worker that owns each key, then hands the results to that worker's sinks. It takes input only
 /// while its sinks keep up; rows left queued hold the source back through `to_windows`.
 fn render_keyed<'s>(
     stream: Stream<'s, u64, ArrowBatch>,

@@ -197,7 +197,10 @@ impl JoinTableOp {
     /// The rows of `keys` from this worker's arrangement, decoded, indexed like a lookup's.
     fn read(&mut self, keys: &[Option<String>]) -> Result<Fetched, String> {
         let (Some(trace), TableSide::Scan(feed)) = (self.trace.as_mut(), &self.table) else {
-            return Err(format!("table \"{}\" is not arranged on this worker", self.join.table));
+            return Err(format!(
+                "table \"{}\" is not arranged on this worker",
+                self.join.table
+            ));
         };
         let wanted: std::collections::BTreeSet<Vec<u8>> = keys
             .iter()
@@ -354,6 +357,10 @@ impl JoinTableOp {
         let mut fields: Vec<Field> = Vec::new();
         let mut cols: Vec<ArrayRef> = Vec::new();
         for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+            // The key a partitioned join was exchanged by is spent once rows are joined.
+            if f.name() == quiver_compiler::window::KEY_COLUMN {
+                continue;
+            }
             fields.push(f.as_ref().clone().with_nullable(true));
             cols.push(arrow::compute::take(c.as_ref(), &s_take, None).map_err(|e| e.to_string())?);
         }
@@ -417,6 +424,46 @@ impl BatchOperator for JoinTableOp {
                 out
             });
         report_join(&self.metrics, rows, started, &ctx, result)
+    }
+}
+
+/// Adds the `__key` column a partitioned stream-table join is exchanged by: each row's join key
+/// as the table's arrangement keys it, so the row reaches the worker holding its table rows.
+pub struct TableKeyOp {
+    keys: Vec<quiver_compiler::expr::Expr>,
+}
+
+impl TableKeyOp {
+    /// Keys rows by the stream side of `join`.
+    pub fn new(join: &TableJoin) -> Self {
+        TableKeyOp {
+            keys: join.stream_keys.clone(),
+        }
+    }
+}
+
+impl BatchOperator for TableKeyOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let rows = batch.num_rows();
+        let mut ctx = EvalContext::new(rows);
+        // A key that fails to evaluate, or is null, matches nothing: such rows may go to any
+        // worker (the join reports the failure there).
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| k.eval(&batch, &mut ctx).map(|v| v.into_array(rows)))
+            .collect::<Result<Vec<ArrayRef>, _>>()
+            .map(|arrays| keys_of(&arrays, rows))
+            .unwrap_or_else(|_| vec![None; rows]);
+        let column = arrow::array::BinaryArray::from_iter_values(
+            keys.iter()
+                .map(|k| k.as_deref().unwrap_or_default().as_bytes()),
+        );
+        Some(quiver_connectors::codec::json::add_column(
+            batch,
+            quiver_compiler::window::KEY_COLUMN,
+            Arc::new(column),
+        ))
     }
 }
 

@@ -8,7 +8,8 @@
 //! rows), or `error` (the exact compile error instead of input/output). Lines `@stream {json}` feed
 //! another stream of the case (joins). Tables (`CREATE TABLE`
 //! lines in `stream`) get rows from `@name {json}` lines in `input`: the harness waits until
-//! the rule has read every stream row sent before, then applies the table row and waits for it,
+//! the rule has read and joined every stream row sent before, then applies the table row and
+//! waits until every arrangement of the table holds it,
 //! so table updates land exactly between the stream rows around them.
 //!
 //! `QUIVER_GOLDEN_REGENERATE=1 cargo nextest run -p quiver-dataflow --test golden` rewrites the
@@ -176,7 +177,8 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
             let topic = tables
                 .get(name)
                 .ok_or_else(|| format!("no table \"{name}\" in the stream section"))?;
-            wait_for(|| source_rows(engine) >= sent).await?;
+            wait_for(|| source_rows(engine) >= sent && engine.rule_rows_in_flight("golden") == 0)
+                .await?;
             let before = engine.table_applied(name).unwrap_or(0);
             bus.publish_json(topic, row.as_bytes().to_vec()).await;
             wait_for(|| engine.table_applied(name).unwrap_or(0) > before).await?;

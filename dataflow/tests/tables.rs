@@ -1,0 +1,128 @@
+//! Scan tables as shared arrangements, on 2 workers: rules joining a table the same way share
+//! one arrangement of it, joins on the table's KEY read its base arrangement (partitioned by
+//! key) and every join still sees the table's latest rows.
+
+mod common;
+
+use std::time::Duration;
+
+use quiver_dataflow::{Action, Engine, RuleSpec};
+use serde_json::json;
+
+fn rule(
+    engine: &Engine,
+    id: &str,
+    sql: &str,
+) -> tokio::sync::mpsc::Receiver<quiver_connectors::memory::MemoryMessage> {
+    let topic = format!("out/{id}");
+    let out = engine.connectors().memory().subscribe(&topic);
+    engine
+        .create_rule(RuleSpec {
+            id: id.into(),
+            name: id.into(),
+            sql: sql.into(),
+            actions: vec![Action {
+                sink_type: "memory".into(),
+                props: json!({ "topic": topic }),
+            }],
+            options: Default::default(),
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn rules_joining_a_table_the_same_way_share_one_arrangement() {
+    let rt = common::runtime();
+    let engine = common::engine(&rt, 2);
+    rt.block_on(async {
+        engine
+            .create_stream(
+                r#"CREATE STREAM demo (device STRING, room STRING, temperature FLOAT) WITH (DATASOURCE="demo", TYPE="memory", FORMAT="json")"#,
+            )
+            .unwrap();
+        engine
+            .create_stream(
+                r#"CREATE TABLE devices (id STRING, room STRING, limit FLOAT) WITH (DATASOURCE="devices", TYPE="memory", FORMAT="json", KEY="id")"#,
+            )
+            .unwrap();
+        let bus = engine.connectors().memory().clone();
+        for (i, room) in ["a", "b", "a", "c"].iter().enumerate() {
+            let row = json!({"id": format!("d{i}"), "room": room, "limit": 10 * i});
+            bus.publish_json("devices", row.to_string().into_bytes()).await;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.table_applied("devices") < Some(4) {
+            assert!(std::time::Instant::now() < deadline, "table rows not applied");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(engine.table_rows("devices"), Some(4));
+        assert_eq!(engine.table_arrangements("devices"), Some(vec!["base".to_string()]));
+
+        let sql = "SELECT demo.device, limit FROM demo JOIN devices ON demo.device = devices.id";
+        let mut by_key_1 = rule(&engine, "by_key_1", sql);
+        let mut by_key_2 = rule(&engine, "by_key_2", sql);
+        let mut by_room = rule(
+            &engine,
+            "by_room",
+            "SELECT demo.device, devices.id FROM demo JOIN devices ON demo.room = devices.room",
+        );
+        let _windowed = rule(
+            &engine,
+            "windowed",
+            "SELECT devices.room, count(*) AS n FROM demo JOIN devices ON demo.device = devices.id GROUP BY devices.room, COUNTWINDOW(100)",
+        );
+        // Joins on the KEY without windows read the base arrangement itself; a join on another
+        // column gets one index, and a window rule (whose rows are not exchanged by the join key)
+        // a replicated one.
+        assert_eq!(
+            engine.table_arrangements("devices"),
+            Some(vec![
+                "Partitioned(room)".to_string(),
+                "Replicated(id)".to_string(),
+                "base".to_string()
+            ])
+        );
+
+        // An update is seen by the readings after it.
+        let update = json!({"id": "d1", "room": "a", "limit": 99});
+        bus.publish_json("devices", update.to_string().into_bytes()).await;
+        while engine.table_applied("devices") < Some(5) {
+            assert!(std::time::Instant::now() < deadline, "table update not applied");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(engine.table_rows("devices"), Some(4), "an upsert replaces its row");
+        for device in ["d0", "d1", "d3", "nope"] {
+            let room = if device == "d3" { "c" } else { "a" };
+            let row = json!({"device": device, "room": room, "temperature": 1});
+            bus.publish_json("demo", row.to_string().into_bytes()).await;
+        }
+        let expected = vec![
+            json!({"device": "d0", "limit": 0}),
+            json!({"device": "d1", "limit": 99}),
+            json!({"device": "d3", "limit": 30}),
+        ];
+        let a = common::finish_rule(&engine, "by_key_1", "demo", &mut by_key_1).await;
+        assert_eq!(a, expected);
+        let b = common::finish_rule(&engine, "by_key_2", "demo", &mut by_key_2).await;
+        assert_eq!(b, expected);
+        // Room a holds d0, d1 (moved there) and d2.
+        let rooms = common::finish_rule(&engine, "by_room", "demo", &mut by_room).await;
+        let pairs: Vec<(String, String)> = rooms
+            .iter()
+            .map(|r| (r["device"].as_str().unwrap().into(), r["id"].as_str().unwrap().into()))
+            .collect();
+        let mut want = Vec::new();
+        for device in ["d0", "d1", "nope"] {
+            for id in ["d0", "d1", "d2"] {
+                want.push((device.to_string(), id.to_string()));
+            }
+        }
+        want.push(("d3".to_string(), "d3".to_string()));
+        want.sort();
+        let mut pairs = pairs;
+        pairs.sort();
+        assert_eq!(pairs, want);
+    });
+    engine.shutdown();
+}
