@@ -22,7 +22,7 @@
 //! decoded back with the table's decoder when a join needs their columns.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -596,38 +596,107 @@ pub fn trace(spec: &IndexSpec) -> Option<TableTrace> {
     })
 }
 
-/// The rows of each of `keys` in the arrangement as it is now, in arrival order.
-pub fn read(trace: &mut TableTrace, keys: &BTreeSet<RowKey>) -> Vec<(RowKey, Vec<Row>)> {
+/// Calls `found(i, row)` for each row of `keys[i]` in the arrangement as it is now, in arrival
+/// order. `keys` must be sorted and distinct: the cursor only moves forward.
+pub fn read(trace: &mut TableTrace, keys: &[RowKey], mut found: impl FnMut(usize, &Row)) {
     let mut upper = Antichain::new();
     trace.read_upper(&mut upper);
     let batches = trace
         .batches_through(Antichain::new().borrow())
         .unwrap_or_default();
     let (mut cursor, storage) = cursor_list(batches);
-    let mut out = Vec::new();
-    // Keys in order, so the cursor only moves forward.
-    for key in keys {
+    for (i, key) in keys.iter().enumerate() {
         cursor.seek_key(&storage, key);
         if cursor.get_key(&storage) != Some(key) {
             continue;
         }
-        let mut rows = Vec::new();
         while let Some(row) = cursor.get_val(&storage) {
             let mut count = 0isize;
             cursor.map_times(&storage, |_, d| count += *d);
             for _ in 0..count.max(0) {
-                rows.push(row.clone());
+                found(i, row);
             }
             cursor.step_val(&storage);
-        }
-        if !rows.is_empty() {
-            out.push((key.clone(), rows));
         }
     }
     // What was read is all this handle will read at earlier times: let the trace compact.
     trace.set_logical_compaction(upper.borrow());
     trace.set_physical_compaction(upper.borrow());
-    out
+}
+
+/// Table rows one join operator has decoded, by arrival number. A row version never changes
+/// (an update is a new row with a new number), so entries never go stale; the cache is
+/// dropped whole when it outgrows twice the table.
+#[derive(Default)]
+pub struct RowCache {
+    chunks: Vec<RecordBatch>,
+    at: HashMap<u64, (usize, usize)>,
+}
+
+impl RowCache {
+    /// True when the row with this arrival number is decoded already.
+    pub fn contains(&self, seq: u64) -> bool {
+        self.at.contains_key(&seq)
+    }
+
+    /// `rows` decoded with `decoder`, in order, decoding only those not seen before; `held`
+    /// is the table's size, which bounds the cache.
+    pub fn rows(
+        &mut self,
+        decoder: &JsonDecoder,
+        rows: &[(u64, &str)],
+        held: usize,
+    ) -> Result<Option<RecordBatch>, String> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        if self.at.len() > 2 * held + 4096 {
+            *self = RowCache::default();
+        }
+        let mut seen = HashSet::new();
+        let misses: Vec<(u64, &str)> = rows
+            .iter()
+            .filter(|(seq, _)| !self.at.contains_key(seq) && seen.insert(*seq))
+            .copied()
+            .collect();
+        if !misses.is_empty() {
+            let texts: Vec<&str> = misses.iter().map(|(_, t)| *t).collect();
+            let Some(chunk) = decode(decoder, &texts)? else {
+                return Ok(None);
+            };
+            if self
+                .chunks
+                .first()
+                .is_some_and(|c| c.schema() != chunk.schema())
+            {
+                // Schemaless rows whose types changed: decode this batch's rows as they are.
+                *self = RowCache::default();
+                let texts: Vec<&str> = rows.iter().map(|(_, t)| *t).collect();
+                return decode(decoder, &texts);
+            }
+            let c = self.chunks.len();
+            for (r, (seq, _)) in misses.iter().enumerate() {
+                self.at.insert(*seq, (c, r));
+            }
+            self.chunks.push(chunk);
+        }
+        let indices: Vec<(usize, usize)> = rows.iter().map(|(seq, _)| self.at[seq]).collect();
+        let first = &self.chunks[0];
+        let columns = (0..first.num_columns())
+            .map(|col| {
+                let arrays: Vec<&dyn arrow::array::Array> = self
+                    .chunks
+                    .iter()
+                    .map(|b| b.column(col).as_ref())
+                    .collect();
+                arrow::compute::interleave(&arrays, &indices)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        RecordBatch::try_new(first.schema(), columns)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Decodes row texts into the table's columns: one batch whose row `i` is `texts[i]`, or

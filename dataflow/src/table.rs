@@ -167,6 +167,10 @@ pub struct JoinTableOp {
     metrics: Arc<NodeMetrics>,
     /// A scan table's index on this worker (the arrangement of its rows by the join key).
     trace: Option<crate::arrange::TableTrace>,
+    /// The scan table's rows decoded so far.
+    cache: crate::arrange::RowCache,
+    /// Rows come exchanged by join key, carrying its text in `__key`.
+    partitioned: bool,
 }
 
 impl JoinTableOp {
@@ -191,32 +195,42 @@ impl JoinTableOp {
             table,
             metrics,
             trace,
+            cache: crate::arrange::RowCache::default(),
+            partitioned: placement == crate::arrange::Placement::Partitioned,
         }
     }
 
     /// The rows of `keys` from this worker's arrangement, decoded, indexed like a lookup's.
     fn read(&mut self, keys: &[Option<String>]) -> Result<Fetched, String> {
         let (Some(trace), TableSide::Scan(feed)) = (self.trace.as_mut(), &self.table) else {
-            return Err(format!(
-                "table \"{}\" is not arranged on this worker",
-                self.join.table
-            ));
+            return Err(format!("table \"{}\" is not arranged on this worker", self.join.table));
         };
-        let wanted: std::collections::BTreeSet<Vec<u8>> = keys
+        let mut wanted: Vec<&String> = keys.iter().flatten().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let wanted: Vec<Vec<u8>> = wanted.into_iter().map(|k| k.as_bytes().to_vec()).collect();
+        // Row texts are copied out of the trace only for rows this operator has not decoded.
+        let mut found: Vec<(usize, u64, Option<String>)> = Vec::new();
+        let cache = &self.cache;
+        crate::arrange::read(trace, &wanted, |i, (seq, text)| {
+            let text = (!cache.contains(*seq)).then(|| text.clone());
+            found.push((i, *seq, text));
+        });
+        let rows: Vec<(u64, &str)> = found
             .iter()
-            .flatten()
-            .map(|k| k.as_bytes().to_vec())
+            .map(|(_, seq, t)| (*seq, t.as_deref().unwrap_or_default()))
             .collect();
-        let found = crate::arrange::read(trace, &wanted);
-        let mut texts: Vec<&str> = Vec::new();
+        let batch = self.cache.rows(&feed.decoder, &rows, feed.rows())?;
         let mut index: HashMap<String, Vec<u32>> = HashMap::new();
-        for (key, rows) in &found {
-            let at = texts.len() as u32;
-            texts.extend(rows.iter().map(|(_, t)| t.as_str()));
-            let key = String::from_utf8_lossy(key).into_owned();
-            index.insert(key, (at..texts.len() as u32).collect());
+        for (r, (i, _, _)) in found.iter().enumerate() {
+            let key = String::from_utf8_lossy(&wanted[*i]);
+            match index.get_mut(key.as_ref()) {
+                Some(v) => v.push(r as u32),
+                None => {
+                    index.insert(key.into_owned(), vec![r as u32]);
+                }
+            }
         }
-        let batch = crate::arrange::decode(&feed.decoder, &texts)?;
         Ok((batch, index, HashMap::new()))
     }
 
@@ -272,7 +286,19 @@ impl JoinTableOp {
             .iter()
             .map(|k| k.eval(batch, ctx).map(|v| v.into_array(rows)))
             .collect::<Result<_, _>>()?;
-        let keys = keys_of(&arrays, rows);
+        // A partitioned join's rows carry their key text, computed before the exchange.
+        let keys = match batch
+            .column_by_name(quiver_compiler::window::KEY_COLUMN)
+            .and_then(|k| k.as_any().downcast_ref::<arrow::array::BinaryArray>())
+        {
+            Some(k) if self.partitioned => (0..rows)
+                .map(|r| {
+                    let v = k.value(r);
+                    (!v.is_empty()).then(|| String::from_utf8_lossy(v).into_owned())
+                })
+                .collect(),
+            _ => keys_of(&arrays, rows),
+        };
         let fetched = match &self.table {
             TableSide::Scan(_) => self.read(&keys)?,
             TableSide::Lookup(table) => {
