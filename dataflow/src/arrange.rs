@@ -624,9 +624,17 @@ pub fn read(trace: &mut TableTrace, keys: &[RowKey], mut found: impl FnMut(usize
     trace.set_physical_compaction(upper.borrow());
 }
 
-/// Table rows one join operator has decoded, by arrival number. A row version never changes
-/// (an update is a new row with a new number), so entries never go stale; the cache is
-/// dropped whole when it outgrows twice the table.
+/// The time up to which the arrangement is complete (`None` once it is closed): a handle that
+/// saw the same upper before sees the same contents now.
+pub fn upper(trace: &mut TableTrace) -> Option<u64> {
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    upper.first().copied()
+}
+
+/// Table rows one join operator has decoded, by arrival number, for a table with a schema
+/// (so every decoded chunk has the same columns). A row version never changes (an update is a
+/// new row with a new number), so entries never go stale.
 #[derive(Default)]
 pub struct RowCache {
     chunks: Vec<RecordBatch>,
@@ -639,56 +647,53 @@ impl RowCache {
         self.at.contains_key(&seq)
     }
 
-    /// `rows` decoded with `decoder`, in order, decoding only those not seen before; `held`
-    /// is the table's size, which bounds the cache.
-    pub fn rows(
-        &mut self,
-        decoder: &JsonDecoder,
-        rows: &[(u64, &str)],
-        held: usize,
-    ) -> Result<Option<RecordBatch>, String> {
-        if rows.is_empty() {
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// True when no row is held.
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// Decodes `rows` (not held yet) as one more chunk.
+    pub fn add(&mut self, decoder: &JsonDecoder, rows: &[(u64, &str)]) -> Result<(), String> {
+        let texts: Vec<&str> = rows.iter().map(|(_, t)| *t).collect();
+        let Some(chunk) = decode(decoder, &texts)? else {
+            return Ok(());
+        };
+        if let Some(first) = self.chunks.first()
+            && first.schema() != chunk.schema()
+        {
+            return Err("table rows decoded with different columns".into());
+        }
+        let c = self.chunks.len();
+        for (r, (seq, _)) in rows.iter().enumerate() {
+            self.at.insert(*seq, (c, r));
+        }
+        self.chunks.push(chunk);
+        Ok(())
+    }
+
+    /// The held rows `seqs`, in order, as one batch.
+    pub fn take(&self, seqs: &[u64]) -> Result<Option<RecordBatch>, String> {
+        let Some(first) = self.chunks.first().filter(|_| !seqs.is_empty()) else {
             return Ok(None);
-        }
-        if self.at.len() > 2 * held + 4096 {
-            *self = RowCache::default();
-        }
-        let mut seen = HashSet::new();
-        let misses: Vec<(u64, &str)> = rows
+        };
+        let indices: Vec<(usize, usize)> = seqs
             .iter()
-            .filter(|(seq, _)| !self.at.contains_key(seq) && seen.insert(*seq))
-            .copied()
-            .collect();
-        if !misses.is_empty() {
-            let texts: Vec<&str> = misses.iter().map(|(_, t)| *t).collect();
-            let Some(chunk) = decode(decoder, &texts)? else {
-                return Ok(None);
-            };
-            if self
-                .chunks
-                .first()
-                .is_some_and(|c| c.schema() != chunk.schema())
-            {
-                // Schemaless rows whose types changed: decode this batch's rows as they are.
-                *self = RowCache::default();
-                let texts: Vec<&str> = rows.iter().map(|(_, t)| *t).collect();
-                return decode(decoder, &texts);
-            }
-            let c = self.chunks.len();
-            for (r, (seq, _)) in misses.iter().enumerate() {
-                self.at.insert(*seq, (c, r));
-            }
-            self.chunks.push(chunk);
-        }
-        let indices: Vec<(usize, usize)> = rows.iter().map(|(seq, _)| self.at[seq]).collect();
-        let first = &self.chunks[0];
+            .map(|seq| {
+                self.at
+                    .get(seq)
+                    .copied()
+                    .ok_or("a table row is not decoded")
+            })
+            .collect::<Result<_, _>>()?;
         let columns = (0..first.num_columns())
             .map(|col| {
-                let arrays: Vec<&dyn arrow::array::Array> = self
-                    .chunks
-                    .iter()
-                    .map(|b| b.column(col).as_ref())
-                    .collect();
+                let arrays: Vec<&dyn arrow::array::Array> =
+                    self.chunks.iter().map(|b| b.column(col).as_ref()).collect();
                 arrow::compute::interleave(&arrays, &indices)
             })
             .collect::<Result<Vec<_>, _>>()

@@ -131,13 +131,34 @@ pub(crate) fn keys_of(arrays: &[ArrayRef], rows: usize) -> Vec<Option<String>> {
         .map(|r| {
             let mut key = String::new();
             for a in arrays {
-                let v = json_value(a.as_ref(), r)?;
-                key.push_str(&v.to_string());
+                if !push_key_text(&mut key, a.as_ref(), r)? {
+                    key.push_str(&json_value(a.as_ref(), r)?.to_string());
+                }
                 key.push('\u{1f}');
             }
             Some(key)
         })
         .collect()
+}
+
+/// Appends the JSON text of a string value that needs no escaping (the usual key), as
+/// `json_value(..).to_string()` would write it, without building a JSON value: `Some(true)`
+/// when written, `Some(false)` when the caller must take the general path, `None` for null.
+fn push_key_text(key: &mut String, a: &dyn Array, r: usize) -> Option<bool> {
+    if a.is_null(r) {
+        return None;
+    }
+    let Some(s) = a.as_any().downcast_ref::<arrow::array::StringArray>() else {
+        return Some(false);
+    };
+    let v = s.value(r);
+    if v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        return Some(false);
+    }
+    key.push('"');
+    key.push_str(v);
+    key.push('"');
+    Some(true)
 }
 
 /// The table a join reads: rows in memory (scan) or a store asked per batch (lookup).
@@ -167,8 +188,12 @@ pub struct JoinTableOp {
     metrics: Arc<NodeMetrics>,
     /// A scan table's index on this worker (the arrangement of its rows by the join key).
     trace: Option<crate::arrange::TableTrace>,
-    /// The scan table's rows decoded so far.
+    /// The scan table's rows decoded so far (tables with a schema).
     cache: crate::arrange::RowCache,
+    /// The arrival numbers of each key's rows read from the trace, valid while the trace's
+    /// upper stays `memo_upper`: a table that has not changed is not read again.
+    memo: HashMap<String, Vec<u64>>,
+    memo_upper: Option<Option<u64>>,
     /// Rows come exchanged by join key, carrying its text in `__key`.
     partitioned: bool,
 }
@@ -196,6 +221,8 @@ impl JoinTableOp {
             metrics,
             trace,
             cache: crate::arrange::RowCache::default(),
+            memo: HashMap::new(),
+            memo_upper: None,
             partitioned: placement == crate::arrange::Placement::Partitioned,
         }
     }
@@ -203,35 +230,74 @@ impl JoinTableOp {
     /// The rows of `keys` from this worker's arrangement, decoded, indexed like a lookup's.
     fn read(&mut self, keys: &[Option<String>]) -> Result<Fetched, String> {
         let (Some(trace), TableSide::Scan(feed)) = (self.trace.as_mut(), &self.table) else {
-            return Err(format!("table \"{}\" is not arranged on this worker", self.join.table));
+            return Err(format!(
+                "table \"{}\" is not arranged on this worker",
+                self.join.table
+            ));
         };
         let mut wanted: Vec<&String> = keys.iter().flatten().collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let wanted: Vec<Vec<u8>> = wanted.into_iter().map(|k| k.as_bytes().to_vec()).collect();
-        // Row texts are copied out of the trace only for rows this operator has not decoded.
-        let mut found: Vec<(usize, u64, Option<String>)> = Vec::new();
-        let cache = &self.cache;
-        crate::arrange::read(trace, &wanted, |i, (seq, text)| {
-            let text = (!cache.contains(*seq)).then(|| text.clone());
-            found.push((i, *seq, text));
-        });
-        let rows: Vec<(u64, &str)> = found
+        if self.join.schema.is_none() {
+            // Schemaless rows may decode to different columns from batch to batch: decode
+            // the rows of this batch together, every time.
+            let wanted: Vec<Vec<u8>> = wanted.iter().map(|k| k.as_bytes().to_vec()).collect();
+            let mut texts: Vec<String> = Vec::new();
+            let mut index: HashMap<String, Vec<u32>> = HashMap::new();
+            crate::arrange::read(trace, &wanted, |i, (_, text)| {
+                let key = String::from_utf8_lossy(&wanted[i]).into_owned();
+                index.entry(key).or_default().push(texts.len() as u32);
+                texts.push(text.clone());
+            });
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let batch = crate::arrange::decode(&feed.decoder, &texts)?;
+            return Ok((batch, index, HashMap::new()));
+        }
+        // The memo and the decoded rows are bounded by twice the table.
+        if self.cache.len() > 2 * feed.rows() + 4096 {
+            self.cache = crate::arrange::RowCache::default();
+            self.memo.clear();
+        }
+        let upper = crate::arrange::upper(trace);
+        if self.memo_upper != Some(upper) {
+            self.memo.clear();
+            self.memo_upper = Some(upper);
+        }
+        let unread: Vec<Vec<u8>> = wanted
             .iter()
-            .map(|(_, seq, t)| (*seq, t.as_deref().unwrap_or_default()))
+            .filter(|k| !self.memo.contains_key(k.as_str()))
+            .map(|k| k.as_bytes().to_vec())
             .collect();
-        let batch = self.cache.rows(&feed.decoder, &rows, feed.rows())?;
-        let mut index: HashMap<String, Vec<u32>> = HashMap::new();
-        for (r, (i, _, _)) in found.iter().enumerate() {
-            let key = String::from_utf8_lossy(&wanted[*i]);
-            match index.get_mut(key.as_ref()) {
-                Some(v) => v.push(r as u32),
-                None => {
-                    index.insert(key.into_owned(), vec![r as u32]);
+        if !unread.is_empty() {
+            // Row texts are copied out of the trace only for rows not decoded yet.
+            let mut seqs: Vec<Vec<u64>> = vec![Vec::new(); unread.len()];
+            let mut misses: Vec<(u64, String)> = Vec::new();
+            let cache = &self.cache;
+            crate::arrange::read(trace, &unread, |i, (seq, text)| {
+                seqs[i].push(*seq);
+                if !cache.contains(*seq) && misses.last().is_none_or(|(s, _)| s != seq) {
+                    misses.push((*seq, text.clone()));
                 }
+            });
+            let misses: Vec<(u64, &str)> = misses.iter().map(|(s, t)| (*s, t.as_str())).collect();
+            self.cache.add(&feed.decoder, &misses)?;
+            for (key, seqs) in unread.into_iter().zip(seqs) {
+                self.memo
+                    .insert(String::from_utf8(key).unwrap_or_default(), seqs);
             }
         }
-        Ok((batch, index, HashMap::new()))
+        let mut take: Vec<u64> = Vec::new();
+        let mut index: HashMap<String, Vec<u32>> = HashMap::with_capacity(wanted.len());
+        for key in wanted {
+            let seqs = &self.memo[key.as_str()];
+            if seqs.is_empty() {
+                continue;
+            }
+            let at = take.len() as u32;
+            take.extend_from_slice(seqs);
+            index.insert(key.clone(), (at..take.len() as u32).collect());
+        }
+        Ok((self.cache.take(&take)?, index, HashMap::new()))
     }
 
     /// The rows of the batch's distinct keys from a lookup table, indexed like a snapshot,
@@ -515,5 +581,35 @@ pub(crate) fn report_join(
             metrics.batch(rows, 0, started);
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_keys_read_like_their_json_text() {
+        let values = [
+            "dev-1",
+            "",
+            "quote\"d",
+            "back\\slash",
+            "tab\there",
+            "ünï©ødé",
+        ];
+        let strings: ArrayRef = Arc::new(arrow::array::StringArray::from(
+            values
+                .iter()
+                .map(|v| Some(*v))
+                .chain([None])
+                .collect::<Vec<_>>(),
+        ));
+        let keys = keys_of(&[strings], values.len() + 1);
+        for (v, k) in values.iter().zip(&keys) {
+            let json = serde_json::Value::String(v.to_string()).to_string();
+            assert_eq!(k.as_deref(), Some(format!("{json}\u{1f}").as_str()));
+        }
+        assert_eq!(keys[values.len()], None, "a null key matches nothing");
     }
 }
