@@ -601,6 +601,11 @@ pub fn trace(spec: &IndexSpec) -> Option<TableTrace> {
 pub fn read(trace: &mut TableTrace, keys: &[RowKey], mut found: impl FnMut(usize, &Row)) {
     let mut upper = Antichain::new();
     trace.read_upper(&mut upper);
+    if upper.is_empty() {
+        // A finished table (its source ended) is still read: compacting to the empty
+        // frontier would close the trace to readers.
+        upper = Antichain::from_elem(u64::MAX);
+    }
     let batches = trace
         .batches_through(Antichain::new().borrow())
         .unwrap_or_default();

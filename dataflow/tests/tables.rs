@@ -126,3 +126,55 @@ fn rules_joining_a_table_the_same_way_share_one_arrangement() {
     });
     engine.shutdown();
 }
+
+#[test]
+fn a_table_whose_source_ended_still_serves_rules_created_after() {
+    let rt = common::runtime();
+    let engine = common::engine(&rt, 2);
+    rt.block_on(async {
+        engine
+            .create_stream(
+                r#"CREATE STREAM demo (room STRING, temperature FLOAT) WITH (DATASOURCE="demo", TYPE="memory", FORMAT="json")"#,
+            )
+            .unwrap();
+        engine
+            .create_stream(
+                r#"CREATE TABLE devices (id STRING, room STRING) WITH (DATASOURCE="devices", TYPE="memory", FORMAT="json", KEY="id")"#,
+            )
+            .unwrap();
+        let bus = engine.connectors().memory().clone();
+        for (id, room) in [("d1", "a"), ("d2", "b"), ("d3", "a")] {
+            let row = json!({"id": id, "room": room});
+            bus.publish_json("devices", row.to_string().into_bytes()).await;
+        }
+        // The table's source ends, like a file table's at the end of its file.
+        bus.close("devices");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.table_loaded("devices") != Some(true) {
+            assert!(std::time::Instant::now() < deadline, "table never loaded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A join on another column builds a new index from the finished base arrangement,
+        // and a second batch of readings reads it again.
+        let mut out = rule(
+            &engine,
+            "by_room",
+            "SELECT temperature, devices.id FROM demo JOIN devices ON demo.room = devices.room",
+        );
+        for (i, room) in ["a", "b", "c"].iter().enumerate() {
+            let row = json!({"room": room, "temperature": i});
+            bus.publish_json("demo", row.to_string().into_bytes()).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let rows = common::finish_rule(&engine, "by_room", "demo", &mut out).await;
+        assert_eq!(
+            rows,
+            vec![
+                json!({"id": "d1", "temperature": 0}),
+                json!({"id": "d2", "temperature": 1}),
+                json!({"id": "d3", "temperature": 0}),
+            ]
+        );
+    });
+    engine.shutdown();
+}
