@@ -245,13 +245,22 @@ impl TableFeed {
     pub fn wait_current(&self, timeout: Duration) -> bool {
         let target = self.clock.load(Ordering::Acquire);
         let deadline = Instant::now() + timeout;
-        while self.frontier() < target {
-            if Instant::now() >= deadline {
-                return false;
+        let wait = || {
+            while self.frontier() < target {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(1));
             }
-            std::thread::sleep(Duration::from_millis(1));
+            true
+        };
+        // Called from REST handlers: let the runtime move its other tasks off this thread.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
         }
-        true
     }
 
     fn record_frontier(&self, id: &str, worker: usize, frontier: u64) {
