@@ -368,6 +368,25 @@ struct WorkerTable {
     indexes: HashMap<String, TableTrace>,
     /// The dataflows holding them, in the order built.
     dataflows: Vec<usize>,
+    /// What this worker's joins have read from the table.
+    views: Views,
+}
+
+/// What the joins of one worker have read from a table, shared by every rule there: each row
+/// version decoded once, and each arrangement's rows by key while the table is unchanged.
+#[derive(Default)]
+struct Views {
+    rows: RowCache,
+    /// By arrangement id.
+    memos: HashMap<String, Memo>,
+}
+
+/// The arrival numbers of each key's rows read from one arrangement, valid while its upper
+/// stays `upper`: a table that has not changed is not read again.
+#[derive(Default)]
+struct Memo {
+    upper: Option<Option<u64>>,
+    keys: HashMap<String, Vec<u64>>,
 }
 
 thread_local! {
@@ -446,6 +465,7 @@ pub fn build_table(worker: &mut timely::worker::Worker, feed: &Arc<TableFeed>) {
                 base: trace,
                 indexes: HashMap::new(),
                 dataflows: vec![id],
+                views: Views::default(),
             },
         )
     });
@@ -646,11 +666,11 @@ pub fn upper(trace: &mut TableTrace) -> Option<u64> {
     upper.first().copied()
 }
 
-/// Table rows one join operator has decoded, by arrival number, for a table with a schema
+/// Table rows one worker's joins have decoded, by arrival number, for a table with a schema
 /// (so every decoded chunk has the same columns). A row version never changes (an update is a
 /// new row with a new number), so entries never go stale.
 #[derive(Default)]
-pub struct RowCache {
+struct RowCache {
     chunks: Vec<RecordBatch>,
     at: HashMap<u64, (usize, usize)>,
 }
@@ -662,13 +682,8 @@ impl RowCache {
     }
 
     /// Rows held.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.at.len()
-    }
-
-    /// True when no row is held.
-    pub fn is_empty(&self) -> bool {
-        self.at.is_empty()
     }
 
     /// Decodes `rows` (not held yet) as one more chunk.
@@ -716,6 +731,74 @@ impl RowCache {
             .map(Some)
             .map_err(|e| e.to_string())
     }
+}
+
+/// Rows as one batch, with the positions of each key's rows in it.
+pub type KeyedRows = (Option<RecordBatch>, HashMap<String, Vec<u32>>);
+
+/// The rows of `wanted` (sorted, distinct key texts) in the arrangement `id` of `table`, read
+/// through `trace` (this worker's handle on it): one batch, decoded with `decoder`, and each
+/// key's rows in it. Rows and keys read before by any join on this worker are not read or
+/// decoded again; what is kept is bounded by twice the table's `held` rows.
+pub fn lookup(
+    table: &str,
+    id: &str,
+    trace: &mut TableTrace,
+    decoder: &JsonDecoder,
+    held: usize,
+    wanted: &[&String],
+) -> Result<KeyedRows, String> {
+    TABLES.with(|t| {
+        let mut tables = t.borrow_mut();
+        let views = &mut tables
+            .get_mut(table)
+            .ok_or_else(|| format!("table \"{table}\" is not arranged on this worker"))?
+            .views;
+        if views.rows.len() > 2 * held + 4096 {
+            *views = Views::default();
+        }
+        let memo = views.memos.entry(id.to_string()).or_default();
+        let upper = upper(trace);
+        if memo.upper != Some(upper) {
+            memo.keys.clear();
+            memo.upper = Some(upper);
+        }
+        let unread: Vec<RowKey> = wanted
+            .iter()
+            .filter(|k| !memo.keys.contains_key(k.as_str()))
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
+        if !unread.is_empty() {
+            // Row texts are copied out of the trace only for rows not decoded yet.
+            let mut seqs: Vec<Vec<u64>> = vec![Vec::new(); unread.len()];
+            let mut misses: Vec<(u64, String)> = Vec::new();
+            let cache = &views.rows;
+            read(trace, &unread, |i, (seq, text)| {
+                seqs[i].push(*seq);
+                if !cache.contains(*seq) && misses.last().is_none_or(|(s, _)| s != seq) {
+                    misses.push((*seq, text.clone()));
+                }
+            });
+            let misses: Vec<(u64, &str)> = misses.iter().map(|(s, t)| (*s, t.as_str())).collect();
+            views.rows.add(decoder, &misses)?;
+            for (key, seqs) in unread.into_iter().zip(seqs) {
+                memo.keys
+                    .insert(String::from_utf8(key).unwrap_or_default(), seqs);
+            }
+        }
+        let mut take: Vec<u64> = Vec::new();
+        let mut index: HashMap<String, Vec<u32>> = HashMap::with_capacity(wanted.len());
+        for key in wanted {
+            let seqs = &memo.keys[key.as_str()];
+            if seqs.is_empty() {
+                continue;
+            }
+            let at = take.len() as u32;
+            take.extend_from_slice(seqs);
+            index.insert((*key).clone(), (at..take.len() as u32).collect());
+        }
+        Ok((views.rows.take(&take)?, index))
+    })
 }
 
 /// Decodes row texts into the table's columns: one batch whose row `i` is `texts[i]`, or

@@ -188,12 +188,8 @@ pub struct JoinTableOp {
     metrics: Arc<NodeMetrics>,
     /// A scan table's index on this worker (the arrangement of its rows by the join key).
     trace: Option<crate::arrange::TableTrace>,
-    /// The scan table's rows decoded so far (tables with a schema).
-    cache: crate::arrange::RowCache,
-    /// The arrival numbers of each key's rows read from the trace, valid while the trace's
-    /// upper stays `memo_upper`: a table that has not changed is not read again.
-    memo: HashMap<String, Vec<u64>>,
-    memo_upper: Option<Option<u64>>,
+    /// The id of the arrangement it reads (`IndexSpec::id`).
+    index_id: String,
     /// Rows come exchanged by join key, carrying its text in `__key`.
     partitioned: bool,
 }
@@ -207,22 +203,23 @@ impl JoinTableOp {
         placement: crate::arrange::Placement,
         metrics: Arc<NodeMetrics>,
     ) -> Self {
-        let trace = match &table {
-            TableSide::Scan(feed) => crate::arrange::trace(&crate::arrange::IndexSpec {
-                feed: feed.clone(),
-                keys: join.table_keys.clone(),
-                placement,
-            }),
-            TableSide::Lookup(_) => None,
+        let (trace, index_id) = match &table {
+            TableSide::Scan(feed) => {
+                let spec = crate::arrange::IndexSpec {
+                    feed: feed.clone(),
+                    keys: join.table_keys.clone(),
+                    placement,
+                };
+                (crate::arrange::trace(&spec), spec.id())
+            }
+            TableSide::Lookup(_) => (None, String::new()),
         };
         JoinTableOp {
             join,
             table,
             metrics,
             trace,
-            cache: crate::arrange::RowCache::default(),
-            memo: HashMap::new(),
-            memo_upper: None,
+            index_id,
             partitioned: placement == crate::arrange::Placement::Partitioned,
         }
     }
@@ -253,51 +250,15 @@ impl JoinTableOp {
             let batch = crate::arrange::decode(&feed.decoder, &texts)?;
             return Ok((batch, index, HashMap::new()));
         }
-        // The memo and the decoded rows are bounded by twice the table.
-        if self.cache.len() > 2 * feed.rows() + 4096 {
-            self.cache = crate::arrange::RowCache::default();
-            self.memo.clear();
-        }
-        let upper = crate::arrange::upper(trace);
-        if self.memo_upper != Some(upper) {
-            self.memo.clear();
-            self.memo_upper = Some(upper);
-        }
-        let unread: Vec<Vec<u8>> = wanted
-            .iter()
-            .filter(|k| !self.memo.contains_key(k.as_str()))
-            .map(|k| k.as_bytes().to_vec())
-            .collect();
-        if !unread.is_empty() {
-            // Row texts are copied out of the trace only for rows not decoded yet.
-            let mut seqs: Vec<Vec<u64>> = vec![Vec::new(); unread.len()];
-            let mut misses: Vec<(u64, String)> = Vec::new();
-            let cache = &self.cache;
-            crate::arrange::read(trace, &unread, |i, (seq, text)| {
-                seqs[i].push(*seq);
-                if !cache.contains(*seq) && misses.last().is_none_or(|(s, _)| s != seq) {
-                    misses.push((*seq, text.clone()));
-                }
-            });
-            let misses: Vec<(u64, &str)> = misses.iter().map(|(s, t)| (*s, t.as_str())).collect();
-            self.cache.add(&feed.decoder, &misses)?;
-            for (key, seqs) in unread.into_iter().zip(seqs) {
-                self.memo
-                    .insert(String::from_utf8(key).unwrap_or_default(), seqs);
-            }
-        }
-        let mut take: Vec<u64> = Vec::new();
-        let mut index: HashMap<String, Vec<u32>> = HashMap::with_capacity(wanted.len());
-        for key in wanted {
-            let seqs = &self.memo[key.as_str()];
-            if seqs.is_empty() {
-                continue;
-            }
-            let at = take.len() as u32;
-            take.extend_from_slice(seqs);
-            index.insert(key.clone(), (at..take.len() as u32).collect());
-        }
-        Ok((self.cache.take(&take)?, index, HashMap::new()))
+        let (batch, index) = crate::arrange::lookup(
+            &feed.name,
+            &self.index_id,
+            trace,
+            &feed.decoder,
+            feed.rows(),
+            &wanted,
+        )?;
+        Ok((batch, index, HashMap::new()))
     }
 
     /// The rows of the batch's distinct keys from a lookup table, indexed like a snapshot,
