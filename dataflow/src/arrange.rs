@@ -100,11 +100,25 @@ pub struct IndexSpec {
     pub keys: Vec<Expr>,
     /// Where its rows live.
     pub placement: Placement,
+    /// How many times an index of this key and placement was dropped (with its last rule)
+    /// before: a rebuilt index has an id of its own (`Partitioned(room)#1`).
+    pub generation: u64,
 }
 
 impl IndexSpec {
-    /// The arrangement this index reads: the base one for a partitioned join on the `KEY`.
-    pub fn id(&self) -> String {
+    /// An index of `feed` by `keys` in `placement` (its generation is set by
+    /// [`TableFeed::acquire`]).
+    pub fn new(feed: Arc<TableFeed>, keys: Vec<Expr>, placement: Placement) -> Self {
+        IndexSpec {
+            feed,
+            keys,
+            placement,
+            generation: 0,
+        }
+    }
+
+    /// The key and placement, without the generation.
+    fn shape(&self) -> String {
         let on_key = matches!(self.keys.as_slice(), [Expr::Column { name, .. }]
             if Some(name) == self.feed.key.as_ref());
         if on_key && self.placement == Placement::Partitioned {
@@ -112,6 +126,15 @@ impl IndexSpec {
         }
         let keys: Vec<String> = self.keys.iter().map(ToString::to_string).collect();
         format!("{:?}({})", self.placement, keys.join(", "))
+    }
+
+    /// The arrangement this index reads: the base one for a partitioned join on the `KEY`.
+    pub fn id(&self) -> String {
+        match (self.shape(), self.generation) {
+            (shape, 0) => shape,
+            (shape, _) if shape == BASE => shape,
+            (shape, g) => format!("{shape}#{g}"),
+        }
     }
 }
 
@@ -136,6 +159,8 @@ pub struct TableFeed {
     visible: AtomicU64,
     /// The arrangements rules read, by id.
     arrangements: Mutex<HashSet<String>>,
+    /// Per index shape (key and placement): the rules reading it and its generation.
+    users: Mutex<HashMap<String, (usize, u64)>>,
     /// Each arrangement's frontier on each worker (`u64::MAX` once it is complete).
     frontiers: Mutex<HashMap<(String, usize), u64>>,
     /// Rows in the base arrangement, over all workers.
@@ -166,6 +191,7 @@ impl TableFeed {
             pending: Mutex::new(VecDeque::new()),
             visible: AtomicU64::new(0),
             arrangements: Mutex::new(HashSet::from([BASE.to_string()])),
+            users: Mutex::new(HashMap::new()),
             frontiers: Mutex::new(HashMap::new()),
             live: AtomicI64::new(0),
             ended: AtomicBool::new(false),
@@ -219,12 +245,42 @@ impl TableFeed {
         ended && self.pending.lock().expect("pending lock").is_empty()
     }
 
-    /// Registers the arrangement `id` as read by a rule, so [`TableFeed::applied`] waits for it.
-    pub fn expect(&self, id: &str) {
+    /// Registers a rule reading `spec` (setting its generation), so [`TableFeed::applied`]
+    /// waits for that arrangement.
+    pub fn acquire(&self, spec: &mut IndexSpec) {
+        let mut users = self.users.lock().expect("users lock");
+        let (count, generation) = users.entry(spec.shape()).or_default();
+        *count += 1;
+        spec.generation = *generation;
         self.arrangements
             .lock()
             .expect("arrangements lock")
-            .insert(id.to_string());
+            .insert(spec.id());
+    }
+
+    /// A rule reading `spec` stopped. The last one takes the index out of what
+    /// [`TableFeed::applied`] waits for (the workers drop it); the next one gets a new one.
+    pub fn release(&self, spec: &IndexSpec) {
+        let id = spec.id();
+        if id == BASE {
+            return;
+        }
+        let mut users = self.users.lock().expect("users lock");
+        let Some((count, generation)) = users.get_mut(&spec.shape()) else {
+            return;
+        };
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            *generation += 1;
+            self.arrangements
+                .lock()
+                .expect("arrangements lock")
+                .remove(&id);
+            self.frontiers
+                .lock()
+                .expect("frontiers lock")
+                .retain(|(a, _), _| a != &id);
+        }
     }
 
     /// The ids of the arrangements rules read, sorted.
@@ -264,6 +320,15 @@ impl TableFeed {
     }
 
     fn record_frontier(&self, id: &str, worker: usize, frontier: u64) {
+        // A dropped index may report once more before its dataflow goes: not kept.
+        if !self
+            .arrangements
+            .lock()
+            .expect("arrangements lock")
+            .contains(id)
+        {
+            return;
+        }
         self.frontiers
             .lock()
             .expect("frontiers lock")
@@ -365,11 +430,18 @@ impl Upserts {
 /// A table's arrangements on one worker.
 struct WorkerTable {
     base: TableTrace,
-    indexes: HashMap<String, TableTrace>,
-    /// The dataflows holding them, in the order built.
-    dataflows: Vec<usize>,
+    /// The dataflow holding the base arrangement.
+    dataflow: usize,
+    indexes: HashMap<String, WorkerIndex>,
     /// What this worker's joins have read from the table.
     views: Views,
+}
+
+/// An index on one worker: its trace, its dataflow, and the rules reading it there.
+struct WorkerIndex {
+    trace: TableTrace,
+    dataflow: usize,
+    uses: usize,
 }
 
 /// What the joins of one worker have read from a table, shared by every rule there: each row
@@ -463,8 +535,8 @@ pub fn build_table(worker: &mut timely::worker::Worker, feed: &Arc<TableFeed>) {
             feed.name.clone(),
             WorkerTable {
                 base: trace,
+                dataflow: id,
                 indexes: HashMap::new(),
-                dataflows: vec![id],
                 views: Views::default(),
             },
         )
@@ -503,7 +575,7 @@ fn watch(
                     let trace = if id == BASE {
                         Some(&mut table.base)
                     } else {
-                        table.indexes.get_mut(&id)
+                        table.indexes.get_mut(&id).map(|i| &mut i.trace)
                     };
                     if let Some(trace) = trace {
                         trace.set_logical_compaction(upto.borrow());
@@ -515,15 +587,15 @@ fn watch(
     );
 }
 
-/// Builds the index `spec` on this worker unless it exists (every worker builds the same
-/// ones in the same order, as the commands reach them in one order).
+/// Builds the index `spec` on this worker for one more rule, unless it exists (every worker
+/// builds the same ones in the same order, as the commands reach them in one order).
 pub fn build_index(worker: &mut timely::worker::Worker, spec: &IndexSpec) {
     let id = spec.id();
     let name = spec.feed.name.clone();
-    let exists = TABLES.with(|t| {
-        t.borrow()
-            .get(&name)
-            .is_none_or(|table| id == BASE || table.indexes.contains_key(&id))
+    let exists = TABLES.with(|t| match t.borrow_mut().get_mut(&name) {
+        None => true,
+        Some(_) if id == BASE => true,
+        Some(table) => table.indexes.get_mut(&id).map(|i| i.uses += 1).is_some(),
     });
     if exists {
         return;
@@ -583,10 +655,38 @@ pub fn build_index(worker: &mut timely::worker::Worker, spec: &IndexSpec) {
     });
     TABLES.with(|t| {
         if let Some(table) = t.borrow_mut().get_mut(&name) {
-            table.indexes.insert(id, trace);
-            table.dataflows.push(dataflow);
+            table.indexes.insert(
+                id,
+                WorkerIndex {
+                    trace,
+                    dataflow,
+                    uses: 1,
+                },
+            );
         }
     });
+}
+
+/// A rule that read the index `id` of `table` on this worker is gone: the last one drops it.
+pub fn release_index(worker: &mut timely::worker::Worker, table: &str, id: &str) {
+    let dropped = TABLES.with(|t| {
+        let mut tables = t.borrow_mut();
+        let table = tables.get_mut(table)?;
+        let index = table.indexes.get_mut(id)?;
+        index.uses = index.uses.saturating_sub(1);
+        if index.uses > 0 {
+            return None;
+        }
+        table.views.memos.remove(id);
+        table.indexes.remove(id)
+    });
+    if let Some(index) = dropped {
+        let dataflow = index.dataflow;
+        drop(index);
+        if worker.installed_dataflows().contains(&dataflow) {
+            worker.drop_dataflow(dataflow);
+        }
+    }
 }
 
 /// Drops the table's dataflows on this worker, its indexes first.
@@ -594,9 +694,10 @@ pub fn drop_table(worker: &mut timely::worker::Worker, name: &str) {
     let Some(table) = TABLES.with(|t| t.borrow_mut().remove(name)) else {
         return;
     };
-    let dataflows = table.dataflows.clone();
+    let mut dataflows: Vec<usize> = table.indexes.values().map(|i| i.dataflow).collect();
+    dataflows.push(table.dataflow);
     drop(table);
-    for id in dataflows.into_iter().rev() {
+    for id in dataflows {
         if worker.installed_dataflows().contains(&id) {
             worker.drop_dataflow(id);
         }
@@ -620,7 +721,7 @@ pub fn trace(spec: &IndexSpec) -> Option<TableTrace> {
         if id == BASE {
             Some(table.base.clone())
         } else {
-            table.indexes.get(&id).cloned()
+            table.indexes.get(&id).map(|i| i.trace.clone())
         }
     })
 }

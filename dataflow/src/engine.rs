@@ -97,6 +97,8 @@ struct RuleRun {
     finished_at: Arc<std::sync::atomic::AtomicI64>,
     /// Rows read and not yet taken by the rule's keyed or window operators.
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The table indexes the run reads (released when it stops).
+    indexes: Vec<crate::arrange::IndexSpec>,
 }
 
 /// How a rule run gets its input.
@@ -986,23 +988,24 @@ impl Engine {
             && plan
                 .aggregate()
                 .is_none_or(|a| a.window.kind == quiver_compiler::window::WindowKind::Rows);
-        let indexes: Vec<crate::arrange::IndexSpec> = scans
+        let mut indexes: Vec<crate::arrange::IndexSpec> = scans
             .into_iter()
             .filter_map(|join| match tables.get(&join.table) {
-                Some(crate::table::TableSide::Scan(feed)) => Some(crate::arrange::IndexSpec {
-                    feed: feed.clone(),
-                    keys: join.table_keys.clone(),
-                    placement: if partitioned {
+                Some(crate::table::TableSide::Scan(feed)) => Some(crate::arrange::IndexSpec::new(
+                    feed.clone(),
+                    join.table_keys.clone(),
+                    if partitioned {
                         crate::arrange::Placement::Partitioned
                     } else {
                         crate::arrange::Placement::Replicated
                     },
-                }),
+                )),
                 _ => None,
             })
             .collect();
-        for index in &indexes {
-            index.feed.expect(&index.id());
+        for index in &mut indexes {
+            let feed = index.feed.clone();
+            feed.acquire(index);
         }
         let dataflow = Arc::new(RuleDataflow {
             key: key.clone(),
@@ -1123,6 +1126,7 @@ impl Engine {
             late_rows,
             finished_at,
             in_flight,
+            indexes,
         });
         entry.last_start_ms = now_ms();
         entry.stop_message.clear();
@@ -1299,6 +1303,9 @@ impl Engine {
             self.inner
                 .workers
                 .broadcast(|| Command::Drop(run.key.clone()));
+            for index in &run.indexes {
+                index.feed.release(index);
+            }
             entry.last_metrics = Some(run.metrics);
             entry.last_stop_ms = now_ms();
             entry.stop_message = message.to_string();

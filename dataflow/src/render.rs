@@ -171,7 +171,7 @@ fn operators(
                 chain.push(Box::new(crate::table::JoinTableOp::new(
                     (**join).clone(),
                     table,
-                    placement(rule, join),
+                    index_for(rule, join),
                     m,
                 )));
             }
@@ -181,18 +181,25 @@ fn operators(
     chain
 }
 
-/// Where the arrangement a table join reads lives (the engine chose it per join).
-fn placement(
-    rule: &RuleDataflow,
+/// The scan-table index a table join reads (the engine chose its placement per join).
+fn index_for<'r>(
+    rule: &'r RuleDataflow,
     join: &quiver_compiler::plan::TableJoin,
-) -> crate::arrange::Placement {
+) -> Option<&'r crate::arrange::IndexSpec> {
     let text = |keys: &[quiver_compiler::expr::Expr]| -> Vec<String> {
         keys.iter().map(ToString::to_string).collect()
     };
     rule.indexes
         .iter()
         .find(|i| i.feed.name == join.table && text(&i.keys) == text(&join.table_keys))
-        .map_or(crate::arrange::Placement::Replicated, |i| i.placement)
+}
+
+/// Where the arrangement a table join reads lives.
+fn placement(
+    rule: &RuleDataflow,
+    join: &quiver_compiler::plan::TableJoin,
+) -> crate::arrange::Placement {
+    index_for(rule, join).map_or(crate::arrange::Placement::Replicated, |i| i.placement)
 }
 
 /// The position of the table join whose rows are exchanged by its key (its table partitioned

@@ -49,7 +49,8 @@ impl Workers {
                 .take()
                 .expect("each worker takes its own command queue once");
             worker_threads.lock().expect("threads lock")[index] = Some(std::thread::current());
-            let mut dataflows: HashMap<String, usize> = HashMap::new();
+            // Each rule run's dataflow and the table indexes (table, id) it reads.
+            let mut dataflows: HashMap<String, (usize, Vec<(String, String)>)> = HashMap::new();
             loop {
                 while let Ok(cmd) = rx.try_recv() {
                     match cmd {
@@ -61,13 +62,22 @@ impl Workers {
                             }
                             let id = worker.next_dataflow_index();
                             worker.dataflow::<u64, _, _>(|scope| render::build(scope, &rule));
-                            dataflows.insert(rule.key.clone(), id);
+                            let indexes = rule
+                                .indexes
+                                .iter()
+                                .map(|i| (i.feed.name.clone(), i.id()))
+                                .collect();
+                            dataflows.insert(rule.key.clone(), (id, indexes));
                         }
                         Command::Drop(key) => {
-                            if let Some(id) = dataflows.remove(&key)
-                                && worker.installed_dataflows().contains(&id)
-                            {
-                                worker.drop_dataflow(id);
+                            if let Some((id, indexes)) = dataflows.remove(&key) {
+                                if worker.installed_dataflows().contains(&id) {
+                                    worker.drop_dataflow(id);
+                                }
+                                // After the rule's own dataflow, whose joins read them.
+                                for (table, index) in indexes {
+                                    crate::arrange::release_index(worker, &table, &index);
+                                }
                             }
                         }
                         Command::CreateTable(feed) => {

@@ -196,31 +196,24 @@ pub struct JoinTableOp {
 
 impl JoinTableOp {
     /// A join of the stream with `table`, reporting into `metrics`; a scan table is read from
-    /// this worker's arrangement of it in `placement` (built before the rule).
+    /// this worker's arrangement `index` (built before the rule).
     pub fn new(
         join: TableJoin,
         table: TableSide,
-        placement: crate::arrange::Placement,
+        index: Option<&crate::arrange::IndexSpec>,
         metrics: Arc<NodeMetrics>,
     ) -> Self {
-        let (trace, index_id) = match &table {
-            TableSide::Scan(feed) => {
-                let spec = crate::arrange::IndexSpec {
-                    feed: feed.clone(),
-                    keys: join.table_keys.clone(),
-                    placement,
-                };
-                (crate::arrange::trace(&spec), spec.id())
-            }
-            TableSide::Lookup(_) => (None, String::new()),
-        };
+        let trace = index.and_then(crate::arrange::trace);
+        let index_id = index.map(crate::arrange::IndexSpec::id).unwrap_or_default();
+        let partitioned =
+            index.is_some_and(|i| i.placement == crate::arrange::Placement::Partitioned);
         JoinTableOp {
             join,
             table,
             metrics,
             trace,
             index_id,
-            partitioned: placement == crate::arrange::Placement::Partitioned,
+            partitioned,
         }
     }
 

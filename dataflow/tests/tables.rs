@@ -123,6 +123,32 @@ fn rules_joining_a_table_the_same_way_share_one_arrangement() {
         let mut pairs = pairs;
         pairs.sort();
         assert_eq!(pairs, want);
+
+        // The last rule reading an index takes it with it when it stops; starting the rule
+        // again builds a new one.
+        engine.stop_rule("by_room").unwrap();
+        assert_eq!(
+            engine.table_arrangements("devices"),
+            Some(vec!["Replicated(id)".to_string(), "base".to_string()])
+        );
+        engine.stop_rule("by_key_1").unwrap();
+        engine.stop_rule("by_key_2").unwrap();
+        assert_eq!(
+            engine.table_arrangements("devices"),
+            Some(vec!["Replicated(id)".to_string(), "base".to_string()]),
+            "the base arrangement stays with its table"
+        );
+        engine.start_rule("by_room").unwrap();
+        assert_eq!(
+            engine.table_arrangements("devices"),
+            Some(vec![
+                "Partitioned(room)#1".to_string(),
+                "Replicated(id)".to_string(),
+                "base".to_string()
+            ])
+        );
+        let applied = engine.table_applied("devices");
+        assert_eq!(applied, Some(5), "a rebuilt index holds every row");
     });
     engine.shutdown();
 }
