@@ -296,13 +296,22 @@ impl TableFeed {
         ids
     }
 
-    /// Waits (up to `timeout`) until every arrangement holds what the base held when called:
-    /// a new index is filled from the base before the rule that asked for it reads it.
-    pub fn wait_current(&self, timeout: Duration) -> bool {
+    /// Waits (up to `timeout`) until the arrangement `id` holds, on every worker, what the base
+    /// held when called: a new index is filled from the base before the rule that asked for it
+    /// reads it.
+    pub fn wait_current(&self, id: &str, timeout: Duration) -> bool {
         let target = self.clock.load(Ordering::Acquire);
         let deadline = Instant::now() + timeout;
+        let reached = || {
+            let frontiers = self.frontiers.lock().expect("frontiers lock");
+            (0..self.workers).all(|w| {
+                frontiers
+                    .get(&(id.to_string(), w))
+                    .is_some_and(|f| *f >= target)
+            })
+        };
         let wait = || {
-            while self.frontier() < target {
+            while !reached() {
                 if Instant::now() >= deadline {
                     return false;
                 }
@@ -429,6 +438,7 @@ impl Upserts {
 
 /// A table's arrangements on one worker.
 struct WorkerTable {
+    feed: Arc<TableFeed>,
     base: TableTrace,
     /// The dataflow holding the base arrangement.
     dataflow: usize,
@@ -534,6 +544,7 @@ pub fn build_table(worker: &mut timely::worker::Worker, feed: &Arc<TableFeed>) {
         t.borrow_mut().insert(
             feed.name.clone(),
             WorkerTable {
+                feed: feed.clone(),
                 base: trace,
                 dataflow: id,
                 indexes: HashMap::new(),
@@ -569,8 +580,11 @@ fn watch(
             feed.record_frontier(&id, worker, at);
             let upto = Antichain::from_elem(at);
             TABLES.with(|t| {
+                // By the feed, not the name: a table dropped and created again under the same
+                // name is another table.
                 if let Ok(mut tables) = t.try_borrow_mut()
                     && let Some(table) = tables.get_mut(&name)
+                    && Arc::ptr_eq(&table.feed, &feed)
                 {
                     let trace = if id == BASE {
                         Some(&mut table.base)
@@ -712,10 +726,13 @@ pub fn drop_all(worker: &mut timely::worker::Worker) {
     }
 }
 
-/// This worker's handle on the arrangement `spec` reads.
+/// This worker's handle on the arrangement `spec` reads. It holds no compaction back: a join
+/// reads the current contents (summing over all times), and the registry's own handle keeps
+/// the trace open to readers. A handle that stayed at its first frontier would stop the trace
+/// from merging on a worker whose join never gets a row.
 pub fn trace(spec: &IndexSpec) -> Option<TableTrace> {
     let id = spec.id();
-    TABLES.with(|t| {
+    let mut handle = TABLES.with(|t| {
         let tables = t.borrow();
         let table = tables.get(&spec.feed.name)?;
         if id == BASE {
@@ -723,19 +740,16 @@ pub fn trace(spec: &IndexSpec) -> Option<TableTrace> {
         } else {
             table.indexes.get(&id).map(|i| i.trace.clone())
         }
-    })
+    })?;
+    let done = Antichain::new();
+    handle.set_logical_compaction(done.borrow());
+    handle.set_physical_compaction(done.borrow());
+    Some(handle)
 }
 
 /// Calls `found(i, row)` for each row of `keys[i]` in the arrangement as it is now, in arrival
 /// order. `keys` must be sorted and distinct: the cursor only moves forward.
 pub fn read(trace: &mut TableTrace, keys: &[RowKey], mut found: impl FnMut(usize, &Row)) {
-    let mut upper = Antichain::new();
-    trace.read_upper(&mut upper);
-    if upper.is_empty() {
-        // A finished table (its source ended) is still read: compacting to the empty
-        // frontier would close the trace to readers.
-        upper = Antichain::from_elem(u64::MAX);
-    }
     let batches = trace
         .batches_through(Antichain::new().borrow())
         .unwrap_or_default();
@@ -754,9 +768,6 @@ pub fn read(trace: &mut TableTrace, keys: &[RowKey], mut found: impl FnMut(usize
             cursor.step_val(&storage);
         }
     }
-    // What was read is all this handle will read at earlier times: let the trace compact.
-    trace.set_logical_compaction(upper.borrow());
-    trace.set_physical_compaction(upper.borrow());
 }
 
 /// The time up to which the arrangement is complete (`None` once it is closed): a handle that

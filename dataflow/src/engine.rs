@@ -327,10 +327,11 @@ impl Engine {
             JsonDecoder::new(def.arrow_schema(), false),
             self.inner.workers.count(),
         );
+        let (source_task, mut rx) = self.table_source(def)?;
+        // The source exists: the workers build the table (its rows wait in the bounded queues).
         self.inner
             .workers
             .broadcast(|| Command::CreateTable(feed.clone()));
-        let (source_task, mut rx) = self.table_source(def)?;
         let decoder = JsonDecoder::new(def.arrow_schema(), false);
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
@@ -1031,10 +1032,17 @@ impl Engine {
             .workers
             .broadcast(|| Command::Build(dataflow.clone()));
         drop(dataflow);
+        // Should the rest of the launch fail, the built dataflow and its index uses go again.
+        let unbuilt = Unbuilt {
+            workers: &self.inner.workers,
+            key: key.clone(),
+            indexes,
+            armed: true,
+        };
         // A new index fills from its table's base arrangement: the rule reads no row before
         // the index holds what the table held when the rule started.
-        for index in &indexes {
-            if !index.feed.wait_current(Duration::from_secs(5)) {
+        for index in &unbuilt.indexes {
+            if !index.feed.wait_current(&index.id(), Duration::from_secs(5)) {
                 tracing::warn!(table = %index.feed.name, "table index still filling as the rule starts");
             }
         }
@@ -1126,7 +1134,7 @@ impl Engine {
             late_rows,
             finished_at,
             in_flight,
-            indexes,
+            indexes: unbuilt.disarm(),
         });
         entry.last_start_ms = now_ms();
         entry.stop_message.clear();
@@ -1309,6 +1317,37 @@ impl Engine {
             entry.last_metrics = Some(run.metrics);
             entry.last_stop_ms = now_ms();
             entry.stop_message = message.to_string();
+        }
+    }
+}
+
+/// A rule run whose dataflow is built but whose launch has not finished: dropped while still
+/// armed (the launch failed), it drops the dataflow on the workers and releases the table
+/// indexes it counted on.
+struct Unbuilt<'a> {
+    workers: &'a Workers,
+    key: String,
+    indexes: Vec<crate::arrange::IndexSpec>,
+    armed: bool,
+}
+
+impl Unbuilt<'_> {
+    /// The launch succeeded: the run keeps its indexes.
+    fn disarm(mut self) -> Vec<crate::arrange::IndexSpec> {
+        self.armed = false;
+        std::mem::take(&mut self.indexes)
+    }
+}
+
+impl Drop for Unbuilt<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let key = self.key.clone();
+        self.workers.broadcast(|| Command::Drop(key.clone()));
+        for index in &self.indexes {
+            index.feed.release(index);
         }
     }
 }

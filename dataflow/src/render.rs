@@ -405,8 +405,11 @@ fn render_keyed<'s>(
                     let Some(batch) = data.0.take() else {
                         return;
                     };
-                    to_windows.fetch_sub(batch.num_rows(), Ordering::AcqRel);
-                    if let Some(out) = run_post(&mut chain, batch, &ctx) {
+                    let rows = batch.num_rows();
+                    let out = run_post(&mut chain, batch, &ctx);
+                    // Only now are the rows through (a partitioned join has read its table).
+                    to_windows.fetch_sub(rows, Ordering::AcqRel);
+                    if let Some(out) = out {
                         pending.set(pending.get() + sinks);
                         output
                             .session(&time)
