@@ -64,7 +64,6 @@ impl std::fmt::Debug for TableFeed {
         f.debug_struct("TableFeed")
             .field("name", &self.name)
             .field("key", &self.key)
-            .field("retain", &self.retain)
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +144,6 @@ pub struct TableFeed {
     pub name: String,
     /// The `KEY` column, if any.
     pub key: Option<String>,
-    retain: Option<usize>,
     /// Decodes row texts back into the table's columns.
     pub decoder: JsonDecoder,
     workers: usize,
@@ -182,7 +180,6 @@ impl TableFeed {
         let feed = Arc::new(TableFeed {
             name: name.to_string(),
             key: key.clone(),
-            retain,
             decoder,
             workers: workers.max(1),
             queue: Mutex::new(Some(rx)),

@@ -336,18 +336,11 @@ impl Engine {
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
-                let (_, decoded) = event.decode(&decoder);
-                if let Some(first) = decoded.errors.first() {
-                    tracing::warn!(table = %name, "dropping malformed rows: {first}");
-                }
-                for b in &decoded.batches {
-                    match upserts.send(b).await {
-                        Some(0) => {}
-                        Some(skipped) => {
-                            tracing::warn!(table = %name, "{skipped} rows without a KEY value skipped");
-                        }
-                        None => return,
-                    }
+                for b in &table_rows(event, &decoder, &name) {
+                    let Some(skipped) = upserts.send(b).await else {
+                        return;
+                    };
+                    warn_keyless(&name, skipped);
                 }
             }
         });
@@ -419,15 +412,8 @@ impl Engine {
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
-                let (_, decoded) = event.decode(&decoder);
-                if let Some(first) = decoded.errors.first() {
-                    tracing::warn!(table = %name, "dropping malformed rows: {first}");
-                }
-                for b in &decoded.batches {
-                    let skipped = fed.apply(b);
-                    if skipped > 0 {
-                        tracing::warn!(table = %name, "{skipped} rows without a KEY value skipped");
-                    }
+                for b in &table_rows(event, &decoder, &name) {
+                    warn_keyless(&name, fed.apply(b));
                 }
             }
         });
@@ -1349,6 +1335,22 @@ impl Drop for Unbuilt<'_> {
         for index in &self.indexes {
             index.feed.release(index);
         }
+    }
+}
+
+/// A table source's event as rows; malformed rows are logged and left out.
+fn table_rows(event: SourceEvent, decoder: &JsonDecoder, table: &str) -> Vec<RecordBatch> {
+    let (_, decoded) = event.decode(decoder);
+    if let Some(first) = decoded.errors.first() {
+        tracing::warn!(table = %table, "dropping malformed rows: {first}");
+    }
+    decoded.batches.clone()
+}
+
+/// Logs the rows a keyed table skipped for lacking a KEY value.
+fn warn_keyless(table: &str, skipped: usize) {
+    if skipped > 0 {
+        tracing::warn!(table = %table, "{skipped} rows without a KEY value skipped");
     }
 }
 

@@ -349,11 +349,13 @@ impl BatchOperator for ProjectOp {
     }
 }
 
-/// Columns a `*` leaves out: message metadata, the row time and the results of windows and
-/// analytic functions (read through their calls, never as fields).
+/// Columns a `*` leaves out: message metadata, the row time, the key rows were exchanged by
+/// and the results of windows and analytic functions (read through their calls, never as
+/// fields).
 fn is_hidden(name: &str) -> bool {
     is_meta_column(name)
         || name == quiver_compiler::window::TS_COLUMN
+        || name == quiver_compiler::window::KEY_COLUMN
         || name.starts_with("__agg_")
         || name.starts_with("__window_")
         || name.starts_with("__an_")

@@ -403,10 +403,6 @@ impl JoinTableOp {
         let mut fields: Vec<Field> = Vec::new();
         let mut cols: Vec<ArrayRef> = Vec::new();
         for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-            // The key a partitioned join was exchanged by is spent once rows are joined.
-            if f.name() == quiver_compiler::window::KEY_COLUMN {
-                continue;
-            }
             fields.push(f.as_ref().clone().with_nullable(true));
             cols.push(arrow::compute::take(c.as_ref(), &s_take, None).map_err(|e| e.to_string())?);
         }
