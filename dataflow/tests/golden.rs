@@ -209,12 +209,7 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
         }
     }
     let status = engine.rule_status("golden").map_err(|e| e.to_string())?;
-    let exceptions = status
-        .metrics
-        .iter()
-        .filter(|(k, _)| k.ends_with("_exceptions_total"))
-        .filter_map(|(_, v)| v.as_u64())
-        .sum();
+    let (exceptions, _) = common::exceptions(engine, "golden");
     rows.sort();
     let status = format!(
         "{} {} {:?}",

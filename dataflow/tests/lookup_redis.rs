@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use quiver_connectors::codec::encode::batch_to_rows;
 use quiver_connectors::memory::{MemoryMessage, MemoryPayload};
-use quiver_dataflow::{Action, Engine, RuleSpec};
+use quiver_dataflow::Engine;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Receiver;
 
@@ -93,19 +93,7 @@ fn setup(
             r#"CREATE TABLE devices (id STRING, location STRING, alarm BIGINT) WITH (DATASOURCE="{DB}", TYPE="redis", KIND="lookup", KEY="id", CONF_KEY="test")"#
         ))
         .unwrap();
-    let out = engine.connectors().memory().subscribe("out");
-    engine
-        .create_rule(RuleSpec {
-            id: "lookup".into(),
-            name: "lookup".into(),
-            sql: sql.into(),
-            actions: vec![Action {
-                sink_type: "memory".into(),
-                props: json!({"topic": "out"}),
-            }],
-            options: Default::default(),
-        })
-        .unwrap();
+    let out = common::memory_rule(&engine, "lookup", sql);
     (engine, out)
 }
 
@@ -143,22 +131,7 @@ fn sorted(mut rows: Vec<Value>) -> Vec<Value> {
 }
 
 fn exceptions(engine: &Engine) -> (u64, String) {
-    let status = engine.rule_status("lookup").unwrap();
-    let total = status
-        .metrics
-        .iter()
-        .filter(|(k, _)| k.ends_with("_exceptions_total"))
-        .filter_map(|(_, v)| v.as_u64())
-        .sum();
-    let last = status
-        .metrics
-        .iter()
-        .filter(|(k, _)| k.ends_with("_last_exception"))
-        .filter_map(|(_, v)| v.as_str())
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ");
-    (total, last)
+    common::exceptions(engine, "lookup")
 }
 
 #[test]

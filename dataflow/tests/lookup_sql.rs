@@ -7,7 +7,6 @@ mod common;
 use std::collections::HashMap;
 
 use mysql_async::prelude::Queryable;
-use quiver_dataflow::{Action, RuleSpec};
 use serde_json::{Value, json};
 
 const URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -46,19 +45,7 @@ fn run(table: &str, sql: &str, input: &[Value]) -> (Vec<Value>, u64, String) {
             r#"CREATE TABLE items (code STRING, name STRING, price FLOAT) WITH (DATASOURCE="{table}", TYPE="sql", KIND="lookup", KEY="code")"#
         ))
         .unwrap();
-    let mut out = engine.connectors().memory().subscribe("out");
-    engine
-        .create_rule(RuleSpec {
-            id: "lookup".into(),
-            name: "lookup".into(),
-            sql: sql.into(),
-            actions: vec![Action {
-                sink_type: "memory".into(),
-                props: json!({"topic": "out"}),
-            }],
-            options: Default::default(),
-        })
-        .unwrap();
+    let mut out = common::memory_rule(&engine, "lookup", sql);
     let result = rt.block_on(async {
         for row in input {
             engine
@@ -69,20 +56,7 @@ fn run(table: &str, sql: &str, input: &[Value]) -> (Vec<Value>, u64, String) {
         }
         common::finish_rule(&engine, "lookup", "demo", &mut out).await
     });
-    let status = engine.rule_status("lookup").unwrap();
-    let exceptions = status
-        .metrics
-        .iter()
-        .filter(|(k, _)| k.ends_with("_exceptions_total"))
-        .filter_map(|(_, v)| v.as_u64())
-        .sum();
-    let last = status
-        .metrics
-        .iter()
-        .filter(|(k, _)| k.ends_with("_last_exception"))
-        .filter_map(|(_, v)| v.as_str().map(String::from))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let (exceptions, last) = common::exceptions(&engine, "lookup");
     engine.shutdown();
     (result, exceptions, last)
 }

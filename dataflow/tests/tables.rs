@@ -6,30 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use quiver_dataflow::{Action, Engine, RuleSpec};
 use serde_json::json;
-
-fn rule(
-    engine: &Engine,
-    id: &str,
-    sql: &str,
-) -> tokio::sync::mpsc::Receiver<quiver_connectors::memory::MemoryMessage> {
-    let topic = format!("out/{id}");
-    let out = engine.connectors().memory().subscribe(&topic);
-    engine
-        .create_rule(RuleSpec {
-            id: id.into(),
-            name: id.into(),
-            sql: sql.into(),
-            actions: vec![Action {
-                sink_type: "memory".into(),
-                props: json!({ "topic": topic }),
-            }],
-            options: Default::default(),
-        })
-        .unwrap();
-    out
-}
 
 #[test]
 fn rules_joining_a_table_the_same_way_share_one_arrangement() {
@@ -60,14 +37,14 @@ fn rules_joining_a_table_the_same_way_share_one_arrangement() {
         assert_eq!(engine.table_arrangements("devices"), Some(vec!["base".to_string()]));
 
         let sql = "SELECT demo.device, limit FROM demo JOIN devices ON demo.device = devices.id";
-        let mut by_key_1 = rule(&engine, "by_key_1", sql);
-        let mut by_key_2 = rule(&engine, "by_key_2", sql);
-        let mut by_room = rule(
+        let mut by_key_1 = common::memory_rule(&engine, "by_key_1", sql);
+        let mut by_key_2 = common::memory_rule(&engine, "by_key_2", sql);
+        let mut by_room = common::memory_rule(
             &engine,
             "by_room",
             "SELECT demo.device, devices.id FROM demo JOIN devices ON demo.room = devices.room",
         );
-        let _windowed = rule(
+        let _windowed = common::memory_rule(
             &engine,
             "windowed",
             "SELECT devices.room, count(*) AS n FROM demo JOIN devices ON demo.device = devices.id GROUP BY devices.room, COUNTWINDOW(100)",
@@ -182,7 +159,7 @@ fn a_table_whose_source_ended_still_serves_rules_created_after() {
         }
         // A join on another column builds a new index from the finished base arrangement,
         // and a second batch of readings reads it again.
-        let mut out = rule(
+        let mut out = common::memory_rule(
             &engine,
             "by_room",
             "SELECT temperature, devices.id FROM demo JOIN devices ON demo.room = devices.room",

@@ -52,3 +52,49 @@ pub async fn finish_rule(
     rows.sort_by_key(|r| r.to_string());
     rows
 }
+
+/// Creates rule `id` running `sql` into a memory sink on topic `out/<id>`, subscribed first,
+/// and returns the subscription.
+#[allow(dead_code)] // Only the tests that create rules through the engine use it.
+pub fn memory_rule(
+    engine: &Engine,
+    id: &str,
+    sql: &str,
+) -> tokio::sync::mpsc::Receiver<quiver_connectors::memory::MemoryMessage> {
+    let topic = format!("out/{id}");
+    let out = engine.connectors().memory().subscribe(&topic);
+    engine
+        .create_rule(quiver_dataflow::RuleSpec {
+            id: id.into(),
+            name: id.into(),
+            sql: sql.into(),
+            actions: vec![quiver_dataflow::Action {
+                sink_type: "memory".into(),
+                props: serde_json::json!({ "topic": topic }),
+            }],
+            options: Default::default(),
+        })
+        .unwrap();
+    out
+}
+
+/// Rule `id`'s exceptions summed over its nodes, and their last exception texts joined.
+#[allow(dead_code)] // Only the tests that count exceptions use it.
+pub fn exceptions(engine: &Engine, id: &str) -> (u64, String) {
+    let status = engine.rule_status(id).unwrap();
+    let total = status
+        .metrics
+        .iter()
+        .filter(|(k, _)| k.ends_with("_exceptions_total"))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
+    let last = status
+        .metrics
+        .iter()
+        .filter(|(k, _)| k.ends_with("_last_exception"))
+        .filter_map(|(_, v)| v.as_str())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (total, last)
+}
