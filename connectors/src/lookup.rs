@@ -5,7 +5,7 @@
 //! A lookup source is called from inside a dataflow operator, so it is synchronous and must
 //! keep its timeouts short: a slow store slows the rule, it never loses rows.
 
-use std::sync::Arc;
+use bytes::Bytes;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -18,7 +18,7 @@ pub trait LookupSource: Send + Sync + std::fmt::Debug {
     /// The raw JSON rows stored under each key, in the order of `keys` (an empty list for a
     /// key the store does not have). One call per batch of stream rows: implementations fetch
     /// all keys in one round trip. An error means the whole call failed (I/O, protocol).
-    fn fetch(&self, keys: &[String]) -> Result<Vec<Vec<Arc<[u8]>>>, ConnectorError>;
+    fn fetch(&self, keys: &[String]) -> Result<Vec<Vec<Bytes>>, ConnectorError>;
 }
 
 /// Entries a lookup cache holds when the profile does not say (`cacheSize`).

@@ -9,8 +9,9 @@ use crate::ConnectorError;
 /// One message as a source received it, before decoding.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
-    /// The payload bytes (a JSON object or array for FORMAT="json").
-    pub payload: std::sync::Arc<[u8]>,
+    /// The payload bytes (a JSON object or array for FORMAT="json"), often a slice of a
+    /// larger buffer (a file's read block, an MQTT packet).
+    pub payload: bytes::Bytes,
     /// The topic (or path) it arrived on, for `meta(topic)`.
     pub topic: std::sync::Arc<str>,
     /// MQTT QoS it was delivered with, for `meta(qos)`.
@@ -21,9 +22,9 @@ pub struct RawMessage {
 
 impl RawMessage {
     /// A message without MQTT metadata.
-    pub fn new(payload: std::sync::Arc<[u8]>, topic: std::sync::Arc<str>) -> Self {
+    pub fn new(payload: impl Into<bytes::Bytes>, topic: std::sync::Arc<str>) -> Self {
         RawMessage {
-            payload,
+            payload: payload.into(),
             topic,
             qos: None,
             message_id: None,

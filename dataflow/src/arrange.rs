@@ -919,7 +919,7 @@ pub fn decode(decoder: &JsonDecoder, texts: &[&str]) -> Result<Option<RecordBatc
     let topic: Arc<str> = Arc::from("");
     let messages: Vec<RawMessage> = texts
         .iter()
-        .map(|t| RawMessage::new(Arc::from(t.as_bytes()), topic.clone()))
+        .map(|t| RawMessage::new(t.as_bytes().to_vec(), topic.clone()))
         .collect();
     let decoded = decoder.decode(&messages);
     if decoded.batches.len() == 1 && decoded.rows() == texts.len() {

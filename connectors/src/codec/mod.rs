@@ -1,6 +1,7 @@
 //! Payload codecs between bytes and Arrow batches.
 
 pub mod encode;
+pub mod flat;
 pub mod json;
 
 /// Prefix of hidden columns carrying message metadata (`meta(topic)`); never part of output.

@@ -7,7 +7,9 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, Read};
+
+use bytes::{Buf, Bytes, BytesMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,12 +43,12 @@ pub fn read_input(
         let topic: Arc<str> = file.display().to_string().into();
         let opened = File::open(&file)
             .map_err(|e| io_error(format!("cannot open \"{}\": {e}", file.display())))?;
-        let reader = BufReader::with_capacity(READ_BUFFER, opened);
         let mut rows = Rows::new(topic, config.send_interval, emit);
         let finished = match file_type {
-            FileType::Lines => read_lines(reader, config, &mut rows),
-            FileType::Csv => read_csv(reader, config, &mut rows),
-            FileType::Json => read_json(reader, &mut rows),
+            // Lines and CSV read blocks of their own (no BufReader); JSON streams from one.
+            FileType::Lines => read_lines(opened, config, &mut rows),
+            FileType::Csv => read_csv(opened, config, &mut rows),
+            FileType::Json => read_json(BufReader::with_capacity(READ_BUFFER, opened), &mut rows),
         }
         .map_err(|reason| io_error(format!("reading \"{}\": {reason}", file.display())))?;
         total += rows.count;
@@ -115,7 +117,7 @@ impl<'e, 'a> Rows<'e, 'a> {
     }
 
     /// Adds one row; false when the receiver is gone.
-    fn push(&mut self, payload: Arc<[u8]>) -> bool {
+    fn push(&mut self, payload: Bytes) -> bool {
         self.buf.push(RawMessage::new(payload, self.topic.clone()));
         self.count += 1;
         if self.buf.len() >= self.chunk {
@@ -146,19 +148,27 @@ impl<'e, 'a> Rows<'e, 'a> {
 
 /// Physical lines of a file without their line ends, after dropping `ignoreStartLines` at the
 /// start and holding back `ignoreEndLines` (only that many lines are buffered).
+///
+/// The file is read in blocks and each line is a slice of its block, so a line costs no
+/// allocation or copy of its own; a block is freed when the last row read from it is.
 struct LineReader<R> {
     inner: R,
+    /// Read but not yet returned: the start of the next line(s).
+    block: BytesMut,
+    eof: bool,
     to_skip: usize,
     keep_tail: usize,
-    tail: VecDeque<Vec<u8>>,
+    tail: VecDeque<Bytes>,
     first: bool,
     line_no: u64,
 }
 
-impl<R: BufRead> LineReader<R> {
+impl<R: Read> LineReader<R> {
     fn new(inner: R, config: &FileSourceConfig) -> Self {
         LineReader {
             inner,
+            block: BytesMut::new(),
+            eof: false,
             to_skip: config.ignore_start_lines,
             keep_tail: config.ignore_end_lines,
             tail: VecDeque::with_capacity(config.ignore_end_lines.min(1024)),
@@ -167,41 +177,62 @@ impl<R: BufRead> LineReader<R> {
         }
     }
 
-    /// Fills `out` with the next line; false at the end of the file.
-    fn next(&mut self, out: &mut Vec<u8>) -> Result<bool, String> {
+    /// The next physical line with its line end, or None at the end of the file.
+    fn raw_line(&mut self) -> Result<Option<Bytes>, String> {
+        let mut searched = 0;
         loop {
-            out.clear();
-            let read = self
-                .inner
-                .read_until(b'\n', out)
-                .map_err(|e| format!("line {}: {e}", self.line_no + 1))?;
-            if read == 0 {
+            if let Some(n) = memchr::memchr(b'\n', &self.block[searched..]) {
+                return Ok(Some(self.block.split_to(searched + n + 1).freeze()));
+            }
+            searched = self.block.len();
+            if self.eof {
+                return Ok((!self.block.is_empty()).then(|| self.block.split().freeze()));
+            }
+            // A new block; the unfinished line moves to its start (a copy of one line at most).
+            let filled = self.block.len();
+            self.block.reserve(READ_BUFFER);
+            self.block.resize(filled + READ_BUFFER, 0);
+            let read = loop {
+                match self.inner.read(&mut self.block[filled..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            }
+            .map_err(|e| format!("line {}: {e}", self.line_no + 1))?;
+            self.block.truncate(filled + read);
+            self.eof = read == 0;
+        }
+    }
+
+    /// The next line, or None at the end of the file.
+    fn next(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            let Some(mut line) = self.raw_line()? else {
                 // The lines still held back are the file's last `ignoreEndLines`: dropped.
-                return Ok(false);
-            }
+                return Ok(None);
+            };
             self.line_no += 1;
-            if out.last() == Some(&b'\n') {
-                out.pop();
+            if line.last() == Some(&b'\n') {
+                line.truncate(line.len() - 1);
             }
-            if out.last() == Some(&b'\r') {
-                out.pop();
+            if line.last() == Some(&b'\r') {
+                line.truncate(line.len() - 1);
             }
-            if std::mem::take(&mut self.first) && out.starts_with(b"\xEF\xBB\xBF") {
-                out.drain(..3);
+            if std::mem::take(&mut self.first) && line.starts_with(b"\xEF\xBB\xBF") {
+                line.advance(3);
             }
             if self.to_skip > 0 {
                 self.to_skip -= 1;
                 continue;
             }
             if self.keep_tail == 0 {
-                return Ok(true);
+                return Ok(Some(line));
             }
-            self.tail.push_back(std::mem::take(out));
+            self.tail.push_back(line);
             if self.tail.len() > self.keep_tail
                 && let Some(line) = self.tail.pop_front()
             {
-                *out = line;
-                return Ok(true);
+                return Ok(Some(line));
             }
         }
     }
@@ -210,17 +241,16 @@ impl<R: BufRead> LineReader<R> {
 /// `fileType: lines`: every non-blank line is one JSON object, passed on undecoded (the
 /// workers decode it; a malformed line becomes a per-row exception there).
 fn read_lines(
-    reader: impl BufRead,
+    reader: impl Read,
     config: &FileSourceConfig,
     rows: &mut Rows,
 ) -> Result<bool, String> {
     let mut lines = LineReader::new(reader, config);
-    let mut line = Vec::with_capacity(256);
-    while lines.next(&mut line)? {
+    while let Some(line) = lines.next()? {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if !rows.push(Arc::from(line.as_slice())) {
+        if !rows.push(line) {
             return Ok(false);
         }
     }
@@ -238,13 +268,9 @@ struct Field {
 /// `fileType: csv`: each record becomes one JSON object named by `columns`, the header row,
 /// or `cols0`, `cols1`, ... Unquoted values that are JSON number literals become numbers, other
 /// values strings; an unquoted empty value is left out (null).
-fn read_csv(
-    reader: impl BufRead,
-    config: &FileSourceConfig,
-    rows: &mut Rows,
-) -> Result<bool, String> {
+fn read_csv(reader: impl Read, config: &FileSourceConfig, rows: &mut Rows) -> Result<bool, String> {
     let mut lines = LineReader::new(reader, config);
-    let mut line = Vec::with_capacity(256);
+    let mut line = Bytes::new();
     let mut fields: Vec<Field> = Vec::new();
     let mut names: Option<Vec<String>> = config.columns.clone();
     if config.has_header {
@@ -267,7 +293,7 @@ fn read_csv(
         if write_row(&mut payload, names.as_deref(), &fields) {
             extra_rows += 1;
         }
-        if !rows.push(Arc::from(payload.as_slice())) {
+        if !rows.push(Bytes::copy_from_slice(&payload)) {
             return Ok(false);
         }
     }
@@ -282,15 +308,16 @@ fn read_csv(
 
 /// Reads the next CSV record into `fields` (RFC 4180 quoting; a quoted value may span lines;
 /// leading blanks of a value are skipped; blank lines are skipped). False at the end.
-fn next_record<R: BufRead>(
+fn next_record<R: Read>(
     lines: &mut LineReader<R>,
-    line: &mut Vec<u8>,
+    line: &mut Bytes,
     delim: u8,
     fields: &mut Vec<Field>,
 ) -> Result<bool, String> {
     loop {
-        if !lines.next(line)? {
-            return Ok(false);
+        match lines.next()? {
+            Some(l) => *line = l,
+            None => return Ok(false),
         }
         if !line.iter().all(u8::is_ascii_whitespace) {
             break;
@@ -336,11 +363,12 @@ fn next_record<R: BufRead>(
         }
         // The quoted value goes on over the line break.
         cur.text.push(b'\n');
-        if !lines.next(line)? {
+        let Some(next) = lines.next()? else {
             return Err(format!(
                 "line {start_line}: a quoted CSV value is not closed before the end of the file"
             ));
-        }
+        };
+        *line = next;
         i = 0;
     }
     fields.push(cur);
@@ -428,7 +456,7 @@ fn is_json_number(s: &[u8]) -> bool {
 
 /// `fileType: json`: an array of objects (one row per element, streamed one element at a
 /// time) or a single object (one row).
-fn read_json(reader: impl BufRead, rows: &mut Rows) -> Result<bool, String> {
+fn read_json(reader: impl std::io::BufRead, rows: &mut Rows) -> Result<bool, String> {
     let mut de = serde_json::Deserializer::from_reader(reader);
     match (&mut de).deserialize_any(Document { rows: &mut *rows }) {
         Ok(true) => de.end().map(|()| true).map_err(|e| e.to_string()),

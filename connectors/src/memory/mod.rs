@@ -22,7 +22,7 @@ pub const SUBSCRIPTION_QUEUE: usize = 1024;
 #[derive(Debug, Clone)]
 pub enum MemoryPayload {
     /// Undecoded JSON (from tests, benchmarks or an embedding application).
-    Json(Arc<[u8]>),
+    Json(bytes::Bytes),
     /// Rows from another rule.
     Batch(RecordBatch),
 }
@@ -110,7 +110,7 @@ impl MemoryBus {
     }
 
     /// Publishes raw JSON (convenience for tests and embedders).
-    pub async fn publish_json(&self, topic: &str, json: impl Into<Arc<[u8]>>) -> usize {
+    pub async fn publish_json(&self, topic: &str, json: impl Into<bytes::Bytes>) -> usize {
         self.publish(topic, MemoryPayload::Json(json.into())).await
     }
 

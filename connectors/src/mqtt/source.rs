@@ -128,7 +128,7 @@ impl MqttSource {
         let config = &self.config;
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => Step::Message(RawMessage {
-                payload: Arc::from(&p.payload[..]),
+                payload: p.payload,
                 topic: Arc::from(p.topic.as_str()),
                 qos: Some(p.qos as u8),
                 message_id: Some(p.pkid),

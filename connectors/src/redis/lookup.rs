@@ -1,6 +1,8 @@
 //! The Redis lookup: one connection, re-opened after a failure, queried once per batch.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+
+use bytes::Bytes;
 
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
@@ -73,13 +75,13 @@ impl RedisLookup {
         &self,
         conn: &mut redis::Connection,
         keys: &[String],
-    ) -> redis::RedisResult<Vec<Vec<Arc<[u8]>>>> {
+    ) -> redis::RedisResult<Vec<Vec<Bytes>>> {
         match self.config.data_type {
             RedisDataType::String => {
                 let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query(conn)?;
                 Ok(values
                     .into_iter()
-                    .map(|v| v.map(|b| vec![Arc::from(b)]).unwrap_or_default())
+                    .map(|v| v.map(|b| vec![Bytes::from(b)]).unwrap_or_default())
                     .collect())
             }
             RedisDataType::List => {
@@ -90,7 +92,7 @@ impl RedisLookup {
                 let lists: Vec<Vec<Vec<u8>>> = pipe.query(conn)?;
                 Ok(lists
                     .into_iter()
-                    .map(|l| l.into_iter().map(Arc::from).collect())
+                    .map(|l| l.into_iter().map(Bytes::from).collect())
                     .collect())
             }
         }
@@ -98,7 +100,7 @@ impl RedisLookup {
 }
 
 impl LookupSource for RedisLookup {
-    fn fetch(&self, keys: &[String]) -> Result<Vec<Vec<Arc<[u8]>>>, ConnectorError> {
+    fn fetch(&self, keys: &[String]) -> Result<Vec<Vec<Bytes>>, ConnectorError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }

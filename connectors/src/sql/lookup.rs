@@ -3,7 +3,9 @@
 //! never dropped inside another runtime (tables are dropped from REST handlers).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Mutex, mpsc};
+
+use bytes::Bytes;
 
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
@@ -15,7 +17,7 @@ use crate::ConnectorError;
 use crate::lookup::LookupSource;
 
 /// The rows of each asked key, or why the query failed.
-type Answer = Result<Vec<Vec<Arc<[u8]>>>, ConnectorError>;
+type Answer = Result<Vec<Vec<Bytes>>, ConnectorError>;
 
 /// One batch's keys and where to send the answer.
 struct Request {
@@ -105,7 +107,7 @@ async fn query(conn: &mut Option<Conn>, config: &SqlLookupConfig, keys: &[String
             Ok(Err(e)) => return Err(io(e)),
             Err(_) => return Err(io("timed out querying")),
         };
-    let mut by_key: HashMap<String, Vec<Arc<[u8]>>> = HashMap::new();
+    let mut by_key: HashMap<String, Vec<Bytes>> = HashMap::new();
     for row in rows {
         let columns = row.columns();
         let Some(at) = columns
@@ -124,7 +126,7 @@ async fn query(conn: &mut Option<Conn>, config: &SqlLookupConfig, keys: &[String
             obj.insert(col.name_str().into_owned(), json(v, col.column_type()));
         }
         let bytes = serde_json::to_vec(&Value::Object(obj)).map_err(io)?;
-        by_key.entry(key).or_default().push(Arc::from(bytes));
+        by_key.entry(key).or_default().push(Bytes::from(bytes));
     }
     Ok(keys
         .iter()

@@ -115,8 +115,7 @@ impl Source for PluginSource {
         let result = loop {
             match self.call(|s| s.poll().into_result()).await {
                 Ok(FfiPoll::Data(bytes)) => {
-                    let payload: Arc<[u8]> = bytes.as_slice().into();
-                    let message = RawMessage::new(payload, self.topic.clone());
+                    let message = RawMessage::new(bytes.into_vec(), self.topic.clone());
                     if let Err(e) = out.send(SourceEvent::Raw(vec![message])).await {
                         break Err(e);
                     }

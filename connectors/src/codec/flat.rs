@@ -1,0 +1,672 @@
+//! A fast decoder for the common case: one flat JSON object per message, into a schema of
+//! strings, floats, integers and booleans.
+//!
+//! arrow-json builds a tape of every token and then walks it once per column, which costs
+//! about twice the bytes' worth of work for the small flat objects IoT devices send. This
+//! decoder reads each message once, straight into the column builders. It accepts only input
+//! on which its result is the same as arrow-json's; anything else (an array payload, a nested
+//! value for a schema field, a number where a string is declared, an escaped key, a duplicate
+//! key, malformed JSON) makes it give up on the whole group, and the caller decodes the group
+//! with arrow-json, which also reports the errors.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringArray,
+};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+
+use crate::RawMessage;
+
+/// Nesting allowed in the values of keys outside the schema, which are skipped.
+const MAX_SKIP_DEPTH: usize = 64;
+
+/// Why the fast path gave up; the caller then takes the general path.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsupported;
+
+type Parsed<T> = Result<T, Unsupported>;
+
+/// The column types the fast path writes.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Utf8,
+    Float64,
+    Int64,
+    Boolean,
+}
+
+/// Decodes flat JSON objects for one schema; built once per stream.
+#[derive(Debug)]
+pub struct FlatDecoder {
+    schema: SchemaRef,
+    kinds: Vec<Kind>,
+    names: Vec<Box<[u8]>>,
+}
+
+impl FlatDecoder {
+    /// A decoder for `schema`, or None when a field has a type the fast path does not write.
+    pub fn new(schema: SchemaRef) -> Option<Self> {
+        let kinds = schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8 => Some(Kind::Utf8),
+                DataType::Float64 => Some(Kind::Float64),
+                DataType::Int64 => Some(Kind::Int64),
+                DataType::Boolean => Some(Kind::Boolean),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        if kinds.is_empty() {
+            return None;
+        }
+        let names = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_bytes().into())
+            .collect();
+        Some(FlatDecoder {
+            schema,
+            kinds,
+            names,
+        })
+    }
+
+    /// Decodes one row per message, or gives up.
+    pub fn decode(&self, messages: &[RawMessage]) -> Parsed<RecordBatch> {
+        let mut rows = Rows::new(self, messages);
+        for m in messages {
+            rows.push(&m.payload)?;
+        }
+        Ok(rows.finish())
+    }
+
+    fn field(&self, key: &[u8]) -> Option<usize> {
+        self.names.iter().position(|n| **n == *key)
+    }
+}
+
+/// A column being built.
+enum Builder {
+    /// Strings are gathered as bytes and checked as UTF-8 once per column, not per value.
+    Utf8(BinaryBuilder),
+    Float64(Float64Builder),
+    Int64(Int64Builder),
+    Boolean(BooleanBuilder),
+}
+
+impl Builder {
+    fn append_null(&mut self) {
+        match self {
+            Builder::Utf8(b) => b.append_null(),
+            Builder::Float64(b) => b.append_null(),
+            Builder::Int64(b) => b.append_null(),
+            Builder::Boolean(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Utf8(b) => Arc::new(
+                StringArray::try_from_binary(b.finish())
+                    .expect("strings are slices of UTF-8 payloads between ASCII quotes"),
+            ),
+            Builder::Float64(b) => Arc::new(b.finish()),
+            Builder::Int64(b) => Arc::new(b.finish()),
+            Builder::Boolean(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The rows of one group: builders, which fields the current row set, and the key order of
+/// the previous row (messages of one source usually list their keys in the same order).
+struct Rows<'d> {
+    decoder: &'d FlatDecoder,
+    builders: Vec<Builder>,
+    /// `set[f] == row` when the current row gave field `f` a value.
+    set: Vec<usize>,
+    row: usize,
+    /// (key, field) in the order the previous row listed them; None for keys outside the schema.
+    order: Vec<(Box<[u8]>, Option<usize>)>,
+}
+
+impl<'d> Rows<'d> {
+    fn new(decoder: &'d FlatDecoder, messages: &[RawMessage]) -> Self {
+        let n = messages.len();
+        let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
+        let builders = decoder
+            .kinds
+            .iter()
+            .map(|k| match k {
+                // Strings take a share of the payload bytes; the builder grows if it is more.
+                Kind::Utf8 => {
+                    Builder::Utf8(BinaryBuilder::with_capacity(n, bytes / decoder.kinds.len()))
+                }
+                Kind::Float64 => Builder::Float64(Float64Builder::with_capacity(n)),
+                Kind::Int64 => Builder::Int64(Int64Builder::with_capacity(n)),
+                Kind::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(n)),
+            })
+            .collect();
+        Rows {
+            decoder,
+            builders,
+            set: vec![usize::MAX; decoder.kinds.len()],
+            row: 0,
+            order: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let columns = self.builders.iter_mut().map(Builder::finish).collect();
+        RecordBatch::try_new(self.decoder.schema.clone(), columns)
+            .expect("every column has one value per row")
+    }
+
+    /// Appends the row of one message.
+    fn push(&mut self, payload: &[u8]) -> Parsed<()> {
+        // Outside strings valid JSON is ASCII, so a valid payload has valid strings: one check
+        // per message instead of one per string (arrow-json also rejects non-UTF-8 anywhere).
+        if !payload.is_ascii() && std::str::from_utf8(payload).is_err() {
+            return Err(Unsupported);
+        }
+        let mut p = Cursor { b: payload, i: 0 };
+        p.ws();
+        p.expect(b'{')?;
+        p.ws();
+        let mut position = 0;
+        if p.peek() == Some(b'}') {
+            p.i += 1;
+        } else {
+            loop {
+                let field = match self.predicted(position, &mut p) {
+                    Some(field) => field,
+                    None => {
+                        let key = p.key()?;
+                        self.field_at(position, key)
+                    }
+                };
+                p.ws();
+                p.expect(b':')?;
+                p.ws();
+                match field {
+                    Some(f) => {
+                        if self.set[f] == self.row {
+                            return Err(Unsupported); // a duplicate key
+                        }
+                        self.set[f] = self.row;
+                        p.value(&mut self.builders[f])?;
+                    }
+                    None => p.skip(0)?,
+                }
+                position += 1;
+                p.ws();
+                match p.next() {
+                    Some(b',') => p.ws(),
+                    Some(b'}') => break,
+                    _ => return Err(Unsupported),
+                }
+            }
+        }
+        p.ws();
+        if p.i != payload.len() {
+            return Err(Unsupported);
+        }
+        for (f, builder) in self.builders.iter_mut().enumerate() {
+            if self.set[f] != self.row {
+                builder.append_null();
+            }
+        }
+        self.row += 1;
+        Ok(())
+    }
+
+    /// When the key at the cursor is the previous row's `position`th key: reads it and returns
+    /// its field. A remembered key has no quote or backslash, so matching its bytes between two
+    /// quotes matches the whole key, without scanning it.
+    #[inline]
+    fn predicted(&self, position: usize, p: &mut Cursor<'_>) -> Option<Option<usize>> {
+        let (k, f) = self.order.get(position)?;
+        let end = p.i + 1 + k.len();
+        if p.b.get(p.i) == Some(&b'"') && p.b.get(end) == Some(&b'"') && same(k, &p.b[p.i + 1..end])
+        {
+            p.i = end + 1;
+            return Some(*f);
+        }
+        None
+    }
+
+    /// The field of the `position`th key, remembered for the next row.
+    fn field_at(&mut self, position: usize, key: &[u8]) -> Option<usize> {
+        let f = self.decoder.field(key);
+        let entry = (Box::from(key), f);
+        if position < self.order.len() {
+            self.order[position] = entry;
+        } else {
+            self.order.push(entry);
+        }
+        f
+    }
+}
+
+/// Byte equality for short keys: word compares instead of a call to `memcmp`.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last, overlapping word covers the rest.
+    i == n || word(a, n - 8) == word(b, n - 8)
+}
+
+/// Eight bytes from `at` as a little-endian word.
+#[inline]
+fn word(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The index of the first byte of `w` (little-endian) that is a quote or a backslash.
+#[inline]
+fn quote_or_backslash(w: u64) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    // The lowest flagged byte is exact (a borrow only flags bytes above a real zero byte).
+    let hits = zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')));
+    (hits != 0).then(|| hits.trailing_zeros() as usize / 8)
+}
+
+/// Exact powers of ten as f64 (every one up to 10^22 is representable).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A position in one payload (already checked to be UTF-8).
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek();
+        self.i += 1;
+        c
+    }
+
+    fn expect(&mut self, c: u8) -> Parsed<()> {
+        if self.next() == Some(c) {
+            Ok(())
+        } else {
+            Err(Unsupported)
+        }
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Parsed<()> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(Unsupported)
+        }
+    }
+
+    /// A key: a string without escapes.
+    fn key(&mut self) -> Parsed<&'a [u8]> {
+        match self.string()? {
+            (s, false) => Ok(s),
+            (_, true) => Err(Unsupported),
+        }
+    }
+
+    /// A string's raw bytes between the quotes, and whether it has escapes. Like arrow-json,
+    /// raw control characters pass through.
+    fn string(&mut self) -> Parsed<(&'a [u8], bool)> {
+        self.expect(b'"')?;
+        let start = self.i;
+        let mut escaped = false;
+        let mut i = start;
+        while i < self.b.len() {
+            // Eight bytes at a time up to the next quote or backslash.
+            while i + 8 <= self.b.len() {
+                match quote_or_backslash(word(self.b, i)) {
+                    Some(at) => {
+                        i += at;
+                        break;
+                    }
+                    None => i += 8,
+                }
+            }
+            let Some(&c) = self.b.get(i) else { break };
+            match c {
+                b'"' => {
+                    self.i = i + 1;
+                    return Ok((&self.b[start..i], escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    i += 2;
+                }
+                _ => i += 1,
+            }
+        }
+        Err(Unsupported)
+    }
+
+    /// A JSON number, checked against JSON's grammar: its text, and its value when it is an
+    /// integer or a decimal of at most 19 digits without exponent (`mantissa / 10^scale`).
+    fn number(&mut self) -> Parsed<Number<'a>> {
+        let start = self.i;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.i += 1;
+        }
+        let mut mantissa: u64 = 0;
+        let mut digits = 0usize;
+        match self.peek() {
+            Some(b'0') => {
+                self.i += 1;
+                digits = 1;
+            }
+            Some(b'1'..=b'9') => self.digits(&mut mantissa, &mut digits),
+            _ => return Err(Unsupported),
+        }
+        let mut scale = 0usize;
+        let mut exponent = false;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            let before = digits;
+            self.digits(&mut mantissa, &mut digits);
+            scale = digits - before;
+            if scale == 0 {
+                return Err(Unsupported);
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            exponent = true;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            let (mut ignored, mut exp_digits) = (0, 0);
+            self.digits(&mut ignored, &mut exp_digits);
+            if exp_digits == 0 {
+                return Err(Unsupported);
+            }
+        }
+        Ok(Number {
+            text: &self.b[start..self.i],
+            negative,
+            // 19 digits always fit a u64; more may have wrapped.
+            mantissa: (digits <= 19 && !exponent).then_some(mantissa),
+            scale,
+        })
+    }
+
+    /// Skips decimal digits, accumulating them into `mantissa` (wrapping past 19 digits).
+    #[inline]
+    fn digits(&mut self, mantissa: &mut u64, count: &mut usize) {
+        while let Some(c @ b'0'..=b'9') = self.peek() {
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            *count += 1;
+            self.i += 1;
+        }
+    }
+
+    /// Reads a value of a schema field into its column.
+    fn value(&mut self, builder: &mut Builder) -> Parsed<()> {
+        if self.peek() == Some(b'n') {
+            self.literal(b"null")?;
+            builder.append_null();
+            return Ok(());
+        }
+        match builder {
+            Builder::Utf8(b) => {
+                let (raw, escaped) = self.string()?;
+                if escaped {
+                    let quoted = &self.b[self.i - raw.len() - 2..self.i];
+                    let s: String = serde_json::from_slice(quoted).map_err(|_| Unsupported)?;
+                    b.append_value(s);
+                } else {
+                    // Checked as UTF-8 with the whole column when the batch is finished.
+                    b.append_value(raw);
+                }
+            }
+            Builder::Float64(b) => b.append_value(self.number()?.float()?),
+            Builder::Int64(b) => b.append_value(self.number()?.integer()?),
+            Builder::Boolean(b) => match self.peek() {
+                Some(b't') => {
+                    self.literal(b"true")?;
+                    b.append_value(true);
+                }
+                _ => {
+                    self.literal(b"false")?;
+                    b.append_value(false);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Skips a value of a key outside the schema.
+    fn skip(&mut self, depth: usize) -> Parsed<()> {
+        if depth > MAX_SKIP_DEPTH {
+            return Err(Unsupported);
+        }
+        match self.peek().ok_or(Unsupported)? {
+            b'"' => self.string().map(drop),
+            b'n' => self.literal(b"null"),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'[' => self.skip_items(b']', depth, false),
+            b'{' => self.skip_items(b'}', depth, true),
+            _ => self.number().map(drop),
+        }
+    }
+
+    /// Skips an array's or object's items, the opening bracket included.
+    fn skip_items(&mut self, close: u8, depth: usize, keyed: bool) -> Parsed<()> {
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            if keyed {
+                self.string()?;
+                self.ws();
+                self.expect(b':')?;
+                self.ws();
+            }
+            self.skip(depth + 1)?;
+            self.ws();
+            match self.next() {
+                Some(b',') => self.ws(),
+                Some(c) if c == close => return Ok(()),
+                _ => return Err(Unsupported),
+            }
+        }
+    }
+}
+
+/// A number as read: see [`Cursor::number`].
+struct Number<'a> {
+    text: &'a [u8],
+    negative: bool,
+    mantissa: Option<u64>,
+    scale: usize,
+}
+
+impl Number<'_> {
+    /// The value as f64, rounded as `str::parse` (and arrow-json) round it.
+    #[inline]
+    fn float(&self) -> Parsed<f64> {
+        match self.mantissa {
+            // Both operands are exact, and IEEE division rounds once: the correctly rounded
+            // value, without the general algorithm.
+            Some(m) if m <= 1 << 53 && self.scale < POW10.len() => {
+                let v = m as f64 / POW10[self.scale];
+                Ok(if self.negative { -v } else { v })
+            }
+            _ => std::str::from_utf8(self.text)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or(Unsupported),
+        }
+    }
+
+    /// The value as i64; a fraction, exponent or overflow is left to arrow-json (which
+    /// truncates fractions).
+    #[inline]
+    fn integer(&self) -> Parsed<i64> {
+        match self.mantissa {
+            Some(m) if self.scale == 0 => {
+                if self.negative {
+                    0i64.checked_sub_unsigned(m).ok_or(Unsupported)
+                } else {
+                    i64::try_from(m).map_err(|_| Unsupported)
+                }
+            }
+            _ => Err(Unsupported),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("device", DataType::Utf8, true),
+            Field::new("temperature", DataType::Float64, true),
+            Field::new("humidity", DataType::Int64, true),
+            Field::new("on", DataType::Boolean, true),
+        ]))
+    }
+
+    fn msgs(payloads: &[&str]) -> Vec<RawMessage> {
+        payloads
+            .iter()
+            .map(|p| RawMessage::new(p.as_bytes().to_vec(), "t".into()))
+            .collect()
+    }
+
+    /// The general path's result for the same messages.
+    fn general(payloads: &[&str]) -> RecordBatch {
+        let d = crate::codec::json::JsonDecoder::general(Some(schema()));
+        let out = d.decode(&msgs(payloads));
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        out.batches.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn agrees_with_arrow_json_where_it_decodes() {
+        let cases: &[&[&str]] = &[
+            &[
+                r#"{"device":"dev-1","temperature":21.5,"humidity":40,"ts":17,"on":true}"#,
+                r#" { "humidity" : -3 , "device" : "d\"2\u00e9" , "extra": {"a":[1,{"b":"}"}]} }"#,
+                r#"{}"#,
+                r#"{"temperature":25,"on":null,"device":null,"x":[]}"#,
+                r#"{"temperature":-0.0e-2,"humidity":9223372036854775807,"on":false}"#,
+                "{\"device\":\"tr\u{e8}s\",\"temperature\":1E3}\n",
+            ],
+            // Strings longer than a word, quotes and escapes at every offset of one.
+            &[
+                r#"{"device":"abcdefgh","temperature":1}"#,
+                r#"{"device":"abcdefghijklmnopq\"rst\\","temperature":2}"#,
+                r#"{"device":"a\"","temperature":3}"#,
+                r#"{"device":"abcdefg\u00e9hi\n","temperature":4,"extra":"12345678\"9"}"#,
+                r#"{"device":"ééééééééé","temperature":5}"#,
+            ],
+            // Numbers on both sides of the exact-division shortcut.
+            &[
+                r#"{"temperature":0.1,"humidity":-9223372036854775808}"#,
+                r#"{"temperature":123456789012345678,"humidity":0}"#,
+                r#"{"temperature":9007199254740993.5,"humidity":-0}"#,
+                r#"{"temperature":1.7976931348623157e308}"#,
+                r#"{"temperature":5e-324}"#,
+                r#"{"temperature":-0.000000000000000000000123}"#,
+                r#"{"temperature":12345678901234567890123}"#,
+                "{\"device\":\"a\tb\"}",
+            ],
+            // Keys in another order than the previous row's, and an unknown key where a
+            // known one was before.
+            &[
+                r#"{"a":1,"device":"x","temperature":2}"#,
+                r#"{"temperature":3,"device":"y","a":1}"#,
+                r#"{"device":"z","a":1,"temperature":4}"#,
+            ],
+        ];
+        let flat = FlatDecoder::new(schema()).unwrap();
+        for payloads in cases {
+            let fast = flat.decode(&msgs(payloads)).expect("flat objects decode");
+            assert_eq!(fast, general(payloads), "{payloads:?}");
+        }
+    }
+
+    #[test]
+    fn gives_up_where_arrow_json_decides() {
+        let flat = FlatDecoder::new(schema()).unwrap();
+        for payload in [
+            r#"[{"device":"a"}]"#,
+            r#"{"device":1}"#,
+            r#"{"temperature":"21.5"}"#,
+            r#"{"humidity":40.5}"#,
+            r#"{"humidity":99999999999999999999}"#,
+            r#"{"device":"a","device":"b"}"#,
+            r#"{"dev\u0069ce":"a"}"#,
+            r#"{"device":"a"} x"#,
+            r#"{"device":"a""#,
+            r#"{"device":"abcdefghijklmnop"#,
+            r#"{"device":"abcdefghijklmno\"#,
+            r#"{"temperature":01}"#,
+            r#"{"temperature":1.}"#,
+            r#"{"on":"yes"}"#,
+            r#"{"x":{"y":[1,2}}"#,
+        ] {
+            assert_eq!(
+                flat.decode(&msgs(&[payload])),
+                Err(Unsupported),
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn nested_types_are_not_for_the_fast_path() {
+        let s = Arc::new(Schema::new(vec![Field::new(
+            "tags",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        )]));
+        assert!(FlatDecoder::new(s).is_none());
+    }
+}
