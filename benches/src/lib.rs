@@ -161,7 +161,7 @@ impl Iterator for Generator {
 #[derive(Debug, Clone)]
 pub struct Workload {
     /// One JSON object per message.
-    pub payloads: Vec<Arc<[u8]>>,
+    pub payloads: Vec<bytes::Bytes>,
     /// How many of them have `temperature > 20`.
     pub hot: u64,
     /// Total payload bytes.
@@ -184,7 +184,7 @@ impl Workload {
             r.write_json(&mut buf);
             hot += u64::from(r.is_hot());
             bytes += buf.len() as u64;
-            payloads.push(Arc::from(buf.as_slice()));
+            payloads.push(bytes::Bytes::copy_from_slice(&buf));
         }
         Workload {
             payloads,
@@ -196,7 +196,7 @@ impl Workload {
 
     /// The messages packed `per` at a time into JSON arrays (`[{..},{..}]`), the last one
     /// possibly shorter. The JSON decoder flattens an array payload into one row per object.
-    pub fn packed(&self, per: usize) -> Vec<Arc<[u8]>> {
+    pub fn packed(&self, per: usize) -> Vec<bytes::Bytes> {
         let per = per.max(1);
         self.payloads
             .chunks(per)
@@ -211,7 +211,7 @@ impl Workload {
                     out.extend_from_slice(p);
                 }
                 out.push(b']');
-                Arc::from(out)
+                bytes::Bytes::from(out)
             })
             .collect()
     }

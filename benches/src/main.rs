@@ -24,7 +24,6 @@
 //! process exits non-zero.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -122,7 +121,7 @@ struct RunResult {
 fn run_once(
     window: bool,
     workers: usize,
-    payloads: &[Arc<[u8]>],
+    payloads: &[bytes::Bytes],
     batch: usize,
     timeout: Duration,
 ) -> anyhow::Result<RunResult> {
@@ -186,7 +185,7 @@ fn run_once(
         .map_err(|e| anyhow::anyhow!("create rule: {e}"))?;
 
     // Cloning the Arcs happens before the clock starts.
-    let payloads: Vec<Arc<[u8]>> = payloads.to_vec();
+    let payloads: Vec<bytes::Bytes> = payloads.to_vec();
     let (seconds, finished) = rt.block_on(async {
         let started = Instant::now();
         let publisher_bus = bus.clone();

@@ -37,6 +37,14 @@ impl RawMessage {
 pub enum SourceEvent {
     /// Undecoded messages; decoded on the workers.
     Raw(Vec<RawMessage>),
+    /// Undecoded messages one per line (a file's read block, cut at a line end): the workers
+    /// split and decode them, so the reader does no per-line work. Blank lines are skipped.
+    Lines {
+        /// Whole lines, each ended by `\n` (the last one may be unended).
+        block: bytes::Bytes,
+        /// Where they came from, for `meta(topic)`.
+        topic: std::sync::Arc<str>,
+    },
     /// Rows that are already Arrow (e.g. from a memory topic another rule publishes to).
     Batch(RecordBatch),
     /// Messages decoded once for every rule of a shared stream: the rows (metadata columns
@@ -50,6 +58,19 @@ pub enum SourceEvent {
 }
 
 impl SourceEvent {
+    /// The undecoded messages of a `Raw` or `Lines` event, one per message; None for rows.
+    pub fn into_messages(self) -> Option<Vec<RawMessage>> {
+        match self {
+            SourceEvent::Raw(messages) => Some(messages),
+            SourceEvent::Lines { block, topic } => Some(
+                crate::codec::flat::lines(&block)
+                    .map(|(start, end)| RawMessage::new(block.slice(start..end), topic.clone()))
+                    .collect(),
+            ),
+            SourceEvent::Batch(_) | SourceEvent::Decoded { .. } => None,
+        }
+    }
+
     /// The event's rows: raw messages decoded with `decoder`, Arrow rows as they are, rows
     /// decoded upstream as they came. Returns how many messages (or rows) the event held.
     pub fn decode(
@@ -61,6 +82,10 @@ impl SourceEvent {
                 messages.len(),
                 std::sync::Arc::new(decoder.decode(&messages)),
             ),
+            SourceEvent::Lines { block, topic } => {
+                let (messages, decoded) = decoder.decode_lines(&block, &topic);
+                (messages, std::sync::Arc::new(decoded))
+            }
             SourceEvent::Batch(b) => (
                 b.num_rows(),
                 std::sync::Arc::new(crate::codec::json::Decoded {
@@ -83,6 +108,9 @@ pub struct SourceOutput {
     queues: Vec<mpsc::Sender<SourceEvent>>,
     wake: WakeFn,
     next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Set when one worker reads every row: a source that has a thread of its own may decode
+    /// there (see [`SourceOutput::predecode`]), in parallel with the worker.
+    decoder: Option<crate::codec::json::JsonDecoder>,
 }
 
 impl std::fmt::Debug for SourceOutput {
@@ -104,6 +132,27 @@ impl SourceOutput {
             queues,
             wake,
             next: Default::default(),
+            decoder: None,
+        }
+    }
+
+    /// Lets sources decode before sending. The engine sets it for rules whose rows one worker
+    /// reads in order (event time and the like): that worker would otherwise decode every
+    /// row while the others wait for its output.
+    pub fn with_decoder(mut self, decoder: crate::codec::json::JsonDecoder) -> Self {
+        self.decoder = Some(decoder);
+        self
+    }
+
+    /// The event decoded here when a decoder is set (raw messages only), else as it is. Meant
+    /// for a source's own blocking thread, never the async runtime's.
+    pub fn predecode(&self, event: SourceEvent) -> SourceEvent {
+        match (&self.decoder, event) {
+            (Some(d), e @ (SourceEvent::Raw(_) | SourceEvent::Lines { .. })) => {
+                let (messages, decoded) = e.decode(d);
+                SourceEvent::Decoded { messages, decoded }
+            }
+            (_, e) => e,
         }
     }
 

@@ -49,7 +49,7 @@ impl RunningSource {
     async fn next_within(&mut self, within: Duration) -> Vec<RawMessage> {
         match tokio::time::timeout(within, self.rx.recv()).await {
             Ok(Some(SourceEvent::Raw(msgs))) => msgs,
-            Ok(Some(SourceEvent::Batch(_) | SourceEvent::Decoded { .. })) => {
+            Ok(Some(_)) => {
                 panic!("an MQTT source sends raw messages")
             }
             Ok(None) => panic!("the source stopped: {:?}", self.task),
@@ -65,7 +65,7 @@ impl RunningSource {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.rx.recv()).await {
                 Ok(Some(SourceEvent::Raw(msgs))) => got.extend(msgs),
-                Ok(Some(SourceEvent::Batch(_) | SourceEvent::Decoded { .. })) => {
+                Ok(Some(_)) => {
                     panic!("an MQTT source sends raw messages")
                 }
                 Ok(None) => panic!("the source stopped"),

@@ -994,10 +994,11 @@ impl Engine {
             let feed = index.feed.clone();
             feed.acquire(index);
         }
+        let dataflow_decoder = JsonDecoder::new(stream.arrow_schema(), uses_meta);
         let dataflow = Arc::new(RuleDataflow {
             key: key.clone(),
             plan: plan.clone(),
-            decoder: JsonDecoder::new(stream.arrow_schema(), uses_meta),
+            decoder: dataflow_decoder.clone(),
             ingest: Mutex::new(ingest_rx.into_iter().map(Some).collect()),
             activators: activators.clone(),
             sinks: sink_senders,
@@ -1077,7 +1078,12 @@ impl Engine {
                 error.clone(),
             )?);
         }
-        let out = SourceOutput::new(ingest_tx, wake);
+        let mut out = SourceOutput::new(ingest_tx, wake);
+        if ordered {
+            // One worker reads every row: a source with a thread of its own (the file source)
+            // decodes there, so decoding runs in parallel with that worker's windows.
+            out = out.with_decoder(dataflow_decoder);
+        }
         let (source_handle, connection) = if stream.options.shared {
             let subscriber = Subscriber {
                 key: key.clone(),
@@ -1229,10 +1235,10 @@ impl Engine {
         let fanout = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
                 let event = match (event, &decoder) {
-                    (SourceEvent::Raw(messages), Some(decoder)) => SourceEvent::Decoded {
-                        messages: messages.len(),
-                        decoded: Arc::new(decoder.decode(&messages)),
-                    },
+                    (e @ (SourceEvent::Raw(_) | SourceEvent::Lines { .. }), Some(decoder)) => {
+                        let (messages, decoded) = e.decode(decoder);
+                        SourceEvent::Decoded { messages, decoded }
+                    }
                     (other, _) => other,
                 };
                 let targets: Vec<(String, SourceOutput)> = subs

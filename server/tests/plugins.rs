@@ -729,15 +729,15 @@ fn bench_plugin_sink_against_a_builtin_sink() {
         ])
         .expect("batch")
     };
-    let json: std::sync::Arc<[u8]> = {
+    let json: Vec<u8> = {
         let rows: Vec<Value> = (0..rows)
             .map(|i| json!({"device": format!("dev{}", i % 16), "temperature": (i % 50) as f64}))
             .collect();
-        serde_json::to_vec(&rows).expect("json").into()
+        serde_json::to_vec(&rows).expect("json")
     };
     let bus = engine.connectors().memory().clone();
     for (input, payload) in [
-        ("JSON messages", MemoryPayload::Json(json)),
+        ("JSON messages", MemoryPayload::Json(json.into())),
         ("Arrow batches", MemoryPayload::Batch(batch)),
     ] {
         let mut best = [f64::MAX; 2];

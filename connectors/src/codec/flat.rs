@@ -76,9 +76,21 @@ impl FlatDecoder {
 
     /// Decodes one row per message, or gives up.
     pub fn decode(&self, messages: &[RawMessage]) -> Parsed<RecordBatch> {
-        let mut rows = Rows::new(self, messages);
+        let bytes = messages.iter().map(|m| m.payload.len()).sum();
+        let mut rows = Rows::new(self, messages.len(), bytes);
         for m in messages {
             rows.push(&m.payload)?;
+        }
+        Ok(rows.finish())
+    }
+
+    /// Decodes one row per non-blank line of `block` (see [`lines`]), or gives up.
+    pub fn decode_lines(&self, block: &[u8]) -> Parsed<RecordBatch> {
+        // A guess at the row count from the first line's length; the builders grow if needed.
+        let first = memchr::memchr(b'\n', block).unwrap_or(block.len()) + 1;
+        let mut rows = Rows::new(self, block.len() / first + 1, block.len());
+        for (start, end) in lines(block) {
+            rows.push(&block[start..end])?;
         }
         Ok(rows.finish())
     }
@@ -133,9 +145,8 @@ struct Rows<'d> {
 }
 
 impl<'d> Rows<'d> {
-    fn new(decoder: &'d FlatDecoder, messages: &[RawMessage]) -> Self {
-        let n = messages.len();
-        let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
+    /// Builders for about `n` rows from about `bytes` bytes of JSON.
+    fn new(decoder: &'d FlatDecoder, n: usize, bytes: usize) -> Self {
         let builders = decoder
             .kinds
             .iter()
@@ -248,6 +259,26 @@ impl<'d> Rows<'d> {
         }
         f
     }
+}
+
+/// The (start, end) of each non-blank line of `block`: lines end at `\n`; a `\r` before it
+/// is not part of the line; a line of whitespace only is skipped (as the file source does).
+pub fn lines(block: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        while start < block.len() {
+            let end = memchr::memchr(b'\n', &block[start..]).map_or(block.len(), |n| start + n);
+            let line = (
+                start,
+                end - usize::from(end > start && block[end - 1] == b'\r'),
+            );
+            start = end + 1;
+            if !block[line.0..line.1].iter().all(u8::is_ascii_whitespace) {
+                return Some(line);
+            }
+        }
+        None
+    })
 }
 
 /// Byte equality for short keys: word compares instead of a call to `memcmp`.

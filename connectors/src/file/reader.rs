@@ -19,7 +19,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::config::{FileSourceConfig, FileType};
-use crate::{ConnectorError, RawMessage};
+use crate::{ConnectorError, RawMessage, SourceEvent};
 
 /// Rows per chunk (one `SourceEvent::Raw` each): large enough to amortise the per-event cost
 /// on the workers, small enough that a chunk of ~100-byte rows stays around 100 KB.
@@ -29,7 +29,7 @@ pub const CHUNK_ROWS: usize = 1024;
 const READ_BUFFER: usize = 256 * 1024;
 
 /// Takes one chunk of rows; returns false when nobody wants more (the rule stopped).
-pub type Emit<'a> = dyn FnMut(Vec<RawMessage>) -> bool + Send + 'a;
+pub type Emit<'a> = dyn FnMut(SourceEvent) -> bool + Send + 'a;
 
 /// Reads every input file once. Returns the number of rows emitted, or `None` when the
 /// receiver went away before the end.
@@ -46,6 +46,13 @@ pub fn read_input(
         let mut rows = Rows::new(topic, config.send_interval, emit);
         let finished = match file_type {
             // Lines and CSV read blocks of their own (no BufReader); JSON streams from one.
+            FileType::Lines
+                if config.ignore_start_lines == 0
+                    && config.ignore_end_lines == 0
+                    && config.send_interval.is_none() =>
+            {
+                read_blocks(opened, &mut rows)
+            }
             FileType::Lines => read_lines(opened, config, &mut rows),
             FileType::Csv => read_csv(opened, config, &mut rows),
             FileType::Json => read_json(BufReader::with_capacity(READ_BUFFER, opened), &mut rows),
@@ -135,7 +142,12 @@ impl<'e, 'a> Rows<'e, 'a> {
             return true;
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
-        if !(self.emit)(chunk) {
+        self.send(SourceEvent::Raw(chunk))
+    }
+
+    /// Sends one event; false when the receiver is gone.
+    fn send(&mut self, event: SourceEvent) -> bool {
+        if !(self.emit)(event) {
             self.stopped = true;
             return false;
         }
@@ -236,6 +248,55 @@ impl<R: Read> LineReader<R> {
             }
         }
     }
+}
+
+/// `fileType: lines` without skipped lines or pauses: the file goes out in blocks of whole
+/// lines ([`SourceEvent::Lines`]), and the workers split and decode them, so the reader does
+/// no per-line work at all.
+fn read_blocks(mut file: impl Read, rows: &mut Rows) -> Result<bool, String> {
+    let mut block = BytesMut::new();
+    let mut first = true;
+    let mut eof = false;
+    while !eof {
+        let filled = block.len();
+        block.reserve(READ_BUFFER);
+        block.resize(filled + READ_BUFFER, 0);
+        let read = loop {
+            match file.read(&mut block[filled..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        block.truncate(filled + read);
+        eof = read == 0;
+        if std::mem::take(&mut first) && block.starts_with(b"\xEF\xBB\xBF") {
+            block.advance(3);
+        }
+        // Up to the last line end; a line longer than the block waits for the next read.
+        let whole = if eof {
+            block.len()
+        } else {
+            match memchr::memrchr(b'\n', &block[filled..]) {
+                Some(n) => filled + n + 1,
+                None => continue,
+            }
+        };
+        if whole == 0 {
+            continue;
+        }
+        let lines = block.split_to(whole).freeze();
+        rows.count += memchr::memchr_iter(b'\n', &lines).count() as u64
+            + u64::from(lines.last() != Some(&b'\n'));
+        let topic = rows.topic.clone();
+        if !rows.send(SourceEvent::Lines {
+            block: lines,
+            topic,
+        }) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// `fileType: lines`: every non-blank line is one JSON object, passed on undecoded (the

@@ -70,12 +70,14 @@ impl Source for MqttSource {
         let _disconnect = DisconnectOnDrop(self.state.clone());
         let mut backoff = Backoff::new();
         let mut failures = 0u64;
+        // Messages on one topic share its name instead of allocating it per message.
+        let mut topic: Option<Arc<str>> = None;
         loop {
             let mut batch = Vec::new();
             let mut failed = None;
             let mut next = Some(eventloop.poll().await);
             while let Some(event) = next.take() {
-                match self.handle(&client, event, &mut backoff, &mut failures) {
+                match self.handle(&client, event, &mut backoff, &mut failures, &mut topic) {
                     Step::Nothing => {}
                     Step::Message(msg) => batch.push(msg),
                     Step::Failed(e) => {
@@ -124,12 +126,16 @@ impl MqttSource {
         event: Result<Event, ConnectionError>,
         backoff: &mut Backoff,
         failures: &mut u64,
+        last_topic: &mut Option<Arc<str>>,
     ) -> Step {
         let config = &self.config;
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => Step::Message(RawMessage {
                 payload: p.payload,
-                topic: Arc::from(p.topic.as_str()),
+                topic: match last_topic {
+                    Some(t) if **t == *p.topic => t.clone(),
+                    _ => last_topic.insert(Arc::from(p.topic.as_str())).clone(),
+                },
                 qos: Some(p.qos as u8),
                 message_id: Some(p.pkid),
             }),
