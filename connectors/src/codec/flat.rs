@@ -86,9 +86,11 @@ impl FlatDecoder {
 
     /// Decodes one row per non-blank line of `block` (see [`lines`]), or gives up.
     pub fn decode_lines(&self, block: &[u8]) -> Parsed<RecordBatch> {
-        // A guess at the row count from the first line's length; the builders grow if needed.
+        // A guess at the row count from the first line's length (at least 16 bytes, so a
+        // block starting with a blank line reserves no more than that allows); the builders
+        // grow if needed.
         let first = memchr::memchr(b'\n', block).unwrap_or(block.len()) + 1;
-        let mut rows = Rows::new(self, block.len() / first + 1, block.len());
+        let mut rows = Rows::new(self, block.len() / first.max(16) + 1, block.len());
         for (start, end) in lines(block) {
             rows.push(&block[start..end])?;
         }
@@ -504,13 +506,24 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// Skips a string outside the schema. arrow-json reads those too and fails on a bad escape
+    /// (`\q`, a lone surrogate), so escaped ones are checked the same way.
+    fn skip_string(&mut self) -> Parsed<()> {
+        let (raw, escaped) = self.string()?;
+        if escaped {
+            let quoted = &self.b[self.i - raw.len() - 2..self.i];
+            serde_json::from_slice::<String>(quoted).map_err(|_| Unsupported)?;
+        }
+        Ok(())
+    }
+
     /// Skips a value of a key outside the schema.
     fn skip(&mut self, depth: usize) -> Parsed<()> {
         if depth > MAX_SKIP_DEPTH {
             return Err(Unsupported);
         }
         match self.peek().ok_or(Unsupported)? {
-            b'"' => self.string().map(drop),
+            b'"' => self.skip_string(),
             b'n' => self.literal(b"null"),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
@@ -530,7 +543,7 @@ impl<'a> Cursor<'a> {
         }
         loop {
             if keyed {
-                self.string()?;
+                self.skip_string()?;
                 self.ws();
                 self.expect(b':')?;
                 self.ws();
@@ -682,6 +695,11 @@ mod tests {
             r#"{"temperature":1.}"#,
             r#"{"on":"yes"}"#,
             r#"{"x":{"y":[1,2}}"#,
+            // Bad escapes outside the schema: arrow-json reads those strings too, and fails.
+            r#"{"device":"d1","path":"C:\Users\x"}"#,
+            r#"{"device":"d1","x":"\ud800"}"#,
+            r#"{"device":"d1","x":"\u12"}"#,
+            r#"{"device":"d1","x":{"a\q":1}}"#,
         ] {
             assert_eq!(
                 flat.decode(&msgs(&[payload])),

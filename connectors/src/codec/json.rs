@@ -95,7 +95,7 @@ impl JsonDecoder {
         }
         .into_messages()
         .unwrap_or_default();
-        (messages.len(), self.decode(&messages))
+        (messages.len(), self.decode_general(&messages))
     }
 
     /// Decodes `messages`.
@@ -103,18 +103,26 @@ impl JsonDecoder {
         if messages.is_empty() {
             return Decoded::default();
         }
+        if let Some(Ok(batch)) = self.flat.as_ref().map(|f| f.decode(messages)) {
+            let counts = if self.with_topic {
+                vec![1; messages.len()]
+            } else {
+                Vec::new()
+            };
+            return Decoded {
+                batches: vec![self.with_meta(batch, messages, &counts)],
+                errors: Vec::new(),
+            };
+        }
+        self.decode_general(messages)
+    }
+
+    /// Decodes `messages` without the fast path (which gave up on them, or does not apply).
+    fn decode_general(&self, messages: &[RawMessage]) -> Decoded {
+        if messages.is_empty() {
+            return Decoded::default();
+        }
         if let Some(schema) = &self.schema {
-            if let Some(Ok(batch)) = self.flat.as_ref().map(|f| f.decode(messages)) {
-                let counts = if self.with_topic {
-                    vec![1; messages.len()]
-                } else {
-                    Vec::new()
-                };
-                return Decoded {
-                    batches: vec![self.with_meta(batch, messages, &counts)],
-                    errors: Vec::new(),
-                };
-            }
             return self.decode_group(schema.clone(), messages, false);
         }
         // Schemaless: a field may be a number in one message and a string in the next. eKuiper
