@@ -58,6 +58,18 @@ pub enum SourceEvent {
 }
 
 impl SourceEvent {
+    /// Raw messages (`Raw`, `Lines`) decoded once into a `Decoded` event, to be passed on to
+    /// rules that then skip decoding; rows are returned as they are.
+    pub fn decoded_with(self, decoder: &crate::codec::json::JsonDecoder) -> SourceEvent {
+        match self {
+            e @ (SourceEvent::Raw(_) | SourceEvent::Lines { .. }) => {
+                let (messages, decoded) = e.decode(decoder);
+                SourceEvent::Decoded { messages, decoded }
+            }
+            e => e,
+        }
+    }
+
     /// The undecoded messages of a `Raw` or `Lines` event, one per message; None for rows.
     pub fn into_messages(self) -> Option<Vec<RawMessage>> {
         match self {
@@ -147,12 +159,9 @@ impl SourceOutput {
     /// The event decoded here when a decoder is set (raw messages only), else as it is. Meant
     /// for a source's own blocking thread, never the async runtime's.
     pub fn predecode(&self, event: SourceEvent) -> SourceEvent {
-        match (&self.decoder, event) {
-            (Some(d), e @ (SourceEvent::Raw(_) | SourceEvent::Lines { .. })) => {
-                let (messages, decoded) = e.decode(d);
-                SourceEvent::Decoded { messages, decoded }
-            }
-            (_, e) => e,
+        match &self.decoder {
+            Some(d) => event.decoded_with(d),
+            None => event,
         }
     }
 

@@ -1234,12 +1234,9 @@ impl Engine {
             .map(|def| JsonDecoder::new(def.arrow_schema(), true));
         let fanout = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
-                let event = match (event, &decoder) {
-                    (e @ (SourceEvent::Raw(_) | SourceEvent::Lines { .. }), Some(decoder)) => {
-                        let (messages, decoded) = e.decode(decoder);
-                        SourceEvent::Decoded { messages, decoded }
-                    }
-                    (other, _) => other,
+                let event = match &decoder {
+                    Some(decoder) => event.decoded_with(decoder),
+                    None => event,
                 };
                 let targets: Vec<(String, SourceOutput)> = subs
                     .lock()

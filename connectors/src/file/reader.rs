@@ -201,17 +201,8 @@ impl<R: Read> LineReader<R> {
                 return Ok((!self.block.is_empty()).then(|| self.block.split().freeze()));
             }
             // A new block; the unfinished line moves to its start (a copy of one line at most).
-            let filled = self.block.len();
-            self.block.reserve(READ_BUFFER);
-            self.block.resize(filled + READ_BUFFER, 0);
-            let read = loop {
-                match self.inner.read(&mut self.block[filled..]) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    other => break other,
-                }
-            }
-            .map_err(|e| format!("line {}: {e}", self.line_no + 1))?;
-            self.block.truncate(filled + read);
+            let read = read_more(&mut self.inner, &mut self.block)
+                .map_err(|e| format!("line {}: {e}", self.line_no + 1))?;
             self.eof = read == 0;
         }
     }
@@ -250,6 +241,23 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// Appends up to [`READ_BUFFER`] bytes from `input` to `block`; returns how many (0 at the end).
+/// When earlier bytes of `block` are still shared with rows sent on, the unread rest moves to
+/// a new allocation.
+fn read_more(input: &mut impl Read, block: &mut BytesMut) -> std::io::Result<usize> {
+    let filled = block.len();
+    block.reserve(READ_BUFFER);
+    block.resize(filled + READ_BUFFER, 0);
+    let read = loop {
+        match input.read(&mut block[filled..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    block.truncate(filled + read.as_ref().map_or(0, |n| *n));
+    read
+}
+
 /// `fileType: lines` without skipped lines or pauses: the file goes out in blocks of whole
 /// lines ([`SourceEvent::Lines`]), and the workers split and decode them, so the reader does
 /// no per-line work at all.
@@ -259,16 +267,7 @@ fn read_blocks(mut file: impl Read, rows: &mut Rows) -> Result<bool, String> {
     let mut eof = false;
     while !eof {
         let filled = block.len();
-        block.reserve(READ_BUFFER);
-        block.resize(filled + READ_BUFFER, 0);
-        let read = loop {
-            match file.read(&mut block[filled..]) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        }
-        .map_err(|e| e.to_string())?;
-        block.truncate(filled + read);
+        let read = read_more(&mut file, &mut block).map_err(|e| e.to_string())?;
         eof = read == 0;
         if std::mem::take(&mut first) && block.starts_with(b"\xEF\xBB\xBF") {
             block.advance(3);
