@@ -2,8 +2,9 @@
 //!
 //! Streams with a schema decode straight into the schema's types (unknown keys are ignored,
 //! missing keys are null): flat objects of scalar fields through [`FlatDecoder`], everything
-//! else, and any group the fast path gives up on, through arrow-json's tape decoder. Schemaless streams infer a schema
-//! per batch, with every JSON number as FLOAT (eKuiper's rule for schemaless data).
+//! else, and any group the fast path gives up on, through arrow-json's tape decoder.
+//! Schemaless streams infer a schema per batch, with every JSON number as FLOAT (eKuiper's
+//! rule for schemaless data).
 //!
 //! A batch is first decoded in one pass; only if that fails is it decoded message by message, so
 //! one malformed message costs its own row (reported in [`Decoded::errors`]) and nothing else.
