@@ -350,6 +350,43 @@ impl LogicalPlan {
         }
     }
 
+    /// The columns the plan's expressions name (every stream column it reads, and its own
+    /// hidden columns), or `None` when it reads whole rows: a `*`
+    /// in SELECT, an aggregate over whole rows (`collect(*)`, `merge_agg(*)`,
+    /// `deduplicate`), a join of streams, or no projection at all. Columns that operators
+    /// read outside expressions (the event-time field) are the caller's to add.
+    pub fn columns_read(&self) -> Option<std::collections::BTreeSet<String>> {
+        let mut projected = false;
+        for node in self.chain() {
+            match node {
+                LogicalPlan::Project { items, .. } => {
+                    if items
+                        .iter()
+                        .any(|i| matches!(i, ProjectItem::Wildcard { .. }))
+                    {
+                        return None;
+                    }
+                    projected = true;
+                }
+                LogicalPlan::Aggregate { spec, .. } if spec.aggs.iter().any(|a| a.whole_row) => {
+                    return None;
+                }
+                LogicalPlan::JoinStreams { .. } => return None,
+                _ => {}
+            }
+        }
+        if !projected {
+            return None;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        self.visit_exprs(&mut |e| {
+            if let Expr::Column { name, .. } = e {
+                names.insert(name.clone());
+            }
+        });
+        Some(names)
+    }
+
     /// This node and the ones below it, down to the scan (the plan is a chain).
     pub fn chain(&self) -> impl Iterator<Item = &LogicalPlan> {
         std::iter::successors(Some(self), |n| n.input())
@@ -510,5 +547,63 @@ impl RulePlan {
     /// The plan as text.
     pub fn explain(&self) -> String {
         self.plan.explain()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::{Registry, compile_rule, parse_create};
+
+    /// What `sql` reads from a stream `demo(device, temperature, humidity, ts)`.
+    fn read(sql: &str) -> Option<Vec<String>> {
+        let def = parse_create(
+            r#"CREATE STREAM demo (device STRING, temperature FLOAT, humidity BIGINT, ts BIGINT)
+               WITH (DATASOURCE="demo", FORMAT="JSON")"#,
+        )
+        .unwrap();
+        let catalog = HashMap::from([("demo".to_string(), def)]);
+        let plan = compile_rule(sql, &catalog, Registry::builtin()).unwrap();
+        // Names of the plan's own hidden columns (aggregate results) come along; the
+        // decoder matches only stream fields.
+        let read = plan.plan.columns_read()?;
+        Some(read.into_iter().filter(|c| !c.starts_with("__")).collect())
+    }
+
+    #[test]
+    fn columns_read_are_every_column_an_expression_names() {
+        let cols = |c: &[&str]| Some(c.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            read("SELECT device, temperature FROM demo WHERE temperature > 20"),
+            cols(&["device", "temperature"])
+        );
+        assert_eq!(
+            read(
+                "SELECT device, avg(temperature), count(*), max(humidity) FROM demo \
+                 GROUP BY device, TUMBLINGWINDOW(ss, 10)"
+            ),
+            cols(&["device", "humidity", "temperature"])
+        );
+        assert_eq!(
+            read("SELECT upper(device) AS d FROM demo ORDER BY ts"),
+            cols(&["device", "ts"])
+        );
+        assert_eq!(
+            read("SELECT count(*) FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)"),
+            cols(&[])
+        );
+    }
+
+    #[test]
+    fn whole_rows_read_every_column() {
+        for sql in [
+            "SELECT * FROM demo",
+            "SELECT *, temperature * 2 AS t2 FROM demo",
+            "SELECT collect(*) FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)",
+            "SELECT deduplicate(device, false) FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)",
+        ] {
+            assert_eq!(read(sql), None, "{sql}");
+        }
     }
 }

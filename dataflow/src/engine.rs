@@ -994,7 +994,13 @@ impl Engine {
             let feed = index.feed.clone();
             feed.acquire(index);
         }
-        let dataflow_decoder = JsonDecoder::new(stream.arrow_schema(), uses_meta);
+        // The fast JSON path converts only what the rule reads (and the watermark's field).
+        let columns = plan.columns_read().map(|mut c| {
+            c.extend(event_time.as_ref().map(|e| e.field.clone()));
+            c
+        });
+        let dataflow_decoder =
+            JsonDecoder::new(stream.arrow_schema(), uses_meta).reading(columns.as_ref());
         let dataflow = Arc::new(RuleDataflow {
             key: key.clone(),
             plan: plan.clone(),

@@ -43,6 +43,9 @@ pub struct FlatDecoder {
     schema: SchemaRef,
     kinds: Vec<Kind>,
     names: Vec<Box<[u8]>>,
+    /// The columns the rule reads. The others are checked as they would be decoded (so the
+    /// same input gives up) but left null.
+    read: Vec<bool>,
 }
 
 impl FlatDecoder {
@@ -67,11 +70,31 @@ impl FlatDecoder {
             .iter()
             .map(|f| f.name().as_bytes().into())
             .collect();
+        let read = vec![true; kinds.len()];
         Some(FlatDecoder {
             schema,
             kinds,
             names,
+            read,
         })
+    }
+
+    /// The same decoder, filling only the columns named in `columns` (in any ASCII case); the
+    /// others are null.
+    pub fn reading(&self, columns: &std::collections::BTreeSet<String>) -> Self {
+        FlatDecoder {
+            schema: self.schema.clone(),
+            kinds: self.kinds.clone(),
+            names: self.names.clone(),
+            read: self
+                .schema
+                .fields()
+                .iter()
+                // Names are matched as expressions look columns up: exactly, else ignoring
+                // ASCII case.
+                .map(|f| columns.iter().any(|c| c.eq_ignore_ascii_case(f.name())))
+                .collect(),
+        }
     }
 
     /// Decodes one row per message, or gives up.
@@ -104,6 +127,8 @@ impl FlatDecoder {
 
 /// A column being built.
 enum Builder {
+    /// A column the rule does not read: null in every row.
+    Unread(DataType),
     /// Strings are gathered as bytes and checked as UTF-8 once per column, not per value.
     Utf8(BinaryBuilder),
     Float64(Float64Builder),
@@ -114,6 +139,7 @@ enum Builder {
 impl Builder {
     fn append_null(&mut self) {
         match self {
+            Builder::Unread(_) => {}
             Builder::Utf8(b) => b.append_null(),
             Builder::Float64(b) => b.append_null(),
             Builder::Int64(b) => b.append_null(),
@@ -121,8 +147,9 @@ impl Builder {
         }
     }
 
-    fn finish(&mut self) -> ArrayRef {
+    fn finish(&mut self, rows: usize) -> ArrayRef {
         match self {
+            Builder::Unread(ty) => arrow::array::new_null_array(ty, rows),
             Builder::Utf8(b) => Arc::new(
                 StringArray::try_from_binary(b.finish())
                     .expect("strings are slices of UTF-8 payloads between ASCII quotes"),
@@ -152,7 +179,10 @@ impl<'d> Rows<'d> {
         let builders = decoder
             .kinds
             .iter()
-            .map(|k| match k {
+            .zip(&decoder.read)
+            .zip(decoder.schema.fields())
+            .map(|((k, read), field)| match k {
+                _ if !read => Builder::Unread(field.data_type().clone()),
                 // Strings take a share of the payload bytes; the builder grows if it is more.
                 Kind::Utf8 => {
                     Builder::Utf8(BinaryBuilder::with_capacity(n, bytes / decoder.kinds.len()))
@@ -172,7 +202,8 @@ impl<'d> Rows<'d> {
     }
 
     fn finish(mut self) -> RecordBatch {
-        let columns = self.builders.iter_mut().map(Builder::finish).collect();
+        let rows = self.row;
+        let columns = self.builders.iter_mut().map(|b| b.finish(rows)).collect();
         RecordBatch::try_new(self.decoder.schema.clone(), columns)
             .expect("every column has one value per row")
     }
@@ -209,7 +240,7 @@ impl<'d> Rows<'d> {
                             return Err(Unsupported); // a duplicate key
                         }
                         self.set[f] = self.row;
-                        p.value(&mut self.builders[f])?;
+                        p.value(&mut self.builders[f], self.decoder.kinds[f])?;
                     }
                     None => p.skip(0)?,
                 }
@@ -471,14 +502,29 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Reads a value of a schema field into its column.
-    fn value(&mut self, builder: &mut Builder) -> Parsed<()> {
+    /// Reads a value of a schema field (of `kind`) into its column.
+    fn value(&mut self, builder: &mut Builder, kind: Kind) -> Parsed<()> {
         if self.peek() == Some(b'n') {
             self.literal(b"null")?;
             builder.append_null();
             return Ok(());
         }
         match builder {
+            // Checked as if it were read, so that the same input gives up either way.
+            Builder::Unread(_) => match kind {
+                Kind::Utf8 => self.skip_string()?,
+                // A number that passes JSON's grammar always converts to f64.
+                Kind::Float64 => {
+                    self.number()?;
+                }
+                Kind::Int64 => {
+                    self.number()?.integer()?;
+                }
+                Kind::Boolean => match self.peek() {
+                    Some(b't') => self.literal(b"true")?,
+                    _ => self.literal(b"false")?,
+                },
+            },
             Builder::Utf8(b) => {
                 let (raw, escaped) = self.string()?;
                 if escaped {
@@ -674,11 +720,31 @@ mod tests {
             let fast = flat.decode(&msgs(payloads)).expect("flat objects decode");
             assert_eq!(fast, general(payloads), "{payloads:?}");
         }
+        // A rule reading some columns gets the same values in those (named in any case),
+        // and nulls in the others.
+        for read in [&["device", "temperature"][..], &["HUMIDITY", "on"], &[]] {
+            let columns = read.iter().map(|c| c.to_string()).collect();
+            let some = flat.reading(&columns);
+            for payloads in cases {
+                let fast = some.decode(&msgs(payloads)).expect("flat objects decode");
+                let all = general(payloads);
+                for (i, field) in schema().fields().iter().enumerate() {
+                    if read.iter().any(|c| c.eq_ignore_ascii_case(field.name())) {
+                        assert_eq!(fast.column(i), all.column(i), "{payloads:?} {read:?}");
+                    } else {
+                        assert_eq!(fast.column(i).null_count(), all.num_rows(), "{read:?}");
+                        assert_eq!(fast.column(i).data_type(), field.data_type());
+                    }
+                }
+            }
+        }
     }
 
     #[test]
     fn gives_up_where_arrow_json_decides() {
         let flat = FlatDecoder::new(schema()).unwrap();
+        // Columns a rule does not read are checked all the same: the same input gives up.
+        let none = flat.reading(&Default::default());
         for payload in [
             r#"[{"device":"a"}]"#,
             r#"{"device":1}"#,
@@ -705,6 +771,11 @@ mod tests {
                 flat.decode(&msgs(&[payload])),
                 Err(Unsupported),
                 "{payload}"
+            );
+            assert_eq!(
+                none.decode(&msgs(&[payload])),
+                Err(Unsupported),
+                "unread: {payload}"
             );
         }
     }

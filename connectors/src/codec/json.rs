@@ -63,6 +63,16 @@ impl JsonDecoder {
         }
     }
 
+    /// The same decoder for a rule that reads only `columns` of the stream (`None`: every
+    /// column). The fast path leaves the other columns null instead of converting them; its
+    /// rows and errors are otherwise the same, and the general path still fills them.
+    pub fn reading(mut self, columns: Option<&std::collections::BTreeSet<String>>) -> Self {
+        if let (Some(columns), Some(flat)) = (columns, &self.flat) {
+            self.flat = Some(Arc::new(flat.reading(columns)));
+        }
+        self
+    }
+
     /// A decoder that always takes arrow-json's path: the reference the fast path is tested
     /// and benchmarked against.
     pub fn general(schema: Option<SchemaRef>) -> Self {
