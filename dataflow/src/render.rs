@@ -308,12 +308,7 @@ fn render<'s>(
         _ => None,
     };
     let prepared = render_source(scope, rule, pre, pending.clone(), tick, false);
-    // Spreading a window's groups over the workers pays where every worker reads rows. In
-    // event time one worker reads them all, in order: spreading them would cost that worker a
-    // partition of every batch (about what the window update itself costs) and a merge of
-    // every emission, so the window runs where the rows are (W2 on 2 workers: 1.06 s spread,
-    // 0.86 s on the reading worker; BENCHMARKS.md).
-    let merge = spec.window.kind.is_partitionable() && rule.event_time.is_none();
+    let merge = spec.window.kind.is_partitionable();
     let windowed = if merge {
         render_window(
             prepared,
