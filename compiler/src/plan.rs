@@ -8,7 +8,7 @@ use arrow::datatypes::SchemaRef;
 
 use crate::analytic::AnalyticCall;
 use crate::expr::Expr;
-use crate::window::{AggregateSpec, SortKey};
+use crate::window::{AggCall, AggregateSpec, SortKey};
 
 /// Reading a stream.
 #[derive(Debug, Clone)]
@@ -281,67 +281,123 @@ impl LogicalPlan {
 
     /// Calls `f` on every expression of every node (and their sub-expressions).
     pub fn visit_exprs(&self, f: &mut dyn FnMut(&Expr)) {
+        // Every field is named, none skipped with `..`: `columns_read` relies on this visit to
+        // find every column a rule reads, so a new field that holds expressions must not
+        // compile until it is considered here.
         match self {
-            LogicalPlan::Scan(_) | LogicalPlan::Limit { .. } => {}
-            LogicalPlan::Filter { predicate, .. } => predicate.visit(f),
-            LogicalPlan::Project { items, .. } => {
+            LogicalPlan::Scan(_) | LogicalPlan::Limit { input: _, n: _ } => {}
+            LogicalPlan::Filter {
+                input: _,
+                predicate,
+            } => predicate.visit(f),
+            LogicalPlan::Project { input: _, items } => {
                 for item in items {
                     match item {
-                        ProjectItem::Wildcard { replace, .. } => {
+                        ProjectItem::Wildcard { except: _, replace } => {
                             replace.iter().for_each(|(_, e)| e.visit(f))
                         }
-                        ProjectItem::Expr { expr, .. }
-                        | ProjectItem::Unnest { expr, .. }
+                        ProjectItem::Expr { expr, name: _ }
+                        | ProjectItem::Unnest { expr, name: _ }
                         | ProjectItem::Spread { expr } => expr.visit(f),
                     }
                 }
             }
-            LogicalPlan::Aggregate { spec, .. } => {
-                spec.keys.iter().for_each(|e| e.visit(f));
-                spec.aggs
-                    .iter()
-                    .flat_map(|a| &a.args)
-                    .for_each(|e| e.visit(f));
-                let w = &spec.window;
-                w.filter
-                    .iter()
-                    .chain(w.trigger.iter())
-                    .for_each(|e| e.visit(f));
-                if let Some((b, e)) = &w.state {
+            LogicalPlan::Aggregate { input: _, spec } => {
+                let AggregateSpec {
+                    window,
+                    keys,
+                    aggs,
+                    // Names of columns the expressions visited here and in the nodes above
+                    // read (or every column, with `*`).
+                    carry: _,
+                    grouped: _,
+                } = &**spec;
+                keys.iter().for_each(|e| e.visit(f));
+                for AggCall {
+                    kind: _,
+                    args,
+                    whole_row: _,
+                    ty: _,
+                    custom: _,
+                } in aggs
+                {
+                    args.iter().for_each(|e| e.visit(f));
+                }
+                let crate::window::WindowSpec {
+                    kind: _,
+                    filter,
+                    trigger,
+                    state,
+                    partition,
+                    text: _,
+                } = window;
+                filter.iter().chain(trigger.iter()).for_each(|e| e.visit(f));
+                if let Some((b, e)) = state {
                     b.visit(f);
                     e.visit(f);
                 }
-                w.partition.iter().for_each(|e| e.visit(f));
+                partition.iter().for_each(|e| e.visit(f));
             }
-            LogicalPlan::Analytic { calls, .. } => {
-                for c in calls {
-                    c.args
-                        .iter()
-                        .chain(&c.partition)
-                        .chain(c.when.iter())
+            LogicalPlan::Analytic { input: _, calls } => {
+                for AnalyticCall {
+                    kind: _,
+                    args,
+                    partition,
+                    when,
+                    ty: _,
+                    names: _,
+                } in calls
+                {
+                    args.iter()
+                        .chain(partition)
+                        .chain(when.iter())
                         .for_each(|e| e.visit(f));
                 }
             }
-            LogicalPlan::Sort { keys, .. } => keys.iter().for_each(|k| k.expr.visit(f)),
-            LogicalPlan::JoinStreams { join, .. } => {
-                for s in &join.steps {
-                    s.left_keys
+            LogicalPlan::Sort { input: _, keys } => keys.iter().for_each(|k| k.expr.visit(f)),
+            LogicalPlan::JoinStreams { input: _, join } => {
+                let StreamJoins { streams: _, steps } = &**join;
+                for JoinStep {
+                    kind: _,
+                    right: _,
+                    left_keys,
+                    right_keys,
+                    residual,
+                } in steps
+                {
+                    left_keys
                         .iter()
-                        .chain(&s.right_keys)
-                        .chain(s.residual.iter())
+                        .chain(right_keys)
+                        .chain(residual.iter())
                         .for_each(|e| e.visit(f));
                 }
             }
-            LogicalPlan::RowNumber { specs, .. } => {
-                for s in specs {
-                    s.partition.iter().for_each(|e| e.visit(f));
-                    s.order.iter().for_each(|k| k.expr.visit(f));
+            LogicalPlan::RowNumber { input: _, specs } => {
+                for RowNumberSpec {
+                    partition,
+                    order,
+                    column: _,
+                } in specs
+                {
+                    partition.iter().for_each(|e| e.visit(f));
+                    order.iter().for_each(|k| k.expr.visit(f));
                 }
             }
-            LogicalPlan::JoinTable { join, .. } => {
-                join.stream_keys
+            LogicalPlan::JoinTable { input: _, join } => {
+                let TableJoin {
+                    table: _,
+                    qualifier: _,
+                    schema: _,
+                    left: _,
+                    stream_keys,
+                    // Over the table's own columns, evaluated on table rows.
+                    table_keys: _,
+                    residual,
+                    lookup: _,
+                } = &**join;
+                stream_keys
                     .iter()
-                    .chain(join.residual.iter())
+                    .chain(residual.iter())
                     .for_each(|e| e.visit(f));
             }
         }

@@ -90,8 +90,8 @@ impl FlatDecoder {
                 .schema
                 .fields()
                 .iter()
-                // Names are matched as expressions look columns up: exactly, else ignoring
-                // ASCII case.
+                // Ignoring ASCII case: expressions look a column up by its exact name, else
+                // ignoring case, so this marks at least every column they can reach.
                 .map(|f| columns.iter().any(|c| c.eq_ignore_ascii_case(f.name())))
                 .collect(),
         }
@@ -176,6 +176,7 @@ struct Rows<'d> {
 impl<'d> Rows<'d> {
     /// Builders for about `n` rows from about `bytes` bytes of JSON.
     fn new(decoder: &'d FlatDecoder, n: usize, bytes: usize) -> Self {
+        let read_columns = decoder.read.iter().filter(|r| **r).count().max(1);
         let builders = decoder
             .kinds
             .iter()
@@ -184,9 +185,7 @@ impl<'d> Rows<'d> {
             .map(|((k, read), field)| match k {
                 _ if !read => Builder::Unread(field.data_type().clone()),
                 // Strings take a share of the payload bytes; the builder grows if it is more.
-                Kind::Utf8 => {
-                    Builder::Utf8(BinaryBuilder::with_capacity(n, bytes / decoder.kinds.len()))
-                }
+                Kind::Utf8 => Builder::Utf8(BinaryBuilder::with_capacity(n, bytes / read_columns)),
                 Kind::Float64 => Builder::Float64(Float64Builder::with_capacity(n)),
                 Kind::Int64 => Builder::Int64(Int64Builder::with_capacity(n)),
                 Kind::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(n)),
