@@ -146,6 +146,13 @@ fn a_table_whose_source_ended_still_serves_rules_created_after() {
             )
             .unwrap();
         let bus = engine.connectors().memory().clone();
+        // The table's source subscribes from its own task: publishing or closing before then
+        // would reach nobody, and the table would never finish loading.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while bus.subscribers("devices") == 0 {
+            assert!(std::time::Instant::now() < deadline, "table source never subscribed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         for (id, room) in [("d1", "a"), ("d2", "b"), ("d3", "a")] {
             let row = json!({"id": id, "room": room});
             bus.publish_json("devices", row.to_string().into_bytes()).await;
