@@ -407,10 +407,11 @@ impl LogicalPlan {
     }
 
     /// The columns the plan's expressions name (every stream column it reads, and its own
-    /// hidden columns), or `None` when it reads whole rows: a `*`
-    /// in SELECT, an aggregate over whole rows (`collect(*)`, `merge_agg(*)`,
-    /// `deduplicate`), a join of streams, or no projection at all. Columns that operators
-    /// read outside expressions (the event-time field) are the caller's to add.
+    /// hidden columns), or `None` when it reads whole rows: a `*` in SELECT, an aggregate over
+    /// whole rows (`collect(*)`, `merge_agg(*)`, `deduplicate`), a join of streams, or no
+    /// projection at all (the binder always adds one; without it the output would be the
+    /// input row). Columns that operators read outside expressions (the event-time field) are
+    /// the caller's to add.
     pub fn columns_read(&self) -> Option<std::collections::BTreeSet<String>> {
         let mut projected = false;
         for node in self.chain() {

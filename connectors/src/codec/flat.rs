@@ -37,6 +37,17 @@ enum Kind {
     Boolean,
 }
 
+impl Kind {
+    fn data_type(self) -> DataType {
+        match self {
+            Kind::Utf8 => DataType::Utf8,
+            Kind::Float64 => DataType::Float64,
+            Kind::Int64 => DataType::Int64,
+            Kind::Boolean => DataType::Boolean,
+        }
+    }
+}
+
 /// Decodes flat JSON objects for one schema; built once per stream.
 #[derive(Debug)]
 pub struct FlatDecoder {
@@ -127,8 +138,8 @@ impl FlatDecoder {
 
 /// A column being built.
 enum Builder {
-    /// A column the rule does not read: null in every row.
-    Unread(DataType),
+    /// A column (of this kind) the rule does not read: checked, and null in every row.
+    Unread(Kind),
     /// Strings are gathered as bytes and checked as UTF-8 once per column, not per value.
     Utf8(BinaryBuilder),
     Float64(Float64Builder),
@@ -149,7 +160,7 @@ impl Builder {
 
     fn finish(&mut self, rows: usize) -> ArrayRef {
         match self {
-            Builder::Unread(ty) => arrow::array::new_null_array(ty, rows),
+            Builder::Unread(kind) => arrow::array::new_null_array(&kind.data_type(), rows),
             Builder::Utf8(b) => Arc::new(
                 StringArray::try_from_binary(b.finish())
                     .expect("strings are slices of UTF-8 payloads between ASCII quotes"),
@@ -181,9 +192,8 @@ impl<'d> Rows<'d> {
             .kinds
             .iter()
             .zip(&decoder.read)
-            .zip(decoder.schema.fields())
-            .map(|((k, read), field)| match k {
-                _ if !read => Builder::Unread(field.data_type().clone()),
+            .map(|(&k, read)| match k {
+                _ if !read => Builder::Unread(k),
                 // Strings take a share of the payload bytes; the builder grows if it is more.
                 Kind::Utf8 => Builder::Utf8(BinaryBuilder::with_capacity(n, bytes / read_columns)),
                 Kind::Float64 => Builder::Float64(Float64Builder::with_capacity(n)),
@@ -239,7 +249,7 @@ impl<'d> Rows<'d> {
                             return Err(Unsupported); // a duplicate key
                         }
                         self.set[f] = self.row;
-                        p.value(&mut self.builders[f], self.decoder.kinds[f])?;
+                        p.value(&mut self.builders[f])?;
                     }
                     None => p.skip(0)?,
                 }
@@ -501,8 +511,8 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Reads a value of a schema field (of `kind`) into its column.
-    fn value(&mut self, builder: &mut Builder, kind: Kind) -> Parsed<()> {
+    /// Reads a value of a schema field into its column.
+    fn value(&mut self, builder: &mut Builder) -> Parsed<()> {
         if self.peek() == Some(b'n') {
             self.literal(b"null")?;
             builder.append_null();
@@ -510,7 +520,7 @@ impl<'a> Cursor<'a> {
         }
         match builder {
             // Checked as if it were read, so that the same input gives up either way.
-            Builder::Unread(_) => match kind {
+            Builder::Unread(kind) => match kind {
                 Kind::Utf8 => self.skip_string()?,
                 // A number that passes JSON's grammar always converts to f64.
                 Kind::Float64 => {
