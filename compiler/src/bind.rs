@@ -869,31 +869,15 @@ fn split_on(
     (skeys, tkeys, residual)
 }
 
-/// The expression over the table's own column names (`t.a` becomes `a`).
-fn unqualify(e: Expr, prefix: &str) -> Expr {
-    fn walk(e: &mut Expr, prefix: &str) {
-        if let Expr::Column { name, .. } = e
+/// The expression over the table's own column names (`t.a` becomes `a`), at any depth.
+fn unqualify(mut e: Expr, prefix: &str) -> Expr {
+    e.visit_mut(&mut |x| {
+        if let Expr::Column { name, .. } = x
             && let Some(rest) = name.strip_prefix(prefix)
         {
             *name = rest.to_string();
         }
-        match e {
-            Expr::Field { base, .. } | Expr::Not(base) | Expr::Negate(base) => walk(base, prefix),
-            Expr::IsNull { expr, .. } => walk(expr, prefix),
-            Expr::Binary { left, right, .. } => {
-                walk(left, prefix);
-                walk(right, prefix);
-            }
-            Expr::Call { args, .. } => args.iter_mut().for_each(|a| walk(a, prefix)),
-            Expr::Index { base, index } => {
-                walk(base, prefix);
-                walk(index, prefix);
-            }
-            _ => {}
-        }
-    }
-    let mut e = e;
-    walk(&mut e, prefix);
+    });
     e
 }
 

@@ -459,59 +459,74 @@ impl Expr {
     /// Calls `f` on this expression and every sub-expression.
     pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
-        match self {
+        each_child!(self, f, visit, iter);
+    }
+
+    /// Calls `f` on this expression and then on every sub-expression, for rewrites.
+    pub fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Expr)) {
+        f(self);
+        each_child!(self, f, visit_mut, iter_mut);
+    }
+}
+
+/// Walks the children of an expression with `$walk` (`visit` or `visit_mut`): one body for
+/// both visitors, naming every variant, so a new one cannot be skipped by either.
+macro_rules! each_child {
+    ($e:expr, $f:ident, $walk:ident, $iter:ident) => {
+        match $e {
             Expr::Column { .. }
             | Expr::Literal(_)
             | Expr::Meta(_)
             | Expr::Rule(_)
             | Expr::RowNumber => {}
-            Expr::Hit { time, .. } => time.visit(f),
-            Expr::Field { base, .. } => base.visit(f),
+            Expr::Hit { time, .. } => time.$walk($f),
+            Expr::Field { base, .. } => base.$walk($f),
             Expr::Index { base, index } => {
-                base.visit(f);
-                index.visit(f);
+                base.$walk($f);
+                index.$walk($f);
             }
             Expr::Slice { base, start, end } => {
-                base.visit(f);
-                start.iter().for_each(|e| e.visit(f));
-                end.iter().for_each(|e| e.visit(f));
+                base.$walk($f);
+                start.$iter().for_each(|e| e.$walk($f));
+                end.$iter().for_each(|e| e.$walk($f));
             }
             Expr::Binary { left, right, .. } => {
-                left.visit(f);
-                right.visit(f);
+                left.$walk($f);
+                right.$walk($f);
             }
-            Expr::Not(e) | Expr::Negate(e) | Expr::IsNull { expr: e, .. } => e.visit(f),
+            Expr::Not(e) | Expr::Negate(e) | Expr::IsNull { expr: e, .. } => e.$walk($f),
             Expr::InList { expr, list, .. } => {
-                expr.visit(f);
-                list.iter().for_each(|e| e.visit(f));
+                expr.$walk($f);
+                list.$iter().for_each(|e| e.$walk($f));
             }
             Expr::Between {
                 expr, low, high, ..
             } => {
-                expr.visit(f);
-                low.visit(f);
-                high.visit(f);
+                expr.$walk($f);
+                low.$walk($f);
+                high.$walk($f);
             }
             Expr::Like { expr, pattern, .. } => {
-                expr.visit(f);
-                pattern.visit(f);
+                expr.$walk($f);
+                pattern.$walk($f);
             }
             Expr::Case {
                 operand,
                 branches,
                 otherwise,
             } => {
-                operand.iter().for_each(|e| e.visit(f));
+                operand.$iter().for_each(|e| e.$walk($f));
                 for (w, t) in branches {
-                    w.visit(f);
-                    t.visit(f);
+                    w.$walk($f);
+                    t.$walk($f);
                 }
-                otherwise.iter().for_each(|e| e.visit(f));
+                otherwise.$iter().for_each(|e| e.$walk($f));
             }
-            Expr::Call { args, .. } => args.iter().for_each(|e| e.visit(f)),
+            Expr::Call { args, .. } => args.$iter().for_each(|e| e.$walk($f)),
         }
-    }
+    };
 }
+use each_child;
 
 /// The type CASE branches are unified to: numbers widen to FLOAT; otherwise the first
 /// non-null type (mismatched branches then fail the cast per row).

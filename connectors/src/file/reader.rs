@@ -242,20 +242,18 @@ impl<R: Read> LineReader<R> {
 }
 
 /// Appends up to [`READ_BUFFER`] bytes from `input` to `block`; returns how many (0 at the end).
-/// When earlier bytes of `block` are still shared with rows sent on, the unread rest moves to
-/// a new allocation.
+/// The unread rest of `block` moves to the new allocation (a copy of one partial line).
 fn read_more(input: &mut impl Read, block: &mut BytesMut) -> std::io::Result<usize> {
-    let filled = block.len();
-    block.reserve(READ_BUFFER);
-    block.resize(filled + READ_BUFFER, 0);
-    let read = loop {
-        match input.read(&mut block[filled..]) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            other => break other,
-        }
-    };
-    block.truncate(filled + read.as_ref().map_or(0, |n| *n));
-    read
+    // Into a Vec's spare capacity: `read_to_end` reads a file into it as it is, where
+    // growing a BytesMut to read into would first zero every block (3% of W1's CPU).
+    let mut buf = Vec::with_capacity(block.len() + READ_BUFFER);
+    buf.extend_from_slice(block);
+    let read = input
+        .by_ref()
+        .take(READ_BUFFER as u64)
+        .read_to_end(&mut buf)?;
+    *block = BytesMut::from(Bytes::from(buf));
+    Ok(read)
 }
 
 /// `fileType: lines` without skipped lines or pauses: the file goes out in blocks of whole
