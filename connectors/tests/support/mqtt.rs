@@ -107,12 +107,17 @@ pub struct PrivateBroker {
 
 impl PrivateBroker {
     pub fn start(port: u16) -> Self {
+        Self::start_with(port, "")
+    }
+
+    /// A broker whose configuration also has the lines of `extra`.
+    pub fn start_with(port: u16, extra: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("quiver-mosquitto-{}", unique()));
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\n{extra}"),
         )
         .unwrap();
         let child = Command::new("/usr/sbin/mosquitto")
