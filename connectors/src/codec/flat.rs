@@ -172,20 +172,16 @@ impl Builder {
     }
 }
 
-/// The rows of one group: builders, which fields the current row set, and the key order of
-/// the previous row (messages of one source usually list their keys in the same order).
+/// The rows of one group: builders, which fields the current row set, and the previous row's
+/// shape.
 struct Rows<'d> {
     decoder: &'d FlatDecoder,
     builders: Vec<Builder>,
     /// `set[f] == row` when the current row gave field `f` a value.
     set: Vec<usize>,
     row: usize,
-    /// (key, field) in the order the previous row listed them; None for keys outside the schema.
-    order: Vec<(Box<[u8]>, Option<usize>)>,
     /// The previous row's shape, to read the next one by (see [`Shape`]).
     shape: Shape,
-    /// The current row's separators as (start, end, field), while it is read the slow way.
-    seen: Vec<(usize, usize, Option<usize>)>,
 }
 
 /// The bytes around the values of the previous row: before each value, everything from the
@@ -201,9 +197,8 @@ struct Rows<'d> {
 #[derive(Default)]
 struct Shape {
     before: Vec<(Box<[u8]>, Option<usize>)>,
+    /// Empty until a row has been read: a row's end holds at least its closing brace.
     end: Box<[u8]>,
-    /// False until a row has been read: an empty shape would match `{}` only by accident.
-    known: bool,
 }
 
 impl<'d> Rows<'d> {
@@ -228,9 +223,7 @@ impl<'d> Rows<'d> {
             builders,
             set: vec![usize::MAX; decoder.kinds.len()],
             row: 0,
-            order: Vec::new(),
             shape: Shape::default(),
-            seen: Vec::new(),
         }
     }
 
@@ -251,7 +244,7 @@ impl<'d> Rows<'d> {
         let mut p = Cursor { b: payload, i: 0 };
         // The previous row's separators, as far as they match.
         let mut position = 0;
-        if self.shape.known {
+        if !self.shape.end.is_empty() {
             for (sep, field) in &self.shape.before {
                 if !p.eat(sep) {
                     break;
@@ -270,9 +263,9 @@ impl<'d> Rows<'d> {
                 return Ok(());
             }
         }
-        // Token by token from here: the start of the payload, or the end of a value.
-        let matched = position;
-        self.seen.clear();
+        // Token by token from here: the start of the payload, or the end of a value. The
+        // separators from here on are this row's, recorded as they are read.
+        self.shape.before.truncate(position);
         let mut after = p.i;
         if position == 0 {
             p.ws();
@@ -280,23 +273,17 @@ impl<'d> Rows<'d> {
             p.ws();
             if p.peek() == Some(b'}') {
                 p.i += 1;
-                return self.close(p, matched, after);
+                return self.close(p, after);
             }
         } else if !self.separator(&mut p)? {
-            return self.close(p, matched, after);
+            return self.close(p, after);
         }
         loop {
-            let field = match self.predicted(position, &mut p) {
-                Some(field) => field,
-                None => {
-                    let key = p.key()?;
-                    self.field_at(position, key)
-                }
-            };
+            let field = self.decoder.field(p.key()?);
             p.ws();
             p.expect(b':')?;
             p.ws();
-            self.seen.push((after, p.i, field));
+            self.shape.before.push((p.b[after..p.i].into(), field));
             match field {
                 Some(f) => {
                     if self.set[f] == self.row {
@@ -307,10 +294,9 @@ impl<'d> Rows<'d> {
                 }
                 None => p.skip(0)?,
             }
-            position += 1;
             after = p.i;
             if !self.separator(&mut p)? {
-                return self.close(p, matched, after);
+                return self.close(p, after);
             }
         }
     }
@@ -330,22 +316,14 @@ impl<'d> Rows<'d> {
         }
     }
 
-    /// Ends a row read token by token (at least from the `matched`th value on): only
-    /// whitespace may follow the object. The row's separators become the shape for the next.
-    fn close(&mut self, mut p: Cursor<'_>, matched: usize, after: usize) -> Parsed<()> {
+    /// Ends a row read token by token, whose last value ends at `after`: only whitespace may
+    /// follow the object. The rest of the payload ends the shape for the next row.
+    fn close(&mut self, mut p: Cursor<'_>, after: usize) -> Parsed<()> {
         p.ws();
         if p.i != p.b.len() {
             return Err(Unsupported);
         }
-        let b = p.b;
-        self.shape.before.truncate(matched);
-        self.shape.before.extend(
-            self.seen
-                .iter()
-                .map(|&(start, end, field)| (Box::from(&b[start..end]), field)),
-        );
-        self.shape.end = b[after..].into();
-        self.shape.known = true;
+        self.shape.end = p.b[after..].into();
         self.end_row();
         Ok(())
     }
@@ -359,33 +337,6 @@ impl<'d> Rows<'d> {
             }
         }
         self.row += 1;
-    }
-
-    /// When the key at the cursor is the previous row's `position`th key: reads it and returns
-    /// its field. A remembered key has no quote or backslash, so matching its bytes between two
-    /// quotes matches the whole key, without scanning it.
-    #[inline]
-    fn predicted(&self, position: usize, p: &mut Cursor<'_>) -> Option<Option<usize>> {
-        let (k, f) = self.order.get(position)?;
-        let end = p.i + 1 + k.len();
-        if p.b.get(p.i) == Some(&b'"') && p.b.get(end) == Some(&b'"') && same(k, &p.b[p.i + 1..end])
-        {
-            p.i = end + 1;
-            return Some(*f);
-        }
-        None
-    }
-
-    /// The field of the `position`th key, remembered for the next row.
-    fn field_at(&mut self, position: usize, key: &[u8]) -> Option<usize> {
-        let f = self.decoder.field(key);
-        let entry = (Box::from(key), f);
-        if position < self.order.len() {
-            self.order[position] = entry;
-        } else {
-            self.order.push(entry);
-        }
-        f
     }
 }
 

@@ -207,7 +207,6 @@ impl MqttSource {
     }
 }
 
-/// Polls `fut` once: its output if it is ready now, `None` if it would wait (it is dropped).
 /// The message rate, measured over windows of [`RATE_WINDOW`].
 struct Rate {
     since: std::time::Instant,
@@ -237,6 +236,7 @@ impl Rate {
     }
 }
 
+/// Polls `fut` once: its output if it is ready now, `None` if it would wait (it is dropped).
 async fn poll_once<F: Future>(fut: F) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
     std::future::poll_fn(|cx| {
