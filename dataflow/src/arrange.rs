@@ -195,7 +195,7 @@ impl TableFeed {
         });
         let upserts = Upserts {
             feed: feed.clone(),
-            tx,
+            tx: Some(tx),
             key,
             retain,
             seq: 0,
@@ -342,10 +342,20 @@ impl TableFeed {
     }
 }
 
+impl Drop for Upserts {
+    /// Closes the queue, then wakes worker 0 to see it closed: its source marks the table
+    /// loaded only then, and nothing else would schedule it once the queue has gone quiet.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        self.wake();
+    }
+}
+
 /// The feeder's side of a table: turns decoded rows into upserts and queues them for worker 0.
 pub struct Upserts {
     feed: Arc<TableFeed>,
-    tx: mpsc::Sender<UpsertBatch>,
+    /// `None` only while dropping: the queue closes before worker 0 is woken to see it closed.
+    tx: Option<mpsc::Sender<UpsertBatch>>,
     key: Option<String>,
     retain: Option<usize>,
     /// Arrival numbers handed out so far.
@@ -360,14 +370,20 @@ impl Upserts {
     pub async fn send(&mut self, batch: &RecordBatch) -> Option<usize> {
         let (updates, skipped) = self.upserts(batch);
         self.tx
+            .as_ref()?
             .send((updates, batch.num_rows() as u64))
             .await
             .ok()?;
+        self.wake();
+        Some(skipped)
+    }
+
+    /// Schedules worker 0's table source, which reads the queue only when woken.
+    fn wake(&self) {
         if let Some(a) = self.feed.activator.lock().expect("activator lock").as_ref() {
             // A worker that has shut down has no one to wake.
             let _ = a.activate();
         }
-        Some(skipped)
     }
 
     fn upserts(&mut self, batch: &RecordBatch) -> (Vec<(RowKey, Option<Row>)>, usize) {

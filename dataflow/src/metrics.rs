@@ -95,8 +95,11 @@ impl NodeMetrics {
         if count == 0 {
             return;
         }
+        // The count changes under the lock that guards the text, so a status read (which takes
+        // both under it) never shows a counted exception without its reason.
+        let mut last = self.last_exception.lock().expect("metrics lock");
         self.exceptions.fetch_add(count as u64, Ordering::Relaxed);
-        *self.last_exception.lock().expect("metrics lock") = (reason.to_string(), now_ms());
+        *last = (reason.to_string(), now_ms());
     }
 
     /// Sets the queue length in front of the node.
@@ -121,7 +124,10 @@ impl NodeMetrics {
 
     /// The metric values in eKuiper's order.
     pub fn values(&self) -> Vec<(&'static str, Value)> {
-        let (last, at) = self.last_exception.lock().expect("metrics lock").clone();
+        let ((last, at), exceptions) = {
+            let guard = self.last_exception.lock().expect("metrics lock");
+            (guard.clone(), self.exceptions_total())
+        };
         vec![
             (names::RECORDS_IN, Value::from(self.records_in())),
             (names::RECORDS_OUT, Value::from(self.records_out())),
@@ -141,7 +147,7 @@ impl NodeMetrics {
                 names::LAST_INVOCATION,
                 local_time(self.last_invocation_ms.load(Ordering::Relaxed)),
             ),
-            (names::EXCEPTIONS, Value::from(self.exceptions_total())),
+            (names::EXCEPTIONS, Value::from(exceptions)),
             (names::LAST_EXCEPTION, Value::String(last)),
             (names::LAST_EXCEPTION_TIME, local_time(at)),
         ]

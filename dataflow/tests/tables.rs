@@ -157,6 +157,14 @@ fn a_table_whose_source_ended_still_serves_rules_created_after() {
             let row = json!({"id": id, "room": room});
             bus.publish_json("devices", row.to_string().into_bytes()).await;
         }
+        // Worker 0 takes every row and goes quiet before the source ends: the end alone must
+        // wake it (it once did not, and the table never finished loading).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.table_applied("devices") < Some(3) {
+            assert!(std::time::Instant::now() < deadline, "table rows not applied");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
         // The table's source ends, like a file table's at the end of its file.
         bus.close("devices");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
