@@ -2,16 +2,12 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Arc;
 
-use arrow::record_batch::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use quiver_benches::{DEFAULT_SEED, DEMO_STREAM_SQL, Workload};
+use quiver_benches::DEMO_STREAM_SQL;
 use quiver_compiler::eval::EvalContext;
 use quiver_compiler::expr::Expr;
 use quiver_compiler::{LogicalPlan, ProjectItem, Registry, StreamDef, compile_rule, parse_create};
-use quiver_connectors::RawMessage;
-use quiver_connectors::codec::json::JsonDecoder;
 
 const ROWS: usize = 1_024;
 
@@ -19,18 +15,6 @@ const ROWS: usize = 1_024;
 const SQL: &str = "SELECT temperature * 1.8 + 32 AS f, upper(device) AS d, \
      CASE WHEN temperature > 30 THEN 'hot' ELSE 'ok' END AS c \
      FROM demo WHERE temperature > 20";
-
-fn batch(def: &StreamDef) -> RecordBatch {
-    let topic: Arc<str> = Arc::from("bench/in");
-    let msgs: Vec<RawMessage> = Workload::generate(ROWS, DEFAULT_SEED)
-        .payloads
-        .into_iter()
-        .map(|payload| RawMessage::new(payload, topic.clone()))
-        .collect();
-    let out = JsonDecoder::new(def.arrow_schema(), false).decode(&msgs);
-    assert!(out.errors.is_empty(), "{:?}", out.errors.first());
-    out.batches.into_iter().next().expect("rows")
-}
 
 /// The filter predicate and the projected expressions (by output name) of the plan.
 fn expressions(def: StreamDef) -> Vec<(String, Expr)> {
@@ -60,7 +44,7 @@ fn expressions(def: StreamDef) -> Vec<(String, Expr)> {
 
 fn bench(c: &mut Criterion) {
     let def = parse_create(DEMO_STREAM_SQL).expect("the stream parses");
-    let batch = batch(&def);
+    let batch = quiver_benches::demo_batch(ROWS);
     let exprs = expressions(def);
     assert_eq!(exprs.len(), 4);
 

@@ -4,16 +4,12 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Arc;
 
-use arrow::record_batch::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use quiver_benches::{DEFAULT_SEED, DEMO_STREAM_SQL, Workload};
+use quiver_benches::DEMO_STREAM_SQL;
 use quiver_compiler::eval::EvalContext;
 use quiver_compiler::expr::Expr;
 use quiver_compiler::{LogicalPlan, ProjectItem, Registry, compile_rule, parse_create};
-use quiver_connectors::RawMessage;
-use quiver_connectors::codec::json::JsonDecoder;
 
 const ROWS: usize = 1_024;
 
@@ -34,19 +30,6 @@ const CASES: &[(&str, &str)] = &[
     ("other", "coalesce(humidity, 0)"),
 ];
 
-fn batch() -> RecordBatch {
-    let def = parse_create(DEMO_STREAM_SQL).expect("the stream parses");
-    let topic: Arc<str> = Arc::from("bench/in");
-    let msgs: Vec<RawMessage> = Workload::generate(ROWS, DEFAULT_SEED)
-        .payloads
-        .into_iter()
-        .map(|payload| RawMessage::new(payload, topic.clone()))
-        .collect();
-    let out = JsonDecoder::new(def.arrow_schema(), false).decode(&msgs);
-    assert!(out.errors.is_empty(), "{:?}", out.errors.first());
-    out.batches.into_iter().next().expect("rows")
-}
-
 /// The compiled expression of `SELECT <expr> AS x FROM demo`.
 fn compile(expr: &str) -> Expr {
     let def = parse_create(DEMO_STREAM_SQL).expect("the stream parses");
@@ -65,7 +48,7 @@ fn compile(expr: &str) -> Expr {
 }
 
 fn bench(c: &mut Criterion) {
-    let batch = batch();
+    let batch = quiver_benches::demo_batch(ROWS);
     let mut group = c.benchmark_group("functions");
     group.throughput(Throughput::Elements(ROWS as u64));
     for (category, text) in CASES {

@@ -46,6 +46,23 @@ pub fn demo_schema() -> SchemaRef {
     ]))
 }
 
+/// `n` generated messages (default seed) decoded into one Arrow batch by the typed JSON
+/// decoder: the input the criterion benches evaluate, aggregate and encode.
+pub fn demo_batch(n: usize) -> arrow::record_batch::RecordBatch {
+    use quiver_connectors::RawMessage;
+    let topic: Arc<str> = Arc::from("bench/in");
+    let msgs: Vec<RawMessage> = Workload::generate(n, DEFAULT_SEED)
+        .payloads
+        .into_iter()
+        .map(|payload| RawMessage::new(payload, topic.clone()))
+        .collect();
+    let out =
+        quiver_connectors::codec::json::JsonDecoder::new(Some(demo_schema()), false).decode(&msgs);
+    assert!(out.errors.is_empty(), "{:?}", out.errors.first());
+    assert_eq!(out.batches.len(), 1, "one batch");
+    out.batches.into_iter().next().expect("rows")
+}
+
 /// SplitMix64: a tiny, fast, well-mixed 64-bit PRNG (Steele, Lea, Flood 2014). Not for crypto.
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {

@@ -387,10 +387,11 @@ impl Upserts {
     }
 
     fn upserts(&mut self, batch: &RecordBatch) -> (Vec<(RowKey, Option<Row>)>, usize) {
-        let texts: Vec<String> = quiver_connectors::codec::encode::batch_to_rows(batch, true)
-            .into_iter()
-            .map(|r| serde_json::Value::Object(r).to_string())
-            .collect();
+        let texts: Vec<String> =
+            quiver_connectors::codec::encode::batch_to_json_objects(batch, true)
+                .into_iter()
+                .map(|r| String::from_utf8(r).expect("the encoder writes UTF-8"))
+                .collect();
         let mut rows: Vec<Row> = Vec::with_capacity(texts.len());
         for text in texts {
             self.seq += 1;

@@ -48,8 +48,8 @@ impl LogSink {
 impl Sink for LogSink {
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         if self.config.send_single {
-            for row in encode::batch_to_rows(batch, false) {
-                tracing::info!(target: "quiver::sink::log", "{}", serde_json::Value::Object(row));
+            for row in encode::batch_to_json_objects(batch, false) {
+                tracing::info!(target: "quiver::sink::log", "{}", String::from_utf8_lossy(&row));
             }
         } else {
             let json = encode::batch_to_json_array(batch, false);

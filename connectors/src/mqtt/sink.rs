@@ -12,7 +12,6 @@ use std::time::Duration;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet};
-use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use super::{
@@ -106,9 +105,7 @@ impl Sink for MqttSink {
 
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         if self.config.send_single {
-            for row in encode::batch_to_rows(batch, self.config.send_nil) {
-                let payload =
-                    serde_json::to_vec(&Value::Object(row)).expect("JSON values always serialize");
+            for payload in encode::batch_to_json_objects(batch, self.config.send_nil) {
                 self.publish(payload).await?;
             }
             Ok(())
