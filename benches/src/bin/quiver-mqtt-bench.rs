@@ -51,9 +51,13 @@ const USAGE: &str =
     "usage: quiver-mqtt-bench [--quiverd PATH] [--broker-port PORT] [--trial-secs S]
        [--rules 1000,10000] [--rule-rates 800,2000,5000,10000] [--latency-rate 10000]
        [--latency-secs S] [--phases ingest,rules,latency,footprint] [--workers 2]
+       [--broker-conf LINE]... [--client-nodelay]
   --quiverd      the server binary (default: quiverd next to this binary)
   --broker-port  use the broker already listening on this port (default: start a private
-                 Mosquitto on a free port)";
+                 Mosquitto on a free port)
+  --broker-conf  one more line for the private Mosquitto's config (repeatable), e.g.
+                 \"set_tcp_nodelay true\"
+  --client-nodelay  TCP_NODELAY on the bench's own publisher and subscribers";
 
 /// Size every published message is padded to.
 const MESSAGE_BYTES: usize = 100;
@@ -74,6 +78,8 @@ struct Options {
     latency_secs: u64,
     phases: Vec<String>,
     workers: usize,
+    /// Extra lines for the private broker's config.
+    broker_conf: Vec<String>,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -90,6 +96,7 @@ fn parse_args() -> anyhow::Result<Options> {
             .map(String::from)
             .to_vec(),
         workers: 2,
+        broker_conf: Vec::new(),
     };
     let list = |s: &str| -> anyhow::Result<Vec<u64>> {
         s.split(',')
@@ -109,6 +116,8 @@ fn parse_args() -> anyhow::Result<Options> {
             "--latency-secs" => o.latency_secs = value()?.parse()?,
             "--phases" => o.phases = value()?.split(',').map(String::from).collect(),
             "--workers" => o.workers = value()?.parse()?,
+            "--broker-conf" => o.broker_conf.push(value()?),
+            "--client-nodelay" => CLIENT_NODELAY.store(true, Ordering::Relaxed),
             "-h" | "--help" => bail!("{USAGE}"),
             other => bail!("unknown argument \"{other}\"\n{USAGE}"),
         }
@@ -145,18 +154,22 @@ fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A Mosquitto of our own (default settings, no persistence, 127.0.0.1 only).
+/// A Mosquitto of our own (default settings unless `--broker-conf` adds lines, no
+/// persistence, 127.0.0.1 only).
 struct Broker {
     child: Child,
 }
 
 impl Broker {
-    fn start(dir: &Path, port: u16) -> anyhow::Result<Broker> {
+    fn start(dir: &Path, port: u16, extra: &[String]) -> anyhow::Result<Broker> {
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )?;
+        let mut text =
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n");
+        for line in extra {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(&conf, text)?;
         let child = Command::new("/usr/sbin/mosquitto")
             .arg("-c")
             .arg(&conf)
@@ -437,6 +450,18 @@ fn unique() -> String {
     format!("{}-{}", std::process::id(), now_us() % 1_000_000_000)
 }
 
+/// Set by `--client-nodelay`: the bench's own clients turn Nagle's algorithm off.
+static CLIENT_NODELAY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The bench's own event loop for `options`, with `--client-nodelay` applied.
+fn client(options: MqttOptions, capacity: usize) -> (AsyncClient, rumqttc::EventLoop) {
+    let (client, mut eventloop) = AsyncClient::new(options, capacity);
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(CLIENT_NODELAY.load(Ordering::Relaxed));
+    eventloop.set_network_options(network);
+    (client, eventloop)
+}
+
 fn options(port: u16, id: String) -> MqttOptions {
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(30));
@@ -469,7 +494,7 @@ impl Published {
 impl Publisher {
     async fn connect(port: u16) -> anyhow::Result<Publisher> {
         let (client, mut eventloop) =
-            AsyncClient::new(options(port, format!("qbench-pub-{}", unique())), 4096);
+            client(options(port, format!("qbench-pub-{}", unique())), 4096);
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
             let mut tx = Some(tx);
@@ -599,7 +624,7 @@ impl Subscriber {
     async fn connect(port: u16, topic: &str, latencies: bool) -> anyhow::Result<Subscriber> {
         let mut o = options(port, format!("qbench-sub-{}", unique()));
         o.set_inflight(1000);
-        let (client, mut eventloop) = AsyncClient::new(o, 64);
+        let (client, mut eventloop) = client(o, 64);
         let received = Arc::new(Received::default());
         let started = Instant::now();
         let (tx, rx) = oneshot::channel();
@@ -1579,7 +1604,7 @@ fn run() -> anyhow::Result<()> {
         Some(p) => (None, p),
         None => {
             let p = free_port();
-            (Some(Broker::start(&dir, p)?), p)
+            (Some(Broker::start(&dir, p, &opts.broker_conf)?), p)
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -1608,6 +1633,9 @@ fn run() -> anyhow::Result<()> {
         },
         bench.opts.quiverd.display()
     );
+    if !bench.opts.broker_conf.is_empty() {
+        println!("broker config added: {}", bench.opts.broker_conf.join("; "));
+    }
     let phases = bench.opts.phases.clone();
     let mut failures = Vec::new();
     for phase in &phases {

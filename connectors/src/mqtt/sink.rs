@@ -14,9 +14,7 @@ use async_trait::async_trait;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet};
 use tokio::task::JoinHandle;
 
-use super::{
-    Backoff, ConnectionState, DisconnectOnDrop, MqttSinkConfig, REQUEST_CAPACITY, mqtt_options,
-};
+use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSinkConfig, mqtt_options};
 use crate::codec::encode;
 use crate::{ConnectorError, Sink};
 
@@ -91,7 +89,7 @@ impl Sink for MqttSink {
             &config.client_id,
             config.credentials.as_ref(),
         );
-        let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        let (client, eventloop) = super::client(options);
         self.closing.store(false, Ordering::Release);
         self.driver = Some(tokio::spawn(drive(
             eventloop,

@@ -7,9 +7,7 @@ use std::task::Poll;
 use async_trait::async_trait;
 use rumqttc::{AsyncClient, ConnectionError, Event, Packet, SubscribeReasonCode};
 
-use super::{
-    Backoff, ConnectionState, DisconnectOnDrop, MqttSourceConfig, REQUEST_CAPACITY, mqtt_options,
-};
+use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSourceConfig, mqtt_options};
 use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
 
 /// Messages gathered into one event when they are already buffered.
@@ -82,7 +80,7 @@ impl Source for MqttSource {
             &config.client_id,
             config.credentials.as_ref(),
         );
-        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        let (client, mut eventloop) = super::client(options);
         let _disconnect = DisconnectOnDrop(self.state.clone());
         let mut backoff = Backoff::new();
         let mut failures = 0u64;
