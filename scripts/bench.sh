@@ -4,12 +4,14 @@
 # Quiver at 1 and 2 workers and, on the same files in the same invocation, in the peer engines
 # of benches/peers/ (DuckDB, Bytewax, Flink SQL via PyFlink), one process at a time, and prints
 # a markdown table with wall time (process start to exit), events/s, peak RSS, result rows
-# (checked against Quiver's) and the ratios Quiver/peer.
+# (checked against Quiver's) and the ratios Quiver/peer. Then it runs quiver-mqtt-bench (MQTT
+# ingest against the broker's own ceiling, latency, many rules, idle footprint) against a
+# private Mosquitto and appends its tables.
 #
 #   scripts/bench.sh [--events 1000000,5000000] [--peers duckdb,bytewax,flink]
 #                    [--workloads w1,w2] [--workers 1,2] [--repeat 1] [--data DIR]
 #                    [--bytewax-workers 1,2] [--no-build] [--max-busy 0.25] [--idle-wait 300]
-#                    [--out FILE]
+#                    [--mqtt footprint,ingest,latency,rules] [--mqtt-args "ARGS"] [--out FILE]
 #
 #   --events      event counts; files DIR/events-N.jsonl are generated with quiver-gen unless
 #                 present with N lines (default DIR: data/, gitignored)
@@ -23,7 +25,11 @@
 #   --max-busy    before each run, wait (at most --idle-wait seconds) until the other
 #                 processes on the machine use less than this many cores, measured over 2 s;
 #                 the busy figure seen is printed with each run so noisy cells can be spotted
-#   --no-build    use target/release/quiverd and quiver-gen as they are
+#   --no-build    use target/release/quiverd, quiver-gen and quiver-mqtt-bench as they are
+#   --mqtt        quiver-mqtt-bench phases (default: all four; "none" to skip; needs
+#                 /usr/sbin/mosquitto). The rules phase takes several minutes
+#   --mqtt-args   more quiver-mqtt-bench arguments, e.g. "--client-nodelay --broker-conf
+#                 'set_tcp_nodelay true'" for latency without Nagle's algorithm on any hop
 #   --out FILE    also write the table (and the raw JSON lines) to FILE
 #
 # Ratios: "time Q/peer" is Quiver's wall time at 2 workers (the highest --workers) divided by
@@ -45,6 +51,8 @@ build=1
 max_busy=0.25
 idle_wait=300
 out_file=
+mqtt_phases=footprint,ingest,latency,rules
+mqtt_args=
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -59,11 +67,14 @@ while [[ $# -gt 0 ]]; do
         --max-busy) max_busy=$2; shift 2 ;;
         --idle-wait) idle_wait=$2; shift 2 ;;
         --out) out_file=$2; shift 2 ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        --mqtt) mqtt_phases=$2; shift 2 ;;
+        --mqtt-args) mqtt_args=$2; shift 2 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ $peers_list == none ]] && peers_list=
+[[ $mqtt_phases == none ]] && mqtt_phases=
 IFS=, read -ra events_arr <<< "$events_list"
 IFS=, read -ra peers_arr <<< "$peers_list"
 IFS=, read -ra workloads_arr <<< "$workloads_list"
@@ -87,7 +98,8 @@ if [[ $build == 1 ]]; then
     log "building Quiver (release)"
     (cd "$root" && cargo build --release -p quiver-server -p quiver-benches --bins) >&2
 fi
-cp "$root/target/release/quiverd" "$root/target/release/quiver-gen" "$work/"
+cp "$root/target/release/quiverd" "$root/target/release/quiver-gen" \
+    "$root/target/release/quiver-mqtt-bench" "$work/"
 quiverd=$work/quiverd
 revision=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(cd "$root" && git status --porcelain --untracked-files=no 2>/dev/null) ]]; then
@@ -292,6 +304,29 @@ table=$(jq -rs --argjson qw "$q_ref_workers" --arg peers "${peers_list}" '
     echo
     echo "time Q/peer and RSS Q/peer: Quiver at $q_ref_workers workers ÷ the peer, same file, same workload, same invocation (below 1: Quiver faster / smaller). Each cell: the fastest of $repeat run(s); others busy: cores used by other processes in the 2 s before that run."
 } > "$work/table.md"
+
+# --- MQTT: ingest, latency, many rules, footprint ---------------------------------------------
+if [[ -n $mqtt_phases ]]; then
+    if [[ -x /usr/sbin/mosquitto ]]; then
+        log "quiver-mqtt-bench --phases $mqtt_phases $mqtt_args"
+        # Word splitting of --mqtt-args is wanted; quotes inside it are honoured by eval.
+        if eval "\"$work/quiver-mqtt-bench\" --quiverd \"$quiverd\" --phases \"$mqtt_phases\" $mqtt_args" \
+            > "$work/mqtt.md"; then
+            status=ok
+        else
+            status="failed (exit $?)"
+        fi
+        {
+            echo
+            echo "## MQTT (quiver-mqtt-bench --phases $mqtt_phases${mqtt_args:+ $mqtt_args}: $status)"
+            sed -n '/^## Results/,$p' "$work/mqtt.md" | tail -n +2
+        } >> "$work/table.md"
+    else
+        log "no /usr/sbin/mosquitto: MQTT phases skipped (apt-get install mosquitto)"
+        printf '\nMQTT phases skipped: no /usr/sbin/mosquitto.\n' >> "$work/table.md"
+    fi
+fi
+
 cat "$work/table.md"
 if [[ -n $out_file ]]; then
     { cat "$work/table.md"; echo; echo '```'; cat "$results"; echo '```'; } > "$out_file"

@@ -1655,15 +1655,22 @@ fn run() -> anyhow::Result<()> {
     bench.rt.shutdown_timeout(Duration::from_secs(1));
     drop(broker);
     println!("\n## Results\n");
+    let broker_setup = if bench.opts.broker_port.is_some() {
+        "existing".to_string()
+    } else if bench.opts.broker_conf.is_empty() {
+        "private, default settings".to_string()
+    } else {
+        format!("private, plus `{}`", bench.opts.broker_conf.join("; "))
+    };
+    let clients = if CLIENT_NODELAY.load(Ordering::Relaxed) {
+        "bench clients with TCP_NODELAY"
+    } else {
+        "bench clients with Nagle's algorithm (the default)"
+    };
     println!(
-        "Machine: {}. Broker: Mosquitto on loopback ({}). quiverd `--workers {}`. Total run {took:.0} s. \
-         Load average (1, 5, 15 min) at the start: {load0}; at the end: {}.\n",
+        "Machine: {}. Broker: Mosquitto on loopback ({broker_setup}); {clients}. quiverd `--workers {}`. \
+         Total run {took:.0} s. Load average (1, 5, 15 min) at the start: {load0}; at the end: {}.\n",
         machine(),
-        if bench.opts.broker_port.is_some() {
-            "existing"
-        } else {
-            "private, default settings"
-        },
         bench.opts.workers,
         loadavg()
     );
