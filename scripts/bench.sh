@@ -98,8 +98,10 @@ if [[ $build == 1 ]]; then
     log "building Quiver (release)"
     (cd "$root" && cargo build --release -p quiver-server -p quiver-benches --bins) >&2
 fi
-cp "$root/target/release/quiverd" "$root/target/release/quiver-gen" \
-    "$root/target/release/quiver-mqtt-bench" "$work/"
+cp "$root/target/release/quiverd" "$root/target/release/quiver-gen" "$work/"
+if [[ -n $mqtt_phases ]]; then
+    cp "$root/target/release/quiver-mqtt-bench" "$work/"
+fi
 quiverd=$work/quiverd
 revision=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(cd "$root" && git status --porcelain --untracked-files=no 2>/dev/null) ]]; then

@@ -6,9 +6,12 @@
 //! about 3 MB of the idle server's 16 MB RSS. Packed, they take 33 KB (BENCHMARKS.md,
 //! "Idle RSS"). The executable stays position-independent, so ASLR is unchanged.
 //!
-//! It needs GNU ld 2.38+ (or lld 15+) and glibc 2.36+. The probe links an empty program with
-//! the option and warnings made fatal, so an older toolchain (which warns and ignores it) just
-//! builds quiverd as before.
+//! It needs GNU ld 2.38+ (or lld 15+) at build time, and the binary then needs glibc 2.36+ to
+//! start (GNU ld adds a `GLIBC_ABI_DT_RELR` requirement). The probe links an empty program with
+//! the option and warnings made fatal, so an older toolchain (which warns and ignores it)
+//! builds quiverd as before. Only native builds with the default linker are probed: the probe
+//! runs `cc`, which is what rustc links with then. `QUIVER_NO_RELR=1` turns it off, for a
+//! binary meant to run on an older glibc than the build machine's.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -17,15 +20,25 @@ const FLAG: &str = "-Wl,-z,pack-relative-relocs";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=CC");
+    for var in ["QUIVER_NO_RELR", "RUSTC_LINKER", "CC"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
     let target = std::env::var("TARGET").unwrap_or_default();
-    if target.contains("linux-gnu") && linker_packs_relocations() {
+    let native = std::env::var("HOST").is_ok_and(|host| host == target);
+    let default_linker = std::env::var_os("RUSTC_LINKER").is_none();
+    let opted_out = std::env::var_os("QUIVER_NO_RELR").is_some_and(|v| v != "0");
+    if target.contains("linux-gnu")
+        && native
+        && default_linker
+        && !opted_out
+        && linker_packs_relocations()
+    {
         println!("cargo:rustc-link-arg-bin=quiverd={FLAG}");
     }
 }
 
-/// True when the C compiler driver (rustc's linker on linux-gnu) links a program with
-/// [`FLAG`] without a warning.
+/// True when `cc`, rustc's default linker on linux-gnu, links a position-independent program
+/// with [`FLAG`] without a warning.
 fn linker_packs_relocations() -> bool {
     let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
         return false;
@@ -34,8 +47,7 @@ fn linker_packs_relocations() -> bool {
     if std::fs::write(&source, "int main(void) { return 0; }\n").is_err() {
         return false;
     }
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    Command::new(cc)
+    Command::new("cc")
         .arg("-pie")
         .arg("-fPIE")
         // Before the flag: ld warns about an unknown `-z` option as it parses it.

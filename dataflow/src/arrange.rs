@@ -380,7 +380,13 @@ impl Upserts {
 
     /// Schedules worker 0's table source, which reads the queue only when woken.
     fn wake(&self) {
-        if let Some(a) = self.feed.activator.lock().expect("activator lock").as_ref() {
+        // Poison-tolerant: this also runs in `drop`, where a second panic would abort.
+        let activator = self
+            .feed
+            .activator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(a) = activator.as_ref() {
             // A worker that has shut down has no one to wake.
             let _ = a.activate();
         }

@@ -122,6 +122,11 @@ fn parse_args() -> anyhow::Result<Options> {
             other => bail!("unknown argument \"{other}\"\n{USAGE}"),
         }
     }
+    if o.broker_port.is_some() && !o.broker_conf.is_empty() {
+        bail!(
+            "--broker-conf configures the private broker; it cannot change one given by --broker-port"
+        );
+    }
     if !o.quiverd.exists() {
         bail!(
             "{} does not exist: build it with `cargo build --release -p quiver-server --bin quiverd` \
@@ -170,16 +175,22 @@ impl Broker {
             text.push('\n');
         }
         std::fs::write(&conf, text)?;
+        // Its log tells why it did not start (a bad `--broker-conf` line, say).
+        let log_path = dir.join("mosquitto.log");
+        let log = std::fs::File::create(&log_path)?;
         let child = Command::new("/usr/sbin/mosquitto")
             .arg("-c")
             .arg(&conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .context("starting /usr/sbin/mosquitto")?;
         let broker = Broker { child };
-        wait_port(port, "mosquitto")?;
+        wait_port(port, "mosquitto").with_context(|| {
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            format!("mosquitto's log ({}): {}", log_path.display(), said.trim())
+        })?;
         Ok(broker)
     }
 }
@@ -456,7 +467,7 @@ static CLIENT_NODELAY: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// The bench's own event loop for `options`, with `--client-nodelay` applied.
 fn client(options: MqttOptions, capacity: usize) -> (AsyncClient, rumqttc::EventLoop) {
     let (client, mut eventloop) = AsyncClient::new(options, capacity);
-    let mut network = rumqttc::NetworkOptions::new();
+    let mut network = eventloop.network_options();
     network.set_tcp_nodelay(CLIENT_NODELAY.load(Ordering::Relaxed));
     eventloop.set_network_options(network);
     (client, eventloop)

@@ -130,7 +130,7 @@ impl Backoff {
 /// by default too.
 fn client(options: rumqttc::MqttOptions) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, REQUEST_CAPACITY);
-    let mut network = rumqttc::NetworkOptions::new();
+    let mut network = eventloop.network_options();
     network.set_tcp_nodelay(true);
     eventloop.set_network_options(network);
     (client, eventloop)
