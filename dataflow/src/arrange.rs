@@ -393,16 +393,16 @@ impl Upserts {
     }
 
     fn upserts(&mut self, batch: &RecordBatch) -> (Vec<(RowKey, Option<Row>)>, usize) {
-        let texts: Vec<String> =
-            quiver_connectors::codec::encode::batch_to_json_objects(batch, true)
-                .into_iter()
-                .map(|r| String::from_utf8(r).expect("the encoder writes UTF-8"))
-                .collect();
-        let mut rows: Vec<Row> = Vec::with_capacity(texts.len());
-        for text in texts {
-            self.seq += 1;
-            rows.push((self.seq, text));
-        }
+        let rows: Vec<Row> = quiver_connectors::codec::encode::batch_to_json_objects(batch, true)
+            .into_iter()
+            .map(|r| {
+                self.seq += 1;
+                (
+                    self.seq,
+                    String::from_utf8(r).expect("the encoder writes UTF-8"),
+                )
+            })
+            .collect();
         let Some(key) = &self.key else {
             let mut updates = Vec::with_capacity(rows.len());
             for row in rows {

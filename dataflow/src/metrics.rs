@@ -52,8 +52,9 @@ pub struct NodeMetrics {
     latency_us: AtomicU64,
     buffer_length: AtomicI64,
     last_invocation_ms: AtomicI64,
-    exceptions: AtomicU64,
-    last_exception: Mutex<(String, i64)>,
+    /// Failed rows, the last reason and its time (ms), changed and read together so a status
+    /// never shows a counted exception without its reason.
+    exceptions: Mutex<(u64, String, i64)>,
 }
 
 fn now_ms() -> i64 {
@@ -95,11 +96,8 @@ impl NodeMetrics {
         if count == 0 {
             return;
         }
-        // The count changes under the lock that guards the text, so a status read (which takes
-        // both under it) never shows a counted exception without its reason.
-        let mut last = self.last_exception.lock().expect("metrics lock");
-        self.exceptions.fetch_add(count as u64, Ordering::Relaxed);
-        *last = (reason.to_string(), now_ms());
+        let mut e = self.exceptions.lock().expect("metrics lock");
+        *e = (e.0 + count as u64, reason.to_string(), now_ms());
     }
 
     /// Sets the queue length in front of the node.
@@ -119,15 +117,12 @@ impl NodeMetrics {
 
     /// Failed rows so far.
     pub fn exceptions_total(&self) -> u64 {
-        self.exceptions.load(Ordering::Relaxed)
+        self.exceptions.lock().expect("metrics lock").0
     }
 
     /// The metric values in eKuiper's order.
     pub fn values(&self) -> Vec<(&'static str, Value)> {
-        let ((last, at), exceptions) = {
-            let guard = self.last_exception.lock().expect("metrics lock");
-            (guard.clone(), self.exceptions_total())
-        };
+        let (exceptions, last, at) = self.exceptions.lock().expect("metrics lock").clone();
         vec![
             (names::RECORDS_IN, Value::from(self.records_in())),
             (names::RECORDS_OUT, Value::from(self.records_out())),

@@ -1644,9 +1644,6 @@ fn run() -> anyhow::Result<()> {
         },
         bench.opts.quiverd.display()
     );
-    if !bench.opts.broker_conf.is_empty() {
-        println!("broker config added: {}", bench.opts.broker_conf.join("; "));
-    }
     let phases = bench.opts.phases.clone();
     let mut failures = Vec::new();
     for phase in &phases {

@@ -16,28 +16,20 @@ use serde_json::{Map, Number, Value};
 
 use super::is_meta_column;
 
-/// Converts every row of `batch` into a JSON object.
+/// Converts every row of `batch` into a JSON object (for data templates, which read values;
+/// sinks write bytes with [`RowEncoder`], which picks the same fields).
 pub fn batch_to_rows(batch: &RecordBatch, send_nil: bool) -> Vec<Map<String, Value>> {
-    let schema = batch.schema();
-    let mut rows: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new(); batch.num_rows()];
-    for (field, col) in schema.fields().iter().zip(batch.columns()) {
-        if is_meta_column(field.name()) {
-            continue;
-        }
-        for (row, out) in rows.iter_mut().enumerate() {
-            let v = value_at(col.as_ref(), row);
-            if v.is_null() && !send_nil {
-                continue;
-            }
-            match out.get(field.name()) {
-                Some(existing) if !existing.is_null() => {}
-                _ => {
-                    out.insert(field.name().clone(), v);
-                }
-            }
-        }
-    }
-    rows.into_iter().map(|r| r.into_iter().collect()).collect()
+    let rows = RowEncoder::new(batch, send_nil);
+    (0..rows.len())
+        .map(|row| {
+            rows.fields(row)
+                .map(|(key, cell)| {
+                    let value = cell.map_or(Value::Null, Cell::into_value);
+                    (key.name.to_string(), value)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Encodes a batch as one JSON array of objects (eKuiper's `sendSingle: false`).
@@ -58,19 +50,19 @@ pub fn batch_to_json_array(batch: &RecordBatch, send_nil: bool) -> Vec<u8> {
 /// Encodes each row of a batch as a JSON object of its own (eKuiper's `sendSingle: true`).
 pub fn batch_to_json_objects(batch: &RecordBatch, send_nil: bool) -> Vec<Vec<u8>> {
     let rows = RowEncoder::new(batch, send_nil);
+    let hint = rows.row_hint();
     (0..rows.len())
         .map(|row| {
-            let mut out = Vec::with_capacity(rows.row_hint());
+            let mut out = Vec::with_capacity(hint);
             rows.write(row, &mut out);
             out
         })
         .collect()
 }
 
-/// Writes a batch's rows as JSON objects straight to bytes, in the same shape as
-/// [`batch_to_rows`] serialised, without building a `serde_json::Value` per cell: sinks
-/// encode every result row, and the maps, key copies and cell values cost several times the
-/// writing itself.
+/// Writes a batch's rows as JSON objects straight to bytes, in eKuiper's shape (the module
+/// doc), without building a `serde_json::Value` per cell: sinks encode every result row, and
+/// the maps, key copies and cell values cost several times the writing itself.
 pub struct RowEncoder<'a> {
     /// Output keys in Go's (byte) order, each with its columns in schema order.
     keys: Vec<Key<'a>>,
@@ -78,9 +70,10 @@ pub struct RowEncoder<'a> {
     send_nil: bool,
 }
 
-/// One output key: its encoded prefix and the columns that share its name (the first
-/// non-null one of a row wins, as in [`batch_to_rows`]).
+/// One output key: its name, its encoded prefix and the columns that share the name (the
+/// first non-null one of a row wins).
 struct Key<'a> {
+    name: &'a str,
     /// `"name":`, escaped once per batch.
     prefix: Vec<u8>,
     columns: Vec<Column<'a>>,
@@ -102,7 +95,7 @@ enum Cell<'c> {
     Utf8(&'c str),
     Boolean(bool),
     /// Other types go through [`value_at`], whose null (a `NULL` literal's column, an
-    /// out-of-range datetime) counts as a null cell, as it does in [`batch_to_rows`].
+    /// out-of-range datetime) counts as a null cell.
     Value(Value),
 }
 
@@ -125,6 +118,16 @@ impl Column<'_> {
 }
 
 impl Cell<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Cell::Int64(v) => Value::from(v),
+            Cell::Float64(v) => float_value(v),
+            Cell::Utf8(v) => Value::String(v.to_string()),
+            Cell::Boolean(v) => Value::Bool(v),
+            Cell::Value(v) => v,
+        }
+    }
+
     fn write(&self, out: &mut Vec<u8>) {
         let written = match self {
             Cell::Int64(v) => serde_json::to_writer(&mut *out, v),
@@ -160,7 +163,11 @@ impl<'a> RowEncoder<'a> {
             .map(|(name, columns)| {
                 let mut prefix = serde_json::to_vec(name).expect("a string always serializes");
                 prefix.push(b':');
-                Key { prefix, columns }
+                Key {
+                    name,
+                    prefix,
+                    columns,
+                }
             })
             .collect();
         RowEncoder {
@@ -185,19 +192,22 @@ impl<'a> RowEncoder<'a> {
         2 + self.keys.iter().map(|k| k.prefix.len() + 12).sum::<usize>()
     }
 
+    /// The fields row `row` outputs, in key order: each key with its first non-null cell, or
+    /// `None` (a null kept by `send_nil`); keys with only nulls are left out otherwise.
+    fn fields(&self, row: usize) -> impl Iterator<Item = (&Key<'a>, Option<Cell<'_>>)> {
+        self.keys.iter().filter_map(move |key| {
+            let cell = key.columns.iter().find_map(|c| c.cell(row));
+            (cell.is_some() || self.send_nil).then_some((key, cell))
+        })
+    }
+
     /// Appends row `row` as a JSON object to `out`.
     pub fn write(&self, row: usize, out: &mut Vec<u8>) {
         out.push(b'{');
-        let mut first = true;
-        for key in &self.keys {
-            let cell = key.columns.iter().find_map(|c| c.cell(row));
-            if cell.is_none() && !self.send_nil {
-                continue;
-            }
-            if !first {
+        for (i, (key, cell)) in self.fields(row).enumerate() {
+            if i > 0 {
                 out.push(b',');
             }
-            first = false;
             out.extend_from_slice(&key.prefix);
             match cell {
                 Some(c) => c.write(out),

@@ -225,11 +225,12 @@ impl Rate {
     /// Counts an event's messages; at the end of a window, decides whether to linger.
     fn count(&mut self, messages: usize) {
         self.messages += messages;
-        let elapsed = self.since.elapsed();
+        let now = std::time::Instant::now();
+        let elapsed = now - self.since;
         if elapsed >= RATE_WINDOW {
             self.high = self.messages as f64 / elapsed.as_secs_f64() > LINGER_ABOVE_PER_SEC as f64;
             self.messages = 0;
-            self.since = std::time::Instant::now();
+            self.since = now;
         }
     }
 }
