@@ -6,12 +6,16 @@
 # a markdown table with wall time (process start to exit), events/s, peak RSS, result rows
 # (checked against Quiver's) and the ratios Quiver/peer. Then it runs quiver-mqtt-bench (MQTT
 # ingest against the broker's own ceiling, latency, many rules, idle footprint) against a
-# private Mosquitto and appends its tables.
+# private Mosquitto and appends its tables. MySQL: W1's output written into MariaDB
+# (127.0.0.1:3306, root, database test) through the mysql sink plugin
+# (benches/cases/file_to_mysql_w1), against the plain client loading the same rows as
+# 1,000-row INSERTs and one INSERT per row (benches/cases/mysql_clients.sh).
 #
 #   scripts/bench.sh [--events 1000000,5000000] [--peers duckdb,bytewax,flink]
 #                    [--workloads w1,w2] [--workers 1,2] [--repeat 1] [--data DIR]
 #                    [--bytewax-workers 1,2] [--no-build] [--max-busy 0.25] [--idle-wait 300]
-#                    [--mqtt footprint,ingest,latency,rules] [--mqtt-args "ARGS"] [--out FILE]
+#                    [--mqtt footprint,ingest,latency,rules] [--mqtt-args "ARGS"]
+#                    [--mysql-events N] [--out FILE]
 #
 #   --events      event counts; files DIR/events-N.jsonl are generated with quiver-gen unless
 #                 present with N lines (default DIR: data/, gitignored)
@@ -30,6 +34,8 @@
 #                 /usr/sbin/mosquitto). The rules phase takes several minutes
 #   --mqtt-args   more quiver-mqtt-bench arguments, e.g. "--client-nodelay --broker-conf
 #                 'set_tcp_nodelay true'" for latency without Nagle's algorithm on any hop
+#   --mysql-events  events file for the MySQL case (default: the smallest --events; "none"
+#                 to skip; skipped with a note when no MariaDB answers on 127.0.0.1:3306)
 #   --out FILE    also write the table (and the raw JSON lines) to FILE
 #
 # Ratios: "time Q/peer" is Quiver's wall time at 2 workers (the highest --workers) divided by
@@ -53,6 +59,7 @@ idle_wait=300
 out_file=
 mqtt_phases=footprint,ingest,latency,rules
 mqtt_args=
+mysql_events=
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -69,7 +76,8 @@ while [[ $# -gt 0 ]]; do
         --out) out_file=$2; shift 2 ;;
         --mqtt) mqtt_phases=$2; shift 2 ;;
         --mqtt-args) mqtt_args=$2; shift 2 ;;
-        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        --mysql-events) mysql_events=$2; shift 2 ;;
+        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -79,6 +87,8 @@ IFS=, read -ra events_arr <<< "$events_list"
 IFS=, read -ra peers_arr <<< "$peers_list"
 IFS=, read -ra workloads_arr <<< "$workloads_list"
 IFS=, read -ra workers_arr <<< "$workers_list"
+[[ -z $mysql_events ]] && mysql_events=$(printf '%s\n' "${events_arr[@]}" | sort -n | head -n 1)
+[[ $mysql_events == none ]] && mysql_events=
 q_ref_workers=$(printf '%s\n' "${workers_arr[@]}" | sort -n | tail -n 1)
 
 log() { echo "bench: $*" >&2; }
@@ -111,7 +121,9 @@ fi
 # --- data --------------------------------------------------------------------------------
 mkdir -p "$data_dir"
 data_dir=$(cd "$data_dir" && pwd)
-for n in "${events_arr[@]}"; do
+gen_events=("${events_arr[@]}")
+[[ -n $mysql_events ]] && gen_events+=("$mysql_events")
+for n in $(printf '%s\n' "${gen_events[@]}" | sort -un); do
     f=$data_dir/events-$n.jsonl
     if [[ -f $f && $(wc -l < "$f" | tr -d ' ') == "$n" ]]; then
         log "using $f"
@@ -306,6 +318,55 @@ table=$(jq -rs --argjson qw "$q_ref_workers" --arg peers "${peers_list}" '
     echo
     echo "time Q/peer and RSS Q/peer: Quiver at $q_ref_workers workers ÷ the peer, same file, same workload, same invocation (below 1: Quiver faster / smaller). Each cell: the fastest of $repeat run(s); others busy: cores used by other processes in the 2 s before that run."
 } > "$work/table.md"
+
+# --- MySQL: W1 into MariaDB through the plugin, against the plain client ------------------
+if [[ -n $mysql_events ]]; then
+    if ! command -v mariadb >/dev/null || ! mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' test >/dev/null 2>&1; then
+        log "no MariaDB answering on 127.0.0.1:3306 (root, database test): MySQL case skipped"
+        printf '\nMySQL case skipped: no MariaDB on 127.0.0.1:3306 (root, database test).\n' >> "$work/table.md"
+    else
+        f=$data_dir/events-$mysql_events.jsonl
+        mysql_results=$work/mysql.jsonl
+        : > "$mysql_results"
+        # Plugin and client take turns, so a change of the database's pace hits both.
+        for ((r = 1; r <= repeat; r++)); do
+            busy=$(wait_quiet)
+            log "quiver w1 -> mysql, $mysql_events events, $q_ref_workers workers (run $r; others busy: $busy cores)"
+            if line=$("$root/benches/cases/run.sh" "$root/benches/cases/file_to_mysql_w1" "$f" "$q_ref_workers" "$quiverd"); then
+                echo "$line" | jq -c '{kind: "plugin", rows: .db_rows, wall_s, rows_per_s: (.db_rows / .wall_s | round)}' \
+                    | tee -a "$mysql_results" >&2
+                log "mariadb client, the same rows (run $r)"
+                if line=$("$root/benches/cases/mysql_clients.sh" bench_file_to_mysql_w1); then
+                    echo "$line" | jq -c '{kind: "clients"} + .' | tee -a "$mysql_results" >&2
+                else
+                    log "mysql_clients.sh FAILED"
+                fi
+            else
+                log "quiver w1 -> mysql FAILED"
+            fi
+        done
+        {
+            echo
+            echo "## MySQL: W1's output into MariaDB through the mysql sink plugin (benches/cases/file_to_mysql_w1)"
+            echo
+            jq -rs --argjson ev "$mysql_events" --argjson qw "$q_ref_workers" '
+                def fmt_int: tostring | if length > 3 then .[:-3] + "," + .[-3:] else . end
+                             | if length > 7 then .[:-7] + "," + .[-7:] else . end;
+                ([.[] | select(.kind == "plugin")] | max_by(.rows_per_s)) as $p
+                | ([.[] | select(.kind == "clients")] | max_by(.multi_row_rows_per_s)) as $m
+                | ([.[] | select(.kind == "clients")] | max_by(.per_row_rows_per_s)) as $s
+                | if $p == null or $m == null then "MySQL case failed; see the log."
+                  else
+                    "| events | rows written | Quiver (\($qw) workers, process start to exit) | client, 1,000-row INSERTs | client, one INSERT per row | Quiver / 1,000-row | Quiver / per-row |",
+                    "|---|---|---|---|---|---|---|",
+                    "| \($ev | fmt_int) | \($p.rows | fmt_int) | \($p.rows_per_s | fmt_int) rows/s (\($p.wall_s) s) | \($m.multi_row_rows_per_s | fmt_int) rows/s | \($s.per_row_rows_per_s | fmt_int) rows/s (\($s.per_row_rows | fmt_int) rows) | \(($p.rows_per_s / $m.multi_row_rows_per_s * 100 | round))% | \(($p.rows_per_s / $s.per_row_rows_per_s | round))× |",
+                    "",
+                    "Best of \(length / 2 | floor) run(s) each; every INSERT autocommitted by the client; the plugin writes each batch as prepared multi-row INSERTs in one transaction."
+                  end' "$mysql_results"
+        } >> "$work/table.md"
+        cat "$mysql_results" >> "$results"
+    fi
+fi
 
 # --- MQTT: ingest, latency, many rules, footprint ---------------------------------------------
 if [[ -n $mqtt_phases ]]; then

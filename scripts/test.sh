@@ -18,11 +18,11 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # The benchmark cases' harness (benches/cases/run.sh) runs once per case on a tiny input in
-# the tests; it needs jq and GNU time.
-if ! command -v jq >/dev/null 2>&1 || [ ! -x /usr/bin/time ]; then
-  echo "installing jq and time" >&2
+# the tests; it needs jq, GNU time and unzip (a case installs a packaged plugin).
+if ! command -v jq >/dev/null 2>&1 || [ ! -x /usr/bin/time ] || ! command -v unzip >/dev/null 2>&1; then
+  echo "installing jq, time and unzip" >&2
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq time
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq time unzip
 fi
 
 # MQTT tests talk to a real Mosquitto on 127.0.0.1:1883 (and start private ones on free ports

@@ -5,7 +5,10 @@
 #   benches/cases/run.sh CASE_DIR EVENTS_FILE WORKERS [QUIVERD]
 #
 # CASE_DIR holds stream.sql (reading DATASOURCE="events.jsonl"), rule.json and optionally
-# table.sql (a file table on DATASOURCE="devices.jsonl", generated here); EVENTS_FILE is
+# table.sql (a file table on DATASOURCE="devices.jsonl", generated here), plugins (lines
+# "KIND PROJECT": plugin projects packaged and installed into the run's data dir), setup.sql
+# and count.sql (run with the mariadb client on 127.0.0.1:3306 as root, database test:
+# before the run, and after it to count the rows that landed); EVENTS_FILE is
 # the JSON-lines input (from `quiver-gen`), substituted for events.jsonl as an absolute path.
 # QUIVERD defaults to target/release/quiverd. Fails unless the rule finished and its source
 # read every line of the file.
@@ -37,10 +40,31 @@ if [[ -f $case_dir/table.sql ]]; then
     tables=(--stream "$(sed "s|DATASOURCE=\"devices.jsonl\"|DATASOURCE=\"$tmp/devices.jsonl\"|" "$case_dir/table.sql")")
 fi
 
+# A case with plugins gets them packaged as a user would and installed into a data dir of its
+# own (what `POST /plugins/...` leaves there), which `quiverd run --data-dir` loads.
+data_args=()
+if [[ -f $case_dir/plugins ]]; then
+    command -v unzip >/dev/null || { echo "run.sh needs unzip for $case_dir/plugins" >&2; exit 2; }
+    while read -r kind project; do
+        [[ -z $kind || $kind == \#* ]] && continue
+        if ! zip=$("$root/scripts/package-plugin.sh" "$root/$project" 2> "$tmp/package.log" | tail -n 1); then
+            cat "$tmp/package.log" >&2
+            exit 1
+        fi
+        mkdir -p "$tmp/data/plugins/$kind"
+        unzip -qo "$root/$zip" -d "$tmp/data/plugins/$kind"
+    done < "$case_dir/plugins"
+    data_args=(--data-dir "$tmp/data")
+fi
+mariadb_test() { mariadb -h 127.0.0.1 -P 3306 -u root -N -B test; }
+if [[ -f $case_dir/setup.sql ]]; then
+    mariadb_test < "$case_dir/setup.sql"
+fi
+
 start=$(date +%s.%N)
 set +e
 RUST_LOG=warn /usr/bin/time -f '%M' -o "$tmp/rss" \
-    "$quiverd" run "${tables[@]}" --stream "$stream" --rule "$case_dir/rule.json" --workers "$workers" \
+    "$quiverd" run "${data_args[@]}" "${tables[@]}" --stream "$stream" --rule "$case_dir/rule.json" --workers "$workers" \
     > "$tmp/status.json" 2> "$tmp/stderr"
 code=$?
 set -e
@@ -59,6 +83,16 @@ if [[ $status != stopped || $read_rows != "$events" ]]; then
     cat "$tmp/status.json" >&2
     exit 1
 fi
+# Rows that landed in the database must be every row the sink received, and no more.
+db_rows=null
+if [[ -f $case_dir/count.sql ]]; then
+    db_rows=$(mariadb_test < "$case_dir/count.sql")
+    if [[ $db_rows != "$sink_rows" ]]; then
+        echo "$(basename "$case_dir"): $db_rows rows in the database, the sink received $sink_rows" >&2
+        cat "$tmp/status.json" >&2
+        exit 1
+    fi
+fi
 jq -cn \
     --arg case "$(basename "$case_dir")" \
     --argjson events "$events" \
@@ -67,6 +101,8 @@ jq -cn \
     --argjson t1 "$end" \
     --argjson rss_kb "$(tail -n 1 "$tmp/rss")" \
     --argjson sink_rows "$sink_rows" \
+    --argjson db_rows "$db_rows" \
     '($t1 - $t0) as $wall
      | {case: $case, events: $events, workers: $workers, wall_s: ($wall * 1000 | round / 1000),
-        events_per_s: ($events / $wall | round), peak_rss_kb: $rss_kb, sink_rows: $sink_rows}'
+        events_per_s: ($events / $wall | round), peak_rss_kb: $rss_kb, sink_rows: $sink_rows}
+       + if $db_rows == null then {} else {db_rows: $db_rows} end'

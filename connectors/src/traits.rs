@@ -175,6 +175,17 @@ impl SourceOutput {
         (self.wake)(i);
         Ok(())
     }
+
+    /// [`SourceOutput::send`] for a source's own blocking thread (never the async runtime's):
+    /// the thread waits for room itself, with no async task between it and the workers.
+    pub fn blocking_send(&self, event: SourceEvent) -> Result<(), ConnectorError> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        self.queues[i]
+            .blocking_send(event)
+            .map_err(|_| ConnectorError::Closed)?;
+        (self.wake)(i);
+        Ok(())
+    }
 }
 
 /// A source of messages for one rule (or, for shared streams, several).

@@ -728,7 +728,9 @@ impl Watermark {
             return None;
         }
         let schema = self.waiting[0].schema();
-        let all = if self.waiting.iter().all(|b| b.schema() == schema) {
+        let all = if self.waiting.len() == 1 {
+            self.waiting[0].clone()
+        } else if self.waiting.iter().all(|b| b.schema() == schema) {
             arrow::compute::concat_batches(&schema, &self.waiting).ok()?
         } else {
             crate::window::concat_results(&self.waiting)?
@@ -738,6 +740,18 @@ impl Watermark {
             .column_by_name(TS_COLUMN)?
             .as_primitive::<arrow::datatypes::Int64Type>()
             .clone();
+        // Rows usually arrive in time order (one device's clock, a file written in order):
+        // then the released rows are a prefix, cut without sorting or copying.
+        if ts.values().windows(2).all(|w| w[0] <= w[1]) {
+            let cut = match upto {
+                Some(w) => ts.values().partition_point(|&t| t <= w),
+                None => all.num_rows(),
+            };
+            if cut < all.num_rows() {
+                self.waiting.push(all.slice(cut, all.num_rows() - cut));
+            }
+            return (cut > 0).then(|| all.slice(0, cut));
+        }
         let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
         // A stable sort: rows with equal times keep their arrival order.
         order.sort_by_key(|&i| ts.value(i as usize));

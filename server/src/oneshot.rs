@@ -7,7 +7,7 @@
 //! Exit codes: 0 the rule finished; 1 it stopped by error; 2 bad arguments or setup (a stream
 //! or rule that does not compile); 3 `--timeout` passed; 130 interrupted (Ctrl-C).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,13 +19,15 @@ use serde_json::{Map, Value};
 /// Usage of the `run` subcommand.
 pub const USAGE: &str =
     "usage: quiverd run --stream SQL [--stream SQL ...] --rule RULE [--workers N]
-                   [--config FILE] [--option KEY=VALUE ...] [--timeout SECS]
+                   [--config FILE] [--data-dir DIR] [--option KEY=VALUE ...] [--timeout SECS]
   --stream   a CREATE STREAM or CREATE TABLE statement (repeat for several; a file table is
              read whole before the rule starts)
   --rule     a rule JSON file ({\"id\", \"sql\", \"actions\", \"options\"}), inline rule JSON,
              a file holding a SELECT, or the SELECT itself (id \"oneshot\", a log action)
   --workers  dataflow worker threads (env QUIVER_WORKERS, default: cores)
   --config   YAML connection profiles, e.g. file: {default: {path: /data}} (env QUIVER_CONFIG)
+  --data-dir load the plugins installed under DIR/plugins, as the server with this data dir
+             has them (env QUIVER_DATA_DIR; default ./data when ./data/plugins exists)
   --option   a rule option, e.g. --option isEventTime=true (overrides the rule JSON's)
   --timeout  give up after this many seconds (default: wait for the end of the input)
 Prints the rule's final status as JSON. Exit code 0: finished, 1: stopped by error,
@@ -41,6 +43,8 @@ struct Options {
     rule: String,
     workers: usize,
     config: Option<PathBuf>,
+    /// Where installed plugins are loaded from (`DIR/plugins`), if anywhere.
+    data_dir: Option<PathBuf>,
     options: Map<String, Value>,
     timeout: Option<Duration>,
 }
@@ -83,6 +87,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<O
     let mut rule = None;
     let mut workers = env("QUIVER_WORKERS");
     let mut config = env("QUIVER_CONFIG");
+    let mut data_dir = env("QUIVER_DATA_DIR");
     let mut options = Map::new();
     let mut timeout = None;
     while let Some(arg) = args.next() {
@@ -96,6 +101,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<O
             }
             "--workers" => workers = Some(value()?),
             "--config" => config = Some(value()?),
+            "--data-dir" => data_dir = Some(value()?),
             "--option" => {
                 let kv = value()?;
                 let (k, v) = kv
@@ -135,6 +141,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<O
         rule,
         workers,
         config: config.map(PathBuf::from),
+        // Without a flag, the server's default data dir counts only when plugins were
+        // installed there: a one-shot run creates no folders of its own.
+        data_dir: data_dir
+            .map(PathBuf::from)
+            .or_else(|| Path::new("data/plugins").is_dir().then(|| "data".into())),
         options,
         timeout,
     }))
@@ -185,6 +196,22 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     if let Some(path) = &o.config {
         engine.set_source_profiles(quiver_server::load_profiles(path)?);
     }
+    // Plugins before the rule, which may name a plugin sink, source or function; the
+    // manager lives as long as the run.
+    let _plugins = match &o.data_dir {
+        Some(dir) => {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "--data-dir {}: no such directory",
+                dir.display()
+            );
+            let plugins = quiver_server::plugins::PluginManager::open(dir, engine.clone())
+                .with_context(|| format!("--data-dir {}", dir.display()))?;
+            plugins.load_all();
+            Some(plugins)
+        }
+        None => None,
+    };
     for sql in &o.streams {
         // Formatted here, not chained: the engine error repeats its source's message.
         let def = engine
@@ -301,10 +328,13 @@ mod tests {
             "isEventTime=true",
             "--option",
             "name=x y",
+            "--data-dir",
+            "/srv/quiver",
         ]))
         .unwrap()
         .unwrap();
         assert_eq!(o.workers, 2);
+        assert_eq!(o.data_dir, Some(PathBuf::from("/srv/quiver")));
         assert_eq!(o.options["isEventTime"], Value::Bool(true));
         assert_eq!(o.options["name"], Value::from("x y"));
         assert!(parse_args(args(&["--rule", "SELECT 1"])).is_err());

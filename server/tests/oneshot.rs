@@ -247,6 +247,25 @@ fn benchmark_cases_run_end_to_end_on_a_tiny_input() {
         let line: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
         assert_eq!(line["events"], 2_000, "{line}");
         assert!(line["sink_rows"].as_u64() > Some(0), "{line}");
+        if case.join("count.sql").is_file() {
+            // A case writing into MariaDB: run.sh checked the table against the sink; the
+            // plain-client references load the same rows again.
+            assert_eq!(line["db_rows"], line["sink_rows"], "{line}");
+            let out = Command::new(cases.join("mysql_clients.sh"))
+                .arg("bench_file_to_mysql_w1")
+                .arg("50")
+                .output()
+                .expect("run benches/cases/mysql_clients.sh");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "mysql_clients.sh: {}\n{stdout}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let refs: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+            assert_eq!(refs["rows"], line["db_rows"], "{refs}");
+            assert_eq!(refs["per_row_rows"], 50, "{refs}");
+        }
         ran.push(line["case"].as_str().unwrap_or_default().to_string());
     }
     ran.sort();
@@ -255,7 +274,8 @@ fn benchmark_cases_run_end_to_end_on_a_tiny_input() {
         [
             "file_to_memory_w1",
             "file_to_memory_w2",
-            "file_to_memory_w3"
+            "file_to_memory_w3",
+            "file_to_mysql_w1"
         ],
         "every case ran"
     );

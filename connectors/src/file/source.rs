@@ -1,15 +1,10 @@
-//! The file source task: a blocking reader thread feeding the rule through a bounded channel.
+//! The file source task: a blocking reader thread feeding the rule's bounded worker queues.
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 
 use super::config::FileSourceConfig;
 use super::reader;
-use crate::{ConnectorError, Source, SourceEvent, SourceOutput};
-
-/// Chunks read ahead of the rule. With the rule's own bounded queues this caps what a file
-/// source holds in memory, however large the file.
-const READ_AHEAD: usize = 4;
+use crate::{ConnectorError, Source, SourceOutput};
 
 /// Reads a file (or a directory of files) once, or again every `interval`.
 #[derive(Debug)]
@@ -42,32 +37,23 @@ impl Source for FileSource {
     }
 }
 
-/// Reads the input once on a blocking thread; returns the rows sent.
+/// Reads the input once on a blocking thread, which sends straight to the workers' queues
+/// (their bounds hold it back); returns the rows sent.
 async fn read_once(config: FileSourceConfig, out: &SourceOutput) -> Result<u64, ConnectorError> {
-    let (tx, mut rx) = mpsc::channel::<SourceEvent>(READ_AHEAD);
     // Rules whose rows one worker reads have the reader thread decode (`predecode`), in
     // parallel with that worker. Spreading the decoding over more threads was measured: on
     // two cores it was slower than this one extra thread.
-    let decode = out.clone();
+    let out = out.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        // A failed send means this task is gone (the rule stopped): the reader stops too.
+        // A failed send means the rule stopped: the reader stops too.
         reader::read_input(&config, &mut |chunk| {
-            tx.blocking_send(decode.predecode(chunk)).is_ok()
+            out.blocking_send(out.predecode(chunk)).is_ok()
         })
     });
-    let mut sent = Ok(());
-    while let Some(chunk) = rx.recv().await {
-        if let Err(e) = out.send(chunk).await {
-            sent = Err(e);
-            break;
-        }
-    }
-    // Unblocks a reader still waiting to send, so it ends before we wait for it.
-    drop(rx);
     let read = reader.await.map_err(|e| ConnectorError::Io {
         connector: "file",
         reason: format!("the reader thread failed: {e}"),
     })?;
-    sent?;
-    Ok(read?.unwrap_or_default())
+    // `None`: the rule stopped before the end of the input.
+    read?.ok_or(ConnectorError::Closed)
 }
