@@ -323,6 +323,12 @@ pub struct GroupTable {
 impl GroupTable {
     /// An empty table for `spec`.
     pub fn new(spec: Arc<AggregateSpec>) -> Self {
+        Self::with_capacity(spec, 0)
+    }
+
+    /// An empty table for `spec` with room for `groups` groups (the previous window's count,
+    /// so a window's table does not grow and rehash group by group).
+    pub fn with_capacity(spec: Arc<AggregateSpec>, groups: usize) -> Self {
         let accs = spec.aggs.iter().map(accumulator).collect();
         let arg_names = spec
             .aggs
@@ -342,10 +348,12 @@ impl GroupTable {
                 names
             })
             .collect();
+        let mut index = fixed_map();
+        index.reserve(groups);
         GroupTable {
             spec,
-            index: fixed_map(),
-            first: Vec::new(),
+            index,
+            first: Vec::with_capacity(groups),
             carried: Vec::new(),
             accs,
             arg_names,
@@ -618,6 +626,8 @@ pub struct AlignedWindows {
     hop: i64,
     open: BTreeMap<i64, GroupTable>,
     bad_rows: usize,
+    /// Groups in the last window closed: the room a new window's table starts with.
+    last_groups: usize,
 }
 
 impl AlignedWindows {
@@ -628,6 +638,7 @@ impl AlignedWindows {
             hop: hop as i64,
             open: BTreeMap::new(),
             bad_rows: 0,
+            last_groups: 0,
         }
     }
 
@@ -671,10 +682,10 @@ impl AlignedWindows {
     }
 
     fn table(&mut self, start: i64) -> &mut GroupTable {
-        let spec = &self.spec;
+        let (spec, groups) = (&self.spec, self.last_groups);
         self.open
             .entry(start)
-            .or_insert_with(|| GroupTable::new(spec.clone()))
+            .or_insert_with(|| GroupTable::with_capacity(spec.clone(), groups))
     }
 
     fn advance(&mut self, frontier: i64) -> Vec<Emission> {
@@ -686,6 +697,7 @@ impl AlignedWindows {
             }
             let table = self.open.remove(&start).expect("first key exists");
             self.bad_rows += table.bad_rows;
+            self.last_groups = table.len();
             if let Some(batch) = table.finish(start, end) {
                 out.push(Emission { end, batch });
             }
