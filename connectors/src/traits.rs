@@ -156,12 +156,20 @@ impl SourceOutput {
         self
     }
 
-    /// The event decoded here when a decoder is set (raw messages only), else as it is. Meant
-    /// for a source's own blocking thread, never the async runtime's.
+    /// The event decoded here when a decoder is set (raw messages only) and the worker is
+    /// behind, else as it is. Meant for a source's own blocking thread, never the async
+    /// runtime's.
+    ///
+    /// The worker decodes what arrives undecoded, so the decoding shifts to whichever of the
+    /// two threads has room: while the next queue is less than half full the worker keeps up
+    /// and takes the decoding itself; once it fills, this thread takes it. The order of
+    /// events is the same either way.
     pub fn predecode(&self, event: SourceEvent) -> SourceEvent {
+        let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        let queue = &self.queues[i];
         match &self.decoder {
-            Some(d) => event.decoded_with(d),
-            None => event,
+            Some(d) if queue.capacity() * 2 <= queue.max_capacity() => event.decoded_with(d),
+            _ => event,
         }
     }
 
