@@ -240,3 +240,46 @@ pub trait Sink: Send {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn lines(n: usize) -> SourceEvent {
+        let text: String = (0..n).map(|i| format!("{{\"v\": {i}}}\n")).collect();
+        SourceEvent::Lines {
+            block: text.into(),
+            topic: "t".into(),
+        }
+    }
+
+    #[test]
+    fn predecode_takes_the_decoding_only_while_the_worker_is_behind() {
+        let schema = std::sync::Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let decoder = crate::codec::json::JsonDecoder::new(Some(schema), false);
+        let (tx, mut rx) = mpsc::channel(4);
+        let out =
+            SourceOutput::new(vec![tx], std::sync::Arc::new(|_| {})).with_decoder(decoder.clone());
+        let mut kinds = Vec::new();
+        for i in 0..4 {
+            let event = out.predecode(lines(3));
+            kinds.push(matches!(event, SourceEvent::Decoded { .. }));
+            out.blocking_send(event).expect("room for four");
+            assert_eq!(rx.len(), i + 1);
+        }
+        // Empty and one queued: the worker keeps up and decodes; two and three queued (at
+        // least half of four): the reader decodes.
+        assert_eq!(kinds, [false, false, true, true]);
+        // The worker gets the same rows either way.
+        for _ in 0..4 {
+            let (messages, decoded) = rx.try_recv().expect("queued").decode(&decoder);
+            assert_eq!(messages, 3);
+            assert_eq!(decoded.rows(), 3);
+        }
+        // Without a decoder nothing is decoded ahead.
+        let (tx, _rx) = mpsc::channel(1);
+        let out = SourceOutput::new(vec![tx], std::sync::Arc::new(|_| {}));
+        assert!(matches!(out.predecode(lines(1)), SourceEvent::Lines { .. }));
+    }
+}
