@@ -40,9 +40,9 @@ impl Source for FileSource {
 /// Reads the input once on a blocking thread, which sends straight to the workers' queues
 /// (their bounds hold it back); returns the rows sent.
 async fn read_once(config: FileSourceConfig, out: &SourceOutput) -> Result<u64, ConnectorError> {
-    // Rules whose rows one worker reads have the reader thread decode (`predecode`), in
-    // parallel with that worker. Spreading the decoding over more threads was measured: on
-    // two cores it was slower than this one extra thread.
+    // Rules whose rows one worker reads share their decoding between this thread and that
+    // worker (`predecode`: whichever has room). Spreading the decoding over more threads
+    // was measured: on two cores it was slower than this one extra thread.
     let out = out.clone();
     let reader = tokio::task::spawn_blocking(move || {
         // A failed send means the rule stopped: the reader stops too.
