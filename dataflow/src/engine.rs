@@ -1239,10 +1239,44 @@ impl Engine {
             .stream(stream)
             .map(|def| JsonDecoder::new(def.arrow_schema(), true));
         let fanout = self.inner.runtime.spawn(async move {
-            while let Some(event) = rx.recv().await {
+            // An event received while gathering that cannot join the gathered ones.
+            let mut held: Option<SourceEvent> = None;
+            loop {
+                let first = match held.take() {
+                    Some(e) => e,
+                    None => match rx.recv().await {
+                        Some(e) => e,
+                        None => break,
+                    },
+                };
                 let event = match &decoder {
-                    Some(decoder) => event.decoded_with(decoder),
-                    None => event,
+                    Some(decoder) => {
+                        // What queued while the last event went out to every rule goes on
+                        // as one event. Each event costs every rule a wake-up and a dataflow
+                        // step, so with many rules the events grow under load instead of the
+                        // backlog; without a backlog nothing waits.
+                        let first = first.decoded_with(decoder);
+                        let mut messages = match &first {
+                            SourceEvent::Decoded { messages, .. } => *messages,
+                            // Rows (a memory topic) go on as they came.
+                            _ => MAX_GATHERED_MESSAGES,
+                        };
+                        let mut parts = vec![first];
+                        while messages < MAX_GATHERED_MESSAGES {
+                            let Ok(next) = rx.try_recv() else { break };
+                            let next = next.decoded_with(decoder);
+                            match &next {
+                                SourceEvent::Decoded { messages: m, .. } => messages += m,
+                                _ => {
+                                    held = Some(next);
+                                    break;
+                                }
+                            }
+                            parts.push(next);
+                        }
+                        gather(parts)
+                    }
+                    None => first,
                 };
                 let targets: Vec<(String, SourceOutput)> = subs
                     .lock()
@@ -1348,6 +1382,45 @@ impl Drop for Unbuilt<'_> {
 }
 
 /// A table source's event as rows; malformed rows are logged and left out.
+/// Most messages a shared source's fan-out gathers into one event.
+const MAX_GATHERED_MESSAGES: usize = 4096;
+
+/// Decoded events as one: their rows in order, in one batch when they share a schema (so each
+/// rule runs once over them), and their failures.
+fn gather(mut parts: Vec<SourceEvent>) -> SourceEvent {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let mut messages = 0;
+    let mut batches = Vec::new();
+    let mut errors = Vec::new();
+    for part in parts {
+        match part {
+            SourceEvent::Decoded {
+                messages: m,
+                decoded,
+            } => {
+                messages += m;
+                batches.extend(decoded.batches.iter().cloned());
+                errors.extend(decoded.errors.iter().cloned());
+            }
+            other => unreachable!("only decoded events are gathered, got {other:?}"),
+        }
+    }
+    if batches.len() > 1 {
+        let schema = batches[0].schema();
+        if batches.iter().all(|b| b.schema() == schema)
+            && let Ok(one) = arrow::compute::concat_batches(&schema, &batches)
+        {
+            batches = vec![one];
+        }
+    }
+    SourceEvent::Decoded {
+        messages,
+        decoded: Arc::new(quiver_connectors::codec::json::Decoded { batches, errors }),
+    }
+}
+
 fn table_rows(event: SourceEvent, decoder: &JsonDecoder, table: &str) -> Vec<RecordBatch> {
     let (_, decoded) = event.decode(decoder);
     if let Some(first) = decoded.errors.first() {
@@ -1750,5 +1823,50 @@ fn unimplemented_options(spec: &RuleSpec) -> String {
             "options not implemented yet and ignored: {}",
             ignored.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn decoded(values: &[i64], errors: &[&str]) -> SourceEvent {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))])
+            .unwrap();
+        SourceEvent::Decoded {
+            messages: values.len() + errors.len(),
+            decoded: Arc::new(quiver_connectors::codec::json::Decoded {
+                batches: vec![batch],
+                errors: errors.iter().map(|e| e.to_string()).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn gathered_events_keep_every_row_in_order_in_one_batch() {
+        let one = gather(vec![decoded(&[1, 2], &["bad"])]);
+        let SourceEvent::Decoded { messages, .. } = &one else {
+            panic!("decoded")
+        };
+        assert_eq!(*messages, 3);
+        let all = gather(vec![
+            decoded(&[1, 2], &["x"]),
+            decoded(&[3], &[]),
+            decoded(&[4, 5], &["y"]),
+        ]);
+        let SourceEvent::Decoded { messages, decoded } = all else {
+            panic!("decoded")
+        };
+        assert_eq!(messages, 7);
+        assert_eq!(decoded.errors, ["x", "y"]);
+        assert_eq!(decoded.batches.len(), 1, "one batch: each rule runs once");
+        let n = decoded.batches[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(n.values().to_vec(), [1, 2, 3, 4, 5]);
+        assert_eq!(n.null_count(), 0);
     }
 }

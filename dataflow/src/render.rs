@@ -918,7 +918,10 @@ fn render_source<'s>(
                         }
                         None => {
                             let now = now_ms();
-                            if let Some(c) = cap.as_mut() {
+                            // Time matters only to windows and `__ts` readers. Elsewhere the
+                            // capability stays put: each move is progress news for every
+                            // worker, which would wake them all for every event of every rule.
+                            if windowed && let Some(c) = cap.as_mut() {
                                 let t = now.max(*c.time());
                                 c.downgrade(&t);
                             }

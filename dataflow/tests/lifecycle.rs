@@ -538,3 +538,58 @@ fn each_row_unnest_produces_is_its_own_emission() {
     });
     engine.shutdown();
 }
+
+/// A burst on a shared stream with many rules: while the fan-out hands one event to every
+/// rule, the messages behind it gather into larger events; every rule still gets every
+/// message once.
+#[test]
+fn a_burst_on_a_shared_stream_reaches_every_rule_once() {
+    let (rt, engine) = setup(2);
+    engine
+        .create_stream(
+            r#"CREATE STREAM burst (n BIGINT) WITH (DATASOURCE="burst/in", TYPE="memory", SHARED="true")"#,
+        )
+        .unwrap();
+    let bus = engine.connectors().memory().clone();
+    let (rules, messages) = (40, 1_000i64);
+    rt.block_on(async {
+        let mut readers = Vec::new();
+        for r in 0..rules {
+            let topic = format!("burst/out{r}");
+            let mut rx = bus.subscribe(&topic);
+            let want = (0..messages).filter(|n| n % (r as i64 + 1) == 0).count();
+            readers.push(tokio::spawn(async move {
+                recv_rows(&mut rx, want, Duration::from_secs(30)).await
+            }));
+            // Rule r keeps the multiples of r + 1, so the rules' results differ.
+            let sql = format!("SELECT n FROM burst WHERE n % {} = 0", r + 1);
+            engine
+                .create_rule(rule(&format!("b{r}"), &sql, &topic))
+                .unwrap();
+        }
+        for n in 0..messages {
+            bus.publish_json("burst/in", format!(r#"{{"n":{n}}}"#).into_bytes())
+                .await;
+        }
+        for (r, reader) in readers.into_iter().enumerate() {
+            let step = r as i64 + 1;
+            let want: Vec<i64> = (0..messages).filter(|n| n % step == 0).collect();
+            // Compared as a set: two workers may interleave events.
+            let mut got: Vec<i64> = reader
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row["n"].as_i64().unwrap())
+                .collect();
+            got.sort_unstable();
+            assert_eq!(got, want, "rule b{r}");
+            // Messages after the rule's last match may still be on their way.
+            let read = || metric(&engine, &format!("b{r}"), "source_burst_0_records_in_total");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while read() != json!(messages) && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(read(), json!(messages), "rule b{r} read every message once");
+        }
+    });
+}
