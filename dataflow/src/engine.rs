@@ -107,6 +107,8 @@ enum SourceHandle {
     Own(tokio::task::JoinHandle<()>),
     /// A subscription to the shared source of this stream (`SHARED="true"`).
     Shared(String),
+    /// Membership in the rule group of this shared stream.
+    Grouped(String, Arc<crate::group::RuleGroup>),
 }
 
 /// One subscriber of a shared source: a rule run's worker queues and how to wake them.
@@ -150,6 +152,8 @@ struct Inner {
     rules: Mutex<BTreeMap<String, RuleEntry>>,
     profiles: RwLock<SourceProfiles>,
     shared: Mutex<HashMap<String, SharedSource>>,
+    /// Rule groups, by shared stream: its stateless rules in one dataflow.
+    groups: Mutex<HashMap<String, Arc<crate::group::RuleGroup>>>,
     /// Tables: their rows and the tasks that feed them.
     tables: Mutex<HashMap<String, TableEntry>>,
 }
@@ -212,6 +216,7 @@ impl Engine {
                 rules: Mutex::new(BTreeMap::new()),
                 profiles: RwLock::new(HashMap::new()),
                 shared: Mutex::new(HashMap::new()),
+                groups: Mutex::new(HashMap::new()),
                 tables: Mutex::new(HashMap::new()),
             }),
         })
@@ -939,8 +944,46 @@ impl Engine {
             ..e
         });
         let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let activators = Arc::new(Mutex::new(vec![None; n]));
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // A stateless rule of a shared stream joins the stream's rule group instead of
+        // running a dataflow of its own (see `crate::group`).
+        if stream.options.shared
+            && joined.is_empty()
+            && event_time.is_none()
+            && crate::group::eligible(plan)
+        {
+            let member = crate::group::Member {
+                key: key.clone(),
+                plan: plan.clone(),
+                sinks: sink_senders,
+                source_metrics,
+                decoder_metrics,
+                op_metrics,
+                rule: Arc::new(quiver_compiler::eval::RuleContext {
+                    id: entry.spec.id.clone(),
+                    start_ms: now_ms(),
+                }),
+            };
+            let (group, connection) = self.join_group(&stream, member, queue)?;
+            entry.run = Some(RuleRun {
+                key,
+                joined_tasks: Vec::new(),
+                connection,
+                source_node: format!("source_{}", stream.name),
+                metrics,
+                source: SourceHandle::Grouped(stream.name.clone(), group),
+                done: done_rx,
+                error,
+                late_rows,
+                finished_at,
+                in_flight,
+                indexes: Vec::new(),
+            });
+            entry.last_start_ms = now_ms();
+            entry.stop_message.clear();
+            return Ok(());
+        }
+        let activators = Arc::new(Mutex::new(vec![None; n]));
         let tables: HashMap<String, crate::table::TableSide> = {
             let tables = self.inner.tables.lock().expect("tables lock");
             plan.chain()
@@ -1274,7 +1317,7 @@ impl Engine {
                             }
                             parts.push(next);
                         }
-                        gather(parts)
+                        gather(parts, decoder)
                     }
                     None => first,
                 };
@@ -1312,6 +1355,104 @@ impl Engine {
         Ok(connection)
     }
 
+    /// Adds a rule run to the rule group of shared stream `stream`, starting the group (a
+    /// dataflow on every worker, subscribed to the stream's shared source) for the first one.
+    #[allow(clippy::type_complexity)]
+    fn join_group(
+        &self,
+        stream: &StreamDef,
+        member: crate::group::Member,
+        queue: usize,
+    ) -> Result<
+        (
+            Arc<crate::group::RuleGroup>,
+            Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
+        ),
+        EngineError,
+    > {
+        let mut groups = self.inner.groups.lock().expect("groups lock");
+        if let Some(g) = groups.get(&stream.name)
+            && g.is_live()
+        {
+            let shared = self.inner.shared.lock().expect("shared lock");
+            // A group whose shared source ended (a file read to its end) is done too.
+            if let Some(s) = shared.get(&stream.name)
+                && !s.tasks.iter().any(|t| t.is_finished())
+                && s.subscribers
+                    .lock()
+                    .expect("subscribers lock")
+                    .iter()
+                    .any(|x| x.key == g.key)
+            {
+                g.add(member);
+                return Ok((g.clone(), s.connection.clone()));
+            }
+        }
+        if let Some(old) = groups.remove(&stream.name) {
+            self.inner
+                .workers
+                .broadcast(|| Command::Drop(old.key.clone()));
+        }
+        static GROUPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = self.inner.workers.count();
+        let key = format!(
+            "group:{}#{}",
+            stream.name,
+            GROUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
+        let activators: Arc<Mutex<Vec<Option<timely::scheduling::SyncActivator>>>> =
+            Arc::new(Mutex::new(vec![None; n]));
+        let group = Arc::new(crate::group::RuleGroup::new(
+            key.clone(),
+            ingest_rx,
+            activators.clone(),
+            JsonDecoder::new(stream.arrow_schema(), true),
+        ));
+        group.add(member);
+        self.inner
+            .workers
+            .broadcast(|| Command::BuildGroup(group.clone()));
+        let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
+            if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
+                let _ = a.activate();
+            }
+        });
+        let wake_all = wake.clone();
+        let subscriber = Subscriber {
+            key: key.clone(),
+            out: SourceOutput::new(ingest_tx, wake),
+            wake_all: Arc::new(move || (0..n).for_each(|i| wake_all(i))),
+        };
+        let spec = self.source_spec(stream);
+        match self.join_shared(&stream.name, &spec, subscriber, queue) {
+            Ok(connection) => {
+                groups.insert(stream.name.clone(), group.clone());
+                Ok((group, connection))
+            }
+            Err(e) => {
+                self.inner.workers.broadcast(|| Command::Drop(key.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a rule run from its group; the last one out stops the group and leaves the
+    /// shared source.
+    fn leave_group(&self, stream: &str, group: &Arc<crate::group::RuleGroup>, key: &str) {
+        if group.remove(key) > 0 {
+            return;
+        }
+        let mut groups = self.inner.groups.lock().expect("groups lock");
+        if groups.get(stream).is_some_and(|g| Arc::ptr_eq(g, group)) {
+            groups.remove(stream);
+            self.leave_shared(stream, &group.key);
+        }
+        self.inner
+            .workers
+            .broadcast(|| Command::Drop(group.key.clone()));
+    }
+
     /// Removes a rule run from a shared source; the last one out stops the source.
     fn leave_shared(&self, stream: &str, key: &str) {
         let mut shared = self.inner.shared.lock().expect("shared lock");
@@ -1335,6 +1476,7 @@ impl Engine {
             match &run.source {
                 SourceHandle::Own(task) => task.abort(),
                 SourceHandle::Shared(stream) => self.leave_shared(stream, &run.key),
+                SourceHandle::Grouped(stream, group) => self.leave_group(stream, group, &run.key),
             }
             run.joined_tasks.iter().for_each(|t| t.abort());
             self.inner
@@ -1387,38 +1529,12 @@ const MAX_GATHERED_MESSAGES: usize = 4096;
 
 /// Decoded events as one: their rows in order, in one batch when they share a schema (so each
 /// rule runs once over them), and their failures.
-fn gather(mut parts: Vec<SourceEvent>) -> SourceEvent {
+fn gather(mut parts: Vec<SourceEvent>, decoder: &JsonDecoder) -> SourceEvent {
     if parts.len() == 1 {
         return parts.pop().expect("one part");
     }
-    let mut messages = 0;
-    let mut batches = Vec::new();
-    let mut errors = Vec::new();
-    for part in parts {
-        match part {
-            SourceEvent::Decoded {
-                messages: m,
-                decoded,
-            } => {
-                messages += m;
-                batches.extend(decoded.batches.iter().cloned());
-                errors.extend(decoded.errors.iter().cloned());
-            }
-            other => unreachable!("only decoded events are gathered, got {other:?}"),
-        }
-    }
-    if batches.len() > 1 {
-        let schema = batches[0].schema();
-        if batches.iter().all(|b| b.schema() == schema)
-            && let Ok(one) = arrow::compute::concat_batches(&schema, &batches)
-        {
-            batches = vec![one];
-        }
-    }
-    SourceEvent::Decoded {
-        messages,
-        decoded: Arc::new(quiver_connectors::codec::json::Decoded { batches, errors }),
-    }
+    let (messages, decoded) = crate::group::combine(parts, decoder);
+    SourceEvent::Decoded { messages, decoded }
 }
 
 fn table_rows(event: SourceEvent, decoder: &JsonDecoder, table: &str) -> Vec<RecordBatch> {
@@ -1847,16 +1963,20 @@ mod tests {
 
     #[test]
     fn gathered_events_keep_every_row_in_order_in_one_batch() {
-        let one = gather(vec![decoded(&[1, 2], &["bad"])]);
+        let decoder = JsonDecoder::new(None, false);
+        let one = gather(vec![decoded(&[1, 2], &["bad"])], &decoder);
         let SourceEvent::Decoded { messages, .. } = &one else {
             panic!("decoded")
         };
         assert_eq!(*messages, 3);
-        let all = gather(vec![
-            decoded(&[1, 2], &["x"]),
-            decoded(&[3], &[]),
-            decoded(&[4, 5], &["y"]),
-        ]);
+        let all = gather(
+            vec![
+                decoded(&[1, 2], &["x"]),
+                decoded(&[3], &[]),
+                decoded(&[4, 5], &["y"]),
+            ],
+            &decoder,
+        );
         let SourceEvent::Decoded { messages, decoded } = all else {
             panic!("decoded")
         };

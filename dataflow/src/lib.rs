@@ -17,6 +17,7 @@ pub mod arrange;
 pub mod container;
 pub mod engine;
 pub mod error;
+pub mod group;
 pub mod join;
 pub mod lookup;
 pub mod metrics;

@@ -106,7 +106,7 @@ pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
 }
 
 /// The plan's nodes from the one above the scan up (the order they run in).
-fn nodes(plan: &LogicalPlan) -> Vec<&LogicalPlan> {
+pub(crate) fn nodes(plan: &LogicalPlan) -> Vec<&LogicalPlan> {
     let mut out: Vec<&LogicalPlan> = plan.chain().filter(|n| n.input().is_some()).collect();
     out.reverse();
     out
@@ -120,14 +120,15 @@ fn operators(
 ) -> Chain {
     let mut chain = Chain::default();
     for n in nodes {
+        if let Some(op) = stateless_operator(n, metrics) {
+            chain.push(op);
+            continue;
+        }
         match n {
-            LogicalPlan::Filter { predicate, .. } => {
-                let m = metrics.next().expect("one metrics node per operator");
-                chain.push(Box::new(FilterOp::new(predicate.clone(), m)));
-            }
-            LogicalPlan::Project { items, .. } => {
-                let m = metrics.next().expect("one metrics node per operator");
-                chain.push(Box::new(ProjectOp::new(items.clone(), m)));
+            LogicalPlan::Filter { .. }
+            | LogicalPlan::Project { .. }
+            | LogicalPlan::Limit { .. } => {
+                unreachable!("stateless nodes are built above")
             }
             LogicalPlan::Sort { keys, .. } => {
                 let m = metrics.next().expect("one metrics node per operator");
@@ -147,8 +148,6 @@ fn operators(
                     m,
                 )));
             }
-            // eKuiper applies LIMIT inside its project node: no node of its own.
-            LogicalPlan::Limit { n, .. } => chain.push(Box::new(LimitOp::new(*n))),
             LogicalPlan::Aggregate { spec, .. } => {
                 // Only the window-less form is a stateless operator.
                 let m = metrics.next().expect("one metrics node per operator");
@@ -179,6 +178,22 @@ fn operators(
         }
     }
     chain
+}
+
+/// The operator of a stateless plan node (Filter, Project, Limit), taking its metrics node;
+/// None for the others. Rule groups build their members' chains from these alone.
+pub(crate) fn stateless_operator(
+    n: &LogicalPlan,
+    metrics: &mut impl Iterator<Item = Arc<NodeMetrics>>,
+) -> Option<Box<dyn BatchOperator>> {
+    let mut next = || metrics.next().expect("one metrics node per operator");
+    Some(match n {
+        LogicalPlan::Filter { predicate, .. } => Box::new(FilterOp::new(predicate.clone(), next())),
+        LogicalPlan::Project { items, .. } => Box::new(ProjectOp::new(items.clone(), next())),
+        // eKuiper applies LIMIT inside its project node: no node of its own.
+        LogicalPlan::Limit { n, .. } => Box::new(LimitOp::new(*n)),
+        _ => return None,
+    })
 }
 
 /// The scan-table index a table join reads (the engine chose its placement per join).
@@ -975,7 +990,11 @@ fn render_source<'s>(
 
 /// Runs the fused operators on a batch. A bug in an operator must fail its rows, not the
 /// worker (and every rule on it): a panic is caught and counted as exceptions.
-fn run_chain(chain: &mut Chain, batch: RecordBatch, metrics: &NodeMetrics) -> Option<RecordBatch> {
+pub(crate) fn run_chain(
+    chain: &mut Chain,
+    batch: RecordBatch,
+    metrics: &NodeMetrics,
+) -> Option<RecordBatch> {
     let rows = batch.num_rows();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.process_batch(batch))) {
         Ok(out) => out,

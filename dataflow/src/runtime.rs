@@ -16,7 +16,9 @@ use crate::render::{self, RuleDataflow};
 pub enum Command {
     /// Build this rule run's dataflow.
     Build(Arc<RuleDataflow>),
-    /// Drop the dataflow of this rule run.
+    /// Build a shared stream's rule group dataflow (its members come and go by themselves).
+    BuildGroup(Arc<crate::group::RuleGroup>),
+    /// Drop the dataflow of this rule run (or rule group).
     Drop(String),
     /// Build a scan table's dataflow (its upsert source and base arrangement).
     CreateTable(Arc<crate::arrange::TableFeed>),
@@ -68,6 +70,12 @@ impl Workers {
                                 .map(|i| (i.feed.name.clone(), i.id()))
                                 .collect();
                             dataflows.insert(rule.key.clone(), (id, indexes));
+                        }
+                        Command::BuildGroup(group) => {
+                            let id = worker.next_dataflow_index();
+                            worker
+                                .dataflow::<u64, _, _>(|scope| crate::group::build(scope, &group));
+                            dataflows.insert(group.key.clone(), (id, Vec::new()));
                         }
                         Command::Drop(key) => {
                             if let Some((id, indexes)) = dataflows.remove(&key) {

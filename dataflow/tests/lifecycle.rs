@@ -381,6 +381,19 @@ fn a_shared_stream_feeds_all_its_rules_from_one_subscription() {
             3
         );
 
+        // A restarted rule rejoins the group and is fed again, and so is the other one.
+        engine.restart_rule("hot").unwrap();
+        bus.publish_json("shared/in", br#"{"device":"e","temperature":40}"#.to_vec())
+            .await;
+        assert_eq!(
+            recv_rows(&mut hot, 1, Duration::from_secs(10)).await,
+            vec![json!({"device": "e"})]
+        );
+        assert_eq!(
+            recv_rows(&mut all, 1, Duration::from_secs(10)).await,
+            vec![json!({"device": "e"})]
+        );
+
         // Deleting one rule leaves the other fed; deleting the last releases the subscription.
         engine.delete_rule("hot").unwrap();
         bus.publish_json("shared/in", br#"{"device":"d","temperature":1}"#.to_vec())
@@ -592,4 +605,66 @@ fn a_burst_on_a_shared_stream_reaches_every_rule_once() {
             assert_eq!(read(), json!(messages), "rule b{r} read every message once");
         }
     });
+}
+
+/// The stateless rules of a shared stream run as one group: each keeps its own results and
+/// exceptions, and all of them finish when the stream's input ends.
+#[test]
+fn grouped_rules_keep_their_own_counts_and_finish_with_the_input() {
+    let (rt, engine) = setup(2);
+    let path = std::env::temp_dir().join(format!("quiver-group-{}.jsonl", std::process::id()));
+    let lines: String = (0..1_000).map(|n| format!("{{\"n\": {n}}}\n")).collect();
+    std::fs::write(&path, lines).unwrap();
+    engine
+        .create_stream(&format!(
+            r#"CREATE STREAM g (n BIGINT) WITH (DATASOURCE="{}", TYPE="file", SHARED="true")"#,
+            path.display()
+        ))
+        .unwrap();
+    rt.block_on(async {
+        let mut all = engine.connectors().memory().subscribe("group/all");
+        let mut div = engine.connectors().memory().subscribe("group/div");
+        let readers = (
+            tokio::spawn(async move { recv_rows(&mut all, 1_000, Duration::from_secs(20)).await }),
+            tokio::spawn(async move { recv_rows(&mut div, 1_000, Duration::from_secs(3)).await }),
+        );
+        // The first rule starts the shared source, so it sees every line; the second may
+        // join after the first lines went by.
+        engine
+            .create_rule(rule("all", "SELECT n FROM g", "group/all"))
+            .unwrap();
+        engine
+            .create_rule(rule("div", "SELECT 100 / (n % 2) AS x FROM g", "group/div"))
+            .unwrap();
+        for id in ["all", "div"] {
+            assert!(
+                engine
+                    .wait_finished(id, Duration::from_secs(20))
+                    .await
+                    .unwrap(),
+                "rule {id} finished at the end of the file"
+            );
+        }
+        let all_rows = readers.0.await.unwrap();
+        assert_eq!(all_rows.len(), 1_000);
+        assert_eq!(
+            metric(&engine, "all", "op_3_project_0_exceptions_total"),
+            json!(0)
+        );
+        // Even n divide by zero: those rows fail in "div" alone, one exception each.
+        let read = metric(&engine, "div", "source_g_0_records_in_total");
+        let failed = metric(&engine, "div", "op_3_project_0_exceptions_total");
+        let div_rows = readers.1.await.unwrap();
+        assert!(
+            div_rows.iter().all(|r| r["x"] == json!(100)),
+            "{div_rows:?}"
+        );
+        assert_eq!(
+            failed.as_u64().unwrap() + div_rows.len() as u64,
+            read.as_u64().unwrap(),
+            "every row read is either written or counted as failed"
+        );
+        assert!(failed.as_u64().unwrap() > 0);
+    });
+    let _ = std::fs::remove_file(&path);
 }

@@ -1,0 +1,360 @@
+//! Rule groups: the stateless rules of one shared stream evaluated in one dataflow.
+//!
+//! A rule of its own costs a wake-up and a dataflow step for every event, whatever the event
+//! holds (shared/rules-scale.md: about 10–25 µs); with hundreds of rules on one stream that
+//! fixed cost is most of the work. A group is one dataflow per shared stream, on every worker:
+//! its source operator takes each event once and runs every member rule's fused chain (filter,
+//! project, limit) over it, handing each result straight to that rule's sink queues. Adding or
+//! removing a rule edits the member list; the workers pick the change up on their next
+//! activation. Each rule keeps its own metrics, sinks and status, and a panic in one rule's
+//! chain is counted against that rule only (`run_chain`).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use quiver_compiler::plan::LogicalPlan;
+use quiver_compiler::window::TS_COLUMN;
+use quiver_connectors::SourceEvent;
+use quiver_connectors::codec::json::JsonDecoder;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::Scope;
+use timely::dataflow::operators::generic::operator::source;
+use timely::scheduling::SyncActivator;
+use tokio::sync::mpsc;
+
+use crate::container::ArrowBatch;
+use crate::metrics::NodeMetrics;
+use crate::operator::Chain;
+
+/// Result batches per sink a member may hold undelivered before the group stops reading.
+const MAX_PENDING_BATCHES: usize = 8;
+/// Source events a worker takes per activation (evaluated together, as one batch).
+const EVENTS_PER_ACTIVATION: usize = 64;
+/// How long a blocked group waits before trying its sinks again.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// One rule run in a group: its plan, its sinks and its metrics.
+pub struct Member {
+    /// The rule run's key (rule id + run number).
+    pub key: String,
+    /// The compiled plan (Scan, then Filter/Project/Limit only; see [`eligible`]).
+    pub plan: LogicalPlan,
+    /// One bounded queue per action.
+    pub sinks: Vec<mpsc::Sender<RecordBatch>>,
+    /// Metrics of the source node.
+    pub source_metrics: Arc<NodeMetrics>,
+    /// Metrics of the decoder node.
+    pub decoder_metrics: Arc<NodeMetrics>,
+    /// Metrics of the plan's operators, bottom-up.
+    pub op_metrics: Vec<Arc<NodeMetrics>>,
+    /// What `rule_id()` and `rule_start()` read.
+    pub rule: Arc<quiver_compiler::eval::RuleContext>,
+}
+
+/// The rules of one shared stream that run together, and the group's worker queues.
+pub struct RuleGroup {
+    /// The group dataflow's key (to drop it), unique per group.
+    pub key: String,
+    members: Mutex<Vec<Arc<Member>>>,
+    /// Bumped on every membership change; workers compare it with what they last saw.
+    generation: AtomicU64,
+    /// One ingest queue per worker, taken by the worker that builds the group.
+    pub ingest: Mutex<Vec<Option<mpsc::Receiver<SourceEvent>>>>,
+    /// Where each worker registers the activator that wakes the group.
+    pub activators: Arc<Mutex<Vec<Option<SyncActivator>>>>,
+    /// Decoder for events the shared source did not decode (none for schema streams).
+    pub decoder: JsonDecoder,
+    /// Workers whose input has ended and who let go of their members.
+    ended: AtomicUsize,
+    workers: usize,
+}
+
+impl RuleGroup {
+    /// An empty group reading `ingest` (one queue per worker).
+    pub fn new(
+        key: String,
+        ingest: Vec<mpsc::Receiver<SourceEvent>>,
+        activators: Arc<Mutex<Vec<Option<SyncActivator>>>>,
+        decoder: JsonDecoder,
+    ) -> Self {
+        let workers = ingest.len();
+        RuleGroup {
+            key,
+            members: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
+            ingest: Mutex::new(ingest.into_iter().map(Some).collect()),
+            activators,
+            decoder,
+            ended: AtomicUsize::new(0),
+            workers,
+        }
+    }
+
+    /// Adds a rule run.
+    pub fn add(&self, member: Member) {
+        self.members
+            .lock()
+            .expect("members lock")
+            .push(Arc::new(member));
+        self.changed();
+    }
+
+    /// Removes a rule run; returns how many members are left.
+    pub fn remove(&self, key: &str) -> usize {
+        let left = {
+            let mut members = self.members.lock().expect("members lock");
+            members.retain(|m| m.key != key);
+            members.len()
+        };
+        self.changed();
+        left
+    }
+
+    /// True while the group's input has not ended on any worker.
+    pub fn is_live(&self) -> bool {
+        self.ended.load(Ordering::Acquire) == 0
+    }
+
+    /// Tells the workers the member list changed (so a removed rule's sinks are let go now).
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for a in self
+            .activators
+            .lock()
+            .expect("activator lock")
+            .iter()
+            .flatten()
+        {
+            // A dropped dataflow's activator fails harmlessly.
+            let _ = a.activate();
+        }
+    }
+
+    /// A worker's input ended and it dropped its members' sink queues; the last one also
+    /// drops the group's own, so every member's sinks see the end.
+    fn worker_ended(&self) {
+        if self.ended.fetch_add(1, Ordering::AcqRel) + 1 == self.workers {
+            self.members.lock().expect("members lock").clear();
+        }
+    }
+}
+
+/// Whether a rule can run in its stream's group: its plan is a chain of filters, projections
+/// (without `unnest`) and a limit, reading no row time and keeping no state between events
+/// (hit functions keep some).
+pub fn eligible(plan: &LogicalPlan) -> bool {
+    let mut reads_ts = false;
+    plan.visit_exprs(&mut |e| {
+        if matches!(e, quiver_compiler::expr::Expr::Column { name, .. } if name == TS_COLUMN) {
+            reads_ts = true;
+        }
+    });
+    let mut hits = false;
+    plan.visit_exprs(&mut |e| hits |= matches!(e, quiver_compiler::expr::Expr::Hit { .. }));
+    !reads_ts
+        && !hits
+        && !plan.has_unnest()
+        && plan.chain().all(|n| {
+            matches!(
+                n,
+                LogicalPlan::Scan(_)
+                    | LogicalPlan::Filter { .. }
+                    | LogicalPlan::Project { .. }
+                    | LogicalPlan::Limit { .. }
+            )
+        })
+}
+
+/// The member's fused chain, built on the worker that runs it.
+fn chain(member: &Member) -> Chain {
+    let mut metrics = member.op_metrics.iter().cloned();
+    let mut chain = Chain::default();
+    for n in crate::render::nodes(&member.plan) {
+        let op = crate::render::stateless_operator(n, &mut metrics)
+            .expect("eligible plans hold filters, projections and limits only");
+        chain.push(op);
+    }
+    chain
+}
+
+/// Events decoded and put together: the messages they held and their rows, in one batch when
+/// the schemas agree.
+pub(crate) fn combine(
+    events: Vec<SourceEvent>,
+    decoder: &JsonDecoder,
+) -> (usize, Arc<quiver_connectors::codec::json::Decoded>) {
+    let mut messages = 0;
+    let mut batches = Vec::new();
+    let mut errors = Vec::new();
+    for event in events {
+        let (m, decoded) = event.decode(decoder);
+        messages += m;
+        batches.extend(decoded.batches.iter().cloned());
+        errors.extend(decoded.errors.iter().cloned());
+    }
+    if batches.len() > 1 {
+        let schema = batches[0].schema();
+        if batches.iter().all(|b| b.schema() == schema)
+            && let Ok(one) = arrow::compute::concat_batches(&schema, &batches)
+        {
+            batches = vec![one];
+        }
+    }
+    (
+        messages,
+        Arc::new(quiver_connectors::codec::json::Decoded { batches, errors }),
+    )
+}
+
+/// A member as one worker runs it: its chain, its sink queues and what they have not taken.
+struct Local {
+    member: Arc<Member>,
+    chain: Chain,
+    sinks: Vec<mpsc::Sender<RecordBatch>>,
+    stash: VecDeque<(usize, RecordBatch)>,
+}
+
+impl Local {
+    /// Hands stashed results to the sink queues until one is full.
+    fn flush(&mut self) {
+        while let Some((i, batch)) = self.stash.pop_front() {
+            match self.sinks[i].try_send(batch) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(batch)) => {
+                    self.stash.push_front((i, batch));
+                    return;
+                }
+                // The sink task has stopped: nothing will read this batch.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    fn blocked(&self) -> bool {
+        self.stash.len() >= MAX_PENDING_BATCHES * self.sinks.len().max(1)
+    }
+}
+
+/// Builds the group's dataflow in `scope` (on every worker, in the same order).
+pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
+    let worker = scope.index();
+    let mut rx = group.ingest.lock().expect("ingest lock")[worker].take();
+    let group = group.clone();
+    source::<_, CapacityContainerBuilder<ArrowBatch>, _, _>(
+        scope,
+        "RuleGroup",
+        move |cap, info| {
+            let sync = scope.worker().sync_activator_for(info.address.to_vec());
+            group.activators.lock().expect("activator lock")[worker] = Some(sync);
+            let retry = scope.activator_for(info.address.clone());
+            // Held, never moved, until the input ends: the members keep no state in time.
+            let mut cap = Some(cap);
+            let mut locals: Vec<Local> = Vec::new();
+            let mut seen = u64::MAX;
+            let mut ended = false;
+            move |_output| {
+                if cap.is_none() {
+                    return;
+                }
+                let generation = group.generation.load(Ordering::Acquire);
+                if generation != seen {
+                    seen = generation;
+                    let members = group.members.lock().expect("members lock").clone();
+                    let mut old = std::mem::take(&mut locals);
+                    for m in members {
+                        match old.iter().position(|l| Arc::ptr_eq(&l.member, &m)) {
+                            Some(i) => locals.push(old.swap_remove(i)),
+                            None => locals.push(Local {
+                                chain: chain(&m),
+                                sinks: m.sinks.clone(),
+                                member: m,
+                                stash: VecDeque::new(),
+                            }),
+                        }
+                    }
+                    // `old` now holds removed members: their sink queues close here.
+                }
+                locals.iter_mut().for_each(Local::flush);
+                if locals.iter().any(Local::blocked) {
+                    // A sink is behind: leave events queued so the shared source waits.
+                    retry.activate_after(RETRY);
+                    return;
+                }
+                let mut drained = false;
+                // Everything queued goes through the members as one batch: each member's chain
+                // then runs once per activation, however many events waited.
+                let mut events = Vec::new();
+                if let Some(queue) = rx.as_mut() {
+                    while events.len() < EVENTS_PER_ACTIVATION {
+                        match queue.try_recv() {
+                            Ok(e) => events.push(e),
+                            Err(mpsc::error::TryRecvError::Empty) => {
+                                drained = true;
+                                break;
+                            }
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                ended = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                if !events.is_empty() {
+                    let started = Instant::now();
+                    let (messages, decoded) = combine(events, &group.decoder);
+                    for l in &mut locals {
+                        let m = &l.member;
+                        m.source_metrics.batch(messages, messages, started);
+                        if let Some(first) = decoded.errors.first() {
+                            tracing::warn!(
+                                rule = %m.key,
+                                errors = decoded.errors.len(),
+                                "dropping malformed messages: {first}"
+                            );
+                            m.decoder_metrics.exceptions(decoded.errors.len(), first);
+                        }
+                        if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
+                            m.decoder_metrics.batch(messages, decoded.rows(), started);
+                        }
+                        for batch in &decoded.batches {
+                            let out = quiver_compiler::eval::with_rule_context(&m.rule, || {
+                                crate::render::run_chain(
+                                    &mut l.chain,
+                                    batch.clone(),
+                                    &m.source_metrics,
+                                )
+                            });
+                            if let Some(out) = out {
+                                for i in 0..l.sinks.len() {
+                                    l.stash.push_back((i, out.clone()));
+                                }
+                            }
+                        }
+                        l.flush();
+                    }
+                }
+                if ended {
+                    rx = None;
+                    if locals.iter().all(|l| l.stash.is_empty()) {
+                        // Everything is handed over: let the sinks finish.
+                        locals.clear();
+                        cap = None;
+                        group.worker_ended();
+                    } else {
+                        retry.activate_after(RETRY);
+                    }
+                    return;
+                }
+                if locals.iter().any(|l| !l.stash.is_empty()) {
+                    retry.activate_after(RETRY);
+                } else if !drained {
+                    // More may be queued: come back after other dataflows had their turn.
+                    retry.activate();
+                }
+            }
+        },
+    );
+}
