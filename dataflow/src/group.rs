@@ -263,10 +263,15 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
                 if generation != seen {
                     seen = generation;
                     let members = group.members.lock().expect("members lock").clone();
-                    let mut old = std::mem::take(&mut locals);
+                    // By member identity, so a change costs one pass however many rules.
+                    let mut old: std::collections::HashMap<usize, Local> =
+                        std::mem::take(&mut locals)
+                            .into_iter()
+                            .map(|l| (Arc::as_ptr(&l.member) as usize, l))
+                            .collect();
                     for m in members {
-                        match old.iter().position(|l| Arc::ptr_eq(&l.member, &m)) {
-                            Some(i) => locals.push(old.swap_remove(i)),
+                        match old.remove(&(Arc::as_ptr(&m) as usize)) {
+                            Some(l) => locals.push(l),
                             None => locals.push(Local {
                                 chain: chain(&m),
                                 sinks: m.sinks.clone(),
