@@ -199,6 +199,10 @@ sample_tree_rss() {
     echo "$peak" > "$out"
 }
 
+# Thousands separators for the tables (1234567 -> 1,234,567).
+jq_fmt_int='def fmt_int: tostring | if length > 3 then .[:-3] + "," + .[-3:] else . end
+    | if length > 7 then .[:-7] + "," + .[-7:] else . end;'
+
 results=$work/results.jsonl
 : > "$results"
 
@@ -275,9 +279,7 @@ for n in "${events_arr[@]}"; do
 done
 
 # --- table -------------------------------------------------------------------------------
-table=$(jq -rs --argjson qw "$q_ref_workers" --arg peers "${peers_list}" '
-    def fmt_int: tostring | if length > 3 then .[:-3] + "," + .[-3:] else . end
-                 | if length > 7 then .[:-7] + "," + .[-7:] else . end;
+table=$(jq -rs --argjson qw "$q_ref_workers" --arg peers "${peers_list}" "$jq_fmt_int"'
     def rate($ev; $s): ($ev / $s) as $r
         | if $r >= 1000000 then "\(($r / 10000 | round) / 100) M"
           elif $r >= 1000 then "\(($r / 100 | round) / 10) k" else "\($r | round)" end;
@@ -349,9 +351,7 @@ if [[ -n $mysql_events ]]; then
             echo
             echo "## MySQL: W1's output into MariaDB through the mysql sink plugin (benches/cases/file_to_mysql_w1)"
             echo
-            jq -rs --argjson ev "$mysql_events" --argjson qw "$q_ref_workers" '
-                def fmt_int: tostring | if length > 3 then .[:-3] + "," + .[-3:] else . end
-                             | if length > 7 then .[:-7] + "," + .[-7:] else . end;
+            jq -rs --argjson ev "$mysql_events" --argjson qw "$q_ref_workers" "$jq_fmt_int"'
                 ([.[] | select(.kind == "plugin")] | max_by(.rows_per_s)) as $p
                 | ([.[] | select(.kind == "clients")] | max_by(.multi_row_rows_per_s)) as $m
                 | ([.[] | select(.kind == "clients")] | max_by(.per_row_rows_per_s)) as $s

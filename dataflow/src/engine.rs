@@ -1282,39 +1282,19 @@ impl Engine {
             .stream(stream)
             .map(|def| JsonDecoder::new(def.arrow_schema(), true));
         let fanout = self.inner.runtime.spawn(async move {
-            // An event received while gathering that cannot join the gathered ones.
-            let mut held: Option<SourceEvent> = None;
-            loop {
-                let first = match held.take() {
-                    Some(e) => e,
-                    None => match rx.recv().await {
-                        Some(e) => e,
-                        None => break,
-                    },
-                };
+            while let Some(first) = rx.recv().await {
                 let event = match &decoder {
                     Some(decoder) => {
                         // What queued while the last event went out to every rule goes on
                         // as one event. Each event costs every rule a wake-up and a dataflow
                         // step, so with many rules the events grow under load instead of the
                         // backlog; without a backlog nothing waits.
-                        let first = first.decoded_with(decoder);
-                        let mut messages = match &first {
-                            SourceEvent::Decoded { messages, .. } => *messages,
-                            // Rows (a memory topic) go on as they came.
-                            _ => MAX_GATHERED_MESSAGES,
-                        };
-                        let mut parts = vec![first];
+                        let mut parts = vec![first.decoded_with(decoder)];
+                        let mut messages = event_messages(&parts[0]);
                         while messages < MAX_GATHERED_MESSAGES {
                             let Ok(next) = rx.try_recv() else { break };
                             let next = next.decoded_with(decoder);
-                            match &next {
-                                SourceEvent::Decoded { messages: m, .. } => messages += m,
-                                _ => {
-                                    held = Some(next);
-                                    break;
-                                }
-                            }
+                            messages += event_messages(&next);
                             parts.push(next);
                         }
                         gather(parts, decoder)
@@ -1527,8 +1507,18 @@ impl Drop for Unbuilt<'_> {
 /// Most messages a shared source's fan-out gathers into one event.
 const MAX_GATHERED_MESSAGES: usize = 4096;
 
-/// Decoded events as one: their rows in order, in one batch when they share a schema (so each
-/// rule runs once over them), and their failures.
+/// Messages (or rows) in an event already decoded by [`SourceEvent::decoded_with`].
+fn event_messages(event: &SourceEvent) -> usize {
+    match event {
+        SourceEvent::Decoded { messages, .. } => *messages,
+        SourceEvent::Batch(b) => b.num_rows(),
+        SourceEvent::Raw(m) => m.len(),
+        SourceEvent::Lines { .. } => 1,
+    }
+}
+
+/// Events (decoded, or rows as they came) as one: their rows in order, in one batch when they
+/// share a schema (so each rule runs once over them), and their failures.
 fn gather(mut parts: Vec<SourceEvent>, decoder: &JsonDecoder) -> SourceEvent {
     if parts.len() == 1 {
         return parts.pop().expect("one part");
@@ -1816,7 +1806,7 @@ fn joins_table(plan: &LogicalPlan, name: &str) -> bool {
 }
 
 /// True when the plan calls `last_hit_*` (each row sees the hits of the rows before it).
-fn reads_hits(plan: &LogicalPlan) -> bool {
+pub(crate) fn reads_hits(plan: &LogicalPlan) -> bool {
     let mut found = false;
     plan.visit_exprs(&mut |e| found |= matches!(e, quiver_compiler::expr::Expr::Hit { .. }));
     found

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::plan::LogicalPlan;
-use quiver_compiler::window::TS_COLUMN;
 use quiver_connectors::SourceEvent;
 use quiver_connectors::codec::json::JsonDecoder;
 use timely::container::CapacityContainerBuilder;
@@ -146,16 +145,8 @@ impl RuleGroup {
 /// (without `unnest`) and a limit, reading no row time and keeping no state between events
 /// (hit functions keep some).
 pub fn eligible(plan: &LogicalPlan) -> bool {
-    let mut reads_ts = false;
-    plan.visit_exprs(&mut |e| {
-        if matches!(e, quiver_compiler::expr::Expr::Column { name, .. } if name == TS_COLUMN) {
-            reads_ts = true;
-        }
-    });
-    let mut hits = false;
-    plan.visit_exprs(&mut |e| hits |= matches!(e, quiver_compiler::expr::Expr::Hit { .. }));
-    !reads_ts
-        && !hits
+    !crate::render::reads_row_time(plan)
+        && !crate::engine::reads_hits(plan)
         && !plan.has_unnest()
         && plan.chain().all(|n| {
             matches!(
@@ -310,19 +301,25 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
                 if !events.is_empty() {
                     let started = Instant::now();
                     let (messages, decoded) = combine(events, &group.decoder);
+                    let rows = decoded.rows();
+                    // Logged once for the group; each member counts them as its own.
+                    let failed = decoded.errors.first();
+                    if let Some(first) = failed {
+                        tracing::warn!(
+                            group = %group.key,
+                            rules = locals.len(),
+                            errors = decoded.errors.len(),
+                            "dropping malformed messages: {first}"
+                        );
+                    }
                     for l in &mut locals {
                         let m = &l.member;
                         m.source_metrics.batch(messages, messages, started);
-                        if let Some(first) = decoded.errors.first() {
-                            tracing::warn!(
-                                rule = %m.key,
-                                errors = decoded.errors.len(),
-                                "dropping malformed messages: {first}"
-                            );
+                        if let Some(first) = failed {
                             m.decoder_metrics.exceptions(decoded.errors.len(), first);
                         }
                         if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
-                            m.decoder_metrics.batch(messages, decoded.rows(), started);
+                            m.decoder_metrics.batch(messages, rows, started);
                         }
                         for batch in &decoded.batches {
                             let out = quiver_compiler::eval::with_rule_context(&m.rule, || {
