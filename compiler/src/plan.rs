@@ -457,6 +457,51 @@ impl LogicalPlan {
         })
     }
 
+    /// True when the plan calls `last_hit_*` (each row sees the hits of the rows before it).
+    pub fn reads_hits(&self) -> bool {
+        let mut found = false;
+        self.visit_exprs(&mut |e| found |= matches!(e, Expr::Hit { .. }));
+        found
+    }
+
+    /// True when the plan has analytic functions (state that depends on row order).
+    pub fn has_analytic(&self) -> bool {
+        self.chain()
+            .any(|n| matches!(n, LogicalPlan::Analytic { .. }))
+    }
+
+    /// True when the plan joins table `name`.
+    pub fn joins_table(&self, name: &str) -> bool {
+        self.chain()
+            .any(|n| matches!(n, LogicalPlan::JoinTable { join, .. } if join.table == name))
+    }
+
+    /// True when an expression reads message metadata, so the decoder must add those columns.
+    pub fn uses_meta(&self) -> bool {
+        let mut found = false;
+        self.visit_exprs(&mut |e| found |= matches!(e, Expr::Meta(_)));
+        found
+    }
+
+    /// True when an expression reads each row's time (`__ts`, e.g. `event_time()`).
+    pub fn reads_row_time(&self) -> bool {
+        let mut found = false;
+        self.visit_exprs(&mut |e| {
+            found |= matches!(e, Expr::Column { name, .. } if name == crate::window::TS_COLUMN);
+        });
+        found
+    }
+
+    /// The streams joined to the FROM stream (empty without a stream-stream join).
+    pub fn joined_streams(&self) -> &[JoinedStream] {
+        self.chain()
+            .find_map(|n| match n {
+                LogicalPlan::JoinStreams { join, .. } => Some(join.streams.as_slice()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
     /// The window node of the plan, if it has one.
     pub fn aggregate(&self) -> Option<&AggregateSpec> {
         self.chain().find_map(|n| match n {

@@ -98,7 +98,7 @@ struct RuleRun {
     /// Rows read and not yet taken by the rule's keyed or window operators.
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// The table indexes the run reads (released when it stops).
-    indexes: Vec<crate::arrange::IndexSpec>,
+    indexes: Vec<crate::tables::feed::IndexSpec>,
 }
 
 /// How a rule run gets its input.
@@ -108,7 +108,7 @@ enum SourceHandle {
     /// A subscription to the shared source of this stream (`SHARED="true"`).
     Shared(String),
     /// Membership in the rule group of this shared stream.
-    Grouped(String, Arc<crate::group::RuleGroup>),
+    Grouped(String, Arc<crate::render::group::RuleGroup>),
 }
 
 /// One subscriber of a shared source: a rule run's worker queues and how to wake them.
@@ -153,7 +153,7 @@ struct Inner {
     profiles: RwLock<SourceProfiles>,
     shared: Mutex<HashMap<String, SharedSource>>,
     /// Rule groups, by shared stream: its stateless rules in one dataflow.
-    groups: Mutex<HashMap<String, Arc<crate::group::RuleGroup>>>,
+    groups: Mutex<HashMap<String, Arc<crate::render::group::RuleGroup>>>,
     /// Tables: their rows and the tasks that feed them.
     tables: Mutex<HashMap<String, TableEntry>>,
 }
@@ -161,7 +161,7 @@ struct Inner {
 /// A table and the tasks feeding it (its source and the decoder that applies rows); an
 /// external lookup table has no task.
 struct TableEntry {
-    side: crate::table::TableSide,
+    side: crate::tables::TableSide,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -169,16 +169,16 @@ impl TableEntry {
     /// Rows received so far that every rule joining the table now sees (each upsert counts).
     fn applied(&self) -> u64 {
         match &self.side {
-            crate::table::TableSide::Scan(feed) => feed.applied(),
-            crate::table::TableSide::Lookup(l) => l.memory_state().map_or(0, |s| s.applied()),
+            crate::tables::TableSide::Scan(feed) => feed.applied(),
+            crate::tables::TableSide::Lookup(l) => l.memory_state().map_or(0, |s| s.applied()),
         }
     }
 
     /// Rows held now: a scan table's, or those of a memory lookup table's topic.
     fn rows(&self) -> usize {
         match &self.side {
-            crate::table::TableSide::Scan(feed) => feed.rows(),
-            crate::table::TableSide::Lookup(l) => l.memory_state().map_or(0, |s| s.len()),
+            crate::tables::TableSide::Scan(feed) => feed.rows(),
+            crate::tables::TableSide::Lookup(l) => l.memory_state().map_or(0, |s| s.len()),
         }
     }
 }
@@ -325,7 +325,7 @@ impl Engine {
             })?),
             None => None,
         };
-        let (feed, mut upserts) = crate::arrange::TableFeed::new(
+        let (feed, mut upserts) = crate::tables::feed::TableFeed::new(
             &def.name,
             def.options.key.clone(),
             retain,
@@ -350,7 +350,7 @@ impl Engine {
             }
         });
         Ok(TableEntry {
-            side: crate::table::TableSide::Scan(feed),
+            side: crate::tables::TableSide::Scan(feed),
             tasks: vec![source_task, feeder],
         })
     }
@@ -362,9 +362,12 @@ impl Engine {
         let props = self.profile_props(def);
         let cache = quiver_connectors::lookup::LookupCacheConfig::parse(&props)?;
         let (store, tasks) = if def.options.source_type == "memory" {
-            let state = Arc::new(crate::table::TableState::new(def.options.key.clone(), None));
+            let state = Arc::new(crate::tables::state::TableState::new(
+                def.options.key.clone(),
+                None,
+            ));
             let tasks = self.feed_table(def, state.clone())?;
-            (crate::lookup::LookupStore::Memory(state), tasks)
+            (crate::tables::lookup::LookupStore::Memory(state), tasks)
         } else {
             let spec = SourceSpec {
                 source_type: def.options.source_type.clone(),
@@ -375,14 +378,14 @@ impl Engine {
             let source = self.inner.connectors.lookup_source(&spec, key)?;
             let decoder = JsonDecoder::new(def.arrow_schema(), false);
             (
-                crate::lookup::LookupStore::External { source, decoder },
+                crate::tables::lookup::LookupStore::External { source, decoder },
                 Vec::new(),
             )
         };
         Ok(TableEntry {
-            side: crate::table::TableSide::Lookup(Arc::new(crate::lookup::LookupTable::new(
-                store, cache,
-            ))),
+            side: crate::tables::TableSide::Lookup(Arc::new(
+                crate::tables::lookup::LookupTable::new(store, cache),
+            )),
             tasks,
         })
     }
@@ -409,7 +412,7 @@ impl Engine {
     fn feed_table(
         &self,
         def: &StreamDef,
-        state: Arc<crate::table::TableState>,
+        state: Arc<crate::tables::state::TableState>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
         let (source_task, mut rx) = self.table_source(def)?;
         let decoder = JsonDecoder::new(def.arrow_schema(), false);
@@ -458,8 +461,8 @@ impl Engine {
             .map(|t| {
                 t.tasks.iter().all(|task| task.is_finished())
                     && match &t.side {
-                        crate::table::TableSide::Scan(feed) => feed.loaded(),
-                        crate::table::TableSide::Lookup(_) => true,
+                        crate::tables::TableSide::Scan(feed) => feed.loaded(),
+                        crate::tables::TableSide::Lookup(_) => true,
                     }
             })
     }
@@ -470,8 +473,8 @@ impl Engine {
     pub fn table_arrangements(&self, name: &str) -> Option<Vec<String>> {
         let tables = self.inner.tables.lock().expect("tables lock");
         match &tables.get(name)?.side {
-            crate::table::TableSide::Scan(feed) => Some(feed.arrangements()),
-            crate::table::TableSide::Lookup(_) => None,
+            crate::tables::TableSide::Scan(feed) => Some(feed.arrangements()),
+            crate::tables::TableSide::Lookup(_) => None,
         }
     }
 
@@ -501,7 +504,7 @@ impl Engine {
         }
         let removed = self.inner.tables.lock().expect("tables lock").remove(name);
         if let Some(TableEntry {
-            side: crate::table::TableSide::Scan(_),
+            side: crate::tables::TableSide::Scan(_),
             ..
         }) = &removed
         {
@@ -950,9 +953,9 @@ impl Engine {
         if stream.options.shared
             && joined.is_empty()
             && event_time.is_none()
-            && crate::group::eligible(plan)
+            && crate::render::group::eligible(plan)
         {
-            let member = crate::group::Member {
+            let member = crate::render::group::Member {
                 key: key.clone(),
                 plan: plan.clone(),
                 sinks: sink_senders,
@@ -984,7 +987,7 @@ impl Engine {
             return Ok(());
         }
         let activators = Arc::new(Mutex::new(vec![None; n]));
-        let tables: HashMap<String, crate::table::TableSide> = {
+        let tables: HashMap<String, crate::tables::TableSide> = {
             let tables = self.inner.tables.lock().expect("tables lock");
             plan.chain()
                 .filter_map(|n| match n {
@@ -1018,18 +1021,20 @@ impl Engine {
             && plan
                 .aggregate()
                 .is_none_or(|a| a.window.kind == quiver_compiler::window::WindowKind::Rows);
-        let mut indexes: Vec<crate::arrange::IndexSpec> = scans
+        let mut indexes: Vec<crate::tables::feed::IndexSpec> = scans
             .into_iter()
             .filter_map(|join| match tables.get(&join.table) {
-                Some(crate::table::TableSide::Scan(feed)) => Some(crate::arrange::IndexSpec::new(
-                    feed.clone(),
-                    join.table_keys.clone(),
-                    if partitioned {
-                        crate::arrange::Placement::Partitioned
-                    } else {
-                        crate::arrange::Placement::Replicated
-                    },
-                )),
+                Some(crate::tables::TableSide::Scan(feed)) => {
+                    Some(crate::tables::feed::IndexSpec::new(
+                        feed.clone(),
+                        join.table_keys.clone(),
+                        if partitioned {
+                            crate::tables::feed::Placement::Partitioned
+                        } else {
+                            crate::tables::feed::Placement::Replicated
+                        },
+                    ))
+                }
                 _ => None,
             })
             .collect();
@@ -1225,7 +1230,12 @@ impl Engine {
                 metrics.batch(messages, decoded.rows(), started);
                 let batches = decoded.batches.clone();
                 for b in batches {
-                    let b = crate::join::qualify(b, &qualifier, source, field.as_deref());
+                    let b = crate::operators::join_streams::qualify(
+                        b,
+                        &qualifier,
+                        source,
+                        field.as_deref(),
+                    );
                     if forward.send(SourceEvent::Batch(b)).await.is_err() {
                         return;
                     }
@@ -1341,11 +1351,11 @@ impl Engine {
     fn join_group(
         &self,
         stream: &StreamDef,
-        member: crate::group::Member,
+        member: crate::render::group::Member,
         queue: usize,
     ) -> Result<
         (
-            Arc<crate::group::RuleGroup>,
+            Arc<crate::render::group::RuleGroup>,
             Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
         ),
         EngineError,
@@ -1383,7 +1393,7 @@ impl Engine {
         let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
         let activators: Arc<Mutex<Vec<Option<timely::scheduling::SyncActivator>>>> =
             Arc::new(Mutex::new(vec![None; n]));
-        let group = Arc::new(crate::group::RuleGroup::new(
+        let group = Arc::new(crate::render::group::RuleGroup::new(
             key.clone(),
             ingest_rx,
             activators.clone(),
@@ -1419,7 +1429,7 @@ impl Engine {
 
     /// Removes a rule run from its group; the last one out stops the group and leaves the
     /// shared source.
-    fn leave_group(&self, stream: &str, group: &Arc<crate::group::RuleGroup>, key: &str) {
+    fn leave_group(&self, stream: &str, group: &Arc<crate::render::group::RuleGroup>, key: &str) {
         if group.remove(key) > 0 {
             return;
         }
@@ -1478,13 +1488,13 @@ impl Engine {
 struct Unbuilt<'a> {
     workers: &'a Workers,
     key: String,
-    indexes: Vec<crate::arrange::IndexSpec>,
+    indexes: Vec<crate::tables::feed::IndexSpec>,
     armed: bool,
 }
 
 impl Unbuilt<'_> {
     /// The launch succeeded: the run keeps its indexes.
-    fn disarm(mut self) -> Vec<crate::arrange::IndexSpec> {
+    fn disarm(mut self) -> Vec<crate::tables::feed::IndexSpec> {
         self.armed = false;
         std::mem::take(&mut self.indexes)
     }
@@ -1523,7 +1533,7 @@ fn gather(mut parts: Vec<SourceEvent>, decoder: &JsonDecoder) -> SourceEvent {
     if parts.len() == 1 {
         return parts.pop().expect("one part");
     }
-    let (messages, decoded) = crate::group::combine(parts, decoder);
+    let (messages, decoded) = crate::render::group::combine(parts, decoder);
     SourceEvent::Decoded { messages, decoded }
 }
 

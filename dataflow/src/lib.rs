@@ -12,20 +12,20 @@
 //! - a bad row is counted in its node's exceptions and the rule keeps running;
 //! - create/drop commands reach every worker in the same order.
 
-pub mod analytic;
-pub mod arrange;
+pub mod batch;
+pub mod chain;
+pub mod clock;
 pub mod container;
 pub mod engine;
 pub mod error;
-pub mod group;
-pub mod join;
-pub mod lookup;
+pub mod exchange;
+pub mod keys;
 pub mod metrics;
-pub mod operator;
+pub mod operators;
 pub mod render;
 pub mod runtime;
 pub mod sinkprops;
-pub mod table;
+pub mod tables;
 pub mod window;
 
 pub use engine::{Action, Engine, EngineConfig, RuleSpec, RuleStatus};

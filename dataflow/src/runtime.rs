@@ -17,11 +17,11 @@ pub enum Command {
     /// Build this rule run's dataflow.
     Build(Arc<RuleDataflow>),
     /// Build a shared stream's rule group dataflow (its members come and go by themselves).
-    BuildGroup(Arc<crate::group::RuleGroup>),
+    BuildGroup(Arc<crate::render::group::RuleGroup>),
     /// Drop the dataflow of this rule run (or rule group).
     Drop(String),
     /// Build a scan table's dataflow (its upsert source and base arrangement).
-    CreateTable(Arc<crate::arrange::TableFeed>),
+    CreateTable(Arc<crate::tables::feed::TableFeed>),
     /// Drop a table's dataflows (its indexes, then its base arrangement).
     DropTable(String),
     /// Leave the worker loop.
@@ -60,7 +60,7 @@ impl Workers {
                             // The table indexes the rule reads come first, so they are
                             // scheduled (and filled) before the rule's own operators.
                             for index in &rule.indexes {
-                                crate::arrange::build_index(worker, index);
+                                crate::tables::arrangement::build_index(worker, index);
                             }
                             let id = worker.next_dataflow_index();
                             worker.dataflow::<u64, _, _>(|scope| render::build(scope, &rule));
@@ -73,8 +73,9 @@ impl Workers {
                         }
                         Command::BuildGroup(group) => {
                             let id = worker.next_dataflow_index();
-                            worker
-                                .dataflow::<u64, _, _>(|scope| crate::group::build(scope, &group));
+                            worker.dataflow::<u64, _, _>(|scope| {
+                                crate::render::group::build(scope, &group)
+                            });
                             dataflows.insert(group.key.clone(), (id, Vec::new()));
                         }
                         Command::Drop(key) => {
@@ -84,16 +85,20 @@ impl Workers {
                                 }
                                 // After the rule's own dataflow, whose joins read them.
                                 for (table, index) in indexes {
-                                    crate::arrange::release_index(worker, &table, &index);
+                                    crate::tables::arrangement::release_index(
+                                        worker, &table, &index,
+                                    );
                                 }
                             }
                         }
                         Command::CreateTable(feed) => {
-                            crate::arrange::build_table(worker, &feed);
+                            crate::tables::arrangement::build_table(worker, &feed);
                         }
-                        Command::DropTable(name) => crate::arrange::drop_table(worker, &name),
+                        Command::DropTable(name) => {
+                            crate::tables::arrangement::drop_table(worker, &name)
+                        }
                         Command::Shutdown => {
-                            crate::arrange::drop_all(worker);
+                            crate::tables::arrangement::drop_all(worker);
                             // timely waits for installed dataflows to complete after this
                             // closure returns; running rules never complete, so drop them.
                             for id in worker.installed_dataflows() {

@@ -352,7 +352,7 @@ fn redis_unreachable_server_counts_exceptions() {
 fn redis_lookup_asks_once_per_batch_and_caches() {
     use quiver_connectors::lookup::LookupCacheConfig;
     use quiver_connectors::redis::{RedisLookup, RedisLookupConfig};
-    use quiver_dataflow::lookup::{LookupStore, LookupTable};
+    use quiver_dataflow::tables::lookup::{LookupStore, LookupTable};
 
     let mut keys = Keys::new("batch");
     keys.set("a", r#"{"id": "a", "location": "hall"}"#);

@@ -21,7 +21,7 @@ use quiver_connectors::codec::json::JsonDecoder;
 use quiver_connectors::lookup::{LookupCacheConfig, LookupSource};
 use serde_json::Value;
 
-use crate::table::TableState;
+use crate::tables::state::TableState;
 
 /// What one key found: its rows (`None` when the store has none), or why they could not be read.
 pub type KeyRows = Result<Option<RecordBatch>, String>;
@@ -154,7 +154,7 @@ impl LookupTable {
                         if let Some(first) = decoded.errors.first() {
                             return Err(format!("malformed value of key \"{key}\": {first}"));
                         }
-                        Ok(crate::window::concat_results(&decoded.batches))
+                        Ok(crate::batch::concat_results(&decoded.batches))
                     })
                     .collect())
             }

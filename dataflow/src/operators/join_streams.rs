@@ -19,8 +19,8 @@ use quiver_compiler::aggregate::json_value;
 use quiver_compiler::eval::{EvalContext, true_mask};
 use quiver_compiler::plan::{JoinKind, JoinStep, StreamJoins};
 
+use crate::chain::BatchOperator;
 use crate::metrics::NodeMetrics;
-use crate::operator::BatchOperator;
 
 /// The hidden column naming each row's stream (0 = the FROM stream, then JOIN order).
 pub const SOURCE_COLUMN: &str = "__src";
@@ -191,7 +191,7 @@ impl BatchOperator for JoinStreamsOp {
         let rows = batch.num_rows();
         let mut ctx = EvalContext::new(rows);
         let result = self.join(&batch, &mut ctx);
-        crate::table::report_join(&self.metrics, rows, started, &ctx, result)
+        crate::operators::join_table::report_join(&self.metrics, rows, started, &ctx, result)
     }
 }
 

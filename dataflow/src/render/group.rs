@@ -24,9 +24,9 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc;
 
+use crate::chain::Chain;
 use crate::container::ArrowBatch;
 use crate::metrics::NodeMetrics;
-use crate::operator::Chain;
 
 /// Result batches per sink a member may hold undelivered before the group stops reading.
 const MAX_PENDING_BATCHES: usize = 8;
@@ -323,7 +323,7 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
                         }
                         for batch in &decoded.batches {
                             let out = quiver_compiler::eval::with_rule_context(&m.rule, || {
-                                crate::render::run_chain(
+                                crate::chain::run_chain(
                                     &mut l.chain,
                                     batch.clone(),
                                     &m.source_metrics,

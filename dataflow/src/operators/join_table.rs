@@ -1,16 +1,7 @@
-//! The stream-table join, over scan tables (`CREATE TABLE`, arranged on the workers by
-//! [`crate::arrange`]) and lookup tables ([`crate::lookup`]).
-//!
-//! For each stream batch the join reads the rows of the batch's distinct keys: from this
-//! worker's arrangement of a scan table, as it is when the batch is processed (the stream
-//! drives, and a table update never re-emits a past result: eKuiper's semantics), or fetched
-//! from a lookup table's store. It then assembles the joined rows the same way for both. A
-//! lookup key whose rows could not be read fails only its stream rows (counted as exceptions).
-//!
-//! [`TableState`] keeps the rows of a memory lookup table by key.
+//! Stream-table joins: each stream batch against a scan table's index or a lookup store.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
@@ -20,155 +11,9 @@ use quiver_compiler::aggregate::json_value;
 use quiver_compiler::eval::{EvalContext, true_mask};
 use quiver_compiler::plan::TableJoin;
 
+use crate::chain::BatchOperator;
+use crate::keys::keys_of;
 use crate::metrics::NodeMetrics;
-use crate::operator::BatchOperator;
-
-/// The rows of a memory lookup table, upserted by key.
-#[derive(Debug)]
-pub struct TableState {
-    key: Option<String>,
-    retain: Option<usize>,
-    data: RwLock<TableData>,
-    /// Rows applied so far (upserts included), for tests and status.
-    applied: std::sync::atomic::AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct TableData {
-    version: u64,
-    seq: u64,
-    /// Keyed tables: key → sequence number of its row.
-    by_key: HashMap<String, u64>,
-    /// Live rows (one-row batches) in arrival order.
-    rows: BTreeMap<u64, RecordBatch>,
-    /// Unkeyed tables: sequence numbers, oldest first.
-    order: VecDeque<u64>,
-}
-
-impl TableState {
-    /// An empty table; `key` is the `KEY` column, `retain` the `RETAIN_SIZE`.
-    pub fn new(key: Option<String>, retain: Option<usize>) -> Self {
-        TableState {
-            key,
-            retain,
-            data: RwLock::new(TableData::default()),
-            applied: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// Applies decoded rows: upserts by key, or appends and trims to `RETAIN_SIZE`. Rows
-    /// without a key value are skipped (and counted in the return value).
-    pub fn apply(&self, batch: &RecordBatch) -> usize {
-        let key_col = self
-            .key
-            .as_ref()
-            .and_then(|k| quiver_compiler::eval::column_by_name(batch, k).cloned());
-        let mut skipped = 0;
-        let mut data = self.data.write().expect("table lock");
-        for r in 0..batch.num_rows() {
-            let row = batch.slice(r, 1);
-            data.seq += 1;
-            let seq = data.seq;
-            match (&self.key, &key_col) {
-                (Some(_), Some(col)) => match json_value(col.as_ref(), r) {
-                    Some(k) => {
-                        if let Some(old) = data.by_key.insert(k.to_string(), seq) {
-                            data.rows.remove(&old);
-                        }
-                        data.rows.insert(seq, row);
-                    }
-                    None => skipped += 1,
-                },
-                (Some(_), None) => skipped += 1,
-                (None, _) => {
-                    data.rows.insert(seq, row);
-                    data.order.push_back(seq);
-                    if let Some(n) = self.retain {
-                        while data.order.len() > n {
-                            if let Some(old) = data.order.pop_front() {
-                                data.rows.remove(&old);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        data.version += 1;
-        self.applied.fetch_add(
-            batch.num_rows() as u64,
-            std::sync::atomic::Ordering::Release,
-        );
-        skipped
-    }
-
-    /// Rows applied so far, upserts and skipped rows included.
-    pub fn applied(&self) -> u64 {
-        self.applied.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// The row of `key` (its JSON text, as [`TableState::apply`] keys rows) in a keyed table.
-    pub fn get(&self, key: &str) -> Option<RecordBatch> {
-        let data = self.data.read().expect("table lock");
-        let seq = data.by_key.get(key)?;
-        data.rows.get(seq).cloned()
-    }
-
-    /// Number of rows held.
-    pub fn len(&self) -> usize {
-        self.data.read().expect("table lock").rows.len()
-    }
-
-    /// True when the table holds no row.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A key as text: each value's JSON, so 1 and 1.0 match (both print `1`); `None` when a key
-/// value is missing (null never matches).
-pub(crate) fn keys_of(arrays: &[ArrayRef], rows: usize) -> Vec<Option<String>> {
-    (0..rows)
-        .map(|r| {
-            let mut key = String::new();
-            for a in arrays {
-                if !push_key_text(&mut key, a.as_ref(), r)? {
-                    key.push_str(&json_value(a.as_ref(), r)?.to_string());
-                }
-                key.push('\u{1f}');
-            }
-            Some(key)
-        })
-        .collect()
-}
-
-/// Appends the JSON text of a string value that needs no escaping (the usual key), as
-/// `json_value(..).to_string()` would write it, without building a JSON value: `Some(true)`
-/// when written, `Some(false)` when the caller must take the general path, `None` for null.
-fn push_key_text(key: &mut String, a: &dyn Array, r: usize) -> Option<bool> {
-    if a.is_null(r) {
-        return None;
-    }
-    let Some(s) = a.as_any().downcast_ref::<arrow::array::StringArray>() else {
-        return Some(false);
-    };
-    let v = s.value(r);
-    if v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-        return Some(false);
-    }
-    key.push('"');
-    key.push_str(v);
-    key.push('"');
-    Some(true)
-}
-
-/// The table a join reads: rows in memory (scan) or a store asked per batch (lookup).
-#[derive(Debug, Clone)]
-pub enum TableSide {
-    /// A scan table, arranged on the workers.
-    Scan(Arc<crate::arrange::TableFeed>),
-    /// A lookup table.
-    Lookup(Arc<crate::lookup::LookupTable>),
-}
 
 /// A lookup's rows for one batch: the rows, their index by key text, and the keys that failed
 /// (key text → why).
@@ -184,10 +29,10 @@ type RowErrors = (usize, Option<String>);
 /// The stream-table join operator.
 pub struct JoinTableOp {
     join: TableJoin,
-    table: TableSide,
+    table: crate::tables::TableSide,
     metrics: Arc<NodeMetrics>,
     /// A scan table's index on this worker (the arrangement of its rows by the join key).
-    trace: Option<crate::arrange::TableTrace>,
+    trace: Option<crate::tables::feed::TableTrace>,
     /// The id of the arrangement it reads (`IndexSpec::id`).
     index_id: String,
     /// Rows come exchanged by join key, carrying its text in `__key`.
@@ -199,14 +44,16 @@ impl JoinTableOp {
     /// this worker's arrangement `index` (built before the rule).
     pub fn new(
         join: TableJoin,
-        table: TableSide,
-        index: Option<&crate::arrange::IndexSpec>,
+        table: crate::tables::TableSide,
+        index: Option<&crate::tables::feed::IndexSpec>,
         metrics: Arc<NodeMetrics>,
     ) -> Self {
-        let trace = index.and_then(crate::arrange::trace);
-        let index_id = index.map(crate::arrange::IndexSpec::id).unwrap_or_default();
+        let trace = index.and_then(crate::tables::arrangement::trace);
+        let index_id = index
+            .map(crate::tables::feed::IndexSpec::id)
+            .unwrap_or_default();
         let partitioned =
-            index.is_some_and(|i| i.placement == crate::arrange::Placement::Partitioned);
+            index.is_some_and(|i| i.placement == crate::tables::feed::Placement::Partitioned);
         JoinTableOp {
             join,
             table,
@@ -219,7 +66,9 @@ impl JoinTableOp {
 
     /// The rows of `keys` from this worker's arrangement, decoded, indexed like a lookup's.
     fn read(&mut self, keys: &[Option<String>]) -> Result<Fetched, String> {
-        let (Some(trace), TableSide::Scan(feed)) = (self.trace.as_mut(), &self.table) else {
+        let (Some(trace), crate::tables::TableSide::Scan(feed)) =
+            (self.trace.as_mut(), &self.table)
+        else {
             return Err(format!(
                 "table \"{}\" is not arranged on this worker",
                 self.join.table
@@ -234,16 +83,16 @@ impl JoinTableOp {
             let wanted: Vec<Vec<u8>> = wanted.iter().map(|k| k.as_bytes().to_vec()).collect();
             let mut texts: Vec<String> = Vec::new();
             let mut index: HashMap<String, Vec<u32>> = HashMap::new();
-            crate::arrange::read(trace, &wanted, |i, (_, text)| {
+            crate::tables::arrangement::read(trace, &wanted, |i, (_, text)| {
                 let key = String::from_utf8_lossy(&wanted[i]).into_owned();
                 index.entry(key).or_default().push(texts.len() as u32);
                 texts.push(text.clone());
             });
             let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let batch = crate::arrange::decode(&feed.decoder, &texts)?;
+            let batch = crate::tables::rows::decode(&feed.decoder, &texts)?;
             return Ok((batch, index, HashMap::new()));
         }
-        let (batch, index) = crate::arrange::lookup(
+        let (batch, index) = crate::tables::arrangement::lookup(
             &feed.name,
             &self.index_id,
             trace,
@@ -256,7 +105,10 @@ impl JoinTableOp {
 
     /// The rows of the batch's distinct keys from a lookup table, indexed like a snapshot,
     /// and the keys whose rows could not be read (with why).
-    fn fetch(table: &crate::lookup::LookupTable, key: &ArrayRef) -> Result<Fetched, String> {
+    fn fetch(
+        table: &crate::tables::lookup::LookupTable,
+        key: &ArrayRef,
+    ) -> Result<Fetched, String> {
         let mut distinct: Vec<serde_json::Value> = Vec::new();
         let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for r in 0..key.len() {
@@ -291,7 +143,7 @@ impl JoinTableOp {
                 }
             }
         }
-        Ok((crate::window::concat_results(&batches), index, failed))
+        Ok((crate::batch::concat_results(&batches), index, failed))
     }
 
     fn join_batch(
@@ -320,8 +172,8 @@ impl JoinTableOp {
             _ => keys_of(&arrays, rows),
         };
         let fetched = match &self.table {
-            TableSide::Scan(_) => self.read(&keys)?,
-            TableSide::Lookup(table) => {
+            crate::tables::TableSide::Scan(_) => self.read(&keys)?,
+            crate::tables::TableSide::Lookup(table) => {
                 let key = arrays.first().ok_or("a lookup join needs its KEY")?;
                 Self::fetch(table, key)?
             }
@@ -469,46 +321,6 @@ impl BatchOperator for JoinTableOp {
     }
 }
 
-/// Adds the `__key` column a partitioned stream-table join is exchanged by: each row's join key
-/// as the table's arrangement keys it, so the row reaches the worker holding its table rows.
-pub struct TableKeyOp {
-    keys: Vec<quiver_compiler::expr::Expr>,
-}
-
-impl TableKeyOp {
-    /// Keys rows by the stream side of `join`.
-    pub fn new(join: &TableJoin) -> Self {
-        TableKeyOp {
-            keys: join.stream_keys.clone(),
-        }
-    }
-}
-
-impl BatchOperator for TableKeyOp {
-    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
-        let rows = batch.num_rows();
-        let mut ctx = EvalContext::new(rows);
-        // A key that fails to evaluate, or is null, matches nothing: such rows may go to any
-        // worker (the join reports the failure there).
-        let keys = self
-            .keys
-            .iter()
-            .map(|k| k.eval(&batch, &mut ctx).map(|v| v.into_array(rows)))
-            .collect::<Result<Vec<ArrayRef>, _>>()
-            .map(|arrays| keys_of(&arrays, rows))
-            .unwrap_or_else(|_| vec![None; rows]);
-        let column = arrow::array::BinaryArray::from_iter_values(
-            keys.iter()
-                .map(|k| k.as_deref().unwrap_or_default().as_bytes()),
-        );
-        Some(quiver_connectors::codec::json::add_column(
-            batch,
-            quiver_compiler::window::KEY_COLUMN,
-            Arc::new(column),
-        ))
-    }
-}
-
 /// Counts a join's outcome on its node: per-row failures in `ctx`, or the whole batch when
 /// the join failed; the joined rows, if any, go on.
 pub(crate) fn report_join(
@@ -531,35 +343,5 @@ pub(crate) fn report_join(
             metrics.batch(rows, 0, started);
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn string_keys_read_like_their_json_text() {
-        let values = [
-            "dev-1",
-            "",
-            "quote\"d",
-            "back\\slash",
-            "tab\there",
-            "ünï©ødé",
-        ];
-        let strings: ArrayRef = Arc::new(arrow::array::StringArray::from(
-            values
-                .iter()
-                .map(|v| Some(*v))
-                .chain([None])
-                .collect::<Vec<_>>(),
-        ));
-        let keys = keys_of(&[strings], values.len() + 1);
-        for (v, k) in values.iter().zip(&keys) {
-            let json = serde_json::Value::String(v.to_string()).to_string();
-            assert_eq!(k.as_deref(), Some(format!("{json}\u{1f}").as_str()));
-        }
-        assert_eq!(keys[values.len()], None, "a null key matches nothing");
     }
 }

@@ -21,8 +21,8 @@ use quiver_compiler::eval::{EvalContext, present, true_mask};
 use quiver_compiler::expr::Expr;
 use serde_json::Value;
 
+use crate::chain::BatchOperator;
 use crate::metrics::NodeMetrics;
-use crate::operator::BatchOperator;
 
 /// A value kept in state: one row of some column (a one-element array).
 type Cell = ArrayRef;

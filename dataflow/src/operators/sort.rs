@@ -1,0 +1,72 @@
+//! ORDER BY within one emission.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
+use arrow::record_batch::RecordBatch;
+use quiver_compiler::eval::EvalContext;
+use quiver_compiler::window::SortKey;
+
+use crate::chain::BatchOperator;
+use crate::metrics::NodeMetrics;
+
+/// How a key sorts: missing values last either way.
+pub(crate) fn sort_options(k: &SortKey) -> SortOptions {
+    SortOptions {
+        descending: !k.ascending,
+        nulls_first: !k.ascending,
+    }
+}
+
+/// ORDER BY within one emission.
+pub struct SortOp {
+    keys: Vec<SortKey>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl SortOp {
+    /// A sort reporting into `metrics`.
+    pub fn new(keys: Vec<SortKey>, metrics: Arc<NodeMetrics>) -> Self {
+        SortOp { keys, metrics }
+    }
+}
+
+impl BatchOperator for SortOp {
+    fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
+        let started = Instant::now();
+        let rows = batch.num_rows();
+        let mut ctx = EvalContext::new(rows);
+        let mut columns = Vec::with_capacity(self.keys.len());
+        for k in &self.keys {
+            match k.expr.eval(&batch, &mut ctx) {
+                Ok(v) => columns.push(SortColumn {
+                    values: v.into_array(rows),
+                    options: Some(sort_options(k)),
+                }),
+                Err(e) => {
+                    self.metrics
+                        .exceptions(rows, &format!("run Order By error: {e}"));
+                    self.metrics.batch(rows, rows, started);
+                    return Some(batch);
+                }
+            }
+        }
+        let sorted = lexsort_to_indices(&columns, None)
+            .map_err(|e| e.to_string())
+            .and_then(|idx| take_record_batch(&batch, &idx).map_err(|e| e.to_string()));
+        match sorted {
+            Ok(b) => {
+                self.metrics.batch(rows, rows, started);
+                Some(b)
+            }
+            Err(e) => {
+                // Keys of types that do not compare (e.g. mixed): keep arrival order.
+                self.metrics
+                    .exceptions(rows, &format!("run Order By error: {e}"));
+                self.metrics.batch(rows, rows, started);
+                Some(batch)
+            }
+        }
+    }
+}

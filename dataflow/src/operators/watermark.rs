@@ -1,0 +1,181 @@
+//! Event time: the watermark, and the rows waiting for it, kept by the reading worker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::record_batch::RecordBatch;
+use quiver_compiler::window::TS_COLUMN;
+
+/// Event time, kept by worker 0 for the whole rule: rows wait, sorted by time, until the
+/// watermark passes them (eKuiper's watermark operator), and rows behind it are dropped.
+pub struct Watermark {
+    field: String,
+    format: Option<String>,
+    tolerance: i64,
+    last: i64,
+    /// The latest time seen on each stream.
+    max_seen: Vec<i64>,
+    waiting: Vec<RecordBatch>,
+    late: Arc<AtomicU64>,
+}
+
+impl Watermark {
+    /// A watermark over `sources` streams, reading each row's time from `field` (parsed with
+    /// `format` when it is a string), `tolerance` ms behind the latest time seen; rows behind it
+    /// are counted in `late`.
+    pub fn new(
+        field: String,
+        format: Option<String>,
+        tolerance: i64,
+        sources: usize,
+        late: Arc<AtomicU64>,
+    ) -> Self {
+        Watermark {
+            field,
+            format,
+            tolerance,
+            last: i64::MIN,
+            max_seen: vec![i64::MIN; sources.max(1)],
+            waiting: Vec::new(),
+            late,
+        }
+    }
+
+    /// Adds rows; returns the rows the watermark released (in time order) and the new
+    /// watermark, if it moved.
+    pub fn push(
+        &mut self,
+        batch: RecordBatch,
+        failures: &mut crate::window::Failures,
+    ) -> (Option<RecordBatch>, Option<i64>) {
+        let rows = batch.num_rows();
+        let mut ts = Vec::with_capacity(rows);
+        let mut keep = Vec::with_capacity(rows);
+        // A joined stream's rows carry their own event time (see `crate::operators::join_streams::qualify`).
+        let col = quiver_compiler::eval::column_by_name(
+            &batch,
+            crate::operators::join_streams::EVENT_TIME_COLUMN,
+        )
+        .or_else(|| quiver_compiler::eval::column_by_name(&batch, &self.field))
+        .cloned();
+        let sources = batch
+            .column_by_name(crate::operators::join_streams::SOURCE_COLUMN)
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>().cloned());
+        // Epoch milliseconds in a BIGINT column (the common case) are read directly; other
+        // types go through the general time reader row by row.
+        let millis = col
+            .as_ref()
+            .filter(|c| c.data_type() == &arrow::datatypes::DataType::Int64)
+            .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().clone());
+        let mut late = 0u64;
+        let mut moved = false;
+        for r in 0..rows {
+            let t = match &millis {
+                Some(m) => arrow::array::Array::is_valid(m, r).then(|| m.value(r)),
+                None => col.as_ref().and_then(|c| {
+                    quiver_compiler::functions::event_millis(c, r, self.format.as_deref())
+                }),
+            };
+            match t {
+                None => {
+                    failures.rows += 1;
+                    if failures.first.is_none() {
+                        failures.first = Some(format!(
+                            "cannot convert timestamp field {} of the row to a time",
+                            self.field
+                        ));
+                    }
+                    keep.push(false);
+                    ts.push(0);
+                }
+                Some(t) => {
+                    // Row by row, like eKuiper's watermark operator: a row is late against
+                    // the watermark as it stood when the row arrived.
+                    let ok = t >= self.last;
+                    let src = sources
+                        .as_ref()
+                        .filter(|c| arrow::array::Array::is_valid(*c, r))
+                        .map_or(0, |c| c.value(r) as usize)
+                        .min(self.max_seen.len() - 1);
+                    self.max_seen[src] = self.max_seen[src].max(t);
+                    let slowest = self.max_seen.iter().copied().min().unwrap_or(i64::MIN);
+                    let wm = slowest.saturating_sub(self.tolerance);
+                    if wm > self.last {
+                        self.last = wm;
+                        moved = true;
+                    }
+                    if !ok {
+                        late += 1;
+                    }
+                    keep.push(ok);
+                    ts.push(t);
+                }
+            }
+        }
+        if late > 0 {
+            self.late.fetch_add(late, Ordering::Relaxed);
+        }
+        let ts_col: ArrayRef = Arc::new(Int64Array::from(ts));
+        let batch = quiver_connectors::codec::json::add_column(batch, TS_COLUMN, ts_col);
+        if let Ok(kept) = arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep))
+            && kept.num_rows() > 0
+        {
+            self.waiting.push(kept);
+        }
+        if !moved {
+            return (None, None);
+        }
+        (self.release(Some(self.last)), Some(self.last))
+    }
+
+    /// Releases waiting rows with time <= `upto` (all of them for `None`), sorted by time.
+    pub fn release(&mut self, upto: Option<i64>) -> Option<RecordBatch> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let schema = self.waiting[0].schema();
+        let all = if self.waiting.len() == 1 {
+            self.waiting[0].clone()
+        } else if self.waiting.iter().all(|b| b.schema() == schema) {
+            arrow::compute::concat_batches(&schema, &self.waiting).ok()?
+        } else {
+            crate::batch::concat_results(&self.waiting)?
+        };
+        self.waiting.clear();
+        let ts = all
+            .column_by_name(TS_COLUMN)?
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .clone();
+        // Rows usually arrive in time order (one device's clock, a file written in order):
+        // then the released rows are a prefix, cut without sorting or copying.
+        if ts.values().windows(2).all(|w| w[0] <= w[1]) {
+            let cut = match upto {
+                Some(w) => ts.values().partition_point(|&t| t <= w),
+                None => all.num_rows(),
+            };
+            if cut < all.num_rows() {
+                self.waiting.push(all.slice(cut, all.num_rows() - cut));
+            }
+            return (cut > 0).then(|| all.slice(0, cut));
+        }
+        let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+        // A stable sort: rows with equal times keep their arrival order.
+        order.sort_by_key(|&i| ts.value(i as usize));
+        let cut = match upto {
+            Some(w) => order.partition_point(|&i| ts.value(i as usize) <= w),
+            None => order.len(),
+        };
+        let rest = order.split_off(cut);
+        if !rest.is_empty()
+            && let Ok(b) = take_record_batch(&all, &UInt32Array::from(rest))
+        {
+            self.waiting.push(b);
+        }
+        if order.is_empty() {
+            return None;
+        }
+        take_record_batch(&all, &UInt32Array::from(order)).ok()
+    }
+}

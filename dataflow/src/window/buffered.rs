@@ -1,0 +1,334 @@
+//! Windows whose bounds follow the rows (sliding, session, count, state, joins): rows buffered.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::groups::{FixedMap, fixed_map};
+use super::{Emission, GroupTable};
+use arrow::array::AsArray;
+use arrow::record_batch::RecordBatch;
+use quiver_compiler::window::{
+    AggregateSpec, BEGIN_COLUMN, EMIT_COLUMN, PARTITION_COLUMN, TRIGGER_COLUMN, TS_COLUMN,
+    WindowKind,
+};
+
+/// A prepared row kept by a buffering window: its batch and position.
+#[derive(Clone)]
+struct Row {
+    ts: i64,
+    batch: RecordBatch,
+    row: u32,
+}
+
+/// Sliding, session, count and state windows: they decide their bounds from the sequence of
+/// all rows, so they run on one worker and keep the rows of open windows.
+pub struct BufferedWindows {
+    spec: Arc<AggregateSpec>,
+    rows: VecDeque<Row>,
+    /// Sliding windows with a delay: (trigger time, emit at) waiting for time to pass.
+    pending: VecDeque<i64>,
+    /// Count windows: rows since the last emission check.
+    count: u64,
+    /// Session windows: first row time, reported start, last row time.
+    session: Option<(i64, i64, i64)>,
+    /// State windows: per partition, the rows of the open window and its start.
+    states: FixedMap<Vec<u8>, (i64, Vec<Row>)>,
+    pub(crate) bad_rows: usize,
+    /// Runs on a window's rows before they are grouped (stream-stream joins: the join, table
+    /// joins, WHERE and the window's preparation); `None` when rows come prepared.
+    pub(super) before: Option<crate::chain::Chain>,
+    /// Tumbling and hopping windows kept as rows (joins): windows starting before this were
+    /// emitted.
+    next_start: i64,
+}
+
+impl BufferedWindows {
+    /// True when no row is buffered and no window is open or pending.
+    pub(super) fn is_idle(&self) -> bool {
+        self.rows.is_empty() && self.states.is_empty() && self.pending.is_empty()
+    }
+
+    pub(super) fn new(spec: Arc<AggregateSpec>) -> Self {
+        BufferedWindows {
+            spec,
+            rows: VecDeque::new(),
+            pending: VecDeque::new(),
+            count: 0,
+            session: None,
+            states: fixed_map(),
+            bad_rows: 0,
+            before: None,
+            next_start: i64::MIN,
+        }
+    }
+
+    fn aggregate(&mut self, rows: &[Row], start: i64, end: i64) -> Option<Emission> {
+        let batch = crate::batch::rows_to_batch(rows.iter().map(|r| (&r.batch, r.row)))?;
+        let batch = match self.before.as_mut() {
+            Some(chain) => {
+                // A bug in a joined window's operators fails that window, not the worker (and
+                // every rule on it).
+                let rows = batch.num_rows();
+                let run = std::panic::AssertUnwindSafe(|| {
+                    crate::chain::BatchOperator::process_batch(chain, batch)
+                });
+                match std::panic::catch_unwind(run) {
+                    Ok(out) => out?,
+                    Err(_) => {
+                        tracing::error!("operator panicked, a window of {rows} rows dropped");
+                        self.bad_rows += rows;
+                        return None;
+                    }
+                }
+            }
+            None => batch,
+        };
+        let mut table = GroupTable::new(self.spec.clone());
+        table.update(&batch);
+        self.bad_rows += table.bad_rows;
+        table
+            .finish(start, end)
+            .map(|batch| Emission { end, batch })
+    }
+
+    pub(super) fn insert(&mut self, batch: &RecordBatch) -> Vec<Emission> {
+        let Some(ts) = batch.column_by_name(TS_COLUMN) else {
+            return Vec::new();
+        };
+        let ts = ts.as_primitive::<arrow::datatypes::Int64Type>().clone();
+        let flag = |name: &str, r: usize| {
+            batch
+                .column_by_name(name)
+                .map(|c| c.as_boolean().value(r))
+                .unwrap_or(true)
+        };
+        let mut out = Vec::new();
+        for r in 0..batch.num_rows() {
+            let row = Row {
+                ts: ts.value(r),
+                batch: batch.clone(),
+                row: r as u32,
+            };
+            match self.spec.window.kind {
+                WindowKind::Count { size, step } => {
+                    self.rows.push_back(row);
+                    self.count += 1;
+                    if self.count.is_multiple_of(step) {
+                        self.count = 0;
+                        if self.rows.len() as u64 >= size {
+                            let skip = self.rows.len() - size as usize;
+                            let window: Vec<Row> = self.rows.iter().skip(skip).cloned().collect();
+                            let (start, end) = (window[0].ts, window[window.len() - 1].ts);
+                            out.extend(self.aggregate(&window, start, end));
+                            // Keep the last size-1 rows for overlapping windows.
+                            while self.rows.len() as u64 > size - 1 {
+                                self.rows.pop_front();
+                            }
+                        }
+                    }
+                }
+                WindowKind::Sliding { size, delay } => {
+                    let (size, delay) = (size as i64, delay as i64);
+                    let t = row.ts;
+                    let triggers = flag(TRIGGER_COLUMN, r);
+                    self.rows.push_back(row);
+                    // Rows that no future window can include.
+                    let horizon = self.pending.front().copied().unwrap_or(t).min(t) - size;
+                    while self.rows.front().is_some_and(|x| x.ts < horizon) {
+                        self.rows.pop_front();
+                    }
+                    // Delayed windows whose end has passed emit before this row joins them.
+                    out.extend(self.advance(t));
+                    if triggers {
+                        if delay == 0 {
+                            let window: Vec<Row> = self
+                                .rows
+                                .iter()
+                                .filter(|x| x.ts >= t - size && x.ts <= t)
+                                .cloned()
+                                .collect();
+                            out.extend(self.aggregate(&window, t - size, t));
+                        } else {
+                            self.pending.push_back(t);
+                        }
+                    }
+                }
+                WindowKind::Session { max, timeout } => {
+                    let (max, timeout) = (max as i64, timeout as i64);
+                    let t = row.ts;
+                    let mut cut_at_tick = None;
+                    if let Some((first, _, last)) = self.session {
+                        let gap_end = last + timeout;
+                        let tick = session_tick(first, max);
+                        if t - last > timeout || t > tick {
+                            let by_tick = t > tick && tick < gap_end;
+                            let end = if by_tick { tick } else { gap_end };
+                            out.extend(self.close_session(end, by_tick));
+                            cut_at_tick = by_tick.then_some(end);
+                        }
+                    }
+                    match &mut self.session {
+                        Some((_, _, last)) => *last = t,
+                        // A session cut by a tick goes on from the tick.
+                        None => self.session = Some((t, cut_at_tick.unwrap_or(t), t)),
+                    }
+                    self.rows.push_back(row);
+                }
+                WindowKind::State { single } => {
+                    let key = batch
+                        .column_by_name(PARTITION_COLUMN)
+                        .map(|c| c.as_binary::<i32>().value(r).to_vec())
+                        .unwrap_or_default();
+                    let begin = flag(BEGIN_COLUMN, r);
+                    let emit = flag(EMIT_COLUMN, r);
+                    let t = row.ts;
+                    let open = self.states.contains_key(&key);
+                    if !open {
+                        if begin {
+                            self.states.insert(key, (t, vec![row]));
+                        }
+                    } else if single {
+                        if emit {
+                            let (start, rows) = self.states.remove(&key).expect("open state");
+                            out.extend(self.aggregate(&rows, start, t));
+                            self.states.insert(key, (t, vec![row]));
+                        } else {
+                            self.states.get_mut(&key).expect("open").1.push(row);
+                        }
+                    } else {
+                        self.states.get_mut(&key).expect("open").1.push(row);
+                        if emit {
+                            let (start, rows) = self.states.remove(&key).expect("open state");
+                            out.extend(self.aggregate(&rows, start, t));
+                        }
+                    }
+                }
+                // Kept as rows only when joined at the end (see `Windows::joined`).
+                WindowKind::Tumbling { .. } | WindowKind::Hopping { .. } => {
+                    self.rows.push_back(row);
+                }
+                WindowKind::Rows => {}
+            }
+        }
+        out
+    }
+
+    /// Ends the open session at `end`; rows from `end` on stay for the next one (a session
+    /// cut by its maximum duration continues from the tick).
+    fn close_session(&mut self, end: i64, by_tick: bool) -> Vec<Emission> {
+        let Some((_, start, _)) = self.session.take() else {
+            return Vec::new();
+        };
+        let keep_from = self
+            .rows
+            .iter()
+            .position(|r| r.ts >= end)
+            .unwrap_or(self.rows.len());
+        let window: Vec<Row> = self.rows.drain(..keep_from).collect();
+        if let (true, Some(first), Some(last)) = (by_tick, self.rows.front(), self.rows.back()) {
+            self.session = Some((first.ts, end, last.ts));
+        } else if let (Some(first), Some(last)) = (self.rows.front(), self.rows.back()) {
+            self.session = Some((first.ts, first.ts, last.ts));
+        }
+        self.aggregate(&window, start, end).into_iter().collect()
+    }
+
+    pub(super) fn advance(&mut self, frontier: i64) -> Vec<Emission> {
+        let mut out = Vec::new();
+        match self.spec.window.kind {
+            WindowKind::Sliding { size, delay } => {
+                let (size, delay) = (size as i64, delay as i64);
+                while let Some(&t) = self.pending.front() {
+                    if t + delay > frontier {
+                        break;
+                    }
+                    self.pending.pop_front();
+                    let window: Vec<Row> = self
+                        .rows
+                        .iter()
+                        .filter(|x| x.ts >= t - size && x.ts < t + delay)
+                        .cloned()
+                        .collect();
+                    out.extend(self.aggregate(&window, t - size, t + delay));
+                }
+                if frontier == i64::MAX {
+                    self.rows.clear();
+                }
+            }
+            WindowKind::Session { max, timeout } => {
+                let (max, timeout) = (max as i64, timeout as i64);
+                while let Some((first, _, last)) = self.session {
+                    let gap_end = last + timeout;
+                    let tick = session_tick(first, max);
+                    let end = gap_end.min(tick);
+                    if end > frontier {
+                        break;
+                    }
+                    out.extend(self.close_session(end, end == tick && end != gap_end));
+                }
+            }
+            WindowKind::Tumbling { size } => out.extend(self.advance_aligned(frontier, size, size)),
+            WindowKind::Hopping { size, hop } => {
+                out.extend(self.advance_aligned(frontier, size, hop))
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Tumbling and hopping windows over buffered rows (in time order): emits every window
+    /// that ends by `frontier` and holds rows, oldest first, and drops rows no later window
+    /// includes.
+    fn advance_aligned(&mut self, frontier: i64, size: u64, hop: u64) -> Vec<Emission> {
+        let (size, hop) = (size as i64, hop as i64);
+        let mut out = Vec::new();
+        // The first window (a multiple of hop) that includes time t.
+        let first_window = |t: i64| (t - size).div_euclid(hop) * hop + hop;
+        while let Some(oldest) = self.rows.front().map(|r| r.ts) {
+            let start = first_window(oldest).max(self.next_start);
+            if start.saturating_add(size) > frontier {
+                break;
+            }
+            let end = start + size;
+            let window: Vec<Row> = self
+                .rows
+                .iter()
+                .filter(|r| r.ts >= start && r.ts < end)
+                .cloned()
+                .collect();
+            out.extend(self.aggregate(&window, start, end));
+            self.next_start = start + hop;
+            while self.rows.front().is_some_and(|r| r.ts < self.next_start) {
+                self.rows.pop_front();
+            }
+        }
+        out
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<i64> {
+        match self.spec.window.kind {
+            WindowKind::Sliding { delay, .. } => self.pending.front().map(|t| t + delay as i64),
+            WindowKind::Session { max, timeout } => self.session.map(|(first, _, last)| {
+                (last + timeout as i64).min(session_tick(first, max as i64))
+            }),
+            WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } => {
+                let hop = match self.spec.window.kind {
+                    WindowKind::Hopping { hop, .. } => hop as i64,
+                    _ => size as i64,
+                };
+                self.rows.front().map(|r| {
+                    ((r.ts - size as i64).div_euclid(hop) * hop + hop).max(self.next_start)
+                        + size as i64
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The max-duration tick that can end a session whose first row came at `first`: ticks are
+/// multiples of `max`, and one cuts the session only after the session lived through a whole
+/// period before it (eKuiper's rule: tick - max > first).
+fn session_tick(first: i64, max: i64) -> i64 {
+    (first.div_euclid(max) + 2) * max
+}

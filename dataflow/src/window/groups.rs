@@ -1,0 +1,240 @@
+//! One window's groups and their accumulators.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use quiver_compiler::aggregate::{Accumulator, accumulator, interleave_loose};
+use quiver_compiler::window::{
+    AggregateSpec, BEGIN_COLUMN, EMIT_COLUMN, KEY_COLUMN, PARTITION_COLUMN, TRIGGER_COLUMN,
+    TS_COLUMN, WINDOW_END, WINDOW_START, WindowKind, agg_column, arg_column, row_column,
+};
+
+pub(crate) type FixedMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+pub(crate) fn fixed_map<K, V>() -> FixedMap<K, V> {
+    HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5157_4956))
+}
+
+/// The groups of one window and their aggregates.
+pub struct GroupTable {
+    spec: Arc<AggregateSpec>,
+    index: FixedMap<Box<[u8]>, u32>,
+    /// Per group: (carried batch, row) of its first row.
+    first: Vec<(u32, u32)>,
+    /// The prepared batches that hold a first row (or every row, when rows pass through).
+    carried: Vec<RecordBatch>,
+    accs: Vec<Box<dyn Accumulator>>,
+    /// Per aggregate, its argument column names (all of a plugin aggregate's; the first
+    /// and the whole-row column of a built-in's).
+    arg_names: Vec<Vec<String>>,
+    /// Rows that could not be aggregated (non-numeric values in sum, ...).
+    pub bad_rows: usize,
+}
+
+impl GroupTable {
+    /// An empty table for `spec`.
+    pub fn new(spec: Arc<AggregateSpec>) -> Self {
+        Self::with_capacity(spec, 0)
+    }
+
+    /// An empty table for `spec` with room for `groups` groups (the previous window's count,
+    /// so a window's table does not grow and rehash group by group).
+    pub fn with_capacity(spec: Arc<AggregateSpec>, groups: usize) -> Self {
+        let accs = spec.aggs.iter().map(accumulator).collect();
+        let arg_names = spec
+            .aggs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if c.custom.is_some() {
+                    return (0..c.args.len()).map(|j| arg_column(i, j)).collect();
+                }
+                let mut names = Vec::new();
+                if !c.args.is_empty() {
+                    names.push(arg_column(i, 0));
+                }
+                if c.whole_row {
+                    names.push(row_column(i));
+                }
+                names
+            })
+            .collect();
+        let mut index = fixed_map();
+        index.reserve(groups);
+        GroupTable {
+            spec,
+            index,
+            first: Vec::with_capacity(groups),
+            carried: Vec::new(),
+            accs,
+            arg_names,
+            bad_rows: 0,
+        }
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.first.len()
+    }
+
+    /// True when no row arrived.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    /// Adds the rows of a prepared batch.
+    pub fn update(&mut self, batch: &RecordBatch) {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return;
+        }
+        let b = self.carried.len() as u32;
+        if self.spec.passes_rows() {
+            // No aggregate and no key: the window's rows are its result.
+            for r in 0..rows {
+                self.first.push((b, r as u32));
+            }
+            self.carried.push(batch.clone());
+            return;
+        }
+        let before = self.first.len();
+        let groups: Vec<u32> = if self.spec.window.kind == WindowKind::Rows {
+            // Each row is its own group.
+            (0..rows)
+                .map(|r| {
+                    self.first.push((b, r as u32));
+                    (before + r) as u32
+                })
+                .collect()
+        } else {
+            match batch.column_by_name(KEY_COLUMN) {
+                None => {
+                    if self.first.is_empty() {
+                        self.first.push((b, 0));
+                    }
+                    vec![0; rows]
+                }
+                Some(keys) => {
+                    let keys = keys.as_binary::<i32>();
+                    let mut out = Vec::with_capacity(rows);
+                    for r in 0..rows {
+                        let k = keys.value(r);
+                        let g = match self.index.get(k) {
+                            Some(&g) => g,
+                            None => {
+                                let g = self.first.len() as u32;
+                                self.index.insert(k.into(), g);
+                                self.first.push((b, r as u32));
+                                g
+                            }
+                        };
+                        out.push(g);
+                    }
+                    out
+                }
+            }
+        };
+        if self.first.len() > before {
+            self.carried.push(batch.clone());
+        }
+        let n = self.first.len();
+        for (acc, names) in self.accs.iter_mut().zip(&self.arg_names) {
+            let args: Vec<ArrayRef> = names
+                .iter()
+                .map(|name| {
+                    batch
+                        .column_by_name(name)
+                        .cloned()
+                        .unwrap_or_else(|| arrow::array::new_null_array(&DataType::Null, rows))
+                })
+                .collect();
+            self.bad_rows += acc.update(&groups, n, &args);
+        }
+    }
+
+    /// The result rows, one per group: carried columns (from each group's first row), the
+    /// aggregates and the window bounds. `None` when the window had no row.
+    pub fn finish(mut self, start: i64, end: i64) -> Option<RecordBatch> {
+        let n = self.first.len();
+        if n == 0 {
+            return None;
+        }
+        let mut fields: Vec<Field> = Vec::new();
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        // Carried columns, by name, in first-seen order across batches.
+        let mut names: Vec<String> = Vec::new();
+        for b in &self.carried {
+            for f in b.schema().fields() {
+                if is_internal(f.name()) || names.contains(f.name()) {
+                    continue;
+                }
+                names.push(f.name().clone());
+            }
+        }
+        for name in &names {
+            let arrays: Vec<ArrayRef> = self
+                .carried
+                .iter()
+                .map(|b| {
+                    b.column_by_name(name).cloned().unwrap_or_else(|| {
+                        arrow::array::new_null_array(&DataType::Null, b.num_rows())
+                    })
+                })
+                .collect();
+            let col = interleave_loose(&arrays, &self.first);
+            fields.push(Field::new(name, col.data_type().clone(), true));
+            cols.push(col);
+        }
+        for (i, acc) in self.accs.iter_mut().enumerate() {
+            let col = acc.finish(n);
+            fields.push(Field::new(agg_column(i), col.data_type().clone(), true));
+            cols.push(col);
+        }
+        let bounds = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v; n])) };
+        if self.spec.window.kind == WindowKind::Rows {
+            // No window: each row's own time stands for both bounds.
+            let ts = interleave_loose(
+                &self
+                    .carried
+                    .iter()
+                    .map(|b| {
+                        b.column_by_name(TS_COLUMN)
+                            .cloned()
+                            .unwrap_or_else(|| bounds(end))
+                    })
+                    .collect::<Vec<_>>(),
+                &self.first,
+            );
+            fields.push(Field::new(WINDOW_START, DataType::Int64, true));
+            cols.push(ts.clone());
+            fields.push(Field::new(WINDOW_END, DataType::Int64, true));
+            cols.push(ts);
+        } else {
+            fields.push(Field::new(WINDOW_START, DataType::Int64, true));
+            cols.push(bounds(start));
+            fields.push(Field::new(WINDOW_END, DataType::Int64, true));
+            cols.push(bounds(end));
+        }
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(n)),
+        )
+        .ok()
+    }
+}
+
+/// Columns that exist only between the preparer and the window.
+fn is_internal(name: &str) -> bool {
+    name == TS_COLUMN
+        || name == KEY_COLUMN
+        || name == TRIGGER_COLUMN
+        || name == BEGIN_COLUMN
+        || name == EMIT_COLUMN
+        || name == PARTITION_COLUMN
+        || name.starts_with("__arg_")
+        || name.starts_with("__row_")
+}
