@@ -82,4 +82,6 @@ cargo fmt --manifest-path connectors/mysql/Cargo.toml -- --check
 CARGO_TARGET_DIR=target/plugins cargo clippy --manifest-path connectors/mysql/Cargo.toml --all-targets --locked -- -D warnings
 CARGO_TARGET_DIR=target/plugins cargo test --manifest-path connectors/mysql/Cargo.toml --release --locked
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# nextest does not run doctests: the README's engine example and the plugin guide's examples.
+cargo test --doc --workspace --locked
 cargo nextest run --workspace --locked --no-fail-fast

@@ -29,4 +29,9 @@ pub mod tables;
 pub mod window;
 
 pub use engine::{Action, Engine, EngineConfig, RuleSpec, RuleStatus};
+
+/// The README's Rust example, so that `cargo test --doc` keeps it compiling and running.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;
 pub use error::EngineError;

@@ -1,19 +1,7 @@
-//! SQL golden tests: every `tests/sql/*.case` file at the workspace root runs through the real
-//! engine on 1 and on 2 workers, fed through the memory source, results read from a memory sink.
-//!
-//! Case format (sections start with `-- `): `stream` (1+ CREATE STREAM lines; input goes to the
-//! first stream's DATASOURCE topic), `rule` (the SQL), `options` (rule options JSON), `input`
-//! (one JSON message per line, malformed lines allowed), `output` (expected rows, one JSON object
-//! per line, compared as a multiset with numbers compared by value), `exceptions` (total failed
-//! rows), or `error` (the exact compile error instead of input/output). Lines `@stream {json}` feed
-//! another stream of the case (joins). Tables (`CREATE TABLE`
-//! lines in `stream`) get rows from `@name {json}` lines in `input`: the harness waits until
-//! the rule has read and joined every stream row sent before, then applies the table row and
-//! waits until every arrangement of the table holds it,
-//! so table updates land exactly between the stream rows around them.
-//!
-//! `QUIVER_GOLDEN_REGENERATE=1 cargo nextest run -p quiver-dataflow --test golden` rewrites the
-//! output and exceptions sections from what the engine produced (review the diff!).
+//! SQL golden tests: every `tests/sql/<folder>/*.case` file at the workspace root runs through
+//! the real engine on 1 and on 2 workers, fed through the memory source, results read from a
+//! memory sink. The case format, the folders and the environment variables
+//! (`QUIVER_GOLDEN_FILTER`, `QUIVER_GOLDEN_REGENERATE`) are described in `tests/sql/README.md`.
 
 mod common;
 
@@ -35,6 +23,8 @@ struct Case {
     output: Option<Vec<String>>,
     exceptions: Option<u64>,
     error: Option<String>,
+    /// The expected `Engine::explain` text, compared whole.
+    plan: Option<String>,
     /// Section order and raw text, for regeneration.
     sections: Vec<(String, Vec<String>)>,
     header: Vec<String>,
@@ -80,10 +70,27 @@ fn parse_case(text: &str) -> Case {
                 })
             }
             "error" => case.error = Some(nonblank(lines).join("\n")),
+            // Blank lines are kept: the explain text may separate its plans with one.
+            "plan" => case.plan = Some(plan_text(&lines.join("\n"))),
             other => panic!("unknown section \"{other}\""),
         }
     }
+    assert!(
+        case.error.is_none() || case.plan.is_none(),
+        "a case with an error section has no rule to explain, so no plan section"
+    );
     case
+}
+
+/// The explain text as compared: trailing spaces of each line and blank lines around it
+/// dropped, so an editor that trims lines does not break a case.
+fn plan_text(text: &str) -> String {
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
 }
 
 /// Canonical text of a row: sorted keys, numbers by value (3 == 3.0).
@@ -116,6 +123,7 @@ struct Outcome {
     rows: Vec<String>,
     exceptions: u64,
     status: String,
+    plan: String,
 }
 
 fn run_case(case: &Case, workers: usize) -> Result<Outcome, String> {
@@ -163,6 +171,7 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
             options,
         })
         .map_err(|e| e.to_string())?;
+    let plan = plan_text(&engine.explain("golden").map_err(|e| e.to_string())?);
     let mut sent = 0u64;
     for line in &case.input {
         if let Some(rest) = line.strip_prefix('@') {
@@ -225,6 +234,7 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
         rows,
         exceptions,
         status,
+        plan,
     })
 }
 
@@ -254,15 +264,68 @@ async fn wait_for(mut cond: impl FnMut() -> bool) -> Result<(), String> {
     Ok(())
 }
 
-fn case_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sql");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "case"))
+/// Every case under `tests/sql`, sorted, with its name: the path below `tests/sql` without
+/// `.case` (`windows/500_tumbling_event_avg`).
+fn case_files() -> Vec<(String, PathBuf)> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|x| x == "case") {
+                files.push(path);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sql");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    let mut cases: Vec<(String, PathBuf)> = files
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .strip_prefix(&root)
+                .unwrap()
+                .with_extension("")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            (name, path)
+        })
         .collect();
-    files.sort();
-    files
+    cases.sort();
+    cases
+}
+
+/// The layout rules of `tests/sql/README.md` that a harness can check.
+fn misplaced(name: &str, case: &Case) -> Option<String> {
+    let Some((folder, _)) = name.split_once('/') else {
+        return Some("a case belongs in a folder of tests/sql (see its README)".into());
+    };
+    if case.error.is_some() && folder != "errors" {
+        return Some("a case with an error section belongs in tests/sql/errors".into());
+    }
+    None
+}
+
+/// The output section in canonical form, sorted as the outcome's rows are.
+fn expected_rows(case: &Case) -> Vec<String> {
+    let mut expected: Vec<String> = case
+        .output
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            canonical(
+                &serde_json::from_str(l).unwrap_or_else(|e| panic!("bad expected row {l}: {e}")),
+            )
+        })
+        .collect();
+    expected.sort();
+    expected
 }
 
 fn check(case: &Case, workers: usize) -> Result<Option<Outcome>, String> {
@@ -277,18 +340,7 @@ fn check(case: &Case, workers: usize) -> Result<Option<Outcome>, String> {
         };
     }
     let outcome = result?;
-    let mut expected: Vec<String> = case
-        .output
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .map(|l| {
-            canonical(
-                &serde_json::from_str(l).unwrap_or_else(|e| panic!("bad expected row {l}: {e}")),
-            )
-        })
-        .collect();
-    expected.sort();
+    let expected = expected_rows(case);
     if std::env::var_os("QUIVER_GOLDEN_REGENERATE").is_some() {
         return Ok(Some(outcome));
     }
@@ -307,6 +359,14 @@ fn check(case: &Case, workers: usize) -> Result<Option<Outcome>, String> {
             outcome.exceptions
         ));
     }
+    if let Some(plan) = &case.plan
+        && &outcome.plan != plan
+    {
+        return Err(format!(
+            "plan differs on {workers} worker(s)\nexpected:\n{plan}\nactual:\n{}",
+            outcome.plan
+        ));
+    }
     Ok(Some(outcome))
 }
 
@@ -315,19 +375,32 @@ fn regenerate(path: &Path, case: &Case, outcome: &Outcome) {
     if !text.is_empty() {
         text.push('\n');
     }
+    // Rows that still match keep their hand-written text, so the diff shows only what changed.
+    let keep_output =
+        expected_rows(case) == outcome.rows && case.exceptions.unwrap_or(0) == outcome.exceptions;
     let mut wrote_output = false;
     for (name, lines) in &case.sections {
         match name.as_str() {
-            "output" | "exceptions" => {
-                if !wrote_output {
-                    text.push_str("-- output\n");
-                    for r in &outcome.rows {
-                        text.push_str(r);
-                        text.push('\n');
-                    }
-                    text.push_str(&format!("-- exceptions\n{}\n", outcome.exceptions));
-                    wrote_output = true;
+            "output" | "exceptions" if !keep_output => {
+                if wrote_output {
+                    continue;
                 }
+                text.push_str("-- output\n");
+                for r in &outcome.rows {
+                    text.push_str(r);
+                    text.push('\n');
+                }
+                text.push_str(&format!("-- exceptions\n{}\n", outcome.exceptions));
+                wrote_output = true;
+            }
+            "plan" => {
+                assert!(
+                    !outcome.plan.lines().any(|l| l.starts_with("-- ")),
+                    "a plan line starting with \"-- \" would read as a section"
+                );
+                text.push_str("-- plan\n");
+                text.push_str(&outcome.plan);
+                text.push('\n');
             }
             _ => {
                 text.push_str(&format!("-- {name}\n"));
@@ -346,27 +419,38 @@ fn golden_cases() {
     let files = case_files();
     assert!(!files.is_empty(), "no golden cases found");
     let filter = std::env::var("QUIVER_GOLDEN_FILTER").ok();
+    let regenerating = std::env::var_os("QUIVER_GOLDEN_REGENERATE").is_some();
     let mut failures = Vec::new();
     let mut ran = 0;
-    for path in &files {
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
+    for (name, path) in &files {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
         let case = parse_case(&std::fs::read_to_string(path).unwrap());
         ran += 1;
+        if let Some(problem) = misplaced(name, &case) {
+            failures.push(format!("{name}: {problem}"));
+            continue;
+        }
+        let mut outcomes = Vec::new();
         for workers in [1, 2] {
             match check(&case, workers) {
-                Ok(Some(outcome)) if std::env::var_os("QUIVER_GOLDEN_REGENERATE").is_some() => {
-                    if workers == 1 {
-                        regenerate(path, &case, &outcome);
-                    }
-                }
-                Ok(_) => {}
+                Ok(outcome) => outcomes.extend(outcome),
                 Err(e) => {
                     failures.push(format!("{name}: {e}"));
                     break;
                 }
+            }
+        }
+        if regenerating && let [one, two] = outcomes.as_slice() {
+            // One plan section serves both worker counts, so they must agree.
+            if case.plan.is_some() && one.plan != two.plan {
+                failures.push(format!(
+                    "{name}: plan differs between 1 and 2 workers\n1 worker:\n{}\n2 workers:\n{}",
+                    one.plan, two.plan
+                ));
+            } else {
+                regenerate(path, &case, one);
             }
         }
     }

@@ -21,6 +21,11 @@ pub mod ffi;
 #[cfg(any(feature = "arrow-60", feature = "arrow-59"))]
 pub mod sdk;
 
+/// The plugin author's guide, so that `cargo test --doc` keeps its examples compiling.
+#[cfg(all(doctest, any(feature = "arrow-60", feature = "arrow-59")))]
+#[doc = include_str!("../../docs/plugins.md")]
+struct PluginGuide;
+
 /// The plugin ABI major version this crate speaks: the crate's major version.
 pub const ABI_MAJOR: u32 = 1;
 

@@ -1,7 +1,7 @@
 //! The plugin author's SDK: implement [`Sink`] or [`Function`] on a plain Rust type and
 //! export it with [`export_plugin!`](crate::export_plugin).
 //!
-//! ```ignore
+//! ```
 //! use quiver_plugin_abi::sdk::{Config, Error, Sink, Tuple};
 //!
 //! #[derive(Default)]
@@ -635,7 +635,13 @@ pub mod __private {
 /// Use it once per plugin crate, which is built as a `cdylib`. Every call the server makes
 /// into the plugin is wrapped in `catch_unwind`: a panic becomes an error of the rule.
 ///
-/// ```ignore
+/// ```
+/// # use quiver_plugin_abi::sdk::{Config, Error, Sink};
+/// # #[derive(Default)]
+/// # struct MysqlSink;
+/// # impl Sink for MysqlSink {
+/// #     fn provision(&mut self, _config: &Config) -> Result<(), Error> { Ok(()) }
+/// # }
 /// quiver_plugin_abi::export_plugin! {
 ///     name: "mysql",
 ///     kind: sink,
