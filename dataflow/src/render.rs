@@ -353,15 +353,6 @@ fn render<'s>(
     )
 }
 
-/// True when an expression of the plan reads each row's time (`__ts`, e.g. `event_time()`).
-pub(crate) fn reads_row_time(plan: &LogicalPlan) -> bool {
-    let mut found = false;
-    plan.visit_exprs(&mut |e| {
-        found |= matches!(e, quiver_compiler::expr::Expr::Column { name, .. } if name == TS_COLUMN);
-    });
-    found
-}
-
 /// Whether an event-time window's groups should spread over the workers. Its rows are read
 /// in order by one worker and decoded by it and the source's reader thread, which keep two
 /// cores busy; spreading the groups adds a partition and copy per batch and only pays when
@@ -830,7 +821,7 @@ fn render_source<'s>(
     let rule_ctx = rule.rule.clone();
     let to_windows = rule.to_windows.clone();
     // Windows read each row's time, and so does `event_time()`.
-    let windowed = !deliveries || reads_row_time(&rule.plan);
+    let windowed = !deliveries || rule.plan.reads_row_time();
     let mut watermark = rule.event_time.as_ref().map(|e| Watermark {
         field: e.field.clone(),
         format: e.format.clone(),
