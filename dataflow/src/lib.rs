@@ -14,6 +14,7 @@
 
 pub mod analytic;
 pub mod arrange;
+mod clock;
 pub mod container;
 pub mod engine;
 pub mod error;
