@@ -26,6 +26,25 @@ pub struct RuleStatus {
     pub metrics: Vec<(String, Value)>,
 }
 
+/// eKuiper's flat status object: `status`, `message`, the three timestamps, then every metric
+/// in topology order. Serialized by hand because a JSON map would sort the keys.
+impl serde::Serialize for RuleStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(5 + self.metrics.len()))?;
+        m.serialize_entry("status", &self.status)?;
+        m.serialize_entry("message", &self.message)?;
+        m.serialize_entry("lastStartTimestamp", &self.last_start_ms)?;
+        m.serialize_entry("lastStopTimestamp", &self.last_stop_ms)?;
+        // Scheduled rules (`cron`) are not implemented: there is never a next start.
+        m.serialize_entry("nextStartTimestamp", &0)?;
+        for (k, v) in &self.metrics {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 impl Engine {
     /// True while the rule has a run that has not finished.
     pub fn rule_running(&self, id: &str) -> bool {
