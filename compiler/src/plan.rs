@@ -457,41 +457,6 @@ impl LogicalPlan {
         })
     }
 
-    /// True when the plan calls `last_hit_*` (each row sees the hits of the rows before it).
-    pub fn reads_hits(&self) -> bool {
-        let mut found = false;
-        self.visit_exprs(&mut |e| found |= matches!(e, Expr::Hit { .. }));
-        found
-    }
-
-    /// True when the plan has analytic functions (state that depends on row order).
-    pub fn has_analytic(&self) -> bool {
-        self.chain()
-            .any(|n| matches!(n, LogicalPlan::Analytic { .. }))
-    }
-
-    /// True when the plan joins table `name`.
-    pub fn joins_table(&self, name: &str) -> bool {
-        self.chain()
-            .any(|n| matches!(n, LogicalPlan::JoinTable { join, .. } if join.table == name))
-    }
-
-    /// True when an expression reads message metadata, so the decoder must add those columns.
-    pub fn uses_meta(&self) -> bool {
-        let mut found = false;
-        self.visit_exprs(&mut |e| found |= matches!(e, Expr::Meta(_)));
-        found
-    }
-
-    /// True when an expression reads each row's time (`__ts`, e.g. `event_time()`).
-    pub fn reads_row_time(&self) -> bool {
-        let mut found = false;
-        self.visit_exprs(&mut |e| {
-            found |= matches!(e, Expr::Column { name, .. } if name == crate::window::TS_COLUMN);
-        });
-        found
-    }
-
     /// The streams joined to the FROM stream (empty without a stream-stream join).
     pub fn joined_streams(&self) -> &[JoinedStream] {
         self.chain()
@@ -508,6 +473,42 @@ impl LogicalPlan {
             LogicalPlan::Aggregate { spec, .. } => Some(&**spec),
             _ => None,
         })
+    }
+
+    /// True when the plan joins table `name`.
+    pub fn joins_table(&self, name: &str) -> bool {
+        self.chain()
+            .any(|n| matches!(n, LogicalPlan::JoinTable { join, .. } if join.table == name))
+    }
+
+    /// True when the plan has analytic functions (state that depends on row order).
+    pub fn has_analytic(&self) -> bool {
+        self.chain()
+            .any(|n| matches!(n, LogicalPlan::Analytic { .. }))
+    }
+
+    /// True when the plan calls `last_hit_*` (each row sees the hits of the rows before it).
+    pub fn reads_hits(&self) -> bool {
+        self.any_expr(|e| matches!(e, Expr::Hit { .. }))
+    }
+
+    /// True when an expression reads message metadata, so the decoder must add those columns.
+    pub fn uses_meta(&self) -> bool {
+        self.any_expr(|e| matches!(e, Expr::Meta(_)))
+    }
+
+    /// True when an expression reads each row's time (`__ts`, e.g. `event_time()`).
+    pub fn reads_row_time(&self) -> bool {
+        self.any_expr(
+            |e| matches!(e, Expr::Column { name, .. } if name == crate::window::TS_COLUMN),
+        )
+    }
+
+    /// True when some expression of the plan, or a sub-expression, satisfies `pred`.
+    fn any_expr(&self, pred: impl Fn(&Expr) -> bool) -> bool {
+        let mut found = false;
+        self.visit_exprs(&mut |e| found |= pred(e));
+        found
     }
 
     /// The plan as indented text, one node per line, leaves last (as `EXPLAIN` prints it).

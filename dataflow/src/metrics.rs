@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde_json::Value;
 
+use crate::clock::now_ms;
+
 /// Metric names, in eKuiper's order.
 pub mod names {
     /// Rows received.
@@ -55,13 +57,6 @@ pub struct NodeMetrics {
     /// Failed rows, the last reason and its time (ms), changed and read together so a status
     /// never shows a counted exception without its reason.
     exceptions: Mutex<(u64, String, i64)>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn local_time(ms: i64) -> Value {

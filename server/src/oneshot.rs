@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use quiver_connectors::Connectors;
-use quiver_dataflow::{Action, Engine, EngineConfig, RuleSpec, RuleStatus};
+use quiver_dataflow::{Action, Engine, EngineConfig, RuleSpec};
 use serde_json::{Map, Value};
 
 /// Usage of the `run` subcommand.
@@ -245,7 +245,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     }
     let status = engine.rule_status(&id)?;
     let failed = status.status.contains("error");
-    println!("{}", status_json(status)?);
+    println!("{}", serde_json::to_string_pretty(&status)?);
     let engine2 = engine.clone();
     tokio::task::spawn_blocking(move || engine2.shutdown()).await?;
     Ok(match outcome {
@@ -269,39 +269,6 @@ enum Outcome {
 /// A statement on one line, for error context.
 fn one_line(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The status as pretty JSON with eKuiper's key order (`GET /rules/{id}/status`).
-fn status_json(status: RuleStatus) -> anyhow::Result<String> {
-    let mut entries = vec![
-        ("status".to_string(), Value::String(status.status)),
-        ("message".to_string(), Value::String(status.message)),
-        (
-            "lastStartTimestamp".to_string(),
-            Value::from(status.last_start_ms),
-        ),
-        (
-            "lastStopTimestamp".to_string(),
-            Value::from(status.last_stop_ms),
-        ),
-        ("nextStartTimestamp".to_string(), Value::from(0)),
-    ];
-    entries.extend(status.metrics);
-    Ok(serde_json::to_string_pretty(&Ordered(entries))?)
-}
-
-/// A JSON object that keeps its keys in insertion order.
-struct Ordered(Vec<(String, Value)>);
-
-impl serde::Serialize for Ordered {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
 }
 
 #[cfg(test)]

@@ -145,8 +145,8 @@ impl RuleGroup {
 /// (without `unnest`) and a limit, reading no row time and keeping no state between events
 /// (hit functions keep some).
 pub fn eligible(plan: &LogicalPlan) -> bool {
-    !crate::render::reads_row_time(plan)
-        && !crate::engine::reads_hits(plan)
+    !plan.reads_row_time()
+        && !plan.reads_hits()
         && !plan.has_unnest()
         && plan.chain().all(|n| {
             matches!(

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use quiver_dataflow::{Action, RuleSpec, RuleStatus};
+use quiver_dataflow::{Action, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -225,56 +225,24 @@ pub async fn restart(state: State, Path(id): Path<String>) -> Result<String, Api
     Ok(format!("Rule {id} was restarted"))
 }
 
-/// A JSON object that keeps its keys in insertion order (eKuiper's status order).
-struct Ordered(Vec<(String, Value)>);
-
-impl serde::Serialize for Ordered {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-fn flat(status: RuleStatus) -> Ordered {
-    let mut out = vec![
-        ("status".to_string(), Value::String(status.status)),
-        ("message".to_string(), Value::String(status.message)),
-        (
-            "lastStartTimestamp".to_string(),
-            Value::from(status.last_start_ms),
-        ),
-        (
-            "lastStopTimestamp".to_string(),
-            Value::from(status.last_stop_ms),
-        ),
-        ("nextStartTimestamp".to_string(), Value::from(0)),
-    ];
-    out.extend(status.metrics);
-    Ordered(out)
-}
-
 /// `GET /rules/{id}/status`: eKuiper's flat shape.
 pub async fn status(state: State, Path(id): Path<String>) -> Result<Response, ApiError> {
     let st = state.engine.rule_status(&id)?;
-    Ok(Json(flat(st)).into_response())
+    Ok(Json(st).into_response())
 }
 
 /// `GET /rules/status/all`: every rule's status by id.
 pub async fn status_all(state: State) -> Response {
-    let all: Vec<(String, Value)> = state
+    let all: Map<String, Value> = state
         .engine
         .rule_ids()
         .into_iter()
         .filter_map(|id| {
             let st = state.engine.rule_status(&id).ok()?;
-            Some((id, serde_json::to_value(flat(st)).ok()?))
+            Some((id, serde_json::to_value(st).ok()?))
         })
         .collect();
-    Json(Ordered(all)).into_response()
+    Json(all).into_response()
 }
 
 /// `GET /rules/{id}/topo`: `{"sources": [...], "edges": {...}}`.

@@ -1,0 +1,414 @@
+//! The catalog: streams and tables, the tasks that feed a table's rows, source profiles.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use quiver_compiler::{Statement, StreamDef, StreamKind};
+use quiver_connectors::codec::json::JsonDecoder;
+use quiver_connectors::{SourceEvent, SourceOutput, SourceSpec};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::Engine;
+use crate::error::EngineError;
+use crate::runtime::Command;
+
+/// Connection profiles: source type → `CONF_KEY` → properties (eKuiper's `etc/sources/*.yaml`).
+pub type SourceProfiles = HashMap<String, HashMap<String, serde_json::Map<String, Value>>>;
+
+/// A table and the tasks feeding it (its source and the decoder that applies rows); an
+/// external lookup table has no task.
+pub(super) struct TableEntry {
+    pub(super) side: crate::tables::TableSide,
+    pub(super) tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TableEntry {
+    /// Rows received so far that every rule joining the table now sees (each upsert counts).
+    fn applied(&self) -> u64 {
+        match &self.side {
+            crate::tables::TableSide::Scan(feed) => feed.applied(),
+            crate::tables::TableSide::Lookup(l) => l.memory_state().map_or(0, |s| s.applied()),
+        }
+    }
+
+    /// Rows held now: a scan table's, or those of a memory lookup table's topic.
+    fn rows(&self) -> usize {
+        match &self.side {
+            crate::tables::TableSide::Scan(feed) => feed.rows(),
+            crate::tables::TableSide::Lookup(l) => l.memory_state().map_or(0, |s| s.len()),
+        }
+    }
+}
+
+impl Drop for TableEntry {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Engine {
+    /// Runs a `CREATE STREAM` or `CREATE TABLE` statement. A table starts reading its source
+    /// at once and keeps its rows for every rule that joins it.
+    pub fn create_stream(&self, sql: &str) -> Result<StreamDef, EngineError> {
+        let def = match quiver_compiler::parse_statement(sql)? {
+            Statement::Create(def) => *def,
+            _ => {
+                return Err(EngineError::Invalid(
+                    "expected a CREATE STREAM or CREATE TABLE statement".into(),
+                ));
+            }
+        };
+        let lookup = is_lookup(&def)?;
+        if lookup {
+            check_lookup(&def, self.inner.connectors.lookup_types())?;
+        }
+        let known = self.inner.connectors.all_source_types();
+        if !lookup && !known.contains(&def.options.source_type) {
+            return Err(EngineError::Invalid(format!(
+                "unknown source type \"{}\"; known types: {}",
+                def.options.source_type,
+                known.join(", ")
+            )));
+        }
+        let mut streams = self.inner.streams.write().expect("streams lock");
+        if streams.contains_key(&def.name) {
+            return Err(EngineError::Duplicate(format!(
+                "stream \"{}\" already exists",
+                def.name
+            )));
+        }
+        if def.kind == StreamKind::Table {
+            let entry = if lookup {
+                self.start_lookup(&def)?
+            } else {
+                self.start_table(&def)?
+            };
+            self.inner
+                .tables
+                .lock()
+                .expect("tables lock")
+                .insert(def.name.clone(), entry);
+        }
+        streams.insert(def.name.clone(), def.clone());
+        Ok(def)
+    }
+
+    /// The connection profile a stream or table names (`CONF_KEY`, else `default`).
+    fn profile_props(&self, def: &StreamDef) -> serde_json::Map<String, Value> {
+        self.inner
+            .profiles
+            .read()
+            .expect("profiles lock")
+            .get(&def.options.source_type)
+            .and_then(|p| p.get(def.options.conf_key.as_deref().unwrap_or("default")))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// What a connector needs to read `def`'s source: type, DATASOURCE and profile props.
+    pub(super) fn source_spec(&self, def: &StreamDef) -> SourceSpec {
+        SourceSpec {
+            source_type: def.options.source_type.clone(),
+            datasource: def.options.datasource.clone(),
+            props: self.profile_props(def),
+        }
+    }
+
+    /// Starts feeding a scan table from its source.
+    fn start_table(&self, def: &StreamDef) -> Result<TableEntry, EngineError> {
+        let retain = match def.options.raw.get("RETAIN_SIZE") {
+            Some(v) => Some(v.parse::<usize>().map_err(|_| {
+                EngineError::Invalid(format!("RETAIN_SIZE must be a row count, got \"{v}\""))
+            })?),
+            None => None,
+        };
+        let (feed, mut upserts) = crate::tables::feed::TableFeed::new(
+            &def.name,
+            def.options.key.clone(),
+            retain,
+            JsonDecoder::new(def.arrow_schema(), false),
+            self.inner.workers.count(),
+        );
+        let (source_task, mut rx) = self.table_source(def)?;
+        // The source exists: the workers build the table (its rows wait in the bounded queues).
+        self.inner
+            .workers
+            .broadcast(|| Command::CreateTable(feed.clone()));
+        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let name = def.name.clone();
+        let feeder = self.inner.runtime.spawn(async move {
+            while let Some(event) = rx.recv().await {
+                for b in &table_rows(event, &decoder, &name) {
+                    let Some(skipped) = upserts.send(b).await else {
+                        return;
+                    };
+                    warn_keyless(&name, skipped);
+                }
+            }
+        });
+        Ok(TableEntry {
+            side: crate::tables::TableSide::Scan(feed),
+            tasks: vec![source_task, feeder],
+        })
+    }
+
+    /// Sets up a lookup table: a memory one keeps the rows published to its topic by KEY (fed
+    /// like a scan table); an external one only creates its store client, which connects on
+    /// the first lookup. Both read the cache settings from the profile's `lookup` object.
+    fn start_lookup(&self, def: &StreamDef) -> Result<TableEntry, EngineError> {
+        let props = self.profile_props(def);
+        let cache = quiver_connectors::lookup::LookupCacheConfig::parse(&props)?;
+        let (store, tasks) = if def.options.source_type == "memory" {
+            let state = Arc::new(crate::tables::state::TableState::new(
+                def.options.key.clone(),
+                None,
+            ));
+            let tasks = self.feed_table(def, state.clone())?;
+            (crate::tables::lookup::LookupStore::Memory(state), tasks)
+        } else {
+            let spec = SourceSpec {
+                source_type: def.options.source_type.clone(),
+                datasource: def.options.datasource.clone(),
+                props,
+            };
+            let key = def.options.key.as_deref().unwrap_or_default();
+            let source = self.inner.connectors.lookup_source(&spec, key)?;
+            let decoder = JsonDecoder::new(def.arrow_schema(), false);
+            (
+                crate::tables::lookup::LookupStore::External { source, decoder },
+                Vec::new(),
+            )
+        };
+        Ok(TableEntry {
+            side: crate::tables::TableSide::Lookup(Arc::new(
+                crate::tables::lookup::LookupTable::new(store, cache),
+            )),
+            tasks,
+        })
+    }
+
+    /// Starts a table's source task, writing to the queue returned.
+    fn table_source(
+        &self,
+        def: &StreamDef,
+    ) -> Result<(tokio::task::JoinHandle<()>, mpsc::Receiver<SourceEvent>), EngineError> {
+        let mut source = self.inner.connectors.source(&self.source_spec(def))?;
+        let (tx, rx) = mpsc::channel::<SourceEvent>(16);
+        let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+        let name = def.name.clone();
+        let task = self.inner.runtime.spawn(async move {
+            if let Err(e) = source.run(out).await {
+                tracing::error!(table = %name, "table source failed: {e}");
+            }
+        });
+        Ok((task, rx))
+    }
+
+    /// Feeds a memory lookup table's `state` from its source: the source task writes to one
+    /// queue, read by a task that decodes the rows and applies them to the table.
+    fn feed_table(
+        &self,
+        def: &StreamDef,
+        state: Arc<crate::tables::state::TableState>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
+        let (source_task, mut rx) = self.table_source(def)?;
+        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let fed = state;
+        let name = def.name.clone();
+        let feeder = self.inner.runtime.spawn(async move {
+            while let Some(event) = rx.recv().await {
+                for b in &table_rows(event, &decoder, &name) {
+                    warn_keyless(&name, fed.apply(b));
+                }
+            }
+        });
+        Ok(vec![source_task, feeder])
+    }
+
+    /// The names of the tables, sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        self.inner
+            .streams
+            .read()
+            .expect("streams lock")
+            .values()
+            .filter(|d| d.kind == StreamKind::Table)
+            .map(|d| d.name.clone())
+            .collect()
+    }
+
+    /// Rows a table has received so far (each upsert counts), `None` for an unknown table.
+    pub fn table_applied(&self, name: &str) -> Option<u64> {
+        self.inner
+            .tables
+            .lock()
+            .expect("tables lock")
+            .get(name)
+            .map(TableEntry::applied)
+    }
+
+    /// True once a table's source has ended and every row it read is applied (a bounded
+    /// source such as a file); `None` for an unknown table.
+    pub fn table_loaded(&self, name: &str) -> Option<bool> {
+        self.inner
+            .tables
+            .lock()
+            .expect("tables lock")
+            .get(name)
+            .map(|t| {
+                t.tasks.iter().all(|task| task.is_finished())
+                    && match &t.side {
+                        crate::tables::TableSide::Scan(feed) => feed.loaded(),
+                        crate::tables::TableSide::Lookup(_) => true,
+                    }
+            })
+    }
+
+    /// The arrangements a scan table keeps on the workers, sorted: `base` (by row identity)
+    /// and one per join key and placement that a rule has read (`Replicated(room)`), each
+    /// shared by every rule joining that way; `None` for an unknown or lookup table.
+    pub fn table_arrangements(&self, name: &str) -> Option<Vec<String>> {
+        let tables = self.inner.tables.lock().expect("tables lock");
+        match &tables.get(name)?.side {
+            crate::tables::TableSide::Scan(feed) => Some(feed.arrangements()),
+            crate::tables::TableSide::Lookup(_) => None,
+        }
+    }
+
+    /// Rows a table holds now.
+    pub fn table_rows(&self, name: &str) -> Option<usize> {
+        self.inner
+            .tables
+            .lock()
+            .expect("tables lock")
+            .get(name)
+            .map(TableEntry::rows)
+    }
+
+    /// Drops a stream; refused while rules use it.
+    pub fn drop_stream(&self, name: &str) -> Result<(), EngineError> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let users: Vec<&str> = rules
+            .values()
+            .filter(|r| r.plan.plan.scan().stream == name || r.plan.plan.joins_table(name))
+            .map(|r| r.spec.id.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(EngineError::InUse(format!(
+                "stream \"{name}\" is used by rules: {}",
+                users.join(", ")
+            )));
+        }
+        let removed = self.inner.tables.lock().expect("tables lock").remove(name);
+        if let Some(TableEntry {
+            side: crate::tables::TableSide::Scan(_),
+            ..
+        }) = &removed
+        {
+            let name = name.to_string();
+            self.inner
+                .workers
+                .broadcast(|| Command::DropTable(name.clone()));
+        }
+        drop(removed);
+        match self
+            .inner
+            .streams
+            .write()
+            .expect("streams lock")
+            .remove(name)
+        {
+            Some(_) => Ok(()),
+            None => Err(EngineError::NotFound(format!(
+                "stream \"{name}\" not found"
+            ))),
+        }
+    }
+
+    /// A stream's definition.
+    pub fn stream(&self, name: &str) -> Option<StreamDef> {
+        self.inner
+            .streams
+            .read()
+            .expect("streams lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// All stream names, sorted.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.inner
+            .streams
+            .read()
+            .expect("streams lock")
+            .values()
+            .filter(|d| d.kind == StreamKind::Stream)
+            .map(|d| d.name.clone())
+            .collect()
+    }
+
+    /// Sets the connection profiles of source types (`CONF_KEY` picks one; `default` otherwise).
+    pub fn set_source_profiles(&self, profiles: SourceProfiles) {
+        *self.inner.profiles.write().expect("profiles lock") = profiles;
+    }
+}
+
+/// A table source's event as rows; malformed rows are logged and left out.
+fn table_rows(event: SourceEvent, decoder: &JsonDecoder, table: &str) -> Vec<RecordBatch> {
+    let (_, decoded) = event.decode(decoder);
+    if let Some(first) = decoded.errors.first() {
+        tracing::warn!(table = %table, "dropping malformed rows: {first}");
+    }
+    decoded.batches.clone()
+}
+
+/// Logs the rows a keyed table skipped for lacking a KEY value.
+fn warn_keyless(table: &str, skipped: usize) {
+    if skipped > 0 {
+        tracing::warn!(table = %table, "{skipped} rows without a KEY value skipped");
+    }
+}
+
+/// True for `KIND="lookup"`; an error for a KIND that is neither scan nor lookup.
+fn is_lookup(def: &StreamDef) -> Result<bool, EngineError> {
+    match def.options.raw.get("KIND") {
+        None => Ok(false),
+        // eKuiper's parser accepts KIND on streams and ignores it.
+        Some(_) if def.kind == StreamKind::Stream => Ok(false),
+        Some(k) if k.eq_ignore_ascii_case("scan") => Ok(false),
+        Some(k) if k.eq_ignore_ascii_case("lookup") => Ok(true),
+        Some(k) => Err(EngineError::Invalid(format!(
+            "KIND must be \"scan\" or \"lookup\", got \"{k}\""
+        ))),
+    }
+}
+
+/// A lookup table needs a KEY (the column its rows are fetched by) and a type that can look up.
+fn check_lookup(def: &StreamDef, types: &[&str]) -> Result<(), EngineError> {
+    let Some(key) = &def.options.key else {
+        return Err(EngineError::Invalid(format!(
+            "lookup table \"{}\" needs KEY=\"<column>\": its rows are fetched by that column",
+            def.name
+        )));
+    };
+    if let Some(cols) = &def.columns
+        && !cols.iter().any(|c| c.name.eq_ignore_ascii_case(key))
+    {
+        return Err(EngineError::Invalid(format!(
+            "KEY \"{key}\" is not a column of table \"{}\"",
+            def.name
+        )));
+    }
+    if !types.contains(&def.options.source_type.as_str()) {
+        return Err(EngineError::Invalid(format!(
+            "TYPE=\"{}\" has no lookup table; lookup types: {}",
+            def.options.source_type,
+            types.join(", ")
+        )));
+    }
+    Ok(())
+}

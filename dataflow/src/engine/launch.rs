@@ -1,0 +1,507 @@
+//! One run of a rule: its sink tasks, its dataflow on every worker (or its place in a rule
+//! group) and its source tasks; and the teardown that undoes them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use quiver_compiler::StreamDef;
+use quiver_compiler::plan::LogicalPlan;
+use quiver_connectors::codec::json::JsonDecoder;
+use quiver_connectors::{SourceEvent, SourceOutput};
+use tokio::sync::{mpsc, watch};
+
+use super::Engine;
+use super::naming::node_names;
+use super::options::{buffer_batches, event_time};
+use super::rules::RuleEntry;
+use super::shared::Subscriber;
+use super::sink_task::run_sink;
+use crate::clock::now_ms;
+use crate::error::EngineError;
+use crate::metrics::{NodeMetrics, RuleMetrics};
+use crate::render::RuleDataflow;
+use crate::runtime::{Command, Workers};
+use crate::sinkprops::SinkSettings;
+
+/// A running (or finished) instance of a rule.
+pub(super) struct RuleRun {
+    /// The run's dataflow on the workers: `<rule id>#<run>`.
+    pub(super) key: String,
+    /// The source's connection, when it has one (MQTT).
+    pub(super) connection: Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
+    /// The FROM stream's source node, which the connection metrics follow.
+    pub(super) source_node: String,
+    pub(super) metrics: Arc<RuleMetrics>,
+    /// The rule's own source task, or its membership in a shared stream's source.
+    source: SourceHandle,
+    /// The sources of streams joined to the FROM stream and their decoders.
+    joined_tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(super) done: watch::Receiver<bool>,
+    pub(super) error: Arc<Mutex<Option<String>>>,
+    /// Rows dropped behind the watermark (event time).
+    pub(super) late_rows: Arc<std::sync::atomic::AtomicU64>,
+    /// When the run finished by itself (its input ended and the sinks wrote everything), ms.
+    pub(super) finished_at: Arc<std::sync::atomic::AtomicI64>,
+    /// Rows read and not yet taken by the rule's keyed or window operators.
+    pub(super) in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The table indexes the run reads (released when it stops).
+    indexes: Vec<crate::tables::feed::IndexSpec>,
+}
+
+/// How a rule run gets its input.
+enum SourceHandle {
+    /// A source task of its own.
+    Own(tokio::task::JoinHandle<()>),
+    /// A subscription to the shared source of this stream (`SHARED="true"`).
+    Shared(String),
+    /// Membership in the rule group of this shared stream.
+    Grouped(String, Arc<crate::render::group::RuleGroup>),
+}
+
+impl Engine {
+    /// Builds a run of the rule: sink tasks, the dataflow on every worker, the source task.
+    pub(super) fn launch(&self, entry: &mut RuleEntry) -> Result<(), EngineError> {
+        let plan = &entry.plan.plan;
+        let stream = self.stream(&plan.scan().stream).ok_or_else(|| {
+            EngineError::NotFound(format!("stream \"{}\" not found", plan.scan().stream))
+        })?;
+        let n = self.inner.workers.count();
+        entry.runs += 1;
+        let key = format!("{}#{}", entry.spec.id, entry.runs);
+
+        // Topology and metrics, in eKuiper's naming (the same names `rule_topology` reports).
+        let names = node_names(
+            &stream.name,
+            &stream.options.source_type,
+            plan,
+            &entry.spec.actions,
+        );
+        let mut metrics = RuleMetrics::default();
+        let mut nodes = names.into_iter().map(|n| (n.clone(), metrics.node(n)));
+        let (_, source_metrics) = nodes.next().expect("a rule has a source node");
+        let mut rest: Vec<(String, Arc<NodeMetrics>)> = nodes.collect();
+        // Memory streams carry no decoder node: their decode errors count on the source.
+        let decoder_metrics = match rest.first() {
+            Some((name, _)) if name == "op_2_decoder" => rest.remove(0).1,
+            _ => source_metrics.clone(),
+        };
+        let sink_count = entry.spec.actions.len();
+        let sink_metrics: Vec<Arc<NodeMetrics>> = rest
+            .split_off(rest.len() - sink_count)
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
+        let op_metrics: Vec<Arc<NodeMetrics>> = rest.into_iter().map(|(_, m)| m).collect();
+        // Streams joined to the FROM stream: each has a source node of its own.
+        let joined: Vec<(StreamDef, String, Arc<NodeMetrics>)> = plan
+            .chain()
+            .find_map(|n| match n {
+                LogicalPlan::JoinStreams { join, .. } => Some(join.streams.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|j| {
+                let def = self.stream(&j.name).ok_or_else(|| {
+                    EngineError::NotFound(format!("stream \"{}\" not found", j.name))
+                })?;
+                let m = metrics.node(format!("source_{}", j.name));
+                Ok((def, j.qualifier, m))
+            })
+            .collect::<Result<_, EngineError>>()?;
+        let metrics = Arc::new(metrics);
+
+        let queue = buffer_batches(&entry.spec.options);
+        let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let (done_tx, done_rx) = watch::channel(false);
+        let done_tx = Arc::new(done_tx);
+        let finished_at = Arc::new(std::sync::atomic::AtomicI64::new(0));
+
+        // Sinks first, so results have somewhere to go.
+        let mut sink_senders = Vec::new();
+        let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(
+            entry.spec.actions.len(),
+        ));
+        for (action, m) in entry.spec.actions.iter().zip(sink_metrics) {
+            let (settings, props) = SinkSettings::parse(&action.props)?;
+            let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
+            let (tx, rx) =
+                mpsc::channel::<RecordBatch>(settings.buffer_length.unwrap_or(queue).max(1));
+            sink_senders.push(tx);
+            let done_tx = done_tx.clone();
+            let remaining = remaining.clone();
+            let error = error.clone();
+            let finished_at = finished_at.clone();
+            self.inner.runtime.spawn(async move {
+                run_sink(sink, settings, rx, m, error).await;
+                if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                    finished_at.store(now_ms(), std::sync::atomic::Ordering::Release);
+                    let _ = done_tx.send(true);
+                }
+            });
+        }
+
+        let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
+        let uses_meta = plan.uses_meta();
+        let event_time = event_time(&entry.spec, &stream)?.map(|e| crate::render::EventTime {
+            sources: 1 + joined.len(),
+            ..e
+        });
+        let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // A stateless rule of a shared stream joins the stream's rule group instead of
+        // running a dataflow of its own (see `crate::group`).
+        if stream.options.shared
+            && joined.is_empty()
+            && event_time.is_none()
+            && crate::render::group::eligible(plan)
+        {
+            let member = crate::render::group::Member {
+                key: key.clone(),
+                plan: plan.clone(),
+                sinks: sink_senders,
+                source_metrics,
+                decoder_metrics,
+                op_metrics,
+                rule: Arc::new(quiver_compiler::eval::RuleContext {
+                    id: entry.spec.id.clone(),
+                    start_ms: now_ms(),
+                }),
+            };
+            let (group, connection) = self.join_group(&stream, member, queue)?;
+            entry.run = Some(RuleRun {
+                key,
+                joined_tasks: Vec::new(),
+                connection,
+                source_node: format!("source_{}", stream.name),
+                metrics,
+                source: SourceHandle::Grouped(stream.name.clone(), group),
+                done: done_rx,
+                error,
+                late_rows,
+                finished_at,
+                in_flight,
+                indexes: Vec::new(),
+            });
+            entry.last_start_ms = now_ms();
+            entry.stop_message.clear();
+            return Ok(());
+        }
+        let activators = Arc::new(Mutex::new(vec![None; n]));
+        let tables: HashMap<String, crate::tables::TableSide> = {
+            let tables = self.inner.tables.lock().expect("tables lock");
+            plan.chain()
+                .filter_map(|n| match n {
+                    LogicalPlan::JoinTable { join, .. } => Some(&join.table),
+                    _ => None,
+                })
+                .map(|name| {
+                    tables
+                        .get(name)
+                        .map(|t| (name.clone(), t.side.clone()))
+                        .ok_or_else(|| EngineError::NotFound(format!("table \"{name}\" not found")))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        // The scan-table indexes the joins read, in plan order. A rule without windows, order
+        // or other keyed state that joins one scan table reads it partitioned: its rows are
+        // exchanged by join key to the worker holding the matching table rows. Other rules
+        // join wherever their rows are, against a replicated index.
+        let scans: Vec<&quiver_compiler::plan::TableJoin> = plan
+            .chain()
+            .filter_map(|n| match n {
+                LogicalPlan::JoinTable { join, .. } if !join.lookup => Some(&**join),
+                _ => None,
+            })
+            .collect();
+        let partitioned = scans.len() == 1
+            && event_time.is_none()
+            && joined.is_empty()
+            && !plan.has_analytic()
+            && !plan.reads_hits()
+            && plan
+                .aggregate()
+                .is_none_or(|a| a.window.kind == quiver_compiler::window::WindowKind::Rows);
+        let mut indexes: Vec<crate::tables::feed::IndexSpec> = scans
+            .into_iter()
+            .filter_map(|join| match tables.get(&join.table) {
+                Some(crate::tables::TableSide::Scan(feed)) => {
+                    Some(crate::tables::feed::IndexSpec::new(
+                        feed.clone(),
+                        join.table_keys.clone(),
+                        if partitioned {
+                            crate::tables::feed::Placement::Partitioned
+                        } else {
+                            crate::tables::feed::Placement::Replicated
+                        },
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        for index in &mut indexes {
+            let feed = index.feed.clone();
+            feed.acquire(index);
+        }
+        // The fast JSON path converts only what the rule reads (and the watermark's field).
+        let columns = plan.columns_read().map(|mut c| {
+            c.extend(event_time.as_ref().map(|e| e.field.clone()));
+            c
+        });
+        let dataflow_decoder =
+            JsonDecoder::new(stream.arrow_schema(), uses_meta).reading(columns.as_ref());
+        let dataflow = Arc::new(RuleDataflow {
+            key: key.clone(),
+            plan: plan.clone(),
+            decoder: dataflow_decoder.clone(),
+            ingest: Mutex::new(ingest_rx.into_iter().map(Some).collect()),
+            activators: activators.clone(),
+            sinks: sink_senders,
+            source_metrics,
+            decoder_metrics,
+            op_metrics,
+            event_time: event_time.clone(),
+            late_rows: late_rows.clone(),
+            tables,
+            indexes: indexes.clone(),
+            to_windows: in_flight.clone(),
+            rule: Arc::new(quiver_compiler::eval::RuleContext {
+                id: entry.spec.id.clone(),
+                start_ms: now_ms(),
+            }),
+        });
+        self.inner
+            .workers
+            .broadcast(|| Command::Build(dataflow.clone()));
+        drop(dataflow);
+        // Should the rest of the launch fail, the built dataflow and its index uses go again.
+        let unbuilt = Unbuilt {
+            workers: &self.inner.workers,
+            key: key.clone(),
+            indexes,
+            armed: true,
+        };
+        // A new index fills from its table's base arrangement: the rule reads no row before
+        // the index holds what the table held when the rule started.
+        for index in &unbuilt.indexes {
+            if !index.feed.wait_current(&index.id(), Duration::from_secs(5)) {
+                tracing::warn!(table = %index.feed.name, "table index still filling as the rule starts");
+            }
+        }
+
+        let spec = self.source_spec(&stream);
+        let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
+            if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
+                // A dropped dataflow's activator fails harmlessly.
+                let _ = a.activate();
+            }
+        });
+        let wake_all = wake.clone();
+        // Event time, analytic and hit functions and windows whose bounds follow the sequence of rows
+        // (count, state, session, sliding) need the rows in order: one worker reads them all
+        // (keeping the watermark, as eKuiper's one watermark operator does); the rows then
+        // spread by window key.
+        let ordered = event_time.is_some()
+            || !joined.is_empty()
+            || plan.has_analytic()
+            || plan.reads_hits()
+            || plan.aggregate().is_some_and(|a| {
+                !a.window.kind.is_partitionable()
+                    && a.window.kind != quiver_compiler::window::WindowKind::Rows
+            });
+        let ingest_tx: Vec<_> = if ordered {
+            ingest_tx.into_iter().take(1).collect()
+        } else {
+            ingest_tx
+        };
+        // The other workers' queues are closed now; a worker whose source already looked at
+        // its (then empty) queue must look again, or it would hold back time forever.
+        for i in ingest_tx.len()..n {
+            wake(i);
+        }
+        let mut joined_tasks = Vec::new();
+        for (i, (def, qualifier, m)) in joined.into_iter().enumerate() {
+            joined_tasks.extend(self.start_joined_source(
+                &def,
+                qualifier,
+                i as i64 + 1,
+                event_time.is_some(),
+                m,
+                ingest_tx[0].clone(),
+                wake.clone(),
+                queue,
+                error.clone(),
+            )?);
+        }
+        let mut out = SourceOutput::new(ingest_tx, wake);
+        if ordered {
+            // One worker reads every row: a source with a thread of its own (the file source)
+            // decodes there, so decoding runs in parallel with that worker's windows.
+            out = out.with_decoder(dataflow_decoder);
+        }
+        let (source_handle, connection) = if stream.options.shared {
+            let subscriber = Subscriber {
+                key: key.clone(),
+                out,
+                wake_all: Arc::new(move || (0..n).for_each(|i| wake_all(i))),
+            };
+            let connection = self.join_shared(&stream.name, &spec, subscriber, queue)?;
+            (SourceHandle::Shared(stream.name.clone()), connection)
+        } else {
+            let mut source = self.inner.connectors.source(&spec)?;
+            let connection = source.connection();
+            let source_error = error.clone();
+            let rule_id = entry.spec.id.clone();
+            let task = self.inner.runtime.spawn(async move {
+                let result = source.run(out).await;
+                // The queues are closed now; wake every worker so each sees the end of its
+                // input, drops its capability and lets the results drain to the sinks.
+                drop(source);
+                for i in 0..n {
+                    wake_all(i);
+                }
+                if let Err(e) = result
+                    && !matches!(e, quiver_connectors::ConnectorError::Closed)
+                {
+                    tracing::error!(rule = %rule_id, "source failed: {e}");
+                    *source_error.lock().expect("error lock") = Some(e.to_string());
+                }
+            });
+            (SourceHandle::Own(task), connection)
+        };
+        entry.run = Some(RuleRun {
+            key,
+            joined_tasks,
+            connection,
+            source_node: format!("source_{}", stream.name),
+            metrics,
+            source: source_handle,
+            done: done_rx,
+            error,
+            late_rows,
+            finished_at,
+            in_flight,
+            indexes: unbuilt.disarm(),
+        });
+        entry.last_start_ms = now_ms();
+        entry.stop_message.clear();
+        Ok(())
+    }
+
+    /// Starts the source of a stream joined to a rule's FROM stream: its rows are decoded here,
+    /// renamed `qualifier.column`, tagged with `source` and queued for worker 0 with the FROM
+    /// stream's rows (a join's window runs there). The bounded queue holds the source back.
+    #[allow(clippy::too_many_arguments)]
+    fn start_joined_source(
+        &self,
+        def: &StreamDef,
+        qualifier: String,
+        source: i64,
+        event_time: bool,
+        metrics: Arc<NodeMetrics>,
+        forward: mpsc::Sender<SourceEvent>,
+        wake: quiver_connectors::WakeFn,
+        queue: usize,
+        error: Arc<Mutex<Option<String>>>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
+        let spec = self.source_spec(def);
+        let mut src = self.inner.connectors.source(&spec)?;
+        let (tx, mut rx) = mpsc::channel::<SourceEvent>(queue);
+        let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+        let name = def.name.clone();
+        let reader = self.inner.runtime.spawn(async move {
+            if let Err(e) = src.run(out).await
+                && !matches!(e, quiver_connectors::ConnectorError::Closed)
+            {
+                tracing::error!(stream = %name, "joined source failed: {e}");
+                *error.lock().expect("error lock") = Some(e.to_string());
+            }
+        });
+        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let field = def.options.timestamp.clone().filter(|_| event_time);
+        let name = def.name.clone();
+        let feeder = self.inner.runtime.spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let started = std::time::Instant::now();
+                let (messages, decoded) = event.decode(&decoder);
+                if let Some(first) = decoded.errors.first() {
+                    tracing::warn!(stream = %name, "dropping malformed messages: {first}");
+                    metrics.exceptions(decoded.errors.len(), first);
+                }
+                metrics.batch(messages, decoded.rows(), started);
+                let batches = decoded.batches.clone();
+                for b in batches {
+                    let b = crate::operators::join_streams::qualify(
+                        b,
+                        &qualifier,
+                        source,
+                        field.as_deref(),
+                    );
+                    if forward.send(SourceEvent::Batch(b)).await.is_err() {
+                        return;
+                    }
+                    wake(0);
+                }
+            }
+            // The input ended: let worker 0 see the queue close once every source has ended.
+            drop(forward);
+            wake(0);
+        });
+        Ok(vec![reader, feeder])
+    }
+
+    /// Stops the current run, if any: the source ends, the dataflow is dropped on every worker,
+    /// and the sinks finish with what they already received.
+    pub(super) fn teardown(&self, entry: &mut RuleEntry, message: &str) {
+        if let Some(run) = entry.run.take() {
+            match &run.source {
+                SourceHandle::Own(task) => task.abort(),
+                SourceHandle::Shared(stream) => self.leave_shared(stream, &run.key),
+                SourceHandle::Grouped(stream, group) => self.leave_group(stream, group, &run.key),
+            }
+            run.joined_tasks.iter().for_each(|t| t.abort());
+            self.inner
+                .workers
+                .broadcast(|| Command::Drop(run.key.clone()));
+            for index in &run.indexes {
+                index.feed.release(index);
+            }
+            entry.last_metrics = Some(run.metrics);
+            entry.last_stop_ms = now_ms();
+            entry.stop_message = message.to_string();
+        }
+    }
+}
+
+/// A rule run whose dataflow is built but whose launch has not finished: dropped while still
+/// armed (the launch failed), it drops the dataflow on the workers and releases the table
+/// indexes it counted on.
+struct Unbuilt<'a> {
+    workers: &'a Workers,
+    key: String,
+    indexes: Vec<crate::tables::feed::IndexSpec>,
+    armed: bool,
+}
+
+impl Unbuilt<'_> {
+    /// The launch succeeded: the run keeps its indexes.
+    fn disarm(mut self) -> Vec<crate::tables::feed::IndexSpec> {
+        self.armed = false;
+        std::mem::take(&mut self.indexes)
+    }
+}
+
+impl Drop for Unbuilt<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let key = self.key.clone();
+        self.workers.broadcast(|| Command::Drop(key.clone()));
+        for index in &self.indexes {
+            index.feed.release(index);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The engine: streams, tables and rules, and their lifecycle over the timely runtime.
+//!
+//! [`Engine`] is the entry point; its methods are spread over one file per concern:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | [`Engine`], its shared state, start and shutdown |
+//! | `catalog.rs` | streams and tables: create/drop, the tasks that feed tables, source profiles |
+//! | `rules.rs` | the rule API: create, start, stop, restart, delete, compile |
+//! | `status.rs` | what a rule reports: status, metrics, topology, explain, waiting for the end |
+//! | `launch.rs` | one run of a rule: sinks, the dataflow on every worker, its sources; teardown |
+//! | `shared.rs` | the one source of a `SHARED="true"` stream and its fan-out to rule runs |
+//! | `groups.rs` | the engine side of rule groups (`crate::group`): joining and leaving one |
+//! | `sink_task.rs` | the tokio task that writes a rule's results to one sink |
+//! | `options.rs` | rule options (`bufferLength`, `isEventTime`, `lateTolerance`) |
+//! | `naming.rs` | metric node names of a rule, in topology order |
+
+mod catalog;
+mod groups;
+mod launch;
+mod naming;
+mod options;
+mod rules;
+mod shared;
+mod sink_task;
+mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use quiver_compiler::{Registry, StreamDef};
+use quiver_connectors::Connectors;
+
+pub use catalog::SourceProfiles;
+pub use rules::{Action, RuleSpec};
+pub use status::RuleStatus;
+
+use crate::error::EngineError;
+use crate::runtime::Workers;
+use catalog::TableEntry;
+use rules::RuleEntry;
+use shared::SharedSource;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Timely worker threads (default: the number of cores).
+    pub workers: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// The stream-processing engine. Cheap to clone; all clones share the same state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// The state every clone of an [`Engine`] shares.
+struct Inner {
+    /// Where source, sink and table tasks run.
+    runtime: tokio::runtime::Handle,
+    connectors: Connectors,
+    /// Built-ins plus plugin functions, which are added and removed at run time.
+    registry: RwLock<Registry>,
+    workers: Workers,
+    /// Streams and tables, by name (sorted, as the API lists them).
+    streams: RwLock<BTreeMap<String, StreamDef>>,
+    /// Rules, by id (sorted, as the API lists them).
+    rules: Mutex<BTreeMap<String, RuleEntry>>,
+    profiles: RwLock<SourceProfiles>,
+    /// The running sources of shared streams, by stream.
+    shared: Mutex<HashMap<String, SharedSource>>,
+    /// Rule groups, by shared stream: its stateless rules in one dataflow.
+    groups: Mutex<HashMap<String, Arc<crate::render::group::RuleGroup>>>,
+    /// Tables: their rows and the tasks that feed them.
+    tables: Mutex<HashMap<String, TableEntry>>,
+}
+
+impl Engine {
+    /// Starts the timely workers. Source and sink tasks run on `runtime`.
+    pub fn start(
+        config: EngineConfig,
+        runtime: tokio::runtime::Handle,
+        connectors: Connectors,
+    ) -> Result<Engine, EngineError> {
+        let workers = Workers::start(config.workers).map_err(EngineError::Runtime)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                runtime,
+                connectors,
+                registry: RwLock::new(Registry::builtin().clone()),
+                workers,
+                streams: RwLock::new(BTreeMap::new()),
+                rules: Mutex::new(BTreeMap::new()),
+                profiles: RwLock::new(HashMap::new()),
+                shared: Mutex::new(HashMap::new()),
+                groups: Mutex::new(HashMap::new()),
+                tables: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The connector registry (and its memory bus).
+    pub fn connectors(&self) -> &Connectors {
+        &self.inner.connectors
+    }
+
+    /// Adds (or replaces) a SQL function, e.g. a plugin's; rules compiled from now on see it.
+    pub fn register_function(&self, f: Arc<dyn quiver_compiler::functions::ScalarFunction>) {
+        self.inner
+            .registry
+            .write()
+            .expect("registry lock")
+            .register(f);
+    }
+
+    /// Removes a SQL function added by [`Engine::register_function`].
+    pub fn unregister_function(&self, name: &str) -> bool {
+        self.inner
+            .registry
+            .write()
+            .expect("registry lock")
+            .remove(name)
+    }
+
+    /// The number of timely workers.
+    pub fn workers(&self) -> usize {
+        self.inner.workers.count()
+    }
+
+    /// Stops every rule and the workers.
+    ///
+    /// Sinks get up to five seconds to write what they already received, so a SIGTERM flushes
+    /// results instead of dropping them. Call it from a thread that may block.
+    pub fn shutdown(&self) {
+        let mut flushing = Vec::new();
+        {
+            let mut rules = self.inner.rules.lock().expect("rules lock");
+            for entry in rules.values_mut() {
+                if let Some(run) = &entry.run {
+                    flushing.push(run.done.clone());
+                }
+                self.teardown(entry, "server stopped");
+            }
+        }
+        self.inner.workers.shutdown();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while flushing.iter().any(|d| !*d.borrow()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

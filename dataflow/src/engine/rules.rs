@@ -1,0 +1,190 @@
+//! The rule API: a rule's definition and its lifecycle (create, start, stop, restart, delete).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use quiver_compiler::{RulePlan, StreamDef};
+use serde_json::Value;
+
+use super::Engine;
+use super::launch::RuleRun;
+use crate::error::EngineError;
+use crate::metrics::RuleMetrics;
+use crate::sinkprops::SinkSettings;
+
+/// One action of a rule: a sink type and its properties (`{"log": {}}` in rule JSON).
+#[derive(Debug, Clone)]
+pub struct Action {
+    /// Sink type (`log`, `memory`, ...).
+    pub sink_type: String,
+    /// Its properties.
+    pub props: Value,
+}
+
+/// A rule as submitted: eKuiper's rule JSON fields.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    /// Unique id.
+    pub id: String,
+    /// Display name (defaults to the id).
+    pub name: String,
+    /// The SELECT.
+    pub sql: String,
+    /// Where results go.
+    pub actions: Vec<Action>,
+    /// Rule options (`bufferLength`, ...), eKuiper's names.
+    pub options: serde_json::Map<String, Value>,
+}
+
+/// A rule: its definition, its compiled plan, and its current or last run.
+pub(super) struct RuleEntry {
+    pub(super) spec: RuleSpec,
+    pub(super) plan: RulePlan,
+    pub(super) run: Option<RuleRun>,
+    /// The metrics of the last run, kept once it stops.
+    pub(super) last_metrics: Option<Arc<RuleMetrics>>,
+    pub(super) last_start_ms: i64,
+    pub(super) last_stop_ms: i64,
+    pub(super) stop_message: String,
+    /// Runs so far; each run's dataflow key is `<id>#<runs>`.
+    pub(super) runs: u64,
+}
+
+impl Engine {
+    /// Compiles a rule's SQL without creating it.
+    pub fn compile(&self, sql: &str) -> Result<RulePlan, EngineError> {
+        let streams = self.inner.streams.read().expect("streams lock");
+        let catalog: HashMap<String, StreamDef> = streams
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(quiver_compiler::compile_rule(
+            sql,
+            &catalog,
+            &self.inner.registry.read().expect("registry lock"),
+        )?)
+    }
+
+    /// Creates a rule and starts it.
+    pub fn create_rule(&self, spec: RuleSpec) -> Result<(), EngineError> {
+        self.create_rule_with(spec, true)
+    }
+
+    /// Creates a rule, started or stopped (a stopped rule keeps its definition only).
+    pub fn create_rule_with(&self, spec: RuleSpec, start: bool) -> Result<(), EngineError> {
+        if spec.id.is_empty() {
+            return Err(EngineError::Invalid("rule id is required".into()));
+        }
+        let plan = self.compile(&spec.sql)?;
+        if spec.actions.is_empty() {
+            return Err(EngineError::Invalid(
+                "a rule needs at least one action".into(),
+            ));
+        }
+        for a in &spec.actions {
+            // Validates the sink type and properties now, so a bad action is a 400, not a dead rule.
+            self.validate_action(a)?;
+        }
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        if rules.contains_key(&spec.id) {
+            return Err(EngineError::Duplicate(format!(
+                "rule \"{}\" already exists",
+                spec.id
+            )));
+        }
+        let id = spec.id.clone();
+        rules.insert(
+            id.clone(),
+            RuleEntry {
+                spec,
+                plan,
+                run: None,
+                last_metrics: None,
+                last_start_ms: 0,
+                last_stop_ms: 0,
+                stop_message: String::new(),
+                runs: 0,
+            },
+        );
+        let entry = rules.get_mut(&id).expect("just inserted");
+        if !start {
+            entry.stop_message = "canceled manually".into();
+            return Ok(());
+        }
+        if let Err(e) = self.launch(entry) {
+            rules.remove(&id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Checks an action's sink type and properties (common and connector-specific).
+    pub fn validate_action(&self, action: &Action) -> Result<(), EngineError> {
+        let (settings, props) = SinkSettings::parse(&action.props)?;
+        let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
+        if settings.data_template.is_some() && !sink.accepts_payloads() {
+            return Err(EngineError::Invalid(format!(
+                "sink \"{}\" writes rows, so \"dataTemplate\" does not apply to it",
+                action.sink_type
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped rule (no-op if running).
+    pub fn start_rule(&self, id: &str) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        if entry.run.as_ref().is_some_and(|r| !*r.done.borrow()) {
+            return Ok(());
+        }
+        self.teardown(entry, "");
+        self.launch(entry)
+    }
+
+    /// Stops a rule; its state is dropped, its definition kept.
+    pub fn stop_rule(&self, id: &str) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        self.teardown(entry, "canceled manually");
+        Ok(())
+    }
+
+    /// Stops and starts a rule.
+    pub fn restart_rule(&self, id: &str) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        self.teardown(entry, "");
+        self.launch(entry)
+    }
+
+    /// Stops and deletes a rule.
+    pub fn delete_rule(&self, id: &str) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let mut entry = rules.remove(id).ok_or_else(|| unknown_rule(id))?;
+        self.teardown(&mut entry, "deleted");
+        Ok(())
+    }
+
+    /// Ids of all rules, sorted.
+    pub fn rule_ids(&self) -> Vec<String> {
+        self.inner
+            .rules
+            .lock()
+            .expect("rules lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The rule as submitted.
+    pub fn rule_spec(&self, id: &str) -> Option<RuleSpec> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules.get(id).map(|e| e.spec.clone())
+    }
+}
+
+/// The error for a rule id that is not in the engine.
+pub(super) fn unknown_rule(id: &str) -> EngineError {
+    EngineError::NotFound(format!("rule \"{id}\" not found"))
+}

@@ -1,0 +1,212 @@
+//! Shared sources: the one source of a `SHARED="true"` stream, decoded once, and its fan-out
+//! to every rule run (and rule group) that reads the stream.
+
+use std::sync::{Arc, Mutex};
+
+use quiver_connectors::codec::json::JsonDecoder;
+use quiver_connectors::{SourceEvent, SourceOutput, SourceSpec};
+use tokio::sync::mpsc;
+
+use super::Engine;
+use crate::error::EngineError;
+
+/// One subscriber of a shared source: a rule run's worker queues and how to wake them.
+pub(super) struct Subscriber {
+    pub(super) key: String,
+    pub(super) out: SourceOutput,
+    pub(super) wake_all: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// The single source of a `SHARED="true"` stream and the rule runs it feeds.
+pub(super) struct SharedSource {
+    pub(super) subscribers: Arc<Mutex<Vec<Subscriber>>>,
+    pub(super) tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(super) connection: Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
+}
+
+impl Engine {
+    /// Adds a rule run to the shared source of `stream`, starting the source for the first one.
+    /// One subscription feeds every rule of the stream; a rule that falls behind slows the
+    /// others (the shared queue is bounded), as with eKuiper's shared sources.
+    pub(super) fn join_shared(
+        &self,
+        stream: &str,
+        spec: &SourceSpec,
+        subscriber: Subscriber,
+        queue: usize,
+    ) -> Result<Option<Arc<quiver_connectors::mqtt::ConnectionState>>, EngineError> {
+        let mut shared = self.inner.shared.lock().expect("shared lock");
+        // A shared source whose input ended is finished; the next rule starts a new one.
+        if shared
+            .get(stream)
+            .is_some_and(|s| s.tasks.iter().any(|t| t.is_finished()))
+            && let Some(old) = shared.remove(stream)
+        {
+            old.tasks.iter().for_each(|t| t.abort());
+        }
+        if let Some(s) = shared.get(stream) {
+            s.subscribers
+                .lock()
+                .expect("subscribers lock")
+                .push(subscriber);
+            return Ok(s.connection.clone());
+        }
+        let mut source = self.inner.connectors.source(spec)?;
+        let connection = source.connection();
+        let subscribers = Arc::new(Mutex::new(vec![subscriber]));
+        let (tx, mut rx) = mpsc::channel::<SourceEvent>(queue);
+        let reader = self.inner.runtime.spawn(async move {
+            let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+            if let Err(e) = source.run(out).await {
+                tracing::error!("shared source failed: {e}");
+            }
+        });
+        let subs = subscribers.clone();
+        // Decoded once here for every rule of the stream (metadata columns included: rules
+        // that do not read them never see them), not once per rule.
+        let decoder = self
+            .stream(stream)
+            .map(|def| JsonDecoder::new(def.arrow_schema(), true));
+        let fanout = self.inner.runtime.spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let event = match &decoder {
+                    Some(decoder) => {
+                        // What queued while the last event went out to every rule goes on
+                        // as one event. Each event costs every rule a wake-up and a dataflow
+                        // step, so with many rules the events grow under load instead of the
+                        // backlog; without a backlog nothing waits.
+                        let mut parts = vec![first.decoded_with(decoder)];
+                        let mut messages = event_messages(&parts[0]);
+                        while messages < MAX_GATHERED_MESSAGES {
+                            let Ok(next) = rx.try_recv() else { break };
+                            let next = next.decoded_with(decoder);
+                            messages += event_messages(&next);
+                            parts.push(next);
+                        }
+                        gather(parts, decoder)
+                    }
+                    None => first,
+                };
+                let targets: Vec<(String, SourceOutput)> = subs
+                    .lock()
+                    .expect("subscribers lock")
+                    .iter()
+                    .map(|s| (s.key.clone(), s.out.clone()))
+                    .collect();
+                for (key, out) in targets {
+                    if out.send(event.clone()).await.is_err() {
+                        subs.lock()
+                            .expect("subscribers lock")
+                            .retain(|s| s.key != key);
+                    }
+                }
+            }
+            // The input ended: close every rule's queues and wake its workers.
+            let ended: Vec<Subscriber> =
+                std::mem::take(&mut *subs.lock().expect("subscribers lock"));
+            for s in ended {
+                let wake = s.wake_all.clone();
+                drop(s);
+                wake();
+            }
+        });
+        shared.insert(
+            stream.to_string(),
+            SharedSource {
+                subscribers,
+                tasks: vec![reader, fanout],
+                connection: connection.clone(),
+            },
+        );
+        Ok(connection)
+    }
+
+    /// Removes a rule run from a shared source; the last one out stops the source.
+    pub(super) fn leave_shared(&self, stream: &str, key: &str) {
+        let mut shared = self.inner.shared.lock().expect("shared lock");
+        let Some(s) = shared.get(stream) else { return };
+        let empty = {
+            let mut subs = s.subscribers.lock().expect("subscribers lock");
+            subs.retain(|x| x.key != key);
+            subs.is_empty()
+        };
+        if empty && let Some(s) = shared.remove(stream) {
+            for t in s.tasks {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// Most messages a shared source's fan-out gathers into one event.
+const MAX_GATHERED_MESSAGES: usize = 4096;
+
+/// Messages (or rows) in an event already decoded by [`SourceEvent::decoded_with`].
+fn event_messages(event: &SourceEvent) -> usize {
+    match event {
+        SourceEvent::Decoded { messages, .. } => *messages,
+        SourceEvent::Batch(b) => b.num_rows(),
+        SourceEvent::Raw(m) => m.len(),
+        SourceEvent::Lines { .. } => 1,
+    }
+}
+
+/// Events (decoded, or rows as they came) as one: their rows in order, in one batch when they
+/// share a schema (so each rule runs once over them), and their failures.
+fn gather(mut parts: Vec<SourceEvent>, decoder: &JsonDecoder) -> SourceEvent {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let (messages, decoded) = crate::render::group::combine(parts, decoder);
+    SourceEvent::Decoded { messages, decoded }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    fn decoded(values: &[i64], errors: &[&str]) -> SourceEvent {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))])
+            .unwrap();
+        SourceEvent::Decoded {
+            messages: values.len() + errors.len(),
+            decoded: Arc::new(quiver_connectors::codec::json::Decoded {
+                batches: vec![batch],
+                errors: errors.iter().map(|e| e.to_string()).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn gathered_events_keep_every_row_in_order_in_one_batch() {
+        let decoder = JsonDecoder::new(None, false);
+        let one = gather(vec![decoded(&[1, 2], &["bad"])], &decoder);
+        let SourceEvent::Decoded { messages, .. } = &one else {
+            panic!("decoded")
+        };
+        assert_eq!(*messages, 3);
+        let all = gather(
+            vec![
+                decoded(&[1, 2], &["x"]),
+                decoded(&[3], &[]),
+                decoded(&[4, 5], &["y"]),
+            ],
+            &decoder,
+        );
+        let SourceEvent::Decoded { messages, decoded } = all else {
+            panic!("decoded")
+        };
+        assert_eq!(messages, 7);
+        assert_eq!(decoded.errors, ["x", "y"]);
+        assert_eq!(decoded.batches.len(), 1, "one batch: each rule runs once");
+        let n = decoded.batches[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(n.values().to_vec(), [1, 2, 3, 4, 5]);
+        assert_eq!(n.null_count(), 0);
+    }
+}

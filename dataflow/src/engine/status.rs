@@ -1,0 +1,211 @@
+//! What a rule reports: its status and metrics, topology, plan, and the end of its run.
+
+use std::time::Duration;
+
+use quiver_compiler::plan::LogicalPlan;
+use serde_json::Value;
+
+use super::Engine;
+use super::naming::node_names;
+use super::options::unimplemented_options;
+use super::rules::unknown_rule;
+use crate::error::EngineError;
+
+/// What `GET /rules/{id}/status` shows.
+#[derive(Debug, Clone)]
+pub struct RuleStatus {
+    /// `running` or `stopped`.
+    pub status: String,
+    /// Why it is in that state, or warnings.
+    pub message: String,
+    /// Last start, ms since the epoch (0: never).
+    pub last_start_ms: i64,
+    /// Last stop, ms since the epoch (0: never).
+    pub last_stop_ms: i64,
+    /// Metrics as `(key, value)` in topology order.
+    pub metrics: Vec<(String, Value)>,
+}
+
+/// eKuiper's flat status object: `status`, `message`, the three timestamps, then every metric
+/// in topology order. Serialized by hand because a JSON map would sort the keys.
+impl serde::Serialize for RuleStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(5 + self.metrics.len()))?;
+        m.serialize_entry("status", &self.status)?;
+        m.serialize_entry("message", &self.message)?;
+        m.serialize_entry("lastStartTimestamp", &self.last_start_ms)?;
+        m.serialize_entry("lastStopTimestamp", &self.last_stop_ms)?;
+        // Scheduled rules (`cron`) are not implemented: there is never a next start.
+        m.serialize_entry("nextStartTimestamp", &0)?;
+        for (k, v) in &self.metrics {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Engine {
+    /// True while the rule has a run that has not finished.
+    pub fn rule_running(&self, id: &str) -> bool {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules
+            .get(id)
+            .and_then(|e| e.run.as_ref())
+            .is_some_and(|r| !*r.done.borrow())
+    }
+
+    /// Rows the rule has read and its keyed or window operators (a partitioned table join, a
+    /// partitioned analytic function, a window) have not taken yet: 0 once every row read so far
+    /// has been joined against its table.
+    pub fn rule_rows_in_flight(&self, id: &str) -> usize {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules.get(id).and_then(|e| e.run.as_ref()).map_or(0, |r| {
+            r.in_flight.load(std::sync::atomic::Ordering::Acquire)
+        })
+    }
+
+    /// The rule's nodes in topology order, named as in its metrics (`source_demo`,
+    /// `op_2_filter`, ..., `sink_log_0`).
+    pub fn rule_topology(&self, id: &str) -> Result<Vec<String>, EngineError> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
+        let stream = self.stream(&entry.plan.plan.scan().stream);
+        let source_type = stream
+            .as_ref()
+            .map_or("memory", |s| s.options.source_type.as_str());
+        let mut names = node_names(
+            &entry.plan.plan.scan().stream,
+            source_type,
+            &entry.plan.plan,
+            &entry.spec.actions,
+        );
+        // Joined streams' sources come last, as in the metrics.
+        for n in entry.plan.plan.chain() {
+            if let LogicalPlan::JoinStreams { join, .. } = n {
+                names.extend(join.streams.iter().map(|s| format!("source_{}", s.name)));
+            }
+        }
+        Ok(names)
+    }
+
+    /// The rule's compiled plan as text.
+    pub fn explain(&self, id: &str) -> Result<String, EngineError> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
+        Ok(entry.plan.explain())
+    }
+
+    /// The rule's status and metrics.
+    pub fn rule_status(&self, id: &str) -> Result<RuleStatus, EngineError> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
+        let warnings = unimplemented_options(&entry.spec);
+        let mut last_stop_ms = entry.last_stop_ms;
+        let (status, mut message, metrics) = match &entry.run {
+            Some(run) => {
+                let finished_at = run.finished_at.load(std::sync::atomic::Ordering::Acquire);
+                if finished_at > 0 {
+                    last_stop_ms = finished_at;
+                }
+                let finished = *run.done.borrow();
+                let error = run.error.lock().expect("error lock").clone();
+                let (status, message) = match (finished, error) {
+                    (_, Some(e)) => ("stopped by error".to_string(), e),
+                    (true, None) => ("stopped".to_string(), "input ended".to_string()),
+                    (false, None) => ("running".to_string(), String::new()),
+                };
+                let mut metrics = run.metrics.flatten();
+                if let Some(conn) = &run.connection {
+                    connection_metrics(&mut metrics, &run.source_node, conn);
+                }
+                let late = run.late_rows.load(std::sync::atomic::Ordering::Relaxed);
+                let mut message = message;
+                if late > 0 {
+                    metrics.push((
+                        format!("{}_0_late_events_total", run.source_node),
+                        Value::from(late),
+                    ));
+                    if !message.is_empty() {
+                        message.push_str("; ");
+                    }
+                    message.push_str(&format!("{late} late events dropped behind the watermark"));
+                }
+                (status, message, metrics)
+            }
+            None => (
+                "stopped".to_string(),
+                entry.stop_message.clone(),
+                entry
+                    .last_metrics
+                    .as_ref()
+                    .map(|m| m.flatten())
+                    .unwrap_or_default(),
+            ),
+        };
+        if !warnings.is_empty() {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            message.push_str(&warnings);
+        }
+        Ok(RuleStatus {
+            status,
+            message,
+            last_start_ms: entry.last_start_ms,
+            last_stop_ms,
+            metrics,
+        })
+    }
+
+    /// Waits until the rule's current run has finished (its input ended and every sink has
+    /// written everything), up to `timeout`. Returns false on timeout.
+    pub async fn wait_finished(&self, id: &str, timeout: Duration) -> Result<bool, EngineError> {
+        let mut done = {
+            let rules = self.inner.rules.lock().expect("rules lock");
+            let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
+            match &entry.run {
+                Some(run) => run.done.clone(),
+                None => return Ok(true),
+            }
+        };
+        let wait = async {
+            while !*done.borrow_and_update() {
+                if done.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        Ok(tokio::time::timeout(timeout, wait).await.is_ok())
+    }
+}
+
+/// Adds eKuiper's `connection_*` metrics after the source node's own metrics.
+fn connection_metrics(
+    metrics: &mut Vec<(String, Value)>,
+    node: &str,
+    conn: &quiver_connectors::mqtt::ConnectionState,
+) {
+    let snap = conn.snapshot();
+    let at = metrics
+        .iter()
+        .rposition(|(k, _)| k.starts_with(&format!("{node}_0_")))
+        .map_or(metrics.len(), |i| i + 1);
+    let entries = [
+        (
+            "connection_status",
+            Value::from(if snap.connected { 1 } else { 0 }),
+        ),
+        (
+            "connection_last_connected_time",
+            Value::from(snap.last_connected_ms.unwrap_or(0)),
+        ),
+        (
+            "connection_last_disconnected_message",
+            Value::String(snap.last_error.unwrap_or_default()),
+        ),
+    ];
+    for (i, (name, v)) in entries.into_iter().enumerate() {
+        metrics.insert(at + i, (format!("{node}_0_{name}"), v));
+    }
+}
