@@ -131,7 +131,10 @@ fn run_once(
         .build()
         .context("tokio runtime")?;
     let engine = Engine::start(
-        EngineConfig { workers },
+        EngineConfig {
+            workers,
+            ..Default::default()
+        },
         rt.handle().clone(),
         Connectors::new(),
     )

@@ -22,6 +22,7 @@ pub mod exchange;
 pub mod keys;
 pub mod metrics;
 pub mod operators;
+pub mod physical;
 pub mod render;
 pub mod runtime;
 pub mod sinkprops;

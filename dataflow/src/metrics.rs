@@ -151,6 +151,20 @@ pub struct RuleMetrics {
 }
 
 impl RuleMetrics {
+    /// One node per name, in topology order; [`RuleMetrics::at`] finds them by position.
+    pub fn with_nodes(names: &[String]) -> Self {
+        let mut metrics = RuleMetrics::default();
+        for n in names {
+            metrics.node(n.clone());
+        }
+        metrics
+    }
+
+    /// The counters of the node at `id` (a physical plan's node id).
+    pub fn at(&self, id: usize) -> std::sync::Arc<NodeMetrics> {
+        self.nodes[id].1.clone()
+    }
+
     /// Adds a node (e.g. `source_demo`, `op_2_filter`, `sink_log_0`) and returns its counters.
     pub fn node(&mut self, name: impl Into<String>) -> std::sync::Arc<NodeMetrics> {
         let m = std::sync::Arc::new(NodeMetrics::default());

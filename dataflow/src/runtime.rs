@@ -59,12 +59,13 @@ impl Workers {
                         Command::Build(rule) => {
                             // The table indexes the rule reads come first, so they are
                             // scheduled (and filled) before the rule's own operators.
-                            for index in &rule.indexes {
+                            for index in &rule.tables.indexes {
                                 crate::tables::arrangement::build_index(worker, index);
                             }
                             let id = worker.next_dataflow_index();
                             worker.dataflow::<u64, _, _>(|scope| render::build(scope, &rule));
                             let indexes = rule
+                                .tables
                                 .indexes
                                 .iter()
                                 .map(|i| (i.feed.name.clone(), i.id()))

@@ -105,6 +105,7 @@ pub async fn serve(
     let engine = Engine::start(
         EngineConfig {
             workers: settings.workers,
+            ..Default::default()
         },
         tokio::runtime::Handle::current(),
         Connectors::new(),

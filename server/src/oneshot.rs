@@ -189,7 +189,10 @@ fn rule_spec(arg: &str, options: &Map<String, Value>) -> anyhow::Result<RuleSpec
 
 async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let engine = Engine::start(
-        EngineConfig { workers: o.workers },
+        EngineConfig {
+            workers: o.workers,
+            ..Default::default()
+        },
         tokio::runtime::Handle::current(),
         Connectors::new(),
     )?;

@@ -604,7 +604,10 @@ fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
         .build()
         .expect("runtime");
     let engine = Engine::start(
-        EngineConfig { workers: 1 },
+        EngineConfig {
+            workers: 1,
+            ..Default::default()
+        },
         rt.handle().clone(),
         Connectors::new(),
     )

@@ -698,7 +698,10 @@ fn bench_plugin_sink_against_a_builtin_sink() {
         .build()
         .expect("runtime");
     let engine = Engine::start(
-        EngineConfig { workers: 1 },
+        EngineConfig {
+            workers: 1,
+            ..Default::default()
+        },
         rt.handle().clone(),
         Connectors::new(),
     )

@@ -13,8 +13,7 @@ use quiver_connectors::{SourceEvent, SourceOutput};
 use tokio::sync::{mpsc, watch};
 
 use super::Engine;
-use super::naming::node_names;
-use super::options::{buffer_batches, event_time};
+use super::options::buffer_batches;
 use super::rules::RuleEntry;
 use super::shared::Subscriber;
 use super::sink_task::run_sink;
@@ -63,55 +62,24 @@ enum SourceHandle {
 impl Engine {
     /// Builds a run of the rule: sink tasks, the dataflow on every worker, the source task.
     pub(super) fn launch(&self, entry: &mut RuleEntry) -> Result<(), EngineError> {
-        let plan = &entry.plan.plan;
-        let stream = self.stream(&plan.scan().stream).ok_or_else(|| {
-            EngineError::NotFound(format!("stream \"{}\" not found", plan.scan().stream))
-        })?;
+        let stream = self.rule_stream(entry)?;
+        let physical = Arc::new(self.physical(entry, &stream)?);
         let n = self.inner.workers.count();
         entry.runs += 1;
         let key = format!("{}#{}", entry.spec.id, entry.runs);
-
-        // Topology and metrics, in eKuiper's naming (the same names `rule_topology` reports).
-        let names = node_names(
-            &stream.name,
-            &stream.options.source_type,
-            plan,
-            &entry.spec.actions,
-        );
-        let mut metrics = RuleMetrics::default();
-        let mut nodes = names.into_iter().map(|n| (n.clone(), metrics.node(n)));
-        let (_, source_metrics) = nodes.next().expect("a rule has a source node");
-        let mut rest: Vec<(String, Arc<NodeMetrics>)> = nodes.collect();
-        // Memory streams carry no decoder node: their decode errors count on the source.
-        let decoder_metrics = match rest.first() {
-            Some((name, _)) if name == "op_2_decoder" => rest.remove(0).1,
-            _ => source_metrics.clone(),
-        };
-        let sink_count = entry.spec.actions.len();
-        let sink_metrics: Vec<Arc<NodeMetrics>> = rest
-            .split_off(rest.len() - sink_count)
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect();
-        let op_metrics: Vec<Arc<NodeMetrics>> = rest.into_iter().map(|(_, m)| m).collect();
+        // Every node's counters, created from the plan's node list: operators find theirs by id.
+        let metrics = Arc::new(RuleMetrics::with_nodes(&physical.nodes));
         // Streams joined to the FROM stream: each has a source node of its own.
-        let joined: Vec<(StreamDef, String, Arc<NodeMetrics>)> = plan
-            .chain()
-            .find_map(|n| match n {
-                LogicalPlan::JoinStreams { join, .. } => Some(join.streams.clone()),
-                _ => None,
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .map(|j| {
-                let def = self.stream(&j.name).ok_or_else(|| {
-                    EngineError::NotFound(format!("stream \"{}\" not found", j.name))
-                })?;
-                let m = metrics.node(format!("source_{}", j.name));
-                Ok((def, j.qualifier, m))
+        let joined: Vec<(StreamDef, String, Arc<NodeMetrics>)> = physical
+            .joined
+            .iter()
+            .map(|(name, qualifier, node)| {
+                let def = self
+                    .stream(name)
+                    .ok_or_else(|| EngineError::NotFound(format!("stream \"{name}\" not found")))?;
+                Ok((def, qualifier.clone(), metrics.at(*node)))
             })
             .collect::<Result<_, EngineError>>()?;
-        let metrics = Arc::new(metrics);
 
         let queue = buffer_batches(&entry.spec.options);
         let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
@@ -124,7 +92,8 @@ impl Engine {
         let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(
             entry.spec.actions.len(),
         ));
-        for (action, m) in entry.spec.actions.iter().zip(sink_metrics) {
+        for (action, &node) in entry.spec.actions.iter().zip(&physical.sinks) {
+            let m = metrics.at(node);
             let (settings, props) = SinkSettings::parse(&action.props)?;
             let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
             let (tx, rx) =
@@ -144,27 +113,18 @@ impl Engine {
         }
 
         let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
-        let uses_meta = plan.uses_meta();
-        let event_time = event_time(&entry.spec, &stream)?.map(|e| crate::render::EventTime {
-            sources: 1 + joined.len(),
-            ..e
-        });
         let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // A stateless rule of a shared stream joins the stream's rule group instead of
         // running a dataflow of its own (see `crate::group`).
-        if stream.options.shared
-            && joined.is_empty()
-            && event_time.is_none()
-            && crate::render::group::eligible(plan)
-        {
+        if physical.grouped {
             let member = crate::render::group::Member {
                 key: key.clone(),
-                plan: plan.clone(),
+                ops: physical.source_ops().to_vec(),
                 sinks: sink_senders,
-                source_metrics,
-                decoder_metrics,
-                op_metrics,
+                source_metrics: metrics.at(physical.source),
+                decoder_metrics: metrics.at(physical.decoder),
+                metrics: metrics.clone(),
                 rule: Arc::new(quiver_compiler::eval::RuleContext {
                     id: entry.spec.id.clone(),
                     start_ms: now_ms(),
@@ -192,7 +152,10 @@ impl Engine {
         let activators = Arc::new(Mutex::new(vec![None; n]));
         let tables: HashMap<String, crate::tables::TableSide> = {
             let tables = self.inner.tables.lock().expect("tables lock");
-            plan.chain()
+            entry
+                .plan
+                .plan
+                .chain()
                 .filter_map(|n| match n {
                     LogicalPlan::JoinTable { join, .. } => Some(&join.table),
                     _ => None,
@@ -205,67 +168,52 @@ impl Engine {
                 })
                 .collect::<Result<_, _>>()?
         };
-        // The scan-table indexes the joins read, in plan order. A rule without windows, order
-        // or other keyed state that joins one scan table reads it partitioned: its rows are
-        // exchanged by join key to the worker holding the matching table rows. Other rules
-        // join wherever their rows are, against a replicated index.
-        let scans: Vec<&quiver_compiler::plan::TableJoin> = plan
-            .chain()
-            .filter_map(|n| match n {
-                LogicalPlan::JoinTable { join, .. } if !join.lookup => Some(&**join),
-                _ => None,
-            })
-            .collect();
-        let partitioned = scans.len() == 1
-            && event_time.is_none()
-            && joined.is_empty()
-            && !plan.has_analytic()
-            && !plan.reads_hits()
-            && plan
-                .aggregate()
-                .is_none_or(|a| a.window.kind == quiver_compiler::window::WindowKind::Rows);
-        let mut indexes: Vec<crate::tables::feed::IndexSpec> = scans
-            .into_iter()
-            .filter_map(|join| match tables.get(&join.table) {
+        // The scan-table indexes the joins read, by the plan's slots.
+        let mut indexes: Vec<crate::tables::feed::IndexSpec> = physical
+            .indexes
+            .iter()
+            .map(|read| match tables.get(&read.table) {
                 Some(crate::tables::TableSide::Scan(feed)) => {
-                    Some(crate::tables::feed::IndexSpec::new(
+                    Ok(crate::tables::feed::IndexSpec::new(
                         feed.clone(),
-                        join.table_keys.clone(),
-                        if partitioned {
+                        read.keys.clone(),
+                        if read.partitioned {
                             crate::tables::feed::Placement::Partitioned
                         } else {
                             crate::tables::feed::Placement::Replicated
                         },
                     ))
                 }
-                _ => None,
+                _ => Err(EngineError::NotFound(format!(
+                    "scan table \"{}\" not found",
+                    read.table
+                ))),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         for index in &mut indexes {
             let feed = index.feed.clone();
             feed.acquire(index);
         }
-        // The fast JSON path converts only what the rule reads (and the watermark's field).
-        let columns = plan.columns_read().map(|mut c| {
-            c.extend(event_time.as_ref().map(|e| e.field.clone()));
-            c
-        });
+        let columns: Option<std::collections::BTreeSet<String>> = physical
+            .decode
+            .columns
+            .as_ref()
+            .map(|c| c.iter().cloned().collect());
         let dataflow_decoder =
-            JsonDecoder::new(stream.arrow_schema(), uses_meta).reading(columns.as_ref());
+            JsonDecoder::new(stream.arrow_schema(), physical.decode.meta).reading(columns.as_ref());
         let dataflow = Arc::new(RuleDataflow {
             key: key.clone(),
-            plan: plan.clone(),
+            physical: physical.clone(),
+            metrics: metrics.clone(),
             decoder: dataflow_decoder.clone(),
             ingest: Mutex::new(ingest_rx.into_iter().map(Some).collect()),
             activators: activators.clone(),
             sinks: sink_senders,
-            source_metrics,
-            decoder_metrics,
-            op_metrics,
-            event_time: event_time.clone(),
             late_rows: late_rows.clone(),
-            tables,
-            indexes: indexes.clone(),
+            tables: crate::render::TableInputs {
+                tables,
+                indexes: indexes.clone(),
+            },
             to_windows: in_flight.clone(),
             rule: Arc::new(quiver_compiler::eval::RuleContext {
                 id: entry.spec.id.clone(),
@@ -299,18 +247,7 @@ impl Engine {
             }
         });
         let wake_all = wake.clone();
-        // Event time, analytic and hit functions and windows whose bounds follow the sequence of rows
-        // (count, state, session, sliding) need the rows in order: one worker reads them all
-        // (keeping the watermark, as eKuiper's one watermark operator does); the rows then
-        // spread by window key.
-        let ordered = event_time.is_some()
-            || !joined.is_empty()
-            || plan.has_analytic()
-            || plan.reads_hits()
-            || plan.aggregate().is_some_and(|a| {
-                !a.window.kind.is_partitionable()
-                    && a.window.kind != quiver_compiler::window::WindowKind::Rows
-            });
+        let ordered = physical.input == crate::physical::Input::FirstWorker;
         let ingest_tx: Vec<_> = if ordered {
             ingest_tx.into_iter().take(1).collect()
         } else {
@@ -327,7 +264,7 @@ impl Engine {
                 &def,
                 qualifier,
                 i as i64 + 1,
-                event_time.is_some(),
+                physical.event_time.is_some(),
                 m,
                 ingest_tx[0].clone(),
                 wake.clone(),

@@ -13,13 +13,13 @@
 //! | `groups.rs` | the engine side of rule groups (`crate::group`): joining and leaving one |
 //! | `sink_task.rs` | the tokio task that writes a rule's results to one sink |
 //! | `options.rs` | rule options (`bufferLength`, `isEventTime`, `lateTolerance`) |
-//! | `naming.rs` | metric node names of a rule, in topology order |
+//! | `planning.rs` | a rule's physical plan from its options and the catalog |
 
 mod catalog;
 mod groups;
 mod launch;
-mod naming;
 mod options;
+mod planning;
 mod rules;
 mod shared;
 mod sink_task;
@@ -47,12 +47,18 @@ use shared::SharedSource;
 pub struct EngineConfig {
     /// Timely worker threads (default: the number of cores).
     pub workers: usize,
+    /// Cores the physical plan may count on (default: the machine's). Where rows are placed
+    /// depends on it (an event-time window spreads its groups only with more than two), so
+    /// tests that compare plans fix it.
+    pub cores: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         EngineConfig {
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: cores,
+            cores,
         }
     }
 }
@@ -82,6 +88,8 @@ struct Inner {
     groups: Mutex<HashMap<String, Arc<crate::render::group::RuleGroup>>>,
     /// Tables: their rows and the tasks that feed them.
     tables: Mutex<HashMap<String, TableEntry>>,
+    /// Cores the physical plans may count on.
+    cores: usize,
 }
 
 impl Engine {
@@ -104,6 +112,7 @@ impl Engine {
                 shared: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 tables: Mutex::new(HashMap::new()),
+                cores: config.cores,
             }),
         })
     }

@@ -14,7 +14,7 @@ const IMPLEMENTED_OPTIONS: &[&str] = &["bufferLength", "isEventTime", "lateToler
 pub(super) fn event_time(
     spec: &RuleSpec,
     stream: &StreamDef,
-) -> Result<Option<crate::render::EventTime>, EngineError> {
+) -> Result<Option<crate::physical::EventTime>, EngineError> {
     if !spec
         .options
         .get("isEventTime")
@@ -47,7 +47,7 @@ pub(super) fn event_time(
             )));
         }
     };
-    Ok(Some(crate::render::EventTime {
+    Ok(Some(crate::physical::EventTime {
         field,
         tolerance,
         format: stream.options.timestamp_format.clone(),

@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use quiver_compiler::plan::LogicalPlan;
 use serde_json::Value;
 
 use super::Engine;
-use super::naming::node_names;
 use super::options::unimplemented_options;
 use super::rules::unknown_rule;
 use crate::error::EngineError;
@@ -66,34 +64,25 @@ impl Engine {
     }
 
     /// The rule's nodes in topology order, named as in its metrics (`source_demo`,
-    /// `op_2_filter`, ..., `sink_log_0`).
+    /// `op_2_filter`, ..., `sink_log_0`, then joined streams' sources).
     pub fn rule_topology(&self, id: &str) -> Result<Vec<String>, EngineError> {
         let rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
-        let stream = self.stream(&entry.plan.plan.scan().stream);
-        let source_type = stream
-            .as_ref()
-            .map_or("memory", |s| s.options.source_type.as_str());
-        let mut names = node_names(
-            &entry.plan.plan.scan().stream,
-            source_type,
-            &entry.plan.plan,
-            &entry.spec.actions,
-        );
-        // Joined streams' sources come last, as in the metrics.
-        for n in entry.plan.plan.chain() {
-            if let LogicalPlan::JoinStreams { join, .. } = n {
-                names.extend(join.streams.iter().map(|s| format!("source_{}", s.name)));
-            }
-        }
-        Ok(names)
+        let stream = self.rule_stream(entry)?;
+        Ok(self.physical(entry, &stream)?.nodes)
     }
 
-    /// The rule's compiled plan as text.
+    /// The rule's plans as text: the logical plan, then the physical plan.
     pub fn explain(&self, id: &str) -> Result<String, EngineError> {
         let rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
-        Ok(entry.plan.explain())
+        let stream = self.rule_stream(entry)?;
+        let physical = self.physical(entry, &stream)?;
+        Ok(format!(
+            "Logical plan:\n{}\nPhysical plan:\n{}",
+            entry.plan.explain(),
+            physical.explain()
+        ))
     }
 
     /// The rule's status and metrics.

@@ -9,13 +9,11 @@
 //! activation. Each rule keeps its own metrics, sinks and status, and a panic in one rule's
 //! chain is counted against that rule only (`run_chain`).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
-use quiver_compiler::plan::LogicalPlan;
 use quiver_connectors::SourceEvent;
 use quiver_connectors::codec::json::JsonDecoder;
 use timely::container::CapacityContainerBuilder;
@@ -24,31 +22,31 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc;
 
+use super::RETRY;
+use super::sink::SinkStash;
 use crate::chain::Chain;
 use crate::container::ArrowBatch;
-use crate::metrics::NodeMetrics;
+use crate::metrics::{NodeMetrics, RuleMetrics};
+use crate::physical::Op;
 
-/// Result batches per sink a member may hold undelivered before the group stops reading.
-const MAX_PENDING_BATCHES: usize = 8;
-/// Source events a worker takes per activation (evaluated together, as one batch).
+/// Source events a worker takes per activation, evaluated together as one batch (more than a
+/// rule's own source takes: the group's whole point is one pass for many events).
 const EVENTS_PER_ACTIVATION: usize = 64;
-/// How long a blocked group waits before trying its sinks again.
-const RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// One rule run in a group: its plan, its sinks and its metrics.
 pub struct Member {
     /// The rule run's key (rule id + run number).
     pub key: String,
-    /// The compiled plan (Scan, then Filter/Project/Limit only; see [`eligible`]).
-    pub plan: LogicalPlan,
+    /// The physical plan's source operators (filters, projections, a limit).
+    pub ops: Vec<Op>,
     /// One bounded queue per action.
     pub sinks: Vec<mpsc::Sender<RecordBatch>>,
     /// Metrics of the source node.
     pub source_metrics: Arc<NodeMetrics>,
     /// Metrics of the decoder node.
     pub decoder_metrics: Arc<NodeMetrics>,
-    /// Metrics of the plan's operators, bottom-up.
-    pub op_metrics: Vec<Arc<NodeMetrics>>,
+    /// Every node's counters, by the physical plan's node ids.
+    pub metrics: Arc<RuleMetrics>,
     /// What `rule_id()` and `rule_start()` read.
     pub rule: Arc<quiver_compiler::eval::RuleContext>,
 }
@@ -141,34 +139,9 @@ impl RuleGroup {
     }
 }
 
-/// Whether a rule can run in its stream's group: its plan is a chain of filters, projections
-/// (without `unnest`) and a limit, reading no row time and keeping no state between events
-/// (hit functions keep some).
-pub fn eligible(plan: &LogicalPlan) -> bool {
-    !plan.reads_row_time()
-        && !plan.reads_hits()
-        && !plan.has_unnest()
-        && plan.chain().all(|n| {
-            matches!(
-                n,
-                LogicalPlan::Scan(_)
-                    | LogicalPlan::Filter { .. }
-                    | LogicalPlan::Project { .. }
-                    | LogicalPlan::Limit { .. }
-            )
-        })
-}
-
 /// The member's fused chain, built on the worker that runs it.
 fn chain(member: &Member) -> Chain {
-    let mut metrics = member.op_metrics.iter().cloned();
-    let mut chain = Chain::default();
-    for n in crate::render::nodes(&member.plan) {
-        let op = crate::render::stateless_operator(n, &mut metrics)
-            .expect("eligible plans hold filters, projections and limits only");
-        chain.push(op);
-    }
-    chain
+    super::chain(&member.ops, &member.metrics, &super::TableInputs::default())
 }
 
 /// Events decoded and put together: the messages they held and their rows, in one batch when
@@ -200,33 +173,12 @@ pub(crate) fn combine(
     )
 }
 
-/// A member as one worker runs it: its chain, its sink queues and what they have not taken.
+/// A member as one worker runs it: its chain and its sink queues with what they have not
+/// taken.
 struct Local {
     member: Arc<Member>,
     chain: Chain,
-    sinks: Vec<mpsc::Sender<RecordBatch>>,
-    stash: VecDeque<(usize, RecordBatch)>,
-}
-
-impl Local {
-    /// Hands stashed results to the sink queues until one is full.
-    fn flush(&mut self) {
-        while let Some((i, batch)) = self.stash.pop_front() {
-            match self.sinks[i].try_send(batch) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(batch)) => {
-                    self.stash.push_front((i, batch));
-                    return;
-                }
-                // The sink task has stopped: nothing will read this batch.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-    }
-
-    fn blocked(&self) -> bool {
-        self.stash.len() >= MAX_PENDING_BATCHES * self.sinks.len().max(1)
-    }
+    stash: SinkStash,
 }
 
 /// Builds the group's dataflow in `scope` (on every worker, in the same order).
@@ -265,16 +217,17 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
                             Some(l) => locals.push(l),
                             None => locals.push(Local {
                                 chain: chain(&m),
-                                sinks: m.sinks.clone(),
+                                stash: SinkStash::new(m.sinks.clone()),
                                 member: m,
-                                stash: VecDeque::new(),
                             }),
                         }
                     }
                     // `old` now holds removed members: their sink queues close here.
                 }
-                locals.iter_mut().for_each(Local::flush);
-                if locals.iter().any(Local::blocked) {
+                locals.iter_mut().for_each(|l| {
+                    l.stash.flush();
+                });
+                if locals.iter().any(|l| l.stash.blocked()) {
                     // A sink is behind: leave events queued so the shared source waits.
                     retry.activate_after(RETRY);
                     return;
@@ -330,12 +283,10 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
                                 )
                             });
                             if let Some(out) = out {
-                                for i in 0..l.sinks.len() {
-                                    l.stash.push_back((i, out.clone()));
-                                }
+                                l.stash.push(&out);
                             }
                         }
-                        l.flush();
+                        l.stash.flush();
                     }
                 }
                 if ended {

@@ -19,10 +19,9 @@ pub(super) fn render_sink(
     stream: Stream<'_, u64, ArrowBatch>,
     rule: &RuleDataflow,
     pending: Rc<Cell<usize>>,
+    split_rows: bool,
 ) {
-    let mut senders: Vec<mpsc::Sender<RecordBatch>> = rule.sinks.clone();
-    // eKuiper sends each row `unnest` produces as an emission of its own.
-    let split_rows = rule.plan.has_unnest();
+    let mut stash = SinkStash::new(rule.sinks.clone());
     let scope = stream.scope();
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         Pipeline,
@@ -31,7 +30,6 @@ pub(super) fn render_sink(
             let retry = scope.activator_for(info.address.clone());
             // Held until every batch is handed over, so the dataflow is not retired early.
             let mut cap = Some(cap);
-            let mut stash: VecDeque<(usize, RecordBatch)> = VecDeque::new();
             move |(input, frontier), _output| {
                 input.for_each(|_time, data| {
                     if let Some(batch) = data.0.take() {
@@ -41,36 +39,85 @@ pub(super) fn render_sink(
                             vec![batch]
                         };
                         for (k, part) in parts.into_iter().enumerate() {
-                            for i in 0..senders.len() {
-                                // The operator counted one delivery per batch and sink.
-                                if k > 0 {
-                                    pending.set(pending.get() + 1);
-                                }
-                                stash.push_back((i, part.clone()));
+                            // The operator counted one delivery per batch and sink.
+                            if k > 0 {
+                                pending.set(pending.get() + stash.sinks());
                             }
+                            stash.push(&part);
                         }
                     }
                 });
-                while let Some((i, batch)) = stash.pop_front() {
-                    match senders[i].try_send(batch) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(batch)) => {
-                            stash.push_front((i, batch));
-                            break;
-                        }
-                        // The sink task has stopped: nothing will read this batch.
-                        Err(mpsc::error::TrySendError::Closed(_)) => {}
-                    }
-                    pending.set(pending.get().saturating_sub(1));
-                }
+                let handed = stash.flush();
+                pending.set(pending.get().saturating_sub(handed));
                 if !stash.is_empty() {
                     retry.activate_after(RETRY);
                 } else if frontier.is_empty() && cap.is_some() {
                     cap = None;
                     // Input ended and everything is handed over: let the sink tasks finish.
-                    senders.clear();
+                    stash.close();
                 }
             }
         },
     );
+}
+
+/// A rule's sink queues on one worker and the results they have not taken yet. A timely
+/// operator never blocks its worker: what a full queue refuses waits here, in order, and is
+/// offered again on the next activation.
+pub(crate) struct SinkStash {
+    senders: Vec<mpsc::Sender<RecordBatch>>,
+    waiting: VecDeque<(usize, RecordBatch)>,
+}
+
+impl SinkStash {
+    /// A stash in front of `senders` (one per action).
+    pub(crate) fn new(senders: Vec<mpsc::Sender<RecordBatch>>) -> Self {
+        SinkStash {
+            senders,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// The number of sinks.
+    pub(crate) fn sinks(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Queues `batch` for every sink.
+    pub(crate) fn push(&mut self, batch: &RecordBatch) {
+        for i in 0..self.senders.len() {
+            self.waiting.push_back((i, batch.clone()));
+        }
+    }
+
+    /// Hands waiting batches to the sink queues until one is full; returns how many left the
+    /// stash (a batch for a sink task that has stopped is dropped: nothing will read it).
+    pub(crate) fn flush(&mut self) -> usize {
+        let mut handed = 0;
+        while let Some((i, batch)) = self.waiting.pop_front() {
+            match self.senders[i].try_send(batch) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => handed += 1,
+                Err(mpsc::error::TrySendError::Full(batch)) => {
+                    self.waiting.push_front((i, batch));
+                    break;
+                }
+            }
+        }
+        handed
+    }
+
+    /// True when nothing waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// True when at least `MAX_PENDING_BATCHES` per sink wait: the reader should stop.
+    pub(crate) fn blocked(&self) -> bool {
+        self.waiting.len() >= super::MAX_PENDING_BATCHES * self.senders.len().max(1)
+    }
+
+    /// Drops the sink queues, so the sink tasks see the end of their input.
+    pub(crate) fn close(&mut self) {
+        self.senders.clear();
+    }
 }

@@ -17,10 +17,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::source;
 use tokio::sync::mpsc;
 
-use super::{
-    EVENTS_PER_ACTIVATION, MAX_PENDING_BATCHES, MAX_ROWS_TO_WINDOWS, RETRY, RuleDataflow,
-    reads_row_time,
-};
+use super::{EVENTS_PER_ACTIVATION, MAX_PENDING_BATCHES, MAX_ROWS_TO_WINDOWS, RETRY, RuleDataflow};
 use crate::chain::{Chain, run_chain};
 use crate::container::ArrowBatch;
 use crate::operators::watermark::Watermark;
@@ -38,20 +35,20 @@ pub(super) fn render_source<'s>(
     mut chain: Chain,
     pending: Rc<Cell<usize>>,
     tick: Option<u64>,
+    stamps_time: bool,
     deliveries: bool,
 ) -> Stream<'s, u64, ArrowBatch> {
     let worker = scope.index();
     let mut rx = rule.ingest.lock().expect("ingest lock")[worker].take();
     let decoder = rule.decoder.clone();
-    let source_metrics = rule.source_metrics.clone();
-    let decoder_metrics = rule.decoder_metrics.clone();
+    let source_metrics = rule.metrics.at(rule.physical.source);
+    let decoder_metrics = rule.metrics.at(rule.physical.decoder);
     let activators = rule.activators.clone();
     let sinks = rule.sinks.len().max(1);
     let rule_ctx = rule.rule.clone();
     let to_windows = rule.to_windows.clone();
-    // Windows read each row's time, and so does `event_time()`.
-    let windowed = !deliveries || reads_row_time(&rule.plan);
-    let mut watermark = rule.event_time.as_ref().map(|e| {
+    let windowed = stamps_time;
+    let mut watermark = rule.physical.event_time.as_ref().map(|e| {
         Watermark::new(
             e.field.clone(),
             e.format.clone(),

@@ -1,0 +1,42 @@
+//! A rule's physical plan, from its logical plan, its options and the catalog as it stands.
+
+use quiver_compiler::StreamDef;
+
+use super::Engine;
+use super::options::event_time;
+use super::rules::RuleEntry;
+use crate::error::EngineError;
+use crate::physical::{PhysicalPlan, Target, lower};
+
+impl Engine {
+    /// The physical plan of `entry` with its FROM stream `stream`.
+    pub(super) fn physical(
+        &self,
+        entry: &RuleEntry,
+        stream: &StreamDef,
+    ) -> Result<PhysicalPlan, EngineError> {
+        let sinks: Vec<String> = entry
+            .spec
+            .actions
+            .iter()
+            .map(|a| a.sink_type.clone())
+            .collect();
+        let target = Target {
+            stream: &stream.name,
+            source_type: &stream.options.source_type,
+            shared: stream.options.shared,
+            event_time: event_time(&entry.spec, stream)?,
+            sinks: &sinks,
+            // A reading worker and the source's reader thread already keep two cores busy.
+            spare_cores: self.inner.cores > 2,
+        };
+        Ok(lower(&entry.plan.plan, &target))
+    }
+
+    /// The FROM stream of `entry`, which must exist.
+    pub(super) fn rule_stream(&self, entry: &RuleEntry) -> Result<StreamDef, EngineError> {
+        let name = &entry.plan.plan.scan().stream;
+        self.stream(name)
+            .ok_or_else(|| EngineError::NotFound(format!("stream \"{name}\" not found")))
+    }
+}
