@@ -21,6 +21,7 @@ pub mod eval;
 pub mod expr;
 pub mod functions;
 pub mod hit;
+pub mod hit_site;
 pub mod plan;
 pub mod types;
 pub mod window;

@@ -124,7 +124,7 @@ impl Binder<'_> {
     /// [`crate::hit`]): row-level forms in rules without a window (and in WHERE or a sliding
     /// window's WHEN), `agg` forms in the SELECT and HAVING of window rules, as in eKuiper.
     fn hit_function(&mut self, name: &str, args: usize, pos: Option<Pos>) -> Result<Option<Expr>> {
-        use crate::hit::{HitSite, HitValue};
+        use crate::hit_site::{HitSite, HitValue};
         let (what, agg) = match name {
             "last_hit_count" => (HitValue::Count, false),
             "last_hit_time" => (HitValue::Time, false),

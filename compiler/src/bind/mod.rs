@@ -106,7 +106,7 @@ pub fn compile_rule(
             predicate,
         };
     }
-    let grouping = binder.group_by(select, &join_refs)?;
+    let grouping = binder.group_by(select, join_refs.iter().any(|j| j.stream))?;
 
     // Everything after grouping may use aggregates and window functions; aliases may be
     // referenced by other SELECT fields and ORDER BY (not by WHERE or HAVING), as in eKuiper.

@@ -5,7 +5,6 @@ use sqlparser::ast::{
     self as ast, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Value,
 };
 
-use super::from::JoinRef;
 use super::{Binder, check_condition, pos_of};
 use crate::error::{CompileError, Result};
 use crate::expr::Expr;
@@ -48,7 +47,7 @@ impl Binder<'_> {
     pub(super) fn group_by(
         &mut self,
         select: &ast::Select,
-        join_refs: &[JoinRef<'_>],
+        joins_streams: bool,
     ) -> Result<Grouping> {
         let mut window_call: Option<&ast::Function> = None;
         let mut key_exprs: Vec<&ast::Expr> = Vec::new();
@@ -82,7 +81,7 @@ impl Binder<'_> {
         };
         // A join's window keeps the streams' raw rows and joins them when it closes; conditions
         // that decide window bounds row by row would need the joined row before the join.
-        if let (Some(w), true, Some(f)) = (&window, join_refs.iter().any(|j| j.stream), window_call)
+        if let (Some(w), true, Some(f)) = (&window, joins_streams, window_call)
             && (matches!(w.kind, WindowKind::State { .. }) || w.trigger.is_some())
         {
             return Err(CompileError::at(

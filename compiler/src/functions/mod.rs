@@ -30,7 +30,6 @@ use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::DataType;
 
 use crate::eval::{Columnar, EvalContext, Literal, describe_value};
-use crate::expr::Expr;
 use crate::types::{SqlType, type_name};
 
 /// Documentation of a function, used for generated references and error hints.
@@ -46,26 +45,14 @@ pub struct FunctionDoc {
     pub example: &'static str,
 }
 
-/// What the binder knows about an argument at plan time.
+/// What the binder knows about an argument at plan time ([`ArgInfo::of`] builds it from a
+/// bound expression).
 #[derive(Debug, Clone)]
 pub struct ArgInfo {
     /// Its type (Any for schemaless data).
     pub ty: SqlType,
     /// Its value, when the argument is a literal.
     pub literal: Option<Literal>,
-}
-
-impl ArgInfo {
-    /// Describes a bound argument expression.
-    pub fn of(e: &Expr) -> ArgInfo {
-        ArgInfo {
-            ty: e.sql_type(),
-            literal: match e {
-                Expr::Literal(l) => Some(l.clone()),
-                _ => None,
-            },
-        }
-    }
 }
 
 /// A scalar SQL function: one value out per row in.
