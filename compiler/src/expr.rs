@@ -11,14 +11,14 @@ use arrow::compute::kernels::zip::zip;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
+use crate::columns::meta_column;
 use crate::eval::ops::{self, BinaryOp};
 use crate::eval::{Columnar, EvalContext, Literal, access, column_by_name};
 use crate::functions::{ArgInfo, ScalarFunction};
 use crate::hit_site::HitSite;
 use crate::types::SqlType;
 
-/// Prefix of the hidden columns that carry message metadata (`meta(topic)`).
-pub const META_PREFIX: &str = "__meta_";
+pub use crate::columns::META_PREFIX;
 
 /// A bound, executable expression.
 #[derive(Debug, Clone)]
@@ -179,7 +179,7 @@ impl Expr {
                     arrow::array::Int64Array::from_iter_values(1..=n),
                 )))
             }
-            Expr::Meta(key) => Ok(match column_by_name(batch, &format!("{META_PREFIX}{key}")) {
+            Expr::Meta(key) => Ok(match column_by_name(batch, &meta_column(key)) {
                 Some(col) => Columnar::Array(col.clone()),
                 None => Columnar::null(),
             }),

@@ -6,7 +6,8 @@
 //! - [`dialect`]: the sqlparser dialect for rule queries (eKuiper's strings, `->`, precedence);
 //! - [`bind`]: AST to [`plan::LogicalPlan`], names and types checked, errors with positions;
 //! - [`expr`] and [`eval`]: bound expressions that evaluate over whole Arrow batches;
-//! - [`functions`]: the registry of SQL functions, one category per file.
+//! - [`functions`]: the registry of SQL functions, one category per file;
+//! - [`columns`]: the names of the hidden columns every crate adds or reads.
 //!
 //! Invariant: evaluation never fails a whole batch because of one bad row; bad rows are
 //! flagged in [`eval::RowErrors`] and the caller drops and counts them.
@@ -14,6 +15,7 @@
 pub mod aggregate;
 pub mod analytic;
 pub mod bind;
+pub mod columns;
 pub mod ddl;
 pub mod dialect;
 pub mod error;

@@ -5,15 +5,13 @@ use sqlparser::ast::{FunctionArg, FunctionArgExpr};
 
 use super::window::Grouping;
 use super::{Binder, pos_of};
+use crate::columns::{WINDOW_END, WINDOW_START, agg_column, is_agg_column, meta_column};
 use crate::error::{CompileError, Pos, Result};
 use crate::eval::Literal;
 use crate::expr::Expr;
 use crate::plan::{LogicalPlan, ProjectItem};
 use crate::types::SqlType;
-use crate::window::{
-    AggCall, AggKind, AggregateSpec, Carry, SortKey, WINDOW_END, WINDOW_START, WindowKind,
-    WindowSpec, agg_column,
-};
+use crate::window::{AggCall, AggKind, AggregateSpec, Carry, SortKey, WindowKind, WindowSpec};
 
 impl Binder<'_> {
     /// A plugin's aggregate function: like the built-in aggregates, its arguments are raw-row
@@ -29,7 +27,7 @@ impl Binder<'_> {
         if args.iter().any(|a| {
             let mut nested = false;
             a.visit(&mut |x| {
-                nested |= matches!(x, Expr::Column { name, .. } if name.starts_with("__agg_"))
+                nested |= matches!(x, Expr::Column { name, .. } if is_agg_column(name))
             });
             nested
         }) || self.in_aggregate
@@ -285,10 +283,10 @@ fn collect_carry(e: &Expr, out: &mut Vec<String>) {
     e.visit(&mut |x| {
         let name = match x {
             Expr::Column { name, .. } => name.clone(),
-            Expr::Meta(key) => format!("{}{key}", crate::expr::META_PREFIX),
+            Expr::Meta(key) => meta_column(key),
             _ => return,
         };
-        if name.starts_with("__agg_") || name == WINDOW_START || name == WINDOW_END {
+        if is_agg_column(&name) || name == WINDOW_START || name == WINDOW_END {
             return;
         }
         if !out.contains(&name) {

@@ -5,7 +5,8 @@
 use sqlparser::ast::{self as ast, FunctionArg, FunctionArgExpr, FunctionArguments};
 
 use super::{Binder, check_condition, pos_of};
-use crate::analytic::{AnalyticCall, AnalyticKind, analytic_column};
+use crate::analytic::{AnalyticCall, AnalyticKind};
+use crate::columns::analytic_column;
 use crate::error::{CompileError, Pos, Result};
 use crate::eval::Literal;
 use crate::expr::Expr;

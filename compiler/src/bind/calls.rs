@@ -8,13 +8,14 @@ use sqlparser::ast::{self as ast, FunctionArg, FunctionArgExpr, FunctionArgument
 use super::window::is_window_name;
 use super::{Binder, pos_of};
 use crate::analytic::AnalyticKind;
+use crate::columns::{TS_COLUMN, WINDOW_END, WINDOW_START, row_number_column};
 use crate::error::{CompileError, Pos, Result, did_you_mean};
 use crate::eval::Literal;
 use crate::expr::{Expr, RuleValue};
 use crate::functions::ArgInfo;
 use crate::plan::RowNumberSpec;
 use crate::types::SqlType;
-use crate::window::{AggKind, SortKey, WINDOW_END, WINDOW_START};
+use crate::window::{AggKind, SortKey};
 
 impl Binder<'_> {
     /// Binds a call by what its name refers to.
@@ -159,12 +160,7 @@ impl Binder<'_> {
         }
         self.agg_hits |= agg;
         let time = Expr::Column {
-            name: if agg {
-                WINDOW_END
-            } else {
-                crate::window::TS_COLUMN
-            }
-            .to_string(),
+            name: if agg { WINDOW_END } else { TS_COLUMN }.to_string(),
             ty: SqlType::Known(arrow::datatypes::DataType::Int64),
         };
         Ok(Some(Expr::Hit {
@@ -207,7 +203,7 @@ impl Binder<'_> {
         if !(self.window && self.aggs.is_some()) {
             return Ok(Expr::Literal(Literal::Int(1)));
         }
-        let column = format!("__rownum_{}", self.row_numbers.len());
+        let column = row_number_column(self.row_numbers.len());
         self.row_numbers.push(RowNumberSpec {
             partition,
             order,
@@ -236,7 +232,7 @@ impl Binder<'_> {
                 ty: SqlType::Known(arrow::datatypes::DataType::Int64),
             },
             "event_time" => Expr::Column {
-                name: crate::window::TS_COLUMN.to_string(),
+                name: TS_COLUMN.to_string(),
                 ty: SqlType::Known(arrow::datatypes::DataType::Int64),
             },
             "window_trigger" => {
