@@ -7,7 +7,8 @@
 //! - [`bind`]: AST to [`plan::LogicalPlan`], names and types checked, errors with positions;
 //! - [`expr`] and [`eval`]: bound expressions that evaluate over whole Arrow batches;
 //! - [`functions`]: the registry of SQL functions, one category per file;
-//! - [`columns`]: the names of the hidden columns every crate adds or reads.
+//! - [`columns`]: the names of the hidden columns every crate adds or reads;
+//! - [`duration`]: the one duration grammar (SQL functions, rule options, connector configs).
 //!
 //! Invariant: evaluation never fails a whole batch because of one bad row; bad rows are
 //! flagged in [`eval::RowErrors`] and the caller drops and counts them.
@@ -18,6 +19,7 @@ pub mod bind;
 pub mod columns;
 pub mod ddl;
 pub mod dialect;
+pub mod duration;
 pub mod error;
 pub mod eval;
 pub mod expr;
