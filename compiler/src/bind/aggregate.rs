@@ -294,3 +294,55 @@ fn collect_carry(e: &Expr, out: &mut Vec<String>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bind::testing::{error, explain};
+
+    #[test]
+    fn the_same_call_is_computed_once() {
+        let plan = explain(
+            "SELECT avg(temperature) AS a, avg(temperature) + 1 AS b, device FROM demo \
+             GROUP BY TUMBLINGWINDOW(ss, 10)",
+        );
+        assert!(
+            plan.starts_with("Project: __agg_0 AS a, (__agg_0 + 1) AS b, device AS device"),
+            "{plan}"
+        );
+        assert!(
+            plan.contains("aggregates [avg(temperature) AS __agg_0]\n"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn without_a_window_aggregates_run_per_row() {
+        let plan = explain("SELECT max(temperature) FROM demo");
+        assert!(
+            plan.contains("Window: per row aggregates [max(temperature) AS __agg_0]"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn aggregates_do_not_nest_or_filter_rows() {
+        assert_eq!(
+            error("SELECT max(avg(temperature)) FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)"),
+            "aggregate function \"avg\" cannot be nested in another aggregate at 1:12"
+        );
+        assert_eq!(
+            error("SELECT * FROM demo WHERE count(*) > 1"),
+            "aggregate function \"count\" is not allowed here (only in SELECT, HAVING and ORDER BY) at 1:26"
+        );
+        assert_eq!(
+            error("SELECT avg(device) FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)"),
+            "function \"avg\" needs a number, got string at 1:8"
+        );
+        assert_eq!(
+            error(
+                "SELECT percentile_cont(temperature, 2) FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)"
+            ),
+            "the second argument of \"percentile_cont\" must be a number literal between 0 and 1 at 1:8"
+        );
+    }
+}

@@ -211,3 +211,39 @@ pub(super) fn above_scan(plan: LogicalPlan, calls: Vec<AnalyticCall>) -> Logical
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bind::testing::{error, explain};
+
+    #[test]
+    fn analytic_calls_run_right_above_the_scan() {
+        let plan = explain("SELECT lag(temperature) AS prev FROM demo WHERE temperature > 1");
+        let lines: Vec<&str> = plan.lines().map(str::trim).collect();
+        assert_eq!(
+            lines,
+            [
+                "Project: __an_0 AS prev",
+                "Filter: (temperature > 1)",
+                "Analytic: lag(temperature) AS __an_0",
+                "Scan: demo (6 columns)",
+            ]
+        );
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        assert_eq!(
+            error("SELECT lag(temperature, 0) FROM demo"),
+            "the offset of \"lag\" must be a positive integer at 1:8"
+        );
+        assert_eq!(
+            error("SELECT lag() FROM demo"),
+            "function \"lag\" expects 1 to 4 argument(s), got 0 at 1:8"
+        );
+        assert_eq!(
+            error("SELECT changed_cols(\"c_\", true, *) FROM raw"),
+            "changed_cols(..., *) needs a stream with a schema; list the columns at 1:8"
+        );
+    }
+}

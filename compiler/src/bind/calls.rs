@@ -270,3 +270,76 @@ fn meta_key(args: &[&FunctionArg], pos: Option<Pos>) -> Result<Expr> {
     }
     Ok(Expr::Meta(key))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bind::testing::{error, explain};
+
+    #[test]
+    fn registry_functions_are_checked_at_plan_time() {
+        assert_eq!(
+            error("SELECT uper(device) FROM demo"),
+            "unknown function \"uper\" at 1:8; did you mean \"upper\"?"
+        );
+        assert_eq!(
+            error("SELECT abs(device) FROM demo"),
+            "function \"abs\" expects a number for argument 1 but got string at 1:8"
+        );
+        assert_eq!(
+            error("SELECT abs(temperature) OVER () FROM demo"),
+            "function \"abs\" takes no OVER or FILTER clause (only analytic functions and windows do) at 1:8"
+        );
+    }
+
+    #[test]
+    fn window_functions_need_a_window() {
+        let plan =
+            explain("SELECT meta(topic), window_start() FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)");
+        assert!(
+            plan.starts_with("Project: meta(topic) AS meta, __window_start AS window_start"),
+            "{plan}"
+        );
+        assert_eq!(
+            error("SELECT window_start() FROM demo"),
+            "function \"window_start\" can only be used with a window in GROUP BY at 1:8"
+        );
+        assert_eq!(
+            error("SELECT meta() FROM demo"),
+            "function \"meta\" expects a meta reference such as meta(topic) at 1:8"
+        );
+    }
+
+    #[test]
+    fn hit_functions_take_the_form_of_where_they_are() {
+        assert!(
+            explain("SELECT last_hit_count() FROM demo WHERE last_hit_time() > 0")
+                .contains("Filter: (last_hit_time() > 0)")
+        );
+        assert_eq!(
+            error("SELECT last_agg_hit_count() FROM demo"),
+            "function \"last_agg_hit_count\" can only be used in the SELECT or HAVING of a rule with a window; use last_hit_count on rows at 1:8"
+        );
+        assert_eq!(
+            error("SELECT last_hit_count() FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)"),
+            "function \"last_hit_count\" is not supported over a window's results (only in WHERE or a sliding window's OVER (WHEN ...)); use last_agg_hit_count at 1:8"
+        );
+    }
+
+    #[test]
+    fn row_number_over_numbers_window_results_and_is_one_on_rows() {
+        let plan = explain(
+            "SELECT row_number() OVER (PARTITION BY device ORDER BY temperature DESC) AS r \
+             FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)",
+        );
+        assert!(
+            plan.contains(
+                "RowNumber: __rownum_0 = row_number() OVER (PARTITION BY device ORDER BY temperature DESC)"
+            ),
+            "{plan}"
+        );
+        assert!(
+            explain("SELECT row_number() OVER (PARTITION BY device) AS r FROM demo")
+                .starts_with("Project: 1 AS r")
+        );
+    }
+}

@@ -327,3 +327,30 @@ fn check_operands(op: BinaryOp, l: &Expr, r: &Expr, pos: Option<Pos>) -> Result<
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bind::testing::{error, explain};
+
+    #[test]
+    fn access_paths_and_negative_literals() {
+        let plan = explain("SELECT -3 AS n, loc->lat, tags[0], tags[1:2] FROM demo");
+        assert!(
+            plan.starts_with(
+                "Project: -3 AS n, loc.lat AS kuiper_field_0, tags[0] AS kuiper_field_1, \
+                 tags[1:2] AS kuiper_field_2"
+            ),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn operand_types_are_checked_when_known() {
+        assert_eq!(
+            error("SELECT device + 1 FROM demo"),
+            "invalid operation string + bigint at 1:8"
+        );
+        // Schemaless fields are checked at run time.
+        assert!(explain("SELECT a + 1 AS b FROM raw").starts_with("Project: (a + 1) AS b"));
+    }
+}

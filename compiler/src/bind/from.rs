@@ -344,3 +344,64 @@ fn unqualify(mut e: Expr, prefix: &str) -> Expr {
     });
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bind::testing::{error, explain};
+
+    #[test]
+    fn from_names_a_known_stream() {
+        assert_eq!(
+            error("SELECT * FROM dmo"),
+            "unknown stream \"dmo\" at 1:15; did you mean \"demo\"?"
+        );
+        assert_eq!(
+            error("SELECT * FROM devices"),
+            "FROM needs a stream; \"devices\" is a table (join it to a stream with JOIN ... ON) at 1:15"
+        );
+    }
+
+    #[test]
+    fn table_joins_split_on_into_keys_and_a_residual() {
+        let plan = explain(
+            "SELECT demo.device, devices.location FROM demo INNER JOIN devices ON demo.device = devices.id",
+        );
+        assert!(
+            plan.contains("Join lookup table devices: device = devices.id"),
+            "{plan}"
+        );
+        let plan = explain(
+            "SELECT * FROM demo LEFT JOIN places AS p ON demo.device = p.id AND p.city = 'x'",
+        );
+        assert!(
+            plan.contains("LeftJoin table places: device = p.id AND (p.city = \"x\")"),
+            "{plan}"
+        );
+        assert_eq!(
+            error("SELECT * FROM demo INNER JOIN devices ON demo.device = devices.location"),
+            "joining lookup table \"devices\" needs ON <stream value> = devices.id (its KEY) at 1:42"
+        );
+        assert_eq!(
+            error("SELECT * FROM demo INNER JOIN places ON demo.device > places.id"),
+            "the ON condition of a table join needs at least one stream.column = table.column at 1:41"
+        );
+    }
+
+    #[test]
+    fn stream_joins_run_inside_a_window() {
+        let plan = explain(
+            "SELECT * FROM demo INNER JOIN other ON demo.device = other.device AND other.level > 1 \
+             GROUP BY TUMBLINGWINDOW(ss, 10)",
+        );
+        let lines: Vec<&str> = plan.lines().map(str::trim).collect();
+        assert_eq!(
+            lines[2],
+            "INNER JOIN stream other AS other ON device = other.device AND (other.level > 1)"
+        );
+        assert!(lines[1].starts_with("Window:"), "{plan}");
+        assert_eq!(
+            error("SELECT * FROM demo INNER JOIN other ON demo.device = other.device"),
+            "joining stream \"other\" to another stream needs a window in GROUP BY (e.g. TUMBLINGWINDOW(ss, 10)) at 1:31"
+        );
+    }
+}

@@ -324,3 +324,103 @@ impl Binder<'_> {
         Ok(keys)
     }
 }
+
+/// A small catalog and shorthands for the binder modules' tests.
+#[cfg(test)]
+mod testing {
+    use std::collections::HashMap;
+
+    use crate::{Registry, StreamDef, compile_rule, parse_create};
+
+    /// `demo` (a schema stream), `raw` (schemaless), `other` (a stream to join), `devices` (a
+    /// lookup table keyed by `id`) and `places` (a scan table).
+    pub(super) fn catalog() -> HashMap<String, StreamDef> {
+        [
+            r#"CREATE STREAM demo (device STRING, temperature FLOAT, humidity BIGINT, ts BIGINT,
+               tags ARRAY(STRING), loc STRUCT(lat FLOAT, lng FLOAT))
+               WITH (DATASOURCE="demo", FORMAT="JSON")"#,
+            r#"CREATE STREAM raw () WITH (DATASOURCE="raw")"#,
+            r#"CREATE STREAM other (device STRING, level BIGINT) WITH (DATASOURCE="other")"#,
+            r#"CREATE TABLE devices (id STRING, location STRING)
+               WITH (DATASOURCE="devices", TYPE="memory", KEY="id", KIND="lookup")"#,
+            r#"CREATE TABLE places (id STRING, city STRING) WITH (DATASOURCE="places", TYPE="file")"#,
+        ]
+        .into_iter()
+        .map(|ddl| {
+            let def = parse_create(ddl).expect("test DDL parses");
+            (def.name.clone(), def)
+        })
+        .collect()
+    }
+
+    /// The explain text of a rule that must compile.
+    pub(super) fn explain(sql: &str) -> String {
+        match compile_rule(sql, &catalog(), Registry::builtin()) {
+            Ok(plan) => plan.explain(),
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+
+    /// The error of a rule that must not compile, with its position and hint.
+    pub(super) fn error(sql: &str) -> String {
+        match compile_rule(sql, &catalog(), Registry::builtin()) {
+            Ok(plan) => panic!("{sql} compiled:\n{}", plan.explain()),
+            Err(e) => e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{error, explain};
+
+    #[test]
+    fn clauses_stack_in_the_order_ekuiper_evaluates_them() {
+        let plan = explain(
+            "SELECT device, count(*) AS n FROM demo WHERE temperature > 20 \
+             GROUP BY device, TUMBLINGWINDOW(ss, 10) HAVING count(*) > 1 ORDER BY n DESC LIMIT 3",
+        );
+        let nodes: Vec<&str> = plan
+            .lines()
+            .map(|l| l.trim_start().split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                "Limit", "Project", "Order", "Filter", "Window", "Filter", "Scan"
+            ]
+        );
+        // ORDER BY reads the alias, HAVING the aggregate: both become the result column.
+        assert!(plan.contains("Order: __agg_0 DESC"), "{plan}");
+        assert!(plan.contains("Filter: (__agg_0 > 1)"), "{plan}");
+    }
+
+    #[test]
+    fn a_rule_is_one_select_and_nothing_after_it() {
+        assert_eq!(
+            error("SELECT * FROM demo; SELECT 1"),
+            "syntax error: unexpected \"SELECT\" after the query at 1:21"
+        );
+        assert_eq!(
+            error("SELECT DISTINCT device FROM demo"),
+            "DISTINCT is not part of eKuiper's SQL at 1:1"
+        );
+        assert!(explain("SELECT * FROM demo;").starts_with("Project: *"));
+    }
+
+    #[test]
+    fn conditions_limits_and_having_are_checked_where_written() {
+        assert_eq!(
+            error("SELECT * FROM demo WHERE temperature"),
+            "WHERE needs a boolean condition, got float at 1:26"
+        );
+        assert_eq!(
+            error("SELECT device FROM demo HAVING device = 'a'"),
+            "HAVING needs GROUP BY at 1:32"
+        );
+        assert_eq!(
+            error("SELECT * FROM demo LIMIT 1 OFFSET 2"),
+            "only LIMIT n is supported (no OFFSET) at 1:26"
+        );
+    }
+}

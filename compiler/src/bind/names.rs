@@ -123,3 +123,37 @@ impl Binder<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bind::testing::{error, explain};
+
+    #[test]
+    fn fields_resolve_in_the_stream_then_the_joined_tables() {
+        let plan = explain(
+            "SELECT TEMPERATURE, location FROM demo JOIN devices ON demo.device = devices.id",
+        );
+        assert!(
+            plan.starts_with("Project: temperature AS TEMPERATURE, devices.location AS location"),
+            "{plan}"
+        );
+        assert!(explain("SELECT anything FROM raw").starts_with("Project: anything AS anything"));
+        assert_eq!(
+            error("SELECT temprature FROM demo"),
+            "unknown field \"temprature\" in stream \"demo\" at 1:8; did you mean \"temperature\"?"
+        );
+    }
+
+    #[test]
+    fn aliases_serve_select_but_not_where() {
+        let plan = explain("SELECT temperature * 2 AS t2, t2 + 1 AS t3 FROM demo");
+        assert!(
+            plan.starts_with("Project: (temperature * 2) AS t2, ((temperature * 2) + 1) AS t3"),
+            "{plan}"
+        );
+        assert_eq!(
+            error("SELECT temperature AS t FROM demo WHERE t > 1"),
+            "unknown field \"t\" in stream \"demo\" at 1:41; did you mean \"ts\"?"
+        );
+    }
+}

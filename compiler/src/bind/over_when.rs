@@ -115,3 +115,57 @@ impl Binder<'_> {
         Some(self.whens.remove(i))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::extract_over_whens;
+    use crate::bind::testing::{error, explain};
+
+    #[test]
+    fn masking_keeps_every_position() {
+        let sql = "SELECT lag(a) OVER (PARTITION BY k WHEN a > 1) FROM s";
+        let (masked, whens) = extract_over_whens(sql).unwrap();
+        assert_eq!(masked.len(), sql.len());
+        let blanked = " ".repeat(" WHEN a > 1".len());
+        assert_eq!(
+            masked,
+            format!("SELECT lag(a) OVER (PARTITION BY k{blanked}) FROM s")
+        );
+        assert_eq!(whens.len(), 1);
+        assert_eq!(whens[0].0.to_string(), "1:15", "the position of OVER");
+        assert_eq!(whens[0].1.to_string(), "a > 1");
+    }
+
+    #[test]
+    fn conditions_keep_their_own_positions_across_lines() {
+        assert_eq!(
+            error("SELECT lag(temperature) OVER (WHEN\n  device > 1) FROM demo"),
+            "invalid operation string > bigint at 2:3"
+        );
+        assert_eq!(
+            error("SELECT lag(temperature) OVER (WHEN device FROM demo"),
+            "OVER ( is missing its closing parenthesis at 1:25"
+        );
+    }
+
+    #[test]
+    fn a_when_goes_to_its_analytic_call_or_sliding_window_only() {
+        let plan = explain(
+            "SELECT latest(temperature) OVER (PARTITION BY device WHEN humidity > 1) FROM demo",
+        );
+        assert!(
+            plan.contains("latest(temperature) OVER (PARTITION BY device WHEN (humidity > 1))"),
+            "{plan}"
+        );
+        assert_eq!(
+            error("SELECT row_number() OVER (WHEN temperature > 1) FROM demo"),
+            "OVER (WHEN ...) belongs to an analytic function or a SLIDINGWINDOW at 1:21"
+        );
+        assert_eq!(
+            error(
+                "SELECT count(*) FROM demo GROUP BY TUMBLINGWINDOW(ss, 10) OVER (WHEN temperature > 1)"
+            ),
+            "OVER (WHEN ...) is only for SLIDINGWINDOW, not tumblingwindow at 1:59"
+        );
+    }
+}

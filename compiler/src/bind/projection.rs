@@ -178,3 +178,41 @@ fn single_arg(e: &ast::Expr) -> Option<&ast::Expr> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bind::testing::{error, explain};
+
+    #[test]
+    fn unaliased_fields_are_named_the_ekuiper_way() {
+        let plan =
+            explain("SELECT device, demo.humidity, abs(temperature), temperature + 1, 2 FROM demo");
+        assert!(
+            plan.starts_with(
+                "Project: device AS device, humidity AS humidity, abs(temperature) AS abs, \
+                 (temperature + 1) AS kuiper_field_0, 2 AS kuiper_field_1"
+            ),
+            "{plan}"
+        );
+        assert_eq!(
+            error("SELECT other.* FROM demo"),
+            "unknown stream \"other\" at 1:8"
+        );
+    }
+
+    #[test]
+    fn unnest_is_one_whole_field_over_an_array() {
+        assert_eq!(
+            error("SELECT unnest(device) FROM demo"),
+            "function \"unnest\" needs an array, got string at 1:8"
+        );
+        assert_eq!(
+            error("SELECT upper(unnest(tags)) FROM demo"),
+            "unnest(...) must be a whole SELECT field, e.g. SELECT unnest(x) FROM s at 1:14"
+        );
+        assert_eq!(
+            error("SELECT unnest(tags), unnest(tags) AS b FROM demo"),
+            "only one unnest per SELECT at 1:22"
+        );
+    }
+}

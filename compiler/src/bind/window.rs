@@ -298,3 +298,71 @@ impl Binder<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bind::testing::{error, explain};
+
+    #[test]
+    fn window_functions_bind_with_their_modifiers() {
+        for (sql, window) in [
+            (
+                "GROUP BY HOPPINGWINDOW(ss, 10, 5)",
+                "Window: HOPPINGWINDOW(ss, 10, 5) aggregates",
+            ),
+            (
+                "GROUP BY STATEWINDOW(temperature > 30, temperature < 20) OVER (PARTITION BY device)",
+                "Window: STATEWINDOW(temperature > 30, temperature < 20) OVER (PARTITION BY device) aggregates",
+            ),
+        ] {
+            let plan = explain(&format!("SELECT count(*) FROM demo {sql}"));
+            assert!(plan.contains(window), "{plan}");
+        }
+    }
+
+    #[test]
+    fn group_by_has_one_window_with_valid_sizes() {
+        for (group_by, message) in [
+            (
+                "TUMBLINGWINDOW(ss, 1), COUNTWINDOW(3)",
+                "GROUP BY may have only one window at 1:59",
+            ),
+            (
+                "device",
+                "GROUP BY needs a window function such as TUMBLINGWINDOW(ss, 10) at 1:36",
+            ),
+            (
+                "TUMBLINGWINDOW(xx, 10)",
+                "invalid time unit \"xx\" of tumblingwindow: use one of DD, HH, MI, SS, MS at 1:51",
+            ),
+            (
+                "COUNTWINDOW(2, 5)",
+                "the step of countwindow (5) must not exceed its size (2) at 1:51",
+            ),
+            (
+                "TUMBLINGWINDOW(ss, 0)",
+                "tumblingwindow needs a positive integer here, got 0 at 1:55",
+            ),
+        ] {
+            assert_eq!(
+                error(&format!("SELECT count(*) FROM demo GROUP BY {group_by}")),
+                message
+            );
+        }
+        assert_eq!(
+            error("SELECT tumblingwindow(ss, 1) FROM demo"),
+            "window function \"tumblingwindow\" belongs in GROUP BY at 1:8"
+        );
+    }
+
+    #[test]
+    fn a_stream_join_takes_no_window_that_decides_row_by_row() {
+        assert_eq!(
+            error(
+                "SELECT * FROM demo INNER JOIN other ON demo.device = other.device \
+                 GROUP BY STATEWINDOW(temperature > 1)"
+            ),
+            "a stream join works with TUMBLING, HOPPING, SLIDING (without OVER (WHEN ...)), SESSION and COUNT windows at 1:76"
+        );
+    }
+}
