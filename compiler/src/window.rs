@@ -201,6 +201,22 @@ impl AggKind {
         }
     }
 
+    /// True when the arguments must be numbers (checked at plan time when their type is known).
+    pub fn needs_numbers(self) -> bool {
+        matches!(
+            self,
+            AggKind::Avg
+                | AggKind::Sum
+                | AggKind::Median
+                | AggKind::Stddev
+                | AggKind::Stddevs
+                | AggKind::Var
+                | AggKind::Vars
+                | AggKind::PercentileCont
+                | AggKind::PercentileDisc
+        )
+    }
+
     /// The result type given the first argument's type.
     pub fn return_type(self, arg: &SqlType) -> SqlType {
         let known = |t: DataType| SqlType::Known(t);

@@ -230,19 +230,7 @@ impl Binder<'_> {
 fn check_aggregate_args(kind: AggKind, args: &[Expr], pos: Option<Pos>) -> Result<()> {
     use arrow::datatypes::DataType;
     let name = kind.name();
-    let numeric_only = matches!(
-        kind,
-        AggKind::Avg
-            | AggKind::Sum
-            | AggKind::Median
-            | AggKind::Stddev
-            | AggKind::Stddevs
-            | AggKind::Var
-            | AggKind::Vars
-            | AggKind::PercentileCont
-            | AggKind::PercentileDisc
-    );
-    if numeric_only
+    if kind.needs_numbers()
         && let SqlType::Known(t) = args[0].sql_type()
         && !crate::types::is_numeric(&t)
         && t != DataType::Null
