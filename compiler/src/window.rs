@@ -201,20 +201,10 @@ impl AggKind {
         }
     }
 
-    /// True when the arguments must be numbers (checked at plan time when their type is known).
+    /// True when the arguments must be numbers (checked at plan time when their type is known):
+    /// `sum`, and the statistics that return a FLOAT whatever numbers come in.
     pub fn needs_numbers(self) -> bool {
-        matches!(
-            self,
-            AggKind::Avg
-                | AggKind::Sum
-                | AggKind::Median
-                | AggKind::Stddev
-                | AggKind::Stddevs
-                | AggKind::Var
-                | AggKind::Vars
-                | AggKind::PercentileCont
-                | AggKind::PercentileDisc
-        )
+        self == AggKind::Sum || self.return_type(&SqlType::Any) == SqlType::Known(DataType::Float64)
     }
 
     /// The result type given the first argument's type.
