@@ -11,10 +11,7 @@ use arrow::datatypes::DataType;
 use crate::expr::Expr;
 use crate::types::SqlType;
 
-/// Name of the hidden column holding analytic call `i`'s value.
-pub fn analytic_column(i: usize) -> String {
-    format!("__an_{i}")
-}
+pub use crate::columns::analytic_column;
 
 /// An analytic function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,13 +11,14 @@ use arrow::compute::kernels::zip::zip;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
+use crate::columns::meta_column;
 use crate::eval::ops::{self, BinaryOp};
 use crate::eval::{Columnar, EvalContext, Literal, access, column_by_name};
-use crate::functions::ScalarFunction;
+use crate::functions::{ArgInfo, ScalarFunction};
+use crate::hit_site::HitSite;
 use crate::types::SqlType;
 
-/// Prefix of the hidden columns that carry message metadata (`meta(topic)`).
-pub const META_PREFIX: &str = "__meta_";
+pub use crate::columns::META_PREFIX;
 
 /// A bound, executable expression.
 #[derive(Debug, Clone)]
@@ -125,10 +126,10 @@ pub enum Expr {
     Rule(RuleValue),
     /// `row_number()`: the row's position within its emission, from 1.
     RowNumber,
-    /// `last_hit_count()` and its kin (see [`crate::hit`]).
+    /// `last_hit_count()` and its kin (see [`crate::hit`] and [`crate::hit_site`]).
     Hit {
         /// The call site's state, shared by every copy of the rule's plan.
-        site: Arc<crate::hit::HitSite>,
+        site: Arc<HitSite>,
         /// In a condition: read only; the condition's operator records the hits.
         cached: bool,
         /// The time of a hit for each row (the row's time, or the window's end).
@@ -178,12 +179,10 @@ impl Expr {
                     arrow::array::Int64Array::from_iter_values(1..=n),
                 )))
             }
-            Expr::Meta(key) => Ok(
-                match column_by_name(batch, &format!("{META_PREFIX}{key}")) {
-                    Some(col) => Columnar::Array(col.clone()),
-                    None => Columnar::null(),
-                },
-            ),
+            Expr::Meta(key) => Ok(match column_by_name(batch, &meta_column(key)) {
+                Some(col) => Columnar::Array(col.clone()),
+                None => Columnar::null(),
+            }),
             Expr::Field { base, name } => {
                 let b = base.eval(batch, ctx)?;
                 access::field(b, name, ctx)
@@ -432,7 +431,7 @@ impl Expr {
             | Expr::Like { .. } => SqlType::Known(DataType::Boolean),
             Expr::Negate(e) => e.sql_type(),
             Expr::Call { func, args } => {
-                let infos: Vec<_> = args.iter().map(crate::functions::ArgInfo::of).collect();
+                let infos: Vec<_> = args.iter().map(ArgInfo::of).collect();
                 func.return_type(&infos).unwrap_or(SqlType::Any)
             }
             Expr::Field { base, name } => match base.sql_type() {
@@ -555,6 +554,21 @@ fn coerce(arr: ArrayRef, ty: &DataType) -> Result<ArrayRef, String> {
         return Ok(new_null_array(ty, arr.len()));
     }
     arrow::compute::cast(arr.as_ref(), ty).map_err(|e| e.to_string())
+}
+
+// Here rather than in `functions`, so that `functions` never names `Expr`: expressions sit
+// above the function registry.
+impl ArgInfo {
+    /// Describes a bound argument expression.
+    pub fn of(e: &Expr) -> ArgInfo {
+        ArgInfo {
+            ty: e.sql_type(),
+            literal: match e {
+                Expr::Literal(l) => Some(l.clone()),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// The time of a hit for each row of `batch`: `time`'s value, or now where it has none.

@@ -6,7 +6,14 @@
 //! - [`dialect`]: the sqlparser dialect for rule queries (eKuiper's strings, `->`, precedence);
 //! - [`bind`]: AST to [`plan::LogicalPlan`], names and types checked, errors with positions;
 //! - [`expr`] and [`eval`]: bound expressions that evaluate over whole Arrow batches;
-//! - [`functions`]: the registry of SQL functions, one category per file.
+//! - [`functions`]: the registry of SQL functions, one concept per file;
+//! - [`plan`], [`window`], [`aggregate`], [`analytic`]: the logical plan and what its window,
+//!   aggregate and analytic nodes carry; [`hit`] and [`hit_site`]: `last_hit_*` state;
+//! - [`columns`]: the names of the hidden columns every crate adds or reads;
+//! - [`duration`]: the one duration grammar (SQL functions, rule options, connector configs).
+//!
+//! Imports point one way: `bind` -> `plan` -> `window`/`analytic` -> `expr` -> `functions`
+//! -> `eval` -> `types`, with `columns`, `duration` and `hit_site` as leaves.
 //!
 //! Invariant: evaluation never fails a whole batch because of one bad row; bad rows are
 //! flagged in [`eval::RowErrors`] and the caller drops and counts them.
@@ -14,13 +21,16 @@
 pub mod aggregate;
 pub mod analytic;
 pub mod bind;
+pub mod columns;
 pub mod ddl;
 pub mod dialect;
+pub mod duration;
 pub mod error;
 pub mod eval;
 pub mod expr;
 pub mod functions;
 pub mod hit;
+pub mod hit_site;
 pub mod plan;
 pub mod types;
 pub mod window;

@@ -14,32 +14,11 @@ use arrow::datatypes::DataType;
 use crate::expr::Expr;
 use crate::types::SqlType;
 
-/// Hidden column holding a row's time (event time, or processing time of arrival), in ms.
-pub const TS_COLUMN: &str = "__ts";
-/// Hidden column with the encoded GROUP BY key of a row.
-pub const KEY_COLUMN: &str = "__key";
-/// Column of the result rows holding `window_start()`.
-pub const WINDOW_START: &str = "__window_start";
-/// Column of the result rows holding `window_end()`.
-pub const WINDOW_END: &str = "__window_end";
-/// Hidden column: the sliding window's `OVER (WHEN ...)` trigger condition.
-pub const TRIGGER_COLUMN: &str = "__trigger";
-/// Hidden column: the state window's begin condition.
-pub const BEGIN_COLUMN: &str = "__begin";
-/// Hidden column: the state window's emit condition.
-pub const EMIT_COLUMN: &str = "__emit";
-/// Hidden column: the encoded `OVER (PARTITION BY ...)` key of a state window.
-pub const PARTITION_COLUMN: &str = "__partition";
-
-/// Name of the hidden column holding argument `arg` of aggregate `agg`.
-pub fn arg_column(agg: usize, arg: usize) -> String {
-    format!("__arg_{agg}_{arg}")
-}
-
-/// Name of the result column of aggregate `agg`.
-pub fn agg_column(agg: usize) -> String {
-    format!("__agg_{agg}")
-}
+// The hidden column names moved to `columns`; these paths stay for the crates that use them.
+pub use crate::columns::{
+    BEGIN_COLUMN, EMIT_COLUMN, KEY_COLUMN, PARTITION_COLUMN, TRIGGER_COLUMN, TS_COLUMN, WINDOW_END,
+    WINDOW_START, agg_column, arg_column, row_column,
+};
 
 /// A window kind with its sizes in milliseconds (rows for COUNTWINDOW).
 #[derive(Debug, Clone, PartialEq)]
@@ -222,6 +201,12 @@ impl AggKind {
         }
     }
 
+    /// True when the arguments must be numbers (checked at plan time when their type is known):
+    /// `sum`, and the statistics that return a FLOAT whatever numbers come in.
+    pub fn needs_numbers(self) -> bool {
+        self == AggKind::Sum || self.return_type(&SqlType::Any) == SqlType::Known(DataType::Float64)
+    }
+
     /// The result type given the first argument's type.
     pub fn return_type(self, arg: &SqlType) -> SqlType {
         let known = |t: DataType| SqlType::Known(t);
@@ -262,11 +247,6 @@ pub struct AggCall {
     pub ty: SqlType,
     /// The function of a plugin aggregate ([`AggKind::Custom`]).
     pub custom: Option<std::sync::Arc<dyn crate::functions::ScalarFunction>>,
-}
-
-/// Name of the hidden column holding the whole row for aggregate `agg`.
-pub fn row_column(agg: usize) -> String {
-    format!("__row_{agg}")
 }
 
 impl fmt::Display for AggCall {

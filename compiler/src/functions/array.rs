@@ -1403,3 +1403,15 @@ impl ScalarFunction for KvpairArrayToObj {
         Ok(shape(args, super::json_to_array(values)?))
     }
 }
+
+/// (name, documentation) of `unnest`, which spreads an array into rows: the binder answers these calls itself, outside the
+/// registry, and they appear in the same catalogue.
+pub(super) const BINDER_DOCS: &[(&str, FunctionDoc)] = &[(
+    "unnest",
+    FunctionDoc::new(
+        "multi-row",
+        "unnest(array)",
+        "One row per element (objects spread into fields), each its own emission (SELECT only).",
+        "SELECT unnest(readings) FROM s",
+    ),
+)];

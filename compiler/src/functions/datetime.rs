@@ -17,6 +17,7 @@ use super::{
     ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind,
     numeric_args, shape,
 };
+use crate::duration::parse_nanos;
 use crate::eval::{Columnar, EvalContext, Literal, describe_value, present};
 use crate::types::SqlType;
 
@@ -808,55 +809,6 @@ impl ScalarFunction for FromUnixTime {
     }
 }
 
-/// Parses a Go duration such as `1h30m`, `-1.5s` or `200ms` into nanoseconds.
-fn parse_duration(s: &str) -> Option<i128> {
-    let s = s.trim();
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let num = &rest[..num_len];
-        if num == "." {
-            return None;
-        }
-        let value: f64 = num.parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += value * unit;
-    }
-    if !total.is_finite() || total > 9.2e18 {
-        return None;
-    }
-    let ns = total as i128;
-    Some(if neg { -ns } else { ns })
-}
-
 #[derive(Debug)]
 struct DateCalc;
 impl ScalarFunction for DateCalc {
@@ -875,7 +827,7 @@ impl ScalarFunction for DateCalc {
         check_arity(args, 2, 2)?;
         check_kind(args, 1, Kind::String)?;
         if let Some(Literal::String(s)) = &args[1].literal
-            && parse_duration(s).is_none()
+            && parse_nanos(s).is_none()
         {
             return Err(format!(
                 "expects a duration such as \"1h30m\" for argument 2 but got \"{s}\""
@@ -893,7 +845,7 @@ impl ScalarFunction for DateCalc {
                 }
                 let Some(ns) = d
                     .as_string_opt::<i32>()
-                    .and_then(|s| parse_duration(s.value(row)))
+                    .and_then(|s| parse_nanos(s.value(row)))
                 else {
                     fail("date_calc", "a duration", d, row, ctx);
                     return None;
@@ -1061,15 +1013,6 @@ impl ScalarFunction for ConvertTz {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1h30m"), Some(5_400_000_000_000));
-        assert_eq!(parse_duration("-1.5s"), Some(-1_500_000_000));
-        assert_eq!(parse_duration("0"), Some(0));
-        assert_eq!(parse_duration("10x"), None);
-        assert_eq!(parse_duration(""), None);
-    }
 
     #[test]
     fn patterns() {

@@ -1,22 +1,30 @@
 //! The function registry: every SQL function with its signature check and its vectorised
-//! implementation side by side, one category per file.
+//! implementation side by side, one concept per file (`math`, `string`, `null`, `context`...).
+//! A function's [`FunctionDoc::category`] is its section of the reference (docs/functions.md,
+//! eKuiper's sections), so `null`'s and `context`'s functions are listed under "other".
+//!
+//! Aggregates, analytic and window functions are bound by the binder itself; their files here
+//! hold only their documentation, so the catalogue lists every function.
 //!
 //! Plugin UDFs enter through the same [`ScalarFunction`] trait, so the binder cannot tell a
 //! built-in from a plugin function.
 
+mod aggregate;
+mod analytic;
 mod array;
+mod context;
 mod conversion;
 mod datetime;
 mod hashing;
 mod json;
 mod math;
-mod misc;
+mod null;
 mod object;
-mod other;
-mod special;
+mod passthrough;
 mod state;
 mod string;
 mod transform;
+mod window;
 
 pub use datetime::{event_millis, millis_at, parse_with_pattern};
 pub(crate) use json::{json_to_array, value_to_json};
@@ -30,7 +38,6 @@ use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::DataType;
 
 use crate::eval::{Columnar, EvalContext, Literal, describe_value};
-use crate::expr::Expr;
 use crate::types::{SqlType, type_name};
 
 /// Documentation of a function, used for generated references and error hints.
@@ -46,26 +53,31 @@ pub struct FunctionDoc {
     pub example: &'static str,
 }
 
-/// What the binder knows about an argument at plan time.
+impl FunctionDoc {
+    /// A documentation entry (for the tables of functions the binder answers itself).
+    pub const fn new(
+        category: &'static str,
+        syntax: &'static str,
+        description: &'static str,
+        example: &'static str,
+    ) -> Self {
+        FunctionDoc {
+            category,
+            syntax,
+            description,
+            example,
+        }
+    }
+}
+
+/// What the binder knows about an argument at plan time ([`ArgInfo::of`] builds it from a
+/// bound expression).
 #[derive(Debug, Clone)]
 pub struct ArgInfo {
     /// Its type (Any for schemaless data).
     pub ty: SqlType,
     /// Its value, when the argument is a literal.
     pub literal: Option<Literal>,
-}
-
-impl ArgInfo {
-    /// Describes a bound argument expression.
-    pub fn of(e: &Expr) -> ArgInfo {
-        ArgInfo {
-            ty: e.sql_type(),
-            literal: match e {
-                Expr::Literal(l) => Some(l.clone()),
-                _ => None,
-            },
-        }
-    }
 }
 
 /// A scalar SQL function: one value out per row in.
@@ -107,14 +119,15 @@ impl Registry {
             array::register(&mut r);
             string::register(&mut r);
             conversion::register(&mut r);
-            other::register(&mut r);
+            null::register(&mut r);
             datetime::register(&mut r);
             hashing::register(&mut r);
             state::register(&mut r);
             json::register(&mut r);
             object::register(&mut r);
             transform::register(&mut r);
-            misc::register(&mut r);
+            passthrough::register(&mut r);
+            context::register(&mut r);
             r
         })
     }
@@ -159,7 +172,15 @@ impl Registry {
             entry.1.push(name.clone());
         }
         // Aggregates, analytic and window functions live in the binder, not the registry.
-        for (name, doc) in special::SPECIAL {
+        let binder_docs = [
+            aggregate::BINDER_DOCS,
+            analytic::BINDER_DOCS,
+            window::BINDER_DOCS,
+            context::BINDER_DOCS,
+            array::BINDER_DOCS,
+            object::BINDER_DOCS,
+        ];
+        for (name, doc) in binder_docs.into_iter().flatten() {
             by_fn
                 .entry((doc.category, name))
                 .or_insert_with(|| (*doc, vec![name.to_string()]));

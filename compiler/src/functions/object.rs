@@ -926,3 +926,15 @@ impl ScalarFunction for ObjectPick {
         from_json(args, values)
     }
 }
+
+/// (name, documentation) of `extract`, which spreads an object into fields: the binder answers these calls itself, outside the
+/// registry, and they appear in the same catalogue.
+pub(super) const BINDER_DOCS: &[(&str, FunctionDoc)] = &[(
+    "extract",
+    FunctionDoc::new(
+        "multi-column",
+        "extract(object)",
+        "The object's keys become output fields (SELECT only).",
+        "SELECT extract(payload) FROM s",
+    ),
+)];

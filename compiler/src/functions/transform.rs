@@ -1,5 +1,5 @@
-//! Transform functions (encode, decode, compress, decompress, trunc, chr, hex2dec, dec2hex,
-//! to_seconds) and the misc functions newuuid and tstamp.
+//! Transform functions: encode, decode, compress, decompress, trunc, chr, hex2dec, dec2hex,
+//! to_seconds.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -25,8 +25,6 @@ pub(super) fn register(r: &mut Registry) {
     r.register(Arc::new(Hex2Dec));
     r.register(Arc::new(Dec2Hex));
     r.register(Arc::new(ToSeconds));
-    r.register(Arc::new(NewUuid));
-    r.register(Arc::new(Tstamp));
 }
 
 const CODECS: &[&str] = &["base64"];
@@ -522,56 +520,6 @@ impl ScalarFunction for ToSeconds {
                 .ok_or_else(|| wrong("to_seconds", "a datetime", &arr, row))
         });
         Ok(shape(args, Arc::new(Int64Array::from(out))))
-    }
-}
-
-#[derive(Debug)]
-struct NewUuid;
-impl ScalarFunction for NewUuid {
-    fn name(&self) -> &'static str {
-        "newuuid"
-    }
-    fn doc(&self) -> FunctionDoc {
-        FunctionDoc {
-            category: "other",
-            syntax: "newuuid()",
-            description: "a random version 4 UUID string, a new one for every row",
-            example: "newuuid() = \"47c2b2f2-0b3e-4d2f-9d1c-8c4f7e0e6a1b\"",
-        }
-    }
-    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 0, 0)?;
-        Ok(SqlType::Known(DataType::Utf8))
-    }
-    fn invoke(&self, _args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
-        let out: StringArray = (0..ctx.rows)
-            .map(|_| Some(uuid::Uuid::new_v4().to_string()))
-            .collect();
-        Ok(Columnar::Array(Arc::new(out)))
-    }
-}
-
-#[derive(Debug)]
-struct Tstamp;
-impl ScalarFunction for Tstamp {
-    fn name(&self) -> &'static str {
-        "tstamp"
-    }
-    fn doc(&self) -> FunctionDoc {
-        FunctionDoc {
-            category: "other",
-            syntax: "tstamp()",
-            description: "the processing time of the batch in milliseconds since the Unix epoch, as a BIGINT",
-            example: "tstamp() = 1700000000123",
-        }
-    }
-    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 0, 0)?;
-        Ok(SqlType::Known(DataType::Int64))
-    }
-    fn invoke(&self, _args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
-        let out = Int64Array::from(vec![ctx.now_ms; ctx.rows]);
-        Ok(Columnar::Array(Arc::new(out)))
     }
 }
 

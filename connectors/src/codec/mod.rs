@@ -4,10 +4,5 @@ pub mod encode;
 pub mod flat;
 pub mod json;
 
-/// Prefix of hidden columns carrying message metadata (`meta(topic)`); never part of output.
-pub const META_PREFIX: &str = "__meta_";
-
-/// True for hidden metadata columns.
-pub fn is_meta_column(name: &str) -> bool {
-    name.starts_with(META_PREFIX)
-}
+// The compiler owns every hidden column name (`meta(topic)` reads what the decoders write).
+pub use quiver_compiler::columns::{META_PREFIX, is_meta_column};

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use quiver_compiler::duration::parse_config_millis;
 use serde_json::{Map, Value};
 
 use crate::ConnectorError;
@@ -207,7 +208,8 @@ impl Props<'_> {
         })
     }
 
-    /// A duration: a number of milliseconds, or a string like `500ms`, `10s`, `1m`, `1h`.
+    /// A duration: a number of milliseconds, or a string like `"500ms"`, `"10s"`, `"1m30s"`
+    /// ([`quiver_compiler::duration`]'s grammar; a bare `"250"` is milliseconds too).
     /// Zero counts as absent (eKuiper: 0 means "read once" / "no pause").
     fn duration(&self, key: &str) -> Result<Option<Duration>, ConnectorError> {
         let Some((name, value)) = self.get(key) else {
@@ -220,7 +222,7 @@ impl Props<'_> {
         };
         let ms = match value {
             Value::Number(n) => n.as_u64().ok_or_else(bad)?,
-            Value::String(s) => parse_duration_ms(s).ok_or_else(bad)?,
+            Value::String(s) => parse_config_millis(s).ok_or_else(bad)?,
             _ => return Err(bad()),
         };
         Ok((ms > 0).then(|| Duration::from_millis(ms)))
@@ -261,22 +263,6 @@ impl Props<'_> {
     }
 }
 
-/// Parses `"250"`, `"250ms"`, `"10s"`, `"5m"`, `"1h"` into milliseconds.
-fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let factor = match unit.trim() {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +301,23 @@ mod tests {
         assert_eq!((c.ignore_start_lines, c.ignore_end_lines), (2, 1));
         assert_eq!(c.interval, Some(Duration::from_secs(10)));
         assert_eq!(c.send_interval, Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn intervals_take_the_one_duration_grammar() {
+        for (given, ms) in [
+            (json!(250), 250),
+            (json!("250"), 250),
+            (json!("10 s"), 10_000),
+            (json!("1m30s"), 90_000),
+            (json!("1.5s"), 1_500),
+        ] {
+            let c = parse("x", json!({ "interval": given })).unwrap();
+            assert_eq!(c.interval, Some(Duration::from_millis(ms)), "{given}");
+        }
+        let c = parse("x", json!({"interval": "0s"})).unwrap();
+        assert_eq!(c.interval, None, "zero means read once");
+        assert!(parse("x", json!({"interval": "-1s"})).is_err());
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! eKuiper's helper functions that are plain scalars: delay, props and bypass.
+//! Functions that return an argument unchanged: `bypass(x)`, and `delay(ms, value)` after a
+//! wait.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, BooleanArray, StringArray};
+use arrow::array::{Array, BooleanArray};
 use arrow::datatypes::DataType;
 
 use super::{
@@ -14,9 +14,8 @@ use crate::eval::{Columnar, EvalContext, describe_value, present};
 use crate::types::SqlType;
 
 pub(super) fn register(r: &mut Registry) {
-    r.register(Arc::new(Delay));
-    r.register(Arc::new(Props));
     r.register(Arc::new(Bypass));
+    r.register(Arc::new(Delay));
 }
 
 /// `bypass(x)`: `x` unchanged. eKuiper's planner rewrites aggregates it has already computed
@@ -113,119 +112,6 @@ impl ScalarFunction for Delay {
     }
 }
 
-/// Environment variables whose names start with this prefix are static properties for
-/// `props()`: `KUIPER_PROPS_SITE=north` makes `props("site")` return `"north"` (eKuiper's names).
-const PROPS_ENV_PREFIX: &str = "KUIPER_PROPS_";
-
-/// The static properties, read from the environment once.
-fn static_props() -> &'static HashMap<String, String> {
-    static PROPS: OnceLock<HashMap<String, String>> = OnceLock::new();
-    PROPS.get_or_init(|| {
-        std::env::vars_os()
-            .filter_map(|(k, v)| {
-                let k = k.into_string().ok()?;
-                let short = k.strip_prefix(PROPS_ENV_PREFIX)?.to_lowercase();
-                Some((short, v.into_string().ok()?))
-            })
-            .collect()
-    })
-}
-
-/// Snowflake ids as eKuiper makes them for `props("snowflake")`: milliseconds since
-/// 2010-11-04T01:42:54.657Z in the high 41 bits, node 1 in the next 10, then a 12-bit
-/// sequence within the millisecond.
-fn next_snowflake() -> i64 {
-    const EPOCH_MS: i64 = 1_288_834_974_657;
-    const NODE: i64 = 1;
-    static LAST: Mutex<(i64, i64)> = Mutex::new((0, 0));
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-            - EPOCH_MS
-    };
-    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-    let mut ms = now().max(last.0);
-    let step = if ms == last.0 {
-        (last.1 + 1) & 0xFFF
-    } else {
-        0
-    };
-    if ms == last.0 && step == 0 {
-        // 4096 ids in one millisecond: wait for the next.
-        while ms <= last.0 {
-            std::hint::spin_loop();
-            ms = now().max(ms);
-        }
-    }
-    *last = (ms, step);
-    (ms << 22) | (NODE << 12) | step
-}
-
-/// `props(name)`: a static property of the engine (eKuiper's `props`).
-#[derive(Debug)]
-struct Props;
-impl ScalarFunction for Props {
-    fn name(&self) -> &'static str {
-        "props"
-    }
-    fn doc(&self) -> FunctionDoc {
-        FunctionDoc {
-            category: "other",
-            syntax: "props(name)",
-            description: "a static property as a string: \"et\" is the processing time in epoch \
-                          milliseconds, \"snowflake\" a new snowflake id for every row, any other \
-                          lower-case name such as \"site\" the environment variable KUIPER_PROPS_SITE \
-                          as read at startup; null when there is no such property",
-            example: "props(\"et\") = \"1700000000123\"",
-        }
-    }
-    fn return_type(&self, args: &[ArgInfo]) -> Result<SqlType, String> {
-        check_arity(args, 1, 1)?;
-        check_kind(args, 0, Kind::String)?;
-        Ok(SqlType::Known(DataType::Utf8))
-    }
-    fn invoke(&self, args: &[Columnar], ctx: &mut EvalContext) -> Result<Columnar, String> {
-        let scalar = args[0].is_scalar();
-        let names = args[0].array();
-        let text = names.as_string_opt::<i32>();
-        // A snowflake is new for every row, so a literal name still gives a full column.
-        let rows = if scalar && text.is_some_and(|t| t.is_valid(0) && t.value(0) == "snowflake") {
-            ctx.rows
-        } else {
-            names.len()
-        };
-        let out: StringArray = (0..rows)
-            .map(|row| {
-                let i = if scalar { 0 } else { row };
-                if !present(names.as_ref(), i) {
-                    return None;
-                }
-                let Some(t) = text else {
-                    ctx.errors.flag(row, || {
-                        format!(
-                            "props expects a property name string but got {}",
-                            describe_value(names.as_ref(), i)
-                        )
-                    });
-                    return None;
-                };
-                match t.value(i) {
-                    "et" => Some(ctx.now_ms.to_string()),
-                    "snowflake" => Some(next_snowflake().to_string()),
-                    name => static_props().get(name).cloned(),
-                }
-            })
-            .collect();
-        Ok(if scalar && rows == names.len() {
-            Columnar::Scalar(Arc::new(out))
-        } else {
-            Columnar::Array(Arc::new(out))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
@@ -282,24 +168,6 @@ mod tests {
                 .value(0),
             7
         );
-    }
-
-    #[test]
-    fn snowflakes_are_unique_and_increasing() {
-        let ids: Vec<i64> = (0..10_000).map(|_| next_snowflake()).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!((ids[0] >> 12) & 0x3FF, 1);
-    }
-
-    #[test]
-    fn props_snowflake_is_per_row() {
-        let mut ctx = EvalContext::new(3);
-        let name: Arc<dyn Array> = Arc::new(StringArray::from(vec!["snowflake"]));
-        let out = Props.invoke(&[Columnar::Scalar(name)], &mut ctx).unwrap();
-        let out = out.array().clone();
-        let s = out.as_string::<i32>();
-        assert_eq!(s.len(), 3);
-        assert_ne!(s.value(0), s.value(1));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Other functions: coalesce, isnull.
+//! Null handling: `coalesce` and `isnull`.
 
 use std::sync::Arc;
 
