@@ -113,6 +113,12 @@ fn streams_and_rules_over_rest_with_ekuiper_shapes() {
     );
     let (_, explain) = server.call("GET", "/rules/r1/explain", None);
     assert!(explain.contains("Filter: (temperature > 20)"), "{explain}");
+    // The physical plan follows, each operator with the metric node the status reports.
+    assert!(explain.contains("Physical plan:"), "{explain}");
+    assert!(
+        explain.contains("Filter: (temperature > 20) [op_2_filter]"),
+        "{explain}"
+    );
 
     // Deleting a stream a rule uses is refused, naming the rule.
     let (status, err) = server.json("DELETE", "/streams/demo", None);

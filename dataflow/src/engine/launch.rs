@@ -13,8 +13,8 @@ use quiver_connectors::{SourceEvent, SourceOutput};
 use tokio::sync::{mpsc, watch};
 
 use super::Engine;
+use super::entry::{RuleEntry, RuleRun, SourceHandle};
 use super::options::buffer_batches;
-use super::rules::RuleEntry;
 use super::shared::Subscriber;
 use super::sink_task::run_sink;
 use crate::clock::now_ms;
@@ -23,41 +23,6 @@ use crate::metrics::{NodeMetrics, RuleMetrics};
 use crate::render::RuleDataflow;
 use crate::runtime::{Command, Workers};
 use crate::sinkprops::SinkSettings;
-
-/// A running (or finished) instance of a rule.
-pub(super) struct RuleRun {
-    /// The run's dataflow on the workers: `<rule id>#<run>`.
-    pub(super) key: String,
-    /// The source's connection, when it has one (MQTT).
-    pub(super) connection: Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
-    /// The FROM stream's source node, which the connection metrics follow.
-    pub(super) source_node: String,
-    pub(super) metrics: Arc<RuleMetrics>,
-    /// The rule's own source task, or its membership in a shared stream's source.
-    source: SourceHandle,
-    /// The sources of streams joined to the FROM stream and their decoders.
-    joined_tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub(super) done: watch::Receiver<bool>,
-    pub(super) error: Arc<Mutex<Option<String>>>,
-    /// Rows dropped behind the watermark (event time).
-    pub(super) late_rows: Arc<std::sync::atomic::AtomicU64>,
-    /// When the run finished by itself (its input ended and the sinks wrote everything), ms.
-    pub(super) finished_at: Arc<std::sync::atomic::AtomicI64>,
-    /// Rows read and not yet taken by the rule's keyed or window operators.
-    pub(super) in_flight: Arc<std::sync::atomic::AtomicUsize>,
-    /// The table indexes the run reads (released when it stops).
-    indexes: Vec<crate::tables::feed::IndexSpec>,
-}
-
-/// How a rule run gets its input.
-enum SourceHandle {
-    /// A source task of its own.
-    Own(tokio::task::JoinHandle<()>),
-    /// A subscription to the shared source of this stream (`SHARED="true"`).
-    Shared(String),
-    /// Membership in the rule group of this shared stream.
-    Grouped(String, Arc<crate::render::group::RuleGroup>),
-}
 
 impl Engine {
     /// Builds a run of the rule: sink tasks, the dataflow on every worker, the source task.

@@ -6,6 +6,8 @@
 //! |---|---|
 //! | `mod.rs` | [`Engine`], its shared state, start and shutdown |
 //! | `catalog.rs` | streams and tables: create/drop, the tasks that feed tables, source profiles |
+//! | `spec.rs` | a rule as submitted ([`RuleSpec`], [`Action`]) |
+//! | `entry.rs` | what the engine keeps per rule: definition, plan, current run |
 //! | `rules.rs` | the rule API: create, start, stop, restart, delete, compile |
 //! | `status.rs` | what a rule reports: status, metrics, topology, explain, waiting for the end |
 //! | `launch.rs` | one run of a rule: sinks, the dataflow on every worker, its sources; teardown |
@@ -16,6 +18,7 @@
 //! | `planning.rs` | a rule's physical plan from its options and the catalog |
 
 mod catalog;
+mod entry;
 mod groups;
 mod launch;
 mod options;
@@ -23,6 +26,7 @@ mod planning;
 mod rules;
 mod shared;
 mod sink_task;
+mod spec;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,13 +37,13 @@ use quiver_compiler::{Registry, StreamDef};
 use quiver_connectors::Connectors;
 
 pub use catalog::SourceProfiles;
-pub use rules::{Action, RuleSpec};
+pub use spec::{Action, RuleSpec};
 pub use status::RuleStatus;
 
 use crate::error::EngineError;
 use crate::runtime::Workers;
 use catalog::TableEntry;
-use rules::RuleEntry;
+use entry::RuleEntry;
 use shared::SharedSource;
 
 /// Engine settings.

@@ -36,7 +36,7 @@ pub(super) fn event_time(
                 "lateTolerance {n} is not a whole number of milliseconds"
             ))
         })?,
-        Some(Value::String(s)) => parse_duration_ms(s).ok_or_else(|| {
+        Some(Value::String(s)) => quiver_compiler::duration::parse_millis(s).ok_or_else(|| {
             EngineError::Invalid(format!(
                 "lateTolerance \"{s}\" is not a duration such as \"1s\" or \"500ms\""
             ))
@@ -53,41 +53,6 @@ pub(super) fn event_time(
         format: stream.options.timestamp_format.clone(),
         sources: 1,
     }))
-}
-
-/// Parses a Go-style duration ("1s", "500ms", "1m30s", "2h") into milliseconds.
-fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let value: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ns" => 1e-6,
-            "us" | "µs" => 1e-3,
-            "ms" => 1.0,
-            "s" => 1000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += value * factor;
-    }
-    Some(total.round() as u64)
 }
 
 /// Queue length in batches between tasks, from eKuiper's `bufferLength` (rows, default 1024).

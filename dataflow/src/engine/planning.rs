@@ -3,8 +3,8 @@
 use quiver_compiler::StreamDef;
 
 use super::Engine;
+use super::entry::RuleEntry;
 use super::options::event_time;
-use super::rules::RuleEntry;
 use crate::error::EngineError;
 use crate::physical::{PhysicalPlan, Target, lower};
 

@@ -1,54 +1,14 @@
-//! The rule API: a rule's definition and its lifecycle (create, start, stop, restart, delete).
+//! The rule API: a rule's lifecycle (create, start, stop, restart, delete).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use quiver_compiler::{RulePlan, StreamDef};
-use serde_json::Value;
 
 use super::Engine;
-use super::launch::RuleRun;
+use super::entry::RuleEntry;
+use super::spec::{Action, RuleSpec};
 use crate::error::EngineError;
-use crate::metrics::RuleMetrics;
 use crate::sinkprops::SinkSettings;
-
-/// One action of a rule: a sink type and its properties (`{"log": {}}` in rule JSON).
-#[derive(Debug, Clone)]
-pub struct Action {
-    /// Sink type (`log`, `memory`, ...).
-    pub sink_type: String,
-    /// Its properties.
-    pub props: Value,
-}
-
-/// A rule as submitted: eKuiper's rule JSON fields.
-#[derive(Debug, Clone)]
-pub struct RuleSpec {
-    /// Unique id.
-    pub id: String,
-    /// Display name (defaults to the id).
-    pub name: String,
-    /// The SELECT.
-    pub sql: String,
-    /// Where results go.
-    pub actions: Vec<Action>,
-    /// Rule options (`bufferLength`, ...), eKuiper's names.
-    pub options: serde_json::Map<String, Value>,
-}
-
-/// A rule: its definition, its compiled plan, and its current or last run.
-pub(super) struct RuleEntry {
-    pub(super) spec: RuleSpec,
-    pub(super) plan: RulePlan,
-    pub(super) run: Option<RuleRun>,
-    /// The metrics of the last run, kept once it stops.
-    pub(super) last_metrics: Option<Arc<RuleMetrics>>,
-    pub(super) last_start_ms: i64,
-    pub(super) last_stop_ms: i64,
-    pub(super) stop_message: String,
-    /// Runs so far; each run's dataflow key is `<id>#<runs>`.
-    pub(super) runs: u64,
-}
 
 impl Engine {
     /// Compiles a rule's SQL without creating it.

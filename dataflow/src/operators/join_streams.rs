@@ -22,10 +22,7 @@ use quiver_compiler::plan::{JoinKind, JoinStep, StreamJoins};
 use crate::chain::BatchOperator;
 use crate::metrics::NodeMetrics;
 
-/// The hidden column naming each row's stream (0 = the FROM stream, then JOIN order).
-pub const SOURCE_COLUMN: &str = "__src";
-/// The hidden column with a joined stream's own event time (its `TIMESTAMP` field).
-pub const EVENT_TIME_COLUMN: &str = "__evt";
+use quiver_compiler::columns::{EVENT_TIME_COLUMN, SOURCE_COLUMN};
 
 /// A joined row: one row position per stream.
 type Tuple = Vec<Option<u32>>;
@@ -292,7 +289,9 @@ pub fn qualify(
     let mut fields = Vec::new();
     let mut cols = Vec::new();
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if f.name().starts_with("__") {
+        if f.name()
+            .starts_with(quiver_compiler::columns::HIDDEN_PREFIX)
+        {
             continue;
         }
         fields.push(Field::new(

@@ -265,7 +265,10 @@ impl JoinTableOp {
                 .fields()
                 .iter()
                 .zip(t.columns())
-                .filter(|(f, _)| !f.name().starts_with("__"))
+                .filter(|(f, _)| {
+                    !f.name()
+                        .starts_with(quiver_compiler::columns::HIDDEN_PREFIX)
+                })
                 .map(|(f, c)| {
                     arrow::compute::take(c.as_ref(), &t_take, None)
                         .map(|a| (f.as_ref().clone(), a))

@@ -9,7 +9,6 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use quiver_compiler::eval::EvalContext;
 use quiver_compiler::plan::ProjectItem;
-use quiver_connectors::codec::is_meta_column;
 
 use crate::chain::BatchOperator;
 use crate::metrics::NodeMetrics;
@@ -50,7 +49,9 @@ impl ProjectOp {
                             Some((_, own)) if !own.is_empty() => own,
                             _ => f.name().as_str(),
                         };
-                        if is_hidden(f.name()) || fields.iter().any(|x: &Field| x.name() == name) {
+                        if quiver_compiler::columns::is_hidden(f.name())
+                            || fields.iter().any(|x: &Field| x.name() == name)
+                        {
                             continue;
                         }
                         // REPLACE wins over EXCEPT: the field stays, with the new value.
@@ -255,19 +256,4 @@ impl BatchOperator for ProjectOp {
         self.metrics.batch(rows, n, started);
         out.filter(|b| b.num_rows() > 0)
     }
-}
-
-/// Columns a `*` leaves out: message metadata, the row time, the key rows were exchanged by
-/// and the results of windows and analytic functions (read through their calls, never as
-/// fields).
-fn is_hidden(name: &str) -> bool {
-    is_meta_column(name)
-        || name == quiver_compiler::window::TS_COLUMN
-        || name == quiver_compiler::window::KEY_COLUMN
-        || name.starts_with("__agg_")
-        || name.starts_with("__window_")
-        || name.starts_with("__an_")
-        || name.starts_with("__rownum_")
-        || name == crate::operators::join_streams::SOURCE_COLUMN
-        || name == crate::operators::join_streams::EVENT_TIME_COLUMN
 }

@@ -53,15 +53,15 @@ impl Watermark {
         let rows = batch.num_rows();
         let mut ts = Vec::with_capacity(rows);
         let mut keep = Vec::with_capacity(rows);
-        // A joined stream's rows carry their own event time (see `crate::operators::join_streams::qualify`).
+        // A joined stream's rows carry their own event time (see `quiver_compiler::columns::qualify`).
         let col = quiver_compiler::eval::column_by_name(
             &batch,
-            crate::operators::join_streams::EVENT_TIME_COLUMN,
+            quiver_compiler::columns::EVENT_TIME_COLUMN,
         )
         .or_else(|| quiver_compiler::eval::column_by_name(&batch, &self.field))
         .cloned();
         let sources = batch
-            .column_by_name(crate::operators::join_streams::SOURCE_COLUMN)
+            .column_by_name(quiver_compiler::columns::SOURCE_COLUMN)
             .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>().cloned());
         // Epoch milliseconds in a BIGINT column (the common case) are read directly; other
         // types go through the general time reader row by row.

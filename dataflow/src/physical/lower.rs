@@ -286,7 +286,9 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
     // plan's own hidden columns are no stream fields.
     let columns = plan.columns_read().map(|mut c| {
         c.extend(event_time.as_ref().map(|e| e.field.clone()));
-        c.into_iter().filter(|c| !c.starts_with("__")).collect()
+        c.into_iter()
+            .filter(|c| !c.starts_with(quiver_compiler::columns::HIDDEN_PREFIX))
+            .collect()
     });
     let grouped = target.shared && joined.is_empty() && event_time.is_none() && groupable(plan);
     PhysicalPlan {

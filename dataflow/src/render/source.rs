@@ -114,7 +114,7 @@ pub(super) fn render_source<'s>(
                 // stream's rows were counted on its own source node.
                 let arrow_rows = matches!(event, SourceEvent::Batch(_));
                 let joined = matches!(&event, SourceEvent::Batch(b)
-                    if b.column_by_name(crate::operators::join_streams::SOURCE_COLUMN).is_some());
+                    if b.column_by_name(quiver_compiler::columns::SOURCE_COLUMN).is_some());
                 let (messages, decoded) = event.decode(&decoder);
                 if !joined {
                     source_metrics.batch(messages, messages, started);

@@ -8,8 +8,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use quiver_compiler::aggregate::{Accumulator, accumulator, interleave_loose};
 use quiver_compiler::window::{
-    AggregateSpec, BEGIN_COLUMN, EMIT_COLUMN, KEY_COLUMN, PARTITION_COLUMN, TRIGGER_COLUMN,
-    TS_COLUMN, WINDOW_END, WINDOW_START, WindowKind, agg_column, arg_column, row_column,
+    AggregateSpec, KEY_COLUMN, TS_COLUMN, WINDOW_END, WINDOW_START, WindowKind, agg_column,
+    arg_column, row_column,
 };
 
 pub(crate) type FixedMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
@@ -168,7 +168,8 @@ impl GroupTable {
         let mut names: Vec<String> = Vec::new();
         for b in &self.carried {
             for f in b.schema().fields() {
-                if is_internal(f.name()) || names.contains(f.name()) {
+                if quiver_compiler::columns::is_window_scratch(f.name()) || names.contains(f.name())
+                {
                     continue;
                 }
                 names.push(f.name().clone());
@@ -225,16 +226,4 @@ impl GroupTable {
         )
         .ok()
     }
-}
-
-/// Columns that exist only between the preparer and the window.
-fn is_internal(name: &str) -> bool {
-    name == TS_COLUMN
-        || name == KEY_COLUMN
-        || name == TRIGGER_COLUMN
-        || name == BEGIN_COLUMN
-        || name == EMIT_COLUMN
-        || name == PARTITION_COLUMN
-        || name.starts_with("__arg_")
-        || name.starts_with("__row_")
 }

@@ -184,7 +184,10 @@ fn whole_row(batch: &RecordBatch) -> ArrayRef {
         .fields()
         .iter()
         .zip(batch.columns())
-        .filter(|(f, _)| !f.name().starts_with("__"))
+        .filter(|(f, _)| {
+            !f.name()
+                .starts_with(quiver_compiler::columns::HIDDEN_PREFIX)
+        })
         .map(|(f, c)| (f.as_ref().clone().with_nullable(true), c.clone()))
         .unzip();
     if fields.is_empty() {

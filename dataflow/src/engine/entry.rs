@@ -1,0 +1,58 @@
+//! What the engine keeps per rule: its definition and plan, and its current or last run.
+
+use std::sync::{Arc, Mutex};
+
+use quiver_compiler::RulePlan;
+use tokio::sync::watch;
+
+use super::spec::RuleSpec;
+use crate::metrics::RuleMetrics;
+
+/// A rule: its definition, its compiled plan, and its current or last run.
+pub(super) struct RuleEntry {
+    pub(super) spec: RuleSpec,
+    pub(super) plan: RulePlan,
+    pub(super) run: Option<RuleRun>,
+    /// The metrics of the last run, kept once it stops.
+    pub(super) last_metrics: Option<Arc<RuleMetrics>>,
+    pub(super) last_start_ms: i64,
+    pub(super) last_stop_ms: i64,
+    pub(super) stop_message: String,
+    /// Runs so far; each run's dataflow key is `<id>#<runs>`.
+    pub(super) runs: u64,
+}
+
+/// A running (or finished) instance of a rule.
+pub(super) struct RuleRun {
+    /// The run's dataflow on the workers: `<rule id>#<run>`.
+    pub(super) key: String,
+    /// The source's connection, when it has one (MQTT).
+    pub(super) connection: Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
+    /// The FROM stream's source node, which the connection metrics follow.
+    pub(super) source_node: String,
+    pub(super) metrics: Arc<RuleMetrics>,
+    /// The rule's own source task, or its membership in a shared stream's source.
+    pub(super) source: SourceHandle,
+    /// The sources of streams joined to the FROM stream and their decoders.
+    pub(super) joined_tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(super) done: watch::Receiver<bool>,
+    pub(super) error: Arc<Mutex<Option<String>>>,
+    /// Rows dropped behind the watermark (event time).
+    pub(super) late_rows: Arc<std::sync::atomic::AtomicU64>,
+    /// When the run finished by itself (its input ended and the sinks wrote everything), ms.
+    pub(super) finished_at: Arc<std::sync::atomic::AtomicI64>,
+    /// Rows read and not yet taken by the rule's keyed or window operators.
+    pub(super) in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The table indexes the run reads (released when it stops).
+    pub(super) indexes: Vec<crate::tables::feed::IndexSpec>,
+}
+
+/// How a rule run gets its input.
+pub(super) enum SourceHandle {
+    /// A source task of its own.
+    Own(tokio::task::JoinHandle<()>),
+    /// A subscription to the shared source of this stream (`SHARED="true"`).
+    Shared(String),
+    /// Membership in the rule group of this shared stream.
+    Grouped(String, Arc<crate::render::group::RuleGroup>),
+}
