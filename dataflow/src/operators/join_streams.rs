@@ -15,7 +15,6 @@ use std::time::Instant;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use quiver_compiler::aggregate::json_value;
 use quiver_compiler::eval::{EvalContext, true_mask};
 use quiver_compiler::plan::{JoinKind, JoinStep, StreamJoins};
 
@@ -229,15 +228,7 @@ fn key_texts(
             v
         })
         .collect::<Result<_, _>>()?;
-    Ok((0..rows)
-        .map(|r| {
-            let mut parts = Vec::with_capacity(arrays.len());
-            for a in &arrays {
-                parts.push(json_value(a.as_ref(), r)?.to_string());
-            }
-            Some(parts.join("\u{1f}"))
-        })
-        .collect())
+    Ok(crate::keys::keys_of(&arrays, rows))
 }
 
 /// The joined rows: every column of `batch` taken from its stream's position in each tuple.

@@ -377,7 +377,7 @@ impl fmt::Display for PhysicalPlan {
                         out,
                         "  Emit on worker 0{}",
                         if *merge {
-                            ", merging every worker's part"
+                            ", one emission per window time"
                         } else {
                             ""
                         }
