@@ -16,6 +16,7 @@ use quiver_compiler::expr::Expr;
 use quiver_compiler::plan::{LogicalPlan, ProjectItem, RowNumberSpec, TableJoin};
 use quiver_compiler::window::{AggregateSpec, SortKey, TS_COLUMN};
 
+use crate::chain::BatchOperator;
 use crate::metrics::NodeMetrics;
 
 const CATALOG: [&str; 3] = [
@@ -44,60 +45,49 @@ fn node<T>(sql: &str, pick: impl Fn(&LogicalPlan) -> Option<T>) -> T {
         .unwrap_or_else(|| panic!("no such node in the plan of {sql}:\n{}", plan.explain()))
 }
 
+/// What the first node of `sql`'s plan matching `pattern` holds, as `value`.
+macro_rules! held {
+    ($sql:expr, $pattern:pat => $value:expr) => {
+        node($sql, |n| match n {
+            $pattern => Some($value),
+            _ => None,
+        })
+    };
+}
+
 /// The WHERE condition of `sql`.
 pub(crate) fn predicate(sql: &str) -> Expr {
-    node(sql, |n| match n {
-        LogicalPlan::Filter { predicate, .. } => Some(predicate.clone()),
-        _ => None,
-    })
+    held!(sql, LogicalPlan::Filter { predicate, .. } => predicate.clone())
 }
 
 /// The SELECT list of `sql`.
 pub(crate) fn select(sql: &str) -> Vec<ProjectItem> {
-    node(sql, |n| match n {
-        LogicalPlan::Project { items, .. } => Some(items.clone()),
-        _ => None,
-    })
+    held!(sql, LogicalPlan::Project { items, .. } => items.clone())
 }
 
 /// The ORDER BY keys of `sql`.
 pub(crate) fn order_by(sql: &str) -> Vec<SortKey> {
-    node(sql, |n| match n {
-        LogicalPlan::Sort { keys, .. } => Some(keys.clone()),
-        _ => None,
-    })
+    held!(sql, LogicalPlan::Sort { keys, .. } => keys.clone())
 }
 
 /// The LIMIT of `sql`.
 pub(crate) fn limit(sql: &str) -> usize {
-    node(sql, |n| match n {
-        LogicalPlan::Limit { n, .. } => Some(*n),
-        _ => None,
-    })
+    held!(sql, LogicalPlan::Limit { n, .. } => *n)
 }
 
 /// The `row_number() OVER (...)` calls of `sql`.
 pub(crate) fn row_numbers(sql: &str) -> Vec<RowNumberSpec> {
-    node(sql, |n| match n {
-        LogicalPlan::RowNumber { specs, .. } => Some(specs.clone()),
-        _ => None,
-    })
+    held!(sql, LogicalPlan::RowNumber { specs, .. } => specs.clone())
 }
 
 /// The analytic calls of `sql`.
 pub(crate) fn analytic_calls(sql: &str) -> Vec<AnalyticCall> {
-    node(sql, |n| match n {
-        LogicalPlan::Analytic { calls, .. } => Some(calls.clone()),
-        _ => None,
-    })
+    held!(sql, LogicalPlan::Analytic { calls, .. } => calls.clone())
 }
 
 /// The stream-table join of `sql`.
 pub(crate) fn table_join(sql: &str) -> TableJoin {
-    node(sql, |n| match n {
-        LogicalPlan::JoinTable { join, .. } => Some((**join).clone()),
-        _ => None,
-    })
+    held!(sql, LogicalPlan::JoinTable { join, .. } => (**join).clone())
 }
 
 /// The window (or row aggregate) of `sql`.
@@ -142,6 +132,33 @@ pub(crate) fn prepared(spec: &Arc<AggregateSpec>, r: &[(&str, i64, i64)]) -> Rec
         .prepare(timed(r), 0, &mut failures)
         .expect("rows to prepare");
     assert_eq!(failures.rows, 0, "{:?}", failures.first);
+    out
+}
+
+/// Runs `op` on rows `a`, `b`, `c` of `s` with `v` = 3, 0, 2 (at 1, 2, 3 ms), where `6 / v`
+/// fails on `b` alone; what comes out.
+pub(crate) fn divide_by_zero_once(op: &mut impl BatchOperator) -> RecordBatch {
+    op.process_batch(timed(&[("a", 3, 1), ("b", 0, 2), ("c", 2, 3)]))
+        .expect("a and c go on")
+}
+
+/// Asserts what a step counted as failed rows: how many and the first reason.
+pub(crate) fn assert_failures(failures: &crate::window::Failures, rows: usize, reason: &str) {
+    assert_eq!(failures.rows, rows);
+    assert_eq!(failures.first.as_deref(), Some(reason));
+}
+
+/// Runs `op`, reporting into `metrics`, as [`divide_by_zero_once`] does and asserts eKuiper's
+/// contract: `b` alone is dropped, counted with `reason`, and `a` and `c` go on.
+pub(crate) fn assert_drops_the_failing_row(
+    op: &mut impl BatchOperator,
+    metrics: &NodeMetrics,
+    reason: &str,
+) -> RecordBatch {
+    let out = divide_by_zero_once(op);
+    assert_eq!(strings_of(&out, "k"), text(&["a", "c"]));
+    assert_eq!(exceptions(metrics), (1, reason.to_string()));
+    assert_eq!(records(metrics), (3, 2));
     out
 }
 

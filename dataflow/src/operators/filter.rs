@@ -96,7 +96,8 @@ impl BatchOperator for FilterOp {
 mod tests {
     use super::*;
     use crate::testing::{
-        batch, exceptions, ints, metrics, predicate, records, strings, strings_of, text,
+        assert_drops_the_failing_row, batch, exceptions, ints, metrics, predicate, records,
+        strings, strings_of, text,
     };
 
     #[test]
@@ -117,17 +118,7 @@ mod tests {
     fn a_failing_row_is_dropped_and_counted_with_ekuipers_message() {
         let m = metrics();
         let mut op = FilterOp::new(predicate("SELECT k FROM s WHERE 6 / v > 1"), m.clone());
-        let input = batch(vec![
-            ("k", strings(&[Some("a"), Some("b"), Some("c")])),
-            ("v", ints(&[Some(3), Some(0), Some(2)])),
-        ]);
-        let out = op.process_batch(input).expect("a and c pass");
-        assert_eq!(strings_of(&out, "k"), text(&["a", "c"]));
-        assert_eq!(
-            exceptions(&m),
-            (1, "run Where error: divided by zero".to_string())
-        );
-        assert_eq!(records(&m), (3, 2));
+        assert_drops_the_failing_row(&mut op, &m, "run Where error: divided by zero");
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl Watermark {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{batch, ints, ints_of, rows, strings_of, text};
+    use crate::testing::{assert_failures, batch, ints, ints_of, rows, strings_of, text};
     use crate::window::Failures;
 
     /// A watermark over `sources` streams reading `ts`, `tolerance` ms behind, and its late count.
@@ -237,10 +237,10 @@ mod tests {
         let input = batch(vec![("ts", ints(&[None, Some(1000)]))]);
         let (out, _) = w.push(input, &mut failures);
         assert_eq!(ints_of(&out.expect("the timed row"), "__ts"), [Some(1000)]);
-        assert_eq!(failures.rows, 1);
-        assert_eq!(
-            failures.first.as_deref(),
-            Some("cannot convert timestamp field ts of the row to a time")
+        assert_failures(
+            &failures,
+            1,
+            "cannot convert timestamp field ts of the row to a time",
         );
     }
 

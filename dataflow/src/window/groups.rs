@@ -233,6 +233,14 @@ mod tests {
     use super::*;
     use crate::testing::{aggregate, column_names, ints_of, prepared, strings_of, text};
 
+    /// The result of `sql`'s window [0, 10 s) over `rows`.
+    fn grouped(sql: &str, rows: &[(&str, i64, i64)]) -> Option<RecordBatch> {
+        let spec = aggregate(sql);
+        let mut table = GroupTable::new(spec.clone());
+        table.update(&prepared(&spec, rows));
+        table.finish(0, 10_000)
+    }
+
     #[test]
     fn groups_add_up_across_batches_in_first_seen_order() {
         let spec = aggregate(
@@ -256,19 +264,21 @@ mod tests {
 
     #[test]
     fn without_group_by_every_row_is_in_one_group() {
-        let spec = aggregate("SELECT count(*) AS c FROM s GROUP BY TUMBLINGWINDOW(ss, 10)");
-        let mut table = GroupTable::new(spec.clone());
-        table.update(&prepared(&spec, &[("a", 1, 1), ("b", 2, 2), ("c", 3, 3)]));
-        let out = table.finish(0, 10_000).expect("one group");
+        let out = grouped(
+            "SELECT count(*) AS c FROM s GROUP BY TUMBLINGWINDOW(ss, 10)",
+            &[("a", 1, 1), ("b", 2, 2), ("c", 3, 3)],
+        );
+        let out = out.expect("one group");
         assert_eq!(ints_of(&out, "__agg_0"), [Some(3)]);
     }
 
     #[test]
     fn a_window_without_aggregates_or_keys_passes_its_rows_through() {
-        let spec = aggregate("SELECT k FROM s GROUP BY TUMBLINGWINDOW(ss, 10)");
-        let mut table = GroupTable::new(spec.clone());
-        table.update(&prepared(&spec, &[("a", 1, 1), ("a", 2, 2), ("b", 3, 3)]));
-        let out = table.finish(0, 10_000).expect("three rows");
+        let out = grouped(
+            "SELECT k FROM s GROUP BY TUMBLINGWINDOW(ss, 10)",
+            &[("a", 1, 1), ("a", 2, 2), ("b", 3, 3)],
+        );
+        let out = out.expect("three rows");
         assert_eq!(strings_of(&out, "k"), text(&["a", "a", "b"]));
         assert_eq!(ints_of(&out, "__window_start"), [Some(0); 3]);
     }
