@@ -86,3 +86,38 @@ pub fn rows_to_batch<'a>(
     )
     .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{batch, column_names, ints, ints_of, strings, strings_of, text};
+
+    #[test]
+    fn results_of_one_shape_concatenate_in_order() {
+        let a = batch(vec![("k", strings(&[Some("a"), Some("b")]))]);
+        let b = batch(vec![("k", strings(&[Some("c")]))]);
+        let out = concat_results(&[a, b]).expect("three rows");
+        assert_eq!(strings_of(&out, "k"), text(&["a", "b", "c"]));
+        assert!(concat_results(&[]).is_none());
+    }
+
+    #[test]
+    fn results_of_different_shapes_fill_missing_columns_with_null() {
+        let a = batch(vec![("k", strings(&[Some("a")])), ("v", ints(&[Some(1)]))]);
+        let b = batch(vec![("w", ints(&[Some(5)])), ("k", strings(&[Some("b")]))]);
+        let out = concat_results(&[a, b]).expect("two rows");
+        assert_eq!(column_names(&out), ["k", "v", "w"]);
+        assert_eq!(strings_of(&out, "k"), text(&["a", "b"]));
+        assert_eq!(ints_of(&out, "v"), [Some(1), None]);
+        assert_eq!(ints_of(&out, "w"), [None, Some(5)]);
+    }
+
+    #[test]
+    fn rows_come_out_in_the_order_they_are_asked_for() {
+        let a = batch(vec![("k", strings(&[Some("a0"), Some("a1")]))]);
+        let b = batch(vec![("k", strings(&[Some("b0")]))]);
+        let out = rows_to_batch([(&b, 0), (&a, 1), (&a, 0)].into_iter()).expect("three rows");
+        assert_eq!(strings_of(&out, "k"), text(&["b0", "a1", "a0"]));
+        assert!(rows_to_batch(std::iter::empty()).is_none());
+    }
+}

@@ -69,4 +69,28 @@ mod tests {
         }
         assert_eq!(keys[values.len()], None, "a null key matches nothing");
     }
+
+    #[test]
+    fn numbers_match_whatever_their_type() {
+        let int: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1, 2]));
+        let float: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![1.0, 2.5]));
+        assert_eq!(
+            keys_of(&[int], 2),
+            [Some("1\u{1f}".to_string()), Some("2\u{1f}".to_string())]
+        );
+        assert_eq!(
+            keys_of(&[float], 2),
+            [Some("1\u{1f}".to_string()), Some("2.5\u{1f}".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_key_of_several_columns_needs_every_value() {
+        let k: ArrayRef = Arc::new(arrow::array::StringArray::from(vec!["a", "a"]));
+        let v: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![Some(1), None]));
+        assert_eq!(
+            keys_of(&[k, v], 2),
+            [Some("\"a\"\u{1f}1\u{1f}".to_string()), None]
+        );
+    }
 }

@@ -27,6 +27,8 @@ pub mod render;
 pub mod runtime;
 pub mod sinkprops;
 pub mod tables;
+#[cfg(test)]
+mod testing;
 pub mod window;
 
 pub use engine::{Action, Engine, EngineConfig, RuleSpec, RuleStatus};

@@ -427,3 +427,72 @@ impl BatchOperator for AnalyticOp {
         Some(out).filter(|b| b.num_rows() > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        analytic_calls, assert_drops_the_failing_row, divide_by_zero_once, ints_of, metrics, rows,
+    };
+
+    fn analytic(select: &str, metrics: Arc<NodeMetrics>) -> AnalyticOp {
+        AnalyticOp::new(analytic_calls(&format!("SELECT {select} FROM s")), metrics)
+    }
+
+    #[test]
+    fn lag_keeps_each_partitions_previous_value_across_batches() {
+        let mut op = analytic("k, lag(v) OVER (PARTITION BY k) AS p", metrics());
+        let first = op
+            .process_batch(rows(&[("a", 1, 1), ("b", 2, 2), ("a", 3, 3)]))
+            .expect("rows");
+        assert_eq!(ints_of(&first, "__an_0"), [None, None, Some(1)]);
+        let second = op
+            .process_batch(rows(&[("b", 4, 4), ("a", 5, 5)]))
+            .expect("rows");
+        assert_eq!(ints_of(&second, "__an_0"), [Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn lag_with_an_offset_and_a_default() {
+        let mut op = analytic("lag(v, 2, 0) AS p", metrics());
+        let out = op
+            .process_batch(rows(&[("a", 1, 1), ("a", 2, 2), ("b", 3, 3), ("b", 4, 4)]))
+            .expect("rows");
+        assert_eq!(
+            ints_of(&out, "__an_0"),
+            [Some(0), Some(0), Some(1), Some(2)]
+        );
+    }
+
+    #[test]
+    fn running_sums_and_counts_per_partition_add_up_across_batches() {
+        let mut op = analytic(
+            "acc_sum(v) OVER (PARTITION BY k) AS total, acc_count(v) AS n",
+            metrics(),
+        );
+        let first = op
+            .process_batch(rows(&[("a", 1, 1), ("a", 2, 2), ("b", 10, 3)]))
+            .expect("rows");
+        assert_eq!(ints_of(&first, "__an_0"), [Some(1), Some(3), Some(10)]);
+        assert_eq!(ints_of(&first, "__an_1"), [Some(1), Some(2), Some(3)]);
+        let second = op.process_batch(rows(&[("a", 4, 4)])).expect("rows");
+        assert_eq!(ints_of(&second, "__an_0"), [Some(7)]);
+        assert_eq!(ints_of(&second, "__an_1"), [Some(4)]);
+    }
+
+    #[test]
+    fn a_failing_row_is_dropped_and_counted_with_ekuipers_message() {
+        let m = metrics();
+        let mut op = analytic("k, lag(6 / v) AS p", m.clone());
+        assert_drops_the_failing_row(&mut op, &m, "run Analytic error: divided by zero");
+    }
+
+    #[test]
+    #[ignore = "bug: a row whose argument failed still feeds lag's state (c sees null, not a's 2)"]
+    fn a_failing_row_leaves_the_state_alone() {
+        let mut op = analytic("k, lag(6 / v) AS p", metrics());
+        let out = divide_by_zero_once(&mut op);
+        // eKuiper does not call lag on a row whose argument failed: c sees a's value.
+        assert_eq!(ints_of(&out, "__an_0"), [None, Some(2)]);
+    }
+}

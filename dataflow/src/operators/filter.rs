@@ -91,3 +91,45 @@ impl BatchOperator for FilterOp {
         out.filter(|b| b.num_rows() > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        assert_drops_the_failing_row, batch, exceptions, ints, metrics, predicate, records,
+        strings, strings_of, text,
+    };
+
+    #[test]
+    fn keeps_the_rows_whose_condition_is_true_and_drops_null_ones() {
+        let m = metrics();
+        let mut op = FilterOp::new(predicate("SELECT k FROM s WHERE v > 1"), m.clone());
+        let input = batch(vec![
+            ("k", strings(&[Some("a"), Some("b"), Some("c"), Some("d")])),
+            ("v", ints(&[Some(1), Some(2), None, Some(3)])),
+        ]);
+        let out = op.process_batch(input).expect("two rows pass");
+        assert_eq!(strings_of(&out, "k"), text(&["b", "d"]));
+        assert_eq!(records(&m), (4, 2));
+        assert_eq!(exceptions(&m), (0, String::new()));
+    }
+
+    #[test]
+    fn a_failing_row_is_dropped_and_counted_with_ekuipers_message() {
+        let m = metrics();
+        let mut op = FilterOp::new(predicate("SELECT k FROM s WHERE 6 / v > 1"), m.clone());
+        assert_drops_the_failing_row(&mut op, &m, "run Where error: divided by zero");
+    }
+
+    #[test]
+    fn a_batch_without_a_passing_row_goes_no_further() {
+        let m = metrics();
+        let mut op = FilterOp::new(predicate("SELECT k FROM s WHERE v > 10"), m.clone());
+        let input = batch(vec![
+            ("k", strings(&[Some("a"), Some("b")])),
+            ("v", ints(&[Some(1), Some(2)])),
+        ]);
+        assert!(op.process_batch(input).is_none());
+        assert_eq!(records(&m), (2, 0));
+    }
+}

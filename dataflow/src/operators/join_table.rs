@@ -348,3 +348,71 @@ pub(crate) fn report_join(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::lookup::{LookupStore, LookupTable};
+    use crate::tables::state::TableState;
+    use crate::testing::{batch, metrics, records, rows, strings, strings_of, table_join, text};
+
+    /// Memory lookup table `t` holding devices `a` (hall) and `b` (lab).
+    fn devices() -> Arc<LookupTable> {
+        let state = TableState::new(Some("id".to_string()), None);
+        state.apply(&batch(vec![
+            ("id", strings(&[Some("a"), Some("b")])),
+            ("name", strings(&[Some("hall"), Some("lab")])),
+        ]));
+        Arc::new(LookupTable::new(
+            LookupStore::Memory(Arc::new(state)),
+            Default::default(),
+        ))
+    }
+
+    fn join(kind: &str, table: &Arc<LookupTable>, m: Arc<NodeMetrics>) -> JoinTableOp {
+        let sql = format!("SELECT k, t.name FROM s {kind} JOIN t ON s.k = t.id");
+        let side = crate::tables::TableSide::Lookup(table.clone());
+        JoinTableOp::new(table_join(&sql), side, None, m)
+    }
+
+    #[test]
+    fn inner_join_adds_the_matching_table_row_and_drops_the_rest() {
+        let table = devices();
+        let m = metrics();
+        let mut op = join("INNER", &table, m.clone());
+        let out = op
+            .process_batch(rows(&[("a", 1, 1), ("c", 2, 2), ("b", 3, 3), ("a", 4, 4)]))
+            .expect("three matches");
+        assert_eq!(strings_of(&out, "k"), text(&["a", "b", "a"]));
+        assert_eq!(strings_of(&out, "t.name"), text(&["hall", "lab", "hall"]));
+        assert_eq!(records(&m), (4, 3));
+        assert_eq!(
+            table.fetches(),
+            1,
+            "one store call a batch, for its distinct keys"
+        );
+    }
+
+    #[test]
+    fn left_join_keeps_unmatched_rows_without_table_values() {
+        let table = devices();
+        let mut op = join("LEFT", &table, metrics());
+        let out = op
+            .process_batch(rows(&[("a", 1, 1), ("c", 2, 2)]))
+            .expect("both rows");
+        assert_eq!(strings_of(&out, "k"), text(&["a", "c"]));
+        assert_eq!(strings_of(&out, "t.name"), [Some("hall".to_string()), None]);
+    }
+
+    #[test]
+    fn a_missing_key_matches_nothing() {
+        let table = devices();
+        let mut op = join("INNER", &table, metrics());
+        let input = batch(vec![
+            ("k", strings(&[None, Some("b")])),
+            ("v", crate::testing::ints(&[Some(1), Some(2)])),
+        ]);
+        let out = op.process_batch(input).expect("b matches");
+        assert_eq!(strings_of(&out, "t.name"), text(&["lab"]));
+    }
+}

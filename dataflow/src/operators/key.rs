@@ -31,3 +31,43 @@ impl BatchOperator for KeyOp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{analytic_calls, batch, bytes_of, column_names, ints, strings};
+
+    fn keyed(partition: &str) -> KeyOp {
+        let calls = analytic_calls(&format!(
+            "SELECT lag(v) OVER (PARTITION BY {partition}) AS p FROM s"
+        ));
+        KeyOp::new(calls[0].partition.clone())
+    }
+
+    #[test]
+    fn a_string_key_is_its_own_bytes_and_null_a_byte_no_string_has() {
+        let mut op = keyed("k");
+        let input = batch(vec![("k", strings(&[Some("a"), None, Some("a")]))]);
+        let out = op.process_batch(input).expect("every row goes on");
+        assert_eq!(column_names(&out), ["k", "__key"]);
+        assert_eq!(
+            bytes_of(&out, "__key"),
+            [b"a".to_vec(), vec![0xFF], b"a".to_vec()]
+        );
+    }
+
+    #[test]
+    fn rows_share_a_key_only_when_every_partition_value_is_equal() {
+        let mut op = keyed("k, v");
+        let input = batch(vec![
+            ("k", strings(&[Some("a"), Some("a"), Some("a"), Some("b")])),
+            ("v", ints(&[Some(1), Some(2), Some(1), Some(1)])),
+        ]);
+        let out = op.process_batch(input).expect("every row goes on");
+        let keys = bytes_of(&out, "__key");
+        assert_eq!(keys[0], keys[2]);
+        assert_ne!(keys[0], keys[1]);
+        assert_ne!(keys[0], keys[3]);
+        assert_ne!(keys[1], keys[3]);
+    }
+}

@@ -257,3 +257,69 @@ impl BatchOperator for ProjectOp {
         out.filter(|b| b.num_rows() > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        assert_drops_the_failing_row, batch, column_names, ints, ints_of, metrics, rows, select,
+        strings, strings_of, text,
+    };
+
+    #[test]
+    fn computes_the_select_list_in_order_under_its_names() {
+        let mut op = ProjectOp::new(select("SELECT v * 2 AS dbl, k FROM s"), metrics());
+        let out = op
+            .process_batch(rows(&[("a", 1, 10), ("b", 5, 20)]))
+            .expect("every row projects");
+        assert_eq!(column_names(&out), ["dbl", "k"]);
+        assert_eq!(ints_of(&out, "dbl"), [Some(2), Some(10)]);
+        assert_eq!(strings_of(&out, "k"), text(&["a", "b"]));
+    }
+
+    #[test]
+    fn star_leaves_hidden_columns_out_and_names_table_columns_by_their_own_name() {
+        let mut op = ProjectOp::new(select("SELECT * FROM s"), metrics());
+        let one = |v| ints(&[Some(v)]);
+        let input = batch(vec![
+            ("u.name", strings(&[Some("hall")])),
+            ("k", strings(&[Some("a")])),
+            ("__ts", one(1000)),
+            ("__an_0", one(7)),
+            ("__meta_topic", strings(&[Some("s")])),
+            ("v", one(3)),
+        ]);
+        let out = op.process_batch(input).expect("one row");
+        assert_eq!(column_names(&out), ["k", "v", "name"]);
+        assert_eq!(strings_of(&out, "name"), text(&["hall"]));
+    }
+
+    #[test]
+    fn a_failing_row_is_dropped_and_counted_with_ekuipers_message() {
+        let m = metrics();
+        let mut op = ProjectOp::new(select("SELECT k, 6 / v AS q FROM s"), m.clone());
+        let out = assert_drops_the_failing_row(&mut op, &m, "run Select error: divided by zero");
+        assert_eq!(ints_of(&out, "q"), [Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn unnest_makes_a_row_per_element_and_repeats_the_other_columns() {
+        let mut op = ProjectOp::new(select("SELECT k, unnest(arr) AS r FROM s"), metrics());
+        let arr = arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::Int64Type, _, _>(
+            vec![
+                Some(vec![Some(1), Some(2)]),
+                Some(vec![]),
+                None,
+                Some(vec![Some(7)]),
+            ],
+        );
+        let input = batch(vec![
+            ("k", strings(&[Some("a"), Some("b"), Some("c"), Some("d")])),
+            ("arr", Arc::new(arr)),
+        ]);
+        let out = op.process_batch(input).expect("three elements");
+        assert_eq!(column_names(&out), ["k", "r"]);
+        assert_eq!(strings_of(&out, "k"), text(&["a", "a", "d"]));
+        assert_eq!(ints_of(&out, "r"), [Some(1), Some(2), Some(7)]);
+    }
+}

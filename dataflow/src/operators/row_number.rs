@@ -124,3 +124,63 @@ impl BatchOperator for RowNumberOp {
         Some(batch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{ints_of, metrics, records, row_numbers, rows, strings_of, text};
+
+    fn numbering(over: &str, metrics: Arc<NodeMetrics>) -> RowNumberOp {
+        let sql = format!(
+            "SELECT k, v, row_number() OVER ({over}) AS rn FROM s GROUP BY TUMBLINGWINDOW(ss, 10)"
+        );
+        RowNumberOp::new(row_numbers(&sql), metrics)
+    }
+
+    #[test]
+    fn numbers_each_partition_from_one_in_its_order() {
+        let mut op = numbering("PARTITION BY k ORDER BY v DESC", metrics());
+        let out = op
+            .process_batch(rows(&[
+                ("b", 1, 1),
+                ("a", 5, 2),
+                ("b", 3, 3),
+                ("a", 2, 4),
+                ("b", 2, 5),
+            ]))
+            .expect("all rows");
+        // Partitions in the text order of their keys, each sorted by v, highest first.
+        assert_eq!(strings_of(&out, "k"), text(&["a", "a", "b", "b", "b"]));
+        assert_eq!(
+            ints_of(&out, "v"),
+            [Some(5), Some(2), Some(3), Some(2), Some(1)]
+        );
+        assert_eq!(
+            ints_of(&out, "__rownum_0"),
+            [Some(1), Some(2), Some(1), Some(2), Some(3)]
+        );
+    }
+
+    #[test]
+    fn without_partition_the_whole_emission_is_numbered_and_ties_keep_arrival_order() {
+        let m = metrics();
+        let mut op = numbering("ORDER BY v", m.clone());
+        let out = op
+            .process_batch(rows(&[("x", 2, 1), ("y", 1, 2), ("z", 2, 3)]))
+            .expect("all rows");
+        assert_eq!(strings_of(&out, "k"), text(&["y", "x", "z"]));
+        assert_eq!(ints_of(&out, "__rownum_0"), [Some(1), Some(2), Some(3)]);
+        assert_eq!(records(&m), (3, 3));
+    }
+
+    #[test]
+    fn each_emission_starts_again_from_one() {
+        let mut op = numbering("PARTITION BY k", metrics());
+        let first = op
+            .process_batch(rows(&[("a", 1, 1), ("a", 2, 2)]))
+            .expect("rows");
+        let second = op.process_batch(rows(&[("a", 3, 3)])).expect("rows");
+        assert_eq!(ints_of(&first, "__rownum_0"), [Some(1), Some(2)]);
+        assert_eq!(ints_of(&second, "__rownum_0"), [Some(1)]);
+    }
+}

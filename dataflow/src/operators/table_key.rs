@@ -49,3 +49,49 @@ impl BatchOperator for TableKeyOp {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        batch, bytes_of, column_names, ints, strings, strings_of, table_join, text,
+    };
+
+    fn keyed(on: &str) -> TableKeyOp {
+        TableKeyOp::new(&table_join(&format!(
+            "SELECT k, u.name FROM s INNER JOIN u ON {on}"
+        )))
+    }
+
+    #[test]
+    fn each_row_carries_its_join_key_as_the_tables_index_keys_it() {
+        let mut op = keyed("s.k = u.id");
+        let input = batch(vec![
+            ("k", strings(&[Some("a"), None, Some("b")])),
+            ("v", ints(&[Some(1), Some(2), Some(3)])),
+        ]);
+        let out = op.process_batch(input).expect("every row goes on");
+        assert_eq!(column_names(&out), ["k", "v", "__key"]);
+        assert_eq!(
+            strings_of(&out, "k"),
+            [Some("a".to_string()), None, Some("b".to_string())]
+        );
+        // A missing key has no text: it matches nothing, on whichever worker it lands.
+        assert_eq!(
+            bytes_of(&out, "__key"),
+            [b"\"a\"\x1f".to_vec(), Vec::new(), b"\"b\"\x1f".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_key_expression_is_evaluated_before_the_exchange() {
+        let mut op = keyed("lower(s.k) = u.id");
+        let input = batch(vec![("k", strings(&[Some("A"), Some("b")]))]);
+        let out = op.process_batch(input).expect("every row goes on");
+        assert_eq!(strings_of(&out, "k"), text(&["A", "b"]));
+        assert_eq!(
+            bytes_of(&out, "__key"),
+            [b"\"a\"\x1f".to_vec(), b"\"b\"\x1f".to_vec()]
+        );
+    }
+}

@@ -179,3 +179,97 @@ impl Watermark {
         take_record_batch(&all, &UInt32Array::from(order)).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_failures, batch, ints, ints_of, rows, strings_of, text};
+    use crate::window::Failures;
+
+    /// A watermark over `sources` streams reading `ts`, `tolerance` ms behind, and its late count.
+    fn watermark(tolerance: i64, sources: usize) -> (Watermark, Arc<AtomicU64>) {
+        let late = Arc::new(AtomicU64::new(0));
+        let w = Watermark::new("ts".into(), None, tolerance, sources, late.clone());
+        (w, late)
+    }
+
+    #[test]
+    fn rows_wait_for_the_watermark_and_leave_in_time_order() {
+        let (mut w, late) = watermark(2000, 1);
+        let mut failures = Failures::default();
+        let (out, moved) = w.push(
+            rows(&[("a", 1, 3000), ("b", 2, 1000), ("c", 3, 2000)]),
+            &mut failures,
+        );
+        assert_eq!(moved, Some(1000));
+        let out = out.expect("the row at 1000");
+        assert_eq!(strings_of(&out, "k"), text(&["b"]));
+        assert_eq!(ints_of(&out, "__ts"), [Some(1000)]);
+        let (out, moved) = w.push(rows(&[("d", 4, 5000)]), &mut failures);
+        assert_eq!(moved, Some(3000));
+        assert_eq!(
+            strings_of(&out.expect("2000 and 3000"), "k"),
+            text(&["c", "a"])
+        );
+        let rest = w.release(None).expect("the row at 5000");
+        assert_eq!(strings_of(&rest, "k"), text(&["d"]));
+        assert_eq!(late.load(Ordering::Relaxed), 0);
+        assert_eq!(failures.rows, 0);
+    }
+
+    #[test]
+    fn rows_behind_the_watermark_are_dropped_and_counted_late() {
+        let (mut w, late) = watermark(0, 1);
+        let mut failures = Failures::default();
+        let (out, _) = w.push(rows(&[("a", 1, 1000), ("b", 2, 2000)]), &mut failures);
+        assert_eq!(strings_of(&out.expect("both"), "k"), text(&["a", "b"]));
+        let (out, moved) = w.push(rows(&[("c", 3, 1500), ("d", 4, 2500)]), &mut failures);
+        assert_eq!(moved, Some(2500));
+        assert_eq!(strings_of(&out.expect("d"), "k"), text(&["d"]));
+        assert_eq!(late.load(Ordering::Relaxed), 1);
+        assert!(w.release(None).is_none(), "the late row is gone");
+    }
+
+    #[test]
+    fn a_row_without_a_readable_time_fails() {
+        let (mut w, _) = watermark(0, 1);
+        let mut failures = Failures::default();
+        let input = batch(vec![("ts", ints(&[None, Some(1000)]))]);
+        let (out, _) = w.push(input, &mut failures);
+        assert_eq!(ints_of(&out.expect("the timed row"), "__ts"), [Some(1000)]);
+        assert_failures(
+            &failures,
+            1,
+            "cannot convert timestamp field ts of the row to a time",
+        );
+    }
+
+    #[test]
+    fn with_two_streams_the_slower_one_holds_the_watermark() {
+        let (mut w, _) = watermark(0, 2);
+        let mut failures = Failures::default();
+        let from = |src: i64, t: i64| {
+            batch(vec![
+                ("ts", ints(&[Some(t)])),
+                (quiver_compiler::columns::SOURCE_COLUMN, ints(&[Some(src)])),
+            ])
+        };
+        let (out, moved) = w.push(from(0, 5000), &mut failures);
+        assert!(
+            out.is_none() && moved.is_none(),
+            "stream 1 has not spoken yet"
+        );
+        let (out, moved) = w.push(from(1, 1000), &mut failures);
+        assert_eq!(moved, Some(1000));
+        assert_eq!(
+            ints_of(&out.expect("the row at 1000"), "__ts"),
+            [Some(1000)]
+        );
+        let (out, moved) = w.push(from(1, 6000), &mut failures);
+        assert_eq!(moved, Some(5000));
+        assert_eq!(
+            ints_of(&out.expect("the row at 5000"), "__ts"),
+            [Some(5000)]
+        );
+    }
+}

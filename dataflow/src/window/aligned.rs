@@ -96,3 +96,70 @@ impl AlignedWindows {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{aggregate, ints_of, prepared, strings_of, text};
+
+    /// An emission's end, its groups' `k` and their counts.
+    type Counts = (i64, Vec<Option<String>>, Vec<Option<i64>>);
+
+    fn counts(out: &[Emission]) -> Vec<Counts> {
+        out.iter()
+            .map(|e| {
+                (
+                    e.end,
+                    strings_of(&e.batch, "k"),
+                    ints_of(&e.batch, "__agg_0"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tumbling_window_closes_at_its_end_and_a_row_at_the_end_opens_the_next() {
+        let spec = aggregate("SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)");
+        let mut w = AlignedWindows::new(spec.clone(), 10_000, 10_000);
+        w.insert(&prepared(
+            &spec,
+            &[
+                ("a", 1, 1000),
+                ("b", 1, 2000),
+                ("a", 1, 9999),
+                ("a", 1, 10_000),
+            ],
+        ));
+        assert!(w.advance(9_999).is_empty());
+        let first = w.advance(10_000);
+        assert_eq!(
+            counts(&first),
+            [(10_000, text(&["a", "b"]), vec![Some(2), Some(1)])]
+        );
+        assert_eq!(
+            ints_of(&first[0].batch, "__window_start"),
+            [Some(0), Some(0)]
+        );
+        let second = w.advance(20_000);
+        assert_eq!(counts(&second), [(20_000, text(&["a"]), vec![Some(1)])]);
+        assert!(w.open.is_empty());
+    }
+
+    #[test]
+    fn a_hopping_window_counts_a_row_in_every_window_that_covers_it() {
+        let spec = aggregate("SELECT k, count(*) AS c FROM s GROUP BY k, HOPPINGWINDOW(ss, 10, 5)");
+        let mut w = AlignedWindows::new(spec.clone(), 10_000, 5_000);
+        w.insert(&prepared(&spec, &[("a", 1, 7000), ("a", 1, 12_000)]));
+        assert_eq!(
+            counts(&w.advance(15_000)),
+            [
+                (10_000, text(&["a"]), vec![Some(1)]),
+                (15_000, text(&["a"]), vec![Some(2)]),
+            ]
+        );
+        assert_eq!(
+            counts(&w.advance(20_000)),
+            [(20_000, text(&["a"]), vec![Some(1)])]
+        );
+    }
+}

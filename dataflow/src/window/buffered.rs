@@ -332,3 +332,88 @@ impl BufferedWindows {
 fn session_tick(first: i64, max: i64) -> i64 {
     (first.div_euclid(max) + 2) * max
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{aggregate, ints_of, prepared};
+
+    /// A rule counting the rows of each window of `window`, its windows and its spec.
+    fn counting(window: &str) -> (BufferedWindows, Arc<AggregateSpec>) {
+        let spec = aggregate(&format!("SELECT count(*) AS c FROM s GROUP BY {window}"));
+        (BufferedWindows::new(spec.clone()), spec)
+    }
+
+    /// Inserts `rows` into `w`; `(start, end, count)` of each window that closed.
+    fn insert(
+        w: &mut BufferedWindows,
+        spec: &Arc<AggregateSpec>,
+        rows: &[(&str, i64, i64)],
+    ) -> Vec<(i64, i64, i64)> {
+        windows(&w.insert(&prepared(spec, rows)))
+    }
+
+    /// `(start, end, count)` of each emission.
+    fn windows(out: &[Emission]) -> Vec<(i64, i64, i64)> {
+        out.iter()
+            .map(|e| {
+                let one = |name| ints_of(&e.batch, name)[0].expect("a value");
+                (one("__window_start"), e.end, one("__agg_0"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_count_window_closes_on_its_last_row() {
+        let (mut w, spec) = counting("COUNTWINDOW(3)");
+        assert!(insert(&mut w, &spec, &[("a", 1, 1000), ("a", 2, 2000)]).is_empty());
+        let out = insert(&mut w, &spec, &[("a", 3, 3000), ("a", 4, 4000)]);
+        assert_eq!(out, [(1000, 3000, 3)]);
+        let out = insert(&mut w, &spec, &[("a", 5, 5000), ("a", 6, 6000)]);
+        assert_eq!(out, [(4000, 6000, 3)]);
+    }
+
+    #[test]
+    fn a_session_ends_a_timeout_after_its_last_row() {
+        let (mut w, spec) = counting("SESSIONWINDOW(ss, 60, 2)");
+        assert!(insert(&mut w, &spec, &[("a", 1, 1000), ("a", 2, 2000)]).is_empty());
+        // 5000 comes more than 2 s after 2000: the first session ended at 4000.
+        let out = insert(&mut w, &spec, &[("a", 3, 5000)]);
+        assert_eq!(out, [(1000, 4000, 2)]);
+        assert!(w.advance(6_999).is_empty());
+        assert_eq!(windows(&w.advance(7_000)), [(5000, 7000, 1)]);
+        assert!(w.is_idle());
+    }
+
+    #[test]
+    fn a_sliding_window_emits_the_rows_of_the_last_size_on_every_row() {
+        let (mut w, spec) = counting("SLIDINGWINDOW(ss, 5)");
+        let out = insert(
+            &mut w,
+            &spec,
+            &[("a", 1, 1000), ("a", 2, 3000), ("a", 3, 7000)],
+        );
+        assert_eq!(out, [(-4000, 1000, 1), (-2000, 3000, 2), (2000, 7000, 2)]);
+    }
+
+    #[test]
+    fn a_state_window_opens_on_its_begin_condition_and_closes_on_its_emit_condition() {
+        let (mut w, spec) = counting("STATEWINDOW(v = 1, v = 3)");
+        let out = insert(
+            &mut w,
+            &spec,
+            &[
+                ("a", 0, 1000),
+                ("a", 1, 2000),
+                ("a", 2, 3000),
+                ("a", 3, 4000),
+                ("a", 2, 5000),
+            ],
+        );
+        assert_eq!(out, [(2000, 4000, 3)]);
+        assert!(
+            w.is_idle(),
+            "a row that does not begin a window is not kept"
+        );
+    }
+}

@@ -227,3 +227,67 @@ impl GroupTable {
         .ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{aggregate, column_names, ints_of, prepared, strings_of, text};
+
+    /// The result of `sql`'s window [0, 10 s) over `rows`.
+    fn grouped(sql: &str, rows: &[(&str, i64, i64)]) -> Option<RecordBatch> {
+        let spec = aggregate(sql);
+        let mut table = GroupTable::new(spec.clone());
+        table.update(&prepared(&spec, rows));
+        table.finish(0, 10_000)
+    }
+
+    #[test]
+    fn groups_add_up_across_batches_in_first_seen_order() {
+        let spec = aggregate(
+            "SELECT k, sum(v) AS total, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)",
+        );
+        let mut table = GroupTable::new(spec.clone());
+        table.update(&prepared(&spec, &[("b", 1, 1000), ("a", 2, 2000)]));
+        table.update(&prepared(&spec, &[("b", 3, 3000)]));
+        assert_eq!(table.len(), 2);
+        let out = table.finish(0, 10_000).expect("two groups");
+        // The window's scratch columns (row time, key, arguments) stay behind.
+        assert_eq!(
+            column_names(&out),
+            ["k", "__agg_0", "__agg_1", "__window_start", "__window_end"]
+        );
+        assert_eq!(strings_of(&out, "k"), text(&["b", "a"]));
+        assert_eq!(ints_of(&out, "__agg_0"), [Some(4), Some(2)]);
+        assert_eq!(ints_of(&out, "__agg_1"), [Some(2), Some(1)]);
+        assert_eq!(ints_of(&out, "__window_end"), [Some(10_000), Some(10_000)]);
+    }
+
+    #[test]
+    fn without_group_by_every_row_is_in_one_group() {
+        let out = grouped(
+            "SELECT count(*) AS c FROM s GROUP BY TUMBLINGWINDOW(ss, 10)",
+            &[("a", 1, 1), ("b", 2, 2), ("c", 3, 3)],
+        );
+        let out = out.expect("one group");
+        assert_eq!(ints_of(&out, "__agg_0"), [Some(3)]);
+    }
+
+    #[test]
+    fn a_window_without_aggregates_or_keys_passes_its_rows_through() {
+        let out = grouped(
+            "SELECT k FROM s GROUP BY TUMBLINGWINDOW(ss, 10)",
+            &[("a", 1, 1), ("a", 2, 2), ("b", 3, 3)],
+        );
+        let out = out.expect("three rows");
+        assert_eq!(strings_of(&out, "k"), text(&["a", "a", "b"]));
+        assert_eq!(ints_of(&out, "__window_start"), [Some(0); 3]);
+    }
+
+    #[test]
+    fn a_window_that_saw_no_row_has_no_result() {
+        let spec = aggregate("SELECT count(*) AS c FROM s GROUP BY TUMBLINGWINDOW(ss, 10)");
+        let table = GroupTable::new(spec);
+        assert!(table.is_empty());
+        assert!(table.finish(0, 10_000).is_none());
+    }
+}

@@ -109,47 +109,29 @@ impl Windows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    use arrow::array::{ArrayRef, Int64Array};
+    use crate::testing::{aggregate, batch, ints, strings};
 
-    fn spec(sql: &str) -> Arc<AggregateSpec> {
-        let mut streams = HashMap::new();
-        let def = quiver_compiler::parse_create(
-            r#"CREATE STREAM s (k STRING, v BIGINT, ts BIGINT) WITH (DATASOURCE="s", TYPE="memory")"#,
-        )
-        .unwrap();
-        streams.insert("s".to_string(), def);
-        let plan =
-            quiver_compiler::compile_rule(sql, &streams, quiver_compiler::Registry::builtin())
-                .unwrap()
-                .plan;
-        Arc::new(plan.aggregate().unwrap().clone())
-    }
-
-    fn batch(keys: impl Iterator<Item = String>, ts: i64) -> RecordBatch {
+    fn rows(keys: impl Iterator<Item = String>, ts: i64) -> RecordBatch {
         let k: Vec<String> = keys.collect();
         let n = k.len();
-        RecordBatch::try_from_iter(vec![
-            (
-                "k",
-                Arc::new(arrow::array::StringArray::from(k)) as ArrayRef,
-            ),
-            ("v", Arc::new(Int64Array::from(vec![1; n])) as ArrayRef),
-            ("ts", Arc::new(Int64Array::from(vec![ts; n])) as ArrayRef),
+        let k: Vec<Option<&str>> = k.iter().map(|k| Some(k.as_str())).collect();
+        batch(vec![
+            ("k", strings(&k)),
+            ("v", ints(&vec![Some(1); n])),
+            ("ts", ints(&vec![Some(ts); n])),
         ])
-        .unwrap()
     }
 
     #[test]
     fn closed_windows_free_their_groups() {
-        let spec = spec("SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)");
+        let spec = aggregate("SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)");
         let prepare = Prepare::new(spec.clone());
         let mut windows = Windows::new(spec);
         let mut failures = Failures::default();
         for chunk in 0..100 {
             let keys = (0..1000).map(move |i| format!("key-{}", chunk * 1000 + i));
-            let raw = batch(keys, 5_000);
+            let raw = rows(keys, 5_000);
             let prepared = prepare.prepare(raw, 5_000, &mut failures).unwrap();
             assert!(windows.insert(&prepared).is_empty());
         }

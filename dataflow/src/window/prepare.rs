@@ -287,3 +287,64 @@ fn string_keys(strings: &arrow::array::StringArray) -> ArrayRef {
     }
     Arc::new(keys.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{aggregate, assert_failures, ints_of, rows};
+
+    const FAILING_FILTER: &str =
+        "SELECT v, count(*) AS c FROM s GROUP BY COUNTWINDOW(3) FILTER (WHERE 6 / v > 1)";
+
+    fn prepare(sql: &str, batch: RecordBatch) -> (Option<RecordBatch>, Failures) {
+        let mut failures = Failures::default();
+        let out = Prepare::new(aggregate(sql)).prepare(batch, 42, &mut failures);
+        (out, failures)
+    }
+
+    #[test]
+    fn rows_without_a_row_time_get_the_time_of_arrival() {
+        let (out, _) = prepare(
+            "SELECT count(*) AS c FROM s GROUP BY COUNTWINDOW(2)",
+            rows(&[("a", 1, 1000), ("b", 2, 2000)]),
+        );
+        assert_eq!(
+            ints_of(&out.expect("both rows"), TS_COLUMN),
+            [Some(42), Some(42)]
+        );
+    }
+
+    #[test]
+    fn the_window_filter_drops_rows_before_the_window_sees_them() {
+        let (out, failures) = prepare(
+            "SELECT v, count(*) AS c FROM s GROUP BY COUNTWINDOW(3) FILTER (WHERE v > 1)",
+            rows(&[("a", 1, 1), ("b", 2, 2), ("c", 3, 3)]),
+        );
+        assert_eq!(ints_of(&out.expect("b and c"), "v"), [Some(2), Some(3)]);
+        assert_eq!(failures.rows, 0, "a false condition is no failure");
+    }
+
+    #[test]
+    fn a_failing_window_filter_drops_its_row() {
+        let (out, _) = prepare(FAILING_FILTER, rows(&[("a", 3, 1), ("b", 0, 2)]));
+        assert_eq!(ints_of(&out.expect("a"), "v"), [Some(3)]);
+    }
+
+    #[test]
+    #[ignore = "bug: the filter is evaluated in a child context whose errors are dropped, so \"run Window Filter error\" is never counted"]
+    fn a_failing_window_filter_counts_its_row() {
+        let (_, failures) = prepare(FAILING_FILTER, rows(&[("a", 3, 1), ("b", 0, 2)]));
+        assert_failures(&failures, 1, "run Window Filter error: divided by zero");
+    }
+
+    #[test]
+    fn state_window_conditions_become_per_row_flags() {
+        let (out, _) = prepare(
+            "SELECT count(*) AS c FROM s GROUP BY STATEWINDOW(v = 1, v = 3)",
+            rows(&[("a", 0, 1), ("a", 1, 2), ("a", 3, 3)]),
+        );
+        let out = out.expect("every row");
+        assert_eq!(ints_of(&out, BEGIN_COLUMN), [Some(0), Some(1), Some(0)]);
+        assert_eq!(ints_of(&out, EMIT_COLUMN), [Some(0), Some(0), Some(1)]);
+    }
+}
