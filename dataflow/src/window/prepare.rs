@@ -331,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "bug: the filter is evaluated in a child context whose errors are dropped, so \"run Window Filter error\" is never counted"]
+    #[ignore = "known gap, to settle against eKuiper (issue 22): the filter is evaluated in a child context whose errors are dropped, so \"run Window Filter error\" is never counted"]
     fn a_failing_window_filter_counts_its_row() {
         let (_, failures) = prepare(FAILING_FILTER, rows(&[("a", 3, 1), ("b", 0, 2)]));
         assert_failures(&failures, 1, "run Window Filter error: divided by zero");
