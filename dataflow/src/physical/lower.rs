@@ -43,41 +43,14 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
         nodes.push("op_2_decoder".to_string());
         1
     };
-    // One metric node per operator eKuiper shows, numbered on from the decoder.
-    let mut seen_window = false;
-    let op_nodes: Vec<Option<NodeId>> = logical
-        .iter()
-        .map(|n| {
-            let name = node_name(n, &mut seen_window)?;
-            nodes.push(format!("op_{}_{name}", nodes.len() + 1));
-            Some(nodes.len() - 1)
-        })
-        .collect();
-    let sinks: Vec<NodeId> = target
-        .sinks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            nodes.push(format!("sink_{t}_{i}"));
-            nodes.len() - 1
-        })
-        .collect();
-    let joined: Vec<(String, String, NodeId)> = plan
-        .joined_streams()
-        .iter()
-        .map(|s| {
-            nodes.push(format!("source_{}", s.name));
-            (s.name.clone(), s.qualifier.clone(), nodes.len() - 1)
-        })
-        .collect();
-
+    let joined_streams = plan.joined_streams();
     let event_time = target.event_time.clone().map(|e| EventTime {
-        sources: 1 + joined.len(),
+        sources: 1 + joined_streams.len(),
         ..e
     });
     let window_kind = plan.aggregate().map(|a| &a.window.kind);
     let ordered = event_time.is_some()
-        || !joined.is_empty()
+        || !joined_streams.is_empty()
         || plan.has_analytic()
         || plan.reads_hits()
         || window_kind.is_some_and(|k| !k.is_partitionable() && *k != WindowKind::Rows);
@@ -91,7 +64,7 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
         .count();
     let partitioned = scans == 1
         && event_time.is_none()
-        && joined.is_empty()
+        && joined_streams.is_empty()
         && !plan.has_analytic()
         && !plan.reads_hits()
         && window_kind.is_none_or(|k| *k == WindowKind::Rows);
@@ -130,10 +103,45 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
             })
         })
         .collect();
+    // One metric node per operator eKuiper shows, numbered on from the decoder, and the
+    // operator of every node but a window (a stage of its own).
+    let mut seen_window = false;
+    let (op_nodes, kinds): (Vec<Option<NodeId>>, Vec<Option<OpKind>>) = logical
+        .iter()
+        .zip(&reads)
+        .map(|(n, read)| {
+            let (name, kind) = lower_node(n, &mut seen_window, *read);
+            let node = name.map(|name| {
+                nodes.push(format!("op_{}_{name}", nodes.len() + 1));
+                nodes.len() - 1
+            });
+            (node, kind)
+        })
+        .unzip();
+    let sinks: Vec<NodeId> = target
+        .sinks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            nodes.push(format!("sink_{t}_{i}"));
+            nodes.len() - 1
+        })
+        .collect();
+    let joined: Vec<(String, String, NodeId)> = plan
+        .joined_streams()
+        .iter()
+        .map(|s| {
+            nodes.push(format!("source_{}", s.name));
+            (s.name.clone(), s.qualifier.clone(), nodes.len() - 1)
+        })
+        .collect();
+
     let ops = |range: std::ops::Range<usize>| -> Vec<Op> {
         range
             .map(|i| Op {
-                kind: op_kind(logical[i], reads[i]),
+                kind: kinds[i]
+                    .clone()
+                    .expect("a window is a stage, not an operator"),
                 node: op_nodes[i],
             })
             .collect()
@@ -313,45 +321,50 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
     }
 }
 
-/// The metric node name eKuiper gives a plan node; none for LIMIT (eKuiper applies it inside
-/// the project node).
-fn node_name(n: &LogicalPlan, seen_window: &mut bool) -> Option<&'static str> {
-    Some(match n {
-        LogicalPlan::Filter { .. } if *seen_window => "having",
-        LogicalPlan::Filter { .. } => "filter",
-        LogicalPlan::Project { .. } => "project",
+/// A plan node's metric node name, as eKuiper names it (none for LIMIT, which eKuiper applies
+/// inside the project node), and its operator (none for a window, a stage of its own): the only
+/// match over plan nodes.
+fn lower_node(
+    n: &LogicalPlan,
+    seen_window: &mut bool,
+    read: Option<TableRead>,
+) -> (Option<&'static str>, Option<OpKind>) {
+    match n {
+        LogicalPlan::Filter { predicate, .. } => (
+            Some(if *seen_window { "having" } else { "filter" }),
+            Some(OpKind::Filter(predicate.clone())),
+        ),
+        LogicalPlan::Project { items, .. } => {
+            (Some("project"), Some(OpKind::Project(items.clone())))
+        }
+        LogicalPlan::Limit { n, .. } => (None, Some(OpKind::Limit(*n))),
+        LogicalPlan::Sort { keys, .. } => (Some("order"), Some(OpKind::Sort(keys.clone()))),
+        LogicalPlan::RowNumber { specs, .. } => {
+            (Some("windowFunc"), Some(OpKind::RowNumber(specs.clone())))
+        }
         LogicalPlan::Aggregate { spec, .. } => {
             *seen_window = true;
             if spec.window.kind == WindowKind::Rows {
-                "aggregate"
+                let spec = Arc::new((**spec).clone());
+                (Some("aggregate"), Some(OpKind::RowsAggregate(spec)))
             } else {
-                "window"
+                (Some("window"), None)
             }
         }
-        LogicalPlan::Sort { .. } => "order",
-        LogicalPlan::RowNumber { .. } => "windowFunc",
-        LogicalPlan::Analytic { .. } => "analytic",
-        LogicalPlan::JoinTable { .. } | LogicalPlan::JoinStreams { .. } => "join",
-        LogicalPlan::Limit { .. } | LogicalPlan::Scan(_) => return None,
-    })
-}
-
-/// The operator of a plan node that runs in a chain (a window is a stage of its own).
-fn op_kind(n: &LogicalPlan, read: Option<TableRead>) -> OpKind {
-    match n {
-        LogicalPlan::Filter { predicate, .. } => OpKind::Filter(predicate.clone()),
-        LogicalPlan::Project { items, .. } => OpKind::Project(items.clone()),
-        LogicalPlan::Limit { n, .. } => OpKind::Limit(*n),
-        LogicalPlan::Sort { keys, .. } => OpKind::Sort(keys.clone()),
-        LogicalPlan::RowNumber { specs, .. } => OpKind::RowNumber(specs.clone()),
-        LogicalPlan::Aggregate { spec, .. } => OpKind::RowsAggregate(Arc::new((**spec).clone())),
-        LogicalPlan::Analytic { calls, .. } => OpKind::Analytic(calls.clone()),
-        LogicalPlan::JoinTable { join, .. } => OpKind::JoinTable(
-            join.clone(),
-            read.expect("every table join has a table read"),
+        LogicalPlan::Analytic { calls, .. } => {
+            (Some("analytic"), Some(OpKind::Analytic(calls.clone())))
+        }
+        LogicalPlan::JoinTable { join, .. } => (
+            Some("join"),
+            Some(OpKind::JoinTable(
+                join.clone(),
+                read.expect("every table join has a table read"),
+            )),
         ),
-        LogicalPlan::JoinStreams { join, .. } => OpKind::JoinStreams(join.clone()),
-        LogicalPlan::Scan(_) => unreachable!("scans are not operators"),
+        LogicalPlan::JoinStreams { join, .. } => {
+            (Some("join"), Some(OpKind::JoinStreams(join.clone())))
+        }
+        LogicalPlan::Scan(_) => (None, None),
     }
 }
 
