@@ -148,10 +148,17 @@ fn streams_and_rules_over_rest_with_ekuiper_shapes() {
     assert_eq!(abs["type"], json!("math"));
 
     let (_, metrics) = server.call("GET", "/metrics", None);
-    assert!(
-        metrics.contains("kuiper_records_in_total{rule=\"r1\",op=\"sink_log_0\",instance=\"0\"}"),
-        "{metrics}"
-    );
+    // eKuiper's names and labels (internal/topo/node/metric/prometheus.go), one family at a time.
+    for sample in [
+        "kuiper_sink_records_in_total{rule=\"r1\",type=\"sink\",op=\"log_0\",op_instance=\"0\"}",
+        "kuiper_op_records_out_total{rule=\"r1\",type=\"op\",op=\"2_filter\",op_instance=\"0\"}",
+        "kuiper_source_records_in_total{rule=\"r1\",type=\"source\",op=\"demo\",op_instance=\"0\"}",
+        "kuiper_rule_status{rule=\"r1\"} 1",
+        "# TYPE kuiper_op_process_latency_us gauge",
+    ] {
+        assert!(metrics.contains(sample), "{sample} in {metrics}");
+    }
+    assert!(!metrics.contains("last_exception"), "{metrics}");
 
     assert_eq!(
         server.call("DELETE", "/rules/r1", None),
