@@ -136,6 +136,11 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
         })
         .collect();
 
+    // Without a window each message is its own emission and eKuiper applies LIMIT to each
+    // message's result (`internal/topo/operator/project_operator.go`): LIMIT n >= 1 keeps every
+    // row, whatever messages a batch holds. (The rows `unnest` makes of one message are limited
+    // together, per batch.)
+    let per_message = window_kind.is_none_or(|k| *k == WindowKind::Rows) && !plan.has_unnest();
     let ops = |range: std::ops::Range<usize>| -> Vec<Op> {
         range
             .map(|i| Op {
@@ -144,6 +149,7 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
                     .expect("a window is a stage, not an operator"),
                 node: op_nodes[i],
             })
+            .filter(|op| !(per_message && matches!(op.kind, OpKind::Limit(n) if n > 0)))
             .collect()
     };
 
@@ -452,7 +458,7 @@ mod tests {
     #[test]
     fn metric_nodes_are_numbered_as_ekuiper_names_them() {
         let p = plan(
-            "SELECT device FROM demo WHERE temperature > 1 LIMIT 2",
+            "SELECT device FROM demo WHERE temperature > 1 LIMIT 0",
             false,
             false,
             2,
@@ -472,6 +478,7 @@ mod tests {
         assert_eq!(ops.len(), 3, "filter, project and limit run fused");
         assert_eq!(ops[0].node, Some(2));
         assert_eq!(ops[2].node, None, "LIMIT counts in the project node");
+        assert!(matches!(ops[2].kind, OpKind::Limit(0)));
         assert_eq!(p.input, Input::AllWorkers);
         assert!(matches!(
             p.stages[0],
@@ -480,6 +487,27 @@ mod tests {
                 stamps_time: false,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn without_a_window_limit_applies_to_each_message() {
+        let p = plan("SELECT device FROM demo LIMIT 2", false, false, 2);
+        assert!(
+            p.source_ops()
+                .iter()
+                .all(|o| !matches!(o.kind, OpKind::Limit(_))),
+            "every message is an emission of one row: LIMIT 2 keeps it"
+        );
+        let w = plan(
+            "SELECT device FROM demo GROUP BY TUMBLINGWINDOW(ss, 1) LIMIT 2",
+            false,
+            false,
+            2,
+        );
+        assert!(matches!(
+            &w.stages[2],
+            Stage::Emit { ops, .. } if matches!(ops.last().map(|o| &o.kind), Some(OpKind::Limit(2)))
         ));
     }
 
