@@ -25,6 +25,8 @@ struct Case {
     error: Option<String>,
     /// The expected `Engine::explain` text, compared whole.
     plan: Option<String>,
+    /// The expected sink emissions, one JSON array of rows each.
+    emissions: Option<Vec<String>>,
     /// Section order and raw text, for regeneration.
     sections: Vec<(String, Vec<String>)>,
     header: Vec<String>,
@@ -72,6 +74,7 @@ fn parse_case(text: &str) -> Case {
             "error" => case.error = Some(nonblank(lines).join("\n")),
             // Blank lines are kept: the explain text may separate its plans with one.
             "plan" => case.plan = Some(plan_text(&lines.join("\n"))),
+            "emissions" => case.emissions = Some(nonblank(lines)),
             other => panic!("unknown section \"{other}\""),
         }
     }
@@ -94,6 +97,13 @@ fn plan_text(text: &str) -> String {
 }
 
 /// Canonical text of a row: sorted keys, numbers by value (3 == 3.0).
+/// One emission as text: its rows in canonical form, sorted, as a JSON array.
+fn canonical_emission(rows: &[Value]) -> String {
+    let mut rows: Vec<String> = rows.iter().map(canonical).collect();
+    rows.sort();
+    format!("[{}]", rows.join(","))
+}
+
 fn canonical(v: &Value) -> String {
     fn norm(v: &Value) -> Value {
         match v {
@@ -121,6 +131,9 @@ fn canonical(v: &Value) -> String {
 
 struct Outcome {
     rows: Vec<String>,
+    /// Each sink emission's rows as one canonical array, sorted (2 workers may interleave
+    /// emissions of a window-less rule).
+    emissions: Vec<String>,
     exceptions: u64,
     status: String,
     plan: String,
@@ -208,15 +221,18 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
         return Err("the rule did not finish within 30 s after its input ended".into());
     }
     let mut rows = Vec::new();
+    let mut emissions = Vec::new();
     while let Ok(msg) = out.try_recv() {
         if let MemoryPayload::Batch(b) = msg.payload {
-            rows.extend(
-                batch_to_rows(&b, false)
-                    .into_iter()
-                    .map(|r| canonical(&Value::Object(r))),
-            );
+            let emission: Vec<Value> = batch_to_rows(&b, false)
+                .into_iter()
+                .map(Value::Object)
+                .collect();
+            rows.extend(emission.iter().map(canonical));
+            emissions.push(canonical_emission(&emission));
         }
     }
+    emissions.sort();
     let status = engine.rule_status("golden").map_err(|e| e.to_string())?;
     let (exceptions, _) = common::exceptions(engine, "golden");
     rows.sort();
@@ -232,6 +248,7 @@ async fn run_on(engine: &Engine, case: &Case) -> Result<Outcome, String> {
     );
     Ok(Outcome {
         rows,
+        emissions,
         exceptions,
         status,
         plan,
@@ -358,6 +375,23 @@ fn check(case: &Case, workers: usize) -> Result<Option<Outcome>, String> {
             "exceptions on {workers} worker(s): expected {want}, got {}",
             outcome.exceptions
         ));
+    }
+    if let Some(lines) = &case.emissions {
+        let mut expected: Vec<String> = lines
+            .iter()
+            .map(|l| match serde_json::from_str(l) {
+                Ok(Value::Array(rows)) => canonical_emission(&rows),
+                _ => panic!("an emission is a JSON array of rows, got {l}"),
+            })
+            .collect();
+        expected.sort();
+        if outcome.emissions != expected {
+            return Err(format!(
+                "emissions differ on {workers} worker(s)\nexpected:\n  {}\nactual:\n  {}",
+                expected.join("\n  "),
+                outcome.emissions.join("\n  ")
+            ));
+        }
     }
     if let Some(plan) = &case.plan
         && &outcome.plan != plan

@@ -153,7 +153,11 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
             .collect()
     };
 
-    let split_rows = plan.has_unnest();
+    // eKuiper sends each row `unnest` makes as an emission of its own; and in event time
+    // without a window its watermark operator sends each released row on its own
+    // (`internal/topo/node/watermark_op.go`), even when one watermark releases several.
+    let split_rows = plan.has_unnest()
+        || (event_time.is_some() && window_kind.is_none_or(|k| *k == WindowKind::Rows));
     let window_at = logical.iter().position(
         |n| matches!(n, LogicalPlan::Aggregate { spec, .. } if spec.window.kind != WindowKind::Rows),
     );
