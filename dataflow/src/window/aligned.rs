@@ -9,8 +9,10 @@ use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::window::{AggregateSpec, TS_COLUMN};
 
-/// Tumbling (`hop == size`) and hopping windows, aligned to natural time (multiples of the
-/// hop since the epoch, UTC).
+/// Tumbling (`hop == size`) and hopping windows, aligned to natural time: every window ends at
+/// a multiple of the hop since the epoch (UTC) and covers `[end - size, end)`, as eKuiper aligns
+/// window ends (`internal/topo/node/window_op.go`). With `size` a multiple of `hop` the starts
+/// are multiples of the hop too.
 pub struct AlignedWindows {
     spec: Arc<AggregateSpec>,
     pub(super) size: i64,
@@ -39,8 +41,9 @@ impl AlignedWindows {
         };
         let ts = ts.as_primitive::<arrow::datatypes::Int64Type>();
         let (size, hop) = (self.size, self.hop);
-        // Window starts containing t: multiples s of hop with s <= t < s + size.
-        let last_start = |t: i64| t - t.rem_euclid(hop);
+        // Window starts containing t: s <= t < s + size with s + size a multiple of hop; the
+        // latest is t minus how far t + size is past such a multiple.
+        let last_start = |t: i64| t - (t + size).rem_euclid(hop);
         let first = ts.value(0);
         let uniform = size == hop && {
             let s = last_start(first);
