@@ -126,6 +126,12 @@ pub enum Expr {
     Rule(RuleValue),
     /// `row_number()`: the row's position within its emission, from 1.
     RowNumber,
+    /// `*` as a function argument: the whole row as one object, without the hidden columns
+    /// and the `EXCEPT` columns (`changed_col(true, *)`, `to_json(* EXCEPT(ts))`).
+    Row {
+        /// Columns left out, matched without regard to case.
+        except: Vec<String>,
+    },
     /// `last_hit_count()` and its kin (see [`crate::hit`] and [`crate::hit_site`]).
     Hit {
         /// The call site's state, shared by every copy of the rule's plan.
@@ -173,6 +179,7 @@ impl Expr {
                     site.hit_all(&times),
                 ))))
             }
+            Expr::Row { except } => Ok(Columnar::Array(whole_row(batch, except))),
             Expr::RowNumber => {
                 let n = batch.num_rows() as i64;
                 Ok(Columnar::Array(Arc::new(
@@ -447,7 +454,7 @@ impl Expr {
                 _ => SqlType::Any,
             },
             Expr::Slice { base, .. } => base.sql_type(),
-            Expr::Case { .. } | Expr::Meta(_) => SqlType::Any,
+            Expr::Case { .. } | Expr::Meta(_) | Expr::Row { .. } => SqlType::Any,
             Expr::Rule(RuleValue::Id) => SqlType::Known(DataType::Utf8),
             Expr::Rule(RuleValue::Start) | Expr::RowNumber | Expr::Hit { .. } => {
                 SqlType::Known(DataType::Int64)
@@ -477,6 +484,7 @@ macro_rules! each_child {
             | Expr::Literal(_)
             | Expr::Meta(_)
             | Expr::Rule(_)
+            | Expr::Row { .. }
             | Expr::RowNumber => {}
             Expr::Hit { time, .. } => time.$walk($f),
             Expr::Field { base, .. } => base.$walk($f),
@@ -571,6 +579,30 @@ impl ArgInfo {
     }
 }
 
+/// The row as one struct value: every column but the hidden ones and `except`.
+pub fn whole_row(batch: &RecordBatch, except: &[String]) -> ArrayRef {
+    use arrow::array::StructArray;
+    let (fields, cols): (Vec<_>, Vec<_>) = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| {
+            !f.name().starts_with(crate::columns::HIDDEN_PREFIX)
+                && !except.iter().any(|x| x.eq_ignore_ascii_case(f.name()))
+        })
+        .map(|(f, c)| (f.as_ref().clone().with_nullable(true), c.clone()))
+        .unzip();
+    if fields.is_empty() {
+        return Arc::new(StructArray::new_empty_fields(batch.num_rows(), None));
+    }
+    Arc::new(StructArray::new(
+        arrow::datatypes::Fields::from(fields),
+        cols,
+        None,
+    ))
+}
+
 /// The time of a hit for each row of `batch`: `time`'s value, or now where it has none.
 pub fn hit_times(
     time: &Expr,
@@ -599,6 +631,8 @@ impl fmt::Display for Expr {
             Expr::Rule(RuleValue::Id) => f.write_str("rule_id()"),
             Expr::Rule(RuleValue::Start) => f.write_str("rule_start()"),
             Expr::RowNumber => f.write_str("row_number()"),
+            Expr::Row { except } if except.is_empty() => f.write_str("*"),
+            Expr::Row { except } => write!(f, "* EXCEPT({})", except.join(", ")),
             Expr::Hit { site, .. } => write!(f, "{site}"),
             Expr::Field { base, name } => write!(f, "{base}.{name}"),
             Expr::Index { base, index } => write!(f, "{base}[{index}]"),

@@ -432,7 +432,8 @@ impl LogicalPlan {
                 _ => {}
             }
         }
-        if !projected {
+        // `*` as a function argument reads the whole row too.
+        if !projected || self.any_expr(|e| matches!(e, Expr::Row { .. })) {
             return None;
         }
         let mut names = std::collections::BTreeSet::new();

@@ -181,6 +181,16 @@ impl Binder<'_> {
                 if let Some(h) = having {
                     note(h);
                 }
+                // `*` as a function argument over result rows reads every column.
+                let mut whole = |e: &Expr| e.visit(&mut |x| all |= matches!(x, Expr::Row { .. }));
+                for item in items {
+                    if let ProjectItem::Expr { expr, .. } = item {
+                        whole(expr);
+                    }
+                }
+                if let Some(h) = having {
+                    whole(h);
+                }
                 for rn in &self.row_numbers {
                     rn.partition.iter().for_each(&mut note);
                     rn.order.iter().for_each(|k| note(&k.expr));
@@ -300,6 +310,28 @@ mod tests {
         assert!(
             plan.contains("aggregates [avg(temperature) AS __agg_0]\n"),
             "{plan}"
+        );
+    }
+
+    #[test]
+    fn aliases_serve_having_group_by_and_aggregate_arguments() {
+        let plan = explain(
+            "SELECT temperature * 2 AS et, upper(device) AS d FROM demo \
+             GROUP BY d, TUMBLINGWINDOW(ss, 10) HAVING last_value(et, true) > 0",
+        );
+        assert!(plan.contains("Filter: (__agg_0 > 0)"), "{plan}");
+        assert!(
+            plan.contains(
+                "keys [upper(device)] aggregates [last_value((temperature * 2), true) AS __agg_0]"
+            ),
+            "{plan}"
+        );
+        let plan =
+            explain("SELECT count(*) AS c FROM demo GROUP BY TUMBLINGWINDOW(ss, 10) HAVING c > 1");
+        assert!(plan.contains("Filter: (__agg_0 > 1)"), "{plan}");
+        assert_eq!(
+            error("SELECT count(*) AS c FROM demo WHERE c > 1"),
+            "aggregate function \"count\" is not allowed here (only in SELECT, HAVING and ORDER BY) at 1:8"
         );
     }
 

@@ -84,6 +84,12 @@ impl Binder<'_> {
                         });
                     }
                 }
+                // `changed_col(true, *)`: the whole row, compared as one object.
+                FunctionArg::Unnamed(FunctionArgExpr::Wildcard)
+                    if kind != AnalyticKind::ChangedCols =>
+                {
+                    bound.push(Expr::Row { except: Vec::new() })
+                }
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
                     if kind == AnalyticKind::ChangedCols && k >= 2 {
                         names.push(
@@ -158,9 +164,22 @@ impl Binder<'_> {
             ty: ty.clone(),
             names,
         };
-        self.analytics.push(call);
+        // The same call twice (often an alias used in another clause) is one state: eKuiper
+        // evaluates an alias once per row.
+        let text = call.to_string();
+        let index = match self
+            .analytics
+            .iter()
+            .position(|a| a.to_string() == text && a.names == call.names)
+        {
+            Some(i) => i,
+            None => {
+                self.analytics.push(call);
+                self.analytics.len() - 1
+            }
+        };
         Ok(Expr::Column {
-            name: analytic_column(self.analytics.len() - 1),
+            name: analytic_column(index),
             ty,
         })
     }
@@ -225,6 +244,27 @@ mod tests {
             [
                 "Project: __an_0 AS prev",
                 "Filter: (temperature > 1)",
+                "Analytic: lag(temperature) AS __an_0",
+                "Scan: demo (6 columns)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_star_argument_compares_whole_rows_and_equal_calls_share_a_state() {
+        let plan = explain("SELECT changed_col(true, *) AS c FROM demo");
+        assert!(
+            plan.contains("Analytic: changed_col(true, *) AS __an_0"),
+            "{plan}"
+        );
+        // The alias in WHERE is the same call as the field, so one state serves both.
+        let plan = explain("SELECT lag(temperature) AS p FROM demo WHERE p > 1");
+        let lines: Vec<&str> = plan.lines().map(str::trim).collect();
+        assert_eq!(
+            lines,
+            [
+                "Project: __an_0 AS p",
+                "Filter: (__an_0 > 1)",
                 "Analytic: lag(temperature) AS __an_0",
                 "Scan: demo (6 columns)",
             ]

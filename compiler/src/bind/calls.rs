@@ -9,6 +9,7 @@ use super::window::is_window_name;
 use super::{Binder, pos_of};
 use crate::analytic::AnalyticKind;
 use crate::columns::{TS_COLUMN, WINDOW_END, WINDOW_START, row_number_column};
+use crate::dialect::ROW_EXCEPT;
 use crate::error::{CompileError, Pos, Result, did_you_mean};
 use crate::eval::Literal;
 use crate::expr::{Expr, RuleValue};
@@ -48,6 +49,9 @@ impl Binder<'_> {
         };
         if name == "meta" || name == "mqtt" {
             return meta_key(&args, pos);
+        }
+        if name == ROW_EXCEPT {
+            return row_except(&args, pos);
         }
         if let Some(special) = self.context_function(&name, args.len(), pos)? {
             return Ok(special);
@@ -103,6 +107,10 @@ impl Binder<'_> {
         for a in args {
             match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => bound.push(self.expr(e)?),
+                // `*`: the whole row as an object (`xsql/valuer.go` evaluates a wildcard so).
+                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => {
+                    bound.push(Expr::Row { except: Vec::new() })
+                }
                 other => {
                     return Err(CompileError::at(
                         format!("unsupported argument \"{other}\" to \"{name}\""),
@@ -253,6 +261,24 @@ impl Binder<'_> {
     }
 }
 
+/// `* EXCEPT(a, b)` as a function argument, which the tokens carry as a call of
+/// [`ROW_EXCEPT`]: the whole row without the listed columns.
+fn row_except(args: &[&FunctionArg], pos: Option<Pos>) -> Result<Expr> {
+    let except = args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Identifier(i))) => {
+                Ok(i.value.clone())
+            }
+            other => Err(CompileError::at(
+                format!("EXCEPT takes column names, found \"{other}\""),
+                pos_of(*other).or(pos),
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Expr::Row { except })
+}
+
 fn meta_key(args: &[&FunctionArg], pos: Option<Pos>) -> Result<Expr> {
     let key = match args {
         [FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Identifier(i)))] => i.value.clone(),
@@ -288,6 +314,19 @@ mod tests {
         assert_eq!(
             error("SELECT abs(temperature) OVER () FROM demo"),
             "function \"abs\" takes no OVER or FILTER clause (only analytic functions and windows do) at 1:8"
+        );
+    }
+
+    #[test]
+    fn a_star_argument_is_the_whole_row() {
+        let plan = explain("SELECT to_json(*) AS j, to_json(* EXCEPT(ts, tags)) AS k FROM demo");
+        assert!(
+            plan.starts_with("Project: to_json(*) AS j, to_json(* EXCEPT(ts, tags)) AS k"),
+            "{plan}"
+        );
+        assert_eq!(
+            error("SELECT to_json(* EXCEPT(ts + 1)) FROM demo"),
+            "EXCEPT takes column names, found \"ts + 1\" at 1:25"
         );
     }
 

@@ -40,9 +40,9 @@ impl Binder<'_> {
                 } else if self.is_stream_name(&first.value)
                     && self.field(&first.value, None).is_err()
                 {
-                    // `demo.a`: the stream qualifier, then the column.
+                    // `demo.a`: the stream qualifier, then the column (never an alias).
                     let col = &rest[0];
-                    let mut base = self.column(col)?;
+                    let mut base = self.field(&col.value, Pos::from_location(col.span.start))?;
                     for p in &rest[1..] {
                         base = Expr::Field {
                             base: Box::new(base),

@@ -69,24 +69,20 @@ pub fn compile_rule(
     registry: &Registry,
 ) -> Result<RulePlan> {
     let (masked, whens) = over_when::extract_over_whens(sql)?;
-    let query = parse_query(&masked)?;
+    let (query, invisible) = parse_query(&masked)?;
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Err(CompileError::at(
             "a rule must be a single SELECT",
             pos_of(query.body.as_ref()),
         ));
     };
-    if select.distinct.is_some() {
-        return Err(CompileError::at(
-            "DISTINCT is not part of eKuiper's SQL",
-            pos_of(select.as_ref()),
-        ));
-    }
     let (scan, join_refs) = from::bind_from(select, catalog)?;
     let mut binder = Binder {
         scan: &scan,
         registry,
-        aliases: HashMap::new(),
+        // A SELECT alias stands for its expression in every clause, as in eKuiper
+        // (`topo/planner/analyzer.go` binds field references to aliases first).
+        aliases: select_aliases(&select.projection),
         resolving: Vec::new(),
         aggs: None,
         window: false,
@@ -108,18 +104,21 @@ pub fn compile_rule(
     }
     let grouping = binder.group_by(select, join_refs.iter().any(|j| j.stream))?;
 
-    // Everything after grouping may use aggregates and window functions; aliases may be
-    // referenced by other SELECT fields and ORDER BY (not by WHERE or HAVING), as in eKuiper.
+    // Everything after grouping may use aggregates and window functions.
     binder.aggs = Some(Vec::new());
     binder.window = grouping.window.is_some();
-    binder.aliases = select_aliases(&select.projection);
-    let items = binder.projection(&select.projection)?;
-    let aliases = std::mem::take(&mut binder.aliases);
+    let mut items = binder.projection(&select.projection)?;
+    // An INVISIBLE field was bound (its aliases and calls serve the other clauses) but is not
+    // sent; `projection` gives one item per SELECT field.
+    let mut field = 0;
+    items.retain(|_| {
+        field += 1;
+        !invisible.contains(&(field - 1))
+    });
     let having = match &select.having {
         Some(h) => Some(binder.cached_condition("HAVING", h)?),
         None => None,
     };
-    binder.aliases = aliases;
     let sort_keys = binder.order_by(&query)?;
     let limit = limit(&query)?;
     plan = binder.aggregate_node(plan, grouping, &items, having.as_ref(), &sort_keys);
@@ -174,11 +173,12 @@ pub fn compile_rule(
     })
 }
 
-/// Parses the one statement of a rule: a query, optionally followed by semicolons.
-fn parse_query(sql: &str) -> Result<Box<ast::Query>> {
-    let mut parser = Parser::new(&EkuiperDialect)
-        .try_with_sql(sql)
-        .map_err(CompileError::from_parser)?;
+/// Parses the one statement of a rule: a query, optionally followed by semicolons. Also
+/// returns the indexes of the SELECT fields marked `INVISIBLE`.
+fn parse_query(sql: &str) -> Result<(Box<ast::Query>, Vec<usize>)> {
+    let tokens = crate::dialect::ekuiper_tokens(sql)
+        .map_err(|e| CompileError::at(e.message.clone(), Pos::from_location(e.location)))?;
+    let mut parser = Parser::new(&EkuiperDialect).with_tokens_with_locations(tokens.tokens);
     let stmt = parser
         .parse_statement()
         .map_err(CompileError::from_parser)?;
@@ -194,7 +194,7 @@ fn parse_query(sql: &str) -> Result<Box<ast::Query>> {
         ));
     }
     match stmt {
-        ast::Statement::Query(query) => Ok(query),
+        ast::Statement::Query(query) => Ok((query, tokens.invisible)),
         _ => Err(CompileError::at(
             "a rule must be a SELECT statement",
             Some(Pos { line: 1, column: 1 }),
@@ -401,11 +401,43 @@ mod tests {
             error("SELECT * FROM demo; SELECT 1"),
             "syntax error: unexpected \"SELECT\" after the query at 1:21"
         );
-        assert_eq!(
-            error("SELECT DISTINCT device FROM demo"),
-            "DISTINCT is not part of eKuiper's SQL at 1:1"
-        );
         assert!(explain("SELECT * FROM demo;").starts_with("Project: *"));
+    }
+
+    #[test]
+    fn all_and_distinct_are_column_names_and_aliases_need_as() {
+        // eKuiper has no ALL or DISTINCT keyword (`xsql/lexical.go`).
+        let plan = explain("SELECT distinct, all AS a FROM raw WHERE all > 1");
+        assert!(
+            plan.starts_with("Project: distinct AS distinct, all AS a"),
+            "{plan}"
+        );
+        assert!(plan.contains("Filter: (all > 1)"), "{plan}");
+        assert!(
+            error("SELECT DISTINCT device FROM demo").starts_with("syntax error:"),
+            "an alias needs AS, so this is not `distinct AS device`"
+        );
+    }
+
+    #[test]
+    fn invisible_fields_are_bound_but_not_sent() {
+        let plan = explain(
+            "SELECT temperature * 2 AS t INVISIBLE, t + 1 AS u, abs(humidity) invisible, \
+             humidity + 1 FROM demo WHERE t > 1",
+        );
+        assert!(
+            plan.starts_with(
+                "Project: ((temperature * 2) + 1) AS u, (humidity + 1) AS kuiper_field_0\n"
+            ),
+            "{plan}"
+        );
+        assert!(plan.contains("Filter: ((temperature * 2) > 1)"), "{plan}");
+        // An unnamed invisible field still takes its kuiper_field_N number.
+        let plan = explain("SELECT humidity + 1 INVISIBLE, humidity + 2 FROM demo");
+        assert!(
+            plan.starts_with("Project: (humidity + 2) AS kuiper_field_1\n"),
+            "{plan}"
+        );
     }
 
     #[test]

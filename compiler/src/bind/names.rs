@@ -145,15 +145,28 @@ mod tests {
     }
 
     #[test]
-    fn aliases_serve_select_but_not_where() {
+    fn aliases_stand_for_their_expression_in_every_clause() {
         let plan = explain("SELECT temperature * 2 AS t2, t2 + 1 AS t3 FROM demo");
         assert!(
             plan.starts_with("Project: (temperature * 2) AS t2, ((temperature * 2) + 1) AS t3"),
             "{plan}"
         );
+        // eKuiper binds WHERE's names to SELECT aliases first (`topo/planner/analyzer.go`).
+        let plan = explain("SELECT temperature * 2 AS t FROM demo WHERE t > 1");
+        assert!(plan.contains("Filter: ((temperature * 2) > 1)"), "{plan}");
+        let plan = explain("SELECT temperature AS t FROM raw WHERE t > 1");
+        assert!(plan.contains("Filter: (temperature > 1)"), "{plan}");
+        // The alias wins over a column of the same name; a qualified name is the column.
+        let plan = explain(
+            "SELECT humidity + 1 AS humidity FROM demo WHERE humidity > 1 AND demo.humidity < 9",
+        );
+        assert!(
+            plan.contains("Filter: (((humidity + 1) > 1) AND (humidity < 9))"),
+            "{plan}"
+        );
         assert_eq!(
-            error("SELECT temperature AS t FROM demo WHERE t > 1"),
-            "unknown field \"t\" in stream \"demo\" at 1:41; did you mean \"ts\"?"
+            error("SELECT temperature AS t FROM demo WHERE tx > 1"),
+            "unknown field \"tx\" in stream \"demo\" at 1:41; did you mean \"ts\"?"
         );
     }
 }

@@ -85,9 +85,11 @@ pub(super) fn extract_over_whens(sql: &str) -> Result<(String, Vec<(Pos, ast::Ex
         let cond_from = offset(when.span.end);
         let close_at = offset(close.span.start);
         let padded = format!("{}{}", blank(&sql[..cond_from]), &sql[cond_from..close_at]);
+        let tokens = crate::dialect::ekuiper_tokens(&padded)
+            .map_err(|e| CompileError::at(e.message.clone(), Pos::from_location(e.location)))?;
         let cond = Parser::new(&EkuiperDialect)
-            .try_with_sql(&padded)
-            .and_then(|mut p| p.parse_expr())
+            .with_tokens_with_locations(tokens.tokens)
+            .parse_expr()
             .map_err(CompileError::from_parser)?;
         let pos = Pos::from_location(tok.span.start).unwrap_or(Pos { line: 1, column: 1 });
         found.push((pos, cond));

@@ -321,6 +321,14 @@ mod tests {
     }
 
     #[test]
+    fn group_by_keys_may_be_select_aliases() {
+        let plan = explain(
+            "SELECT lower(device) AS d, count(*) FROM demo GROUP BY d, TUMBLINGWINDOW(ss, 1)",
+        );
+        assert!(plan.contains("keys [lower(device)]"), "{plan}");
+    }
+
+    #[test]
     fn group_by_has_one_window_with_valid_sizes() {
         for (group_by, message) in [
             (

@@ -1,7 +1,7 @@
 //! Nested access: `a.b` / `a->b` on structs, `arr[i]` and `arr[i:j]` on lists.
 //!
 //! Access into something that is not there (a missing key, an index out of range, a null
-//! parent) gives null, as eKuiper does for missing fields.
+//! parent, a key of a number or string) gives null, as eKuiper does for missing fields.
 
 use std::sync::Arc;
 
@@ -14,12 +14,15 @@ use arrow::datatypes::{DataType, Field, Int64Type};
 
 use super::{Columnar, EvalContext, describe_value};
 
-/// `base.name`: the child column of a struct, null where the parent is null.
+/// `base.name`: the child column of a struct, null where the parent is null. On a value that
+/// is neither an object nor an array (a number, a string, ...) it is null without an error, as
+/// in eKuiper (`xsql/valuer.go` treats `x->f` on such a value as an operator with a null side);
+/// on an array it is an error.
 pub fn field(base: Columnar, name: &str, ctx: &mut EvalContext) -> Result<Columnar, String> {
     let scalar = base.is_scalar();
     let arr = base.array().clone();
     let DataType::Struct(fields) = arr.data_type() else {
-        if arr.data_type() != &DataType::Null {
+        if matches!(arr.data_type(), DataType::List(_)) {
             flag_present(&arr, ctx, |v| {
                 format!("cannot access field \"{name}\" of {v}")
             });

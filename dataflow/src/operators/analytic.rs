@@ -179,7 +179,9 @@ impl AnalyticOp {
         };
         let kind = call.kind;
         let ignore_null = match kind {
-            AnalyticKind::Lag => flag(call.args.get(3)),
+            // eKuiper's lag ignores nulls unless its fourth argument says false
+            // (`binder/function/funcs_analytic.go`): a null leaves the history as it was.
+            AnalyticKind::Lag => call.args.get(3).is_none_or(|e| flag(Some(e))),
             AnalyticKind::ChangedCol | AnalyticKind::HadChanged => flag(call.args.first()),
             _ => false,
         };
@@ -432,7 +434,8 @@ impl BatchOperator for AnalyticOp {
 mod tests {
     use super::*;
     use crate::testing::{
-        analytic_calls, assert_drops_the_failing_row, divide_by_zero_once, ints_of, metrics, rows,
+        analytic_calls, assert_drops_the_failing_row, batch, divide_by_zero_once, ints, ints_of,
+        metrics, rows, strings,
     };
 
     fn analytic(select: &str, metrics: Arc<NodeMetrics>) -> AnalyticOp {
@@ -465,6 +468,23 @@ mod tests {
     }
 
     #[test]
+    fn lag_skips_nulls_unless_its_fourth_argument_is_false() {
+        let input = || {
+            batch(vec![
+                ("k", strings(&[Some("a"), Some("b"), Some("c")])),
+                ("v", ints(&[Some(1), None, Some(3)])),
+            ])
+        };
+        // eKuiper's default: the null of b leaves the history at a's 1.
+        let mut op = analytic("lag(v) AS p", metrics());
+        let out = op.process_batch(input()).expect("rows");
+        assert_eq!(ints_of(&out, "__an_0"), [None, Some(1), Some(1)]);
+        let mut op = analytic("lag(v, 1, 0, false) AS p", metrics());
+        let out = op.process_batch(input()).expect("rows");
+        assert_eq!(ints_of(&out, "__an_0"), [Some(0), Some(1), None]);
+    }
+
+    #[test]
     fn running_sums_and_counts_per_partition_add_up_across_batches() {
         let mut op = analytic(
             "acc_sum(v) OVER (PARTITION BY k) AS total, acc_count(v) AS n",
@@ -488,11 +508,11 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "known gap, to settle against eKuiper (issue 22): a row whose argument failed still feeds lag's state (c sees null, not a's 2)"]
     fn a_failing_row_leaves_the_state_alone() {
         let mut op = analytic("k, lag(6 / v) AS p", metrics());
         let out = divide_by_zero_once(&mut op);
-        // eKuiper does not call lag on a row whose argument failed: c sees a's value.
+        // eKuiper does not call lag on a row whose argument failed: c sees a's value. The
+        // failed argument is null here, which lag's default ignoreNull skips (issue 22).
         assert_eq!(ints_of(&out, "__an_0"), [None, Some(2)]);
     }
 }

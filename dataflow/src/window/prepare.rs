@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, StructArray};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Field, Fields, Schema};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::row::{RowConverter, SortField};
 use quiver_compiler::eval::{EvalContext, true_mask};
-use quiver_compiler::expr::Expr;
+use quiver_compiler::expr::{Expr, whole_row};
 use quiver_compiler::window::{
     AggregateSpec, BEGIN_COLUMN, Carry, EMIT_COLUMN, KEY_COLUMN, PARTITION_COLUMN, TRIGGER_COLUMN,
     TS_COLUMN, arg_column, row_column,
@@ -105,7 +105,7 @@ impl Prepare {
                 }
             }
             if call.whole_row {
-                push(&row_column(i), whole_row(&batch));
+                push(&row_column(i), whole_row(&batch, &[]));
             }
         }
         let w = &self.spec.window;
@@ -175,25 +175,6 @@ impl Prepare {
             None => Some(out),
         }
     }
-}
-
-/// The row as one struct value (for `collect(*)` and `deduplicate`).
-fn whole_row(batch: &RecordBatch) -> ArrayRef {
-    let (fields, cols): (Vec<_>, Vec<_>) = batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .filter(|(f, _)| {
-            !f.name()
-                .starts_with(quiver_compiler::columns::HIDDEN_PREFIX)
-        })
-        .map(|(f, c)| (f.as_ref().clone().with_nullable(true), c.clone()))
-        .unzip();
-    if fields.is_empty() {
-        return Arc::new(StructArray::new_empty_fields(batch.num_rows(), None));
-    }
-    Arc::new(StructArray::new(Fields::from(fields), cols, None))
 }
 
 /// A boolean filter mask from `cond`; rows whose condition fails are counted.
