@@ -224,77 +224,117 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
             let join_at = logical[..at]
                 .iter()
                 .position(|n| matches!(n, LogicalPlan::JoinStreams { .. }));
-            match join_at {
-                // Stream-stream joins: rows of every stream go into the window as they are;
-                // the join, the rest of the ON/WHERE work and the window's preparation run on
-                // each window's rows.
-                Some(j) => {
-                    let mut pre = ops(0..j);
-                    pre.push(Op {
-                        kind: OpKind::TagSource,
-                        node: None,
-                    });
-                    let mut on_window = ops(j..at);
-                    on_window.push(prepare);
-                    vec![
-                        Stage::Source {
-                            ops: pre,
-                            tick: None,
-                            stamps_time: true,
-                            output: Output::Exchange,
-                        },
-                        Stage::Window {
-                            exchange: Exchange::ToFirstWorker,
-                            spec,
-                            joined: Some(on_window),
-                            node,
-                        },
-                        Stage::Emit {
-                            merge: false,
-                            ops: post,
-                        },
-                        Stage::Sink { split_rows },
-                    ]
-                }
-                None => {
-                    let mut pre = ops(0..at);
-                    pre.push(prepare);
-                    let tick = match (&event_time, &spec.window.kind) {
-                        (Some(_), _) => None,
-                        (None, WindowKind::Tumbling { size }) => Some(*size),
-                        (None, WindowKind::Hopping { hop, .. }) => Some(*hop),
-                        (None, WindowKind::Sliding { delay, .. }) if *delay > 0 => {
-                            Some((*delay).min(100))
-                        }
-                        (None, WindowKind::Session { .. }) => Some(100),
-                        _ => None,
-                    };
-                    let merge = spec.window.kind.is_partitionable();
-                    // An event-time window's rows are read in order by one worker, which with
-                    // the source's reader thread keeps two cores busy: spreading its groups
-                    // adds a partition and a copy per batch and pays only with cores to spare
-                    // (measured: W2 at 2 workers on 2 cores, 0.28 s spread, 0.24 s kept).
-                    let exchange = if merge && (event_time.is_none() || target.spare_cores) {
-                        Exchange::ByKey
-                    } else {
-                        Exchange::ToFirstWorker
-                    };
-                    vec![
-                        Stage::Source {
-                            ops: pre,
-                            tick,
-                            stamps_time: true,
-                            output: Output::Exchange,
-                        },
-                        Stage::Window {
-                            exchange,
-                            spec,
-                            joined: None,
-                            node,
-                        },
-                        Stage::Emit { merge, ops: post },
-                        Stage::Sink { split_rows },
-                    ]
+            // Processing time moves on without input, so windows close on time.
+            let tick = match (&event_time, &spec.window.kind) {
+                (Some(_), _) => None,
+                (None, WindowKind::Tumbling { size }) => Some(*size),
+                (None, WindowKind::Hopping { hop, .. }) => Some(*hop),
+                (None, WindowKind::Sliding { delay, .. }) if *delay > 0 => Some((*delay).min(100)),
+                (None, WindowKind::Session { .. }) => Some(100),
+                _ => None,
+            };
+            // eKuiper does not push WHERE below count and sliding windows, nor below any
+            // event-time window (internal/topo/planner/planner.go, windowPlan.go): the window
+            // collects unfiltered rows (a count window counts them), WHERE filters each window's
+            // rows, and a window WHERE leaves empty is not emitted. State windows and sliding
+            // windows with OVER (WHEN ...) decide their bounds row by row and keep WHERE below
+            // them, as do rules whose WHERE records `last_hit_*` hits.
+            let where_above = join_at.is_none()
+                && at > 0
+                && matches!(logical[at - 1], LogicalPlan::Filter { .. })
+                && (event_time.is_some()
+                    || matches!(
+                        spec.window.kind,
+                        WindowKind::Count { .. } | WindowKind::Sliding { .. }
+                    ))
+                && spec.window.state.is_none()
+                && spec.window.trigger.is_none()
+                && !plan.reads_hits();
+            if where_above {
+                let mut on_window = ops(at - 1..at);
+                on_window.push(prepare);
+                vec![
+                    Stage::Source {
+                        ops: ops(0..at - 1),
+                        tick,
+                        stamps_time: true,
+                        output: Output::Exchange,
+                    },
+                    Stage::Window {
+                        exchange: Exchange::ToFirstWorker,
+                        spec,
+                        joined: Some(on_window),
+                        node,
+                    },
+                    Stage::Emit {
+                        merge: false,
+                        ops: post,
+                    },
+                    Stage::Sink { split_rows },
+                ]
+            } else {
+                match join_at {
+                    // Stream-stream joins: rows of every stream go into the window as they are;
+                    // the join, the rest of the ON/WHERE work and the window's preparation run on
+                    // each window's rows.
+                    Some(j) => {
+                        let mut pre = ops(0..j);
+                        pre.push(Op {
+                            kind: OpKind::TagSource,
+                            node: None,
+                        });
+                        let mut on_window = ops(j..at);
+                        on_window.push(prepare);
+                        vec![
+                            Stage::Source {
+                                ops: pre,
+                                tick: None,
+                                stamps_time: true,
+                                output: Output::Exchange,
+                            },
+                            Stage::Window {
+                                exchange: Exchange::ToFirstWorker,
+                                spec,
+                                joined: Some(on_window),
+                                node,
+                            },
+                            Stage::Emit {
+                                merge: false,
+                                ops: post,
+                            },
+                            Stage::Sink { split_rows },
+                        ]
+                    }
+                    None => {
+                        let mut pre = ops(0..at);
+                        pre.push(prepare);
+                        let merge = spec.window.kind.is_partitionable();
+                        // An event-time window's rows are read in order by one worker, which with
+                        // the source's reader thread keeps two cores busy: spreading its groups
+                        // adds a partition and a copy per batch and pays only with cores to spare
+                        // (measured: W2 at 2 workers on 2 cores, 0.28 s spread, 0.24 s kept).
+                        let exchange = if merge && (event_time.is_none() || target.spare_cores) {
+                            Exchange::ByKey
+                        } else {
+                            Exchange::ToFirstWorker
+                        };
+                        vec![
+                            Stage::Source {
+                                ops: pre,
+                                tick,
+                                stamps_time: true,
+                                output: Output::Exchange,
+                            },
+                            Stage::Window {
+                                exchange,
+                                spec,
+                                joined: None,
+                                node,
+                            },
+                            Stage::Emit { merge, ops: post },
+                            Stage::Sink { split_rows },
+                        ]
+                    }
                 }
             }
         }
