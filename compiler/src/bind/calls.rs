@@ -233,9 +233,16 @@ impl Binder<'_> {
             // own emission, so it is always the first.
             "row_number" if self.window && self.aggs.is_some() => Expr::RowNumber,
             "row_number" => Expr::Literal(Literal::Int(1)),
-            // In a window's results: the window's end (its trigger time); on rows: the row's
-            // time (event time, or arrival).
-            "event_time" | "window_trigger" if self.window && self.aggs.is_some() => Expr::Column {
+            // In a window's results: the window's end (its trigger time); on rows, and inside
+            // an aggregate's argument (each row's own), the row's time (event time, or
+            // arrival), as eKuiper's `internal/xsql/row.go` and `collection.go` answer it.
+            "event_time" if self.window && self.aggs.is_some() && !self.in_aggregate => {
+                Expr::Column {
+                    name: WINDOW_END.to_string(),
+                    ty: SqlType::Known(arrow::datatypes::DataType::Int64),
+                }
+            }
+            "window_trigger" if self.window && self.aggs.is_some() => Expr::Column {
                 name: WINDOW_END.to_string(),
                 ty: SqlType::Known(arrow::datatypes::DataType::Int64),
             },
