@@ -418,6 +418,17 @@ fn secrets_are_masked_in_rest_answers_and_stored_as_given() {
     assert!(!body.contains("srvpw-5"), "{body}");
     assert!(body.contains("ftp://u:******@127.0.0.1:1"), "{body}");
 
+    // A refused request whose Origin carries a password: the answer and the (debug) log line
+    // that name the Origin mask it.
+    let (status, body) = server.request(
+        "GET",
+        "/rules",
+        &[("Origin", "http://u:originpw-2@evil.example")],
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("http://u:******@evil.example"), "{body}");
+
     // Stored as given: the catalog has the secrets, so the sinks get them.
     server.stop();
     // The catalog and its write-ahead log, if any.
@@ -439,7 +450,8 @@ fn secrets_are_masked_in_rest_answers_and_stored_as_given() {
         );
     }
     let log = std::fs::read_to_string(&log).unwrap();
-    for s in secrets.iter().chain(&["srvpw-5"]) {
+    assert!(log.contains("http://u:******@evil.example"), "{log}");
+    for s in secrets.iter().chain(&["srvpw-5", "originpw-2"]) {
         assert!(!log.contains(s), "the log shows {s}");
     }
 }
