@@ -186,7 +186,8 @@ pub async fn show(state: State, Path(id): Path<String>) -> Result<Response, ApiE
         .into_response())
 }
 
-/// `PUT /rules/{id}`: replaces the rule and restarts it.
+/// `PUT /rules/{id}`: replaces the rule and restarts it. `******` where the stored rule has a
+/// secret keeps that secret.
 pub async fn update(state: State, Path(id): Path<String>, raw: String) -> Result<String, ApiError> {
     update_rule(state, id, &raw)
         .await
@@ -194,6 +195,12 @@ pub async fn update(state: State, Path(id): Path<String>, raw: String) -> Result
 }
 
 async fn update_rule(state: State, id: String, raw: &str) -> Result<String, ApiError> {
+    // A body copied from `GET /rules/{id}` has `******` for the secrets: keep the stored ones.
+    let restored = match state.catalog.rule_json(&id)? {
+        Some(stored) => mask::unmask_json(raw, &stored),
+        None => None,
+    };
+    let raw = restored.as_deref().unwrap_or(raw);
     let (spec, start) = parse(raw)?;
     if spec.id != id {
         return Err(ApiError::bad_request(format!(

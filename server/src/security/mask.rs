@@ -106,6 +106,45 @@ pub fn mask_json_text(raw: &str) -> Cow<'_, str> {
     }
 }
 
+/// A document sent back after a `GET` (`PUT /rules/{id}` with what `GET /rules/{id}` showed)
+/// holds `******` where the stored one has the secret: puts the stored secrets back, so that
+/// editing a rule never replaces a password with the mask. `None` when nothing was restored.
+pub fn unmask_json(new_raw: &str, stored_raw: &str) -> Option<String> {
+    fn restore(new: &mut Value, old: &Value) -> bool {
+        match (new, old) {
+            (Value::Object(n), Value::Object(o)) => {
+                let mut changed = false;
+                for (k, v) in n.iter_mut() {
+                    if let Some(ov) = o.get(k) {
+                        if is_secret_key(k) && v.as_str() == Some(MASK) {
+                            *v = ov.clone();
+                            changed = true;
+                        } else {
+                            changed |= restore(v, ov);
+                        }
+                    }
+                }
+                changed
+            }
+            (Value::Array(n), Value::Array(o)) => n
+                .iter_mut()
+                .zip(o)
+                .fold(false, |changed, (n, o)| restore(n, o) | changed),
+            (Value::String(n), Value::String(o)) if n.contains(MASK) && *n == mask_text(o) => {
+                n.clone_from(o);
+                true
+            }
+            _ => false,
+        }
+    }
+    if !new_raw.contains(MASK) {
+        return None;
+    }
+    let mut new: Value = serde_json::from_str(new_raw).ok()?;
+    let old: Value = serde_json::from_str(stored_raw).ok()?;
+    restore(&mut new, &old).then(|| new.to_string())
+}
+
 /// The secret strings of a JSON document (the values under secret keys, and URL passwords),
 /// so that an error message echoing one can be scrubbed with [`scrub`].
 pub fn secret_values(raw: &str) -> Vec<String> {
@@ -263,6 +302,22 @@ mod tests {
             mask_json_text(secret),
             r#"{"actions":[{"x":{"password":"******"}}],"id":"r"}"#
         );
+    }
+
+    #[test]
+    fn a_masked_document_sent_back_keeps_the_stored_secrets() {
+        let stored =
+            r#"{"actions": [{"x": {"password": "p1", "url": "mysql://u:p2@h/db", "topic": "a"}}]}"#;
+        let shown = mask_json_text(stored).into_owned();
+        let edited = shown.replace("\"a\"", "\"b\"");
+        let restored: Value = serde_json::from_str(&unmask_json(&edited, stored).unwrap()).unwrap();
+        assert_eq!(
+            restored,
+            json!({"actions": [{"x": {"password": "p1", "url": "mysql://u:p2@h/db", "topic": "b"}}]})
+        );
+        // A new password, or a document without masks, is taken as sent.
+        let new = r#"{"actions": [{"x": {"password": "p3"}}]}"#;
+        assert_eq!(unmask_json(new, stored), None);
     }
 
     #[test]
