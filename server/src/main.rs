@@ -122,6 +122,7 @@ fn env_filter() -> tracing_subscriber::EnvFilter {
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
+    quiver_server::security::mask::warm_up();
     if std::env::args().nth(1).as_deref() == Some("run") {
         // Logs (and `log` sink output) go to stderr so stdout carries only the status JSON.
         tracing_subscriber::fmt()

@@ -50,6 +50,10 @@ static SECRET_PAIR: LazyLock<Regex> = LazyLock::new(|| {
 /// Masks the secrets in free text: URL passwords and `key=value` / `"key": "value"` pairs of
 /// secret keys. Used for log lines, status and error messages.
 pub fn mask_text(text: &str) -> Cow<'_, str> {
+    // Most log lines name neither a URL nor a secret key: skip the regexes.
+    if !text.contains("://") && !is_secret_word_in(text) {
+        return Cow::Borrowed(text);
+    }
     let urls = URL_CREDENTIALS.replace_all(text, |c: &Captures| format!("{}{MASK}@", &c[1]));
     let pairs = match SECRET_PAIR.replace_all(&urls, |c: &Captures| {
         let value = &c[2];
@@ -66,6 +70,17 @@ pub fn mask_text(text: &str) -> Cow<'_, str> {
         Some(s) => Cow::Owned(s),
         None => urls,
     }
+}
+
+fn is_secret_word_in(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    SECRET_SUFFIXES.iter().any(|s| lower.contains(s))
+}
+
+/// Compiles the patterns now, so that the first log line that needs them is not slowed.
+pub fn warm_up() {
+    LazyLock::force(&URL_CREDENTIALS);
+    LazyLock::force(&SECRET_PAIR);
 }
 
 /// Masks a JSON value in place: every value under a secret key becomes `******` (objects and
