@@ -7,6 +7,7 @@ pub mod api;
 pub mod catalog;
 pub mod plugins;
 pub mod push;
+pub mod security;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ pub struct Settings {
     /// Optional YAML file of connection profiles (eKuiper's confKey idea):
     /// `mqtt: { default: { server: "tcp://127.0.0.1:1883" } }`.
     pub config: Option<PathBuf>,
+    /// Authentication, browser checks and exposure (`--auth`, `--allow-origin`, ...).
+    pub security: security::SecuritySettings,
 }
 
 /// Reads connection profiles: source type → profile name (`CONF_KEY`) → properties.
@@ -98,6 +101,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    // Before anything starts: a server that must not serve stops here.
+    let security = Arc::new(settings.security.validate(&settings.data_dir)?);
+    security.check_exposure(settings.bind)?;
     let catalog = catalog::Catalog::open(&settings.data_dir)?;
     quiver_compiler::functions::set_keyed_state_store(Some(Arc::new(catalog::KeyedState::open(
         &settings.data_dir,
@@ -132,17 +138,30 @@ pub async fn serve(
     let push_listener = tokio::net::TcpListener::bind(settings.push_bind)
         .await
         .with_context(|| format!("binding the push listener {}", settings.push_bind))?;
-    let push = push::router(engine.connectors().httppush().clone());
+    let push = push::router(engine.connectors().httppush().clone()).layer(
+        axum::middleware::from_fn_with_state(
+            (security.clone(), security::Listener::Push),
+            security::guard,
+        ),
+    );
     let push_task = tokio::spawn(async move {
+        let push = push.into_make_service_with_connect_info::<security::LocalAddr>();
         if let Err(e) = axum::serve(push_listener, push).await {
             tracing::error!("push listener failed: {e}");
         }
     });
     tracing::info!(addr = %settings.push_bind, "HTTP push listener ready");
     tracing::info!(addr = %settings.bind, workers = engine.workers(), "REST API listening");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let rest = api::router(state).layer(axum::middleware::from_fn_with_state(
+        (security, security::Listener::Rest),
+        security::guard,
+    ));
+    axum::serve(
+        listener,
+        rest.into_make_service_with_connect_info::<security::LocalAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     push_task.abort();
     let engine2 = engine.clone();
     tokio::task::spawn_blocking(move || engine2.shutdown()).await?;

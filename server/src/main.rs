@@ -11,15 +11,31 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use quiver_server::Settings;
+use quiver_server::security::mask::MaskingWriter;
 
 const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir DIR] [--workers N]
+               [--auth jwt|none] [--auth-token-file FILE] [--allow-origin ORIGIN]...
+               [--allow-host NAME]... [--allow-unauthenticated]
        quiverd run --stream SQL --rule RULE [--workers N]   (one rule to completion; run --help)
   --bind      REST API address (env QUIVER_BIND, default 127.0.0.1:9081)
   --push-bind HTTP push source address (env QUIVER_PUSH_BIND, default 127.0.0.1:10081)
   --data-dir  catalog directory (env QUIVER_DATA_DIR, default ./data)
   --workers   dataflow worker threads (env QUIVER_WORKERS, default: cores)
   --config    YAML connection profiles, e.g. mqtt: {default: {server: tcp://127.0.0.1:1883}}
-              (env QUIVER_CONFIG)";
+              (env QUIVER_CONFIG)
+  --auth jwt  require eKuiper's RS256 JWTs in the Authorization header; public keys (PEM)
+              in DATA-DIR/mgmt, the token's iss names the file, aud must be eKuiper
+              (env QUIVER_AUTH)
+  --auth-token-file FILE
+              require the token held in FILE (env QUIVER_AUTH_TOKEN_FILE); with --auth jwt,
+              either is accepted. GET /ping stays open
+  --allow-origin ORIGIN
+              serve browser requests from ORIGIN (e.g. https://dash.example:8080) without a
+              token; other Origins get 403 (repeatable; default none)
+  --allow-host NAME
+              accept Host NAME besides localhost, loopback and the bound address (repeatable)
+  --allow-unauthenticated
+              serve a non-loopback --bind without authentication (refused otherwise)";
 
 fn settings() -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok();
@@ -28,6 +44,12 @@ fn settings() -> anyhow::Result<Settings> {
     let mut push_bind = env("QUIVER_PUSH_BIND").unwrap_or_else(|| "127.0.0.1:10081".into());
     let mut workers = env("QUIVER_WORKERS");
     let mut config = env("QUIVER_CONFIG");
+    let mut security = quiver_server::security::SecuritySettings {
+        jwt: false,
+        token_file: env("QUIVER_AUTH_TOKEN_FILE").map(PathBuf::from),
+        ..Default::default()
+    };
+    let mut auth = env("QUIVER_AUTH");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -40,6 +62,11 @@ fn settings() -> anyhow::Result<Settings> {
             "--push-bind" => push_bind = value()?,
             "--workers" => workers = Some(value()?),
             "--config" => config = Some(value()?),
+            "--auth" => auth = Some(value()?),
+            "--auth-token-file" => security.token_file = Some(PathBuf::from(value()?)),
+            "--allow-origin" => security.allow_origins.push(value()?),
+            "--allow-host" => security.allow_hosts.push(value()?),
+            "--allow-unauthenticated" => security.allow_unauthenticated = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -47,6 +74,11 @@ fn settings() -> anyhow::Result<Settings> {
             other => anyhow::bail!("unknown argument \"{other}\"\n{USAGE}"),
         }
     }
+    security.jwt = match auth.as_deref() {
+        None | Some("none") => false,
+        Some("jwt") => true,
+        Some(other) => anyhow::bail!("--auth: \"{other}\" is not jwt or none\n{USAGE}"),
+    };
     let workers = match workers {
         Some(w) => w.parse().context("--workers needs a number")?,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -61,6 +93,7 @@ fn settings() -> anyhow::Result<Settings> {
         data_dir: PathBuf::from(data_dir),
         config: config.map(PathBuf::from),
         workers,
+        security,
     })
 }
 
@@ -89,17 +122,19 @@ fn env_filter() -> tracing_subscriber::EnvFilter {
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
+    quiver_server::security::mask::warm_up();
     if std::env::args().nth(1).as_deref() == Some("run") {
         // Logs (and `log` sink output) go to stderr so stdout carries only the status JSON.
         tracing_subscriber::fmt()
             .with_env_filter(env_filter())
-            .with_writer(std::io::stderr)
+            .with_writer(|| MaskingWriter(std::io::stderr()))
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
         return Ok(oneshot::main(std::env::args().skip(2)));
     }
     tracing_subscriber::fmt()
         .with_env_filter(env_filter())
+        .with_writer(|| MaskingWriter(std::io::stdout()))
         .init();
     let settings = settings()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,4 +1,6 @@
 //! REST errors: each engine error maps to one status, with eKuiper's `{"error", "message"}` body.
+//! Messages are masked ([`crate::security::mask::mask_text`]) on the way out: an error never
+//! shows a password.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -20,6 +22,14 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
+        }
+    }
+
+    /// The same error with every one of `secrets` (the request's secret values) masked.
+    pub fn scrubbed(self, secrets: &[String]) -> Self {
+        ApiError {
+            status: self.status,
+            message: crate::security::mask::scrub(&self.message, secrets),
         }
     }
 
@@ -66,7 +76,10 @@ impl IntoResponse for ApiError {
         };
         (
             self.status,
-            Json(serde_json::json!({ "error": code, "message": self.message })),
+            Json(serde_json::json!({
+                "error": code,
+                "message": crate::security::mask::mask_text(&self.message),
+            })),
         )
             .into_response()
     }

@@ -119,7 +119,9 @@ pub async fn describe(
         status: StatusCode::NOT_FOUND,
         message: format!("plugin \"{name}\" not found"),
     })?;
-    Ok(Json(PluginManager::describe(&installed)))
+    let mut described = PluginManager::describe(&installed);
+    crate::security::mask::mask_value(&mut described);
+    Ok(Json(described))
 }
 
 /// `DELETE /plugins/{type}/{name}`.

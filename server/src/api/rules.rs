@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, State};
+use crate::security::mask;
 
 /// eKuiper's rule JSON (`graph` rules are not supported yet and are refused).
 #[derive(Debug, Deserialize)]
@@ -104,10 +105,16 @@ pub fn parse(raw: &str) -> Result<(RuleSpec, bool), ApiError> {
 
 /// `POST /rules`.
 pub async fn create(state: State, raw: String) -> Result<(StatusCode, String), ApiError> {
-    let (spec, start) = parse(&raw)?;
+    create_rule(state, &raw)
+        .await
+        .map_err(|e| e.scrubbed(&mask::secret_values(&raw)))
+}
+
+async fn create_rule(state: State, raw: &str) -> Result<(StatusCode, String), ApiError> {
+    let (spec, start) = parse(raw)?;
     let id = spec.id.clone();
     state.engine.create_rule_with(spec, start)?;
-    if let Err(e) = state.catalog.put_rule(&id, &raw, start) {
+    if let Err(e) = state.catalog.put_rule(&id, raw, start) {
         let _ = state.engine.delete_rule(&id);
         return Err(e.into());
     }
@@ -119,7 +126,13 @@ pub async fn create(state: State, raw: String) -> Result<(StatusCode, String), A
 
 /// `POST /rules/validate`: compiles the rule without creating it.
 pub async fn validate(state: State, raw: String) -> Result<Json<Value>, ApiError> {
-    let (spec, _) = parse(&raw)?;
+    validate_rule(state, &raw)
+        .await
+        .map_err(|e| e.scrubbed(&mask::secret_values(&raw)))
+}
+
+async fn validate_rule(state: State, raw: &str) -> Result<Json<Value>, ApiError> {
+    let (spec, _) = parse(raw)?;
     state.engine.compile(&spec.sql)?;
     for a in &spec.actions {
         state.engine.validate_action(a)?;
@@ -160,7 +173,7 @@ fn not_found(id: &str) -> ApiError {
     }
 }
 
-/// `GET /rules/{id}`: the rule JSON as submitted.
+/// `GET /rules/{id}`: the rule JSON as submitted, its secrets masked (then re-serialized).
 pub async fn show(state: State, Path(id): Path<String>) -> Result<Response, ApiError> {
     let json = state
         .catalog
@@ -168,14 +181,27 @@ pub async fn show(state: State, Path(id): Path<String>) -> Result<Response, ApiE
         .ok_or_else(|| not_found(&id))?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        json,
+        mask::mask_json_text(&json).into_owned(),
     )
         .into_response())
 }
 
-/// `PUT /rules/{id}`: replaces the rule and restarts it.
+/// `PUT /rules/{id}`: replaces the rule and restarts it. `******` where the stored rule has a
+/// secret keeps that secret.
 pub async fn update(state: State, Path(id): Path<String>, raw: String) -> Result<String, ApiError> {
-    let (spec, start) = parse(&raw)?;
+    update_rule(state, id, &raw)
+        .await
+        .map_err(|e| e.scrubbed(&mask::secret_values(&raw)))
+}
+
+async fn update_rule(state: State, id: String, raw: &str) -> Result<String, ApiError> {
+    // A body copied from `GET /rules/{id}` has `******` for the secrets: keep the stored ones.
+    let restored = match state.catalog.rule_json(&id)? {
+        Some(stored) => mask::unmask_json(raw, &stored),
+        None => None,
+    };
+    let raw = restored.as_deref().unwrap_or(raw);
+    let (spec, start) = parse(raw)?;
     if spec.id != id {
         return Err(ApiError::bad_request(format!(
             "the body is for rule \"{}\", not \"{id}\"",
@@ -193,7 +219,7 @@ pub async fn update(state: State, Path(id): Path<String>, raw: String) -> Result
             .map_err(|e| ApiError::internal(e.to_string()))?;
         return Err(e.into());
     }
-    state.catalog.put_rule(&id, &raw, start)?;
+    state.catalog.put_rule(&id, raw, start)?;
     Ok(format!("Rule {id} was updated successfully."))
 }
 
@@ -228,7 +254,16 @@ pub async fn restart(state: State, Path(id): Path<String>) -> Result<String, Api
 /// `GET /rules/{id}/status`: eKuiper's flat shape.
 pub async fn status(state: State, Path(id): Path<String>) -> Result<Response, ApiError> {
     let st = state.engine.rule_status(&id)?;
-    Ok(Json(st).into_response())
+    Ok(Json(masked_status(st)).into_response())
+}
+
+/// A status with its message and string metrics (`last_exception`) masked.
+fn masked_status(mut st: quiver_dataflow::RuleStatus) -> quiver_dataflow::RuleStatus {
+    st.message = mask::mask_text(&st.message).into_owned();
+    for (_, v) in &mut st.metrics {
+        mask::mask_value(v);
+    }
+    st
 }
 
 /// `GET /rules/status/all`: every rule's status by id.
@@ -238,7 +273,7 @@ pub async fn status_all(state: State) -> Response {
         .rule_ids()
         .into_iter()
         .filter_map(|id| {
-            let st = state.engine.rule_status(&id).ok()?;
+            let st = masked_status(state.engine.rule_status(&id).ok()?);
             Some((id, serde_json::to_value(st).ok()?))
         })
         .collect();
@@ -275,5 +310,5 @@ pub async fn topo(state: State, Path(id): Path<String>) -> Result<Json<Value>, A
 
 /// `GET /rules/{id}/explain`: the compiled plan as text.
 pub async fn explain(state: State, Path(id): Path<String>) -> Result<String, ApiError> {
-    Ok(state.engine.explain(&id)?)
+    Ok(mask::mask_text(&state.engine.explain(&id)?).into_owned())
 }

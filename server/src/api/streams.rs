@@ -153,12 +153,15 @@ fn describe_json(def: &StreamDef) -> Value {
         .flatten()
         .map(|c| json!({ "Name": c.name, "FieldType": field_type_json(&c.ty) }))
         .collect();
-    let options: Map<String, Value> = def
-        .options
-        .raw
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+    let mut options = Value::Object(
+        def.options
+            .raw
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    );
+    // Options may carry a URL with a password or a secret property.
+    crate::security::mask::mask_value(&mut options);
     json!({
         "Name": def.name,
         "StreamFields": if fields.is_empty() { Value::Null } else { Value::Array(fields) },

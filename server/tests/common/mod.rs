@@ -31,20 +31,36 @@ impl Server {
 
     /// Starts quiverd with `data_dir` and an optional `--config` file.
     pub fn start_with(data_dir: &Path, config: Option<&Path>) -> Server {
+        let mut args = Vec::new();
+        if let Some(c) = config {
+            args.push("--config".to_string());
+            args.push(c.display().to_string());
+        }
+        Self::start_args(data_dir, &args, None)
+    }
+
+    /// Starts quiverd on loopback with `data_dir` and extra `args`; with `log`, its stdout and
+    /// stderr (at debug level) go to that file.
+    pub fn start_args(data_dir: &Path, args: &[String], log: Option<&Path>) -> Server {
         let addr = format!("127.0.0.1:{}", free_port());
         let push_addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiverd"));
         cmd.args(["--bind", &addr, "--push-bind", &push_addr, "--data-dir"])
             .arg(data_dir)
-            .args(["--workers", "2"]);
-        if let Some(c) = config {
-            cmd.arg("--config").arg(c);
+            .args(["--workers", "2"])
+            .args(args);
+        match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("log file");
+                cmd.env("RUST_LOG", "debug")
+                    .stdout(file.try_clone().expect("log file"))
+                    .stderr(file);
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            }
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("quiverd starts");
+        let child = cmd.spawn().expect("quiverd starts");
         let server = Server {
             child,
             addr,
@@ -80,27 +96,62 @@ impl Server {
         path: &str,
         body: Option<&str>,
     ) -> std::io::Result<(u16, String)> {
-        http(&self.addr, method, path, body)
+        http(&self.addr, method, path, &[], body)
+    }
+
+    /// A REST request with extra headers (a `Host` here replaces the default one).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, String) {
+        http(&self.addr, method, path, headers, body).expect("HTTP request")
     }
 
     pub fn push(&self, path: &str, body: &str) -> (u16, String) {
-        http(&self.push_addr, "POST", path, Some(body)).expect("push request")
+        self.push_with(path, &[], body)
+    }
+
+    /// A push request with extra headers.
+    pub fn push_with(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+        http(&self.push_addr, "POST", path, headers, Some(body)).expect("push request")
+    }
+
+    /// The REST address (`127.0.0.1:port`).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The push listener's address.
+    pub fn push_addr(&self) -> &str {
+        &self.push_addr
     }
 }
 
-fn http(
+/// One HTTP/1.1 request; `Host: addr` unless `headers` names a Host.
+pub fn http(
     addr: &str,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
     {
         let mut s = TcpStream::connect(addr)?;
         s.set_read_timeout(Some(Duration::from_secs(20)))?;
         let body = body.unwrap_or("");
+        let mut head = String::new();
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            head.push_str(&format!("Host: {addr}\r\n"));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\n{head}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )?;
         let mut raw = String::new();
