@@ -258,17 +258,19 @@ impl Engine {
             let rule_id = entry.spec.id.clone();
             let task = self.inner.runtime.spawn(async move {
                 let result = source.run(out).await;
-                // The queues are closed now; wake every worker so each sees the end of its
-                // input, drops its capability and lets the results drain to the sinks.
-                drop(source);
-                for i in 0..n {
-                    wake_all(i);
-                }
+                // The error is recorded before the workers learn the input ended: the run may
+                // finish as soon as they do, and its status must then say why.
                 if let Err(e) = result
                     && !matches!(e, quiver_connectors::ConnectorError::Closed)
                 {
                     tracing::error!(rule = %rule_id, "source failed: {e}");
                     *source_error.lock().expect("error lock") = Some(e.to_string());
+                }
+                // The queues are closed now; wake every worker so each sees the end of its
+                // input, drops its capability and lets the results drain to the sinks.
+                drop(source);
+                for i in 0..n {
+                    wake_all(i);
                 }
             });
             (SourceHandle::Own(task), connection)
