@@ -32,6 +32,8 @@ pub struct Settings {
     /// Optional YAML file of connection profiles (eKuiper's confKey idea):
     /// `mqtt: { default: { server: "tcp://127.0.0.1:1883" } }`.
     pub config: Option<PathBuf>,
+    /// The folder `file://` plugin installs may read from; `None` refuses `file://`.
+    pub plugin_file_dir: Option<PathBuf>,
 }
 
 /// Reads connection profiles: source type → profile name (`CONF_KEY`) → properties.
@@ -114,10 +116,10 @@ pub async fn serve(
         engine.set_source_profiles(load_profiles(path)?);
     }
     // Plugins first: restored rules may use plugin sinks and functions.
-    let plugins = Arc::new(plugins::PluginManager::open(
-        &settings.data_dir,
-        engine.clone(),
-    )?);
+    let plugins = Arc::new(
+        plugins::PluginManager::open(&settings.data_dir, engine.clone())?
+            .with_file_dir(settings.plugin_file_dir.as_deref())?,
+    );
     plugins.load_all();
     restore(&engine, &catalog)?;
     let state = Arc::new(api::AppState {

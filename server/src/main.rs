@@ -19,7 +19,9 @@ const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir
   --data-dir  catalog directory (env QUIVER_DATA_DIR, default ./data)
   --workers   dataflow worker threads (env QUIVER_WORKERS, default: cores)
   --config    YAML connection profiles, e.g. mqtt: {default: {server: tcp://127.0.0.1:1883}}
-              (env QUIVER_CONFIG)";
+              (env QUIVER_CONFIG)
+  --plugin-file-dir  the only folder file:// plugin installs may read from; without it
+              file:// installs are refused (env QUIVER_PLUGIN_FILE_DIR)";
 
 fn settings() -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok();
@@ -28,6 +30,7 @@ fn settings() -> anyhow::Result<Settings> {
     let mut push_bind = env("QUIVER_PUSH_BIND").unwrap_or_else(|| "127.0.0.1:10081".into());
     let mut workers = env("QUIVER_WORKERS");
     let mut config = env("QUIVER_CONFIG");
+    let mut plugin_file_dir = env("QUIVER_PLUGIN_FILE_DIR");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -40,6 +43,7 @@ fn settings() -> anyhow::Result<Settings> {
             "--push-bind" => push_bind = value()?,
             "--workers" => workers = Some(value()?),
             "--config" => config = Some(value()?),
+            "--plugin-file-dir" => plugin_file_dir = Some(value()?),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -60,6 +64,7 @@ fn settings() -> anyhow::Result<Settings> {
         })?,
         data_dir: PathBuf::from(data_dir),
         config: config.map(PathBuf::from),
+        plugin_file_dir: plugin_file_dir.map(PathBuf::from),
         workers,
     })
 }

@@ -68,6 +68,8 @@ pub fn compile_rule(
     catalog: &dyn StreamCatalog,
     registry: &Registry,
 ) -> Result<RulePlan> {
+    // Size and depth first, on tokens: a tree too deep to bind is never built.
+    crate::limits::check_sql(sql)?;
     let (masked, whens) = over_when::extract_over_whens(sql)?;
     let query = parse_query(&masked)?;
     let SetExpr::Select(select) = query.body.as_ref() else {
@@ -177,6 +179,7 @@ pub fn compile_rule(
 /// Parses the one statement of a rule: a query, optionally followed by semicolons.
 fn parse_query(sql: &str) -> Result<Box<ast::Query>> {
     let mut parser = Parser::new(&EkuiperDialect)
+        .with_recursion_limit(crate::limits::MAX_PARSER_RECURSION)
         .try_with_sql(sql)
         .map_err(CompileError::from_parser)?;
     let stmt = parser

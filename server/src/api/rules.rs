@@ -121,6 +121,7 @@ pub async fn create(state: State, raw: String) -> Result<(StatusCode, String), A
 pub async fn validate(state: State, raw: String) -> Result<Json<Value>, ApiError> {
     let (spec, _) = parse(&raw)?;
     state.engine.compile(&spec.sql)?;
+    state.engine.validate_options(&spec.options)?;
     for a in &spec.actions {
         state.engine.validate_action(a)?;
     }

@@ -31,6 +31,17 @@ impl Server {
 
     /// Starts quiverd with `data_dir` and an optional `--config` file.
     pub fn start_with(data_dir: &Path, config: Option<&Path>) -> Server {
+        Self::start_args(data_dir, config, &[])
+    }
+
+    /// Starts quiverd allowing `file://` plugin installs from `zips` only.
+    pub fn start_with_plugin_files(data_dir: &Path, zips: &Path) -> Server {
+        let zips = zips.to_str().expect("a UTF-8 path");
+        Self::start_args(data_dir, None, &["--plugin-file-dir", zips])
+    }
+
+    /// Starts quiverd with `data_dir`, an optional `--config` file and more flags.
+    pub fn start_args(data_dir: &Path, config: Option<&Path>, extra: &[&str]) -> Server {
         let addr = format!("127.0.0.1:{}", free_port());
         let push_addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiverd"));
@@ -40,6 +51,7 @@ impl Server {
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
+        cmd.args(extra);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -81,6 +93,11 @@ impl Server {
         body: Option<&str>,
     ) -> std::io::Result<(u16, String)> {
         http(&self.addr, method, path, body)
+    }
+
+    /// The REST address, `127.0.0.1:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     pub fn push(&self, path: &str, body: &str) -> (u16, String) {
