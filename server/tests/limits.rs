@@ -63,84 +63,51 @@ fn sql_and_ddl_limits_answer_400_and_the_server_keeps_serving() {
         vec!["humidity"; 5_000].join(" + ")
     );
     assert!(chain.len() < 65_536);
-    refused(
-        server.json(
-            "POST",
-            "/rules",
-            Some(rule("deep", &chain, json!([{"log": {}}]))),
-        ),
-        400,
-        "expression nesting is above the limit of 64 levels",
-    );
     let parens = format!(
         "SELECT {}1{} FROM demo",
         "(".repeat(20_000),
         ")".repeat(20_000)
     );
-    refused(
-        server.json(
-            "POST",
-            "/rules/validate",
-            Some(rule("p", &parens, json!([{"log": {}}]))),
-        ),
-        400,
-        "expression nesting is above the limit of 64 levels",
-    );
     let long = format!(
         "SELECT device FROM demo WHERE device = '{}'",
         "x".repeat(70_000)
     );
-    refused(
-        server.json(
-            "POST",
-            "/rules",
-            Some(rule("long", &long, json!([{"log": {}}]))),
-        ),
-        400,
-        &format!(
-            "SQL text of {} bytes is above the limit of 65536",
-            long.len()
-        ),
+    let long_message = format!(
+        "SQL text of {} bytes is above the limit of 65536",
+        long.len()
     );
-    refused(
-        server.json(
-            "POST",
+    let cases: [(&str, &str, &str); 6] = [
+        (
             "/rules",
-            Some(rule(
-                "w",
-                "SELECT count(*) FROM demo GROUP BY TUMBLINGWINDOW(dd, 100000)",
-                json!([{"log": {}}]),
-            )),
+            &chain,
+            "expression nesting is above the limit of 64 levels",
         ),
-        400,
-        "tumblingwindow length of 100000 units of 86400000 ms is above the limit of 31622400000 ms",
-    );
-    refused(
-        server.json(
-            "POST",
+        (
+            "/rules/validate",
+            &parens,
+            "expression nesting is above the limit of 64 levels",
+        ),
+        ("/rules", &long, &long_message),
+        (
             "/rules",
-            Some(rule(
-                "c",
-                "SELECT count(*) FROM demo GROUP BY COUNTWINDOW(4611686018427387904)",
-                json!([{"log": {}}]),
-            )),
+            "SELECT count(*) FROM demo GROUP BY TUMBLINGWINDOW(dd, 100000)",
+            "tumblingwindow length of 100000 units of 86400000 ms is above the limit of 31622400000 ms",
         ),
-        400,
-        "countwindow size 4611686018427387904 is above the limit of 1048576 rows",
-    );
-    refused(
-        server.json(
-            "POST",
+        (
             "/rules",
-            Some(rule(
-                "pad",
-                "SELECT lpad(device, 100000000) FROM demo",
-                json!([{"log": {}}]),
-            )),
+            "SELECT count(*) FROM demo GROUP BY COUNTWINDOW(4611686018427387904)",
+            "countwindow size 4611686018427387904 is above the limit of 1048576 rows",
         ),
-        400,
-        "expects a width of at most 65536 for argument 2 but got 100000000",
-    );
+        (
+            "/rules",
+            "SELECT lpad(device, 100000000) FROM demo",
+            "expects a width of at most 65536 for argument 2 but got 100000000",
+        ),
+    ];
+    for (path, sql, want) in cases {
+        let body = rule("r", sql, json!([{"log": {}}]));
+        refused(server.json("POST", path, Some(body)), 400, want);
+    }
     still_serving(&server);
     server.stop();
 }

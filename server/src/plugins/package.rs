@@ -415,7 +415,7 @@ mod tests {
 
     use super::*;
 
-    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    pub(super) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
         let mut w = zip::ZipWriter::new(&mut out);
         for (name, data) in entries {
@@ -485,21 +485,8 @@ mod tests {
 
 #[cfg(test)]
 mod limit_tests {
-    use std::io::Write;
-
+    use super::tests::zip_of;
     use super::*;
-
-    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = Cursor::new(Vec::new());
-        let mut w = zip::ZipWriter::new(&mut out);
-        for (name, data) in entries {
-            w.start_file(*name, zip::write::SimpleFileOptions::default())
-                .expect("start");
-            w.write_all(data).expect("write");
-        }
-        w.finish().expect("finish");
-        out.into_inner()
-    }
 
     fn refusal<T: std::fmt::Debug>(result: Result<T, PluginError>) -> String {
         result.expect_err("refused").to_string()
