@@ -11,6 +11,7 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::dialect::EkuiperDialect;
 use crate::error::{CompileError, Pos, Result, did_you_mean};
+use crate::limits::MAX_TYPE_NESTING;
 use crate::types::FieldType;
 
 /// Whether a definition is a stream or a table.
@@ -133,6 +134,7 @@ const SUPPORTED_FORMATS: &[&str] = &["json"];
 
 /// Parses one statement.
 pub fn parse_statement(sql: &str) -> Result<Statement> {
+    crate::limits::check_sql_size(sql)?;
     let mut p = DdlParser::new(sql)?;
     let first = p.peek_word();
     match first.as_deref() {
@@ -300,7 +302,7 @@ impl DdlParser {
                 {
                     return Err(CompileError::at(format!("duplicate column \"{col}\""), pos));
                 }
-                let ty = self.field_type()?;
+                let ty = self.field_type(1)?;
                 if self.peek_word().as_deref() == Some("DEFAULT") {
                     // eKuiper applies defaults only under strict validation; accept and skip.
                     self.idx += 1;
@@ -326,8 +328,16 @@ impl DdlParser {
         })
     }
 
-    fn field_type(&mut self) -> Result<FieldType> {
+    /// A column type; `depth` counts the `ARRAY(`/`STRUCT(` levels around it, so a type nested
+    /// past [`MAX_TYPE_NESTING`] is an error, not a stack overflow.
+    fn field_type(&mut self, depth: usize) -> Result<FieldType> {
         let pos = self.pos();
+        if depth > MAX_TYPE_NESTING {
+            return Err(CompileError::at(
+                format!("column type nesting is above the limit of {MAX_TYPE_NESTING} levels"),
+                pos,
+            ));
+        }
         let Some(word) = self.peek_word() else {
             return Err(self.unexpected("a column type"));
         };
@@ -339,7 +349,7 @@ impl DdlParser {
             "ARRAY" => {
                 self.idx += 1;
                 self.expect(Token::LParen, "\"(\" after ARRAY")?;
-                let inner = self.field_type()?;
+                let inner = self.field_type(depth + 1)?;
                 self.expect(Token::RParen, "\")\"")?;
                 Ok(FieldType::Array(Box::new(inner)))
             }
@@ -349,7 +359,7 @@ impl DdlParser {
                 let mut fields = Vec::new();
                 loop {
                     let (n, _) = self.ident("a struct field name")?;
-                    let t = self.field_type()?;
+                    let t = self.field_type(depth + 1)?;
                     fields.push((n, t));
                     if *self.peek() == Token::Comma {
                         self.idx += 1;
@@ -510,5 +520,63 @@ mod tests {
             Statement::Show(StreamKind::Stream)
         );
         assert!(parse_statement("SHOW STREAM").is_err());
+    }
+
+    /// `ARRAY(` nested `depth` times around BIGINT.
+    fn nested_array(depth: usize) -> String {
+        format!(
+            "CREATE STREAM s (a {}BIGINT{}) WITH (DATASOURCE=\"t\")",
+            "ARRAY(".repeat(depth),
+            ")".repeat(depth)
+        )
+    }
+
+    #[test]
+    fn type_nesting_is_bounded() {
+        // Issue 21: tens of thousands of `ARRAY(` overflowed the stack.
+        let err = parse_create(&nested_array(5_000)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "column type nesting is above the limit of 32 levels at 1:212"
+        );
+        let mut ok = parse_create(&nested_array(MAX_TYPE_NESTING - 1))
+            .unwrap()
+            .columns
+            .unwrap()
+            .remove(0)
+            .ty;
+        let mut levels = 0;
+        while let FieldType::Array(inner) = ok {
+            ok = *inner;
+            levels += 1;
+        }
+        assert_eq!(levels, MAX_TYPE_NESTING - 1);
+        assert!(parse_create(&nested_array(MAX_TYPE_NESTING)).is_err());
+        let structs = format!(
+            "CREATE STREAM s (a {}BIGINT{})",
+            "STRUCT(x ".repeat(40),
+            ")".repeat(40)
+        );
+        assert!(
+            parse_create(&structs)
+                .unwrap_err()
+                .reason
+                .contains("limit of 32")
+        );
+    }
+
+    #[test]
+    fn statement_text_is_bounded() {
+        let long = format!(
+            "CREATE STREAM s (a BIGINT) WITH (DATASOURCE=\"{}\")",
+            "x".repeat(crate::limits::MAX_SQL_BYTES)
+        );
+        assert_eq!(
+            parse_statement(&long).unwrap_err().to_string(),
+            format!(
+                "SQL text of {} bytes is above the limit of 65536",
+                long.len()
+            )
+        );
     }
 }

@@ -80,7 +80,10 @@ impl CompileError {
             sqlparser::parser::ParserError::TokenizerError(s)
             | sqlparser::parser::ParserError::ParserError(s) => s,
             sqlparser::parser::ParserError::RecursionLimitExceeded => {
-                return CompileError::new("expression nested too deeply");
+                return CompileError::new(format!(
+                    "expression nesting is above the limit of {} levels",
+                    crate::limits::MAX_EXPR_DEPTH
+                ));
             }
         };
         let (reason, pos) = split_location(&text);

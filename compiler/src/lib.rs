@@ -10,7 +10,8 @@
 //! - [`plan`], [`window`], [`aggregate`], [`analytic`]: the logical plan and what its window,
 //!   aggregate and analytic nodes carry; [`hit`] and [`hit_site`]: `last_hit_*` state;
 //! - [`columns`]: the names of the hidden columns every crate adds or reads;
-//! - [`duration`]: the one duration grammar (SQL functions, rule options, connector configs).
+//! - [`duration`]: the one duration grammar (SQL functions, rule options, connector configs);
+//! - [`limits`]: the bounds on SQL input (text size, nesting, window sizes, pad widths).
 //!
 //! Imports point one way: `bind` -> `plan` -> `window`/`analytic` -> `expr` -> `functions`
 //! -> `eval` -> `types`, with `columns`, `duration` and `hit_site` as leaves.
@@ -31,6 +32,7 @@ pub mod expr;
 pub mod functions;
 pub mod hit;
 pub mod hit_site;
+pub mod limits;
 pub mod plan;
 pub mod types;
 pub mod window;

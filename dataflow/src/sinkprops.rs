@@ -17,6 +17,20 @@ const HOST_KEYS: &[&str] = &[
     "dataTemplate",
 ];
 
+/// The longest queue in front of a sink (`bufferLength`, in emissions). tokio's bounded channel
+/// panics above `usize::MAX >> 3`, which a request once reached while holding the rules lock;
+/// 1 Mi emissions is a thousand times eKuiper's default of 1024.
+pub const MAX_BUFFER_LENGTH: u64 = 1 << 20;
+
+/// The most rows a sink gathers before writing (`batchSize`). They wait in memory; eKuiper
+/// examples use tens to thousands, and 1 Mi rows bounds that memory.
+pub const MAX_BATCH_SIZE: u64 = 1 << 20;
+
+/// The longest a partial batch waits (`lingerInterval`, ms): one hour. eKuiper users flush
+/// every few milliseconds to seconds; the bound also keeps `now + linger` far from the
+/// overflow that makes `Instant + Duration` panic.
+pub const MAX_LINGER_MS: u64 = 3_600_000;
+
 /// Common keys this build refuses rather than silently ignoring.
 const UNSUPPORTED: &[&str] = &["format", "schemaId", "compression", "encryption"];
 
@@ -54,15 +68,21 @@ impl SinkSettings {
                 return Err(bad(key, "is not supported yet"));
             }
         }
-        let uint = |key: &str| -> Result<Option<u64>, EngineError> {
-            match map.get(key) {
-                None | Some(Value::Null) => Ok(None),
+        // A non-negative integer no greater than `limit`; the error names both.
+        let uint = |key: &str, limit: u64| -> Result<Option<u64>, EngineError> {
+            let n = match map.get(key) {
+                None | Some(Value::Null) => return Ok(None),
                 Some(v) => v
                     .as_u64()
                     .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                    .map(Some)
-                    .ok_or_else(|| bad(key, "must be a non-negative integer")),
+                    .ok_or_else(|| bad(key, "must be a non-negative integer"))?,
+            };
+            if n > limit {
+                return Err(EngineError::Invalid(format!(
+                    "{key} {n} is above the limit of {limit}"
+                )));
             }
+            Ok(Some(n))
         };
         let fields = match map.get("fields") {
             None | Some(Value::Null) => None,
@@ -79,12 +99,12 @@ impl SinkSettings {
             Some(_) => return Err(bad("fields", "must be a list of field names")),
         };
         let settings = SinkSettings {
-            batch_size: uint("batchSize")?.unwrap_or(0) as usize,
-            linger: uint("lingerInterval")?
+            batch_size: uint("batchSize", MAX_BATCH_SIZE)?.unwrap_or(0) as usize,
+            linger: uint("lingerInterval", MAX_LINGER_MS)?
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis),
             fields,
-            buffer_length: uint("bufferLength")?.map(|n| n as usize),
+            buffer_length: uint("bufferLength", MAX_BUFFER_LENGTH)?.map(|n| n as usize),
             data_template: match map.get("dataTemplate") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(t)) if t.is_empty() => None,
@@ -244,6 +264,42 @@ mod tests {
         assert!(SinkSettings::parse(&json!({"dataTemplate": "{{.a"})).is_err());
         assert!(SinkSettings::parse(&json!({"format": "protobuf"})).is_err());
         assert!(SinkSettings::parse(&json!({"batchSize": -1})).is_err());
+    }
+
+    fn refusal(props: Value) -> String {
+        SinkSettings::parse(&props).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn numeric_properties_are_bounded() {
+        // Issue 21: 2^61 panicked inside `mpsc::channel` while the rules lock was held.
+        assert_eq!(
+            refusal(json!({"bufferLength": 1u64 << 61})),
+            "bufferLength 2305843009213693952 is above the limit of 1048576"
+        );
+        assert_eq!(
+            refusal(json!({"bufferLength": "2305843009213693952"})),
+            "bufferLength 2305843009213693952 is above the limit of 1048576"
+        );
+        assert_eq!(
+            refusal(json!({"batchSize": u64::MAX})),
+            "batchSize 18446744073709551615 is above the limit of 1048576"
+        );
+        assert_eq!(
+            refusal(json!({"lingerInterval": 3_600_001})),
+            "lingerInterval 3600001 is above the limit of 3600000"
+        );
+        let (s, _) = SinkSettings::parse(&json!({
+            "bufferLength": MAX_BUFFER_LENGTH,
+            "batchSize": MAX_BATCH_SIZE,
+            "lingerInterval": MAX_LINGER_MS
+        }))
+        .unwrap();
+        assert_eq!(s.buffer_length, Some(1 << 20));
+        assert_eq!(s.batch_size, 1 << 20);
+        assert_eq!(s.linger, Some(Duration::from_secs(3600)));
+        // The largest queue tokio is asked for is one it can make.
+        drop(tokio::sync::mpsc::channel::<()>(MAX_BUFFER_LENGTH as usize));
     }
 }
 

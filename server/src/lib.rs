@@ -35,6 +35,8 @@ pub struct Settings {
     pub config: Option<PathBuf>,
     /// Authentication, browser checks and exposure (`--auth`, `--allow-origin`, ...).
     pub security: security::SecuritySettings,
+    /// The folder `file://` plugin installs may read from; `None` refuses `file://`.
+    pub plugin_file_dir: Option<PathBuf>,
 }
 
 /// Reads connection profiles: source type → profile name (`CONF_KEY`) → properties.
@@ -120,10 +122,10 @@ pub async fn serve(
         engine.set_source_profiles(load_profiles(path)?);
     }
     // Plugins first: restored rules may use plugin sinks and functions.
-    let plugins = Arc::new(plugins::PluginManager::open(
-        &settings.data_dir,
-        engine.clone(),
-    )?);
+    let plugins = Arc::new(
+        plugins::PluginManager::open(&settings.data_dir, engine.clone())?
+            .with_file_dir(settings.plugin_file_dir.as_deref())?,
+    );
     plugins.load_all();
     restore(&engine, &catalog)?;
     let state = Arc::new(api::AppState {

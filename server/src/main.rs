@@ -35,7 +35,9 @@ const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir
   --allow-host NAME
               accept Host NAME besides localhost, loopback and the bound address (repeatable)
   --allow-unauthenticated
-              serve a non-loopback --bind without authentication (refused otherwise)";
+              serve a non-loopback --bind without authentication (refused otherwise)
+  --plugin-file-dir  the only folder file:// plugin installs may read from; without it
+              file:// installs are refused (env QUIVER_PLUGIN_FILE_DIR)";
 
 fn settings() -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok();
@@ -50,6 +52,7 @@ fn settings() -> anyhow::Result<Settings> {
         ..Default::default()
     };
     let mut auth = env("QUIVER_AUTH");
+    let mut plugin_file_dir = env("QUIVER_PLUGIN_FILE_DIR");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -67,6 +70,7 @@ fn settings() -> anyhow::Result<Settings> {
             "--allow-origin" => security.allow_origins.push(value()?),
             "--allow-host" => security.allow_hosts.push(value()?),
             "--allow-unauthenticated" => security.allow_unauthenticated = true,
+            "--plugin-file-dir" => plugin_file_dir = Some(value()?),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -92,6 +96,7 @@ fn settings() -> anyhow::Result<Settings> {
         })?,
         data_dir: PathBuf::from(data_dir),
         config: config.map(PathBuf::from),
+        plugin_file_dir: plugin_file_dir.map(PathBuf::from),
         workers,
         security,
     })

@@ -612,7 +612,9 @@ fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
         Connectors::new(),
     )
     .expect("engine");
-    let plugins = PluginManager::open(&dir.0.join("data"), engine.clone()).expect("plugins");
+    let plugins = PluginManager::open(&dir.0.join("data"), engine.clone())
+        .and_then(|p| p.with_file_dir(Some(dir.0.as_path())))
+        .expect("plugins");
     rt.block_on(plugins.install(
         PluginKind::Sink,
         "mysql",

@@ -173,7 +173,7 @@ fn sink_and_function_plugins_install_run_and_survive_a_restart() {
     );
     let base = serve_files(&zips);
     let data = dir.join("data");
-    let server = Server::start(&data);
+    let server = Server::start_with_plugin_files(&data, &zips);
 
     // The sink over http://, the function (arrow 59 inside) over file://.
     let (status, body) = install(&server, "sinks", "memo", &format!("{base}/memo.zip"));
@@ -416,7 +416,7 @@ fn incompatible_and_foreign_libraries_and_bad_zips_are_refused() {
     std::fs::write(&not_zip, b"PK but not really").expect("write");
 
     let data = dir.join("data");
-    let server = Server::start(&data);
+    let server = Server::start_with_plugin_files(&data, &zips);
     let url = |p: &Path| format!("file://{}", p.display());
     let cases = [
         (
@@ -491,7 +491,7 @@ fn a_panicking_sink_fails_only_its_rule() {
     std::fs::create_dir_all(&zips).expect("zips dir");
     let boom = package(&zips, "sink_panic", "boom", "1.0.0", json!({}));
     let memo = package(&zips, "sink_memo", "memo", "1.0.0", json!({}));
-    let server = Server::start(&dir.join("data"));
+    let server = Server::start_with_plugin_files(&dir.join("data"), &zips);
     let url = |p: &Path| format!("file://{}", p.display());
     assert_eq!(install(&server, "sinks", "boom", &url(&boom)).0, 201);
     assert_eq!(install(&server, "sinks", "memo", &url(&memo)).0, 201);
@@ -553,7 +553,7 @@ fn an_aggregate_plugin_function_aggregates_each_window_group() {
         json!({"functions": [{"name": "countplusone", "aggregate": true}]}),
     );
     let memo = package(&zips, "sink_memo", "memo", "1.0.0", json!({}));
-    let server = Server::start(&dir.join("data"));
+    let server = Server::start_with_plugin_files(&dir.join("data"), &zips);
     let url = |p: &Path| format!("file://{}", p.display());
     assert_eq!(
         install(&server, "functions", "countplusone", &url(&agg)).0,
@@ -617,7 +617,7 @@ fn a_source_plugin_feeds_a_stream_with_its_yaml_defaults() {
     );
     let memo = package(&zips, "sink_memo", "memo", "1.0.0", json!({}));
     let data = dir.join("data");
-    let server = Server::start(&data);
+    let server = Server::start_with_plugin_files(&data, &zips);
     let url = |p: &Path| format!("file://{}", p.display());
     let (status, body) = install(&server, "sources", "counter", &url(&counter));
     assert_eq!(status, 201, "{body}");
@@ -706,7 +706,9 @@ fn bench_plugin_sink_against_a_builtin_sink() {
         Connectors::new(),
     )
     .expect("engine");
-    let plugins = PluginManager::open(&dir.join("data"), engine.clone()).expect("plugins");
+    let plugins = PluginManager::open(&dir.join("data"), engine.clone())
+        .and_then(|p| p.with_file_dir(Some(dir.as_path())))
+        .expect("plugins");
     rt.block_on(plugins.install(
         PluginKind::Sink,
         "noop",

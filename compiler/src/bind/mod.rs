@@ -68,6 +68,8 @@ pub fn compile_rule(
     catalog: &dyn StreamCatalog,
     registry: &Registry,
 ) -> Result<RulePlan> {
+    // Size and depth first, on tokens: a tree too deep to bind is never built.
+    crate::limits::check_sql(sql)?;
     let (masked, whens) = over_when::extract_over_whens(sql)?;
     let (query, invisible) = parse_query(&masked)?;
     let SetExpr::Select(select) = query.body.as_ref() else {
@@ -178,7 +180,9 @@ pub fn compile_rule(
 fn parse_query(sql: &str) -> Result<(Box<ast::Query>, Vec<usize>)> {
     let tokens = crate::dialect::ekuiper_tokens(sql)
         .map_err(|e| CompileError::at(e.message.clone(), Pos::from_location(e.location)))?;
-    let mut parser = Parser::new(&EkuiperDialect).with_tokens_with_locations(tokens.tokens);
+    let mut parser = Parser::new(&EkuiperDialect)
+        .with_recursion_limit(crate::limits::MAX_PARSER_RECURSION)
+        .with_tokens_with_locations(tokens.tokens);
     let stmt = parser
         .parse_statement()
         .map_err(CompileError::from_parser)?;

@@ -160,6 +160,11 @@ impl Binder<'_> {
                 )
             })
         };
+        // Argument `i` in `u` ms units, bounded by `limits::MAX_WINDOW_MS`.
+        let span = |u: u64, i: usize| -> Result<u64> {
+            crate::limits::window_ms(&name, u, int_arg(i)?)
+                .map_err(|e| CompileError::at(e, pos_of(args[i])))
+        };
         let arity = |min: usize, max: usize| -> Result<()> {
             if args.len() < min || args.len() > max {
                 let want = if min == max {
@@ -179,23 +184,23 @@ impl Binder<'_> {
             "tumblingwindow" => {
                 arity(2, 2)?;
                 WindowKind::Tumbling {
-                    size: unit()? * int_arg(1)?,
+                    size: span(unit()?, 1)?,
                 }
             }
             "hoppingwindow" => {
                 arity(3, 3)?;
                 let u = unit()?;
                 WindowKind::Hopping {
-                    size: u * int_arg(1)?,
-                    hop: u * int_arg(2)?,
+                    size: span(u, 1)?,
+                    hop: span(u, 2)?,
                 }
             }
             "slidingwindow" => {
                 arity(2, 3)?;
                 let u = unit()?;
-                let delay = if args.len() == 3 { u * int_arg(2)? } else { 0 };
+                let delay = if args.len() == 3 { span(u, 2)? } else { 0 };
                 WindowKind::Sliding {
-                    size: u * int_arg(1)?,
+                    size: span(u, 1)?,
                     delay,
                 }
             }
@@ -203,14 +208,18 @@ impl Binder<'_> {
                 arity(3, 3)?;
                 let u = unit()?;
                 WindowKind::Session {
-                    max: u * int_arg(1)?,
-                    timeout: u * int_arg(2)?,
+                    max: span(u, 1)?,
+                    timeout: span(u, 2)?,
                 }
             }
             "countwindow" => {
                 arity(1, 2)?;
-                let size = int_arg(0)?;
-                let step = if args.len() == 2 { int_arg(1)? } else { size };
+                let rows = |i: usize| -> Result<u64> {
+                    crate::limits::count_window_rows(int_arg(i)?)
+                        .map_err(|e| CompileError::at(e, pos_of(args[i])))
+                };
+                let size = rows(0)?;
+                let step = if args.len() == 2 { rows(1)? } else { size };
                 if step > size {
                     return Err(CompileError::at(
                         format!(

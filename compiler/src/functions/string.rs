@@ -11,6 +11,7 @@ use super::{
     ArgInfo, FunctionDoc, Kind, Registry, ScalarFunction, arrays, check_arity, check_kind, shape,
 };
 use crate::eval::{Columnar, EvalContext, Literal, present};
+use crate::limits::MAX_PAD_WIDTH;
 use crate::types::SqlType;
 use regex::Regex;
 
@@ -543,15 +544,21 @@ fn pad_result(args: &[ArgInfo]) -> Result<SqlType, String> {
     if let Some(Literal::String(_) | Literal::Bool(_) | Literal::Float(_)) = args[1].literal {
         return Err("expects an integer for argument 2".into());
     }
-    if let Some(Literal::Int(n)) = args[1].literal
-        && n < 0
-    {
-        return Err("expects a non-negative width for argument 2".into());
+    if let Some(Literal::Int(n)) = args[1].literal {
+        if n < 0 {
+            return Err("expects a non-negative width for argument 2".into());
+        }
+        if n > MAX_PAD_WIDTH {
+            return Err(format!(
+                "expects a width of at most {MAX_PAD_WIDTH} for argument 2 but got {n}"
+            ));
+        }
     }
     Ok(SqlType::Known(DataType::Utf8))
 }
 
-/// Pads every row with `n` spaces, on the left or the right; null stays null.
+/// Pads every row with `n` spaces, on the left or the right; null stays null. A width from the
+/// data above [`MAX_PAD_WIDTH`] fails that row only (counted as an exception).
 fn pad(
     name: &str,
     args: &[Columnar],
@@ -574,6 +581,16 @@ fn pad(
                 ctx,
                 row,
                 format!("{name} expects a non-negative width but got {n}"),
+            );
+            out.push(None);
+            continue;
+        }
+        if n > MAX_PAD_WIDTH {
+            flag_row(
+                args,
+                ctx,
+                row,
+                format!("{name} width {n} is above the limit of {MAX_PAD_WIDTH}"),
             );
             out.push(None);
             continue;

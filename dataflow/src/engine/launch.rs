@@ -46,7 +46,7 @@ impl Engine {
             })
             .collect::<Result<_, EngineError>>()?;
 
-        let queue = buffer_batches(&entry.spec.options);
+        let queue = buffer_batches(&entry.spec.options)?;
         let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let (done_tx, done_rx) = watch::channel(false);
         let done_tx = Arc::new(done_tx);

@@ -36,6 +36,7 @@ impl Engine {
             return Err(EngineError::Invalid("rule id is required".into()));
         }
         let plan = self.compile(&spec.sql)?;
+        self.validate_options(&spec.options)?;
         if spec.actions.is_empty() {
             return Err(EngineError::Invalid(
                 "a rule needs at least one action".into(),
@@ -76,6 +77,14 @@ impl Engine {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Checks the rule options the engine implements (`bufferLength` within its limit, ...).
+    pub fn validate_options(
+        &self,
+        options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), EngineError> {
+        super::options::validate(options)
     }
 
     /// Checks an action's sink type and properties (common and connector-specific).

@@ -2,6 +2,7 @@
 //! errors to statuses. Paths and JSON shapes follow eKuiper's REST documentation.
 
 mod error;
+pub mod limits;
 mod plugins;
 mod rules;
 mod streams;
@@ -35,9 +36,9 @@ pub struct AppState {
 /// Shared handler state.
 pub type State = axum::extract::State<Arc<AppState>>;
 
-/// The REST router.
+/// The REST router, under the request [`limits`].
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(system::info))
         .route("/ping", get(system::ping))
         .route("/metrics", get(system::metrics))
@@ -81,5 +82,6 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .put(plugins::update)
                 .delete(plugins::delete),
         )
-        .with_state(state)
+        .with_state(state);
+    limits::apply(routes, limits::Limits::default())
 }

@@ -134,6 +134,7 @@ pub async fn validate(state: State, raw: String) -> Result<Json<Value>, ApiError
 async fn validate_rule(state: State, raw: &str) -> Result<Json<Value>, ApiError> {
     let (spec, _) = parse(raw)?;
     state.engine.compile(&spec.sql)?;
+    state.engine.validate_options(&spec.options)?;
     for a in &spec.actions {
         state.engine.validate_action(a)?;
     }

@@ -9,7 +9,10 @@
 //! - a loaded library is never overwritten or unloaded (abi_stable keeps it mapped), so an
 //!   installed file is only ever created under a new name, atomically (write, then rename);
 //! - every call into a plugin is guarded on the plugin side (`export_plugin!` catches panics)
-//!   and a panic stops only the rule that made the call.
+//!   and a panic stops only the rule that made the call;
+//! - a package is fetched and checked (bounded in size, time and entries, see [`package`])
+//!   before the install lock is taken, so a slow or stuck download never blocks other
+//!   installs.
 
 mod function;
 mod loader;
@@ -64,8 +67,11 @@ pub struct PluginManager {
     dir: PathBuf,
     engine: Engine,
     installed: Mutex<BTreeMap<(u8, String), Installed>>,
-    /// Serialises installs and deletes (each spans a download and a library load).
+    /// Serialises installs and deletes (each spans writing files and a library load; the
+    /// download comes before it is taken).
     change: tokio::sync::Mutex<()>,
+    /// The folder `file://` installs may read from (canonical); `None`: no `file://`.
+    file_dir: Option<PathBuf>,
 }
 
 /// The plugin kind a REST path segment names (`sources`, `sinks`, `functions`).
@@ -112,7 +118,19 @@ impl PluginManager {
             engine,
             installed: Mutex::new(BTreeMap::new()),
             change: tokio::sync::Mutex::new(()),
+            file_dir: None,
         })
+    }
+
+    /// Allows `file://` installs from `dir` (and its subfolders) only; `None` refuses them.
+    pub fn with_file_dir(mut self, dir: Option<&Path>) -> Result<PluginManager, PluginError> {
+        self.file_dir = dir
+            .map(|d| {
+                d.canonicalize()
+                    .map_err(|e| PluginError::Io(format!("--plugin-file-dir {}: {e}", d.display())))
+            })
+            .transpose()?;
+        Ok(self)
     }
 
     /// Loads every installed plugin (the highest version of each name). A plugin that fails
@@ -279,6 +297,7 @@ impl PluginManager {
                 "invalid plugin name \"{name}\"; use lowercase letters, digits and _"
             )));
         }
+        let pkg = self.fetch(name, url).await?;
         let _change = self.change.lock().await;
         if self.get(kind, name).is_some() {
             return Err(PluginError::Conflict(format!(
@@ -297,7 +316,7 @@ impl PluginManager {
                 kind_word(kind)
             )));
         }
-        self.fetch_and_install(kind, name, url).await
+        self.install_package(kind, name, pkg).await
     }
 
     /// Replaces plugin `name` by the version in the zip at `url`, without a server restart:
@@ -310,11 +329,15 @@ impl PluginManager {
         name: &str,
         url: &str,
     ) -> Result<(Installed, Vec<String>), PluginError> {
+        if self.get(kind, name).is_none() {
+            return Err(not_found(kind, name));
+        }
+        let pkg = self.fetch(name, url).await?;
         let _change = self.change.lock().await;
         let Some(old) = self.get(kind, name) else {
             return Err(not_found(kind, name));
         };
-        let new = self.fetch_and_install(kind, name, url).await?;
+        let new = self.install_package(kind, name, pkg).await?;
         if new.file != old.file {
             // Still mapped in this process; the file only has to go so a restart loads the
             // new version.
@@ -339,15 +362,22 @@ impl PluginManager {
         Ok((new, users))
     }
 
-    async fn fetch_and_install(
+    /// Downloads or reads the package and checks it, holding no lock; unpacking and parsing
+    /// run on a blocking thread.
+    async fn fetch(&self, name: &str, url: &str) -> Result<package::Package, PluginError> {
+        let bytes = package::fetch(url, self.file_dir.as_deref()).await?;
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || package::open(&bytes, &name))
+            .await
+            .map_err(|e| PluginError::Io(format!("unpacking the plugin: {e}")))?
+    }
+
+    async fn install_package(
         &self,
         kind: PluginKind,
         name: &str,
-        url: &str,
+        mut pkg: package::Package,
     ) -> Result<Installed, PluginError> {
-        let bytes = package::fetch(url).await?;
-        let pkg = package::open(&bytes, name)?;
-        drop(bytes);
         if pkg.had_install_script {
             tracing::warn!(plugin = %name, "the package's install.sh was not run");
         }
@@ -357,7 +387,9 @@ impl PluginManager {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = folder.join(format!(".install-{name}-{}-{n}.so.tmp", std::process::id()));
-        let result = self.install_files(kind, name, &pkg, &folder, &tmp).await;
+        let result = self
+            .install_files(kind, name, &mut pkg, &folder, &tmp)
+            .await;
         // Whatever happened, the temporary file goes; on success it was renamed already.
         let _ = std::fs::remove_file(&tmp);
         result
@@ -367,17 +399,25 @@ impl PluginManager {
         &self,
         kind: PluginKind,
         name: &str,
-        pkg: &package::Package,
+        pkg: &mut package::Package,
         folder: &Path,
         tmp: &Path,
     ) -> Result<Installed, PluginError> {
         let io = |what: &str, e: std::io::Error| PluginError::Io(format!("{what}: {e}"));
-        write_synced(tmp, &pkg.so).map_err(|e| io("writing the plugin", e))?;
-        // Loading runs the library's initialisers: off the async threads.
-        let (tmp_path, so_name) = (tmp.to_path_buf(), pkg.so_name.clone());
-        let loaded = tokio::task::spawn_blocking(move || loader::load(&tmp_path, &so_name))
-            .await
-            .map_err(|e| PluginError::Io(format!("loading the plugin: {e}")))??;
+        // Writing the library and loading it (which runs its initialisers): off the async
+        // threads.
+        let (tmp_path, so_name, so) = (
+            tmp.to_path_buf(),
+            pkg.so_name.clone(),
+            std::mem::take(&mut pkg.so),
+        );
+        let loaded = tokio::task::spawn_blocking(move || {
+            write_synced(&tmp_path, &so).map_err(|e| io("writing the plugin", e))?;
+            drop(so);
+            loader::load(&tmp_path, &so_name)
+        })
+        .await
+        .map_err(|e| PluginError::Io(format!("loading the plugin: {e}")))??;
         let loaded = check(loaded, kind, name, &pkg.so_name)?;
         if let Some(v) = &pkg.so_version
             && *v != loaded.version

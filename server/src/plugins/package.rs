@@ -4,22 +4,38 @@
 //! eKuiper's layout: every entry at the zip root, one `Name@vX.Y.Z.so` (or `Name.so`), an
 //! optional `name.json` metadata file, optionally `name.yaml` and `install.sh`. `install.sh`
 //! is never run (it would run arbitrary code as the server's user).
+//!
+//! Every read is bounded: the download or file size, the whole package's unpacked size, the
+//! entry count, the metadata size, and the time. `file://` reads only regular files inside
+//! the folder the operator allowed (`--plugin-file-dir`); file reads and unpacking run on
+//! blocking threads, never on the async ones.
 
 use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::PluginError;
 
-/// The largest zip we download or read.
+/// The largest zip we download or read: plugin libraries are a few MiB to tens of MiB (the
+/// MySQL plugin is about 10 MiB); 256 MiB leaves room for debug builds.
 pub const MAX_ZIP_BYTES: u64 = 256 << 20;
-/// The largest a single unpacked entry may be.
-pub const MAX_ENTRY_BYTES: u64 = 512 << 20;
-/// At most this many entries in a package.
-const MAX_ENTRIES: usize = 16;
-/// A download must finish within this.
-const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most a whole package may unpack to, all entries together (a zip bomb inflates a few KiB
+/// into gigabytes). The same 256 MiB as the download: a library barely compresses.
+pub const MAX_UNPACKED_BYTES: u64 = 256 << 20;
+/// The largest `name.json` or `name.yaml`: a description and a few default properties are a
+/// few KiB; 1 MiB bounds the time their parsers take.
+pub const MAX_METADATA_BYTES: u64 = 1 << 20;
+/// At most this many entries in a package: eKuiper's layout has four (library, json, yaml,
+/// install.sh), so 16 is generous, and the count is checked before the zip reader builds its
+/// directory.
+pub const MAX_ENTRIES: usize = 16;
+/// A download must finish within this: 256 MiB at 5 MiB/s.
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Reading a local package file must finish within this; a local disk reads 256 MiB in
+/// seconds, so a slower read is a stuck device or network mount.
+pub const FILE_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A checked package.
 #[derive(Debug)]
@@ -71,18 +87,25 @@ pub fn capitalised(name: &str) -> String {
     }
 }
 
-/// Reads the zip at `url` (`file:///abs/path.zip` or `http://host:port/path.zip`).
-pub async fn fetch(url: &str) -> Result<Vec<u8>, PluginError> {
+/// Reads the zip at `url` (`file:///abs/path.zip` inside `file_dir`, or
+/// `http://host:port/path.zip`).
+pub async fn fetch(url: &str, file_dir: Option<&Path>) -> Result<Vec<u8>, PluginError> {
     if let Some(path) = url.strip_prefix("file://") {
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| PluginError::Invalid(format!("cannot read {url}: {e}")))?;
-        if meta.len() > MAX_ZIP_BYTES {
-            return Err(too_big(url));
-        }
-        return tokio::fs::read(path)
-            .await
-            .map_err(|e| PluginError::Invalid(format!("cannot read {url}: {e}")));
+        let Some(dir) = file_dir else {
+            return Err(PluginError::Invalid(format!(
+                "cannot read {url}: file:// installs are off; start quiverd with --plugin-file-dir DIR and put the zip there, or install over http://"
+            )));
+        };
+        let (path, dir, url_owned) = (PathBuf::from(path), dir.to_path_buf(), url.to_string());
+        let read = tokio::task::spawn_blocking(move || read_local(&url_owned, &path, &dir));
+        return match tokio::time::timeout(FILE_READ_TIMEOUT, read).await {
+            Ok(joined) => joined.map_err(|e| PluginError::Io(format!("reading {url}: {e}")))?,
+            // The blocking read stays behind; no lock is held, so nothing else waits for it.
+            Err(_) => Err(PluginError::Invalid(format!(
+                "reading {url} took longer than the limit of {}s",
+                FILE_READ_TIMEOUT.as_secs()
+            ))),
+        };
     }
     if let Some(rest) = url.strip_prefix("http://") {
         return tokio::time::timeout(DOWNLOAD_TIMEOUT, http_get(url, rest))
@@ -101,9 +124,45 @@ pub async fn fetch(url: &str) -> Result<Vec<u8>, PluginError> {
 
 fn too_big(url: &str) -> PluginError {
     PluginError::Invalid(format!(
-        "{url} is larger than the {} MiB a plugin package may be",
+        "{url} is above the limit of {MAX_ZIP_BYTES} bytes ({} MiB) for a plugin package",
         MAX_ZIP_BYTES >> 20
     ))
+}
+
+/// Reads a local package: a regular file inside `dir` (after following links), at most
+/// [`MAX_ZIP_BYTES`]. Blocking; the caller runs it off the async threads.
+fn read_local(url: &str, path: &Path, dir: &Path) -> Result<Vec<u8>, PluginError> {
+    let cannot = |e: std::io::Error| PluginError::Invalid(format!("cannot read {url}: {e}"));
+    let real = path.canonicalize().map_err(cannot)?;
+    if !real.starts_with(dir) {
+        return Err(PluginError::Invalid(format!(
+            "cannot read {url}: it is outside {}, the folder --plugin-file-dir allows",
+            dir.display()
+        )));
+    }
+    // Devices (`/dev/zero`), FIFOs and sockets never end or block: only regular files.
+    let not_regular =
+        || PluginError::Invalid(format!("cannot read {url}: it is not a regular file"));
+    if !std::fs::metadata(&real).map_err(cannot)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(&real).map_err(cannot)?;
+    // Checked again on the open file, in case the path changed since.
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    if meta.len() > MAX_ZIP_BYTES {
+        return Err(too_big(url));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_ZIP_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_ZIP_BYTES {
+        return Err(too_big(url));
+    }
+    Ok(bytes)
 }
 
 /// A minimal HTTP/1.1 GET: enough for a package server (Content-Length, chunked or
@@ -181,17 +240,55 @@ fn dechunk(mut s: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// The entry counts the zip's end-of-central-directory records claim, read before the zip
+/// reader builds a directory of that size. Every candidate record in the zip's tail counts,
+/// since a reader may pick any of them; `0xFFFF` means a ZIP64 count, which no package needs.
+fn claimed_entries(bytes: &[u8]) -> Option<usize> {
+    const EOCD: &[u8] = b"PK\x05\x06";
+    const EOCD_LEN: usize = 22;
+    // The record sits at most a 64 KiB comment before the end.
+    let tail_from = bytes.len().saturating_sub(EOCD_LEN + 0xFFFF);
+    let tail = &bytes[tail_from..];
+    tail.windows(EOCD.len())
+        .enumerate()
+        .filter(|(i, w)| *w == EOCD && i + EOCD_LEN <= tail.len())
+        .map(|(i, _)| {
+            let record = &tail[i..];
+            let on_disk = u16::from_le_bytes([record[8], record[9]]);
+            let total = u16::from_le_bytes([record[10], record[11]]);
+            usize::from(on_disk.max(total))
+        })
+        .max()
+}
+
 /// Checks the zip for plugin `name` and takes out its parts. Nothing is written to disk.
+/// Blocking (inflation and the JSON and YAML parsers); the caller runs it off the async
+/// threads.
 pub fn open(bytes: &[u8], name: &str) -> Result<Package, PluginError> {
+    open_limited(bytes, name, MAX_UNPACKED_BYTES)
+}
+
+/// [`open`] with the package's unpacked size limited to `unpacked` bytes (tests use a small
+/// one).
+fn open_limited(bytes: &[u8], name: &str, unpacked: u64) -> Result<Package, PluginError> {
     let bad = |why: String| PluginError::Invalid(format!("bad plugin package: {why}"));
+    if let Some(n) = claimed_entries(bytes)
+        && n > MAX_ENTRIES
+    {
+        return Err(bad(format!(
+            "{n} entries is above the limit of {MAX_ENTRIES}"
+        )));
+    }
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| bad(format!("not a zip file ({e})")))?;
     if zip.len() > MAX_ENTRIES {
         return Err(bad(format!(
-            "{} entries; a plugin package has at most {MAX_ENTRIES}",
+            "{} entries is above the limit of {MAX_ENTRIES}",
             zip.len()
         )));
     }
+    // What the entries may still unpack to, all together.
+    let mut budget = unpacked;
     let json_name = format!("{name}.json");
     let yaml_name = format!("{name}.yaml");
     let mut package = Package {
@@ -223,23 +320,35 @@ pub fn open(bytes: &[u8], name: &str) -> Result<Package, PluginError> {
         if entry.is_dir() || entry.is_symlink() {
             return Err(bad(format!("entry \"{entry_name}\" is not a regular file")));
         }
-        if entry.size() > MAX_ENTRY_BYTES {
-            return Err(bad(format!(
-                "entry \"{entry_name}\" unpacks to {} MiB; the limit is {} MiB",
-                entry.size() >> 20,
-                MAX_ENTRY_BYTES >> 20
-            )));
+        // The entry's share: what is left of the package's budget; the metadata files also
+        // have a smaller limit of their own.
+        let (limit, over) = if entry_name.ends_with(".so") || budget < MAX_METADATA_BYTES {
+            (
+                budget,
+                format!("the package unpacks to more than the limit of {unpacked} bytes"),
+            )
+        } else {
+            (
+                MAX_METADATA_BYTES,
+                format!(
+                    "entry \"{entry_name}\" unpacks to more than the limit of {MAX_METADATA_BYTES} bytes for a metadata file"
+                ),
+            )
+        };
+        if entry.size() > limit {
+            return Err(bad(over));
         }
-        let read = |entry: &mut zip::read::ZipFile<'_, _>| -> Result<Vec<u8>, PluginError> {
+        let mut read = |entry: &mut zip::read::ZipFile<'_, _>| -> Result<Vec<u8>, PluginError> {
             let mut data = Vec::new();
             // The declared size can lie; never read past the limit.
             entry
-                .take(MAX_ENTRY_BYTES + 1)
+                .take(limit + 1)
                 .read_to_end(&mut data)
                 .map_err(|e| bad(format!("entry \"{entry_name}\" is corrupt ({e})")))?;
-            if data.len() as u64 > MAX_ENTRY_BYTES {
-                return Err(bad(format!("entry \"{entry_name}\" is too large")));
+            if data.len() as u64 > limit {
+                return Err(bad(over.clone()));
             }
+            budget -= data.len() as u64;
             Ok(data)
         };
         if entry_name.ends_with(".so") {
@@ -306,7 +415,7 @@ mod tests {
 
     use super::*;
 
-    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    pub(super) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
         let mut w = zip::ZipWriter::new(&mut out);
         for (name, data) in entries {
@@ -371,5 +480,92 @@ mod tests {
             let err = open(&zip, "memo").expect_err(want).to_string();
             assert!(err.contains(want), "{err} should say {want}");
         }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::tests::zip_of;
+    use super::*;
+
+    fn refusal<T: std::fmt::Debug>(result: Result<T, PluginError>) -> String {
+        result.expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn the_whole_package_not_each_entry_is_bounded() {
+        // Each entry alone fits; together they do not.
+        let so = vec![0u8; 600];
+        let json = format!("{{\"about\": \"{}\"}}", " ".repeat(600));
+        let zip = zip_of(&[("Memo.so", &so), ("memo.json", json.as_bytes())]);
+        assert!(open_limited(&zip, "memo", 2000).is_ok());
+        assert_eq!(
+            refusal(open_limited(&zip, "memo", 1000)),
+            "bad plugin package: the package unpacks to more than the limit of 1000 bytes"
+        );
+    }
+
+    #[test]
+    fn metadata_files_have_their_own_limit() {
+        let big = format!("{{\"a\": \"{}\"}}", " ".repeat(MAX_METADATA_BYTES as usize));
+        let zip = zip_of(&[("Memo.so", b"x"), ("memo.json", big.as_bytes())]);
+        assert_eq!(
+            refusal(open(&zip, "memo")),
+            "bad plugin package: entry \"memo.json\" unpacks to more than the limit of 1048576 bytes for a metadata file"
+        );
+    }
+
+    #[test]
+    fn entry_counts_are_checked_before_the_directory_is_read() {
+        let names: Vec<String> = (0..17).map(|i| format!("f{i}.txt")).collect();
+        let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let zip = zip_of(&entries);
+        assert_eq!(claimed_entries(&zip), Some(17));
+        assert_eq!(
+            refusal(open(&zip, "memo")),
+            "bad plugin package: 17 entries is above the limit of 16"
+        );
+        // A record that claims 60 000 entries is refused without reading any of them.
+        let mut forged = b"PK\x05\x06\0\0\0\0".to_vec();
+        forged.extend_from_slice(&60_000u16.to_le_bytes());
+        forged.extend_from_slice(&60_000u16.to_le_bytes());
+        forged.extend_from_slice(&[0; 10]);
+        assert_eq!(
+            refusal(open(&forged, "memo")),
+            "bad plugin package: 60000 entries is above the limit of 16"
+        );
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("quiver-pkg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir.canonicalize().expect("canonical")
+    }
+
+    #[test]
+    fn local_reads_stay_in_the_allowed_folder_and_read_only_regular_files() {
+        let dir = temp("local");
+        let allowed = dir.join("allowed");
+        std::fs::create_dir_all(&allowed).expect("allowed dir");
+        std::fs::write(allowed.join("ok.zip"), b"zip").expect("write");
+        std::fs::write(dir.join("outside.zip"), b"zip").expect("write");
+        assert_eq!(
+            read_local("u", &allowed.join("ok.zip"), &allowed).expect("inside"),
+            b"zip"
+        );
+        let outside = refusal(read_local("u", &allowed.join("../outside.zip"), &allowed));
+        assert!(outside.contains("is outside"), "{outside}");
+        let status = std::process::Command::new("mkfifo")
+            .arg(allowed.join("fifo.zip"))
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success());
+        // A FIFO would block the read forever: refused before it is opened.
+        let fifo = read_local("u", &allowed.join("fifo.zip"), &allowed);
+        assert_eq!(refusal(fifo), "cannot read u: it is not a regular file");
+        let zero = read_local("u", Path::new("/dev/zero"), Path::new("/dev"));
+        assert_eq!(refusal(zero), "cannot read u: it is not a regular file");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -39,6 +39,12 @@ impl Server {
         Self::start_args(data_dir, &args, None)
     }
 
+    /// Starts quiverd allowing `file://` plugin installs from `zips` only.
+    pub fn start_with_plugin_files(data_dir: &Path, zips: &Path) -> Server {
+        let zips = zips.to_str().expect("a UTF-8 path").to_string();
+        Self::start_args(data_dir, &["--plugin-file-dir".to_string(), zips], None)
+    }
+
     /// Starts quiverd on loopback with `data_dir` and extra `args`; with `log`, its stdout and
     /// stderr (at debug level) go to that file.
     pub fn start_args(data_dir: &Path, args: &[String], log: Option<&Path>) -> Server {
