@@ -250,91 +250,75 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
                 && spec.window.state.is_none()
                 && spec.window.trigger.is_none()
                 && !plan.reads_hits();
-            if where_above {
-                let mut on_window = ops(at - 1..at);
-                on_window.push(prepare);
-                vec![
-                    Stage::Source {
-                        ops: ops(0..at - 1),
-                        tick,
-                        stamps_time: true,
-                        output: Output::Exchange,
-                    },
-                    Stage::Window {
-                        exchange: Exchange::ToFirstWorker,
-                        spec,
-                        joined: Some(on_window),
-                        node,
-                    },
-                    Stage::Emit {
-                        merge: false,
-                        ops: post,
-                    },
-                    Stage::Sink { split_rows },
-                ]
-            } else {
-                match join_at {
-                    // Stream-stream joins: rows of every stream go into the window as they are;
-                    // the join, the rest of the ON/WHERE work and the window's preparation run on
-                    // each window's rows.
-                    Some(j) => {
-                        let mut pre = ops(0..j);
-                        pre.push(Op {
-                            kind: OpKind::TagSource,
-                            node: None,
-                        });
-                        let mut on_window = ops(j..at);
-                        on_window.push(prepare);
-                        vec![
-                            Stage::Source {
-                                ops: pre,
-                                tick: None,
-                                stamps_time: true,
-                                output: Output::Exchange,
-                            },
-                            Stage::Window {
-                                exchange: Exchange::ToFirstWorker,
-                                spec,
-                                joined: Some(on_window),
-                                node,
-                            },
-                            Stage::Emit {
-                                merge: false,
-                                ops: post,
-                            },
-                            Stage::Sink { split_rows },
-                        ]
-                    }
-                    None => {
-                        let mut pre = ops(0..at);
-                        pre.push(prepare);
-                        let merge = spec.window.kind.is_partitionable();
-                        // An event-time window's rows are read in order by one worker, which with
-                        // the source's reader thread keeps two cores busy: spreading its groups
-                        // adds a partition and a copy per batch and pays only with cores to spare
-                        // (measured: W2 at 2 workers on 2 cores, 0.28 s spread, 0.24 s kept).
-                        let exchange = if merge && (event_time.is_none() || target.spare_cores) {
-                            Exchange::ByKey
-                        } else {
-                            Exchange::ToFirstWorker
-                        };
-                        vec![
-                            Stage::Source {
-                                ops: pre,
-                                tick,
-                                stamps_time: true,
-                                output: Output::Exchange,
-                            },
-                            Stage::Window {
-                                exchange,
-                                spec,
-                                joined: None,
-                                node,
-                            },
-                            Stage::Emit { merge, ops: post },
-                            Stage::Sink { split_rows },
-                        ]
-                    }
+            // Windows that keep their raw rows and run a chain on each window's rows when it
+            // closes, on worker 0: stream-stream joins (rows of every stream go in as they are;
+            // the join, the rest of the ON/WHERE work and the preparation run per window), and
+            // a WHERE kept above the window.
+            let raw = match join_at {
+                Some(j) => {
+                    let mut pre = ops(0..j);
+                    pre.push(Op {
+                        kind: OpKind::TagSource,
+                        node: None,
+                    });
+                    Some((pre, j, None))
+                }
+                None if where_above => Some((ops(0..at - 1), at - 1, tick)),
+                None => None,
+            };
+            match raw {
+                Some((pre, from, tick)) => {
+                    let mut on_window = ops(from..at);
+                    on_window.push(prepare);
+                    vec![
+                        Stage::Source {
+                            ops: pre,
+                            tick,
+                            stamps_time: true,
+                            output: Output::Exchange,
+                        },
+                        Stage::Window {
+                            exchange: Exchange::ToFirstWorker,
+                            spec,
+                            joined: Some(on_window),
+                            node,
+                        },
+                        Stage::Emit {
+                            merge: false,
+                            ops: post,
+                        },
+                        Stage::Sink { split_rows },
+                    ]
+                }
+                None => {
+                    let mut pre = ops(0..at);
+                    pre.push(prepare);
+                    let merge = spec.window.kind.is_partitionable();
+                    // An event-time window's rows are read in order by one worker, which with
+                    // the source's reader thread keeps two cores busy: spreading its groups
+                    // adds a partition and a copy per batch and pays only with cores to spare
+                    // (measured: W2 at 2 workers on 2 cores, 0.28 s spread, 0.24 s kept).
+                    let exchange = if merge && (event_time.is_none() || target.spare_cores) {
+                        Exchange::ByKey
+                    } else {
+                        Exchange::ToFirstWorker
+                    };
+                    vec![
+                        Stage::Source {
+                            ops: pre,
+                            tick,
+                            stamps_time: true,
+                            output: Output::Exchange,
+                        },
+                        Stage::Window {
+                            exchange,
+                            spec,
+                            joined: None,
+                            node,
+                        },
+                        Stage::Emit { merge, ops: post },
+                        Stage::Sink { split_rows },
+                    ]
                 }
             }
         }
