@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use super::RETRY;
 use super::sink::SinkStash;
+use super::source::{Next, next_event};
 use crate::chain::Chain;
 use crate::container::ArrowBatch;
 use crate::metrics::{NodeMetrics, RuleMetrics};
@@ -238,13 +239,13 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
                 let mut events = Vec::new();
                 if let Some(queue) = rx.as_mut() {
                     while events.len() < EVENTS_PER_ACTIVATION {
-                        match queue.try_recv() {
-                            Ok(e) => events.push(e),
-                            Err(mpsc::error::TryRecvError::Empty) => {
+                        match next_event(queue) {
+                            Next::Event(e) => events.push(e),
+                            Next::Drained => {
                                 drained = true;
                                 break;
                             }
-                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                            Next::Ended => {
                                 ended = true;
                                 break;
                             }

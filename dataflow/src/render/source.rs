@@ -98,13 +98,13 @@ pub(super) fn render_source<'s>(
                     retry.activate_after(RETRY);
                     return;
                 }
-                let event = match queue.try_recv() {
-                    Ok(e) => e,
-                    Err(mpsc::error::TryRecvError::Empty) => {
+                let event = match next_event(queue) {
+                    Next::Event(e) => e,
+                    Next::Drained => {
                         drained = true;
                         break;
                     }
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                    Next::Ended => {
                         ended = true;
                         break;
                     }
@@ -208,4 +208,23 @@ pub(super) fn render_source<'s>(
 
 fn rule_key(info: &timely::dataflow::operators::generic::OperatorInfo) -> String {
     format!("{:?}", info.address)
+}
+
+/// What a worker's ingest queue gives next.
+pub(super) enum Next {
+    /// An event.
+    Event(SourceEvent),
+    /// Nothing for now.
+    Drained,
+    /// The source has stopped: no event will come.
+    Ended,
+}
+
+/// Takes the next event of a worker's ingest queue without waiting.
+pub(super) fn next_event(queue: &mut mpsc::Receiver<SourceEvent>) -> Next {
+    match queue.try_recv() {
+        Ok(e) => Next::Event(e),
+        Err(mpsc::error::TryRecvError::Empty) => Next::Drained,
+        Err(mpsc::error::TryRecvError::Disconnected) => Next::Ended,
+    }
 }
