@@ -153,36 +153,17 @@ pub struct RuleMetrics {
 impl RuleMetrics {
     /// One node per name, in topology order; [`RuleMetrics::at`] finds them by position.
     pub fn with_nodes(names: &[String]) -> Self {
-        let mut metrics = RuleMetrics::default();
-        for n in names {
-            metrics.node(n.clone());
+        RuleMetrics {
+            nodes: names
+                .iter()
+                .map(|n| (n.clone(), std::sync::Arc::new(NodeMetrics::default())))
+                .collect(),
         }
-        metrics
     }
 
     /// The counters of the node at `id` (a physical plan's node id).
     pub fn at(&self, id: usize) -> std::sync::Arc<NodeMetrics> {
         self.nodes[id].1.clone()
-    }
-
-    /// Adds a node (e.g. `source_demo`, `op_2_filter`, `sink_log_0`) and returns its counters.
-    pub fn node(&mut self, name: impl Into<String>) -> std::sync::Arc<NodeMetrics> {
-        let m = std::sync::Arc::new(NodeMetrics::default());
-        self.nodes.push((name.into(), m.clone()));
-        m
-    }
-
-    /// Node names in topology order.
-    pub fn node_names(&self) -> impl Iterator<Item = &str> {
-        self.nodes.iter().map(|(n, _)| n.as_str())
-    }
-
-    /// The counters of a node by name.
-    pub fn get(&self, name: &str) -> Option<&NodeMetrics> {
-        self.nodes
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, m)| m.as_ref())
     }
 
     /// Every metric as `(key, value)` pairs in eKuiper's order.

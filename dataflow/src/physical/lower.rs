@@ -540,6 +540,27 @@ mod tests {
     }
 
     #[test]
+    fn analytic_state_and_hit_recording_filters_are_stateful() {
+        let p = plan(
+            "SELECT lag(temperature) AS prev FROM demo WHERE last_hit_count() < 3 AND temperature > 1",
+            false,
+            false,
+            2,
+        );
+        let stateful: Vec<bool> = p
+            .stages
+            .iter()
+            .flat_map(|s| match s {
+                Stage::Source { ops, .. } | Stage::Keyed { ops } => ops.clone(),
+                _ => Vec::new(),
+            })
+            .map(|o| o.kind.is_stateful())
+            .collect();
+        // Analytic (state per partition), the filter recording hits, the projection.
+        assert_eq!(stateful, [true, true, false]);
+    }
+
+    #[test]
     fn stateless_rules_of_a_shared_stream_join_its_group() {
         let sql = "SELECT device FROM demo WHERE temperature > 1";
         assert!(plan(sql, true, false, 2).grouped);
