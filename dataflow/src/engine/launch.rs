@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::StreamDef;
-use quiver_compiler::plan::LogicalPlan;
 use quiver_connectors::codec::json::JsonDecoder;
 use quiver_connectors::{SourceEvent, SourceOutput};
 use tokio::sync::{mpsc, watch};
@@ -117,14 +116,8 @@ impl Engine {
         let activators = Arc::new(Mutex::new(vec![None; n]));
         let tables: HashMap<String, crate::tables::TableSide> = {
             let tables = self.inner.tables.lock().expect("tables lock");
-            entry
-                .plan
-                .plan
-                .chain()
-                .filter_map(|n| match n {
-                    LogicalPlan::JoinTable { join, .. } => Some(&join.table),
-                    _ => None,
-                })
+            physical
+                .tables()
                 .map(|name| {
                     tables
                         .get(name)

@@ -258,6 +258,23 @@ impl PhysicalPlan {
         }
     }
 
+    /// The tables the rule's joins read, by name (a table joined twice is named twice).
+    pub fn tables(&self) -> impl Iterator<Item = &String> {
+        self.stages
+            .iter()
+            .flat_map(|s| match s {
+                Stage::Source { ops, .. } | Stage::Keyed { ops } | Stage::Emit { ops, .. } => {
+                    ops.as_slice()
+                }
+                Stage::Window { joined, .. } => joined.as_deref().unwrap_or_default(),
+                Stage::Sink { .. } => &[],
+            })
+            .filter_map(|op| match &op.kind {
+                OpKind::JoinTable(join, _) => Some(&join.table),
+                _ => None,
+            })
+    }
+
     /// The plan as text, for `EXPLAIN`, tests and logs.
     pub fn explain(&self) -> String {
         self.to_string()
