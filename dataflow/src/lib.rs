@@ -25,6 +25,7 @@ pub mod operators;
 pub mod physical;
 pub mod render;
 pub mod runtime;
+pub mod send_error;
 pub mod sinkprops;
 pub mod tables;
 #[cfg(test)]

@@ -53,6 +53,9 @@ impl Engine {
 
         // Sinks first, so results have somewhere to go.
         let mut sink_senders = Vec::new();
+        // `sendError`: each sink also reads the operators' error texts from a queue of its own.
+        let send_errors = super::options::flag(&entry.spec.options, "sendError");
+        let mut error_senders = Vec::new();
         let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(
             entry.spec.actions.len(),
         ));
@@ -63,17 +66,26 @@ impl Engine {
             let (tx, rx) =
                 mpsc::channel::<RecordBatch>(settings.buffer_length.unwrap_or(queue).max(1));
             sink_senders.push(tx);
+            let errors = send_errors.then(|| {
+                let (etx, erx) = mpsc::channel::<String>(crate::send_error::ERROR_QUEUE);
+                error_senders.push(etx);
+                erx
+            });
             let done_tx = done_tx.clone();
             let remaining = remaining.clone();
             let error = error.clone();
             let finished_at = finished_at.clone();
             self.inner.runtime.spawn(async move {
-                run_sink(sink, settings, rx, m, error).await;
+                run_sink(sink, settings, rx, errors, m, error).await;
                 if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
                     finished_at.store(now_ms(), std::sync::atomic::Ordering::Release);
                     let _ = done_tx.send(true);
                 }
             });
+        }
+
+        if send_errors {
+            metrics.send_errors_to(&Arc::new(crate::send_error::ErrorRelay::new(error_senders)));
         }
 
         let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();

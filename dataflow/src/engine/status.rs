@@ -5,7 +5,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::Engine;
-use super::options::unimplemented_options;
 use super::rules::unknown_rule;
 use crate::error::EngineError;
 
@@ -89,9 +88,8 @@ impl Engine {
     pub fn rule_status(&self, id: &str) -> Result<RuleStatus, EngineError> {
         let rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
-        let warnings = unimplemented_options(&entry.spec);
         let mut last_stop_ms = entry.last_stop_ms;
-        let (status, mut message, metrics) = match &entry.run {
+        let (status, message, metrics) = match &entry.run {
             Some(run) => {
                 let finished_at = run.finished_at.load(std::sync::atomic::Ordering::Acquire);
                 if finished_at > 0 {
@@ -132,12 +130,6 @@ impl Engine {
                     .unwrap_or_default(),
             ),
         };
-        if !warnings.is_empty() {
-            if !message.is_empty() {
-                message.push_str("; ");
-            }
-            message.push_str(&warnings);
-        }
         Ok(RuleStatus {
             status,
             message,

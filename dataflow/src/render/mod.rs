@@ -204,7 +204,9 @@ fn operator(op: &Op, metrics: &RuleMetrics, tables: &TableInputs) -> Box<dyn Bat
     };
     match &op.kind {
         OpKind::Filter(predicate) => Box::new(FilterOp::new(predicate.clone(), node())),
-        OpKind::Project(items) => Box::new(ProjectOp::new(items.clone(), node())),
+        OpKind::Project { items, send_nil } => {
+            Box::new(ProjectOp::new(items.clone(), node()).sending_nil(*send_nil))
+        }
         OpKind::Limit(n) => Box::new(LimitOp::new(*n)),
         OpKind::Sort(keys) => Box::new(SortOp::new(keys.clone(), node())),
         OpKind::RowNumber(specs) => Box::new(RowNumberOp::new(specs.clone(), node())),

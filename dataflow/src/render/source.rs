@@ -125,7 +125,7 @@ pub(super) fn render_source<'s>(
                         errors = decoded.errors.len(),
                         "dropping malformed messages: {first}"
                     );
-                    decoder_metrics.exceptions(decoded.errors.len(), first);
+                    decoder_metrics.failed_each(&decoded.errors);
                 }
                 if !arrow_rows && !Arc::ptr_eq(&decoder_metrics, &source_metrics) {
                     decoder_metrics.batch(messages, decoded.rows(), started);
