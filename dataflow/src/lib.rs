@@ -19,6 +19,7 @@ pub mod container;
 pub mod engine;
 pub mod error;
 pub mod exchange;
+pub mod fault;
 pub mod keys;
 pub mod metrics;
 pub mod operators;

@@ -199,6 +199,15 @@ fn single_arg(e: &ast::Expr) -> Option<&ast::Expr> {
     }
 }
 
+/// A plain column reference, `a` or `s.a`.
+fn is_column(e: &ast::Expr) -> bool {
+    match e {
+        ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => true,
+        ast::Expr::Nested(inner) => is_column(inner),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::bind::testing::{error, explain};
@@ -234,14 +243,5 @@ mod tests {
             error("SELECT unnest(tags), unnest(tags) AS b FROM demo"),
             "only one unnest per SELECT at 1:22"
         );
-    }
-}
-
-/// A plain column reference, `a` or `s.a`.
-fn is_column(e: &ast::Expr) -> bool {
-    match e {
-        ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => true,
-        ast::Expr::Nested(inner) => is_column(inner),
-        _ => false,
     }
 }

@@ -111,10 +111,13 @@ pub(super) fn buffer_batches(
     Ok((buffer_rows(options)? / 64).clamp(2, 64) as usize)
 }
 
+/// Whether a value is the one an unimplemented option accepts.
+type Accepts = fn(&Value) -> bool;
+
 /// eKuiper's rule options this engine does not implement, each with the one value it accepts
 /// (eKuiper's default, so rules exported from eKuiper with every option spelled out load) and
 /// that value's description; any other value is refused by name (docs/rule-options.md).
-const DEFAULT_ONLY: &[(&str, fn(&Value) -> bool, &str)] = &[
+const DEFAULT_ONLY: &[(&str, Accepts, &str)] = &[
     ("debug", is_false, "false"),
     ("logFilename", is_empty, "\"\""),
     (
