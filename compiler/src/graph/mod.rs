@@ -157,10 +157,18 @@ impl GraphQuery {
         }
         match e.pos.and_then(|p| self.node_at(p)) {
             Some(node) => GraphError::at(node, message),
-            None => GraphError::graph(format!(
-                "{message} (in the query built from the graph: {})",
-                self.sql
-            )),
+            None => {
+                // The whole text can be long (up to the SQL size limit): show its start.
+                let shown: String = self.sql.chars().take(300).collect();
+                let more = if shown.len() < self.sql.len() {
+                    " ..."
+                } else {
+                    ""
+                };
+                GraphError::graph(format!(
+                    "{message} (in the SELECT built from the graph: {shown}{more})"
+                ))
+            }
         }
     }
 }
