@@ -401,3 +401,46 @@ fn compile_errors_name_the_node_they_come_from() {
         "{e}"
     );
 }
+
+#[test]
+fn a_window_and_groupby_without_aggregate_keep_the_rows() {
+    // eKuiper's planner_graph_test.go accepts window -> join -> groupby with no aggfunc.
+    let g = linear(&[
+        (
+            "w",
+            op(
+                "window",
+                json!({"type": "hoppingwindow", "unit": "ss", "size": 10, "interval": 5}),
+            ),
+        ),
+        (
+            "g",
+            op("groupby", json!({"dimensions": ["device", "humidity"]})),
+        ),
+    ]);
+    assert_eq!(
+        sql(&g),
+        "SELECT * FROM demo GROUP BY device, humidity, HOPPINGWINDOW(ss, 10, 5)"
+    );
+    // Its "aggFunc" is written with a capital F: node types are case-insensitive.
+    let g = linear(&[
+        (
+            "w",
+            op(
+                "window",
+                json!({"type": "tumblingwindow", "unit": "ss", "size": 10}),
+            ),
+        ),
+        (
+            "a",
+            op(
+                "aggFunc",
+                json!({"expr": "avg(temperature) as avg_temperature"}),
+            ),
+        ),
+    ]);
+    assert_eq!(
+        sql(&g),
+        "SELECT *, avg(temperature) AS avg_temperature FROM demo GROUP BY TUMBLINGWINDOW(ss, 10)"
+    );
+}
