@@ -444,3 +444,21 @@ fn a_window_and_groupby_without_aggregate_keep_the_rows() {
         "SELECT *, avg(temperature) AS avg_temperature FROM demo GROUP BY TUMBLINGWINDOW(ss, 10)"
     );
 }
+
+#[test]
+fn quotes_inside_strings_survive_the_round_trip() {
+    for expr in [
+        r#"device = "a\"b""#,
+        r#"device = 'it''s'"#,
+        r#"device = 'it\'s'"#,
+        "device = \"a'b\"",
+    ] {
+        let g = linear(&[("x", op("filter", json!({ "expr": expr })))]);
+        let q = compile_graph(&g, &catalog()).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        assert!(
+            q.sql.starts_with("SELECT * FROM demo WHERE device = "),
+            "{}",
+            q.sql
+        );
+    }
+}
