@@ -11,6 +11,8 @@
 //!   aggregate and analytic nodes carry; [`hit`] and [`hit_site`]: `last_hit_*` state;
 //! - [`columns`]: the names of the hidden columns every crate adds or reads;
 //! - [`ekuiper_text`]: expressions printed as eKuiper prints its AST, for its error texts;
+//! - [`graph`]: eKuiper's graph rules (a JSON DAG of nodes) turned into the one SELECT they
+//!   stand for, checked by the same parser;
 //! - [`duration`]: the one duration grammar (SQL functions, rule options, connector configs);
 //! - [`limits`]: the bounds on SQL input (text size, nesting, window sizes, pad widths).
 //!
@@ -32,6 +34,7 @@ pub mod error;
 pub mod eval;
 pub mod expr;
 pub mod functions;
+pub mod graph;
 pub mod hit;
 pub mod hit_site;
 pub mod limits;
