@@ -43,6 +43,9 @@ pub struct BufferedWindows {
     /// Event time: an undelayed sliding window's trigger T waits until every row up to T is
     /// in, then covers `[T - size, T]` (eKuiper's event-time trigger).
     pub(super) event_time: bool,
+    /// A stream join's sliding window with `OVER (WHEN ...)`: the condition, evaluated on the
+    /// raw rows of each stream as they come (the rows of a join are prepared only later).
+    pub(super) raw_trigger: Option<super::Prepare>,
 }
 
 impl BufferedWindows {
@@ -62,6 +65,7 @@ impl BufferedWindows {
             bad_rows: 0,
             before: None,
             event_time: false,
+            raw_trigger: None,
             next_start: i64::MIN,
         }
     }
@@ -100,11 +104,16 @@ impl BufferedWindows {
             return Vec::new();
         };
         let ts = ts.as_primitive::<arrow::datatypes::Int64Type>().clone();
-        let flag = |name: &str, r: usize| {
-            batch
+        let raw_triggers = self.raw_trigger.as_ref().and_then(|p| {
+            let mut ctx = quiver_compiler::eval::EvalContext::new(batch.num_rows());
+            p.trigger_mask(batch, &mut ctx)
+        });
+        let flag = |name: &str, r: usize| match (&raw_triggers, name == TRIGGER_COLUMN) {
+            (Some(mask), true) => mask.value(r),
+            _ => batch
                 .column_by_name(name)
                 .map(|c| c.as_boolean().value(r))
-                .unwrap_or(true)
+                .unwrap_or(true),
         };
         let mut out = Vec::new();
         for r in 0..batch.num_rows() {

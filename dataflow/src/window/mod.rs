@@ -54,9 +54,12 @@ impl Windows {
     /// Windows that keep their raw rows and run `before` on each window's rows when it
     /// closes (stream-stream joins), for every window kind but state windows.
     pub fn joined(spec: Arc<AggregateSpec>, before: crate::chain::Chain, event_time: bool) -> Self {
-        let mut w = BufferedWindows::new(spec);
+        let mut w = BufferedWindows::new(spec.clone());
         w.before = Some(before);
         w.event_time = event_time;
+        if spec.window.trigger.is_some() {
+            w.raw_trigger = Some(Prepare::new(spec));
+        }
         Windows::Buffered(w)
     }
 
