@@ -134,7 +134,8 @@ impl JsonDecoder {
             return Decoded::default();
         }
         if let Some(schema) = &self.schema {
-            return self.decode_group(schema.clone(), messages, false);
+            // A number or boolean for a STRING column becomes its text, as eKuiper casts it.
+            return self.decode_group(schema.clone(), messages, true);
         }
         // Schemaless: a field may be a number in one message and a string in the next. eKuiper
         // types every row on its own, so messages are grouped by consistent field types and
@@ -193,9 +194,9 @@ impl JsonDecoder {
                     }
                 }
             };
-            match decode_all(&schema, one, self.schema.is_none()) {
+            match decode_all(&schema, one, true) {
                 Ok((b, counts)) => batches.push(self.with_meta(b, one, &counts)),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(type_mismatch(&schema, m, &e).unwrap_or(e)),
             }
         }
         if self.schema.is_some()
@@ -298,6 +299,39 @@ pub fn add_column(batch: RecordBatch, name: &str, col: ArrayRef) -> RecordBatch 
     cols.push(col);
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
         .expect("column length equals the batch's row count")
+}
+
+/// eKuiper's text for a value of the wrong type for a schema column, from arrow-json's
+/// ("whilst decoding field 'size': ..."): `error in preprocessor: field size type mismatch:
+/// cannot convert string(red) to int64`, the value described with Go's type names.
+fn type_mismatch(schema: &SchemaRef, message: &RawMessage, arrow_error: &str) -> Option<String> {
+    let rest = arrow_error.split("whilst decoding field '").nth(1)?;
+    let name = &rest[..rest.find('\'')?];
+    let field = schema.field_with_name(name).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&message.payload).ok()?;
+    let got = match value.get(name)? {
+        serde_json::Value::String(s) => format!("string({s})"),
+        serde_json::Value::Bool(b) => format!("bool({b})"),
+        serde_json::Value::Number(n) if n.is_i64() => format!("int64({n})"),
+        serde_json::Value::Number(n) => format!("float64({n})"),
+        serde_json::Value::Object(_) => format!("map[string]interface {{}}({})", value[name]),
+        serde_json::Value::Array(_) => format!("[]interface {{}}({})", value[name]),
+        serde_json::Value::Null => return None,
+    };
+    let want = match field.data_type() {
+        DataType::Int64 => "int64",
+        DataType::Float64 => "float64",
+        DataType::Boolean => "bool",
+        DataType::Utf8 => "string",
+        DataType::Binary => "bytea",
+        DataType::Timestamp(..) => "datetime",
+        DataType::List(_) => "array",
+        DataType::Struct(_) => "struct",
+        _ => return None,
+    };
+    Some(format!(
+        "error in preprocessor: field {name} type mismatch: cannot convert {got} to {want}"
+    ))
 }
 
 /// Decodes all messages with `schema`; returns the batch and the rows each message produced.
