@@ -2,7 +2,8 @@
 //!
 //! A memory sink of one rule publishes Arrow batches that memory sources of other rules receive
 //! without any encoding. Subscriptions may use MQTT-style wildcards (`+` one level, `#` the
-//! rest). Every subscription has a bounded queue: a slow subscriber slows its publishers.
+//! rest). Every subscription has a bounded queue, in messages and in bytes: a slow subscriber
+//! slows its publishers.
 
 mod sink;
 mod source;
@@ -10,13 +11,18 @@ mod source;
 use std::sync::{Arc, Mutex};
 
 use arrow::record_batch::RecordBatch;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 pub use sink::{MemorySink, MemorySinkConfig};
 pub use source::{MemorySource, MemorySourceConfig};
 
 /// Messages queued per subscription before publishers wait.
 pub const SUBSCRIPTION_QUEUE: usize = 1024;
+
+/// Payload bytes queued per subscription before publishers wait (1,024 pushed bodies of the
+/// 16 MiB the push listener accepts would otherwise be 16 GiB). A single message larger than
+/// this takes the whole budget.
+pub const SUBSCRIPTION_BYTES: usize = 64 << 20;
 
 /// What travels on a memory topic.
 #[derive(Debug, Clone)]
@@ -27,6 +33,16 @@ pub enum MemoryPayload {
     Batch(RecordBatch),
 }
 
+impl MemoryPayload {
+    /// Bytes the payload holds (what the subscription's byte budget counts).
+    fn bytes(&self) -> usize {
+        match self {
+            MemoryPayload::Json(b) => b.len(),
+            MemoryPayload::Batch(b) => b.get_array_memory_size(),
+        }
+    }
+}
+
 /// A message with the topic it was published on.
 #[derive(Debug, Clone)]
 pub struct MemoryMessage {
@@ -34,12 +50,21 @@ pub struct MemoryMessage {
     pub topic: Arc<str>,
     /// The content.
     pub payload: MemoryPayload,
+    /// Its share of the subscription's byte budget, given back when the message is dropped.
+    _budget: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 #[derive(Debug)]
 struct Subscription {
     filter: String,
     tx: mpsc::Sender<MemoryMessage>,
+    /// Bytes the queue may still take.
+    budget: Arc<Semaphore>,
+}
+
+/// The permits a payload of `bytes` takes from a budget of [`SUBSCRIPTION_BYTES`].
+fn permits(bytes: usize) -> u32 {
+    bytes.clamp(1, SUBSCRIPTION_BYTES) as u32
 }
 
 /// The process-wide topic bus. Cheap to clone.
@@ -68,6 +93,7 @@ impl MemoryBus {
             .push(Subscription {
                 filter: filter.to_string(),
                 tx,
+                budget: Arc::new(Semaphore::new(SUBSCRIPTION_BYTES)),
             });
         rx
     }
@@ -79,7 +105,8 @@ impl MemoryBus {
         let mut reached = 0;
         // Fast path under the lock: queues with room take the message at once; only full
         // queues are waited on, after the lock is released.
-        let mut full: Vec<(mpsc::Sender<MemoryMessage>, MemoryMessage)> = Vec::new();
+        let need = permits(payload.bytes());
+        let mut full: Vec<(mpsc::Sender<MemoryMessage>, Arc<Semaphore>)> = Vec::new();
         {
             let mut subs = self.subs.lock().expect("memory bus lock");
             let mut closed = false;
@@ -87,13 +114,20 @@ impl MemoryBus {
                 if !topic_matches(&s.filter, &topic) {
                     continue;
                 }
+                let Ok(permit) = s.budget.clone().try_acquire_many_owned(need) else {
+                    full.push((s.tx.clone(), s.budget.clone()));
+                    continue;
+                };
                 let msg = MemoryMessage {
                     topic: topic.clone(),
                     payload: payload.clone(),
+                    _budget: Some(Arc::new(permit)),
                 };
                 match s.tx.try_send(msg) {
                     Ok(()) => reached += 1,
-                    Err(mpsc::error::TrySendError::Full(msg)) => full.push((s.tx.clone(), msg)),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        full.push((s.tx.clone(), s.budget.clone()))
+                    }
                     Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
                 }
             }
@@ -101,7 +135,15 @@ impl MemoryBus {
                 subs.retain(|s| !s.tx.is_closed());
             }
         }
-        for (tx, msg) in full {
+        for (tx, budget) in full {
+            let Ok(permit) = budget.acquire_many_owned(need).await else {
+                continue;
+            };
+            let msg = MemoryMessage {
+                topic: topic.clone(),
+                payload: payload.clone(),
+                _budget: Some(Arc::new(permit)),
+            };
             if tx.send(msg).await.is_ok() {
                 reached += 1;
             }
@@ -173,5 +215,22 @@ mod tests {
         assert_eq!(one.recv().await.unwrap().topic.as_ref(), "dev/1");
         bus.close("dev/1");
         assert!(one.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_subscription_holds_at_most_its_byte_budget() {
+        let bus = MemoryBus::default();
+        let mut rx = bus.subscribe("big");
+        // Three bodies of 30 MiB (one buffer, shared by the clones): two fit in 64 MiB.
+        let body = bytes::Bytes::from(vec![b' '; 30 << 20]);
+        assert_eq!(bus.publish_json("big", body.clone()).await, 1);
+        assert_eq!(bus.publish_json("big", body.clone()).await, 1);
+        let third = bus.publish_json("big", body.clone());
+        tokio::pin!(third);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(200), &mut third).await;
+        assert!(waited.is_err(), "the third body waits for room");
+        // Taking one message out gives its bytes back: the third goes in.
+        drop(rx.recv().await.expect("the first body"));
+        assert_eq!(third.await, 1);
     }
 }
