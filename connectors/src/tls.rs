@@ -157,6 +157,9 @@ impl Props<'_> {
             .with_protocol_versions(versions)
             .map_err(|e| self.error(format!("TLS: {e}")))?;
         let builder = if skip_verify {
+            tracing::warn!(
+                "TLS with insecureSkipVerify: any server certificate and host name is accepted"
+            );
             description.push("insecureSkipVerify");
             builder
                 .dangerous()
