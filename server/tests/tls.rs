@@ -19,10 +19,11 @@ fn path(p: &Path) -> &str {
 }
 
 /// A private Mosquitto with a plain listener on `plain` (for the test's own clients) and a
-/// TLS listener on `tls` serving the test CA's server certificate.
-fn tls_broker(pki: &Pki, plain: u16, tls: u16) -> PrivateBroker {
+/// TLS listener on `tls` serving the test CA's server certificate; `listener` adds settings
+/// of that TLS listener.
+fn tls_broker(pki: &Pki, plain: u16, tls: u16, listener: &str) -> PrivateBroker {
     let extra = format!(
-        "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+        "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n{listener}",
         path(&pki.ca),
         path(&pki.cert),
         path(&pki.key)
@@ -36,18 +37,22 @@ fn tls_broker(pki: &Pki, plain: u16, tls: u16) -> PrivateBroker {
     broker
 }
 
-/// What a rule publishes on `output` once `payload` is published on `input` (both on the
-/// broker's plain listener `port`, where `publisher` is connected).
-async fn output_of(
+/// Creates `rule`, then returns what it publishes on `output` once `payload` is published on
+/// `input` (both topics on the broker's plain listener `port`).
+async fn rule_output(
+    server: &Server,
     port: u16,
-    publisher: &TestClient,
+    rule: Value,
     output: &str,
     input: &str,
     payload: &str,
 ) -> String {
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    let publisher = TestClient::start(port, None);
     let mut subscriber = TestClient::start(port, Some(output.to_string()));
     subscriber.subscribed().await;
-    publish_until_received(publisher, &mut subscriber, input, payload).await
+    publish_until_received(&publisher, &mut subscriber, input, payload).await
 }
 
 /// Polls the rule status until `done` holds.
@@ -65,35 +70,63 @@ async fn wait_status(server: &Server, rule: &str, done: impl Fn(&Value) -> bool)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rules_read_and_write_over_mqtts_and_a_wrong_ca_is_refused() {
-    let dir = temp_dir("tls-mqtt");
+/// A private TLS broker (see [`tls_broker`]) and a quiverd whose `--config` holds the MQTT
+/// profiles `profiles` writes (YAML under `mqtt:`, given the PKI and the TLS port).
+struct Setup {
+    pki: Pki,
+    plain: u16,
+    tls: u16,
+    server: Server,
+    _broker: PrivateBroker,
+}
+
+fn setup(name: &str, listener: &str, profiles: impl FnOnce(&Pki, u16) -> String) -> Setup {
+    let dir = temp_dir(name);
     let pki = Pki::new(&dir);
     let (plain, tls) = (free_port(), free_port());
-    let _broker = tls_broker(&pki, plain, tls);
+    let broker = tls_broker(&pki, plain, tls, listener);
     let config = dir.join("quiver.yaml");
-    std::fs::write(
-        &config,
+    std::fs::write(&config, format!("mqtt:\n{}", profiles(&pki, tls))).unwrap();
+    let server = tokio::task::block_in_place(|| Server::start_with(&dir, Some(&config)));
+    Setup {
+        pki,
+        plain,
+        tls,
+        server,
+        _broker: broker,
+    }
+}
+
+/// `CREATE STREAM name (columns)` over MQTT topic `prefix/name` with profile `conf`.
+fn create_stream(server: &Server, prefix: &str, name: &str, columns: &str, conf: &str) {
+    server.create_stream(&format!(
+        r#"CREATE STREAM {name} ({columns}) WITH (DATASOURCE="{prefix}/{name}", TYPE="mqtt", FORMAT="json", CONF_KEY="{conf}")"#
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_read_and_write_over_mqtts_and_a_wrong_ca_is_refused() {
+    let Setup {
+        pki,
+        plain,
+        tls,
+        server,
+        _broker,
+    } = setup("tls-mqtt", "", |pki, tls| {
         format!(
-            "mqtt:\n  default:\n    server: \"ssl://127.0.0.1:{tls}\"\n    rootCaPath: \"{}\"\n  \
+            "  default:\n    server: \"ssl://127.0.0.1:{tls}\"\n    rootCaPath: \"{}\"\n  \
              wrongca:\n    server: \"ssl://127.0.0.1:{tls}\"\n    rootCaPath: \"{}\"\n  \
              skip:\n    server: \"mqtts://localhost:{tls}\"\n    insecureSkipVerify: true\n    \
              protocolVersion: \"5\"\n",
             path(&pki.ca),
             path(&pki.other_ca)
-        ),
-    )
-    .unwrap();
-    let server = tokio::task::block_in_place(|| Server::start_with(&dir, Some(&config)));
+        )
+    });
     let prefix = format!("quiver-tls/{}", unique());
-    let create = |name: &str, conf: &str| {
-        server.create_stream(&format!(
-            r#"CREATE STREAM {name} (device STRING, temperature FLOAT) WITH (DATASOURCE="{prefix}/{name}", TYPE="mqtt", FORMAT="json", CONF_KEY="{conf}")"#
-        ));
-    };
-    create("good", "default");
-    create("bad", "wrongca");
-    create("skipped", "skip");
+    let columns = "device STRING, temperature FLOAT";
+    create_stream(&server, &prefix, "good", columns, "default");
+    create_stream(&server, &prefix, "bad", columns, "wrongca");
+    create_stream(&server, &prefix, "skipped", columns, "skip");
 
     // Source and sink both over TLS, trusting the test CA.
     let rule = json!({
@@ -103,11 +136,10 @@ async fn rules_read_and_write_over_mqtts_and_a_wrong_ca_is_refused() {
                               "rootCaPath": path(&pki.ca),
                               "topic": format!("{prefix}/out"), "sendSingle": true}}]
     });
-    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
-    let publisher = TestClient::start(plain, None);
-    let got = output_of(
+    let got = rule_output(
+        &server,
         plain,
-        &publisher,
+        rule,
         &format!("{prefix}/out"),
         &format!("{prefix}/good"),
         r#"{"device":"a","temperature":21}"#,
@@ -152,10 +184,10 @@ async fn rules_read_and_write_over_mqtts_and_a_wrong_ca_is_refused() {
         "actions": [{"mqtt": {"server": format!("tcp://127.0.0.1:{plain}"),
                               "topic": format!("{prefix}/out2"), "sendSingle": true}}]
     });
-    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
-    let got = output_of(
+    let got = rule_output(
+        &server,
         plain,
-        &publisher,
+        rule,
         &format!("{prefix}/out2"),
         &format!("{prefix}/skipped"),
         r#"{"device":"b","temperature":1}"#,
@@ -176,6 +208,67 @@ async fn rules_read_and_write_over_mqtts_and_a_wrong_ca_is_refused() {
         body.contains("insecureSkipVerify") && body.contains("TLS connections only"),
         "{body}"
     );
+    tokio::task::block_in_place(|| server.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_requires_a_client_certificate_gets_ours() {
+    use base64::Engine as _;
+    let Setup {
+        pki,
+        plain,
+        tls,
+        server,
+        _broker,
+    } = setup("tls-mutual", "require_certificate true\n", |pki, tls| {
+        format!(
+            "  mutual:\n    server: \"ssl://127.0.0.1:{tls}\"\n    rootCaPath: \"{}\"\n    \
+             certificationPath: \"{}\"\n    privateKeyPath: \"{}\"\n  \
+             nocert:\n    server: \"ssl://127.0.0.1:{tls}\"\n    rootCaPath: \"{}\"\n",
+            path(&pki.ca),
+            path(&pki.client_cert),
+            path(&pki.client_key),
+            path(&pki.ca)
+        )
+    });
+    let prefix = format!("quiver-mtls/{}", unique());
+    create_stream(&server, &prefix, "withcert", "v BIGINT", "mutual");
+    create_stream(&server, &prefix, "nocert", "v BIGINT", "nocert");
+
+    // The source with the certificate files, the sink with the same certificates as base64
+    // (eKuiper's *Raw forms).
+    let raw =
+        |p: &Path| base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap());
+    let rule = json!({
+        "id": "mutual",
+        "sql": "SELECT v FROM withcert",
+        "actions": [{"mqtt": {"server": format!("mqtts://127.0.0.1:{tls}"),
+                              "rootCARaw": raw(&pki.ca),
+                              "certificationRaw": raw(&pki.client_cert),
+                              "privateKeyRaw": raw(&pki.client_key),
+                              "topic": format!("{prefix}/out"), "sendSingle": true}}]
+    });
+    let got = rule_output(
+        &server,
+        plain,
+        rule,
+        &format!("{prefix}/out"),
+        &format!("{prefix}/withcert"),
+        r#"{"v":7}"#,
+    )
+    .await;
+    assert_eq!(got, r#"{"v":7}"#);
+
+    // Without a client certificate the broker hangs up, and the status says so.
+    let rule = json!({"id": "nocert", "sql": "SELECT * FROM nocert", "actions": [{"log": {}}]});
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    let st = wait_status(&server, "nocert", |st| {
+        st["source_nocert_0_connection_last_disconnected_message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    })
+    .await;
+    assert_eq!(st["source_nocert_0_connection_status"], json!(0), "{st}");
     tokio::task::block_in_place(|| server.stop());
 }
 

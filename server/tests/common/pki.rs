@@ -1,5 +1,6 @@
 //! Certificates the tests make (rcgen): a CA, a server certificate it signed for `localhost`
-//! and `127.0.0.1`, and a second CA that signed nothing, written as PEM files.
+//! and `127.0.0.1`, a client certificate it signed, and a second CA that signed nothing,
+//! written as PEM files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +19,10 @@ pub struct Pki {
     pub key: PathBuf,
     /// A CA that signed nothing here.
     pub other_ca: PathBuf,
+    /// A client certificate the CA signed (for brokers that require one).
+    pub client_cert: PathBuf,
+    /// Its private key.
+    pub client_key: PathBuf,
 }
 
 fn make_ca(name: &str) -> (CertificateParams, KeyPair, String) {
@@ -42,12 +47,24 @@ impl Pki {
             .push(DnType::CommonName, "localhost");
         let issuer = Issuer::new(ca_params, ca_key);
         let cert = params.signed_by(&key, &issuer).expect("server certificate");
+        let client_key = KeyPair::generate().expect("client key");
+        let mut client = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "quiver-client");
+        let client = client
+            .signed_by(&client_key, &issuer)
+            .expect("client certificate");
         let pki = Pki {
             ca: dir.join("ca.pem"),
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
             other_ca: dir.join("other-ca.pem"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
         };
+        std::fs::write(&pki.client_cert, client.pem()).unwrap();
+        std::fs::write(&pki.client_key, client_key.serialize_pem()).unwrap();
         std::fs::write(&pki.ca, ca_pem).unwrap();
         std::fs::write(&pki.cert, cert.pem()).unwrap();
         std::fs::write(&pki.key, key.serialize_pem()).unwrap();
