@@ -40,6 +40,9 @@ pub struct BufferedWindows {
     /// Tumbling and hopping windows kept as rows (joins): windows starting before this were
     /// emitted.
     next_start: i64,
+    /// Event time: an undelayed sliding window's trigger T waits until every row up to T is
+    /// in, then covers `[T - size, T]` (eKuiper's event-time trigger).
+    pub(super) event_time: bool,
 }
 
 impl BufferedWindows {
@@ -58,6 +61,7 @@ impl BufferedWindows {
             states: fixed_map(),
             bad_rows: 0,
             before: None,
+            event_time: false,
             next_start: i64::MIN,
         }
     }
@@ -140,7 +144,7 @@ impl BufferedWindows {
                     // Delayed windows whose end has passed emit before this row joins them.
                     out.extend(self.advance(t));
                     if triggers {
-                        if delay == 0 {
+                        if delay == 0 && !self.event_time {
                             let window: Vec<Row> = self
                                 .rows
                                 .iter()
@@ -239,14 +243,20 @@ impl BufferedWindows {
             WindowKind::Sliding { size, delay } => {
                 let (size, delay) = (size as i64, delay as i64);
                 while let Some(&t) = self.pending.front() {
-                    if t + delay > frontier {
+                    // Event time without a delay: rows at T itself may still come while the
+                    // frontier is T, and they belong to the window (eKuiper's
+                    // event_window_trigger.go evaluates once the watermark passes T).
+                    let undelayed = self.event_time && delay == 0;
+                    if t + delay > frontier || (undelayed && t >= frontier) {
                         break;
                     }
                     self.pending.pop_front();
                     let window: Vec<Row> = self
                         .rows
                         .iter()
-                        .filter(|x| x.ts >= t - size && x.ts < t + delay)
+                        .filter(|x| {
+                            x.ts >= t - size && (x.ts < t + delay || undelayed && x.ts == t)
+                        })
                         .cloned()
                         .collect();
                     out.extend(self.aggregate(&window, t - size, t + delay));
