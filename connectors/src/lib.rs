@@ -19,6 +19,7 @@ pub mod mqtt;
 mod props;
 pub mod redis;
 pub mod sql;
+pub mod tls;
 pub mod traits;
 
 use std::collections::BTreeMap;

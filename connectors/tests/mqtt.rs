@@ -35,7 +35,16 @@ impl Drop for RunningSource {
 
 impl RunningSource {
     fn start(port: u16, filter: &str) -> Self {
-        let props = json!({"server": format!("tcp://127.0.0.1:{port}"), "qos": 1});
+        Self::start_with(port, filter, json!({}))
+    }
+
+    /// A source with the properties of `extra` besides the server and QoS 1.
+    fn start_with(port: u16, filter: &str, extra: serde_json::Value) -> Self {
+        let mut props = json!({"server": format!("tcp://127.0.0.1:{port}"), "qos": 1});
+        props
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         let config = MqttSourceConfig::parse(filter, props.as_object().unwrap()).unwrap();
         let mut source = MqttSource::new(config);
         let state = source.status();
@@ -274,6 +283,73 @@ async fn sink_publishes_ekuiper_json() {
             "no extra messages"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_source_and_sink_speak_protocol_5() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("quiver-mqtt5-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Run as root, Mosquitto writes its log as the user it drops to.
+    let mut open = std::fs::metadata(&dir).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut open, 0o777);
+    std::fs::set_permissions(&dir, open).unwrap();
+    let log = dir.join("broker.log");
+    // The broker's log names each client's protocol: "as <id> (p5, ...)" for MQTT 5.
+    let _broker = PrivateBroker::start_with(
+        port,
+        &format!("log_dest file {}\nlog_type all\n", log.display()),
+    );
+    let base = format!("quiver-test/{}", unique());
+    let (source_id, sink_id) = (format!("src-{}", unique()), format!("sink-{}", unique()));
+    let mut source = RunningSource::start_with(
+        port,
+        &format!("{base}/in/#"),
+        json!({"protocolVersion": "5", "clientid": source_id}),
+    );
+    let publisher = TestClient::start(port, None);
+    source
+        .probe(
+            &publisher,
+            &format!("{base}/in/probe"),
+            "{}",
+            Duration::from_secs(10),
+        )
+        .await;
+    publisher
+        .publish(&format!("{base}/in/a"), r#"{"v":5}"#)
+        .await;
+    let got = source.take(1).await;
+    assert_eq!(&*got[0].topic, format!("{base}/in/a"));
+    assert_eq!(&*got[0].payload, br#"{"v":5}"#);
+    assert_eq!(got[0].qos, Some(1));
+
+    let topic = format!("{base}/out");
+    let mut subscriber = TestClient::start(port, Some(topic.clone()));
+    subscriber.subscribed().await;
+    let config = MqttSinkConfig::parse(&json!({
+        "server": format!("tcp://127.0.0.1:{port}"), "topic": topic, "qos": 1,
+        "protocolVersion": "5", "clientId": sink_id, "sendSingle": true,
+    }))
+    .unwrap();
+    let mut sink = MqttSink::new(config);
+    sink.connect().await.unwrap();
+    sink.collect_list(&batch()).await.unwrap();
+    let p = subscriber.next_publish().await;
+    assert_eq!(
+        std::str::from_utf8(&p.payload).unwrap(),
+        r#"{"a":1,"b":"x"}"#
+    );
+    sink.close().await.unwrap();
+
+    let said = std::fs::read_to_string(&log).unwrap();
+    for id in [&source_id, &sink_id] {
+        assert!(
+            said.contains(&format!("as {id} (p5")),
+            "{id} not MQTT 5:\n{said}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod plugins;
 pub mod push;
 pub mod security;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ pub struct Settings {
     pub security: security::SecuritySettings,
     /// The folder `file://` plugin installs may read from; `None` refuses `file://`.
     pub plugin_file_dir: Option<PathBuf>,
+    /// HTTPS for the REST API and the push listener (`--tls-cert`, `--tls-key`); plain HTTP
+    /// without.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 /// Reads connection profiles: source type → profile name (`CONF_KEY`) → properties.
@@ -106,6 +110,11 @@ pub async fn serve(
     // Before anything starts: a server that must not serve stops here.
     let security = Arc::new(settings.security.validate(&settings.data_dir)?);
     security.check_exposure(settings.bind)?;
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(tls::TlsFiles::server_config)
+        .transpose()?;
     let catalog = catalog::Catalog::open(&settings.data_dir)?;
     quiver_compiler::functions::set_keyed_state_store(Some(Arc::new(catalog::KeyedState::open(
         &settings.data_dir,
@@ -146,24 +155,42 @@ pub async fn serve(
             security::guard,
         ),
     );
+    let push_tls = tls.clone();
     let push_task = tokio::spawn(async move {
         let push = push.into_make_service_with_connect_info::<security::LocalAddr>();
-        if let Err(e) = axum::serve(push_listener, push).await {
+        let served = match push_tls {
+            Some(config) => match tls::TlsListener::new(push_listener, config, "push listener") {
+                Ok(listener) => axum::serve(listener, push).await,
+                Err(e) => Err(e),
+            },
+            None => axum::serve(push_listener, push).await,
+        };
+        if let Err(e) = served {
             tracing::error!("push listener failed: {e}");
         }
     });
-    tracing::info!(addr = %settings.push_bind, "HTTP push listener ready");
-    tracing::info!(addr = %settings.bind, workers = engine.workers(), "REST API listening");
-    let rest = api::router(state).layer(axum::middleware::from_fn_with_state(
-        (security, security::Listener::Rest),
-        security::guard,
-    ));
-    axum::serve(
-        listener,
-        rest.into_make_service_with_connect_info::<security::LocalAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %settings.push_bind, scheme, "HTTP push listener ready");
+    tracing::info!(addr = %settings.bind, scheme, workers = engine.workers(), "REST API listening");
+    let rest = api::router(state)
+        .layer(axum::middleware::from_fn_with_state(
+            (security, security::Listener::Rest),
+            security::guard,
+        ))
+        .into_make_service_with_connect_info::<security::LocalAddr>();
+    match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config, "REST API")?;
+            axum::serve(listener, rest)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        None => {
+            axum::serve(listener, rest)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
     push_task.abort();
     let engine2 = engine.clone();
     tokio::task::spawn_blocking(move || engine2.shutdown()).await?;

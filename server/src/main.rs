@@ -15,7 +15,7 @@ use quiver_server::security::mask::MaskingWriter;
 
 const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir DIR] [--workers N]
                [--auth jwt|none] [--auth-token-file FILE] [--allow-origin ORIGIN]...
-               [--allow-host NAME]... [--allow-unauthenticated]
+               [--allow-host NAME]... [--allow-unauthenticated] [--tls-cert PEM --tls-key PEM]
        quiverd run --stream SQL --rule RULE [--workers N]   (one rule to completion; run --help)
   --bind      REST API address (env QUIVER_BIND, default 127.0.0.1:9081)
   --push-bind HTTP push source address (env QUIVER_PUSH_BIND, default 127.0.0.1:10081)
@@ -37,7 +37,10 @@ const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir
   --allow-unauthenticated
               serve a non-loopback --bind without authentication (refused otherwise)
   --plugin-file-dir  the only folder file:// plugin installs may read from; without it
-              file:// installs are refused (env QUIVER_PLUGIN_FILE_DIR)";
+              file:// installs are refused (env QUIVER_PLUGIN_FILE_DIR)
+  --tls-cert PEM, --tls-key PEM
+              serve the REST API and the push listener over HTTPS with this certificate
+              chain and private key (env QUIVER_TLS_CERT, QUIVER_TLS_KEY; both or neither)";
 
 fn settings() -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok();
@@ -53,6 +56,8 @@ fn settings() -> anyhow::Result<Settings> {
     };
     let mut auth = env("QUIVER_AUTH");
     let mut plugin_file_dir = env("QUIVER_PLUGIN_FILE_DIR");
+    let mut tls_cert = env("QUIVER_TLS_CERT");
+    let mut tls_key = env("QUIVER_TLS_KEY");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -71,6 +76,8 @@ fn settings() -> anyhow::Result<Settings> {
             "--allow-host" => security.allow_hosts.push(value()?),
             "--allow-unauthenticated" => security.allow_unauthenticated = true,
             "--plugin-file-dir" => plugin_file_dir = Some(value()?),
+            "--tls-cert" => tls_cert = Some(value()?),
+            "--tls-key" => tls_key = Some(value()?),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -82,6 +89,15 @@ fn settings() -> anyhow::Result<Settings> {
         None | Some("none") => false,
         Some("jwt") => true,
         Some(other) => anyhow::bail!("--auth: \"{other}\" is not jwt or none\n{USAGE}"),
+    };
+    let tls = match (tls_cert, tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(quiver_server::tls::TlsFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        }),
+        (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (the certificate's key)"),
+        (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (its certificate chain)"),
     };
     let workers = match workers {
         Some(w) => w.parse().context("--workers needs a number")?,
@@ -99,6 +115,7 @@ fn settings() -> anyhow::Result<Settings> {
         plugin_file_dir: plugin_file_dir.map(PathBuf::from),
         workers,
         security,
+        tls,
     })
 }
 

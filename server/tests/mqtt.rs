@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::mqtt::{PrivateBroker, TestClient, free_port, unique};
-use common::{Server, temp_dir, wait_metric};
+use common::{Server, publish_until_received, temp_dir, wait_metric};
 use serde_json::{Value, json};
 
 fn create_pipeline(server: &Server, prefix: &str, port: u16) {
@@ -22,29 +22,6 @@ fn create_pipeline(server: &Server, prefix: &str, port: u16) {
         "actions": [{"mqtt": {"server": format!("tcp://127.0.0.1:{port}"), "topic": format!("{prefix}/out"), "sendSingle": true}}]
     });
     assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
-}
-
-/// Publishes `payload` until a message arrives on the subscriber (the rule may still be
-/// subscribing), then returns what arrived.
-async fn publish_until_received(
-    publisher: &TestClient,
-    subscriber: &mut TestClient,
-    topic: &str,
-    payload: &str,
-) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        publisher.publish(topic, payload).await;
-        if let Ok(Some(p)) =
-            tokio::time::timeout(Duration::from_millis(500), subscriber.publishes.recv()).await
-        {
-            return String::from_utf8(p.payload.to_vec()).unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing arrived on the sink topic"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,8 @@
 //! `quiverd` with `POST /plugins/sinks`, runs rules with a `mysql` action over an httppush
 //! stream and reads the table back with the `mariadb` client. Every test uses its own table
 //! and drops it. Outages go through a loopback TCP proxy the test cuts and restores; the
-//! shared MariaDB itself is never stopped.
+//! shared MariaDB itself is never stopped. The TLS test starts a private MariaDB that accepts
+//! only TLS connections.
 
 mod common;
 
@@ -18,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, repo_root, serve_files, temp_dir, wait_metric};
+use common::pki::Pki;
+use common::{Server, free_port, repo_root, serve_files, temp_dir, wait_metric};
 use serde_json::{Value, json};
 
 const DB_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -752,4 +754,139 @@ fn run_client(script: &str) -> f64 {
         .expect("write the script");
     assert!(child.wait().expect("mariadb").success());
     started.elapsed().as_secs_f64()
+}
+
+/// A MariaDB of our own on a free loopback port that accepts only TLS connections, with the
+/// certificate of `pki` (root, no password, database `test`); stopped on drop.
+struct TlsMariaDb {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsMariaDb {
+    fn start(dir: &Path, pki: &Pki) -> TlsMariaDb {
+        let data = dir.join("mariadb");
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--skip-test-db"])
+            .arg("--auth-root-authentication-method=normal")
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("mariadb-install-db runs");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let child = Command::new("/usr/sbin/mariadbd")
+            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
+            .args(["--skip-log-bin", "--require-secure-transport=ON"])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--socket={}", dir.join("mariadb.sock").display()))
+            .arg(format!("--ssl-cert={}", pki.cert.display()))
+            .arg(format!("--ssl-key={}", pki.key.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mariadbd starts");
+        let db = TlsMariaDb { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while db.sql("CREATE DATABASE IF NOT EXISTS test").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the private MariaDB did not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        db
+    }
+
+    /// Runs SQL in database `test` over TLS; the tab-separated output or the client's error.
+    fn sql(&self, statements: &str) -> Result<String, String> {
+        let out = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "root", "-N", "-B", "--ssl"])
+            .args(["-P", &self.port.to_string(), "-e", statements])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for TlsMariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tls_in_the_url_reaches_a_server_that_only_speaks_tls() {
+    let (server, dir) = server_with_plugin("mysql-tls");
+    let pki = Pki::new(&dir.0);
+    let db = TlsMariaDb::start(&dir.0, &pki);
+    db.sql("CREATE TABLE test.t (id BIGINT)")
+        .expect("create the table");
+    server.create_stream(
+        r#"CREATE STREAM rows (id BIGINT) WITH (DATASOURCE="/rows", TYPE="httppush", FORMAT="json")"#,
+    );
+    let url = |tls: &str| format!("root@tcp(127.0.0.1:{})/test?tls={tls}", db.port);
+
+    // Encrypted without checking the certificate: the rows land.
+    create_rule(
+        &server,
+        "skip",
+        "SELECT id FROM rows",
+        json!({"url": url("skip-verify"), "table": "t", "retryMaxInterval": 200}),
+    );
+    // Verified: the test CA is not among the plugin's roots, so nothing is written and the
+    // status says why.
+    create_rule(
+        &server,
+        "verify",
+        "SELECT id + 1000 AS id FROM rows",
+        json!({"url": url("true"), "table": "t", "retryMaxInterval": 200}),
+    );
+    push(&server, "/rows", &json!([{"id": 1}, {"id": 2}]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db
+        .sql("SELECT COUNT(*) FROM test.t WHERE id < 1000")
+        .as_deref()
+        != Ok("2\n")
+    {
+        assert!(Instant::now() < deadline, "the rows never landed over TLS");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, st) = server.json("GET", "/rules/verify/status", None);
+        let last = st["sink_mysql_0_0_last_exception"].as_str().unwrap_or("");
+        if last.contains("certificate") || last.contains("UnknownIssuer") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no certificate error in the status: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM test.t WHERE id >= 1000")
+            .as_deref(),
+        Ok("0\n")
+    );
+
+    // tls=preferred would fall back to the clear: refused when the rule is created.
+    let (status, body) = server.json(
+        "POST",
+        "/rules",
+        Some(json!({"id": "pref", "sql": "SELECT id FROM rows",
+                    "actions": [{"mysql": {"url": url("preferred"), "table": "t"}}]})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("tls=preferred"), "{body}");
 }

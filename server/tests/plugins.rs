@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, repo_root, serve_files, temp_dir, wait_metric};
+use common::pki::Pki;
+use common::{Server, repo_root, serve_files, serve_files_tls, temp_dir, wait_metric};
 use serde_json::{Value, json};
 
 /// Builds test plugin `project` (a directory under tests/plugins) and returns its library.
@@ -392,6 +393,57 @@ fn sink_and_function_plugins_install_run_and_survive_a_restart() {
     );
     assert_eq!(status, 400, "memo is no longer a sink type");
     server.stop();
+}
+
+#[test]
+fn a_plugin_downloads_over_https_and_a_wrong_sha256_writes_nothing() {
+    use sha2::Digest as _;
+    let dir = temp_dir("plugins-https");
+    let zips = dir.join("zips");
+    std::fs::create_dir_all(&zips).expect("zips dir");
+    let pki = Pki::new(&dir);
+    let zip = package(&zips, "sink_noop", "noop", "1.0.0", json!({}));
+    let digest: String = sha2::Sha256::digest(std::fs::read(&zip).expect("zip"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let base = serve_files_tls(&zips, &pki);
+    let data = dir.join("data");
+    // quiverd trusts the system's roots; SSL_CERT_FILE names the test CA instead.
+    let ca = pki.ca.to_str().expect("a UTF-8 path");
+    let server = Server::spawn(&data, &[], &[("SSL_CERT_FILE", ca)], None);
+    server.wait_ready();
+    let body = |sha256: &str| json!({"name": "noop", "file": format!("{base}/noop.zip"), "sha256": sha256});
+
+    // A digest that is not the package's: 400 naming both, and nothing written.
+    let wrong = "ab".repeat(32);
+    let (status, said) = server.call("POST", "/plugins/sinks", Some(body(&wrong)));
+    assert_eq!(status, 400, "{said}");
+    assert!(
+        said.contains("sha256 mismatch") && said.contains(&wrong) && said.contains(&digest),
+        "{said}"
+    );
+    assert!(plugin_files(&data).is_empty(), "{:?}", plugin_files(&data));
+    let (status, said) = server.json("POST", "/plugins/sinks", Some(body("12345")));
+    assert_eq!(status, 400, "{said}");
+    assert!(
+        said["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"sha256\" must be")),
+        "{said}"
+    );
+
+    // The right digest (any case) over https: installed.
+    let (status, said) = server.call(
+        "POST",
+        "/plugins/sinks",
+        Some(body(&digest.to_ascii_uppercase())),
+    );
+    assert_eq!(status, 201, "{said}");
+    assert_eq!(
+        plugin_files(&data),
+        ["sinks/Noop@v1.0.0.so", "sinks/noop.json"]
+    );
 }
 
 #[test]

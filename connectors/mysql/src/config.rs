@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
+use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
 use quiver_plugin_abi::sdk::serde_json::Value;
 use quiver_plugin_abi::sdk::{Config, Error};
 
@@ -41,6 +41,7 @@ const IGNORED: &[&str] = &[
 ];
 
 /// Go-driver DSN parameters that are accepted and ignored: they do not change what is written.
+/// (`tls` is read, see [`dsn_tls`].)
 const GO_PARAMS: &[&str] = &[
     "charset",
     "collation",
@@ -50,7 +51,6 @@ const GO_PARAMS: &[&str] = &[
     "readTimeout",
     "writeTimeout",
     "allowNativePasswords",
-    "tls",
 ];
 
 /// Validated settings; runtime code sees only these.
@@ -232,11 +232,14 @@ fn parse_dsn(dsn: &str) -> Result<OptsBuilder, Error> {
         Some((d, p)) => (d, Some(p)),
         None => (tail, None),
     };
+    let mut ssl = None;
     for param in params.into_iter().flat_map(|p| p.split('&')) {
-        let key = param.split('=').next().unwrap_or("");
-        if !key.is_empty() && !GO_PARAMS.contains(&key) {
+        let (key, value) = param.split_once('=').unwrap_or((param, ""));
+        if key == "tls" {
+            ssl = dsn_tls(value)?;
+        } else if !key.is_empty() && !GO_PARAMS.contains(&key) {
             return Err(err(format!(
-                "DSN parameter \"{key}\" is not supported; supported (and ignored): {}",
+                "DSN parameter \"{key}\" is not supported; supported: tls, and (ignored) {}",
                 GO_PARAMS.join(", ")
             )));
         }
@@ -245,7 +248,7 @@ fn parse_dsn(dsn: &str) -> Result<OptsBuilder, Error> {
         Some(at) => (Some(&head[..at]), &head[at + 1..]),
         None => (None, head),
     };
-    let mut b = OptsBuilder::default();
+    let mut b = OptsBuilder::default().ssl_opts(ssl);
     if let Some(creds) = creds {
         let (user, pass) = match creds.split_once(':') {
             Some((u, p)) => (u, Some(p)),
@@ -283,6 +286,32 @@ fn parse_dsn(dsn: &str) -> Result<OptsBuilder, Error> {
         }
         "unix" => Ok(b.socket(Some(addr))),
         other => Err(bad(&format!("network \"{other}\" is not tcp or unix"))),
+    }
+}
+
+/// The Go driver's `tls` DSN parameter: `true` verifies the server's certificate and name
+/// (against the Mozilla roots built into the plugin), `skip-verify` encrypts without checking
+/// them, `false` connects in the clear. `preferred` (TLS only if the server offers it) and the
+/// names of TLS configs a Go program registers have no equivalent here and are refused.
+fn dsn_tls(value: &str) -> Result<Option<SslOpts>, Error> {
+    match value {
+        "true" => Ok(Some(SslOpts::default())),
+        "skip-verify" => Ok(Some(
+            SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        )),
+        "false" => Ok(None),
+        "preferred" => Err(err(
+            "DSN parameter tls=preferred is not supported (it falls back to an unencrypted \
+             connection); use tls=true, tls=skip-verify or tls=false"
+                .into(),
+        )),
+        other => Err(err(format!(
+            "DSN parameter tls=\"{other}\" is not supported (registered TLS configs are a Go \
+             feature); use tls=true, tls=skip-verify or tls=false, or a mysql:// url with \
+             require_ssl=true and verify_ca/verify_identity"
+        ))),
     }
 }
 
@@ -350,6 +379,25 @@ mod tests {
         assert_eq!(c.opts.pass(), Some("p@w"));
         assert_eq!(c.opts.tcp_port(), 3306);
         assert_eq!(c.table, "`x`.`y`");
+        assert!(c.opts.ssl_opts().is_none());
+    }
+
+    #[test]
+    fn tls_in_either_url_form() {
+        let ssl = |url: &str| {
+            parse(json!({"url": url, "table": "t"}))
+                .expect(url)
+                .opts
+                .ssl_opts()
+                .cloned()
+        };
+        let verify = ssl("u@tcp(h)/db?tls=true").expect("tls=true");
+        assert!(!verify.accept_invalid_certs() && !verify.skip_domain_validation());
+        let skip = ssl("u@tcp(h)/db?charset=utf8&tls=skip-verify").expect("skip-verify");
+        assert!(skip.accept_invalid_certs() && skip.skip_domain_validation());
+        assert!(ssl("u@tcp(h)/db?tls=false").is_none());
+        let url = ssl("mysql://u@h/db?require_ssl=true&verify_ca=false").expect("require_ssl");
+        assert!(url.accept_invalid_certs());
     }
 
     #[test]
@@ -380,6 +428,14 @@ mod tests {
             (
                 json!({"url": "u@tcp(h)/db?foo=1", "table": "t"}),
                 "DSN parameter \"foo\" is not supported",
+            ),
+            (
+                json!({"url": "u@tcp(h)/db?tls=preferred", "table": "t"}),
+                "tls=preferred is not supported",
+            ),
+            (
+                json!({"url": "u@tcp(h)/db?tls=custom", "table": "t"}),
+                "tls=\"custom\" is not supported",
             ),
             (
                 json!({"url": "mysql://h/db", "table": "t", "poolSize": 0}),

@@ -13,30 +13,33 @@ use serde_json::{Map, Value};
 
 use crate::ConnectorError;
 use crate::props::Props;
+use crate::tls::{TLS_KEYS, TlsClient};
+
+use super::Protocol;
 
 const CONNECTOR: &str = "mqtt";
 
 /// The broker eKuiper connects to when `server` is not set.
 pub const DEFAULT_SERVER: &str = "tcp://127.0.0.1:1883";
 
-/// eKuiper MQTT properties we accept but do not implement (TLS, MQTT 5, KubeEdge, shared
-/// connections); each one present logs a warning.
+/// eKuiper MQTT properties we accept but do not implement (KubeEdge, shared connections,
+/// payload compression); each one present logs a warning.
 const IGNORED_KEYS: &[&str] = &[
-    "protocolversion",
-    "insecureskipverify",
-    "certificationpath",
-    "privatekeypath",
-    "rootcapath",
-    "certificationraw",
-    "privatekeyraw",
-    "rootcaraw",
-    "tlsminversion",
-    "renegotiationsupport",
     "kubeedgeversion",
     "kubeedgemodelfile",
     "connectionselector",
     "decompression",
     "compression",
+];
+
+/// Properties of both the MQTT source and sink, beside eKuiper's TLS ones ([`TLS_KEYS`]).
+const CONNECTION_KEYS: &[&str] = &[
+    "server",
+    "username",
+    "password",
+    "clientid",
+    "qos",
+    "protocolversion",
 ];
 
 /// Properties of every eKuiper source that the rule runtime, not the connector, deals with.
@@ -81,26 +84,31 @@ pub struct BrokerAddress {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Whether the connection is TLS (`ssl://`, `mqtts://`, ...).
+    pub tls: bool,
 }
 
 impl BrokerAddress {
     /// Parses eKuiper's `server`: `tcp://host:port`, `mqtt://host:port`, `host:port` or `host`
-    /// (port 1883). TLS and WebSocket schemes are rejected: this build speaks plain TCP only.
+    /// (port 1883), or over TLS `ssl://`, `tls://`, `mqtts://`, `tcps://`, `mqtt+ssl://` (the
+    /// schemes eKuiper's client takes; port 8883). WebSocket schemes are rejected.
     pub fn parse(server: &str) -> Result<Self, ConnectorError> {
         let server = server.trim();
-        let rest = match server.split_once("://") {
-            None => server,
+        let (rest, tls) = match server.split_once("://") {
+            None => (server, false),
             Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
-                "tcp" | "mqtt" => rest,
-                "ssl" | "tls" | "mqtts" | "tcps" | "ws" | "wss" => {
+                "tcp" | "mqtt" => (rest, false),
+                "ssl" | "tls" | "mqtts" | "tcps" | "mqtt+ssl" => (rest, true),
+                "ws" | "wss" => {
                     return Err(config_error(format!(
                         "server \"{server}\": scheme \"{scheme}\" is not supported; \
-                         use tcp:// (this build has no TLS or WebSocket)"
+                         use tcp:// or ssl:// (this build has no WebSocket transport)"
                     )));
                 }
                 _ => {
                     return Err(config_error(format!(
-                        "server \"{server}\": unknown scheme \"{scheme}\"; expected tcp://host:port"
+                        "server \"{server}\": unknown scheme \"{scheme}\"; expected tcp://host:port \
+                         or ssl://host:port"
                     )));
                 }
             },
@@ -135,6 +143,7 @@ impl BrokerAddress {
             )));
         }
         let port = match port {
+            None if tls => 8883,
             None => 1883,
             Some(p) => match p.parse::<u16>() {
                 Ok(p) if p > 0 => p,
@@ -148,16 +157,18 @@ impl BrokerAddress {
         Ok(BrokerAddress {
             host: host.to_string(),
             port,
+            tls,
         })
     }
 }
 
 impl std::fmt::Display for BrokerAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "ssl" } else { "tcp" };
         if self.host.contains(':') {
-            write!(f, "tcp://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "tcp://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
@@ -193,6 +204,10 @@ pub struct MqttSourceConfig {
     pub qos: QoS,
     /// Login (`username`, `password`), if any.
     pub credentials: Option<Credentials>,
+    /// TLS settings when the server is `ssl://` (eKuiper's `rootCaPath`, `insecureSkipVerify`...).
+    pub tls: Option<TlsClient>,
+    /// The MQTT version (`protocolVersion`: `"3.1.1"`/`"4"`, default, or `"5"`).
+    pub protocol: Protocol,
 }
 
 impl MqttSourceConfig {
@@ -201,7 +216,7 @@ impl MqttSourceConfig {
         let props = Props::new(CONNECTOR, props);
         props.check_keys(
             "mqtt source",
-            &["server", "username", "password", "clientid", "qos"],
+            &[CONNECTION_KEYS, TLS_KEYS].concat(),
             COMMON_SOURCE_KEYS,
             IGNORED_KEYS,
         );
@@ -212,9 +227,12 @@ impl MqttSourceConfig {
             ));
         }
         validate_filter(topic)?;
+        let broker = props.broker()?;
         Ok(MqttSourceConfig {
+            protocol: props.protocol_version()?,
             topic: topic.to_string(),
-            broker: props.broker()?,
+            tls: props.tls(&broker)?,
+            broker,
             client_id: props.client_id()?,
             qos: props.qos(QoS::AtLeastOnce)?,
             credentials: props.credentials()?,
@@ -243,6 +261,10 @@ pub struct MqttSinkConfig {
     pub omit_if_empty: bool,
     /// Login (`username`, `password`), if any.
     pub credentials: Option<Credentials>,
+    /// TLS settings when the server is `ssl://` (eKuiper's `rootCaPath`, `insecureSkipVerify`...).
+    pub tls: Option<TlsClient>,
+    /// The MQTT version (`protocolVersion`: `"3.1.1"`/`"4"`, default, or `"5"`).
+    pub protocol: Protocol,
 }
 
 impl MqttSinkConfig {
@@ -262,17 +284,17 @@ impl MqttSinkConfig {
         props.check_keys(
             "mqtt sink",
             &[
-                "server",
-                "topic",
-                "username",
-                "password",
-                "clientid",
-                "qos",
-                "retained",
-                "sendsingle",
-                "sendnilfield",
-                "omitifempty",
-            ],
+                CONNECTION_KEYS,
+                TLS_KEYS,
+                &[
+                    "topic",
+                    "retained",
+                    "sendsingle",
+                    "sendnilfield",
+                    "omitifempty",
+                ],
+            ]
+            .concat(),
             COMMON_SINK_KEYS,
             IGNORED_KEYS,
         );
@@ -290,9 +312,12 @@ impl MqttSinkConfig {
                 "sink topic \"{topic}\": topic templates are not supported yet"
             )));
         }
+        let broker = props.broker()?;
         Ok(MqttSinkConfig {
+            protocol: props.protocol_version()?,
             topic: topic.to_string(),
-            broker: props.broker()?,
+            tls: props.tls(&broker)?,
+            broker,
             client_id: props.client_id()?,
             qos: props.qos(QoS::AtMostOnce)?,
             retained: props.boolean("retained")?.unwrap_or(false),
@@ -329,6 +354,50 @@ impl Props<'_> {
         match self.string("server")? {
             Some(s) if !s.trim().is_empty() => BrokerAddress::parse(s),
             _ => BrokerAddress::parse(DEFAULT_SERVER),
+        }
+    }
+
+    /// `protocolVersion`: MQTT 3.1.1 (`"3.1.1"` or `"4"`, eKuiper's default) or MQTT 5 (`"5"`);
+    /// MQTT 3.1 is refused by name.
+    fn protocol_version(&self) -> Result<Protocol, ConnectorError> {
+        let Some((name, value)) = self.get("protocolversion") else {
+            return Ok(Protocol::default());
+        };
+        let version = match value {
+            Value::String(s) => s.trim().to_string(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                return Err(config_error(format!(
+                    "\"{name}\" must be a string such as \"3.1.1\" or \"5\", got {other}"
+                )));
+            }
+        };
+        match version.as_str() {
+            "" | "3.1.1" | "4" => Ok(Protocol::V311),
+            "5" => Ok(Protocol::V5),
+            "3.1" | "3" => Err(config_error(format!(
+                "\"{name}\" \"{version}\" (MQTT 3.1) is not supported; use \"3.1.1\", which \
+                 every MQTT 3.1 broker also speaks, or \"5\""
+            ))),
+            other => Err(config_error(format!(
+                "\"{name}\" \"{other}\" is not an MQTT version; expected \"3.1.1\" or \"5\""
+            ))),
+        }
+    }
+
+    /// TLS settings for an `ssl://` broker; TLS properties for a plain `tcp://` one are refused
+    /// (eKuiper's client would not use them either).
+    fn tls(&self, broker: &BrokerAddress) -> Result<Option<TlsClient>, ConnectorError> {
+        if broker.tls {
+            return self.tls_client().map(Some);
+        }
+        match self.tls_property_set() {
+            None => Ok(None),
+            Some(name) => Err(config_error(format!(
+                "\"{name}\" applies to TLS connections only, but server {broker} is plain TCP; \
+                 use ssl://{}:8883 (or mqtts://) for TLS",
+                broker.host
+            ))),
         }
     }
 
@@ -424,7 +493,11 @@ mod tests {
         assert_eq!(a("broker").port, 1883);
         assert_eq!(a("tcp://[::1]:1885").host, "::1");
         assert_eq!(a("tcp://[::1]:1885").to_string(), "tcp://[::1]:1885");
-        assert!(reason(BrokerAddress::parse("ssl://x:8883").unwrap_err()).contains("no TLS"));
+        assert!(a("ssl://x:8884").tls && a("mqtts://x").tls && a("tls://x").tls);
+        assert_eq!(a("mqtts://x").port, 8883);
+        assert_eq!(a("mqtt+ssl://x:1").to_string(), "ssl://x:1");
+        assert!(!a("tcp://x").tls);
+        assert!(reason(BrokerAddress::parse("wss://x:8883").unwrap_err()).contains("WebSocket"));
         assert!(reason(BrokerAddress::parse("tcp://x:0").unwrap_err()).contains("port"));
         assert!(reason(BrokerAddress::parse("tcp://x:abc").unwrap_err()).contains("port"));
         assert!(BrokerAddress::parse("tcp://:1883").is_err());
@@ -444,7 +517,8 @@ mod tests {
             "t",
             &obj(
                 json!({"server": "mqtt://h:2000", "qos": "2", "clientId": "me",
-                        "username": "u", "password": "p", "insecureSkipVerify": true}),
+                        "username": "u", "password": "p", "insecureSkipVerify": false,
+                        "protocolVersion": "3.1.1"}),
             ),
         )
         .unwrap();
@@ -468,6 +542,21 @@ mod tests {
         assert!(reason(e).contains("username"));
         let e = MqttSourceConfig::parse("a", &obj(json!({"server": 5}))).unwrap_err();
         assert!(reason(e).contains("string"));
+        let c = MqttSourceConfig::parse("a", &obj(json!({"protocolVersion": "5"}))).unwrap();
+        assert_eq!(c.protocol, Protocol::V5);
+        let e = MqttSourceConfig::parse("a", &obj(json!({"protocolVersion": "6"}))).unwrap_err();
+        assert!(reason(e).contains("\"protocolVersion\" \"6\""));
+        let e = MqttSourceConfig::parse("a", &obj(json!({"protocolVersion": "3.1"}))).unwrap_err();
+        assert!(reason(e).contains("MQTT 3.1"));
+        let e =
+            MqttSourceConfig::parse("a", &obj(json!({"insecureSkipVerify": true}))).unwrap_err();
+        assert!(reason(e).contains("\"insecureSkipVerify\" applies to TLS connections only"));
+        let c = MqttSourceConfig::parse(
+            "a",
+            &obj(json!({"server": "mqtts://h", "insecureSkipVerify": true})),
+        )
+        .unwrap();
+        assert_eq!(c.tls.unwrap().description(), "insecureSkipVerify");
     }
 
     #[test]

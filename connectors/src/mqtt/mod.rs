@@ -1,4 +1,6 @@
-//! The `mqtt` connector: eKuiper's default source and sink type, over MQTT 3.1.1 without TLS.
+//! The `mqtt` connector: eKuiper's default source and sink type, over MQTT 3.1.1 or 5
+//! (`protocolVersion`), on plain TCP or TLS (`ssl://`, `mqtts://`; eKuiper's certificate
+//! properties, see [`crate::tls`]).
 //!
 //! - The source subscribes to the stream's `DATASOURCE` (a topic filter, wildcards allowed) and
 //!   hands each publish to the runtime undecoded, with its topic for `meta(topic)`. Publishes
@@ -9,6 +11,7 @@
 //!   backoff (100 ms doubling to 5 s, reset after a successful connect), and the source
 //!   subscribes again after every reconnect. The live state is a [`ConnectionState`].
 
+mod client;
 mod config;
 mod sink;
 mod source;
@@ -17,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use client::Protocol;
 pub use config::{BrokerAddress, Credentials, DEFAULT_SERVER, MqttSinkConfig, MqttSourceConfig};
 pub use sink::MqttSink;
 pub use source::MqttSource;
@@ -120,39 +124,6 @@ impl Backoff {
     fn reset(&mut self) {
         self.next = INITIAL_BACKOFF;
     }
-}
-
-/// A client and its event loop for `options`, with Nagle's algorithm off (`TCP_NODELAY`).
-///
-/// Each publish is one small write. With Nagle on, a write waits while an earlier one is
-/// unacknowledged, and the broker delays its acknowledgements by up to 40 ms: at 10k msgs/s
-/// that put 40 ms tails on the latency benchmark. Go's clients (eKuiper's) set `TCP_NODELAY`
-/// by default too.
-fn client(options: rumqttc::MqttOptions) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, REQUEST_CAPACITY);
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
-    (client, eventloop)
-}
-
-/// rumqttc options for one client.
-fn mqtt_options(
-    broker: &BrokerAddress,
-    client_id: &str,
-    credentials: Option<&config::Credentials>,
-) -> rumqttc::MqttOptions {
-    let credentials = credentials.map(|c| (c.username.as_str(), c.password.as_str()));
-    let mut options = rumqttc::MqttOptions::new(client_id, broker.host.clone(), broker.port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(true)
-        .set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE)
-        .set_request_channel_capacity(REQUEST_CAPACITY);
-    if let Some((user, password)) = credentials {
-        options.set_credentials(user, password);
-    }
-    options
 }
 
 #[cfg(test)]

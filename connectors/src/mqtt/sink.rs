@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet};
 use tokio::task::JoinHandle;
 
-use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSinkConfig, mqtt_options};
+use super::client::{self, Client, Event, EventLoop, Failure};
+use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSinkConfig};
 use crate::codec::encode;
 use crate::{ConnectorError, Sink};
 
@@ -26,7 +26,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct MqttSink {
     config: MqttSinkConfig,
     state: Arc<ConnectionState>,
-    client: Option<AsyncClient>,
+    client: Option<Client>,
     driver: Option<JoinHandle<()>>,
     closing: Arc<AtomicBool>,
 }
@@ -84,12 +84,13 @@ impl Sink for MqttSink {
             return Ok(());
         }
         let config = &self.config;
-        let options = mqtt_options(
-            &config.broker,
-            &config.client_id,
-            config.credentials.as_ref(),
-        );
-        let (client, eventloop) = super::client(options);
+        let (client, eventloop) = client::connect(&client::Connect {
+            broker: &config.broker,
+            client_id: &config.client_id,
+            credentials: config.credentials.as_ref(),
+            tls: config.tls.as_ref(),
+            protocol: config.protocol,
+        });
         self.closing.store(false, Ordering::Release);
         self.driver = Some(tokio::spawn(drive(
             eventloop,
@@ -130,7 +131,7 @@ impl Sink for MqttSink {
         self.closing.store(true, Ordering::Release);
         if let Some(client) = self.client.take() {
             // Queued after every publish, so those go out first.
-            let _ = client.try_disconnect();
+            client.try_disconnect();
         }
         if let Some(mut driver) = self.driver.take()
             && tokio::time::timeout(CLOSE_TIMEOUT, &mut driver)
@@ -168,7 +169,7 @@ async fn drive(
     let mut failures = 0u64;
     loop {
         match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Event::Connected) => {
                 backoff.reset();
                 if failures > 0 {
                     tracing::info!(
@@ -180,14 +181,13 @@ async fn drive(
                 failures = 0;
                 state.set_connected();
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(Event::Disconnected) => return,
             Ok(_) => {}
-            Err(ConnectionError::RequestsDone) => return,
+            Err(Failure::RequestsDone) => return,
             Err(_) if closing.load(Ordering::Acquire) => return,
-            Err(e) => {
+            Err(Failure::Error(reason)) => {
                 failures += 1;
                 let delay = backoff.next_delay();
-                let reason = e.to_string();
                 if failures == 1 {
                     tracing::warn!(
                         "mqtt sink {label}: connection failed: {reason}; retrying with backoff"

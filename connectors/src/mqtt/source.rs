@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use async_trait::async_trait;
-use rumqttc::{AsyncClient, ConnectionError, Event, Packet, SubscribeReasonCode};
 
-use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSourceConfig, mqtt_options};
+use super::client::{self, Client, Event, Failure};
+use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSourceConfig};
 use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
 
 /// Messages gathered into one event when they are already buffered.
@@ -63,8 +63,8 @@ enum Step {
     Nothing,
     /// A message to forward.
     Message(RawMessage),
-    /// The connection failed; wait before the next attempt.
-    Failed(ConnectionError),
+    /// The connection failed (why); wait before the next attempt.
+    Failed(String),
 }
 
 #[async_trait]
@@ -75,12 +75,13 @@ impl Source for MqttSource {
 
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
         let config = &self.config;
-        let options = mqtt_options(
-            &config.broker,
-            &config.client_id,
-            config.credentials.as_ref(),
-        );
-        let (client, mut eventloop) = super::client(options);
+        let (client, mut eventloop) = client::connect(&client::Connect {
+            broker: &config.broker,
+            client_id: &config.client_id,
+            credentials: config.credentials.as_ref(),
+            tls: config.tls.as_ref(),
+            protocol: config.protocol,
+        });
         let _disconnect = DisconnectOnDrop(self.state.clone());
         let mut backoff = Backoff::new();
         let mut failures = 0u64;
@@ -112,10 +113,9 @@ impl Source for MqttSource {
                 rate.count(batch.len());
                 out.send(SourceEvent::Raw(batch)).await?;
             }
-            if let Some(e) = failed {
+            if let Some(reason) = failed {
                 failures += 1;
                 let delay = backoff.next_delay();
-                let reason = e.to_string();
                 if failures == 1 {
                     tracing::warn!(
                         "mqtt source {} ({}): connection failed: {reason}; retrying every {:?} to {:?}",
@@ -141,24 +141,31 @@ impl Source for MqttSource {
 impl MqttSource {
     fn handle(
         &self,
-        client: &AsyncClient,
-        event: Result<Event, ConnectionError>,
+        client: &Client,
+        event: Result<Event, Failure>,
         backoff: &mut Backoff,
         failures: &mut u64,
         last_topic: &mut Option<Arc<str>>,
     ) -> Step {
         let config = &self.config;
         match event {
-            Ok(Event::Incoming(Packet::Publish(p))) => Step::Message(RawMessage {
-                payload: p.payload,
+            Ok(Event::Message {
+                topic,
+                payload,
+                qos,
+                pkid,
+            }) => Step::Message(RawMessage {
+                payload,
                 topic: match last_topic {
-                    Some(t) if **t == *p.topic => t.clone(),
-                    _ => last_topic.insert(Arc::from(p.topic.as_str())).clone(),
+                    Some(t) if t.as_bytes() == &topic[..] => t.clone(),
+                    _ => last_topic
+                        .insert(Arc::from(String::from_utf8_lossy(&topic)))
+                        .clone(),
                 },
-                qos: Some(p.qos as u8),
-                message_id: Some(p.pkid),
+                qos: Some(qos),
+                message_id: Some(pkid),
             }),
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Event::Connected) => {
                 // A clean session forgets subscriptions: subscribe on every (re)connect.
                 backoff.reset();
                 if *failures > 0 {
@@ -177,30 +184,27 @@ impl MqttSource {
                 }
                 *failures = 0;
                 self.state.set_connected();
-                if let Err(e) = client.try_subscribe(config.topic.clone(), config.qos) {
+                if let Err(e) = client.try_subscribe(&config.topic, config.qos) {
                     let reason = format!("could not subscribe to \"{}\": {e}", config.topic);
                     tracing::error!("mqtt source: {reason}");
                     self.state.record_error(reason);
                 }
                 Step::Nothing
             }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    let reason = format!(
-                        "the broker refused the subscription to \"{}\"",
-                        config.topic
-                    );
-                    tracing::error!("mqtt source: {reason}");
-                    self.state.record_error(reason);
-                }
+            Ok(Event::Subscribed { refused: true }) => {
+                let reason = format!(
+                    "the broker refused the subscription to \"{}\"",
+                    config.topic
+                );
+                tracing::error!("mqtt source: {reason}");
+                self.state.record_error(reason);
                 Step::Nothing
             }
             Ok(_) => Step::Nothing,
-            Err(e) => Step::Failed(e),
+            Err(Failure::Error(reason)) => Step::Failed(reason),
+            // The client handle lives as long as this loop, so this does not happen; treat it
+            // as a failure to retry rather than spin.
+            Err(Failure::RequestsDone) => Step::Failed("the MQTT client stopped".into()),
         }
     }
 }

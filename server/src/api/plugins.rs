@@ -16,8 +16,12 @@ use quiver_plugin_abi::ffi::PluginKind;
 pub struct InstallBody {
     /// The plugin's name (`mysql`).
     pub name: String,
-    /// Where the zip is: `file:///…/x.zip` or `http://…/x.zip`.
+    /// Where the zip is: `https://…/x.zip`, `http://…/x.zip` or `file:///…/x.zip`.
     pub file: String,
+    /// The zip's SHA-256 (64 hex digits): a package with another digest is refused before
+    /// anything is unpacked or written. Quiver's addition to eKuiper's body.
+    #[serde(default)]
+    pub sha256: Option<String>,
     /// eKuiper's parameters for `install.sh`; accepted and ignored, as the script never runs.
     #[serde(default, rename = "shellParas")]
     pub shell_paras: Vec<String>,
@@ -60,7 +64,10 @@ pub async fn install(
     if !body.shell_paras.is_empty() {
         tracing::warn!(plugin = %body.name, "shellParas ignored: install.sh is never run");
     }
-    let installed = state.plugins.install(kind, &body.name, &body.file).await?;
+    let installed = state
+        .plugins
+        .install_checked(kind, &body.name, &body.file, body.sha256.as_deref())
+        .await?;
     Ok((
         StatusCode::CREATED,
         format!(
@@ -89,7 +96,10 @@ pub async fn update(
             body.name
         )));
     }
-    let (installed, rules) = state.plugins.update(kind, &name, &body.file).await?;
+    let (installed, rules) = state
+        .plugins
+        .update(kind, &name, &body.file, body.sha256.as_deref())
+        .await?;
     Ok(format!(
         "plugin {name} is updated to version {}{}",
         installed.version,

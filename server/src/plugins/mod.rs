@@ -292,12 +292,24 @@ impl PluginManager {
         name: &str,
         url: &str,
     ) -> Result<Installed, PluginError> {
+        self.install_checked(kind, name, url, None).await
+    }
+
+    /// [`PluginManager::install`], refusing a package whose SHA-256 is not `sha256` (hex)
+    /// before anything is unpacked or written.
+    pub async fn install_checked(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        url: &str,
+        sha256: Option<&str>,
+    ) -> Result<Installed, PluginError> {
         if !valid_name(name) {
             return Err(PluginError::Invalid(format!(
                 "invalid plugin name \"{name}\"; use lowercase letters, digits and _"
             )));
         }
-        let pkg = self.fetch(name, url).await?;
+        let pkg = self.fetch(name, url, sha256).await?;
         let _change = self.change.lock().await;
         if self.get(kind, name).is_some() {
             return Err(PluginError::Conflict(format!(
@@ -323,16 +335,19 @@ impl PluginManager {
     /// the new library is loaded under its own file name (a loaded one is never overwritten)
     /// and the rules that use the plugin are recreated on it. Returns the new version and the
     /// ids of the rules that moved over.
+    /// With `sha256`, a package of another digest is refused as in
+    /// [`PluginManager::install_checked`].
     pub async fn update(
         &self,
         kind: PluginKind,
         name: &str,
         url: &str,
+        sha256: Option<&str>,
     ) -> Result<(Installed, Vec<String>), PluginError> {
         if self.get(kind, name).is_none() {
             return Err(not_found(kind, name));
         }
-        let pkg = self.fetch(name, url).await?;
+        let pkg = self.fetch(name, url, sha256).await?;
         let _change = self.change.lock().await;
         let Some(old) = self.get(kind, name) else {
             return Err(not_found(kind, name));
@@ -362,14 +377,34 @@ impl PluginManager {
         Ok((new, users))
     }
 
-    /// Downloads or reads the package and checks it, holding no lock; unpacking and parsing
-    /// run on a blocking thread.
-    async fn fetch(&self, name: &str, url: &str) -> Result<package::Package, PluginError> {
+    /// Downloads or reads the package and checks it (its digest first, when `sha256` is
+    /// given), holding no lock; hashing, unpacking and parsing run on a blocking thread.
+    async fn fetch(
+        &self,
+        name: &str,
+        url: &str,
+        sha256: Option<&str>,
+    ) -> Result<package::Package, PluginError> {
+        if let Some(digest) = sha256 {
+            package::validate_sha256(digest)?;
+        } else if url.starts_with("http://") {
+            tracing::warn!(
+                plugin = %name,
+                "installing from {url} over plain HTTP without a sha256: anyone on the network \
+                 path could swap the library; prefer https:// or give the package's sha256"
+            );
+        }
         let bytes = package::fetch(url, self.file_dir.as_deref()).await?;
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || package::open(&bytes, &name))
-            .await
-            .map_err(|e| PluginError::Io(format!("unpacking the plugin: {e}")))?
+        let (name, url) = (name.to_string(), url.to_string());
+        let sha256 = sha256.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            if let Some(digest) = sha256 {
+                package::check_sha256(&url, &bytes, &digest)?;
+            }
+            package::open(&bytes, &name)
+        })
+        .await
+        .map_err(|e| PluginError::Io(format!("unpacking the plugin: {e}")))?
     }
 
     async fn install_package(

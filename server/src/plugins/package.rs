@@ -1,5 +1,5 @@
-//! Plugin packages: fetching a zip (`file://` or `http://`) and checking it before anything
-//! touches the plugin folders.
+//! Plugin packages: fetching a zip (`file://`, `http://` or `https://`) and checking it before
+//! anything touches the plugin folders.
 //!
 //! eKuiper's layout: every entry at the zip root, one `Name@vX.Y.Z.so` (or `Name.so`), an
 //! optional `name.json` metadata file, optionally `name.yaml` and `install.sh`. `install.sh`
@@ -8,13 +8,16 @@
 //! Every read is bounded: the download or file size, the whole package's unpacked size, the
 //! entry count, the metadata size, and the time. `file://` reads only regular files inside
 //! the folder the operator allowed (`--plugin-file-dir`); file reads and unpacking run on
-//! blocking threads, never on the async ones.
+//! blocking threads, never on the async ones. `https://` verifies the server against the
+//! system's root certificates (`SSL_CERT_FILE`/`SSL_CERT_DIR` point elsewhere); an install body's
+//! optional `sha256` is checked against the bytes before they are unpacked ([`check_sha256`]).
 
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::PluginError;
 
@@ -87,13 +90,13 @@ pub fn capitalised(name: &str) -> String {
     }
 }
 
-/// Reads the zip at `url` (`file:///abs/path.zip` inside `file_dir`, or
-/// `http://host:port/path.zip`).
+/// Reads the zip at `url` (`file:///abs/path.zip` inside `file_dir`,
+/// `http://host:port/path.zip` or `https://host:port/path.zip`).
 pub async fn fetch(url: &str, file_dir: Option<&Path>) -> Result<Vec<u8>, PluginError> {
     if let Some(path) = url.strip_prefix("file://") {
         let Some(dir) = file_dir else {
             return Err(PluginError::Invalid(format!(
-                "cannot read {url}: file:// installs are off; start quiverd with --plugin-file-dir DIR and put the zip there, or install over http://"
+                "cannot read {url}: file:// installs are off; start quiverd with --plugin-file-dir DIR and put the zip there, or install over https://"
             )));
         };
         let (path, dir, url_owned) = (PathBuf::from(path), dir.to_path_buf(), url.to_string());
@@ -107,19 +110,51 @@ pub async fn fetch(url: &str, file_dir: Option<&Path>) -> Result<Vec<u8>, Plugin
             ))),
         };
     }
-    if let Some(rest) = url.strip_prefix("http://") {
-        return tokio::time::timeout(DOWNLOAD_TIMEOUT, http_get(url, rest))
-            .await
-            .map_err(|_| {
-                PluginError::Invalid(format!(
-                    "downloading {url} took longer than {}s",
-                    DOWNLOAD_TIMEOUT.as_secs()
-                ))
-            })?;
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("http://") {
+        (rest, false)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (rest, true)
+    } else {
+        return Err(PluginError::Invalid(format!(
+            "unsupported plugin file URL \"{url}\"; use https://host/plugin.zip, http://host/plugin.zip or file:///path/plugin.zip"
+        )));
+    };
+    tokio::time::timeout(DOWNLOAD_TIMEOUT, http_get(url, rest, tls))
+        .await
+        .map_err(|_| {
+            PluginError::Invalid(format!(
+                "downloading {url} took longer than {}s",
+                DOWNLOAD_TIMEOUT.as_secs()
+            ))
+        })?
+}
+
+/// Checks that `bytes` (the package from `url`) have the SHA-256 `expected` (hex, any case).
+pub fn check_sha256(url: &str, bytes: &[u8], expected: &str) -> Result<(), PluginError> {
+    let actual: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if actual.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(PluginError::Invalid(format!(
+            "sha256 mismatch for {url}: the request expects {}, the package's is {actual}; \
+             nothing was installed",
+            expected.to_ascii_lowercase()
+        )))
     }
-    Err(PluginError::Invalid(format!(
-        "unsupported plugin file URL \"{url}\"; use file:///path/plugin.zip or http://host/plugin.zip"
-    )))
+}
+
+/// Checks the form of an install body's `sha256`: 64 hexadecimal digits.
+pub fn validate_sha256(digest: &str) -> Result<(), PluginError> {
+    if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(PluginError::Invalid(format!(
+            "\"sha256\" must be the package's SHA-256 as 64 hexadecimal digits, got \"{digest}\""
+        )))
+    }
 }
 
 fn too_big(url: &str) -> PluginError {
@@ -165,22 +200,41 @@ fn read_local(url: &str, path: &Path, dir: &Path) -> Result<Vec<u8>, PluginError
     Ok(bytes)
 }
 
-/// A minimal HTTP/1.1 GET: enough for a package server (Content-Length, chunked or
-/// read-to-close bodies), without pulling an HTTP client and TLS stack into the server.
-async fn http_get(url: &str, rest: &str) -> Result<Vec<u8>, PluginError> {
+/// The connection a download reads: plain TCP or TLS over it.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+/// A minimal HTTP/1.1 GET over TCP or TLS: enough for a package server (Content-Length,
+/// chunked or read-to-close bodies), without pulling an HTTP client into the server.
+async fn http_get(url: &str, rest: &str, tls: bool) -> Result<Vec<u8>, PluginError> {
     let fail = |why: String| PluginError::Invalid(format!("cannot download {url}: {why}"));
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr = if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
-    let mut stream = tokio::net::TcpStream::connect(&addr)
+    let (name, addr) = host_and_address(host, if tls { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect(&addr)
         .await
         .map_err(|e| fail(e.to_string()))?;
+    let mut stream: Box<dyn Connection> = if tls {
+        // The system's roots are read from disk the first time: off the async threads.
+        let client =
+            tokio::task::spawn_blocking(quiver_connectors::tls::TlsClient::with_system_roots)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(fail)?;
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
+            .map_err(|e| fail(format!("\"{name}\" is not a host name for TLS: {e}")))?;
+        let connector = tokio_rustls::TlsConnector::from(client.config());
+        Box::new(
+            connector
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| fail(format!("TLS handshake failed: {e}")))?,
+        )
+    } else {
+        Box::new(tcp)
+    };
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
     stream
@@ -189,10 +243,14 @@ async fn http_get(url: &str, rest: &str) -> Result<Vec<u8>, PluginError> {
         .map_err(|e| fail(e.to_string()))?;
     let mut raw = Vec::new();
     let mut limited = (&mut stream).take(MAX_ZIP_BYTES + 64 * 1024);
-    limited
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    // A TLS server that closes without close_notify: the body counts only if its own framing
+    // (Content-Length or chunks) shows it is whole, since the cut may be an attacker's.
+    let mut unframed_end_ok = true;
+    match limited.read_to_end(&mut raw).await {
+        Ok(_) => {}
+        Err(e) if tls && e.kind() == std::io::ErrorKind::UnexpectedEof => unframed_end_ok = false,
+        Err(e) => return Err(fail(e.to_string())),
+    }
     let head_end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -203,7 +261,8 @@ async fn http_get(url: &str, rest: &str) -> Result<Vec<u8>, PluginError> {
     if status != "200" {
         return Err(fail(format!("the server answered {status}")));
     }
-    let body = if head.contains("transfer-encoding: chunked") {
+    let chunked = head.contains("transfer-encoding: chunked");
+    let body = if chunked {
         dechunk(body).ok_or_else(|| fail("bad chunked body".into()))?
     } else {
         body.to_vec()
@@ -211,10 +270,11 @@ async fn http_get(url: &str, rest: &str) -> Result<Vec<u8>, PluginError> {
     if body.len() as u64 > MAX_ZIP_BYTES {
         return Err(too_big(url));
     }
-    if let Some(len) = head
+    let length = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if let Some(len) = length
         && len != body.len()
     {
         return Err(fail(format!(
@@ -222,7 +282,34 @@ async fn http_get(url: &str, rest: &str) -> Result<Vec<u8>, PluginError> {
             body.len()
         )));
     }
+    if !unframed_end_ok && !chunked && length.is_none() {
+        return Err(fail(
+            "the TLS connection ended without close_notify and the response has no length, \
+             so the package may be cut short"
+                .into(),
+        ));
+    }
     Ok(body)
+}
+
+/// The host name (for TLS) and the `host:port` to connect to, from a URL's authority
+/// (`example.com`, `example.com:8443`, `[::1]:8443`).
+fn host_and_address(authority: &str, default_port: u16) -> (&str, String) {
+    if let Some(v6) = authority.strip_prefix('[')
+        && let Some((name, after)) = v6.split_once(']')
+    {
+        let port = after.strip_prefix(':').unwrap_or("");
+        let port = if port.is_empty() {
+            default_port.to_string()
+        } else {
+            port.to_string()
+        };
+        return (name, format!("[{name}]:{port}"));
+    }
+    match authority.rsplit_once(':') {
+        Some((name, _)) => (name, authority.to_string()),
+        None => (authority, format!("{authority}:{default_port}")),
+    }
 }
 
 fn dechunk(mut s: &[u8]) -> Option<Vec<u8>> {

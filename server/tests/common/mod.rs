@@ -14,6 +14,8 @@ use serde_json::Value;
 #[path = "../../../connectors/tests/support/mqtt.rs"]
 pub mod mqtt;
 
+pub mod pki;
+
 /// A running quiverd, killed on drop.
 pub struct Server {
     child: Child,
@@ -48,13 +50,37 @@ impl Server {
     /// Starts quiverd on loopback with `data_dir` and extra `args`; with `log`, its stdout and
     /// stderr (at debug level) go to that file.
     pub fn start_args(data_dir: &Path, args: &[String], log: Option<&Path>) -> Server {
+        let server = Self::spawn(data_dir, args, &[], log);
+        server.wait_ready();
+        server
+    }
+
+    /// Waits up to 20 s until quiverd answers `GET /ping` over plain HTTP.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.try_request("GET", "/ping", None).is_err() {
+            assert!(Instant::now() < deadline, "quiverd did not answer /ping");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts quiverd like [`Server::start_args`], with extra environment variables `env`,
+    /// without waiting for it to answer (for servers plain HTTP cannot reach, such as HTTPS
+    /// ones).
+    pub fn spawn(
+        data_dir: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Server {
         let addr = format!("127.0.0.1:{}", free_port());
         let push_addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiverd"));
         cmd.args(["--bind", &addr, "--push-bind", &push_addr, "--data-dir"])
             .arg(data_dir)
             .args(["--workers", "2"])
-            .args(args);
+            .args(args)
+            .envs(env.iter().copied());
         match log {
             Some(path) => {
                 let file = std::fs::File::create(path).expect("log file");
@@ -67,17 +93,11 @@ impl Server {
             }
         }
         let child = cmd.spawn().expect("quiverd starts");
-        let server = Server {
+        Server {
             child,
             addr,
             push_addr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server.try_request("GET", "/ping", None).is_err() {
-            assert!(Instant::now() < deadline, "quiverd did not answer /ping");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        server
     }
 
     /// Stops with SIGTERM and waits, as a service manager would.
@@ -144,41 +164,103 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    let s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    request_on(s, addr, method, path, headers, body.unwrap_or(""))
+}
+
+/// One HTTPS request to `addr` (as `localhost`), trusting only the CA in the PEM file `ca`.
+pub fn https(
+    ca: &Path,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a host name");
+    let conn = rustls::ClientConnection::new(pki::Pki::client_config(ca), name)
+        .map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let host = [("Host", "localhost")];
+    request_on(
+        rustls::StreamOwned::new(conn, tcp),
+        addr,
+        method,
+        path,
+        &host,
+        body,
+    )
+}
+
+/// Writes one request on `s` and reads the whole response: the status and the body.
+fn request_on(
+    mut s: impl Read + Write,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut head = String::new();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\n{head}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    // A TLS peer that closes without close_notify still sent the whole response.
+    if let Err(e) = s.read_to_end(&mut raw)
+        && raw.is_empty()
     {
-        let mut s = TcpStream::connect(addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        let body = body.unwrap_or("");
-        let mut head = String::new();
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-            head.push_str(&format!("Host: {addr}\r\n"));
+        return Err(e);
+    }
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        },
+    ))
+}
+
+/// Publishes `payload` on `topic` until a message arrives on the subscriber (a rule may still
+/// be subscribing), then returns what arrived.
+pub async fn publish_until_received(
+    publisher: &mqtt::TestClient,
+    subscriber: &mut mqtt::TestClient,
+    topic: &str,
+    payload: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        publisher.publish(topic, payload).await;
+        if let Ok(Some(p)) =
+            tokio::time::timeout(Duration::from_millis(500), subscriber.publishes.recv()).await
+        {
+            return String::from_utf8(p.payload.to_vec()).unwrap();
         }
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\n{head}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw)?;
-        let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let chunked = head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked");
-        Ok((
-            status,
-            if chunked {
-                dechunk(rest)
-            } else {
-                rest.to_string()
-            },
-        ))
+        assert!(
+            Instant::now() < deadline,
+            "nothing arrived on the sink topic"
+        );
     }
 }
 
@@ -263,33 +345,62 @@ pub fn serve_files(dir: &Path) -> String {
     let dir = dir.to_path_buf();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
-            let mut line = String::new();
-            let _ = std::io::BufRead::read_line(&mut reader, &mut line);
-            // Drain the headers.
-            let mut h = String::new();
-            while std::io::BufRead::read_line(&mut reader, &mut h).is_ok_and(|n| n > 2) {
-                h.clear();
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            match std::fs::read(dir.join(path.trim_start_matches('/'))) {
-                Ok(body) => {
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = conn.write_all(&body);
-                }
-                Err(_) => {
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    );
-                }
-            }
+            let Ok(conn) = conn else { continue };
+            serve_file(&dir, conn);
         }
     });
     base
+}
+
+/// Serves the files of `dir` over HTTPS on loopback with the certificate of `pki` (for
+/// `localhost`); returns its base URL.
+pub fn serve_files_tls(dir: &Path, pki: &pki::Pki) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!(
+        "https://localhost:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    let dir = dir.to_path_buf();
+    let config = pki.server_config();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let tls = rustls::ServerConnection::new(config.clone()).expect("TLS session");
+            let mut stream = rustls::StreamOwned::new(tls, conn);
+            serve_file(&dir, &mut stream);
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+        }
+    });
+    base
+}
+
+/// Answers one GET on `conn` with the file of `dir` its path names, or 404.
+fn serve_file(dir: &Path, mut conn: impl Read + Write) {
+    let mut reader = std::io::BufReader::new(&mut conn);
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut reader, &mut line);
+    // Drain the headers.
+    let mut h = String::new();
+    while std::io::BufRead::read_line(&mut reader, &mut h).is_ok_and(|n| n > 2) {
+        h.clear();
+    }
+    drop(reader);
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    match std::fs::read(dir.join(path.trim_start_matches('/'))) {
+        Ok(body) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(&body);
+        }
+        Err(_) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    }
 }
