@@ -114,15 +114,16 @@ impl RestSink {
 impl Sink for RestSink {
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         let n = batch.num_rows();
-        // An empty batch is `[]` to a fixed JSON-ish target, nothing otherwise.
-        let form = self
+        // Templates and form bodies read the rows as objects.
+        let needs_rows = self
             .fixed
             .as_ref()
             .is_none_or(|t| t.body_type == BodyType::Form);
-        if n == 0 && (self.config.omit_if_empty || self.config.send_single || form) {
+        // An empty batch is `[]` to a fixed JSON-ish target, nothing otherwise.
+        if n == 0 && (self.config.omit_if_empty || self.config.send_single || needs_rows) {
             return Ok(());
         }
-        let rows: Vec<Value> = if form {
+        let rows: Vec<Value> = if needs_rows {
             encode::batch_to_rows(batch, self.config.send_nil)
                 .into_iter()
                 .map(Value::Object)
@@ -178,14 +179,14 @@ impl Sink for RestSink {
     }
 
     async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {
+        let Some(target) = &self.fixed else {
+            return Err(io_error(
+                "templated properties need the rows the payload was made from".into(),
+            ));
+        };
         let requests = payloads
             .iter()
-            .map(|p| {
-                let target = self.fixed.clone().ok_or_else(|| {
-                    "templated properties need the rows the payload was made from".to_string()
-                })?;
-                Ok((target.clone(), payload_body(&target, p)))
-            })
+            .map(|p| Ok((target.clone(), payload_body(target, p))))
             .collect();
         self.send_all(requests).await
     }
