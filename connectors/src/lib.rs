@@ -99,10 +99,10 @@ impl Connectors {
     /// Types a lookup table (`KIND="lookup"`) may use: `memory` is served by the engine from
     /// the topic's rows, the others by [`Connectors::lookup_source`].
     pub fn lookup_types(&self) -> &'static [&'static str] {
-        &["memory", "redis", "sql"]
+        &["httppull", "memory", "redis", "sql"]
     }
 
-    /// Creates the lookup source of an external store (`redis`, `sql`) for a table keyed by
+    /// Creates the lookup source of an external store (`httppull`, `redis`, `sql`) for a table keyed by
     /// column `key`.
     pub fn lookup_source(
         &self,
@@ -110,6 +110,10 @@ impl Connectors {
         key: &str,
     ) -> Result<Box<dyn lookup::LookupSource>, ConnectorError> {
         match spec.source_type.as_str() {
+            "httppull" => Ok(Box::new(httppull::HttpPullLookup::new(
+                httppull::HttpPullConfig::parse_lookup(&spec.datasource, &spec.props)?,
+                key,
+            )?)),
             "redis" => Ok(Box::new(redis::RedisLookup::new(
                 redis::RedisLookupConfig::parse(&spec.datasource, &spec.props)?,
             )?)),

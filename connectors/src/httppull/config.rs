@@ -38,7 +38,27 @@ impl HttpPullConfig {
         let p = Props::new("httppull", props);
         let used: Vec<&str> = REQUEST_KEYS.iter().chain(SOURCE_KEYS).copied().collect();
         p.refuse_unknown("httppull source", &used)?;
-        let request = RequestSpec::parse(&p, datasource.trim())?;
+        Self::read(datasource, &p)
+    }
+
+    /// Validates a lookup table's DATASOURCE and profile: the request properties, `body` and
+    /// the `lookup` cache object (pulling at an interval does not apply to a lookup).
+    pub fn parse_lookup(
+        datasource: &str,
+        props: &Map<String, Value>,
+    ) -> Result<Self, ConnectorError> {
+        let p = Props::new("httppull", props);
+        let used: Vec<&str> = REQUEST_KEYS
+            .iter()
+            .chain(&["body", "lookup"])
+            .copied()
+            .collect();
+        p.refuse_unknown("httppull lookup", &used)?;
+        Self::read(datasource, &p)
+    }
+
+    fn read(datasource: &str, p: &Props<'_>) -> Result<Self, ConnectorError> {
+        let request = RequestSpec::parse(p, datasource.trim())?;
         let interval = match p.duration("interval")? {
             Some(d) => d,
             None if p.get("interval").is_some() => {
@@ -105,6 +125,17 @@ mod tests {
             parse("", json!({"url": "http://h/", "oAuth": {}}))
                 .unwrap_err()
                 .contains("oAuth")
+        );
+        // A lookup table reads the request, `body` and `lookup`; pulling at an interval is
+        // refused there.
+        let lookup = |props: Value| {
+            HttpPullConfig::parse_lookup("", props.as_object().unwrap()).map_err(|e| e.to_string())
+        };
+        lookup(json!({"url": "http://h/", "lookup": {"cache": true}, "body": "{}"})).unwrap();
+        assert!(
+            lookup(json!({"url": "http://h/", "interval": 5}))
+                .unwrap_err()
+                .contains("unknown property \"interval\"")
         );
         assert!(
             parse("", json!({"url": "http://h/", "intervall": 5}))

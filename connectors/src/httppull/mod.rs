@@ -10,9 +10,13 @@
 //! - A failed pull (connection error, timeout, non-2xx answer, or a bad `code` with
 //!   `responseType: body`) is logged and the next interval tries again; the rule keeps
 //!   running. A body that is not JSON is a decode error of the rule.
+//! - As a lookup table (`KIND="lookup"`), see [`HttpPullLookup`]: one request per batch of
+//!   keys.
 
 mod config;
+mod lookup;
 mod source;
 
 pub use config::{DEFAULT_INTERVAL, HttpPullConfig};
+pub use lookup::HttpPullLookup;
 pub use source::HttpPullSource;

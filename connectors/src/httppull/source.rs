@@ -19,23 +19,6 @@ impl HttpPullSource {
     pub fn new(config: HttpPullConfig) -> Self {
         HttpPullSource { config }
     }
-
-    /// One pull: the answer's body, or what went wrong.
-    async fn pull(&self, client: &HttpClient, times: &Value) -> Result<Bytes, String> {
-        let request = &self.config.request;
-        let target = request.target(times)?;
-        let what = target.describe();
-        let body = self.config.body.render(times)?;
-        let response = client
-            .send(target.request(body.into())?)
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
-        request
-            .response_type
-            .check(&response)
-            .map_err(|e| format!("{what} {e}"))?;
-        Ok(response.body)
-    }
 }
 
 #[async_trait]
@@ -54,8 +37,8 @@ impl Source for HttpPullSource {
             ticker.tick().await;
             let pull_time = chrono::Utc::now().timestamp_millis();
             let last = last_pull.unwrap_or(pull_time - interval_ms);
-            let times = json!({"PullTime": pull_time, "LastPullTime": last});
-            let body = match self.pull(&client, &times).await {
+            let times = pull_times(pull_time, last);
+            let body = match pull(&self.config, &client, &times).await {
                 Ok(body) => body,
                 Err(e) => {
                     failures += 1;
@@ -86,4 +69,30 @@ impl Source for HttpPullSource {
             out.send(SourceEvent::Raw(vec![message])).await?;
         }
     }
+}
+
+/// One pull: the answer's body, or what went wrong (method, URL and the answer's start).
+pub(super) async fn pull(
+    config: &HttpPullConfig,
+    client: &HttpClient,
+    times: &Value,
+) -> Result<Bytes, String> {
+    let request = &config.request;
+    let target = request.target(times)?;
+    let what = target.describe();
+    let body = config.body.render(times)?;
+    let response = client
+        .send(target.request(body.into())?)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    request
+        .response_type
+        .check(&response)
+        .map_err(|e| format!("{what} {e}"))?;
+    Ok(response.body)
+}
+
+/// eKuiper's dynamic properties of a pull: this pull and the last one (Unix ms).
+pub(super) fn pull_times(pull_time: i64, last_pull: i64) -> Value {
+    json!({"PullTime": pull_time, "LastPullTime": last_pull})
 }
