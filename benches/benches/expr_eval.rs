@@ -29,7 +29,7 @@ fn expressions(def: StreamDef) -> Vec<(String, Expr)> {
     };
     let mut out = vec![("filter: temperature > 20".to_string(), predicate)];
     for item in items {
-        if let ProjectItem::Expr { expr, name } = item {
+        if let ProjectItem::Expr { expr, name, .. } = item {
             let label = match name.as_str() {
                 "f" => "temperature * 1.8 + 32",
                 "d" => "upper(device)",

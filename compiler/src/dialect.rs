@@ -231,6 +231,28 @@ pub(crate) fn ekuiper_tokens(sql: &str) -> Result<EkuiperTokens, TokenizerError>
     Ok(EkuiperTokens { tokens, invisible })
 }
 
+/// A rule parser over `tokens`, with the nesting limit of [`crate::limits`].
+pub(crate) fn rule_parser(tokens: Vec<TokenWithSpan>) -> Parser<'static> {
+    Parser::new(&EkuiperDialect)
+        .with_recursion_limit(crate::limits::MAX_PARSER_RECURSION)
+        .with_tokens_with_locations(tokens)
+}
+
+/// An error unless `parser` has read all its tokens; `what` names what it parsed.
+pub(crate) fn expect_end(parser: &Parser, what: &str) -> Result<(), crate::CompileError> {
+    let next = parser.peek_token();
+    if next.token == Token::EOF {
+        return Ok(());
+    }
+    Err(crate::CompileError::at(
+        format!(
+            "syntax error: unexpected \"{}\" after the {what}",
+            next.token
+        ),
+        crate::Pos::from_location(next.span.start),
+    ))
+}
+
 /// How many parentheses are open before token `i`.
 fn depth_before(tokens: &[TokenWithSpan], i: usize) -> usize {
     tokens[..i].iter().fold(0usize, |d, t| match t.token {

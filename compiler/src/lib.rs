@@ -10,6 +10,9 @@
 //! - [`plan`], [`window`], [`aggregate`], [`analytic`]: the logical plan and what its window,
 //!   aggregate and analytic nodes carry; [`hit`] and [`hit_site`]: `last_hit_*` state;
 //! - [`columns`]: the names of the hidden columns every crate adds or reads;
+//! - [`ekuiper_text`]: expressions printed as eKuiper prints its AST, for its error texts;
+//! - [`graph`]: eKuiper's graph rules (a JSON DAG of nodes) turned into the one SELECT they
+//!   stand for, checked by the same parser;
 //! - [`duration`]: the one duration grammar (SQL functions, rule options, connector configs);
 //! - [`limits`]: the bounds on SQL input (text size, nesting, window sizes, pad widths).
 //!
@@ -26,10 +29,12 @@ pub mod columns;
 pub mod ddl;
 pub mod dialect;
 pub mod duration;
+pub mod ekuiper_text;
 pub mod error;
 pub mod eval;
 pub mod expr;
 pub mod functions;
+pub mod graph;
 pub mod hit;
 pub mod hit_site;
 pub mod limits;
@@ -41,4 +46,4 @@ pub use bind::{StreamCatalog, compile_rule};
 pub use ddl::{Statement, StreamDef, StreamKind, parse_create, parse_statement};
 pub use error::{CompileError, Pos};
 pub use functions::Registry;
-pub use plan::{LogicalPlan, ProjectItem, RulePlan};
+pub use plan::{FieldLabel, LogicalPlan, ProjectItem, RulePlan};

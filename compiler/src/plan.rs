@@ -139,6 +139,27 @@ impl fmt::Display for RowNumberSpec {
     }
 }
 
+/// What eKuiper knows of a SELECT field besides its value: the text its errors quote and
+/// whether `sendNilField` keeps its nulls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldLabel {
+    /// `expr: <eKuiper's text of the expression>`, or `alias: <name> expr: ...` when aliased.
+    pub text: String,
+    /// Written with `AS name`: eKuiper evaluates these after the other fields.
+    pub aliased: bool,
+    /// A plain column reference (`a`, `s.a`).
+    pub column: bool,
+}
+
+impl FieldLabel {
+    /// Under `sendNilField` a null of this field is sent: plain columns and aliased fields are
+    /// kept, an unaliased computed value that is null is still left out (eKuiper's project
+    /// operator).
+    pub fn keeps_nil(&self) -> bool {
+        self.aliased || self.column
+    }
+}
+
 /// One item of a SELECT list.
 #[derive(Debug, Clone)]
 pub enum ProjectItem {
@@ -157,6 +178,8 @@ pub enum ProjectItem {
         expr: Expr,
         /// The output key.
         name: String,
+        /// How eKuiper names the field in errors and treats its nulls.
+        label: FieldLabel,
     },
     /// A value whose object fields become output fields (`changed_cols(...)`); null fields
     /// are left out like any null.
@@ -296,7 +319,7 @@ impl LogicalPlan {
                         ProjectItem::Wildcard { except: _, replace } => {
                             replace.iter().for_each(|(_, e)| e.visit(f))
                         }
-                        ProjectItem::Expr { expr, name: _ }
+                        ProjectItem::Expr { expr, .. }
                         | ProjectItem::Unnest { expr, name: _ }
                         | ProjectItem::Spread { expr } => expr.visit(f),
                     }
@@ -631,7 +654,7 @@ impl fmt::Display for ProjectItem {
                 }
                 Ok(())
             }
-            ProjectItem::Expr { expr, name } => write!(f, "{expr} AS {name}"),
+            ProjectItem::Expr { expr, name, .. } => write!(f, "{expr} AS {name}"),
             ProjectItem::Unnest { expr, name } => write!(f, "unnest({expr}) AS {name}"),
             ProjectItem::Spread { expr } => write!(f, "{expr}.*"),
         }

@@ -184,6 +184,21 @@ impl SourceOutput {
         Ok(())
     }
 
+    /// Sends an event to the next worker if its queue has room now; gives the event back when
+    /// it is full, and fails when the rule has stopped.
+    pub fn try_send(&self, event: SourceEvent) -> Result<(), TrySend> {
+        let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        match self.queues[i].try_send(event) {
+            Ok(()) => {
+                self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (self.wake)(i);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(e)) => Err(TrySend::Full(e)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TrySend::Closed),
+        }
+    }
+
     /// [`SourceOutput::send`] for a source's own blocking thread (never the async runtime's):
     /// the thread waits for room itself, with no async task between it and the workers.
     pub fn blocking_send(&self, event: SourceEvent) -> Result<(), ConnectorError> {
@@ -194,6 +209,15 @@ impl SourceOutput {
         (self.wake)(i);
         Ok(())
     }
+}
+
+/// Why [`SourceOutput::try_send`] did not send.
+#[derive(Debug)]
+pub enum TrySend {
+    /// The worker's queue is full; the event is given back.
+    Full(SourceEvent),
+    /// The rule has stopped.
+    Closed,
 }
 
 /// A source of messages for one rule (or, for shared streams, several).

@@ -42,25 +42,60 @@ impl BatchOperator for Chain {
     }
 }
 
-/// Runs the fused operators on a batch. A bug in an operator must fail its rows, not the
-/// worker (and every rule on it): a panic is caught and counted as exceptions.
+/// Runs the fused operators on a batch. A bug in an operator must fail its rule, not the
+/// worker (and every rule on it): a panic fails the rule through `fault` (its rows are counted
+/// as exceptions), and a failed rule's batches are dropped.
 pub(crate) fn run_chain(
     chain: &mut Chain,
     batch: RecordBatch,
     metrics: &NodeMetrics,
+    fault: &crate::fault::Fault,
 ) -> Option<RecordBatch> {
+    if fault.failed() {
+        return None;
+    }
     let rows = batch.num_rows();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.process_batch(batch))) {
-        Ok(out) => out,
-        Err(panic) => {
-            let reason = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            tracing::error!("operator panicked, {rows} rows dropped: {reason}");
-            metrics.exceptions(rows, &format!("internal error: {reason}"));
+    match fault.contain("an operator", || chain.process_batch(batch)) {
+        Some(out) => out,
+        None => {
+            metrics.exceptions(rows, "internal error: an operator panicked");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::testing::{metrics, rows};
+
+    /// An operator with a bug: it panics on every batch.
+    struct Buggy;
+
+    impl BatchOperator for Buggy {
+        fn process_batch(&mut self, _batch: RecordBatch) -> Option<RecordBatch> {
+            panic!("index out of bounds: the len is 0 but the index is 3")
+        }
+    }
+
+    #[test]
+    fn a_panicking_operator_fails_its_rule_and_later_batches_are_dropped() {
+        let slot = Arc::new(Mutex::new(None));
+        let fault = crate::fault::Fault::new(slot.clone());
+        let m = metrics();
+        let mut chain = Chain::default();
+        chain.push(Box::new(Buggy));
+        assert!(run_chain(&mut chain, rows(&[("a", 1, 10)]), &m, &fault).is_none());
+        assert!(fault.failed());
+        assert_eq!(
+            slot.lock().unwrap().as_deref(),
+            Some("an operator panicked: index out of bounds: the len is 0 but the index is 3")
+        );
+        assert_eq!(m.exceptions_total(), 1);
+        // The rule is failed: nothing runs any more, nothing more is counted.
+        assert!(run_chain(&mut chain, rows(&[("b", 2, 20)]), &m, &fault).is_none());
+        assert_eq!(m.exceptions_total(), 1);
     }
 }

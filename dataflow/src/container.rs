@@ -7,9 +7,28 @@ use arrow::record_batch::RecordBatch;
 #[derive(Debug, Clone, Default)]
 pub struct ArrowBatch(pub Option<RecordBatch>);
 
+impl ArrowBatch {
+    /// An empty window's emission (eKuiper's `[]`): no columns, no rows. Timely drops
+    /// containers that count no records, so this one counts as one.
+    pub fn empty_emission() -> Self {
+        ArrowBatch(Some(RecordBatch::new_empty(std::sync::Arc::new(
+            arrow::datatypes::Schema::empty(),
+        ))))
+    }
+}
+
+/// True for the batch of [`ArrowBatch::empty_emission`].
+pub fn is_empty_emission(b: &RecordBatch) -> bool {
+    b.num_rows() == 0 && b.num_columns() == 0
+}
+
 impl timely::Accountable for ArrowBatch {
     fn record_count(&self) -> i64 {
-        self.0.as_ref().map_or(0, |b| b.num_rows() as i64)
+        match &self.0 {
+            Some(b) if is_empty_emission(b) => 1,
+            Some(b) => b.num_rows() as i64,
+            None => 0,
+        }
     }
 }
 

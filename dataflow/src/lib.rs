@@ -19,12 +19,14 @@ pub mod container;
 pub mod engine;
 pub mod error;
 pub mod exchange;
+pub mod fault;
 pub mod keys;
 pub mod metrics;
 pub mod operators;
 pub mod physical;
 pub mod render;
 pub mod runtime;
+pub mod send_error;
 pub mod sinkprops;
 pub mod tables;
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub struct NodeMetrics {
     /// Failed rows, the last reason and its time (ms), changed and read together so a status
     /// never shows a counted exception without its reason.
     exceptions: Mutex<(u64, String, i64)>,
+    /// Set on operator nodes of a rule with `sendError`: failures also go to the sinks.
+    relay: std::sync::OnceLock<std::sync::Arc<crate::send_error::ErrorRelay>>,
 }
 
 fn local_time(ms: i64) -> Value {
@@ -86,13 +88,68 @@ impl NodeMetrics {
         self.last_invocation_ms.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Records `count` failed rows with the reason of the first.
+    /// Records `count` failed rows with the reason of the first (and, under `sendError`, sends
+    /// the reason to the sinks once per row).
     pub fn exceptions(&self, count: usize, reason: &str) {
         if count == 0 {
             return;
         }
-        let mut e = self.exceptions.lock().expect("metrics lock");
-        *e = (e.0 + count as u64, reason.to_string(), now_ms());
+        {
+            let mut e = self.exceptions.lock().expect("metrics lock");
+            *e = (e.0 + count as u64, reason.to_string(), now_ms());
+        }
+        if let Some(relay) = self.relay.get() {
+            for _ in 0..count {
+                relay.send(reason);
+            }
+        }
+    }
+
+    /// Records the failed rows of `errors`, each reason behind `prefix` (`run Where error: `);
+    /// under `sendError` each row's own reason goes to the sinks.
+    pub fn row_errors(&self, errors: &quiver_compiler::eval::RowErrors, prefix: &str) {
+        let count = errors.count();
+        if count == 0 {
+            return;
+        }
+        let first = format!("{prefix}{}", errors.first().unwrap_or_default());
+        {
+            let mut e = self.exceptions.lock().expect("metrics lock");
+            *e = (e.0 + count as u64, first, now_ms());
+        }
+        if let Some(relay) = self.relay.get() {
+            for reason in errors.reasons() {
+                relay.send(&format!("{prefix}{reason}"));
+            }
+        }
+    }
+
+    /// Records one failed message per reason (a batch's undecodable payloads); under
+    /// `sendError` each reason goes to the sinks.
+    pub fn failed_each(&self, reasons: &[String]) {
+        let Some(first) = reasons.first() else {
+            return;
+        };
+        {
+            let mut e = self.exceptions.lock().expect("metrics lock");
+            *e = (e.0 + reasons.len() as u64, first.clone(), now_ms());
+        }
+        if let Some(relay) = self.relay.get() {
+            for reason in reasons {
+                relay.send(reason);
+            }
+        }
+    }
+
+    /// True when failures are sent to the sinks (`sendError`): operators then keep every
+    /// row's reason.
+    pub fn sends_errors(&self) -> bool {
+        self.relay.get().is_some()
+    }
+
+    /// Sends this node's failures to the sinks from now on.
+    pub fn send_errors_to(&self, relay: std::sync::Arc<crate::send_error::ErrorRelay>) {
+        let _ = self.relay.set(relay);
     }
 
     /// Sets the queue length in front of the node.
@@ -158,6 +215,16 @@ impl RuleMetrics {
                 .iter()
                 .map(|n| (n.clone(), std::sync::Arc::new(NodeMetrics::default())))
                 .collect(),
+        }
+    }
+
+    /// Sends the failures of every source and operator node (not the sinks' own write
+    /// failures) to `relay` (`sendError`).
+    pub fn send_errors_to(&self, relay: &std::sync::Arc<crate::send_error::ErrorRelay>) {
+        for (name, m) in &self.nodes {
+            if !name.starts_with("sink_") {
+                m.send_errors_to(relay.clone());
+            }
         }
     }
 

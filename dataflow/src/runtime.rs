@@ -30,6 +30,8 @@ pub enum Command {
 
 /// The running workers.
 pub struct Workers {
+    /// Per worker, why it stopped if a panic escaped every operator's guard.
+    dead: Arc<Mutex<Vec<Option<String>>>>,
     senders: Mutex<Vec<Sender<Command>>>,
     threads: Arc<Mutex<Vec<Option<Thread>>>>,
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
@@ -45,6 +47,8 @@ impl Workers {
             Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
         let threads: Arc<Mutex<Vec<Option<Thread>>>> = Arc::new(Mutex::new(vec![None; n]));
         let worker_threads = threads.clone();
+        let dead: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; n]));
+        let worker_dead = dead.clone();
         let guards = timely::execute(timely::Config::process(n), move |worker| {
             let index = worker.index();
             let rx = receivers.lock().expect("receivers lock")[index]
@@ -109,7 +113,19 @@ impl Workers {
                         }
                     }
                 }
-                worker.step_or_park(Some(Duration::from_millis(100)));
+                // Operators contain their own panics (`crate::fault`); one that escapes leaves
+                // this worker's dataflows in an unknown state, so the worker stops, and says so:
+                // every rule's status reports it from then on.
+                let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker.step_or_park(Some(Duration::from_millis(100)))
+                }));
+                if let Err(panic) = step {
+                    let reason = crate::fault::panic_message(&panic);
+                    tracing::error!("timely worker {index} stopped after a panic: {reason}");
+                    worker_dead.lock().expect("dead lock")[index] =
+                        Some(format!("worker {index} stopped after a panic: {reason}"));
+                    return;
+                }
             }
         })?;
         // Wait until every worker registered its thread, so unpark reaches all of them.
@@ -122,11 +138,23 @@ impl Workers {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(Workers {
+            dead,
             senders: Mutex::new(senders),
             threads,
             guards: Mutex::new(Some(guards)),
             count: n,
         })
+    }
+
+    /// Why a worker stopped, if one did (a panic that escaped the operators' guards).
+    pub fn dead(&self) -> Option<String> {
+        self.dead
+            .lock()
+            .expect("dead lock")
+            .iter()
+            .flatten()
+            .next()
+            .cloned()
     }
 
     /// Number of workers.

@@ -668,3 +668,89 @@ fn grouped_rules_keep_their_own_counts_and_finish_with_the_input() {
     });
     let _ = std::fs::remove_file(&path);
 }
+
+/// A sink that never finishes a write: a remote end that accepted the connection and hangs.
+#[derive(Debug)]
+struct HangingSinks;
+
+struct HangingSink;
+
+#[async_trait::async_trait]
+impl quiver_connectors::Sink for HangingSink {
+    async fn collect_list(
+        &mut self,
+        _batch: &arrow::record_batch::RecordBatch,
+    ) -> Result<(), quiver_connectors::ConnectorError> {
+        std::future::pending().await
+    }
+}
+
+impl quiver_connectors::SinkFactory for HangingSinks {
+    fn create(
+        &self,
+        _props: &Value,
+    ) -> Result<Box<dyn quiver_connectors::Sink>, quiver_connectors::ConnectorError> {
+        Ok(Box::new(HangingSink))
+    }
+}
+
+#[test]
+fn a_rule_with_a_stuck_sink_does_not_stall_the_other_rules_of_a_shared_stream() {
+    let (rt, engine) = setup(2);
+    engine
+        .connectors()
+        .register_sink("hanging", std::sync::Arc::new(HangingSinks));
+    engine
+        .create_stream(
+            r#"CREATE STREAM st (n BIGINT) WITH (DATASOURCE="stuck/in", TYPE="memory", SHARED="true")"#,
+        )
+        .unwrap();
+    let bus = engine.connectors().memory().clone();
+    rt.block_on(async {
+        let mut out = bus.subscribe("stuck/ok");
+        // Window rules: each reads the stream through a queue of its own.
+        let sql = "SELECT n FROM st GROUP BY COUNTWINDOW(1)";
+        let mut stuck = rule("stuck", sql, "unused");
+        stuck.actions = vec![Action {
+            sink_type: "hanging".into(),
+            props: json!({}),
+        }];
+        stuck.options = json!({"bufferLength": 64}).as_object().unwrap().clone();
+        engine.create_rule(stuck).unwrap();
+        engine.create_rule(rule("ok", sql, "stuck/ok")).unwrap();
+        // Small events (the fan-out gathers what queues up into one event): many more than
+        // the stuck rule's queues hold. Published while the healthy rule's output is read.
+        let publisher = bus.clone();
+        let publishing = tokio::spawn(async move {
+            for n in 0..2000 {
+                publisher
+                    .publish_json("stuck/in", format!(r#"{{"n":{n}}}"#).into_bytes())
+                    .await;
+                if n % 4 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        });
+        let got = recv_rows(&mut out, 2000, Duration::from_secs(20)).await;
+        publishing.await.unwrap();
+        assert_eq!(
+            got.len(),
+            2000,
+            "the healthy rule got every row; the stuck one: {:?}",
+            engine.rule_status("stuck").unwrap()
+        );
+        let status = engine.rule_status("stuck").unwrap();
+        assert!(
+            status.message.contains("fell behind its shared stream"),
+            "{}",
+            status.message
+        );
+        assert!(
+            metric(&engine, "stuck", "source_st_0_dropped_events_total")
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+    });
+    engine.shutdown();
+}

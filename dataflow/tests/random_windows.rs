@@ -155,7 +155,17 @@ struct Agg {
 }
 
 /// Windows `[m*hop, m*hop+size)` for every integer `m`; each group with a row gives one result.
+/// The first window (the one ending first after the first row) reports eKuiper's first
+/// trigger time as its start: the first row's time, minus the hop for hopping windows, when
+/// that is positive.
 fn reference(rows: &[Row], size: i64, hop: i64, by_key: bool) -> Vec<String> {
+    let first_ts = rows.first().map_or(0, |r| r.ts);
+    let first_end = (first_ts.div_euclid(hop) + 1) * hop;
+    let first_start = if size == hop {
+        first_ts
+    } else {
+        first_ts - hop
+    };
     let mut groups: BTreeMap<(i64, Option<&str>), Agg> = BTreeMap::new();
     for row in rows {
         let mut start = row.ts.div_euclid(hop) * hop;
@@ -186,7 +196,12 @@ fn reference(rows: &[Row], size: i64, hop: i64, by_key: bool) -> Vec<String> {
                     m.insert(name.into(), json!(v));
                 }
             }
-            m.insert("ws".into(), json!(ws));
+            let reported = if ws + size == first_end && first_start > 0 {
+                first_start
+            } else {
+                ws
+            };
+            m.insert("ws".into(), json!(reported));
             m.insert("we".into(), json!(ws + size));
             canonical(&m)
         })

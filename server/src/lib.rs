@@ -83,7 +83,7 @@ pub fn restore(engine: &Engine, catalog: &catalog::Catalog) -> anyhow::Result<()
         }
     }
     for rule in catalog.rules()? {
-        let parsed = api::parse_rule(&rule.json);
+        let parsed = api::parse_rule(&rule.json, engine);
         match parsed {
             Ok((spec, _)) => {
                 if let Err(e) = engine.create_rule_with(spec, rule.running) {

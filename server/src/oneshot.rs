@@ -153,7 +153,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<O
 
 /// Reads `--rule`: a file or inline text; JSON (starts with `{`) is eKuiper's rule JSON,
 /// anything else a SELECT that gets id "oneshot" and a `log` action.
-fn rule_spec(arg: &str, options: &Map<String, Value>) -> anyhow::Result<RuleSpec> {
+fn rule_spec(arg: &str, options: &Map<String, Value>, engine: &Engine) -> anyhow::Result<RuleSpec> {
     let path = std::path::Path::new(arg);
     let (text, origin) = if !arg.trim_start().starts_with('{') && path.is_file() {
         let text = std::fs::read_to_string(path)
@@ -163,7 +163,7 @@ fn rule_spec(arg: &str, options: &Map<String, Value>) -> anyhow::Result<RuleSpec
         (arg.to_string(), "--rule".to_string())
     };
     let mut spec = if text.trim_start().starts_with('{') {
-        let (spec, _) = quiver_server::api::parse_rule(&text)
+        let (spec, _) = quiver_server::api::parse_rule(&text, engine)
             .map_err(|e| anyhow::anyhow!("{origin}: {}", e.message))?;
         spec
     } else {
@@ -228,7 +228,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let spec = rule_spec(&o.rule, &o.options)?;
+    let spec = rule_spec(&o.rule, &o.options, &engine)?;
     let id = spec.id.clone();
     engine
         .create_rule(spec)
@@ -313,9 +313,15 @@ mod tests {
         assert!(parse_args(args(&["--help"])).unwrap().is_none());
     }
 
-    #[test]
-    fn bare_select_gets_a_log_action() {
-        let spec = rule_spec("SELECT * FROM a;", &Map::new()).unwrap();
+    #[tokio::test]
+    async fn bare_select_gets_a_log_action() {
+        let engine = Engine::start(
+            EngineConfig::default(),
+            tokio::runtime::Handle::current(),
+            Connectors::new(),
+        )
+        .unwrap();
+        let spec = rule_spec("SELECT * FROM a;", &Map::new(), &engine).unwrap();
         assert_eq!(spec.id, DEFAULT_RULE_ID);
         assert_eq!(spec.sql, "SELECT * FROM a");
         assert_eq!(spec.actions[0].sink_type, "log");
@@ -323,7 +329,8 @@ mod tests {
             r#"{"id": "r1", "sql": "SELECT * FROM a", "actions": [{"memory": {"topic": "t"}}]}"#;
         let mut opts = Map::new();
         opts.insert("isEventTime".into(), Value::Bool(true));
-        let spec = rule_spec(json, &opts).unwrap();
+        let spec = rule_spec(json, &opts, &engine).unwrap();
+        engine.shutdown();
         assert_eq!(spec.id, "r1");
         assert_eq!(spec.actions[0].sink_type, "memory");
         assert_eq!(spec.options["isEventTime"], Value::Bool(true));

@@ -226,3 +226,53 @@ async fn data_template_shapes_the_mqtt_payload() {
     );
     tokio::task::block_in_place(|| server.stop());
 }
+
+/// `sendError`: an MQTT sink (a bytes sink) publishes the error text itself, not JSON, as a
+/// message of its own (eKuiper's `bytesCollect` in `topo/node/sink_node.go`); without it the
+/// failing row is only counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_error_publishes_the_error_text_on_the_mqtt_sink() {
+    let prefix = format!("quiver-senderr/{}", unique());
+    let dir = temp_dir("senderr");
+    let server = tokio::task::block_in_place(|| Server::start(&dir));
+    let stream = format!(r#"CREATE STREAM sl () WITH (DATASOURCE="{prefix}/in", TYPE="mqtt")"#);
+    server.create_stream(&stream);
+    let rule = json!({
+        "id": "errs",
+        "sql": "SELECT size * 5 AS c FROM sl",
+        "options": {"sendError": true},
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": format!("{prefix}/out")}}]
+    });
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    let mut subscriber = TestClient::start(1883, Some(format!("{prefix}/out")));
+    subscriber.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    let got = publish_until_received(
+        &publisher,
+        &mut subscriber,
+        &format!("{prefix}/in"),
+        r#"{"size":"big"}"#,
+    )
+    .await;
+    assert_eq!(
+        got,
+        "run Select error: alias: c expr: binaryExpr:{ sl.size * 5 } meet error, err:invalid operation string(big) * int64(5)"
+    );
+    // A good row still arrives as JSON.
+    publisher
+        .publish(&format!("{prefix}/in"), r#"{"size":2}"#)
+        .await;
+    let next = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let p = subscriber.publishes.recv().await.expect("subscribed");
+            let text = String::from_utf8(p.payload.to_vec()).unwrap();
+            if text.starts_with('[') {
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("the good row arrives");
+    assert_eq!(next, r#"[{"c":10}]"#);
+    tokio::task::block_in_place(|| server.stop());
+}

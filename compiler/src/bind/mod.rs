@@ -24,18 +24,18 @@ mod expr;
 mod from;
 mod names;
 mod over_when;
+
+pub(crate) use over_when::extract_over_whens;
 mod projection;
 mod window;
 
 use std::collections::HashMap;
 
 use sqlparser::ast::{self as ast, SelectItem, SetExpr, Spanned, Value};
-use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
 use crate::analytic::AnalyticCall;
 use crate::ddl::StreamDef;
-use crate::dialect::EkuiperDialect;
 use crate::error::{CompileError, Pos, Result};
 use crate::expr::Expr;
 use crate::functions::Registry;
@@ -177,26 +177,15 @@ pub fn compile_rule(
 
 /// Parses the one statement of a rule: a query, optionally followed by semicolons. Also
 /// returns the indexes of the SELECT fields marked `INVISIBLE`.
-fn parse_query(sql: &str) -> Result<(Box<ast::Query>, Vec<usize>)> {
+pub(crate) fn parse_query(sql: &str) -> Result<(Box<ast::Query>, Vec<usize>)> {
     let tokens = crate::dialect::ekuiper_tokens(sql)
         .map_err(|e| CompileError::at(e.message.clone(), Pos::from_location(e.location)))?;
-    let mut parser = Parser::new(&EkuiperDialect)
-        .with_recursion_limit(crate::limits::MAX_PARSER_RECURSION)
-        .with_tokens_with_locations(tokens.tokens);
+    let mut parser = crate::dialect::rule_parser(tokens.tokens);
     let stmt = parser
         .parse_statement()
         .map_err(CompileError::from_parser)?;
     while parser.consume_token(&Token::SemiColon) {}
-    let next = parser.peek_token();
-    if next.token != Token::EOF {
-        return Err(CompileError::at(
-            format!(
-                "syntax error: unexpected \"{}\" after the query",
-                next.token
-            ),
-            Pos::from_location(next.span.start),
-        ));
-    }
+    crate::dialect::expect_end(&parser, "query")?;
     match stmt {
         ast::Statement::Query(query) => Ok((query, tokens.invisible)),
         _ => Err(CompileError::at(

@@ -13,7 +13,7 @@ use crate::error::{CompileError, Pos, Result};
 /// out of the text (replacing it with spaces, so every other position stays right; the rest,
 /// `OVER (PARTITION BY k)` or `OVER ()`, parses) and parse the conditions on their own, padded
 /// so their positions are right too. Returns each condition with the position of its `OVER`.
-pub(super) fn extract_over_whens(sql: &str) -> Result<(String, Vec<(Pos, ast::Expr)>)> {
+pub(crate) fn extract_over_whens(sql: &str) -> Result<(String, Vec<(Pos, ast::Expr)>)> {
     use sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&EkuiperDialect, sql)
         .tokenize_with_location()

@@ -5,8 +5,9 @@
 use sqlparser::ast::{self as ast, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem};
 
 use super::{Binder, pos_of};
+use crate::ekuiper_text::expr_text;
 use crate::error::{CompileError, Result};
-use crate::plan::ProjectItem;
+use crate::plan::{FieldLabel, ProjectItem};
 use crate::types::SqlType;
 
 impl Binder<'_> {
@@ -113,7 +114,16 @@ impl Binder<'_> {
                             n
                         }
                     };
-                    out.push(ProjectItem::Expr { expr: bound, name });
+                    let label = FieldLabel {
+                        text: format!("expr: {}", expr_text(e, &self.scan.stream)),
+                        aliased: false,
+                        column: is_column(e),
+                    };
+                    out.push(ProjectItem::Expr {
+                        expr: bound,
+                        name,
+                        label,
+                    });
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
                     // The alias itself is being defined: its own name refers to the column.
@@ -121,9 +131,19 @@ impl Binder<'_> {
                     self.resolving.push(key);
                     let bound = self.expr(expr);
                     self.resolving.pop();
+                    let label = FieldLabel {
+                        text: format!(
+                            "alias: {} expr: {}",
+                            alias.value,
+                            expr_text(expr, &self.scan.stream)
+                        ),
+                        aliased: true,
+                        column: is_column(expr),
+                    };
                     out.push(ProjectItem::Expr {
                         expr: bound?,
                         name: alias.value.clone(),
+                        label,
                     });
                 }
                 SelectItem::ExprWithAliases { expr, .. } => {
@@ -176,6 +196,15 @@ fn single_arg(e: &ast::Expr) -> Option<&ast::Expr> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// A plain column reference, `a` or `s.a`.
+fn is_column(e: &ast::Expr) -> bool {
+    match e {
+        ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => true,
+        ast::Expr::Nested(inner) => is_column(inner),
+        _ => false,
     }
 }
 

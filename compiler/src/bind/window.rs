@@ -79,13 +79,15 @@ impl Binder<'_> {
             Some(f) => Some(self.window(f)?),
             None => None,
         };
-        // A join's window keeps the streams' raw rows and joins them when it closes; conditions
-        // that decide window bounds row by row would need the joined row before the join.
+        // A join's window keeps the streams' raw rows and joins them when it closes; a state
+        // window's conditions decide its bounds on the joined row, which does not exist yet. A
+        // sliding window's WHEN is evaluated on each stream's own rows, the other streams'
+        // columns null, as eKuiper does.
         if let (Some(w), true, Some(f)) = (&window, joins_streams, window_call)
-            && (matches!(w.kind, WindowKind::State { .. }) || w.trigger.is_some())
+            && matches!(w.kind, WindowKind::State { .. })
         {
             return Err(CompileError::at(
-                "a stream join works with TUMBLING, HOPPING, SLIDING (without OVER (WHEN ...)), SESSION and COUNT windows",
+                "a stream join works with TUMBLING, HOPPING, SLIDING, SESSION and COUNT windows",
                 pos_of(&f.name),
             ));
         }
@@ -379,7 +381,7 @@ mod tests {
                 "SELECT * FROM demo INNER JOIN other ON demo.device = other.device \
                  GROUP BY STATEWINDOW(temperature > 1)"
             ),
-            "a stream join works with TUMBLING, HOPPING, SLIDING (without OVER (WHEN ...)), SESSION and COUNT windows at 1:76"
+            "a stream join works with TUMBLING, HOPPING, SLIDING, SESSION and COUNT windows at 1:76"
         );
     }
 }

@@ -145,12 +145,16 @@ impl std::fmt::Display for Literal {
     }
 }
 
-/// Rows of the current batch whose evaluation failed, with the first reason.
+/// Rows of the current batch whose evaluation failed, with the first reason; in detailed mode
+/// (a rule with `sendError`, whose sinks receive each failure) every row's own reason too.
 #[derive(Debug, Clone, Default)]
 pub struct RowErrors {
     flags: Option<Vec<bool>>,
     first: Option<String>,
     len: usize,
+    /// Each failed row's reason, kept only in detailed mode (it costs a string per failure).
+    reasons: Option<Vec<Option<String>>>,
+    detailed: bool,
 }
 
 impl RowErrors {
@@ -160,7 +164,22 @@ impl RowErrors {
             flags: None,
             first: None,
             len,
+            reasons: None,
+            detailed: false,
         }
+    }
+
+    /// Like [`RowErrors::new`], keeping every failed row's own reason.
+    pub fn detailed(len: usize) -> Self {
+        RowErrors {
+            detailed: true,
+            ..RowErrors::new(len)
+        }
+    }
+
+    /// True when every row's reason is kept.
+    pub fn is_detailed(&self) -> bool {
+        self.detailed
     }
 
     fn flags_mut(&mut self) -> &mut Vec<bool> {
@@ -168,8 +187,29 @@ impl RowErrors {
         self.flags.get_or_insert_with(|| vec![false; len])
     }
 
-    /// Flags row `row` with `reason` (only the first reason of the batch is kept).
+    /// Marks `row` failed; in detailed mode the row keeps its first reason.
+    fn mark(&mut self, row: usize, reason: &str) {
+        self.flags_mut()[row] = true;
+        if self.detailed {
+            let len = self.len;
+            let slot = &mut self.reasons.get_or_insert_with(|| vec![None; len])[row];
+            if slot.is_none() {
+                *slot = Some(reason.to_string());
+            }
+        }
+    }
+
+    /// Flags row `row` with `reason` (only the first reason of the batch is kept, unless
+    /// detailed).
     pub fn flag(&mut self, row: usize, reason: impl FnOnce() -> String) {
+        if self.detailed {
+            let r = reason();
+            if self.first.is_none() {
+                self.first = Some(r.clone());
+            }
+            self.mark(row, &r);
+            return;
+        }
         if self.first.is_none() {
             self.first = Some(reason());
         }
@@ -179,14 +219,17 @@ impl RowErrors {
     /// Flags every row where `mask` is true (and valid).
     pub fn flag_mask(&mut self, mask: &BooleanArray, reason: impl FnOnce() -> String) {
         let mut reason = Some(reason);
+        let mut text: Option<String> = None;
         for row in 0..mask.len().min(self.len) {
             if mask.is_valid(row) && mask.value(row) {
-                if let Some(r) = reason.take()
-                    && self.first.is_none()
-                {
-                    self.first = Some(r());
+                if let Some(r) = reason.take() {
+                    let r = r();
+                    if self.first.is_none() {
+                        self.first = Some(r.clone());
+                    }
+                    text = Some(r);
                 }
-                self.flags_mut()[row] = true;
+                self.mark(row, text.as_deref().unwrap_or_default());
             }
         }
     }
@@ -195,6 +238,11 @@ impl RowErrors {
     pub fn flag_all(&mut self, reason: String) {
         if self.len == 0 {
             return;
+        }
+        for row in 0..self.len {
+            if self.detailed {
+                self.mark(row, &reason);
+            }
         }
         if self.first.is_none() {
             self.first = Some(reason);
@@ -205,17 +253,57 @@ impl RowErrors {
     /// Adds the errors of a sub-evaluation, only for rows where `relevant` is true
     /// (all rows when `None`). Used by CASE, AND and OR, whose branches apply to some rows.
     pub fn merge(&mut self, other: RowErrors, relevant: Option<&BooleanArray>) {
+        self.merge_with(other, relevant, "");
+    }
+
+    /// Adds the errors of a sub-evaluation over all rows, each reason behind `prefix`
+    /// (a SELECT field's `expr: ... meet error, err:`). Rows that already failed keep their
+    /// reason, so merging fields in evaluation order reports each row's first failure.
+    pub fn merge_prefixed(&mut self, other: RowErrors, prefix: &str) {
+        self.merge_with(other, None, prefix);
+    }
+
+    fn merge_with(&mut self, other: RowErrors, relevant: Option<&BooleanArray>, prefix: &str) {
         let Some(flags) = other.flags else { return };
-        let mut first = other.first;
+        let first = other.first.unwrap_or_default();
+        let reasons = other.reasons;
         for (row, failed) in flags.into_iter().enumerate() {
             let applies = relevant.is_none_or(|m| m.is_valid(row) && m.value(row));
             if failed && applies {
+                let own = reasons
+                    .as_ref()
+                    .and_then(|r| r[row].as_deref())
+                    .unwrap_or(&first);
                 if self.first.is_none() {
-                    self.first = first.take();
+                    self.first = Some(format!("{prefix}{own}"));
                 }
-                self.flags_mut()[row] = true;
+                if self.detailed {
+                    self.mark(row, &format!("{prefix}{own}"));
+                } else {
+                    self.flags_mut()[row] = true;
+                }
             }
         }
+    }
+
+    /// Each failed row's reason, in row order (the batch's first reason for every row unless
+    /// detailed).
+    pub fn reasons(&self) -> Vec<String> {
+        let Some(flags) = &self.flags else {
+            return Vec::new();
+        };
+        let first = self.first.clone().unwrap_or_default();
+        flags
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| **f)
+            .map(|(row, _)| {
+                self.reasons
+                    .as_ref()
+                    .and_then(|r| r[row].clone())
+                    .unwrap_or_else(|| first.clone())
+            })
+            .collect()
     }
 
     /// Number of flagged rows.
@@ -297,10 +385,23 @@ impl EvalContext {
         }
     }
 
-    /// A context for a sub-evaluation over the same rows, with its own error set.
+    /// A context for a batch of `rows` rows that keeps every failed row's reason.
+    pub fn detailed(rows: usize) -> Self {
+        EvalContext {
+            errors: RowErrors::detailed(rows),
+            ..EvalContext::new(rows)
+        }
+    }
+
+    /// A context for a sub-evaluation over the same rows, with its own error set (detailed
+    /// when this one is).
     pub fn child(&self) -> Self {
         EvalContext {
-            errors: RowErrors::new(self.rows),
+            errors: if self.errors.is_detailed() {
+                RowErrors::detailed(self.rows)
+            } else {
+                RowErrors::new(self.rows)
+            },
             now_ms: self.now_ms,
             rows: self.rows,
         }
@@ -335,12 +436,117 @@ pub fn column_by_name<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a Arra
         .map(|idx| batch.column(idx))
 }
 
-/// Formats the value at `row` for error messages (`float64(20)`, `string(abc)`).
+/// Formats the value at `row` for error messages as eKuiper (Go's `%T(%v)`) does:
+/// `int64(3)`, `float64(2.5)`, `string(abc)`, `bool(true)`.
 pub fn describe_value(arr: &dyn Array, row: usize) -> String {
-    use crate::types::type_name;
-    let opts = arrow::util::display::FormatOptions::default();
-    let value = arrow::util::display::ArrayFormatter::try_new(arr, &opts)
-        .map(|f| f.value(row).to_string())
-        .unwrap_or_default();
-    format!("{}({value})", type_name(arr.data_type()))
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float64Type, Int64Type};
+    let value = match arr.data_type() {
+        DataType::Int64 if arr.is_valid(row) => {
+            arr.as_primitive::<Int64Type>().value(row).to_string()
+        }
+        DataType::Float64 if arr.is_valid(row) => {
+            go_float(arr.as_primitive::<Float64Type>().value(row))
+        }
+        DataType::Null => "<nil>".to_string(),
+        _ => {
+            let opts = arrow::util::display::FormatOptions::default();
+            arrow::util::display::ArrayFormatter::try_new(arr, &opts)
+                .map(|f| f.value(row).to_string())
+                .unwrap_or_default()
+        }
+    };
+    format!("{}({value})", go_type_name(arr.data_type()))
+}
+
+/// Go's name of the type eKuiper holds a value of this Arrow type in.
+fn go_type_name(t: &DataType) -> &'static str {
+    match t {
+        DataType::Null => "<nil>",
+        DataType::Boolean => "bool",
+        DataType::Int8 => "int8",
+        DataType::Int16 => "int16",
+        DataType::Int32 => "int32",
+        DataType::Int64 => "int64",
+        DataType::UInt8 => "uint8",
+        DataType::UInt16 => "uint16",
+        DataType::UInt32 => "uint32",
+        DataType::UInt64 => "uint64",
+        DataType::Float32 => "float32",
+        DataType::Float64 => "float64",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => "time.Time",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "[]uint8",
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+            "[]interface {}"
+        }
+        DataType::Struct(_) | DataType::Map(..) => "map[string]interface {}",
+        _ => "interface {}",
+    }
+}
+
+/// A float as Go's `%v` prints it: the shortest digits, in exponent form from 1e+06 or below
+/// 1e-04 (`2.5`, `3`, `1e+06`, `1.5e-05`).
+fn go_float(v: f64) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "NaN".into()
+        } else if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        format!("{v}")
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_described_with_gos_type_names_and_formatting() {
+        let ints = arrow::array::Int64Array::from(vec![3]);
+        let floats = arrow::array::Float64Array::from(vec![2.5, 3.0, 1e6, 123456.0, 1.5e-5]);
+        let strings = arrow::array::StringArray::from(vec!["abc"]);
+        assert_eq!(describe_value(&ints, 0), "int64(3)");
+        assert_eq!(describe_value(&strings, 0), "string(abc)");
+        let floats: Vec<String> = (0..5).map(|r| describe_value(&floats, r)).collect();
+        assert_eq!(
+            floats,
+            [
+                "float64(2.5)",
+                "float64(3)",
+                "float64(1e+06)",
+                "float64(123456)",
+                "float64(1.5e-05)"
+            ]
+        );
+    }
+
+    #[test]
+    fn detailed_errors_keep_each_rows_first_reason() {
+        let mut errors = RowErrors::detailed(3);
+        errors.flag(2, || "late".into());
+        let mut field = RowErrors::detailed(3);
+        field.flag(0, || "bad".into());
+        field.flag(2, || "worse".into());
+        errors.merge_prefixed(field, "expr: x meet error, err:");
+        assert_eq!(errors.reasons(), ["expr: x meet error, err:bad", "late"]);
+        let mut plain = RowErrors::new(3);
+        plain.flag(0, || "one".into());
+        plain.flag(1, || "two".into());
+        assert_eq!(plain.reasons(), ["one", "one"]);
+    }
 }

@@ -16,6 +16,10 @@ use serde_json::{Map, Number, Value};
 
 use super::is_meta_column;
 
+/// Field metadata key set (to "true") on a result column whose nulls are sent as `null`: the
+/// rule's `sendNilField` asks for it on plain columns and aliased fields.
+pub const KEEP_NIL: &str = "quiver.keep_nil";
+
 /// Converts every row of `batch` into a JSON object (for data templates, which read values;
 /// sinks write bytes with [`RowEncoder`], which picks the same fields).
 pub fn batch_to_rows(batch: &RecordBatch, send_nil: bool) -> Vec<Map<String, Value>> {
@@ -74,6 +78,8 @@ pub struct RowEncoder<'a> {
 /// first non-null one of a row wins).
 struct Key<'a> {
     name: &'a str,
+    /// A column of this name carries [`KEEP_NIL`]: its nulls are written.
+    keep_nil: bool,
     /// `"name":`, escaped once per batch.
     prefix: Vec<u8>,
     columns: Vec<Column<'a>>,
@@ -143,7 +149,7 @@ impl Cell<'_> {
 impl<'a> RowEncoder<'a> {
     /// Prepares `batch`'s columns; `send_nil` keeps null fields (eKuiper's `sendNilField`).
     pub fn new(batch: &'a RecordBatch, send_nil: bool) -> Self {
-        let mut by_name: BTreeMap<&'a str, Vec<Column<'a>>> = BTreeMap::new();
+        let mut by_name: BTreeMap<&'a str, (bool, Vec<Column<'a>>)> = BTreeMap::new();
         for (field, col) in batch.schema_ref().fields().iter().zip(batch.columns()) {
             if is_meta_column(field.name()) {
                 continue;
@@ -156,15 +162,18 @@ impl<'a> RowEncoder<'a> {
                 DataType::Boolean => Column::Boolean(col.as_boolean()),
                 _ => Column::Other(col),
             };
-            by_name.entry(field.name()).or_default().push(column);
+            let entry = by_name.entry(field.name()).or_default();
+            entry.0 |= field.metadata().get(KEEP_NIL).is_some_and(|v| v == "true");
+            entry.1.push(column);
         }
         let keys = by_name
             .into_iter()
-            .map(|(name, columns)| {
+            .map(|(name, (keep_nil, columns))| {
                 let mut prefix = serde_json::to_vec(name).expect("a string always serializes");
                 prefix.push(b':');
                 Key {
                     name,
+                    keep_nil,
                     prefix,
                     columns,
                 }
@@ -197,7 +206,7 @@ impl<'a> RowEncoder<'a> {
     fn fields(&self, row: usize) -> impl Iterator<Item = (&Key<'a>, Option<Cell<'_>>)> {
         self.keys.iter().filter_map(move |key| {
             let cell = key.columns.iter().find_map(|c| c.cell(row));
-            (cell.is_some() || self.send_nil).then_some((key, cell))
+            (cell.is_some() || self.send_nil || key.keep_nil).then_some((key, cell))
         })
     }
 

@@ -33,12 +33,15 @@ pub(super) struct RuleRun {
     pub(super) metrics: Arc<RuleMetrics>,
     /// The rule's own source task, or its membership in a shared stream's source.
     pub(super) source: SourceHandle,
-    /// The sources of streams joined to the FROM stream and their decoders.
+    /// The sources of streams joined to the FROM stream and their decoders, and the task that
+    /// stops the rule's source when an operator fails it.
     pub(super) joined_tasks: Vec<tokio::task::JoinHandle<()>>,
     pub(super) done: watch::Receiver<bool>,
     pub(super) error: Arc<Mutex<Option<String>>>,
     /// Rows dropped behind the watermark (event time).
     pub(super) late_rows: Arc<std::sync::atomic::AtomicU64>,
+    /// Events of a shared stream dropped because this rule fell behind the others.
+    pub(super) dropped: Arc<std::sync::atomic::AtomicU64>,
     /// When the run finished by itself (its input ended and the sinks wrote everything), ms.
     pub(super) finished_at: Arc<std::sync::atomic::AtomicI64>,
     /// Rows read and not yet taken by the rule's keyed or window operators.

@@ -82,6 +82,9 @@ impl Engine {
             key: key.clone(),
             out: SourceOutput::new(ingest_tx, wake),
             wake_all: Arc::new(move || (0..n).for_each(|i| wake_all(i))),
+            // A group's stateless rules keep up together; should the group fall behind the
+            // stream's other rules, the drop is logged by the fan-out.
+            dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
         let spec = self.source_spec(stream);
         match self.join_shared(&stream.name, &spec, subscriber, queue) {

@@ -53,6 +53,9 @@ impl Engine {
 
         // Sinks first, so results have somewhere to go.
         let mut sink_senders = Vec::new();
+        // `sendError`: each sink also reads the operators' error texts from a queue of its own.
+        let send_errors = super::options::flag(&entry.spec.options, "sendError");
+        let mut error_senders = Vec::new();
         let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(
             entry.spec.actions.len(),
         ));
@@ -66,12 +69,17 @@ impl Engine {
             let (tx, rx) =
                 mpsc::channel::<RecordBatch>(settings.buffer_length.unwrap_or(queue).max(1));
             sink_senders.push(tx);
+            let errors = send_errors.then(|| {
+                let (etx, erx) = mpsc::channel::<String>(crate::send_error::ERROR_QUEUE);
+                error_senders.push(etx);
+                erx
+            });
             let done_tx = done_tx.clone();
             let remaining = remaining.clone();
             let error = error.clone();
             let finished_at = finished_at.clone();
             self.inner.runtime.spawn(async move {
-                run_sink(sink, settings, rx, m, error).await;
+                run_sink(sink, settings, rx, errors, m, error).await;
                 if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
                     finished_at.store(now_ms(), std::sync::atomic::Ordering::Release);
                     let _ = done_tx.send(true);
@@ -79,8 +87,16 @@ impl Engine {
             });
         }
 
+        if send_errors {
+            metrics.send_errors_to(&Arc::new(crate::send_error::ErrorRelay::new(error_senders)));
+        }
+        // An operator's panic fails this rule only, through the run's error slot.
+        let fault = Arc::new(crate::fault::Fault::new(error.clone()));
+
         let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
         let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // Events of a shared stream this rule lost for falling behind the stream's other rules.
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // A stateless rule of a shared stream joins the stream's rule group instead of
         // running a dataflow of its own (see `crate::group`).
@@ -96,6 +112,7 @@ impl Engine {
                     id: entry.spec.id.clone(),
                     start_ms: now_ms(),
                 }),
+                fault: fault.clone(),
             };
             let (group, connection) = self.join_group(&stream, member, queue)?;
             entry.run = Some(RuleRun {
@@ -108,6 +125,7 @@ impl Engine {
                 done: done_rx,
                 error,
                 late_rows,
+                dropped: dropped.clone(),
                 finished_at,
                 in_flight,
                 indexes: Vec::new(),
@@ -180,6 +198,7 @@ impl Engine {
                 id: entry.spec.id.clone(),
                 start_ms: now_ms(),
             }),
+            fault: fault.clone(),
         });
         self.inner
             .workers
@@ -244,6 +263,7 @@ impl Engine {
                 key: key.clone(),
                 out,
                 wake_all: Arc::new(move || (0..n).for_each(|i| wake_all(i))),
+                dropped: dropped.clone(),
             };
             let connection = self.join_shared(&stream.name, &spec, subscriber, queue)?;
             (SourceHandle::Shared(stream.name.clone()), connection)
@@ -269,6 +289,22 @@ impl Engine {
                     wake_all(i);
                 }
             });
+            // A failed rule stops reading: its source ends, the workers see the end of input
+            // and the run finishes, "stopped by error" with the panic's message.
+            let (source_task, joined) = (
+                task.abort_handle(),
+                joined_tasks
+                    .iter()
+                    .map(tokio::task::JoinHandle::abort_handle)
+                    .collect::<Vec<_>>(),
+            );
+            let watched = fault.clone();
+            // Kept with the joined sources' tasks, so stopping the rule ends it too.
+            joined_tasks.push(self.inner.runtime.spawn(async move {
+                watched.failed_wait().await;
+                source_task.abort();
+                joined.iter().for_each(tokio::task::AbortHandle::abort);
+            }));
             (SourceHandle::Own(task), connection)
         };
         entry.run = Some(RuleRun {
@@ -281,6 +317,7 @@ impl Engine {
             done: done_rx,
             error,
             late_rows,
+            dropped,
             finished_at,
             in_flight,
             indexes: unbuilt.disarm(),

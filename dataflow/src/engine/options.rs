@@ -6,8 +6,13 @@ use serde_json::Value;
 use super::RuleSpec;
 use crate::error::EngineError;
 
-/// Rule options this engine implements; the others are accepted and reported in the status.
-const IMPLEMENTED_OPTIONS: &[&str] = &["bufferLength", "isEventTime", "lateTolerance"];
+/// Boolean rule options (eKuiper's `sendError`, `sendNilField`); false when absent.
+const BOOLEAN_OPTIONS: &[&str] = &["isEventTime", "sendError", "sendNilField"];
+
+/// A boolean rule option's value (checked by [`validate`]); false when absent.
+pub(super) fn flag(options: &serde_json::Map<String, Value>, name: &str) -> bool {
+    options.get(name).and_then(Value::as_bool).unwrap_or(false)
+}
 
 /// The rule's event-time settings: `isEventTime` needs the stream's `TIMESTAMP` field;
 /// `lateTolerance` is milliseconds or a duration such as "1s" (eKuiper's default: 1 s).
@@ -62,6 +67,17 @@ pub const MAX_RULE_BUFFER_LENGTH: u64 = 1 << 20;
 
 /// Checks the options the engine implements, so a bad value is a 400 at create time.
 pub(super) fn validate(options: &serde_json::Map<String, Value>) -> Result<(), EngineError> {
+    for name in BOOLEAN_OPTIONS {
+        match options.get(*name) {
+            None | Some(Value::Null | Value::Bool(_)) => {}
+            Some(other) => {
+                return Err(EngineError::Invalid(format!(
+                    "rule option {name} must be true or false, got {other}"
+                )));
+            }
+        }
+    }
+    refuse_unimplemented(options)?;
     buffer_rows(options).map(drop)
 }
 
@@ -95,21 +111,85 @@ pub(super) fn buffer_batches(
     Ok((buffer_rows(options)? / 64).clamp(2, 64) as usize)
 }
 
-/// The options a rule sets that this engine ignores, as a status warning ("" when none).
-pub(super) fn unimplemented_options(spec: &RuleSpec) -> String {
-    let ignored: Vec<&str> = spec
-        .options
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !IMPLEMENTED_OPTIONS.contains(k))
-        .collect();
-    if ignored.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "options not implemented yet and ignored: {}",
-            ignored.join(", ")
-        )
+/// Whether a value is the one an unimplemented option accepts.
+type Accepts = fn(&Value) -> bool;
+
+/// eKuiper's rule options this engine does not implement, each with the one value it accepts
+/// (eKuiper's default, so rules exported from eKuiper with every option spelled out load) and
+/// that value's description; any other value is refused by name (docs/rule-options.md).
+const DEFAULT_ONLY: &[(&str, Accepts, &str)] = &[
+    ("debug", is_false, "false"),
+    ("logFilename", is_empty, "\"\""),
+    (
+        "concurrency",
+        is_one,
+        "1 (parallelism comes from quiverd --workers)",
+    ),
+    ("sendMetaToSink", is_false, "false"),
+    ("qos", is_zero, "0 (at-most-once)"),
+    ("restartStrategy", no_restarts, "no restarts (attempts 0)"),
+    ("cron", is_empty, "\"\""),
+    ("duration", is_empty, "\"\""),
+    ("cronDatetimeRange", is_empty, "[]"),
+    ("enableRuleTracer", is_false, "false"),
+    ("planOptimizeStrategy", is_empty, "{}"),
+    ("notifySub", is_false, "false"),
+    ("disableBufferFullDiscard", is_false, "false"),
+    ("enableSaveStateBeforeStop", is_false, "false"),
+    ("forceExitTimeout", is_zero, "0"),
+    ("experiment", is_empty, "{}"),
+];
+
+fn is_false(v: &Value) -> bool {
+    matches!(v, Value::Null | Value::Bool(false))
+}
+
+fn is_zero(v: &Value) -> bool {
+    v.is_null() || v.as_f64() == Some(0.0) || v.as_str() == Some("0")
+}
+
+fn is_one(v: &Value) -> bool {
+    v.is_null() || v.as_f64() == Some(1.0)
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+fn no_restarts(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(o) => o.get("attempts").is_none_or(is_zero),
+        _ => false,
+    }
+}
+
+/// Refuses an option this engine does not implement when set to anything but eKuiper's
+/// default: never accepted and ignored. `checkpointInterval` only matters at qos 1 or 2,
+/// which are refused, so any valid interval is accepted (as eKuiper does at qos 0).
+fn refuse_unimplemented(options: &serde_json::Map<String, Value>) -> Result<(), EngineError> {
+    for (name, accepts, default) in DEFAULT_ONLY {
+        if let Some(v) = options.get(*name)
+            && !accepts(v)
+        {
+            return Err(EngineError::Invalid(format!(
+                "rule option {name} = {v} is not supported yet; only {default} is"
+            )));
+        }
+    }
+    match options.get("checkpointInterval") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(()),
+        Some(Value::String(s)) if quiver_compiler::duration::parse_millis(s).is_some() => Ok(()),
+        Some(other) => Err(EngineError::Invalid(format!(
+            "checkpointInterval must be milliseconds or a duration such as \"5m\", got {other}"
+        ))),
     }
 }
 
@@ -143,5 +223,29 @@ mod tests {
             "bufferLength must be a non-negative integer, got -5"
         );
         assert!(validate(&options(json!({"bufferLength": "2048"}))).is_ok());
+    }
+
+    #[test]
+    fn unimplemented_options_load_at_ekuipers_defaults_and_are_refused_otherwise() {
+        let exported = json!({"debug": false, "logFilename": "", "concurrency": 1,
+            "sendMetaToSink": false, "qos": 0, "checkpointInterval": 300000,
+            "restartStrategy": {"attempts": 0, "delay": 1000, "multiplier": 2},
+            "cron": "", "duration": "", "cronDatetimeRange": [], "enableRuleTracer": false,
+            "planOptimizeStrategy": {}, "notifySub": false});
+        assert!(validate(&options(exported)).is_ok());
+        assert_eq!(
+            validate(&options(json!({"qos": 1})))
+                .unwrap_err()
+                .to_string(),
+            "rule option qos = 1 is not supported yet; only 0 (at-most-once) is"
+        );
+        assert_eq!(
+            validate(&options(json!({"restartStrategy": {"attempts": 3}})))
+                .unwrap_err()
+                .to_string(),
+            "rule option restartStrategy = {\"attempts\":3} is not supported yet; only no restarts (attempts 0) is"
+        );
+        assert!(validate(&options(json!({"checkpointInterval": "5m"}))).is_ok());
+        assert!(validate(&options(json!({"checkpointInterval": true}))).is_err());
     }
 }

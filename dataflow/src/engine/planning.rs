@@ -27,6 +27,7 @@ impl Engine {
             shared: stream.options.shared,
             event_time: event_time(&entry.spec, stream)?,
             sinks: &sinks,
+            send_nil: super::options::flag(&entry.spec.options, "sendNilField"),
             // A reading worker and the source's reader thread already keep two cores busy.
             spare_cores: self.inner.cores > 2,
         };

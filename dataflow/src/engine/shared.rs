@@ -1,7 +1,10 @@
 //! Shared sources: the one source of a `SHARED="true"` stream, decoded once, and its fan-out
 //! to every rule run (and rule group) that reads the stream.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use quiver_connectors::codec::json::JsonDecoder;
 use quiver_connectors::{SourceEvent, SourceOutput, SourceSpec};
@@ -15,7 +18,15 @@ pub(super) struct Subscriber {
     pub(super) key: String,
     pub(super) out: SourceOutput,
     pub(super) wake_all: Arc<dyn Fn() + Send + Sync>,
+    /// Events this rule lost for falling behind the others (its status reports them).
+    pub(super) dropped: Arc<AtomicU64>,
 }
+
+/// How long the fan-out waits for a rule whose queue is full before it drops the event for
+/// that rule (eKuiper discards on a full buffer too): a rule that is slow but moving still
+/// paces the stream (back-pressure, nothing lost), while one that takes nothing for this long
+/// (a stuck sink) holds the stream's other rules back by at most this, once per stall.
+const STALL_BOUND: Duration = Duration::from_secs(2);
 
 /// The single source of a `SHARED="true"` stream and the rule runs it feeds.
 pub(super) struct SharedSource {
@@ -24,10 +35,59 @@ pub(super) struct SharedSource {
     pub(super) connection: Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
 }
 
+/// A rule that fell behind waits again (up to [`STALL_BOUND`]) only after taking this many
+/// events in a row without a full queue: a rule that keeps falling behind must not cost the
+/// others a stall per event it does take.
+const CAUGHT_UP_AFTER: u32 = 64;
+
+/// Hands `event` to one rule of a shared stream: at once if its queue has room, else after
+/// waiting up to [`STALL_BOUND`] (not at all while the rule is `behind`: the events it took
+/// since); an event that does not fit is dropped for that rule and counted. False when the
+/// rule has stopped.
+async fn deliver(
+    out: &SourceOutput,
+    event: SourceEvent,
+    behind: &mut HashMap<String, u32>,
+    key: &str,
+    dropped: &AtomicU64,
+) -> bool {
+    let event = match out.try_send(event) {
+        Ok(()) => {
+            if let Some(taken) = behind.get_mut(key) {
+                *taken += 1;
+                if *taken >= CAUGHT_UP_AFTER {
+                    behind.remove(key);
+                }
+            }
+            return true;
+        }
+        Err(quiver_connectors::TrySend::Closed) => return false,
+        Err(quiver_connectors::TrySend::Full(e)) => e,
+    };
+    if let Some(taken) = behind.get_mut(key) {
+        *taken = 0;
+    } else {
+        match tokio::time::timeout(STALL_BOUND, out.send(event)).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(_)) => return false,
+            Err(_) => {
+                tracing::warn!(
+                    rule = %key,
+                    "a rule fell behind its shared stream; dropping its events until it catches up"
+                );
+                behind.insert(key.to_string(), 0);
+            }
+        }
+    }
+    dropped.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
 impl Engine {
     /// Adds a rule run to the shared source of `stream`, starting the source for the first one.
-    /// One subscription feeds every rule of the stream; a rule that falls behind slows the
-    /// others (the shared queue is bounded), as with eKuiper's shared sources.
+    /// One subscription feeds every rule of the stream; a rule that falls behind holds the
+    /// others back for at most [`STALL_BOUND`], then loses events (counted, in its status)
+    /// until its queue has room again.
     pub(super) fn join_shared(
         &self,
         stream: &str,
@@ -68,6 +128,8 @@ impl Engine {
             .stream(stream)
             .map(|def| JsonDecoder::new(def.arrow_schema(), true));
         let fanout = self.inner.runtime.spawn(async move {
+            // Rules that fell behind: they get what fits in their queue, without waiting.
+            let mut behind: HashMap<String, u32> = HashMap::new();
             while let Some(first) = rx.recv().await {
                 let event = match &decoder {
                     Some(decoder) => {
@@ -87,14 +149,14 @@ impl Engine {
                     }
                     None => first,
                 };
-                let targets: Vec<(String, SourceOutput)> = subs
+                let targets: Vec<(String, SourceOutput, Arc<AtomicU64>)> = subs
                     .lock()
                     .expect("subscribers lock")
                     .iter()
-                    .map(|s| (s.key.clone(), s.out.clone()))
+                    .map(|s| (s.key.clone(), s.out.clone(), s.dropped.clone()))
                     .collect();
-                for (key, out) in targets {
-                    if out.send(event.clone()).await.is_err() {
+                for (key, out, dropped) in targets {
+                    if !deliver(&out, event.clone(), &mut behind, &key, &dropped).await {
                         subs.lock()
                             .expect("subscribers lock")
                             .retain(|s| s.key != key);

@@ -11,12 +11,36 @@ use tokio::sync::mpsc;
 use crate::metrics::NodeMetrics;
 use crate::sinkprops::SinkSettings;
 
+/// What the sink task waits for next.
+enum Next {
+    /// A result batch, or `None` when the workers are done.
+    Batch(Option<RecordBatch>),
+    /// The linger interval passed.
+    Linger,
+    /// An operator error to send (`sendError`).
+    Error(String),
+}
+
+/// The next error text of `errors`; never ready when the rule does not send errors or every
+/// sender is gone.
+async fn next_error(errors: &mut Option<mpsc::Receiver<String>>) -> String {
+    match errors {
+        Some(rx) => match rx.recv().await {
+            Some(text) => text,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// Writes batches to one sink until the workers drop their senders, gathering them first when
-/// `batchSize`/`lingerInterval` ask for it (one `collect_list` call per gathered batch).
+/// `batchSize`/`lingerInterval` ask for it (one `collect_list` call per gathered batch); under
+/// `sendError`, operator errors are written as they come, each as an emission of its own.
 pub(super) async fn run_sink(
     mut sink: Box<dyn quiver_connectors::Sink>,
     settings: SinkSettings,
     mut rx: mpsc::Receiver<RecordBatch>,
+    mut errors: Option<mpsc::Receiver<String>>,
     metrics: Arc<NodeMetrics>,
     error: Arc<Mutex<Option<String>>>,
 ) {
@@ -37,23 +61,41 @@ pub(super) async fn run_sink(
     let mut gathered_rows = 0usize;
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
-        let next = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-                Ok(next) => next,
-                // The linger interval passed: write what is gathered.
-                Err(_) => {
-                    let batches = std::mem::take(&mut gathered);
-                    if let Err(e) = write(&mut sink, &out, batches, &metrics).await {
-                        return fail_sink(&error, e);
-                    }
-                    gathered_rows = 0;
-                    deadline = None;
-                    continue;
-                }
-            },
-            None => rx.recv().await,
+        let data = async {
+            match deadline {
+                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                    Ok(next) => Next::Batch(next),
+                    Err(_) => Next::Linger,
+                },
+                None => Next::Batch(rx.recv().await),
+            }
         };
-        let Some(batch) = next else { break };
+        // Errors first: one raised before a batch was handed over is written before it.
+        let next = tokio::select! {
+            biased;
+            text = next_error(&mut errors) => Next::Error(text),
+            next = data => next,
+        };
+        let batch = match next {
+            Next::Error(text) => {
+                if let Err(e) = write_error(&mut sink, &text, &metrics).await {
+                    return fail_sink(&error, e);
+                }
+                continue;
+            }
+            // The linger interval passed: write what is gathered.
+            Next::Linger => {
+                let batches = std::mem::take(&mut gathered);
+                if let Err(e) = write(&mut sink, &out, batches, &metrics).await {
+                    return fail_sink(&error, e);
+                }
+                gathered_rows = 0;
+                deadline = None;
+                continue;
+            }
+            Next::Batch(None) => break,
+            Next::Batch(Some(batch)) => batch,
+        };
         metrics.set_buffer_length(rx.len() as i64);
         let batch = settings.project(batch);
         if !settings.batches() {
@@ -79,6 +121,12 @@ pub(super) async fn run_sink(
     if let Err(e) = write(&mut sink, &out, gathered, &metrics).await {
         return fail_sink(&error, e);
     }
+    // Errors raised while the last batches were on their way.
+    while let Some(text) = errors.as_mut().and_then(|rx| rx.try_recv().ok()) {
+        if let Err(e) = write_error(&mut sink, &text, &metrics).await {
+            return fail_sink(&error, e);
+        }
+    }
     if let Err(e) = sink.close().await {
         metrics.exceptions(1, &e.to_string());
     }
@@ -95,6 +143,40 @@ fn fail_sink(error: &Mutex<Option<String>>, e: quiver_connectors::ConnectorError
 struct Output {
     template: Option<crate::sinkprops::DataTemplate>,
     send_single: bool,
+}
+
+/// Writes one operator error as an emission of its own: the bare text to a sink that sends
+/// bytes (MQTT and the like), `{"error": text}` to one that takes rows (eKuiper's
+/// `bytesCollect` and `tupleCollect` in `topo/node/sink_node.go`).
+async fn write_error(
+    sink: &mut Box<dyn quiver_connectors::Sink>,
+    text: &str,
+    metrics: &NodeMetrics,
+) -> Result<(), quiver_connectors::ConnectorError> {
+    let started = Instant::now();
+    let written = if sink.accepts_payloads() {
+        sink.collect_payloads(&[text.as_bytes().to_vec()]).await
+    } else {
+        let batch = RecordBatch::try_new(
+            Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("error", arrow::datatypes::DataType::Utf8, false),
+            ])),
+            vec![Arc::new(arrow::array::StringArray::from(vec![text]))],
+        )
+        .expect("one string column");
+        sink.collect_list(&batch).await
+    };
+    match written {
+        Ok(()) => metrics.batch(1, 1, started),
+        Err(e) => {
+            metrics.batch(1, 0, started);
+            metrics.exceptions(1, &e.to_string());
+            if matches!(e, quiver_connectors::ConnectorError::Fatal { .. }) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes batches; per-batch failures are counted as exceptions, and only a fatal one

@@ -5,7 +5,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::Engine;
-use super::options::unimplemented_options;
 use super::rules::unknown_rule;
 use crate::error::EngineError;
 
@@ -89,16 +88,20 @@ impl Engine {
     pub fn rule_status(&self, id: &str) -> Result<RuleStatus, EngineError> {
         let rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
-        let warnings = unimplemented_options(&entry.spec);
         let mut last_stop_ms = entry.last_stop_ms;
-        let (status, mut message, metrics) = match &entry.run {
+        let (status, message, metrics) = match &entry.run {
             Some(run) => {
                 let finished_at = run.finished_at.load(std::sync::atomic::Ordering::Acquire);
                 if finished_at > 0 {
                     last_stop_ms = finished_at;
                 }
                 let finished = *run.done.borrow();
-                let error = run.error.lock().expect("error lock").clone();
+                let error = run
+                    .error
+                    .lock()
+                    .expect("error lock")
+                    .clone()
+                    .or_else(|| self.inner.workers.dead());
                 let (status, message) = match (finished, error) {
                     (_, Some(e)) => ("stopped by error".to_string(), e),
                     (true, None) => ("stopped".to_string(), "input ended".to_string()),
@@ -108,17 +111,29 @@ impl Engine {
                 if let Some(conn) = &run.connection {
                     connection_metrics(&mut metrics, &run.source_node, conn);
                 }
+                let dropped = run.dropped.load(std::sync::atomic::Ordering::Relaxed);
                 let late = run.late_rows.load(std::sync::atomic::Ordering::Relaxed);
                 let mut message = message;
-                if late > 0 {
-                    metrics.push((
-                        format!("{}_0_late_events_total", run.source_node),
-                        Value::from(late),
-                    ));
-                    if !message.is_empty() {
-                        message.push_str("; ");
+                for (count, metric, why) in [
+                    (
+                        late,
+                        "late_events_total",
+                        "late events dropped behind the watermark",
+                    ),
+                    (
+                        dropped,
+                        "dropped_events_total",
+                        "events dropped: the rule fell behind its shared stream",
+                    ),
+                ] {
+                    if count > 0 {
+                        let key = format!("{}_0_{metric}", run.source_node);
+                        metrics.push((key, Value::from(count)));
+                        if !message.is_empty() {
+                            message.push_str("; ");
+                        }
+                        message.push_str(&format!("{count} {why}"));
                     }
-                    message.push_str(&format!("{late} late events dropped behind the watermark"));
                 }
                 (status, message, metrics)
             }
@@ -132,12 +147,6 @@ impl Engine {
                     .unwrap_or_default(),
             ),
         };
-        if !warnings.is_empty() {
-            if !message.is_empty() {
-                message.push_str("; ");
-            }
-            message.push_str(&warnings);
-        }
         Ok(RuleStatus {
             status,
             message,

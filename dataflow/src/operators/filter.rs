@@ -62,7 +62,11 @@ impl BatchOperator for FilterOp {
     fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
         let started = Instant::now();
         let rows = batch.num_rows();
-        let mut ctx = EvalContext::new(rows);
+        let mut ctx = if self.metrics.sends_errors() {
+            EvalContext::detailed(rows)
+        } else {
+            EvalContext::new(rows)
+        };
         let keep = if self.hits.is_empty() {
             condition_mask(&self.predicate, &batch, &mut ctx)
         } else {
@@ -78,13 +82,7 @@ impl BatchOperator for FilterOp {
             Some(ok) => arrow::compute::and(&keep, &ok).unwrap_or(keep),
             None => keep,
         };
-        self.metrics.exceptions(
-            ctx.errors.count(),
-            &format!(
-                "run Where error: {}",
-                ctx.errors.first().unwrap_or_default()
-            ),
-        );
+        self.metrics.row_errors(&ctx.errors, "run Where error: ");
         let out = filter_record_batch(&batch, &keep).ok();
         let kept = out.as_ref().map_or(0, RecordBatch::num_rows);
         self.metrics.batch(rows, kept, started);

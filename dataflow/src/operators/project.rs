@@ -9,28 +9,55 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use quiver_compiler::eval::EvalContext;
 use quiver_compiler::plan::ProjectItem;
+use quiver_connectors::codec::encode::KEEP_NIL;
 
 use crate::chain::BatchOperator;
 use crate::metrics::NodeMetrics;
+
+/// eKuiper's text for `unnest` over a value that is not an array (`binder/function`).
+const UNNEST_NOT_ARRAY: &str = "the argument for the unnest function should be array";
 
 /// Computes the SELECT list.
 pub struct ProjectOp {
     items: Vec<ProjectItem>,
     metrics: Arc<NodeMetrics>,
+    /// The rule's `sendNilField`.
+    send_nil: bool,
 }
 
 impl ProjectOp {
     /// A projection reporting into `metrics`.
     pub fn new(items: Vec<ProjectItem>, metrics: Arc<NodeMetrics>) -> Self {
-        ProjectOp { items, metrics }
+        ProjectOp {
+            items,
+            metrics,
+            send_nil: false,
+        }
     }
 
-    fn project(&self, batch: &RecordBatch, ctx: &mut EvalContext) -> Result<RecordBatch, String> {
+    /// Marks the fields whose nulls are sent (eKuiper's `sendNilField`: plain columns and
+    /// aliased fields) when `send_nil`.
+    pub fn sending_nil(mut self, send_nil: bool) -> Self {
+        self.send_nil = send_nil;
+        self
+    }
+
+    /// The SELECT list over `batch`; failures of `unnest` go to `bare` (eKuiper reports them
+    /// without the `run Select error` prefix).
+    fn project(
+        &self,
+        batch: &RecordBatch,
+        ctx: &mut EvalContext,
+        bare: &mut Option<quiver_compiler::eval::RowErrors>,
+    ) -> Result<RecordBatch, String> {
         let rows = batch.num_rows();
         let mut fields: Vec<Field> = Vec::new();
         let mut cols: Vec<ArrayRef> = Vec::new();
         let mut unnest = None;
         let schema = batch.schema();
+        // Each field's failures, reported as eKuiper does: the field's expression (and alias)
+        // in the text, plain fields before aliased ones (the order it evaluates them in).
+        let mut field_errors: Vec<(bool, String, quiver_compiler::eval::RowErrors)> = Vec::new();
         for item in &self.items {
             match item {
                 ProjectItem::Wildcard { except, replace } => {
@@ -77,9 +104,21 @@ impl ProjectOp {
                         }
                     }
                 }
-                ProjectItem::Expr { expr, name } => {
-                    let arr = expr.eval(batch, ctx)?.into_array(rows);
-                    fields.push(Field::new(name, arr.data_type().clone(), true));
+                ProjectItem::Expr { expr, name, label } => {
+                    let mut own = ctx.child();
+                    let arr = expr.eval(batch, &mut own)?.into_array(rows);
+                    if !own.errors.is_empty() {
+                        let prefix = format!("{} meet error, err:", label.text);
+                        field_errors.push((label.aliased, prefix, own.errors));
+                    }
+                    let mut field = Field::new(name, arr.data_type().clone(), true);
+                    if self.send_nil && label.keeps_nil() {
+                        field = field.with_metadata(std::collections::HashMap::from([(
+                            KEEP_NIL.to_string(),
+                            "true".to_string(),
+                        )]));
+                    }
+                    fields.push(field);
                     cols.push(arr);
                 }
                 ProjectItem::Spread { expr } => {
@@ -114,6 +153,10 @@ impl ProjectOp {
                 }
             }
         }
+        field_errors.sort_by_key(|(aliased, ..)| *aliased);
+        for (_, prefix, errors) in field_errors {
+            ctx.errors.merge_prefixed(errors, &prefix);
+        }
         let Some((at, name, list)) = unnest else {
             return RecordBatch::try_new_with_options(
                 Arc::new(Schema::new(fields)),
@@ -122,7 +165,10 @@ impl ProjectOp {
             )
             .map_err(|e| e.to_string());
         };
-        unnest_rows(fields, cols, at, &name, &list, ctx)
+        let mut own = ctx.child();
+        let out = unnest_rows(fields, cols, at, &name, &list, &mut own);
+        *bare = Some(own.errors);
+        out
     }
 }
 
@@ -157,16 +203,10 @@ fn unnest_rows(
             vec![(0, 0); rows],
             arrow::array::new_null_array(&DataType::Null, 0),
         ),
-        other => {
-            let other = other.clone();
+        _ => {
             for r in 0..rows {
                 if list.is_valid(r) {
-                    ctx.errors.flag(r, || {
-                        format!(
-                            "the argument of unnest must be an array, got {}",
-                            quiver_compiler::types::type_name(&other)
-                        )
-                    });
+                    ctx.errors.flag(r, || UNNEST_NOT_ARRAY.to_string());
                 }
             }
             (
@@ -228,21 +268,23 @@ impl BatchOperator for ProjectOp {
     fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
         let started = Instant::now();
         let rows = batch.num_rows();
-        let mut ctx = EvalContext::new(rows);
-        let out = match self.project(&batch, &mut ctx) {
+        let mut ctx = if self.metrics.sends_errors() {
+            EvalContext::detailed(rows)
+        } else {
+            EvalContext::new(rows)
+        };
+        let mut bare = None;
+        let out = match self.project(&batch, &mut ctx, &mut bare) {
             Ok(b) => Some(b),
             Err(e) => {
                 ctx.errors.flag_all(e);
                 None
             }
         };
-        self.metrics.exceptions(
-            ctx.errors.count(),
-            &format!(
-                "run Select error: {}",
-                ctx.errors.first().unwrap_or_default()
-            ),
-        );
+        self.metrics.row_errors(&ctx.errors, "run Select error: ");
+        if let Some(errors) = bare {
+            self.metrics.row_errors(&errors, "");
+        }
         let unnests = self
             .items
             .iter()
@@ -298,7 +340,11 @@ mod tests {
     fn a_failing_row_is_dropped_and_counted_with_ekuipers_message() {
         let m = metrics();
         let mut op = ProjectOp::new(select("SELECT k, 6 / v AS q FROM s"), m.clone());
-        let out = assert_drops_the_failing_row(&mut op, &m, "run Select error: divided by zero");
+        let out = assert_drops_the_failing_row(
+            &mut op,
+            &m,
+            "run Select error: alias: q expr: binaryExpr:{ 6 / s.v } meet error, err:divided by zero",
+        );
         assert_eq!(ints_of(&out, "q"), [Some(2), Some(3)]);
     }
 

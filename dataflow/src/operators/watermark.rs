@@ -2,11 +2,22 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::window::TS_COLUMN;
+
+/// A joined stream that sent nothing for this long (wall time) no longer holds the watermark
+/// back, as Flink's `withIdleness`: the other streams' times move it; the idle stream's rows,
+/// when it speaks again, count once more (those behind the watermark by then are late).
+pub const IDLE_AFTER: Duration = Duration::from_secs(10);
+
+/// At most this many rows wait for the watermark (a far-future row on one stream, or one
+/// stream far behind the others, would otherwise grow the buffer without bound). Beyond it the
+/// watermark moves up to release every waiting row, and says so in the log.
+pub const MAX_WAITING_ROWS: usize = 1 << 20;
 
 /// Event time, kept by worker 0 for the whole rule: rows wait, sorted by time, until the
 /// watermark passes them (eKuiper's watermark operator), and rows behind it are dropped.
@@ -17,7 +28,12 @@ pub struct Watermark {
     last: i64,
     /// The latest time seen on each stream.
     max_seen: Vec<i64>,
+    /// When each stream last sent a row (wall time), for idleness.
+    seen_at: Vec<Option<Instant>>,
+    started: Instant,
+    idle_after: Duration,
     waiting: Vec<RecordBatch>,
+    waiting_rows: usize,
     late: Arc<AtomicU64>,
 }
 
@@ -38,9 +54,34 @@ impl Watermark {
             tolerance,
             last: i64::MIN,
             max_seen: vec![i64::MIN; sources.max(1)],
+            seen_at: vec![None; sources.max(1)],
+            started: Instant::now(),
+            idle_after: IDLE_AFTER,
             waiting: Vec::new(),
+            waiting_rows: 0,
             late,
         }
+    }
+
+    /// Sets how long a stream may stay silent before it stops holding the watermark.
+    pub fn with_idle_after(mut self, idle_after: Duration) -> Self {
+        self.idle_after = idle_after;
+        self
+    }
+
+    /// The slowest stream's latest time, over the streams that are not idle (a stream is
+    /// active while it sent a row within `idle_after`, or, before its first row, while the
+    /// rule is younger than that).
+    fn slowest(&self, now: Instant) -> i64 {
+        let active = |i: usize| match self.seen_at[i] {
+            Some(at) => now.duration_since(at) <= self.idle_after,
+            None => now.duration_since(self.started) <= self.idle_after,
+        };
+        (0..self.max_seen.len())
+            .filter(|&i| active(i))
+            .map(|i| self.max_seen[i])
+            .min()
+            .unwrap_or_else(|| self.max_seen.iter().copied().max().unwrap_or(i64::MIN))
     }
 
     /// Adds rows; returns the rows the watermark released (in time order) and the new
@@ -71,6 +112,7 @@ impl Watermark {
             .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().clone());
         let mut late = 0u64;
         let mut moved = false;
+        let now = Instant::now();
         for r in 0..rows {
             let t = match &millis {
                 Some(m) => arrow::array::Array::is_valid(m, r).then(|| m.value(r)),
@@ -100,8 +142,8 @@ impl Watermark {
                         .map_or(0, |c| c.value(r) as usize)
                         .min(self.max_seen.len() - 1);
                     self.max_seen[src] = self.max_seen[src].max(t);
-                    let slowest = self.max_seen.iter().copied().min().unwrap_or(i64::MIN);
-                    let wm = slowest.saturating_sub(self.tolerance);
+                    self.seen_at[src] = Some(now);
+                    let wm = self.slowest(now).saturating_sub(self.tolerance);
                     if wm > self.last {
                         self.last = wm;
                         moved = true;
@@ -122,7 +164,11 @@ impl Watermark {
         if let Ok(kept) = arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep))
             && kept.num_rows() > 0
         {
+            self.waiting_rows += kept.num_rows();
             self.waiting.push(kept);
+        }
+        if self.waiting_rows > MAX_WAITING_ROWS {
+            return self.release_all_waiting();
         }
         if !moved {
             return (None, None);
@@ -130,8 +176,38 @@ impl Watermark {
         (self.release(Some(self.last)), Some(self.last))
     }
 
+    /// The buffer is full: the watermark moves up to the latest waiting row and every waiting
+    /// row leaves, in time order.
+    fn release_all_waiting(&mut self) -> (Option<RecordBatch>, Option<i64>) {
+        tracing::warn!(
+            "event time: more than {MAX_WAITING_ROWS} rows wait for the watermark (a stream far \
+             behind the others, or a row far in the future); releasing them all"
+        );
+        let out = self.release(None);
+        if let Some(max) = out
+            .as_ref()
+            .and_then(|b| b.column_by_name(TS_COLUMN))
+            .and_then(|c| {
+                c.as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .iter()
+                    .max()
+                    .copied()
+            })
+        {
+            self.last = self.last.max(max);
+        }
+        (out, Some(self.last))
+    }
+
     /// Releases waiting rows with time <= `upto` (all of them for `None`), sorted by time.
     pub fn release(&mut self, upto: Option<i64>) -> Option<RecordBatch> {
+        let out = self.release_sorted(upto);
+        self.waiting_rows = self.waiting.iter().map(RecordBatch::num_rows).sum();
+        out
+    }
+
+    fn release_sorted(&mut self, upto: Option<i64>) -> Option<RecordBatch> {
         if self.waiting.is_empty() {
             return None;
         }
@@ -244,16 +320,18 @@ mod tests {
         );
     }
 
+    /// One row at time `t` from stream `src`.
+    fn from(src: i64, t: i64) -> RecordBatch {
+        batch(vec![
+            ("ts", ints(&[Some(t)])),
+            (quiver_compiler::columns::SOURCE_COLUMN, ints(&[Some(src)])),
+        ])
+    }
+
     #[test]
     fn with_two_streams_the_slower_one_holds_the_watermark() {
         let (mut w, _) = watermark(0, 2);
         let mut failures = Failures::default();
-        let from = |src: i64, t: i64| {
-            batch(vec![
-                ("ts", ints(&[Some(t)])),
-                (quiver_compiler::columns::SOURCE_COLUMN, ints(&[Some(src)])),
-            ])
-        };
         let (out, moved) = w.push(from(0, 5000), &mut failures);
         assert!(
             out.is_none() && moved.is_none(),
@@ -271,5 +349,29 @@ mod tests {
             ints_of(&out.expect("the row at 5000"), "__ts"),
             [Some(5000)]
         );
+    }
+
+    #[test]
+    fn an_idle_stream_stops_holding_the_watermark() {
+        let (w, _) = watermark(0, 2);
+        let mut w = w.with_idle_after(Duration::from_millis(50));
+        let mut failures = Failures::default();
+        let (_, moved) = w.push(from(1, 1000), &mut failures);
+        assert_eq!(
+            moved, None,
+            "stream 0 has not spoken yet and is not idle yet"
+        );
+        std::thread::sleep(Duration::from_millis(80));
+        // Stream 0 never spoke and the rule is older than the idle timeout: stream 1 alone
+        // moves the watermark.
+        let (out, moved) = w.push(from(1, 4000), &mut failures);
+        assert_eq!(moved, Some(4000));
+        assert_eq!(
+            ints_of(&out.expect("both rows"), "__ts"),
+            [Some(1000), Some(4000)]
+        );
+        // Stream 0 speaks again: it holds the watermark once more; its row behind it is late.
+        let (_, moved) = w.push(from(0, 3000), &mut failures);
+        assert_eq!(moved, None);
     }
 }

@@ -24,6 +24,8 @@ pub struct Target<'a> {
     pub event_time: Option<EventTime>,
     /// The sink type of each action, in order.
     pub sinks: &'a [String],
+    /// The rule's `sendNilField` option.
+    pub send_nil: bool,
     /// Whether the machine has cores to spare beyond a reading worker and a reader thread:
     /// only then do event-time windows spread their groups over the workers.
     pub spare_cores: bool,
@@ -110,7 +112,7 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
         .iter()
         .zip(&reads)
         .map(|(n, read)| {
-            let (name, kind) = lower_node(n, &mut seen_window, *read);
+            let (name, kind) = lower_node(n, &mut seen_window, *read, target.send_nil);
             let node = name.map(|name| {
                 nodes.push(format!("op_{}_{name}", nodes.len() + 1));
                 nodes.len() - 1
@@ -362,15 +364,20 @@ fn lower_node(
     n: &LogicalPlan,
     seen_window: &mut bool,
     read: Option<TableRead>,
+    send_nil: bool,
 ) -> (Option<&'static str>, Option<OpKind>) {
     match n {
         LogicalPlan::Filter { predicate, .. } => (
             Some(if *seen_window { "having" } else { "filter" }),
             Some(OpKind::Filter(predicate.clone())),
         ),
-        LogicalPlan::Project { items, .. } => {
-            (Some("project"), Some(OpKind::Project(items.clone())))
-        }
+        LogicalPlan::Project { items, .. } => (
+            Some("project"),
+            Some(OpKind::Project {
+                items: items.clone(),
+                send_nil,
+            }),
+        ),
         LogicalPlan::Limit { n, .. } => (None, Some(OpKind::Limit(*n))),
         LogicalPlan::Sort { keys, .. } => (Some("order"), Some(OpKind::Sort(keys.clone()))),
         LogicalPlan::RowNumber { specs, .. } => {
@@ -478,6 +485,7 @@ mod tests {
                     sources: 1,
                 }),
                 sinks: &sinks,
+                send_nil: false,
                 spare_cores: cores > 2,
             },
         )

@@ -92,7 +92,12 @@ pub enum OpKind {
     /// WHERE or HAVING.
     Filter(Expr),
     /// SELECT.
-    Project(Vec<ProjectItem>),
+    Project {
+        /// The fields.
+        items: Vec<ProjectItem>,
+        /// The rule's `sendNilField`: nulls of plain columns and aliased fields are sent.
+        send_nil: bool,
+    },
     /// LIMIT.
     Limit(usize),
     /// ORDER BY within one emission.
@@ -129,7 +134,7 @@ impl OpKind {
                 e.visit(&mut |x| hits |= matches!(x, Expr::Hit { .. }));
                 hits
             }
-            OpKind::Project(_)
+            OpKind::Project { .. }
             | OpKind::Limit(_)
             | OpKind::Sort(_)
             | OpKind::RowNumber(_)
@@ -426,11 +431,12 @@ impl fmt::Display for OpKind {
         let list = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>().join(", ");
         match self {
             OpKind::Filter(e) => write!(f, "Filter: {e}"),
-            OpKind::Project(items) => {
+            OpKind::Project { items, send_nil } => {
                 write!(
                     f,
-                    "Project: {}",
-                    list(&mut items.iter().map(ToString::to_string))
+                    "Project: {}{}",
+                    list(&mut items.iter().map(ToString::to_string)),
+                    if *send_nil { " (sendNilField)" } else { "" }
                 )
             }
             OpKind::Limit(n) => write!(f, "Limit: {n}"),

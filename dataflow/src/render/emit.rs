@@ -3,7 +3,6 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use timely::container::CapacityContainerBuilder;
@@ -26,7 +25,7 @@ pub(super) fn render_post<'s>(
     merge: bool,
     pending: Rc<Cell<usize>>,
     sinks: usize,
-    rule: Arc<quiver_compiler::eval::RuleContext>,
+    rule: super::RunContext,
 ) -> Stream<'s, u64, ArrowBatch> {
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         DistributorPact(|_| ToFirstWorker),
@@ -45,7 +44,7 @@ pub(super) fn render_post<'s>(
                         } else if let Some(cap) = time.retain_least(0) {
                             parts.insert(t, (cap, vec![batch]));
                         }
-                    } else if let Some(out) = run_post(&mut chain, batch, &rule) {
+                    } else if let Some(out) = emission(&mut chain, batch, &rule) {
                         pending.set(pending.get() + sinks);
                         output
                             .session(&time)
@@ -56,11 +55,16 @@ pub(super) fn render_post<'s>(
                     if frontier.less_equal(&t) {
                         break;
                     }
-                    let (cap, batches) = parts.remove(&t).expect("first key exists");
+                    let (cap, mut batches) = parts.remove(&t).expect("first key exists");
+                    // Empty parts (workers whose groups had no rows in this window) add nothing
+                    // unless every part is empty.
+                    if batches.iter().any(|b| b.num_rows() > 0) {
+                        batches.retain(|b| b.num_rows() > 0);
+                    }
                     let Some(batch) = concat_results(&batches) else {
                         continue;
                     };
-                    if let Some(out) = run_post(&mut chain, batch, &rule) {
+                    if let Some(out) = emission(&mut chain, batch, &rule) {
                         pending.set(pending.get() + sinks);
                         output
                             .session(&cap)
@@ -72,18 +76,31 @@ pub(super) fn render_post<'s>(
     )
 }
 
+/// What the sinks get for one window's results: the results after HAVING, ORDER BY, SELECT
+/// and LIMIT, or, for an empty event-time window, the empty emission eKuiper sends as `[]`.
+fn emission(
+    chain: &mut Chain,
+    batch: RecordBatch,
+    rule: &super::RunContext,
+) -> Option<RecordBatch> {
+    if crate::container::is_empty_emission(&batch) {
+        return Some(batch);
+    }
+    run_post(chain, batch, rule)
+}
+
+/// Runs `chain` on a batch after the window (or the key exchange); a panic fails the rule.
 pub(super) fn run_post(
     chain: &mut Chain,
     batch: RecordBatch,
-    rule: &Arc<quiver_compiler::eval::RuleContext>,
+    (rule, fault): &super::RunContext,
 ) -> Option<RecordBatch> {
-    let rows = batch.num_rows();
-    let run = || quiver_compiler::eval::with_rule_context(rule, || chain.process_batch(batch));
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-        Ok(out) => out,
-        Err(panic) => {
-            tracing::error!("operator panicked, {rows} result rows dropped: {panic:?}");
-            None
-        }
+    if fault.failed() {
+        return None;
     }
+    fault
+        .contain("an operator", || {
+            quiver_compiler::eval::with_rule_context(rule, || chain.process_batch(batch))
+        })
+        .flatten()
 }

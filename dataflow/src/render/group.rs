@@ -50,6 +50,8 @@ pub struct Member {
     pub metrics: Arc<RuleMetrics>,
     /// What `rule_id()` and `rule_start()` read.
     pub rule: Arc<quiver_compiler::eval::RuleContext>,
+    /// Where a panic in this member's operators fails this rule only.
+    pub fault: Arc<crate::fault::Fault>,
 }
 
 /// The rules of one shared stream that run together, and the group's worker queues.
@@ -281,6 +283,7 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
                                     &mut l.chain,
                                     batch.clone(),
                                     &m.source_metrics,
+                                    &m.fault,
                                 )
                             });
                             if let Some(out) = out {

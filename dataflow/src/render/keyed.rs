@@ -25,7 +25,7 @@ pub(super) fn render_keyed<'s>(
     rule: &RuleDataflow,
 ) -> Stream<'s, u64, ArrowBatch> {
     let sinks = rule.sinks.len().max(1);
-    let ctx = rule.rule.clone();
+    let ctx = (rule.rule.clone(), rule.fault.clone());
     let to_windows = rule.to_windows.clone();
     let scope = stream.scope();
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(

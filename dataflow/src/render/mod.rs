@@ -90,7 +90,16 @@ pub struct RuleDataflow {
     pub tables: TableInputs,
     /// Rows sent to the window operators and not yet taken by them, over all workers.
     pub to_windows: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where an operator's panic fails the rule (never the worker).
+    pub fault: Arc<crate::fault::Fault>,
 }
+
+/// What an operator of a rule run needs besides its data: the rule context its expressions
+/// read, and the fault slot a panic fails the rule through.
+pub(crate) type RunContext = (
+    Arc<quiver_compiler::eval::RuleContext>,
+    Arc<crate::fault::Fault>,
+);
 
 /// The tables a rule's joins read: each table by name, and the scan-table indexes by the
 /// slots of [`PhysicalPlan::indexes`] (built before the rule).
@@ -143,14 +152,18 @@ pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
                 joined,
                 node,
             } => {
+                let event_time = rule.physical.event_time.is_some();
                 let windows = match joined {
-                    Some(ops) => {
-                        Windows::joined(spec.clone(), chain(ops, &rule.metrics, &rule.tables))
-                    }
-                    None => Windows::new(spec.clone()),
+                    Some(ops) => Windows::joined(
+                        spec.clone(),
+                        chain(ops, &rule.metrics, &rule.tables),
+                        event_time,
+                    ),
+                    None => Windows::new(spec.clone(), event_time),
                 };
                 let metrics = rule.metrics.at(*node);
                 let (to_windows, ctx) = (rule.to_windows.clone(), rule.rule.clone());
+                let fault = rule.fault.clone();
                 match exchange {
                     Exchange::ByKey => render_window(
                         input(),
@@ -158,7 +171,7 @@ pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
                         metrics,
                         DistributorPact(|_| KeyDistributor),
                         to_windows,
-                        ctx,
+                        (ctx, fault),
                     ),
                     Exchange::ToFirstWorker => render_window(
                         input(),
@@ -166,7 +179,7 @@ pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
                         metrics,
                         DistributorPact(|_| ToFirstWorker),
                         to_windows,
-                        ctx,
+                        (ctx, fault),
                     ),
                 }
             }
@@ -176,7 +189,7 @@ pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
                 *merge,
                 pending.clone(),
                 sinks,
-                rule.rule.clone(),
+                (rule.rule.clone(), rule.fault.clone()),
             ),
             Stage::Sink { split_rows } => {
                 render_sink(input(), rule, pending.clone(), *split_rows);
@@ -204,7 +217,9 @@ fn operator(op: &Op, metrics: &RuleMetrics, tables: &TableInputs) -> Box<dyn Bat
     };
     match &op.kind {
         OpKind::Filter(predicate) => Box::new(FilterOp::new(predicate.clone(), node())),
-        OpKind::Project(items) => Box::new(ProjectOp::new(items.clone(), node())),
+        OpKind::Project { items, send_nil } => {
+            Box::new(ProjectOp::new(items.clone(), node()).sending_nil(*send_nil))
+        }
         OpKind::Limit(n) => Box::new(LimitOp::new(*n)),
         OpKind::Sort(keys) => Box::new(SortOp::new(keys.clone(), node())),
         OpKind::RowNumber(specs) => Box::new(RowNumberOp::new(specs.clone(), node())),

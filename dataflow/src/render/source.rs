@@ -46,6 +46,7 @@ pub(super) fn render_source<'s>(
     let activators = rule.activators.clone();
     let sinks = rule.sinks.len().max(1);
     let rule_ctx = rule.rule.clone();
+    let fault = rule.fault.clone();
     let to_windows = rule.to_windows.clone();
     let windowed = stamps_time;
     let mut watermark = rule.physical.event_time.as_ref().map(|e| {
@@ -73,7 +74,7 @@ pub(super) fn render_source<'s>(
             // Emits a batch through the chain at the current capability.
             let mut emit = |batch: RecordBatch, cap: &mut Option<Capability<u64>>| {
                 let out = quiver_compiler::eval::with_rule_context(&rule_ctx, || {
-                    run_chain(&mut chain, batch, &source_metrics)
+                    run_chain(&mut chain, batch, &source_metrics, &fault)
                 });
                 let Some(out) = out else {
                     return;
@@ -115,7 +116,15 @@ pub(super) fn render_source<'s>(
                 let arrow_rows = matches!(event, SourceEvent::Batch(_));
                 let joined = matches!(&event, SourceEvent::Batch(b)
                     if b.column_by_name(quiver_compiler::columns::SOURCE_COLUMN).is_some());
-                let (messages, decoded) = event.decode(&decoder);
+                if fault.failed() {
+                    // A failed rule reads on only to let its source see the end.
+                    continue;
+                }
+                let Some((messages, decoded)) =
+                    fault.contain("the decoder", || event.decode(&decoder))
+                else {
+                    continue;
+                };
                 if !joined {
                     source_metrics.batch(messages, messages, started);
                 }
@@ -125,7 +134,7 @@ pub(super) fn render_source<'s>(
                         errors = decoded.errors.len(),
                         "dropping malformed messages: {first}"
                     );
-                    decoder_metrics.exceptions(decoded.errors.len(), first);
+                    decoder_metrics.failed_each(&decoded.errors);
                 }
                 if !arrow_rows && !Arc::ptr_eq(&decoder_metrics, &source_metrics) {
                     decoder_metrics.batch(messages, decoded.rows(), started);
@@ -135,7 +144,13 @@ pub(super) fn render_source<'s>(
                     match watermark.as_mut() {
                         Some(wm) => {
                             let mut failures = crate::window::Failures::default();
-                            let (released, moved) = wm.push(batch, &mut failures);
+                            let Some((released, moved)) = fault
+                                .contain("the watermark operator", || {
+                                    wm.push(batch, &mut failures)
+                                })
+                            else {
+                                continue;
+                            };
                             if let Some(first) = &failures.first {
                                 decoder_metrics.exceptions(failures.rows, first);
                             }

@@ -18,11 +18,11 @@ use crate::window::Windows;
 /// merge one window's results from all workers into one emission.
 pub(super) fn render_window<'s, P>(
     stream: Stream<'s, u64, ArrowBatch>,
-    mut windows: Windows,
+    windows: Windows,
     metrics: Arc<NodeMetrics>,
     pact: P,
     to_windows: Arc<std::sync::atomic::AtomicUsize>,
-    rule: Arc<quiver_compiler::eval::RuleContext>,
+    (rule, fault): super::RunContext,
 ) -> Stream<'s, u64, ArrowBatch>
 where
     P: timely::dataflow::channels::pact::ParallelizationContract<u64, ArrowBatch>,
@@ -34,6 +34,8 @@ where
             let to_windows = to_windows.clone();
             // The earliest time this operator may still emit at.
             let mut held: Option<Capability<u64>> = None;
+            // Dropped (with every open window) when the rule fails.
+            let mut windows = Some(windows);
             move |(input, frontier), output| {
                 let mut emitted = 0usize;
                 let started = Instant::now();
@@ -48,8 +50,14 @@ where
                     if held.as_ref().is_none_or(|h| t < *h.time()) {
                         held = time.retain_least(0);
                     }
-                    let closed =
-                        quiver_compiler::eval::with_rule_context(&rule, || windows.insert(&batch));
+                    let Some(w) = windows.as_mut().filter(|_| !fault.failed()) else {
+                        return;
+                    };
+                    let closed = fault
+                        .contain("the window operator", || {
+                            quiver_compiler::eval::with_rule_context(&rule, || w.insert(&batch))
+                        })
+                        .unwrap_or_default();
                     for e in closed {
                         emitted += e.batch.num_rows();
                         output
@@ -58,9 +66,22 @@ where
                     }
                 });
                 let f = frontier.frontier().iter().next().copied();
-                let closes = quiver_compiler::eval::with_rule_context(&rule, || {
-                    windows.advance(f.unwrap_or(u64::MAX))
-                });
+                if fault.failed() {
+                    // The rule failed: its windows and their rows go, time is let go of.
+                    windows = None;
+                    held = None;
+                    return;
+                }
+                let Some(windows) = windows.as_mut() else {
+                    return;
+                };
+                let closes = fault
+                    .contain("the window operator", || {
+                        quiver_compiler::eval::with_rule_context(&rule, || {
+                            windows.advance(f.unwrap_or(u64::MAX))
+                        })
+                    })
+                    .unwrap_or_default();
                 for e in closes {
                     let Some(h) = held.as_ref() else { break };
                     let at = (e.end.max(1) as u64 - 1).max(*h.time());

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::{Emission, GroupTable};
 use arrow::array::{AsArray, UInt32Array};
 use arrow::compute::take_record_batch;
+use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::window::{AggregateSpec, TS_COLUMN};
 
@@ -21,10 +22,30 @@ pub struct AlignedWindows {
     pub(crate) bad_rows: usize,
     /// Groups in the last window closed: the room a new window's table starts with.
     last_groups: usize,
+    /// Event time: eKuiper's trigger, which fires every window end from the first row's on.
+    trigger: Option<EventTrigger>,
 }
 
+/// eKuiper's event-time trigger (`topo/node/event_window_trigger.go`, `window_op.go`): once the
+/// first row is seen, every window end at or below the watermark fires in turn, empty windows
+/// included (sent as `[]`). The first window's `window_start()` is eKuiper's first trigger
+/// time: the first row's time for a tumbling window, that minus the hop for a hopping one
+/// (the window's own start when that is not positive); later windows report their own start.
+#[derive(Debug, Default)]
+struct EventTrigger {
+    /// The next window end to fire, once a row was seen.
+    next_end: Option<i64>,
+    /// The first row's time until the first window fires.
+    first: Option<i64>,
+}
+
+/// At most this many empty windows fire in a row: a gap of a year in 1 s windows would
+/// otherwise send tens of millions of `[]`. Beyond it the trigger jumps to the next window
+/// that holds rows, and says so in the log.
+const MAX_EMPTY_WINDOWS: usize = 10_000;
+
 impl AlignedWindows {
-    pub(super) fn new(spec: Arc<AggregateSpec>, size: u64, hop: u64) -> Self {
+    pub(super) fn new(spec: Arc<AggregateSpec>, size: u64, hop: u64, event_time: bool) -> Self {
         AlignedWindows {
             spec,
             size: size as i64,
@@ -32,6 +53,7 @@ impl AlignedWindows {
             open: BTreeMap::new(),
             bad_rows: 0,
             last_groups: 0,
+            trigger: event_time.then(EventTrigger::default),
         }
     }
 
@@ -44,6 +66,14 @@ impl AlignedWindows {
         // Window starts containing t: s <= t < s + size with s + size a multiple of hop; the
         // latest is t minus how far t + size is past such a multiple.
         let last_start = |t: i64| t - (t + size).rem_euclid(hop);
+        if let Some(trigger) = self.trigger.as_mut()
+            && trigger.next_end.is_none()
+            && let Some(first) = ts.values().iter().min()
+        {
+            // The first window ends at the first aligned end after the first row.
+            trigger.next_end = Some((first.div_euclid(hop) + 1) * hop);
+            trigger.first = Some(*first);
+        }
         let first = ts.value(0);
         let uniform = size == hop && {
             let s = last_start(first);
@@ -83,6 +113,9 @@ impl AlignedWindows {
     }
 
     pub(super) fn advance(&mut self, frontier: i64) -> Vec<Emission> {
+        if self.trigger.is_some() {
+            return self.advance_event_time(frontier);
+        }
         let mut out = Vec::new();
         while let Some((&start, _)) = self.open.first_key_value() {
             let end = start.saturating_add(self.size);
@@ -96,6 +129,64 @@ impl AlignedWindows {
                 out.push(Emission { end, batch });
             }
         }
+        out
+    }
+}
+
+impl AlignedWindows {
+    /// Fires every window end up to `frontier`, in turn, while rows wait in a later window (at
+    /// the end of input the last window with rows is the last to fire).
+    fn advance_event_time(&mut self, frontier: i64) -> Vec<Emission> {
+        let mut out = Vec::new();
+        let (size, hop) = (self.size, self.hop);
+        let trigger = self.trigger.as_mut().expect("event time");
+        let Some(mut end) = trigger.next_end else {
+            return out;
+        };
+        let mut empty_run = 0usize;
+        while let Some((&next_start, _)) = self.open.first_key_value() {
+            // Never leave a window with rows behind (a row older than the first one).
+            end = end.min(next_start + size);
+            if end > frontier {
+                break;
+            }
+            let start = end - size;
+            let reported = match trigger.first.take() {
+                Some(first) if size == hop && first > 0 => first,
+                Some(first) if size != hop && first - hop > 0 => first - hop,
+                _ => start,
+            };
+            match self.open.remove(&start) {
+                Some(table) => {
+                    empty_run = 0;
+                    self.bad_rows += table.bad_rows;
+                    self.last_groups = table.len();
+                    let batch = table
+                        .finish(reported, end)
+                        .unwrap_or_else(|| RecordBatch::new_empty(Arc::new(Schema::empty())));
+                    out.push(Emission { end, batch });
+                }
+                None if empty_run >= MAX_EMPTY_WINDOWS => {
+                    let skip_to = next_start + size;
+                    tracing::warn!(
+                        "event-time window: more than {MAX_EMPTY_WINDOWS} empty windows in a row, \
+                         skipping to the window ending at {skip_to}"
+                    );
+                    end = skip_to;
+                    empty_run = 0;
+                    continue;
+                }
+                None => {
+                    empty_run += 1;
+                    out.push(Emission {
+                        end,
+                        batch: RecordBatch::new_empty(Arc::new(Schema::empty())),
+                    });
+                }
+            }
+            end += hop;
+        }
+        trigger.next_end = Some(end);
         out
     }
 }
@@ -123,7 +214,7 @@ mod tests {
     #[test]
     fn a_tumbling_window_closes_at_its_end_and_a_row_at_the_end_opens_the_next() {
         let spec = aggregate("SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)");
-        let mut w = AlignedWindows::new(spec.clone(), 10_000, 10_000);
+        let mut w = AlignedWindows::new(spec.clone(), 10_000, 10_000, false);
         w.insert(&prepared(
             &spec,
             &[
@@ -151,7 +242,7 @@ mod tests {
     #[test]
     fn a_hopping_window_counts_a_row_in_every_window_that_covers_it() {
         let spec = aggregate("SELECT k, count(*) AS c FROM s GROUP BY k, HOPPINGWINDOW(ss, 10, 5)");
-        let mut w = AlignedWindows::new(spec.clone(), 10_000, 5_000);
+        let mut w = AlignedWindows::new(spec.clone(), 10_000, 5_000, false);
         w.insert(&prepared(&spec, &[("a", 1, 7000), ("a", 1, 12_000)]));
         assert_eq!(
             counts(&w.advance(15_000)),
@@ -164,5 +255,18 @@ mod tests {
             counts(&w.advance(20_000)),
             [(20_000, text(&["a"]), vec![Some(1)])]
         );
+    }
+
+    #[test]
+    fn event_time_fires_every_window_end_in_turn_empty_ones_included() {
+        let spec = aggregate("SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 5)");
+        let mut w = AlignedWindows::new(spec.clone(), 5_000, 5_000, true);
+        w.insert(&prepared(&spec, &[("a", 1, 1000), ("a", 1, 2000)]));
+        w.insert(&prepared(&spec, &[("b", 1, 16_000)]));
+        let out = w.advance(i64::MAX);
+        let shape: Vec<(i64, usize)> = out.iter().map(|e| (e.end, e.batch.num_rows())).collect();
+        assert_eq!(shape, [(5_000, 1), (10_000, 0), (15_000, 0), (20_000, 1)]);
+        assert_eq!(ints_of(&out[0].batch, "__window_start"), [Some(1000)]);
+        assert_eq!(ints_of(&out[3].batch, "__window_start"), [Some(15_000)]);
     }
 }

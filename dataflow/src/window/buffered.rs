@@ -40,6 +40,12 @@ pub struct BufferedWindows {
     /// Tumbling and hopping windows kept as rows (joins): windows starting before this were
     /// emitted.
     next_start: i64,
+    /// Event time: an undelayed sliding window's trigger T waits until every row up to T is
+    /// in, then covers `[T - size, T]` (eKuiper's event-time trigger).
+    pub(super) event_time: bool,
+    /// A stream join's sliding window with `OVER (WHEN ...)`: the condition, evaluated on the
+    /// raw rows of each stream as they come (the rows of a join are prepared only later).
+    pub(super) raw_trigger: Option<super::Prepare>,
 }
 
 impl BufferedWindows {
@@ -58,6 +64,8 @@ impl BufferedWindows {
             states: fixed_map(),
             bad_rows: 0,
             before: None,
+            event_time: false,
+            raw_trigger: None,
             next_start: i64::MIN,
         }
     }
@@ -96,11 +104,16 @@ impl BufferedWindows {
             return Vec::new();
         };
         let ts = ts.as_primitive::<arrow::datatypes::Int64Type>().clone();
-        let flag = |name: &str, r: usize| {
-            batch
+        let raw_triggers = self.raw_trigger.as_ref().and_then(|p| {
+            let mut ctx = quiver_compiler::eval::EvalContext::new(batch.num_rows());
+            p.trigger_mask(batch, &mut ctx)
+        });
+        let flag = |name: &str, r: usize| match (&raw_triggers, name == TRIGGER_COLUMN) {
+            (Some(mask), true) => mask.value(r),
+            _ => batch
                 .column_by_name(name)
                 .map(|c| c.as_boolean().value(r))
-                .unwrap_or(true)
+                .unwrap_or(true),
         };
         let mut out = Vec::new();
         for r in 0..batch.num_rows() {
@@ -140,7 +153,7 @@ impl BufferedWindows {
                     // Delayed windows whose end has passed emit before this row joins them.
                     out.extend(self.advance(t));
                     if triggers {
-                        if delay == 0 {
+                        if delay == 0 && !self.event_time {
                             let window: Vec<Row> = self
                                 .rows
                                 .iter()
@@ -239,14 +252,20 @@ impl BufferedWindows {
             WindowKind::Sliding { size, delay } => {
                 let (size, delay) = (size as i64, delay as i64);
                 while let Some(&t) = self.pending.front() {
-                    if t + delay > frontier {
+                    // Event time without a delay: rows at T itself may still come while the
+                    // frontier is T, and they belong to the window (eKuiper's
+                    // event_window_trigger.go evaluates once the watermark passes T).
+                    let undelayed = self.event_time && delay == 0;
+                    if t + delay > frontier || (undelayed && t >= frontier) {
                         break;
                     }
                     self.pending.pop_front();
                     let window: Vec<Row> = self
                         .rows
                         .iter()
-                        .filter(|x| x.ts >= t - size && x.ts < t + delay)
+                        .filter(|x| {
+                            x.ts >= t - size && (x.ts < t + delay || undelayed && x.ts == t)
+                        })
                         .cloned()
                         .collect();
                     out.extend(self.aggregate(&window, t - size, t + delay));

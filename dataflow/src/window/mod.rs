@@ -33,24 +33,33 @@ pub enum Windows {
 }
 
 impl Windows {
-    /// The windows of `spec`.
-    pub fn new(spec: Arc<AggregateSpec>) -> Self {
+    /// The windows of `spec`; with `event_time`, tumbling and hopping windows fire as eKuiper's
+    /// event-time trigger does (every window end in turn, empty windows included).
+    pub fn new(spec: Arc<AggregateSpec>, event_time: bool) -> Self {
         match spec.window.kind {
             WindowKind::Tumbling { size } => {
-                Windows::Aligned(AlignedWindows::new(spec, size, size))
+                Windows::Aligned(AlignedWindows::new(spec, size, size, event_time))
             }
             WindowKind::Hopping { size, hop } => {
-                Windows::Aligned(AlignedWindows::new(spec, size, hop))
+                Windows::Aligned(AlignedWindows::new(spec, size, hop, event_time))
             }
-            _ => Windows::Buffered(BufferedWindows::new(spec)),
+            _ => {
+                let mut w = BufferedWindows::new(spec);
+                w.event_time = event_time;
+                Windows::Buffered(w)
+            }
         }
     }
 
     /// Windows that keep their raw rows and run `before` on each window's rows when it
     /// closes (stream-stream joins), for every window kind but state windows.
-    pub fn joined(spec: Arc<AggregateSpec>, before: crate::chain::Chain) -> Self {
-        let mut w = BufferedWindows::new(spec);
+    pub fn joined(spec: Arc<AggregateSpec>, before: crate::chain::Chain, event_time: bool) -> Self {
+        let mut w = BufferedWindows::new(spec.clone());
         w.before = Some(before);
+        w.event_time = event_time;
+        if spec.window.trigger.is_some() {
+            w.raw_trigger = Some(Prepare::new(spec));
+        }
         Windows::Buffered(w)
     }
 
@@ -127,7 +136,7 @@ mod tests {
     fn closed_windows_free_their_groups() {
         let spec = aggregate("SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)");
         let prepare = Prepare::new(spec.clone());
-        let mut windows = Windows::new(spec);
+        let mut windows = Windows::new(spec, false);
         let mut failures = Failures::default();
         for chunk in 0..100 {
             let keys = (0..1000).map(move |i| format!("key-{}", chunk * 1000 + i));

@@ -109,18 +109,7 @@ impl Prepare {
             }
         }
         let w = &self.spec.window;
-        if let Some(trigger) = &w.trigger {
-            let mask = if self.trigger_hits.is_empty() {
-                condition_lenient(trigger, &batch, &mut ctx)
-            } else {
-                quiver_compiler::hit::condition_with_hits(
-                    trigger,
-                    &self.trigger_hits,
-                    &batch,
-                    &mut ctx,
-                    &condition_lenient,
-                )
-            };
+        if let Some(mask) = self.trigger_mask(&batch, &mut ctx) {
             push(TRIGGER_COLUMN, Arc::new(mask));
         }
         if let Some((begin, emit)) = &w.state {
@@ -209,6 +198,30 @@ fn condition(
         None => mask,
     };
     Some(mask)
+}
+
+impl Prepare {
+    /// Which rows trigger a sliding window (`OVER (WHEN ...)`), recording `last_hit_*` hits;
+    /// `None` when the window has no WHEN. Also used on a stream join's raw rows, one stream's
+    /// rows at a time, the other streams' columns being absent (null).
+    pub(crate) fn trigger_mask(
+        &self,
+        batch: &RecordBatch,
+        ctx: &mut EvalContext,
+    ) -> Option<BooleanArray> {
+        let trigger = self.spec.window.trigger.as_ref()?;
+        Some(if self.trigger_hits.is_empty() {
+            condition_lenient(trigger, batch, ctx)
+        } else {
+            quiver_compiler::hit::condition_with_hits(
+                trigger,
+                &self.trigger_hits,
+                batch,
+                ctx,
+                &condition_lenient,
+            )
+        })
+    }
 }
 
 /// A condition as a mask where null, non-boolean and failed values are false (eKuiper's rule

@@ -2,6 +2,7 @@
 //! errors to statuses. Paths and JSON shapes follow eKuiper's REST documentation.
 
 mod error;
+mod graph;
 pub mod limits;
 mod plugins;
 mod rules;

@@ -4,14 +4,14 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use quiver_dataflow::{Action, RuleSpec};
+use quiver_dataflow::{Action, Engine, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, State};
 use crate::security::mask;
 
-/// eKuiper's rule JSON (`graph` rules are not supported yet and are refused).
+/// eKuiper's rule JSON: `sql` and `actions`, or a `graph` whose sink nodes are the actions.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleBody {
@@ -21,9 +21,14 @@ pub struct RuleBody {
     #[serde(default)]
     pub name: Option<String>,
     /// The SELECT.
-    pub sql: String,
+    #[serde(default)]
+    pub sql: Option<String>,
     /// `[{"log": {}}, {"mqtt": {...}}]`.
-    pub actions: Vec<Map<String, Value>>,
+    #[serde(default)]
+    pub actions: Option<Vec<Map<String, Value>>>,
+    /// The rule as a DAG of nodes instead of `sql` and `actions` ([`super::graph`]).
+    #[serde(default)]
+    pub graph: Option<Value>,
     /// Rule options.
     #[serde(default)]
     pub options: Map<String, Value>,
@@ -66,8 +71,9 @@ const KNOWN_OPTIONS: &[&str] = &[
     "experiment",
 ];
 
-/// Parses eKuiper's rule JSON into a rule and whether to start it.
-pub fn parse(raw: &str) -> Result<(RuleSpec, bool), ApiError> {
+/// Parses eKuiper's rule JSON into a rule and whether to start it; a graph rule is translated
+/// against `engine`'s streams.
+pub fn parse(raw: &str, engine: &Engine) -> Result<(RuleSpec, bool), ApiError> {
     let body: RuleBody = serde_json::from_str(raw)
         .map_err(|e| ApiError::bad_request(format!("invalid rule JSON: {e}")))?;
     if body.id.trim().is_empty() {
@@ -80,8 +86,40 @@ pub fn parse(raw: &str) -> Result<(RuleSpec, bool), ApiError> {
             )));
         }
     }
+    let (sql, actions) = match (body.sql, body.graph, body.actions) {
+        (Some(sql), None, Some(actions)) => (sql, sql_actions(&actions)?),
+        (Some(_), None, None) => {
+            return Err(ApiError::bad_request(
+                "invalid rule JSON: missing field `actions`",
+            ));
+        }
+        (None, Some(graph), None) => super::graph::translate(&graph, engine)?,
+        (None, Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "a graph rule's actions are its sink nodes; remove \"actions\"",
+            ));
+        }
+        (Some(_), Some(_), _) => {
+            return Err(ApiError::bad_request(
+                "a rule has \"sql\" or \"graph\", not both",
+            ));
+        }
+        (None, None, _) => return Err(ApiError::bad_request("a rule needs \"sql\" or \"graph\"")),
+    };
+    let spec = RuleSpec {
+        name: body.name.clone().unwrap_or_else(|| body.id.clone()),
+        id: body.id,
+        sql,
+        actions,
+        options: body.options,
+    };
+    Ok((spec, body.triggered.unwrap_or(true)))
+}
+
+/// `[{"log": {}}, ...]` as actions.
+fn sql_actions(list: &[Map<String, Value>]) -> Result<Vec<Action>, ApiError> {
     let mut actions = Vec::new();
-    for a in &body.actions {
+    for a in list {
         if a.len() != 1 {
             return Err(ApiError::bad_request(
                 "each action must be an object with one sink type, e.g. {\"log\": {}}",
@@ -93,14 +131,7 @@ pub fn parse(raw: &str) -> Result<(RuleSpec, bool), ApiError> {
             props: props.clone(),
         });
     }
-    let spec = RuleSpec {
-        name: body.name.clone().unwrap_or_else(|| body.id.clone()),
-        id: body.id,
-        sql: body.sql,
-        actions,
-        options: body.options,
-    };
-    Ok((spec, body.triggered.unwrap_or(true)))
+    Ok(actions)
 }
 
 /// `POST /rules`.
@@ -111,7 +142,7 @@ pub async fn create(state: State, raw: String) -> Result<(StatusCode, String), A
 }
 
 async fn create_rule(state: State, raw: &str) -> Result<(StatusCode, String), ApiError> {
-    let (spec, start) = parse(raw)?;
+    let (spec, start) = parse(raw, &state.engine)?;
     let id = spec.id.clone();
     state.engine.create_rule_with(spec, start)?;
     if let Err(e) = state.catalog.put_rule(&id, raw, start) {
@@ -132,7 +163,7 @@ pub async fn validate(state: State, raw: String) -> Result<Json<Value>, ApiError
 }
 
 async fn validate_rule(state: State, raw: &str) -> Result<Json<Value>, ApiError> {
-    let (spec, _) = parse(raw)?;
+    let (spec, _) = parse(raw, &state.engine)?;
     state.engine.compile(&spec.sql)?;
     state.engine.validate_options(&spec.options)?;
     for a in &spec.actions {
@@ -202,7 +233,7 @@ async fn update_rule(state: State, id: String, raw: &str) -> Result<String, ApiE
         None => None,
     };
     let raw = restored.as_deref().unwrap_or(raw);
-    let (spec, start) = parse(raw)?;
+    let (spec, start) = parse(raw, &state.engine)?;
     if spec.id != id {
         return Err(ApiError::bad_request(format!(
             "the body is for rule \"{}\", not \"{id}\"",
