@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
         .prepare(batch.clone(), time, &mut failures)
         .expect("rows");
     assert_eq!(failures.rows, 0, "{:?}", failures.first);
-    let mut windows = Windows::new(spec.clone());
+    let mut windows = Windows::new(spec.clone(), false);
     windows.insert(&prepared);
     let emitted = windows.finish();
     assert_eq!(emitted.len(), 1, "one window");
@@ -49,14 +49,14 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("update_1024", |b| {
         b.iter(|| {
-            let mut windows = Windows::new(spec.clone());
+            let mut windows = Windows::new(spec.clone(), false);
             windows.insert(black_box(&prepared));
             black_box(windows)
         })
     });
     group.bench_function("update_and_emit_1024", |b| {
         b.iter(|| {
-            let mut windows = Windows::new(spec.clone());
+            let mut windows = Windows::new(spec.clone(), false);
             windows.insert(black_box(&prepared));
             black_box(windows.finish())
         })

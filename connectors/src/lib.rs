@@ -12,12 +12,17 @@
 pub mod codec;
 pub mod error;
 pub mod file;
+pub mod http;
+pub mod httppull;
 pub mod log;
 pub mod lookup;
 pub mod memory;
 pub mod mqtt;
+pub mod nop;
 mod props;
 pub mod redis;
+pub mod rest;
+pub mod simulator;
 pub mod sql;
 pub mod tls;
 pub mod traits;
@@ -82,16 +87,23 @@ impl Connectors {
 
     /// Source types this build knows.
     pub fn source_types(&self) -> &'static [&'static str] {
-        &["file", "httppush", "memory", "mqtt"]
+        &[
+            "file",
+            "httppull",
+            "httppush",
+            "memory",
+            "mqtt",
+            "simulator",
+        ]
     }
 
     /// Types a lookup table (`KIND="lookup"`) may use: `memory` is served by the engine from
     /// the topic's rows, the others by [`Connectors::lookup_source`].
     pub fn lookup_types(&self) -> &'static [&'static str] {
-        &["memory", "redis", "sql"]
+        &["httppull", "memory", "redis", "sql"]
     }
 
-    /// Creates the lookup source of an external store (`redis`, `sql`) for a table keyed by
+    /// Creates the lookup source of an external store (`httppull`, `redis`, `sql`) for a table keyed by
     /// column `key`.
     pub fn lookup_source(
         &self,
@@ -99,6 +111,10 @@ impl Connectors {
         key: &str,
     ) -> Result<Box<dyn lookup::LookupSource>, ConnectorError> {
         match spec.source_type.as_str() {
+            "httppull" => Ok(Box::new(httppull::HttpPullLookup::new(
+                httppull::HttpPullConfig::parse_lookup(&spec.datasource, &spec.props)?,
+                key,
+            )?)),
             "redis" => Ok(Box::new(redis::RedisLookup::new(
                 redis::RedisLookupConfig::parse(&spec.datasource, &spec.props)?,
             )?)),
@@ -117,7 +133,16 @@ impl Connectors {
 
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
-        &["log", "memory", "mqtt"]
+        &["file", "log", "memory", "mqtt", "nop", "rest"]
+    }
+
+    /// eKuiper common sink properties a built-in sink of `sink_type` reads itself, so the host
+    /// passes them on instead of refusing them (the file sink's `format` and `compression`).
+    pub fn sink_own_keys(sink_type: &str) -> &'static [&'static str] {
+        match sink_type {
+            "file" => file::SINK_OWN_KEYS,
+            _ => &[],
+        }
     }
 
     /// Registers (or replaces) a sink type; rules created from now on can use it as an action.
@@ -191,6 +216,12 @@ impl Connectors {
             "file" => Ok(Box::new(file::FileSource::new(
                 file::FileSourceConfig::parse(&spec.datasource, &spec.props)?,
             ))),
+            "httppull" => Ok(Box::new(httppull::HttpPullSource::new(
+                httppull::HttpPullConfig::parse(&spec.datasource, &spec.props)?,
+            ))),
+            "simulator" => Ok(Box::new(simulator::SimulatorSource::new(
+                simulator::SimulatorConfig::parse(&spec.datasource, &spec.props)?,
+            ))),
             other => {
                 // Cloned out of the lock: creating a plugin source calls into the plugin.
                 let factory = self
@@ -214,6 +245,9 @@ impl Connectors {
     /// Creates a sink of `sink_type` configured by `props` (the action's JSON object).
     pub fn sink(&self, sink_type: &str, props: &Value) -> Result<Box<dyn Sink>, ConnectorError> {
         match sink_type {
+            "file" => Ok(Box::new(file::FileSink::new(file::FileSinkConfig::parse(
+                props,
+            )?))),
             "log" => Ok(Box::new(log::LogSink::new(log::LogSinkConfig::parse(
                 props,
             )?))),
@@ -222,6 +256,12 @@ impl Connectors {
                 memory::MemorySinkConfig::parse(props)?,
             ))),
             "mqtt" => Ok(Box::new(mqtt::MqttSink::new(mqtt::MqttSinkConfig::parse(
+                props,
+            )?))),
+            "nop" => Ok(Box::new(nop::NopSink::new(nop::NopSinkConfig::parse(
+                props,
+            )?))),
+            "rest" => Ok(Box::new(rest::RestSink::new(rest::RestSinkConfig::parse(
                 props,
             )?))),
             other => {

@@ -2,6 +2,9 @@
 //! counts as absent, and errors name the property as the user wrote it. Each connector adds
 //! its own readers (`impl Props` blocks beside its config) on top of these.
 
+use std::time::Duration;
+
+use quiver_compiler::duration::parse_config_millis;
 use serde_json::{Map, Value};
 
 use crate::ConnectorError;
@@ -84,5 +87,105 @@ impl<'a> Props<'a> {
                 Err(self.error(format!("\"{name}\" must be true or false, got {other}")))
             }
         }
+    }
+}
+
+/// eKuiper's common sink properties a built-in sink accepts only at the value that asks for
+/// what it does anyway (no resend cache, one writer, writes awaited in order); any other value
+/// is refused, since this build does not implement it.
+const SINK_DEFAULT_ONLY: &[(&str, &str)] = &[
+    ("enablecache", "false"),
+    ("runasync", "false"),
+    ("concurrency", "1"),
+];
+
+impl<'a> Props<'a> {
+    /// Refuses every key that is not in `used` (lower case) or one of eKuiper's common sink
+    /// keys at its default; the error names the property as written. `what` names the
+    /// connector role (`rest sink`).
+    pub(crate) fn refuse_unknown_sink_keys(
+        &self,
+        what: &str,
+        used: &[&str],
+    ) -> Result<(), ConnectorError> {
+        for (key, default) in SINK_DEFAULT_ONLY {
+            let Some((name, value)) = self.get(key) else {
+                continue;
+            };
+            let text = match value {
+                Value::String(s) => s.trim().to_ascii_lowercase(),
+                other => other.to_string(),
+            };
+            if text != *default {
+                return Err(self.error(format!(
+                    "{what}: \"{name}\" {value} is not supported by this build (only {default})"
+                )));
+            }
+        }
+        let defaults = SINK_DEFAULT_ONLY.iter().map(|(k, _)| *k);
+        let used: Vec<&str> = used.iter().copied().chain(defaults).collect();
+        self.refuse_unknown(what, &used)
+    }
+
+    /// Refuses every key that is not in `used` (lower case), naming it as written.
+    pub(crate) fn refuse_unknown(&self, what: &str, used: &[&str]) -> Result<(), ConnectorError> {
+        match self
+            .entries
+            .iter()
+            .find(|(key, _, value)| !value.is_null() && !used.contains(&key.as_str()))
+        {
+            Some((_, name, _)) => Err(self.error(format!("{what}: unknown property \"{name}\""))),
+            None => Ok(()),
+        }
+    }
+
+    /// A duration: milliseconds, or a duration text such as `"10s"`; 0 counts as absent.
+    pub(crate) fn duration(&self, key: &str) -> Result<Option<Duration>, ConnectorError> {
+        let Some((name, value)) = self.get(key) else {
+            return Ok(None);
+        };
+        let bad = || {
+            self.error(format!(
+                "\"{name}\" must be milliseconds or a duration like \"10s\", got {value}"
+            ))
+        };
+        let ms = match value {
+            Value::Number(n) => n.as_u64().ok_or_else(bad)?,
+            Value::String(s) => parse_config_millis(s).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        };
+        Ok((ms > 0).then(|| Duration::from_millis(ms)))
+    }
+
+    /// A non-negative integer property: a JSON number or its string form.
+    pub(crate) fn uint(&self, key: &str) -> Result<Option<u64>, ConnectorError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((name, value)) => value
+                .as_u64()
+                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+                .map(Some)
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "\"{name}\" must be a non-negative integer, got {value}"
+                    ))
+                }),
+        }
+    }
+}
+
+/// The properties of a rule action for connector `connector`: a JSON object (null: none).
+pub(crate) fn action_props<'a>(
+    connector: &'static str,
+    props: &'a Value,
+) -> Result<Props<'a>, ConnectorError> {
+    static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+    match props {
+        Value::Object(map) => Ok(Props::new(connector, map)),
+        Value::Null => Ok(Props::new(connector, &EMPTY)),
+        other => Err(ConnectorError::Config {
+            connector,
+            reason: format!("the action's properties must be an object, got {other}"),
+        }),
     }
 }

@@ -259,6 +259,19 @@ pub trait Sink: Send {
         })
     }
 
+    /// Writes the payloads a `dataTemplate` rendered from `batch` (one per row with
+    /// `sendSingle`, else one for the batch). Sinks whose properties depend on the rows (the
+    /// rest sink's templated `url`) read them from `batch`; by default the payloads are
+    /// written as they are.
+    async fn collect_rendered(
+        &mut self,
+        batch: &RecordBatch,
+        payloads: &[Vec<u8>],
+    ) -> Result<(), ConnectorError> {
+        let _ = batch;
+        self.collect_payloads(payloads).await
+    }
+
     /// Flushes and releases resources when the rule stops.
     async fn close(&mut self) -> Result<(), ConnectorError> {
         Ok(())

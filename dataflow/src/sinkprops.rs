@@ -58,13 +58,19 @@ fn bad(key: &str, what: &str) -> EngineError {
 impl SinkSettings {
     /// Splits an action's properties into host settings and the connector's own properties.
     pub fn parse(props: &Value) -> Result<(SinkSettings, Value), EngineError> {
+        Self::parse_for(&[], props)
+    }
+
+    /// [`SinkSettings::parse`] for a sink that reads the common keys `own` itself (see
+    /// `Connectors::sink_own_keys`): those reach the sink as well, and are not refused.
+    pub fn parse_for(own: &[&str], props: &Value) -> Result<(SinkSettings, Value), EngineError> {
         let Some(map) = props.as_object() else {
             return Err(EngineError::Invalid(
                 "an action's properties must be a JSON object".into(),
             ));
         };
         for key in UNSUPPORTED {
-            if map.contains_key(*key) {
+            if map.contains_key(*key) && !own.contains(key) {
                 return Err(bad(key, "is not supported yet"));
             }
         }
@@ -120,7 +126,7 @@ impl SinkSettings {
         };
         let rest: serde_json::Map<String, Value> = map
             .iter()
-            .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()))
+            .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()) || own.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok((settings, Value::Object(rest)))
@@ -154,73 +160,25 @@ impl SinkSettings {
     }
 }
 
-/// A compiled `dataTemplate`: Go text/template syntax (`{{.field}}`, `{{range .}}`, `{{if}}`),
-/// plus eKuiper's `json` function (`{{json .}}`).
+/// A compiled `dataTemplate` (see [`quiver_connectors::codec::template`]).
 pub struct DataTemplate {
-    template: gtmpl::Template,
+    template: quiver_connectors::codec::template::Template,
 }
 
 impl DataTemplate {
     /// Parses a template; the error says what is wrong with it.
     pub fn compile(text: &str) -> Result<DataTemplate, EngineError> {
-        let mut template = gtmpl::Template::default();
-        template.add_func("json", json_func);
-        template
-            .parse(text)
-            .map_err(|e| bad("dataTemplate", &format!("is not a valid template: {e}")))?;
-        Ok(DataTemplate { template })
+        quiver_connectors::codec::template::Template::compile(text)
+            .map(|template| DataTemplate { template })
+            .map_err(|e| bad("dataTemplate", &format!("is not a valid template: {e}")))
     }
 
     /// Renders `value` (a row object, or the list of rows).
     pub fn render(&self, value: &Value) -> Result<Vec<u8>, String> {
-        let ctx = gtmpl::Context::from(to_gtmpl(value));
         self.template
-            .render(&ctx)
-            .map(String::into_bytes)
+            .render(value)
             .map_err(|e| format!("dataTemplate: {e}"))
     }
-}
-
-fn to_gtmpl(v: &Value) -> gtmpl::Value {
-    match v {
-        Value::Null => gtmpl::Value::Nil,
-        Value::Bool(b) => gtmpl::Value::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => gtmpl::Value::from(i),
-            (None, Some(f)) => gtmpl::Value::from(f),
-            _ => gtmpl::Value::Nil,
-        },
-        Value::String(s) => gtmpl::Value::String(s.clone()),
-        Value::Array(a) => gtmpl::Value::Array(a.iter().map(to_gtmpl).collect()),
-        Value::Object(o) => {
-            gtmpl::Value::Map(o.iter().map(|(k, v)| (k.clone(), to_gtmpl(v))).collect())
-        }
-    }
-}
-
-fn from_gtmpl(v: &gtmpl::Value) -> Value {
-    match v {
-        gtmpl::Value::NoValue | gtmpl::Value::Nil | gtmpl::Value::Function(_) => Value::Null,
-        gtmpl::Value::Bool(b) => Value::Bool(*b),
-        gtmpl::Value::String(s) => Value::String(s.clone()),
-        gtmpl::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => Value::from(i),
-            (None, Some(f)) => quiver_connectors::codec::encode::float_value(f),
-            _ => Value::Null,
-        },
-        gtmpl::Value::Array(a) => Value::Array(a.iter().map(from_gtmpl).collect()),
-        gtmpl::Value::Object(o) | gtmpl::Value::Map(o) => {
-            let sorted: std::collections::BTreeMap<_, _> =
-                o.iter().map(|(k, v)| (k.clone(), from_gtmpl(v))).collect();
-            Value::Object(sorted.into_iter().collect())
-        }
-    }
-}
-
-/// eKuiper's `json` template function: the argument as JSON text.
-fn json_func(args: &[gtmpl::Value]) -> Result<gtmpl::Value, gtmpl::FuncError> {
-    let v = args.first().map(from_gtmpl).unwrap_or(Value::Null);
-    Ok(gtmpl::Value::String(v.to_string()))
 }
 
 /// Concatenates emissions whose schemas may differ (schemaless rules) into as few batches as
@@ -300,28 +258,5 @@ mod tests {
         assert_eq!(s.linger, Some(Duration::from_secs(3600)));
         // The largest queue tokio is asked for is one it can make.
         drop(tokio::sync::mpsc::channel::<()>(MAX_BUFFER_LENGTH as usize));
-    }
-}
-
-#[cfg(test)]
-mod template_tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn renders_fields_ranges_and_json() {
-        let t = DataTemplate::compile(r#"{"id": "{{.device}}", "t": {{.temperature}}}"#).unwrap();
-        let out = t
-            .render(&json!({"device": "a", "temperature": 21.5}))
-            .unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"id": "a", "t": 21.5}"#);
-        let t = DataTemplate::compile(r#"{{range .}}{{.device}};{{end}}"#).unwrap();
-        let out = t
-            .render(&json!([{"device": "a"}, {"device": "b"}]))
-            .unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "a;b;");
-        let t = DataTemplate::compile(r#"{{json .}}"#).unwrap();
-        let out = t.render(&json!({"b": 2, "a": "x"})).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":"x","b":2}"#);
     }
 }

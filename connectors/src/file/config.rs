@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quiver_compiler::duration::parse_config_millis;
 use serde_json::{Map, Value};
 
 use crate::ConnectorError;
@@ -211,23 +210,6 @@ impl Props<'_> {
     /// A duration: a number of milliseconds, or a string like `"500ms"`, `"10s"`, `"1m30s"`
     /// ([`quiver_compiler::duration`]'s grammar; a bare `"250"` is milliseconds too).
     /// Zero counts as absent (eKuiper: 0 means "read once" / "no pause").
-    fn duration(&self, key: &str) -> Result<Option<Duration>, ConnectorError> {
-        let Some((name, value)) = self.get(key) else {
-            return Ok(None);
-        };
-        let bad = || {
-            config_error(format!(
-                "\"{name}\" must be milliseconds or a duration like \"10s\", got {value}"
-            ))
-        };
-        let ms = match value {
-            Value::Number(n) => n.as_u64().ok_or_else(bad)?,
-            Value::String(s) => parse_config_millis(s).ok_or_else(bad)?,
-            _ => return Err(bad()),
-        };
-        Ok((ms > 0).then(|| Duration::from_millis(ms)))
-    }
-
     /// `columns`: a list of names, or one comma-separated string.
     fn columns(&self) -> Result<Option<Vec<String>>, ConnectorError> {
         let Some((name, value)) = self.get("columns") else {

@@ -1,4 +1,7 @@
-//! The `file` source: eKuiper's bounded file input (`TYPE="file"`).
+//! The `file` connector: eKuiper's bounded file input (`TYPE="file"`) and the `file` sink
+//! (see [`FileSink`]).
+//!
+//! The source:
 //!
 //! `DATASOURCE` names the file, relative to the profile's `path` (a base directory) unless it
 //! is absolute; a directory is read file by file in name order. `fileType` says how a file
@@ -20,8 +23,17 @@
 
 mod config;
 mod reader;
+mod sink;
+mod sink_config;
 mod source;
+mod writer;
 
 pub use config::{FileSourceConfig, FileType};
 pub use reader::CHUNK_ROWS;
+pub use sink::{FileSink, MAX_OPEN_FILES};
+pub use sink_config::{
+    Compression, DEFAULT_CHECK_INTERVAL, DEFAULT_ROLLING_COUNT, FileSinkConfig, NamePattern,
+    SINK_OWN_KEYS,
+};
 pub use source::FileSource;
+pub use writer::CHUNK_BYTES;

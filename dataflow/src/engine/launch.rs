@@ -61,7 +61,10 @@ impl Engine {
         ));
         for (action, &node) in entry.spec.actions.iter().zip(&physical.sinks) {
             let m = metrics.at(node);
-            let (settings, props) = SinkSettings::parse(&action.props)?;
+            let (settings, props) = SinkSettings::parse_for(
+                quiver_connectors::Connectors::sink_own_keys(&action.sink_type),
+                &action.props,
+            )?;
             let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
             let (tx, rx) =
                 mpsc::channel::<RecordBatch>(settings.buffer_length.unwrap_or(queue).max(1));

@@ -89,7 +89,10 @@ impl Engine {
 
     /// Checks an action's sink type and properties (common and connector-specific).
     pub fn validate_action(&self, action: &Action) -> Result<(), EngineError> {
-        let (settings, props) = SinkSettings::parse(&action.props)?;
+        let (settings, props) = SinkSettings::parse_for(
+            quiver_connectors::Connectors::sink_own_keys(&action.sink_type),
+            &action.props,
+        )?;
         let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
         if settings.data_template.is_some() && !sink.accepts_payloads() {
             return Err(EngineError::Invalid(format!(

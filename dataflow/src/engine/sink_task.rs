@@ -204,7 +204,7 @@ async fn write(
                     t.render(&Value::Array(objects)).map(|p| vec![p])
                 };
                 match rendered {
-                    Ok(payloads) => sink.collect_payloads(&payloads).await,
+                    Ok(payloads) => sink.collect_rendered(&batch, &payloads).await,
                     Err(e) => Err(quiver_connectors::ConnectorError::Io {
                         connector: "sink",
                         reason: e,
