@@ -18,11 +18,13 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # The benchmark cases' harness (benches/cases/run.sh) runs once per case on a tiny input in
-# the tests; it needs jq, GNU time and unzip (a case installs a packaged plugin).
-if ! command -v jq >/dev/null 2>&1 || [ ! -x /usr/bin/time ] || ! command -v unzip >/dev/null 2>&1; then
+# the tests; it needs jq, GNU time and unzip (a case installs a packaged plugin). The file
+# sink's tests read compressed files back with gzip and zstd.
+if ! command -v jq >/dev/null 2>&1 || [ ! -x /usr/bin/time ] || ! command -v unzip >/dev/null 2>&1 \
+  || ! command -v gzip >/dev/null 2>&1 || ! command -v zstd >/dev/null 2>&1; then
   echo "installing jq, time and unzip" >&2
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq time unzip
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq time unzip gzip zstd
 fi
 
 # MQTT tests talk to a real Mosquitto on 127.0.0.1:1883 (and start private ones on free ports

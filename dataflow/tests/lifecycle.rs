@@ -642,7 +642,8 @@ fn grouped_rules_keep_their_own_counts_and_finish_with_the_input() {
                     .wait_finished(id, Duration::from_secs(20))
                     .await
                     .unwrap(),
-                "rule {id} finished at the end of the file"
+                "rule {id} finished at the end of the file: {:?}",
+                engine.rule_status(id).map(|s| (s.status, s.message)).ok()
             );
         }
         let all_rows = readers.0.await.unwrap();

@@ -34,24 +34,23 @@ impl Engine {
             && g.is_live()
         {
             let shared = self.inner.shared.lock().expect("shared lock");
-            // A group whose shared source ended (a file read to its end) is done too.
-            if let Some(s) = shared.get(&stream.name)
-                && !s.tasks.iter().any(|t| t.is_finished())
-                && s.subscribers
-                    .lock()
-                    .expect("subscribers lock")
-                    .iter()
-                    .any(|x| x.key == g.key)
-            {
-                g.add(member);
-                return Ok((g.clone(), s.connection.clone()));
+            // A group whose shared source ended (a file read to its end and handed out) is done
+            // too; while the fan-out still hands out the last events, the group is still live.
+            // Checked under the lock the fan-out ends under.
+            if let Some(s) = shared.get(&stream.name) {
+                let subs = s.subscribers.lock().expect("subscribers lock");
+                if !s.ended.load(std::sync::atomic::Ordering::Acquire)
+                    && subs.iter().any(|x| x.key == g.key)
+                {
+                    g.add(member);
+                    return Ok((g.clone(), s.connection.clone()));
+                }
             }
         }
-        if let Some(old) = groups.remove(&stream.name) {
-            self.inner
-                .workers
-                .broadcast(|| Command::Drop(old.key.clone()));
-        }
+        // An ended group's dataflow finishes by itself once its input ended; its rules still
+        // hold it and drop it when they leave (`leave_group`). Dropping it here would cut off
+        // rules still draining their last rows.
+        groups.remove(&stream.name);
         static GROUPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = self.inner.workers.count();
         let key = format!(

@@ -2,7 +2,7 @@
 //! to every rule run (and rule group) that reads the stream.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,9 @@ const STALL_BOUND: Duration = Duration::from_secs(2);
 /// The single source of a `SHARED="true"` stream and the rule runs it feeds.
 pub(super) struct SharedSource {
     pub(super) subscribers: Arc<Mutex<Vec<Subscriber>>>,
+    /// Set (under the subscribers lock) when the input ended and every subscriber was let go:
+    /// a rule that joins after it needs a new source.
+    pub(super) ended: Arc<AtomicBool>,
     pub(super) tasks: Vec<tokio::task::JoinHandle<()>>,
     pub(super) connection: Option<Arc<quiver_connectors::mqtt::ConnectionState>>,
 }
@@ -96,24 +99,26 @@ impl Engine {
         queue: usize,
     ) -> Result<Option<Arc<quiver_connectors::mqtt::ConnectionState>>, EngineError> {
         let mut shared = self.inner.shared.lock().expect("shared lock");
-        // A shared source whose input ended is finished; the next rule starts a new one.
-        if shared
-            .get(stream)
-            .is_some_and(|s| s.tasks.iter().any(|t| t.is_finished()))
-            && let Some(old) = shared.remove(stream)
-        {
-            old.tasks.iter().for_each(|t| t.abort());
-        }
+        // A shared source whose input ended (and was handed out) is finished; the next rule
+        // starts a new one. Until then the rule joins it, checked under the lock the fan-out
+        // ends under, so no rule joins a source that has just let its rules go.
+        let mut subscriber = Some(subscriber);
         if let Some(s) = shared.get(stream) {
-            s.subscribers
-                .lock()
-                .expect("subscribers lock")
-                .push(subscriber);
-            return Ok(s.connection.clone());
+            let mut subs = s.subscribers.lock().expect("subscribers lock");
+            if !s.ended.load(Ordering::Acquire) {
+                subs.push(subscriber.take().expect("not pushed yet"));
+                return Ok(s.connection.clone());
+            }
+        }
+        let subscriber = subscriber.expect("not pushed");
+        if let Some(old) = shared.remove(stream) {
+            old.tasks.iter().for_each(|t| t.abort());
         }
         let mut source = self.inner.connectors.source(spec)?;
         let connection = source.connection();
         let subscribers = Arc::new(Mutex::new(vec![subscriber]));
+        let ended = Arc::new(AtomicBool::new(false));
+        let fanout_ended = ended.clone();
         let (tx, mut rx) = mpsc::channel::<SourceEvent>(queue);
         let reader = self.inner.runtime.spawn(async move {
             let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
@@ -164,8 +169,11 @@ impl Engine {
                 }
             }
             // The input ended: close every rule's queues and wake its workers.
-            let ended: Vec<Subscriber> =
-                std::mem::take(&mut *subs.lock().expect("subscribers lock"));
+            let ended: Vec<Subscriber> = {
+                let mut list = subs.lock().expect("subscribers lock");
+                fanout_ended.store(true, Ordering::Release);
+                std::mem::take(&mut *list)
+            };
             for s in ended {
                 let wake = s.wake_all.clone();
                 drop(s);
@@ -176,6 +184,7 @@ impl Engine {
             stream.to_string(),
             SharedSource {
                 subscribers,
+                ended,
                 tasks: vec![reader, fanout],
                 connection: connection.clone(),
             },
