@@ -104,7 +104,8 @@ target/debug/quiverd --bind "127.0.0.1:$api_port" --push-bind "127.0.0.1:$push_p
 api_pid=$!
 trap 'kill "$api_pid" 2>/dev/null || true; rm -rf "$api_data"' EXIT
 for _ in $(seq 100); do port_open "$api_port" && break; sleep 0.1; done
-timeout 180 schemathesis run "http://127.0.0.1:$api_port/openapi.json" --checks not_a_server_error \
-  --exclude-operation-id installPlugin --exclude-operation-id updatePlugin \
-  --max-examples 50 --seed 1 --request-timeout 10 --no-color
+# Run from the data dir: schemathesis keeps its state in ./.schemathesis.
+(cd "$api_data" && timeout 180 schemathesis run "http://127.0.0.1:$api_port/openapi.json" \
+  --checks not_a_server_error --exclude-operation-id installPlugin \
+  --exclude-operation-id updatePlugin --max-examples 50 --seed 1 --request-timeout 10 --no-color)
 port_open "$api_port" || { echo "quiverd stopped answering; its log:" >&2; cat "$api_data/quiverd.log" >&2; exit 1; }
