@@ -454,9 +454,61 @@ fn compiles() -> Check {
     )
 }
 
+/// Numeric expressions over the demo stream's numeric columns, with functions that take
+/// numbers: well typed, so the binder accepts most and the plans are built and printed.
+fn typed_expr() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        proptest::sample::select(vec!["temperature", "humidity", "ts", "loc->lat"])
+            .prop_map(str::to_string),
+        (-3i64..100).prop_map(|i| i.to_string()),
+        (-1e6f64..1e6).prop_map(|f| format!("{f:.3}")),
+    ];
+    leaf.prop_recursive(4, 24, 2, |inner| {
+        let op = proptest::sample::select(vec!["+", "-", "*", "/", "%"]);
+        let func = proptest::sample::select(vec!["abs", "round", "ceil", "floor", "sqrt", "exp"]);
+        prop_oneof![
+            (inner.clone(), op, inner.clone()).prop_map(|(a, o, b)| format!("({a} {o} {b})")),
+            (func, inner.clone()).prop_map(|(f, a)| format!("{f}({a})")),
+            (inner.clone(), inner.clone(), inner)
+                .prop_map(|(a, b, c)| format!("CASE WHEN {a} > {b} THEN {c} ELSE 0 END")),
+        ]
+    })
+}
+
+/// Well-typed rules over the demo stream: projections, filters, windowed aggregates.
+fn typed_rule_sql() -> impl Strategy<Value = String> {
+    let agg = proptest::sample::select(vec!["sum", "avg", "max", "min", "count"]);
+    let window = prop_oneof![
+        (1i64..60).prop_map(|n| format!("TUMBLINGWINDOW(ss, {n})")),
+        (2i64..60).prop_map(|n| format!("HOPPINGWINDOW(ss, {n}, 1)")),
+        (1i64..100).prop_map(|n| format!("COUNTWINDOW({n})")),
+        (1i64..60).prop_map(|n| format!("SLIDINGWINDOW(ss, {n})")),
+    ];
+    prop_oneof![
+        (typed_expr(), typed_expr(), typed_expr()).prop_map(|(a, b, c)| format!(
+            "SELECT device, {a} AS a, {b} AS b FROM demo WHERE {c} > 0"
+        )),
+        (
+            agg,
+            typed_expr(),
+            window,
+            proptest::option::of(typed_expr())
+        )
+            .prop_map(|(f, a, w, having)| {
+                let having = having.map_or(String::new(), |h| format!(" HAVING {f}({h}) > 1"));
+                format!("SELECT device, {f}({a}) AS v FROM demo GROUP BY device, {w}{having}")
+            }),
+    ]
+}
+
 #[test]
 fn compile_rule_never_panics_on_rule_shaped_sql() {
     run_property("compile_rule (rules)", rule_sql(), compiles());
+}
+
+#[test]
+fn compile_rule_never_panics_on_well_typed_rules() {
+    run_property("compile_rule (typed rules)", typed_rule_sql(), compiles());
 }
 
 #[test]
