@@ -161,9 +161,11 @@ pub fn check_sql(sql: &str) -> Result<()> {
             return Err(too_deep(pos()));
         }
     }
-    // Unclosed groups: fold them into their parents, as if closed at the end.
+    // Unclosed groups: fold them into their parents, as if closed at the end (a `CASE` by
+    // its missing `END`, else the loop would never end).
     while stack.len() > 1 {
-        close(&mut stack, false);
+        let case = stack.last().is_some_and(|g| g.case);
+        close(&mut stack, case);
     }
     if stack[0].depth() > MAX_EXPR_DEPTH + 1 {
         return Err(too_deep(None));

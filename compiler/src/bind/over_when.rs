@@ -82,6 +82,13 @@ pub(crate) fn extract_over_whens(sql: &str) -> Result<(String, Vec<(Pos, ast::Ex
             continue;
         };
         let when_at = offset(when.span.start);
+        // An OVER inside an earlier OVER's condition would cut text already cut.
+        if cuts.last().is_some_and(|&(_, end)| when_at < end) {
+            return Err(CompileError::at(
+                "an OVER (... WHEN ...) cannot be inside another OVER's WHEN condition",
+                Pos::from_location(tok.span.start),
+            ));
+        }
         let cond_from = offset(when.span.end);
         let close_at = offset(close.span.start);
         let padded = format!("{}{}", blank(&sql[..cond_from]), &sql[cond_from..close_at]);

@@ -4,6 +4,7 @@
 mod error;
 mod graph;
 pub mod limits;
+pub mod openapi;
 mod plugins;
 mod rules;
 mod streams;
@@ -44,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ping", get(system::ping))
         .route("/metrics", get(system::metrics))
         .route("/metadata/functions", get(system::functions))
+        .route("/openapi.json", get(openapi::document))
         .route("/streams", get(streams::list).post(streams::create))
         .route(
             "/streams/{name}",
