@@ -7,17 +7,13 @@ use arrow::record_batch::RecordBatch;
 #[derive(Debug, Clone, Default)]
 pub struct ArrowBatch(pub Option<RecordBatch>);
 
-impl ArrowBatch {
-    /// An empty window's emission (eKuiper's `[]`): no columns, no rows. Timely drops
-    /// containers that count no records, so this one counts as one.
-    pub fn empty_emission() -> Self {
-        ArrowBatch(Some(RecordBatch::new_empty(std::sync::Arc::new(
-            arrow::datatypes::Schema::empty(),
-        ))))
-    }
+/// An empty window's emission (eKuiper's `[]`): no columns, no rows. Timely drops
+/// containers that count no records, so [`ArrowBatch`] counts this one as one.
+pub fn empty_emission() -> RecordBatch {
+    RecordBatch::new_empty(std::sync::Arc::new(arrow::datatypes::Schema::empty()))
 }
 
-/// True for the batch of [`ArrowBatch::empty_emission`].
+/// True for the batch of [`empty_emission`].
 pub fn is_empty_emission(b: &RecordBatch) -> bool {
     b.num_rows() == 0 && b.num_columns() == 0
 }

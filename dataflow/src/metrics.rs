@@ -91,16 +91,29 @@ impl NodeMetrics {
     /// Records `count` failed rows with the reason of the first (and, under `sendError`, sends
     /// the reason to the sinks once per row).
     pub fn exceptions(&self, count: usize, reason: &str) {
+        self.record(count, reason.to_string(), || {
+            std::iter::repeat_n(reason.to_string(), count)
+        });
+    }
+
+    /// Counts `count` failures with `first` as the last exception and, under `sendError`,
+    /// sends each row's reason (made only then) to the sinks.
+    fn record<I: IntoIterator<Item = String>>(
+        &self,
+        count: usize,
+        first: String,
+        reasons: impl FnOnce() -> I,
+    ) {
         if count == 0 {
             return;
         }
         {
             let mut e = self.exceptions.lock().expect("metrics lock");
-            *e = (e.0 + count as u64, reason.to_string(), now_ms());
+            *e = (e.0 + count as u64, first, now_ms());
         }
         if let Some(relay) = self.relay.get() {
-            for _ in 0..count {
-                relay.send(reason);
+            for reason in reasons() {
+                relay.send(&reason);
             }
         }
     }
@@ -113,15 +126,9 @@ impl NodeMetrics {
             return;
         }
         let first = format!("{prefix}{}", errors.first().unwrap_or_default());
-        {
-            let mut e = self.exceptions.lock().expect("metrics lock");
-            *e = (e.0 + count as u64, first, now_ms());
-        }
-        if let Some(relay) = self.relay.get() {
-            for reason in errors.reasons() {
-                relay.send(&format!("{prefix}{reason}"));
-            }
-        }
+        self.record(count, first, || {
+            errors.reasons().into_iter().map(|r| format!("{prefix}{r}"))
+        });
     }
 
     /// Records one failed message per reason (a batch's undecodable payloads); under
@@ -130,15 +137,7 @@ impl NodeMetrics {
         let Some(first) = reasons.first() else {
             return;
         };
-        {
-            let mut e = self.exceptions.lock().expect("metrics lock");
-            *e = (e.0 + reasons.len() as u64, first.clone(), now_ms());
-        }
-        if let Some(relay) = self.relay.get() {
-            for reason in reasons {
-                relay.send(reason);
-            }
-        }
+        self.record(reasons.len(), first.clone(), || reasons.iter().cloned());
     }
 
     /// True when failures are sent to the sinks (`sendError`): operators then keep every

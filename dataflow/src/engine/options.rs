@@ -20,12 +20,7 @@ pub(super) fn event_time(
     spec: &RuleSpec,
     stream: &StreamDef,
 ) -> Result<Option<crate::physical::EventTime>, EngineError> {
-    if !spec
-        .options
-        .get("isEventTime")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
+    if !flag(&spec.options, "isEventTime") {
         return Ok(None);
     }
     let Some(field) = stream.options.timestamp.clone() else {

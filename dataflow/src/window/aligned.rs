@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::{Emission, GroupTable};
 use arrow::array::{AsArray, UInt32Array};
 use arrow::compute::take_record_batch;
-use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::window::{AggregateSpec, TS_COLUMN};
 
@@ -163,7 +162,7 @@ impl AlignedWindows {
                     self.last_groups = table.len();
                     let batch = table
                         .finish(reported, end)
-                        .unwrap_or_else(|| RecordBatch::new_empty(Arc::new(Schema::empty())));
+                        .unwrap_or_else(crate::container::empty_emission);
                     out.push(Emission { end, batch });
                 }
                 None if empty_run >= MAX_EMPTY_WINDOWS => {
@@ -180,7 +179,7 @@ impl AlignedWindows {
                     empty_run += 1;
                     out.push(Emission {
                         end,
-                        batch: RecordBatch::new_empty(Arc::new(Schema::empty())),
+                        batch: crate::container::empty_emission(),
                     });
                 }
             }
