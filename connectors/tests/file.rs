@@ -339,3 +339,166 @@ async fn send_interval_paces_rows_one_by_one() {
     );
     assert!(started.elapsed() >= Duration::from_millis(60));
 }
+
+/// The `f` fields of the rows in `events`, sorted (parallel reads interleave files).
+fn sorted_fields(events: Vec<Vec<Value>>) -> Vec<String> {
+    let mut fields: Vec<String> = events
+        .into_iter()
+        .flatten()
+        .map(|v| v["f"].as_str().expect("field f").to_string())
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// Compresses `path` in place with the system's `tool` (gzip or zstd), as a user would.
+fn compress(tool: &str, path: &Path) {
+    // gzip replaces the file by default; zstd keeps it unless told.
+    let args: &[&str] = if tool == "zstd" {
+        &["-q", "--rm"]
+    } else {
+        &["-q"]
+    };
+    let status = std::process::Command::new(tool)
+        .args(args)
+        .arg(path)
+        .status()
+        .unwrap_or_else(|e| panic!("{tool} must be installed (scripts/test.sh does): {e}"));
+    assert!(status.success(), "{tool} failed");
+}
+
+#[tokio::test]
+async fn compressed_files_are_read_with_decompression() {
+    let dir = TempDir::new("decompress");
+    std::fs::create_dir(dir.0.join("gz")).unwrap();
+    std::fs::create_dir(dir.0.join("zst")).unwrap();
+    compress(
+        "gzip",
+        &dir.write("gz/a.jsonl", "{\"f\":\"a\"}\n{\"f\":\"b\"}\n"),
+    );
+    compress("gzip", &dir.write("gz/b.csv", "f,n\nc,1\n"));
+    compress(
+        "zstd",
+        &dir.write("zst/c.json", "[{\"f\":\"d\"},{\"f\":\"e\"}]"),
+    );
+    let rows = rows_of(&dir.0.join("gz"), json!({"decompression": "gzip"})).await;
+    assert_eq!(
+        rows,
+        vec![
+            json!({"f": "a"}),
+            json!({"f": "b"}),
+            json!({"f": "c", "n": 1})
+        ]
+    );
+    let rows = rows_of(&dir.0.join("zst"), json!({"decompression": "zstd"})).await;
+    assert_eq!(rows, vec![json!({"f": "d"}), json!({"f": "e"})]);
+    // Plain bytes where gzip was promised: the source fails naming the file, it never
+    // passes compressed garbage on as rows.
+    let plain = dir.write("plain.jsonl", "{\"f\":\"x\"}\n");
+    let (_, result) = run_to_end(FileSource::new(config(
+        &plain,
+        json!({"decompression": "gzip"}),
+    )))
+    .await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("plain.jsonl"), "{err}");
+}
+
+#[tokio::test]
+async fn files_read_are_deleted_or_moved() {
+    let dir = TempDir::new("after-read");
+    std::fs::create_dir(dir.0.join("in")).unwrap();
+    dir.write("in/a.jsonl", "{\"f\":\"a\"}\n");
+    dir.write("in/b.jsonl", "{\"f\":\"b\"}\n");
+    let rows = rows_of(&dir.0.join("in"), json!({"actionAfterRead": 1})).await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        std::fs::read_dir(dir.0.join("in")).unwrap().count(),
+        0,
+        "both deleted"
+    );
+
+    dir.write("in/c.jsonl", "{\"f\":\"c\"}\n");
+    let done = dir.0.join("done/sub");
+    let rows = rows_of(
+        &dir.0.join("in"),
+        json!({"actionAfterRead": "2", "moveTo": done.to_str().unwrap()}),
+    )
+    .await;
+    assert_eq!(rows, vec![json!({"f": "c"})]);
+    assert!(!dir.0.join("in/c.jsonl").exists());
+    assert_eq!(
+        std::fs::read_to_string(done.join("c.jsonl")).unwrap(),
+        "{\"f\":\"c\"}\n",
+        "moved whole, under its own name, into a directory created for it"
+    );
+}
+
+#[tokio::test]
+async fn a_watched_folder_reads_files_dropped_in_later() {
+    let dir = TempDir::new("watch");
+    let inbox = dir.0.join("inbox");
+    let mut source = FileSource::new(config(
+        &inbox,
+        json!({"actionAfterRead": 1, "interval": 50}),
+    ));
+    let (tx, mut rx) = mpsc::channel(16);
+    let task = tokio::spawn(async move {
+        source
+            .run(SourceOutput::new(vec![tx], Arc::new(|_| {})))
+            .await
+    });
+    // The folder does not exist yet: rounds are empty until it does.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::create_dir(&inbox).unwrap();
+    for name in ["1", "2"] {
+        // Written beside the folder, then renamed in: the source never sees half a file.
+        let staged = dir.write(&format!("{name}.jsonl"), &format!("{{\"f\":\"{name}\"}}\n"));
+        std::fs::rename(&staged, inbox.join(format!("{name}.jsonl"))).unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the new file is read on the next round")
+            .expect("the source is running");
+        let msgs = event.into_messages().unwrap();
+        let v: Value = serde_json::from_slice(&msgs[0].payload).unwrap();
+        assert_eq!(v, json!({"f": name}));
+    }
+    assert!(!task.is_finished(), "a watching source keeps running");
+    // A file is deleted once its rows were handed on, just after the rule received them.
+    for _ in 0..200 {
+        if std::fs::read_dir(&inbox).unwrap().count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    assert_eq!(
+        std::fs::read_dir(&inbox).unwrap().count(),
+        0,
+        "read files were deleted"
+    );
+}
+
+#[tokio::test]
+async fn parallel_reads_every_file_of_a_folder() {
+    let dir = TempDir::new("parallel");
+    std::fs::create_dir(dir.0.join("in")).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..9 {
+        let rows: String = (0..3000)
+            .map(|r| {
+                expected.push(format!("{i}-{r:04}"));
+                format!("{{\"f\":\"{i}-{r:04}\"}}\n")
+            })
+            .collect();
+        dir.write(&format!("in/{i}.jsonl"), &rows);
+    }
+    expected.sort();
+    let (events, result) = run_to_end(FileSource::new(config(
+        &dir.0.join("in"),
+        json!({"parallel": true}),
+    )))
+    .await;
+    result.unwrap();
+    assert_eq!(sorted_fields(events), expected);
+}

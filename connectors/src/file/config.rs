@@ -9,14 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::compression::Compression;
 use crate::ConnectorError;
 use crate::props::Props;
 
 const CONNECTOR: &str = "file";
-
-/// eKuiper file-source properties we accept but do not implement; each one present logs a
-/// warning. (`decompression` is refused instead: ignoring it would feed compressed bytes on.)
-const IGNORED_KEYS: &[&str] = &["actionafterread", "moveto", "parallel"];
 
 /// Properties of every eKuiper source that the rule runtime, not the connector, deals with.
 const COMMON_SOURCE_KEYS: &[&str] = &["bufferlength", "mergefield", "format"];
@@ -33,6 +30,9 @@ const USED_KEYS: &[&str] = &[
     "ignorestartlines",
     "ignoreendlines",
     "decompression",
+    "actionafterread",
+    "moveto",
+    "parallel",
 ];
 
 /// How a file's content is split into rows.
@@ -72,6 +72,17 @@ impl FileType {
     }
 }
 
+/// What happens to a file once all its rows were handed to the rule (`actionAfterRead`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterRead {
+    /// `0`: the file stays (read again every `interval`).
+    Keep,
+    /// `1`: the file is deleted.
+    Delete,
+    /// `2`: the file is moved into this directory (`moveTo`), keeping its name.
+    MoveTo(PathBuf),
+}
+
 /// Settings of a file source.
 #[derive(Debug, Clone)]
 pub struct FileSourceConfig {
@@ -95,6 +106,13 @@ pub struct FileSourceConfig {
     pub interval: Option<Duration>,
     /// Pause between rows (`sendInterval`); `None`: send as fast as the rule takes them.
     pub send_interval: Option<Duration>,
+    /// How every file is compressed (`decompression`).
+    pub decompression: Compression,
+    /// What happens to a file after it was read (`actionAfterRead`, `moveTo`).
+    pub after_read: AfterRead,
+    /// Read a directory's files at the same time (`parallel`), up to
+    /// [`super::source::PARALLEL_READERS`] at once; rows of different files interleave.
+    pub parallel: bool,
 }
 
 impl FileSourceConfig {
@@ -102,13 +120,8 @@ impl FileSourceConfig {
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new(CONNECTOR, props);
         p.check_file_keys();
-        if let Some(d) = p.string("decompression")?
-            && !d.trim().is_empty()
-        {
-            return Err(config_error(format!(
-                "decompression \"{d}\" is not supported yet; decompress the file first"
-            )));
-        }
+        let decompression = Compression::parse(&p, "decompression")?;
+        let after_read = p.after_read()?;
         let base = p.string("path")?.map(str::trim).unwrap_or("");
         let datasource = datasource.trim();
         let path = match (base, datasource) {
@@ -166,13 +179,27 @@ impl FileSourceConfig {
             ignore_end_lines,
             interval: p.duration("interval")?,
             send_interval: p.duration("sendinterval")?,
+            decompression,
+            after_read,
+            parallel: p.boolean("parallel")?.unwrap_or(false),
         })
     }
 
-    /// The file type to read `file` with: `fileType` when set, else its extension's.
+    /// The file type to read `file` with: `fileType` when set, else its extension's (the one
+    /// before the compression's, so `a.jsonl.gz` reads as lines).
     pub fn file_type_for(&self, file: &Path) -> FileType {
-        self.file_type
-            .unwrap_or_else(|| FileType::from_extension(file))
+        self.file_type.unwrap_or_else(|| {
+            let compressed = file.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                self.decompression
+                    .extensions()
+                    .iter()
+                    .any(|c| e.eq_ignore_ascii_case(c))
+            });
+            match compressed {
+                true => FileType::from_extension(&file.with_extension("")),
+                false => FileType::from_extension(file),
+            }
+        })
     }
 }
 
@@ -187,7 +214,35 @@ fn config_error(reason: String) -> ConnectorError {
 impl Props<'_> {
     /// Warns about keys this connector neither reads nor leaves to the runtime.
     fn check_file_keys(&self) {
-        self.check_keys("file source", USED_KEYS, COMMON_SOURCE_KEYS, IGNORED_KEYS);
+        self.check_keys("file source", USED_KEYS, COMMON_SOURCE_KEYS, &[]);
+    }
+
+    /// `actionAfterRead` (0 keep, 1 delete, 2 move) with `moveTo`, required for 2.
+    fn after_read(&self) -> Result<AfterRead, ConnectorError> {
+        let action = match self.get("actionafterread") {
+            None => 0,
+            Some((name, value)) => match value {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse::<u64>().ok(),
+                _ => None,
+            }
+            .filter(|a| *a <= 2)
+            .ok_or_else(|| {
+                config_error(format!(
+                    "\"{name}\" must be 0 (keep), 1 (delete) or 2 (move to moveTo), got {value}"
+                ))
+            })?,
+        };
+        let move_to = self.string("moveto")?.map(str::trim).unwrap_or("");
+        match (action, move_to) {
+            (0, _) => Ok(AfterRead::Keep),
+            (1, _) => Ok(AfterRead::Delete),
+            (_, "") => Err(config_error(
+                "actionAfterRead 2 moves each file read: \"moveTo\" (a directory) is required"
+                    .into(),
+            )),
+            (_, dir) => Ok(AfterRead::MoveTo(PathBuf::from(dir))),
+        }
     }
 
     /// A non-negative integer, 0 when absent.
@@ -310,11 +365,33 @@ mod tests {
             json!({"hasHeader": "maybe"}),
             json!({"ignoreStartLines": -1}),
             json!({"interval": "soon"}),
-            json!({"decompression": "gzip"}),
+            json!({"decompression": "lz4"}),
+            json!({"actionAfterRead": 3}),
+            json!({"actionAfterRead": 2}),
+            json!({"parallel": "sometimes"}),
             json!({"columns": ["a", ""]}),
         ] {
             assert!(parse("x", props.clone()).is_err(), "{props} accepted");
         }
         assert!(parse("", json!({})).is_err());
+    }
+
+    #[test]
+    fn after_read_actions_and_decompression() {
+        let c = parse("d", json!({})).unwrap();
+        assert_eq!(
+            (c.after_read, c.decompression, c.parallel),
+            (AfterRead::Keep, Compression::None, false)
+        );
+        let c = parse("d", json!({"actionAfterRead": "1", "parallel": true})).unwrap();
+        assert_eq!((c.after_read, c.parallel), (AfterRead::Delete, true));
+        let c = parse("d", json!({"actionAfterRead": 2, "moveTo": "/tmp/done"})).unwrap();
+        assert_eq!(c.after_read, AfterRead::MoveTo(PathBuf::from("/tmp/done")));
+        let c = parse("d", json!({"decompression": "gzip"})).unwrap();
+        assert_eq!(c.file_type_for(Path::new("a.jsonl.gz")), FileType::Lines);
+        assert_eq!(c.file_type_for(Path::new("a.csv.gzip")), FileType::Csv);
+        assert_eq!(c.file_type_for(Path::new("a.gz")), FileType::Json);
+        let c = parse("d", json!({"decompression": "zstd"})).unwrap();
+        assert_eq!(c.file_type_for(Path::new("a.jsonl.zst")), FileType::Lines);
     }
 }

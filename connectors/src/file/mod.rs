@@ -21,19 +21,21 @@
 //! the stream's schema, so an unquoted `123` in a `STRING` column is refused by the typed
 //! decoder (a per-row exception); quote such values.
 
+mod compression;
 mod config;
+mod input;
 mod reader;
 mod sink;
 mod sink_config;
 mod source;
 mod writer;
 
-pub use config::{FileSourceConfig, FileType};
+pub use compression::Compression;
+pub use config::{AfterRead, FileSourceConfig, FileType};
 pub use reader::CHUNK_ROWS;
 pub use sink::{FileSink, MAX_OPEN_FILES};
 pub use sink_config::{
-    Compression, DEFAULT_CHECK_INTERVAL, DEFAULT_ROLLING_COUNT, FileSinkConfig, NamePattern,
-    SINK_OWN_KEYS,
+    DEFAULT_CHECK_INTERVAL, DEFAULT_ROLLING_COUNT, FileSinkConfig, NamePattern, SINK_OWN_KEYS,
 };
-pub use source::FileSource;
+pub use source::{FileSource, PARALLEL_READERS};
 pub use writer::CHUNK_BYTES;

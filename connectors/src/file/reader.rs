@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 
 use bytes::{Buf, Bytes, BytesMut};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::config::{FileSourceConfig, FileType};
+use super::input;
 use crate::{ConnectorError, RawMessage, SourceEvent};
 
 /// Rows per chunk (one `SourceEvent::Raw` each): large enough to amortise the per-event cost
@@ -31,66 +32,62 @@ const READ_BUFFER: usize = 256 * 1024;
 /// Takes one chunk of rows; returns false when nobody wants more (the rule stopped).
 pub type Emit<'a> = dyn FnMut(SourceEvent) -> bool + Send + 'a;
 
-/// Reads every input file once. Returns the number of rows emitted, or `None` when the
-/// receiver went away before the end.
+/// Reads every input file once, in name order, applying `actionAfterRead` to each file read
+/// whole. Returns the number of rows emitted, or `None` when the receiver went away before
+/// the end.
 pub fn read_input(
     config: &FileSourceConfig,
     emit: &mut Emit<'_>,
 ) -> Result<Option<u64>, ConnectorError> {
     let mut total = 0u64;
-    for file in input_files(&config.path)? {
-        let file_type = config.file_type_for(&file);
-        let topic: Arc<str> = file.display().to_string().into();
-        let opened = File::open(&file)
-            .map_err(|e| io_error(format!("cannot open \"{}\": {e}", file.display())))?;
-        let mut rows = Rows::new(topic, config.send_interval, emit);
-        let finished = match file_type {
-            // Lines and CSV read blocks of their own (no BufReader); JSON streams from one.
-            FileType::Lines
-                if config.ignore_start_lines == 0
-                    && config.ignore_end_lines == 0
-                    && config.send_interval.is_none() =>
-            {
-                read_blocks(opened, &mut rows)
-            }
-            FileType::Lines => read_lines(opened, config, &mut rows),
-            FileType::Csv => read_csv(opened, config, &mut rows),
-            FileType::Json => read_json(BufReader::with_capacity(READ_BUFFER, opened), &mut rows),
+    for file in input::input_files(config)? {
+        match read_file(config, &file, emit)? {
+            Some(rows) => total += rows,
+            None => return Ok(None),
         }
-        .map_err(|reason| io_error(format!("reading \"{}\": {reason}", file.display())))?;
-        total += rows.count;
-        if !finished || !rows.flush() {
-            return Ok(None);
-        }
-        tracing::debug!(file = %file.display(), rows = rows.count, "file source read a file");
     }
     Ok(Some(total))
 }
 
-/// The file itself, or a directory's regular files in name order (as eKuiper reads folders).
-fn input_files(path: &Path) -> Result<Vec<PathBuf>, ConnectorError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| io_error(format!("cannot open \"{}\": {e}", path.display())))?;
-    if !meta.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let entries = std::fs::read_dir(path)
-        .map_err(|e| io_error(format!("cannot list \"{}\": {e}", path.display())))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| io_error(format!("cannot list \"{}\": {e}", path.display())))?;
-        let p = entry.path();
-        // Follows symlinks, so a link to a file counts as a file.
-        if std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
-            files.push(p);
+/// Reads one file whole, then applies `actionAfterRead` to it. Returns the number of rows
+/// emitted, or `None` when the receiver went away first (the file is then left as it is).
+pub fn read_file(
+    config: &FileSourceConfig,
+    file: &Path,
+    emit: &mut Emit<'_>,
+) -> Result<Option<u64>, ConnectorError> {
+    let file_type = config.file_type_for(file);
+    let topic: Arc<str> = file.display().to_string().into();
+    let opened = File::open(file)
+        .map_err(|e| io_error(format!("cannot open \"{}\": {e}", file.display())))?;
+    let opened = config
+        .decompression
+        .reader(opened)
+        .map_err(|reason| io_error(format!("reading \"{}\": {reason}", file.display())))?;
+    let mut rows = Rows::new(topic, config.send_interval, emit);
+    let finished = match file_type {
+        // Lines and CSV read blocks of their own (no BufReader); JSON streams from one.
+        FileType::Lines
+            if config.ignore_start_lines == 0
+                && config.ignore_end_lines == 0
+                && config.send_interval.is_none() =>
+        {
+            read_blocks(opened, &mut rows)
         }
+        FileType::Lines => read_lines(opened, config, &mut rows),
+        FileType::Csv => read_csv(opened, config, &mut rows),
+        FileType::Json => read_json(BufReader::with_capacity(READ_BUFFER, opened), &mut rows),
     }
-    files.sort();
-    Ok(files)
+    .map_err(|reason| io_error(format!("reading \"{}\": {reason}", file.display())))?;
+    if !finished || !rows.flush() {
+        return Ok(None);
+    }
+    tracing::debug!(file = %file.display(), rows = rows.count, "file source read a file");
+    input::after_read(&config.after_read, file)?;
+    Ok(Some(rows.count))
 }
 
-fn io_error(reason: String) -> ConnectorError {
+pub(super) fn io_error(reason: String) -> ConnectorError {
     ConnectorError::Io {
         connector: "file",
         reason,

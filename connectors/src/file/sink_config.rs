@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::FileType;
+use super::compression::Compression;
 use crate::ConnectorError;
 use crate::codec::template::TextProp;
 use crate::props::action_props;
@@ -49,17 +50,6 @@ pub enum NamePattern {
     Prefix,
     /// `<stem>-<unix ms><.ext>`.
     Suffix,
-}
-
-/// How a file is compressed (`compression`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Plain text.
-    None,
-    /// gzip members, each a complete chunk of lines.
-    Gzip,
-    /// zstd frames, each a complete chunk of lines.
-    Zstd,
 }
 
 /// Settings of a file sink.
@@ -159,16 +149,7 @@ impl FileSinkConfig {
                 )));
             }
         };
-        let compression = match p.string("compression")?.unwrap_or("") {
-            "" => Compression::None,
-            "gzip" => Compression::Gzip,
-            "zstd" => Compression::Zstd,
-            other => {
-                return Err(p.error(format!(
-                    "unknown compression \"{other}\"; expected gzip or zstd"
-                )));
-            }
-        };
+        let compression = Compression::parse(&p, "compression")?;
         let fields = match p.get("fields") {
             None => None,
             Some((_, Value::Array(items))) => Some(

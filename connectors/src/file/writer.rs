@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::FileType;
-use super::sink_config::Compression;
+use super::compression::Compression;
 
 /// Most bytes gathered before they are written (compressed: the size of one frame).
 pub const CHUNK_BYTES: usize = 256 << 10;
