@@ -28,6 +28,11 @@ impl<'a> Props<'a> {
         }
     }
 
+    /// The connector these properties configure.
+    pub(crate) fn connector(&self) -> &'static str {
+        self.connector
+    }
+
     /// A configuration error of this connector.
     pub(crate) fn error(&self, reason: String) -> ConnectorError {
         ConnectorError::Config {

@@ -75,6 +75,20 @@ impl TlsClient {
         })
     }
 
+    /// Trusts no server: for a client that may never make a TLS connection, on a machine
+    /// without a system root store (its TLS connections fail as unverifiable).
+    pub fn without_roots() -> Self {
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .expect("ring supports every rustls protocol version")
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth();
+        TlsClient {
+            config: Arc::new(config),
+            description: "no roots".into(),
+        }
+    }
+
     /// The rustls configuration, shared.
     pub fn config(&self) -> Arc<ClientConfig> {
         self.config.clone()

@@ -121,3 +121,112 @@ async fn failed_pulls_send_nothing_and_polling_goes_on() {
     let gets = server.requests();
     assert!(gets.iter().all(|r| r.method == "GET" && r.body.is_empty()));
 }
+
+/// Polls the server until `done` holds for its requests; panics after 10 s.
+fn wait_until(
+    server: &TestServer,
+    done: impl Fn(&[http::Recorded]) -> bool,
+) -> Vec<http::Recorded> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = server.requests();
+        if done(&got) {
+            return got;
+        }
+        assert!(std::time::Instant::now() < deadline, "never came: {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The requests to paths starting with `prefix`.
+fn to(requests: &[http::Recorded], prefix: &str) -> Vec<http::Recorded> {
+    requests
+        .iter()
+        .filter(|r| r.path.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_access_token_is_fetched_used_in_headers_and_fetched_again_when_expired() {
+    let server = TestServer::start();
+    let (_rx, task) = start(
+        "/items?kind=a",
+        json!({
+            "url": format!("{}/echo", server.base),
+            "interval": 100,
+            "headers": {"Authorization": "Bearer {{.access_token}}"},
+            "oAuth": {"access": {
+                "url": format!("{}/token", server.base),
+                "body": "{\"user\": \"u\", \"code\": \"c\"}",
+                "expire": "{{.expires_in}}"
+            }}
+        }),
+    );
+    // The token lasts 1 s (`expires_in`): a second one is fetched, and later pulls use it.
+    let got = tokio::task::spawn_blocking(move || {
+        let got = wait_until(&server, |r| {
+            to(r, "/echo")
+                .iter()
+                .any(|p| p.header("authorization") == Some("Bearer t2"))
+        });
+        drop(server);
+        got
+    })
+    .await
+    .unwrap();
+    task.abort();
+    let first = &got[0];
+    assert_eq!(
+        (first.method.as_str(), first.path.as_str()),
+        ("POST", "/token")
+    );
+    assert_eq!(first.json(), json!({"user": "u", "code": "c"}));
+    assert_eq!(first.header("content-type"), Some("application/json"));
+    let pulls = to(&got, "/echo");
+    assert_eq!(pulls[0].header("authorization"), Some("Bearer t1"));
+    assert_eq!(to(&got, "/token").len(), 2, "one token per second: {got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_refresh_follows_the_access_and_renews_the_token() {
+    let server = TestServer::start();
+    let (_rx, task) = start(
+        "/items?kind=a",
+        json!({
+            "url": format!("{}/echo", server.base),
+            "interval": 100,
+            "headers": {"Authorization": "Bearer {{.access_token}}"},
+            "oAuth": {
+                "access": {"url": format!("{}/token", server.base), "expire": "{{.expires_in}}"},
+                "refresh": {
+                    "url": format!("{}/refresh", server.base),
+                    "headers": {"X-Token": "{{.access_token}}"}
+                }
+            }
+        }),
+    );
+    let got = tokio::task::spawn_blocking(move || {
+        let got = wait_until(&server, |r| {
+            to(r, "/echo")
+                .iter()
+                .any(|p| p.header("authorization") == Some("Bearer r2"))
+        });
+        drop(server);
+        got
+    })
+    .await
+    .unwrap();
+    task.abort();
+    let paths: Vec<&str> = got.iter().take(3).map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/token", "/refresh", "/echo/items?kind=a"]);
+    let refreshes = to(&got, "/refresh");
+    // The refresh carries the token it renews; the access token is fetched only once.
+    assert_eq!(refreshes[0].header("x-token"), Some("t1"));
+    assert_eq!(refreshes[1].header("x-token"), Some("r1"));
+    assert_eq!(to(&got, "/token").len(), 1);
+    assert_eq!(
+        to(&got, "/echo")[0].header("authorization"),
+        Some("Bearer r1")
+    );
+}

@@ -36,18 +36,6 @@ fn rest_sink_posts_results_and_counts_failed_requests() {
             .contains("unknown property \"methd\""),
         "{body}"
     );
-    let (status, body) = server.json(
-        "POST",
-        "/rules",
-        Some(json!({"id": "tls", "sql": "SELECT * FROM readings",
-                    "actions": [{"rest": {"url": "https://127.0.0.1:1/x"}}]})),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("no TLS"),
-        "{body}"
-    );
-
     let rule = json!({
         "id": "hot",
         "sql": "SELECT device, temperature FROM readings WHERE temperature > 20",

@@ -1,14 +1,18 @@
-//! The HTTP client: hyper's pooled client over plain HTTP/1.1 with keep-alive, a per-request
-//! timeout covering the whole exchange, and a bounded response body.
+//! The HTTP client: hyper's pooled client over HTTP/1.1 with keep-alive, `http://` and
+//! `https://` (rustls, eKuiper's TLS properties), a per-request timeout covering the whole
+//! exchange, and a bounded response body.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use crate::tls::TlsClient;
 
 /// The largest response body read; a longer one fails the request (responses are logged or
 /// checked, never streamed).
@@ -49,7 +53,7 @@ pub fn excerpt(body: &[u8]) -> String {
 /// A keep-alive HTTP/1.1 client with a timeout per request.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Option<Duration>,
 }
 
@@ -62,13 +66,21 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// A client whose requests fail after `timeout` (None: no limit). Makes no connection yet.
-    pub fn new(timeout: Option<Duration>) -> Self {
+    /// A client whose requests fail after `timeout` (None: no limit) and whose `https://`
+    /// requests use `tls`. Makes no connection yet.
+    pub fn new(timeout: Option<Duration>, tls: &TlsClient) -> Self {
         let mut connector = HttpConnector::new();
         // Requests are small single writes; Nagle's algorithm would hold each one back
         // waiting for the previous acknowledgement.
         connector.set_nodelay(true);
         connector.set_connect_timeout(timeout);
+        // The TLS layer below takes https URLs; plain ones pass through.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls.config()).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .build(connector);
@@ -108,19 +120,14 @@ fn describe(e: hyper_util::client::legacy::Error) -> String {
     text
 }
 
-/// Parses an `http://` URL; `https://` is refused (this build has no TLS client).
+/// Parses an `http://` or `https://` URL.
 pub fn parse_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url
         .trim()
         .parse()
         .map_err(|e| format!("\"{url}\" is not a valid URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "\"{url}\": https is not supported by this build (no TLS client); use http://"
-            ));
-        }
+        Some("http" | "https") => {}
         Some(other) => return Err(format!("\"{url}\": unsupported scheme \"{other}\"")),
         None => return Err(format!("\"{url}\": expected http://host[:port]/path")),
     }
@@ -140,7 +147,7 @@ mod tests {
             parse_url("http://127.0.0.1:8080/a?b=1").unwrap().port_u16(),
             Some(8080)
         );
-        assert!(parse_url("https://x/").unwrap_err().contains("no TLS"));
+        assert!(parse_url("https://x/").is_ok());
         assert!(parse_url("ftp://x/").unwrap_err().contains("scheme"));
         assert!(parse_url("/only/a/path").is_err());
         assert!(parse_url("http://exa mple/").is_err());

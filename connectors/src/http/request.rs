@@ -13,6 +13,7 @@ use super::client::{Response, parse_url};
 use crate::ConnectorError;
 use crate::codec::template::TextProp;
 use crate::props::Props;
+use crate::tls::TlsClient;
 
 /// eKuiper's default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
@@ -20,7 +21,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 /// The longest `timeout` accepted (one hour).
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// The properties [`RequestSpec::parse`] reads (lower case).
+/// The properties [`RequestSpec::parse`] reads (lower case), besides the TLS ones
+/// ([`crate::tls::TLS_KEYS`]).
 pub(crate) const REQUEST_KEYS: &[&str] = &[
     "url",
     "method",
@@ -28,20 +30,16 @@ pub(crate) const REQUEST_KEYS: &[&str] = &[
     "headers",
     "timeout",
     "responsetype",
-    "insecureskipverify",
 ];
+
+/// Every property [`RequestSpec::parse`] reads (lower case): [`REQUEST_KEYS`] and the TLS
+/// ones.
+pub(crate) fn request_keys() -> impl Iterator<Item = &'static str> {
+    REQUEST_KEYS.iter().chain(crate::tls::TLS_KEYS).copied()
+}
 
 /// eKuiper HTTP properties this build refuses, with the reason.
 const REFUSED: &[(&str, &str)] = &[
-    ("certificationpath", "this build has no TLS client"),
-    ("privatekeypath", "this build has no TLS client"),
-    ("rootcapath", "this build has no TLS client"),
-    ("certificationraw", "this build has no TLS client"),
-    ("privatekeyraw", "this build has no TLS client"),
-    ("rootcaraw", "this build has no TLS client"),
-    ("tlsminversion", "this build has no TLS client"),
-    ("renegotiationsupport", "this build has no TLS client"),
-    ("oauth", "OAuth token flows are not implemented yet"),
     (
         "formdata",
         "multipart bodies (bodyType \"formdata\") are not implemented yet",
@@ -253,11 +251,14 @@ pub struct RequestSpec {
     pub timeout: Option<Duration>,
     /// When an answer is a success (`responseType`, default code).
     pub response_type: ResponseType,
+    /// How `https://` servers are verified and what this client presents (eKuiper's TLS
+    /// properties; the system's roots when none is set).
+    pub tls: TlsClient,
 }
 
 impl RequestSpec {
     /// Reads the request properties ([`REQUEST_KEYS`]); `url_suffix` is appended to `url`
-    /// (the httppull source's `DATASOURCE`). TLS files and OAuth are refused by name.
+    /// (the httppull source's `DATASOURCE`).
     pub(crate) fn parse(props: &Props<'_>, url_suffix: &str) -> Result<Self, ConnectorError> {
         for (key, reason) in REFUSED {
             if let Some((name, _)) = props.get(key) {
@@ -311,9 +312,15 @@ impl RequestSpec {
                 )));
             }
         };
-        // TLS verification only matters for https, which this build refuses; the flag is
-        // accepted because eKuiper's own examples set it.
-        props.boolean("insecureskipverify")?;
+        let tls = match props.tls_property_set() {
+            Some(_) => props.tls_client()?,
+            // Read when a request goes to an https URL; a machine without a root store can
+            // still send plain http.
+            None => TlsClient::with_system_roots().unwrap_or_else(|e| {
+                tracing::debug!("http client: {e}; https servers cannot be verified");
+                TlsClient::without_roots()
+            }),
+        };
         Ok(RequestSpec {
             method,
             url,
@@ -321,6 +328,7 @@ impl RequestSpec {
             headers: parse_headers(props)?,
             timeout,
             response_type,
+            tls,
         })
     }
 
@@ -385,7 +393,8 @@ impl Target {
     }
 }
 
-fn parse_headers(props: &Props<'_>) -> Result<Headers, ConnectorError> {
+/// Reads `headers`: a map of names to values (each may be a template) or one template.
+pub(super) fn parse_headers(props: &Props<'_>) -> Result<Headers, ConnectorError> {
     match props.get("headers") {
         None => Ok(Headers::Map(Vec::new())),
         Some((_, Value::String(s))) => {

@@ -7,14 +7,14 @@ use serde_json::{Map, Value};
 
 use crate::ConnectorError;
 use crate::codec::template::TextProp;
-use crate::http::{REQUEST_KEYS, RequestSpec};
+use crate::http::{OAuthSpec, RequestSpec, request_keys};
 use crate::props::Props;
 
 /// eKuiper's default interval between two pulls (its shipped `http_pull.yaml`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The source's own properties besides the request ones (lower case).
-const SOURCE_KEYS: &[&str] = &["interval", "incremental", "body"];
+const SOURCE_KEYS: &[&str] = &["interval", "incremental", "body", "oauth"];
 
 /// Settings of an httppull source.
 #[derive(Debug, Clone)]
@@ -30,13 +30,15 @@ pub struct HttpPullConfig {
     pub body: TextProp,
     /// The topic the messages carry (`DATASOURCE`).
     pub topic: Arc<str>,
+    /// eKuiper's `oAuth` token flow; its token fields join the templates' data.
+    pub oauth: Option<OAuthSpec>,
 }
 
 impl HttpPullConfig {
     /// Validates the stream's DATASOURCE and profile.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new("httppull", props);
-        let used: Vec<&str> = REQUEST_KEYS.iter().chain(SOURCE_KEYS).copied().collect();
+        let used: Vec<&str> = request_keys().chain(SOURCE_KEYS.iter().copied()).collect();
         p.refuse_unknown("httppull source", &used)?;
         Self::read(datasource, &p)
     }
@@ -48,11 +50,7 @@ impl HttpPullConfig {
         props: &Map<String, Value>,
     ) -> Result<Self, ConnectorError> {
         let p = Props::new("httppull", props);
-        let used: Vec<&str> = REQUEST_KEYS
-            .iter()
-            .chain(&["body", "lookup"])
-            .copied()
-            .collect();
+        let used: Vec<&str> = request_keys().chain(["body", "lookup", "oauth"]).collect();
         p.refuse_unknown("httppull lookup", &used)?;
         Self::read(datasource, &p)
     }
@@ -74,6 +72,7 @@ impl HttpPullConfig {
             incremental: p.boolean("incremental")?.unwrap_or(false),
             body,
             topic: datasource.into(),
+            oauth: OAuthSpec::parse(p)?,
         })
     }
 }
@@ -116,16 +115,32 @@ mod tests {
                 .unwrap_err()
                 .contains("1 ms")
         );
-        assert!(
-            parse("", json!({"url": "https://h/"}))
-                .unwrap_err()
-                .contains("no TLS")
-        );
+        parse("", json!({"url": "https://h/"})).unwrap();
         assert!(
             parse("", json!({"url": "http://h/", "oAuth": {}}))
                 .unwrap_err()
-                .contains("oAuth")
+                .contains("\"oAuth\" needs \"access\"")
         );
+        assert!(
+            parse(
+                "",
+                json!({"url": "http://h/", "oAuth": {"access": {"body": "{}"}}})
+            )
+            .unwrap_err()
+            .contains("\"oAuth.access.url\" is required")
+        );
+        assert!(
+            parse("", json!({"url": "http://h/", "oAuth": {"access": {"url": "http://t/", "expiry": "1"}}}))
+                .unwrap_err()
+                .contains("expiry")
+        );
+        let c = parse(
+            "",
+            json!({"url": "http://h/", "oAuth": {"access": {"url": "http://t/", "expire": "{{.expires_in}}"},
+                   "refresh": {"url": "http://t/r", "headers": {"token": "{{.token}}"}}}}),
+        )
+        .unwrap();
+        assert!(c.oauth.is_some());
         // A lookup table reads the request, `body` and `lookup`; pulling at an interval is
         // refused there.
         let lookup = |props: Value| {

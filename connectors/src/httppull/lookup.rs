@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::HttpPullConfig;
 use super::source::{pull, pull_times};
 use crate::ConnectorError;
-use crate::http::HttpClient;
+use crate::http::{HttpClient, OAuth};
 use crate::lookup::LookupSource;
 
 /// Looks keys up in an HTTP endpoint's answer.
@@ -21,6 +21,8 @@ pub struct HttpPullLookup {
     /// The table's key column, matched against each answer row's field of that name.
     key: String,
     client: HttpClient,
+    /// The `oAuth` session, if configured.
+    oauth: Option<OAuth>,
     /// Taken at drop: shut down without blocking, since the table may be dropped on an async
     /// thread, where dropping a runtime panics.
     runtime: Option<tokio::runtime::Runtime>,
@@ -51,7 +53,8 @@ impl HttpPullLookup {
             .build()
             .map_err(|e| io_error(format!("starting the lookup's runtime: {e}")))?;
         Ok(HttpPullLookup {
-            client: HttpClient::new(config.request.timeout),
+            client: HttpClient::new(config.request.timeout, &config.request.tls),
+            oauth: config.oauth.clone().map(OAuth::new),
             config,
             key: key.to_string(),
             runtime: Some(runtime),
@@ -65,7 +68,12 @@ impl LookupSource for HttpPullLookup {
         let times = pull_times(now, now);
         let runtime = self.runtime.as_ref().expect("taken only at drop");
         let body = runtime
-            .block_on(pull(&self.config, &self.client, &times))
+            .block_on(pull(
+                &self.config,
+                &self.client,
+                self.oauth.as_ref(),
+                &times,
+            ))
             .map_err(io_error)?;
         let rows = match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(o)) => vec![o],

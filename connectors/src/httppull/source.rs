@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::HttpPullConfig;
-use crate::http::HttpClient;
+use crate::http::{HttpClient, OAuth};
 use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
 
 /// Polls an HTTP endpoint.
@@ -24,7 +24,8 @@ impl HttpPullSource {
 #[async_trait]
 impl Source for HttpPullSource {
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
-        let client = HttpClient::new(self.config.request.timeout);
+        let client = HttpClient::new(self.config.request.timeout, &self.config.request.tls);
+        let oauth = self.config.oauth.clone().map(OAuth::new);
         let interval_ms = self.config.interval.as_millis() as i64;
         let mut ticker = tokio::time::interval(self.config.interval);
         // A slow rule or server delays the next pull rather than bunching missed ones.
@@ -38,7 +39,7 @@ impl Source for HttpPullSource {
             let pull_time = chrono::Utc::now().timestamp_millis();
             let last = last_pull.unwrap_or(pull_time - interval_ms);
             let times = pull_times(pull_time, last);
-            let body = match pull(&self.config, &client, &times).await {
+            let body = match pull(&self.config, &client, oauth.as_ref(), &times).await {
                 Ok(body) => body,
                 Err(e) => {
                     failures += 1;
@@ -72,15 +73,29 @@ impl Source for HttpPullSource {
 }
 
 /// One pull: the answer's body, or what went wrong (method, URL and the answer's start).
+/// With `oauth`, the token fields join `times` as the templates' data.
 pub(super) async fn pull(
     config: &HttpPullConfig,
     client: &HttpClient,
+    oauth: Option<&OAuth>,
     times: &Value,
 ) -> Result<Bytes, String> {
+    let with_tokens;
+    let data = match oauth {
+        None => times,
+        Some(oauth) => {
+            let mut fields = oauth.tokens(client).await?;
+            if let Value::Object(t) = times {
+                fields.extend(t.clone());
+            }
+            with_tokens = Value::Object(fields);
+            &with_tokens
+        }
+    };
     let request = &config.request;
-    let target = request.target(times)?;
+    let target = request.target(data)?;
     let what = target.describe();
-    let body = config.body.render(times)?;
+    let body = config.body.render(data)?;
     let response = client
         .send(target.request(body.into())?)
         .await

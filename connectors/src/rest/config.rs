@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::ConnectorError;
-use crate::http::{REQUEST_KEYS, RequestSpec};
+use crate::http::{RequestSpec, request_keys};
 use crate::props::action_props;
 
 /// The sink's own properties besides the request ones (lower case).
@@ -33,7 +33,13 @@ impl RestSinkConfig {
     pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
         let props = action_props("rest", props)?;
         let request = RequestSpec::parse(&props, "")?;
-        let used: Vec<&str> = REQUEST_KEYS.iter().chain(SINK_KEYS).copied().collect();
+        if let Some((name, _)) = props.get("oauth") {
+            return Err(props.error(format!(
+                "\"{name}\" is supported by the httppull source and lookup only; \
+                 put the rest sink's token in \"headers\""
+            )));
+        }
+        let used: Vec<&str> = request_keys().chain(SINK_KEYS.iter().copied()).collect();
         props.refuse_unknown_sink_keys("rest sink", &used)?;
         Ok(RestSinkConfig {
             request,
@@ -85,7 +91,6 @@ mod tests {
     #[test]
     fn refusals_name_the_property() {
         assert_eq!(reason(json!({})), "\"url\" is required");
-        assert!(reason(json!({"url": "https://h/"})).contains("no TLS"));
         assert!(reason(json!({"url": "http://h/", "method": "trace"})).contains("trace"));
         assert!(reason(json!({"url": "http://h/", "bodyType": "yaml"})).contains("yaml"));
         assert!(reason(json!({"url": "http://h/", "bodyType": "formdata"})).contains("formdata"));

@@ -33,7 +33,7 @@ pub struct RestSink {
 impl RestSink {
     /// A sink with `config`; it connects on the first request.
     pub fn new(config: RestSinkConfig) -> Self {
-        let client = HttpClient::new(config.request.timeout);
+        let client = HttpClient::new(config.request.timeout, &config.request.tls);
         let fixed = if config.request.is_dynamic() {
             None
         } else {

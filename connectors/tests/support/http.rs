@@ -4,7 +4,10 @@
 //!
 //! Answers by path: `/status/<code>` answers that status with the body `failed with <code>`;
 //! `/slow/<ms>` answers 200 after waiting; `/code/<n>` answers 200 with `{"code": n}`;
-//! `/echo` answers 200 with the request's body; any other path answers 200 `ok`.
+//! `/echo` answers 200 with the request's body; `/token` answers an OAuth access token
+//! `{"access_token": "t<n>", "expires_in": 1}` and `/refresh` a refreshed one
+//! `{"access_token": "r<n>"}` (n counts the requests to that path); any other path answers
+//! 200 `ok`.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -134,22 +137,31 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    requests.lock().expect("requests lock").push(Recorded {
-        method: parts.method.to_string(),
-        path: path.clone(),
-        headers: parts
-            .headers
+    // A block, so the guard is gone before any await (the handler's future must be Send).
+    let earlier = {
+        let mut seen = requests.lock().expect("requests lock");
+        let earlier = seen
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    v.to_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        peer,
-    });
+            .filter(|r| r.path.split('?').next() == path.split('?').next())
+            .count();
+        seen.push(Recorded {
+            method: parts.method.to_string(),
+            path: path.clone(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        v.to_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            peer,
+        });
+        earlier
+    };
     let mut segments = parts.uri.path().trim_start_matches('/').split('/');
     match (
         segments.next(),
@@ -167,6 +179,20 @@ async fn handle(
         (Some("code"), Some(n)) => Response::builder()
             .header("content-type", "application/json")
             .body(Body::from(format!("{{\"code\": {n}}}")))
+            .expect("response"),
+        (Some("token"), _) => Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(format!(
+                "{{\"access_token\": \"t{}\", \"expires_in\": 1}}",
+                earlier + 1
+            )))
+            .expect("response"),
+        (Some("refresh"), _) => Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(format!(
+                "{{\"access_token\": \"r{}\"}}",
+                earlier + 1
+            )))
             .expect("response"),
         (Some("echo"), _) => Response::builder()
             .header("content-type", "application/json")
