@@ -138,6 +138,23 @@ fn wait_until(
     }
 }
 
+/// Every request until a pull carried `authorization` (waiting off the async threads, which
+/// the source needs).
+async fn pulls_until_authorized(
+    server: TestServer,
+    authorization: &'static str,
+) -> Vec<http::Recorded> {
+    tokio::task::spawn_blocking(move || {
+        wait_until(&server, |r| {
+            to(r, "/echo")
+                .iter()
+                .any(|p| p.header("authorization") == Some(authorization))
+        })
+    })
+    .await
+    .unwrap()
+}
+
 /// The requests to paths starting with `prefix`.
 fn to(requests: &[http::Recorded], prefix: &str) -> Vec<http::Recorded> {
     requests
@@ -164,17 +181,7 @@ async fn oauth_access_token_is_fetched_used_in_headers_and_fetched_again_when_ex
         }),
     );
     // The token lasts 1 s (`expires_in`): a second one is fetched, and later pulls use it.
-    let got = tokio::task::spawn_blocking(move || {
-        let got = wait_until(&server, |r| {
-            to(r, "/echo")
-                .iter()
-                .any(|p| p.header("authorization") == Some("Bearer t2"))
-        });
-        drop(server);
-        got
-    })
-    .await
-    .unwrap();
+    let got = pulls_until_authorized(server, "Bearer t2").await;
     task.abort();
     let first = &got[0];
     assert_eq!(
@@ -206,17 +213,7 @@ async fn oauth_refresh_follows_the_access_and_renews_the_token() {
             }
         }),
     );
-    let got = tokio::task::spawn_blocking(move || {
-        let got = wait_until(&server, |r| {
-            to(r, "/echo")
-                .iter()
-                .any(|p| p.header("authorization") == Some("Bearer r2"))
-        });
-        drop(server);
-        got
-    })
-    .await
-    .unwrap();
+    let got = pulls_until_authorized(server, "Bearer r2").await;
     task.abort();
     let paths: Vec<&str> = got.iter().take(3).map(|r| r.path.as_str()).collect();
     assert_eq!(paths, ["/token", "/refresh", "/echo/items?kind=a"]);
