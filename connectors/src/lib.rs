@@ -93,7 +93,8 @@ impl Connectors {
             "httppush",
             "memory",
             "mqtt",
-            "redisSub",
+            // eKuiper's `redisSub`: the parser folds TYPE to lower case.
+            "redissub",
             "simulator",
         ]
     }
@@ -222,7 +223,7 @@ impl Connectors {
             "httppull" => Ok(Box::new(httppull::HttpPullSource::new(
                 httppull::HttpPullConfig::parse(&spec.datasource, &spec.props)?,
             ))),
-            "redisSub" => Ok(Box::new(redis::RedisSubSource::new(
+            "redissub" => Ok(Box::new(redis::RedisSubSource::new(
                 redis::RedisSubConfig::parse(&spec.datasource, &spec.props)?,
             ))),
             "simulator" => Ok(Box::new(simulator::SimulatorSource::new(
