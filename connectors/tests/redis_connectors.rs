@@ -2,12 +2,16 @@
 //! 127.0.0.1:6379 (database 2), each test under its own key or channel prefix, and against a
 //! private `redis-server` the outage tests start on a free port and kill.
 
+#[path = "support/redis.rs"]
+mod private_redis;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use private_redis::{PrivateRedis, free_port};
 use quiver_connectors::redis::{
     RedisPubConfig, RedisPubSink, RedisSink, RedisSinkConfig, RedisSubConfig, RedisSubSource,
 };
@@ -390,59 +394,6 @@ async fn redis_sub_receives_patterned_channels_and_holds_back_when_the_rule_is_b
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the stopped source is still subscribed");
-}
-
-/// A private redis-server on a free port, killed when dropped.
-struct PrivateRedis {
-    port: u16,
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let dir = std::env::temp_dir().join(format!("quiver-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        let addr = format!("127.0.0.1:{port}");
-        for _ in 0..200 {
-            if redis::Client::open(format!("redis://{addr}/"))
-                .unwrap()
-                .get_connection_with_timeout(Duration::from_millis(200))
-                .is_ok()
-            {
-                return PrivateRedis { port, child, dir };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("redis-server did not start on {addr}");
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
