@@ -11,7 +11,7 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use private_redis::{PrivateRedis, free_port};
+use private_redis::{PrivateRedis, delete_prefixed, free_port};
 use quiver_connectors::redis::{
     RedisPubConfig, RedisPubSink, RedisSink, RedisSinkConfig, RedisSubConfig, RedisSubSource,
 };
@@ -66,13 +66,7 @@ impl Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query(&mut self.conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut self.conn);
-        }
+        delete_prefixed(&mut self.conn, &self.prefix);
     }
 }
 

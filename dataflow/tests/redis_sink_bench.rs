@@ -7,47 +7,19 @@
 //! harness cannot rot.
 
 mod common;
+#[path = "common/sink_bench.rs"]
+mod sink_bench;
 
 #[path = "../../connectors/tests/support/redis.rs"]
 mod private_redis;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use arrow::array::{Float64Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow::array::Int64Array;
 use private_redis::{PrivateRedis, free_port};
 use quiver_connectors::codec::encode::batch_to_json_objects;
-use quiver_connectors::memory::MemoryPayload;
-use quiver_dataflow::{Action, RuleSpec};
+use quiver_dataflow::Action;
 use serde_json::{Value, json};
-
-fn batch(first_id: i64, rows: usize) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("key", DataType::Utf8, true),
-        Field::new("id", DataType::Int64, true),
-        Field::new("device", DataType::Utf8, true),
-        Field::new("temperature", DataType::Float64, true),
-    ]));
-    let ids: Vec<i64> = (first_id..first_id + rows as i64).collect();
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| format!("bench:{i}")),
-            )),
-            Arc::new(Int64Array::from(ids.clone())),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| format!("device-{}", i % 100)),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                ids.iter().map(|i| 20.0 + (i % 17) as f64 * 0.5),
-            )),
-        ],
-    )
-    .unwrap()
-}
 
 /// How many rows the server holds: keys for SET, the list's length for LPUSH.
 fn stored(conn: &mut redis::Connection, list: bool) -> usize {
@@ -99,54 +71,20 @@ fn case(server: &PrivateRedis, list: bool, batches: usize, rows_per_batch: usize
     flush(&mut conn);
     let rt = common::runtime();
     let engine = common::engine(&rt, 2);
-    engine
-        .create_stream(&format!(
-            r#"CREATE STREAM {id} (key STRING, id BIGINT, device STRING, temperature FLOAT) WITH (DATASOURCE="{id}", TYPE="memory")"#
-        ))
-        .unwrap();
-    let input: Vec<RecordBatch> = (0..batches)
-        .map(|b| batch((b * rows_per_batch) as i64, rows_per_batch))
-        .collect();
+    let input = sink_bench::input(batches, rows_per_batch);
     let props = if list {
         json!({"addr": server.addr(), "key": "bench-list", "dataType": "list"})
     } else {
-        json!({"addr": server.addr(), "field": "key"})
+        json!({"addr": server.addr(), "field": "id"})
     };
 
     // 1. The rule: Arrow rows encoded to JSON and written, one pipeline per emission, until
     // the sink has closed.
-    engine
-        .create_rule(RuleSpec {
-            id: id.into(),
-            name: id.into(),
-            sql: format!("SELECT key, id, device, temperature FROM {id}"),
-            actions: vec![Action {
-                sink_type: "redis".into(),
-                props,
-            }],
-            options: Default::default(),
-        })
-        .unwrap();
-    let bus = engine.connectors().memory().clone();
-    let started = rt.block_on(async {
-        while bus.subscribers(id) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let started = Instant::now();
-        for b in &input {
-            bus.publish(id, MemoryPayload::Batch(b.clone())).await;
-        }
-        bus.close(id);
-        assert!(
-            engine
-                .wait_finished(id, Duration::from_secs(600))
-                .await
-                .unwrap(),
-            "the rule did not finish"
-        );
-        started
-    });
-    let rule_secs = started.elapsed().as_secs_f64();
+    let action = Action {
+        sink_type: "redis".into(),
+        props,
+    };
+    let rule_secs = sink_bench::time_rule(&rt, &engine, id, action, &input);
     assert_eq!(stored(&mut conn, list), total);
     engine.shutdown();
 
@@ -161,14 +99,14 @@ fn case(server: &PrivateRedis, list: bool, batches: usize, rows_per_batch: usize
         .iter()
         .zip(&input)
         .map(|(rows, b)| {
-            let keys = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            let ids = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
             let mut pipe = redis::pipe();
             for (i, body) in rows.iter().enumerate() {
                 bytes += body.len();
                 if list {
                     pipe.cmd("LPUSH").arg("bench-list").arg(body.as_slice());
                 } else {
-                    pipe.cmd("SET").arg(keys.value(i)).arg(body.as_slice());
+                    pipe.cmd("SET").arg(ids.value(i)).arg(body.as_slice());
                 }
             }
             pipe.ignore_errors();

@@ -4,9 +4,13 @@
 
 mod common;
 
+#[path = "../../connectors/tests/support/redis.rs"]
+mod private_redis;
+
 use std::time::{Duration, Instant};
 
 use common::{Server, temp_dir, wait_metric};
+use private_redis::delete_prefixed;
 use serde_json::{Value, json};
 
 const DB: i64 = 2;
@@ -23,14 +27,7 @@ struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let mut conn = connect();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.0))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
+        delete_prefixed(&mut connect(), &self.0);
     }
 }
 

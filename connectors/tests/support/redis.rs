@@ -5,6 +5,17 @@
 
 use std::time::Duration;
 
+/// Deletes every key that starts with `prefix` (a test's keys, when it ends).
+pub fn delete_prefixed(conn: &mut redis::Connection, prefix: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(conn)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(conn);
+    }
+}
+
 /// A private redis-server on a free port, killed when dropped.
 pub struct PrivateRedis {
     port: u16,
