@@ -35,14 +35,16 @@ impl PrivateRedis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
-        let addr = format!("127.0.0.1:{port}");
+        // Owned at once: a panic below drops it, which kills and reaps the process.
+        let server = PrivateRedis { port, child, dir };
+        let addr = server.addr();
         for _ in 0..200 {
             if redis::Client::open(format!("redis://{addr}/"))
                 .unwrap()
                 .get_connection_with_timeout(Duration::from_millis(200))
                 .is_ok()
             {
-                return PrivateRedis { port, child, dir };
+                return server;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
