@@ -93,6 +93,8 @@ impl Connectors {
             "httppush",
             "memory",
             "mqtt",
+            // eKuiper's `redisSub`: the parser folds TYPE to lower case.
+            "redissub",
             "simulator",
         ]
     }
@@ -133,7 +135,9 @@ impl Connectors {
 
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
-        &["file", "log", "memory", "mqtt", "nop", "rest"]
+        &[
+            "file", "log", "memory", "mqtt", "nop", "redis", "redisPub", "rest",
+        ]
     }
 
     /// eKuiper common sink properties a built-in sink of `sink_type` reads itself, so the host
@@ -219,6 +223,9 @@ impl Connectors {
             "httppull" => Ok(Box::new(httppull::HttpPullSource::new(
                 httppull::HttpPullConfig::parse(&spec.datasource, &spec.props)?,
             ))),
+            "redissub" => Ok(Box::new(redis::RedisSubSource::new(
+                redis::RedisSubConfig::parse(&spec.datasource, &spec.props)?,
+            ))),
             "simulator" => Ok(Box::new(simulator::SimulatorSource::new(
                 simulator::SimulatorConfig::parse(&spec.datasource, &spec.props)?,
             ))),
@@ -261,6 +268,12 @@ impl Connectors {
             "nop" => Ok(Box::new(nop::NopSink::new(nop::NopSinkConfig::parse(
                 props,
             )?))),
+            "redis" => Ok(Box::new(redis::RedisSink::new(
+                redis::RedisSinkConfig::parse(props)?,
+            )?)),
+            "redisPub" => Ok(Box::new(redis::RedisPubSink::new(
+                redis::RedisPubConfig::parse(props)?,
+            )?)),
             "rest" => Ok(Box::new(rest::RestSink::new(rest::RestSinkConfig::parse(
                 props,
             )?))),

@@ -7,43 +7,18 @@
 //! harness cannot rot.
 
 mod common;
+#[path = "common/sink_bench.rs"]
+mod sink_bench;
 
 #[path = "../../connectors/tests/support/http.rs"]
 mod http;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Float64Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::record_batch::RecordBatch;
 use http::TestServer;
 use quiver_connectors::codec::encode::{batch_to_json_array, batch_to_json_objects};
-use quiver_connectors::memory::MemoryPayload;
-use quiver_dataflow::{Action, RuleSpec};
+use quiver_dataflow::Action;
 use serde_json::{Value, json};
-
-fn batch(first_id: i64, rows: usize) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("device", DataType::Utf8, true),
-        Field::new("temperature", DataType::Float64, true),
-    ]));
-    let ids: Vec<i64> = (first_id..first_id + rows as i64).collect();
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids.clone())),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| format!("device-{}", i % 100)),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                ids.iter().map(|i| 20.0 + (i % 17) as f64 * 0.5),
-            )),
-        ],
-    )
-    .unwrap()
-}
 
 /// Rows the server received on `path`: JSON arrays of rows, or one object each.
 fn rows_received(server: &TestServer, path: &str) -> usize {
@@ -66,51 +41,16 @@ fn case(id: &str, batches: usize, rows_per_batch: usize, send_single: bool) -> V
     let server = TestServer::start();
     let rt = common::runtime();
     let engine = common::engine(&rt, 2);
-    engine
-        .create_stream(&format!(
-            r#"CREATE STREAM {id} (id BIGINT, device STRING, temperature FLOAT) WITH (DATASOURCE="{id}", TYPE="memory")"#
-        ))
-        .unwrap();
-    let input: Vec<RecordBatch> = (0..batches)
-        .map(|b| batch((b * rows_per_batch) as i64, rows_per_batch))
-        .collect();
+    let input = sink_bench::input(batches, rows_per_batch);
 
     // 1. A rule into the rest sink: Arrow rows encoded to JSON and POSTed until the sink has
     // closed.
-    engine
-        .create_rule(RuleSpec {
-            id: id.into(),
-            name: id.into(),
-            sql: format!("SELECT id, device, temperature FROM {id}"),
-            actions: vec![Action {
-                sink_type: "rest".into(),
-                props: json!({"url": format!("{}/rule", server.base), "method": "post",
-                              "sendSingle": send_single}),
-            }],
-            options: Default::default(),
-        })
-        .unwrap();
-    let bus = engine.connectors().memory().clone();
-    let started = rt.block_on(async {
-        // The rule's source subscribes as it starts: wait for it.
-        while bus.subscribers(id) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let started = Instant::now();
-        for b in &input {
-            bus.publish(id, MemoryPayload::Batch(b.clone())).await;
-        }
-        bus.close(id);
-        assert!(
-            engine
-                .wait_finished(id, Duration::from_secs(600))
-                .await
-                .unwrap(),
-            "the rule did not finish"
-        );
-        started
-    });
-    let rule_secs = started.elapsed().as_secs_f64();
+    let action = Action {
+        sink_type: "rest".into(),
+        props: json!({"url": format!("{}/rule", server.base), "method": "post",
+                      "sendSingle": send_single}),
+    };
+    let rule_secs = sink_bench::time_rule(&rt, &engine, id, action, &input);
     assert_eq!(rows_received(&server, "/rule"), total);
 
     // 2. curl posting the same bodies (encoded before timing) over one connection.

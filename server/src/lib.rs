@@ -73,7 +73,9 @@ pub fn load_profiles(
             };
             by_name.insert(name, props);
         }
-        profiles.insert(kind, by_name);
+        // Streams name their TYPE in lower case (the parser folds it), so `redisSub:` must
+        // match `TYPE="redisSub"`.
+        profiles.insert(kind.to_ascii_lowercase(), by_name);
     }
     Ok(profiles)
 }

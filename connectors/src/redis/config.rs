@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use crate::ConnectorError;
 use crate::props::Props;
 
+use super::server::RedisServer;
+
 /// How the rows of a key are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisDataType {
@@ -16,27 +18,29 @@ pub enum RedisDataType {
     List,
 }
 
+impl RedisDataType {
+    /// The `dataType` property: "string" (the default) or "list".
+    pub(crate) fn read(p: &Props<'_>) -> Result<Self, ConnectorError> {
+        match p.string("datatype")?.map(str::trim) {
+            None | Some("string") => Ok(RedisDataType::String),
+            Some("list") => Ok(RedisDataType::List),
+            Some(other) => Err(p.error(format!(
+                "\"dataType\" must be \"string\" or \"list\", got \"{other}\""
+            ))),
+        }
+    }
+}
+
 /// Settings of a Redis lookup table.
 #[derive(Debug, Clone)]
 pub struct RedisLookupConfig {
-    /// Host of `addr`.
-    pub host: String,
-    /// Port of `addr`.
-    pub port: u16,
-    /// `password`, if the server wants one.
-    pub password: Option<String>,
-    /// `username` (Redis 6 ACL), with `password`.
-    pub username: Option<String>,
-    /// The database number (`DATASOURCE`).
-    pub db: i64,
+    /// `addr`, `username`, `password`, and the database number (`DATASOURCE`).
+    pub server: RedisServer,
     /// `dataType`: how rows are stored.
     pub data_type: RedisDataType,
     /// Connect, read and write timeout: short, since lookups run inside the rule.
     pub timeout: Duration,
 }
-
-/// The server eKuiper's profile points at by default.
-const DEFAULT_ADDR: &str = "127.0.0.1:6379";
 
 /// Connect/read/write timeout when `timeout` is not set.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -60,25 +64,8 @@ impl RedisLookupConfig {
         if !(0..=15).contains(&db) {
             return Err(p.error(format!("the database number must be 0 to 15, got {db}")));
         }
-        let addr = p.string("addr")?.unwrap_or(DEFAULT_ADDR);
-        let bare = addr
-            .trim()
-            .trim_start_matches("tcp://")
-            .trim_start_matches("redis://");
-        let (host, port) = bare
-            .rsplit_once(':')
-            .and_then(|(h, port)| Some((h, port.parse::<u16>().ok()?)))
-            .filter(|(h, _)| !h.is_empty())
-            .ok_or_else(|| p.error(format!("\"addr\" must be host:port, got \"{addr}\"")))?;
-        let data_type = match p.string("datatype")?.map(str::trim) {
-            None | Some("string") => RedisDataType::String,
-            Some("list") => RedisDataType::List,
-            Some(other) => {
-                return Err(p.error(format!(
-                    "\"dataType\" must be \"string\" or \"list\", got \"{other}\""
-                )));
-            }
-        };
+        let server = RedisServer::read(&p, "addr", db)?;
+        let data_type = RedisDataType::read(&p)?;
         let timeout = match p.get("timeout") {
             None => DEFAULT_TIMEOUT,
             Some((name, v)) => v
@@ -88,17 +75,7 @@ impl RedisLookupConfig {
                 .ok_or_else(|| p.error(format!("\"{name}\" must be milliseconds, got {v}")))?,
         };
         Ok(RedisLookupConfig {
-            host: host.to_string(),
-            port,
-            password: p
-                .string("password")?
-                .filter(|s| !s.is_empty())
-                .map(String::from),
-            username: p
-                .string("username")?
-                .filter(|s| !s.is_empty())
-                .map(String::from),
-            db,
+            server,
             data_type,
             timeout,
         })
@@ -116,14 +93,20 @@ mod tests {
     #[test]
     fn defaults_follow_ekuiper() {
         let c = parse("0", serde_json::json!({})).unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.db), ("127.0.0.1", 6379, 0));
+        assert_eq!(
+            (c.server.host.as_str(), c.server.port, c.server.db),
+            ("127.0.0.1", 6379, 0)
+        );
         assert_eq!(c.data_type, RedisDataType::String);
         let c = parse(
             "3",
             serde_json::json!({"addr": "tcp://h:7000", "datatype": "list"}),
         )
         .unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.db), ("h", 7000, 3));
+        assert_eq!(
+            (c.server.host.as_str(), c.server.port, c.server.db),
+            ("h", 7000, 3)
+        );
         assert_eq!(c.data_type, RedisDataType::List);
     }
 

@@ -4,8 +4,6 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
-
 use super::config::{RedisDataType, RedisLookupConfig};
 use crate::ConnectorError;
 use crate::lookup::LookupSource;
@@ -22,9 +20,8 @@ pub struct RedisLookup {
 impl std::fmt::Debug for RedisLookup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLookup")
-            .field("host", &self.config.host)
-            .field("port", &self.config.port)
-            .field("db", &self.config.db)
+            .field("server", &self.config.server.address())
+            .field("db", &self.config.server.db)
             .finish()
     }
 }
@@ -40,18 +37,7 @@ impl RedisLookup {
     /// A lookup on the configured server; it connects on the first lookup, so creating the
     /// table does not need the server up (as eKuiper, which connects when a rule starts).
     pub fn new(config: RedisLookupConfig) -> Result<Self, ConnectorError> {
-        let mut redis_info = RedisConnectionInfo::default().set_db(config.db);
-        if let Some(p) = &config.password {
-            redis_info = redis_info.set_password(p);
-        }
-        if let Some(u) = &config.username {
-            redis_info = redis_info.set_username(u);
-        }
-        let info = ConnectionAddr::Tcp(config.host.clone(), config.port)
-            .into_connection_info()
-            .map_err(io)?
-            .set_redis_settings(redis_info);
-        let client = redis::Client::open(info).map_err(io)?;
+        let client = config.server.client()?;
         Ok(RedisLookup {
             config,
             client,
@@ -60,15 +46,9 @@ impl RedisLookup {
     }
 
     fn connect(&self) -> Result<redis::Connection, ConnectorError> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(self.config.timeout)
-            .map_err(io)?;
-        conn.set_read_timeout(Some(self.config.timeout))
-            .map_err(io)?;
-        conn.set_write_timeout(Some(self.config.timeout))
-            .map_err(io)?;
-        Ok(conn)
+        self.config
+            .server
+            .connect(&self.client, self.config.timeout)
     }
 
     fn query(
