@@ -14,6 +14,7 @@ pub mod error;
 pub mod file;
 pub mod http;
 pub mod httppull;
+pub mod kafka;
 pub mod log;
 pub mod lookup;
 pub mod memory;
@@ -91,6 +92,7 @@ impl Connectors {
             "file",
             "httppull",
             "httppush",
+            "kafka",
             "memory",
             "mqtt",
             "simulator",
@@ -133,7 +135,7 @@ impl Connectors {
 
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
-        &["file", "log", "memory", "mqtt", "nop", "rest"]
+        &["file", "kafka", "log", "memory", "mqtt", "nop", "rest"]
     }
 
     /// eKuiper common sink properties a built-in sink of `sink_type` reads itself, so the host
@@ -141,6 +143,8 @@ impl Connectors {
     pub fn sink_own_keys(sink_type: &str) -> &'static [&'static str] {
         match sink_type {
             "file" => file::SINK_OWN_KEYS,
+            // Kafka's own record compression, not the host's payload compression.
+            "kafka" => &["compression"],
             _ => &[],
         }
     }
@@ -219,6 +223,9 @@ impl Connectors {
             "httppull" => Ok(Box::new(httppull::HttpPullSource::new(
                 httppull::HttpPullConfig::parse(&spec.datasource, &spec.props)?,
             ))),
+            "kafka" => Ok(Box::new(kafka::KafkaSource::new(
+                kafka::KafkaSourceConfig::parse(&spec.datasource, &spec.props)?,
+            ))),
             "simulator" => Ok(Box::new(simulator::SimulatorSource::new(
                 simulator::SimulatorConfig::parse(&spec.datasource, &spec.props)?,
             ))),
@@ -248,6 +255,9 @@ impl Connectors {
             "file" => Ok(Box::new(file::FileSink::new(file::FileSinkConfig::parse(
                 props,
             )?))),
+            "kafka" => Ok(Box::new(kafka::KafkaSink::new(
+                kafka::KafkaSinkConfig::parse(props)?,
+            ))),
             "log" => Ok(Box::new(log::LogSink::new(log::LogSinkConfig::parse(
                 props,
             )?))),
