@@ -5,6 +5,7 @@
 //! A request that fails on the connection drops it (the next request connects again) and is
 //! tried again, up to `maxAttempts` tries; errors that say the metadata is stale (not the
 //! leader, unknown partition) refresh it first. The caller decides what a final failure means.
+//! Public so that tests and benchmarks can produce and read a topic without the connector.
 
 use std::collections::HashMap;
 
@@ -27,7 +28,7 @@ use super::wire::{Conn, Request};
 
 /// What went wrong with a request, after its tries.
 #[derive(Debug)]
-pub(crate) struct KafkaError(pub(crate) String);
+pub struct KafkaError(pub String);
 
 impl std::fmt::Display for KafkaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,26 +40,26 @@ type Result<T> = std::result::Result<T, KafkaError>;
 
 /// One partition's answer to a fetch.
 #[derive(Debug)]
-pub(crate) struct Fetched {
+pub struct Fetched {
     /// The partition.
-    pub(crate) partition: i32,
+    pub partition: i32,
     /// Its record batches, whole ones only.
-    pub(crate) records: Option<Bytes>,
+    pub records: Option<Bytes>,
     /// The error code (0: none; 1: the offset is out of range).
-    pub(crate) error: i16,
+    pub error: i16,
 }
 
 /// Kafka's error code for a fetch offset outside the kept log.
-pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 /// ListOffsets' timestamps that mean the first and the next offset of a partition.
-pub(crate) const EARLIEST: i64 = -2;
+pub const EARLIEST: i64 = -2;
 /// See [`EARLIEST`].
-pub(crate) const LATEST: i64 = -1;
+pub const LATEST: i64 = -1;
 
 /// A client of one cluster, used by one source or sink task.
 #[derive(Debug)]
-pub(crate) struct Client {
+pub struct Client {
     settings: Connection,
     /// Open connections by broker id; bootstrap connections use negative ids.
     conns: HashMap<i32, Conn>,
@@ -72,7 +73,7 @@ pub(crate) struct Client {
 
 impl Client {
     /// A client; it connects on the first request.
-    pub(crate) fn new(settings: Connection) -> Client {
+    pub fn new(settings: Connection) -> Client {
         Client {
             settings,
             conns: HashMap::new(),
@@ -114,7 +115,7 @@ impl Client {
 
     /// Reads the metadata of `topic` from a bootstrap broker (trying each in turn): its
     /// partitions, their leaders, and every broker's address.
-    pub(crate) async fn refresh(&mut self, topic: &str) -> Result<i32> {
+    pub async fn refresh(&mut self, topic: &str) -> Result<i32> {
         let request = MetadataRequest::default()
             .with_topics(Some(vec![
                 MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
@@ -165,7 +166,7 @@ impl Client {
     }
 
     /// The partition count of `topic`, from metadata read before or now.
-    pub(crate) async fn partition_count(&mut self, topic: &str) -> Result<i32> {
+    pub async fn partition_count(&mut self, topic: &str) -> Result<i32> {
         match self.partitions.get(topic) {
             Some(n) => Ok(*n),
             None => self.refresh(topic).await,
@@ -201,7 +202,7 @@ impl Client {
 
     /// Writes one record batch (already encoded) to a partition; `acks` as eKuiper's
     /// `requiredACKs`. With acks 0 the broker does not answer.
-    pub(crate) async fn produce(
+    pub async fn produce(
         &mut self,
         topic: &str,
         partition: i32,
@@ -270,7 +271,7 @@ impl Client {
 
     /// Fetches from each of `positions` (partition, next offset) of `topic`, waiting up to
     /// `max_wait_ms` for data. Partitions are asked of their leaders, one request per leader.
-    pub(crate) async fn fetch(
+    pub async fn fetch(
         &mut self,
         topic: &str,
         positions: &[(i32, i64)],
@@ -340,7 +341,7 @@ impl Client {
     }
 
     /// The offset at `timestamp` ([`EARLIEST`] or [`LATEST`]) of a partition.
-    pub(crate) async fn list_offset(
+    pub async fn list_offset(
         &mut self,
         topic: &str,
         partition: i32,
@@ -407,7 +408,7 @@ impl Client {
     }
 
     /// The offsets `group` committed for `partitions` of `topic` (none: not committed yet).
-    pub(crate) async fn committed(
+    pub async fn committed(
         &mut self,
         group: &str,
         topic: &str,
@@ -459,12 +460,7 @@ impl Client {
 
     /// Commits `offsets` (partition, next offset to read) of `topic` for `group`, as a
     /// consumer outside group membership (generation -1), the way a standalone consumer does.
-    pub(crate) async fn commit(
-        &mut self,
-        group: &str,
-        topic: &str,
-        offsets: &[(i32, i64)],
-    ) -> Result<()> {
+    pub async fn commit(&mut self, group: &str, topic: &str, offsets: &[(i32, i64)]) -> Result<()> {
         let mut tries = 0;
         loop {
             tries += 1;

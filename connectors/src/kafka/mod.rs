@@ -8,9 +8,10 @@
 //! - Brokers are `host:port` lists; SASL PLAIN and eKuiper's TLS properties are supported,
 //!   SASL SCRAM is refused by name.
 
-mod client;
+pub mod client;
 mod config;
 mod partitioner;
+pub mod records;
 mod sink;
 mod source;
 mod wire;

@@ -10,43 +10,15 @@
 
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use serde_json::Value;
 
 use super::client::Client;
 use super::config::{Headers, KafkaSinkConfig};
 use super::partitioner;
+use super::records::{self, Message};
 use crate::codec::encode;
 use crate::{ConnectorError, Sink};
-
-/// Bytes a record adds beyond its key, value and headers (varint lengths, deltas, attributes),
-/// counted generously so a request stays under `batchBytes`.
-const RECORD_OVERHEAD: usize = 32;
-
-/// One message to write.
-#[derive(Debug, Clone)]
-struct Message {
-    key: Option<Bytes>,
-    value: Bytes,
-    headers: Vec<(String, Bytes)>,
-}
-
-impl Message {
-    fn size(&self) -> usize {
-        RECORD_OVERHEAD
-            + self.value.len()
-            + self.key.as_ref().map_or(0, Bytes::len)
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 8)
-                .sum::<usize>()
-    }
-}
 
 /// Writes result rows to a Kafka topic.
 #[derive(Debug)]
@@ -158,7 +130,7 @@ impl KafkaSink {
         for (partition, msgs) in by_partition.into_iter().enumerate() {
             let mut written_here = 0;
             for chunk in chunks(&msgs, self.config.batch_size, self.config.batch_bytes) {
-                let records = encode_batch(chunk, self.config.gzip)
+                let records = records::encode(chunk, self.config.gzip)
                     .map_err(|e| io_error(format!("sink {topic}: {e}")));
                 let written = match records {
                     Ok(r) => self
@@ -262,50 +234,6 @@ fn chunks(msgs: &[Message], size: usize, bytes: u64) -> Vec<&[Message]> {
     out
 }
 
-/// Encodes messages as one record batch (format v2), gzip-compressed if asked.
-fn encode_batch(msgs: &[Message], gzip: bool) -> Result<Bytes, String> {
-    let now = chrono::Utc::now().timestamp_millis();
-    let records: Vec<Record> = msgs
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let mut record = Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: now,
-                key: m.key.clone(),
-                value: Some(m.value.clone()),
-                headers: Default::default(),
-            };
-            for (k, v) in &m.headers {
-                record
-                    .headers
-                    .insert(StrBytes::from_string(k.clone()), Some(v.clone()));
-            }
-            record
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: if gzip {
-            Compression::Gzip
-        } else {
-            Compression::None
-        },
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
-        .map_err(|e| format!("cannot encode messages: {e}"))?;
-    Ok(buf.freeze())
-}
-
 fn io_error(reason: String) -> ConnectorError {
     ConnectorError::Io {
         connector: "kafka",
@@ -316,14 +244,9 @@ fn io_error(reason: String) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::records::RecordBatchDecoder;
 
     fn msg(n: usize) -> Message {
-        Message {
-            key: None,
-            value: Bytes::from(vec![b'x'; n]),
-            headers: Vec::new(),
-        }
+        Message::value(vec![b'x'; n])
     }
 
     #[test]
@@ -335,26 +258,5 @@ mod tests {
         assert_eq!(lens(chunks(&msgs, 100, one * 3)), [3, 2]);
         // A message over the byte limit goes alone rather than never.
         assert_eq!(lens(chunks(&msgs, 100, 1)), [1, 1, 1, 1, 1]);
-    }
-
-    #[test]
-    fn batches_decode_to_the_messages() {
-        let msgs = vec![
-            Message {
-                key: Some(Bytes::from_static(b"k")),
-                value: Bytes::from_static(b"{\"a\":1}"),
-                headers: vec![("h".into(), Bytes::from_static(b"v"))],
-            },
-            msg(3),
-        ];
-        for gzip in [false, true] {
-            let mut bytes = encode_batch(&msgs, gzip).unwrap();
-            let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
-            assert_eq!(set.records.len(), 2);
-            assert_eq!(set.records[0].key.as_deref(), Some(&b"k"[..]));
-            assert_eq!(set.records[0].value.as_deref(), Some(&b"{\"a\":1}"[..]));
-            assert_eq!(set.records[0].headers.len(), 1);
-            assert_eq!(set.records[1].value.as_deref(), Some(&b"xxx"[..]));
-        }
     }
 }

@@ -15,13 +15,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use kafka_protocol::records::RecordBatchDecoder;
-
 use super::client::{Client, EARLIEST, KafkaError, LATEST, OFFSET_OUT_OF_RANGE};
 use super::config::{KafkaSourceConfig, OffsetReset};
-use super::wire::whole_batches;
+use super::records;
 use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
+use async_trait::async_trait;
 
 /// How long a fetch waits at the broker for new messages before answering empty.
 const FETCH_WAIT_MS: i32 = 500;
@@ -128,8 +126,15 @@ impl KafkaSource {
                     self.positions.insert(f.partition, offset);
                     continue;
                 }
-                let next = read_records(f.records, position, topic_name, &mut batch)
+                let Some(data) = f.records else { continue };
+                let messages = records::decode(data.clone(), position)
                     .map_err(|e| Failure::Kafka(KafkaError(format!("{topic}: {e}"))))?;
+                batch.extend(
+                    messages
+                        .into_iter()
+                        .map(|(_, m)| RawMessage::new(m.value, topic_name.clone())),
+                );
+                let next = records::next_offset(&data).unwrap_or(position);
                 if next > position {
                     self.positions.insert(f.partition, next);
                     moved.push((f.partition, next));
@@ -160,37 +165,6 @@ impl From<KafkaError> for Failure {
     fn from(e: KafkaError) -> Self {
         Failure::Kafka(e)
     }
-}
-
-/// Appends the values of the records at or after `position` to `out`; returns the offset
-/// after the last record seen (`position` when there was none).
-fn read_records(
-    records: Option<bytes::Bytes>,
-    position: i64,
-    topic: &Arc<str>,
-    out: &mut Vec<RawMessage>,
-) -> Result<i64, String> {
-    let mut next = position;
-    let Some(records) = records else {
-        return Ok(next);
-    };
-    for mut batch in whole_batches(records) {
-        let set =
-            RecordBatchDecoder::decode(&mut batch).map_err(|e| format!("bad record batch: {e}"))?;
-        for r in set.records {
-            // A compressed batch starts before the asked offset; control records (transaction
-            // markers) are not messages.
-            if r.offset < position {
-                continue;
-            }
-            next = next.max(r.offset + 1);
-            if r.control {
-                continue;
-            }
-            out.push(RawMessage::new(r.value.unwrap_or_default(), topic.clone()));
-        }
-    }
-    Ok(next)
 }
 
 #[async_trait]
@@ -225,58 +199,5 @@ impl Source for KafkaSource {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-
-    fn batch(base: i64, values: &[&str]) -> BytesMut {
-        let records: Vec<Record> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: base + i as i64,
-                sequence: -1,
-                timestamp: 0,
-                key: None,
-                value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
-        buf
-    }
-
-    #[test]
-    fn records_before_the_position_are_skipped() {
-        let mut buf = batch(10, &["a", "b", "c"]);
-        buf.extend_from_slice(&batch(13, &["d"]));
-        let topic: Arc<str> = Arc::from("t");
-        let mut out = Vec::new();
-        let next = read_records(Some(buf.freeze()), 11, &topic, &mut out).unwrap();
-        assert_eq!(next, 14);
-        let values: Vec<&[u8]> = out.iter().map(|m| &m.payload[..]).collect();
-        assert_eq!(values, [&b"b"[..], b"c", b"d"]);
-        let mut out = Vec::new();
-        assert_eq!(read_records(None, 5, &topic, &mut out).unwrap(), 5);
-        assert!(out.is_empty());
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, ListOffsetsRequest, ListOffsetsResponse,
@@ -326,24 +326,6 @@ fn plain_token(sasl: &Sasl) -> Bytes {
     token.freeze()
 }
 
-/// Splits a fetched partition's records into whole record batches; a batch the broker cut off
-/// at the fetch's byte limit (it may send a partial last one) is left out and fetched again.
-pub(crate) fn whole_batches(mut records: Bytes) -> Vec<Bytes> {
-    let mut batches = Vec::new();
-    // Each batch: base offset (8 bytes), then its length (4) counting what follows.
-    while records.len() >= 12 {
-        let length = (&records[8..12]).get_i32();
-        let Some(total) = usize::try_from(length).ok().map(|l| l + 12) else {
-            break;
-        };
-        if records.len() < total {
-            break;
-        }
-        batches.push(records.split_to(total));
-    }
-    batches
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,22 +337,5 @@ mod tests {
             password: "pw".into(),
         };
         assert_eq!(&plain_token(&sasl)[..], b"\0u\0pw");
-    }
-
-    #[test]
-    fn partial_batches_are_left_for_the_next_fetch() {
-        let mut buf = BytesMut::new();
-        for body in [&b"abc"[..], b"defgh"] {
-            buf.put_i64(7);
-            buf.put_i32(body.len() as i32);
-            buf.put_slice(body);
-        }
-        let whole = buf.clone().freeze();
-        assert_eq!(whole_batches(whole.clone()).len(), 2);
-        let cut = whole.slice(..whole.len() - 2);
-        let batches = whole_batches(cut);
-        assert_eq!(batches.len(), 1);
-        assert_eq!(&batches[0][12..], b"abc");
-        assert!(whole_batches(Bytes::from_static(b"short")).is_empty());
     }
 }
