@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::{
-    FetchRequest, FindCoordinatorRequest, GroupId, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, TopicName,
+    CreateTopicsRequest, FetchRequest, FindCoordinatorRequest, GroupId, ListOffsetsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, TopicName,
+    create_topics_request::CreatableTopic,
     fetch_request::{FetchPartition, FetchTopic},
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
     metadata_request::MetadataRequestTopic,
@@ -498,6 +499,29 @@ impl Client {
                     "commit of group \"{group}\" partition {}: {e}",
                     p.partition_index
                 )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Creates `topic` with `partitions` partitions (one replica each) through the first
+    /// bootstrap broker. Not used by the connector (eKuiper's leaves topic creation to the
+    /// broker); for tests and tools.
+    pub async fn create_topic(&mut self, topic: &str, partitions: i32) -> Result<()> {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1),
+            ]);
+        let response = self.send(-1, &request).await?;
+        for t in &response.topics {
+            if let Some(e) = t.error_code.err() {
+                return Err(KafkaError(format!("create topic \"{topic}\": {e}")));
             }
         }
         Ok(())

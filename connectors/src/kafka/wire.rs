@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -34,6 +34,7 @@ pub(crate) const VERSIONS: &[(ApiKey, i16)] = &[
     (ApiKey::OffsetFetch, 7),
     (ApiKey::SaslHandshake, 1),
     (ApiKey::SaslAuthenticate, 1),
+    (ApiKey::CreateTopics, 4),
 ];
 
 /// The largest response accepted (a fetch answers with at most `maxBytes`, 1 MB by default;
@@ -79,6 +80,7 @@ requests! {
     OffsetFetch: OffsetFetchRequest => OffsetFetchResponse,
     SaslHandshake: SaslHandshakeRequest => SaslHandshakeResponse,
     SaslAuthenticate: SaslAuthenticateRequest => SaslAuthenticateResponse,
+    CreateTopics: CreateTopicsRequest => CreateTopicsResponse,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
