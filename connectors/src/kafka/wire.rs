@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use super::config::{Connection, Sasl};
 
 /// The version each API is spoken at: modern enough for record batches (magic 2) and
-/// broker-stored group offsets, old enough for every broker since Kafka 2.3 and for Kafka 4.
+/// broker-stored group offsets, old enough for every broker since Kafka 2.4 and for Kafka 4.
 pub(crate) const VERSIONS: &[(ApiKey, i16)] = &[
     (ApiKey::Produce, 8),
     (ApiKey::Fetch, 11),
@@ -31,7 +31,7 @@ pub(crate) const VERSIONS: &[(ApiKey, i16)] = &[
     (ApiKey::Metadata, 8),
     (ApiKey::FindCoordinator, 2),
     (ApiKey::OffsetCommit, 7),
-    (ApiKey::OffsetFetch, 7),
+    (ApiKey::OffsetFetch, 6),
     (ApiKey::SaslHandshake, 1),
     (ApiKey::SaslAuthenticate, 1),
     (ApiKey::CreateTopics, 4),
