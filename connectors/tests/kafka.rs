@@ -164,14 +164,14 @@ async fn sink_writes_a_message_per_row_keyed_with_headers() {
         }
         let devices: std::collections::BTreeSet<_> = msgs
             .iter()
-            .map(|m| json_of(m)["device"].to_string())
+            .map(|m| json_of(m)["device"].as_str().unwrap().to_string())
             .collect();
         for d in devices {
             // A device's rows stay in their order within its partition.
             let vs: Vec<i64> = msgs
                 .iter()
                 .map(json_of)
-                .filter(|v| v["device"].to_string() == d)
+                .filter(|v| v["device"] == d.as_str())
                 .map(|v| v["v"].as_i64().unwrap())
                 .collect();
             assert!(vs.windows(2).all(|w| w[0] < w[1]), "{vs:?}");
@@ -397,4 +397,32 @@ impl Running {
             .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
             .collect()
     }
+}
+
+#[test]
+fn registered_as_a_source_and_a_sink_that_refuse_what_they_cannot_do() {
+    let c = quiver_connectors::Connectors::new();
+    assert!(c.source_types().contains(&"kafka") && c.sink_types().contains(&"kafka"));
+    // The sink reads Kafka's own `compression`, so the host passes it on.
+    assert!(quiver_connectors::Connectors::sink_own_keys("kafka").contains(&"compression"));
+    let sink = |props: Value| c.sink("kafka", &props).err().unwrap().to_string();
+    assert!(
+        sink(json!({"brokers": "a:1", "topic": "t", "saslAuthType": "scram"})).contains("scram")
+    );
+    assert!(sink(json!({"brokers": "a:1", "topic": "t", "compression": "lz4"})).contains("lz4"));
+    let spec = quiver_connectors::SourceSpec {
+        source_type: "kafka".into(),
+        datasource: "t".into(),
+        props: json!({"brokers": "a:1", "offsetReset": "never"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    };
+    assert!(
+        c.source(&spec)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("offsetReset")
+    );
 }

@@ -230,7 +230,7 @@ impl KafkaSinkConfig {
                     .as_i64()
                     .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
                 match n {
-                    Some(n @ (-1 | 0 | 1)) => n as i16,
+                    Some(n @ -1..=1) => n as i16,
                     _ => {
                         return Err(config_error(format!(
                             "\"{name}\" must be -1 (all replicas), 0 (none) or 1 (the leader), \

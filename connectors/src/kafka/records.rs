@@ -126,11 +126,10 @@ pub fn decode(records: Bytes, from: i64) -> Result<Vec<(i64, Message)>, String> 
 pub fn next_offset(records: &Bytes) -> Option<i64> {
     whole_batches(records.clone())
         .iter()
-        .filter_map(|b| {
-            // Base offset (8 bytes), length (4), leader epoch (4), magic (1), crc (4),
-            // attributes (2), last offset delta (4).
-            (b.len() >= 27).then(|| (&b[..8]).get_i64() + i64::from((&b[23..27]).get_i32()) + 1)
-        })
+        // Base offset (8 bytes), length (4), leader epoch (4), magic (1), crc (4),
+        // attributes (2), last offset delta (4).
+        .filter(|b| b.len() >= 27)
+        .map(|b| (&b[..8]).get_i64() + i64::from((&b[23..27]).get_i32()) + 1)
         .max()
 }
 
