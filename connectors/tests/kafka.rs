@@ -1,6 +1,8 @@
 //! The kafka source and sink against a real Kafka-protocol broker: a private tansu per test on
 //! a free loopback port (see support/tansu.rs), topics made with tansu's own CLI.
 
+#[path = "support/mqtt.rs"]
+mod mqtt;
 #[path = "support/rows.rs"]
 mod rows;
 #[path = "support/tansu.rs"]

@@ -7,6 +7,8 @@
 //! --no-capture` prints the figures of BENCHMARKS.md; without it the same harness runs on a
 //! small load (so CI keeps it working).
 
+#[path = "support/mqtt.rs"]
+mod mqtt;
 #[path = "support/tansu.rs"]
 mod tansu;
 

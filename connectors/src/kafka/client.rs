@@ -27,6 +27,22 @@ use kafka_protocol::protocol::StrBytes;
 use super::config::Connection;
 use super::wire::{Conn, Request};
 
+/// Runs one try (`$try`, an awaited expression) until it succeeds or [`Client::again`] says
+/// to stop.
+macro_rules! with_retries {
+    ($client:expr, $topic:expr, $try:expr) => {{
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match $try {
+                Ok(v) => break Ok(v),
+                Err(e) if !$client.again($topic, tries, &e) => break Err(e),
+                Err(_) => {}
+            }
+        }
+    }};
+}
+
 /// What went wrong with a request, after its tries.
 #[derive(Debug)]
 pub struct KafkaError(pub String);
@@ -210,18 +226,12 @@ impl Client {
         records: Bytes,
         acks: i16,
     ) -> Result<()> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self
-                .try_produce(topic, partition, records.clone(), acks)
+        with_retries!(
+            self,
+            topic,
+            self.try_produce(topic, partition, records.clone(), acks)
                 .await
-            {
-                Ok(v) => return Ok(v),
-                Err(e) if !self.again(topic, tries, &e) => return Err(e),
-                Err(_) => {}
-            }
-        }
+        )
     }
 
     async fn try_produce(
@@ -348,15 +358,11 @@ impl Client {
         partition: i32,
         timestamp: i64,
     ) -> Result<i64> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.try_list_offset(topic, partition, timestamp).await {
-                Ok(v) => return Ok(v),
-                Err(e) if !self.again(topic, tries, &e) => return Err(e),
-                Err(_) => {}
-            }
-        }
+        with_retries!(
+            self,
+            topic,
+            self.try_list_offset(topic, partition, timestamp).await
+        )
     }
 
     async fn try_list_offset(
@@ -415,15 +421,11 @@ impl Client {
         topic: &str,
         partitions: &[i32],
     ) -> Result<HashMap<i32, i64>> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.try_committed(group, topic, partitions).await {
-                Ok(v) => return Ok(v),
-                Err(e) if !self.again(topic, tries, &e) => return Err(e),
-                Err(_) => {}
-            }
-        }
+        with_retries!(
+            self,
+            topic,
+            self.try_committed(group, topic, partitions).await
+        )
     }
 
     async fn try_committed(
@@ -462,15 +464,7 @@ impl Client {
     /// Commits `offsets` (partition, next offset to read) of `topic` for `group`, as a
     /// consumer outside group membership (generation -1), the way a standalone consumer does.
     pub async fn commit(&mut self, group: &str, topic: &str, offsets: &[(i32, i64)]) -> Result<()> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.try_commit(group, topic, offsets).await {
-                Ok(v) => return Ok(v),
-                Err(e) if !self.again(topic, tries, &e) => return Err(e),
-                Err(_) => {}
-            }
-        }
+        with_retries!(self, topic, self.try_commit(group, topic, offsets).await)
     }
 
     async fn try_commit(&mut self, group: &str, topic: &str, offsets: &[(i32, i64)]) -> Result<()> {

@@ -88,6 +88,17 @@ impl KafkaSink {
             }
     }
 
+    /// The rows of `batch` as objects when a key or header template reads them, else none.
+    fn rows(&self, batch: &RecordBatch) -> Vec<Value> {
+        if !self.needs_rows() {
+            return Vec::new();
+        }
+        encode::batch_to_rows(batch, self.config.send_nil)
+            .into_iter()
+            .map(Value::Object)
+            .collect()
+    }
+
     /// Messages for `values`, the i-th rendered over the i-th of `rows` (or over the first
     /// row, or none, when there are fewer).
     fn messages(&self, values: Vec<Bytes>, rows: &[Value]) -> Result<Vec<Message>, ConnectorError> {
@@ -166,14 +177,7 @@ impl Sink for KafkaSink {
             .into_iter()
             .map(Bytes::from)
             .collect();
-        let rows: Vec<Value> = if self.needs_rows() {
-            encode::batch_to_rows(batch, self.config.send_nil)
-                .into_iter()
-                .map(Value::Object)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let rows = self.rows(batch);
         let messages = self.messages(values, &rows)?;
         self.write(messages).await
     }
@@ -199,14 +203,7 @@ impl Sink for KafkaSink {
         batch: &RecordBatch,
         payloads: &[Vec<u8>],
     ) -> Result<(), ConnectorError> {
-        let rows: Vec<Value> = if self.needs_rows() {
-            encode::batch_to_rows(batch, self.config.send_nil)
-                .into_iter()
-                .map(Value::Object)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let rows = self.rows(batch);
         let values = payloads.iter().map(|p| Bytes::from(p.clone())).collect();
         let messages = self.messages(values, &rows)?;
         self.write(messages).await

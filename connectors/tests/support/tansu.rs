@@ -3,12 +3,15 @@
 //!
 //! The binary is found through `QUIVER_TANSU`, then where `scripts/test.sh` installs it
 //! (`~/.local/share/quiver/tansu-0.6.0/bin/tansu`), then `tansu` on the PATH. Without it the
-//! test fails and says how to install it: these tests are never skipped.
+//! test fails and says how to install it: these tests are never skipped. A test crate includes
+//! support/mqtt.rs as `mqtt` beside this file.
 #![allow(dead_code)]
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::net::{TcpListener, TcpStream};
+// Random names and free ports as the MQTT tests make them (support/mqtt.rs, included beside
+// this file by each test crate).
+pub use super::mqtt::{free_port, unique};
+
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,27 +20,6 @@ use std::time::{Duration, Instant};
 const INSTALL: &str = "cargo install --locked tansu@0.6.0 --features dynostore \
      --root ~/.local/share/quiver/tansu-0.6.0 (or run scripts/test.sh, which does), \
      or set QUIVER_TANSU to a tansu 0.6 binary built with the dynostore feature";
-
-/// A short random id for topics and groups, so parallel tests never meet.
-pub fn unique() -> String {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
-}
-
-/// A free loopback port (bound and released; the broker binds it right after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The tansu binary, or a panic saying how to install it.
 pub fn binary() -> PathBuf {
