@@ -36,6 +36,9 @@ pub struct KafkaSource {
     config: KafkaSourceConfig,
     /// The next offset to read of each partition, kept across reconnects.
     positions: BTreeMap<i32, i64>,
+    /// What the group has committed, as far as this source knows: a commit that failed is
+    /// made again after the reconnect.
+    committed: BTreeMap<i32, i64>,
 }
 
 impl KafkaSource {
@@ -44,6 +47,7 @@ impl KafkaSource {
         KafkaSource {
             config,
             positions: BTreeMap::new(),
+            committed: BTreeMap::new(),
         }
     }
 
@@ -63,6 +67,8 @@ impl KafkaSource {
             Some(group) => client.committed(group, topic, &partitions).await?,
             None => Default::default(),
         };
+        self.committed
+            .extend(committed.iter().map(|(p, o)| (*p, *o)));
         for p in partitions {
             if self.positions.contains_key(&p) {
                 continue;
@@ -111,7 +117,6 @@ impl KafkaSource {
                 .fetch(&topic, &positions, max_bytes, FETCH_WAIT_MS)
                 .await?;
             let mut batch = Vec::new();
-            let mut moved = Vec::new();
             for f in fetched {
                 let Some(position) = self.positions.get(&f.partition).copied() else {
                     continue;
@@ -137,7 +142,6 @@ impl KafkaSource {
                 let next = records::next_offset(&data).unwrap_or(position);
                 if next > position {
                     self.positions.insert(f.partition, next);
-                    moved.push((f.partition, next));
                 }
             }
             if !batch.is_empty() {
@@ -146,8 +150,17 @@ impl KafkaSource {
                     .map_err(|_| Failure::Closed)?;
             }
             // Committed only once the messages are with the rule: at least once.
-            if let (Some(group), false) = (&self.config.group, moved.is_empty()) {
-                client.commit(group, &topic, &moved).await?;
+            if let Some(group) = &self.config.group {
+                let moved: Vec<(i32, i64)> = self
+                    .positions
+                    .iter()
+                    .filter(|(p, o)| self.committed.get(p) != Some(o))
+                    .map(|(p, o)| (*p, *o))
+                    .collect();
+                if !moved.is_empty() {
+                    client.commit(group, &topic, &moved).await?;
+                    self.committed.extend(moved);
+                }
             }
         }
     }
