@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use bytes::Bytes;
 use quiver_connectors::kafka::client::Client;
 use quiver_connectors::kafka::records::{self, Message};
@@ -336,6 +337,29 @@ async fn source_and_sink_wait_for_a_broker_that_starts_late() {
     );
 }
 
+/// Accepts TLS on `listener` and forwards each connection to the plain broker on `upstream`.
+async fn tls_proxy(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    upstream: u16,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                return;
+            };
+            let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+        });
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_and_source_speak_tls() {
     let key = rcgen::KeyPair::generate().unwrap();
@@ -343,46 +367,51 @@ async fn sink_and_source_speak_tls() {
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("quiver-kafka-tls-{}", unique()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let broker = Tansu::start_with(&[
-        "--cert",
-        cert_path.to_str().unwrap(),
-        "--key",
-        key_path.to_str().unwrap(),
-    ]);
+    let server = rustls::ServerConfig::builder_with_provider(quiver_connectors::tls::provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_port = listener.local_addr().unwrap().port();
+    let broker = Tansu::start_behind(tls_port);
+    let proxy = tokio::spawn(tls_proxy(
+        listener,
+        tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        broker.port,
+    ));
     let topic = format!("tls-{}", unique());
-    let tls = json!({"rootCaPath": cert_path.to_str().unwrap()});
-    // tansu's CLI speaks plain TCP only: the topic is made over TLS by the client.
-    let mut settings = connection(&broker.brokers());
-    settings.tls = KafkaSinkConfig::parse(
-        &json!({"brokers": "x:1", "topic": "t", "rootCaPath": cert_path.to_str().unwrap()}),
-    )
-    .unwrap()
-    .connection
-    .tls;
-    Client::new(settings).create_topic(&topic, 1).await.unwrap();
-    let mut sink = sink(&broker, &topic, tls.clone());
+    broker.create_topic(&topic, 1);
+
+    let brokers = format!("127.0.0.1:{tls_port}");
+    let ca = base64::engine::general_purpose::STANDARD.encode(cert.pem());
+    let tls = json!({"brokers": brokers, "rootCARaw": ca});
+    let mut props = tls.clone();
+    props["topic"] = json!(topic);
+    let mut sink = KafkaSink::new(KafkaSinkConfig::parse(&props).unwrap());
     sink.collect_list(&rows::full_batch(&[("s", 1)]))
         .await
         .unwrap();
     let mut props = tls;
     props["offsetReset"] = json!("earliest");
-    let mut source = Running::start(&broker.brokers(), &topic, props);
+    let mut source = Running::start(&brokers, &topic, props);
     let got = source.take_until("{\"device\":\"s\",\"v\":1}").await;
     assert_eq!(got.len(), 1);
-    // Plain TCP to the TLS listener fails, and the write is an error.
-    let mut plain = self::sink(&broker, &topic, json!({}));
+    // Plain TCP to the TLS port fails, and the write is an error.
+    let mut plain = KafkaSink::new(
+        KafkaSinkConfig::parse(&json!({"brokers": brokers, "topic": topic})).unwrap(),
+    );
     assert!(
         plain
             .collect_list(&rows::full_batch(&[("p", 1)]))
             .await
             .is_err()
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    proxy.abort();
 }
 
 impl Running {

@@ -61,30 +61,32 @@ impl Tansu {
     /// Starts a broker on a free port, in a fresh working directory (tansu reads a `.env`
     /// from there), and waits until it accepts connections.
     pub fn start() -> Tansu {
-        Self::start_with(&[])
-    }
-
-    /// [`Tansu::start`] with extra arguments (e.g. `--cert`, `--key` for TLS).
-    pub fn start_with(extra: &[&str]) -> Tansu {
-        Self::launch(free_port(), extra)
+        Self::start_on(free_port())
     }
 
     /// [`Tansu::start`] on a given port.
     pub fn start_on(port: u16) -> Tansu {
-        Self::launch(port, &[])
+        Self::launch(port, port)
     }
 
-    fn launch(port: u16, extra: &[&str]) -> Tansu {
+    /// [`Tansu::start`], telling clients (in metadata) to connect to `advertised` instead: a
+    /// proxy in front of it. (tansu 0.6's own TLS cannot be switched on: its CLI refuses
+    /// `--cert` together with `--key`.)
+    pub fn start_behind(advertised: u16) -> Tansu {
+        Self::launch(free_port(), advertised)
+    }
+
+    fn launch(port: u16, advertised: u16) -> Tansu {
         let dir = std::env::temp_dir().join(format!("quiver-tansu-{}", unique()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
         let child = Command::new(binary())
             .arg("broker")
             .args(["--storage-engine", "memory://tansu/"])
             .args(["--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(extra)
+            .args(["--advertised-listener-url", &advertised])
             .current_dir(&dir)
             .env_remove("STORAGE_ENGINE")
             .env_remove("LISTENER_URL")
