@@ -78,6 +78,20 @@ if ! port_open 6379; then
   port_open 6379 || { echo "redis did not start" >&2; exit 1; }
 fi
 
+# The kafka connector's tests start private Kafka-protocol brokers: tansu, a Kafka-compatible
+# broker in one Rust binary, with in-memory storage (its "dynostore" feature). Installed once
+# per machine into a fixed prefix (the tests look there, or at $QUIVER_TANSU); the build's
+# target dir is removed afterwards to save disk.
+tansu_root="$HOME/.local/share/quiver/tansu-0.6.0"
+if [ -z "${QUIVER_TANSU:-}" ] && [ ! -x "$tansu_root/bin/tansu" ]; then
+  echo "installing tansu 0.6.0 (Kafka-compatible broker for the kafka tests)" >&2
+  tansu_target=$(mktemp -d)
+  CARGO_TARGET_DIR="$tansu_target" cargo install --locked --quiet tansu@0.6.0 \
+    --features dynostore --root "$tansu_root"
+  rm -rf "$tansu_target"
+fi
+export QUIVER_TANSU="${QUIVER_TANSU:-$tansu_root/bin/tansu}"
+
 cargo fmt --all -- --check
 # The MySQL sink plugin is its own Cargo project (built like a user's plugin).
 cargo fmt --manifest-path connectors/mysql/Cargo.toml -- --check

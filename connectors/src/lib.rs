@@ -14,6 +14,7 @@ pub mod error;
 pub mod file;
 pub mod http;
 pub mod httppull;
+pub mod kafka;
 pub mod log;
 pub mod lookup;
 pub mod memory;
@@ -91,6 +92,7 @@ impl Connectors {
             "file",
             "httppull",
             "httppush",
+            "kafka",
             "memory",
             "mqtt",
             // eKuiper's `redisSub`: the parser folds TYPE to lower case.
@@ -136,7 +138,7 @@ impl Connectors {
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
         &[
-            "file", "log", "memory", "mqtt", "nop", "redis", "redisPub", "rest",
+            "file", "kafka", "log", "memory", "mqtt", "nop", "redis", "redisPub", "rest",
         ]
     }
 
@@ -145,6 +147,8 @@ impl Connectors {
     pub fn sink_own_keys(sink_type: &str) -> &'static [&'static str] {
         match sink_type {
             "file" => file::SINK_OWN_KEYS,
+            // Kafka's own record compression, not the host's payload compression.
+            "kafka" => &["compression"],
             _ => &[],
         }
     }
@@ -226,6 +230,9 @@ impl Connectors {
             "redissub" => Ok(Box::new(redis::RedisSubSource::new(
                 redis::RedisSubConfig::parse(&spec.datasource, &spec.props)?,
             ))),
+            "kafka" => Ok(Box::new(kafka::KafkaSource::new(
+                kafka::KafkaSourceConfig::parse(&spec.datasource, &spec.props)?,
+            ))),
             "simulator" => Ok(Box::new(simulator::SimulatorSource::new(
                 simulator::SimulatorConfig::parse(&spec.datasource, &spec.props)?,
             ))),
@@ -255,6 +262,9 @@ impl Connectors {
             "file" => Ok(Box::new(file::FileSink::new(file::FileSinkConfig::parse(
                 props,
             )?))),
+            "kafka" => Ok(Box::new(kafka::KafkaSink::new(
+                kafka::KafkaSinkConfig::parse(props)?,
+            ))),
             "log" => Ok(Box::new(log::LogSink::new(log::LogSinkConfig::parse(
                 props,
             )?))),
