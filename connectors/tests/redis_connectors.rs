@@ -421,3 +421,21 @@ async fn an_outage_fails_batches_until_redis_is_back_and_the_subscriber_resubscr
     assert_eq!(next_message(&mut rx).await.1, "after");
     task.abort();
 }
+
+#[tokio::test]
+async fn credentials_reach_a_server_that_wants_them() {
+    let server = PrivateRedis::start_with(free_port(), &["--requirepass", "s3cret"]);
+    let addr = server.addr();
+    let one = batch(&[("n", vec![Some("1")])]);
+    let mut wrong = redis_sink(json!({"addr": addr, "key": "k", "password": "nope"}));
+    let e = reason(wrong.collect_list(&one).await.unwrap_err());
+    assert!(e.contains(&addr), "{e}");
+    let mut right = redis_sink(json!({"addr": addr, "key": "k", "password": "s3cret"}));
+    right.collect_list(&one).await.unwrap();
+    let mut conn = redis::Client::open(format!("redis://:s3cret@{addr}/0"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let got: String = redis::cmd("GET").arg("k").query(&mut conn).unwrap();
+    assert_eq!(got, r#"{"n":"1"}"#);
+}

@@ -26,12 +26,18 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Starts redis-server on `port` (no persistence) and waits until it answers.
     pub fn start(port: u16) -> PrivateRedis {
+        Self::start_with(port, &[])
+    }
+
+    /// [`PrivateRedis::start`] with extra server arguments (`--requirepass x`).
+    pub fn start_with(port: u16, args: &[&str]) -> PrivateRedis {
         let dir = std::env::temp_dir().join(format!("quiver-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(&dir)
+            .args(args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
@@ -42,7 +48,11 @@ impl PrivateRedis {
             if redis::Client::open(format!("redis://{addr}/"))
                 .unwrap()
                 .get_connection_with_timeout(Duration::from_millis(200))
-                .is_ok()
+                // A server that wants a password answers, refusing: it is up.
+                .map_or_else(
+                    |e| e.to_string().contains("NOAUTH") || e.to_string().contains("auth"),
+                    |_| true,
+                )
             {
                 return server;
             }
