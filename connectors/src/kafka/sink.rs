@@ -66,7 +66,9 @@ impl KafkaSink {
                 map.into_iter()
                     .map(|(k, v)| match v {
                         Value::String(s) => Ok((k, Bytes::from(s))),
-                        other => Ok((k, Bytes::from(other.to_string()))),
+                        other => Err(format!(
+                            "\"headers\" rendered header \"{k}\" as {other}, not a string"
+                        )),
                     })
                     .collect::<Result<_, String>>()?
             }
@@ -244,6 +246,36 @@ mod tests {
 
     fn msg(n: usize) -> Message {
         Message::value(vec![b'x'; n])
+    }
+
+    #[test]
+    fn key_and_headers_are_rendered_over_the_row() {
+        let sink = |headers: Value| {
+            KafkaSink::new(
+                KafkaSinkConfig::parse(&serde_json::json!({
+                    "brokers": "a:1", "topic": "t", "key": "k-{{.device}}", "headers": headers
+                }))
+                .unwrap(),
+            )
+        };
+        let row = serde_json::json!({"device": "d1", "v": 2});
+        let s = sink(Value::String("{\"dev\": \"{{.device}}\"}".into()));
+        assert!(s.needs_rows());
+        let m = s.message(Bytes::from_static(b"x"), &row).unwrap();
+        assert_eq!(m.key.as_deref(), Some(&b"k-d1"[..]));
+        assert_eq!(
+            m.headers,
+            vec![("dev".to_string(), Bytes::from_static(b"d1"))]
+        );
+        let s = sink(Value::String("{\"v\": {{.v}}}".into()));
+        let e = s.message(Bytes::new(), &row).unwrap_err();
+        assert!(e.contains("not a string"), "{e}");
+        let s = sink(Value::String("{{.device}}".into()));
+        assert!(
+            s.message(Bytes::new(), &row)
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
     }
 
     #[test]
