@@ -94,6 +94,7 @@ impl Connectors {
             "memory",
             "mqtt",
             "simulator",
+            "sql",
         ]
     }
 
@@ -133,7 +134,7 @@ impl Connectors {
 
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
-        &["file", "log", "memory", "mqtt", "nop", "rest"]
+        &["file", "log", "memory", "mqtt", "nop", "rest", "sql"]
     }
 
     /// eKuiper common sink properties a built-in sink of `sink_type` reads itself, so the host
@@ -141,6 +142,7 @@ impl Connectors {
     pub fn sink_own_keys(sink_type: &str) -> &'static [&'static str] {
         match sink_type {
             "file" => file::SINK_OWN_KEYS,
+            "sql" => sql::SINK_OWN_KEYS,
             _ => &[],
         }
     }
@@ -222,6 +224,10 @@ impl Connectors {
             "simulator" => Ok(Box::new(simulator::SimulatorSource::new(
                 simulator::SimulatorConfig::parse(&spec.datasource, &spec.props)?,
             ))),
+            "sql" => Ok(Box::new(sql::SqlSource::new(sql::SqlSourceConfig::parse(
+                &spec.datasource,
+                &spec.props,
+            )?))),
             other => {
                 // Cloned out of the lock: creating a plugin source calls into the plugin.
                 let factory = self
@@ -262,6 +268,9 @@ impl Connectors {
                 props,
             )?))),
             "rest" => Ok(Box::new(rest::RestSink::new(rest::RestSinkConfig::parse(
+                props,
+            )?))),
+            "sql" => Ok(Box::new(sql::SqlSink::new(sql::SqlSinkConfig::parse(
                 props,
             )?))),
             other => {

@@ -104,6 +104,11 @@ impl SinkSettings {
             ),
             Some(_) => return Err(bad("fields", "must be a list of field names")),
         };
+        // A sink that reads `tableDataField` itself applies `fields` to the nested rows (the
+        // sql sink): the host leaves the rows whole for it.
+        let nested = own.contains(&"tableDataField")
+            && map.keys().any(|k| k.eq_ignore_ascii_case("tableDataField"));
+        let fields = if nested { None } else { fields };
         let settings = SinkSettings {
             batch_size: uint("batchSize", MAX_BATCH_SIZE)?.unwrap_or(0) as usize,
             linger: uint("lingerInterval", MAX_LINGER_MS)?
