@@ -194,7 +194,9 @@ impl SqlSink {
                 "delete" => Ok(Kind::Delete),
                 other => Err(format!("invalid rowkind \"{other}\" in field \"{field}\"")),
             },
-            Some(other) => Err(format!("rowkind field \"{field}\" is not a string: {other}")),
+            Some(other) => Err(format!(
+                "rowkind field \"{field}\" is not a string: {other}"
+            )),
         }
     }
 }

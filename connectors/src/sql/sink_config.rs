@@ -120,19 +120,27 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.table, "alerts");
-        assert_eq!(c.fields.as_deref(), Some(&["id".to_string(), "v".into()][..]));
+        assert_eq!(
+            c.fields.as_deref(),
+            Some(&["id".to_string(), "v".into()][..])
+        );
         assert_eq!(c.key_field.as_deref(), Some("id"));
-        let c = SqlSinkConfig::parse(&json!({"dburl": "mysql://root@h/test", "table": "t"}))
-            .unwrap();
+        let c =
+            SqlSinkConfig::parse(&json!({"dburl": "mysql://root@h/test", "table": "t"})).unwrap();
         assert!(c.fields.is_none() && c.rowkind_field.is_none());
         assert!(reason(json!({"table": "t"})).contains("\"url\" is required"));
         assert!(reason(json!({"url": "sqlite:/x.db"})).contains("\"table\" is required"));
-        assert!(reason(json!({"url": "sqlite:/x.db", "table": "t", "rowkindField": "a"}))
-            .contains("keyField"));
-        assert!(reason(json!({"url": "sqlite:/x.db", "table": "t", "fields": "a"}))
-            .contains("fields"));
-        assert!(reason(json!({"url": "sqlite:/x.db", "table": "t", "tabel": "a"}))
-            .contains("unknown property \"tabel\""));
+        assert!(
+            reason(json!({"url": "sqlite:/x.db", "table": "t", "rowkindField": "a"}))
+                .contains("keyField")
+        );
+        assert!(
+            reason(json!({"url": "sqlite:/x.db", "table": "t", "fields": "a"})).contains("fields")
+        );
+        assert!(
+            reason(json!({"url": "sqlite:/x.db", "table": "t", "tabel": "a"}))
+                .contains("unknown property \"tabel\"")
+        );
         assert!(reason(json!({"url": "oracle://h/x", "table": "t"})).contains("unsupported"));
     }
 }

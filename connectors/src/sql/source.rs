@@ -49,8 +49,10 @@ impl SqlSource {
                 statement::select(d, table, &indexes, *limit)
             }
             QuerySpec::Template(parts) => {
-                let values: Vec<SqlValue> =
-                    values.into_iter().map(|v| v.unwrap_or(SqlValue::Null)).collect();
+                let values: Vec<SqlValue> = values
+                    .into_iter()
+                    .map(|v| v.unwrap_or(SqlValue::Null))
+                    .collect();
                 statement::render_template(d, parts, &values)
             }
         })
@@ -105,7 +107,11 @@ fn millis(v: &Value, format: &str) -> Option<i64> {
     }
     let text = v.as_str()?.trim();
     quiver_compiler::functions::parse_with_pattern(text, format)
-        .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis()))
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.timestamp_millis())
+        })
         .or_else(|| {
             ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
                 .iter()
@@ -180,10 +186,7 @@ impl Source for SqlSource {
 impl SqlSource {
     /// One query on the open connection (opened first if need be); a broken connection is
     /// dropped so the next poll reconnects.
-    async fn poll(
-        &self,
-        conn: &mut Option<Connection>,
-    ) -> Result<Vec<Map<String, Value>>, String> {
+    async fn poll(&self, conn: &mut Option<Connection>) -> Result<Vec<Map<String, Value>>, String> {
         let st = self.statement()?;
         let c = match conn {
             Some(c) => c,
@@ -217,12 +220,30 @@ mod tests {
             start: None,
             datetime_format: Some("YYYY-MM-dd HH:mm:ss".into()),
         };
-        for v in [json!("2022-04-21 10:23:55"), json!("2022-04-21T10:23:55"), json!("2022-04-21T10:23:55+00:00")] {
-            assert_eq!(index_param(&f, &v).unwrap(), SqlValue::Text("2022-04-21 10:23:55".into()));
+        for v in [
+            json!("2022-04-21 10:23:55"),
+            json!("2022-04-21T10:23:55"),
+            json!("2022-04-21T10:23:55+00:00"),
+        ] {
+            assert_eq!(
+                index_param(&f, &v).unwrap(),
+                SqlValue::Text("2022-04-21 10:23:55".into())
+            );
         }
-        assert!(index_param(&f, &json!("soon")).unwrap_err().contains("soon"));
-        assert!(greater(&f, &json!("2022-04-21T10:23:56"), &json!("2022-04-21 10:23:55")));
-        let plain = IndexField { datetime_format: None, ..f };
+        assert!(
+            index_param(&f, &json!("soon"))
+                .unwrap_err()
+                .contains("soon")
+        );
+        assert!(greater(
+            &f,
+            &json!("2022-04-21T10:23:56"),
+            &json!("2022-04-21 10:23:55")
+        ));
+        let plain = IndexField {
+            datetime_format: None,
+            ..f
+        };
         assert!(greater(&plain, &json!(10), &json!(9)));
         assert!(!greater(&plain, &json!("a"), &json!("b")));
     }

@@ -23,7 +23,12 @@ const SOURCE_KEYS: &[&str] = &[
 ];
 
 /// The properties of one index field, at the top of a query config or in `indexFields`.
-const INDEX_KEYS: &[&str] = &["indexfield", "indexvalue", "indexfieldtype", "datetimeformat"];
+const INDEX_KEYS: &[&str] = &[
+    "indexfield",
+    "indexvalue",
+    "indexfieldtype",
+    "datetimeformat",
+];
 
 /// A column whose largest value seen marks how far the source has read.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,19 +103,29 @@ impl SqlSourceConfig {
         // eKuiper: when both are set, the template is used.
         let (query, indexes) = if let Some(t) = object("templatesqlquerycfg")? {
             let q = Props::new("sql", t);
-            let keys: Vec<&str> = INDEX_KEYS.iter().chain(&["templatesql", "indexfields"]).copied().collect();
+            let keys: Vec<&str> = INDEX_KEYS
+                .iter()
+                .chain(&["templatesql", "indexfields"])
+                .copied()
+                .collect();
             q.refuse_unknown("sql source templateSqlQueryCfg", &keys)?;
             let text = q
                 .string("templatesql")?
                 .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| q.error("templateSqlQueryCfg: \"templateSql\" is required".into()))?;
+                .ok_or_else(|| {
+                    q.error("templateSqlQueryCfg: \"templateSql\" is required".into())
+                })?;
             let indexes = index_fields(&q)?;
             let names: Vec<String> = indexes.iter().map(|i| i.name.clone()).collect();
             let parts = parse_template(text, &names).map_err(|e| q.error(e))?;
             (QuerySpec::Template(parts), indexes)
         } else if let Some(t) = object("internalsqlquerycfg")? {
             let q = Props::new("sql", t);
-            let keys: Vec<&str> = INDEX_KEYS.iter().chain(&["table", "limit", "indexfields"]).copied().collect();
+            let keys: Vec<&str> = INDEX_KEYS
+                .iter()
+                .chain(&["table", "limit", "indexfields"])
+                .copied()
+                .collect();
             q.refuse_unknown("sql source internalSqlQueryCfg", &keys)?;
             let table = q
                 .string("table")?
@@ -124,9 +139,9 @@ impl SqlSourceConfig {
             };
             (query, index_fields(&q)?)
         } else {
-            return Err(p.error(
-                "\"internalSqlQueryCfg\" or \"templateSqlQueryCfg\" is required".into(),
-            ));
+            return Err(
+                p.error("\"internalSqlQueryCfg\" or \"templateSqlQueryCfg\" is required".into())
+            );
         };
         Ok(SqlSourceConfig {
             url,
@@ -153,7 +168,9 @@ fn index_fields(q: &Props<'_>) -> Result<Vec<IndexField>, ConnectorError> {
                     f.refuse_unknown("sql source indexFields", INDEX_KEYS)?;
                     index_field(&f)
                 }
-                other => Err(q.error(format!("\"indexFields\" items must be objects, got {other}"))),
+                other => Err(q.error(format!(
+                    "\"indexFields\" items must be objects, got {other}"
+                ))),
             })
             .collect(),
         Some((name, other)) => Err(q.error(format!("\"{name}\" must be a list, got {other}"))),
@@ -211,7 +228,13 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.interval, Duration::from_secs(1));
-        assert_eq!(c.query, QuerySpec::Table { table: "t".into(), limit: 10 });
+        assert_eq!(
+            c.query,
+            QuerySpec::Table {
+                table: "t".into(),
+                limit: 10
+            }
+        );
         assert_eq!(c.indexes[0].start, Some(json!(5)));
         let c = parse(json!({
             "url": "sqlite:/tmp/x.db",
@@ -224,24 +247,44 @@ mod tests {
         .unwrap();
         assert_eq!(c.interval, DEFAULT_INTERVAL);
         assert!(matches!(c.query, QuerySpec::Template(ref p) if p.len() == 2));
-        assert_eq!(c.indexes[0].datetime_format.as_deref(), Some("YYYY-MM-dd HH:mm:ss"));
+        assert_eq!(
+            c.indexes[0].datetime_format.as_deref(),
+            Some("YYYY-MM-dd HH:mm:ss")
+        );
     }
 
     #[test]
     fn refusals_name_the_property() {
         let url = "sqlite:/tmp/x.db";
-        assert!(parse(json!({"url": url})).unwrap_err().contains("internalSqlQueryCfg"));
-        assert!(parse(json!({"internalSqlQueryCfg": {"table": "t"}})).unwrap_err().contains("\"url\""));
-        assert!(parse(json!({"url": url, "internalSqlQueryCfg": {"table": "t", "lmit": 1}}))
-            .unwrap_err().contains("\"lmit\""));
+        assert!(
+            parse(json!({"url": url}))
+                .unwrap_err()
+                .contains("internalSqlQueryCfg")
+        );
+        assert!(
+            parse(json!({"internalSqlQueryCfg": {"table": "t"}}))
+                .unwrap_err()
+                .contains("\"url\"")
+        );
+        assert!(
+            parse(json!({"url": url, "internalSqlQueryCfg": {"table": "t", "lmit": 1}}))
+                .unwrap_err()
+                .contains("\"lmit\"")
+        );
         assert!(parse(json!({"url": url, "internalSqlQueryCfg": {"indexField": "a", "indexFieldType": "INT"}}))
             .unwrap_err().contains("INT"));
         assert!(parse(json!({"url": url, "internalSqlQueryCfg": {"indexField": "a",
             "indexFieldType": "DATETIME", "dateTimeFormat": "YYYY-MM-dd", "indexValue": "yesterday"}}))
             .unwrap_err().contains("yesterday"));
-        assert!(parse(json!({"url": url, "templateSqlQueryCfg": {"templateSql": "select {{.x}}"}}))
-            .unwrap_err().contains("{{.x}}"));
-        assert!(parse(json!({"url": url, "interval": 0, "internalSqlQueryCfg": {"table": "t"}}))
-            .unwrap_err().contains("interval"));
+        assert!(
+            parse(json!({"url": url, "templateSqlQueryCfg": {"templateSql": "select {{.x}}"}}))
+                .unwrap_err()
+                .contains("{{.x}}")
+        );
+        assert!(
+            parse(json!({"url": url, "interval": 0, "internalSqlQueryCfg": {"table": "t"}}))
+                .unwrap_err()
+                .contains("interval")
+        );
     }
 }

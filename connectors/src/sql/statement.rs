@@ -275,7 +275,10 @@ mod tests {
     fn inserts_are_multi_row_and_parameterised() {
         let columns = cols(&["id", "name"]);
         let rows = vec![
-            vec![SqlValue::Int(1), SqlValue::Text("a'; DROP TABLE t; --".into())],
+            vec![
+                SqlValue::Int(1),
+                SqlValue::Text("a'; DROP TABLE t; --".into()),
+            ],
             vec![SqlValue::Int(2), SqlValue::Null],
         ];
         let spec = InsertSpec {
@@ -339,9 +342,19 @@ mod tests {
         .unwrap();
         assert_eq!(st.sql, "UPDATE \"t\" SET \"v\" = $1 WHERE \"id\" = $2");
         assert_eq!(st.params, vec![SqlValue::Float(1.5), SqlValue::Int(7)]);
-        let st = delete(Dialect::Mysql, "t", "id", vec![SqlValue::Int(1), SqlValue::Int(2)]);
+        let st = delete(
+            Dialect::Mysql,
+            "t",
+            "id",
+            vec![SqlValue::Int(1), SqlValue::Int(2)],
+        );
         assert_eq!(st[0].sql, "DELETE FROM `t` WHERE `id` IN (?, ?)");
-        let st = select(Dialect::Postgres, "s", &[("ts", Some(SqlValue::Int(5)))], 10);
+        let st = select(
+            Dialect::Postgres,
+            "s",
+            &[("ts", Some(SqlValue::Int(5)))],
+            10,
+        );
         assert_eq!(
             st.sql,
             "SELECT * FROM \"s\" WHERE \"ts\" > $1 ORDER BY \"ts\" ASC LIMIT 10"
@@ -358,7 +371,11 @@ mod tests {
             &fields,
         )
         .unwrap();
-        let st = render_template(Dialect::Postgres, &parts, &[SqlValue::Text("x' OR 1=1".into())]);
+        let st = render_template(
+            Dialect::Postgres,
+            &parts,
+            &[SqlValue::Text("x' OR 1=1".into())],
+        );
         assert_eq!(
             st.sql,
             "select * from t where registerTime > $1 order by registerTime"

@@ -63,10 +63,12 @@ impl MysqlConn {
             .map_err(error)?;
         let mut affected = 0;
         for st in statements {
-            // On failure the transaction is dropped, which rolls it back.
-            tx.exec_drop(st.sql.as_str(), params(&st.params))
-                .await
-                .map_err(error)?;
+            if let Err(e) = tx.exec_drop(st.sql.as_str(), params(&st.params)).await {
+                // Rolled back now: a dropped transaction would keep its locks until the
+                // connection's next use, blocking other sessions meanwhile.
+                let _ = tx.rollback().await;
+                return Err(error(e));
+            }
             affected += tx.affected_rows();
         }
         tx.commit().await.map_err(error)?;

@@ -22,7 +22,6 @@ pub struct PgConn(Client);
 fn error(e: tokio_postgres::Error) -> DbError {
     match e.as_db_error() {
         Some(db) => DbError::refused(format!("{}: {}", db.severity(), db.message())),
-        None if e.is_closed() => DbError::broken(e),
         None => DbError::broken(e),
     }
 }
@@ -88,7 +87,9 @@ impl PgConn {
                 let text: String = row.try_get(0).map_err(error)?;
                 match serde_json::from_str(&text) {
                     Ok(Value::Object(map)) => Ok(map),
-                    _ => Err(DbError::refused(format!("a row is not a JSON object: {text}"))),
+                    _ => Err(DbError::refused(format!(
+                        "a row is not a JSON object: {text}"
+                    ))),
                 }
             })
             .collect()
@@ -100,8 +101,14 @@ impl PgConn {
         let mut affected = 0;
         for st in statements {
             let params = texts(&st.params);
-            // On failure the transaction is dropped, which rolls it back.
-            affected += tx.execute(&st.sql, &refs(&params)).await.map_err(error)?;
+            match tx.execute(&st.sql, &refs(&params)).await {
+                Ok(n) => affected += n,
+                Err(e) => {
+                    // Rolled back before answering, so the next statement starts clean.
+                    let _ = tx.rollback().await;
+                    return Err(error(e));
+                }
+            }
         }
         tx.commit().await.map_err(error)?;
         Ok(affected)

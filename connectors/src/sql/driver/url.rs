@@ -28,8 +28,18 @@ pub enum DbUrl {
 impl std::fmt::Debug for DbUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DbUrl::Mysql(o) => write!(f, "mysql://{}/{}", o.ip_or_hostname(), o.db_name().unwrap_or("")),
-            DbUrl::Postgres(c) => write!(f, "postgres://{:?}/{}", c.get_hosts(), c.get_dbname().unwrap_or("")),
+            DbUrl::Mysql(o) => write!(
+                f,
+                "mysql://{}/{}",
+                o.ip_or_hostname(),
+                o.db_name().unwrap_or("")
+            ),
+            DbUrl::Postgres(c) => write!(
+                f,
+                "postgres://{:?}/{}",
+                c.get_hosts(),
+                c.get_dbname().unwrap_or("")
+            ),
             DbUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
         }
     }
@@ -124,12 +134,20 @@ mod tests {
         assert_eq!(o.db_name(), Some("test"));
         assert_eq!(o.pass(), Some("pw"));
         assert_eq!(
-            DbUrl::parse("postgres://postgres@127.0.0.1:5432/test").unwrap().dialect(),
+            DbUrl::parse("postgres://postgres@127.0.0.1:5432/test")
+                .unwrap()
+                .dialect(),
             Dialect::Postgres
         );
-        assert!(matches!(DbUrl::parse("sqlite:/tmp/a.db").unwrap(), DbUrl::Sqlite(p) if p == PathBuf::from("/tmp/a.db")));
-        assert!(matches!(DbUrl::parse("sqlite://test.db").unwrap(), DbUrl::Sqlite(p) if p == PathBuf::from("test.db")));
-        assert!(matches!(DbUrl::parse("sqlite:///tmp/b.db").unwrap(), DbUrl::Sqlite(p) if p == PathBuf::from("/tmp/b.db")));
+        assert!(
+            matches!(DbUrl::parse("sqlite:/tmp/a.db").unwrap(), DbUrl::Sqlite(p) if p == PathBuf::from("/tmp/a.db"))
+        );
+        assert!(
+            matches!(DbUrl::parse("sqlite://test.db").unwrap(), DbUrl::Sqlite(p) if p == PathBuf::from("test.db"))
+        );
+        assert!(
+            matches!(DbUrl::parse("sqlite:///tmp/b.db").unwrap(), DbUrl::Sqlite(p) if p == PathBuf::from("/tmp/b.db"))
+        );
     }
 
     #[test]
