@@ -85,10 +85,10 @@ impl SqlSinkConfig {
         if rowkind_field.is_some() && key_field.is_none() {
             return Err(p.error("\"keyField\" is required when \"rowkindField\" is set".into()));
         }
-        if let (Some(fields), Some(key)) = (&fields, &key_field) {
-            if !fields.contains(key) {
-                return Err(p.error(format!("\"fields\" must include the keyField \"{key}\"")));
-            }
+        if let (Some(fields), Some(key)) = (&fields, &key_field)
+            && !fields.contains(key)
+        {
+            return Err(p.error(format!("\"fields\" must include the keyField \"{key}\"")));
         }
         // Read for eKuiper's examples; see USED.
         p.boolean("sendsingle")?;

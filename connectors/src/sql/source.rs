@@ -88,10 +88,10 @@ fn greater(field: &IndexField, a: &Value, b: &Value) -> bool {
     if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) {
         return x > y;
     }
-    if let Some(format) = &field.datetime_format {
-        if let (Some(x), Some(y)) = (millis(a, format), millis(b, format)) {
-            return x > y;
-        }
+    if let Some(format) = &field.datetime_format
+        && let (Some(x), Some(y)) = (millis(a, format), millis(b, format))
+    {
+        return x > y;
     }
     match (a, b) {
         (Value::String(x), Value::String(y)) => x > y,

@@ -19,7 +19,7 @@ pub enum DbUrl {
     /// MySQL or MariaDB.
     Mysql(Opts),
     /// PostgreSQL (no TLS).
-    Postgres(tokio_postgres::Config),
+    Postgres(Box<tokio_postgres::Config>),
     /// An SQLite database file (created if missing).
     Sqlite(PathBuf),
 }
@@ -53,7 +53,7 @@ impl DbUrl {
         match scheme.as_str() {
             "mysql" => parse_mysql(url),
             "postgres" | "postgresql" => tokio_postgres::Config::from_str(url)
-                .map(DbUrl::Postgres)
+                .map(|c| DbUrl::Postgres(Box::new(c)))
                 .map_err(|e| format!("bad postgres \"url\": {e}")),
             "sqlite" | "sqlite3" => parse_sqlite(&url[scheme.len() + 1..]),
             _ => Err(format!(
@@ -140,13 +140,13 @@ mod tests {
             Dialect::Postgres
         );
         assert!(
-            matches!(DbUrl::parse("sqlite:/tmp/a.db").unwrap(), DbUrl::Sqlite(p) if p == PathBuf::from("/tmp/a.db"))
+            matches!(DbUrl::parse("sqlite:/tmp/a.db").unwrap(), DbUrl::Sqlite(p) if p.as_path() == std::path::Path::new("/tmp/a.db"))
         );
         assert!(
-            matches!(DbUrl::parse("sqlite://test.db").unwrap(), DbUrl::Sqlite(p) if p == PathBuf::from("test.db"))
+            matches!(DbUrl::parse("sqlite://test.db").unwrap(), DbUrl::Sqlite(p) if p.as_path() == std::path::Path::new("test.db"))
         );
         assert!(
-            matches!(DbUrl::parse("sqlite:///tmp/b.db").unwrap(), DbUrl::Sqlite(p) if p == PathBuf::from("/tmp/b.db"))
+            matches!(DbUrl::parse("sqlite:///tmp/b.db").unwrap(), DbUrl::Sqlite(p) if p.as_path() == std::path::Path::new("/tmp/b.db"))
         );
     }
 
