@@ -21,6 +21,28 @@ use tokio::sync::mpsc;
 const MARIADB: &str = "mysql://root@127.0.0.1:3306/test";
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// The three tests of one scenario, one per database: `<scenario>::{mariadb,postgres,sqlite}`.
+macro_rules! per_db {
+    ($scenario:ident, $test:literal) => {
+        mod $scenario {
+            #[tokio::test]
+            async fn mariadb() {
+                super::$scenario(super::Db::Maria, $test).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$scenario(super::Db::Postgres, $test).await;
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                super::$scenario(super::Db::Sqlite, $test).await;
+            }
+        }
+    };
+}
+
 /// One of the three databases, with the setup and read-back the tests need.
 #[derive(Debug, Clone, Copy)]
 enum Db {
@@ -48,24 +70,14 @@ impl Db {
     async fn exec(self, test: &str, statements: &[String]) {
         match self {
             Db::Maria => {
-                let opts = mysql_async::OptsBuilder::from_opts(
-                    mysql_async::Opts::from_url(MARIADB).unwrap(),
-                )
-                .prefer_socket(false);
-                let mut c = mysql_async::Conn::new(opts).await.expect("MariaDB on 3306");
+                let mut c = maria().await;
                 for s in statements {
                     c.query_drop(s).await.unwrap();
                 }
                 c.disconnect().await.unwrap();
             }
             Db::Postgres => {
-                let (c, conn) = POSTGRES
-                    .parse::<tokio_postgres::Config>()
-                    .unwrap()
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .expect("PostgreSQL on 5432");
-                tokio::spawn(conn);
+                let c = postgres().await;
                 for s in statements {
                     c.batch_execute(s).await.unwrap();
                 }
@@ -101,23 +113,13 @@ impl Db {
         );
         match self {
             Db::Maria => {
-                let opts = mysql_async::OptsBuilder::from_opts(
-                    mysql_async::Opts::from_url(MARIADB).unwrap(),
-                )
-                .prefer_socket(false);
-                let mut c = mysql_async::Conn::new(opts).await.unwrap();
+                let mut c = maria().await;
                 let out: Vec<String> = c.query(sql).await.unwrap();
                 c.disconnect().await.unwrap();
                 out
             }
             Db::Postgres => {
-                let (c, conn) = POSTGRES
-                    .parse::<tokio_postgres::Config>()
-                    .unwrap()
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
+                let c = postgres().await;
                 let rows = c.query(&sql, &[]).await.unwrap();
                 rows.iter().map(|r| r.get(0)).collect()
             }
@@ -132,6 +134,21 @@ impl Db {
         }
     }
 
+    /// Creates the test's table anew with `columns` and the rows `values` (if any); returns
+    /// its name.
+    async fn fresh_table(self, test: &str, columns: &str, values: &str) -> String {
+        let t = self.table(test);
+        let mut statements = vec![
+            format!("DROP TABLE IF EXISTS {t}"),
+            format!("CREATE TABLE {t} {columns}"),
+        ];
+        if !values.is_empty() {
+            statements.push(format!("INSERT INTO {t} VALUES {values}"));
+        }
+        self.exec(test, &statements).await;
+        t
+    }
+
     /// A datetime column type.
     fn datetime(self) -> &'static str {
         match self {
@@ -140,6 +157,25 @@ impl Db {
             Db::Sqlite => "TEXT",
         }
     }
+}
+
+/// A connection to the test MariaDB with its own client library.
+async fn maria() -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(MARIADB).unwrap())
+        .prefer_socket(false);
+    mysql_async::Conn::new(opts).await.expect("MariaDB on 3306")
+}
+
+/// A connection to the test PostgreSQL with its own client library.
+async fn postgres() -> tokio_postgres::Client {
+    let (c, conn) = POSTGRES
+        .parse::<tokio_postgres::Config>()
+        .unwrap()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL on 5432");
+    tokio::spawn(conn);
+    c
 }
 
 fn sqlite_path(test: &str) -> String {
@@ -176,16 +212,13 @@ async fn next_rows(rx: &mut mpsc::Receiver<SourceEvent>, n: usize) -> Vec<Value>
 }
 
 async fn source_resumes_past_the_index(db: Db, test: &str) {
-    let t = db.table(test);
-    db.exec(
-        test,
-        &[
-            format!("DROP TABLE IF EXISTS {t}"),
-            format!("CREATE TABLE {t} (id INT PRIMARY KEY, name VARCHAR(40))"),
-            format!("INSERT INTO {t} VALUES (1, 'one'), (2, 'two'), (3, 'it''s')"),
-        ],
-    )
-    .await;
+    let t = db
+        .fresh_table(
+            test,
+            "(id INT PRIMARY KEY, name VARCHAR(40))",
+            "(1, 'one'), (2, 'two'), (3, 'it''s')",
+        )
+        .await;
     let (mut rx, task) = start(json!({
         "url": db.url(test), "interval": 50,
         "internalSqlQueryCfg": {"table": t, "limit": 10, "indexField": "id", "indexValue": 1}
@@ -216,36 +249,18 @@ async fn source_resumes_past_the_index(db: Db, test: &str) {
     db.exec(test, &[format!("DROP TABLE {t}")]).await;
 }
 
-#[tokio::test]
-async fn source_resumes_past_the_index_mariadb() {
-    source_resumes_past_the_index(Db::Maria, "src_idx").await;
-}
-
-#[tokio::test]
-async fn source_resumes_past_the_index_postgres() {
-    source_resumes_past_the_index(Db::Postgres, "src_idx").await;
-}
-
-#[tokio::test]
-async fn source_resumes_past_the_index_sqlite() {
-    source_resumes_past_the_index(Db::Sqlite, "src_idx").await;
-}
+per_db!(source_resumes_past_the_index, "src_idx");
 
 /// A template query on a DATETIME index: the value is bound in `dateTimeFormat`, whatever
 /// form the database returns it in.
 async fn template_source_follows_a_datetime_index(db: Db, test: &str) {
-    let t = db.table(test);
-    db.exec(
-        test,
-        &[
-            format!("DROP TABLE IF EXISTS {t}"),
-            format!("CREATE TABLE {t} (ts {} NOT NULL, v INT)", db.datetime()),
-            format!(
-                "INSERT INTO {t} VALUES ('2024-01-01 10:00:00', 1), ('2024-01-01 11:00:00', 2)"
-            ),
-        ],
-    )
-    .await;
+    let t = db
+        .fresh_table(
+            test,
+            &format!("(ts {} NOT NULL, v INT)", db.datetime()),
+            "('2024-01-01 10:00:00', 1), ('2024-01-01 11:00:00', 2)",
+        )
+        .await;
     let (mut rx, task) = start(json!({
         "url": db.url(test), "interval": 50,
         "templateSqlQueryCfg": {
@@ -259,20 +274,7 @@ async fn template_source_follows_a_datetime_index(db: Db, test: &str) {
     db.exec(test, &[format!("DROP TABLE {t}")]).await;
 }
 
-#[tokio::test]
-async fn template_source_follows_a_datetime_index_mariadb() {
-    template_source_follows_a_datetime_index(Db::Maria, "src_tpl").await;
-}
-
-#[tokio::test]
-async fn template_source_follows_a_datetime_index_postgres() {
-    template_source_follows_a_datetime_index(Db::Postgres, "src_tpl").await;
-}
-
-#[tokio::test]
-async fn template_source_follows_a_datetime_index_sqlite() {
-    template_source_follows_a_datetime_index(Db::Sqlite, "src_tpl").await;
-}
+per_db!(template_source_follows_a_datetime_index, "src_tpl");
 
 fn sink(props: Value) -> Box<dyn Sink> {
     Connectors::new()
@@ -296,15 +298,9 @@ fn actions(rows: &[(i64, &str, &str)]) -> RecordBatch {
 }
 
 async fn sink_inserts_batches_and_keeps_sql_as_data(db: Db, test: &str) {
-    let t = db.table(test);
-    db.exec(
-        test,
-        &[
-            format!("DROP TABLE IF EXISTS {t}"),
-            format!("CREATE TABLE {t} (device VARCHAR(80), v BIGINT)"),
-        ],
-    )
-    .await;
+    let t = db
+        .fresh_table(test, "(device VARCHAR(80), v BIGINT)", "")
+        .await;
     let mut s = sink(json!({"url": db.url(test), "table": t}));
     s.connect().await.unwrap();
     let evil = format!("x'); DROP TABLE {t}; --");
@@ -332,31 +328,12 @@ async fn sink_inserts_batches_and_keeps_sql_as_data(db: Db, test: &str) {
     db.exec(test, &[format!("DROP TABLE {t}")]).await;
 }
 
-#[tokio::test]
-async fn sink_inserts_batches_and_keeps_sql_as_data_mariadb() {
-    sink_inserts_batches_and_keeps_sql_as_data(Db::Maria, "sink_ins").await;
-}
-
-#[tokio::test]
-async fn sink_inserts_batches_and_keeps_sql_as_data_postgres() {
-    sink_inserts_batches_and_keeps_sql_as_data(Db::Postgres, "sink_ins").await;
-}
-
-#[tokio::test]
-async fn sink_inserts_batches_and_keeps_sql_as_data_sqlite() {
-    sink_inserts_batches_and_keeps_sql_as_data(Db::Sqlite, "sink_ins").await;
-}
+per_db!(sink_inserts_batches_and_keeps_sql_as_data, "sink_ins");
 
 async fn sink_applies_rowkinds(db: Db, test: &str) {
-    let t = db.table(test);
-    db.exec(
-        test,
-        &[
-            format!("DROP TABLE IF EXISTS {t}"),
-            format!("CREATE TABLE {t} (id BIGINT PRIMARY KEY, name VARCHAR(40))"),
-        ],
-    )
-    .await;
+    let t = db
+        .fresh_table(test, "(id BIGINT PRIMARY KEY, name VARCHAR(40))", "")
+        .await;
     let mut s = sink(json!({
         "url": db.url(test), "table": t, "rowkindField": "action", "keyField": "id"
     }));
@@ -404,33 +381,14 @@ async fn sink_applies_rowkinds(db: Db, test: &str) {
     db.exec(test, &[format!("DROP TABLE {t}")]).await;
 }
 
-#[tokio::test]
-async fn sink_applies_rowkinds_mariadb() {
-    sink_applies_rowkinds(Db::Maria, "sink_kind").await;
-}
-
-#[tokio::test]
-async fn sink_applies_rowkinds_postgres() {
-    sink_applies_rowkinds(Db::Postgres, "sink_kind").await;
-}
-
-#[tokio::test]
-async fn sink_applies_rowkinds_sqlite() {
-    sink_applies_rowkinds(Db::Sqlite, "sink_kind").await;
-}
+per_db!(sink_applies_rowkinds, "sink_kind");
 
 #[tokio::test]
 async fn sink_writes_table_data_field_rows_into_the_listed_fields() {
     let (db, test) = (Db::Sqlite, "sink_nested");
-    let t = db.table(test);
-    db.exec(
-        test,
-        &[
-            format!("DROP TABLE IF EXISTS {t}"),
-            format!("CREATE TABLE {t} (temperature REAL, humidity REAL, note TEXT)"),
-        ],
-    )
-    .await;
+    let t = db
+        .fresh_table(test, "(temperature REAL, humidity REAL, note TEXT)", "")
+        .await;
     let mut s = sink(json!({
         "url": db.url(test), "table": t, "tableDataField": "telemetry",
         "fields": ["temperature", "humidity"]

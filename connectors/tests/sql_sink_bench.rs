@@ -6,13 +6,13 @@
 //! sql_sink_bench --no-capture` gives the figures (BENCHMARKS.md); without it CI runs a small
 //! load so the harness cannot rot. Needs the `mariadb` and `psql` clients on PATH.
 
+#[path = "support/rows.rs"]
+mod rows;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Float64Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use quiver_connectors::Connectors;
 use serde_json::json;
@@ -20,25 +20,7 @@ use serde_json::json;
 const ROWS_PER_BATCH: usize = 1_000;
 
 fn batch(first_id: i64, rows: usize) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("device", DataType::Utf8, true),
-        Field::new("temperature", DataType::Float64, true),
-    ]));
-    let ids: Vec<i64> = (first_id..first_id + rows as i64).collect();
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids.clone())),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| format!("device-{}", i % 100)),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                ids.iter().map(|i| 20.0 + (i % 17) as f64 * 0.5),
-            )),
-        ],
-    )
-    .unwrap()
+    rows::readings(first_id, rows)
 }
 
 /// A database and its command-line client.

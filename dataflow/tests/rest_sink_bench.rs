@@ -10,12 +10,11 @@ mod common;
 
 #[path = "../../connectors/tests/support/http.rs"]
 mod http;
+#[path = "../../connectors/tests/support/rows.rs"]
+mod rows;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Float64Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use http::TestServer;
 use quiver_connectors::codec::encode::{batch_to_json_array, batch_to_json_objects};
@@ -24,25 +23,7 @@ use quiver_dataflow::{Action, RuleSpec};
 use serde_json::{Value, json};
 
 fn batch(first_id: i64, rows: usize) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("device", DataType::Utf8, true),
-        Field::new("temperature", DataType::Float64, true),
-    ]));
-    let ids: Vec<i64> = (first_id..first_id + rows as i64).collect();
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids.clone())),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| format!("device-{}", i % 100)),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                ids.iter().map(|i| 20.0 + (i % 17) as f64 * 0.5),
-            )),
-        ],
-    )
-    .unwrap()
+    rows::readings(first_id, rows)
 }
 
 /// Rows the server received on `path`: JSON arrays of rows, or one object each.

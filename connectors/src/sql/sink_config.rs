@@ -58,13 +58,7 @@ impl SqlSinkConfig {
     pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
         let p = action_props("sql", props)?;
         p.refuse_unknown_sink_keys("sql sink", USED)?;
-        let url = match p.string("url")? {
-            Some(u) => u,
-            None => p.string("dburl")?.ok_or_else(|| {
-                p.error("\"url\" is required (mysql://, postgres:// or sqlite:)".into())
-            })?,
-        };
-        let url = DbUrl::parse(url).map_err(|e| p.error(e))?;
+        let url = DbUrl::from_props(&p)?;
         let table = p
             .name("table")?
             .ok_or_else(|| p.error("\"table\" is required".into()))?;

@@ -77,13 +77,7 @@ impl SqlSourceConfig {
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new("sql", props);
         p.refuse_unknown("sql source", SOURCE_KEYS)?;
-        let url = match p.string("url")? {
-            Some(u) => u,
-            None => p.string("dburl")?.ok_or_else(|| {
-                p.error("\"url\" is required (mysql://, postgres:// or sqlite:)".into())
-            })?,
-        };
-        let url = DbUrl::parse(url).map_err(|e| p.error(e))?;
+        let url = DbUrl::from_props(&p)?;
         let interval = match p.duration("interval")? {
             Some(d) => d,
             None if p.get("interval").is_some() => {

@@ -8,6 +8,8 @@ use std::str::FromStr;
 use mysql_async::{Opts, OptsBuilder};
 
 use super::Dialect;
+use crate::ConnectorError;
+use crate::props::Props;
 
 /// Go driver options eKuiper's examples carry that mean nothing here: times always come back
 /// as text, so `parseTime` is dropped.
@@ -61,6 +63,17 @@ impl DbUrl {
                 redact(url)
             )),
         }
+    }
+
+    /// The database of a source's or sink's properties: `url`, or eKuiper's older `dburl`.
+    pub(crate) fn from_props(p: &Props<'_>) -> Result<Self, ConnectorError> {
+        let url = match p.string("url")? {
+            Some(u) => u,
+            None => p.string("dburl")?.ok_or_else(|| {
+                p.error("\"url\" is required (mysql://, postgres:// or sqlite:)".into())
+            })?,
+        };
+        DbUrl::parse(url).map_err(|e| p.error(e))
     }
 
     /// The dialect of the statements this database takes.
