@@ -229,6 +229,18 @@ mod tests {
         assert!(SinkSettings::parse(&json!({"batchSize": -1})).is_err());
     }
 
+    #[test]
+    fn a_sink_reading_table_data_field_gets_fields_and_whole_rows() {
+        let own = &["fields", "tableDataField"];
+        let props = json!({"table": "t", "fields": ["temperature"], "tableDataField": "telemetry"});
+        let (s, rest) = SinkSettings::parse_for(own, &props).unwrap();
+        // The nested rows' fields are the sink's to pick: the host projects nothing.
+        assert!(s.fields.is_none());
+        assert_eq!(rest, props);
+        let (s, _) = SinkSettings::parse_for(own, &json!({"fields": ["a"]})).unwrap();
+        assert_eq!(s.fields, Some(vec!["a".to_string()]));
+    }
+
     fn refusal(props: Value) -> String {
         SinkSettings::parse(&props).unwrap_err().to_string()
     }
