@@ -98,6 +98,7 @@ impl Connectors {
             // eKuiper's `redisSub`: the parser folds TYPE to lower case.
             "redissub",
             "simulator",
+            "sql",
         ]
     }
 
@@ -138,7 +139,7 @@ impl Connectors {
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
         &[
-            "file", "kafka", "log", "memory", "mqtt", "nop", "redis", "redisPub", "rest",
+            "file", "kafka", "log", "memory", "mqtt", "nop", "redis", "redisPub", "rest", "sql",
         ]
     }
 
@@ -149,6 +150,7 @@ impl Connectors {
             "file" => file::SINK_OWN_KEYS,
             // Kafka's own record compression, not the host's payload compression.
             "kafka" => &["compression"],
+            "sql" => sql::SINK_OWN_KEYS,
             _ => &[],
         }
     }
@@ -236,6 +238,10 @@ impl Connectors {
             "simulator" => Ok(Box::new(simulator::SimulatorSource::new(
                 simulator::SimulatorConfig::parse(&spec.datasource, &spec.props)?,
             ))),
+            "sql" => Ok(Box::new(sql::SqlSource::new(sql::SqlSourceConfig::parse(
+                &spec.datasource,
+                &spec.props,
+            )?))),
             other => {
                 // Cloned out of the lock: creating a plugin source calls into the plugin.
                 let factory = self
@@ -285,6 +291,9 @@ impl Connectors {
                 redis::RedisPubConfig::parse(props)?,
             )?)),
             "rest" => Ok(Box::new(rest::RestSink::new(rest::RestSinkConfig::parse(
+                props,
+            )?))),
+            "sql" => Ok(Box::new(sql::SqlSink::new(sql::SqlSinkConfig::parse(
                 props,
             )?))),
             other => {

@@ -104,6 +104,11 @@ impl SinkSettings {
             ),
             Some(_) => return Err(bad("fields", "must be a list of field names")),
         };
+        // A sink that reads `tableDataField` itself applies `fields` to the nested rows (the
+        // sql sink): the host leaves the rows whole for it.
+        let nested = own.contains(&"tableDataField")
+            && map.keys().any(|k| k.eq_ignore_ascii_case("tableDataField"));
+        let fields = if nested { None } else { fields };
         let settings = SinkSettings {
             batch_size: uint("batchSize", MAX_BATCH_SIZE)?.unwrap_or(0) as usize,
             linger: uint("lingerInterval", MAX_LINGER_MS)?
@@ -222,6 +227,18 @@ mod tests {
         assert!(SinkSettings::parse(&json!({"dataTemplate": "{{.a"})).is_err());
         assert!(SinkSettings::parse(&json!({"format": "protobuf"})).is_err());
         assert!(SinkSettings::parse(&json!({"batchSize": -1})).is_err());
+    }
+
+    #[test]
+    fn a_sink_reading_table_data_field_gets_fields_and_whole_rows() {
+        let own = &["fields", "tableDataField"];
+        let props = json!({"table": "t", "fields": ["temperature"], "tableDataField": "telemetry"});
+        let (s, rest) = SinkSettings::parse_for(own, &props).unwrap();
+        // The nested rows' fields are the sink's to pick: the host projects nothing.
+        assert!(s.fields.is_none());
+        assert_eq!(rest, props);
+        let (s, _) = SinkSettings::parse_for(own, &json!({"fields": ["a"]})).unwrap();
+        assert_eq!(s.fields, Some(vec!["a".to_string()]));
     }
 
     fn refusal(props: Value) -> String {

@@ -278,7 +278,7 @@ fn format_pattern(t: DateTime<Utc>, pattern: &str) -> String {
 }
 
 /// Formats `t` on its own wall clock with a Java-style pattern; `zone` is the name `z` prints.
-fn format_zoned(t: DateTime<FixedOffset>, zone: &str, pattern: &str) -> String {
+pub fn format_zoned(t: DateTime<FixedOffset>, zone: &str, pattern: &str) -> String {
     let chars: Vec<char> = pattern.chars().collect();
     let mut out = String::new();
     let mut i = 0;

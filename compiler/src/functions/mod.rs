@@ -26,7 +26,7 @@ mod string;
 mod transform;
 mod window;
 
-pub use datetime::{event_millis, millis_at, parse_with_pattern};
+pub use datetime::{event_millis, format_zoned, millis_at, parse_with_pattern};
 pub(crate) use json::{json_to_array, value_to_json};
 pub use state::{KeyedStateStore, set_keyed_state_store};
 

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value as Sql};
+
+use super::driver::mysql::json;
 use serde_json::{Map, Value};
 
 use super::config::SqlLookupConfig;
@@ -143,39 +145,6 @@ fn key_text(v: &Sql) -> String {
         Sql::Float(f) => Value::from(*f as f64).to_string(),
         Sql::Double(f) => Value::from(*f).to_string(),
         other => json(other.clone(), ColumnType::MYSQL_TYPE_STRING).to_string(),
-    }
-}
-
-/// A column value as JSON: numbers stay numbers (DECIMAL too), dates become text.
-fn json(v: Sql, ty: ColumnType) -> Value {
-    match v {
-        Sql::NULL => Value::Null,
-        Sql::Int(i) => Value::from(i),
-        Sql::UInt(u) => Value::from(u),
-        Sql::Float(f) => Value::from(f as f64),
-        Sql::Double(f) => Value::from(f),
-        Sql::Bytes(b) => {
-            let s = String::from_utf8_lossy(&b).into_owned();
-            match ty {
-                ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => s
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(serde_json::Number::from_f64)
-                    .map_or(Value::String(s), Value::Number),
-                ColumnType::MYSQL_TYPE_JSON => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-                _ => Value::String(s),
-            }
-        }
-        Sql::Date(y, mo, d, h, mi, s, us) => Value::String(if us > 0 {
-            format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
-        } else {
-            format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
-        }),
-        Sql::Time(neg, days, h, mi, s, _) => Value::String(format!(
-            "{}{:02}:{mi:02}:{s:02}",
-            if neg { "-" } else { "" },
-            days * 24 + h as u32
-        )),
     }
 }
 
