@@ -26,6 +26,7 @@ pub mod simulator;
 pub mod sql;
 pub mod tls;
 pub mod traits;
+pub mod websocket;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -64,6 +65,7 @@ pub trait SourceFactory: Send + Sync + std::fmt::Debug {
 pub struct Connectors {
     memory: memory::MemoryBus,
     httppush: memory::MemoryBus,
+    websocket: websocket::WebsocketHub,
     plugin_sinks: Arc<RwLock<BTreeMap<String, Arc<dyn SinkFactory>>>>,
     plugin_sources: Arc<RwLock<BTreeMap<String, Arc<dyn SourceFactory>>>>,
 }
@@ -85,6 +87,11 @@ impl Connectors {
         &self.httppush
     }
 
+    /// The server-mode websocket endpoints, served on the push listener.
+    pub fn websocket(&self) -> &websocket::WebsocketHub {
+        &self.websocket
+    }
+
     /// Source types this build knows.
     pub fn source_types(&self) -> &'static [&'static str] {
         &[
@@ -94,6 +101,7 @@ impl Connectors {
             "memory",
             "mqtt",
             "simulator",
+            "websocket",
         ]
     }
 
@@ -133,7 +141,7 @@ impl Connectors {
 
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
-        &["file", "log", "memory", "mqtt", "nop", "rest"]
+        &["file", "log", "memory", "mqtt", "nop", "rest", "websocket"]
     }
 
     /// eKuiper common sink properties a built-in sink of `sink_type` reads itself, so the host
@@ -222,6 +230,10 @@ impl Connectors {
             "simulator" => Ok(Box::new(simulator::SimulatorSource::new(
                 simulator::SimulatorConfig::parse(&spec.datasource, &spec.props)?,
             ))),
+            "websocket" => Ok(Box::new(websocket::WebsocketSource::new(
+                &self.websocket,
+                websocket::WebsocketSourceConfig::parse(&spec.datasource, &spec.props)?,
+            )?)),
             other => {
                 // Cloned out of the lock: creating a plugin source calls into the plugin.
                 let factory = self
@@ -264,6 +276,10 @@ impl Connectors {
             "rest" => Ok(Box::new(rest::RestSink::new(rest::RestSinkConfig::parse(
                 props,
             )?))),
+            "websocket" => Ok(Box::new(websocket::WebsocketSink::new(
+                self.websocket.clone(),
+                websocket::WebsocketSinkConfig::parse(props)?,
+            ))),
             other => {
                 // Cloned out of the lock: creating a plugin sink calls into the plugin.
                 let factory = self

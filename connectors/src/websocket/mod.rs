@@ -1,0 +1,36 @@
+//! The `websocket` connector: eKuiper's websocket source and sink, in both of its modes.
+//!
+//! - Server mode (`addr` absent or empty): clients connect to `ws://<push listener>/<path>`
+//!   (quiverd's push listener, shared with `httppush`, as eKuiper serves websocket endpoints
+//!   on its HTTP data server). Each text or binary message a client sends is one payload for
+//!   the streams whose DATASOURCE is the path; every client connected to a sink's `path`
+//!   receives each result. The [`WebsocketHub`] holds that state; the server's push router
+//!   upgrades the connections and asks the hub whether a rule uses the path.
+//! - Client mode (`addr`): quiver connects out to `ws://addr/path` (or `wss://` with eKuiper's
+//!   TLS properties) and reads (source) or writes (sink) messages on that connection,
+//!   reconnecting after failures with exponential backoff (100 ms doubling to 5 s, reset after
+//!   a successful connect), each failure logged and the live state a
+//!   [`crate::mqtt::ConnectionState`].
+//!
+//! Bounds: a message is at most [`MAX_MESSAGE`] bytes either way (larger ones close the
+//! connection: the peer breaks the limit); each server-mode client has its own bounded queue
+//! and loses results when it is full (see [`hub`]); the client-mode sink hands messages to its
+//! connection through a queue of [`SEND_QUEUE`] and waits while it is full.
+
+mod client;
+mod config;
+pub mod hub;
+mod sink;
+mod source;
+
+pub use client::CONNECT_TIMEOUT;
+pub use config::{ClientTarget, WebsocketMode, WebsocketSinkConfig, WebsocketSourceConfig};
+pub use hub::{HubClient, HubSink, WebsocketHub, WsPayload};
+pub use sink::WebsocketSink;
+pub use source::WebsocketSource;
+
+/// The largest message accepted or sent (the push listener's body limit as well).
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Messages a client-mode sink queues for its connection before `collect_list` waits.
+pub const SEND_QUEUE: usize = 64;
