@@ -149,7 +149,11 @@ pub async fn serve(
     let push_listener = tokio::net::TcpListener::bind(settings.push_bind)
         .await
         .with_context(|| format!("binding the push listener {}", settings.push_bind))?;
-    let push = push::router(engine.connectors().httppush().clone()).layer(
+    let push = push::router(
+        engine.connectors().httppush().clone(),
+        engine.connectors().websocket().clone(),
+    )
+    .layer(
         axum::middleware::from_fn_with_state(
             (security.clone(), security::Listener::Push),
             security::guard,
