@@ -72,6 +72,8 @@ impl TestServer {
                     },
                 };
                 let mut path = String::new();
+                // The callback's type is tungstenite's, large error variant included.
+                #[allow(clippy::result_large_err)]
                 let callback = |req: &Request, resp: Response| {
                     path = req.uri().to_string();
                     Ok(resp)
@@ -224,7 +226,10 @@ async fn client_sink_writes_arrays_or_single_rows_and_reconnects() {
         .await
         .unwrap();
     let mut conn = server.next_conn().await;
-    assert_eq!(next_text(&mut conn.ws).await, json!([{"device": "c", "v": 3}]));
+    assert_eq!(
+        next_text(&mut conn.ws).await,
+        json!([{"device": "c", "v": 3}])
+    );
     sink.close().await.unwrap();
 
     // sendSingle: one message per row.
@@ -238,8 +243,14 @@ async fn client_sink_writes_arrays_or_single_rows_and_reconnects() {
         .await
         .unwrap();
     let mut conn = server.next_conn().await;
-    assert_eq!(next_text(&mut conn.ws).await, json!({"device": "d", "v": 4}));
-    assert_eq!(next_text(&mut conn.ws).await, json!({"device": "e", "v": 5}));
+    assert_eq!(
+        next_text(&mut conn.ws).await,
+        json!({"device": "d", "v": 4})
+    );
+    assert_eq!(
+        next_text(&mut conn.ws).await,
+        json!({"device": "e", "v": 5})
+    );
     sink.close().await.unwrap();
 }
 
@@ -283,7 +294,10 @@ async fn wss_checks_the_server_certificate() {
         json!({"addr": format!("wss://{addr}"), "rootCaPath": pki.ca}),
     );
     let mut conn = server.next_conn().await;
-    conn.ws.send(Message::text(r#"{"secure": true}"#)).await.unwrap();
+    conn.ws
+        .send(Message::text(r#"{"secure": true}"#))
+        .await
+        .unwrap();
     assert_eq!(
         payloads(&source.messages(1).await),
         [json!({"secure": true})]

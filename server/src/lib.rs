@@ -153,12 +153,10 @@ pub async fn serve(
         engine.connectors().httppush().clone(),
         engine.connectors().websocket().clone(),
     )
-    .layer(
-        axum::middleware::from_fn_with_state(
-            (security.clone(), security::Listener::Push),
-            security::guard,
-        ),
-    );
+    .layer(axum::middleware::from_fn_with_state(
+        (security.clone(), security::Listener::Push),
+        security::guard,
+    ));
     let push_tls = tls.clone();
     let push_task = tokio::spawn(async move {
         let push = push.into_make_service_with_connect_info::<security::LocalAddr>();

@@ -61,7 +61,11 @@ async fn push(State(state): State<Arc<Push>>, uri: Uri, body: Bytes) -> (StatusC
     (StatusCode::OK, String::new())
 }
 
-async fn websocket(State(state): State<Arc<Push>>, uri: Uri, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(state): State<Arc<Push>>,
+    uri: Uri,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let path = uri.path().to_string();
     if !state.websocket.is_open(&path) {
         return (

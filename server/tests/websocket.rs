@@ -77,8 +77,10 @@ async fn clients_feed_a_websocket_stream_and_read_a_websocket_sink() {
     let (status, body) = server.call(
         "POST",
         "/rules",
-        Some(json!({"id": "relay", "sql": "SELECT device, v FROM ws_in WHERE v > 1",
-                    "actions": [{"websocket": {"path": "/ws/out", "sendSingle": true}}]})),
+        Some(
+            json!({"id": "relay", "sql": "SELECT device, v FROM ws_in WHERE v > 1",
+                    "actions": [{"websocket": {"path": "/ws/out", "sendSingle": true}}]}),
+        ),
     );
     assert_eq!(status, 201, "{body}");
     // Two viewers of the results, both get every result.

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::MAX_MESSAGE;
 use super::config::ClientTarget;

@@ -175,9 +175,7 @@ fn mode(p: &Props<'_>, path: &str, what: &str) -> Result<WebsocketMode, Connecto
     let tls = match scheme.as_str() {
         "ws" => {
             if let Some(name) = p.tls_property_set() {
-                return Err(p.error(format!(
-                    "\"{name}\" needs TLS: set \"scheme\" to \"wss\""
-                )));
+                return Err(p.error(format!("\"{name}\" needs TLS: set \"scheme\" to \"wss\"")));
             }
             false
         }
@@ -242,13 +240,15 @@ mod tests {
     fn modes_follow_addr() {
         assert!(matches!(source("/in", json!({})).unwrap(),
             WebsocketMode::Server { path } if path == "/in"));
-        assert!(matches!(source("/in", json!({"addr": ""})).unwrap(),
-            WebsocketMode::Server { .. }));
+        assert!(matches!(
+            source("/in", json!({"addr": ""})).unwrap(),
+            WebsocketMode::Server { .. }
+        ));
         // eKuiper's `path` stands in for an empty DATASOURCE.
         assert!(matches!(source("", json!({"path": "/p"})).unwrap(),
             WebsocketMode::Server { path } if path == "/p"));
-        let WebsocketMode::Client(t) = source("/api/data", json!({"addr": "127.0.0.1:8080"}))
-            .unwrap()
+        let WebsocketMode::Client(t) =
+            source("/api/data", json!({"addr": "127.0.0.1:8080"})).unwrap()
         else {
             panic!("client mode")
         };
@@ -267,25 +267,65 @@ mod tests {
             panic!("client mode")
         };
         assert_eq!(t.url(), "wss://example.com:443/x");
-        let c = sink(json!({"path": "/out", "sendSingle": true, "checkConnection": "true"}))
-            .unwrap();
+        let c =
+            sink(json!({"path": "/out", "sendSingle": true, "checkConnection": "true"})).unwrap();
         assert!(c.send_single && c.check_connection && !c.omit_if_empty);
         assert!(matches!(c.mode, WebsocketMode::Server { .. }));
     }
 
     #[test]
     fn refusals_name_the_property() {
-        assert!(source("in", json!({})).unwrap_err().contains("starting with \"/\""));
+        assert!(
+            source("in", json!({}))
+                .unwrap_err()
+                .contains("starting with \"/\"")
+        );
         assert!(sink(json!({})).unwrap_err().contains("path \"\""));
         assert!(source("/a/+", json!({})).unwrap_err().contains("\"+\""));
-        assert!(source("/a", json!({"adr": "x"})).unwrap_err().contains("\"adr\""));
-        assert!(sink(json!({"path": "/a", "pth": 1})).unwrap_err().contains("\"pth\""));
-        assert!(sink(json!({"path": "/a", "enableCache": true})).unwrap_err().contains("enableCache"));
-        assert!(source("/a", json!({"rootCaPath": "/ca.pem"})).unwrap_err().contains("\"rootCaPath\" applies to client mode"));
-        assert!(source("/a", json!({"addr": "h:1", "insecureSkipVerify": true})).unwrap_err().contains("wss"));
-        assert!(source("/a", json!({"addr": "h:1", "scheme": "http"})).unwrap_err().contains("\"http\""));
-        assert!(source("/a", json!({"addr": "wss://h:1", "scheme": "ws"})).unwrap_err().contains("disagree"));
-        assert!(source("/a", json!({"addr": "h:99999"})).unwrap_err().contains("host:port"));
-        assert!(source("/a", json!({"scheme": "wss"})).unwrap_err().contains("client mode"));
+        assert!(
+            source("/a", json!({"adr": "x"}))
+                .unwrap_err()
+                .contains("\"adr\"")
+        );
+        assert!(
+            sink(json!({"path": "/a", "pth": 1}))
+                .unwrap_err()
+                .contains("\"pth\"")
+        );
+        assert!(
+            sink(json!({"path": "/a", "enableCache": true}))
+                .unwrap_err()
+                .contains("enableCache")
+        );
+        assert!(
+            source("/a", json!({"rootCaPath": "/ca.pem"}))
+                .unwrap_err()
+                .contains("\"rootCaPath\" applies to client mode")
+        );
+        assert!(
+            source("/a", json!({"addr": "h:1", "insecureSkipVerify": true}))
+                .unwrap_err()
+                .contains("wss")
+        );
+        assert!(
+            source("/a", json!({"addr": "h:1", "scheme": "http"}))
+                .unwrap_err()
+                .contains("\"http\"")
+        );
+        assert!(
+            source("/a", json!({"addr": "wss://h:1", "scheme": "ws"}))
+                .unwrap_err()
+                .contains("disagree")
+        );
+        assert!(
+            source("/a", json!({"addr": "h:99999"}))
+                .unwrap_err()
+                .contains("host:port")
+        );
+        assert!(
+            source("/a", json!({"scheme": "wss"}))
+                .unwrap_err()
+                .contains("client mode")
+        );
     }
 }

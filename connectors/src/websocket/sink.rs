@@ -107,12 +107,16 @@ impl Sink for WebsocketSink {
                 // With checkConnection the first connection is made here, so a server that
                 // cannot be reached fails the rule's start.
                 let first = if self.config.check_connection {
-                    let ws = client::connect(target)
-                        .await
-                        .map_err(|reason| ConnectorError::Io {
-                            connector: "websocket",
-                            reason: format!("sink {}: {reason} (checkConnection)", target.url()),
-                        })?;
+                    let ws =
+                        client::connect(target)
+                            .await
+                            .map_err(|reason| ConnectorError::Io {
+                                connector: "websocket",
+                                reason: format!(
+                                    "sink {}: {reason} (checkConnection)",
+                                    target.url()
+                                ),
+                            })?;
                     self.state.set_connected();
                     Some(ws)
                 } else {
@@ -156,7 +160,10 @@ impl Sink for WebsocketSink {
         if let Some((tx, mut task)) = self.driver.take() {
             // The driver sends what is queued, then closes the connection.
             drop(tx);
-            if tokio::time::timeout(CLOSE_TIMEOUT, &mut task).await.is_err() {
+            if tokio::time::timeout(CLOSE_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     "websocket sink {}: queued messages not sent within {CLOSE_TIMEOUT:?}; \
                      closing anyway",
@@ -226,7 +233,10 @@ async fn drive(
             }
         };
         let result = match pending.take() {
-            Some(p) => conn.send(message(&p)).await.map_err(|e| (Some(p), e.to_string())),
+            Some(p) => conn
+                .send(message(&p))
+                .await
+                .map_err(|e| (Some(p), e.to_string())),
             None => tokio::select! {
                 next = rx.recv() => match next {
                     Some(p) => conn.send(message(&p)).await.map_err(|e| (Some(p), e.to_string())),
