@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use quiver_connectors::websocket::{
     WebsocketHub, WebsocketSink, WebsocketSinkConfig, WebsocketSource, WebsocketSourceConfig,
 };
@@ -23,15 +23,16 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 mod support;
 use support::{free_port, unique};
 
+#[path = "support/ws.rs"]
+mod ws;
+use ws::{PATIENCE, next_json};
+
 #[path = "support/rows.rs"]
 mod rows;
 
 #[path = "../../server/tests/common/pki.rs"]
 #[allow(dead_code)]
 mod pki;
-
-/// How long a test waits for something that should happen before it fails.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -149,17 +150,6 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The next text of a connection.
-async fn next_text(ws: &mut WebSocketStream<Box<dyn Io>>) -> Value {
-    loop {
-        match tokio::time::timeout(PATIENCE, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).unwrap(),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn client_source_reads_text_and_binary_messages_and_reconnects() {
     let port = free_port();
@@ -212,7 +202,7 @@ async fn client_sink_writes_arrays_or_single_rows_and_reconnects() {
     let mut conn = server.next_conn().await;
     assert_eq!(conn.path, path);
     assert_eq!(
-        next_text(&mut conn.ws).await,
+        next_json(&mut conn.ws).await,
         json!([{"device": "a", "v": 1}, {"device": "b", "v": 2}])
     );
 
@@ -227,7 +217,7 @@ async fn client_sink_writes_arrays_or_single_rows_and_reconnects() {
         .unwrap();
     let mut conn = server.next_conn().await;
     assert_eq!(
-        next_text(&mut conn.ws).await,
+        next_json(&mut conn.ws).await,
         json!([{"device": "c", "v": 3}])
     );
     sink.close().await.unwrap();
@@ -244,11 +234,11 @@ async fn client_sink_writes_arrays_or_single_rows_and_reconnects() {
         .unwrap();
     let mut conn = server.next_conn().await;
     assert_eq!(
-        next_text(&mut conn.ws).await,
+        next_json(&mut conn.ws).await,
         json!({"device": "d", "v": 4})
     );
     assert_eq!(
-        next_text(&mut conn.ws).await,
+        next_json(&mut conn.ws).await,
         json!({"device": "e", "v": 5})
     );
     sink.close().await.unwrap();

@@ -3,16 +3,18 @@
 
 mod common;
 
+#[path = "../../connectors/tests/support/ws.rs"]
+mod ws;
+
 use std::time::Duration;
 
 use common::{Server, temp_dir};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use futures_util::SinkExt;
+use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error, Message};
-
-const PATIENCE: Duration = Duration::from_secs(20);
+use ws::{PATIENCE, next_json};
 
 type Client = WebSocketStream<TcpStream>;
 
@@ -37,17 +39,6 @@ async fn connect_when_open(server: &Server, path: &str) -> Client {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
             Err(status) => panic!("{path} refused with {status}"),
-        }
-    }
-}
-
-/// The next text message, as JSON.
-async fn next_json(ws: &mut Client) -> Value {
-    loop {
-        match tokio::time::timeout(PATIENCE, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).unwrap(),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            other => panic!("expected a text message, got {other:?}"),
         }
     }
 }

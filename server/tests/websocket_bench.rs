@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Float64Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use futures_util::{SinkExt, StreamExt};
 use quiver_connectors::Connectors;
@@ -25,30 +23,22 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "../../connectors/tests/support/rows.rs"]
+mod rows;
+
 /// Rows per `collect_list` call in server mode: half a client's queue, so a producer that waits
 /// for the client to take the previous half never overflows it.
 const SERVER_BATCH: usize = CLIENT_QUEUE / 2;
 
-fn batch(first_id: i64, rows: usize) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("device", DataType::Utf8, true),
-        Field::new("temperature", DataType::Float64, true),
-    ]));
-    let ids: Vec<i64> = (first_id..first_id + rows as i64).collect();
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids.clone())),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| format!("device-{}", i % 100)),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                ids.iter().map(|i| 20.0 + (i % 17) as f64 * 0.5),
-            )),
-        ],
-    )
-    .unwrap()
+/// `rows` result rows from `first`: `(device, v)`.
+fn batch(first: i64, rows: usize) -> RecordBatch {
+    let devices: Vec<String> = (0..rows).map(|i| format!("device-{}", i % 100)).collect();
+    let rows: Vec<(&str, i64)> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.as_str(), first + i as i64))
+        .collect();
+    rows::full_batch(&rows)
 }
 
 /// Counts the text messages of a connection into `count`.

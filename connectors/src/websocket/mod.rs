@@ -34,3 +34,22 @@ pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// Messages a client-mode sink queues for its connection before `collect_list` waits.
 pub const SEND_QUEUE: usize = 64;
+
+/// Records a failed connection attempt of `what` (e.g. `websocket source ws://h:1/p`) in
+/// `state`, logs it (a warning at the first failure in a row, then debug lines, so an outage
+/// does not flood the log), then waits `delay` before the next attempt.
+async fn retry_after(
+    what: &str,
+    state: &crate::mqtt::ConnectionState,
+    failures: u64,
+    reason: String,
+    delay: std::time::Duration,
+) {
+    if failures == 1 {
+        tracing::warn!("{what}: {reason}; reconnecting with backoff");
+    } else {
+        tracing::debug!("{what}: attempt {failures} failed: {reason}; retrying in {delay:?}");
+    }
+    state.set_error(reason);
+    tokio::time::sleep(delay).await;
+}

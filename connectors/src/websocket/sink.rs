@@ -226,7 +226,9 @@ async fn drive(
                     }
                     Err(reason) => {
                         failures += 1;
-                        fail(&url, &state, failures, &reason, backoff.next_delay()).await;
+                        let what = format!("websocket sink {url}");
+                        super::retry_after(&what, &state, failures, reason, backoff.next_delay())
+                            .await;
                         continue;
                     }
                 }
@@ -260,22 +262,10 @@ async fn drive(
             pending = unsent;
             ws = None;
             failures += 1;
-            fail(&url, &state, failures, &reason, backoff.next_delay()).await;
+            let what = format!("websocket sink {url}");
+            super::retry_after(&what, &state, failures, reason, backoff.next_delay()).await;
         }
     }
-}
-
-/// Logs and records a failed attempt (a warning the first time, then debug), then waits.
-async fn fail(url: &str, state: &ConnectionState, failures: u64, reason: &str, delay: Duration) {
-    if failures == 1 {
-        tracing::warn!("websocket sink {url}: {reason}; reconnecting with backoff");
-    } else {
-        tracing::debug!(
-            "websocket sink {url}: attempt {failures} failed: {reason}; retrying in {delay:?}"
-        );
-    }
-    state.set_error(reason.to_string());
-    tokio::time::sleep(delay).await;
 }
 
 /// The websocket message of a payload: text when it is UTF-8, else binary.

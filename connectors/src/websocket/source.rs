@@ -97,16 +97,8 @@ async fn run_client(
             Err(reason) => reason,
         };
         failures += 1;
-        let delay = backoff.next_delay();
-        if failures == 1 {
-            tracing::warn!("websocket source {url}: {reason}; reconnecting with backoff");
-        } else {
-            tracing::debug!(
-                "websocket source {url}: attempt {failures} failed: {reason}; retrying in {delay:?}"
-            );
-        }
-        state.set_error(reason);
-        tokio::time::sleep(delay).await;
+        let what = format!("websocket source {url}");
+        super::retry_after(&what, state, failures, reason, backoff.next_delay()).await;
     }
 }
 
