@@ -35,21 +35,52 @@ pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Messages a client-mode sink queues for its connection before `collect_list` waits.
 pub const SEND_QUEUE: usize = 64;
 
-/// Records a failed connection attempt of `what` (e.g. `websocket source ws://h:1/p`) in
-/// `state`, logs it (a warning at the first failure in a row, then debug lines, so an outage
-/// does not flood the log), then waits `delay` before the next attempt.
-async fn retry_after(
-    what: &str,
-    state: &crate::mqtt::ConnectionState,
+/// The reconnect bookkeeping of one client-mode connection: backoff, failures in a row, the
+/// shared state and the log lines.
+struct Reconnect {
+    /// What connects, for the log (e.g. `websocket source ws://h:1/p`).
+    what: String,
+    state: std::sync::Arc<crate::mqtt::ConnectionState>,
+    backoff: crate::mqtt::Backoff,
     failures: u64,
-    reason: String,
-    delay: std::time::Duration,
-) {
-    if failures == 1 {
-        tracing::warn!("{what}: {reason}; reconnecting with backoff");
-    } else {
-        tracing::debug!("{what}: attempt {failures} failed: {reason}; retrying in {delay:?}");
+}
+
+impl Reconnect {
+    fn new(what: String, state: std::sync::Arc<crate::mqtt::ConnectionState>) -> Self {
+        Reconnect {
+            what,
+            state,
+            backoff: crate::mqtt::Backoff::new(),
+            failures: 0,
+        }
     }
-    state.set_error(reason);
-    tokio::time::sleep(delay).await;
+
+    /// Records and logs a successful connect; the backoff starts over.
+    fn connected(&mut self) {
+        let what = &self.what;
+        if self.failures > 0 {
+            tracing::info!("{what} reconnected after {} failed attempts", self.failures);
+        } else {
+            tracing::info!("{what} connected");
+        }
+        self.failures = 0;
+        self.backoff.reset();
+        self.state.set_connected();
+    }
+
+    /// Records a failed attempt or a lost connection, logs it (a warning at the first failure
+    /// in a row, then debug lines, so an outage does not flood the log), then waits before the
+    /// next attempt.
+    async fn failed(&mut self, reason: String) {
+        self.failures += 1;
+        let (what, failures) = (&self.what, self.failures);
+        let delay = self.backoff.next_delay();
+        if failures == 1 {
+            tracing::warn!("{what}: {reason}; reconnecting with backoff");
+        } else {
+            tracing::debug!("{what}: attempt {failures} failed: {reason}; retrying in {delay:?}");
+        }
+        self.state.set_error(reason);
+        tokio::time::sleep(delay).await;
+    }
 }

@@ -5,7 +5,8 @@
 //! In client mode a driver task owns the connection and reconnects with backoff;
 //! `collect_list` hands it messages through a queue of [`SEND_QUEUE`], so a sink whose server
 //! is away waits (back-pressure) instead of buffering without limit. A message whose write
-//! failed is sent again on the next connection, so a reconnect loses nothing the sink queued.
+//! failed is sent again on the next connection; one written into a connection the server had
+//! already dropped, before that was noticed, is lost (WebSocket has no acknowledgements).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +18,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::Reconnect;
 use super::SEND_QUEUE;
 use super::client::{self, Connection};
 use super::config::{ClientTarget, WebsocketMode, WebsocketSinkConfig};
 use super::hub::{HubSink, WebsocketHub, WsPayload};
 use crate::codec::encode;
-use crate::mqtt::{Backoff, ConnectionState, DisconnectOnDrop};
+use crate::mqtt::{ConnectionState, DisconnectOnDrop};
 use crate::{ConnectorError, Sink};
 
 /// How long `close` waits for queued messages to go out before dropping the connection.
@@ -194,9 +196,7 @@ async fn drive(
     state: Arc<ConnectionState>,
 ) {
     let _disconnect = DisconnectOnDrop(state.clone());
-    let url = target.url();
-    let mut backoff = Backoff::new();
-    let mut failures = 0u64;
+    let mut reconnect = Reconnect::new(format!("websocket sink {}", target.url()), state);
     // A message whose write failed, sent first on the next connection.
     let mut pending: Option<WsPayload> = None;
     loop {
@@ -212,23 +212,11 @@ async fn drive(
                 }
                 match client::connect(&target).await {
                     Ok(conn) => {
-                        if failures > 0 {
-                            tracing::info!(
-                                "websocket sink {url} reconnected after {failures} failed attempts"
-                            );
-                        } else {
-                            tracing::info!("websocket sink {url} connected");
-                        }
-                        failures = 0;
-                        backoff.reset();
-                        state.set_connected();
+                        reconnect.connected();
                         ws.insert(conn)
                     }
                     Err(reason) => {
-                        failures += 1;
-                        let what = format!("websocket sink {url}");
-                        super::retry_after(&what, &state, failures, reason, backoff.next_delay())
-                            .await;
+                        reconnect.failed(reason).await;
                         continue;
                     }
                 }
@@ -261,9 +249,7 @@ async fn drive(
         if let Err((unsent, reason)) = result {
             pending = unsent;
             ws = None;
-            failures += 1;
-            let what = format!("websocket sink {url}");
-            super::retry_after(&what, &state, failures, reason, backoff.next_delay()).await;
+            reconnect.failed(reason).await;
         }
     }
 }

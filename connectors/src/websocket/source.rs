@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::Reconnect;
 use super::client::{self, Connection};
 use super::config::{ClientTarget, WebsocketMode, WebsocketSourceConfig};
 use super::hub::WebsocketHub;
 use crate::memory::{MemorySource, MemorySourceConfig};
-use crate::mqtt::{Backoff, ConnectionState, DisconnectOnDrop};
+use crate::mqtt::{ConnectionState, DisconnectOnDrop};
 use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
 
 /// Messages gathered into one event when they are already buffered.
@@ -75,30 +76,17 @@ async fn run_client(
     out: &SourceOutput,
 ) -> Result<(), ConnectorError> {
     let _disconnect = DisconnectOnDrop(state.clone());
-    let url = target.url();
     let topic: Arc<str> = target.path.as_str().into();
-    let mut backoff = Backoff::new();
-    let mut failures = 0u64;
+    let mut reconnect = Reconnect::new(format!("websocket source {}", target.url()), state.clone());
     loop {
         let reason = match client::connect(target).await {
             Ok(mut ws) => {
-                if failures > 0 {
-                    tracing::info!(
-                        "websocket source {url} reconnected after {failures} failed attempts"
-                    );
-                } else {
-                    tracing::info!("websocket source {url} connected");
-                }
-                failures = 0;
-                backoff.reset();
-                state.set_connected();
+                reconnect.connected();
                 read(&mut ws, &topic, out).await?
             }
             Err(reason) => reason,
         };
-        failures += 1;
-        let what = format!("websocket source {url}");
-        super::retry_after(&what, state, failures, reason, backoff.next_delay()).await;
+        reconnect.failed(reason).await;
     }
 }
 
