@@ -27,6 +27,7 @@ pub mod simulator;
 pub mod sql;
 pub mod tls;
 pub mod traits;
+pub mod websocket;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -65,6 +66,7 @@ pub trait SourceFactory: Send + Sync + std::fmt::Debug {
 pub struct Connectors {
     memory: memory::MemoryBus,
     httppush: memory::MemoryBus,
+    websocket: websocket::WebsocketHub,
     plugin_sinks: Arc<RwLock<BTreeMap<String, Arc<dyn SinkFactory>>>>,
     plugin_sources: Arc<RwLock<BTreeMap<String, Arc<dyn SourceFactory>>>>,
 }
@@ -86,6 +88,11 @@ impl Connectors {
         &self.httppush
     }
 
+    /// The server-mode websocket endpoints, served on the push listener.
+    pub fn websocket(&self) -> &websocket::WebsocketHub {
+        &self.websocket
+    }
+
     /// Source types this build knows.
     pub fn source_types(&self) -> &'static [&'static str] {
         &[
@@ -99,6 +106,7 @@ impl Connectors {
             "redissub",
             "simulator",
             "sql",
+            "websocket",
         ]
     }
 
@@ -139,7 +147,17 @@ impl Connectors {
     /// Sink types this build knows.
     pub fn sink_types(&self) -> &'static [&'static str] {
         &[
-            "file", "kafka", "log", "memory", "mqtt", "nop", "redis", "redisPub", "rest", "sql",
+            "file",
+            "kafka",
+            "log",
+            "memory",
+            "mqtt",
+            "nop",
+            "redis",
+            "redisPub",
+            "rest",
+            "sql",
+            "websocket",
         ]
     }
 
@@ -242,6 +260,10 @@ impl Connectors {
                 &spec.datasource,
                 &spec.props,
             )?))),
+            "websocket" => Ok(Box::new(websocket::WebsocketSource::new(
+                &self.websocket,
+                websocket::WebsocketSourceConfig::parse(&spec.datasource, &spec.props)?,
+            )?)),
             other => {
                 // Cloned out of the lock: creating a plugin source calls into the plugin.
                 let factory = self
@@ -296,6 +318,10 @@ impl Connectors {
             "sql" => Ok(Box::new(sql::SqlSink::new(sql::SqlSinkConfig::parse(
                 props,
             )?))),
+            "websocket" => Ok(Box::new(websocket::WebsocketSink::new(
+                self.websocket.clone(),
+                websocket::WebsocketSinkConfig::parse(props)?,
+            ))),
             other => {
                 // Cloned out of the lock: creating a plugin sink calls into the plugin.
                 let factory = self

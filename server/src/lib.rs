@@ -151,12 +151,14 @@ pub async fn serve(
     let push_listener = tokio::net::TcpListener::bind(settings.push_bind)
         .await
         .with_context(|| format!("binding the push listener {}", settings.push_bind))?;
-    let push = push::router(engine.connectors().httppush().clone()).layer(
-        axum::middleware::from_fn_with_state(
-            (security.clone(), security::Listener::Push),
-            security::guard,
-        ),
-    );
+    let push = push::router(
+        engine.connectors().httppush().clone(),
+        engine.connectors().websocket().clone(),
+    )
+    .layer(axum::middleware::from_fn_with_state(
+        (security.clone(), security::Listener::Push),
+        security::guard,
+    ));
     let push_tls = tls.clone();
     let push_task = tokio::spawn(async move {
         let push = push.into_make_service_with_connect_info::<security::LocalAddr>();

@@ -68,14 +68,14 @@ impl ConnectionState {
         }
     }
 
-    fn set_connected(&self) {
+    pub(crate) fn set_connected(&self) {
         let mut detail = self.detail.lock().expect("mqtt status lock");
         detail.1 = Some(chrono::Utc::now().timestamp_millis());
         self.connected.store(true, Ordering::Release);
     }
 
     /// Records a connection failure: disconnected, with `error` as the last error.
-    fn set_error(&self, error: String) {
+    pub(crate) fn set_error(&self, error: String) {
         let mut detail = self.detail.lock().expect("mqtt status lock");
         detail.0 = Some(error);
         self.connected.store(false, Ordering::Release);
@@ -86,14 +86,14 @@ impl ConnectionState {
         self.detail.lock().expect("mqtt status lock").0 = Some(error);
     }
 
-    fn set_disconnected(&self) {
+    pub(crate) fn set_disconnected(&self) {
         self.connected.store(false, Ordering::Release);
     }
 }
 
 /// Marks the state disconnected when the client's task ends or is dropped.
 #[derive(Debug)]
-struct DisconnectOnDrop(Arc<ConnectionState>);
+pub(crate) struct DisconnectOnDrop(pub(crate) Arc<ConnectionState>);
 
 impl Drop for DisconnectOnDrop {
     fn drop(&mut self) {
@@ -103,25 +103,25 @@ impl Drop for DisconnectOnDrop {
 
 /// Exponential backoff between connection attempts.
 #[derive(Debug)]
-struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
 }
 
 impl Backoff {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Backoff {
             next: INITIAL_BACKOFF,
         }
     }
 
     /// The wait before the next attempt; doubles the one after, up to [`MAX_BACKOFF`].
-    fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (self.next * 2).min(MAX_BACKOFF);
         delay
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = INITIAL_BACKOFF;
     }
 }
