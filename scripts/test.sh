@@ -78,6 +78,30 @@ if ! port_open 6379; then
   port_open 6379 || { echo "redis did not start" >&2; exit 1; }
 fi
 
+# The sql connector's tests use a real PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres,
+# database `test`). Start the cluster if none answers; never restart a running one.
+if ! command -v psql >/dev/null 2>&1 || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+  echo "installing postgresql" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client
+fi
+if ! port_open 5432; then
+  echo "starting postgresql on 127.0.0.1:5432" >&2
+  pg_version=$(ls /etc/postgresql | sort -V | tail -1)
+  as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start
+  for _ in $(seq 100); do port_open 5432 && break; sleep 0.2; done
+  port_open 5432 || { echo "postgresql did not start" >&2; exit 1; }
+fi
+if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+  # A fresh Debian cluster asks for passwords over TCP: let local connections in (tests only).
+  pg_hba=$(ls /etc/postgresql/*/main/pg_hba.conf | sort -V | tail -1)
+  as_root sed -i -E 's/^(host\s+all\s+all\s+127\.0\.0\.1\/32\s+)\S+/\1trust/' "$pg_hba"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main reload
+fi
+if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1; then
+  psql -h 127.0.0.1 -U postgres -d postgres -c 'CREATE DATABASE test' >/dev/null
+fi
+
 # The kafka connector's tests start private Kafka-protocol brokers: tansu, a Kafka-compatible
 # broker in one Rust binary, with in-memory storage (its "dynostore" feature). Installed once
 # per machine into a fixed prefix (the tests look there, or at $QUIVER_TANSU); the build's
