@@ -35,10 +35,9 @@ pub struct RuleBody {
     /// Start at once (default true).
     #[serde(default)]
     pub triggered: Option<bool>,
-    /// eKuiper's rule tags (accepted, not used yet).
+    /// eKuiper's rule tags (`/rules/{id}/tags`, `/rules/tags/match`, bulk start and stop).
     #[serde(default)]
-    #[allow(dead_code)]
-    pub tags: Option<Value>,
+    pub tags: Option<Vec<String>>,
     /// eKuiper's lexical version string (accepted, not enforced yet).
     #[serde(default)]
     #[allow(dead_code)]
@@ -78,6 +77,9 @@ pub fn parse(raw: &str, engine: &Engine) -> Result<(RuleSpec, bool), ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid rule JSON: {e}")))?;
     if body.id.trim().is_empty() {
         return Err(ApiError::bad_request("rule id is required"));
+    }
+    if let Some(tags) = &body.tags {
+        super::tags::check_tags(tags)?;
     }
     for key in body.options.keys() {
         if !KNOWN_OPTIONS.contains(&key.as_str()) {
@@ -173,7 +175,13 @@ async fn validate_rule(state: State, raw: &str) -> Result<Json<Value>, ApiError>
 }
 
 /// `GET /rules`: `[{id, name, status, version, trace, tags}]` (eKuiper 2.x's list shape).
-pub async fn list(state: State) -> Json<Vec<Value>> {
+pub async fn list(state: State) -> Result<Json<Vec<Value>>, ApiError> {
+    let tags: std::collections::HashMap<String, Vec<String>> = state
+        .catalog
+        .rules()?
+        .into_iter()
+        .map(|r| (r.id, super::tags::stored_tags(&r.json)))
+        .collect();
     let rules = state
         .engine
         .rule_ids()
@@ -186,19 +194,20 @@ pub async fn list(state: State) -> Json<Vec<Value>> {
                 "stopped"
             };
             Some(json!({
-                "id": id,
+                "id": &id,
                 "name": spec.name,
                 "status": status,
                 "version": "",
                 "trace": false,
-                "tags": Value::Null,
+                "tags": tags.get(&id).filter(|t| !t.is_empty()),
             }))
         })
         .collect();
-    Json(rules)
+    Ok(Json(rules))
 }
 
-fn not_found(id: &str) -> ApiError {
+/// 404 for an unknown rule.
+pub(super) fn not_found(id: &str) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!("rule \"{id}\" not found"),
