@@ -56,17 +56,7 @@ fn ids(state: &State, raw: &str) -> Result<Vec<String>, ApiError> {
                 "invalid request body: {e}; expected [{{\"id\": \"rule1\"}}, ...] or {{\"tags\": [\"t1\"]}}"
             ))
         })?;
-        super::tags::check_tags(&b.tags)?;
-        state
-            .catalog
-            .rules()?
-            .into_iter()
-            .filter(|r| {
-                let tags = super::tags::stored_tags(&r.json);
-                b.tags.iter().all(|t| tags.contains(t))
-            })
-            .map(|r| r.id)
-            .collect()
+        super::tags::tagged(state, &b.tags)?
     };
     if ids.len() > MAX_BULK_RULES {
         return Err(ApiError::bad_request(format!(

@@ -107,7 +107,17 @@ pub async fn remove(
 /// `GET /rules/tags/match`: `{"rules": [ids]}` of the rules having every tag asked for.
 pub async fn matching(state: State, raw: String) -> Result<Json<Value>, ApiError> {
     let wanted = body(&raw)?;
-    let rules: Vec<String> = state
+    Ok(Json(json!({ "rules": tagged(&state, &wanted)? })))
+}
+
+/// The ids of the rules having every one of `wanted` (at least one: an empty list would
+/// name every rule, and a bulk stop of every rule should not be one typo away).
+pub fn tagged(state: &State, wanted: &[String]) -> Result<Vec<String>, ApiError> {
+    check_tags(wanted)?;
+    if wanted.is_empty() {
+        return Err(ApiError::bad_request("name at least one tag"));
+    }
+    Ok(state
         .catalog
         .rules()?
         .into_iter()
@@ -116,8 +126,7 @@ pub async fn matching(state: State, raw: String) -> Result<Json<Value>, ApiError
             wanted.iter().all(|w| tags.contains(w))
         })
         .map(|r| r.id)
-        .collect();
-    Ok(Json(json!({ "rules": rules })))
+        .collect())
 }
 
 /// The tags in a stored rule's JSON.
