@@ -33,7 +33,10 @@ pub fn check_tags(tags: &[String]) -> Result<(), ApiError> {
             tags.len()
         )));
     }
-    if let Some(t) = tags.iter().find(|t| t.len() > MAX_TAG_BYTES || t.is_empty()) {
+    if let Some(t) = tags
+        .iter()
+        .find(|t| t.len() > MAX_TAG_BYTES || t.is_empty())
+    {
         return Err(ApiError::bad_request(format!(
             "a tag must have 1 to {MAX_TAG_BYTES} bytes, got {}",
             t.len()
@@ -93,11 +96,7 @@ pub async fn add(state: State, Path(id): Path<String>, raw: String) -> Result<St
 }
 
 /// `DELETE /rules/{id}/tags`: removes the tags named in `keys` (or `tags`).
-pub async fn remove(
-    state: State,
-    Path(id): Path<String>,
-    raw: String,
-) -> Result<String, ApiError> {
+pub async fn remove(state: State, Path(id): Path<String>, raw: String) -> Result<String, ApiError> {
     let tags = body(&raw)?;
     edit(&state, &id, |old| {
         old.into_iter().filter(|t| !tags.contains(t)).collect()
