@@ -71,9 +71,9 @@ pub async fn export(state: State) -> Result<Json<Ruleset>, ApiError> {
 
 /// A checked item waiting to be created.
 enum Item {
-    Stream(StreamDef),
+    Stream(Box<StreamDef>),
     Rule {
-        spec: Box<RuleSpec>,
+        spec: RuleSpec,
         start: bool,
         json: String,
     },
@@ -147,7 +147,7 @@ fn check(state: &State, set: &Ruleset) -> Result<Vec<Item>, ApiError> {
             }
             if state.engine.stream(name).is_none() {
                 defs.push(def.clone());
-                items.push(Item::Stream(def));
+                items.push(Item::Stream(Box::new(def)));
             }
         }
     }
@@ -180,7 +180,7 @@ fn check(state: &State, set: &Ruleset) -> Result<Vec<Item>, ApiError> {
                 .map_err(|e| fail(e.to_string()))?;
         }
         items.push(Item::Rule {
-            spec: Box::new(spec),
+            spec,
             start,
             json: json.clone(),
         });
@@ -201,7 +201,7 @@ fn apply(state: &State, items: Vec<Item>) -> Result<[usize; 3], ApiError> {
             }),
             Item::Rule { spec, start, json } => {
                 let id = spec.id.clone();
-                create_rule(state, *spec, start, &json).map(|()| {
+                create_rule(state, spec, start, &json).map(|()| {
                     counts[2] += 1;
                     done.push((true, id));
                 })
