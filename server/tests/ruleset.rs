@@ -284,3 +284,35 @@ fn bulk_start_and_stop_answer_per_rule() {
     }
     server.stop();
 }
+
+#[test]
+fn a_graph_rule_imports_with_the_stream_it_reads() {
+    let dir = temp_dir("ruleset-graph");
+    let server = Server::start(&dir);
+    let graph = json!({
+        "id": "g",
+        "graph": {
+            "nodes": {
+                "gs": {"type": "source", "nodeType": "httppush", "props": {"sourceName": "gs"}},
+                "out": {"type": "sink", "nodeType": "log", "props": {}}
+            },
+            "topo": {"sources": ["gs"], "edges": {"gs": ["out"]}}
+        }
+    });
+    let set = json!({
+        "streams": {"gs": r#"CREATE STREAM gs () WITH (DATASOURCE="/rs/graph", TYPE="httppush", FORMAT="json")"#},
+        "rules": {"g": graph.to_string()}
+    });
+    let (status, body) = server.call(
+        "POST",
+        "/ruleset/import",
+        Some(json!({"content": set.to_string()})),
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "imported 1 streams, 0 tables and 1 rules")
+    );
+    assert_eq!(server.push("/rs/graph", r#"{"a": 1}"#).0, 200);
+    common::wait_metric(&server, "g", "sink_log_0_0_records_in_total", 1);
+    server.stop();
+}

@@ -73,6 +73,16 @@ const KNOWN_OPTIONS: &[&str] = &[
 /// Parses eKuiper's rule JSON into a rule and whether to start it; a graph rule is translated
 /// against `engine`'s streams.
 pub fn parse(raw: &str, engine: &Engine) -> Result<(RuleSpec, bool), ApiError> {
+    parse_with(raw, engine, &[])
+}
+
+/// [`parse`], with a graph rule translated against the engine's streams plus `extra`: the
+/// streams an import is about to create.
+pub fn parse_with(
+    raw: &str,
+    engine: &Engine,
+    extra: &[quiver_compiler::StreamDef],
+) -> Result<(RuleSpec, bool), ApiError> {
     let body: RuleBody = serde_json::from_str(raw)
         .map_err(|e| ApiError::bad_request(format!("invalid rule JSON: {e}")))?;
     if body.id.trim().is_empty() {
@@ -95,7 +105,7 @@ pub fn parse(raw: &str, engine: &Engine) -> Result<(RuleSpec, bool), ApiError> {
                 "invalid rule JSON: missing field `actions`",
             ));
         }
-        (None, Some(graph), None) => super::graph::translate(&graph, engine)?,
+        (None, Some(graph), None) => super::graph::translate(&graph, engine, extra)?,
         (None, Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "a graph rule's actions are its sink nodes; remove \"actions\"",

@@ -155,7 +155,8 @@ fn check(state: &State, set: &Ruleset) -> Result<Vec<Item>, ApiError> {
         let secrets = mask::secret_values(json);
         let fail =
             |m: String| ApiError::bad_request(format!("rule \"{id}\": {m}")).scrubbed(&secrets);
-        let (spec, start) = super::parse_rule(json, &state.engine).map_err(|e| fail(e.message))?;
+        let (spec, start) =
+            super::rules::parse_with(json, &state.engine, &defs).map_err(|e| fail(e.message))?;
         if &spec.id != id {
             return Err(fail(format!("its JSON has id \"{}\"", spec.id)));
         }
