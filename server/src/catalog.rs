@@ -184,6 +184,39 @@ impl Catalog {
         })
     }
 
+    /// Rewrites a stored rule's `tags` (kept in its JSON, as eKuiper keeps them) with `edit`
+    /// applied to the current ones, in one transaction so concurrent edits never lose one.
+    /// `None` when there is no such rule.
+    pub fn edit_rule_tags(
+        &self,
+        id: &str,
+        edit: impl FnOnce(Vec<String>) -> Vec<String>,
+    ) -> Result<Option<Vec<String>>, CatalogError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let json: Option<String> = tx
+                .query_row("SELECT json FROM rules WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(json) = json else {
+                return Ok(None);
+            };
+            let bad = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+            let mut rule: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&json).map_err(bad)?;
+            let tags = edit(rule_tags(&rule));
+            rule.insert("tags".into(), serde_json::json!(tags));
+            let json = serde_json::to_string(&rule).map_err(bad)?;
+            tx.execute(
+                "UPDATE rules SET json = ?2 WHERE id = ?1",
+                params![id, json],
+            )?;
+            tx.commit()?;
+            Ok(Some(tags))
+        })
+    }
+
     /// A stored rule's JSON.
     pub fn rule_json(&self, id: &str) -> Result<Option<String>, CatalogError> {
         self.with(|c| {
@@ -193,4 +226,16 @@ impl Catalog {
             .optional()
         })
     }
+}
+
+/// The `tags` of a rule's JSON object (none when absent or not a list of strings).
+pub fn rule_tags(rule: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    rule.get("tags")
+        .and_then(serde_json::Value::as_array)
+        .map(|tags| {
+            tags.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }

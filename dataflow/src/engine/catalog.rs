@@ -54,26 +54,7 @@ impl Engine {
     /// Runs a `CREATE STREAM` or `CREATE TABLE` statement. A table starts reading its source
     /// at once and keeps its rows for every rule that joins it.
     pub fn create_stream(&self, sql: &str) -> Result<StreamDef, EngineError> {
-        let def = match quiver_compiler::parse_statement(sql)? {
-            Statement::Create(def) => *def,
-            _ => {
-                return Err(EngineError::Invalid(
-                    "expected a CREATE STREAM or CREATE TABLE statement".into(),
-                ));
-            }
-        };
-        let lookup = is_lookup(&def)?;
-        if lookup {
-            check_lookup(&def, self.inner.connectors.lookup_types())?;
-        }
-        let known = self.inner.connectors.all_source_types();
-        if !lookup && !known.contains(&def.options.source_type) {
-            return Err(EngineError::Invalid(format!(
-                "unknown source type \"{}\"; known types: {}",
-                def.options.source_type,
-                known.join(", ")
-            )));
-        }
+        let (def, lookup) = self.checked_stream(sql)?;
         let mut streams = self.inner.streams.write().expect("streams lock");
         if streams.contains_key(&def.name) {
             return Err(EngineError::Duplicate(format!(
@@ -95,6 +76,38 @@ impl Engine {
         }
         streams.insert(def.name.clone(), def.clone());
         Ok(def)
+    }
+
+    /// Checks a `CREATE STREAM` or `CREATE TABLE` statement as [`Engine::create_stream`] does
+    /// (syntax, source type, lookup options) without creating anything: an import checks every
+    /// statement before it creates the first.
+    pub fn check_stream(&self, sql: &str) -> Result<StreamDef, EngineError> {
+        Ok(self.checked_stream(sql)?.0)
+    }
+
+    /// The statement's definition and whether it is a lookup table.
+    fn checked_stream(&self, sql: &str) -> Result<(StreamDef, bool), EngineError> {
+        let def = match quiver_compiler::parse_statement(sql)? {
+            Statement::Create(def) => *def,
+            _ => {
+                return Err(EngineError::Invalid(
+                    "expected a CREATE STREAM or CREATE TABLE statement".into(),
+                ));
+            }
+        };
+        let lookup = is_lookup(&def)?;
+        if lookup {
+            check_lookup(&def, self.inner.connectors.lookup_types())?;
+        }
+        let known = self.inner.connectors.all_source_types();
+        if !lookup && !known.contains(&def.options.source_type) {
+            return Err(EngineError::Invalid(format!(
+                "unknown source type \"{}\"; known types: {}",
+                def.options.source_type,
+                known.join(", ")
+            )));
+        }
+        Ok((def, lookup))
     }
 
     /// The connection profile a stream or table names (`CONF_KEY`, else `default`).

@@ -13,11 +13,22 @@ use crate::sinkprops::SinkSettings;
 impl Engine {
     /// Compiles a rule's SQL without creating it.
     pub fn compile(&self, sql: &str) -> Result<RulePlan, EngineError> {
-        let streams = self.inner.streams.read().expect("streams lock");
-        let catalog: HashMap<String, StreamDef> = streams
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        self.compile_with(sql, &[])
+    }
+
+    /// Compiles a rule's SQL against the engine's streams plus `extra`, streams not created
+    /// yet (an import checks its rules against the streams it is about to create).
+    pub fn compile_with(&self, sql: &str, extra: &[StreamDef]) -> Result<RulePlan, EngineError> {
+        let mut catalog: HashMap<String, StreamDef> = {
+            let streams = self.inner.streams.read().expect("streams lock");
+            streams
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        for def in extra {
+            catalog.insert(def.name.clone(), def.clone());
+        }
         Ok(quiver_compiler::compile_rule(
             sql,
             &catalog,

@@ -12,17 +12,25 @@ use serde_json::Value;
 
 use super::ApiError;
 
-/// The SELECT and the actions (one per sink node) of the rule `graph`.
-pub fn translate(graph: &Value, engine: &Engine) -> Result<(String, Vec<Action>), ApiError> {
-    let catalog: HashMap<String, StreamDef> = engine
+/// The SELECT and the actions (one per sink node) of the rule `graph`, against the engine's
+/// streams plus `extra` (those an import is about to create).
+pub fn translate(
+    graph: &Value,
+    engine: &Engine,
+    extra: &[StreamDef],
+) -> Result<(String, Vec<Action>), ApiError> {
+    let mut catalog: HashMap<String, StreamDef> = engine
         .stream_names()
         .into_iter()
         .chain(engine.table_names())
         .filter_map(|n| Some((n.clone(), engine.stream(&n)?)))
         .collect();
+    for def in extra {
+        catalog.insert(def.name.clone(), def.clone());
+    }
     let bad = |e: quiver_compiler::graph::GraphError| ApiError::bad_request(e.to_string());
     let query = compile_graph(graph, &catalog).map_err(bad)?;
-    match engine.compile(&query.sql) {
+    match engine.compile_with(&query.sql, extra) {
         Err(EngineError::Compile(e)) => return Err(bad(query.locate(&e))),
         Err(e) => return Err(e.into()),
         Ok(_) => {}

@@ -1,20 +1,23 @@
 //! eKuiper's REST API: thin handlers that parse, call the engine and the catalog, and map
 //! errors to statuses. Paths and JSON shapes follow eKuiper's REST documentation.
 
+mod bulk;
 mod error;
 mod graph;
 pub mod limits;
 pub mod openapi;
 mod plugins;
 mod rules;
+mod ruleset;
 mod streams;
 mod system;
+mod tags;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use quiver_dataflow::Engine;
 
 pub use error::ApiError;
@@ -65,6 +68,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rules", get(rules::list).post(rules::create))
         .route("/rules/validate", post(rules::validate))
         .route("/rules/status/all", get(rules::status_all))
+        .route("/rules/tags/match", get(tags::matching))
+        .route("/rules/bulkstart", post(bulk::start))
+        .route("/rules/bulkstop", post(bulk::stop))
+        .route("/ruleset/export", post(ruleset::export))
+        .route("/ruleset/import", post(ruleset::import))
         .route(
             "/rules/{id}",
             get(rules::show).put(rules::update).delete(rules::delete),
@@ -75,6 +83,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rules/{id}/status", get(rules::status))
         .route("/rules/{id}/topo", get(rules::topo))
         .route("/rules/{id}/explain", get(rules::explain))
+        .route(
+            "/rules/{id}/tags",
+            put(tags::reset).patch(tags::add).delete(tags::remove),
+        )
         // `udfs` is matched before `{type}`: axum prefers the static segment.
         .route("/plugins/udfs", get(plugins::udfs))
         .route("/plugins/udfs/{name}", get(plugins::udf))

@@ -35,10 +35,9 @@ pub struct RuleBody {
     /// Start at once (default true).
     #[serde(default)]
     pub triggered: Option<bool>,
-    /// eKuiper's rule tags (accepted, not used yet).
+    /// eKuiper's rule tags (`/rules/{id}/tags`, `/rules/tags/match`, bulk start and stop).
     #[serde(default)]
-    #[allow(dead_code)]
-    pub tags: Option<Value>,
+    pub tags: Option<Vec<String>>,
     /// eKuiper's lexical version string (accepted, not enforced yet).
     #[serde(default)]
     #[allow(dead_code)]
@@ -74,10 +73,23 @@ const KNOWN_OPTIONS: &[&str] = &[
 /// Parses eKuiper's rule JSON into a rule and whether to start it; a graph rule is translated
 /// against `engine`'s streams.
 pub fn parse(raw: &str, engine: &Engine) -> Result<(RuleSpec, bool), ApiError> {
+    parse_with(raw, engine, &[])
+}
+
+/// [`parse`], with a graph rule translated against the engine's streams plus `extra`: the
+/// streams an import is about to create.
+pub fn parse_with(
+    raw: &str,
+    engine: &Engine,
+    extra: &[quiver_compiler::StreamDef],
+) -> Result<(RuleSpec, bool), ApiError> {
     let body: RuleBody = serde_json::from_str(raw)
         .map_err(|e| ApiError::bad_request(format!("invalid rule JSON: {e}")))?;
     if body.id.trim().is_empty() {
         return Err(ApiError::bad_request("rule id is required"));
+    }
+    if let Some(tags) = &body.tags {
+        super::tags::check_tags(tags)?;
     }
     for key in body.options.keys() {
         if !KNOWN_OPTIONS.contains(&key.as_str()) {
@@ -93,7 +105,7 @@ pub fn parse(raw: &str, engine: &Engine) -> Result<(RuleSpec, bool), ApiError> {
                 "invalid rule JSON: missing field `actions`",
             ));
         }
-        (None, Some(graph), None) => super::graph::translate(&graph, engine)?,
+        (None, Some(graph), None) => super::graph::translate(&graph, engine, extra)?,
         (None, Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "a graph rule's actions are its sink nodes; remove \"actions\"",
@@ -173,7 +185,13 @@ async fn validate_rule(state: State, raw: &str) -> Result<Json<Value>, ApiError>
 }
 
 /// `GET /rules`: `[{id, name, status, version, trace, tags}]` (eKuiper 2.x's list shape).
-pub async fn list(state: State) -> Json<Vec<Value>> {
+pub async fn list(state: State) -> Result<Json<Vec<Value>>, ApiError> {
+    let tags: std::collections::HashMap<String, Vec<String>> = state
+        .catalog
+        .rules()?
+        .into_iter()
+        .map(|r| (r.id, super::tags::stored_tags(&r.json)))
+        .collect();
     let rules = state
         .engine
         .rule_ids()
@@ -186,19 +204,20 @@ pub async fn list(state: State) -> Json<Vec<Value>> {
                 "stopped"
             };
             Some(json!({
-                "id": id,
+                "id": &id,
                 "name": spec.name,
                 "status": status,
                 "version": "",
                 "trace": false,
-                "tags": Value::Null,
+                "tags": tags.get(&id).filter(|t| !t.is_empty()),
             }))
         })
         .collect();
-    Json(rules)
+    Ok(Json(rules))
 }
 
-fn not_found(id: &str) -> ApiError {
+/// 404 for an unknown rule.
+pub(super) fn not_found(id: &str) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!("rule \"{id}\" not found"),
