@@ -378,6 +378,26 @@ async fn sink_applies_rowkinds(db: Db, test: &str) {
     assert!(text.contains("duplicate") || text.contains("unique"), "{e}");
     assert_eq!(db.rows(test, &["id", "name"]).await.len(), 4);
     s.close().await.unwrap();
+    // With sendSingle each row is a transaction of its own: the duplicate alone fails.
+    let mut single = sink(json!({
+        "url": db.url(test), "table": t, "rowkindField": "action", "keyField": "id",
+        "sendSingle": true
+    }));
+    let e = single
+        .collect_list(&actions(&[
+            (6, "six", "insert"),
+            (5, "again", "insert"),
+            (7, "seven", "insert"),
+        ]))
+        .await
+        .unwrap_err();
+    let text = e.to_string().to_lowercase();
+    assert!(text.contains("duplicate") || text.contains("unique"), "{e}");
+    assert_eq!(
+        db.rows(test, &["id", "name"]).await,
+        vec!["1|uno", "2|dos", "4|four", "5|five", "6|six", "7|seven"]
+    );
+    single.close().await.unwrap();
     db.exec(test, &[format!("DROP TABLE {t}")]).await;
 }
 

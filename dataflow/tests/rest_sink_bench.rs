@@ -94,7 +94,10 @@ fn case(id: &str, batches: usize, rows_per_batch: usize, send_single: bool) -> V
 
     // 3. The sink's own HTTP client posting the same pre-encoded bodies in a loop, one at a
     // time: the transport's ceiling for a sender that waits for each answer, as the sink does.
-    let client = quiver_connectors::http::HttpClient::new(Some(Duration::from_secs(5)));
+    let client = quiver_connectors::http::HttpClient::new(
+        Some(Duration::from_secs(5)),
+        &quiver_connectors::tls::TlsClient::without_roots(),
+    );
     let uri: hyper::Uri = format!("{}/client", server.base).parse().unwrap();
     let posted = bodies.clone();
     // On a runtime worker, as the sink task runs (not on the thread that blocks on it).

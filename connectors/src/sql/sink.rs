@@ -1,6 +1,6 @@
 //! The `sql` sink: writes each result batch to a table, eKuiper's way.
 //!
-//! - A batch is written in one transaction: its inserts as one multi-row `INSERT` (split only
+//! - A batch is written in one transaction (with `sendSingle`, each row in one of its own): its inserts as one multi-row `INSERT` (split only
 //!   at the database's parameter limit), so either all of its rows land or none do.
 //! - With `rowkindField`, each row's action (`insert`, `update`, `upsert`, `delete`; missing:
 //!   `insert`) picks the statement; runs of equal actions share one statement where the
@@ -201,11 +201,10 @@ impl SqlSink {
     }
 }
 
-#[async_trait]
-impl Sink for SqlSink {
-    async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
-        let rows = self.rows(batch);
-        let (statements, skipped, first) = self.statements(&rows);
+impl SqlSink {
+    /// Writes `rows` in one transaction; the error says how many rows and why.
+    async fn write_rows(&mut self, rows: &[Map<String, Value>]) -> Result<(), ConnectorError> {
+        let (statements, skipped, first) = self.statements(rows);
         if !statements.is_empty() {
             let conn = match self.conn.as_mut() {
                 Some(c) => c,
@@ -230,6 +229,34 @@ impl Sink for SqlSink {
             None => Ok(()),
             Some(e) => Err(io(format!(
                 "{skipped} of {} rows were not written: {e}",
+                rows.len()
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for SqlSink {
+    async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        let rows = self.rows(batch);
+        if !self.config.send_single {
+            return self.write_rows(&rows).await;
+        }
+        // `sendSingle`: a transaction per row, so a row the database refuses does not take
+        // the batch's other rows with it.
+        let mut failed = 0;
+        let mut first = None;
+        for row in rows.chunks(1) {
+            if let Err(e) = self.write_rows(row).await {
+                failed += 1;
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) if failed == 1 => Err(e),
+            Some(e) => Err(io(format!(
+                "{failed} of {} rows failed; the first: {e}",
                 rows.len()
             ))),
         }

@@ -10,8 +10,7 @@ use crate::props::{Props, action_props};
 /// (of the nested rows, with `tableDataField`), so the host leaves the rows whole.
 pub const SINK_OWN_KEYS: &[&str] = &["fields", "tableDataField"];
 
-/// The properties the sink reads (lower case). `sendSingle` is accepted as eKuiper's update
-/// example sets it: every row of a batch is written in one transaction either way.
+/// The properties the sink reads (lower case).
 const USED: &[&str] = &[
     "url",
     "dburl",
@@ -39,6 +38,8 @@ pub struct SqlSinkConfig {
     pub rowkind_field: Option<String>,
     /// The key column updates, upserts and deletes match on (`keyField`).
     pub key_field: Option<String>,
+    /// One transaction per row instead of per batch (`sendSingle`).
+    pub send_single: bool,
 }
 
 impl Props<'_> {
@@ -84,8 +85,7 @@ impl SqlSinkConfig {
         {
             return Err(p.error(format!("\"fields\" must include the keyField \"{key}\"")));
         }
-        // Read for eKuiper's examples; see USED.
-        p.boolean("sendsingle")?;
+        let send_single = p.boolean("sendsingle")?.unwrap_or(false);
         Ok(SqlSinkConfig {
             url,
             table,
@@ -93,6 +93,7 @@ impl SqlSinkConfig {
             table_data_field: p.name("tabledatafield")?,
             rowkind_field,
             key_field,
+            send_single,
         })
     }
 }
