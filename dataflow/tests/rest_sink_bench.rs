@@ -7,6 +7,8 @@
 //! harness cannot rot.
 
 mod common;
+#[path = "../../connectors/tests/support/rows.rs"]
+mod rows;
 #[path = "common/sink_bench.rs"]
 mod sink_bench;
 

@@ -1,36 +1,17 @@
 //! The rule half of the sink benchmarks (`rest_sink_bench`, `redis_sink_bench`): the input
-//! batches, and one timed run of a rule from a memory stream into the sink under test.
+//! batches (including files must declare `mod rows` from the connectors' test support), and
+//! one timed run of a rule from a memory stream into the sink under test.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Float64Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use quiver_connectors::memory::MemoryPayload;
 use quiver_dataflow::{Action, Engine, RuleSpec};
 
-/// `rows` sensor readings `{id, device, temperature}` with ids from `first_id`.
+/// `rows` sensor readings `{id, device, temperature}` with ids from `first_id` (the rows the
+/// connectors' sink benchmarks write too).
 pub fn batch(first_id: i64, rows: usize) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("device", DataType::Utf8, true),
-        Field::new("temperature", DataType::Float64, true),
-    ]));
-    let ids: Vec<i64> = (first_id..first_id + rows as i64).collect();
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids.clone())),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| format!("device-{}", i % 100)),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                ids.iter().map(|i| 20.0 + (i % 17) as f64 * 0.5),
-            )),
-        ],
-    )
-    .unwrap()
+    crate::rows::readings(first_id, rows)
 }
 
 /// `batches` emissions of `rows_per_batch` readings.
