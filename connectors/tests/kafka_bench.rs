@@ -1,7 +1,9 @@
 //! Rows/s into a private tansu broker two ways in one invocation: the kafka sink writing Arrow
 //! result batches (JSON per row, partitioning, record batches, produce), and the client
 //! producing the same rows' JSON, encoded before the clock starts, in the same batch sizes.
-//! Every message is counted at the broker (the partition's end offset) after each run.
+//! Every message is counted at the broker (read back) after each run. Then rows/s out of the
+//! broker: the kafka source reading the topic into a rule's queue, against the client
+//! fetching and decoding the same messages.
 //!
 //! `QUIVER_BENCH_FULL=1 cargo nextest run --release -p quiver-connectors --test kafka_bench
 //! --no-capture` prints the figures of BENCHMARKS.md; without it the same harness runs on a
@@ -19,11 +21,13 @@ use arrow::array::{Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use quiver_connectors::Sink;
 use quiver_connectors::codec::encode;
 use quiver_connectors::kafka::client::Client;
 use quiver_connectors::kafka::records::{self, Message};
-use quiver_connectors::kafka::{Connection, KafkaSink, KafkaSinkConfig};
+use quiver_connectors::kafka::{
+    Connection, KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
+};
+use quiver_connectors::{Sink, Source, SourceOutput};
 use serde_json::json;
 use tansu::{Tansu, unique};
 
@@ -123,11 +127,39 @@ async fn kafka_sink_against_the_client_producing_directly() {
     let client_secs = start.elapsed().as_secs_f64();
     assert_eq!(count(&mut client, &client_topic).await, total);
 
+    // Out of the broker: the kafka source reading the sink's topic from the start into a
+    // rule's queue, against the client fetching (and decoding) the same messages itself.
+    let start = Instant::now();
+    assert_eq!(count(&mut client, &sink_topic).await, total);
+    let fetch_secs = start.elapsed().as_secs_f64();
+    let config = KafkaSourceConfig::parse(
+        &sink_topic,
+        json!({"brokers": broker.brokers(), "offsetReset": "earliest"})
+            .as_object()
+            .unwrap(),
+    )
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+    let start = Instant::now();
+    let reader = tokio::spawn(async move { KafkaSource::new(config).run(out).await });
+    let mut read = 0i64;
+    while read < total {
+        let event = rx.recv().await.expect("the source runs");
+        read += event.into_messages().expect("raw messages").len() as i64;
+    }
+    let source_secs = start.elapsed().as_secs_f64();
+    reader.abort();
+    assert_eq!(read, total);
+
     let rate = |secs: f64| total as f64 / secs;
     println!(
-        "kafka bench: {emissions} emissions of {rows_per} rows: sink {:.0} rows/s, client {:.0} rows/s, sink/client {:.2}",
+        "kafka bench: {emissions} emissions of {rows_per} rows: sink {:.0} rows/s, client {:.0} rows/s, sink/client {:.2}; source {:.0} rows/s, client fetch {:.0} rows/s, source/client {:.2}",
         rate(sink_secs),
         rate(client_secs),
-        client_secs / sink_secs
+        client_secs / sink_secs,
+        rate(source_secs),
+        rate(fetch_secs),
+        fetch_secs / source_secs
     );
 }
