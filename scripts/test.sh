@@ -130,10 +130,14 @@ cargo nextest run --workspace --locked --no-fail-fast
 # generated requests to a live quiverd on free loopback ports with an empty data dir; any 5xx
 # or a server that stops answering fails. Plugin installs are left out (they would fetch
 # generated URLs). Bounded: 50 examples per operation, at most 3 minutes.
+# pip puts scripts in the user base's bin when it installs (or found) the package per user.
+PATH="$PATH:$(python3 -m site --user-base)/bin"
 if ! command -v schemathesis >/dev/null 2>&1; then
   echo "installing schemathesis" >&2
   python3 -m pip install --quiet schemathesis
+  hash -r
 fi
+command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis is not on PATH after installing it" >&2; exit 1; }
 cargo build --locked -p quiver-server --bin quiverd
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 api_port=$(free_port)
