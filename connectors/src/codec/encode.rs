@@ -64,6 +64,24 @@ pub fn batch_to_json_objects(batch: &RecordBatch, send_nil: bool) -> Vec<Vec<u8>
         .collect()
 }
 
+/// The messages a byte sink sends for one emission, as eKuiper's sinks shape them: one JSON
+/// object per row with `sendSingle`, else one JSON array of the rows (none for an empty
+/// emission with `omitIfEmpty`).
+pub fn batch_messages(
+    batch: &RecordBatch,
+    send_single: bool,
+    send_nil: bool,
+    omit_if_empty: bool,
+) -> Vec<Vec<u8>> {
+    if send_single {
+        batch_to_json_objects(batch, send_nil)
+    } else if batch.num_rows() == 0 && omit_if_empty {
+        Vec::new()
+    } else {
+        vec![batch_to_json_array(batch, send_nil)]
+    }
+}
+
 /// Writes a batch's rows as JSON objects straight to bytes, in eKuiper's shape (the module
 /// doc), without building a `serde_json::Value` per cell: sinks encode every result row, and
 /// the maps, key copies and cell values cost several times the writing itself.

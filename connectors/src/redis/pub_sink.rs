@@ -56,16 +56,9 @@ impl Sink for RedisPubSink {
     }
 
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
-        let n = batch.num_rows();
-        if self.config.send_single {
-            self.publish(&encode::batch_to_json_objects(batch, false))
-                .await
-        } else if n == 0 && self.config.omit_if_empty {
-            Ok(())
-        } else {
-            self.publish(&[encode::batch_to_json_array(batch, false)])
-                .await
-        }
+        let c = &self.config;
+        let messages = encode::batch_messages(batch, c.send_single, false, c.omit_if_empty);
+        self.publish(&messages).await
     }
 
     fn accepts_payloads(&self) -> bool {

@@ -133,17 +133,11 @@ impl Sink for WebsocketSink {
     }
 
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
-        if self.config.send_single {
-            for payload in encode::batch_to_json_objects(batch, self.config.send_nil) {
-                self.send(payload).await?;
-            }
-            Ok(())
-        } else if batch.num_rows() == 0 && self.config.omit_if_empty {
-            Ok(())
-        } else {
-            let payload = encode::batch_to_json_array(batch, self.config.send_nil);
-            self.send(payload).await
+        let c = &self.config;
+        for payload in encode::batch_messages(batch, c.send_single, c.send_nil, c.omit_if_empty) {
+            self.send(payload).await?;
         }
+        Ok(())
     }
 
     fn accepts_payloads(&self) -> bool {
