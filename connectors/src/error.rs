@@ -42,3 +42,12 @@ pub enum ConnectorError {
     #[error("the rule was stopped")]
     Closed,
 }
+
+/// The reason of a configuration error, for tests; any other error fails the test.
+#[cfg(test)]
+pub(crate) fn config_reason(e: ConnectorError) -> String {
+    match e {
+        ConnectorError::Config { reason, .. } => reason,
+        other => panic!("expected a config error, got {other}"),
+    }
+}

@@ -478,12 +478,7 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
-    fn reason(e: ConnectorError) -> String {
-        match e {
-            ConnectorError::Config { reason, .. } => reason,
-            other => panic!("expected a config error, got {other}"),
-        }
-    }
+    use crate::error::config_reason as reason;
 
     #[test]
     fn server_forms() {

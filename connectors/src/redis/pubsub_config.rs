@@ -131,12 +131,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn reason(e: ConnectorError) -> String {
-        match e {
-            ConnectorError::Config { reason, .. } => reason,
-            other => panic!("expected a config error, got {other}"),
-        }
-    }
+    use crate::error::config_reason as reason;
 
     fn sub(ds: &str, v: Value) -> Result<RedisSubConfig, ConnectorError> {
         RedisSubConfig::parse(ds, v.as_object().unwrap())

@@ -143,10 +143,7 @@ mod tests {
     use serde_json::json;
 
     fn reason(props: Value) -> String {
-        match RedisSinkConfig::parse(&props).unwrap_err() {
-            ConnectorError::Config { reason, .. } => reason,
-            other => panic!("expected a config error, got {other}"),
-        }
+        crate::error::config_reason(RedisSinkConfig::parse(&props).unwrap_err())
     }
 
     #[test]

@@ -59,10 +59,7 @@ mod tests {
     use serde_json::json;
 
     fn reason(props: Value) -> String {
-        match RestSinkConfig::parse(&props).unwrap_err() {
-            ConnectorError::Config { reason, .. } => reason,
-            other => panic!("expected a config error, got {other}"),
-        }
+        crate::error::config_reason(RestSinkConfig::parse(&props).unwrap_err())
     }
 
     #[test]
