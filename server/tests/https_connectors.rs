@@ -11,12 +11,11 @@ mod http;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::pki::Pki;
-use common::{Server, temp_dir, wait_metric};
+use common::{Server, temp_dir, wait_metric, wait_rule_status};
 use http::TestServer;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A TLS front on a free loopback port: each connection's TLS is ended here and its bytes
 /// relayed to the plain HTTP server behind. Stops with the process.
@@ -59,19 +58,6 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
 }
 
-/// Polls the rule status until `check` holds; panics after 20 s.
-fn wait_status(server: &Server, rule: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, st) = server.json("GET", &format!("/rules/{rule}/status"), None);
-        if check(&st) {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "never came: {st}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn httppull_and_rest_speak_https_verified_by_the_given_ca() {
     let web = TestServer::start();
@@ -106,7 +92,7 @@ fn httppull_and_rest_speak_https_verified_by_the_given_ca() {
     let st = wait_metric(&server, "secure", "sink_rest_0_0_records_out_total", 1);
     assert_eq!(st["source_pulled_0_records_in_total"], json!(1), "{st}");
     wait_metric(&server, "secure", "sink_rest_2_0_records_out_total", 1);
-    let st = wait_status(&server, "secure", |st| {
+    let st = wait_rule_status(&server, "secure", |st| {
         st["sink_rest_1_0_exceptions_total"].as_u64() >= Some(1)
     });
     let reason = st["sink_rest_1_0_last_exception"].as_str().unwrap();

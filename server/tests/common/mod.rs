@@ -316,15 +316,20 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// Polls the rule status until `key` reaches `want`.
 pub fn wait_metric(server: &Server, rule: &str, key: &str, want: u64) -> Value {
+    wait_rule_status(server, rule, |st| st[key].as_u64() == Some(want))
+}
+
+/// Polls the rule status until `done` holds; fails after 20 s with the last status.
+pub fn wait_rule_status(server: &Server, rule: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, st) = server.json("GET", &format!("/rules/{rule}/status"), None);
-        if st[key].as_u64() == Some(want) {
+        if done(&st) {
             return st;
         }
         assert!(
             Instant::now() < deadline,
-            "{key} never reached {want}: {st}"
+            "rule {rule} never got there: {st}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
