@@ -29,6 +29,15 @@ pub enum ConnectorError {
         /// What failed.
         reason: String,
     },
+    /// The far end refused this data itself (an HTTP 4xx answer): sending it again would be
+    /// refused again, so a sink cache drops it instead of resending it.
+    #[error("{connector}: {reason}")]
+    Rejected {
+        /// The connector type.
+        connector: &'static str,
+        /// What was refused, and why.
+        reason: String,
+    },
     /// A failure that must stop the rule, such as a plugin that panicked (its state is
     /// unknown, so writing on would be wrong).
     #[error("{connector}: {reason}")]

@@ -276,6 +276,11 @@ pub trait Sink: Send {
     async fn close(&mut self) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    /// Called once before the first write when the host keeps failed writes in a sink cache
+    /// (`enableCache`): a sink that would otherwise wait for its far end to come back fails
+    /// at once instead, so that the cache holds the results and the rule keeps reading.
+    fn fail_fast(&mut self) {}
 }
 
 #[cfg(test)]

@@ -27,6 +27,14 @@ fn io_reason(e: ConnectorError) -> String {
     }
 }
 
+/// The reason of a refusal of the data itself (which a sink cache does not resend).
+fn rejected_reason(e: ConnectorError) -> String {
+    match e {
+        ConnectorError::Rejected { reason, .. } => reason,
+        other => panic!("expected a rejection, got {other}"),
+    }
+}
+
 #[tokio::test]
 async fn batches_are_json_arrays_over_one_kept_alive_connection() {
     let server = TestServer::start();
@@ -156,6 +164,19 @@ async fn non_2xx_answers_are_errors_with_status_and_body_and_the_rest_still_go_o
     );
     let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths, ["/status/503", "/ok", "/status/500", "/ok"]);
+
+    // A 4xx refuses the request itself (sending it again cannot help), except 408 and 429.
+    for (code, refused) in [(400, true), (404, true), (408, false), (429, false)] {
+        let mut sink = rest(json!({
+            "url": format!("{}/status/{code}", server.base), "method": "post"
+        }));
+        let e = sink.collect_list(&batch(&[("a", 1)])).await.unwrap_err();
+        assert_eq!(
+            matches!(e, ConnectorError::Rejected { .. }),
+            refused,
+            "{code}: {e}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -194,7 +215,7 @@ async fn body_types_form_text_and_none() {
     }));
     form.collect_list(&batch(&[("a b&c", 7)])).await.unwrap();
     // A form holds one row: a batch of two is refused, naming the fix.
-    let e = io_reason(
+    let e = rejected_reason(
         form.collect_list(&batch(&[("a", 1), ("b", 2)]))
             .await
             .unwrap_err(),

@@ -27,6 +27,7 @@ pub mod physical;
 pub mod render;
 pub mod runtime;
 pub mod send_error;
+pub mod sink_cache;
 pub mod sinkprops;
 pub mod tables;
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! eKuiper's common sink properties, handled by the host for every sink type: `batchSize`,
-//! `lingerInterval`, `fields`, `bufferLength`. Connector-specific keys pass through to the sink.
+//! `lingerInterval`, `fields`, `bufferLength`, `dataTemplate` and the cache keys
+//! ([`crate::sink_cache`]). Connector-specific keys pass through to the sink.
 
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ pub struct SinkSettings {
     pub data_template: Option<String>,
     /// `sendSingle`: the template sees one row instead of the list of rows.
     pub send_single: bool,
+    /// The sink cache (`enableCache` and its properties), when enabled.
+    pub cache: Option<crate::sink_cache::CacheSettings>,
 }
 
 fn bad(key: &str, what: &str) -> EngineError {
@@ -128,10 +131,15 @@ impl SinkSettings {
             send_single: map
                 .get("sendSingle")
                 .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true")),
+            cache: crate::sink_cache::CacheSettings::parse(map)?,
         };
         let rest: serde_json::Map<String, Value> = map
             .iter()
-            .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()) || own.contains(&k.as_str()))
+            .filter(|(k, _)| {
+                let host = HOST_KEYS.contains(&k.as_str())
+                    || crate::sink_cache::CACHE_KEYS.contains(&k.as_str());
+                !host || own.contains(&k.as_str())
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok((settings, Value::Object(rest)))

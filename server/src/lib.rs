@@ -124,6 +124,7 @@ pub async fn serve(
     let engine = Engine::start(
         EngineConfig {
             workers: settings.workers,
+            data_dir: Some(settings.data_dir.clone()),
             ..Default::default()
         },
         tokio::runtime::Handle::current(),

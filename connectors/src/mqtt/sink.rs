@@ -3,7 +3,9 @@
 //! A driver task owns the rumqttc event loop and reconnects with backoff; `collect_list` hands
 //! publishes to it through a bounded queue, so a sink whose broker is away waits (back-pressure)
 //! instead of buffering without limit. Messages the client had queued when the connection broke
-//! are dropped (clean session, no resend cache), as eKuiper does without `enableCache`.
+//! are dropped (clean session), as eKuiper does without `enableCache`. With the host's sink
+//! cache (`enableCache`), publishes fail at once while the client is not connected, so the
+//! cache keeps them and sends them again after the reconnection.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +31,8 @@ pub struct MqttSink {
     client: Option<Client>,
     driver: Option<JoinHandle<()>>,
     closing: Arc<AtomicBool>,
+    /// Refuse publishes while disconnected (the host caches them, `enableCache`).
+    fail_fast: bool,
 }
 
 impl MqttSink {
@@ -40,6 +44,7 @@ impl MqttSink {
             client: None,
             driver: None,
             closing: Arc::default(),
+            fail_fast: false,
         }
     }
 
@@ -57,6 +62,15 @@ impl MqttSink {
     async fn publish(&mut self, payload: Vec<u8>) -> Result<(), ConnectorError> {
         if self.client.is_none() {
             self.connect().await?;
+        }
+        if self.fail_fast && !self.state.is_connected() {
+            return Err(ConnectorError::Io {
+                connector: "mqtt",
+                reason: format!(
+                    "sink {}: not connected to {}; message kept in the sink cache",
+                    self.config.topic, self.config.broker
+                ),
+            });
         }
         let client = self.client.as_ref().expect("connected above");
         client
@@ -112,6 +126,10 @@ impl Sink for MqttSink {
 
     fn accepts_payloads(&self) -> bool {
         true
+    }
+
+    fn fail_fast(&mut self) {
+        self.fail_fast = true;
     }
 
     async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {

@@ -59,14 +59,19 @@ impl RestSink {
         }
     }
 
-    /// Sends one request; the error names the method, URL and what went wrong.
-    async fn send(&self, target: &Target, body: Bytes) -> Result<(), String> {
+    /// Sends one request; the error names the method, URL and what went wrong, and says
+    /// whether the request itself was refused (a 4xx answer other than 408 and 429), which
+    /// sending again cannot mend.
+    async fn send(&self, target: &Target, body: Bytes) -> Result<(), (String, bool)> {
         let what = target.describe();
+        let request = target.request(body).map_err(|e| (e, true))?;
         let response = self
             .client
-            .send(target.request(body)?)
+            .send(request)
             .await
-            .map_err(|e| format!("{what}: {e}"))?;
+            .map_err(|e| (format!("{what}: {e}"), false))?;
+        let status = response.status.as_u16();
+        let refused = (400..500).contains(&status) && status != 408 && status != 429;
         if self.config.debug_resp {
             tracing::info!(
                 "rest sink {what}: response {}: {}",
@@ -78,7 +83,7 @@ impl RestSink {
             .request
             .response_type
             .check(&response)
-            .map_err(|e| format!("{what} {e}"))
+            .map_err(|e| (format!("{what} {e}"), refused))
     }
 
     /// Sends requests in order, going on after a failure; the error counts them and quotes
@@ -90,23 +95,33 @@ impl RestSink {
         let total = requests.len();
         let mut failed = 0;
         let mut first = None;
+        // Whether every failure was a refusal of the request itself: only then is the batch
+        // not worth sending again.
+        let mut all_refused = true;
         for request in requests {
             let sent = match request {
                 Ok((target, body)) => self.send(&target, body).await,
-                Err(e) => Err(e),
+                Err(e) => Err((e, true)),
             };
-            if let Err(e) = sent {
+            if let Err((e, refused)) = sent {
                 failed += 1;
+                all_refused &= refused;
                 first.get_or_insert(e);
             }
         }
-        match first {
-            None => Ok(()),
-            Some(e) if total == 1 => Err(io_error(e)),
-            Some(e) => Err(io_error(format!(
-                "{failed} of {total} requests failed; the first: {e}"
-            ))),
-        }
+        let reason = match first {
+            None => return Ok(()),
+            Some(e) if total == 1 => e,
+            Some(e) => format!("{failed} of {total} requests failed; the first: {e}"),
+        };
+        Err(if all_refused {
+            ConnectorError::Rejected {
+                connector: "rest",
+                reason,
+            }
+        } else {
+            io_error(reason)
+        })
     }
 }
 

@@ -69,7 +69,23 @@ impl Drop for TestServer {
 impl TestServer {
     /// Starts a server on a free loopback port.
     pub fn start() -> TestServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Starts a server on `addr`, e.g. the `host:port` of one that was stopped (its thread
+    /// may still hold the port for a moment, so binding is retried for a few seconds).
+    pub fn start_on(addr: &str) -> TestServer {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
         listener.set_nonblocking(true).expect("nonblocking");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();

@@ -20,6 +20,10 @@ pub(super) struct RuleEntry {
     pub(super) stop_message: String,
     /// Runs so far; each run's dataflow key is `<id>#<runs>`.
     pub(super) runs: u64,
+    /// The rule's `restartStrategy`.
+    pub(super) restart_strategy: super::restart::RestartStrategy,
+    /// Where it is in its restarts.
+    pub(super) restart: super::restart::RestartState,
 }
 
 /// A running (or finished) instance of a rule.
@@ -48,6 +52,8 @@ pub(super) struct RuleRun {
     pub(super) in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// The table indexes the run reads (released when it stops).
     pub(super) indexes: Vec<crate::tables::feed::IndexSpec>,
+    /// Set when the rule is deleted: its sinks drop their caches instead of keeping them.
+    pub(super) discard_caches: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How a rule run gets its input.

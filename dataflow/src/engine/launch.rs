@@ -59,6 +59,8 @@ impl Engine {
         let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(
             entry.spec.actions.len(),
         ));
+        let discard_caches = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut cached_sinks = Vec::new();
         for (action, &node) in entry.spec.actions.iter().zip(&physical.sinks) {
             let m = metrics.at(node);
             let (settings, props) = SinkSettings::parse_for(
@@ -66,6 +68,29 @@ impl Engine {
                 &action.props,
             )?;
             let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
+            let cache = match &settings.cache {
+                None => None,
+                Some(cache) => {
+                    let sink_name = physical.nodes[node].clone();
+                    cached_sinks.push(sink_name.clone());
+                    let owner = self
+                        .inner
+                        .cache_owners
+                        .lock()
+                        .expect("cache owners lock")
+                        .entry(format!("{}/{sink_name}", entry.spec.id))
+                        .or_default()
+                        .clone();
+                    Some(crate::sink_cache::CacheSpec {
+                        dir: self.cache_dir()?,
+                        rule: entry.spec.id.clone(),
+                        sink: sink_name,
+                        owner,
+                        settings: cache.clone(),
+                        discard: discard_caches.clone(),
+                    })
+                }
+            };
             let (tx, rx) =
                 mpsc::channel::<RecordBatch>(settings.buffer_length.unwrap_or(queue).max(1));
             sink_senders.push(tx);
@@ -79,7 +104,7 @@ impl Engine {
             let error = error.clone();
             let finished_at = finished_at.clone();
             self.inner.runtime.spawn(async move {
-                run_sink(sink, settings, rx, errors, m, error).await;
+                run_sink(sink, settings, rx, errors, m, error, cache).await;
                 if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
                     finished_at.store(now_ms(), std::sync::atomic::Ordering::Release);
                     let _ = done_tx.send(true);
@@ -87,6 +112,8 @@ impl Engine {
             });
         }
 
+        // Pages left by sinks that no longer cache (the rule was changed) would never be sent.
+        self.forget_caches(&entry.spec.id, cached_sinks);
         if send_errors {
             metrics.send_errors_to(&Arc::new(crate::send_error::ErrorRelay::new(error_senders)));
         }
@@ -129,6 +156,7 @@ impl Engine {
                 finished_at,
                 in_flight,
                 indexes: Vec::new(),
+                discard_caches,
             });
             entry.last_start_ms = now_ms();
             entry.stop_message.clear();
@@ -321,6 +349,7 @@ impl Engine {
             finished_at,
             in_flight,
             indexes: unbuilt.disarm(),
+            discard_caches,
         });
         entry.last_start_ms = now_ms();
         entry.stop_message.clear();
@@ -387,6 +416,29 @@ impl Engine {
             wake(0);
         });
         Ok(vec![reader, feeder])
+    }
+
+    /// The directory of the sink caches; a rule that asks for one needs it.
+    pub(super) fn cache_dir(&self) -> Result<std::path::PathBuf, EngineError> {
+        self.inner.data_dir.clone().ok_or_else(|| {
+            EngineError::Invalid(
+                "sink property \"enableCache\" needs a data directory, which this engine was started without".into(),
+            )
+        })
+    }
+
+    /// Drops the cached pages of `rule`'s sinks other than `keep`, on a blocking thread (the
+    /// rules lock is held here).
+    pub(super) fn forget_caches(&self, rule: &str, keep: Vec<String>) {
+        let Some(dir) = self.inner.data_dir.clone() else {
+            return;
+        };
+        let rule = rule.to_string();
+        self.inner.runtime.spawn_blocking(move || {
+            if let Err(e) = crate::sink_cache::retain(&dir, &rule, &keep) {
+                tracing::warn!("rule {rule}: {e}");
+            }
+        });
     }
 
     /// Stops the current run, if any: the source ends, the dataflow is dropped on every worker,

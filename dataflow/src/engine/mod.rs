@@ -13,9 +13,10 @@
 //! | `launch.rs` | one run of a rule: sinks, the dataflow on every worker, its sources; teardown |
 //! | `shared.rs` | the one source of a `SHARED="true"` stream and its fan-out to rule runs |
 //! | `groups.rs` | the engine side of rule groups (`crate::group`): joining and leaving one |
-//! | `sink_task.rs` | the tokio task that writes a rule's results to one sink |
+//! | `sink_task.rs` | the tokio task that writes a rule's results to one sink, through its cache |
 //! | `options.rs` | rule options (`bufferLength`, `isEventTime`, `lateTolerance`) |
 //! | `planning.rs` | a rule's physical plan from its options and the catalog |
+//! | `restart.rs` | `restartStrategy`: restarting failed rules with backoff |
 
 mod catalog;
 mod entry;
@@ -23,6 +24,7 @@ mod groups;
 mod launch;
 mod options;
 mod planning;
+mod restart;
 mod rules;
 mod shared;
 mod sink_task;
@@ -55,6 +57,9 @@ pub struct EngineConfig {
     /// depends on it (an event-time window spreads its groups only with more than two), so
     /// tests that compare plans fix it.
     pub cores: usize,
+    /// Where sinks keep their caches (`enableCache`, `<data dir>/cache.db`); without one, a
+    /// rule that asks for a cache is refused.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +68,7 @@ impl Default for EngineConfig {
         EngineConfig {
             workers: cores,
             cores,
+            data_dir: None,
         }
     }
 }
@@ -94,6 +100,10 @@ struct Inner {
     tables: Mutex<HashMap<String, TableEntry>>,
     /// Cores the physical plans may count on.
     cores: usize,
+    /// Where sink caches live.
+    data_dir: Option<std::path::PathBuf>,
+    /// One owner lock per cached sink (`<rule>/<sink node>`): a sink task holds it for its run.
+    cache_owners: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Engine {
@@ -104,7 +114,7 @@ impl Engine {
         connectors: Connectors,
     ) -> Result<Engine, EngineError> {
         let workers = Workers::start(config.workers).map_err(EngineError::Runtime)?;
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 runtime,
                 connectors,
@@ -117,8 +127,12 @@ impl Engine {
                 groups: Mutex::new(HashMap::new()),
                 tables: Mutex::new(HashMap::new()),
                 cores: config.cores,
+                data_dir: config.data_dir,
+                cache_owners: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        engine.start_supervisor();
+        Ok(engine)
     }
 
     /// The connector registry (and its memory bus).

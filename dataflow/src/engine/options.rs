@@ -73,6 +73,7 @@ pub(super) fn validate(options: &serde_json::Map<String, Value>) -> Result<(), E
         }
     }
     refuse_unimplemented(options)?;
+    super::restart::RestartStrategy::parse(options.get("restartStrategy"))?;
     buffer_rows(options).map(drop)
 }
 
@@ -122,7 +123,6 @@ const DEFAULT_ONLY: &[(&str, Accepts, &str)] = &[
     ),
     ("sendMetaToSink", is_false, "false"),
     ("qos", is_zero, "0 (at-most-once)"),
-    ("restartStrategy", no_restarts, "no restarts (attempts 0)"),
     ("cron", is_empty, "\"\""),
     ("duration", is_empty, "\"\""),
     ("cronDatetimeRange", is_empty, "[]"),
@@ -153,14 +153,6 @@ fn is_empty(v: &Value) -> bool {
         Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
-        _ => false,
-    }
-}
-
-fn no_restarts(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Object(o) => o.get("attempts").is_none_or(is_zero),
         _ => false,
     }
 }
@@ -234,12 +226,8 @@ mod tests {
                 .to_string(),
             "rule option qos = 1 is not supported yet; only 0 (at-most-once) is"
         );
-        assert_eq!(
-            validate(&options(json!({"restartStrategy": {"attempts": 3}})))
-                .unwrap_err()
-                .to_string(),
-            "rule option restartStrategy = {\"attempts\":3} is not supported yet; only no restarts (attempts 0) is"
-        );
+        assert!(validate(&options(json!({"restartStrategy": {"attempts": 3}}))).is_ok());
+        assert!(validate(&options(json!({"restartStrategy": {"attempts": "x"}}))).is_err());
         assert!(validate(&options(json!({"checkpointInterval": "5m"}))).is_ok());
         assert!(validate(&options(json!({"checkpointInterval": true}))).is_err());
     }

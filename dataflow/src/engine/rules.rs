@@ -48,6 +48,8 @@ impl Engine {
         }
         let plan = self.compile(&spec.sql)?;
         self.validate_options(&spec.options)?;
+        let restart_strategy =
+            super::restart::RestartStrategy::parse(spec.options.get("restartStrategy"))?;
         if spec.actions.is_empty() {
             return Err(EngineError::Invalid(
                 "a rule needs at least one action".into(),
@@ -76,6 +78,8 @@ impl Engine {
                 last_stop_ms: 0,
                 stop_message: String::new(),
                 runs: 0,
+                restart_strategy,
+                restart: Default::default(),
             },
         );
         let entry = rules.get_mut(&id).expect("just inserted");
@@ -105,6 +109,9 @@ impl Engine {
             &action.props,
         )?;
         let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
+        if settings.cache.is_some() {
+            self.cache_dir()?;
+        }
         if settings.data_template.is_some() && !sink.accepts_payloads() {
             return Err(EngineError::Invalid(format!(
                 "sink \"{}\" writes rows, so \"dataTemplate\" does not apply to it",
@@ -121,6 +128,7 @@ impl Engine {
         if entry.run.as_ref().is_some_and(|r| !*r.done.borrow()) {
             return Ok(());
         }
+        entry.restart = Default::default();
         self.teardown(entry, "");
         self.launch(entry)
     }
@@ -129,6 +137,8 @@ impl Engine {
     pub fn stop_rule(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        // A stop by hand also cancels a pending restart.
+        entry.restart = Default::default();
         self.teardown(entry, "canceled manually");
         Ok(())
     }
@@ -137,15 +147,36 @@ impl Engine {
     pub fn restart_rule(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        entry.restart = Default::default();
         self.teardown(entry, "");
         self.launch(entry)
     }
 
-    /// Stops and deletes a rule.
+    /// Stops and deletes a rule, and its sink caches.
     pub fn delete_rule(&self, id: &str) -> Result<(), EngineError> {
+        self.remove_rule(id, false)
+    }
+
+    /// Stops and deletes a rule that is about to be created again with a new definition
+    /// (`PUT /rules/{id}`): its sinks' caches stay for the new run.
+    pub fn delete_rule_keeping_caches(&self, id: &str) -> Result<(), EngineError> {
+        self.remove_rule(id, true)
+    }
+
+    fn remove_rule(&self, id: &str, keep_caches: bool) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let mut entry = rules.remove(id).ok_or_else(|| unknown_rule(id))?;
+        if let Some(run) = &entry.run
+            && !keep_caches
+        {
+            run.discard_caches
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         self.teardown(&mut entry, "deleted");
+        if !keep_caches {
+            // A stopped rule's sinks left their caches on disk for its next run: there is none.
+            self.forget_caches(id, Vec::new());
+        }
         Ok(())
     }
 

@@ -19,6 +19,8 @@ pub struct RuleStatus {
     pub last_start_ms: i64,
     /// Last stop, ms since the epoch (0: never).
     pub last_stop_ms: i64,
+    /// When a restart of a failed rule is due (`restartStrategy`), ms since the epoch (0: none).
+    pub next_start_ms: i64,
     /// Metrics as `(key, value)` in topology order.
     pub metrics: Vec<(String, Value)>,
 }
@@ -33,8 +35,8 @@ impl serde::Serialize for RuleStatus {
         m.serialize_entry("message", &self.message)?;
         m.serialize_entry("lastStartTimestamp", &self.last_start_ms)?;
         m.serialize_entry("lastStopTimestamp", &self.last_stop_ms)?;
-        // Scheduled rules (`cron`) are not implemented: there is never a next start.
-        m.serialize_entry("nextStartTimestamp", &0)?;
+        // A restart a `restartStrategy` scheduled; scheduled rules (`cron`) are not implemented.
+        m.serialize_entry("nextStartTimestamp", &self.next_start_ms)?;
         for (k, v) in &self.metrics {
             m.serialize_entry(k, v)?;
         }
@@ -147,11 +149,31 @@ impl Engine {
                     .unwrap_or_default(),
             ),
         };
+        let mut message = message;
+        let restart = &entry.restart;
+        if restart.next_ms > 0 || restart.gave_up {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            let attempts = entry.restart_strategy.attempts;
+            if restart.next_ms > 0 {
+                message.push_str(&format!(
+                    "restart {} of {attempts} due at nextStartTimestamp",
+                    restart.made + 1
+                ));
+            } else {
+                message.push_str(&format!(
+                    "not restarted again after {} restarts (restartStrategy attempts {attempts})",
+                    restart.made
+                ));
+            }
+        }
         Ok(RuleStatus {
             status,
             message,
             last_start_ms: entry.last_start_ms,
             last_stop_ms,
+            next_start_ms: restart.next_ms,
             metrics,
         })
     }

@@ -16,7 +16,11 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn engine(rt: &tokio::runtime::Runtime, workers: usize) -> Engine {
     Engine::start(
         // Plans depend on the cores; the goldens compare plans, so they fix them.
-        EngineConfig { workers, cores: 2 },
+        EngineConfig {
+            workers,
+            cores: 2,
+            data_dir: None,
+        },
         rt.handle().clone(),
         Connectors::new(),
     )

@@ -262,7 +262,8 @@ async fn update_rule(state: State, id: String, raw: &str) -> Result<String, ApiE
     let old = state.engine.rule_spec(&id).ok_or_else(|| not_found(&id))?;
     // Compile first, so a bad update leaves the running rule alone.
     state.engine.compile(&spec.sql)?;
-    state.engine.delete_rule(&id)?;
+    // The new definition's sinks that still cache take over what the old ones kept.
+    state.engine.delete_rule_keeping_caches(&id)?;
     if let Err(e) = state.engine.create_rule_with(spec, start) {
         state
             .engine
