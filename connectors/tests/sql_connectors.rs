@@ -439,3 +439,63 @@ async fn sink_reports_a_missing_table_with_the_database_message() {
         assert!(e.contains("q_no_such_table_here"), "{db:?}: {e}");
     }
 }
+
+/// A lookup answers one query per batch of keys on every database: rows by key in the order
+/// asked, several rows for a repeated key, nothing for a missing one, keys that look like SQL
+/// bound as data, and an integer key column matched by the key's text.
+async fn lookup_answers_each_key_with_its_rows(db: Db, test: &str) {
+    use quiver_connectors::lookup::LookupSource;
+    use quiver_connectors::sql::{SqlLookup, SqlLookupConfig};
+    let table = db.table(test);
+    db.exec(
+        test,
+        &[
+            format!("DROP TABLE IF EXISTS {table}"),
+            format!("CREATE TABLE {table} (id INTEGER, name VARCHAR(32), price DOUBLE PRECISION)"),
+            format!(
+                "INSERT INTO {table} VALUES (1, 'apple', 1.5), (2, 'bean', NULL), (2, 'berry', 3.0)"
+            ),
+        ],
+    )
+    .await;
+    let props = json!({"url": db.url(test)});
+    let config = SqlLookupConfig::parse(&table, "id", props.as_object().unwrap()).unwrap();
+    let lookup = SqlLookup::new(config).unwrap();
+    let keys: Vec<String> = ["2", "9", "1' OR '1'='1", "1"].map(String::from).to_vec();
+    let answer = tokio::task::spawn_blocking(move || lookup.fetch(&keys))
+        .await
+        .unwrap()
+        .unwrap();
+    let rows: Vec<Vec<Value>> = answer
+        .iter()
+        .map(|rows| {
+            // Numbers compared by value: PostgreSQL's text form of 3.0 reads back as 3.
+            let mut v: Vec<Value> = rows
+                .iter()
+                .map(|b| {
+                    let mut r: Value = serde_json::from_slice(b).unwrap();
+                    r["price"] = r["price"].as_f64().map_or(Value::Null, |p| json!(p));
+                    r
+                })
+                .collect();
+            v.sort_by_key(|r| r.to_string());
+            v
+        })
+        .collect();
+    db.exec(test, &[format!("DROP TABLE IF EXISTS {table}")])
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                json!({"id": 2, "name": "bean", "price": null}),
+                json!({"id": 2, "name": "berry", "price": 3.0}),
+            ],
+            vec![],
+            vec![],
+            vec![json!({"id": 1, "name": "apple", "price": 1.5})],
+        ],
+        "{db:?}"
+    );
+}
+per_db!(lookup_answers_each_key_with_its_rows, "lookup");

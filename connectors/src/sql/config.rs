@@ -2,17 +2,17 @@
 
 use std::time::Duration;
 
-use mysql_async::{Opts, OptsBuilder};
 use serde_json::{Map, Value};
 
+use super::driver::{DbUrl, SqlValue, Statement};
 use crate::ConnectorError;
 use crate::props::Props;
 
 /// Settings of a SQL lookup table.
 #[derive(Debug, Clone)]
 pub struct SqlLookupConfig {
-    /// Connection options from `url`.
-    pub opts: Opts,
+    /// The database, from `url` (MySQL/MariaDB, PostgreSQL or SQLite).
+    pub url: DbUrl,
     /// The table (`DATASOURCE`).
     pub table: String,
     /// The key column (the lookup table's `KEY`).
@@ -33,21 +33,7 @@ impl SqlLookupConfig {
     ) -> Result<Self, ConnectorError> {
         let p = Props::new("sql", props);
         p.check_keys("sql lookup", &["url", "dburl", "timeout"], &["lookup"], &[]);
-        let url = match p.string("url")? {
-            Some(u) => u,
-            None => p
-                .string("dburl")?
-                .ok_or_else(|| p.error("\"url\" is required (mysql://user@host:port/db)".into()))?,
-        };
-        if !url.starts_with("mysql://") {
-            return Err(p.error(format!(
-                "only mysql:// urls are supported (MySQL and MariaDB), got \"{url}\""
-            )));
-        }
-        let opts = Opts::from_url(url).map_err(|e| p.error(format!("bad \"url\": {e}")))?;
-        if opts.db_name().is_none() {
-            return Err(p.error("\"url\" must name the database (mysql://host/db)".into()));
-        }
+        let url = DbUrl::from_props(&p)?;
         if datasource.trim().is_empty() {
             return Err(p.error("DATASOURCE (the table) is required".into()));
         }
@@ -59,38 +45,34 @@ impl SqlLookupConfig {
                 .map(Duration::from_millis)
                 .ok_or_else(|| p.error(format!("\"{name}\" must be milliseconds, got {v}")))?,
         };
-        let opts = Opts::from(
-            OptsBuilder::from_opts(opts)
-                // mysql_async would switch a loopback TCP connection to the server's unix
-                // socket; connect where the url says.
-                .prefer_socket(false),
-        );
         Ok(SqlLookupConfig {
-            opts,
+            url,
             table: datasource.trim().to_string(),
             key: key.to_string(),
             timeout,
         })
     }
 
-    /// The statement for `n` keys, identifiers quoted with backticks (doubled inside).
-    pub fn statement(&self, n: usize) -> String {
-        format!(
-            "SELECT * FROM {} WHERE {} IN ({})",
-            quote(&self.table),
-            quote(&self.key),
-            vec!["?"; n].join(", ")
-        )
+    /// The statement for `keys`: identifiers quoted for the database's dialect, the keys bound
+    /// as parameters.
+    pub fn statement(&self, keys: &[String]) -> Statement {
+        let dialect = self.url.dialect();
+        let placeholders: Vec<String> = (1..=keys.len()).map(|n| dialect.placeholder(n)).collect();
+        // PostgreSQL compares a text parameter with an integer column only after a cast: the
+        // key column is read as text there, so keys of any column type match.
+        let key = match dialect {
+            super::driver::Dialect::Postgres => format!("{}::text", dialect.quote(&self.key)),
+            _ => dialect.quote(&self.key),
+        };
+        Statement {
+            sql: format!(
+                "SELECT * FROM {} WHERE {key} IN ({})",
+                dialect.quote(&self.table),
+                placeholders.join(", ")
+            ),
+            params: keys.iter().map(|k| SqlValue::Text(k.clone())).collect(),
+        }
     }
-}
-
-/// A MySQL identifier, quoted: `db.table` quotes each part.
-fn quote(ident: &str) -> String {
-    ident
-        .split('.')
-        .map(|part| format!("`{}`", part.replace('`', "``")))
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 #[cfg(test)]
@@ -101,6 +83,10 @@ mod tests {
         SqlLookupConfig::parse(ds, "id", v.as_object().unwrap())
     }
 
+    fn keys(n: usize) -> Vec<String> {
+        (0..n).map(|i| i.to_string()).collect()
+    }
+
     #[test]
     fn statement_quotes_identifiers_and_binds_keys() {
         let c = parse(
@@ -108,25 +94,34 @@ mod tests {
             serde_json::json!({"url": "mysql://root@127.0.0.1:3306/test"}),
         )
         .unwrap();
-        assert_eq!(
-            c.statement(3),
-            "SELECT * FROM `dev``ices` WHERE `id` IN (?, ?, ?)"
-        );
+        let st = c.statement(&keys(3));
+        assert_eq!(st.sql, "SELECT * FROM `dev``ices` WHERE `id` IN (?, ?, ?)");
+        assert_eq!(st.params[2], SqlValue::Text("2".into()));
         let c = parse(
             "test.devices",
             serde_json::json!({"dburl": "mysql://root@h/test"}),
         )
         .unwrap();
         assert_eq!(
-            c.statement(1),
+            c.statement(&keys(1)).sql,
             "SELECT * FROM `test`.`devices` WHERE `id` IN (?)"
+        );
+        let c = parse("devices", serde_json::json!({"url": "postgres://u@h/db"})).unwrap();
+        assert_eq!(
+            c.statement(&keys(2)).sql,
+            "SELECT * FROM \"devices\" WHERE \"id\"::text IN ($1, $2)"
+        );
+        let c = parse("devices", serde_json::json!({"url": "sqlite:/tmp/x.db"})).unwrap();
+        assert_eq!(
+            c.statement(&keys(1)).sql,
+            "SELECT * FROM \"devices\" WHERE \"id\" IN (?)"
         );
     }
 
     #[test]
     fn rejects_bad_settings() {
         assert!(parse("t", serde_json::json!({})).is_err());
-        assert!(parse("t", serde_json::json!({"url": "postgres://h/db"})).is_err());
+        assert!(parse("t", serde_json::json!({"url": "oracle://h/db"})).is_err());
         assert!(parse("t", serde_json::json!({"url": "mysql://h"})).is_err());
         assert!(parse("", serde_json::json!({"url": "mysql://h/db"})).is_err());
     }

@@ -1,20 +1,16 @@
 //! The SQL lookup: a dedicated thread owns the connection and a small runtime for the async
-//! driver, so the dataflow worker asking for keys blocks only on a channel, and the runtime is
-//! never dropped inside another runtime (tables are dropped from REST handlers).
+//! drivers, so the dataflow worker asking for keys blocks only on a channel, and the runtime is
+//! never dropped inside another runtime (tables are dropped from REST handlers). One query per
+//! batch of keys (`WHERE key IN (...)`), on MySQL/MariaDB, PostgreSQL or SQLite.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, mpsc};
 
 use bytes::Bytes;
-
-use mysql_async::consts::ColumnType;
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row, Value as Sql};
-
-use super::driver::mysql::json;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::config::SqlLookupConfig;
+use super::driver::Connection;
 use crate::ConnectorError;
 use crate::lookup::LookupSource;
 
@@ -27,7 +23,7 @@ struct Request {
     reply: mpsc::SyncSender<Answer>,
 }
 
-/// Looks keys up in one MySQL/MariaDB table.
+/// Looks keys up in one database table.
 pub struct SqlLookup {
     config: SqlLookupConfig,
     /// To the connection thread; it ends when this is dropped.
@@ -73,61 +69,53 @@ impl SqlLookup {
 
 /// The connection thread: answers requests in order, reconnecting after a failure.
 fn serve(rt: tokio::runtime::Runtime, config: SqlLookupConfig, rx: mpsc::Receiver<Request>) {
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Connection> = None;
     while let Ok(req) = rx.recv() {
         let answer = rt.block_on(query(&mut conn, &config, &req.keys));
         let _ = req.reply.send(answer);
     }
     if let Some(c) = conn {
-        let _ = rt.block_on(c.disconnect());
+        rt.block_on(c.close());
     }
 }
 
-async fn query(conn: &mut Option<Conn>, config: &SqlLookupConfig, keys: &[String]) -> Answer {
+async fn query(conn: &mut Option<Connection>, config: &SqlLookupConfig, keys: &[String]) -> Answer {
     let mut c = match conn.take() {
         Some(c) => c,
-        None => tokio::time::timeout(config.timeout, Conn::new(config.opts.clone()))
+        None => tokio::time::timeout(config.timeout, Connection::open(&config.url))
             .await
             .map_err(|_| io("timed out connecting"))?
             .map_err(io)?,
     };
-    let params: Vec<Sql> = keys.iter().map(|k| Sql::from(k.as_str())).collect();
-    let rows: Vec<Row> =
-        match tokio::time::timeout(config.timeout, c.exec(config.statement(keys.len()), params))
-            .await
-        {
-            Ok(Ok(rows)) => {
+    let rows = match tokio::time::timeout(config.timeout, c.query(&config.statement(keys))).await {
+        Ok(Ok(rows)) => {
+            *conn = Some(c);
+            rows
+        }
+        // The server refused the statement (no such table or column): the connection is
+        // fine; anything else may have left it out of step, so the next batch reconnects.
+        Ok(Err(e)) => {
+            if !e.broken {
                 *conn = Some(c);
-                rows
             }
-            // The server rejected the statement (no such table or column): the connection is
-            // fine; anything else may have left it out of step, so the next batch reconnects.
-            Ok(Err(e @ mysql_async::Error::Server(_))) => {
-                *conn = Some(c);
-                return Err(io(e));
-            }
-            Ok(Err(e)) => return Err(io(e)),
-            Err(_) => return Err(io("timed out querying")),
-        };
+            return Err(io(e));
+        }
+        Err(_) => return Err(io("timed out querying")),
+    };
     let mut by_key: HashMap<String, Vec<Bytes>> = HashMap::new();
     for row in rows {
-        let columns = row.columns();
-        let Some(at) = columns
+        let Some(value) = row
             .iter()
-            .position(|c| c.name_str().eq_ignore_ascii_case(&config.key))
+            .find(|(name, _)| name.eq_ignore_ascii_case(&config.key))
+            .map(|(_, v)| v)
         else {
             return Err(io(format!(
                 "table \"{}\" has no column \"{}\"",
                 config.table, config.key
             )));
         };
-        let values = row.unwrap();
-        let key = key_text(&values[at]);
-        let mut obj = Map::new();
-        for (col, v) in columns.iter().zip(values) {
-            obj.insert(col.name_str().into_owned(), json(v, col.column_type()));
-        }
-        let bytes = serde_json::to_vec(&Value::Object(obj)).map_err(io)?;
+        let key = key_text(value);
+        let bytes = serde_json::to_vec(&Value::Object(row)).map_err(io)?;
         by_key.entry(key).or_default().push(Bytes::from(bytes));
     }
     Ok(keys
@@ -137,14 +125,10 @@ async fn query(conn: &mut Option<Conn>, config: &SqlLookupConfig, keys: &[String
 }
 
 /// A key value as the lookup names keys: strings as themselves, numbers as their text.
-fn key_text(v: &Sql) -> String {
+fn key_text(v: &Value) -> String {
     match v {
-        Sql::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        Sql::Int(i) => i.to_string(),
-        Sql::UInt(u) => u.to_string(),
-        Sql::Float(f) => Value::from(*f as f64).to_string(),
-        Sql::Double(f) => Value::from(*f).to_string(),
-        other => json(other.clone(), ColumnType::MYSQL_TYPE_STRING).to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
