@@ -91,6 +91,8 @@ fn sink(broker: &Tansu, topic: &str, extra: Value) -> KafkaSink {
 struct Running {
     rx: mpsc::Receiver<SourceEvent>,
     task: JoinHandle<Result<(), ConnectorError>>,
+    /// The source's connection state (the rule status's `connection_*` metrics).
+    state: Arc<quiver_connectors::mqtt::ConnectionState>,
 }
 
 impl Drop for Running {
@@ -108,10 +110,11 @@ impl Running {
             .extend(extra.as_object().unwrap().clone());
         let config = KafkaSourceConfig::parse(topic, props.as_object().unwrap()).unwrap();
         let mut source = KafkaSource::new(config);
+        let state = source.connection().expect("kafka reports its connection");
         let (tx, rx) = mpsc::channel(16);
         let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
         let task = tokio::spawn(async move { source.run(out).await });
-        Running { rx, task }
+        Running { rx, task, state }
     }
 
     /// The payloads of the next events until one equals `last` (which is included).
@@ -324,6 +327,13 @@ async fn source_and_sink_wait_for_a_broker_that_starts_late() {
         .await
         .unwrap_err();
     assert!(matches!(e, ConnectorError::Io { .. }), "{e}");
+    // The source says it is not connected, and why.
+    let deadline = Instant::now() + PATIENCE;
+    while source.state.snapshot().last_error.is_none() {
+        assert!(Instant::now() < deadline, "no connection error shown");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!source.state.is_connected());
 
     let broker = Tansu::start_on(port);
     broker.create_topic(&topic, 1);
@@ -335,6 +345,7 @@ async fn source_and_sink_wait_for_a_broker_that_starts_late() {
         got,
         ["{\"device\":\"x\",\"v\":1}", "{\"device\":\"end\",\"v\":2}"]
     );
+    assert!(source.state.is_connected());
 }
 
 /// Accepts TLS on `listener` and forwards each connection to the plain broker on `upstream`.

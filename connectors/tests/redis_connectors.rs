@@ -301,13 +301,45 @@ fn start_sub(
     props: Value,
     capacity: usize,
 ) -> (mpsc::Receiver<SourceEvent>, tokio::task::JoinHandle<()>) {
+    let (rx, task, _) = start_sub_with_state(datasource, props, capacity);
+    (rx, task)
+}
+
+/// [`start_sub`], also giving the source's connection state (the rule status's
+/// `connection_*` metrics).
+fn start_sub_with_state(
+    datasource: &str,
+    props: Value,
+    capacity: usize,
+) -> (
+    mpsc::Receiver<SourceEvent>,
+    tokio::task::JoinHandle<()>,
+    Arc<quiver_connectors::mqtt::ConnectionState>,
+) {
     let config = RedisSubConfig::parse(datasource, props.as_object().unwrap()).unwrap();
     let (tx, rx) = mpsc::channel(capacity);
     let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
+    let mut source = RedisSubSource::new(config);
+    let state = source
+        .connection()
+        .expect("redisSub reports its connection");
     let task = tokio::spawn(async move {
-        let _ = RedisSubSource::new(config).run(out).await;
+        let _ = source.run(out).await;
     });
-    (rx, task)
+    (rx, task, state)
+}
+
+/// Waits until the connection state says `connected`.
+async fn wait_connected(state: &quiver_connectors::mqtt::ConnectionState, connected: bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state.is_connected() != connected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connected never became {connected}: {:?}",
+            state.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The next message as (topic, payload).
@@ -396,18 +428,26 @@ async fn an_outage_fails_batches_until_redis_is_back_and_the_subscriber_resubscr
     let server = PrivateRedis::start(port);
     let addr = server.addr();
     let mut sink = redis_sink(json!({"addr": addr, "db": DB, "key": "k", "dataType": "list"}));
-    let (mut rx, task) = start_sub("news", json!({"address": addr, "db": DB}), 8);
+    let (mut rx, task, state) = start_sub_with_state("news", json!({"address": addr, "db": DB}), 8);
     let one = batch(&[("n", vec![Some("1")])]);
     sink.connect().await.unwrap();
     sink.collect_list(&one).await.unwrap();
     let mut conn = connect(&addr);
     publish_when_subscribed(&mut conn, "news", "before").await;
     assert_eq!(next_message(&mut rx).await.1, "before");
+    assert!(state.is_connected());
 
-    // Redis goes away: a batch fails with the server's address in the error.
+    // Redis goes away: a batch fails with the server's address in the error, and the
+    // source's connection state says it is down and why.
     drop(server);
     let e = reason(sink.collect_list(&one).await.unwrap_err());
     assert!(e.contains(&addr), "{e}");
+    wait_connected(&state, false).await;
+    assert!(
+        state.snapshot().last_error.is_some(),
+        "{:?}",
+        state.snapshot()
+    );
 
     // Back on the same port (empty): the sink reconnects at its next batch and the source
     // subscribes again by itself.
@@ -419,6 +459,7 @@ async fn an_outage_fails_batches_until_redis_is_back_and_the_subscriber_resubscr
     publish_when_subscribed(&mut conn, "news", "after").await;
     // Publishes before the resubscription reached nobody: the first message is this one.
     assert_eq!(next_message(&mut rx).await.1, "after");
+    wait_connected(&state, true).await;
     task.abort();
 }
 

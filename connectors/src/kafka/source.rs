@@ -39,6 +39,8 @@ pub struct KafkaSource {
     /// What the group has committed, as far as this source knows: a commit that failed is
     /// made again after the reconnect.
     committed: BTreeMap<i32, i64>,
+    /// The connection's state, shown in the rule status as for MQTT.
+    state: Arc<crate::mqtt::ConnectionState>,
 }
 
 impl KafkaSource {
@@ -48,6 +50,7 @@ impl KafkaSource {
             config,
             positions: BTreeMap::new(),
             committed: BTreeMap::new(),
+            state: Arc::default(),
         }
     }
 
@@ -101,6 +104,7 @@ impl KafkaSource {
     ) -> Result<(), Failure> {
         let mut client = Client::new(self.config.connection.clone());
         self.start(&mut client).await?;
+        self.state.set_connected();
         if !*connected {
             tracing::info!(
                 "kafka source {} connected to {}",
@@ -182,7 +186,12 @@ impl From<KafkaError> for Failure {
 
 #[async_trait]
 impl Source for KafkaSource {
+    fn connection(&self) -> Option<Arc<crate::mqtt::ConnectionState>> {
+        Some(self.state.clone())
+    }
+
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
+        let _disconnect = crate::mqtt::DisconnectOnDrop(self.state.clone());
         let topic: Arc<str> = Arc::from(self.config.topic.as_str());
         let mut failures = 0u32;
         let mut connected = false;
@@ -191,6 +200,7 @@ impl Source for KafkaSource {
                 Ok(()) => {}
                 Err(Failure::Closed) => return Err(ConnectorError::Closed),
                 Err(Failure::Kafka(e)) => {
+                    self.state.set_error(e.to_string());
                     // A session that had worked starts the backoff over.
                     failures = if connected { 1 } else { failures + 1 };
                     connected = false;

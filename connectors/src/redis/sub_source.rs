@@ -11,6 +11,8 @@
 //!   messages published meanwhile are not delivered (Redis keeps none for absent
 //!   subscribers).
 //! - The thread notices a stopped rule within [`POLL`] even when no message comes.
+//! - The connection's state (connected, the last error) is the rule status's
+//!   `source_<stream>_0_connection_*` metrics, as for MQTT.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::pubsub_config::RedisSubConfig;
-use crate::mqtt::{INITIAL_BACKOFF, MAX_BACKOFF};
+use crate::mqtt::{ConnectionState, DisconnectOnDrop, INITIAL_BACKOFF, MAX_BACKOFF};
 use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
 
 /// How long a read waits for a message before the thread looks whether the rule stopped.
@@ -32,12 +34,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct RedisSubSource {
     config: RedisSubConfig,
+    state: Arc<ConnectionState>,
 }
 
 impl RedisSubSource {
     /// A source for `config`; it connects when it runs.
     pub fn new(config: RedisSubConfig) -> Self {
-        RedisSubSource { config }
+        RedisSubSource {
+            config,
+            state: Arc::default(),
+        }
     }
 }
 
@@ -52,16 +58,24 @@ impl Drop for StopOnDrop {
 
 #[async_trait]
 impl Source for RedisSubSource {
+    fn connection(&self) -> Option<Arc<ConnectionState>> {
+        Some(self.state.clone())
+    }
+
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
         let stop = Arc::new(AtomicBool::new(false));
         let _guard = StopOnDrop(stop.clone());
         let config = self.config.clone();
-        tokio::task::spawn_blocking(move || subscribe(&config, &out, &stop))
-            .await
-            .map_err(|e| ConnectorError::Io {
-                connector: "redisSub",
-                reason: format!("the subscriber thread failed: {e}"),
-            })?
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let _disconnect = DisconnectOnDrop(state.clone());
+            subscribe(&config, &out, &stop, &state)
+        })
+        .await
+        .map_err(|e| ConnectorError::Io {
+            connector: "redisSub",
+            reason: format!("the subscriber thread failed: {e}"),
+        })?
     }
 }
 
@@ -78,16 +92,18 @@ fn subscribe(
     config: &RedisSubConfig,
     out: &SourceOutput,
     stop: &AtomicBool,
+    state: &ConnectionState,
 ) -> Result<(), ConnectorError> {
     let client = config.server.client()?;
     let mut backoff = INITIAL_BACKOFF;
     loop {
-        match session(config, &client, out, stop) {
+        match session(config, &client, out, stop, state) {
             Ended::Stopped => return Err(ConnectorError::Closed),
             Ended::Failed { error, subscribed } => {
                 if subscribed {
                     backoff = INITIAL_BACKOFF;
                 }
+                state.set_error(error.clone());
                 tracing::warn!(
                     "redisSub {}: {error}; subscribing again in {backoff:?}",
                     config.server.address()
@@ -114,6 +130,7 @@ fn session(
     client: &redis::Client,
     out: &SourceOutput,
     stop: &AtomicBool,
+    state: &ConnectionState,
 ) -> Ended {
     let failed = |error: String, subscribed| Ended::Failed { error, subscribed };
     let mut conn = match config.server.connect(client, CONNECT_TIMEOUT) {
@@ -127,6 +144,7 @@ fn session(
     if let Err(e) = pubsub.set_read_timeout(Some(POLL)) {
         return failed(e.to_string(), true);
     }
+    state.set_connected();
     tracing::info!(
         "redisSub {}: subscribed to {:?}",
         config.server.address(),
