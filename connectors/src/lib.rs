@@ -4,7 +4,7 @@
 //! - A [`Source`] runs as a tokio task and pushes [`SourceEvent`]s into a bounded channel; a full
 //!   channel suspends the source (back-pressure, nothing dropped).
 //! - A [`Sink`] receives whole Arrow batches (`collect_list`), never one call per row.
-//! - Payloads are decoded on the dataflow workers ([`codec::json::JsonDecoder`]), so decoding
+//! - Payloads are decoded on the dataflow workers ([`codec::Decoder`], by `FORMAT`), so decoding
 //!   scales with the worker count instead of running on one source thread.
 //!
 //! Entry point: [`Connectors`], the registry of connector types by name.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::{Statement, StreamDef, StreamKind};
+use quiver_connectors::codec::Decoder;
 use quiver_connectors::codec::json::JsonDecoder;
 use quiver_connectors::{SourceEvent, SourceOutput, SourceSpec};
 use serde_json::Value;
@@ -151,7 +152,8 @@ impl Engine {
         self.inner
             .workers
             .broadcast(|| Command::CreateTable(feed.clone()));
-        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        // Tables are JSON only (the DDL refuses other formats on them).
+        let decoder = Decoder::Json(JsonDecoder::new(def.arrow_schema(), false));
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -229,7 +231,7 @@ impl Engine {
         state: Arc<crate::tables::state::TableState>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
         let (source_task, mut rx) = self.table_source(def)?;
-        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let decoder = Decoder::Json(JsonDecoder::new(def.arrow_schema(), false));
         let fed = state;
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
@@ -371,7 +373,7 @@ impl Engine {
 }
 
 /// A table source's event as rows; malformed rows are logged and left out.
-fn table_rows(event: SourceEvent, decoder: &JsonDecoder, table: &str) -> Vec<RecordBatch> {
+fn table_rows(event: SourceEvent, decoder: &Decoder, table: &str) -> Vec<RecordBatch> {
     let (_, decoded) = event.decode(decoder);
     if let Some(first) = decoded.errors.first() {
         tracing::warn!(table = %table, "dropping malformed rows: {first}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::StreamDef;
-use quiver_connectors::codec::json::JsonDecoder;
+use quiver_connectors::codec::Decoder;
 use quiver_connectors::{SourceEvent, SourceOutput};
 use tokio::sync::{mpsc, watch};
 
@@ -179,7 +179,7 @@ impl Engine {
             .as_ref()
             .map(|c| c.iter().cloned().collect());
         let dataflow_decoder =
-            JsonDecoder::new(stream.arrow_schema(), physical.decode.meta).reading(columns.as_ref());
+            Decoder::for_stream(&stream, physical.decode.meta).reading(columns.as_ref());
         let dataflow = Arc::new(RuleDataflow {
             key: key.clone(),
             physical: physical.clone(),
@@ -356,7 +356,7 @@ impl Engine {
                 *error.lock().expect("error lock") = Some(e.to_string());
             }
         });
-        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let decoder = Decoder::for_stream(def, false);
         let field = def.options.timestamp.clone().filter(|_| event_time);
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
