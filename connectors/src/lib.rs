@@ -166,8 +166,12 @@ impl Connectors {
     pub fn sink_own_keys(sink_type: &str) -> &'static [&'static str] {
         match sink_type {
             "file" => file::SINK_OWN_KEYS,
+            // The sinks that send bytes encode them in `format` and compress them.
+            "mqtt" | "rest" | "redisPub" | "websocket" => codec::sink_format::SINK_OWN_KEYS,
             // Kafka's own record compression, not the host's payload compression.
-            "kafka" => &["compression"],
+            "kafka" => &["compression", "format", "fields"],
+            // A log line is text: formats, but no compression.
+            "log" => &["format", "fields"],
             "sql" => sql::SINK_OWN_KEYS,
             _ => &[],
         }

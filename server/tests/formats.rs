@@ -73,3 +73,139 @@ async fn a_binary_stream_reads_the_payload_as_self() {
     assert_eq!(got, r#"{"len":3,"self":"aGkh"}"#);
     tokio::task::block_in_place(|| server.stop());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_formats_round_trip_through_the_broker() {
+    let prefix = format!("quiver-formats/{}", unique());
+    let dir = temp_dir("formats-sink");
+    let server = Server::start(&dir);
+    server.create_stream(&format!(
+        r#"CREATE STREAM readings (device STRING, temperature FLOAT) WITH (DATASOURCE="{prefix}/json")"#
+    ));
+    // Rows out as delimited lines (fields pin the order) and as urlencoded forms.
+    let rule = json!({
+        "id": "to_csv",
+        "sql": "SELECT device, temperature FROM readings",
+        "actions": [
+            {"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": format!("{prefix}/csv"), "sendSingle": true,
+                      "format": "delimited", "delimiter": "|", "fields": ["device", "temperature"]}},
+            {"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": format!("{prefix}/form"),
+                      "format": "urlencoded"}}
+        ]
+    });
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    // ... and read back by a delimited stream.
+    server.create_stream(&format!(
+        r#"CREATE STREAM lines (device STRING, temperature FLOAT) WITH (DATASOURCE="{prefix}/csv", FORMAT="delimited", DELIMITER="|")"#
+    ));
+    let back = json!({
+        "id": "from_csv",
+        "sql": "SELECT device, temperature * 2 AS t2 FROM lines",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": format!("{prefix}/back"), "sendSingle": true}}]
+    });
+    assert_eq!(server.call("POST", "/rules", Some(back)).0, 201);
+    let mut raw = TestClient::start(1883, Some(format!("{prefix}/csv")));
+    raw.subscribed().await;
+    let mut form = TestClient::start(1883, Some(format!("{prefix}/form")));
+    form.subscribed().await;
+    let mut back = TestClient::start(1883, Some(format!("{prefix}/back")));
+    back.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    let got = publish_until_received(
+        &publisher,
+        &mut back,
+        &format!("{prefix}/json"),
+        r#"{"device":"a b","temperature":21.5}"#,
+    )
+    .await;
+    assert_eq!(got, r#"{"device":"a b","t2":43}"#);
+    let line = raw.next_publish().await.payload;
+    assert_eq!(&line[..], b"a b|21.5\n");
+    let encoded = form.next_publish().await.payload;
+    assert_eq!(&encoded[..], b"device=a+b&temperature=21.5");
+    tokio::task::block_in_place(|| server.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_payloads_both_ways() {
+    use quiver_connectors::codec::compress::Compression;
+    let prefix = format!("quiver-formats/{}", unique());
+    let dir = temp_dir("formats-compressed");
+    let config = dir.join("quiver.yaml");
+    std::fs::write(&config, "mqtt:\n  zipped:\n    decompression: zlib\n").unwrap();
+    let server = tokio::task::block_in_place(|| Server::start_with(&dir, Some(&config)));
+    server.create_stream(&format!(
+        r#"CREATE STREAM zipped (device STRING, temperature FLOAT) WITH (DATASOURCE="{prefix}/in", CONF_KEY="zipped")"#
+    ));
+    let rule = json!({
+        "id": "zipped",
+        "sql": "SELECT device, temperature FROM zipped",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": format!("{prefix}/out"),
+                              "sendSingle": true, "compression": "gzip"}}]
+    });
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    let mut subscriber = TestClient::start(1883, Some(format!("{prefix}/out")));
+    subscriber.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    let topic = format!("{prefix}/in");
+    let packed = Compression::Zlib.compress(br#"{"device":"z","temperature":5}"#);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        publisher.publish_bytes(&topic, packed.clone()).await;
+        if let Ok(Some(p)) =
+            tokio::time::timeout(Duration::from_millis(500), subscriber.publishes.recv()).await
+        {
+            break p.payload;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing arrived");
+    };
+    let plain = Compression::Gzip.decompress(&out).unwrap();
+    assert_eq!(plain, br#"{"device":"z","temperature":5}"#);
+    // A payload that is not zlib is a bad message, counted; the rule keeps running.
+    publisher.publish(&topic, r#"{"device":"plain"}"#).await;
+    let st = tokio::task::block_in_place(|| {
+        wait_metric(&server, "zipped", "op_2_decoder_0_exceptions_total", 1)
+    });
+    assert_eq!(st["status"], json!("running"));
+    assert!(
+        st["op_2_decoder_0_last_exception"]
+            .as_str()
+            .unwrap()
+            .starts_with("decompression failed: "),
+        "{st}"
+    );
+    tokio::task::block_in_place(|| server.stop());
+}
+
+#[test]
+fn sink_formats_that_need_a_registry_are_refused_by_name() {
+    let dir = temp_dir("formats-refused");
+    let server = Server::start(&dir);
+    server
+        .create_stream(r#"CREATE STREAM s (a BIGINT) WITH (DATASOURCE="quiver-formats/refused")"#);
+    for (format, action) in [
+        (
+            "protobuf",
+            json!({"mqtt": {"topic": "x", "format": "protobuf"}}),
+        ),
+        (
+            "custom",
+            json!({"rest": {"url": "http://127.0.0.1:1/", "format": "custom"}}),
+        ),
+    ] {
+        let rule =
+            json!({"id": format!("r_{format}"), "sql": "SELECT a FROM s", "actions": [action]});
+        let (status, body) = server.call("POST", "/rules", Some(rule));
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains(&format!("format \\\"{format}\\\" is not supported yet")),
+            "{body}"
+        );
+    }
+    // A sink that writes rows, not bytes, refuses `format`.
+    let rule = json!({"id": "mem", "sql": "SELECT a FROM s", "actions": [{"memory": {"topic": "t", "format": "delimited"}}]});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("format"), "{body}");
+    server.stop();
+}

@@ -11,6 +11,7 @@ use arrow::datatypes::SchemaRef;
 use quiver_compiler::ddl::StreamOptions;
 
 use super::binary::BinaryDecoder;
+use super::compress::Compression;
 use super::delimited::DelimitedDecoder;
 use super::json::{Decoded, JsonDecoder};
 use super::urlencoded::UrlencodedDecoder;
@@ -58,16 +59,19 @@ impl Format {
     }
 }
 
-/// Decodes one stream's payloads in its format.
+/// Decodes one stream's payloads in its format, after undoing the source's `decompression`.
 #[derive(Debug, Clone)]
-pub enum Decoder {
-    /// `FORMAT="json"`.
+pub struct Decoder {
+    kind: Kind,
+    decompression: Compression,
+}
+
+/// The decoder of each format.
+#[derive(Debug, Clone)]
+enum Kind {
     Json(JsonDecoder),
-    /// `FORMAT="delimited"`.
     Delimited(Arc<DelimitedDecoder>),
-    /// `FORMAT="binary"`.
     Binary(Arc<BinaryDecoder>),
-    /// `FORMAT="urlencoded"`.
     Urlencoded(Arc<UrlencodedDecoder>),
 }
 
@@ -75,15 +79,27 @@ impl Decoder {
     /// A decoder for `format` into `schema` (None: schemaless). `with_topic` adds the hidden
     /// metadata columns `meta()` reads.
     pub fn new(format: &Format, schema: Option<SchemaRef>, with_topic: bool) -> Decoder {
-        match format {
-            Format::Json => Decoder::Json(JsonDecoder::new(schema, with_topic)),
-            Format::Delimited { delimiter } => Decoder::Delimited(Arc::new(DelimitedDecoder::new(
+        let kind = match format {
+            Format::Json => Kind::Json(JsonDecoder::new(schema, with_topic)),
+            Format::Delimited { delimiter } => Kind::Delimited(Arc::new(DelimitedDecoder::new(
                 schema, delimiter, with_topic,
             ))),
-            Format::Binary => Decoder::Binary(Arc::new(BinaryDecoder::new(with_topic))),
+            Format::Binary => Kind::Binary(Arc::new(BinaryDecoder::new(with_topic))),
             Format::Urlencoded => {
-                Decoder::Urlencoded(Arc::new(UrlencodedDecoder::new(schema, with_topic)))
+                Kind::Urlencoded(Arc::new(UrlencodedDecoder::new(schema, with_topic)))
             }
+        };
+        Decoder {
+            kind,
+            decompression: Compression::None,
+        }
+    }
+
+    /// A JSON decoder as it is (tables, whose rows are JSON).
+    pub fn json(decoder: JsonDecoder) -> Decoder {
+        Decoder {
+            kind: Kind::Json(decoder),
+            decompression: Compression::None,
         }
     }
 
@@ -92,29 +108,60 @@ impl Decoder {
         Decoder::new(&Format::of(&def.options), def.arrow_schema(), with_topic)
     }
 
+    /// The same decoder, decompressing each message first (the source's `decompression`); a
+    /// message that does not decompress is a bad message.
+    pub fn decompressing(mut self, decompression: Compression) -> Decoder {
+        self.decompression = decompression;
+        self
+    }
+
     /// The same decoder for a rule that reads only `columns` (JSON's fast path skips the
     /// others; the other formats fill every column).
-    pub fn reading(self, columns: Option<&BTreeSet<String>>) -> Decoder {
-        match self {
-            Decoder::Json(d) => Decoder::Json(d.reading(columns)),
-            other => other,
+    pub fn reading(mut self, columns: Option<&BTreeSet<String>>) -> Decoder {
+        if let Kind::Json(d) = self.kind {
+            self.kind = Kind::Json(d.reading(columns));
         }
+        self
     }
 
     /// Decodes `messages`.
     pub fn decode(&self, messages: &[RawMessage]) -> Decoded {
-        match self {
-            Decoder::Json(d) => d.decode(messages),
-            Decoder::Delimited(d) => d.decode(messages),
-            Decoder::Binary(d) => d.decode(messages),
-            Decoder::Urlencoded(d) => d.decode(messages),
+        if self.decompression == Compression::None {
+            return self.decode_plain(messages);
+        }
+        let mut errors = Vec::new();
+        let plain: Vec<RawMessage> = messages
+            .iter()
+            .filter_map(|m| match self.decompression.decompress(&m.payload) {
+                Ok(payload) => Some(RawMessage {
+                    payload: payload.into(),
+                    ..m.clone()
+                }),
+                Err(e) => {
+                    errors.push(format!("decompression failed: {e}"));
+                    None
+                }
+            })
+            .collect();
+        let mut decoded = self.decode_plain(&plain);
+        errors.append(&mut decoded.errors);
+        decoded.errors = errors;
+        decoded
+    }
+
+    fn decode_plain(&self, messages: &[RawMessage]) -> Decoded {
+        match &self.kind {
+            Kind::Json(d) => d.decode(messages),
+            Kind::Delimited(d) => d.decode(messages),
+            Kind::Binary(d) => d.decode(messages),
+            Kind::Urlencoded(d) => d.decode(messages),
         }
     }
 
     /// Decodes the non-blank lines of `block`, one message each, from `topic`; returns how many
     /// messages there were and what they decoded to.
     pub fn decode_lines(&self, block: &bytes::Bytes, topic: &Arc<str>) -> (usize, Decoded) {
-        if let Decoder::Json(d) = self {
+        if let (Kind::Json(d), Compression::None) = (&self.kind, self.decompression) {
             return d.decode_lines(block, topic);
         }
         let messages = crate::SourceEvent::Lines {
@@ -124,5 +171,27 @@ impl Decoder {
         .into_messages()
         .unwrap_or_default();
         (messages.len(), self.decode(&messages))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressed_messages_decode_and_bad_ones_count() {
+        let d = Decoder::new(&Format::Json, None, false).decompressing(Compression::Gzip);
+        let packed = Compression::Gzip.compress(br#"{"a":1}"#);
+        let out = d.decode(&[
+            RawMessage::new(packed, "t".into()),
+            RawMessage::new(b"{\"a\":2}".to_vec(), "t".into()),
+        ]);
+        assert_eq!(out.rows(), 1);
+        assert_eq!(out.errors.len(), 1);
+        assert!(
+            out.errors[0].starts_with("decompression failed: "),
+            "{:?}",
+            out.errors
+        );
     }
 }

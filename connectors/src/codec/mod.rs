@@ -3,11 +3,13 @@
 //! decoder by `FORMAT`, `text_columns` typing text fields, `encode` for sinks.
 
 pub mod binary;
+pub mod compress;
 pub mod decoder;
 pub mod delimited;
 pub mod encode;
 pub mod flat;
 pub mod json;
+pub mod sink_format;
 pub mod template;
 mod text_columns;
 pub mod urlencoded;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::StreamDef;
-use quiver_connectors::codec::Decoder;
 use quiver_connectors::{SourceEvent, SourceOutput};
 use tokio::sync::{mpsc, watch};
 
@@ -178,8 +177,9 @@ impl Engine {
             .columns
             .as_ref()
             .map(|c| c.iter().cloned().collect());
-        let dataflow_decoder =
-            Decoder::for_stream(&stream, physical.decode.meta).reading(columns.as_ref());
+        let dataflow_decoder = self
+            .stream_decoder(&stream, physical.decode.meta)?
+            .reading(columns.as_ref());
         let dataflow = Arc::new(RuleDataflow {
             key: key.clone(),
             physical: physical.clone(),
@@ -356,7 +356,7 @@ impl Engine {
                 *error.lock().expect("error lock") = Some(e.to_string());
             }
         });
-        let decoder = Decoder::for_stream(def, false);
+        let decoder = self.stream_decoder(def, false)?;
         let field = def.options.timestamp.clone().filter(|_| event_time);
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {

@@ -131,7 +131,8 @@ impl Engine {
         // that do not read them never see them), not once per rule.
         let decoder = self
             .stream(stream)
-            .map(|def| Decoder::for_stream(&def, true));
+            .map(|def| self.stream_decoder(&def, true))
+            .transpose()?;
         let fanout = self.inner.runtime.spawn(async move {
             // Rules that fell behind: they get what fits in their queue, without waiting.
             let mut behind: HashMap<String, u32> = HashMap::new();
