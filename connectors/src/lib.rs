@@ -162,7 +162,8 @@ impl Connectors {
     }
 
     /// eKuiper common sink properties a built-in sink of `sink_type` reads itself, so the host
-    /// passes them on instead of refusing them (the file sink's `format` and `compression`).
+    /// passes them on instead of refusing them (`format` and `compression` of the byte sinks and
+    /// the file sink).
     pub fn sink_own_keys(sink_type: &str) -> &'static [&'static str] {
         match sink_type {
             "file" => file::SINK_OWN_KEYS,

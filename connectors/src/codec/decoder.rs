@@ -33,9 +33,6 @@ pub enum Format {
     Urlencoded,
 }
 
-/// The formats sources decode, as `FORMAT` names them.
-pub const SOURCE_FORMATS: &[&str] = &["json", "delimited", "binary", "urlencoded"];
-
 /// `DELIMITER` when a delimited stream names none (eKuiper's default).
 pub const DEFAULT_DELIMITER: &str = ",";
 

@@ -36,11 +36,11 @@ impl DelimitedDecoder {
     /// own row.
     pub fn decode(&self, messages: &[RawMessage]) -> Decoded {
         let mut errors = Vec::new();
-        // Each message's fields; None for one that is not text.
-        let fields: Vec<Option<Vec<&str>>> = messages
+        // Each message's text; None for one that is not UTF-8.
+        let texts: Vec<Option<&str>> = messages
             .iter()
             .map(|m| match std::str::from_utf8(&m.payload) {
-                Ok(text) => Some(self.split(text)),
+                Ok(text) => Some(text),
                 Err(_) => {
                     errors.push("invalid delimited payload: not UTF-8 text".to_string());
                     None
@@ -50,7 +50,12 @@ impl DelimitedDecoder {
         let schema = match &self.schema {
             Some(s) => s.clone(),
             None => {
-                let widest = fields.iter().flatten().map(Vec::len).max().unwrap_or(0);
+                let widest = texts
+                    .iter()
+                    .flatten()
+                    .map(|t| self.split(t).count())
+                    .max()
+                    .unwrap_or(0);
                 Arc::new(Schema::new(
                     (0..widest)
                         .map(|i| Field::new(format!("col{i}"), DataType::Utf8, true))
@@ -60,9 +65,12 @@ impl DelimitedDecoder {
         };
         let mut columns = TextColumns::new(schema, messages.len());
         let mut decoded = Vec::with_capacity(messages.len());
-        for (m, f) in messages.iter().zip(&fields) {
-            let Some(f) = f else { continue };
-            let values: Vec<Option<Text<'_>>> = f.iter().map(|s| Some(Text::One(s))).collect();
+        // One message's fields, reused from message to message.
+        let mut values: Vec<Option<Text<'_>>> = Vec::new();
+        for (m, t) in messages.iter().zip(&texts) {
+            let Some(t) = t else { continue };
+            values.clear();
+            values.extend(self.split(t).map(|s| Some(Text::One(s))));
             match columns.push(&values) {
                 Ok(()) => decoded.push(m.clone()),
                 Err(e) => errors.push(format!("error in preprocessor: {e}")),
@@ -85,12 +93,13 @@ impl DelimitedDecoder {
         }
     }
 
-    fn split<'t>(&self, text: &'t str) -> Vec<&'t str> {
+    /// A message's fields: its text cut at the delimiter, after one line end.
+    fn split<'t>(&'t self, text: &'t str) -> impl Iterator<Item = &'t str> + 't {
         let text = text
             .strip_suffix('\n')
             .map(|t| t.strip_suffix('\r').unwrap_or(t))
             .unwrap_or(text);
-        text.split(&*self.delimiter).collect()
+        text.split(&*self.delimiter)
     }
 }
 

@@ -52,17 +52,19 @@ enum Builder {
     Strings(ListBuilder<StringBuilder>),
 }
 
-/// The rows of one group of messages, in columns of `schema`.
-pub(crate) struct TextColumns {
+/// The rows of one group of messages, in columns of `schema`; `'a` is the messages' lifetime.
+pub(crate) struct TextColumns<'a> {
     schema: SchemaRef,
     builders: Vec<Builder>,
     rows: usize,
+    /// One message's cast values, reused from row to row.
+    cells: Vec<Cell<'a>>,
 }
 
-impl TextColumns {
+impl<'a> TextColumns<'a> {
     /// Columns for `schema`, whose types all pass [`supports`] (the DDL checks that).
     pub(crate) fn new(schema: SchemaRef, capacity: usize) -> Self {
-        let builders = schema
+        let builders: Vec<Builder> = schema
             .fields()
             .iter()
             .map(|f| match f.data_type() {
@@ -78,6 +80,7 @@ impl TextColumns {
             })
             .collect();
         TextColumns {
+            cells: Vec::with_capacity(builders.len()),
             schema,
             builders,
             rows: 0,
@@ -86,8 +89,9 @@ impl TextColumns {
 
     /// Appends one row: `values[i]` for column `i` (None: null). Nothing is appended when a
     /// value does not cast; the error says which field and value, in eKuiper's words.
-    pub(crate) fn push(&mut self, values: &[Option<Text<'_>>]) -> Result<(), String> {
-        let mut cells = Vec::with_capacity(self.builders.len());
+    pub(crate) fn push(&mut self, values: &[Option<Text<'a>>]) -> Result<(), String> {
+        let mut cells = std::mem::take(&mut self.cells);
+        cells.clear();
         for (i, field) in self.schema.fields().iter().enumerate() {
             let cell = match values.get(i).and_then(Option::as_ref) {
                 None => Cell::Null,
@@ -101,9 +105,10 @@ impl TextColumns {
             };
             cells.push(cell);
         }
-        for (b, cell) in self.builders.iter_mut().zip(cells) {
+        for (b, cell) in self.builders.iter_mut().zip(cells.drain(..)) {
             append(b, cell);
         }
+        self.cells = cells;
         self.rows += 1;
         Ok(())
     }
