@@ -1,5 +1,7 @@
 //! Payload formats end to end through the machine's Mosquitto: a delimited stream's rows typed
-//! by its schema (a bad payload counted, the rule running), a binary stream's `self`.
+//! by its schema (a bad payload counted, the rule running), a binary stream's `self`, sink
+//! formats read back by a stream, binary relayed byte for byte, compressed payloads both ways,
+//! and the formats that wait for a schema registry refused by name.
 
 mod common;
 
@@ -208,4 +210,38 @@ fn sink_formats_that_need_a_registry_are_refused_by_name() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("format"), "{body}");
     server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_payloads_pass_through_byte_for_byte() {
+    let prefix = format!("quiver-formats/{}", unique());
+    let dir = temp_dir("formats-binary-sink");
+    let server = Server::start(&dir);
+    server.create_stream(&format!(
+        r#"CREATE STREAM frames (self BYTEA) WITH (DATASOURCE="{prefix}/in", FORMAT="binary")"#
+    ));
+    let rule = json!({
+        "id": "relay",
+        "sql": "SELECT self FROM frames",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": format!("{prefix}/out"), "format": "binary"}}]
+    });
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    let mut subscriber = TestClient::start(1883, Some(format!("{prefix}/out")));
+    subscriber.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    let frame = vec![0xffu8, 0x00, 0xd8, 0x7f];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        publisher
+            .publish_bytes(&format!("{prefix}/in"), frame.clone())
+            .await;
+        if let Ok(Some(p)) =
+            tokio::time::timeout(Duration::from_millis(500), subscriber.publishes.recv()).await
+        {
+            break p.payload;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing arrived");
+    };
+    assert_eq!(&got[..], &frame[..]);
+    tokio::task::block_in_place(|| server.stop());
 }
