@@ -2,7 +2,7 @@
 //! default; any string). There is no quoting, as in eKuiper: a field cannot hold the delimiter.
 //!
 //! A stream with a schema names the fields by the schema's columns in order (extra fields are
-//! dropped, missing ones are null) and types them as [`super::text_columns`] casts; a
+//! dropped, missing ones are null) and types them as `text_columns.rs` casts; a
 //! schemaless stream names them `col0`, `col1`, ... as eKuiper does, all STRING. One line end
 //! (`\n` or `\r\n`) ending a message is not part of its last field.
 

@@ -34,7 +34,7 @@ use crate::props::Props;
 /// passes them through instead of refusing them.
 pub const SINK_OWN_KEYS: &[&str] = &["format", "compression", "fields"];
 
-/// The properties [`SinkFormat::parse`] reads (lower case), for a sink's list of known keys.
+/// The properties a [`SinkFormat`] is parsed from (lower case), for a sink's list of known keys.
 pub const SINK_FORMAT_KEYS: &[&str] =
     &["format", "delimiter", "hasheader", "fields", "compression"];
 

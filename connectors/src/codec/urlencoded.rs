@@ -2,7 +2,7 @@
 //! space, `%XX` a byte), one row with a field per key.
 //!
 //! A stream with a schema reads the keys it names (others are dropped, missing ones are null)
-//! and types them as [`super::text_columns`] casts; a repeated key fills an ARRAY(STRING)
+//! and types them as `text_columns.rs` casts; a repeated key fills an ARRAY(STRING)
 //! column, and is an error for any other. A schemaless stream gets a STRING field per key, in
 //! the order the keys first appear, or an ARRAY(STRING) for a key repeated in the message, as
 //! eKuiper gives a list for it; messages that differ in which keys repeat decode into separate
