@@ -129,8 +129,11 @@ const KNOWN_OPTIONS: &[&str] = &[
     "TEMP",
 ];
 
-/// Payload formats this build decodes.
-const SUPPORTED_FORMATS: &[&str] = &["json"];
+/// Payload formats this build decodes (`connectors/src/codec/decoder.rs` picks the decoder).
+const SUPPORTED_FORMATS: &[&str] = &["json", "delimited", "binary", "urlencoded"];
+
+/// eKuiper's formats that need a schema registry or a plugin, not built yet.
+const PLANNED_FORMATS: &[&str] = &["protobuf", "custom"];
 
 /// Parses one statement.
 pub fn parse_statement(sql: &str) -> Result<Statement> {
@@ -319,6 +322,7 @@ impl DdlParser {
         self.expect(Token::RParen, "\",\" or \")\"")?;
         let options = self.with_options()?;
         self.end()?;
+        check_format(kind, &columns, &options.format)?;
         Ok(StreamDef {
             kind,
             name,
@@ -429,10 +433,30 @@ impl DdlParser {
             .map(|s| s.to_ascii_lowercase())
             .unwrap_or_else(|| "json".to_string());
         if !SUPPORTED_FORMATS.contains(&format.as_str()) {
+            let what = if PLANNED_FORMATS.contains(&format.as_str()) {
+                "is not supported yet"
+            } else {
+                "is unknown"
+            };
             return Err(CompileError::at(
-                format!("format \"{format}\" is not supported yet; supported: json"),
+                format!(
+                    "format \"{format}\" {what}; supported: {}",
+                    SUPPORTED_FORMATS.join(", ")
+                ),
                 positions.get("FORMAT").copied().flatten(),
             ));
+        }
+        if let Some(d) = raw.get("DELIMITER") {
+            let at = positions.get("DELIMITER").copied().flatten();
+            if format != "delimited" {
+                return Err(CompileError::at(
+                    format!("DELIMITER applies to FORMAT=\"delimited\" only, not \"{format}\""),
+                    at,
+                ));
+            }
+            if d.is_empty() {
+                return Err(CompileError::at("DELIMITER must not be empty", at));
+            }
         }
         let shared = match raw.get("SHARED").map(|s| s.to_ascii_lowercase()) {
             None => false,
@@ -459,9 +483,77 @@ impl DdlParser {
     }
 }
 
+/// What a payload format can fill: a table is read as JSON only (its rows are kept as JSON
+/// text), a binary stream has the one column `self BYTEA` or none, and delimited and
+/// urlencoded values are text, cast to scalar columns (ARRAY(STRING) for a repeated key).
+fn check_format(kind: StreamKind, columns: &[Column], format: &str) -> Result<()> {
+    if format == "json" {
+        return Ok(());
+    }
+    if kind == StreamKind::Table {
+        return Err(CompileError::new(format!(
+            "format \"{format}\" is not supported on tables yet; supported: json"
+        )));
+    }
+    match format {
+        "binary" => match columns {
+            [] => Ok(()),
+            [c] if c.name == "self" && c.ty == FieldType::Bytea => Ok(()),
+            _ => Err(CompileError::new(
+                "a binary stream has one column, \"self BYTEA\", or none (the payload is its only field)",
+            )),
+        },
+        _ => match columns.iter().find(|c| match &c.ty {
+            FieldType::Struct(_) => true,
+            FieldType::Array(item) => **item != FieldType::String,
+            _ => false,
+        }) {
+            Some(c) => Err(CompileError::new(format!(
+                "column \"{}\" cannot be read from {format} payloads, which hold text fields; use a scalar type or ARRAY(STRING)",
+                c.name
+            ))),
+            None => Ok(()),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_formats_and_what_they_can_fill() {
+        let err = |sql: &str| parse_create(sql).unwrap_err().to_string();
+        let def = parse_create(
+            r#"CREATE STREAM s (a BIGINT, tags ARRAY(STRING)) WITH (FORMAT="DELIMITED", DELIMITER="|")"#,
+        )
+        .unwrap();
+        assert_eq!(def.options.format, "delimited");
+        parse_create(r#"CREATE STREAM s () WITH (FORMAT="binary")"#).unwrap();
+        parse_create(r#"CREATE STREAM s (self BYTEA) WITH (FORMAT="binary")"#).unwrap();
+        parse_create(r#"CREATE STREAM s () WITH (FORMAT="urlencoded")"#).unwrap();
+        assert!(
+            err(r#"CREATE STREAM s () WITH (FORMAT="protobuf")"#)
+                .starts_with("format \"protobuf\" is not supported yet; supported: json, delimited, binary, urlencoded")
+        );
+        assert!(err(r#"CREATE STREAM s () WITH (FORMAT="xml")"#).contains("is unknown"));
+        assert!(err(r#"CREATE STREAM s () WITH (DELIMITER=";")"#).contains("DELIMITER applies to"));
+        assert!(
+            err(r#"CREATE STREAM s () WITH (FORMAT="delimited", DELIMITER="")"#)
+                .contains("must not be empty")
+        );
+        assert!(
+            err(r#"CREATE STREAM s (img BYTEA) WITH (FORMAT="binary")"#).contains("self BYTEA")
+        );
+        assert!(
+            err(r#"CREATE STREAM s (n ARRAY(BIGINT)) WITH (FORMAT="urlencoded")"#)
+                .contains("column \"n\" cannot be read from urlencoded payloads")
+        );
+        assert!(
+            err(r#"CREATE TABLE t (a BIGINT) WITH (FORMAT="delimited")"#)
+                .contains("not supported on tables yet")
+        );
+    }
 
     #[test]
     fn parses_full_create_stream() {

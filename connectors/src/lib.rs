@@ -4,7 +4,7 @@
 //! - A [`Source`] runs as a tokio task and pushes [`SourceEvent`]s into a bounded channel; a full
 //!   channel suspends the source (back-pressure, nothing dropped).
 //! - A [`Sink`] receives whole Arrow batches (`collect_list`), never one call per row.
-//! - Payloads are decoded on the dataflow workers ([`codec::json::JsonDecoder`]), so decoding
+//! - Payloads are decoded on the dataflow workers ([`codec::Decoder`], by `FORMAT`), so decoding
 //!   scales with the worker count instead of running on one source thread.
 //!
 //! Entry point: [`Connectors`], the registry of connector types by name.
@@ -162,12 +162,17 @@ impl Connectors {
     }
 
     /// eKuiper common sink properties a built-in sink of `sink_type` reads itself, so the host
-    /// passes them on instead of refusing them (the file sink's `format` and `compression`).
+    /// passes them on instead of refusing them (`format` and `compression` of the byte sinks and
+    /// the file sink).
     pub fn sink_own_keys(sink_type: &str) -> &'static [&'static str] {
         match sink_type {
             "file" => file::SINK_OWN_KEYS,
+            // The sinks that send bytes encode them in `format` and compress them.
+            "mqtt" | "rest" | "redisPub" | "websocket" => codec::sink_format::SINK_OWN_KEYS,
             // Kafka's own record compression, not the host's payload compression.
-            "kafka" => &["compression"],
+            "kafka" => &["compression", "format", "fields"],
+            // A log line is text: formats, but no compression.
+            "log" => &["format", "fields"],
             "sql" => sql::SINK_OWN_KEYS,
             _ => &[],
         }

@@ -60,7 +60,7 @@ pub enum SourceEvent {
 impl SourceEvent {
     /// Raw messages (`Raw`, `Lines`) decoded once into a `Decoded` event, to be passed on to
     /// rules that then skip decoding; rows are returned as they are.
-    pub fn decoded_with(self, decoder: &crate::codec::json::JsonDecoder) -> SourceEvent {
+    pub fn decoded_with(self, decoder: &crate::codec::Decoder) -> SourceEvent {
         match self {
             e @ (SourceEvent::Raw(_) | SourceEvent::Lines { .. }) => {
                 let (messages, decoded) = e.decode(decoder);
@@ -87,7 +87,7 @@ impl SourceEvent {
     /// decoded upstream as they came. Returns how many messages (or rows) the event held.
     pub fn decode(
         self,
-        decoder: &crate::codec::json::JsonDecoder,
+        decoder: &crate::codec::Decoder,
     ) -> (usize, std::sync::Arc<crate::codec::json::Decoded>) {
         match self {
             SourceEvent::Raw(messages) => (
@@ -122,7 +122,7 @@ pub struct SourceOutput {
     next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Set when one worker reads every row: a source that has a thread of its own may decode
     /// there (see [`SourceOutput::predecode`]), in parallel with the worker.
-    decoder: Option<crate::codec::json::JsonDecoder>,
+    decoder: Option<crate::codec::Decoder>,
 }
 
 impl std::fmt::Debug for SourceOutput {
@@ -151,7 +151,7 @@ impl SourceOutput {
     /// Lets sources decode before sending. The engine sets it for rules whose rows one worker
     /// reads in order (event time and the like): that worker would otherwise decode every
     /// row while the others wait for its output.
-    pub fn with_decoder(mut self, decoder: crate::codec::json::JsonDecoder) -> Self {
+    pub fn with_decoder(mut self, decoder: crate::codec::Decoder) -> Self {
         self.decoder = Some(decoder);
         self
     }
@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn predecode_takes_the_decoding_only_while_the_worker_is_behind() {
         let schema = std::sync::Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
-        let decoder = crate::codec::json::JsonDecoder::new(Some(schema), false);
+        let decoder = crate::codec::Decoder::new(&crate::codec::Format::Json, Some(schema), false);
         let (tx, mut rx) = mpsc::channel(4);
         let out =
             SourceOutput::new(vec![tx], std::sync::Arc::new(|_| {})).with_decoder(decoder.clone());

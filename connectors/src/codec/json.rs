@@ -214,31 +214,42 @@ impl JsonDecoder {
         messages: &[RawMessage],
         counts: &[usize],
     ) -> RecordBatch {
-        if !self.with_topic {
-            return batch;
+        if self.with_topic {
+            with_meta(batch, messages, counts)
+        } else {
+            batch
         }
-        let topics: StringArray = messages
-            .iter()
-            .zip(counts)
-            .flat_map(|(m, n)| std::iter::repeat_n(Some(m.topic.as_ref()), *n))
-            .collect();
-        let mut batch = add_column(batch, &format!("{META_PREFIX}topic"), Arc::new(topics));
-        // MQTT metadata, when the source has it (`meta(qos)`, `meta(messageid)`).
-        if messages.iter().any(|m| m.qos.is_some()) {
-            let per_row = |f: &dyn Fn(&RawMessage) -> Option<i64>| -> arrow::array::Int64Array {
-                messages
-                    .iter()
-                    .zip(counts)
-                    .flat_map(|(m, n)| std::iter::repeat_n(f(m), *n))
-                    .collect()
-            };
-            let qos = per_row(&|m| m.qos.map(i64::from));
-            let ids = per_row(&|m| m.message_id.map(i64::from));
-            batch = add_column(batch, &format!("{META_PREFIX}qos"), Arc::new(qos));
-            batch = add_column(batch, &format!("{META_PREFIX}messageid"), Arc::new(ids));
-        }
-        batch
     }
+}
+
+/// `batch` with the hidden metadata columns `meta()` reads: the topic, and MQTT's QoS and
+/// message id when the source has them; message `i` gave `counts[i]` rows.
+pub(crate) fn with_meta(
+    batch: RecordBatch,
+    messages: &[RawMessage],
+    counts: &[usize],
+) -> RecordBatch {
+    let topics: StringArray = messages
+        .iter()
+        .zip(counts)
+        .flat_map(|(m, n)| std::iter::repeat_n(Some(m.topic.as_ref()), *n))
+        .collect();
+    let mut batch = add_column(batch, &format!("{META_PREFIX}topic"), Arc::new(topics));
+    // MQTT metadata, when the source has it (`meta(qos)`, `meta(messageid)`).
+    if messages.iter().any(|m| m.qos.is_some()) {
+        let per_row = |f: &dyn Fn(&RawMessage) -> Option<i64>| -> arrow::array::Int64Array {
+            messages
+                .iter()
+                .zip(counts)
+                .flat_map(|(m, n)| std::iter::repeat_n(f(m), *n))
+                .collect()
+        };
+        let qos = per_row(&|m| m.qos.map(i64::from));
+        let ids = per_row(&|m| m.message_id.map(i64::from));
+        batch = add_column(batch, &format!("{META_PREFIX}qos"), Arc::new(qos));
+        batch = add_column(batch, &format!("{META_PREFIX}messageid"), Arc::new(ids));
+    }
+    batch
 }
 
 /// The JSON kind of a value, for grouping messages by field types.

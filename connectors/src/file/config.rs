@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::compression::Compression;
+use super::FILE_COMPRESSIONS;
 use crate::ConnectorError;
+use crate::codec::compress::Compression;
 use crate::props::Props;
 
 const CONNECTOR: &str = "file";
@@ -120,7 +121,7 @@ impl FileSourceConfig {
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new(CONNECTOR, props);
         p.check_file_keys();
-        let decompression = Compression::parse(&p, "decompression")?;
+        let decompression = Compression::parse(&p, "decompression", FILE_COMPRESSIONS)?;
         let after_read = p.after_read()?;
         let base = p.string("path")?.map(str::trim).unwrap_or("");
         let datasource = datasource.trim();

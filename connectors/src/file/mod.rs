@@ -21,7 +21,6 @@
 //! the stream's schema, so an unquoted `123` in a `STRING` column is refused by the typed
 //! decoder (a per-row exception); quote such values.
 
-mod compression;
 mod config;
 mod input;
 mod reader;
@@ -30,7 +29,11 @@ mod sink_config;
 mod source;
 mod writer;
 
-pub use compression::Compression;
+pub use crate::codec::compress::Compression;
+
+/// The compressions of files: gzip members and zstd frames concatenate, so each chunk the sink
+/// writes is one and the reader reads them as one stream.
+pub(crate) const FILE_COMPRESSIONS: &[Compression] = &[Compression::Gzip, Compression::Zstd];
 pub use config::{AfterRead, FileSourceConfig, FileType};
 pub use reader::CHUNK_ROWS;
 pub use sink::{FileSink, MAX_OPEN_FILES};

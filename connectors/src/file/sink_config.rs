@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::FILE_COMPRESSIONS;
 use super::FileType;
-use super::compression::Compression;
 use crate::ConnectorError;
+use crate::codec::compress::Compression;
 use crate::codec::template::TextProp;
 use crate::props::action_props;
 
@@ -149,7 +150,7 @@ impl FileSinkConfig {
                 )));
             }
         };
-        let compression = Compression::parse(&p, "compression")?;
+        let compression = Compression::parse(&p, "compression", FILE_COMPRESSIONS)?;
         let fields = match p.get("fields") {
             None => None,
             Some((_, Value::Array(items))) => Some(

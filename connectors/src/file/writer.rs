@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::FileType;
-use super::compression::Compression;
+use crate::codec::compress::Compression;
 
 /// Most bytes gathered before they are written (compressed: the size of one frame).
 pub const CHUNK_BYTES: usize = 256 << 10;
@@ -118,21 +118,8 @@ impl OutFile {
         }
         match self.compression {
             Compression::None => self.file.write_all(&self.pending)?,
-            Compression::Gzip => {
-                let mut gz = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(self.pending.len() / 4),
-                    flate2::Compression::default(),
-                );
-                gz.write_all(&self.pending)?;
-                self.file.write_all(&gz.finish()?)?;
-            }
-            Compression::Zstd => {
-                let frame = ruzstd::encoding::compress_to_vec(
-                    self.pending.as_slice(),
-                    ruzstd::encoding::CompressionLevel::Fastest,
-                );
-                self.file.write_all(&frame)?;
-            }
+            // One gzip member or zstd frame per chunk: the reader reads them as one stream.
+            c => self.file.write_all(&c.compress(&self.pending))?,
         }
         self.pending.clear();
         Ok(())

@@ -24,7 +24,14 @@ const CONNECTION_KEYS: &[&str] = &[
 const SOURCE_KEYS: &[&str] = &["groupid", "partition", "maxbytes", "offsetreset"];
 
 /// Properties of every eKuiper source that the rule runtime, not the connector, deals with.
-const COMMON_SOURCE_KEYS: &[&str] = &["bufferlength", "interval", "mergefield", "format"];
+const COMMON_SOURCE_KEYS: &[&str] = &[
+    "bufferlength",
+    "interval",
+    "mergefield",
+    "format",
+    // Undone by the stream's decoder, on the workers.
+    "decompression",
+];
 
 /// The sink's own properties.
 const SINK_KEYS: &[&str] = &[
@@ -198,6 +205,8 @@ pub struct KafkaSinkConfig {
     /// Send nothing for a batch without rows (`omitIfEmpty`); a batch is one message per row
     /// anyway, so an empty one sends nothing either way.
     pub omit_if_empty: bool,
+    /// `format` (with `delimiter`, `hasHeader`, `fields`); `compression` is Kafka's own.
+    pub format: std::sync::Arc<crate::codec::sink_format::SinkFormat>,
 }
 
 impl KafkaSinkConfig {
@@ -210,7 +219,13 @@ impl KafkaSinkConfig {
                  (with \"batchSize\") to gather rows before they are sent"
             )));
         }
-        let used: Vec<&str> = [CONNECTION_KEYS, TLS_KEYS, SINK_KEYS].concat();
+        let used: Vec<&str> = [
+            CONNECTION_KEYS,
+            TLS_KEYS,
+            SINK_KEYS,
+            crate::codec::sink_format::SINK_FORMAT_KEYS,
+        ]
+        .concat();
         props.refuse_unknown_sink_keys("kafka sink", &used)?;
         let topic = props
             .string("topic")?
@@ -272,6 +287,9 @@ impl KafkaSinkConfig {
             batch_size,
             send_nil: props.boolean("sendnilfield")?.unwrap_or(false),
             omit_if_empty: props.boolean("omitifempty")?.unwrap_or(false),
+            format: std::sync::Arc::new(crate::codec::sink_format::SinkFormat::parse(
+                &props, false,
+            )?),
         })
     }
 }

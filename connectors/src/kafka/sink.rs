@@ -175,7 +175,11 @@ impl KafkaSink {
 #[async_trait]
 impl Sink for KafkaSink {
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
-        let values: Vec<Bytes> = encode::batch_to_json_objects(batch, self.config.send_nil)
+        // One message per row, whatever the format.
+        let values: Vec<Bytes> = self
+            .config
+            .format
+            .messages(batch, true, self.config.send_nil, false)?
             .into_iter()
             .map(Bytes::from)
             .collect();
@@ -195,7 +199,13 @@ impl Sink for KafkaSink {
                 self.config.topic
             )));
         }
-        let values = payloads.iter().map(|p| Bytes::from(p.clone())).collect();
+        let values = self
+            .config
+            .format
+            .payloads(payloads, true)?
+            .into_iter()
+            .map(Bytes::from)
+            .collect();
         let messages = self.messages(values, &[])?;
         self.write(messages).await
     }
@@ -206,7 +216,13 @@ impl Sink for KafkaSink {
         payloads: &[Vec<u8>],
     ) -> Result<(), ConnectorError> {
         let rows = self.rows(batch);
-        let values = payloads.iter().map(|p| Bytes::from(p.clone())).collect();
+        let values = self
+            .config
+            .format
+            .payloads(payloads, true)?
+            .into_iter()
+            .map(Bytes::from)
+            .collect();
         let messages = self.messages(values, &rows)?;
         self.write(messages).await
     }

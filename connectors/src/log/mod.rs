@@ -4,7 +4,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::codec::encode;
+use crate::codec::sink_format::SinkFormat;
 use crate::{ConnectorError, Sink};
 
 /// Settings of a log sink.
@@ -12,6 +12,8 @@ use crate::{ConnectorError, Sink};
 pub struct LogSinkConfig {
     /// Log one line per row instead of one JSON array per emission (`sendSingle`).
     pub send_single: bool,
+    /// `format` (with `delimiter`, `hasHeader`, `fields`); no compression, the log is text.
+    pub format: std::sync::Arc<SinkFormat>,
 }
 
 impl LogSinkConfig {
@@ -27,7 +29,11 @@ impl LogSinkConfig {
                 });
             }
         };
-        Ok(LogSinkConfig { send_single })
+        let format = SinkFormat::parse(&crate::props::action_props("log", props)?, false)?;
+        Ok(LogSinkConfig {
+            send_single,
+            format: std::sync::Arc::new(format),
+        })
     }
 }
 
@@ -47,13 +53,9 @@ impl LogSink {
 #[async_trait]
 impl Sink for LogSink {
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
-        if self.config.send_single {
-            for row in encode::batch_to_json_objects(batch, false) {
-                tracing::info!(target: "quiver::sink::log", "{}", String::from_utf8_lossy(&row));
-            }
-        } else {
-            let json = encode::batch_to_json_array(batch, false);
-            tracing::info!(target: "quiver::sink::log", "{}", String::from_utf8_lossy(&json));
+        let c = &self.config;
+        for m in c.format.messages(batch, c.send_single, false, false)? {
+            tracing::info!(target: "quiver::sink::log", "{}", String::from_utf8_lossy(&m));
         }
         Ok(())
     }
@@ -63,7 +65,8 @@ impl Sink for LogSink {
     }
 
     async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {
-        for p in payloads {
+        let c = &self.config;
+        for p in &c.format.payloads(payloads, c.send_single)? {
             tracing::info!(target: "quiver::sink::log", "{}", String::from_utf8_lossy(p));
         }
         Ok(())

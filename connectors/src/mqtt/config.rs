@@ -24,13 +24,7 @@ pub const DEFAULT_SERVER: &str = "tcp://127.0.0.1:1883";
 
 /// eKuiper MQTT properties we accept but do not implement (KubeEdge, shared connections,
 /// payload compression); each one present logs a warning.
-const IGNORED_KEYS: &[&str] = &[
-    "kubeedgeversion",
-    "kubeedgemodelfile",
-    "connectionselector",
-    "decompression",
-    "compression",
-];
+const IGNORED_KEYS: &[&str] = &["kubeedgeversion", "kubeedgemodelfile", "connectionselector"];
 
 /// Properties of both the MQTT source and sink, beside eKuiper's TLS ones ([`TLS_KEYS`]).
 const CONNECTION_KEYS: &[&str] = &[
@@ -43,7 +37,13 @@ const CONNECTION_KEYS: &[&str] = &[
 ];
 
 /// Properties of every eKuiper source that the rule runtime, not the connector, deals with.
-const COMMON_SOURCE_KEYS: &[&str] = &["bufferlength", "interval", "mergefield", "format"];
+const COMMON_SOURCE_KEYS: &[&str] = &[
+    "bufferlength",
+    "interval",
+    "mergefield",
+    "format",
+    "decompression",
+];
 
 /// Properties of every eKuiper sink that the rule runtime, not the connector, deals with.
 const COMMON_SINK_KEYS: &[&str] = &[
@@ -265,6 +265,8 @@ pub struct MqttSinkConfig {
     pub tls: Option<TlsClient>,
     /// The MQTT version (`protocolVersion`: `"3.1.1"`/`"4"`, default, or `"5"`).
     pub protocol: Protocol,
+    /// `format` (with `delimiter`, `hasHeader`, `fields`) and `compression`.
+    pub format: std::sync::Arc<crate::codec::sink_format::SinkFormat>,
 }
 
 impl MqttSinkConfig {
@@ -293,6 +295,7 @@ impl MqttSinkConfig {
                     "sendnilfield",
                     "omitifempty",
                 ],
+                crate::codec::sink_format::SINK_FORMAT_KEYS,
             ]
             .concat(),
             COMMON_SINK_KEYS,
@@ -325,6 +328,9 @@ impl MqttSinkConfig {
             send_nil: props.boolean("sendnilfield")?.unwrap_or(false),
             omit_if_empty: props.boolean("omitifempty")?.unwrap_or(false),
             credentials: props.credentials()?,
+            format: std::sync::Arc::new(crate::codec::sink_format::SinkFormat::parse(
+                &props, true,
+            )?),
         })
     }
 }

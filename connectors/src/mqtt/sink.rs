@@ -17,7 +17,6 @@ use tokio::task::JoinHandle;
 
 use super::client::{self, Client, Event, EventLoop, Failure};
 use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSinkConfig};
-use crate::codec::encode;
 use crate::{ConnectorError, Sink};
 
 /// How long `close` waits for queued publishes to go out before dropping the connection.
@@ -118,7 +117,10 @@ impl Sink for MqttSink {
 
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         let c = &self.config;
-        for payload in encode::batch_messages(batch, c.send_single, c.send_nil, c.omit_if_empty) {
+        let messages = c
+            .format
+            .messages(batch, c.send_single, c.send_nil, c.omit_if_empty)?;
+        for payload in messages {
             self.publish(payload).await?;
         }
         Ok(())
@@ -133,8 +135,9 @@ impl Sink for MqttSink {
     }
 
     async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {
-        for p in payloads {
-            self.publish(p.clone()).await?;
+        let c = &self.config;
+        for p in c.format.payloads(payloads, c.send_single)? {
+            self.publish(p).await?;
         }
         Ok(())
     }

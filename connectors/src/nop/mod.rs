@@ -45,6 +45,7 @@ impl NopSink {
             log: config.log.then(|| {
                 LogSink::new(LogSinkConfig {
                     send_single: config.send_single,
+                    ..LogSinkConfig::default()
                 })
             }),
         }

@@ -11,7 +11,6 @@ use async_trait::async_trait;
 
 use super::link::{Link, outcome};
 use super::pubsub_config::RedisPubConfig;
-use crate::codec::encode;
 use crate::{ConnectorError, Sink};
 
 /// Publishes result batches to a Redis channel.
@@ -57,7 +56,9 @@ impl Sink for RedisPubSink {
 
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         let c = &self.config;
-        let messages = encode::batch_messages(batch, c.send_single, false, c.omit_if_empty);
+        let messages = c
+            .format
+            .messages(batch, c.send_single, false, c.omit_if_empty)?;
         self.publish(&messages).await
     }
 
@@ -66,6 +67,10 @@ impl Sink for RedisPubSink {
     }
 
     async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {
-        self.publish(payloads).await
+        let messages = self
+            .config
+            .format
+            .payloads(payloads, self.config.send_single)?;
+        self.publish(&messages).await
     }
 }

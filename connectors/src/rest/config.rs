@@ -26,6 +26,8 @@ pub struct RestSinkConfig {
     pub send_nil: bool,
     /// Send nothing for a batch without rows (`omitIfEmpty`, default false).
     pub omit_if_empty: bool,
+    /// `format` (with `delimiter`, `hasHeader`, `fields`) and `compression`.
+    pub format: std::sync::Arc<crate::codec::sink_format::SinkFormat>,
 }
 
 impl RestSinkConfig {
@@ -39,7 +41,10 @@ impl RestSinkConfig {
                  put the rest sink's token in \"headers\""
             )));
         }
-        let used: Vec<&str> = request_keys().chain(SINK_KEYS.iter().copied()).collect();
+        let used: Vec<&str> = request_keys()
+            .chain(SINK_KEYS.iter().copied())
+            .chain(crate::codec::sink_format::SINK_FORMAT_KEYS.iter().copied())
+            .collect();
         props.refuse_unknown_sink_keys("rest sink", &used)?;
         Ok(RestSinkConfig {
             request,
@@ -47,6 +52,9 @@ impl RestSinkConfig {
             send_single: props.boolean("sendsingle")?.unwrap_or(false),
             send_nil: props.boolean("sendnilfield")?.unwrap_or(false),
             omit_if_empty: props.boolean("omitifempty")?.unwrap_or(false),
+            format: std::sync::Arc::new(crate::codec::sink_format::SinkFormat::parse(
+                &props, true,
+            )?),
         })
     }
 }

@@ -128,6 +128,14 @@ impl RestSink {
 #[async_trait]
 impl Sink for RestSink {
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        let c = &self.config;
+        if !c.format.is_plain_json() {
+            // Another format, or compression: the bodies are the format's messages.
+            let bodies = c
+                .format
+                .messages(batch, c.send_single, c.send_nil, c.omit_if_empty)?;
+            return self.send_bodies(Some(batch), &bodies).await;
+        }
         let n = batch.num_rows();
         // Templates and form bodies read the rows as objects.
         let needs_rows = self
@@ -194,16 +202,11 @@ impl Sink for RestSink {
     }
 
     async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {
-        let Some(target) = &self.fixed else {
-            return Err(io_error(
-                "templated properties need the rows the payload was made from".into(),
-            ));
-        };
-        let requests = payloads
-            .iter()
-            .map(|p| Ok((target.clone(), payload_body(target, p))))
-            .collect();
-        self.send_all(requests).await
+        let bodies = self
+            .config
+            .format
+            .payloads(payloads, self.config.send_single)?;
+        self.send_bodies(None, &bodies).await
     }
 
     async fn collect_rendered(
@@ -211,15 +214,40 @@ impl Sink for RestSink {
         batch: &RecordBatch,
         payloads: &[Vec<u8>],
     ) -> Result<(), ConnectorError> {
-        if self.fixed.is_some() {
-            return self.collect_payloads(payloads).await;
+        let bodies = self
+            .config
+            .format
+            .payloads(payloads, self.config.send_single)?;
+        self.send_bodies(Some(batch), &bodies).await
+    }
+}
+
+impl RestSink {
+    /// Sends encoded bodies (a `dataTemplate`'s or a `format`'s output), each to its target:
+    /// the fixed one, or the one the row it was made from (the first row for a batch) names.
+    async fn send_bodies(
+        &mut self,
+        batch: Option<&RecordBatch>,
+        bodies: &[Vec<u8>],
+    ) -> Result<(), ConnectorError> {
+        if let Some(target) = &self.fixed {
+            let requests = bodies
+                .iter()
+                .map(|p| Ok((target.clone(), payload_body(target, p))))
+                .collect();
+            return self.send_all(requests).await;
         }
+        let Some(batch) = batch else {
+            return Err(io_error(
+                "templated properties need the rows the payload was made from".into(),
+            ));
+        };
         let rows: Vec<Value> = encode::batch_to_rows(batch, self.config.send_nil)
             .into_iter()
             .map(Value::Object)
             .collect();
-        let per_row = self.config.send_single && payloads.len() == rows.len();
-        let requests = payloads
+        let per_row = self.config.send_single && bodies.len() == rows.len();
+        let requests = bodies
             .iter()
             .enumerate()
             .map(|(i, p)| {

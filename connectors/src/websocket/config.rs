@@ -13,7 +13,7 @@ use crate::tls::{TLS_KEYS, TlsClient};
 const CONNECTOR: &str = "websocket";
 
 /// The source's own properties (lower case), beside the TLS ones.
-const SOURCE_KEYS: &[&str] = &["addr", "scheme", "path"];
+const SOURCE_KEYS: &[&str] = &["addr", "scheme", "path", "decompression"];
 
 /// The sink's own properties (lower case), beside the TLS ones.
 const SINK_KEYS: &[&str] = &[
@@ -108,13 +108,20 @@ pub struct WebsocketSinkConfig {
     pub send_nil: bool,
     /// Send nothing for a batch without rows (`omitIfEmpty`, default false).
     pub omit_if_empty: bool,
+    /// `format` (with `delimiter`, `hasHeader`, `fields`) and `compression`.
+    pub format: std::sync::Arc<crate::codec::sink_format::SinkFormat>,
 }
 
 impl WebsocketSinkConfig {
     /// Validates the action's properties.
     pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
         let p = action_props(CONNECTOR, props)?;
-        let used: Vec<&str> = SINK_KEYS.iter().chain(TLS_KEYS).copied().collect();
+        let used: Vec<&str> = SINK_KEYS
+            .iter()
+            .chain(TLS_KEYS)
+            .chain(crate::codec::sink_format::SINK_FORMAT_KEYS)
+            .copied()
+            .collect();
         p.refuse_unknown_sink_keys("websocket sink", &used)?;
         let path = p.string("path")?.unwrap_or("");
         Ok(WebsocketSinkConfig {
@@ -123,6 +130,7 @@ impl WebsocketSinkConfig {
             send_single: p.boolean("sendsingle")?.unwrap_or(false),
             send_nil: p.boolean("sendnilfield")?.unwrap_or(false),
             omit_if_empty: p.boolean("omitifempty")?.unwrap_or(false),
+            format: std::sync::Arc::new(crate::codec::sink_format::SinkFormat::parse(&p, true)?),
         })
     }
 }

@@ -23,7 +23,6 @@ use super::SEND_QUEUE;
 use super::client::{self, Connection};
 use super::config::{ClientTarget, WebsocketMode, WebsocketSinkConfig};
 use super::hub::{HubSink, WebsocketHub, WsPayload};
-use crate::codec::encode;
 use crate::mqtt::{ConnectionState, DisconnectOnDrop};
 use crate::{ConnectorError, Sink};
 
@@ -134,7 +133,10 @@ impl Sink for WebsocketSink {
 
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         let c = &self.config;
-        for payload in encode::batch_messages(batch, c.send_single, c.send_nil, c.omit_if_empty) {
+        let messages = c
+            .format
+            .messages(batch, c.send_single, c.send_nil, c.omit_if_empty)?;
+        for payload in messages {
             self.send(payload).await?;
         }
         Ok(())
@@ -145,8 +147,9 @@ impl Sink for WebsocketSink {
     }
 
     async fn collect_payloads(&mut self, payloads: &[Vec<u8>]) -> Result<(), ConnectorError> {
-        for p in payloads {
-            self.send(p.clone()).await?;
+        let c = &self.config;
+        for p in c.format.payloads(payloads, c.send_single)? {
+            self.send(p).await?;
         }
         Ok(())
     }

@@ -84,6 +84,14 @@ impl TestClient {
             .unwrap();
     }
 
+    /// Publishes raw bytes (compressed or binary payloads).
+    pub async fn publish_bytes(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+
     pub async fn subscribed(&mut self) {
         tokio::time::timeout(Duration::from_secs(10), self.subacks.recv())
             .await

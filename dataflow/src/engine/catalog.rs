@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::{Statement, StreamDef, StreamKind};
+use quiver_connectors::codec::Decoder;
+use quiver_connectors::codec::compress::Compression;
 use quiver_connectors::codec::json::JsonDecoder;
 use quiver_connectors::{SourceEvent, SourceOutput, SourceSpec};
 use serde_json::Value;
@@ -122,6 +124,33 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// The decoder of `def`'s payloads: its `FORMAT`, after the `decompression` its source
+    /// profile names (eKuiper's source property; the file source decompresses whole files
+    /// itself). `with_topic` adds the metadata columns.
+    pub(super) fn stream_decoder(
+        &self,
+        def: &StreamDef,
+        with_topic: bool,
+    ) -> Result<Decoder, EngineError> {
+        let decoder = Decoder::for_stream(def, with_topic);
+        if def.options.source_type == "file" {
+            return Ok(decoder);
+        }
+        let props = self.profile_props(def);
+        let named = props
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case("decompression") && !v.is_null());
+        let Some((_, value)) = named else {
+            return Ok(decoder);
+        };
+        let compression = value
+            .as_str()
+            .ok_or_else(|| "\"decompression\" must be a string".to_string())
+            .and_then(Compression::named)
+            .map_err(|e| EngineError::Invalid(format!("stream \"{}\": {e}", def.name)))?;
+        Ok(decoder.decompressing(compression))
+    }
+
     /// What a connector needs to read `def`'s source: type, DATASOURCE and profile props.
     pub(super) fn source_spec(&self, def: &StreamDef) -> SourceSpec {
         SourceSpec {
@@ -151,7 +180,8 @@ impl Engine {
         self.inner
             .workers
             .broadcast(|| Command::CreateTable(feed.clone()));
-        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        // Tables are JSON only (the DDL refuses other formats on them).
+        let decoder = Decoder::json(JsonDecoder::new(def.arrow_schema(), false));
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -229,7 +259,7 @@ impl Engine {
         state: Arc<crate::tables::state::TableState>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
         let (source_task, mut rx) = self.table_source(def)?;
-        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let decoder = Decoder::json(JsonDecoder::new(def.arrow_schema(), false));
         let fed = state;
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
@@ -371,7 +401,7 @@ impl Engine {
 }
 
 /// A table source's event as rows; malformed rows are logged and left out.
-fn table_rows(event: SourceEvent, decoder: &JsonDecoder, table: &str) -> Vec<RecordBatch> {
+fn table_rows(event: SourceEvent, decoder: &Decoder, table: &str) -> Vec<RecordBatch> {
     let (_, decoded) = event.decode(decoder);
     if let Some(first) = decoded.errors.first() {
         tracing::warn!(table = %table, "dropping malformed rows: {first}");

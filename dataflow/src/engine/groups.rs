@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use quiver_compiler::StreamDef;
 use quiver_connectors::SourceOutput;
-use quiver_connectors::codec::json::JsonDecoder;
 use tokio::sync::mpsc;
 
 use super::Engine;
@@ -65,7 +64,7 @@ impl Engine {
             key.clone(),
             ingest_rx,
             activators.clone(),
-            JsonDecoder::new(stream.arrow_schema(), true),
+            self.stream_decoder(stream, true)?,
         ));
         group.add(member);
         self.inner

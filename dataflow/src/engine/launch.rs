@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::StreamDef;
-use quiver_connectors::codec::json::JsonDecoder;
 use quiver_connectors::{SourceEvent, SourceOutput};
 use tokio::sync::{mpsc, watch};
 
@@ -206,8 +205,9 @@ impl Engine {
             .columns
             .as_ref()
             .map(|c| c.iter().cloned().collect());
-        let dataflow_decoder =
-            JsonDecoder::new(stream.arrow_schema(), physical.decode.meta).reading(columns.as_ref());
+        let dataflow_decoder = self
+            .stream_decoder(&stream, physical.decode.meta)?
+            .reading(columns.as_ref());
         let dataflow = Arc::new(RuleDataflow {
             key: key.clone(),
             physical: physical.clone(),
@@ -385,7 +385,7 @@ impl Engine {
                 *error.lock().expect("error lock") = Some(e.to_string());
             }
         });
-        let decoder = JsonDecoder::new(def.arrow_schema(), false);
+        let decoder = self.stream_decoder(def, false)?;
         let field = def.options.timestamp.clone().filter(|_| event_time);
         let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use quiver_connectors::codec::json::JsonDecoder;
+use quiver_connectors::codec::Decoder;
 use quiver_connectors::{SourceEvent, SourceOutput, SourceSpec};
 use tokio::sync::mpsc;
 
@@ -131,7 +131,8 @@ impl Engine {
         // that do not read them never see them), not once per rule.
         let decoder = self
             .stream(stream)
-            .map(|def| JsonDecoder::new(def.arrow_schema(), true));
+            .map(|def| self.stream_decoder(&def, true))
+            .transpose()?;
         let fanout = self.inner.runtime.spawn(async move {
             // Rules that fell behind: they get what fits in their queue, without waiting.
             let mut behind: HashMap<String, u32> = HashMap::new();
@@ -224,7 +225,7 @@ fn event_messages(event: &SourceEvent) -> usize {
 
 /// Events (decoded, or rows as they came) as one: their rows in order, in one batch when they
 /// share a schema (so each rule runs once over them), and their failures.
-fn gather(mut parts: Vec<SourceEvent>, decoder: &JsonDecoder) -> SourceEvent {
+fn gather(mut parts: Vec<SourceEvent>, decoder: &Decoder) -> SourceEvent {
     if parts.len() == 1 {
         return parts.pop().expect("one part");
     }
@@ -254,7 +255,7 @@ mod tests {
 
     #[test]
     fn gathered_events_keep_every_row_in_order_in_one_batch() {
-        let decoder = JsonDecoder::new(None, false);
+        let decoder = Decoder::new(&quiver_connectors::codec::Format::Json, None, false);
         let one = gather(vec![decoded(&[1, 2], &["bad"])], &decoder);
         let SourceEvent::Decoded { messages, .. } = &one else {
             panic!("decoded")

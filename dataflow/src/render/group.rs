@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 use quiver_connectors::SourceEvent;
-use quiver_connectors::codec::json::JsonDecoder;
+use quiver_connectors::codec::Decoder;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Scope;
 use timely::dataflow::operators::generic::operator::source;
@@ -66,7 +66,7 @@ pub struct RuleGroup {
     /// Where each worker registers the activator that wakes the group.
     pub activators: Arc<Mutex<Vec<Option<SyncActivator>>>>,
     /// Decoder for events the shared source did not decode (none for schema streams).
-    pub decoder: JsonDecoder,
+    pub decoder: Decoder,
     /// Workers whose input has ended and who let go of their members.
     ended: AtomicUsize,
     workers: usize,
@@ -78,7 +78,7 @@ impl RuleGroup {
         key: String,
         ingest: Vec<mpsc::Receiver<SourceEvent>>,
         activators: Arc<Mutex<Vec<Option<SyncActivator>>>>,
-        decoder: JsonDecoder,
+        decoder: Decoder,
     ) -> Self {
         let workers = ingest.len();
         RuleGroup {
@@ -151,7 +151,7 @@ fn chain(member: &Member) -> Chain {
 /// the schemas agree.
 pub(crate) fn combine(
     events: Vec<SourceEvent>,
-    decoder: &JsonDecoder,
+    decoder: &Decoder,
 ) -> (usize, Arc<quiver_connectors::codec::json::Decoded>) {
     let mut messages = 0;
     let mut batches = Vec::new();

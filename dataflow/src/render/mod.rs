@@ -28,7 +28,7 @@ use std::collections::HashMap;
 
 use arrow::record_batch::RecordBatch;
 use quiver_connectors::SourceEvent;
-use quiver_connectors::codec::json::JsonDecoder;
+use quiver_connectors::codec::Decoder;
 use timely::dataflow::Scope;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::DistributorPact;
@@ -75,7 +75,7 @@ pub struct RuleDataflow {
     /// The counters of every node of [`PhysicalPlan::nodes`], by node id.
     pub metrics: Arc<RuleMetrics>,
     /// Decoder for raw payloads.
-    pub decoder: JsonDecoder,
+    pub decoder: Decoder,
     /// One ingest queue per worker, taken by the worker that builds it.
     pub ingest: Mutex<Vec<Option<mpsc::Receiver<SourceEvent>>>>,
     /// Where each worker registers the activator the source task wakes it with.
