@@ -178,6 +178,17 @@ impl Connectors {
         }
     }
 
+    /// The property a sink of `sink_type` writes to, which eKuiper's `resendDestination`
+    /// replaces for resent results: the MQTT and memory sinks' `topic`, the rest sink's `url`
+    /// (eKuiper's list). `None`: the sink type has no resend destination.
+    pub fn resend_destination_key(sink_type: &str) -> Option<&'static str> {
+        match sink_type {
+            "mqtt" | "memory" => Some("topic"),
+            "rest" => Some("url"),
+            _ => None,
+        }
+    }
+
     /// Registers (or replaces) a sink type; rules created from now on can use it as an action.
     pub fn register_sink(&self, name: &str, factory: Arc<dyn SinkFactory>) {
         self.plugin_sinks

@@ -170,6 +170,10 @@ fn a_refused_request_is_dropped_not_resent_and_bad_cache_settings_are_refused() 
     // Settings eKuiper's SinkConf refuses are a 400 naming the property.
     for (props, named) in [
         (
+            json!({"enableCache": true, "resendDestination": "http://h/x"}),
+            "resendAlterQueue",
+        ),
+        (
             json!({"enableCache": true, "memoryCacheThreshold": 1000}),
             "memoryCacheThreshold",
         ),
@@ -187,6 +191,18 @@ fn a_refused_request_is_dropped_not_resent_and_bad_cache_settings_are_refused() 
         assert_eq!(status, 400, "{body}");
         assert!(body["message"].as_str().unwrap().contains(named), "{body}");
     }
+    // eKuiper's resend destinations are a topic or URL: sinks without one refuse it.
+    let log = json!({"id": "bad", "sql": "SELECT v FROM readings", "actions": [{"log": {
+        "enableCache": true, "resendAlterQueue": true, "resendDestination": "elsewhere"}}]});
+    let (status, body) = server.json("POST", "/rules", Some(log));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not supported by the log sink"),
+        "{body}"
+    );
     server.stop();
 }
 
@@ -270,9 +286,11 @@ fn with_resend_alter_queue_live_results_go_out_beside_the_resent_ones() {
     let one = ["--workers".to_string(), "1".to_string()];
     let server = Server::start_args(&dir, &one, None);
     server.create_stream(STREAM);
-    // A slow resend (one cached row every 300 ms) and live rows first.
+    // A slow resend (one cached row every 300 ms), live rows first, and resent rows to a
+    // URL of their own (`resendDestination`).
     let cache = json!({"enableCache": true, "resendAlterQueue": true, "resendPriority": -1,
-                       "resendInterval": 300, "resendIndicatorField": "resent"});
+                       "resendInterval": 300, "resendIndicatorField": "resent",
+                       "resendDestination": format!("{base}/resent")});
     let created = server.call(
         "POST",
         "/rules",
@@ -290,12 +308,16 @@ fn with_resend_alter_queue_live_results_go_out_beside_the_resent_ones() {
     push_each(&server, 5..10);
     let st = wait_metric(&server, "alter", "sink_rest_0_0_records_out_total", 10);
     assert_eq!(st["sink_rest_0_0_buffer_length"], json!(0), "{st}");
-    let got = values_at(&web, "/alter");
-    let resent: Vec<&Value> = got.iter().filter(|v| v["resent"] == json!(true)).collect();
-    let live: Vec<&Value> = got.iter().filter(|v| v.get("resent").is_none()).collect();
-    assert_eq!(resent.len(), 5, "{got:?}");
-    assert!(resent.iter().all(|v| v["v"].as_i64() < Some(5)), "{got:?}");
-    assert_eq!(live.len(), 5, "{got:?}");
+    let live = values_at(&web, "/alter");
+    let resent = values_at(&web, "/resent");
+    assert!(
+        resent.iter().all(|v| v["resent"] == json!(true)),
+        "{resent:?}"
+    );
+    assert!(live.iter().all(|v| v.get("resent").is_none()), "{live:?}");
+    let mut live_values: Vec<i64> = live.iter().map(|v| v["v"].as_i64().unwrap()).collect();
+    live_values.sort();
+    assert_eq!(live_values, [5, 6, 7, 8, 9]);
     // The resent rows keep their order among themselves.
     let order: Vec<i64> = resent.iter().map(|v| v["v"].as_i64().unwrap()).collect();
     assert_eq!(order, [0, 1, 2, 3, 4]);

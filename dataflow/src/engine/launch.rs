@@ -80,14 +80,21 @@ impl Engine {
                         .entry(format!("{}/{sink_name}", entry.spec.id))
                         .or_default()
                         .clone();
-                    Some(crate::sink_cache::CacheSpec {
-                        dir: self.cache_dir()?,
-                        rule: entry.spec.id.clone(),
-                        sink: sink_name,
-                        owner,
-                        settings: cache.clone(),
-                        discard: discard_caches.clone(),
-                    })
+                    let resend = match &cache.destination {
+                        None => None,
+                        Some(dest) => Some(self.resend_sink(&action.sink_type, &props, dest)?),
+                    };
+                    Some((
+                        crate::sink_cache::CacheSpec {
+                            dir: self.cache_dir()?,
+                            rule: entry.spec.id.clone(),
+                            sink: sink_name,
+                            owner,
+                            settings: cache.clone(),
+                            discard: discard_caches.clone(),
+                        },
+                        resend,
+                    ))
                 }
             };
             let (tx, rx) =

@@ -109,8 +109,11 @@ impl Engine {
             &action.props,
         )?;
         let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
-        if settings.cache.is_some() {
+        if let Some(cache) = &settings.cache {
             self.cache_dir()?;
+            if let Some(dest) = &cache.destination {
+                self.resend_sink(&action.sink_type, &props, dest)?;
+            }
         }
         if settings.data_template.is_some() && !sink.accepts_payloads() {
             return Err(EngineError::Invalid(format!(
@@ -119,6 +122,27 @@ impl Engine {
             )));
         }
         Ok(())
+    }
+
+    /// A second sink like the action's, writing to `dest` (eKuiper's `resendDestination`)
+    /// instead of its topic or URL: where resent results go.
+    pub(super) fn resend_sink(
+        &self,
+        sink_type: &str,
+        props: &serde_json::Value,
+        dest: &str,
+    ) -> Result<Box<dyn quiver_connectors::Sink>, EngineError> {
+        let key = quiver_connectors::Connectors::resend_destination_key(sink_type).ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "sink property \"resendDestination\" is not supported by the {sink_type} sink (mqtt, rest and memory only)"
+            ))
+        })?;
+        let mut props = props.clone();
+        if let Some(map) = props.as_object_mut() {
+            map.retain(|k, _| !k.eq_ignore_ascii_case(key));
+            map.insert(key.to_string(), serde_json::Value::String(dest.to_string()));
+        }
+        Ok(self.inner.connectors.sink(sink_type, &props)?)
     }
 
     /// Starts a stopped rule (no-op if running).

@@ -64,10 +64,21 @@ pub(super) async fn run_sink(
     mut errors: Option<mpsc::Receiver<String>>,
     metrics: Arc<NodeMetrics>,
     error: Arc<Mutex<Option<String>>>,
-    cache: Option<CacheSpec>,
+    cache: Option<(CacheSpec, Option<Box<dyn quiver_connectors::Sink>>)>,
 ) {
     if let Err(e) = sink.connect().await {
         *error.lock().expect("error lock") = Some(format!("sink connect failed: {e}"));
+        metrics.exceptions(1, &e.to_string());
+        return;
+    }
+    let (cache, mut resend_sink) = match cache {
+        Some((spec, resend)) => (Some(spec), resend),
+        None => (None, None),
+    };
+    if let Some(r) = &mut resend_sink
+        && let Err(e) = r.connect().await
+    {
+        *error.lock().expect("error lock") = Some(format!("resend sink connect failed: {e}"));
         metrics.exceptions(1, &e.to_string());
         return;
     }
@@ -76,6 +87,9 @@ pub(super) async fn run_sink(
         Some(spec) => match SinkCache::open(spec).await {
             Ok(cache) => {
                 sink.fail_fast();
+                if let Some(r) = &mut resend_sink {
+                    r.fail_fast();
+                }
                 Some(cache)
             }
             Err(e) => {
@@ -95,6 +109,7 @@ pub(super) async fn run_sink(
             .filter(|c| !c.is_empty())
             .map(|_| tokio::time::Instant::now()),
         sink,
+        resend_sink,
         out: Output {
             template,
             send_single: settings.send_single,
@@ -214,6 +229,8 @@ enum Outcome {
 /// One sink with its output shape, metrics and cache: what the task loop writes through.
 struct Writer {
     sink: Box<dyn quiver_connectors::Sink>,
+    /// Where resent results go when `resendDestination` names another topic or URL.
+    resend_sink: Option<Box<dyn quiver_connectors::Sink>>,
     out: Output,
     metrics: Arc<NodeMetrics>,
     cache: Option<SinkCache>,
@@ -248,13 +265,17 @@ impl Writer {
     }
 
     /// Writes one emission and counts it: rows in when `fresh` (not a resend), rows out when
-    /// written, exceptions when not.
+    /// written, exceptions when not. A resend goes to the `resendDestination` sink if any.
     async fn attempt(&mut self, batch: &RecordBatch, fresh: bool) -> Outcome {
         let started = Instant::now();
         let rows = batch.num_rows();
         let rows_in = if fresh { rows } else { 0 };
+        let sink = match (&mut self.resend_sink, fresh) {
+            (Some(resend), false) => resend,
+            _ => &mut self.sink,
+        };
         let written = match &self.out.template {
-            None => self.sink.collect_list(batch).await,
+            None => sink.collect_list(batch).await,
             Some(t) => {
                 let objects: Vec<Value> =
                     quiver_connectors::codec::encode::batch_to_rows(batch, false)
@@ -267,7 +288,7 @@ impl Writer {
                     t.render(&Value::Array(objects)).map(|p| vec![p])
                 };
                 match rendered {
-                    Ok(payloads) => self.sink.collect_rendered(batch, &payloads).await,
+                    Ok(payloads) => sink.collect_rendered(batch, &payloads).await,
                     Err(e) => {
                         self.metrics.batch(rows_in, 0, started);
                         self.metrics.exceptions(rows, &e);
@@ -395,6 +416,11 @@ impl Writer {
     /// Closes the sink and leaves the cache for the next run (or drops it, as it was asked).
     async fn finish(mut self) {
         if let Err(e) = self.sink.close().await {
+            self.metrics.exceptions(1, &e.to_string());
+        }
+        if let Some(mut resend) = self.resend_sink.take()
+            && let Err(e) = resend.close().await
+        {
             self.metrics.exceptions(1, &e.to_string());
         }
         if let Some(cache) = self.cache.take() {

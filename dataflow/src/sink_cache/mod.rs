@@ -279,6 +279,7 @@ mod tests {
                 alter_queue: false,
                 priority: ResendPriority::Equal,
                 indicator_field: None,
+                destination: None,
             },
             discard: Arc::default(),
             owner: Arc::default(),

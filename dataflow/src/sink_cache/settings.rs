@@ -20,6 +20,7 @@ pub const CACHE_KEYS: &[&str] = &[
     "resendAlterQueue",
     "resendPriority",
     "resendIndicatorField",
+    "resendDestination",
 ];
 
 /// The most emissions one sink may hold in memory (`memoryCacheThreshold`): each can be a whole
@@ -64,6 +65,8 @@ pub struct CacheSettings {
     pub priority: ResendPriority,
     /// A boolean column set to true on resent rows, when named.
     pub indicator_field: Option<String>,
+    /// Where resent results go instead (`resendDestination`: a topic or URL), when set.
+    pub destination: Option<String>,
 }
 
 fn bad(key: &str, what: &str) -> EngineError {
@@ -149,15 +152,30 @@ impl CacheSettings {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(bad("resendIndicatorField", "must be a field name")),
         };
+        let destination = match map.get("resendDestination") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(bad("resendDestination", "must be a topic or URL")),
+        };
+        let alter_queue = flag(map, "resendAlterQueue")?;
+        if destination.is_some() && !alter_queue {
+            // eKuiper sends to the destination from the alternate queue only.
+            return Err(bad(
+                "resendDestination",
+                "needs \"resendAlterQueue\": true (resent results go out beside live ones)",
+            ));
+        }
         let settings = CacheSettings {
             memory_threshold,
             max_disk,
             page_size,
             resend_interval: Duration::from_millis(resend_ms),
             clean_at_stop: flag(map, "cleanCacheAtStop")?,
-            alter_queue: flag(map, "resendAlterQueue")?,
+            alter_queue,
             priority,
             indicator_field,
+            destination,
         };
         Ok(enabled.then_some(settings))
     }
@@ -209,5 +227,11 @@ mod tests {
         assert!(reason(json!({"resendInterval": -5})).contains("resendInterval"));
         assert!(reason(json!({"resendInterval": "forever"})).contains("resendInterval"));
         assert!(reason(json!({"maxDiskCache": 1u64 << 40})).contains("limit"));
+        assert!(reason(json!({"resendDestination": "t/resent"})).contains("resendAlterQueue"));
+        let s = parse(json!({"enableCache": true, "resendAlterQueue": true,
+            "resendDestination": "t/resent"}))
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.destination.as_deref(), Some("t/resent"));
     }
 }
