@@ -52,7 +52,8 @@ fn a_failed_rule_is_restarted_with_backoff_until_it_works_or_its_attempts_run_ou
     std::fs::write(&tmp, "{\"v\": 1}\n{\"v\": 2}\n{\"v\": 3}\n").unwrap();
     std::fs::rename(&tmp, &late).unwrap();
     let got = web.wait_for(3, Duration::from_secs(20));
-    let values: Vec<Value> = got.iter().map(|r| r.json()).collect();
+    let mut values: Vec<Value> = got.iter().map(|r| r.json()).collect();
+    values.sort_by_key(|v| v["v"].as_i64());
     assert_eq!(values, [json!({"v": 1}), json!({"v": 2}), json!({"v": 3})]);
     let st = wait_rule_status(&server, "late", |st| st["status"] == json!("stopped"));
     assert_eq!(st["message"], json!("input ended"), "{st}");

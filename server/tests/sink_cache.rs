@@ -152,20 +152,24 @@ fn a_refused_request_is_dropped_not_resent_and_bad_cache_settings_are_refused() 
         Some(rule("failing", &format!("{}/status/503", web.base), cache)),
     );
     assert_eq!(created.0, 201, "{created:?}");
-    push_each(&server, 0..3);
+    // The first row alone, so that it is the first emission; the others once it failed.
+    push_each(&server, 0..1);
+    wait_metric(&server, "failing", "sink_rest_0_0_exceptions_total", 1);
+    push_each(&server, 1..3);
     // A 400 is the request's own fault: each row is tried once and dropped.
     let st = wait_metric(&server, "refused", "sink_rest_0_0_exceptions_total", 3);
     assert_eq!(st["sink_rest_0_0_buffer_length"], json!(0), "{st}");
-    // A 503 is the far end's: the first row is tried again and again, the others wait
+    assert_eq!(values_at(&web, "/status/400").len(), 3);
+    // A 503 is the far end's: the first row is tried again and again, and the others wait
     // behind it without being tried.
     let st = wait_rule_status(&server, "failing", |st| {
         st["sink_rest_0_0_exceptions_total"].as_u64() >= Some(6)
+            && st["sink_rest_0_0_records_in_total"].as_u64() == Some(3)
     });
     assert_eq!(st["sink_rest_0_0_records_out_total"], json!(0), "{st}");
     let tries: Vec<Value> = values_at(&web, "/status/503");
     assert!(tries.len() >= 6, "{tries:?}");
-    assert!(tries.iter().all(|v| *v == tries[0]), "{tries:?}");
-    assert_eq!(values_at(&web, "/status/400").len(), 3);
+    assert!(tries.iter().all(|v| *v == json!({"v": 0})), "{tries:?}");
 
     // Settings eKuiper's SinkConf refuses are a 400 naming the property.
     for (props, named) in [
@@ -256,9 +260,10 @@ async fn an_mqtt_sink_keeps_what_it_could_not_publish_and_sends_it_after_the_out
         server.push("/readings", &json!({"v": v}).to_string());
     }
     // Every row reached the sink and waits in its cache (rows pushed close together may
-    // travel as one emission, so the cache holds at least one and at most nine more).
+    // travel as one emission, so the cache holds at least one and at most nine more). A probe
+    // pushed before the sink noticed the cut may have gone into its client's queue and been
+    // counted as written: that is the gap the probes step over.
     let st = wait_metric(&server, "m", "sink_mqtt_0_0_records_in_total", 10 + probes);
-    assert_eq!(st["sink_mqtt_0_0_records_out_total"], json!(1), "{st}");
     assert!(
         st["sink_mqtt_0_0_buffer_length"].as_u64() >= Some(2),
         "{st}"

@@ -175,6 +175,8 @@ impl Engine {
                 if let Some(run) = &entry.run {
                     flushing.push(run.done.clone());
                 }
+                // No restart (`restartStrategy`) may start a run on the stopping workers.
+                entry.restart = Default::default();
                 self.teardown(entry, "server stopped");
             }
         }
