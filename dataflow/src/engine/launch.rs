@@ -77,7 +77,7 @@ impl Engine {
                         .cache_owners
                         .lock()
                         .expect("cache owners lock")
-                        .entry(format!("{}/{sink_name}", entry.spec.id))
+                        .entry((entry.spec.id.clone(), sink_name.clone()))
                         .or_default()
                         .clone();
                     let resend = match &cache.destination {

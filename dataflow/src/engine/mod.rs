@@ -73,6 +73,9 @@ impl Default for EngineConfig {
     }
 }
 
+/// The lock a sink task holds on its cache for the length of its run (`CacheSpec::owner`).
+type CacheOwner = Arc<tokio::sync::Mutex<()>>;
+
 /// The stream-processing engine. Cheap to clone; all clones share the same state.
 #[derive(Clone)]
 pub struct Engine {
@@ -102,8 +105,9 @@ struct Inner {
     cores: usize,
     /// Where sink caches live.
     data_dir: Option<std::path::PathBuf>,
-    /// One owner lock per cached sink (`<rule>/<sink node>`): a sink task holds it for its run.
-    cache_owners: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One owner lock per cached sink, by rule and sink node: a sink task holds it for its
+    /// run. Entries of deleted rules go once no task holds them (`Engine::remove_rule`).
+    cache_owners: Mutex<HashMap<(String, String), CacheOwner>>,
 }
 
 impl Engine {

@@ -201,6 +201,15 @@ impl Engine {
             // A stopped rule's sinks left their caches on disk for its next run: there is none.
             self.forget_caches(id, Vec::new());
         }
+        // The owner locks of deleted rules that no sink task holds any more, so the map only
+        // grows with the rules that exist.
+        self.inner
+            .cache_owners
+            .lock()
+            .expect("cache owners lock")
+            .retain(|(rule, _), owner| {
+                rules.contains_key(rule) || std::sync::Arc::strong_count(owner) > 1
+            });
         Ok(())
     }
 
