@@ -9,6 +9,16 @@ use serde_json::{Map, Value};
 
 use crate::ConnectorError;
 
+/// eKuiper's properties of every message source (MQTT, Kafka) that the rule runtime, not the
+/// connector, deals with; `decompression` is undone by the stream's decoder on the workers.
+pub(crate) const COMMON_SOURCE_KEYS: &[&str] = &[
+    "bufferlength",
+    "interval",
+    "mergefield",
+    "format",
+    "decompression",
+];
+
 /// A connector's properties with lower-cased keys.
 pub(crate) struct Props<'a> {
     /// The connector's name, for errors.

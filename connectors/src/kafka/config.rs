@@ -23,16 +23,6 @@ const CONNECTION_KEYS: &[&str] = &[
 /// The source's own properties.
 const SOURCE_KEYS: &[&str] = &["groupid", "partition", "maxbytes", "offsetreset"];
 
-/// Properties of every eKuiper source that the rule runtime, not the connector, deals with.
-const COMMON_SOURCE_KEYS: &[&str] = &[
-    "bufferlength",
-    "interval",
-    "mergefield",
-    "format",
-    // Undone by the stream's decoder, on the workers.
-    "decompression",
-];
-
 /// The sink's own properties.
 const SINK_KEYS: &[&str] = &[
     "topic",
@@ -113,7 +103,13 @@ impl KafkaSourceConfig {
     /// Validates the stream's DATASOURCE (the topic) and the connection properties.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let props = Props::new(CONNECTOR, props);
-        let used: Vec<&str> = [CONNECTION_KEYS, TLS_KEYS, SOURCE_KEYS, COMMON_SOURCE_KEYS].concat();
+        let used: Vec<&str> = [
+            CONNECTION_KEYS,
+            TLS_KEYS,
+            SOURCE_KEYS,
+            crate::props::COMMON_SOURCE_KEYS,
+        ]
+        .concat();
         props.refuse_unknown("kafka source", &used)?;
         let topic = datasource.trim();
         if topic.is_empty() {

@@ -172,6 +172,26 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// Writes rendered payloads (a `dataTemplate`'s), one message each, in the sink's format;
+    /// `rows` are what templated keys and headers read (none for fixed ones).
+    async fn write_payloads(
+        &mut self,
+        payloads: &[Vec<u8>],
+        rows: &[Value],
+    ) -> Result<(), ConnectorError> {
+        let values = self
+            .config
+            .format
+            .payloads(payloads, true)?
+            .into_iter()
+            .map(Bytes::from)
+            .collect();
+        let messages = self.messages(values, rows)?;
+        self.write(messages).await
+    }
+}
+
 #[async_trait]
 impl Sink for KafkaSink {
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
@@ -199,15 +219,7 @@ impl Sink for KafkaSink {
                 self.config.topic
             )));
         }
-        let values = self
-            .config
-            .format
-            .payloads(payloads, true)?
-            .into_iter()
-            .map(Bytes::from)
-            .collect();
-        let messages = self.messages(values, &[])?;
-        self.write(messages).await
+        self.write_payloads(payloads, &[]).await
     }
 
     async fn collect_rendered(
@@ -216,15 +228,7 @@ impl Sink for KafkaSink {
         payloads: &[Vec<u8>],
     ) -> Result<(), ConnectorError> {
         let rows = self.rows(batch);
-        let values = self
-            .config
-            .format
-            .payloads(payloads, true)?
-            .into_iter()
-            .map(Bytes::from)
-            .collect();
-        let messages = self.messages(values, &rows)?;
-        self.write(messages).await
+        self.write_payloads(payloads, &rows).await
     }
 }
 

@@ -36,15 +36,6 @@ const CONNECTION_KEYS: &[&str] = &[
     "protocolversion",
 ];
 
-/// Properties of every eKuiper source that the rule runtime, not the connector, deals with.
-const COMMON_SOURCE_KEYS: &[&str] = &[
-    "bufferlength",
-    "interval",
-    "mergefield",
-    "format",
-    "decompression",
-];
-
 /// Properties of every eKuiper sink that the rule runtime, not the connector, deals with.
 const COMMON_SINK_KEYS: &[&str] = &[
     "concurrency",
@@ -217,7 +208,7 @@ impl MqttSourceConfig {
         props.check_keys(
             "mqtt source",
             &[CONNECTION_KEYS, TLS_KEYS].concat(),
-            COMMON_SOURCE_KEYS,
+            crate::props::COMMON_SOURCE_KEYS,
             IGNORED_KEYS,
         );
         let topic = datasource.trim();

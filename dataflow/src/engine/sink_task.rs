@@ -377,7 +377,8 @@ impl Writer {
             self.resend_due = None;
             return Ok(());
         };
-        let settings = cache.settings().clone();
+        let interval = cache.settings().resend_interval;
+        let indicator = cache.settings().indicator_field.clone();
         let batch = match cache.front().await {
             Ok(Some(batch)) => batch,
             Ok(None) => {
@@ -389,7 +390,7 @@ impl Writer {
                 return Ok(());
             }
         };
-        let batch = match &settings.indicator_field {
+        let batch = match &indicator {
             Some(field) => with_indicator(batch, field),
             None => batch,
         };
@@ -399,13 +400,13 @@ impl Writer {
                 let cache = self.cache.as_mut().expect("cache checked above");
                 cache.pop().await;
                 self.backoff = MIN_BACKOFF;
-                self.resend_due = (!cache.is_empty()).then(|| now + settings.resend_interval);
+                self.resend_due = (!cache.is_empty()).then(|| now + interval);
                 if cache.is_empty() {
                     tracing::info!("sink cache: every cached emission was sent");
                 }
             }
             Outcome::Retry => {
-                self.resend_due = Some(now + self.backoff.max(settings.resend_interval));
+                self.resend_due = Some(now + self.backoff.max(interval));
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
             Outcome::Fatal(e) => return Err(e),

@@ -23,7 +23,7 @@ use arrow::record_batch::RecordBatch;
 
 pub use settings::{CACHE_KEYS, CacheSettings, ResendPriority};
 use store::DiskStore;
-pub use store::{FILE, retain};
+pub use store::retain;
 
 /// Where one sink's cache lives and how it behaves.
 #[derive(Debug, Clone)]

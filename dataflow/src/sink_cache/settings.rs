@@ -130,11 +130,12 @@ impl CacheSettings {
                 ));
             }
         }
+        // Milliseconds or a duration text; either way within the one limit below.
         let resend_ms = match map.get("resendInterval") {
             None | Some(Value::Null) => 0,
             Some(Value::String(s)) => quiver_compiler::duration::parse_config_millis(s)
                 .ok_or_else(|| bad("resendInterval", "must be milliseconds or a duration"))?,
-            Some(_) => int(map, "resendInterval", 0, 0, MAX_RESEND_INTERVAL_MS)? as u64,
+            Some(_) => int(map, "resendInterval", 0, 0, u64::MAX)? as u64,
         };
         if resend_ms > MAX_RESEND_INTERVAL_MS {
             return Err(EngineError::Invalid(format!(

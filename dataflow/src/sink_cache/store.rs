@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use rusqlite::{Connection, params};
 
 /// The cache file in the data directory.
-pub const FILE: &str = "cache.db";
+const FILE: &str = "cache.db";
 
 /// Why a disk operation failed.
 pub type StoreError = String;
