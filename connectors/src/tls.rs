@@ -89,6 +89,20 @@ impl TlsClient {
         }
     }
 
+    /// Trusts only the CA certificates in `pem` (PEM text, e.g. a private CA's file); no client
+    /// certificate.
+    pub fn with_root_ca(pem: &[u8]) -> Result<Self, String> {
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(root_store(pem)?)
+            .with_no_client_auth();
+        Ok(TlsClient {
+            config: Arc::new(config),
+            description: "root ca".into(),
+        })
+    }
+
     /// The rustls configuration, shared.
     pub fn config(&self) -> Arc<ClientConfig> {
         self.config.clone()
@@ -109,6 +123,21 @@ pub fn provider() -> Arc<CryptoProvider> {
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
         .clone()
+}
+
+/// The CA certificates in `pem` as a root store; an error for text that holds none.
+fn root_store(pem: &[u8]) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
+        store
+            .add(cert)
+            .map_err(|e| format!("unusable CA certificate: {e}"))?;
+    }
+    if store.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(store)
 }
 
 /// The system's root certificates, loaded once per process.
@@ -182,19 +211,7 @@ impl Props<'_> {
             let roots = match self.pem("rootcapath", "rootcaraw")? {
                 Some((name, pem)) => {
                     description.push("root ca");
-                    let mut store = RootCertStore::empty();
-                    for cert in CertificateDer::pem_slice_iter(&pem) {
-                        let cert = cert.map_err(|e| {
-                            self.error(format!("\"{name}\": not a PEM certificate: {e}"))
-                        })?;
-                        store.add(cert).map_err(|e| {
-                            self.error(format!("\"{name}\": unusable CA certificate: {e}"))
-                        })?;
-                    }
-                    if store.is_empty() {
-                        return Err(self.error(format!("\"{name}\": no PEM certificate in it")));
-                    }
-                    Arc::new(store)
+                    Arc::new(root_store(&pem).map_err(|e| self.error(format!("\"{name}\": {e}")))?)
                 }
                 None => {
                     description.push("system roots");

@@ -15,6 +15,7 @@ use serde_json::Value;
 pub mod mqtt;
 
 pub mod pki;
+pub mod plugin_zip;
 pub mod proxy;
 
 /// A running quiverd, killed on drop.
