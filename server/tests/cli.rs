@@ -334,6 +334,11 @@ fn rules_are_managed_and_inspected() {
     assert!(!sources.is_empty(), "{topo}");
     let out = quiver(&server, &["gettopo", "rule", "r1"]).ok();
     assert_eq!(lines(&out)[0], format!("sources: {}", sources.join(", ")));
+    // Edges in the server's order: from the source on.
+    assert!(
+        lines(&out)[1].starts_with(&format!("{} -> ", sources[0])),
+        "{out}"
+    );
     for (from, to) in topo["edges"].as_object().unwrap() {
         let to = strs(to);
         assert!(

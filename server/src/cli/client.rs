@@ -31,6 +31,11 @@ impl Reply {
 
     /// The body as JSON.
     pub fn json(&self) -> Result<Value, CliError> {
+        self.parse()
+    }
+
+    /// The body as a `T` (e.g. [`crate::ordered::Entries`] to keep the server's key order).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, CliError> {
         serde_json::from_slice(&self.body)
             .map_err(|e| CliError::BadAnswer(format!("{e}: {}", self.text())))
     }
@@ -105,6 +110,8 @@ impl Client {
         path: &str,
         body: Option<String>,
     ) -> Result<Reply, CliError> {
+        // Named in messages about answers without a body of their own.
+        let what = format!("{method} {path}");
         let mut request = axum::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -133,18 +140,18 @@ impl Client {
             }),
             400..=499 => Err(CliError::Refused {
                 status,
-                message: server_message(&response.body, status),
+                message: server_message(&response.body, status, &what),
             }),
             _ => Err(CliError::ServerFailed {
                 status,
-                message: server_message(&response.body, status),
+                message: server_message(&response.body, status, &what),
             }),
         }
     }
 }
 
 /// The `message` of eKuiper's error body `{"error": code, "message": "..."}`, or the body.
-fn server_message(body: &[u8], status: u16) -> String {
+fn server_message(body: &[u8], status: u16, what: &str) -> String {
     if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body)
         && let Some(Value::String(message)) = map.get("message")
     {
@@ -152,7 +159,7 @@ fn server_message(body: &[u8], status: u16) -> String {
     }
     let text = String::from_utf8_lossy(body).trim().to_string();
     if text.is_empty() {
-        format!("the server answered {status} without a message")
+        format!("{what}: the server answered {status} without a message")
     } else {
         text
     }

@@ -10,6 +10,7 @@ mod client;
 mod commands;
 mod error;
 mod input;
+mod ordered;
 mod output;
 
 use std::process::ExitCode;

@@ -178,7 +178,8 @@ impl Output {
                     line.push_str(&" ".repeat(pad + 2));
                 }
             }
-            self.line(&line);
+            // An empty last cell would leave the padding of the one before it.
+            self.line(line.trim_end());
         }
     }
 

@@ -2,14 +2,12 @@
 //! counters; metrics of no node column (e.g. connection status) follow as `key: value`.
 //! `--json` prints the server's flat status object.
 
-use std::fmt;
-
 use quiver_dataflow::metrics::names;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::{Ctx, RuleTarget, Run};
 use crate::error::CliError;
+use crate::ordered::Entries;
 use crate::output::{Cell, status_style};
 
 /// `getstatus rule ID`
@@ -36,30 +34,6 @@ const FIELDS: [(&str, &str); 3] = [
     ("nextStartTimestamp", "next start"),
 ];
 
-/// A JSON object's entries in the server's order (the status lists nodes in topology order;
-/// a map would sort them).
-struct Entries(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for Entries {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Ordered;
-        impl<'de> Visitor<'de> for Ordered {
-            type Value = Entries;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-        }
-        d.deserialize_map(Ordered)
-    }
-}
-
 /// A metric value as a cell: strings unquoted.
 fn shown(value: &Value) -> String {
     match value {
@@ -84,8 +58,7 @@ impl Run for GetStatus {
         let Some(reply) = ctx.fetch(&self.target.path("/status")).await? else {
             return Ok(());
         };
-        let Entries(entries) = serde_json::from_slice(&reply.body)
-            .map_err(|e| CliError::BadAnswer(format!("{e}: {}", reply.text())))?;
+        let Entries(entries) = reply.parse()?;
         // Node name -> its metrics, nodes in first-seen order.
         let mut nodes: Vec<(String, Vec<(&str, Value)>)> = Vec::new();
         let mut others = Vec::new();

@@ -1,4 +1,7 @@
-//! `gettopo rule ID`: the rule's sources and edges, one `from -> to, to` line per node.
+//! `gettopo rule ID`: the rule's sources, then one `from -> to, to` line per node, walking
+//! the edges from the sources on (the server's `edges` object has no order of its own).
+
+use std::collections::{BTreeMap, VecDeque};
 
 use super::{Ctx, RuleTarget, Run};
 use crate::error::CliError;
@@ -10,12 +13,27 @@ pub struct GetTopo {
     target: RuleTarget,
 }
 
-/// The strings of a JSON array.
-fn names(value: &serde_json::Value) -> Vec<&str> {
-    value
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default()
+/// eKuiper's topology: `{"sources": [...], "edges": {from: [to, ...]}}`.
+#[derive(serde::Deserialize)]
+struct Topo {
+    sources: Vec<String>,
+    edges: BTreeMap<String, Vec<String>>,
+}
+
+impl Topo {
+    /// The edges breadth-first from the sources; edges no source reaches follow by name.
+    fn walk(mut self) -> Vec<(String, Vec<String>)> {
+        let mut ordered = Vec::with_capacity(self.edges.len());
+        let mut queue: VecDeque<String> = self.sources.iter().cloned().collect();
+        while let Some(node) = queue.pop_front() {
+            if let Some(to) = self.edges.remove(&node) {
+                queue.extend(to.iter().cloned());
+                ordered.push((node, to));
+            }
+        }
+        ordered.extend(self.edges);
+        ordered
+    }
 }
 
 impl Run for GetTopo {
@@ -23,13 +41,11 @@ impl Run for GetTopo {
         let Some(reply) = ctx.fetch(&self.target.path("/topo")).await? else {
             return Ok(());
         };
-        let topo = reply.json()?;
+        let topo: Topo = reply.parse()?;
         ctx.out
-            .line(&format!("sources: {}", names(&topo["sources"]).join(", ")));
-        if let Some(edges) = topo["edges"].as_object() {
-            for (from, to) in edges {
-                ctx.out.line(&format!("{from} -> {}", names(to).join(", ")));
-            }
+            .line(&format!("sources: {}", topo.sources.join(", ")));
+        for (from, to) in topo.walk() {
+            ctx.out.line(&format!("{from} -> {}", to.join(", ")));
         }
         Ok(())
     }
