@@ -21,21 +21,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 /// The longest `timeout` accepted (one hour).
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// The properties [`RequestSpec::parse`] reads (lower case), besides the TLS ones
-/// ([`crate::tls::TLS_KEYS`]).
-pub(crate) const REQUEST_KEYS: &[&str] = &[
-    "url",
-    "method",
-    "bodytype",
-    "headers",
-    "timeout",
-    "responsetype",
-];
-
-/// Every property [`RequestSpec::parse`] reads (lower case): [`REQUEST_KEYS`] and the TLS
-/// ones.
+/// Every property [`RequestSpec::parse`] reads: the request's and the TLS ones, from the
+/// shared property tables.
 pub(crate) fn request_keys() -> impl Iterator<Item = &'static str> {
-    REQUEST_KEYS.iter().chain(crate::tls::TLS_KEYS).copied()
+    crate::spec::shared::HTTP_REQUEST
+        .iter()
+        .chain(crate::spec::shared::TLS)
+        .map(|p| p.name)
 }
 
 /// eKuiper HTTP properties this build refuses, with the reason.
@@ -257,7 +249,7 @@ pub struct RequestSpec {
 }
 
 impl RequestSpec {
-    /// Reads the request properties ([`REQUEST_KEYS`]); `url_suffix` is appended to `url`
+    /// Reads the request properties ([`request_keys`]); `url_suffix` is appended to `url`
     /// (the httppull source's `DATASOURCE`).
     pub(crate) fn parse(props: &Props<'_>, url_suffix: &str) -> Result<Self, ConnectorError> {
         for (key, reason) in REFUSED {
