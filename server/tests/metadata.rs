@@ -84,6 +84,23 @@ fn lists_hold_every_connector_with_the_defaults_it_applies() {
         json!(quiver_connectors::kafka::DEFAULT_BATCH_BYTES)
     );
 
+    // Lookup table types share their type's profiles: their properties are listed too.
+    let (status, redis) = server.json("GET", "/metadata/sources/redis", None);
+    assert_eq!(status, 200, "{redis}");
+    assert_eq!(
+        field(&redis["properties"]["default"], "dataType")["default"],
+        "string"
+    );
+    let (_, sql) = server.json("GET", "/metadata/sources/sql", None);
+    assert_eq!(
+        field(&sql["properties"]["default"], "interval")["default"],
+        10000
+    );
+    assert_eq!(
+        field(&sql["properties"]["default"], "timeout")["default"],
+        2000
+    );
+
     // Sources without properties are listed with none.
     let (_, memory) = server.json("GET", "/metadata/sources/memory", None);
     assert_eq!(memory["properties"]["default"], json!([]));
@@ -273,6 +290,13 @@ fn bad_conf_keys_are_refused_naming_what_is_wrong() {
         body["message"].as_str().unwrap().contains("\"sever\""),
         "{body}"
     );
+    // A lookup table's cache settings belong in its type's profile.
+    let (status, body) = server.call(
+        "PUT",
+        "/metadata/sources/sql/confKeys/lookups",
+        Some(json!({"url": "mysql://root@127.0.0.1:3306/test", "lookup": {"cache": true}})),
+    );
+    assert_eq!(status, 200, "{body}");
     let (status, body) = server.json(
         "PUT",
         "/metadata/sources/nosuch/confKeys/x",
@@ -293,4 +317,6 @@ fn bad_conf_keys_are_refused_naming_what_is_wrong() {
     assert_eq!(status, 400, "{body}");
     let (_, profiles) = server.json("GET", "/metadata/sources/yaml/mqtt", None);
     assert_eq!(profiles, json!({}), "nothing refused was kept");
+    let (_, profiles) = server.json("GET", "/metadata/sources/yaml/sql", None);
+    assert_eq!(profiles["lookups"]["lookup"], json!({"cache": true}));
 }

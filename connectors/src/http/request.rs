@@ -21,15 +21,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 /// The longest `timeout` accepted (one hour).
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// Every property [`RequestSpec::parse`] reads: the request's and the TLS ones, from the
-/// shared property tables.
-pub(crate) fn request_keys() -> impl Iterator<Item = &'static str> {
-    crate::spec::shared::HTTP_REQUEST
-        .iter()
-        .chain(crate::spec::shared::TLS)
-        .map(|p| p.name)
-}
-
 /// eKuiper HTTP properties this build refuses, with the reason.
 const REFUSED: &[(&str, &str)] = &[
     (
@@ -249,7 +240,7 @@ pub struct RequestSpec {
 }
 
 impl RequestSpec {
-    /// Reads the request properties ([`request_keys`]); `url_suffix` is appended to `url`
+    /// Reads the request properties (`spec::shared::HTTP_REQUEST` and the TLS ones); `url_suffix` is appended to `url`
     /// (the httppull source's `DATASOURCE`).
     pub(crate) fn parse(props: &Props<'_>, url_suffix: &str) -> Result<Self, ConnectorError> {
         for (key, reason) in REFUSED {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::ConnectorError;
 use crate::codec::template::TextProp;
-use crate::http::{OAuthSpec, RequestSpec, request_keys};
+use crate::http::{OAuthSpec, RequestSpec};
 use crate::props::Props;
 
 /// eKuiper's default interval between two pulls (its shipped `http_pull.yaml`).
@@ -49,8 +49,10 @@ impl HttpPullConfig {
         props: &Map<String, Value>,
     ) -> Result<Self, ConnectorError> {
         let p = Props::new("httppull", props);
-        let used: Vec<&str> = request_keys().chain(["body", "lookup", "oauth"]).collect();
-        p.refuse_unknown("httppull lookup", &used)?;
+        p.refuse_unknown(
+            "httppull lookup",
+            &crate::spec::lookup_spec("httppull").accepted(),
+        )?;
         Self::read(datasource, &p)
     }
 

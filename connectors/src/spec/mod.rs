@@ -8,8 +8,9 @@
 //! request) are one group each, listed by every connector that reads them; a property's role
 //! (source, sink or both) is the set of connectors whose spec lists its group.
 //!
-//! Entry points: [`sources`], [`sinks`], [`source`], [`sink`].
+//! Entry points: [`sources`], [`sinks`], [`lookups`], [`source`], [`sink`], [`lookup`].
 
+mod lookups;
 pub(crate) mod shared;
 mod sinks;
 mod sources;
@@ -191,6 +192,22 @@ pub fn sources() -> &'static [ConnectorSpec] {
 /// Every built-in sink type.
 pub fn sinks() -> &'static [ConnectorSpec] {
     sinks::ALL
+}
+
+/// Every lookup table type with an external store (`KIND="lookup"`); `httppull` and `sql`
+/// share their profiles with the sources of that type.
+pub fn lookups() -> &'static [ConnectorSpec] {
+    lookups::ALL
+}
+
+/// The lookup table type `name` (case-insensitively).
+pub fn lookup(name: &str) -> Option<&'static ConnectorSpec> {
+    lookups().iter().find(|s| s.name.eq_ignore_ascii_case(name))
+}
+
+/// The table of lookup type `name`, which exists: a unit test checks every name used.
+pub(crate) fn lookup_spec(name: &str) -> &'static ConnectorSpec {
+    lookup(name).unwrap_or_else(|| panic!("no property table for lookup {name}"))
 }
 
 /// The built-in source type `name` (case-insensitively: the parser folds `TYPE`).

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use super::{ConnectorSpec, PropertySpec, Role, Support, shared, sinks, sources};
+use super::{ConnectorSpec, PropertySpec, Support, lookups, shared, sinks, sources};
 use crate::Connectors;
 
 /// A configuration each connector accepts: the least it needs besides the defaults.
@@ -91,6 +91,43 @@ fn sink_config(name: &str, props: &Value) -> Result<String, String> {
     parsed.map_err(|e| e.to_string())
 }
 
+fn lookup_config(name: &str, props: &Value) -> Result<String, String> {
+    let p = props.as_object().cloned().unwrap_or_default();
+    let parsed = match name {
+        "httppull" => {
+            crate::httppull::HttpPullConfig::parse_lookup("", &p).map(|c| format!("{c:?}"))
+        }
+        "redis" => crate::redis::RedisLookupConfig::parse("0", &p).map(|c| format!("{c:?}")),
+        "sql" => crate::sql::SqlLookupConfig::parse("t", "id", &p).map(|c| format!("{c:?}")),
+        other => panic!("no parser for lookup {other}"),
+    };
+    parsed.map_err(|e| e.to_string())
+}
+
+fn base_lookup(name: &str) -> Value {
+    match name {
+        "httppull" => json!({"url": "http://127.0.0.1:1/"}),
+        "sql" => json!({"url": "mysql://root@127.0.0.1:3306/test"}),
+        _ => json!({}),
+    }
+}
+
+type Parser = fn(&str, &Value) -> Result<String, String>;
+
+/// Every table with the least configuration its connector accepts and its parser.
+fn every_table() -> Vec<(&'static ConnectorSpec, Value, Parser)> {
+    let sources = sources()
+        .iter()
+        .map(|s| (s, base_source(s.name).1, source_config as Parser));
+    let sinks = sinks()
+        .iter()
+        .map(|s| (s, base_sink(s.name), sink_config as Parser));
+    let lookups = lookups()
+        .iter()
+        .map(|s| (s, base_lookup(s.name), lookup_config as Parser));
+    sources.chain(sinks).chain(lookups).collect()
+}
+
 fn with(base: &Value, key: &str, value: Value) -> Value {
     let mut map: Map<String, Value> = base.as_object().cloned().unwrap_or_default();
     map.insert(key.to_string(), value);
@@ -113,11 +150,20 @@ fn every_connector_type_has_one_table() {
     let sinks: BTreeSet<&str> = sinks().iter().map(|s| s.name).collect();
     let known: BTreeSet<&str> = registry.sink_types().iter().copied().collect();
     assert_eq!(sinks, known, "sink tables vs the registry");
+    // Memory lookup tables read the memory bus, no profile.
+    let lookups: BTreeSet<&str> = lookups().iter().map(|s| s.name).collect();
+    let known: BTreeSet<&str> = registry
+        .lookup_types()
+        .iter()
+        .copied()
+        .filter(|t| *t != "memory")
+        .collect();
+    assert_eq!(lookups, known, "lookup tables vs the registry");
 }
 
 #[test]
 fn names_are_unique_and_defaults_are_json() {
-    for spec in sources().iter().chain(sinks()) {
+    for spec in sources().iter().chain(sinks()).chain(lookups()) {
         let mut seen = BTreeSet::new();
         for p in spec.properties() {
             assert!(
@@ -139,29 +185,13 @@ fn names_are_unique_and_defaults_are_json() {
     }
 }
 
-/// The base configuration of `spec`'s connector and its parser, whatever its role.
-fn base(spec: &ConnectorSpec) -> Value {
-    match spec.role {
-        Role::Source => base_source(spec.name).1,
-        Role::Sink => base_sink(spec.name),
-    }
-}
-
-fn parse(spec: &ConnectorSpec, props: &Value) -> Result<String, String> {
-    match spec.role {
-        Role::Source => source_config(spec.name, props),
-        Role::Sink => sink_config(spec.name, props),
-    }
-}
-
 /// Every property a table lists as read is accepted, and setting it to its default changes
 /// nothing: the table's default is the connector's.
 #[test]
 fn table_defaults_are_what_the_connectors_apply() {
     let mut wrong = Vec::new();
-    for spec in sources().iter().chain(sinks()) {
-        let base = base(spec);
-        let plain = parse(spec, &base)
+    for (spec, base, parse) in every_table() {
+        let plain = parse(spec.name, &base)
             .unwrap_or_else(|e| panic!("{:?} {}: base config refused: {e}", spec.role, spec.name));
         // TLS settings are refused on plain connections, whatever their value.
         let tls = |p: &&PropertySpec| !shared::TLS.iter().any(|t| t.name == p.name);
@@ -174,7 +204,7 @@ fn table_defaults_are_what_the_connectors_apply() {
                 continue;
             };
             let what = format!("{:?} {}.{} default {default}", spec.role, spec.name, p.name);
-            match parse(spec, &with(&base, p.name, default)) {
+            match parse(spec.name, &with(&base, p.name, default)) {
                 Ok(set) if set == plain => {}
                 Ok(set) => wrong.push(format!("{what}:\n{set}\n{plain}")),
                 Err(e) => wrong.push(format!("{what}: refused: {e}")),
@@ -184,28 +214,27 @@ fn table_defaults_are_what_the_connectors_apply() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-/// Every key a connector reads while parsing appears in its table (keys read only to refuse
-/// them with a hint are listed here), so a property cannot be read without being documented.
+/// Every key a connector reads while parsing appears in its table, unless the connector
+/// refuses it (keys read only to refuse them with a hint, keys of nested objects, keys another
+/// role reads through shared code): a property cannot be taken without being documented.
 #[test]
 fn every_key_the_connectors_read_is_in_their_tables() {
-    // Keys a connector looks at only to refuse them with a better message than "unknown".
-    const REFUSED_WITH_HINT: &[&str] = &[
-        "kafkabatchtimeout",
-        "rollinghook",
-        "oauth",
-        "formdata",
-        "filefieldname",
-    ];
-    // Keys inside the sql source's query objects, described by those objects' help.
-    const NESTED: &[&str] = &["table", "limit", "indexfield", "indexfields"];
     let mut missing = Vec::new();
-    for spec in sources().iter().chain(sinks()) {
+    for (spec, base, parse) in every_table() {
         crate::props::recorded_reads();
-        let _ = parse(spec, &base(spec));
+        let _ = parse(spec.name, &base);
         for key in crate::props::recorded_reads() {
-            let excused = REFUSED_WITH_HINT.contains(&key.as_str())
-                || (spec.role == Role::Source && NESTED.contains(&key.as_str()));
-            if spec.property(&key).is_none() && !excused {
+            if spec.property(&key).is_some() {
+                continue;
+            }
+            let refused = match parse(spec.name, &with(&base, &key, json!(1))) {
+                Err(e) => {
+                    e.contains(&format!("\"{key}\""))
+                        && (e.contains("unknown property") || e.contains("supported"))
+                }
+                Ok(_) => false,
+            };
+            if !refused {
                 missing.push(format!("{:?} {} reads \"{key}\"", spec.role, spec.name));
             }
         }

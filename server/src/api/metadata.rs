@@ -40,9 +40,9 @@ fn about(description: &str, installed: bool) -> Value {
     })
 }
 
-/// One property as eKuiper's metadata files write it.
-fn field(p: &PropertySpec) -> Value {
-    let mut hint = p.help.to_string();
+/// One property as eKuiper's metadata files write it; `note` is added to its hint.
+fn field(p: &PropertySpec, note: &str) -> Value {
+    let mut hint = format!("{}{note}", p.help);
     match p.support {
         spec::Support::Read => {}
         spec::Support::Runtime => hint.push_str(" (read by the rule runtime)"),
@@ -59,8 +59,36 @@ fn field(p: &PropertySpec) -> Value {
     })
 }
 
-fn fields(spec: &ConnectorSpec) -> Vec<Value> {
-    spec.properties().map(field).collect()
+/// The fields of a source type's profiles: the source's properties, then the ones only its
+/// lookup tables read (a type may be both; `redis` is a lookup table only).
+fn source_fields(name: &str) -> Option<(&'static str, Vec<Value>)> {
+    let source = spec::source(name);
+    let lookup = spec::lookup(name);
+    let about = source.or(lookup)?.about;
+    let mut fields: Vec<Value> = source
+        .into_iter()
+        .flat_map(|s| s.properties())
+        .map(|p| field(p, ""))
+        .collect();
+    let lookup_only = lookup
+        .into_iter()
+        .flat_map(|l| l.properties())
+        .filter(|p| source.is_none_or(|s| s.property(p.name).is_none()));
+    let note = if source.is_some() {
+        " (lookup tables only)"
+    } else {
+        ""
+    };
+    fields.extend(lookup_only.map(|p| field(p, note)));
+    Some((about, fields))
+}
+
+/// Built-in source types and lookup-table-only types, by the names streams and tables use.
+fn source_type_names() -> impl Iterator<Item = &'static ConnectorSpec> {
+    let lookup_only = spec::lookups()
+        .iter()
+        .filter(|l| spec::source(l.name).is_none());
+    spec::sources().iter().chain(lookup_only)
 }
 
 fn plugin_kind(role: Role) -> PluginKind {
@@ -98,9 +126,9 @@ fn plugin_meta(state: &State, role: Role, name: &str) -> Option<Value> {
 }
 
 fn list(state: &State, role: Role) -> Json<Value> {
-    let builtins = match role {
-        Role::Source => spec::sources(),
-        Role::Sink => spec::sinks(),
+    let builtins: Vec<&ConnectorSpec> = match role {
+        Role::Source => source_type_names().collect(),
+        Role::Sink => spec::sinks().iter().collect(),
     };
     let mut items: Vec<Value> = builtins
         .iter()
@@ -126,11 +154,11 @@ pub async fn sinks(state: State) -> Json<Value> {
 
 /// `GET /metadata/sources/{name}`: `{"about", "libs", "properties": {"default": [field]}}`.
 pub async fn source(state: State, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    if let Some(s) = spec::source(&name) {
+    if let Some((description, fields)) = source_fields(&name) {
         return Ok(Json(json!({
-            "about": about(s.about, true),
+            "about": about(description, true),
             "libs": [],
-            "properties": {"default": fields(s)},
+            "properties": {"default": fields},
         })));
     }
     plugin_meta(&state, Role::Source, &name)
@@ -144,7 +172,7 @@ pub async fn sink(state: State, Path(name): Path<String>) -> Result<Json<Value>,
         return Ok(Json(json!({
             "about": about(s.about, true),
             "libs": [],
-            "properties": fields(s),
+            "properties": s.properties().map(|p| field(p, "")).collect::<Vec<_>>(),
         })));
     }
     plugin_meta(&state, Role::Sink, &name)
@@ -155,7 +183,7 @@ pub async fn sink(state: State, Path(name): Path<String>) -> Result<Json<Value>,
 /// The profile key of source type `name`: the built-in's (lower case, as the parser folds
 /// `TYPE`) or an installed source plugin's.
 fn source_type(state: &State, name: &str) -> Result<String, ApiError> {
-    if let Some(s) = spec::source(name) {
+    if let Some(s) = spec::source(name).or(spec::lookup(name)) {
         return Ok(s.name.to_ascii_lowercase());
     }
     if state.plugins.get(PluginKind::Source, name).is_some() {
@@ -200,12 +228,23 @@ fn check_conf_key_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Refuses a property the built-in source's table does not list, naming it.
-fn check_props(spec: &ConnectorSpec, props: &Map<String, Value>) -> Result<(), ApiError> {
-    match props.keys().find(|k| spec.property(k).is_none()) {
+/// Refuses a property that neither the built-in source's table nor its lookup table's lists,
+/// naming it. Types without a table (plugins) pass.
+fn check_props(name: &str, props: &Map<String, Value>) -> Result<(), ApiError> {
+    let tables: Vec<&ConnectorSpec> = spec::source(name)
+        .into_iter()
+        .chain(spec::lookup(name))
+        .collect();
+    let Some(first) = tables.first() else {
+        return Ok(());
+    };
+    match props
+        .keys()
+        .find(|k| tables.iter().all(|t| t.property(k).is_none()))
+    {
         Some(key) => Err(ApiError::bad_request(format!(
             "{} source: unknown property \"{key}\"; see GET /metadata/sources/{}",
-            spec.name, spec.name
+            first.name, first.name
         ))),
         None => Ok(()),
     }
@@ -236,9 +275,7 @@ pub async fn put_source_conf_key(
             mask::mask_text(&e.to_string())
         ))
     })?;
-    if let Some(s) = spec::source(&source_type) {
-        check_props(s, &props)?;
-    }
+    check_props(&source_type, &props)?;
     if stored.is_none() && state.catalog.conf_keys()?.len() >= MAX_CONF_KEYS {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_CONF_KEYS} confKeys can be made over REST; delete one first"
@@ -305,8 +342,7 @@ mod tests {
                 .map(|v| v.as_str().expect("a name").to_string())
                 .collect()
         };
-        let sources: Vec<String> = super::spec::sources()
-            .iter()
+        let sources: Vec<String> = super::source_type_names()
             .map(|s| s.name.to_string())
             .collect();
         let sinks: Vec<String> = super::spec::sinks()
