@@ -24,6 +24,7 @@ mod props;
 pub mod redis;
 pub mod rest;
 pub mod simulator;
+pub mod spec;
 pub mod sql;
 pub mod tls;
 pub mod traits;

@@ -8,16 +8,20 @@ use quiver_compiler::duration::parse_config_millis;
 use serde_json::{Map, Value};
 
 use crate::ConnectorError;
+use crate::spec::{ConnectorSpec, Support};
 
-/// eKuiper's properties of every message source (MQTT, Kafka) that the rule runtime, not the
-/// connector, deals with; `decompression` is undone by the stream's decoder on the workers.
-pub(crate) const COMMON_SOURCE_KEYS: &[&str] = &[
-    "bufferlength",
-    "interval",
-    "mergefield",
-    "format",
-    "decompression",
-];
+#[cfg(test)]
+thread_local! {
+    /// The keys [`Props::get`] was asked for on this thread, for the property tables' test.
+    static READS: std::cell::RefCell<std::collections::BTreeSet<String>> =
+        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+}
+
+/// The keys read on this thread since the last call (test builds only).
+#[cfg(test)]
+pub(crate) fn recorded_reads() -> std::collections::BTreeSet<String> {
+    READS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
 
 /// A connector's properties with lower-cased keys.
 pub(crate) struct Props<'a> {
@@ -53,6 +57,8 @@ impl<'a> Props<'a> {
 
     /// The value of `key` (lower case) with the name as written; null counts as absent.
     pub(crate) fn get(&self, key: &str) -> Option<(&'a str, &'a Value)> {
+        #[cfg(test)]
+        READS.with(|r| r.borrow_mut().insert(key.to_string()));
         self.entries
             .iter()
             .find(|(k, _, v)| k == key && !v.is_null())
@@ -61,14 +67,13 @@ impl<'a> Props<'a> {
 
     /// Warns about keys that are neither `used` nor `common` (handled by the runtime); keys in
     /// `ignored` are known but not supported by this build. `what` names the connector role in
-    /// the warning (e.g. `mqtt source`).
+    /// the warning (e.g. `mqtt source`). Names match case-insensitively.
     pub(crate) fn check_keys(&self, what: &str, used: &[&str], common: &[&str], ignored: &[&str]) {
         for (key, name, _) in &self.entries {
-            let key = key.as_str();
-            if used.contains(&key) || common.contains(&key) {
+            if listed(used, key) || listed(common, key) {
                 continue;
             }
-            if ignored.contains(&key) {
+            if listed(ignored, key) {
                 tracing::warn!(
                     "{what}: property \"{name}\" is not supported by this build and is ignored"
                 );
@@ -76,6 +81,17 @@ impl<'a> Props<'a> {
                 tracing::warn!("{what}: unknown property \"{name}\" is ignored");
             }
         }
+    }
+
+    /// [`Props::check_keys`] against a connector's property table: warns about a key the table
+    /// does not list, or lists as ignored by this build.
+    pub(crate) fn check_spec(&self, what: &str, spec: &ConnectorSpec) {
+        self.check_keys(
+            what,
+            &spec.keys(Support::Read),
+            &spec.keys(Support::Runtime),
+            &spec.keys(Support::Ignored),
+        );
     }
 
     /// A string property.
@@ -105,15 +121,6 @@ impl<'a> Props<'a> {
     }
 }
 
-/// eKuiper's common sink properties a built-in sink accepts only at the value that asks for
-/// what it does anyway (no resend cache, one writer, writes awaited in order); any other value
-/// is refused, since this build does not implement it.
-const SINK_DEFAULT_ONLY: &[(&str, &str)] = &[
-    ("enablecache", "false"),
-    ("runasync", "false"),
-    ("concurrency", "1"),
-];
-
 impl<'a> Props<'a> {
     /// Refuses every key that is not in `used` (lower case) or one of eKuiper's common sink
     /// keys at its default; the error names the property as written. `what` names the
@@ -123,31 +130,35 @@ impl<'a> Props<'a> {
         what: &str,
         used: &[&str],
     ) -> Result<(), ConnectorError> {
-        for (key, default) in SINK_DEFAULT_ONLY {
-            let Some((name, value)) = self.get(key) else {
+        for spec in crate::spec::shared::SINK_DEFAULT_ONLY {
+            let default = spec.default.unwrap_or("");
+            let Some((name, value)) = self.get(&spec.name.to_ascii_lowercase()) else {
                 continue;
             };
             let text = match value {
                 Value::String(s) => s.trim().to_ascii_lowercase(),
                 other => other.to_string(),
             };
-            if text != *default {
+            if text != default {
                 return Err(self.error(format!(
                     "{what}: \"{name}\" {value} is not supported by this build (only {default})"
                 )));
             }
         }
-        let defaults = SINK_DEFAULT_ONLY.iter().map(|(k, _)| *k);
+        // Known sink keys, besides the ones at their default checked above.
+        let defaults = crate::spec::shared::SINK_DEFAULT_ONLY
+            .iter()
+            .map(|p| p.name);
         let used: Vec<&str> = used.iter().copied().chain(defaults).collect();
         self.refuse_unknown(what, &used)
     }
 
-    /// Refuses every key that is not in `used` (lower case), naming it as written.
+    /// Refuses every key that is not in `used` (any case), naming it as written.
     pub(crate) fn refuse_unknown(&self, what: &str, used: &[&str]) -> Result<(), ConnectorError> {
         match self
             .entries
             .iter()
-            .find(|(key, _, value)| !value.is_null() && !used.contains(&key.as_str()))
+            .find(|(key, _, value)| !value.is_null() && !listed(used, key))
         {
             Some((_, name, _)) => Err(self.error(format!("{what}: unknown property \"{name}\""))),
             None => Ok(()),
@@ -187,6 +198,11 @@ impl<'a> Props<'a> {
                 }),
         }
     }
+}
+
+/// Whether `key` (lower case) is one of `names` (any case).
+fn listed(names: &[&str], key: &str) -> bool {
+    names.iter().any(|n| n.eq_ignore_ascii_case(key))
 }
 
 /// The properties of a rule action for connector `connector`: a JSON object (null: none).

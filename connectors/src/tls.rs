@@ -35,19 +35,6 @@ use crate::props::Props;
 /// The largest certificate, key or CA file read (PEM text).
 pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
-/// eKuiper's TLS property names, lower-cased as [`Props`] matches them.
-pub(crate) const TLS_KEYS: &[&str] = &[
-    "insecureskipverify",
-    "certificationpath",
-    "privatekeypath",
-    "rootcapath",
-    "certificationraw",
-    "privatekeyraw",
-    "rootcaraw",
-    "tlsminversion",
-    "renegotiationsupport",
-];
-
 /// A TLS client configuration and a one-line description of it for logs.
 #[derive(Clone)]
 pub struct TlsClient {
@@ -166,10 +153,12 @@ pub fn system_roots() -> Result<Arc<RootCertStore>, String> {
 impl Props<'_> {
     /// The first TLS property set to something other than its default, as the user wrote it.
     pub(crate) fn tls_property_set(&self) -> Option<&str> {
-        TLS_KEYS.iter().find_map(|key| match self.get(key)? {
-            (_, Value::Bool(false)) => None,
-            (_, Value::String(s)) if s.is_empty() || s.eq_ignore_ascii_case("false") => None,
-            (name, _) => Some(name),
+        crate::spec::shared::TLS.iter().find_map(|p| {
+            match self.get(&p.name.to_ascii_lowercase())? {
+                (_, Value::Bool(false)) => None,
+                (_, Value::String(s)) if s.is_empty() || s.eq_ignore_ascii_case("false") => None,
+                (name, _) => Some(name),
+            }
         })
     }
 

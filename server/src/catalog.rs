@@ -1,4 +1,5 @@
-//! The persistent catalog: streams and rules (with their running state) in SQLite.
+//! The persistent catalog: streams, rules (with their running state) and the connection
+//! profiles (confKeys) made over REST, in SQLite.
 //!
 //! Every change is one transaction, so a crash mid-request never leaves half a rule behind.
 //! On start the server replays the catalog into the engine: streams first, then rules, each
@@ -89,6 +90,12 @@ impl Catalog {
                  json    TEXT NOT NULL,
                  running INTEGER NOT NULL,
                  seq     INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS conf_keys (
+                 source_type TEXT NOT NULL,
+                 name        TEXT NOT NULL,
+                 props       TEXT NOT NULL,
+                 PRIMARY KEY (source_type, name)
              );
              CREATE TABLE IF NOT EXISTS keyed_state (
                  key TEXT PRIMARY KEY,
@@ -214,6 +221,46 @@ impl Catalog {
             )?;
             tx.commit()?;
             Ok(Some(tags))
+        })
+    }
+
+    /// Connection profiles made over REST: (source type, confKey, properties as JSON text),
+    /// sorted by type and name.
+    pub fn conf_keys(&self) -> Result<Vec<(String, String, String)>, CatalogError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT source_type, name, props FROM conf_keys ORDER BY source_type, name",
+            )?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+    }
+
+    /// Saves (or replaces) the profile `name` of `source_type` (lower case).
+    pub fn put_conf_key(
+        &self,
+        source_type: &str,
+        name: &str,
+        props: &str,
+    ) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO conf_keys (source_type, name, props) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(source_type, name) DO UPDATE SET props = excluded.props",
+                params![source_type, name, props],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Removes a REST-made profile; false when there was none.
+    pub fn delete_conf_key(&self, source_type: &str, name: &str) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM conf_keys WHERE source_type = ?1 AND name = ?2",
+                params![source_type, name],
+            )
+            .map(|n| n > 0)
         })
     }
 

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod catalog;
 pub mod plugins;
+pub mod profiles;
 pub mod push;
 pub mod security;
 pub mod tls;
@@ -130,9 +131,12 @@ pub async fn serve(
         tokio::runtime::Handle::current(),
         Connectors::new(),
     )?;
-    if let Some(path) = &settings.config {
-        engine.set_source_profiles(load_profiles(path)?);
-    }
+    let profiles = profiles::Profiles::new(match &settings.config {
+        Some(path) => load_profiles(path)?,
+        None => Default::default(),
+    });
+    // The file's profiles and the REST-made ones, before any stream is restored.
+    profiles.apply(&engine, &catalog)?;
     // Plugins first: restored rules may use plugin sinks and functions.
     let plugins = Arc::new(
         plugins::PluginManager::open(&settings.data_dir, engine.clone())?
@@ -145,6 +149,7 @@ pub async fn serve(
         catalog,
         started: Instant::now(),
         plugins,
+        profiles,
     });
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

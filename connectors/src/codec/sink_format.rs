@@ -34,10 +34,6 @@ use crate::props::Props;
 /// passes them through instead of refusing them.
 pub const SINK_OWN_KEYS: &[&str] = &["format", "compression", "fields"];
 
-/// The properties a [`SinkFormat`] is parsed from (lower case), for a sink's list of known keys.
-pub const SINK_FORMAT_KEYS: &[&str] =
-    &["format", "delimiter", "hasheader", "fields", "compression"];
-
 /// The formats byte sinks write, as `format` names them.
 pub const SINK_FORMATS: &[&str] = &["json", "delimited", "binary", "urlencoded"];
 

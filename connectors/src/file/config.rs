@@ -16,26 +16,6 @@ use crate::props::Props;
 
 const CONNECTOR: &str = "file";
 
-/// Properties of every eKuiper source that the rule runtime, not the connector, deals with.
-const COMMON_SOURCE_KEYS: &[&str] = &["bufferlength", "mergefield", "format"];
-
-/// Properties this connector reads.
-const USED_KEYS: &[&str] = &[
-    "path",
-    "filetype",
-    "interval",
-    "sendinterval",
-    "hasheader",
-    "columns",
-    "delimiter",
-    "ignorestartlines",
-    "ignoreendlines",
-    "decompression",
-    "actionafterread",
-    "moveto",
-    "parallel",
-];
-
 /// How a file's content is split into rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileType {
@@ -215,7 +195,7 @@ fn config_error(reason: String) -> ConnectorError {
 impl Props<'_> {
     /// Warns about keys this connector neither reads nor leaves to the runtime.
     fn check_file_keys(&self) {
-        self.check_keys("file source", USED_KEYS, COMMON_SOURCE_KEYS, &[]);
+        self.check_spec("file source", crate::spec::source_spec(CONNECTOR));
     }
 
     /// `actionAfterRead` (0 keep, 1 delete, 2 move) with `moveTo`, required for 2.

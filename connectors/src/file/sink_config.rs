@@ -23,25 +23,6 @@ pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// (json, or delimited for csv), `compression` (of the file) and `fields` (the CSV columns).
 pub const SINK_OWN_KEYS: &[&str] = &["format", "compression", "fields"];
 
-/// The properties the sink reads (lower case).
-const USED: &[&str] = &[
-    "path",
-    "filetype",
-    "hasheader",
-    "delimiter",
-    "rollinginterval",
-    "checkinterval",
-    "interval",
-    "rollingcount",
-    "rollingnamepattern",
-    "compression",
-    "format",
-    "fields",
-    "sendsingle",
-    "sendnilfield",
-    "omitifempty",
-];
-
 /// Where a new file's creation time goes in its name (`rollingNamePattern`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamePattern {
@@ -93,7 +74,7 @@ impl FileSinkConfig {
                 "\"{name}\" is not supported: rolling hooks are not implemented yet"
             )));
         }
-        p.refuse_unknown_sink_keys("file sink", USED)?;
+        p.refuse_unknown_sink_keys("file sink", &crate::spec::sink_spec(CONNECTOR).accepted())?;
         let path = p
             .string("path")?
             .filter(|s| !s.trim().is_empty())

@@ -13,5 +13,4 @@ mod request;
 
 pub use client::{HttpClient, MAX_RESPONSE_BYTES, Response, excerpt, parse_url};
 pub use oauth::{OAuth, OAuthSpec};
-pub(crate) use request::request_keys;
 pub use request::{BodyType, DEFAULT_TIMEOUT, Headers, RequestSpec, ResponseType, Target, form};

@@ -21,23 +21,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 /// The longest `timeout` accepted (one hour).
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// The properties [`RequestSpec::parse`] reads (lower case), besides the TLS ones
-/// ([`crate::tls::TLS_KEYS`]).
-pub(crate) const REQUEST_KEYS: &[&str] = &[
-    "url",
-    "method",
-    "bodytype",
-    "headers",
-    "timeout",
-    "responsetype",
-];
-
-/// Every property [`RequestSpec::parse`] reads (lower case): [`REQUEST_KEYS`] and the TLS
-/// ones.
-pub(crate) fn request_keys() -> impl Iterator<Item = &'static str> {
-    REQUEST_KEYS.iter().chain(crate::tls::TLS_KEYS).copied()
-}
-
 /// eKuiper HTTP properties this build refuses, with the reason.
 const REFUSED: &[(&str, &str)] = &[
     (
@@ -257,7 +240,7 @@ pub struct RequestSpec {
 }
 
 impl RequestSpec {
-    /// Reads the request properties ([`REQUEST_KEYS`]); `url_suffix` is appended to `url`
+    /// Reads the request properties (`spec::shared::HTTP_REQUEST` and the TLS ones); `url_suffix` is appended to `url`
     /// (the httppull source's `DATASOURCE`).
     pub(crate) fn parse(props: &Props<'_>, url_suffix: &str) -> Result<Self, ConnectorError> {
         for (key, reason) in REFUSED {

@@ -7,14 +7,11 @@ use serde_json::{Map, Value};
 
 use crate::ConnectorError;
 use crate::codec::template::TextProp;
-use crate::http::{OAuthSpec, RequestSpec, request_keys};
+use crate::http::{OAuthSpec, RequestSpec};
 use crate::props::Props;
 
 /// eKuiper's default interval between two pulls (its shipped `http_pull.yaml`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-
-/// The source's own properties besides the request ones (lower case).
-const SOURCE_KEYS: &[&str] = &["interval", "incremental", "body", "oauth"];
 
 /// Settings of an httppull source.
 #[derive(Debug, Clone)]
@@ -38,8 +35,10 @@ impl HttpPullConfig {
     /// Validates the stream's DATASOURCE and profile.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new("httppull", props);
-        let used: Vec<&str> = request_keys().chain(SOURCE_KEYS.iter().copied()).collect();
-        p.refuse_unknown("httppull source", &used)?;
+        p.refuse_unknown(
+            "httppull source",
+            &crate::spec::source_spec("httppull").accepted(),
+        )?;
         Self::read(datasource, &p)
     }
 
@@ -50,8 +49,10 @@ impl HttpPullConfig {
         props: &Map<String, Value>,
     ) -> Result<Self, ConnectorError> {
         let p = Props::new("httppull", props);
-        let used: Vec<&str> = request_keys().chain(["body", "lookup", "oauth"]).collect();
-        p.refuse_unknown("httppull lookup", &used)?;
+        p.refuse_unknown(
+            "httppull lookup",
+            &crate::spec::lookup_spec("httppull").accepted(),
+        )?;
         Self::read(datasource, &p)
     }
 

@@ -6,36 +6,10 @@ use serde_json::{Map, Value};
 use crate::ConnectorError;
 use crate::codec::template::TextProp;
 use crate::props::{Props, action_props};
-use crate::tls::{TLS_KEYS, TlsClient};
+use crate::spec::{sink_spec, source_spec};
+use crate::tls::TlsClient;
 
 const CONNECTOR: &str = "kafka";
-
-/// Properties of both the source and the sink, beside eKuiper's TLS ones ([`TLS_KEYS`]).
-const CONNECTION_KEYS: &[&str] = &[
-    "brokers",
-    "saslauthtype",
-    "saslusername",
-    "saslpassword",
-    "password",
-    "maxattempts",
-];
-
-/// The source's own properties.
-const SOURCE_KEYS: &[&str] = &["groupid", "partition", "maxbytes", "offsetreset"];
-
-/// The sink's own properties.
-const SINK_KEYS: &[&str] = &[
-    "topic",
-    "requiredacks",
-    "key",
-    "headers",
-    "compression",
-    "batchbytes",
-    "kafkabatchsize",
-    "sendsingle",
-    "sendnilfield",
-    "omitifempty",
-];
 
 /// eKuiper's default `maxBytes`: the most a fetch returns (1 MB).
 pub const DEFAULT_MAX_BYTES: u32 = 1_000_000;
@@ -103,14 +77,7 @@ impl KafkaSourceConfig {
     /// Validates the stream's DATASOURCE (the topic) and the connection properties.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let props = Props::new(CONNECTOR, props);
-        let used: Vec<&str> = [
-            CONNECTION_KEYS,
-            TLS_KEYS,
-            SOURCE_KEYS,
-            crate::props::COMMON_SOURCE_KEYS,
-        ]
-        .concat();
-        props.refuse_unknown("kafka source", &used)?;
+        props.refuse_unknown("kafka source", &source_spec(CONNECTOR).accepted())?;
         let topic = datasource.trim();
         if topic.is_empty() {
             return Err(config_error(
@@ -215,14 +182,7 @@ impl KafkaSinkConfig {
                  (with \"batchSize\") to gather rows before they are sent"
             )));
         }
-        let used: Vec<&str> = [
-            CONNECTION_KEYS,
-            TLS_KEYS,
-            SINK_KEYS,
-            crate::codec::sink_format::SINK_FORMAT_KEYS,
-        ]
-        .concat();
-        props.refuse_unknown_sink_keys("kafka sink", &used)?;
+        props.refuse_unknown_sink_keys("kafka sink", &sink_spec(CONNECTOR).accepted())?;
         let topic = props
             .string("topic")?
             .map(str::trim)

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 
 use crate::ConnectorError;
 use crate::props::Props;
-use crate::tls::{TLS_KEYS, TlsClient};
+use crate::spec::{sink_spec, source_spec};
+use crate::tls::TlsClient;
 
 use super::Protocol;
 
@@ -21,52 +22,6 @@ const CONNECTOR: &str = "mqtt";
 
 /// The broker eKuiper connects to when `server` is not set.
 pub const DEFAULT_SERVER: &str = "tcp://127.0.0.1:1883";
-
-/// eKuiper MQTT properties we accept but do not implement (KubeEdge, shared connections,
-/// payload compression); each one present logs a warning.
-const IGNORED_KEYS: &[&str] = &["kubeedgeversion", "kubeedgemodelfile", "connectionselector"];
-
-/// Properties of both the MQTT source and sink, beside eKuiper's TLS ones ([`TLS_KEYS`]).
-const CONNECTION_KEYS: &[&str] = &[
-    "server",
-    "username",
-    "password",
-    "clientid",
-    "qos",
-    "protocolversion",
-];
-
-/// Properties of every eKuiper sink that the rule runtime, not the connector, deals with.
-const COMMON_SINK_KEYS: &[&str] = &[
-    "concurrency",
-    "bufferlength",
-    "runasync",
-    "format",
-    "schemaid",
-    "delimiter",
-    "hasheader",
-    "datatemplate",
-    "fields",
-    "excludefields",
-    "datafield",
-    "tabledatafield",
-    "batchsize",
-    "lingerinterval",
-    "compressionprops",
-    "encryption",
-    "encprops",
-    "resourceid",
-    "enablecache",
-    "memorycachethreshold",
-    "maxdiskcache",
-    "bufferpagesize",
-    "resendinterval",
-    "cleancacheatstop",
-    "resendalterqueue",
-    "resendpriority",
-    "resendindicatorfield",
-    "resenddestination",
-];
 
 /// Where the broker listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,12 +160,7 @@ impl MqttSourceConfig {
     /// Validates the stream's DATASOURCE and the connection properties.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let props = Props::new(CONNECTOR, props);
-        props.check_keys(
-            "mqtt source",
-            &[CONNECTION_KEYS, TLS_KEYS].concat(),
-            crate::props::COMMON_SOURCE_KEYS,
-            IGNORED_KEYS,
-        );
+        props.check_spec("mqtt source", source_spec(CONNECTOR));
         let topic = datasource.trim();
         if topic.is_empty() {
             return Err(config_error(
@@ -274,24 +224,7 @@ impl MqttSinkConfig {
             }
         };
         let props = Props::new(CONNECTOR, props);
-        props.check_keys(
-            "mqtt sink",
-            &[
-                CONNECTION_KEYS,
-                TLS_KEYS,
-                &[
-                    "topic",
-                    "retained",
-                    "sendsingle",
-                    "sendnilfield",
-                    "omitifempty",
-                ],
-                crate::codec::sink_format::SINK_FORMAT_KEYS,
-            ]
-            .concat(),
-            COMMON_SINK_KEYS,
-            IGNORED_KEYS,
-        );
+        props.check_spec("mqtt sink", sink_spec(CONNECTOR));
         let topic = props
             .string("topic")?
             .filter(|t| !t.is_empty())

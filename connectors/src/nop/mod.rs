@@ -22,7 +22,7 @@ impl NopSinkConfig {
     /// Validates the action's properties.
     pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
         let props = action_props("nop", props)?;
-        props.refuse_unknown_sink_keys("nop sink", &["log", "sendsingle", "omitifempty"])?;
+        props.refuse_unknown_sink_keys("nop sink", &crate::spec::sink_spec("nop").accepted())?;
         // Dropping an empty batch or not is the same for a sink that drops everything.
         props.boolean("omitifempty")?;
         Ok(NopSinkConfig {

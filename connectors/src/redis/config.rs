@@ -50,12 +50,7 @@ impl RedisLookupConfig {
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new("redis", props);
         // `lookup` holds the cache settings, read by the engine for every lookup table.
-        p.check_keys(
-            "redis lookup",
-            &["addr", "password", "username", "datatype", "timeout"],
-            &["lookup"],
-            &[],
-        );
+        p.check_spec("redis lookup", crate::spec::lookup_spec("redis"));
         let db: i64 = datasource.trim().parse().map_err(|_| {
             p.error(format!(
                 "DATASOURCE must be the database number, got \"{datasource}\""

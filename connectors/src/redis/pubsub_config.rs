@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::server::{CREDENTIAL_KEYS, RedisServer};
+use super::server::RedisServer;
 use crate::ConnectorError;
 use crate::props::{Props, action_props};
 
@@ -27,13 +27,10 @@ impl RedisPubConfig {
     /// Validates the action's properties.
     pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
         let p = action_props("redisPub", props)?;
-        let used: Vec<&str> = ["address", "db", "channel", "sendsingle", "omitifempty"]
-            .iter()
-            .chain(CREDENTIAL_KEYS)
-            .chain(crate::codec::sink_format::SINK_FORMAT_KEYS)
-            .copied()
-            .collect();
-        p.refuse_unknown_sink_keys("redisPub sink", &used)?;
+        p.refuse_unknown_sink_keys(
+            "redisPub sink",
+            &crate::spec::sink_spec("redisPub").accepted(),
+        )?;
         let server = RedisServer::read(&p, "address", RedisServer::db_prop(&p)?)?;
         let channel = match p.string("channel")?.filter(|c| !c.is_empty()) {
             None => return Err(p.error("\"channel\" is required".into())),
@@ -69,12 +66,10 @@ impl RedisSubConfig {
     /// Validates the stream's `DATASOURCE` and profile.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new("redisSub", props);
-        let used: Vec<&str> = ["address", "db", "channels", "decompression"]
-            .iter()
-            .chain(CREDENTIAL_KEYS)
-            .copied()
-            .collect();
-        p.refuse_unknown("redisSub source", &used)?;
+        p.refuse_unknown(
+            "redisSub source",
+            &crate::spec::source_spec("redisSub").accepted(),
+        )?;
         // `decompression` is undone by the stream's decoder, on the workers.
         let server = RedisServer::read(&p, "address", RedisServer::db_prop(&p)?)?;
         let listed = match p.get("channels") {

@@ -33,9 +33,6 @@ pub struct RedisServer {
     pub db: i64,
 }
 
-/// The properties [`RedisServer::read`] reads besides the address key (lower case).
-pub(crate) const CREDENTIAL_KEYS: &[&str] = &["username", "password"];
-
 impl RedisServer {
     /// Reads the address under `addr_key` (`addr` or `address`; `host:port`, optionally with
     /// `tcp://` or `redis://`), `username`, `password`, and the database number `db`.

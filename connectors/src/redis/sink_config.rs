@@ -5,25 +5,9 @@
 use serde_json::Value;
 
 use super::config::RedisDataType;
-use super::server::{CREDENTIAL_KEYS, RedisServer};
+use super::server::RedisServer;
 use crate::ConnectorError;
 use crate::props::action_props;
-
-/// The sink's own properties besides the server's (lower case). `sendSingle` and
-/// `omitIfEmpty` change nothing here: rows are written one by one whatever the batch, and an
-/// empty batch writes nothing.
-const SINK_KEYS: &[&str] = &[
-    "addr",
-    "db",
-    "key",
-    "field",
-    "keytype",
-    "datatype",
-    "expiration",
-    "rowkindfield",
-    "sendsingle",
-    "omitifempty",
-];
 
 /// Where a row is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +42,9 @@ impl RedisSinkConfig {
     /// Validates the action's properties.
     pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
         let p = action_props("redis", props)?;
-        let used: Vec<&str> = SINK_KEYS.iter().chain(CREDENTIAL_KEYS).copied().collect();
-        p.refuse_unknown_sink_keys("redis sink", &used)?;
+        // `sendSingle` and `omitIfEmpty` change nothing here: rows are written one by one
+        // whatever the batch, and an empty batch writes nothing.
+        p.refuse_unknown_sink_keys("redis sink", &crate::spec::sink_spec("redis").accepted())?;
         let db = RedisServer::db_prop(&p)?;
         let server = RedisServer::read(&p, "addr", db)?;
         // Templates are not rendered in these names (eKuiper reads them as they are), so a

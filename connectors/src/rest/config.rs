@@ -7,11 +7,8 @@
 use serde_json::Value;
 
 use crate::ConnectorError;
-use crate::http::{RequestSpec, request_keys};
+use crate::http::RequestSpec;
 use crate::props::action_props;
-
-/// The sink's own properties besides the request ones (lower case).
-const SINK_KEYS: &[&str] = &["debugresp", "sendsingle", "sendnilfield", "omitifempty"];
 
 /// Settings of a rest sink.
 #[derive(Debug, Clone)]
@@ -41,11 +38,7 @@ impl RestSinkConfig {
                  put the rest sink's token in \"headers\""
             )));
         }
-        let used: Vec<&str> = request_keys()
-            .chain(SINK_KEYS.iter().copied())
-            .chain(crate::codec::sink_format::SINK_FORMAT_KEYS.iter().copied())
-            .collect();
-        props.refuse_unknown_sink_keys("rest sink", &used)?;
+        props.refuse_unknown_sink_keys("rest sink", &crate::spec::sink_spec("rest").accepted())?;
         Ok(RestSinkConfig {
             request,
             debug_resp: props.boolean("debugresp")?.unwrap_or(false),

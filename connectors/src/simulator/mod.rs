@@ -45,7 +45,10 @@ impl SimulatorConfig {
     /// Validates the stream's profile.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new(CONNECTOR, props);
-        p.refuse_unknown("simulator source", &["data", "interval", "loop"])?;
+        p.refuse_unknown(
+            "simulator source",
+            &crate::spec::source_spec(CONNECTOR).accepted(),
+        )?;
         let rows: Vec<Value> = match p.get("data") {
             None => vec![json!({"temperature": 22.5, "humidity": 50})],
             Some((_, Value::Array(items))) => items.clone(),

@@ -32,7 +32,7 @@ impl SqlLookupConfig {
         props: &Map<String, Value>,
     ) -> Result<Self, ConnectorError> {
         let p = Props::new("sql", props);
-        p.check_keys("sql lookup", &["url", "dburl", "timeout"], &["lookup"], &[]);
+        p.check_spec("sql lookup", crate::spec::lookup_spec("sql"));
         let url = DbUrl::from_props(&p)?;
         if datasource.trim().is_empty() {
             return Err(p.error("DATASOURCE (the table) is required".into()));

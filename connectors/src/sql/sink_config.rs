@@ -10,18 +10,6 @@ use crate::props::{Props, action_props};
 /// (of the nested rows, with `tableDataField`), so the host leaves the rows whole.
 pub const SINK_OWN_KEYS: &[&str] = &["fields", "tableDataField"];
 
-/// The properties the sink reads (lower case).
-const USED: &[&str] = &[
-    "url",
-    "dburl",
-    "table",
-    "fields",
-    "tabledatafield",
-    "rowkindfield",
-    "keyfield",
-    "sendsingle",
-];
-
 /// Settings of an sql sink.
 #[derive(Debug, Clone)]
 pub struct SqlSinkConfig {
@@ -58,7 +46,7 @@ impl SqlSinkConfig {
     /// Validates the action's properties.
     pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
         let p = action_props("sql", props)?;
-        p.refuse_unknown_sink_keys("sql sink", USED)?;
+        p.refuse_unknown_sink_keys("sql sink", &crate::spec::sink_spec("sql").accepted())?;
         let url = DbUrl::from_props(&p)?;
         let table = p
             .name("table")?

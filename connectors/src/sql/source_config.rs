@@ -13,15 +13,6 @@ use crate::props::Props;
 /// eKuiper's interval between two queries when none is set (its shipped `sql.yaml`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The source's properties (lower case).
-const SOURCE_KEYS: &[&str] = &[
-    "url",
-    "dburl",
-    "interval",
-    "internalsqlquerycfg",
-    "templatesqlquerycfg",
-];
-
 /// The properties of one index field, at the top of a query config or in `indexFields`.
 const INDEX_KEYS: &[&str] = &[
     "indexfield",
@@ -76,7 +67,7 @@ impl SqlSourceConfig {
     /// Validates the stream's DATASOURCE and profile.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new("sql", props);
-        p.refuse_unknown("sql source", SOURCE_KEYS)?;
+        p.refuse_unknown("sql source", &crate::spec::source_spec("sql").accepted())?;
         let url = DbUrl::from_props(&p)?;
         let interval = match p.duration("interval")? {
             Some(d) => d,

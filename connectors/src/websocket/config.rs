@@ -8,23 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::ConnectorError;
 use crate::props::{Props, action_props};
-use crate::tls::{TLS_KEYS, TlsClient};
+use crate::tls::TlsClient;
 
 const CONNECTOR: &str = "websocket";
-
-/// The source's own properties (lower case), beside the TLS ones.
-const SOURCE_KEYS: &[&str] = &["addr", "scheme", "path", "decompression"];
-
-/// The sink's own properties (lower case), beside the TLS ones.
-const SINK_KEYS: &[&str] = &[
-    "addr",
-    "scheme",
-    "path",
-    "checkconnection",
-    "sendsingle",
-    "sendnilfield",
-    "omitifempty",
-];
 
 /// Where a websocket source or sink talks.
 #[derive(Debug, Clone)]
@@ -81,8 +67,10 @@ impl WebsocketSourceConfig {
     /// Validates the stream's DATASOURCE (the path) and its `CONF_KEY` properties.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
         let p = Props::new(CONNECTOR, props);
-        let used: Vec<&str> = SOURCE_KEYS.iter().chain(TLS_KEYS).copied().collect();
-        p.refuse_unknown("websocket source", &used)?;
+        p.refuse_unknown(
+            "websocket source",
+            &crate::spec::source_spec(CONNECTOR).accepted(),
+        )?;
         // eKuiper reads `path` when the stream names no DATASOURCE.
         let path = match datasource.trim() {
             "" => p.string("path")?.unwrap_or(""),
@@ -116,13 +104,10 @@ impl WebsocketSinkConfig {
     /// Validates the action's properties.
     pub fn parse(props: &Value) -> Result<Self, ConnectorError> {
         let p = action_props(CONNECTOR, props)?;
-        let used: Vec<&str> = SINK_KEYS
-            .iter()
-            .chain(TLS_KEYS)
-            .chain(crate::codec::sink_format::SINK_FORMAT_KEYS)
-            .copied()
-            .collect();
-        p.refuse_unknown_sink_keys("websocket sink", &used)?;
+        p.refuse_unknown_sink_keys(
+            "websocket sink",
+            &crate::spec::sink_spec(CONNECTOR).accepted(),
+        )?;
         let path = p.string("path")?.unwrap_or("");
         Ok(WebsocketSinkConfig {
             mode: mode(&p, path, "path")?,

@@ -398,6 +398,30 @@ impl Engine {
     pub fn set_source_profiles(&self, profiles: SourceProfiles) {
         *self.inner.profiles.write().expect("profiles lock") = profiles;
     }
+
+    /// Sets (`Some`) or removes (`None`) the profile `name` of `source_type` (lower case).
+    /// Streams read their profile when a rule starts them, so running rules keep theirs.
+    pub fn set_source_profile(
+        &self,
+        source_type: &str,
+        name: &str,
+        props: Option<serde_json::Map<String, Value>>,
+    ) {
+        let mut profiles = self.inner.profiles.write().expect("profiles lock");
+        match props {
+            Some(props) => {
+                profiles
+                    .entry(source_type.to_string())
+                    .or_default()
+                    .insert(name.to_string(), props);
+            }
+            None => {
+                if let Some(by_name) = profiles.get_mut(source_type) {
+                    by_name.remove(name);
+                }
+            }
+        }
+    }
 }
 
 /// A table source's event as rows; malformed rows are logged and left out.

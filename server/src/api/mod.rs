@@ -5,6 +5,7 @@ mod bulk;
 mod error;
 mod graph;
 pub mod limits;
+mod metadata;
 pub mod openapi;
 mod plugins;
 mod rules;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub started: Instant,
     /// Installed plugins.
     pub plugins: Arc<PluginManager>,
+    /// The `--config` file's connection profiles, composed with the REST-made ones.
+    pub profiles: crate::profiles::Profiles,
 }
 
 /// Shared handler state.
@@ -48,6 +51,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ping", get(system::ping))
         .route("/metrics", get(system::metrics))
         .route("/metadata/functions", get(system::functions))
+        .route("/metadata/sources", get(metadata::sources))
+        .route("/metadata/sinks", get(metadata::sinks))
+        .route("/metadata/sources/{name}", get(metadata::source))
+        .route("/metadata/sinks/{name}", get(metadata::sink))
+        .route(
+            "/metadata/sources/yaml/{name}",
+            get(metadata::source_conf_keys),
+        )
+        .route(
+            "/metadata/sources/{name}/confKeys/{confKey}",
+            put(metadata::put_source_conf_key).delete(metadata::delete_source_conf_key),
+        )
         .route("/openapi.json", get(openapi::document))
         .route("/streams", get(streams::list).post(streams::create))
         .route(
