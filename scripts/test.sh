@@ -103,15 +103,16 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database W
 fi
 
 # The kafka connector's tests start private Kafka-protocol brokers: tansu, a Kafka-compatible
-# broker in one Rust binary, with in-memory storage (its "dynostore" feature). Installed once
+# broker in one Rust binary, with in-memory storage (its "dynostore" feature) and SQLite storage
+# ("libsql": the only one that keeps SCRAM credentials, for the SASL SCRAM test). Installed once
 # per machine into a fixed prefix (the tests look there, or at $QUIVER_TANSU); the build's
 # target dir is removed afterwards to save disk.
-tansu_root="$HOME/.local/share/quiver/tansu-0.6.0"
+tansu_root="$HOME/.local/share/quiver/tansu-0.6.0-lite"
 if [ -z "${QUIVER_TANSU:-}" ] && [ ! -x "$tansu_root/bin/tansu" ]; then
   echo "installing tansu 0.6.0 (Kafka-compatible broker for the kafka tests)" >&2
   tansu_target=$(mktemp -d)
   CARGO_TARGET_DIR="$tansu_target" cargo install --locked --quiet tansu@0.6.0 \
-    --features dynostore --root "$tansu_root"
+    --features dynostore,libsql --root "$tansu_root"
   rm -rf "$tansu_target"
 fi
 export QUIVER_TANSU="${QUIVER_TANSU:-$tansu_root/bin/tansu}"

@@ -16,8 +16,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use quiver_connectors::kafka::client::Client;
 use quiver_connectors::kafka::records::{self, Message};
+use quiver_connectors::kafka::scram::ScramHash;
 use quiver_connectors::kafka::{
-    Connection, KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
+    Connection, KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig, Sasl, SaslMechanism,
 };
 use quiver_connectors::{ConnectorError, Sink, Source, SourceEvent, SourceOutput};
 use serde_json::{Value, json};
@@ -308,6 +309,77 @@ async fn source_without_group_reads_its_partition_from_the_latest_offset() {
     assert_eq!(numbers.last(), Some(&i));
 }
 
+/// The error of connecting `sink` and writing one row with it, if any.
+async fn write_error(mut sink: KafkaSink) -> Option<ConnectorError> {
+    if let Err(e) = sink.connect().await {
+        return Some(e);
+    }
+    sink.collect_list(&rows::full_batch(&[("x", 0)]))
+        .await
+        .err()
+}
+
+/// SASL properties for a source or a sink.
+fn login(kind: &str, user: &str, password: &str) -> Value {
+    json!({"saslAuthType": kind, "saslUserName": user, "saslPassword": password})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_logins_read_and_write_and_a_wrong_password_is_refused() {
+    let broker =
+        Tansu::start_authenticated(&[("plant", "s3cret-pw", true), ("line", "other-pw", false)]);
+    let topic = format!("scram-{}", unique());
+    // A SCRAM-SHA-256 client makes the topic and writes to it (tansu's CLI cannot log in).
+    let mut admin = Client::new(Connection {
+        sasl: Some(Sasl {
+            mechanism: SaslMechanism::Scram(ScramHash::Sha256),
+            username: "line".into(),
+            password: "other-pw".into(),
+        }),
+        ..connection(&broker.brokers())
+    });
+    admin.create_topic(&topic, 1).await.unwrap();
+    produce(&mut admin, &topic, 0, &["m1", "m2"]).await;
+
+    // eKuiper's `scram` is SCRAM-SHA-512: the source reads, the sink writes.
+    let mut props = login("scram", "plant", "s3cret-pw");
+    props["offsetReset"] = json!("earliest");
+    let mut source = Running::start(&broker.brokers(), &topic, props);
+    assert_eq!(source.take_until("m2").await, ["m1", "m2"]);
+    let mut writer = sink(&broker, &topic, login("scram", "plant", "s3cret-pw"));
+    writer.connect().await.unwrap();
+    writer
+        .collect_list(&rows::full_batch(&[("a", 1)]))
+        .await
+        .unwrap();
+    let got = read_back(&mut admin, &topic, 1, 3).await;
+    assert_eq!(json_of(&got[&0][2])["device"], "a");
+    writer.close().await.unwrap();
+
+    // A wrong password, or a SHA-256 login of a SHA-512 user, is refused with the reason.
+    for (kind, password) in [("scram", "wrong"), ("scram-sha-256", "s3cret-pw")] {
+        let error = write_error(sink(&broker, &topic, login(kind, "plant", password)))
+            .await
+            .expect("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("SASL login of \"plant\" refused"),
+            "{kind}: {error}"
+        );
+    }
+    // The broker requires the login: without one nothing is written.
+    assert!(
+        write_error(sink(&broker, &topic, json!({})))
+            .await
+            .is_some(),
+        "an anonymous client wrote to an authenticated broker"
+    );
+    // Nothing else reached the topic.
+    let got = read_back(&mut admin, &topic, 1, 3).await;
+    assert_eq!(got[&0].len(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_and_sink_wait_for_a_broker_that_starts_late() {
     let port = tansu::free_port();
@@ -449,7 +521,8 @@ fn registered_as_a_source_and_a_sink_that_refuse_what_they_cannot_do() {
     assert!(quiver_connectors::Connectors::sink_own_keys("kafka").contains(&"compression"));
     let sink = |props: Value| c.sink("kafka", &props).err().unwrap().to_string();
     assert!(
-        sink(json!({"brokers": "a:1", "topic": "t", "saslAuthType": "scram"})).contains("scram")
+        sink(json!({"brokers": "a:1", "topic": "t", "saslAuthType": "kerberos"}))
+            .contains("saslAuthType")
     );
     assert!(sink(json!({"brokers": "a:1", "topic": "t", "compression": "lz4"})).contains("lz4"));
     let spec = quiver_connectors::SourceSpec {

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::scram::ScramHash;
 use crate::ConnectorError;
 use crate::codec::template::TextProp;
 use crate::props::{Props, action_props};
@@ -18,9 +19,20 @@ pub const DEFAULT_BATCH_BYTES: u64 = 10 * 1024 * 1024;
 /// eKuiper's writer batch size: messages per produce request.
 pub const DEFAULT_KAFKA_BATCH_SIZE: u64 = 100;
 
-/// SASL PLAIN credentials; `Debug` hides the password.
+/// How the client logs in (`saslAuthType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// `plain`: the password sent as is (use TLS).
+    Plain,
+    /// `scram` (SCRAM-SHA-512, as eKuiper), `scram-sha-512` or `scram-sha-256`.
+    Scram(ScramHash),
+}
+
+/// SASL credentials; `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Sasl {
+    /// The mechanism.
+    pub mechanism: SaslMechanism,
     /// `saslUserName`.
     pub username: String,
     /// `saslPassword` (the sink) or `password` (the source; `saslPassword` also read).
@@ -29,7 +41,7 @@ pub struct Sasl {
 
 impl std::fmt::Debug for Sasl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sasl({}, ***)", self.username)
+        write!(f, "Sasl({:?}, {}, ***)", self.mechanism, self.username)
     }
 }
 
@@ -38,7 +50,7 @@ impl std::fmt::Debug for Sasl {
 pub struct Connection {
     /// `brokers`: `host:port` addresses, tried in order for metadata.
     pub brokers: Vec<String>,
-    /// `saslAuthType` `plain` with its credentials; None for `none`.
+    /// `saslAuthType` `plain` or `scram` with its credentials; None for `none`.
     pub sasl: Option<Sasl>,
     /// TLS, when any of eKuiper's TLS properties is set (as eKuiper's client decides).
     pub tls: Option<TlsClient>,
@@ -286,31 +298,32 @@ impl Props<'_> {
             .transpose()?
             .unwrap_or("");
         let user = self.string("saslusername")?.unwrap_or("");
-        let sasl = match self.string("saslauthtype")?.map(str::trim) {
+        let mechanism = match self.string("saslauthtype")?.map(str::trim) {
             None | Some("") | Some("none") => None,
-            Some("plain") => {
-                if user.is_empty() || password.is_empty() {
-                    return Err(config_error(
-                        "saslAuthType plain needs \"saslUserName\" and a password".into(),
-                    ));
-                }
-                Some(Sasl {
-                    username: user.to_string(),
-                    password: password.to_string(),
-                })
-            }
-            Some("scram") => {
-                return Err(config_error(
-                    "\"saslAuthType\" scram is not supported by this build; use plain (over TLS) \
-                     or none"
-                        .into(),
-                ));
-            }
+            Some("plain") => Some(SaslMechanism::Plain),
+            // eKuiper's `scram` is SCRAM-SHA-512; the explicit names are Quiver's, for brokers
+            // that store SHA-256 credentials.
+            Some("scram" | "scram-sha-512") => Some(SaslMechanism::Scram(ScramHash::Sha512)),
+            Some("scram-sha-256") => Some(SaslMechanism::Scram(ScramHash::Sha256)),
             Some(other) => {
                 return Err(config_error(format!(
-                    "\"saslAuthType\" must be none, plain or scram, got \"{other}\""
+                    "\"saslAuthType\" must be none, plain, scram (SCRAM-SHA-512), scram-sha-512 \
+                     or scram-sha-256, got \"{other}\""
                 )));
             }
+        };
+        let sasl = match mechanism {
+            None => None,
+            Some(_) if user.is_empty() || password.is_empty() => {
+                return Err(config_error(
+                    "\"saslAuthType\" plain and scram need \"saslUserName\" and a password".into(),
+                ));
+            }
+            Some(mechanism) => Some(Sasl {
+                mechanism,
+                username: user.to_string(),
+                password: password.to_string(),
+            }),
         };
         let tls = match self.tls_property_set() {
             None => None,
@@ -410,7 +423,23 @@ mod tests {
         assert_eq!(c.offset_reset, OffsetReset::Earliest);
         assert_eq!(c.max_bytes, 500);
         assert_eq!(c.connection.sasl.as_ref().unwrap().password, "p");
+        assert_eq!(
+            c.connection.sasl.as_ref().unwrap().mechanism,
+            SaslMechanism::Plain
+        );
         assert!(!format!("{c:?}").contains("\"p\""));
+        let scram = |kind: &str| {
+            let props = json!({"brokers": "a:1", "saslAuthType": kind, "saslUserName": "u",
+                               "saslPassword": "p"});
+            let c = KafkaSourceConfig::parse("t1", &obj(props)).unwrap();
+            c.connection.sasl.unwrap().mechanism
+        };
+        // eKuiper's `scram` is SCRAM-SHA-512.
+        assert_eq!(scram("scram"), SaslMechanism::Scram(ScramHash::Sha512));
+        assert_eq!(
+            scram("scram-sha-256"),
+            SaslMechanism::Scram(ScramHash::Sha256)
+        );
     }
 
     #[test]
@@ -419,8 +448,9 @@ mod tests {
         assert!(e(json!({})).contains("\"brokers\""));
         assert!(e(json!({"brokers": "tcp://a:1"})).contains("host:port"));
         assert!(e(json!({"brokers": "a:1", "offsetReset": "middle"})).contains("offsetReset"));
-        assert!(e(json!({"brokers": "a:1", "saslAuthType": "scram"})).contains("scram"));
+        assert!(e(json!({"brokers": "a:1", "saslAuthType": "scram"})).contains("saslUserName"));
         assert!(e(json!({"brokers": "a:1", "saslAuthType": "plain"})).contains("saslUserName"));
+        assert!(e(json!({"brokers": "a:1", "saslAuthType": "gssapi"})).contains("saslAuthType"));
         assert!(e(json!({"brokers": "a:1", "groupID": "g", "partition": 2})).contains("exclude"));
         assert!(e(json!({"brokers": "a:1", "maxbytess": 1})).contains("\"maxbytess\""));
         assert!(

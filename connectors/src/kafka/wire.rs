@@ -1,5 +1,6 @@
-//! One connection to one Kafka broker: TCP (or TLS), the API versions handshake, SASL PLAIN,
-//! and requests framed as the Kafka protocol frames them (a 4-byte size, a header, a body).
+//! One connection to one Kafka broker: TCP (or TLS), the API versions handshake, SASL (PLAIN
+//! or SCRAM), and requests framed as the Kafka protocol frames them (a 4-byte size, a header,
+//! a body).
 //!
 //! Each API is spoken at one fixed version ([`VERSIONS`]), checked against the range the broker
 //! announces, so every field the client sets means what it was written for; a broker that
@@ -20,7 +21,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::config::{Connection, Sasl};
+use super::config::{Connection, Sasl, SaslMechanism};
+use super::scram::ScramClient;
 
 /// The version each API is spoken at: modern enough for record batches (magic 2) and
 /// broker-stored group offsets, old enough for every broker since Kafka 2.4 and for Kafka 4.
@@ -170,14 +172,20 @@ impl Conn {
         Ok(())
     }
 
-    /// SASL PLAIN: the handshake names the mechanism, then one authenticate round trip.
+    /// SASL: the handshake names the mechanism, then one authenticate round trip (PLAIN) or
+    /// two (SCRAM: the client's first message, then its proof, checking the server's
+    /// signature).
     async fn authenticate(&mut self, sasl: &Sasl) -> Result<(), String> {
+        let mechanism = match sasl.mechanism {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::Scram(hash) => hash.mechanism(),
+        };
         let handshake =
-            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
         let response = self.send(&handshake).await?;
         if response.error_code != 0 {
             return Err(format!(
-                "{}: the broker does not offer SASL PLAIN (it offers {})",
+                "{}: the broker does not offer SASL {mechanism} (it offers {})",
                 self.address,
                 response
                     .mechanisms
@@ -187,21 +195,52 @@ impl Conn {
                     .join(", ")
             ));
         }
-        let request = SaslAuthenticateRequest::default().with_auth_bytes(plain_token(sasl));
-        let response = self.send(&request).await?;
-        if response.error_code != 0 {
-            return Err(format!(
-                "{}: SASL login of \"{}\" refused: {}",
-                self.address,
-                sasl.username,
-                response
-                    .error_message
-                    .as_ref()
-                    .map(|m| m.as_str())
-                    .unwrap_or("no reason given")
-            ));
+        match sasl.mechanism {
+            SaslMechanism::Plain => {
+                self.sasl_round(sasl, plain_token(sasl)).await?;
+            }
+            SaslMechanism::Scram(hash) => {
+                let mut scram = ScramClient::new(
+                    hash,
+                    &sasl.username,
+                    &sasl.password,
+                    &ScramClient::random_nonce(),
+                );
+                let challenge = self
+                    .sasl_round(sasl, Bytes::from(scram.first_message()))
+                    .await?;
+                let proof = scram
+                    .final_message(&challenge)
+                    .map_err(|e| self.login_error(sasl, &e))?;
+                let answer = self.sasl_round(sasl, Bytes::from(proof)).await?;
+                scram
+                    .verify(&answer)
+                    .map_err(|e| self.login_error(sasl, &e))?;
+            }
         }
         Ok(())
+    }
+
+    /// One `SaslAuthenticate` round trip: sends `token`, returns the server's bytes.
+    async fn sasl_round(&mut self, sasl: &Sasl, token: Bytes) -> Result<Bytes, String> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(token);
+        let response = self.send(&request).await?;
+        if response.error_code != 0 {
+            let reason = response
+                .error_message
+                .as_ref()
+                .map(|m| m.as_str())
+                .unwrap_or("no reason given");
+            return Err(self.login_error(sasl, reason));
+        }
+        Ok(response.auth_bytes)
+    }
+
+    fn login_error(&self, sasl: &Sasl, reason: &str) -> String {
+        format!(
+            "{}: SASL login of \"{}\" refused: {reason}",
+            self.address, sasl.username
+        )
     }
 
     /// The version this client speaks `key` at, if the broker supports it.
@@ -335,6 +374,7 @@ mod tests {
     #[test]
     fn plain_token_is_nul_separated() {
         let sasl = Sasl {
+            mechanism: SaslMechanism::Plain,
             username: "u".into(),
             password: "pw".into(),
         };

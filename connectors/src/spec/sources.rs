@@ -70,7 +70,7 @@ pub(crate) const KAFKA_CONNECTION: &[P] = &[
         "saslAuthType",
         String,
         Some("\"none\""),
-        "SASL login: none or plain",
+        "SASL login: none, plain, scram (SCRAM-SHA-512), scram-sha-512 or scram-sha-256",
     ),
     P::new("saslUserName", String, None, "the SASL user name"),
     P::new("saslPassword", Password, None, "the SASL password"),

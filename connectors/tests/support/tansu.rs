@@ -1,8 +1,9 @@
 //! A private Kafka-protocol broker per test: tansu (a Kafka-compatible broker in one binary)
-//! with in-memory storage on a free loopback port, stopped when the test ends.
+//! with in-memory storage on a free loopback port (SQLite storage when logins are required:
+//! only it keeps SCRAM credentials), stopped when the test ends.
 //!
 //! The binary is found through `QUIVER_TANSU`, then where `scripts/test.sh` installs it
-//! (`~/.local/share/quiver/tansu-0.6.0/bin/tansu`), then `tansu` on the PATH. Without it the
+//! (`~/.local/share/quiver/tansu-0.6.0-lite/bin/tansu`), then `tansu` on the PATH. Without it the
 //! test fails and says how to install it: these tests are never skipped. A test crate includes
 //! support/mqtt.rs as `mqtt` beside this file.
 #![allow(dead_code)]
@@ -17,9 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How to install the broker, for the failure message.
-const INSTALL: &str = "cargo install --locked tansu@0.6.0 --features dynostore \
-     --root ~/.local/share/quiver/tansu-0.6.0 (or run scripts/test.sh, which does), \
-     or set QUIVER_TANSU to a tansu 0.6 binary built with the dynostore feature";
+const INSTALL: &str = "cargo install --locked tansu@0.6.0 --features dynostore,libsql \
+     --root ~/.local/share/quiver/tansu-0.6.0-lite (or run scripts/test.sh, which does), \
+     or set QUIVER_TANSU to a tansu 0.6 binary built with the dynostore and libsql features";
 
 /// The tansu binary, or a panic saying how to install it.
 pub fn binary() -> PathBuf {
@@ -33,7 +34,7 @@ pub fn binary() -> PathBuf {
         return p;
     }
     if let Some(home) = std::env::var_os("HOME") {
-        let p = Path::new(&home).join(".local/share/quiver/tansu-0.6.0/bin/tansu");
+        let p = Path::new(&home).join(".local/share/quiver/tansu-0.6.0-lite/bin/tansu");
         if p.is_file() {
             return p;
         }
@@ -66,31 +67,58 @@ impl Tansu {
 
     /// [`Tansu::start`] on a given port.
     pub fn start_on(port: u16) -> Tansu {
-        Self::launch(port, port)
+        Self::launch(port, port, None)
+    }
+
+    /// A broker that requires a SASL SCRAM login of every client (`--authentication`), with
+    /// `users` (name, password, SHA-512 or else SHA-256) made beforehand by tansu's own
+    /// `user create` while the broker was still open (it cannot log in itself).
+    pub fn start_authenticated(users: &[(&str, &str, bool)]) -> Tansu {
+        let port = free_port();
+        let mut open = Self::launch(port, port, Some(false));
+        for (name, password, sha512) in users {
+            let mechanism = if *sha512 { "scram512" } else { "scram256" };
+            open.tansu(&["user", "create", name, password, "--mechanism", mechanism]);
+        }
+        let dir = std::mem::take(&mut open.dir);
+        drop(open);
+        Self::launch_in(dir, port, port, Some(true))
     }
 
     /// [`Tansu::start`], telling clients (in metadata) to connect to `advertised` instead: a
     /// proxy in front of it. (tansu 0.6's own TLS cannot be switched on: its CLI refuses
     /// `--cert` together with `--key`.)
     pub fn start_behind(advertised: u16) -> Tansu {
-        Self::launch(free_port(), advertised)
+        Self::launch(free_port(), advertised, None)
     }
 
-    fn launch(port: u16, advertised: u16) -> Tansu {
+    /// Starts tansu in a fresh directory; `sqlite` is None for in-memory storage, else
+    /// storage in a SQLite file there, with `--authentication` when true.
+    fn launch(port: u16, advertised: u16, sqlite: Option<bool>) -> Tansu {
         let dir = std::env::temp_dir().join(format!("quiver-tansu-{}", unique()));
         std::fs::create_dir_all(&dir).unwrap();
+        Self::launch_in(dir, port, advertised, sqlite)
+    }
+
+    fn launch_in(dir: PathBuf, port: u16, advertised: u16, sqlite: Option<bool>) -> Tansu {
+        let storage = match sqlite {
+            None => "memory://tansu/".to_string(),
+            // Relative to the broker's working directory, `dir`.
+            Some(_) => "sqlite://tansu.db".to_string(),
+        };
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised = format!("tcp://127.0.0.1:{advertised}");
         let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
         let child = Command::new(binary())
             .arg("broker")
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &storage])
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &advertised])
             .current_dir(&dir)
             .env_remove("STORAGE_ENGINE")
             .env_remove("LISTENER_URL")
             .env_remove("ADVERTISED_LISTENER_URL")
+            .args((sqlite == Some(true)).then_some("--authentication"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -119,16 +147,26 @@ impl Tansu {
 
     /// Creates `topic` with `partitions` partitions through tansu's own CLI.
     pub fn create_topic(&self, topic: &str, partitions: u32) {
+        self.tansu(&[
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            &partitions.to_string(),
+        ]);
+    }
+
+    /// Runs tansu's CLI against this broker (`args`, then `--broker`); panics on failure.
+    fn tansu(&self, args: &[&str]) {
         let out = Command::new(binary())
-            .args(["topic", "create", topic])
+            .args(args)
             .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .args(["--partitions", &partitions.to_string()])
             .current_dir(&self.dir)
             .output()
-            .expect("tansu topic create runs");
+            .expect("tansu's CLI runs");
         assert!(
             out.status.success(),
-            "tansu topic create {topic}: {}{}",
+            "tansu {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -149,6 +187,8 @@ impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
