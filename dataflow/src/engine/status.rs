@@ -11,7 +11,8 @@ use crate::error::EngineError;
 /// What `GET /rules/{id}/status` shows.
 #[derive(Debug, Clone)]
 pub struct RuleStatus {
-    /// `running` or `stopped`.
+    /// `running`, `stopped`, `stopped by error` or, for an armed scheduled rule between its
+    /// runs, `stopped: waiting for next schedule.`.
     pub status: String,
     /// Why it is in that state, or warnings.
     pub message: String,
@@ -19,7 +20,8 @@ pub struct RuleStatus {
     pub last_start_ms: i64,
     /// Last stop, ms since the epoch (0: never).
     pub last_stop_ms: i64,
-    /// When a restart of a failed rule is due (`restartStrategy`), ms since the epoch (0: none).
+    /// When the rule starts next, ms since the epoch (0: not planned): a restart of a failed
+    /// rule (`restartStrategy`) or the next fire of an armed rule's `cron`.
     pub next_start_ms: i64,
     /// Metrics as `(key, value)` in topology order.
     pub metrics: Vec<(String, Value)>,
@@ -35,7 +37,6 @@ impl serde::Serialize for RuleStatus {
         m.serialize_entry("message", &self.message)?;
         m.serialize_entry("lastStartTimestamp", &self.last_start_ms)?;
         m.serialize_entry("lastStopTimestamp", &self.last_stop_ms)?;
-        // A restart a `restartStrategy` scheduled; scheduled rules (`cron`) are not implemented.
         m.serialize_entry("nextStartTimestamp", &self.next_start_ms)?;
         for (k, v) in &self.metrics {
             m.serialize_entry(k, v)?;
@@ -168,12 +169,25 @@ impl Engine {
                 ));
             }
         }
+        let mut status = status;
+        let mut next_start_ms = restart.next_ms;
+        if let Some(schedule) = &entry.schedule
+            && entry.schedule_state.armed
+        {
+            if status == "stopped" {
+                status = super::schedule::WAITING.to_string();
+            }
+            if next_start_ms == 0 {
+                next_start_ms =
+                    schedule.next_start(crate::clock::now_ms(), entry.schedule_state.anchor_ms);
+            }
+        }
         Ok(RuleStatus {
             status,
             message,
             last_start_ms: entry.last_start_ms,
             last_stop_ms,
-            next_start_ms: restart.next_ms,
+            next_start_ms,
             metrics,
         })
     }
