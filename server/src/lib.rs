@@ -145,6 +145,7 @@ pub async fn serve(
         catalog,
         started: Instant::now(),
         plugins,
+        import_status: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

@@ -2,6 +2,7 @@
 //! errors to statuses. Paths and JSON shapes follow eKuiper's REST documentation.
 
 mod bulk;
+mod data;
 mod error;
 mod graph;
 pub mod limits;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub started: Instant,
     /// Installed plugins.
     pub plugins: Arc<PluginManager>,
+    /// The errors of the last `POST /data/import`.
+    pub import_status: data::ImportStatus,
 }
 
 /// Shared handler state.
@@ -73,6 +76,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rules/bulkstop", post(bulk::stop))
         .route("/ruleset/export", post(ruleset::export))
         .route("/ruleset/import", post(ruleset::import))
+        .route("/data/export", get(data::export).post(data::export_rules))
+        .route("/data/import", post(data::import))
+        .route("/data/import/status", get(data::import_status))
         .route(
             "/rules/{id}",
             get(rules::show).put(rules::update).delete(rules::delete),
