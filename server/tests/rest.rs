@@ -283,6 +283,34 @@ fn tables_over_rest_feed_stream_table_joins() {
     let (_, described) = server.json("GET", "/tables/devices", None);
     assert_eq!(described["Options"]["KEY"], json!("id"));
     assert_eq!(server.json("GET", "/tables/readings", None).0, 404);
+    assert_eq!(
+        server.json("GET", "/tabledetails", None).1,
+        json!([{"name": "devices", "type": "httppush", "format": "json"}])
+    );
+    assert_eq!(
+        server.json("GET", "/streamdetails", None).1,
+        json!([{"name": "readings", "type": "httppush", "format": "json"}])
+    );
+    assert_eq!(
+        server.json("GET", "/tables/devices/schema", None).1,
+        json!({"id": {"type": "string"}, "location": {"type": "string"}})
+    );
+    assert_eq!(server.json("GET", "/tables/readings/schema", None).0, 404);
+    // A table is replaced through /tables, never by a stream statement.
+    let wider = json!({"sql": r#"CREATE TABLE devices (id STRING, location STRING, floor BIGINT) WITH (DATASOURCE="/api/devices", TYPE="httppush", FORMAT="json", KEY="id")"#});
+    assert_eq!(
+        server.call("PUT", "/tables/devices", Some(wider)),
+        (200, "Table devices is updated.".into())
+    );
+    assert_eq!(
+        server.json("GET", "/tables/devices/schema", None).1["floor"],
+        json!({"type": "bigint"})
+    );
+    let as_stream = json!({"sql": r#"CREATE STREAM devices (id STRING) WITH (DATASOURCE="/x", TYPE="httppush")"#});
+    assert_eq!(
+        server.json("PUT", "/tables/devices", Some(as_stream)).0,
+        400
+    );
 
     // The table is fed at once, before any rule uses it.
     assert_eq!(

@@ -60,14 +60,19 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(streams::drop),
         )
         .route("/streams/{name}/schema", get(streams::schema))
+        .route("/streamdetails", get(streams::stream_details))
+        .route("/tabledetails", get(streams::table_details))
         .route(
             "/tables",
             get(streams::list_tables).post(streams::create_table),
         )
         .route(
             "/tables/{name}",
-            get(streams::describe_table).delete(streams::drop_table),
+            get(streams::describe_table)
+                .put(streams::update_table)
+                .delete(streams::drop_table),
         )
+        .route("/tables/{name}/schema", get(streams::table_schema))
         .route("/rules", get(rules::list).post(rules::create))
         .route("/rules/validate", post(rules::validate))
         .route("/rules/status/all", get(rules::status_all))
