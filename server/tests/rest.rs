@@ -105,6 +105,61 @@ fn streams_and_rules_over_rest_with_ekuiper_shapes() {
         "keys out of order: {raw}"
     );
 
+    // The v2 status: the same fields as one object, keys sorted, values native.
+    let (status, raw_v2) = server.call("GET", "/v2/rules/r1/status", None);
+    assert_eq!(status, 200, "{raw_v2}");
+    let v2: serde_json::Map<String, Value> = serde_json::from_str(&raw_v2).unwrap();
+    assert_eq!(v2["status"], json!("running"));
+    assert!(v2["source_demo_0_records_in_total"].is_u64(), "{raw_v2}");
+    let keys: Vec<&String> = v2.keys().collect();
+    let positions: Vec<usize> = keys
+        .iter()
+        .map(|k| raw_v2.find(&format!("\"{k}\"")).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "keys not sorted: {raw_v2}"
+    );
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "keys not sorted: {raw_v2}"
+    );
+    assert_eq!(server.json("GET", "/v2/rules/nope/status", None).0, 404);
+
+    // eKuiper's reset_state moves a rewindable source's offset; no Quiver source rewinds, so
+    // a well-formed request is refused naming the stream, never ignored.
+    let reset = |body: Value| server.json("PUT", "/rules/r1/reset_state", Some(body));
+    let (status, err) =
+        reset(json!({"type": 1, "params": {"streamName": "demo", "input": {"offset": 0}}}));
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("stream \"demo\""),
+        "{err}"
+    );
+    let (status, err) = reset(json!({"type": 0, "params": {}}));
+    assert_eq!(status, 400);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown stateType"),
+        "{err}"
+    );
+    assert_eq!(
+        reset(json!({"type": 1, "params": {"streamName": "other"}})).0,
+        400
+    );
+    assert_eq!(
+        server
+            .json(
+                "PUT",
+                "/rules/nope/reset_state",
+                Some(json!({"type": 1, "params": {"streamName": "demo"}}))
+            )
+            .0,
+        404
+    );
+
     let (_, topo) = server.json("GET", "/rules/r1/topo", None);
     assert_eq!(
         topo,
