@@ -41,6 +41,7 @@ use quiver_compiler::{Registry, StreamDef};
 use quiver_connectors::Connectors;
 
 pub use catalog::SourceProfiles;
+pub use schedule::WAITING as WAITING_FOR_SCHEDULE;
 pub use spec::{Action, RuleSpec};
 pub use status::RuleStatus;
 

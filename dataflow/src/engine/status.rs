@@ -55,6 +55,14 @@ impl Engine {
             .is_some_and(|r| !*r.done.borrow())
     }
 
+    /// True while the rule is a scheduled rule armed and between its runs.
+    pub fn rule_waiting_for_schedule(&self, id: &str) -> bool {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules.get(id).is_some_and(|e| {
+            e.schedule_state.armed && e.run.as_ref().is_none_or(|r| *r.done.borrow())
+        })
+    }
+
     /// Rows the rule has read and its keyed or window operators (a partitioned table join, a
     /// partitioned analytic function, a window) have not taken yet: 0 once every row read so far
     /// has been joined against its table.

@@ -200,6 +200,8 @@ pub async fn list(state: State) -> Result<Json<Vec<Value>>, ApiError> {
             let spec = state.engine.rule_spec(&id)?;
             let status = if state.engine.rule_running(&id) {
                 "running"
+            } else if state.engine.rule_waiting_for_schedule(&id) {
+                quiver_dataflow::engine::WAITING_FOR_SCHEDULE
             } else {
                 "stopped"
             };
