@@ -126,6 +126,23 @@ fn streams_and_rules_over_rest_with_ekuiper_shapes() {
     );
     assert_eq!(server.json("GET", "/v2/rules/nope/status", None).0, 404);
 
+    // A running rule's output fields and their types.
+    assert_eq!(
+        server.json("GET", "/rules/r1/schema", None),
+        (200, json!({"device": {"type": "string"}}))
+    );
+    let wide = json!({"id": "wide", "sql": "SELECT *, temperature * 2 AS twice, upper(device) AS d FROM demo", "actions": [{"log": {}}]});
+    assert_eq!(server.call("POST", "/rules", Some(wide)).0, 201);
+    assert_eq!(
+        server.json("GET", "/rules/wide/schema", None).1,
+        json!({"device": {"type": "string"}, "temperature": {"type": "float"},
+            "twice": {"type": "float"}, "d": {"type": "string"}})
+    );
+    assert_eq!(server.call("POST", "/rules/wide/stop", None).0, 200);
+    assert_eq!(server.json("GET", "/rules/wide/schema", None).0, 400);
+    assert_eq!(server.call("DELETE", "/rules/wide", None).0, 200);
+    assert_eq!(server.json("GET", "/rules/nope/schema", None).0, 404);
+
     // eKuiper's reset_state moves a rewindable source's offset; no Quiver source rewinds, so
     // a well-formed request is refused naming the stream, never ignored.
     let reset = |body: Value| server.json("PUT", "/rules/r1/reset_state", Some(body));

@@ -82,6 +82,58 @@ impl Engine {
         Ok(self.physical(entry, &stream)?.nodes)
     }
 
+    /// The rule's output fields in SELECT order, each with eKuiper's type name (`bigint`,
+    /// `float`, `string`, ...) or `None` where it depends on schemaless data. Fields a spread
+    /// or `unnest` makes are only known from the rows, and are not listed.
+    pub fn rule_output_fields(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(String, Option<String>)>, EngineError> {
+        use quiver_compiler::plan::{LogicalPlan, ProjectItem};
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
+        let stream = self.rule_stream(entry)?;
+        let mut node = &entry.plan.plan;
+        let items = loop {
+            match node {
+                LogicalPlan::Project { items, .. } => break items,
+                other => match other.input() {
+                    Some(input) => node = input,
+                    None => return Ok(Vec::new()),
+                },
+            }
+        };
+        let known = |t: quiver_compiler::types::SqlType| {
+            t.known()
+                .map(|t| quiver_compiler::types::type_name(t).to_string())
+        };
+        let mut fields = Vec::new();
+        for item in items {
+            match item {
+                ProjectItem::Expr { expr, name, .. } => {
+                    fields.push((name.clone(), known(expr.sql_type())))
+                }
+                ProjectItem::Wildcard { except, replace } => {
+                    for c in stream.columns.iter().flatten() {
+                        if except.iter().any(|e| e.eq_ignore_ascii_case(&c.name)) {
+                            continue;
+                        }
+                        let ty = match replace
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case(&c.name))
+                        {
+                            Some((_, e)) => known(e.sql_type()),
+                            None => Some(c.ty.ekuiper_name().to_string()),
+                        };
+                        fields.push((c.name.clone(), ty));
+                    }
+                }
+                ProjectItem::Spread { .. } | ProjectItem::Unnest { .. } => {}
+            }
+        }
+        Ok(fields)
+    }
+
     /// The rule's plans as text: the logical plan, then the physical plan.
     pub fn explain(&self, id: &str) -> Result<String, EngineError> {
         let rules = self.inner.rules.lock().expect("rules lock");

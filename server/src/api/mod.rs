@@ -93,6 +93,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rules/{id}/restart", post(rules::restart))
         .route("/rules/{id}/status", get(rules::status))
         .route("/v2/rules/{id}/status", get(rules::status_v2))
+        .route("/rules/{id}/schema", get(rules::schema))
         .route("/rules/{id}/reset_state", put(rules::reset_state))
         .route("/rules/{id}/topo", get(rules::topo))
         .route("/rules/{id}/explain", get(rules::explain))

@@ -367,6 +367,27 @@ pub async fn explain(state: State, Path(id): Path<String>) -> Result<String, Api
     Ok(mask::mask_text(&state.engine.explain(&id)?).into_owned())
 }
 
+/// `GET /rules/{id}/schema`: the rule's output fields, `{name: {"type": ...}}` as eKuiper's
+/// sink schema; known while the rule runs, as in eKuiper. A field whose type depends on
+/// schemaless data has type `"any"`.
+pub async fn schema(
+    state: State,
+    Path(id): Path<String>,
+) -> Result<Json<Map<String, Value>>, ApiError> {
+    let fields = state.engine.rule_output_fields(&id)?;
+    if !state.engine.rule_running(&id) {
+        return Err(ApiError::bad_request(format!(
+            "rule \"{id}\" is not running; its schema is known once it has started"
+        )));
+    }
+    Ok(Json(
+        fields
+            .into_iter()
+            .map(|(name, ty)| (name, json!({ "type": ty.as_deref().unwrap_or("any") })))
+            .collect(),
+    ))
+}
+
 /// `GET /v2/rules/{id}/status`: the same fields as `/rules/{id}/status` as one JSON object
 /// with native values, its keys sorted (eKuiper encodes a map there).
 pub async fn status_v2(
