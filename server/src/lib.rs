@@ -150,6 +150,7 @@ pub async fn serve(
         started: Instant::now(),
         plugins,
         profiles,
+        import_status: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

@@ -105,6 +105,78 @@ fn streams_and_rules_over_rest_with_ekuiper_shapes() {
         "keys out of order: {raw}"
     );
 
+    // The v2 status: the same fields as one object, keys sorted, values native.
+    let (status, raw_v2) = server.call("GET", "/v2/rules/r1/status", None);
+    assert_eq!(status, 200, "{raw_v2}");
+    let v2: serde_json::Map<String, Value> = serde_json::from_str(&raw_v2).unwrap();
+    assert_eq!(v2["status"], json!("running"));
+    assert!(v2["source_demo_0_records_in_total"].is_u64(), "{raw_v2}");
+    let keys: Vec<&String> = v2.keys().collect();
+    let positions: Vec<usize> = keys
+        .iter()
+        .map(|k| raw_v2.find(&format!("\"{k}\"")).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "keys not sorted: {raw_v2}"
+    );
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "keys not sorted: {raw_v2}"
+    );
+    assert_eq!(server.json("GET", "/v2/rules/nope/status", None).0, 404);
+
+    // A running rule's output fields and their types.
+    assert_eq!(
+        server.json("GET", "/rules/r1/schema", None),
+        (200, json!({"device": {"type": "string"}}))
+    );
+    let wide = json!({"id": "wide", "sql": "SELECT *, temperature * 2 AS twice, upper(device) AS d FROM demo", "actions": [{"log": {}}]});
+    assert_eq!(server.call("POST", "/rules", Some(wide)).0, 201);
+    assert_eq!(
+        server.json("GET", "/rules/wide/schema", None).1,
+        json!({"device": {"type": "string"}, "temperature": {"type": "float"},
+            "twice": {"type": "float"}, "d": {"type": "string"}})
+    );
+    assert_eq!(server.call("POST", "/rules/wide/stop", None).0, 200);
+    assert_eq!(server.json("GET", "/rules/wide/schema", None).0, 400);
+    assert_eq!(server.call("DELETE", "/rules/wide", None).0, 200);
+    assert_eq!(server.json("GET", "/rules/nope/schema", None).0, 404);
+
+    // eKuiper's reset_state moves a rewindable source's offset; no Quiver source rewinds, so
+    // a well-formed request is refused naming the stream, never ignored.
+    let reset = |body: Value| server.json("PUT", "/rules/r1/reset_state", Some(body));
+    let (status, err) =
+        reset(json!({"type": 1, "params": {"streamName": "demo", "input": {"offset": 0}}}));
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("stream \"demo\""),
+        "{err}"
+    );
+    let (status, err) = reset(json!({"type": 0, "params": {}}));
+    assert_eq!(status, 400);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown stateType"),
+        "{err}"
+    );
+    assert_eq!(
+        reset(json!({"type": 1, "params": {"streamName": "other"}})).0,
+        400
+    );
+    assert_eq!(
+        server
+            .json(
+                "PUT",
+                "/rules/nope/reset_state",
+                Some(json!({"type": 1, "params": {"streamName": "demo"}}))
+            )
+            .0,
+        404
+    );
+
     let (_, topo) = server.json("GET", "/rules/r1/topo", None);
     assert_eq!(
         topo,
@@ -283,6 +355,34 @@ fn tables_over_rest_feed_stream_table_joins() {
     let (_, described) = server.json("GET", "/tables/devices", None);
     assert_eq!(described["Options"]["KEY"], json!("id"));
     assert_eq!(server.json("GET", "/tables/readings", None).0, 404);
+    assert_eq!(
+        server.json("GET", "/tabledetails", None).1,
+        json!([{"name": "devices", "type": "httppush", "format": "json"}])
+    );
+    assert_eq!(
+        server.json("GET", "/streamdetails", None).1,
+        json!([{"name": "readings", "type": "httppush", "format": "json"}])
+    );
+    assert_eq!(
+        server.json("GET", "/tables/devices/schema", None).1,
+        json!({"id": {"type": "string"}, "location": {"type": "string"}})
+    );
+    assert_eq!(server.json("GET", "/tables/readings/schema", None).0, 404);
+    // A table is replaced through /tables, never by a stream statement.
+    let wider = json!({"sql": r#"CREATE TABLE devices (id STRING, location STRING, floor BIGINT) WITH (DATASOURCE="/api/devices", TYPE="httppush", FORMAT="json", KEY="id")"#});
+    assert_eq!(
+        server.call("PUT", "/tables/devices", Some(wider)),
+        (200, "Table devices is updated.".into())
+    );
+    assert_eq!(
+        server.json("GET", "/tables/devices/schema", None).1["floor"],
+        json!({"type": "bigint"})
+    );
+    let as_stream = json!({"sql": r#"CREATE STREAM devices (id STRING) WITH (DATASOURCE="/x", TYPE="httppush")"#});
+    assert_eq!(
+        server.json("PUT", "/tables/devices", Some(as_stream)).0,
+        400
+    );
 
     // The table is fed at once, before any rule uses it.
     assert_eq!(

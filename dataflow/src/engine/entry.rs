@@ -24,6 +24,10 @@ pub(super) struct RuleEntry {
     pub(super) restart_strategy: super::restart::RestartStrategy,
     /// Where it is in its restarts.
     pub(super) restart: super::restart::RestartState,
+    /// The rule's `cron`/`duration`/`cronDatetimeRange`, when it has a schedule.
+    pub(super) schedule: Option<super::schedule::Schedule>,
+    /// Where it is in that schedule.
+    pub(super) schedule_state: super::schedule::ScheduleState,
 }
 
 /// A running (or finished) instance of a rule.

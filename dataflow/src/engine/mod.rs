@@ -16,7 +16,8 @@
 //! | `sink_task.rs` | the tokio task that writes a rule's results to one sink, through its cache |
 //! | `options.rs` | rule options (`bufferLength`, `isEventTime`, `lateTolerance`) |
 //! | `planning.rs` | a rule's physical plan from its options and the catalog |
-//! | `restart.rs` | `restartStrategy`: restarting failed rules with backoff |
+//! | `restart.rs` | the supervisor; `restartStrategy`: restarting failed rules with backoff |
+//! | `schedule.rs` | scheduled rules: `cron`, `duration`, `cronDatetimeRange` |
 
 mod catalog;
 mod entry;
@@ -26,6 +27,7 @@ mod options;
 mod planning;
 mod restart;
 mod rules;
+mod schedule;
 mod shared;
 mod sink_task;
 mod spec;
@@ -39,6 +41,7 @@ use quiver_compiler::{Registry, StreamDef};
 use quiver_connectors::Connectors;
 
 pub use catalog::SourceProfiles;
+pub use schedule::WAITING as WAITING_FOR_SCHEDULE;
 pub use spec::{Action, RuleSpec};
 pub use status::RuleStatus;
 
@@ -181,6 +184,7 @@ impl Engine {
                 }
                 // No restart (`restartStrategy`) may start a run on the stopping workers.
                 entry.restart = Default::default();
+                entry.schedule_state = Default::default();
                 self.teardown(entry, "server stopped");
             }
         }

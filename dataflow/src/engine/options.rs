@@ -74,6 +74,7 @@ pub(super) fn validate(options: &serde_json::Map<String, Value>) -> Result<(), E
     }
     refuse_unimplemented(options)?;
     super::restart::RestartStrategy::parse(options.get("restartStrategy"))?;
+    super::schedule::Schedule::parse(options)?;
     buffer_rows(options).map(drop)
 }
 
@@ -123,9 +124,6 @@ const DEFAULT_ONLY: &[(&str, Accepts, &str)] = &[
     ),
     ("sendMetaToSink", is_false, "false"),
     ("qos", is_zero, "0 (at-most-once)"),
-    ("cron", is_empty, "\"\""),
-    ("duration", is_empty, "\"\""),
-    ("cronDatetimeRange", is_empty, "[]"),
     ("enableRuleTracer", is_false, "false"),
     ("planOptimizeStrategy", is_empty, "{}"),
     ("notifySub", is_false, "false"),

@@ -155,7 +155,8 @@ fn random() -> f64 {
 }
 
 impl Engine {
-    /// Starts the task that restarts failed rules; it ends with the engine.
+    /// Starts the supervisor, which restarts failed rules and follows the schedules of
+    /// scheduled rules (`schedule.rs`); it ends with the engine.
     pub(super) fn start_supervisor(&self) {
         let weak = std::sync::Arc::downgrade(&self.inner);
         self.inner.runtime.spawn(async move {
@@ -166,7 +167,9 @@ impl Engine {
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };
-                Engine { inner }.supervise();
+                let engine = Engine { inner };
+                engine.supervise();
+                engine.run_schedules();
             }
         });
     }

@@ -50,6 +50,7 @@ impl Engine {
         self.validate_options(&spec.options)?;
         let restart_strategy =
             super::restart::RestartStrategy::parse(spec.options.get("restartStrategy"))?;
+        let schedule = super::schedule::Schedule::parse(&spec.options)?;
         if spec.actions.is_empty() {
             return Err(EngineError::Invalid(
                 "a rule needs at least one action".into(),
@@ -80,6 +81,8 @@ impl Engine {
                 runs: 0,
                 restart_strategy,
                 restart: Default::default(),
+                schedule,
+                schedule_state: Default::default(),
             },
         );
         let entry = rules.get_mut(&id).expect("just inserted");
@@ -87,11 +90,20 @@ impl Engine {
             entry.stop_message = "canceled manually".into();
             return Ok(());
         }
-        if let Err(e) = self.launch(entry) {
+        if let Err(e) = self.start_entry(entry) {
             rules.remove(&id);
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Starts a rule's run, or arms its schedule.
+    fn start_entry(&self, entry: &mut RuleEntry) -> Result<(), EngineError> {
+        if entry.schedule.is_some() {
+            return self.arm_schedule(entry);
+        }
+        self.teardown(entry, "");
+        self.launch(entry)
     }
 
     /// Checks the rule options the engine implements (`bufferLength` within its limit, ...).
@@ -149,20 +161,20 @@ impl Engine {
     pub fn start_rule(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
-        if entry.run.as_ref().is_some_and(|r| !*r.done.borrow()) {
+        if entry.schedule_state.armed || entry.run.as_ref().is_some_and(|r| !*r.done.borrow()) {
             return Ok(());
         }
         entry.restart = Default::default();
-        self.teardown(entry, "");
-        self.launch(entry)
+        self.start_entry(entry)
     }
 
     /// Stops a rule; its state is dropped, its definition kept.
     pub fn stop_rule(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
-        // A stop by hand also cancels a pending restart.
+        // A stop by hand also cancels a pending restart, and the rule's schedule.
         entry.restart = Default::default();
+        entry.schedule_state = Default::default();
         self.teardown(entry, "canceled manually");
         Ok(())
     }
@@ -172,8 +184,7 @@ impl Engine {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
         entry.restart = Default::default();
-        self.teardown(entry, "");
-        self.launch(entry)
+        self.start_entry(entry)
     }
 
     /// Stops and deletes a rule, and its sink caches.
@@ -222,6 +233,21 @@ impl Engine {
             .keys()
             .cloned()
             .collect()
+    }
+
+    /// The streams and tables a rule reads (its FROM stream and what it joins), sorted.
+    pub fn rule_sources(&self, id: &str) -> Option<Vec<String>> {
+        let names = self.stream_names();
+        let tables = self.table_names();
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let plan = &rules.get(id)?.plan.plan;
+        let mut used: Vec<String> = names
+            .into_iter()
+            .chain(tables)
+            .filter(|n| plan.scan().stream == *n || plan.joins_table(n))
+            .collect();
+        used.sort();
+        Some(used)
     }
 
     /// The rule as submitted.

@@ -11,7 +11,8 @@ use crate::error::EngineError;
 /// What `GET /rules/{id}/status` shows.
 #[derive(Debug, Clone)]
 pub struct RuleStatus {
-    /// `running` or `stopped`.
+    /// `running`, `stopped`, `stopped by error` or, for an armed scheduled rule between its
+    /// runs, `stopped: waiting for next schedule.`.
     pub status: String,
     /// Why it is in that state, or warnings.
     pub message: String,
@@ -19,7 +20,8 @@ pub struct RuleStatus {
     pub last_start_ms: i64,
     /// Last stop, ms since the epoch (0: never).
     pub last_stop_ms: i64,
-    /// When a restart of a failed rule is due (`restartStrategy`), ms since the epoch (0: none).
+    /// When the rule starts next, ms since the epoch (0: not planned): a restart of a failed
+    /// rule (`restartStrategy`) or the next fire of an armed rule's `cron`.
     pub next_start_ms: i64,
     /// Metrics as `(key, value)` in topology order.
     pub metrics: Vec<(String, Value)>,
@@ -35,7 +37,6 @@ impl serde::Serialize for RuleStatus {
         m.serialize_entry("message", &self.message)?;
         m.serialize_entry("lastStartTimestamp", &self.last_start_ms)?;
         m.serialize_entry("lastStopTimestamp", &self.last_stop_ms)?;
-        // A restart a `restartStrategy` scheduled; scheduled rules (`cron`) are not implemented.
         m.serialize_entry("nextStartTimestamp", &self.next_start_ms)?;
         for (k, v) in &self.metrics {
             m.serialize_entry(k, v)?;
@@ -52,6 +53,14 @@ impl Engine {
             .get(id)
             .and_then(|e| e.run.as_ref())
             .is_some_and(|r| !*r.done.borrow())
+    }
+
+    /// True while the rule is a scheduled rule armed and between its runs.
+    pub fn rule_waiting_for_schedule(&self, id: &str) -> bool {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules.get(id).is_some_and(|e| {
+            e.schedule_state.armed && e.run.as_ref().is_none_or(|r| *r.done.borrow())
+        })
     }
 
     /// Rows the rule has read and its keyed or window operators (a partitioned table join, a
@@ -71,6 +80,58 @@ impl Engine {
         let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
         let stream = self.rule_stream(entry)?;
         Ok(self.physical(entry, &stream)?.nodes)
+    }
+
+    /// The rule's output fields in SELECT order, each with eKuiper's type name (`bigint`,
+    /// `float`, `string`, ...) or `None` where it depends on schemaless data. Fields a spread
+    /// or `unnest` makes are only known from the rows, and are not listed.
+    pub fn rule_output_fields(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(String, Option<String>)>, EngineError> {
+        use quiver_compiler::plan::{LogicalPlan, ProjectItem};
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules.get(id).ok_or_else(|| unknown_rule(id))?;
+        let stream = self.rule_stream(entry)?;
+        let mut node = &entry.plan.plan;
+        let items = loop {
+            match node {
+                LogicalPlan::Project { items, .. } => break items,
+                other => match other.input() {
+                    Some(input) => node = input,
+                    None => return Ok(Vec::new()),
+                },
+            }
+        };
+        let known = |t: quiver_compiler::types::SqlType| {
+            t.known()
+                .map(|t| quiver_compiler::types::type_name(t).to_string())
+        };
+        let mut fields = Vec::new();
+        for item in items {
+            match item {
+                ProjectItem::Expr { expr, name, .. } => {
+                    fields.push((name.clone(), known(expr.sql_type())))
+                }
+                ProjectItem::Wildcard { except, replace } => {
+                    for c in stream.columns.iter().flatten() {
+                        if except.iter().any(|e| e.eq_ignore_ascii_case(&c.name)) {
+                            continue;
+                        }
+                        let ty = match replace
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case(&c.name))
+                        {
+                            Some((_, e)) => known(e.sql_type()),
+                            None => Some(c.ty.ekuiper_name().to_string()),
+                        };
+                        fields.push((c.name.clone(), ty));
+                    }
+                }
+                ProjectItem::Spread { .. } | ProjectItem::Unnest { .. } => {}
+            }
+        }
+        Ok(fields)
     }
 
     /// The rule's plans as text: the logical plan, then the physical plan.
@@ -168,12 +229,25 @@ impl Engine {
                 ));
             }
         }
+        let mut status = status;
+        let mut next_start_ms = restart.next_ms;
+        if let Some(schedule) = &entry.schedule
+            && entry.schedule_state.armed
+        {
+            if status == "stopped" {
+                status = super::schedule::WAITING.to_string();
+            }
+            if next_start_ms == 0 {
+                next_start_ms =
+                    schedule.next_start(crate::clock::now_ms(), entry.schedule_state.anchor_ms);
+            }
+        }
         Ok(RuleStatus {
             status,
             message,
             last_start_ms: entry.last_start_ms,
             last_stop_ms,
-            next_start_ms: restart.next_ms,
+            next_start_ms,
             metrics,
         })
     }

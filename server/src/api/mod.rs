@@ -2,6 +2,7 @@
 //! errors to statuses. Paths and JSON shapes follow eKuiper's REST documentation.
 
 mod bulk;
+mod data;
 mod error;
 mod graph;
 pub mod limits;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub plugins: Arc<PluginManager>,
     /// The `--config` file's connection profiles, composed with the REST-made ones.
     pub profiles: crate::profiles::Profiles,
+    /// The errors of the last `POST /data/import`.
+    pub import_status: data::ImportStatus,
 }
 
 /// Shared handler state.
@@ -72,14 +75,19 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(streams::drop),
         )
         .route("/streams/{name}/schema", get(streams::schema))
+        .route("/streamdetails", get(streams::stream_details))
+        .route("/tabledetails", get(streams::table_details))
         .route(
             "/tables",
             get(streams::list_tables).post(streams::create_table),
         )
         .route(
             "/tables/{name}",
-            get(streams::describe_table).delete(streams::drop_table),
+            get(streams::describe_table)
+                .put(streams::update_table)
+                .delete(streams::drop_table),
         )
+        .route("/tables/{name}/schema", get(streams::table_schema))
         .route("/rules", get(rules::list).post(rules::create))
         .route("/rules/validate", post(rules::validate))
         .route("/rules/status/all", get(rules::status_all))
@@ -88,6 +96,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rules/bulkstop", post(bulk::stop))
         .route("/ruleset/export", post(ruleset::export))
         .route("/ruleset/import", post(ruleset::import))
+        .route("/data/export", get(data::export).post(data::export_rules))
+        .route("/data/import", post(data::import))
+        .route("/data/import/status", get(data::import_status))
         .route(
             "/rules/{id}",
             get(rules::show).put(rules::update).delete(rules::delete),
@@ -96,6 +107,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rules/{id}/stop", post(rules::stop))
         .route("/rules/{id}/restart", post(rules::restart))
         .route("/rules/{id}/status", get(rules::status))
+        .route("/v2/rules/{id}/status", get(rules::status_v2))
+        .route("/rules/{id}/schema", get(rules::schema))
+        .route("/rules/{id}/reset_state", put(rules::reset_state))
         .route("/rules/{id}/topo", get(rules::topo))
         .route("/rules/{id}/explain", get(rules::explain))
         .route(

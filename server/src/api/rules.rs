@@ -200,6 +200,8 @@ pub async fn list(state: State) -> Result<Json<Vec<Value>>, ApiError> {
             let spec = state.engine.rule_spec(&id)?;
             let status = if state.engine.rule_running(&id) {
                 "running"
+            } else if state.engine.rule_waiting_for_schedule(&id) {
+                quiver_dataflow::engine::WAITING_FOR_SCHEDULE
             } else {
                 "stopped"
             };
@@ -363,4 +365,101 @@ pub async fn topo(state: State, Path(id): Path<String>) -> Result<Json<Value>, A
 /// `GET /rules/{id}/explain`: the compiled plan as text.
 pub async fn explain(state: State, Path(id): Path<String>) -> Result<String, ApiError> {
     Ok(mask::mask_text(&state.engine.explain(&id)?).into_owned())
+}
+
+/// `GET /rules/{id}/schema`: the rule's output fields, `{name: {"type": ...}}` as eKuiper's
+/// sink schema; known while the rule runs, as in eKuiper. A field whose type depends on
+/// schemaless data has type `"any"`.
+pub async fn schema(
+    state: State,
+    Path(id): Path<String>,
+) -> Result<Json<Map<String, Value>>, ApiError> {
+    let fields = state.engine.rule_output_fields(&id)?;
+    if !state.engine.rule_running(&id) {
+        return Err(ApiError::bad_request(format!(
+            "rule \"{id}\" is not running; its schema is known once it has started"
+        )));
+    }
+    Ok(Json(
+        fields
+            .into_iter()
+            .map(|(name, ty)| (name, json!({ "type": ty.as_deref().unwrap_or("any") })))
+            .collect(),
+    ))
+}
+
+/// `GET /v2/rules/{id}/status`: the same fields as `/rules/{id}/status` as one JSON object
+/// with native values, its keys sorted (eKuiper encodes a map there).
+pub async fn status_v2(
+    state: State,
+    Path(id): Path<String>,
+) -> Result<Json<std::collections::BTreeMap<String, Value>>, ApiError> {
+    let st = masked_status(state.engine.rule_status(&id)?);
+    let Value::Object(map) =
+        serde_json::to_value(st).map_err(|e| ApiError::internal(e.to_string()))?
+    else {
+        return Err(ApiError::internal("a rule status is not an object"));
+    };
+    Ok(Json(map.into_iter().collect()))
+}
+
+/// Body of `PUT /rules/{id}/reset_state`: eKuiper's `{"type": 1, "params": {"streamName",
+/// "input"}}`, which moves a rewindable source of a running rule to another offset.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetStateBody {
+    /// 1: reset a source's offset (the only type eKuiper knows).
+    #[serde(rename = "type")]
+    pub kind: i64,
+    /// `streamName` and the source's `input` offset.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+/// `PUT /rules/{id}/reset_state`: eKuiper's offset reset of a running rule's source. No Quiver
+/// source keeps an offset it could rewind to, so a well-formed request is refused naming the
+/// stream; never accepted and ignored.
+pub async fn reset_state(
+    state: State,
+    Path(id): Path<String>,
+    raw: String,
+) -> Result<String, ApiError> {
+    let body: ResetStateBody = serde_json::from_str(&raw).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid request body: {e}; expected {{\"type\": 1, \"params\": {{\"streamName\": \"...\", \"input\": {{...}}}}}}"
+        ))
+    })?;
+    if body.kind != 1 {
+        return Err(ApiError::bad_request(format!(
+            "unknown stateType: {}; 1 (a source offset) is the only one",
+            body.kind
+        )));
+    }
+    let stream = body
+        .params
+        .get("streamName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("params.streamName is required"))?;
+    let sources = state
+        .engine
+        .rule_sources(&id)
+        .ok_or_else(|| not_found(&id))?;
+    if !state.engine.rule_running(&id) {
+        return Err(ApiError::bad_request(format!(
+            "rule \"{id}\" should be running when its state is reset"
+        )));
+    }
+    if !sources.iter().any(|s| s == stream) {
+        return Err(ApiError::bad_request(format!(
+            "rule \"{id}\" reads no stream \"{stream}\""
+        )));
+    }
+    let source_type = state
+        .engine
+        .stream(stream)
+        .map(|d| d.options.source_type)
+        .unwrap_or_default();
+    Err(ApiError::bad_request(format!(
+        "stream \"{stream}\": its {source_type} source keeps no offset to reset (no Quiver source is rewindable)"
+    )))
 }

@@ -38,21 +38,27 @@ pub struct Ruleset {
     pub rules: BTreeMap<String, String>,
 }
 
-/// Body of `POST /ruleset/import`.
+/// Body of `POST /ruleset/import` and `POST /data/import`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportBody {
-    /// The ruleset document, as text.
+pub(super) struct ImportBody {
+    /// The document, as text.
     #[serde(default)]
-    content: Option<String>,
-    /// eKuiper's file URI form; refused (see [`import`]).
+    pub content: Option<String>,
+    /// eKuiper's file URI form: refused by the ruleset import (see [`import`]); read by the
+    /// data import (`file://` inside `--plugin-file-dir`, or http(s)).
     #[serde(default)]
-    file: Option<String>,
+    pub file: Option<String>,
 }
 
 /// `POST /ruleset/export`: every stream, table and rule. Rule secrets are exported as stored:
 /// the document is a backup that must import again.
 pub async fn export(state: State) -> Result<Json<Ruleset>, ApiError> {
+    Ok(Json(snapshot(&state)?))
+}
+
+/// Every stream, table and rule as stored.
+pub(super) fn snapshot(state: &State) -> Result<Ruleset, ApiError> {
     let mut set = Ruleset::default();
     for (name, sql) in state.catalog.streams()? {
         let table = quiver_compiler::parse_create(&sql).is_ok_and(|d| d.kind == StreamKind::Table);
@@ -66,11 +72,11 @@ pub async fn export(state: State) -> Result<Json<Ruleset>, ApiError> {
     for rule in state.catalog.rules()? {
         set.rules.insert(rule.id, rule.json);
     }
-    Ok(Json(set))
+    Ok(set)
 }
 
 /// A checked item waiting to be created.
-enum Item {
+pub(super) enum Item {
     Stream(Box<StreamDef>),
     Rule {
         spec: RuleSpec,
@@ -114,7 +120,7 @@ pub async fn import(state: State, raw: String) -> Result<String, ApiError> {
             "the ruleset has {total} items, above the limit of {MAX_IMPORT_ITEMS}"
         )));
     }
-    let items = check(&state, &set)?;
+    let items = check(&state, &set, false)?;
     let counts = apply(&state, items)?;
     Ok(format!(
         "imported {} streams, {} tables and {} rules",
@@ -122,8 +128,9 @@ pub async fn import(state: State, raw: String) -> Result<String, ApiError> {
     ))
 }
 
-/// Checks every item; the ones to create, streams first.
-fn check(state: &State, set: &Ruleset) -> Result<Vec<Item>, ApiError> {
+/// Checks every item; the ones to create, streams first. Items whose name exists are skipped,
+/// unless `overwrite` (a data import, which replaces them): then they are checked and kept.
+pub(super) fn check(state: &State, set: &Ruleset, overwrite: bool) -> Result<Vec<Item>, ApiError> {
     let mut items = Vec::new();
     let mut defs: Vec<StreamDef> = Vec::new();
     for (map, kind, noun) in [
@@ -145,7 +152,7 @@ fn check(state: &State, set: &Ruleset) -> Result<Vec<Item>, ApiError> {
             if defs.iter().any(|d| &d.name == name) {
                 return Err(fail("is both a stream and a table in the ruleset".into()));
             }
-            if state.engine.stream(name).is_none() {
+            if overwrite || state.engine.stream(name).is_none() {
                 defs.push(def.clone());
                 items.push(Item::Stream(Box::new(def)));
             }
@@ -160,7 +167,7 @@ fn check(state: &State, set: &Ruleset) -> Result<Vec<Item>, ApiError> {
         if &spec.id != id {
             return Err(fail(format!("its JSON has id \"{}\"", spec.id)));
         }
-        if state.engine.rule_spec(id).is_some() {
+        if !overwrite && state.engine.rule_spec(id).is_some() {
             continue;
         }
         state
@@ -191,7 +198,7 @@ fn check(state: &State, set: &Ruleset) -> Result<Vec<Item>, ApiError> {
 
 /// Creates the checked items; on a failure removes what it created. `[streams, tables, rules]`
 /// created.
-fn apply(state: &State, items: Vec<Item>) -> Result<[usize; 3], ApiError> {
+pub(super) fn apply(state: &State, items: Vec<Item>) -> Result<[usize; 3], ApiError> {
     let mut done: Vec<(bool, String)> = Vec::new();
     let mut counts = [0; 3];
     for item in items {
@@ -222,6 +229,19 @@ fn apply(state: &State, items: Vec<Item>) -> Result<[usize; 3], ApiError> {
         }
     }
     Ok(counts)
+}
+
+/// Deletes rules `rules`, then streams and tables `streams`, from the engine and the catalog.
+pub(super) fn remove(state: &State, rules: &[String], streams: &[String]) -> Result<(), ApiError> {
+    for id in rules {
+        state.engine.delete_rule(id)?;
+        state.catalog.delete_rule(id)?;
+    }
+    for name in streams {
+        state.engine.drop_stream(name)?;
+        state.catalog.delete_stream(name)?;
+    }
+    Ok(())
 }
 
 fn create_stream(state: &State, def: &StreamDef) -> Result<(), ApiError> {

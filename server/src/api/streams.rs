@@ -77,6 +77,37 @@ pub async fn list(state: State) -> Json<Vec<String>> {
     Json(state.engine.stream_names())
 }
 
+/// `[{"name", "type", "format"}]` for every stream or table of `kind`.
+fn details(state: &State, kind: StreamKind) -> Json<Vec<Value>> {
+    let names = match kind {
+        StreamKind::Stream => state.engine.stream_names(),
+        StreamKind::Table => state.engine.table_names(),
+    };
+    Json(
+        names
+            .iter()
+            .filter_map(|n| state.engine.stream(n))
+            .map(|d| {
+                json!({
+                    "name": d.name,
+                    "type": d.options.source_type,
+                    "format": d.options.format.to_lowercase(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `GET /streamdetails`: each stream's name, source type and format.
+pub async fn stream_details(state: State) -> Json<Vec<Value>> {
+    details(&state, StreamKind::Stream)
+}
+
+/// `GET /tabledetails`: each table's name, source type and format.
+pub async fn table_details(state: State) -> Json<Vec<Value>> {
+    details(&state, StreamKind::Table)
+}
+
 /// Query of `GET /tables`: eKuiper's `kind` filter.
 #[derive(Debug, Deserialize)]
 pub struct TablesQuery {
@@ -211,7 +242,16 @@ pub async fn drop_table(state: State, Path(name): Path<String>) -> Result<String
 
 /// `GET /streams/{name}/schema`: field name to type.
 pub async fn schema(state: State, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let def = find(&state, &name)?;
+    schema_kind(&state, &name, StreamKind::Stream)
+}
+
+/// `GET /tables/{name}/schema`: field name to type.
+pub async fn table_schema(state: State, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    schema_kind(&state, &name, StreamKind::Table)
+}
+
+fn schema_kind(state: &State, name: &str, kind: StreamKind) -> Result<Json<Value>, ApiError> {
+    let def = find_kind(state, name, kind)?;
     let map: Map<String, Value> = def
         .columns
         .iter()
@@ -227,17 +267,32 @@ pub async fn update(
     Path(name): Path<String>,
     raw: String,
 ) -> Result<String, ApiError> {
-    let b = body(&raw)?;
+    update_kind(&state, &name, &raw, StreamKind::Stream)
+}
+
+/// `PUT /tables/{name}`: replaces the definition (refused while rules use the table).
+pub async fn update_table(
+    state: State,
+    Path(name): Path<String>,
+    raw: String,
+) -> Result<String, ApiError> {
+    update_kind(&state, &name, &raw, StreamKind::Table)
+}
+
+fn update_kind(state: &State, name: &str, raw: &str, kind: StreamKind) -> Result<String, ApiError> {
+    let b = body(raw)?;
     let new =
         quiver_compiler::parse_create(&b.sql).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if new.name != name {
+    let noun_lower = noun(kind).to_lowercase();
+    if new.name != name || new.kind != kind {
         return Err(ApiError::bad_request(format!(
-            "the statement defines stream \"{}\", not \"{name}\"",
+            "the statement defines {} \"{}\", not {noun_lower} \"{name}\"",
+            noun(new.kind).to_lowercase(),
             new.name
         )));
     }
-    let old = find(&state, &name)?;
-    state.engine.drop_stream(&name)?;
+    let old = find_kind(state, name, kind)?;
+    state.engine.drop_stream(name)?;
     if let Err(e) = state.engine.create_stream(&b.sql) {
         state
             .engine
@@ -245,8 +300,8 @@ pub async fn update(
             .map_err(|e| ApiError::internal(e.to_string()))?;
         return Err(e.into());
     }
-    state.catalog.put_stream(&name, &new.sql)?;
-    Ok(format!("Stream {name} is updated."))
+    state.catalog.put_stream(name, &new.sql)?;
+    Ok(format!("{} {name} is updated.", noun(kind)))
 }
 
 /// `DELETE /streams/{name}`.

@@ -596,6 +596,12 @@ impl PluginManager {
             .cloned()
     }
 
+    /// Reads the file at `url` as a plugin package is read: `file://` only inside
+    /// `--plugin-file-dir`, or http(s); bounded in size and time (`POST /data/import`).
+    pub async fn fetch_url(&self, url: &str) -> Result<Vec<u8>, PluginError> {
+        package::fetch(url, self.file_dir.as_deref()).await
+    }
+
     /// Names of the installed plugins of `kind`, sorted.
     pub fn list(&self, kind: PluginKind) -> Vec<String> {
         self.installed
