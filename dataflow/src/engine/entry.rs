@@ -24,6 +24,8 @@ pub(super) struct RuleEntry {
     pub(super) restart_strategy: super::restart::RestartStrategy,
     /// Where it is in its restarts.
     pub(super) restart: super::restart::RestartState,
+    /// Set for a test rule (`POST /ruletest`): its mocked streams, and it is not listed.
+    pub(super) test: Option<super::trial::TestInput>,
 }
 
 /// A running (or finished) instance of a rule.

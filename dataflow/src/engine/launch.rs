@@ -39,6 +39,7 @@ impl Engine {
             .map(|(name, qualifier, node)| {
                 let def = self
                     .stream(name)
+                    .map(|def| self.as_read(entry, def))
                     .ok_or_else(|| EngineError::NotFound(format!("stream \"{name}\" not found")))?;
                 Ok((def, qualifier.clone(), metrics.at(*node)))
             })
@@ -254,7 +255,7 @@ impl Engine {
             }
         }
 
-        let spec = self.source_spec(&stream);
+        let spec = self.rule_source_spec(entry, &stream);
         let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
             if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
                 // A dropped dataflow's activator fails harmlessly.
@@ -275,8 +276,10 @@ impl Engine {
         }
         let mut joined_tasks = Vec::new();
         for (i, (def, qualifier, m)) in joined.into_iter().enumerate() {
+            let spec = self.rule_source_spec(entry, &def);
             joined_tasks.extend(self.start_joined_source(
                 &def,
+                &spec,
                 qualifier,
                 i as i64 + 1,
                 physical.event_time.is_some(),
@@ -370,6 +373,7 @@ impl Engine {
     fn start_joined_source(
         &self,
         def: &StreamDef,
+        spec: &quiver_connectors::SourceSpec,
         qualifier: String,
         source: i64,
         event_time: bool,
@@ -379,8 +383,7 @@ impl Engine {
         queue: usize,
         error: Arc<Mutex<Option<String>>>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
-        let spec = self.source_spec(def);
-        let mut src = self.inner.connectors.source(&spec)?;
+        let mut src = self.inner.connectors.source(spec)?;
         let (tx, mut rx) = mpsc::channel::<SourceEvent>(queue);
         let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
         let name = def.name.clone();

@@ -17,6 +17,7 @@
 //! | `options.rs` | rule options (`bufferLength`, `isEventTime`, `lateTolerance`) |
 //! | `planning.rs` | a rule's physical plan from its options and the catalog |
 //! | `restart.rs` | `restartStrategy`: restarting failed rules with backoff |
+//! | `trial.rs` | test rules (`POST /ruletest`): mocked streams, kept out of the rule list |
 
 mod catalog;
 mod entry;
@@ -30,6 +31,7 @@ mod shared;
 mod sink_task;
 mod spec;
 mod status;
+mod trial;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -41,6 +43,7 @@ use quiver_connectors::Connectors;
 pub use catalog::SourceProfiles;
 pub use spec::{Action, RuleSpec};
 pub use status::RuleStatus;
+pub use trial::{Mocks, TestInput};
 
 use crate::error::EngineError;
 use crate::runtime::Workers;
