@@ -7,6 +7,7 @@ pub mod api;
 pub mod catalog;
 pub mod plugins;
 pub mod push;
+pub mod ruletest;
 pub mod security;
 pub mod tls;
 
@@ -41,6 +42,9 @@ pub struct Settings {
     /// HTTPS for the REST API and the push listener (`--tls-cert`, `--tls-key`); plain HTTP
     /// without.
     pub tls: Option<tls::TlsFiles>,
+    /// How long a rule test may wait unstarted, or run without a client, before it is removed
+    /// (`--ruletest-idle-timeout`).
+    pub ruletest_idle: std::time::Duration,
 }
 
 /// Reads connection profiles: source type → profile name (`CONF_KEY`) → properties.
@@ -140,18 +144,25 @@ pub async fn serve(
     );
     plugins.load_all();
     restore(&engine, &catalog)?;
-    let state = Arc::new(api::AppState {
-        engine: engine.clone(),
-        catalog,
-        started: Instant::now(),
-        plugins,
-    });
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
         .with_context(|| format!("binding {}", settings.bind))?;
     let push_listener = tokio::net::TcpListener::bind(settings.push_bind)
         .await
         .with_context(|| format!("binding the push listener {}", settings.push_bind))?;
+    // Rule tests' results are served on the push listener, eKuiper's HTTP data server.
+    let tests = ruletest::RuleTests::new(
+        engine.clone(),
+        push_listener.local_addr()?.port(),
+        settings.ruletest_idle,
+    );
+    let state = Arc::new(api::AppState {
+        engine: engine.clone(),
+        catalog,
+        started: Instant::now(),
+        plugins,
+        tests: tests.clone(),
+    });
     let push = push::router(
         engine.connectors().httppush().clone(),
         engine.connectors().websocket().clone(),
@@ -196,6 +207,7 @@ pub async fn serve(
                 .await?
         }
     }
+    tests.shutdown();
     push_task.abort();
     let engine2 = engine.clone();
     tokio::task::spawn_blocking(move || engine2.shutdown()).await?;

@@ -16,6 +16,7 @@ use quiver_server::security::mask::MaskingWriter;
 const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir DIR] [--workers N]
                [--auth jwt|none] [--auth-token-file FILE] [--allow-origin ORIGIN]...
                [--allow-host NAME]... [--allow-unauthenticated] [--tls-cert PEM --tls-key PEM]
+               [--ruletest-idle-timeout SECS]
        quiverd run --stream SQL --rule RULE [--workers N]   (one rule to completion; run --help)
   --bind      REST API address (env QUIVER_BIND, default 127.0.0.1:9081)
   --push-bind HTTP push source address (env QUIVER_PUSH_BIND, default 127.0.0.1:10081)
@@ -40,7 +41,10 @@ const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir
               file:// installs are refused (env QUIVER_PLUGIN_FILE_DIR)
   --tls-cert PEM, --tls-key PEM
               serve the REST API and the push listener over HTTPS with this certificate
-              chain and private key (env QUIVER_TLS_CERT, QUIVER_TLS_KEY; both or neither)";
+              chain and private key (env QUIVER_TLS_CERT, QUIVER_TLS_KEY; both or neither)
+  --ruletest-idle-timeout SECS
+              remove a rule test (POST /ruletest) not started, or running without a
+              WebSocket client, for SECS seconds (default 60)";
 
 fn settings() -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok();
@@ -58,6 +62,7 @@ fn settings() -> anyhow::Result<Settings> {
     let mut plugin_file_dir = env("QUIVER_PLUGIN_FILE_DIR");
     let mut tls_cert = env("QUIVER_TLS_CERT");
     let mut tls_key = env("QUIVER_TLS_KEY");
+    let mut ruletest_idle = quiver_server::ruletest::IDLE_TIMEOUT;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -78,6 +83,12 @@ fn settings() -> anyhow::Result<Settings> {
             "--plugin-file-dir" => plugin_file_dir = Some(value()?),
             "--tls-cert" => tls_cert = Some(value()?),
             "--tls-key" => tls_key = Some(value()?),
+            "--ruletest-idle-timeout" => {
+                let secs: u64 = value()?.parse().ok().filter(|s| *s > 0).with_context(
+                    || "--ruletest-idle-timeout needs a whole number of seconds above 0",
+                )?;
+                ruletest_idle = std::time::Duration::from_secs(secs);
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -116,6 +127,7 @@ fn settings() -> anyhow::Result<Settings> {
         workers,
         security,
         tls,
+        ruletest_idle,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod openapi;
 mod plugins;
 mod rules;
 mod ruleset;
+mod ruletest;
 mod streams;
 mod system;
 mod tags;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use quiver_dataflow::Engine;
 
 pub use error::ApiError;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub started: Instant,
     /// Installed plugins.
     pub plugins: Arc<PluginManager>,
+    /// Open rule tests (`/ruletest`).
+    pub tests: crate::ruletest::RuleTests,
 }
 
 /// Shared handler state.
@@ -73,6 +76,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rules/bulkstop", post(bulk::stop))
         .route("/ruleset/export", post(ruleset::export))
         .route("/ruleset/import", post(ruleset::import))
+        .route("/ruletest", post(ruletest::create))
+        .route("/ruletest/{id}/start", post(ruletest::start))
+        .route("/ruletest/{id}", delete(ruletest::delete))
         .route(
             "/rules/{id}",
             get(rules::show).put(rules::update).delete(rules::delete),
