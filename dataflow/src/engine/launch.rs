@@ -15,6 +15,7 @@ use super::entry::{RuleEntry, RuleRun, SourceHandle};
 use super::options::buffer_batches;
 use super::shared::Subscriber;
 use super::sink_task::run_sink;
+use super::transitions::{self, Change};
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics::{NodeMetrics, RuleMetrics};
@@ -165,8 +166,7 @@ impl Engine {
                 indexes: Vec::new(),
                 discard_caches,
             });
-            entry.last_start_ms = now_ms();
-            entry.stop_message.clear();
+            started(entry);
             return Ok(());
         }
         let activators = Arc::new(Mutex::new(vec![None; n]));
@@ -361,8 +361,7 @@ impl Engine {
             indexes: unbuilt.disarm(),
             discard_caches,
         });
-        entry.last_start_ms = now_ms();
-        entry.stop_message.clear();
+        started(entry);
         Ok(())
     }
 
@@ -470,8 +469,19 @@ impl Engine {
             entry.last_metrics = Some(run.metrics);
             entry.last_stop_ms = now_ms();
             entry.stop_message = message.to_string();
+            // A run that already ended by itself was logged then (by the supervisor).
+            if entry.restart.handled_run.as_deref() != Some(run.key.as_str()) {
+                transitions::log(&entry.spec.id, Change::Stopped(message));
+            }
         }
     }
+}
+
+/// Records and logs the start of a run.
+fn started(entry: &mut RuleEntry) {
+    entry.last_start_ms = now_ms();
+    entry.stop_message.clear();
+    transitions::log(&entry.spec.id, Change::Started);
 }
 
 /// A rule run whose dataflow is built but whose launch has not finished: dropped while still

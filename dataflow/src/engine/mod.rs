@@ -17,6 +17,7 @@
 //! | `options.rs` | rule options (`bufferLength`, `isEventTime`, `lateTolerance`) |
 //! | `planning.rs` | a rule's physical plan from its options and the catalog |
 //! | `restart.rs` | `restartStrategy`: restarting failed rules with backoff |
+//! | `transitions.rs` | one log line per rule state change, with its reason |
 //! | `trial.rs` | test rules (`POST /ruletest`): mocked streams, kept out of the rule list |
 
 mod catalog;
@@ -31,6 +32,7 @@ mod shared;
 mod sink_task;
 mod spec;
 mod status;
+mod transitions;
 mod trial;
 
 use std::collections::{BTreeMap, HashMap};

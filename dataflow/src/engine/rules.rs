@@ -95,7 +95,7 @@ impl Engine {
         );
         let entry = rules.get_mut(&id).expect("just inserted");
         if !start {
-            entry.stop_message = "canceled manually".into();
+            entry.stop_message = super::transitions::CANCELED_MANUALLY.into();
             return Ok(());
         }
         if let Err(e) = self.launch(entry) {
@@ -174,7 +174,7 @@ impl Engine {
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
         // A stop by hand also cancels a pending restart.
         entry.restart = Default::default();
-        self.teardown(entry, "canceled manually");
+        self.teardown(entry, super::transitions::CANCELED_MANUALLY);
         Ok(())
     }
 
