@@ -34,7 +34,7 @@ pub mod tables;
 mod testing;
 pub mod window;
 
-pub use engine::{Action, Engine, EngineConfig, RuleSpec, RuleStatus};
+pub use engine::{Action, Engine, EngineConfig, Mocks, RuleSpec, RuleStatus, TestInput};
 
 /// The README's Rust example, so that `cargo test --doc` keeps it compiling and running.
 #[cfg(doctest)]

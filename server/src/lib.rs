@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod plugins;
 pub mod profiles;
 pub mod push;
+pub mod ruletest;
 pub mod security;
 pub mod tls;
 
@@ -42,6 +43,9 @@ pub struct Settings {
     /// HTTPS for the REST API and the push listener (`--tls-cert`, `--tls-key`); plain HTTP
     /// without.
     pub tls: Option<tls::TlsFiles>,
+    /// How long a rule test may wait unstarted, or run without a client, before it is removed
+    /// (`--ruletest-idle-timeout`).
+    pub ruletest_idle: std::time::Duration,
 }
 
 /// Reads connection profiles: source type → profile name (`CONF_KEY`) → properties.
@@ -144,6 +148,18 @@ pub async fn serve(
     );
     plugins.load_all();
     restore(&engine, &catalog)?;
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("binding {}", settings.bind))?;
+    let push_listener = tokio::net::TcpListener::bind(settings.push_bind)
+        .await
+        .with_context(|| format!("binding the push listener {}", settings.push_bind))?;
+    // Rule tests' results are served on the push listener, eKuiper's HTTP data server.
+    let tests = ruletest::RuleTests::new(
+        engine.clone(),
+        push_listener.local_addr()?.port(),
+        settings.ruletest_idle,
+    );
     let state = Arc::new(api::AppState {
         engine: engine.clone(),
         catalog,
@@ -151,13 +167,8 @@ pub async fn serve(
         plugins,
         profiles,
         import_status: Default::default(),
+        tests: tests.clone(),
     });
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .with_context(|| format!("binding {}", settings.bind))?;
-    let push_listener = tokio::net::TcpListener::bind(settings.push_bind)
-        .await
-        .with_context(|| format!("binding the push listener {}", settings.push_bind))?;
     let push = push::router(
         engine.connectors().httppush().clone(),
         engine.connectors().websocket().clone(),
@@ -202,6 +213,7 @@ pub async fn serve(
                 .await?
         }
     }
+    tests.shutdown();
     push_task.abort();
     let engine2 = engine.clone();
     tokio::task::spawn_blocking(move || engine2.shutdown()).await?;

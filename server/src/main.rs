@@ -16,6 +16,7 @@ use quiver_server::security::mask::MaskingWriter;
 const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir DIR] [--workers N]
                [--auth jwt|none] [--auth-token-file FILE] [--allow-origin ORIGIN]...
                [--allow-host NAME]... [--allow-unauthenticated] [--tls-cert PEM --tls-key PEM]
+               [--ruletest-idle-timeout SECS] [--log-format text|json]
        quiverd run --stream SQL --rule RULE [--workers N]   (one rule to completion; run --help)
   --bind      REST API address (env QUIVER_BIND, default 127.0.0.1:9081)
   --push-bind HTTP push source address (env QUIVER_PUSH_BIND, default 127.0.0.1:10081)
@@ -40,7 +41,14 @@ const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir
               file:// installs are refused (env QUIVER_PLUGIN_FILE_DIR)
   --tls-cert PEM, --tls-key PEM
               serve the REST API and the push listener over HTTPS with this certificate
-              chain and private key (env QUIVER_TLS_CERT, QUIVER_TLS_KEY; both or neither)";
+              chain and private key (env QUIVER_TLS_CERT, QUIVER_TLS_KEY; both or neither)
+  --ruletest-idle-timeout SECS
+              remove a rule test (POST /ruletest) not started, or running without a
+              WebSocket client, for SECS seconds (default 60)
+  --log-format text|json
+              log lines as text (default; coloured only on a terminal) or as one JSON
+              object per line for log collectors (env QUIVER_LOG_FORMAT); the level comes
+              from RUST_LOG (default info)";
 
 fn settings() -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok();
@@ -58,6 +66,7 @@ fn settings() -> anyhow::Result<Settings> {
     let mut plugin_file_dir = env("QUIVER_PLUGIN_FILE_DIR");
     let mut tls_cert = env("QUIVER_TLS_CERT");
     let mut tls_key = env("QUIVER_TLS_KEY");
+    let mut ruletest_idle = quiver_server::ruletest::IDLE_TIMEOUT;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -78,6 +87,16 @@ fn settings() -> anyhow::Result<Settings> {
             "--plugin-file-dir" => plugin_file_dir = Some(value()?),
             "--tls-cert" => tls_cert = Some(value()?),
             "--tls-key" => tls_key = Some(value()?),
+            // Read by `log_format` before the logger starts; checked there.
+            "--log-format" => {
+                value()?;
+            }
+            "--ruletest-idle-timeout" => {
+                let secs: u64 = value()?.parse().ok().filter(|s| *s > 0).with_context(
+                    || "--ruletest-idle-timeout needs a whole number of seconds above 0",
+                )?;
+                ruletest_idle = std::time::Duration::from_secs(secs);
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -116,6 +135,7 @@ fn settings() -> anyhow::Result<Settings> {
         workers,
         security,
         tls,
+        ruletest_idle,
     })
 }
 
@@ -138,6 +158,29 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// How log lines are written (`--log-format`).
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `--log-format` (or `QUIVER_LOG_FORMAT`), read before the logger starts.
+fn log_format() -> anyhow::Result<LogFormat> {
+    let args: Vec<String> = std::env::args().collect();
+    let given = args
+        .iter()
+        .position(|a| a == "--log-format")
+        .map(|i| args.get(i + 1).cloned().unwrap_or_default())
+        .or_else(|| std::env::var("QUIVER_LOG_FORMAT").ok());
+    match given.as_deref() {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => anyhow::bail!("--log-format: \"{other}\" is not text or json\n{USAGE}"),
+    }
+}
+
 fn env_filter() -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
@@ -154,10 +197,15 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             .init();
         return Ok(oneshot::main(std::env::args().skip(2)));
     }
-    tracing_subscriber::fmt()
+    let stdout_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(env_filter())
-        .with_writer(|| MaskingWriter(std::io::stdout()))
-        .init();
+        .with_writer(|| MaskingWriter(std::io::stdout()));
+    match log_format()? {
+        LogFormat::Json => logger.json().init(),
+        // Colour codes only for a person at a terminal, never into a file or a pipe.
+        LogFormat::Text => logger.with_ansi(stdout_terminal).init(),
+    }
     let settings = settings()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -88,7 +88,11 @@ async fn serve(hub: WebsocketHub, path: String, mut socket: WebSocket) {
     loop {
         tokio::select! {
             result = client.next() => {
-                let Some(payload) = result else { break };
+                let Some(payload) = result else {
+                    // The server ended the path (a rule test was deleted): say so politely.
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                };
                 if socket.send(message(payload)).await.is_err() {
                     break;
                 }

@@ -13,20 +13,14 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{Error, Message};
+use tokio_tungstenite::tungstenite::Message;
 use ws::{PATIENCE, next_json};
 
 type Client = WebSocketStream<TcpStream>;
 
 /// Connects to `path` on the push listener; the HTTP status when the upgrade is refused.
 async fn connect(server: &Server, path: &str) -> Result<Client, u16> {
-    let tcp = TcpStream::connect(server.push_addr()).await.unwrap();
-    let url = format!("ws://{}{path}", server.push_addr());
-    match tokio_tungstenite::client_async(url, tcp).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(Error::Http(resp)) => Err(resp.status().as_u16()),
-        Err(e) => panic!("websocket handshake: {e}"),
-    }
+    server.ws_connect(path).await
 }
 
 /// Connects to `path` once a running rule serves it.

@@ -52,6 +52,8 @@ struct ClientSlot {
     /// Bytes queued for the client, taken back as it is written.
     queued: AtomicUsize,
     dropped: AtomicU64,
+    /// Signalled when the server ends the client's connection ([`WebsocketHub::close_clients`]).
+    closed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +104,7 @@ impl WebsocketHub {
             tx,
             queued: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
+            closed: tokio::sync::Notify::new(),
         });
         self.endpoints
             .lock()
@@ -150,6 +153,16 @@ impl WebsocketHub {
             .map_or(0, |e| e.dropped)
     }
 
+    /// Ends the connections of every client of `path` now: their [`HubClient::next`] returns
+    /// `None` (a rule test was deleted, so its viewers are sent away).
+    pub fn close_clients(&self, path: &str) {
+        let endpoints = self.endpoints.lock().expect("websocket hub lock");
+        for client in endpoints.get(path).map_or(&[][..], |e| &e.clients[..]) {
+            // A stored permit: a client not waiting now sees it at its next call.
+            client.closed.notify_one();
+        }
+    }
+
     /// Forgets `path` once no sink and no client uses it.
     fn tidy(endpoints: &mut HashMap<String, Endpoint>, path: &str) {
         if endpoints
@@ -171,9 +184,13 @@ pub struct HubClient {
 }
 
 impl HubClient {
-    /// The next result to write to the client.
+    /// The next result to write to the client; `None` once the server closed the client.
     pub async fn next(&mut self) -> Option<WsPayload> {
-        let payload = self.rx.recv().await?;
+        let payload = tokio::select! {
+            biased;
+            () = self.slot.closed.notified() => return None,
+            payload = self.rx.recv() => payload?,
+        };
         self.slot
             .queued
             .fetch_sub(payload.data.len(), Ordering::AcqRel);
@@ -306,6 +323,21 @@ mod tests {
         assert!(!hub.is_open("/out"));
         drop(slow);
         assert!(hub.endpoints.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn closing_a_path_ends_its_clients_only() {
+        let hub = WebsocketHub::default();
+        let sink = hub.open_sink("/test/a");
+        let mut a = hub.join("/test/a");
+        let mut b = hub.join("/test/b");
+        sink.broadcast(&WsPayload::new("{}"));
+        hub.close_clients("/test/a");
+        // Closed before the queued result is taken: the server is done with the client.
+        assert!(a.next().await.is_none());
+        let other = hub.open_sink("/test/b");
+        other.broadcast(&WsPayload::new("[]"));
+        assert_eq!(b.next().await.unwrap().data.as_ref(), b"[]");
     }
 
     #[test]

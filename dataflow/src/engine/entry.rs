@@ -28,6 +28,8 @@ pub(super) struct RuleEntry {
     pub(super) schedule: Option<super::schedule::Schedule>,
     /// Where it is in that schedule.
     pub(super) schedule_state: super::schedule::ScheduleState,
+    /// Set for a test rule (`POST /ruletest`): its mocked streams, and it is not listed.
+    pub(super) test: Option<super::trial::TestInput>,
 }
 
 /// A running (or finished) instance of a rule.

@@ -15,6 +15,7 @@ use super::entry::{RuleEntry, RuleRun, SourceHandle};
 use super::options::buffer_batches;
 use super::shared::Subscriber;
 use super::sink_task::run_sink;
+use super::transitions::{self, Change};
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics::{NodeMetrics, RuleMetrics};
@@ -39,6 +40,7 @@ impl Engine {
             .map(|(name, qualifier, node)| {
                 let def = self
                     .stream(name)
+                    .map(|def| self.as_read(entry, def))
                     .ok_or_else(|| EngineError::NotFound(format!("stream \"{name}\" not found")))?;
                 Ok((def, qualifier.clone(), metrics.at(*node)))
             })
@@ -164,8 +166,7 @@ impl Engine {
                 indexes: Vec::new(),
                 discard_caches,
             });
-            entry.last_start_ms = now_ms();
-            entry.stop_message.clear();
+            started(entry);
             return Ok(());
         }
         let activators = Arc::new(Mutex::new(vec![None; n]));
@@ -254,7 +255,7 @@ impl Engine {
             }
         }
 
-        let spec = self.source_spec(&stream);
+        let spec = self.rule_source_spec(entry, &stream);
         let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
             if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
                 // A dropped dataflow's activator fails harmlessly.
@@ -275,8 +276,10 @@ impl Engine {
         }
         let mut joined_tasks = Vec::new();
         for (i, (def, qualifier, m)) in joined.into_iter().enumerate() {
+            let spec = self.rule_source_spec(entry, &def);
             joined_tasks.extend(self.start_joined_source(
                 &def,
+                &spec,
                 qualifier,
                 i as i64 + 1,
                 physical.event_time.is_some(),
@@ -358,8 +361,7 @@ impl Engine {
             indexes: unbuilt.disarm(),
             discard_caches,
         });
-        entry.last_start_ms = now_ms();
-        entry.stop_message.clear();
+        started(entry);
         Ok(())
     }
 
@@ -370,6 +372,7 @@ impl Engine {
     fn start_joined_source(
         &self,
         def: &StreamDef,
+        spec: &quiver_connectors::SourceSpec,
         qualifier: String,
         source: i64,
         event_time: bool,
@@ -379,8 +382,7 @@ impl Engine {
         queue: usize,
         error: Arc<Mutex<Option<String>>>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
-        let spec = self.source_spec(def);
-        let mut src = self.inner.connectors.source(&spec)?;
+        let mut src = self.inner.connectors.source(spec)?;
         let (tx, mut rx) = mpsc::channel::<SourceEvent>(queue);
         let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
         let name = def.name.clone();
@@ -467,8 +469,19 @@ impl Engine {
             entry.last_metrics = Some(run.metrics);
             entry.last_stop_ms = now_ms();
             entry.stop_message = message.to_string();
+            // A run that already ended by itself was logged then (by the supervisor).
+            if entry.restart.handled_run.as_deref() != Some(run.key.as_str()) {
+                transitions::log(&entry.spec.id, Change::Stopped(message));
+            }
         }
     }
+}
+
+/// Records and logs the start of a run.
+fn started(entry: &mut RuleEntry) {
+    entry.last_start_ms = now_ms();
+    entry.stop_message.clear();
+    transitions::log(&entry.spec.id, Change::Started);
 }
 
 /// A rule run whose dataflow is built but whose launch has not finished: dropped while still

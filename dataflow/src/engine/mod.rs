@@ -18,6 +18,8 @@
 //! | `planning.rs` | a rule's physical plan from its options and the catalog |
 //! | `restart.rs` | the supervisor; `restartStrategy`: restarting failed rules with backoff |
 //! | `schedule.rs` | scheduled rules: `cron`, `duration`, `cronDatetimeRange` |
+//! | `transitions.rs` | one log line per rule state change, with its reason |
+//! | `trial.rs` | test rules (`POST /ruletest`): mocked streams, kept out of the rule list |
 
 mod catalog;
 mod entry;
@@ -32,6 +34,8 @@ mod shared;
 mod sink_task;
 mod spec;
 mod status;
+mod transitions;
+mod trial;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -44,6 +48,7 @@ pub use catalog::SourceProfiles;
 pub use schedule::WAITING as WAITING_FOR_SCHEDULE;
 pub use spec::{Action, RuleSpec};
 pub use status::RuleStatus;
+pub use trial::{Mocks, TestInput};
 
 use crate::error::EngineError;
 use crate::runtime::Workers;

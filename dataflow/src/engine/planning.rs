@@ -34,10 +34,11 @@ impl Engine {
         Ok(lower(&entry.plan.plan, &target))
     }
 
-    /// The FROM stream of `entry`, which must exist.
+    /// The FROM stream of `entry`, which must exist, as the rule reads it (mocked by a test).
     pub(super) fn rule_stream(&self, entry: &RuleEntry) -> Result<StreamDef, EngineError> {
         let name = &entry.plan.plan.scan().stream;
         self.stream(name)
+            .map(|def| self.as_read(entry, def))
             .ok_or_else(|| EngineError::NotFound(format!("stream \"{name}\" not found")))
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::Engine;
 use super::entry::RuleEntry;
+use super::transitions::{self, Change};
 use crate::clock::now_ms;
 use crate::error::EngineError;
 
@@ -180,9 +181,6 @@ impl Engine {
         let now = now_ms();
         let mut rules = self.inner.rules.lock().expect("rules lock");
         for entry in rules.values_mut() {
-            if entry.restart_strategy.attempts == 0 {
-                continue;
-            }
             if entry.restart.next_ms > 0 {
                 if now >= entry.restart.next_ms {
                     self.restart_now(entry);
@@ -195,10 +193,22 @@ impl Engine {
             if entry.restart.handled_run.as_deref() == Some(run.key.as_str()) {
                 continue;
             }
-            let Some(error) = run.error.lock().expect("error lock").clone() else {
+            // Every rule's failed or finished run is seen once here, to log it; only rules
+            // with a restart strategy go on to be restarted.
+            let error = run.error.lock().expect("error lock").clone();
+            let finished = *run.done.borrow();
+            let Some(error) = error else {
+                if finished {
+                    entry.restart.handled_run = Some(run.key.clone());
+                    transitions::log(&entry.spec.id, Change::Finished);
+                }
                 continue;
             };
             entry.restart.handled_run = Some(run.key.clone());
+            transitions::log(&entry.spec.id, Change::Failed(&error));
+            if entry.restart_strategy.attempts == 0 {
+                continue;
+            }
             let strategy = &entry.restart_strategy;
             // A run that lasted longer than the longest wait ran well: count afresh.
             if now - entry.last_start_ms > strategy.max_delay_ms.max(strategy.delay_ms) as i64 {
@@ -206,21 +216,18 @@ impl Engine {
             }
             if entry.restart.made >= strategy.attempts {
                 entry.restart.gave_up = true;
-                tracing::error!(
-                    rule = %entry.spec.id,
-                    "failed after {} restarts; not restarting again: {error}",
-                    entry.restart.made
-                );
+                let restarts = entry.restart.made;
+                transitions::log(&entry.spec.id, Change::GaveUp { restarts });
                 continue;
             }
             let wait = strategy.wait_ms(entry.restart.made, random());
             entry.restart.next_ms = now + wait as i64;
-            tracing::warn!(
-                rule = %entry.spec.id,
-                "failed: {error}; restart {} of {} in {wait} ms",
-                entry.restart.made + 1,
-                strategy.attempts
-            );
+            let change = Change::Scheduled {
+                attempt: entry.restart.made + 1,
+                of: strategy.attempts,
+                wait_ms: wait,
+            };
+            transitions::log(&entry.spec.id, change);
         }
     }
 
@@ -235,12 +242,11 @@ impl Engine {
             .and_then(|r| r.error.lock().expect("error lock").clone())
             .unwrap_or_default();
         self.teardown(entry, &message);
-        tracing::info!(
-            rule = %entry.spec.id,
-            "restarting (restart {} of {})",
-            entry.restart.made,
-            entry.restart_strategy.attempts
-        );
+        let change = Change::Restarting {
+            attempt: entry.restart.made,
+            of: entry.restart_strategy.attempts,
+        };
+        transitions::log(&entry.spec.id, change);
         if let Err(e) = self.launch(entry) {
             entry.stop_message = format!("restart failed: {e}");
             let strategy = &entry.restart_strategy;

@@ -43,6 +43,16 @@ impl Engine {
 
     /// Creates a rule, started or stopped (a stopped rule keeps its definition only).
     pub fn create_rule_with(&self, spec: RuleSpec, start: bool) -> Result<(), EngineError> {
+        self.insert_rule(spec, start, None)
+    }
+
+    /// Checks and adds a rule (a test rule with `test`), started or stopped.
+    pub(super) fn insert_rule(
+        &self,
+        spec: RuleSpec,
+        start: bool,
+        test: Option<super::trial::TestInput>,
+    ) -> Result<(), EngineError> {
         if spec.id.is_empty() {
             return Err(EngineError::Invalid("rule id is required".into()));
         }
@@ -83,11 +93,12 @@ impl Engine {
                 restart: Default::default(),
                 schedule,
                 schedule_state: Default::default(),
+                test,
             },
         );
         let entry = rules.get_mut(&id).expect("just inserted");
         if !start {
-            entry.stop_message = "canceled manually".into();
+            entry.stop_message = super::transitions::CANCELED_MANUALLY.into();
             return Ok(());
         }
         if let Err(e) = self.start_entry(entry) {
@@ -175,7 +186,7 @@ impl Engine {
         // A stop by hand also cancels a pending restart, and the rule's schedule.
         entry.restart = Default::default();
         entry.schedule_state = Default::default();
-        self.teardown(entry, "canceled manually");
+        self.teardown(entry, super::transitions::CANCELED_MANUALLY);
         Ok(())
     }
 
@@ -224,14 +235,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Ids of all rules, sorted.
+    /// Ids of all rules, sorted; test rules are not rules of the API and are left out.
     pub fn rule_ids(&self) -> Vec<String> {
         self.inner
             .rules
             .lock()
             .expect("rules lock")
-            .keys()
-            .cloned()
+            .iter()
+            .filter(|(_, e)| e.test.is_none())
+            .map(|(id, _)| id.clone())
             .collect()
     }
 

@@ -11,6 +11,7 @@ pub mod openapi;
 mod plugins;
 mod rules;
 mod ruleset;
+mod ruletest;
 mod streams;
 mod system;
 mod tags;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use quiver_dataflow::Engine;
 
 pub use error::ApiError;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub profiles: crate::profiles::Profiles,
     /// The errors of the last `POST /data/import`.
     pub import_status: data::ImportStatus,
+    /// Open rule tests (`/ruletest`).
+    pub tests: crate::ruletest::RuleTests,
 }
 
 /// Shared handler state.
@@ -99,6 +102,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/data/export", get(data::export).post(data::export_rules))
         .route("/data/import", post(data::import))
         .route("/data/import/status", get(data::import_status))
+        .route("/ruletest", post(ruletest::create))
+        .route("/ruletest/{id}/start", post(ruletest::start))
+        .route("/ruletest/{id}", delete(ruletest::delete))
         .route(
             "/rules/{id}",
             get(rules::show).put(rules::update).delete(rules::delete),

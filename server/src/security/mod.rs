@@ -276,6 +276,9 @@ pub async fn guard(
         return next.run(request).await;
     }
     let headers = request.headers();
+    // Rule test results are the REST API's output: their viewers need a token like it.
+    let strict =
+        listener == Listener::Rest || request.uri().path().starts_with(crate::ruletest::WS_PREFIX);
     if security.auth.enabled() {
         let verdict = match headers.get(header::AUTHORIZATION) {
             Some(value) => security.auth.verify(value),
@@ -283,7 +286,7 @@ pub async fn guard(
         };
         match verdict {
             Ok(()) => return next.run(request).await,
-            Err(why) if listener == Listener::Rest => {
+            Err(why) if strict => {
                 tracing::debug!(path = %request.uri().path(), "401: {why}");
                 let mut response = ApiError {
                     status: StatusCode::UNAUTHORIZED,

@@ -266,7 +266,24 @@ pub async fn publish_until_received(
     }
 }
 
+/// A WebSocket client of the push listener.
+pub type WsClient = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
 impl Server {
+    /// Connects a WebSocket client to `path` on the push listener; the HTTP status when the
+    /// upgrade is refused.
+    pub async fn ws_connect(&self, path: &str) -> Result<WsClient, u16> {
+        let tcp = tokio::net::TcpStream::connect(self.push_addr())
+            .await
+            .unwrap();
+        let url = format!("ws://{}{path}", self.push_addr());
+        match tokio_tungstenite::client_async(url, tcp).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("websocket handshake: {e}"),
+        }
+    }
+
     /// `POST /streams` with `sql`, expecting 201.
     pub fn create_stream(&self, sql: &str) {
         let (status, body) = self.call("POST", "/streams", Some(serde_json::json!({ "sql": sql })));
