@@ -44,6 +44,8 @@ impl Reply {
 /// A client of one quiverd.
 pub struct Client {
     http: HttpClient,
+    /// The TLS client of an `https://` host (its push listener uses the same certificate).
+    tls: Option<TlsClient>,
     /// `scheme://host:port` plus any path prefix, without a trailing `/`.
     base: String,
     /// `Bearer TOKEN`, checked to be a valid header value.
@@ -65,7 +67,7 @@ impl Client {
             return Err(usage(format!("--host: \"{host}\" must not have a query")));
         }
         let https = uri.scheme_str() == Some("https");
-        let tls = match (&global.ca, https) {
+        let tls_client = match (&global.ca, https) {
             (Some(_), false) => {
                 return Err(usage(format!(
                     "--ca is for https:// hosts; \"{host}\" is plain http"
@@ -92,10 +94,31 @@ impl Client {
             ),
         };
         Ok(Client {
-            http: HttpClient::new(Some(Duration::from_secs(global.timeout)), &tls),
+            http: HttpClient::new(Some(Duration::from_secs(global.timeout)), &tls_client),
+            tls: https.then_some(tls_client),
             base: url.trim_end_matches('/').to_string(),
             authorization,
         })
+    }
+
+    /// The host name of `--host` (for the push listener, on the same host).
+    pub fn host(&self) -> Result<String, CliError> {
+        let uri = parse_url(&self.base).map_err(|e| usage(format!("--host: {e}")))?;
+        let host = uri.host().unwrap_or("127.0.0.1");
+        Ok(host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string())
+    }
+
+    /// The TLS client, when `--host` is `https://`.
+    pub fn tls(&self) -> Option<&TlsClient> {
+        self.tls.as_ref()
+    }
+
+    /// The `Authorization` header value of `--token`.
+    pub fn authorization(&self) -> Option<&axum::http::HeaderValue> {
+        self.authorization.as_ref()
     }
 
     /// `GET path`.

@@ -12,6 +12,7 @@ mod error;
 mod input;
 mod ordered;
 mod output;
+mod trial;
 
 use std::process::ExitCode;
 

@@ -11,7 +11,9 @@ mod getstatus;
 mod gettopo;
 mod import;
 mod lifecycle;
+mod query;
 mod show;
+mod test;
 
 use crate::args::Global;
 use crate::client::{Client, Reply, segment};
@@ -98,6 +100,10 @@ commands! {
     Import(import::Import),
     /// Export the ruleset or data to a file
     Export(export::Export),
+    /// Run a rule test on mock rows and print its results as they arrive
+    Test(test::Test),
+    /// An interactive SQL prompt: each SELECT runs on the live streams until Enter
+    Query(query::Query),
     /// Print a shell completion script
     Completions(completions::Completions),
 }
