@@ -70,6 +70,25 @@ impl PrivateRedis {
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// A new connection to it.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://{}/", self.addr()))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Lifts the output-buffer limit of subscribers (benchmarks): a slow subscriber is then
+    /// measured rather than cut off.
+    pub fn unlimit_subscribers(&self) {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("client-output-buffer-limit")
+            .arg("pubsub 0 0 0")
+            .query(&mut self.connection())
+            .unwrap();
+    }
 }
 
 impl Drop for PrivateRedis {
