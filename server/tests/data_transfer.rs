@@ -25,17 +25,21 @@ fn populate(server: &Server, web: &TestServer) {
     assert_eq!(server.call("POST", "/rules/idle/stop", None).0, 200);
 }
 
-/// Pushes the same readings and returns what the rule posted, in order.
+/// Pushes the same readings and returns what the rule posted, ordered by value.
 fn outputs(server: &Server, web: &TestServer) -> Vec<Value> {
     wait_rule_status(server, "hot", |st| st["status"] == json!("running"));
     for t in [10, 25, 30] {
         let body = json!({"device": "a", "t": t}).to_string();
         assert_eq!(server.push("/readings", &body).0, 200);
     }
-    web.wait_for(2, Duration::from_secs(20))
+    // Sorted: with 2 workers the two rows may reach the sink in either order.
+    let mut rows: Vec<Value> = web
+        .wait_for(2, Duration::from_secs(20))
         .iter()
         .map(|r| r.json())
-        .collect()
+        .collect();
+    rows.sort_by_key(|r| r["t10"].as_i64());
+    rows
 }
 
 fn import(server: &Server, query: &str, doc: &Value) -> (u16, Value) {
