@@ -320,3 +320,48 @@ fn bad_conf_keys_are_refused_naming_what_is_wrong() {
     let (_, profiles) = server.json("GET", "/metadata/sources/yaml/sql", None);
     assert_eq!(profiles["lookups"]["lookup"], json!({"cache": true}));
 }
+
+#[test]
+fn operators_list_the_graph_node_types_a_graph_rule_accepts() {
+    let server = Server::start(&temp_dir("meta-ops"));
+    let (status, ops) = server.json("GET", "/metadata/operators", None);
+    assert_eq!(status, 200, "{ops}");
+    let ops = ops.as_array().unwrap();
+    let names: Vec<&str> = ops.iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "function", "aggfunc", "filter", "pick", "window", "join", "groupby", "orderby"
+        ]
+    );
+    // A graph rule built from the listed defaults runs: what the list says is what is accepted.
+    let props = |name: &str| -> Value {
+        let op = ops.iter().find(|o| o["name"] == name).unwrap();
+        op["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["default"].clone(),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    server.create_stream(
+        r#"CREATE STREAM demo (device STRING, temperature FLOAT) WITH (DATASOURCE="demo", TYPE="memory", FORMAT="json")"#,
+    );
+    let rule = json!({"id": "g", "graph": {
+        "nodes": {
+            "demo": {"type": "source", "nodeType": "memory", "props": {"sourceName": "demo"}},
+            "hot": {"type": "operator", "nodeType": "filter", "props": props("filter")},
+            "p": {"type": "operator", "nodeType": "pick", "props": props("pick")},
+            "out": {"type": "sink", "nodeType": "log", "props": {}}
+        },
+        "topo": {"sources": ["demo"], "edges": {"demo": ["hot"], "hot": ["p"], "p": ["out"]}}
+    }});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+}

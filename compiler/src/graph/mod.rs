@@ -6,6 +6,7 @@
 //! Stages, one file each:
 //! - [`fragment`]: each expression of a node's props parsed on its own (never spliced as text);
 //! - `nodes`: each operator node's props checked and turned into its clause pieces;
+//! - [`operators`]: the operator node types and their props (also `GET /metadata/operators`);
 //! - `shape`: the topology checked (every node known, connected, no cycle) and reduced to
 //!   sources -> one chain of operators -> sinks, with eKuiper's input/output rules per node
 //!   (`internal/topo/graph/io.go`);
@@ -19,6 +20,7 @@
 
 mod fragment;
 mod nodes;
+pub mod operators;
 mod select;
 mod shape;
 

@@ -125,8 +125,8 @@ pub(super) fn operator(
                 .into(),
         )),
         _ => Err(err(format!(
-            "unknown operator type \"{node_type}\"; the operator types are function, aggfunc, \
-             filter, pick, window, join, groupby and orderby"
+            "unknown operator type \"{node_type}\"; the operator types are {}",
+            super::operators::names()
         ))),
     }
 }

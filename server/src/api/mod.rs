@@ -8,6 +8,7 @@ mod graph;
 pub mod limits;
 mod metadata;
 pub mod openapi;
+mod operators;
 mod plugins;
 mod rules;
 mod ruleset;
@@ -59,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metadata/functions", get(system::functions))
         .route("/metadata/sources", get(metadata::sources))
         .route("/metadata/sinks", get(metadata::sinks))
+        .route("/metadata/operators", get(operators::list))
         .route("/metadata/sources/{name}", get(metadata::source))
         .route("/metadata/sinks/{name}", get(metadata::sink))
         .route(
