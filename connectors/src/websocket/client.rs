@@ -7,6 +7,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::MAX_MESSAGE;
@@ -16,11 +19,11 @@ use super::config::ClientTarget;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The byte stream under a client connection: plain TCP or TLS over it.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// An open client connection.
-pub(crate) type Connection = WebSocketStream<Box<dyn Io>>;
+pub type Connection = WebSocketStream<Box<dyn Io>>;
 
 /// The limits of a client connection: messages and frames of at most [`MAX_MESSAGE`] bytes.
 fn limits() -> WebSocketConfig {
@@ -31,12 +34,24 @@ fn limits() -> WebSocketConfig {
 
 /// Connects to `target`; the error says which step failed.
 pub(crate) async fn connect(target: &ClientTarget) -> Result<Connection, String> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect_now(target))
+    connect_with(target, None).await
+}
+
+/// [`connect`] with an `Authorization` header on the handshake (the quiver CLI reading a
+/// rule test's results from a server with authentication on).
+pub async fn connect_with(
+    target: &ClientTarget,
+    authorization: Option<&HeaderValue>,
+) -> Result<Connection, String> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect_now(target, authorization))
         .await
         .unwrap_or_else(|_| Err(format!("no connection within {CONNECT_TIMEOUT:?}")))
 }
 
-async fn connect_now(target: &ClientTarget) -> Result<Connection, String> {
+async fn connect_now(
+    target: &ClientTarget,
+    authorization: Option<&HeaderValue>,
+) -> Result<Connection, String> {
     let tcp = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(|e| format!("connecting to {}:{}: {e}", target.host, target.port))?;
@@ -53,9 +68,15 @@ async fn connect_now(target: &ClientTarget) -> Result<Connection, String> {
             Box::new(stream)
         }
     };
-    let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(target.url(), io, Some(limits()))
-            .await
-            .map_err(|e| format!("websocket handshake with {}: {e}", target.url()))?;
+    let mut request = target
+        .url()
+        .into_client_request()
+        .map_err(|e| format!("websocket request to {}: {e}", target.url()))?;
+    if let Some(value) = authorization {
+        request.headers_mut().insert(AUTHORIZATION, value.clone());
+    }
+    let (ws, _response) = tokio_tungstenite::client_async_with_config(request, io, Some(limits()))
+        .await
+        .map_err(|e| format!("websocket handshake with {}: {e}", target.url()))?;
     Ok(ws)
 }

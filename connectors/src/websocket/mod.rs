@@ -23,7 +23,7 @@ pub mod hub;
 mod sink;
 mod source;
 
-pub use client::CONNECT_TIMEOUT;
+pub use client::{CONNECT_TIMEOUT, Connection, connect_with};
 pub use config::{ClientTarget, WebsocketMode, WebsocketSinkConfig, WebsocketSourceConfig};
 pub use hub::{HubClient, HubSink, WebsocketHub, WsPayload};
 pub use sink::WebsocketSink;

@@ -3,26 +3,18 @@
 //! the results as they arrive, and `DELETE /ruletest/{id}` at the end.
 
 use futures_util::StreamExt as _;
+use quiver_connectors::websocket::{ClientTarget, Connection, connect_with};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use crate::client::{Client, Method, segment};
 use crate::error::CliError;
-
-/// The byte stream under the WebSocket: TCP, or TLS when `--host` is https.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A rule test the server runs, and its results' connection.
 pub struct Trial {
     client: Client,
     id: String,
-    ws: WebSocketStream<Box<dyn Io>>,
+    ws: Connection,
 }
 
 impl Trial {
@@ -86,48 +78,21 @@ async fn delete(client: &Client, id: &str) -> Result<(), CliError> {
     client.send(Method::DELETE, &path, None).await.map(|_| ())
 }
 
-/// Connects to `/test/{id}` on the push listener at `port` of `--host`'s host.
-async fn connect(
-    client: &Client,
-    port: u16,
-    id: &str,
-) -> Result<WebSocketStream<Box<dyn Io>>, CliError> {
-    let host = client.host()?;
-    let unreachable = |reason: String| CliError::Unreachable {
-        host: format!("{host}:{port}"),
-        reason,
+/// Connects to `/test/{id}` on the push listener at `port` of `--host`'s host, through the
+/// websocket connector's client (TLS when `--host` is https), with the token.
+async fn connect(client: &Client, port: u16, id: &str) -> Result<Connection, CliError> {
+    let target = ClientTarget {
+        host: client.host()?,
+        port,
+        path: format!("/test/{}", segment(id)),
+        tls: client.tls().cloned(),
     };
-    let tcp = TcpStream::connect((host.as_str(), port))
+    connect_with(&target, client.authorization())
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let (io, scheme): (Box<dyn Io>, _) = match client.tls() {
-        None => (Box::new(tcp), "ws"),
-        Some(tls) => {
-            let name =
-                ServerName::try_from(host.clone()).map_err(|e| unreachable(e.to_string()))?;
-            let stream = tokio_rustls::TlsConnector::from(tls.config())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| unreachable(format!("TLS: {e}")))?;
-            (Box::new(stream), "wss")
-        }
-    };
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let url = format!("{scheme}://{authority}/test/{}", segment(id));
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| unreachable(e.to_string()))?;
-    if let Some(auth) = client.authorization() {
-        request.headers_mut().insert("authorization", auth.clone());
-    }
-    let (ws, _) = tokio_tungstenite::client_async(request, io)
-        .await
-        .map_err(|e| unreachable(format!("websocket: {e}")))?;
-    Ok(ws)
+        .map_err(|reason| CliError::Unreachable {
+            host: format!("{}:{port}", target.host),
+            reason,
+        })
 }
 
 /// The rows of one result message, for printing one per line: a list's items, or the value.
