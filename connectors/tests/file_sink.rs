@@ -291,3 +291,50 @@ async fn a_dropped_sink_still_finishes_its_files() {
     let v: Value = serde_json::from_str(&dir.read("out.json")).unwrap();
     assert_eq!(v, json!([[{"device": "a", "v": 1}]]));
 }
+
+#[tokio::test]
+async fn lines_files_take_the_byte_formats() {
+    let dir = TempDir::new("formats");
+    let rows = batch(&[("a", Some(1)), ("b", None)]);
+    let mut s = sink(json!({"path": dir.path("u.log"), "format": "urlencoded"}));
+    s.collect_list(&rows).await.unwrap();
+    s.close().await.unwrap();
+    assert_eq!(dir.read("u.log"), "device=a&v=1\ndevice=b\n");
+
+    let mut s = sink(json!({"path": dir.path("d.log"), "format": "delimited", "delimiter": ";"}));
+    s.collect_list(&rows).await.unwrap();
+    s.close().await.unwrap();
+    assert_eq!(dir.read("d.log"), "a;1\nb;\n");
+
+    // binary: the one field's bytes, a message per row.
+    let mut s = sink(json!({"path": dir.path("b.bin"), "format": "binary"}));
+    s.collect_list(&rows.project(&[0]).unwrap()).await.unwrap();
+    s.close().await.unwrap();
+    assert_eq!(dir.read("b.bin"), "a\nb\n");
+
+    // A templated path: each row's message in its row's file.
+    let mut s = sink(json!({
+        "path": format!("{}/{{{{.device}}}}.csv", dir.0.display()), "format": "delimited"
+    }));
+    s.collect_list(&batch(&[("x", Some(1)), ("y", Some(2)), ("x", Some(3))]))
+        .await
+        .unwrap();
+    s.close().await.unwrap();
+    assert_eq!(dir.read("x.csv"), "x,1\nx,3\n");
+    assert_eq!(dir.read("y.csv"), "y,2\n");
+
+    for (props, want) in [
+        (
+            json!({"path": "x", "format": "binary", "fileType": "csv"}),
+            "does not fit fileType Csv",
+        ),
+        (
+            json!({"path": "x", "format": "delimited", "hasHeader": true}),
+            "\"hasHeader\" applies to fileType csv",
+        ),
+        (json!({"path": "x", "format": "protobuf"}), "does not fit"),
+    ] {
+        let e = FileSinkConfig::parse(&props).unwrap_err().to_string();
+        assert!(e.contains(want), "{props}: {e}");
+    }
+}

@@ -311,3 +311,49 @@ fn the_registry_makes_rest_sinks_and_refuses_unknown_properties() {
         "invalid rest configuration: rest sink: unknown property \"retries\""
     );
 }
+
+#[tokio::test]
+async fn compressed_bodies_say_their_content_encoding() {
+    use std::io::Read;
+    let server = TestServer::start();
+    for (compression, token) in [
+        ("gzip", Some("gzip")),
+        ("zlib", Some("deflate")),
+        ("flate", None),
+    ] {
+        let mut sink = rest(json!({
+            "url": format!("{}/{compression}", server.base),
+            "method": "post",
+            "compression": compression,
+        }));
+        sink.collect_list(&batch(&[("a", 1)])).await.unwrap();
+        sink.close().await.unwrap();
+        let got = server.requests();
+        let r = got.last().unwrap();
+        assert_eq!(r.header("content-encoding"), token, "{compression}");
+        let mut text = String::new();
+        match compression {
+            "gzip" => flate2::read::GzDecoder::new(&r.bytes[..]).read_to_string(&mut text),
+            "zlib" => flate2::read::ZlibDecoder::new(&r.bytes[..]).read_to_string(&mut text),
+            _ => flate2::read::DeflateDecoder::new(&r.bytes[..]).read_to_string(&mut text),
+        }
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!([{"device": "a", "v": 1}])
+        );
+    }
+    // The action's own header wins.
+    let mut sink = rest(json!({
+        "url": format!("{}/own", server.base),
+        "method": "post",
+        "compression": "gzip",
+        "headers": {"Content-Encoding": "x-gzip"},
+    }));
+    sink.collect_list(&batch(&[("a", 1)])).await.unwrap();
+    let got = server.requests();
+    assert_eq!(
+        got.last().unwrap().header("content-encoding"),
+        Some("x-gzip")
+    );
+}

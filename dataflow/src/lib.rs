@@ -28,6 +28,7 @@ pub mod render;
 pub mod runtime;
 pub mod send_error;
 pub mod sink_cache;
+pub mod sink_shape;
 pub mod sinkprops;
 pub mod tables;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! eKuiper's common sink properties, handled by the host for every sink type: `batchSize`,
-//! `lingerInterval`, `fields`, `bufferLength`, `dataTemplate` and the cache keys
-//! ([`crate::sink_cache`]). Connector-specific keys pass through to the sink.
+//! `lingerInterval`, `fields`, `excludeFields`, `dataField`, `bufferLength`, `dataTemplate` and
+//! the cache keys ([`crate::sink_cache`]). Connector-specific keys pass through to the sink.
 
 use std::time::Duration;
 
@@ -8,12 +8,16 @@ use arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
 use crate::error::EngineError;
+pub use crate::sink_shape::Shape;
 
 /// Keys the host consumes; the connector never sees them.
 const HOST_KEYS: &[&str] = &[
     "batchSize",
     "lingerInterval",
     "fields",
+    "excludeFields",
+    "dataField",
+    "tableDataField",
     "bufferLength",
     "dataTemplate",
 ];
@@ -42,8 +46,8 @@ pub struct SinkSettings {
     pub batch_size: usize,
     /// Longest wait before a partial batch is written (None: no time limit).
     pub linger: Option<Duration>,
-    /// Output fields to keep, in this order (None: all).
-    pub fields: Option<Vec<String>>,
+    /// `dataField`, `fields` and `excludeFields`: what is sent of each emission.
+    pub shape: Shape,
     /// Emissions queued in front of the sink.
     pub buffer_length: Option<usize>,
     /// eKuiper's `dataTemplate` (Go text/template syntax), rendered per emission or per row.
@@ -93,31 +97,66 @@ impl SinkSettings {
             }
             Ok(Some(n))
         };
-        let fields = match map.get("fields") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => Some(
-                items
+        let names = |key: &str| -> Result<Option<Vec<String>>, EngineError> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Array(items)) => items
                     .iter()
                     .map(|i| {
                         i.as_str()
                             .map(str::to_string)
-                            .ok_or_else(|| bad("fields", "must be a list of field names"))
+                            .ok_or_else(|| bad(key, "must be a list of field names"))
                     })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            Some(_) => return Err(bad("fields", "must be a list of field names")),
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                Some(_) => Err(bad(key, "must be a list of field names")),
+            }
         };
-        // A sink that reads `tableDataField` itself applies `fields` to the nested rows (the
-        // sql sink): the host leaves the rows whole for it.
+        let fields = names("fields")?;
+        let exclude_fields = names("excludeFields")?.unwrap_or_default();
+        let field_name = |key: &str| -> Result<Option<String>, EngineError> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(bad(key, "must be a field name")),
+            }
+        };
+        // `tableDataField` is eKuiper's older name for `dataField`.
+        let data_field = match (field_name("dataField")?, field_name("tableDataField")?) {
+            (Some(_), Some(_)) => {
+                return Err(EngineError::Invalid(
+                    "sink properties \"dataField\" and \"tableDataField\" name the same thing; set one".into(),
+                ));
+            }
+            (a, b) => a.or(b),
+        };
+        // A sink that reads `tableDataField` itself (the sql sink) picks the nested rows and
+        // their `fields`: the host leaves the rows whole for it.
         let nested = own.contains(&"tableDataField")
             && map.keys().any(|k| k.eq_ignore_ascii_case("tableDataField"));
-        let fields = if nested { None } else { fields };
+        let send_single = map
+            .get("sendSingle")
+            .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
+        let shape = if nested {
+            Shape {
+                exclude_fields,
+                ..Shape::default()
+            }
+        } else {
+            Shape {
+                data_field,
+                fields,
+                exclude_fields,
+                send_single,
+            }
+        };
         let settings = SinkSettings {
             batch_size: uint("batchSize", MAX_BATCH_SIZE)?.unwrap_or(0) as usize,
             linger: uint("lingerInterval", MAX_LINGER_MS)?
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis),
-            fields,
+            shape,
             buffer_length: uint("bufferLength", MAX_BUFFER_LENGTH)?.map(|n| n as usize),
             data_template: match map.get("dataTemplate") {
                 None | Some(Value::Null) => None,
@@ -128,9 +167,7 @@ impl SinkSettings {
                 }
                 Some(_) => return Err(bad("dataTemplate", "must be a string")),
             },
-            send_single: map
-                .get("sendSingle")
-                .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true")),
+            send_single,
             cache: crate::sink_cache::CacheSettings::parse(map)?,
         };
         let rest: serde_json::Map<String, Value> = map
@@ -150,26 +187,13 @@ impl SinkSettings {
         self.batch_size > 0 || self.linger.is_some()
     }
 
-    /// Keeps only `fields` (a missing field becomes a missing value, as in eKuiper).
-    pub fn project(&self, batch: RecordBatch) -> RecordBatch {
-        let Some(fields) = &self.fields else {
-            return batch;
-        };
-        let schema = batch.schema();
-        let mut out_fields = Vec::new();
-        let mut cols = Vec::new();
-        for name in fields {
-            if let Some((i, f)) = schema.column_with_name(name) {
-                out_fields.push(f.clone());
-                cols.push(batch.column(i).clone());
-            }
+    /// What is sent of `batch` (`dataField`, `fields`, `excludeFields`), unless a
+    /// `dataTemplate` renders it first (then [`Shape::json`] applies to its output).
+    pub fn shape_rows(&self, batch: RecordBatch) -> Result<RecordBatch, String> {
+        if self.data_template.is_some() || self.shape.is_identity() {
+            return Ok(batch);
         }
-        RecordBatch::try_new_with_options(
-            std::sync::Arc::new(arrow::datatypes::Schema::new(out_fields)),
-            cols,
-            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-        )
-        .unwrap_or(batch)
+        self.shape.rows(batch)
     }
 }
 
@@ -243,10 +267,20 @@ mod tests {
         let props = json!({"table": "t", "fields": ["temperature"], "tableDataField": "telemetry"});
         let (s, rest) = SinkSettings::parse_for(own, &props).unwrap();
         // The nested rows' fields are the sink's to pick: the host projects nothing.
-        assert!(s.fields.is_none());
+        assert!(s.shape.is_identity());
         assert_eq!(rest, props);
         let (s, _) = SinkSettings::parse_for(own, &json!({"fields": ["a"]})).unwrap();
-        assert_eq!(s.fields, Some(vec!["a".to_string()]));
+        assert_eq!(s.shape.fields, Some(vec!["a".to_string()]));
+        // The others take `dataField` (or its older name) from the host.
+        let (s, rest) = SinkSettings::parse(
+            &json!({"topic": "t", "tableDataField": "d", "excludeFields": ["x"]}),
+        )
+        .unwrap();
+        assert_eq!(s.shape.data_field.as_deref(), Some("d"));
+        assert_eq!(s.shape.exclude_fields, vec!["x".to_string()]);
+        assert_eq!(rest, json!({"topic": "t"}));
+        assert!(refusal(json!({"dataField": "a", "tableDataField": "b"})).contains("set one"));
+        assert!(refusal(json!({"excludeFields": "a"})).contains("list of field names"));
     }
 
     fn refusal(props: Value) -> String {

@@ -40,6 +40,18 @@ pub const COMPRESSIONS: &[(&str, Compression)] = &[
 const READ_BUFFER: usize = 256 * 1024;
 
 impl Compression {
+    /// The HTTP `Content-Encoding` token of a body compressed this way. HTTP's `deflate` is the
+    /// zlib format (RFC 9110, 8.4.1.2), so zlib sends `deflate`; raw deflate (eKuiper's
+    /// `flate`) has no token, and a receiver told `deflate` would fail on it, so none is sent.
+    pub fn http_content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::None | Compression::Flate => None,
+            Compression::Zlib => Some("deflate"),
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
+
     /// Reads property `key` (`compression` or `decompression`), one of `allowed` (the file
     /// connector takes gzip and zstd, whose chunks concatenate): empty or absent is none.
     pub(crate) fn parse(

@@ -30,6 +30,7 @@ use super::FileType;
 use super::sink_config::{FileSinkConfig, NamePattern};
 use super::writer::OutFile;
 use crate::codec::encode;
+use crate::codec::sink_format::{Encoding, SinkFormat};
 use crate::{ConnectorError, Sink};
 
 /// Most files one sink keeps open (templated paths); opening one more rolls the oldest.
@@ -95,6 +96,49 @@ impl FileSink {
         }
     }
 
+    /// A `lines` file's messages in a byte `format` (delimited, binary, urlencoded). A
+    /// templated path is rendered per row, so each row's message goes to its own file.
+    fn formatted(
+        &self,
+        format: &SinkFormat,
+        batch: &RecordBatch,
+    ) -> Result<Vec<Message>, ConnectorError> {
+        let c = &self.config;
+        // Delimited messages end their lines; the file ends each message's line itself.
+        let ends_lines = matches!(format.encoding, Encoding::Delimited { .. });
+        let pieces: Vec<(String, Vec<u8>)> = if c.path.is_template() {
+            let rows = self.rows(batch);
+            let mut out = Vec::new();
+            for (i, row) in rows.iter().enumerate() {
+                let path = self.path_for(Some(row)).map_err(io_error)?;
+                for bytes in format.messages(&batch.slice(i, 1), true, c.send_nil, true)? {
+                    out.push((path.clone(), bytes));
+                }
+            }
+            out
+        } else {
+            let path = self.path_for(None).map_err(io_error)?;
+            format
+                .messages(batch, c.send_single, c.send_nil, c.omit_if_empty)?
+                .into_iter()
+                .map(|bytes| (path.clone(), bytes))
+                .collect()
+        };
+        Ok(pieces
+            .into_iter()
+            .map(|(path, mut bytes)| {
+                if ends_lines && bytes.last() == Some(&b'\n') {
+                    bytes.pop();
+                }
+                Message {
+                    path,
+                    bytes,
+                    header: None,
+                }
+            })
+            .collect())
+    }
+
     fn path_for(&self, row: Option<&Map<String, Value>>) -> Result<String, String> {
         let row = row.map_or(Value::Null, |r| Value::Object(r.clone()));
         self.config.path.render(&row)
@@ -127,6 +171,10 @@ impl Sink for FileSink {
                 || c.path.is_template())
         {
             return Ok(());
+        }
+        if let Some(format) = &c.line_format {
+            let messages = self.formatted(format, batch)?;
+            return self.send(messages).await;
         }
         let rows = self.rows(batch);
         let csv = (c.file_type == FileType::Csv).then(|| Csv::new(&c, rows.first()));

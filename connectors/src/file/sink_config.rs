@@ -1,5 +1,6 @@
 //! Settings of the `file` sink, parsed and validated once from eKuiper's properties.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -8,6 +9,7 @@ use super::FILE_COMPRESSIONS;
 use super::FileType;
 use crate::ConnectorError;
 use crate::codec::compress::Compression;
+use crate::codec::sink_format::SinkFormat;
 use crate::codec::template::TextProp;
 use crate::props::action_props;
 
@@ -57,6 +59,8 @@ pub struct FileSinkConfig {
     pub compression: Compression,
     /// CSV column order (`fields`); None: the row's fields in name order.
     pub fields: Option<Vec<String>>,
+    /// The encoding of a `lines` file's messages when `format` is not json.
+    pub line_format: Option<Arc<SinkFormat>>,
     /// One message per row instead of one per emission (`sendSingle`).
     pub send_single: bool,
     /// Keep null fields as `null` in JSON (`sendNilField`).
@@ -88,18 +92,33 @@ impl FileSinkConfig {
                 ))
             })?,
         };
-        if let Some(format) = p.string("format")? {
-            let want = if file_type == FileType::Csv {
-                "delimited"
-            } else {
-                "json"
-            };
-            if !format.eq_ignore_ascii_case(want) {
-                return Err(p.error(format!(
-                    "format \"{format}\" does not fit fileType {file_type:?}; it writes {want}"
-                )));
-            }
-        }
+        // `lines` files take any byte format, one message per line; `json` and `csv` files
+        // are their own format.
+        let line_format = match p.string("format")?.map(str::trim) {
+            None | Some("") => None,
+            Some(format) => match (file_type, format.to_ascii_lowercase().as_str()) {
+                (FileType::Lines | FileType::Json, "json") | (FileType::Csv, "delimited") => None,
+                (FileType::Lines, "delimited" | "binary" | "urlencoded") => {
+                    if p.boolean("hasheader")? == Some(true) {
+                        return Err(p.error(
+                            "\"hasHeader\" applies to fileType csv, which writes one header per file"
+                                .into(),
+                        ));
+                    }
+                    Some(Arc::new(SinkFormat::parse(&p, false)?))
+                }
+                _ => {
+                    let want = match file_type {
+                        FileType::Csv => "delimited",
+                        FileType::Json => "json",
+                        FileType::Lines => "json, delimited, binary or urlencoded",
+                    };
+                    return Err(p.error(format!(
+                        "format \"{format}\" does not fit fileType {file_type:?}; it writes {want}"
+                    )));
+                }
+            },
+        };
         let delimiter = p.string("delimiter")?.unwrap_or(",").to_string();
         if delimiter.is_empty() || delimiter.contains(['\n', '\r', '"']) {
             return Err(p.error(format!(
@@ -156,6 +175,7 @@ impl FileSinkConfig {
             name_pattern,
             compression,
             fields,
+            line_format,
             send_single: p.boolean("sendsingle")?.unwrap_or(false),
             send_nil: p.boolean("sendnilfield")?.unwrap_or(false),
             omit_if_empty: p.boolean("omitifempty")?.unwrap_or(false),

@@ -64,7 +64,14 @@ impl RestSink {
     /// sending again cannot mend.
     async fn send(&self, target: &Target, body: Bytes) -> Result<(), (String, bool)> {
         let what = target.describe();
-        let request = target.request(body).map_err(|e| (e, true))?;
+        let mut request = target.request(body).map_err(|e| (e, true))?;
+        // A compressed body says how, unless the action's `headers` already do.
+        if let Some(token) = self.config.format.compression.http_content_encoding() {
+            request
+                .headers_mut()
+                .entry(hyper::header::CONTENT_ENCODING)
+                .or_insert(hyper::header::HeaderValue::from_static(token));
+        }
         let response = self
             .client
             .send(request)

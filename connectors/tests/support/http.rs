@@ -30,6 +30,9 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// The body as text.
     pub body: String,
+    /// The body as sent (a compressed body is not text).
+    #[allow(dead_code)]
+    pub bytes: Vec<u8>,
     /// The client's address: one per connection, so equal ones mean a reused connection.
     pub peer: SocketAddr,
 }
@@ -174,6 +177,7 @@ async fn handle(
                 })
                 .collect(),
             body: String::from_utf8_lossy(&body).into_owned(),
+            bytes: body.to_vec(),
             peer,
         });
         earlier

@@ -111,6 +111,8 @@ pub(super) async fn run_sink(
         sink,
         resend_sink,
         out: Output {
+            shape: (template.is_some() && !settings.shape.is_identity())
+                .then(|| settings.shape.clone()),
             template,
             send_single: settings.send_single,
         },
@@ -161,7 +163,17 @@ pub(super) async fn run_sink(
             }
             Next::Batch(None) => break,
             Next::Batch(Some(batch)) => {
-                let batch = settings.project(batch);
+                let rows = batch.num_rows();
+                let batch = match settings.shape_rows(batch) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // The emission has nothing to send: counted, like a failing template.
+                        w.metrics.batch(rows, 0, Instant::now());
+                        w.metrics.exceptions(rows.max(1), &e);
+                        tracing::warn!("sink write failed: {e}");
+                        continue;
+                    }
+                };
                 if !settings.batches() {
                     w.deliver(batch).await
                 } else {
@@ -210,6 +222,8 @@ fn fail_sink(error: &Mutex<Option<String>>, e: ConnectorError) {
 /// How a sink's input is handed over: as rows, or rendered through a `dataTemplate`.
 struct Output {
     template: Option<crate::sinkprops::DataTemplate>,
+    /// `dataField`, `fields` and `excludeFields` over the template's output (eKuiper's order).
+    shape: Option<crate::sink_shape::Shape>,
     send_single: bool,
 }
 
@@ -286,6 +300,11 @@ impl Writer {
                     objects.iter().map(|o| t.render(o)).collect()
                 } else {
                     t.render(&Value::Array(objects)).map(|p| vec![p])
+                };
+                let rendered = match &self.out.shape {
+                    Some(shape) => rendered
+                        .and_then(|payloads| payloads.iter().map(|p| shape.json(p)).collect()),
+                    None => rendered,
                 };
                 match rendered {
                     Ok(payloads) => sink.collect_rendered(batch, &payloads).await,
