@@ -16,7 +16,7 @@ use std::ffi::c_void;
 
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
 
 /// One batch as two Arrow C Data Interface structs, passed by pointer.
@@ -179,5 +179,46 @@ impl RootModule for PluginModRef {
     const BASE_NAME: &'static str = "quiver_plugin";
     const NAME: &'static str = "quiver_plugin";
     // quiver-plugin-abi's own version: abi_stable refuses a plugin whose major differs.
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// A custom format (eKuiper's `custom` converter) for one message type: payloads to rows and
+/// rows to payloads. The server calls it from several threads at once.
+#[sabi_trait]
+pub trait FfiConverter: Send + Sync {
+    /// Decodes one payload into rows: a struct array (one child per field) written to `out`.
+    fn decode(&self, payload: RSlice<'_, u8>, out: FfiArrowOut) -> RResult<(), FfiError>;
+
+    /// Encodes each row of `batch` (the callee takes the array) into one payload.
+    #[sabi(last_prefix_field)]
+    fn encode(&self, batch: FfiArrowBatch) -> RResult<RVec<RVec<u8>>, FfiError>;
+}
+
+/// A boxed converter behind the stable vtable.
+pub type ConverterBox = FfiConverter_TO<'static, RBox<()>>;
+
+/// The root module of a custom format library, registered with `POST /schemas/custom`.
+///
+/// A root module of its own rather than a new [`PluginKind`]: a variant added to that enum
+/// would change the layout every installed plugin was checked against.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = ConverterModRef)))]
+#[sabi(missing_field(option))]
+pub struct ConverterMod {
+    /// The plugin ABI major the library was built against ([`crate::ABI_MAJOR`]).
+    pub abi_major: u32,
+    /// The library's own version (`1.0.0`).
+    pub version: RStr<'static>,
+    /// Makes the converter of message type `message` (the part of `SCHEMAID` after the dot);
+    /// an error names the types the library knows.
+    #[sabi(last_prefix_field)]
+    pub new_converter: extern "C" fn(message: RStr<'_>) -> RResult<ConverterBox, FfiError>,
+}
+
+impl RootModule for ConverterModRef {
+    declare_root_module_statics! {ConverterModRef}
+    const BASE_NAME: &'static str = "quiver_converter";
+    const NAME: &'static str = "quiver_converter";
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }

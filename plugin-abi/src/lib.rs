@@ -53,16 +53,19 @@ pub mod __private_abi {
 #[macro_export]
 macro_rules! __export_root_module {
     ($f:ident) => {
+        $crate::__export_root_module!($f, $crate::ffi::PluginModRef);
+    };
+    ($f:ident, $module:ty) => {
         /// The root module header the server looks up.
         #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
         pub static __QUIVER_LIB_HEADER: $crate::__private_abi::LibHeader = {
             extern "C" fn erased() -> $crate::__private_abi::RootModuleResult {
                 $crate::__private_abi::__call_root_module_loader($f)
             }
-            // SAFETY: `erased` returns the root module of type PluginModRef, the type named
+            // SAFETY: `erased` returns the root module of type `$module`, the type named
             // here, and the layout is checked by the loader (CheckTypeLayout::Yes).
             unsafe {
-                $crate::__private_abi::LibHeader::from_constructor::<$crate::ffi::PluginModRef>(
+                $crate::__private_abi::LibHeader::from_constructor::<$module>(
                     erased,
                     $crate::__private_abi::CheckTypeLayout::Yes,
                 )

@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod compress;
+pub mod custom;
 pub mod decoder;
 pub mod delimited;
 pub mod encode;

@@ -23,6 +23,7 @@
 // The C Data Interface hand-over needs raw pointers; every unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
+pub mod converter;
 mod tuple;
 
 #[cfg(all(feature = "arrow-59", not(feature = "arrow-60")))]
@@ -31,6 +32,7 @@ pub use arrow59 as arrow;
 pub use arrow60 as arrow;
 pub use serde_json;
 
+pub use converter::Converter;
 pub use tuple::{Tuple, cell_value, tuples};
 
 pub use crate::SqlType;
@@ -311,7 +313,7 @@ pub mod __private {
     /// # Safety
     /// `batch` must point to a valid C Data Interface struct array and its schema, as the
     /// server passes them for the duration of the call.
-    unsafe fn import(batch: FfiArrowBatch) -> Result<RecordBatch, Error> {
+    pub(crate) unsafe fn import(batch: FfiArrowBatch) -> Result<RecordBatch, Error> {
         if batch.array.is_null() || batch.schema.is_null() {
             return Err("the server passed a null batch".into());
         }
@@ -327,10 +329,10 @@ pub mod __private {
 
     /// The author's value, dropped under `catch_unwind`: the server drops plugin objects
     /// through the vtable, and a panic escaping a drop would abort the server.
-    struct Guarded<T>(std::mem::ManuallyDrop<T>);
+    pub(crate) struct Guarded<T>(std::mem::ManuallyDrop<T>);
 
     impl<T> Guarded<T> {
-        fn new(value: T) -> Self {
+        pub(crate) fn new(value: T) -> Self {
             Guarded(std::mem::ManuallyDrop::new(value))
         }
     }

@@ -82,6 +82,55 @@ fn rebuild_hint() -> String {
 
 /// Loads `path` and checks it. `file` names it in messages (the zip entry or file name).
 pub fn load(path: &Path, file: &str) -> Result<LoadedPlugin, PluginError> {
+    let header = checked_header(path, file)?;
+    let module = header
+        .init_root_module::<PluginModRef>()
+        .map_err(|e| PluginError::Invalid(summarise(file, &e)))?;
+    let abi_major = module.abi_major();
+    check_abi_major(file, abi_major)?;
+    let name = module.name().as_str();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(PluginError::Invalid(format!(
+            "{file} exports an invalid plugin name \"{name}\" (letters, digits and _ only)"
+        )));
+    }
+    Ok(LoadedPlugin {
+        name: Box::leak(name.to_string().into_boxed_str()),
+        kind: module.kind(),
+        version: module.version().as_str().to_string(),
+        module,
+    })
+}
+
+/// The root module `T` of library `path` (a converter library's, say), checked as
+/// [`load`] checks a plugin's.
+pub fn load_module<T: abi_stable::library::RootModule>(
+    path: &Path,
+    file: &str,
+) -> Result<T, PluginError> {
+    checked_header(path, file)?
+        .init_root_module::<T>()
+        .map_err(|e| PluginError::Invalid(summarise(file, &e)))
+}
+
+/// A module's declared ABI major must be ours.
+pub fn check_abi_major(file: &str, abi_major: u32) -> Result<(), PluginError> {
+    if abi_major != ABI_MAJOR {
+        return Err(PluginError::Invalid(format!(
+            "{file} declares plugin ABI {abi_major}, but this server speaks plugin ABI \
+             {ABI_MAJOR} (quiver-plugin-abi {ABI_VERSION}); {}",
+            rebuild_hint()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens library `path` and checks the plugin ABI version it was built against, before any
+/// layout check, so an incompatible library gets a short message naming both versions.
+fn checked_header(
+    path: &Path,
+    file: &str,
+) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
     let header = lib_header_from_path(path).map_err(|e| match e {
         LibraryError::OpenError { err, .. } => {
             PluginError::Invalid(format!("{file} is not a loadable shared library: {err}"))
@@ -111,29 +160,7 @@ pub fn load(path: &Path, file: &str) -> Result<LoadedPlugin, PluginError> {
             )));
         }
     }
-    let module = header
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| PluginError::Invalid(summarise(file, &e)))?;
-    let abi_major = module.abi_major();
-    if abi_major != ABI_MAJOR {
-        return Err(PluginError::Invalid(format!(
-            "{file} declares plugin ABI {abi_major}, but this server speaks plugin ABI \
-             {ABI_MAJOR} (quiver-plugin-abi {ABI_VERSION}); {}",
-            rebuild_hint()
-        )));
-    }
-    let name = module.name().as_str();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(PluginError::Invalid(format!(
-            "{file} exports an invalid plugin name \"{name}\" (letters, digits and _ only)"
-        )));
-    }
-    Ok(LoadedPlugin {
-        name: Box::leak(name.to_string().into_boxed_str()),
-        kind: module.kind(),
-        version: module.version().as_str().to_string(),
-        module,
-    })
+    Ok(header)
 }
 
 /// A short account of a load failure: abi_stable's layout errors run to thousands of lines,

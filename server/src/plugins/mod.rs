@@ -14,6 +14,7 @@
 //!   before the install lock is taken, so a slow or stuck download never blocks other
 //!   installs.
 
+pub mod converter;
 mod function;
 mod loader;
 pub mod package;
