@@ -130,10 +130,10 @@ const KNOWN_OPTIONS: &[&str] = &[
 ];
 
 /// Payload formats this build decodes (`connectors/src/codec/decoder.rs` picks the decoder).
-const SUPPORTED_FORMATS: &[&str] = &["json", "delimited", "binary", "urlencoded"];
+const SUPPORTED_FORMATS: &[&str] = &["json", "delimited", "binary", "urlencoded", "protobuf"];
 
-/// eKuiper's formats that need a schema registry or a plugin, not built yet.
-const PLANNED_FORMATS: &[&str] = &["protobuf", "custom"];
+/// eKuiper's formats that need a converter plugin, not built yet.
+const PLANNED_FORMATS: &[&str] = &["custom"];
 
 /// Parses one statement.
 pub fn parse_statement(sql: &str) -> Result<Statement> {
@@ -446,6 +446,32 @@ impl DdlParser {
                 positions.get("FORMAT").copied().flatten(),
             ));
         }
+        let schema_at = positions.get("SCHEMAID").copied().flatten();
+        match (format.as_str(), raw.get("SCHEMAID")) {
+            ("protobuf", None) => {
+                return Err(CompileError::at(
+                    "FORMAT=\"protobuf\" needs SCHEMAID=\"schema.MessageName\"",
+                    positions.get("FORMAT").copied().flatten(),
+                ));
+            }
+            ("protobuf", Some(id))
+                if id
+                    .split_once('.')
+                    .is_none_or(|(f, m)| f.is_empty() || m.is_empty()) =>
+            {
+                return Err(CompileError::at(
+                    format!("SCHEMAID \"{id}\" must be \"schema.MessageName\""),
+                    schema_at,
+                ));
+            }
+            ("protobuf", _) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err(CompileError::at(
+                    format!("SCHEMAID applies to FORMAT=\"protobuf\" only, not \"{format}\""),
+                    schema_at,
+                ));
+            }
+        }
         if let Some(d) = raw.get("DELIMITER") {
             let at = positions.get("DELIMITER").copied().flatten();
             if format != "delimited" {
@@ -487,7 +513,8 @@ impl DdlParser {
 /// text), a binary stream has the one column `self BYTEA` or none, and delimited and
 /// urlencoded values are text, cast to scalar columns (ARRAY(STRING) for a repeated key).
 fn check_format(kind: StreamKind, columns: &[Column], format: &str) -> Result<()> {
-    if format == "json" {
+    // Protobuf messages nest like JSON: any column type can be filled.
+    if format == "json" || (format == "protobuf" && kind == StreamKind::Stream) {
         return Ok(());
     }
     if kind == StreamKind::Table {
@@ -532,9 +559,27 @@ mod tests {
         parse_create(r#"CREATE STREAM s () WITH (FORMAT="binary")"#).unwrap();
         parse_create(r#"CREATE STREAM s (self BYTEA) WITH (FORMAT="binary")"#).unwrap();
         parse_create(r#"CREATE STREAM s () WITH (FORMAT="urlencoded")"#).unwrap();
+        parse_create(r#"CREATE STREAM s () WITH (FORMAT="protobuf", SCHEMAID="demo.Book")"#)
+            .unwrap();
+        parse_create(
+            r#"CREATE STREAM s (a STRUCT(b BIGINT), c ARRAY(FLOAT)) WITH (FORMAT="protobuf", SCHEMAID="demo.Book")"#,
+        )
+        .unwrap();
         assert!(
             err(r#"CREATE STREAM s () WITH (FORMAT="protobuf")"#)
-                .starts_with("format \"protobuf\" is not supported yet; supported: json, delimited, binary, urlencoded")
+                .starts_with("FORMAT=\"protobuf\" needs SCHEMAID=\"schema.MessageName\"")
+        );
+        assert!(
+            err(r#"CREATE STREAM s () WITH (FORMAT="protobuf", SCHEMAID="demo")"#)
+                .starts_with("SCHEMAID \"demo\" must be \"schema.MessageName\"")
+        );
+        assert!(
+            err(r#"CREATE STREAM s () WITH (SCHEMAID="demo.Book")"#)
+                .starts_with("SCHEMAID applies to FORMAT=\"protobuf\" only, not \"json\"")
+        );
+        assert!(
+            err(r#"CREATE STREAM s () WITH (FORMAT="custom")"#)
+                .starts_with("format \"custom\" is not supported yet; supported: json, delimited, binary, urlencoded, protobuf")
         );
         assert!(err(r#"CREATE STREAM s () WITH (FORMAT="xml")"#).contains("is unknown"));
         assert!(err(r#"CREATE STREAM s () WITH (DELIMITER=";")"#).contains("DELIMITER applies to"));

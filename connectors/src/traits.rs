@@ -299,7 +299,8 @@ mod tests {
     #[test]
     fn predecode_takes_the_decoding_only_while_the_worker_is_behind() {
         let schema = std::sync::Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
-        let decoder = crate::codec::Decoder::new(&crate::codec::Format::Json, Some(schema), false);
+        let decoder =
+            crate::codec::Decoder::new(&crate::codec::Format::Json, Some(schema), false).unwrap();
         let (tx, mut rx) = mpsc::channel(4);
         let out =
             SourceOutput::new(vec![tx], std::sync::Arc::new(|_| {})).with_decoder(decoder.clone());

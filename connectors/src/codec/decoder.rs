@@ -14,6 +14,7 @@ use super::binary::BinaryDecoder;
 use super::compress::Compression;
 use super::delimited::DelimitedDecoder;
 use super::json::{Decoded, JsonDecoder};
+use super::protobuf::{ProtobufDecoder, message_descriptor};
 use super::urlencoded::UrlencodedDecoder;
 use crate::RawMessage;
 
@@ -31,6 +32,11 @@ pub enum Format {
     Binary,
     /// Form-encoded `key=value&...` pairs.
     Urlencoded,
+    /// Protobuf messages of a registered type.
+    Protobuf {
+        /// `SCHEMAID`: `schema.MessageName`.
+        schema_id: String,
+    },
 }
 
 /// `DELIMITER` when a delimited stream names none (eKuiper's default).
@@ -51,6 +57,9 @@ impl Format {
             },
             "binary" => Format::Binary,
             "urlencoded" => Format::Urlencoded,
+            "protobuf" => Format::Protobuf {
+                schema_id: options.raw.get("SCHEMAID").cloned().unwrap_or_default(),
+            },
             _ => Format::Json,
         }
     }
@@ -70,12 +79,18 @@ enum Kind {
     Delimited(Arc<DelimitedDecoder>),
     Binary(Arc<BinaryDecoder>),
     Urlencoded(Arc<UrlencodedDecoder>),
+    Protobuf(Arc<ProtobufDecoder>),
 }
 
 impl Decoder {
     /// A decoder for `format` into `schema` (None: schemaless). `with_topic` adds the hidden
-    /// metadata columns `meta()` reads.
-    pub fn new(format: &Format, schema: Option<SchemaRef>, with_topic: bool) -> Decoder {
+    /// metadata columns `meta()` reads. Fails when a protobuf schema id names no registered
+    /// message type.
+    pub fn new(
+        format: &Format,
+        schema: Option<SchemaRef>,
+        with_topic: bool,
+    ) -> Result<Decoder, String> {
         let kind = match format {
             Format::Json => Kind::Json(JsonDecoder::new(schema, with_topic)),
             Format::Delimited { delimiter } => Kind::Delimited(Arc::new(DelimitedDecoder::new(
@@ -85,11 +100,16 @@ impl Decoder {
             Format::Urlencoded => {
                 Kind::Urlencoded(Arc::new(UrlencodedDecoder::new(schema, with_topic)))
             }
+            Format::Protobuf { schema_id } => Kind::Protobuf(Arc::new(ProtobufDecoder::new(
+                message_descriptor(schema_id)?,
+                schema,
+                with_topic,
+            )?)),
         };
-        Decoder {
+        Ok(Decoder {
             kind,
             decompression: Compression::None,
-        }
+        })
     }
 
     /// A JSON decoder as it is (tables, whose rows are JSON).
@@ -101,7 +121,10 @@ impl Decoder {
     }
 
     /// The decoder of a stream, by its `FORMAT` and schema.
-    pub fn for_stream(def: &quiver_compiler::ddl::StreamDef, with_topic: bool) -> Decoder {
+    pub fn for_stream(
+        def: &quiver_compiler::ddl::StreamDef,
+        with_topic: bool,
+    ) -> Result<Decoder, String> {
         Decoder::new(&Format::of(&def.options), def.arrow_schema(), with_topic)
     }
 
@@ -152,6 +175,7 @@ impl Decoder {
             Kind::Delimited(d) => d.decode(messages),
             Kind::Binary(d) => d.decode(messages),
             Kind::Urlencoded(d) => d.decode(messages),
+            Kind::Protobuf(d) => d.decode(messages),
         }
     }
 
@@ -177,7 +201,9 @@ mod tests {
 
     #[test]
     fn compressed_messages_decode_and_bad_ones_count() {
-        let d = Decoder::new(&Format::Json, None, false).decompressing(Compression::Gzip);
+        let d = Decoder::new(&Format::Json, None, false)
+            .unwrap()
+            .decompressing(Compression::Gzip);
         let packed = Compression::Gzip.compress(br#"{"a":1}"#);
         let out = d.decode(&[
             RawMessage::new(packed, "t".into()),

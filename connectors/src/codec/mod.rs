@@ -1,5 +1,5 @@
 //! Payload codecs between bytes and Arrow batches: one file per format (`json` with its
-//! `flat` fast path, `delimited`, `binary`, `urlencoded`), `decoder` picking a stream's
+//! `flat` fast path, `delimited`, `binary`, `urlencoded`, `protobuf`), `decoder` picking a stream's
 //! decoder by `FORMAT`, `text_columns` typing text fields, `encode` for sinks.
 
 pub mod binary;
@@ -10,6 +10,7 @@ pub mod delimited;
 pub mod encode;
 pub mod flat;
 pub mod json;
+pub mod protobuf;
 pub mod sink_format;
 pub mod template;
 mod text_columns;

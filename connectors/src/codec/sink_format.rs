@@ -16,7 +16,10 @@
 //! - `binary`: the raw bytes of the row's one field, which must be BYTEA or STRING; one message
 //!   per row, none for a null.
 //!
-//! `protobuf` and `custom` need a schema registry and are refused until it exists.
+//! - `protobuf`: each row as one message of the type `schemaId` names (`schema.Message`, a
+//!   schema of the registry), see [`super::protobuf::encode`].
+//!
+//! `custom` needs a converter plugin and is refused.
 
 use std::sync::Mutex;
 
@@ -27,15 +30,16 @@ use serde_json::{Map, Value};
 
 use super::compress::Compression;
 use super::encode;
+use super::protobuf::{ProtobufEncoder, message_descriptor};
 use crate::ConnectorError;
 use crate::props::Props;
 
 /// The common sink properties a byte sink reads itself (`Connectors::sink_own_keys`): the host
 /// passes them through instead of refusing them.
-pub const SINK_OWN_KEYS: &[&str] = &["format", "compression", "fields"];
+pub const SINK_OWN_KEYS: &[&str] = &["format", "compression", "fields", "schemaId"];
 
 /// The formats byte sinks write, as `format` names them.
-pub const SINK_FORMATS: &[&str] = &["json", "delimited", "binary", "urlencoded"];
+pub const SINK_FORMATS: &[&str] = &["json", "delimited", "binary", "urlencoded", "protobuf"];
 
 /// A row's encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,8 @@ pub enum Encoding {
     Binary,
     /// `key=value&...`.
     Urlencoded,
+    /// One protobuf message per row.
+    Protobuf(ProtobufEncoder),
 }
 
 /// A byte sink's `format`, its options and `compression`, validated.
@@ -99,9 +105,10 @@ impl SinkFormat {
             },
             "binary" => Encoding::Binary,
             "urlencoded" => Encoding::Urlencoded,
+            "protobuf" => Encoding::Protobuf(protobuf_encoder(p)?),
             other => {
-                let what = if matches!(other, "protobuf" | "custom") {
-                    "is not supported yet (it needs a schema registry)"
+                let what = if other == "custom" {
+                    "is not supported yet (it needs a converter plugin)"
                 } else {
                     "is unknown"
                 };
@@ -111,6 +118,9 @@ impl SinkFormat {
                 )));
             }
         };
+        if !matches!(encoding, Encoding::Protobuf(_)) && p.string("schemaid")?.is_some() {
+            return Err(p.error("\"schemaId\" applies to format \"protobuf\" only".into()));
+        }
         if !matches!(encoding, Encoding::Delimited { .. }) {
             for (key, set) in [
                 ("delimiter", delimiter.is_some()),
@@ -170,6 +180,7 @@ impl SinkFormat {
         let messages = match &self.encoding {
             Encoding::Json => encode::batch_messages(batch, send_single, send_nil, omit_if_empty),
             Encoding::Binary => binary_messages(batch)?,
+            Encoding::Protobuf(e) => e.batch(batch).map_err(protobuf_error)?,
             _ if batch.num_rows() == 0 && (omit_if_empty || send_single) => Vec::new(),
             _ => self.encode_rows(&encode::batch_to_rows(batch, send_nil), send_single),
         };
@@ -186,6 +197,16 @@ impl SinkFormat {
     ) -> Result<Vec<Vec<u8>>, ConnectorError> {
         let messages = match &self.encoding {
             Encoding::Json | Encoding::Binary => payloads.to_vec(),
+            Encoding::Protobuf(e) => payloads
+                .iter()
+                .map(|p| match serde_json::from_slice::<Value>(p) {
+                    Ok(Value::Object(m)) => e.json(&m).map_err(protobuf_error),
+                    _ => Err(protobuf_error(
+                        "format \"protobuf\" needs the dataTemplate to produce a JSON object"
+                            .into(),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
             _ => {
                 let mut out = Vec::new();
                 for p in payloads {
@@ -260,7 +281,9 @@ impl SinkFormat {
                     vec![out]
                 }
             }
-            Encoding::Json | Encoding::Binary => unreachable!("encoded from the batch"),
+            Encoding::Json | Encoding::Binary | Encoding::Protobuf(_) => {
+                unreachable!("encoded from the batch")
+            }
         }
     }
 
@@ -273,6 +296,24 @@ impl SinkFormat {
         names.sort();
         names.dedup();
         names
+    }
+}
+
+/// The encoder of the message type `schemaId` names.
+fn protobuf_encoder(p: &Props<'_>) -> Result<ProtobufEncoder, ConnectorError> {
+    let Some(id) = p.string("schemaid")? else {
+        return Err(
+            p.error("format \"protobuf\" needs \"schemaId\": \"schema.MessageName\"".into())
+        );
+    };
+    let message = message_descriptor(id).map_err(|e| p.error(e))?;
+    Ok(ProtobufEncoder::new(id, message))
+}
+
+fn protobuf_error(reason: String) -> ConnectorError {
+    ConnectorError::Config {
+        connector: "sink",
+        reason,
     }
 }
 
@@ -450,7 +491,15 @@ mod tests {
         for (props, want) in [
             (
                 serde_json::json!({"format": "protobuf"}),
-                "format \"protobuf\" is not supported yet",
+                "format \"protobuf\" needs \"schemaId\": \"schema.MessageName\"",
+            ),
+            (
+                serde_json::json!({"format": "protobuf", "schemaId": "../x.M"}),
+                "schema id \"../x.M\" must be \"schema.MessageName\"",
+            ),
+            (
+                serde_json::json!({"schemaId": "s.M"}),
+                "\"schemaId\" applies to format \"protobuf\" only",
             ),
             (
                 serde_json::json!({"format": "custom"}),

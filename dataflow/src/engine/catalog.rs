@@ -109,6 +109,11 @@ impl Engine {
                 known.join(", ")
             )));
         }
+        if def.options.format == "protobuf" {
+            // The message type must exist now, not first when a rule starts.
+            Decoder::for_stream(&def, false)
+                .map_err(|e| EngineError::Invalid(format!("stream \"{}\": {e}", def.name)))?;
+        }
         Ok((def, lookup))
     }
 
@@ -132,7 +137,8 @@ impl Engine {
         def: &StreamDef,
         with_topic: bool,
     ) -> Result<Decoder, EngineError> {
-        let decoder = Decoder::for_stream(def, with_topic);
+        let decoder = Decoder::for_stream(def, with_topic)
+            .map_err(|e| EngineError::Invalid(format!("stream \"{}\": {e}", def.name)))?;
         if def.options.source_type == "file" {
             return Ok(decoder);
         }

@@ -255,7 +255,7 @@ mod tests {
 
     #[test]
     fn gathered_events_keep_every_row_in_order_in_one_batch() {
-        let decoder = Decoder::new(&quiver_connectors::codec::Format::Json, None, false);
+        let decoder = Decoder::new(&quiver_connectors::codec::Format::Json, None, false).unwrap();
         let one = gather(vec![decoded(&[1, 2], &["bad"])], &decoder);
         let SourceEvent::Decoded { messages, .. } = &one else {
             panic!("decoded")
