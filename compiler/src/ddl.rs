@@ -130,10 +130,17 @@ const KNOWN_OPTIONS: &[&str] = &[
 ];
 
 /// Payload formats this build decodes (`connectors/src/codec/decoder.rs` picks the decoder).
-const SUPPORTED_FORMATS: &[&str] = &["json", "delimited", "binary", "urlencoded", "protobuf"];
+const SUPPORTED_FORMATS: &[&str] = &[
+    "json",
+    "delimited",
+    "binary",
+    "urlencoded",
+    "protobuf",
+    "custom",
+];
 
-/// eKuiper's formats that need a converter plugin, not built yet.
-const PLANNED_FORMATS: &[&str] = &["custom"];
+/// The formats whose messages a registered schema describes (`SCHEMAID="schema.Message"`).
+const SCHEMA_FORMATS: &[&str] = &["protobuf", "custom"];
 
 /// Parses one statement.
 pub fn parse_statement(sql: &str) -> Result<Statement> {
@@ -433,28 +440,24 @@ impl DdlParser {
             .map(|s| s.to_ascii_lowercase())
             .unwrap_or_else(|| "json".to_string());
         if !SUPPORTED_FORMATS.contains(&format.as_str()) {
-            let what = if PLANNED_FORMATS.contains(&format.as_str()) {
-                "is not supported yet"
-            } else {
-                "is unknown"
-            };
             return Err(CompileError::at(
                 format!(
-                    "format \"{format}\" {what}; supported: {}",
+                    "format \"{format}\" is unknown; supported: {}",
                     SUPPORTED_FORMATS.join(", ")
                 ),
                 positions.get("FORMAT").copied().flatten(),
             ));
         }
         let schema_at = positions.get("SCHEMAID").copied().flatten();
-        match (format.as_str(), raw.get("SCHEMAID")) {
-            ("protobuf", None) => {
+        let needs_schema = SCHEMA_FORMATS.contains(&format.as_str());
+        match (needs_schema, raw.get("SCHEMAID")) {
+            (true, None) => {
                 return Err(CompileError::at(
-                    "FORMAT=\"protobuf\" needs SCHEMAID=\"schema.MessageName\"",
+                    format!("FORMAT=\"{format}\" needs SCHEMAID=\"schema.MessageName\""),
                     positions.get("FORMAT").copied().flatten(),
                 ));
             }
-            ("protobuf", Some(id))
+            (true, Some(id))
                 if id
                     .split_once('.')
                     .is_none_or(|(f, m)| f.is_empty() || m.is_empty()) =>
@@ -464,10 +467,12 @@ impl DdlParser {
                     schema_at,
                 ));
             }
-            ("protobuf", _) | (_, None) => {}
-            (_, Some(_)) => {
+            (true, _) | (false, None) => {}
+            (false, Some(_)) => {
                 return Err(CompileError::at(
-                    format!("SCHEMAID applies to FORMAT=\"protobuf\" only, not \"{format}\""),
+                    format!(
+                        "SCHEMAID applies to FORMAT=\"protobuf\" or \"custom\" only, not \"{format}\""
+                    ),
                     schema_at,
                 ));
             }
@@ -513,8 +518,8 @@ impl DdlParser {
 /// text), a binary stream has the one column `self BYTEA` or none, and delimited and
 /// urlencoded values are text, cast to scalar columns (ARRAY(STRING) for a repeated key).
 fn check_format(kind: StreamKind, columns: &[Column], format: &str) -> Result<()> {
-    // Protobuf messages nest like JSON: any column type can be filled.
-    if format == "json" || (format == "protobuf" && kind == StreamKind::Stream) {
+    // Protobuf and custom messages nest like JSON: any column type can be filled.
+    if format == "json" || (SCHEMA_FORMATS.contains(&format) && kind == StreamKind::Stream) {
         return Ok(());
     }
     if kind == StreamKind::Table {
@@ -574,12 +579,13 @@ mod tests {
                 .starts_with("SCHEMAID \"demo\" must be \"schema.MessageName\"")
         );
         assert!(
-            err(r#"CREATE STREAM s () WITH (SCHEMAID="demo.Book")"#)
-                .starts_with("SCHEMAID applies to FORMAT=\"protobuf\" only, not \"json\"")
+            err(r#"CREATE STREAM s () WITH (SCHEMAID="demo.Book")"#).starts_with(
+                "SCHEMAID applies to FORMAT=\"protobuf\" or \"custom\" only, not \"json\""
+            )
         );
         assert!(
             err(r#"CREATE STREAM s () WITH (FORMAT="custom")"#)
-                .starts_with("format \"custom\" is not supported yet; supported: json, delimited, binary, urlencoded, protobuf")
+                .starts_with("FORMAT=\"custom\" needs SCHEMAID=\"schema.MessageName\"")
         );
         assert!(err(r#"CREATE STREAM s () WITH (FORMAT="xml")"#).contains("is unknown"));
         assert!(err(r#"CREATE STREAM s () WITH (DELIMITER=";")"#).contains("DELIMITER applies to"));

@@ -78,6 +78,12 @@ pub fn converter(schema_id: &str) -> Result<Arc<dyn Converter>, String> {
         .map_err(|e| format!("custom schema \"{schema}\": {e}"))
 }
 
+/// Casts that fail on a value they cannot convert.
+const STRICT: arrow::compute::CastOptions<'static> = arrow::compute::CastOptions {
+    safe: false,
+    format_options: arrow::util::display::FormatOptions::new(),
+};
+
 /// Decodes one stream's payloads with a converter, into the stream's schema when it has one.
 #[derive(Debug, Clone)]
 pub struct CustomDecoder {
@@ -108,11 +114,7 @@ impl CustomDecoder {
         let mut run_messages: Vec<RawMessage> = Vec::new();
         let mut counts: Vec<usize> = Vec::new();
         for m in messages {
-            let batch = match self
-                .converter
-                .decode(&m.payload)
-                .and_then(|b| self.fit(b))
-            {
+            let batch = match self.converter.decode(&m.payload).and_then(|b| self.fit(b)) {
                 Ok(b) => b,
                 Err(e) => {
                     out.errors.push(e);
@@ -145,14 +147,17 @@ impl CustomDecoder {
             .iter()
             .map(|f| match batch.column_by_name(f.name()) {
                 Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-                Some(c) => arrow::compute::cast(c, f.data_type()).map_err(|e| {
-                    format!(
-                        "field \"{}\" ({}) does not cast to {}: {e}",
-                        f.name(),
-                        c.data_type(),
-                        f.data_type()
-                    )
-                }),
+                // A value that does not convert fails its message instead of becoming null.
+                Some(c) => {
+                    arrow::compute::cast_with_options(c, f.data_type(), &STRICT).map_err(|e| {
+                        format!(
+                            "field \"{}\" ({}) does not cast to {}: {e}",
+                            f.name(),
+                            c.data_type(),
+                            f.data_type()
+                        )
+                    })
+                }
                 None => Ok(arrow::array::new_null_array(f.data_type(), rows)),
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -192,6 +197,63 @@ impl CustomDecoder {
     }
 }
 
+/// A sink's `custom` format: a converter, compared by the schema id it came from.
+#[derive(Debug, Clone)]
+pub struct CustomEncoder {
+    schema_id: String,
+    converter: Arc<dyn Converter>,
+}
+
+impl PartialEq for CustomEncoder {
+    fn eq(&self, other: &Self) -> bool {
+        self.schema_id == other.schema_id
+    }
+}
+
+impl Eq for CustomEncoder {}
+
+impl CustomEncoder {
+    /// The encoder of `schema_id`; fails when it names no registered type.
+    pub fn new(schema_id: &str) -> Result<CustomEncoder, String> {
+        Ok(CustomEncoder {
+            schema_id: schema_id.to_string(),
+            converter: converter(schema_id)?,
+        })
+    }
+
+    /// One message per row of `batch`.
+    pub fn batch(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        self.converter.encode(batch)
+    }
+
+    /// A `dataTemplate`'s output (a JSON object or a list of them) as messages, as eKuiper
+    /// hands a template's result to its converter.
+    pub fn json(&self, payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let rows = match serde_json::from_slice::<serde_json::Value>(payload) {
+            Ok(serde_json::Value::Object(m)) => vec![serde_json::Value::Object(m)],
+            Ok(serde_json::Value::Array(items)) if items.iter().all(|v| v.is_object()) => items,
+            _ => {
+                return Err(
+                    "format \"custom\" needs the dataTemplate to produce a JSON object".into(),
+                );
+            }
+        };
+        let schema = arrow::json::reader::infer_json_schema_from_iterator(rows.iter().map(Ok))
+            .map_err(|e| e.to_string())?;
+        let mut decoder = arrow::json::ReaderBuilder::new(Arc::new(schema))
+            .build_decoder()
+            .map_err(|e| e.to_string())?;
+        decoder.serialize(&rows).map_err(|e| e.to_string())?;
+        match decoder.flush().map_err(|e| e.to_string())? {
+            Some(batch) => self.batch(&batch),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,7 +275,9 @@ mod tests {
             RecordBatch::try_new(
                 schema,
                 vec![
-                    Arc::new(Int64Array::from(vec![id.parse::<i64>().map_err(|e| e.to_string())?])),
+                    Arc::new(Int64Array::from(vec![
+                        id.parse::<i64>().map_err(|e| e.to_string())?,
+                    ])),
                     Arc::new(StringArray::from(vec![t])),
                 ],
             )
@@ -221,7 +285,13 @@ mod tests {
         }
 
         fn encode(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
-            Ok((0..batch.num_rows()).map(|_| b"x".to_vec()).collect())
+            let ids = batch.column_by_name("id").ok_or("no id")?;
+            let ids = arrow::compute::cast(ids, &DataType::Int64).map_err(|e| e.to_string())?;
+            Ok(ids
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|id| format!("{}:", id.unwrap_or(0)).into_bytes())
+                .collect())
         }
     }
 
@@ -265,6 +335,15 @@ mod tests {
         let e = CustomDecoder::new("absent.Pair", None, false).unwrap_err();
         assert!(e.contains("\"absent\" is not registered"), "{e}");
         assert!(CustomDecoder::new("pairs", None, false).is_err());
+
+        // Encoding: rows, and a template's JSON output.
+        let e = CustomEncoder::new("pairs.Pair").unwrap();
+        assert_eq!(e.batch(b).unwrap(), vec![b"1:".to_vec(), b"3:".to_vec()]);
+        assert_eq!(
+            e.json(br#"[{"id": 7}, {"id": 8}]"#).unwrap(),
+            vec![b"7:".to_vec(), b"8:".to_vec()]
+        );
+        assert!(e.json(b"3").unwrap_err().contains("JSON object"));
         unregister("pairs");
         assert!(CustomDecoder::new("pairs.Pair", None, false).is_err());
     }

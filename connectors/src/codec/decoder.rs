@@ -12,6 +12,7 @@ use quiver_compiler::ddl::StreamOptions;
 
 use super::binary::BinaryDecoder;
 use super::compress::Compression;
+use super::custom::CustomDecoder;
 use super::delimited::DelimitedDecoder;
 use super::json::{Decoded, JsonDecoder};
 use super::protobuf::{ProtobufDecoder, message_descriptor};
@@ -34,6 +35,11 @@ pub enum Format {
     Urlencoded,
     /// Protobuf messages of a registered type.
     Protobuf {
+        /// `SCHEMAID`: `schema.MessageName`.
+        schema_id: String,
+    },
+    /// Messages a registered custom format library decodes.
+    Custom {
         /// `SCHEMAID`: `schema.MessageName`.
         schema_id: String,
     },
@@ -60,6 +66,9 @@ impl Format {
             "protobuf" => Format::Protobuf {
                 schema_id: options.raw.get("SCHEMAID").cloned().unwrap_or_default(),
             },
+            "custom" => Format::Custom {
+                schema_id: options.raw.get("SCHEMAID").cloned().unwrap_or_default(),
+            },
             _ => Format::Json,
         }
     }
@@ -80,12 +89,13 @@ enum Kind {
     Binary(Arc<BinaryDecoder>),
     Urlencoded(Arc<UrlencodedDecoder>),
     Protobuf(Arc<ProtobufDecoder>),
+    Custom(Arc<CustomDecoder>),
 }
 
 impl Decoder {
     /// A decoder for `format` into `schema` (None: schemaless). `with_topic` adds the hidden
-    /// metadata columns `meta()` reads. Fails when a protobuf schema id names no registered
-    /// message type.
+    /// metadata columns `meta()` reads. Fails when a protobuf or custom schema id names no
+    /// registered message type.
     pub fn new(
         format: &Format,
         schema: Option<SchemaRef>,
@@ -105,6 +115,9 @@ impl Decoder {
                 schema,
                 with_topic,
             )?)),
+            Format::Custom { schema_id } => {
+                Kind::Custom(Arc::new(CustomDecoder::new(schema_id, schema, with_topic)?))
+            }
         };
         Ok(Decoder {
             kind,
@@ -176,6 +189,7 @@ impl Decoder {
             Kind::Binary(d) => d.decode(messages),
             Kind::Urlencoded(d) => d.decode(messages),
             Kind::Protobuf(d) => d.decode(messages),
+            Kind::Custom(d) => d.decode(messages),
         }
     }
 

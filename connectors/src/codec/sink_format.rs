@@ -19,7 +19,9 @@
 //! - `protobuf`: each row as one message of the type `schemaId` names (`schema.Message`, a
 //!   schema of the registry), see [`super::protobuf::encode`].
 //!
-//! `custom` needs a converter plugin and is refused.
+//! - `custom`: each row as one message of a custom format library's type (`schemaId`:
+//!   `schema.Message`, a library registered with `POST /schemas/custom`), see
+//!   [`super::custom`].
 
 use std::sync::Mutex;
 
@@ -29,6 +31,7 @@ use arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value};
 
 use super::compress::Compression;
+use super::custom::CustomEncoder;
 use super::encode;
 use super::protobuf::{ProtobufEncoder, message_descriptor};
 use crate::ConnectorError;
@@ -39,7 +42,14 @@ use crate::props::Props;
 pub const SINK_OWN_KEYS: &[&str] = &["format", "compression", "fields", "schemaId"];
 
 /// The formats byte sinks write, as `format` names them.
-pub const SINK_FORMATS: &[&str] = &["json", "delimited", "binary", "urlencoded", "protobuf"];
+pub const SINK_FORMATS: &[&str] = &[
+    "json",
+    "delimited",
+    "binary",
+    "urlencoded",
+    "protobuf",
+    "custom",
+];
 
 /// A row's encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +69,8 @@ pub enum Encoding {
     Urlencoded,
     /// One protobuf message per row.
     Protobuf(ProtobufEncoder),
+    /// One message per row from a custom format library.
+    Custom(CustomEncoder),
 }
 
 /// A byte sink's `format`, its options and `compression`, validated.
@@ -106,20 +118,20 @@ impl SinkFormat {
             "binary" => Encoding::Binary,
             "urlencoded" => Encoding::Urlencoded,
             "protobuf" => Encoding::Protobuf(protobuf_encoder(p)?),
-            other => {
-                let what = if other == "custom" {
-                    "is not supported yet (it needs a converter plugin)"
-                } else {
-                    "is unknown"
-                };
+            "custom" => Encoding::Custom(custom_encoder(p)?),
+            _ => {
                 return Err(p.error(format!(
-                    "format \"{format}\" {what}; supported: {}",
+                    "format \"{format}\" is unknown; supported: {}",
                     SINK_FORMATS.join(", ")
                 )));
             }
         };
-        if !matches!(encoding, Encoding::Protobuf(_)) && p.string("schemaid")?.is_some() {
-            return Err(p.error("\"schemaId\" applies to format \"protobuf\" only".into()));
+        if !matches!(encoding, Encoding::Protobuf(_) | Encoding::Custom(_))
+            && p.string("schemaid")?.is_some()
+        {
+            return Err(
+                p.error("\"schemaId\" applies to formats \"protobuf\" and \"custom\" only".into())
+            );
         }
         if !matches!(encoding, Encoding::Delimited { .. }) {
             for (key, set) in [
@@ -181,6 +193,7 @@ impl SinkFormat {
             Encoding::Json => encode::batch_messages(batch, send_single, send_nil, omit_if_empty),
             Encoding::Binary => binary_messages(batch)?,
             Encoding::Protobuf(e) => e.batch(batch).map_err(protobuf_error)?,
+            Encoding::Custom(e) => e.batch(batch).map_err(protobuf_error)?,
             _ if batch.num_rows() == 0 && (omit_if_empty || send_single) => Vec::new(),
             _ => self.encode_rows(&encode::batch_to_rows(batch, send_nil), send_single),
         };
@@ -207,6 +220,13 @@ impl SinkFormat {
                     )),
                 })
                 .collect::<Result<_, _>>()?,
+            Encoding::Custom(e) => {
+                let mut out = Vec::new();
+                for p in payloads {
+                    out.extend(e.json(p).map_err(protobuf_error)?);
+                }
+                out
+            }
             _ => {
                 let mut out = Vec::new();
                 for p in payloads {
@@ -281,7 +301,7 @@ impl SinkFormat {
                     vec![out]
                 }
             }
-            Encoding::Json | Encoding::Binary | Encoding::Protobuf(_) => {
+            Encoding::Json | Encoding::Binary | Encoding::Protobuf(_) | Encoding::Custom(_) => {
                 unreachable!("encoded from the batch")
             }
         }
@@ -308,6 +328,14 @@ fn protobuf_encoder(p: &Props<'_>) -> Result<ProtobufEncoder, ConnectorError> {
     };
     let message = message_descriptor(id).map_err(|e| p.error(e))?;
     Ok(ProtobufEncoder::new(id, message))
+}
+
+/// The encoder of the custom format message type `schemaId` names.
+fn custom_encoder(p: &Props<'_>) -> Result<CustomEncoder, ConnectorError> {
+    let Some(id) = p.string("schemaid")? else {
+        return Err(p.error("format \"custom\" needs \"schemaId\": \"schema.MessageName\"".into()));
+    };
+    CustomEncoder::new(id).map_err(|e| p.error(e))
 }
 
 fn protobuf_error(reason: String) -> ConnectorError {
@@ -499,11 +527,15 @@ mod tests {
             ),
             (
                 serde_json::json!({"schemaId": "s.M"}),
-                "\"schemaId\" applies to format \"protobuf\" only",
+                "\"schemaId\" applies to formats \"protobuf\" and \"custom\" only",
             ),
             (
                 serde_json::json!({"format": "custom"}),
-                "format \"custom\" is not supported yet",
+                "format \"custom\" needs \"schemaId\"",
+            ),
+            (
+                serde_json::json!({"format": "custom", "schemaId": "nowhere.M"}),
+                "custom schema \"nowhere\" is not registered",
             ),
             (
                 serde_json::json!({"format": "xml"}),

@@ -5,19 +5,18 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use super::arrow;
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
-use super::arrow;
 use arrow::array::{Array, StructArray};
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow::record_batch::RecordBatch;
 
-use super::Error;
 use super::__private::{Guarded, guard, import};
+use super::Error;
 use crate::ffi::{
-    ConverterBox, ConverterMod, ConverterModRef, FfiArrowBatch, FfiArrowOut, FfiConverter,
-    FfiError,
+    ConverterBox, ConverterMod, ConverterModRef, FfiArrowBatch, FfiArrowOut, FfiConverter, FfiError,
 };
 
 /// A custom format for one message type. Calls come from several threads at once.
