@@ -206,6 +206,10 @@ async fn a_person_creates_watches_installs_and_stops_in_the_console() {
     )
     .await;
     wait_text(&browser, "#validation", |t| t == "valid").await;
+    // "Try it" on pasted rows: a rule test whose results stream into the page.
+    click(&browser, "#try-rows-button").await;
+    let tried = wait_text(&browser, "#try-results", |t| t.contains("25")).await;
+    assert!(!tried.contains("\"temperature\":10"), "{tried}");
     click(&browser, "#create").await;
 
     // The rule page: the dataflow graph laid out, the status live.
@@ -223,18 +227,24 @@ async fn a_person_creates_watches_installs_and_stops_in_the_console() {
     // Rows pushed: the overview's counts move.
     browser.goto(&base).await.expect("overview");
     wait_text(&browser, "tr[data-rule='hot'] .in-total", |t| t == "0").await;
-    for t in [25.0, 10.0, 30.5] {
-        let (status, body) = server.push(
-            "/demo",
-            &json!({"temperature": t, "humidity": 40}).to_string(),
-        );
+    // Rows over a few seconds, so the sparklines have a shape.
+    for (i, t) in [25.0, 10.0, 30.5, 21.0, 22.0, 40.0].into_iter().enumerate() {
+        let rows: Vec<Value> = (0..=i)
+            .map(|_| json!({"temperature": t, "humidity": 40}))
+            .collect();
+        let (status, body) = server.push("/demo", &Value::from(rows).to_string());
         assert_eq!(status, 200, "{body}");
+        if i == 0 {
+            wait_text(&browser, "tr[data-rule='hot'] .in-total", |t| t == "1").await;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    wait_text(&browser, "tr[data-rule='hot'] .in-total", |t| t == "3").await;
-    wait_text(&browser, "tr[data-rule='hot'] .out-total", |t| t == "2").await;
+    // 21 rows in; all but the 2 at 10.0 are above 20.
+    wait_text(&browser, "tr[data-rule='hot'] .in-total", |t| t == "21").await;
+    wait_text(&browser, "tr[data-rule='hot'] .out-total", |t| t == "19").await;
     assert_eq!(
         metric(&server, "hot", "sink_log_0_0_records_out_total"),
-        json!(2)
+        json!(19)
     );
     screenshot(&browser, "overview").await;
 
@@ -244,7 +254,7 @@ async fn a_person_creates_watches_installs_and_stops_in_the_console() {
         .await
         .expect("rule");
     wait_text(&browser, "#graph g[data-node^='sink_'] text.count", |t| {
-        t.contains("out 2")
+        t.contains("out 19")
     })
     .await;
     screenshot(&browser, "rule").await;

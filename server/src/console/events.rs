@@ -84,7 +84,7 @@ pub struct Snapshot {
 pub struct RuleSummary {
     id: String,
     status: String,
-    /// Rows its sources read.
+    /// Rows its sources read: after decoding, so a JSON array of 5 rows counts 5.
     records_in: u64,
     /// Rows its sinks wrote.
     records_out: u64,
@@ -163,13 +163,17 @@ pub fn snapshot(state: &AppState, params: &Params) -> Snapshot {
 
 /// Sums a rule's node metrics into its overview line.
 fn summary(id: &str, status: quiver_dataflow::RuleStatus) -> RuleSummary {
-    let (mut records_in, mut records_out, mut exceptions) = (0, 0, 0);
+    let (mut messages_in, mut decoded, mut records_out, mut exceptions) = (0, None, 0, 0);
     let mut last_node: Option<&str> = None;
     let mut last_time = 0;
     for (key, value) in &status.metrics {
         let n = value.as_u64().unwrap_or(0);
+        let node = key.strip_suffix(names::RECORDS_OUT).unwrap_or("");
         if key.starts_with("source_") && key.ends_with(names::RECORDS_IN) {
-            records_in += n;
+            messages_in += n;
+        } else if node.starts_with("op_") && node.ends_with("_decoder_0_") {
+            // A source counts messages; its decoder's output is the rows they carried.
+            *decoded.get_or_insert(0) += n;
         } else if key.starts_with("sink_") && key.ends_with(names::RECORDS_OUT) {
             records_out += n;
         } else if key.ends_with(names::EXCEPTIONS) {
@@ -193,7 +197,7 @@ fn summary(id: &str, status: quiver_dataflow::RuleStatus) -> RuleSummary {
     RuleSummary {
         id: id.to_string(),
         status: status.status,
-        records_in,
+        records_in: decoded.unwrap_or(messages_in),
         records_out,
         exceptions,
         message: short(&status.message),
@@ -228,7 +232,8 @@ mod tests {
     #[test]
     fn a_summary_sums_sources_sinks_and_exceptions() {
         let metrics = [
-            ("source_demo_0_records_in_total", Value::from(10)),
+            ("source_demo_0_records_in_total", Value::from(4)),
+            ("op_1_decoder_0_records_out_total", Value::from(10)),
             ("op_2_filter_0_records_in_total", Value::from(10)),
             ("op_2_filter_0_exceptions_total", Value::from(2)),
             ("op_2_filter_0_last_exception", Value::from("bad cast")),
@@ -240,19 +245,31 @@ mod tests {
             ("sink_mqtt_1_0_records_out_total", Value::from(1)),
         ];
         let status = quiver_dataflow::RuleStatus {
+            metrics: metrics
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            ..status_with_no_metrics()
+        };
+        let s = summary("r", status);
+        assert_eq!((s.records_in, s.records_out, s.exceptions), (10, 8, 3));
+        assert_eq!(s.last_exception, "bad cast");
+        let undecoded = quiver_dataflow::RuleStatus {
+            metrics: vec![("source_demo_0_records_in_total".into(), Value::from(4))],
+            ..status_with_no_metrics()
+        };
+        assert_eq!(summary("r", undecoded).records_in, 4);
+    }
+
+    fn status_with_no_metrics() -> quiver_dataflow::RuleStatus {
+        quiver_dataflow::RuleStatus {
             status: "running".into(),
             message: String::new(),
             last_start_ms: 0,
             last_stop_ms: 0,
             next_start_ms: 0,
-            metrics: metrics
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        };
-        let s = summary("r", status);
-        assert_eq!((s.records_in, s.records_out, s.exceptions), (10, 8, 3));
-        assert_eq!(s.last_exception, "bad cast");
+            metrics: Vec::new(),
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ function route() {
 function show() {
   if (unmount) unmount();
   unmount = null;
+  document.getElementById("conn").textContent = "";
   view.replaceChildren();
   const { parts, params } = route();
   const page = { "": overview, rule, editor, plugins }[parts[0] || ""];
