@@ -304,6 +304,12 @@ async fn a_person_creates_watches_installs_and_stops_in_the_console() {
     wait_text(&browser, "#rule-status", |t| t == "stopped").await;
     assert_eq!(metric(&server, "hot", "status"), json!("stopped"));
 
+    // Phone width: the overview still shows the rule and its counts.
+    browser.set_window_size(390, 844).await.expect("resize");
+    browser.goto(&base).await.expect("overview");
+    wait_text(&browser, "tr[data-rule='hot'] .in-total", |t| t == "21").await;
+    screenshot(&browser, "overview-phone").await;
+
     browser.close().await.expect("close the browser");
     server.stop();
 }
@@ -342,5 +348,87 @@ async fn with_authentication_the_console_asks_for_the_token() {
     wait_text(&browser, "#rules tbody", |t| t.contains("No rules yet")).await;
     wait_text(&browser, ".cards", |t| t.contains("Workers")).await;
     browser.close().await.expect("close the browser");
+    server.stop();
+}
+
+/// Opens `GET path` and reads until the first server-sent event has arrived (or the response
+/// is complete); returns the connection, kept open, and what was read.
+fn open_events(addr: &str, path: &str) -> (std::net::TcpStream, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("read");
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        let head_end = text.find("\r\n\r\n");
+        let sse = text.contains("text/event-stream");
+        if n == 0
+            || (sse && text.contains("event: metrics") && text.ends_with("\n\n\r\n"))
+            || (!sse && head_end.is_some_and(|h| text.len() > h + 4 && text.ends_with('}')))
+        {
+            return (s, text.into_owned());
+        }
+    }
+}
+
+#[test]
+fn event_streams_carry_a_page_of_rules_and_are_bounded() {
+    let dir = temp_dir("console-streams");
+    let server = Server::start(&dir.join("data"));
+    server.create_stream(
+        r#"CREATE STREAM demo (v BIGINT) WITH (TYPE="httppush", DATASOURCE="/demo", FORMAT="json")"#,
+    );
+    for id in ["r1", "r2", "r3", "solo"] {
+        let rule = json!({"id": id, "sql": "SELECT * FROM demo", "actions": [{"nop": {}}]});
+        assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    }
+    // A page: the rules matching the filter, in id order, from the offset; one in detail.
+    let (first, text) = open_events(
+        server.addr(),
+        "/console/events?filter=r&offset=1&limit=1&rule=solo",
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(r#""rulesTotal":3"#), "{text}");
+    assert!(text.contains(r#""rules":[{"id":"r2""#), "{text}");
+    assert!(
+        text.contains(r#""source_demo_0_records_in_total":0"#),
+        "{text}"
+    );
+    // At most 16 streams at once; the next is refused naming the limit.
+    let mut open = vec![first];
+    for _ in 1..16 {
+        let (s, text) = open_events(server.addr(), "/console/events?limit=0");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        open.push(s);
+    }
+    let (_, refused) = open_events(server.addr(), "/console/events?limit=0");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.contains("too many console event streams: the limit is 16"),
+        "{refused}"
+    );
+    // A closed tab frees its place (the server notices at its next message).
+    drop(open.pop());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, text) = open_events(server.addr(), "/console/events?limit=0");
+        if text.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no place came free: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Bounds are refused by name.
+    let (status, body) = server.call("GET", "/console/events?limit=501", None);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("limit 501 is above the limit of 500"),
+        "{body}"
+    );
+    drop(open);
     server.stop();
 }

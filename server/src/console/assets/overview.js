@@ -43,12 +43,13 @@ export function mount(root) {
     return el("div", { class: "card" }, el("div", { class: "label" }, label), el("div", { class: "value" }, value));
   }
 
-  let version = "";
-  api("GET", "/").then((info) => { version = info.version; }).catch(() => {});
+  // Kept across renders, so the version shows as soon as it is known.
+  const version = el("div", { class: "value" }, "–");
+  api("GET", "/").then((info) => { version.textContent = info.version; }).catch(() => {});
 
   function render(snap) {
     cards.replaceChildren(
-      card("Version", version || "–"),
+      el("div", { class: "card" }, el("div", { class: "label" }, "Version"), version),
       card("Up", duration(snap.upTimeSeconds)),
       card("Workers", String(snap.workers)),
       card("Memory", bytes(snap.memoryBytes)),
