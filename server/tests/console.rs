@@ -294,20 +294,40 @@ async fn a_person_creates_watches_installs_and_stops_in_the_console() {
     .await;
     screenshot(&browser, "plugins").await;
 
-    // Stop the rule from its page.
+    // Edit the rule from its page: the editor loads it, validates the change, saves it.
     browser
         .goto(&format!("{base}#/rule/hot"))
         .await
         .expect("rule");
+    click(&browser, "a[href='#/editor?rule=hot']").await;
+    wait_text(&browser, "#validation", |t| t == "valid").await;
+    fill(
+        &browser,
+        "#sql",
+        "SELECT temperature, humidity\nFROM demo\nWHERE temperature > 30",
+    )
+    .await;
+    wait_text(&browser, "#validation", |t| t == "valid").await;
+    click(&browser, "#create").await;
+    wait_text(&browser, "#rule-sql", |t| t.contains("> 30")).await;
+    let (_, rule) = server.json("GET", "/rules/hot", None);
+    assert!(
+        rule["sql"].as_str().unwrap_or("").ends_with("> 30"),
+        "{rule}"
+    );
+
+    // Stop the rule from its page.
     wait_text(&browser, "#rule-status", |t| t == "running").await;
     click(&browser, "#stop").await;
     wait_text(&browser, "#rule-status", |t| t == "stopped").await;
     assert_eq!(metric(&server, "hot", "status"), json!("stopped"));
 
-    // Phone width: the overview still shows the rule and its counts.
+    // Phone width: the overview still shows the rule, its status and its counts (new ones:
+    // the edit replaced the rule).
     browser.set_window_size(390, 844).await.expect("resize");
     browser.goto(&base).await.expect("overview");
-    wait_text(&browser, "tr[data-rule='hot'] .in-total", |t| t == "21").await;
+    wait_text(&browser, "tr[data-rule='hot'] .badge", |t| t == "stopped").await;
+    wait_text(&browser, "tr[data-rule='hot'] .in-total", |t| t == "0").await;
     screenshot(&browser, "overview-phone").await;
 
     browser.close().await.expect("close the browser");
