@@ -134,6 +134,12 @@ async fn fill(browser: &Client, css: &str, value: &str) {
         .expect("fill");
 }
 
+/// Types `sql` into the editor and waits until the server has found it valid.
+async fn type_valid_sql(browser: &Client, sql: &str) {
+    fill(browser, "#sql", sql).await;
+    wait_text(browser, "#validation", |t| t == "valid").await;
+}
+
 async fn click(browser: &Client, css: &str) {
     browser
         .wait()
@@ -199,13 +205,11 @@ async fn a_person_creates_watches_installs_and_stops_in_the_console() {
         "the error position is marked in the SQL"
     );
     screenshot(&browser, "editor").await;
-    fill(
+    type_valid_sql(
         &browser,
-        "#sql",
         "SELECT temperature, humidity\nFROM demo\nWHERE temperature > 20",
     )
     .await;
-    wait_text(&browser, "#validation", |t| t == "valid").await;
     // "Try it" on pasted rows: a rule test whose results stream into the page.
     click(&browser, "#try-rows-button").await;
     let tried = wait_text(&browser, "#try-results", |t| t.contains("25")).await;
@@ -301,13 +305,11 @@ async fn a_person_creates_watches_installs_and_stops_in_the_console() {
         .expect("rule");
     click(&browser, "a[href='#/editor?rule=hot']").await;
     wait_text(&browser, "#validation", |t| t == "valid").await;
-    fill(
+    type_valid_sql(
         &browser,
-        "#sql",
         "SELECT temperature, humidity\nFROM demo\nWHERE temperature > 30",
     )
     .await;
-    wait_text(&browser, "#validation", |t| t == "valid").await;
     click(&browser, "#create").await;
     wait_text(&browser, "#rule-sql", |t| t.contains("> 30")).await;
     let (_, rule) = server.json("GET", "/rules/hot", None);
