@@ -27,6 +27,14 @@ if ! command -v jq >/dev/null 2>&1 || [ ! -x /usr/bin/time ] || ! command -v unz
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq time unzip gzip zstd
 fi
 
+# The web console's browser test (server/tests/console.rs) drives Debian's headless chromium
+# through chromedriver.
+if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium and chromedriver" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
 # MQTT tests talk to a real Mosquitto on 127.0.0.1:1883 (and start private ones on free ports
 # for outage tests, so the binary must exist).
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod console;
 pub mod plugins;
 pub mod profiles;
 pub mod push;

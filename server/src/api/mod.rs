@@ -9,7 +9,7 @@ pub mod limits;
 mod metadata;
 pub mod openapi;
 mod operators;
-mod plugins;
+pub(crate) mod plugins;
 mod rules;
 mod ruleset;
 mod ruletest;
@@ -53,6 +53,8 @@ pub type State = axum::extract::State<Arc<AppState>>;
 
 /// The REST router, under the request [`limits`].
 pub fn router(state: Arc<AppState>) -> Router {
+    // The web console: its event streams are long-lived, so they are not under the limits.
+    let console = crate::console::router(state.clone());
     let routes = Router::new()
         .route("/", get(system::info))
         .route("/ping", get(system::ping))
@@ -135,5 +137,5 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(plugins::delete),
         )
         .with_state(state);
-    limits::apply(routes, limits::Limits::default())
+    limits::apply(routes, limits::Limits::default()).merge(console)
 }

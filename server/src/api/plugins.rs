@@ -42,7 +42,8 @@ impl From<PluginError> for ApiError {
     }
 }
 
-fn kind(segment: &str) -> Result<PluginKind, ApiError> {
+/// The plugin kind a path segment names (`sources`, `sinks`, `functions`), or 404.
+pub(crate) fn kind(segment: &str) -> Result<PluginKind, ApiError> {
     kind_of(segment).ok_or_else(|| ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!("unknown plugin type \"{segment}\"; use sources, sinks or functions"),
@@ -68,13 +69,32 @@ pub async fn install(
         .plugins
         .install_checked(kind, &body.name, &body.file, body.sha256.as_deref())
         .await?;
-    Ok((
+    Ok(created(&installed))
+}
+
+/// The answer to an install.
+pub(crate) fn created(installed: &crate::plugins::Installed) -> (StatusCode, String) {
+    (
         StatusCode::CREATED,
         format!(
             "plugin {} is created (version {})",
             installed.name, installed.version
         ),
-    ))
+    )
+}
+
+/// The answer to an update that moved `rules` to the new version.
+pub(crate) fn updated(installed: &crate::plugins::Installed, rules: &[String]) -> String {
+    format!(
+        "plugin {} is updated to version {}{}",
+        installed.name,
+        installed.version,
+        if rules.is_empty() {
+            String::new()
+        } else {
+            format!("; rules moved to it: {}", rules.join(", "))
+        }
+    )
 }
 
 /// `PUT /plugins/{type}/{name}`: installs a new version; the rules using the plugin move
@@ -100,15 +120,7 @@ pub async fn update(
         .plugins
         .update(kind, &name, &body.file, body.sha256.as_deref())
         .await?;
-    Ok(format!(
-        "plugin {name} is updated to version {}{}",
-        installed.version,
-        if rules.is_empty() {
-            String::new()
-        } else {
-            format!("; rules moved to it: {}", rules.join(", "))
-        }
-    ))
+    Ok(updated(&installed, &rules))
 }
 
 /// `GET /plugins/{type}`: the names.

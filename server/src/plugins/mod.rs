@@ -305,12 +305,43 @@ impl PluginManager {
         url: &str,
         sha256: Option<&str>,
     ) -> Result<Installed, PluginError> {
-        if !valid_name(name) {
-            return Err(PluginError::Invalid(format!(
-                "invalid plugin name \"{name}\"; use lowercase letters, digits and _"
-            )));
-        }
+        check_name(name)?;
         let pkg = self.fetch(name, url, sha256).await?;
+        self.install_unpacked(kind, name, pkg).await
+    }
+
+    /// [`PluginManager::install`] from the zip's bytes (the web console's upload).
+    pub async fn install_zip(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        zip: Vec<u8>,
+    ) -> Result<Installed, PluginError> {
+        check_name(name)?;
+        let pkg = unpack(name, zip, None).await?;
+        self.install_unpacked(kind, name, pkg).await
+    }
+
+    /// [`PluginManager::update`] from the zip's bytes (the web console's upload).
+    pub async fn update_zip(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        zip: Vec<u8>,
+    ) -> Result<(Installed, Vec<String>), PluginError> {
+        if self.get(kind, name).is_none() {
+            return Err(not_found(kind, name));
+        }
+        let pkg = unpack(name, zip, None).await?;
+        self.update_unpacked(kind, name, pkg).await
+    }
+
+    async fn install_unpacked(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        pkg: package::Package,
+    ) -> Result<Installed, PluginError> {
         let _change = self.change.lock().await;
         if self.get(kind, name).is_some() {
             return Err(PluginError::Conflict(format!(
@@ -349,6 +380,15 @@ impl PluginManager {
             return Err(not_found(kind, name));
         }
         let pkg = self.fetch(name, url, sha256).await?;
+        self.update_unpacked(kind, name, pkg).await
+    }
+
+    async fn update_unpacked(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        pkg: package::Package,
+    ) -> Result<(Installed, Vec<String>), PluginError> {
         let _change = self.change.lock().await;
         let Some(old) = self.get(kind, name) else {
             return Err(not_found(kind, name));
@@ -396,16 +436,7 @@ impl PluginManager {
             );
         }
         let bytes = package::fetch(url, self.file_dir.as_deref()).await?;
-        let (name, url) = (name.to_string(), url.to_string());
-        let sha256 = sha256.map(str::to_string);
-        tokio::task::spawn_blocking(move || {
-            if let Some(digest) = sha256 {
-                package::check_sha256(&url, &bytes, &digest)?;
-            }
-            package::open(&bytes, &name)
-        })
-        .await
-        .map_err(|e| PluginError::Io(format!("unpacking the plugin: {e}")))?
+        unpack(name, bytes, sha256.map(|d| (url, d))).await
     }
 
     async fn install_package(
@@ -624,6 +655,35 @@ impl PluginManager {
         out.insert("version".into(), json!(installed.version));
         Value::Object(out)
     }
+}
+
+/// Refuses a plugin name that is not lowercase letters, digits and `_`.
+fn check_name(name: &str) -> Result<(), PluginError> {
+    if valid_name(name) {
+        return Ok(());
+    }
+    Err(PluginError::Invalid(format!(
+        "invalid plugin name \"{name}\"; use lowercase letters, digits and _"
+    )))
+}
+
+/// Checks the package's digest against `(url, sha256)` when given, then unpacks and parses it,
+/// on a blocking thread.
+async fn unpack(
+    name: &str,
+    bytes: Vec<u8>,
+    digest: Option<(&str, &str)>,
+) -> Result<package::Package, PluginError> {
+    let name = name.to_string();
+    let digest = digest.map(|(url, d)| (url.to_string(), d.to_string()));
+    tokio::task::spawn_blocking(move || {
+        if let Some((url, digest)) = digest {
+            package::check_sha256(&url, &bytes, &digest)?;
+        }
+        package::open(&bytes, &name)
+    })
+    .await
+    .map_err(|e| PluginError::Io(format!("unpacking the plugin: {e}")))?
 }
 
 fn not_found(kind: PluginKind, name: &str) -> PluginError {

@@ -203,6 +203,7 @@ impl Security {
                 .allow_origins
                 .iter()
                 .any(|o| o.eq_ignore_ascii_case(origin))
+                && !same_origin(origin, headers)
             {
                 return Some(format!(
                     "requests from origin \"{}\" are refused; allow it with --allow-origin or \
@@ -231,6 +232,21 @@ impl Security {
             )
         })
     }
+}
+
+/// Whether `origin` is the server's own (`http://` or `https://` and the request's `Host`): the
+/// web console's pages calling the API they were served from. A rebinding page's origin names
+/// its own host, which the `Host` check below still refuses.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    !host.is_empty()
+        && origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
 /// The name part of a `Host` value: `localhost:9081` → `localhost`, `[::1]:9081` → `[::1]`.
@@ -272,7 +288,10 @@ pub async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    if listener == Listener::Rest && request.uri().path() == "/ping" {
+    if listener == Listener::Rest
+        && (request.uri().path() == "/ping"
+            || crate::console::is_public(request.method(), request.uri().path()))
+    {
         return next.run(request).await;
     }
     let headers = request.headers();
@@ -384,6 +403,32 @@ mod tests {
                 .is_some()
         );
         assert!(s.foreign(&with_origin("null"), local).is_some());
+    }
+
+    #[test]
+    fn the_servers_own_pages_pass_and_rebinding_ones_do_not() {
+        let s = security(&[], &[]);
+        let local = Some("127.0.0.1:9081".parse().unwrap());
+        let page = |host, origin| headers(&[("host", host), ("origin", origin)]);
+        // The web console, served from the REST port, posting to it.
+        for (host, origin) in [
+            ("127.0.0.1:9081", "http://127.0.0.1:9081"),
+            ("localhost:9081", "https://LOCALHOST:9081"),
+        ] {
+            assert_eq!(s.foreign(&page(host, origin), local), None, "{origin}");
+        }
+        // Another port is another origin; a rebound name is refused by the Host check.
+        assert!(
+            s.foreign(&page("127.0.0.1:9081", "http://127.0.0.1:3000"), local)
+                .is_some()
+        );
+        assert!(
+            s.foreign(
+                &page("evil.example:9081", "http://evil.example:9081"),
+                local
+            )
+            .is_some()
+        );
     }
 
     #[test]
