@@ -70,6 +70,7 @@ pub struct Connectors {
     websocket: websocket::WebsocketHub,
     plugin_sinks: Arc<RwLock<BTreeMap<String, Arc<dyn SinkFactory>>>>,
     plugin_sources: Arc<RwLock<BTreeMap<String, Arc<dyn SourceFactory>>>>,
+    mqtt_connections: mqtt::MqttConnections,
 }
 
 impl Connectors {
@@ -87,6 +88,11 @@ impl Connectors {
     /// on it, with the URL path as the topic.
     pub fn httppush(&self) -> &memory::MemoryBus {
         &self.httppush
+    }
+
+    /// The named MQTT connections (`/connections`) that streams and sinks share.
+    pub fn mqtt_connections(&self) -> &mqtt::MqttConnections {
+        &self.mqtt_connections
     }
 
     /// The server-mode websocket endpoints, served on the push listener.
@@ -255,9 +261,10 @@ impl Connectors {
                 self.httppush.clone(),
                 memory::MemorySourceConfig::parse(&spec.datasource, &spec.props)?,
             ))),
-            "mqtt" => Ok(Box::new(mqtt::MqttSource::new(
+            "mqtt" => Ok(Box::new(mqtt::MqttSource::with_connections(
                 mqtt::MqttSourceConfig::parse(&spec.datasource, &spec.props)?,
-            ))),
+                &self.mqtt_connections,
+            )?)),
             "file" => Ok(Box::new(file::FileSource::new(
                 file::FileSourceConfig::parse(&spec.datasource, &spec.props)?,
             ))),
@@ -317,9 +324,10 @@ impl Connectors {
                 self.memory.clone(),
                 memory::MemorySinkConfig::parse(props)?,
             ))),
-            "mqtt" => Ok(Box::new(mqtt::MqttSink::new(mqtt::MqttSinkConfig::parse(
-                props,
-            )?))),
+            "mqtt" => Ok(Box::new(mqtt::MqttSink::with_connections(
+                mqtt::MqttSinkConfig::parse(props)?,
+                &self.mqtt_connections,
+            )?)),
             "nop" => Ok(Box::new(nop::NopSink::new(nop::NopSinkConfig::parse(
                 props,
             )?))),

@@ -10,9 +10,12 @@
 //! - Both survive the broker going away: connection errors are logged, retried with exponential
 //!   backoff (100 ms doubling to 5 s, reset after a successful connect), and the source
 //!   subscribes again after every reconnect. The live state is a [`ConnectionState`].
+//! - With `connectionSelector`, streams and sinks share the client of a named connection
+//!   instead of opening their own (see [`shared`]).
 
 mod client;
 mod config;
+pub mod shared;
 mod sink;
 mod source;
 
@@ -21,7 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use client::Protocol;
-pub use config::{BrokerAddress, Credentials, DEFAULT_SERVER, MqttSinkConfig, MqttSourceConfig};
+pub use config::{
+    BrokerAddress, Credentials, DEFAULT_SERVER, MqttConnectionConfig, MqttSinkConfig,
+    MqttSourceConfig,
+};
+pub use shared::MqttConnections;
 pub use sink::MqttSink;
 pub use source::MqttSource;
 

@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
 use super::client::{self, Client, Event, EventLoop, Failure};
-use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSinkConfig};
+use super::shared::Lease;
+use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttConnections, MqttSinkConfig};
 use crate::{ConnectorError, Sink};
 
 /// How long `close` waits for queued publishes to go out before dropping the connection.
@@ -32,6 +33,8 @@ pub struct MqttSink {
     closing: Arc<AtomicBool>,
     /// Refuse publishes while disconnected (the host caches them, `enableCache`).
     fail_fast: bool,
+    /// The named connection whose client it shares (`connectionSelector`).
+    shared: Option<Lease>,
 }
 
 impl MqttSink {
@@ -44,7 +47,27 @@ impl MqttSink {
             driver: None,
             closing: Arc::default(),
             fail_fast: false,
+            shared: None,
         }
+    }
+
+    /// A sink with `config` that publishes through the client of the connection its
+    /// `connectionSelector` names, looked up in `connections`.
+    pub fn with_connections(
+        config: MqttSinkConfig,
+        connections: &MqttConnections,
+    ) -> Result<Self, ConnectorError> {
+        let Some(id) = &config.connection else {
+            return Ok(MqttSink::new(config));
+        };
+        let lease = connections.lease(id)?;
+        let mut sink = MqttSink::new(MqttSinkConfig {
+            broker: lease.broker().clone(),
+            ..config
+        });
+        sink.state = lease.state();
+        sink.shared = Some(lease);
+        Ok(sink)
     }
 
     /// The live connection state, updated by the driver task.
@@ -96,6 +119,10 @@ impl Sink for MqttSink {
         if self.client.is_some() {
             return Ok(());
         }
+        if let Some(lease) = &self.shared {
+            self.client = Some(lease.client());
+            return Ok(());
+        }
         let config = &self.config;
         let (client, eventloop) = client::connect(&client::Connect {
             broker: &config.broker,
@@ -143,6 +170,11 @@ impl Sink for MqttSink {
     }
 
     async fn close(&mut self) -> Result<(), ConnectorError> {
+        if self.shared.is_some() {
+            // The connection's client stays up for its other users.
+            self.client = None;
+            return Ok(());
+        }
         self.closing.store(true, Ordering::Release);
         if let Some(client) = self.client.take() {
             // Queued after every publish, so those go out first.
