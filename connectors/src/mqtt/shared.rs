@@ -536,7 +536,7 @@ mod tests {
         for _ in 0..SUBSCRIBER_QUEUE {
             routes.deliver(&tx, &lagging, msg.clone(), "t").await;
         }
-        tokio::time::pause();
+        // Waits SLOW_WAIT (1 s) for room, then drops.
         routes.deliver(&tx, &lagging, msg.clone(), "t").await;
         assert!(lagging.load(Ordering::Relaxed));
         assert_eq!(routes.dropped.load(Ordering::Relaxed), 1);
