@@ -22,7 +22,10 @@ fn wait_connection(server: &Server, id: &str, done: impl Fn(&Value) -> bool) -> 
         if done(&body) {
             return body;
         }
-        assert!(Instant::now() < deadline, "connection never reached the state: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "connection never reached the state: {body}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -40,7 +43,11 @@ async fn connected_clients(port: u16) -> u64 {
         last = Some(String::from_utf8(p.payload.to_vec()).unwrap());
     }
     // The count includes this `$SYS` client.
-    last.expect("no $SYS client count").trim().parse::<u64>().unwrap() - 1
+    last.expect("no $SYS client count")
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        - 1
 }
 
 /// Publishes on both input topics until every sink topic got something; returns the first
@@ -61,7 +68,10 @@ async fn pump(
             .publish(&format!("{prefix}/a"), &format!(r#"{{"src":"a","n":{n}}}"#))
             .await;
         publisher
-            .publish(&format!("{prefix}/k/x"), &format!(r#"{{"src":"kx","n":{n}}}"#))
+            .publish(
+                &format!("{prefix}/k/x"),
+                &format!(r#"{{"src":"kx","n":{n}}}"#),
+            )
             .await;
         while let Ok(Some(p)) =
             tokio::time::timeout(Duration::from_millis(300), out.publishes.recv()).await
@@ -82,7 +92,11 @@ fn create_streams_and_rules(server: &Server, prefix: &str) {
         Some(json!({"connectionSelector": "shared", "qos": 1})),
     );
     assert_eq!(status, 200, "{body}");
-    let filters = [format!("{prefix}/a"), format!("{prefix}/+/x"), format!("{prefix}/#")];
+    let filters = [
+        format!("{prefix}/a"),
+        format!("{prefix}/+/x"),
+        format!("{prefix}/#"),
+    ];
     for (i, filter) in filters.iter().enumerate() {
         server.create_stream(&format!(
             r#"CREATE STREAM s{i} (src STRING, n BIGINT) WITH (DATASOURCE="{filter}", TYPE="mqtt", FORMAT="json", CONF_KEY="viaShared")"#
@@ -128,14 +142,20 @@ async fn streams_and_sinks_share_one_client() {
         Some(json!({"id": "db", "typ": "sql", "props": {"url": "mysql://root@127.0.0.1/test"}})),
     );
     assert_eq!(status, 400);
-    assert!(body.contains("connection type \\\"sql\\\" is not supported"), "{body}");
+    assert!(
+        body.contains("connection type \\\"sql\\\" is not supported"),
+        "{body}"
+    );
     let (status, body) = server.call(
         "POST",
         "/connections",
         Some(json!({"id": "bad", "typ": "mqtt", "props": {"topic": "x", "password": SECRET}})),
     );
     assert_eq!(status, 400);
-    assert!(body.contains("\\\"topic\\\"") && !body.contains(SECRET), "{body}");
+    assert!(
+        body.contains("\\\"topic\\\"") && !body.contains(SECRET),
+        "{body}"
+    );
 
     // Three streams and three sinks on the connection.
     create_streams_and_rules(&server, &prefix);
@@ -154,9 +174,8 @@ async fn streams_and_sinks_share_one_client() {
         ],
         "each stream gets exactly the topics its filter matches"
     );
-    let shown = tokio::task::block_in_place(|| {
-        wait_connection(&server, "shared", |c| c["refCount"] == 6)
-    });
+    let shown =
+        tokio::task::block_in_place(|| wait_connection(&server, "shared", |c| c["refCount"] == 6));
     assert_eq!(shown["status"], "connected");
 
     // One client for quiverd: the broker sees it, the two test clients and nothing else.
@@ -194,7 +213,10 @@ async fn streams_and_sinks_share_one_client() {
     // Once nothing uses it, it can be deleted, and its client goes.
     for i in 0..3 {
         assert_eq!(server.call("DELETE", &format!("/rules/r{i}"), None).0, 200);
-        assert_eq!(server.call("DELETE", &format!("/streams/s{i}"), None).0, 200);
+        assert_eq!(
+            server.call("DELETE", &format!("/streams/s{i}"), None).0,
+            200
+        );
     }
     let (status, body) = server.call("DELETE", "/connections/shared", None);
     assert_eq!(status, 200, "{body}");
