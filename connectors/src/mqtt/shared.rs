@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{self, Client, Event, EventLoop, Failure};
 use super::config::MqttConnectionConfig;
-use super::{Backoff, BrokerAddress, ConnectionState, ConnectionStatus, DisconnectOnDrop};
+use super::{BrokerAddress, ConnectionState, ConnectionStatus, DisconnectOnDrop, Reconnects};
 use crate::{ConnectorError, RawMessage};
 
 /// Messages queued for one subscriber before the driver waits for it.
@@ -392,17 +392,7 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
         return false;
     }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
+    crate::memory::topic_matches(filter, topic)
 }
 
 /// Runs the shared client's event loop: reconnects with backoff, subscribes every route's
@@ -418,8 +408,7 @@ async fn drive(
     let _disconnect = DisconnectOnDrop(state.clone());
     // `client` keeps the request channel open, so the loop ends on the DISCONNECT the
     // connection's drop queues (or is aborted), not on the last handle going.
-    let mut backoff = Backoff::new();
-    let mut failures = 0u64;
+    let mut reconnects = Reconnects::new(format!("mqtt connection {label}"));
     let mut last_topic: Option<Arc<str>> = None;
     loop {
         match eventloop.poll().await {
@@ -446,16 +435,7 @@ async fn drive(
                 }
             }
             Ok(Event::Connected) => {
-                backoff.reset();
-                if failures > 0 {
-                    tracing::info!(
-                        "mqtt connection {label} reconnected after {failures} failed attempts"
-                    );
-                } else {
-                    tracing::info!("mqtt connection {label} connected");
-                }
-                failures = 0;
-                state.set_connected();
+                reconnects.connected(&state);
                 // A clean session forgets subscriptions: subscribe on every (re)connect.
                 for (filter, qos) in routes.filters() {
                     if let Err(e) = client.try_subscribe(&filter, qos) {
@@ -472,21 +452,7 @@ async fn drive(
             Ok(_) => {}
             Err(Failure::RequestsDone) => return,
             Err(_) if closing.load(Ordering::Acquire) => return,
-            Err(Failure::Error(reason)) => {
-                failures += 1;
-                let delay = backoff.next_delay();
-                if failures == 1 {
-                    tracing::warn!(
-                        "mqtt connection {label}: connection failed: {reason}; retrying with backoff"
-                    );
-                } else {
-                    tracing::debug!(
-                        "mqtt connection {label}: attempt {failures} failed: {reason}; retrying in {delay:?}"
-                    );
-                }
-                state.set_error(reason);
-                tokio::time::sleep(delay).await;
-            }
+            Err(Failure::Error(reason)) => reconnects.failed(&state, reason).await,
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{self, Client, Event, EventLoop, Failure};
 use super::shared::Lease;
-use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttConnections, MqttSinkConfig};
+use super::{ConnectionState, DisconnectOnDrop, MqttConnections, MqttSinkConfig, Reconnects};
 use crate::{ConnectorError, Sink};
 
 /// How long `close` waits for queued publishes to go out before dropping the connection.
@@ -212,41 +212,15 @@ async fn drive(
     label: String,
 ) {
     let _disconnect = DisconnectOnDrop(state.clone());
-    let mut backoff = Backoff::new();
-    let mut failures = 0u64;
+    let mut reconnects = Reconnects::new(format!("mqtt sink {label}"));
     loop {
         match eventloop.poll().await {
-            Ok(Event::Connected) => {
-                backoff.reset();
-                if failures > 0 {
-                    tracing::info!(
-                        "mqtt sink {label} reconnected after {failures} failed attempts"
-                    );
-                } else {
-                    tracing::info!("mqtt sink {label} connected");
-                }
-                failures = 0;
-                state.set_connected();
-            }
+            Ok(Event::Connected) => reconnects.connected(&state),
             Ok(Event::Disconnected) => return,
             Ok(_) => {}
             Err(Failure::RequestsDone) => return,
             Err(_) if closing.load(Ordering::Acquire) => return,
-            Err(Failure::Error(reason)) => {
-                failures += 1;
-                let delay = backoff.next_delay();
-                if failures == 1 {
-                    tracing::warn!(
-                        "mqtt sink {label}: connection failed: {reason}; retrying with backoff"
-                    );
-                } else {
-                    tracing::debug!(
-                        "mqtt sink {label}: attempt {failures} failed: {reason}; retrying in {delay:?}"
-                    );
-                }
-                state.set_error(reason);
-                tokio::time::sleep(delay).await;
-            }
+            Err(Failure::Error(reason)) => reconnects.failed(&state, reason).await,
         }
     }
 }

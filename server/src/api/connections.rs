@@ -50,22 +50,44 @@ fn parse(raw: &str) -> Result<ConnectionRequest, ApiError> {
     })
 }
 
+/// Validates, stores and registers `req` as connection `id`; errors never show `secrets`.
+fn save(
+    state: &State,
+    id: &str,
+    req: &ConnectionRequest,
+    replace: bool,
+    secrets: &[String],
+) -> Result<(), ApiError> {
+    connections::put(
+        &state.engine,
+        &state.catalog,
+        id,
+        &req.typ,
+        &req.props,
+        replace,
+    )
+    .map_err(|e| ApiError::from(e).scrubbed(secrets))
+}
+
+/// The stored connection `id`: (id, type, properties as JSON text).
+fn stored(state: &State, id: &str) -> Result<(String, String, String), ApiError> {
+    state
+        .catalog
+        .connections()?
+        .into_iter()
+        .find(|(i, _, _)| i == id)
+        .ok_or_else(|| ConnectionError::NotFound(format!("no connection \"{id}\"")).into())
+}
+
 /// `POST /connections`: creates a connection and starts dialing it.
 pub async fn create(state: State, raw: String) -> Result<(StatusCode, String), ApiError> {
     let secrets = mask::secret_values(&raw);
     let req = parse(&raw).map_err(|e| e.scrubbed(&secrets))?;
     let id = req
         .id
+        .clone()
         .ok_or_else(|| ApiError::bad_request("\"id\" is required"))?;
-    connections::put(
-        &state.engine,
-        &state.catalog,
-        &id,
-        &req.typ,
-        &req.props,
-        false,
-    )
-    .map_err(|e| ApiError::from(e).scrubbed(&secrets))?;
+    save(&state, &id, &req, false, &secrets)?;
     Ok((
         StatusCode::CREATED,
         format!("connection \"{id}\" is created"),
@@ -79,12 +101,7 @@ pub async fn update(
     raw: String,
 ) -> Result<(StatusCode, String), ApiError> {
     connections::check_id(&id)?;
-    let stored = state
-        .catalog
-        .connections()?
-        .into_iter()
-        .find(|(i, _, _)| *i == id)
-        .ok_or_else(|| ConnectionError::NotFound(format!("no connection \"{id}\"")))?;
+    let stored = stored(&state, &id)?;
     let stored_body =
         json!({"props": serde_json::from_str::<Value>(&stored.2).unwrap_or_default()});
     let raw = mask::unmask_json(&raw, &stored_body.to_string()).unwrap_or(raw);
@@ -95,15 +112,7 @@ pub async fn update(
             "the body's id \"{body_id}\" differs from the path's \"{id}\""
         )));
     }
-    connections::put(
-        &state.engine,
-        &state.catalog,
-        &id,
-        &req.typ,
-        &req.props,
-        true,
-    )
-    .map_err(|e| ApiError::from(e).scrubbed(&secrets))?;
+    save(&state, &id, &req, true, &secrets)?;
     Ok((StatusCode::OK, format!("connection \"{id}\" is updated")))
 }
 
@@ -128,12 +137,7 @@ pub async fn list(state: State) -> Result<Json<Vec<Value>>, ApiError> {
 
 /// `GET /connections/{id}`: one connection with its status.
 pub async fn show(state: State, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let (id, typ, props) = state
-        .catalog
-        .connections()?
-        .into_iter()
-        .find(|(i, _, _)| *i == id)
-        .ok_or_else(|| ConnectionError::NotFound(format!("no connection \"{id}\"")))?;
+    let (id, typ, props) = stored(&state, &id)?;
     Ok(Json(describe(&state, &id, &typ, &props)))
 }
 
