@@ -218,6 +218,17 @@ async fn streams_and_sinks_share_one_client() {
             200
         );
     }
+    // Unused, it can be replaced: a body copied from GET keeps the stored password.
+    let mut edited = wait_connection(&server, "shared", |c| c.get("refCount").is_none());
+    edited["props"]["clientId"] = json!(format!("quiver-{}", unique()));
+    let body = json!({"id": "shared", "typ": "mqtt", "props": edited["props"]});
+    let (status, text) = server.call("PUT", "/connections/shared", Some(body));
+    assert_eq!(status, 200, "{text}");
+    let shown = tokio::task::block_in_place(|| {
+        wait_connection(&server, "shared", |c| c["status"] == "connected")
+    });
+    assert_eq!(shown["props"]["password"], "******");
+    assert_eq!(shown["props"]["clientId"], edited["props"]["clientId"]);
     let (status, body) = server.call("DELETE", "/connections/shared", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(server.call("GET", "/connections/shared", None).0, 404);
