@@ -52,14 +52,18 @@ pub enum ConnectionError {
     Catalog(#[from] CatalogError),
 }
 
+/// Whether `name` is 1 to `max` letters, digits, `_`, `-` or `.` (connection ids, confKeys).
+pub fn is_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 /// Checks a connection id: 1 to [`MAX_ID`] letters, digits, `_`, `-` or `.`.
 pub fn check_id(id: &str) -> Result<(), ConnectionError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+    if is_name(id, MAX_ID) {
         Ok(())
     } else {
         Err(ConnectionError::Invalid(format!(
