@@ -49,6 +49,31 @@ pub struct SourceSpec {
     pub props: Map<String, Value>,
 }
 
+/// Refuses eKuiper's `connectionSelector` on a built-in connector other than `mqtt`: only
+/// MQTT connections are shared in this build, and the property must not be silently ignored.
+fn refuse_selector(
+    role: &str,
+    connector: &str,
+    props: &Map<String, Value>,
+) -> Result<(), ConnectorError> {
+    if connector == "mqtt" {
+        return Ok(());
+    }
+    match props
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("connectionSelector") && !v.is_null())
+    {
+        Some((name, _)) => Err(ConnectorError::Config {
+            connector: "connection",
+            reason: format!(
+                "\"{name}\" on a {connector} {role}: only mqtt connections can be shared in \
+                 this build"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Makes sinks of one type registered at run time (a sink plugin): one per rule action.
 pub trait SinkFactory: Send + Sync + std::fmt::Debug {
     /// Creates and configures a sink from the action's properties.
@@ -130,6 +155,7 @@ impl Connectors {
         spec: &SourceSpec,
         key: &str,
     ) -> Result<Box<dyn lookup::LookupSource>, ConnectorError> {
+        refuse_selector("lookup source", &spec.source_type, &spec.props)?;
         match spec.source_type.as_str() {
             "httppull" => Ok(Box::new(httppull::HttpPullLookup::new(
                 httppull::HttpPullConfig::parse_lookup(&spec.datasource, &spec.props)?,
@@ -252,6 +278,9 @@ impl Connectors {
 
     /// Creates a source for `spec`.
     pub fn source(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, ConnectorError> {
+        if self.source_types().contains(&spec.source_type.as_str()) {
+            refuse_selector("source", &spec.source_type, &spec.props)?;
+        }
         match spec.source_type.as_str() {
             "memory" => Ok(Box::new(memory::MemorySource::new(
                 self.memory.clone(),
@@ -310,6 +339,9 @@ impl Connectors {
 
     /// Creates a sink of `sink_type` configured by `props` (the action's JSON object).
     pub fn sink(&self, sink_type: &str, props: &Value) -> Result<Box<dyn Sink>, ConnectorError> {
+        if let (true, Value::Object(map)) = (self.sink_types().contains(&sink_type), props) {
+            refuse_selector("sink", sink_type, map)?;
+        }
         match sink_type {
             "file" => Ok(Box::new(file::FileSink::new(file::FileSinkConfig::parse(
                 props,

@@ -263,4 +263,15 @@ async fn a_selector_without_its_connection_is_refused() {
         body.contains("\\\"server\\\" cannot be set together with \\\"connectionSelector\\\""),
         "{body}"
     );
+    // Sharing is MQTT's only: another connector naming a connection is refused by name.
+    let rule = json!({
+        "id": "rest",
+        "sql": "SELECT 1 AS x FROM nowhere",
+        "actions": [{"rest": {"connectionSelector": "c", "url": "http://127.0.0.1:9/x"}}]
+    });
+    let (_, body) = server.call("POST", "/rules", Some(rule));
+    assert!(
+        body.contains("on a rest sink: only mqtt connections can be shared"),
+        "{body}"
+    );
 }
