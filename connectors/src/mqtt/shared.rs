@@ -238,6 +238,15 @@ impl Lease {
     pub fn subscribe(&self, filter: &str, qos: QoS) -> Subscription {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let id = self.conn.routes.add(filter, qos, tx);
+        // The highest QoS any subscriber asked for this filter, so a later subscriber never
+        // downgrades an earlier one's subscription.
+        let qos = self
+            .conn
+            .routes
+            .filters()
+            .into_iter()
+            .find_map(|(f, q)| (f == filter).then_some(q))
+            .unwrap_or(qos);
         if self.conn.state.is_connected()
             && let Err(e) = self.conn.client.try_subscribe(filter, qos)
         {
