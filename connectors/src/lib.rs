@@ -49,6 +49,31 @@ pub struct SourceSpec {
     pub props: Map<String, Value>,
 }
 
+/// Refuses eKuiper's `connectionSelector` on a built-in connector other than `mqtt`: only
+/// MQTT connections are shared in this build, and the property must not be silently ignored.
+fn refuse_selector(
+    role: &str,
+    connector: &str,
+    props: &Map<String, Value>,
+) -> Result<(), ConnectorError> {
+    if connector == "mqtt" {
+        return Ok(());
+    }
+    match props
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("connectionSelector") && !v.is_null())
+    {
+        Some((name, _)) => Err(ConnectorError::Config {
+            connector: "connection",
+            reason: format!(
+                "\"{name}\" on a {connector} {role}: only mqtt connections can be shared in \
+                 this build"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Makes sinks of one type registered at run time (a sink plugin): one per rule action.
 pub trait SinkFactory: Send + Sync + std::fmt::Debug {
     /// Creates and configures a sink from the action's properties.
@@ -70,6 +95,7 @@ pub struct Connectors {
     websocket: websocket::WebsocketHub,
     plugin_sinks: Arc<RwLock<BTreeMap<String, Arc<dyn SinkFactory>>>>,
     plugin_sources: Arc<RwLock<BTreeMap<String, Arc<dyn SourceFactory>>>>,
+    mqtt_connections: mqtt::MqttConnections,
 }
 
 impl Connectors {
@@ -87,6 +113,11 @@ impl Connectors {
     /// on it, with the URL path as the topic.
     pub fn httppush(&self) -> &memory::MemoryBus {
         &self.httppush
+    }
+
+    /// The named MQTT connections (`/connections`) that streams and sinks share.
+    pub fn mqtt_connections(&self) -> &mqtt::MqttConnections {
+        &self.mqtt_connections
     }
 
     /// The server-mode websocket endpoints, served on the push listener.
@@ -124,6 +155,7 @@ impl Connectors {
         spec: &SourceSpec,
         key: &str,
     ) -> Result<Box<dyn lookup::LookupSource>, ConnectorError> {
+        refuse_selector("lookup source", &spec.source_type, &spec.props)?;
         match spec.source_type.as_str() {
             "httppull" => Ok(Box::new(httppull::HttpPullLookup::new(
                 httppull::HttpPullConfig::parse_lookup(&spec.datasource, &spec.props)?,
@@ -246,6 +278,9 @@ impl Connectors {
 
     /// Creates a source for `spec`.
     pub fn source(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, ConnectorError> {
+        if self.source_types().contains(&spec.source_type.as_str()) {
+            refuse_selector("source", &spec.source_type, &spec.props)?;
+        }
         match spec.source_type.as_str() {
             "memory" => Ok(Box::new(memory::MemorySource::new(
                 self.memory.clone(),
@@ -255,9 +290,10 @@ impl Connectors {
                 self.httppush.clone(),
                 memory::MemorySourceConfig::parse(&spec.datasource, &spec.props)?,
             ))),
-            "mqtt" => Ok(Box::new(mqtt::MqttSource::new(
+            "mqtt" => Ok(Box::new(mqtt::MqttSource::with_connections(
                 mqtt::MqttSourceConfig::parse(&spec.datasource, &spec.props)?,
-            ))),
+                &self.mqtt_connections,
+            )?)),
             "file" => Ok(Box::new(file::FileSource::new(
                 file::FileSourceConfig::parse(&spec.datasource, &spec.props)?,
             ))),
@@ -303,6 +339,9 @@ impl Connectors {
 
     /// Creates a sink of `sink_type` configured by `props` (the action's JSON object).
     pub fn sink(&self, sink_type: &str, props: &Value) -> Result<Box<dyn Sink>, ConnectorError> {
+        if let (true, Value::Object(map)) = (self.sink_types().contains(&sink_type), props) {
+            refuse_selector("sink", sink_type, map)?;
+        }
         match sink_type {
             "file" => Ok(Box::new(file::FileSink::new(file::FileSinkConfig::parse(
                 props,
@@ -317,9 +356,10 @@ impl Connectors {
                 self.memory.clone(),
                 memory::MemorySinkConfig::parse(props)?,
             ))),
-            "mqtt" => Ok(Box::new(mqtt::MqttSink::new(mqtt::MqttSinkConfig::parse(
-                props,
-            )?))),
+            "mqtt" => Ok(Box::new(mqtt::MqttSink::with_connections(
+                mqtt::MqttSinkConfig::parse(props)?,
+                &self.mqtt_connections,
+            )?)),
             "nop" => Ok(Box::new(nop::NopSink::new(nop::NopSinkConfig::parse(
                 props,
             )?))),

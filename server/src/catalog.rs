@@ -1,5 +1,5 @@
-//! The persistent catalog: streams, rules (with their running state) and the connection
-//! profiles (confKeys) made over REST, in SQLite.
+//! The persistent catalog: streams, rules (with their running state), the connection
+//! profiles (confKeys) and the named connections made over REST, in SQLite.
 //!
 //! Every change is one transaction, so a crash mid-request never leaves half a rule behind.
 //! On start the server replays the catalog into the engine: streams first, then rules, each
@@ -96,6 +96,12 @@ impl Catalog {
                  name        TEXT NOT NULL,
                  props       TEXT NOT NULL,
                  PRIMARY KEY (source_type, name)
+             );
+             CREATE TABLE IF NOT EXISTS connections (
+                 id    TEXT PRIMARY KEY,
+                 typ   TEXT NOT NULL,
+                 props TEXT NOT NULL,
+                 seq   INTEGER NOT NULL
              );
              CREATE TABLE IF NOT EXISTS keyed_state (
                  key TEXT PRIMARY KEY,
@@ -261,6 +267,37 @@ impl Catalog {
                 params![source_type, name],
             )
             .map(|n| n > 0)
+        })
+    }
+
+    /// Named connections (`/connections`): (id, type, properties as JSON text), in creation
+    /// order.
+    pub fn connections(&self) -> Result<Vec<(String, String, String)>, CatalogError> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id, typ, props FROM connections ORDER BY seq")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+    }
+
+    /// Saves (or replaces) connection `id`.
+    pub fn put_connection(&self, id: &str, typ: &str, props: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO connections (id, typ, props, seq)
+                 VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM connections))
+                 ON CONFLICT(id) DO UPDATE SET typ = excluded.typ, props = excluded.props",
+                params![id, typ, props],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Removes connection `id`; false when there was none.
+    pub fn delete_connection(&self, id: &str) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            c.execute("DELETE FROM connections WHERE id = ?1", params![id])
+                .map(|n| n > 0)
         })
     }
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod connections;
 pub mod console;
 pub mod plugins;
 pub mod profiles;
@@ -148,6 +149,8 @@ pub async fn serve(
             .with_file_dir(settings.plugin_file_dir.as_deref())?,
     );
     plugins.load_all();
+    // Connections before the streams and rules that name them.
+    connections::restore(&engine, &catalog)?;
     restore(&engine, &catalog)?;
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

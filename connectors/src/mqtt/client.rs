@@ -29,8 +29,8 @@ pub(super) struct Connect<'a> {
     pub protocol: Protocol,
 }
 
-/// The handle requests go through.
-#[derive(Debug)]
+/// The handle requests go through (clones share the connection).
+#[derive(Debug, Clone)]
 pub(super) enum Client {
     V311(rumqttc::AsyncClient),
     V5(rumqttc::v5::AsyncClient),
@@ -173,6 +173,14 @@ impl Client {
                 .try_subscribe(filter, v5_qos(qos))
                 .map_err(|e| e.to_string()),
         }
+    }
+
+    /// Queues an unsubscription without waiting (best effort: the session is clean anyway).
+    pub fn try_unsubscribe(&self, filter: &str) {
+        let _ = match self {
+            Client::V311(c) => c.try_unsubscribe(filter).map_err(drop),
+            Client::V5(c) => c.try_unsubscribe(filter).map_err(drop),
+        };
     }
 
     /// Queues a DISCONNECT after the requests already queued.

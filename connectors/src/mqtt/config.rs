@@ -154,6 +154,9 @@ pub struct MqttSourceConfig {
     pub tls: Option<TlsClient>,
     /// The MQTT version (`protocolVersion`: `"3.1.1"`/`"4"`, default, or `"5"`).
     pub protocol: Protocol,
+    /// The named connection whose client this source shares (`connectionSelector`); the
+    /// connection settings above are then unused.
+    pub connection: Option<String>,
 }
 
 impl MqttSourceConfig {
@@ -168,8 +171,10 @@ impl MqttSourceConfig {
             ));
         }
         validate_filter(topic)?;
+        let connection = props.connection_selector()?;
         let broker = props.broker()?;
         Ok(MqttSourceConfig {
+            connection,
             protocol: props.protocol_version()?,
             topic: topic.to_string(),
             tls: props.tls(&broker)?,
@@ -208,6 +213,9 @@ pub struct MqttSinkConfig {
     pub protocol: Protocol,
     /// `format` (with `delimiter`, `hasHeader`, `fields`) and `compression`.
     pub format: std::sync::Arc<crate::codec::sink_format::SinkFormat>,
+    /// The named connection whose client this sink shares (`connectionSelector`); the
+    /// connection settings above are then unused.
+    pub connection: Option<String>,
 }
 
 impl MqttSinkConfig {
@@ -239,8 +247,16 @@ impl MqttSinkConfig {
                 "sink topic \"{topic}\": topic templates are not supported yet"
             )));
         }
+        if let Some((name, _)) = props.get("resourceid") {
+            return Err(config_error(format!(
+                "\"{name}\" (eKuiper's shared sink configuration) is not supported; name a \
+                 connection made with POST /connections in \"connectionSelector\" instead"
+            )));
+        }
+        let connection = props.connection_selector()?;
         let broker = props.broker()?;
         Ok(MqttSinkConfig {
+            connection,
             protocol: props.protocol_version()?,
             topic: topic.to_string(),
             tls: props.tls(&broker)?,
@@ -259,8 +275,68 @@ impl MqttSinkConfig {
     }
 }
 
+/// Settings of a named MQTT connection (`POST /connections` with `"typ": "mqtt"`): the broker
+/// and login that every stream and sink naming it in `connectionSelector` share.
+#[derive(Debug, Clone)]
+pub struct MqttConnectionConfig {
+    /// The broker (`server`, default `tcp://127.0.0.1:1883`).
+    pub broker: BrokerAddress,
+    /// The MQTT client id (`clientid`, default a generated `quiver-<random>`).
+    pub client_id: String,
+    /// Login (`username`, `password`), if any.
+    pub credentials: Option<Credentials>,
+    /// TLS settings when the server is `ssl://`.
+    pub tls: Option<TlsClient>,
+    /// The MQTT version (`protocolVersion`).
+    pub protocol: Protocol,
+}
+
+impl MqttConnectionConfig {
+    /// Validates a connection's properties: only the connection properties of the MQTT
+    /// source and sink tables (`server`, the login, `clientid`, `protocolVersion`, TLS).
+    pub fn parse(props: &Map<String, Value>) -> Result<Self, ConnectorError> {
+        let props = Props::new(CONNECTOR, props);
+        let allowed: Vec<&str> = connection_keys().collect();
+        props.refuse_unknown("mqtt connection", &allowed)?;
+        let broker = props.broker()?;
+        Ok(MqttConnectionConfig {
+            protocol: props.protocol_version()?,
+            tls: props.tls(&broker)?,
+            broker,
+            client_id: props.client_id()?,
+            credentials: props.credentials()?,
+        })
+    }
+}
+
+/// The properties a named connection holds, and a stream or sink naming one must not set.
+fn connection_keys() -> impl Iterator<Item = &'static str> {
+    crate::spec::sources::MQTT_CONNECTION
+        .iter()
+        .chain(crate::spec::shared::TLS)
+        .map(|p| p.name)
+}
+
 /// The MQTT connector's own property readers.
 impl Props<'_> {
+    /// `connectionSelector`: the id of a named connection; the connection properties are then
+    /// the connection's, and setting them here too is refused (never silently overridden).
+    fn connection_selector(&self) -> Result<Option<String>, ConnectorError> {
+        let Some(id) = self.string("connectionselector")?.map(str::trim) else {
+            return Ok(None);
+        };
+        if id.is_empty() {
+            return Ok(None);
+        }
+        if let Some((name, _)) = connection_keys().find_map(|k| self.get(&k.to_ascii_lowercase())) {
+            return Err(config_error(format!(
+                "\"{name}\" cannot be set together with \"connectionSelector\": connection \
+                 \"{id}\" holds the connection properties"
+            )));
+        }
+        Ok(Some(id.to_string()))
+    }
+
     fn qos(&self, default: QoS) -> Result<QoS, ConnectorError> {
         let Some((name, value)) = self.get("qos") else {
             return Ok(default);

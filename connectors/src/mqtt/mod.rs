@@ -10,9 +10,12 @@
 //! - Both survive the broker going away: connection errors are logged, retried with exponential
 //!   backoff (100 ms doubling to 5 s, reset after a successful connect), and the source
 //!   subscribes again after every reconnect. The live state is a [`ConnectionState`].
+//! - With `connectionSelector`, streams and sinks share the client of a named connection
+//!   instead of opening their own (see [`shared`]).
 
 mod client;
 mod config;
+pub mod shared;
 mod sink;
 mod source;
 
@@ -21,7 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use client::Protocol;
-pub use config::{BrokerAddress, Credentials, DEFAULT_SERVER, MqttSinkConfig, MqttSourceConfig};
+pub use config::{
+    BrokerAddress, Credentials, DEFAULT_SERVER, MqttConnectionConfig, MqttSinkConfig,
+    MqttSourceConfig,
+};
+pub use shared::MqttConnections;
 pub use sink::MqttSink;
 pub use source::MqttSource;
 
@@ -123,6 +130,60 @@ impl Backoff {
 
     pub(crate) fn reset(&mut self) {
         self.next = INITIAL_BACKOFF;
+    }
+}
+
+/// The reconnection bookkeeping of a client's driver: backoff, failure count and their logs.
+pub(crate) struct Reconnects {
+    backoff: Backoff,
+    failures: u64,
+    /// Who reconnects, for the logs (`mqtt sink t (tcp://host:1883)`).
+    what: String,
+}
+
+impl Reconnects {
+    pub(crate) fn new(what: String) -> Self {
+        Reconnects {
+            backoff: Backoff::new(),
+            failures: 0,
+            what,
+        }
+    }
+
+    /// The broker accepted the connection: reset the backoff and mark `state` connected.
+    pub(crate) fn connected(&mut self, state: &ConnectionState) {
+        self.backoff.reset();
+        if self.failures > 0 {
+            tracing::info!(
+                "{} reconnected after {} failed attempts",
+                self.what,
+                self.failures
+            );
+        } else {
+            tracing::info!("{} connected", self.what);
+        }
+        self.failures = 0;
+        state.set_connected();
+    }
+
+    /// The connection failed: record `reason` in `state` and wait before the next attempt.
+    pub(crate) async fn failed(&mut self, state: &ConnectionState, reason: String) {
+        self.failures += 1;
+        let delay = self.backoff.next_delay();
+        if self.failures == 1 {
+            tracing::warn!(
+                "{}: connection failed: {reason}; retrying with backoff",
+                self.what
+            );
+        } else {
+            tracing::debug!(
+                "{}: attempt {} failed: {reason}; retrying in {delay:?}",
+                self.what,
+                self.failures
+            );
+        }
+        state.set_error(reason);
+        tokio::time::sleep(delay).await;
     }
 }
 

@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
 use super::client::{self, Client, Event, EventLoop, Failure};
-use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSinkConfig};
+use super::shared::Lease;
+use super::{ConnectionState, DisconnectOnDrop, MqttConnections, MqttSinkConfig, Reconnects};
 use crate::{ConnectorError, Sink};
 
 /// How long `close` waits for queued publishes to go out before dropping the connection.
@@ -32,6 +33,8 @@ pub struct MqttSink {
     closing: Arc<AtomicBool>,
     /// Refuse publishes while disconnected (the host caches them, `enableCache`).
     fail_fast: bool,
+    /// The named connection whose client it shares (`connectionSelector`).
+    shared: Option<Lease>,
 }
 
 impl MqttSink {
@@ -44,7 +47,27 @@ impl MqttSink {
             driver: None,
             closing: Arc::default(),
             fail_fast: false,
+            shared: None,
         }
+    }
+
+    /// A sink with `config` that publishes through the client of the connection its
+    /// `connectionSelector` names, looked up in `connections`.
+    pub fn with_connections(
+        config: MqttSinkConfig,
+        connections: &MqttConnections,
+    ) -> Result<Self, ConnectorError> {
+        let Some(id) = &config.connection else {
+            return Ok(MqttSink::new(config));
+        };
+        let lease = connections.lease(id)?;
+        let mut sink = MqttSink::new(MqttSinkConfig {
+            broker: lease.broker().clone(),
+            ..config
+        });
+        sink.state = lease.state();
+        sink.shared = Some(lease);
+        Ok(sink)
     }
 
     /// The live connection state, updated by the driver task.
@@ -96,6 +119,10 @@ impl Sink for MqttSink {
         if self.client.is_some() {
             return Ok(());
         }
+        if let Some(lease) = &self.shared {
+            self.client = Some(lease.client());
+            return Ok(());
+        }
         let config = &self.config;
         let (client, eventloop) = client::connect(&client::Connect {
             broker: &config.broker,
@@ -143,6 +170,11 @@ impl Sink for MqttSink {
     }
 
     async fn close(&mut self) -> Result<(), ConnectorError> {
+        if self.shared.is_some() {
+            // The connection's client stays up for its other users.
+            self.client = None;
+            return Ok(());
+        }
         self.closing.store(true, Ordering::Release);
         if let Some(client) = self.client.take() {
             // Queued after every publish, so those go out first.
@@ -180,41 +212,15 @@ async fn drive(
     label: String,
 ) {
     let _disconnect = DisconnectOnDrop(state.clone());
-    let mut backoff = Backoff::new();
-    let mut failures = 0u64;
+    let mut reconnects = Reconnects::new(format!("mqtt sink {label}"));
     loop {
         match eventloop.poll().await {
-            Ok(Event::Connected) => {
-                backoff.reset();
-                if failures > 0 {
-                    tracing::info!(
-                        "mqtt sink {label} reconnected after {failures} failed attempts"
-                    );
-                } else {
-                    tracing::info!("mqtt sink {label} connected");
-                }
-                failures = 0;
-                state.set_connected();
-            }
+            Ok(Event::Connected) => reconnects.connected(&state),
             Ok(Event::Disconnected) => return,
             Ok(_) => {}
             Err(Failure::RequestsDone) => return,
             Err(_) if closing.load(Ordering::Acquire) => return,
-            Err(Failure::Error(reason)) => {
-                failures += 1;
-                let delay = backoff.next_delay();
-                if failures == 1 {
-                    tracing::warn!(
-                        "mqtt sink {label}: connection failed: {reason}; retrying with backoff"
-                    );
-                } else {
-                    tracing::debug!(
-                        "mqtt sink {label}: attempt {failures} failed: {reason}; retrying in {delay:?}"
-                    );
-                }
-                state.set_error(reason);
-                tokio::time::sleep(delay).await;
-            }
+            Err(Failure::Error(reason)) => reconnects.failed(&state, reason).await,
         }
     }
 }

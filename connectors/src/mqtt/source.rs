@@ -7,7 +7,8 @@ use std::task::Poll;
 use async_trait::async_trait;
 
 use super::client::{self, Client, Event, Failure};
-use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttSourceConfig};
+use super::shared::Lease;
+use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttConnections, MqttSourceConfig};
 use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
 
 /// Messages gathered into one event when they are already buffered.
@@ -35,6 +36,8 @@ const RATE_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 pub struct MqttSource {
     config: MqttSourceConfig,
     state: Arc<ConnectionState>,
+    /// The named connection whose client it shares (`connectionSelector`).
+    shared: Option<Lease>,
 }
 
 impl MqttSource {
@@ -43,7 +46,28 @@ impl MqttSource {
         MqttSource {
             config,
             state: Arc::default(),
+            shared: None,
         }
+    }
+
+    /// A source with `config` that subscribes through the client of the connection its
+    /// `connectionSelector` names, looked up in `connections`.
+    pub fn with_connections(
+        config: MqttSourceConfig,
+        connections: &MqttConnections,
+    ) -> Result<Self, ConnectorError> {
+        let Some(id) = &config.connection else {
+            return Ok(MqttSource::new(config));
+        };
+        let lease = connections.lease(id)?;
+        Ok(MqttSource {
+            state: lease.state(),
+            config: MqttSourceConfig {
+                broker: lease.broker().clone(),
+                ..config
+            },
+            shared: Some(lease),
+        })
     }
 
     /// The live connection state, updated while the source runs.
@@ -74,6 +98,9 @@ impl Source for MqttSource {
     }
 
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
+        if let Some(lease) = &self.shared {
+            return run_shared(lease, &self.config, out).await;
+        }
         let config = &self.config;
         let (client, mut eventloop) = client::connect(&client::Connect {
             broker: &config.broker,
@@ -207,6 +234,35 @@ impl MqttSource {
             Err(Failure::RequestsDone) => Step::Failed("the MQTT client stopped".into()),
         }
     }
+}
+
+/// Reads the stream's filter through a shared connection's route until the rule stops.
+async fn run_shared(
+    lease: &Lease,
+    config: &MqttSourceConfig,
+    out: SourceOutput,
+) -> Result<(), ConnectorError> {
+    let mut subscription = lease.subscribe(&config.topic, config.qos);
+    tracing::info!(
+        "mqtt source {} subscribed through connection \"{}\"",
+        config.topic,
+        lease.id()
+    );
+    while let Some(first) = subscription.recv().await {
+        let mut batch = vec![first];
+        // Only what is already queued: never wait to fill a batch.
+        while batch.len() < MAX_GATHER {
+            match subscription.try_recv() {
+                Some(msg) => batch.push(msg),
+                None => break,
+            }
+        }
+        out.send(SourceEvent::Raw(batch)).await?;
+    }
+    Err(ConnectorError::Io {
+        connector: "mqtt",
+        reason: format!("connection \"{}\" was closed", lease.id()),
+    })
 }
 
 /// The message rate, measured over windows of [`RATE_WINDOW`].

@@ -13,7 +13,7 @@
 mod lookups;
 pub(crate) mod shared;
 mod sinks;
-mod sources;
+pub(crate) mod sources;
 
 /// A property's value type, as the dashboard's form shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

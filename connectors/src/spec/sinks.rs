@@ -7,7 +7,7 @@ use super::shared::{
     HTTP_REQUEST, OMIT_IF_EMPTY, REDIS_ADDRESS, REDIS_CREDENTIALS, ROW_OPTIONS, SEND_SINGLE,
     SINK_COMPRESSION, SINK_DEFAULT_ONLY, SINK_ENCODING, SQL_URL, TLS, WEBSOCKET_ENDPOINT,
 };
-use super::sources::{KAFKA_CONNECTION, MQTT_CONNECTION, MQTT_IGNORED};
+use super::sources::{KAFKA_CONNECTION, MQTT_CONNECTION, MQTT_IGNORED, MQTT_SHARED};
 use super::{ConnectorSpec, Role};
 
 const FILE: &[P] = &[
@@ -416,6 +416,7 @@ pub(crate) const ALL: &[ConnectorSpec] = &[
         about: "publishes to an MQTT topic",
         groups: &[
             MQTT_CONNECTION,
+            MQTT_SHARED,
             MQTT,
             TLS,
             ROW_OPTIONS,

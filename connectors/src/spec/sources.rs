@@ -32,7 +32,7 @@ pub(crate) const MQTT_CONNECTION: &[P] = &[
     ),
 ];
 
-/// eKuiper's MQTT properties for KubeEdge and shared connections, which this build ignores.
+/// eKuiper's MQTT properties for KubeEdge, which this build ignores.
 pub(crate) const MQTT_IGNORED: &[P] = &[
     P::new(
         "kubeedgeVersion",
@@ -48,14 +48,15 @@ pub(crate) const MQTT_IGNORED: &[P] = &[
         "eKuiper's KubeEdge model file",
     )
     .ignored(),
-    P::new(
-        "connectionSelector",
-        String,
-        None,
-        "eKuiper's shared connection",
-    )
-    .ignored(),
 ];
+
+/// The named connection a stream or sink shares instead of its own client.
+pub(crate) const MQTT_SHARED: &[P] = &[P::new(
+    "connectionSelector",
+    String,
+    None,
+    "the id of a connection made with POST /connections: share its client",
+)];
 
 /// The Kafka connection, shared by the source and the sink (`maxAttempts` differs).
 pub(crate) const KAFKA_CONNECTION: &[P] = &[
@@ -296,6 +297,7 @@ pub(crate) const ALL: &[ConnectorSpec] = &[
         about: "subscribes to an MQTT topic",
         groups: &[
             MQTT_CONNECTION,
+            MQTT_SHARED,
             MQTT_SOURCE,
             TLS,
             SOURCE_RUNTIME,

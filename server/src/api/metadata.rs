@@ -214,12 +214,7 @@ pub async fn source_conf_keys(
 }
 
 fn check_conf_key_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_CONF_KEY_NAME
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+    if crate::connections::is_name(name, MAX_CONF_KEY_NAME) {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(

@@ -2,6 +2,7 @@
 //! errors to statuses. Paths and JSON shapes follow eKuiper's REST documentation.
 
 mod bulk;
+mod connections;
 mod data;
 mod error;
 mod graph;
@@ -74,6 +75,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             put(metadata::put_source_conf_key).delete(metadata::delete_source_conf_key),
         )
         .route("/openapi.json", get(openapi::document))
+        .route(
+            "/connections",
+            get(connections::list).post(connections::create),
+        )
+        .route(
+            "/connections/{id}",
+            get(connections::show)
+                .put(connections::update)
+                .delete(connections::delete),
+        )
         .route("/streams", get(streams::list).post(streams::create))
         .route(
             "/streams/{name}",
