@@ -39,6 +39,21 @@ pub const MAX_LINGER_MS: u64 = 3_600_000;
 /// Common keys this build refuses rather than silently ignoring.
 const UNSUPPORTED: &[&str] = &["format", "schemaId", "compression", "encryption"];
 
+/// Common keys no sink reads, refused with why (eKuiper defines them; ignoring them would
+/// leave a user believing they apply).
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "resourceId",
+        "(eKuiper's shared sink configuration) is not supported; name a connection made with \
+         POST /connections in \"connectionSelector\" instead (mqtt)",
+    ),
+    (
+        "compressionProps",
+        "is not supported: compression runs at each algorithm's default level",
+    ),
+    ("encProps", "is not supported: payload encryption is not built"),
+];
+
 /// Validated common sink settings.
 #[derive(Debug, Clone, Default)]
 pub struct SinkSettings {
@@ -79,6 +94,11 @@ impl SinkSettings {
         for key in UNSUPPORTED {
             if map.contains_key(*key) && !own.contains(key) {
                 return Err(bad(key, "is not supported yet"));
+            }
+        }
+        for (key, why) in REFUSED {
+            if map.keys().any(|k| k.eq_ignore_ascii_case(key)) {
+                return Err(bad(key, why));
             }
         }
         // A non-negative integer no greater than `limit`; the error names both.
@@ -259,6 +279,10 @@ mod tests {
         assert!(SinkSettings::parse(&json!({"dataTemplate": "{{.a"})).is_err());
         assert!(SinkSettings::parse(&json!({"format": "protobuf"})).is_err());
         assert!(SinkSettings::parse(&json!({"batchSize": -1})).is_err());
+        for key in ["resourceId", "compressionProps", "encProps"] {
+            let e = SinkSettings::parse(&json!({ key: "x" })).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("sink property \"{key}\" is not supported")), "{e}");
+        }
     }
 
     #[test]
