@@ -22,8 +22,9 @@ pub const DEFAULT_ROLLING_COUNT: u64 = 1_000_000;
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Common sink properties the file sink reads itself, so the host passes them on: `format`
-/// (json, or delimited for csv), `compression` (of the file) and `fields` (the CSV columns).
-pub const SINK_OWN_KEYS: &[&str] = &["format", "compression", "fields"];
+/// (and `schemaId` for protobuf and custom lines), `compression` (of the file) and `fields` (the CSV
+/// columns).
+pub const SINK_OWN_KEYS: &[&str] = &["format", "compression", "fields", "schemaId"];
 
 /// Where a new file's creation time goes in its name (`rollingNamePattern`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +60,8 @@ pub struct FileSinkConfig {
     pub compression: Compression,
     /// CSV column order (`fields`); None: the row's fields in name order.
     pub fields: Option<Vec<String>>,
-    /// The encoding of a `lines` file's messages when `format` is not json.
+    /// The encoding of a `lines` file's messages when `format` is not json (delimited, binary,
+    /// urlencoded, protobuf or custom).
     pub line_format: Option<Arc<SinkFormat>>,
     /// One message per row instead of one per emission (`sendSingle`).
     pub send_single: bool,
@@ -98,7 +100,10 @@ impl FileSinkConfig {
             None | Some("") => None,
             Some(format) => match (file_type, format.to_ascii_lowercase().as_str()) {
                 (FileType::Lines | FileType::Json, "json") | (FileType::Csv, "delimited") => None,
-                (FileType::Lines, "delimited" | "binary" | "urlencoded") => {
+                (
+                    FileType::Lines,
+                    "delimited" | "binary" | "urlencoded" | "protobuf" | "custom",
+                ) => {
                     if p.boolean("hasheader")? == Some(true) {
                         return Err(p.error(
                             "\"hasHeader\" applies to fileType csv, which writes one header per file"
@@ -111,7 +116,9 @@ impl FileSinkConfig {
                     let want = match file_type {
                         FileType::Csv => "delimited",
                         FileType::Json => "json",
-                        FileType::Lines => "json, delimited, binary or urlencoded",
+                        FileType::Lines => {
+                            "json, delimited, binary, urlencoded, protobuf or custom"
+                        }
                     };
                     return Err(p.error(format!(
                         "format \"{format}\" does not fit fileType {file_type:?}; it writes {want}"
