@@ -13,6 +13,7 @@ mod plugins;
 mod rules;
 mod ruleset;
 mod ruletest;
+mod schemas;
 mod streams;
 mod system;
 mod tags;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub import_status: data::ImportStatus,
     /// Open rule tests (`/ruletest`).
     pub tests: crate::ruletest::RuleTests,
+    /// The schema registry (`/schemas`).
+    pub schemas: Arc<crate::schemas::SchemaRegistry>,
 }
 
 /// Shared handler state.
@@ -123,6 +126,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/rules/{id}/tags",
             put(tags::reset).patch(tags::add).delete(tags::remove),
+        )
+        .route("/schemas/{type}", get(schemas::list).post(schemas::create))
+        .route(
+            "/schemas/{type}/{name}",
+            get(schemas::describe)
+                .put(schemas::update)
+                .delete(schemas::delete),
         )
         // `udfs` is matched before `{type}`: axum prefers the static segment.
         .route("/plugins/udfs", get(plugins::udfs))
