@@ -208,7 +208,9 @@ impl SchemaRegistry {
         }
     }
 
-    /// Stores a schema: `create` refuses an existing name, else one must exist.
+    /// Stores a schema: `create` refuses an existing name, else one must exist. The bytes go to
+    /// a temporary file first, outside the lock; the lock covers the checks and the rename.
+    /// Blocking: handlers call it on a blocking thread.
     pub fn store(
         &self,
         t: SchemaType,
@@ -217,8 +219,37 @@ impl SchemaRegistry {
         create: bool,
     ) -> Result<(), SchemaError> {
         check_name(name)?;
-        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.path(t, name);
+        let bytes = match body {
+            SchemaBody::Proto(text) => text.as_bytes(),
+            SchemaBody::So(bytes) => bytes.as_slice(),
+        };
+        // A name of its own per write; never listed (a schema file ends in .proto or .so).
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(t.name())
+            .join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        std::fs::write(&tmp, bytes)
+            .map_err(|e| SchemaError::Io(format!("writing {}: {e}", tmp.display())))?;
+        let stored = self.replace(t, name, &tmp, &path, create);
+        if stored.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        stored
+    }
+
+    /// Moves `tmp` to `path` after the create/update checks, under the lock.
+    fn replace(
+        &self,
+        t: SchemaType,
+        name: &str,
+        tmp: &Path,
+        path: &Path,
+        create: bool,
+    ) -> Result<(), SchemaError> {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         match (create, path.is_file()) {
             (true, true) => {
                 return Err(SchemaError::Conflict(format!(
@@ -235,13 +266,7 @@ impl SchemaRegistry {
             }
             _ => {}
         }
-        let bytes = match body {
-            SchemaBody::Proto(text) => text.as_bytes(),
-            SchemaBody::So(bytes) => bytes.as_slice(),
-        };
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
+        std::fs::rename(tmp, path)
             .map_err(|e| SchemaError::Io(format!("writing {}: {e}", path.display())))
     }
 

@@ -54,8 +54,13 @@ pub async fn create(
     let t = SchemaType::parse(&segment)?;
     let request = parse(&raw)?;
     let body = read_body(&state, t, &request).await?;
-    state.schemas.check(t, &request.name, &body)?;
-    state.schemas.store(t, &request.name, &body, true)?;
+    let schemas = state.schemas.clone();
+    let name = request.name.clone();
+    blocking(move || {
+        schemas.check(t, &name, &body)?;
+        schemas.store(t, &name, &body, true)
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         format!("schema {}.{} is created", t.name(), request.name),
@@ -81,13 +86,21 @@ pub async fn update(
         state.schemas.get(t, &name)?;
     }
     let body = read_body(&state, t, &request).await?;
-    if let Some(pool) = state.schemas.check(t, &name, &body)? {
-        for (user, message) in users(&state, &name)? {
-            quiver_connectors::codec::protobuf::find_message(&pool, &name, &message)
-                .map_err(|e| ApiError::bad_request(format!("{e}, which {user} reads or writes")))?;
+    let users = users(&state, &name)?;
+    let schemas = state.schemas.clone();
+    let schema = name.clone();
+    blocking(move || {
+        if let Some(pool) = schemas.check(t, &schema, &body)? {
+            for (user, message) in users {
+                quiver_connectors::codec::protobuf::find_message(&pool, &schema, &message)
+                    .map_err(|e| {
+                        ApiError::bad_request(format!("{e}, which {user} reads or writes"))
+                    })?;
+            }
         }
-    }
-    state.schemas.store(t, &name, &body, false)?;
+        Ok::<(), ApiError>(schemas.store(t, &schema, &body, false)?)
+    })
+    .await?;
     Ok(format!("schema {}.{name} is updated", t.name()))
 }
 
@@ -109,6 +122,17 @@ pub async fn delete(
     }
     state.schemas.delete(t, &name)?;
     Ok(format!("schema {}.{name} is deleted", t.name()))
+}
+
+/// Runs registry work (parsing, file writes) on a blocking thread.
+async fn blocking<F, E>(work: F) -> Result<(), ApiError>
+where
+    F: FnOnce() -> Result<(), E> + Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || work().map_err(Into::into))
+        .await
+        .map_err(|e| ApiError::internal(format!("schema registry task failed: {e}")))?
 }
 
 /// The streams and rules that use protobuf schema `name`, with the message type each names.
