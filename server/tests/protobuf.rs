@@ -282,3 +282,62 @@ fn the_registry_refuses_paths_unknown_types_and_bad_schemas() {
     );
     server.stop();
 }
+
+#[test]
+fn schemas_are_read_from_files_inside_the_plugin_file_dir() {
+    let dir = temp_dir("protobuf-files");
+    let files = temp_dir("protobuf-files-src");
+    std::fs::write(
+        files.join("books.proto"),
+        "syntax = \"proto3\"; message Book { string title = 1; }",
+    )
+    .unwrap();
+    std::fs::write(files.join("conv.so"), b"\x7fELF not really").unwrap();
+    let server = Server::start_with_plugin_files(&dir, &files);
+    let url = |f: &str| format!("file://{}", files.join(f).display());
+    let (status, body) = server.call(
+        "POST",
+        "/schemas/protobuf",
+        Some(json!({"name": "books", "file": url("books.proto")})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (_, info) = server.json("GET", "/schemas/protobuf/books", None);
+    assert!(
+        info["content"].as_str().unwrap().contains("message Book"),
+        "{info}"
+    );
+    // A custom schema stores its converter file for later; it is listed and described.
+    let (status, body) = server.call(
+        "POST",
+        "/schemas/custom",
+        Some(json!({"name": "conv", "soFile": url("conv.so")})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        server.json("GET", "/schemas/custom", None).1,
+        json!(["conv"])
+    );
+    let (_, info) = server.json("GET", "/schemas/custom/conv", None);
+    assert_eq!(info["type"], "custom");
+    assert!(
+        info["soFile"]
+            .as_str()
+            .unwrap()
+            .ends_with("schemas/custom/conv.so"),
+        "{info}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("schemas/custom/conv.so")).unwrap(),
+        b"\x7fELF not really"
+    );
+    // Outside the allowed folder: refused.
+    let (status, body) = server.call(
+        "POST",
+        "/schemas/protobuf",
+        Some(json!({"name": "passwd", "file": "file:///etc/passwd"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(server.call("DELETE", "/schemas/custom/conv", None).0, 200);
+    assert_eq!(server.json("GET", "/schemas/custom", None).1, json!([]));
+    server.stop();
+}
