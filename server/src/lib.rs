@@ -11,6 +11,7 @@ pub mod plugins;
 pub mod profiles;
 pub mod push;
 pub mod ruletest;
+pub mod schemas;
 pub mod security;
 pub mod tls;
 
@@ -149,6 +150,8 @@ pub async fn serve(
             .with_file_dir(settings.plugin_file_dir.as_deref())?,
     );
     plugins.load_all();
+    // Schemas before streams: a protobuf stream's message type is checked when it is restored.
+    let schemas = Arc::new(schemas::SchemaRegistry::open(&settings.data_dir)?);
     // Connections before the streams and rules that name them.
     connections::restore(&engine, &catalog)?;
     restore(&engine, &catalog)?;
@@ -172,6 +175,7 @@ pub async fn serve(
         profiles,
         import_status: Default::default(),
         tests: tests.clone(),
+        schemas,
     });
     let push = push::router(
         engine.connectors().httppush().clone(),

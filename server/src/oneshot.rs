@@ -26,7 +26,7 @@ pub const USAGE: &str =
              a file holding a SELECT, or the SELECT itself (id \"oneshot\", a log action)
   --workers  dataflow worker threads (env QUIVER_WORKERS, default: cores)
   --config   YAML connection profiles, e.g. file: {default: {path: /data}} (env QUIVER_CONFIG)
-  --data-dir load the plugins installed under DIR/plugins, as the server with this data dir
+  --data-dir load the plugins (DIR/plugins) and schemas (DIR/schemas) as the server with this data dir
              has them (env QUIVER_DATA_DIR; default ./data when ./data/plugins exists)
   --option   a rule option, e.g. --option isEventTime=true (overrides the rule JSON's)
   --timeout  give up after this many seconds (default: wait for the end of the input)
@@ -211,6 +211,9 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
             let plugins = quiver_server::plugins::PluginManager::open(dir, engine.clone())
                 .with_context(|| format!("--data-dir {}", dir.display()))?;
             plugins.load_all();
+            // The server's protobuf schemas, for FORMAT="protobuf" streams and sinks.
+            quiver_server::schemas::SchemaRegistry::open(dir)
+                .with_context(|| format!("--data-dir {}", dir.display()))?;
             Some(plugins)
         }
         None => None,

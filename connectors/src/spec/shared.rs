@@ -68,7 +68,13 @@ pub(crate) const SINK_ENCODING: &[P] = &[
         "format",
         String,
         Some("\"json\""),
-        "payload encoding: json, delimited, binary or urlencoded",
+        "payload encoding: json, delimited, binary, urlencoded or protobuf",
+    ),
+    P::new(
+        "schemaId",
+        String,
+        None,
+        "the message type of format protobuf: schema.Message, a registered schema",
     ),
     P::new(
         "delimiter",

@@ -172,13 +172,6 @@ const MQTT_RUNTIME: &[P] = &[
     )
     .runtime(),
     P::new(
-        "schemaId",
-        String,
-        None,
-        "the schema of a protobuf or custom format",
-    )
-    .runtime(),
-    P::new(
         "dataTemplate",
         String,
         None,

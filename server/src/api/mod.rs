@@ -14,6 +14,7 @@ pub(crate) mod plugins;
 mod rules;
 mod ruleset;
 mod ruletest;
+mod schemas;
 mod streams;
 mod system;
 mod tags;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub import_status: data::ImportStatus,
     /// Open rule tests (`/ruletest`).
     pub tests: crate::ruletest::RuleTests,
+    /// The schema registry (`/schemas`).
+    pub schemas: Arc<crate::schemas::SchemaRegistry>,
 }
 
 /// Shared handler state.
@@ -136,6 +139,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/rules/{id}/tags",
             put(tags::reset).patch(tags::add).delete(tags::remove),
+        )
+        .route("/schemas/{type}", get(schemas::list).post(schemas::create))
+        .route(
+            "/schemas/{type}/{name}",
+            get(schemas::describe)
+                .put(schemas::update)
+                .delete(schemas::delete),
         )
         // `udfs` is matched before `{type}`: axum prefers the static segment.
         .route("/plugins/udfs", get(plugins::udfs))

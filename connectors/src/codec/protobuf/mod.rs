@@ -94,8 +94,8 @@ pub fn compile(dir: &Path, file: &str) -> Result<DescriptorPool, String> {
 }
 
 /// Parses one schema's text alone (imports of the registry's files resolve in `dir`), to check
-/// it before it is stored.
-pub fn check_source(dir: &Path, name: &str, source: &str) -> Result<(), String> {
+/// it before it is stored; returns its descriptors.
+pub fn check_source(dir: &Path, name: &str, source: &str) -> Result<DescriptorPool, String> {
     let mut resolver = ChainFileResolver::new();
     resolver.add(Override {
         name: format!("{name}.proto"),
@@ -109,11 +109,11 @@ pub fn check_source(dir: &Path, name: &str, source: &str) -> Result<(), String> 
     compiler
         .open_file(format!("{name}.proto"))
         .map_err(|e| format!("protobuf schema \"{name}\" does not compile: {e}"))?;
-    Ok(())
+    Ok(compiler.descriptor_pool())
 }
 
 /// The message `name` of `file`'s pool: as written, else inside the file's package.
-fn find_message(
+pub fn find_message(
     pool: &DescriptorPool,
     file: &str,
     name: &str,
