@@ -1,26 +1,34 @@
 //! The schema registry (eKuiper's `/schemas/{type}`): named schemas stored as files under
 //! `<data-dir>/schemas/<type>/`, one `<name>.proto` per `protobuf` schema and one `<name>.so`
-//! per `custom` schema (a converter plugin's file, kept for a later converter loader; a
-//! `FORMAT="custom"` stream is still refused). The files are the registry: a restart lists
-//! what the folder holds, as eKuiper does.
+//! per `custom` schema (a converter library, loaded and checked before it is stored and again
+//! at start, then registered with the codec's custom formats). The files are the registry: a
+//! restart lists what the folder holds, as eKuiper does.
 //!
 //! Bounds: names are letters, digits, `_` and `-` (so a name is always one file in the
 //! folder), [`MAX_SCHEMAS`] per type, [`quiver_connectors::codec::protobuf::MAX_SCHEMA_BYTES`]
-//! per `.proto` and [`MAX_SO_BYTES`] per `.so`. A protobuf schema is parsed before it is stored.
+//! per `.proto` and [`MAX_SO_BYTES`] per `.so`. A protobuf schema is parsed, and a custom one
+//! loaded, before it is stored.
 //! Writes go to a temporary file renamed over the old one, under one lock per registry; the
 //! lock is never held across a download.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use quiver_connectors::codec::custom::{self, ConverterLibrary};
 use quiver_connectors::codec::protobuf::{self, MAX_SCHEMA_BYTES, valid_schema_name};
 use serde::Serialize;
+
+use crate::plugins::converter::ConverterPlugin;
+
+/// The folder (under `custom/`) of the copies of custom libraries this run loaded.
+const LOADED: &str = ".loaded";
 
 /// The most schemas of one type.
 pub const MAX_SCHEMAS: usize = 1000;
 
-/// The largest `custom` schema file (a converter plugin).
-pub const MAX_SO_BYTES: usize = 64 << 20;
+/// The largest `custom` schema file (a converter library): a plugin package's limit, since a
+/// debug build of one runs to tens of MB.
+pub const MAX_SO_BYTES: usize = 256 << 20;
 
 /// A schema type, as the path names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,10 +116,52 @@ impl SchemaRegistry {
                 .map_err(|e| SchemaError::Io(format!("creating {}: {e}", dir.display())))?;
         }
         protobuf::set_schema_dir(dir.join(SchemaType::Protobuf.name()));
-        Ok(SchemaRegistry {
+        // Copies loaded by an earlier run are no longer mapped by anyone.
+        let loaded = dir.join(SchemaType::Custom.name()).join(LOADED);
+        let _ = std::fs::remove_dir_all(&loaded);
+        let registry = SchemaRegistry {
             dir,
             write: Mutex::new(()),
-        })
+        };
+        for name in registry.list(SchemaType::Custom)? {
+            let stored = registry.path(SchemaType::Custom, &name);
+            match std::fs::read(&stored)
+                .map_err(|e| SchemaError::Io(format!("reading {}: {e}", stored.display())))
+                .and_then(|bytes| registry.load_custom(&name, &bytes))
+            {
+                Ok(library) => custom::register(&name, library),
+                // A library this build cannot load leaves its streams refused with the reason
+                // when they start, not the whole server down.
+                Err(e) => tracing::error!("custom schema \"{name}\" not loaded: {e}"),
+            }
+        }
+        Ok(registry)
+    }
+
+    /// Loads `bytes` as custom schema `name`'s converter library and checks it, from a copy
+    /// of its own: a loaded library stays mapped for the life of the process, and the dynamic
+    /// loader would hand back the first library loaded from a path for any later file there.
+    pub fn load_custom(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<dyn ConverterLibrary>, SchemaError> {
+        check_name(name)?;
+        let dir = self.dir.join(SchemaType::Custom.name()).join(LOADED);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| SchemaError::Io(format!("creating {}: {e}", dir.display())))?;
+        static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let copy = dir.join(format!("{name}-{n}.so"));
+        std::fs::write(&copy, bytes)
+            .map_err(|e| SchemaError::Io(format!("writing {}: {e}", copy.display())))?;
+        match ConverterPlugin::load(&copy, name) {
+            Ok(library) => Ok(Arc::new(library)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&copy);
+                Err(SchemaError::Invalid(format!("soFile of schema custom.{name}: {e}")))
+            }
+        }
     }
 
     fn path(&self, t: SchemaType, name: &str) -> PathBuf {
@@ -299,21 +349,22 @@ fn not_found(t: SchemaType, name: &str) -> SchemaError {
     SchemaError::NotFound(format!("schema {}.{name} not found", t.name()))
 }
 
-/// The protobuf schema a stream reads (`FORMAT="protobuf"`, `SCHEMAID="schema.Message"`):
-/// schema and message names.
-pub fn stream_schema(sql: &str) -> Option<(String, String)> {
+/// The schema of type `t` a stream reads (`FORMAT="protobuf"` or `"custom"`,
+/// `SCHEMAID="schema.Message"`): schema and message names.
+pub fn stream_schema(t: SchemaType, sql: &str) -> Option<(String, String)> {
     let Ok(quiver_compiler::ddl::Statement::Create(def)) = quiver_compiler::parse_statement(sql)
     else {
         return None;
     };
-    if def.options.format != "protobuf" {
+    if def.options.format != t.name() {
         return None;
     }
     split(def.options.raw.get("SCHEMAID")?)
 }
 
-/// The protobuf schemas a rule's actions write (`format: "protobuf"`, `schemaId`).
-pub fn rule_schemas(rule_json: &str) -> Vec<(String, String)> {
+/// The schemas of type `t` a rule's actions write (`format: "protobuf"` or `"custom"`,
+/// `schemaId`).
+pub fn rule_schemas(t: SchemaType, rule_json: &str) -> Vec<(String, String)> {
     let Ok(rule) = serde_json::from_str::<serde_json::Value>(rule_json) else {
         return Vec::new();
     };
@@ -331,7 +382,7 @@ pub fn rule_schemas(rule_json: &str) -> Vec<(String, String)> {
         .filter_map(|a| a.as_object())
         .flat_map(|a| a.values())
         .filter_map(|props| props.as_object())
-        .filter(|props| key(props, "format").is_some_and(|f| f.eq_ignore_ascii_case("protobuf")))
+        .filter(|props| key(props, "format").is_some_and(|f| f.eq_ignore_ascii_case(t.name())))
         .filter_map(|props| split(&key(props, "schemaId")?))
         .collect()
 }
@@ -397,19 +448,31 @@ mod tests {
     fn users_are_found_in_streams_and_rules() {
         assert_eq!(
             stream_schema(
+                SchemaType::Protobuf,
                 r#"CREATE STREAM s () WITH (FORMAT="protobuf", SCHEMAID="books.Book", DATASOURCE="t")"#
             ),
             Some(("books".into(), "Book".into()))
         );
         assert_eq!(
-            stream_schema(r#"CREATE STREAM s () WITH (DATASOURCE="t")"#),
+            stream_schema(
+                SchemaType::Custom,
+                r#"CREATE STREAM s () WITH (FORMAT="protobuf", SCHEMAID="books.Book", DATASOURCE="t")"#
+            ),
+            None
+        );
+        assert_eq!(
+            stream_schema(
+                SchemaType::Protobuf,
+                r#"CREATE STREAM s () WITH (DATASOURCE="t")"#
+            ),
             None
         );
         let rule = r#"{"id":"r","sql":"SELECT * FROM s","actions":[
             {"mqtt":{"topic":"o","format":"protobuf","schemaId":"books.Book"}},{"log":{}}]}"#;
         assert_eq!(
-            rule_schemas(rule),
+            rule_schemas(SchemaType::Protobuf, rule),
             [("books".to_string(), "Book".to_string())]
         );
+        assert!(rule_schemas(SchemaType::Custom, rule).is_empty());
     }
 }

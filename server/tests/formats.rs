@@ -1,7 +1,7 @@
 //! Payload formats end to end through the machine's Mosquitto: a delimited stream's rows typed
 //! by its schema (a bad payload counted, the rule running), a binary stream's `self`, sink
 //! formats read back by a stream, binary relayed byte for byte, compressed payloads both ways,
-//! and the format that waits for a converter plugin (custom) refused by name.
+//! and custom without a registered library refused by name.
 
 mod common;
 
@@ -180,18 +180,19 @@ async fn compressed_payloads_both_ways() {
 }
 
 #[test]
-fn the_custom_sink_format_is_refused_by_name() {
+fn custom_without_a_registered_schema_is_refused_by_name() {
     let dir = temp_dir("formats-refused");
     let server = Server::start(&dir);
     server
         .create_stream(r#"CREATE STREAM s (a BIGINT) WITH (DATASOURCE="quiver-formats/refused")"#);
     // (protobuf: server/tests/protobuf.rs.)
+    // (custom with a registered library: server/tests/custom_format.rs.)
     let rule = json!({"id": "r_custom", "sql": "SELECT a FROM s", "actions": [
-        {"rest": {"url": "http://127.0.0.1:1/", "format": "custom"}}]});
+        {"rest": {"url": "http://127.0.0.1:1/", "format": "custom", "schemaId": "nowhere.Reading"}}]});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 400, "{body}");
     assert!(
-        body.contains("format \\\"custom\\\" is not supported yet"),
+        body.contains("custom schema \\\"nowhere\\\" is not registered"),
         "{body}"
     );
     // A sink that writes rows, not bytes, refuses `format`.

@@ -109,7 +109,7 @@ impl Engine {
                 known.join(", ")
             )));
         }
-        if def.options.format == "protobuf" {
+        if matches!(def.options.format.as_str(), "protobuf" | "custom") {
             // The message type must exist now, not first when a rule starts.
             Decoder::for_stream(&def, false)
                 .map_err(|e| EngineError::Invalid(format!("stream \"{}\": {e}", def.name)))?;

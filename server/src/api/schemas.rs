@@ -8,7 +8,13 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::{ApiError, State};
-use crate::schemas::{SchemaBody, SchemaInfo, SchemaType, rule_schemas, stream_schema};
+use std::sync::Arc;
+
+use quiver_connectors::codec::custom::{self, ConverterLibrary};
+
+use crate::schemas::{
+    SchemaBody, SchemaInfo, SchemaRegistry, SchemaType, rule_schemas, stream_schema,
+};
 
 /// Body of `POST /schemas/{type}` and `PUT /schemas/{type}/{name}` (eKuiper's `Info`).
 #[derive(Debug, Deserialize)]
@@ -58,7 +64,12 @@ pub async fn create(
     let name = request.name.clone();
     blocking(move || {
         schemas.check(t, &name, &body)?;
-        schemas.store(t, &name, &body, true)
+        let library = custom_library(&schemas, t, &name, &body)?;
+        schemas.store(t, &name, &body, true)?;
+        if let Some(library) = library {
+            custom::register(&name, library);
+        }
+        Ok::<(), ApiError>(())
     })
     .await?;
     Ok((
@@ -86,19 +97,34 @@ pub async fn update(
         state.schemas.get(t, &name)?;
     }
     let body = read_body(&state, t, &request).await?;
-    let users = users(&state, &name)?;
+    let users = users(&state, t, &name)?;
     let schemas = state.schemas.clone();
     let schema = name.clone();
     blocking(move || {
         if let Some(pool) = schemas.check(t, &schema, &body)? {
-            for (user, message) in users {
-                quiver_connectors::codec::protobuf::find_message(&pool, &schema, &message)
+            for (user, message) in &users {
+                quiver_connectors::codec::protobuf::find_message(&pool, &schema, message)
                     .map_err(|e| {
                         ApiError::bad_request(format!("{e}, which {user} reads or writes"))
                     })?;
             }
         }
-        Ok::<(), ApiError>(schemas.store(t, &schema, &body, false)?)
+        let library = custom_library(&schemas, t, &schema, &body)?;
+        if let Some(library) = &library {
+            for (user, message) in &users {
+                library.converter(message).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "the new soFile of custom.{schema}: {e}, which {user} reads or writes"
+                    ))
+                })?;
+            }
+        }
+        schemas.store(t, &schema, &body, false)?;
+        // Rules started from now on use the new library; running ones keep theirs.
+        if let Some(library) = library {
+            custom::register(&schema, library);
+        }
+        Ok::<(), ApiError>(())
     })
     .await?;
     Ok(format!("schema {}.{name} is updated", t.name()))
@@ -110,10 +136,7 @@ pub async fn delete(
     Path((segment, name)): Path<(String, String)>,
 ) -> Result<String, ApiError> {
     let t = SchemaType::parse(&segment)?;
-    let in_use = match t {
-        SchemaType::Protobuf => users(&state, &name)?.into_iter().next(),
-        SchemaType::Custom => None,
-    };
+    let in_use = users(&state, t, &name)?.into_iter().next();
     if let Some((user, _)) = in_use {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
@@ -121,7 +144,23 @@ pub async fn delete(
         });
     }
     state.schemas.delete(t, &name)?;
+    if t == SchemaType::Custom {
+        custom::unregister(&name);
+    }
     Ok(format!("schema {}.{name} is deleted", t.name()))
+}
+
+/// A custom schema's library, loaded and checked before it is stored (none for protobuf).
+fn custom_library(
+    schemas: &SchemaRegistry,
+    t: SchemaType,
+    name: &str,
+    body: &SchemaBody,
+) -> Result<Option<Arc<dyn ConverterLibrary>>, ApiError> {
+    match (t, body) {
+        (SchemaType::Custom, SchemaBody::So(bytes)) => Ok(Some(schemas.load_custom(name, bytes)?)),
+        _ => Ok(None),
+    }
 }
 
 /// Runs registry work (parsing, file writes) on a blocking thread.
@@ -135,18 +174,18 @@ where
         .map_err(|e| ApiError::internal(format!("schema registry task failed: {e}")))?
 }
 
-/// The streams and rules that use protobuf schema `name`, with the message type each names.
-fn users(state: &State, name: &str) -> Result<Vec<(String, String)>, ApiError> {
+/// The streams and rules that use schema `name` of type `t`, with the message type each names.
+fn users(state: &State, t: SchemaType, name: &str) -> Result<Vec<(String, String)>, ApiError> {
     let mut found = Vec::new();
     for (stream, sql) in state.catalog.streams()? {
-        if let Some((schema, message)) = stream_schema(&sql)
+        if let Some((schema, message)) = stream_schema(t, &sql)
             && schema == name
         {
             found.push((format!("stream \"{stream}\""), message));
         }
     }
     for rule in state.catalog.rules()? {
-        for (schema, message) in rule_schemas(&rule.json) {
+        for (schema, message) in rule_schemas(t, &rule.json) {
             if schema == name {
                 found.push((format!("rule \"{}\"", rule.id), message));
             }
