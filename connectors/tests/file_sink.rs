@@ -332,7 +332,10 @@ async fn lines_files_take_the_byte_formats() {
             json!({"path": "x", "format": "delimited", "hasHeader": true}),
             "\"hasHeader\" applies to fileType csv",
         ),
-        (json!({"path": "x", "format": "protobuf", "fileType": "json"}), "does not fit"),
+        (
+            json!({"path": "x", "format": "protobuf", "fileType": "json"}),
+            "does not fit",
+        ),
         (json!({"path": "x", "format": "xml"}), "does not fit"),
     ] {
         let e = FileSinkConfig::parse(&props).unwrap_err().to_string();

@@ -51,7 +51,10 @@ const REFUSED: &[(&str, &str)] = &[
         "compressionProps",
         "is not supported: compression runs at each algorithm's default level",
     ),
-    ("encProps", "is not supported: payload encryption is not built"),
+    (
+        "encProps",
+        "is not supported: payload encryption is not built",
+    ),
 ];
 
 /// Validated common sink settings.
@@ -280,7 +283,9 @@ mod tests {
         assert!(SinkSettings::parse(&json!({"format": "protobuf"})).is_err());
         assert!(SinkSettings::parse(&json!({"batchSize": -1})).is_err());
         for key in ["resourceId", "compressionProps", "encProps"] {
-            let e = SinkSettings::parse(&json!({ key: "x" })).unwrap_err().to_string();
+            let e = SinkSettings::parse(&json!({ key: "x" }))
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with(&format!("sink property \"{key}\" ")), "{e}");
             assert!(e.contains("is not supported"), "{e}");
         }

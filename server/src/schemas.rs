@@ -159,7 +159,9 @@ impl SchemaRegistry {
             Ok(library) => Ok(Arc::new(library)),
             Err(e) => {
                 let _ = std::fs::remove_file(&copy);
-                Err(SchemaError::Invalid(format!("soFile of schema custom.{name}: {e}")))
+                Err(SchemaError::Invalid(format!(
+                    "soFile of schema custom.{name}: {e}"
+                )))
             }
         }
     }

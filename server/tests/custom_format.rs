@@ -44,7 +44,10 @@ async fn publish_until_frame(
         {
             return p.payload.to_vec();
         }
-        assert!(Instant::now() < deadline, "nothing arrived on the sink topic");
+        assert!(
+            Instant::now() < deadline,
+            "nothing arrived on the sink topic"
+        );
     }
 }
 
@@ -93,7 +96,13 @@ async fn a_converter_library_decodes_a_stream_and_encodes_a_sink() {
     subscriber.subscribed().await;
     let publisher = TestClient::start(1883, None);
     let topic = format!("{prefix}/in");
-    let got = publish_until_frame(&publisher, &mut subscriber, &topic, &frame(7, 21.5, "dev-a")).await;
+    let got = publish_until_frame(
+        &publisher,
+        &mut subscriber,
+        &topic,
+        &frame(7, 21.5, "dev-a"),
+    )
+    .await;
     assert_eq!(read_frame(&got), (8, 43.0, "DEV-A".to_string()));
 
     // A frame the converter refuses costs its own row, counted with the converter's reason.

@@ -103,10 +103,9 @@ pub async fn update(
     blocking(move || {
         if let Some(pool) = schemas.check(t, &schema, &body)? {
             for (user, message) in &users {
-                quiver_connectors::codec::protobuf::find_message(&pool, &schema, message)
-                    .map_err(|e| {
-                        ApiError::bad_request(format!("{e}, which {user} reads or writes"))
-                    })?;
+                quiver_connectors::codec::protobuf::find_message(&pool, &schema, message).map_err(
+                    |e| ApiError::bad_request(format!("{e}, which {user} reads or writes")),
+                )?;
             }
         }
         let library = custom_library(&schemas, t, &schema, &body)?;
