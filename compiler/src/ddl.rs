@@ -129,8 +129,9 @@ const KNOWN_OPTIONS: &[&str] = &[
     "TEMP",
 ];
 
-/// Payload formats this build decodes (`connectors/src/codec/decoder.rs` picks the decoder).
-const SUPPORTED_FORMATS: &[&str] = &[
+/// Payload formats this build decodes (`connectors/src/codec/decoder.rs` picks the decoder);
+/// byte sinks write the same ones (`connectors/src/codec/sink_format.rs`).
+pub const SUPPORTED_FORMATS: &[&str] = &[
     "json",
     "delimited",
     "binary",

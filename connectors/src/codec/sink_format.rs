@@ -41,15 +41,8 @@ use crate::props::Props;
 /// passes them through instead of refusing them.
 pub const SINK_OWN_KEYS: &[&str] = &["format", "compression", "fields", "schemaId"];
 
-/// The formats byte sinks write, as `format` names them.
-pub const SINK_FORMATS: &[&str] = &[
-    "json",
-    "delimited",
-    "binary",
-    "urlencoded",
-    "protobuf",
-    "custom",
-];
+/// The formats byte sinks write, as `format` names them: those streams read.
+pub const SINK_FORMATS: &[&str] = quiver_compiler::ddl::SUPPORTED_FORMATS;
 
 /// A row's encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]

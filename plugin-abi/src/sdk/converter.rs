@@ -10,10 +10,9 @@ use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
 use arrow::array::{Array, StructArray};
-use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow::record_batch::RecordBatch;
 
-use super::__private::{Guarded, guard, import};
+use super::__private::{Guarded, guard, import, write_out};
 use super::Error;
 use crate::ffi::{
     ConverterBox, ConverterMod, ConverterModRef, FfiArrowBatch, FfiArrowOut, FfiConverter, FfiError,
@@ -36,18 +35,7 @@ impl<C: Converter> FfiConverter for ConverterAdapter<C> {
     fn decode(&self, payload: RSlice<'_, u8>, out: FfiArrowOut) -> RResult<(), FfiError> {
         guard("decode", || {
             let batch = self.0.decode(payload.as_slice())?;
-            let data = StructArray::from(batch).to_data();
-            let (array, schema) = arrow::ffi::to_ffi(&data)?;
-            if out.array.is_null() || out.schema.is_null() {
-                return Err("the server passed a null result slot".into());
-            }
-            // SAFETY: `out` points to empty structs the server owns and reads after the call;
-            // writing without dropping the empties leaks nothing (they own nothing).
-            unsafe {
-                std::ptr::write(out.array.cast::<FFI_ArrowArray>(), array);
-                std::ptr::write(out.schema.cast::<FFI_ArrowSchema>(), schema);
-            }
-            Ok(())
+            write_out(out, &StructArray::from(batch).to_data())
         })
     }
 

@@ -327,6 +327,24 @@ pub mod __private {
         Ok(RecordBatch::from(StructArray::from(data)))
     }
 
+    /// Exports `data` into the result slot the host passed (the FfiArrowOut contract).
+    pub(crate) fn write_out(
+        out: FfiArrowOut,
+        data: &arrow::array::ArrayData,
+    ) -> Result<(), Error> {
+        let (array, schema) = arrow::ffi::to_ffi(data)?;
+        if out.array.is_null() || out.schema.is_null() {
+            return Err("the server passed a null result slot".into());
+        }
+        // SAFETY: `out` points to empty structs the server owns and reads after the call;
+        // writing without dropping the empties leaks nothing (they own nothing).
+        unsafe {
+            std::ptr::write(out.array.cast::<FFI_ArrowArray>(), array);
+            std::ptr::write(out.schema.cast::<FFI_ArrowSchema>(), schema);
+        }
+        Ok(())
+    }
+
     /// The author's value, dropped under `catch_unwind`: the server drops plugin objects
     /// through the vtable, and a panic escaping a drop would abort the server.
     pub(crate) struct Guarded<T>(std::mem::ManuallyDrop<T>);
@@ -563,17 +581,7 @@ pub mod __private {
                     )
                     .into());
                 }
-                let (array, schema) = arrow::ffi::to_ffi(&result.to_data())?;
-                if out.array.is_null() || out.schema.is_null() {
-                    return Err("the server passed a null result slot".into());
-                }
-                // SAFETY: `out` points to empty structs the server owns and reads after the
-                // call; writing without dropping the empties leaks nothing (they own nothing).
-                unsafe {
-                    std::ptr::write(out.array.cast::<FFI_ArrowArray>(), array);
-                    std::ptr::write(out.schema.cast::<FFI_ArrowSchema>(), schema);
-                }
-                Ok(())
+                write_out(out, &result.to_data())
             })
         }
 
