@@ -328,10 +328,7 @@ pub mod __private {
     }
 
     /// Exports `data` into the result slot the host passed (the FfiArrowOut contract).
-    pub(crate) fn write_out(
-        out: FfiArrowOut,
-        data: &arrow::array::ArrayData,
-    ) -> Result<(), Error> {
+    pub(crate) fn write_out(out: FfiArrowOut, data: &arrow::array::ArrayData) -> Result<(), Error> {
         let (array, schema) = arrow::ffi::to_ffi(data)?;
         if out.array.is_null() || out.schema.is_null() {
             return Err("the server passed a null result slot".into());
