@@ -2,7 +2,8 @@
 //! (WebDriver) by fantoccini, against a real quiverd. The test does what a person does:
 //! creates a stream and a rule in the editor, sees a validation error for bad SQL, pushes rows
 //! and watches the rule's counts move on the overview, installs a plugin by uploading its zip,
-//! and stops the rule. Each page's screenshot is written to `target/console-screenshots/`.
+//! and stops the rule; creates and deletes a named connection and a protobuf schema on their
+//! pages, seeing the server's refusals as they are. Each page's screenshot is written to `target/console-screenshots/`.
 //!
 //! chromium and chromedriver come from Debian (`scripts/test.sh` installs them); the test
 //! fails, never skips, without them.
@@ -452,5 +453,205 @@ fn event_streams_carry_a_page_of_rules_and_are_bounded() {
         "{body}"
     );
     drop(open);
+    server.stop();
+}
+
+/// Accepts the page's confirm() prompts, as a person clicking "OK" would.
+async fn accept_confirms(browser: &Client) {
+    browser
+        .execute("window.confirm = () => true;", vec![])
+        .await
+        .expect("confirm");
+}
+
+/// Something a stream uses, deleted from its page: refused while the stream exists, with the
+/// server's reason shown; deleted once the stream is dropped.
+struct InUse<'a> {
+    stream: &'a str,
+    sql: &'a str,
+    button: &'a str,
+    outcome: &'a str,
+    refusal: &'a str,
+    deleted: &'a str,
+    screenshot: &'a str,
+}
+
+async fn delete_in_use(browser: &Client, server: &Server, case: &InUse<'_>) {
+    server.create_stream(case.sql);
+    accept_confirms(browser).await;
+    click(browser, case.button).await;
+    let bad = format!("{} .bad", case.outcome);
+    wait_text(browser, &bad, |t| t.contains(case.refusal)).await;
+    screenshot(browser, case.screenshot).await;
+    let (status, body) = server.call("DELETE", &format!("/streams/{}", case.stream), None);
+    assert_eq!(status, 200, "{body}");
+    click(browser, case.button).await;
+    wait_text(browser, case.outcome, |t| t.contains(case.deleted)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_manages_connections_and_schemas_in_the_console() {
+    let dir = temp_dir("console-registry");
+    let server = Server::start(&dir.join("data"));
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    let base = format!("http://{}/console/", server.addr());
+
+    // A connection to the machine's Mosquitto, created from its page, shown connected.
+    browser
+        .goto(&format!("{base}#/connections"))
+        .await
+        .expect("connections");
+    wait_text(&browser, "#connections tbody", |t| {
+        t.contains("No connections yet")
+    })
+    .await;
+    fill(&browser, "#connection-id", "edge").await;
+    fill(&browser, "#connection-server", "tcp://127.0.0.1:1883").await;
+    fill(&browser, "#connection-username", "console").await;
+    fill(&browser, "#connection-password", "s3cret").await;
+    click(&browser, "#connection-create").await;
+    wait_text(&browser, "#connection-outcome", |t| {
+        t.contains("connection \"edge\" is created")
+    })
+    .await;
+    wait_text(&browser, "tr[data-connection='edge'] .status", |t| {
+        t == "connected"
+    })
+    .await;
+    let row = text(&browser, "tr[data-connection='edge']").await;
+    assert!(row.contains("tcp://127.0.0.1:1883"), "{row}");
+    // The password is sent, never shown back.
+    let (_, edge) = server.json("GET", "/connections/edge", None);
+    assert_eq!(edge["props"]["password"], json!("******"), "{edge}");
+
+    // A refused create shows the server's message as it is.
+    let bad = json!({"id": "bad", "typ": "mqtt", "props": {"server": "nope://127.0.0.1:1"}});
+    let (status, refusal) = server.json("POST", "/connections", Some(bad));
+    assert_eq!(status, 400, "{refusal}");
+    let refusal = refusal["message"].as_str().expect("a message").to_string();
+    fill(&browser, "#connection-id", "bad").await;
+    fill(&browser, "#connection-server", "nope://127.0.0.1:1").await;
+    click(&browser, "#connection-create").await;
+    wait_text(&browser, "#connection-outcome .bad", |t| t == refusal).await;
+
+    // Used by a stream: the delete is refused with the server's reason; then it goes.
+    assert_eq!(
+        server
+            .call(
+                "PUT",
+                "/metadata/sources/mqtt/confKeys/viaEdge",
+                Some(json!({"connectionSelector": "edge"}))
+            )
+            .0,
+        200
+    );
+    delete_in_use(
+        &browser,
+        &server,
+        &InUse {
+            stream: "onedge",
+            sql: r#"CREATE STREAM onedge () WITH (DATASOURCE="console/in", TYPE="mqtt", CONF_KEY="viaEdge")"#,
+            button: "tr[data-connection='edge'] button.danger",
+            outcome: "#connection-outcome",
+            refusal: "connection \"edge\" is in use by stream \"onedge\"",
+            deleted: "connection \"edge\" is deleted",
+            screenshot: "connections",
+        },
+    )
+    .await;
+    wait_text(&browser, "#connections tbody", |t| {
+        t.contains("No connections yet")
+    })
+    .await;
+
+    // The statuses are asked for again while the page is shown, and no more once it is left.
+    browser
+        .execute(
+            "window.connectionCalls = 0; const f = window.fetch; window.fetch = (p, i) => { \
+             if (String(p).startsWith('/connections')) window.connectionCalls++; return f(p, i); };",
+            vec![],
+        )
+        .await
+        .expect("count requests");
+    let calls = "return window.connectionCalls;";
+    let deadline = Instant::now() + WAIT;
+    while browser.execute(calls, vec![]).await.expect("count") == json!(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the statuses were never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A protobuf schema pasted on the Schemas page: bad text shows the parser's error.
+    browser
+        .goto(&format!("{base}#/schemas"))
+        .await
+        .expect("schemas");
+    wait_text(&browser, "#schemas-protobuf", |t| t.contains("None")).await;
+    browser
+        .execute("window.connectionCalls = 0;", vec![])
+        .await
+        .expect("reset the count");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        browser.execute(calls, vec![]).await.expect("count"),
+        json!(0),
+        "no status requests once the page is left"
+    );
+    let bad_proto = "syntax = \"proto3\";\nmessage Reading { string device = ; }";
+    let (status, parse_error) = server.json(
+        "POST",
+        "/schemas/protobuf",
+        Some(json!({"name": "readings", "content": bad_proto})),
+    );
+    assert_eq!(status, 400, "{parse_error}");
+    let parse_error = parse_error["message"]
+        .as_str()
+        .expect("a message")
+        .to_string();
+    fill(&browser, "#schema-name", "readings").await;
+    fill(&browser, "#schema-content", bad_proto).await;
+    click(&browser, "#schema-create").await;
+    wait_text(&browser, "#schema-outcome .bad", |t| t == parse_error).await;
+    assert_eq!(server.json("GET", "/schemas/protobuf", None).1, json!([]));
+    let proto =
+        "syntax = \"proto3\";\nmessage Reading { string device = 1; double temperature = 2; }";
+    fill(&browser, "#schema-content", proto).await;
+    click(&browser, "#schema-create").await;
+    wait_text(&browser, "#schema-outcome", |t| {
+        t.contains("schema protobuf.readings is created")
+    })
+    .await;
+    click(&browser, "tr[data-schema='readings'] button.view").await;
+    wait_text(&browser, "#schema-text", |t| {
+        t.contains("double temperature = 2")
+    })
+    .await;
+    // In use by a stream: the 409 is shown; then it is deleted.
+    delete_in_use(
+        &browser,
+        &server,
+        &InUse {
+            stream: "pb",
+            sql: r#"CREATE STREAM pb () WITH (DATASOURCE="console/pb", FORMAT="protobuf", SCHEMAID="readings.Reading")"#,
+            button: "tr[data-schema='readings'] button.danger",
+            outcome: "#schema-outcome",
+            refusal: "schema protobuf.readings is in use by stream \"pb\"",
+            deleted: "schema protobuf.readings is deleted",
+            screenshot: "schemas",
+        },
+    )
+    .await;
+    wait_text(&browser, "#schemas-protobuf", |t| t.contains("None")).await;
+    assert_eq!(
+        text(&browser, "#schema-view").await,
+        "",
+        "the deleted text is gone"
+    );
+    assert_eq!(server.json("GET", "/schemas/protobuf", None).1, json!([]));
+
+    browser.close().await.expect("close the browser");
     server.stop();
 }

@@ -17,6 +17,12 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("sql.js", JS, include_bytes!("assets/sql.js")),
     ("plugins.js", JS, include_bytes!("assets/plugins.js")),
     (
+        "connections.js",
+        JS,
+        include_bytes!("assets/connections.js"),
+    ),
+    ("schemas.js", JS, include_bytes!("assets/schemas.js")),
+    (
         "vendor/dagre.min.js",
         JS,
         include_bytes!("assets/vendor/dagre.min.js"),

@@ -4,6 +4,8 @@ import * as overview from "./overview.js";
 import * as rule from "./rule.js";
 import * as editor from "./editor.js";
 import * as plugins from "./plugins.js";
+import * as connections from "./connections.js";
+import * as schemas from "./schemas.js";
 import { el } from "./format.js";
 
 const view = document.getElementById("view");
@@ -23,7 +25,7 @@ function show() {
   document.getElementById("conn").textContent = "";
   view.replaceChildren();
   const { parts, params } = route();
-  const page = { "": overview, rule, editor, plugins }[parts[0] || ""];
+  const page = { "": overview, rule, editor, plugins, connections, schemas }[parts[0] || ""];
   document.querySelectorAll("nav a").forEach((a) => {
     const active = a.dataset.page === (parts[0] || "overview") ||
       (parts[0] === "rule" && a.dataset.page === "overview");
@@ -42,7 +44,7 @@ window.addEventListener("hashchange", show);
 document.addEventListener("keydown", (e) => {
   const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName || "");
   if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
-  const go = { "1": "#/", "2": "#/editor", "3": "#/plugins" }[e.key];
+  const go = { "1": "#/", "2": "#/editor", "3": "#/plugins", "4": "#/connections", "5": "#/schemas" }[e.key];
   if (go) { location.hash = go; e.preventDefault(); }
   if (e.key === "/") {
     const filter = document.querySelector("[data-filter]");

@@ -1,4 +1,5 @@
-// Formatting and small DOM helpers shared by the pages: numbers with units, sparklines.
+// Formatting and small DOM helpers shared by the pages: numbers with units, sparklines, the
+// outcome box of an action.
 
 /** Creates an element: `el("a", {href: "#"}, "text", child)`. Text is never parsed as HTML. */
 export function el(tag, attrs, ...children) {
@@ -85,4 +86,27 @@ export function statusClass(status) {
   if (status === "running") return "running";
   if (status.includes("error")) return "error";
   return "stopped";
+}
+
+/**
+ * The outcome box of a page's actions: `say(ok, text)` shows a message; `run(action)` shows
+ * "working…", then the server's answer or its error as it is, reloads the page's data with
+ * `reload`, and resolves to true when the action succeeded.
+ */
+export function outcome(box, reload) {
+  function say(ok, text) {
+    box.replaceChildren(el("div", { class: "message " + (ok ? "good" : "bad") }, text));
+  }
+  async function run(action) {
+    try {
+      say(true, "working…");
+      say(true, await action());
+      await reload();
+      return true;
+    } catch (e) {
+      say(false, e.message);
+      return false;
+    }
+  }
+  return { say, run };
 }

@@ -2,13 +2,13 @@
 // The server's messages are shown as they are.
 
 import { api } from "./api.js";
-import { el } from "./format.js";
+import { el, outcome } from "./format.js";
 
 const TYPES = ["sources", "sinks", "functions"];
 
 export function mount(root) {
   const list = el("tbody");
-  const outcome = el("div", { id: "plugin-outcome", role: "alert" });
+  const outcomeBox = el("div", { id: "plugin-outcome", role: "alert" });
   const typeSelect = el("select", { id: "plugin-type", "aria-label": "plugin type" },
     ...TYPES.map((t) => el("option", { value: t }, t)));
   const nameInput = el("input", { id: "plugin-name", placeholder: "name (e.g. mysql)", "aria-label": "plugin name" });
@@ -16,19 +16,7 @@ export function mount(root) {
   const shaInput = el("input", { id: "plugin-sha", placeholder: "sha256 (optional)", "aria-label": "sha256", size: 20 });
   const fileInput = el("input", { id: "plugin-file", type: "file", accept: ".zip,application/zip", "aria-label": "zip file" });
 
-  function say(ok, text) {
-    outcome.replaceChildren(el("div", { class: "message " + (ok ? "good" : "bad") }, text));
-  }
-
-  async function run(action) {
-    try {
-      say(true, "working…");
-      say(true, await action());
-      await load();
-    } catch (e) {
-      say(false, e.message);
-    }
-  }
+  const { say, run } = outcome(outcomeBox, () => load());
 
   function installUrl() {
     return run(() => {
@@ -59,7 +47,7 @@ export function mount(root) {
       el("button", { id: "install-upload", class: "primary",
         onclick: () => upload("POST", typeSelect.value, nameInput.value.trim(), fileInput.files[0]) }, "Upload and install")),
     el("p", { class: "muted" }, "A package is a zip with the library (Name@vX.Y.Z.so) and name.json; see docs/plugins.md."),
-    outcome,
+    outcomeBox,
   );
 
   async function load() {
