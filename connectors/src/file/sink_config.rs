@@ -225,7 +225,10 @@ mod tests {
         assert!(reason(json!({"path": "x", "fileType": "parquet"})).contains("parquet"));
         assert!(reason(json!({"path": "x", "rollingCount": 0})).contains("one of"));
         assert!(reason(json!({"path": "x", "compression": "lz4"})).contains("lz4"));
-        assert!(reason(json!({"path": "x", "format": "delimited"})).contains("does not fit"));
+        assert!(
+            reason(json!({"path": "x", "format": "delimited", "fileType": "json"}))
+                .contains("does not fit")
+        );
         assert!(reason(json!({"path": "x", "rollingHook": "h"})).contains("rollingHook"));
         assert!(reason(json!({"path": "x", "rollingNamePattern": "mid"})).contains("mid"));
         assert!(reason(json!({"path": "x", "pth": "y"})).contains("unknown property \"pth\""));
