@@ -395,18 +395,18 @@ fn incompatible_and_foreign_libraries_and_bad_zips_are_refused() {
         (
             "future",
             url(&future),
-            "declares plugin ABI 2, but this server speaks plugin ABI 1 (quiver-plugin-abi 1.0.0); rebuild the plugin against quiver-plugin-abi 1.*",
+            "declares plugin ABI 2, but this server speaks plugin ABI 1 (quiver-plugin-abi 1.1.0); rebuild the plugin against quiver-plugin-abi 1.*",
         ),
         ("notplugin", url(&foreign), "is not a Quiver plugin"),
         (
             "nextgen",
             url(&next_major),
-            "Nextgen@v1.0.0.so was built against quiver-plugin-abi 2.0.0 (plugin ABI 2), but this server speaks plugin ABI 1 (quiver-plugin-abi 1.0.0); rebuild the plugin against quiver-plugin-abi 1.*",
+            "Nextgen@v1.0.0.so was built against quiver-plugin-abi 2.0.0 (plugin ABI 2), but this server speaks plugin ABI 1 (quiver-plugin-abi 1.1.0); rebuild the plugin against quiver-plugin-abi 1.*",
         ),
         (
             "oldie",
             url(&old_layout),
-            "Oldie@v1.0.0.so does not match this server's plugin interface (quiver-plugin-abi 1.0.0): incompatible type size (expected 72, found 64), and 3 more differences; rebuild the plugin against quiver-plugin-abi 1.*",
+            "Oldie@v1.0.0.so does not match this server's plugin interface (quiver-plugin-abi 1.1.0): incompatible type size (expected 72, found 64), and 3 more differences; rebuild the plugin against quiver-plugin-abi 1.*",
         ),
         ("memo", url(&traversal), "is not at the zip root"),
         ("memo", url(&nested), "is not at the zip root"),
