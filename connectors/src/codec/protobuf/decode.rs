@@ -586,21 +586,4 @@ mod tests {
         let err = ProtobufDecoder::new(message(proto, "Node"), None, false).unwrap_err();
         assert!(err.contains("nests more than 32 levels"), "{err}");
     }
-
-    /// Decode cost per message, printed (`cargo test -p quiver-connectors --release
-    /// protobuf_decode_cost -- --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn protobuf_decode_cost() {
-        use prost::Message;
-        let d = ProtobufDecoder::new(message(PROTO, "Reading"), None, false).unwrap();
-        let batch: Vec<RawMessage> = (0..1000).map(|_| msg(reading().encode_to_vec())).collect();
-        let start = std::time::Instant::now();
-        let rounds = 200;
-        for _ in 0..rounds {
-            assert_eq!(d.decode(&batch).rows(), 1000);
-        }
-        let per = start.elapsed() / (rounds * 1000);
-        println!("protobuf decode: {per:?} per message (12 fields, nested, repeated, map)");
-    }
 }
