@@ -55,6 +55,15 @@ pub enum SourceEvent {
         /// The rows and the per-message failures.
         decoded: std::sync::Arc<crate::codec::json::Decoded>,
     },
+    /// An event written to the rule's input log (qos 1 and 2) before the worker got it.
+    Logged {
+        /// Its sequence number in the worker's log: the worker's position once it is through.
+        seq: u64,
+        /// The processing time (ms) it was logged at; it keeps it when replayed.
+        at: u64,
+        /// The event itself.
+        event: Box<SourceEvent>,
+    },
 }
 
 impl SourceEvent {
@@ -80,6 +89,7 @@ impl SourceEvent {
                     .collect(),
             ),
             SourceEvent::Batch(_) | SourceEvent::Decoded { .. } => None,
+            SourceEvent::Logged { event, .. } => event.into_messages(),
         }
     }
 
@@ -106,6 +116,7 @@ impl SourceEvent {
                 }),
             ),
             SourceEvent::Decoded { messages, decoded } => (messages, decoded),
+            SourceEvent::Logged { event, .. } => event.decode(decoder),
         }
     }
 }
@@ -123,6 +134,14 @@ pub struct SourceOutput {
     /// Set when one worker reads every row: a source that has a thread of its own may decode
     /// there (see [`SourceOutput::predecode`]), in parallel with the worker.
     decoder: Option<crate::codec::Decoder>,
+    /// Set for rules that checkpoint: every event is made durable here before a worker sees it.
+    log: Option<std::sync::Arc<dyn EventLog>>,
+}
+
+/// Where a rule's events are made durable before a worker sees them (qos 1 and 2).
+pub trait EventLog: Send + Sync {
+    /// Logs `event` for `worker` (synced to disk) and returns it as the worker gets it. Blocks.
+    fn log(&self, worker: usize, event: SourceEvent) -> Result<SourceEvent, ConnectorError>;
 }
 
 impl std::fmt::Debug for SourceOutput {
@@ -145,6 +164,34 @@ impl SourceOutput {
             wake,
             next: Default::default(),
             decoder: None,
+            log: None,
+        }
+    }
+
+    /// Logs every event in `log` before it is queued: a source's `send` returns once the event
+    /// is durable, so what it acknowledges afterwards is kept across a crash.
+    pub fn with_log(mut self, log: std::sync::Arc<dyn EventLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// True when events are logged before they are queued: a source that can acknowledge
+    /// its input should do so only after `send` returns.
+    pub fn is_logged(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// The event as logged for worker `i`, or as it is when the rule keeps no log. Blocking
+    /// I/O: on the async runtime it runs in place of a worker thread's other tasks.
+    fn logged(&self, i: usize, event: SourceEvent) -> Result<SourceEvent, ConnectorError> {
+        let Some(log) = &self.log else {
+            return Ok(event);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| log.log(i, event))
+            }
+            _ => log.log(i, event),
         }
     }
 
@@ -167,6 +214,10 @@ impl SourceOutput {
     pub fn predecode(&self, event: SourceEvent) -> SourceEvent {
         let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
         let queue = &self.queues[i];
+        if self.log.is_some() {
+            // Logged events are raw: decoded rows cannot be written to the log.
+            return event;
+        }
         match &self.decoder {
             Some(d) if queue.capacity() * 2 <= queue.max_capacity() => event.decoded_with(d),
             _ => event,
@@ -176,6 +227,7 @@ impl SourceOutput {
     /// Sends an event to the next worker, waiting for room; fails when the rule has stopped.
     pub async fn send(&self, event: SourceEvent) -> Result<(), ConnectorError> {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        let event = self.logged(i, event)?;
         self.queues[i]
             .send(event)
             .await
@@ -188,6 +240,29 @@ impl SourceOutput {
     /// it is full, and fails when the rule has stopped.
     pub fn try_send(&self, event: SourceEvent) -> Result<(), TrySend> {
         let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        if self.log.is_some() {
+            // Logged only once there is room, so an event given back is not in the log.
+            if self.queues[i].capacity() == 0 {
+                return Err(TrySend::Full(event));
+            }
+            let logged = match self.logged(i, event) {
+                Ok(logged) => logged,
+                Err(e) => {
+                    tracing::error!("event not logged, the source stops: {e}");
+                    return Err(TrySend::Closed);
+                }
+            };
+            return match self.queues[i].try_send(logged) {
+                Ok(()) => {
+                    self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    (self.wake)(i);
+                    Ok(())
+                }
+                // The rule's source is its queues' only writer: a full queue here means the
+                // rule stopped reading; the event is in the log and is read again from there.
+                Err(_) => Err(TrySend::Closed),
+            };
+        }
         match self.queues[i].try_send(event) {
             Ok(()) => {
                 self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -203,6 +278,7 @@ impl SourceOutput {
     /// the thread waits for room itself, with no async task between it and the workers.
     pub fn blocking_send(&self, event: SourceEvent) -> Result<(), ConnectorError> {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        let event = self.logged(i, event)?;
         self.queues[i]
             .blocking_send(event)
             .map_err(|_| ConnectorError::Closed)?;

@@ -14,6 +14,7 @@
 
 pub mod batch;
 pub mod chain;
+pub mod checkpoint;
 pub mod clock;
 pub mod container;
 pub mod engine;
@@ -30,6 +31,7 @@ pub mod send_error;
 pub mod sink_cache;
 pub mod sink_shape;
 pub mod sinkprops;
+pub mod state;
 pub mod tables;
 #[cfg(test)]
 mod testing;

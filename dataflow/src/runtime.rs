@@ -68,6 +68,9 @@ impl Workers {
                             }
                             let id = worker.next_dataflow_index();
                             worker.dataflow::<u64, _, _>(|scope| render::build(scope, &rule));
+                            if let Some(c) = &rule.checkpoint {
+                                c.built();
+                            }
                             let indexes = rule
                                 .tables
                                 .indexes

@@ -27,6 +27,9 @@ pub(super) struct Connect<'a> {
     pub credentials: Option<&'a Credentials>,
     pub tls: Option<&'a TlsClient>,
     pub protocol: Protocol,
+    /// A source whose messages are logged before they are acknowledged: a persistent session
+    /// (the broker keeps what arrives while the client is away) and manual acks.
+    pub durable: bool,
 }
 
 /// The handle requests go through (clones share the connection).
@@ -93,7 +96,8 @@ pub(super) fn connect(c: &Connect<'_>) -> (Client, EventLoop) {
             let mut options = rumqttc::MqttOptions::new(c.client_id, host, port);
             options
                 .set_keep_alive(keep_alive)
-                .set_clean_session(true)
+                .set_clean_session(!c.durable)
+                .set_manual_acks(c.durable)
                 .set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE)
                 .set_request_channel_capacity(REQUEST_CAPACITY);
             if let Some(login) = c.credentials {
@@ -114,10 +118,15 @@ pub(super) fn connect(c: &Connect<'_>) -> (Client, EventLoop) {
             network.set_tcp_nodelay(true);
             options
                 .set_keep_alive(keep_alive)
-                .set_clean_start(true)
+                .set_clean_start(!c.durable)
+                .set_manual_acks(c.durable)
                 .set_max_packet_size(Some(MAX_PACKET_SIZE as u32))
                 .set_request_channel_capacity(REQUEST_CAPACITY)
                 .set_network_options(network);
+            if c.durable {
+                // MQTT 5 ends a session at disconnect unless it is given an expiry.
+                options.set_session_expiry_interval(Some(SESSION_EXPIRY_SECS));
+            }
             if let Some(login) = c.credentials {
                 options.set_credentials(login.username.as_str(), login.password.as_str());
             }
@@ -136,6 +145,9 @@ pub(super) fn connect(c: &Connect<'_>) -> (Client, EventLoop) {
         },
     )
 }
+
+/// How long the broker keeps a durable source's MQTT 5 session while it is away: a week.
+const SESSION_EXPIRY_SECS: u32 = 7 * 24 * 3600;
 
 /// rumqttc's MQTT 5 QoS is its own type with the same levels.
 fn v5_qos(qos: QoS) -> rumqttc::v5::mqttbytes::QoS {
@@ -181,6 +193,27 @@ impl Client {
             Client::V311(c) => c.try_unsubscribe(filter).map_err(drop),
             Client::V5(c) => c.try_unsubscribe(filter).map_err(drop),
         };
+    }
+
+    /// Acknowledges a received message (`manual acks`: once it is safe); QoS 0 needs none.
+    pub fn try_ack(&self, qos: u8, pkid: u16) -> Result<(), String> {
+        let qos = match qos {
+            1 => QoS::AtLeastOnce,
+            2 => QoS::ExactlyOnce,
+            _ => return Ok(()),
+        };
+        match self {
+            Client::V311(c) => {
+                let mut p = rumqttc::Publish::new("", qos, Vec::new());
+                p.pkid = pkid;
+                c.try_ack(&p).map_err(|e| e.to_string())
+            }
+            Client::V5(c) => {
+                let mut p = v5p::Publish::new("", v5_qos(qos), Vec::new(), None);
+                p.pkid = pkid;
+                c.try_ack(&p).map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// Queues a DISCONNECT after the requests already queued.

@@ -159,6 +159,7 @@ impl SharedClient {
             credentials: config.credentials.as_ref(),
             tls: config.tls.as_ref(),
             protocol: config.protocol,
+            durable: false,
         });
         let state = Arc::new(ConnectionState::default());
         let routes = Arc::new(Routes::default());

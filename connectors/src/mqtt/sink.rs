@@ -130,6 +130,7 @@ impl Sink for MqttSink {
             credentials: config.credentials.as_ref(),
             tls: config.tls.as_ref(),
             protocol: config.protocol,
+            durable: false,
         });
         self.closing.store(false, Ordering::Release);
         self.driver = Some(tokio::spawn(drive(

@@ -102,12 +102,16 @@ impl Source for MqttSource {
             return run_shared(lease, &self.config, out).await;
         }
         let config = &self.config;
+        // A rule that logs its input (qos 1) acknowledges each message once it is logged, and
+        // keeps its session while away, so the broker redelivers what was not logged yet.
+        let durable = out.is_logged();
         let (client, mut eventloop) = client::connect(&client::Connect {
             broker: &config.broker,
             client_id: &config.client_id,
             credentials: config.credentials.as_ref(),
             tls: config.tls.as_ref(),
             protocol: config.protocol,
+            durable,
         });
         let _disconnect = DisconnectOnDrop(self.state.clone());
         let mut backoff = Backoff::new();
@@ -138,7 +142,21 @@ impl Source for MqttSource {
             }
             if !batch.is_empty() {
                 rate.count(batch.len());
+                let acks: Vec<(u8, u16)> = if durable {
+                    batch
+                        .iter()
+                        .filter_map(|m| Some((m.qos?, m.message_id?)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 out.send(SourceEvent::Raw(batch)).await?;
+                // Logged and synced: now the broker may forget them.
+                for (qos, pkid) in acks {
+                    if let Err(e) = client.try_ack(qos, pkid) {
+                        tracing::warn!("mqtt source {}: ack not sent: {e}", config.topic);
+                    }
+                }
             }
             if let Some(reason) = failed {
                 failures += 1;

@@ -29,6 +29,14 @@ impl Engine {
         let stream = self.rule_stream(entry)?;
         let physical = Arc::new(self.physical(entry, &stream)?);
         let n = self.inner.workers.count();
+        // qos 1: the checkpoint the run resumes from, its input log and its trigger.
+        let recovery = self.recovery(
+            entry,
+            &physical,
+            &stream.options.source_type,
+            stream.options.shared,
+            n,
+        )?;
         entry.runs += 1;
         let key = format!("{}#{}", entry.spec.id, entry.runs);
         // Every node's counters, created from the plan's node list: operators find theirs by id.
@@ -62,7 +70,7 @@ impl Engine {
         ));
         let discard_caches = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut cached_sinks = Vec::new();
-        for (action, &node) in entry.spec.actions.iter().zip(&physical.sinks) {
+        for (j, (action, &node)) in entry.spec.actions.iter().zip(&physical.sinks).enumerate() {
             let m = metrics.at(node);
             let (settings, props) = SinkSettings::parse_for(
                 quiver_connectors::Connectors::sink_own_keys(&action.sink_type),
@@ -111,8 +119,9 @@ impl Engine {
             let remaining = remaining.clone();
             let error = error.clone();
             let finished_at = finished_at.clone();
+            let checkpoint = recovery.as_ref().map(|r| (r.checkpointing.clone(), j));
             self.inner.runtime.spawn(async move {
-                run_sink(sink, settings, rx, errors, m, error, cache).await;
+                run_sink(sink, settings, rx, errors, m, error, cache, checkpoint).await;
                 if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
                     finished_at.store(now_ms(), std::sync::atomic::Ordering::Release);
                     let _ = done_tx.send(true);
@@ -235,6 +244,11 @@ impl Engine {
                 start_ms: now_ms(),
             }),
             fault: fault.clone(),
+            checkpoint: recovery.as_ref().map(|r| r.checkpointing.clone()),
+            replay_until: recovery
+                .as_ref()
+                .map(|r| r.replay_until.clone())
+                .unwrap_or_default(),
         });
         self.inner
             .workers
@@ -255,7 +269,10 @@ impl Engine {
             }
         }
 
-        let spec = self.rule_source_spec(entry, &stream);
+        let mut spec = self.rule_source_spec(entry, &stream);
+        if recovery.is_some() {
+            super::recovery::durable_source(&entry.spec.id, &mut spec)?;
+        }
         let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
             if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
                 // A dropped dataflow's activator fails harmlessly.
@@ -290,8 +307,19 @@ impl Engine {
                 error.clone(),
             )?);
         }
+        // qos 1: the queues the logged events are replayed into before the live source starts.
+        let replay_queues = ingest_tx.clone();
+        let replay_wake = wake.clone();
+        let trigger_wake = wake.clone();
         let mut out = SourceOutput::new(ingest_tx, wake);
-        if ordered {
+        if let Some(r) = &recovery {
+            let log = r
+                .checkpointing
+                .log()
+                .expect("a checkpointed run logs")
+                .clone();
+            out = out.with_log(Arc::new(crate::checkpoint::LogWriter(log)));
+        } else if ordered {
             // One worker reads every row: a source with a thread of its own (the file source)
             // decodes there, so decoding runs in parallel with that worker's windows.
             out = out.with_decoder(dataflow_decoder);
@@ -310,8 +338,34 @@ impl Engine {
             let connection = source.connection();
             let source_error = error.clone();
             let rule_id = entry.spec.id.clone();
+            let replay = recovery.as_ref().map(|r| {
+                let log = r
+                    .checkpointing
+                    .log()
+                    .expect("a checkpointed run logs")
+                    .clone();
+                (log, r.positions.clone(), replay_queues, replay_wake)
+            });
             let task = self.inner.runtime.spawn(async move {
-                let result = source.run(out).await;
+                let replayed = match replay {
+                    None => Ok(0),
+                    Some((log, positions, queues, wake)) => tokio::task::spawn_blocking(move || {
+                        super::recovery::replay(&log, &positions, &queues, &wake)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string())),
+                };
+                let result = match replayed {
+                    Ok(0) => source.run(out).await,
+                    Ok(n) => {
+                        tracing::info!(rule = %rule_id, "replayed {n} logged events after the last checkpoint");
+                        source.run(out).await
+                    }
+                    Err(e) => Err(quiver_connectors::ConnectorError::Fatal {
+                        connector: "input log".into(),
+                        reason: format!("replay failed: {e}"),
+                    }),
+                };
                 // The error is recorded before the workers learn the input ended: the run may
                 // finish as soon as they do, and its status must then say why.
                 if let Err(e) = result
@@ -343,6 +397,9 @@ impl Engine {
                 source_task.abort();
                 joined.iter().for_each(tokio::task::AbortHandle::abort);
             }));
+            if let Some(r) = &recovery {
+                joined_tasks.push(self.checkpoint_trigger(r, n, trigger_wake));
+            }
             (SourceHandle::Own(task), connection)
         };
         entry.run = Some(RuleRun {

@@ -27,6 +27,7 @@ mod groups;
 mod launch;
 mod options;
 mod planning;
+mod recovery;
 mod restart;
 mod rules;
 mod schedule;

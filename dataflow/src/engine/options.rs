@@ -123,7 +123,6 @@ const DEFAULT_ONLY: &[(&str, Accepts, &str)] = &[
         "1 (parallelism comes from quiverd --workers)",
     ),
     ("sendMetaToSink", is_false, "false"),
-    ("qos", is_zero, "0 (at-most-once)"),
     ("enableRuleTracer", is_false, "false"),
     ("planOptimizeStrategy", is_empty, "{}"),
     ("notifySub", is_false, "false"),
@@ -156,8 +155,8 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// Refuses an option this engine does not implement when set to anything but eKuiper's
-/// default: never accepted and ignored. `checkpointInterval` only matters at qos 1 or 2,
-/// which are refused, so any valid interval is accepted (as eKuiper does at qos 0).
+/// default: never accepted and ignored; `qos` and `checkpointInterval` are read by
+/// `recovery::qos`.
 fn refuse_unimplemented(options: &serde_json::Map<String, Value>) -> Result<(), EngineError> {
     for (name, accepts, default) in DEFAULT_ONLY {
         if let Some(v) = options.get(*name)
@@ -168,14 +167,7 @@ fn refuse_unimplemented(options: &serde_json::Map<String, Value>) -> Result<(), 
             )));
         }
     }
-    match options.get("checkpointInterval") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(()),
-        Some(Value::String(s)) if quiver_compiler::duration::parse_millis(s).is_some() => Ok(()),
-        Some(other) => Err(EngineError::Invalid(format!(
-            "checkpointInterval must be milliseconds or a duration such as \"5m\", got {other}"
-        ))),
-    }
+    super::recovery::qos(options).map(|_| ())
 }
 
 #[cfg(test)]
@@ -218,11 +210,12 @@ mod tests {
             "cron": "", "duration": "", "cronDatetimeRange": [], "enableRuleTracer": false,
             "planOptimizeStrategy": {}, "notifySub": false});
         assert!(validate(&options(exported)).is_ok());
+        assert!(validate(&options(json!({"qos": 1}))).is_ok());
         assert_eq!(
-            validate(&options(json!({"qos": 1})))
+            validate(&options(json!({"qos": 2})))
                 .unwrap_err()
                 .to_string(),
-            "rule option qos = 1 is not supported yet; only 0 (at-most-once) is"
+            "rule option qos = 2 (exactly once) is not supported yet; qos 1 (at least once) is"
         );
         assert!(validate(&options(json!({"restartStrategy": {"attempts": 3}}))).is_ok());
         assert!(validate(&options(json!({"restartStrategy": {"attempts": "x"}}))).is_err());

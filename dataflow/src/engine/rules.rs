@@ -222,6 +222,7 @@ impl Engine {
         if !keep_caches {
             // A stopped rule's sinks left their caches on disk for its next run: there is none.
             self.forget_caches(id, Vec::new());
+            self.forget_checkpoints(id);
         }
         // The owner locks of deleted rules that no sink task holds any more, so the map only
         // grows with the rules that exist.

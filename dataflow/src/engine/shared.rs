@@ -220,6 +220,7 @@ fn event_messages(event: &SourceEvent) -> usize {
         SourceEvent::Batch(b) => b.num_rows(),
         SourceEvent::Raw(m) => m.len(),
         SourceEvent::Lines { .. } => 1,
+        SourceEvent::Logged { event, .. } => event_messages(event),
     }
 }
 

@@ -56,7 +56,9 @@ async fn until(due: Option<tokio::time::Instant>) {
 /// Writes batches to one sink until the workers drop their senders, gathering them first when
 /// `batchSize`/`lingerInterval` ask for it (one `collect_list` call per gathered batch); under
 /// `sendError`, operator errors are written as they come, each as an emission of its own.
-/// With a cache, what fails to reach the sink's far end waits in it and is sent again.
+/// With a cache, what fails to reach the sink's far end waits in it and is sent again. With
+/// `checkpoint`, a checkpoint marker is reported once what came before it is written.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_sink(
     mut sink: Box<dyn quiver_connectors::Sink>,
     settings: SinkSettings,
@@ -65,6 +67,7 @@ pub(super) async fn run_sink(
     metrics: Arc<NodeMetrics>,
     error: Arc<Mutex<Option<String>>>,
     cache: Option<(CacheSpec, Option<Box<dyn quiver_connectors::Sink>>)>,
+    checkpoint: Option<(Arc<crate::checkpoint::Checkpointing>, usize)>,
 ) {
     if let Err(e) = sink.connect().await {
         *error.lock().expect("error lock") = Some(format!("sink connect failed: {e}"));
@@ -162,6 +165,26 @@ pub(super) async fn run_sink(
                 w.deliver_all(std::mem::take(&mut gathered)).await
             }
             Next::Batch(None) => break,
+            Next::Batch(Some(batch)) if crate::checkpoint::as_marker(&batch).is_some() => {
+                // Everything before the checkpoint is written (or failed and counted): report.
+                let step = if gathered.is_empty() {
+                    Ok(())
+                } else {
+                    gathered_rows = 0;
+                    deadline = None;
+                    w.deliver_all(std::mem::take(&mut gathered)).await
+                };
+                if let (Some((c, sink)), Some((epoch, worker))) =
+                    (&checkpoint, crate::checkpoint::as_marker(&batch))
+                {
+                    c.report(
+                        epoch,
+                        &crate::checkpoint::coordinator::sink_part(*sink, worker),
+                        None,
+                    );
+                }
+                step
+            }
             Next::Batch(Some(batch)) => {
                 let rows = batch.num_rows();
                 let batch = match settings.shape_rows(batch) {

@@ -92,6 +92,11 @@ pub struct RuleDataflow {
     pub to_windows: Arc<std::sync::atomic::AtomicUsize>,
     /// Where an operator's panic fails the rule (never the worker).
     pub fault: Arc<crate::fault::Fault>,
+    /// Checkpointing, for rules with `qos` 1 or 2.
+    pub checkpoint: Option<Arc<crate::checkpoint::Checkpointing>>,
+    /// Per worker, the input log's last record when the run began: a worker replays the log
+    /// (its events keep the times they were logged at) until its position reaches it.
+    pub replay_until: Vec<u64>,
 }
 
 /// What an operator of a rule run needs besides its data: the rule context its expressions
@@ -168,18 +173,20 @@ pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
                     Exchange::ByKey => render_window(
                         input(),
                         windows,
-                        metrics,
+                        (metrics, *node),
                         DistributorPact(|_| KeyDistributor),
                         to_windows,
                         (ctx, fault),
+                        rule.checkpoint.clone(),
                     ),
                     Exchange::ToFirstWorker => render_window(
                         input(),
                         windows,
-                        metrics,
+                        (metrics, *node),
                         DistributorPact(|_| ToFirstWorker),
                         to_windows,
                         (ctx, fault),
+                        rule.checkpoint.clone(),
                     ),
                 }
             }

@@ -23,6 +23,15 @@ pub(super) fn render_sink(
 ) {
     let mut stash = SinkStash::new(rule.sinks.clone());
     let scope = stream.scope();
+    let worker = scope.index();
+    let ckpt = rule.checkpoint.clone();
+    if let Some(c) = &ckpt {
+        for sink in 0..stash.sinks() {
+            c.register(crate::checkpoint::coordinator::sink_part(sink, worker));
+        }
+    }
+    // The checkpoint whose marker this worker has sent its sinks.
+    let mut marked = 0u64;
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         Pipeline,
         "Sink",
@@ -47,6 +56,16 @@ pub(super) fn render_sink(
                         }
                     }
                 });
+                // Every result before the pending checkpoint is in the stash or handed over: a
+                // marker behind them tells each sink task to report once it has written them.
+                if let Some((epoch, t)) = ckpt.as_ref().and_then(|c| c.pending())
+                    && epoch > marked
+                    && !frontier.less_than(&t)
+                {
+                    marked = epoch;
+                    pending.set(pending.get() + stash.sinks());
+                    stash.push(&crate::checkpoint::marker(epoch, worker));
+                }
                 let handed = stash.flush();
                 pending.set(pending.get().saturating_sub(handed));
                 if !stash.is_empty() {

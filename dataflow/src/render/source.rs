@@ -19,8 +19,10 @@ use tokio::sync::mpsc;
 
 use super::{EVENTS_PER_ACTIVATION, MAX_PENDING_BATCHES, MAX_ROWS_TO_WINDOWS, RETRY, RuleDataflow};
 use crate::chain::{Chain, run_chain};
+use crate::checkpoint::coordinator::source_part;
 use crate::container::ArrowBatch;
 use crate::operators::watermark::Watermark;
+use crate::state::OpState;
 
 fn add_column(batch: RecordBatch, name: &str, col: ArrayRef) -> RecordBatch {
     quiver_connectors::codec::json::add_column(batch, name, col)
@@ -58,6 +60,31 @@ pub(super) fn render_source<'s>(
             rule.late_rows.clone(),
         )
     });
+    let ckpt = rule.checkpoint.clone();
+    // Until this worker's position reaches it, its events are replayed from the input log.
+    let replay_until = rule.replay_until.get(worker).copied().unwrap_or(0);
+    // The input log position of the last event this worker is through with.
+    let mut position = 0u64;
+    if let Some(c) = &ckpt {
+        c.register(source_part(worker));
+        match c.restored(&source_part(worker)) {
+            Ok(None) => {}
+            Ok(Some(state)) => {
+                position = state.number("position").unwrap_or(0).max(0) as u64;
+                let loaded =
+                    chain
+                        .load(&state.inner("chain"))
+                        .and_then(|()| match watermark.as_mut() {
+                            Some(wm) => wm.load(&state.inner("watermark")),
+                            None => Ok(()),
+                        });
+                if let Err(e) = loaded {
+                    fault.fail(&format!("cannot restore the checkpoint: {e}"));
+                }
+            }
+            Err(e) => fault.fail(&format!("cannot restore the checkpoint: {e}")),
+        }
+    }
     source::<_, CapacityContainerBuilder<ArrowBatch>, _, _>(scope, "Source", move |cap, info| {
         let sync = scope.worker().sync_activator_for(info.address.to_vec());
         activators.lock().expect("activator lock")[worker] = Some(sync);
@@ -67,28 +94,60 @@ pub(super) fn render_source<'s>(
         // Processing-time windows: the next time this operator wakes itself to move time on.
         let mut next_tick = 0u64;
         move |output| {
+            // Saves this worker's part of a pending checkpoint when its time moves to `to`.
+            let cross = |to: u64, position: u64, chain: &Chain, watermark: &Option<Watermark>| {
+                if let Some(c) = &ckpt {
+                    c.source_moves(worker, to, || {
+                        let mut state = OpState::default();
+                        state.push_number("position", position as i64);
+                        if let Some(s) = chain.save()? {
+                            state.nest("chain", s);
+                        }
+                        if let Some(wm) = watermark {
+                            state.nest("watermark", wm.save()?);
+                        }
+                        Ok((position, state))
+                    });
+                }
+            };
+            let replaying = position < replay_until;
             let Some(queue) = rx.as_mut() else {
+                // Input ended: this worker's part of any later checkpoint is what it was.
+                cross(u64::MAX, position, &chain, &watermark);
                 cap = None;
                 return;
             };
+            // A pending checkpoint moves an idle or timeless source to it, so it can complete.
+            // (In event time the watermark moves time; it waits for rows.)
+            if let Some(t) = ckpt.as_ref().and_then(|c| c.pending_time())
+                && watermark.is_none()
+                && !replaying
+                && let Some(c) = cap.as_mut()
+                && *c.time() < t
+            {
+                let to = t.max(crate::clock::now_time());
+                cross(to, position, &chain, &watermark);
+                c.downgrade(&to);
+            }
             // Emits a batch through the chain at the current capability.
-            let mut emit = |batch: RecordBatch, cap: &mut Option<Capability<u64>>| {
-                let out = quiver_compiler::eval::with_rule_context(&rule_ctx, || {
-                    run_chain(&mut chain, batch, &source_metrics, &fault)
-                });
-                let Some(out) = out else {
-                    return;
+            let mut emit =
+                |chain: &mut Chain, batch: RecordBatch, cap: &mut Option<Capability<u64>>| {
+                    let out = quiver_compiler::eval::with_rule_context(&rule_ctx, || {
+                        run_chain(chain, batch, &source_metrics, &fault)
+                    });
+                    let Some(out) = out else {
+                        return;
+                    };
+                    let Some(c) = cap.as_mut() else { return };
+                    if deliveries {
+                        pending.set(pending.get() + sinks);
+                    } else {
+                        to_windows.fetch_add(out.num_rows(), Ordering::AcqRel);
+                    }
+                    output
+                        .session(&*c)
+                        .give_container(&mut ArrowBatch(Some(out)));
                 };
-                let Some(c) = cap.as_mut() else { return };
-                if deliveries {
-                    pending.set(pending.get() + sinks);
-                } else {
-                    to_windows.fetch_add(out.num_rows(), Ordering::AcqRel);
-                }
-                output
-                    .session(&*c)
-                    .give_container(&mut ArrowBatch(Some(out)));
-            };
             let mut ended = false;
             let mut drained = false;
             for _ in 0..EVENTS_PER_ACTIVATION {
@@ -110,6 +169,16 @@ pub(super) fn render_source<'s>(
                         break;
                     }
                 };
+                // A logged event carries its log position and the time it was logged at,
+                // which it keeps when replayed after a crash.
+                let (seq, at, event) = match event {
+                    SourceEvent::Logged { seq, at, event } => (Some(seq), Some(at), *event),
+                    e => (None, None, e),
+                };
+                if seq.is_some_and(|s| s <= position) {
+                    // Already in the restored state.
+                    continue;
+                }
                 let started = Instant::now();
                 // Arrow rows (memory topics, joined streams) pass no decoder; a joined
                 // stream's rows were counted on its own source node.
@@ -120,9 +189,19 @@ pub(super) fn render_source<'s>(
                     // A failed rule reads on only to let its source see the end.
                     continue;
                 }
+                // Processing time: the event's rows take one time, moved to before they go.
+                if watermark.is_none()
+                    && windowed
+                    && let Some(c) = cap.as_mut()
+                {
+                    let t = at.unwrap_or_else(crate::clock::now_time).max(*c.time());
+                    cross(t, position, &chain, &watermark);
+                    c.downgrade(&t);
+                }
                 let Some((messages, decoded)) =
                     fault.contain("the decoder", || event.decode(&decoder))
                 else {
+                    position = seq.unwrap_or(position);
                     continue;
                 };
                 if !joined {
@@ -139,6 +218,8 @@ pub(super) fn render_source<'s>(
                 if !arrow_rows && !Arc::ptr_eq(&decoder_metrics, &source_metrics) {
                     decoder_metrics.batch(messages, decoded.rows(), started);
                 }
+                // Event time: where the watermark moved to over the event's rows.
+                let mut moved_to: Option<u64> = None;
                 let batches = decoded.batches.clone();
                 for batch in batches {
                     match watermark.as_mut() {
@@ -155,27 +236,20 @@ pub(super) fn render_source<'s>(
                                 decoder_metrics.exceptions(failures.rows, first);
                             }
                             if let Some(b) = released {
-                                emit(b, &mut cap);
+                                emit(&mut chain, b, &mut cap);
                             }
-                            if let (Some(w), Some(c)) = (moved, cap.as_mut())
+                            if let Some(w) = moved
                                 && w > 0
-                                && w as u64 > *c.time()
                             {
-                                c.downgrade(&(w as u64));
+                                moved_to = Some(moved_to.unwrap_or(0).max(w as u64));
                             }
                         }
                         None => {
-                            let now = crate::clock::now_time();
-                            // Time matters only to windows and `__ts` readers. Elsewhere the
-                            // capability stays put: each move is progress news for every
-                            // worker, which would wake them all for every event of every rule.
-                            if windowed && let Some(c) = cap.as_mut() {
-                                let t = now.max(*c.time());
-                                c.downgrade(&t);
-                            }
                             let batch = if windowed {
                                 let rows = batch.num_rows();
-                                let t = cap.as_ref().map_or(now, |c| *c.time());
+                                let t = cap
+                                    .as_ref()
+                                    .map_or_else(crate::clock::now_time, |c| *c.time());
                                 add_column(
                                     batch,
                                     TS_COLUMN,
@@ -184,9 +258,18 @@ pub(super) fn render_source<'s>(
                             } else {
                                 batch
                             };
-                            emit(batch, &mut cap);
+                            emit(&mut chain, batch, &mut cap);
                         }
                     }
+                }
+                // The event is through: the position moves past it, then time (a checkpoint
+                // taken at this move holds the event's effects and not the next one's).
+                position = seq.unwrap_or(position);
+                if let (Some(w), Some(c)) = (moved_to, cap.as_mut())
+                    && w > *c.time()
+                {
+                    cross(w, position, &chain, &watermark);
+                    c.downgrade(&w);
                 }
             }
             if ended {
@@ -194,18 +277,23 @@ pub(super) fn render_source<'s>(
                 if let Some(wm) = watermark.as_mut()
                     && let Some(b) = wm.release(None)
                 {
-                    emit(b, &mut cap);
+                    emit(&mut chain, b, &mut cap);
                 }
+                cross(u64::MAX, position, &chain, &watermark);
                 rx = None;
                 cap = None;
                 return;
             }
-            if let Some(tick) = tick {
-                // Processing time moves on even without input, so windows close on time.
+            // Processing time moves on even without input, so windows close on time; not while
+            // replaying, whose events keep the times they were logged at.
+            if let Some(tick) = tick
+                && position >= replay_until
+            {
                 let now = crate::clock::now_time();
                 if let Some(c) = cap.as_mut()
                     && now > *c.time()
                 {
+                    cross(now, position, &chain, &watermark);
                     c.downgrade(&now);
                 }
                 if next_tick <= now {

@@ -9,6 +9,10 @@ use timely::dataflow::Stream;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
+use arrow::record_batch::RecordBatch;
+
+use crate::checkpoint::Checkpointing;
+use crate::checkpoint::coordinator::window_part;
 use crate::container::ArrowBatch;
 use crate::metrics::NodeMetrics;
 use crate::window::Windows;
@@ -18,28 +22,52 @@ use crate::window::Windows;
 /// merge one window's results from all workers into one emission.
 pub(super) fn render_window<'s, P>(
     stream: Stream<'s, u64, ArrowBatch>,
-    windows: Windows,
-    metrics: Arc<NodeMetrics>,
+    mut windows: Windows,
+    (metrics, node): (Arc<NodeMetrics>, usize),
     pact: P,
     to_windows: Arc<std::sync::atomic::AtomicUsize>,
     (rule, fault): super::RunContext,
+    ckpt: Option<Arc<Checkpointing>>,
 ) -> Stream<'s, u64, ArrowBatch>
 where
     P: timely::dataflow::channels::pact::ParallelizationContract<u64, ArrowBatch>,
 {
+    let worker = stream.scope().index();
+    let part = window_part(node, worker);
+    // Windows that were open at the checkpoint this run resumes from.
+    let mut restored = false;
+    if let Some(c) = &ckpt {
+        c.register(part.clone());
+        match c.restored(&part) {
+            Ok(None) => {}
+            Ok(Some(state)) => match windows.load(&state) {
+                Ok(()) => restored = !windows.is_idle(),
+                Err(e) => fault.fail(&format!("cannot restore the checkpoint: {e}")),
+            },
+            Err(e) => fault.fail(&format!("cannot restore the checkpoint: {e}")),
+        }
+    }
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         pact,
         "Window",
-        move |_cap, _info| {
+        move |cap, _info| {
             let to_windows = to_windows.clone();
-            // The earliest time this operator may still emit at.
-            let mut held: Option<Capability<u64>> = None;
+            // The earliest time this operator may still emit at; restored windows need one
+            // from the start.
+            let mut held: Option<Capability<u64>> = restored.then_some(cap);
             // Dropped (with every open window) when the rule fails.
             let mut windows = Some(windows);
+            // Rows at or after a pending checkpoint's time, held back until the checkpoint
+            // has this operator's state without them.
+            let mut stash: Vec<(Capability<u64>, RecordBatch)> = Vec::new();
+            // The checkpoint this worker's windows have saved their part of.
+            let mut saved_epoch = 0u64;
             move |(input, frontier), output| {
                 let mut emitted = 0usize;
                 let started = Instant::now();
                 let mut rows_in = 0usize;
+                let pending = ckpt.as_ref().and_then(|c| c.pending());
+                let mut arrived: Vec<(Capability<u64>, RecordBatch)> = Vec::new();
                 input.for_each(|time, data| {
                     let Some(batch) = data.0.take() else {
                         return;
@@ -50,47 +78,96 @@ where
                     if held.as_ref().is_none_or(|h| t < *h.time()) {
                         held = time.retain_least(0);
                     }
-                    let Some(w) = windows.as_mut().filter(|_| !fault.failed()) else {
-                        return;
-                    };
-                    let closed = fault
-                        .contain("the window operator", || {
-                            quiver_compiler::eval::with_rule_context(&rule, || w.insert(&batch))
-                        })
-                        .unwrap_or_default();
-                    for e in closed {
-                        emitted += e.batch.num_rows();
-                        output
-                            .session(&time)
-                            .give_container(&mut ArrowBatch(Some(e.batch)));
+                    if let Some(cap) = time.retain_least(0) {
+                        arrived.push((cap, batch));
                     }
                 });
-                let f = frontier.frontier().iter().next().copied();
+                // Rows at or after the pending checkpoint wait until the state is saved.
+                let split =
+                    |rows: Vec<(Capability<u64>, RecordBatch)>,
+                     stash: &mut Vec<(Capability<u64>, RecordBatch)>| {
+                        match pending {
+                            Some((epoch, t)) if epoch > saved_epoch => {
+                                let (later, now): (Vec<_>, Vec<_>) =
+                                    rows.into_iter().partition(|(c, _)| *c.time() >= t);
+                                stash.extend(later);
+                                now
+                            }
+                            _ => rows,
+                        }
+                    };
+                let mut ready = split(std::mem::take(&mut stash), &mut stash);
+                ready.extend(split(arrived, &mut stash));
                 if fault.failed() {
                     // The rule failed: its windows and their rows go, time is let go of.
                     windows = None;
                     held = None;
+                    stash.clear();
                     return;
                 }
                 let Some(windows) = windows.as_mut() else {
                     return;
                 };
-                let closes = fault
-                    .contain("the window operator", || {
-                        quiver_compiler::eval::with_rule_context(&rule, || {
-                            windows.advance(f.unwrap_or(u64::MAX))
+                let f = frontier.frontier().iter().next().copied();
+                // Inserts rows, then closes the windows that time `upto` closes.
+                let mut run = |rows: Vec<(Capability<u64>, RecordBatch)>,
+                               upto: Option<u64>,
+                               windows: &mut Windows,
+                               emitted: &mut usize| {
+                    for (time, batch) in rows {
+                        let closed = fault
+                            .contain("the window operator", || {
+                                quiver_compiler::eval::with_rule_context(&rule, || {
+                                    windows.insert(&batch)
+                                })
+                            })
+                            .unwrap_or_default();
+                        for e in closed {
+                            *emitted += e.batch.num_rows();
+                            output
+                                .session(&time)
+                                .give_container(&mut ArrowBatch(Some(e.batch)));
+                        }
+                    }
+                    let Some(upto) = upto else { return };
+                    let closes = fault
+                        .contain("the window operator", || {
+                            quiver_compiler::eval::with_rule_context(&rule, || {
+                                windows.advance(upto)
+                            })
                         })
-                    })
-                    .unwrap_or_default();
-                for e in closes {
-                    let Some(h) = held.as_ref() else { break };
-                    let at = (e.end.max(1) as u64 - 1).max(*h.time());
-                    let cap = h.delayed(&at);
-                    emitted += e.batch.num_rows();
-                    output
-                        .session(&cap)
-                        .give_container(&mut ArrowBatch(Some(e.batch)));
+                        .unwrap_or_default();
+                    for e in closes {
+                        let Some(h) = held.as_ref() else { break };
+                        let at = (e.end.max(1) as u64 - 1).max(*h.time());
+                        let cap = h.delayed(&at);
+                        *emitted += e.batch.num_rows();
+                        output
+                            .session(&cap)
+                            .give_container(&mut ArrowBatch(Some(e.batch)));
+                    }
+                };
+                run(ready, None, windows, &mut emitted);
+                // Every row before the pending checkpoint is in: close what it closes, save.
+                if let (Some((epoch, t)), Some(c)) = (pending, ckpt.as_ref())
+                    && epoch > saved_epoch
+                    && f.is_none_or(|f| f >= t)
+                {
+                    run(Vec::new(), Some(t), windows, &mut emitted);
+                    saved_epoch = epoch;
+                    match windows.save() {
+                        Ok(state) => c.report(epoch, &part, Some(state)),
+                        Err(e) => fault.fail(&format!("cannot save a checkpoint: {e}")),
+                    }
+                    let later = std::mem::take(&mut stash);
+                    run(later, None, windows, &mut emitted);
                 }
+                run(
+                    Vec::new(),
+                    Some(f.unwrap_or(u64::MAX)),
+                    windows,
+                    &mut emitted,
+                );
                 let bad = windows.take_bad_rows();
                 if bad > 0 {
                     metrics.exceptions(bad, "run Aggregate error: a value of the wrong type");

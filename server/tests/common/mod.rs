@@ -102,6 +102,12 @@ impl Server {
         }
     }
 
+    /// Kills with SIGKILL and waits: a crash, with no chance to save anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops with SIGTERM and waits, as a service manager would.
     pub fn stop(mut self) {
         let _ = Command::new("kill")

@@ -1,0 +1,395 @@
+//! A rule's input log: every event its source delivers is written here, and synced, before a
+//! worker sees it, so what the source acknowledged survives a crash and is read again from the
+//! last checkpoint's position.
+//!
+//! One log per worker (events are spread round-robin, and each worker's position is its own),
+//! in segment files `input-w<worker>-<first seq>.log`. A record is `len u32, crc u32, seq u64,
+//! at u64, event`, where `crc` covers what follows it and `at` is the processing time the event
+//! was logged at, which it keeps when replayed. A torn last record (a crash mid-write) is cut
+//! off when the log is opened. Segments whose every record is before the committed checkpoint
+//! are deleted.
+
+use std::fs::{self, File};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use quiver_connectors::SourceEvent;
+
+use super::event_codec;
+
+/// A segment is closed and a new one begun beyond this many bytes.
+const SEGMENT_BYTES: u64 = 16 << 20;
+/// The largest record read back (an event is at most a few MiB: a file block, an MQTT packet).
+const MAX_RECORD: usize = 256 << 20;
+const HEADER: usize = 4 + 4 + 8 + 8;
+
+/// One logged event as read back.
+#[derive(Debug)]
+pub struct Record {
+    /// Its sequence number in its worker's log (from 1).
+    pub seq: u64,
+    /// The processing time (ms) it was logged at.
+    pub at: u64,
+    /// The event.
+    pub event: SourceEvent,
+}
+
+/// The input logs of one rule's workers.
+pub struct InputLog {
+    dir: PathBuf,
+    workers: Vec<Mutex<WorkerLog>>,
+}
+
+struct WorkerLog {
+    file: File,
+    /// The sequence number the next record gets.
+    next: u64,
+    /// Bytes in the open segment.
+    bytes: u64,
+}
+
+impl InputLog {
+    /// Opens (or creates) the logs of `workers` workers in `dir`, cutting off torn tails.
+    pub fn open(dir: &Path, workers: usize) -> Result<InputLog, String> {
+        fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create input log directory {}: {e}", dir.display()))?;
+        let workers = (0..workers)
+            .map(|w| open_worker(dir, w).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(InputLog {
+            dir: dir.to_path_buf(),
+            workers,
+        })
+    }
+
+    /// The last sequence number logged for `worker` (0 when nothing was).
+    pub fn last_seq(&self, worker: usize) -> u64 {
+        self.workers[worker].lock().expect("log lock").next - 1
+    }
+
+    /// Writes an event for `worker`, synced to disk, and returns its sequence number.
+    pub fn append(&self, worker: usize, at: u64, event: &SourceEvent) -> Result<u64, String> {
+        let body = event_codec::encode(event)?;
+        let mut log = self.workers[worker].lock().expect("log lock");
+        if log.bytes >= SEGMENT_BYTES {
+            let next = log.next;
+            log.file = create_segment(&self.dir, worker, next)?;
+            log.bytes = 0;
+        }
+        let seq = log.next;
+        let mut record = Vec::with_capacity(HEADER + body.len());
+        record.extend_from_slice(&((HEADER - 4 + body.len()) as u32).to_le_bytes());
+        record.extend_from_slice(&[0; 4]);
+        record.extend_from_slice(&seq.to_le_bytes());
+        record.extend_from_slice(&at.to_le_bytes());
+        record.extend_from_slice(&body);
+        let crc = crc32fast::hash(&record[8..]);
+        record[4..8].copy_from_slice(&crc.to_le_bytes());
+        let io = |e: std::io::Error| format!("cannot write the input log: {e}");
+        log.file.write_all(&record).map_err(io)?;
+        log.file.sync_data().map_err(io)?;
+        log.next += 1;
+        log.bytes += record.len() as u64;
+        Ok(seq)
+    }
+
+    /// The records of `worker` after sequence number `after`, in order. Reads segment by
+    /// segment, so replaying a long log holds one record at a time.
+    pub fn read_after(&self, worker: usize, after: u64) -> Result<Replay, String> {
+        let last = self.last_seq(worker);
+        let segments = segments(&self.dir, worker)?;
+        // The segments that may hold records after `after`: the last one starting at or
+        // before `after + 1`, and every later one.
+        let from = segments
+            .iter()
+            .rposition(|(first, _)| *first <= after + 1)
+            .unwrap_or(0);
+        Ok(Replay {
+            segments: segments[from..].iter().map(|(_, p)| p.clone()).collect(),
+            reader: None,
+            after,
+            last,
+        })
+    }
+
+    /// Deletes the segments of `worker` that hold nothing after sequence number `through`.
+    pub fn truncate_through(&self, worker: usize, through: u64) -> Result<(), String> {
+        let _guard = self.workers[worker].lock().expect("log lock");
+        let segments = segments(&self.dir, worker)?;
+        for pair in segments.windows(2) {
+            // A segment ends where the next one begins.
+            if pair[1].0 <= through + 1 {
+                let _ = fs::remove_file(&pair[0].1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every log file (the rule's state was reset or the rule deleted).
+    pub fn clear(dir: &Path) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("input-w") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Reads a worker's log from a position onwards (see [`InputLog::read_after`]).
+pub struct Replay {
+    segments: std::collections::VecDeque<PathBuf>,
+    reader: Option<BufReader<File>>,
+    after: u64,
+    /// The last record that existed when the replay began: the end of the replay.
+    last: u64,
+}
+
+impl Replay {
+    /// The sequence number the replay ends at.
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Result<Record, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.after >= self.last {
+                return None;
+            }
+            if self.reader.is_none() {
+                let path = self.segments.pop_front()?;
+                match File::open(&path) {
+                    Ok(f) => self.reader = Some(BufReader::new(f)),
+                    Err(e) => return Some(Err(format!("cannot read {}: {e}", path.display()))),
+                }
+            }
+            let reader = self.reader.as_mut().expect("opened above");
+            match read_record(reader) {
+                Ok(Some((seq, at, body))) => {
+                    if seq <= self.after {
+                        continue;
+                    }
+                    self.after = seq;
+                    return Some(event_codec::decode(&body).map(|event| Record { seq, at, event }));
+                }
+                Ok(None) => self.reader = None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// Reads one record: `Ok(None)` at a clean end or a torn tail, `Err` for a damaged record in
+/// the middle.
+fn read_record(r: &mut impl Read) -> Result<Option<(u64, u64, Vec<u8>)>, String> {
+    let mut len = [0u8; 4];
+    if !read_full(r, &mut len)? {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if !(HEADER - 4..=MAX_RECORD).contains(&len) {
+        return Err("an input log record has an impossible length".into());
+    }
+    let mut rest = vec![0u8; len];
+    if !read_full(r, &mut rest)? {
+        return Ok(None);
+    }
+    let crc = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+    if crc32fast::hash(&rest[4..]) != crc {
+        return Ok(None);
+    }
+    let seq = u64::from_le_bytes(rest[4..12].try_into().expect("8 bytes"));
+    let at = u64::from_le_bytes(rest[12..20].try_into().expect("8 bytes"));
+    Ok(Some((seq, at, rest[20..].to_vec())))
+}
+
+/// Fills `buf`; false when the input ends first (at its start or part way).
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<bool, String> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read the input log: {e}")),
+        }
+    }
+    Ok(true)
+}
+
+/// A worker's segments, by first sequence number.
+fn segments(dir: &Path, worker: usize) -> Result<Vec<(u64, PathBuf)>, String> {
+    let prefix = format!("input-w{worker}-");
+    let mut out: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let first = name
+                .strip_prefix(&prefix)?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((first, e.path()))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn create_segment(dir: &Path, worker: usize, first: u64) -> Result<File, String> {
+    let path = dir.join(format!("input-w{worker}-{first:020}.log"));
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    super::store::sync_dir(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
+    Ok(file)
+}
+
+/// Opens a worker's last segment for appending, after cutting off a torn tail.
+fn open_worker(dir: &Path, worker: usize) -> Result<WorkerLog, String> {
+    let segments = segments(dir, worker)?;
+    let Some((first, path)) = segments.last() else {
+        return Ok(WorkerLog {
+            file: create_segment(dir, worker, 1)?,
+            next: 1,
+            bytes: 0,
+        });
+    };
+    let io = |e: std::io::Error| format!("cannot open {}: {e}", path.display());
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    let mut next = *first;
+    let mut good = 0u64;
+    {
+        let mut reader = BufReader::new(&mut file);
+        while let Ok(Some((seq, _, body))) = read_record(&mut reader) {
+            next = seq + 1;
+            good += (HEADER + body.len()) as u64;
+        }
+    }
+    let len = file.metadata().map_err(io)?.len();
+    if len > good {
+        tracing::warn!(
+            file = %path.display(),
+            "input log ends in a torn record ({} bytes); cutting it off",
+            len - good
+        );
+        file.set_len(good).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    file.seek(SeekFrom::End(0)).map_err(io)?;
+    Ok(WorkerLog {
+        file,
+        next,
+        bytes: good,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use quiver_connectors::RawMessage;
+    use std::sync::Arc;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("quiver-log-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn event(text: &str) -> SourceEvent {
+        SourceEvent::Raw(vec![RawMessage::new(
+            Bytes::copy_from_slice(text.as_bytes()),
+            Arc::from("t"),
+        )])
+    }
+
+    fn payloads(replay: Replay) -> Vec<(u64, u64, String)> {
+        replay
+            .map(|r| {
+                let r = r.unwrap();
+                let SourceEvent::Raw(m) = r.event else {
+                    panic!("raw")
+                };
+                (
+                    r.seq,
+                    r.at,
+                    String::from_utf8(m[0].payload.to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_survive_reopening_and_replay_after_a_position() {
+        let d = dir("reopen");
+        let log = InputLog::open(&d, 2).unwrap();
+        assert_eq!(log.append(0, 100, &event("a")).unwrap(), 1);
+        assert_eq!(log.append(0, 101, &event("b")).unwrap(), 2);
+        assert_eq!(log.append(1, 102, &event("c")).unwrap(), 1);
+        drop(log);
+        let log = InputLog::open(&d, 2).unwrap();
+        assert_eq!((log.last_seq(0), log.last_seq(1)), (2, 1));
+        assert_eq!(log.append(0, 103, &event("d")).unwrap(), 3);
+        assert_eq!(
+            payloads(log.read_after(0, 1).unwrap()),
+            vec![(2, 101, "b".into()), (3, 103, "d".into())]
+        );
+        assert!(payloads(log.read_after(1, 1).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off() {
+        let d = dir("torn");
+        let log = InputLog::open(&d, 1).unwrap();
+        log.append(0, 1, &event("kept")).unwrap();
+        log.append(0, 2, &event("torn")).unwrap();
+        drop(log);
+        let (_, path) = segments(&d, 0).unwrap().pop().unwrap();
+        let len = fs::metadata(&path).unwrap().len();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let log = InputLog::open(&d, 1).unwrap();
+        assert_eq!(log.last_seq(0), 1);
+        log.append(0, 3, &event("after")).unwrap();
+        assert_eq!(
+            payloads(log.read_after(0, 0).unwrap()),
+            vec![(1, 1, "kept".into()), (2, 3, "after".into())]
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_what_is_after_the_position() {
+        let d = dir("truncate");
+        let log = InputLog::open(&d, 1).unwrap();
+        for i in 0..3u64 {
+            log.append(0, i, &event(&i.to_string())).unwrap();
+            // A new segment per record.
+            log.workers[0].lock().unwrap().bytes = SEGMENT_BYTES;
+        }
+        log.append(0, 9, &event("3")).unwrap();
+        assert_eq!(segments(&d, 0).unwrap().len(), 4);
+        log.truncate_through(0, 2).unwrap();
+        assert_eq!(segments(&d, 0).unwrap().len(), 2);
+        let seqs: Vec<u64> = payloads(log.read_after(0, 2).unwrap())
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(seqs, vec![3, 4]);
+    }
+}

@@ -1,0 +1,337 @@
+//! Rule options `qos` and `checkpointInterval`: which rules checkpoint, where their state and
+//! input log live, and what a run resumes from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::Engine;
+use super::entry::RuleEntry;
+use crate::checkpoint::{CheckpointStore, Checkpointing, InputLog};
+use crate::error::EngineError;
+use crate::physical::{PhysicalPlan, Stage};
+use crate::state::OpState;
+
+/// `checkpointInterval` when a rule with qos 1 leaves it out (eKuiper's 5 minutes would replay
+/// up to 5 minutes of logged input after a crash; 5 s keeps the log and the replay short).
+pub(super) const DEFAULT_INTERVAL_MS: u64 = 5_000;
+const MIN_INTERVAL_MS: u64 = 100;
+const MAX_INTERVAL_MS: u64 = 24 * 3_600_000;
+/// Source types whose input the log makes safe: pushed to Quiver and not read again by it.
+const LOGGED_SOURCES: &[&str] = &["mqtt", "memory", "httppush"];
+
+/// A rule's delivery guarantee (`qos`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Qos {
+    /// 0: at most once (eKuiper's default): nothing is kept across a crash.
+    AtMostOnce,
+    /// 1: at least once, checkpointed every so many ms.
+    AtLeastOnce(u64),
+}
+
+/// Reads `qos` and `checkpointInterval`; a value this engine cannot honour is refused by name.
+pub(super) fn qos(options: &Map<String, Value>) -> Result<Qos, EngineError> {
+    let interval = match options.get("checkpointInterval") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(Value::String(s)) => {
+            Some(quiver_compiler::duration::parse_millis(s).ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "checkpointInterval \"{s}\" is not a duration such as \"5s\""
+                ))
+            })?)
+        }
+        Some(other) => {
+            return Err(EngineError::Invalid(format!(
+                "checkpointInterval must be milliseconds or a duration such as \"5m\", got {other}"
+            )));
+        }
+    };
+    let level = match options.get("qos") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) => n.as_u64().filter(|q| *q <= 2).ok_or_else(|| {
+            EngineError::Invalid(format!("rule option qos must be 0, 1 or 2, got {n}"))
+        })?,
+        Some(Value::String(s)) => s.parse().ok().filter(|q| *q <= 2).ok_or_else(|| {
+            EngineError::Invalid(format!("rule option qos must be 0, 1 or 2, got \"{s}\""))
+        })?,
+        Some(other) => {
+            return Err(EngineError::Invalid(format!(
+                "rule option qos must be 0, 1 or 2, got {other}"
+            )));
+        }
+    };
+    match level {
+        0 => Ok(Qos::AtMostOnce),
+        1 => {
+            let ms = interval.unwrap_or(DEFAULT_INTERVAL_MS);
+            if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&ms) {
+                return Err(EngineError::Invalid(format!(
+                    "checkpointInterval {ms} ms is out of bounds ({MIN_INTERVAL_MS} ms to 24 h)"
+                )));
+            }
+            Ok(Qos::AtLeastOnce(ms))
+        }
+        _ => Err(EngineError::Invalid(
+            "rule option qos = 2 (exactly once) is not supported yet; qos 1 (at least once) is"
+                .into(),
+        )),
+    }
+}
+
+/// What a checkpointed run starts from.
+pub(super) struct Recovery {
+    pub(super) checkpointing: Arc<Checkpointing>,
+    /// Per worker: the log position the run's state includes, and the last logged record.
+    pub(super) positions: Vec<u64>,
+    pub(super) replay_until: Vec<u64>,
+    pub(super) interval: Duration,
+}
+
+impl Engine {
+    /// The directory of a rule's checkpoints and input log.
+    fn checkpoint_dir(&self, rule: &str) -> Option<PathBuf> {
+        let name: String = rule
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect();
+        Some(self.inner.data_dir.clone()?.join("checkpoints").join(name))
+    }
+
+    /// Starts checkpoints every `checkpointInterval`, waking every worker's source so idle
+    /// ones move to the checkpoint's time. Aborted with the run.
+    pub(super) fn checkpoint_trigger(
+        &self,
+        recovery: &Recovery,
+        workers: usize,
+        wake: quiver_connectors::WakeFn,
+    ) -> tokio::task::JoinHandle<()> {
+        let checkpointing = Arc::downgrade(&recovery.checkpointing);
+        let interval = recovery.interval;
+        self.inner.runtime.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(c) = checkpointing.upgrade() else {
+                    return;
+                };
+                if c.start().is_some() {
+                    (0..workers).for_each(|w| wake(w));
+                }
+            }
+        })
+    }
+
+    /// Deletes a rule's checkpoints and input log (the rule is deleted).
+    pub(super) fn forget_checkpoints(&self, rule: &str) {
+        if let Some(dir) = self.checkpoint_dir(rule) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// For a rule with qos 1: checks that this engine can keep its promise for the rule's
+    /// shape, opens its store and log, and loads the checkpoint to resume from (a checkpoint
+    /// of another plan is set aside, and the log with it, saying so).
+    pub(super) fn recovery(
+        &self,
+        entry: &RuleEntry,
+        physical: &PhysicalPlan,
+        source_type: &str,
+        shared: bool,
+        workers: usize,
+    ) -> Result<Option<Recovery>, EngineError> {
+        let Qos::AtLeastOnce(interval) = qos(&entry.spec.options)? else {
+            return Ok(None);
+        };
+        let refuse = |what: &str| {
+            Err(EngineError::Invalid(format!(
+                "rule option qos = 1 is not supported yet for {what}; only qos 0 is"
+            )))
+        };
+        if entry.test.is_some() {
+            return refuse("rule tests");
+        }
+        if shared || physical.grouped {
+            return refuse("rules on a SHARED stream");
+        }
+        if !LOGGED_SOURCES.contains(&source_type) {
+            return refuse(&format!(
+                "{source_type} sources (it is for {})",
+                LOGGED_SOURCES.join(", ")
+            ));
+        }
+        if !physical.joined.is_empty() || physical.tables().next().is_some() {
+            return refuse("joins");
+        }
+        for stage in &physical.stages {
+            if let Stage::Keyed { ops } | Stage::Emit { ops, .. } = stage
+                && ops.iter().any(|op| op.kind.is_stateful())
+            {
+                return refuse("analytic functions after a window or a key exchange");
+            }
+        }
+        let dir = self.checkpoint_dir(&entry.spec.id).ok_or_else(|| {
+            EngineError::Invalid(
+                "rule option qos = 1 needs a data directory, which this engine was started without"
+                    .into(),
+            )
+        })?;
+        let fail = |e: String| EngineError::Invalid(format!("qos 1: {e}"));
+        let store = CheckpointStore::open(&dir).map_err(fail)?;
+        let fingerprint = format!(
+            "workers={workers}\nsql={}\noptions={}\nplan={}",
+            entry.spec.sql,
+            Value::Object(entry.spec.options.clone()),
+            physical.explain()
+        );
+        let mut latest = store.latest();
+        if latest
+            .as_ref()
+            .is_some_and(|c| c.fingerprint != fingerprint)
+        {
+            tracing::warn!(
+                rule = %entry.spec.id,
+                "the rule's plan changed since its last checkpoint: its state starts afresh"
+            );
+            store.clear();
+            InputLog::clear(&dir);
+            latest = None;
+        }
+        let log = Arc::new(InputLog::open(&dir, workers).map_err(fail)?);
+        let mut positions = vec![0u64; workers];
+        if let Some(c) = &latest {
+            for (w, p) in positions.iter_mut().enumerate() {
+                if let Some(bytes) = c.parts.get(&crate::checkpoint::coordinator::source_part(w)) {
+                    let state = OpState::decode(bytes).map_err(fail)?;
+                    *p = state.number("position").unwrap_or(0).max(0) as u64;
+                }
+            }
+        }
+        let replay_until = (0..workers).map(|w| log.last_seq(w)).collect();
+        let event_time = physical.event_time.is_some();
+        let checkpointing =
+            Checkpointing::new(workers, fingerprint, store, latest, Some(log), event_time);
+        Ok(Some(Recovery {
+            checkpointing,
+            positions,
+            replay_until,
+            interval: Duration::from_millis(interval),
+        }))
+    }
+}
+
+/// Readies a qos 1 rule's MQTT source for a persistent session: it needs a client id that is
+/// the same on every start (the broker keys the session on it), `quiver-<rule id>` unless the
+/// stream's profile names one; a shared connection (`connectionSelector`) cannot acknowledge
+/// per rule, so it is refused.
+pub(super) fn durable_source(
+    rule: &str,
+    spec: &mut quiver_connectors::SourceSpec,
+) -> Result<(), EngineError> {
+    if spec.source_type != "mqtt" {
+        return Ok(());
+    }
+    let named = |key: &str| spec.props.keys().any(|k| k.eq_ignore_ascii_case(key));
+    if named("connectionSelector") {
+        return Err(EngineError::Invalid(
+            "rule option qos = 1 is not supported yet for a stream read through a shared connection (connectionSelector); only qos 0 is".into(),
+        ));
+    }
+    if !named("clientid") {
+        spec.props
+            .insert("clientid".into(), Value::String(format!("quiver-{rule}")));
+    }
+    Ok(())
+}
+
+/// Feeds each worker's queue the logged events after its checkpointed position, in turns, so
+/// the workers replay side by side. Blocking: run on a blocking thread before the live source
+/// starts (a live event must not overtake a replayed one in a queue). Returns the events
+/// replayed.
+pub(super) fn replay(
+    log: &InputLog,
+    positions: &[u64],
+    queues: &[tokio::sync::mpsc::Sender<quiver_connectors::SourceEvent>],
+    wake: &quiver_connectors::WakeFn,
+) -> Result<usize, String> {
+    let mut replays = positions
+        .iter()
+        .enumerate()
+        .take(queues.len())
+        .map(|(w, &p)| log.read_after(w, p).map(|r| (w, r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sent = 0;
+    while !replays.is_empty() {
+        let mut i = 0;
+        while i < replays.len() {
+            let (w, replay) = &mut replays[i];
+            match replay.next() {
+                None => {
+                    replays.remove(i);
+                    continue;
+                }
+                Some(record) => {
+                    let r = record?;
+                    let event = quiver_connectors::SourceEvent::Logged {
+                        seq: r.seq,
+                        at: r.at,
+                        event: Box::new(r.event),
+                    };
+                    queues[*w]
+                        .blocking_send(event)
+                        .map_err(|_| "the rule stopped during the replay".to_string())?;
+                    wake(*w);
+                    sent += 1;
+                }
+            }
+            i += 1;
+        }
+    }
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn qos_of(v: Value) -> Result<Qos, EngineError> {
+        qos(v.as_object().expect("object"))
+    }
+
+    #[test]
+    fn qos_values() {
+        assert_eq!(qos_of(json!({})).unwrap(), Qos::AtMostOnce);
+        assert_eq!(
+            qos_of(json!({"qos": 0, "checkpointInterval": 300000})).unwrap(),
+            Qos::AtMostOnce
+        );
+        assert_eq!(
+            qos_of(json!({"qos": 1})).unwrap(),
+            Qos::AtLeastOnce(DEFAULT_INTERVAL_MS)
+        );
+        assert_eq!(
+            qos_of(json!({"qos": 1, "checkpointInterval": "2s"})).unwrap(),
+            Qos::AtLeastOnce(2000)
+        );
+        for bad in [
+            json!({"qos": 2}),
+            json!({"qos": 3}),
+            json!({"qos": true}),
+            json!({"qos": 1, "checkpointInterval": 5}),
+            json!({"qos": 1, "checkpointInterval": "soon"}),
+        ] {
+            assert!(qos_of(bad.clone()).is_err(), "{bad} must be refused");
+        }
+        let e = qos_of(json!({"qos": 2})).unwrap_err().to_string();
+        assert!(e.contains("qos = 2"), "{e}");
+    }
+}

@@ -1,0 +1,199 @@
+//! `qos` 1 end to end: quiverd killed with SIGKILL in the middle of event-time windows, over
+//! MQTT, loses no row that reached it (nor those published while it was down, which the
+//! broker keeps for its persistent session) and emits no partial window; a torn checkpoint
+//! file is passed over for the one before it.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::mqtt::{TestClient, unique};
+use common::{Server, temp_dir};
+use serde_json::{Value, json};
+
+/// Event times: row `id` is at `BASE + id * STEP`, so a 1 s window holds 50 rows.
+const BASE: i64 = 1_700_000_000_000;
+const STEP: i64 = 20;
+const ROWS: i64 = 900;
+
+fn create(server: &Server, input: &str, output: &str) {
+    server.create_stream(&format!(
+        r#"CREATE STREAM ck (id BIGINT, ts BIGINT) WITH (TYPE="mqtt", DATASOURCE="{input}", FORMAT="json", TIMESTAMP="ts")"#
+    ));
+    let rule = json!({"id": "ck",
+        "sql": "SELECT window_start() AS ws, count(*) AS c, collect(id) AS ids FROM ck WHERE id >= 0 GROUP BY TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": output, "sendSingle": true, "qos": 1}}],
+        "options": {"qos": 1, "checkpointInterval": 200, "isEventTime": true, "lateTolerance": 0}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+}
+
+fn records_in(server: &Server) -> u64 {
+    let (_, st) = server.json("GET", "/rules/ck/status", None);
+    st["source_ck_0_records_in_total"].as_u64().unwrap_or(0)
+}
+
+fn row(id: i64, ts: i64) -> String {
+    json!({"id": id, "ts": ts}).to_string()
+}
+
+/// Waits until the rule's source reads the topic: a row it filters out (id -1, at the first
+/// window's start, behind the watermark after that) is published until one arrives after the
+/// `queued` rows the broker kept while quiverd was down. Returns the count of rows read so far.
+async fn subscribed(server: &Server, publisher: &TestClient, input: &str, queued: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while records_in(server) <= queued {
+        assert!(Instant::now() < deadline, "the rule never read its topic");
+        publisher.publish(input, &row(-1, BASE)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Warm-up rows still on their way arrive now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    records_in(server)
+}
+
+/// Publishes rows `from..to` and waits until quiverd has read every one of them.
+async fn publish(server: &Server, publisher: &TestClient, input: &str, from: i64, to: i64) {
+    let before = records_in(server);
+    for id in from..to {
+        publisher.publish(input, &row(id, BASE + id * STEP)).await;
+        if id % 25 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let want = before + (to - from) as u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while records_in(server) < want {
+        assert!(
+            Instant::now() < deadline,
+            "quiverd read {} of {want} rows",
+            records_in(server)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn newest_checkpoint(dir: &Path) -> Option<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("checkpoints").join("ck"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "qck"))
+        .collect();
+    files.sort();
+    files.pop()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
+    let dir = temp_dir("checkpoints-kill");
+    let (input, output) = (
+        format!("ck/{}/in", unique()),
+        format!("ck/{}/out", unique()),
+    );
+    let mut results = TestClient::start(1883, Some(output.clone()));
+    results.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    let mut server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
+    create(&server, &input, &output);
+
+    // Kill points part way into windows; the pause before each kill lands it anywhere
+    // relative to the 200 ms checkpoints.
+    let kills = [(137, 90), (421, 260), (689, 30)];
+    let mut next = 0;
+    // Rows published while quiverd is down: the broker keeps them for its persistent session.
+    let mut queued = 0;
+    for (k, (at, pause)) in kills.into_iter().enumerate() {
+        subscribed(&server, &publisher, &input, queued).await;
+        publish(&server, &publisher, &input, next, at).await;
+        next = at;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        server.kill();
+        queued = if k == 1 { 0 } else { 30 };
+        for id in next..next + queued as i64 {
+            publisher.publish(&input, &row(id, BASE + id * STEP)).await;
+        }
+        next += queued as i64;
+        if k == 1 {
+            // A torn newest checkpoint: the one before it is used, and the log says so.
+            let newest = newest_checkpoint(&dir).expect("a checkpoint was written");
+            let len = std::fs::metadata(&newest).unwrap().len();
+            std::fs::File::options()
+                .write(true)
+                .open(&newest)
+                .unwrap()
+                .set_len(len / 2)
+                .unwrap();
+            let log = dir.join("torn.log");
+            server = Server::start_args(&dir, &[], Some(&log));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("checkpoint file is damaged")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "no log line about the torn checkpoint"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } else {
+            server = Server::start(&dir);
+        }
+    }
+    subscribed(&server, &publisher, &input, queued).await;
+    publish(&server, &publisher, &input, next, ROWS).await;
+    // A row a window ahead closes every window.
+    publisher
+        .publish(&input, &row(ROWS, BASE + ROWS * STEP + 1000))
+        .await;
+
+    // Every emission, by window start.
+    let mut emitted: BTreeMap<i64, Vec<BTreeSet<i64>>> = BTreeMap::new();
+    let last_window = BASE + (ROWS - 1) * STEP;
+    let last_window = last_window - last_window.rem_euclid(1000);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), results.publishes.recv()).await {
+            Ok(Some(p)) => {
+                let v: Value = serde_json::from_slice(&p.payload).unwrap();
+                if v.is_array() {
+                    // An empty event-time window is sent as `[]`.
+                    continue;
+                }
+                let ids: BTreeSet<i64> = v["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_i64().unwrap())
+                    .collect();
+                assert_eq!(v["c"].as_u64(), Some(ids.len() as u64), "{v}");
+                emitted
+                    .entry(v["ws"].as_i64().unwrap())
+                    .or_default()
+                    .push(ids);
+            }
+            _ if emitted.contains_key(&last_window) => break,
+            _ => assert!(
+                Instant::now() < deadline,
+                "the last window never came: {emitted:?}"
+            ),
+        }
+    }
+    let mut windows = 0;
+    for start in (BASE..=last_window).step_by(1000) {
+        let want: BTreeSet<i64> = (0..ROWS)
+            .filter(|id| (start..start + 1000).contains(&(BASE + id * STEP)))
+            .collect();
+        let got = emitted
+            .get(&start)
+            .unwrap_or_else(|| panic!("window {start} was never emitted"));
+        for ids in got {
+            assert_eq!(ids, &want, "window {start} is partial or has foreign rows");
+        }
+        windows += 1;
+    }
+    assert_eq!(windows, 18);
+}
