@@ -30,6 +30,7 @@ pub mod send_error;
 pub mod sink_cache;
 pub mod sink_shape;
 pub mod sinkprops;
+pub mod state;
 pub mod tables;
 #[cfg(test)]
 mod testing;
