@@ -124,6 +124,7 @@ fn sliding_windows_restore_with_and_without_a_delay() {
     assert_round_trips("k, SLIDINGWINDOW(ss, 4)", false, 0);
     assert_round_trips("k, SLIDINGWINDOW(ss, 4, 2)", false, 0);
     assert_round_trips("k, SLIDINGWINDOW(ss, 4)", true, 1500);
+    assert_round_trips("k, SLIDINGWINDOW(ss, 4, 2)", true, 1500);
     assert_round_trips("k, SLIDINGWINDOW(ss, 4) OVER (WHEN v > 5)", false, 0);
 }
 
@@ -137,6 +138,7 @@ fn session_windows_restore() {
 fn count_windows_restore() {
     assert_round_trips("k, COUNTWINDOW(4)", false, 0);
     assert_round_trips("k, COUNTWINDOW(5, 2)", false, 0);
+    assert_round_trips("k, COUNTWINDOW(4)", true, 1500);
 }
 
 #[test]
