@@ -9,11 +9,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, NullArray, StringArray,
-    new_empty_array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, NullArray,
+    StringArray, UInt64Array, new_empty_array,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, UInt64Type};
 use serde_json::Value;
 
 use crate::eval::present;
@@ -27,6 +27,12 @@ pub trait Accumulator: Send {
     fn update(&mut self, groups: &[u32], n_groups: usize, args: &[ArrayRef]) -> usize;
     /// The result, one value per group.
     fn finish(&mut self, n_groups: usize) -> ArrayRef;
+    /// The state (what a checkpoint writes), as columns of `n_groups` values each: running
+    /// sums and moments rather than results, so that a restored accumulator finishes to the
+    /// very same values.
+    fn save(&self, n_groups: usize) -> Result<Vec<ArrayRef>, String>;
+    /// Replaces the state with one [`Accumulator::save`] wrote for the same call.
+    fn load(&mut self, state: &[ArrayRef]) -> Result<(), String>;
 }
 
 /// A fresh accumulator for `call`.
@@ -48,8 +54,10 @@ pub fn accumulator(call: &AggCall) -> Box<dyn Accumulator> {
         });
     }
     match call.kind {
-        AggKind::Count if call.args.is_empty() => Box::new(CountStar::default()),
-        AggKind::Count => Box::new(Count::default()),
+        AggKind::Count => Box::new(Count {
+            star: call.args.is_empty(),
+            counts: Vec::new(),
+        }),
         AggKind::Sum => Box::new(Sum::default()),
         AggKind::Avg => Box::new(Avg::default()),
         AggKind::Max => Box::new(Extreme::new(true)),
@@ -68,51 +76,48 @@ fn grow<T: Clone>(v: &mut Vec<T>, n: usize, init: T) {
     }
 }
 
-/// `count(*)`: rows per group.
+/// `count(*)` (rows per group) and `count(x)` (non-null values per group).
 #[derive(Default)]
-struct CountStar(Vec<i64>);
-
-impl Accumulator for CountStar {
-    fn update(&mut self, groups: &[u32], n_groups: usize, _args: &[ArrayRef]) -> usize {
-        grow(&mut self.0, n_groups, 0);
-        for &g in groups {
-            self.0[g as usize] += 1;
-        }
-        0
-    }
-    fn finish(&mut self, n_groups: usize) -> ArrayRef {
-        grow(&mut self.0, n_groups, 0);
-        Arc::new(Int64Array::from(std::mem::take(&mut self.0)))
-    }
+struct Count {
+    /// `count(*)`: every row counts.
+    star: bool,
+    counts: Vec<i64>,
 }
-
-/// `count(x)`: non-null values per group.
-#[derive(Default)]
-struct Count(Vec<i64>);
 
 impl Accumulator for Count {
     fn update(&mut self, groups: &[u32], n_groups: usize, args: &[ArrayRef]) -> usize {
-        grow(&mut self.0, n_groups, 0);
-        let arr = &args[0];
-        if arr.data_type() == &DataType::Null {
+        grow(&mut self.counts, n_groups, 0);
+        let arr = args.first().filter(|_| !self.star);
+        if arr.is_some_and(|a| a.data_type() == &DataType::Null) {
             return 0;
         }
-        if arr.null_count() == 0 {
-            for &g in groups {
-                self.0[g as usize] += 1;
+        match arr.filter(|a| a.null_count() > 0) {
+            None => {
+                for &g in groups {
+                    self.counts[g as usize] += 1;
+                }
             }
-        } else {
-            for (i, &g) in groups.iter().enumerate() {
-                if arr.is_valid(i) {
-                    self.0[g as usize] += 1;
+            Some(arr) => {
+                for (i, &g) in groups.iter().enumerate() {
+                    if arr.is_valid(i) {
+                        self.counts[g as usize] += 1;
+                    }
                 }
             }
         }
         0
     }
     fn finish(&mut self, n_groups: usize) -> ArrayRef {
-        grow(&mut self.0, n_groups, 0);
-        Arc::new(Int64Array::from(std::mem::take(&mut self.0)))
+        grow(&mut self.counts, n_groups, 0);
+        Arc::new(Int64Array::from(std::mem::take(&mut self.counts)))
+    }
+    fn save(&self, n_groups: usize) -> Result<Vec<ArrayRef>, String> {
+        let counts = padded(&self.counts, n_groups, 0);
+        Ok(vec![Arc::new(Int64Array::from(counts))])
+    }
+    fn load(&mut self, state: &[ArrayRef]) -> Result<(), String> {
+        self.counts = ints_at(state, 0)?;
+        Ok(())
     }
 }
 
@@ -225,6 +230,21 @@ impl Accumulator for Sum {
             ))
         }
     }
+    fn save(&self, n_groups: usize) -> Result<Vec<ArrayRef>, String> {
+        Ok(vec![
+            Arc::new(Int64Array::from(padded(&self.ints, n_groups, 0))),
+            Arc::new(Float64Array::from(padded(&self.floats, n_groups, 0.0))),
+            Arc::new(BooleanArray::from(padded(&self.seen, n_groups, false))),
+            flag_column(self.any_float, n_groups),
+        ])
+    }
+    fn load(&mut self, state: &[ArrayRef]) -> Result<(), String> {
+        self.ints = ints_at(state, 0)?;
+        self.floats = floats_at(state, 1)?;
+        self.seen = bools_at(state, 2)?;
+        self.any_float = flag_at(state, 3)?;
+        Ok(())
+    }
 }
 
 /// `avg(x)`: sum and count. Like eKuiper, integers average with integer (truncating)
@@ -271,6 +291,21 @@ impl Accumulator for Avg {
             (self.counts[g] > 0)
                 .then(|| (self.sums[g] + self.isums[g] as f64) / self.counts[g] as f64)
         })))
+    }
+    fn save(&self, n_groups: usize) -> Result<Vec<ArrayRef>, String> {
+        Ok(vec![
+            Arc::new(Float64Array::from(padded(&self.sums, n_groups, 0.0))),
+            Arc::new(Int64Array::from(padded(&self.isums, n_groups, 0))),
+            Arc::new(UInt64Array::from(padded(&self.counts, n_groups, 0))),
+            flag_column(self.any_float, n_groups),
+        ])
+    }
+    fn load(&mut self, state: &[ArrayRef]) -> Result<(), String> {
+        self.sums = floats_at(state, 0)?;
+        self.isums = ints_at(state, 1)?;
+        self.counts = column_at::<UInt64Type>(state, 2)?.values().to_vec();
+        self.any_float = flag_at(state, 3)?;
+        Ok(())
     }
 }
 
@@ -390,6 +425,51 @@ impl Accumulator for Extreme {
             _ => None,
         })))
     }
+    fn save(&self, n_groups: usize) -> Result<Vec<ArrayRef>, String> {
+        let best = padded(&self.best, n_groups, Best::None);
+        let ints = best.iter().map(|b| match b {
+            Best::Int(i) => Some(*i),
+            _ => None,
+        });
+        let floats = best.iter().map(|b| match b {
+            Best::Float(f) => Some(*f),
+            _ => None,
+        });
+        let strs = best.iter().map(|b| match b {
+            Best::Str(s) => Some(s.as_str()),
+            _ => None,
+        });
+        Ok(vec![
+            Arc::new(Int64Array::from_iter(ints)),
+            Arc::new(Float64Array::from_iter(floats)),
+            Arc::new(StringArray::from_iter(strs)),
+        ])
+    }
+    fn load(&mut self, state: &[ArrayRef]) -> Result<(), String> {
+        let ints = column_at::<Int64Type>(state, 0)?;
+        let floats = column_at::<Float64Type>(state, 1)?;
+        let strs = state
+            .get(2)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or("aggregate state: column 2 is not text")?;
+        if ints.len() != floats.len() || ints.len() != strs.len() {
+            return Err("aggregate state: columns of different lengths".into());
+        }
+        self.best = (0..ints.len())
+            .map(|g| {
+                if ints.is_valid(g) {
+                    Best::Int(ints.value(g))
+                } else if floats.is_valid(g) {
+                    Best::Float(floats.value(g))
+                } else if strs.is_valid(g) {
+                    Best::Str(strs.value(g).to_string())
+                } else {
+                    Best::None
+                }
+            })
+            .collect();
+        Ok(())
+    }
 }
 
 /// Variance and standard deviation by Welford's method (stable, O(1) per group).
@@ -443,6 +523,19 @@ impl Accumulator for Moments {
             Some(if self.sqrt { var.sqrt() } else { var })
         })))
     }
+    fn save(&self, n_groups: usize) -> Result<Vec<ArrayRef>, String> {
+        Ok(vec![
+            Arc::new(UInt64Array::from(padded(&self.n, n_groups, 0))),
+            Arc::new(Float64Array::from(padded(&self.mean, n_groups, 0.0))),
+            Arc::new(Float64Array::from(padded(&self.m2, n_groups, 0.0))),
+        ])
+    }
+    fn load(&mut self, state: &[ArrayRef]) -> Result<(), String> {
+        self.n = column_at::<UInt64Type>(state, 0)?.values().to_vec();
+        self.mean = floats_at(state, 1)?;
+        self.m2 = floats_at(state, 2)?;
+        Ok(())
+    }
 }
 
 /// Aggregates that need every value of the group: the argument columns of the window's
@@ -494,29 +587,34 @@ impl Buffered {
 
     /// One list per group from per-group position lists.
     fn lists(&self, per_group: Vec<Vec<(u32, u32)>>) -> ArrayRef {
-        let mut offsets = Vec::with_capacity(per_group.len() + 1);
-        offsets.push(0i32);
-        let mut flat = Vec::new();
-        for g in &per_group {
-            flat.extend_from_slice(g);
-            offsets.push(flat.len() as i32);
-        }
-        let values = if flat.is_empty() {
-            self.columns
-                .first()
-                .map(|c| new_empty_array(c.data_type()))
-                .unwrap_or_else(|| Arc::new(NullArray::new(0)))
-        } else {
-            self.gather(&flat)
-        };
-        let field = Arc::new(Field::new("item", values.data_type().clone(), true));
-        Arc::new(ListArray::new(
-            field,
-            OffsetBuffer::new(offsets.into()),
-            values,
-            None,
-        ))
+        lists(&self.columns, &per_group)
     }
+}
+
+/// One list per group of the values at each group's `(column, row)` positions.
+fn lists(columns: &[ArrayRef], per_group: &[Vec<(u32, u32)>]) -> ArrayRef {
+    let mut offsets = Vec::with_capacity(per_group.len() + 1);
+    offsets.push(0i32);
+    let mut flat = Vec::new();
+    for g in per_group {
+        flat.extend_from_slice(g);
+        offsets.push(flat.len() as i32);
+    }
+    let values = if flat.is_empty() {
+        columns
+            .first()
+            .map(|c| new_empty_array(c.data_type()))
+            .unwrap_or_else(|| Arc::new(NullArray::new(0)))
+    } else {
+        interleave_loose(columns, &flat)
+    };
+    let field = Arc::new(Field::new("item", values.data_type().clone(), true));
+    Arc::new(ListArray::new(
+        field,
+        OffsetBuffer::new(offsets.into()),
+        values,
+        None,
+    ))
 }
 
 impl Accumulator for Buffered {
@@ -628,6 +726,26 @@ impl Accumulator for Buffered {
             _ => Arc::new(NullArray::new(n_groups)),
         }
     }
+
+    fn save(&self, n_groups: usize) -> Result<Vec<ArrayRef>, String> {
+        let rows = padded_rows(&self.rows, n_groups);
+        let mut out = vec![lists(&self.columns, &rows)];
+        if !self.records.is_empty() {
+            out.push(lists(&self.records, &rows));
+        }
+        Ok(out)
+    }
+
+    fn load(&mut self, state: &[ArrayRef]) -> Result<(), String> {
+        let (values, rows) = unlist(state.first())?;
+        self.records = match state.get(1) {
+            Some(records) => unlist(Some(records))?.0.into_iter().collect(),
+            None => Vec::new(),
+        };
+        self.columns = values.into_iter().collect();
+        self.rows = rows;
+        Ok(())
+    }
 }
 
 impl Buffered {
@@ -714,6 +832,98 @@ impl Accumulator for Custom {
         let positions: Vec<(u32, u32)> = (0..n_groups as u32).map(|i| (i, 0)).collect();
         interleave_loose(&results, &positions)
     }
+
+    fn save(&self, n_groups: usize) -> Result<Vec<ArrayRef>, String> {
+        let rows = padded_rows(&self.rows, n_groups);
+        Ok(self.columns.iter().map(|cols| lists(cols, &rows)).collect())
+    }
+
+    fn load(&mut self, state: &[ArrayRef]) -> Result<(), String> {
+        if state.len() != self.columns.len() {
+            return Err(format!(
+                "aggregate state: {} argument columns for a call of {}",
+                state.len(),
+                self.columns.len()
+            ));
+        }
+        let mut rows = Vec::new();
+        for (i, list) in state.iter().enumerate() {
+            let (values, r) = unlist(Some(list))?;
+            self.columns[i] = values.into_iter().collect();
+            rows = r;
+        }
+        self.rows = rows;
+        Ok(())
+    }
+}
+
+/// `v` with `init` added up to `n` entries (accumulators grow lazily).
+fn padded<T: Clone>(v: &[T], n: usize, init: T) -> Vec<T> {
+    let mut out = v.to_vec();
+    grow(&mut out, n, init);
+    out
+}
+
+fn padded_rows(rows: &[Vec<(u32, u32)>], n: usize) -> Vec<Vec<(u32, u32)>> {
+    let mut out = rows.to_vec();
+    if out.len() < n {
+        out.resize_with(n, Vec::new);
+    }
+    out
+}
+
+/// A flag of the whole accumulator, repeated in each group's slot.
+fn flag_column(flag: bool, n_groups: usize) -> ArrayRef {
+    Arc::new(BooleanArray::from(vec![flag; n_groups]))
+}
+
+fn column_at<T: arrow::datatypes::ArrowPrimitiveType>(
+    state: &[ArrayRef],
+    i: usize,
+) -> Result<&arrow::array::PrimitiveArray<T>, String> {
+    state
+        .get(i)
+        .and_then(|c| c.as_primitive_opt::<T>())
+        .ok_or_else(|| format!("aggregate state: column {i} missing or of another type"))
+}
+
+fn ints_at(state: &[ArrayRef], i: usize) -> Result<Vec<i64>, String> {
+    Ok(column_at::<Int64Type>(state, i)?.values().to_vec())
+}
+
+fn floats_at(state: &[ArrayRef], i: usize) -> Result<Vec<f64>, String> {
+    Ok(column_at::<Float64Type>(state, i)?.values().to_vec())
+}
+
+fn bools_at(state: &[ArrayRef], i: usize) -> Result<Vec<bool>, String> {
+    let b = state
+        .get(i)
+        .and_then(|c| c.as_boolean_opt())
+        .ok_or_else(|| format!("aggregate state: column {i} is not boolean"))?;
+    Ok((0..b.len()).map(|g| b.value(g)).collect())
+}
+
+fn flag_at(state: &[ArrayRef], i: usize) -> Result<bool, String> {
+    Ok(bools_at(state, i)?.first().copied().unwrap_or(false))
+}
+
+/// Per group, the `(column, row)` positions of its values.
+type Positions = Vec<Vec<(u32, u32)>>;
+
+/// A saved list column back as one values column (`None` when no group has a value) and,
+/// per group, the positions of its values in it.
+fn unlist(list: Option<&ArrayRef>) -> Result<(Option<ArrayRef>, Positions), String> {
+    let list = list
+        .and_then(|l| l.as_list_opt::<i32>())
+        .ok_or("aggregate state: no list column")?;
+    let offsets = list.value_offsets();
+    let rows = offsets
+        .windows(2)
+        .map(|w| (w[0] as u32..w[1] as u32).map(|r| (0, r)).collect())
+        .collect();
+    let values = list.values();
+    let values = (!values.is_empty()).then(|| values.clone());
+    Ok((values, rows))
 }
 
 /// Linear interpolation between the closest ranks (sorted input).
@@ -791,4 +1001,147 @@ pub fn interleave_loose(columns: &[ArrayRef], positions: &[(u32, u32)]) -> Array
 /// values of any type.
 pub fn json_value(arr: &dyn Array, row: usize) -> Option<Value> {
     value_to_json(arr, row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::Literal;
+    use crate::expr::Expr;
+    use crate::types::SqlType;
+
+    fn call(kind: AggKind, args: Vec<Literal>) -> AggCall {
+        AggCall {
+            kind,
+            args: args.into_iter().map(Expr::Literal).collect(),
+            whole_row: kind == AggKind::Deduplicate,
+            ty: SqlType::Any,
+            custom: None,
+        }
+    }
+
+    /// A batch of rows: each row's group and the call's argument columns.
+    type Rows = (Vec<u32>, Vec<ArrayRef>);
+
+    /// Six batches over up to three groups; numbers alternate between integer and float
+    /// batches (so sums switch to floats midway), with nulls.
+    fn numbers() -> Vec<Rows> {
+        (0..6u32)
+            .map(|i| {
+                let groups: Vec<u32> = (0..4).map(|j| (i + j) % (i + 1).min(3)).collect();
+                let col: ArrayRef = if i % 2 == 0 {
+                    Arc::new(Int64Array::from_iter(
+                        (0..4).map(|j| (j != 2).then_some(i as i64 * 7 - j as i64 * 5)),
+                    ))
+                } else {
+                    Arc::new(Float64Array::from_iter(
+                        (0..4).map(|j| Some(0.1 * (i * 3 + j) as f64 + 1e-9)),
+                    ))
+                };
+                (groups, vec![col])
+            })
+            .collect()
+    }
+
+    /// Feeds `batches` to a fresh accumulator for `call`, with a save and a load into another
+    /// fresh one after every prefix: the results agree with the uninterrupted accumulator's.
+    fn assert_round_trips(call: &AggCall, batches: &[Rows]) {
+        let n_after = |k: usize| {
+            batches[..k]
+                .iter()
+                .flat_map(|b| b.0.iter())
+                .map(|&g| g as usize + 1)
+                .max()
+                .unwrap_or(0)
+        };
+        let n = n_after(batches.len());
+        let mut whole = accumulator(call);
+        for (groups, args) in batches {
+            whole.update(groups, n_after(batches.len()).max(1), args);
+        }
+        let expected = whole.finish(n).to_data();
+        for cut in 0..=batches.len() {
+            let mut before = accumulator(call);
+            for (groups, args) in &batches[..cut] {
+                before.update(groups, n_after(cut), args);
+            }
+            let saved = before.save(n_after(cut)).expect("save");
+            assert!(saved.iter().all(|c| c.len() == n_after(cut)));
+            let mut after = accumulator(call);
+            after.load(&saved).expect("load");
+            for (groups, args) in &batches[cut..] {
+                after.update(groups, n, args);
+            }
+            assert_eq!(
+                after.finish(n).to_data(),
+                expected,
+                "{:?} cut after {cut} batches",
+                call.kind
+            );
+        }
+    }
+
+    #[test]
+    fn every_accumulator_finishes_the_same_after_a_save_and_load() {
+        let frac = Literal::Float(0.3);
+        let cases = [
+            (AggKind::Count, vec![]),
+            (AggKind::Count, vec![Literal::Null]),
+            (AggKind::Sum, vec![Literal::Null]),
+            (AggKind::Avg, vec![Literal::Null]),
+            (AggKind::Max, vec![Literal::Null]),
+            (AggKind::Min, vec![Literal::Null]),
+            (AggKind::Var, vec![Literal::Null]),
+            (AggKind::Stddevs, vec![Literal::Null]),
+            (AggKind::Collect, vec![Literal::Null]),
+            (AggKind::Median, vec![Literal::Null]),
+            (AggKind::PercentileDisc, vec![Literal::Null, frac]),
+            (AggKind::LastValue, vec![Literal::Null, Literal::Bool(true)]),
+        ];
+        for (kind, args) in cases {
+            assert_round_trips(&call(kind, args), &numbers());
+        }
+        // Integers alone stay integers (an integer sum and truncating average).
+        let ints: Vec<Rows> = numbers().into_iter().step_by(2).collect();
+        assert_round_trips(&call(AggKind::Sum, vec![Literal::Null]), &ints);
+        assert_round_trips(&call(AggKind::Avg, vec![Literal::Null]), &ints);
+    }
+
+    #[test]
+    fn text_extremes_deduplicate_and_plugin_aggregates_restore() {
+        let text = |i: u32| -> ArrayRef {
+            Arc::new(StringArray::from_iter(
+                (0..4).map(|j| (j != 1).then(|| format!("s{}", (i * 5 + j * 3) % 7))),
+            ))
+        };
+        let batches: Vec<Rows> = (0..5)
+            .map(|i| ((0..4).map(|j| (i + j) % 2).collect(), vec![text(i)]))
+            .collect();
+        assert_round_trips(&call(AggKind::Max, vec![Literal::Null]), &batches);
+        assert_round_trips(&call(AggKind::Min, vec![Literal::Null]), &batches);
+        // deduplicate: the value and the whole row it returns.
+        let with_rows: Vec<Rows> = (0..5)
+            .map(|i| {
+                let v = text(i);
+                let row = arrow::array::StructArray::from(vec![(
+                    Arc::new(Field::new("x", DataType::Utf8, true)),
+                    v.clone(),
+                )]);
+                (batches[i as usize].0.clone(), vec![v, Arc::new(row)])
+            })
+            .collect();
+        for all in [true, false] {
+            let dedup = call(
+                AggKind::Deduplicate,
+                vec![Literal::Null, Literal::Bool(all)],
+            );
+            assert_round_trips(&dedup, &with_rows);
+        }
+        let mut custom = call(AggKind::Custom, vec![Literal::Null, Literal::Null]);
+        custom.custom = crate::functions::Registry::builtin().get("concat").cloned();
+        let pairs: Vec<Rows> = (0..5)
+            .map(|i| (batches[i as usize].0.clone(), vec![text(i), text(i + 1)]))
+            .collect();
+        assert_round_trips(&custom, &pairs);
+    }
 }

@@ -18,6 +18,44 @@ use arrow::record_batch::RecordBatch;
 use crate::eval::EvalContext;
 use crate::expr::{Expr, hit_times};
 pub use crate::hit_site::{HitSite, HitValue};
+use crate::plan::LogicalPlan;
+
+/// Every `last_*hit_*` call site of a rule's plan, once each, in plan order (the same order
+/// for the same SQL). The sites are the rule's hit state: operators share them with the plan.
+pub fn plan_sites(plan: &LogicalPlan) -> Vec<Arc<HitSite>> {
+    let mut out: Vec<Arc<HitSite>> = Vec::new();
+    for node in plan.chain() {
+        node.visit_exprs(&mut |e| {
+            if let Expr::Hit { site, .. } = e
+                && !out.iter().any(|s| Arc::ptr_eq(s, site))
+            {
+                out.push(site.clone());
+            }
+        });
+    }
+    out
+}
+
+/// The hits of every call site of `plan`, (count, time) in [`plan_sites`] order.
+pub fn save_hits(plan: &LogicalPlan) -> Vec<(i64, i64)> {
+    plan_sites(plan).iter().map(|s| s.saved()).collect()
+}
+
+/// Restores what [`save_hits`] saved from a plan of the same SQL.
+pub fn load_hits(plan: &LogicalPlan, saved: &[(i64, i64)]) -> Result<(), String> {
+    let sites = plan_sites(plan);
+    if sites.len() != saved.len() {
+        return Err(format!(
+            "hit state: {} saved call sites for a rule with {}",
+            saved.len(),
+            sites.len()
+        ));
+    }
+    for (site, &(count, time)) in sites.iter().zip(saved) {
+        site.restore(count, time);
+    }
+    Ok(())
+}
 
 /// The read-only call sites in a condition and each one's hit-time expression.
 pub fn cached_sites(cond: &Expr) -> Vec<(Arc<HitSite>, Expr)> {
@@ -83,4 +121,41 @@ pub fn condition_with_hits(
         }
     }
     keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(sql: &str) -> LogicalPlan {
+        let def = crate::parse_create(
+            r#"CREATE STREAM s (k STRING, v BIGINT) WITH (DATASOURCE="s", TYPE="memory")"#,
+        )
+        .expect("DDL parses");
+        let catalog: std::collections::HashMap<_, _> =
+            [(def.name.clone(), def)].into_iter().collect();
+        crate::compile_rule(sql, &catalog, crate::Registry::builtin())
+            .expect("rule compiles")
+            .plan
+    }
+
+    const SQL: &str = "SELECT last_hit_count() AS n, last_hit_time() AS t FROM s \
+                       WHERE v > last_hit_count()";
+
+    #[test]
+    fn hit_state_comes_back_into_a_plan_of_the_same_sql() {
+        let running = plan(SQL);
+        let sites = plan_sites(&running);
+        assert_eq!(sites.len(), 3);
+        sites[0].hit_all(&[10, 20]);
+        sites[1].record(30);
+        let saved = save_hits(&running);
+        let fresh = plan(SQL);
+        load_hits(&fresh, &saved).unwrap();
+        let restored: Vec<i64> = plan_sites(&fresh).iter().map(|s| s.read()).collect();
+        let expected: Vec<i64> = sites.iter().map(|s| s.read()).collect();
+        assert_eq!(restored, expected);
+        assert_eq!(save_hits(&fresh), saved);
+        assert!(load_hits(&plan("SELECT k FROM s"), &saved).is_err());
+    }
 }

@@ -55,6 +55,16 @@ impl HitSite {
         }
     }
 
+    /// The hit count and the last hit's time (what a checkpoint writes).
+    pub fn saved(&self) -> (i64, i64) {
+        *self.state.lock().expect("hit lock")
+    }
+
+    /// Replaces the hit count and time with saved ones.
+    pub fn restore(&self, count: i64, time: i64) {
+        *self.state.lock().expect("hit lock") = (count, time);
+    }
+
     /// Records one hit at `at`.
     pub fn record(&self, at: i64) {
         let mut s = self.state.lock().expect("hit lock");

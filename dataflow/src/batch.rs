@@ -7,6 +7,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use quiver_compiler::aggregate::interleave_loose;
 
+use crate::state::same_batch;
+
 /// Concatenates the partial results of one window from several workers into one emission.
 pub fn concat_results(batches: &[RecordBatch]) -> Option<RecordBatch> {
     match batches {
@@ -23,16 +25,6 @@ pub fn concat_results(batches: &[RecordBatch]) -> Option<RecordBatch> {
             )
         }
     }
-}
-
-/// True when two batch handles share their columns (clones of one batch).
-fn same_batch(a: &RecordBatch, b: &RecordBatch) -> bool {
-    a.num_rows() == b.num_rows()
-        && a.num_columns() == b.num_columns()
-        && a.columns()
-            .iter()
-            .zip(b.columns())
-            .all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
 /// Concatenates rows, each a (batch, position), into one batch in order, tolerating schema

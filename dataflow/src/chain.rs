@@ -7,11 +7,23 @@
 use arrow::record_batch::RecordBatch;
 
 use crate::metrics::NodeMetrics;
+use crate::state::OpState;
 
 /// A step of a rule's pipeline over batches.
 pub trait BatchOperator {
     /// Processes one batch; `None` when no row remains.
     fn process_batch(&mut self, batch: RecordBatch) -> Option<RecordBatch>;
+
+    /// The state kept from one batch to the next (what a checkpoint writes); `None` for a
+    /// stateless operator.
+    fn save(&self) -> Result<Option<OpState>, String> {
+        Ok(None)
+    }
+
+    /// Replaces the state with one [`BatchOperator::save`] wrote for the same operator.
+    fn load(&mut self, _state: &OpState) -> Result<(), String> {
+        Err("this operator keeps no state to load".into())
+    }
 }
 
 /// Runs several operators in sequence (a fused stateless chain: one timely operator).
@@ -39,6 +51,38 @@ impl BatchOperator for Chain {
             cur = op.process_batch(cur)?;
         }
         Some(cur)
+    }
+
+    /// Each stateful operator's state under its index; `None` when no operator has state.
+    fn save(&self) -> Result<Option<OpState>, String> {
+        let mut state = OpState::default();
+        for (i, op) in self.ops.iter().enumerate() {
+            if let Some(s) = op.save()? {
+                state.push_number(format!("saved.{i}"), 1);
+                state.nest(&i.to_string(), s);
+            }
+        }
+        if state.numbers.is_empty() {
+            return Ok(None);
+        }
+        state.push_number("ops", self.ops.len() as i64);
+        Ok(Some(state))
+    }
+
+    fn load(&mut self, state: &OpState) -> Result<(), String> {
+        let ops = state.need_number("ops")?;
+        if ops != self.ops.len() as i64 {
+            return Err(format!(
+                "chain state: saved for {ops} operators, the chain has {}",
+                self.ops.len()
+            ));
+        }
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            if state.number(&format!("saved.{i}")).is_some() {
+                op.load(&state.inner(&i.to_string()))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -97,5 +141,34 @@ mod tests {
         // The rule is failed: nothing runs any more, nothing more is counted.
         assert!(run_chain(&mut chain, rows(&[("b", 2, 20)]), &m, &fault).is_none());
         assert_eq!(m.exceptions_total(), 1);
+    }
+
+    fn counting_chain() -> Chain {
+        let mut chain = Chain::default();
+        chain.push(Box::new(crate::operators::limit::LimitOp::new(10)));
+        chain.push(Box::new(crate::operators::analytic::AnalyticOp::new(
+            crate::testing::analytic_calls("SELECT acc_count(v) OVER (PARTITION BY k) AS n FROM s"),
+            metrics(),
+        )));
+        chain
+    }
+
+    #[test]
+    fn a_chain_saves_its_stateful_operators_under_their_index() {
+        let mut a = counting_chain();
+        a.process_batch(rows(&[("a", 1, 1), ("b", 2, 2), ("a", 3, 3)]));
+        let state = a.save().unwrap().expect("the analytic operator has state");
+        assert_eq!(state.number("saved.1"), Some(1));
+        assert_eq!(state.number("saved.0"), None, "a limit has no state");
+        let state = OpState::decode(&state.encode().unwrap()).unwrap();
+        let mut c = counting_chain();
+        c.load(&state).unwrap();
+        let next = rows(&[("a", 4, 4), ("b", 5, 5)]);
+        assert_eq!(c.process_batch(next.clone()), a.process_batch(next));
+
+        let mut stateless = Chain::default();
+        stateless.push(Box::new(crate::operators::limit::LimitOp::new(1)));
+        assert!(stateless.save().unwrap().is_none());
+        assert!(stateless.load(&state).is_err(), "saved for another chain");
     }
 }

@@ -7,7 +7,6 @@ pub mod coordinator;
 pub mod event_codec;
 pub mod log;
 pub mod store;
-mod stubs;
 
 pub use coordinator::{Checkpointing, CommitStats};
 pub use log::InputLog;

@@ -249,6 +249,7 @@ impl Engine {
                 .as_ref()
                 .map(|r| r.replay_until.clone())
                 .unwrap_or_default(),
+            hits: quiver_compiler::hit::plan_sites(&entry.plan.plan),
         });
         self.inner
             .workers

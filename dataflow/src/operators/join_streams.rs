@@ -189,6 +189,10 @@ impl BatchOperator for JoinStreamsOp {
         let result = self.join(&batch, &mut ctx);
         crate::operators::join_table::report_join(&self.metrics, rows, started, &ctx, result)
     }
+
+    fn save(&self) -> Result<Option<crate::state::OpState>, String> {
+        Err("saving the state of a stream join is not supported yet".into())
+    }
 }
 
 /// The positions of each stream's rows in `batch`.

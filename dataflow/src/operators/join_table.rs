@@ -322,6 +322,10 @@ impl BatchOperator for JoinTableOp {
             });
         report_join(&self.metrics, rows, started, &ctx, result)
     }
+
+    fn save(&self) -> Result<Option<crate::state::OpState>, String> {
+        Err("saving the state of a table join is not supported yet".into())
+    }
 }
 
 /// Counts a join's outcome on its node: per-row failures in `ctx`, or the whole batch when

@@ -9,6 +9,8 @@ use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::window::TS_COLUMN;
 
+use crate::state::OpState;
+
 /// A joined stream that sent nothing for this long (wall time) no longer holds the watermark
 /// back, as Flink's `withIdleness`: the other streams' times move it; the idle stream's rows,
 /// when it speaks again, count once more (those behind the watermark by then are late).
@@ -200,6 +202,64 @@ impl Watermark {
         (out, Some(self.last))
     }
 
+    /// The state (what a checkpoint writes): the watermark, each stream's latest time and
+    /// whether it sent a row, and the waiting rows. Wall-clock idleness is not saved: a
+    /// restored watermark counts the streams that had spoken as active from the restore on.
+    pub fn save(&self) -> Result<OpState, String> {
+        let mut state = OpState::default();
+        state.push_number("last", self.last);
+        state.push_number("sources", self.max_seen.len() as i64);
+        let max_seen: ArrayRef = Arc::new(Int64Array::from(self.max_seen.clone()));
+        let seen: ArrayRef = Arc::new(BooleanArray::from_iter(
+            self.seen_at.iter().map(|s| Some(s.is_some())),
+        ));
+        state.push_batch(
+            "streams",
+            RecordBatch::try_from_iter([("max_seen", max_seen), ("seen", seen)])
+                .map_err(|e| e.to_string())?,
+        );
+        state.push_number("waiting", self.waiting.len() as i64);
+        for (i, b) in self.waiting.iter().enumerate() {
+            state.push_batch(format!("waiting.{i}"), b.clone());
+        }
+        Ok(state)
+    }
+
+    /// Replaces the state with a saved one (into a watermark built with the same settings).
+    pub fn load(&mut self, state: &OpState) -> Result<(), String> {
+        let sources = state.need_number("sources")?;
+        if sources != self.max_seen.len() as i64 {
+            return Err(format!(
+                "watermark state: saved for {sources} streams, the rule reads {}",
+                self.max_seen.len()
+            ));
+        }
+        let streams = state.need_batch("streams")?;
+        let (max_seen, seen) = match (
+            streams
+                .column_by_name("max_seen")
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>()),
+            streams
+                .column_by_name("seen")
+                .and_then(|c| c.as_boolean_opt()),
+        ) {
+            (Some(m), Some(s)) if m.len() == self.max_seen.len() && s.len() == m.len() => (m, s),
+            _ => return Err("watermark state: bad streams".into()),
+        };
+        let now = Instant::now();
+        self.last = state.need_number("last")?;
+        self.max_seen = max_seen.values().to_vec();
+        self.seen_at = (0..seen.len())
+            .map(|i| seen.value(i).then_some(now))
+            .collect();
+        self.started = now;
+        self.waiting = (0..state.need_number("waiting")?)
+            .map(|i| state.need_batch(&format!("waiting.{i}")).cloned())
+            .collect::<Result<_, _>>()?;
+        self.waiting_rows = self.waiting.iter().map(RecordBatch::num_rows).sum();
+        Ok(())
+    }
+
     /// Releases waiting rows with time <= `upto` (all of them for `None`), sorted by time.
     pub fn release(&mut self, upto: Option<i64>) -> Option<RecordBatch> {
         let out = self.release_sorted(upto);
@@ -373,5 +433,66 @@ mod tests {
         // Stream 0 speaks again: it holds the watermark once more; its row behind it is late.
         let (_, moved) = w.push(from(0, 3000), &mut failures);
         assert_eq!(moved, None);
+    }
+
+    /// Rows of two streams out of time order: (k, v, ts) with v the stream.
+    fn two_streams() -> Vec<RecordBatch> {
+        (0..10i64)
+            .map(|i| {
+                let ts: Vec<i64> = (0..3)
+                    .map(|j| 1000 * i + (j * 700 + i * 300) % 2500)
+                    .collect();
+                let src: Vec<Option<i64>> = (0..3).map(|j| Some((i + j) % 2)).collect();
+                let k: Vec<String> = ts.iter().map(|t| format!("r{t}")).collect();
+                let k: Vec<Option<&str>> = k.iter().map(|k| Some(k.as_str())).collect();
+                batch(vec![
+                    ("k", crate::testing::strings(&k)),
+                    ("ts", ints(&ts.iter().map(|t| Some(*t)).collect::<Vec<_>>())),
+                    (quiver_compiler::columns::SOURCE_COLUMN, ints(&src)),
+                ])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restored_watermark_releases_what_the_running_one_releases() {
+        let input = two_streams();
+        for cut in 0..=input.len() {
+            let (mut a, late_a) = watermark(200, 2);
+            let (mut b, _) = watermark(200, 2);
+            let mut failures = Failures::default();
+            for batch in &input[..cut] {
+                a.push(batch.clone(), &mut failures);
+                b.push(batch.clone(), &mut failures);
+            }
+            let before = late_a.load(Ordering::Relaxed);
+            let bytes = b.save().unwrap().encode().unwrap();
+            let (mut c, late_c) = watermark(200, 2);
+            c.load(&OpState::decode(&bytes).unwrap()).unwrap();
+            for (i, batch) in input[cut..].iter().enumerate() {
+                let expected = a.push(batch.clone(), &mut failures);
+                let got = c.push(batch.clone(), &mut failures);
+                assert_eq!(got, expected, "cut {cut}, batch {i}");
+            }
+            assert_eq!(c.release(None), a.release(None), "cut {cut}: the rest");
+            if cut == 0 {
+                assert!(
+                    late_c.load(Ordering::Relaxed) > 0,
+                    "the input has late rows"
+                );
+            }
+            assert_eq!(
+                late_c.load(Ordering::Relaxed),
+                late_a.load(Ordering::Relaxed) - before
+            );
+            assert_eq!(failures.rows, 0);
+        }
+    }
+
+    #[test]
+    fn a_watermark_state_for_another_number_of_streams_is_refused() {
+        let (one, _) = watermark(0, 1);
+        let (mut two, _) = watermark(0, 2);
+        assert!(two.load(&one.save().unwrap()).is_err());
     }
 }

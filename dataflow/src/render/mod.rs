@@ -97,6 +97,8 @@ pub struct RuleDataflow {
     /// Per worker, the input log's last record when the run began: a worker replays the log
     /// (its events keep the times they were logged at) until its position reaches it.
     pub replay_until: Vec<u64>,
+    /// The rule's `last_hit_*` call sites (their hits are part of a checkpoint).
+    pub hits: Vec<Arc<quiver_compiler::hit::HitSite>>,
 }
 
 /// What an operator of a rule run needs besides its data: the rule context its expressions

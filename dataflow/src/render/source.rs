@@ -18,7 +18,7 @@ use timely::dataflow::operators::generic::operator::source;
 use tokio::sync::mpsc;
 
 use super::{EVENTS_PER_ACTIVATION, MAX_PENDING_BATCHES, MAX_ROWS_TO_WINDOWS, RETRY, RuleDataflow};
-use crate::chain::{Chain, run_chain};
+use crate::chain::{BatchOperator, Chain, run_chain};
 use crate::checkpoint::coordinator::source_part;
 use crate::container::ArrowBatch;
 use crate::operators::watermark::Watermark;
@@ -61,6 +61,12 @@ pub(super) fn render_source<'s>(
         )
     });
     let ckpt = rule.checkpoint.clone();
+    // `last_hit_*` call sites: kept by the worker that reads every row in order (worker 0).
+    let hits = if worker == 0 {
+        rule.hits.clone()
+    } else {
+        Vec::new()
+    };
     // Until this worker's position reaches it, its events are replayed from the input log.
     let replay_until = rule.replay_until.get(worker).copied().unwrap_or(0);
     // The input log position of the last event this worker is through with.
@@ -71,13 +77,7 @@ pub(super) fn render_source<'s>(
             Ok(None) => {}
             Ok(Some(state)) => {
                 position = state.number("position").unwrap_or(0).max(0) as u64;
-                let loaded =
-                    chain
-                        .load(&state.inner("chain"))
-                        .and_then(|()| match watermark.as_mut() {
-                            Some(wm) => wm.load(&state.inner("watermark")),
-                            None => Ok(()),
-                        });
+                let loaded = restore_source(&state, &mut chain, watermark.as_mut(), &hits);
                 if let Err(e) = loaded {
                     fault.fail(&format!("cannot restore the checkpoint: {e}"));
                 }
@@ -98,14 +98,8 @@ pub(super) fn render_source<'s>(
             let cross = |to: u64, position: u64, chain: &Chain, watermark: &Option<Watermark>| {
                 if let Some(c) = &ckpt {
                     c.source_moves(worker, to, || {
-                        let mut state = OpState::default();
-                        state.push_number("position", position as i64);
-                        if let Some(s) = chain.save()? {
-                            state.nest("chain", s);
-                        }
-                        if let Some(wm) = watermark {
-                            state.nest("watermark", wm.save()?);
-                        }
+                        let state = save_source(position, chain, watermark.as_ref(), &hits)?;
+                        tracing::debug!(worker, position, to, "source state saved");
                         Ok((position, state))
                     });
                 }
@@ -307,6 +301,57 @@ pub(super) fn render_source<'s>(
             }
         }
     })
+}
+
+/// A source's part of a checkpoint: its log position, its chain's operators, the watermark
+/// and the hit call sites it keeps.
+fn save_source(
+    position: u64,
+    chain: &Chain,
+    watermark: Option<&Watermark>,
+    hits: &[Arc<quiver_compiler::hit::HitSite>],
+) -> Result<OpState, String> {
+    let mut state = OpState::default();
+    state.push_number("position", position as i64);
+    if let Some(s) = chain.save()? {
+        state.nest("chain", s);
+        state.push_number("has_chain", 1);
+    }
+    if let Some(wm) = watermark {
+        state.nest("watermark", wm.save()?);
+    }
+    state.push_number("hits", hits.len() as i64);
+    for (i, site) in hits.iter().enumerate() {
+        let (count, time) = site.saved();
+        state.push_number(format!("hit.{i}.count"), count);
+        state.push_number(format!("hit.{i}.time"), time);
+    }
+    Ok(state)
+}
+
+/// Puts back what [`save_source`] saved.
+fn restore_source(
+    state: &OpState,
+    chain: &mut Chain,
+    watermark: Option<&mut Watermark>,
+    hits: &[Arc<quiver_compiler::hit::HitSite>],
+) -> Result<(), String> {
+    if state.number("has_chain") == Some(1) {
+        chain.load(&state.inner("chain"))?;
+    }
+    if let Some(wm) = watermark {
+        wm.load(&state.inner("watermark"))?;
+    }
+    if state.number("hits").unwrap_or(0) != hits.len() as i64 {
+        return Err("the saved hit call sites do not match the rule's".into());
+    }
+    for (i, site) in hits.iter().enumerate() {
+        site.restore(
+            state.need_number(&format!("hit.{i}.count"))?,
+            state.need_number(&format!("hit.{i}.time"))?,
+        );
+    }
+    Ok(())
 }
 
 fn rule_key(info: &timely::dataflow::operators::generic::OperatorInfo) -> String {

@@ -156,7 +156,10 @@ where
                     run(Vec::new(), Some(t), windows, &mut emitted);
                     saved_epoch = epoch;
                     match windows.save() {
-                        Ok(state) => c.report(epoch, &part, Some(state)),
+                        Ok(state) => {
+                            tracing::debug!(part = %part, epoch, time = t, rows = ?state.batches.iter().map(|(n, b)| (n.clone(), b.num_rows())).collect::<Vec<_>>(), "window state saved");
+                            c.report(epoch, &part, Some(state))
+                        }
                         Err(e) => fault.fail(&format!("cannot save a checkpoint: {e}")),
                     }
                     let later = std::mem::take(&mut stash);

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Emission, GroupTable};
+use crate::state::OpState;
 use arrow::array::{AsArray, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
@@ -133,6 +134,46 @@ impl AlignedWindows {
 }
 
 impl AlignedWindows {
+    /// The state (what a checkpoint writes): every open window's table, the event-time
+    /// trigger and the counters.
+    pub(super) fn save(&self) -> Result<OpState, String> {
+        let mut state = OpState::default();
+        state.push_number("bad_rows", self.bad_rows as i64);
+        state.push_number("last_groups", self.last_groups as i64);
+        if let Some(t) = &self.trigger {
+            if let Some(end) = t.next_end {
+                state.push_number("trigger.next_end", end);
+            }
+            if let Some(first) = t.first {
+                state.push_number("trigger.first", first);
+            }
+        }
+        state.push_number("open", self.open.len() as i64);
+        for (k, (start, table)) in self.open.iter().enumerate() {
+            state.push_number(format!("start.{k}"), *start);
+            state.nest(&format!("open.{k}"), table.save()?);
+        }
+        Ok(state)
+    }
+
+    /// Replaces the open windows with saved ones.
+    pub(super) fn load(&mut self, state: &OpState) -> Result<(), String> {
+        self.bad_rows = state.need_number("bad_rows")? as usize;
+        self.last_groups = state.need_number("last_groups")? as usize;
+        if let Some(t) = self.trigger.as_mut() {
+            t.next_end = state.number("trigger.next_end");
+            t.first = state.number("trigger.first");
+        }
+        self.open.clear();
+        for k in 0..state.need_number("open")? {
+            let start = state.need_number(&format!("start.{k}"))?;
+            let mut table = GroupTable::new(self.spec.clone());
+            table.load(&state.inner(&format!("open.{k}")))?;
+            self.open.insert(start, table);
+        }
+        Ok(())
+    }
+
     /// Fires every window end up to `frontier`, in turn, while rows wait in a later window (at
     /// the end of input the last window with rows is the last to fire).
     fn advance_event_time(&mut self, frontier: i64) -> Vec<Emission> {

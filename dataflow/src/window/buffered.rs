@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::groups::{FixedMap, fixed_map};
 use super::{Emission, GroupTable};
-use arrow::array::AsArray;
+use crate::state::{OpState, one_column};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, UInt32Array};
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::window::{
     AggregateSpec, BEGIN_COLUMN, EMIT_COLUMN, PARTITION_COLUMN, TRIGGER_COLUMN, TS_COLUMN,
@@ -324,6 +325,107 @@ impl BufferedWindows {
         out
     }
 
+    /// The state (what a checkpoint writes): buffered rows, pending triggers, the count, the
+    /// open session and the open state windows. Windows whose per-window chain keeps state
+    /// of its own (a stream join) are refused; a stateless one (the WHERE of an event-time
+    /// window) and the raw trigger read only the rows saved here.
+    pub(super) fn save(&self) -> Result<OpState, String> {
+        if let Some(before) = &self.before
+            && crate::chain::BatchOperator::save(before)?.is_some()
+        {
+            return Err("saving the windows of a stream join is not supported".into());
+        }
+        let mut state = OpState::default();
+        state.push_number("bad_rows", self.bad_rows as i64);
+        state.push_number("count", self.count as i64);
+        state.push_number("next_start", self.next_start);
+        if let Some((first, start, last)) = self.session {
+            state.push_number("session.first", first);
+            state.push_number("session.start", start);
+            state.push_number("session.last", last);
+        }
+        save_rows(&mut state, "rows", self.rows.iter())?;
+        state.push_batch(
+            "pending",
+            one_column(Arc::new(Int64Array::from_iter_values(
+                self.pending.iter().copied(),
+            )))?,
+        );
+        let mut states: Vec<_> = self.states.iter().collect();
+        states.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let keys: ArrayRef = Arc::new(BinaryArray::from_iter_values(states.iter().map(|e| e.0)));
+        let starts: ArrayRef = Arc::new(Int64Array::from_iter_values(states.iter().map(|e| e.1.0)));
+        let lens: ArrayRef = Arc::new(UInt32Array::from_iter_values(
+            states.iter().map(|e| e.1.1.len() as u32),
+        ));
+        state.push_batch(
+            "states",
+            RecordBatch::try_from_iter([("key", keys), ("start", starts), ("len", lens)])
+                .map_err(|e| e.to_string())?,
+        );
+        save_rows(
+            &mut state,
+            "state_rows",
+            states.iter().flat_map(|e| e.1.1.iter()),
+        )?;
+        Ok(state)
+    }
+
+    /// Replaces the buffered rows and open windows with saved ones.
+    pub(super) fn load(&mut self, state: &OpState) -> Result<(), String> {
+        if let Some(before) = &self.before
+            && crate::chain::BatchOperator::save(before)?.is_some()
+        {
+            return Err("loading the windows of a stream join is not supported".into());
+        }
+        self.bad_rows = state.need_number("bad_rows")? as usize;
+        self.count = state.need_number("count")? as u64;
+        self.next_start = state.need_number("next_start")?;
+        self.session = match (
+            state.number("session.first"),
+            state.number("session.start"),
+            state.number("session.last"),
+        ) {
+            (Some(f), Some(s), Some(l)) => Some((f, s, l)),
+            _ => None,
+        };
+        self.rows = load_rows(state, "rows")?.into();
+        let pending = state.need_batch("pending")?.column(0);
+        self.pending = pending
+            .as_primitive_opt::<arrow::datatypes::Int64Type>()
+            .ok_or("window state: bad pending triggers")?
+            .values()
+            .iter()
+            .copied()
+            .collect();
+        let index = state.need_batch("states")?;
+        let (keys, starts, lens) = match (
+            index
+                .column_by_name("key")
+                .and_then(|c| c.as_binary_opt::<i32>()),
+            index
+                .column_by_name("start")
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>()),
+            index
+                .column_by_name("len")
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt32Type>()),
+        ) {
+            (Some(k), Some(s), Some(l)) => (k, s, l),
+            _ => return Err("window state: bad state windows".into()),
+        };
+        let mut rows = load_rows(state, "state_rows")?.into_iter();
+        self.states.clear();
+        for i in 0..index.num_rows() {
+            let part: Vec<Row> = rows.by_ref().take(lens.value(i) as usize).collect();
+            if part.len() != lens.value(i) as usize {
+                return Err("window state: state window rows missing".into());
+            }
+            self.states
+                .insert(keys.value(i).to_vec(), (starts.value(i), part));
+        }
+        Ok(())
+    }
+
     pub(super) fn next_deadline(&self) -> Option<i64> {
         match self.spec.window.kind {
             WindowKind::Sliding { delay, .. } => self.pending.front().map(|t| t + delay as i64),
@@ -343,6 +445,33 @@ impl BufferedWindows {
             _ => None,
         }
     }
+}
+
+/// Saves rows under `name`: their batches (see [`OpState::push_rows`]) and their times.
+fn save_rows<'a>(
+    state: &mut OpState,
+    name: &str,
+    rows: impl Iterator<Item = &'a Row> + Clone,
+) -> Result<(), String> {
+    state.push_rows(name, rows.clone().map(|r| (&r.batch, r.row)))?;
+    let ts = Int64Array::from_iter_values(rows.map(|r| r.ts));
+    state.push_batch(format!("{name}.ts"), one_column(Arc::new(ts))?);
+    Ok(())
+}
+
+/// The rows [`save_rows`] saved under `name`.
+fn load_rows(state: &OpState, name: &str) -> Result<Vec<Row>, String> {
+    let rows = state.rows(name)?;
+    let ts = state.need_batch(&format!("{name}.ts"))?.column(0);
+    let ts = ts
+        .as_primitive_opt::<arrow::datatypes::Int64Type>()
+        .filter(|t| t.len() == rows.len())
+        .ok_or("window state: bad row times")?;
+    Ok(rows
+        .into_iter()
+        .zip(ts.values())
+        .map(|((batch, row), &ts)| Row { ts, batch, row })
+        .collect())
 }
 
 /// The max-duration tick that can end a session whose first row came at `first`: ticks are

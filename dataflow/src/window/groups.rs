@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use quiver_compiler::aggregate::{Accumulator, accumulator, interleave_loose};
+
+use crate::state::{OpState, same_batch};
 use quiver_compiler::window::{
     AggregateSpec, KEY_COLUMN, TS_COLUMN, WINDOW_END, WINDOW_START, WindowKind, agg_column,
     arg_column, row_column,
@@ -153,6 +155,91 @@ impl GroupTable {
                 .collect();
             self.bad_rows += acc.update(&groups, n, &args);
         }
+    }
+
+    /// The state (what a checkpoint writes): the group index, each group's first row, the
+    /// accumulators' state and the bad-row count.
+    pub fn save(&self) -> Result<OpState, String> {
+        let n = self.first.len();
+        let mut state = OpState::default();
+        state.push_number("groups", n as i64);
+        state.push_number("bad_rows", self.bad_rows as i64);
+        state.push_rows(
+            "first",
+            self.first
+                .iter()
+                .map(|&(b, r)| (&self.carried[b as usize], r)),
+        )?;
+        let mut index: Vec<(&[u8], u32)> = self.index.iter().map(|(k, &g)| (&**k, g)).collect();
+        index.sort_unstable_by_key(|&(_, g)| g);
+        let keys: ArrayRef = Arc::new(BinaryArray::from_iter_values(index.iter().map(|e| e.0)));
+        let groups: ArrayRef = Arc::new(UInt32Array::from_iter_values(index.iter().map(|e| e.1)));
+        state.push_batch(
+            "index",
+            RecordBatch::try_from_iter([("key", keys), ("group", groups)])
+                .map_err(|e| e.to_string())?,
+        );
+        for (i, acc) in self.accs.iter().enumerate() {
+            let cols = acc.save(n)?;
+            let batch = RecordBatch::try_from_iter(
+                cols.into_iter()
+                    .enumerate()
+                    .map(|(c, col)| (format!("c{c}"), col)),
+            )
+            .map_err(|e| format!("aggregate {i}: {e}"))?;
+            state.push_batch(format!("acc.{i}"), batch);
+        }
+        Ok(state)
+    }
+
+    /// Replaces the table's contents with a saved state (into a fresh table of the same spec).
+    pub fn load(&mut self, state: &OpState) -> Result<(), String> {
+        let n = state.need_number("groups")? as usize;
+        let rows = state.rows("first")?;
+        if rows.len() != n {
+            return Err(format!(
+                "window state: {} first rows for {n} groups",
+                rows.len()
+            ));
+        }
+        self.carried.clear();
+        self.first.clear();
+        for (batch, r) in rows {
+            let b = match self.carried.iter().position(|c| same_batch(c, &batch)) {
+                Some(b) => b,
+                None => {
+                    self.carried.push(batch);
+                    self.carried.len() - 1
+                }
+            };
+            self.first.push((b as u32, r));
+        }
+        let index = state.need_batch("index")?;
+        let (keys, groups) = match (
+            index
+                .column_by_name("key")
+                .and_then(|c| c.as_binary_opt::<i32>()),
+            index
+                .column_by_name("group")
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt32Type>()),
+        ) {
+            (Some(k), Some(g)) => (k, g),
+            _ => return Err("window state: bad group index".into()),
+        };
+        self.index.clear();
+        for i in 0..index.num_rows() {
+            if groups.value(i) as usize >= n {
+                return Err("window state: group index out of range".into());
+            }
+            self.index.insert(keys.value(i).into(), groups.value(i));
+        }
+        for (i, acc) in self.accs.iter_mut().enumerate() {
+            let batch = state.need_batch(&format!("acc.{i}"))?;
+            acc.load(batch.columns())
+                .map_err(|e| format!("aggregate {i}: {e}"))?;
+        }
+        self.bad_rows = state.need_number("bad_rows")? as usize;
+        Ok(())
     }
 
     /// The result rows, one per group: carried columns (from each group's first row), the

@@ -4,6 +4,8 @@ pub mod aligned;
 pub mod buffered;
 pub mod groups;
 pub mod prepare;
+#[cfg(test)]
+mod state_tests;
 
 pub use aligned::AlignedWindows;
 pub use buffered::BufferedWindows;
@@ -14,6 +16,8 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::window::{AggregateSpec, WindowKind};
+
+use crate::state::OpState;
 
 /// One closed window: its bounds and result rows.
 #[derive(Debug)]
@@ -103,6 +107,30 @@ impl Windows {
         match self {
             Windows::Aligned(w) => w.open.is_empty(),
             Windows::Buffered(w) => w.is_idle(),
+        }
+    }
+
+    /// The state of every open window (what a checkpoint writes). The windows of a stream
+    /// join are refused.
+    pub fn save(&self) -> Result<OpState, String> {
+        let (kind, inner) = match self {
+            Windows::Aligned(w) => (0, w.save()?),
+            Windows::Buffered(w) => (1, w.save()?),
+        };
+        let mut state = OpState::default();
+        state.push_number("kind", kind);
+        state.nest("w", inner);
+        Ok(state)
+    }
+
+    /// Replaces the windows' state with a saved one; `self` is a fresh `Windows::new` of the
+    /// same spec and time mode.
+    pub fn load(&mut self, state: &OpState) -> Result<(), String> {
+        let inner = state.inner("w");
+        match (self, state.need_number("kind")?) {
+            (Windows::Aligned(w), 0) => w.load(&inner),
+            (Windows::Buffered(w), 1) => w.load(&inner),
+            _ => Err("window state: saved for another kind of window".into()),
         }
     }
 
