@@ -168,6 +168,10 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
     }
     subscribed(&server, &publisher, &input, queued).await;
     publish(&server, &publisher, &input, next, ROWS).await;
+    // The status says what was committed last.
+    let (_, st) = server.json("GET", "/rules/ck/status", None);
+    assert!(st["checkpoint_last_epoch"].as_u64() > Some(0), "{st}");
+    assert!(st["checkpoint_last_bytes"].as_u64() > Some(0), "{st}");
     // A row a window ahead closes every window.
     publisher
         .publish(&input, &row(ROWS, BASE + ROWS * STEP + 1000))

@@ -60,6 +60,8 @@ pub(super) struct RuleRun {
     pub(super) indexes: Vec<crate::tables::feed::IndexSpec>,
     /// Set when the rule is deleted: its sinks drop their caches instead of keeping them.
     pub(super) discard_caches: Arc<std::sync::atomic::AtomicBool>,
+    /// The run's checkpointing (qos 1), for its status.
+    pub(super) checkpoint: Option<Arc<crate::checkpoint::Checkpointing>>,
 }
 
 /// How a rule run gets its input.

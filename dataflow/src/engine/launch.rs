@@ -174,6 +174,7 @@ impl Engine {
                 in_flight,
                 indexes: Vec::new(),
                 discard_caches,
+                checkpoint: None,
             });
             started(entry);
             return Ok(());
@@ -418,6 +419,7 @@ impl Engine {
             in_flight,
             indexes: unbuilt.disarm(),
             discard_caches,
+            checkpoint: recovery.map(|r| r.checkpointing),
         });
         started(entry);
         Ok(())

@@ -174,6 +174,17 @@ impl Engine {
                 if let Some(conn) = &run.connection {
                     connection_metrics(&mut metrics, &run.source_node, conn);
                 }
+                if let Some(c) = &run.checkpoint {
+                    let last = c.stats();
+                    for (key, value) in [
+                        ("checkpoint_last_epoch", last.epoch as i64),
+                        ("checkpoint_last_time", last.at_ms),
+                        ("checkpoint_last_duration_ms", last.duration_ms as i64),
+                        ("checkpoint_last_bytes", last.bytes as i64),
+                    ] {
+                        metrics.push((key.to_string(), Value::from(value)));
+                    }
+                }
                 let dropped = run.dropped.load(std::sync::atomic::Ordering::Relaxed);
                 let late = run.late_rows.load(std::sync::atomic::Ordering::Relaxed);
                 let mut message = message;
