@@ -28,6 +28,14 @@ fn create(server: &Server, input: &str, output: &str) {
         "options": {"qos": 1, "checkpointInterval": 200, "isEventTime": true, "lateTolerance": 0}});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
+    // A processing-time window on the same stream: each row in one window, however often
+    // that window is sent.
+    let rule = json!({"id": "ck_pt",
+        "sql": "SELECT window_start() AS ws, collect(id) AS ids FROM ck WHERE id >= 0 GROUP BY TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": format!("{output}/pt"), "sendSingle": true, "qos": 1}}],
+        "options": {"qos": 1, "checkpointInterval": 200}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
     // A stateless rule on the same stream: every row goes out at least once.
     let rule = json!({"id": "ck_rows", "sql": "SELECT id FROM ck WHERE id >= 0",
         "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": format!("{output}/rows"), "sendSingle": true, "qos": 1}}],
@@ -38,7 +46,7 @@ fn create(server: &Server, input: &str, output: &str) {
 
 /// Rows read by the rule with the fewest (both rules read the same topic).
 fn records_in(server: &Server) -> u64 {
-    ["ck", "ck_rows"]
+    ["ck", "ck_rows", "ck_pt"]
         .iter()
         .map(|rule| {
             let (_, st) = server.json("GET", &format!("/rules/{rule}/status"), None);
@@ -110,6 +118,8 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
     results.subscribed().await;
     let mut rows = TestClient::start(1883, Some(format!("{output}/rows")));
     rows.subscribed().await;
+    let mut processing = TestClient::start(1883, Some(format!("{output}/pt")));
+    processing.subscribed().await;
     let publisher = TestClient::start(1883, None);
     let mut server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
     create(&server, &input, &output);
@@ -224,6 +234,42 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
     }
     assert_eq!(windows, 18);
 
+    // The processing-time windows: every row in some window, and a window sent again after a
+    // restart is sent whole, with the rows it had the first time.
+    let mut by_window: BTreeMap<i64, BTreeSet<BTreeSet<i64>>> = BTreeMap::new();
+    let mut in_windows = BTreeSet::new();
+    while in_windows.len() < ROWS as usize {
+        match tokio::time::timeout(Duration::from_secs(10), processing.publishes.recv()).await {
+            Ok(Some(p)) => {
+                let v: Value = serde_json::from_slice(&p.payload).unwrap();
+                let ids: BTreeSet<i64> = v["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_i64().unwrap())
+                    .collect();
+                in_windows.extend(ids.iter().copied());
+                by_window
+                    .entry(v["ws"].as_i64().unwrap())
+                    .or_default()
+                    .insert(ids);
+            }
+            _ => panic!(
+                "rows in no processing-time window: {:?}",
+                (0..ROWS)
+                    .filter(|i| !in_windows.contains(i))
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+    for (start, versions) in &by_window {
+        assert_eq!(
+            versions.len(),
+            1,
+            "window {start} was sent with different rows: {versions:?}"
+        );
+    }
+
     // The stateless rule sent every row at least once.
     let mut seen = BTreeSet::new();
     while seen.len() < ROWS as usize {
@@ -238,4 +284,43 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
             ),
         }
     }
+}
+
+#[test]
+fn qos_is_refused_by_name_where_it_cannot_be_kept() {
+    let dir = temp_dir("checkpoints-refused");
+    let server = Server::start(&dir);
+    let topic = format!("ck/{}/in", unique());
+    server.create_stream(&format!(
+        r#"CREATE STREAM m (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{topic}", FORMAT="json")"#
+    ));
+    server.create_stream(&format!(
+        r#"CREATE STREAM f (id BIGINT) WITH (TYPE="file", DATASOURCE="{}", FORMAT="json")"#,
+        dir.join("in.jsonl").display()
+    ));
+    server.create_stream(&format!(
+        r#"CREATE STREAM sh (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{topic}", FORMAT="json", SHARED="true")"#
+    ));
+    let cases = [
+        ("SELECT id FROM m", json!({"qos": 2}), "qos = 2"),
+        (
+            "SELECT id FROM m",
+            json!({"qos": 1, "checkpointInterval": 5}),
+            "checkpointInterval",
+        ),
+        ("SELECT id FROM f", json!({"qos": 1}), "file sources"),
+        ("SELECT id FROM sh", json!({"qos": 1}), "SHARED"),
+    ];
+    for (i, (sql, options, says)) in cases.into_iter().enumerate() {
+        let rule = json!({"id": format!("r{i}"), "sql": sql,
+            "actions": [{"log": {}}], "options": options});
+        let (status, body) = server.call("POST", "/rules", Some(rule));
+        assert_eq!(status, 400, "{sql} {options}: {body}");
+        assert!(body.contains(says), "{sql} {options}: {body}");
+    }
+    // The same rule at qos 1 on the MQTT stream is accepted.
+    let rule = json!({"id": "ok", "sql": "SELECT id FROM m", "actions": [{"log": {}}],
+        "options": {"qos": 1}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
 }

@@ -244,6 +244,19 @@ pub(super) fn durable_source(
             "rule option qos = 1 is not supported yet for a stream read through a shared connection (connectionSelector); only qos 0 is".into(),
         ));
     }
+    let subscription_qos = spec
+        .props
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("qos"))
+        .map(|(_, v)| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        });
+    if subscription_qos == Some(Some(0)) {
+        return Err(EngineError::Invalid(
+            "rule option qos = 1 needs the MQTT stream to subscribe with qos 1 or 2 (its \"qos\" property is 0: the broker would neither redeliver nor keep messages)".into(),
+        ));
+    }
     if !named("clientid") {
         spec.props
             .insert("clientid".into(), Value::String(format!("quiver-{rule}")));
