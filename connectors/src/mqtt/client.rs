@@ -195,8 +195,10 @@ impl Client {
         };
     }
 
-    /// Acknowledges a received message (`manual acks`: once it is safe); QoS 0 needs none.
-    pub fn try_ack(&self, qos: u8, pkid: u16) -> Result<(), String> {
+    /// Acknowledges a received message (`manual acks`: once it is safe), waiting while the
+    /// request queue is full (an ack dropped would hold a broker's in-flight slot until the
+    /// next connection); QoS 0 needs none.
+    pub async fn ack(&self, qos: u8, pkid: u16) -> Result<(), String> {
         let qos = match qos {
             1 => QoS::AtLeastOnce,
             2 => QoS::ExactlyOnce,
@@ -206,12 +208,12 @@ impl Client {
             Client::V311(c) => {
                 let mut p = rumqttc::Publish::new("", qos, Vec::new());
                 p.pkid = pkid;
-                c.try_ack(&p).map_err(|e| e.to_string())
+                c.ack(&p).await.map_err(|e| e.to_string())
             }
             Client::V5(c) => {
                 let mut p = v5p::Publish::new("", v5_qos(qos), Vec::new(), None);
                 p.pkid = pkid;
-                c.try_ack(&p).map_err(|e| e.to_string())
+                c.ack(&p).await.map_err(|e| e.to_string())
             }
         }
     }

@@ -114,6 +114,7 @@ impl Source for MqttSource {
             durable,
         });
         let _disconnect = DisconnectOnDrop(self.state.clone());
+        let acker = durable.then(|| Acker::start(client.clone(), config.topic.clone()));
         let mut backoff = Backoff::new();
         let mut failures = 0u64;
         // Messages on one topic share its name instead of allocating it per message.
@@ -152,9 +153,9 @@ impl Source for MqttSource {
                 };
                 out.send(SourceEvent::Raw(batch)).await?;
                 // Logged and synced: now the broker may forget them.
-                for (qos, pkid) in acks {
-                    if let Err(e) = client.try_ack(qos, pkid) {
-                        tracing::warn!("mqtt source {}: ack not sent: {e}", config.topic);
+                if let Some(acker) = &acker {
+                    for ack in acks {
+                        acker.ack(ack);
                     }
                 }
             }
@@ -251,6 +252,43 @@ impl MqttSource {
             // as a failure to retry rather than spin.
             Err(Failure::RequestsDone) => Step::Failed("the MQTT client stopped".into()),
         }
+    }
+}
+
+/// Sends a durable source's acks from a task of its own: an ack waits for room in the client's
+/// request queue, which only the source's loop drains by polling, so the loop must never wait
+/// for an ack itself.
+struct Acker {
+    tx: tokio::sync::mpsc::Sender<(u8, u16)>,
+    task: tokio::task::JoinHandle<()>,
+    topic: String,
+}
+
+impl Acker {
+    fn start(client: Client, topic: String) -> Acker {
+        // The broker lets at most 65,535 messages be unacknowledged (16-bit packet ids).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u8, u16)>(1 << 16);
+        let t = topic.clone();
+        let task = tokio::spawn(async move {
+            while let Some((qos, pkid)) = rx.recv().await {
+                if let Err(e) = client.ack(qos, pkid).await {
+                    tracing::warn!("mqtt source {t}: ack not sent: {e}");
+                }
+            }
+        });
+        Acker { tx, task, topic }
+    }
+
+    fn ack(&self, ack: (u8, u16)) {
+        if self.tx.try_send(ack).is_err() {
+            tracing::warn!("mqtt source {}: ack not sent: too many pending", self.topic);
+        }
+    }
+}
+
+impl Drop for Acker {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
