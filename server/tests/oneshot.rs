@@ -49,6 +49,14 @@ fn readings(n: i64) -> String {
         .collect()
 }
 
+/// The same readings as [`readings`], as `device,temperature,humidity,ts` lines (the input of
+/// a benchmark case reading `events.csv` in `FORMAT="delimited"`).
+fn readings_delimited(n: i64) -> String {
+    (0..n)
+        .map(|i| format!("dev-{},{},{},{}\n", i % DEVICES, i % 40, i % 100, T0 + i))
+        .collect()
+}
+
 const STREAM: &str = "CREATE STREAM demo (device STRING, temperature FLOAT, humidity BIGINT, \
      ts BIGINT) WITH (DATASOURCE=\"events.jsonl\", TYPE=\"file\", TIMESTAMP=\"ts\")";
 
@@ -308,16 +316,23 @@ fn setup_errors_exit_2_with_a_message() {
 fn benchmark_cases_run_end_to_end_on_a_tiny_input() {
     let dir = TempDir::new("bench-cases");
     let events = dir.write("events.jsonl", &readings(2_000));
+    let delimited = dir.write("events.csv", &readings_delimited(2_000));
     let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/cases");
     let mut ran = Vec::new();
+    let mut sink_rows = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(&cases).expect("benches/cases") {
         let case = entry.unwrap().path();
         if !case.join("rule.json").is_file() {
             continue;
         }
+        let stream = std::fs::read_to_string(case.join("stream.sql")).expect("stream.sql");
+        let input = match stream.contains("DATASOURCE=\"events.csv\"") {
+            true => &delimited,
+            false => &events,
+        };
         let out = Command::new(cases.join("run.sh"))
             .arg(&case)
-            .arg(&events)
+            .arg(input)
             .arg("2")
             .arg(env!("CARGO_BIN_EXE_quiverd"))
             .output()
@@ -352,12 +367,23 @@ fn benchmark_cases_run_end_to_end_on_a_tiny_input() {
             assert_eq!(refs["per_row_rows"], 50, "{refs}");
         }
         ran.push(line["case"].as_str().unwrap_or_default().to_string());
+        sink_rows.insert(
+            ran.last().cloned().unwrap_or_default(),
+            line["sink_rows"].clone(),
+        );
     }
+    // The delimited W1 reads the same readings as the JSON one: the same rows come out.
+    assert_eq!(
+        sink_rows.get("file_to_memory_w1_delimited"),
+        sink_rows.get("file_to_memory_w1"),
+        "{sink_rows:?}"
+    );
     ran.sort();
     assert_eq!(
         ran,
         [
             "file_to_memory_w1",
+            "file_to_memory_w1_delimited",
             "file_to_memory_w2",
             "file_to_memory_w3",
             "file_to_mysql_w1"
