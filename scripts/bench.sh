@@ -18,7 +18,10 @@
 #                    [--mysql-events N] [--out FILE]
 #
 #   --events      event counts; files DIR/events-N.jsonl are generated with quiver-gen unless
-#                 present with N lines (default DIR: data/, gitignored)
+#                 present with N lines (default DIR: data/, gitignored); a workload whose case
+#                 reads events.csv (w1_delimited) gets DIR/events-N.csv, the same readings as
+#                 device,temperature,humidity,ts lines (written with jq)
+#   --workloads   benches/cases/file_to_memory_<workload>: w1, w2, w3, w1_delimited
 #   --peers       peers to run (default: all three; "none" for Quiver only). A peer that
 #                 benches/peers/setup.sh could not install is reported and skipped; the venv
 #                 is created by setup.sh on first use
@@ -77,7 +80,7 @@ while [[ $# -gt 0 ]]; do
         --mqtt) mqtt_phases=$2; shift 2 ;;
         --mqtt-args) mqtt_args=$2; shift 2 ;;
         --mysql-events) mysql_events=$2; shift 2 ;;
-        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -131,6 +134,29 @@ for n in $(printf '%s\n' "${gen_events[@]}" | sort -un); do
         log "generating $f"
         "$work/quiver-gen" --events "$n" --out "$f" >&2
     fi
+done
+
+# The input of workload $1 over $2 events: events-N.jsonl, or events-N.csv when the case's
+# stream reads delimited lines.
+input_for() {
+    if grep -q 'DATASOURCE="events.csv"' "$root/benches/cases/file_to_memory_$1/stream.sql"; then
+        echo "$data_dir/events-$2.csv"
+    else
+        echo "$data_dir/events-$2.jsonl"
+    fi
+}
+for n in "${events_arr[@]}"; do
+    for wl in "${workloads_arr[@]}"; do
+        f=$(input_for "$wl" "$n")
+        [[ $f == *.csv ]] || continue
+        if [[ -f $f && $(wc -l < "$f" | tr -d ' ') == "$n" ]]; then
+            continue
+        fi
+        log "writing $f from events-$n.jsonl"
+        jq -r '[.device, .temperature, .humidity, .ts] | map(tostring) | join(",")' \
+            "$data_dir/events-$n.jsonl" > "$f.tmp"
+        mv "$f.tmp" "$f"
+    done
 done
 
 # --- peers -------------------------------------------------------------------------------
@@ -253,8 +279,8 @@ run_peer() { # peer workload events_file workers busy
 }
 
 for n in "${events_arr[@]}"; do
-    f=$data_dir/events-$n.jsonl
     for wl in "${workloads_arr[@]}"; do
+        f=$(input_for "$wl" "$n")
         for ((r = 1; r <= repeat; r++)); do
             for w in "${workers_arr[@]}"; do
                 busy=$(wait_quiet)
@@ -283,7 +309,8 @@ table=$(jq -rs --argjson qw "$q_ref_workers" --arg peers "${peers_list}" "$jq_fm
     def rate($ev; $s): ($ev / $s) as $r
         | if $r >= 1000000 then "\(($r / 10000 | round) / 100) M"
           elif $r >= 1000 then "\(($r / 100 | round) / 10) k" else "\($r | round)" end;
-    def wname: if . == "w1" then "W1 filter/project" elif . == "w2" then "W2 event-time window" else "W3 join 10,000-row table" end;
+    def wname: if . == "w1" then "W1 filter/project" elif . == "w1_delimited" then "W1 filter/project, delimited lines"
+        elif . == "w2" then "W2 event-time window" else "W3 join 10,000-row table" end;
     ([.[] | select(.failed | not)] | group_by([.engine, .workload, .events, .workers])
         | map(min_by(.wall_s))) as $best
     # A failed run shows only where no run of that cell succeeded.

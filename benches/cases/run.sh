@@ -4,12 +4,14 @@
 #
 #   benches/cases/run.sh CASE_DIR EVENTS_FILE WORKERS [QUIVERD]
 #
-# CASE_DIR holds stream.sql (reading DATASOURCE="events.jsonl"), rule.json and optionally
+# CASE_DIR holds stream.sql (reading DATASOURCE="events.jsonl", or "events.csv" for a
+# delimited case), rule.json and optionally
 # table.sql (a file table on DATASOURCE="devices.jsonl", generated here), plugins (lines
 # "KIND PROJECT": plugin projects packaged and installed into the run's data dir), setup.sql
 # and count.sql (run with the mariadb client on 127.0.0.1:3306 as root, database test:
 # before the run, and after it to count the rows that landed); EVENTS_FILE is
-# the JSON-lines input (from `quiver-gen`), substituted for events.jsonl as an absolute path.
+# the input (JSON lines from `quiver-gen`, or the same readings as delimited lines for a case
+# reading events.csv), substituted for the case's DATASOURCE as an absolute path.
 # QUIVERD defaults to target/release/quiverd. Fails unless the rule finished and its source
 # read every line of the file.
 set -euo pipefail
@@ -27,7 +29,7 @@ command -v jq >/dev/null || { echo "run.sh needs jq" >&2; exit 2; }
 [[ -x $quiverd ]] || { echo "no quiverd at $quiverd (cargo build --release -p quiver-server)" >&2; exit 2; }
 [[ -f $events_file ]] || { echo "no events file $events_file (quiver-gen --events N --out FILE)" >&2; exit 2; }
 
-stream=$(sed "s|DATASOURCE=\"events.jsonl\"|DATASOURCE=\"$events_file\"|" "$case_dir/stream.sql")
+stream=$(sed -E "s#DATASOURCE=\"events\.(jsonl|csv)\"#DATASOURCE=\"$events_file\"#" "$case_dir/stream.sql")
 events=$(wc -l < "$events_file" | tr -d ' ')
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -47,6 +47,9 @@ pub struct SourceSpec {
     pub datasource: String,
     /// Connection properties (from the stream's `CONF_KEY` profile).
     pub props: Map<String, Value>,
+    /// The stream's `FORMAT`, lower case (empty: `json`). The file source reads files of
+    /// another format as lines, one message each.
+    pub format: String,
 }
 
 /// Refuses eKuiper's `connectionSelector` on a built-in connector other than `mqtt`: only
@@ -295,7 +298,11 @@ impl Connectors {
                 &self.mqtt_connections,
             )?)),
             "file" => Ok(Box::new(file::FileSource::new(
-                file::FileSourceConfig::parse(&spec.datasource, &spec.props)?,
+                file::FileSourceConfig::parse_for_format(
+                    &spec.datasource,
+                    &spec.props,
+                    &spec.format,
+                )?,
             ))),
             "httppull" => Ok(Box::new(httppull::HttpPullSource::new(
                 httppull::HttpPullConfig::parse(&spec.datasource, &spec.props)?,

@@ -272,6 +272,7 @@ async fn directory_is_read_in_name_order_through_the_registry() {
         source_type: "file".into(),
         datasource: "in".into(),
         props,
+        ..Default::default()
     };
     let connectors = Connectors::new();
     assert!(connectors.source_types().contains(&"file"));

@@ -532,6 +532,7 @@ fn registered_as_a_source_and_a_sink_that_refuse_what_they_cannot_do() {
             .as_object()
             .unwrap()
             .clone(),
+        ..Default::default()
     };
     assert!(
         c.source(&spec)

@@ -446,6 +446,7 @@ fn registry_knows_mqtt() {
         source_type: "mqtt".into(),
         datasource: "a/#".into(),
         props: Map::new(),
+        ..Default::default()
     };
     assert!(c.source(&spec).is_ok());
     assert!(c.sink("mqtt", &json!({"topic": "x"})).is_ok());

@@ -221,3 +221,159 @@ fn a_partial_import_keeps_the_rest_and_a_full_one_replaces_everything() {
     assert_eq!(rules.as_array().unwrap().len(), 1, "{rules}");
     assert_eq!(server.json("GET", "/streams", None).1, json!(["other"]));
 }
+
+const PROTO: &str =
+    "syntax = \"proto3\"; package readings; message Reading { string device = 1; int64 t = 2; }";
+const PB_STREAM: &str = r#"CREATE STREAM pb () WITH (DATASOURCE="/pb", TYPE="httppush", FORMAT="protobuf", SCHEMAID="readings.Reading")"#;
+
+/// A protobuf schema, a stream and rule using it, and an MQTT connection a rule publishes
+/// through.
+fn populate_registry(server: &Server) {
+    let schema = json!({"name": "readings", "content": PROTO});
+    let (status, body) = server.call("POST", "/schemas/protobuf", Some(schema));
+    assert_eq!(status, 201, "{body}");
+    let conn = json!({"id": "edge", "typ": "mqtt",
+        "props": {"server": "tcp://127.0.0.1:1883", "username": "quiver", "password": "s3cret-pw"}});
+    let (status, body) = server.call("POST", "/connections", Some(conn));
+    assert_eq!(status, 201, "{body}");
+    server.create_stream(PB_STREAM);
+    let pb = json!({"id": "pb_log", "sql": "SELECT device, t FROM pb", "actions": [{"log": {}}]});
+    assert_eq!(server.call("POST", "/rules", Some(pb)).0, 201);
+    let out = json!({"id": "to_edge", "sql": "SELECT device FROM pb",
+        "actions": [{"mqtt": {"connectionSelector": "edge", "topic": "quiver/export-test"}}]});
+    assert_eq!(server.call("POST", "/rules", Some(out)).0, 201);
+}
+
+#[test]
+fn schemas_and_connections_travel_with_the_data_document() {
+    let a = Server::start(&temp_dir("data-registry-a"));
+    populate_registry(&a);
+    let (status, text) = a.call("GET", "/data/export", None);
+    assert_eq!(status, 200, "{text}");
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let schema: Value =
+        serde_json::from_str(doc["Schema"]["protobuf_readings"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        schema,
+        json!({"type": "protobuf", "name": "readings", "content": PROTO})
+    );
+    // Secrets are exported as stored, as the rules' are: the document must import again.
+    let conn: Value = serde_json::from_str(
+        doc["connectionConfig"]["connections.mqtt.edge"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(conn["password"], json!("s3cret-pw"), "{conn}");
+    assert_eq!(conn["server"], json!("tcp://127.0.0.1:1883"), "{conn}");
+
+    // A fresh server gets the schema and the connection before the streams that need them.
+    let b = Server::start(&temp_dir("data-registry-b"));
+    let (status, body) = import(&b, "", &doc);
+    assert_eq!(status, 200, "{body}");
+    let (_, shown) = b.json("GET", "/schemas/protobuf/readings", None);
+    assert_eq!(shown["content"], json!(PROTO));
+    let (status, shown) = b.json("GET", "/connections/edge", None);
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["props"]["password"], json!("******"), "{shown}");
+    assert_eq!(shown["props"]["username"], json!("quiver"), "{shown}");
+    assert_eq!(b.json("GET", "/streams", None).1, json!(["pb"]));
+    wait_rule_status(&b, "pb_log", |st| st["status"] == json!("running"));
+    wait_rule_status(&b, "to_edge", |st| st["status"] == json!("running"));
+    // Exported again, the schema and the connection are as they left the first server.
+    let again: Value = serde_json::from_str(&b.call("GET", "/data/export", None).1).unwrap();
+    assert_eq!(again["Schema"], doc["Schema"]);
+    assert_eq!(again["connectionConfig"], doc["connectionConfig"]);
+
+    // Importing it again over itself (schema and connection exist, rules running) works.
+    let (status, body) = import(&b, "", &doc);
+    assert_eq!(status, 200, "{body}");
+
+    // Exporting some rules takes the schemas and connections those rules use, only.
+    let (_, some) = b.call("POST", "/data/export", Some(json!(["pb_log"])));
+    let some: Value = serde_json::from_str(&some).unwrap();
+    assert!(some["Schema"]["protobuf_readings"].is_string(), "{some}");
+    assert_eq!(some["connectionConfig"], json!({}), "{some}");
+    let (_, some) = b.call("POST", "/data/export", Some(json!(["to_edge"])));
+    let some: Value = serde_json::from_str(&some).unwrap();
+    assert!(
+        some["connectionConfig"]["connections.mqtt.edge"].is_string(),
+        "{some}"
+    );
+}
+
+#[test]
+fn a_failed_import_puts_schemas_and_connections_back() {
+    let server = Server::start(&temp_dir("data-registry-fail"));
+    populate_registry(&server);
+    let before = server.call("GET", "/data/export", None).1;
+    let mut doc: Value = serde_json::from_str(&before).unwrap();
+
+    // A schema that does not compile: refused by its key, nothing changes.
+    doc["Schema"]["protobuf_bad"] =
+        json!(json!({"type": "protobuf", "name": "bad", "content": "message {"}).to_string());
+    let (status, body) = import(&server, "", &doc);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Schema \"protobuf_bad\""),
+        "{body}"
+    );
+    let st = server.json("GET", "/data/import/status", None).1;
+    assert!(st["Schema"]["protobuf_bad"].is_string(), "{st}");
+    assert_eq!(server.call("GET", "/data/export", None).1, before);
+
+    // A new schema and a changed connection, then a rule that reads a stream the import
+    // removes (it checks, then fails once the old streams are gone): the schema is removed
+    // again and the connection is as it was.
+    let mut doc: Value = serde_json::from_str(&before).unwrap();
+    doc["streams"] = json!({});
+    doc["Schema"]["protobuf_more"] = json!(
+        json!({"type": "protobuf", "name": "more", "content": "syntax = \"proto3\"; message M { int64 v = 1; }"})
+            .to_string()
+    );
+    doc["connectionConfig"]["connections.mqtt.edge"] = json!(
+        json!({"server": "tcp://127.0.0.1:1883", "username": "other", "password": "changed-pw"})
+            .to_string()
+    );
+    let orphan = json!({"id": "orphan", "sql": "SELECT * FROM pb", "actions": [{"log": {}}]});
+    doc["rules"] = json!({"orphan": orphan.to_string()});
+    let (status, body) = import(&server, "", &doc);
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.to_string().contains("changed-pw"), "{body}");
+    assert_eq!(server.call("GET", "/data/export", None).1, before);
+    assert_eq!(server.call("GET", "/schemas/protobuf/more", None).0, 404);
+    let (_, shown) = server.json("GET", "/connections/edge", None);
+    assert_eq!(shown["props"]["username"], json!("quiver"), "{shown}");
+    wait_rule_status(&server, "to_edge", |st| st["status"] == json!("running"));
+
+    // Malformed entries are refused by key.
+    for (section, key, value) in [
+        (
+            "Schema",
+            "protobuf_x",
+            json!({"type": "protobuf", "name": "y", "content": PROTO}),
+        ),
+        (
+            "connectionConfig",
+            "edge",
+            json!({"server": "tcp://127.0.0.1:1883"}),
+        ),
+        (
+            "connectionConfig",
+            "connections.sql.db",
+            json!({"url": "mysql://user:pw-123@h/d"}),
+        ),
+    ] {
+        let doc = json!({ section: { key: value.to_string() } });
+        let (status, body) = import(&server, "?partial=1", &doc);
+        assert_eq!(status, 400, "{section} {key}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(key),
+            "{section} {key}: {body}"
+        );
+    }
+    assert_eq!(server.call("GET", "/data/export", None).1, before);
+}

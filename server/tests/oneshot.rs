@@ -49,6 +49,14 @@ fn readings(n: i64) -> String {
         .collect()
 }
 
+/// The same readings as [`readings`], as `device,temperature,humidity,ts` lines (the input of
+/// a benchmark case reading `events.csv` in `FORMAT="delimited"`).
+fn readings_delimited(n: i64) -> String {
+    (0..n)
+        .map(|i| format!("dev-{},{},{},{}\n", i % DEVICES, i % 40, i % 100, T0 + i))
+        .collect()
+}
+
 const STREAM: &str = "CREATE STREAM demo (device STRING, temperature FLOAT, humidity BIGINT, \
      ts BIGINT) WITH (DATASOURCE=\"events.jsonl\", TYPE=\"file\", TIMESTAMP=\"ts\")";
 
@@ -183,6 +191,91 @@ fn bare_select_over_csv_with_a_profile() {
     assert_eq!(devices, ["dev-1", "dev-3", "dev-4"]);
 }
 
+/// The exceptions a run's status counts, over every node.
+fn exceptions(st: &Value) -> i64 {
+    st.as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.ends_with("_exceptions_total"))
+        .map(|(_, v)| v.as_i64().unwrap())
+        .sum()
+}
+
+/// Fixed bug: a `.csv` file in `FORMAT="delimited"` was read as CSV with a header into JSON
+/// rows, which the delimited decoder then refused one by one. It is read as lines, each line a
+/// delimited message, as eKuiper's `lines` file type; a header line is a message too unless
+/// `ignoreStartLines` skips it, and `fileType: csv` with that format is refused by name.
+#[test]
+fn delimited_csv_file_is_read_as_lines() {
+    let dir = TempDir::new("delimited");
+    std::fs::create_dir(dir.0.join("data")).unwrap();
+    dir.write(
+        "data/in.csv",
+        "device,temperature\ndev-1,25.5\ndev-2,10\n\ndev-3,30\r\ndev-4,21",
+    );
+    let config = dir.write(
+        "quiver.yaml",
+        &format!(
+            "file:\n  default:\n    path: {data}\n  skip:\n    path: {data}\n    \
+             ignoreStartLines: 1\n  csv:\n    path: {data}\n    fileType: csv\n",
+            data = dir.0.join("data").display()
+        ),
+    );
+    let run = |conf_key: &str| {
+        quiverd(
+            &dir.0,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--stream",
+                &format!(
+                    "CREATE STREAM demo (device STRING, temperature FLOAT) WITH \
+                     (DATASOURCE=\"in.csv\", TYPE=\"file\", FORMAT=\"delimited\", \
+                     DELIMITER=\",\", CONF_KEY=\"{conf_key}\")"
+                ),
+                "--rule",
+                "SELECT device, temperature FROM demo WHERE temperature > 20",
+            ],
+        )
+    };
+    let expected = [("dev-1", 25.5), ("dev-3", 30.0), ("dev-4", 21.0)];
+    let seen = |out: &Output| {
+        let mut rows: Vec<(String, f64)> = logged_rows(out)
+            .iter()
+            .map(|r| {
+                let device = r["device"].as_str().unwrap().to_string();
+                (device, r["temperature"].as_f64().unwrap())
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    };
+    let expected: Vec<(String, f64)> = expected.iter().map(|(d, t)| (d.to_string(), *t)).collect();
+
+    // The header line is a message whose "temperature" is not a number: one bad message.
+    let out = run("default");
+    let st = status(&out);
+    assert!(out.status.success(), "{st:#}");
+    assert_eq!(st["status"], "stopped", "{st:#}");
+    assert_eq!(seen(&out), expected, "{st:#}");
+    assert_eq!(exceptions(&st), 1, "the header line: {st:#}");
+
+    let out = run("skip");
+    let st = status(&out);
+    assert!(out.status.success(), "{st:#}");
+    assert_eq!(seen(&out), expected, "{st:#}");
+    assert_eq!(exceptions(&st), 0, "{st:#}");
+
+    // Refused when the rule is set up, naming both, never read as csv and left to fail.
+    let out = run("csv");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"fileType\": csv") && err.contains("FORMAT \"delimited\""),
+        "{err}"
+    );
+}
+
 #[test]
 fn missing_file_stops_the_rule_by_error() {
     let dir = TempDir::new("missing");
@@ -223,16 +316,23 @@ fn setup_errors_exit_2_with_a_message() {
 fn benchmark_cases_run_end_to_end_on_a_tiny_input() {
     let dir = TempDir::new("bench-cases");
     let events = dir.write("events.jsonl", &readings(2_000));
+    let delimited = dir.write("events.csv", &readings_delimited(2_000));
     let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/cases");
     let mut ran = Vec::new();
+    let mut sink_rows = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(&cases).expect("benches/cases") {
         let case = entry.unwrap().path();
         if !case.join("rule.json").is_file() {
             continue;
         }
+        let stream = std::fs::read_to_string(case.join("stream.sql")).expect("stream.sql");
+        let input = match stream.contains("DATASOURCE=\"events.csv\"") {
+            true => &delimited,
+            false => &events,
+        };
         let out = Command::new(cases.join("run.sh"))
             .arg(&case)
-            .arg(&events)
+            .arg(input)
             .arg("2")
             .arg(env!("CARGO_BIN_EXE_quiverd"))
             .output()
@@ -267,12 +367,23 @@ fn benchmark_cases_run_end_to_end_on_a_tiny_input() {
             assert_eq!(refs["per_row_rows"], 50, "{refs}");
         }
         ran.push(line["case"].as_str().unwrap_or_default().to_string());
+        sink_rows.insert(
+            ran.last().cloned().unwrap_or_default(),
+            line["sink_rows"].clone(),
+        );
     }
+    // The delimited W1 reads the same readings as the JSON one: the same rows come out.
+    assert_eq!(
+        sink_rows.get("file_to_memory_w1_delimited"),
+        sink_rows.get("file_to_memory_w1"),
+        "{sink_rows:?}"
+    );
     ran.sort();
     assert_eq!(
         ran,
         [
             "file_to_memory_w1",
+            "file_to_memory_w1_delimited",
             "file_to_memory_w2",
             "file_to_memory_w3",
             "file_to_mysql_w1"

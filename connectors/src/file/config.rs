@@ -97,8 +97,24 @@ pub struct FileSourceConfig {
 }
 
 impl FileSourceConfig {
-    /// Validates the stream's DATASOURCE and the profile's properties.
+    /// Validates the stream's DATASOURCE and the profile's properties, for a JSON stream.
     pub fn parse(datasource: &str, props: &Map<String, Value>) -> Result<Self, ConnectorError> {
+        Self::parse_for_format(datasource, props, "json")
+    }
+
+    /// Validates the stream's DATASOURCE and the profile's properties for a stream whose
+    /// `FORMAT` is `format` (empty reads as `json`).
+    ///
+    /// A format other than JSON reads every file as lines, one message per line decoded in
+    /// that format (eKuiper's `lines` file type; unset `fileType` means lines then, whatever
+    /// the extension). `json` and `csv` files are read into JSON rows, so `fileType` json or
+    /// csv with such a format is refused, as are the csv properties `hasHeader` (true),
+    /// `columns` and `delimiter`, which a lines file cannot honour.
+    pub fn parse_for_format(
+        datasource: &str,
+        props: &Map<String, Value>,
+        format: &str,
+    ) -> Result<Self, ConnectorError> {
         let p = Props::new(CONNECTOR, props);
         p.check_file_keys();
         let decompression = Compression::parse(&p, "decompression", FILE_COMPRESSIONS)?;
@@ -127,6 +143,10 @@ impl FileSourceConfig {
                     "\"{name}\" must be json, lines or csv, got {other}"
                 )));
             }
+        };
+        let file_type = match format.trim().to_ascii_lowercase().as_str() {
+            "" | "json" => file_type,
+            other => Some(lines_for_format(&p, file_type, other)?),
         };
         let columns = p.columns()?;
         let has_header = p.boolean("hasheader")?.unwrap_or(columns.is_none());
@@ -182,6 +202,47 @@ impl FileSourceConfig {
             }
         })
     }
+}
+
+/// The file type of a stream whose format is not JSON: lines. `fileType` json or csv, and the
+/// csv properties, are refused naming them: each would turn a line into a JSON row the
+/// stream's decoder cannot read.
+fn lines_for_format(
+    p: &Props<'_>,
+    file_type: Option<FileType>,
+    format: &str,
+) -> Result<FileType, ConnectorError> {
+    if let Some(t @ (FileType::Json | FileType::Csv)) = file_type {
+        let (name, _) = p.get("filetype").expect("fileType was read");
+        let t = if t == FileType::Json { "json" } else { "csv" };
+        return Err(config_error(format!(
+            "\"{name}\": {t} cannot be read by a stream in FORMAT \"{format}\": {t} files are \
+             read into JSON rows; use fileType lines (one {format} message per line) or \
+             FORMAT \"json\""
+        )));
+    }
+    if let Some((name, _)) = p.get("hasheader")
+        && p.boolean("hasheader")? == Some(true)
+    {
+        return Err(config_error(format!(
+            "\"{name}\" is a csv file property; a stream in FORMAT \"{format}\" reads its file as \
+             lines, where a header line is a message like any other: skip it with \
+             \"ignoreStartLines\": 1"
+        )));
+    }
+    if let Some((name, _)) = p.get("columns") {
+        return Err(config_error(format!(
+            "\"{name}\" is a csv file property; in a stream in FORMAT \"{format}\" the \
+             stream's columns name the fields"
+        )));
+    }
+    if let Some((name, _)) = p.get("delimiter") {
+        return Err(config_error(format!(
+            "\"{name}\" is a csv file property; a stream in FORMAT \"{format}\" takes the \
+             stream's own DELIMITER"
+        )));
+    }
+    Ok(FileType::Lines)
 }
 
 fn config_error(reason: String) -> ConnectorError {
@@ -355,6 +416,38 @@ mod tests {
             assert!(parse("x", props.clone()).is_err(), "{props} accepted");
         }
         assert!(parse("", json!({})).is_err());
+    }
+
+    #[test]
+    fn another_format_reads_every_file_as_lines() {
+        let lines = |props: Value, format: &str| {
+            FileSourceConfig::parse_for_format("x.csv", props.as_object().unwrap(), format)
+        };
+        let c = lines(json!({}), "delimited").unwrap();
+        assert_eq!(
+            c.file_type_for(&c.path),
+            FileType::Lines,
+            "not csv by extension"
+        );
+        let c = lines(json!({"fileType": "lines", "hasHeader": false}), "binary").unwrap();
+        assert_eq!(c.file_type_for(&c.path), FileType::Lines);
+        let c = lines(json!({}), "JSON").unwrap();
+        assert_eq!(
+            c.file_type_for(&c.path),
+            FileType::Csv,
+            "json keeps the extension"
+        );
+        for (props, named) in [
+            (json!({"fileType": "csv"}), "\"fileType\": csv"),
+            (json!({"filetype": "json"}), "\"filetype\": json"),
+            (json!({"hasHeader": "true"}), "\"hasHeader\""),
+            (json!({"columns": ["a"]}), "\"columns\""),
+            (json!({"delimiter": ";"}), "\"delimiter\""),
+        ] {
+            let e = lines(props.clone(), "delimited").unwrap_err().to_string();
+            assert!(e.contains(named), "{props}: {e}");
+            assert!(e.contains("FORMAT \"delimited\""), "{props}: {e}");
+        }
     }
 
     #[test]

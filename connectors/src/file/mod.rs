@@ -8,7 +8,9 @@
 //! splits into rows: `json` (an array of objects, or one object), `lines` (one JSON object per
 //! line) or `csv`; unset, it follows the extension (`.jsonl`/`.ndjson`: lines, `.csv`: csv,
 //! else json). Each row travels as one JSON-object payload, 1,024 rows per event, decoded on
-//! the workers.
+//! the workers. A stream whose `FORMAT` is not JSON reads every file as lines, each line one
+//! message in that format (`fileType` json or csv is refused there, as eKuiper's csv and json
+//! readers make JSON rows).
 //!
 //! Contract: the file is streamed, never loaded whole (bounded memory, back-pressure from the
 //! rule). At the end of the input the source returns, so the rule finishes: every open window

@@ -47,6 +47,7 @@ fn source_config(name: &str, props: &Value) -> Result<String, String> {
         source_type: name.to_ascii_lowercase(),
         datasource: datasource.into(),
         props: props.as_object().cloned().unwrap_or_default(),
+        ..Default::default()
     };
     // The parsed settings, compared through their Debug text: the sources' configs hold no
     // randomness once `clientId` is fixed.

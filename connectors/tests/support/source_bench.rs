@@ -28,6 +28,7 @@ pub fn source(source_type: &str, datasource: &str, props: Value) -> Box<dyn Sour
         source_type: source_type.into(),
         datasource: datasource.into(),
         props: props.as_object().cloned().unwrap_or_default(),
+        ..Default::default()
     };
     Connectors::new().source(&spec).unwrap()
 }

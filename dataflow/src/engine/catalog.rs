@@ -163,6 +163,7 @@ impl Engine {
             source_type: def.options.source_type.clone(),
             datasource: def.options.datasource.clone(),
             props: self.profile_props(def),
+            format: def.options.format.clone(),
         }
     }
 
@@ -223,6 +224,7 @@ impl Engine {
                 source_type: def.options.source_type.clone(),
                 datasource: def.options.datasource.clone(),
                 props,
+                format: def.options.format.clone(),
             };
             let key = def.options.key.as_deref().unwrap_or_default();
             let source = self.inner.connectors.lookup_source(&spec, key)?;

@@ -94,5 +94,6 @@ fn mocked_spec(def: &StreamDef, props: &Map<String, Value>) -> SourceSpec {
         source_type: "simulator".into(),
         datasource: def.options.datasource.clone(),
         props: props.clone(),
+        format: def.options.format.clone(),
     }
 }

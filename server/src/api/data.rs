@@ -2,11 +2,13 @@
 //! ruleset (`streams`, `tables`, `rules`) plus the sections eKuiper keeps for plugins, source,
 //! sink and connection configs, services, schemas, uploads and scripts.
 //!
-//! Streams, tables and rules go through the ruleset import ([`super::ruleset`]). Of the other
-//! sections Quiver has an equivalent only for `nativePlugins`: an export lists the installed
-//! plugins; an import accepts the plugins that are installed already and refuses the others
-//! (install them with `POST /plugins/...` first). Every other section is exported empty and
-//! refused when an import fills it, naming it.
+//! Streams, tables and rules go through the ruleset import ([`super::ruleset`]). `Schema` (the
+//! schema registry) and `connectionConfig` (named connections) are written before the streams
+//! are checked ([`super::data_sections`]). Of the other sections Quiver has an equivalent only
+//! for `nativePlugins`: an export lists the installed plugins; an import accepts the plugins
+//! that are installed already and refuses the others (install them with `POST /plugins/...`
+//! first). Every other section is exported empty and refused when an import fills it, naming
+//! it.
 //!
 //! An import is checked whole before anything changes, and a failed one changes nothing: what
 //! it removed is created again from a snapshot taken before. Without `?partial=1` it replaces
@@ -23,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::data_sections::{self, Kept, Undo};
 use super::ruleset::{self, Ruleset};
 use super::{ApiError, State};
 use quiver_plugin_abi::ffi::PluginKind;
@@ -49,7 +52,14 @@ pub const SECTIONS: [&str; 12] = [
 ];
 
 /// The sections an import may fill.
-const SUPPORTED: [&str; 4] = ["streams", "tables", "rules", "nativePlugins"];
+const SUPPORTED: [&str; 6] = [
+    "streams",
+    "tables",
+    "rules",
+    "nativePlugins",
+    "Schema",
+    "connectionConfig",
+];
 
 /// A document with every section, all empty.
 fn empty() -> Configuration {
@@ -74,7 +84,7 @@ pub struct ImportQuery {
 
 /// `GET /data/export`: everything, as a file to download.
 pub async fn export(state: State) -> Result<Response, ApiError> {
-    download(&export_all(&state)?)
+    download(&export_all(&state, None)?)
 }
 
 /// `POST /data/export` with `["rule1", ...]`: those rules and the streams and tables they read.
@@ -84,7 +94,6 @@ pub async fn export_rules(state: State, raw: String) -> Result<Response, ApiErro
             "invalid request body: {e}; expected a list of rule ids"
         ))
     })?;
-    let mut all = export_all(&state)?;
     let mut used: std::collections::BTreeSet<String> = Default::default();
     for id in &ids {
         let sources = state
@@ -93,6 +102,7 @@ pub async fn export_rules(state: State, raw: String) -> Result<Response, ApiErro
             .ok_or_else(|| super::rules::not_found(id))?;
         used.extend(sources);
     }
+    let mut all = export_all(&state, Some(&Kept::new(&ids, &used)))?;
     for (section, keep) in all.iter_mut() {
         match section.as_str() {
             "rules" => keep.retain(|id, _| ids.contains(id)),
@@ -119,7 +129,8 @@ fn download(conf: &Configuration) -> Result<Response, ApiError> {
 }
 
 /// The whole document: rules say `triggered` as they run now, so an import runs the same.
-fn export_all(state: &State) -> Result<Configuration, ApiError> {
+/// `keep` limits the schemas and connections to those the kept streams and rules use.
+fn export_all(state: &State, keep: Option<&Kept>) -> Result<Configuration, ApiError> {
     let set = ruleset::snapshot(state)?;
     let running: BTreeMap<String, bool> = state
         .catalog
@@ -162,6 +173,11 @@ fn export_all(state: &State) -> Result<Configuration, ApiError> {
     all.insert("tables".into(), set.tables);
     all.insert("rules".into(), rules);
     all.insert("nativePlugins".into(), native_plugins);
+    all.insert("Schema".into(), data_sections::export_schemas(state, keep)?);
+    all.insert(
+        "connectionConfig".into(),
+        data_sections::export_connections(state, keep)?,
+    );
     Ok(all)
 }
 
@@ -222,7 +238,10 @@ pub async fn import(
             ));
         }
     };
-    let result = import_document(&state, &content, partial);
+    let result = match read_document(&state, &content).await {
+        Ok((conf, sections)) => import_document(&state, conf, sections, partial),
+        Err(e) => Err(e),
+    };
     let mut status = state.import_status.lock().expect("import status lock");
     match result {
         Ok(()) => {
@@ -249,8 +268,12 @@ fn whole(e: ApiError) -> Failure {
     ("", String::new(), e)
 }
 
-/// Checks the document, then replaces what it replaces; restores the snapshot on a failure.
-fn import_document(state: &State, content: &str, partial: bool) -> Result<(), Failure> {
+/// Parses the document and checks its sections; reads its schemas and connections (fetching
+/// the schema files their URLs name).
+async fn read_document(
+    state: &State,
+    content: &str,
+) -> Result<(Configuration, data_sections::Sections), Failure> {
     let mut conf: Configuration = serde_json::from_str(content).map_err(|e| {
         whole(ApiError::bad_request(format!(
             "invalid data document: {e}; expected {{\"streams\": {{}}, \"tables\": {{}}, \"rules\": {{}}, ...}}"
@@ -270,6 +293,37 @@ fn import_document(state: &State, content: &str, partial: bool) -> Result<(), Fa
             ))));
         }
     }
+    let schemas = conf.remove("Schema").unwrap_or_default();
+    let conns = conf.remove("connectionConfig").unwrap_or_default();
+    let sections = data_sections::read(state, &schemas, &conns).await?;
+    Ok((conf, sections))
+}
+
+/// Writes the schemas and connections, checks the ruleset, then replaces what it replaces;
+/// on a failure restores the snapshot and puts the schemas and connections back.
+fn import_document(
+    state: &State,
+    conf: Configuration,
+    sections: data_sections::Sections,
+    partial: bool,
+) -> Result<(), Failure> {
+    let mut undo = Undo::default();
+    let result = import_ruleset(state, conf, sections, partial, &mut undo);
+    if result.is_err() {
+        undo.run(state);
+    }
+    result
+}
+
+/// The import once the document is read: schemas and connections first, so the streams and
+/// rules that name them check.
+fn import_ruleset(
+    state: &State,
+    mut conf: Configuration,
+    mut sections: data_sections::Sections,
+    partial: bool,
+    undo: &mut Undo,
+) -> Result<(), Failure> {
     let mut take = |name: &str| conf.remove(name).unwrap_or_default();
     check_plugins(state, &take("nativePlugins"))?;
     let set = Ruleset {
@@ -284,6 +338,8 @@ fn import_document(state: &State, content: &str, partial: bool) -> Result<(), Fa
             ruleset::MAX_IMPORT_ITEMS
         ))));
     }
+    sections.apply_schemas(state, undo)?;
+    sections.apply_connections(state, undo, true)?;
     let items = ruleset::check(state, &set, true).map_err(|e| locate(&set, e))?;
     let before = ruleset::snapshot(state).map_err(whole)?;
     // What goes: everything, or (partial) what the document replaces. Rules first, so their
@@ -324,10 +380,18 @@ fn import_document(state: &State, content: &str, partial: bool) -> Result<(), Fa
         .map(|r| r.id)
         .collect();
     let outcome = ruleset::remove(state, &rules, &streams)
-        .and_then(|()| ruleset::apply(state, items).map(drop));
+        .map_err(|e| locate(&set, e))
+        .and_then(|()| sections.apply_connections(state, undo, false))
+        .and_then(|()| {
+            ruleset::apply(state, items)
+                .map(drop)
+                .map_err(|e| locate(&set, e))
+        });
     if let Err(e) = outcome {
+        // Schemas and connections go back first: the restored rules restart on them.
+        std::mem::take(undo).run(state);
         restore(state, &before, &running);
-        return Err(locate(&set, e));
+        return Err(e);
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod bulk;
 mod connections;
 mod data;
+mod data_sections;
 mod error;
 mod graph;
 pub mod limits;

@@ -150,7 +150,7 @@ pub async fn delete(
 }
 
 /// A custom schema's library, loaded and checked before it is stored (none for protobuf).
-fn custom_library(
+pub(super) fn custom_library(
     schemas: &SchemaRegistry,
     t: SchemaType,
     name: &str,
@@ -203,7 +203,7 @@ fn parse(raw: &str) -> Result<SchemaRequest, ApiError> {
 
 /// The schema's bytes: `content` as it is, `file` and `soFile` read as plugin files are
 /// (bounded in size and time; `file://` only inside `--plugin-file-dir`).
-async fn read_body(
+pub(super) async fn read_body(
     state: &State,
     t: SchemaType,
     request: &SchemaRequest,
