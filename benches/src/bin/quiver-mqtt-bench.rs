@@ -28,6 +28,9 @@
 //!    receive time minus `ts` for every result.
 //! 4. **Footprint.** quiverd's RSS right after start (no streams, no rules) and the size of the
 //!    binary as built, stripped (`strip`) and stripped + gzip -9.
+//! 5. **Checkpoints (`qos`, not in the default list).** What a rule's `"qos": 1` costs: W2
+//!    over MQTT at qos 0 and qos 1, checkpoint size and duration with many open groups, and
+//!    the time from a SIGKILL to the first result after the restart (see `mqtt_bench/qos.rs`).
 //!
 //! Everything it starts (quiverd, Mosquitto) is killed when it ends, also on error.
 
@@ -47,17 +50,22 @@ use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
+#[path = "mqtt_bench/qos.rs"]
+mod qos;
+
 const USAGE: &str =
     "usage: quiver-mqtt-bench [--quiverd PATH] [--broker-port PORT] [--trial-secs S]
        [--rules 1000,10000] [--rule-rates 800,2000,5000,10000] [--latency-rate 10000]
-       [--latency-secs S] [--phases ingest,rules,latency,footprint] [--workers 2]
+       [--latency-secs S] [--phases ingest,rules,latency,footprint,qos] [--workers 2]
        [--broker-conf LINE]... [--client-nodelay]
   --quiverd      the server binary (default: quiverd next to this binary)
   --broker-port  use the broker already listening on this port (default: start a private
                  Mosquitto on a free port)
   --broker-conf  one more line for the private Mosquitto's config (repeatable), e.g.
                  \"set_tcp_nodelay true\"
-  --client-nodelay  TCP_NODELAY on the bench's own publisher and subscribers";
+  --client-nodelay  TCP_NODELAY on the bench's own publisher and subscribers
+  --phases       default footprint,ingest,latency,rules; `qos` (checkpoints: qos 0 against
+                 qos 1) runs only when named";
 
 /// Size every published message is padded to.
 const MESSAGE_BYTES: usize = 100;
@@ -480,11 +488,12 @@ fn options(port: u16, id: String) -> MqttOptions {
     o
 }
 
-/// A QoS 0 publisher.
+/// A publisher, QoS 0 unless [`Publisher::connect_qos`] says otherwise.
 struct Publisher {
     client: AsyncClient,
     generator: Generator,
     payload: Vec<u8>,
+    qos: QoS,
 }
 
 /// What one publishing run did.
@@ -504,8 +513,18 @@ impl Published {
 
 impl Publisher {
     async fn connect(port: u16) -> anyhow::Result<Publisher> {
-        let (client, mut eventloop) =
-            client(options(port, format!("qbench-pub-{}", unique())), 4096);
+        Self::connect_qos(port, QoS::AtMostOnce).await
+    }
+
+    /// A publisher whose messages go out at `qos`.
+    async fn connect_qos(port: u16, qos: QoS) -> anyhow::Result<Publisher> {
+        let mut o = options(port, format!("qbench-pub-{}", unique()));
+        if qos != QoS::AtMostOnce {
+            // Enough unacknowledged messages on the way that the broker's PUBACKs do not pace
+            // the publisher.
+            o.set_inflight(1000);
+        }
+        let (client, mut eventloop) = client(o, 4096);
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
             let mut tx = Some(tx);
@@ -529,6 +548,7 @@ impl Publisher {
             client,
             generator: Generator::new(DEFAULT_SEED),
             payload: Vec::with_capacity(MESSAGE_BYTES + 16),
+            qos,
         })
     }
 
@@ -579,7 +599,7 @@ impl Publisher {
             while out.sent < target {
                 let (payload, hot) = self.next_message();
                 self.client
-                    .publish(topic.clone(), QoS::AtMostOnce, false, payload)
+                    .publish(topic.clone(), self.qos, false, payload)
                     .await?;
                 out.sent += 1;
                 out.hot += u64::from(hot);
@@ -623,6 +643,8 @@ struct Received {
     last_us: AtomicU64,
     /// Receive time minus the payload's `ts` (µs), when recording latencies.
     latencies: Mutex<Vec<i64>>,
+    /// Every message with its arrival time, when keeping them.
+    payloads: Mutex<Vec<(Instant, Vec<u8>)>>,
 }
 
 struct Subscriber {
@@ -633,6 +655,16 @@ struct Subscriber {
 
 impl Subscriber {
     async fn connect(port: u16, topic: &str, latencies: bool) -> anyhow::Result<Subscriber> {
+        Self::connect_with(port, topic, latencies, false).await
+    }
+
+    /// A subscriber that also keeps every message (`keep`) in [`Received::payloads`].
+    async fn connect_with(
+        port: u16,
+        topic: &str,
+        latencies: bool,
+        keep: bool,
+    ) -> anyhow::Result<Subscriber> {
         let mut o = options(port, format!("qbench-sub-{}", unique()));
         o.set_inflight(1000);
         let (client, mut eventloop) = client(o, 64);
@@ -664,6 +696,10 @@ impl Subscriber {
                             && v.get("device").and_then(Value::as_str) != Some("probe")
                         {
                             r.latencies.lock().expect("latency lock").push(at - ts);
+                        }
+                        if keep {
+                            let kept = (Instant::now(), p.payload.to_vec());
+                            r.payloads.lock().expect("payloads lock").push(kept);
                         }
                         r.last_us
                             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -828,6 +864,24 @@ struct Trial {
 }
 
 impl Trial {
+    /// A trial that only counts arrivals, its CPU measured by `meter` until the last one.
+    fn without_sink(
+        offered: Option<u64>,
+        published: Published,
+        arrived: u64,
+        last_at: f64,
+        meter: &CpuMeter,
+    ) -> Trial {
+        Trial {
+            offered,
+            published,
+            arrived,
+            last_at,
+            cpu: meter.finish(last_at.max(published.secs)),
+            sink_rows: None,
+        }
+    }
+
     fn lossless(&self) -> bool {
         self.arrived == self.published.sent && self.sink_rows.is_none_or(|(want, got)| got == want)
     }
@@ -859,6 +913,26 @@ impl Trial {
             Some(q) => format!("{:.1} ({:.1} quiverd)", per(all), per(q)),
             None => format!("{:.1}", per(all)),
         }
+    }
+
+    /// The console line of a trial of `what`.
+    fn print(&self, what: &str) {
+        println!(
+            "  {what}: offered {:>8} published {:>9.0}/s sent {} arrived {} lossless {}",
+            self.offered.map_or("max".into(), |r| r.to_string()),
+            self.published.rate(),
+            self.published.sent,
+            self.arrived,
+            self.lossless()
+        );
+    }
+
+    /// The rate to offer after this trial lost messages: 95% of the rate that arrived,
+    /// rounded down to `step`, and at most 90% of this trial's offer.
+    fn next_rate(&self, step: u64) -> u64 {
+        let got = self.arrived as f64 / self.last_at.max(1e-9);
+        let next = ((got * 0.95) as u64 / step * step).max(step);
+        self.offered.map_or(next, |r| next.min(r * 9 / 10))
     }
 
     fn lossless_cell(&self) -> String {
@@ -1010,34 +1084,15 @@ impl Bench {
                     })
                 });
                 let last_at = last_at.max(sub.last_at(start));
-                let t = Trial {
-                    offered: rate,
-                    published,
-                    arrived: arrived - base,
-                    last_at,
-                    cpu: meter.finish(last_at.max(published.secs)),
-                    sink_rows: None,
-                };
-                println!(
-                    "  ceiling: offered {:>8} published {:>9.0}/s sent {} arrived {} lossless {}",
-                    rate.map_or("max".into(), |r| r.to_string()),
-                    t.published.rate(),
-                    t.published.sent,
-                    t.arrived,
-                    t.lossless()
-                );
+                let t = Trial::without_sink(rate, published, arrived - base, last_at, &meter);
+                t.print("ceiling");
                 let pass = t.lossless();
-                let got = t.arrived as f64 / t.last_at.max(1e-9);
+                let next = t.next_rate(1000);
                 out.push(t);
                 if pass {
                     break;
                 }
-                // 95% of the rate that arrived, rounded down to 1,000.
-                let next = ((got * 0.95) as u64 / 1000 * 1000).max(1000);
-                rate = Some(match rate {
-                    Some(r) => next.min(r * 9 / 10),
-                    None => next,
-                });
+                rate = Some(next);
             }
             sub.disconnect().await;
             anyhow::Ok(out)
@@ -1652,6 +1707,7 @@ fn run() -> anyhow::Result<()> {
             "ingest" => bench.ingest(),
             "latency" => bench.latency(),
             "rules" => bench.many_rules(),
+            "qos" => bench.qos(),
             other => Err(anyhow::anyhow!("unknown phase \"{other}\"")),
         };
         if let Err(e) = result {
