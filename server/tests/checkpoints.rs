@@ -96,6 +96,16 @@ async fn publish(server: &Server, publisher: &TestClient, input: &str, from: i64
     }
 }
 
+/// The ids a window result collected.
+fn ids_of(v: &Value) -> BTreeSet<i64> {
+    v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_i64().unwrap())
+        .collect()
+}
+
 fn newest_checkpoint(dir: &Path) -> Option<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("checkpoints").join("ck"))
         .ok()?
@@ -200,13 +210,9 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
                     // An empty event-time window is sent as `[]`.
                     continue;
                 }
-                let ids: BTreeSet<i64> = v["ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|i| i.as_i64().unwrap())
-                    .collect();
-                assert_eq!(v["c"].as_u64(), Some(ids.len() as u64), "{v}");
+                let ids = ids_of(&v);
+                // At least once: a row the broker delivered again may be counted twice.
+                assert!(v["c"].as_u64() >= Some(ids.len() as u64), "{v}");
                 emitted
                     .entry(v["ws"].as_i64().unwrap())
                     .or_default()
@@ -242,12 +248,7 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
         match tokio::time::timeout(Duration::from_secs(10), processing.publishes.recv()).await {
             Ok(Some(p)) => {
                 let v: Value = serde_json::from_slice(&p.payload).unwrap();
-                let ids: BTreeSet<i64> = v["ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|i| i.as_i64().unwrap())
-                    .collect();
+                let ids = ids_of(&v);
                 in_windows.extend(ids.iter().copied());
                 by_window
                     .entry(v["ws"].as_i64().unwrap())
