@@ -240,35 +240,31 @@ impl SourceOutput {
     /// it is full, and fails when the rule has stopped.
     pub fn try_send(&self, event: SourceEvent) -> Result<(), TrySend> {
         let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
-        if self.log.is_some() {
+        let event = if self.log.is_some() {
             // Logged only once there is room, so an event given back is not in the log.
             if self.queues[i].capacity() == 0 {
                 return Err(TrySend::Full(event));
             }
-            let logged = match self.logged(i, event) {
+            match self.logged(i, event) {
                 Ok(logged) => logged,
                 Err(e) => {
                     tracing::error!("event not logged, the source stops: {e}");
                     return Err(TrySend::Closed);
                 }
-            };
-            return match self.queues[i].try_send(logged) {
-                Ok(()) => {
-                    self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    (self.wake)(i);
-                    Ok(())
-                }
-                // The rule's source is its queues' only writer: a full queue here means the
-                // rule stopped reading; the event is in the log and is read again from there.
-                Err(_) => Err(TrySend::Closed),
-            };
-        }
+            }
+        } else {
+            event
+        };
         match self.queues[i].try_send(event) {
             Ok(()) => {
                 self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 (self.wake)(i);
                 Ok(())
             }
+            // A logged event is not given back: it would be logged twice. The rule's source is
+            // its queues' only writer, so a full queue here means the rule stopped reading; the
+            // event is in the log and is read again from there.
+            Err(mpsc::error::TrySendError::Full(_)) if self.log.is_some() => Err(TrySend::Closed),
             Err(mpsc::error::TrySendError::Full(e)) => Err(TrySend::Full(e)),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(TrySend::Closed),
         }

@@ -74,13 +74,13 @@ where
                     };
                     rows_in += batch.num_rows();
                     to_windows.fetch_sub(batch.num_rows(), Ordering::AcqRel);
-                    let t = time.least().copied().unwrap_or_default();
-                    if held.as_ref().is_none_or(|h| t < *h.time()) {
-                        held = time.retain_least(0);
+                    let Some(cap) = time.retain_least(0) else {
+                        return;
+                    };
+                    if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
+                        held = Some(cap.clone());
                     }
-                    if let Some(cap) = time.retain_least(0) {
-                        arrived.push((cap, batch));
-                    }
+                    arrived.push((cap, batch));
                 });
                 // Rows at or after the pending checkpoint wait until the state is saved.
                 let split =
