@@ -36,7 +36,9 @@ use std::sync::{Arc, RwLock};
 use serde_json::{Map, Value};
 
 pub use error::ConnectorError;
-pub use traits::{EventLog, RawMessage, Sink, Source, SourceEvent, SourceOutput, TrySend, WakeFn};
+pub use traits::{
+    EventLog, RawMessage, Refused, Sink, Source, SourceEvent, SourceOutput, TrySend, WakeFn,
+};
 
 /// What a stream asks of its source connector.
 #[derive(Debug, Clone, Default)]

@@ -353,6 +353,52 @@ pub trait Sink: Send {
     /// (`enableCache`): a sink that would otherwise wait for its far end to come back fails
     /// at once instead, so that the cache holds the results and the rule keeps reading.
     fn fail_fast(&mut self) {}
+
+    /// True when the sink can write a checkpoint's rows together with the checkpoint's epoch
+    /// in one transaction of its far end ([`Sink::commit_epoch`]): what exactly-once
+    /// delivery (rule option `qos` 2) needs.
+    fn transactional(&self) -> bool {
+        false
+    }
+
+    /// The last epoch [`Sink::commit_epoch`] recorded for `id` at the far end (0: none).
+    async fn committed_epoch(&mut self, id: &str) -> Result<u64, ConnectorError> {
+        let _ = id;
+        Err(not_transactional())
+    }
+
+    /// Writes `batches` and records `epoch` as `id`'s last committed epoch, in one
+    /// transaction: all of it lands or none of it does. A batch the far end refuses (a
+    /// constraint, a type) is left out and named in the answer, as a plain write would count
+    /// it; an error means nothing was written and the call can be repeated.
+    async fn commit_epoch(
+        &mut self,
+        id: &str,
+        epoch: u64,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<Refused>, ConnectorError> {
+        let _ = (id, epoch, batches);
+        Err(not_transactional())
+    }
+}
+
+/// A batch of an epoch the far end refused: its index among the epoch's batches, its rows
+/// and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// The batch's index in the call.
+    pub batch: usize,
+    /// Rows not written.
+    pub rows: usize,
+    /// The far end's reason.
+    pub reason: String,
+}
+
+fn not_transactional() -> ConnectorError {
+    ConnectorError::Config {
+        connector: "sink",
+        reason: "this sink cannot write in transactions with an epoch (qos 2)".into(),
+    }
 }
 
 #[cfg(test)]

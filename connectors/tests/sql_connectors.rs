@@ -403,6 +403,51 @@ async fn sink_applies_rowkinds(db: Db, test: &str) {
 
 per_db!(sink_applies_rowkinds, "sink_kind");
 
+/// qos 2's transactions: an epoch's batches and its progress row land together; a batch the
+/// database refuses is rolled back to its savepoint and named, the others stay.
+async fn sink_commits_epochs_with_their_progress(db: Db, test: &str) {
+    let t = db
+        .fresh_table(test, "(device VARCHAR(80), v BIGINT NOT NULL)", "")
+        .await;
+    let mut s = sink(json!({"url": db.url(test), "table": t}));
+    assert!(s.transactional());
+    s.connect().await.unwrap();
+    let id = format!("{test}/{}/{db:?}", std::process::id());
+    assert_eq!(s.committed_epoch(&id).await.unwrap(), 0, "no epoch yet");
+    let refused = s
+        .commit_epoch(
+            &id,
+            3,
+            &[
+                rows::batch(&[("a", Some(1)), ("b", Some(2))]),
+                rows::batch(&[("c", None)]),
+                rows::batch(&[("d", Some(4))]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!((refused[0].batch, refused[0].rows), (1, 1), "{refused:?}");
+    assert_eq!(s.committed_epoch(&id).await.unwrap(), 3);
+    s.commit_epoch(&id, 5, &[rows::batch(&[("e", Some(5))])])
+        .await
+        .unwrap();
+    assert_eq!(s.committed_epoch(&id).await.unwrap(), 5);
+    assert_eq!(
+        s.committed_epoch(&format!("{id}/other")).await.unwrap(),
+        0,
+        "progress is per sink"
+    );
+    s.close().await.unwrap();
+    assert_eq!(
+        db.rows(test, &["v", "device"]).await,
+        vec!["1|a", "2|b", "4|d", "5|e"]
+    );
+    db.exec(test, &[format!("DROP TABLE {t}")]).await;
+}
+
+per_db!(sink_commits_epochs_with_their_progress, "sink_epoch");
+
 #[tokio::test]
 async fn sink_writes_table_data_field_rows_into_the_listed_fields() {
     let (db, test) = (Db::Sqlite, "sink_nested");

@@ -44,13 +44,19 @@ fn create(server: &Server, input: &str, output: &str) {
     assert_eq!(status, 201, "{body}");
 }
 
-/// Rows read by the rule with the fewest (both rules read the same topic).
-fn records_in(server: &Server) -> u64 {
-    ["ck", "ck_rows", "ck_pt"]
+/// The rules whose sources the test waits for.
+const RULES: &[&str] = &["ck", "ck_rows", "ck_pt"];
+
+/// Rows read by the rule with the fewest (the rules read the same topic).
+fn records_in(server: &Server, rules: &[&str]) -> u64 {
+    rules
         .iter()
         .map(|rule| {
             let (_, st) = server.json("GET", &format!("/rules/{rule}/status"), None);
-            st["source_ck_0_records_in_total"].as_u64().unwrap_or(0)
+            let stream = if rule.starts_with("ex") { "ex" } else { "ck" };
+            st[format!("source_{stream}_0_records_in_total")]
+                .as_u64()
+                .unwrap_or(0)
         })
         .min()
         .unwrap_or(0)
@@ -63,21 +69,34 @@ fn row(id: i64, ts: i64) -> String {
 /// Waits until the rule's source reads the topic: a row it filters out (id -1, at the first
 /// window's start, behind the watermark after that) is published until one arrives after the
 /// `queued` rows the broker kept while quiverd was down. Returns the count of rows read so far.
-async fn subscribed(server: &Server, publisher: &TestClient, input: &str, queued: u64) -> u64 {
+async fn subscribed(
+    server: &Server,
+    rules: &[&str],
+    publisher: &TestClient,
+    input: &str,
+    queued: u64,
+) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while records_in(server) <= queued {
+    while records_in(server, rules) <= queued {
         assert!(Instant::now() < deadline, "the rule never read its topic");
         publisher.publish(input, &row(-1, BASE)).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Warm-up rows still on their way arrive now.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    records_in(server)
+    records_in(server, rules)
 }
 
 /// Publishes rows `from..to` and waits until quiverd has read every one of them.
-async fn publish(server: &Server, publisher: &TestClient, input: &str, from: i64, to: i64) {
-    let before = records_in(server);
+async fn publish(
+    server: &Server,
+    rules: &[&str],
+    publisher: &TestClient,
+    input: &str,
+    from: i64,
+    to: i64,
+) {
+    let before = records_in(server, rules);
     for id in from..to {
         publisher.publish(input, &row(id, BASE + id * STEP)).await;
         if id % 25 == 0 {
@@ -86,11 +105,11 @@ async fn publish(server: &Server, publisher: &TestClient, input: &str, from: i64
     }
     let want = before + (to - from) as u64;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while records_in(server) < want {
+    while records_in(server, rules) < want {
         assert!(
             Instant::now() < deadline,
             "quiverd read {} of {want} rows",
-            records_in(server)
+            records_in(server, rules)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -106,8 +125,8 @@ fn ids_of(v: &Value) -> BTreeSet<i64> {
         .collect()
 }
 
-fn newest_checkpoint(dir: &Path) -> Option<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("checkpoints").join("ck"))
+fn newest_checkpoint(dir: &Path, rule: &str) -> Option<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("checkpoints").join(rule))
         .ok()?
         .flatten()
         .map(|e| e.path())
@@ -117,23 +136,23 @@ fn newest_checkpoint(dir: &Path) -> Option<std::path::PathBuf> {
     files.pop()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
-    let dir = temp_dir("checkpoints-kill");
-    let (input, output) = (
-        format!("ck/{}/in", unique()),
-        format!("ck/{}/out", unique()),
-    );
-    let mut results = TestClient::start(1883, Some(output.clone()));
-    results.subscribed().await;
-    let mut rows = TestClient::start(1883, Some(format!("{output}/rows")));
-    rows.subscribed().await;
-    let mut processing = TestClient::start(1883, Some(format!("{output}/pt")));
-    processing.subscribed().await;
-    let publisher = TestClient::start(1883, None);
-    let mut server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
-    create(&server, &input, &output);
+/// What happens during the outages of [`feed_with_kills`]: called after each kill with its
+/// number, before quiverd starts again.
+type Outage<'a> = Option<&'a (dyn Fn(usize) + Sync)>;
 
+/// Publishes rows `0..ROWS`, killing quiverd with SIGKILL three times part way into windows
+/// and starting it again. Rows are published while it is down twice; with `tear`, the newest
+/// checkpoint of `rules[0]` is torn before the second restart, and the test checks the log
+/// line.
+async fn feed_with_kills(
+    dir: &Path,
+    mut server: Server,
+    rules: &[&str],
+    publisher: &TestClient,
+    input: &str,
+    outage: Outage<'_>,
+    tear: bool,
+) -> Server {
     // Kill points part way into windows; the pause before each kill lands it anywhere
     // relative to the 200 ms checkpoints.
     let kills = [(137, 90), (421, 260), (689, 30)];
@@ -141,27 +160,30 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
     // Rows published while quiverd is down: the broker keeps them for its persistent session.
     let mut queued = 0;
     for (k, (at, pause)) in kills.into_iter().enumerate() {
-        subscribed(&server, &publisher, &input, queued).await;
-        publish(&server, &publisher, &input, next, at).await;
+        subscribed(&server, rules, publisher, input, queued).await;
+        publish(&server, rules, publisher, input, next, at).await;
         next = at;
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        if k == 1 {
+        if k == 1 && tear {
             // The torn file below needs one to tear.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while newest_checkpoint(&dir).is_none() {
+            while newest_checkpoint(dir, rules[0]).is_none() {
                 assert!(Instant::now() < deadline, "no checkpoint was written");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         server.kill();
+        if let Some(f) = outage {
+            f(k);
+        }
         queued = if k == 1 { 0 } else { 30 };
         for id in next..next + queued as i64 {
-            publisher.publish(&input, &row(id, BASE + id * STEP)).await;
+            publisher.publish(input, &row(id, BASE + id * STEP)).await;
         }
         next += queued as i64;
-        if k == 1 {
+        if k == 1 && tear {
             // A torn newest checkpoint: the one before it is used, and the log says so.
-            let newest = newest_checkpoint(&dir).expect("a checkpoint was written");
+            let newest = newest_checkpoint(dir, rules[0]).expect("a checkpoint was written");
             let len = std::fs::metadata(&newest).unwrap().len();
             std::fs::File::options()
                 .write(true)
@@ -186,8 +208,29 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
             server = Server::start_args(&dir, &[], Some(&dir.join(format!("run{k}.log"))));
         }
     }
-    subscribed(&server, &publisher, &input, queued).await;
-    publish(&server, &publisher, &input, next, ROWS).await;
+    subscribed(&server, rules, publisher, input, queued).await;
+    publish(&server, rules, publisher, input, next, ROWS).await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
+    let dir = temp_dir("checkpoints-kill");
+    let (input, output) = (
+        format!("ck/{}/in", unique()),
+        format!("ck/{}/out", unique()),
+    );
+    let mut results = TestClient::start(1883, Some(output.clone()));
+    results.subscribed().await;
+    let mut rows = TestClient::start(1883, Some(format!("{output}/rows")));
+    rows.subscribed().await;
+    let mut processing = TestClient::start(1883, Some(format!("{output}/pt")));
+    processing.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
+    create(&server, &input, &output);
+
+    let server = feed_with_kills(&dir, server, RULES, &publisher, &input, None, true).await;
     // The status says what was committed last.
     let (_, st) = server.json("GET", "/rules/ck/status", None);
     assert!(st["checkpoint_last_epoch"].as_u64() > Some(0), "{st}");
@@ -287,6 +330,201 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
     }
 }
 
+/// Runs SQL in MariaDB's `test` database (through the shared server, not the proxy); the
+/// output as tab-separated rows.
+fn mariadb(sql: &str) -> String {
+    let out = std::process::Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "test",
+            "-e",
+            sql,
+        ])
+        .output()
+        .expect("the mariadb client runs");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs SQL in PostgreSQL's `test` database; the output as `|`-separated rows.
+fn psql(sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-At",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("the psql client runs");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `qos` 2 end to end: the same kills as above (without the torn file, which takes a
+/// checkpoint back past what the database committed) and a MariaDB outage while quiverd is
+/// down and while it runs; each window lands exactly once, whole, in MariaDB and in
+/// PostgreSQL, and each row exactly once in the stateless rule's table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_database_outage_at_qos_2_write_each_result_exactly_once() {
+    let dir = temp_dir("checkpoints-exactly-once");
+    let suffix = unique().replace(['-', '/'], "_");
+    let (windows, rows) = (format!("ex_win_{suffix}"), format!("ex_rows_{suffix}"));
+    mariadb(&format!(
+        "CREATE TABLE {windows} (ws BIGINT, c BIGINT, s BIGINT); CREATE TABLE {rows} (id BIGINT)"
+    ));
+    psql(&format!(
+        "CREATE TABLE {windows} (ws BIGINT, c BIGINT, s BIGINT)"
+    ));
+    let proxy = common::proxy::Proxy::start("127.0.0.1:3306");
+    let via_proxy = format!("mysql://root@127.0.0.1:{}/test", proxy.port);
+    let input = format!("ck/{}/in", unique());
+    let publisher = TestClient::start(1883, None);
+    let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
+    server.create_stream(&format!(
+        r#"CREATE STREAM ex (id BIGINT, ts BIGINT) WITH (TYPE="mqtt", DATASOURCE="{input}", FORMAT="json", TIMESTAMP="ts")"#
+    ));
+    let rule = json!({"id": "ex_win",
+        "sql": "SELECT window_start() AS ws, count(*) AS c, sum(id) AS s FROM ex WHERE id >= 0 GROUP BY TUMBLINGWINDOW(ss, 1)",
+        "actions": [
+            {"sql": {"url": via_proxy, "table": windows}},
+            {"sql": {"url": "postgres://postgres@127.0.0.1:5432/test", "table": windows}}
+        ],
+        "options": {"qos": 2, "checkpointInterval": 200, "isEventTime": true, "lateTolerance": 0}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    let rule = json!({"id": "ex_rows", "sql": "SELECT id FROM ex WHERE id >= 0",
+        "actions": [{"sql": {"url": via_proxy, "table": rows}}],
+        "options": {"qos": 2, "checkpointInterval": 200}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+
+    // MariaDB is away across the first restart and for a while after it: results wait in
+    // the checkpoints and the sink tasks, and land once it is back.
+    let restore_later = std::sync::atomic::AtomicBool::new(false);
+    let outage = |k: usize| {
+        if k == 0 {
+            proxy.cut();
+            restore_later.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let rules = ["ex_win", "ex_rows"];
+    let server = {
+        let restorer = async {
+            while !restore_later.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            proxy.restore();
+        };
+        let feed = feed_with_kills(
+            &dir,
+            server,
+            &rules,
+            &publisher,
+            &input,
+            Some(&outage),
+            false,
+        );
+        let (server, ()) = tokio::join!(feed, restorer);
+        server
+    };
+    // A row a window ahead closes every window.
+    publisher
+        .publish(&input, &row(ROWS, BASE + ROWS * STEP + 1000))
+        .await;
+
+    let windows_want = 18;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let count = |table: &str| -> (i64, i64) {
+        let out = mariadb(&format!(
+            "SELECT count(*), count(DISTINCT {}) FROM {table}",
+            if table == rows { "id" } else { "ws" }
+        ));
+        let mut it = out.split_whitespace().map(|v| v.parse::<i64>().unwrap());
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    loop {
+        let pg: i64 = psql(&format!("SELECT count(*) FROM {windows}"))
+            .trim()
+            .parse()
+            .unwrap();
+        if count(&windows).0 >= windows_want && pg >= windows_want && count(&rows).0 >= ROWS + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "results never all landed: windows {:?}, postgres {pg}, rows {:?}",
+            count(&windows),
+            count(&rows)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Late duplicates would come within a checkpoint or two.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // Every row exactly once (ROWS, plus the row that closes the windows).
+    assert_eq!(
+        count(&rows),
+        (ROWS + 1, ROWS + 1),
+        "rows missing or written twice"
+    );
+    // Every window exactly once, whole.
+    let want: String = (0..windows_want)
+        .map(|w| {
+            let start = BASE + w * 1000;
+            let ids: Vec<i64> = (0..ROWS)
+                .filter(|id| (start..start + 1000).contains(&(BASE + id * STEP)))
+                .collect();
+            format!("{start}\t{}\t{}\n", ids.len(), ids.iter().sum::<i64>())
+        })
+        .collect();
+    let got = mariadb(&format!(
+        "SELECT ws, c, s FROM {windows} WHERE ws < {} ORDER BY ws",
+        BASE + windows_want * 1000
+    ));
+    assert_eq!(
+        got, want,
+        "MariaDB's windows differ from an uninterrupted run's"
+    );
+    let got_pg = psql(&format!(
+        "SELECT ws, c, s FROM {windows} WHERE ws < {} ORDER BY ws",
+        BASE + windows_want * 1000
+    ));
+    assert_eq!(
+        got_pg.replace('|', "\t"),
+        want,
+        "PostgreSQL's windows differ"
+    );
+    let progress = mariadb(&format!(
+        "SELECT count(*) FROM quiver_sink_progress WHERE id LIKE 'ex_%'"
+    ));
+    assert_eq!(progress.trim(), "2", "one progress row per MariaDB sink");
+    drop(server);
+    mariadb(&format!("DROP TABLE {windows}; DROP TABLE {rows}"));
+    psql(&format!("DROP TABLE {windows}"));
+}
+
 #[test]
 fn qos_is_refused_by_name_where_it_cannot_be_kept() {
     let dir = temp_dir("checkpoints-refused");
@@ -303,7 +541,11 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
         r#"CREATE STREAM sh (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{topic}", FORMAT="json", SHARED="true")"#
     ));
     let cases = [
-        ("SELECT id FROM m", json!({"qos": 2}), "qos = 2"),
+        (
+            "SELECT id FROM m",
+            json!({"qos": 2}),
+            "the log sink does not",
+        ),
         (
             "SELECT id FROM m",
             json!({"qos": 1, "checkpointInterval": 5}),

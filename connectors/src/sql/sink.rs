@@ -20,7 +20,11 @@ use super::driver::{Connection, SqlValue, Statement};
 use super::sink_config::SqlSinkConfig;
 use super::statement::{self, InsertSpec};
 use crate::codec::encode;
-use crate::{ConnectorError, Sink};
+use crate::{ConnectorError, Refused, Sink};
+
+/// The table, in the sink's database, where each qos 2 sink records the last epoch it
+/// committed (eKuiper has no such table: its exactly-once stops at its own state).
+pub const PROGRESS_TABLE: &str = "quiver_sink_progress";
 
 /// What a row asks for (`rowkindField`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,18 +206,23 @@ impl SqlSink {
 }
 
 impl SqlSink {
+    /// The open connection, opened first if there is none.
+    async fn connection(&mut self) -> Result<&mut Connection, ConnectorError> {
+        Ok(match self.conn {
+            Some(ref mut c) => c,
+            None => self.conn.insert(
+                Connection::open(&self.config.url)
+                    .await
+                    .map_err(|e| io(format!("connecting to {:?}: {e}", self.config.url)))?,
+            ),
+        })
+    }
+
     /// Writes `rows` in one transaction; the error says how many rows and why.
     async fn write_rows(&mut self, rows: &[Map<String, Value>]) -> Result<(), ConnectorError> {
         let (statements, skipped, first) = self.statements(rows);
         if !statements.is_empty() {
-            let conn = match self.conn.as_mut() {
-                Some(c) => c,
-                None => self.conn.insert(
-                    Connection::open(&self.config.url)
-                        .await
-                        .map_err(|e| io(format!("connecting to {:?}: {e}", self.config.url)))?,
-                ),
-            };
+            let conn = self.connection().await?;
             if let Err(e) = conn.write(&statements).await {
                 if e.broken {
                     self.conn = None;
@@ -259,6 +268,113 @@ impl Sink for SqlSink {
                 "{failed} of {} rows failed; the first: {e}",
                 rows.len()
             ))),
+        }
+    }
+
+    fn transactional(&self) -> bool {
+        true
+    }
+
+    async fn committed_epoch(&mut self, id: &str) -> Result<u64, ConnectorError> {
+        let d = self.config.url.dialect();
+        let create = Statement {
+            sql: format!(
+                "CREATE TABLE IF NOT EXISTS {} (id VARCHAR(255) PRIMARY KEY, epoch BIGINT NOT NULL)",
+                d.quote(PROGRESS_TABLE)
+            ),
+            params: Vec::new(),
+        };
+        let select = Statement {
+            sql: format!(
+                "SELECT epoch FROM {} WHERE id = {}",
+                d.quote(PROGRESS_TABLE),
+                d.placeholder(1)
+            ),
+            params: vec![SqlValue::Text(id.to_string())],
+        };
+        let conn = self.connection().await?;
+        let result = match conn.write(std::slice::from_ref(&create)).await {
+            Ok(_) => conn.query(&select).await,
+            Err(e) => Err(e),
+        };
+        let rows = result.map_err(|e| {
+            if e.broken {
+                self.conn = None;
+            }
+            io(format!("reading the progress table {PROGRESS_TABLE}: {e}"))
+        })?;
+        let epoch = rows.first().and_then(|r| r.get("epoch")).map(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        });
+        match epoch {
+            None => Ok(0),
+            Some(Some(e)) => Ok(e),
+            Some(None) => Err(io(format!(
+                "the progress table {PROGRESS_TABLE} holds an epoch that is not a number for \"{id}\""
+            ))),
+        }
+    }
+
+    async fn commit_epoch(
+        &mut self,
+        id: &str,
+        epoch: u64,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<Refused>, ConnectorError> {
+        let d = self.config.url.dialect();
+        let mut refused = Vec::new();
+        let mut groups = Vec::with_capacity(batches.len());
+        let mut sizes = Vec::with_capacity(batches.len());
+        for (i, batch) in batches.iter().enumerate() {
+            let rows = self.rows(batch);
+            let (statements, skipped, first) = self.statements(&rows);
+            if let Some(reason) = first {
+                refused.push(Refused {
+                    batch: i,
+                    rows: skipped,
+                    reason,
+                });
+            }
+            sizes.push((i, rows.len() - skipped));
+            groups.push(statements);
+        }
+        let columns = ["id".to_string(), "epoch".to_string()];
+        let progress = statement::insert(
+            &InsertSpec {
+                dialect: d,
+                table: PROGRESS_TABLE,
+                columns: &columns,
+                upsert_key: Some("id"),
+            },
+            vec![vec![
+                SqlValue::Text(id.to_string()),
+                SqlValue::Int(i64::try_from(epoch).unwrap_or(i64::MAX)),
+            ]],
+        );
+        let table = self.config.table.clone();
+        let conn = self.connection().await?;
+        match conn.write_groups(&groups, &progress).await {
+            Ok(outcomes) => {
+                for ((i, rows), outcome) in sizes.into_iter().zip(outcomes) {
+                    if let Some(reason) = outcome {
+                        refused.push(Refused {
+                            batch: i,
+                            rows,
+                            reason: format!("writing {rows} rows to \"{table}\": {reason}"),
+                        });
+                    }
+                }
+                Ok(refused)
+            }
+            Err(e) => {
+                if e.broken {
+                    self.conn = None;
+                }
+                Err(io(format!(
+                    "committing epoch {epoch} to \"{table}\" and {PROGRESS_TABLE}: {e}"
+                )))
+            }
         }
     }
 

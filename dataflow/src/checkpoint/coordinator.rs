@@ -23,6 +23,15 @@ use crate::state::OpState;
 /// A whole checkpoint on its way to disk: its parts, each worker's log position, its start.
 type Commit = (Checkpoint, Vec<u64>, Instant);
 
+/// How a run checkpoints.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunFlags {
+    /// The sources' time is a watermark, which only rows move (else the clock).
+    pub event_time: bool,
+    /// qos 2: sinks take part with the rows they hold.
+    pub exactly_once: bool,
+}
+
 /// What the last committed checkpoint cost, for the rule's status and metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CommitStats {
@@ -50,6 +59,10 @@ pub struct Checkpointing {
     log: Option<Arc<InputLog>>,
     commits: Mutex<Option<std::sync::mpsc::Sender<Commit>>>,
     stats: Arc<Mutex<CommitStats>>,
+    /// qos 2: sinks hold each checkpoint's rows and commit them once it is durable.
+    exactly_once: bool,
+    /// The last epoch committed to disk: sinks at qos 2 wait on it.
+    committed: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -76,15 +89,19 @@ struct Collect {
 impl Checkpointing {
     /// Checkpointing for a run over `workers` workers whose plan is `fingerprint`, resuming
     /// after `restored` (if any), trimming `log` (if any) as checkpoints commit to `store`;
-    /// `event_time` for rules whose time is a watermark.
+    /// `event_time` for rules whose time is a watermark; `exactly_once` at qos 2.
     pub fn new(
         workers: usize,
         fingerprint: String,
         store: CheckpointStore,
         restored: Option<Checkpoint>,
         log: Option<Arc<InputLog>>,
-        event_time: bool,
+        flags: RunFlags,
     ) -> Arc<Checkpointing> {
+        let RunFlags {
+            event_time,
+            exactly_once,
+        } = flags;
         let next_epoch = restored.as_ref().map_or(1, |c| c.epoch + 1);
         let stats = Arc::new(Mutex::new(CommitStats {
             epoch: restored.as_ref().map_or(0, |c| c.epoch),
@@ -92,6 +109,8 @@ impl Checkpointing {
         }));
         let (tx, rx) = std::sync::mpsc::channel::<Commit>();
         let (commit_log, commit_stats) = (log.clone(), stats.clone());
+        let committed = tokio::sync::watch::Sender::new(restored.as_ref().map_or(0, |c| c.epoch));
+        let commit_watch = committed.clone();
         // Commits are written off the workers: a sync takes milliseconds.
         std::thread::Builder::new()
             .name("checkpoint".into())
@@ -113,6 +132,7 @@ impl Checkpointing {
                         }
                     }
                     previous = Some(positions);
+                    commit_watch.send_replace(checkpoint.epoch);
                     *commit_stats.lock().expect("stats lock") = CommitStats {
                         epoch: checkpoint.epoch,
                         at_ms: crate::clock::now_ms(),
@@ -136,7 +156,30 @@ impl Checkpointing {
             log,
             commits: Mutex::new(Some(tx)),
             stats,
+            exactly_once,
+            committed,
         })
+    }
+
+    /// True at qos 2: sinks write each checkpoint's rows in one transaction once it is
+    /// durable.
+    pub fn exactly_once(&self) -> bool {
+        self.exactly_once
+    }
+
+    /// The number of workers the run's parts come from.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The epoch of the checkpoint this run resumes from (0: none).
+    pub fn restored_epoch(&self) -> u64 {
+        self.restored.as_ref().map_or(0, |c| c.epoch)
+    }
+
+    /// The last epoch committed to disk, updated as checkpoints commit.
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// The input log, when the rule's source writes one.

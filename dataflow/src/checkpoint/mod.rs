@@ -6,10 +6,12 @@
 pub mod coordinator;
 pub mod event_codec;
 pub mod log;
+pub mod marker;
 pub mod store;
 
-pub use coordinator::{Checkpointing, CommitStats};
+pub use coordinator::{Checkpointing, CommitStats, RunFlags};
 pub use log::InputLog;
+pub use marker::{as_marker, marker};
 pub use store::{Checkpoint, CheckpointStore};
 
 use std::sync::Arc;
@@ -35,31 +37,4 @@ impl EventLog for LogWriter {
             event: Box::new(event),
         })
     }
-}
-
-const MARKER_EPOCH: &str = "quiver.checkpoint.epoch";
-const MARKER_WORKER: &str = "quiver.checkpoint.worker";
-
-/// The marker a sink operator sends its sink tasks after its results before a checkpoint: an
-/// empty batch whose schema names the checkpoint and the worker.
-pub fn marker(epoch: u64, worker: usize) -> arrow::record_batch::RecordBatch {
-    let meta = std::collections::HashMap::from([
-        (MARKER_EPOCH.to_string(), epoch.to_string()),
-        (MARKER_WORKER.to_string(), worker.to_string()),
-    ]);
-    arrow::record_batch::RecordBatch::new_empty(Arc::new(
-        arrow::datatypes::Schema::empty().with_metadata(meta),
-    ))
-}
-
-/// The (epoch, worker) of a marker batch; `None` for results.
-pub fn as_marker(batch: &arrow::record_batch::RecordBatch) -> Option<(u64, usize)> {
-    if batch.num_columns() > 0 {
-        return None;
-    }
-    let meta = batch.schema_ref().metadata();
-    Some((
-        meta.get(MARKER_EPOCH)?.parse().ok()?,
-        meta.get(MARKER_WORKER)?.parse().ok()?,
-    ))
 }

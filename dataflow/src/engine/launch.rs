@@ -70,6 +70,20 @@ impl Engine {
         ));
         let discard_caches = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut cached_sinks = Vec::new();
+        let exactly_once = recovery
+            .as_ref()
+            .is_some_and(|r| r.checkpointing.exactly_once());
+        if exactly_once {
+            // Every sink is checked before any task starts.
+            for action in &entry.spec.actions {
+                let (settings, props) = SinkSettings::parse_for(
+                    quiver_connectors::Connectors::sink_own_keys(&action.sink_type),
+                    &action.props,
+                )?;
+                let sink = self.inner.connectors.sink(&action.sink_type, &props)?;
+                super::epoch_sink::check(&action.sink_type, &settings, &action.props, &*sink)?;
+            }
+        }
         for (j, (action, &node)) in entry.spec.actions.iter().zip(&physical.sinks).enumerate() {
             let m = metrics.at(node);
             let (settings, props) = SinkSettings::parse_for(
@@ -120,8 +134,22 @@ impl Engine {
             let error = error.clone();
             let finished_at = finished_at.clone();
             let checkpoint = recovery.as_ref().map(|r| (r.checkpointing.clone(), j));
+            let epochs =
+                checkpoint
+                    .clone()
+                    .filter(|_| exactly_once)
+                    .map(|(checkpointing, index)| super::epoch_sink::EpochSinkSpec {
+                        checkpointing,
+                        index,
+                        id: format!("{}/{}", entry.spec.id, physical.nodes[node]),
+                    });
             self.inner.runtime.spawn(async move {
-                run_sink(sink, settings, rx, errors, m, error, cache, checkpoint).await;
+                match epochs {
+                    Some(spec) => {
+                        super::epoch_sink::run_epoch_sink(sink, settings, rx, m, error, spec).await
+                    }
+                    None => run_sink(sink, settings, rx, errors, m, error, cache, checkpoint).await,
+                }
                 if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
                     finished_at.store(now_ms(), std::sync::atomic::Ordering::Release);
                     let _ = done_tx.send(true);

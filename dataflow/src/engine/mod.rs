@@ -23,6 +23,7 @@
 
 mod catalog;
 mod entry;
+mod epoch_sink;
 mod groups;
 mod launch;
 mod options;

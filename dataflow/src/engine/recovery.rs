@@ -29,6 +29,25 @@ pub(super) enum Qos {
     AtMostOnce,
     /// 1: at least once, checkpointed every so many ms.
     AtLeastOnce(u64),
+    /// 2: exactly once, checkpointed every so many ms; sinks commit each checkpoint's rows in
+    /// one transaction with its epoch.
+    ExactlyOnce(u64),
+}
+
+impl Qos {
+    /// The checkpoint interval (ms) and the level, for qos 1 and 2.
+    fn checkpointed(self) -> Option<(u64, u8)> {
+        match self {
+            Qos::AtMostOnce => None,
+            Qos::AtLeastOnce(ms) => Some((ms, 1)),
+            Qos::ExactlyOnce(ms) => Some((ms, 2)),
+        }
+    }
+
+    /// True at qos 2.
+    pub(super) fn exactly_once(self) -> bool {
+        matches!(self, Qos::ExactlyOnce(_))
+    }
 }
 
 /// Reads `qos` and `checkpointInterval`; a value this engine cannot honour is refused by name.
@@ -63,22 +82,20 @@ pub(super) fn qos(options: &Map<String, Value>) -> Result<Qos, EngineError> {
             )));
         }
     };
-    match level {
-        0 => Ok(Qos::AtMostOnce),
-        1 => {
-            let ms = interval.unwrap_or(DEFAULT_INTERVAL_MS);
-            if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&ms) {
-                return Err(EngineError::Invalid(format!(
-                    "checkpointInterval {ms} ms is out of bounds ({MIN_INTERVAL_MS} ms to 24 h)"
-                )));
-            }
-            Ok(Qos::AtLeastOnce(ms))
-        }
-        _ => Err(EngineError::Invalid(
-            "rule option qos = 2 (exactly once) is not supported yet; qos 1 (at least once) is"
-                .into(),
-        )),
+    if level == 0 {
+        return Ok(Qos::AtMostOnce);
     }
+    let ms = interval.unwrap_or(DEFAULT_INTERVAL_MS);
+    if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&ms) {
+        return Err(EngineError::Invalid(format!(
+            "checkpointInterval {ms} ms is out of bounds ({MIN_INTERVAL_MS} ms to 24 h)"
+        )));
+    }
+    Ok(if level == 1 {
+        Qos::AtLeastOnce(ms)
+    } else {
+        Qos::ExactlyOnce(ms)
+    })
 }
 
 /// What a checkpointed run starts from.
@@ -136,7 +153,7 @@ impl Engine {
         }
     }
 
-    /// For a rule with qos 1: checks that this engine can keep its promise for the rule's
+    /// For a rule with qos 1 or 2: checks that this engine can keep its promise for the rule's
     /// shape, opens its store and log, and loads the checkpoint to resume from (a checkpoint
     /// of another plan is set aside, and the log with it, saying so).
     pub(super) fn recovery(
@@ -147,12 +164,13 @@ impl Engine {
         shared: bool,
         workers: usize,
     ) -> Result<Option<Recovery>, EngineError> {
-        let Qos::AtLeastOnce(interval) = qos(&entry.spec.options)? else {
+        let guarantee = qos(&entry.spec.options)?;
+        let Some((interval, level)) = guarantee.checkpointed() else {
             return Ok(None);
         };
         let refuse = |what: &str| {
             Err(EngineError::Invalid(format!(
-                "rule option qos = 1 is not supported yet for {what}; only qos 0 is"
+                "rule option qos = {level} is not supported yet for {what}; only qos 0 is"
             )))
         };
         if entry.test.is_some() {
@@ -177,13 +195,17 @@ impl Engine {
                 return refuse("analytic functions after a window or a key exchange");
             }
         }
+        if guarantee.exactly_once() && super::options::flag(&entry.spec.options, "sendError") {
+            return Err(EngineError::Invalid(
+                "rule option sendError cannot be combined with qos = 2: error texts are written as they come, outside the sinks' transactions".into(),
+            ));
+        }
         let dir = self.checkpoint_dir(&entry.spec.id).ok_or_else(|| {
-            EngineError::Invalid(
-                "rule option qos = 1 needs a data directory, which this engine was started without"
-                    .into(),
-            )
+            EngineError::Invalid(format!(
+                "rule option qos = {level} needs a data directory, which this engine was started without"
+            ))
         })?;
-        let fail = |e: String| EngineError::Invalid(format!("qos 1: {e}"));
+        let fail = |e: String| EngineError::Invalid(format!("qos {level}: {e}"));
         let store = CheckpointStore::open(&dir).map_err(fail)?;
         let fingerprint = format!(
             "workers={workers}\nsql={}\noptions={}\nplan={}",
@@ -215,9 +237,12 @@ impl Engine {
             }
         }
         let replay_until = (0..workers).map(|w| log.last_seq(w)).collect();
-        let event_time = physical.event_time.is_some();
+        let flags = crate::checkpoint::RunFlags {
+            event_time: physical.event_time.is_some(),
+            exactly_once: guarantee.exactly_once(),
+        };
         let checkpointing =
-            Checkpointing::new(workers, fingerprint, store, latest, Some(log), event_time);
+            Checkpointing::new(workers, fingerprint, store, latest, Some(log), flags);
         Ok(Some(Recovery {
             checkpointing,
             positions,
@@ -227,7 +252,7 @@ impl Engine {
     }
 }
 
-/// Readies a qos 1 rule's MQTT source for a persistent session: it needs a client id that is
+/// Readies a checkpointed (qos 1 or 2) rule's MQTT source for a persistent session: it needs a client id that is
 /// the same on every start (the broker keys the session on it), `quiver-<rule id>` unless the
 /// stream's profile names one; a shared connection (`connectionSelector`) cannot acknowledge
 /// per rule, so it is refused.
@@ -241,7 +266,7 @@ pub(super) fn durable_source(
     let named = |key: &str| spec.props.keys().any(|k| k.eq_ignore_ascii_case(key));
     if named("connectionSelector") {
         return Err(EngineError::Invalid(
-            "rule option qos = 1 is not supported yet for a stream read through a shared connection (connectionSelector); only qos 0 is".into(),
+            "rule options qos = 1 and 2 are not supported yet for a stream read through a shared connection (connectionSelector); only qos 0 is".into(),
         ));
     }
     let subscription_qos = spec
@@ -254,7 +279,7 @@ pub(super) fn durable_source(
         });
     if subscription_qos == Some(Some(0)) {
         return Err(EngineError::Invalid(
-            "rule option qos = 1 needs the MQTT stream to subscribe with qos 1 or 2 (its \"qos\" property is 0: the broker would neither redeliver nor keep messages)".into(),
+            "rule options qos = 1 and 2 need the MQTT stream to subscribe with qos 1 or 2 (its \"qos\" property is 0: the broker would neither redeliver nor keep messages)".into(),
         ));
     }
     if !named("clientid") {
@@ -335,8 +360,12 @@ mod tests {
             qos_of(json!({"qos": 1, "checkpointInterval": "2s"})).unwrap(),
             Qos::AtLeastOnce(2000)
         );
+        assert_eq!(
+            qos_of(json!({"qos": 2, "checkpointInterval": 1000})).unwrap(),
+            Qos::ExactlyOnce(1000)
+        );
         for bad in [
-            json!({"qos": 2}),
+            json!({"qos": 2, "checkpointInterval": 50}),
             json!({"qos": 3}),
             json!({"qos": true}),
             json!({"qos": 1, "checkpointInterval": 5}),
@@ -344,7 +373,7 @@ mod tests {
         ] {
             assert!(qos_of(bad.clone()).is_err(), "{bad} must be refused");
         }
-        let e = qos_of(json!({"qos": 2})).unwrap_err().to_string();
-        assert!(e.contains("qos = 2"), "{e}");
+        let e = qos_of(json!({"qos": 3})).unwrap_err().to_string();
+        assert!(e.contains("qos must be 0, 1 or 2"), "{e}");
     }
 }

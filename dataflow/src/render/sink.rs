@@ -25,6 +25,9 @@ pub(super) fn render_sink(
     let scope = stream.scope();
     let worker = scope.index();
     let ckpt = rule.checkpoint.clone();
+    if ckpt.as_ref().is_some_and(|c| c.exactly_once()) {
+        stash.worker = Some(worker);
+    }
     if let Some(c) = &ckpt {
         for sink in 0..stash.sinks() {
             c.register(crate::checkpoint::coordinator::sink_part(sink, worker));
@@ -32,6 +35,10 @@ pub(super) fn render_sink(
     }
     // The checkpoint whose marker this worker has sent its sinks.
     let mut marked = 0u64;
+    // qos 2: results at or after the pending checkpoint's time, held until its marker is
+    // sent, so each sink task can tell the rows of one checkpoint from the next's.
+    let exactly_once = ckpt.as_ref().is_some_and(|c| c.exactly_once());
+    let mut held: Vec<RecordBatch> = Vec::new();
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         Pipeline,
         "Sink",
@@ -40,19 +47,18 @@ pub(super) fn render_sink(
             // Held until every batch is handed over, so the dataflow is not retired early.
             let mut cap = Some(cap);
             move |(input, frontier), _output| {
-                input.for_each(|_time, data| {
+                input.for_each(|time, data| {
                     if let Some(batch) = data.0.take() {
-                        let parts: Vec<RecordBatch> = if split_rows {
-                            (0..batch.num_rows()).map(|r| batch.slice(r, 1)).collect()
+                        // Read per batch: a checkpoint may start while this runs.
+                        let hold = exactly_once
+                            && ckpt
+                                .as_ref()
+                                .and_then(|c| c.pending_time())
+                                .is_some_and(|t| time.least().is_some_and(|l| *l >= t));
+                        if hold {
+                            held.push(batch);
                         } else {
-                            vec![batch]
-                        };
-                        for (k, part) in parts.into_iter().enumerate() {
-                            // The operator counted one delivery per batch and sink.
-                            if k > 0 {
-                                pending.set(pending.get() + stash.sinks());
-                            }
-                            stash.push(&part);
+                            hand(&mut stash, &pending, split_rows, batch);
                         }
                     }
                 });
@@ -66,9 +72,20 @@ pub(super) fn render_sink(
                     pending.set(pending.get() + stash.sinks());
                     stash.push(&crate::checkpoint::marker(epoch, worker));
                 }
+                // Released after the marker, or when the checkpoint was given up without one.
+                if !held.is_empty()
+                    && ckpt
+                        .as_ref()
+                        .and_then(|c| c.pending())
+                        .is_none_or(|(epoch, _)| epoch <= marked)
+                {
+                    for batch in std::mem::take(&mut held) {
+                        hand(&mut stash, &pending, split_rows, batch);
+                    }
+                }
                 let handed = stash.flush();
                 pending.set(pending.get().saturating_sub(handed));
-                if !stash.is_empty() {
+                if !stash.is_empty() || !held.is_empty() {
                     retry.activate_after(RETRY);
                 } else if frontier.is_empty() && cap.is_some() {
                     cap = None;
@@ -80,12 +97,35 @@ pub(super) fn render_sink(
     );
 }
 
+/// Puts one result batch in the stash for every sink (row by row under `split_rows`),
+/// tagged with the worker at qos 2.
+fn hand(stash: &mut SinkStash, pending: &Cell<usize>, split_rows: bool, batch: RecordBatch) {
+    let parts: Vec<RecordBatch> = if split_rows {
+        (0..batch.num_rows()).map(|r| batch.slice(r, 1)).collect()
+    } else {
+        vec![batch]
+    };
+    for (k, part) in parts.into_iter().enumerate() {
+        // The operator counted one delivery per batch and sink.
+        if k > 0 {
+            pending.set(pending.get() + stash.sinks());
+        }
+        let part = match stash.worker {
+            Some(w) => crate::checkpoint::marker::tag(part, w),
+            None => part,
+        };
+        stash.push(&part);
+    }
+}
+
 /// A rule's sink queues on one worker and the results they have not taken yet. A timely
 /// operator never blocks its worker: what a full queue refuses waits here, in order, and is
 /// offered again on the next activation.
 pub(crate) struct SinkStash {
     senders: Vec<mpsc::Sender<RecordBatch>>,
     waiting: VecDeque<(usize, RecordBatch)>,
+    /// qos 2: the worker each batch is tagged with.
+    worker: Option<usize>,
 }
 
 impl SinkStash {
@@ -94,6 +134,7 @@ impl SinkStash {
         SinkStash {
             senders,
             waiting: VecDeque::new(),
+            worker: None,
         }
     }
 

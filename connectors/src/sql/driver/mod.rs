@@ -117,6 +117,9 @@ pub struct Statement {
     pub params: Vec<SqlValue>,
 }
 
+/// The savepoint each group of [`Connection::write_groups`] runs under.
+const SAVEPOINT: &str = "quiver_group";
+
 /// A failure reported by a driver.
 #[derive(Debug)]
 pub struct DbError {
@@ -187,6 +190,22 @@ impl Connection {
             Connection::Mysql(c) => c.write(statements).await,
             Connection::Postgres(c) => c.write(statements).await,
             Connection::Sqlite(c) => c.write(statements).await,
+        }
+    }
+
+    /// Runs each group of statements under a savepoint of one transaction, then `last`, and
+    /// commits: a group the database refuses is rolled back to its savepoint and its message
+    /// returned in its place, the other groups stay. A broken connection, or a refusal of
+    /// `last`, rolls everything back and is the error.
+    pub async fn write_groups(
+        &mut self,
+        groups: &[Vec<Statement>],
+        last: &[Statement],
+    ) -> Result<Vec<Option<String>>, DbError> {
+        match self {
+            Connection::Mysql(c) => c.write_groups(groups, last).await,
+            Connection::Postgres(c) => c.write_groups(groups, last).await,
+            Connection::Sqlite(c) => c.write_groups(groups, last).await,
         }
     }
 

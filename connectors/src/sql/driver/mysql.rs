@@ -75,6 +75,59 @@ impl MysqlConn {
         Ok(affected)
     }
 
+    /// See [`super::Connection::write_groups`]. Savepoint statements go by the text
+    /// protocol: MySQL does not prepare them.
+    pub async fn write_groups(
+        &mut self,
+        groups: &[Vec<Statement>],
+        last: &[Statement],
+    ) -> Result<Vec<Option<String>>, DbError> {
+        let mut tx = self
+            .0
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(error)?;
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            let savepoint = format!("SAVEPOINT {}", super::SAVEPOINT);
+            if let Err(e) = tx.query_drop(savepoint).await {
+                let _ = tx.rollback().await;
+                return Err(error(e));
+            }
+            let mut refused = None;
+            for st in group {
+                match tx.exec_drop(st.sql.as_str(), params(&st.params)).await {
+                    Ok(()) => {}
+                    Err(e @ mysql_async::Error::Server(_)) => {
+                        refused = Some(e.to_string());
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        return Err(error(e));
+                    }
+                }
+            }
+            let end = match refused {
+                Some(_) => format!("ROLLBACK TO SAVEPOINT {}", super::SAVEPOINT),
+                None => format!("RELEASE SAVEPOINT {}", super::SAVEPOINT),
+            };
+            if let Err(e) = tx.query_drop(end).await {
+                let _ = tx.rollback().await;
+                return Err(error(e));
+            }
+            out.push(refused);
+        }
+        for st in last {
+            if let Err(e) = tx.exec_drop(st.sql.as_str(), params(&st.params)).await {
+                let _ = tx.rollback().await;
+                return Err(error(e));
+            }
+        }
+        tx.commit().await.map_err(error)?;
+        Ok(out)
+    }
+
     /// Says goodbye to the server.
     pub async fn close(self) {
         let _ = self.0.disconnect().await;

@@ -113,4 +113,41 @@ impl PgConn {
         tx.commit().await.map_err(error)?;
         Ok(affected)
     }
+
+    /// See [`super::Connection::write_groups`]. PostgreSQL aborts a transaction at its first
+    /// error, so each group runs in a savepoint that a refusal rolls back to.
+    pub async fn write_groups(
+        &mut self,
+        groups: &[Vec<Statement>],
+        last: &[Statement],
+    ) -> Result<Vec<Option<String>>, DbError> {
+        let mut tx = self.0.transaction().await.map_err(error)?;
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            let sp = tx.savepoint(super::SAVEPOINT).await.map_err(error)?;
+            let mut refused = None;
+            for st in group {
+                let params = texts(&st.params);
+                if let Err(e) = sp.execute(&st.sql, &refs(&params)).await {
+                    let e = error(e);
+                    if e.broken {
+                        return Err(e);
+                    }
+                    refused = Some(e.message);
+                    break;
+                }
+            }
+            match refused {
+                Some(_) => sp.rollback().await.map_err(error)?,
+                None => sp.commit().await.map_err(error)?,
+            }
+            out.push(refused);
+        }
+        for st in last {
+            let params = texts(&st.params);
+            tx.execute(&st.sql, &refs(&params)).await.map_err(error)?;
+        }
+        tx.commit().await.map_err(error)?;
+        Ok(out)
+    }
 }

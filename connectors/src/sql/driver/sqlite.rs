@@ -122,6 +122,47 @@ impl SqliteConn {
         })
         .await
     }
+
+    /// See [`super::Connection::write_groups`].
+    pub async fn write_groups(
+        &mut self,
+        groups: &[Vec<Statement>],
+        last: &[Statement],
+    ) -> Result<Vec<Option<String>>, DbError> {
+        let (groups, last) = (groups.to_vec(), last.to_vec());
+        self.with(move |conn| {
+            // Dropped without commit on failure, which rolls it back.
+            let mut tx = conn.transaction().map_err(DbError::refused)?;
+            let mut out = Vec::with_capacity(groups.len());
+            for group in &groups {
+                let sp = tx.savepoint().map_err(DbError::refused)?;
+                let mut refused = None;
+                for st in group {
+                    let done = sp.prepare_cached(&st.sql).and_then(|mut s| {
+                        s.execute(rusqlite::params_from_iter(params(&st.params)))
+                    });
+                    if let Err(e) = done {
+                        refused = Some(e.to_string());
+                        break;
+                    }
+                }
+                match refused {
+                    // Dropping a savepoint rolls it back.
+                    Some(_) => drop(sp),
+                    None => sp.commit().map_err(DbError::refused)?,
+                }
+                out.push(refused);
+            }
+            for st in &last {
+                tx.prepare_cached(&st.sql)
+                    .and_then(|mut s| s.execute(rusqlite::params_from_iter(params(&st.params))))
+                    .map_err(DbError::refused)?;
+            }
+            tx.commit().map_err(DbError::refused)?;
+            Ok(out)
+        })
+        .await
+    }
 }
 
 /// A column value as JSON: blobs as base64 text, as eKuiper's JSON shows bytes.
