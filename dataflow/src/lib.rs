@@ -19,6 +19,7 @@ pub mod clock;
 pub mod container;
 pub mod engine;
 pub mod error;
+pub mod event_time;
 pub mod exchange;
 pub mod fault;
 pub mod keys;

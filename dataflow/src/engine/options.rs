@@ -211,11 +211,12 @@ mod tests {
             "planOptimizeStrategy": {}, "notifySub": false});
         assert!(validate(&options(exported)).is_ok());
         assert!(validate(&options(json!({"qos": 1}))).is_ok());
+        assert!(validate(&options(json!({"qos": 2}))).is_ok());
         assert_eq!(
-            validate(&options(json!({"qos": 2})))
+            validate(&options(json!({"qos": 3})))
                 .unwrap_err()
                 .to_string(),
-            "rule option qos = 2 (exactly once) is not supported yet; qos 1 (at least once) is"
+            "rule option qos must be 0, 1 or 2, got 3"
         );
         assert!(validate(&options(json!({"restartStrategy": {"attempts": 3}}))).is_ok());
         assert!(validate(&options(json!({"restartStrategy": {"attempts": "x"}}))).is_err());

@@ -179,7 +179,7 @@ pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
                         DistributorPact(|_| KeyDistributor),
                         to_windows,
                         (ctx, fault),
-                        rule.checkpoint.clone(),
+                        (rule.checkpoint.clone(), event_time),
                     ),
                     Exchange::ToFirstWorker => render_window(
                         input(),
@@ -188,7 +188,7 @@ pub fn build(scope: Scope<'_, u64>, rule: &RuleDataflow) {
                         DistributorPact(|_| ToFirstWorker),
                         to_windows,
                         (ctx, fault),
-                        rule.checkpoint.clone(),
+                        (rule.checkpoint.clone(), event_time),
                     ),
                 }
             }

@@ -235,7 +235,8 @@ pub(super) fn render_source<'s>(
                             if let Some(w) = moved
                                 && w > 0
                             {
-                                moved_to = Some(moved_to.unwrap_or(0).max(w as u64));
+                                let t = crate::event_time::time_of(w as u64);
+                                moved_to = Some(moved_to.unwrap_or(0).max(t));
                             }
                         }
                         None => {
@@ -265,6 +266,20 @@ pub(super) fn render_source<'s>(
                     cross(w, position, &chain, &watermark);
                     c.downgrade(&w);
                 }
+            }
+            // Event time: an idle source meets a pending checkpoint between two watermark
+            // times, so the checkpoint completes (and qos 2 sinks write what came before it)
+            // without the watermark moving.
+            if drained
+                && watermark.is_some()
+                && position >= replay_until
+                && let Some(t) = ckpt.as_ref().and_then(|c| c.pending_time())
+                && crate::event_time::is_between(t)
+                && let Some(c) = cap.as_mut()
+                && *c.time() < t
+            {
+                cross(t, position, &chain, &watermark);
+                c.downgrade(&t);
             }
             if ended {
                 // End of input: everything waiting for the watermark goes out, then time ends.

@@ -27,7 +27,7 @@ pub(super) fn render_window<'s, P>(
     pact: P,
     to_windows: Arc<std::sync::atomic::AtomicUsize>,
     (rule, fault): super::RunContext,
-    ckpt: Option<Arc<Checkpointing>>,
+    (ckpt, event_time): (Option<Arc<Checkpointing>>, bool),
 ) -> Stream<'s, u64, ArrowBatch>
 where
     P: timely::dataflow::channels::pact::ParallelizationContract<u64, ArrowBatch>,
@@ -130,6 +130,12 @@ where
                         }
                     }
                     let Some(upto) = upto else { return };
+                    // In event time the dataflow's time is twice the watermark.
+                    let upto = if event_time {
+                        crate::event_time::watermark_of(upto)
+                    } else {
+                        upto
+                    };
                     let closes = fault
                         .contain("the window operator", || {
                             quiver_compiler::eval::with_rule_context(&rule, || {
@@ -139,7 +145,13 @@ where
                         .unwrap_or_default();
                     for e in closes {
                         let Some(h) = held.as_ref() else { break };
-                        let at = (e.end.max(1) as u64 - 1).max(*h.time());
+                        let end = e.end.max(1) as u64 - 1;
+                        let end = if event_time {
+                            crate::event_time::time_of(end)
+                        } else {
+                            end
+                        };
+                        let at = end.max(*h.time());
                         let cap = h.delayed(&at);
                         *emitted += e.batch.num_rows();
                         output
