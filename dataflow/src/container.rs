@@ -1,6 +1,11 @@
-//! The container timely moves between operators: one Arrow record batch.
+//! The container timely moves between operators: one Arrow record batch. Between processes it
+//! travels as Arrow IPC (`container/ipc.rs`).
 
 use arrow::record_batch::RecordBatch;
+
+mod ipc;
+
+pub use ipc::encoded_bytes;
 
 /// A record batch as a timely container. Timely needs `Default`, hence the `Option`; the record
 /// count is the row count, which is what progress tracking accounts.
@@ -25,23 +30,5 @@ impl timely::Accountable for ArrowBatch {
             Some(b) => b.num_rows() as i64,
             None => 0,
         }
-    }
-}
-
-/// Quiver runs its workers in one process (`Config::process`), where timely hands containers
-/// from worker to worker by pointer and never serialises them. Timely still demands this
-/// trait for any exchanged container at compile time; should a multi-process configuration
-/// ever be added, this is where Arrow IPC goes.
-impl timely::dataflow::channels::ContainerBytes for ArrowBatch {
-    fn from_bytes(_bytes: timely::bytes::arc::Bytes) -> Self {
-        panic!("Arrow batches are exchanged in process only (no multi-process timely config)")
-    }
-
-    fn length_in_bytes(&self) -> usize {
-        panic!("Arrow batches are exchanged in process only (no multi-process timely config)")
-    }
-
-    fn into_bytes<W: std::io::Write>(&self, _writer: &mut W) {
-        panic!("Arrow batches are exchanged in process only (no multi-process timely config)")
     }
 }

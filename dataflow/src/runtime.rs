@@ -3,14 +3,23 @@
 //! Every command goes to every worker, in one order (a lock serialises senders), because timely
 //! matches dataflows and channels across workers by creation order. Workers park when idle and
 //! are unparked after each command, so a command takes effect at once.
+//!
+//! The workers may be one process's share of a cluster ([`ClusterConfig`]): worker indexes are
+//! then global (`process * threads + thread`), and this runtime reaches only its own workers.
+//! Every process must be sent the same commands in the same order; that is for whoever drives
+//! the processes, not for this module.
+
+mod cluster;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
 
 use crate::render::{self, RuleDataflow};
+pub use cluster::{ClusterConfig, Placement};
 
 /// A command for the workers.
 pub enum Command {
@@ -35,13 +44,31 @@ pub struct Workers {
     senders: Mutex<Vec<Sender<Command>>>,
     threads: Arc<Mutex<Vec<Option<Thread>>>>,
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
-    count: usize,
+    /// Timely's worker indexes of this process's workers; the queues above are by position in
+    /// it.
+    local: Range<usize>,
+    /// Workers over all processes.
+    peers: usize,
 }
 
 impl Workers {
-    /// Starts `n` worker threads.
+    /// Starts `n` worker threads, all in this process.
     pub fn start(n: usize) -> Result<Workers, String> {
-        let n = n.max(1);
+        Workers::start_on(Placement::Process(n.max(1)))
+    }
+
+    /// Starts this process's workers of a cluster. Returns once every process of the cluster
+    /// is connected (timely retries connecting to the processes not listening yet).
+    pub fn start_cluster(cluster: ClusterConfig) -> Result<Workers, String> {
+        cluster.validate()?;
+        Workers::start_on(Placement::Cluster(cluster))
+    }
+
+    /// Starts the workers `placement` puts in this process.
+    fn start_on(placement: Placement) -> Result<Workers, String> {
+        let (local, peers) = (placement.local(), placement.peers());
+        let first = local.start;
+        let n = local.len();
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| channel::<Command>()).unzip();
         let receivers: Arc<Mutex<Vec<Option<Receiver<Command>>>>> =
             Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
@@ -49,12 +76,14 @@ impl Workers {
         let worker_threads = threads.clone();
         let dead: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; n]));
         let worker_dead = dead.clone();
-        let guards = timely::execute(timely::Config::process(n), move |worker| {
+        let guards = timely::execute(placement.timely(), move |worker| {
             let index = worker.index();
-            let rx = receivers.lock().expect("receivers lock")[index]
+            // This worker's position among the process's own workers.
+            let slot = index - first;
+            let rx = receivers.lock().expect("receivers lock")[slot]
                 .take()
                 .expect("each worker takes its own command queue once");
-            worker_threads.lock().expect("threads lock")[index] = Some(std::thread::current());
+            worker_threads.lock().expect("threads lock")[slot] = Some(std::thread::current());
             // Each rule run's dataflow and the table indexes (table, id) it reads.
             let mut dataflows: HashMap<String, (usize, Vec<(String, String)>)> = HashMap::new();
             loop {
@@ -125,7 +154,7 @@ impl Workers {
                 if let Err(panic) = step {
                     let reason = crate::fault::panic_message(&panic);
                     tracing::error!("timely worker {index} stopped after a panic: {reason}");
-                    worker_dead.lock().expect("dead lock")[index] =
+                    worker_dead.lock().expect("dead lock")[slot] =
                         Some(format!("worker {index} stopped after a panic: {reason}"));
                     return;
                 }
@@ -145,7 +174,8 @@ impl Workers {
             senders: Mutex::new(senders),
             threads,
             guards: Mutex::new(Some(guards)),
-            count: n,
+            local,
+            peers,
         })
     }
 
@@ -160,9 +190,15 @@ impl Workers {
             .cloned()
     }
 
-    /// Number of workers.
+    /// Number of workers over all processes: timely's worker indexes are `0..count()`, and
+    /// per-worker slots of a dataflow (ingest queues, activators) are indexed by them.
     pub fn count(&self) -> usize {
-        self.count
+        self.peers
+    }
+
+    /// The worker indexes of this process: the only workers its commands and queues reach.
+    pub fn local(&self) -> Range<usize> {
+        self.local.clone()
     }
 
     /// Sends a command to every worker, in the same order for all, and wakes them.
@@ -182,7 +218,8 @@ impl Workers {
         }
     }
 
-    /// Stops the workers and waits for them.
+    /// Stops the workers and waits for them. In a cluster that wait includes timely's network
+    /// threads, which end once every other process has stopped its workers too.
     pub fn shutdown(&self) {
         self.broadcast(|| Command::Shutdown);
         if let Some(guards) = self.guards.lock().expect("guards lock").take() {

@@ -2,7 +2,6 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
@@ -45,7 +44,7 @@ pub(super) fn render_keyed<'s>(
                     let rows = batch.num_rows();
                     let out = run_post(&mut chain, batch, &ctx);
                     // Only now are the rows through (a partitioned join has read its table).
-                    to_windows.fetch_sub(rows, Ordering::AcqRel);
+                    super::rows_taken(&to_windows, rows);
                     if let Some(out) = out {
                         pending.set(pending.get() + sinks);
                         output

@@ -66,6 +66,17 @@ pub(crate) const EVENTS_PER_ACTIVATION: usize = 16;
 /// yet (timely's channels are unbounded, so the sources hold back instead).
 pub(crate) const MAX_ROWS_TO_WINDOWS: usize = 64 * 1024;
 
+/// Takes `rows` off a rule's rows in flight towards its window (or keyed) operators. In a
+/// cluster an operator also takes rows that another process's source counted there, so the
+/// count stops at zero instead of wrapping round (which would hold this process's source
+/// back for ever).
+pub(crate) fn rows_taken(to_windows: &std::sync::atomic::AtomicUsize, rows: usize) {
+    use std::sync::atomic::Ordering;
+    let _ = to_windows.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+        Some(n.saturating_sub(rows))
+    });
+}
+
 /// Everything the workers need to build one run of a rule. Shared by all workers.
 pub struct RuleDataflow {
     /// Unique key of this run (rule id + run number), used to drop it.

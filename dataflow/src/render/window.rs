@@ -1,7 +1,6 @@
 //! The window stage: open windows of this worker's groups, closed as time passes.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use timely::container::CapacityContainerBuilder;
@@ -73,7 +72,7 @@ where
                         return;
                     };
                     rows_in += batch.num_rows();
-                    to_windows.fetch_sub(batch.num_rows(), Ordering::AcqRel);
+                    super::rows_taken(&to_windows, batch.num_rows());
                     let Some(cap) = time.retain_least(0) else {
                         return;
                     };
