@@ -29,7 +29,11 @@ mod tests {
     #[test]
     fn odd_times_fall_between_watermarks() {
         assert_eq!(watermark_of(time_of(1_700_000_000_123)), 1_700_000_000_123);
-        assert_eq!(watermark_of(time_of(5) + 1), 5, "the time after a watermark is still it");
+        assert_eq!(
+            watermark_of(time_of(5) + 1),
+            5,
+            "the time after a watermark is still it"
+        );
         assert!(is_between(time_of(5) + 1) && !is_between(time_of(5)));
         assert_eq!(watermark_of(u64::MAX), u64::MAX);
     }

@@ -192,7 +192,7 @@ async fn feed_with_kills(
                 .set_len(len / 2)
                 .unwrap();
             let log = dir.join("torn.log");
-            server = Server::start_args(&dir, &[], Some(&log));
+            server = Server::start_args(dir, &[], Some(&log));
             let deadline = Instant::now() + Duration::from_secs(10);
             while !std::fs::read_to_string(&log)
                 .unwrap_or_default()
@@ -205,7 +205,7 @@ async fn feed_with_kills(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         } else {
-            server = Server::start_args(&dir, &[], Some(&dir.join(format!("run{k}.log"))));
+            server = Server::start_args(dir, &[], Some(&dir.join(format!("run{k}.log"))));
         }
     }
     subscribed(&server, rules, publisher, input, queued).await;
@@ -469,7 +469,7 @@ async fn sigkill_and_database_outage_at_qos_2_write_each_result_exactly_once() {
             .trim()
             .parse()
             .unwrap();
-        if count(&windows).0 >= windows_want && pg >= windows_want && count(&rows).0 >= ROWS + 1 {
+        if count(&windows).0 >= windows_want && pg >= windows_want && count(&rows).0 > ROWS {
             break;
         }
         assert!(
@@ -516,13 +516,197 @@ async fn sigkill_and_database_outage_at_qos_2_write_each_result_exactly_once() {
         want,
         "PostgreSQL's windows differ"
     );
-    let progress = mariadb(&format!(
-        "SELECT count(*) FROM quiver_sink_progress WHERE id LIKE 'ex_%'"
-    ));
+    let progress = mariadb(
+        "SELECT count(*) FROM quiver_sink_progress WHERE id LIKE 'ex_win/%' OR id LIKE 'ex_rows/%'",
+    );
     assert_eq!(progress.trim(), "2", "one progress row per MariaDB sink");
     drop(server);
     mariadb(&format!("DROP TABLE {windows}; DROP TABLE {rows}"));
     psql(&format!("DROP TABLE {windows}"));
+}
+
+/// A broker restart under a qos 2 rule: the source reconnects on its persistent session, the
+/// broker sends again what it had not seen acknowledged (recognised, not logged twice), and
+/// each row lands in MariaDB exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_at_qos_2_writes_each_row_exactly_once() {
+    let dir = temp_dir("checkpoints-broker-restart");
+    let port = common::mqtt::free_port();
+    let store = dir.join("mosquitto");
+    std::fs::create_dir_all(&store).unwrap();
+    let mut broker = common::mqtt::PrivateBroker::start_with(
+        port,
+        &format!(
+            "persistence true\npersistence_location {}/\n",
+            store.display()
+        ),
+    );
+    let table = format!("ex_restart_{}", unique().replace(['-', '/'], "_"));
+    mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
+    let server = Server::start_args(&dir, &[], Some(&dir.join("quiverd.log")));
+    let (status, body) = server.call(
+        "PUT",
+        "/metadata/sources/mqtt/confKeys/own",
+        Some(json!({"server": format!("tcp://127.0.0.1:{port}")})),
+    );
+    assert_eq!(status, 200, "{body}");
+    server.create_stream(
+        r#"CREATE STREAM ex (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="ex/in", FORMAT="json", CONF_KEY="own")"#,
+    );
+    let rule = json!({"id": "ex_restart", "sql": "SELECT id FROM ex WHERE id >= 0",
+        "actions": [{"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": table}}],
+        "options": {"qos": 2, "checkpointInterval": 200}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    let read = |server: &Server| {
+        let (_, st) = server.json("GET", "/rules/ex_restart/status", None);
+        st["source_ex_0_records_in_total"].as_u64().unwrap_or(0)
+    };
+    let landed = &table;
+    let rows_in = |n: u64| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got: u64 = mariadb(&format!("SELECT count(DISTINCT id) FROM {landed}"))
+                .trim()
+                .parse()
+                .unwrap();
+            if got >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{got} of {n} rows landed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    const HALF: i64 = 300;
+    for round in 0..2 {
+        let publisher = TestClient::start(port, None);
+        // Rows the rule filters out are sent until it reads one: then both are connected.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let before = read(&server);
+        while read(&server) == before {
+            assert!(Instant::now() < deadline, "the rule never read its topic");
+            publisher
+                .publish("ex/in", &json!({"id": -1}).to_string())
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let base = read(&server);
+        for i in round * HALF..(round + 1) * HALF {
+            publisher
+                .publish("ex/in", &json!({"id": i}).to_string())
+                .await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read(&server) < base + HALF as u64 {
+            assert!(Instant::now() < deadline, "quiverd never read every row");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if round == 0 {
+            // At once: the acks of the last messages may still be on their way.
+            broker.restart();
+        }
+    }
+    rows_in((2 * HALF) as u64).await;
+    // Late duplicates would come within a checkpoint or two.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let out = mariadb(&format!("SELECT count(*), count(DISTINCT id) FROM {table}"));
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        vec![(2 * HALF).to_string(), (2 * HALF).to_string()],
+        "each row exactly once"
+    );
+    drop(server);
+    mariadb(&format!("DROP TABLE {table}"));
+}
+
+/// `enableSaveStateBeforeStop`: a rule stopped with SIGTERM takes a checkpoint first, so after
+/// the restart it replays nothing; the same rule without the option (and no periodic checkpoint
+/// within the test) sends its rows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_state_before_stop_resumes_without_repeating_results() {
+    let dir = temp_dir("checkpoints-save-before-stop");
+    let (input, output) = (
+        format!("ck/{}/in", unique()),
+        format!("ck/{}/out", unique()),
+    );
+    let mut saved = TestClient::start(1883, Some(format!("{output}/saved")));
+    saved.subscribed().await;
+    let mut plain = TestClient::start(1883, Some(format!("{output}/plain")));
+    plain.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    let log = dir.join("first.log");
+    let server = Server::start_args(&dir, &[], Some(&log));
+    server.create_stream(&format!(
+        r#"CREATE STREAM sv (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{input}", FORMAT="json")"#
+    ));
+    for (id, save) in [("sv_saved", true), ("sv_plain", false)] {
+        let topic = format!("{output}/{}", &id[3..]);
+        let rule = json!({"id": id, "sql": "SELECT id FROM sv WHERE id >= 0",
+            "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": topic, "sendSingle": true}}],
+            "options": {"qos": 1, "checkpointInterval": "1h", "enableSaveStateBeforeStop": save}});
+        let (status, body) = server.call("POST", "/rules", Some(rule));
+        assert_eq!(status, 201, "{body}");
+    }
+    let rules = ["sv_saved", "sv_plain"];
+    let records = |server: &Server| {
+        rules
+            .iter()
+            .map(|r| {
+                let (_, st) = server.json("GET", &format!("/rules/{r}/status"), None);
+                st["source_sv_0_records_in_total"].as_u64().unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while records(&server) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the rules never read their topic"
+        );
+        publisher.publish(&input, r#"{"id": -1}"#).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in 0..20 {
+        publisher
+            .publish(&input, &json!({"id": id}).to_string())
+            .await;
+    }
+    for client in [&mut saved, &mut plain] {
+        let mut got = BTreeSet::new();
+        while got.len() < 20 {
+            let p = client.next_publish().await;
+            let v: Value = serde_json::from_slice(&p.payload).unwrap();
+            got.insert(v["id"].as_i64().unwrap());
+        }
+    }
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("state saved at checkpoint"),
+        "no saved checkpoint in the log"
+    );
+    let server = Server::start_args(&dir, &[], Some(&dir.join("second.log")));
+    // What each rule sends again within a few seconds of the restart.
+    let again = |client: &mut TestClient| {
+        let mut n = 0;
+        while let Ok(p) = client.publishes.try_recv() {
+            let v: Value = serde_json::from_slice(&p.payload).unwrap();
+            if v["id"].as_i64() >= Some(0) {
+                n += 1;
+            }
+        }
+        n
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        again(&mut plain),
+        20,
+        "without the option the rows are replayed"
+    );
+    assert_eq!(again(&mut saved), 0, "a saved rule replays nothing");
+    drop(server);
 }
 
 #[test]
@@ -553,6 +737,11 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
         ),
         ("SELECT id FROM f", json!({"qos": 1}), "file sources"),
         ("SELECT id FROM sh", json!({"qos": 1}), "SHARED"),
+        (
+            "SELECT id FROM m",
+            json!({"enableSaveStateBeforeStop": true}),
+            "needs qos 1 or 2",
+        ),
     ];
     for (i, (sql, options, says)) in cases.into_iter().enumerate() {
         let rule = json!({"id": format!("r{i}"), "sql": sql,

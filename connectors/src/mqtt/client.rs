@@ -62,6 +62,8 @@ pub(super) enum Event {
         payload: Bytes,
         qos: u8,
         pkid: u16,
+        /// The broker sends it again (DUP): it may have reached this client before.
+        dup: bool,
     },
     /// The broker answered a subscription; `refused` if it refused the filter.
     Subscribed { refused: bool },
@@ -239,6 +241,7 @@ impl EventLoop {
                         payload: p.payload,
                         qos: p.qos as u8,
                         pkid: p.pkid,
+                        dup: p.dup,
                     },
                     rumqttc::Packet::ConnAck(_) => Event::Connected,
                     rumqttc::Packet::SubAck(ack) => Event::Subscribed {
@@ -264,6 +267,7 @@ impl EventLoop {
                         payload: p.payload,
                         qos: p.qos as u8,
                         pkid: p.pkid,
+                        dup: p.dup,
                     },
                     v5p::Packet::ConnAck(_) => Event::Connected,
                     v5p::Packet::SubAck(ack) => Event::Subscribed {

@@ -427,6 +427,7 @@ async fn drive(
                 payload,
                 qos,
                 pkid,
+                ..
             }) => {
                 let topic = match &last_topic {
                     Some(t) if t.as_bytes() == &topic[..] => t.clone(),

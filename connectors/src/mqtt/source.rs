@@ -7,6 +7,7 @@ use std::task::Poll;
 use async_trait::async_trait;
 
 use super::client::{self, Client, Event, Failure};
+use super::redelivery::Redeliveries;
 use super::shared::Lease;
 use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttConnections, MqttSourceConfig};
 use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
@@ -85,8 +86,8 @@ impl MqttSource {
 enum Step {
     /// Nothing to forward (acks, pings, outgoing packets).
     Nothing,
-    /// A message to forward.
-    Message(RawMessage),
+    /// A message to forward, and whether the broker flagged it as sent again (DUP).
+    Message(RawMessage, bool),
     /// The connection failed (why); wait before the next attempt.
     Failed(String),
 }
@@ -115,6 +116,8 @@ impl Source for MqttSource {
         });
         let _disconnect = DisconnectOnDrop(self.state.clone());
         let acker = durable.then(|| Acker::start(client.clone(), config.topic.clone()));
+        let mut logged = Redeliveries::default();
+        let mut repeats = 0u64;
         let mut backoff = Backoff::new();
         let mut failures = 0u64;
         // Messages on one topic share its name instead of allocating it per message.
@@ -130,7 +133,17 @@ impl Source for MqttSource {
             while let Some(event) = next.take() {
                 match self.handle(&client, event, &mut backoff, &mut failures, &mut topic) {
                     Step::Nothing => {}
-                    Step::Message(msg) => batch.push(msg),
+                    Step::Message(msg, dup) => match &acker {
+                        // Logged before the connection dropped, its ack lost with it: acked
+                        // now, not logged twice.
+                        Some(acker) if dup && logged.is_repeat(&msg) => {
+                            if let (Some(qos), Some(pkid)) = (msg.qos, msg.message_id) {
+                                acker.ack((qos, pkid));
+                            }
+                            repeats += 1;
+                        }
+                        _ => batch.push(msg),
+                    },
                     Step::Failed(e) => {
                         failed = Some(e);
                         break;
@@ -151,13 +164,26 @@ impl Source for MqttSource {
                 } else {
                     Vec::new()
                 };
+                let digests = if durable {
+                    Redeliveries::digests(&batch)
+                } else {
+                    Vec::new()
+                };
                 out.send(SourceEvent::Raw(batch)).await?;
                 // Logged and synced: now the broker may forget them.
                 if let Some(acker) = &acker {
                     for ack in acks {
                         acker.ack(ack);
                     }
+                    logged.extend(digests);
                 }
+            }
+            if repeats > 0 {
+                tracing::info!(
+                    "mqtt source {}: {repeats} messages the broker sent again after a reconnect were logged already; acknowledged, not logged twice",
+                    config.topic
+                );
+                repeats = 0;
             }
             if let Some(reason) = failed {
                 failures += 1;
@@ -200,17 +226,21 @@ impl MqttSource {
                 payload,
                 qos,
                 pkid,
-            }) => Step::Message(RawMessage {
-                payload,
-                topic: match last_topic {
-                    Some(t) if t.as_bytes() == &topic[..] => t.clone(),
-                    _ => last_topic
-                        .insert(Arc::from(String::from_utf8_lossy(&topic)))
-                        .clone(),
+                dup,
+            }) => Step::Message(
+                RawMessage {
+                    payload,
+                    topic: match last_topic {
+                        Some(t) if t.as_bytes() == &topic[..] => t.clone(),
+                        _ => last_topic
+                            .insert(Arc::from(String::from_utf8_lossy(&topic)))
+                            .clone(),
+                    },
+                    qos: Some(qos),
+                    message_id: Some(pkid),
                 },
-                qos: Some(qos),
-                message_id: Some(pkid),
-            }),
+                dup,
+            ),
             Ok(Event::Connected) => {
                 // A clean session forgets subscriptions: subscribe on every (re)connect.
                 backoff.reset();

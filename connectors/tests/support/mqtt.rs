@@ -111,6 +111,7 @@ impl TestClient {
 pub struct PrivateBroker {
     child: Child,
     dir: PathBuf,
+    port: u16,
 }
 
 impl PrivateBroker {
@@ -128,25 +129,44 @@ impl PrivateBroker {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\n{extra}"),
         )
         .unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/sbin/mosquitto");
-        let broker = PrivateBroker { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        PrivateBroker {
+            child: spawn_mosquitto(&conf, port),
+            dir,
+            port,
         }
-        broker
     }
+
+    /// Stops the broker with SIGTERM (it writes its persistence file, when its configuration
+    /// has one) and starts it again on the same configuration: a broker restart.
+    #[allow(dead_code)]
+    pub fn restart(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.child = spawn_mosquitto(&self.dir.join("mosquitto.conf"), self.port);
+    }
+}
+
+/// Starts mosquitto on `conf` and waits until it listens on `port`.
+fn spawn_mosquitto(conf: &std::path::Path, port: u16) -> Child {
+    let child = Command::new("/usr/sbin/mosquitto")
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start /usr/sbin/mosquitto");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 impl Drop for PrivateBroker {

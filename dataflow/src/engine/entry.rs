@@ -62,6 +62,8 @@ pub(super) struct RuleRun {
     pub(super) discard_caches: Arc<std::sync::atomic::AtomicBool>,
     /// The run's checkpointing (qos 1), for its status.
     pub(super) checkpoint: Option<Arc<crate::checkpoint::Checkpointing>>,
+    /// `enableSaveStateBeforeStop`: how to checkpoint before a stop.
+    pub(super) save_before_stop: Option<super::save_state::SaveBeforeStop>,
 }
 
 /// How a rule run gets its input.

@@ -203,6 +203,7 @@ impl Engine {
                 indexes: Vec::new(),
                 discard_caches,
                 checkpoint: None,
+                save_before_stop: None,
             });
             started(entry);
             return Ok(());
@@ -341,6 +342,15 @@ impl Engine {
         let replay_queues = ingest_tx.clone();
         let replay_wake = wake.clone();
         let trigger_wake = wake.clone();
+        // `enableSaveStateBeforeStop`: a checkpoint before a stop, which wakes the sources too.
+        let save_before_stop = recovery
+            .as_ref()
+            .filter(|_| super::options::flag(&entry.spec.options, "enableSaveStateBeforeStop"))
+            .map(|r| super::save_state::SaveBeforeStop {
+                checkpointing: r.checkpointing.clone(),
+                wake: wake.clone(),
+                workers: n,
+            });
         let mut out = SourceOutput::new(ingest_tx, wake);
         if let Some(r) = &recovery {
             let log = r
@@ -448,6 +458,7 @@ impl Engine {
             indexes: unbuilt.disarm(),
             discard_caches,
             checkpoint: recovery.map(|r| r.checkpointing),
+            save_before_stop,
         });
         started(entry);
         Ok(())

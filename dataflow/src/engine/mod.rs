@@ -31,6 +31,7 @@ mod planning;
 mod recovery;
 mod restart;
 mod rules;
+mod save_state;
 mod schedule;
 mod shared;
 mod sink_task;
@@ -182,6 +183,11 @@ impl Engine {
     /// Sinks get up to five seconds to write what they already received, so a SIGTERM flushes
     /// results instead of dropping them. Call it from a thread that may block.
     pub fn shutdown(&self) {
+        // `enableSaveStateBeforeStop`: their checkpoints first, while everything runs. Waited
+        // for on a thread of its own, which may block whatever thread calls this.
+        std::thread::scope(|s| {
+            s.spawn(|| self.inner.runtime.block_on(self.save_all_before_stop()));
+        });
         let mut flushing = Vec::new();
         {
             let mut rules = self.inner.rules.lock().expect("rules lock");

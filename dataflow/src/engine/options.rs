@@ -127,7 +127,6 @@ const DEFAULT_ONLY: &[(&str, Accepts, &str)] = &[
     ("planOptimizeStrategy", is_empty, "{}"),
     ("notifySub", is_false, "false"),
     ("disableBufferFullDiscard", is_false, "false"),
-    ("enableSaveStateBeforeStop", is_false, "false"),
     ("forceExitTimeout", is_zero, "0"),
     ("experiment", is_empty, "{}"),
 ];
@@ -167,7 +166,13 @@ fn refuse_unimplemented(options: &serde_json::Map<String, Value>) -> Result<(), 
             )));
         }
     }
-    super::recovery::qos(options).map(|_| ())
+    let qos = super::recovery::qos(options)?;
+    if flag(options, "enableSaveStateBeforeStop") && qos.checkpointed().is_none() {
+        return Err(EngineError::Invalid(
+            "rule option enableSaveStateBeforeStop needs qos 1 or 2: at qos 0 there is no state to save".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ const LOGGED_SOURCES: &[&str] = &["mqtt", "memory", "httppush"];
 
 /// A rule's delivery guarantee (`qos`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // eKuiper's names for the three levels.
 pub(super) enum Qos {
     /// 0: at most once (eKuiper's default): nothing is kept across a crash.
     AtMostOnce,
@@ -36,7 +37,7 @@ pub(super) enum Qos {
 
 impl Qos {
     /// The checkpoint interval (ms) and the level, for qos 1 and 2.
-    fn checkpointed(self) -> Option<(u64, u8)> {
+    pub(super) fn checkpointed(self) -> Option<(u64, u8)> {
         match self {
             Qos::AtMostOnce => None,
             Qos::AtLeastOnce(ms) => Some((ms, 1)),

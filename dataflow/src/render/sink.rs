@@ -56,6 +56,9 @@ pub(super) fn render_sink(
                                 .and_then(|c| c.pending_time())
                                 .is_some_and(|t| time.least().is_some_and(|l| *l >= t));
                         if hold {
+                            // Not counted as waiting for the sinks meanwhile: the source must
+                            // read on, or time would not reach the checkpoint that releases it.
+                            pending.set(pending.get().saturating_sub(stash.sinks()));
                             held.push(batch);
                         } else {
                             hand(&mut stash, &pending, split_rows, batch);
@@ -80,6 +83,7 @@ pub(super) fn render_sink(
                         .is_none_or(|(epoch, _)| epoch <= marked)
                 {
                     for batch in std::mem::take(&mut held) {
+                        pending.set(pending.get() + stash.sinks());
                         hand(&mut stash, &pending, split_rows, batch);
                     }
                 }

@@ -112,10 +112,14 @@ pub(super) fn render_source<'s>(
                 return;
             };
             // A pending checkpoint moves an idle or timeless source to it, so it can complete.
-            // (In event time the watermark moves time; it waits for rows.)
+            // (In event time the watermark moves time; it waits for rows.) Processing-time
+            // windows only with nothing queued: a queued event must be processed at the time it
+            // was logged at, as its replay after a crash will be, or it could land in another
+            // window.
             if let Some(t) = ckpt.as_ref().and_then(|c| c.pending_time())
                 && watermark.is_none()
                 && !replaying
+                && (!windowed || queue.is_empty())
                 && let Some(c) = cap.as_mut()
                 && *c.time() < t
             {
@@ -294,9 +298,11 @@ pub(super) fn render_source<'s>(
                 return;
             }
             // Processing time moves on even without input, so windows close on time; not while
-            // replaying, whose events keep the times they were logged at.
+            // replaying, whose events keep the times they were logged at, nor past events still
+            // queued (they are processed at their logged time, as a replay would).
             if let Some(tick) = tick
                 && position >= replay_until
+                && (drained || ckpt.is_none())
             {
                 let now = crate::clock::now_time();
                 if let Some(c) = cap.as_mut()

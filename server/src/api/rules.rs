@@ -293,6 +293,8 @@ pub async fn start(state: State, Path(id): Path<String>) -> Result<String, ApiEr
 
 /// `POST /rules/{id}/stop`.
 pub async fn stop(state: State, Path(id): Path<String>) -> Result<String, ApiError> {
+    // `enableSaveStateBeforeStop`: the rule's checkpoint first (no lock is held meanwhile).
+    state.engine.save_before_stop(&id).await;
     state.engine.stop_rule(&id)?;
     state.catalog.set_running(&id, false)?;
     Ok(format!("Rule {id} was stopped."))
@@ -300,6 +302,7 @@ pub async fn stop(state: State, Path(id): Path<String>) -> Result<String, ApiErr
 
 /// `POST /rules/{id}/restart`.
 pub async fn restart(state: State, Path(id): Path<String>) -> Result<String, ApiError> {
+    state.engine.save_before_stop(&id).await;
     state.engine.restart_rule(&id)?;
     state.catalog.set_running(&id, true)?;
     Ok(format!("Rule {id} was restarted"))
