@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::mqtt::{TestClient, unique};
-use common::{Server, temp_dir};
+use common::{Server, mariadb, psql, temp_dir};
 use serde_json::{Value, json};
 
 /// Event times: row `id` is at `BASE + id * STEP`, so a 1 s window holds 50 rows.
@@ -328,57 +328,6 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
             ),
         }
     }
-}
-
-/// Runs SQL in MariaDB's `test` database (through the shared server, not the proxy); the
-/// output as tab-separated rows.
-fn mariadb(sql: &str) -> String {
-    let out = std::process::Command::new("mariadb")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-P",
-            "3306",
-            "-u",
-            "root",
-            "-N",
-            "-B",
-            "test",
-            "-e",
-            sql,
-        ])
-        .output()
-        .expect("the mariadb client runs");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs SQL in PostgreSQL's `test` database; the output as `|`-separated rows.
-fn psql(sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-At",
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("the psql client runs");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `qos` 2 end to end: the same kills as above (without the torn file, which takes a

@@ -52,28 +52,7 @@ fn package_mysql(dir: &Path) -> PathBuf {
 
 /// Runs SQL with the `mariadb` client in database `test`; returns the tab-separated output.
 fn sql(statements: &str) -> String {
-    let out = Command::new("mariadb")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-P",
-            "3306",
-            "-u",
-            "root",
-            "-N",
-            "-B",
-            "test",
-            "-e",
-        ])
-        .arg(statements)
-        .output()
-        .expect("the mariadb client runs");
-    assert!(
-        out.status.success(),
-        "{statements}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    common::mariadb(statements)
 }
 
 /// A table that is dropped when the test ends, pass or fail.

@@ -434,3 +434,57 @@ fn serve_file(dir: &Path, mut conn: impl Read + Write) {
         }
     }
 }
+
+/// Runs SQL with the `mariadb` client in MariaDB's database `test` (127.0.0.1:3306, root);
+/// returns the tab-separated output.
+#[allow(dead_code)]
+pub fn mariadb(statements: &str) -> String {
+    let out = Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "test",
+            "-e",
+        ])
+        .arg(statements)
+        .output()
+        .expect("the mariadb client runs");
+    assert!(
+        out.status.success(),
+        "{statements}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Runs SQL with `psql` in PostgreSQL's database `test` (127.0.0.1:5432, postgres); returns
+/// the `|`-separated output.
+#[allow(dead_code)]
+pub fn psql(statements: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-At",
+            "-c",
+        ])
+        .arg(statements)
+        .output()
+        .expect("the psql client runs");
+    assert!(
+        out.status.success(),
+        "{statements}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
