@@ -57,7 +57,17 @@ async fn push(State(state): State<Arc<Push>>, uri: Uri, body: Bytes) -> (StatusC
             format!("no running rule reads a stream with DATASOURCE \"{path}\""),
         );
     }
-    bus.publish_json(path, body.to_vec()).await;
+    // Answered once every rule reading the path has taken the body: logged it to its input
+    // log (qos 1 and 2 rules), or read it. A crash after the 200 loses nothing a qos 1 rule
+    // was sent.
+    let (receipt, mut taken) = tokio::sync::mpsc::channel::<()>(1);
+    bus.publish_with_receipt(
+        path,
+        quiver_connectors::memory::MemoryPayload::Json(body),
+        receipt,
+    )
+    .await;
+    let _ = taken.recv().await;
     (StatusCode::OK, String::new())
 }
 

@@ -658,6 +658,47 @@ async fn save_state_before_stop_resumes_without_repeating_results() {
     drop(server);
 }
 
+/// httppush at qos 1: a request is answered 200 only once its body is in the rule's input log,
+/// so a SIGKILL right after the last answer loses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_answered_200_survives_a_crash_at_qos_1() {
+    let dir = temp_dir("checkpoints-push");
+    let output = format!("ck/{}/out", unique());
+    let mut results = TestClient::start(1883, Some(output.clone()));
+    results.subscribed().await;
+    let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
+    server.create_stream(
+        r#"CREATE STREAM hp (id BIGINT) WITH (TYPE="httppush", DATASOURCE="/hp", FORMAT="json")"#,
+    );
+    let rule = json!({"id": "hp", "sql": "SELECT id FROM hp",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": output, "sendSingle": true}}],
+        "options": {"qos": 1, "checkpointInterval": "1h"}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    const PUSHED: i64 = 50;
+    for id in 0..PUSHED {
+        let (status, body) = server.push("/hp", &json!({"id": id}).to_string());
+        assert_eq!(status, 200, "{body}");
+    }
+    server.kill();
+    let _server = Server::start_args(&dir, &[], Some(&dir.join("second.log")));
+    let mut seen = BTreeSet::new();
+    while seen.len() < PUSHED as usize {
+        match tokio::time::timeout(Duration::from_secs(10), results.publishes.recv()).await {
+            Ok(Some(p)) => {
+                let v: Value = serde_json::from_slice(&p.payload).unwrap();
+                seen.insert(v["id"].as_i64().unwrap());
+            }
+            _ => panic!(
+                "pushes answered 200 and lost: {:?}",
+                (0..PUSHED)
+                    .filter(|i| !seen.contains(i))
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
 #[test]
 fn qos_is_refused_by_name_where_it_cannot_be_kept() {
     let dir = temp_dir("checkpoints-refused");

@@ -52,6 +52,21 @@ pub struct MemoryMessage {
     pub payload: MemoryPayload,
     /// Its share of the subscription's byte budget, given back when the message is dropped.
     _budget: Option<Arc<OwnedSemaphorePermit>>,
+    /// The publisher's receipt ([`MemoryBus::publish_with_receipt`]): dropped once the
+    /// subscriber has taken the message (logged it, for a source that logs its input).
+    receipt: Option<Receipt>,
+}
+
+/// A publisher's hold on the copies of one message: every copy carries a clone, and the
+/// publisher's receiving end sees the channel close once all of them are dropped.
+pub type Receipt = mpsc::Sender<()>;
+
+impl MemoryMessage {
+    /// The publisher's receipt, taken out so the caller can drop it when the message is
+    /// safe (logged).
+    pub fn take_receipt(&mut self) -> Option<Receipt> {
+        self.receipt.take()
+    }
 }
 
 #[derive(Debug)]
@@ -101,6 +116,27 @@ impl MemoryBus {
     /// Publishes to every matching subscription, waiting while a subscriber's queue is full.
     /// Returns the number of subscribers reached.
     pub async fn publish(&self, topic: &str, payload: MemoryPayload) -> usize {
+        self.publish_inner(topic, payload, None).await
+    }
+
+    /// [`MemoryBus::publish`], with `receipt` cloned into every copy: the publisher's end of
+    /// its channel closes once every subscriber has taken its copy (or dropped it: its rule
+    /// stopped).
+    pub async fn publish_with_receipt(
+        &self,
+        topic: &str,
+        payload: MemoryPayload,
+        receipt: Receipt,
+    ) -> usize {
+        self.publish_inner(topic, payload, Some(receipt)).await
+    }
+
+    async fn publish_inner(
+        &self,
+        topic: &str,
+        payload: MemoryPayload,
+        receipt: Option<Receipt>,
+    ) -> usize {
         let topic: Arc<str> = topic.into();
         let mut reached = 0;
         // Fast path under the lock: queues with room take the message at once; only full
@@ -122,6 +158,7 @@ impl MemoryBus {
                     topic: topic.clone(),
                     payload: payload.clone(),
                     _budget: Some(Arc::new(permit)),
+                    receipt: receipt.clone(),
                 };
                 match s.tx.try_send(msg) {
                     Ok(()) => reached += 1,
@@ -143,6 +180,7 @@ impl MemoryBus {
                 topic: topic.clone(),
                 payload: payload.clone(),
                 _budget: Some(Arc::new(permit)),
+                receipt: receipt.clone(),
             };
             if tx.send(msg).await.is_ok() {
                 reached += 1;

@@ -55,10 +55,17 @@ impl Source for MemorySource {
             Some(rx) => rx,
             None => self.bus.subscribe(&self.config.topic),
         };
+        // A rule that logs its input (qos 1 and 2) holds each publisher's receipt until the
+        // message is logged, so a pushed request is answered only once it is safe.
+        let logged = out.is_logged();
+        let mut receipts = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut raw = Vec::new();
             let mut next = Some(first);
-            while let Some(msg) = next.take() {
+            while let Some(mut msg) = next.take() {
+                if logged && let Some(r) = msg.take_receipt() {
+                    receipts.push(r);
+                }
                 match msg.payload {
                     MemoryPayload::Json(payload) => raw.push(RawMessage::new(payload, msg.topic)),
                     MemoryPayload::Batch(batch) => {
@@ -75,6 +82,7 @@ impl Source for MemorySource {
             if !raw.is_empty() {
                 out.send(SourceEvent::Raw(raw)).await?;
             }
+            receipts.clear();
         }
         Ok(())
     }
