@@ -119,10 +119,16 @@ fn run(sql: &str, event_time: bool, peers: usize) -> Run {
 
 /// The input: `MESSAGES` rows over `KEYS` keys, `v` counting up, in time order.
 fn messages() -> Vec<RawMessage> {
+    messages_from(0)
+}
+
+/// The input with the first row at `ts` = `first` ms.
+fn messages_from(first: usize) -> Vec<RawMessage> {
     let topic: Arc<str> = Arc::from("s");
     (0..MESSAGES)
         .map(|i| {
-            let row = serde_json::json!({ "k": format!("k{}", i % KEYS), "v": i, "ts": i * 100 });
+            let ts = first + i * 100;
+            let row = serde_json::json!({ "k": format!("k{}", i % KEYS), "v": i, "ts": ts });
             RawMessage::new(row.to_string().into_bytes(), topic.clone())
         })
         .collect()
@@ -337,4 +343,61 @@ fn every_process_reads_a_share_and_the_windows_add_up_to_the_input() {
     let taken: Vec<u64> = metrics.iter().map(|m| m.at(window).records_in()).collect();
     assert!(taken.iter().all(|&t| t > 0), "{taken:?}");
     assert_eq!(taken.iter().sum::<u64>(), MESSAGES as u64);
+}
+
+#[test]
+fn an_event_time_window_spread_over_workers_starts_where_one_worker_starts_it() {
+    // eKuiper's first event-time window starts at the first row the window saw (a hopping
+    // one a hop before it); with the groups spread, every worker must take the rule's first
+    // row, not its own keys' first. The first row is not on a window bound, so it shows.
+    let first = 1_000_250;
+    let rules = [
+        ("TUMBLINGWINDOW(ss, 1)", first as i64),
+        ("HOPPINGWINDOW(ss, 2, 1)", first as i64 - 1000),
+    ];
+    for (window, first_start) in rules {
+        let sql = format!(
+            "SELECT k, count(*) AS c, window_start() AS ws, window_end() AS we FROM s \
+             GROUP BY k, {window}"
+        );
+        let mut results = Vec::new();
+        for workers in [1, 2] {
+            let pool = Workers::start(workers).expect("workers");
+            let mut one = run(&sql, true, workers);
+            assert!(
+                one.dataflow.physical.stages.iter().any(|s| matches!(
+                    s,
+                    Stage::Window {
+                        exchange: Exchange::ByKey,
+                        ..
+                    }
+                )),
+                "{}",
+                one.dataflow.physical.explain()
+            );
+            feed(&mut one, 0, &messages_from(first));
+            let (mut out, _) = start(&pool, one);
+            results.push(emissions(&mut out));
+            shutdown(vec![pool]);
+        }
+        let (one, two) = (&results[0], &results[1]);
+        // The first window (ending at the first second after the first row) holds every key.
+        let mut starts: Vec<(String, i64)> = one
+            .iter()
+            .flatten()
+            .map(|r| serde_json::from_str::<Value>(r).expect("a JSON row"))
+            .filter(|r| r["we"] == 1_001_000)
+            .map(|r| {
+                (
+                    r["k"].as_str().expect("a key").to_string(),
+                    r["ws"].as_i64().expect("a start"),
+                )
+            })
+            .collect();
+        starts.sort();
+        let expected: Vec<(String, i64)> =
+            (0..KEYS).map(|k| (format!("k{k}"), first_start)).collect();
+        assert_eq!(starts, expected, "{window} on one worker");
+        assert_eq!(two, one, "{window}: two workers emit what one emits");
+    }
 }

@@ -6,12 +6,15 @@ use arrow::record_batch::RecordBatch;
 
 use crate::chain::BatchOperator;
 use crate::metrics::NodeMetrics;
-use crate::window::{Failures, Prepare};
+use crate::state::OpState;
+use crate::window::{Failures, FirstRowStamp, Prepare};
 
 /// Evaluates what the window needs (see [`Prepare`]); its failures count on the window node.
 pub struct PrepareOp {
     prepare: Prepare,
     metrics: Arc<NodeMetrics>,
+    /// Event time: the rule's first row time, stamped on every batch for the window workers.
+    stamp: Option<FirstRowStamp>,
 }
 
 impl PrepareOp {
@@ -23,7 +26,15 @@ impl PrepareOp {
         PrepareOp {
             prepare: Prepare::new(spec),
             metrics,
+            stamp: None,
         }
+    }
+
+    /// In event time: stamps the rule's first row time on every batch (see
+    /// [`crate::window::first_row`]); a checkpoint keeps it.
+    pub fn stamping_first_row(mut self) -> Self {
+        self.stamp = Some(FirstRowStamp::default());
+        self
     }
 }
 
@@ -36,7 +47,32 @@ impl BatchOperator for PrepareOp {
         if let Some(first) = &failures.first {
             self.metrics.exceptions(failures.rows, first);
         }
-        out
+        match self.stamp.as_mut() {
+            Some(stamp) => out.map(|b| stamp.stamp(b)),
+            None => out,
+        }
+    }
+
+    fn save(&self) -> Result<Option<OpState>, String> {
+        let Some(stamp) = &self.stamp else {
+            return Ok(None);
+        };
+        let mut state = OpState::default();
+        state.push_number("stamp", 1);
+        if let Some(first) = stamp.first {
+            state.push_number("first_row", first);
+        }
+        Ok(Some(state))
+    }
+
+    fn load(&mut self, state: &OpState) -> Result<(), String> {
+        match self.stamp.as_mut() {
+            Some(stamp) => {
+                stamp.restore(state.number("first_row"));
+                Ok(())
+            }
+            None => Err("window preparation: no state to load in processing time".into()),
+        }
     }
 }
 
@@ -88,5 +124,33 @@ mod tests {
             exceptions(&m),
             (1, "run Aggregate error: divided by zero".to_string())
         );
+    }
+    #[test]
+    fn in_event_time_the_first_row_time_survives_a_checkpoint() {
+        use crate::window::first_row::first_row;
+        let spec = aggregate(SUM_BY_K);
+        let mut op = PrepareOp::new(spec.clone(), metrics()).stamping_first_row();
+        let one = op
+            .process_batch(timed(&[("a", 1, 1300), ("b", 2, 1250)]))
+            .expect("both rows");
+        assert_eq!(first_row(&one), Some(1250));
+        let state = op.save().unwrap().expect("event time keeps the first row");
+        let mut restored = PrepareOp::new(spec.clone(), metrics()).stamping_first_row();
+        restored.load(&state).unwrap();
+        let two = restored
+            .process_batch(timed(&[("c", 1, 9000)]))
+            .expect("a row");
+        assert_eq!(
+            first_row(&two),
+            Some(1250),
+            "the rule's first row, not the restored run's"
+        );
+        // Processing time keeps nothing and stamps nothing.
+        let mut plain = PrepareOp::new(spec, metrics());
+        assert!(plain.save().unwrap().is_none());
+        let three = plain
+            .process_batch(timed(&[("c", 1, 9000)]))
+            .expect("a row");
+        assert_eq!(first_row(&three), None);
     }
 }

@@ -219,7 +219,10 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
             let spec = Arc::new((**spec).clone());
             let node = op_nodes[at].expect("a window has a metric node");
             let prepare = Op {
-                kind: OpKind::PrepareWindow(spec.clone()),
+                kind: OpKind::PrepareWindow {
+                    spec: spec.clone(),
+                    event_time: event_time.is_some(),
+                },
                 node: Some(node),
             };
             let post = ops(at + 1..logical.len());

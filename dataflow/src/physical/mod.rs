@@ -112,8 +112,14 @@ pub enum OpKind {
     JoinTable(Box<TableJoin>, TableRead),
     /// Stream-stream joins over a window's rows.
     JoinStreams(Box<StreamJoins>),
-    /// Evaluates on the raw rows what the window needs (row time, key, arguments).
-    PrepareWindow(Arc<AggregateSpec>),
+    /// Evaluates on the raw rows what the window needs (row time, key, arguments); in event
+    /// time it also stamps the rule's first row time on every batch, for every window worker.
+    PrepareWindow {
+        /// The window's aggregate.
+        spec: Arc<AggregateSpec>,
+        /// Whether the rule runs in event time.
+        event_time: bool,
+    },
     /// Adds the key column of a partitioned table join (exchanged by it).
     TableKey(Box<TableJoin>),
     /// Adds the partition key column of keyed analytic functions (exchanged by it).
@@ -128,6 +134,8 @@ impl OpKind {
     pub fn is_stateful(&self) -> bool {
         match self {
             OpKind::Analytic(_) => true,
+            // In event time it keeps the rule's first row time.
+            OpKind::PrepareWindow { event_time, .. } => *event_time,
             // A filter with `last_hit_*` records hits; the sites live in the plan's expressions.
             OpKind::Filter(e) => {
                 let mut hits = false;
@@ -141,7 +149,6 @@ impl OpKind {
             | OpKind::RowsAggregate(_)
             | OpKind::JoinTable(..)
             | OpKind::JoinStreams(_)
-            | OpKind::PrepareWindow(_)
             | OpKind::TableKey(_)
             | OpKind::PartitionKey(_)
             | OpKind::TagSource => false,
@@ -476,7 +483,7 @@ impl fmt::Display for OpKind {
                 "JoinStreams: {}",
                 list(&mut join.streams.iter().map(|s| s.name.clone()))
             ),
-            OpKind::PrepareWindow(_) => f.write_str("PrepareWindow"),
+            OpKind::PrepareWindow { .. } => f.write_str("PrepareWindow"),
             OpKind::TableKey(join) => write!(
                 f,
                 "TableKey: {}",

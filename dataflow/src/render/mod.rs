@@ -260,7 +260,14 @@ fn operator(op: &Op, metrics: &RuleMetrics, tables: &TableInputs) -> Box<dyn Bat
             Box::new(JoinTableOp::new((**join).clone(), table, index, node()))
         }
         OpKind::JoinStreams(join) => Box::new(JoinStreamsOp::new((**join).clone(), node())),
-        OpKind::PrepareWindow(spec) => Box::new(PrepareOp::new(spec.clone(), node())),
+        OpKind::PrepareWindow { spec, event_time } => {
+            let op = PrepareOp::new(spec.clone(), node());
+            Box::new(if *event_time {
+                op.stamping_first_row()
+            } else {
+                op
+            })
+        }
         OpKind::TableKey(join) => Box::new(TableKeyOp::new(join)),
         OpKind::PartitionKey(keys) => Box::new(KeyOp::new(keys.clone())),
         OpKind::TagSource => Box::new(TagSourceOp),

@@ -29,13 +29,16 @@ pub struct AlignedWindows {
 /// eKuiper's event-time trigger (`topo/node/event_window_trigger.go`, `window_op.go`): once the
 /// first row is seen, every window end at or below the watermark fires in turn, empty windows
 /// included (sent as `[]`). The first window's `window_start()` is eKuiper's first trigger
-/// time: the first row's time for a tumbling window, that minus the hop for a hopping one
-/// (the window's own start when that is not positive); later windows report their own start.
+/// time: the rule's first row's time for a tumbling window, that minus the hop for a hopping
+/// one (the window's own start when that is not positive); later windows report their own
+/// start. With groups spread over workers, every worker takes the rule's first row from the
+/// batches' stamp ([`super::first_row`]), not from the first row of its own groups.
 #[derive(Debug, Default)]
 struct EventTrigger {
     /// The next window end to fire, once a row was seen.
     next_end: Option<i64>,
-    /// The first row's time until the first window fires.
+    /// The rule's first row time until the first window fires, when this worker's first
+    /// window is the rule's first window.
     first: Option<i64>,
 }
 
@@ -68,11 +71,16 @@ impl AlignedWindows {
         let last_start = |t: i64| t - (t + size).rem_euclid(hop);
         if let Some(trigger) = self.trigger.as_mut()
             && trigger.next_end.is_none()
-            && let Some(first) = ts.values().iter().min()
+            && let Some(&own) = ts.values().iter().min()
         {
-            // The first window ends at the first aligned end after the first row.
-            trigger.next_end = Some((first.div_euclid(hop) + 1) * hop);
-            trigger.first = Some(*first);
+            // This worker's first window ends at the first aligned end after its first row.
+            trigger.next_end = Some((own.div_euclid(hop) + 1) * hop);
+            // That is the rule's first window when the rule's first row (stamped by the
+            // reading worker; this worker's own without a stamp) ends there too: its start is
+            // then the rule's first row, on every worker, as on eKuiper's one window operator.
+            // A worker whose groups start later reports its windows' own starts.
+            let rule = super::first_row::first_row(batch).map_or(own, |f| f.min(own));
+            trigger.first = (rule.div_euclid(hop) == own.div_euclid(hop)).then_some(rule);
         }
         let first = ts.value(0);
         let uniform = size == hop && {
@@ -308,5 +316,103 @@ mod tests {
         assert_eq!(shape, [(5_000, 1), (10_000, 0), (15_000, 0), (20_000, 1)]);
         assert_eq!(ints_of(&out[0].batch, "__window_start"), [Some(1000)]);
         assert_eq!(ints_of(&out[3].batch, "__window_start"), [Some(15_000)]);
+    }
+    /// Rows of one batch: (k, v, ts).
+    type Rows<'a> = &'a [(&'a str, i64, i64)];
+
+    /// Each of `batches`, stamped by the reading worker, on one worker or (`spread`) split by
+    /// key over two (`a` and `b` on worker 0, the others on worker 1); every group of every
+    /// emission as (end, key, window start), sorted.
+    fn run_on_workers(
+        sql: &str,
+        (size, hop): (u64, u64),
+        batches: &[Rows<'_>],
+        spread: bool,
+    ) -> Vec<(i64, String, i64)> {
+        let spec = aggregate(sql);
+        let mut stamp = crate::window::FirstRowStamp::default();
+        let mut workers = [
+            AlignedWindows::new(spec.clone(), size, hop, true),
+            AlignedWindows::new(spec.clone(), size, hop, true),
+        ];
+        for rows in batches {
+            let batch = stamp.stamp(prepared(&spec, rows));
+            let keys = strings_of(&batch, "k");
+            for (w, worker) in workers.iter_mut().enumerate() {
+                let mine: Vec<u32> = (0..keys.len() as u32)
+                    .filter(|&r| {
+                        let on_first = matches!(keys[r as usize].as_deref(), Some("a" | "b"));
+                        let target = usize::from(spread && !on_first);
+                        target == w
+                    })
+                    .collect();
+                if !mine.is_empty() {
+                    worker.insert(&take_record_batch(&batch, &UInt32Array::from(mine)).unwrap());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for worker in &mut workers {
+            for e in worker.advance(i64::MAX) {
+                let keys = strings_of(&e.batch, "k");
+                let starts = ints_of(&e.batch, "__window_start");
+                for (k, ws) in keys.into_iter().zip(starts) {
+                    out.push((e.end, k.expect("a key"), ws.expect("a start")));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// One worker and two workers emit `expected` (end, key, window start) for `batches`.
+    fn assert_spread_like_one(
+        sql: &str,
+        sizes: (u64, u64),
+        batches: &[Rows<'_>],
+        expected: &[(i64, &str, i64)],
+    ) {
+        let expected: Vec<(i64, String, i64)> = expected
+            .iter()
+            .map(|&(end, k, ws)| (end, k.to_string(), ws))
+            .collect();
+        assert_eq!(run_on_workers(sql, sizes, batches, false), expected);
+        assert_eq!(run_on_workers(sql, sizes, batches, true), expected);
+    }
+
+    #[test]
+    fn spread_groups_start_the_first_window_at_the_rules_first_row_as_one_worker_does() {
+        // Worker 1's first row (c at 1600) is after the rule's first (a at 1250); d's first row
+        // is in the second window, whose start is its own.
+        assert_spread_like_one(
+            "SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 1)",
+            (1000, 1000),
+            &[
+                &[("a", 1, 1250), ("c", 1, 1600)],
+                &[("b", 1, 1700), ("d", 1, 2100)],
+            ],
+            &[
+                (2000, "a", 1250),
+                (2000, "b", 1250),
+                (2000, "c", 1250),
+                (3000, "d", 2000),
+            ],
+        );
+    }
+
+    #[test]
+    fn spread_groups_of_a_hopping_window_start_the_first_window_a_hop_before_the_rules_first_row() {
+        // c's worker sees its first row only in the second batch, still in the first window.
+        assert_spread_like_one(
+            "SELECT k, count(*) AS c FROM s GROUP BY k, HOPPINGWINDOW(ss, 2, 1)",
+            (2000, 1000),
+            &[&[("a", 1, 5250)], &[("c", 1, 5600)]],
+            &[
+                (6000, "a", 4250),
+                (6000, "c", 4250),
+                (7000, "a", 5000),
+                (7000, "c", 5000),
+            ],
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod aligned;
 pub mod buffered;
+pub mod first_row;
 pub mod groups;
 pub mod prepare;
 #[cfg(test)]
@@ -9,6 +10,7 @@ mod state_tests;
 
 pub use aligned::AlignedWindows;
 pub use buffered::BufferedWindows;
+pub use first_row::FirstRowStamp;
 pub use groups::GroupTable;
 pub use prepare::{Failures, Prepare};
 
