@@ -142,6 +142,13 @@ pub struct SourceOutput {
 pub trait EventLog: Send + Sync {
     /// Logs `event` for `worker` (synced to disk) and returns it as the worker gets it. Blocks.
     fn log(&self, worker: usize, event: SourceEvent) -> Result<SourceEvent, ConnectorError>;
+
+    /// The raw messages of the last `limit` records of each worker's log (from this run or an
+    /// earlier one): what a source that acknowledges after logging may be sent again.
+    fn recent(&self, limit: usize) -> Vec<RawMessage> {
+        let _ = limit;
+        Vec::new()
+    }
 }
 
 impl std::fmt::Debug for SourceOutput {
@@ -179,6 +186,12 @@ impl SourceOutput {
     /// its input should do so only after `send` returns.
     pub fn is_logged(&self) -> bool {
         self.log.is_some()
+    }
+
+    /// The raw messages of the last `limit` records of each worker's input log (none without
+    /// a log). Reads the disk: call it once, at start.
+    pub fn recently_logged(&self, limit: usize) -> Vec<RawMessage> {
+        self.log.as_ref().map_or_else(Vec::new, |l| l.recent(limit))
     }
 
     /// The event as logged for worker `i`, or as it is when the rule keeps no log. Blocking

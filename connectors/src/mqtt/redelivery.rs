@@ -8,8 +8,9 @@
 //! was in flight when the connection dropped (Mosquitto allows 20 unacknowledged messages per
 //! client by default), and Mosquitto numbers packets in sequence, so within that many messages
 //! one packet id names one message. A message must match both its packet id and a digest of
-//! its topic and payload. A crash of quiverd itself forgets this memory: a message logged just
-//! before the crash and delivered again after it is still logged twice.
+//! its topic and payload. At start the memory is filled from the tail of the input log, so a
+//! message logged just before quiverd itself crashed, and sent again after the restart, is
+//! recognised too.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
@@ -18,7 +19,7 @@ use std::hash::{Hash, Hasher};
 use crate::RawMessage;
 
 /// How many logged messages are remembered.
-const KEPT: usize = 1024;
+pub(super) const KEPT: usize = 1024;
 
 /// The packet ids and digests of the messages logged last.
 #[derive(Default)]
@@ -39,9 +40,11 @@ impl Redeliveries {
     /// Remembers messages as logged.
     pub(super) fn extend(&mut self, logged: Vec<(u16, u64)>) {
         for (pkid, d) in logged {
-            if self.digest.insert(pkid, d).is_none() {
-                self.order.push_back(pkid);
+            if self.digest.insert(pkid, d).is_some() {
+                // Seen before: it is the newest now.
+                self.order.retain(|&p| p != pkid);
             }
+            self.order.push_back(pkid);
             while self.order.len() > KEPT {
                 if let Some(old) = self.order.pop_front() {
                     self.digest.remove(&old);

@@ -117,6 +117,12 @@ impl Source for MqttSource {
         let _disconnect = DisconnectOnDrop(self.state.clone());
         let acker = durable.then(|| Acker::start(client.clone(), config.topic.clone()));
         let mut logged = Redeliveries::default();
+        if durable {
+            // What the last run logged: a message it logged and could not acknowledge before
+            // it stopped (a crash) comes back flagged DUP on the persistent session.
+            let tail = out.recently_logged(super::redelivery::KEPT);
+            logged.extend(Redeliveries::digests(&tail));
+        }
         let mut repeats = 0u64;
         let mut backoff = Backoff::new();
         let mut failures = 0u64;

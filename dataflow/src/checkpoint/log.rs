@@ -63,6 +63,11 @@ impl InputLog {
         })
     }
 
+    /// The number of workers with a log.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
     /// The last sequence number logged for `worker` (0 when nothing was).
     pub fn last_seq(&self, worker: usize) -> u64 {
         self.workers[worker].lock().expect("log lock").next - 1

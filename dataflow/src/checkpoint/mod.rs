@@ -37,4 +37,32 @@ impl EventLog for LogWriter {
             event: Box::new(event),
         })
     }
+
+    fn recent(&self, limit: usize) -> Vec<quiver_connectors::RawMessage> {
+        let mut out = Vec::new();
+        for w in 0..self.0.workers() {
+            let last = self.0.last_seq(w);
+            let records = match self.0.read_after(w, last.saturating_sub(limit as u64)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("input log tail not read: {e}");
+                    continue;
+                }
+            };
+            for record in records {
+                match record {
+                    Ok(r) => {
+                        if let SourceEvent::Raw(messages) = r.event {
+                            out.extend(messages);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("input log tail not read: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
 }

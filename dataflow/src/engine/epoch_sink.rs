@@ -206,7 +206,14 @@ pub(super) async fn run_epoch_sink(
         uncertain: None,
     };
     let restored = c.restored_epoch();
-    if restored > 0 {
+    if restored == 0 {
+        // A fresh start numbers its epochs from 1 again: an earlier rule of the same id (or
+        // this rule's state set aside) may have left a higher epoch behind, which would make
+        // a later restore skip rows it never wrote.
+        if !w.reset(&rx).await {
+            return w.close().await;
+        }
+    } else {
         // The far end may have written some sealed epochs before the crash: it says which.
         let done = match w.progress(&rx).await {
             Some(done) => done,
@@ -318,6 +325,25 @@ impl EpochWriter {
             }
             if rx.is_closed() {
                 return None;
+            }
+            tokio::time::sleep(self.backoff).await;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Records epoch 0 for this sink at the far end, tried until it answers (`false`: the run
+    /// ended first).
+    async fn reset(&mut self, rx: &mpsc::Receiver<RecordBatch>) -> bool {
+        loop {
+            match self.sink.commit_epoch(&self.id, 0, &[]).await {
+                Ok(_) => return true,
+                Err(e) => {
+                    self.metrics.exceptions(1, &e.to_string());
+                    tracing::warn!("sink progress not reset: {e}");
+                }
+            }
+            if rx.is_closed() {
+                return false;
             }
             tokio::time::sleep(self.backoff).await;
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);

@@ -326,16 +326,17 @@ impl BufferedWindows {
     }
 
     /// The state (what a checkpoint writes): buffered rows, pending triggers, the count, the
-    /// open session and the open state windows. Windows whose per-window chain keeps state
-    /// of its own (a stream join) are refused; a stateless one (the WHERE of an event-time
-    /// window) and the raw trigger read only the rows saved here.
+    /// open session and the open state windows, and the state of the per-window chain (the
+    /// WHERE and preparation of an event-time window; the rule's first row time). Rules whose
+    /// chain joins streams are refused checkpoints before they get here.
     pub(super) fn save(&self) -> Result<OpState, String> {
-        if let Some(before) = &self.before
-            && crate::chain::BatchOperator::save(before)?.is_some()
-        {
-            return Err("saving the windows of a stream join is not supported".into());
-        }
         let mut state = OpState::default();
+        if let Some(before) = &self.before
+            && let Some(chain) = crate::chain::BatchOperator::save(before)?
+        {
+            state.push_number("before", 1);
+            state.nest("before", chain);
+        }
         state.push_number("bad_rows", self.bad_rows as i64);
         state.push_number("count", self.count as i64);
         state.push_number("next_start", self.next_start);
@@ -373,10 +374,10 @@ impl BufferedWindows {
 
     /// Replaces the buffered rows and open windows with saved ones.
     pub(super) fn load(&mut self, state: &OpState) -> Result<(), String> {
-        if let Some(before) = &self.before
-            && crate::chain::BatchOperator::save(before)?.is_some()
+        if state.number("before") == Some(1)
+            && let Some(before) = self.before.as_mut()
         {
-            return Err("loading the windows of a stream join is not supported".into());
+            crate::chain::BatchOperator::load(before, &state.inner("before"))?;
         }
         self.bad_rows = state.need_number("bad_rows")? as usize;
         self.count = state.need_number("count")? as u64;
