@@ -5,9 +5,15 @@
 //! strings.
 //!
 //! Evolution: add a method after the `#[sabi(last_prefix_field)]` one (or a field after the
-//! root module's) and bump the crate's minor or patch version; a server then loads plugins
-//! built against older 1.x interfaces (it sees the missing method as absent), and abi_stable's
-//! layout check refuses anything else with a precise report.
+//! root module's) and bump the crate's minor version. Such a method must have a default body:
+//! abi_stable makes it an optional vtable entry and runs the default when a plugin's vtable
+//! lacks it (a method without one gets an entry whose accessor panics when absent).
+//! abi_stable's layout check itself refuses a plugin whose vtables have fewer entries than
+//! the server's, so the previous minor's changed types are kept, frozen, in a module
+//! ([`v1_1`]); the loader accepts a plugin that matches them and reads it through the current
+//! types. Anything else is refused with a precise report. History: 1.1 added source plugins
+//! (in the root module's prefix: 1.0 plugins are refused), 1.2 the sink's epoch methods
+//! (`transactional`, `committed_epoch`, `commit_epoch`).
 // `#[sabi_trait]` and `StableAbi` expand to unsafe impls and blocks (vtables over erased
 // pointers); abi_stable's layout check is what makes them sound across the boundary.
 #![allow(unsafe_code)]
@@ -18,6 +24,8 @@ use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
 use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
+
+pub mod v1_1;
 
 /// One batch as two Arrow C Data Interface structs, passed by pointer.
 ///
@@ -92,6 +100,59 @@ pub trait FfiSink: Send {
     /// Flushes and releases resources when the rule stops.
     #[sabi(last_prefix_field)]
     fn close(&mut self) -> RResult<(), FfiError>;
+
+    // Since 1.2: exactly-once delivery (rule option `qos` 2). A plugin built against an older
+    // interface has no vtable entries for these; abi_stable then runs the default body below
+    // instead of calling into the plugin (a method after the prefix with a default body is an
+    // optional vtable field; one without would panic when absent). So an old plugin answers
+    // `transactional() == false`, and the server refuses it at qos 2.
+
+    /// True when the sink implements [`FfiSink::committed_epoch`] and
+    /// [`FfiSink::commit_epoch`]; asked once per instance, after `provision`.
+    fn transactional(&self) -> bool {
+        false
+    }
+
+    /// The last epoch [`FfiSink::commit_epoch`] recorded for `id` at the far end (0: none).
+    fn committed_epoch(&mut self, id: RStr<'_>) -> RResult<u64, FfiError> {
+        let _ = id;
+        RResult::RErr(not_transactional())
+    }
+
+    /// Writes `batches` and records `epoch` as `id`'s last committed epoch in one transaction
+    /// of the far end: all of it lands or none of it does. The callee takes each batch's array
+    /// as [`FfiSink::collect_list`] does (see [`FfiArrowBatch`]); the slice itself stays the
+    /// caller's. A batch the far end refuses is left out and named in the answer; an error
+    /// means nothing was written, and the call may be repeated.
+    fn commit_epoch(
+        &mut self,
+        id: RStr<'_>,
+        epoch: u64,
+        batches: RSlice<'_, FfiArrowBatch>,
+    ) -> RResult<RVec<FfiRefused>, FfiError> {
+        let _ = (id, epoch, batches);
+        RResult::RErr(not_transactional())
+    }
+}
+
+/// A batch of [`FfiSink::commit_epoch`] that the far end refused.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FfiRefused {
+    /// Its index in the call's `batches`.
+    pub batch: u64,
+    /// Rows not written.
+    pub rows: u64,
+    /// The far end's reason.
+    pub reason: RString,
+}
+
+/// The answer of an epoch call to a sink that does not implement epochs.
+pub fn not_transactional() -> FfiError {
+    FfiError {
+        message: RString::from("this sink plugin does not write epochs in transactions (qos 2)"),
+        fatal: false,
+    }
 }
 
 /// A boxed sink behind the stable vtable.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::pki::Pki;
 use common::proxy::Proxy;
-use common::{Server, free_port, repo_root, serve_files, temp_dir, wait_metric};
+use common::{Server, free_port, repo_root, serve_files, temp_dir, wait_metric, wait_rule_status};
 use serde_json::{Value, json};
 
 const DB_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -470,6 +470,119 @@ fn a_lost_commit_answer_is_not_written_twice_with_a_key() {
 /// Best of three rounds, the three taking turns.
 ///
 /// `cargo nextest run --release -p quiver-server --test mysql_plugin bench_` with `QUIVER_BENCH_FULL=1`
+/// Messages the rule's source has read so far (0 while it starts).
+fn records_in(server: &Server, rule: &str, stream: &str) -> u64 {
+    let (_, st) = server.json("GET", &format!("/rules/{rule}/status"), None);
+    st[format!("source_{stream}_0_records_in_total")]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Pushes `rows` to `path`, again until quiverd takes them (it may still be starting the rule).
+fn push_when_listening(server: &Server, path: &str, rows: &Value) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = server.push(path, &rows.to_string());
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "push to {path}: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// qos 2 through the plugin: the plugin writes each checkpoint's rows and its epoch (in
+/// `quiver_sink_progress`) in one transaction, so each row lands exactly once across SIGKILLs
+/// of quiverd at any point of its checkpoints and commits; a batch MariaDB refuses is rolled
+/// back to its savepoint and reported, and the rest of its epoch commits.
+#[test]
+fn qos_2_writes_each_row_exactly_once_across_sigkills() {
+    let (mut server, dir) = server_with_plugin("mysql-qos2");
+    // The installed plugin, the rule and its checkpoints, kept across the restarts.
+    let data = dir.0.join("data");
+    let table = Table::create("quiver_exact", "id BIGINT, name VARCHAR(5)");
+    // The progress row is keyed by rule id: unique, so no earlier run's epochs count.
+    let rule = format!("exact_{}", std::process::id());
+    server.create_stream(
+        r#"CREATE STREAM exact (id BIGINT, name STRING) WITH (DATASOURCE="/exact", TYPE="httppush", FORMAT="json")"#,
+    );
+    let (status, body) = server.json(
+        "POST",
+        "/rules",
+        Some(json!({"id": rule, "sql": "SELECT id, name FROM exact",
+            "actions": [{"mysql": {"url": DB_URL, "table": table.0}}],
+            "options": {"qos": 2, "checkpointInterval": 200}})),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // Four rounds of 200 rows in messages of 10; quiverd is killed after each of the first
+    // three, after pauses that land the kill anywhere relative to the 200 ms checkpoints.
+    let (rounds, per_round, per_message) = (4u64, 200u64, 10u64);
+    let pauses = [40, 170, 290];
+    for round in 0..rounds {
+        let before = records_in(&server, &rule, "exact");
+        for m in 0..per_round / per_message {
+            let from = round * per_round + m * per_message;
+            let rows: Vec<Value> = (from..from + per_message)
+                .map(|id| json!({"id": id, "name": "ok"}))
+                .collect();
+            push_when_listening(&server, "/exact", &Value::Array(rows));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while records_in(&server, &rule, "exact") < before + per_round / per_message {
+            assert!(
+                Instant::now() < deadline,
+                "quiverd did not read round {round}: {}",
+                server.json("GET", &format!("/rules/{rule}/status"), None).1
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(pause) = pauses.get(round as usize) {
+            std::thread::sleep(Duration::from_millis(*pause));
+            server.kill();
+            let log = dir.0.join(format!("run{}.log", round + 1));
+            server = Server::start_args(&data, &[], Some(&log));
+        }
+    }
+    // A message of its own (one batch) that MariaDB refuses in strict mode.
+    push_when_listening(
+        &server,
+        "/exact",
+        &json!([{"id": -1, "name": "much too long"}]),
+    );
+    let st = wait_rule_status(&server, &rule, |st| {
+        st["sink_mysql_0_0_last_exception"]
+            .as_str()
+            .is_some_and(|e| e.contains("Data too long for column 'name'"))
+    });
+    let last = st["sink_mysql_0_0_last_exception"].as_str().unwrap_or("");
+    assert!(
+        last.contains("the database rejected the batch of 1 rows, so none of it was written"),
+        "{st}"
+    );
+
+    let want = rounds * per_round;
+    table.wait_rows(want, Duration::from_secs(60));
+    // Late duplicates would come within a checkpoint or two.
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert_eq!(
+        sql(&format!(
+            "SELECT COUNT(*), COUNT(DISTINCT id), MIN(id), MAX(id) FROM `{}`",
+            table.0
+        )),
+        format!("{want}\t{want}\t0\t{}\n", want - 1),
+        "rows missing, refused ones written, or rows written twice"
+    );
+    let progress = sql(&format!(
+        "SELECT COUNT(*), MIN(epoch) > 0 FROM quiver_sink_progress WHERE id LIKE '{rule}/%'"
+    ));
+    assert_eq!(progress, "1\t1\n", "one progress row for the rule's sink");
+    server.kill();
+    sql(&format!(
+        "DELETE FROM quiver_sink_progress WHERE id LIKE '{rule}/%'"
+    ));
+}
+
 #[test]
 fn bench_mysql_sink_against_per_row_and_multi_row_clients() {
     use quiver_connectors::Connectors;

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::pki::Pki;
 use common::plugin_zip::{build_plugin, package, package_with, write_zip};
-use common::{Server, repo_root, serve_files, serve_files_tls, temp_dir, wait_metric};
+use common::{
+    Server, repo_root, serve_files, serve_files_tls, temp_dir, wait_metric, wait_rule_status,
+};
 use serde_json::{Value, json};
 
 /// The JSON lines the memo sink wrote to `path`, once there are at least `n` row lines.
@@ -367,6 +369,63 @@ fn a_plugin_downloads_over_https_and_a_wrong_sha256_writes_nothing() {
     );
 }
 
+/// A sink plugin built against quiver-plugin-abi 1.1 (before the epoch methods) loads and
+/// runs at qos 1, and a qos 2 rule with it is refused with a 400 naming it: the server sees
+/// the methods its vtable lacks as absent instead of calling them.
+#[test]
+fn a_sink_built_before_epochs_runs_at_qos_1_and_is_refused_at_qos_2() {
+    let dir = temp_dir("plugins-abi11");
+    let zips = dir.join("zips");
+    std::fs::create_dir_all(&zips).expect("zips dir");
+    let zip = package(&zips, "sink_abi11", "vintage", "1.0.0", json!({}));
+    let server = Server::start_with_plugin_files(&dir.join("data"), &zips);
+    let (status, body) = install(
+        &server,
+        "sinks",
+        "vintage",
+        &format!("file://{}", zip.display()),
+    );
+    assert_eq!(status, 201, "{body}");
+    server.create_stream(
+        r#"CREATE STREAM old_in (n BIGINT) WITH (DATASOURCE="/old", TYPE="httppush", FORMAT="json")"#,
+    );
+    let out = dir.join("vintage.jsonl");
+    let rule = |id: &str, qos: u64| {
+        json!({"id": id, "sql": "SELECT n FROM old_in",
+            "actions": [{"vintage": {"path": out.display().to_string()}}],
+            "options": {"qos": qos, "checkpointInterval": 200}})
+    };
+    let (status, body) = server.call("POST", "/rules", Some(rule("exact", 2)));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("needs sinks that write in transactions")
+            && body.contains("the vintage sink does not"),
+        "{body}"
+    );
+    let (status, body) = server.call("POST", "/rules", Some(rule("atleast", 1)));
+    assert_eq!(status, 201, "{body}");
+    wait_rule_status(&server, "atleast", |st| st["status"] == json!("running"));
+    let (status, body) = server.push("/old", &json!([{"n": 1}, {"n": 2}, {"n": 3}]).to_string());
+    assert_eq!(status, 200, "{body}");
+    // The plugin appends {"rows": n} per batch; the three rows arrive, however batched.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let rows: u64 = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|l| l["rows"].as_u64())
+            .sum();
+        if rows >= 3 {
+            assert_eq!(rows, 3, "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the plugin wrote {text:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+}
+
 #[test]
 fn incompatible_and_foreign_libraries_and_bad_zips_are_refused() {
     let dir = temp_dir("plugins-refused");
@@ -395,18 +454,18 @@ fn incompatible_and_foreign_libraries_and_bad_zips_are_refused() {
         (
             "future",
             url(&future),
-            "declares plugin ABI 2, but this server speaks plugin ABI 1 (quiver-plugin-abi 1.1.0); rebuild the plugin against quiver-plugin-abi 1.*",
+            "declares plugin ABI 2, but this server speaks plugin ABI 1 (quiver-plugin-abi 1.2.0); rebuild the plugin against quiver-plugin-abi 1.*",
         ),
         ("notplugin", url(&foreign), "is not a Quiver plugin"),
         (
             "nextgen",
             url(&next_major),
-            "Nextgen@v1.0.0.so was built against quiver-plugin-abi 2.0.0 (plugin ABI 2), but this server speaks plugin ABI 1 (quiver-plugin-abi 1.1.0); rebuild the plugin against quiver-plugin-abi 1.*",
+            "Nextgen@v1.0.0.so was built against quiver-plugin-abi 2.0.0 (plugin ABI 2), but this server speaks plugin ABI 1 (quiver-plugin-abi 1.2.0); rebuild the plugin against quiver-plugin-abi 1.*",
         ),
         (
             "oldie",
             url(&old_layout),
-            "Oldie@v1.0.0.so does not match this server's plugin interface (quiver-plugin-abi 1.1.0): incompatible type size (expected 72, found 64), and 3 more differences; rebuild the plugin against quiver-plugin-abi 1.*",
+            "Oldie@v1.0.0.so does not match this server's plugin interface (quiver-plugin-abi 1.2.0): incompatible type size (expected 72, found 64), and 4 more differences; rebuild the plugin against quiver-plugin-abi 1.*",
         ),
         ("memo", url(&traversal), "is not at the zip root"),
         ("memo", url(&nested), "is not at the zip root"),

@@ -23,10 +23,15 @@
 //!   written yet; it stays in the buffer and is written when the database is back. The rule's
 //!   `last_exception` shows the connection error, and its exception count includes these rows.
 //! - When the buffer is full, the call waits for room (backpressure; nothing is dropped).
+//!
+//! At rule option `qos` 2 the host calls [`epoch`]'s `commit_epoch` instead of
+//! `collect_list`: a checkpoint's batches and its epoch in one transaction, bypassing the
+//! buffer (the host keeps the rows in its checkpoints until they commit).
 // A cdylib's API is the exported root module; the modules are documented for readers.
 #![allow(missing_docs)]
 
 pub mod config;
+pub mod epoch;
 pub mod rows;
 pub mod writer;
 
@@ -37,7 +42,7 @@ use mysql_async::Pool;
 use mysql_async::prelude::Queryable;
 use quiver_plugin_abi::sdk::arrow::record_batch::RecordBatch;
 use quiver_plugin_abi::sdk::serde_json::Value as Json;
-use quiver_plugin_abi::sdk::{Config, Error, Sink, Tuple};
+use quiver_plugin_abi::sdk::{Config, Error, Refused, Sink, Tuple};
 
 use config::{Settings, quote_ident};
 use rows::Job;
@@ -54,11 +59,23 @@ pub struct MysqlSink {
     settings: Option<Arc<Settings>>,
     runtime: Option<tokio::runtime::Runtime>,
     writer: Option<Writer>,
+    /// The writer's pool, which the epoch calls share.
+    pool: Option<Pool>,
+    /// The packet budget of one statement (from `max_allowed_packet`).
+    budget: usize,
     /// The last batch's field names and their quoted list.
     columns: Option<(Vec<String>, Arc<str>)>,
 }
 
 impl MysqlSink {
+    /// What the epoch calls need, once `connect` made it.
+    fn connected(&self) -> Result<(&tokio::runtime::Runtime, &Pool, &Settings), Error> {
+        match (&self.runtime, &self.pool, &self.settings) {
+            (Some(r), Some(p), Some(s)) => Ok((r, p, s)),
+            _ => Err("the sink is not connected".into()),
+        }
+    }
+
     fn writer(&self) -> Result<&Writer, Error> {
         self.writer
             .as_ref()
@@ -127,7 +144,9 @@ impl Sink for MysqlSink {
             }
             _ => DEFAULT_BUDGET,
         };
-        self.writer = Some(Writer::start(&runtime, pool, settings, budget));
+        self.writer = Some(Writer::start(&runtime, pool.clone(), settings, budget));
+        self.pool = Some(pool);
+        self.budget = budget;
         self.runtime = Some(runtime);
         Ok(())
     }
@@ -161,6 +180,74 @@ impl Sink for MysqlSink {
         self.submit(job)
     }
 
+    fn transactional(&self) -> bool {
+        true
+    }
+
+    fn committed_epoch(&mut self, id: &str) -> Result<u64, Error> {
+        let (runtime, pool, settings) = self.connected()?;
+        runtime
+            .block_on(async {
+                tokio::time::timeout(settings.write_timeout, epoch::committed_epoch(pool, id)).await
+            })
+            .map_err(|_| timed_out(settings))?
+            .map_err(|e| {
+                format!(
+                    "cannot read {} at {}: {}",
+                    epoch::PROGRESS_TABLE,
+                    settings.target,
+                    e.0
+                )
+                .into()
+            })
+    }
+
+    fn commit_epoch(
+        &mut self,
+        id: &str,
+        epoch: u64,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<Refused>, Error> {
+        let mut refused = Vec::new();
+        let mut jobs = Vec::with_capacity(batches.len());
+        for (i, batch) in batches.iter().enumerate() {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            match rows::prepare(batch, &mut self.columns) {
+                Ok(job) => jobs.push((i, job)),
+                Err(e) => refused.push(Refused {
+                    batch: i,
+                    rows: batch.num_rows(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        let budget = self.budget;
+        let (runtime, pool, settings) = self.connected()?;
+        let committed = runtime
+            .block_on(async {
+                tokio::time::timeout(
+                    settings.write_timeout,
+                    epoch::commit_epoch(pool, settings, budget, id, epoch, &jobs),
+                )
+                .await
+            })
+            .map_err(|_| timed_out(settings))?
+            .map_err(|e| {
+                format!(
+                    "cannot commit epoch {epoch} to {} at {}: {}",
+                    settings.table, settings.target, e.0
+                )
+            })?;
+        refused.extend(committed.into_iter().map(|(batch, rows, reason)| Refused {
+            batch,
+            rows,
+            reason,
+        }));
+        Ok(refused)
+    }
+
     /// Waits up to `closeTimeout` for buffered batches, then stops; unwritten rows are
     /// reported.
     fn close(&mut self) -> Result<(), Error> {
@@ -188,6 +275,15 @@ impl Drop for MysqlSink {
             rt.shutdown_background();
         }
     }
+}
+
+/// The error of an epoch call that took longer than `writeTimeout`.
+fn timed_out(settings: &Settings) -> Error {
+    format!(
+        "the transaction did not finish within {} ms (writeTimeout)",
+        settings.write_timeout.as_millis()
+    )
+    .into()
 }
 
 /// A JSON value (from [`Tuple::to_map`]) as a parameter, with the same types as [`rows::value`].

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use mysql_async::Value;
+use mysql_async::{Params, Value};
 use quiver_plugin_abi::sdk::arrow::array::{Array, AsArray};
 use quiver_plugin_abi::sdk::arrow::datatypes::{
     DataType, Date32Type, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
@@ -229,6 +229,22 @@ pub fn plan(job: &Job, budget: usize) -> Vec<(usize, usize)> {
         start += len;
     }
     out
+}
+
+/// The statements that write `job` into `table`, each with the row of the batch it starts at:
+/// one INSERT per chunk of [`plan`], its values bound.
+pub fn statements<'a>(
+    job: &'a Job,
+    table: &'a str,
+    budget: usize,
+) -> impl Iterator<Item = (usize, String, Params)> + 'a {
+    plan(job, budget).into_iter().map(move |(start, len)| {
+        (
+            start,
+            insert_sql(table, &job.columns, job.width, len),
+            Params::Positional(job.chunk(start, len).to_vec()),
+        )
+    })
 }
 
 /// `INSERT INTO t (cols) VALUES (?,?),(?,?)` for `rows` rows.

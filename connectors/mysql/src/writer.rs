@@ -18,11 +18,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Params, Pool, TxOpts};
+use mysql_async::{Pool, TxOpts};
 use tokio::sync::Notify;
 
 use crate::config::Settings;
-use crate::rows::{Job, insert_sql, plan};
+use crate::rows::{Job, statements};
 
 /// The first wait after a failed write; it doubles up to `retryMaxInterval`.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -169,7 +169,7 @@ impl Writer {
 
 /// Why a write failed.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// The connection failed or the server was busy: retry the same batch.
     Retry(String),
     /// The database refused the data: retrying would fail again.
@@ -184,7 +184,8 @@ const RETRY_CODES: &[u16] = &[
     1158, 1159, 1160, 1161, 1184, 1205, 1213, 1290, 1317, 1836, 1927, 2002, 2003, 2006, 2013, 4031,
 ];
 
-fn classify(e: mysql_async::Error, chunk_start: usize) -> Failure {
+/// Whether `e`, met writing the chunk that starts at row `chunk_start`, is worth a retry.
+pub(crate) fn classify(e: mysql_async::Error, chunk_start: usize) -> Failure {
     match e {
         mysql_async::Error::Server(se) if !RETRY_CODES.contains(&se.code) => Failure::Rejected {
             code: se.code,
@@ -195,6 +196,13 @@ fn classify(e: mysql_async::Error, chunk_start: usize) -> Failure {
         }
         other => Failure::Retry(other.to_string()),
     }
+}
+
+/// What the user reads about a batch of `rows` rows the database refused.
+pub(crate) fn rejected(rows: usize, code: u16, message: &str) -> String {
+    format!(
+        "the database rejected the batch of {rows} rows, so none of it was written: {message} (error {code})"
+    )
 }
 
 /// MariaDB names the row within the statement (`at row 3`); make it the row of the batch.
@@ -220,15 +228,9 @@ async fn write(
     committing: &AtomicBool,
 ) -> Result<(), Failure> {
     let mut conn = pool.get_conn().await.map_err(|e| classify(e, 0))?;
-    let chunks = plan(job, budget);
-    let statement = |(start, len): (usize, usize)| {
-        (
-            insert_sql(&settings.table, &job.columns, job.width, len),
-            Params::Positional(job.chunk(start, len).to_vec()),
-        )
-    };
-    if let [only] = chunks[..] {
-        let (sql, params) = statement(only);
+    let mut chunks: Vec<_> = statements(job, &settings.table, budget).collect();
+    if chunks.len() == 1 {
+        let (_, sql, params) = chunks.pop().expect("one");
         committing.store(true, Ordering::Relaxed);
         return conn
             .exec_drop(sql, params)
@@ -239,13 +241,12 @@ async fn write(
         .start_transaction(TxOpts::default())
         .await
         .map_err(|e| classify(e, 0))?;
-    for chunk in chunks {
-        let (sql, params) = statement(chunk);
+    for (start, sql, params) in chunks {
         // On an error the transaction is dropped before COMMIT, which rolls it back (or the
         // connection is gone and the server rolls it back).
         tx.exec_drop(sql, params)
             .await
-            .map_err(|e| classify(e, chunk.0))?;
+            .map_err(|e| classify(e, start))?;
     }
     committing.store(true, Ordering::Relaxed);
     tx.commit().await.map_err(|e| classify(e, 0))
@@ -289,10 +290,9 @@ async fn run(shared: Arc<Shared>, pool: Pool, settings: Arc<Settings>) {
             Err(Failure::Rejected { code: 1062, .. }) if unknown_commit == Some(id) => {
                 Outcome::Written
             }
-            Err(Failure::Rejected { code, message }) => Outcome::Rejected(format!(
-                "the database rejected the batch of {} rows, so none of it was written: {message} (error {code})",
-                job.rows
-            )),
+            Err(Failure::Rejected { code, message }) => {
+                Outcome::Rejected(rejected(job.rows, code, &message))
+            }
             Err(Failure::Retry(e)) => {
                 if committing.load(Ordering::Relaxed) {
                     unknown_commit = Some(id);

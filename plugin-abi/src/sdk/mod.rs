@@ -76,6 +76,47 @@ pub trait Sink: Send + 'static {
     fn close(&mut self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// True when the sink implements [`Sink::committed_epoch`] and [`Sink::commit_epoch`],
+    /// writing a checkpoint's rows together with its epoch in one transaction of its far end:
+    /// what exactly-once delivery (rule option `qos` 2) needs. Asked once, after `provision`.
+    fn transactional(&self) -> bool {
+        false
+    }
+
+    /// The last epoch [`Sink::commit_epoch`] recorded for `id` at the far end; 0 when it has
+    /// recorded none. `id` names the rule's sink (rule id and sink node).
+    fn committed_epoch(&mut self, id: &str) -> Result<u64, Error> {
+        let _ = id;
+        Err("this sink does not write epochs in transactions (qos 2)".into())
+    }
+
+    /// Writes `batches` and records `epoch` as `id`'s last committed epoch, in one transaction
+    /// of the far end: all of it lands or none of it does. A batch the far end refuses (a
+    /// constraint, a type) is left out and named in the answer, and the rest commits; an
+    /// error means nothing was written, and the server calls again later with the same rows
+    /// (after asking [`Sink::committed_epoch`] whether the commit landed after all).
+    /// At qos 2 the server calls this instead of `collect_list`.
+    fn commit_epoch(
+        &mut self,
+        id: &str,
+        epoch: u64,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<Refused>, Error> {
+        let _ = (id, epoch, batches);
+        Err("this sink does not write epochs in transactions (qos 2)".into())
+    }
+}
+
+/// A batch of [`Sink::commit_epoch`] that the far end refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Its index in the call's `batches`.
+    pub batch: usize,
+    /// Rows not written.
+    pub rows: usize,
+    /// The far end's reason.
+    pub reason: String,
 }
 
 /// What a source's [`Source::pull`] produced.
@@ -262,11 +303,11 @@ pub mod __private {
 
     use abi_stable::prefix_type::PrefixTypeTrait;
     use abi_stable::sabi_trait::TD_Opaque;
-    use abi_stable::std_types::{RResult, RStr, RString};
+    use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 
     use super::*;
     use crate::ffi::{
-        FfiArrowBatch, FfiArrowOut, FfiError, FfiFunction, FfiPoll, FfiSink, FfiSource,
+        FfiArrowBatch, FfiArrowOut, FfiError, FfiFunction, FfiPoll, FfiRefused, FfiSink, FfiSource,
         FunctionBox, PluginKind, PluginMod, PluginModRef, SinkBox, SourceBox,
     };
 
@@ -386,11 +427,11 @@ pub mod __private {
     }
 
     impl<S: Sink> SinkAdapter<S> {
-        fn call(
+        fn call<T>(
             &mut self,
             what: &str,
-            f: impl FnOnce(&mut S) -> Result<(), Error>,
-        ) -> RResult<(), FfiError> {
+            f: impl FnOnce(&mut S) -> Result<T, Error>,
+        ) -> RResult<T, FfiError> {
             if let Some(p) = &self.poisoned {
                 return RResult::RErr(FfiError {
                     message: RString::from(format!("sink is unusable after: {p}")),
@@ -399,7 +440,7 @@ pub mod __private {
             }
             let sink: &mut S = &mut self.sink;
             match catch_unwind(AssertUnwindSafe(|| f(sink))) {
-                Ok(Ok(())) => RResult::ROk(()),
+                Ok(Ok(v)) => RResult::ROk(v),
                 Ok(Err(e)) => RResult::RErr(error(e.to_string())),
                 Err(panic) => {
                     let e = panicked(what, &*panic);
@@ -436,6 +477,48 @@ pub mod __private {
 
         fn close(&mut self) -> RResult<(), FfiError> {
             self.call("close", |s| s.close())
+        }
+
+        fn transactional(&self) -> bool {
+            // A poisoned sink is never called again, so it cannot take part either.
+            self.poisoned.is_none()
+                && catch_unwind(AssertUnwindSafe(|| self.sink.transactional())).unwrap_or(false)
+        }
+
+        fn committed_epoch(&mut self, id: RStr<'_>) -> RResult<u64, FfiError> {
+            self.call("committed_epoch", |s| s.committed_epoch(id.as_str()))
+        }
+
+        fn commit_epoch(
+            &mut self,
+            id: RStr<'_>,
+            epoch: u64,
+            batches: RSlice<'_, FfiArrowBatch>,
+        ) -> RResult<RVec<FfiRefused>, FfiError> {
+            // Take every batch first, so each is released here whatever happens next.
+            let taken = catch_unwind(|| {
+                batches
+                    .iter()
+                    // SAFETY: the server passes valid batches for the duration of the call.
+                    .map(|b| unsafe { import(*b) })
+                    .collect::<Result<Vec<_>, Error>>()
+            });
+            let batches = match taken {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return RResult::RErr(error(format!("cannot read a batch: {e}"))),
+                Err(panic) => return RResult::RErr(panicked("reading the batches", &*panic)),
+            };
+            self.call("commit_epoch", |s| {
+                let refused = s.commit_epoch(id.as_str(), epoch, &batches)?;
+                Ok(refused
+                    .into_iter()
+                    .map(|r| FfiRefused {
+                        batch: r.batch as u64,
+                        rows: r.rows as u64,
+                        reason: RString::from(r.reason),
+                    })
+                    .collect())
+            })
         }
     }
 
@@ -785,6 +868,147 @@ mod tests {
         // After a panic the sink is never called again.
         let e = sink.close().into_result().expect_err("poisoned");
         assert!(e.fatal && e.message.as_str().contains("unusable"), "{e:?}");
+    }
+
+    /// Each committed epoch and the values it wrote.
+    type Ledger = Arc<Mutex<Vec<(u64, Vec<i64>)>>>;
+
+    /// Keeps each epoch's rows, refusing batches with a negative value, as a database would
+    /// roll back a batch that breaks a constraint.
+    #[derive(Default)]
+    struct Epochs {
+        committed: Ledger,
+    }
+
+    impl Sink for Epochs {
+        fn provision(&mut self, _config: &Config) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn transactional(&self) -> bool {
+            true
+        }
+
+        fn committed_epoch(&mut self, id: &str) -> Result<u64, Error> {
+            assert_eq!(id, "rule/sink");
+            Ok(self
+                .committed
+                .lock()
+                .expect("epochs")
+                .last()
+                .map_or(0, |e| e.0))
+        }
+
+        fn commit_epoch(
+            &mut self,
+            id: &str,
+            epoch: u64,
+            batches: &[RecordBatch],
+        ) -> Result<Vec<Refused>, Error> {
+            assert_eq!(id, "rule/sink");
+            let mut refused = Vec::new();
+            let mut rows = Vec::new();
+            for (i, b) in batches.iter().enumerate() {
+                let n = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .ok_or("bigint")?;
+                if n.values().iter().any(|v| *v < 0) {
+                    refused.push(Refused {
+                        batch: i,
+                        rows: b.num_rows(),
+                        reason: "negative".into(),
+                    });
+                } else {
+                    rows.extend(n.values().iter().copied());
+                }
+            }
+            self.committed.lock().expect("epochs").push((epoch, rows));
+            Ok(refused)
+        }
+    }
+
+    /// Calls `commit_epoch` the way the server does; returns the answer and whether each
+    /// array was taken.
+    fn commit(
+        sink: &mut crate::ffi::SinkBox,
+        epoch: u64,
+        batches: Vec<RecordBatch>,
+    ) -> (
+        Result<abi_stable::std_types::RVec<crate::ffi::FfiRefused>, FfiError>,
+        Vec<bool>,
+    ) {
+        let mut exported: Vec<(FFI_ArrowArray, FFI_ArrowSchema)> = batches
+            .into_iter()
+            .map(|b| to_ffi(&StructArray::from(b).to_data()).expect("export"))
+            .collect();
+        let ffi: Vec<FfiArrowBatch> = exported
+            .iter_mut()
+            .map(|(array, schema)| FfiArrowBatch {
+                array: (array as *mut FFI_ArrowArray).cast::<c_void>(),
+                schema: (schema as *const FFI_ArrowSchema).cast::<c_void>(),
+            })
+            .collect();
+        let r = sink
+            .commit_epoch("rule/sink".into(), epoch, ffi.as_slice().into())
+            .into_result();
+        (r, exported.iter().map(|(a, _)| a.is_released()).collect())
+    }
+
+    #[test]
+    fn epochs_reach_a_transactional_sink_and_refusals_come_back_by_batch() {
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        let seen = committed.clone();
+        let mut sink = __private::new_sink(move || Epochs { committed: seen })
+            .into_result()
+            .expect("sink");
+        assert!(sink.transactional());
+        assert_eq!(
+            sink.committed_epoch("rule/sink".into()).into_result().ok(),
+            Some(0)
+        );
+        let (r, taken) = commit(
+            &mut sink,
+            3,
+            vec![batch(vec![1, 2]), batch(vec![-1]), batch(vec![4])],
+        );
+        let refused = r.expect("committed");
+        assert_eq!(
+            refused.as_slice(),
+            [crate::ffi::FfiRefused {
+                batch: 1,
+                rows: 1,
+                reason: "negative".into()
+            }]
+        );
+        assert_eq!(taken, [true, true, true], "the plugin takes every array");
+        assert_eq!(*committed.lock().expect("epochs"), [(3, vec![1, 2, 4])]);
+        assert_eq!(
+            sink.committed_epoch("rule/sink".into()).into_result().ok(),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn a_sink_without_epochs_says_so() {
+        let mut sink = __private::new_sink(Recorder::default)
+            .into_result()
+            .expect("sink");
+        assert!(!sink.transactional());
+        let (r, taken) = commit(&mut sink, 1, vec![batch(vec![1])]);
+        let e = r.expect_err("not transactional");
+        assert!(!e.fatal && e.message.as_str().contains("qos 2"), "{e:?}");
+        assert_eq!(
+            taken,
+            [true],
+            "the adapter takes the arrays before it asks the sink"
+        );
+        let e = sink
+            .committed_epoch("rule/sink".into())
+            .into_result()
+            .expect_err("not transactional");
+        assert!(!e.fatal, "{e:?}");
     }
 
     struct Half;

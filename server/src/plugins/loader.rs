@@ -3,12 +3,15 @@
 //!
 //! Libraries are never unloaded (abi_stable leaks them on purpose), so a loaded file is never
 //! overwritten: an update installs a new file name.
+// A plugin built against the previous minor interface is read through the current types
+// (see `load`), which abi_stable only allows unchecked.
+#![allow(unsafe_code)]
 
 use std::path::Path;
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::sabi_types::VersionNumber;
-use quiver_plugin_abi::ffi::{FunctionBox, PluginKind, PluginModRef, SinkBox, SourceBox};
+use quiver_plugin_abi::ffi::{FunctionBox, PluginKind, PluginModRef, SinkBox, SourceBox, v1_1};
 use quiver_plugin_abi::{ABI_MAJOR, ABI_VERSION};
 
 use super::PluginError;
@@ -83,9 +86,24 @@ fn rebuild_hint() -> String {
 /// Loads `path` and checks it. `file` names it in messages (the zip entry or file name).
 pub fn load(path: &Path, file: &str) -> Result<LoadedPlugin, PluginError> {
     let header = checked_header(path, file)?;
-    let module = header
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| PluginError::Invalid(summarise(file, &e)))?;
+    let module = match header.init_root_module::<PluginModRef>() {
+        Ok(m) => m,
+        // abi_stable refuses vtables with fewer entries than ours; a plugin built against
+        // 1.1 has such a sink vtable, and matches the frozen 1.1 types instead.
+        Err(e @ LibraryError::AbiInstability(_)) => {
+            if header.ensure_layout::<v1_1::PluginModRef>().is_err() {
+                return Err(PluginError::Invalid(summarise(file, &e)));
+            }
+            // SAFETY: the plugin's root module matches the 1.1 layout, and the current types
+            // differ from it only by vtable entries after the 1.1 ones. Their accessors test
+            // the plugin's own field-accessibility bits, which mark only the entries it was
+            // built with, so the server runs their default bodies and never reads past the
+            // plugin's vtable.
+            unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
+                .map_err(|e| PluginError::Invalid(summarise(file, &e)))?
+        }
+        Err(e) => return Err(PluginError::Invalid(summarise(file, &e))),
+    };
     let abi_major = module.abi_major();
     check_abi_major(file, abi_major)?;
     let name = module.name().as_str();

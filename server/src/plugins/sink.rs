@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, StructArray};
-use arrow::ffi::to_ffi;
+use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, to_ffi};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use quiver_connectors::{ConnectorError, Sink, SinkFactory};
+use quiver_connectors::{ConnectorError, Refused, Sink, SinkFactory};
 use quiver_plugin_abi::ffi::{FfiArrowBatch, FfiError, SinkBox};
 use serde_json::Value;
 
@@ -42,10 +42,14 @@ impl SinkFactory for PluginSinkFactory {
                 connector: name,
                 reason: e.message.to_string(),
             })?;
+        // Asked once: a plugin built before quiver-plugin-abi 1.2 has no such method, and
+        // abi_stable answers the default (false) without calling into it.
+        let transactional = sink.transactional();
         Ok(Box::new(PluginSink {
             name,
             sink: Some(sink),
             blocking: false,
+            transactional,
         }))
     }
 }
@@ -57,6 +61,8 @@ struct PluginSink {
     sink: Option<SinkBox>,
     /// Set once a call took longer than [`SLOW_CALL`]: the plugin may block.
     blocking: bool,
+    /// The plugin writes epochs in transactions (qos 2).
+    transactional: bool,
 }
 
 /// A `collect_list` slower than this marks the sink as one that may block.
@@ -86,11 +92,11 @@ impl PluginSink {
     /// - calls that may block (`connect`, `close`, and every call of a blocking sink) run in
     ///   `block_in_place` on a multi-threaded runtime (quiverd's), where tokio first hands this
     ///   thread's other tasks to another thread, and on the blocking pool elsewhere.
-    async fn call(
+    async fn call<T: Send + 'static>(
         &mut self,
         may_block: bool,
-        f: impl FnOnce(&mut SinkBox) -> Result<(), FfiError> + Send + 'static,
-    ) -> Result<(), ConnectorError> {
+        f: impl FnOnce(&mut SinkBox) -> Result<T, FfiError> + Send + 'static,
+    ) -> Result<T, ConnectorError> {
         let name = self.name;
         let mut sink = self.sink.take().ok_or_else(|| ConnectorError::Fatal {
             connector: name.to_string(),
@@ -138,14 +144,7 @@ impl Sink for PluginSink {
     }
 
     async fn collect_list(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
-        let name = self.name;
-        // Cheap: a RecordBatch is a list of Arcs; the column buffers are shared, not copied.
-        let array = StructArray::from(batch.clone());
-        let (mut ffi_array, ffi_schema) =
-            to_ffi(&array.to_data()).map_err(|e| ConnectorError::Io {
-                connector: name,
-                reason: format!("cannot export the batch: {e}"),
-            })?;
+        let (mut ffi_array, ffi_schema) = export(self.name, batch)?;
         self.call(false, move |s| {
             // The plugin moves the array out of `ffi_array` (leaving it released); the schema
             // stays ours and is dropped after the call. If the plugin did not take the array,
@@ -165,4 +164,82 @@ impl Sink for PluginSink {
     async fn close(&mut self) -> Result<(), ConnectorError> {
         self.call(true, |s| s.close().into_result()).await
     }
+
+    fn transactional(&self) -> bool {
+        self.transactional
+    }
+
+    async fn committed_epoch(&mut self, id: &str) -> Result<u64, ConnectorError> {
+        let id = id.to_string();
+        self.call(true, move |s| {
+            s.committed_epoch(id.as_str().into()).into_result()
+        })
+        .await
+    }
+
+    async fn commit_epoch(
+        &mut self,
+        id: &str,
+        epoch: u64,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<Refused>, ConnectorError> {
+        let name = self.name;
+        let mut exported = batches
+            .iter()
+            .map(|b| export(name, b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let id = id.to_string();
+        let refused = self
+            .call(true, move |s| {
+                // As in collect_list: the plugin moves each array out and the schemas stay
+                // ours; whatever it did not take is released when `exported` drops.
+                let ffi: Vec<FfiArrowBatch> = exported
+                    .iter_mut()
+                    .map(|(array, schema)| FfiArrowBatch {
+                        array: std::ptr::from_mut(array).cast::<c_void>(),
+                        schema: std::ptr::from_ref(schema).cast::<c_void>(),
+                    })
+                    .collect();
+                let r = s
+                    .commit_epoch(id.as_str().into(), epoch, ffi.as_slice().into())
+                    .into_result();
+                drop(exported);
+                r
+            })
+            .await?;
+        refused
+            .into_iter()
+            .map(|r| {
+                let batch = usize::try_from(r.batch)
+                    .ok()
+                    .filter(|b| *b < batches.len())
+                    .ok_or_else(|| ConnectorError::Fatal {
+                        connector: name.to_string(),
+                        // The epoch committed, but the plugin's answer cannot be trusted.
+                        reason: format!(
+                            "the plugin committed epoch {epoch} but named refused batch {} of {}",
+                            r.batch,
+                            batches.len()
+                        ),
+                    })?;
+                Ok(Refused {
+                    batch,
+                    rows: usize::try_from(r.rows).unwrap_or(usize::MAX),
+                    reason: r.reason.into_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A batch as C Data Interface structs for the plugin. Cheap: the column buffers are shared,
+/// not copied.
+fn export(
+    name: &'static str,
+    batch: &RecordBatch,
+) -> Result<(FFI_ArrowArray, FFI_ArrowSchema), ConnectorError> {
+    to_ffi(&StructArray::from(batch.clone()).to_data()).map_err(|e| ConnectorError::Io {
+        connector: name,
+        reason: format!("cannot export the batch: {e}"),
+    })
 }
