@@ -45,6 +45,10 @@ pub fn router(bus: MemoryBus, hub: WebsocketHub) -> Router {
         }))
 }
 
+/// How long a pushed request waits for the rules reading its path to take it (a rule whose
+/// sink is away holds its input back).
+const TAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn push(State(state): State<Arc<Push>>, uri: Uri, body: Bytes) -> (StatusCode, String) {
     let bus = &state.httppush;
     let path = uri.path();
@@ -57,17 +61,37 @@ async fn push(State(state): State<Arc<Push>>, uri: Uri, body: Bytes) -> (StatusC
             format!("no running rule reads a stream with DATASOURCE \"{path}\""),
         );
     }
-    // Answered once every rule reading the path has taken the body: logged it to its input
+    // Answered 200 once every rule reading the path has taken the body: logged it to its input
     // log (qos 1 and 2 rules), or read it. A crash after the 200 loses nothing a qos 1 rule
-    // was sent.
-    let (receipt, mut taken) = tokio::sync::mpsc::channel::<()>(1);
-    bus.publish_with_receipt(
-        path,
-        quiver_connectors::memory::MemoryPayload::Json(body),
-        receipt,
-    )
-    .await;
-    let _ = taken.recv().await;
+    // was sent; a rule that stopped before taking it makes the answer a 503 to send again.
+    let (receipt, mut confirmations) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let reached = bus
+        .publish_with_receipt(
+            path,
+            quiver_connectors::memory::MemoryPayload::Json(body),
+            receipt,
+        )
+        .await;
+    let mut taken = 0;
+    let all = async {
+        while confirmations.recv().await.is_some() {
+            taken += 1;
+        }
+    };
+    if tokio::time::timeout(TAKE_TIMEOUT, all).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the rules reading \"{path}\" did not take the request within {TAKE_TIMEOUT:?}; it may still be processed"
+            ),
+        );
+    }
+    if reached == 0 || taken < reached {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("a rule reading \"{path}\" stopped before it took the request; send it again"),
+        );
+    }
     (StatusCode::OK, String::new())
 }
 

@@ -52,17 +52,19 @@ pub struct MemoryMessage {
     pub payload: MemoryPayload,
     /// Its share of the subscription's byte budget, given back when the message is dropped.
     _budget: Option<Arc<OwnedSemaphorePermit>>,
-    /// The publisher's receipt ([`MemoryBus::publish_with_receipt`]): dropped once the
-    /// subscriber has taken the message (logged it, for a source that logs its input).
+    /// The publisher's receipt ([`MemoryBus::publish_with_receipt`]): the subscriber
+    /// confirms on it once it has taken the message (logged it, for a source that logs its
+    /// input).
     receipt: Option<Receipt>,
 }
 
-/// A publisher's hold on the copies of one message: every copy carries a clone, and the
-/// publisher's receiving end sees the channel close once all of them are dropped.
-pub type Receipt = mpsc::Sender<()>;
+/// A publisher's receipt for one message: every copy carries a clone, a subscriber sends `()`
+/// on it once its copy is safe, and the publisher's receiving end closes once every copy is
+/// confirmed or dropped (a copy dropped unconfirmed was not taken: its rule stopped).
+pub type Receipt = mpsc::UnboundedSender<()>;
 
 impl MemoryMessage {
-    /// The publisher's receipt, taken out so the caller can drop it when the message is
+    /// The publisher's receipt, taken out so the caller can confirm it when the message is
     /// safe (logged).
     pub fn take_receipt(&mut self) -> Option<Receipt> {
         self.receipt.take()
@@ -119,9 +121,9 @@ impl MemoryBus {
         self.publish_inner(topic, payload, None).await
     }
 
-    /// [`MemoryBus::publish`], with `receipt` cloned into every copy: the publisher's end of
-    /// its channel closes once every subscriber has taken its copy (or dropped it: its rule
-    /// stopped).
+    /// [`MemoryBus::publish`], with `receipt` cloned into every copy: each subscriber confirms
+    /// on it once it has taken its copy; the publisher's end closes once every copy is
+    /// confirmed or dropped.
     pub async fn publish_with_receipt(
         &self,
         topic: &str,

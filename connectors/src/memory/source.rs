@@ -63,8 +63,13 @@ impl Source for MemorySource {
             let mut raw = Vec::new();
             let mut next = Some(first);
             while let Some(mut msg) = next.take() {
-                if logged && let Some(r) = msg.take_receipt() {
-                    receipts.push(r);
+                if let Some(r) = msg.take_receipt() {
+                    if logged {
+                        receipts.push(r);
+                    } else {
+                        // Read: as far as a rule that keeps no log takes a message.
+                        let _ = r.send(());
+                    }
                 }
                 match msg.payload {
                     MemoryPayload::Json(payload) => raw.push(RawMessage::new(payload, msg.topic)),
@@ -82,7 +87,10 @@ impl Source for MemorySource {
             if !raw.is_empty() {
                 out.send(SourceEvent::Raw(raw)).await?;
             }
-            receipts.clear();
+            // Logged: confirmed. (A failed send returns above: dropped unconfirmed.)
+            for r in receipts.drain(..) {
+                let _ = r.send(());
+            }
         }
         Ok(())
     }

@@ -229,14 +229,19 @@ impl Checkpointing {
         self.epochs.lock().expect("epochs lock").pending
     }
 
-    /// Starts a checkpoint unless one is pending or the dataflow is not built everywhere yet;
-    /// returns its epoch. The caller then wakes the sources so idle ones move to it.
+    /// Starts a checkpoint unless one is pending, the dataflow is not built everywhere yet, or
+    /// (event time) nothing moved since the last one; returns its epoch. The caller then wakes the sources so idle ones move to it.
     pub fn start(&self) -> Option<u64> {
         if self.collect.lock().expect("collect lock").built < self.workers {
             return None;
         }
         let mut epochs = self.epochs.lock().expect("epochs lock");
         if epochs.pending.is_some() {
+            return None;
+        }
+        if self.event_time && crate::event_time::is_between(epochs.max_seen) {
+            // The sources last met a checkpoint between two watermark times and the watermark
+            // has not moved since: that checkpoint holds everything there is.
             return None;
         }
         let epoch = epochs.next_epoch;
@@ -303,14 +308,17 @@ impl Checkpointing {
     /// `name` has saved its part of checkpoint `epoch` (`None`: it has nothing to save, such
     /// as a sink that has written everything before the checkpoint).
     pub fn report(&self, epoch: u64, name: &str, state: Option<OpState>) {
-        if self.pending().map(|(e, _)| e) != Some(epoch) {
-            return;
-        }
         let bytes = match state.map(|s| s.encode()).transpose() {
             Ok(b) => b,
             Err(e) => return self.abandon(epoch, &format!("{name}: {e}")),
         };
         let whole = {
+            // Checked and counted under the epochs lock, which `abandon` takes too: a part of a
+            // checkpoint given up meanwhile never counts for the next one.
+            let epochs = self.epochs.lock().expect("epochs lock");
+            if epochs.pending.map(|(e, _)| e) != Some(epoch) {
+                return;
+            }
             let mut c = self.collect.lock().expect("collect lock");
             if let Some(b) = bytes {
                 c.parts.insert(name.to_string(), b);
@@ -353,16 +361,18 @@ impl Checkpointing {
     /// afresh.
     fn abandon(&self, epoch: u64, why: &str) {
         tracing::error!("checkpoint {epoch} abandoned: {why}");
+        // The epochs lock first, as in `report`.
+        let mut epochs = self.epochs.lock().expect("epochs lock");
+        if epochs.pending.map(|(e, _)| e) != Some(epoch) {
+            return;
+        }
         let mut c = self.collect.lock().expect("collect lock");
         c.reported.clear();
         c.parts.clear();
         c.positions.clear();
         drop(c);
-        let mut epochs = self.epochs.lock().expect("epochs lock");
-        if epochs.pending.map(|(e, _)| e) == Some(epoch) {
-            epochs.pending = None;
-            self.pending_time.store(0, Ordering::Release);
-        }
+        epochs.pending = None;
+        self.pending_time.store(0, Ordering::Release);
     }
 
     /// Stops committing (the run is over): checkpoints that complete later are not written.

@@ -32,6 +32,10 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts to commit.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The longest progress id (`<rule id>/<sink node>`): the progress table's key column is a
+/// `VARCHAR(255)`.
+pub(super) const MAX_ID: usize = 255;
+
 /// A sink's place in a qos 2 run.
 pub(super) struct EpochSinkSpec {
     /// The run's checkpoints.
@@ -40,6 +44,8 @@ pub(super) struct EpochSinkSpec {
     pub index: usize,
     /// The name the far end records the sink's progress under: rule id and sink node.
     pub id: String,
+    /// Held for the task's life: the rule's next run waits for it.
+    pub owner: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Refuses, by name, what cannot take part in exactly-once delivery: a sink without
@@ -188,6 +194,7 @@ pub(super) async fn run_epoch_sink(
         metrics.exceptions(1, &why);
         *error.lock().expect("error lock") = Some(why);
     };
+    let _owner = spec.owner.lock_owned().await;
     if let Err(e) = sink.connect().await {
         return fail(format!("sink connect failed: {e}"));
     }
@@ -317,7 +324,10 @@ impl EpochWriter {
     async fn progress(&mut self, rx: &mpsc::Receiver<RecordBatch>) -> Option<u64> {
         loop {
             match self.sink.committed_epoch(&self.id).await {
-                Ok(e) => return Some(e),
+                Ok(e) => {
+                    self.backoff = MIN_BACKOFF;
+                    return Some(e);
+                }
                 Err(e) => {
                     self.metrics.exceptions(1, &e.to_string());
                     tracing::warn!("sink progress not read: {e}");
@@ -336,7 +346,10 @@ impl EpochWriter {
     async fn reset(&mut self, rx: &mpsc::Receiver<RecordBatch>) -> bool {
         loop {
             match self.sink.commit_epoch(&self.id, 0, &[]).await {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.backoff = MIN_BACKOFF;
+                    return true;
+                }
                 Err(e) => {
                     self.metrics.exceptions(1, &e.to_string());
                     tracing::warn!("sink progress not reset: {e}");
@@ -357,7 +370,7 @@ impl EpochWriter {
             match self.sink.committed_epoch(&self.id).await {
                 Ok(done) => {
                     self.uncertain = None;
-                    if done == last {
+                    if done >= last {
                         tracing::info!("sink commit of epoch {last} had landed; not written again");
                         held.written(last);
                     }

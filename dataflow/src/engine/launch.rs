@@ -75,7 +75,14 @@ impl Engine {
             .is_some_and(|r| r.checkpointing.exactly_once());
         if exactly_once {
             // Every sink is checked before any task starts.
-            for action in &entry.spec.actions {
+            for (action, &node) in entry.spec.actions.iter().zip(&physical.sinks) {
+                let id = format!("{}/{}", entry.spec.id, physical.nodes[node]);
+                if id.len() > super::epoch_sink::MAX_ID {
+                    return Err(EngineError::Invalid(format!(
+                        "rule option qos = 2 records each sink's progress under \"<rule id>/<sink>\", at most {} bytes; \"{id}\" is longer: use a shorter rule id",
+                        super::epoch_sink::MAX_ID
+                    )));
+                }
                 let (settings, props) = SinkSettings::parse_for(
                     quiver_connectors::Connectors::sink_own_keys(&action.sink_type),
                     &action.props,
@@ -142,6 +149,16 @@ impl Engine {
                         checkpointing,
                         index,
                         id: format!("{}/{}", entry.spec.id, physical.nodes[node]),
+                        // One run at a time writes a sink's epochs: a restarted run reads the
+                        // progress table only once the previous run's last commit is done.
+                        owner: self
+                            .inner
+                            .cache_owners
+                            .lock()
+                            .expect("cache owners lock")
+                            .entry((entry.spec.id.clone(), physical.nodes[node].clone()))
+                            .or_default()
+                            .clone(),
                     });
             self.inner.runtime.spawn(async move {
                 match epochs {

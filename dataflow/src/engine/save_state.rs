@@ -32,6 +32,15 @@ impl SaveBeforeStop {
             if let Some(epoch) = c.start() {
                 break epoch;
             }
+            if c.pending().is_none() {
+                // Nothing moved since the last checkpoint (an idle event-time rule).
+                tracing::info!(
+                    rule,
+                    "nothing changed since checkpoint {}; the rule resumes from it",
+                    c.stats().epoch
+                );
+                return;
+            }
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(
                     rule,

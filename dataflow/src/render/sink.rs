@@ -38,7 +38,7 @@ pub(super) fn render_sink(
     // qos 2: results at or after the pending checkpoint's time, held until its marker is
     // sent, so each sink task can tell the rows of one checkpoint from the next's.
     let exactly_once = ckpt.as_ref().is_some_and(|c| c.exactly_once());
-    let mut held: Vec<RecordBatch> = Vec::new();
+    let mut held: Vec<(u64, RecordBatch)> = Vec::new();
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         Pipeline,
         "Sink",
@@ -50,21 +50,25 @@ pub(super) fn render_sink(
                 input.for_each(|time, data| {
                     if let Some(batch) = data.0.take() {
                         // Read per batch: a checkpoint may start while this runs.
+                        let at = time.least().copied().unwrap_or(0);
                         let hold = exactly_once
                             && ckpt
                                 .as_ref()
                                 .and_then(|c| c.pending_time())
-                                .is_some_and(|t| time.least().is_some_and(|l| *l >= t));
+                                .is_some_and(|t| at >= t);
                         if hold {
                             // Not counted as waiting for the sinks meanwhile: the source must
                             // read on, or time would not reach the checkpoint that releases it.
                             pending.set(pending.get().saturating_sub(stash.sinks()));
-                            held.push(batch);
+                            held.push((at, batch));
                         } else {
                             hand(&mut stash, &pending, split_rows, batch);
                         }
                     }
                 });
+                // Held for a checkpoint given up without its marker: those before the one now
+                // pending go ahead of its marker.
+                release(&mut held, &ckpt, marked, &mut stash, &pending, split_rows);
                 // Every result before the pending checkpoint is in the stash or handed over: a
                 // marker behind them tells each sink task to report once it has written them.
                 if let Some((epoch, t)) = ckpt.as_ref().and_then(|c| c.pending())
@@ -75,18 +79,8 @@ pub(super) fn render_sink(
                     pending.set(pending.get() + stash.sinks());
                     stash.push(&crate::checkpoint::marker(epoch, worker));
                 }
-                // Released after the marker, or when the checkpoint was given up without one.
-                if !held.is_empty()
-                    && ckpt
-                        .as_ref()
-                        .and_then(|c| c.pending())
-                        .is_none_or(|(epoch, _)| epoch <= marked)
-                {
-                    for batch in std::mem::take(&mut held) {
-                        pending.set(pending.get() + stash.sinks());
-                        hand(&mut stash, &pending, split_rows, batch);
-                    }
-                }
+                // After the marker: everything held.
+                release(&mut held, &ckpt, marked, &mut stash, &pending, split_rows);
                 let handed = stash.flush();
                 pending.set(pending.get().saturating_sub(handed));
                 if !stash.is_empty() || !held.is_empty() {
@@ -99,6 +93,33 @@ pub(super) fn render_sink(
             }
         },
     );
+}
+
+/// Hands over the held results that no pending checkpoint's marker must precede: those before
+/// the pending checkpoint whose marker is not out yet, or all of them.
+fn release(
+    held: &mut Vec<(u64, RecordBatch)>,
+    ckpt: &Option<std::sync::Arc<crate::checkpoint::Checkpointing>>,
+    marked: u64,
+    stash: &mut SinkStash,
+    pending: &Cell<usize>,
+    split_rows: bool,
+) {
+    if held.is_empty() {
+        return;
+    }
+    let upto = match ckpt.as_ref().and_then(|c| c.pending()) {
+        Some((epoch, t)) if epoch > marked => t,
+        _ => u64::MAX,
+    };
+    let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(held)
+        .into_iter()
+        .partition(|(at, _)| *at < upto);
+    *held = keep;
+    for (_, batch) in go {
+        pending.set(pending.get() + stash.sinks());
+        hand(stash, pending, split_rows, batch);
+    }
 }
 
 /// Puts one result batch in the stash for every sink (row by row under `split_rows`),

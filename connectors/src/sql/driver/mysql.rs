@@ -19,6 +19,14 @@ fn error(e: mysql_async::Error) -> DbError {
     }
 }
 
+/// A server error that says nothing about the rows: a lock wait or deadlock, a server that
+/// is busy or shutting down. The whole write is tried again rather than the rows dropped.
+fn transient(e: &mysql_async::ServerError) -> bool {
+    // ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK, ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN,
+    // MariaDB's ER_STATEMENT_TIMEOUT, MySQL's ER_QUERY_TIMEOUT.
+    matches!(e.code, 1205 | 1213 | 1040 | 1053 | 1969 | 3024)
+}
+
 fn params(values: &[SqlValue]) -> Params {
     if values.is_empty() {
         return Params::Empty;
@@ -98,7 +106,7 @@ impl MysqlConn {
             for st in group {
                 match tx.exec_drop(st.sql.as_str(), params(&st.params)).await {
                     Ok(()) => {}
-                    Err(e @ mysql_async::Error::Server(_)) => {
+                    Err(mysql_async::Error::Server(e)) if !transient(&e) => {
                         refused = Some(e.to_string());
                         break;
                     }

@@ -26,6 +26,19 @@ fn error(e: tokio_postgres::Error) -> DbError {
     }
 }
 
+/// An error that says nothing about the rows (SQLSTATE classes 08 connection, 40 transaction
+/// rollback such as a deadlock, 53 insufficient resources, 57 operator intervention, and
+/// 55P03 lock not available): the whole write is tried again rather than the rows dropped.
+fn transient(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        let c = c.code();
+        ["08", "40", "53", "57"]
+            .iter()
+            .any(|class| c.starts_with(class))
+            || c == "55P03"
+    })
+}
+
 /// A parameter in text form, accepted for any column type.
 #[derive(Debug)]
 struct Text(Option<String>);
@@ -129,8 +142,9 @@ impl PgConn {
             for st in group {
                 let params = texts(&st.params);
                 if let Err(e) = sp.execute(&st.sql, &refs(&params)).await {
+                    let again = transient(&e);
                     let e = error(e);
-                    if e.broken {
+                    if e.broken || again {
                         return Err(e);
                     }
                     refused = Some(e.message);

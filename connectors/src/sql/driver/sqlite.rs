@@ -142,6 +142,9 @@ impl SqliteConn {
                         s.execute(rusqlite::params_from_iter(params(&st.params)))
                     });
                     if let Err(e) = done {
+                        if transient(&e) {
+                            return Err(DbError::refused(e));
+                        }
                         refused = Some(e.to_string());
                         break;
                     }
@@ -163,6 +166,18 @@ impl SqliteConn {
         })
         .await
     }
+}
+
+/// An error that says nothing about the rows (the file busy or locked, full, failing I/O):
+/// the whole write is tried again rather than the rows dropped.
+fn transient(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    e.sqlite_error_code().is_some_and(|c| {
+        matches!(
+            c,
+            DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | OutOfMemory | CannotOpen
+        )
+    })
 }
 
 /// A column value as JSON: blobs as base64 text, as eKuiper's JSON shows bytes.
