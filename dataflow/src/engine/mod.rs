@@ -185,9 +185,13 @@ impl Engine {
     pub fn shutdown(&self) {
         // `enableSaveStateBeforeStop`: their checkpoints first, while everything runs. Waited
         // for on a thread of its own, which may block whatever thread calls this.
-        std::thread::scope(|s| {
-            s.spawn(|| self.inner.runtime.block_on(self.save_all_before_stop()));
-        });
+        // (A current-thread runtime drives no timers for another thread: its rules resume from
+        // their last periodic checkpoint instead.)
+        if self.inner.runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            std::thread::scope(|s| {
+                s.spawn(|| self.inner.runtime.block_on(self.save_all_before_stop()));
+            });
+        }
         let mut flushing = Vec::new();
         {
             let mut rules = self.inner.rules.lock().expect("rules lock");
