@@ -217,12 +217,12 @@ pub(super) async fn run_epoch_sink(
         // A fresh start numbers its epochs from 1 again: an earlier rule of the same id (or
         // this rule's state set aside) may have left a higher epoch behind, which would make
         // a later restore skip rows it never wrote.
-        if !w.reset(&rx).await {
+        if w.until_answered(&rx, true).await.is_none() {
             return w.close().await;
         }
     } else {
         // The far end may have written some sealed epochs before the crash: it says which.
-        let done = match w.progress(&rx).await {
+        let done = match w.until_answered(&rx, false).await {
             Some(done) => done,
             None => return w.close().await,
         };
@@ -319,48 +319,42 @@ struct EpochWriter {
 }
 
 impl EpochWriter {
-    /// The last epoch the far end recorded, asked until it answers (`None`: the run ended
-    /// first).
-    async fn progress(&mut self, rx: &mpsc::Receiver<RecordBatch>) -> Option<u64> {
+    /// Asks the far end until it answers (`None`: the run ended first): with `reset`, records
+    /// epoch 0 for this sink (and answers 0); else reads the last epoch it recorded.
+    async fn until_answered(
+        &mut self,
+        rx: &mpsc::Receiver<RecordBatch>,
+        reset: bool,
+    ) -> Option<u64> {
         loop {
-            match self.sink.committed_epoch(&self.id).await {
+            let answer = if reset {
+                self.sink.commit_epoch(&self.id, 0, &[]).await.map(|_| 0)
+            } else {
+                self.sink.committed_epoch(&self.id).await
+            };
+            match answer {
                 Ok(e) => {
                     self.backoff = MIN_BACKOFF;
                     return Some(e);
                 }
                 Err(e) => {
                     self.metrics.exceptions(1, &e.to_string());
-                    tracing::warn!("sink progress not read: {e}");
+                    tracing::warn!("sink progress not read or reset: {e}");
                 }
             }
             if rx.is_closed() {
                 return None;
             }
-            tokio::time::sleep(self.backoff).await;
-            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            let wait = self.back_off();
+            tokio::time::sleep(wait).await;
         }
     }
 
-    /// Records epoch 0 for this sink at the far end, tried until it answers (`false`: the run
-    /// ended first).
-    async fn reset(&mut self, rx: &mpsc::Receiver<RecordBatch>) -> bool {
-        loop {
-            match self.sink.commit_epoch(&self.id, 0, &[]).await {
-                Ok(_) => {
-                    self.backoff = MIN_BACKOFF;
-                    return true;
-                }
-                Err(e) => {
-                    self.metrics.exceptions(1, &e.to_string());
-                    tracing::warn!("sink progress not reset: {e}");
-                }
-            }
-            if rx.is_closed() {
-                return false;
-            }
-            tokio::time::sleep(self.backoff).await;
-            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        }
+    /// The wait before the next attempt; the one after it doubles, up to [`MAX_BACKOFF`].
+    fn back_off(&mut self) -> Duration {
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        wait
     }
 
     /// Writes every sealed epoch up to `through` in one transaction; on failure the rows stay
@@ -378,8 +372,7 @@ impl EpochWriter {
                 Err(e) => {
                     self.metrics.exceptions(1, &e.to_string());
                     tracing::warn!("sink progress not read: {e}");
-                    self.retry_due = Some(tokio::time::Instant::now() + self.backoff);
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    self.retry_due = Some(tokio::time::Instant::now() + self.back_off());
                     return Ok(());
                 }
             }
@@ -411,8 +404,7 @@ impl EpochWriter {
                     return Err(format!("sink failed: {e}"));
                 }
                 self.uncertain = Some(epoch);
-                self.retry_due = Some(tokio::time::Instant::now() + self.backoff);
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.retry_due = Some(tokio::time::Instant::now() + self.back_off());
                 Ok(())
             }
         }
