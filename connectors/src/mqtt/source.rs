@@ -130,7 +130,10 @@ impl Source for MqttSource {
         let mut topic: Option<Arc<str>> = None;
         let mut rate = Rate::new();
         loop {
-            if rate.high {
+            // A durable source gathers while its last batch is synced to the log instead: the
+            // broker sends at most its in-flight limit (Mosquitto's 20) before our acks, so a
+            // linger would cap the rate at that many messages per timer tick.
+            if rate.high && !durable {
                 tokio::time::sleep(LINGER).await;
             }
             let mut batch = Vec::new();
