@@ -158,6 +158,9 @@ fn sigkill_mid_file_at_qos_2_writes_each_row_exactly_once() {
     mariadb(&format!("DROP TABLE {lines_table}; DROP TABLE {csv_table}"));
 }
 
+/// The rules of [`a_file_read_whole_at_qos_1_is_not_read_again`].
+const RULES: [&str; 3] = ["fd", "fd_win", "fd_et"];
+
 /// qos 1: a file read to its end (with a window that the end of input closes) is not read
 /// again after quiverd stops with SIGTERM, nor after a SIGKILL, nor after its rule is stopped
 /// and started; a file replaced by another one at the same path is read afresh.
@@ -166,9 +169,14 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
     const ROWS: u64 = 3000;
     let dir = temp_dir("file-checkpoints-done");
     let suffix = unique().replace(['-', '/'], "_");
-    let (rows, windows) = (format!("fd_{suffix}"), format!("fw_{suffix}"));
+    let (rows, windows, timed) = (
+        format!("fd_{suffix}"),
+        format!("fw_{suffix}"),
+        format!("ft_{suffix}"),
+    );
     mariadb(&format!(
-        "CREATE TABLE {rows} (id BIGINT); CREATE TABLE {windows} (c BIGINT, s BIGINT)"
+        "CREATE TABLE {rows} (id BIGINT); CREATE TABLE {windows} (c BIGINT, s BIGINT); \
+         CREATE TABLE {timed} (ws BIGINT, c BIGINT)"
     ));
     let file = dir.join("done.jsonl");
     let text: String = (0..ROWS).map(|i| format!("{{\"id\": {i}}}\n")).collect();
@@ -184,7 +192,22 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
         "options": {"qos": 1, "checkpointInterval": 200}});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
+    // Event time (the id is the time, in ms): the rule's rows go through one worker, and the
+    // end of the file releases the last windows.
+    server.create_stream(&format!(
+        r#"CREATE STREAM fd_et (id BIGINT) WITH (TYPE="file", DATASOURCE="{}", FORMAT="json", CONF_KEY="fd", TIMESTAMP="id")"#,
+        file.display()
+    ));
+    let rule = json!({"id": "fd_et",
+        "sql": "SELECT window_start() AS ws, count(*) AS c FROM fd_et GROUP BY TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": timed}}],
+        "options": {"qos": 1, "checkpointInterval": 200, "isEventTime": true}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
     let sum = ROWS * (ROWS - 1) / 2;
+    let per_second: String = (0..ROWS / 1000)
+        .map(|w| format!("{}\t1000\n", w * 1000))
+        .collect();
     let check = |when: &str| {
         assert_eq!(counts(&rows), (ROWS, ROWS), "{when}: rows read again");
         assert_eq!(
@@ -192,9 +215,15 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
             format!("{ROWS}\t{sum}\n"),
             "{when}: the window differs"
         );
+        assert_eq!(
+            mariadb(&format!("SELECT ws, c FROM {timed} ORDER BY ws")),
+            per_second,
+            "{when}: the event-time windows differ"
+        );
     };
-    input_ended(&server, "fd");
-    input_ended(&server, "fd_win");
+    for rule in RULES {
+        input_ended(&server, rule);
+    }
     check("first run");
 
     for (k, how) in ["SIGTERM", "SIGKILL"].into_iter().enumerate() {
@@ -205,12 +234,13 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
         let log = dir.join(format!("run{}.log", k + 1));
         server = Server::start_args(&dir, &[], Some(&log));
         logged(&log, "file source resumes where its input log ends");
-        input_ended(&server, "fd");
-        input_ended(&server, "fd_win");
+        for rule in RULES {
+            input_ended(&server, rule);
+        }
         check(how);
     }
 
-    for rule in ["fd", "fd_win"] {
+    for rule in RULES {
         let (status, body) = server.call("POST", &format!("/rules/{rule}/stop"), None);
         assert_eq!(status, 200, "{body}");
         let (status, body) = server.call("POST", &format!("/rules/{rule}/start"), None);
@@ -233,7 +263,9 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
     assert_eq!(counts(&rows), (ROWS + 10, ROWS + 10));
     logged(&dir.join("run2.log"), "it is read afresh from its start");
     drop(server);
-    mariadb(&format!("DROP TABLE {rows}; DROP TABLE {windows}"));
+    mariadb(&format!(
+        "DROP TABLE {rows}; DROP TABLE {windows}; DROP TABLE {timed}"
+    ));
 }
 
 /// What a file source cannot resume exactly is refused at qos 1 and 2 with a 400 naming it;

@@ -722,28 +722,45 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(",\n ")
         );
+        let big: String = (0..30_000)
+            .map(|i| format!("{{\"id\":{i:>20}}}\n"))
+            .collect();
+        let big_gz = {
+            use std::io::Write as _;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(big.as_bytes()).unwrap();
+            gz.finish().unwrap()
+        };
         let cases = [
             (
                 "a.jsonl",
-                lines.as_str(),
+                lines.as_bytes(),
                 serde_json::json!({"sendInterval": 1}),
             ),
             (
                 "b.jsonl",
-                lines.as_str(),
+                lines.as_bytes(),
                 serde_json::json!({"ignoreEndLines": 2}),
             ),
             (
                 "c.csv",
-                csv.as_str(),
+                csv.as_bytes(),
                 serde_json::json!({"ignoreStartLines": 1, "ignoreEndLines": 1, "sendInterval": 1}),
             ),
             (
                 "d.json",
-                json.as_str(),
+                json.as_bytes(),
                 serde_json::json!({"sendInterval": 1}),
             ),
-            ("e.jsonl", lines.as_str(), serde_json::json!({})),
+            ("e.jsonl", lines.as_bytes(), serde_json::json!({})),
+            // Several read blocks: the resumed read seeks.
+            ("f.jsonl", big.as_bytes(), serde_json::json!({})),
+            // Compressed: the bytes before the offset are decompressed and dropped.
+            (
+                "g.jsonl.gz",
+                big_gz.as_slice(),
+                serde_json::json!({"decompression": "gzip"}),
+            ),
         ];
         for (name, text, props) in cases {
             let file = dir.join(name);

@@ -112,37 +112,51 @@ async fn read_sequentially(
 /// restart goes on after the last cursor in the log. Files are read one after another (the
 /// engine refuses `parallel` for such rules), so one cursor says where the whole input is.
 async fn run_logged(config: FileSourceConfig, out: SourceOutput) -> Result<(), ConnectorError> {
-    let reader = tokio::task::spawn_blocking(move || -> Result<(), ConnectorError> {
-        let mut resume = Cursor::latest(&out.logged_marks());
-        let mut round = resume.as_ref().map_or(0, |c| c.round);
-        let mut handed = resume.as_ref().map_or(0, |c| c.n);
-        if let Some(c) = &resume {
-            tracing::info!(
-                file = %c.file.display(),
-                offset = c.progress.offset,
-                rows = c.progress.rows,
-                "file source resumes where its input log ends"
-            );
+    let marks = out.clone();
+    let mut resume = blocking(move || Ok(Cursor::latest(&marks.logged_marks()))).await?;
+    let mut round = resume.as_ref().map_or(0, |c| c.round);
+    let mut handed = resume.as_ref().map_or(0, |c| c.n);
+    if let Some(c) = &resume {
+        tracing::info!(
+            file = %c.file.display(),
+            offset = c.progress.offset,
+            rows = c.progress.rows,
+            "file source resumes where its input log ends"
+        );
+    }
+    loop {
+        let (config_, out_, from) = (config.clone(), out.clone(), resume.take());
+        let (rows, h) = blocking(move || {
+            let rows = read_round(&config_, &out_, round, from, &mut handed)?;
+            Ok((rows, handed))
+        })
+        .await?;
+        handed = h;
+        let rows = rows.ok_or(ConnectorError::Closed)?;
+        tracing::info!(
+            path = %config.path.display(),
+            rows,
+            "file source reached the end of its input"
+        );
+        match config.interval {
+            None => return Ok(()),
+            // On the runtime, so stopping the rule ends the pause.
+            Some(pause) => tokio::time::sleep(pause).await,
         }
-        loop {
-            let rows = read_round(&config, &out, round, resume.take(), &mut handed)?
-                .ok_or(ConnectorError::Closed)?;
-            tracing::info!(
-                path = %config.path.display(),
-                rows,
-                "file source reached the end of its input"
-            );
-            match config.interval {
-                None => return Ok(()),
-                Some(pause) => std::thread::sleep(pause),
-            }
-            round += 1;
-        }
-    });
-    reader.await.map_err(|e| ConnectorError::Io {
-        connector: "file",
-        reason: format!("the reader thread failed: {e}"),
-    })?
+        round += 1;
+    }
+}
+
+/// Runs `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+) -> Result<T, ConnectorError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ConnectorError::Io {
+            connector: "file",
+            reason: format!("the reader thread failed: {e}"),
+        })?
 }
 
 /// Reads the input once (round `round`), after `resume` when it is in this round; every event
