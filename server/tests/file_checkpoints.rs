@@ -268,6 +268,67 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
     ));
 }
 
+/// qos 2 on a watched directory (`interval`, `actionAfterRead` 2): SIGKILL part way into its
+/// first file; after the restart that file is read on from where it was and moved, a file
+/// dropped in later is read in a later round, and each row is in MariaDB exactly once.
+#[test]
+fn a_watched_directory_at_qos_2_resumes_and_moves_each_file_once() {
+    const ROWS: u64 = 600;
+    let dir = temp_dir("file-checkpoints-watch");
+    let (watched, done) = (dir.join("in"), dir.join("done"));
+    std::fs::create_dir_all(&watched).unwrap();
+    let table = format!("fw_{}", unique().replace(['-', '/'], "_"));
+    mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
+    let rows = |ids: std::ops::Range<u64>| -> String {
+        ids.map(|i| format!("{{\"id\": {i}}}\n")).collect()
+    };
+    std::fs::write(watched.join("a.jsonl"), rows(0..ROWS)).unwrap();
+
+    let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
+    let profile = json!({"interval": "200ms", "actionAfterRead": 2,
+        "moveTo": done.display().to_string(), "sendInterval": "1ms"});
+    file_rule(&server, "fw", &watched, profile, 2, &table);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records_in(&server, "fw") < ROWS / 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the rule never read a third of a.jsonl"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill();
+    assert!(
+        watched.join("a.jsonl").exists(),
+        "a.jsonl was moved before it was read whole"
+    );
+
+    let second = dir.join("second.log");
+    let server = Server::start_args(&dir, &[], Some(&second));
+    logged(&second, "file source resumes where its input log ends");
+    landed(&table, ROWS);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done.join("a.jsonl").exists() {
+        assert!(Instant::now() < deadline, "a.jsonl was never moved");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Dropped in whole (renamed from outside the watched directory).
+    std::fs::write(dir.join("b.tmp"), rows(ROWS..ROWS + 100)).unwrap();
+    std::fs::rename(dir.join("b.tmp"), watched.join("b.jsonl")).unwrap();
+    landed(&table, ROWS + 100);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done.join("b.jsonl").exists() {
+        assert!(Instant::now() < deadline, "b.jsonl was never moved");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        counts(&table),
+        (ROWS + 100, ROWS + 100),
+        "rows missing or written twice"
+    );
+    drop(server);
+    mariadb(&format!("DROP TABLE {table}"));
+}
+
 /// What a file source cannot resume exactly is refused at qos 1 and 2 with a 400 naming it;
 /// the same stream is accepted at qos 0.
 #[test]
