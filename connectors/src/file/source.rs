@@ -171,7 +171,16 @@ fn read_round(
 ) -> Result<Option<u64>, ConnectorError> {
     let mut files = input::input_files(config)?;
     let mut from = None;
-    if let Some(c) = resume.filter(|c| c.round == round) {
+    // A cursor in a file this stream no longer reads (its path changed) says nothing here.
+    let ours = |c: &Cursor| c.file == config.path || c.file.parent() == Some(&*config.path);
+    if let Some(c) = resume.as_ref().filter(|c| !ours(c)) {
+        tracing::warn!(
+            file = %c.file.display(),
+            path = %config.path.display(),
+            "the input log's position is in a file this stream does not read: it is read from its start"
+        );
+    }
+    if let Some(c) = resume.filter(|c| c.round == round && ours(c)) {
         // Files before the cursor's (in name order) were read whole in this round.
         files.retain(|f| *f >= c.file);
         if files.first() == Some(&c.file) {
