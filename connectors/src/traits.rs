@@ -141,7 +141,20 @@ pub struct SourceOutput {
 /// Where a rule's events are made durable before a worker sees them (qos 1 and 2).
 pub trait EventLog: Send + Sync {
     /// Logs `event` for `worker` (synced to disk) and returns it as the worker gets it. Blocks.
-    fn log(&self, worker: usize, event: SourceEvent) -> Result<SourceEvent, ConnectorError>;
+    /// `mark`: the source's position after the event (see [`SourceOutput::blocking_send_marked`]),
+    /// written in the same record, so the log and the position never disagree.
+    fn log(
+        &self,
+        worker: usize,
+        event: SourceEvent,
+        mark: Option<&[u8]>,
+    ) -> Result<SourceEvent, ConnectorError>;
+
+    /// The mark of each worker's last logged record that has one (from this run or an earlier
+    /// one). Reads the disk: call it once, at start.
+    fn marks(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 
     /// The raw messages of the last `limit` records of each worker's log (from this run or an
     /// earlier one): what a source that acknowledges after logging may be sent again.
@@ -197,15 +210,32 @@ impl SourceOutput {
     /// The event as logged for worker `i`, or as it is when the rule keeps no log. Blocking
     /// I/O: on the async runtime it runs in place of a worker thread's other tasks.
     fn logged(&self, i: usize, event: SourceEvent) -> Result<SourceEvent, ConnectorError> {
+        self.logged_with(i, event, None)
+    }
+
+    /// [`SourceOutput::logged`] with the source's position after the event.
+    fn logged_with(
+        &self,
+        i: usize,
+        event: SourceEvent,
+        mark: Option<&[u8]>,
+    ) -> Result<SourceEvent, ConnectorError> {
         let Some(log) = &self.log else {
             return Ok(event);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| log.log(i, event))
+                tokio::task::block_in_place(|| log.log(i, event, mark))
             }
-            _ => log.log(i, event),
+            _ => log.log(i, event, mark),
         }
+    }
+
+    /// The marks of the last marked records of the input log (none without a log): where a
+    /// source that re-reads its input (the file source) had got to. Reads the disk: call it
+    /// once, at start.
+    pub fn logged_marks(&self) -> Vec<Vec<u8>> {
+        self.log.as_ref().map_or_else(Vec::new, |l| l.marks())
     }
 
     /// Lets sources decode before sending. The engine sets it for rules whose rows one worker
@@ -286,8 +316,19 @@ impl SourceOutput {
     /// [`SourceOutput::send`] for a source's own blocking thread (never the async runtime's):
     /// the thread waits for room itself, with no async task between it and the workers.
     pub fn blocking_send(&self, event: SourceEvent) -> Result<(), ConnectorError> {
+        self.blocking_send_marked(event, None)
+    }
+
+    /// [`SourceOutput::blocking_send`] that also logs `mark`, the source's position after the
+    /// event, in the event's own record: a source that reads its input again after a restart
+    /// finds in [`SourceOutput::logged_marks`] how far the log already holds it.
+    pub fn blocking_send_marked(
+        &self,
+        event: SourceEvent,
+        mark: Option<&[u8]>,
+    ) -> Result<(), ConnectorError> {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
-        let event = self.logged(i, event)?;
+        let event = self.logged_with(i, event, mark)?;
         self.queues[i]
             .blocking_send(event)
             .map_err(|_| ConnectorError::Closed)?;

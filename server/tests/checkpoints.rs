@@ -723,10 +723,6 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
         r#"CREATE STREAM m (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{topic}", FORMAT="json")"#
     ));
     server.create_stream(&format!(
-        r#"CREATE STREAM f (id BIGINT) WITH (TYPE="file", DATASOURCE="{}", FORMAT="json")"#,
-        dir.join("in.jsonl").display()
-    ));
-    server.create_stream(&format!(
         r#"CREATE STREAM sh (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{topic}", FORMAT="json", SHARED="true")"#
     ));
     let cases = [
@@ -740,7 +736,6 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
             json!({"qos": 1, "checkpointInterval": 5}),
             "checkpointInterval",
         ),
-        ("SELECT id FROM f", json!({"qos": 1}), "file sources"),
         ("SELECT id FROM sh", json!({"qos": 1}), "SHARED"),
         (
             "SELECT id FROM m",

@@ -24,6 +24,7 @@
 //! decoder (a per-row exception); quote such values.
 
 mod config;
+mod cursor;
 mod input;
 mod reader;
 mod sink;

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::path::Path;
@@ -19,6 +19,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::config::{FileSourceConfig, FileType};
+use super::cursor::Progress;
 use super::input;
 use crate::{ConnectorError, RawMessage, SourceEvent};
 
@@ -29,8 +30,9 @@ pub const CHUNK_ROWS: usize = 1024;
 /// Read buffer per file; larger than the default 8 KB to cut system calls on big files.
 const READ_BUFFER: usize = 256 * 1024;
 
-/// Takes one chunk of rows; returns false when nobody wants more (the rule stopped).
-pub type Emit<'a> = dyn FnMut(SourceEvent) -> bool + Send + 'a;
+/// Takes one chunk of rows and how far the file is handed over with it; returns false when
+/// nobody wants more (the rule stopped).
+pub type Emit<'a> = dyn FnMut(SourceEvent, Progress) -> bool + Send + 'a;
 
 /// Reads every input file once, in name order, applying `actionAfterRead` to each file read
 /// whole. Returns the number of rows emitted, or `None` when the receiver went away before
@@ -41,7 +43,7 @@ pub fn read_input(
 ) -> Result<Option<u64>, ConnectorError> {
     let mut total = 0u64;
     for file in input::input_files(config)? {
-        match read_file(config, &file, emit)? {
+        match read_file(config, &file, Progress::default(), emit)? {
             Some(rows) => total += rows,
             None => return Ok(None),
         }
@@ -49,22 +51,20 @@ pub fn read_input(
     Ok(Some(total))
 }
 
-/// Reads one file whole, then applies `actionAfterRead` to it. Returns the number of rows
+/// Reads one file whole from `from` (what an earlier run handed over already, see
+/// [`super::cursor`]), then applies `actionAfterRead` to it. Returns the number of rows
 /// emitted, or `None` when the receiver went away first (the file is then left as it is).
 pub fn read_file(
     config: &FileSourceConfig,
     file: &Path,
+    from: Progress,
     emit: &mut Emit<'_>,
 ) -> Result<Option<u64>, ConnectorError> {
     let file_type = config.file_type_for(file);
     let topic: Arc<str> = file.display().to_string().into();
-    let opened = File::open(file)
-        .map_err(|e| io_error(format!("cannot open \"{}\": {e}", file.display())))?;
-    let opened = config
-        .decompression
-        .reader(opened)
-        .map_err(|reason| io_error(format!("reading \"{}\": {reason}", file.display())))?;
+    let reading = |reason: String| io_error(format!("reading \"{}\": {reason}", file.display()));
     let mut rows = Rows::new(topic, config.send_interval, emit);
+    rows.offset = from.offset;
     let finished = match file_type {
         // Lines and CSV read blocks of their own (no BufReader); JSON streams from one.
         FileType::Lines
@@ -72,19 +72,72 @@ pub fn read_file(
                 && config.ignore_end_lines == 0
                 && config.send_interval.is_none() =>
         {
-            read_blocks(opened, &mut rows)
+            read_blocks(open_at(config, file, from.offset)?, &mut rows)
         }
-        FileType::Lines => read_lines(opened, config, &mut rows),
-        FileType::Csv => read_csv(opened, config, &mut rows),
-        FileType::Json => read_json(BufReader::with_capacity(READ_BUFFER, opened), &mut rows),
+        FileType::Lines => {
+            let lines = LineReader::at(open_at(config, file, from.offset)?, config, from.offset);
+            read_lines(lines, &mut rows)
+        }
+        FileType::Csv => {
+            // Resumed part way: the names are in the header, before the position.
+            let names = match from.offset {
+                0 => None,
+                _ => {
+                    let mut head = LineReader::new(open_at(config, file, 0)?, config);
+                    Some(
+                        csv_header(&mut head, config)
+                            .map_err(reading)?
+                            .unwrap_or(None),
+                    )
+                }
+            };
+            let lines = LineReader::at(open_at(config, file, from.offset)?, config, from.offset);
+            read_csv(lines, config, names, &mut rows)
+        }
+        FileType::Json => {
+            let opened = open_at(config, file, 0)?;
+            read_json(
+                BufReader::with_capacity(READ_BUFFER, opened),
+                from.rows,
+                &mut rows,
+            )
+        }
     }
-    .map_err(|reason| io_error(format!("reading \"{}\": {reason}", file.display())))?;
+    .map_err(reading)?;
     if !finished || !rows.flush() {
         return Ok(None);
     }
     tracing::debug!(file = %file.display(), rows = rows.count, "file source read a file");
     input::after_read(&config.after_read, file)?;
     Ok(Some(rows.count))
+}
+
+/// Opens `file` and decompresses it, positioned `offset` bytes into its (decompressed) content:
+/// a seek when it is not compressed, else the bytes before are read and dropped.
+fn open_at(
+    config: &FileSourceConfig,
+    file: &Path,
+    offset: u64,
+) -> Result<Box<dyn Read + Send>, ConnectorError> {
+    let cannot = |e: String| io_error(format!("cannot open \"{}\": {e}", file.display()));
+    let mut opened = File::open(file).map_err(|e| cannot(e.to_string()))?;
+    let plain = config.decompression == crate::codec::compress::Compression::None;
+    if plain && offset > 0 {
+        opened
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| cannot(e.to_string()))?;
+    }
+    let mut reader = config.decompression.reader(opened).map_err(cannot)?;
+    if !plain && offset > 0 {
+        let skipped = std::io::copy(&mut reader.by_ref().take(offset), &mut std::io::sink())
+            .map_err(|e| cannot(e.to_string()))?;
+        if skipped < offset {
+            return Err(cannot(format!(
+                "it is shorter ({skipped} bytes) than the position read up to before ({offset})"
+            )));
+        }
+    }
+    Ok(reader)
 }
 
 pub(super) fn io_error(reason: String) -> ConnectorError {
@@ -102,6 +155,8 @@ struct Rows<'e, 'a> {
     pause: Option<Duration>,
     emit: &'e mut Emit<'a>,
     count: u64,
+    /// Lines and CSV: the end of the last row pushed, in bytes of the file.
+    offset: u64,
     stopped: bool,
 }
 
@@ -116,8 +171,15 @@ impl<'e, 'a> Rows<'e, 'a> {
             pause,
             emit,
             count: 0,
+            offset: 0,
             stopped: false,
         }
+    }
+
+    /// Adds one row that ends at byte `end` of the file; false when the receiver is gone.
+    fn push_at(&mut self, payload: Bytes, end: u64) -> bool {
+        self.offset = end;
+        self.push(payload)
     }
 
     /// Adds one row; false when the receiver is gone.
@@ -144,7 +206,11 @@ impl<'e, 'a> Rows<'e, 'a> {
 
     /// Sends one event; false when the receiver is gone.
     fn send(&mut self, event: SourceEvent) -> bool {
-        if !(self.emit)(event) {
+        let progress = Progress {
+            offset: self.offset,
+            rows: self.count,
+        };
+        if !(self.emit)(event, progress) {
             self.stopped = true;
             return false;
         }
@@ -167,9 +233,14 @@ struct LineReader<R> {
     eof: bool,
     to_skip: usize,
     keep_tail: usize,
-    tail: VecDeque<Bytes>,
+    /// Held back lines with the offset each ends at.
+    tail: VecDeque<(Bytes, u64)>,
     first: bool,
     line_no: u64,
+    /// Bytes of the file read as lines so far.
+    consumed: u64,
+    /// The offset the last line returned by `next` ends at (its line end included).
+    end: u64,
 }
 
 impl<R: Read> LineReader<R> {
@@ -183,7 +254,22 @@ impl<R: Read> LineReader<R> {
             tail: VecDeque::with_capacity(config.ignore_end_lines.min(1024)),
             first: true,
             line_no: 0,
+            consumed: 0,
+            end: 0,
         }
+    }
+
+    /// A reader of the lines after byte `offset` (where `inner` is positioned): resumed part
+    /// way, so nothing at the start of the file is skipped.
+    fn at(inner: R, config: &FileSourceConfig, offset: u64) -> Self {
+        let mut reader = LineReader::new(inner, config);
+        if offset > 0 {
+            reader.to_skip = 0;
+            reader.first = false;
+            reader.consumed = offset;
+            reader.end = offset;
+        }
+        reader
     }
 
     /// The next physical line with its line end, or None at the end of the file.
@@ -191,10 +277,12 @@ impl<R: Read> LineReader<R> {
         let mut searched = 0;
         loop {
             if let Some(n) = memchr::memchr(b'\n', &self.block[searched..]) {
+                self.consumed += (searched + n + 1) as u64;
                 return Ok(Some(self.block.split_to(searched + n + 1).freeze()));
             }
             searched = self.block.len();
             if self.eof {
+                self.consumed += self.block.len() as u64;
                 return Ok((!self.block.is_empty()).then(|| self.block.split().freeze()));
             }
             // A new block; the unfinished line moves to its start (a copy of one line at most).
@@ -226,12 +314,14 @@ impl<R: Read> LineReader<R> {
                 continue;
             }
             if self.keep_tail == 0 {
+                self.end = self.consumed;
                 return Ok(Some(line));
             }
-            self.tail.push_back(line);
+            self.tail.push_back((line, self.consumed));
             if self.tail.len() > self.keep_tail
-                && let Some(line) = self.tail.pop_front()
+                && let Some((line, end)) = self.tail.pop_front()
             {
+                self.end = end;
                 return Ok(Some(line));
             }
         }
@@ -264,8 +354,10 @@ fn read_blocks(mut file: impl Read, rows: &mut Rows) -> Result<bool, String> {
         let filled = block.len();
         let read = read_more(&mut file, &mut block).map_err(|e| e.to_string())?;
         eof = read == 0;
-        if std::mem::take(&mut first) && block.starts_with(b"\xEF\xBB\xBF") {
+        // (Resumed part way, the file's start, and any BOM, is behind.)
+        if std::mem::take(&mut first) && rows.offset == 0 && block.starts_with(b"\xEF\xBB\xBF") {
             block.advance(3);
+            rows.offset = 3;
         }
         // Up to the last line end; a line longer than the block waits for the next read.
         let whole = if eof {
@@ -280,6 +372,7 @@ fn read_blocks(mut file: impl Read, rows: &mut Rows) -> Result<bool, String> {
             continue;
         }
         let lines = block.split_to(whole).freeze();
+        rows.offset += whole as u64;
         rows.count += memchr::memchr_iter(b'\n', &lines).count() as u64
             + u64::from(lines.last() != Some(&b'\n'));
         let topic = rows.topic.clone();
@@ -295,17 +388,12 @@ fn read_blocks(mut file: impl Read, rows: &mut Rows) -> Result<bool, String> {
 
 /// `fileType: lines`: every non-blank line is one JSON object, passed on undecoded (the
 /// workers decode it; a malformed line becomes a per-row exception there).
-fn read_lines(
-    reader: impl Read,
-    config: &FileSourceConfig,
-    rows: &mut Rows,
-) -> Result<bool, String> {
-    let mut lines = LineReader::new(reader, config);
+fn read_lines(mut lines: LineReader<impl Read>, rows: &mut Rows) -> Result<bool, String> {
     while let Some(line) = lines.next()? {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if !rows.push(line) {
+        if !rows.push_at(line, lines.end) {
             return Ok(false);
         }
     }
@@ -323,24 +411,23 @@ struct Field {
 /// `fileType: csv`: each record becomes one JSON object named by `columns`, the header row,
 /// or `cols0`, `cols1`, ... Unquoted values that are JSON number literals become numbers, other
 /// values strings; an unquoted empty value is left out (null).
-fn read_csv(reader: impl Read, config: &FileSourceConfig, rows: &mut Rows) -> Result<bool, String> {
-    let mut lines = LineReader::new(reader, config);
+///
+/// `known`: the names when the reader was resumed after the header (else it reads the header).
+fn read_csv<R: Read>(
+    mut lines: LineReader<R>,
+    config: &FileSourceConfig,
+    known: Option<Option<Vec<String>>>,
+    rows: &mut Rows,
+) -> Result<bool, String> {
     let mut line = Bytes::new();
     let mut fields: Vec<Field> = Vec::new();
-    let mut names: Option<Vec<String>> = config.columns.clone();
-    if config.has_header {
-        if !next_record(&mut lines, &mut line, config.delimiter, &mut fields)? {
-            return Ok(true);
-        }
-        if names.is_none() {
-            names = Some(
-                fields
-                    .iter()
-                    .map(|f| String::from_utf8_lossy(&f.text).trim().to_string())
-                    .collect(),
-            );
-        }
-    }
+    let names = match known {
+        Some(names) => names,
+        None => match csv_header(&mut lines, config)? {
+            Some(names) => names,
+            None => return Ok(true),
+        },
+    };
     let mut extra_rows = 0u64;
     let mut payload = Vec::with_capacity(256);
     while next_record(&mut lines, &mut line, config.delimiter, &mut fields)? {
@@ -348,7 +435,7 @@ fn read_csv(reader: impl Read, config: &FileSourceConfig, rows: &mut Rows) -> Re
         if write_row(&mut payload, names.as_deref(), &fields) {
             extra_rows += 1;
         }
-        if !rows.push(Bytes::copy_from_slice(&payload)) {
+        if !rows.push_at(Bytes::copy_from_slice(&payload), lines.end) {
             return Ok(false);
         }
     }
@@ -359,6 +446,30 @@ fn read_csv(reader: impl Read, config: &FileSourceConfig, rows: &mut Rows) -> Re
         );
     }
     Ok(true)
+}
+
+/// The names of a CSV file's fields: `columns`, else the header (read here when the file has
+/// one), else none (`cols0`, `cols1`, ...). `None` when the file ends before its header.
+fn csv_header<R: Read>(
+    lines: &mut LineReader<R>,
+    config: &FileSourceConfig,
+) -> Result<Option<Option<Vec<String>>>, String> {
+    let mut names = config.columns.clone();
+    if config.has_header {
+        let (mut line, mut fields) = (Bytes::new(), Vec::new());
+        if !next_record(lines, &mut line, config.delimiter, &mut fields)? {
+            return Ok(None);
+        }
+        if names.is_none() {
+            names = Some(
+                fields
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(&f.text).trim().to_string())
+                    .collect(),
+            );
+        }
+    }
+    Ok(Some(names))
 }
 
 /// Reads the next CSV record into `fields` (RFC 4180 quoting; a quoted value may span lines;
@@ -510,10 +621,14 @@ fn is_json_number(s: &[u8]) -> bool {
 }
 
 /// `fileType: json`: an array of objects (one row per element, streamed one element at a
-/// time) or a single object (one row).
-fn read_json(reader: impl std::io::BufRead, rows: &mut Rows) -> Result<bool, String> {
+/// time) or a single object (one row). The first `skip` rows were handed over before (a
+/// resumed read): they are parsed and dropped.
+fn read_json(reader: impl std::io::BufRead, skip: u64, rows: &mut Rows) -> Result<bool, String> {
     let mut de = serde_json::Deserializer::from_reader(reader);
-    match (&mut de).deserialize_any(Document { rows: &mut *rows }) {
+    match (&mut de).deserialize_any(Document {
+        rows: &mut *rows,
+        skip,
+    }) {
         Ok(true) => de.end().map(|()| true).map_err(|e| e.to_string()),
         Ok(false) => Ok(false),
         // Stopping in the middle of an array makes serde report the unread rest as an error.
@@ -525,6 +640,8 @@ fn read_json(reader: impl std::io::BufRead, rows: &mut Rows) -> Result<bool, Str
 /// Visits the top level of a JSON document; `Ok(false)` when the receiver went away.
 struct Document<'r, 'e, 'a> {
     rows: &'r mut Rows<'e, 'a>,
+    /// Rows handed over before, dropped.
+    skip: u64,
 }
 
 impl<'de> Visitor<'de> for Document<'_, '_, '_> {
@@ -534,7 +651,14 @@ impl<'de> Visitor<'de> for Document<'_, '_, '_> {
         f.write_str("a JSON array of objects or one JSON object")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<bool, A::Error> {
+        while self.skip > 0 {
+            if seq.next_element::<de::IgnoredAny>()?.is_none() {
+                return Ok(true);
+            }
+            self.skip -= 1;
+            self.rows.count += 1;
+        }
         while let Some(item) = seq.next_element::<Value>()? {
             // Non-objects are passed on too: the decoder counts them as bad rows.
             let bytes = serde_json::to_vec(&item).map_err(de::Error::custom)?;
@@ -548,6 +672,9 @@ impl<'de> Visitor<'de> for Document<'_, '_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
         let object: Value =
             serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        if self.skip > 0 {
+            return Ok(true);
+        }
         let bytes = serde_json::to_vec(&object).map_err(de::Error::custom)?;
         Ok(self.rows.push(bytes.into()))
     }
@@ -556,6 +683,111 @@ impl<'de> Visitor<'de> for Document<'_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rows of each event a read of `file` from `from` hands over, with the progress after it.
+    fn read_from(
+        config: &FileSourceConfig,
+        file: &Path,
+        from: Progress,
+    ) -> Vec<(Vec<String>, Progress)> {
+        let mut out = Vec::new();
+        read_file(config, file, from, &mut |event, progress| {
+            let rows = event
+                .into_messages()
+                .unwrap()
+                .iter()
+                .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+                .collect();
+            out.push((rows, progress));
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    /// Resumed after any event, a read hands over exactly the rows after it.
+    #[test]
+    fn a_read_resumed_after_an_event_hands_over_the_rest() {
+        let dir = std::env::temp_dir().join(format!("quiver-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines: String = (0..40).map(|i| format!("{{\"id\":{i}}}\n\n")).collect();
+        let csv: String = std::iter::once("skip me\nname,id\n".to_string())
+            .chain((0..40).map(|i| format!("\"a\nb {i}\",{i}\n")))
+            .chain(std::iter::once("tail\n".to_string()))
+            .collect();
+        let json = format!(
+            "[{}]",
+            (0..40)
+                .map(|i| format!("{{\"id\":{i}}}"))
+                .collect::<Vec<_>>()
+                .join(",\n ")
+        );
+        let big: String = (0..30_000)
+            .map(|i| format!("{{\"id\":{i:>20}}}\n"))
+            .collect();
+        let big_gz = {
+            use std::io::Write as _;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(big.as_bytes()).unwrap();
+            gz.finish().unwrap()
+        };
+        let cases = [
+            (
+                "a.jsonl",
+                lines.as_bytes(),
+                serde_json::json!({"sendInterval": 1}),
+            ),
+            (
+                "b.jsonl",
+                lines.as_bytes(),
+                serde_json::json!({"ignoreEndLines": 2}),
+            ),
+            (
+                "c.csv",
+                csv.as_bytes(),
+                serde_json::json!({"ignoreStartLines": 1, "ignoreEndLines": 1, "sendInterval": 1}),
+            ),
+            (
+                "d.json",
+                json.as_bytes(),
+                serde_json::json!({"sendInterval": 1}),
+            ),
+            ("e.jsonl", lines.as_bytes(), serde_json::json!({})),
+            // Several read blocks: the resumed read seeks.
+            ("f.jsonl", big.as_bytes(), serde_json::json!({})),
+            // Compressed: the bytes before the offset are decompressed and dropped.
+            (
+                "g.jsonl.gz",
+                big_gz.as_slice(),
+                serde_json::json!({"decompression": "gzip"}),
+            ),
+        ];
+        for (name, text, props) in cases {
+            let file = dir.join(name);
+            std::fs::write(&file, text).unwrap();
+            let mut config = FileSourceConfig::parse("x", props.as_object().unwrap()).unwrap();
+            // (No pause needed between rows here.)
+            config.send_interval = config.send_interval.map(|_| Duration::ZERO);
+            let whole = read_from(&config, &file, Progress::default());
+            let all: Vec<String> = whole.iter().flat_map(|(r, _)| r.clone()).collect();
+            assert!(all.len() >= 38, "{name}: {all:?}");
+            for k in 0..whole.len() {
+                let before: Vec<String> = whole[..=k].iter().flat_map(|(r, _)| r.clone()).collect();
+                let rest: Vec<String> = read_from(&config, &file, whole[k].1)
+                    .into_iter()
+                    .flat_map(|(r, _)| r)
+                    .collect();
+                let mut joined = before;
+                joined.extend(rest);
+                assert_eq!(
+                    joined, all,
+                    "{name}: resumed after event {k} ({:?})",
+                    whole[k].1
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn json_numbers() {

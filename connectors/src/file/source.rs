@@ -1,8 +1,12 @@
 //! The file source task: a blocking reader thread feeding the rule's bounded worker queues.
+//!
+//! For a rule with qos 1 or 2 every event goes into the rule's input log with a cursor (see
+//! [`super::cursor`]), and a restarted source goes on after the last cursor the log holds.
 
 use async_trait::async_trait;
 
 use super::config::FileSourceConfig;
+use super::cursor::{Cursor, FileId, Progress};
 use super::{input, reader};
 use crate::{ConnectorError, Source, SourceOutput};
 
@@ -22,6 +26,9 @@ impl FileSource {
 #[async_trait]
 impl Source for FileSource {
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
+        if out.is_logged() {
+            return run_logged(self.config.clone(), out).await;
+        }
         loop {
             let rows = read_once(self.config.clone(), &out).await?;
             tracing::info!(
@@ -59,7 +66,7 @@ async fn read_once(config: FileSourceConfig, out: &SourceOutput) -> Result<u64, 
         }
         let (config, out) = (config.clone(), out.clone());
         running.spawn_blocking(move || {
-            reader::read_file(&config, &file, &mut |chunk| {
+            reader::read_file(&config, &file, Progress::default(), &mut |chunk, _| {
                 out.blocking_send(out.predecode(chunk)).is_ok()
             })
         });
@@ -94,9 +101,124 @@ async fn read_sequentially(
     let out = out.clone();
     let reader = tokio::task::spawn_blocking(move || {
         // A failed send means the rule stopped: the reader stops too.
-        reader::read_input(&config, &mut |chunk| {
+        reader::read_input(&config, &mut |chunk, _| {
             out.blocking_send(out.predecode(chunk)).is_ok()
         })
     });
     finished(reader.await)
+}
+
+/// The source of a rule with qos 1 or 2: each event is logged with the cursor after it, and a
+/// restart goes on after the last cursor in the log. Files are read one after another (the
+/// engine refuses `parallel` for such rules), so one cursor says where the whole input is.
+async fn run_logged(config: FileSourceConfig, out: SourceOutput) -> Result<(), ConnectorError> {
+    let marks = out.clone();
+    let mut resume = blocking(move || Ok(Cursor::latest(&marks.logged_marks()))).await?;
+    let mut round = resume.as_ref().map_or(0, |c| c.round);
+    let mut handed = resume.as_ref().map_or(0, |c| c.n);
+    if let Some(c) = &resume {
+        tracing::info!(
+            file = %c.file.display(),
+            offset = c.progress.offset,
+            rows = c.progress.rows,
+            "file source resumes where its input log ends"
+        );
+    }
+    loop {
+        let (config_, out_, from) = (config.clone(), out.clone(), resume.take());
+        let (rows, h) = blocking(move || {
+            let rows = read_round(&config_, &out_, round, from, &mut handed)?;
+            Ok((rows, handed))
+        })
+        .await?;
+        handed = h;
+        let rows = rows.ok_or(ConnectorError::Closed)?;
+        tracing::info!(
+            path = %config.path.display(),
+            rows,
+            "file source reached the end of its input"
+        );
+        match config.interval {
+            None => return Ok(()),
+            // On the runtime, so stopping the rule ends the pause.
+            Some(pause) => tokio::time::sleep(pause).await,
+        }
+        round += 1;
+    }
+}
+
+/// Runs `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+) -> Result<T, ConnectorError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ConnectorError::Io {
+            connector: "file",
+            reason: format!("the reader thread failed: {e}"),
+        })?
+}
+
+/// Reads the input once (round `round`), after `resume` when it is in this round; every event
+/// is logged with its cursor, `handed` counting them. Returns the rows sent, or `None` when
+/// the rule stopped first.
+fn read_round(
+    config: &FileSourceConfig,
+    out: &SourceOutput,
+    round: u64,
+    resume: Option<Cursor>,
+    handed: &mut u64,
+) -> Result<Option<u64>, ConnectorError> {
+    let mut files = input::input_files(config)?;
+    let mut from = None;
+    // A cursor in a file this stream no longer reads (its path changed) says nothing here.
+    let ours = |c: &Cursor| c.file == config.path || c.file.parent() == Some(&*config.path);
+    if let Some(c) = resume.as_ref().filter(|c| !ours(c)) {
+        tracing::warn!(
+            file = %c.file.display(),
+            path = %config.path.display(),
+            "the input log's position is in a file this stream does not read: it is read from its start"
+        );
+    }
+    if let Some(c) = resume.filter(|c| c.round == round && ours(c)) {
+        // Files before the cursor's (in name order) were read whole in this round.
+        files.retain(|f| *f >= c.file);
+        if files.first() == Some(&c.file) {
+            if FileId::of(&c.file) == Some(c.id) {
+                from = Some(c.progress);
+            } else {
+                tracing::warn!(
+                    file = %c.file.display(),
+                    "the file changed or was replaced since it was read up to byte {} (row {}): it is read afresh from its start",
+                    c.progress.offset,
+                    c.progress.rows
+                );
+            }
+        }
+    }
+    let mut total = 0;
+    for (i, file) in files.into_iter().enumerate() {
+        let Some(id) = FileId::of(&file) else {
+            // Gone since it was listed (another reader moved it): nothing to read.
+            continue;
+        };
+        let start = if i == 0 { from.take() } else { None };
+        let mut emit = |chunk: crate::SourceEvent, progress: Progress| {
+            *handed += 1;
+            let mark = Cursor {
+                n: *handed,
+                round,
+                file: file.clone(),
+                id,
+                progress,
+            }
+            .encode();
+            out.blocking_send_marked(chunk, Some(&mark)).is_ok()
+        };
+        match reader::read_file(config, &file, start.unwrap_or_default(), &mut emit)? {
+            Some(rows) => total += rows,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(total))
 }

@@ -63,6 +63,8 @@ pub struct Checkpointing {
     exactly_once: bool,
     /// The last epoch committed to disk: sinks at qos 2 wait on it.
     committed: tokio::sync::watch::Sender<u64>,
+    /// The epoch of the checkpoint taken at the end of the input (0: none yet).
+    final_epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -158,6 +160,7 @@ impl Checkpointing {
             stats,
             exactly_once,
             committed,
+            final_epoch: AtomicU64::new(0),
         })
     }
 
@@ -236,7 +239,8 @@ impl Checkpointing {
             return None;
         }
         let mut epochs = self.epochs.lock().expect("epochs lock");
-        if epochs.pending.is_some() {
+        if epochs.pending.is_some() || self.final_epoch.load(Ordering::Acquire) != 0 {
+            // (After the input's last checkpoint no source moves again: none would complete.)
             return None;
         }
         if self.event_time && crate::event_time::is_between(epochs.max_seen) {
@@ -260,6 +264,51 @@ impl Checkpointing {
         epochs.started = Some(Instant::now());
         self.pending_time.store(time, Ordering::Release);
         Some(epoch)
+    }
+
+    /// Starts the run's last checkpoint once its source has handed over all of its input: its
+    /// time is the end of time, which the sources reach as they see the end of their queues,
+    /// after their last event, and the window operators as their input ends, after they
+    /// emitted what the end of input closes. So it holds every result of the run, and a
+    /// restart replays nothing. Returns its epoch; `None` while another checkpoint is pending
+    /// or the dataflow is not built everywhere yet (try again).
+    pub fn start_final(&self) -> Option<u64> {
+        if self.collect.lock().expect("collect lock").built < self.workers {
+            return None;
+        }
+        let mut epochs = self.epochs.lock().expect("epochs lock");
+        if epochs.pending.is_some() {
+            return None;
+        }
+        let epoch = epochs.next_epoch;
+        epochs.next_epoch += 1;
+        epochs.pending = Some((epoch, u64::MAX));
+        epochs.started = Some(Instant::now());
+        self.final_epoch.store(epoch, Ordering::Release);
+        self.pending_time.store(u64::MAX, Ordering::Release);
+        Some(epoch)
+    }
+
+    /// The epoch of the checkpoint taken at the end of the input, once it was started.
+    pub fn final_epoch(&self) -> Option<u64> {
+        match self.final_epoch.load(Ordering::Acquire) {
+            0 => None,
+            e => Some(e),
+        }
+    }
+
+    /// Waits (at most `limit`) until the input's last checkpoint is durable, when one was
+    /// started; true when it is (or none was started). A run that ends by itself waits for it,
+    /// so a rule that reports "input ended" has saved everything it did.
+    pub async fn final_committed(&self, limit: std::time::Duration) -> bool {
+        let Some(epoch) = self.final_epoch() else {
+            return true;
+        };
+        let mut committed = self.committed();
+        matches!(
+            tokio::time::timeout(limit, committed.wait_for(|&e| e >= epoch)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// A source on `worker` is about to move its time to `to`. When that passes the pending

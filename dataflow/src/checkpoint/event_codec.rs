@@ -1,5 +1,5 @@
 //! Source events as bytes for the input log: raw messages with their metadata, line blocks,
-//! and Arrow rows (IPC).
+//! and Arrow rows (IPC), each optionally preceded by its source's mark (the position after it).
 
 use std::sync::Arc;
 
@@ -11,6 +11,39 @@ use quiver_connectors::{RawMessage, SourceEvent};
 const RAW: u8 = 1;
 const LINES: u8 = 2;
 const BATCH: u8 = 3;
+/// A mark, then the event it goes with.
+const MARKED: u8 = 4;
+
+/// The bytes of an event with its source's mark (the position after it), if any.
+pub fn encode_marked(event: &SourceEvent, mark: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    let Some(mark) = mark else {
+        return encode(event);
+    };
+    let mut out = vec![MARKED];
+    put_bytes(&mut out, mark);
+    out.extend_from_slice(&encode(event)?);
+    Ok(out)
+}
+
+/// The event and mark of `bytes` written by [`encode_marked`] (or [`encode`]: no mark).
+pub fn decode_marked(bytes: &[u8]) -> Result<(SourceEvent, Option<Vec<u8>>), String> {
+    if bytes.first() != Some(&MARKED) {
+        return decode(bytes).map(|e| (e, None));
+    }
+    let mut r = Reader { bytes, at: 1 };
+    let mark = r.bytes()?.to_vec();
+    let event = decode(&bytes[r.at..])?;
+    Ok((event, Some(mark)))
+}
+
+/// The mark of a record's bytes, without decoding its event.
+pub fn mark_of(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    if bytes.first() != Some(&MARKED) {
+        return Ok(None);
+    }
+    let mut r = Reader { bytes, at: 1 };
+    Ok(Some(r.bytes()?.to_vec()))
+}
 
 /// The bytes of an event; `Err` for events that cannot be logged (rows decoded upstream).
 pub fn encode(event: &SourceEvent) -> Result<Vec<u8>, String> {
@@ -167,6 +200,22 @@ mod tests {
             panic!("lines expected")
         };
         assert_eq!((&block[..], &*topic), (&b"a\nb\n"[..], "f.txt"));
+    }
+
+    #[test]
+    fn marks_travel_with_their_event() {
+        let lines = SourceEvent::Lines {
+            block: Bytes::from_static(b"a\n"),
+            topic: Arc::from("f"),
+        };
+        let bytes = encode_marked(&lines, Some(b"at 2")).unwrap();
+        assert_eq!(mark_of(&bytes).unwrap().as_deref(), Some(&b"at 2"[..]));
+        let (event, mark) = decode_marked(&bytes).unwrap();
+        assert_eq!(mark.as_deref(), Some(&b"at 2"[..]));
+        assert!(matches!(event, SourceEvent::Lines { .. }));
+        let plain = encode_marked(&lines, None).unwrap();
+        assert_eq!(mark_of(&plain).unwrap(), None);
+        assert!(decode_marked(&plain).unwrap().1.is_none());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! One log per worker (events are spread round-robin, and each worker's position is its own),
 //! in segment files `input-w<worker>-<first seq>.log`. A record is `len u32, crc u32, seq u64,
 //! at u64, event`, where `crc` covers what follows it and `at` is the processing time the event
-//! was logged at, which it keeps when replayed. A torn last record (a crash mid-write) is cut
+//! was logged at, which it keeps when replayed. A source that reads its input again after a
+//! restart (the file source) stores its position after the event in the same record (a mark),
+//! so the log and the position cannot disagree. A torn last record (a crash mid-write) is cut
 //! off when the log is opened. Segments whose every record is before the committed checkpoint
 //! are deleted.
 
@@ -33,6 +35,8 @@ pub struct Record {
     pub at: u64,
     /// The event.
     pub event: SourceEvent,
+    /// The source's position after the event, when it gave one.
+    pub mark: Option<Vec<u8>>,
 }
 
 /// The input logs of one rule's workers.
@@ -73,9 +77,16 @@ impl InputLog {
         self.workers[worker].lock().expect("log lock").next - 1
     }
 
-    /// Writes an event for `worker`, synced to disk, and returns its sequence number.
-    pub fn append(&self, worker: usize, at: u64, event: &SourceEvent) -> Result<u64, String> {
-        let body = event_codec::encode(event)?;
+    /// Writes an event (with its source's `mark`, if any) for `worker`, synced to disk, and
+    /// returns its sequence number.
+    pub fn append(
+        &self,
+        worker: usize,
+        at: u64,
+        event: &SourceEvent,
+        mark: Option<&[u8]>,
+    ) -> Result<u64, String> {
+        let body = event_codec::encode_marked(event, mark)?;
         let mut log = self.workers[worker].lock().expect("log lock");
         if log.bytes >= SEGMENT_BYTES {
             let next = log.next;
@@ -115,7 +126,23 @@ impl InputLog {
             reader: None,
             after,
             last,
+            marks_only: false,
         })
+    }
+
+    /// The mark of `worker`'s last record, if it has one. The last record is never trimmed
+    /// (the open segment stays), so this is where the source had got to.
+    pub fn last_mark(&self, worker: usize) -> Result<Option<Vec<u8>>, String> {
+        let last = self.last_seq(worker);
+        if last == 0 {
+            return Ok(None);
+        }
+        let mut replay = self.read_after(worker, last - 1)?;
+        replay.marks_only = true;
+        match replay.next() {
+            Some(r) => r.map(|r| r.mark),
+            None => Ok(None),
+        }
     }
 
     /// Deletes the segments of `worker` that hold nothing after sequence number `through`.
@@ -148,6 +175,8 @@ pub struct Replay {
     after: u64,
     /// The last record that existed when the replay began: the end of the replay.
     last: u64,
+    /// Records come back with their marks and an empty event (not decoded).
+    marks_only: bool,
 }
 
 impl Replay {
@@ -179,7 +208,22 @@ impl Iterator for Replay {
                         continue;
                     }
                     self.after = seq;
-                    return Some(event_codec::decode(&body).map(|event| Record { seq, at, event }));
+                    if self.marks_only {
+                        return Some(event_codec::mark_of(&body).map(|mark| Record {
+                            seq,
+                            at,
+                            event: SourceEvent::Raw(Vec::new()),
+                            mark,
+                        }));
+                    }
+                    return Some(
+                        event_codec::decode_marked(&body).map(|(event, mark)| Record {
+                            seq,
+                            at,
+                            event,
+                            mark,
+                        }),
+                    );
                 }
                 Ok(None) => self.reader = None,
                 Err(e) => return Some(Err(e)),
@@ -340,13 +384,13 @@ mod tests {
     fn records_survive_reopening_and_replay_after_a_position() {
         let d = dir("reopen");
         let log = InputLog::open(&d, 2).unwrap();
-        assert_eq!(log.append(0, 100, &event("a")).unwrap(), 1);
-        assert_eq!(log.append(0, 101, &event("b")).unwrap(), 2);
-        assert_eq!(log.append(1, 102, &event("c")).unwrap(), 1);
+        assert_eq!(log.append(0, 100, &event("a"), None).unwrap(), 1);
+        assert_eq!(log.append(0, 101, &event("b"), None).unwrap(), 2);
+        assert_eq!(log.append(1, 102, &event("c"), None).unwrap(), 1);
         drop(log);
         let log = InputLog::open(&d, 2).unwrap();
         assert_eq!((log.last_seq(0), log.last_seq(1)), (2, 1));
-        assert_eq!(log.append(0, 103, &event("d")).unwrap(), 3);
+        assert_eq!(log.append(0, 103, &event("d"), None).unwrap(), 3);
         assert_eq!(
             payloads(log.read_after(0, 1).unwrap()),
             vec![(2, 101, "b".into()), (3, 103, "d".into())]
@@ -355,11 +399,28 @@ mod tests {
     }
 
     #[test]
+    fn the_last_mark_survives_reopening() {
+        let d = dir("marks");
+        let log = InputLog::open(&d, 2).unwrap();
+        assert_eq!(log.last_mark(0).unwrap(), None);
+        log.append(0, 1, &event("a"), Some(b"one")).unwrap();
+        log.append(0, 2, &event("b"), Some(b"two")).unwrap();
+        log.append(1, 3, &event("c"), None).unwrap();
+        drop(log);
+        let log = InputLog::open(&d, 2).unwrap();
+        assert_eq!(log.last_mark(0).unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(log.last_mark(1).unwrap(), None);
+        let r: Vec<_> = log.read_after(0, 0).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(r[0].mark.as_deref(), Some(&b"one"[..]));
+        assert!(matches!(&r[0].event, SourceEvent::Raw(m) if m.len() == 1));
+    }
+
+    #[test]
     fn a_torn_tail_is_cut_off() {
         let d = dir("torn");
         let log = InputLog::open(&d, 1).unwrap();
-        log.append(0, 1, &event("kept")).unwrap();
-        log.append(0, 2, &event("torn")).unwrap();
+        log.append(0, 1, &event("kept"), None).unwrap();
+        log.append(0, 2, &event("torn"), None).unwrap();
         drop(log);
         let (_, path) = segments(&d, 0).unwrap().pop().unwrap();
         let len = fs::metadata(&path).unwrap().len();
@@ -371,7 +432,7 @@ mod tests {
             .unwrap();
         let log = InputLog::open(&d, 1).unwrap();
         assert_eq!(log.last_seq(0), 1);
-        log.append(0, 3, &event("after")).unwrap();
+        log.append(0, 3, &event("after"), None).unwrap();
         assert_eq!(
             payloads(log.read_after(0, 0).unwrap()),
             vec![(1, 1, "kept".into()), (2, 3, "after".into())]
@@ -383,11 +444,11 @@ mod tests {
         let d = dir("truncate");
         let log = InputLog::open(&d, 1).unwrap();
         for i in 0..3u64 {
-            log.append(0, i, &event(&i.to_string())).unwrap();
+            log.append(0, i, &event(&i.to_string()), None).unwrap();
             // A new segment per record.
             log.workers[0].lock().unwrap().bytes = SEGMENT_BYTES;
         }
-        log.append(0, 9, &event("3")).unwrap();
+        log.append(0, 9, &event("3"), None).unwrap();
         assert_eq!(segments(&d, 0).unwrap().len(), 4);
         log.truncate_through(0, 2).unwrap();
         assert_eq!(segments(&d, 0).unwrap().len(), 2);

@@ -22,20 +22,37 @@ use quiver_connectors::{ConnectorError, EventLog, SourceEvent};
 pub struct LogWriter(pub Arc<InputLog>);
 
 impl EventLog for LogWriter {
-    fn log(&self, worker: usize, event: SourceEvent) -> Result<SourceEvent, ConnectorError> {
+    fn log(
+        &self,
+        worker: usize,
+        event: SourceEvent,
+        mark: Option<&[u8]>,
+    ) -> Result<SourceEvent, ConnectorError> {
         let at = crate::clock::now_time();
-        let seq = self
-            .0
-            .append(worker, at, &event)
-            .map_err(|reason| ConnectorError::Fatal {
-                connector: "input log".into(),
-                reason,
-            })?;
+        let seq =
+            self.0
+                .append(worker, at, &event, mark)
+                .map_err(|reason| ConnectorError::Fatal {
+                    connector: "input log".into(),
+                    reason,
+                })?;
         Ok(SourceEvent::Logged {
             seq,
             at,
             event: Box::new(event),
         })
+    }
+
+    fn marks(&self) -> Vec<Vec<u8>> {
+        (0..self.0.workers())
+            .filter_map(|w| match self.0.last_mark(w) {
+                Ok(mark) => mark,
+                Err(e) => {
+                    tracing::warn!("input log mark not read: {e}");
+                    None
+                }
+            })
+            .collect()
     }
 
     fn recent(&self, limit: usize) -> Vec<quiver_connectors::RawMessage> {

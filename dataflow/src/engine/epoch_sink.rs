@@ -32,6 +32,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts to commit.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The longest a sink whose input ended waits for the input's last checkpoint to be durable.
+pub(super) const FINAL_WAIT: Duration = Duration::from_secs(5);
+
 /// The longest progress id (`<rule id>/<sink node>`): the progress table's key column is a
 /// `VARCHAR(255)`.
 pub(super) const MAX_ID: usize = 255;
@@ -287,6 +290,14 @@ pub(super) async fn run_epoch_sink(
         }
         metrics.set_buffer_length(rx.len() as i64);
     }
+    // The input ended: its last checkpoint holds the rows the end of input flushed; they are
+    // written once it is durable.
+    if c.final_epoch().is_some() && !c.final_committed(FINAL_WAIT).await {
+        tracing::warn!(
+            "sink {}: the input's last checkpoint was not durable within {FINAL_WAIT:?}; its rows are written by the next run",
+            w.id
+        );
+    }
     // Checkpoints that became durable while the last rows came in.
     if w.retry_due.is_none() {
         let through = *committed.borrow();
@@ -328,7 +339,12 @@ impl EpochWriter {
     ) -> Option<u64> {
         loop {
             let answer = if reset {
-                self.sink.commit_epoch(&self.id, 0, &[]).await.map(|_| 0)
+                // Read first: the read creates the progress table where it is missing (a
+                // database no qos 2 rule wrote to yet), which the reset writes to.
+                match self.sink.committed_epoch(&self.id).await {
+                    Ok(_) => self.sink.commit_epoch(&self.id, 0, &[]).await.map(|_| 0),
+                    Err(e) => Err(e),
+                }
             } else {
                 self.sink.committed_epoch(&self.id).await
             };

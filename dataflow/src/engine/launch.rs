@@ -165,7 +165,17 @@ impl Engine {
                     Some(spec) => {
                         super::epoch_sink::run_epoch_sink(sink, settings, rx, m, error, spec).await
                     }
-                    None => run_sink(sink, settings, rx, errors, m, error, cache, checkpoint).await,
+                    None => {
+                        let c = checkpoint.as_ref().map(|(c, _)| c.clone());
+                        run_sink(sink, settings, rx, errors, m, error, cache, checkpoint).await;
+                        // A run whose input ended is over once its last checkpoint is durable:
+                        // a restart then finds everything done.
+                        if let Some(c) = c
+                            && !c.final_committed(super::epoch_sink::FINAL_WAIT).await
+                        {
+                            tracing::warn!("the input's last checkpoint was not durable in time; a restart replays what came after the one before");
+                        }
+                    }
                 }
                 if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
                     finished_at.store(now_ms(), std::sync::atomic::Ordering::Release);
@@ -403,7 +413,11 @@ impl Engine {
                     .clone();
                 (log, r.positions.clone(), replay_queues, replay_wake)
             });
+            let last_checkpoint = recovery.as_ref().map(|r| r.checkpointing.clone());
             let task = self.inner.runtime.spawn(async move {
+                // Keeps the queues open past the source's end until the input's last
+                // checkpoint is pending, so the workers meet it at the end of their queues.
+                let held_open = last_checkpoint.as_ref().map(|_| out.clone());
                 let replayed = match replay {
                     None => Ok(0),
                     Some((log, positions, queues, wake)) => tokio::task::spawn_blocking(move || {
@@ -423,6 +437,12 @@ impl Engine {
                         reason: format!("replay failed: {e}"),
                     }),
                 };
+                if result.is_ok()
+                    && let Some(c) = &last_checkpoint
+                {
+                    super::save_state::start_final(c, &rule_id).await;
+                }
+                drop(held_open);
                 // The error is recorded before the workers learn the input ended: the run may
                 // finish as soon as they do, and its status must then say why.
                 if let Err(e) = result

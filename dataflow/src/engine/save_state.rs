@@ -64,6 +64,28 @@ impl SaveBeforeStop {
     }
 }
 
+/// Starts the input's last checkpoint (see [`Checkpointing::start_final`]) once no other is
+/// pending: called when a checkpointed rule's source has handed over all of its input (a file
+/// read to its end), before its queues close.
+pub(super) async fn start_final(c: &Checkpointing, rule: &str) {
+    let deadline = tokio::time::Instant::now() + SAVE_TIMEOUT;
+    loop {
+        if let Some(epoch) = c.start_final() {
+            tracing::info!(rule, "the input ended: its last checkpoint is {epoch}");
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                rule,
+                "the input ended while checkpoint {:?} was pending for {SAVE_TIMEOUT:?}; a restart replays what came after the last one",
+                c.pending().map(|(e, _)| e)
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 impl Engine {
     /// Under `enableSaveStateBeforeStop`: checkpoints rule `id`'s run and waits (at most 5 s)
     /// until the checkpoint is durable; call it before stopping or restarting the rule. Does

@@ -116,7 +116,9 @@ pub(super) fn render_source<'s>(
             // windows only with nothing queued: a queued event must be processed at the time it
             // was logged at, as its replay after a crash will be, or it could land in another
             // window.
+            // (The input's last checkpoint, at the end of time, is met at the end of the queue.)
             if let Some(t) = ckpt.as_ref().and_then(|c| c.pending_time())
+                && t != u64::MAX
                 && watermark.is_none()
                 && !replaying
                 && (!windowed || queue.is_empty())
@@ -278,6 +280,7 @@ pub(super) fn render_source<'s>(
                 && watermark.is_some()
                 && position >= replay_until
                 && let Some(t) = ckpt.as_ref().and_then(|c| c.pending_time())
+                && t != u64::MAX
                 && crate::event_time::is_between(t)
                 && let Some(c) = cap.as_mut()
                 && *c.time() < t
