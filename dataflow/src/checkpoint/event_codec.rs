@@ -1,5 +1,6 @@
 //! Source events as bytes for the input log: raw messages with their metadata, line blocks,
-//! and Arrow rows (IPC).
+//! and Arrow rows (IPC); an event of a stream joined to the rule's FROM stream is tagged with
+//! the stream's number.
 
 use std::sync::Arc;
 
@@ -11,6 +12,35 @@ use quiver_connectors::{RawMessage, SourceEvent};
 const RAW: u8 = 1;
 const LINES: u8 = 2;
 const BATCH: u8 = 3;
+/// An event of a joined stream: its number (from 1), then the event.
+const JOINED: u8 = 4;
+
+/// The bytes of an event of the rule's stream `source`: 0 for the FROM stream, `k` for the
+/// `k`-th stream joined to it.
+pub fn encode_from(source: u32, event: &SourceEvent) -> Result<Vec<u8>, String> {
+    if source == 0 {
+        return encode(event);
+    }
+    let inner = encode(event)?;
+    let mut out = Vec::with_capacity(5 + inner.len());
+    out.push(JOINED);
+    put_u32(&mut out, source);
+    out.extend_from_slice(&inner);
+    Ok(out)
+}
+
+/// The stream number and the event of `bytes` written by [`encode_from`].
+pub fn decode_from(bytes: &[u8]) -> Result<(u32, SourceEvent), String> {
+    if bytes.first() != Some(&JOINED) {
+        return Ok((0, decode(bytes)?));
+    }
+    let mut r = Reader { bytes, at: 1 };
+    let source = r.u32()?;
+    if source == 0 {
+        return Err("a joined stream's record numbered 0".into());
+    }
+    Ok((source, decode(&bytes[r.at..])?))
+}
 
 /// The bytes of an event; `Err` for events that cannot be logged (rows decoded upstream).
 pub fn encode(event: &SourceEvent) -> Result<Vec<u8>, String> {
@@ -167,6 +197,22 @@ mod tests {
             panic!("lines expected")
         };
         assert_eq!((&block[..], &*topic), (&b"a\nb\n"[..], "f.txt"));
+    }
+
+    #[test]
+    fn joined_events_keep_their_stream() {
+        let raw = SourceEvent::Raw(vec![RawMessage::new(
+            Bytes::from_static(b"j"),
+            Arc::from("t/j"),
+        )]);
+        let (source, back) = decode_from(&encode_from(2, &raw).unwrap()).unwrap();
+        let SourceEvent::Raw(m) = back else {
+            panic!("raw expected")
+        };
+        assert_eq!((source, &m[0].payload[..]), (2, &b"j"[..]));
+        let (source, _) = decode_from(&encode_from(0, &raw).unwrap()).unwrap();
+        assert_eq!(source, 0);
+        assert!(decode_from(&[JOINED, 0, 0, 0, 0, RAW, 0, 0, 0, 0]).is_err());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Record {
     pub seq: u64,
     /// The processing time (ms) it was logged at.
     pub at: u64,
+    /// The rule's stream it came from: 0 for the FROM stream, `k` for the `k`-th joined one.
+    pub source: u32,
     /// The event.
     pub event: SourceEvent,
 }
@@ -75,7 +77,19 @@ impl InputLog {
 
     /// Writes an event for `worker`, synced to disk, and returns its sequence number.
     pub fn append(&self, worker: usize, at: u64, event: &SourceEvent) -> Result<u64, String> {
-        let body = event_codec::encode(event)?;
+        self.append_from(worker, at, 0, event)
+    }
+
+    /// [`InputLog::append`] for an event of the rule's stream `source` (0: the FROM stream,
+    /// `k`: the `k`-th joined stream), which the record keeps.
+    pub fn append_from(
+        &self,
+        worker: usize,
+        at: u64,
+        source: u32,
+        event: &SourceEvent,
+    ) -> Result<u64, String> {
+        let body = event_codec::encode_from(source, event)?;
         let mut log = self.workers[worker].lock().expect("log lock");
         if log.bytes >= SEGMENT_BYTES {
             let next = log.next;
@@ -179,7 +193,14 @@ impl Iterator for Replay {
                         continue;
                     }
                     self.after = seq;
-                    return Some(event_codec::decode(&body).map(|event| Record { seq, at, event }));
+                    return Some(
+                        event_codec::decode_from(&body).map(|(source, event)| Record {
+                            seq,
+                            at,
+                            source,
+                            event,
+                        }),
+                    );
                 }
                 Ok(None) => self.reader = None,
                 Err(e) => return Some(Err(e)),
