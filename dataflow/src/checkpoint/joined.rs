@@ -29,18 +29,8 @@ pub struct JoinedLogWriter {
 
 impl EventLog for JoinedLogWriter {
     fn log(&self, _worker: usize, event: SourceEvent) -> Result<SourceEvent, ConnectorError> {
-        let at = crate::clock::now_time();
-        let seq = self
-            .log
-            .append_from(JOIN_WORKER, at, self.source, &event)
-            .map_err(|reason| ConnectorError::Fatal {
-                connector: "input log".into(),
-                reason,
-            })?;
-        Ok(SourceEvent::Logged {
-            seq,
-            at,
-            event: Box::new((self.prepare)(event)),
+        super::logged(&self.log, JOIN_WORKER, self.source, event, |e| {
+            (self.prepare)(e)
         })
     }
 

@@ -25,19 +25,7 @@ pub struct LogWriter(pub Arc<InputLog>);
 
 impl EventLog for LogWriter {
     fn log(&self, worker: usize, event: SourceEvent) -> Result<SourceEvent, ConnectorError> {
-        let at = crate::clock::now_time();
-        let seq = self
-            .0
-            .append(worker, at, &event)
-            .map_err(|reason| ConnectorError::Fatal {
-                connector: "input log".into(),
-                reason,
-            })?;
-        Ok(SourceEvent::Logged {
-            seq,
-            at,
-            event: Box::new(event),
-        })
+        logged(&self.0, worker, 0, event, |e| e)
     }
 
     fn recent(&self, limit: usize) -> Vec<quiver_connectors::RawMessage> {
@@ -45,4 +33,27 @@ impl EventLog for LogWriter {
         let workers: Vec<usize> = (0..self.0.workers()).collect();
         joined::recent_of(&self.0, &workers, 0, limit)
     }
+}
+
+/// Writes `event` of the rule's stream `source` to `worker`'s log, stamped with the time it is
+/// logged at, and returns what the worker gets: `hand(event)` with its position and time.
+fn logged(
+    log: &InputLog,
+    worker: usize,
+    source: u32,
+    event: SourceEvent,
+    hand: impl FnOnce(SourceEvent) -> SourceEvent,
+) -> Result<SourceEvent, ConnectorError> {
+    let at = crate::clock::now_time();
+    let seq = log
+        .append_from(worker, at, source, &event)
+        .map_err(|reason| ConnectorError::Fatal {
+            connector: "input log".into(),
+            reason,
+        })?;
+    Ok(SourceEvent::Logged {
+        seq,
+        at,
+        event: Box::new(hand(event)),
+    })
 }

@@ -385,22 +385,19 @@ impl Engine {
                 m,
             )?;
             prepares.push(prepare.clone());
-            let logged = match &recovery {
-                None => None,
-                Some(r) => Some(JoinedLogging {
-                    writer: crate::checkpoint::JoinedLogWriter {
-                        log: r
-                            .checkpointing
-                            .log()
-                            .expect("a checkpointed run logs")
-                            .clone(),
-                        source: i as u32 + 1,
-                        prepare: prepare.clone(),
-                    },
-                    order: order.clone(),
-                    replayed: replayed_rx.clone(),
-                }),
-            };
+            let logged = recovery.as_ref().map(|r| JoinedLogging {
+                writer: crate::checkpoint::JoinedLogWriter {
+                    log: r
+                        .checkpointing
+                        .log()
+                        .expect("a checkpointed run logs")
+                        .clone(),
+                    source: i as u32 + 1,
+                    prepare: prepare.clone(),
+                },
+                order: order.clone(),
+                replayed: replayed_rx.clone(),
+            });
             joined_tasks.extend(self.start_joined_source(
                 &def,
                 &spec,
