@@ -756,13 +756,8 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
             "joins with scan tables",
         ),
         (
-            "SELECT m.id, scanned.name FROM m INNER JOIN scanned ON m.id = scanned.id",
-            json!({"qos": 2}),
-            "joins with scan tables",
-        ),
-        (
             "SELECT m.id, remembered.name FROM m INNER JOIN remembered ON m.id = remembered.id",
-            json!({"qos": 1}),
+            json!({"qos": 2}),
             "joins with memory lookup tables",
         ),
         (

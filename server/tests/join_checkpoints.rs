@@ -15,8 +15,9 @@ use serde_json::json;
 
 /// What the tests publish: each row is one message per stream of the rule.
 struct Feed<'a> {
-    rule: String,
-    /// The rule's streams (the FROM stream first).
+    /// The rules reading the streams.
+    rules: Vec<String>,
+    /// The rules' streams (the FROM stream first).
     streams: &'static [&'static str],
     publisher: &'a TestClient,
     /// Row `id`'s messages, `(topic, payload)`, one per stream.
@@ -26,15 +27,21 @@ struct Feed<'a> {
 }
 
 impl Feed<'_> {
-    /// Messages read so far by the stream that read the fewest (each row sends one to each).
+    /// Messages read so far by the rule's stream that read the fewest (each row sends one to
+    /// each stream).
     fn records_in(&self, server: &Server) -> u64 {
-        let (_, st) = server.json("GET", &format!("/rules/{}/status", self.rule), None);
-        self.streams
+        self.rules
             .iter()
-            .map(|s| {
-                st[format!("source_{s}_0_records_in_total")]
-                    .as_u64()
-                    .unwrap_or(0)
+            .flat_map(|rule| {
+                let (_, st) = server.json("GET", &format!("/rules/{rule}/status"), None);
+                self.streams
+                    .iter()
+                    .map(|s| {
+                        st[format!("source_{s}_0_records_in_total")]
+                            .as_u64()
+                            .unwrap_or(0)
+                    })
+                    .collect::<Vec<_>>()
             })
             .min()
             .unwrap_or(0)
@@ -175,7 +182,7 @@ async fn lookup_join_at_qos_1_reflects_every_row_across_sigkills() {
         )]
     };
     let feed = Feed {
-        rule: rule_id,
+        rules: vec![rule_id],
         streams: &["jl"],
         publisher: &publisher,
         messages: &messages,
@@ -246,6 +253,9 @@ fn joined_windows(rows: i64) -> Vec<String> {
 /// Two MQTT streams joined in event-time tumbling windows at qos 2: quiverd is killed three
 /// times part way into windows, with rows of both streams published while it is down; every
 /// window's joined result is in MariaDB exactly once and equals the one the input implies.
+/// The same streams joined in processing-time windows at qos 1: every row is in one window,
+/// and a window sent again after a restart holds the same joined rows (the replay keeps the
+/// order in which the two streams' rows arrived, and their times).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_join_at_qos_2_writes_each_window_exactly_once_across_sigkills() {
     const ROWS: i64 = 600;
@@ -269,6 +279,18 @@ async fn stream_join_at_qos_2_writes_each_window_exactly_once_across_sigkills() 
         "sql": "SELECT window_start() AS ws, count(*) AS c, sum(ja.id) AS sa, sum(jb.v) AS sb FROM ja INNER JOIN jb ON ja.k = jb.k GROUP BY TUMBLINGWINDOW(ss, 1)",
         "actions": [{"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": out}}],
         "options": {"qos": 2, "checkpointInterval": 200, "isEventTime": true, "lateTolerance": 0}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    let pt_topic = format!("jw/{}/pt", unique());
+    let mut pt_results = TestClient::start(1883, Some(pt_topic.clone()));
+    pt_results.subscribed().await;
+    // Each row of `ja` once, with its `jb` partner if that came in the same window (results
+    // stay small: the test client takes packets of up to 10 KB).
+    let pt_id = format!("jp_{}", unique());
+    let rule = json!({"id": pt_id,
+        "sql": "SELECT window_start() AS ws, collect(ja.id) AS ids, collect(jb.id) AS bids FROM ja LEFT JOIN jb ON ja.id = jb.id WHERE ja.id >= 0 GROUP BY TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": pt_topic, "sendSingle": true, "qos": 1}}],
+        "options": {"qos": 1, "checkpointInterval": 200}});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
 
@@ -298,7 +320,7 @@ async fn stream_join_at_qos_2_writes_each_window_exactly_once_across_sigkills() 
         ),
     ];
     let feed = Feed {
-        rule: rule_id.clone(),
+        rules: vec![rule_id.clone(), pt_id.clone()],
         streams: &["ja", "jb"],
         publisher: &publisher,
         messages: &messages,
@@ -344,6 +366,46 @@ async fn stream_join_at_qos_2_writes_each_window_exactly_once_across_sigkills() 
         got, want,
         "each window's joined result must be written once, as an uninterrupted run writes it"
     );
+
+    // Processing time: every row of `ja` in some window; each window sent the same each time.
+    let mut versions = std::collections::BTreeMap::<i64, std::collections::BTreeSet<String>>::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut windows_of = std::collections::BTreeMap::<i64, std::collections::BTreeSet<i64>>::new();
+    while seen.len() < ROWS as usize {
+        match tokio::time::timeout(Duration::from_secs(10), pt_results.publishes.recv()).await {
+            Ok(Some(p)) => {
+                let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                let ids = v["ids"].as_array().expect("ids");
+                let ws = v["ws"].as_i64().unwrap();
+                for id in ids.iter().filter_map(serde_json::Value::as_i64) {
+                    seen.insert(id);
+                    windows_of.entry(id).or_default().insert(ws);
+                }
+                versions
+                    .entry(ws)
+                    .or_default()
+                    .insert(format!("{} {}", v["ids"], v["bids"]));
+            }
+            _ => panic!(
+                "rows in no processing-time window: {:?}; status {}",
+                (0..ROWS).filter(|i| !seen.contains(i)).collect::<Vec<_>>(),
+                server
+                    .call("GET", &format!("/rules/{pt_id}/status"), None)
+                    .1
+            ),
+        }
+    }
+    // A replayed row keeps the time it was logged at, and so its window.
+    for (id, windows) in &windows_of {
+        assert_eq!(windows.len(), 1, "row {id} is in windows {windows:?}");
+    }
+    for (ws, sent) in &versions {
+        assert_eq!(
+            sent.len(),
+            1,
+            "processing-time window {ws} was sent with different joined rows: {sent:?}"
+        );
+    }
     drop(server);
     mariadb(&format!("DROP TABLE {out}"));
 }
