@@ -136,6 +136,10 @@ pub struct SourceOutput {
     decoder: Option<crate::codec::Decoder>,
     /// Set for rules that checkpoint: every event is made durable here before a worker sees it.
     log: Option<std::sync::Arc<dyn EventLog>>,
+    /// Shared by the outputs that write one worker's log and queue (a rule's FROM stream and
+    /// the streams joined to it): one logs and queues at a time, so the queue holds the
+    /// events in the order of their log positions.
+    order: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Where a rule's events are made durable before a worker sees them (qos 1 and 2).
@@ -185,7 +189,16 @@ impl SourceOutput {
             next: Default::default(),
             decoder: None,
             log: None,
+            order: None,
         }
+    }
+
+    /// Logs and queues under `lock`, which other outputs into the same worker queues share:
+    /// a worker skips an event whose log position is behind one it already took, so the
+    /// events of several writers must reach its queue in log order.
+    pub fn with_order(mut self, lock: std::sync::Arc<tokio::sync::Mutex<()>>) -> Self {
+        self.order = Some(lock);
+        self
     }
 
     /// Logs every event in `log` before it is queued: a source's `send` returns once the event
@@ -269,6 +282,10 @@ impl SourceOutput {
 
     /// Sends an event to the next worker, waiting for room; fails when the rule has stopped.
     pub async fn send(&self, event: SourceEvent) -> Result<(), ConnectorError> {
+        let _turn = match &self.order {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
         let event = self.logged(i, event)?;
         self.queues[i]
@@ -282,6 +299,12 @@ impl SourceOutput {
     /// Sends an event to the next worker if its queue has room now; gives the event back when
     /// it is full, and fails when the rule has stopped.
     pub fn try_send(&self, event: SourceEvent) -> Result<(), TrySend> {
+        // Another writer's turn: like a full queue, the event is given back unlogged.
+        let _turn = match self.order.as_ref().map(|l| l.try_lock()) {
+            Some(Err(_)) => return Err(TrySend::Full(event)),
+            Some(Ok(guard)) => Some(guard),
+            None => None,
+        };
         let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
         let event = if self.log.is_some() {
             // Logged only once there is room, so an event given back is not in the log.
@@ -327,6 +350,7 @@ impl SourceOutput {
         event: SourceEvent,
         mark: Option<&[u8]>,
     ) -> Result<(), ConnectorError> {
+        let _turn = self.order.as_ref().map(|l| l.blocking_lock());
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
         let event = self.logged_with(i, event, mark)?;
         self.queues[i]

@@ -725,6 +725,13 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
     server.create_stream(&format!(
         r#"CREATE STREAM sh (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{topic}", FORMAT="json", SHARED="true")"#
     ));
+    for table in [
+        r#"CREATE TABLE scanned (id BIGINT, name STRING) WITH (DATASOURCE="scanned", TYPE="memory", KEY="id")"#,
+        r#"CREATE TABLE remembered (id BIGINT, name STRING) WITH (DATASOURCE="remembered", TYPE="memory", KIND="lookup", KEY="id")"#,
+    ] {
+        let (status, body) = server.call("POST", "/tables", Some(json!({ "sql": table })));
+        assert_eq!(status, 201, "{body}");
+    }
     let cases = [
         (
             "SELECT id FROM m",
@@ -737,6 +744,22 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
             "checkpointInterval",
         ),
         ("SELECT id FROM sh", json!({"qos": 1}), "SHARED"),
+        // Joins with tables or streams whose rows are not in the rule's log.
+        (
+            "SELECT m.id, scanned.name FROM m INNER JOIN scanned ON m.id = scanned.id",
+            json!({"qos": 1}),
+            "joins with scan tables",
+        ),
+        (
+            "SELECT m.id, remembered.name FROM m INNER JOIN remembered ON m.id = remembered.id",
+            json!({"qos": 2}),
+            "joins with memory lookup tables",
+        ),
+        (
+            "SELECT count(*) AS c FROM m INNER JOIN f ON m.id = f.id GROUP BY TUMBLINGWINDOW(ss, 1)",
+            json!({"qos": 1}),
+            "joins with file streams",
+        ),
         (
             "SELECT id FROM m",
             json!({"enableSaveStateBeforeStop": true}),
@@ -750,9 +773,14 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
         assert_eq!(status, 400, "{sql} {options}: {body}");
         assert!(body.contains(says), "{sql} {options}: {body}");
     }
-    // The same rule at qos 1 on the MQTT stream is accepted.
+    // The same rule at qos 1 on the MQTT stream is accepted, and the scan-table join at qos 0.
     let rule = json!({"id": "ok", "sql": "SELECT id FROM m", "actions": [{"log": {}}],
         "options": {"qos": 1}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    let rule = json!({"id": "ok_scan",
+        "sql": "SELECT m.id, scanned.name FROM m INNER JOIN scanned ON m.id = scanned.id",
+        "actions": [{"log": {}}]});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
 }

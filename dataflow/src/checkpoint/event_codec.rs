@@ -1,5 +1,6 @@
 //! Source events as bytes for the input log: raw messages with their metadata, line blocks,
-//! and Arrow rows (IPC), each optionally preceded by its source's mark (the position after it).
+//! and Arrow rows (IPC). A record may put before its event the source's mark (its position
+//! after the event) and, for a stream joined to the rule's FROM stream, the stream's number.
 
 use std::sync::Arc;
 
@@ -11,29 +12,49 @@ use quiver_connectors::{RawMessage, SourceEvent};
 const RAW: u8 = 1;
 const LINES: u8 = 2;
 const BATCH: u8 = 3;
-/// A mark, then the event it goes with.
+/// A mark (the source's position after the event) comes next.
 const MARKED: u8 = 4;
+/// A joined stream's number (from 1) comes next.
+const JOINED: u8 = 5;
 
-/// The bytes of an event with its source's mark (the position after it), if any.
-pub fn encode_marked(event: &SourceEvent, mark: Option<&[u8]>) -> Result<Vec<u8>, String> {
-    let Some(mark) = mark else {
-        return encode(event);
-    };
-    let mut out = vec![MARKED];
-    put_bytes(&mut out, mark);
+/// The bytes of a record: an event of the rule's stream `source` (0 for the FROM stream, `k`
+/// for the `k`-th stream joined to it), with its source's mark, if any.
+pub fn encode_record(
+    source: u32,
+    event: &SourceEvent,
+    mark: Option<&[u8]>,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    if let Some(mark) = mark {
+        out.push(MARKED);
+        put_bytes(&mut out, mark);
+    }
+    if source != 0 {
+        out.push(JOINED);
+        put_u32(&mut out, source);
+    }
     out.extend_from_slice(&encode(event)?);
     Ok(out)
 }
 
-/// The event and mark of `bytes` written by [`encode_marked`] (or [`encode`]: no mark).
-pub fn decode_marked(bytes: &[u8]) -> Result<(SourceEvent, Option<Vec<u8>>), String> {
-    if bytes.first() != Some(&MARKED) {
-        return decode(bytes).map(|e| (e, None));
+/// The stream number, event and mark of a record written by [`encode_record`] (or [`encode`]:
+/// the FROM stream, no mark).
+pub fn decode_record(bytes: &[u8]) -> Result<(u32, SourceEvent, Option<Vec<u8>>), String> {
+    let mut r = Reader { bytes, at: 0 };
+    let mut mark = None;
+    if bytes.first() == Some(&MARKED) {
+        r.at = 1;
+        mark = Some(r.bytes()?.to_vec());
     }
-    let mut r = Reader { bytes, at: 1 };
-    let mark = r.bytes()?.to_vec();
-    let event = decode(&bytes[r.at..])?;
-    Ok((event, Some(mark)))
+    let mut source = 0;
+    if bytes.get(r.at) == Some(&JOINED) {
+        r.at += 1;
+        source = r.u32()?;
+        if source == 0 {
+            return Err("a joined stream's record numbered 0".into());
+        }
+    }
+    Ok((source, decode(&bytes[r.at..])?, mark))
 }
 
 /// The mark of a record's bytes, without decoding its event.
@@ -208,14 +229,32 @@ mod tests {
             block: Bytes::from_static(b"a\n"),
             topic: Arc::from("f"),
         };
-        let bytes = encode_marked(&lines, Some(b"at 2")).unwrap();
+        let bytes = encode_record(0, &lines, Some(b"at 2")).unwrap();
         assert_eq!(mark_of(&bytes).unwrap().as_deref(), Some(&b"at 2"[..]));
-        let (event, mark) = decode_marked(&bytes).unwrap();
-        assert_eq!(mark.as_deref(), Some(&b"at 2"[..]));
+        let (source, event, mark) = decode_record(&bytes).unwrap();
+        assert_eq!((source, mark.as_deref()), (0, Some(&b"at 2"[..])));
         assert!(matches!(event, SourceEvent::Lines { .. }));
-        let plain = encode_marked(&lines, None).unwrap();
+        let plain = encode_record(0, &lines, None).unwrap();
         assert_eq!(mark_of(&plain).unwrap(), None);
-        assert!(decode_marked(&plain).unwrap().1.is_none());
+        assert!(decode_record(&plain).unwrap().2.is_none());
+    }
+
+    #[test]
+    fn joined_events_keep_their_stream() {
+        let raw = SourceEvent::Raw(vec![RawMessage::new(
+            Bytes::from_static(b"j"),
+            Arc::from("t/j"),
+        )]);
+        let (source, back, mark) = decode_record(&encode_record(2, &raw, None).unwrap()).unwrap();
+        let SourceEvent::Raw(m) = back else {
+            panic!("raw expected")
+        };
+        assert_eq!((source, &m[0].payload[..], mark), (2, &b"j"[..], None));
+        let (source, _, mark) = decode_record(&encode_record(3, &raw, Some(b"m")).unwrap()).unwrap();
+        assert_eq!((source, mark.as_deref()), (3, Some(&b"m"[..])));
+        let (source, _, _) = decode_record(&encode_record(0, &raw, None).unwrap()).unwrap();
+        assert_eq!(source, 0);
+        assert!(decode_record(&[JOINED, 0, 0, 0, 0, RAW, 0, 0, 0, 0]).is_err());
     }
 
     #[test]

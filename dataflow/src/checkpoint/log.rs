@@ -33,6 +33,8 @@ pub struct Record {
     pub seq: u64,
     /// The processing time (ms) it was logged at.
     pub at: u64,
+    /// The rule's stream it came from: 0 for the FROM stream, `k` for the `k`-th joined one.
+    pub source: u32,
     /// The event.
     pub event: SourceEvent,
     /// The source's position after the event, when it gave one.
@@ -77,16 +79,18 @@ impl InputLog {
         self.workers[worker].lock().expect("log lock").next - 1
     }
 
-    /// Writes an event (with its source's `mark`, if any) for `worker`, synced to disk, and
-    /// returns its sequence number.
+    /// Writes an event of the rule's stream `source` (0: the FROM stream, `k`: the `k`-th joined
+    /// stream, which the record keeps) with its source's `mark`, if any, for `worker`, synced to
+    /// disk, and returns its sequence number.
     pub fn append(
         &self,
         worker: usize,
         at: u64,
+        source: u32,
         event: &SourceEvent,
         mark: Option<&[u8]>,
     ) -> Result<u64, String> {
-        let body = event_codec::encode_marked(event, mark)?;
+        let body = event_codec::encode_record(source, event, mark)?;
         let mut log = self.workers[worker].lock().expect("log lock");
         if log.bytes >= SEGMENT_BYTES {
             let next = log.next;
@@ -212,14 +216,16 @@ impl Iterator for Replay {
                         return Some(event_codec::mark_of(&body).map(|mark| Record {
                             seq,
                             at,
+                            source: 0,
                             event: SourceEvent::Raw(Vec::new()),
                             mark,
                         }));
                     }
                     return Some(
-                        event_codec::decode_marked(&body).map(|(event, mark)| Record {
+                        event_codec::decode_record(&body).map(|(source, event, mark)| Record {
                             seq,
                             at,
+                            source,
                             event,
                             mark,
                         }),
@@ -384,13 +390,13 @@ mod tests {
     fn records_survive_reopening_and_replay_after_a_position() {
         let d = dir("reopen");
         let log = InputLog::open(&d, 2).unwrap();
-        assert_eq!(log.append(0, 100, &event("a"), None).unwrap(), 1);
-        assert_eq!(log.append(0, 101, &event("b"), None).unwrap(), 2);
-        assert_eq!(log.append(1, 102, &event("c"), None).unwrap(), 1);
+        assert_eq!(log.append(0, 100, 0, &event("a"), None).unwrap(), 1);
+        assert_eq!(log.append(0, 101, 0, &event("b"), None).unwrap(), 2);
+        assert_eq!(log.append(1, 102, 0, &event("c"), None).unwrap(), 1);
         drop(log);
         let log = InputLog::open(&d, 2).unwrap();
         assert_eq!((log.last_seq(0), log.last_seq(1)), (2, 1));
-        assert_eq!(log.append(0, 103, &event("d"), None).unwrap(), 3);
+        assert_eq!(log.append(0, 103, 0, &event("d"), None).unwrap(), 3);
         assert_eq!(
             payloads(log.read_after(0, 1).unwrap()),
             vec![(2, 101, "b".into()), (3, 103, "d".into())]
@@ -403,9 +409,9 @@ mod tests {
         let d = dir("marks");
         let log = InputLog::open(&d, 2).unwrap();
         assert_eq!(log.last_mark(0).unwrap(), None);
-        log.append(0, 1, &event("a"), Some(b"one")).unwrap();
-        log.append(0, 2, &event("b"), Some(b"two")).unwrap();
-        log.append(1, 3, &event("c"), None).unwrap();
+        log.append(0, 1, 0, &event("a"), Some(b"one")).unwrap();
+        log.append(0, 2, 0, &event("b"), Some(b"two")).unwrap();
+        log.append(1, 3, 0, &event("c"), None).unwrap();
         drop(log);
         let log = InputLog::open(&d, 2).unwrap();
         assert_eq!(log.last_mark(0).unwrap().as_deref(), Some(&b"two"[..]));
@@ -419,8 +425,8 @@ mod tests {
     fn a_torn_tail_is_cut_off() {
         let d = dir("torn");
         let log = InputLog::open(&d, 1).unwrap();
-        log.append(0, 1, &event("kept"), None).unwrap();
-        log.append(0, 2, &event("torn"), None).unwrap();
+        log.append(0, 1, 0, &event("kept"), None).unwrap();
+        log.append(0, 2, 0, &event("torn"), None).unwrap();
         drop(log);
         let (_, path) = segments(&d, 0).unwrap().pop().unwrap();
         let len = fs::metadata(&path).unwrap().len();
@@ -432,7 +438,7 @@ mod tests {
             .unwrap();
         let log = InputLog::open(&d, 1).unwrap();
         assert_eq!(log.last_seq(0), 1);
-        log.append(0, 3, &event("after"), None).unwrap();
+        log.append(0, 3, 0, &event("after"), None).unwrap();
         assert_eq!(
             payloads(log.read_after(0, 0).unwrap()),
             vec![(1, 1, "kept".into()), (2, 3, "after".into())]
@@ -444,11 +450,11 @@ mod tests {
         let d = dir("truncate");
         let log = InputLog::open(&d, 1).unwrap();
         for i in 0..3u64 {
-            log.append(0, i, &event(&i.to_string()), None).unwrap();
+            log.append(0, i, 0, &event(&i.to_string()), None).unwrap();
             // A new segment per record.
             log.workers[0].lock().unwrap().bytes = SEGMENT_BYTES;
         }
-        log.append(0, 9, &event("3"), None).unwrap();
+        log.append(0, 9, 0, &event("3"), None).unwrap();
         assert_eq!(segments(&d, 0).unwrap().len(), 4);
         log.truncate_through(0, 2).unwrap();
         assert_eq!(segments(&d, 0).unwrap().len(), 2);

@@ -5,11 +5,13 @@
 
 pub mod coordinator;
 pub mod event_codec;
+pub mod joined;
 pub mod log;
 pub mod marker;
 pub mod store;
 
 pub use coordinator::{Checkpointing, CommitStats, RunFlags};
+pub use joined::{JOIN_WORKER, JoinedLogWriter, PrepareJoined};
 pub use log::InputLog;
 pub use marker::{as_marker, marker};
 pub use store::{Checkpoint, CheckpointStore};
@@ -28,19 +30,7 @@ impl EventLog for LogWriter {
         event: SourceEvent,
         mark: Option<&[u8]>,
     ) -> Result<SourceEvent, ConnectorError> {
-        let at = crate::clock::now_time();
-        let seq =
-            self.0
-                .append(worker, at, &event, mark)
-                .map_err(|reason| ConnectorError::Fatal {
-                    connector: "input log".into(),
-                    reason,
-                })?;
-        Ok(SourceEvent::Logged {
-            seq,
-            at,
-            event: Box::new(event),
-        })
+        logged(&self.0, worker, 0, event, mark, |e| e)
     }
 
     fn marks(&self) -> Vec<Vec<u8>> {
@@ -56,30 +46,32 @@ impl EventLog for LogWriter {
     }
 
     fn recent(&self, limit: usize) -> Vec<quiver_connectors::RawMessage> {
-        let mut out = Vec::new();
-        for w in 0..self.0.workers() {
-            let last = self.0.last_seq(w);
-            let records = match self.0.read_after(w, last.saturating_sub(limit as u64)) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!("input log tail not read: {e}");
-                    continue;
-                }
-            };
-            for record in records {
-                match record {
-                    Ok(r) => {
-                        if let SourceEvent::Raw(messages) = r.event {
-                            out.extend(messages);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!("input log tail not read: {e}");
-                        break;
-                    }
-                }
-            }
-        }
-        out
+        // The FROM stream's records: those of joined streams are their sources' own.
+        let workers: Vec<usize> = (0..self.0.workers()).collect();
+        joined::recent_of(&self.0, &workers, 0, limit)
     }
+}
+
+/// Writes `event` of the rule's stream `source` to `worker`'s log, stamped with the time it is
+/// logged at, and returns what the worker gets: `hand(event)` with its position and time.
+fn logged(
+    log: &InputLog,
+    worker: usize,
+    source: u32,
+    event: SourceEvent,
+    mark: Option<&[u8]>,
+    hand: impl FnOnce(SourceEvent) -> SourceEvent,
+) -> Result<SourceEvent, ConnectorError> {
+    let at = crate::clock::now_time();
+    let seq = log
+        .append(worker, at, source, &event, mark)
+        .map_err(|reason| ConnectorError::Fatal {
+            connector: "input log".into(),
+            reason,
+        })?;
+    Ok(SourceEvent::Logged {
+        seq,
+        at,
+        event: Box::new(hand(event)),
+    })
 }

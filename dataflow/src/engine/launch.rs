@@ -29,16 +29,6 @@ impl Engine {
         let stream = self.rule_stream(entry)?;
         let physical = Arc::new(self.physical(entry, &stream)?);
         let n = self.inner.workers.count();
-        // qos 1: the checkpoint the run resumes from, its input log and its trigger.
-        let recovery = self.recovery(
-            entry,
-            &physical,
-            &stream.options.source_type,
-            stream.options.shared,
-            n,
-        )?;
-        entry.runs += 1;
-        let key = format!("{}#{}", entry.spec.id, entry.runs);
         // Every node's counters, created from the plan's node list: operators find theirs by id.
         let metrics = Arc::new(RuleMetrics::with_nodes(&physical.nodes));
         // Streams joined to the FROM stream: each has a source node of its own.
@@ -53,6 +43,24 @@ impl Engine {
                 Ok((def, qualifier.clone(), metrics.at(*node)))
             })
             .collect::<Result<_, EngineError>>()?;
+        // qos 1: the checkpoint the run resumes from, its input log and its trigger.
+        let recovery = self.recovery(
+            entry,
+            &physical,
+            &stream.options.source_type,
+            stream.options.shared,
+            &joined
+                .iter()
+                .map(|(def, _, _)| super::recovery::JoinedStream {
+                    name: def.name.clone(),
+                    source_type: def.options.source_type.clone(),
+                    shared: def.options.shared,
+                })
+                .collect::<Vec<_>>(),
+            n,
+        )?;
+        entry.runs += 1;
+        let key = format!("{}#{}", entry.spec.id, entry.runs);
 
         let queue = buffer_batches(&entry.spec.options)?;
         let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
@@ -328,8 +336,13 @@ impl Engine {
         }
 
         let mut spec = self.rule_source_spec(entry, &stream);
-        if recovery.is_some() {
-            super::recovery::durable_source(&entry.spec.id, &mut spec)?;
+        // MQTT client ids of the rule's persistent sessions, by stream: one session each.
+        let mut sessions: Vec<(String, String)> = Vec::new();
+        if recovery.is_some()
+            && let Some(id) =
+                super::recovery::durable_source(format!("quiver-{}", entry.spec.id), &mut spec)?
+        {
+            sessions.push((id, stream.name.clone()));
         }
         let wake: quiver_connectors::WakeFn = Arc::new(move |i| {
             if let Some(a) = activators.lock().expect("activator lock")[i].as_ref() {
@@ -350,19 +363,60 @@ impl Engine {
             wake(i);
         }
         let mut joined_tasks = Vec::new();
-        for (i, (def, qualifier, m)) in joined.into_iter().enumerate() {
-            let spec = self.rule_source_spec(entry, &def);
-            joined_tasks.extend(self.start_joined_source(
+        // qos 1 and 2 with joins: the FROM stream's source and the joined ones write worker 0's
+        // log and queue in turns, and the joined ones wait until the log is replayed.
+        let order = Arc::new(tokio::sync::Mutex::new(()));
+        let (replayed_tx, replayed_rx) = watch::channel(recovery.is_none());
+        let mut prepares: Vec<crate::checkpoint::PrepareJoined> = Vec::new();
+        // Every joined source's spec is ready (and its session checked) before any starts.
+        let mut specs = Vec::new();
+        for (def, _, _) in &joined {
+            let mut spec = self.rule_source_spec(entry, def);
+            if recovery.is_some() {
+                let client_id = format!("quiver-{}-{}", entry.spec.id, def.name);
+                if let Some(id) = super::recovery::durable_source(client_id, &mut spec)? {
+                    if let Some((_, other)) = sessions.iter().find(|(s, _)| *s == id) {
+                        return Err(EngineError::Invalid(format!(
+                            "rule options qos = 1 and 2 keep a persistent MQTT session per stream: streams \"{other}\" and \"{}\" name the same clientid \"{id}\"",
+                            def.name
+                        )));
+                    }
+                    sessions.push((id, def.name.clone()));
+                }
+            }
+            specs.push(spec);
+        }
+        for (i, ((def, qualifier, m), spec)) in joined.into_iter().zip(specs).enumerate() {
+            let prepare = self.joined_rows(
                 &def,
-                &spec,
                 qualifier,
                 i as i64 + 1,
                 physical.event_time.is_some(),
                 m,
+            )?;
+            prepares.push(prepare.clone());
+            let logged = recovery.as_ref().map(|r| JoinedLogging {
+                writer: crate::checkpoint::JoinedLogWriter {
+                    log: r
+                        .checkpointing
+                        .log()
+                        .expect("a checkpointed run logs")
+                        .clone(),
+                    source: i as u32 + 1,
+                    prepare: prepare.clone(),
+                },
+                order: order.clone(),
+                replayed: replayed_rx.clone(),
+            });
+            joined_tasks.extend(self.start_joined_source(
+                &def,
+                &spec,
+                prepare,
                 ingest_tx[0].clone(),
                 wake.clone(),
                 queue,
                 error.clone(),
+                logged,
             )?);
         }
         // qos 1: the queues the logged events are replayed into before the live source starts.
@@ -386,6 +440,9 @@ impl Engine {
                 .expect("a checkpointed run logs")
                 .clone();
             out = out.with_log(Arc::new(crate::checkpoint::LogWriter(log)));
+            if !physical.joined.is_empty() {
+                out = out.with_order(order);
+            }
         } else if ordered {
             // One worker reads every row: a source with a thread of its own (the file source)
             // decodes there, so decoding runs in parallel with that worker's windows.
@@ -411,7 +468,13 @@ impl Engine {
                     .log()
                     .expect("a checkpointed run logs")
                     .clone();
-                (log, r.positions.clone(), replay_queues, replay_wake)
+                (
+                    log,
+                    r.positions.clone(),
+                    replay_queues,
+                    prepares,
+                    replay_wake,
+                )
             });
             let last_checkpoint = recovery.as_ref().map(|r| r.checkpointing.clone());
             let task = self.inner.runtime.spawn(async move {
@@ -420,12 +483,18 @@ impl Engine {
                 let held_open = last_checkpoint.as_ref().map(|_| out.clone());
                 let replayed = match replay {
                     None => Ok(0),
-                    Some((log, positions, queues, wake)) => tokio::task::spawn_blocking(move || {
-                        super::recovery::replay(&log, &positions, &queues, &wake)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string())),
+                    Some((log, positions, queues, prepares, wake)) => {
+                        tokio::task::spawn_blocking(move || {
+                            super::recovery::replay(&log, &positions, &queues, &prepares, &wake)
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()))
+                    }
                 };
+                if replayed.is_ok() {
+                    // The joined streams' sources may log and queue now.
+                    let _ = replayed_tx.send(true);
+                }
                 let result = match replayed {
                     Ok(0) => source.run(out).await,
                     Ok(n) => {
@@ -501,27 +570,91 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts the source of a stream joined to a rule's FROM stream: its rows are decoded here,
-    /// renamed `qualifier.column`, tagged with `source` and queued for worker 0 with the FROM
-    /// stream's rows (a join's window runs there). The bounded queue holds the source back.
+    /// What worker 0 gets for an event of the `source`-th stream joined to the rule: its rows
+    /// decoded here (counted on the stream's node `metrics`), renamed `qualifier.column` and
+    /// tagged with `source`. The same function prepares a logged event again on replay.
+    fn joined_rows(
+        &self,
+        def: &StreamDef,
+        qualifier: String,
+        source: i64,
+        event_time: bool,
+        metrics: Arc<NodeMetrics>,
+    ) -> Result<crate::checkpoint::PrepareJoined, EngineError> {
+        let decoder = self.stream_decoder(def, false)?;
+        let field = def.options.timestamp.clone().filter(|_| event_time);
+        let name = def.name.clone();
+        Ok(Arc::new(move |event: SourceEvent| {
+            let started = std::time::Instant::now();
+            let (messages, decoded) = event.decode(&decoder);
+            if let Some(first) = decoded.errors.first() {
+                tracing::warn!(stream = %name, "dropping malformed messages: {first}");
+                metrics.exceptions(decoded.errors.len(), first);
+            }
+            metrics.batch(messages, decoded.rows(), started);
+            let batches: Vec<RecordBatch> = decoded
+                .batches
+                .iter()
+                .map(|b| {
+                    crate::operators::join_streams::qualify(
+                        b.clone(),
+                        &qualifier,
+                        source,
+                        field.as_deref(),
+                    )
+                })
+                .collect();
+            // The failures were counted here, on the joined stream's node.
+            SourceEvent::Decoded {
+                messages: batches.iter().map(RecordBatch::num_rows).sum(),
+                decoded: Arc::new(quiver_connectors::codec::json::Decoded {
+                    batches,
+                    errors: Vec::new(),
+                }),
+            }
+        }))
+    }
+
+    /// Starts the source of a stream joined to a rule's FROM stream: `prepare` turns its events
+    /// into rows, queued (`forward`) for worker 0 with the FROM stream's rows (a join's window
+    /// runs there). The bounded queue holds the source back. With `logged` (qos 1 and 2) each
+    /// event is written to worker 0's input log first, in turn with the FROM stream's events,
+    /// and the source starts only once the log's replay is done.
     #[allow(clippy::too_many_arguments)]
     fn start_joined_source(
         &self,
         def: &StreamDef,
         spec: &quiver_connectors::SourceSpec,
-        qualifier: String,
-        source: i64,
-        event_time: bool,
-        metrics: Arc<NodeMetrics>,
+        prepare: crate::checkpoint::PrepareJoined,
         forward: mpsc::Sender<SourceEvent>,
         wake: quiver_connectors::WakeFn,
         queue: usize,
         error: Arc<Mutex<Option<String>>>,
+        logged: Option<JoinedLogging>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, EngineError> {
         let mut src = self.inner.connectors.source(spec)?;
+        let name = def.name.clone();
+        if let Some(logged) = logged {
+            let out = SourceOutput::new(vec![forward], wake)
+                .with_log(Arc::new(logged.writer))
+                .with_order(logged.order);
+            let mut replayed = logged.replayed;
+            let reader = self.inner.runtime.spawn(async move {
+                // A live event must not overtake a replayed one in worker 0's queue.
+                if replayed.wait_for(|done| *done).await.is_err() {
+                    return;
+                }
+                if let Err(e) = src.run(out).await
+                    && !matches!(e, quiver_connectors::ConnectorError::Closed)
+                {
+                    tracing::error!(stream = %name, "joined source failed: {e}");
+                    *error.lock().expect("error lock") = Some(e.to_string());
+                }
+            });
+            return Ok(vec![reader]);
+        }
         let (tx, mut rx) = mpsc::channel::<SourceEvent>(queue);
         let out = SourceOutput::new(vec![tx], Arc::new(|_| {}));
-        let name = def.name.clone();
         let reader = self.inner.runtime.spawn(async move {
             if let Err(e) = src.run(out).await
                 && !matches!(e, quiver_connectors::ConnectorError::Closed)
@@ -530,31 +663,12 @@ impl Engine {
                 *error.lock().expect("error lock") = Some(e.to_string());
             }
         });
-        let decoder = self.stream_decoder(def, false)?;
-        let field = def.options.timestamp.clone().filter(|_| event_time);
-        let name = def.name.clone();
         let feeder = self.inner.runtime.spawn(async move {
             while let Some(event) = rx.recv().await {
-                let started = std::time::Instant::now();
-                let (messages, decoded) = event.decode(&decoder);
-                if let Some(first) = decoded.errors.first() {
-                    tracing::warn!(stream = %name, "dropping malformed messages: {first}");
-                    metrics.exceptions(decoded.errors.len(), first);
+                if forward.send(prepare(event)).await.is_err() {
+                    return;
                 }
-                metrics.batch(messages, decoded.rows(), started);
-                let batches = decoded.batches.clone();
-                for b in batches {
-                    let b = crate::operators::join_streams::qualify(
-                        b,
-                        &qualifier,
-                        source,
-                        field.as_deref(),
-                    );
-                    if forward.send(SourceEvent::Batch(b)).await.is_err() {
-                        return;
-                    }
-                    wake(0);
-                }
+                wake(0);
             }
             // The input ended: let worker 0 see the queue close once every source has ended.
             drop(forward);
@@ -611,6 +725,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// How a joined stream's source logs at qos 1 and 2 (see [`Engine::start_joined_source`]).
+struct JoinedLogging {
+    writer: crate::checkpoint::JoinedLogWriter,
+    /// Shared with the FROM stream's output: one writer of worker 0's log and queue at a time.
+    order: Arc<tokio::sync::Mutex<()>>,
+    /// Set once the input log's replay is done.
+    replayed: watch::Receiver<bool>,
 }
 
 /// Records and logs the start of a run.

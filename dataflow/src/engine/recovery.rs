@@ -22,6 +22,9 @@ const MAX_INTERVAL_MS: u64 = 24 * 3_600_000;
 /// Source types whose input the log makes safe: pushed to Quiver and not read again by it, or
 /// (the file source) read again from where the log's last cursor says it had got to.
 const LOGGED_SOURCES: &[&str] = &["mqtt", "memory", "httppush", "file"];
+/// Source types a joined stream's events can be logged for: pushed to Quiver (a joined file
+/// source would read its file again after a restart: its position is not kept).
+const LOGGED_JOINED_SOURCES: &[&str] = &["mqtt", "memory", "httppush"];
 
 /// A rule's delivery guarantee (`qos`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,13 @@ pub(super) fn qos(options: &Map<String, Value>) -> Result<Qos, EngineError> {
     })
 }
 
+/// A stream joined to a rule's FROM stream, as far as checkpoints care.
+pub(super) struct JoinedStream {
+    pub(super) name: String,
+    pub(super) source_type: String,
+    pub(super) shared: bool,
+}
+
 /// What a checkpointed run starts from.
 pub(super) struct Recovery {
     pub(super) checkpointing: Arc<Checkpointing>,
@@ -164,6 +174,7 @@ impl Engine {
         physical: &PhysicalPlan,
         source_type: &str,
         shared: bool,
+        joined: &[JoinedStream],
         workers: usize,
     ) -> Result<Option<Recovery>, EngineError> {
         let guarantee = qos(&entry.spec.options)?;
@@ -187,8 +198,40 @@ impl Engine {
                 LOGGED_SOURCES.join(", ")
             ));
         }
-        if !physical.joined.is_empty() || physical.tables().next().is_some() {
-            return refuse("joins");
+        // A joined stream's events go into the input log too (see `checkpoint::joined`).
+        for joined in joined {
+            if joined.shared {
+                return refuse(&format!("joins with a SHARED stream (\"{}\")", joined.name));
+            }
+            if !LOGGED_JOINED_SOURCES.contains(&joined.source_type.as_str()) {
+                return refuse(&format!(
+                    "joins with {} streams (\"{}\"; joined streams are logged for {})",
+                    joined.source_type,
+                    joined.name,
+                    LOGGED_JOINED_SOURCES.join(", ")
+                ));
+            }
+        }
+        // Lookup tables are asked again on replay (see docs/checkpoints.md); scan tables are
+        // fed and kept by tasks of their own, shared by rules, outside the checkpoint.
+        if !physical.indexes.is_empty() {
+            return refuse("joins with scan tables");
+        }
+        {
+            let tables = self.inner.tables.lock().expect("tables lock");
+            for name in physical.tables() {
+                match tables.get(name).map(|t| &t.side) {
+                    Some(crate::tables::TableSide::Scan(_)) => {
+                        return refuse("joins with scan tables");
+                    }
+                    Some(crate::tables::TableSide::Lookup(t)) if t.memory_state().is_some() => {
+                        return refuse(&format!(
+                            "joins with memory lookup tables (\"{name}\": its rows live in this process, outside the checkpoint)"
+                        ));
+                    }
+                    _ => {}
+                }
+            }
         }
         for stage in &physical.stages {
             if let Stage::Keyed { ops } | Stage::Emit { ops, .. } = stage
@@ -255,18 +298,18 @@ impl Engine {
 }
 
 /// Readies a checkpointed (qos 1 or 2) rule's MQTT source for a persistent session: it needs a client id that is
-/// the same on every start (the broker keys the session on it), `quiver-<rule id>` unless the
+/// the same on every start (the broker keys the session on it), `client_id` unless the
 /// stream's profile names one; a shared connection (`connectionSelector`) cannot acknowledge
-/// per rule, so it is refused.
+/// per rule, so it is refused. Returns the client id of an MQTT source.
 pub(super) fn durable_source(
-    rule: &str,
+    client_id: String,
     spec: &mut quiver_connectors::SourceSpec,
-) -> Result<(), EngineError> {
+) -> Result<Option<String>, EngineError> {
     if spec.source_type == "file" {
-        return resumable_file(spec);
+        return resumable_file(spec).map(|()| None);
     }
     if spec.source_type != "mqtt" {
-        return Ok(());
+        return Ok(None);
     }
     let named = |key: &str| spec.props.keys().any(|k| k.eq_ignore_ascii_case(key));
     if named("connectionSelector") {
@@ -289,9 +332,13 @@ pub(super) fn durable_source(
     }
     if !named("clientid") {
         spec.props
-            .insert("clientid".into(), Value::String(format!("quiver-{rule}")));
+            .insert("clientid".into(), Value::String(client_id));
     }
-    Ok(())
+    Ok(spec
+        .props
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("clientid"))
+        .map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), str::to_string)))
 }
 
 /// Refuses what a checkpointed (qos 1 or 2) rule's file source cannot resume exactly: files
@@ -314,13 +361,15 @@ fn resumable_file(spec: &quiver_connectors::SourceSpec) -> Result<(), EngineErro
 }
 
 /// Feeds each worker's queue the logged events after its checkpointed position, in turns, so
-/// the workers replay side by side. Blocking: run on a blocking thread before the live source
-/// starts (a live event must not overtake a replayed one in a queue). Returns the events
-/// replayed.
+/// the workers replay side by side; an event of the `k`-th joined stream is prepared by
+/// `joined[k - 1]` as it was live. Blocking: run on a blocking thread before the live sources
+/// (the FROM stream's and the joined ones) start: a live event must not overtake a replayed
+/// one in a queue. Returns the events replayed.
 pub(super) fn replay(
     log: &InputLog,
     positions: &[u64],
     queues: &[tokio::sync::mpsc::Sender<quiver_connectors::SourceEvent>],
+    joined: &[crate::checkpoint::PrepareJoined],
     wake: &quiver_connectors::WakeFn,
 ) -> Result<usize, String> {
     let mut replays = positions
@@ -341,10 +390,19 @@ pub(super) fn replay(
                 }
                 Some(record) => {
                     let r = record?;
+                    let event = match r.source {
+                        0 => r.event,
+                        k => {
+                            let prepare = joined.get(k as usize - 1).ok_or_else(|| {
+                                format!("record {} is of joined stream {k}, which the rule does not have", r.seq)
+                            })?;
+                            prepare(r.event)
+                        }
+                    };
                     let event = quiver_connectors::SourceEvent::Logged {
                         seq: r.seq,
                         at: r.at,
-                        event: Box::new(r.event),
+                        event: Box::new(event),
                     };
                     queues[*w]
                         .blocking_send(event)

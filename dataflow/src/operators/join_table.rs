@@ -324,7 +324,13 @@ impl BatchOperator for JoinTableOp {
     }
 
     fn save(&self) -> Result<Option<crate::state::OpState>, String> {
-        Err("saving the state of a table join is not supported yet".into())
+        match self.table {
+            // A lookup keeps only its table's cache, which a restart may start empty.
+            crate::tables::TableSide::Lookup(_) => Ok(None),
+            crate::tables::TableSide::Scan(_) => {
+                Err("saving the state of a scan table join is not supported".into())
+            }
+        }
     }
 }
 

@@ -181,10 +181,9 @@ pub(super) fn render_source<'s>(
                 }
                 let started = Instant::now();
                 // Arrow rows (memory topics, joined streams) pass no decoder; a joined
-                // stream's rows were counted on its own source node.
-                let arrow_rows = matches!(event, SourceEvent::Batch(_));
-                let joined = matches!(&event, SourceEvent::Batch(b)
-                    if b.column_by_name(quiver_compiler::columns::SOURCE_COLUMN).is_some());
+                // stream's rows were decoded and counted on its own source node.
+                let joined = is_joined(&event);
+                let arrow_rows = joined || matches!(event, SourceEvent::Batch(_));
                 if fault.failed() {
                     // A failed rule reads on only to let its source see the end.
                     continue;
@@ -376,6 +375,19 @@ fn restore_source(
         );
     }
     Ok(())
+}
+
+/// True for the rows of a stream joined to the rule's FROM stream (tagged with their stream).
+fn is_joined(event: &SourceEvent) -> bool {
+    let tagged = |b: &RecordBatch| {
+        b.column_by_name(quiver_compiler::columns::SOURCE_COLUMN)
+            .is_some()
+    };
+    match event {
+        SourceEvent::Batch(b) => tagged(b),
+        SourceEvent::Decoded { decoded, .. } => decoded.batches.first().is_some_and(tagged),
+        _ => false,
+    }
 }
 
 fn rule_key(info: &timely::dataflow::operators::generic::OperatorInfo) -> String {

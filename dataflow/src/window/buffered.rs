@@ -327,8 +327,8 @@ impl BufferedWindows {
 
     /// The state (what a checkpoint writes): buffered rows, pending triggers, the count, the
     /// open session and the open state windows, and the state of the per-window chain (the
-    /// WHERE and preparation of an event-time window; the rule's first row time). Rules whose
-    /// chain joins streams are refused checkpoints before they get here.
+    /// WHERE and preparation of an event-time window; the rule's first row time). A stream
+    /// join's rows are buffered here, every stream's, so its open windows are saved whole.
     pub(super) fn save(&self) -> Result<OpState, String> {
         let mut state = OpState::default();
         if let Some(before) = &self.before

@@ -112,8 +112,8 @@ impl Windows {
         }
     }
 
-    /// The state of every open window (what a checkpoint writes). The windows of a stream
-    /// join are refused.
+    /// The state of every open window (what a checkpoint writes), a stream join's buffered
+    /// rows included.
     pub fn save(&self) -> Result<OpState, String> {
         let (kind, inner) = match self {
             Windows::Aligned(w) => (0, w.save()?),
