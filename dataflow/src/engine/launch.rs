@@ -329,135 +329,165 @@ impl Engine {
         });
         let wake_all = wake.clone();
         let ordered = physical.input == crate::physical::Input::FirstWorker;
+        let local = self.inner.workers.local();
         let ingest_tx: Vec<_> = if ordered {
             ingest_tx.into_iter().take(1).collect()
         } else {
             ingest_tx
         };
-        // The other workers' queues are closed now; a worker whose source already looked at
-        // its (then empty) queue must look again, or it would hold back time forever.
-        for i in ingest_tx.len()..n {
-            wake(i);
-        }
-        let mut joined_tasks = Vec::new();
-        for (i, (def, qualifier, m)) in joined.into_iter().enumerate() {
-            let spec = self.rule_source_spec(entry, &def);
-            joined_tasks.extend(self.start_joined_source(
-                &def,
-                &spec,
-                qualifier,
-                i as i64 + 1,
-                physical.event_time.is_some(),
-                m,
-                ingest_tx[0].clone(),
-                wake.clone(),
-                queue,
-                error.clone(),
-            )?);
-        }
-        // qos 1: the queues the logged events are replayed into before the live source starts.
-        let replay_queues = ingest_tx.clone();
-        let replay_wake = wake.clone();
-        let trigger_wake = wake.clone();
-        // `enableSaveStateBeforeStop`: a checkpoint before a stop, which wakes the sources too.
-        let save_before_stop = recovery
-            .as_ref()
-            .filter(|_| super::options::flag(&entry.spec.options, "enableSaveStateBeforeStop"))
-            .map(|r| super::save_state::SaveBeforeStop {
-                checkpointing: r.checkpointing.clone(),
-                wake: wake.clone(),
-                workers: n,
-            });
-        let mut out = SourceOutput::new(ingest_tx, wake);
-        if let Some(r) = &recovery {
-            let log = r
-                .checkpointing
-                .log()
-                .expect("a checkpointed run logs")
-                .clone();
-            out = out.with_log(Arc::new(crate::checkpoint::LogWriter(log)));
-        } else if ordered {
-            // One worker reads every row: a source with a thread of its own (the file source)
-            // decodes there, so decoding runs in parallel with that worker's windows.
-            out = out.with_decoder(dataflow_decoder);
-        }
-        let (source_handle, connection) = if stream.options.shared {
-            let subscriber = Subscriber {
-                key: key.clone(),
-                out,
-                wake_all: Arc::new(move || (0..n).for_each(|i| wake_all(i))),
-                dropped: dropped.clone(),
-            };
-            let connection = self.join_shared(&stream.name, &spec, subscriber, queue)?;
-            (SourceHandle::Shared(stream.name.clone()), connection)
+        let (source_handle, connection, joined_tasks, save_before_stop) = if self.is_follower() {
+            // Sources run on the leader (process 0): this process's workers read nothing, but
+            // their queues stay open until the run stops, so their sources' time moves on
+            // (processing-time ticks) instead of ending the input.
+            let kept: Vec<_> = ingest_tx
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| local.contains(i))
+                .map(|(_, tx)| tx)
+                .collect();
+            for i in local.clone() {
+                wake(i);
+            }
+            (
+                SourceHandle::Elsewhere { _queues: kept },
+                None,
+                Vec::new(),
+                None,
+            )
         } else {
-            let mut source = self.inner.connectors.source(&spec)?;
-            let connection = source.connection();
-            let source_error = error.clone();
-            let rule_id = entry.spec.id.clone();
-            let replay = recovery.as_ref().map(|r| {
+            // The queues of this process's workers only (all of them outside a cluster; on
+            // the leader its first workers'): the others' are read in their own processes.
+            let ingest_tx: Vec<_> = ingest_tx.into_iter().take(local.end).collect();
+            // The other workers' queues are closed now; a worker whose source already looked
+            // at its (then empty) queue must look again, or it would hold back time forever.
+            for i in ingest_tx.len()..n {
+                wake(i);
+            }
+            let mut joined_tasks = Vec::new();
+            for (i, (def, qualifier, m)) in joined.into_iter().enumerate() {
+                let spec = self.rule_source_spec(entry, &def);
+                joined_tasks.extend(self.start_joined_source(
+                    &def,
+                    &spec,
+                    qualifier,
+                    i as i64 + 1,
+                    physical.event_time.is_some(),
+                    m,
+                    ingest_tx[0].clone(),
+                    wake.clone(),
+                    queue,
+                    error.clone(),
+                )?);
+            }
+            // qos 1: the queues the logged events are replayed into before the live source
+            // starts.
+            let replay_queues = ingest_tx.clone();
+            let replay_wake = wake.clone();
+            let trigger_wake = wake.clone();
+            // `enableSaveStateBeforeStop`: a checkpoint before a stop, which wakes the sources
+            // too.
+            let save_before_stop = recovery
+                .as_ref()
+                .filter(|_| super::options::flag(&entry.spec.options, "enableSaveStateBeforeStop"))
+                .map(|r| super::save_state::SaveBeforeStop {
+                    checkpointing: r.checkpointing.clone(),
+                    wake: wake.clone(),
+                    workers: n,
+                });
+            let mut out = SourceOutput::new(ingest_tx, wake);
+            if let Some(r) = &recovery {
                 let log = r
                     .checkpointing
                     .log()
                     .expect("a checkpointed run logs")
                     .clone();
-                (log, r.positions.clone(), replay_queues, replay_wake)
-            });
-            let task = self.inner.runtime.spawn(async move {
-                let replayed = match replay {
-                    None => Ok(0),
-                    Some((log, positions, queues, wake)) => tokio::task::spawn_blocking(move || {
-                        super::recovery::replay(&log, &positions, &queues, &wake)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string())),
-                };
-                let result = match replayed {
-                    Ok(0) => source.run(out).await,
-                    Ok(n) => {
-                        tracing::info!(rule = %rule_id, "replayed {n} logged events after the last checkpoint");
-                        source.run(out).await
-                    }
-                    Err(e) => Err(quiver_connectors::ConnectorError::Fatal {
-                        connector: "input log".into(),
-                        reason: format!("replay failed: {e}"),
-                    }),
-                };
-                // The error is recorded before the workers learn the input ended: the run may
-                // finish as soon as they do, and its status must then say why.
-                if let Err(e) = result
-                    && !matches!(e, quiver_connectors::ConnectorError::Closed)
-                {
-                    tracing::error!(rule = %rule_id, "source failed: {e}");
-                    *source_error.lock().expect("error lock") = Some(e.to_string());
-                }
-                // The queues are closed now; wake every worker so each sees the end of its
-                // input, drops its capability and lets the results drain to the sinks.
-                drop(source);
-                for i in 0..n {
-                    wake_all(i);
-                }
-            });
-            // A failed rule stops reading: its source ends, the workers see the end of input
-            // and the run finishes, "stopped by error" with the panic's message.
-            let (source_task, joined) = (
-                task.abort_handle(),
-                joined_tasks
-                    .iter()
-                    .map(tokio::task::JoinHandle::abort_handle)
-                    .collect::<Vec<_>>(),
-            );
-            let watched = fault.clone();
-            // Kept with the joined sources' tasks, so stopping the rule ends it too.
-            joined_tasks.push(self.inner.runtime.spawn(async move {
-                watched.failed_wait().await;
-                source_task.abort();
-                joined.iter().for_each(tokio::task::AbortHandle::abort);
-            }));
-            if let Some(r) = &recovery {
-                joined_tasks.push(self.checkpoint_trigger(r, n, trigger_wake));
+                out = out.with_log(Arc::new(crate::checkpoint::LogWriter(log)));
+            } else if ordered {
+                // One worker reads every row: a source with a thread of its own (the file source)
+                // decodes there, so decoding runs in parallel with that worker's windows.
+                out = out.with_decoder(dataflow_decoder);
             }
-            (SourceHandle::Own(task), connection)
+            let (source_handle, connection) = if stream.options.shared {
+                let subscriber = Subscriber {
+                    key: key.clone(),
+                    out,
+                    wake_all: Arc::new(move || (0..n).for_each(|i| wake_all(i))),
+                    dropped: dropped.clone(),
+                };
+                let connection = self.join_shared(&stream.name, &spec, subscriber, queue)?;
+                (SourceHandle::Shared(stream.name.clone()), connection)
+            } else {
+                let mut source = self.inner.connectors.source(&spec)?;
+                let connection = source.connection();
+                let source_error = error.clone();
+                let rule_id = entry.spec.id.clone();
+                let replay = recovery.as_ref().map(|r| {
+                    let log = r
+                        .checkpointing
+                        .log()
+                        .expect("a checkpointed run logs")
+                        .clone();
+                    (log, r.positions.clone(), replay_queues, replay_wake)
+                });
+                let task = self.inner.runtime.spawn(async move {
+                    let replayed = match replay {
+                        None => Ok(0),
+                        Some((log, positions, queues, wake)) => {
+                            tokio::task::spawn_blocking(move || {
+                                super::recovery::replay(&log, &positions, &queues, &wake)
+                            })
+                            .await
+                            .unwrap_or_else(|e| Err(e.to_string()))
+                        }
+                    };
+                    let result = match replayed {
+                        Ok(0) => source.run(out).await,
+                        Ok(n) => {
+                            tracing::info!(rule = %rule_id, "replayed {n} logged events after the last checkpoint");
+                            source.run(out).await
+                        }
+                        Err(e) => Err(quiver_connectors::ConnectorError::Fatal {
+                            connector: "input log".into(),
+                            reason: format!("replay failed: {e}"),
+                        }),
+                    };
+                    // The error is recorded before the workers learn the input ended: the run may
+                    // finish as soon as they do, and its status must then say why.
+                    if let Err(e) = result
+                        && !matches!(e, quiver_connectors::ConnectorError::Closed)
+                    {
+                        tracing::error!(rule = %rule_id, "source failed: {e}");
+                        *source_error.lock().expect("error lock") = Some(e.to_string());
+                    }
+                    // The queues are closed now; wake every worker so each sees the end of its
+                    // input, drops its capability and lets the results drain to the sinks.
+                    drop(source);
+                    for i in 0..n {
+                        wake_all(i);
+                    }
+                });
+                // A failed rule stops reading: its source ends, the workers see the end of input
+                // and the run finishes, "stopped by error" with the panic's message.
+                let (source_task, joined) = (
+                    task.abort_handle(),
+                    joined_tasks
+                        .iter()
+                        .map(tokio::task::JoinHandle::abort_handle)
+                        .collect::<Vec<_>>(),
+                );
+                let watched = fault.clone();
+                // Kept with the joined sources' tasks, so stopping the rule ends it too.
+                joined_tasks.push(self.inner.runtime.spawn(async move {
+                    watched.failed_wait().await;
+                    source_task.abort();
+                    joined.iter().for_each(tokio::task::AbortHandle::abort);
+                }));
+                if let Some(r) = &recovery {
+                    joined_tasks.push(self.checkpoint_trigger(r, n, trigger_wake));
+                }
+                (SourceHandle::Own(task), connection)
+            };
+            (source_handle, connection, joined_tasks, save_before_stop)
         };
         entry.run = Some(RuleRun {
             key,
@@ -574,6 +604,8 @@ impl Engine {
                 SourceHandle::Own(task) => task.abort(),
                 SourceHandle::Shared(stream) => self.leave_shared(stream, &run.key),
                 SourceHandle::Grouped(stream, group) => self.leave_group(stream, group, &run.key),
+                // The queues close with the run.
+                SourceHandle::Elsewhere { .. } => {}
             }
             run.joined_tasks.iter().for_each(|t| t.abort());
             self.inner

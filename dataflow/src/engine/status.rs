@@ -171,6 +171,8 @@ impl Engine {
                     (false, None) => ("running".to_string(), String::new()),
                 };
                 let mut metrics = run.metrics.flatten();
+                // In a cluster, the leader answers for every process.
+                self.cluster_metrics(id, &run.key, &mut metrics);
                 if let Some(conn) = &run.connection {
                     connection_metrics(&mut metrics, &run.source_node, conn);
                 }
