@@ -291,8 +291,21 @@ impl Workers {
     /// threads, which end once every other process has stopped its workers too.
     pub fn shutdown(&self) {
         self.broadcast(|| Command::Shutdown);
-        if let Some(guards) = self.guards.lock().expect("guards lock").take() {
-            drop(guards.join());
+        let guards = self
+            .guards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(guards) = guards {
+            // Timely's network threads panic when another process is lost, and joining them
+            // re-raises it: the workers are stopped all the same.
+            let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                drop(guards.join());
+            }));
+            if let Err(panic) = joined {
+                let reason = crate::fault::panic_message(&panic);
+                tracing::warn!("timely's threads ended with a panic: {reason}");
+            }
         }
     }
 }

@@ -30,7 +30,7 @@ impl Drop for Follower {
 /// Two quiverd processes of one worker each: the leader (with the REST API) and a follower.
 struct Cluster {
     leader: Server,
-    _follower: Follower,
+    follower: Follower,
 }
 
 /// A hosts file of two free loopback ports.
@@ -74,10 +74,7 @@ fn cluster(name: &str) -> Cluster {
         .expect("the follower starts");
     let follower = Follower(follower);
     leader.wait_ready();
-    Cluster {
-        leader,
-        _follower: follower,
-    }
+    Cluster { leader, follower }
 }
 
 /// The input: `ROWS` rows over `KEYS` keys in time order, then one row far later that moves
@@ -249,4 +246,26 @@ fn what_a_cluster_cannot_run_yet_is_refused_by_name() {
     assert_eq!(status, 201, "{body}");
     let (status, _) = server.json("GET", "/rules/plain/status", None);
     assert_eq!(status, 200);
+}
+
+#[test]
+fn a_lost_process_stops_the_rules_and_says_the_cluster_must_be_restarted() {
+    let mut cluster = cluster("cluster-lost");
+    let server = &cluster.leader;
+    server.create_stream(
+        r#"CREATE STREAM s (k STRING, v BIGINT) WITH (DATASOURCE="/s", TYPE="httppush", FORMAT="json")"#,
+    );
+    let rule = json!({"id": "w", "sql": "SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)",
+                      "actions": [{"log": {}}]});
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    // Timely's cluster mode has no recovery: a lost process stops every worker.
+    let _ = cluster.follower.0.kill();
+    let _ = cluster.follower.0.wait();
+    let st = wait_rule_status(server, "w", |st| st["status"] == json!("stopped by error"));
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(message.contains("restart every process"), "{st}");
+    // A command that needs every process answers at once, saying why.
+    let (status, body) = server.json("POST", "/rules/w/stop", None);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.to_string().contains("restart every process"), "{body}");
 }

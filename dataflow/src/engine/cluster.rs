@@ -162,6 +162,9 @@ impl Engine {
     /// its result. `None` outside a cluster (the caller applies the command itself).
     pub(super) fn sequenced(&self, control: Control) -> Option<Result<(), EngineError>> {
         let cluster = self.cluster()?;
+        if let Some(reason) = self.workers_stopped() {
+            return Some(Err(EngineError::Runtime(reason)));
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         // The applier takes this lock to answer: holding it while the item goes in puts the
         // ticket in the map before its result can come.
@@ -169,19 +172,41 @@ impl Engine {
         let ticket = self.put_in_sequence(control);
         waiting.insert(ticket, tx);
         drop(waiting);
-        Some(match rx.recv_timeout(APPLY_TIMEOUT) {
-            Ok(result) => result,
-            Err(_) => {
-                cluster
-                    .waiting
-                    .lock()
-                    .expect("waiting lock")
-                    .remove(&ticket);
-                Err(EngineError::Runtime(format!(
+        let deadline = std::time::Instant::now() + APPLY_TIMEOUT;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(result) => return Some(result),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    if std::time::Instant::now() < deadline
+                        && self.inner.workers.dead().is_none() => {}
+                Err(_) => break,
+            }
+        }
+        cluster
+            .waiting
+            .lock()
+            .expect("waiting lock")
+            .remove(&ticket);
+        Some(Err(EngineError::Runtime(
+            self.workers_stopped().unwrap_or_else(|| {
+                format!(
                     "the cluster did not apply the command within {} s",
                     APPLY_TIMEOUT.as_secs()
-                )))
-            }
+                )
+            }),
+        )))
+    }
+
+    /// Why this process's workers stopped, if one did. In a cluster that is most often a
+    /// lost process or connection, which timely cannot recover from.
+    pub(super) fn workers_stopped(&self) -> Option<String> {
+        let reason = self.inner.workers.dead()?;
+        Some(match self.cluster() {
+            None => reason,
+            Some(_) => format!(
+                "the cluster stopped: a process or its connection was lost ({reason}); timely's \
+                 cluster mode cannot recover from that: restart every process"
+            ),
         })
     }
 

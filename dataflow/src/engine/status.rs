@@ -164,7 +164,7 @@ impl Engine {
                     .lock()
                     .expect("error lock")
                     .clone()
-                    .or_else(|| self.inner.workers.dead());
+                    .or_else(|| self.workers_stopped());
                 let (status, message) = match (finished, error) {
                     (_, Some(e)) => ("stopped by error".to_string(), e),
                     (true, None) => ("stopped".to_string(), "input ended".to_string()),
