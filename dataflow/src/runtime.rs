@@ -84,9 +84,7 @@ impl Workers {
         // engine sees each item once.
         let (sequenced_tx, sequenced_rx) = channel::<String>();
         let sequenced_tx = Mutex::new(Some(sequenced_tx));
-        // One clock for the sequencers of this process's workers: the sequencer orders items
-        // by it, and workers whose clocks lag make the others wait (`Sequencer` catch-up).
-        let sequence_clock = std::time::Instant::now();
+        let sequence_clock = sequence_clock();
         let n = local.len();
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| channel::<Command>()).unzip();
         let receivers: Arc<Mutex<Vec<Option<Receiver<Command>>>>> =
@@ -308,6 +306,19 @@ impl Workers {
             }
         }
     }
+}
+
+/// The sequencers' clock: the Unix epoch as an `Instant`. A sequencer stamps items with the
+/// time since it and releases one only once every worker's clock has passed its stamp, so
+/// clocks started at each process's own start would hold every command back by the time
+/// between the processes' starts; the wall clock holds it back by the machines' skew only.
+fn sequence_clock() -> std::time::Instant {
+    let now = std::time::Instant::now();
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|since| now.checked_sub(since))
+        .unwrap_or(now)
 }
 
 impl Drop for Workers {

@@ -230,6 +230,15 @@ fn what_a_cluster_cannot_run_yet_is_refused_by_name() {
             "{options}: {body}"
         );
     }
+    let named = json!({"id": "named", "sql": "SELECT * FROM s",
+        "actions": [{"mqtt": {"connectionSelector": "shared", "topic": "t"}}]});
+    let (status, body) = server.json("POST", "/rules", Some(named));
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("connectionSelector") && message.contains("cluster mode"),
+        "{body}"
+    );
     // Bad SQL answers with its position, before anything reaches the other process.
     let (status, body) = server.json(
         "POST",

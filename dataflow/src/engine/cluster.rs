@@ -374,6 +374,19 @@ impl Engine {
         if !plan.plan.joined_streams().is_empty() {
             return Err(refused("a join of streams"));
         }
+        // Named connections are registered on the leader only (`/connections`); a follower
+        // could not make the sink, and would build other dataflows than the leader.
+        let named = |props: &Value| {
+            props.as_object().is_some_and(|p| {
+                p.keys()
+                    .any(|k| k.eq_ignore_ascii_case("connectionSelector"))
+            })
+        };
+        if spec.actions.iter().any(|a| named(&a.props)) {
+            return Err(refused(
+                "sink property connectionSelector (named connections)",
+            ));
+        }
         Ok(())
     }
 
