@@ -173,14 +173,26 @@ impl Engine {
         waiting.insert(ticket, tx);
         drop(waiting);
         let deadline = std::time::Instant::now() + APPLY_TIMEOUT;
-        loop {
+        let wait = || loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(result) => return Some(result),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                     if std::time::Instant::now() < deadline
                         && self.inner.workers.dead().is_none() => {}
-                Err(_) => break,
+                Err(_) => return None,
             }
+        };
+        // API handlers call this from the async runtime: the wait must not hold up the other
+        // tasks of the runtime thread it blocks.
+        let in_pool = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let applied = if in_pool {
+            tokio::task::block_in_place(wait)
+        } else {
+            wait()
+        };
+        if applied.is_some() {
+            return applied;
         }
         cluster
             .waiting
