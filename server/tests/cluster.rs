@@ -121,6 +121,7 @@ async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_e
         "options": {"isEventTime": true, "lateTolerance": 0},
         "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": out, "sendSingle": true}}]
     });
+    let window_rule = rule.clone();
     let (status, body) = tokio::task::block_in_place(|| server.call("POST", "/rules", Some(rule)));
     assert_eq!(status, 201, "{body}");
     // The plan spreads the window's groups over both processes' workers.
@@ -128,29 +129,50 @@ async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_e
         tokio::task::block_in_place(|| server.call("GET", "/rules/windows/explain", None));
     assert!(plan.contains("Window by key"), "{plan}");
 
+    // The same rows in processing time: the leader's workers read them, and the follower's
+    // sources, which read nothing, keep its windows' time moving so they close.
+    let out_now = format!("quiver-cluster/{}/now", unique());
+    let mut now_subscriber = TestClient::start(1883, Some(out_now.clone()));
+    now_subscriber.subscribed().await;
+    let rule = json!({
+        "id": "now",
+        "sql": "SELECT k, count(*) AS c, sum(v) AS total FROM readings GROUP BY k, TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": out_now, "sendSingle": true}}]
+    });
+    let (status, body) = tokio::task::block_in_place(|| server.call("POST", "/rules", Some(rule)));
+    assert_eq!(status, 201, "{body}");
+
     for row in input() {
         let (status, body) = tokio::task::block_in_place(|| server.push(&path, &row.to_string()));
         assert_eq!(status, 200, "{body}");
     }
     let want = expected();
-    let mut got = BTreeMap::new();
-    while got.len() < want.len() {
-        let p = subscriber.next_publish().await;
-        let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
-        let key = (
-            row["k"].as_str().expect("a key").to_string(),
-            row["ws"].as_i64().expect("a window start"),
-        );
-        let value = (
-            row["c"].as_i64().expect("a count"),
-            row["total"].as_i64().expect("a sum"),
-        );
-        assert!(
-            got.insert(key, value).is_none(),
-            "a window emitted twice: {row}"
-        );
+    assert_eq!(window_results(&mut subscriber, want.len()).await, want);
+    // However the wall clock cut the windows, they add up to the input, per key.
+    let mut want_now: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for row in input() {
+        let e = want_now
+            .entry(row["k"].as_str().expect("a key").to_string())
+            .or_default();
+        *e = (e.0 + 1, e.1 + row["v"].as_i64().expect("a value"));
     }
-    assert_eq!(got, want);
+    let mut got_now: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    while got_now != want_now {
+        let p = now_subscriber.next_publish().await;
+        let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
+        let e = got_now
+            .entry(row["k"].as_str().expect("a key").to_string())
+            .or_default();
+        *e = (
+            e.0 + row["c"].as_i64().expect("a count"),
+            e.1 + row["total"].as_i64().expect("a sum"),
+        );
+        // No key gets more rows than it was sent.
+        let within = got_now
+            .iter()
+            .all(|(k, g)| want_now.get(k).is_some_and(|w| g.0 <= w.0));
+        assert!(within, "{got_now:?}");
+    }
 
     // Both processes' windows took rows: the status on process 0 answers for the cluster.
     // Each process's counters (`process_<p>_op_3_window_records_in_total`), or the rule's
@@ -183,12 +205,47 @@ async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_e
     // The rule's own counters are summed over the processes.
     assert_eq!(window_in(&st, "op_"), rows, "{st}");
 
-    // A stop and a delete reach both processes: the rule can be made again under its id.
+    // A stop and a delete reach both processes, and a new run builds its dataflow on both
+    // again: the rule made again under its id computes the same windows.
     tokio::task::block_in_place(|| {
         assert_eq!(server.call("POST", "/rules/windows/stop", None).0, 200);
         assert_eq!(server.call("DELETE", "/rules/windows", None).0, 200);
+        assert_eq!(server.call("DELETE", "/rules/now", None).0, 200);
+        assert_eq!(server.call("POST", "/rules", Some(window_rule)).0, 201);
+        for row in input() {
+            assert_eq!(server.push(&path, &row.to_string()).0, 200);
+        }
+    });
+    assert_eq!(window_results(&mut subscriber, want.len()).await, want);
+    tokio::task::block_in_place(|| {
+        assert_eq!(server.call("DELETE", "/rules/windows", None).0, 200);
         assert_eq!(server.call("DELETE", "/streams/readings", None).0, 200);
     });
+}
+
+/// The next `n` window results on `subscriber`: per key and window start, the count and sum.
+async fn window_results(
+    subscriber: &mut TestClient,
+    n: usize,
+) -> BTreeMap<(String, i64), (i64, i64)> {
+    let mut got = BTreeMap::new();
+    while got.len() < n {
+        let p = subscriber.next_publish().await;
+        let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
+        let key = (
+            row["k"].as_str().expect("a key").to_string(),
+            row["ws"].as_i64().expect("a window start"),
+        );
+        let value = (
+            row["c"].as_i64().expect("a count"),
+            row["total"].as_i64().expect("a sum"),
+        );
+        assert!(
+            got.insert(key, value).is_none(),
+            "a window emitted twice: {row}"
+        );
+    }
+    got
 }
 
 #[test]
