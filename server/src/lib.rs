@@ -266,7 +266,24 @@ async fn follow(
         workers = ?engine.workers(),
         "following process 0 of the cluster"
     );
-    shutdown.await;
+    // A follower serves nothing: once its workers stop (the cluster lost a process) it has
+    // nothing left to do, and exits so that a service manager sees it.
+    let watched = engine.clone();
+    let lost = async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if let Some(reason) = watched.workers_stopped() {
+                return reason;
+            }
+        }
+    };
+    let lost = tokio::select! {
+        _ = shutdown => None,
+        reason = lost => Some(reason),
+    };
     tokio::task::spawn_blocking(move || engine.shutdown()).await?;
-    Ok(())
+    match lost {
+        None => Ok(()),
+        Some(reason) => Err(anyhow::anyhow!(reason)),
+    }
 }

@@ -335,3 +335,29 @@ fn a_lost_process_stops_the_rules_and_says_the_cluster_must_be_restarted() {
     assert_eq!(status, 500, "{body}");
     assert!(body.to_string().contains("restart every process"), "{body}");
 }
+
+#[test]
+fn a_follower_that_lost_the_leader_exits_with_the_reason() {
+    let Cluster {
+        leader,
+        mut follower,
+    } = cluster("cluster-leader-lost");
+    leader.create_stream(
+        r#"CREATE STREAM s (k STRING) WITH (DATASOURCE="/s", TYPE="httppush", FORMAT="json")"#,
+    );
+    // Killed as a crash would, with no chance to stop the others.
+    leader.kill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = follower.0.try_wait().expect("the follower's status") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // A service manager sees a failure (the log says why: "the cluster stopped: ...").
+    assert!(!status.success(), "{status}");
+}

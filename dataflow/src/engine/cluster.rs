@@ -211,7 +211,7 @@ impl Engine {
 
     /// Why this process's workers stopped, if one did. In a cluster that is most often a
     /// lost process or connection, which timely cannot recover from.
-    pub(super) fn workers_stopped(&self) -> Option<String> {
+    pub fn workers_stopped(&self) -> Option<String> {
         let reason = self.inner.workers.dead()?;
         Some(match self.cluster() {
             None => reason,
