@@ -6,8 +6,10 @@
 //!
 //! The workers may be one process's share of a cluster ([`ClusterConfig`]): worker indexes are
 //! then global (`process * threads + thread`), and this runtime reaches only its own workers.
-//! Every process must be sent the same commands in the same order; that is for whoever drives
-//! the processes, not for this module.
+//! Every process must be sent the same commands in the same order. For that, a cluster's
+//! workers build a timely `Sequencer` as their first dataflow: an item one process puts in
+//! ([`Workers::sequence`]) comes out of every process ([`Workers::sequenced`]) in one total
+//! order, which the engine's control plane (`engine/cluster.rs`) applies commands in.
 
 mod cluster;
 
@@ -33,6 +35,8 @@ pub enum Command {
     CreateTable(Arc<crate::tables::feed::TableFeed>),
     /// Drop a table's dataflows (its indexes, then its base arrangement).
     DropTable(String),
+    /// Put this item in the cluster's sequence (sent to one worker of the process only).
+    Sequence(String),
     /// Leave the worker loop.
     Shutdown,
 }
@@ -49,6 +53,10 @@ pub struct Workers {
     local: Range<usize>,
     /// Workers over all processes.
     peers: usize,
+    /// In a cluster: what comes out of the sequence, in its order (taken once, by the engine).
+    sequenced: Mutex<Option<Receiver<String>>>,
+    /// In a cluster: this process's index and the number of processes.
+    cluster: Option<(usize, usize)>,
 }
 
 impl Workers {
@@ -67,7 +75,16 @@ impl Workers {
     /// Starts the workers `placement` puts in this process.
     fn start_on(placement: Placement) -> Result<Workers, String> {
         let (local, peers) = (placement.local(), placement.peers());
+        let cluster = match &placement {
+            Placement::Process(_) => None,
+            Placement::Cluster(c) => Some((c.process, c.addresses.len())),
+        };
         let first = local.start;
+        // The sequence's output leaves the process through its first worker only, so the
+        // engine sees each item once.
+        let (sequenced_tx, sequenced_rx) = channel::<String>();
+        let sequenced_tx = Mutex::new(Some(sequenced_tx));
+        let sequence_clock = sequence_clock();
         let n = local.len();
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| channel::<Command>()).unzip();
         let receivers: Arc<Mutex<Vec<Option<Receiver<Command>>>>> =
@@ -84,6 +101,15 @@ impl Workers {
                 .take()
                 .expect("each worker takes its own command queue once");
             worker_threads.lock().expect("threads lock")[slot] = Some(std::thread::current());
+            // Before any other dataflow: timely matches dataflows by creation order, and every
+            // worker of every process builds this one first.
+            let mut sequencer = cluster
+                .map(|_| timely::synchronization::Sequencer::<String>::new(worker, sequence_clock));
+            let sequenced_out = if slot == 0 {
+                sequenced_tx.lock().expect("sequence lock").take()
+            } else {
+                None
+            };
             // Each rule run's dataflow and the table indexes (table, id) it reads.
             let mut dataflows: HashMap<String, (usize, Vec<(String, String)>)> = HashMap::new();
             loop {
@@ -134,7 +160,13 @@ impl Workers {
                         Command::DropTable(name) => {
                             crate::tables::arrangement::drop_table(worker, &name)
                         }
+                        Command::Sequence(item) => {
+                            if let Some(s) = sequencer.as_mut() {
+                                s.push(item);
+                            }
+                        }
                         Command::Shutdown => {
+                            drop(sequencer.take());
                             crate::tables::arrangement::drop_all(worker);
                             // timely waits for installed dataflows to complete after this
                             // closure returns; running rules never complete, so drop them.
@@ -151,6 +183,14 @@ impl Workers {
                 let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     worker.step_or_park(Some(Duration::from_millis(100)))
                 }));
+                if let Some(s) = sequencer.as_mut() {
+                    for item in s.by_ref() {
+                        if let Some(out) = &sequenced_out {
+                            // The engine may be gone while the workers stop.
+                            let _ = out.send(item);
+                        }
+                    }
+                }
                 if let Err(panic) = step {
                     let reason = crate::fault::panic_message(&panic);
                     tracing::error!("timely worker {index} stopped after a panic: {reason}");
@@ -176,7 +216,34 @@ impl Workers {
             guards: Mutex::new(Some(guards)),
             local,
             peers,
+            sequenced: Mutex::new(cluster.map(|_| sequenced_rx)),
+            cluster,
         })
+    }
+
+    /// In a cluster, this process's index and the number of processes.
+    pub fn cluster(&self) -> Option<(usize, usize)> {
+        self.cluster
+    }
+
+    /// Puts `item` in the cluster's sequence: every process gets it from [`Workers::sequenced`],
+    /// in the same order relative to every other item. Ignored outside a cluster.
+    pub fn sequence(&self, item: String) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let senders = self.senders.lock().expect("senders lock");
+        if let Some(tx) = senders.first() {
+            let _ = tx.send(Command::Sequence(item));
+        }
+        drop(senders);
+        self.unpark_all();
+    }
+
+    /// The items of the cluster's sequence as they come out, in order; `None` outside a
+    /// cluster or once taken.
+    pub fn sequenced(&self) -> Option<Receiver<String>> {
+        self.sequenced.lock().expect("sequenced lock").take()
     }
 
     /// Why a worker stopped, if one did (a panic that escaped the operators' guards).
@@ -222,10 +289,36 @@ impl Workers {
     /// threads, which end once every other process has stopped its workers too.
     pub fn shutdown(&self) {
         self.broadcast(|| Command::Shutdown);
-        if let Some(guards) = self.guards.lock().expect("guards lock").take() {
-            drop(guards.join());
+        let guards = self
+            .guards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(guards) = guards {
+            // Timely's network threads panic when another process is lost, and joining them
+            // re-raises it: the workers are stopped all the same.
+            let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                drop(guards.join());
+            }));
+            if let Err(panic) = joined {
+                let reason = crate::fault::panic_message(&panic);
+                tracing::warn!("timely's threads ended with a panic: {reason}");
+            }
         }
     }
+}
+
+/// The sequencers' clock: the Unix epoch as an `Instant`. A sequencer stamps items with the
+/// time since it and releases one only once every worker's clock has passed its stamp, so
+/// clocks started at each process's own start would hold every command back by the time
+/// between the processes' starts; the wall clock holds it back by the machines' skew only.
+fn sequence_clock() -> std::time::Instant {
+    let now = std::time::Instant::now();
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|since| now.checked_sub(since))
+        .unwrap_or(now)
 }
 
 impl Drop for Workers {

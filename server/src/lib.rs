@@ -49,6 +49,8 @@ pub struct Settings {
     /// How long a rule test may wait unstarted, or run without a client, before it is removed
     /// (`--ruletest-idle-timeout`).
     pub ruletest_idle: std::time::Duration,
+    /// This process's place in a cluster (`--cluster-hosts`, `--process`); `None` runs alone.
+    pub cluster: Option<quiver_dataflow::runtime::ClusterConfig>,
 }
 
 /// Reads connection profiles: source type → profile name (`CONF_KEY`) → properties.
@@ -125,19 +127,14 @@ pub async fn serve(
         .as_ref()
         .map(tls::TlsFiles::server_config)
         .transpose()?;
+    if let Some(cluster) = settings.cluster.clone().filter(|c| c.process != 0) {
+        return follow(settings, cluster, shutdown).await;
+    }
     let catalog = catalog::Catalog::open(&settings.data_dir)?;
     quiver_compiler::functions::set_keyed_state_store(Some(Arc::new(catalog::KeyedState::open(
         &settings.data_dir,
     )?)));
-    let engine = Engine::start(
-        EngineConfig {
-            workers: settings.workers,
-            data_dir: Some(settings.data_dir.clone()),
-            ..Default::default()
-        },
-        tokio::runtime::Handle::current(),
-        Connectors::new(),
-    )?;
+    let engine = start_engine(&settings)?;
     let profiles = profiles::Profiles::new(match &settings.config {
         Some(path) => load_profiles(path)?,
         None => Default::default(),
@@ -226,4 +223,67 @@ pub async fn serve(
     let engine2 = engine.clone();
     tokio::task::spawn_blocking(move || engine2.shutdown()).await?;
     Ok(())
+}
+
+/// The engine of this process: alone, or the leader of a cluster (process 0), which waits
+/// here until every other process is connected.
+fn start_engine(settings: &Settings) -> anyhow::Result<Engine> {
+    let config = EngineConfig {
+        workers: settings.workers,
+        data_dir: Some(settings.data_dir.clone()),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Handle::current();
+    Ok(match &settings.cluster {
+        None => Engine::start(config, runtime, Connectors::new())?,
+        Some(cluster) => {
+            let engine =
+                Engine::start_cluster(config, cluster.clone(), runtime, Connectors::new())?;
+            tracing::info!(
+                process = cluster.process,
+                processes = cluster.addresses.len(),
+                "cluster connected"
+            );
+            engine
+        }
+    })
+}
+
+/// A follower of a cluster (a process other than 0): its engine applies what the leader
+/// sequences and runs its share of every rule's dataflow; it serves no API and keeps no
+/// catalog. Connection profiles come from `--config`, as on the leader.
+async fn follow(
+    settings: Settings,
+    cluster: quiver_dataflow::runtime::ClusterConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let engine = start_engine(&settings)?;
+    if let Some(path) = &settings.config {
+        engine.set_source_profiles(load_profiles(path)?);
+    }
+    tracing::info!(
+        process = cluster.process,
+        workers = ?engine.workers(),
+        "following process 0 of the cluster"
+    );
+    // A follower serves nothing: once its workers stop (the cluster lost a process) it has
+    // nothing left to do, and exits so that a service manager sees it.
+    let watched = engine.clone();
+    let lost = async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if let Some(reason) = watched.workers_stopped() {
+                return reason;
+            }
+        }
+    };
+    let lost = tokio::select! {
+        _ = shutdown => None,
+        reason = lost => Some(reason),
+    };
+    tokio::task::spawn_blocking(move || engine.shutdown()).await?;
+    match lost {
+        None => Ok(()),
+        Some(reason) => Err(anyhow::anyhow!(reason)),
+    }
 }

@@ -17,6 +17,7 @@ const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir
                [--auth jwt|none] [--auth-token-file FILE] [--allow-origin ORIGIN]...
                [--allow-host NAME]... [--allow-unauthenticated] [--tls-cert PEM --tls-key PEM]
                [--ruletest-idle-timeout SECS] [--log-format text|json]
+               [--cluster-hosts FILE --process N]
        quiverd run --stream SQL --rule RULE [--workers N]   (one rule to completion; run --help)
   --bind      REST API address (env QUIVER_BIND, default 127.0.0.1:9081)
   --push-bind HTTP push source address (env QUIVER_PUSH_BIND, default 127.0.0.1:10081)
@@ -48,7 +49,12 @@ const USAGE: &str = "usage: quiverd [--bind ADDR] [--push-bind ADDR] [--data-dir
   --log-format text|json
               log lines as text (default; coloured only on a terminal) or as one JSON
               object per line for log collectors (env QUIVER_LOG_FORMAT); the level comes
-              from RUST_LOG (default info)";
+              from RUST_LOG (default info)
+  --cluster-hosts FILE, --process N
+              run as process N (from 0) of a cluster: FILE lists every process's
+              host:port, one a line (# comments), the same file and --workers in every
+              process. Process 0 serves the REST API and keeps the catalog; the others
+              serve nothing and run their share of every rule (docs/cluster.md)";
 
 fn settings() -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok();
@@ -67,13 +73,22 @@ fn settings() -> anyhow::Result<Settings> {
     let mut tls_cert = env("QUIVER_TLS_CERT");
     let mut tls_key = env("QUIVER_TLS_KEY");
     let mut ruletest_idle = quiver_server::ruletest::IDLE_TIMEOUT;
+    let mut cluster_hosts: Option<String> = None;
+    let mut process: Option<String> = None;
+    // Flags only process 0 of a cluster has a use for, given explicitly.
+    let mut serving_flags: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
                 .with_context(|| format!("{arg} needs a value\n{USAGE}"))
         };
+        if matches!(arg.as_str(), "--bind" | "--push-bind") {
+            serving_flags.push(arg.clone());
+        }
         match arg.as_str() {
+            "--cluster-hosts" => cluster_hosts = Some(value()?),
+            "--process" => process = Some(value()?),
             "--bind" => bind = value()?,
             "--data-dir" => data_dir = value()?,
             "--push-bind" => push_bind = value()?,
@@ -122,7 +137,9 @@ fn settings() -> anyhow::Result<Settings> {
         Some(w) => w.parse().context("--workers needs a number")?,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let cluster = cluster_settings(cluster_hosts, process, workers, &serving_flags)?;
     Ok(Settings {
+        cluster,
         bind: bind
             .parse::<SocketAddr>()
             .with_context(|| format!("--bind: \"{bind}\" is not an address like 127.0.0.1:9081"))?,
@@ -137,6 +154,75 @@ fn settings() -> anyhow::Result<Settings> {
         tls,
         ruletest_idle,
     })
+}
+
+/// The cluster description from `--cluster-hosts` and `--process`: both or neither.
+fn cluster_settings(
+    hosts: Option<String>,
+    process: Option<String>,
+    workers: usize,
+    serving_flags: &[String],
+) -> anyhow::Result<Option<quiver_dataflow::runtime::ClusterConfig>> {
+    let (hosts, process) = match (hosts, process) {
+        (None, None) => return Ok(None),
+        (Some(h), Some(p)) => (h, p),
+        (Some(_), None) => {
+            anyhow::bail!("--cluster-hosts needs --process, this process's index in the file")
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("--process needs --cluster-hosts, the file of the cluster's addresses")
+        }
+    };
+    let process: usize = process
+        .parse()
+        .with_context(|| format!("--process: \"{process}\" is not a process index (0, 1, ...)"))?;
+    let text = std::fs::read_to_string(&hosts)
+        .with_context(|| format!("--cluster-hosts: reading {hosts}"))?;
+    let mut addresses = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        // Timely resolves names itself; a port is all that must be there.
+        if line
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            anyhow::bail!(
+                "--cluster-hosts {hosts}, line {}: \"{line}\" is not host:port",
+                n + 1
+            );
+        }
+        if addresses.iter().any(|a| a == line) {
+            anyhow::bail!("--cluster-hosts {hosts}: \"{line}\" is listed twice");
+        }
+        addresses.push(line.to_string());
+    }
+    if process >= addresses.len() {
+        anyhow::bail!(
+            "--process {process}: {hosts} lists {} processes (indexes 0 to {})",
+            addresses.len(),
+            addresses.len().saturating_sub(1)
+        );
+    }
+    if process != 0
+        && let Some(flag) = serving_flags.first()
+    {
+        anyhow::bail!(
+            "{flag}: process {process} of a cluster serves nothing; process 0 serves the REST \
+             API and the push listener"
+        );
+    }
+    let cluster = quiver_dataflow::runtime::ClusterConfig {
+        process,
+        addresses,
+        threads: workers,
+    };
+    cluster
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--cluster-hosts: {e}"))?;
+    Ok(Some(cluster))
 }
 
 async fn shutdown_signal() {

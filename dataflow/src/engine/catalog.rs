@@ -56,7 +56,26 @@ impl Engine {
     /// Runs a `CREATE STREAM` or `CREATE TABLE` statement. A table starts reading its source
     /// at once and keeps its rows for every rule that joins it.
     pub fn create_stream(&self, sql: &str) -> Result<StreamDef, EngineError> {
+        if self.cluster().is_some() {
+            let (def, _) = self.checked_stream(sql)?;
+            self.refuse_stream_in_cluster(&def)?;
+            let control = super::cluster::Control::CreateStream {
+                sql: sql.to_string(),
+            };
+            if let Some(applied) = self.sequenced(control) {
+                applied?;
+                return self.stream(&def.name).ok_or_else(|| {
+                    EngineError::NotFound(format!("stream \"{}\" not found", def.name))
+                });
+            }
+        }
+        self.create_stream_here(sql)
+    }
+
+    /// [`Engine::create_stream`] in this process only.
+    pub(super) fn create_stream_here(&self, sql: &str) -> Result<StreamDef, EngineError> {
         let (def, lookup) = self.checked_stream(sql)?;
+        self.refuse_stream_in_cluster(&def)?;
         let mut streams = self.inner.streams.write().expect("streams lock");
         if streams.contains_key(&def.name) {
             return Err(EngineError::Duplicate(format!(
@@ -342,6 +361,15 @@ impl Engine {
 
     /// Drops a stream; refused while rules use it.
     pub fn drop_stream(&self, name: &str) -> Result<(), EngineError> {
+        let control = super::cluster::Control::DropStream {
+            name: name.to_string(),
+        };
+        self.sequenced(control)
+            .unwrap_or_else(|| self.drop_stream_here(name))
+    }
+
+    /// [`Engine::drop_stream`] in this process only.
+    pub(super) fn drop_stream_here(&self, name: &str) -> Result<(), EngineError> {
         let rules = self.inner.rules.lock().expect("rules lock");
         let users: Vec<&str> = rules
             .values()

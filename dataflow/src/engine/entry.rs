@@ -74,4 +74,9 @@ pub(super) enum SourceHandle {
     Shared(String),
     /// Membership in the rule group of this shared stream.
     Grouped(String, Arc<crate::render::group::RuleGroup>),
+    /// Read in another process of the cluster (the leader). This process's workers read
+    /// nothing; their queues are held open (never sent to) until the run ends.
+    Elsewhere {
+        _queues: Vec<tokio::sync::mpsc::Sender<quiver_connectors::SourceEvent>>,
+    },
 }

@@ -352,201 +352,227 @@ impl Engine {
         });
         let wake_all = wake.clone();
         let ordered = physical.input == crate::physical::Input::FirstWorker;
+        let local = self.inner.workers.local();
         let ingest_tx: Vec<_> = if ordered {
             ingest_tx.into_iter().take(1).collect()
         } else {
             ingest_tx
         };
-        // The other workers' queues are closed now; a worker whose source already looked at
-        // its (then empty) queue must look again, or it would hold back time forever.
-        for i in ingest_tx.len()..n {
-            wake(i);
-        }
-        let mut joined_tasks = Vec::new();
-        // qos 1 and 2 with joins: the FROM stream's source and the joined ones write worker 0's
-        // log and queue in turns, and the joined ones wait until the log is replayed.
-        let order = Arc::new(tokio::sync::Mutex::new(()));
-        let (replayed_tx, replayed_rx) = watch::channel(recovery.is_none());
-        let mut prepares: Vec<crate::checkpoint::PrepareJoined> = Vec::new();
-        // Every joined source's spec is ready (and its session checked) before any starts.
-        let mut specs = Vec::new();
-        for (def, _, _) in &joined {
-            let mut spec = self.rule_source_spec(entry, def);
-            if recovery.is_some() {
-                let client_id = format!("quiver-{}-{}", entry.spec.id, def.name);
-                if let Some(id) = super::recovery::durable_source(client_id, &mut spec)? {
-                    if let Some((_, other)) = sessions.iter().find(|(s, _)| *s == id) {
-                        return Err(EngineError::Invalid(format!(
-                            "rule options qos = 1 and 2 keep a persistent MQTT session per stream: streams \"{other}\" and \"{}\" name the same clientid \"{id}\"",
-                            def.name
-                        )));
-                    }
-                    sessions.push((id, def.name.clone()));
-                }
+        let (source_handle, connection, joined_tasks, save_before_stop) = if self.is_follower() {
+            // Sources run on the leader (process 0): this process's workers read nothing, but
+            // their queues stay open until the run stops, so their sources' time moves on
+            // (processing-time ticks) instead of ending the input.
+            let kept: Vec<_> = ingest_tx
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| local.contains(i))
+                .map(|(_, tx)| tx)
+                .collect();
+            for i in local.clone() {
+                wake(i);
             }
-            specs.push(spec);
-        }
-        for (i, ((def, qualifier, m), spec)) in joined.into_iter().zip(specs).enumerate() {
-            let prepare = self.joined_rows(
-                &def,
-                qualifier,
-                i as i64 + 1,
-                physical.event_time.is_some(),
-                m,
-            )?;
-            prepares.push(prepare.clone());
-            let logged = recovery.as_ref().map(|r| JoinedLogging {
-                writer: crate::checkpoint::JoinedLogWriter {
-                    log: r
-                        .checkpointing
-                        .log()
-                        .expect("a checkpointed run logs")
-                        .clone(),
-                    source: i as u32 + 1,
-                    prepare: prepare.clone(),
-                },
-                order: order.clone(),
-                replayed: replayed_rx.clone(),
-            });
-            joined_tasks.extend(self.start_joined_source(
-                &def,
-                &spec,
-                prepare,
-                ingest_tx[0].clone(),
-                wake.clone(),
-                queue,
-                error.clone(),
-                logged,
-            )?);
-        }
-        // qos 1: the queues the logged events are replayed into before the live source starts.
-        let replay_queues = ingest_tx.clone();
-        let replay_wake = wake.clone();
-        let trigger_wake = wake.clone();
-        // `enableSaveStateBeforeStop`: a checkpoint before a stop, which wakes the sources too.
-        let save_before_stop = recovery
-            .as_ref()
-            .filter(|_| super::options::flag(&entry.spec.options, "enableSaveStateBeforeStop"))
-            .map(|r| super::save_state::SaveBeforeStop {
-                checkpointing: r.checkpointing.clone(),
-                wake: wake.clone(),
-                workers: n,
-            });
-        let mut out = SourceOutput::new(ingest_tx, wake);
-        if let Some(r) = &recovery {
-            let log = r
-                .checkpointing
-                .log()
-                .expect("a checkpointed run logs")
-                .clone();
-            out = out.with_log(Arc::new(crate::checkpoint::LogWriter(log)));
-            if !physical.joined.is_empty() {
-                out = out.with_order(order);
-            }
-        } else if ordered {
-            // One worker reads every row: a source with a thread of its own (the file source)
-            // decodes there, so decoding runs in parallel with that worker's windows.
-            out = out.with_decoder(dataflow_decoder);
-        }
-        let (source_handle, connection) = if stream.options.shared {
-            let subscriber = Subscriber {
-                key: key.clone(),
-                out,
-                wake_all: Arc::new(move || (0..n).for_each(|i| wake_all(i))),
-                dropped: dropped.clone(),
-            };
-            let connection = self.join_shared(&stream.name, &spec, subscriber, queue)?;
-            (SourceHandle::Shared(stream.name.clone()), connection)
+            (
+                SourceHandle::Elsewhere { _queues: kept },
+                None,
+                Vec::new(),
+                None,
+            )
         } else {
-            let mut source = self.inner.connectors.source(&spec)?;
-            let connection = source.connection();
-            let source_error = error.clone();
-            let rule_id = entry.spec.id.clone();
-            let replay = recovery.as_ref().map(|r| {
+            // The queues of this process's workers only (all of them outside a cluster; on
+            // the leader its first workers'): the others' are read in their own processes.
+            let ingest_tx: Vec<_> = ingest_tx.into_iter().take(local.end).collect();
+            // The other workers' queues are closed now; a worker whose source already looked
+            // at its (then empty) queue must look again, or it would hold back time forever.
+            for i in ingest_tx.len()..n {
+                wake(i);
+            }
+            let mut joined_tasks = Vec::new();
+            // qos 1 and 2 with joins: the FROM stream's source and the joined ones write worker 0's
+            // log and queue in turns, and the joined ones wait until the log is replayed.
+            let order = Arc::new(tokio::sync::Mutex::new(()));
+            let (replayed_tx, replayed_rx) = watch::channel(recovery.is_none());
+            let mut prepares: Vec<crate::checkpoint::PrepareJoined> = Vec::new();
+            // Every joined source's spec is ready (and its session checked) before any starts.
+            let mut specs = Vec::new();
+            for (def, _, _) in &joined {
+                let mut spec = self.rule_source_spec(entry, def);
+                if recovery.is_some() {
+                    let client_id = format!("quiver-{}-{}", entry.spec.id, def.name);
+                    if let Some(id) = super::recovery::durable_source(client_id, &mut spec)? {
+                        if let Some((_, other)) = sessions.iter().find(|(s, _)| *s == id) {
+                            return Err(EngineError::Invalid(format!(
+                                "rule options qos = 1 and 2 keep a persistent MQTT session per stream: streams \"{other}\" and \"{}\" name the same clientid \"{id}\"",
+                                def.name
+                            )));
+                        }
+                        sessions.push((id, def.name.clone()));
+                    }
+                }
+                specs.push(spec);
+            }
+            for (i, ((def, qualifier, m), spec)) in joined.into_iter().zip(specs).enumerate() {
+                let prepare = self.joined_rows(
+                    &def,
+                    qualifier,
+                    i as i64 + 1,
+                    physical.event_time.is_some(),
+                    m,
+                )?;
+                prepares.push(prepare.clone());
+                let logged = recovery.as_ref().map(|r| JoinedLogging {
+                    writer: crate::checkpoint::JoinedLogWriter {
+                        log: r
+                            .checkpointing
+                            .log()
+                            .expect("a checkpointed run logs")
+                            .clone(),
+                        source: i as u32 + 1,
+                        prepare: prepare.clone(),
+                    },
+                    order: order.clone(),
+                    replayed: replayed_rx.clone(),
+                });
+                joined_tasks.extend(self.start_joined_source(
+                    &def,
+                    &spec,
+                    prepare,
+                    ingest_tx[0].clone(),
+                    wake.clone(),
+                    queue,
+                    error.clone(),
+                    logged,
+                )?);
+            }
+            // qos 1: the queues the logged events are replayed into before the live source starts.
+            let replay_queues = ingest_tx.clone();
+            let replay_wake = wake.clone();
+            let trigger_wake = wake.clone();
+            // `enableSaveStateBeforeStop`: a checkpoint before a stop, which wakes the sources too.
+            let save_before_stop = recovery
+                .as_ref()
+                .filter(|_| super::options::flag(&entry.spec.options, "enableSaveStateBeforeStop"))
+                .map(|r| super::save_state::SaveBeforeStop {
+                    checkpointing: r.checkpointing.clone(),
+                    wake: wake.clone(),
+                    workers: n,
+                });
+            let mut out = SourceOutput::new(ingest_tx, wake);
+            if let Some(r) = &recovery {
                 let log = r
                     .checkpointing
                     .log()
                     .expect("a checkpointed run logs")
                     .clone();
-                (
-                    log,
-                    r.positions.clone(),
-                    replay_queues,
-                    prepares,
-                    replay_wake,
-                )
-            });
-            let last_checkpoint = recovery.as_ref().map(|r| r.checkpointing.clone());
-            let task = self.inner.runtime.spawn(async move {
-                // Keeps the queues open past the source's end until the input's last
-                // checkpoint is pending, so the workers meet it at the end of their queues.
-                let held_open = last_checkpoint.as_ref().map(|_| out.clone());
-                let replayed = match replay {
-                    None => Ok(0),
-                    Some((log, positions, queues, prepares, wake)) => {
-                        tokio::task::spawn_blocking(move || {
-                            super::recovery::replay(&log, &positions, &queues, &prepares, &wake)
-                        })
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()))
-                    }
-                };
-                if replayed.is_ok() {
-                    // The joined streams' sources may log and queue now.
-                    let _ = replayed_tx.send(true);
+                out = out.with_log(Arc::new(crate::checkpoint::LogWriter(log)));
+                if !physical.joined.is_empty() {
+                    out = out.with_order(order);
                 }
-                let result = match replayed {
-                    Ok(0) => source.run(out).await,
-                    Ok(n) => {
-                        tracing::info!(rule = %rule_id, "replayed {n} logged events after the last checkpoint");
-                        source.run(out).await
-                    }
-                    Err(e) => Err(quiver_connectors::ConnectorError::Fatal {
-                        connector: "input log".into(),
-                        reason: format!("replay failed: {e}"),
-                    }),
-                };
-                if result.is_ok()
-                    && let Some(c) = &last_checkpoint
-                {
-                    super::save_state::start_final(c, &rule_id).await;
-                }
-                drop(held_open);
-                // The error is recorded before the workers learn the input ended: the run may
-                // finish as soon as they do, and its status must then say why.
-                if let Err(e) = result
-                    && !matches!(e, quiver_connectors::ConnectorError::Closed)
-                {
-                    tracing::error!(rule = %rule_id, "source failed: {e}");
-                    *source_error.lock().expect("error lock") = Some(e.to_string());
-                }
-                // The queues are closed now; wake every worker so each sees the end of its
-                // input, drops its capability and lets the results drain to the sinks.
-                drop(source);
-                for i in 0..n {
-                    wake_all(i);
-                }
-            });
-            // A failed rule stops reading: its source ends, the workers see the end of input
-            // and the run finishes, "stopped by error" with the panic's message.
-            let (source_task, joined) = (
-                task.abort_handle(),
-                joined_tasks
-                    .iter()
-                    .map(tokio::task::JoinHandle::abort_handle)
-                    .collect::<Vec<_>>(),
-            );
-            let watched = fault.clone();
-            // Kept with the joined sources' tasks, so stopping the rule ends it too.
-            joined_tasks.push(self.inner.runtime.spawn(async move {
-                watched.failed_wait().await;
-                source_task.abort();
-                joined.iter().for_each(tokio::task::AbortHandle::abort);
-            }));
-            if let Some(r) = &recovery {
-                joined_tasks.push(self.checkpoint_trigger(r, n, trigger_wake));
+            } else if ordered {
+                // One worker reads every row: a source with a thread of its own (the file source)
+                // decodes there, so decoding runs in parallel with that worker's windows.
+                out = out.with_decoder(dataflow_decoder);
             }
-            (SourceHandle::Own(task), connection)
+            let (source_handle, connection) = if stream.options.shared {
+                let subscriber = Subscriber {
+                    key: key.clone(),
+                    out,
+                    wake_all: Arc::new(move || (0..n).for_each(|i| wake_all(i))),
+                    dropped: dropped.clone(),
+                };
+                let connection = self.join_shared(&stream.name, &spec, subscriber, queue)?;
+                (SourceHandle::Shared(stream.name.clone()), connection)
+            } else {
+                let mut source = self.inner.connectors.source(&spec)?;
+                let connection = source.connection();
+                let source_error = error.clone();
+                let rule_id = entry.spec.id.clone();
+                let replay = recovery.as_ref().map(|r| {
+                    let log = r
+                        .checkpointing
+                        .log()
+                        .expect("a checkpointed run logs")
+                        .clone();
+                    (
+                        log,
+                        r.positions.clone(),
+                        replay_queues,
+                        prepares,
+                        replay_wake,
+                    )
+                });
+                let last_checkpoint = recovery.as_ref().map(|r| r.checkpointing.clone());
+                let task = self.inner.runtime.spawn(async move {
+                    // Keeps the queues open past the source's end until the input's last
+                    // checkpoint is pending, so the workers meet it at the end of their queues.
+                    let held_open = last_checkpoint.as_ref().map(|_| out.clone());
+                    let replayed = match replay {
+                        None => Ok(0),
+                        Some((log, positions, queues, prepares, wake)) => {
+                            tokio::task::spawn_blocking(move || {
+                                super::recovery::replay(&log, &positions, &queues, &prepares, &wake)
+                            })
+                            .await
+                            .unwrap_or_else(|e| Err(e.to_string()))
+                        }
+                    };
+                    if replayed.is_ok() {
+                        // The joined streams' sources may log and queue now.
+                        let _ = replayed_tx.send(true);
+                    }
+                    let result = match replayed {
+                        Ok(0) => source.run(out).await,
+                        Ok(n) => {
+                            tracing::info!(rule = %rule_id, "replayed {n} logged events after the last checkpoint");
+                            source.run(out).await
+                        }
+                        Err(e) => Err(quiver_connectors::ConnectorError::Fatal {
+                            connector: "input log".into(),
+                            reason: format!("replay failed: {e}"),
+                        }),
+                    };
+                    if result.is_ok()
+                        && let Some(c) = &last_checkpoint
+                    {
+                        super::save_state::start_final(c, &rule_id).await;
+                    }
+                    drop(held_open);
+                    // The error is recorded before the workers learn the input ended: the run may
+                    // finish as soon as they do, and its status must then say why.
+                    if let Err(e) = result
+                        && !matches!(e, quiver_connectors::ConnectorError::Closed)
+                    {
+                        tracing::error!(rule = %rule_id, "source failed: {e}");
+                        *source_error.lock().expect("error lock") = Some(e.to_string());
+                    }
+                    // The queues are closed now; wake every worker so each sees the end of its
+                    // input, drops its capability and lets the results drain to the sinks.
+                    drop(source);
+                    for i in 0..n {
+                        wake_all(i);
+                    }
+                });
+                // A failed rule stops reading: its source ends, the workers see the end of input
+                // and the run finishes, "stopped by error" with the panic's message.
+                let (source_task, joined) = (
+                    task.abort_handle(),
+                    joined_tasks
+                        .iter()
+                        .map(tokio::task::JoinHandle::abort_handle)
+                        .collect::<Vec<_>>(),
+                );
+                let watched = fault.clone();
+                // Kept with the joined sources' tasks, so stopping the rule ends it too.
+                joined_tasks.push(self.inner.runtime.spawn(async move {
+                    watched.failed_wait().await;
+                    source_task.abort();
+                    joined.iter().for_each(tokio::task::AbortHandle::abort);
+                }));
+                if let Some(r) = &recovery {
+                    joined_tasks.push(self.checkpoint_trigger(r, n, trigger_wake));
+                }
+                (SourceHandle::Own(task), connection)
+            };
+            (source_handle, connection, joined_tasks, save_before_stop)
         };
         entry.run = Some(RuleRun {
             key,
@@ -708,6 +734,8 @@ impl Engine {
                 SourceHandle::Own(task) => task.abort(),
                 SourceHandle::Shared(stream) => self.leave_shared(stream, &run.key),
                 SourceHandle::Grouped(stream, group) => self.leave_group(stream, group, &run.key),
+                // The queues close with the run.
+                SourceHandle::Elsewhere { .. } => {}
             }
             run.joined_tasks.iter().for_each(|t| t.abort());
             self.inner

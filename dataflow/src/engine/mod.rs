@@ -20,8 +20,10 @@
 //! | `schedule.rs` | scheduled rules: `cron`, `duration`, `cronDatetimeRange` |
 //! | `transitions.rs` | one log line per rule state change, with its reason |
 //! | `trial.rs` | test rules (`POST /ruletest`): mocked streams, kept out of the rule list |
+//! | `cluster.rs` | a cluster's control plane: commands in one order, refusals, counters |
 
 mod catalog;
+mod cluster;
 mod entry;
 mod epoch_sink;
 mod groups;
@@ -54,7 +56,7 @@ pub use status::RuleStatus;
 pub use trial::{Mocks, TestInput};
 
 use crate::error::EngineError;
-use crate::runtime::Workers;
+use crate::runtime::{ClusterConfig, Workers};
 use catalog::TableEntry;
 use entry::RuleEntry;
 use shared::SharedSource;
@@ -119,6 +121,8 @@ struct Inner {
     /// One owner lock per cached sink, by rule and sink node: a sink task holds it for its
     /// run. Entries of deleted rules go once no task holds them (`Engine::remove_rule`).
     cache_owners: Mutex<HashMap<(String, String), CacheOwner>>,
+    /// Set when this engine is one process of a cluster (`cluster.rs`).
+    cluster: Option<cluster::ClusterState>,
 }
 
 impl Engine {
@@ -129,6 +133,34 @@ impl Engine {
         connectors: Connectors,
     ) -> Result<Engine, EngineError> {
         let workers = Workers::start(config.workers).map_err(EngineError::Runtime)?;
+        Ok(Engine::on_workers(config, workers, runtime, connectors))
+    }
+
+    /// Starts this process's workers of a cluster (`cluster.threads` of them; returns once
+    /// every process is connected) and the control plane that orders commands over the
+    /// processes. Process 0 takes the API's calls; the others apply what it sequences.
+    pub fn start_cluster(
+        config: EngineConfig,
+        cluster: ClusterConfig,
+        runtime: tokio::runtime::Handle,
+        connectors: Connectors,
+    ) -> Result<Engine, EngineError> {
+        let workers = Workers::start_cluster(cluster).map_err(EngineError::Runtime)?;
+        let engine = Engine::on_workers(config, workers, runtime, connectors);
+        engine.start_control_plane();
+        Ok(engine)
+    }
+
+    /// The engine over started workers.
+    fn on_workers(
+        config: EngineConfig,
+        workers: Workers,
+        runtime: tokio::runtime::Handle,
+        connectors: Connectors,
+    ) -> Engine {
+        let cluster = workers
+            .cluster()
+            .map(|(process, processes)| cluster::ClusterState::new(process, processes));
         let engine = Engine {
             inner: Arc::new(Inner {
                 runtime,
@@ -144,10 +176,11 @@ impl Engine {
                 cores: config.cores,
                 data_dir: config.data_dir,
                 cache_owners: Mutex::new(HashMap::new()),
+                cluster,
             }),
         };
         engine.start_supervisor();
-        Ok(engine)
+        engine
     }
 
     /// The connector registry (and its memory bus).

@@ -28,8 +28,9 @@ impl Engine {
             event_time: event_time(&entry.spec, stream)?,
             sinks: &sinks,
             send_nil: super::options::flag(&entry.spec.options, "sendNilField"),
-            // A reading worker and the source's reader thread already keep two cores busy.
-            spare_cores: self.inner.cores > 2,
+            // A reading worker and the source's reader thread already keep two cores busy; in
+            // a cluster the windows' groups spread over the other processes' cores.
+            spare_cores: self.inner.cores > 2 || self.cluster().is_some(),
         };
         Ok(lower(&entry.plan.plan, &target))
     }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use quiver_compiler::{RulePlan, StreamDef};
 
 use super::Engine;
+use super::cluster::Control;
 use super::entry::RuleEntry;
 use super::spec::{Action, RuleSpec};
 use crate::error::EngineError;
@@ -43,6 +44,15 @@ impl Engine {
 
     /// Creates a rule, started or stopped (a stopped rule keeps its definition only).
     pub fn create_rule_with(&self, spec: RuleSpec, start: bool) -> Result<(), EngineError> {
+        if self.cluster().is_some() {
+            // Checked before it is sequenced, so a bad rule answers without reaching the
+            // other processes.
+            self.check_rule_for_cluster(&spec)?;
+            let rule = super::cluster::spec_to_json(&spec);
+            if let Some(applied) = self.sequenced(Control::CreateRule { rule, start }) {
+                return applied;
+            }
+        }
         self.insert_rule(spec, start, None)
     }
 
@@ -58,6 +68,7 @@ impl Engine {
         }
         let plan = self.compile(&spec.sql)?;
         self.validate_options(&spec.options)?;
+        self.refuse_rule_in_cluster(&spec, &plan)?;
         let restart_strategy =
             super::restart::RestartStrategy::parse(spec.options.get("restartStrategy"))?;
         let schedule = super::schedule::Schedule::parse(&spec.options)?;
@@ -170,6 +181,13 @@ impl Engine {
 
     /// Starts a stopped rule (no-op if running).
     pub fn start_rule(&self, id: &str) -> Result<(), EngineError> {
+        let id = id.to_string();
+        self.sequenced(Control::StartRule { id: id.clone() })
+            .unwrap_or_else(|| self.start_rule_here(&id))
+    }
+
+    /// [`Engine::start_rule`] in this process only.
+    pub(super) fn start_rule_here(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
         if entry.schedule_state.armed || entry.run.as_ref().is_some_and(|r| !*r.done.borrow()) {
@@ -181,6 +199,13 @@ impl Engine {
 
     /// Stops a rule; its state is dropped, its definition kept.
     pub fn stop_rule(&self, id: &str) -> Result<(), EngineError> {
+        let id = id.to_string();
+        self.sequenced(Control::StopRule { id: id.clone() })
+            .unwrap_or_else(|| self.stop_rule_here(&id))
+    }
+
+    /// [`Engine::stop_rule`] in this process only.
+    pub(super) fn stop_rule_here(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
         // A stop by hand also cancels a pending restart, and the rule's schedule.
@@ -192,6 +217,13 @@ impl Engine {
 
     /// Stops and starts a rule.
     pub fn restart_rule(&self, id: &str) -> Result<(), EngineError> {
+        let id = id.to_string();
+        self.sequenced(Control::RestartRule { id: id.clone() })
+            .unwrap_or_else(|| self.restart_rule_here(&id))
+    }
+
+    /// [`Engine::restart_rule`] in this process only.
+    pub(super) fn restart_rule_here(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
         entry.restart = Default::default();
@@ -200,16 +232,27 @@ impl Engine {
 
     /// Stops and deletes a rule, and its sink caches.
     pub fn delete_rule(&self, id: &str) -> Result<(), EngineError> {
-        self.remove_rule(id, false)
+        self.sequenced_remove(id, false)
     }
 
     /// Stops and deletes a rule that is about to be created again with a new definition
     /// (`PUT /rules/{id}`): its sinks' caches stay for the new run.
     pub fn delete_rule_keeping_caches(&self, id: &str) -> Result<(), EngineError> {
-        self.remove_rule(id, true)
+        self.sequenced_remove(id, true)
     }
 
-    fn remove_rule(&self, id: &str, keep_caches: bool) -> Result<(), EngineError> {
+    /// Deletes a rule in every process of a cluster, or in this one.
+    fn sequenced_remove(&self, id: &str, keep_caches: bool) -> Result<(), EngineError> {
+        let control = Control::DeleteRule {
+            id: id.to_string(),
+            keep_caches,
+        };
+        self.sequenced(control)
+            .unwrap_or_else(|| self.remove_rule(id, keep_caches))
+    }
+
+    /// Deletes a rule in this process only.
+    pub(super) fn remove_rule(&self, id: &str, keep_caches: bool) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let mut entry = rules.remove(id).ok_or_else(|| unknown_rule(id))?;
         if let Some(run) = &entry.run

@@ -164,13 +164,15 @@ impl Engine {
                     .lock()
                     .expect("error lock")
                     .clone()
-                    .or_else(|| self.inner.workers.dead());
+                    .or_else(|| self.workers_stopped());
                 let (status, message) = match (finished, error) {
                     (_, Some(e)) => ("stopped by error".to_string(), e),
                     (true, None) => ("stopped".to_string(), "input ended".to_string()),
                     (false, None) => ("running".to_string(), String::new()),
                 };
                 let mut metrics = run.metrics.flatten();
+                // In a cluster, the leader answers for every process.
+                self.cluster_metrics(id, &run.key, &mut metrics);
                 if let Some(conn) = &run.connection {
                     connection_metrics(&mut metrics, &run.source_node, conn);
                 }

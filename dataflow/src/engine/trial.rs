@@ -31,6 +31,8 @@ impl Engine {
     /// Creates a stopped test rule: its SQL, actions and mocks are checked now. Every mocked
     /// name must be a stream the rule reads (a mock it would ignore is refused).
     pub fn create_test_rule(&self, spec: RuleSpec, input: TestInput) -> Result<(), EngineError> {
+        // A test rule runs on the leader alone: its dataflow would be missing elsewhere.
+        self.refuse_in_cluster("a rule test (POST /ruletest)")?;
         let plan = self.compile(&spec.sql)?;
         let read: Vec<&str> = std::iter::once(plan.plan.scan().stream.as_str())
             .chain(plan.plan.joined_streams().iter().map(|j| j.name.as_str()))

@@ -1,0 +1,461 @@
+//! The control plane of a cluster: every process runs a whole engine over its share of the
+//! workers ("mirrored engines"), and the commands that build or drop dataflows go through the
+//! workers' sequence (`runtime.rs`), so every process applies them in one order and every
+//! worker builds the same dataflows in the same order, as timely needs.
+//!
+//! Process 0, the leader, takes the API's calls: it checks a command (bad SQL answers with its
+//! position before anything is sequenced), puts it in the sequence and answers once it has
+//! applied it itself, as it comes out. The followers apply what comes out, and every second
+//! put their rules' counters in the sequence, which the leader adds to its status answers.
+//! What would build or drop a dataflow on its own (restarts, schedules, shared streams,
+//! tables, checkpoints, stream joins) is refused by name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use quiver_compiler::{RulePlan, StreamDef, StreamKind};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Engine;
+use super::spec::{Action, RuleSpec};
+use crate::error::EngineError;
+
+/// How long an API call waits for its command to come out of the sequence and be applied.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a follower reports its rules' counters.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// A rule's counters as one process last reported them: its run's key and every `_total`
+/// counter of its nodes.
+pub(super) type Counters = (String, Vec<(String, i64)>);
+
+/// A command every process applies in the sequence's order.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(super) enum Control {
+    /// `CREATE STREAM`.
+    CreateStream { sql: String },
+    /// Drop a stream.
+    DropStream { name: String },
+    /// Create a rule, started or not; the rule as its JSON fields.
+    CreateRule { rule: Value, start: bool },
+    /// Start a rule.
+    StartRule { id: String },
+    /// Stop a rule.
+    StopRule { id: String },
+    /// Restart a rule.
+    RestartRule { id: String },
+    /// Delete a rule, its caches kept for a new definition or not.
+    DeleteRule { id: String, keep_caches: bool },
+    /// A follower's counters, by rule id.
+    Counters { rules: BTreeMap<String, Counters> },
+}
+
+/// One item of the sequence: the command, and who put it in (to answer its caller).
+#[derive(Debug, Serialize, Deserialize)]
+struct Item {
+    process: usize,
+    ticket: u64,
+    control: Control,
+}
+
+/// What the engine keeps of the cluster it is a process of.
+pub(super) struct ClusterState {
+    /// This process's index.
+    pub(super) process: usize,
+    /// Processes in the cluster.
+    pub(super) processes: usize,
+    next_ticket: AtomicU64,
+    /// Callers waiting for their command to be applied, by ticket.
+    waiting: Mutex<HashMap<u64, std::sync::mpsc::Sender<Result<(), EngineError>>>>,
+    /// The leader's view of the followers' counters: by process, by rule.
+    reported: Mutex<BTreeMap<usize, BTreeMap<String, Counters>>>,
+}
+
+impl ClusterState {
+    /// The state of process `process` of `processes`.
+    pub(super) fn new(process: usize, processes: usize) -> ClusterState {
+        ClusterState {
+            process,
+            processes,
+            next_ticket: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+            reported: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// The error for a feature that would build or drop dataflows outside the sequence.
+fn refused(what: &str) -> EngineError {
+    EngineError::Invalid(format!("{what} is not supported in cluster mode yet"))
+}
+
+impl Engine {
+    /// The cluster this engine is a process of, if any.
+    pub(super) fn cluster(&self) -> Option<&ClusterState> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// True for a follower: a process of a cluster other than the leader (process 0).
+    pub(super) fn is_follower(&self) -> bool {
+        self.cluster().is_some_and(|c| c.process != 0)
+    }
+
+    /// In a cluster, this process's index and the number of processes.
+    pub fn cluster_process(&self) -> Option<(usize, usize)> {
+        self.cluster().map(|c| (c.process, c.processes))
+    }
+
+    /// Starts the control plane: the thread that applies what comes out of the sequence, and
+    /// on a follower the task that reports its counters.
+    pub(super) fn start_control_plane(&self) {
+        let Some(sequenced) = self.inner.workers.sequenced() else {
+            return;
+        };
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("quiver-control".into())
+            .spawn(move || {
+                // Ends when the workers stop (they hold the sending side).
+                while let Ok(text) = sequenced.recv() {
+                    let Some(inner) = weak.upgrade() else { return };
+                    Engine { inner }.apply_item(&text);
+                }
+            })
+            .expect("spawning the control plane thread");
+        if self.is_follower() {
+            let weak = std::sync::Arc::downgrade(&self.inner);
+            self.inner.runtime.spawn(async move {
+                let mut tick = tokio::time::interval(REPORT_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let engine = Engine { inner };
+                    let rules = engine.counters();
+                    if !rules.is_empty() {
+                        engine.put_in_sequence(Control::Counters { rules });
+                    }
+                }
+            });
+        }
+    }
+
+    /// Puts a command in the sequence without waiting for it; its ticket.
+    fn put_in_sequence(&self, control: Control) -> u64 {
+        let cluster = self.cluster().expect("a cluster engine");
+        let ticket = cluster.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let item = Item {
+            process: cluster.process,
+            ticket,
+            control,
+        };
+        let text = serde_json::to_string(&item).expect("a control item serialises");
+        self.inner.workers.sequence(text);
+        ticket
+    }
+
+    /// In a cluster, puts `control` in the sequence and waits until this process applied it:
+    /// its result. `None` outside a cluster (the caller applies the command itself).
+    pub(super) fn sequenced(&self, control: Control) -> Option<Result<(), EngineError>> {
+        let cluster = self.cluster()?;
+        if let Some(reason) = self.workers_stopped() {
+            return Some(Err(EngineError::Runtime(reason)));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The applier takes this lock to answer: holding it while the item goes in puts the
+        // ticket in the map before its result can come.
+        let mut waiting = cluster.waiting.lock().expect("waiting lock");
+        let ticket = self.put_in_sequence(control);
+        waiting.insert(ticket, tx);
+        drop(waiting);
+        let deadline = std::time::Instant::now() + APPLY_TIMEOUT;
+        let wait = || loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(result) => return Some(result),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    if std::time::Instant::now() < deadline
+                        && self.inner.workers.dead().is_none() => {}
+                Err(_) => return None,
+            }
+        };
+        // API handlers call this from the async runtime: the wait must not hold up the other
+        // tasks of the runtime thread it blocks.
+        let in_pool = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let applied = if in_pool {
+            tokio::task::block_in_place(wait)
+        } else {
+            wait()
+        };
+        if applied.is_some() {
+            return applied;
+        }
+        cluster
+            .waiting
+            .lock()
+            .expect("waiting lock")
+            .remove(&ticket);
+        Some(Err(EngineError::Runtime(
+            self.workers_stopped().unwrap_or_else(|| {
+                format!(
+                    "the cluster did not apply the command within {} s",
+                    APPLY_TIMEOUT.as_secs()
+                )
+            }),
+        )))
+    }
+
+    /// Why this process's workers stopped, if one did. In a cluster that is most often a
+    /// lost process or connection, which timely cannot recover from.
+    pub fn workers_stopped(&self) -> Option<String> {
+        let reason = self.inner.workers.dead()?;
+        Some(match self.cluster() {
+            None => reason,
+            Some(_) => format!(
+                "the cluster stopped: a process or its connection was lost ({reason}); timely's \
+                 cluster mode cannot recover from that: restart every process"
+            ),
+        })
+    }
+
+    /// Applies one item of the sequence and answers its caller if it is one of ours.
+    fn apply_item(&self, text: &str) {
+        let item: Item = match serde_json::from_str(text) {
+            Ok(item) => item,
+            Err(e) => {
+                tracing::error!("unreadable control item: {e}");
+                return;
+            }
+        };
+        let cluster = self.cluster().expect("a cluster engine");
+        let result = self.apply(item.process, item.control);
+        if item.process == cluster.process {
+            if let Some(tx) = cluster
+                .waiting
+                .lock()
+                .expect("waiting lock")
+                .remove(&item.ticket)
+            {
+                let _ = tx.send(result);
+            }
+        } else if let Err(e) = result {
+            // The leader checked the command; a process that cannot apply it builds other
+            // dataflows than the rest of the cluster.
+            tracing::error!(
+                "process {} cannot apply a command process {} applied: {e}",
+                cluster.process,
+                item.process
+            );
+        }
+    }
+
+    /// Applies a command here.
+    fn apply(&self, from: usize, control: Control) -> Result<(), EngineError> {
+        match control {
+            Control::CreateStream { sql } => self.create_stream_here(&sql).map(drop),
+            Control::DropStream { name } => self.drop_stream_here(&name),
+            Control::CreateRule { rule, start } => {
+                let spec = spec_from_json(&rule)?;
+                self.insert_rule(spec, start, None)
+            }
+            Control::StartRule { id } => self.start_rule_here(&id),
+            Control::StopRule { id } => self.stop_rule_here(&id),
+            Control::RestartRule { id } => self.restart_rule_here(&id),
+            Control::DeleteRule { id, keep_caches } => self.remove_rule(&id, keep_caches),
+            Control::Counters { rules } => {
+                if let Some(c) = self.cluster()
+                    && c.process == 0
+                {
+                    c.reported
+                        .lock()
+                        .expect("reported lock")
+                        .insert(from, rules);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every rule run's `_total` counters here, by rule id.
+    fn counters(&self) -> BTreeMap<String, Counters> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules
+            .iter()
+            .filter_map(|(id, entry)| {
+                let run = entry.run.as_ref()?;
+                let counters = run
+                    .metrics
+                    .flatten()
+                    .into_iter()
+                    .filter(|(k, _)| k.ends_with("_total"))
+                    .filter_map(|(k, v)| Some((k, v.as_i64()?)))
+                    .collect();
+                Some((id.clone(), (run.key.clone(), counters)))
+            })
+            .collect()
+    }
+
+    /// On the leader: adds the followers' counters of run `key` of rule `id` to `metrics`
+    /// (every `_total` counter summed over the processes), then lists each process's records
+    /// in and out per node as `process_<p>_<node>_records_{in,out}_total`.
+    pub(super) fn cluster_metrics(&self, id: &str, key: &str, metrics: &mut Vec<(String, Value)>) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        let per_process = |metrics: &[(String, Value)]| -> Vec<(String, i64)> {
+            metrics
+                .iter()
+                .filter(|(k, _)| {
+                    k.ends_with("_0_records_in_total") || k.ends_with("_0_records_out_total")
+                })
+                .filter_map(|(k, v)| Some((k.replacen("_0_", "_", 1), v.as_i64()?)))
+                .collect()
+        };
+        let mut listed: Vec<(usize, Vec<(String, i64)>)> = vec![(0, per_process(metrics))];
+        let reported = cluster.reported.lock().expect("reported lock");
+        for (process, rules) in reported.iter() {
+            let Some((run, counters)) = rules.get(id) else {
+                continue;
+            };
+            if run != key {
+                continue;
+            }
+            let theirs: HashMap<&str, i64> =
+                counters.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            for (k, v) in metrics.iter_mut() {
+                if let Some(n) = theirs.get(k.as_str())
+                    && let Some(mine) = v.as_i64()
+                {
+                    *v = Value::from(mine + n);
+                }
+            }
+            let as_values: Vec<(String, Value)> = counters
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(*v)))
+                .collect();
+            listed.push((*process, per_process(&as_values)));
+        }
+        drop(reported);
+        // The leader's own counters were taken before the sums.
+        for (process, counters) in listed {
+            for (k, v) in counters {
+                metrics.push((format!("process_{process}_{k}"), Value::from(v)));
+            }
+        }
+    }
+
+    /// Refuses, in a cluster, a stream the cluster cannot run yet.
+    pub(super) fn refuse_stream_in_cluster(&self, def: &StreamDef) -> Result<(), EngineError> {
+        if self.cluster().is_none() {
+            return Ok(());
+        }
+        if def.kind == StreamKind::Table {
+            return Err(refused("CREATE TABLE (tables)"));
+        }
+        if def.options.shared {
+            return Err(refused("a shared stream (SHARED=\"true\")"));
+        }
+        Ok(())
+    }
+
+    /// Refuses, in a cluster, a rule that would build or drop dataflows on its own.
+    pub(super) fn refuse_rule_in_cluster(
+        &self,
+        spec: &RuleSpec,
+        plan: &RulePlan,
+    ) -> Result<(), EngineError> {
+        if self.cluster().is_none() {
+            return Ok(());
+        }
+        let options = &spec.options;
+        if super::restart::RestartStrategy::parse(options.get("restartStrategy"))?.attempts > 0 {
+            return Err(refused(
+                "rule option restartStrategy (restarts of failed rules)",
+            ));
+        }
+        if super::schedule::Schedule::parse(options)?.is_some() {
+            return Err(refused("rule options cron and duration (scheduled rules)"));
+        }
+        if super::recovery::qos(options)?.checkpointed().is_some() {
+            return Err(refused("rule option qos 1 or 2 (checkpoints)"));
+        }
+        if !plan.plan.joined_streams().is_empty() {
+            return Err(refused("a join of streams"));
+        }
+        // Named connections are registered on the leader only (`/connections`); a follower
+        // could not make the sink, and would build other dataflows than the leader.
+        let named = |props: &Value| {
+            props.as_object().is_some_and(|p| {
+                p.keys()
+                    .any(|k| k.eq_ignore_ascii_case("connectionSelector"))
+            })
+        };
+        if spec.actions.iter().any(|a| named(&a.props)) {
+            return Err(refused(
+                "sink property connectionSelector (named connections)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses, in a cluster, what runs on the leader alone (rule tests).
+    pub(super) fn refuse_in_cluster(&self, what: &str) -> Result<(), EngineError> {
+        match self.cluster() {
+            Some(_) => Err(refused(what)),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a rule on the leader before it is sequenced: its SQL and what a cluster
+    /// refuses.
+    pub(super) fn check_rule_for_cluster(&self, spec: &RuleSpec) -> Result<(), EngineError> {
+        let plan = self.compile(&spec.sql)?;
+        self.validate_options(&spec.options)?;
+        self.refuse_rule_in_cluster(spec, &plan)?;
+        for a in &spec.actions {
+            self.validate_action(a)?;
+        }
+        Ok(())
+    }
+}
+
+/// A rule as JSON fields, for the sequence.
+pub(super) fn spec_to_json(spec: &RuleSpec) -> Value {
+    serde_json::json!({
+        "id": spec.id,
+        "name": spec.name,
+        "sql": spec.sql,
+        "actions": spec.actions.iter().map(|a| serde_json::json!({
+            "type": a.sink_type,
+            "props": a.props,
+        })).collect::<Vec<_>>(),
+        "options": spec.options,
+    })
+}
+
+/// The rule [`spec_to_json`] wrote.
+fn spec_from_json(v: &Value) -> Result<RuleSpec, EngineError> {
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let actions = v["actions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|a| Action {
+                    sink_type: a["type"].as_str().unwrap_or_default().to_string(),
+                    props: a["props"].clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(RuleSpec {
+        id: text("id"),
+        name: text("name"),
+        sql: text("sql"),
+        actions,
+        options: v["options"].as_object().cloned().unwrap_or_default(),
+    })
+}

@@ -1,0 +1,363 @@
+//! quiverd as a cluster of two real processes on loopback (`--cluster-hosts`, `--process`):
+//! process 0 serves the REST API and reads the stream; a keyed window rule created there runs
+//! on both processes' workers, and its results are what one process computes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use common::mqtt::{TestClient, free_port, unique};
+use common::{Server, temp_dir, wait_rule_status};
+use serde_json::{Value, json};
+
+/// Keys of the input: enough that both processes' workers own some.
+const KEYS: usize = 8;
+/// Rows of the input, 100 ms apart in `ts`: four windows of one second.
+const ROWS: usize = 40;
+
+/// A follower process (process 1), killed on drop.
+struct Follower(Child);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two quiverd processes of one worker each: the leader (with the REST API) and a follower.
+struct Cluster {
+    leader: Server,
+    follower: Follower,
+}
+
+/// A hosts file of two free loopback ports.
+fn hosts_file(dir: &Path) -> PathBuf {
+    let path = dir.join("hosts");
+    let text = format!(
+        "# the cluster's processes, in order\n127.0.0.1:{}\n127.0.0.1:{}\n",
+        free_port(),
+        free_port()
+    );
+    std::fs::write(&path, text).expect("hosts file");
+    path
+}
+
+/// Starts a cluster of two processes; returns once the leader answers (it waits for the
+/// follower to connect before it serves).
+fn cluster(name: &str) -> Cluster {
+    let dir = temp_dir(name);
+    let hosts = hosts_file(&dir);
+    let (leader_dir, follower_dir) = (dir.join("p0"), dir.join("p1"));
+    let args = |p: usize| {
+        vec![
+            "--cluster-hosts".to_string(),
+            hosts.display().to_string(),
+            "--process".to_string(),
+            p.to_string(),
+            "--workers".to_string(),
+            "1".to_string(),
+        ]
+    };
+    let leader = Server::spawn(&leader_dir, &args(0), &[], Some(&dir.join("p0.log")));
+    let log = std::fs::File::create(dir.join("p1.log")).expect("log file");
+    let follower = Command::new(env!("CARGO_BIN_EXE_quiverd"))
+        .arg("--data-dir")
+        .arg(&follower_dir)
+        .args(args(1))
+        .env("RUST_LOG", "debug")
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .expect("the follower starts");
+    let follower = Follower(follower);
+    leader.wait_ready();
+    Cluster { leader, follower }
+}
+
+/// The input: `ROWS` rows over `KEYS` keys in time order, then one row far later that moves
+/// the watermark past every window.
+fn input() -> Vec<Value> {
+    let mut rows: Vec<Value> = (0..ROWS)
+        .map(|i| json!({"k": format!("k{}", i % KEYS), "v": i, "ts": i * 100}))
+        .collect();
+    rows.push(json!({"k": "end", "v": 0, "ts": 60_000}));
+    rows
+}
+
+/// What one process computes: per key and window start, the count and the sum of `v`.
+fn expected() -> BTreeMap<(String, i64), (i64, i64)> {
+    let mut out = BTreeMap::new();
+    for i in 0..ROWS {
+        let window = (i as i64 * 100) / 1000 * 1000;
+        let e = out
+            .entry((format!("k{}", i % KEYS), window))
+            .or_insert((0, 0));
+        e.0 += 1;
+        e.1 += i as i64;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_emits() {
+    let cluster = tokio::task::block_in_place(|| cluster("cluster-window"));
+    let server = &cluster.leader;
+    let path = format!("/cluster-{}", unique());
+    let out = format!("quiver-cluster/{}/out", unique());
+    tokio::task::block_in_place(|| {
+        server.create_stream(&format!(
+            r#"CREATE STREAM readings (k STRING, v BIGINT, ts BIGINT) WITH (DATASOURCE="{path}", TYPE="httppush", FORMAT="json", TIMESTAMP="ts")"#
+        ))
+    });
+    let mut subscriber = TestClient::start(1883, Some(out.clone()));
+    subscriber.subscribed().await;
+    let rule = json!({
+        "id": "windows",
+        "sql": "SELECT k, count(*) AS c, sum(v) AS total, window_start() AS ws FROM readings \
+                GROUP BY k, TUMBLINGWINDOW(ss, 1)",
+        "options": {"isEventTime": true, "lateTolerance": 0},
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": out, "sendSingle": true}}]
+    });
+    let window_rule = rule.clone();
+    let (status, body) = tokio::task::block_in_place(|| server.call("POST", "/rules", Some(rule)));
+    assert_eq!(status, 201, "{body}");
+    // The plan spreads the window's groups over both processes' workers.
+    let (_, plan) =
+        tokio::task::block_in_place(|| server.call("GET", "/rules/windows/explain", None));
+    assert!(plan.contains("Window by key"), "{plan}");
+
+    // The same rows in processing time: the leader's workers read them, and the follower's
+    // sources, which read nothing, keep its windows' time moving so they close.
+    let out_now = format!("quiver-cluster/{}/now", unique());
+    let mut now_subscriber = TestClient::start(1883, Some(out_now.clone()));
+    now_subscriber.subscribed().await;
+    let rule = json!({
+        "id": "now",
+        "sql": "SELECT k, count(*) AS c, sum(v) AS total FROM readings GROUP BY k, TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": out_now, "sendSingle": true}}]
+    });
+    let (status, body) = tokio::task::block_in_place(|| server.call("POST", "/rules", Some(rule)));
+    assert_eq!(status, 201, "{body}");
+
+    for row in input() {
+        let (status, body) = tokio::task::block_in_place(|| server.push(&path, &row.to_string()));
+        assert_eq!(status, 200, "{body}");
+    }
+    let want = expected();
+    assert_eq!(window_results(&mut subscriber, want.len()).await, want);
+    // However the wall clock cut the windows, they add up to the input, per key.
+    let mut want_now: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for row in input() {
+        let e = want_now
+            .entry(row["k"].as_str().expect("a key").to_string())
+            .or_default();
+        *e = (e.0 + 1, e.1 + row["v"].as_i64().expect("a value"));
+    }
+    let mut got_now: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    while got_now != want_now {
+        let p = now_subscriber.next_publish().await;
+        let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
+        let e = got_now
+            .entry(row["k"].as_str().expect("a key").to_string())
+            .or_default();
+        *e = (
+            e.0 + row["c"].as_i64().expect("a count"),
+            e.1 + row["total"].as_i64().expect("a sum"),
+        );
+        // No key gets more rows than it was sent.
+        let within = got_now
+            .iter()
+            .all(|(k, g)| want_now.get(k).is_some_and(|w| g.0 <= w.0));
+        assert!(within, "{got_now:?}");
+    }
+
+    // Both processes' windows took rows: the status on process 0 answers for the cluster.
+    // Each process's counters (`process_<p>_op_3_window_records_in_total`), or the rule's
+    // (`op_3_window_0_records_in_total`).
+    let window_in = |st: &Value, prefix: &str| -> u64 {
+        let suffix = if prefix == "op_" {
+            "_window_0_records_in_total"
+        } else {
+            "_window_records_in_total"
+        };
+        st.as_object()
+            .expect("a status object")
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix) && k.ends_with(suffix))
+            .filter_map(|(_, v)| v.as_u64())
+            .sum()
+    };
+    let rows = (ROWS + 1) as u64;
+    let st = tokio::task::block_in_place(|| {
+        wait_rule_status(server, "windows", |st| {
+            window_in(st, "process_0_") + window_in(st, "process_1_") == rows
+        })
+    });
+    assert_eq!(st["status"], json!("running"), "{st}");
+    assert!(window_in(&st, "process_0_") > 0, "{st}");
+    assert!(
+        window_in(&st, "process_1_") > 0,
+        "no row reached process 1: {st}"
+    );
+    // The rule's own counters are summed over the processes.
+    assert_eq!(window_in(&st, "op_"), rows, "{st}");
+
+    // A stop and a delete reach both processes, and a new run builds its dataflow on both
+    // again: the rule made again under its id computes the same windows.
+    tokio::task::block_in_place(|| {
+        assert_eq!(server.call("POST", "/rules/windows/stop", None).0, 200);
+        assert_eq!(server.call("DELETE", "/rules/windows", None).0, 200);
+        assert_eq!(server.call("DELETE", "/rules/now", None).0, 200);
+        assert_eq!(server.call("POST", "/rules", Some(window_rule)).0, 201);
+        for row in input() {
+            assert_eq!(server.push(&path, &row.to_string()).0, 200);
+        }
+    });
+    assert_eq!(window_results(&mut subscriber, want.len()).await, want);
+    tokio::task::block_in_place(|| {
+        assert_eq!(server.call("DELETE", "/rules/windows", None).0, 200);
+        assert_eq!(server.call("DELETE", "/streams/readings", None).0, 200);
+    });
+}
+
+/// The next `n` window results on `subscriber`: per key and window start, the count and sum.
+async fn window_results(
+    subscriber: &mut TestClient,
+    n: usize,
+) -> BTreeMap<(String, i64), (i64, i64)> {
+    let mut got = BTreeMap::new();
+    while got.len() < n {
+        let p = subscriber.next_publish().await;
+        let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
+        let key = (
+            row["k"].as_str().expect("a key").to_string(),
+            row["ws"].as_i64().expect("a window start"),
+        );
+        let value = (
+            row["c"].as_i64().expect("a count"),
+            row["total"].as_i64().expect("a sum"),
+        );
+        assert!(
+            got.insert(key, value).is_none(),
+            "a window emitted twice: {row}"
+        );
+    }
+    got
+}
+
+#[test]
+fn what_a_cluster_cannot_run_yet_is_refused_by_name() {
+    let cluster = cluster("cluster-refusals");
+    let server = &cluster.leader;
+    let (status, body) = server.json(
+        "POST",
+        "/tables",
+        Some(json!({"sql": r#"CREATE TABLE t (id BIGINT) WITH (DATASOURCE="/t", TYPE="httppush", FORMAT="json")"#})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string()
+            .contains("CREATE TABLE (tables) is not supported in cluster mode yet"),
+        "{body}"
+    );
+    server.create_stream(
+        r#"CREATE STREAM s (k STRING, v BIGINT) WITH (DATASOURCE="/s", TYPE="httppush", FORMAT="json")"#,
+    );
+    let rule = |id: &str, sql: &str, options: Value| json!({"id": id, "sql": sql, "options": options, "actions": [{"log": {}}]});
+    for (options, named) in [
+        (
+            json!({"restartStrategy": {"attempts": 3}}),
+            "restartStrategy",
+        ),
+        (json!({"cron": "@every 1m", "duration": "10s"}), "cron"),
+        (json!({"qos": 1}), "qos"),
+    ] {
+        let (status, body) = server.json(
+            "POST",
+            "/rules",
+            Some(rule("r", "SELECT * FROM s", options.clone())),
+        );
+        assert_eq!(status, 400, "{options}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(named) && message.contains("not supported in cluster mode yet"),
+            "{options}: {body}"
+        );
+    }
+    let named = json!({"id": "named", "sql": "SELECT * FROM s",
+        "actions": [{"mqtt": {"connectionSelector": "shared", "topic": "t"}}]});
+    let (status, body) = server.json("POST", "/rules", Some(named));
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("connectionSelector") && message.contains("cluster mode"),
+        "{body}"
+    );
+    // Bad SQL answers with its position, before anything reaches the other process.
+    let (status, body) = server.json(
+        "POST",
+        "/rules",
+        Some(rule("bad", "SELECT k FROM s WHERE", json!({}))),
+    );
+    assert_eq!(status, 400, "{body}");
+    // What the cluster runs is still made: a plain rule.
+    let (status, body) = server.json(
+        "POST",
+        "/rules",
+        Some(rule("plain", "SELECT k FROM s", json!({}))),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = server.json("GET", "/rules/plain/status", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_lost_process_stops_the_rules_and_says_the_cluster_must_be_restarted() {
+    let mut cluster = cluster("cluster-lost");
+    let server = &cluster.leader;
+    server.create_stream(
+        r#"CREATE STREAM s (k STRING, v BIGINT) WITH (DATASOURCE="/s", TYPE="httppush", FORMAT="json")"#,
+    );
+    let rule = json!({"id": "w", "sql": "SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)",
+                      "actions": [{"log": {}}]});
+    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    // Timely's cluster mode has no recovery: a lost process stops every worker.
+    let _ = cluster.follower.0.kill();
+    let _ = cluster.follower.0.wait();
+    let st = wait_rule_status(server, "w", |st| st["status"] == json!("stopped by error"));
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(message.contains("restart every process"), "{st}");
+    // A command that needs every process answers at once, saying why.
+    let (status, body) = server.json("POST", "/rules/w/stop", None);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.to_string().contains("restart every process"), "{body}");
+}
+
+#[test]
+fn a_follower_that_lost_the_leader_exits_with_the_reason() {
+    let Cluster {
+        leader,
+        mut follower,
+    } = cluster("cluster-leader-lost");
+    leader.create_stream(
+        r#"CREATE STREAM s (k STRING) WITH (DATASOURCE="/s", TYPE="httppush", FORMAT="json")"#,
+    );
+    // Killed as a crash would, with no chance to stop the others.
+    leader.kill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = follower.0.try_wait().expect("the follower's status") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // A service manager sees a failure (the log says why: "the cluster stopped: ...").
+    assert!(!status.success(), "{status}");
+}
