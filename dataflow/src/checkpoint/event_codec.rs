@@ -250,7 +250,8 @@ mod tests {
             panic!("raw expected")
         };
         assert_eq!((source, &m[0].payload[..], mark), (2, &b"j"[..], None));
-        let (source, _, mark) = decode_record(&encode_record(3, &raw, Some(b"m")).unwrap()).unwrap();
+        let (source, _, mark) =
+            decode_record(&encode_record(3, &raw, Some(b"m")).unwrap()).unwrap();
         assert_eq!((source, mark.as_deref()), (3, Some(&b"m"[..])));
         let (source, _, _) = decode_record(&encode_record(0, &raw, None).unwrap()).unwrap();
         assert_eq!(source, 0);
