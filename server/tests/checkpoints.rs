@@ -722,6 +722,11 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
     server.create_stream(&format!(
         r#"CREATE STREAM m (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{topic}", FORMAT="json")"#
     ));
+    // A joined file stream is refused (its position is not kept); a FROM file stream is not.
+    server.create_stream(&format!(
+        r#"CREATE STREAM f (id BIGINT) WITH (TYPE="file", DATASOURCE="{}", FORMAT="json")"#,
+        dir.join("in.jsonl").display()
+    ));
     server.create_stream(&format!(
         r#"CREATE STREAM sh (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{topic}", FORMAT="json", SHARED="true")"#
     ));
