@@ -1,6 +1,7 @@
 //! quiverd as a cluster of two real processes on loopback (`--cluster-hosts`, `--process`):
 //! process 0 serves the REST API and reads the stream; a keyed window rule created there runs
-//! on both processes' workers, and its results are what one process computes.
+//! on both processes' workers, and its results are what one process computes. An MQTT stream
+//! is read by both processes, each taking a share through a shared subscription.
 
 mod common;
 
@@ -131,16 +132,7 @@ async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_e
 
     // The same rows in processing time: the leader's workers read them, and the follower's
     // sources, which read nothing, keep its windows' time moving so they close.
-    let out_now = format!("quiver-cluster/{}/now", unique());
-    let mut now_subscriber = TestClient::start(1883, Some(out_now.clone()));
-    now_subscriber.subscribed().await;
-    let rule = json!({
-        "id": "now",
-        "sql": "SELECT k, count(*) AS c, sum(v) AS total FROM readings GROUP BY k, TUMBLINGWINDOW(ss, 1)",
-        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": out_now, "sendSingle": true}}]
-    });
-    let (status, body) = tokio::task::block_in_place(|| server.call("POST", "/rules", Some(rule)));
-    assert_eq!(status, 201, "{body}");
+    let mut now_subscriber = counting_rule(server, "now", "readings").await;
 
     for row in input() {
         let (status, body) = tokio::task::block_in_place(|| server.push(&path, &row.to_string()));
@@ -156,23 +148,7 @@ async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_e
             .or_default();
         *e = (e.0 + 1, e.1 + row["v"].as_i64().expect("a value"));
     }
-    let mut got_now: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    while got_now != want_now {
-        let p = now_subscriber.next_publish().await;
-        let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
-        let e = got_now
-            .entry(row["k"].as_str().expect("a key").to_string())
-            .or_default();
-        *e = (
-            e.0 + row["c"].as_i64().expect("a count"),
-            e.1 + row["total"].as_i64().expect("a sum"),
-        );
-        // No key gets more rows than it was sent.
-        let within = got_now
-            .iter()
-            .all(|(k, g)| want_now.get(k).is_some_and(|w| g.0 <= w.0));
-        assert!(within, "{got_now:?}");
-    }
+    windows_add_up(&mut now_subscriber, &want_now).await;
 
     // Both processes' windows took rows: the status on process 0 answers for the cluster.
     // Each process's counters (`process_<p>_op_3_window_records_in_total`), or the rule's
@@ -221,6 +197,115 @@ async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_e
         assert_eq!(server.call("DELETE", "/rules/windows", None).0, 200);
         assert_eq!(server.call("DELETE", "/streams/readings", None).0, 200);
     });
+}
+
+/// The per-process source counters in the leader's status: process `p`'s
+/// `process_<p>_source_<stream>_records_in_total`.
+fn source_in(st: &Value, p: usize) -> u64 {
+    let prefix = format!("process_{p}_source_");
+    st.as_object()
+        .expect("a status object")
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix) && k.ends_with("_records_in_total"))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
+    let cluster = tokio::task::block_in_place(|| cluster("cluster-share"));
+    let server = &cluster.leader;
+    let topic = format!("quiver-cluster/{}/in", unique());
+    tokio::task::block_in_place(|| {
+        server.create_stream(&format!(
+            r#"CREATE STREAM shared_in (k STRING, v BIGINT) WITH (DATASOURCE="{topic}", TYPE="mqtt", FORMAT="json")"#
+        ))
+    });
+    let mut subscriber = counting_rule(server, "shares", "shared_in").await;
+
+    // Rows in rounds until both processes' sources took some: each process subscribes once
+    // its run starts, and the broker spreads messages over the subscribers it has.
+    let publisher = TestClient::start(1883, None);
+    let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut sent = 0u64;
+    let mut st = Value::Null;
+    for _round in 0..50 {
+        for _ in 0..KEYS * 4 {
+            let k = format!("k{}", sent as usize % KEYS);
+            let v = sent as i64;
+            publisher
+                .publish(&topic, &json!({"k": k, "v": v}).to_string())
+                .await;
+            let e = want.entry(k).or_default();
+            *e = (e.0 + 1, e.1 + v);
+            sent += 1;
+        }
+        st = tokio::task::block_in_place(|| {
+            wait_rule_status(server, "shares", |st| {
+                source_in(st, 0) + source_in(st, 1) == sent
+            })
+        });
+        if source_in(&st, 0) > 0 && source_in(&st, 1) > 0 {
+            break;
+        }
+    }
+    assert!(source_in(&st, 0) > 0, "process 0 read no share: {st}");
+    assert!(source_in(&st, 1) > 0, "process 1 read no share: {st}");
+    assert_eq!(source_in(&st, 0) + source_in(&st, 1), sent, "{st}");
+    // The rule's own source counter is summed over the processes.
+    let summed: u64 = st
+        .as_object()
+        .expect("a status object")
+        .iter()
+        .filter(|(k, _)| k.starts_with("source_") && k.ends_with("_records_in_total"))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
+    assert_eq!(summed, sent, "{st}");
+
+    // However the processes split the rows and the wall clock cut the windows, the windows
+    // add up to the input, per key, and no row is counted twice.
+    windows_add_up(&mut subscriber, &want).await;
+    tokio::task::block_in_place(|| {
+        assert_eq!(server.call("DELETE", "/rules/shares", None).0, 200);
+        assert_eq!(server.call("DELETE", "/streams/shared_in", None).0, 200);
+    });
+}
+
+/// Creates rule `id`: per key `k` of `stream`, the count `c` and sum `total` of `v` in
+/// processing-time windows of one second, sent to a fresh MQTT topic; its subscriber.
+async fn counting_rule(server: &Server, id: &str, stream: &str) -> TestClient {
+    let out = format!("quiver-cluster/{}/{id}", unique());
+    let mut subscriber = TestClient::start(1883, Some(out.clone()));
+    subscriber.subscribed().await;
+    let rule = json!({
+        "id": id,
+        "sql": format!("SELECT k, count(*) AS c, sum(v) AS total FROM {stream} GROUP BY k, TUMBLINGWINDOW(ss, 1)"),
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": out, "sendSingle": true}}]
+    });
+    let (status, body) = tokio::task::block_in_place(|| server.call("POST", "/rules", Some(rule)));
+    assert_eq!(status, 201, "{body}");
+    subscriber
+}
+
+/// Reads window results (`k`, count `c`, sum `total`) on `subscriber` until, per key, they add
+/// up to `want`; fails as soon as a key has more rows than it was sent.
+async fn windows_add_up(subscriber: &mut TestClient, want: &BTreeMap<String, (i64, i64)>) {
+    let mut got: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    while got != *want {
+        let p = subscriber.next_publish().await;
+        let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
+        let e = got
+            .entry(row["k"].as_str().expect("a key").to_string())
+            .or_default();
+        *e = (
+            e.0 + row["c"].as_i64().expect("a count"),
+            e.1 + row["total"].as_i64().expect("a sum"),
+        );
+        let within = got
+            .iter()
+            .all(|(k, g)| want.get(k).is_some_and(|w| g.0 <= w.0));
+        assert!(within, "{got:?} for {want:?}");
+    }
 }
 
 /// The next `n` window results on `subscriber`: per key and window start, the count and sum.

@@ -358,9 +358,13 @@ impl Engine {
         } else {
             ingest_tx
         };
-        let (source_handle, connection, joined_tasks, save_before_stop) = if self.is_follower() {
-            // Sources run on the leader (process 0): this process's workers read nothing, but
-            // their queues stay open until the run stops, so their sources' time moves on
+        // In a cluster, an MQTT stream is read by every process, each taking a share.
+        let shared_input = self.take_input_share(&entry.spec.id, ordered, &mut spec);
+        let (source_handle, connection, joined_tasks, save_before_stop) = if self.is_follower()
+            && !shared_input
+        {
+            // Other sources run on the leader (process 0): this process's workers read nothing,
+            // but their queues stay open until the run stops, so their sources' time moves on
             // (processing-time ticks) instead of ending the input.
             let kept: Vec<_> = ingest_tx
                 .into_iter()
@@ -378,14 +382,27 @@ impl Engine {
                 None,
             )
         } else {
-            // The queues of this process's workers only (all of them outside a cluster; on
-            // the leader its first workers'): the others' are read in their own processes.
-            let ingest_tx: Vec<_> = ingest_tx.into_iter().take(local.end).collect();
+            // The queues of this process's workers only (all of them outside a cluster): the
+            // others' are read in their own processes, or by nobody.
+            let ingest_tx: Vec<_> = ingest_tx
+                .into_iter()
+                .take(local.end)
+                .skip(local.start)
+                .collect();
             // The other workers' queues are closed now; a worker whose source already looked
             // at its (then empty) queue must look again, or it would hold back time forever.
-            for i in ingest_tx.len()..n {
+            for i in (0..n).filter(|i| !(local.start..local.start + ingest_tx.len()).contains(i)) {
                 wake(i);
             }
+            // The source output numbers this process's queues from 0; the workers' activators
+            // are numbered over the cluster.
+            let local_wake: quiver_connectors::WakeFn = match local.start {
+                0 => wake.clone(),
+                start => {
+                    let wake = wake.clone();
+                    Arc::new(move |i| wake(i + start))
+                }
+            };
             let mut joined_tasks = Vec::new();
             // qos 1 and 2 with joins: the FROM stream's source and the joined ones write worker 0's
             // log and queue in turns, and the joined ones wait until the log is replayed.
@@ -456,7 +473,7 @@ impl Engine {
                     wake: wake.clone(),
                     workers: n,
                 });
-            let mut out = SourceOutput::new(ingest_tx, wake);
+            let mut out = SourceOutput::new(ingest_tx, local_wake);
             if let Some(r) = &recovery {
                 let log = r
                     .checkpointing

@@ -21,12 +21,14 @@
 //! | `transitions.rs` | one log line per rule state change, with its reason |
 //! | `trial.rs` | test rules (`POST /ruletest`): mocked streams, kept out of the rule list |
 //! | `cluster.rs` | a cluster's control plane: commands in one order, refusals, counters |
+//! | `input_share.rs` | a cluster process's share of an MQTT stream (shared subscriptions) |
 
 mod catalog;
 mod cluster;
 mod entry;
 mod epoch_sink;
 mod groups;
+mod input_share;
 mod launch;
 mod options;
 mod planning;
