@@ -49,18 +49,32 @@ fn hosts_file(dir: &Path) -> PathBuf {
 /// Starts a cluster of two processes; returns once the leader answers (it waits for the
 /// follower to connect before it serves).
 fn cluster(name: &str) -> Cluster {
+    cluster_with(name, None)
+}
+
+/// A cluster of two processes whose `--config` file (the same for both) holds `profiles`.
+fn cluster_with(name: &str, profiles: Option<&str>) -> Cluster {
     let dir = temp_dir(name);
     let hosts = hosts_file(&dir);
     let (leader_dir, follower_dir) = (dir.join("p0"), dir.join("p1"));
+    let config = profiles.map(|text| {
+        let path = dir.join("profiles.yaml");
+        std::fs::write(&path, text).expect("config file");
+        path
+    });
     let args = |p: usize| {
-        vec![
+        let mut args = vec![
             "--cluster-hosts".to_string(),
             hosts.display().to_string(),
             "--process".to_string(),
             p.to_string(),
             "--workers".to_string(),
             "1".to_string(),
-        ]
+        ];
+        if let Some(path) = &config {
+            args.extend(["--config".to_string(), path.display().to_string()]);
+        }
+        args
     };
     let leader = Server::spawn(&leader_dir, &args(0), &[], Some(&dir.join("p0.log")));
     let log = std::fs::File::create(dir.join("p1.log")).expect("log file");
@@ -213,12 +227,15 @@ fn source_in(st: &Value, p: usize) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
-    let cluster = tokio::task::block_in_place(|| cluster("cluster-share"));
+    // One client id in the stream's profile: each process connects under its own variant of
+    // it, or the broker would drop one client whenever the other connects.
+    let profiles = format!("mqtt:\n  fixed:\n    clientid: quiver-share-{}\n", unique());
+    let cluster = tokio::task::block_in_place(|| cluster_with("cluster-share", Some(&profiles)));
     let server = &cluster.leader;
     let topic = format!("quiver-cluster/{}/in", unique());
     tokio::task::block_in_place(|| {
         server.create_stream(&format!(
-            r#"CREATE STREAM shared_in (k STRING, v BIGINT) WITH (DATASOURCE="{topic}", TYPE="mqtt", FORMAT="json")"#
+            r#"CREATE STREAM shared_in (k STRING, v BIGINT) WITH (DATASOURCE="{topic}", TYPE="mqtt", FORMAT="json", CONF_KEY="fixed")"#
         ))
     });
     let mut subscriber = counting_rule(server, "shares", "shared_in").await;
