@@ -296,6 +296,41 @@ fn what_a_cluster_cannot_run_yet_is_refused_by_name() {
         message.contains("connectionSelector") && message.contains("cluster mode"),
         "{body}"
     );
+    // Sinks run in every process: what would split or clash there is refused; so are a file
+    // source (its end reaches the leader only) and get_keyed_state (its store is the leader's).
+    server.create_stream(&format!(
+        r#"CREATE STREAM f (k STRING) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json")"#,
+        std::env::temp_dir()
+            .join("quiver-cluster-in.jsonl")
+            .display()
+    ));
+    for (sql, action, named) in [
+        (
+            "SELECT k FROM s",
+            json!({"memory": {"topic": "t"}}),
+            "memory sink",
+        ),
+        (
+            "SELECT k FROM s",
+            json!({"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": "t", "clientId": "one"}}),
+            "clientid",
+        ),
+        ("SELECT k FROM f", json!({"log": {}}), "file source"),
+        (
+            r#"SELECT k FROM s WHERE get_keyed_state("threshold", "bigint", 0) > 1"#,
+            json!({"log": {}}),
+            "get_keyed_state",
+        ),
+    ] {
+        let body = json!({"id": "split", "sql": sql, "actions": [action]});
+        let (status, body) = server.json("POST", "/rules", Some(body));
+        assert_eq!(status, 400, "{sql}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(named) && message.contains("cluster mode"),
+            "{sql}: {body}"
+        );
+    }
     // Bad SQL answers with its position, before anything reaches the other process.
     let (status, body) = server.json(
         "POST",
