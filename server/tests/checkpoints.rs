@@ -766,6 +766,11 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
             "joins with file streams",
         ),
         (
+            "SELECT count(*) AS c FROM f INNER JOIN m ON m.id = f.id GROUP BY TUMBLINGWINDOW(ss, 1)",
+            json!({"qos": 2}),
+            "a file stream joined with other streams",
+        ),
+        (
             "SELECT id FROM m",
             json!({"enableSaveStateBeforeStop": true}),
             "needs qos 1 or 2",

@@ -229,7 +229,10 @@ fn source_in(st: &Value, p: usize) -> u64 {
 async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
     // One client id in the stream's profile: each process connects under its own variant of
     // it, or the broker would drop one client whenever the other connects.
-    let profiles = format!("mqtt:\n  fixed:\n    clientid: quiver-share-{}\n", unique());
+    let profiles = format!(
+        "mqtt:\n  fixed:\n    clientid: quiver-share-{}\n  bad:\n    qos: 5\n",
+        unique()
+    );
     let cluster = tokio::task::block_in_place(|| cluster_with("cluster-share", Some(&profiles)));
     let server = &cluster.leader;
     let topic = format!("quiver-cluster/{}/in", unique());
@@ -238,6 +241,17 @@ async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
             r#"CREATE STREAM shared_in (k STRING, v BIGINT) WITH (DATASOURCE="{topic}", TYPE="mqtt", FORMAT="json", CONF_KEY="fixed")"#
         ))
     });
+    // A bad profile, which every process would fail to connect with, is refused before any
+    // process builds the rule.
+    let (status, body) = tokio::task::block_in_place(|| {
+        server.create_stream(&format!(
+            r#"CREATE STREAM bad_in (k STRING, v BIGINT) WITH (DATASOURCE="{topic}", TYPE="mqtt", FORMAT="json", CONF_KEY="bad")"#
+        ));
+        let rule = json!({"id": "bad", "sql": "SELECT k FROM bad_in", "actions": [{"log": {}}]});
+        server.json("POST", "/rules", Some(rule))
+    });
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("qos"), "{body}");
     let mut subscriber = counting_rule(server, "shares", "shared_in").await;
 
     // Rows in rounds until both processes' sources took some: each process subscribes once
@@ -398,6 +412,41 @@ fn what_a_cluster_cannot_run_yet_is_refused_by_name() {
         message.contains("connectionSelector") && message.contains("cluster mode"),
         "{body}"
     );
+    // Sinks run in every process: what would split or clash there is refused; so are a file
+    // source (its end reaches the leader only) and get_keyed_state (its store is the leader's).
+    server.create_stream(&format!(
+        r#"CREATE STREAM f (k STRING) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json")"#,
+        std::env::temp_dir()
+            .join("quiver-cluster-in.jsonl")
+            .display()
+    ));
+    for (sql, action, named) in [
+        (
+            "SELECT k FROM s",
+            json!({"memory": {"topic": "t"}}),
+            "memory sink",
+        ),
+        (
+            "SELECT k FROM s",
+            json!({"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": "t", "clientId": "one"}}),
+            "clientid",
+        ),
+        ("SELECT k FROM f", json!({"log": {}}), "file source"),
+        (
+            r#"SELECT k FROM s WHERE get_keyed_state("threshold", "bigint", 0) > 1"#,
+            json!({"log": {}}),
+            "get_keyed_state",
+        ),
+    ] {
+        let body = json!({"id": "split", "sql": sql, "actions": [action]});
+        let (status, body) = server.json("POST", "/rules", Some(body));
+        assert_eq!(status, 400, "{sql}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(named) && message.contains("cluster mode"),
+            "{sql}: {body}"
+        );
+    }
     // Bad SQL answers with its position, before anything reaches the other process.
     let (status, body) = server.json(
         "POST",

@@ -39,7 +39,10 @@ impl FileId {
             dev: m.dev(),
             ino: m.ino(),
             len: m.len(),
-            mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+            mtime_ns: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
         })
     }
 }
@@ -52,7 +55,8 @@ pub struct Cursor {
     pub n: u64,
     /// Which read of the input (`interval` starts another), from 0.
     pub round: u64,
-    /// The file the event came from.
+    /// The file the event came from (as its bytes: a file name need not be UTF-8).
+    #[serde(with = "path_bytes")]
     pub file: PathBuf,
     /// That file's identity when it was read.
     pub id: FileId,
@@ -73,6 +77,25 @@ impl Cursor {
             .iter()
             .filter_map(|m| serde_json::from_slice::<Cursor>(m).ok())
             .max_by_key(|c| c.n)
+    }
+}
+
+/// A path as the bytes of its name, which JSON keeps whatever their encoding.
+mod path_bytes {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(path.as_os_str().as_bytes())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        Ok(PathBuf::from(OsString::from_vec(Vec::<u8>::deserialize(
+            d,
+        )?)))
     }
 }
 
@@ -102,6 +125,24 @@ mod tests {
         ];
         assert_eq!(Cursor::latest(&marks), Some(at(8, 80)));
         assert_eq!(Cursor::latest(&[]), None);
+    }
+
+    #[test]
+    fn a_file_name_that_is_not_utf8_survives_the_mark() {
+        use std::os::unix::ffi::OsStringExt;
+        let cursor = Cursor {
+            n: 1,
+            round: 0,
+            file: PathBuf::from(std::ffi::OsString::from_vec(b"/in-\xff.jsonl".to_vec())),
+            id: FileId {
+                dev: 1,
+                ino: 2,
+                len: 3,
+                mtime_ns: 4,
+            },
+            progress: Progress { offset: 5, rows: 0 },
+        };
+        assert_eq!(Cursor::latest(&[cursor.encode()]), Some(cursor));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::spec::{Action, RuleSpec};
 use crate::error::EngineError;
 
 /// How long an API call waits for its command to come out of the sequence and be applied.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+const SLOW_APPLY: Duration = Duration::from_secs(30);
 /// How often a follower reports its rules' counters.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
@@ -172,13 +172,26 @@ impl Engine {
         let ticket = self.put_in_sequence(control);
         waiting.insert(ticket, tx);
         drop(waiting);
-        let deadline = std::time::Instant::now() + APPLY_TIMEOUT;
-        let wait = || loop {
+        // No deadline while the workers live: an item in the sequence is applied by every
+        // process sooner or later, so answering "failed" before that would be untrue (the rule
+        // would then run, and be missing from the catalog after a restart).
+        let started = std::time::Instant::now();
+        let mut warned = 0;
+        let mut wait = || loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(result) => return Some(result),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-                    if std::time::Instant::now() < deadline
-                        && self.inner.workers.dead().is_none() => {}
+                    if self.inner.workers.dead().is_none() =>
+                {
+                    let waited = started.elapsed().as_secs() / SLOW_APPLY.as_secs();
+                    if waited > warned {
+                        warned = waited;
+                        tracing::warn!(
+                            "a command is still waiting for every process to reach it after {} s (a slow process, or clocks out of step)",
+                            started.elapsed().as_secs()
+                        );
+                    }
+                }
                 Err(_) => return None,
             }
         };
@@ -200,12 +213,8 @@ impl Engine {
             .expect("waiting lock")
             .remove(&ticket);
         Some(Err(EngineError::Runtime(
-            self.workers_stopped().unwrap_or_else(|| {
-                format!(
-                    "the cluster did not apply the command within {} s",
-                    APPLY_TIMEOUT.as_secs()
-                )
-            }),
+            self.workers_stopped()
+                .unwrap_or_else(|| "the cluster stopped before it applied the command".to_string()),
         )))
     }
 
@@ -232,7 +241,44 @@ impl Engine {
             }
         };
         let cluster = self.cluster().expect("a cluster engine");
+        // What undoes a run-building command elsewhere when it fails here.
+        let undo = match &item.control {
+            Control::CreateRule { rule, .. } => rule["id"].as_str().map(|id| Control::DeleteRule {
+                id: id.to_string(),
+                keep_caches: true,
+            }),
+            Control::StartRule { id } | Control::RestartRule { id } => {
+                Some(Control::StopRule { id: id.clone() })
+            }
+            _ => None,
+        };
         let result = self.apply(item.process, item.control);
+        // A name taken or unknown is the same in every process (they apply the same commands
+        // in the same order): such a failure built nothing anywhere.
+        let everywhere = matches!(
+            result,
+            Err(EngineError::NotFound(_) | EngineError::Duplicate(_) | EngineError::InUse(_))
+        );
+        if let (Err(e), Some(undo), false) = (&result, undo, everywhere) {
+            if item.process == cluster.process {
+                // It failed where it was asked for (the leader checked it, but a source is
+                // made on the leader only): the others built it, so they take it down again,
+                // in the sequence's order, and every process keeps the same dataflows.
+                tracing::warn!("a command failed here ({e}); undoing it on the other processes");
+                self.put_in_sequence(undo);
+            } else {
+                // It worked where it was asked for and not here: this process would build
+                // other dataflows than the rest of the cluster, which timely cannot survive.
+                // Leaving makes the others report a lost process instead of computing wrong
+                // results.
+                tracing::error!(
+                    "process {} cannot apply a command process {} applied: {e}; leaving the cluster (restart this process once the cause is fixed)",
+                    cluster.process,
+                    item.process
+                );
+                std::process::exit(1);
+            }
+        }
         if item.process == cluster.process {
             if let Some(tx) = cluster
                 .waiting
@@ -243,10 +289,8 @@ impl Engine {
                 let _ = tx.send(result);
             }
         } else if let Err(e) = result {
-            // The leader checked the command; a process that cannot apply it builds other
-            // dataflows than the rest of the cluster.
-            tracing::error!(
-                "process {} cannot apply a command process {} applied: {e}",
+            tracing::warn!(
+                "process {} could not apply a command of process {}: {e}",
                 cluster.process,
                 item.process
             );
@@ -399,6 +443,41 @@ impl Engine {
                 "sink property connectionSelector (named connections)",
             ));
         }
+        // A bounded source ends on the leader only: the followers' shares of the dataflow
+        // would never see the input end, so its last windows would never close.
+        if self
+            .stream(&plan.plan.scan().stream)
+            .is_some_and(|def| def.options.source_type == "file")
+        {
+            return Err(refused(
+                "the file source (its end would not reach every process)",
+            ));
+        }
+        // Sinks run in every process: a memory sink would publish each process's share to
+        // that process's own bus, and one MQTT client id would connect from every process.
+        if spec.actions.iter().any(|a| a.sink_type == "memory") {
+            return Err(refused(
+                "the memory sink (each process would publish to its own bus)",
+            ));
+        }
+        let client_id = |props: &Value| {
+            props
+                .as_object()
+                .is_some_and(|p| p.keys().any(|k| k.eq_ignore_ascii_case("clientid")))
+        };
+        if spec
+            .actions
+            .iter()
+            .any(|a| a.sink_type == "mqtt" && client_id(&a.props))
+        {
+            return Err(refused(
+                "mqtt sink property clientid (every process would connect with it)",
+            ));
+        }
+        // Its store is opened by the leader only: a follower would answer defaults.
+        if spec.sql.to_ascii_lowercase().contains("get_keyed_state") {
+            return Err(refused("function get_keyed_state"));
+        }
         Ok(())
     }
 
@@ -416,6 +495,7 @@ impl Engine {
         let plan = self.compile(&spec.sql)?;
         self.validate_options(&spec.options)?;
         self.refuse_rule_in_cluster(spec, &plan)?;
+        self.check_mqtt_input(&spec.id, &plan)?;
         for a in &spec.actions {
             self.validate_action(a)?;
         }

@@ -3,10 +3,13 @@
 //! hands each message to one process and each process's source feeds its own workers.
 //! Other sources, and rules whose input one worker reads in order, stay on the leader.
 
+use quiver_compiler::RulePlan;
 use quiver_connectors::SourceSpec;
+use quiver_connectors::mqtt::MqttSourceConfig;
 use serde_json::Value;
 
 use super::Engine;
+use crate::error::EngineError;
 
 /// The prefix of an MQTT shared subscription's topic filter.
 const SHARE_PREFIX: &str = "$share/";
@@ -33,6 +36,25 @@ impl Engine {
         }
         share_spec(rule, cluster.process, spec);
         true
+    }
+
+    /// On the leader before a rule is sequenced: the connection settings of its MQTT stream.
+    /// Every process makes that stream's source from the same profile, so a bad one would
+    /// fail in every process, and a follower cannot tell that failure from its own.
+    pub(super) fn check_mqtt_input(&self, rule: &str, plan: &RulePlan) -> Result<(), EngineError> {
+        let Some(def) = self.stream(&plan.plan.scan().stream) else {
+            return Ok(());
+        };
+        let mut spec = self.source_spec(&def);
+        if !spec.source_type.eq_ignore_ascii_case("mqtt")
+            || property(&spec, "connectionSelector").is_some()
+        {
+            return Ok(());
+        }
+        share_spec(rule, 0, &mut spec);
+        MqttSourceConfig::parse(&spec.datasource, &spec.props)
+            .map(|_| ())
+            .map_err(|e| EngineError::Invalid(format!("stream \"{}\": {e}", def.name)))
     }
 }
 

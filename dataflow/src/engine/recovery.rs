@@ -198,6 +198,12 @@ impl Engine {
                 LOGGED_SOURCES.join(", ")
             ));
         }
+        // A file source resumes from the mark of worker 0's last record, which a joined
+        // stream's records (unmarked) would hide; and its end would start the input's last
+        // checkpoint while the joined streams still run.
+        if source_type == "file" && !joined.is_empty() {
+            return refuse("a file stream joined with other streams");
+        }
         // A joined stream's events go into the input log too (see `checkpoint::joined`).
         for joined in joined {
             if joined.shared {
