@@ -151,11 +151,14 @@ impl InputLog {
 
     /// Deletes the segments of `worker` that hold nothing after sequence number `through`.
     pub fn truncate_through(&self, worker: usize, through: u64) -> Result<(), String> {
-        let _guard = self.workers[worker].lock().expect("log lock");
+        let log = self.workers[worker].lock().expect("log lock");
+        let last = log.next - 1;
         let segments = segments(&self.dir, worker)?;
         for pair in segments.windows(2) {
-            // A segment ends where the next one begins.
-            if pair[1].0 <= through + 1 {
+            // A segment ends where the next one begins. The one holding the last record stays
+            // even when the next one is empty (a crash between its creation and its first
+            // record): its mark says where a re-reading source had got to.
+            if pair[1].0 <= through + 1 && pair[1].0 <= last {
                 let _ = fs::remove_file(&pair[0].1);
             }
         }
@@ -463,5 +466,16 @@ mod tests {
             .map(|r| r.0)
             .collect();
         assert_eq!(seqs, vec![3, 4]);
+        // An empty last segment (created, then a crash before its first record) keeps the
+        // one before it, which holds the last record.
+        let next = log.workers[0].lock().unwrap().next;
+        drop(create_segment(&d, 0, next).unwrap());
+        drop(log);
+        let log = InputLog::open(&d, 1).unwrap();
+        log.truncate_through(0, next - 1).unwrap();
+        assert_eq!(
+            payloads(log.read_after(0, next - 2).unwrap()),
+            vec![(next - 1, 9, "3".into())]
+        );
     }
 }
