@@ -220,14 +220,10 @@ impl SourceOutput {
         self.log.as_ref().map_or_else(Vec::new, |l| l.recent(limit))
     }
 
-    /// The event as logged for worker `i`, or as it is when the rule keeps no log. Blocking
-    /// I/O: on the async runtime it runs in place of a worker thread's other tasks.
-    fn logged(&self, i: usize, event: SourceEvent) -> Result<SourceEvent, ConnectorError> {
-        self.logged_with(i, event, None)
-    }
-
-    /// [`SourceOutput::logged`] with the source's position after the event.
-    fn logged_with(
+    /// The event as logged for worker `i` (with the source's position after it, `mark`), or
+    /// as it is when the rule keeps no log. Blocking I/O: on the async runtime it runs in
+    /// place of a worker thread's other tasks.
+    fn logged(
         &self,
         i: usize,
         event: SourceEvent,
@@ -287,7 +283,7 @@ impl SourceOutput {
             None => None,
         };
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
-        let event = self.logged(i, event)?;
+        let event = self.logged(i, event, None)?;
         self.queues[i]
             .send(event)
             .await
@@ -311,7 +307,7 @@ impl SourceOutput {
             if self.queues[i].capacity() == 0 {
                 return Err(TrySend::Full(event));
             }
-            match self.logged(i, event) {
+            match self.logged(i, event, None) {
                 Ok(logged) => logged,
                 Err(e) => {
                     tracing::error!("event not logged, the source stops: {e}");
@@ -352,7 +348,7 @@ impl SourceOutput {
     ) -> Result<(), ConnectorError> {
         let _turn = self.order.as_ref().map(|l| l.blocking_lock());
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
-        let event = self.logged_with(i, event, mark)?;
+        let event = self.logged(i, event, mark)?;
         self.queues[i]
             .blocking_send(event)
             .map_err(|_| ConnectorError::Closed)?;

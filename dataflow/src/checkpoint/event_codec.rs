@@ -25,16 +25,27 @@ pub fn encode_record(
     mark: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
+    encode_record_into(&mut out, source, event, mark)?;
+    Ok(out)
+}
+
+/// [`encode_record`] appended to `out` (the log writes it after the record's header, so the
+/// event is encoded straight into the bytes written, not copied there).
+pub fn encode_record_into(
+    out: &mut Vec<u8>,
+    source: u32,
+    event: &SourceEvent,
+    mark: Option<&[u8]>,
+) -> Result<(), String> {
     if let Some(mark) = mark {
         out.push(MARKED);
-        put_bytes(&mut out, mark);
+        put_bytes(out, mark);
     }
     if source != 0 {
         out.push(JOINED);
-        put_u32(&mut out, source);
+        put_u32(out, source);
     }
-    out.extend_from_slice(&encode(event)?);
-    Ok(out)
+    encode_into(out, event)
 }
 
 /// The stream number, event and mark of a record written by [`encode_record`] (or [`encode`]:
@@ -69,26 +80,31 @@ pub fn mark_of(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
 /// The bytes of an event; `Err` for events that cannot be logged (rows decoded upstream).
 pub fn encode(event: &SourceEvent) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
+    encode_into(&mut out, event)?;
+    Ok(out)
+}
+
+/// [`encode`] appended to `out`.
+fn encode_into(out: &mut Vec<u8>, event: &SourceEvent) -> Result<(), String> {
     match event {
         SourceEvent::Raw(messages) => {
             out.push(RAW);
-            put_u32(&mut out, messages.len() as u32);
+            put_u32(out, messages.len() as u32);
             for m in messages {
-                put_bytes(&mut out, m.topic.as_bytes());
+                put_bytes(out, m.topic.as_bytes());
                 out.push(m.qos.map_or(u8::MAX, |q| q));
-                put_u32(&mut out, m.message_id.map_or(u32::MAX, u32::from));
-                put_bytes(&mut out, &m.payload);
+                put_u32(out, m.message_id.map_or(u32::MAX, u32::from));
+                put_bytes(out, &m.payload);
             }
         }
         SourceEvent::Lines { block, topic } => {
             out.push(LINES);
-            put_bytes(&mut out, topic.as_bytes());
-            put_bytes(&mut out, block);
+            put_bytes(out, topic.as_bytes());
+            put_bytes(out, block);
         }
         SourceEvent::Batch(batch) => {
             out.push(BATCH);
-            let mut w =
-                StreamWriter::try_new(&mut out, &batch.schema()).map_err(|e| e.to_string())?;
+            let mut w = StreamWriter::try_new(out, &batch.schema()).map_err(|e| e.to_string())?;
             w.write(batch).map_err(|e| e.to_string())?;
             w.finish().map_err(|e| e.to_string())?;
         }
@@ -96,7 +112,7 @@ pub fn encode(event: &SourceEvent) -> Result<Vec<u8>, String> {
             return Err("rows decoded by a shared source cannot be logged".into());
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The event of `bytes` written by [`encode`].

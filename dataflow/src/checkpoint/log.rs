@@ -90,7 +90,13 @@ impl InputLog {
         event: &SourceEvent,
         mark: Option<&[u8]>,
     ) -> Result<u64, String> {
-        let body = event_codec::encode_record(source, event, mark)?;
+        // The header is filled in once the record's bytes (and, under the lock, its sequence
+        // number) are known; the event is encoded straight after it.
+        let mut record = vec![0; HEADER];
+        event_codec::encode_record_into(&mut record, source, event, mark)?;
+        let len = (record.len() - 4) as u32;
+        record[0..4].copy_from_slice(&len.to_le_bytes());
+        record[16..24].copy_from_slice(&at.to_le_bytes());
         let mut log = self.workers[worker].lock().expect("log lock");
         if log.bytes >= SEGMENT_BYTES {
             let next = log.next;
@@ -98,12 +104,7 @@ impl InputLog {
             log.bytes = 0;
         }
         let seq = log.next;
-        let mut record = Vec::with_capacity(HEADER + body.len());
-        record.extend_from_slice(&((HEADER - 4 + body.len()) as u32).to_le_bytes());
-        record.extend_from_slice(&[0; 4]);
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(&at.to_le_bytes());
-        record.extend_from_slice(&body);
+        record[8..16].copy_from_slice(&seq.to_le_bytes());
         let crc = crc32fast::hash(&record[8..]);
         record[4..8].copy_from_slice(&crc.to_le_bytes());
         let io = |e: std::io::Error| format!("cannot write the input log: {e}");

@@ -353,11 +353,15 @@ impl Engine {
         let wake_all = wake.clone();
         let ordered = physical.input == crate::physical::Input::FirstWorker;
         let local = self.inner.workers.local();
-        let ingest_tx: Vec<_> = if ordered {
-            ingest_tx.into_iter().take(1).collect()
-        } else {
-            ingest_tx
-        };
+        // The queues of this process's workers only (all of them outside a cluster; of those,
+        // the first worker's alone for a rule read in order): the others' are read in their own
+        // processes, or by nobody.
+        let ingest_tx: Vec<_> = ingest_tx
+            .into_iter()
+            .take(if ordered { 1 } else { n })
+            .take(local.end)
+            .skip(local.start)
+            .collect();
         // In a cluster, an MQTT stream is read by every process, each taking a share.
         let shared_input = self.take_input_share(&entry.spec.id, ordered, &mut spec);
         let (source_handle, connection, joined_tasks, save_before_stop) = if self.is_follower()
@@ -366,29 +370,16 @@ impl Engine {
             // Other sources run on the leader (process 0): this process's workers read nothing,
             // but their queues stay open until the run stops, so their sources' time moves on
             // (processing-time ticks) instead of ending the input.
-            let kept: Vec<_> = ingest_tx
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| local.contains(i))
-                .map(|(_, tx)| tx)
-                .collect();
             for i in local.clone() {
                 wake(i);
             }
             (
-                SourceHandle::Elsewhere { _queues: kept },
+                SourceHandle::Elsewhere { _queues: ingest_tx },
                 None,
                 Vec::new(),
                 None,
             )
         } else {
-            // The queues of this process's workers only (all of them outside a cluster): the
-            // others' are read in their own processes, or by nobody.
-            let ingest_tx: Vec<_> = ingest_tx
-                .into_iter()
-                .take(local.end)
-                .skip(local.start)
-                .collect();
             // The other workers' queues are closed now; a worker whose source already looked
             // at its (then empty) queue must look again, or it would hold back time forever.
             for i in (0..n).filter(|i| !(local.start..local.start + ingest_tx.len()).contains(i)) {
