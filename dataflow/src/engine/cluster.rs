@@ -127,18 +127,10 @@ impl Engine {
             })
             .expect("spawning the control plane thread");
         if self.is_follower() {
-            let weak = std::sync::Arc::downgrade(&self.inner);
-            self.inner.runtime.spawn(async move {
-                let mut tick = tokio::time::interval(REPORT_EVERY);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = weak.upgrade() else { return };
-                    let engine = Engine { inner };
-                    let rules = engine.counters();
-                    if !rules.is_empty() {
-                        engine.put_in_sequence(Control::Counters { rules });
-                    }
+            self.every(REPORT_EVERY, |engine| {
+                let rules = engine.counters();
+                if !rules.is_empty() {
+                    engine.put_in_sequence(Control::Counters { rules });
                 }
             });
         }

@@ -185,6 +185,23 @@ impl Engine {
         engine
     }
 
+    /// Calls `f` every `period` (a late tick delays the next) until the engine is dropped: the
+    /// task holds the engine weakly, so it never keeps one alive.
+    fn every(&self, period: Duration, f: impl Fn(&Engine) + Send + 'static) {
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.runtime.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                f(&Engine { inner });
+            }
+        });
+    }
+
     /// The connector registry (and its memory bus).
     pub fn connectors(&self) -> &Connectors {
         &self.inner.connectors

@@ -159,19 +159,9 @@ impl Engine {
     /// Starts the supervisor, which restarts failed rules and follows the schedules of
     /// scheduled rules (`schedule.rs`); it ends with the engine.
     pub(super) fn start_supervisor(&self) {
-        let weak = std::sync::Arc::downgrade(&self.inner);
-        self.inner.runtime.spawn(async move {
-            let mut tick = tokio::time::interval(TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else {
-                    return;
-                };
-                let engine = Engine { inner };
-                engine.supervise();
-                engine.run_schedules();
-            }
+        self.every(TICK, |engine| {
+            engine.supervise();
+            engine.run_schedules();
         });
     }
 
