@@ -1,7 +1,8 @@
-//! quiverd as a cluster of two real processes on loopback (`--cluster-hosts`, `--process`):
-//! process 0 serves the REST API and reads the stream; a keyed window rule created there runs
-//! on both processes' workers, and its results are what one process computes. An MQTT stream
-//! is read by both processes, each taking a share through a shared subscription.
+//! quiverd as a cluster of two or three real processes on loopback (`--cluster-hosts`,
+//! `--process`): process 0 serves the REST API and reads the stream; a keyed window rule
+//! created there runs on every process's workers, and its results are what one process
+//! computes. An MQTT stream is read by every process, each taking a share through a shared
+//! subscription. A file read on the leader ends the rule in every process.
 
 mod common;
 
@@ -28,20 +29,19 @@ impl Drop for Follower {
     }
 }
 
-/// Two quiverd processes of one worker each: the leader (with the REST API) and a follower.
+/// quiverd processes of one worker each: the leader (with the REST API) and the followers.
 struct Cluster {
     leader: Server,
-    follower: Follower,
+    followers: Vec<Follower>,
 }
 
-/// A hosts file of two free loopback ports.
-fn hosts_file(dir: &Path) -> PathBuf {
+/// A hosts file of `processes` free loopback ports.
+fn hosts_file(dir: &Path, processes: usize) -> PathBuf {
     let path = dir.join("hosts");
-    let text = format!(
-        "# the cluster's processes, in order\n127.0.0.1:{}\n127.0.0.1:{}\n",
-        free_port(),
-        free_port()
-    );
+    let mut text = "# the cluster's processes, in order\n".to_string();
+    for _ in 0..processes {
+        text.push_str(&format!("127.0.0.1:{}\n", free_port()));
+    }
     std::fs::write(&path, text).expect("hosts file");
     path
 }
@@ -49,14 +49,20 @@ fn hosts_file(dir: &Path) -> PathBuf {
 /// Starts a cluster of two processes; returns once the leader answers (it waits for the
 /// follower to connect before it serves).
 fn cluster(name: &str) -> Cluster {
-    cluster_with(name, None)
+    cluster_of(name, 2, None)
 }
 
 /// A cluster of two processes whose `--config` file (the same for both) holds `profiles`.
 fn cluster_with(name: &str, profiles: Option<&str>) -> Cluster {
+    cluster_of(name, 2, profiles)
+}
+
+/// A cluster of `processes` processes whose `--config` file (the same for all) holds
+/// `profiles`.
+fn cluster_of(name: &str, processes: usize, profiles: Option<&str>) -> Cluster {
     let dir = temp_dir(name);
-    let hosts = hosts_file(&dir);
-    let (leader_dir, follower_dir) = (dir.join("p0"), dir.join("p1"));
+    let hosts = hosts_file(&dir, processes);
+    let leader_dir = dir.join("p0");
     let config = profiles.map(|text| {
         let path = dir.join("profiles.yaml");
         std::fs::write(&path, text).expect("config file");
@@ -77,19 +83,23 @@ fn cluster_with(name: &str, profiles: Option<&str>) -> Cluster {
         args
     };
     let leader = Server::spawn(&leader_dir, &args(0), &[], Some(&dir.join("p0.log")));
-    let log = std::fs::File::create(dir.join("p1.log")).expect("log file");
-    let follower = Command::new(env!("CARGO_BIN_EXE_quiverd"))
-        .arg("--data-dir")
-        .arg(&follower_dir)
-        .args(args(1))
-        .env("RUST_LOG", "debug")
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .spawn()
-        .expect("the follower starts");
-    let follower = Follower(follower);
+    let followers = (1..processes)
+        .map(|p| {
+            let log = std::fs::File::create(dir.join(format!("p{p}.log"))).expect("log file");
+            let follower = Command::new(env!("CARGO_BIN_EXE_quiverd"))
+                .arg("--data-dir")
+                .arg(dir.join(format!("p{p}")))
+                .args(args(p))
+                .env("RUST_LOG", "debug")
+                .stdout(log.try_clone().expect("log file"))
+                .stderr(log)
+                .spawn()
+                .expect("the follower starts");
+            Follower(follower)
+        })
+        .collect();
     leader.wait_ready();
-    Cluster { leader, follower }
+    Cluster { leader, followers }
 }
 
 /// The input: `ROWS` rows over `KEYS` keys in time order, then one row far later that moves
@@ -129,13 +139,7 @@ async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_e
     });
     let mut subscriber = TestClient::start(1883, Some(out.clone()));
     subscriber.subscribed().await;
-    let rule = json!({
-        "id": "windows",
-        "sql": "SELECT k, count(*) AS c, sum(v) AS total, window_start() AS ws FROM readings \
-                GROUP BY k, TUMBLINGWINDOW(ss, 1)",
-        "options": {"isEventTime": true, "lateTolerance": 0},
-        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": out, "sendSingle": true}}]
-    });
+    let rule = event_time_windows("windows", &out);
     let window_rule = rule.clone();
     let (status, body) = tokio::task::block_in_place(|| server.call("POST", "/rules", Some(rule)));
     assert_eq!(status, 201, "{body}");
@@ -213,16 +217,41 @@ async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_e
     });
 }
 
-/// The per-process source counters in the leader's status: process `p`'s
-/// `process_<p>_source_<stream>_records_in_total`.
-fn source_in(st: &Value, p: usize) -> u64 {
-    let prefix = format!("process_{p}_source_");
+/// Rule `id`: per key `k` of stream `readings`, the count `c` and sum `total` of `v` with the
+/// window's start `ws`, in event-time windows of one second, sent to MQTT topic `out` a row
+/// at a time.
+fn event_time_windows(id: &str, out: &str) -> Value {
+    json!({
+        "id": id,
+        "sql": "SELECT k, count(*) AS c, sum(v) AS total, window_start() AS ws FROM readings \
+                GROUP BY k, TUMBLINGWINDOW(ss, 1)",
+        "options": {"isEventTime": true, "lateTolerance": 0},
+        "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": out, "sendSingle": true}}]
+    })
+}
+
+/// Rows process `p`'s nodes of a kind (`"_source_"`, `"_window_"`) took, from the leader's
+/// status: its `process_<p>_<node>_records_in_total` counters.
+fn records_in(st: &Value, p: usize, kind: &str) -> u64 {
+    let prefix = format!("process_{p}_");
     st.as_object()
         .expect("a status object")
         .iter()
-        .filter(|(k, _)| k.starts_with(&prefix) && k.ends_with("_records_in_total"))
+        .filter(|(k, _)| {
+            k.starts_with(&prefix) && k.contains(kind) && k.ends_with("_records_in_total")
+        })
         .filter_map(|(_, v)| v.as_u64())
         .sum()
+}
+
+/// Rows process `p`'s windows took.
+fn records_in_window(st: &Value, p: usize) -> u64 {
+    records_in(st, p, "_window_")
+}
+
+/// Rows process `p`'s sources read.
+fn source_in(st: &Value, p: usize) -> u64 {
+    records_in(st, p, "_source_")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,6 +331,167 @@ async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
     });
 }
 
+/// A file stream is read on the leader alone. When the file ends, the leader tells the other
+/// process, whose share of the dataflow ends too: an event-time window rule emits what one
+/// process computes (its last window only the end of input closes), a processing-time one
+/// adds up to the input, and both stop with "input ended". (The processing-time rule reads
+/// on any worker: without the leader's word, the follower's workers would hold its input
+/// open, and it would never stop.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_read_on_the_leader_ends_the_rule_in_every_process() {
+    let cluster = tokio::task::block_in_place(|| cluster("cluster-file"));
+    let server = &cluster.leader;
+    let file = temp_dir("cluster-file-input").join("readings.jsonl");
+    // No far-later row: only the end of input closes the last window.
+    let text: String = input()
+        .iter()
+        .take(ROWS)
+        .map(|row| format!("{row}\n"))
+        .collect();
+    std::fs::write(&file, text).expect("input file");
+    let out = format!("quiver-cluster/{}/file", unique());
+    let mut subscriber = TestClient::start(1883, Some(out.clone()));
+    subscriber.subscribed().await;
+    let rule = event_time_windows("file-windows", &out);
+    tokio::task::block_in_place(|| {
+        let (status, body) = server.call(
+            "PUT",
+            "/metadata/sources/file/confKeys/lines",
+            Some(json!({"fileType": "lines"})),
+        );
+        assert_eq!(status, 200, "{body}");
+        server.create_stream(&format!(
+            r#"CREATE STREAM readings (k STRING, v BIGINT, ts BIGINT) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json", CONF_KEY="lines", TIMESTAMP="ts")"#,
+            file.display()
+        ));
+        let (status, body) = server.call("POST", "/rules", Some(rule));
+        assert_eq!(status, 201, "{body}");
+    });
+    let mut now_subscriber = counting_rule(server, "file-now", "readings").await;
+    let want = expected();
+    assert_eq!(window_results(&mut subscriber, want.len()).await, want);
+    let mut want_now: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for row in input().iter().take(ROWS) {
+        let e = want_now
+            .entry(row["k"].as_str().expect("a key").to_string())
+            .or_default();
+        *e = (e.0 + 1, e.1 + row["v"].as_i64().expect("a value"));
+    }
+    windows_add_up(&mut now_subscriber, &want_now).await;
+    for rule in ["file-windows", "file-now"] {
+        let st = tokio::task::block_in_place(|| {
+            wait_rule_status(server, rule, |st| st["status"] != json!("running"))
+        });
+        assert_eq!(st["status"], json!("stopped"), "{rule}: {st}");
+        assert_eq!(st["message"], json!("input ended"), "{rule}: {st}");
+        assert!(
+            records_in_window(&st, 1) > 0,
+            "{rule}: no row reached process 1: {st}"
+        );
+    }
+}
+
+/// Three processes. A keyed event-time window over MQTT (read on the leader, its groups spread
+/// over every process's workers) emits exactly what one process computes; a processing-time
+/// window over another topic, read in shares by all three, adds up to its input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_emit_what_one_process_emits() {
+    let cluster = tokio::task::block_in_place(|| cluster_of("cluster-three", 3, None));
+    let server = &cluster.leader;
+    let (topic, shared_topic) = (
+        format!("quiver-cluster/{}/in", unique()),
+        format!("quiver-cluster/{}/shared", unique()),
+    );
+    let out = format!("quiver-cluster/{}/out", unique());
+    let mut subscriber = TestClient::start(1883, Some(out.clone()));
+    subscriber.subscribed().await;
+    tokio::task::block_in_place(|| {
+        server.create_stream(&format!(
+            r#"CREATE STREAM readings (k STRING, v BIGINT, ts BIGINT) WITH (DATASOURCE="{topic}", TYPE="mqtt", FORMAT="json", TIMESTAMP="ts")"#
+        ));
+        server.create_stream(&format!(
+            r#"CREATE STREAM shared_in (k STRING, v BIGINT) WITH (DATASOURCE="{shared_topic}", TYPE="mqtt", FORMAT="json")"#
+        ));
+        let rule = event_time_windows("windows", &out);
+        let (status, body) = server.call("POST", "/rules", Some(rule));
+        assert_eq!(status, 201, "{body}");
+    });
+    let publisher = TestClient::start(1883, None);
+    // Probe rows at time 0 until the leader's subscription takes them: from then on it gets
+    // every row. They make one more window, which one process would emit too.
+    let mut probes = 0i64;
+    loop {
+        publisher
+            .publish(&topic, &json!({"k": "probe", "v": 0, "ts": 0}).to_string())
+            .await;
+        probes += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (_, st) =
+            tokio::task::block_in_place(|| server.json("GET", "/rules/windows/status", None));
+        if source_in(&st, 0) > 0 {
+            break;
+        }
+        assert!(probes < 100, "the leader never read the topic: {st}");
+    }
+    for row in input() {
+        publisher.publish(&topic, &row.to_string()).await;
+    }
+    let want = expected();
+    let mut got = window_results(&mut subscriber, want.len() + 1).await;
+    // Probes published before the subscription took hold are not read.
+    let (read_probes, total) = got
+        .remove(&("probe".to_string(), 0))
+        .expect("the probes' window");
+    assert!(
+        (1..=probes).contains(&read_probes) && total == 0,
+        "{read_probes} of {probes} probes"
+    );
+    assert_eq!(got, want);
+    let st = tokio::task::block_in_place(|| {
+        wait_rule_status(server, "windows", |st| {
+            (0..3).map(|p| records_in_window(st, p)).sum::<u64>() == source_in(st, 0)
+        })
+    });
+    for p in 0..3 {
+        assert!(
+            records_in_window(&st, p) > 0,
+            "no row reached process {p}: {st}"
+        );
+    }
+
+    // Shares: every process subscribes once its run starts. Probes until all three took
+    // some (the broker drops what a share group gets before its first subscriber, and hands
+    // messages only to subscribers it has), then rows whose windows add up to them, per key.
+    let mut shares = counting_rule(server, "shares", "shared_in").await;
+    let read = |st: &Value| (0..3).map(|p| source_in(st, p)).collect::<Vec<_>>();
+    let mut probes = 0;
+    loop {
+        for _ in 0..3 {
+            publisher
+                .publish(&shared_topic, &json!({"k": "probe", "v": 0}).to_string())
+                .await;
+        }
+        probes += 3;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (_, st) =
+            tokio::task::block_in_place(|| server.json("GET", "/rules/shares/status", None));
+        if read(&st).iter().all(|&n| n > 0) {
+            break;
+        }
+        assert!(probes < 3000, "a process read no share: {st}");
+    }
+    let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for i in 0..KEYS * 20 {
+        let k = format!("k{}", i % KEYS);
+        publisher
+            .publish(&shared_topic, &json!({"k": k, "v": i}).to_string())
+            .await;
+        let e = want.entry(k).or_default();
+        *e = (e.0 + 1, e.1 + i as i64);
+    }
+    windows_add_up(&mut shares, &want).await;
+}
+
 /// Creates rule `id`: per key `k` of `stream`, the count `c` and sum `total` of `v` in
 /// processing-time windows of one second, sent to a fresh MQTT topic; its subscriber.
 async fn counting_rule(server: &Server, id: &str, stream: &str) -> TestClient {
@@ -319,12 +509,16 @@ async fn counting_rule(server: &Server, id: &str, stream: &str) -> TestClient {
 }
 
 /// Reads window results (`k`, count `c`, sum `total`) on `subscriber` until, per key, they add
-/// up to `want`; fails as soon as a key has more rows than it was sent.
+/// up to `want`; fails as soon as a key has more rows than it was sent. Rows of key "probe"
+/// (sent to see subscriptions take hold, some lost by design) are not counted.
 async fn windows_add_up(subscriber: &mut TestClient, want: &BTreeMap<String, (i64, i64)>) {
     let mut got: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     while got != *want {
         let p = subscriber.next_publish().await;
         let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
+        if row["k"] == json!("probe") {
+            continue;
+        }
         let e = got
             .entry(row["k"].as_str().expect("a key").to_string())
             .or_default();
@@ -412,14 +606,8 @@ fn what_a_cluster_cannot_run_yet_is_refused_by_name() {
         message.contains("connectionSelector") && message.contains("cluster mode"),
         "{body}"
     );
-    // Sinks run in every process: what would split or clash there is refused; so are a file
-    // source (its end reaches the leader only) and get_keyed_state (its store is the leader's).
-    server.create_stream(&format!(
-        r#"CREATE STREAM f (k STRING) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json")"#,
-        std::env::temp_dir()
-            .join("quiver-cluster-in.jsonl")
-            .display()
-    ));
+    // Sinks run in every process: what would split or clash there is refused; so is
+    // get_keyed_state (its store is the leader's).
     for (sql, action, named) in [
         (
             "SELECT k FROM s",
@@ -431,7 +619,6 @@ fn what_a_cluster_cannot_run_yet_is_refused_by_name() {
             json!({"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": "t", "clientId": "one"}}),
             "clientid",
         ),
-        ("SELECT k FROM f", json!({"log": {}}), "file source"),
         (
             r#"SELECT k FROM s WHERE get_keyed_state("threshold", "bigint", 0) > 1"#,
             json!({"log": {}}),
@@ -476,8 +663,8 @@ fn a_lost_process_stops_the_rules_and_says_the_cluster_must_be_restarted() {
                       "actions": [{"log": {}}]});
     assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
     // Timely's cluster mode has no recovery: a lost process stops every worker.
-    let _ = cluster.follower.0.kill();
-    let _ = cluster.follower.0.wait();
+    let _ = cluster.followers[0].0.kill();
+    let _ = cluster.followers[0].0.wait();
     let st = wait_rule_status(server, "w", |st| st["status"] == json!("stopped by error"));
     let message = st["message"].as_str().unwrap_or_default();
     assert!(message.contains("restart every process"), "{st}");
@@ -491,8 +678,9 @@ fn a_lost_process_stops_the_rules_and_says_the_cluster_must_be_restarted() {
 fn a_follower_that_lost_the_leader_exits_with_the_reason() {
     let Cluster {
         leader,
-        mut follower,
+        mut followers,
     } = cluster("cluster-leader-lost");
+    let follower = &mut followers[0];
     leader.create_stream(
         r#"CREATE STREAM s (k STRING) WITH (DATASOURCE="/s", TYPE="httppush", FORMAT="json")"#,
     );

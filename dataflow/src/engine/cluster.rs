@@ -52,6 +52,8 @@ pub(super) enum Control {
     DeleteRule { id: String, keep_caches: bool },
     /// A follower's counters, by rule id.
     Counters { rules: BTreeMap<String, Counters> },
+    /// The input of run `key` of rule `id`, read on the leader alone, ended there.
+    InputEnded { id: String, key: String },
 }
 
 /// One item of the sequence: the command, and who put it in (to answer its caller).
@@ -73,17 +75,21 @@ pub(super) struct ClusterState {
     waiting: Mutex<HashMap<u64, std::sync::mpsc::Sender<Result<(), EngineError>>>>,
     /// The leader's view of the followers' counters: by process, by rule.
     reported: Mutex<BTreeMap<usize, BTreeMap<String, Counters>>>,
+    /// Set when every process runs in this OS process over one memory bus
+    /// ([`Engine::start_cluster_in_process`]): the memory sink then works as on one process.
+    pub(super) one_bus: bool,
 }
 
 impl ClusterState {
     /// The state of process `process` of `processes`.
-    pub(super) fn new(process: usize, processes: usize) -> ClusterState {
+    pub(super) fn new(process: usize, processes: usize, one_bus: bool) -> ClusterState {
         ClusterState {
             process,
             processes,
             next_ticket: AtomicU64::new(0),
             waiting: Mutex::new(HashMap::new()),
             reported: Mutex::new(BTreeMap::new()),
+            one_bus,
         }
     }
 }
@@ -127,11 +133,28 @@ impl Engine {
             })
             .expect("spawning the control plane thread");
         if self.is_follower() {
-            self.every(REPORT_EVERY, |engine| {
-                let rules = engine.counters();
-                if !rules.is_empty() {
-                    engine.put_in_sequence(Control::Counters { rules });
-                }
+            self.every(REPORT_EVERY, Engine::report_counters);
+        }
+    }
+
+    /// On a follower: puts its rules' counters in the sequence, for the leader's status.
+    pub(super) fn report_counters(&self) {
+        if self.workers_stopped().is_some() {
+            return;
+        }
+        let rules = self.counters();
+        if !rules.is_empty() {
+            self.put_in_sequence(Control::Counters { rules });
+        }
+    }
+
+    /// On the leader, once the input of run `key` of rule `id`, read here alone, ended: tells
+    /// the other processes, whose workers hold that input open until then.
+    pub(super) fn announce_input_end(&self, id: &str, key: &str) {
+        if self.cluster().is_some_and(|c| c.process == 0) && self.workers_stopped().is_none() {
+            self.put_in_sequence(Control::InputEnded {
+                id: id.to_string(),
+                key: key.to_string(),
             });
         }
     }
@@ -302,6 +325,17 @@ impl Engine {
             Control::StopRule { id } => self.stop_rule_here(&id),
             Control::RestartRule { id } => self.restart_rule_here(&id),
             Control::DeleteRule { id, keep_caches } => self.remove_rule(&id, keep_caches),
+            Control::InputEnded { id, key } => {
+                let mut rules = self.inner.rules.lock().expect("rules lock");
+                // A run stopped or replaced since has nothing to end.
+                if let Some(run) = rules.get_mut(&id).and_then(|e| e.run.as_mut())
+                    && run.key == key
+                    && let super::entry::SourceHandle::Elsewhere(input) = &mut run.source
+                {
+                    input.end();
+                }
+                Ok(())
+            }
             Control::Counters { rules } => {
                 if let Some(c) = self.cluster()
                     && c.process == 0
@@ -435,19 +469,10 @@ impl Engine {
                 "sink property connectionSelector (named connections)",
             ));
         }
-        // A bounded source ends on the leader only: the followers' shares of the dataflow
-        // would never see the input end, so its last windows would never close.
-        if self
-            .stream(&plan.plan.scan().stream)
-            .is_some_and(|def| def.options.source_type == "file")
-        {
-            return Err(refused(
-                "the file source (its end would not reach every process)",
-            ));
-        }
         // Sinks run in every process: a memory sink would publish each process's share to
         // that process's own bus, and one MQTT client id would connect from every process.
-        if spec.actions.iter().any(|a| a.sink_type == "memory") {
+        let one_bus = self.cluster().is_some_and(|c| c.one_bus);
+        if !one_bus && spec.actions.iter().any(|a| a.sink_type == "memory") {
             return Err(refused(
                 "the memory sink (each process would publish to its own bus)",
             ));

@@ -75,8 +75,27 @@ pub(super) enum SourceHandle {
     /// Membership in the rule group of this shared stream.
     Grouped(String, Arc<crate::render::group::RuleGroup>),
     /// Read in another process of the cluster (the leader). This process's workers read
-    /// nothing; their queues are held open (never sent to) until the run ends.
-    Elsewhere {
-        _queues: Vec<tokio::sync::mpsc::Sender<quiver_connectors::SourceEvent>>,
-    },
+    /// nothing; their queues are held open (never sent to) until the leader's input ends.
+    Elsewhere(InputElsewhere),
+}
+
+/// This process's queues of a rule read by the leader of the cluster: open, so the workers'
+/// time moves on, until the leader says the input ended ([`InputElsewhere::end`]).
+pub(super) struct InputElsewhere {
+    pub(super) queues: Vec<tokio::sync::mpsc::Sender<quiver_connectors::SourceEvent>>,
+    /// Wakes a worker by its index over the cluster.
+    pub(super) wake: quiver_connectors::WakeFn,
+    /// This process's workers.
+    pub(super) local: std::ops::Range<usize>,
+}
+
+impl InputElsewhere {
+    /// The input ended on the leader: closes the queues and wakes the workers, so each sees
+    /// the end of its input and the run can finish in every process.
+    pub(super) fn end(&mut self) {
+        self.queues.clear();
+        for i in self.local.clone() {
+            (self.wake)(i);
+        }
+    }
 }

@@ -11,7 +11,7 @@ use quiver_connectors::{SourceEvent, SourceOutput};
 use tokio::sync::{mpsc, watch};
 
 use super::Engine;
-use super::entry::{RuleEntry, RuleRun, SourceHandle};
+use super::entry::{InputElsewhere, RuleEntry, RuleRun, SourceHandle};
 use super::options::buffer_batches;
 use super::shared::Subscriber;
 use super::sink_task::run_sink;
@@ -148,6 +148,9 @@ impl Engine {
             let remaining = remaining.clone();
             let error = error.clone();
             let finished_at = finished_at.clone();
+            // A follower reports a finished run's counters at once, so the leader's status is
+            // whole as soon as the run is over everywhere (not up to a report period later).
+            let report_done = self.is_follower().then(|| Arc::downgrade(&self.inner));
             let checkpoint = recovery.as_ref().map(|r| (r.checkpointing.clone(), j));
             let epochs =
                 checkpoint
@@ -188,6 +191,9 @@ impl Engine {
                 if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
                     finished_at.store(now_ms(), std::sync::atomic::Ordering::Release);
                     let _ = done_tx.send(true);
+                    if let Some(inner) = report_done.and_then(|w| w.upgrade()) {
+                        Engine { inner }.report_counters();
+                    }
                 }
             });
         }
@@ -374,7 +380,11 @@ impl Engine {
                 wake(i);
             }
             (
-                SourceHandle::Elsewhere { _queues: ingest_tx },
+                SourceHandle::Elsewhere(InputElsewhere {
+                    queues: ingest_tx,
+                    wake: wake.clone(),
+                    local: local.clone(),
+                }),
                 None,
                 Vec::new(),
                 None,
@@ -509,6 +519,10 @@ impl Engine {
                     )
                 });
                 let last_checkpoint = recovery.as_ref().map(|r| r.checkpointing.clone());
+                // In a cluster, a source read here alone tells the other processes when its
+                // input ends, so their share of the dataflow ends too.
+                let announce_end = (self.cluster().is_some() && !shared_input)
+                    .then(|| (Arc::downgrade(&self.inner), key.clone()));
                 let task = self.inner.runtime.spawn(async move {
                     // Keeps the queues open past the source's end until the input's last
                     // checkpoint is pending, so the workers meet it at the end of their queues.
@@ -557,6 +571,11 @@ impl Engine {
                     drop(source);
                     for i in 0..n {
                         wake_all(i);
+                    }
+                    if let Some((engine, key)) = announce_end
+                        && let Some(inner) = engine.upgrade()
+                    {
+                        Engine { inner }.announce_input_end(&rule_id, &key);
                     }
                 });
                 // A failed rule stops reading: its source ends, the workers see the end of input
@@ -743,7 +762,7 @@ impl Engine {
                 SourceHandle::Shared(stream) => self.leave_shared(stream, &run.key),
                 SourceHandle::Grouped(stream, group) => self.leave_group(stream, group, &run.key),
                 // The queues close with the run.
-                SourceHandle::Elsewhere { .. } => {}
+                SourceHandle::Elsewhere(_) => {}
             }
             run.joined_tasks.iter().for_each(|t| t.abort());
             self.inner

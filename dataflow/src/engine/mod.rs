@@ -135,7 +135,9 @@ impl Engine {
         connectors: Connectors,
     ) -> Result<Engine, EngineError> {
         let workers = Workers::start(config.workers).map_err(EngineError::Runtime)?;
-        Ok(Engine::on_workers(config, workers, runtime, connectors))
+        Ok(Engine::on_workers(
+            config, workers, runtime, connectors, false,
+        ))
     }
 
     /// Starts this process's workers of a cluster (`cluster.threads` of them; returns once
@@ -148,9 +150,59 @@ impl Engine {
         connectors: Connectors,
     ) -> Result<Engine, EngineError> {
         let workers = Workers::start_cluster(cluster).map_err(EngineError::Runtime)?;
-        let engine = Engine::on_workers(config, workers, runtime, connectors);
+        let engine = Engine::on_workers(config, workers, runtime, connectors, false);
         engine.start_control_plane();
         Ok(engine)
+    }
+
+    /// Starts every process of a cluster in this OS process, for tests and benchmarks of
+    /// cluster mode: one engine per address (the first is the leader), `threads` workers
+    /// each, connected over TCP at `addresses` as separate processes would be, all sharing
+    /// `connectors` and so one memory bus (which makes the memory sink usable in the cluster).
+    pub fn start_cluster_in_process(
+        config: EngineConfig,
+        addresses: Vec<String>,
+        threads: usize,
+        runtime: tokio::runtime::Handle,
+        connectors: Connectors,
+    ) -> Result<Vec<Engine>, EngineError> {
+        let processes = addresses.len();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Each process's start returns only once every process is connected: side by side.
+        for process in 0..processes {
+            let cluster = ClusterConfig {
+                process,
+                addresses: addresses.clone(),
+                threads,
+            };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send((process, Workers::start_cluster(cluster)));
+            });
+        }
+        let mut started: Vec<Option<Workers>> = (0..processes).map(|_| None).collect();
+        for _ in 0..processes {
+            // A process that cannot start leaves the others waiting for it: give up on them.
+            let (process, workers) = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
+                EngineError::Runtime("the cluster's processes did not connect within 30 s".into())
+            })?;
+            started[process] = Some(workers.map_err(EngineError::Runtime)?);
+        }
+        Ok(started
+            .into_iter()
+            .flatten()
+            .map(|workers| {
+                let engine = Engine::on_workers(
+                    config.clone(),
+                    workers,
+                    runtime.clone(),
+                    connectors.clone(),
+                    true,
+                );
+                engine.start_control_plane();
+                engine
+            })
+            .collect())
     }
 
     /// The engine over started workers.
@@ -159,10 +211,11 @@ impl Engine {
         workers: Workers,
         runtime: tokio::runtime::Handle,
         connectors: Connectors,
+        one_bus: bool,
     ) -> Engine {
         let cluster = workers
             .cluster()
-            .map(|(process, processes)| cluster::ClusterState::new(process, processes));
+            .map(|(process, processes)| cluster::ClusterState::new(process, processes, one_bus));
         let engine = Engine {
             inner: Arc::new(Inner {
                 runtime,

@@ -27,6 +27,33 @@ pub fn engine(rt: &tokio::runtime::Runtime, workers: usize) -> Engine {
     .expect("engine starts")
 }
 
+/// A cluster of `processes` engines in this process (1 worker each, connected over loopback
+/// TCP on free ports, one memory bus); the leader first.
+#[allow(dead_code)] // Only the tests that run on a cluster use it.
+pub fn cluster(rt: &tokio::runtime::Runtime, processes: usize) -> Vec<Engine> {
+    // Held until every port is picked, so no two are the same.
+    let picked: Vec<std::net::TcpListener> = (0..processes)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    let addresses = picked
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    drop(picked);
+    Engine::start_cluster_in_process(
+        EngineConfig {
+            workers: 1,
+            cores: 2,
+            data_dir: None,
+        },
+        addresses,
+        1,
+        rt.handle().clone(),
+        Connectors::new(),
+    )
+    .expect("the cluster starts")
+}
+
 /// Closes the input topic, waits for rule `id` to finish and returns every row its memory
 /// sink published on `out`, sorted by their JSON text.
 #[allow(dead_code)] // Only the tests that read a rule's output to the end use it.
