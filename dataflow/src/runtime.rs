@@ -12,6 +12,7 @@
 //! order, which the engine's control plane (`engine/cluster.rs`) applies commands in.
 
 mod cluster;
+mod connect;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -19,6 +20,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
+
+use timely::execute::execute_from;
 
 use crate::render::{self, RuleDataflow};
 pub use cluster::{ClusterConfig, Placement};
@@ -66,7 +69,7 @@ impl Workers {
     }
 
     /// Starts this process's workers of a cluster. Returns once every process of the cluster
-    /// is connected (timely retries connecting to the processes not listening yet).
+    /// is connected (the processes not listening yet are retried).
     pub fn start_cluster(cluster: ClusterConfig) -> Result<Workers, String> {
         cluster.validate()?;
         Workers::start_on(Placement::Cluster(cluster))
@@ -93,7 +96,9 @@ impl Workers {
         let worker_threads = threads.clone();
         let dead: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; n]));
         let worker_dead = dead.clone();
-        let guards = timely::execute(placement.timely(), move |worker| {
+        let (allocators, network) = placement.allocators()?;
+        let config = timely::WorkerConfig::default();
+        let guards = execute_from(allocators, network, config, move |worker| {
             let index = worker.index();
             // This worker's position among the process's own workers.
             let slot = index - first;

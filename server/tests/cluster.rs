@@ -8,8 +8,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
+use common::cluster::{
+    Follower, counter, publish_until_every_process_reads, says_the_cluster_stopped, source_in,
+    window_in, window_rule_on_pushed_rows, windows_add_up,
+};
 use common::mqtt::{TestClient, free_port, unique};
 use common::{Server, temp_dir, wait_rule_status};
 use serde_json::{Value, json};
@@ -18,16 +22,6 @@ use serde_json::{Value, json};
 const KEYS: usize = 8;
 /// Rows of the input, 100 ms apart in `ts`: four windows of one second.
 const ROWS: usize = 40;
-
-/// A follower process (process 1), killed on drop.
-struct Follower(Child);
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// quiverd processes of one worker each: the leader (with the REST API) and the followers.
 struct Cluster {
@@ -177,12 +171,7 @@ async fn a_keyed_window_rule_runs_on_both_processes_and_emits_what_one_process_e
         } else {
             "_window_records_in_total"
         };
-        st.as_object()
-            .expect("a status object")
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix) && k.ends_with(suffix))
-            .filter_map(|(_, v)| v.as_u64())
-            .sum()
+        counter(st, prefix, suffix)
     };
     let rows = (ROWS + 1) as u64;
     let st = tokio::task::block_in_place(|| {
@@ -230,30 +219,6 @@ fn event_time_windows(id: &str, out: &str) -> Value {
     })
 }
 
-/// Rows process `p`'s nodes of a kind (`"_source_"`, `"_window_"`) took, from the leader's
-/// status: its `process_<p>_<node>_records_in_total` counters.
-fn records_in(st: &Value, p: usize, kind: &str) -> u64 {
-    let prefix = format!("process_{p}_");
-    st.as_object()
-        .expect("a status object")
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with(&prefix) && k.contains(kind) && k.ends_with("_records_in_total")
-        })
-        .filter_map(|(_, v)| v.as_u64())
-        .sum()
-}
-
-/// Rows process `p`'s windows took.
-fn records_in_window(st: &Value, p: usize) -> u64 {
-    records_in(st, p, "_window_")
-}
-
-/// Rows process `p`'s sources read.
-fn source_in(st: &Value, p: usize) -> u64 {
-    records_in(st, p, "_source_")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
     // One client id in the stream's profile: each process connects under its own variant of
@@ -283,34 +248,11 @@ async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
     assert!(body.to_string().contains("qos"), "{body}");
     let mut subscriber = counting_rule(server, "shares", "shared_in").await;
 
-    // Rows in rounds until both processes' sources took some: each process subscribes once
-    // its run starts, and the broker spreads messages over the subscribers it has.
+    // Rows in rounds until both processes' sources took some.
     let publisher = TestClient::start(1883, None);
-    let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut sent = 0u64;
-    let mut st = Value::Null;
-    for _round in 0..50 {
-        for _ in 0..KEYS * 4 {
-            let k = format!("k{}", sent as usize % KEYS);
-            let v = sent as i64;
-            publisher
-                .publish(&topic, &json!({"k": k, "v": v}).to_string())
-                .await;
-            let e = want.entry(k).or_default();
-            *e = (e.0 + 1, e.1 + v);
-            sent += 1;
-        }
-        st = tokio::task::block_in_place(|| {
-            wait_rule_status(server, "shares", |st| {
-                source_in(st, 0) + source_in(st, 1) == sent
-            })
-        });
-        if source_in(&st, 0) > 0 && source_in(&st, 1) > 0 {
-            break;
-        }
-    }
-    assert!(source_in(&st, 0) > 0, "process 0 read no share: {st}");
-    assert!(source_in(&st, 1) > 0, "process 1 read no share: {st}");
+    let (want, st) =
+        publish_until_every_process_reads(server, "shares", &publisher, &topic, 2, KEYS).await;
+    let sent: u64 = want.values().map(|(c, _)| *c as u64).sum();
     assert_eq!(source_in(&st, 0) + source_in(&st, 1), sent, "{st}");
     // The rule's own source counter is summed over the processes.
     let summed: u64 = st
@@ -385,7 +327,7 @@ async fn a_file_read_on_the_leader_ends_the_rule_in_every_process() {
         assert_eq!(st["status"], json!("stopped"), "{rule}: {st}");
         assert_eq!(st["message"], json!("input ended"), "{rule}: {st}");
         assert!(
-            records_in_window(&st, 1) > 0,
+            window_in(&st, 1) > 0,
             "{rule}: no row reached process 1: {st}"
         );
     }
@@ -449,14 +391,11 @@ async fn three_processes_emit_what_one_process_emits() {
     assert_eq!(got, want);
     let st = tokio::task::block_in_place(|| {
         wait_rule_status(server, "windows", |st| {
-            (0..3).map(|p| records_in_window(st, p)).sum::<u64>() == source_in(st, 0)
+            (0..3).map(|p| window_in(st, p)).sum::<u64>() == source_in(st, 0)
         })
     });
     for p in 0..3 {
-        assert!(
-            records_in_window(&st, p) > 0,
-            "no row reached process {p}: {st}"
-        );
+        assert!(window_in(&st, p) > 0, "no row reached process {p}: {st}");
     }
 
     // Shares: every process subscribes once its run starts. Probes until all three took
@@ -506,31 +445,6 @@ async fn counting_rule(server: &Server, id: &str, stream: &str) -> TestClient {
     let (status, body) = tokio::task::block_in_place(|| server.call("POST", "/rules", Some(rule)));
     assert_eq!(status, 201, "{body}");
     subscriber
-}
-
-/// Reads window results (`k`, count `c`, sum `total`) on `subscriber` until, per key, they add
-/// up to `want`; fails as soon as a key has more rows than it was sent. Rows of key "probe"
-/// (sent to see subscriptions take hold, some lost by design) are not counted.
-async fn windows_add_up(subscriber: &mut TestClient, want: &BTreeMap<String, (i64, i64)>) {
-    let mut got: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    while got != *want {
-        let p = subscriber.next_publish().await;
-        let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
-        if row["k"] == json!("probe") {
-            continue;
-        }
-        let e = got
-            .entry(row["k"].as_str().expect("a key").to_string())
-            .or_default();
-        *e = (
-            e.0 + row["c"].as_i64().expect("a count"),
-            e.1 + row["total"].as_i64().expect("a sum"),
-        );
-        let within = got
-            .iter()
-            .all(|(k, g)| want.get(k).is_some_and(|w| g.0 <= w.0));
-        assert!(within, "{got:?} for {want:?}");
-    }
 }
 
 /// The next `n` window results on `subscriber`: per key and window start, the count and sum.
@@ -656,22 +570,12 @@ fn what_a_cluster_cannot_run_yet_is_refused_by_name() {
 fn a_lost_process_stops_the_rules_and_says_the_cluster_must_be_restarted() {
     let mut cluster = cluster("cluster-lost");
     let server = &cluster.leader;
-    server.create_stream(
-        r#"CREATE STREAM s (k STRING, v BIGINT) WITH (DATASOURCE="/s", TYPE="httppush", FORMAT="json")"#,
-    );
-    let rule = json!({"id": "w", "sql": "SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)",
-                      "actions": [{"log": {}}]});
-    assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+    window_rule_on_pushed_rows(server);
     // Timely's cluster mode has no recovery: a lost process stops every worker.
     let _ = cluster.followers[0].0.kill();
     let _ = cluster.followers[0].0.wait();
     let st = wait_rule_status(server, "w", |st| st["status"] == json!("stopped by error"));
-    let message = st["message"].as_str().unwrap_or_default();
-    assert!(message.contains("restart every process"), "{st}");
-    // A command that needs every process answers at once, saying why.
-    let (status, body) = server.json("POST", "/rules/w/stop", None);
-    assert_eq!(status, 500, "{body}");
-    assert!(body.to_string().contains("restart every process"), "{body}");
+    says_the_cluster_stopped(server, &st);
 }
 
 #[test]
@@ -686,17 +590,9 @@ fn a_follower_that_lost_the_leader_exits_with_the_reason() {
     );
     // Killed as a crash would, with no chance to stop the others.
     leader.kill();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = follower.0.try_wait().expect("the follower's status") {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the follower did not exit"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = follower
+        .exited_within(std::time::Duration::from_secs(20))
+        .expect("the follower exits");
     // A service manager sees a failure (the log says why: "the cluster stopped: ...").
     assert!(!status.success(), "{status}");
 }

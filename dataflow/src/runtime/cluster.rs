@@ -1,11 +1,19 @@
 //! Where the workers of a runtime run: all in this process, or this process's share of a
-//! cluster of processes that timely connects over TCP (`Config::Cluster`).
+//! cluster of processes connected over TCP (`Config::Cluster`, through `connect.rs`).
 //!
 //! Timely numbers the workers of a cluster `0..processes * threads`, process by process: the
 //! workers of process `p` are `p * threads .. (p + 1) * threads`. Every process must be given
 //! the same addresses and threads, and must build the same dataflows in the same order.
 
+use std::any::Any;
 use std::ops::Range;
+
+use timely::communication::allocator::ProcessBuilder;
+use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+use timely::communication::{AllocatorBuilder, Hooks};
+
+/// Timely's allocator builders, one per local worker, and what they need kept alive.
+pub type Allocators = (Vec<AllocatorBuilder>, Box<dyn Any + Send>);
 
 /// One process's place in a cluster: the addresses of every process (this one's included, in
 /// the cluster's order), this process's index among them, and the worker threads of each.
@@ -65,22 +73,29 @@ impl Placement {
         }
     }
 
-    /// The timely configuration. In a cluster, workers of one process still exchange by
-    /// pointer (`zerocopy: false` keeps timely's typed in-process channels); only messages for
-    /// other processes are serialised.
-    pub fn timely(&self) -> timely::Config {
+    /// Timely's allocators for this process's workers, and what must live as long as they do
+    /// (a cluster's network threads). In a cluster, workers of one process still exchange by
+    /// pointer (timely's typed in-process channels, as `zerocopy: false`); only messages for
+    /// other processes are serialised, over connections made by [`super::connect`] (timely's
+    /// handshake, with keepalive and a user timeout) instead of timely's plain ones.
+    pub fn allocators(&self) -> Result<Allocators, String> {
         match self {
-            Placement::Process(n) => timely::Config::process(*n),
-            Placement::Cluster(c) => timely::Config {
-                communication: timely::CommunicationConfig::Cluster {
-                    threads: c.threads,
-                    process: c.process,
-                    addresses: c.addresses.clone(),
-                    report: false,
-                    zerocopy: false,
-                },
-                worker: timely::WorkerConfig::default(),
-            },
+            Placement::Process(n) => timely::CommunicationConfig::Process(*n).try_build(),
+            Placement::Cluster(c) => {
+                let sockets = super::connect::connect(&c.addresses, c.process)
+                    .map_err(|e| format!("failed to connect the cluster's processes: {e}"))?;
+                let hooks = Hooks::default();
+                let local = ProcessBuilder::new_typed_vector(
+                    c.threads,
+                    hooks.refill.clone(),
+                    hooks.spill.clone(),
+                );
+                let (builders, network) =
+                    initialize_networking_from_sockets(local, sockets, c.process, c.threads, hooks)
+                        .map_err(|e| format!("failed to initialize networking: {e}"))?;
+                let builders = builders.into_iter().map(AllocatorBuilder::Tcp).collect();
+                Ok((builders, Box::new(network)))
+            }
         }
     }
 }
@@ -117,20 +132,43 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_maps_to_timely_cluster_communication() {
-        let config = Placement::Cluster(cluster(1, 2, 3)).timely();
-        match config.communication {
-            timely::CommunicationConfig::Cluster {
-                threads,
-                process,
-                addresses,
-                zerocopy,
-                ..
-            } => {
-                assert_eq!((threads, process, addresses.len()), (3, 1, 2));
-                assert!(!zerocopy);
-            }
-            other => panic!("not a cluster config: {other:?}"),
-        }
+    fn a_process_s_workers_get_allocators_for_every_worker_of_the_cluster() {
+        let addresses: Vec<String> = (0..2)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                l.local_addr().expect("an address").to_string()
+            })
+            .collect();
+        let other = {
+            let addresses = addresses.clone();
+            std::thread::spawn(move || {
+                let p = Placement::Cluster(ClusterConfig {
+                    process: 1,
+                    addresses,
+                    threads: 2,
+                });
+                let (builders, network) = p.allocators()?;
+                let n = builders.len();
+                // Never built into workers, the network threads would wait for them forever.
+                std::mem::forget((builders, network));
+                Ok::<_, String>(n)
+            })
+        };
+        let p = Placement::Cluster(ClusterConfig {
+            process: 0,
+            addresses,
+            threads: 2,
+        });
+        let (builders, network) = p.allocators().expect("connected");
+        assert_eq!(builders.len(), 2);
+        assert!(
+            builders
+                .iter()
+                .all(|b| matches!(b, AllocatorBuilder::Tcp(_)))
+        );
+        assert_eq!(other.join().unwrap(), Ok(2));
+        std::mem::forget((builders, network));
+        let (builders, _) = Placement::Process(3).allocators().expect("allocators");
+        assert_eq!(builders.len(), 3);
     }
 }

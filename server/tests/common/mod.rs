@@ -14,6 +14,7 @@ use serde_json::Value;
 #[path = "../../../connectors/tests/support/mqtt.rs"]
 pub mod mqtt;
 
+pub mod cluster;
 pub mod pki;
 pub mod plugin_zip;
 pub mod proxy;
@@ -95,6 +96,16 @@ impl Server {
             }
         }
         let child = cmd.spawn().expect("quiverd starts");
+        Server {
+            child,
+            addr,
+            push_addr,
+        }
+    }
+
+    /// A quiverd the caller started (in another network namespace, say) whose REST API is at
+    /// `addr` and push listener at `push_addr`; killed on drop like the others.
+    pub fn adopt(child: Child, addr: String, push_addr: String) -> Server {
         Server {
             child,
             addr,
