@@ -127,14 +127,43 @@ pub async fn serve(
         .as_ref()
         .map(tls::TlsFiles::server_config)
         .transpose()?;
+    // One stop signal for every round of serving: in a cluster, a round ends when the cluster
+    // lost a process and formed again.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
     if let Some(cluster) = settings.cluster.clone().filter(|c| c.process != 0) {
-        return follow(settings, cluster, shutdown).await;
+        return follow(settings, cluster, stop).await;
     }
+    let mut engine = connected_engine(&settings, stop.clone()).await?;
+    while let Some(current) = engine {
+        engine = serve_engine(&settings, &security, tls.clone(), current, stop.clone()).await?;
+    }
+    Ok(())
+}
+
+/// Resolves once `stop` says the server stops.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Serves the REST API over `engine` until the server stops (`None`) or, in a cluster that
+/// lost a process, until every process is connected again: then the engine of the cluster
+/// formed anew, for the next round.
+async fn serve_engine(
+    settings: &Settings,
+    security: &Arc<security::Security>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    engine: Engine,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<Engine>> {
+    let security = security.clone();
     let catalog = catalog::Catalog::open(&settings.data_dir)?;
     quiver_compiler::functions::set_keyed_state_store(Some(Arc::new(catalog::KeyedState::open(
         &settings.data_dir,
     )?)));
-    let engine = start_engine(&settings)?;
     let profiles = profiles::Profiles::new(match &settings.config {
         Some(path) => load_profiles(path)?,
         None => Default::default(),
@@ -205,35 +234,106 @@ pub async fn serve(
             security::guard,
         ))
         .into_make_service_with_connect_info::<security::LocalAddr>();
+    // In a cluster, the next round's engine once the cluster lost a process and formed again.
+    let (next_tx, next_rx) = tokio::sync::oneshot::channel();
+    let rejoin = settings.cluster.is_some().then(|| {
+        let (engine, settings, stop) = (engine.clone(), settings.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Ok(Some(next)) = rejoined(&engine, &settings, stop).await {
+                let _ = next_tx.send(next);
+            }
+        })
+    });
+    let next = Arc::new(std::sync::Mutex::new(None));
+    let ends = {
+        let next = next.clone();
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = stopped(stop) => {}
+                Ok(engine) = next_rx => {
+                    *next.lock().expect("next engine lock") = Some(engine);
+                }
+            }
+        }
+    };
     match tls {
         Some(config) => {
             let listener = tls::TlsListener::new(listener, config, "REST API")?;
             axum::serve(listener, rest)
-                .with_graceful_shutdown(shutdown)
+                .with_graceful_shutdown(ends)
                 .await?
         }
         None => {
             axum::serve(listener, rest)
-                .with_graceful_shutdown(shutdown)
+                .with_graceful_shutdown(ends)
                 .await?
         }
+    }
+    if let Some(task) = rejoin {
+        task.abort();
     }
     tests.shutdown();
     push_task.abort();
     let engine2 = engine.clone();
     tokio::task::spawn_blocking(move || engine2.shutdown()).await?;
-    Ok(())
+    let next = next.lock().expect("next engine lock").take();
+    if next.is_some() {
+        tracing::info!(
+            "the cluster is whole again: its streams and rules are restored from the catalog and started again on every process (their window state was lost)"
+        );
+    }
+    Ok(next)
+}
+
+/// In a cluster: waits until `engine`'s workers stop (a process or its connection was lost),
+/// then forms the cluster again, waiting for every process to connect: the new engine, or
+/// `None` if the server stops first.
+async fn rejoined(
+    engine: &Engine,
+    settings: &Settings,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<Engine>> {
+    let reason = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if let Some(reason) = engine.workers_stopped() {
+            break reason;
+        }
+    };
+    tracing::error!("{reason}; waiting for every process to connect again");
+    connected_engine(settings, stop).await
+}
+
+/// This process's engine, started on a thread of its own (in a cluster it waits until every
+/// other process is connected, which may take until they are restarted); `None` if the server
+/// stops first.
+async fn connected_engine(
+    settings: &Settings,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<Engine>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (settings, runtime) = (settings.clone(), tokio::runtime::Handle::current());
+    // A plain thread: one waiting for processes that never come back must not hold up the
+    // process's exit, as a thread of the runtime's blocking pool would.
+    std::thread::Builder::new()
+        .name("quiver-connect".into())
+        .spawn(move || {
+            let _ = tx.send(start_engine(&settings, runtime));
+        })?;
+    tokio::select! {
+        _ = stopped(stop) => Ok(None),
+        started = rx => Ok(Some(started.context("starting the engine")??)),
+    }
 }
 
 /// The engine of this process: alone, or the leader of a cluster (process 0), which waits
 /// here until every other process is connected.
-fn start_engine(settings: &Settings) -> anyhow::Result<Engine> {
+fn start_engine(settings: &Settings, runtime: tokio::runtime::Handle) -> anyhow::Result<Engine> {
     let config = EngineConfig {
         workers: settings.workers,
         data_dir: Some(settings.data_dir.clone()),
         ..Default::default()
     };
-    let runtime = tokio::runtime::Handle::current();
     Ok(match &settings.cluster {
         None => Engine::start(config, runtime, Connectors::new())?,
         Some(cluster) => {
@@ -251,39 +351,29 @@ fn start_engine(settings: &Settings) -> anyhow::Result<Engine> {
 
 /// A follower of a cluster (a process other than 0): its engine applies what the leader
 /// sequences and runs its share of every rule's dataflow; it serves no API and keeps no
-/// catalog. Connection profiles come from `--config`, as on the leader.
+/// catalog. Connection profiles come from `--config`, as on the leader. When the cluster
+/// loses a process, it forms the cluster again with the others once all are back, and the
+/// leader starts the rules again.
 async fn follow(
     settings: Settings,
     cluster: quiver_dataflow::runtime::ClusterConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let engine = start_engine(&settings)?;
-    if let Some(path) = &settings.config {
-        engine.set_source_profiles(load_profiles(path)?);
-    }
-    tracing::info!(
-        process = cluster.process,
-        workers = ?engine.workers(),
-        "following process 0 of the cluster"
-    );
-    // A follower serves nothing: once its workers stop (the cluster lost a process) it has
-    // nothing left to do, and exits so that a service manager sees it.
-    let watched = engine.clone();
-    let lost = async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            if let Some(reason) = watched.workers_stopped() {
-                return reason;
-            }
+    let mut engine = connected_engine(&settings, stop.clone()).await?;
+    while let Some(current) = engine {
+        if let Some(path) = &settings.config {
+            current.set_source_profiles(load_profiles(path)?);
         }
-    };
-    let lost = tokio::select! {
-        _ = shutdown => None,
-        reason = lost => Some(reason),
-    };
-    tokio::task::spawn_blocking(move || engine.shutdown()).await?;
-    match lost {
-        None => Ok(()),
-        Some(reason) => Err(anyhow::anyhow!(reason)),
+        tracing::info!(
+            process = cluster.process,
+            workers = ?current.workers(),
+            "following process 0 of the cluster"
+        );
+        engine = tokio::select! {
+            _ = stopped(stop.clone()) => None,
+            next = rejoined(&current, &settings, stop.clone()) => next?,
+        };
+        tokio::task::spawn_blocking(move || current.shutdown()).await?;
     }
+    Ok(())
 }

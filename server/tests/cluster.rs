@@ -27,6 +27,44 @@ const ROWS: usize = 40;
 struct Cluster {
     leader: Server,
     followers: Vec<Follower>,
+    /// Where the processes keep their data and logs.
+    dir: PathBuf,
+    /// Each process's flags, by index.
+    args: Vec<Vec<String>>,
+}
+
+impl Cluster {
+    /// Starts process 0 again, with its data dir.
+    fn spawn_leader(&self) -> Server {
+        spawn_leader(&self.dir, &self.args[0])
+    }
+
+    /// Starts follower `p` again, with its data dir.
+    fn spawn_follower(&self, p: usize) -> Follower {
+        spawn_follower(&self.dir, &self.args[p], p)
+    }
+}
+
+/// Starts process 0 with its data dir under `dir`; returns before it serves (it waits for
+/// every other process to connect first).
+fn spawn_leader(dir: &Path, args: &[String]) -> Server {
+    let log = dir.join(format!("p0-{}.log", unique()));
+    Server::spawn(&dir.join("p0"), args, &[], Some(&log))
+}
+
+/// Starts follower `p` with its data dir under `dir`.
+fn spawn_follower(dir: &Path, args: &[String], p: usize) -> Follower {
+    let log = std::fs::File::create(dir.join(format!("p{p}-{}.log", unique()))).expect("log file");
+    let follower = Command::new(env!("CARGO_BIN_EXE_quiverd"))
+        .arg("--data-dir")
+        .arg(dir.join(format!("p{p}")))
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .expect("the follower starts");
+    Follower(follower)
 }
 
 /// A hosts file of `processes` free loopback ports.
@@ -56,7 +94,6 @@ fn cluster_with(name: &str, profiles: Option<&str>) -> Cluster {
 fn cluster_of(name: &str, processes: usize, profiles: Option<&str>) -> Cluster {
     let dir = temp_dir(name);
     let hosts = hosts_file(&dir, processes);
-    let leader_dir = dir.join("p0");
     let config = profiles.map(|text| {
         let path = dir.join("profiles.yaml");
         std::fs::write(&path, text).expect("config file");
@@ -76,24 +113,18 @@ fn cluster_of(name: &str, processes: usize, profiles: Option<&str>) -> Cluster {
         }
         args
     };
-    let leader = Server::spawn(&leader_dir, &args(0), &[], Some(&dir.join("p0.log")));
+    let args: Vec<Vec<String>> = (0..processes).map(args).collect();
+    let leader = spawn_leader(&dir, &args[0]);
     let followers = (1..processes)
-        .map(|p| {
-            let log = std::fs::File::create(dir.join(format!("p{p}.log"))).expect("log file");
-            let follower = Command::new(env!("CARGO_BIN_EXE_quiverd"))
-                .arg("--data-dir")
-                .arg(dir.join(format!("p{p}")))
-                .args(args(p))
-                .env("RUST_LOG", "debug")
-                .stdout(log.try_clone().expect("log file"))
-                .stderr(log)
-                .spawn()
-                .expect("the follower starts");
-            Follower(follower)
-        })
+        .map(|p| spawn_follower(&dir, &args[p], p))
         .collect();
     leader.wait_ready();
-    Cluster { leader, followers }
+    Cluster {
+        leader,
+        followers,
+        dir,
+        args,
+    }
 }
 
 /// The input: `ROWS` rows over `KEYS` keys in time order, then one row far later that moves
@@ -566,8 +597,10 @@ fn what_a_cluster_cannot_run_yet_is_refused_by_name() {
     assert_eq!(status, 200);
 }
 
+/// A lost process stops every rule, and the API says why. Once the process is back, the
+/// cluster forms again by itself and the leader starts the rules again on every process.
 #[test]
-fn a_lost_process_stops_the_rules_and_says_the_cluster_must_be_restarted() {
+fn a_lost_process_stops_the_rules_until_it_is_back() {
     let mut cluster = cluster("cluster-lost");
     let server = &cluster.leader;
     window_rule_on_pushed_rows(server);
@@ -576,23 +609,52 @@ fn a_lost_process_stops_the_rules_and_says_the_cluster_must_be_restarted() {
     let _ = cluster.followers[0].0.wait();
     let st = wait_rule_status(server, "w", |st| st["status"] == json!("stopped by error"));
     says_the_cluster_stopped(server, &st);
+    // The process restarted (by a service manager, say): the same leader serves again, with
+    // the rule running on both processes.
+    cluster.followers[0] = cluster.spawn_follower(1);
+    rule_runs_on_both_processes(server);
 }
 
+/// Waits until rule `w` (from `window_rule_on_pushed_rows`) runs again, then pushes rows until
+/// both processes' windows took some.
+fn rule_runs_on_both_processes(server: &Server) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, st) = server.json("GET", "/rules/w/status", None);
+        if status == 200 && st["status"] == json!("running") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rule did not run again: {status} {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for i in 0..KEYS * 4 {
+        let row = json!({"k": format!("k{}", i % KEYS), "v": i});
+        assert_eq!(server.push("/s", &row.to_string()).0, 200);
+    }
+    let st = wait_rule_status(server, "w", |st| {
+        window_in(st, 0) + window_in(st, 1) == (KEYS * 4) as u64
+    });
+    assert!(window_in(&st, 1) > 0, "no row reached process 1: {st}");
+}
+
+/// A follower that lost the leader waits for it: once the leader is restarted, the cluster
+/// forms again and the leader restores its rules on both processes.
 #[test]
-fn a_follower_that_lost_the_leader_exits_with_the_reason() {
-    let Cluster {
-        leader,
-        mut followers,
-    } = cluster("cluster-leader-lost");
-    let follower = &mut followers[0];
-    leader.create_stream(
-        r#"CREATE STREAM s (k STRING) WITH (DATASOURCE="/s", TYPE="httppush", FORMAT="json")"#,
-    );
+fn a_follower_waits_for_a_lost_leader_and_rejoins_it() {
+    let mut cluster = cluster("cluster-leader-lost");
+    window_rule_on_pushed_rows(&cluster.leader);
     // Killed as a crash would, with no chance to stop the others.
-    leader.kill();
-    let status = follower
-        .exited_within(std::time::Duration::from_secs(20))
-        .expect("the follower exits");
-    // A service manager sees a failure (the log says why: "the cluster stopped: ...").
-    assert!(!status.success(), "{status}");
+    cluster.leader.crash();
+    assert!(
+        cluster.followers[0]
+            .exited_within(std::time::Duration::from_secs(2))
+            .is_none(),
+        "the follower left instead of waiting for the leader"
+    );
+    cluster.leader = cluster.spawn_leader();
+    cluster.leader.wait_ready();
+    rule_runs_on_both_processes(&cluster.leader);
 }

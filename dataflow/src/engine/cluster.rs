@@ -240,8 +240,9 @@ impl Engine {
         Some(match self.cluster() {
             None => reason,
             Some(_) => format!(
-                "the cluster stopped: a process or its connection was lost ({reason}); timely's \
-                 cluster mode cannot recover from that: restart every process"
+                "the cluster stopped: a process or its connection was lost ({reason}); its rules \
+                 start again once every process is running and reachable (a lost one restarted): \
+                 the cluster then forms again by itself"
             ),
         })
     }

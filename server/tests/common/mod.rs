@@ -115,6 +115,11 @@ impl Server {
 
     /// Kills with SIGKILL and waits: a crash, with no chance to save anything.
     pub fn kill(mut self) {
+        self.crash();
+    }
+
+    /// [`Server::kill`], keeping the handle (to be replaced by a restarted server).
+    pub fn crash(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
