@@ -275,13 +275,16 @@ async fn serve_engine(
     }
     tests.shutdown();
     push_task.abort();
-    let engine2 = engine.clone();
-    tokio::task::spawn_blocking(move || engine2.shutdown()).await?;
     let next = next.lock().expect("next engine lock").take();
-    if next.is_some() {
-        tracing::info!(
+    let engine2 = engine.clone();
+    let stopping = tokio::task::spawn_blocking(move || engine2.shutdown());
+    match &next {
+        // The old engine's workers are gone; its sinks flush while the new one is restored,
+        // so the API is away only for the restore.
+        Some(_) => tracing::info!(
             "the cluster is whole again: its streams and rules are restored from the catalog and started again on every process (their window state was lost)"
-        );
+        ),
+        None => stopping.await?,
     }
     Ok(next)
 }

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::cluster::{
-    Follower, counter, publish_until_every_process_reads, says_the_cluster_stopped, source_in,
-    window_in, window_rule_on_pushed_rows, windows_add_up,
+    Follower, counter, publish_to_every_process, pushed_rows_reach_every_process,
+    says_the_cluster_stopped, source_in, wait_running, window_in, window_rule_on_pushed_rows,
+    windows_add_up,
 };
 use common::mqtt::{TestClient, free_port, unique};
 use common::{Server, temp_dir, wait_rule_status};
@@ -281,9 +282,9 @@ async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
 
     // Rows in rounds until both processes' sources took some.
     let publisher = TestClient::start(1883, None);
-    let (want, st) =
-        publish_until_every_process_reads(server, "shares", &publisher, &topic, 2, KEYS).await;
-    let sent: u64 = want.values().map(|(c, _)| *c as u64).sum();
+    let (want, st, probes) =
+        publish_to_every_process(server, "shares", &publisher, &topic, 2, KEYS).await;
+    let sent: u64 = want.values().map(|(c, _)| *c as u64).sum::<u64>() + probes;
     assert_eq!(source_in(&st, 0) + source_in(&st, 1), sent, "{st}");
     // The rule's own source counter is summed over the processes.
     let summed: u64 = st
@@ -429,36 +430,10 @@ async fn three_processes_emit_what_one_process_emits() {
         assert!(window_in(&st, p) > 0, "no row reached process {p}: {st}");
     }
 
-    // Shares: every process subscribes once its run starts. Probes until all three took
-    // some (the broker drops what a share group gets before its first subscriber, and hands
-    // messages only to subscribers it has), then rows whose windows add up to them, per key.
+    // Shares: rows read by all three processes add up to what was sent, per key.
     let mut shares = counting_rule(server, "shares", "shared_in").await;
-    let read = |st: &Value| (0..3).map(|p| source_in(st, p)).collect::<Vec<_>>();
-    let mut probes = 0;
-    loop {
-        for _ in 0..3 {
-            publisher
-                .publish(&shared_topic, &json!({"k": "probe", "v": 0}).to_string())
-                .await;
-        }
-        probes += 3;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let (_, st) =
-            tokio::task::block_in_place(|| server.json("GET", "/rules/shares/status", None));
-        if read(&st).iter().all(|&n| n > 0) {
-            break;
-        }
-        assert!(probes < 3000, "a process read no share: {st}");
-    }
-    let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for i in 0..KEYS * 20 {
-        let k = format!("k{}", i % KEYS);
-        publisher
-            .publish(&shared_topic, &json!({"k": k, "v": i}).to_string())
-            .await;
-        let e = want.entry(k).or_default();
-        *e = (e.0 + 1, e.1 + i as i64);
-    }
+    let (want, _, _) =
+        publish_to_every_process(server, "shares", &publisher, &shared_topic, 3, KEYS).await;
     windows_add_up(&mut shares, &want).await;
 }
 
@@ -615,29 +590,11 @@ fn a_lost_process_stops_the_rules_until_it_is_back() {
     rule_runs_on_both_processes(server);
 }
 
-/// Waits until rule `w` (from `window_rule_on_pushed_rows`) runs again, then pushes rows until
-/// both processes' windows took some.
+/// Waits until rule `w` (from `window_rule_on_pushed_rows`) runs again, then pushes rows that
+/// both processes' windows take some of.
 fn rule_runs_on_both_processes(server: &Server) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (status, st) = server.json("GET", "/rules/w/status", None);
-        if status == 200 && st["status"] == json!("running") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rule did not run again: {status} {st}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    for i in 0..KEYS * 4 {
-        let row = json!({"k": format!("k{}", i % KEYS), "v": i});
-        assert_eq!(server.push("/s", &row.to_string()).0, 200);
-    }
-    let st = wait_rule_status(server, "w", |st| {
-        window_in(st, 0) + window_in(st, 1) == (KEYS * 4) as u64
-    });
-    assert!(window_in(&st, 1) > 0, "no row reached process 1: {st}");
+    wait_running(server, "w");
+    pushed_rows_reach_every_process(server, 2, KEYS, (KEYS * 4) as u64);
 }
 
 /// A follower that lost the leader waits for it: once the leader is restarted, the cluster

@@ -14,8 +14,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    Follower, publish_until_every_process_reads, says_the_cluster_stopped, source_in, window_in,
-    window_rule_on_pushed_rows, windows_add_up,
+    Follower, publish_to_every_process, pushed_rows_reach_every_process, says_the_cluster_stopped,
+    source_in, wait_running, window_in, window_rule_on_pushed_rows, windows_add_up,
 };
 use common::mqtt::{PrivateBroker, TestClient, free_port, unique};
 use common::{Server, temp_dir, wait_rule_status};
@@ -363,13 +363,12 @@ async fn a_keyed_window_rule_runs_across_three_namespaces_and_counts_every_row_o
     assert_eq!(status, 201, "{body}");
     let sent_before: Vec<u64> = (0..PROCESSES).map(|p| cluster.net.sent_by(p)).collect();
 
-    // Rows until every process's source took some; however the processes split them and
+    // Rows once every process's source takes some; however the processes split them and
     // the wall clock cut the windows, the windows add up to them, per key, each row once.
     let publisher = TestClient::start(cluster.broker.local, None);
-    let (want, _) =
-        publish_until_every_process_reads(server, "windows", &publisher, &topic, PROCESSES, KEYS)
-            .await;
-    let sent: u64 = want.values().map(|(c, _)| *c as u64).sum();
+    let (want, _, probes) =
+        publish_to_every_process(server, "windows", &publisher, &topic, PROCESSES, KEYS).await;
+    let sent: u64 = want.values().map(|(c, _)| *c as u64).sum::<u64>() + probes;
     windows_add_up(&mut subscriber, &want).await;
 
     // Every process's windows took rows, each row once; and rows went to the windows of other
@@ -410,17 +409,7 @@ fn a_process_cut_off_by_a_link_down_stops_the_cluster_until_the_link_is_back() {
     window_rule_on_pushed_rows(server);
     // Rows reach every process's windows before the cut (the leader reads them all).
     let rows = (KEYS * 4) as u64;
-    for i in 0..rows {
-        let row = json!({"k": format!("k{}", i as usize % KEYS), "v": i});
-        assert_eq!(server.push("/s", &row.to_string()).0, 200);
-    }
-    let st = wait_rule_status(server, "w", |st| {
-        (0..3).map(|p| window_in(st, p)).sum::<u64>() == rows
-    });
-    assert!(
-        window_in(&st, 2) > 0,
-        "process 2's windows took no row: {st}"
-    );
+    pushed_rows_reach_every_process(server, 3, KEYS, rows);
 
     // Process 2's link goes down at the bridge: no connection closes, its packets just stop.
     let cut = Instant::now();
@@ -457,27 +446,6 @@ fn a_process_cut_off_by_a_link_down_stops_the_cluster_until_the_link_is_back() {
     // The link is back: every process connects again, and the leader starts the rule again
     // on all three, whose windows take rows again.
     ip_ok(&["link", "set", cluster.net.link(2), "up"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, st) = server.json("GET", "/rules/w/status", None);
-        if status == 200 && st["status"] == json!("running") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cluster did not form again: {status} {st}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    for i in 0..rows {
-        let row = json!({"k": format!("k{}", i as usize % KEYS), "v": i});
-        assert_eq!(server.push("/s", &row.to_string()).0, 200);
-    }
-    let st = wait_rule_status(server, "w", |st| {
-        (0..3).map(|p| window_in(st, p)).sum::<u64>() == rows
-    });
-    assert!(
-        window_in(&st, 2) > 0,
-        "process 2's windows took no row after the partition healed: {st}"
-    );
+    wait_running(server, "w");
+    pushed_rows_reach_every_process(server, 3, KEYS, rows);
 }

@@ -61,45 +61,61 @@ pub fn window_in(st: &Value, p: usize) -> u64 {
     counter(st, &format!("process_{p}_op_"), "_window_records_in_total")
 }
 
-/// Publishes rows `{k, v}` over `keys` keys on `topic` in rounds until the sources of every
-/// one of the `processes` took some (each subscribes to its share once its run of `rule`
-/// starts, and the broker spreads messages over the subscribers it has); what was sent, per
-/// key, and the rule's status once its sources read all of it. Fails when a process read none.
-pub async fn publish_until_every_process_reads(
+/// Publishes probe rows (key "probe") on `topic` until the sources of every one of the
+/// `processes` took some: each subscribes to its share once its run of `rule` starts, and the
+/// broker drops what a share group gets before its first subscriber and hands messages only to
+/// the subscribers it has. Then publishes rows `{k, v}` over `keys` keys, none of which can be
+/// lost. Returns what those rows were, per key; the rule's status once its sources read them
+/// all; and how many probes they read.
+pub async fn publish_to_every_process(
     server: &Server,
     rule: &str,
     publisher: &TestClient,
     topic: &str,
     processes: usize,
     keys: usize,
-) -> (Totals, Value) {
-    let mut want = Totals::new();
-    let mut sent = 0u64;
-    let mut st = Value::Null;
-    for _round in 0..50 {
-        for _ in 0..keys * 4 {
-            let k = format!("k{}", sent as usize % keys);
-            let v = sent as i64;
-            publisher
-                .publish(topic, &json!({"k": k, "v": v}).to_string())
-                .await;
-            let e = want.entry(k).or_default();
-            *e = (e.0 + 1, e.1 + v);
-            sent += 1;
-        }
-        st = tokio::task::block_in_place(|| {
-            wait_rule_status(server, rule, |st| {
-                (0..processes).map(|p| source_in(st, p)).sum::<u64>() == sent
-            })
-        });
+) -> (Totals, Value, u64) {
+    let read = |st: &Value| (0..processes).map(|p| source_in(st, p)).sum::<u64>();
+    let status = || {
+        tokio::task::block_in_place(|| server.json("GET", &format!("/rules/{rule}/status"), None)).1
+    };
+    let mut probes = 0;
+    loop {
+        publisher
+            .publish(topic, &json!({"k": "probe", "v": 0}).to_string())
+            .await;
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let st = status();
         if (0..processes).all(|p| source_in(&st, p) > 0) {
             break;
         }
+        assert!(probes < 2000, "a process read no share: {st}");
     }
-    for p in 0..processes {
-        assert!(source_in(&st, p) > 0, "process {p} read no share: {st}");
+    // Until the probes on their way are read and counted (a follower reports every second).
+    let mut probes_read = read(&status());
+    loop {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let now = read(&status());
+        if now == probes_read {
+            break;
+        }
+        probes_read = now;
     }
-    (want, st)
+    let mut want = Totals::new();
+    let rows = keys * 20;
+    for i in 0..rows {
+        let k = format!("k{}", i % keys);
+        publisher
+            .publish(topic, &json!({"k": k, "v": i}).to_string())
+            .await;
+        let e = want.entry(k).or_default();
+        *e = (e.0 + 1, e.1 + i as i64);
+    }
+    let st = tokio::task::block_in_place(|| {
+        wait_rule_status(server, rule, |st| read(st) == probes_read + rows as u64)
+    });
+    (want, st, probes_read)
 }
 
 /// Reads window results (`k`, count `c`, sum `total`) on `subscriber` until, per key, they add
@@ -151,4 +167,42 @@ pub fn says_the_cluster_stopped(server: &Server, st: &Value) {
     let (status, body) = server.json("POST", "/rules/w/stop", None);
     assert_eq!(status, 500, "{body}");
     assert!(body.to_string().contains("forms again"), "{body}");
+}
+
+/// Pushes `rows` rows `{k, v}` over `keys` keys to stream `s` (from
+/// [`window_rule_on_pushed_rows`]) and waits until rule `w`'s windows on the `processes`
+/// processes took them all; fails unless every process's windows took some.
+pub fn pushed_rows_reach_every_process(server: &Server, processes: usize, keys: usize, rows: u64) {
+    for i in 0..rows {
+        let row = json!({"k": format!("k{}", i as usize % keys), "v": i});
+        assert_eq!(server.push("/s", &row.to_string()).0, 200);
+    }
+    let st = wait_rule_status(server, "w", |st| {
+        (0..processes).map(|p| window_in(st, p)).sum::<u64>() == rows
+    });
+    for p in 0..processes {
+        assert!(
+            window_in(&st, p) > 0,
+            "process {p}'s windows took no row: {st}"
+        );
+    }
+}
+
+/// Waits up to 60 s until rule `id` runs (again: the cluster formed again and the leader
+/// serves its API, which is away while it restores the rules).
+pub fn wait_running(server: &Server, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = server.try_request("GET", &format!("/rules/{id}/status"), None);
+        if let Ok((200, body)) = &answer
+            && serde_json::from_str::<Value>(body).is_ok_and(|st| st["status"] == json!("running"))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rule {id} did not run again: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
