@@ -486,24 +486,10 @@ async fn sigkill_and_database_outage_at_qos_2_write_each_result_exactly_once() {
 async fn broker_restart_at_qos_2_writes_each_row_exactly_once() {
     let dir = temp_dir("checkpoints-broker-restart");
     let port = common::mqtt::free_port();
-    let store = dir.join("mosquitto");
-    std::fs::create_dir_all(&store).unwrap();
-    let mut broker = common::mqtt::PrivateBroker::start_with(
-        port,
-        &format!(
-            "persistence true\npersistence_location {}/\n",
-            store.display()
-        ),
-    );
+    let mut broker = common::mqtt::PrivateBroker::start_persistent(port);
     let table = format!("ex_restart_{}", unique().replace(['-', '/'], "_"));
     mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
-    let server = Server::start_args(&dir, &[], Some(&dir.join("quiverd.log")));
-    let (status, body) = server.call(
-        "PUT",
-        "/metadata/sources/mqtt/confKeys/own",
-        Some(json!({"server": format!("tcp://127.0.0.1:{port}")})),
-    );
-    assert_eq!(status, 200, "{body}");
+    let server = common::server_on_own_broker(&dir, port);
     server.create_stream(
         r#"CREATE STREAM ex (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="ex/in", FORMAT="json", CONF_KEY="own")"#,
     );

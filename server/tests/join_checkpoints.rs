@@ -1,8 +1,9 @@
 //! Joins at `qos` 1 and 2 end to end, with quiverd killed by SIGKILL part way through its
 //! input: a join with a SQL lookup table on MariaDB reflects every input row (qos 1); a join of
 //! two MQTT streams in event-time windows writes each window's joined result into MariaDB
-//! exactly once, equal to what the input implies (qos 2). The joins refused at qos 1 and 2 are
-//! tested with the other refusals in checkpoints.rs.
+//! exactly once, equal to what the input implies (qos 2), also across a restart of the broker
+//! with rows published while quiverd's sessions were away. The joins refused at qos 1 and 2
+//! are tested with the other refusals in checkpoints.rs.
 
 mod common;
 
@@ -250,6 +251,33 @@ fn joined_windows(rows: i64) -> Vec<String> {
         .collect()
 }
 
+/// Waits until MariaDB table `out` holds as many windows as rows `0..rows` imply (rule `rule`
+/// writes them), and then, a checkpoint or two later, checks it holds each exactly once, as
+/// an uninterrupted run writes them.
+async fn windows_written_once(server: &Server, rule: &str, out: &str, rows: i64) {
+    let want = joined_windows(rows);
+    let count = || number(&format!("SELECT count(*) FROM {out}")) as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count() < want.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} windows landed; status {}",
+            count(),
+            want.len(),
+            server.call("GET", &format!("/rules/{rule}/status"), None).1
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Late duplicates would come within a checkpoint or two.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let got = mariadb(&format!("SELECT ws, c, sa, sb FROM {out} ORDER BY ws, c"));
+    let got: Vec<&str> = got.lines().collect();
+    assert_eq!(
+        got, want,
+        "each window's joined result must be written once, as an uninterrupted run writes it"
+    );
+}
+
 /// Two MQTT streams joined in event-time tumbling windows at qos 2: quiverd is killed three
 /// times part way into windows, with rows of both streams published while it is down; every
 /// window's joined result is in MariaDB exactly once and equals the one the input implies.
@@ -343,29 +371,7 @@ async fn stream_join_at_qos_2_writes_each_window_exactly_once_across_sigkills() 
     ])
     .await;
 
-    let want = joined_windows(ROWS);
-    let count = || number(&format!("SELECT count(*) FROM {out}")) as usize;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count() < want.len() {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} windows landed; status {}",
-            count(),
-            want.len(),
-            server
-                .call("GET", &format!("/rules/{rule_id}/status"), None)
-                .1
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Late duplicates would come within a checkpoint or two.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let got = mariadb(&format!("SELECT ws, c, sa, sb FROM {out} ORDER BY ws, c"));
-    let got: Vec<&str> = got.lines().collect();
-    assert_eq!(
-        got, want,
-        "each window's joined result must be written once, as an uninterrupted run writes it"
-    );
+    windows_written_once(&server, &rule_id, &out, ROWS).await;
 
     // Processing time: every row of `ja` in some window; each window sent the same each time.
     let mut versions = std::collections::BTreeMap::<i64, std::collections::BTreeSet<String>>::new();
@@ -406,6 +412,123 @@ async fn stream_join_at_qos_2_writes_each_window_exactly_once_across_sigkills() 
             "processing-time window {ws} was sent with different joined rows: {sent:?}"
         );
     }
+    drop(server);
+    mariadb(&format!("DROP TABLE {out}"));
+}
+
+/// Two MQTT streams joined in event-time windows at qos 2, on a broker of their own that
+/// keeps its sessions on disk: it restarts half way through the input, and the second half
+/// is published before quiverd is back (each joined stream holds a persistent session of its
+/// own, for which the broker keeps them). Every window's joined result is in MariaDB exactly
+/// once and equals the one the input implies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_join_at_qos_2_rides_out_a_broker_restart() {
+    const ROWS: i64 = 400;
+    let dir = temp_dir("join-checkpoints-broker");
+    let port = common::mqtt::free_port();
+    let mut broker = common::mqtt::PrivateBroker::start_persistent(port);
+    let out = table("jr_out");
+    mariadb(&format!(
+        "CREATE TABLE {out} (ws BIGINT, c BIGINT, sa BIGINT, sb BIGINT)"
+    ));
+    let server = common::server_on_own_broker(&dir, port);
+    server.create_stream(
+        r#"CREATE STREAM ja (id BIGINT, k BIGINT, ts BIGINT) WITH (TYPE="mqtt", DATASOURCE="jr/a", FORMAT="json", TIMESTAMP="ts", CONF_KEY="own")"#,
+    );
+    server.create_stream(
+        r#"CREATE STREAM jb (id BIGINT, k BIGINT, v BIGINT, ts BIGINT) WITH (TYPE="mqtt", DATASOURCE="jr/b", FORMAT="json", TIMESTAMP="ts", CONF_KEY="own")"#,
+    );
+    let rule = json!({"id": "jr",
+        "sql": "SELECT window_start() AS ws, count(*) AS c, sum(ja.id) AS sa, sum(jb.v) AS sb FROM ja INNER JOIN jb ON ja.k = jb.k GROUP BY TUMBLINGWINDOW(ss, 1)",
+        "actions": [{"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": out}}],
+        "options": {"qos": 2, "checkpointInterval": 200, "isEventTime": true, "lateTolerance": 0}});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    // The fewest messages either stream read.
+    let read = |server: &Server| {
+        let (_, st) = server.json("GET", "/rules/jr/status", None);
+        ["ja", "jb"]
+            .iter()
+            .map(|s| {
+                st[format!("source_{s}_0_records_in_total")]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0)
+    };
+    let row = |id: i64| {
+        let ts = BASE + id * STEP;
+        [
+            ("jr/a", json!({"id": id, "k": key_a(id), "ts": ts})),
+            (
+                "jr/b",
+                json!({"id": id, "k": key_b(id), "v": value_b(id), "ts": ts + 7}),
+            ),
+        ]
+    };
+    // Rows at `ts` with keys the other stream never has: they join nothing.
+    let markers = async |publisher: &TestClient, ts: i64| {
+        publisher
+            .publish("jr/a", &json!({"id": -1, "k": -1, "ts": ts}).to_string())
+            .await;
+        publisher
+            .publish(
+                "jr/b",
+                &json!({"id": -1, "k": -2, "v": 0, "ts": ts}).to_string(),
+            )
+            .await;
+    };
+    for round in 0..2 {
+        let publisher = TestClient::start(port, None);
+        // Keys the other stream never has, sent until both streams read one. After the
+        // restart none: the rows go out before quiverd is back, and the broker keeps them for
+        // the streams' persistent sessions, which it restored from disk.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let before = read(&server);
+        while round == 0 && read(&server) == before {
+            assert!(Instant::now() < deadline, "the rule never read both topics");
+            markers(&publisher, BASE).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let base = read(&server);
+        let half = ROWS / 2;
+        for id in round * half..(round + 1) * half {
+            for (topic, payload) in row(id) {
+                publisher.publish(topic, &payload.to_string()).await;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read(&server) < base + half as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "quiverd never read every row: {} of {}",
+                read(&server),
+                base + half as u64
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if round == 0 {
+            // At once: the acks of the last messages may still be on their way.
+            broker.restart();
+        } else {
+            // Rows a window ahead in both streams close every window.
+            let ahead = BASE + ROWS * STEP + 1000;
+            markers(&publisher, ahead).await;
+            // The publisher's connection ends with this round: read before it goes.
+            while read(&server) < base + half as u64 + 1 {
+                assert!(
+                    Instant::now() < deadline,
+                    "quiverd never read the last rows"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    windows_written_once(&server, "jr", &out, ROWS).await;
     drop(server);
     mariadb(&format!("DROP TABLE {out}"));
 }

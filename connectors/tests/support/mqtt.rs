@@ -119,6 +119,24 @@ impl PrivateBroker {
         Self::start_with(port, "")
     }
 
+    /// A broker that keeps its sessions and queued messages on disk across [`Self::restart`]:
+    /// in a folder of its own that mosquitto can write also once, started as root, it runs as
+    /// user `mosquitto`.
+    #[allow(dead_code)] // Only the tests of broker restarts use it.
+    pub fn start_persistent(port: u16) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let store = std::env::temp_dir().join(format!("quiver-mosquitto-store-{}", unique()));
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
+        Self::start_with(
+            port,
+            &format!(
+                "persistence true\npersistence_location {}/\n",
+                store.display()
+            ),
+        )
+    }
+
     /// A broker whose configuration also has the lines of `extra`.
     pub fn start_with(port: u16, extra: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("quiver-mosquitto-{}", unique()));

@@ -504,3 +504,17 @@ pub fn psql(statements: &str) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// A quiverd on `dir` (its log `quiverd.log` there) with MQTT profile `own` pointing at a
+/// broker of the test's own on `port` (streams name it with `CONF_KEY="own"`).
+#[allow(dead_code)] // Only the tests with a broker of their own use it.
+pub fn server_on_own_broker(dir: &Path, port: u16) -> Server {
+    let server = Server::start_args(dir, &[], Some(&dir.join("quiverd.log")));
+    let (status, body) = server.call(
+        "PUT",
+        "/metadata/sources/mqtt/confKeys/own",
+        Some(serde_json::json!({"server": format!("tcp://127.0.0.1:{port}")})),
+    );
+    assert_eq!(status, 200, "{body}");
+    server
+}
