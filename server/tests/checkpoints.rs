@@ -480,8 +480,8 @@ async fn sigkill_and_database_outage_at_qos_2_write_each_result_exactly_once() {
 }
 
 /// A broker restart under a qos 2 rule: the source reconnects on its persistent session, the
-/// broker sends again what it had not seen acknowledged (recognised, not logged twice), and
-/// each row lands in MariaDB exactly once.
+/// broker sends again what it had not seen acknowledged (recognised, not logged twice) and
+/// what was published before the source was back, and each row lands in MariaDB exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_at_qos_2_writes_each_row_exactly_once() {
     let dir = temp_dir("checkpoints-broker-restart");
@@ -521,16 +521,20 @@ async fn broker_restart_at_qos_2_writes_each_row_exactly_once() {
     for round in 0..2 {
         let publisher = TestClient::start(port, None);
         // Rows the rule filters out are sent until it reads one: then both are connected.
+        // After the restart none: the rows go out before quiverd is back, and the broker
+        // keeps them for the stream's persistent session, which it restored from disk.
         let deadline = Instant::now() + Duration::from_secs(30);
         let before = read(&server);
-        while read(&server) == before {
+        while round == 0 && read(&server) == before {
             assert!(Instant::now() < deadline, "the rule never read its topic");
             publisher
                 .publish("ex/in", &json!({"id": -1}).to_string())
                 .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         let base = read(&server);
         for i in round * HALF..(round + 1) * HALF {
             publisher
