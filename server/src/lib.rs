@@ -239,7 +239,7 @@ async fn serve_engine(
     let rejoin = settings.cluster.is_some().then(|| {
         let (engine, settings, stop) = (engine.clone(), settings.clone(), stop.clone());
         tokio::spawn(async move {
-            if let Ok(Some(next)) = rejoined(&engine, &settings, stop).await {
+            if let Some(next) = rejoined(&engine, &settings, stop).await {
                 let _ = next_tx.send(next);
             }
         })
@@ -296,7 +296,7 @@ async fn rejoined(
     engine: &Engine,
     settings: &Settings,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Option<Engine>> {
+) -> Option<Engine> {
     let reason = loop {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         if let Some(reason) = engine.workers_stopped() {
@@ -304,7 +304,17 @@ async fn rejoined(
         }
     };
     tracing::error!("{reason}; waiting for every process to connect again");
-    connected_engine(settings, stop).await
+    loop {
+        match connected_engine(settings, stop.clone()).await {
+            Ok(next) => return next,
+            // A start that failed (this process's address still taken, say) is tried again:
+            // giving up would leave the cluster down for good.
+            Err(e) => {
+                tracing::error!("forming the cluster again failed: {e:#}; trying again in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// This process's engine, started on a thread of its own (in a cluster it waits until every
@@ -374,7 +384,7 @@ async fn follow(
         );
         engine = tokio::select! {
             _ = stopped(stop.clone()) => None,
-            next = rejoined(&current, &settings, stop.clone()) => next?,
+            next = rejoined(&current, &settings, stop.clone()) => next,
         };
         tokio::task::spawn_blocking(move || current.shutdown()).await?;
     }
