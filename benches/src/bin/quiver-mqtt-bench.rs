@@ -31,6 +31,10 @@
 //! 5. **Checkpoints (`qos`, not in the default list).** What a rule's `"qos": 1` costs: W2
 //!    over MQTT at qos 0 and qos 1, checkpoint size and duration with many open groups, and
 //!    the time from a SIGKILL to the first result after the restart (see `mqtt_bench/qos.rs`).
+//! 6. **Cluster (`cluster`, not in the default list).** W1 and W2 on 1, 2 and 3 quiverd
+//!    processes of one worker each (`--cluster-hosts` on loopback) and on one process with 2
+//!    and 3 workers, their trials interleaved: highest lossless rate, CPU per message summed
+//!    over the processes, bytes exchanged between them per message (see `mqtt_bench/cluster.rs`).
 //!
 //! Everything it starts (quiverd, Mosquitto) is killed when it ends, also on error.
 
@@ -50,6 +54,8 @@ use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
+#[path = "mqtt_bench/cluster.rs"]
+mod cluster;
 #[path = "mqtt_bench/qos.rs"]
 mod qos;
 
@@ -65,7 +71,8 @@ const USAGE: &str =
                  \"set_tcp_nodelay true\"
   --client-nodelay  TCP_NODELAY on the bench's own publisher and subscribers
   --phases       default footprint,ingest,latency,rules; `qos` (checkpoints: qos 0 against
-                 qos 1) runs only when named";
+                 qos 1) and `cluster` (W1 and W2 on 1-3 processes; ignores --workers) run
+                 only when named";
 
 /// Size every published message is padded to.
 const MESSAGE_BYTES: usize = 100;
@@ -210,6 +217,43 @@ impl Drop for Broker {
     }
 }
 
+/// Writes `dir/quiver.yaml`, whose default MQTT profile is the broker on `broker_port`.
+fn write_config(dir: &Path, broker_port: u16) -> anyhow::Result<PathBuf> {
+    let config = dir.join("quiver.yaml");
+    std::fs::write(
+        &config,
+        format!("mqtt:\n  default:\n    server: \"tcp://127.0.0.1:{broker_port}\"\n"),
+    )?;
+    Ok(config)
+}
+
+/// Starts `bin` with its data directory and log (`quiverd.log`) in `dir`, `workers` workers,
+/// `config` as its `--config` file and the arguments `more` adds; returns at once.
+fn spawn_quiverd(
+    bin: &Path,
+    dir: &Path,
+    config: &Path,
+    workers: usize,
+    more: impl FnOnce(&mut Command),
+) -> anyhow::Result<Child> {
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::File::create(dir.join("quiverd.log"))?;
+    let mut command = Command::new(bin);
+    command
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--workers", &workers.to_string(), "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    more(&mut command);
+    command
+        .spawn()
+        .with_context(|| format!("starting {} in {}", bin.display(), dir.display()))
+}
+
 /// A running quiverd with its own data directory and REST port.
 struct Quiverd {
     child: Child,
@@ -220,26 +264,25 @@ struct Quiverd {
 impl Quiverd {
     fn start(bin: &Path, dir: &Path, broker_port: u16, workers: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let config = dir.join("quiver.yaml");
-        std::fs::write(
-            &config,
-            format!("mqtt:\n  default:\n    server: \"tcp://127.0.0.1:{broker_port}\"\n"),
-        )?;
+        let config = write_config(dir, broker_port)?;
+        Self::start_with(bin, dir, &config, workers, &[])
+    }
+
+    /// A quiverd with `config` as its `--config` file and `extra` arguments (a cluster's
+    /// flags, say); returns once it answers `/ping`.
+    fn start_with(
+        bin: &Path,
+        dir: &Path,
+        config: &Path,
+        workers: usize,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let addr = format!("127.0.0.1:{}", free_port());
         let push = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.join("quiverd.log"))?;
         let started = Instant::now();
-        let child = Command::new(bin)
-            .args(["--bind", &addr, "--push-bind", &push, "--data-dir"])
-            .arg(dir.join("data"))
-            .args(["--workers", &workers.to_string(), "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let child = spawn_quiverd(bin, dir, config, workers, |c| {
+            c.args(["--bind", &addr, "--push-bind", &push]).args(extra);
+        })?;
         let q = Quiverd {
             child,
             addr,
@@ -1708,6 +1751,7 @@ fn run() -> anyhow::Result<()> {
             "latency" => bench.latency(),
             "rules" => bench.many_rules(),
             "qos" => bench.qos(),
+            "cluster" => bench.cluster(),
             other => Err(anyhow::anyhow!("unknown phase \"{other}\"")),
         };
         if let Err(e) = result {

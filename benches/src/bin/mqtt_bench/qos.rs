@@ -22,7 +22,7 @@
 use super::*;
 
 /// W2 over the MQTT stream `demo` (processing time: live MQTT has no event-time column here).
-const W2_SQL: &str = "SELECT device, avg(temperature), count(*), max(humidity) FROM demo \
+pub(super) const W2_SQL: &str = "SELECT device, avg(temperature), count(*), max(humidity) FROM demo \
                       GROUP BY device, TUMBLINGWINDOW(ss, 10)";
 
 /// `checkpointInterval` of every qos 1 rule here, ms.
@@ -96,11 +96,14 @@ fn field(status: &Value, name: &str) -> u64 {
 }
 
 /// Rows into the rule's window operators (the source counts messages, and a message here
-/// holds an array of rows).
-fn window_rows(status: &Value) -> u64 {
+/// holds an array of rows). Only the rule's own counters (`op_...`): in a cluster the status
+/// also holds each process's (`process_<p>_op_...`), which add up to them.
+pub(super) fn window_rows(status: &Value) -> u64 {
     status.as_object().map_or(0, |m| {
         m.iter()
-            .filter(|(k, _)| k.contains("_window_") && k.ends_with("_records_in_total"))
+            .filter(|(k, _)| {
+                k.starts_with("op_") && k.contains("_window_") && k.ends_with("_records_in_total")
+            })
             .filter_map(|(_, v)| v.as_u64())
             .sum()
     })
@@ -131,7 +134,7 @@ fn fsync_ms(dir: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
 }
 
 /// Prints how many warnings quiverd logged and the first few (a dropped ack would show here).
-fn print_warnings(log: &Path) {
+pub(super) fn print_warnings(log: &Path) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
     println!("  {}: {} warnings", log.display(), warnings.len());
