@@ -52,6 +52,17 @@ fn logged(log: &Path, what: &str) {
     }
 }
 
+/// The bytes of rule `rule`'s input log files under the data directory `dir`.
+fn input_logs(dir: &Path, rule: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let logs = dir.join("checkpoints").join(rule);
+    std::fs::read_dir(&logs)
+        .unwrap_or_else(|e| panic!("{}: {e}", logs.display()))
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("input-w"))
+        .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
 /// Waits until a table holds at least `want` rows.
 fn landed(table: &str, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -86,8 +97,10 @@ fn file_rule(server: &Server, name: &str, file: &Path, profile: Value, qos: u8, 
 }
 
 /// qos 2, SIGKILL part way into a JSON-lines file and a CSV file (read a row at a time with
-/// `sendInterval`, so the kill lands in the middle): after the restart each source resumes
-/// after the last row its input log holds, and each row is in MariaDB exactly once.
+/// `sendInterval`, so the kill lands in the middle): the input logs hold where the rows are in
+/// the files, not the rows; after the restart each source reads the rows after its last
+/// checkpoint again from its file and resumes after the last row its input log holds, and
+/// each row is in MariaDB exactly once.
 #[test]
 fn sigkill_mid_file_at_qos_2_writes_each_row_exactly_once() {
     const ROWS: u64 = 1500;
@@ -136,6 +149,21 @@ fn sigkill_mid_file_at_qos_2_writes_each_row_exactly_once() {
         read_before.0 < ROWS && read_before.1 < ROWS,
         "the kill came after the end of the files: {read_before:?}"
     );
+    // The file is the log: no row of it was copied into the input logs (a JSON line starts
+    // with `{"id": `, a CSV row's name with `row, `), so what the restart replays is read again
+    // from the files.
+    for (rule, row) in [("fq_lines", &b"{\"id\": "[..]), ("fq_csv", &b"row, "[..])] {
+        let logs = input_logs(&dir, rule);
+        let bytes: usize = logs.iter().map(|(_, b)| b.len()).sum();
+        assert!(bytes > 0, "{rule} logged nothing");
+        for (path, log) in logs {
+            assert!(
+                !log.windows(row.len()).any(|w| w == row),
+                "{} holds rows of the file",
+                path.display()
+            );
+        }
+    }
 
     let second = dir.join("second.log");
     let server = Server::start_args(&dir, &[], Some(&second));
@@ -269,8 +297,9 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
 }
 
 /// qos 2 on a watched directory (`interval`, `actionAfterRead` 2): SIGKILL part way into its
-/// first file; after the restart that file is read on from where it was and moved, a file
-/// dropped in later is read in a later round, and each row is in MariaDB exactly once.
+/// first file, whose rows the input log keeps (the file is moved once read); after the restart
+/// that file is read on from where it was and moved, a file dropped in later is read in a later
+/// round, and each row is in MariaDB exactly once.
 #[test]
 fn a_watched_directory_at_qos_2_resumes_and_moves_each_file_once() {
     const ROWS: u64 = 600;
@@ -300,6 +329,13 @@ fn a_watched_directory_at_qos_2_resumes_and_moves_each_file_once() {
     assert!(
         watched.join("a.jsonl").exists(),
         "a.jsonl was moved before it was read whole"
+    );
+    // A file moved once read will not be there to read again: its rows are in the input log.
+    assert!(
+        input_logs(&dir, "fw")
+            .iter()
+            .any(|(_, log)| log.windows(7).any(|w| w == b"{\"id\": ")),
+        "the rows of a file moved once read are not in the input log"
     );
 
     let second = dir.join("second.log");

@@ -6,6 +6,10 @@
 //! cannot be entered part way, is read again from its start and the rows already handed over
 //! are skipped. A file is recognised by its identity (device, inode, length, modification
 //! time): a file replaced or changed since is read afresh from its start, and the log says so.
+//!
+//! A cursor also says where its event began (`from`), so the log need not hold the event: a
+//! restart reads the events after the last checkpoint again from the file (see
+//! [`super::reread`]).
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +66,11 @@ pub struct Cursor {
     pub id: FileId,
     /// How far that file was handed over.
     pub progress: Progress,
+    /// How far it was handed over before the event: the event is the rows from here to
+    /// `progress`, which a restart reads again from the file (see [`super::reread`]). Absent in
+    /// marks written before the log stopped holding file events (their records hold them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Progress>,
 }
 
 impl Cursor {
@@ -117,6 +126,7 @@ mod tests {
             file: PathBuf::from("/in.jsonl"),
             id,
             progress: Progress { offset, rows: 0 },
+            from: Some(Progress::default()),
         };
         let marks = vec![
             at(7, 70).encode(),
@@ -141,6 +151,7 @@ mod tests {
                 mtime_ns: 4,
             },
             progress: Progress { offset: 5, rows: 0 },
+            from: None,
         };
         assert_eq!(Cursor::latest(&[cursor.encode()]), Some(cursor));
     }

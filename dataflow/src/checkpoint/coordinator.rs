@@ -122,6 +122,12 @@ impl Checkpointing {
                 let mut previous: Option<Vec<u64>> = None;
                 for (checkpoint, positions, started) in rx {
                     let bytes: usize = checkpoint.parts.values().map(Vec::len).sum();
+                    // A re-reading source's records are not synced one by one: those the
+                    // checkpoint counts are made durable before it is.
+                    if let Some(Err(e)) = commit_log.as_ref().map(|l| l.sync()) {
+                        tracing::error!("checkpoint {} not written: {e}", checkpoint.epoch);
+                        continue;
+                    }
                     if let Err(e) = store.commit(&checkpoint) {
                         tracing::error!("checkpoint {} not written: {e}", checkpoint.epoch);
                         continue;
