@@ -280,12 +280,18 @@ impl SourceOutput {
     /// and takes the decoding itself; once it fills, this thread takes it. The order of
     /// events is the same either way.
     pub fn predecode(&self, event: SourceEvent) -> SourceEvent {
-        let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
-        let queue = &self.queues[i];
         if self.log.is_some() {
             // Logged events are raw: decoded rows cannot be written to the log.
             return event;
         }
+        let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        self.decoded_for(i, event)
+    }
+
+    /// The event decoded here for queue `i` when a decoder is set and that queue's worker is
+    /// behind (see [`SourceOutput::predecode`]).
+    fn decoded_for(&self, i: usize, event: SourceEvent) -> SourceEvent {
+        let queue = &self.queues[i];
         match &self.decoder {
             Some(d) if queue.capacity() * 2 <= queue.max_capacity() => event.decoded_with(d),
             _ => event,
@@ -375,7 +381,8 @@ impl SourceOutput {
     /// [`SourceOutput::blocking_send`] for a source that reads its input again after a restart
     /// (the file source): the log records only `mark`, where the event lies in the input, and
     /// the event itself only when `keep` (see [`EventLog::log_place`]). Without a log it is a
-    /// plain send.
+    /// plain send. An event the log does not hold may be decoded on the caller's thread, as
+    /// [`SourceOutput::predecode`] does; the worker decodes it when it is read again.
     pub fn blocking_send_place(
         &self,
         event: SourceEvent,
@@ -387,6 +394,14 @@ impl SourceOutput {
         let event = match &self.log {
             None => event,
             Some(log) => blocking_io(|| log.log_place(i, event, mark, keep))?,
+        };
+        let event = match event {
+            SourceEvent::Logged { seq, at, event } if !keep => SourceEvent::Logged {
+                seq,
+                at,
+                event: Box::new(self.decoded_for(i, *event)),
+            },
+            e => e,
         };
         self.queues[i]
             .blocking_send(event)

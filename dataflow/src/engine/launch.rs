@@ -475,9 +475,11 @@ impl Engine {
                 if !physical.joined.is_empty() {
                     out = out.with_order(order);
                 }
-            } else if ordered {
+            }
+            if ordered {
                 // One worker reads every row: a source with a thread of its own (the file source)
-                // decodes there, so decoding runs in parallel with that worker's windows.
+                // decodes there, so decoding runs in parallel with that worker's windows (at qos
+                // 1 and 2, the events its input log does not hold).
                 out = out.with_decoder(dataflow_decoder);
             }
             let (source_handle, connection) = if stream.options.shared {
