@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::config::{FileSourceConfig, FileType};
-use super::cursor::{Cursor, FileId, Progress};
+use super::cursor::{Cursor, FileId, Progress, event_crc};
 use super::reader;
 use crate::SourceEvent;
 
@@ -23,10 +23,44 @@ pub fn mark_order(mark: &[u8]) -> Option<u64> {
     parse(mark).map(|c| c.n)
 }
 
-/// True when the event of `mark` can be read again: the mark says where it began, and its
-/// file is still there, unchanged.
-pub fn rereadable(mark: &[u8]) -> bool {
-    parse(mark).is_some_and(|c| c.from.is_some() && FileId::of(&c.file) == Some(c.id))
+/// Whether the event of `mark` can be read again: the mark says where it began, and its file
+/// is still there, the same file (device and inode), no shorter than when it was read (rows
+/// appended since are fine). Its bytes are checked against the mark's checksum as they are read
+/// again ([`reread`]). The error says why not, naming the file.
+pub fn rereadable(mark: &[u8]) -> Result<(), String> {
+    let c = parse(mark).ok_or("an input log mark is not a file cursor")?;
+    if c.from.is_none() {
+        return Err(format!(
+            "the input log mark of event {} in \"{}\" does not say where it began",
+            c.n,
+            c.file.display()
+        ));
+    }
+    check_file(&c)
+}
+
+/// Ok when `c`'s file still holds what was read from it.
+fn check_file(c: &Cursor) -> Result<(), String> {
+    if FileId::of(&c.file).is_some_and(|now| c.id.still_holds(&now)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{}\" was replaced, shortened or removed since its rows were read",
+            c.file.display()
+        ))
+    }
+}
+
+/// Ok when `event`, read again, has the checksum its cursor `c` logged.
+fn check_crc(c: &Cursor, event: &SourceEvent) -> Result<(), String> {
+    match c.crc {
+        Some(crc) if crc != event_crc(event) => Err(format!(
+            "\"{}\" changed since its rows were read: event {} read again differs",
+            c.file.display(),
+            c.n
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reads the events of `marks` (in the order they were handed over) again from their files and
@@ -82,12 +116,7 @@ fn read_run(
 ) -> Result<bool, String> {
     let file = &run[0].file;
     let from = run[0].from.unwrap_or_default();
-    if FileId::of(file) != Some(run[0].id) {
-        return Err(format!(
-            "\"{}\" changed or went away since its rows were read: they cannot be read again",
-            file.display()
-        ));
-    }
+    check_file(&run[0])?;
     if reader::reads_blocks(config, file) {
         return read_blocks(config, file, run, base, give);
     }
@@ -101,10 +130,14 @@ fn read_run(
             a.offset == b.offset
         }
     };
-    let (mut next, mut wanted, mut astray) = (0, true, None);
+    let (mut next, mut wanted, mut astray, mut differs) = (0, true, None, None);
     let mut emit = |event: SourceEvent, progress: Progress| {
         if !same(&progress, &run[next].progress) {
             astray = Some(progress);
+            return false;
+        }
+        if let Err(e) = check_crc(&run[next], &event) {
+            differs = Some(e);
             return false;
         }
         wanted = give(base + next, event);
@@ -112,6 +145,9 @@ fn read_run(
         wanted && next < run.len()
     };
     reader::read_rows(config, file, from, &mut emit).map_err(|e| e.to_string())?;
+    if let Some(e) = differs {
+        return Err(e);
+    }
     if let Some(p) = astray {
         return Err(format!(
             "\"{}\" read again does not end an event where it did ({:?} against {:?})",
@@ -170,6 +206,7 @@ fn read_blocks(
             block,
             topic: topic.clone(),
         };
+        check_crc(c, &event)?;
         if !give(base + k, event) {
             return Ok(false);
         }
@@ -237,6 +274,7 @@ mod tests {
             let (mut events, mut marks) = (Vec::new(), Vec::new());
             let mut before = Progress::default();
             reader::read_rows(&config, &file, before, &mut |event, progress| {
+                let crc = Some(event_crc(&event));
                 events.push(rows(event));
                 let cursor = Cursor {
                     n: marks.len() as u64 + 1,
@@ -245,6 +283,7 @@ mod tests {
                     id,
                     progress,
                     from: Some(std::mem::replace(&mut before, progress)),
+                    crc,
                 };
                 marks.push(cursor.encode());
                 true
@@ -273,31 +312,55 @@ mod tests {
             .unwrap();
             let expected: Vec<_> = events.iter().skip(1).step_by(2).cloned().collect();
             assert_eq!(again, expected, "{name}: every other event");
-            assert!(rereadable(&marks[0]));
+            assert_eq!(rereadable(&marks[0]), Ok(()));
             assert_eq!(mark_order(&marks[2]), Some(3));
         }
-        // A file changed since cannot be read again, and says so.
-        let file = dir.join("a.jsonl");
-        let before = Cursor {
-            n: 1,
+        // Rows appended to a file (or a touch) keep its events readable again; rows rewritten
+        // in place are caught by their checksum; a shorter file cannot be read again, and the
+        // error names it.
+        let file = dir.join("g.jsonl");
+        let config = FileSourceConfig::parse("x", &serde_json::Map::new()).unwrap();
+        let first = "{\"id\": 1}\n";
+        std::fs::write(&file, first).unwrap();
+        let block = SourceEvent::Lines {
+            block: Bytes::from(first),
+            topic: "t".into(),
+        };
+        let mark = Cursor {
+            n: 4,
             round: 0,
             file: file.clone(),
             id: FileId::of(&file).unwrap(),
             progress: Progress {
-                offset: 10,
+                offset: first.len() as u64,
                 rows: 0,
             },
             from: Some(Progress::default()),
+            crc: Some(event_crc(&block)),
         }
         .encode();
-        std::fs::write(&file, "{\"id\": 1}\n").unwrap();
-        assert!(!rereadable(&before));
-        let config = FileSourceConfig::parse("x", &serde_json::Map::new()).unwrap();
-        let e = reread(&config, &[&before], &mut |_, _| true).unwrap_err();
-        assert!(e.contains("changed or went away"), "{e}");
+        let again = |mark: &[u8]| {
+            let mut got = Vec::new();
+            reread(&config, &[mark], &mut |_, e| {
+                got.extend(rows(e));
+                true
+            })
+            .map(|()| got)
+        };
+        std::fs::write(&file, format!("{first}{{\"id\": 2}}\n")).unwrap();
+        assert_eq!(rereadable(&mark), Ok(()));
+        assert_eq!(again(&mark), Ok(vec![first.trim_end().to_string()]));
+        std::fs::write(&file, "{\"id\": 9}\n{\"id\": 2}\n").unwrap();
+        assert_eq!(rereadable(&mark), Ok(()), "the same file, no shorter");
+        let e = again(&mark).unwrap_err();
+        assert!(e.contains("g.jsonl") && e.contains("event 4"), "{e}");
+        std::fs::write(&file, "{}\n").unwrap();
+        let e = rereadable(&mark).unwrap_err();
+        assert!(e.contains("g.jsonl") && e.contains("shortened"), "{e}");
+        assert!(again(&mark).is_err());
         // A mark from before marks said where their events began is not read again.
         let old = br#"{"n":1,"round":0,"file":[47],"id":{"dev":0,"ino":0,"len":0,"mtime_ns":0},"progress":{"offset":1,"rows":0}}"#;
-        assert!(!rereadable(old));
+        assert!(rereadable(old).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use super::config::{AfterRead, FileSourceConfig};
-use super::cursor::{Cursor, FileId, Progress};
+use super::cursor::{Cursor, FileId, Progress, event_crc};
 use super::{input, reader};
 use crate::{ConnectorError, Source, SourceOutput};
 
@@ -187,7 +187,8 @@ fn read_round(
         // Files before the cursor's (in name order) were read whole in this round.
         files.retain(|f| *f >= c.file);
         if files.first() == Some(&c.file) {
-            if FileId::of(&c.file) == Some(c.id) {
+            // Rows appended since do not move the rows read.
+            if FileId::of(&c.file).is_some_and(|now| c.id.still_holds(&now)) {
                 from = Some(c.progress);
             } else {
                 tracing::warn!(
@@ -219,6 +220,8 @@ fn read_round(
                 id,
                 progress,
                 from: Some(std::mem::replace(&mut before, progress)),
+                // Kept events are not read again.
+                crc: (!keep).then(|| event_crc(&chunk)),
             }
             .encode();
             out.blocking_send_place(chunk, &mark, keep).is_ok()

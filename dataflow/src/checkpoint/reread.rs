@@ -30,8 +30,9 @@ pub trait Reread: Send + Sync {
     /// not the source's.
     fn order(&self, mark: &[u8]) -> Option<u64>;
 
-    /// True when the event of `mark` can still be read again (its input is there, unchanged).
-    fn can_reread(&self, mark: &[u8]) -> bool;
+    /// Ok when the event of `mark` can still be read again (its input is there, unchanged);
+    /// otherwise why not, naming the input.
+    fn can_reread(&self, mark: &[u8]) -> Result<(), String>;
 
     /// Reads the events of `marks` (in order) again and hands each to `give` with its index;
     /// stops when `give` returns false.
@@ -50,7 +51,7 @@ impl Reread for FileReread {
         quiver_connectors::file::mark_order(mark)
     }
 
-    fn can_reread(&self, mark: &[u8]) -> bool {
+    fn can_reread(&self, mark: &[u8]) -> Result<(), String> {
         quiver_connectors::file::rereadable(mark)
     }
 
@@ -86,8 +87,8 @@ pub fn prepare(log: &InputLog, reread: &dyn Reread, positions: &[u64]) -> Result
     let mut held = 0u64;
     // Per worker, its records after the checkpoint: (seq, order).
     let mut after: Vec<Vec<(u64, u64)>> = Vec::new();
-    // Order -> whether its event can be replayed.
-    let mut logged: HashMap<u64, bool> = HashMap::new();
+    // Order -> why its event cannot be replayed, if it cannot.
+    let mut logged: HashMap<u64, Result<(), String>> = HashMap::new();
     for (w, &p) in positions.iter().enumerate().take(log.workers()) {
         if p > 0 {
             match log.marks_after(w, p - 1)?.next().transpose()? {
@@ -103,7 +104,11 @@ pub fn prepare(log: &InputLog, reread: &dyn Reread, positions: &[u64]) -> Result
         for r in log.marks_after(w, p)? {
             let r = r?;
             let n = order(&r)?;
-            let replayable = r.kept || r.mark.as_deref().is_some_and(|m| reread.can_reread(m));
+            let replayable = match (&r.mark, r.kept) {
+                (_, true) => Ok(()),
+                (Some(m), false) => reread.can_reread(m),
+                (None, false) => Err(format!("input log record {} has no mark", r.seq)),
+            };
             logged.insert(n, replayable);
             records.push((r.seq, n));
         }
@@ -112,8 +117,25 @@ pub fn prepare(log: &InputLog, reread: &dyn Reread, positions: &[u64]) -> Result
     // The first event after the checkpoint that cannot be replayed: lost in the crash, or in a
     // file changed since. The source goes on reading from there.
     let mut gap = held + 1;
-    while logged.get(&gap) == Some(&true) {
+    while logged.get(&gap).is_some_and(Result::is_ok) {
         gap += 1;
+    }
+    // Events up to the checkpoint's latest that it does not hold (another worker's, logged
+    // before it) must be replayed: the source goes on after them. One that cannot be read again
+    // (its file rewritten or gone since) would be lost: the rule does not start, and says so.
+    let mut lost: Vec<(u64, String)> = logged
+        .iter()
+        .filter(|(n, _)| **n < gap)
+        .filter_map(|(n, r)| r.as_ref().err().map(|e| (*n, e.clone())))
+        .collect();
+    if !lost.is_empty() {
+        lost.sort();
+        let events: Vec<String> = lost.iter().map(|(n, _)| n.to_string()).collect();
+        return Err(format!(
+            "events {} logged before the last checkpoint and not yet processed cannot be read again ({}): restore the file or reset the rule's state",
+            events.join(", "),
+            lost[0].1
+        ));
     }
     let mut prepared = Prepared::default();
     for (w, records) in after.iter().enumerate() {
@@ -194,7 +216,7 @@ pub fn replay(
         run.clear();
         Ok(sent)
     };
-    let (mut sent, mut skipped) = (0, 0);
+    let mut sent = 0;
     while let Some(w) = (0..heads.len())
         .filter(|&w| heads[w].is_some())
         .min_by_key(|&w| heads[w].as_ref().map(|(n, _)| *n))
@@ -211,21 +233,14 @@ pub fn replay(
             }
             None => {
                 let mark = r.mark.expect("ordered records have marks");
-                if reread.can_reread(&mark) {
-                    run.push((w, r.seq, r.at, mark));
-                } else {
-                    // A file changed since (before what the checkpoint holds: see `prepare`).
-                    skipped += 1;
-                }
+                // `prepare` found it readable again: a file changed since then fails the replay
+                // rather than lose its rows.
+                reread.can_reread(&mark)?;
+                run.push((w, r.seq, r.at, mark));
             }
         }
     }
     sent += flush(&mut run)?;
-    if skipped > 0 {
-        tracing::warn!(
-            "{skipped} events logged after the last checkpoint are not replayed: their file changed or went away since"
-        );
-    }
     Ok(sent)
 }
 
@@ -249,8 +264,12 @@ mod tests {
                 .ok()
         }
 
-        fn can_reread(&self, mark: &[u8]) -> bool {
-            !mark.starts_with(b"x")
+        fn can_reread(&self, mark: &[u8]) -> Result<(), String> {
+            if mark.starts_with(b"x") {
+                Err("changed".into())
+            } else {
+                Ok(())
+            }
         }
 
         fn reread(
@@ -259,7 +278,7 @@ mod tests {
             give: &mut (dyn FnMut(usize, SourceEvent) -> bool + Send),
         ) -> Result<(), String> {
             for (k, m) in marks.iter().enumerate() {
-                assert!(self.can_reread(m));
+                self.can_reread(m).unwrap();
                 if !give(k, event(&format!("again {}", String::from_utf8_lossy(m)))) {
                     break;
                 }
@@ -374,5 +393,17 @@ mod tests {
             let want = (prepared, Some(last.as_bytes().to_vec()), events);
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    /// Worker 0: 1 3 x5 7 (5's file changed); worker 1: 2 4 6. The checkpoint holds 1 to 3 and
+    /// 6 (worker 0 at 2, worker 1 at 3): 5 is before what it holds, so the source will not read
+    /// it again, and the log cannot replay it. The rule's start fails naming it, and nothing is
+    /// cut.
+    #[test]
+    fn an_event_before_the_checkpoint_that_cannot_be_read_again_fails_the_start() {
+        let log = logged("lost", "1 2 3 4 x5 6 7");
+        let e = prepare(&log, &Fake, &[2, 3]).unwrap_err();
+        assert!(e.contains("events 5 ") && e.contains("changed"), "{e}");
+        assert_eq!(log.last_mark(0).unwrap(), Some(b"7".to_vec()));
     }
 }
