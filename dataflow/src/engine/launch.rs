@@ -199,6 +199,9 @@ impl Engine {
         }
         // An operator's panic fails this rule only, through the run's error slot.
         let fault = Arc::new(crate::fault::Fault::new(error.clone()));
+        if let Some(r) = &recovery {
+            r.checkpointing.on_fault(fault.clone());
+        }
 
         let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
         let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
