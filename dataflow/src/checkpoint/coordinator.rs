@@ -115,6 +115,10 @@ impl Checkpointing {
         let (commit_log, commit_stats) = (log.clone(), stats.clone());
         let fault = Arc::new(std::sync::OnceLock::<Arc<crate::fault::Fault>>::new());
         let commit_fault = fault.clone();
+        let mut held = restored
+            .as_ref()
+            .map(|c| super::reread::Held::restored(&c.parts))
+            .unwrap_or_default();
         let committed = tokio::sync::watch::Sender::new(restored.as_ref().map_or(0, |c| c.epoch));
         let commit_watch = committed.clone();
         // Commits are written off the workers: a sync takes milliseconds.
@@ -125,7 +129,21 @@ impl Checkpointing {
                 // newest one can fall back on the one before it.
                 let mut previous: Option<Vec<u64>> = None;
                 let mut log_failed = false;
-                for (checkpoint, positions, started) in rx {
+                for (mut checkpoint, positions, started) in rx {
+                    // What a re-reading source's checkpoint holds, saved with it: the log's
+                    // record at a position may be trimmed away by the next restart.
+                    if let Some(log) = &commit_log
+                        && let Some(reread) = log.reread()
+                    {
+                        match held.update(log, reread.as_ref(), &positions) {
+                            Ok(part) => {
+                                checkpoint
+                                    .parts
+                                    .insert(super::reread::HELD_PART.to_string(), part);
+                            }
+                            Err(e) => tracing::warn!("the input log's held events not saved: {e}"),
+                        }
+                    }
                     let bytes: usize = checkpoint.parts.values().map(Vec::len).sum();
                     // A re-reading source's records are not synced one by one: those the
                     // checkpoint counts are made durable before it is. After a failed sync

@@ -141,6 +141,12 @@ impl InputLog {
         Ok(())
     }
 
+    /// Makes `worker`'s next record open a new segment.
+    #[cfg(test)]
+    pub(super) fn close_segment(&self, worker: usize) {
+        self.workers[worker].lock().expect("log lock").bytes = SEGMENT_BYTES;
+    }
+
     /// Writes one record for `worker`, its body encoded by `body`, synced when `sync`.
     fn write(
         &self,

@@ -64,6 +64,80 @@ impl Reread for FileReread {
     }
 }
 
+/// The checkpoint part holding, for each worker, its log position and the order of the event at
+/// it (`position.wN`, `order.wN`): the log may have trimmed that record away by a restart.
+pub const HELD_PART: &str = "input_log.held";
+
+/// What a checkpoint holds of a re-reading source's events: each worker's position and the
+/// order of the event at it, kept across checkpoints while a position stays put (its record
+/// may be trimmed from the log since).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Held(Vec<Option<(u64, u64)>>);
+
+impl Held {
+    /// What a committed checkpoint's [`HELD_PART`] says; empty for one without it (older).
+    pub fn restored(parts: &std::collections::BTreeMap<String, Vec<u8>>) -> Held {
+        let Some(state) = parts
+            .get(HELD_PART)
+            .and_then(|b| crate::state::OpState::decode(b).ok())
+        else {
+            return Held::default();
+        };
+        let workers = state.number("workers").unwrap_or(0).max(0) as usize;
+        Held(
+            (0..workers)
+                .map(|w| {
+                    let p = state.number(&format!("position.w{w}"))?;
+                    let n = state.number(&format!("order.w{w}"))?;
+                    Some((p as u64, n as u64))
+                })
+                .collect(),
+        )
+    }
+
+    /// The latest event a checkpoint at `positions` holds, as far as this knows.
+    pub fn latest(&self, positions: &[u64]) -> Option<u64> {
+        positions
+            .iter()
+            .zip(&self.0)
+            .filter_map(|(&p, h)| h.filter(|(at, _)| *at == p).map(|(_, n)| n))
+            .max()
+    }
+
+    /// Brings this up to a checkpoint at `positions`, reading from `log` the orders of the
+    /// events at positions that moved, and encodes it as the checkpoint's [`HELD_PART`].
+    pub fn update(
+        &mut self,
+        log: &InputLog,
+        reread: &dyn Reread,
+        positions: &[u64],
+    ) -> Result<Vec<u8>, String> {
+        self.0.resize(positions.len(), None);
+        let mut state = crate::state::OpState::default();
+        state.push_number("workers", positions.len() as i64);
+        for (w, &p) in positions.iter().enumerate() {
+            if p == 0 {
+                self.0[w] = None;
+                continue;
+            }
+            if self.0[w].is_none_or(|(at, _)| at != p) {
+                self.0[w] = log
+                    .marks_after(w, p - 1)?
+                    .next()
+                    .transpose()?
+                    .filter(|r| r.seq == p)
+                    .and_then(|r| r.mark.as_deref().and_then(|m| reread.order(m)))
+                    .map(|n| (p, n));
+            }
+            if let Some((at, n)) = self.0[w] {
+                state.push_number(format!("position.w{w}"), at as i64);
+                state.push_number(format!("order.w{w}"), n as i64);
+            }
+        }
+        state.encode()
+    }
+}
+
 /// What [`prepare`] found after the checkpoint.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Prepared {
@@ -74,17 +148,26 @@ pub struct Prepared {
 }
 
 /// Readies the log of a re-reading source for a run resuming from the checkpoint whose log
-/// positions are `positions`: keeps the records after it that follow on without a gap from
-/// what it holds, and cuts off the others (see the module's documentation).
-pub fn prepare(log: &InputLog, reread: &dyn Reread, positions: &[u64]) -> Result<Prepared, String> {
+/// positions are `positions` and that holds the events up to `held` (its [`HELD_PART`]; the log
+/// is read for checkpoints without it): keeps the records after it that follow on without a
+/// gap from what it holds, and cuts off the others (see the module's documentation).
+pub fn prepare(
+    log: &InputLog,
+    reread: &dyn Reread,
+    positions: &[u64],
+    held: Option<u64>,
+) -> Result<Prepared, String> {
     let order = |r: &Record| {
         r.mark
             .as_deref()
             .and_then(|m| reread.order(m))
             .ok_or_else(|| format!("input log record {} has no position in the file", r.seq))
     };
-    // The latest event the checkpoint holds: all before it are held or logged after it.
-    let mut held = 0u64;
+    // The latest event the checkpoint holds: all before it are held or logged after it. The
+    // record at a worker's position may have been trimmed away (its position stayed put over
+    // two checkpoints while its next record opened a segment): the checkpoint says.
+    let from_checkpoint = held.is_some();
+    let mut held = held.unwrap_or(0);
     // Per worker, its records after the checkpoint: (seq, order).
     let mut after: Vec<Vec<(u64, u64)>> = Vec::new();
     // Order -> why its event cannot be replayed, if it cannot.
@@ -93,6 +176,7 @@ pub fn prepare(log: &InputLog, reread: &dyn Reread, positions: &[u64]) -> Result
         if p > 0 {
             match log.marks_after(w, p - 1)?.next().transpose()? {
                 Some(r) if r.seq == p => held = held.max(order(&r)?),
+                _ if from_checkpoint => {}
                 _ => tracing::warn!(
                     worker = w,
                     position = p,
@@ -343,7 +427,7 @@ mod tests {
     /// replays it: what was kept and cut, the last mark of worker 0, and what each worker got.
     fn restart(name: &str, marks: &str, positions: [u64; 2]) -> (Prepared, Option<Vec<u8>>, Got) {
         let log = logged(name, marks);
-        let prepared = prepare(&log, &Fake, &positions).unwrap();
+        let prepared = prepare(&log, &Fake, &positions, None).unwrap();
         (
             prepared,
             log.last_mark(0).unwrap(),
@@ -402,8 +486,36 @@ mod tests {
     #[test]
     fn an_event_before_the_checkpoint_that_cannot_be_read_again_fails_the_start() {
         let log = logged("lost", "1 2 3 4 x5 6 7");
-        let e = prepare(&log, &Fake, &[2, 3]).unwrap_err();
+        let e = prepare(&log, &Fake, &[2, 3], None).unwrap_err();
         assert!(e.contains("events 5 ") && e.contains("changed"), "{e}");
         assert_eq!(log.last_mark(0).unwrap(), Some(b"7".to_vec()));
+    }
+
+    /// Events 1 2 (worker 1), 3 (worker 0, closing its segment), 4 (worker 1), 5 (worker 0).
+    /// A checkpoint at positions [1, 2] holds 1 to 3; worker 0's position stays put over the
+    /// next checkpoint, whose commit trims its first segment, record 3 with it. The checkpoint's
+    /// own part still says it holds 3: 4 and 5 are kept and replayed, and the source goes on
+    /// after 5, reading nothing twice.
+    #[test]
+    fn what_a_checkpoint_holds_survives_its_record_being_trimmed() {
+        let log = InputLog::open(&dir("trimmed"), 2).unwrap();
+        for (w, mark) in [(1, "1"), (1, "2"), (0, "3")] {
+            log.append_place(w, 0, None, mark.as_bytes()).unwrap();
+        }
+        log.close_segment(0);
+        for (w, mark) in [(1, "4"), (0, "5")] {
+            log.append_place(w, 0, None, mark.as_bytes()).unwrap();
+        }
+        let positions = [1, 2];
+        let part = Held::default().update(&log, &Fake, &positions).unwrap();
+        log.truncate_through(0, 1).unwrap();
+        let parts = [(HELD_PART.to_string(), part)].into_iter().collect();
+        let held = Held::restored(&parts).latest(&positions);
+        assert_eq!(held, Some(3));
+        let prepared = prepare(&log, &Fake, &positions, held).unwrap();
+        assert_eq!(prepared, Prepared { kept: 2, cut: 0 });
+        assert_eq!(log.last_mark(0).unwrap(), Some(b"5".to_vec()));
+        // A checkpoint without the part (older) has none.
+        assert_eq!(Held::restored(&Default::default()).latest(&positions), None);
     }
 }

@@ -298,8 +298,12 @@ impl Engine {
                 &spec.format,
             )?;
             let reread = Arc::new(crate::checkpoint::reread::FileReread(config));
-            let prepared = crate::checkpoint::reread::prepare(&log, reread.as_ref(), &positions)
-                .map_err(fail)?;
+            let held = latest.as_ref().and_then(|c| {
+                crate::checkpoint::reread::Held::restored(&c.parts).latest(&positions)
+            });
+            let prepared =
+                crate::checkpoint::reread::prepare(&log, reread.as_ref(), &positions, held)
+                    .map_err(fail)?;
             if prepared.cut > 0 {
                 tracing::info!(
                     rule = %entry.spec.id,
