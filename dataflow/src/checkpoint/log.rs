@@ -60,6 +60,8 @@ struct WorkerLog {
     next: u64,
     /// Bytes in the open segment.
     bytes: u64,
+    /// The open segment may hold bytes not synced yet.
+    dirty: bool,
 }
 
 impl InputLog {
@@ -132,11 +134,22 @@ impl InputLog {
 
     /// Syncs every worker's log: what was written so far is durable.
     pub fn sync(&self) -> Result<(), String> {
+        let io = |e: std::io::Error| format!("cannot sync the input log: {e}");
         for log in &self.workers {
-            let log = log.lock().expect("log lock");
-            log.file
-                .sync_data()
-                .map_err(|e| format!("cannot sync the input log: {e}"))?;
+            // Synced outside the lock, so the worker goes on writing meanwhile; a log with
+            // nothing unsynced is passed over.
+            let file = {
+                let mut log = log.lock().expect("log lock");
+                if !log.dirty {
+                    continue;
+                }
+                log.dirty = false;
+                log.file.try_clone().map_err(io)?
+            };
+            if let Err(e) = file.sync_data() {
+                log.lock().expect("log lock").dirty = true;
+                return Err(io(e));
+            }
         }
         Ok(())
     }
@@ -171,6 +184,7 @@ impl InputLog {
             let next = log.next;
             log.file = create_segment(&self.dir, worker, next)?;
             log.bytes = 0;
+            log.dirty = false;
         }
         let seq = log.next;
         record[8..16].copy_from_slice(&seq.to_le_bytes());
@@ -179,6 +193,8 @@ impl InputLog {
         log.file.write_all(&record).map_err(io)?;
         if sync {
             log.file.sync_data().map_err(io)?;
+        } else {
+            log.dirty = true;
         }
         log.next += 1;
         log.bytes += record.len() as u64;
@@ -231,6 +247,7 @@ impl InputLog {
             file,
             next: after + 1,
             bytes,
+            dirty: true,
         };
         Ok(())
     }
@@ -446,6 +463,7 @@ fn open_worker(dir: &Path, worker: usize) -> Result<WorkerLog, String> {
             file: create_segment(dir, worker, 1)?,
             next: 1,
             bytes: 0,
+            dirty: false,
         });
     };
     let io = |e: std::io::Error| format!("cannot open {}: {e}", path.display());
@@ -474,10 +492,12 @@ fn open_worker(dir: &Path, worker: usize) -> Result<WorkerLog, String> {
         file.sync_all().map_err(io)?;
     }
     file.seek(SeekFrom::End(0)).map_err(io)?;
+    // What a killed run wrote may be in the page cache only.
     Ok(WorkerLog {
         file,
         next,
         bytes: good,
+        dirty: true,
     })
 }
 
@@ -550,6 +570,27 @@ mod tests {
         let r: Vec<_> = log.read_after(0, 0).unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(r[0].mark.as_deref(), Some(&b"one"[..]));
         assert!(matches!(&r[0].event, Some(SourceEvent::Raw(m)) if m.len() == 1));
+    }
+
+    /// A sync passes over the logs with nothing unsynced, and covers every unsynced record.
+    #[test]
+    fn a_sync_covers_unsynced_records_and_passes_over_clean_logs() {
+        let d = dir("dirty");
+        let log = InputLog::open(&d, 2).unwrap();
+        let dirty = |w: usize| log.workers[w].lock().unwrap().dirty;
+        assert!(!dirty(0) && !dirty(1), "new logs hold nothing");
+        log.append_place(0, 1, None, b"one").unwrap();
+        assert!(dirty(0) && !dirty(1));
+        log.sync().unwrap();
+        assert!(!dirty(0));
+        log.append_place(1, 2, None, b"two").unwrap();
+        assert!(dirty(1) && !dirty(0));
+        log.sync().unwrap();
+        assert!(!dirty(1));
+        drop(log);
+        // Reopened after a kill, what the last run wrote may be in the page cache only.
+        let log = InputLog::open(&d, 2).unwrap();
+        assert!(log.workers[0].lock().unwrap().dirty);
     }
 
     #[test]
