@@ -138,6 +138,10 @@ impl Held {
     }
 }
 
+/// The most records whose events are read again at once: memory stays bounded however many
+/// records follow the checkpoint (a run cut here is read on from its next event's start).
+pub const REREAD_RUN: usize = 4096;
+
 /// What [`prepare`] found after the checkpoint.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Prepared {
@@ -321,6 +325,9 @@ pub fn replay(
                 // rather than lose its rows.
                 reread.can_reread(&mark)?;
                 run.push((w, r.seq, r.at, mark));
+                if run.len() >= REREAD_RUN {
+                    sent += flush(&mut run)?;
+                }
             }
         }
     }
@@ -517,5 +524,62 @@ mod tests {
         assert_eq!(log.last_mark(0).unwrap(), Some(b"5".to_vec()));
         // A checkpoint without the part (older) has none.
         assert_eq!(Held::restored(&Default::default()).latest(&positions), None);
+    }
+
+    /// Counts the marks of the largest read again at once.
+    #[derive(Default)]
+    struct Widest(std::sync::atomic::AtomicUsize);
+
+    impl Reread for Widest {
+        fn order(&self, mark: &[u8]) -> Option<u64> {
+            Fake.order(mark)
+        }
+
+        fn can_reread(&self, mark: &[u8]) -> Result<(), String> {
+            Fake.can_reread(mark)
+        }
+
+        fn reread(
+            &self,
+            marks: &[&[u8]],
+            give: &mut (dyn FnMut(usize, SourceEvent) -> bool + Send),
+        ) -> Result<(), String> {
+            self.0
+                .fetch_max(marks.len(), std::sync::atomic::Ordering::Relaxed);
+            Fake.reread(marks, give)
+        }
+    }
+
+    /// Many records after the checkpoint are read again a bounded run at a time, every event
+    /// once and in order.
+    #[test]
+    fn many_records_are_read_again_in_bounded_runs() {
+        let n = 2 * REREAD_RUN + 10;
+        let marks: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        let log = logged("many", &marks.join(" "));
+        let widest = Widest::default();
+        let (tx, mut rx): (Vec<_>, Vec<_>) = (0..2).map(|_| tokio::sync::mpsc::channel(n)).unzip();
+        let wake: WakeFn = Arc::new(|_| {});
+        let sent = replay(&log, &widest, &[0, 0], &tx, &wake).unwrap();
+        assert_eq!(sent, n);
+        let widest = widest.0.into_inner();
+        assert!(widest <= REREAD_RUN && widest > 0, "{widest} marks at once");
+        let order = |t: &String| t.trim_start_matches("again ").parse::<usize>().unwrap();
+        let mut got = Vec::new();
+        for rx in &mut rx {
+            let mut worker = Vec::new();
+            while let Ok(SourceEvent::Logged { event, .. }) = rx.try_recv() {
+                let m = event.into_messages().unwrap();
+                worker.push(String::from_utf8(m[0].payload.to_vec()).unwrap());
+            }
+            assert!(
+                worker.is_sorted_by_key(order),
+                "a worker's events out of order"
+            );
+            got.extend(worker);
+        }
+        got.sort_by_key(order);
+        let want: Vec<String> = marks.iter().map(|m| format!("again {m}")).collect();
+        assert_eq!(got, want);
     }
 }
