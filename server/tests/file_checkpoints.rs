@@ -76,6 +76,30 @@ fn landed(table: &str, want: u64) {
     }
 }
 
+/// JSON lines of the ids `ids`.
+fn rows(ids: std::ops::Range<u64>) -> String {
+    ids.map(|i| format!("{{\"id\": {i}}}\n")).collect()
+}
+
+/// A test directory `name` with a watched directory `in` in it (and `done` to move files to),
+/// and a MariaDB table named after `prefix`: (dir, in, done, table).
+fn watched_dir(
+    name: &str,
+    prefix: &str,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    String,
+) {
+    let dir = temp_dir(&format!("file-checkpoints-{name}"));
+    let (watched, done) = (dir.join("in"), dir.join("done"));
+    std::fs::create_dir_all(&watched).unwrap();
+    let table = format!("{prefix}_{}", unique().replace(['-', '/'], "_"));
+    mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
+    (dir, watched, done, table)
+}
+
 /// A file profile, a stream over `file` with it, and a qos `qos` rule writing each row's id
 /// to a MariaDB table.
 fn file_rule(server: &Server, name: &str, file: &Path, profile: Value, qos: u8, table: &str) {
@@ -303,14 +327,7 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
 #[test]
 fn a_watched_directory_at_qos_2_resumes_and_moves_each_file_once() {
     const ROWS: u64 = 600;
-    let dir = temp_dir("file-checkpoints-watch");
-    let (watched, done) = (dir.join("in"), dir.join("done"));
-    std::fs::create_dir_all(&watched).unwrap();
-    let table = format!("fw_{}", unique().replace(['-', '/'], "_"));
-    mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
-    let rows = |ids: std::ops::Range<u64>| -> String {
-        ids.map(|i| format!("{{\"id\": {i}}}\n")).collect()
-    };
+    let (dir, watched, done, table) = watched_dir("watch", "fw");
     std::fs::write(watched.join("a.jsonl"), rows(0..ROWS)).unwrap();
 
     let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
@@ -462,6 +479,48 @@ fn a_lost_input_log_tail_at_qos_2_writes_each_row_exactly_once() {
     assert_eq!(
         counts(&table),
         (ROWS, ROWS),
+        "rows missing or written twice"
+    );
+    drop(server);
+    mariadb(&format!("DROP TABLE {table}"));
+}
+
+/// qos 2, a watched directory whose files are moved once read: SIGKILL right after the first
+/// file was moved, before a checkpoint counts its last rows. Those rows are read from the
+/// input log (the file is gone from the directory), the second file is read on from where it
+/// was, and each row is in MariaDB exactly once.
+#[test]
+fn a_sigkill_after_a_file_was_moved_at_qos_2_writes_each_row_exactly_once() {
+    const A: u64 = 300;
+    const B: u64 = 1500;
+    let (dir, watched, done, table) = watched_dir("moved", "fm");
+    std::fs::write(watched.join("a.jsonl"), rows(0..A)).unwrap();
+    std::fs::write(watched.join("b.jsonl"), rows(A..A + B)).unwrap();
+
+    let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
+    let profile = json!({"actionAfterRead": 2, "moveTo": done.display().to_string(),
+        "sendInterval": "1ms"});
+    file_rule(&server, "fm", &watched, profile, 2, &table);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done.join("a.jsonl").exists() {
+        assert!(Instant::now() < deadline, "a.jsonl was never moved");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill();
+    assert!(
+        watched.join("b.jsonl").exists(),
+        "b.jsonl was read whole before the kill"
+    );
+
+    let second = dir.join("second.log");
+    let server = Server::start_args(&dir, &[], Some(&second));
+    logged(&second, "file source resumes where its input log ends");
+    landed(&table, A + B);
+    input_ended(&server, "fm");
+    assert!(done.join("b.jsonl").exists(), "b.jsonl was not moved");
+    assert_eq!(
+        counts(&table),
+        (A + B, A + B),
         "rows missing or written twice"
     );
     drop(server);
