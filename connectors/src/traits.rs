@@ -154,6 +154,27 @@ pub trait EventLog: Send + Sync {
         mark: Option<&[u8]>,
     ) -> Result<SourceEvent, ConnectorError>;
 
+    /// Logs where `event` lies in an input the source can read again (`mark`: the file source's
+    /// cursor), for `worker`, and returns the event as the worker gets it. The event itself is
+    /// written only when `keep` (its input will not be there to read again). Not synced: nothing
+    /// was promised to anybody, and the log is synced before a checkpoint that counts the
+    /// record commits (or by [`EventLog::sync`]). Blocks.
+    fn log_place(
+        &self,
+        worker: usize,
+        event: SourceEvent,
+        mark: &[u8],
+        keep: bool,
+    ) -> Result<SourceEvent, ConnectorError> {
+        let _ = keep;
+        self.log(worker, event, Some(mark))
+    }
+
+    /// Makes everything logged so far durable. Blocks.
+    fn sync(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
     /// The mark of each worker's last logged record that has one (from this run or an earlier
     /// one). Reads the disk: call it once, at start.
     fn marks(&self) -> Vec<Vec<u8>> {
@@ -229,14 +250,9 @@ impl SourceOutput {
         event: SourceEvent,
         mark: Option<&[u8]>,
     ) -> Result<SourceEvent, ConnectorError> {
-        let Some(log) = &self.log else {
-            return Ok(event);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| log.log(i, event, mark))
-            }
-            _ => log.log(i, event, mark),
+        match &self.log {
+            None => Ok(event),
+            Some(log) => blocking_io(|| log.log(i, event, mark)),
         }
     }
 
@@ -264,12 +280,18 @@ impl SourceOutput {
     /// and takes the decoding itself; once it fills, this thread takes it. The order of
     /// events is the same either way.
     pub fn predecode(&self, event: SourceEvent) -> SourceEvent {
-        let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
-        let queue = &self.queues[i];
         if self.log.is_some() {
             // Logged events are raw: decoded rows cannot be written to the log.
             return event;
         }
+        let i = self.next.load(std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        self.decoded_for(i, event)
+    }
+
+    /// The event decoded here for queue `i` when a decoder is set and that queue's worker is
+    /// behind (see [`SourceOutput::predecode`]).
+    fn decoded_for(&self, i: usize, event: SourceEvent) -> SourceEvent {
+        let queue = &self.queues[i];
         match &self.decoder {
             Some(d) if queue.capacity() * 2 <= queue.max_capacity() => event.decoded_with(d),
             _ => event,
@@ -354,6 +376,58 @@ impl SourceOutput {
             .map_err(|_| ConnectorError::Closed)?;
         (self.wake)(i);
         Ok(())
+    }
+
+    /// [`SourceOutput::blocking_send`] for a source that reads its input again after a restart
+    /// (the file source): the log records only `mark`, where the event lies in the input, and
+    /// the event itself only when `keep` (see [`EventLog::log_place`]). Without a log it is a
+    /// plain send. An event the log does not hold may be decoded on the caller's thread, as
+    /// [`SourceOutput::predecode`] does; the worker decodes it when it is read again.
+    pub fn blocking_send_place(
+        &self,
+        event: SourceEvent,
+        mark: &[u8],
+        keep: bool,
+    ) -> Result<(), ConnectorError> {
+        let _turn = self.order.as_ref().map(|l| l.blocking_lock());
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        let event = match &self.log {
+            None => event,
+            Some(log) => blocking_io(|| log.log_place(i, event, mark, keep))?,
+        };
+        let event = match event {
+            SourceEvent::Logged { seq, at, event } if !keep => SourceEvent::Logged {
+                seq,
+                at,
+                event: Box::new(self.decoded_for(i, *event)),
+            },
+            e => e,
+        };
+        self.queues[i]
+            .blocking_send(event)
+            .map_err(|_| ConnectorError::Closed)?;
+        (self.wake)(i);
+        Ok(())
+    }
+
+    /// Makes what was logged so far durable (nothing without a log): before a source does
+    /// something it cannot take back, such as moving away a file whose events the log holds.
+    pub fn sync_log(&self) -> Result<(), ConnectorError> {
+        match &self.log {
+            None => Ok(()),
+            Some(log) => blocking_io(|| log.sync()),
+        }
+    }
+}
+
+/// Runs blocking I/O: on the multi-threaded async runtime, in place of a worker thread's other
+/// tasks.
+fn blocking_io<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

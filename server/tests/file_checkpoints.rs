@@ -52,6 +52,17 @@ fn logged(log: &Path, what: &str) {
     }
 }
 
+/// The bytes of rule `rule`'s input log files under the data directory `dir`.
+fn input_logs(dir: &Path, rule: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let logs = dir.join("checkpoints").join(rule);
+    std::fs::read_dir(&logs)
+        .unwrap_or_else(|e| panic!("{}: {e}", logs.display()))
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("input-w"))
+        .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
 /// Waits until a table holds at least `want` rows.
 fn landed(table: &str, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -63,6 +74,30 @@ fn landed(table: &str, want: u64) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// JSON lines of the ids `ids`.
+fn rows(ids: std::ops::Range<u64>) -> String {
+    ids.map(|i| format!("{{\"id\": {i}}}\n")).collect()
+}
+
+/// A test directory `name` with a watched directory `in` in it (and `done` to move files to),
+/// and a MariaDB table named after `prefix`: (dir, in, done, table).
+fn watched_dir(
+    name: &str,
+    prefix: &str,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    String,
+) {
+    let dir = temp_dir(&format!("file-checkpoints-{name}"));
+    let (watched, done) = (dir.join("in"), dir.join("done"));
+    std::fs::create_dir_all(&watched).unwrap();
+    let table = format!("{prefix}_{}", unique().replace(['-', '/'], "_"));
+    mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
+    (dir, watched, done, table)
 }
 
 /// A file profile, a stream over `file` with it, and a qos `qos` rule writing each row's id
@@ -86,8 +121,10 @@ fn file_rule(server: &Server, name: &str, file: &Path, profile: Value, qos: u8, 
 }
 
 /// qos 2, SIGKILL part way into a JSON-lines file and a CSV file (read a row at a time with
-/// `sendInterval`, so the kill lands in the middle): after the restart each source resumes
-/// after the last row its input log holds, and each row is in MariaDB exactly once.
+/// `sendInterval`, so the kill lands in the middle): the input logs hold where the rows are in
+/// the files, not the rows; after the restart each source reads the rows after its last
+/// checkpoint again from its file and resumes after the last row its input log holds, and
+/// each row is in MariaDB exactly once.
 #[test]
 fn sigkill_mid_file_at_qos_2_writes_each_row_exactly_once() {
     const ROWS: u64 = 1500;
@@ -136,6 +173,21 @@ fn sigkill_mid_file_at_qos_2_writes_each_row_exactly_once() {
         read_before.0 < ROWS && read_before.1 < ROWS,
         "the kill came after the end of the files: {read_before:?}"
     );
+    // The file is the log: no row of it was copied into the input logs (a JSON line starts
+    // with `{"id": `, a CSV row's name with `row, `), so what the restart replays is read again
+    // from the files.
+    for (rule, row) in [("fq_lines", &b"{\"id\": "[..]), ("fq_csv", &b"row, "[..])] {
+        let logs = input_logs(&dir, rule);
+        let bytes: usize = logs.iter().map(|(_, b)| b.len()).sum();
+        assert!(bytes > 0, "{rule} logged nothing");
+        for (path, log) in logs {
+            assert!(
+                !log.windows(row.len()).any(|w| w == row),
+                "{} holds rows of the file",
+                path.display()
+            );
+        }
+    }
 
     let second = dir.join("second.log");
     let server = Server::start_args(&dir, &[], Some(&second));
@@ -269,19 +321,13 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
 }
 
 /// qos 2 on a watched directory (`interval`, `actionAfterRead` 2): SIGKILL part way into its
-/// first file; after the restart that file is read on from where it was and moved, a file
-/// dropped in later is read in a later round, and each row is in MariaDB exactly once.
+/// first file, whose rows the input log keeps (the file is moved once read); after the restart
+/// that file is read on from where it was and moved, a file dropped in later is read in a later
+/// round, and each row is in MariaDB exactly once.
 #[test]
 fn a_watched_directory_at_qos_2_resumes_and_moves_each_file_once() {
     const ROWS: u64 = 600;
-    let dir = temp_dir("file-checkpoints-watch");
-    let (watched, done) = (dir.join("in"), dir.join("done"));
-    std::fs::create_dir_all(&watched).unwrap();
-    let table = format!("fw_{}", unique().replace(['-', '/'], "_"));
-    mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
-    let rows = |ids: std::ops::Range<u64>| -> String {
-        ids.map(|i| format!("{{\"id\": {i}}}\n")).collect()
-    };
+    let (dir, watched, done, table) = watched_dir("watch", "fw");
     std::fs::write(watched.join("a.jsonl"), rows(0..ROWS)).unwrap();
 
     let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
@@ -300,6 +346,13 @@ fn a_watched_directory_at_qos_2_resumes_and_moves_each_file_once() {
     assert!(
         watched.join("a.jsonl").exists(),
         "a.jsonl was moved before it was read whole"
+    );
+    // A file moved once read will not be there to read again: its rows are in the input log.
+    assert!(
+        input_logs(&dir, "fw")
+            .iter()
+            .any(|(_, log)| log.windows(7).any(|w| w == b"{\"id\": ")),
+        "the rows of a file moved once read are not in the input log"
     );
 
     let second = dir.join("second.log");
@@ -358,4 +411,118 @@ fn file_options_that_cannot_resume_are_refused_by_name() {
     let rule = json!({"id": "side0", "sql": "SELECT id FROM side", "actions": [{"log": {}}]});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
+}
+
+/// qos 2, SIGKILL part way into a file, then the unsynced tail of one worker's input log lost
+/// (as a power cut would lose it: SIGKILL keeps the page cache): the records after the
+/// checkpoint's position on that worker are cut off, while the other worker's log holds later
+/// ones. The restart cuts the records after the gap and reads their rows again from the file:
+/// each row is in MariaDB exactly once.
+#[test]
+fn a_lost_input_log_tail_at_qos_2_writes_each_row_exactly_once() {
+    use quiver_dataflow::checkpoint::{coordinator::source_part, log::InputLog, store};
+    const ROWS: u64 = 1500;
+    let dir = temp_dir("file-checkpoints-tail");
+    let table = format!("ft_{}", unique().replace(['-', '/'], "_"));
+    mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
+    let file = dir.join("in.jsonl");
+    let text: String = (0..ROWS).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+
+    let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
+    let profile = json!({"fileType": "lines", "sendInterval": "1ms"});
+    file_rule(&server, "ft", &file, profile, 2, &table);
+    // Past a checkpoint and part way into the file.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records_in(&server, "ft") < ROWS / 3 || counts(&table).0 == 0 {
+        assert!(Instant::now() < deadline, "the rule never got a third in");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let read_before = records_in(&server, "ft");
+    server.kill();
+    assert!(
+        read_before < ROWS,
+        "the kill came after the end of the file"
+    );
+
+    // Each worker's position at the last checkpoint, and its records after it.
+    let logs = dir.join("checkpoints").join("ft");
+    let checkpoint = store::CheckpointStore::open(&logs)
+        .unwrap()
+        .latest()
+        .unwrap();
+    let positions: Vec<u64> = (0..2)
+        .map(|w| {
+            let part = &checkpoint.parts[&source_part(w)];
+            let state = quiver_dataflow::state::OpState::decode(part).unwrap();
+            state.number("position").unwrap() as u64
+        })
+        .collect();
+    let log = InputLog::open(&logs, 2).unwrap();
+    let after: Vec<u64> = (0..2).map(|w| log.last_seq(w) - positions[w]).collect();
+    assert!(
+        after.iter().all(|&n| n > 0),
+        "a worker logged nothing after the checkpoint: {after:?}"
+    );
+    // Worker 0 loses every record after its position.
+    log.cut_after(0, positions[0]).unwrap();
+    drop(log);
+
+    let second = dir.join("second.log");
+    let server = Server::start_args(&dir, &[], Some(&second));
+    logged(
+        &second,
+        "input log records after a gap left by the crash are cut off",
+    );
+    landed(&table, ROWS);
+    input_ended(&server, "ft");
+    assert_eq!(
+        counts(&table),
+        (ROWS, ROWS),
+        "rows missing or written twice"
+    );
+    drop(server);
+    mariadb(&format!("DROP TABLE {table}"));
+}
+
+/// qos 2, a watched directory whose files are moved once read: SIGKILL right after the first
+/// file was moved, before a checkpoint counts its last rows. Those rows are read from the
+/// input log (the file is gone from the directory), the second file is read on from where it
+/// was, and each row is in MariaDB exactly once.
+#[test]
+fn a_sigkill_after_a_file_was_moved_at_qos_2_writes_each_row_exactly_once() {
+    const A: u64 = 300;
+    const B: u64 = 1500;
+    let (dir, watched, done, table) = watched_dir("moved", "fm");
+    std::fs::write(watched.join("a.jsonl"), rows(0..A)).unwrap();
+    std::fs::write(watched.join("b.jsonl"), rows(A..A + B)).unwrap();
+
+    let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
+    let profile = json!({"actionAfterRead": 2, "moveTo": done.display().to_string(),
+        "sendInterval": "1ms"});
+    file_rule(&server, "fm", &watched, profile, 2, &table);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done.join("a.jsonl").exists() {
+        assert!(Instant::now() < deadline, "a.jsonl was never moved");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill();
+    assert!(
+        watched.join("b.jsonl").exists(),
+        "b.jsonl was read whole before the kill"
+    );
+
+    let second = dir.join("second.log");
+    let server = Server::start_args(&dir, &[], Some(&second));
+    logged(&second, "file source resumes where its input log ends");
+    landed(&table, A + B);
+    input_ended(&server, "fm");
+    assert!(done.join("b.jsonl").exists(), "b.jsonl was not moved");
+    assert_eq!(
+        counts(&table),
+        (A + B, A + B),
+        "rows missing or written twice"
+    );
+    drop(server);
+    mariadb(&format!("DROP TABLE {table}"));
 }

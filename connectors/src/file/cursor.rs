@@ -4,8 +4,13 @@
 //!
 //! Lines and CSV files resume at a byte offset of the (decompressed) file; a JSON file, which
 //! cannot be entered part way, is read again from its start and the rows already handed over
-//! are skipped. A file is recognised by its identity (device, inode, length, modification
-//! time): a file replaced or changed since is read afresh from its start, and the log says so.
+//! are skipped. A file is recognised by its device and inode, and must be no shorter than when
+//! it was read: a file replaced or shortened since is read afresh from its start, and the log
+//! says so; rows appended to it are read after the cursor.
+//!
+//! A cursor also says where its event began (`from`), so the log need not hold the event: a
+//! restart reads the events after the last checkpoint again from the file (see
+//! [`super::reread`]).
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +50,33 @@ impl FileId {
                 .saturating_add(m.mtime_nsec()),
         })
     }
+
+    /// True when the file now at this path, with identity `now`, is still the one read (same
+    /// device and inode) and still holds every byte read then (no shorter): appending to it or
+    /// touching it keeps what was read. Whether those bytes are still the same is up to the
+    /// events' checksums (see [`Cursor::crc`]).
+    pub fn still_holds(&self, now: &FileId) -> bool {
+        self.dev == now.dev && self.ino == now.ino && now.len >= self.len
+    }
+}
+
+/// The checksum of an event's bytes (its rows' payloads), which a restart checks the event
+/// read again against.
+pub fn event_crc(event: &crate::SourceEvent) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    match event {
+        crate::SourceEvent::Lines { block, .. } => crc.update(block),
+        crate::SourceEvent::Raw(messages) => {
+            for m in messages {
+                // The length too, so rows cut elsewhere do not sum the same.
+                crc.update(&(m.payload.len() as u64).to_le_bytes());
+                crc.update(&m.payload);
+            }
+        }
+        // The file reader hands over no other kind of event.
+        _ => {}
+    }
+    crc.finalize()
 }
 
 /// The source's position after one event it handed over.
@@ -62,6 +94,15 @@ pub struct Cursor {
     pub id: FileId,
     /// How far that file was handed over.
     pub progress: Progress,
+    /// How far it was handed over before the event: the event is the rows from here to
+    /// `progress`, which a restart reads again from the file (see [`super::reread`]). Absent in
+    /// marks written before the log stopped holding file events (their records hold them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Progress>,
+    /// The checksum of the event's bytes ([`event_crc`]): the event read again after a restart
+    /// must match it. Absent in marks written before it was kept (not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc: Option<u32>,
 }
 
 impl Cursor {
@@ -117,6 +158,8 @@ mod tests {
             file: PathBuf::from("/in.jsonl"),
             id,
             progress: Progress { offset, rows: 0 },
+            from: Some(Progress::default()),
+            crc: None,
         };
         let marks = vec![
             at(7, 70).encode(),
@@ -141,6 +184,8 @@ mod tests {
                 mtime_ns: 4,
             },
             progress: Progress { offset: 5, rows: 0 },
+            from: None,
+            crc: Some(7),
         };
         assert_eq!(Cursor::latest(&[cursor.encode()]), Some(cursor));
     }

@@ -27,6 +27,7 @@ mod config;
 mod cursor;
 mod input;
 mod reader;
+mod reread;
 mod sink;
 mod sink_config;
 mod source;
@@ -39,6 +40,7 @@ pub use crate::codec::compress::Compression;
 pub(crate) const FILE_COMPRESSIONS: &[Compression] = &[Compression::Gzip, Compression::Zstd];
 pub use config::{AfterRead, FileSourceConfig, FileType};
 pub use reader::CHUNK_ROWS;
+pub use reread::{mark_order, reread, rereadable};
 pub use sink::{FileSink, MAX_OPEN_FILES};
 pub use sink_config::{
     DEFAULT_CHECK_INTERVAL, DEFAULT_ROLLING_COUNT, FileSinkConfig, NamePattern, SINK_OWN_KEYS,

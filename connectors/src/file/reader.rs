@@ -60,6 +60,29 @@ pub fn read_file(
     from: Progress,
     emit: &mut Emit<'_>,
 ) -> Result<Option<u64>, ConnectorError> {
+    let Some(rows) = read_rows(config, file, from, emit)? else {
+        return Ok(None);
+    };
+    input::after_read(&config.after_read, file)?;
+    Ok(Some(rows))
+}
+
+/// True when `file` goes out in blocks of whole lines ([`SourceEvent::Lines`]), cut where its
+/// reads happen to end, rather than in chunks of rows.
+pub(super) fn reads_blocks(config: &FileSourceConfig, file: &Path) -> bool {
+    config.file_type_for(file) == FileType::Lines
+        && config.ignore_start_lines == 0
+        && config.ignore_end_lines == 0
+        && config.send_interval.is_none()
+}
+
+/// [`read_file`] without `actionAfterRead`: the file is left as it is.
+pub(super) fn read_rows(
+    config: &FileSourceConfig,
+    file: &Path,
+    from: Progress,
+    emit: &mut Emit<'_>,
+) -> Result<Option<u64>, ConnectorError> {
     let file_type = config.file_type_for(file);
     let topic: Arc<str> = file.display().to_string().into();
     let reading = |reason: String| io_error(format!("reading \"{}\": {reason}", file.display()));
@@ -67,11 +90,7 @@ pub fn read_file(
     rows.offset = from.offset;
     let finished = match file_type {
         // Lines and CSV read blocks of their own (no BufReader); JSON streams from one.
-        FileType::Lines
-            if config.ignore_start_lines == 0
-                && config.ignore_end_lines == 0
-                && config.send_interval.is_none() =>
-        {
+        FileType::Lines if reads_blocks(config, file) => {
             read_blocks(open_at(config, file, from.offset)?, &mut rows)
         }
         FileType::Lines => {
@@ -108,13 +127,12 @@ pub fn read_file(
         return Ok(None);
     }
     tracing::debug!(file = %file.display(), rows = rows.count, "file source read a file");
-    input::after_read(&config.after_read, file)?;
     Ok(Some(rows.count))
 }
 
 /// Opens `file` and decompresses it, positioned `offset` bytes into its (decompressed) content:
 /// a seek when it is not compressed, else the bytes before are read and dropped.
-fn open_at(
+pub(super) fn open_at(
     config: &FileSourceConfig,
     file: &Path,
     offset: u64,
@@ -681,8 +699,35 @@ impl<'de> Visitor<'de> for Document<'_, '_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// The rows of an event, as text.
+    pub(in crate::file) fn texts(event: SourceEvent) -> Vec<String> {
+        event
+            .into_messages()
+            .unwrap()
+            .iter()
+            .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+            .collect()
+    }
+
+    /// A CSV file of `rows` rows (a line to skip, a header, values over two lines, a last
+    /// line to drop) and a JSON array of `rows` objects.
+    pub(in crate::file) fn csv_and_json(rows: usize) -> (String, String) {
+        let csv: String = std::iter::once("skip me\nname,id\n".to_string())
+            .chain((0..rows).map(|i| format!("\"a\nb {i}\",{i}\n")))
+            .chain(std::iter::once("tail\n".to_string()))
+            .collect();
+        let json = format!(
+            "[{}]",
+            (0..rows)
+                .map(|i| format!("{{\"id\":{i}}}"))
+                .collect::<Vec<_>>()
+                .join(",\n ")
+        );
+        (csv, json)
+    }
 
     /// The rows of each event a read of `file` from `from` hands over, with the progress after it.
     fn read_from(
@@ -692,13 +737,7 @@ mod tests {
     ) -> Vec<(Vec<String>, Progress)> {
         let mut out = Vec::new();
         read_file(config, file, from, &mut |event, progress| {
-            let rows = event
-                .into_messages()
-                .unwrap()
-                .iter()
-                .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
-                .collect();
-            out.push((rows, progress));
+            out.push((texts(event), progress));
             true
         })
         .unwrap();
@@ -711,17 +750,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("quiver-resume-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let lines: String = (0..40).map(|i| format!("{{\"id\":{i}}}\n\n")).collect();
-        let csv: String = std::iter::once("skip me\nname,id\n".to_string())
-            .chain((0..40).map(|i| format!("\"a\nb {i}\",{i}\n")))
-            .chain(std::iter::once("tail\n".to_string()))
-            .collect();
-        let json = format!(
-            "[{}]",
-            (0..40)
-                .map(|i| format!("{{\"id\":{i}}}"))
-                .collect::<Vec<_>>()
-                .join(",\n ")
-        );
+        let (csv, json) = csv_and_json(40);
         let big: String = (0..30_000)
             .map(|i| format!("{{\"id\":{i:>20}}}\n"))
             .collect();

@@ -1,12 +1,14 @@
 //! The file source task: a blocking reader thread feeding the rule's bounded worker queues.
 //!
-//! For a rule with qos 1 or 2 every event goes into the rule's input log with a cursor (see
-//! [`super::cursor`]), and a restarted source goes on after the last cursor the log holds.
+//! For a rule with qos 1 or 2 the rule's input log records where each event lies in its file
+//! (a cursor, see [`super::cursor`]) rather than the event: a restart reads the events after
+//! the last checkpoint again from the file ([`super::reread`]) and goes on after the last
+//! cursor the log holds.
 
 use async_trait::async_trait;
 
-use super::config::FileSourceConfig;
-use super::cursor::{Cursor, FileId, Progress};
+use super::config::{AfterRead, FileSourceConfig};
+use super::cursor::{Cursor, FileId, Progress, event_crc};
 use super::{input, reader};
 use crate::{ConnectorError, Source, SourceOutput};
 
@@ -108,7 +110,7 @@ async fn read_sequentially(
     finished(reader.await)
 }
 
-/// The source of a rule with qos 1 or 2: each event is logged with the cursor after it, and a
+/// The source of a rule with qos 1 or 2: each event's place is logged (its cursor), and a
 /// restart goes on after the last cursor in the log. Files are read one after another (the
 /// engine refuses `parallel` for such rules), so one cursor says where the whole input is.
 async fn run_logged(config: FileSourceConfig, out: SourceOutput) -> Result<(), ConnectorError> {
@@ -160,7 +162,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Reads the input once (round `round`), after `resume` when it is in this round; every event
-/// is logged with its cursor, `handed` counting them. Returns the rows sent, or `None` when
+/// is logged with its cursor, `handed` counting them, and the event itself too when the file
+/// is deleted or moved once read. Returns the rows sent, or `None` when
 /// the rule stopped first.
 fn read_round(
     config: &FileSourceConfig,
@@ -184,7 +187,8 @@ fn read_round(
         // Files before the cursor's (in name order) were read whole in this round.
         files.retain(|f| *f >= c.file);
         if files.first() == Some(&c.file) {
-            if FileId::of(&c.file) == Some(c.id) {
+            // Rows appended since do not move the rows read.
+            if FileId::of(&c.file).is_some_and(|now| c.id.still_holds(&now)) {
                 from = Some(c.progress);
             } else {
                 tracing::warn!(
@@ -196,13 +200,17 @@ fn read_round(
             }
         }
     }
+    // A file that `actionAfterRead` deletes or moves will not be there to read again: its
+    // events are kept in the log, which is synced before the file goes.
+    let keep = config.after_read != AfterRead::Keep;
     let mut total = 0;
     for (i, file) in files.into_iter().enumerate() {
         let Some(id) = FileId::of(&file) else {
             // Gone since it was listed (another reader moved it): nothing to read.
             continue;
         };
-        let start = if i == 0 { from.take() } else { None };
+        let mut before = if i == 0 { from.take() } else { None }.unwrap_or_default();
+        let start = before;
         let mut emit = |chunk: crate::SourceEvent, progress: Progress| {
             *handed += 1;
             let mark = Cursor {
@@ -211,14 +219,21 @@ fn read_round(
                 file: file.clone(),
                 id,
                 progress,
+                from: Some(std::mem::replace(&mut before, progress)),
+                // Kept events are not read again.
+                crc: (!keep).then(|| event_crc(&chunk)),
             }
             .encode();
-            out.blocking_send_marked(chunk, Some(&mark)).is_ok()
+            out.blocking_send_place(chunk, &mark, keep).is_ok()
         };
-        match reader::read_file(config, &file, start.unwrap_or_default(), &mut emit)? {
+        match reader::read_rows(config, &file, start, &mut emit)? {
             Some(rows) => total += rows,
             None => return Ok(None),
         }
+        if keep {
+            out.sync_log()?;
+        }
+        input::after_read(&config.after_read, &file)?;
     }
     Ok(Some(total))
 }

@@ -65,6 +65,8 @@ pub struct Checkpointing {
     committed: tokio::sync::watch::Sender<u64>,
     /// The epoch of the checkpoint taken at the end of the input (0: none yet).
     final_epoch: AtomicU64,
+    /// The run's fault slot, which a failed sync of the input log fails the rule through.
+    fault: Arc<std::sync::OnceLock<Arc<crate::fault::Fault>>>,
 }
 
 #[derive(Default)]
@@ -111,6 +113,12 @@ impl Checkpointing {
         }));
         let (tx, rx) = std::sync::mpsc::channel::<Commit>();
         let (commit_log, commit_stats) = (log.clone(), stats.clone());
+        let fault = Arc::new(std::sync::OnceLock::<Arc<crate::fault::Fault>>::new());
+        let commit_fault = fault.clone();
+        let mut held = restored
+            .as_ref()
+            .map(|c| super::reread::Held::restored(&c.parts))
+            .unwrap_or_default();
         let committed = tokio::sync::watch::Sender::new(restored.as_ref().map_or(0, |c| c.epoch));
         let commit_watch = committed.clone();
         // Commits are written off the workers: a sync takes milliseconds.
@@ -120,8 +128,40 @@ impl Checkpointing {
                 // The log is kept back to the older of the two checkpoints kept, so a damaged
                 // newest one can fall back on the one before it.
                 let mut previous: Option<Vec<u64>> = None;
-                for (checkpoint, positions, started) in rx {
+                let mut log_failed = false;
+                for (mut checkpoint, positions, started) in rx {
+                    // What a re-reading source's checkpoint holds, saved with it: the log's
+                    // record at a position may be trimmed away by the next restart.
+                    if let Some(log) = &commit_log
+                        && let Some(reread) = log.reread()
+                    {
+                        match held.update(log, reread.as_ref(), &positions) {
+                            Ok(part) => {
+                                checkpoint
+                                    .parts
+                                    .insert(super::reread::HELD_PART.to_string(), part);
+                            }
+                            Err(e) => tracing::warn!("the input log's held events not saved: {e}"),
+                        }
+                    }
                     let bytes: usize = checkpoint.parts.values().map(Vec::len).sum();
+                    // A re-reading source's records are not synced one by one: those the
+                    // checkpoint counts are made durable before it is. After a failed sync
+                    // the kernel may have dropped unwritten pages and report the next sync
+                    // fine, so no later checkpoint may commit either: the rule fails, and its
+                    // restart cuts the log after what was lost.
+                    if log_failed {
+                        continue;
+                    }
+                    if let Some(Err(e)) = commit_log.as_ref().map(|l| l.sync()) {
+                        log_failed = true;
+                        let reason = format!("checkpoint {} not written: {e}", checkpoint.epoch);
+                        match commit_fault.get() {
+                            Some(fault) => fault.fail(&reason),
+                            None => tracing::error!("{reason}"),
+                        }
+                        continue;
+                    }
                     if let Err(e) = store.commit(&checkpoint) {
                         tracing::error!("checkpoint {} not written: {e}", checkpoint.epoch);
                         continue;
@@ -161,7 +201,13 @@ impl Checkpointing {
             exactly_once,
             committed,
             final_epoch: AtomicU64::new(0),
+            fault,
         })
+    }
+
+    /// Fails the run through `fault` when the input log cannot be synced for a checkpoint.
+    pub fn on_fault(&self, fault: Arc<crate::fault::Fault>) {
+        let _ = self.fault.set(fault);
     }
 
     /// True at qos 2: sinks write each checkpoint's rows in one transaction once it is

@@ -1,6 +1,8 @@
 //! Source events as bytes for the input log: raw messages with their metadata, line blocks,
 //! and Arrow rows (IPC). A record may put before its event the source's mark (its position
-//! after the event) and, for a stream joined to the rule's FROM stream, the stream's number.
+//! after the event) and, for a stream joined to the rule's FROM stream, the stream's number. A
+//! source that reads its input again (the file source) may write the mark alone: the record
+//! then ends with one `PLACE` byte instead of an event.
 
 use std::sync::Arc;
 
@@ -16,6 +18,9 @@ const BATCH: u8 = 3;
 const MARKED: u8 = 4;
 /// A joined stream's number (from 1) comes next.
 const JOINED: u8 = 5;
+/// In place of the event: the record holds only its mark, from which the source reads the
+/// event again.
+const PLACE: u8 = 6;
 
 /// The bytes of a record: an event of the rule's stream `source` (0 for the FROM stream, `k`
 /// for the `k`-th stream joined to it), with its source's mark, if any.
@@ -25,16 +30,17 @@ pub fn encode_record(
     mark: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    encode_record_into(&mut out, source, event, mark)?;
+    encode_record_into(&mut out, source, Some(event), mark)?;
     Ok(out)
 }
 
 /// [`encode_record`] appended to `out` (the log writes it after the record's header, so the
-/// event is encoded straight into the bytes written, not copied there).
+/// event is encoded straight into the bytes written, not copied there). Without an event the
+/// record holds only the mark, which it then needs.
 pub fn encode_record_into(
     out: &mut Vec<u8>,
     source: u32,
-    event: &SourceEvent,
+    event: Option<&SourceEvent>,
     mark: Option<&[u8]>,
 ) -> Result<(), String> {
     if let Some(mark) = mark {
@@ -45,12 +51,22 @@ pub fn encode_record_into(
         out.push(JOINED);
         put_u32(out, source);
     }
-    encode_into(out, event)
+    match event {
+        Some(event) => encode_into(out, event),
+        None if mark.is_some() => {
+            out.push(PLACE);
+            Ok(())
+        }
+        None => Err("a record without its event needs a mark".into()),
+    }
 }
 
-/// The stream number, event and mark of a record written by [`encode_record`] (or [`encode`]:
-/// the FROM stream, no mark).
-pub fn decode_record(bytes: &[u8]) -> Result<(u32, SourceEvent, Option<Vec<u8>>), String> {
+/// A record's stream number, event (`None`: only its mark was logged) and mark.
+pub type DecodedRecord = (u32, Option<SourceEvent>, Option<Vec<u8>>);
+
+/// The stream number, event (`None`: only its mark was logged) and mark of a record written by
+/// [`encode_record_into`] (or [`encode`]: the FROM stream, no mark).
+pub fn decode_record(bytes: &[u8]) -> Result<DecodedRecord, String> {
     let mut r = Reader { bytes, at: 0 };
     let mut mark = None;
     if bytes.first() == Some(&MARKED) {
@@ -65,16 +81,29 @@ pub fn decode_record(bytes: &[u8]) -> Result<(u32, SourceEvent, Option<Vec<u8>>)
             return Err("a joined stream's record numbered 0".into());
         }
     }
-    Ok((source, decode(&bytes[r.at..])?, mark))
+    if bytes[r.at..] == [PLACE] {
+        if mark.is_none() {
+            return Err("a record holds neither its event nor a mark".into());
+        }
+        return Ok((source, None, mark));
+    }
+    Ok((source, Some(decode(&bytes[r.at..])?), mark))
 }
 
-/// The mark of a record's bytes, without decoding its event.
-pub fn mark_of(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+/// The mark of a record's bytes, without decoding its event, and whether the record holds
+/// its event.
+pub fn mark_of(bytes: &[u8]) -> Result<(Option<Vec<u8>>, bool), String> {
     if bytes.first() != Some(&MARKED) {
-        return Ok(None);
+        return Ok((None, true));
     }
     let mut r = Reader { bytes, at: 1 };
-    Ok(Some(r.bytes()?.to_vec()))
+    let mark = r.bytes()?.to_vec();
+    if bytes.get(r.at) == Some(&JOINED) {
+        r.at += 1;
+        r.u32()?;
+    }
+    // (An event's encoding starts with its kind and is longer than one byte.)
+    Ok((Some(mark), bytes[r.at..] != [PLACE]))
 }
 
 /// The bytes of an event; `Err` for events that cannot be logged (rows decoded upstream).
@@ -246,13 +275,37 @@ mod tests {
             topic: Arc::from("f"),
         };
         let bytes = encode_record(0, &lines, Some(b"at 2")).unwrap();
-        assert_eq!(mark_of(&bytes).unwrap().as_deref(), Some(&b"at 2"[..]));
+        assert_eq!(mark_of(&bytes).unwrap(), (Some(b"at 2".to_vec()), true));
         let (source, event, mark) = decode_record(&bytes).unwrap();
         assert_eq!((source, mark.as_deref()), (0, Some(&b"at 2"[..])));
-        assert!(matches!(event, SourceEvent::Lines { .. }));
+        assert!(matches!(event, Some(SourceEvent::Lines { .. })));
         let plain = encode_record(0, &lines, None).unwrap();
-        assert_eq!(mark_of(&plain).unwrap(), None);
+        assert_eq!(mark_of(&plain).unwrap(), (None, true));
         assert!(decode_record(&plain).unwrap().2.is_none());
+    }
+
+    #[test]
+    fn a_place_record_holds_its_mark_alone() {
+        let mut bytes = Vec::new();
+        encode_record_into(&mut bytes, 0, None, Some(b"file at 7")).unwrap();
+        // The mark and one byte: none of the event's bytes.
+        assert_eq!(bytes.len(), 1 + 4 + 9 + 1);
+        assert_eq!(
+            mark_of(&bytes).unwrap(),
+            (Some(b"file at 7".to_vec()), false)
+        );
+        let (source, event, mark) = decode_record(&bytes).unwrap();
+        assert_eq!((source, event.is_none()), (0, true));
+        assert_eq!(mark.as_deref(), Some(&b"file at 7"[..]));
+        assert!(encode_record_into(&mut Vec::new(), 0, None, None).is_err());
+        // An event whose encoding happens to end with the PLACE byte is still an event.
+        let lines = SourceEvent::Lines {
+            block: Bytes::from_static(&[PLACE]),
+            topic: Arc::from("f"),
+        };
+        let bytes = encode_record(0, &lines, Some(b"m")).unwrap();
+        assert_eq!(mark_of(&bytes).unwrap(), (Some(b"m".to_vec()), true));
+        assert!(decode_record(&bytes).unwrap().1.is_some());
     }
 
     #[test]
@@ -262,7 +315,7 @@ mod tests {
             Arc::from("t/j"),
         )]);
         let (source, back, mark) = decode_record(&encode_record(2, &raw, None).unwrap()).unwrap();
-        let SourceEvent::Raw(m) = back else {
+        let Some(SourceEvent::Raw(m)) = back else {
             panic!("raw expected")
         };
         assert_eq!((source, &m[0].payload[..], mark), (2, &b"j"[..], None));

@@ -65,7 +65,7 @@ pub(super) fn recent_of(
         for record in records {
             match record {
                 Ok(r) if r.source == source => {
-                    if let SourceEvent::Raw(messages) = r.event {
+                    if let Some(SourceEvent::Raw(messages)) = r.event {
                         out.extend(messages);
                     }
                 }

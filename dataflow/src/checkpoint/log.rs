@@ -7,9 +7,11 @@
 //! at u64, event`, where `crc` covers what follows it and `at` is the processing time the event
 //! was logged at, which it keeps when replayed. A source that reads its input again after a
 //! restart (the file source) stores its position after the event in the same record (a mark),
-//! so the log and the position cannot disagree. A torn last record (a crash mid-write) is cut
-//! off when the log is opened. Segments whose every record is before the committed checkpoint
-//! are deleted.
+//! so the log and the position cannot disagree; such a source may log the mark alone, and read
+//! the event again from its input after a restart ([`InputLog::append_place`], not synced
+//! record by record: [`InputLog::sync`] runs before a checkpoint commits). A torn last record
+//! (a crash mid-write) is cut off when the log is opened. Segments whose every record is before
+//! the committed checkpoint are deleted.
 
 use std::fs::{self, File};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -35,8 +37,11 @@ pub struct Record {
     pub at: u64,
     /// The rule's stream it came from: 0 for the FROM stream, `k` for the `k`-th joined one.
     pub source: u32,
-    /// The event.
-    pub event: SourceEvent,
+    /// The event; `None` when the record holds only its mark (its source reads the event
+    /// again from it), or when only marks were read.
+    pub event: Option<SourceEvent>,
+    /// True when the record holds its event (whether or not it was read).
+    pub kept: bool,
     /// The source's position after the event, when it gave one.
     pub mark: Option<Vec<u8>>,
 }
@@ -45,6 +50,8 @@ pub struct Record {
 pub struct InputLog {
     dir: PathBuf,
     workers: Vec<Mutex<WorkerLog>>,
+    /// How the rule's source reads again the events its records hold only the marks of.
+    reread: std::sync::OnceLock<std::sync::Arc<dyn super::reread::Reread>>,
 }
 
 struct WorkerLog {
@@ -53,6 +60,8 @@ struct WorkerLog {
     next: u64,
     /// Bytes in the open segment.
     bytes: u64,
+    /// The open segment may hold bytes not synced yet.
+    dirty: bool,
 }
 
 impl InputLog {
@@ -66,7 +75,19 @@ impl InputLog {
         Ok(InputLog {
             dir: dir.to_path_buf(),
             workers,
+            reread: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Says how the rule's source reads again an event whose record holds only its mark (set
+    /// once, before the log is replayed).
+    pub fn set_reread(&self, reread: std::sync::Arc<dyn super::reread::Reread>) {
+        let _ = self.reread.set(reread);
+    }
+
+    /// How the rule's source reads its events again, when it does.
+    pub fn reread(&self) -> Option<&std::sync::Arc<dyn super::reread::Reread>> {
+        self.reread.get()
     }
 
     /// The number of workers with a log.
@@ -90,29 +111,145 @@ impl InputLog {
         event: &SourceEvent,
         mark: Option<&[u8]>,
     ) -> Result<u64, String> {
+        self.write(worker, at, true, |record| {
+            event_codec::encode_record_into(record, source, Some(event), mark)
+        })
+    }
+
+    /// Writes where an event of a source that reads its input again lies in that input
+    /// (`mark`), for `worker`, with the event itself only when `event` is given; returns its
+    /// sequence number. Not synced: what the checkpoint counts is synced before it commits
+    /// (see [`InputLog::sync`]), and a record lost in a crash is read again from the input.
+    pub fn append_place(
+        &self,
+        worker: usize,
+        at: u64,
+        event: Option<&SourceEvent>,
+        mark: &[u8],
+    ) -> Result<u64, String> {
+        self.write(worker, at, false, |record| {
+            event_codec::encode_record_into(record, 0, event, Some(mark))
+        })
+    }
+
+    /// Syncs every worker's log: what was written so far is durable.
+    pub fn sync(&self) -> Result<(), String> {
+        let io = |e: std::io::Error| format!("cannot sync the input log: {e}");
+        for log in &self.workers {
+            // Synced outside the lock, so the worker goes on writing meanwhile; a log with
+            // nothing unsynced is passed over.
+            let file = {
+                let mut log = log.lock().expect("log lock");
+                if !log.dirty {
+                    continue;
+                }
+                log.dirty = false;
+                log.file.try_clone().map_err(io)?
+            };
+            if let Err(e) = file.sync_data() {
+                log.lock().expect("log lock").dirty = true;
+                return Err(io(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `worker`'s next record open a new segment.
+    #[cfg(test)]
+    pub(super) fn close_segment(&self, worker: usize) {
+        self.workers[worker].lock().expect("log lock").bytes = SEGMENT_BYTES;
+    }
+
+    /// Writes one record for `worker`, its body encoded by `body`, synced when `sync`.
+    fn write(
+        &self,
+        worker: usize,
+        at: u64,
+        sync: bool,
+        body: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+    ) -> Result<u64, String> {
         // The header is filled in once the record's bytes (and, under the lock, its sequence
         // number) are known; the event is encoded straight after it.
         let mut record = vec![0; HEADER];
-        event_codec::encode_record_into(&mut record, source, event, mark)?;
+        body(&mut record)?;
         let len = (record.len() - 4) as u32;
         record[0..4].copy_from_slice(&len.to_le_bytes());
         record[16..24].copy_from_slice(&at.to_le_bytes());
+        let io = |e: std::io::Error| format!("cannot write the input log: {e}");
         let mut log = self.workers[worker].lock().expect("log lock");
         if log.bytes >= SEGMENT_BYTES {
+            // A closed segment is durable before the next one gets a record, so a crash
+            // loses at most the end of the last segment, which opening the log cuts off.
+            log.file.sync_data().map_err(io)?;
             let next = log.next;
             log.file = create_segment(&self.dir, worker, next)?;
             log.bytes = 0;
+            log.dirty = false;
         }
         let seq = log.next;
         record[8..16].copy_from_slice(&seq.to_le_bytes());
         let crc = crc32fast::hash(&record[8..]);
         record[4..8].copy_from_slice(&crc.to_le_bytes());
-        let io = |e: std::io::Error| format!("cannot write the input log: {e}");
         log.file.write_all(&record).map_err(io)?;
-        log.file.sync_data().map_err(io)?;
+        if sync {
+            log.file.sync_data().map_err(io)?;
+        } else {
+            log.dirty = true;
+        }
         log.next += 1;
         log.bytes += record.len() as u64;
         Ok(seq)
+    }
+
+    /// Removes `worker`'s records after sequence number `after` (records of a re-reading
+    /// source that a restart reads again from its input instead); the next record gets
+    /// `after + 1`.
+    pub fn cut_after(&self, worker: usize, after: u64) -> Result<(), String> {
+        let mut log = self.workers[worker].lock().expect("log lock");
+        if after + 1 >= log.next {
+            return Ok(());
+        }
+        let io = |e: std::io::Error| format!("cannot cut the input log: {e}");
+        let mut kept = None;
+        for (first, path) in segments(&self.dir, worker)? {
+            if first > after {
+                fs::remove_file(&path).map_err(io)?;
+            } else {
+                kept = Some(path);
+            }
+        }
+        let (file, bytes) = match kept {
+            None => (create_segment(&self.dir, worker, after + 1)?, 0),
+            Some(path) => {
+                let mut file = File::options()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io)?;
+                let mut end = 0u64;
+                {
+                    let mut reader = BufReader::new(&mut file);
+                    while let Ok(Some((seq, _, body))) = read_record(&mut reader) {
+                        if seq > after {
+                            break;
+                        }
+                        end += (HEADER + body.len()) as u64;
+                    }
+                }
+                file.set_len(end).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                file.seek(SeekFrom::End(0)).map_err(io)?;
+                (file, end)
+            }
+        };
+        super::store::sync_dir(&self.dir).map_err(io)?;
+        *log = WorkerLog {
+            file,
+            next: after + 1,
+            bytes,
+            dirty: true,
+        };
+        Ok(())
     }
 
     /// The records of `worker` after sequence number `after`, in order. Reads segment by
@@ -135,6 +272,13 @@ impl InputLog {
         })
     }
 
+    /// [`InputLog::read_after`] that reads the records' marks and leaves their events out.
+    pub fn marks_after(&self, worker: usize, after: u64) -> Result<Replay, String> {
+        let mut replay = self.read_after(worker, after)?;
+        replay.marks_only = true;
+        Ok(replay)
+    }
+
     /// The mark of `worker`'s last record, if it has one. The last record is never trimmed
     /// (the open segment stays), so this is where the source had got to.
     pub fn last_mark(&self, worker: usize) -> Result<Option<Vec<u8>>, String> {
@@ -142,9 +286,7 @@ impl InputLog {
         if last == 0 {
             return Ok(None);
         }
-        let mut replay = self.read_after(worker, last - 1)?;
-        replay.marks_only = true;
-        match replay.next() {
+        match self.marks_after(worker, last - 1)?.next() {
             Some(r) => r.map(|r| r.mark),
             None => Ok(None),
         }
@@ -217,11 +359,12 @@ impl Iterator for Replay {
                     }
                     self.after = seq;
                     if self.marks_only {
-                        return Some(event_codec::mark_of(&body).map(|mark| Record {
+                        return Some(event_codec::mark_of(&body).map(|(mark, kept)| Record {
                             seq,
                             at,
                             source: 0,
-                            event: SourceEvent::Raw(Vec::new()),
+                            event: None,
+                            kept,
                             mark,
                         }));
                     }
@@ -230,6 +373,7 @@ impl Iterator for Replay {
                             seq,
                             at,
                             source,
+                            kept: event.is_some(),
                             event,
                             mark,
                         }),
@@ -319,6 +463,7 @@ fn open_worker(dir: &Path, worker: usize) -> Result<WorkerLog, String> {
             file: create_segment(dir, worker, 1)?,
             next: 1,
             bytes: 0,
+            dirty: false,
         });
     };
     let io = |e: std::io::Error| format!("cannot open {}: {e}", path.display());
@@ -347,10 +492,12 @@ fn open_worker(dir: &Path, worker: usize) -> Result<WorkerLog, String> {
         file.sync_all().map_err(io)?;
     }
     file.seek(SeekFrom::End(0)).map_err(io)?;
+    // What a killed run wrote may be in the page cache only.
     Ok(WorkerLog {
         file,
         next,
         bytes: good,
+        dirty: true,
     })
 }
 
@@ -378,7 +525,7 @@ mod tests {
         replay
             .map(|r| {
                 let r = r.unwrap();
-                let SourceEvent::Raw(m) = r.event else {
+                let Some(SourceEvent::Raw(m)) = r.event else {
                     panic!("raw")
                 };
                 (
@@ -422,7 +569,82 @@ mod tests {
         assert_eq!(log.last_mark(1).unwrap(), None);
         let r: Vec<_> = log.read_after(0, 0).unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(r[0].mark.as_deref(), Some(&b"one"[..]));
-        assert!(matches!(&r[0].event, SourceEvent::Raw(m) if m.len() == 1));
+        assert!(matches!(&r[0].event, Some(SourceEvent::Raw(m)) if m.len() == 1));
+    }
+
+    /// A sync passes over the logs with nothing unsynced, and covers every unsynced record.
+    #[test]
+    fn a_sync_covers_unsynced_records_and_passes_over_clean_logs() {
+        let d = dir("dirty");
+        let log = InputLog::open(&d, 2).unwrap();
+        let dirty = |w: usize| log.workers[w].lock().unwrap().dirty;
+        assert!(!dirty(0) && !dirty(1), "new logs hold nothing");
+        log.append_place(0, 1, None, b"one").unwrap();
+        assert!(dirty(0) && !dirty(1));
+        log.sync().unwrap();
+        assert!(!dirty(0));
+        log.append_place(1, 2, None, b"two").unwrap();
+        assert!(dirty(1) && !dirty(0));
+        log.sync().unwrap();
+        assert!(!dirty(1));
+        drop(log);
+        // Reopened after a kill, what the last run wrote may be in the page cache only.
+        let log = InputLog::open(&d, 2).unwrap();
+        assert!(log.workers[0].lock().unwrap().dirty);
+    }
+
+    #[test]
+    fn place_records_hold_their_marks_and_are_cut_after_a_position() {
+        let d = dir("places");
+        let log = InputLog::open(&d, 1).unwrap();
+        log.append_place(0, 1, None, b"one").unwrap();
+        log.append_place(0, 2, Some(&event("kept")), b"two")
+            .unwrap();
+        log.append_place(0, 3, None, b"three").unwrap();
+        log.workers[0].lock().unwrap().bytes = SEGMENT_BYTES;
+        log.append_place(0, 4, None, b"four").unwrap();
+        log.sync().unwrap();
+        let r: Vec<_> = log.read_after(0, 0).unwrap().map(|r| r.unwrap()).collect();
+        let seen: Vec<_> = r
+            .iter()
+            .map(|r| (r.seq, r.kept, r.event.is_some(), r.mark.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1, false, false, b"one".to_vec()),
+                (2, true, true, b"two".to_vec()),
+                (3, false, false, b"three".to_vec()),
+                (4, false, false, b"four".to_vec()),
+            ]
+        );
+        let kept: Vec<bool> = log
+            .marks_after(0, 0)
+            .unwrap()
+            .map(|r| r.unwrap().kept)
+            .collect();
+        assert_eq!(kept, vec![false, true, false, false]);
+        // Cut after 2: the rest of the first segment and the whole second one go.
+        log.cut_after(0, 2).unwrap();
+        assert_eq!(log.last_seq(0), 2);
+        assert_eq!(segments(&d, 0).unwrap().len(), 1);
+        assert_eq!(log.append_place(0, 5, None, b"again").unwrap(), 3);
+        drop(log);
+        let log = InputLog::open(&d, 1).unwrap();
+        let marks: Vec<_> = log
+            .marks_after(0, 0)
+            .unwrap()
+            .map(|r| r.unwrap().mark.unwrap())
+            .collect();
+        assert_eq!(
+            marks,
+            vec![b"one".to_vec(), b"two".to_vec(), b"again".to_vec()]
+        );
+        assert_eq!(log.last_mark(0).unwrap().as_deref(), Some(&b"again"[..]));
+        // Cut after everything: the next record is the first.
+        log.cut_after(0, 0).unwrap();
+        assert_eq!(log.last_seq(0), 0);
+        assert_eq!(log.append_place(0, 6, None, b"first").unwrap(), 1);
     }
 
     #[test]

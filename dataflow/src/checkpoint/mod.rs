@@ -8,12 +8,14 @@ pub mod event_codec;
 pub mod joined;
 pub mod log;
 pub mod marker;
+pub mod reread;
 pub mod store;
 
 pub use coordinator::{Checkpointing, CommitStats, RunFlags};
 pub use joined::{JOIN_WORKER, JoinedLogWriter, PrepareJoined};
 pub use log::InputLog;
 pub use marker::{as_marker, marker};
+pub use reread::Reread;
 pub use store::{Checkpoint, CheckpointStore};
 
 use std::sync::Arc;
@@ -31,6 +33,29 @@ impl EventLog for LogWriter {
         mark: Option<&[u8]>,
     ) -> Result<SourceEvent, ConnectorError> {
         logged(&self.0, worker, 0, event, mark, |e| e)
+    }
+
+    fn log_place(
+        &self,
+        worker: usize,
+        event: SourceEvent,
+        mark: &[u8],
+        keep: bool,
+    ) -> Result<SourceEvent, ConnectorError> {
+        let at = crate::clock::now_time();
+        let seq = self
+            .0
+            .append_place(worker, at, keep.then_some(&event), mark)
+            .map_err(log_failed)?;
+        Ok(SourceEvent::Logged {
+            seq,
+            at,
+            event: Box::new(event),
+        })
+    }
+
+    fn sync(&self) -> Result<(), ConnectorError> {
+        self.0.sync().map_err(log_failed)
     }
 
     fn marks(&self) -> Vec<Vec<u8>> {
@@ -65,13 +90,18 @@ fn logged(
     let at = crate::clock::now_time();
     let seq = log
         .append(worker, at, source, &event, mark)
-        .map_err(|reason| ConnectorError::Fatal {
-            connector: "input log".into(),
-            reason,
-        })?;
+        .map_err(log_failed)?;
     Ok(SourceEvent::Logged {
         seq,
         at,
         event: Box::new(hand(event)),
     })
+}
+
+/// A failed write to the input log: the source stops.
+fn log_failed(reason: String) -> ConnectorError {
+    ConnectorError::Fatal {
+        connector: "input log".into(),
+        reason,
+    }
 }

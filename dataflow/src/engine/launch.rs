@@ -205,6 +205,9 @@ impl Engine {
         }
         // An operator's panic fails this rule only, through the run's error slot.
         let fault = Arc::new(crate::fault::Fault::new(error.clone()));
+        if let Some(r) = &recovery {
+            r.checkpointing.on_fault(fault.clone());
+        }
 
         let (ingest_tx, ingest_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(queue)).unzip();
         let late_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -485,9 +488,11 @@ impl Engine {
                 if !physical.joined.is_empty() {
                     out = out.with_order(order);
                 }
-            } else if ordered {
+            }
+            if ordered {
                 // One worker reads every row: a source with a thread of its own (the file source)
-                // decodes there, so decoding runs in parallel with that worker's windows.
+                // decodes there, so decoding runs in parallel with that worker's windows (at qos
+                // 1 and 2, the events its input log does not hold).
                 out = out.with_decoder(dataflow_decoder);
             }
             let (source_handle, connection) = if stream.options.shared {

@@ -287,6 +287,33 @@ impl Engine {
                 }
             }
         }
+        if source_type == "file" {
+            // The file source is its own log: its records say where its events lie in its
+            // files, which a restart reads again (see `checkpoint::reread`).
+            let stream = self.rule_stream(entry)?;
+            let spec = self.rule_source_spec(entry, &stream);
+            let config = quiver_connectors::file::FileSourceConfig::parse_for_format(
+                &spec.datasource,
+                &spec.props,
+                &spec.format,
+            )?;
+            let reread = Arc::new(crate::checkpoint::reread::FileReread(config));
+            let held = latest.as_ref().and_then(|c| {
+                crate::checkpoint::reread::Held::restored(&c.parts).latest(&positions)
+            });
+            let prepared =
+                crate::checkpoint::reread::prepare(&log, reread.as_ref(), &positions, held)
+                    .map_err(fail)?;
+            if prepared.cut > 0 {
+                tracing::info!(
+                    rule = %entry.spec.id,
+                    kept = prepared.kept,
+                    cut = prepared.cut,
+                    "input log records after a gap left by the crash are cut off: the file source reads their rows again as it goes on"
+                );
+            }
+            log.set_reread(reread);
+        }
         let replay_until = (0..workers).map(|w| log.last_seq(w)).collect();
         let flags = crate::checkpoint::RunFlags {
             event_time: physical.event_time.is_some(),
@@ -378,6 +405,9 @@ pub(super) fn replay(
     joined: &[crate::checkpoint::PrepareJoined],
     wake: &quiver_connectors::WakeFn,
 ) -> Result<usize, String> {
+    if let Some(reread) = log.reread() {
+        return crate::checkpoint::reread::replay(log, reread.as_ref(), positions, queues, wake);
+    }
     let mut replays = positions
         .iter()
         .enumerate()
@@ -396,13 +426,19 @@ pub(super) fn replay(
                 }
                 Some(record) => {
                     let r = record?;
+                    let event = r.event.ok_or_else(|| {
+                        format!(
+                            "record {} holds no event, and the rule's source cannot read it again",
+                            r.seq
+                        )
+                    })?;
                     let event = match r.source {
-                        0 => r.event,
+                        0 => event,
                         k => {
                             let prepare = joined.get(k as usize - 1).ok_or_else(|| {
                                 format!("record {} is of joined stream {k}, which the rule does not have", r.seq)
                             })?;
-                            prepare(r.event)
+                            prepare(event)
                         }
                     };
                     let event = quiver_connectors::SourceEvent::Logged {
