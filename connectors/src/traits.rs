@@ -158,7 +158,8 @@ pub trait EventLog: Send + Sync {
     /// cursor), for `worker`, and returns the event as the worker gets it. The event itself is
     /// written only when `keep` (its input will not be there to read again). Not synced: nothing
     /// was promised to anybody, and the log is synced before a checkpoint that counts the
-    /// record commits (or by [`EventLog::sync`]). Blocks.
+    /// record commits (or by [`EventLog::sync`]). Blocks. The default logs the whole event
+    /// with its mark, as [`EventLog::log`] does: safe for a log that cannot read inputs again.
     fn log_place(
         &self,
         worker: usize,

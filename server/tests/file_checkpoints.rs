@@ -314,6 +314,17 @@ fn a_file_read_whole_at_qos_1_is_not_read_again() {
     input_ended(&server, "fd");
     assert_eq!(counts(&rows), (ROWS + 10, ROWS + 10));
     logged(&dir.join("run2.log"), "it is read afresh from its start");
+    // The same file rewritten in place (same inode, longer): its last event read again differs
+    // from what was read, so it too is read from its start, not resumed in the middle.
+    let text: String = (ROWS + 10..ROWS + 30)
+        .map(|i| format!("{{\"id\": {i}}}\n"))
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    let (status, body) = server.call("POST", "/rules/fd/restart", None);
+    assert_eq!(status, 200, "{body}");
+    landed(&rows, ROWS + 30);
+    input_ended(&server, "fd");
+    assert_eq!(counts(&rows), (ROWS + 30, ROWS + 30));
     drop(server);
     mariadb(&format!(
         "DROP TABLE {rows}; DROP TABLE {windows}; DROP TABLE {timed}"
