@@ -145,8 +145,8 @@ pub struct SourceOutput {
 /// Where a rule's events are made durable before a worker sees them (qos 1 and 2).
 pub trait EventLog: Send + Sync {
     /// Logs `event` for `worker` (synced to disk) and returns it as the worker gets it. Blocks.
-    /// `mark`: the source's position after the event (see [`SourceOutput::blocking_send_marked`]),
-    /// written in the same record, so the log and the position never disagree.
+    /// `mark`: the source's position after the event (see [`EventLog::log_place`]), written in
+    /// the same record, so the log and the position never disagree.
     fn log(
         &self,
         worker: usize,
@@ -358,25 +358,7 @@ impl SourceOutput {
     /// [`SourceOutput::send`] for a source's own blocking thread (never the async runtime's):
     /// the thread waits for room itself, with no async task between it and the workers.
     pub fn blocking_send(&self, event: SourceEvent) -> Result<(), ConnectorError> {
-        self.blocking_send_marked(event, None)
-    }
-
-    /// [`SourceOutput::blocking_send`] that also logs `mark`, the source's position after the
-    /// event, in the event's own record: a source that reads its input again after a restart
-    /// finds in [`SourceOutput::logged_marks`] how far the log already holds it.
-    pub fn blocking_send_marked(
-        &self,
-        event: SourceEvent,
-        mark: Option<&[u8]>,
-    ) -> Result<(), ConnectorError> {
-        let _turn = self.order.as_ref().map(|l| l.blocking_lock());
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
-        let event = self.logged(i, event, mark)?;
-        self.queues[i]
-            .blocking_send(event)
-            .map_err(|_| ConnectorError::Closed)?;
-        (self.wake)(i);
-        Ok(())
+        self.blocking_send_as(event, |i, event| self.logged(i, event, None))
     }
 
     /// [`SourceOutput::blocking_send`] for a source that reads its input again after a restart
@@ -390,20 +372,33 @@ impl SourceOutput {
         mark: &[u8],
         keep: bool,
     ) -> Result<(), ConnectorError> {
+        self.blocking_send_as(event, |i, event| {
+            let event = match &self.log {
+                None => event,
+                Some(log) => blocking_io(|| log.log_place(i, event, mark, keep))?,
+            };
+            Ok(match event {
+                SourceEvent::Logged { seq, at, event } if !keep => SourceEvent::Logged {
+                    seq,
+                    at,
+                    event: Box::new(self.decoded_for(i, *event)),
+                },
+                e => e,
+            })
+        })
+    }
+
+    /// Queues `event` for the next worker `i`, as `prepare(i, event)` makes it (logged, say),
+    /// in turn with the other writers of the same queues, waiting for room on the caller's
+    /// blocking thread.
+    fn blocking_send_as(
+        &self,
+        event: SourceEvent,
+        prepare: impl FnOnce(usize, SourceEvent) -> Result<SourceEvent, ConnectorError>,
+    ) -> Result<(), ConnectorError> {
         let _turn = self.order.as_ref().map(|l| l.blocking_lock());
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
-        let event = match &self.log {
-            None => event,
-            Some(log) => blocking_io(|| log.log_place(i, event, mark, keep))?,
-        };
-        let event = match event {
-            SourceEvent::Logged { seq, at, event } if !keep => SourceEvent::Logged {
-                seq,
-                at,
-                event: Box::new(self.decoded_for(i, *event)),
-            },
-            e => e,
-        };
+        let event = prepare(i, event)?;
         self.queues[i]
             .blocking_send(event)
             .map_err(|_| ConnectorError::Closed)?;

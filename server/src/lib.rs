@@ -235,25 +235,22 @@ async fn serve_engine(
         ))
         .into_make_service_with_connect_info::<security::LocalAddr>();
     // In a cluster, the next round's engine once the cluster lost a process and formed again.
-    let (next_tx, next_rx) = tokio::sync::oneshot::channel();
+    let (next_tx, next_rx) = tokio::sync::watch::channel(None::<Engine>);
     let rejoin = settings.cluster.is_some().then(|| {
         let (engine, settings, stop) = (engine.clone(), settings.clone(), stop.clone());
         tokio::spawn(async move {
             if let Some(next) = rejoined(&engine, &settings, stop).await {
-                let _ = next_tx.send(next);
+                let _ = next_tx.send(Some(next));
             }
         })
     });
-    let next = Arc::new(std::sync::Mutex::new(None));
     let ends = {
-        let next = next.clone();
-        let stop = stop.clone();
+        let (mut next, stop) = (next_rx.clone(), stop.clone());
         async move {
+            // A closed channel (no cluster, or no next engine) leaves only the stop.
             tokio::select! {
                 _ = stopped(stop) => {}
-                Ok(engine) = next_rx => {
-                    *next.lock().expect("next engine lock") = Some(engine);
-                }
+                Ok(_) = next.wait_for(Option::is_some) => {}
             }
         }
     };
@@ -275,7 +272,7 @@ async fn serve_engine(
     }
     tests.shutdown();
     push_task.abort();
-    let next = next.lock().expect("next engine lock").take();
+    let next = next_rx.borrow().clone();
     let engine2 = engine.clone();
     let stopping = tokio::task::spawn_blocking(move || engine2.shutdown());
     match &next {
