@@ -171,6 +171,17 @@ pub trait EventLog: Send + Sync {
         self.log(worker, event, Some(mark))
     }
 
+    /// Logs `event` for `worker` as [`EventLog::log`] does, without syncing it: it is durable
+    /// once a later [`EventLog::sync`] returns, and a source acknowledges it only then. Blocks
+    /// for a write (to the page cache). The default syncs, which is as safe and slower.
+    fn log_unsynced(
+        &self,
+        worker: usize,
+        event: SourceEvent,
+    ) -> Result<SourceEvent, ConnectorError> {
+        self.log(worker, event, None)
+    }
+
     /// Makes everything logged so far durable. Blocks.
     fn sync(&self) -> Result<(), ConnectorError> {
         Ok(())
@@ -307,6 +318,31 @@ impl SourceOutput {
         };
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
         let event = self.logged(i, event, None)?;
+        self.queues[i]
+            .send(event)
+            .await
+            .map_err(|_| ConnectorError::Closed)?;
+        (self.wake)(i);
+        Ok(())
+    }
+
+    /// [`SourceOutput::send`] for a source that acknowledges its input after a sync of its
+    /// own ([`SourceOutput::sync_log`], on another task): the event is logged unsynced, so
+    /// the source reads on while earlier events are synced, and the syncs cover several
+    /// events each. The worker may see an event before it is durable; a checkpoint that
+    /// counts it syncs the log before it commits, and an unacknowledged event lost in a power
+    /// cut is sent again by its source's broker.
+    pub async fn send_unsynced(&self, event: SourceEvent) -> Result<(), ConnectorError> {
+        let _turn = match &self.order {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
+        let event = match &self.log {
+            // A write to the page cache: short enough for the async thread, unlike a sync.
+            Some(log) => log.log_unsynced(i, event)?,
+            None => event,
+        };
         self.queues[i]
             .send(event)
             .await

@@ -63,15 +63,17 @@ const USAGE: &str =
     "usage: quiver-mqtt-bench [--quiverd PATH] [--broker-port PORT] [--trial-secs S]
        [--rules 1000,10000] [--rule-rates 800,2000,5000,10000] [--latency-rate 10000]
        [--latency-secs S] [--phases ingest,rules,latency,footprint,qos] [--workers 2]
-       [--broker-conf LINE]... [--client-nodelay]
+       [--broker-conf LINE]... [--client-nodelay] [--quiverd-b PATH]
   --quiverd      the server binary (default: quiverd next to this binary)
+  --quiverd-b    a second server binary (A/B): phase qos-throughput runs each case on
+                 both, alternating
   --broker-port  use the broker already listening on this port (default: start a private
                  Mosquitto on a free port)
   --broker-conf  one more line for the private Mosquitto's config (repeatable), e.g.
                  \"set_tcp_nodelay true\"
   --client-nodelay  TCP_NODELAY on the bench's own publisher and subscribers
   --phases       default footprint,ingest,latency,rules; `qos` (checkpoints: qos 0 against
-                 qos 1) and `cluster` (W1 and W2 on 1-3 processes; ignores --workers) run
+                 qos 1 and 2; `qos-throughput` is its first part alone) and `cluster` (W1 and W2 on 1-3 processes; ignores --workers) run
                  only when named";
 
 /// Size every published message is padded to.
@@ -85,6 +87,8 @@ const MANY_SQL: &str = "SELECT temperature FROM demo WHERE temperature > 20";
 
 struct Options {
     quiverd: PathBuf,
+    /// A second server binary: the qos throughput cases run on both, alternating (A/B).
+    quiverd_b: Option<PathBuf>,
     broker_port: Option<u16>,
     trial: Duration,
     rules: Vec<usize>,
@@ -101,6 +105,7 @@ fn parse_args() -> anyhow::Result<Options> {
     let exe = std::env::current_exe().context("locating this binary")?;
     let mut o = Options {
         quiverd: exe.with_file_name("quiverd"),
+        quiverd_b: None,
         broker_port: None,
         trial: Duration::from_secs(5),
         rules: vec![1_000, 10_000],
@@ -123,6 +128,7 @@ fn parse_args() -> anyhow::Result<Options> {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--quiverd" => o.quiverd = PathBuf::from(value()?),
+            "--quiverd-b" => o.quiverd_b = Some(PathBuf::from(value()?)),
             "--broker-port" => o.broker_port = Some(value()?.parse()?),
             "--trial-secs" => o.trial = Duration::from_secs_f64(value()?.parse()?),
             "--rules" => o.rules = list(&value()?)?.into_iter().map(|n| n as usize).collect(),
@@ -1751,6 +1757,7 @@ fn run() -> anyhow::Result<()> {
             "latency" => bench.latency(),
             "rules" => bench.many_rules(),
             "qos" => bench.qos(),
+            "qos-throughput" => bench.qos_throughput(),
             "cluster" => bench.cluster(),
             other => Err(anyhow::anyhow!("unknown phase \"{other}\"")),
         };

@@ -115,7 +115,8 @@ impl Source for MqttSource {
             durable,
         });
         let _disconnect = DisconnectOnDrop(self.state.clone());
-        let acker = durable.then(|| Acker::start(client.clone(), config.topic.clone()));
+        let mut syncer =
+            durable.then(|| Syncer::start(client.clone(), out.clone(), config.topic.clone()));
         let mut logged = Redeliveries::default();
         if durable {
             // What the last run logged: a message it logged and could not acknowledge before
@@ -138,16 +139,27 @@ impl Source for MqttSource {
             }
             let mut batch = Vec::new();
             let mut failed = None;
-            let mut next = Some(eventloop.poll().await);
+            let first = match &mut syncer {
+                Some(syncer) => tokio::select! {
+                    event = eventloop.poll() => event,
+                    reason = syncer.failure() => return Err(ConnectorError::Fatal {
+                        connector: "mqtt".into(),
+                        reason: format!("the input log could not be synced, nothing more is acknowledged: {reason}"),
+                    }),
+                },
+                None => eventloop.poll().await,
+            };
+            let mut next = Some(first);
+            let mut repeated = Vec::new();
             while let Some(event) = next.take() {
                 match self.handle(&client, event, &mut backoff, &mut failures, &mut topic) {
                     Step::Nothing => {}
-                    Step::Message(msg, dup) => match &acker {
+                    Step::Message(msg, dup) => match &syncer {
                         // Logged before the connection dropped, its ack lost with it: acked
-                        // now, not logged twice.
-                        Some(acker) if dup && logged.is_repeat(&msg) => {
+                        // again (once its record is durable), not logged twice.
+                        Some(_) if dup && logged.is_repeat(&msg) => {
                             if let (Some(qos), Some(pkid)) = (msg.qos, msg.message_id) {
-                                acker.ack((qos, pkid));
+                                repeated.push((qos, pkid));
                             }
                             repeats += 1;
                         }
@@ -178,14 +190,18 @@ impl Source for MqttSource {
                 } else {
                     Vec::new()
                 };
-                out.send(SourceEvent::Raw(batch)).await?;
-                // Logged and synced: now the broker may forget them.
-                if let Some(acker) = &acker {
-                    for ack in acks {
-                        acker.ack(ack);
+                match &syncer {
+                    Some(syncer) => {
+                        out.send_unsynced(SourceEvent::Raw(batch)).await?;
+                        // Logged: the broker may forget them once the log is synced.
+                        syncer.ack_when_durable(acks);
+                        logged.extend(digests);
                     }
-                    logged.extend(digests);
+                    None => out.send(SourceEvent::Raw(batch)).await?,
                 }
+            }
+            if let Some(syncer) = &syncer {
+                syncer.ack_when_durable(repeated);
             }
             if repeats > 0 {
                 tracing::info!(
@@ -294,38 +310,79 @@ impl MqttSource {
     }
 }
 
-/// Sends a durable source's acks from a task of its own: an ack waits for room in the client's
-/// request queue, which only the source's loop drains by polling, so the loop must never wait
-/// for an ack itself.
-struct Acker {
-    tx: tokio::sync::mpsc::Sender<(u8, u16)>,
+/// Makes a durable source's logged messages durable and then acknowledges them, on a task of
+/// its own, so the source reads on while a sync runs: the next sync covers everything logged
+/// meanwhile (a group commit), and the broker refills its in-flight window sooner. Each ack
+/// waits for room in the client's request queue, which only the source's loop drains by
+/// polling, so the loop must never wait for the syncer itself.
+struct Syncer {
+    tx: tokio::sync::mpsc::Sender<Vec<(u8, u16)>>,
+    /// Why a sync failed; the source stops then (nothing after it is acknowledged).
+    failed: tokio::sync::watch::Receiver<Option<String>>,
     task: tokio::task::JoinHandle<()>,
     topic: String,
 }
 
-impl Acker {
-    fn start(client: Client, topic: String) -> Acker {
-        // The broker lets at most 65,535 messages be unacknowledged (16-bit packet ids).
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u8, u16)>(1 << 16);
+impl Syncer {
+    fn start(client: Client, out: SourceOutput, topic: String) -> Syncer {
+        // A batch holds at least one unacknowledged message, and the broker lets at most
+        // 65,535 be unacknowledged (16-bit packet ids).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u8, u16)>>(1 << 16);
+        let (fail, failed) = tokio::sync::watch::channel(None);
         let t = topic.clone();
         let task = tokio::spawn(async move {
-            while let Some((qos, pkid)) = rx.recv().await {
-                if let Err(e) = client.ack(qos, pkid).await {
-                    tracing::warn!("mqtt source {t}: ack not sent: {e}");
+            while let Some(mut acks) = rx.recv().await {
+                while let Ok(more) = rx.try_recv() {
+                    acks.extend(more);
+                }
+                // Everything these acks are for was logged before they were queued here.
+                if let Err(e) = out.sync_log() {
+                    let _ = fail.send(Some(e.to_string()));
+                    return;
+                }
+                for (qos, pkid) in acks {
+                    if let Err(e) = client.ack(qos, pkid).await {
+                        tracing::warn!("mqtt source {t}: ack not sent: {e}");
+                    }
                 }
             }
         });
-        Acker { tx, task, topic }
+        Syncer {
+            tx,
+            failed,
+            task,
+            topic,
+        }
     }
 
-    fn ack(&self, ack: (u8, u16)) {
-        if self.tx.try_send(ack).is_err() {
-            tracing::warn!("mqtt source {}: ack not sent: too many pending", self.topic);
+    /// Acknowledges `acks` (of logged messages) once the log is synced.
+    fn ack_when_durable(&self, acks: Vec<(u8, u16)>) {
+        if acks.is_empty() {
+            return;
+        }
+        if self.tx.try_send(acks).is_err() {
+            tracing::warn!(
+                "mqtt source {}: acks not sent: too many pending",
+                self.topic
+            );
+        }
+    }
+
+    /// Waits until a sync fails, and says why.
+    async fn failure(&mut self) -> String {
+        let reason = match self.failed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            // The task ended without a failure (it was aborted): nothing to report, ever.
+            None => std::future::pending().await,
         }
     }
 }
 
-impl Drop for Acker {
+impl Drop for Syncer {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -34,9 +34,35 @@ impl EventLog for JoinedLogWriter {
         event: SourceEvent,
         mark: Option<&[u8]>,
     ) -> Result<SourceEvent, ConnectorError> {
-        super::logged(&self.log, JOIN_WORKER, self.source, event, mark, |e| {
-            (self.prepare)(e)
-        })
+        super::logged(
+            &self.log,
+            JOIN_WORKER,
+            self.source,
+            event,
+            mark,
+            true,
+            |e| (self.prepare)(e),
+        )
+    }
+
+    fn log_unsynced(
+        &self,
+        _worker: usize,
+        event: SourceEvent,
+    ) -> Result<SourceEvent, ConnectorError> {
+        super::logged(
+            &self.log,
+            JOIN_WORKER,
+            self.source,
+            event,
+            None,
+            false,
+            |e| (self.prepare)(e),
+        )
+    }
+
+    fn sync(&self) -> Result<(), ConnectorError> {
+        self.log.sync().map_err(super::log_failed)
     }
 
     fn recent(&self, limit: usize) -> Vec<RawMessage> {

@@ -50,6 +50,10 @@ pub struct Record {
 pub struct InputLog {
     dir: PathBuf,
     workers: Vec<Mutex<WorkerLog>>,
+    /// Held by whoever syncs a worker's log, one per worker: a second syncer waits for the
+    /// first one's fsync, which covers what the second needs if the first took the dirty
+    /// flag, instead of seeing the log clean and returning before the bytes are on disk.
+    syncing: Vec<Mutex<()>>,
     /// How the rule's source reads again the events its records hold only the marks of.
     reread: std::sync::OnceLock<std::sync::Arc<dyn super::reread::Reread>>,
 }
@@ -69,12 +73,14 @@ impl InputLog {
     pub fn open(dir: &Path, workers: usize) -> Result<InputLog, String> {
         fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create input log directory {}: {e}", dir.display()))?;
+        let syncing = (0..workers).map(|_| Mutex::new(())).collect();
         let workers = (0..workers)
             .map(|w| open_worker(dir, w).map(Mutex::new))
             .collect::<Result<_, _>>()?;
         Ok(InputLog {
             dir: dir.to_path_buf(),
             workers,
+            syncing,
             reread: std::sync::OnceLock::new(),
         })
     }
@@ -116,6 +122,23 @@ impl InputLog {
         })
     }
 
+    /// [`InputLog::append`] without the sync: the record is durable once a later
+    /// [`InputLog::sync`] returns (a source that acknowledges its input does so only then).
+    /// A crash of the process keeps it (it is in the page cache); a power cut may lose it,
+    /// and what was not acknowledged is sent again.
+    pub fn append_unsynced(
+        &self,
+        worker: usize,
+        at: u64,
+        source: u32,
+        event: &SourceEvent,
+        mark: Option<&[u8]>,
+    ) -> Result<u64, String> {
+        self.write(worker, at, false, |record| {
+            event_codec::encode_record_into(record, source, Some(event), mark)
+        })
+    }
+
     /// Writes where an event of a source that reads its input again lies in that input
     /// (`mark`), for `worker`, with the event itself only when `event` is given; returns its
     /// sequence number. Not synced: what the checkpoint counts is synced before it commits
@@ -132,12 +155,13 @@ impl InputLog {
         })
     }
 
-    /// Syncs every worker's log: what was written so far is durable.
+    /// Syncs every worker's log: what was written before the call is durable when it returns.
     pub fn sync(&self) -> Result<(), String> {
         let io = |e: std::io::Error| format!("cannot sync the input log: {e}");
-        for log in &self.workers {
-            // Synced outside the lock, so the worker goes on writing meanwhile; a log with
-            // nothing unsynced is passed over.
+        for (log, syncing) in self.workers.iter().zip(&self.syncing) {
+            let _turn = syncing.lock().expect("log sync lock");
+            // Synced outside the log's lock, so the source goes on writing meanwhile; a log
+            // with nothing unsynced is passed over.
             let file = {
                 let mut log = log.lock().expect("log lock");
                 if !log.dirty {

@@ -32,7 +32,15 @@ impl EventLog for LogWriter {
         event: SourceEvent,
         mark: Option<&[u8]>,
     ) -> Result<SourceEvent, ConnectorError> {
-        logged(&self.0, worker, 0, event, mark, |e| e)
+        logged(&self.0, worker, 0, event, mark, true, |e| e)
+    }
+
+    fn log_unsynced(
+        &self,
+        worker: usize,
+        event: SourceEvent,
+    ) -> Result<SourceEvent, ConnectorError> {
+        logged(&self.0, worker, 0, event, None, false, |e| e)
     }
 
     fn log_place(
@@ -77,20 +85,25 @@ impl EventLog for LogWriter {
     }
 }
 
-/// Writes `event` of the rule's stream `source` to `worker`'s log, stamped with the time it is
-/// logged at, and returns what the worker gets: `hand(event)` with its position and time.
+/// Writes `event` of the rule's stream `source` to `worker`'s log (synced when `sync`), stamped
+/// with the time it is logged at, and returns what the worker gets: `hand(event)` with its
+/// position and time.
 fn logged(
     log: &InputLog,
     worker: usize,
     source: u32,
     event: SourceEvent,
     mark: Option<&[u8]>,
+    sync: bool,
     hand: impl FnOnce(SourceEvent) -> SourceEvent,
 ) -> Result<SourceEvent, ConnectorError> {
     let at = crate::clock::now_time();
-    let seq = log
-        .append(worker, at, source, &event, mark)
-        .map_err(log_failed)?;
+    let seq = if sync {
+        log.append(worker, at, source, &event, mark)
+    } else {
+        log.append_unsynced(worker, at, source, &event, mark)
+    }
+    .map_err(log_failed)?;
     Ok(SourceEvent::Logged {
         seq,
         at,

@@ -43,6 +43,15 @@ const RESTART_WINDOW_SECS: u64 = 10;
 /// SIGKILLs in the restart part.
 const RESTARTS: usize = 3;
 
+/// Where a throughput case's rule writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Out {
+    /// A memory sink nobody reads.
+    Memory,
+    /// The sql sink into a MariaDB table (qos 2 needs a transactional sink).
+    MariaDb,
+}
+
 /// One throughput case.
 struct Case {
     label: &'static str,
@@ -52,36 +61,81 @@ struct Case {
     publish: QoS,
     /// Whether this case runs against the second broker (`max_inflight_messages 1000`).
     wide_broker: bool,
+    /// Where the rule writes.
+    out: Out,
+    /// The case (index) its rate is compared with: qos 0 into the same sink, from the same
+    /// publisher.
+    baseline: usize,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 6] = [
     Case {
         label: "qos 0, published at QoS 0",
         rule_qos: 0,
         publish: QoS::AtMostOnce,
         wide_broker: false,
+        out: Out::Memory,
+        baseline: 0,
     },
     Case {
         label: "qos 0, published at QoS 1",
         rule_qos: 0,
         publish: QoS::AtLeastOnce,
         wide_broker: false,
+        out: Out::Memory,
+        baseline: 1,
     },
     Case {
         label: "qos 1, published at QoS 1",
         rule_qos: 1,
         publish: QoS::AtLeastOnce,
         wide_broker: false,
+        out: Out::Memory,
+        baseline: 1,
     },
     Case {
         label: "qos 1, published at QoS 1, broker max_inflight_messages 1000",
         rule_qos: 1,
         publish: QoS::AtLeastOnce,
         wide_broker: true,
+        out: Out::Memory,
+        baseline: 1,
+    },
+    Case {
+        label: "qos 0 into MariaDB, published at QoS 1",
+        rule_qos: 0,
+        publish: QoS::AtLeastOnce,
+        wide_broker: false,
+        out: Out::MariaDb,
+        baseline: 4,
+    },
+    Case {
+        label: "qos 2 into MariaDB, published at QoS 1",
+        rule_qos: 2,
+        publish: QoS::AtLeastOnce,
+        wide_broker: false,
+        out: Out::MariaDb,
+        baseline: 4,
     },
 ];
 
-/// The rule body: `sql` into `action`, with the qos options when `qos` is 1.
+/// W2 with its columns named, for a table: `t`, `c`, `h`.
+const W2_TABLE_SQL: &str = "SELECT device, avg(temperature) AS t, count(*) AS c, max(humidity) AS h \
+                            FROM demo GROUP BY device, TUMBLINGWINDOW(ss, 10)";
+
+/// Runs `sql` in MariaDB's `test` database (127.0.0.1:3306, root) with its own client.
+fn mariadb(sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("mariadb")
+        .args(["-h127.0.0.1", "-uroot", "test", "-e", sql])
+        .output()
+        .context("running the mariadb client")?;
+    if !out.status.success() {
+        bail!("mariadb: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// The rule body: `sql` into `action`, with the qos options when `qos` is 1 or 2.
 fn rule(id: &str, sql: &str, action: Value, qos: u8) -> Value {
     let mut r = json!({"id": id, "sql": sql, "actions": [action]});
     if qos > 0 {
@@ -189,15 +243,27 @@ impl Bench {
              WITH (DATASOURCE=\"{in_topic}\", TYPE=\"mqtt\", FORMAT=\"json\")"
         ))?;
         let id = format!("w2_{name}");
+        let (sql, action) = match case.out {
+            Out::Memory => (
+                W2_SQL.replace("demo", &stream),
+                json!({"memory": {"topic": format!("bench/{name}/nobody")}}),
+            ),
+            Out::MariaDb => {
+                let table = format!("bench_qos_{name}_{}", std::process::id());
+                mariadb(&format!(
+                    "DROP TABLE IF EXISTS {table}; \
+                     CREATE TABLE {table} (device VARCHAR(32), t DOUBLE, c BIGINT, h BIGINT)"
+                ))?;
+                (
+                    W2_TABLE_SQL.replace("demo", &stream),
+                    json!({"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": table}}),
+                )
+            }
+        };
         q.request(
             "POST",
             "/rules",
-            Some(&rule(
-                &id,
-                &W2_SQL.replace("demo", &stream),
-                json!({"memory": {"topic": format!("bench/{name}/nobody")}}),
-                case.rule_qos,
-            )),
+            Some(&rule(&id, &sql, action, case.rule_qos)),
         )?;
         let mut publisher = self
             .rt
@@ -245,12 +311,19 @@ impl Bench {
         }
         self.rt.block_on(publisher.client.disconnect())?;
         q.delete_rule(&id)?;
+        if case.out == Out::MariaDb {
+            mariadb(&format!(
+                "DROP TABLE IF EXISTS bench_qos_{name}_{}",
+                std::process::id()
+            ))?;
+        }
         Ok(out)
     }
 
-    /// Part 1: W2's highest lossless rate at qos 0 and qos 1.
-    fn qos_throughput(&mut self) -> anyhow::Result<()> {
-        println!("== qos: W2 throughput, qos 0 against qos 1");
+    /// Part 1: W2's highest lossless rate at qos 0, 1 and 2; with `--quiverd-b`, each case on
+    /// both binaries, one after the other.
+    pub(super) fn qos_throughput(&mut self) -> anyhow::Result<()> {
+        println!("== qos: W2 throughput, qos 0 against qos 1 and 2");
         let (fsync_p50, fsync_p99) = fsync_ms(&self.dir, 200)?;
         println!(
             "  fsync on the data directory's disk: p50 {fsync_p50:.2} ms, p99 {fsync_p99:.2} ms"
@@ -263,95 +336,115 @@ impl Bench {
             wide_port,
             &["max_inflight_messages 1000".to_string()],
         )?;
-        let q = self.start_quiverd("qos-throughput")?;
-        let q_wide = Quiverd::start(
-            &self.opts.quiverd,
-            &self.dir.join("qos-throughput-wide"),
-            wide_port,
-            self.opts.workers,
-        )?;
+        let mut binaries = vec![("", self.opts.quiverd.clone())];
+        if let Some(b) = &self.opts.quiverd_b {
+            binaries = vec![("A: ", self.opts.quiverd.clone()), ("B: ", b.clone())];
+        }
+        // (label prefix, server on the shared broker, server on the wide one, data dir names)
+        let mut servers = Vec::new();
+        for (i, (prefix, bin)) in binaries.iter().enumerate() {
+            let dirs = (
+                format!("qos-throughput-{i}"),
+                format!("qos-throughput-wide-{i}"),
+            );
+            let q = Quiverd::start(
+                bin,
+                &self.dir.join(&dirs.0),
+                self.broker_port,
+                self.opts.workers,
+            )?;
+            let q_wide =
+                Quiverd::start(bin, &self.dir.join(&dirs.1), wide_port, self.opts.workers)?;
+            servers.push((*prefix, q, q_wide, dirs));
+        }
         let mut table = Table::new(
-            "Checkpoints (qos 1): W2 throughput trials (tumbling 10 s window, memory sink)",
+            "Checkpoints: W2 throughput trials (tumbling 10 s window)",
             TRIAL_HEADER,
         );
-        let mut best = Vec::new();
+        // best[server][case]
+        let mut best: Vec<Vec<Option<Trial>>> = servers.iter().map(|_| Vec::new()).collect();
         for (i, case) in CASES.iter().enumerate() {
-            let (server, broker) = if case.wide_broker {
-                (&q_wide, (wide_port, Some(wide.child.id())))
-            } else {
-                (&q, (self.broker_port, self.broker_pid))
-            };
-            let trials = self.qos_trials(server, broker, case, &format!("c{i}"))?;
-            for t in &trials {
-                table.row(t.row(case.label));
+            for (s, (prefix, q, q_wide, _)) in servers.iter().enumerate() {
+                let (server, broker) = if case.wide_broker {
+                    (q_wide, (wide_port, Some(wide.child.id())))
+                } else {
+                    (q, (self.broker_port, self.broker_pid))
+                };
+                let label = format!("{prefix}{}", case.label);
+                let trials = self.qos_trials(server, broker, case, &format!("c{i}s{s}"))?;
+                for t in &trials {
+                    table.row(t.row(&label));
+                }
+                best[s].push(trials.into_iter().find(Trial::lossless));
             }
-            best.push(trials.into_iter().find(Trial::lossless));
         }
-        for d in ["qos-throughput", "qos-throughput-wide"] {
-            print_warnings(&self.dir.join(d).join("quiverd.log"));
+        for (_, q, q_wide, (d, d_wide)) in servers {
+            print_warnings(&self.dir.join(&d).join("quiverd.log"));
+            print_warnings(&self.dir.join(&d_wide).join("quiverd.log"));
+            q.stop();
+            q_wide.stop();
         }
-        q.stop();
-        q_wide.stop();
         drop(wide);
         table.note(format!(
-            "W2 = `{W2_SQL}` (processing time) into a memory sink nobody reads; qos 1 rules have \
+            "W2 = `{W2_SQL}` (processing time) into a memory sink nobody reads, or (named \
+             `AS t, c, h`) into a MariaDB table by the sql sink; qos 1 and 2 rules have \
              `checkpointInterval` {CHECKPOINT_MS} ms. The stream subscribes at QoS 1 (the MQTT \
              source's default); the broker delivers at the lower of that and the publisher's \
              QoS. Each case first publishes at full speed (\"max\"), then, on loss, paced at 95% \
              of the rate that arrived, until a trial loses nothing (every message counted in the \
-             rule's source `records_in`). The last case runs against a second private Mosquitto \
-             with `max_inflight_messages 1000` (the default is 20 unacknowledged QoS 1 messages \
-             per client)."
+             rule's source `records_in`). The wide-broker case runs against a second private \
+             Mosquitto with `max_inflight_messages 1000` (the default is 20 unacknowledged QoS \
+             1 messages per client)."
         ));
         self.tables.push(table);
 
         let mut side = Table::new(
-            "Checkpoints (qos 1): W2 highest lossless rate, qos 0 against qos 1",
+            "Checkpoints: W2 highest lossless rate, qos 0 against qos 1 and 2",
             &[
                 "case",
                 "highest lossless rate (msgs/s)",
                 "quiverd CPU",
                 "quiverd CPU µs per message",
                 "rate / qos 0 (QoS 0 publisher)",
-                "rate / qos 0 (QoS 1 publisher)",
+                "rate / qos 0 (same sink, QoS 1 publisher)",
             ],
         );
         let rate = |t: &Option<Trial>| t.as_ref().map(|t| t.published.rate());
-        let (base0, base1) = (rate(&best[0]), rate(&best[1]));
-        for (case, t) in CASES.iter().zip(&best) {
-            let Some(t) = t else {
+        for (s, (prefix, _)) in binaries.iter().enumerate() {
+            for (case, t) in CASES.iter().zip(&best[s]) {
+                let label = format!("{prefix}{}", case.label);
+                let Some(t) = t else {
+                    side.row(vec![
+                        label,
+                        "lost messages at every rate".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                    ]);
+                    continue;
+                };
+                let r = t.published.rate();
+                let ratio = |b: Option<f64>| b.map_or("-".into(), |b| format!("{:.2}", r / b));
+                let window = t.last_at.max(t.published.secs);
                 side.row(vec![
-                    case.label.into(),
-                    "lost messages at every rate".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
+                    label,
+                    k(r),
+                    t.cpu.cells()[0].clone(),
+                    t.cpu.0[0].map_or("-".into(), |c| {
+                        format!("{:.1}", c * window * 1e6 / t.arrived.max(1) as f64)
+                    }),
+                    ratio(rate(&best[s][0])),
+                    ratio(rate(&best[s][case.baseline])),
                 ]);
-                continue;
-            };
-            let r = t.published.rate();
-            let ratio = |b: Option<f64>| b.map_or("-".into(), |b| format!("{:.2}", r / b));
-            let window = t.last_at.max(t.published.secs);
-            side.row(vec![
-                case.label.into(),
-                k(r),
-                t.cpu.cells()[0].clone(),
-                t.cpu.0[0].map_or("-".into(), |c| {
-                    format!("{:.1}", c * window * 1e6 / t.arrived.max(1) as f64)
-                }),
-                ratio(base0),
-                ratio(base1),
-            ]);
+            }
         }
         side.note(format!(
             "fsync (`sync_data` after a 2 KB append) on the data directory's disk: p50 \
-             {fsync_p50:.2} ms, p99 {fsync_p99:.2} ms over 200 calls. A qos 1 MQTT source logs \
-             each batch it gathers (what the client has buffered) with one fsync, then \
-             acknowledges it; Mosquitto sends at most `max_inflight_messages` (20) QoS 1 \
-             messages to a client before their acknowledgements, so one connection carries \
-             about 20 / fsync time: {:.0} msgs/s at the p50 fsync.",
-            20.0 / (fsync_p50 / 1000.0).max(1e-9)
+             {fsync_p50:.2} ms, p99 {fsync_p99:.2} ms over 200 calls. Mosquitto sends at most \
+             `max_inflight_messages` (20) QoS 1 messages to a client before their \
+             acknowledgements, and a qos 1 or 2 MQTT source acknowledges a message only once \
+             the input log holding it is synced."
         ));
         self.tables.push(side);
         Ok(())
