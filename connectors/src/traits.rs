@@ -172,8 +172,8 @@ pub trait EventLog: Send + Sync {
     }
 
     /// Logs `event` for `worker` as [`EventLog::log`] does, without syncing it: it is durable
-    /// once a later [`EventLog::sync`] returns, and a source acknowledges it only then. Blocks
-    /// for a write (to the page cache). The default syncs, which is as safe and slower.
+    /// once a later [`EventLog::sync`] returns, and neither a worker sees it nor its source
+    /// acknowledges it before then. Blocks. The default syncs, which is as safe and slower.
     fn log_unsynced(
         &self,
         worker: usize,
@@ -326,29 +326,42 @@ impl SourceOutput {
         Ok(())
     }
 
-    /// [`SourceOutput::send`] for a source that acknowledges its input after a sync of its
-    /// own ([`SourceOutput::sync_log`], on another task): the event is logged unsynced, so
-    /// the source reads on while earlier events are synced, and the syncs cover several
-    /// events each. The worker may see an event before it is durable; a checkpoint that
-    /// counts it syncs the log before it commits, and an unacknowledged event lost in a power
-    /// cut is sent again by its source's broker.
-    pub async fn send_unsynced(&self, event: SourceEvent) -> Result<(), ConnectorError> {
-        let _turn = match &self.order {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.queues.len();
-        let event = match &self.log {
-            // A write to the page cache: short enough for the async thread, unlike a sync.
-            Some(log) => log.log_unsynced(i, event)?,
-            None => event,
-        };
-        self.queues[i]
-            .send(event)
-            .await
-            .map_err(|_| ConnectorError::Closed)?;
-        (self.wake)(i);
+    /// Logs `events` in order, each for the next worker, without syncing them one by one; then
+    /// syncs the log once and queues them, waiting for room. So a source that acknowledges its
+    /// input once this returns pays one sync for everything it gathered while the last call
+    /// ran, and a worker sees only durable events. Without a log, a plain send. For a source's
+    /// own blocking thread (never the async runtime's).
+    pub fn blocking_send_synced(&self, events: Vec<SourceEvent>) -> Result<(), ConnectorError> {
+        let _turn = self.order.as_ref().map(|l| l.blocking_lock());
+        let n = self.queues.len();
+        let mut ready = Vec::with_capacity(events.len());
+        for event in events {
+            let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+            ready.push(match &self.log {
+                Some(log) => (i, log.log_unsynced(i, event)?),
+                None => (i, event),
+            });
+        }
+        // Also with no events: what is acknowledged next may be a record of an earlier call,
+        // or of the last run, that no sync covered yet.
+        if let Some(log) = &self.log {
+            log.sync()?;
+        }
+        for (i, event) in ready {
+            self.queues[i]
+                .blocking_send(event)
+                .map_err(|_| ConnectorError::Closed)?;
+            (self.wake)(i);
+        }
         Ok(())
+    }
+
+    /// Wakes every worker this output writes to: after a writer of its queues is gone, a
+    /// worker that found its queue empty must look again.
+    pub fn wake_all(&self) {
+        for i in 0..self.queues.len() {
+            (self.wake)(i);
+        }
     }
 
     /// Sends an event to the next worker if its queue has room now; gives the event back when

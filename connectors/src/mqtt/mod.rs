@@ -15,6 +15,7 @@
 
 mod client;
 mod config;
+mod durable;
 mod redelivery;
 pub mod shared;
 mod sink;

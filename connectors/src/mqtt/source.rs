@@ -7,6 +7,7 @@ use std::task::Poll;
 use async_trait::async_trait;
 
 use super::client::{self, Client, Event, Failure};
+use super::durable::{Durable, Handoff};
 use super::redelivery::Redeliveries;
 use super::shared::Lease;
 use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttConnections, MqttSourceConfig};
@@ -86,6 +87,8 @@ impl MqttSource {
 enum Step {
     /// Nothing to forward (acks, pings, outgoing packets).
     Nothing,
+    /// The broker accepted a (new) connection.
+    Connected,
     /// A message to forward, and whether the broker flagged it as sent again (DUP).
     Message(RawMessage, bool),
     /// The connection failed (why); wait before the next attempt.
@@ -103,8 +106,8 @@ impl Source for MqttSource {
             return run_shared(lease, &self.config, out).await;
         }
         let config = &self.config;
-        // A rule that logs its input (qos 1) acknowledges each message once it is logged, and
-        // keeps its session while away, so the broker redelivers what was not logged yet.
+        // A rule that logs its input (qos 1 and 2) acknowledges each message once its record is
+        // synced, and keeps its session while away, so the broker sends again what was not.
         let durable = out.is_logged();
         let (client, mut eventloop) = client::connect(&client::Connect {
             broker: &config.broker,
@@ -115,8 +118,6 @@ impl Source for MqttSource {
             durable,
         });
         let _disconnect = DisconnectOnDrop(self.state.clone());
-        let mut syncer =
-            durable.then(|| Syncer::start(client.clone(), out.clone(), config.topic.clone()));
         let mut logged = Redeliveries::default();
         if durable {
             // What the last run logged: a message it logged and could not acknowledge before
@@ -124,6 +125,8 @@ impl Source for MqttSource {
             let tail = out.recently_logged(super::redelivery::KEPT);
             logged.extend(Redeliveries::digests(&tail));
         }
+        let mut durable =
+            durable.then(|| Durable::start(client.clone(), out.clone(), config.topic.clone()));
         let mut repeats = 0u64;
         let mut backoff = Backoff::new();
         let mut failures = 0u64;
@@ -131,40 +134,48 @@ impl Source for MqttSource {
         let mut topic: Option<Arc<str>> = None;
         let mut rate = Rate::new();
         loop {
-            // A durable source gathers while its last batch is synced to the log instead: the
-            // broker sends at most its in-flight limit (Mosquitto's 20) before our acks, so a
-            // linger would cap the rate at that many messages per timer tick.
-            if rate.high && !durable {
+            // A durable source gathers while the log thread syncs instead: the broker sends at
+            // most its in-flight limit (Mosquitto's 20) before our acks, so a linger would cap
+            // the rate at that many messages per timer tick.
+            if rate.high && durable.is_none() {
                 tokio::time::sleep(LINGER).await;
             }
             let mut batch = Vec::new();
             let mut failed = None;
-            let first = match &mut syncer {
-                Some(syncer) => tokio::select! {
+            let first = match &mut durable {
+                Some(d) => tokio::select! {
                     event = eventloop.poll() => event,
-                    reason = syncer.failure() => return Err(ConnectorError::Fatal {
-                        connector: "mqtt".into(),
-                        reason: format!("the input log could not be synced, nothing more is acknowledged: {reason}"),
-                    }),
+                    e = d.ended() => return Err(e),
                 },
                 None => eventloop.poll().await,
             };
+            let mut connection = durable.as_ref().map_or(0, Durable::connection);
             let mut next = Some(first);
-            let mut repeated = Vec::new();
+            // (QoS, packet id) of the batch's messages, sent again ones included, in order.
+            let mut acks = Vec::new();
             while let Some(event) = next.take() {
                 match self.handle(&client, event, &mut backoff, &mut failures, &mut topic) {
                     Step::Nothing => {}
-                    Step::Message(msg, dup) => match &syncer {
+                    Step::Connected => {
+                        if let Some(d) = &durable {
+                            d.reconnected();
+                            connection = d.connection();
+                        }
+                    }
+                    Step::Message(msg, dup) => {
+                        if durable.is_some()
+                            && let (Some(qos), Some(pkid)) = (msg.qos, msg.message_id)
+                        {
+                            acks.push((qos, pkid));
+                        }
                         // Logged before the connection dropped, its ack lost with it: acked
                         // again (once its record is durable), not logged twice.
-                        Some(_) if dup && logged.is_repeat(&msg) => {
-                            if let (Some(qos), Some(pkid)) = (msg.qos, msg.message_id) {
-                                repeated.push((qos, pkid));
-                            }
+                        if durable.is_some() && dup && logged.is_repeat(&msg) {
                             repeats += 1;
+                        } else {
+                            batch.push(msg);
                         }
-                        _ => batch.push(msg),
-                    },
+                    }
                     Step::Failed(e) => {
                         failed = Some(e);
                         break;
@@ -177,31 +188,23 @@ impl Source for MqttSource {
             }
             if !batch.is_empty() {
                 rate.count(batch.len());
-                let acks: Vec<(u8, u16)> = if durable {
-                    batch
-                        .iter()
-                        .filter_map(|m| Some((m.qos?, m.message_id?)))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                let digests = if durable {
-                    Redeliveries::digests(&batch)
-                } else {
-                    Vec::new()
-                };
-                match &syncer {
-                    Some(syncer) => {
-                        out.send_unsynced(SourceEvent::Raw(batch)).await?;
-                        // Logged: the broker may forget them once the log is synced.
-                        syncer.ack_when_durable(acks);
-                        logged.extend(digests);
-                    }
-                    None => out.send(SourceEvent::Raw(batch)).await?,
-                }
             }
-            if let Some(syncer) = &syncer {
-                syncer.ack_when_durable(repeated);
+            match &mut durable {
+                Some(d) => {
+                    logged.extend(Redeliveries::digests(&batch));
+                    d.hand(Handoff {
+                        messages: batch,
+                        acks,
+                        connection,
+                    })
+                    .await?;
+                    if failed.is_some() {
+                        // What came on the failed connection is not acknowledged on the next.
+                        d.reconnected();
+                    }
+                }
+                None if !batch.is_empty() => out.send(SourceEvent::Raw(batch)).await?,
+                None => {}
             }
             if repeats > 0 {
                 tracing::info!(
@@ -290,7 +293,7 @@ impl MqttSource {
                     tracing::error!("mqtt source: {reason}");
                     self.state.record_error(reason);
                 }
-                Step::Nothing
+                Step::Connected
             }
             Ok(Event::Subscribed { refused: true }) => {
                 let reason = format!(
@@ -307,84 +310,6 @@ impl MqttSource {
             // as a failure to retry rather than spin.
             Err(Failure::RequestsDone) => Step::Failed("the MQTT client stopped".into()),
         }
-    }
-}
-
-/// Makes a durable source's logged messages durable and then acknowledges them, on a task of
-/// its own, so the source reads on while a sync runs: the next sync covers everything logged
-/// meanwhile (a group commit), and the broker refills its in-flight window sooner. Each ack
-/// waits for room in the client's request queue, which only the source's loop drains by
-/// polling, so the loop must never wait for the syncer itself.
-struct Syncer {
-    tx: tokio::sync::mpsc::Sender<Vec<(u8, u16)>>,
-    /// Why a sync failed; the source stops then (nothing after it is acknowledged).
-    failed: tokio::sync::watch::Receiver<Option<String>>,
-    task: tokio::task::JoinHandle<()>,
-    topic: String,
-}
-
-impl Syncer {
-    fn start(client: Client, out: SourceOutput, topic: String) -> Syncer {
-        // A batch holds at least one unacknowledged message, and the broker lets at most
-        // 65,535 be unacknowledged (16-bit packet ids).
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u8, u16)>>(1 << 16);
-        let (fail, failed) = tokio::sync::watch::channel(None);
-        let t = topic.clone();
-        let task = tokio::spawn(async move {
-            while let Some(mut acks) = rx.recv().await {
-                while let Ok(more) = rx.try_recv() {
-                    acks.extend(more);
-                }
-                // Everything these acks are for was logged before they were queued here.
-                if let Err(e) = out.sync_log() {
-                    let _ = fail.send(Some(e.to_string()));
-                    return;
-                }
-                for (qos, pkid) in acks {
-                    if let Err(e) = client.ack(qos, pkid).await {
-                        tracing::warn!("mqtt source {t}: ack not sent: {e}");
-                    }
-                }
-            }
-        });
-        Syncer {
-            tx,
-            failed,
-            task,
-            topic,
-        }
-    }
-
-    /// Acknowledges `acks` (of logged messages) once the log is synced.
-    fn ack_when_durable(&self, acks: Vec<(u8, u16)>) {
-        if acks.is_empty() {
-            return;
-        }
-        if self.tx.try_send(acks).is_err() {
-            tracing::warn!(
-                "mqtt source {}: acks not sent: too many pending",
-                self.topic
-            );
-        }
-    }
-
-    /// Waits until a sync fails, and says why.
-    async fn failure(&mut self) -> String {
-        let reason = match self.failed.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone(),
-            Err(_) => None,
-        };
-        match reason {
-            Some(reason) => reason,
-            // The task ended without a failure (it was aborted): nothing to report, ever.
-            None => std::future::pending().await,
-        }
-    }
-}
-
-impl Drop for Syncer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -54,6 +54,10 @@ pub struct InputLog {
     /// first one's fsync, which covers what the second needs if the first took the dirty
     /// flag, instead of seeing the log clean and returning before the bytes are on disk.
     syncing: Vec<Mutex<()>>,
+    /// Set by the first failed write or sync, and returned by every later one: after a failed
+    /// fsync Linux may drop the unwritten pages and report the next fsync fine, so nothing
+    /// written before it may be taken as durable again.
+    failed: std::sync::OnceLock<String>,
     /// How the rule's source reads again the events its records hold only the marks of.
     reread: std::sync::OnceLock<std::sync::Arc<dyn super::reread::Reread>>,
 }
@@ -81,6 +85,7 @@ impl InputLog {
             dir: dir.to_path_buf(),
             workers,
             syncing,
+            failed: std::sync::OnceLock::new(),
             reread: std::sync::OnceLock::new(),
         })
     }
@@ -160,6 +165,7 @@ impl InputLog {
         let io = |e: std::io::Error| format!("cannot sync the input log: {e}");
         for (log, syncing) in self.workers.iter().zip(&self.syncing) {
             let _turn = syncing.lock().expect("log sync lock");
+            self.check()?;
             // Synced outside the log's lock, so the source goes on writing meanwhile; a log
             // with nothing unsynced is passed over.
             let file = {
@@ -167,15 +173,30 @@ impl InputLog {
                 if !log.dirty {
                     continue;
                 }
+                let file = log.file.try_clone().map_err(io)?;
                 log.dirty = false;
-                log.file.try_clone().map_err(io)?
+                file
             };
             if let Err(e) = file.sync_data() {
                 log.lock().expect("log lock").dirty = true;
-                return Err(io(e));
+                return Err(self.fail(io(e)));
             }
         }
         Ok(())
+    }
+
+    /// The first failure of a write or sync, if any.
+    fn check(&self) -> Result<(), String> {
+        match self.failed.get() {
+            Some(reason) => Err(format!("the input log failed earlier: {reason}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `reason` as the log's failure (the first one stays) and returns it.
+    fn fail(&self, reason: String) -> String {
+        let _ = self.failed.set(reason.clone());
+        reason
     }
 
     /// Makes `worker`'s next record open a new segment.
@@ -199,14 +220,15 @@ impl InputLog {
         let len = (record.len() - 4) as u32;
         record[0..4].copy_from_slice(&len.to_le_bytes());
         record[16..24].copy_from_slice(&at.to_le_bytes());
-        let io = |e: std::io::Error| format!("cannot write the input log: {e}");
+        let io = |e: std::io::Error| self.fail(format!("cannot write the input log: {e}"));
         let mut log = self.workers[worker].lock().expect("log lock");
+        self.check()?;
         if log.bytes >= SEGMENT_BYTES {
             // A closed segment is durable before the next one gets a record, so a crash
             // loses at most the end of the last segment, which opening the log cuts off.
             log.file.sync_data().map_err(io)?;
             let next = log.next;
-            log.file = create_segment(&self.dir, worker, next)?;
+            log.file = create_segment(&self.dir, worker, next).map_err(|e| self.fail(e))?;
             log.bytes = 0;
             log.dirty = false;
         }
@@ -615,6 +637,23 @@ mod tests {
         // Reopened after a kill, what the last run wrote may be in the page cache only.
         let log = InputLog::open(&d, 2).unwrap();
         assert!(log.workers[0].lock().unwrap().dirty);
+    }
+
+    /// After a failed sync nothing is taken as durable again: every later sync and write
+    /// fails with the first reason (Linux may report the next fsync fine after dropping pages).
+    #[test]
+    fn a_failure_is_returned_by_every_later_sync_and_write() {
+        let d = dir("failed");
+        let log = InputLog::open(&d, 1).unwrap();
+        log.append_unsynced(0, 1, 0, &event("a"), None).unwrap();
+        log.fail("cannot sync the input log: Input/output error".into());
+        for e in [
+            log.sync().unwrap_err(),
+            log.append_unsynced(0, 2, 0, &event("b"), None).unwrap_err(),
+            log.append(0, 3, 0, &event("c"), None).unwrap_err(),
+        ] {
+            assert!(e.contains("Input/output error"), "{e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! The durable half of an MQTT source of a qos 1 or 2 rule: its messages are logged, synced and
+//! only then handed to the workers and acknowledged to the broker, on a thread of its own, so
+//! the source goes on reading while a sync runs.
+//!
+//! Mosquitto sends a client at most `max_inflight_messages` (20) unacknowledged QoS 1 messages.
+//! When the source itself logged and synced each batch before reading the next, every sync
+//! was a pause in which the broker's window stayed full, and batches stayed small (about five
+//! messages). Here the source hands each batch over and reads on; the log thread takes every
+//! batch waiting for it, writes them, syncs once (a group commit), hands them to the workers as
+//! one event and passes their acks on. A worker still sees only what is durable, so a replay
+//! after a crash or a power cut gives the same results.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::client::Client;
+use crate::{ConnectorError, RawMessage, SourceEvent, SourceOutput};
+
+/// Batches handed over and not yet taken by the log thread: the source waits beyond this
+/// (each batch holds at most `MAX_GATHER` messages, and the broker's window bounds them).
+const HANDOFF_BATCHES: usize = 64;
+
+/// Messages the log thread puts into one worker event at most.
+const MAX_EVENT_MESSAGES: usize = 4096;
+
+/// What the source hands the log thread: messages to log and the acks to send once they (and
+/// everything before them) are durable, in the order the messages arrived.
+pub(super) struct Handoff {
+    /// Messages to log (empty for messages the log holds already: sent again by the broker).
+    pub messages: Vec<RawMessage>,
+    /// (QoS, packet id) of every message of the batch, the ones sent again included.
+    pub acks: Vec<(u8, u16)>,
+    /// The connection the messages came on ([`Durable::connection`]).
+    pub connection: u64,
+}
+
+/// How the log thread ended.
+#[derive(Clone, Debug)]
+enum Ended {
+    /// The rule stopped: its workers' queues closed.
+    Closed,
+    /// Logging or syncing failed: nothing after it may be acknowledged.
+    Failed(String),
+}
+
+/// The log thread of one durable source, and the task sending its acks.
+pub(super) struct Durable {
+    tx: tokio::sync::mpsc::Sender<Handoff>,
+    ended: tokio::sync::watch::Receiver<Option<Ended>>,
+    /// Bumped on every (re)connect and connection failure: acks of messages that came on an
+    /// earlier connection are dropped. The broker sends those messages again on the new
+    /// connection (flagged DUP, when it kept the session), and they are acknowledged then; an
+    /// old packet id sent on a new session would acknowledge another message.
+    connection: Arc<AtomicU64>,
+    acker: Acker,
+}
+
+impl Durable {
+    /// Starts the log thread writing through `out` and acknowledging through `client`.
+    pub(super) fn start(client: Client, out: SourceOutput, topic: String) -> Durable {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Handoff>(HANDOFF_BATCHES);
+        let (ended_tx, ended) = tokio::sync::watch::channel(None);
+        let connection = Arc::new(AtomicU64::new(0));
+        let acker = Acker::start(client, topic.clone());
+        let (acks, current) = (acker.tx.clone(), connection.clone());
+        let spawned = std::thread::Builder::new()
+            .name("mqtt-input-log".into())
+            .spawn(move || {
+                let end = log_thread(rx, &out, &acks, &current, &topic);
+                // The workers must look at their queues again once this thread's senders
+                // are gone, or a worker that saw them empty would wait for a wake-up.
+                drop(acks);
+                let _ = ended_tx.send(Some(end));
+                out.wake_all();
+            });
+        if let Err(e) = spawned {
+            tracing::error!("mqtt source: the input log thread did not start: {e}");
+        }
+        Durable {
+            tx,
+            ended,
+            connection,
+            acker,
+        }
+    }
+
+    /// The current connection's number, for [`Handoff::connection`].
+    pub(super) fn connection(&self) -> u64 {
+        self.connection.load(Ordering::Acquire)
+    }
+
+    /// A new connection (or a failed one): acks of what came before are dropped.
+    pub(super) fn reconnected(&self) {
+        self.connection.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Hands a batch to the log thread, waiting while it is behind; fails when it has ended.
+    pub(super) async fn hand(&mut self, batch: Handoff) -> Result<(), ConnectorError> {
+        if batch.acks.is_empty() && batch.messages.is_empty() {
+            return Ok(());
+        }
+        match self.tx.send(batch).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.ended().await),
+        }
+    }
+
+    /// Waits until the log thread ends, and says why as the source's error.
+    pub(super) async fn ended(&mut self) -> ConnectorError {
+        let end = match self.ended.wait_for(Option::is_some).await {
+            Ok(end) => end.clone(),
+            Err(_) => None,
+        };
+        match end {
+            Some(Ended::Closed) => ConnectorError::Closed,
+            Some(Ended::Failed(reason)) => ConnectorError::Fatal {
+                connector: "mqtt".into(),
+                reason: format!(
+                    "the input log failed, nothing more is acknowledged: {reason} (topic {})",
+                    self.acker.topic
+                ),
+            },
+            // The thread panicked (or never started): nothing it took is acknowledged.
+            None => ConnectorError::Fatal {
+                connector: "mqtt".into(),
+                reason: format!("the input log thread stopped (topic {})", self.acker.topic),
+            },
+        }
+    }
+}
+
+/// The log thread: takes every batch waiting, logs and syncs them, queues them for the workers
+/// and passes on the acks of those that came on the current connection. Returns why it ended.
+fn log_thread(
+    mut rx: tokio::sync::mpsc::Receiver<Handoff>,
+    out: &SourceOutput,
+    acks: &tokio::sync::mpsc::Sender<(u8, u16)>,
+    current: &AtomicU64,
+    topic: &str,
+) -> Ended {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batches = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batches.push(more);
+        }
+        let mut events = Vec::new();
+        let mut messages: Vec<RawMessage> = Vec::new();
+        for batch in &mut batches {
+            if messages.len() + batch.messages.len() > MAX_EVENT_MESSAGES && !messages.is_empty() {
+                events.push(SourceEvent::Raw(std::mem::take(&mut messages)));
+            }
+            messages.append(&mut batch.messages);
+        }
+        if !messages.is_empty() {
+            events.push(SourceEvent::Raw(messages));
+        }
+        match out.blocking_send_synced(events) {
+            Ok(()) => {}
+            Err(ConnectorError::Closed) => return Ended::Closed,
+            Err(e) => return Ended::Failed(e.to_string()),
+        }
+        let now = current.load(Ordering::Acquire);
+        for batch in batches.into_iter().filter(|b| b.connection == now) {
+            for ack in batch.acks {
+                if acks.try_send(ack).is_err() {
+                    tracing::warn!("mqtt source {topic}: ack not sent: too many pending");
+                }
+            }
+        }
+    }
+    Ended::Closed
+}
+
+/// Sends acks from a task of its own: an ack waits for room in the client's request queue,
+/// which only the source's loop drains by polling, so neither that loop nor the log thread
+/// may wait for an ack.
+struct Acker {
+    tx: tokio::sync::mpsc::Sender<(u8, u16)>,
+    task: tokio::task::JoinHandle<()>,
+    topic: String,
+}
+
+impl Acker {
+    fn start(client: Client, topic: String) -> Acker {
+        // The broker lets at most 65,535 messages be unacknowledged (16-bit packet ids).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u8, u16)>(1 << 16);
+        let t = topic.clone();
+        let task = tokio::spawn(async move {
+            while let Some((qos, pkid)) = rx.recv().await {
+                if let Err(e) = client.ack(qos, pkid).await {
+                    tracing::warn!("mqtt source {t}: ack not sent: {e}");
+                }
+            }
+        });
+        Acker { tx, task, topic }
+    }
+}
+
+impl Drop for Acker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
