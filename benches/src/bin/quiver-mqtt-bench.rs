@@ -63,10 +63,11 @@ const USAGE: &str =
     "usage: quiver-mqtt-bench [--quiverd PATH] [--broker-port PORT] [--trial-secs S]
        [--rules 1000,10000] [--rule-rates 800,2000,5000,10000] [--latency-rate 10000]
        [--latency-secs S] [--phases ingest,rules,latency,footprint,qos] [--workers 2]
-       [--broker-conf LINE]... [--client-nodelay] [--quiverd-b PATH]
+       [--broker-conf LINE]... [--client-nodelay] [--quiverd-b PATH] [--qos-cases 1,2]
   --quiverd      the server binary (default: quiverd next to this binary)
   --quiverd-b    a second server binary (A/B): phase qos-throughput runs each case on
                  both, alternating
+  --qos-cases    only these qos throughput cases (0-based, e.g. 1,2; to profile one)
   --broker-port  use the broker already listening on this port (default: start a private
                  Mosquitto on a free port)
   --broker-conf  one more line for the private Mosquitto's config (repeatable), e.g.
@@ -89,6 +90,8 @@ struct Options {
     quiverd: PathBuf,
     /// A second server binary: the qos throughput cases run on both, alternating (A/B).
     quiverd_b: Option<PathBuf>,
+    /// The qos throughput cases to run (indices; all when empty).
+    qos_cases: Vec<usize>,
     broker_port: Option<u16>,
     trial: Duration,
     rules: Vec<usize>,
@@ -106,6 +109,7 @@ fn parse_args() -> anyhow::Result<Options> {
     let mut o = Options {
         quiverd: exe.with_file_name("quiverd"),
         quiverd_b: None,
+        qos_cases: Vec::new(),
         broker_port: None,
         trial: Duration::from_secs(5),
         rules: vec![1_000, 10_000],
@@ -129,6 +133,9 @@ fn parse_args() -> anyhow::Result<Options> {
         match arg.as_str() {
             "--quiverd" => o.quiverd = PathBuf::from(value()?),
             "--quiverd-b" => o.quiverd_b = Some(PathBuf::from(value()?)),
+            "--qos-cases" => {
+                o.qos_cases = list(&value()?)?.into_iter().map(|n| n as usize).collect()
+            }
             "--broker-port" => o.broker_port = Some(value()?.parse()?),
             "--trial-secs" => o.trial = Duration::from_secs_f64(value()?.parse()?),
             "--rules" => o.rules = list(&value()?)?.into_iter().map(|n| n as usize).collect(),

@@ -230,6 +230,40 @@ impl Client {
 }
 
 impl EventLoop {
+    /// Writes the acknowledgements of received messages (`(QoS, packet id)`, in arrival
+    /// order) in one flush, on the event loop's own connection. rumqttc's request path
+    /// writes and flushes each ack on its own: a syscall and a TCP segment per message, most
+    /// of a durable source's CPU at tens of thousands of messages a second. `Ok(false)` when
+    /// the protocol's client does not allow it (MQTT 5: rumqttc keeps its connection
+    /// private); the caller then acknowledges through [`Client::ack`]. Acks for a connection
+    /// that is down are dropped: the broker sends those messages again.
+    pub async fn write_acks(&mut self, acks: &[(u8, u16)]) -> Result<bool, String> {
+        let Inner::V311(el) = &mut self.inner else {
+            return Ok(false);
+        };
+        let Some(network) = el.network.as_mut() else {
+            return Ok(true);
+        };
+        for &(qos, pkid) in acks {
+            let request = match qos {
+                1 => rumqttc::Request::PubAck(rumqttc::PubAck::new(pkid)),
+                2 => rumqttc::Request::PubRec(rumqttc::PubRec::new(pkid)),
+                _ => continue,
+            };
+            // Through the session state, as rumqttc's own path goes: it notes the outgoing
+            // packet (keep-alive timing, the outgoing event the next poll returns).
+            if let Some(packet) = el
+                .state
+                .handle_outgoing_packet(request)
+                .map_err(|e| e.to_string())?
+            {
+                network.write(packet).await.map_err(|e| e.to_string())?;
+            }
+        }
+        network.flush().await.map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
     /// The next event of the connection (connecting first if it is down).
     pub async fn poll(&mut self) -> Result<Event, Failure> {
         match &mut self.inner {

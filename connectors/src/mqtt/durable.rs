@@ -43,15 +43,31 @@ enum Ended {
     Failed(String),
 }
 
-/// The log thread of one durable source, and the task sending its acks.
+/// What [`Durable::next`] waited for.
+pub(super) enum Next {
+    /// Acks to send now.
+    Acks(Vec<(u8, u16)>),
+    /// The log thread ended: the source's error.
+    Ended(ConnectorError),
+}
+
+/// Acks of durable messages, with the connection their messages came on.
+type Acks = (u64, Vec<(u8, u16)>);
+
+/// The log thread of one durable source, and the acks it sends back.
 pub(super) struct Durable {
     tx: tokio::sync::mpsc::Sender<Handoff>,
     ended: tokio::sync::watch::Receiver<Option<Ended>>,
+    /// Acks of what the log thread made durable: the source's loop writes them on its
+    /// connection, several in one flush.
+    acks: tokio::sync::mpsc::Receiver<Acks>,
     /// Bumped on every (re)connect and connection failure: acks of messages that came on an
     /// earlier connection are dropped. The broker sends those messages again on the new
     /// connection (flagged DUP, when it kept the session), and they are acknowledged then; an
     /// old packet id sent on a new session would acknowledge another message.
     connection: Arc<AtomicU64>,
+    /// Sends acks through the client's request queue, for clients whose connection the loop
+    /// cannot write to (MQTT 5).
     acker: Acker,
 }
 
@@ -62,11 +78,13 @@ impl Durable {
         let (ended_tx, ended) = tokio::sync::watch::channel(None);
         let connection = Arc::new(AtomicU64::new(0));
         let acker = Acker::start(client, topic.clone());
-        let (acks, current) = (acker.tx.clone(), connection.clone());
+        // A batch of acks holds at least one unacknowledged message, and the broker lets at
+        // most 65,535 be unacknowledged (16-bit packet ids).
+        let (acks, acks_rx) = tokio::sync::mpsc::channel::<Acks>(1 << 16);
         let spawned = std::thread::Builder::new()
             .name("mqtt-input-log".into())
             .spawn(move || {
-                let end = log_thread(rx, &out, &acks, &current, &topic);
+                let end = log_thread(rx, &out, &acks, &topic);
                 // The workers must look at their queues again once this thread's senders
                 // are gone, or a worker that saw them empty would wait for a wake-up.
                 drop(acks);
@@ -79,6 +97,7 @@ impl Durable {
         Durable {
             tx,
             ended,
+            acks: acks_rx,
             connection,
             acker,
         }
@@ -102,6 +121,55 @@ impl Durable {
         match self.tx.send(batch).await {
             Ok(()) => Ok(()),
             Err(_) => Err(self.ended().await),
+        }
+    }
+
+    /// Waits for acks of durable messages, and returns them with every other batch ready,
+    /// those of messages from an earlier connection left out; or for the log thread's end.
+    pub(super) async fn next(&mut self) -> Next {
+        let first = tokio::select! {
+            first = self.acks.recv() => first,
+            _ = self.ended.wait_for(Option::is_some) => None,
+        };
+        match first {
+            Some(first) => Next::Acks(self.current(Some(first))),
+            None => Next::Ended(self.ended().await),
+        }
+    }
+
+    /// The acks ready now (see [`Durable::next`]).
+    pub(super) fn ready_acks(&mut self) -> Vec<(u8, u16)> {
+        self.current(None)
+    }
+
+    /// `first` and the batches ready, in order, keeping those of the current connection.
+    fn current(&mut self, first: Option<Acks>) -> Vec<(u8, u16)> {
+        let now = self.connection();
+        let mut out = Vec::new();
+        let mut add = |(connection, acks): Acks| {
+            if connection == now {
+                out.extend(acks);
+            }
+        };
+        if let Some(first) = first {
+            add(first);
+        }
+        while let Ok(more) = self.acks.try_recv() {
+            add(more);
+        }
+        out
+    }
+
+    /// Acknowledges `acks` through the client's request queue, from a task of its own (for
+    /// a client whose connection the loop cannot write to).
+    pub(super) fn ack_through_client(&self, acks: Vec<(u8, u16)>) {
+        for ack in acks {
+            if self.acker.tx.try_send(ack).is_err() {
+                tracing::warn!(
+                    "mqtt source {}: ack not sent: too many pending",
+                    self.acker.topic
+                );
+            }
         }
     }
 
@@ -130,12 +198,11 @@ impl Durable {
 }
 
 /// The log thread: takes every batch waiting, logs and syncs them, queues them for the workers
-/// and passes on the acks of those that came on the current connection. Returns why it ended.
+/// and sends their acks back to the source. Returns why it ended.
 fn log_thread(
     mut rx: tokio::sync::mpsc::Receiver<Handoff>,
     out: &SourceOutput,
-    acks: &tokio::sync::mpsc::Sender<(u8, u16)>,
-    current: &AtomicU64,
+    acks: &tokio::sync::mpsc::Sender<Acks>,
     topic: &str,
 ) -> Ended {
     while let Some(first) = rx.blocking_recv() {
@@ -159,21 +226,18 @@ fn log_thread(
             Err(ConnectorError::Closed) => return Ended::Closed,
             Err(e) => return Ended::Failed(e.to_string()),
         }
-        let now = current.load(Ordering::Acquire);
-        for batch in batches.into_iter().filter(|b| b.connection == now) {
-            for ack in batch.acks {
-                if acks.try_send(ack).is_err() {
-                    tracing::warn!("mqtt source {topic}: ack not sent: too many pending");
-                }
+        for batch in batches {
+            if !batch.acks.is_empty() && acks.try_send((batch.connection, batch.acks)).is_err() {
+                tracing::warn!("mqtt source {topic}: acks not sent: too many pending");
             }
         }
     }
     Ended::Closed
 }
 
-/// Sends acks from a task of its own: an ack waits for room in the client's request queue,
-/// which only the source's loop drains by polling, so neither that loop nor the log thread
-/// may wait for an ack.
+/// Sends acks through the client's request queue from a task of its own: an ack waits for room
+/// in that queue, which only the source's loop drains by polling, so the loop must not wait
+/// for an ack.
 struct Acker {
     tx: tokio::sync::mpsc::Sender<(u8, u16)>,
     task: tokio::task::JoinHandle<()>,

@@ -6,8 +6,8 @@ use std::task::Poll;
 
 use async_trait::async_trait;
 
-use super::client::{self, Client, Event, Failure};
-use super::durable::{Durable, Handoff};
+use super::client::{self, Client, Event, EventLoop, Failure};
+use super::durable::{Durable, Handoff, Next};
 use super::redelivery::Redeliveries;
 use super::shared::Lease;
 use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttConnections, MqttSourceConfig};
@@ -145,7 +145,13 @@ impl Source for MqttSource {
             let first = match &mut durable {
                 Some(d) => tokio::select! {
                     event = eventloop.poll() => event,
-                    e = d.ended() => return Err(e),
+                    next = d.next() => match next {
+                        Next::Acks(acks) => {
+                            send_acks(&mut eventloop, d, acks, &config.topic).await;
+                            continue;
+                        }
+                        Next::Ended(e) => return Err(e),
+                    },
                 },
                 None => eventloop.poll().await,
             };
@@ -202,6 +208,8 @@ impl Source for MqttSource {
                         // What came on the failed connection is not acknowledged on the next.
                         d.reconnected();
                     }
+                    let acks = d.ready_acks();
+                    send_acks(&mut eventloop, d, acks, &config.topic).await;
                 }
                 None if !batch.is_empty() => out.send(SourceEvent::Raw(batch)).await?,
                 None => {}
@@ -310,6 +318,25 @@ impl MqttSource {
             // as a failure to retry rather than spin.
             Err(Failure::RequestsDone) => Step::Failed("the MQTT client stopped".into()),
         }
+    }
+}
+
+/// Acknowledges `acks` (of durable messages) on the event loop's connection in one flush, or
+/// through the client where the loop cannot write (MQTT 5).
+async fn send_acks(
+    eventloop: &mut EventLoop,
+    durable: &Durable,
+    acks: Vec<(u8, u16)>,
+    topic: &str,
+) {
+    if acks.is_empty() {
+        return;
+    }
+    match eventloop.write_acks(&acks).await {
+        Ok(true) => {}
+        Ok(false) => durable.ack_through_client(acks),
+        // The connection failed: the next poll reconnects, and the broker sends them again.
+        Err(e) => tracing::debug!("mqtt source {topic}: acks not written: {e}"),
     }
 }
 

@@ -364,6 +364,12 @@ impl Bench {
         // best[server][case]
         let mut best: Vec<Vec<Option<Trial>>> = servers.iter().map(|_| Vec::new()).collect();
         for (i, case) in CASES.iter().enumerate() {
+            if !self.opts.qos_cases.is_empty() && !self.opts.qos_cases.contains(&i) {
+                for b in &mut best {
+                    b.push(None);
+                }
+                continue;
+            }
             for (s, (prefix, q, q_wide, _)) in servers.iter().enumerate() {
                 let (server, broker) = if case.wide_broker {
                     (q_wide, (wide_port, Some(wide.child.id())))
