@@ -181,7 +181,9 @@ async fn run_on(engines: &[Engine], case: &Case, id: &str) -> Result<Outcome, St
         .create_rule(RuleSpec {
             id: id.into(),
             name: id.into(),
-            sql: case.rule.clone(),
+            // "golden" in the SQL is the rule's id (`rule_id() = "golden"`), as in its rows
+            // (see `as_golden`): a cluster run gives each case an id of its own.
+            sql: case.rule.replace("\"golden\"", &format!("\"{id}\"")),
             actions: vec![Action {
                 sink_type: "memory".into(),
                 props: serde_json::json!({"topic": out_topic}),

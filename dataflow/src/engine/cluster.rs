@@ -454,9 +454,6 @@ impl Engine {
         if super::recovery::qos(options)?.checkpointed().is_some() {
             return Err(refused("rule option qos 1 or 2 (checkpoints)"));
         }
-        if !plan.plan.joined_streams().is_empty() {
-            return Err(refused("a join of streams"));
-        }
         // Named connections are registered on the leader only (`/connections`); a follower
         // could not make the sink, and would build other dataflows than the leader.
         let named = |props: &Value| {
