@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use quiver_compiler::{RulePlan, StreamDef, StreamKind};
+use quiver_compiler::{StreamDef, StreamKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -434,11 +434,7 @@ impl Engine {
     }
 
     /// Refuses, in a cluster, a rule that would build or drop dataflows on its own.
-    pub(super) fn refuse_rule_in_cluster(
-        &self,
-        spec: &RuleSpec,
-        plan: &RulePlan,
-    ) -> Result<(), EngineError> {
+    pub(super) fn refuse_rule_in_cluster(&self, spec: &RuleSpec) -> Result<(), EngineError> {
         if self.cluster().is_none() {
             return Ok(());
         }
@@ -509,7 +505,7 @@ impl Engine {
     pub(super) fn check_rule_for_cluster(&self, spec: &RuleSpec) -> Result<(), EngineError> {
         let plan = self.compile(&spec.sql)?;
         self.validate_options(&spec.options)?;
-        self.refuse_rule_in_cluster(spec, &plan)?;
+        self.refuse_rule_in_cluster(spec)?;
         self.check_mqtt_input(&spec.id, &plan)?;
         for a in &spec.actions {
             self.validate_action(a)?;

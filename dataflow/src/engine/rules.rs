@@ -68,7 +68,7 @@ impl Engine {
         }
         let plan = self.compile(&spec.sql)?;
         self.validate_options(&spec.options)?;
-        self.refuse_rule_in_cluster(&spec, &plan)?;
+        self.refuse_rule_in_cluster(&spec)?;
         let restart_strategy =
             super::restart::RestartStrategy::parse(spec.options.get("restartStrategy"))?;
         let schedule = super::schedule::Schedule::parse(&spec.options)?;
