@@ -35,6 +35,14 @@ impl Engine {
         Ok(lower(&entry.plan.plan, &target))
     }
 
+    /// `def` as `entry` reads it: a rule test's mock in place of its source
+    /// ([`Engine::as_mocked`]), and a `SHARED` stream read by a source of the rule's own at
+    /// qos 1 and 2 ([`super::recovery::read_durably`]).
+    pub(super) fn as_read(&self, entry: &RuleEntry, def: StreamDef) -> StreamDef {
+        let def = self.as_mocked(entry, def);
+        super::recovery::read_durably(&entry.spec.options, def)
+    }
+
     /// The FROM stream of `entry`, which must exist, as the rule reads it (mocked by a test).
     pub(super) fn rule_stream(&self, entry: &RuleEntry) -> Result<StreamDef, EngineError> {
         let name = &entry.plan.plan.scan().stream;

@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 
 use super::Engine;
 use super::entry::RuleEntry;
+use quiver_compiler::StreamDef;
+
 use crate::checkpoint::{CheckpointStore, Checkpointing, InputLog};
 use crate::error::EngineError;
 use crate::physical::{PhysicalPlan, Stage};
@@ -53,6 +55,19 @@ impl Qos {
     pub(super) fn exactly_once(self) -> bool {
         matches!(self, Qos::ExactlyOnce(_))
     }
+}
+
+/// `def` as a rule with `options` reads it: at qos 1 and 2 a `SHARED` stream is read by a
+/// source of the rule's own. The stream's shared source hands each event to every rule in
+/// memory, drops it for a rule that falls behind, and acknowledges it for all of them; a rule
+/// that logs its input must log, and acknowledge once logged, every event itself. The rule
+/// still gets every message of the stream (its own MQTT session and subscription, its own
+/// reading of the file); only the sharing of the source is given up.
+pub(super) fn read_durably(options: &Map<String, Value>, mut def: StreamDef) -> StreamDef {
+    if def.options.shared && qos(options).is_ok_and(|q| q.checkpointed().is_some()) {
+        def.options.shared = false;
+    }
+    def
 }
 
 /// Reads `qos` and `checkpointInterval`; a value this engine cannot honour is refused by name.

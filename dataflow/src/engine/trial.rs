@@ -65,8 +65,9 @@ impl Engine {
         self.insert_rule(spec, false, Some(input))
     }
 
-    /// `def` as `entry` reads it: a mocked stream becomes an unshared JSON `simulator` stream.
-    pub(super) fn as_read(&self, entry: &RuleEntry, def: StreamDef) -> StreamDef {
+    /// `def` as `entry`, a rule test, reads it: a mocked stream becomes an unshared JSON
+    /// `simulator` stream.
+    pub(super) fn as_mocked(&self, entry: &RuleEntry, def: StreamDef) -> StreamDef {
         match entry.test.as_ref().and_then(|t| t.mocks.get(&def.name)) {
             None => def,
             Some(_) => {
