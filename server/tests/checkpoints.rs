@@ -120,6 +120,24 @@ async fn publish(
     }
 }
 
+/// Waits until `rows` (the subscriber of a rule sending each row's id) saw every id of
+/// `0..ROWS` at least once.
+async fn every_row_sent(rows: &mut TestClient) {
+    let mut seen = BTreeSet::new();
+    while seen.len() < ROWS as usize {
+        match tokio::time::timeout(Duration::from_secs(10), rows.publishes.recv()).await {
+            Ok(Some(p)) => {
+                let v: Value = serde_json::from_slice(&p.payload).unwrap();
+                seen.insert(v["id"].as_i64().unwrap());
+            }
+            _ => panic!(
+                "rows never sent: {:?}",
+                (0..ROWS).filter(|i| !seen.contains(i)).collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
 /// The ids a window result collected.
 fn ids_of(v: &Value) -> BTreeSet<i64> {
     v["ids"]
@@ -320,19 +338,7 @@ async fn sigkill_mid_window_loses_no_row_and_leaves_no_window_partial() {
     }
 
     // The stateless rule sent every row at least once.
-    let mut seen = BTreeSet::new();
-    while seen.len() < ROWS as usize {
-        match tokio::time::timeout(Duration::from_secs(10), rows.publishes.recv()).await {
-            Ok(Some(p)) => {
-                let v: Value = serde_json::from_slice(&p.payload).unwrap();
-                seen.insert(v["id"].as_i64().unwrap());
-            }
-            _ => panic!(
-                "rows never sent: {:?}",
-                (0..ROWS).filter(|i| !seen.contains(i)).collect::<Vec<_>>()
-            ),
-        }
-    }
+    every_row_sent(&mut rows).await;
 }
 
 /// A qos 1 rule on a `SHARED` stream reads it with a source of its own (its own log and
@@ -371,19 +377,7 @@ async fn a_qos_1_rule_on_a_shared_stream_loses_no_row_across_sigkills() {
     let server = feed_with_kills(&dir, server, rules, &publisher, &input, None, false).await;
     let (_, st) = server.json("GET", "/rules/shared_rows/status", None);
     assert!(st["checkpoint_last_epoch"].as_u64() > Some(0), "{st}");
-    let mut seen = BTreeSet::new();
-    while seen.len() < ROWS as usize {
-        match tokio::time::timeout(Duration::from_secs(10), rows.publishes.recv()).await {
-            Ok(Some(p)) => {
-                let v: Value = serde_json::from_slice(&p.payload).unwrap();
-                seen.insert(v["id"].as_i64().unwrap());
-            }
-            _ => panic!(
-                "rows never sent: {:?}",
-                (0..ROWS).filter(|i| !seen.contains(i)).collect::<Vec<_>>()
-            ),
-        }
-    }
+    every_row_sent(&mut rows).await;
     // The qos 0 rule still shares the stream's source, and reads it.
     let (_, st) = server.json("GET", "/rules/shared_plain/status", None);
     assert_eq!(st["status"], json!("running"), "{st}");
