@@ -355,8 +355,16 @@ async fn a_qos_1_rule_on_a_shared_stream_loses_no_row_across_sigkills() {
     rows.subscribed().await;
     let publisher = TestClient::start(1883, None);
     let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
+    // A profile naming a client id: the shared source connects with it, so the qos 1 rule's
+    // own source must not (the broker would drop one of the two clients, over and over).
+    let (status, body) = server.call(
+        "PUT",
+        "/metadata/sources/mqtt/confKeys/fixed",
+        Some(json!({"server": "tcp://127.0.0.1:1883", "clientid": format!("ck-{}", unique().replace('/', "-"))})),
+    );
+    assert_eq!(status, 200, "{body}");
     server.create_stream(&format!(
-        r#"CREATE STREAM ck (id BIGINT, ts BIGINT) WITH (TYPE="mqtt", DATASOURCE="{input}", FORMAT="json", SHARED="true")"#
+        r#"CREATE STREAM ck (id BIGINT, ts BIGINT) WITH (TYPE="mqtt", DATASOURCE="{input}", FORMAT="json", SHARED="true", CONF_KEY="fixed")"#
     ));
     for (id, options) in [
         ("shared_rows", json!({"qos": 1, "checkpointInterval": 200})),
@@ -764,9 +772,6 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
     server.create_stream(&format!(
         r#"CREATE STREAM f (id BIGINT) WITH (TYPE="file", DATASOURCE="{}", FORMAT="json")"#,
         dir.join("in.jsonl").display()
-    ));
-    server.create_stream(&format!(
-        r#"CREATE STREAM sh (id BIGINT) WITH (TYPE="mqtt", DATASOURCE="{topic}", FORMAT="json", SHARED="true")"#
     ));
     for table in [
         r#"CREATE TABLE scanned (id BIGINT, name STRING) WITH (DATASOURCE="scanned", TYPE="memory", KEY="id")"#,

@@ -348,8 +348,12 @@ impl Engine {
         // MQTT client ids of the rule's persistent sessions, by stream: one session each.
         let mut sessions: Vec<(String, String)> = Vec::new();
         if recovery.is_some()
-            && let Some(id) =
-                super::recovery::durable_source(format!("quiver-{}", entry.spec.id), &mut spec)?
+            && let Some(id) = super::recovery::durable_source(
+                format!("quiver-{}", entry.spec.id),
+                &mut spec,
+                self.is_shared(&stream.name)
+                    .then_some(entry.spec.id.as_str()),
+            )?
         {
             sessions.push((id, stream.name.clone()));
         }
@@ -419,7 +423,10 @@ impl Engine {
                 let mut spec = self.rule_source_spec(entry, def);
                 if recovery.is_some() {
                     let client_id = format!("quiver-{}-{}", entry.spec.id, def.name);
-                    if let Some(id) = super::recovery::durable_source(client_id, &mut spec)? {
+                    let of_shared = self.is_shared(&def.name).then_some(entry.spec.id.as_str());
+                    if let Some(id) =
+                        super::recovery::durable_source(client_id, &mut spec, of_shared)?
+                    {
                         if let Some((_, other)) = sessions.iter().find(|(s, _)| *s == id) {
                             return Err(EngineError::Invalid(format!(
                                 "rule options qos = 1 and 2 keep a persistent MQTT session per stream: streams \"{other}\" and \"{}\" name the same clientid \"{id}\"",

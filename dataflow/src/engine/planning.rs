@@ -43,6 +43,11 @@ impl Engine {
         super::recovery::read_durably(&entry.spec.options, def)
     }
 
+    /// True when the catalog's stream `name` is `SHARED` (whatever a rule makes of it).
+    pub(super) fn is_shared(&self, name: &str) -> bool {
+        self.stream(name).is_some_and(|d| d.options.shared)
+    }
+
     /// The FROM stream of `entry`, which must exist, as the rule reads it (mocked by a test).
     pub(super) fn rule_stream(&self, entry: &RuleEntry) -> Result<StreamDef, EngineError> {
         let name = &entry.plan.plan.scan().stream;

@@ -348,10 +348,15 @@ impl Engine {
 /// Readies a checkpointed (qos 1 or 2) rule's MQTT source for a persistent session: it needs a client id that is
 /// the same on every start (the broker keys the session on it), `client_id` unless the
 /// stream's profile names one; a shared connection (`connectionSelector`) cannot acknowledge
-/// per rule, so it is refused. Returns the client id of an MQTT source.
+/// per rule, so it is refused. Returns the client id of an MQTT source. `of_shared` names the
+/// rule when the stream is `SHARED` (the rule reads it with a source of its own, see
+/// [`read_durably`]): a profile's client id is the stream's shared source's, so the rule's
+/// own gets it suffixed `-<rule id>` (one id for two clients would make the broker drop one
+/// of them, and a clean session would discard the other's).
 pub(super) fn durable_source(
     client_id: String,
     spec: &mut quiver_connectors::SourceSpec,
+    of_shared: Option<&str>,
 ) -> Result<Option<String>, EngineError> {
     if spec.source_type == "file" {
         return resumable_file(spec).map(|()| None);
@@ -381,6 +386,13 @@ pub(super) fn durable_source(
     if !named("clientid") {
         spec.props
             .insert("clientid".into(), Value::String(client_id));
+    } else if let Some(rule) = of_shared
+        && let Some((_, Value::String(id))) = spec
+            .props
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case("clientid"))
+    {
+        id.push_str(&format!("-{rule}"));
     }
     Ok(spec
         .props
