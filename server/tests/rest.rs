@@ -243,6 +243,28 @@ fn streams_and_rules_over_rest_with_ekuiper_shapes() {
     server.stop();
 }
 
+/// A stream joined by a rule (not its FROM stream) is in use too: deleting it is refused,
+/// naming the rule, instead of leaving the rule without its stream.
+#[test]
+fn a_stream_a_rule_joins_cannot_be_deleted() {
+    let server = Server::start(&temp_dir("rest-joined-in-use"));
+    server.create_stream(
+        r#"CREATE STREAM door (id STRING) WITH (DATASOURCE="door", TYPE="memory", FORMAT="json")"#,
+    );
+    server.create_stream(
+        r#"CREATE STREAM motion (id STRING, level BIGINT) WITH (DATASOURCE="motion", TYPE="memory", FORMAT="json")"#,
+    );
+    let rule = json!({"id": "joined", "sql": "SELECT door.id, motion.level FROM door JOIN motion ON door.id = motion.id GROUP BY TUMBLINGWINDOW(ss, 10)",
+        "actions": [{"log": {}}]});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    let (status, err) = server.json("DELETE", "/streams/motion", None);
+    assert_eq!(status, 409, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("joined"), "{err}");
+    assert_eq!(server.call("DELETE", "/rules/joined", None).0, 200);
+    assert_eq!(server.call("DELETE", "/streams/motion", None).0, 200);
+}
+
 #[test]
 fn rules_come_back_after_a_restart() {
     let dir = temp_dir("restart");

@@ -373,7 +373,12 @@ impl Engine {
         let rules = self.inner.rules.lock().expect("rules lock");
         let users: Vec<&str> = rules
             .values()
-            .filter(|r| r.plan.plan.scan().stream == name || r.plan.plan.joins_table(name))
+            .filter(|r| {
+                let plan = &r.plan.plan;
+                plan.scan().stream == name
+                    || plan.joins_table(name)
+                    || plan.joined_streams().iter().any(|j| j.name == name)
+            })
             .map(|r| r.spec.id.as_str())
             .collect();
         if !users.is_empty() {

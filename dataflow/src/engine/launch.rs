@@ -411,7 +411,8 @@ impl Engine {
                     Arc::new(move |i| wake(i + start))
                 }
             };
-            let mut joined_tasks = Vec::new();
+            // Aborted if the launch fails before the run holds them.
+            let mut joined_tasks = Started::default();
             // qos 1 and 2 with joins: the FROM stream's source and the joined ones write worker 0's
             // log and queue in turns, and the joined ones wait until the log is replayed.
             let order = Arc::new(tokio::sync::Mutex::new(()));
@@ -611,7 +612,12 @@ impl Engine {
                 }
                 (SourceHandle::Own(task), connection)
             };
-            (source_handle, connection, joined_tasks, save_before_stop)
+            (
+                source_handle,
+                connection,
+                joined_tasks.into_inner(),
+                save_before_stop,
+            )
         };
         entry.run = Some(RuleRun {
             key,
@@ -838,5 +844,37 @@ impl Drop for Unbuilt<'_> {
         for index in &self.indexes {
             index.feed.release(index);
         }
+    }
+}
+
+/// Tasks started for a run that is being launched (the joined streams' sources): aborted when
+/// the launch fails before the run holds them, since a dropped `JoinHandle` leaves its task
+/// running (an MQTT connection, say, until a send fails).
+#[derive(Default)]
+struct Started(Vec<tokio::task::JoinHandle<()>>);
+
+impl Started {
+    /// The tasks, for the run to hold: no longer aborted here.
+    fn into_inner(mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for Started {
+    type Target = Vec<tokio::task::JoinHandle<()>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Started {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
     }
 }
