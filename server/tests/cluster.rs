@@ -2,7 +2,8 @@
 //! `--process`): process 0 serves the REST API and reads the stream; a keyed window rule
 //! created there runs on every process's workers, and its results are what one process
 //! computes. An MQTT stream is read by every process, each taking a share through a shared
-//! subscription. A file read on the leader ends the rule in every process.
+//! subscription. A file read on the leader ends the rule in every process; a file that can be
+//! split is read in byte ranges by every process.
 
 mod common;
 
@@ -16,7 +17,7 @@ use common::cluster::{
     windows_add_up,
 };
 use common::mqtt::{TestClient, free_port, unique};
-use common::{Server, temp_dir, wait_rule_status};
+use common::{Server, mariadb, temp_dir, wait_rule_status};
 use serde_json::{Value, json};
 
 /// Keys of the input: enough that both processes' workers own some.
@@ -305,7 +306,8 @@ async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
     });
 }
 
-/// A file stream is read on the leader alone. When the file ends, the leader tells the other
+/// A file stream that cannot be split (its profile drops its last line, which only a whole
+/// read finds) is read on the leader alone. When the file ends, the leader tells the other
 /// process, whose share of the dataflow ends too: an event-time window rule emits what one
 /// process computes (its last window only the end of input closes), a processing-time one
 /// adds up to the input, and both stop with "input ended". (The processing-time rule reads
@@ -313,14 +315,18 @@ async fn an_mqtt_stream_is_read_in_shares_by_every_process() {
 /// open, and it would never stop.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_read_on_the_leader_ends_the_rule_in_every_process() {
-    let cluster = tokio::task::block_in_place(|| cluster("cluster-file"));
+    // In every process's `--config`: whether a file is split is decided in each process.
+    let profiles = "file:\n  tail:\n    fileType: lines\n    ignoreEndLines: 1\n";
+    let cluster = tokio::task::block_in_place(|| cluster_with("cluster-file", Some(profiles)));
     let server = &cluster.leader;
     let file = temp_dir("cluster-file-input").join("readings.jsonl");
-    // No far-later row: only the end of input closes the last window.
+    // No far-later row: only the end of input closes the last window. The last line, which
+    // the profile drops, would be a bad row.
     let text: String = input()
         .iter()
         .take(ROWS)
         .map(|row| format!("{row}\n"))
+        .chain(std::iter::once("dropped\n".to_string()))
         .collect();
     std::fs::write(&file, text).expect("input file");
     let out = format!("quiver-cluster/{}/file", unique());
@@ -328,14 +334,8 @@ async fn a_file_read_on_the_leader_ends_the_rule_in_every_process() {
     subscriber.subscribed().await;
     let rule = event_time_windows("file-windows", &out);
     tokio::task::block_in_place(|| {
-        let (status, body) = server.call(
-            "PUT",
-            "/metadata/sources/file/confKeys/lines",
-            Some(json!({"fileType": "lines"})),
-        );
-        assert_eq!(status, 200, "{body}");
         server.create_stream(&format!(
-            r#"CREATE STREAM readings (k STRING, v BIGINT, ts BIGINT) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json", CONF_KEY="lines", TIMESTAMP="ts")"#,
+            r#"CREATE STREAM readings (k STRING, v BIGINT, ts BIGINT) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json", CONF_KEY="tail", TIMESTAMP="ts")"#,
             file.display()
         ));
         let (status, body) = server.call("POST", "/rules", Some(rule));
@@ -362,6 +362,159 @@ async fn a_file_read_on_the_leader_ends_the_rule_in_every_process() {
             window_in(&st, 1) > 0,
             "{rule}: no row reached process 1: {st}"
         );
+        assert_eq!(
+            source_in(&st, 1),
+            0,
+            "{rule}: process 1 read the file: {st}"
+        );
+    }
+}
+
+/// Lines of the file [`a_file_is_read_in_byte_ranges_by_every_process`] reads: `{"id", "pad"}`
+/// of varied lengths, the second half beginning exactly at the middle byte, where process 1's
+/// range begins (a split off by one there loses or repeats that line).
+fn lines_split_at_a_line(n: usize) -> String {
+    let mut lines: Vec<String> = (0..n)
+        .map(|i| json!({"id": i, "pad": "p".repeat(i * 37 % 91)}).to_string())
+        .collect();
+    let half = |lines: &[String]| lines.iter().map(|l| l.len() + 1).sum::<usize>();
+    let (first, second) = (half(&lines[..n / 2]), half(&lines[n / 2..]));
+    // The shorter half's last line takes the difference in its pad.
+    let longer = |line: &str, by: usize| {
+        let mut row: Value = serde_json::from_str(line).expect("a row");
+        let pad = format!("{}{}", row["pad"].as_str().expect("a pad"), "q".repeat(by));
+        row["pad"] = json!(pad);
+        row.to_string()
+    };
+    if first > second {
+        lines[n - 1] = longer(&lines[n - 1], first - second);
+    } else {
+        lines[n / 2 - 1] = longer(&lines[n / 2 - 1], second - first);
+    }
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let (before, after) = text.split_at(text.len() / 2);
+    assert!(before.ends_with('\n') && after.starts_with(&format!("{{\"id\":{},", n / 2)));
+    text
+}
+
+/// A CSV file of `n` records (`id`, a `note` quoted over two lines), its middle byte inside a
+/// quoted value that holds a line end after it: a split at the first line end after the middle
+/// would cut a record in two.
+fn csv_split_in_a_quoted_value(n: usize) -> String {
+    for extra in 0..200 {
+        let mut text = "id,note\n".to_string();
+        // Where each line end inside quotes is.
+        let mut inner = Vec::new();
+        for i in 0..n {
+            let pad = "n".repeat(i * 13 % 29 + if i == 0 { extra } else { 0 });
+            text.push_str(&format!("{i},\"a {pad}"));
+            inner.push(text.len());
+            text.push_str(&format!("\nb, \"\"{i}\"\"\"\n"));
+        }
+        let middle = text.len() / 2;
+        let first_end = middle - 1 + text[middle - 1..].find('\n').expect("a line end");
+        if inner.contains(&first_end) {
+            return text;
+        }
+    }
+    unreachable!("some padding puts the middle in a quoted value")
+}
+
+/// Every process reads its byte range of a file (lines of varied lengths; CSV with quoted
+/// values over two lines) for rules any worker may take rows of: a stateless rule writes each
+/// row once (MariaDB holds every id once), a processing-time window counts every row once,
+/// both processes' sources read rows, and the rules stop with "input ended", every process's
+/// source having ended by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_read_in_byte_ranges_by_every_process() {
+    const N: usize = 10_000;
+    let cluster = tokio::task::block_in_place(|| cluster("cluster-file-ranges"));
+    let server = &cluster.leader;
+    let dir = temp_dir("cluster-file-ranges-input");
+    let suffix = unique().replace(['-', '/'], "_");
+    for (stream, name, text, columns) in [
+        (
+            "lines_in",
+            "rows.jsonl",
+            lines_split_at_a_line(N),
+            "id BIGINT, pad STRING",
+        ),
+        (
+            "csv_in",
+            "rows.csv",
+            csv_split_in_a_quoted_value(N),
+            "id BIGINT, note STRING",
+        ),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, text).expect("input file");
+        let table = format!("{stream}_{suffix}");
+        mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
+        let out = format!("quiver-cluster/{}/{stream}", unique());
+        let mut subscriber = TestClient::start(1883, Some(out.clone()));
+        subscriber.subscribed().await;
+        let (ids, counts) = (format!("{stream}_ids"), format!("{stream}_count"));
+        tokio::task::block_in_place(|| {
+            server.create_stream(&format!(
+                r#"CREATE STREAM {stream} ({columns}) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json")"#,
+                file.display()
+            ));
+            let rule = json!({"id": ids, "sql": format!("SELECT id FROM {stream}"),
+                "actions": [{"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": table}}]});
+            let (status, body) = server.call("POST", "/rules", Some(rule));
+            assert_eq!(status, 201, "{body}");
+            let rule = json!({"id": counts,
+                "sql": format!("SELECT count(*) AS c FROM {stream} GROUP BY TUMBLINGWINDOW(ss, 1)"),
+                "actions": [{"mqtt": {"server": "tcp://127.0.0.1:1883", "topic": out, "sendSingle": true}}]});
+            let (status, body) = server.call("POST", "/rules", Some(rule));
+            assert_eq!(status, 201, "{body}");
+        });
+
+        // However the wall clock cut the windows, they count every row once.
+        let mut counted = 0;
+        while counted < N as u64 {
+            let p = subscriber.next_publish().await;
+            let row: Value = serde_json::from_slice(&p.payload).expect("a JSON row");
+            counted += row["c"].as_u64().expect("a count");
+            assert!(counted <= N as u64, "{stream}: {counted} rows counted");
+        }
+        for rule in [&ids, &counts] {
+            let st = tokio::task::block_in_place(|| {
+                wait_rule_status(server, rule, |st| {
+                    st["status"] != json!("running")
+                        && source_in(st, 0) + source_in(st, 1) == N as u64
+                })
+            });
+            assert_eq!(st["status"], json!("stopped"), "{rule}: {st}");
+            assert_eq!(st["message"], json!("input ended"), "{rule}: {st}");
+            for p in 0..2 {
+                assert!(
+                    source_in(&st, p) > 0,
+                    "{rule}: process {p} read nothing: {st}"
+                );
+            }
+        }
+        let extra = tokio::time::timeout(
+            std::time::Duration::from_millis(1500),
+            subscriber.next_publish(),
+        )
+        .await;
+        assert!(
+            extra.is_err(),
+            "{stream}: a window after the last: {extra:?}"
+        );
+
+        // Each process's sink writes its own rows: once both wrote them all, every id is
+        // there once.
+        let query = format!("SELECT COUNT(*), COUNT(DISTINCT id), MIN(id), MAX(id) FROM {table}");
+        let want = format!("{N}\t{N}\t0\t{}\n", N - 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut got = mariadb(&query);
+        while got != want && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            got = mariadb(&query);
+        }
+        assert_eq!(got, want, "{stream}: rows, distinct ids, min, max");
     }
 }
 

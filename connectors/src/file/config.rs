@@ -94,6 +94,9 @@ pub struct FileSourceConfig {
     /// Read a directory's files at the same time (`parallel`), up to
     /// [`super::source::PARALLEL_READERS`] at once; rows of different files interleave.
     pub parallel: bool,
+    /// In a cluster, the part of every file this process reads (`split.rs`); set by the
+    /// engine for inputs [`super::unsplittable`] accepts, never by a property. `None`: all.
+    pub share: Option<super::Share>,
 }
 
 impl FileSourceConfig {
@@ -183,6 +186,7 @@ impl FileSourceConfig {
             decompression,
             after_read,
             parallel: p.boolean("parallel")?.unwrap_or(false),
+            share: None,
         })
     }
 

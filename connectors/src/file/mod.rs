@@ -18,6 +18,10 @@
 //! missing or unreadable file fails the source with the path in the message; a malformed row
 //! in a `lines` file is a per-row exception counted by the decoder, not a failure.
 //!
+//! In a cluster, every process reads its byte range of each file for rules that any worker may
+//! take rows of (see `split.rs`); what cannot be entered part way ([`unsplittable`]) is read
+//! whole on the leader.
+//!
 //! CSV values: unquoted JSON number literals become numbers (so schemaless streams compare
 //! them as numbers), everything else, and anything quoted, a string. The source does not see
 //! the stream's schema, so an unquoted `123` in a `STRING` column is refused by the typed
@@ -31,6 +35,7 @@ mod reread;
 mod sink;
 mod sink_config;
 mod source;
+mod split;
 mod writer;
 
 pub use crate::codec::compress::Compression;
@@ -46,4 +51,5 @@ pub use sink_config::{
     DEFAULT_CHECK_INTERVAL, DEFAULT_ROLLING_COUNT, FileSinkConfig, NamePattern, SINK_OWN_KEYS,
 };
 pub use source::{FileSource, PARALLEL_READERS};
+pub use split::{Share, unsplittable};
 pub use writer::CHUNK_BYTES;

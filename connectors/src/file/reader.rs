@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::config::{FileSourceConfig, FileType};
 use super::cursor::Progress;
 use super::input;
+use super::split::{self, Part};
 use crate::{ConnectorError, RawMessage, SourceEvent};
 
 /// Rows per chunk (one `SourceEvent::Raw` each): large enough to amortise the per-event cost
@@ -86,31 +87,52 @@ pub(super) fn read_rows(
     let file_type = config.file_type_for(file);
     let topic: Arc<str> = file.display().to_string().into();
     let reading = |reason: String| io_error(format!("reading \"{}\": {reason}", file.display()));
+    // In a cluster, the lines (or records) of this process's byte range, up to `until`.
+    let (from, until) = match config.share {
+        None => (from, None),
+        Some(share) => match split::part(config, file, file_type, share).map_err(reading)? {
+            Part::Whole => (from, None),
+            Part::Nothing => return Ok(Some(0)),
+            Part::Span { start, end } => (
+                Progress {
+                    offset: start,
+                    rows: 0,
+                },
+                Some(end),
+            ),
+        },
+    };
+    let open = |offset: u64| -> Result<Box<dyn Read + Send>, ConnectorError> {
+        let opened = open_at(config, file, offset)?;
+        Ok(match until {
+            Some(end) => Box::new(opened.take(end.saturating_sub(offset))),
+            None => opened,
+        })
+    };
     let mut rows = Rows::new(topic, config.send_interval, emit);
     rows.offset = from.offset;
     let finished = match file_type {
         // Lines and CSV read blocks of their own (no BufReader); JSON streams from one.
-        FileType::Lines if reads_blocks(config, file) => {
-            read_blocks(open_at(config, file, from.offset)?, &mut rows)
-        }
+        FileType::Lines if reads_blocks(config, file) => read_blocks(open(from.offset)?, &mut rows),
         FileType::Lines => {
-            let lines = LineReader::at(open_at(config, file, from.offset)?, config, from.offset);
+            let lines = LineReader::at(open(from.offset)?, config, from.offset);
             read_lines(lines, &mut rows)
         }
         FileType::Csv => {
-            // Resumed part way: the names are in the header, before the position.
-            let names = match from.offset {
-                0 => None,
-                _ => {
+            // Resumed part way, or a process's part of the file: the names are in the
+            // header, before the position (a part that holds the header starts after it).
+            let (names, start) = match from.offset {
+                0 => (None, 0),
+                offset => {
                     let mut head = LineReader::new(open_at(config, file, 0)?, config);
-                    Some(
-                        csv_header(&mut head, config)
-                            .map_err(reading)?
-                            .unwrap_or(None),
-                    )
+                    let names = csv_header(&mut head, config)
+                        .map_err(reading)?
+                        .unwrap_or(None);
+                    (Some(names), offset.max(head.end))
                 }
             };
-            let lines = LineReader::at(open_at(config, file, from.offset)?, config, from.offset);
+            let lines = LineReader::at(open(start)?, config, start);
+            rows.offset = start;
             read_csv(lines, config, names, &mut rows)
         }
         FileType::Json => {

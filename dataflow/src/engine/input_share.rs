@@ -1,11 +1,19 @@
-//! Partitioned MQTT input in a cluster: every process subscribes to a rule's MQTT stream
-//! through one MQTT shared subscription (`$share/<group>/<topic filter>`), so the broker
-//! hands each message to one process and each process's source feeds its own workers.
-//! Other sources, and rules whose input one worker reads in order, stay on the leader.
+//! Partitioned input in a cluster, for rules whose rows any worker may take (not `ordered`):
+//! every process reads a share of the rule's stream and feeds its own workers.
+//!
+//! - MQTT: every process subscribes through one MQTT shared subscription
+//!   (`$share/<group>/<topic filter>`), so the broker hands each message to one process.
+//! - File: every process reads its byte range of each file (`quiver_connectors::file`'s
+//!   `split.rs`), and its source ends when its ranges are read, as the leader's does: no
+//!   process waits for another's word that the input ended.
+//!
+//! Other sources, inputs that cannot be shared, and rules whose input one worker reads in
+//! order stay on the leader.
 
 use quiver_compiler::RulePlan;
-use quiver_connectors::SourceSpec;
+use quiver_connectors::file::{FileSource, FileSourceConfig, Share, unsplittable};
 use quiver_connectors::mqtt::MqttSourceConfig;
+use quiver_connectors::{Source, SourceSpec};
 use serde_json::Value;
 
 use super::Engine;
@@ -14,28 +22,65 @@ use crate::error::EngineError;
 /// The prefix of an MQTT shared subscription's topic filter.
 const SHARE_PREFIX: &str = "$share/";
 
+/// How this process reads its share of a rule's input.
+pub(super) enum InputShare {
+    /// An MQTT stream through a shared subscription (the spec names it).
+    Subscription,
+    /// A file stream: this process's byte ranges of its files.
+    FileRanges(Box<FileSourceConfig>),
+}
+
 impl Engine {
-    /// In a cluster, makes `spec` read this process's share of the rule's MQTT stream and
-    /// says whether it does. Only a stream any worker may take rows of (`ordered` false: no
-    /// event time, joins or analytic order) and without a named connection (those live on
-    /// the leader) is shared.
+    /// In a cluster, makes `spec` read this process's share of the rule's stream and says how,
+    /// or `None` when the leader reads it whole. Only a stream any worker may take rows of
+    /// (`ordered` false: no event time, joins or analytic order) and without a named
+    /// connection (those live on the leader) is shared: an MQTT stream, or a file stream
+    /// whose files can be entered part way (plain lines or CSV, read once and kept).
     pub(super) fn take_input_share(
         &self,
         rule: &str,
         ordered: bool,
         spec: &mut SourceSpec,
-    ) -> bool {
-        let Some(cluster) = self.cluster() else {
-            return false;
-        };
-        if ordered
-            || !spec.source_type.eq_ignore_ascii_case("mqtt")
-            || property(spec, "connectionSelector").is_some()
-        {
-            return false;
+    ) -> Option<InputShare> {
+        let cluster = self.cluster()?;
+        if ordered || property(spec, "connectionSelector").is_some() {
+            return None;
+        }
+        if spec.source_type == "file" {
+            // A profile the source refuses stays on the leader, which fails with its error.
+            let mut config =
+                FileSourceConfig::parse_for_format(&spec.datasource, &spec.props, &spec.format)
+                    .ok()?;
+            if let Some(why) = unsplittable(&config) {
+                tracing::debug!(rule, "the file input is read on the leader: {why}");
+                return None;
+            }
+            config.share = Some(Share {
+                process: cluster.process,
+                processes: cluster.processes,
+            });
+            return Some(InputShare::FileRanges(Box::new(config)));
+        }
+        if !spec.source_type.eq_ignore_ascii_case("mqtt") {
+            return None;
         }
         share_spec(rule, cluster.process, spec);
-        true
+        Some(InputShare::Subscription)
+    }
+
+    /// The source of a rule's input in this process: for a file read in ranges, a file source
+    /// reading this process's; else the one `spec` names.
+    pub(super) fn input_source(
+        &self,
+        share: Option<&InputShare>,
+        spec: &SourceSpec,
+    ) -> Result<Box<dyn Source>, EngineError> {
+        match share {
+            Some(InputShare::FileRanges(config)) => {
+                Ok(Box::new(FileSource::new(config.as_ref().clone())))
+            }
+            Some(InputShare::Subscription) | None => Ok(self.inner.connectors.source(spec)?),
+        }
     }
 
     /// On the leader before a rule is sequenced: the connection settings of its MQTT stream.

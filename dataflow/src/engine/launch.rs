@@ -375,8 +375,9 @@ impl Engine {
             .take(local.end)
             .skip(local.start)
             .collect();
-        // In a cluster, an MQTT stream is read by every process, each taking a share.
-        let shared_input = self.take_input_share(&entry.spec.id, ordered, &mut spec);
+        // In a cluster, an MQTT stream or a file is read by every process, each taking a share.
+        let share = self.take_input_share(&entry.spec.id, ordered, &mut spec);
+        let shared_input = share.is_some();
         let (source_handle, connection, joined_tasks, save_before_stop) = if self.is_follower()
             && !shared_input
         {
@@ -513,7 +514,7 @@ impl Engine {
                 let connection = self.join_shared(&stream.name, &spec, subscriber, queue)?;
                 (SourceHandle::Shared(stream.name.clone()), connection)
             } else {
-                let mut source = self.inner.connectors.source(&spec)?;
+                let mut source = self.input_source(share.as_ref(), &spec)?;
                 let connection = source.connection();
                 let source_error = error.clone();
                 let rule_id = entry.spec.id.clone();
@@ -533,7 +534,8 @@ impl Engine {
                 });
                 let last_checkpoint = recovery.as_ref().map(|r| r.checkpointing.clone());
                 // In a cluster, a source read here alone tells the other processes when its
-                // input ends, so their share of the dataflow ends too.
+                // input ends, so their share of the dataflow ends too. (Of a shared input, every
+                // process's source ends its own workers' input: a file's ranges once read.)
                 let announce_end = (self.cluster().is_some() && !shared_input)
                     .then(|| (Arc::downgrade(&self.inner), key.clone()));
                 let task = self.inner.runtime.spawn(async move {
