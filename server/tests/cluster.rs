@@ -54,10 +54,19 @@ fn spawn_leader(dir: &Path, args: &[String]) -> Server {
     Server::spawn(&dir.join("p0"), args, &[], Some(&log))
 }
 
-/// Starts follower `p` with its data dir under `dir`.
+/// Starts follower `p` with its data dir under `dir`, in a working directory of its own that
+/// lies deeper than the test's: a relative path that climbs from the test's (the leader's)
+/// working directory to a file names nothing from the follower's.
 fn spawn_follower(dir: &Path, args: &[String], p: usize) -> Follower {
     let log = std::fs::File::create(dir.join(format!("p{p}-{}.log", unique()))).expect("log file");
+    let depth = std::env::current_dir().expect("cwd").components().count();
+    let mut cwd = dir.join(format!("p{p}-cwd"));
+    while cwd.components().count() <= depth {
+        cwd.push("d");
+    }
+    std::fs::create_dir_all(&cwd).expect("the follower's working directory");
     let follower = Command::new(env!("CARGO_BIN_EXE_quiverd"))
+        .current_dir(&cwd)
         .arg("--data-dir")
         .arg(dir.join(format!("p{p}")))
         .args(args)
@@ -516,6 +525,45 @@ async fn a_file_is_read_in_byte_ranges_by_every_process() {
         }
         assert_eq!(got, want, "{stream}: rows, distinct ids, min, max");
     }
+}
+
+/// A follower that cannot read its range of a file (the file is not at that path on its
+/// machine) makes the rule stop by error on the leader, naming the process, instead of ending
+/// well with the leader's rows only.
+#[test]
+fn a_file_a_follower_cannot_read_stops_the_rule_by_error_on_the_leader() {
+    let cluster = cluster("cluster-file-missing");
+    let server = &cluster.leader;
+    let file = temp_dir("cluster-file-missing-input").join("rows.jsonl");
+    let text: String = (0..1000)
+        .map(|i| format!("{}\n", json!({"k": format!("k{}", i % 7), "v": i})))
+        .collect();
+    std::fs::write(&file, text).expect("input file");
+    // Relative to the leader's working directory (the test's); from the follower's, which lies
+    // deeper, the same path names nothing.
+    let cwd = std::env::current_dir().expect("cwd");
+    let ups = cwd.components().count() - 1;
+    let relative = format!(
+        "{}{}",
+        "../".repeat(ups),
+        file.strip_prefix("/").expect("an absolute path").display()
+    );
+    let (status, body) = server.call(
+        "PUT",
+        "/metadata/sources/file/confKeys/lines",
+        Some(json!({"fileType": "lines"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    server.create_stream(&format!(
+        r#"CREATE STREAM rows (k STRING, v BIGINT) WITH (DATASOURCE="{relative}", TYPE="file", FORMAT="json", CONF_KEY="lines")"#
+    ));
+    let rule = json!({"id": "rows", "sql": "SELECT k, v FROM rows", "actions": [{"log": {}}]});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    let st = wait_rule_status(server, "rows", |st| st["status"] != json!("running"));
+    assert_eq!(st["status"], json!("stopped by error"), "{st}");
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(message.contains("process 1"), "{st}");
 }
 
 /// Three processes. A keyed event-time window over MQTT (read on the leader, its groups spread

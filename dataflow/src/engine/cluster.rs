@@ -54,6 +54,13 @@ pub(super) enum Control {
     Counters { rules: BTreeMap<String, Counters> },
     /// The input of run `key` of rule `id`, read on the leader alone, ended there.
     InputEnded { id: String, key: String },
+    /// The source of run `key` of rule `id` failed on the follower that put this in (a file
+    /// it cannot read, say): the leader's status says so, as one process's would.
+    SourceFailed {
+        id: String,
+        key: String,
+        error: String,
+    },
 }
 
 /// One item of the sequence: the command, and who put it in (to answer its caller).
@@ -155,6 +162,18 @@ impl Engine {
             self.put_in_sequence(Control::InputEnded {
                 id: id.to_string(),
                 key: key.to_string(),
+            });
+        }
+    }
+
+    /// On a follower, once its own source of run `key` of rule `id` failed: tells the leader,
+    /// whose status would otherwise show the rule ending well with fewer rows.
+    pub(super) fn report_source_failure(&self, id: &str, key: &str, error: &str) {
+        if self.is_follower() && self.workers_stopped().is_none() {
+            self.put_in_sequence(Control::SourceFailed {
+                id: id.to_string(),
+                key: key.to_string(),
+                error: error.to_string(),
             });
         }
     }
@@ -334,6 +353,21 @@ impl Engine {
                     && let super::entry::SourceHandle::Elsewhere(input) = &mut run.source
                 {
                     input.end();
+                }
+                Ok(())
+            }
+            Control::SourceFailed { id, key, error } => {
+                if self.cluster().is_some_and(|c| c.process == 0) {
+                    let rules = self.inner.rules.lock().expect("rules lock");
+                    if let Some(run) = rules.get(&id).and_then(|e| e.run.as_ref())
+                        && run.key == key
+                    {
+                        tracing::error!(rule = %id, "process {from}: source failed: {error}");
+                        let mut slot = run.error.lock().expect("error lock");
+                        if slot.is_none() {
+                            *slot = Some(format!("process {from}: {error}"));
+                        }
+                    }
                 }
                 Ok(())
             }

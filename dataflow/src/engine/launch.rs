@@ -538,6 +538,11 @@ impl Engine {
                 // process's source ends its own workers' input: a file's ranges once read.)
                 let announce_end = (self.cluster().is_some() && !shared_input)
                     .then(|| (Arc::downgrade(&self.inner), key.clone()));
+                // A follower's own source (a share of the input) reports its failure to the
+                // leader, whose status answers for the cluster.
+                let report_failure = self
+                    .is_follower()
+                    .then(|| (Arc::downgrade(&self.inner), key.clone()));
                 let task = self.inner.runtime.spawn(async move {
                     // Keeps the queues open past the source's end until the input's last
                     // checkpoint is pending, so the workers meet it at the end of their queues.
@@ -580,6 +585,11 @@ impl Engine {
                     {
                         tracing::error!(rule = %rule_id, "source failed: {e}");
                         *source_error.lock().expect("error lock") = Some(e.to_string());
+                        if let Some((engine, key)) = &report_failure
+                            && let Some(inner) = engine.upgrade()
+                        {
+                            Engine { inner }.report_source_failure(&rule_id, key, &e.to_string());
+                        }
                     }
                     // The queues are closed now; wake every worker so each sees the end of its
                     // input, drops its capability and lets the results drain to the sinks.
