@@ -560,7 +560,15 @@ fn a_file_a_follower_cannot_read_stops_the_rule_by_error_on_the_leader() {
     let rule = json!({"id": "rows", "sql": "SELECT k, v FROM rows", "actions": [{"log": {}}]});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
-    let st = wait_rule_status(server, "rows", |st| st["status"] != json!("running"));
+    // The run's end and the follower's report travel apart: wait for the error a little.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let st = loop {
+        let st = wait_rule_status(server, "rows", |st| st["status"] != json!("running"));
+        if st["status"] == json!("stopped by error") || std::time::Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert_eq!(st["status"], json!("stopped by error"), "{st}");
     let message = st["message"].as_str().unwrap_or_default();
     assert!(message.contains("process 1"), "{st}");

@@ -167,14 +167,21 @@ impl Engine {
     }
 
     /// On a follower, once its own source of run `key` of rule `id` failed: tells the leader,
-    /// whose status would otherwise show the rule ending well with fewer rows.
+    /// whose status would otherwise show the rule ending well with fewer rows. Blocks until
+    /// the report came out of the sequence here: the caller closes its workers' input only
+    /// then, so the leader, which applies the sequence in the same order, has the error
+    /// before the run can finish (the run's end and the sequence are separate channels, so
+    /// this narrows the gap rather than closing it).
     pub(super) fn report_source_failure(&self, id: &str, key: &str, error: &str) {
-        if self.is_follower() && self.workers_stopped().is_none() {
-            self.put_in_sequence(Control::SourceFailed {
+        if self.is_follower() {
+            let control = Control::SourceFailed {
                 id: id.to_string(),
                 key: key.to_string(),
                 error: error.to_string(),
-            });
+            };
+            if let Some(Err(e)) = self.sequenced(control) {
+                tracing::warn!(rule = %id, "source failure not reported to the leader: {e}");
+            }
         }
     }
 

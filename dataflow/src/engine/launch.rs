@@ -588,7 +588,18 @@ impl Engine {
                         if let Some((engine, key)) = &report_failure
                             && let Some(inner) = engine.upgrade()
                         {
-                            Engine { inner }.report_source_failure(&rule_id, key, &e.to_string());
+                            let error = e.to_string();
+                            let report =
+                                || Engine { inner }.report_source_failure(&rule_id, key, &error);
+                            match tokio::runtime::Handle::try_current() {
+                                Ok(h)
+                                    if h.runtime_flavor()
+                                        == tokio::runtime::RuntimeFlavor::MultiThread =>
+                                {
+                                    tokio::task::block_in_place(report)
+                                }
+                                _ => report(),
+                            }
                         }
                     }
                     // The queues are closed now; wake every worker so each sees the end of its
