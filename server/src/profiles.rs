@@ -52,9 +52,18 @@ impl Profiles {
         Ok(all)
     }
 
-    /// Hands every profile in force to the engine (at start).
+    /// Hands every profile in force to the engine (at start). In a cluster the REST-made ones
+    /// also go to every other process, through the sequence, where they win over the
+    /// process's `--config` file: a follower keeps no catalog.
     pub fn apply(&self, engine: &Engine, catalog: &Catalog) -> Result<(), CatalogError> {
         engine.set_source_profiles(self.merged(catalog)?);
+        if engine.cluster_process().is_some() {
+            for (source_type, name, props) in catalog.conf_keys()? {
+                if let Ok(props) = serde_json::from_str::<Map<String, Value>>(&props) {
+                    engine.set_source_profile(&source_type, &name, Some(props));
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -574,6 +574,94 @@ fn a_file_a_follower_cannot_read_stops_the_rule_by_error_on_the_leader() {
     assert!(message.contains("process 1"), "{st}");
 }
 
+/// A profile made over REST on the leader reaches every process (a follower keeps no catalog):
+/// a `.json` file the profile says holds lines is split by both processes alike, and every
+/// row is read once.
+#[test]
+fn a_profile_made_over_rest_reaches_every_process() {
+    let cluster = cluster("cluster-file-profile");
+    let server = &cluster.leader;
+    // A `.json` name: without the profile its file type is a JSON document, read whole.
+    let file = temp_dir("cluster-file-profile-input").join("rows.json");
+    write_rows(&file, 1000);
+    let (status, body) = server.call(
+        "PUT",
+        "/metadata/sources/file/confKeys/made_over_rest",
+        Some(json!({"fileType": "lines"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    server.create_stream(&format!(
+        r#"CREATE STREAM rows (k STRING, v BIGINT) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json", CONF_KEY="made_over_rest")"#,
+        file.display()
+    ));
+    let rule = json!({"id": "rows", "sql": "SELECT k, v FROM rows", "actions": [{"log": {}}]});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    let st = wait_rule_status(server, "rows", |st| st["status"] != json!("running"));
+    assert_eq!(st["status"], json!("stopped"), "{st}");
+    assert_eq!(source_in(&st, 0) + source_in(&st, 1), 1000, "{st}");
+    assert!(source_in(&st, 1) > 0, "process 1 read nothing: {st}");
+}
+
+/// Processes whose `--config` files give a file stream different profiles (the leader splits
+/// the file, the follower leaves it to the leader) make the rule stop by error, saying so,
+/// instead of leaving the follower's part unread and its workers waiting for ever.
+#[test]
+fn processes_that_read_a_file_differently_stop_the_rule_by_error() {
+    let dir = temp_dir("cluster-file-disagree");
+    let hosts = hosts_file(&dir, 2);
+    let leader_config = dir.join("leader.yaml");
+    std::fs::write(&leader_config, "file:\n  differs:\n    fileType: lines\n").expect("config");
+    let args = |p: usize| {
+        let mut args = vec![
+            "--cluster-hosts".to_string(),
+            hosts.display().to_string(),
+            "--process".to_string(),
+            p.to_string(),
+            "--workers".to_string(),
+            "1".to_string(),
+        ];
+        if p == 0 {
+            args.extend(["--config".to_string(), leader_config.display().to_string()]);
+        }
+        args
+    };
+    let server = spawn_leader(&dir, &args(0));
+    let _follower = spawn_follower(&dir, &args(1), 1);
+    server.wait_ready();
+    let file = temp_dir("cluster-file-disagree-input").join("rows.json");
+    write_rows(&file, 1000);
+    server.create_stream(&format!(
+        r#"CREATE STREAM rows (k STRING, v BIGINT) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json", CONF_KEY="differs")"#,
+        file.display()
+    ));
+    let rule = json!({"id": "rows", "sql": "SELECT k, v FROM rows", "actions": [{"log": {}}]});
+    let (status, body) = server.call("POST", "/rules", Some(rule));
+    assert_eq!(status, 201, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let st = loop {
+        let (_, st) = server.json("GET", "/rules/rows/status", None);
+        if st["status"] == json!("stopped by error") || std::time::Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(st["status"], json!("stopped by error"), "{st}");
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("process 1") && message.contains("differently"),
+        "{st}"
+    );
+}
+
+/// Writes `n` JSON lines `{"k": ..., "v": i}` to `file`.
+fn write_rows(file: &Path, n: usize) {
+    let text: String = (0..n)
+        .map(|i| format!("{}\n", json!({"k": format!("k{}", i % 7), "v": i})))
+        .collect();
+    std::fs::write(file, text).expect("input file");
+}
+
 /// Three processes. A keyed event-time window over MQTT (read on the leader, its groups spread
 /// over every process's workers) emits exactly what one process computes; a processing-time
 /// window over another topic, read in shares by all three, adds up to its input.

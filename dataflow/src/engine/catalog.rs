@@ -1,7 +1,7 @@
 //! The catalog: streams and tables, the tasks that feed a table's rows, source profiles.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use arrow::record_batch::RecordBatch;
 use quiver_compiler::{Statement, StreamDef, StreamKind};
@@ -138,13 +138,17 @@ impl Engine {
 
     /// The connection profile a stream or table names (`CONF_KEY`, else `default`).
     fn profile_props(&self, def: &StreamDef) -> serde_json::Map<String, Value> {
-        self.inner
-            .profiles
-            .read()
-            .expect("profiles lock")
-            .get(&def.options.source_type)
-            .and_then(|p| p.get(def.options.conf_key.as_deref().unwrap_or("default")))
-            .cloned()
+        let name = def.options.conf_key.as_deref().unwrap_or("default");
+        let of = |profiles: &RwLock<SourceProfiles>| {
+            profiles
+                .read()
+                .expect("profiles lock")
+                .get(&def.options.source_type)
+                .and_then(|p| p.get(name))
+                .cloned()
+        };
+        of(&self.inner.sequenced_profiles)
+            .or_else(|| of(&self.inner.profiles))
             .unwrap_or_default()
     }
 
@@ -441,14 +445,49 @@ impl Engine {
     }
 
     /// Sets (`Some`) or removes (`None`) the profile `name` of `source_type` (lower case).
-    /// Streams read their profile when a rule starts them, so running rules keep theirs.
+    /// Streams read their profile when a rule starts them, so running rules keep theirs. In a
+    /// cluster it goes through the sequence to every process, where it wins over the process's
+    /// own profile of that name (a follower has no REST API: its own are its `--config`
+    /// file's, and a file split in byte ranges must be read with one profile everywhere).
     pub fn set_source_profile(
         &self,
         source_type: &str,
         name: &str,
         props: Option<serde_json::Map<String, Value>>,
     ) {
-        let mut profiles = self.inner.profiles.write().expect("profiles lock");
+        let control = super::cluster::Control::SetProfile {
+            source_type: source_type.to_string(),
+            name: name.to_string(),
+            props: props.clone(),
+        };
+        match self.sequenced(control) {
+            Some(Err(e)) => tracing::error!(
+                "profile \"{name}\" of {source_type} not sent to the cluster's processes: {e}"
+            ),
+            Some(Ok(())) => {}
+            None => Self::set_profile_in(&self.inner.profiles, source_type, name, props),
+        }
+    }
+
+    /// [`Engine::set_source_profile`] as the sequence applies it in every process.
+    pub(super) fn set_sequenced_profile(
+        &self,
+        source_type: &str,
+        name: &str,
+        props: Option<serde_json::Map<String, Value>>,
+    ) {
+        Self::set_profile_in(&self.inner.profiles, source_type, name, props.clone());
+        Self::set_profile_in(&self.inner.sequenced_profiles, source_type, name, props);
+    }
+
+    /// Sets or removes the profile `name` of `source_type` in `profiles`.
+    fn set_profile_in(
+        profiles: &RwLock<SourceProfiles>,
+        source_type: &str,
+        name: &str,
+        props: Option<serde_json::Map<String, Value>>,
+    ) {
+        let mut profiles = profiles.write().expect("profiles lock");
         match props {
             Some(props) => {
                 profiles

@@ -52,8 +52,23 @@ pub(super) enum Control {
     DeleteRule { id: String, keep_caches: bool },
     /// A follower's counters, by rule id.
     Counters { rules: BTreeMap<String, Counters> },
-    /// The input of run `key` of rule `id`, read on the leader alone, ended there.
-    InputEnded { id: String, key: String },
+    /// The input of run `key` of rule `id` ended on the leader: read there alone, or (`split`)
+    /// the leader's byte ranges of a file every process reads a part of.
+    InputEnded {
+        id: String,
+        key: String,
+        #[serde(default)]
+        split: bool,
+        /// How the leader made the source ([`super::input_share::spec_digest`]).
+        #[serde(default)]
+        digest: u64,
+    },
+    /// A connection profile made (`Some`) or removed over REST on the leader.
+    SetProfile {
+        source_type: String,
+        name: String,
+        props: Option<serde_json::Map<String, Value>>,
+    },
     /// The source of run `key` of rule `id` failed on the follower that put this in (a file
     /// it cannot read, say): the leader's status says so, as one process's would.
     SourceFailed {
@@ -155,13 +170,16 @@ impl Engine {
         }
     }
 
-    /// On the leader, once the input of run `key` of rule `id`, read here alone, ended: tells
-    /// the other processes, whose workers hold that input open until then.
-    pub(super) fn announce_input_end(&self, id: &str, key: &str) {
+    /// On the leader, once the input of run `key` of rule `id` ended here: tells the other
+    /// processes, whose workers hold that input open until then when it was read here alone,
+    /// and who check they read it as the leader did (`split`: in byte ranges).
+    pub(super) fn announce_input_end(&self, id: &str, key: &str, split: bool, digest: u64) {
         if self.cluster().is_some_and(|c| c.process == 0) && self.workers_stopped().is_none() {
             self.put_in_sequence(Control::InputEnded {
                 id: id.to_string(),
                 key: key.to_string(),
+                split,
+                digest,
             });
         }
     }
@@ -352,15 +370,64 @@ impl Engine {
             Control::StopRule { id } => self.stop_rule_here(&id),
             Control::RestartRule { id } => self.restart_rule_here(&id),
             Control::DeleteRule { id, keep_caches } => self.remove_rule(&id, keep_caches),
-            Control::InputEnded { id, key } => {
+            Control::InputEnded {
+                id,
+                key,
+                split,
+                digest,
+            } => {
                 let mut rules = self.inner.rules.lock().expect("rules lock");
                 // A run stopped or replaced since has nothing to end.
-                if let Some(run) = rules.get_mut(&id).and_then(|e| e.run.as_mut())
-                    && run.key == key
-                    && let super::entry::SourceHandle::Elsewhere(input) = &mut run.source
-                {
-                    input.end();
+                let Some(entry) = rules
+                    .get_mut(&id)
+                    .filter(|e| e.run.as_ref().is_some_and(|r| r.key == key))
+                else {
+                    return Ok(());
+                };
+                let ours = self
+                    .rule_stream(entry)
+                    .map(|def| super::input_share::spec_digest(&self.rule_source_spec(entry, &def)))
+                    .unwrap_or(digest);
+                let Some(run) = entry.run.as_mut() else {
+                    return Ok(());
+                };
+                // The leader split a file this process did not, or the other way round (their
+                // profiles of the stream differ): this process's part was not read, or was read
+                // twice. Said in the leader's status rather than left to a hang or a count.
+                let handled_otherwise = match &mut run.source {
+                    super::entry::SourceHandle::Elsewhere(input) => {
+                        input.end();
+                        split
+                    }
+                    _ => !split,
+                };
+                let disagreed =
+                    self.is_follower() && (handled_otherwise || (split && ours != digest));
+                if disagreed {
+                    let error = format!(
+                        "this process and the leader read the input of stream \"{}\" differently ({}): give every process the same profile of it in its --config file",
+                        run.source_node.trim_start_matches("source_"),
+                        match (split, handled_otherwise) {
+                            (true, true) =>
+                                "the leader split its files, this process left them to the leader: its part was not read",
+                            (false, _) =>
+                                "this process read a part of the files the leader read whole: that part was read twice",
+                            (true, false) =>
+                                "both split its files, with other profiles: parts may be missing or read twice",
+                        }
+                    );
+                    tracing::error!(rule = %id, "{error}");
+                    drop(rules);
+                    self.put_in_sequence(Control::SourceFailed { id, key, error });
                 }
+                Ok(())
+            }
+            Control::SetProfile {
+                source_type,
+                name,
+                props,
+            } => {
+                self.set_sequenced_profile(&source_type, &name, props);
                 Ok(())
             }
             Control::SourceFailed { id, key, error } => {

@@ -139,6 +139,23 @@ fn property(spec: &SourceSpec, name: &str) -> Option<String> {
         .cloned()
 }
 
+/// A digest of how a source is made (type, `DATASOURCE`, `FORMAT` and profile): the leader
+/// sends its own with the end of an input, and a follower that made the source otherwise
+/// (another `--config` profile) says so instead of reading other parts of the files.
+pub(super) fn spec_digest(spec: &SourceSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    spec.source_type.hash(&mut h);
+    spec.datasource.hash(&mut h);
+    spec.format.hash(&mut h);
+    // Keys sorted: a profile's order does not matter.
+    let props: std::collections::BTreeMap<_, _> = spec.props.iter().collect();
+    serde_json::to_string(&props)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -345,6 +345,8 @@ impl Engine {
         }
 
         let mut spec = self.rule_source_spec(entry, &stream);
+        // What the leader read its input with, told to the followers when it ends.
+        let spec_digest = super::input_share::spec_digest(&spec);
         // MQTT client ids of the rule's persistent sessions, by stream: one session each.
         let mut sessions: Vec<(String, String)> = Vec::new();
         if recovery.is_some()
@@ -536,7 +538,10 @@ impl Engine {
                 // In a cluster, a source read here alone tells the other processes when its
                 // input ends, so their share of the dataflow ends too. (Of a shared input, every
                 // process's source ends its own workers' input: a file's ranges once read.)
-                let announce_end = (self.cluster().is_some() && !shared_input)
+                // Split file input ends in every process by itself; the leader still says so,
+                // with `split`, so a follower that read the input otherwise can tell.
+                let split = matches!(share, Some(super::input_share::InputShare::FileRanges(_)));
+                let announce_end = (self.cluster().is_some() && (!shared_input || split))
                     .then(|| (Arc::downgrade(&self.inner), key.clone()));
                 // A follower's own source (a share of the input) reports its failure to the
                 // leader, whose status answers for the cluster.
@@ -611,7 +616,7 @@ impl Engine {
                     if let Some((engine, key)) = announce_end
                         && let Some(inner) = engine.upgrade()
                     {
-                        Engine { inner }.announce_input_end(&rule_id, &key);
+                        Engine { inner }.announce_input_end(&rule_id, &key, split, spec_digest);
                     }
                 });
                 // A failed rule stops reading: its source ends, the workers see the end of input

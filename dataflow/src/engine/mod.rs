@@ -110,6 +110,10 @@ struct Inner {
     /// Rules, by id (sorted, as the API lists them).
     rules: Mutex<BTreeMap<String, RuleEntry>>,
     profiles: RwLock<SourceProfiles>,
+    /// Profiles set through the cluster's sequence (made over REST on the leader), by source
+    /// type and name: they win over this process's own (its `--config` file's), whenever
+    /// those are set, so every process reads a stream with the leader's profile.
+    sequenced_profiles: RwLock<SourceProfiles>,
     /// The running sources of shared streams, by stream.
     shared: Mutex<HashMap<String, SharedSource>>,
     /// Rule groups, by shared stream: its stateless rules in one dataflow.
@@ -225,6 +229,7 @@ impl Engine {
                 streams: RwLock::new(BTreeMap::new()),
                 rules: Mutex::new(BTreeMap::new()),
                 profiles: RwLock::new(HashMap::new()),
+                sequenced_profiles: RwLock::new(HashMap::new()),
                 shared: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 tables: Mutex::new(HashMap::new()),
