@@ -100,6 +100,23 @@ fn cluster_with(name: &str, profiles: Option<&str>) -> Cluster {
     cluster_of(name, 2, profiles)
 }
 
+/// The arguments of process `p` of the cluster in `hosts`, 1 worker, with `config` as its
+/// `--config` file if any.
+fn process_args(hosts: &Path, p: usize, config: Option<&Path>) -> Vec<String> {
+    let mut args = vec![
+        "--cluster-hosts".to_string(),
+        hosts.display().to_string(),
+        "--process".to_string(),
+        p.to_string(),
+        "--workers".to_string(),
+        "1".to_string(),
+    ];
+    if let Some(path) = config {
+        args.extend(["--config".to_string(), path.display().to_string()]);
+    }
+    args
+}
+
 /// A cluster of `processes` processes whose `--config` file (the same for all) holds
 /// `profiles`.
 fn cluster_of(name: &str, processes: usize, profiles: Option<&str>) -> Cluster {
@@ -110,21 +127,9 @@ fn cluster_of(name: &str, processes: usize, profiles: Option<&str>) -> Cluster {
         std::fs::write(&path, text).expect("config file");
         path
     });
-    let args = |p: usize| {
-        let mut args = vec![
-            "--cluster-hosts".to_string(),
-            hosts.display().to_string(),
-            "--process".to_string(),
-            p.to_string(),
-            "--workers".to_string(),
-            "1".to_string(),
-        ];
-        if let Some(path) = &config {
-            args.extend(["--config".to_string(), path.display().to_string()]);
-        }
-        args
-    };
-    let args: Vec<Vec<String>> = (0..processes).map(args).collect();
+    let args: Vec<Vec<String>> = (0..processes)
+        .map(|p| process_args(&hosts, p, config.as_deref()))
+        .collect();
     let leader = spawn_leader(&dir, &args[0]);
     let followers = (1..processes)
         .map(|p| spawn_follower(&dir, &args[p], p))
@@ -612,22 +617,8 @@ fn processes_that_read_a_file_differently_stop_the_rule_by_error() {
     let hosts = hosts_file(&dir, 2);
     let leader_config = dir.join("leader.yaml");
     std::fs::write(&leader_config, "file:\n  differs:\n    fileType: lines\n").expect("config");
-    let args = |p: usize| {
-        let mut args = vec![
-            "--cluster-hosts".to_string(),
-            hosts.display().to_string(),
-            "--process".to_string(),
-            p.to_string(),
-            "--workers".to_string(),
-            "1".to_string(),
-        ];
-        if p == 0 {
-            args.extend(["--config".to_string(), leader_config.display().to_string()]);
-        }
-        args
-    };
-    let server = spawn_leader(&dir, &args(0));
-    let _follower = spawn_follower(&dir, &args(1), 1);
+    let server = spawn_leader(&dir, &process_args(&hosts, 0, Some(&leader_config)));
+    let _follower = spawn_follower(&dir, &process_args(&hosts, 1, None), 1);
     server.wait_ready();
     let file = temp_dir("cluster-file-disagree-input").join("rows.json");
     write_rows(&file, 1000);
