@@ -565,15 +565,7 @@ fn a_file_a_follower_cannot_read_stops_the_rule_by_error_on_the_leader() {
     let rule = json!({"id": "rows", "sql": "SELECT k, v FROM rows", "actions": [{"log": {}}]});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
-    // The run's end and the follower's report travel apart: wait for the error a little.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let st = loop {
-        let st = wait_rule_status(server, "rows", |st| st["status"] != json!("running"));
-        if st["status"] == json!("stopped by error") || std::time::Instant::now() > deadline {
-            break st;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let st = status_once_stopped_by_error(server, "rows");
     assert_eq!(st["status"], json!("stopped by error"), "{st}");
     let message = st["message"].as_str().unwrap_or_default();
     assert!(message.contains("process 1"), "{st}");
@@ -602,7 +594,10 @@ fn a_profile_made_over_rest_reaches_every_process() {
     let rule = json!({"id": "rows", "sql": "SELECT k, v FROM rows", "actions": [{"log": {}}]});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
-    let st = wait_rule_status(server, "rows", |st| st["status"] != json!("running"));
+    // A follower's counters reach the leader a little after the run ends there.
+    let st = wait_rule_status(server, "rows", |st| {
+        st["status"] != json!("running") && source_in(st, 0) + source_in(st, 1) >= 1000
+    });
     assert_eq!(st["status"], json!("stopped"), "{st}");
     assert_eq!(source_in(&st, 0) + source_in(&st, 1), 1000, "{st}");
     assert!(source_in(&st, 1) > 0, "process 1 read nothing: {st}");
@@ -629,20 +624,27 @@ fn processes_that_read_a_file_differently_stop_the_rule_by_error() {
     let rule = json!({"id": "rows", "sql": "SELECT k, v FROM rows", "actions": [{"log": {}}]});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let st = loop {
-        let (_, st) = server.json("GET", "/rules/rows/status", None);
-        if st["status"] == json!("stopped by error") || std::time::Instant::now() > deadline {
-            break st;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let st = status_once_stopped_by_error(&server, "rows");
     assert_eq!(st["status"], json!("stopped by error"), "{st}");
     let message = st["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("process 1") && message.contains("differently"),
         "{st}"
     );
+}
+
+/// Rule `id`'s status once it is `stopped by error`, or after 20 s (the caller asserts it):
+/// a follower's report of a failure and the run's end travel apart, so the error may come a
+/// little after the run stopped.
+fn status_once_stopped_by_error(server: &Server, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, st) = server.json("GET", &format!("/rules/{id}/status"), None);
+        if st["status"] == json!("stopped by error") || std::time::Instant::now() > deadline {
+            return st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Writes `n` JSON lines `{"k": ..., "v": i}` to `file`.

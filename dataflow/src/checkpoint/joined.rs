@@ -27,12 +27,13 @@ pub struct JoinedLogWriter {
     pub prepare: PrepareJoined,
 }
 
-impl EventLog for JoinedLogWriter {
-    fn log(
+impl JoinedLogWriter {
+    /// Writes `event` to worker 0's log (synced when `sync`) and returns what worker 0 gets.
+    fn write(
         &self,
-        _worker: usize,
         event: SourceEvent,
         mark: Option<&[u8]>,
+        sync: bool,
     ) -> Result<SourceEvent, ConnectorError> {
         super::logged(
             &self.log,
@@ -40,9 +41,20 @@ impl EventLog for JoinedLogWriter {
             self.source,
             event,
             mark,
-            true,
+            sync,
             |e| (self.prepare)(e),
         )
+    }
+}
+
+impl EventLog for JoinedLogWriter {
+    fn log(
+        &self,
+        _worker: usize,
+        event: SourceEvent,
+        mark: Option<&[u8]>,
+    ) -> Result<SourceEvent, ConnectorError> {
+        self.write(event, mark, true)
     }
 
     fn log_unsynced(
@@ -50,15 +62,7 @@ impl EventLog for JoinedLogWriter {
         _worker: usize,
         event: SourceEvent,
     ) -> Result<SourceEvent, ConnectorError> {
-        super::logged(
-            &self.log,
-            JOIN_WORKER,
-            self.source,
-            event,
-            None,
-            false,
-            |e| (self.prepare)(e),
-        )
+        self.write(event, None, false)
     }
 
     fn sync(&self) -> Result<(), ConnectorError> {

@@ -122,24 +122,23 @@ impl InputLog {
         event: &SourceEvent,
         mark: Option<&[u8]>,
     ) -> Result<u64, String> {
-        self.write(worker, at, true, |record| {
-            event_codec::encode_record_into(record, source, Some(event), mark)
-        })
+        self.append_as(worker, at, source, event, mark, true)
     }
 
-    /// [`InputLog::append`] without the sync: the record is durable once a later
-    /// [`InputLog::sync`] returns (a source that acknowledges its input does so only then).
-    /// A crash of the process keeps it (it is in the page cache); a power cut may lose it,
-    /// and what was not acknowledged is sent again.
-    pub fn append_unsynced(
+    /// [`InputLog::append`], synced only when `sync`: an unsynced record is durable once a
+    /// later [`InputLog::sync`] returns (a source that acknowledges its input does so only
+    /// then). A crash of the process keeps it (it is in the page cache); a power cut may lose
+    /// it, and what was not acknowledged is sent again.
+    pub fn append_as(
         &self,
         worker: usize,
         at: u64,
         source: u32,
         event: &SourceEvent,
         mark: Option<&[u8]>,
+        sync: bool,
     ) -> Result<u64, String> {
-        self.write(worker, at, false, |record| {
+        self.write(worker, at, sync, |record| {
             event_codec::encode_record_into(record, source, Some(event), mark)
         })
     }
@@ -645,11 +644,12 @@ mod tests {
     fn a_failure_is_returned_by_every_later_sync_and_write() {
         let d = dir("failed");
         let log = InputLog::open(&d, 1).unwrap();
-        log.append_unsynced(0, 1, 0, &event("a"), None).unwrap();
+        log.append_as(0, 1, 0, &event("a"), None, false).unwrap();
         log.fail("cannot sync the input log: Input/output error".into());
         for e in [
             log.sync().unwrap_err(),
-            log.append_unsynced(0, 2, 0, &event("b"), None).unwrap_err(),
+            log.append_as(0, 2, 0, &event("b"), None, false)
+                .unwrap_err(),
             log.append(0, 3, 0, &event("c"), None).unwrap_err(),
         ] {
             assert!(e.contains("Input/output error"), "{e}");

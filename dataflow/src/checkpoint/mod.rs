@@ -98,12 +98,9 @@ fn logged(
     hand: impl FnOnce(SourceEvent) -> SourceEvent,
 ) -> Result<SourceEvent, ConnectorError> {
     let at = crate::clock::now_time();
-    let seq = if sync {
-        log.append(worker, at, source, &event, mark)
-    } else {
-        log.append_unsynced(worker, at, source, &event, mark)
-    }
-    .map_err(log_failed)?;
+    let seq = log
+        .append_as(worker, at, source, &event, mark, sync)
+        .map_err(log_failed)?;
     Ok(SourceEvent::Logged {
         seq,
         at,

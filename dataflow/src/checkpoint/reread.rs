@@ -344,9 +344,9 @@ mod tests {
 
     /// Marks are the event's order in text, `x` before it when its input changed; an event
     /// read again is its mark.
-    struct Fake;
+    struct TextMarks;
 
-    impl Reread for Fake {
+    impl Reread for TextMarks {
         fn order(&self, mark: &[u8]) -> Option<u64> {
             std::str::from_utf8(mark)
                 .ok()?
@@ -416,7 +416,7 @@ mod tests {
     fn replayed(log: &InputLog, positions: &[u64]) -> Got {
         let (tx, mut rx): (Vec<_>, Vec<_>) = (0..2).map(|_| tokio::sync::mpsc::channel(16)).unzip();
         let wake: WakeFn = Arc::new(|_| {});
-        replay(log, &Fake, positions, &tx, &wake).unwrap();
+        replay(log, &TextMarks, positions, &tx, &wake).unwrap();
         drop(tx);
         rx.iter_mut()
             .map(|rx| {
@@ -434,7 +434,7 @@ mod tests {
     /// replays it: what was kept and cut, the last mark of worker 0, and what each worker got.
     fn restart(name: &str, marks: &str, positions: [u64; 2]) -> (Prepared, Option<Vec<u8>>, Got) {
         let log = logged(name, marks);
-        let prepared = prepare(&log, &Fake, &positions, None).unwrap();
+        let prepared = prepare(&log, &TextMarks, &positions, None).unwrap();
         (
             prepared,
             log.last_mark(0).unwrap(),
@@ -493,7 +493,7 @@ mod tests {
     #[test]
     fn an_event_before_the_checkpoint_that_cannot_be_read_again_fails_the_start() {
         let log = logged("lost", "1 2 3 4 x5 6 7");
-        let e = prepare(&log, &Fake, &[2, 3], None).unwrap_err();
+        let e = prepare(&log, &TextMarks, &[2, 3], None).unwrap_err();
         assert!(e.contains("events 5 ") && e.contains("changed"), "{e}");
         assert_eq!(log.last_mark(0).unwrap(), Some(b"7".to_vec()));
     }
@@ -514,12 +514,14 @@ mod tests {
             log.append_place(w, 0, None, mark.as_bytes()).unwrap();
         }
         let positions = [1, 2];
-        let part = Held::default().update(&log, &Fake, &positions).unwrap();
+        let part = Held::default()
+            .update(&log, &TextMarks, &positions)
+            .unwrap();
         log.truncate_through(0, 1).unwrap();
         let parts = [(HELD_PART.to_string(), part)].into_iter().collect();
         let held = Held::restored(&parts).latest(&positions);
         assert_eq!(held, Some(3));
-        let prepared = prepare(&log, &Fake, &positions, held).unwrap();
+        let prepared = prepare(&log, &TextMarks, &positions, held).unwrap();
         assert_eq!(prepared, Prepared { kept: 2, cut: 0 });
         assert_eq!(log.last_mark(0).unwrap(), Some(b"5".to_vec()));
         // A checkpoint without the part (older) has none.
@@ -532,11 +534,11 @@ mod tests {
 
     impl Reread for Widest {
         fn order(&self, mark: &[u8]) -> Option<u64> {
-            Fake.order(mark)
+            TextMarks.order(mark)
         }
 
         fn can_reread(&self, mark: &[u8]) -> Result<(), String> {
-            Fake.can_reread(mark)
+            TextMarks.can_reread(mark)
         }
 
         fn reread(
@@ -546,7 +548,7 @@ mod tests {
         ) -> Result<(), String> {
             self.0
                 .fetch_max(marks.len(), std::sync::atomic::Ordering::Relaxed);
-            Fake.reread(marks, give)
+            TextMarks.reread(marks, give)
         }
     }
 

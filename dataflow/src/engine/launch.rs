@@ -48,13 +48,11 @@ impl Engine {
             entry,
             &physical,
             &stream.options.source_type,
-            stream.options.shared,
             &joined
                 .iter()
                 .map(|(def, _, _)| super::recovery::JoinedStream {
                     name: def.name.clone(),
                     source_type: def.options.source_type.clone(),
-                    shared: def.options.shared,
                 })
                 .collect::<Vec<_>>(),
             n,

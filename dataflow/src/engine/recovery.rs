@@ -122,7 +122,6 @@ pub(super) fn qos(options: &Map<String, Value>) -> Result<Qos, EngineError> {
 pub(super) struct JoinedStream {
     pub(super) name: String,
     pub(super) source_type: String,
-    pub(super) shared: bool,
 }
 
 /// What a checkpointed run starts from.
@@ -188,7 +187,6 @@ impl Engine {
         entry: &RuleEntry,
         physical: &PhysicalPlan,
         source_type: &str,
-        shared: bool,
         joined: &[JoinedStream],
         workers: usize,
     ) -> Result<Option<Recovery>, EngineError> {
@@ -204,9 +202,6 @@ impl Engine {
         if entry.test.is_some() {
             return refuse("rule tests");
         }
-        if shared || physical.grouped {
-            return refuse("rules on a SHARED stream");
-        }
         if !LOGGED_SOURCES.contains(&source_type) {
             return refuse(&format!(
                 "{source_type} sources (it is for {})",
@@ -221,9 +216,6 @@ impl Engine {
         }
         // A joined stream's events go into the input log too (see `checkpoint::joined`).
         for joined in joined {
-            if joined.shared {
-                return refuse(&format!("joins with a SHARED stream (\"{}\")", joined.name));
-            }
             if !LOGGED_JOINED_SOURCES.contains(&joined.source_type.as_str()) {
                 return refuse(&format!(
                     "joins with {} streams (\"{}\"; joined streams are logged for {})",
