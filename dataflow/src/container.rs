@@ -4,6 +4,7 @@
 use arrow::record_batch::RecordBatch;
 
 mod ipc;
+pub mod member;
 
 pub use ipc::encoded_bytes;
 

@@ -37,9 +37,18 @@ fn setup(workers: usize) -> (tokio::runtime::Runtime, Engine) {
 
 /// Receives rows until `n` have arrived or `timeout` passes.
 async fn recv_rows(rx: &mut Receiver<MemoryMessage>, n: usize, timeout: Duration) -> Vec<Value> {
+    recv_until(rx, timeout, |rows| rows.len() >= n).await
+}
+
+/// Receives rows until `done` says they are enough, or `timeout` passes.
+async fn recv_until(
+    rx: &mut Receiver<MemoryMessage>,
+    timeout: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let mut rows = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
-    while rows.len() < n {
+    while !done(&rows) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(MemoryMessage {
                 payload: MemoryPayload::Batch(b),
@@ -607,20 +616,40 @@ fn a_burst_on_a_shared_stream_reaches_every_rule_once() {
     });
 }
 
+/// A `SHARED` file stream `name` (n BIGINT) over a new file of `lines` lines, n = 0, 1, ...
+fn shared_file_stream(engine: &Engine, name: &str, lines: usize) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("quiver-{name}-{}.jsonl", std::process::id()));
+    let text: String = (0..lines).map(|n| format!("{{\"n\": {n}}}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    engine
+        .create_stream(&format!(
+            r#"CREATE STREAM {name} (n BIGINT) WITH (DATASOURCE="{}", TYPE="file", SHARED="true")"#,
+            path.display()
+        ))
+        .unwrap();
+    path
+}
+
+/// Waits until each rule of `ids` has finished at the end of its file.
+async fn finish_with_the_file(engine: &Engine, ids: &[&str]) {
+    for id in ids {
+        assert!(
+            engine
+                .wait_finished(id, Duration::from_secs(20))
+                .await
+                .unwrap(),
+            "rule {id} finished at the end of the file: {:?}",
+            engine.rule_status(id).map(|s| (s.status, s.message)).ok()
+        );
+    }
+}
+
 /// The stateless rules of a shared stream run as one group: each keeps its own results and
 /// exceptions, and all of them finish when the stream's input ends.
 #[test]
 fn grouped_rules_keep_their_own_counts_and_finish_with_the_input() {
     let (rt, engine) = setup(2);
-    let path = std::env::temp_dir().join(format!("quiver-group-{}.jsonl", std::process::id()));
-    let lines: String = (0..1_000).map(|n| format!("{{\"n\": {n}}}\n")).collect();
-    std::fs::write(&path, lines).unwrap();
-    engine
-        .create_stream(&format!(
-            r#"CREATE STREAM g (n BIGINT) WITH (DATASOURCE="{}", TYPE="file", SHARED="true")"#,
-            path.display()
-        ))
-        .unwrap();
+    let path = shared_file_stream(&engine, "g", 1_000);
     rt.block_on(async {
         let mut all = engine.connectors().memory().subscribe("group/all");
         let mut div = engine.connectors().memory().subscribe("group/div");
@@ -636,16 +665,7 @@ fn grouped_rules_keep_their_own_counts_and_finish_with_the_input() {
         engine
             .create_rule(rule("div", "SELECT 100 / (n % 2) AS x FROM g", "group/div"))
             .unwrap();
-        for id in ["all", "div"] {
-            assert!(
-                engine
-                    .wait_finished(id, Duration::from_secs(20))
-                    .await
-                    .unwrap(),
-                "rule {id} finished at the end of the file: {:?}",
-                engine.rule_status(id).map(|s| (s.status, s.message)).ok()
-            );
-        }
+        finish_with_the_file(&engine, &["all", "div"]).await;
         let all_rows = readers.0.await.unwrap();
         assert_eq!(all_rows.len(), 1_000);
         assert_eq!(
@@ -753,5 +773,157 @@ fn a_rule_with_a_stuck_sink_does_not_stall_the_other_rules_of_a_shared_stream() 
                 > 0
         );
     });
+    engine.shutdown();
+}
+
+/// Sums column `col` of `rows` per value of `by` (or over all rows with `by` empty).
+fn totals(rows: &[Value], by: &str, col: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut t = std::collections::BTreeMap::new();
+    for r in rows {
+        let k = if by.is_empty() {
+            String::new()
+        } else {
+            r[by].as_str().unwrap_or_default().to_string()
+        };
+        *t.entry(k).or_insert(0.0) += r[col].as_f64().unwrap_or(0.0);
+    }
+    t
+}
+
+/// Receives rows until their totals of `col` per `by` equal `want`, or `timeout` passes.
+async fn recv_until_totals(
+    rx: &mut Receiver<MemoryMessage>,
+    (by, col): (&str, &str),
+    want: &std::collections::BTreeMap<String, f64>,
+    timeout: Duration,
+) -> Vec<Value> {
+    recv_until(rx, timeout, |rows| totals(rows, by, col) == *want).await
+}
+
+/// Processing-time window rules of a shared stream run in its rule group, beside a stateless
+/// one: each keeps its own filter, keys, HAVING and results, which add up to what a rule of
+/// its own computes from the same messages, and a rule leaving does not disturb the others.
+#[test]
+fn window_rules_of_a_shared_stream_run_in_its_group_with_their_own_results() {
+    let (rt, engine) = setup(2);
+    for ddl in [
+        r#"CREATE STREAM wg (device STRING, v BIGINT) WITH (DATASOURCE="wg/in", TYPE="memory", SHARED="true")"#,
+        r#"CREATE STREAM wo (device STRING, v BIGINT) WITH (DATASOURCE="wg/in", TYPE="memory")"#,
+    ] {
+        engine.create_stream(ddl).unwrap();
+    }
+    let by_device = "SELECT device, count(*) AS c, sum(v) AS s FROM {} WHERE v > 0 GROUP BY device, TUMBLINGWINDOW(ss, 1)";
+    let bus = engine.connectors().memory().clone();
+    rt.block_on(async {
+        let mut subs: std::collections::HashMap<&str, _> = ["g1", "g2", "g3", "s1", "o1"]
+            .into_iter()
+            .map(|r| (r, bus.subscribe(&format!("wg/{r}"))))
+            .collect();
+        for (id, sql) in [
+            ("g1", by_device.replace("{}", "wg")),
+            ("g2", "SELECT count(*) AS c FROM wg GROUP BY TUMBLINGWINDOW(ss, 1)".into()),
+            (
+                "g3",
+                "SELECT device, max(v) AS m FROM wg GROUP BY device, HOPPINGWINDOW(ss, 2, 1) HAVING max(v) > 3"
+                    .into(),
+            ),
+            ("s1", "SELECT device FROM wg WHERE v = 4".into()),
+            ("o1", by_device.replace("{}", "wo")),
+        ] {
+            engine
+                .create_rule(rule(id, &sql, &format!("wg/{id}")))
+                .unwrap();
+        }
+        for id in ["g1", "g2", "g3", "s1"] {
+            assert!(
+                engine.explain(id).unwrap().contains("Rule group"),
+                "{id} runs in the group"
+            );
+        }
+        assert!(!engine.explain("o1").unwrap().contains("Rule group"));
+        assert_eq!(bus.subscribers("wg/in"), 2, "the group's and o1's");
+
+        let publish = |from: usize, to: usize| {
+            let bus = bus.clone();
+            async move {
+                for i in from..to {
+                    let msg = format!(r#"{{"device":"d{}","v":{}}}"#, i % 3, i % 5);
+                    bus.publish_json("wg/in", msg.into_bytes()).await;
+                    if i % 100 == 99 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                }
+            }
+        };
+        publish(0, 400).await;
+        let want = |to: usize, col: &str| {
+            let mut t = std::collections::BTreeMap::new();
+            for i in (0..to).filter(|i| i % 5 > 0) {
+                let add = if col == "c" { 1.0 } else { (i % 5) as f64 };
+                *t.entry(format!("d{}", i % 3)).or_insert(0.0) += add;
+            }
+            t
+        };
+        let within = Duration::from_secs(10);
+        for id in ["g1", "o1"] {
+            let rx = subs.get_mut(id).unwrap();
+            let rows = recv_until_totals(rx, ("device", "c"), &want(400, "c"), within).await;
+            assert_eq!(totals(&rows, "device", "c"), want(400, "c"), "{id}: {rows:?}");
+            assert_eq!(totals(&rows, "device", "s"), want(400, "s"), "{id}: {rows:?}");
+        }
+        let all = std::collections::BTreeMap::from([(String::new(), 400.0)]);
+        let rows = recv_until_totals(subs.get_mut("g2").unwrap(), ("", "c"), &all, within).await;
+        assert_eq!(totals(&rows, "", "c"), all, "g2: {rows:?}");
+        let fours = recv_rows(subs.get_mut("s1").unwrap(), 80, within).await;
+        assert_eq!(fours.len(), 80, "s1: every message with v = 4");
+        let hopping = recv_rows(subs.get_mut("g3").unwrap(), 1, within).await;
+        assert!(
+            !hopping.is_empty() && hopping.iter().all(|r| r["m"] == json!(4)),
+            "g3: {hopping:?}"
+        );
+        assert!(
+            metric(&engine, "g1", "source_wg_0_records_in_total")
+                .as_u64()
+                .unwrap()
+                >= 400
+        );
+
+        // g2 leaves; the others go on with the next messages.
+        engine.delete_rule("g2").unwrap();
+        publish(400, 430).await;
+        let more = |col: &str| {
+            let (a, b) = (want(430, col), want(400, col));
+            a.into_iter().map(|(k, v)| (k.clone(), v - b[&k])).collect()
+        };
+        for id in ["g1", "o1"] {
+            let rx = subs.get_mut(id).unwrap();
+            let rows = recv_until_totals(rx, ("device", "c"), &more("c"), within).await;
+            assert_eq!(totals(&rows, "device", "s"), more("s"), "{id}: {rows:?}");
+        }
+    });
+    engine.shutdown();
+}
+
+/// A window rule in a shared file stream's group closes its last window when the file ends,
+/// and finishes with the stream's stateless rule.
+#[test]
+fn a_grouped_window_rule_closes_its_last_window_at_the_end_of_the_input() {
+    let (rt, engine) = setup(2);
+    let path = shared_file_stream(&engine, "gf", 1_000);
+    rt.block_on(async {
+        let mut counts = engine.connectors().memory().subscribe("gf/count");
+        // The first rule starts the shared source, so it sees every line.
+        let sql = "SELECT count(*) AS c, sum(n) AS s FROM gf GROUP BY TUMBLINGWINDOW(ss, 30)";
+        engine.create_rule(rule("count", sql, "gf/count")).unwrap();
+        engine
+            .create_rule(rule("plain", "SELECT n FROM gf", "gf/plain"))
+            .unwrap();
+        assert!(engine.explain("count").unwrap().contains("Rule group"));
+        finish_with_the_file(&engine, &["count", "plain"]).await;
+        let rows = recv_rows(&mut counts, 2, Duration::from_secs(2)).await;
+        assert_eq!(totals(&rows, "", "c")[""], 1_000.0, "{rows:?}");
+        assert_eq!(totals(&rows, "", "s")[""], 499_500.0, "{rows:?}");
+    });
+    let _ = std::fs::remove_file(&path);
     engine.shutdown();
 }

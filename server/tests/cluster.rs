@@ -130,7 +130,7 @@ fn cluster_of(name: &str, processes: usize, profiles: Option<&str>) -> Cluster {
     let args: Vec<Vec<String>> = (0..processes)
         .map(|p| process_args(&hosts, p, config.as_deref()))
         .collect();
-    let leader = spawn_leader(&dir, &args[0]);
+    let mut leader = spawn_leader(&dir, &args[0]);
     let followers = (1..processes)
         .map(|p| spawn_follower(&dir, &args[p], p))
         .collect();
@@ -612,7 +612,7 @@ fn processes_that_read_a_file_differently_stop_the_rule_by_error() {
     let hosts = hosts_file(&dir, 2);
     let leader_config = dir.join("leader.yaml");
     std::fs::write(&leader_config, "file:\n  differs:\n    fileType: lines\n").expect("config");
-    let server = spawn_leader(&dir, &process_args(&hosts, 0, Some(&leader_config)));
+    let mut server = spawn_leader(&dir, &process_args(&hosts, 0, Some(&leader_config)));
     let _follower = spawn_follower(&dir, &process_args(&hosts, 1, None), 1);
     server.wait_ready();
     let file = temp_dir("cluster-file-disagree-input").join("rows.json");

@@ -318,7 +318,7 @@ fn cluster(name: &str, processes: usize, workers: usize) -> Cluster {
         "--allow-unauthenticated".to_string(),
     ];
     // `ip netns exec` runs quiverd in its own process: killing the child kills quiverd.
-    let leader = Server::adopt(spawn(0, &leader_args), addr, push_addr);
+    let mut leader = Server::adopt(spawn(0, &leader_args), addr, push_addr);
     let followers = (1..processes).map(|p| Follower(spawn(p, &[]))).collect();
     leader.wait_ready();
     Cluster {

@@ -342,7 +342,7 @@ async fn with_authentication_the_console_asks_for_the_token() {
     let dir = temp_dir("console-auth");
     let token_file = dir.join("token");
     std::fs::write(&token_file, "s3cret-console-token\n").expect("token file");
-    let server = Server::spawn(
+    let mut server = Server::spawn(
         &dir.join("data"),
         &[
             "--auth-token-file".to_string(),

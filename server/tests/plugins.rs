@@ -334,7 +334,7 @@ fn a_plugin_downloads_over_https_and_a_wrong_sha256_writes_nothing() {
     let data = dir.join("data");
     // quiverd trusts the system's roots; SSL_CERT_FILE names the test CA instead.
     let ca = pki.ca.to_str().expect("a UTF-8 path");
-    let server = Server::spawn(&data, &[], &[("SSL_CERT_FILE", ca)], None);
+    let mut server = Server::spawn(&data, &[], &[("SSL_CERT_FILE", ca)], None);
     server.wait_ready();
     let body = |sha256: &str| json!({"name": "noop", "file": format!("{base}/noop.zip"), "sha256": sha256});
 

@@ -212,12 +212,14 @@ impl Engine {
         // Events of a shared stream this rule lost for falling behind the stream's other rules.
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        // A stateless rule of a shared stream joins the stream's rule group instead of
-        // running a dataflow of its own (see `crate::group`).
+        // A stateless or processing-time window rule of a shared stream joins the stream's
+        // rule group instead of running a dataflow of its own (see `render::group`).
         if physical.grouped {
             let member = crate::render::group::Member {
                 key: key.clone(),
+                id: 0,
                 ops: physical.source_ops().to_vec(),
+                window: physical.grouped_window(),
                 sinks: sink_senders,
                 source_metrics: metrics.at(physical.source),
                 decoder_metrics: metrics.at(physical.decoder),

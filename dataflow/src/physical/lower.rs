@@ -337,7 +337,11 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
             .filter(|c| !c.starts_with(quiver_compiler::columns::HIDDEN_PREFIX))
             .collect()
     });
-    let grouped = target.shared && joined.is_empty() && event_time.is_none() && groupable(plan);
+    let grouped = target.shared
+        && joined.is_empty()
+        && event_time.is_none()
+        && !ordered
+        && (groupable(plan) || window_groupable(plan, &stages));
     PhysicalPlan {
         nodes,
         source,
@@ -451,6 +455,38 @@ fn groupable(plan: &LogicalPlan) -> bool {
                     | LogicalPlan::Limit { .. }
             )
         })
+}
+
+/// Whether a window rule can run in its shared stream's rule group: a processing-time tumbling
+/// or hopping window (which closes on the clock, not on row order) between operators that keep
+/// no state of their own and read no table.
+fn window_groupable(plan: &LogicalPlan, stages: &[Stage]) -> bool {
+    let plain = |ops: &[Op], after: bool| {
+        ops.iter().all(|o| match o.kind {
+            OpKind::Filter(_) | OpKind::Project { .. } => true,
+            OpKind::PrepareWindow { .. } | OpKind::PartitionKey(_) => !after,
+            OpKind::Sort(_) | OpKind::Limit(_) => after,
+            _ => false,
+        })
+    };
+    !plan.reads_hits()
+        && !plan.has_unnest()
+        && !plan.has_analytic()
+        && match stages {
+            [
+                Stage::Source {
+                    ops: pre,
+                    tick: Some(_),
+                    ..
+                },
+                Stage::Window {
+                    spec, joined: None, ..
+                },
+                Stage::Emit { ops: post, .. },
+                Stage::Sink { split_rows: false },
+            ] => spec.window.kind.is_partitionable() && plain(pre, false) && plain(post, true),
+            _ => false,
+        }
 }
 
 #[cfg(test)]
@@ -577,15 +613,31 @@ mod tests {
         assert!(plan(sql, true, false, 2).grouped);
         assert!(!plan(sql, false, false, 2).grouped);
         assert!(!plan(sql, true, true, 2).grouped, "event time keeps state");
-        assert!(
-            !plan(
-                "SELECT count(*) FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)",
-                true,
-                false,
-                2
-            )
-            .grouped
-        );
+    }
+
+    #[test]
+    fn processing_time_tumbling_and_hopping_rules_of_a_shared_stream_join_its_group() {
+        for sql in [
+            "SELECT device, count(*) FROM demo WHERE temperature > 1 GROUP BY device, TUMBLINGWINDOW(ss, 1) HAVING count(*) > 1 ORDER BY device LIMIT 3",
+            "SELECT avg(temperature) FROM demo GROUP BY HOPPINGWINDOW(ss, 10, 5)",
+        ] {
+            let p = plan(sql, true, false, 2);
+            let w = p.grouped_window().expect(sql);
+            assert!(w.tick > 0, "{sql}");
+            assert!(plan(sql, false, false, 2).grouped_window().is_none());
+            assert!(
+                plan(sql, true, true, 2).grouped_window().is_none(),
+                "event time"
+            );
+        }
+        for sql in [
+            "SELECT count(*) FROM demo GROUP BY COUNTWINDOW(3)",
+            "SELECT count(*) FROM demo GROUP BY SESSIONWINDOW(ss, 10, 2)",
+            "SELECT lag(temperature) AS p, count(*) FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)",
+            "SELECT count(*) FROM demo INNER JOIN devices ON demo.device = devices.id GROUP BY TUMBLINGWINDOW(ss, 1)",
+        ] {
+            assert!(!plan(sql, true, false, 2).grouped, "{sql}");
+        }
     }
 
     #[test]

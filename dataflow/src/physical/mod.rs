@@ -255,13 +255,61 @@ pub struct PhysicalPlan {
     /// The scan-table indexes the rule's joins read, in plan order.
     pub indexes: Vec<IndexRead>,
     /// Whether the rule runs in its shared stream's rule group instead of a dataflow of its
-    /// own (then only the source stage's operators are used).
+    /// own: a stateless rule's source stage, or a window rule's stages as a
+    /// [`GroupedWindow`].
     pub grouped: bool,
     /// The stages, source first, sink last.
     pub stages: Vec<Stage>,
 }
 
+/// A window rule's stages as its shared stream's rule group runs them: the group's source
+/// runs the source stage's operators, then the group's window and emit operators keep this.
+#[derive(Debug, Clone)]
+pub struct GroupedWindow {
+    /// The window and its aggregates.
+    pub spec: Arc<AggregateSpec>,
+    /// Its metric node.
+    pub node: NodeId,
+    /// Whether its groups are spread over the workers by key (else one worker keeps all).
+    pub spread: bool,
+    /// HAVING, ORDER BY, SELECT, LIMIT.
+    pub post: Vec<Op>,
+    /// How often processing time must move without input (ms): every window ends on a
+    /// multiple of it (a hopping window's on a multiple of its hop).
+    pub tick: u64,
+}
+
 impl PhysicalPlan {
+    /// A grouped window rule's window, emit and tick (none for a stateless rule, or a rule of
+    /// its own).
+    pub fn grouped_window(&self) -> Option<GroupedWindow> {
+        if !self.grouped {
+            return None;
+        }
+        match self.stages.as_slice() {
+            [
+                Stage::Source {
+                    tick: Some(tick), ..
+                },
+                Stage::Window {
+                    exchange,
+                    spec,
+                    joined: None,
+                    node,
+                },
+                Stage::Emit { ops, .. },
+                Stage::Sink { split_rows: false },
+            ] => Some(GroupedWindow {
+                spec: spec.clone(),
+                node: *node,
+                spread: *exchange == Exchange::ByKey,
+                post: ops.clone(),
+                tick: *tick,
+            }),
+            _ => None,
+        }
+    }
+
     /// The operators of the source stage (a grouped rule's whole chain).
     pub fn source_ops(&self) -> &[Op] {
         match self.stages.first() {
@@ -357,7 +405,9 @@ impl fmt::Display for PhysicalPlan {
             );
         }
         if self.grouped {
-            out.push_str("Rule group: the stream's stateless rules share one dataflow\n");
+            out.push_str(
+                "Rule group: the stream's stateless and processing-time window rules share one dataflow\n",
+            );
         }
         for stage in &self.stages {
             match stage {

@@ -1,4 +1,5 @@
-//! Rule groups: the stateless rules of one shared stream evaluated in one dataflow.
+//! Rule groups: the stateless and processing-time window rules of one shared stream evaluated
+//! in one dataflow.
 //!
 //! A rule of its own costs a wake-up and a dataflow step for every event, whatever the event
 //! holds (shared/rules-scale.md: about 10–25 µs); with hundreds of rules on one stream that
@@ -8,27 +9,35 @@
 //! removing a rule edits the member list; the workers pick the change up on their next
 //! activation. Each rule keeps its own metrics, sinks and status, and a panic in one rule's
 //! chain is counted against that rule only (`run_chain`).
+//!
+//! Window rules (tumbling and hopping, in processing time) run their source chain here too;
+//! its rows, tagged with the rule, go on to the group's window operator (`group_window`) and
+//! its closed windows to the group's emit operator (`group_emit`): three operators per stream
+//! however many window rules, where each rule of its own has four.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arrow::array::Int64Array;
 use arrow::record_batch::RecordBatch;
+use quiver_compiler::window::TS_COLUMN;
 use quiver_connectors::SourceEvent;
 use quiver_connectors::codec::Decoder;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::Scope;
 use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, Stream};
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc;
 
-use super::RETRY;
 use super::sink::SinkStash;
 use super::source::{Next, next_event};
+use super::{MAX_ROWS_TO_WINDOWS, RETRY};
 use crate::chain::Chain;
 use crate::container::ArrowBatch;
 use crate::metrics::{NodeMetrics, RuleMetrics};
-use crate::physical::Op;
+use crate::physical::{GroupedWindow, Op};
 
 /// Source events a worker takes per activation, evaluated together as one batch (more than a
 /// rule's own source takes: the group's whole point is one pass for many events).
@@ -38,8 +47,14 @@ const EVENTS_PER_ACTIVATION: usize = 64;
 pub struct Member {
     /// The rule run's key (rule id + run number).
     pub key: String,
-    /// The physical plan's source operators (filters, projections, a limit).
+    /// Its number in the group's dataflow, which tags its rows there (set by
+    /// [`RuleGroup::add`]).
+    pub id: u64,
+    /// The physical plan's source operators (filters, projections, a limit; a window rule's
+    /// operators before its window).
     pub ops: Vec<Op>,
+    /// A window rule's window and what follows it.
+    pub window: Option<GroupedWindow>,
     /// One bounded queue per action.
     pub sinks: Vec<mpsc::Sender<RecordBatch>>,
     /// Metrics of the source node.
@@ -70,6 +85,11 @@ pub struct RuleGroup {
     /// Workers whose input has ended and who let go of their members.
     ended: AtomicUsize,
     workers: usize,
+    /// Rows the group's source sent towards its window operator that it has not taken yet.
+    pub(super) to_windows: AtomicUsize,
+    /// Per worker, whether its emit operator holds so many results for a slow sink that the
+    /// source must stop reading.
+    pub(super) emits_behind: Vec<AtomicBool>,
 }
 
 impl RuleGroup {
@@ -90,11 +110,15 @@ impl RuleGroup {
             decoder,
             ended: AtomicUsize::new(0),
             workers,
+            to_windows: AtomicUsize::new(0),
+            emits_behind: (0..workers).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
-    /// Adds a rule run.
-    pub fn add(&self, member: Member) {
+    /// Adds a rule run, numbering it.
+    pub fn add(&self, mut member: Member) {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        member.id = IDS.fetch_add(1, Ordering::Relaxed);
         self.members
             .lock()
             .expect("members lock")
@@ -111,6 +135,28 @@ impl RuleGroup {
         };
         self.changed();
         left
+    }
+
+    /// The membership's generation: it changes whenever a rule joins or leaves.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The members now.
+    pub(super) fn members(&self) -> Vec<Arc<Member>> {
+        self.members.lock().expect("members lock").clone()
+    }
+
+    /// The window rules among the members now, by id. The group's window and emit operators
+    /// keep this until their work is done: the member list empties when the input ends,
+    /// before the last windows close.
+    pub(super) fn window_members(&self) -> HashMap<u64, Arc<Member>> {
+        let members = self.members.lock().expect("members lock");
+        members
+            .iter()
+            .filter(|m| m.window.is_some())
+            .map(|m| (m.id, m.clone()))
+            .collect()
     }
 
     /// True while the group's input has not ended on any worker.
@@ -184,134 +230,211 @@ struct Local {
     stash: SinkStash,
 }
 
-/// Builds the group's dataflow in `scope` (on every worker, in the same order).
+/// Builds the group's dataflow in `scope` (on every worker, in the same order): its source,
+/// then the window and emit operators of its window rules.
 pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
+    let rows = source_operator(scope, group);
+    let windows = super::group_window::render_group_windows(rows, group.clone());
+    super::group_emit::render_group_emit(windows, group.clone());
+}
+
+/// The greatest common divisor of the window rules' ticks: every window of every member ends
+/// on a multiple of it.
+pub(super) fn common_tick(ticks: impl Iterator<Item = u64>) -> Option<u64> {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    ticks.filter(|t| *t > 0).reduce(gcd)
+}
+
+/// The group's source operator: takes each event once, runs every member's chain over it, and
+/// hands stateless members' results to their sinks and window members' rows on, tagged.
+fn source_operator<'s>(
+    scope: Scope<'s, u64>,
+    group: &Arc<RuleGroup>,
+) -> Stream<'s, u64, ArrowBatch> {
     let worker = scope.index();
     let mut rx = group.ingest.lock().expect("ingest lock")[worker].take();
     let group = group.clone();
-    source::<_, CapacityContainerBuilder<ArrowBatch>, _, _>(
-        scope,
-        "RuleGroup",
-        move |cap, info| {
-            let sync = scope.worker().sync_activator_for(info.address.to_vec());
-            group.activators.lock().expect("activator lock")[worker] = Some(sync);
-            let retry = scope.activator_for(info.address.clone());
-            // Held, never moved, until the input ends: the members keep no state in time.
-            let mut cap = Some(cap);
-            let mut locals: Vec<Local> = Vec::new();
-            let mut seen = u64::MAX;
-            let mut ended = false;
-            move |_output| {
-                if cap.is_none() {
-                    return;
-                }
-                let generation = group.generation.load(Ordering::Acquire);
-                if generation != seen {
-                    seen = generation;
-                    let members = group.members.lock().expect("members lock").clone();
-                    // By member identity, so a change costs one pass however many rules.
-                    let mut old: std::collections::HashMap<usize, Local> =
-                        std::mem::take(&mut locals)
-                            .into_iter()
-                            .map(|l| (Arc::as_ptr(&l.member) as usize, l))
-                            .collect();
-                    for m in members {
-                        match old.remove(&(Arc::as_ptr(&m) as usize)) {
-                            Some(l) => locals.push(l),
-                            None => locals.push(Local {
-                                chain: chain(&m),
-                                stash: SinkStash::new(m.sinks.clone()),
-                                member: m,
+    source::<_, CapacityContainerBuilder<ArrowBatch>, _, _>(scope, "RuleGroup", move |cap, info| {
+        let sync = scope.worker().sync_activator_for(info.address.to_vec());
+        group.activators.lock().expect("activator lock")[worker] = Some(sync);
+        let retry = scope.activator_for(info.address.clone());
+        // Held until the input ends; moved on with the clock while window rules are in.
+        let mut cap = Some(cap);
+        let mut locals: Vec<Local> = Vec::new();
+        let mut seen = u64::MAX;
+        let mut ended = false;
+        // The window rules' common tick, and when this operator wakes itself next.
+        let mut tick: Option<u64> = None;
+        let mut next_tick = 0u64;
+        move |output| {
+            if cap.is_none() {
+                return;
+            }
+            let generation = group.generation();
+            if generation != seen {
+                seen = generation;
+                let members = group.members();
+                // By member identity, so a change costs one pass however many rules.
+                let mut old: HashMap<usize, Local> = std::mem::take(&mut locals)
+                    .into_iter()
+                    .map(|l| (Arc::as_ptr(&l.member) as usize, l))
+                    .collect();
+                for m in members {
+                    match old.remove(&(Arc::as_ptr(&m) as usize)) {
+                        Some(l) => locals.push(l),
+                        None => locals.push(Local {
+                            chain: chain(&m),
+                            stash: SinkStash::new(if m.window.is_some() {
+                                Vec::new()
+                            } else {
+                                m.sinks.clone()
                             }),
-                        }
-                    }
-                    // `old` now holds removed members: their sink queues close here.
-                }
-                locals.iter_mut().for_each(|l| {
-                    l.stash.flush();
-                });
-                if locals.iter().any(|l| l.stash.blocked()) {
-                    // A sink is behind: leave events queued so the shared source waits.
-                    retry.activate_after(RETRY);
-                    return;
-                }
-                let mut drained = false;
-                // Everything queued goes through the members as one batch: each member's chain
-                // then runs once per activation, however many events waited.
-                let mut events = Vec::new();
-                if let Some(queue) = rx.as_mut() {
-                    while events.len() < EVENTS_PER_ACTIVATION {
-                        match next_event(queue) {
-                            Next::Event(e) => events.push(e),
-                            Next::Drained => {
-                                drained = true;
-                                break;
-                            }
-                            Next::Ended => {
-                                ended = true;
-                                break;
-                            }
-                        }
+                            member: m,
+                        }),
                     }
                 }
-                if !events.is_empty() {
-                    let started = Instant::now();
-                    let (messages, decoded) = combine(events, &group.decoder);
-                    let rows = decoded.rows();
-                    // Logged once for the group; each member counts them as its own.
-                    let failed = decoded.errors.first();
-                    if let Some(first) = failed {
-                        tracing::warn!(
-                            group = %group.key,
-                            rules = locals.len(),
-                            errors = decoded.errors.len(),
-                            "dropping malformed messages: {first}"
-                        );
-                    }
-                    for l in &mut locals {
-                        let m = &l.member;
-                        m.source_metrics.batch(messages, messages, started);
-                        if let Some(first) = failed {
-                            m.decoder_metrics.exceptions(decoded.errors.len(), first);
+                // `old` now holds removed members: their sink queues close here.
+                tick = common_tick(
+                    locals
+                        .iter()
+                        .filter_map(|l| l.member.window.as_ref().map(|w| w.tick)),
+                );
+            }
+            locals.iter_mut().for_each(|l| {
+                l.stash.flush();
+            });
+            if locals.iter().any(|l| l.stash.blocked())
+                || group.to_windows.load(Ordering::Acquire) >= MAX_ROWS_TO_WINDOWS
+                || group.emits_behind.iter().any(|b| b.load(Ordering::Acquire))
+            {
+                // A sink or the windows are behind: leave events queued so the shared
+                // source waits.
+                retry.activate_after(RETRY);
+                return;
+            }
+            // Processing time: window rules' rows take the time they are read at.
+            let now = crate::clock::now_time();
+            if tick.is_some()
+                && let Some(c) = cap.as_mut()
+                && now > *c.time()
+            {
+                c.downgrade(&now);
+            }
+            let mut drained = false;
+            // Everything queued goes through the members as one batch: each member's chain
+            // then runs once per activation, however many events waited.
+            let mut events = Vec::new();
+            if let Some(queue) = rx.as_mut() {
+                while events.len() < EVENTS_PER_ACTIVATION {
+                    match next_event(queue) {
+                        Next::Event(e) => events.push(e),
+                        Next::Drained => {
+                            drained = true;
+                            break;
                         }
-                        if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
-                            m.decoder_metrics.batch(messages, rows, started);
+                        Next::Ended => {
+                            ended = true;
+                            break;
                         }
-                        for batch in &decoded.batches {
-                            let out = quiver_compiler::eval::with_rule_context(&m.rule, || {
-                                crate::chain::run_chain(
-                                    &mut l.chain,
-                                    batch.clone(),
-                                    &m.source_metrics,
-                                    &m.fault,
-                                )
-                            });
-                            if let Some(out) = out {
-                                l.stash.push(&out);
-                            }
-                        }
-                        l.stash.flush();
                     }
-                }
-                if ended {
-                    rx = None;
-                    if locals.iter().all(|l| l.stash.is_empty()) {
-                        // Everything is handed over: let the sinks finish.
-                        locals.clear();
-                        cap = None;
-                        group.worker_ended();
-                    } else {
-                        retry.activate_after(RETRY);
-                    }
-                    return;
-                }
-                if locals.iter().any(|l| !l.stash.is_empty()) {
-                    retry.activate_after(RETRY);
-                } else if !drained {
-                    // More may be queued: come back after other dataflows had their turn.
-                    retry.activate();
                 }
             }
-        },
-    );
+            if !events.is_empty() {
+                let started = Instant::now();
+                let (messages, decoded) = combine(events, &group.decoder);
+                let rows = decoded.rows();
+                // Logged once for the group; each member counts them as its own.
+                let failed = decoded.errors.first();
+                if let Some(first) = failed {
+                    tracing::warn!(
+                        group = %group.key,
+                        rules = locals.len(),
+                        errors = decoded.errors.len(),
+                        "dropping malformed messages: {first}"
+                    );
+                }
+                // Window rules read the rows with their time, stamped once for all.
+                let stamped: Vec<RecordBatch> = match (tick, cap.as_ref()) {
+                    (Some(_), Some(c)) => decoded
+                        .batches
+                        .iter()
+                        .map(|b| {
+                            let t = Int64Array::from(vec![*c.time() as i64; b.num_rows()]);
+                            quiver_connectors::codec::json::add_column(
+                                b.clone(),
+                                TS_COLUMN,
+                                Arc::new(t),
+                            )
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for l in &mut locals {
+                    let m = &l.member;
+                    m.source_metrics.batch(messages, messages, started);
+                    if let Some(first) = failed {
+                        m.decoder_metrics.exceptions(decoded.errors.len(), first);
+                    }
+                    if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
+                        m.decoder_metrics.batch(messages, rows, started);
+                    }
+                    let input = match &m.window {
+                        Some(_) => &stamped,
+                        None => &decoded.batches,
+                    };
+                    for batch in input {
+                        let out = quiver_compiler::eval::with_rule_context(&m.rule, || {
+                            crate::chain::run_chain(
+                                &mut l.chain,
+                                batch.clone(),
+                                &m.source_metrics,
+                                &m.fault,
+                            )
+                        });
+                        let Some(out) = out else { continue };
+                        match (&m.window, cap.as_ref()) {
+                            (Some(w), Some(c)) => {
+                                group.to_windows.fetch_add(out.num_rows(), Ordering::AcqRel);
+                                let tagged = crate::container::member::tag(out, m.id, w.spread);
+                                output
+                                    .session(c)
+                                    .give_container(&mut ArrowBatch(Some(tagged)));
+                            }
+                            (Some(_), None) => {}
+                            (None, _) => l.stash.push(&out),
+                        }
+                    }
+                    l.stash.flush();
+                }
+            }
+            if ended {
+                rx = None;
+                if locals.iter().all(|l| l.stash.is_empty()) {
+                    // Everything is handed over: let the sinks finish (window rules' once
+                    // their windows close, as time ends).
+                    locals.clear();
+                    cap = None;
+                    group.worker_ended();
+                } else {
+                    retry.activate_after(RETRY);
+                }
+                return;
+            }
+            if let Some(tick) = tick
+                && next_tick <= now
+            {
+                // Time moves on without input too, so windows close on time.
+                next_tick = (now / tick + 1) * tick;
+                retry.activate_after(std::time::Duration::from_millis(next_tick - now));
+            }
+            if locals.iter().any(|l| !l.stash.is_empty()) {
+                retry.activate_after(RETRY);
+            } else if !drained {
+                // More may be queued: come back after other dataflows had their turn.
+                retry.activate();
+            }
+        }
+    })
 }

@@ -13,6 +13,8 @@
 
 mod emit;
 pub mod group;
+mod group_emit;
+mod group_window;
 mod keyed;
 mod sink;
 mod source;

@@ -24,6 +24,9 @@ pub struct Server {
     child: Child,
     addr: String,
     push_addr: String,
+    /// Where quiverd's stderr goes when the test asked for no log: read when it exits early,
+    /// removed on drop.
+    stderr: Option<PathBuf>,
 }
 
 pub use mqtt::free_port;
@@ -52,19 +55,49 @@ impl Server {
 
     /// Starts quiverd on loopback with `data_dir` and extra `args`; with `log`, its stdout and
     /// stderr (at debug level) go to that file.
+    ///
+    /// A port [`free_port`] handed out can be taken by another test's socket before quiverd
+    /// binds it; quiverd then exits saying so, and it is started again on other ports.
     pub fn start_args(data_dir: &Path, args: &[String], log: Option<&Path>) -> Server {
-        let server = Self::spawn(data_dir, args, &[], log);
-        server.wait_ready();
-        server
+        for _ in 0..4 {
+            let mut server = Self::spawn(data_dir, args, &[], log);
+            match server.ready_or_exit() {
+                Ok(()) => return server,
+                Err(why) if why.contains("in use") => continue,
+                Err(why) => panic!("{why}"),
+            }
+        }
+        panic!("quiverd found its ports taken four times in a row")
     }
 
     /// Waits up to 20 s until quiverd answers `GET /ping` over plain HTTP.
-    pub fn wait_ready(&self) {
+    pub fn wait_ready(&mut self) {
+        if let Err(why) = self.ready_or_exit() {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits up to 20 s for `GET /ping` to answer; an error says why it did not, with what
+    /// quiverd printed if it exited.
+    fn ready_or_exit(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.try_request("GET", "/ping", None).is_err() {
-            assert!(Instant::now() < deadline, "quiverd did not answer /ping");
+            if let Some(status) = self.child.try_wait().expect("quiverd's status") {
+                let printed = self
+                    .stderr
+                    .as_ref()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_default();
+                return Err(format!(
+                    "quiverd exited with {status} before it answered /ping: {printed}"
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err("quiverd did not answer /ping within 20 s".into());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     /// Starts quiverd like [`Server::start_args`], with extra environment variables `env`,
@@ -84,22 +117,31 @@ impl Server {
             .args(["--workers", "2"])
             .args(args)
             .envs(env.iter().copied());
-        match log {
+        let stderr = match log {
             Some(path) => {
                 let file = std::fs::File::create(path).expect("log file");
                 cmd.env("RUST_LOG", "debug")
                     .stdout(file.try_clone().expect("log file"))
                     .stderr(file);
+                None
             }
             None => {
-                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+                let path = std::env::temp_dir().join(format!(
+                    "quiverd-{}-{}.stderr",
+                    std::process::id(),
+                    addr.replace([':', '.'], "-")
+                ));
+                let file = std::fs::File::create(&path).expect("stderr file");
+                cmd.stdout(Stdio::null()).stderr(file);
+                Some(path)
             }
-        }
+        };
         let child = cmd.spawn().expect("quiverd starts");
         Server {
             child,
             addr,
             push_addr,
+            stderr,
         }
     }
 
@@ -110,6 +152,7 @@ impl Server {
             child,
             addr,
             push_addr,
+            stderr: None,
         }
     }
 
@@ -331,6 +374,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(path) = &self.stderr {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
