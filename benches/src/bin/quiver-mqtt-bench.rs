@@ -36,6 +36,13 @@
 //!    and 3 workers, their trials interleaved: highest lossless rate, CPU per message summed
 //!    over the processes, bytes exchanged between them per message (see `mqtt_bench/cluster.rs`).
 //!
+//! 7. **Window rules (`window-rules`, not in the default list).** A fresh quiverd, one
+//!    `SHARED` MQTT stream, `--rules` counts of 1-second tumbling-window rules with different
+//!    filters and group keys; per `--window-rates` rate: quiverd CPU per message, whether the
+//!    sampled rules kept up, and the latency of window results (receive time minus
+//!    `window_end()`); with `--quiverd-b`, A and B in turn per rule count (see
+//!    `mqtt_bench/window_rules.rs`).
+//!
 //! Everything it starts (quiverd, Mosquitto) is killed when it ends, also on error.
 
 use std::collections::HashMap;
@@ -58,24 +65,32 @@ use tokio::sync::oneshot;
 mod cluster;
 #[path = "mqtt_bench/qos.rs"]
 mod qos;
+#[path = "mqtt_bench/window_rules.rs"]
+mod window_rules;
 
 const USAGE: &str =
     "usage: quiver-mqtt-bench [--quiverd PATH] [--broker-port PORT] [--trial-secs S]
        [--rules 1000,10000] [--rule-rates 800,2000,5000,10000] [--latency-rate 10000]
        [--latency-secs S] [--phases ingest,rules,latency,footprint,qos] [--workers 2]
        [--broker-conf LINE]... [--client-nodelay] [--quiverd-b PATH] [--qos-cases 1,2]
+       [--window-rates 1000,10000]
   --quiverd      the server binary (default: quiverd next to this binary)
-  --quiverd-b    a second server binary (A/B): phase qos-throughput runs each case on
-                 both, alternating
+  --quiverd-b    a second server binary (A/B): phases qos-throughput and window-rules run
+                 each case on both, alternating
   --qos-cases    only these qos throughput cases (0-based, e.g. 1,2; to profile one)
+  --rules        rule counts of phases rules and window-rules
+  --rule-rates   publish rates (msgs/s) of phase rules (a ladder: up while kept up)
+  --window-rates publish rates (msgs/s) of phase window-rules (each one runs)
   --broker-port  use the broker already listening on this port (default: start a private
                  Mosquitto on a free port)
   --broker-conf  one more line for the private Mosquitto's config (repeatable), e.g.
                  \"set_tcp_nodelay true\"
   --client-nodelay  TCP_NODELAY on the bench's own publisher and subscribers
-  --phases       default footprint,ingest,latency,rules; `qos` (checkpoints: qos 0 against
-                 qos 1 and 2; `qos-throughput` is its first part alone) and `cluster` (W1 and W2 on 1-3 processes; ignores --workers) run
-                 only when named";
+  --phases       default footprint,ingest,latency,rules; not in the default list, run only
+                 when named: `qos` (checkpoints: qos 0 against qos 1 and 2; `qos-throughput`
+                 is its first part alone), `cluster` (W1 and W2 on 1-3 processes; ignores
+                 --workers) and `window-rules` (--rules tumbling-window rules with different
+                 filters and keys on one SHARED stream, at each --window-rates)";
 
 /// Size every published message is padded to.
 const MESSAGE_BYTES: usize = 100;
@@ -96,6 +111,8 @@ struct Options {
     trial: Duration,
     rules: Vec<usize>,
     rule_rates: Vec<u64>,
+    /// Publish rates of the `window-rules` phase.
+    window_rates: Vec<u64>,
     latency_rate: u64,
     latency_secs: u64,
     phases: Vec<String>,
@@ -114,6 +131,7 @@ fn parse_args() -> anyhow::Result<Options> {
         trial: Duration::from_secs(5),
         rules: vec![1_000, 10_000],
         rule_rates: vec![800, 2_000, 5_000, 10_000],
+        window_rates: vec![1_000, 10_000],
         latency_rate: 10_000,
         latency_secs: 10,
         phases: ["footprint", "ingest", "latency", "rules"]
@@ -140,6 +158,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "--trial-secs" => o.trial = Duration::from_secs_f64(value()?.parse()?),
             "--rules" => o.rules = list(&value()?)?.into_iter().map(|n| n as usize).collect(),
             "--rule-rates" => o.rule_rates = list(&value()?)?,
+            "--window-rates" => o.window_rates = list(&value()?)?,
             "--latency-rate" => o.latency_rate = value()?.parse()?,
             "--latency-secs" => o.latency_secs = value()?.parse()?,
             "--phases" => o.phases = value()?.split(',').map(String::from).collect(),
@@ -343,6 +362,14 @@ impl Quiverd {
     fn create_stream(&self, sql: &str) -> anyhow::Result<()> {
         self.request("POST", "/streams", Some(&json!({ "sql": sql })))
             .map(drop)
+    }
+
+    /// The stream `demo` of the many-rules phases: `SHARED`, over the MQTT topic `topic`.
+    fn create_shared_demo(&self, topic: &str) -> anyhow::Result<()> {
+        self.create_stream(&format!(
+            "CREATE STREAM demo (device STRING, temperature FLOAT, humidity BIGINT, ts BIGINT) \
+             WITH (DATASOURCE=\"{topic}\", TYPE=\"mqtt\", FORMAT=\"json\", SHARED=\"true\")"
+        ))
     }
 
     fn create_rule(&self, id: &str, sql: &str, action: Value) -> anyhow::Result<()> {
@@ -815,6 +842,44 @@ fn drain(since: Instant, want: u64, quiet: Duration, mut count: impl FnMut() -> 
         }
     }
     (last, last_change)
+}
+
+/// Creates rules `r0` .. `r{n-1}` on `q` over REST from 4 client threads, rule `i` being
+/// `rule(i)` = (SQL, action); returns the seconds it took, or the first error.
+fn create_rules(
+    q: &Quiverd,
+    n: usize,
+    rule: impl Fn(usize) -> (String, Value) + Sync,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let next = AtomicUsize::new(0);
+    let errors = Mutex::new(Vec::<String>::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let (sql, action) = rule(i);
+                    if let Err(e) = q.create_rule(&format!("r{i}"), &sql, action) {
+                        errors.lock().expect("errors lock").push(e.to_string());
+                    }
+                }
+            });
+        }
+    });
+    let took = start.elapsed().as_secs_f64();
+    let errors = errors.into_inner().expect("errors lock");
+    if !errors.is_empty() {
+        bail!(
+            "{} of {n} rules failed to be created, first: {}",
+            errors.len(),
+            errors[0]
+        );
+    }
+    Ok(took)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1453,44 +1518,16 @@ impl Bench {
         for &n in &self.opts.rules.clone() {
             let in_topic = self.topic(&format!("many{n}/in"));
             let q = self.start_quiverd(&format!("many-{n}"))?;
-            q.create_stream(&format!(
-                "CREATE STREAM demo (device STRING, temperature FLOAT, humidity BIGINT, ts BIGINT) \
-                 WITH (DATASOURCE=\"{in_topic}\", TYPE=\"mqtt\", FORMAT=\"json\", SHARED=\"true\")"
-            ))?;
+            q.create_shared_demo(&in_topic)?;
             std::thread::sleep(Duration::from_secs(1));
             let (rss0, _) = q.rss_kb();
             println!("== many rules: creating {n}");
-            let start = Instant::now();
-            let next = AtomicUsize::new(0);
-            let errors = Mutex::new(Vec::<String>::new());
-            std::thread::scope(|s| {
-                for _ in 0..4 {
-                    s.spawn(|| {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= n {
-                                break;
-                            }
-                            if let Err(e) = q.create_rule(
-                                &format!("r{i}"),
-                                MANY_SQL,
-                                json!({"memory": {"topic": "bench/many/nobody"}}),
-                            ) {
-                                errors.lock().expect("errors lock").push(e.to_string());
-                            }
-                        }
-                    });
-                }
-            });
-            let took = start.elapsed().as_secs_f64();
-            let errors = errors.into_inner().expect("errors lock");
-            if !errors.is_empty() {
-                bail!(
-                    "{} of {n} rules failed to be created, first: {}",
-                    errors.len(),
-                    errors[0]
-                );
-            }
+            let took = create_rules(&q, n, |_| {
+                (
+                    MANY_SQL.to_string(),
+                    json!({"memory": {"topic": "bench/many/nobody"}}),
+                )
+            })?;
             std::thread::sleep(Duration::from_secs(2));
             let (rss, _) = q.rss_kb();
             let per_rule = (rss.saturating_sub(rss0)) as f64 / n as f64;
@@ -1766,6 +1803,7 @@ fn run() -> anyhow::Result<()> {
             "qos" => bench.qos(),
             "qos-throughput" => bench.qos_throughput(),
             "cluster" => bench.cluster(),
+            "window-rules" => bench.window_rules(),
             other => Err(anyhow::anyhow!("unknown phase \"{other}\"")),
         };
         if let Err(e) = result {
