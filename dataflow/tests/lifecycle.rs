@@ -741,17 +741,7 @@ fn a_rule_with_a_stuck_sink_does_not_stall_the_other_rules_of_a_shared_stream() 
         engine.create_rule(rule("ok", sql, "stuck/ok")).unwrap();
         // Small events (the fan-out gathers what queues up into one event): many more than
         // the stuck rule's queues hold. Published while the healthy rule's output is read.
-        let publisher = bus.clone();
-        let publishing = tokio::spawn(async move {
-            for n in 0..2000 {
-                publisher
-                    .publish_json("stuck/in", format!(r#"{{"n":{n}}}"#).into_bytes())
-                    .await;
-                if n % 4 == 0 {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        });
+        let publishing = publish_paced(&bus, "stuck/in", 2000);
         let got = recv_rows(&mut out, 2000, Duration::from_secs(20)).await;
         publishing.await.unwrap();
         assert_eq!(
@@ -768,6 +758,82 @@ fn a_rule_with_a_stuck_sink_does_not_stall_the_other_rules_of_a_shared_stream() 
         );
         assert!(
             metric(&engine, "stuck", "source_st_0_dropped_events_total")
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+    });
+    engine.shutdown();
+}
+
+/// Publishes `{"n": 0}` .. `{"n": count - 1}` to `topic`, a few per millisecond, in a task.
+fn publish_paced(
+    bus: &quiver_connectors::memory::MemoryBus,
+    topic: &'static str,
+    count: usize,
+) -> tokio::task::JoinHandle<()> {
+    let bus = bus.clone();
+    tokio::spawn(async move {
+        for n in 0..count {
+            bus.publish_json(topic, format!(r#"{{"n":{n}}}"#).into_bytes())
+                .await;
+            if n % 4 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    })
+}
+
+/// In a rule group too, a rule whose sink hangs holds the group up only briefly, then loses
+/// the group's events (counted in its status), while the group's other rules, stateless and
+/// window ones, get every row.
+#[test]
+fn a_grouped_rule_with_a_stuck_sink_does_not_stall_the_rest_of_its_group() {
+    let (rt, engine) = setup(2);
+    engine
+        .connectors()
+        .register_sink("hanging", std::sync::Arc::new(HangingSinks));
+    engine
+        .create_stream(
+            r#"CREATE STREAM sg (n BIGINT) WITH (DATASOURCE="stuckg/in", TYPE="memory", SHARED="true")"#,
+        )
+        .unwrap();
+    let bus = engine.connectors().memory().clone();
+    rt.block_on(async {
+        let mut ok = bus.subscribe("stuckg/ok");
+        let mut win = bus.subscribe("stuckg/win");
+        let mut stuck = rule("stuck", "SELECT n FROM sg", "unused");
+        stuck.actions = vec![Action {
+            sink_type: "hanging".into(),
+            props: json!({}),
+        }];
+        stuck.options = json!({"bufferLength": 64}).as_object().unwrap().clone();
+        engine.create_rule(stuck).unwrap();
+        engine
+            .create_rule(rule("ok", "SELECT n FROM sg", "stuckg/ok"))
+            .unwrap();
+        let windowed = "SELECT count(*) AS c FROM sg GROUP BY TUMBLINGWINDOW(ss, 1)";
+        engine
+            .create_rule(rule("win", windowed, "stuckg/win"))
+            .unwrap();
+        for id in ["stuck", "ok", "win"] {
+            assert!(engine.explain(id).unwrap().contains("Rule group"), "{id}");
+        }
+        let publishing = publish_paced(&bus, "stuckg/in", 2000);
+        let got = recv_rows(&mut ok, 2000, Duration::from_secs(20)).await;
+        publishing.await.unwrap();
+        let status = || engine.rule_status("stuck").unwrap();
+        assert_eq!(got.len(), 2000, "the stuck one: {:?}", status());
+        let all = std::collections::BTreeMap::from([(String::new(), 2000.0)]);
+        let windows = recv_until_totals(&mut win, ("", "c"), &all, Duration::from_secs(10)).await;
+        assert_eq!(totals(&windows, "", "c"), all, "{windows:?}");
+        assert!(
+            status().message.contains("fell behind its shared stream"),
+            "{}",
+            status().message
+        );
+        assert!(
+            metric(&engine, "stuck", "source_sg_0_dropped_events_total")
                 .as_u64()
                 .unwrap()
                 > 0

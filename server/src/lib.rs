@@ -160,6 +160,13 @@ async fn serve_engine(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Engine>> {
     let security = security.clone();
+    // Bound first: a server whose port is taken stops before it restores and runs any rule.
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("binding {}", settings.bind))?;
+    let push_listener = tokio::net::TcpListener::bind(settings.push_bind)
+        .await
+        .with_context(|| format!("binding the push listener {}", settings.push_bind))?;
     let catalog = catalog::Catalog::open(&settings.data_dir)?;
     quiver_compiler::functions::set_keyed_state_store(Some(Arc::new(catalog::KeyedState::open(
         &settings.data_dir,
@@ -181,12 +188,6 @@ async fn serve_engine(
     // Connections before the streams and rules that name them.
     connections::restore(&engine, &catalog)?;
     restore(&engine, &catalog)?;
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .with_context(|| format!("binding {}", settings.bind))?;
-    let push_listener = tokio::net::TcpListener::bind(settings.push_bind)
-        .await
-        .with_context(|| format!("binding the push listener {}", settings.push_bind))?;
     // Rule tests' results are served on the push listener, eKuiper's HTTP data server.
     let tests = ruletest::RuleTests::new(
         engine.clone(),

@@ -229,6 +229,8 @@ impl Engine {
                     start_ms: now_ms(),
                 }),
                 fault: fault.clone(),
+                dropped: dropped.clone(),
+                behind: Default::default(),
             };
             let (group, connection) = self.join_group(&stream, member, queue)?;
             entry.run = Some(RuleRun {

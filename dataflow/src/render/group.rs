@@ -67,6 +67,12 @@ pub struct Member {
     pub rule: Arc<quiver_compiler::eval::RuleContext>,
     /// Where a panic in this member's operators fails this rule only.
     pub fault: Arc<crate::fault::Fault>,
+    /// Messages this rule lost for falling behind its group (in its status, as a rule of its
+    /// own counts what it lost for falling behind its shared stream).
+    pub dropped: Arc<AtomicU64>,
+    /// A window rule's: whether its emit operator holds so many results for a slow sink that
+    /// the group's source should stop feeding it.
+    pub behind: AtomicBool,
 }
 
 /// The rules of one shared stream that run together, and the group's worker queues.
@@ -84,12 +90,14 @@ pub struct RuleGroup {
     pub decoder: Decoder,
     /// Workers whose input has ended and who let go of their members.
     ended: AtomicUsize,
+    /// Workers whose emit operator has handed over every result of the ended input.
+    emits_ended: AtomicUsize,
     workers: usize,
     /// Rows the group's source sent towards its window operator that it has not taken yet.
     pub(super) to_windows: AtomicUsize,
-    /// Per worker, whether its emit operator holds so many results for a slow sink that the
-    /// source must stop reading.
-    pub(super) emits_behind: Vec<AtomicBool>,
+    /// The window and emit operators' activators, woken with the sources on a membership
+    /// change, so a rule that left lets go of its windows and sinks at once.
+    pub(super) wakers: Mutex<Vec<SyncActivator>>,
 }
 
 impl RuleGroup {
@@ -109,9 +117,10 @@ impl RuleGroup {
             activators,
             decoder,
             ended: AtomicUsize::new(0),
+            emits_ended: AtomicUsize::new(0),
             workers,
             to_windows: AtomicUsize::new(0),
-            emits_behind: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            wakers: Mutex::new(Vec::new()),
         }
     }
 
@@ -147,10 +156,8 @@ impl RuleGroup {
         self.members.lock().expect("members lock").clone()
     }
 
-    /// The window rules among the members now, by id. The group's window and emit operators
-    /// keep this until their work is done: the member list empties when the input ends,
-    /// before the last windows close.
-    pub(super) fn window_members(&self) -> HashMap<u64, Arc<Member>> {
+    /// The window rules among the members now, by id.
+    fn window_members(&self) -> HashMap<u64, Arc<Member>> {
         let members = self.members.lock().expect("members lock");
         members
             .iter()
@@ -177,14 +184,61 @@ impl RuleGroup {
             // A dropped dataflow's activator fails harmlessly.
             let _ = a.activate();
         }
+        for a in self.wakers.lock().expect("wakers lock").iter() {
+            let _ = a.activate();
+        }
     }
 
     /// A worker's input ended and it dropped its members' sink queues; the last one also
-    /// drops the group's own, so every member's sinks see the end.
+    /// drops the group's own of its stateless members, so their sinks see the end. Window
+    /// members stay until their last windows are out ([`RuleGroup::emits_ended`]).
     fn worker_ended(&self) {
         if self.ended.fetch_add(1, Ordering::AcqRel) + 1 == self.workers {
+            let mut members = self.members.lock().expect("members lock");
+            members.retain(|m| m.window.is_some());
+        }
+    }
+
+    /// A worker's emit operator handed every result of the ended input over; the last one
+    /// drops the window members, so their sinks see the end.
+    pub(super) fn emits_ended(&self) {
+        if self.emits_ended.fetch_add(1, Ordering::AcqRel) + 1 == self.workers {
             self.members.lock().expect("members lock").clear();
         }
+    }
+}
+
+/// The window members one of the group's operators knows, read again when the membership
+/// changed.
+#[derive(Default)]
+pub(super) struct Known {
+    /// By id.
+    pub(super) members: HashMap<u64, Arc<Member>>,
+    seen: Option<u64>,
+}
+
+impl Known {
+    /// Reads the members again if they changed since; true when they did.
+    pub(super) fn refresh(&mut self, group: &RuleGroup) -> bool {
+        let generation = group.generation();
+        if self.seen == Some(generation) {
+            return false;
+        }
+        self.seen = Some(generation);
+        self.members = group.window_members();
+        true
+    }
+
+    /// Member `id`, also when it joined after the last [`Known::refresh`] (its rows can come
+    /// from another worker's source before this operator ran again); none for one that left.
+    pub(super) fn find(&mut self, group: &RuleGroup, id: u64) -> Option<Arc<Member>> {
+        if !self.members.contains_key(&id) && self.seen != Some(group.generation()) {
+            // Added, not replaced: the next refresh drops those that left.
+            for (k, m) in group.window_members() {
+                self.members.entry(k).or_insert(m);
+            }
+        }
+        self.members.get(&id).cloned()
     }
 }
 
@@ -228,6 +282,49 @@ struct Local {
     member: Arc<Member>,
     chain: Chain,
     stash: SinkStash,
+    /// Since when this member's sink has held the group up.
+    stalled_since: Option<Instant>,
+    /// Whether it is losing the group's events until its sink took its results.
+    skipping: bool,
+}
+
+/// How long a member whose sink is behind holds the whole group up before it loses events
+/// instead. Shorter than the shared fan-out's own bound (2 s), so a group held up by one rule
+/// lets go of it before the fan-out drops events for the whole group.
+const STALL_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether the group waits for a member's sink: a member that is behind holds the group up to
+/// [`STALL_BOUND`], then loses the group's events (counted in its status) until every result it
+/// holds was taken, as a rule of its own loses its shared stream's events.
+fn stalled(locals: &mut [Local], group: &str) -> bool {
+    let now = Instant::now();
+    let mut wait = false;
+    for l in locals {
+        let behind = l.member.behind.load(Ordering::Acquire);
+        if l.skipping {
+            if l.stash.is_empty() && !behind {
+                l.skipping = false;
+                l.stalled_since = None;
+            }
+            continue;
+        }
+        if !(behind || l.stash.blocked()) {
+            l.stalled_since = None;
+            continue;
+        }
+        let since = *l.stalled_since.get_or_insert(now);
+        if now.duration_since(since) < STALL_BOUND {
+            wait = true;
+        } else {
+            tracing::warn!(
+                rule = %l.member.key,
+                group,
+                "a rule fell behind its shared stream; dropping its events until it catches up"
+            );
+            l.skipping = true;
+        }
+    }
+    wait
 }
 
 /// Builds the group's dataflow in `scope` (on every worker, in the same order): its source,
@@ -240,7 +337,7 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
 
 /// The greatest common divisor of the window rules' ticks: every window of every member ends
 /// on a multiple of it.
-pub(super) fn common_tick(ticks: impl Iterator<Item = u64>) -> Option<u64> {
+fn common_tick(ticks: impl Iterator<Item = u64>) -> Option<u64> {
     fn gcd(a: u64, b: u64) -> u64 {
         if b == 0 { a } else { gcd(b, a % b) }
     }
@@ -292,35 +389,42 @@ fn source_operator<'s>(
                                 m.sinks.clone()
                             }),
                             member: m,
+                            stalled_since: None,
+                            skipping: false,
                         }),
                     }
                 }
                 // `old` now holds removed members: their sink queues close here.
-                tick = common_tick(
+                let new_tick = common_tick(
                     locals
                         .iter()
                         .filter_map(|l| l.member.window.as_ref().map(|w| w.tick)),
                 );
+                if new_tick != tick {
+                    // A shorter tick must not wait for the longer one's next wake-up.
+                    tick = new_tick;
+                    next_tick = 0;
+                }
             }
             locals.iter_mut().for_each(|l| {
                 l.stash.flush();
             });
-            if locals.iter().any(|l| l.stash.blocked())
-                || group.to_windows.load(Ordering::Acquire) >= MAX_ROWS_TO_WINDOWS
-                || group.emits_behind.iter().any(|b| b.load(Ordering::Acquire))
-            {
-                // A sink or the windows are behind: leave events queued so the shared
-                // source waits.
-                retry.activate_after(RETRY);
-                return;
-            }
-            // Processing time: window rules' rows take the time they are read at.
+            // Processing time moves on whatever the sinks do, so windows close on time; window
+            // rules' rows take the time they are read at.
             let now = crate::clock::now_time();
             if tick.is_some()
                 && let Some(c) = cap.as_mut()
                 && now > *c.time()
             {
                 c.downgrade(&now);
+            }
+            if group.to_windows.load(Ordering::Acquire) >= MAX_ROWS_TO_WINDOWS
+                || stalled(&mut locals, &group.key)
+            {
+                // The windows or a sink are behind: leave events queued so the shared source
+                // waits.
+                retry.activate_after(RETRY);
+                return;
             }
             let mut drained = false;
             // Everything queued goes through the members as one batch: each member's chain
@@ -373,6 +477,10 @@ fn source_operator<'s>(
                 };
                 for l in &mut locals {
                     let m = &l.member;
+                    if l.skipping {
+                        m.dropped.fetch_add(messages as u64, Ordering::Relaxed);
+                        continue;
+                    }
                     m.source_metrics.batch(messages, messages, started);
                     if let Some(first) = failed {
                         m.decoder_metrics.exceptions(decoded.errors.len(), first);

@@ -14,7 +14,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use super::RETRY;
 use super::emit::run_post;
-use super::group::{Member, RuleGroup};
+use super::group::{Known, Member, RuleGroup};
 use super::sink::SinkStash;
 use crate::batch::concat_results;
 use crate::chain::Chain;
@@ -36,28 +36,28 @@ struct Emitter {
 /// gathers each rule's on one worker, where the parts of one window (same time) are merged once
 /// the frontier shows every worker sent its part.
 pub(super) fn render_group_emit(stream: Stream<'_, u64, ArrowBatch>, group: Arc<RuleGroup>) {
-    let worker = stream.scope().index();
     let scope = stream.scope();
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         // Closed windows are tagged as not spread: all of a rule's go to one worker.
         DistributorPact(|_| MemberDistributor),
         "GroupEmit",
-        move |_cap, info| {
+        move |cap, info| {
             let retry = scope.activator_for(info.address.clone());
+            let waker = scope.worker().sync_activator_for(info.address.to_vec());
+            group.wakers.lock().expect("wakers lock").push(waker);
+            // Held until every result is handed over, so the dataflow is not retired while
+            // results wait for a slow sink.
+            let mut cap = Some(cap);
             let mut parts: BTreeMap<u64, Parts> = BTreeMap::new();
             let mut emitters: HashMap<u64, Emitter> = HashMap::new();
             // Emitters whose stash holds results a sink has not taken.
             let mut waiting: HashSet<u64> = HashSet::new();
-            let mut known: HashMap<u64, Arc<Member>> = HashMap::new();
-            let mut seen = u64::MAX;
+            let mut known = Known::default();
             move |(input, frontier), _output| {
-                let generation = group.generation();
-                if generation != seen {
-                    seen = generation;
-                    known = group.window_members();
+                if known.refresh(&group) {
                     // A rule that left: its sink queues close here.
-                    emitters.retain(|id, _| known.contains_key(id));
-                    waiting.retain(|id| known.contains_key(id));
+                    emitters.retain(|id, _| known.members.contains_key(id));
+                    waiting.retain(|id| known.members.contains_key(id));
                 }
                 input.for_each(|time, data| {
                     let Some(batch) = data.0.take() else {
@@ -83,7 +83,7 @@ pub(super) fn render_group_emit(stream: Stream<'_, u64, ArrowBatch>, group: Arc<
                         by_member.entry(id).or_default().push(untag(b));
                     }
                     for (id, mut batches) in by_member {
-                        let Some(e) = emitter(&mut emitters, &known, id) else {
+                        let Some(e) = emitter(&mut emitters, &mut known, &group, id) else {
                             continue;
                         };
                         // Empty parts (workers whose groups had no rows in this window) add
@@ -101,22 +101,23 @@ pub(super) fn render_group_emit(stream: Stream<'_, u64, ArrowBatch>, group: Arc<
                         }
                     }
                 }
+                // A member whose sink is behind tells the group's source, which stops feeding
+                // it after a while (rather than holding up every rule of the group).
                 waiting.retain(|id| {
                     emitters.get_mut(id).is_some_and(|e| {
                         e.stash.flush();
+                        e.member.behind.store(e.stash.blocked(), Ordering::Release);
                         !e.stash.is_empty()
                     })
                 });
-                let behind = waiting
-                    .iter()
-                    .any(|id| emitters.get(id).is_some_and(|e| e.stash.blocked()));
-                group.emits_behind[worker].store(behind, Ordering::Release);
                 if !waiting.is_empty() {
                     retry.activate_after(RETRY);
-                } else if frontier.is_empty() {
+                } else if frontier.is_empty() && cap.is_some() {
                     // Input ended and every result is handed over: let the sinks finish.
                     emitters.clear();
-                    known.clear();
+                    known.members.clear();
+                    cap = None;
+                    group.emits_ended();
                 }
             }
         },
@@ -127,13 +128,14 @@ pub(super) fn render_group_emit(stream: Stream<'_, u64, ArrowBatch>, group: Arc<
 /// that left.
 fn emitter<'a>(
     emitters: &'a mut HashMap<u64, Emitter>,
-    known: &HashMap<u64, Arc<Member>>,
+    known: &mut Known,
+    group: &RuleGroup,
     id: u64,
 ) -> Option<&'a mut Emitter> {
     match emitters.entry(id) {
         std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
         std::collections::hash_map::Entry::Vacant(v) => {
-            let member = known.get(&id)?.clone();
+            let member = known.find(group, id)?;
             let post = &member.window.as_ref()?.post;
             let chain = super::chain(post, &member.metrics, &super::TableInputs::default());
             let stash = SinkStash::new(member.sinks.clone());

@@ -24,9 +24,10 @@ pub struct Server {
     child: Child,
     addr: String,
     push_addr: String,
-    /// Where quiverd's stderr goes when the test asked for no log: read when it exits early,
-    /// removed on drop.
-    stderr: Option<PathBuf>,
+    /// Where quiverd's output goes: read when it exits early.
+    printed: Option<PathBuf>,
+    /// Whether `printed` is this handle's own file (no log was asked for), removed on drop.
+    own_file: bool,
 }
 
 pub use mqtt::free_port;
@@ -81,10 +82,13 @@ impl Server {
     /// quiverd printed if it exited.
     fn ready_or_exit(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.try_request("GET", "/ping", None).is_err() {
+        loop {
+            let answered = self.try_request("GET", "/ping", None).is_ok();
+            // Checked after an answer too: another test's quiverd may hold the port ours
+            // failed to bind.
             if let Some(status) = self.child.try_wait().expect("quiverd's status") {
                 let printed = self
-                    .stderr
+                    .printed
                     .as_ref()
                     .and_then(|p| std::fs::read_to_string(p).ok())
                     .unwrap_or_default();
@@ -92,12 +96,14 @@ impl Server {
                     "quiverd exited with {status} before it answered /ping: {printed}"
                 ));
             }
+            if answered {
+                return Ok(());
+            }
             if Instant::now() >= deadline {
                 return Err("quiverd did not answer /ping within 20 s".into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(())
     }
 
     /// Starts quiverd like [`Server::start_args`], with extra environment variables `env`,
@@ -117,23 +123,23 @@ impl Server {
             .args(["--workers", "2"])
             .args(args)
             .envs(env.iter().copied());
-        let stderr = match log {
+        let (printed, own_file) = match log {
             Some(path) => {
                 let file = std::fs::File::create(path).expect("log file");
                 cmd.env("RUST_LOG", "debug")
                     .stdout(file.try_clone().expect("log file"))
                     .stderr(file);
-                None
+                (path.to_path_buf(), false)
             }
             None => {
-                let path = std::env::temp_dir().join(format!(
-                    "quiverd-{}-{}.stderr",
-                    std::process::id(),
-                    addr.replace([':', '.'], "-")
-                ));
+                // Beside the data directory, inside the test's own directory.
+                let path = data_dir.with_extension(format!("{}.stderr", free_port()));
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).expect("the test's directory");
+                }
                 let file = std::fs::File::create(&path).expect("stderr file");
                 cmd.stdout(Stdio::null()).stderr(file);
-                Some(path)
+                (path, true)
             }
         };
         let child = cmd.spawn().expect("quiverd starts");
@@ -141,7 +147,8 @@ impl Server {
             child,
             addr,
             push_addr,
-            stderr,
+            printed: Some(printed),
+            own_file,
         }
     }
 
@@ -152,7 +159,8 @@ impl Server {
             child,
             addr,
             push_addr,
-            stderr: None,
+            printed: None,
+            own_file: false,
         }
     }
 
@@ -374,7 +382,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(path) = &self.stderr {
+        if let Some(path) = self.printed.as_ref().filter(|_| self.own_file) {
             let _ = std::fs::remove_file(path);
         }
     }
