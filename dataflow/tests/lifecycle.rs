@@ -715,29 +715,41 @@ impl quiver_connectors::SinkFactory for HangingSinks {
     }
 }
 
-#[test]
-fn a_rule_with_a_stuck_sink_does_not_stall_the_other_rules_of_a_shared_stream() {
+/// An engine with the `hanging` sink type and a `SHARED` memory stream `name` (n BIGINT) on
+/// `topic`.
+fn setup_stuck(name: &str, topic: &str) -> (tokio::runtime::Runtime, Engine) {
     let (rt, engine) = setup(2);
     engine
         .connectors()
         .register_sink("hanging", std::sync::Arc::new(HangingSinks));
     engine
-        .create_stream(
-            r#"CREATE STREAM st (n BIGINT) WITH (DATASOURCE="stuck/in", TYPE="memory", SHARED="true")"#,
-        )
+        .create_stream(&format!(
+            r#"CREATE STREAM {name} (n BIGINT) WITH (DATASOURCE="{topic}", TYPE="memory", SHARED="true")"#
+        ))
         .unwrap();
+    (rt, engine)
+}
+
+/// Rule `stuck`: `sql` into a sink that never finishes a write, with small queues.
+fn stuck_rule(sql: &str) -> RuleSpec {
+    let mut stuck = rule("stuck", sql, "unused");
+    stuck.actions = vec![Action {
+        sink_type: "hanging".into(),
+        props: json!({}),
+    }];
+    stuck.options = json!({"bufferLength": 64}).as_object().unwrap().clone();
+    stuck
+}
+
+#[test]
+fn a_rule_with_a_stuck_sink_does_not_stall_the_other_rules_of_a_shared_stream() {
+    let (rt, engine) = setup_stuck("st", "stuck/in");
     let bus = engine.connectors().memory().clone();
     rt.block_on(async {
         let mut out = bus.subscribe("stuck/ok");
         // Window rules: each reads the stream through a queue of its own.
         let sql = "SELECT n FROM st GROUP BY COUNTWINDOW(1)";
-        let mut stuck = rule("stuck", sql, "unused");
-        stuck.actions = vec![Action {
-            sink_type: "hanging".into(),
-            props: json!({}),
-        }];
-        stuck.options = json!({"bufferLength": 64}).as_object().unwrap().clone();
-        engine.create_rule(stuck).unwrap();
+        engine.create_rule(stuck_rule(sql)).unwrap();
         engine.create_rule(rule("ok", sql, "stuck/ok")).unwrap();
         // Small events (the fan-out gathers what queues up into one event): many more than
         // the stuck rule's queues hold. Published while the healthy rule's output is read.
@@ -789,26 +801,12 @@ fn publish_paced(
 /// window ones, get every row.
 #[test]
 fn a_grouped_rule_with_a_stuck_sink_does_not_stall_the_rest_of_its_group() {
-    let (rt, engine) = setup(2);
-    engine
-        .connectors()
-        .register_sink("hanging", std::sync::Arc::new(HangingSinks));
-    engine
-        .create_stream(
-            r#"CREATE STREAM sg (n BIGINT) WITH (DATASOURCE="stuckg/in", TYPE="memory", SHARED="true")"#,
-        )
-        .unwrap();
+    let (rt, engine) = setup_stuck("sg", "stuckg/in");
     let bus = engine.connectors().memory().clone();
     rt.block_on(async {
         let mut ok = bus.subscribe("stuckg/ok");
         let mut win = bus.subscribe("stuckg/win");
-        let mut stuck = rule("stuck", "SELECT n FROM sg", "unused");
-        stuck.actions = vec![Action {
-            sink_type: "hanging".into(),
-            props: json!({}),
-        }];
-        stuck.options = json!({"bufferLength": 64}).as_object().unwrap().clone();
-        engine.create_rule(stuck).unwrap();
+        engine.create_rule(stuck_rule("SELECT n FROM sg")).unwrap();
         engine
             .create_rule(rule("ok", "SELECT n FROM sg", "stuckg/ok"))
             .unwrap();
