@@ -969,20 +969,32 @@ fn window_rules_of_a_shared_stream_run_in_its_group_with_their_own_results() {
 }
 
 /// A window rule in a shared file stream's group closes its last window when the file ends,
-/// and finishes with the stream's stateless rule.
+/// and finishes with the stream's stateless rule, though another window rule's sink hangs.
 #[test]
 fn a_grouped_window_rule_closes_its_last_window_at_the_end_of_the_input() {
     let (rt, engine) = setup(2);
+    engine
+        .connectors()
+        .register_sink("hanging", std::sync::Arc::new(HangingSinks));
     let path = shared_file_stream(&engine, "gf", 1_000);
     rt.block_on(async {
         let mut counts = engine.connectors().memory().subscribe("gf/count");
         // The first rule starts the shared source, so it sees every line.
         let sql = "SELECT count(*) AS c, sum(n) AS s FROM gf GROUP BY TUMBLINGWINDOW(ss, 30)";
         engine.create_rule(rule("count", sql, "gf/count")).unwrap();
+        // A window rule whose sink hangs: its last windows (one per second of the minute)
+        // never all leave; the others finish all the same.
+        engine
+            .create_rule(stuck_rule(
+                "SELECT count(*) AS c FROM gf GROUP BY HOPPINGWINDOW(ss, 60, 1)",
+            ))
+            .unwrap();
         engine
             .create_rule(rule("plain", "SELECT n FROM gf", "gf/plain"))
             .unwrap();
-        assert!(engine.explain("count").unwrap().contains("Rule group"));
+        for id in ["count", "stuck"] {
+            assert!(engine.explain(id).unwrap().contains("Rule group"), "{id}");
+        }
         finish_with_the_file(&engine, &["count", "plain"]).await;
         let rows = recv_rows(&mut counts, 2, Duration::from_secs(2)).await;
         assert_eq!(totals(&rows, "", "c")[""], 1_000.0, "{rows:?}");

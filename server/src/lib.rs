@@ -273,6 +273,8 @@ async fn serve_engine(
     }
     tests.shutdown();
     push_task.abort();
+    // Its listener must be closed before the next round binds the same address.
+    let _ = push_task.await;
     let next = next_rx.borrow().clone();
     let engine2 = engine.clone();
     let stopping = tokio::task::spawn_blocking(move || engine2.shutdown());

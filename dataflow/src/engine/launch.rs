@@ -220,7 +220,7 @@ impl Engine {
                 id: 0,
                 ops: physical.source_ops().to_vec(),
                 window: physical.grouped_window(),
-                sinks: sink_senders,
+                sinks: Mutex::new(sink_senders),
                 source_metrics: metrics.at(physical.source),
                 decoder_metrics: metrics.at(physical.decoder),
                 metrics: metrics.clone(),

@@ -55,8 +55,9 @@ pub struct Member {
     pub ops: Vec<Op>,
     /// A window rule's window and what follows it.
     pub window: Option<GroupedWindow>,
-    /// One bounded queue per action.
-    pub sinks: Vec<mpsc::Sender<RecordBatch>>,
+    /// One bounded queue per action; emptied to close them (a window rule's, once its last
+    /// results are out, while the group's operators may still hold the member).
+    pub sinks: Mutex<Vec<mpsc::Sender<RecordBatch>>>,
     /// Metrics of the source node.
     pub source_metrics: Arc<NodeMetrics>,
     /// Metrics of the decoder node.
@@ -75,6 +76,18 @@ pub struct Member {
     pub behind: AtomicBool,
 }
 
+impl Member {
+    /// Its sink queues, for a stash in front of them.
+    pub(super) fn senders(&self) -> Vec<mpsc::Sender<RecordBatch>> {
+        self.sinks.lock().expect("sinks lock").clone()
+    }
+
+    /// Lets go of its sink queues: the sink tasks see the end once the stashes did too.
+    pub(super) fn close_sinks(&self) {
+        self.sinks.lock().expect("sinks lock").clear();
+    }
+}
+
 /// The rules of one shared stream that run together, and the group's worker queues.
 pub struct RuleGroup {
     /// The group dataflow's key (to drop it), unique per group.
@@ -90,8 +103,6 @@ pub struct RuleGroup {
     pub decoder: Decoder,
     /// Workers whose input has ended and who let go of their members.
     ended: AtomicUsize,
-    /// Workers whose emit operator has handed over every result of the ended input.
-    emits_ended: AtomicUsize,
     workers: usize,
     /// Rows the group's source sent towards its window operator that it has not taken yet.
     pub(super) to_windows: AtomicUsize,
@@ -117,7 +128,6 @@ impl RuleGroup {
             activators,
             decoder,
             ended: AtomicUsize::new(0),
-            emits_ended: AtomicUsize::new(0),
             workers,
             to_windows: AtomicUsize::new(0),
             wakers: Mutex::new(Vec::new()),
@@ -191,19 +201,12 @@ impl RuleGroup {
 
     /// A worker's input ended and it dropped its members' sink queues; the last one also
     /// drops the group's own of its stateless members, so their sinks see the end. Window
-    /// members stay until their last windows are out ([`RuleGroup::emits_ended`]).
+    /// members stay listed (the group's operators read the list when it changes); the emit
+    /// operator closes each one's sinks once its last results are out.
     fn worker_ended(&self) {
         if self.ended.fetch_add(1, Ordering::AcqRel) + 1 == self.workers {
             let mut members = self.members.lock().expect("members lock");
             members.retain(|m| m.window.is_some());
-        }
-    }
-
-    /// A worker's emit operator handed every result of the ended input over; the last one
-    /// drops the window members, so their sinks see the end.
-    pub(super) fn emits_ended(&self) {
-        if self.emits_ended.fetch_add(1, Ordering::AcqRel) + 1 == self.workers {
-            self.members.lock().expect("members lock").clear();
         }
     }
 }
@@ -282,48 +285,59 @@ struct Local {
     member: Arc<Member>,
     chain: Chain,
     stash: SinkStash,
-    /// Since when this member's sink has held the group up.
-    stalled_since: Option<Instant>,
+    /// Activations since it last fell behind (it may hold the group up again only after
+    /// [`CLEAN_ACTIVATIONS`]).
+    clean: u32,
     /// Whether it is losing the group's events until its sink took its results.
     skipping: bool,
 }
 
-/// How long a member whose sink is behind holds the whole group up before it loses events
-/// instead. Shorter than the shared fan-out's own bound (2 s), so a group held up by one rule
-/// lets go of it before the fan-out drops events for the whole group.
+/// How long members whose sinks are behind may hold the whole group up, in all, before they
+/// lose events instead. Shorter than the shared fan-out's own bound (2 s), so a group held up
+/// by its rules lets go of them before the fan-out drops events for the whole group.
 const STALL_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Whether the group waits for a member's sink: a member that is behind holds the group up to
-/// [`STALL_BOUND`], then loses the group's events (counted in its status) until every result it
-/// holds was taken, as a rule of its own loses its shared stream's events.
-fn stalled(locals: &mut [Local], group: &str) -> bool {
+/// Activations without falling behind after which a member that lost events may hold the group
+/// up again: one that keeps falling behind must not cost the others a stall each time.
+const CLEAN_ACTIVATIONS: u32 = 64;
+
+/// Whether the group waits for its members' sinks. It waits at most [`STALL_BOUND`] from when
+/// the first of them fell behind; then those still behind lose the group's events (counted in
+/// their status) until every result they hold was taken, as a rule of its own loses its shared
+/// stream's events.
+fn stalled(locals: &mut [Local], since: &mut Option<Instant>, group: &str) -> bool {
     let now = Instant::now();
+    let over = since.is_some_and(|t| now.duration_since(t) >= STALL_BOUND);
     let mut wait = false;
     for l in locals {
         let behind = l.member.behind.load(Ordering::Acquire);
         if l.skipping {
             if l.stash.is_empty() && !behind {
                 l.skipping = false;
-                l.stalled_since = None;
+                l.clean = 0;
             }
             continue;
         }
         if !(behind || l.stash.blocked()) {
-            l.stalled_since = None;
+            l.clean = l.clean.saturating_add(1);
             continue;
         }
-        let since = *l.stalled_since.get_or_insert(now);
-        if now.duration_since(since) < STALL_BOUND {
-            wait = true;
-        } else {
+        if over || l.clean < CLEAN_ACTIVATIONS {
             tracing::warn!(
                 rule = %l.member.key,
                 group,
                 "a rule fell behind its shared stream; dropping its events until it catches up"
             );
             l.skipping = true;
+        } else {
+            wait = true;
         }
     }
+    *since = if wait {
+        Some(since.unwrap_or(now))
+    } else {
+        None
+    };
     wait
 }
 
@@ -334,6 +348,10 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
     let windows = super::group_window::render_group_windows(rows, group.clone());
     super::group_emit::render_group_emit(windows, group.clone());
 }
+
+/// The group's time once its input ended: every window closes, and the emit operator closes
+/// its rules' sinks, while stateless rules' last results may still wait for a sink.
+pub(super) const INPUT_ENDED: u64 = u64::MAX;
 
 /// The greatest common divisor of the window rules' ticks: every window of every member ends
 /// on a multiple of it.
@@ -365,6 +383,8 @@ fn source_operator<'s>(
         // The window rules' common tick, and when this operator wakes itself next.
         let mut tick: Option<u64> = None;
         let mut next_tick = 0u64;
+        // Since when members' sinks have held the group up.
+        let mut stalled_since: Option<Instant> = None;
         move |output| {
             if cap.is_none() {
                 return;
@@ -386,10 +406,10 @@ fn source_operator<'s>(
                             stash: SinkStash::new(if m.window.is_some() {
                                 Vec::new()
                             } else {
-                                m.sinks.clone()
+                                m.senders()
                             }),
                             member: m,
-                            stalled_since: None,
+                            clean: CLEAN_ACTIVATIONS,
                             skipping: false,
                         }),
                     }
@@ -410,16 +430,19 @@ fn source_operator<'s>(
                 l.stash.flush();
             });
             // Processing time moves on whatever the sinks do, so windows close on time; window
-            // rules' rows take the time they are read at.
+            // rules' rows take the time they are read at. Only when there is news (events, or
+            // a window end), since every move wakes every worker.
             let now = crate::clock::now_time();
+            let queued = rx.as_ref().is_some_and(|q| !q.is_empty());
             if tick.is_some()
+                && (queued || now >= next_tick)
                 && let Some(c) = cap.as_mut()
                 && now > *c.time()
             {
                 c.downgrade(&now);
             }
             if group.to_windows.load(Ordering::Acquire) >= MAX_ROWS_TO_WINDOWS
-                || stalled(&mut locals, &group.key)
+                || stalled(&mut locals, &mut stalled_since, &group.key)
             {
                 // The windows or a sink are behind: leave events queued so the shared source
                 // waits.
@@ -519,6 +542,10 @@ fn source_operator<'s>(
             }
             if ended {
                 rx = None;
+                // Every window closes now, while stateless results may still wait for a sink.
+                if let Some(c) = cap.as_mut() {
+                    c.downgrade(&INPUT_ENDED);
+                }
                 if locals.iter().all(|l| l.stash.is_empty()) {
                     // Everything is handed over: let the sinks finish (window rules' once
                     // their windows close, as time ends).
@@ -537,8 +564,11 @@ fn source_operator<'s>(
                 next_tick = (now / tick + 1) * tick;
                 retry.activate_after(std::time::Duration::from_millis(next_tick - now));
             }
-            if locals.iter().any(|l| !l.stash.is_empty()) {
+            if locals.iter().any(|l| !l.skipping && !l.stash.is_empty()) {
                 retry.activate_after(RETRY);
+            } else if locals.iter().any(|l| !l.stash.is_empty()) {
+                // Only rules losing events wait for their sinks: look again now and then.
+                retry.activate_after(std::time::Duration::from_millis(50));
             } else if !drained {
                 // More may be queued: come back after other dataflows had their turn.
                 retry.activate();

@@ -14,7 +14,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use super::RETRY;
 use super::emit::run_post;
-use super::group::{Known, Member, RuleGroup};
+use super::group::{INPUT_ENDED, Known, Member, RuleGroup};
 use super::sink::SinkStash;
 use crate::batch::concat_results;
 use crate::chain::Chain;
@@ -37,6 +37,7 @@ struct Emitter {
 /// the frontier shows every worker sent its part.
 pub(super) fn render_group_emit(stream: Stream<'_, u64, ArrowBatch>, group: Arc<RuleGroup>) {
     let scope = stream.scope();
+    let (worker, peers) = (scope.index(), scope.peers() as u64);
     stream.unary_frontier::<CapacityContainerBuilder<ArrowBatch>, _, _, _>(
         // Closed windows are tagged as not spread: all of a rule's go to one worker.
         DistributorPact(|_| MemberDistributor),
@@ -110,14 +111,23 @@ pub(super) fn render_group_emit(stream: Stream<'_, u64, ArrowBatch>, group: Arc<
                         !e.stash.is_empty()
                     })
                 });
+                // Input ended (every window closed): each rule whose results gather here and are
+                // all handed over lets its sinks finish, whatever the others' sinks do.
+                let ended = frontier.frontier().iter().all(|t| *t == INPUT_ENDED);
+                if ended && cap.is_some() {
+                    for (id, m) in &known.members {
+                        if (id % peers) as usize == worker && !waiting.contains(id) {
+                            m.close_sinks();
+                            emitters.remove(id);
+                        }
+                    }
+                }
                 if !waiting.is_empty() {
                     retry.activate_after(RETRY);
-                } else if frontier.is_empty() && cap.is_some() {
-                    // Input ended and every result is handed over: let the sinks finish.
-                    emitters.clear();
+                } else if ended && cap.is_some() {
+                    // Every result is handed over: the dataflow may end.
                     known.members.clear();
                     cap = None;
-                    group.emits_ended();
                 }
             }
         },
@@ -138,7 +148,7 @@ fn emitter<'a>(
             let member = known.find(group, id)?;
             let post = &member.window.as_ref()?.post;
             let chain = super::chain(post, &member.metrics, &super::TableInputs::default());
-            let stash = SinkStash::new(member.sinks.clone());
+            let stash = SinkStash::new(member.senders());
             Some(v.insert(Emitter {
                 member,
                 chain,
