@@ -976,29 +976,33 @@ fn a_grouped_window_rule_closes_its_last_window_at_the_end_of_the_input() {
     engine
         .connectors()
         .register_sink("hanging", std::sync::Arc::new(HangingSinks));
-    let path = shared_file_stream(&engine, "gf", 1_000);
+    // Long enough for every rule to join before the file ends.
+    let path = shared_file_stream(&engine, "gf", 100_000);
     rt.block_on(async {
         let mut counts = engine.connectors().memory().subscribe("gf/count");
         // The first rule starts the shared source, so it sees every line.
         let sql = "SELECT count(*) AS c, sum(n) AS s FROM gf GROUP BY TUMBLINGWINDOW(ss, 30)";
         engine.create_rule(rule("count", sql, "gf/count")).unwrap();
-        // A window rule whose sink hangs: its last windows (one per second of the minute)
-        // never all leave; the others finish all the same.
+        engine
+            .create_rule(rule("plain", "SELECT n FROM gf", "gf/plain"))
+            .unwrap();
+        // A window rule whose sink hangs (its results gather on the worker count's do): its
+        // last windows (one per second of the minute) never all leave; the others finish all
+        // the same.
         engine
             .create_rule(stuck_rule(
                 "SELECT count(*) AS c FROM gf GROUP BY HOPPINGWINDOW(ss, 60, 1)",
             ))
-            .unwrap();
-        engine
-            .create_rule(rule("plain", "SELECT n FROM gf", "gf/plain"))
             .unwrap();
         for id in ["count", "stuck"] {
             assert!(engine.explain(id).unwrap().contains("Rule group"), "{id}");
         }
         finish_with_the_file(&engine, &["count", "plain"]).await;
         let rows = recv_rows(&mut counts, 2, Duration::from_secs(2)).await;
-        assert_eq!(totals(&rows, "", "c")[""], 1_000.0, "{rows:?}");
-        assert_eq!(totals(&rows, "", "s")[""], 499_500.0, "{rows:?}");
+        assert_eq!(totals(&rows, "", "c")[""], 100_000.0, "{rows:?}");
+        assert_eq!(totals(&rows, "", "s")[""], 4_999_950_000.0, "{rows:?}");
+        let read = metric(&engine, "stuck", "source_gf_0_records_in_total");
+        assert!(read.as_u64().unwrap() > 0, "the stuck rule read rows");
     });
     let _ = std::fs::remove_file(&path);
     engine.shutdown();
