@@ -349,6 +349,86 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
     super::group_emit::render_group_emit(windows, group.clone());
 }
 
+/// Rows read for the group's window rules, run through their chains a few at a time: each
+/// member's chain costs about the same per batch however few rows it holds, so at a low rate,
+/// with thousands of window rules, running every event at once would cost a pass over every
+/// rule per message. Rows keep the time they were read at; the source does not move its time
+/// past pending rows, so no window closes before its rows are in.
+#[derive(Default)]
+struct WindowInput {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    since: Option<Instant>,
+}
+
+/// Rows after which pending window input runs whatever the time.
+const WINDOW_INPUT_ROWS: usize = 4096;
+
+impl WindowInput {
+    /// How long rows may wait for more: a fortieth of the shortest window step, at most 25 ms.
+    fn linger(tick: u64) -> std::time::Duration {
+        std::time::Duration::from_millis((tick / 40).min(25))
+    }
+
+    fn push(&mut self, batch: RecordBatch) {
+        self.rows += batch.num_rows();
+        self.since.get_or_insert_with(Instant::now);
+        self.batches.push(batch);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Whether the pending rows run now (`end`: the input ended).
+    fn due(&self, tick: u64, end: bool) -> bool {
+        !self.is_empty()
+            && (end
+                || self.rows >= WINDOW_INPUT_ROWS
+                || self
+                    .since
+                    .is_some_and(|t| t.elapsed() >= Self::linger(tick)))
+    }
+
+    /// How long until the pending rows are due, if any wait.
+    fn left(&self, tick: u64) -> Option<std::time::Duration> {
+        let since = self.since?;
+        Some(Self::linger(tick).saturating_sub(since.elapsed()))
+    }
+
+    /// Runs the pending rows through every window member's chain (but those losing events);
+    /// returns the results, tagged, for the window operator.
+    fn run(&mut self, locals: &mut [Local], group: &RuleGroup) -> Vec<RecordBatch> {
+        let batches = crate::batch::concat_results(&std::mem::take(&mut self.batches))
+            .map(|one| vec![one])
+            .unwrap_or_default();
+        self.rows = 0;
+        self.since = None;
+        let mut out = Vec::new();
+        for l in locals.iter_mut().filter(|l| !l.skipping) {
+            let m = &l.member;
+            let Some(w) = &m.window else { continue };
+            for batch in &batches {
+                let result = quiver_compiler::eval::with_rule_context(&m.rule, || {
+                    crate::chain::run_chain(
+                        &mut l.chain,
+                        batch.clone(),
+                        &m.source_metrics,
+                        &m.fault,
+                    )
+                });
+                if let Some(result) = result {
+                    group
+                        .to_windows
+                        .fetch_add(result.num_rows(), Ordering::AcqRel);
+                    out.push(crate::container::member::tag(result, m.id, w.spread));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The group's time once its input ended: every window closes, and the emit operator closes
 /// its rules' sinks, while stateless rules' last results may still wait for a sink.
 pub(super) const INPUT_ENDED: u64 = u64::MAX;
@@ -385,6 +465,8 @@ fn source_operator<'s>(
         let mut next_tick = 0u64;
         // Since when members' sinks have held the group up.
         let mut stalled_since: Option<Instant> = None;
+        // Rows read for the window rules and not yet run through their chains.
+        let mut pending = WindowInput::default();
         move |output| {
             if cap.is_none() {
                 return;
@@ -425,6 +507,10 @@ fn source_operator<'s>(
                     tick = new_tick;
                     next_tick = 0;
                 }
+                if tick.is_none() {
+                    // The last window rule left: nobody reads what was pending for them.
+                    pending = WindowInput::default();
+                }
             }
             locals.iter_mut().for_each(|l| {
                 l.stash.flush();
@@ -433,8 +519,19 @@ fn source_operator<'s>(
             // rules' rows take the time they are read at. Only when there is news (events, or
             // a window end), since every move wakes every worker.
             let now = crate::clock::now_time();
+            if let (Some(t), Some(c)) = (tick, cap.as_ref())
+                && pending.due(t, false)
+            {
+                for batch in pending.run(&mut locals, &group) {
+                    output
+                        .session(c)
+                        .give_container(&mut ArrowBatch(Some(batch)));
+                }
+            }
             let queued = rx.as_ref().is_some_and(|q| !q.is_empty());
+            // Not past rows still pending: their windows must not close before they are in.
             if tick.is_some()
+                && pending.is_empty()
                 && (queued || now >= next_tick)
                 && let Some(c) = cap.as_mut()
                 && now > *c.time()
@@ -482,22 +579,19 @@ fn source_operator<'s>(
                         "dropping malformed messages: {first}"
                     );
                 }
-                // Window rules read the rows with their time, stamped once for all.
-                let stamped: Vec<RecordBatch> = match (tick, cap.as_ref()) {
-                    (Some(_), Some(c)) => decoded
-                        .batches
-                        .iter()
-                        .map(|b| {
-                            let t = Int64Array::from(vec![*c.time() as i64; b.num_rows()]);
-                            quiver_connectors::codec::json::add_column(
-                                b.clone(),
-                                TS_COLUMN,
-                                Arc::new(t),
-                            )
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
+                // Window rules read the rows with the time they were read at, stamped once for
+                // all, and run them a few at a time (`WindowInput`).
+                if let (Some(_), Some(c)) = (tick, cap.as_ref()) {
+                    let at = crate::clock::now_time().max(*c.time()) as i64;
+                    for b in &decoded.batches {
+                        let t = Int64Array::from(vec![at; b.num_rows()]);
+                        pending.push(quiver_connectors::codec::json::add_column(
+                            b.clone(),
+                            TS_COLUMN,
+                            Arc::new(t),
+                        ));
+                    }
+                }
                 for l in &mut locals {
                     let m = &l.member;
                     if l.skipping {
@@ -511,11 +605,10 @@ fn source_operator<'s>(
                     if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
                         m.decoder_metrics.batch(messages, rows, started);
                     }
-                    let input = match &m.window {
-                        Some(_) => &stamped,
-                        None => &decoded.batches,
-                    };
-                    for batch in input {
+                    if m.window.is_some() {
+                        continue;
+                    }
+                    for batch in &decoded.batches {
                         let out = quiver_compiler::eval::with_rule_context(&m.rule, || {
                             crate::chain::run_chain(
                                 &mut l.chain,
@@ -524,20 +617,20 @@ fn source_operator<'s>(
                                 &m.fault,
                             )
                         });
-                        let Some(out) = out else { continue };
-                        match (&m.window, cap.as_ref()) {
-                            (Some(w), Some(c)) => {
-                                group.to_windows.fetch_add(out.num_rows(), Ordering::AcqRel);
-                                let tagged = crate::container::member::tag(out, m.id, w.spread);
-                                output
-                                    .session(c)
-                                    .give_container(&mut ArrowBatch(Some(tagged)));
-                            }
-                            (Some(_), None) => {}
-                            (None, _) => l.stash.push(&out),
+                        if let Some(out) = out {
+                            l.stash.push(&out);
                         }
                     }
                     l.stash.flush();
+                }
+            }
+            if let (Some(t), Some(c)) = (tick, cap.as_ref())
+                && pending.due(t, ended)
+            {
+                for batch in pending.run(&mut locals, &group) {
+                    output
+                        .session(c)
+                        .give_container(&mut ArrowBatch(Some(batch)));
                 }
             }
             if ended {
@@ -563,6 +656,11 @@ fn source_operator<'s>(
                 // Time moves on without input too, so windows close on time.
                 next_tick = (now / tick + 1) * tick;
                 retry.activate_after(std::time::Duration::from_millis(next_tick - now));
+            }
+            if let Some(t) = tick
+                && let Some(left) = pending.left(t)
+            {
+                retry.activate_after(left);
             }
             if locals.iter().any(|l| !l.skipping && !l.stash.is_empty()) {
                 retry.activate_after(RETRY);
