@@ -357,12 +357,15 @@ pub fn build(scope: Scope<'_, u64>, group: &Arc<RuleGroup>) {
 #[derive(Default)]
 struct WindowInput {
     batches: Vec<RecordBatch>,
+    /// The messages and rows they hold (counted on each member when they run).
+    messages: usize,
     rows: usize,
     since: Option<Instant>,
 }
 
-/// Rows after which pending window input runs whatever the time.
-const WINDOW_INPUT_ROWS: usize = 4096;
+/// Rows after which pending window input runs whatever the time (each member's results of one
+/// run go to the window operator at once, so this bounds a run's rows in flight per rule).
+const WINDOW_INPUT_ROWS: usize = 1024;
 
 impl WindowInput {
     /// How long rows may wait for more: a fortieth of the shortest window step, at most 25 ms.
@@ -370,24 +373,24 @@ impl WindowInput {
         std::time::Duration::from_millis((tick / 40).min(25))
     }
 
-    fn push(&mut self, batch: RecordBatch) {
-        self.rows += batch.num_rows();
+    /// Adds an event's stamped batches, `messages` messages.
+    fn push(&mut self, batches: Vec<RecordBatch>, messages: usize) {
+        self.rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        self.messages += messages;
         self.since.get_or_insert_with(Instant::now);
-        self.batches.push(batch);
+        self.batches.extend(batches);
     }
 
     fn is_empty(&self) -> bool {
         self.batches.is_empty()
     }
 
-    /// Whether the pending rows run now (`end`: the input ended).
-    fn due(&self, tick: u64, end: bool) -> bool {
-        !self.is_empty()
-            && (end
-                || self.rows >= WINDOW_INPUT_ROWS
-                || self
-                    .since
-                    .is_some_and(|t| t.elapsed() >= Self::linger(tick)))
+    /// Whether the pending rows have waited long enough, or are enough.
+    fn due(&self, tick: u64) -> bool {
+        self.rows >= WINDOW_INPUT_ROWS
+            || self
+                .since
+                .is_some_and(|t| t.elapsed() >= Self::linger(tick))
     }
 
     /// How long until the pending rows are due, if any wait.
@@ -396,18 +399,26 @@ impl WindowInput {
         Some(Self::linger(tick).saturating_sub(since.elapsed()))
     }
 
-    /// Runs the pending rows through every window member's chain (but those losing events);
-    /// returns the results, tagged, for the window operator.
+    /// Runs the pending rows through every window member's chain, counting them on its source
+    /// (or, for a member losing events, as dropped); returns the results, tagged, for the window
+    /// operator.
     fn run(&mut self, locals: &mut [Local], group: &RuleGroup) -> Vec<RecordBatch> {
-        let batches = crate::batch::concat_results(&std::mem::take(&mut self.batches))
-            .map(|one| vec![one])
-            .unwrap_or_default();
-        self.rows = 0;
-        self.since = None;
+        let batches = merge_equal(std::mem::take(&mut self.batches));
+        let (messages, rows) = (self.messages, self.rows);
+        (self.messages, self.rows, self.since) = (0, 0, None);
+        let started = Instant::now();
         let mut out = Vec::new();
-        for l in locals.iter_mut().filter(|l| !l.skipping) {
+        for l in locals.iter_mut() {
             let m = &l.member;
             let Some(w) = &m.window else { continue };
+            if l.skipping {
+                m.dropped.fetch_add(messages as u64, Ordering::Relaxed);
+                continue;
+            }
+            m.source_metrics.batch(messages, messages, started);
+            if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
+                m.decoder_metrics.batch(messages, rows, started);
+            }
             for batch in &batches {
                 let result = quiver_compiler::eval::with_rule_context(&m.rule, || {
                     crate::chain::run_chain(
@@ -427,6 +438,28 @@ impl WindowInput {
         }
         out
     }
+}
+
+/// Consecutive batches of one schema as one batch: events of schemaless streams whose fields
+/// differ run apart, as each would alone.
+fn merge_equal(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    let mut runs: Vec<Vec<RecordBatch>> = Vec::new();
+    for b in batches {
+        match runs.last_mut() {
+            Some(run) if run[0].schema_ref() == b.schema_ref() => run.push(b),
+            _ => runs.push(vec![b]),
+        }
+    }
+    runs.into_iter()
+        .flat_map(|run| {
+            if run.len() > 1
+                && let Ok(one) = arrow::compute::concat_batches(&run[0].schema(), &run)
+            {
+                return vec![one];
+            }
+            run
+        })
+        .collect()
 }
 
 /// The group's time once its input ended: every window closes, and the emit operator closes
@@ -471,8 +504,35 @@ fn source_operator<'s>(
             if cap.is_none() {
                 return;
             }
+            // Runs the pending window rows (when due, or `now`) unless the windows are behind,
+            // hands the results on at the capability's time, then moves time on to the clock:
+            // a window end may have passed while the rows waited.
+            let mut flush = |pending: &mut WindowInput,
+                             locals: &mut [Local],
+                             cap: &mut Option<timely::dataflow::operators::Capability<u64>>,
+                             tick: Option<u64>,
+                             now: bool| {
+                let (Some(t), Some(c)) = (tick, cap.as_mut()) else {
+                    return;
+                };
+                let room = group.to_windows.load(Ordering::Acquire) < MAX_ROWS_TO_WINDOWS;
+                if pending.is_empty() || !(now || (room && pending.due(t))) {
+                    return;
+                }
+                for batch in pending.run(locals, &group) {
+                    output
+                        .session(&*c)
+                        .give_container(&mut ArrowBatch(Some(batch)));
+                }
+                let clock = crate::clock::now_time();
+                if clock > *c.time() {
+                    c.downgrade(&clock);
+                }
+            };
             let generation = group.generation();
             if generation != seen {
+                // Rows read before the change run with the members that read them.
+                flush(&mut pending, &mut locals, &mut cap, tick, true);
                 seen = generation;
                 let members = group.members();
                 // By member identity, so a change costs one pass however many rules.
@@ -519,15 +579,7 @@ fn source_operator<'s>(
             // rules' rows take the time they are read at. Only when there is news (events, or
             // a window end), since every move wakes every worker.
             let now = crate::clock::now_time();
-            if let (Some(t), Some(c)) = (tick, cap.as_ref())
-                && pending.due(t, false)
-            {
-                for batch in pending.run(&mut locals, &group) {
-                    output
-                        .session(c)
-                        .give_container(&mut ArrowBatch(Some(batch)));
-                }
-            }
+            flush(&mut pending, &mut locals, &mut cap, tick, false);
             let queued = rx.as_ref().is_some_and(|q| !q.is_empty());
             // Not past rows still pending: their windows must not close before they are in.
             if tick.is_some()
@@ -583,30 +635,34 @@ fn source_operator<'s>(
                 // all, and run them a few at a time (`WindowInput`).
                 if let (Some(_), Some(c)) = (tick, cap.as_ref()) {
                     let at = crate::clock::now_time().max(*c.time()) as i64;
-                    for b in &decoded.batches {
+                    let stamped = decoded.batches.iter().map(|b| {
                         let t = Int64Array::from(vec![at; b.num_rows()]);
-                        pending.push(quiver_connectors::codec::json::add_column(
+                        quiver_connectors::codec::json::add_column(
                             b.clone(),
                             TS_COLUMN,
                             Arc::new(t),
-                        ));
-                    }
+                        )
+                    });
+                    pending.push(stamped.collect(), messages);
                 }
                 for l in &mut locals {
                     let m = &l.member;
                     if l.skipping {
-                        m.dropped.fetch_add(messages as u64, Ordering::Relaxed);
+                        // A window rule's are counted when its pending rows run.
+                        if m.window.is_none() {
+                            m.dropped.fetch_add(messages as u64, Ordering::Relaxed);
+                        }
                         continue;
                     }
-                    m.source_metrics.batch(messages, messages, started);
                     if let Some(first) = failed {
                         m.decoder_metrics.exceptions(decoded.errors.len(), first);
                     }
-                    if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
-                        m.decoder_metrics.batch(messages, rows, started);
-                    }
                     if m.window.is_some() {
                         continue;
+                    }
+                    m.source_metrics.batch(messages, messages, started);
+                    if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
+                        m.decoder_metrics.batch(messages, rows, started);
                     }
                     for batch in &decoded.batches {
                         let out = quiver_compiler::eval::with_rule_context(&m.rule, || {
@@ -624,17 +680,13 @@ fn source_operator<'s>(
                     l.stash.flush();
                 }
             }
-            if let (Some(t), Some(c)) = (tick, cap.as_ref())
-                && pending.due(t, ended)
-            {
-                for batch in pending.run(&mut locals, &group) {
-                    output
-                        .session(c)
-                        .give_container(&mut ArrowBatch(Some(batch)));
-                }
-            }
+            flush(&mut pending, &mut locals, &mut cap, tick, false);
             if ended {
                 rx = None;
+                if !pending.is_empty() {
+                    // The last rows run once the windows have room, before time ends.
+                    flush(&mut pending, &mut locals, &mut cap, tick, true);
+                }
                 // Every window closes now, while stateless results may still wait for a sink.
                 if let Some(c) = cap.as_mut() {
                     c.downgrade(&INPUT_ENDED);
