@@ -253,3 +253,84 @@ async fn send_error_publishes_the_error_text_on_the_mqtt_sink() {
     assert_eq!(next, r#"[{"c":10}]"#);
     tokio::task::block_in_place(|| server.stop());
 }
+
+/// Window rules of a `SHARED` MQTT stream run in its rule group: over REST each is explained as
+/// such, publishes its own windows over MQTT (its filter and keys applied) and reports its own
+/// window node in its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_rules_of_a_shared_mqtt_stream_run_in_its_group_with_their_own_windows() {
+    let prefix = format!("quiver-wgroup/{}", unique());
+    let server = Server::start(&temp_dir("mqtt-window-group"));
+    server.create_stream(&format!(
+        r#"CREATE STREAM ws (device STRING, v BIGINT) WITH (DATASOURCE="{prefix}/in", TYPE="mqtt", FORMAT="json", SHARED="true")"#
+    ));
+    for (id, sql) in [
+        (
+            "by_device",
+            "SELECT device, count(*) AS c FROM ws WHERE v > 0 GROUP BY device, TUMBLINGWINDOW(ss, 1)",
+        ),
+        (
+            "all",
+            "SELECT count(*) AS c FROM ws GROUP BY TUMBLINGWINDOW(ss, 1)",
+        ),
+    ] {
+        let sink = json!({"server": "tcp://127.0.0.1:1883", "topic": format!("{prefix}/{id}"), "sendSingle": true});
+        let rule = json!({"id": id, "sql": sql, "actions": [{"mqtt": sink}]});
+        assert_eq!(server.call("POST", "/rules", Some(rule)).0, 201);
+        let (_, plan) = server.call("GET", &format!("/rules/{id}/explain"), None);
+        assert!(plan.contains("Rule group"), "{plan}");
+    }
+    let mut all = TestClient::start(1883, Some(format!("{prefix}/all")));
+    all.subscribed().await;
+    let mut by_device = TestClient::start(1883, Some(format!("{prefix}/by_device")));
+    by_device.subscribed().await;
+    let publisher = TestClient::start(1883, None);
+    // Probes (v = 0, which by_device filters out) until the group reads the topic.
+    let topic = format!("{prefix}/in");
+    let first =
+        publish_until_received(&publisher, &mut all, &topic, r#"{"device":"p","v":0}"#).await;
+    let first: Value = serde_json::from_str(&first).unwrap();
+    for i in 0..300 {
+        let msg = format!(r#"{{"device":"d{}","v":{}}}"#, i % 3, 1 + i % 4);
+        publisher.publish(&topic, &msg).await;
+    }
+    // Every message with v > 0 is counted once, in its device's windows.
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    let want: std::collections::BTreeMap<String, u64> =
+        (0..3).map(|d| (format!("d{d}"), 100)).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counts != want && Instant::now() < deadline {
+        if let Ok(Some(p)) =
+            tokio::time::timeout(Duration::from_millis(500), by_device.publishes.recv()).await
+        {
+            let row: Value = serde_json::from_slice(&p.payload).unwrap();
+            let device = row["device"].as_str().unwrap().to_string();
+            *counts.entry(device).or_default() += row["c"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(counts, want);
+    // `all` counts every message it read (probes too) across its windows. The group read the
+    // last message for both rules at once: by_device's windows hold all of them by now.
+    let (_, status) = server.json("GET", "/rules/all/status", None);
+    let read = status["source_ws_0_records_in_total"].as_u64().unwrap();
+    assert!(read > 300, "{status}");
+    let mut total = first["c"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while total < read && Instant::now() < deadline {
+        if let Ok(Some(p)) =
+            tokio::time::timeout(Duration::from_millis(500), all.publishes.recv()).await
+        {
+            let row: Value = serde_json::from_slice(&p.payload).unwrap();
+            total += row["c"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(total, read, "every message read is in one window");
+    let (_, status) = server.json("GET", "/rules/by_device/status", None);
+    let window_in = status
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.contains("window") && k.ends_with("_records_in_total"))
+        .map(|(_, v)| v.as_u64().unwrap_or(0));
+    assert_eq!(window_in, Some(300), "{status}");
+}
