@@ -292,6 +292,36 @@ struct Local {
     skipping: bool,
 }
 
+impl Local {
+    /// Counts `messages` messages of `rows` rows on the member's source (and decoder) and runs
+    /// its chain over `batches` under its rule context; returns what came out.
+    fn run(
+        &mut self,
+        batches: &[RecordBatch],
+        (messages, rows): (usize, usize),
+        started: Instant,
+    ) -> Vec<RecordBatch> {
+        let m = &self.member;
+        m.source_metrics.batch(messages, messages, started);
+        if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
+            m.decoder_metrics.batch(messages, rows, started);
+        }
+        batches
+            .iter()
+            .filter_map(|batch| {
+                quiver_compiler::eval::with_rule_context(&m.rule, || {
+                    crate::chain::run_chain(
+                        &mut self.chain,
+                        batch.clone(),
+                        &m.source_metrics,
+                        &m.fault,
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
 /// How long members whose sinks are behind may hold the whole group up, in all, before they
 /// lose events instead. Shorter than the shared fan-out's own bound (2 s), so a group held up
 /// by its rules lets go of them before the fan-out drops events for the whole group.
@@ -415,25 +445,12 @@ impl WindowInput {
                 m.dropped.fetch_add(messages as u64, Ordering::Relaxed);
                 continue;
             }
-            m.source_metrics.batch(messages, messages, started);
-            if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
-                m.decoder_metrics.batch(messages, rows, started);
-            }
-            for batch in &batches {
-                let result = quiver_compiler::eval::with_rule_context(&m.rule, || {
-                    crate::chain::run_chain(
-                        &mut l.chain,
-                        batch.clone(),
-                        &m.source_metrics,
-                        &m.fault,
-                    )
-                });
-                if let Some(result) = result {
-                    group
-                        .to_windows
-                        .fetch_add(result.num_rows(), Ordering::AcqRel);
-                    out.push(crate::container::member::tag(result, m.id, w.spread));
-                }
+            let (id, spread) = (m.id, w.spread);
+            for result in l.run(&batches, (messages, rows), started) {
+                group
+                    .to_windows
+                    .fetch_add(result.num_rows(), Ordering::AcqRel);
+                out.push(crate::container::member::tag(result, id, spread));
             }
         }
         out
@@ -660,22 +677,8 @@ fn source_operator<'s>(
                     if m.window.is_some() {
                         continue;
                     }
-                    m.source_metrics.batch(messages, messages, started);
-                    if !Arc::ptr_eq(&m.decoder_metrics, &m.source_metrics) {
-                        m.decoder_metrics.batch(messages, rows, started);
-                    }
-                    for batch in &decoded.batches {
-                        let out = quiver_compiler::eval::with_rule_context(&m.rule, || {
-                            crate::chain::run_chain(
-                                &mut l.chain,
-                                batch.clone(),
-                                &m.source_metrics,
-                                &m.fault,
-                            )
-                        });
-                        if let Some(out) = out {
-                            l.stash.push(&out);
-                        }
+                    for out in l.run(&decoded.batches, (messages, rows), started) {
+                        l.stash.push(&out);
                     }
                     l.stash.flush();
                 }
