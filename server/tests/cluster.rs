@@ -434,34 +434,69 @@ fn csv_split_in_a_quoted_value(n: usize) -> String {
     unreachable!("some padding puts the middle in a quoted value")
 }
 
+/// A folder of `files` gzip files of JSON lines holding ids `0..n` between them; returns the
+/// folder.
+fn gzip_folder(dir: &Path, files: usize, n: usize) -> PathBuf {
+    let folder = dir.join("gz");
+    std::fs::create_dir_all(&folder).expect("input folder");
+    for f in 0..files {
+        let file = folder.join(format!("part-{f}.jsonl"));
+        let text: String = (f * n / files..(f + 1) * n / files)
+            .map(|id| format!("{}\n", json!({"id": id, "pad": "p".repeat(id % 23)})))
+            .collect();
+        std::fs::write(&file, text).expect("input file");
+        let gzip = std::process::Command::new("gzip")
+            .arg("-f")
+            .arg(&file)
+            .status()
+            .expect("gzip (scripts/test.sh installs it)");
+        assert!(gzip.success(), "gzip {}", file.display());
+    }
+    folder
+}
+
 /// Every process reads its byte range of a file (lines of varied lengths; CSV with quoted
-/// values over two lines) for rules any worker may take rows of: a stateless rule writes each
-/// row once (MariaDB holds every id once), a processing-time window counts every row once,
-/// both processes' sources read rows, and the rules stop with "input ended", every process's
-/// source having ended by itself.
+/// values over two lines), and the whole files of a folder of gzip files that its files' names
+/// pick, for rules any worker may take rows of: a stateless rule writes each row once (MariaDB
+/// holds every id once), a processing-time window counts every row once, both processes'
+/// sources read rows, and the rules stop with "input ended", every process's source having
+/// ended by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_is_read_in_byte_ranges_by_every_process() {
     const N: usize = 10_000;
-    let cluster = tokio::task::block_in_place(|| cluster("cluster-file-ranges"));
+    // In every process's `--config`: the gzip folder's profile.
+    let profiles = "file:\n  gz:\n    decompression: gzip\n";
+    let cluster =
+        tokio::task::block_in_place(|| cluster_with("cluster-file-ranges", Some(profiles)));
     let server = &cluster.leader;
     let dir = temp_dir("cluster-file-ranges-input");
     let suffix = unique().replace(['-', '/'], "_");
-    for (stream, name, text, columns) in [
+    let write = |name: &str, text: String| {
+        let file = dir.join(name);
+        std::fs::write(&file, text).expect("input file");
+        file
+    };
+    for (stream, path, columns, conf) in [
         (
             "lines_in",
-            "rows.jsonl",
-            lines_split_at_a_line(N),
+            write("rows.jsonl", lines_split_at_a_line(N)),
             "id BIGINT, pad STRING",
+            "",
         ),
         (
             "csv_in",
-            "rows.csv",
-            csv_split_in_a_quoted_value(N),
+            write("rows.csv", csv_split_in_a_quoted_value(N)),
             "id BIGINT, note STRING",
+            "",
+        ),
+        // Eight files, read whole: the names spread them over both processes.
+        (
+            "gz_in",
+            gzip_folder(&dir, 8, N),
+            "id BIGINT, pad STRING",
+            r#", CONF_KEY="gz""#,
         ),
     ] {
-        let file = dir.join(name);
-        std::fs::write(&file, text).expect("input file");
         let table = format!("{stream}_{suffix}");
         mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
         let out = format!("quiver-cluster/{}/{stream}", unique());
@@ -470,8 +505,8 @@ async fn a_file_is_read_in_byte_ranges_by_every_process() {
         let (ids, counts) = (format!("{stream}_ids"), format!("{stream}_count"));
         tokio::task::block_in_place(|| {
             server.create_stream(&format!(
-                r#"CREATE STREAM {stream} ({columns}) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json")"#,
-                file.display()
+                r#"CREATE STREAM {stream} ({columns}) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json"{conf})"#,
+                path.display()
             ));
             let rule = json!({"id": ids, "sql": format!("SELECT id FROM {stream}"),
                 "actions": [{"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": table}}]});

@@ -14,8 +14,10 @@
 //! before its end, not a parse into rows). The header is read by every process for the column
 //! names, and is a row of no range.
 //!
-//! What cannot be split is read whole (see [`unsplittable`]); a JSON document of a directory
-//! (by its extension) is read whole by process 0.
+//! A file that cannot be entered part way but can be read whole by any one process (a
+//! compressed file, a JSON document) is read whole by one process: the one its name hashes to
+//! ([`Share::owns_whole`]), so a folder of such files is spread over the processes. What
+//! cannot be split at all is read by the leader alone (see [`unsplittable`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -39,16 +41,22 @@ impl Share {
         let at = |p: usize| (u128::from(len) * p as u128 / self.processes.max(1) as u128) as u64;
         (at(self.process), at(self.process + 1))
     }
+
+    /// True when this process reads `file` whole, for files read whole by one process: the
+    /// one the CRC32 of the file's name picks. The name alone decides, so two processes that
+    /// listed the folder at different moments still agree on every file both saw (a listing
+    /// index would move every file after one added in between).
+    pub fn owns_whole(self, file: &Path) -> bool {
+        let name = file.file_name().map_or(file.as_os_str(), |n| n);
+        let hash = crc32fast::hash(name.as_encoded_bytes());
+        hash as usize % self.processes.max(1) == self.process
+    }
 }
 
 /// Why the input of `config` cannot be split across processes, so the leader reads it whole;
 /// `None` when every process can read its part.
 pub fn unsplittable(config: &FileSourceConfig) -> Option<&'static str> {
-    if config.file_type == Some(FileType::Json) {
-        Some("a JSON document (fileType json) cannot be entered part way")
-    } else if config.decompression != Compression::None {
-        Some("a compressed file cannot be entered part way")
-    } else if config.interval.is_some() {
+    if config.interval.is_some() {
         Some("a file read again every interval may have changed by the next read")
     } else if config.after_read != AfterRead::Keep {
         Some("actionAfterRead would delete or move the file while other processes read it")
@@ -81,9 +89,9 @@ pub(super) fn part(
     file_type: FileType,
     share: Share,
 ) -> Result<Part, String> {
-    if file_type == FileType::Json {
-        // A JSON document (in a directory, by its extension) is read whole, by one process.
-        return Ok(if share.process == 0 {
+    if file_type == FileType::Json || config.decompression != Compression::None {
+        // Neither can be entered part way: each file is read whole, by one process.
+        return Ok(if share.owns_whole(file) {
             Part::Whole
         } else {
             Part::Nothing
@@ -278,6 +286,7 @@ mod tests {
     use super::super::reader::{read_file, tests::texts};
     use super::*;
     use std::io::Cursor;
+    use std::path::PathBuf;
     use std::time::Duration;
 
     /// The spans of `text` for each of `processes` processes: lines, or CSV records.
@@ -461,6 +470,43 @@ mod tests {
             ] {
                 whole_and_split(name, text.as_bytes(), props, processes);
             }
+            // Read whole, by the one process the name picks.
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, lines.as_bytes()).unwrap();
+            let gz = gz.finish().unwrap();
+            let gzip = serde_json::json!({"decompression": "gzip"});
+            whole_and_split("h.jsonl.gz", &gz, gzip, processes);
+            let doc = format!("[{}]", lines.trim_end().replace('\n', ","));
+            whole_and_split("i.json", doc.as_bytes(), serde_json::json!({}), processes);
+        }
+    }
+
+    #[test]
+    fn whole_files_are_spread_over_the_processes_by_name() {
+        let files: Vec<PathBuf> = (0..40)
+            .map(|i| PathBuf::from(format!("/in/part-{i:03}.jsonl.gz")))
+            .collect();
+        for processes in [1, 2, 3] {
+            let mut owners = vec![0; processes];
+            for file in &files {
+                let owning: Vec<usize> = (0..processes)
+                    .filter(|&process| Share { process, processes }.owns_whole(file))
+                    .collect();
+                assert_eq!(owning.len(), 1, "{} on {processes}", file.display());
+                owners[owning[0]] += 1;
+            }
+            // Every process takes a share of 40 files (each at least a fifth of its even one).
+            assert!(
+                owners.iter().all(|&n| n * 5 * processes >= 40),
+                "{owners:?}"
+            );
+            // The name decides, not the folder it is listed in.
+            let moved = PathBuf::from("/elsewhere/part-007.jsonl.gz");
+            let share = Share {
+                process: 0,
+                processes,
+            };
+            assert_eq!(share.owns_whole(&moved), share.owns_whole(&files[7]));
         }
     }
 
@@ -473,9 +519,14 @@ mod tests {
             unsplittable(&parse(serde_json::json!({"fileType": "csv"}))),
             None
         );
+        // Read whole, each file by one process.
         for props in [
             serde_json::json!({"fileType": "json"}),
             serde_json::json!({"decompression": "gzip"}),
+        ] {
+            assert_eq!(unsplittable(&parse(props.clone())), None, "{props}");
+        }
+        for props in [
             serde_json::json!({"interval": "1s"}),
             serde_json::json!({"actionAfterRead": 1}),
             serde_json::json!({"ignoreStartLines": 1}),
