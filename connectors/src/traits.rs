@@ -241,6 +241,11 @@ impl SourceOutput {
         self
     }
 
+    /// True once every worker's queue is closed: the rule stopped, nothing more is taken.
+    pub fn is_closed(&self) -> bool {
+        self.queues.iter().all(|q| q.is_closed())
+    }
+
     /// True when events are logged before they are queued: a source that can acknowledge
     /// its input should do so only after `send` returns.
     pub fn is_logged(&self) -> bool {

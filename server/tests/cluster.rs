@@ -567,6 +567,95 @@ async fn a_file_is_read_in_byte_ranges_by_every_process() {
     }
 }
 
+/// A file appended to while the processes read it: every process cuts its range of the length
+/// the leader listed, so the rows read are the file's first rows, each once (no gap between
+/// two processes' ranges, no line read by both), whatever was appended after the leader
+/// listed it. When each process took its own length, the two lengths differed by what was
+/// appended in between, and the lines between the two cuts were lost or read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_appended_to_while_read_is_read_up_to_the_leaders_length() {
+    const FIRST: usize = 20_000;
+    let cluster = tokio::task::block_in_place(|| cluster("cluster-file-growing"));
+    let server = &cluster.leader;
+    let file = temp_dir("cluster-file-growing-input").join("rows.jsonl");
+    let line = |id: usize| format!("{}\n", json!({"id": id, "pad": "p".repeat(id % 17)}));
+    std::fs::write(&file, (0..FIRST).map(line).collect::<String>()).expect("input file");
+    // Appends whole lines (one write each) until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let appender = {
+        let (file, stop) = (file.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut out = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&file)
+                .expect("input file");
+            let mut next = FIRST;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let lines: String = (next..next + 50).map(line).collect();
+                out.write_all(lines.as_bytes()).expect("append");
+                next += 50;
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            next
+        })
+    };
+    let table = format!("growing_{}", unique().replace(['-', '/'], "_"));
+    mariadb(&format!("CREATE TABLE {table} (id BIGINT)"));
+    let st = tokio::task::block_in_place(|| {
+        server.create_stream(&format!(
+            r#"CREATE STREAM growing (id BIGINT, pad STRING) WITH (DATASOURCE="{}", TYPE="file", FORMAT="json")"#,
+            file.display()
+        ));
+        let rule = json!({"id": "growing_ids", "sql": "SELECT id FROM growing",
+            "actions": [{"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": table}}]});
+        let (status, body) = server.call("POST", "/rules", Some(rule));
+        assert_eq!(status, 201, "{body}");
+        wait_rule_status(server, "growing_ids", |st| st["status"] != json!("running"))
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let appended = appender.join().expect("appender") - FIRST;
+    assert_eq!(st["status"], json!("stopped"), "{st}");
+    assert_eq!(st["message"], json!("input ended"), "{st}");
+    // (A follower's counters reach the leader's status within a second of its own.)
+    let st = tokio::task::block_in_place(|| {
+        wait_rule_status(server, "growing_ids", |st| {
+            source_in(st, 0) > 0 && source_in(st, 1) > 0
+        })
+    });
+    assert!(source_in(&st, 0) > 0 && source_in(&st, 1) > 0, "{st}");
+    // Both processes' sinks write what they read: once the table stops growing, every row
+    // read is there once, ids 0.. without a gap or a repeat.
+    let query = format!("SELECT COUNT(*), COUNT(DISTINCT id), MIN(id), MAX(id) FROM {table}");
+    let count = |got: &str| -> u64 {
+        got.split('\t')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut got = mariadb(&query);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let again = mariadb(&query);
+        let settled = again == got && count(&got) >= FIRST as u64;
+        got = again;
+        if settled || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    let rows = count(&got);
+    assert!(
+        rows >= FIRST as u64,
+        "{rows} rows of the {FIRST} written before the rule ({appended} appended)"
+    );
+    let want = format!("{rows}\t{rows}\t0\t{}\n", rows - 1);
+    assert_eq!(
+        got, want,
+        "rows, distinct ids, min, max ({appended} appended while read)"
+    );
+}
+
 /// A follower that cannot read its range of a file (the file is not at that path on its
 /// machine) makes the rule stop by error on the leader, naming the process, instead of ending
 /// well with the leader's rows only.

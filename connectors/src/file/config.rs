@@ -97,6 +97,11 @@ pub struct FileSourceConfig {
     /// In a cluster, the part of every file this process reads (`split.rs`); set by the
     /// engine for inputs [`super::unsplittable`] accepts, never by a property. `None`: all.
     pub share: Option<super::Share>,
+    /// In a cluster, how this process agrees its listing with the leader's (`listing.rs`); set
+    /// by the engine with `share`, never by a property.
+    pub agree: Option<super::listing::AgreeListing>,
+    /// The listing agreed (the leader's files and lengths): read instead of listing the path.
+    pub agreed: Option<std::sync::Arc<super::listing::Agreed>>,
 }
 
 impl FileSourceConfig {
@@ -187,6 +192,8 @@ impl FileSourceConfig {
             after_read,
             parallel: p.boolean("parallel")?.unwrap_or(false),
             share: None,
+            agree: None,
+            agreed: None,
         })
     }
 

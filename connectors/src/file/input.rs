@@ -14,6 +14,10 @@ use crate::ConnectorError;
 /// path: a missing file or an empty directory is then an empty round, not a failure, so
 /// files dropped in later are read on the next round.
 pub fn input_files(config: &FileSourceConfig) -> Result<Vec<PathBuf>, ConnectorError> {
+    // In a cluster, the files the leader listed (`listing.rs`).
+    if let Some(agreed) = &config.agreed {
+        return Ok(agreed.files());
+    }
     let path = &config.path;
     let watching = config.interval.is_some() && config.after_read != AfterRead::Keep;
     let meta = match std::fs::metadata(path) {

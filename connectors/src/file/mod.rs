@@ -19,8 +19,8 @@
 //! in a `lines` file is a per-row exception counted by the decoder, not a failure.
 //!
 //! In a cluster, every process reads its byte range of each file for rules that any worker may
-//! take rows of (see `split.rs`); what cannot be entered part way ([`unsplittable`]) is read
-//! whole on the leader.
+//! take rows of (see `split.rs`), of the files and lengths the leader listed (`listing.rs`);
+//! what cannot be split ([`unsplittable`]) is read whole on the leader.
 //!
 //! CSV values: unquoted JSON number literals become numbers (so schemaless streams compare
 //! them as numbers), everything else, and anything quoted, a string. The source does not see
@@ -30,6 +30,7 @@
 mod config;
 mod cursor;
 mod input;
+mod listing;
 mod reader;
 mod reread;
 mod sink;
@@ -44,6 +45,7 @@ pub use crate::codec::compress::Compression;
 /// writes is one and the reader reads them as one stream.
 pub(crate) const FILE_COMPRESSIONS: &[Compression] = &[Compression::Gzip, Compression::Zstd];
 pub use config::{AfterRead, FileSourceConfig, FileType};
+pub use listing::{AgreeFn, AgreeListing, Listing};
 pub use reader::CHUNK_ROWS;
 pub use reread::{mark_order, reread, rereadable};
 pub use sink::{FileSink, MAX_OPEN_FILES};

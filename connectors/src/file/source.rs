@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::config::{AfterRead, FileSourceConfig};
 use super::cursor::{Cursor, FileId, Progress, event_crc};
-use super::{input, reader};
+use super::{input, listing, reader};
 use crate::{ConnectorError, Source, SourceOutput};
 
 /// Reads a file (or a directory of files) once, or again every `interval`.
@@ -28,6 +28,12 @@ impl FileSource {
 #[async_trait]
 impl Source for FileSource {
     async fn run(&mut self, out: SourceOutput) -> Result<(), ConnectorError> {
+        if self.config.agree.is_some() {
+            // A cluster's split input: the leader's files and lengths, once.
+            let (config, closed) = (self.config.clone(), out.clone());
+            self.config = blocking(move || listing::agree(config, &|| closed.is_closed())).await?;
+            self.config.agree = None;
+        }
         if out.is_logged() {
             return run_logged(self.config.clone(), out).await;
         }

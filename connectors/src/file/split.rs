@@ -7,7 +7,7 @@
 //! that line's end, past the range's end: it stops where the next range starts. So the ranges'
 //! lines are the file's lines, each read by one process, whatever the processes and lengths
 //! (a range inside one long line reads nothing). The ranges are taken of the file's length as
-//! each process finds it: the file must not change while it is read.
+//! the leader listed it (`listing.rs`), so lines appended since are read by no process.
 //!
 //! CSV: a quoted value may hold line ends, which do not end a record, so a CSV range finds
 //! where its records begin by following the quotes from the file's start (a scan of the bytes
@@ -98,7 +98,12 @@ pub(super) fn part(
         });
     }
     let mut opened = File::open(file).map_err(|e| e.to_string())?;
-    let len = opened.metadata().map_err(|e| e.to_string())?.len();
+    // The leader's length when it listed the input: what was appended since is read by no
+    // process, so every range is cut of the same length.
+    let len = match config.agreed.as_ref().and_then(|a| a.length(file)) {
+        Some(len) => len,
+        None => opened.metadata().map_err(|e| e.to_string())?.len(),
+    };
     let (start, end) = match file_type {
         FileType::Csv => csv_span(&mut opened, len, share, config.delimiter),
         _ => line_span(&mut opened, len, share),

@@ -11,8 +11,8 @@
 //! tables, checkpoints, stream joins) is refused by name.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use quiver_compiler::{StreamDef, StreamKind};
@@ -76,6 +76,13 @@ pub(super) enum Control {
         key: String,
         error: String,
     },
+    /// The files (and lengths) of run `key` of rule `id`'s split file input as the leader
+    /// listed them, which every process reads (`None`: too many to send; each lists its own).
+    InputListing {
+        id: String,
+        key: String,
+        files: Option<Vec<(std::path::PathBuf, u64)>>,
+    },
 }
 
 /// One item of the sequence: the command, and who put it in (to answer its caller).
@@ -100,7 +107,15 @@ pub(super) struct ClusterState {
     /// Set when every process runs in this OS process over one memory bus
     /// ([`Engine::start_cluster_in_process`]): the memory sink then works as on one process.
     pub(super) one_bus: bool,
+    /// On a follower, the leader's listings of split file inputs not yet taken by their
+    /// sources: by rule id, with the run's key (one per rule: a newer run's replaces it).
+    pub(super) listings: Mutex<HashMap<String, (String, Option<Listing>)>>,
+    /// Signalled when a listing arrives.
+    pub(super) listed: Condvar,
 }
+
+/// A split file input's files and lengths.
+pub(super) type Listing = Vec<(std::path::PathBuf, u64)>;
 
 impl ClusterState {
     /// The state of process `process` of `processes`.
@@ -112,6 +127,8 @@ impl ClusterState {
             waiting: Mutex::new(HashMap::new()),
             reported: Mutex::new(BTreeMap::new()),
             one_bus,
+            listings: Mutex::new(HashMap::new()),
+            listed: Condvar::new(),
         }
     }
 }
@@ -204,7 +221,7 @@ impl Engine {
     }
 
     /// Puts a command in the sequence without waiting for it; its ticket.
-    fn put_in_sequence(&self, control: Control) -> u64 {
+    pub(super) fn put_in_sequence(&self, control: Control) -> u64 {
         let cluster = self.cluster().expect("a cluster engine");
         let ticket = cluster.next_ticket.fetch_add(1, Ordering::Relaxed);
         let item = Item {
@@ -442,6 +459,16 @@ impl Engine {
                             *slot = Some(format!("process {from}: {error}"));
                         }
                     }
+                }
+                Ok(())
+            }
+            Control::InputListing { id, key, files } => {
+                if let Some(c) = self.cluster()
+                    && c.process != 0
+                {
+                    let mut listings = c.listings.lock().expect("listings lock");
+                    listings.insert(id, (key, files));
+                    c.listed.notify_all();
                 }
                 Ok(())
             }

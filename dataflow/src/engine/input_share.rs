@@ -10,14 +10,25 @@
 //! Other sources, inputs that cannot be shared, and rules whose input one worker reads in
 //! order stay on the leader.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use quiver_compiler::RulePlan;
-use quiver_connectors::file::{FileSource, FileSourceConfig, Share, unsplittable};
+use quiver_connectors::file::{
+    AgreeListing, FileSource, FileSourceConfig, Listing, Share, unsplittable,
+};
 use quiver_connectors::mqtt::MqttSourceConfig;
 use quiver_connectors::{Source, SourceSpec};
 use serde_json::Value;
 
 use super::Engine;
+use super::cluster::Control;
 use crate::error::EngineError;
+
+/// Files the leader sends in one listing at most: an item of the command sequence reaches every
+/// worker of every process. Beyond it, each process lists the input itself, as it did before
+/// listings were agreed.
+const MAX_LISTED: usize = 10_000;
 
 /// The prefix of an MQTT shared subscription's topic filter.
 const SHARE_PREFIX: &str = "$share/";
@@ -74,12 +85,83 @@ impl Engine {
         &self,
         share: Option<&InputShare>,
         spec: &SourceSpec,
+        rule: &str,
+        key: &str,
     ) -> Result<Box<dyn Source>, EngineError> {
         match share {
             Some(InputShare::FileRanges(config)) => {
-                Ok(Box::new(FileSource::new(config.as_ref().clone())))
+                let mut config = config.as_ref().clone();
+                config.agree = Some(self.agree_listing(rule, key));
+                Ok(Box::new(FileSource::new(config)))
             }
             Some(InputShare::Subscription) | None => Ok(self.inner.connectors.source(spec)?),
+        }
+    }
+
+    /// How the source of run `key` of `rule` in this process agrees its split file input's
+    /// listing with the leader's: the leader puts its own in the sequence, a follower waits
+    /// for it. So every process reads the same files, each up to the same length.
+    fn agree_listing(&self, rule: &str, key: &str) -> AgreeListing {
+        let engine = Arc::downgrade(&self.inner);
+        let (rule, key) = (rule.to_string(), key.to_string());
+        AgreeListing(Arc::new(move |mine, stopped| {
+            let inner = engine.upgrade().ok_or("the engine stopped")?;
+            Engine { inner }.agreed_listing(&rule, &key, mine, stopped)
+        }))
+    }
+
+    /// See [`Engine::agree_listing`]. Blocking: a follower waits for the leader's listing.
+    fn agreed_listing(
+        &self,
+        rule: &str,
+        key: &str,
+        mine: Result<Listing, String>,
+        stopped: &dyn Fn() -> bool,
+    ) -> Result<Listing, String> {
+        let Some(cluster) = self.cluster() else {
+            return mine;
+        };
+        if cluster.process == 0 {
+            // A failed listing tells the others there is nothing to read; the leader's source
+            // fails with its error.
+            let files = mine.as_ref().map_or_else(|_| Vec::new(), Clone::clone);
+            let files = if files.len() > MAX_LISTED {
+                tracing::warn!(
+                    rule,
+                    files = files.len(),
+                    "the input has more files than the leader sends: each process lists it itself (files must not change while they are read)"
+                );
+                None
+            } else {
+                Some(files)
+            };
+            self.put_in_sequence(Control::InputListing {
+                id: rule.to_string(),
+                key: key.to_string(),
+                files,
+            });
+            return mine;
+        }
+        let mut listings = cluster.listings.lock().expect("listings lock");
+        loop {
+            if listings.get(rule).is_some_and(|(k, _)| k == key) {
+                let (_, files) = listings.remove(rule).expect("a listing");
+                return match files {
+                    Some(files) => Ok(files),
+                    None => mine,
+                };
+            }
+            if stopped() {
+                return Err("the rule stopped before the leader listed its input".to_string());
+            }
+            if let Some(reason) = self.workers_stopped() {
+                return Err(reason);
+            }
+            listings = cluster
+                .listed
+                .wait_timeout(listings, Duration::from_millis(100))
+                .expect("listings lock")
+                .0;
         }
     }
 

@@ -518,7 +518,7 @@ impl Engine {
                 let connection = self.join_shared(&stream.name, &spec, subscriber, queue)?;
                 (SourceHandle::Shared(stream.name.clone()), connection)
             } else {
-                let mut source = self.input_source(share.as_ref(), &spec)?;
+                let mut source = self.input_source(share.as_ref(), &spec, &entry.spec.id, &key)?;
                 let connection = source.connection();
                 let source_error = error.clone();
                 let rule_id = entry.spec.id.clone();
