@@ -7,8 +7,9 @@
 //! position before anything is sequenced), puts it in the sequence and answers once it has
 //! applied it itself, as it comes out. The followers apply what comes out, and every second
 //! put their rules' counters in the sequence, which the leader adds to its status answers.
-//! What would build or drop a dataflow on its own (restarts, schedules, shared streams,
-//! tables, checkpoints, stream joins) is refused by name.
+//! The leader's `restartStrategy` restarts and schedule steps go through the sequence too.
+//! What would build or drop a dataflow on its own (shared streams, tables, checkpoints,
+//! stream joins) is refused by name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,31 @@ pub(super) enum Control {
     StopRule { id: String },
     /// Restart a rule.
     RestartRule { id: String },
+    /// The leader's `restartStrategy` restarts a failed rule: its run torn down and started
+    /// again, its restart count kept.
+    RecoverRule {
+        id: String,
+        /// The rule's [`super::entry::RuleEntry::commands`] when the leader decided: a start,
+        /// stop or restart applied since makes this one a no-op in every process.
+        at: u64,
+        /// The rule's run number then: a rule deleted and created again is another rule.
+        runs: u64,
+    },
+    /// The leader's schedule (`cron`, `duration`) starts the run of the window beginning at
+    /// `start` (ms), or (`None`) ends the scheduled run with `message`.
+    ScheduleStep {
+        id: String,
+        /// As [`Control::RecoverRule`]'s.
+        at: u64,
+        /// As [`Control::RecoverRule`]'s.
+        runs: u64,
+        start: Option<i64>,
+        message: String,
+    },
+    /// A run-building command of the leader's own (a restart, a scheduled start) failed there:
+    /// the other processes tear down the run they built, run `key` (the leader tries again
+    /// later).
+    UndoRun { id: String, key: String },
     /// Delete a rule, its caches kept for a new definition or not.
     DeleteRule { id: String, keep_caches: bool },
     /// A follower's counters, by rule id.
@@ -327,6 +353,13 @@ impl Engine {
             Control::StartRule { id } | Control::RestartRule { id } => {
                 Some(Control::StopRule { id: id.clone() })
             }
+            // The run's key is known once it was launched (below).
+            Control::RecoverRule { id, .. } | Control::ScheduleStep { id, .. } => {
+                Some(Control::UndoRun {
+                    id: id.clone(),
+                    key: String::new(),
+                })
+            }
             _ => None,
         };
         let result = self.apply(item.process, item.control);
@@ -336,7 +369,10 @@ impl Engine {
             result,
             Err(EngineError::NotFound(_) | EngineError::Duplicate(_) | EngineError::InUse(_))
         );
-        if let (Err(e), Some(undo), false) = (&result, undo, everywhere) {
+        if let (Err(e), Some(mut undo), false) = (&result, undo, everywhere) {
+            if let Control::UndoRun { id, key } = &mut undo {
+                *key = self.last_run_key(id).unwrap_or_default();
+            }
             if item.process == cluster.process {
                 // It failed where it was asked for (the leader checked it, but a source is
                 // made on the leader only): the others built it, so they take it down again,
@@ -386,6 +422,20 @@ impl Engine {
             Control::StartRule { id } => self.start_rule_here(&id),
             Control::StopRule { id } => self.stop_rule_here(&id),
             Control::RestartRule { id } => self.restart_rule_here(&id),
+            Control::RecoverRule { id, at, runs } => self.recover_rule_here(&id, at, runs),
+            Control::ScheduleStep {
+                id,
+                at,
+                runs,
+                start,
+                message,
+            } => self.schedule_step_here(&id, (at, runs), start, message),
+            Control::UndoRun { id, key } => {
+                if self.cluster().is_some_and(|c| c.process != from) {
+                    self.undo_run_here(&id, &key);
+                }
+                Ok(())
+            }
             Control::DeleteRule { id, keep_caches } => self.remove_rule(&id, keep_caches),
             Control::InputEnded {
                 id,
@@ -416,7 +466,14 @@ impl Engine {
                         input.end();
                         split
                     }
-                    _ => !split,
+                    _ => {
+                        if !split && self.is_follower() {
+                            // The leader read it whole and listed nothing: a source here that
+                            // waits for its listing reads nothing and ends.
+                            self.put_listing(&id, &key, Some(Vec::new()));
+                        }
+                        !split
+                    }
                 };
                 let disagreed =
                     self.is_follower() && (handled_otherwise || (split && ours != digest));
@@ -427,8 +484,7 @@ impl Engine {
                         match (split, handled_otherwise) {
                             (true, true) =>
                                 "the leader split its files, this process left them to the leader: its part was not read",
-                            (false, _) =>
-                                "this process read a part of the files the leader read whole: that part was read twice",
+                            (false, _) => "this process split the files the leader read whole",
                             (true, false) =>
                                 "both split its files, with other profiles: parts may be missing or read twice",
                         }
@@ -463,12 +519,8 @@ impl Engine {
                 Ok(())
             }
             Control::InputListing { id, key, files } => {
-                if let Some(c) = self.cluster()
-                    && c.process != 0
-                {
-                    let mut listings = c.listings.lock().expect("listings lock");
-                    listings.insert(id, (key, files));
-                    c.listed.notify_all();
+                if self.is_follower() {
+                    self.take_listing(&id, &key, files);
                 }
                 Ok(())
             }
@@ -574,14 +626,6 @@ impl Engine {
             return Ok(());
         }
         let options = &spec.options;
-        if super::restart::RestartStrategy::parse(options.get("restartStrategy"))?.attempts > 0 {
-            return Err(refused(
-                "rule option restartStrategy (restarts of failed rules)",
-            ));
-        }
-        if super::schedule::Schedule::parse(options)?.is_some() {
-            return Err(refused("rule options cron and duration (scheduled rules)"));
-        }
         if super::recovery::qos(options)?.checkpointed().is_some() {
             return Err(refused("rule option qos 1 or 2 (checkpoints)"));
         }

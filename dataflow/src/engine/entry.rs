@@ -18,8 +18,12 @@ pub(super) struct RuleEntry {
     pub(super) last_start_ms: i64,
     pub(super) last_stop_ms: i64,
     pub(super) stop_message: String,
-    /// Runs so far; each run's dataflow key is `<id>#<runs>`.
+    /// The engine's number of the rule's last run; its dataflow key is `<id>#<runs>`.
     pub(super) runs: u64,
+    /// Starts, stops and restarts applied to the rule: the same count in every process of a
+    /// cluster at each point of the command sequence, so a restart the leader decided on
+    /// is skipped everywhere once another command came before it.
+    pub(super) commands: u64,
     /// The rule's `restartStrategy`.
     pub(super) restart_strategy: super::restart::RestartStrategy,
     /// Where it is in its restarts.

@@ -45,8 +45,9 @@ impl Engine {
     /// In a cluster, makes `spec` read this process's share of the rule's stream and says how,
     /// or `None` when the leader reads it whole. Only a stream any worker may take rows of
     /// (`ordered` false: no event time, joins or analytic order) and without a named
-    /// connection (those live on the leader) is shared: an MQTT stream, or a file stream
-    /// whose files can be entered part way (plain lines or CSV, read once and kept).
+    /// connection (those live on the leader) is shared: an MQTT stream, or a file stream read
+    /// once and kept (plain lines and CSV in byte ranges, compressed files and JSON documents
+    /// whole, each by one process).
     pub(super) fn take_input_share(
         &self,
         rule: &str,
@@ -132,14 +133,32 @@ impl Engine {
                     "the input has more files than the leader sends: each process lists it itself (files must not change while they are read)"
                 );
                 None
+            } else if files.iter().any(|(f, _)| f.to_str().is_none()) {
+                // The sequence carries text: such a name cannot be sent.
+                tracing::warn!(
+                    rule,
+                    "a file name of the input is not UTF-8: each process lists it itself (files must not change while they are read)"
+                );
+                None
             } else {
                 Some(files)
             };
+            // Only for the rule's current run: a run torn down meanwhile (its source thread
+            // outlives it) sends nothing.
+            let rules = self.inner.rules.lock().expect("rules lock");
+            let current = rules
+                .get(rule)
+                .and_then(|e| e.run.as_ref())
+                .is_some_and(|r| r.key == key);
+            if !current || stopped() {
+                return Err("the rule stopped before its input was listed".to_string());
+            }
             self.put_in_sequence(Control::InputListing {
                 id: rule.to_string(),
                 key: key.to_string(),
                 files,
             });
+            drop(rules);
             return mine;
         }
         let mut listings = cluster.listings.lock().expect("listings lock");
@@ -162,6 +181,37 @@ impl Engine {
                 .wait_timeout(listings, Duration::from_millis(100))
                 .expect("listings lock")
                 .0;
+        }
+    }
+
+    /// On a follower, the leader's listing for `rule`'s run `key` if that is the rule's current
+    /// run, reading a share of its input here (a listing that comes late, for a run torn down
+    /// since, is dropped).
+    pub(super) fn take_listing(&self, rule: &str, key: &str, files: Option<Listing>) {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        let current = rules
+            .get(rule)
+            .and_then(|e| e.run.as_ref())
+            .is_some_and(|r| r.key == key);
+        if current {
+            self.put_listing(rule, key, files);
+        }
+    }
+
+    /// Hands `files` to the source of `rule`'s run `key` here, which waits for them (the
+    /// caller checked that run is current).
+    pub(super) fn put_listing(&self, rule: &str, key: &str, files: Option<Listing>) {
+        if let Some(cluster) = self.cluster() {
+            let mut listings = cluster.listings.lock().expect("listings lock");
+            listings.insert(rule.to_string(), (key.to_string(), files));
+            cluster.listed.notify_all();
+        }
+    }
+
+    /// Drops what a follower holds of `rule`'s listings (its run is torn down).
+    pub(super) fn forget_listing(&self, rule: &str) {
+        if let Some(cluster) = self.cluster() {
+            cluster.listings.lock().expect("listings lock").remove(rule);
         }
     }
 

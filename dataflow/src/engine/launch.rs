@@ -57,7 +57,11 @@ impl Engine {
                 .collect::<Vec<_>>(),
             n,
         )?;
-        entry.runs += 1;
+        // In a cluster every process launches in the sequence's order: the numbers agree.
+        entry.runs = 1 + self
+            .inner
+            .launches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = format!("{}#{}", entry.spec.id, entry.runs);
 
         let queue = buffer_batches(&entry.spec.options)?;
@@ -804,6 +808,7 @@ impl Engine {
     /// Stops the current run, if any: the source ends, the dataflow is dropped on every worker,
     /// and the sinks finish with what they already received.
     pub(super) fn teardown(&self, entry: &mut RuleEntry, message: &str) {
+        self.forget_listing(&entry.spec.id);
         if let Some(run) = entry.run.take() {
             match &run.source {
                 SourceHandle::Own(task) => task.abort(),

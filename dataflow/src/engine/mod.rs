@@ -129,6 +129,9 @@ struct Inner {
     cache_owners: Mutex<HashMap<(String, String), CacheOwner>>,
     /// Set when this engine is one process of a cluster (`cluster.rs`).
     cluster: Option<cluster::ClusterState>,
+    /// Runs launched so far: each run's number, so run keys are never reused, not even by a
+    /// rule deleted and created again under its id.
+    launches: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -237,6 +240,7 @@ impl Engine {
                 data_dir: config.data_dir,
                 cache_owners: Mutex::new(HashMap::new()),
                 cluster,
+                launches: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         engine.start_supervisor();

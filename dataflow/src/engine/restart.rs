@@ -1,12 +1,15 @@
 //! eKuiper's `restartStrategy`: a rule whose run fails (a source, sink or operator error) is
 //! started again after a delay that grows with each failure, up to `attempts` times; then it
 //! stays stopped with the error shown. One engine task checks the rules five times a second.
+//! In a cluster the leader checks them, and its restarts reach every process through the
+//! command sequence.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::Engine;
+use super::cluster::Control;
 use super::entry::RuleEntry;
 use super::transitions::{self, Change};
 use crate::clock::now_ms;
@@ -166,14 +169,28 @@ impl Engine {
     }
 
     /// One look at every rule with a restart strategy: schedules a restart for a run that
-    /// failed, and restarts the rules whose time has come.
+    /// failed, and restarts the rules whose time has come. In a cluster the leader alone
+    /// supervises: a restart builds dataflows, so it goes through the command sequence and
+    /// every process applies it in its order ([`Control::RecoverRule`]).
     fn supervise(&self) {
+        // A stopped cluster restarts nothing: it forms again as a whole, with a new engine.
+        if self.cluster().is_some() && self.workers_stopped().is_some() {
+            return;
+        }
+        // Followers log their runs' ends, and restart nothing of their own.
+        let restarts = !self.is_follower();
         let now = now_ms();
+        let mut due = Vec::new();
         let mut rules = self.inner.rules.lock().expect("rules lock");
         for entry in rules.values_mut() {
             if entry.restart.next_ms > 0 {
-                if now >= entry.restart.next_ms {
-                    self.restart_now(entry);
+                if restarts && now >= entry.restart.next_ms {
+                    if self.cluster().is_some() {
+                        self.count_restart(entry);
+                        due.push((entry.spec.id.clone(), entry.commands, entry.runs));
+                    } else {
+                        self.restart_now(entry);
+                    }
                 }
                 continue;
             }
@@ -196,7 +213,7 @@ impl Engine {
             };
             entry.restart.handled_run = Some(run.key.clone());
             transitions::log(&entry.spec.id, Change::Failed(&error));
-            if entry.restart_strategy.attempts == 0 {
+            if entry.restart_strategy.attempts == 0 || !restarts {
                 continue;
             }
             let strategy = &entry.restart_strategy;
@@ -219,25 +236,48 @@ impl Engine {
             };
             transitions::log(&entry.spec.id, change);
         }
+        // Outside the rules' lock: applying the command takes it.
+        drop(rules);
+        for (id, at, runs) in due {
+            let control = Control::RecoverRule {
+                id: id.clone(),
+                at,
+                runs,
+            };
+            if let Some(Err(e)) = self.sequenced(control) {
+                tracing::warn!(rule = %id, "restart not applied: {e}");
+            }
+        }
+    }
+
+    /// Counts the restart about to be made, and logs it.
+    fn count_restart(&self, entry: &mut RuleEntry) {
+        entry.restart.next_ms = 0;
+        entry.restart.made += 1;
+        let change = Change::Restarting {
+            attempt: entry.restart.made,
+            of: entry.restart_strategy.attempts,
+        };
+        transitions::log(&entry.spec.id, change);
+    }
+
+    /// Tears the failed run down and starts a new one (one process).
+    fn restart_now(&self, entry: &mut RuleEntry) {
+        self.count_restart(entry);
+        let _ = self.relaunch(entry);
     }
 
     /// Tears the failed run down and starts a new one; a launch that fails counts as a
-    /// failure of its own.
-    fn restart_now(&self, entry: &mut RuleEntry) {
-        entry.restart.next_ms = 0;
-        entry.restart.made += 1;
+    /// failure of its own, with the next attempt scheduled.
+    fn relaunch(&self, entry: &mut RuleEntry) -> Result<(), EngineError> {
         let message = entry
             .run
             .as_ref()
             .and_then(|r| r.error.lock().expect("error lock").clone())
             .unwrap_or_default();
         self.teardown(entry, &message);
-        let change = Change::Restarting {
-            attempt: entry.restart.made,
-            of: entry.restart_strategy.attempts,
-        };
-        transitions::log(&entry.spec.id, change);
-        if let Err(e) = self.launch(entry) {
+        let launched = self.launch(entry);
+        if let Err(e) = &launched {
             entry.stop_message = format!("restart failed: {e}");
             let strategy = &entry.restart_strategy;
             if entry.restart.made < strategy.attempts {
@@ -247,6 +287,57 @@ impl Engine {
                 entry.restart.gave_up = true;
             }
         }
+        launched
+    }
+
+    /// Applies the leader's restart of a failed rule ([`Control::RecoverRule`]) in this
+    /// process: its run torn down and started again, the restart counted on the leader.
+    pub(super) fn recover_rule_here(
+        &self,
+        id: &str,
+        at: u64,
+        runs: u64,
+    ) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules
+            .get_mut(id)
+            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+        if entry.commands != at || entry.runs != runs {
+            // Stopped, started or restarted by hand (or deleted and created again) after the
+            // leader decided: that wins.
+            tracing::info!(rule = %id, "restart not made: the rule was stopped or started since");
+            // A start that found the failed run still there changed nothing: on the leader,
+            // the failure is looked at again, so its restart is scheduled anew.
+            if !self.is_follower()
+                && entry.runs == runs
+                && let Some(run) = &entry.run
+                && entry.restart.handled_run.as_deref() == Some(run.key.as_str())
+            {
+                entry.restart.handled_run = None;
+                entry.restart.made = entry.restart.made.saturating_sub(1);
+            }
+            return Ok(());
+        }
+        entry.commands += 1;
+        self.relaunch(entry)
+    }
+
+    /// Undoes, in this process, a restart or scheduled start that failed on the leader
+    /// ([`Control::UndoRun`]): the run it built here (run `key`) is torn down, as there.
+    pub(super) fn undo_run_here(&self, id: &str, key: &str) {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        // Only the run that failed there: one a later command started stays.
+        if let Some(entry) = rules.get_mut(id)
+            && entry.run.as_ref().is_some_and(|r| r.key == key)
+        {
+            self.teardown(entry, "the run failed to start on the leader");
+        }
+    }
+
+    /// The key of rule `id`'s last launched run (failed or not).
+    pub(super) fn last_run_key(&self, id: &str) -> Option<String> {
+        let rules = self.inner.rules.lock().expect("rules lock");
+        rules.get(id).map(|e| format!("{}#{}", e.spec.id, e.runs))
     }
 }
 

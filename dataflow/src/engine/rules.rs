@@ -100,6 +100,7 @@ impl Engine {
                 last_stop_ms: 0,
                 stop_message: String::new(),
                 runs: 0,
+                commands: 0,
                 restart_strategy,
                 restart: Default::default(),
                 schedule,
@@ -190,6 +191,7 @@ impl Engine {
     pub(super) fn start_rule_here(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        entry.commands += 1;
         if entry.schedule_state.armed || entry.run.as_ref().is_some_and(|r| !*r.done.borrow()) {
             return Ok(());
         }
@@ -208,6 +210,7 @@ impl Engine {
     pub(super) fn stop_rule_here(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        entry.commands += 1;
         // A stop by hand also cancels a pending restart, and the rule's schedule.
         entry.restart = Default::default();
         entry.schedule_state = Default::default();
@@ -226,6 +229,7 @@ impl Engine {
     pub(super) fn restart_rule_here(&self, id: &str) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        entry.commands += 1;
         entry.restart = Default::default();
         self.start_entry(entry)
     }

@@ -17,6 +17,7 @@ use chrono::{DateTime, Local, NaiveDateTime, TimeZone};
 use serde_json::Value;
 
 use super::Engine;
+use super::cluster::Control;
 use super::entry::RuleEntry;
 use crate::clock::now_ms;
 use crate::error::EngineError;
@@ -304,31 +305,85 @@ impl Engine {
             window: None,
             scheduled_run: false,
         };
+        // In a cluster the leader's next look decides, and every process applies its step.
+        if self.cluster().is_some() {
+            return Ok(());
+        }
         self.follow_schedule(entry, now_ms())
     }
 
     /// One look at every armed rule: starts the ones whose window opened, stops the ones
-    /// whose window closed.
+    /// whose window closed. In a cluster the leader alone looks, and its steps reach every
+    /// process through the command sequence ([`Control::ScheduleStep`]).
     pub(super) fn run_schedules(&self) {
+        if self.is_follower() {
+            return;
+        }
         let now = now_ms();
+        let mut steps = Vec::new();
         let mut rules = self.inner.rules.lock().expect("rules lock");
         for entry in rules.values_mut() {
-            if entry.schedule_state.armed
-                && let Err(e) = self.follow_schedule(entry, now)
-            {
+            if !entry.schedule_state.armed {
+                continue;
+            }
+            if self.cluster().is_some() {
+                if let Some(step) = next_step(entry, now) {
+                    steps.push((entry.spec.id.clone(), (entry.commands, entry.runs), step));
+                }
+            } else if let Err(e) = self.follow_schedule(entry, now) {
                 tracing::warn!(rule = %entry.spec.id, "scheduled start failed: {e}");
+            }
+        }
+        // Outside the rules' lock: applying the command takes it.
+        drop(rules);
+        for (id, (at, runs), step) in steps {
+            let control = Control::ScheduleStep {
+                id: id.clone(),
+                at,
+                runs,
+                start: step.start,
+                message: step.message,
+            };
+            if let Some(Err(e)) = self.sequenced(control) {
+                tracing::warn!(rule = %id, "scheduled step not applied: {e}");
             }
         }
     }
 
-    /// Starts or stops one armed rule as its schedule says at `now`.
+    /// Starts or stops one armed rule as its schedule says at `now` (one process).
     fn follow_schedule(&self, entry: &mut RuleEntry, now: i64) -> Result<(), EngineError> {
-        let Some(schedule) = entry.schedule.clone() else {
+        match next_step(entry, now) {
+            Some(step) => self.take_step(entry, step),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies the leader's schedule step for rule `id` ([`Control::ScheduleStep`]) in this
+    /// process, unless a start, stop or restart came first in the sequence (`at`: the rule's
+    /// commands, and its run number, when the leader decided).
+    pub(super) fn schedule_step_here(
+        &self,
+        id: &str,
+        (at, runs): (u64, u64),
+        start: Option<i64>,
+        message: String,
+    ) -> Result<(), EngineError> {
+        let mut rules = self.inner.rules.lock().expect("rules lock");
+        let entry = rules
+            .get_mut(id)
+            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
+        if entry.commands != at || entry.runs != runs || !entry.schedule_state.armed {
+            tracing::info!(rule = %id, "scheduled step not taken: the rule was stopped or started since");
             return Ok(());
-        };
-        let state = &entry.schedule_state;
-        match schedule.window(now, state.anchor_ms) {
-            Some((start, _)) if state.window != Some(start) => {
+        }
+        entry.commands += 1;
+        self.take_step(entry, Step { start, message })
+    }
+
+    /// Starts the run of window `step.start`, or ends the scheduled run.
+    fn take_step(&self, entry: &mut RuleEntry, step: Step) -> Result<(), EngineError> {
+        match step.start {
+            Some(start) => {
                 entry.schedule_state.window = Some(start);
                 entry.schedule_state.scheduled_run = true;
                 self.teardown(entry, "");
@@ -338,24 +393,49 @@ impl Engine {
                     return Err(e);
                 }
             }
-            Some(_) => {}
-            None if entry.run.is_some() && state.scheduled_run => {
-                entry.schedule_state.scheduled_run = false;
-                let message = if schedule.over(now) {
-                    "schedule terminated"
-                } else {
-                    ""
-                };
-                tracing::info!(rule = %entry.spec.id, "scheduled run ends");
-                self.teardown(entry, message);
-            }
             None => {
-                if schedule.over(now) && entry.stop_message.is_empty() {
-                    entry.stop_message = "schedule terminated".into();
-                }
+                entry.schedule_state.scheduled_run = false;
+                tracing::info!(rule = %entry.spec.id, "scheduled run ends");
+                self.teardown(entry, &step.message);
             }
         }
         Ok(())
+    }
+}
+
+/// What a rule's schedule does next: start the run of a window, or end the scheduled run.
+struct Step {
+    /// The window to start a run for; `None`: end the scheduled run.
+    start: Option<i64>,
+    /// The stop message when it ends.
+    message: String,
+}
+
+/// The step `entry`'s schedule takes at `now`, if any (a terminated schedule with nothing to
+/// stop only says so in the rule's message).
+fn next_step(entry: &mut RuleEntry, now: i64) -> Option<Step> {
+    let schedule = entry.schedule.as_ref()?;
+    let state = &entry.schedule_state;
+    match schedule.window(now, state.anchor_ms) {
+        Some((start, _)) if state.window != Some(start) => Some(Step {
+            start: Some(start),
+            message: String::new(),
+        }),
+        Some(_) => None,
+        None if entry.run.is_some() && state.scheduled_run => Some(Step {
+            start: None,
+            message: if schedule.over(now) {
+                "schedule terminated".into()
+            } else {
+                String::new()
+            },
+        }),
+        None => {
+            if schedule.over(now) && entry.stop_message.is_empty() {
+                entry.stop_message = "schedule terminated".into();
+            }
+            None
+        }
     }
 }
 
