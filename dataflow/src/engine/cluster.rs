@@ -8,8 +8,8 @@
 //! applied it itself, as it comes out. The followers apply what comes out, and every second
 //! put their rules' counters in the sequence, which the leader adds to its status answers.
 //! The leader's `restartStrategy` restarts and schedule steps go through the sequence too.
-//! What would build or drop a dataflow on its own (shared streams, tables, checkpoints,
-//! stream joins) is refused by name.
+//! What would build or drop a dataflow on its own (shared streams, tables, checkpoints) is
+//! refused by name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
