@@ -132,6 +132,8 @@ struct Inner {
     /// Runs launched so far: each run's number, so run keys are never reused, not even by a
     /// rule deleted and created again under its id.
     launches: std::sync::atomic::AtomicU64,
+    /// Rule entries created so far: each entry's commands count from its own base.
+    entries: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -241,6 +243,7 @@ impl Engine {
                 cache_owners: Mutex::new(HashMap::new()),
                 cluster,
                 launches: std::sync::atomic::AtomicU64::new(0),
+                entries: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         engine.start_supervisor();

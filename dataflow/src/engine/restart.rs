@@ -236,7 +236,8 @@ impl Engine {
             };
             transitions::log(&entry.spec.id, change);
         }
-        // Outside the rules' lock: applying the command takes it.
+        // Outside the rules' lock (applying a command takes it), and off the supervisor's
+        // tick: each waits for every process to reach it.
         drop(rules);
         for (id, at, runs) in due {
             let control = Control::RecoverRule {
@@ -244,9 +245,26 @@ impl Engine {
                 at,
                 runs,
             };
-            if let Some(Err(e)) = self.sequenced(control) {
-                tracing::warn!(rule = %id, "restart not applied: {e}");
-            }
+            self.sequence_in_background(id, control);
+        }
+    }
+
+    /// Puts the leader's own `control` for rule `id` in the sequence from a thread of its
+    /// own, logging a failure: the supervisor's tick does not wait for it.
+    pub(super) fn sequence_in_background(&self, id: String, control: Control) {
+        let engine = Engine {
+            inner: self.inner.clone(),
+        };
+        // A plain thread (not the runtime's): `sequenced` blocks it until applied.
+        let spawned = std::thread::Builder::new()
+            .name("sequence-command".into())
+            .spawn(move || {
+                if let Some(Err(e)) = engine.sequenced(control) {
+                    tracing::warn!(rule = %id, "the leader's command for the rule was not applied: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("the leader's command was not sequenced: no thread: {e}");
         }
     }
 

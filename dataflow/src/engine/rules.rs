@@ -100,7 +100,13 @@ impl Engine {
                 last_stop_ms: 0,
                 stop_message: String::new(),
                 runs: 0,
-                commands: 0,
+                // From a base of its own: a rule created again under its id never matches
+                // a command decided for the one before.
+                commands: self
+                    .inner
+                    .entries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    << 32,
                 restart_strategy,
                 restart: Default::default(),
                 schedule,

@@ -63,6 +63,9 @@ pub(super) struct ScheduleState {
     pub window: Option<i64>,
     /// The current run was started by the schedule (and is stopped by it).
     pub scheduled_run: bool,
+    /// On a cluster's leader: the rule's commands count when it put a step in the sequence
+    /// that is not applied yet, so later looks do not put it in again.
+    pub step_in_flight: Option<u64>,
 }
 
 fn bad(option: &str, what: impl std::fmt::Display) -> EngineError {
@@ -304,6 +307,7 @@ impl Engine {
             anchor_ms: now_ms(),
             window: None,
             scheduled_run: false,
+            step_in_flight: None,
         };
         // In a cluster the leader's next look decides, and every process applies its step.
         if self.cluster().is_some() {
@@ -316,7 +320,8 @@ impl Engine {
     /// whose window closed. In a cluster the leader alone looks, and its steps reach every
     /// process through the command sequence ([`Control::ScheduleStep`]).
     pub(super) fn run_schedules(&self) {
-        if self.is_follower() {
+        // A stopped cluster forms again as a whole, with a new engine.
+        if self.is_follower() || self.workers_stopped().is_some() {
             return;
         }
         let now = now_ms();
@@ -327,14 +332,19 @@ impl Engine {
                 continue;
             }
             if self.cluster().is_some() {
+                if entry.schedule_state.step_in_flight == Some(entry.commands) {
+                    continue;
+                }
                 if let Some(step) = next_step(entry, now) {
+                    entry.schedule_state.step_in_flight = Some(entry.commands);
                     steps.push((entry.spec.id.clone(), (entry.commands, entry.runs), step));
                 }
             } else if let Err(e) = self.follow_schedule(entry, now) {
                 tracing::warn!(rule = %entry.spec.id, "scheduled start failed: {e}");
             }
         }
-        // Outside the rules' lock: applying the command takes it.
+        // Outside the rules' lock (applying a command takes it), and off the supervisor's
+        // tick: each waits for every process to reach it.
         drop(rules);
         for (id, (at, runs), step) in steps {
             let control = Control::ScheduleStep {
@@ -344,9 +354,7 @@ impl Engine {
                 start: step.start,
                 message: step.message,
             };
-            if let Some(Err(e)) = self.sequenced(control) {
-                tracing::warn!(rule = %id, "scheduled step not applied: {e}");
-            }
+            self.sequence_in_background(id, control);
         }
     }
 
