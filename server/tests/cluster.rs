@@ -555,14 +555,8 @@ async fn a_file_is_read_in_byte_ranges_by_every_process() {
 
         // Each process's sink writes its own rows: once both wrote them all, every id is
         // there once.
-        let query = format!("SELECT COUNT(*), COUNT(DISTINCT id), MIN(id), MAX(id) FROM {table}");
-        let want = format!("{N}\t{N}\t0\t{}\n", N - 1);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let mut got = mariadb(&query);
-        while got != want && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            got = mariadb(&query);
-        }
+        let want = ids_summary(N as u64, N as u64);
+        let got = id_summary_becomes(&table, &want).await;
         assert_eq!(got, want, "{stream}: rows, distinct ids, min, max");
     }
 }
@@ -626,30 +620,23 @@ async fn a_file_appended_to_while_read_is_read_up_to_the_leaders_length() {
     assert!(source_in(&st, 0) > 0 && source_in(&st, 1) > 0, "{st}");
     // Both processes' sinks write what they read: once the table stops growing, every row
     // read is there once, ids 0.. without a gap or a repeat.
-    let query = format!("SELECT COUNT(*), COUNT(DISTINCT id), MIN(id), MAX(id) FROM {table}");
-    let count = |got: &str| -> u64 {
-        got.split('\t')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .expect("a count")
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut got = mariadb(&query);
+    let mut got = id_summary(&table);
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        let again = mariadb(&query);
-        let settled = again == got && count(&got) >= FIRST as u64;
+        let again = id_summary(&table);
+        let settled = again == got && rows_in(&got) >= FIRST as u64;
         got = again;
         if settled || std::time::Instant::now() > deadline {
             break;
         }
     }
-    let rows = count(&got);
+    let rows = rows_in(&got);
     assert!(
         rows >= FIRST as u64,
         "{rows} rows of the {FIRST} written before the rule ({appended} appended)"
     );
-    let want = format!("{rows}\t{rows}\t0\t{}\n", rows - 1);
+    let want = ids_summary(rows, rows);
     assert_eq!(
         got, want,
         "rows, distinct ids, min, max ({appended} appended while read)"
@@ -702,14 +689,8 @@ async fn a_failed_rule_is_restarted_in_every_process_by_its_restart_strategy() {
     assert_eq!(st["message"], json!("input ended"), "{st}");
     assert_eq!(st["nextStartTimestamp"], json!(0), "{st}");
     assert!(source_in(&st, 0) > 0 && source_in(&st, 1) > 0, "{st}");
-    let query = format!("SELECT COUNT(*), COUNT(DISTINCT id), MIN(id), MAX(id) FROM {table}");
-    let want = format!("{N}\t{N}\t0\t{}\n", N - 1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut got = mariadb(&query);
-    while got != want && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        got = mariadb(&query);
-    }
+    let want = ids_summary(N as u64, N as u64);
+    let got = id_summary_becomes(&table, &want).await;
     assert_eq!(got, want, "rows, distinct ids, min, max");
 }
 
@@ -740,20 +721,13 @@ async fn a_scheduled_rule_runs_in_every_process_at_each_fire() {
         assert_eq!(status, 201, "{body}");
     });
     // Two fires or more, and the rule waiting for its next one with whole runs written.
-    let query = format!("SELECT COUNT(*), COUNT(DISTINCT id), MIN(id), MAX(id) FROM {table}");
-    let count = |got: &str| -> u64 {
-        got.split('\t')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .expect("a count")
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let rows = count(&mariadb(&query));
+        let rows = rows_in(&id_summary(&table));
         let (_, st) =
             tokio::task::block_in_place(|| server.json("GET", "/rules/sched_ids/status", None));
         if rows >= 2 * N as u64
-            && rows % N as u64 == 0
+            && rows.is_multiple_of(N as u64)
             && st["status"] == json!("stopped: waiting for next schedule.")
         {
             break;
@@ -761,7 +735,7 @@ async fn a_scheduled_rule_runs_in_every_process_at_each_fire() {
         assert!(
             std::time::Instant::now() < deadline,
             "two scheduled runs did not write: {} ({st})",
-            mariadb(&query)
+            id_summary(&table)
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -776,14 +750,14 @@ async fn a_scheduled_rule_runs_in_every_process_at_each_fire() {
         let (status, body) = server.call("POST", "/rules/sched_ids/stop", None);
         assert_eq!(status, 200, "{body}");
     });
-    let stopped = mariadb(&query);
+    let stopped = id_summary(&table);
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    let later = mariadb(&query);
+    let later = id_summary(&table);
     assert_eq!(later, stopped, "rows written after the stop");
-    let runs = count(&later) / N as u64;
+    let runs = rows_in(&later) / N as u64;
     assert_eq!(
         later,
-        format!("{}\t{N}\t0\t{}\n", runs * N as u64, N - 1),
+        ids_summary(runs * N as u64, N as u64),
         "every row once per run"
     );
 }
@@ -919,6 +893,40 @@ fn status_once_stopped_by_error(server: &Server, id: &str) -> Value {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// `COUNT(*)`, `COUNT(DISTINCT id)`, `MIN(id)` and `MAX(id)` of `table` as the mariadb client
+/// prints them.
+fn id_summary(table: &str) -> String {
+    mariadb(&format!(
+        "SELECT COUNT(*), COUNT(DISTINCT id), MIN(id), MAX(id) FROM {table}"
+    ))
+}
+
+/// The [`id_summary`] of a table holding ids `0..n`, `rows` rows in all.
+fn ids_summary(rows: u64, n: u64) -> String {
+    format!("{rows}\t{n}\t0\t{}\n", n - 1)
+}
+
+/// The row count of an [`id_summary`].
+fn rows_in(summary: &str) -> u64 {
+    summary
+        .split('\t')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count")
+}
+
+/// Waits up to 20 s for `table`'s [`id_summary`] to be `want` (the processes' sinks write
+/// apart); the last one read.
+async fn id_summary_becomes(table: &str, want: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = id_summary(table);
+    while got != want && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        got = id_summary(table);
+    }
+    got
 }
 
 /// Writes `n` JSON lines `{"k": ..., "v": i}` to `file`.

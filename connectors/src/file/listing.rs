@@ -35,17 +35,17 @@ impl std::fmt::Debug for AgreeListing {
     }
 }
 
-/// The listing every process reads: the files, and each one's length as the leader measured.
+/// The listing every process reads: the files, and each one's length as the leader measured
+/// (by path, which orders them by name as the listing does).
 #[derive(Debug, Clone, Default)]
 pub struct Agreed {
-    files: Vec<PathBuf>,
     lengths: BTreeMap<PathBuf, u64>,
 }
 
 impl Agreed {
     /// The agreed files, in name order.
     pub fn files(&self) -> Vec<PathBuf> {
-        self.files.clone()
+        self.lengths.keys().cloned().collect()
     }
 
     /// The agreed length of `file`, if it is one of the agreed files.
@@ -57,7 +57,6 @@ impl Agreed {
 impl From<Listing> for Agreed {
     fn from(listing: Listing) -> Self {
         Agreed {
-            files: listing.iter().map(|(f, _)| f.clone()).collect(),
             lengths: listing.into_iter().collect(),
         }
     }
@@ -72,13 +71,13 @@ pub fn measure(config: &FileSourceConfig) -> Result<Listing, ConnectorError> {
         .collect())
 }
 
-/// Agrees the listing of `config`'s input through its [`AgreeListing`], if it has one: the
-/// config to read with, holding the agreed listing. Blocking.
+/// Agrees the listing of `config`'s input through its [`AgreeListing`], if it has one (once:
+/// it is taken): the config to read with, holding the agreed listing. Blocking.
 pub fn agree(
     mut config: FileSourceConfig,
     stopped: &dyn Fn() -> bool,
 ) -> Result<FileSourceConfig, ConnectorError> {
-    let Some(agree) = config.agree.clone() else {
+    let Some(agree) = config.agree.take() else {
         return Ok(config);
     };
     // A listing that failed still goes through: the leader tells the others there is nothing

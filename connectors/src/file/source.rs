@@ -32,7 +32,6 @@ impl Source for FileSource {
             // A cluster's split input: the leader's files and lengths, once.
             let (config, closed) = (self.config.clone(), out.clone());
             self.config = blocking(move || listing::agree(config, &|| closed.is_closed())).await?;
-            self.config.agree = None;
         }
         if out.is_logged() {
             return run_logged(self.config.clone(), out).await;

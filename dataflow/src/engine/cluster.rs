@@ -20,7 +20,10 @@ use quiver_compiler::{StreamDef, StreamKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use quiver_connectors::file::Listing;
+
 use super::Engine;
+use super::entry::{Decided, RuleEntry};
 use super::spec::{Action, RuleSpec};
 use crate::error::EngineError;
 
@@ -51,22 +54,12 @@ pub(super) enum Control {
     RestartRule { id: String },
     /// The leader's `restartStrategy` restarts a failed rule: its run torn down and started
     /// again, its restart count kept.
-    RecoverRule {
-        id: String,
-        /// The rule's [`super::entry::RuleEntry::commands`] when the leader decided: a start,
-        /// stop or restart applied since makes this one a no-op in every process.
-        at: u64,
-        /// The rule's run number then: a rule deleted and created again is another rule.
-        runs: u64,
-    },
+    RecoverRule { id: String, at: Decided },
     /// The leader's schedule (`cron`, `duration`) starts the run of the window beginning at
     /// `start` (ms), or (`None`) ends the scheduled run with `message`.
     ScheduleStep {
         id: String,
-        /// As [`Control::RecoverRule`]'s.
-        at: u64,
-        /// As [`Control::RecoverRule`]'s.
-        runs: u64,
+        at: Decided,
         start: Option<i64>,
         message: String,
     },
@@ -107,7 +100,7 @@ pub(super) enum Control {
     InputListing {
         id: String,
         key: String,
-        files: Option<Vec<(std::path::PathBuf, u64)>>,
+        files: Option<Listing>,
     },
 }
 
@@ -139,9 +132,6 @@ pub(super) struct ClusterState {
     /// Signalled when a listing arrives.
     pub(super) listed: Condvar,
 }
-
-/// A split file input's files and lengths.
-pub(super) type Listing = Vec<(std::path::PathBuf, u64)>;
 
 impl ClusterState {
     /// The state of process `process` of `processes`.
@@ -371,7 +361,8 @@ impl Engine {
         );
         if let (Err(e), Some(mut undo), false) = (&result, undo, everywhere) {
             if let Control::UndoRun { id, key } = &mut undo {
-                *key = self.last_run_key(id).unwrap_or_default();
+                let rules = self.inner.rules.lock().expect("rules lock");
+                *key = rules.get(id).map(RuleEntry::run_key).unwrap_or_default();
             }
             if item.process == cluster.process {
                 // It failed where it was asked for (the leader checked it, but a source is
@@ -422,14 +413,13 @@ impl Engine {
             Control::StartRule { id } => self.start_rule_here(&id),
             Control::StopRule { id } => self.stop_rule_here(&id),
             Control::RestartRule { id } => self.restart_rule_here(&id),
-            Control::RecoverRule { id, at, runs } => self.recover_rule_here(&id, at, runs),
+            Control::RecoverRule { id, at } => self.recover_rule_here(&id, at),
             Control::ScheduleStep {
                 id,
                 at,
-                runs,
                 start,
                 message,
-            } => self.schedule_step_here(&id, (at, runs), start, message),
+            } => self.schedule_step_here(&id, at, start, message),
             Control::UndoRun { id, key } => {
                 if self.cluster().is_some_and(|c| c.process != from) {
                     self.undo_run_here(&id, &key);
@@ -445,10 +435,7 @@ impl Engine {
             } => {
                 let mut rules = self.inner.rules.lock().expect("rules lock");
                 // A run stopped or replaced since has nothing to end.
-                let Some(entry) = rules
-                    .get_mut(&id)
-                    .filter(|e| e.run.as_ref().is_some_and(|r| r.key == key))
-                else {
+                let Some(entry) = rules.get_mut(&id).filter(|e| e.runs_now(&key)) else {
                     return Ok(());
                 };
                 let ours = self
@@ -506,8 +493,10 @@ impl Engine {
             Control::SourceFailed { id, key, error } => {
                 if self.cluster().is_some_and(|c| c.process == 0) {
                     let rules = self.inner.rules.lock().expect("rules lock");
-                    if let Some(run) = rules.get(&id).and_then(|e| e.run.as_ref())
-                        && run.key == key
+                    if let Some(run) = rules
+                        .get(&id)
+                        .filter(|e| e.runs_now(&key))
+                        .and_then(|e| e.run.as_ref())
                     {
                         tracing::error!(rule = %id, "process {from}: source failed: {error}");
                         let mut slot = run.error.lock().expect("error lock");

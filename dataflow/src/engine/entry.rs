@@ -36,6 +36,44 @@ pub(super) struct RuleEntry {
     pub(super) test: Option<super::trial::TestInput>,
 }
 
+impl RuleEntry {
+    /// The dataflow key of the rule's last launched run: `<id>#<runs>`.
+    pub(super) fn run_key(&self) -> String {
+        format!("{}#{}", self.spec.id, self.runs)
+    }
+
+    /// True when the rule's current run is run `key` (not stopped or replaced since).
+    pub(super) fn runs_now(&self, key: &str) -> bool {
+        self.run.as_ref().is_some_and(|r| r.key == key)
+    }
+
+    /// Where the rule is in the command sequence, as the leader names it in a command it
+    /// decided for the rule ([`Decided`]).
+    pub(super) fn decided(&self) -> Decided {
+        Decided {
+            commands: self.commands,
+            runs: self.runs,
+        }
+    }
+}
+
+/// Where a rule was in the command sequence when a cluster's leader decided a restart or a
+/// schedule step for it: its commands count and its run number. The same in every process at
+/// each point of the sequence, so a command applied since (a stop, start or restart by hand,
+/// or the rule deleted and created again) makes the decision a no-op everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Decided {
+    commands: u64,
+    runs: u64,
+}
+
+impl Decided {
+    /// True when no run was launched between `other` and this (the commands may differ).
+    pub(super) fn same_run(self, other: Decided) -> bool {
+        self.runs == other.runs
+    }
+}
+
 /// A running (or finished) instance of a rule.
 pub(super) struct RuleRun {
     /// The run's dataflow on the workers: `<rule id>#<run>`.

@@ -146,10 +146,7 @@ impl Engine {
             // Only for the rule's current run: a run torn down meanwhile (its source thread
             // outlives it) sends nothing.
             let rules = self.inner.rules.lock().expect("rules lock");
-            let current = rules
-                .get(rule)
-                .and_then(|e| e.run.as_ref())
-                .is_some_and(|r| r.key == key);
+            let current = rules.get(rule).is_some_and(|e| e.runs_now(key));
             if !current || stopped() {
                 return Err("the rule stopped before its input was listed".to_string());
             }
@@ -189,11 +186,7 @@ impl Engine {
     /// since, is dropped).
     pub(super) fn take_listing(&self, rule: &str, key: &str, files: Option<Listing>) {
         let rules = self.inner.rules.lock().expect("rules lock");
-        let current = rules
-            .get(rule)
-            .and_then(|e| e.run.as_ref())
-            .is_some_and(|r| r.key == key);
-        if current {
+        if rules.get(rule).is_some_and(|e| e.runs_now(key)) {
             self.put_listing(rule, key, files);
         }
     }

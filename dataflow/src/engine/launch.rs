@@ -62,7 +62,7 @@ impl Engine {
             .inner
             .launches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let key = format!("{}#{}", entry.spec.id, entry.runs);
+        let key = entry.run_key();
 
         let queue = buffer_batches(&entry.spec.options)?;
         let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));

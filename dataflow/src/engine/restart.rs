@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::Engine;
 use super::cluster::Control;
-use super::entry::RuleEntry;
+use super::entry::{Decided, RuleEntry};
+use super::rules::unknown_rule;
 use super::transitions::{self, Change};
 use crate::clock::now_ms;
 use crate::error::EngineError;
@@ -187,7 +188,7 @@ impl Engine {
                 if restarts && now >= entry.restart.next_ms {
                     if self.cluster().is_some() {
                         self.count_restart(entry);
-                        due.push((entry.spec.id.clone(), entry.commands, entry.runs));
+                        due.push((entry.spec.id.clone(), entry.decided()));
                     } else {
                         self.restart_now(entry);
                     }
@@ -239,12 +240,8 @@ impl Engine {
         // Outside the rules' lock (applying a command takes it), and off the supervisor's
         // tick: each waits for every process to reach it.
         drop(rules);
-        for (id, at, runs) in due {
-            let control = Control::RecoverRule {
-                id: id.clone(),
-                at,
-                runs,
-            };
+        for (id, at) in due {
+            let control = Control::RecoverRule { id: id.clone(), at };
             self.sequence_in_background(id, control);
         }
     }
@@ -310,24 +307,17 @@ impl Engine {
 
     /// Applies the leader's restart of a failed rule ([`Control::RecoverRule`]) in this
     /// process: its run torn down and started again, the restart counted on the leader.
-    pub(super) fn recover_rule_here(
-        &self,
-        id: &str,
-        at: u64,
-        runs: u64,
-    ) -> Result<(), EngineError> {
+    pub(super) fn recover_rule_here(&self, id: &str, at: Decided) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
-        let entry = rules
-            .get_mut(id)
-            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
-        if entry.commands != at || entry.runs != runs {
+        let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        if entry.decided() != at {
             // Stopped, started or restarted by hand (or deleted and created again) after the
             // leader decided: that wins.
             tracing::info!(rule = %id, "restart not made: the rule was stopped or started since");
             // A start that found the failed run still there changed nothing: on the leader,
             // the failure is looked at again, so its restart is scheduled anew.
             if !self.is_follower()
-                && entry.runs == runs
+                && entry.decided().same_run(at)
                 && let Some(run) = &entry.run
                 && entry.restart.handled_run.as_deref() == Some(run.key.as_str())
             {
@@ -346,16 +336,10 @@ impl Engine {
         let mut rules = self.inner.rules.lock().expect("rules lock");
         // Only the run that failed there: one a later command started stays.
         if let Some(entry) = rules.get_mut(id)
-            && entry.run.as_ref().is_some_and(|r| r.key == key)
+            && entry.runs_now(key)
         {
             self.teardown(entry, "the run failed to start on the leader");
         }
-    }
-
-    /// The key of rule `id`'s last launched run (failed or not).
-    pub(super) fn last_run_key(&self, id: &str) -> Option<String> {
-        let rules = self.inner.rules.lock().expect("rules lock");
-        rules.get(id).map(|e| format!("{}#{}", e.spec.id, e.runs))
     }
 }
 

@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use super::Engine;
 use super::cluster::Control;
-use super::entry::RuleEntry;
+use super::entry::{Decided, RuleEntry};
+use super::rules::unknown_rule;
 use crate::clock::now_ms;
 use crate::error::EngineError;
 
@@ -337,7 +338,7 @@ impl Engine {
                 }
                 if let Some(step) = next_step(entry, now) {
                     entry.schedule_state.step_in_flight = Some(entry.commands);
-                    steps.push((entry.spec.id.clone(), (entry.commands, entry.runs), step));
+                    steps.push((entry.spec.id.clone(), entry.decided(), step));
                 }
             } else if let Err(e) = self.follow_schedule(entry, now) {
                 tracing::warn!(rule = %entry.spec.id, "scheduled start failed: {e}");
@@ -346,11 +347,10 @@ impl Engine {
         // Outside the rules' lock (applying a command takes it), and off the supervisor's
         // tick: each waits for every process to reach it.
         drop(rules);
-        for (id, (at, runs), step) in steps {
+        for (id, at, step) in steps {
             let control = Control::ScheduleStep {
                 id: id.clone(),
                 at,
-                runs,
                 start: step.start,
                 message: step.message,
             };
@@ -367,20 +367,17 @@ impl Engine {
     }
 
     /// Applies the leader's schedule step for rule `id` ([`Control::ScheduleStep`]) in this
-    /// process, unless a start, stop or restart came first in the sequence (`at`: the rule's
-    /// commands, and its run number, when the leader decided).
+    /// process, unless a start, stop or restart came first in the sequence (`at`).
     pub(super) fn schedule_step_here(
         &self,
         id: &str,
-        (at, runs): (u64, u64),
+        at: Decided,
         start: Option<i64>,
         message: String,
     ) -> Result<(), EngineError> {
         let mut rules = self.inner.rules.lock().expect("rules lock");
-        let entry = rules
-            .get_mut(id)
-            .ok_or_else(|| EngineError::NotFound(format!("rule \"{id}\" not found")))?;
-        if entry.commands != at || entry.runs != runs || !entry.schedule_state.armed {
+        let entry = rules.get_mut(id).ok_or_else(|| unknown_rule(id))?;
+        if entry.decided() != at || !entry.schedule_state.armed {
             tracing::info!(rule = %id, "scheduled step not taken: the rule was stopped or started since");
             return Ok(());
         }
