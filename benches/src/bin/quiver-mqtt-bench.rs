@@ -276,9 +276,14 @@ fn spawn_quiverd(
         .arg(dir.join("data"))
         .args(["--workers", &workers.to_string(), "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn")
+        // Warnings only, unless the bench's own RUST_LOG asks for more (to see what a run did).
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // quiverd logs to stdout.
+        .stdout(log.try_clone()?)
         .stderr(log);
     more(&mut command);
     command

@@ -9,11 +9,15 @@
 //! batch waiting for it, writes them, syncs once (a group commit), hands them to the workers as
 //! one event and passes their acks on. A worker still sees only what is durable, so a replay
 //! after a crash or a power cut gives the same results.
+//!
+//! When the broker's window is wide, the log thread lingers before a commit at high rates, so
+//! each sync covers more messages (see [`super::pacing`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::client::Client;
+use super::pacing::{Pacing, Wait};
 use crate::{ConnectorError, RawMessage, SourceEvent, SourceOutput};
 
 /// Batches handed over and not yet taken by the log thread: the source waits beyond this
@@ -81,10 +85,11 @@ impl Durable {
         // A batch of acks holds at least one unacknowledged message, and the broker lets at
         // most 65,535 be unacknowledged (16-bit packet ids).
         let (acks, acks_rx) = tokio::sync::mpsc::channel::<Acks>(1 << 16);
+        let pacing = Pacing::new(topic.clone());
         let spawned = std::thread::Builder::new()
             .name("mqtt-input-log".into())
             .spawn(move || {
-                let end = log_thread(rx, &out, &acks, &topic);
+                let end = log_thread(rx, &out, &acks, pacing, &topic);
                 // The workers must look at their queues again once this thread's senders
                 // are gone, or a worker that saw them empty would wait for a wake-up.
                 drop(acks);
@@ -203,13 +208,30 @@ fn log_thread(
     mut rx: tokio::sync::mpsc::Receiver<Handoff>,
     out: &SourceOutput,
     acks: &tokio::sync::mpsc::Sender<Acks>,
+    mut pacing: Pacing,
     topic: &str,
 ) -> Ended {
     while let Some(first) = rx.blocking_recv() {
         let mut batches = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batches.push(more);
+        take_waiting(&mut rx, &mut batches);
+        match pacing.before_commit(unacked(&batches)) {
+            Wait::Now => {}
+            // A plain sleep, not a wait on the queue: each batch the source hands over would
+            // wake a waiting thread, and the wake-ups are what lingering saves.
+            Wait::Linger(d) => {
+                let before = unacked(&batches);
+                std::thread::sleep(d);
+                take_waiting(&mut rx, &mut batches);
+                let now = unacked(&batches);
+                pacing.lingered(now - before, now);
+            }
+            Wait::Probe(d) => {
+                std::thread::sleep(d);
+                take_waiting(&mut rx, &mut batches);
+                pacing.probed(unacked_on_last_connection(&batches));
+            }
         }
+        pacing.committed(unacked(&batches));
         let mut events = Vec::new();
         let mut messages: Vec<RawMessage> = Vec::new();
         for batch in &mut batches {
@@ -233,6 +255,30 @@ fn log_thread(
         }
     }
     Ended::Closed
+}
+
+/// Moves every batch waiting in `rx` to `batches`.
+fn take_waiting(rx: &mut tokio::sync::mpsc::Receiver<Handoff>, batches: &mut Vec<Handoff>) {
+    while let Ok(more) = rx.try_recv() {
+        batches.push(more);
+    }
+}
+
+/// Messages of `batches` (each waits for this commit to be acknowledged; QoS 0 ones, which
+/// need no ack, count too: the broker does not hold them back).
+fn unacked(batches: &[Handoff]) -> usize {
+    batches.iter().map(|b| b.acks.len()).sum()
+}
+
+/// [`unacked`] of the batches that came on the last batch's connection: what came on an
+/// earlier one, sent again on the new one, would count twice against the broker's window.
+fn unacked_on_last_connection(batches: &[Handoff]) -> usize {
+    let last = batches.last().map(|b| b.connection);
+    batches
+        .iter()
+        .filter(|b| Some(b.connection) == last)
+        .map(|b| b.acks.len())
+        .sum()
 }
 
 /// Sends acks through the client's request queue from a task of its own: an ack waits for room
@@ -263,5 +309,88 @@ impl Acker {
 impl Drop for Acker {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(first: u16, n: u16) -> Handoff {
+        Handoff {
+            messages: (first..first + n)
+                .map(|i| RawMessage::new(i.to_string().into_bytes(), Arc::from("t")))
+                .collect(),
+            acks: (first..first + n).map(|i| (1, i)).collect(),
+            connection: 0,
+        }
+    }
+
+    /// Hands three batches to a log thread paced by `pacing`, the second and third as soon as
+    /// it has taken the first (while it commits or lingers); returns the sizes of the worker
+    /// events and every ack sent back, in order.
+    fn commits(pacing: Pacing) -> (Vec<usize>, Vec<u16>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(HANDOFF_BATCHES);
+        let (queue, mut worker) = tokio::sync::mpsc::channel(16);
+        let out = SourceOutput::new(vec![queue], Arc::new(|_| {}));
+        let (acks_tx, mut acks) = tokio::sync::mpsc::channel(16);
+        let thread = std::thread::spawn(move || log_thread(rx, &out, &acks_tx, pacing, "t"));
+        tx.blocking_send(batch(1, 3)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tx.capacity() < HANDOFF_BATCHES {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the batch was never taken"
+            );
+            std::thread::yield_now();
+        }
+        tx.blocking_send(batch(4, 2)).unwrap();
+        tx.blocking_send(batch(6, 1)).unwrap();
+        drop(tx);
+        assert!(matches!(thread.join().unwrap(), Ended::Closed));
+        let mut sizes = Vec::new();
+        while let Ok(SourceEvent::Raw(messages)) = worker.try_recv() {
+            sizes.push(messages.len());
+        }
+        let mut sent = Vec::new();
+        while let Ok((_, batch)) = acks.try_recv() {
+            sent.extend(batch.into_iter().map(|(_, pkid)| pkid));
+        }
+        (sizes, sent)
+    }
+
+    #[test]
+    fn behind_a_wide_window_batches_handed_during_the_linger_are_one_commit() {
+        // The later batches come within microseconds of the take, and the linger lasts 1 ms;
+        // a test thread descheduled for longer misses it, so it has three tries. Without the
+        // linger the first batch is committed alone every time.
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let (sizes, acks) = commits(Pacing::found(true));
+            assert_eq!(acks, (1..=6).collect::<Vec<_>>());
+            if sizes == [6] {
+                return;
+            }
+            seen.push(sizes);
+        }
+        panic!("never one worker event for the three batches: {seen:?}");
+    }
+
+    #[test]
+    fn behind_a_narrow_window_the_first_batch_commits_at_once() {
+        // The take is seen when the queue's slot frees, a moment before the thread takes
+        // whatever else is waiting: a thread descheduled in between takes the later batches
+        // too, so this has three tries. With a linger it would take them every time.
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let (sizes, acks) = commits(Pacing::found(false));
+            assert_eq!(sizes.iter().sum::<usize>(), 6);
+            assert_eq!(acks, (1..=6).collect::<Vec<_>>());
+            if sizes.first() == Some(&3) {
+                return;
+            }
+            seen.push(sizes);
+        }
+        panic!("the first batch was never committed alone: {seen:?}");
     }
 }

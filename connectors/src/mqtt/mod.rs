@@ -16,6 +16,8 @@
 mod client;
 mod config;
 mod durable;
+mod pacing;
+mod rate;
 mod redelivery;
 pub mod shared;
 mod sink;

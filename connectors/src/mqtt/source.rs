@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use super::client::{self, Client, Event, EventLoop, Failure};
 use super::durable::{Durable, Handoff, Next};
+use super::rate::{HIGH_RATE, Rate};
 use super::redelivery::Redeliveries;
 use super::shared::Lease;
 use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttConnections, MqttSourceConfig};
@@ -16,21 +17,15 @@ use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
 /// Messages gathered into one event when they are already buffered.
 const MAX_GATHER: usize = 1024;
 
-/// Above this many messages per second the source waits [`LINGER`] between events.
+/// The wait between events above [`HIGH_RATE`] messages per second (the runtime's timer
+/// rounds it up to its 1 ms tick).
 ///
 /// Each event costs the same fixed work whatever its size: a wake-up of a worker, a step of
 /// the rule's dataflow, a socket read and an `epoll_wait`. Reading as soon as data arrives
 /// gave events of about 6 messages at 60k msgs/s, and that fixed work was most of quiverd's
 /// CPU per message. Waiting lets the kernel gather the messages instead. Below this rate
 /// (the latency benchmark's 10k msgs/s among them) nothing waits.
-const LINGER_ABOVE_PER_SEC: usize = 20_000;
-
-/// The wait between events at high rates (the runtime's timer rounds it up to its 1 ms tick).
 const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
-
-/// How long the message rate is measured over before it is compared with
-/// [`LINGER_ABOVE_PER_SEC`].
-const RATE_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Reads an MQTT topic filter. Runs until its task is dropped; connection failures are
 /// retried forever (see the module doc), only a stopped rule ends it.
@@ -132,11 +127,13 @@ impl Source for MqttSource {
         let mut failures = 0u64;
         // Messages on one topic share its name instead of allocating it per message.
         let mut topic: Option<Arc<str>> = None;
-        let mut rate = Rate::new();
+        let mut rate = Rate::new(HIGH_RATE);
         loop {
-            // A durable source gathers while the log thread syncs instead: the broker sends at
-            // most its in-flight limit (Mosquitto's 20) before our acks, so a linger would cap
-            // the rate at that many messages per timer tick.
+            // A durable source gathers while the log thread syncs (or lingers, see
+            // `pacing.rs`) instead: the broker sends at most its in-flight limit (Mosquitto's
+            // 20) before our acks, so a linger here would cap the rate at that many messages
+            // per timer tick, and behind a wide window it would leave the log thread's
+            // lingers empty.
             if rate.high && durable.is_none() {
                 tokio::time::sleep(LINGER).await;
             }
@@ -367,36 +364,6 @@ async fn run_shared(
         connector: "mqtt",
         reason: format!("connection \"{}\" was closed", lease.id()),
     })
-}
-
-/// The message rate, measured over windows of [`RATE_WINDOW`].
-struct Rate {
-    since: std::time::Instant,
-    messages: usize,
-    /// The last full window was above [`LINGER_ABOVE_PER_SEC`].
-    high: bool,
-}
-
-impl Rate {
-    fn new() -> Self {
-        Rate {
-            since: std::time::Instant::now(),
-            messages: 0,
-            high: false,
-        }
-    }
-
-    /// Counts an event's messages; at the end of a window, decides whether to linger.
-    fn count(&mut self, messages: usize) {
-        self.messages += messages;
-        let now = std::time::Instant::now();
-        let elapsed = now - self.since;
-        if elapsed >= RATE_WINDOW {
-            self.high = self.messages as f64 / elapsed.as_secs_f64() > LINGER_ABOVE_PER_SEC as f64;
-            self.messages = 0;
-            self.since = now;
-        }
-    }
 }
 
 /// Polls `fut` once: its output if it is ready now, `None` if it would wait (it is dropped).
