@@ -31,7 +31,9 @@ const PROBE: Duration = Duration::from_millis(4);
 
 /// Unacknowledged messages at the end of a probe that make the window wide: well above
 /// Mosquitto's default 20 (and EMQX's 32), below the 80 that arrive in [`PROBE`] at
-/// [`HIGH_RATE`]. A count can never exceed the window, as the broker sends no more.
+/// [`HIGH_RATE`]. A broker that keeps to its window never sends more; Mosquitto 2.0.11 does
+/// after a burst of acks (each ack of its oldest in-flight message lets up to 20 more go), and
+/// then the window it keeps is really wider.
 const WIDE_AT: usize = 64;
 
 /// A group this large commits without lingering.
