@@ -212,18 +212,20 @@ fn log_thread(
     topic: &str,
 ) -> Ended {
     while let Some(first) = rx.blocking_recv() {
+        // Messages of the group, each waiting for this commit to be acknowledged (QoS 0 ones
+        // too: the broker does not hold them back).
+        let mut unacked = first.acks.len();
         let mut batches = vec![first];
-        take_waiting(&mut rx, &mut batches);
-        match pacing.before_commit(unacked(&batches)) {
+        unacked += take_waiting(&mut rx, &mut batches);
+        match pacing.before_commit(unacked) {
             Wait::Now => {}
             // A plain sleep, not a wait on the queue: each batch the source hands over would
             // wake a waiting thread, and the wake-ups are what lingering saves.
             Wait::Linger(d) => {
-                let before = unacked(&batches);
                 std::thread::sleep(d);
-                take_waiting(&mut rx, &mut batches);
-                let now = unacked(&batches);
-                pacing.lingered(now - before, now);
+                let arrived = take_waiting(&mut rx, &mut batches);
+                unacked += arrived;
+                pacing.lingered(arrived, unacked);
             }
             Wait::Probe(d) => {
                 std::thread::sleep(d);
@@ -231,7 +233,7 @@ fn log_thread(
                 pacing.probed(unacked_on_last_connection(&batches));
             }
         }
-        pacing.committed(unacked(&batches));
+        pacing.committed(unacked);
         let mut events = Vec::new();
         let mut messages: Vec<RawMessage> = Vec::new();
         for batch in &mut batches {
@@ -257,21 +259,21 @@ fn log_thread(
     Ended::Closed
 }
 
-/// Moves every batch waiting in `rx` to `batches`.
-fn take_waiting(rx: &mut tokio::sync::mpsc::Receiver<Handoff>, batches: &mut Vec<Handoff>) {
+/// Moves every batch waiting in `rx` to `batches`; returns how many messages they hold.
+fn take_waiting(
+    rx: &mut tokio::sync::mpsc::Receiver<Handoff>,
+    batches: &mut Vec<Handoff>,
+) -> usize {
+    let mut messages = 0;
     while let Ok(more) = rx.try_recv() {
+        messages += more.acks.len();
         batches.push(more);
     }
+    messages
 }
 
-/// Messages of `batches` (each waits for this commit to be acknowledged; QoS 0 ones, which
-/// need no ack, count too: the broker does not hold them back).
-fn unacked(batches: &[Handoff]) -> usize {
-    batches.iter().map(|b| b.acks.len()).sum()
-}
-
-/// [`unacked`] of the batches that came on the last batch's connection: what came on an
-/// earlier one, sent again on the new one, would count twice against the broker's window.
+/// Messages of the batches that came on the last batch's connection: what came on an earlier
+/// one, sent again on the new one, would count twice against the broker's window.
 fn unacked_on_last_connection(batches: &[Handoff]) -> usize {
     let last = batches.last().map(|b| b.connection);
     batches

@@ -15,9 +15,10 @@
 //! and commits go at once as before. [`EMPTY_LINGERS`] lingers in a row during which nothing
 //! arrived, with about as many messages waiting as the probe counted, mean the window is full
 //! after all (a window a little above [`WIDE_AT`]), and make it narrow; with fewer waiting the
-//! publishers paused, which says nothing about the window. The finding is measured again every [`RELEARN`] (a reconnect may reach another
-//! broker). Below [`HIGH_RATE`] nothing waits, and a rate not measured for a while counts as
-//! low, so the first message after a pause is committed at once.
+//! publishers paused, which says nothing about the window. The finding is measured again every
+//! [`RELEARN`] (a reconnect may reach another broker). Below [`HIGH_RATE`] nothing waits, and a
+//! rate not measured for a while counts as low, so the first message after a pause is
+//! committed at once.
 
 use std::time::{Duration, Instant};
 
@@ -56,11 +57,19 @@ pub(super) enum Wait {
     Probe(Duration),
 }
 
+/// What the log thread last found about the broker's window.
+#[derive(Debug, Clone, Copy)]
+struct Finding {
+    wide: bool,
+    /// Messages waiting for their acks when it was found.
+    waiting: usize,
+    at: Instant,
+}
+
 /// The log thread's pacing of its group commits (see the module doc).
 pub(super) struct Pacing {
     rate: Rate,
-    /// Whether the window was found wide, how many messages were then waiting, and when.
-    learned: Option<(bool, usize, Instant)>,
+    learned: Option<Finding>,
     /// Lingers in a row that gathered nothing.
     empty: u32,
     topic: String,
@@ -70,7 +79,7 @@ impl Pacing {
     /// Pacing for the source of `topic`.
     pub(super) fn new(topic: String) -> Pacing {
         Pacing {
-            rate: Rate::new(HIGH_RATE),
+            rate: Rate::new(),
             learned: None,
             empty: 0,
             topic,
@@ -86,9 +95,10 @@ impl Pacing {
             return Wait::Now;
         }
         match self.learned {
-            Some((true, _, at)) if at.elapsed() < RELEARN => Wait::Linger(COMMIT_LINGER),
-            Some((false, _, at)) if at.elapsed() < RELEARN => Wait::Now,
-            _ => Wait::Probe(PROBE),
+            Some(f) if f.at.elapsed() >= RELEARN => Wait::Probe(PROBE),
+            Some(Finding { wide: true, .. }) => Wait::Linger(COMMIT_LINGER),
+            Some(Finding { wide: false, .. }) => Wait::Now,
+            None => Wait::Probe(PROBE),
         }
     }
 
@@ -102,7 +112,7 @@ impl Pacing {
         // Nothing arrived with about as many messages waiting as the probe saw: the broker
         // holds back for the acks. With fewer waiting, the publishers paused (or the source
         // did not get the CPU), which says nothing about the window.
-        let seen = self.learned.map_or(0, |(_, seen, _)| seen);
+        let seen = self.learned.map_or(0, |f| f.waiting);
         let full = arrived == 0 && unacked * 4 >= seen * 3;
         self.empty = if full { self.empty + 1 } else { 0 };
         if self.empty >= EMPTY_LINGERS {
@@ -118,7 +128,7 @@ impl Pacing {
     /// Records whether the window is `wide`, seen with `unacked` messages waiting.
     fn learn(&mut self, wide: bool, unacked: usize) {
         self.empty = 0;
-        if self.learned.map(|(w, _, _)| w) != Some(wide) {
+        if self.learned.map(|f| f.wide) != Some(wide) {
             if wide {
                 tracing::info!(
                     "mqtt source {}: the broker sent {unacked} messages without waiting for \
@@ -134,13 +144,17 @@ impl Pacing {
                 );
             }
         }
-        self.learned = Some((wide, unacked, Instant::now()));
+        self.learned = Some(Finding {
+            wide,
+            waiting: unacked,
+            at: Instant::now(),
+        });
     }
 
     /// Whether the window was last found wide.
     #[cfg(test)]
     fn wide(&self) -> bool {
-        self.learned.is_some_and(|(wide, _, _)| wide)
+        self.learned.is_some_and(|f| f.wide)
     }
 
     /// A pacing at a high rate that found the window `wide` (for tests of the log thread).
@@ -180,9 +194,11 @@ mod tests {
             "a big group goes at once"
         );
         // The finding expires, and the window is measured again.
-        p.learned = Instant::now()
-            .checked_sub(RELEARN)
-            .map(|at| (true, 300, at));
+        p.learned = Instant::now().checked_sub(RELEARN).map(|at| Finding {
+            wide: true,
+            waiting: 300,
+            at,
+        });
         assert_eq!(p.before_commit(10), Wait::Probe(PROBE));
     }
 

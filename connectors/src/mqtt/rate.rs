@@ -13,18 +13,16 @@ const RATE_WINDOW: Duration = Duration::from_millis(100);
 pub(super) struct Rate {
     since: Instant,
     messages: usize,
-    above_per_sec: usize,
-    /// The last full window was above `above_per_sec`.
+    /// The last full window was above [`HIGH_RATE`].
     pub(super) high: bool,
 }
 
 impl Rate {
-    /// A rate that is `high` above `above_per_sec` messages a second.
-    pub(super) fn new(above_per_sec: usize) -> Self {
+    /// A rate not measured yet (not high).
+    pub(super) fn new() -> Self {
         Rate {
             since: Instant::now(),
             messages: 0,
-            above_per_sec,
             high: false,
         }
     }
@@ -35,7 +33,7 @@ impl Rate {
         let now = Instant::now();
         let elapsed = now - self.since;
         if elapsed >= RATE_WINDOW {
-            self.high = self.messages as f64 / elapsed.as_secs_f64() > self.above_per_sec as f64;
+            self.high = self.messages as f64 / elapsed.as_secs_f64() > HIGH_RATE as f64;
             self.messages = 0;
             self.since = now;
         }

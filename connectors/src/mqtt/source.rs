@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::client::{self, Client, Event, EventLoop, Failure};
 use super::durable::{Durable, Handoff, Next};
-use super::rate::{HIGH_RATE, Rate};
+use super::rate::Rate;
 use super::redelivery::Redeliveries;
 use super::shared::Lease;
 use super::{Backoff, ConnectionState, DisconnectOnDrop, MqttConnections, MqttSourceConfig};
@@ -17,7 +17,7 @@ use crate::{ConnectorError, RawMessage, Source, SourceEvent, SourceOutput};
 /// Messages gathered into one event when they are already buffered.
 const MAX_GATHER: usize = 1024;
 
-/// The wait between events above [`HIGH_RATE`] messages per second (the runtime's timer
+/// The wait between events above [`super::rate::HIGH_RATE`] messages per second (the runtime's timer
 /// rounds it up to its 1 ms tick).
 ///
 /// Each event costs the same fixed work whatever its size: a wake-up of a worker, a step of
@@ -127,7 +127,7 @@ impl Source for MqttSource {
         let mut failures = 0u64;
         // Messages on one topic share its name instead of allocating it per message.
         let mut topic: Option<Arc<str>> = None;
-        let mut rate = Rate::new(HIGH_RATE);
+        let mut rate = Rate::new();
         loop {
             // A durable source gathers while the log thread syncs (or lingers, see
             // `pacing.rs`) instead: the broker sends at most its in-flight limit (Mosquitto's
