@@ -24,6 +24,12 @@ pub trait BatchOperator {
     fn load(&mut self, _state: &OpState) -> Result<(), String> {
         Err("this operator keeps no state to load".into())
     }
+
+    /// Applies rows of the rule's table source `source` to the operator's own copy of that
+    /// table (`tables::own`); false when it keeps none.
+    fn update_table(&mut self, _source: u32, _rows: &RecordBatch) -> bool {
+        false
+    }
 }
 
 /// Runs several operators in sequence (a fused stateless chain: one timely operator).
@@ -51,6 +57,15 @@ impl BatchOperator for Chain {
             cur = op.process_batch(cur)?;
         }
         Some(cur)
+    }
+
+    /// Every operator keeping a copy of that table takes the rows (a table joined twice).
+    fn update_table(&mut self, source: u32, rows: &RecordBatch) -> bool {
+        let mut taken = false;
+        for op in &mut self.ops {
+            taken |= op.update_table(source, rows);
+        }
+        taken
     }
 
     /// Each stateful operator's state under its index; `None` when no operator has state.

@@ -65,6 +65,7 @@ fn plan(sql: &str, event_time: bool) -> (StreamDef, LogicalPlan, PhysicalPlan) {
         send_nil: false,
         // Spread event-time windows' groups over the workers (else worker 0 keeps them all).
         spare_cores: true,
+        own_tables: false,
     };
     let physical = lower(&rule.plan, &target);
     (def, rule.plan, physical)

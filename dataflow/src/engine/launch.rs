@@ -43,6 +43,17 @@ impl Engine {
                 Ok((def, qualifier.clone(), metrics.at(*node)))
             })
             .collect::<Result<_, EngineError>>()?;
+        // Scan tables the rule keeps its own copy of (qos 1 and 2): read like joined streams.
+        let own_tables: Vec<(StreamDef, Arc<NodeMetrics>)> = physical
+            .own_tables
+            .iter()
+            .map(|(name, node)| {
+                let def = self
+                    .stream(name)
+                    .ok_or_else(|| EngineError::NotFound(format!("table \"{name}\" not found")))?;
+                Ok((def, metrics.at(*node)))
+            })
+            .collect::<Result<_, EngineError>>()?;
         // qos 1: the checkpoint the run resumes from, its input log and its trigger.
         let recovery = self.recovery(
             entry,
@@ -50,9 +61,12 @@ impl Engine {
             &stream.options.source_type,
             &joined
                 .iter()
-                .map(|(def, _, _)| super::recovery::JoinedStream {
+                .map(|(def, _, _)| (def, false))
+                .chain(own_tables.iter().map(|(def, _)| (def, true)))
+                .map(|(def, table)| super::recovery::JoinedStream {
                     name: def.name.clone(),
                     source_type: def.options.source_type.clone(),
+                    table,
                 })
                 .collect::<Vec<_>>(),
             n,
@@ -427,9 +441,25 @@ impl Engine {
             let order = Arc::new(tokio::sync::Mutex::new(()));
             let (replayed_tx, replayed_rx) = watch::channel(recovery.is_none());
             let mut prepares: Vec<crate::checkpoint::PrepareJoined> = Vec::new();
+            // Every joined stream's and own table's rows as worker 0 gets them, by source number.
+            let mut inputs: Vec<(StreamDef, crate::checkpoint::PrepareJoined)> = Vec::new();
+            for (i, (def, qualifier, m)) in joined.into_iter().enumerate() {
+                let prepare = self.joined_rows(
+                    &def,
+                    qualifier,
+                    i as i64 + 1,
+                    physical.event_time.is_some(),
+                    m,
+                )?;
+                inputs.push((def, prepare));
+            }
+            for (def, m) in own_tables {
+                let prepare = own_table_rows(&def, inputs.len() as u32 + 1, m);
+                inputs.push((def, prepare));
+            }
             // Every joined source's spec is ready (and its session checked) before any starts.
             let mut specs = Vec::new();
-            for (def, _, _) in &joined {
+            for (def, _) in &inputs {
                 let mut spec = self.rule_source_spec(entry, def);
                 if recovery.is_some() {
                     let client_id = format!("quiver-{}-{}", entry.spec.id, def.name);
@@ -448,14 +478,7 @@ impl Engine {
                 }
                 specs.push(spec);
             }
-            for (i, ((def, qualifier, m), spec)) in joined.into_iter().zip(specs).enumerate() {
-                let prepare = self.joined_rows(
-                    &def,
-                    qualifier,
-                    i as i64 + 1,
-                    physical.event_time.is_some(),
-                    m,
-                )?;
+            for (i, ((def, prepare), spec)) in inputs.into_iter().zip(specs).enumerate() {
                 prepares.push(prepare.clone());
                 let logged = recovery.as_ref().map(|r| JoinedLogging {
                     writer: crate::checkpoint::JoinedLogWriter {
@@ -502,7 +525,7 @@ impl Engine {
                     .expect("a checkpointed run logs")
                     .clone();
                 out = out.with_log(Arc::new(crate::checkpoint::LogWriter(log)));
-                if !physical.joined.is_empty() {
+                if !physical.joined.is_empty() || !physical.own_tables.is_empty() {
                     out = out.with_order(order);
                 }
             }
@@ -690,39 +713,15 @@ impl Engine {
         let field = def.options.timestamp.clone().filter(|_| event_time);
         let name = def.name.clone();
         Ok(Arc::new(move |event: SourceEvent| {
-            let started = std::time::Instant::now();
-            let (messages, decoded) = event.decode(&decoder);
-            if let Some(first) = decoded.errors.first() {
-                tracing::warn!(stream = %name, "dropping malformed messages: {first}");
-                metrics.exceptions(decoded.errors.len(), first);
-            }
-            metrics.batch(messages, decoded.rows(), started);
-            let batches: Vec<RecordBatch> = decoded
-                .batches
-                .iter()
-                .map(|b| {
-                    crate::operators::join_streams::qualify(
-                        b.clone(),
-                        &qualifier,
-                        source,
-                        field.as_deref(),
-                    )
-                })
-                .collect();
-            // The failures were counted here, on the joined stream's node.
-            SourceEvent::Decoded {
-                messages: batches.iter().map(RecordBatch::num_rows).sum(),
-                decoded: Arc::new(quiver_connectors::codec::json::Decoded {
-                    batches,
-                    errors: Vec::new(),
-                }),
-            }
+            decoded_here(event, &decoder, &name, &metrics, |b| {
+                crate::operators::join_streams::qualify(b, &qualifier, source, field.as_deref())
+            })
         }))
     }
 
-    /// Starts the source of a stream joined to a rule's FROM stream: `prepare` turns its events
-    /// into rows, queued (`forward`) for worker 0 with the FROM stream's rows (a join's window
-    /// runs there). The bounded queue holds the source back. With `logged` (qos 1 and 2) each
+    /// Starts the source of a stream joined to a rule's FROM stream (or of a scan table the
+    /// rule keeps its own copy of): `prepare` turns its events into rows, queued (`forward`)
+    /// for worker 0 with the FROM stream's rows (a join's window runs there). The bounded queue holds the source back. With `logged` (qos 1 and 2) each
     /// event is written to worker 0's input log first, in turn with the FROM stream's events,
     /// and the source starts only once the log's replay is done.
     #[allow(clippy::too_many_arguments)]
@@ -832,6 +831,53 @@ impl Engine {
                 transitions::log(&entry.spec.id, Change::Stopped(message));
             }
         }
+    }
+}
+
+/// What worker 0 gets for an event of a scan table the rule keeps its own copy of (source
+/// number `source`): its rows decoded as the table's shared feed decodes them (counted on the
+/// table's source node `metrics`) and tagged with `source` (`tables::own`). The same on replay.
+fn own_table_rows(
+    def: &StreamDef,
+    source: u32,
+    metrics: Arc<NodeMetrics>,
+) -> crate::checkpoint::PrepareJoined {
+    // Tables are JSON only (the DDL refuses other formats on them).
+    let decoder = quiver_connectors::codec::Decoder::json(
+        quiver_connectors::codec::json::JsonDecoder::new(def.arrow_schema(), false),
+    );
+    let name = def.name.clone();
+    Arc::new(move |event: SourceEvent| {
+        decoded_here(event, &decoder, &name, &metrics, |b| {
+            crate::tables::own::tag(b, source)
+        })
+    })
+}
+
+/// `event` decoded for worker 0 by the source task of a joined stream or own table `name`
+/// (malformed messages counted on its node `metrics`), each batch passed through `then`.
+fn decoded_here(
+    event: SourceEvent,
+    decoder: &quiver_connectors::codec::Decoder,
+    name: &str,
+    metrics: &NodeMetrics,
+    then: impl Fn(RecordBatch) -> RecordBatch,
+) -> SourceEvent {
+    let started = std::time::Instant::now();
+    let (messages, decoded) = event.decode(decoder);
+    if let Some(first) = decoded.errors.first() {
+        tracing::warn!(stream = %name, "dropping malformed messages: {first}");
+        metrics.exceptions(decoded.errors.len(), first);
+    }
+    metrics.batch(messages, decoded.rows(), started);
+    let batches: Vec<RecordBatch> = decoded.batches.iter().cloned().map(then).collect();
+    // The failures were counted here, on the source's own node.
+    SourceEvent::Decoded {
+        messages: batches.iter().map(RecordBatch::num_rows).sum(),
+        decoded: Arc::new(quiver_connectors::codec::json::Decoded {
+            batches,
+            errors: Vec::new(),
+        }),
     }
 }
 

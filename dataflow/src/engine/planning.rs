@@ -31,6 +31,9 @@ impl Engine {
             // A reading worker and the source's reader thread already keep two cores busy; in
             // a cluster the windows' groups spread over the other processes' cores.
             spare_cores: self.inner.cores > 2 || self.cluster().is_some(),
+            // qos 1 and 2 (an invalid qos is refused later, by name).
+            own_tables: super::recovery::qos(&entry.spec.options)
+                .is_ok_and(|q| q.checkpointed().is_some()),
         };
         Ok(lower(&entry.plan.plan, &target))
     }

@@ -118,10 +118,13 @@ pub(super) fn qos(options: &Map<String, Value>) -> Result<Qos, EngineError> {
     })
 }
 
-/// A stream joined to a rule's FROM stream, as far as checkpoints care.
+/// A stream joined to a rule's FROM stream, or a scan table the rule keeps its own copy of,
+/// as far as checkpoints care.
 pub(super) struct JoinedStream {
     pub(super) name: String,
     pub(super) source_type: String,
+    /// A scan table (read by a source of the rule's own, see `tables::own`).
+    pub(super) table: bool,
 }
 
 /// What a checkpointed run starts from.
@@ -211,11 +214,27 @@ impl Engine {
         // A file source resumes from the mark of worker 0's last record, which a joined
         // stream's records (unmarked) would hide; and its end would start the input's last
         // checkpoint while the joined streams still run.
-        if source_type == "file" && !joined.is_empty() {
+        if source_type == "file" && joined.iter().any(|j| !j.table) {
             return refuse("a file stream joined with other streams");
+        }
+        if source_type == "file" && !joined.is_empty() {
+            return refuse("a file stream joined with scan tables");
+        }
+        // A stream join's table joins run on each window's rows as it closes, where the
+        // table's changes (taken by the source stage) do not reach.
+        if joined.iter().any(|j| j.table) && joined.iter().any(|j| !j.table) {
+            return refuse("a rule joining both streams and scan tables");
         }
         // A joined stream's events go into the input log too (see `checkpoint::joined`).
         for joined in joined {
+            if joined.table && !LOGGED_JOINED_SOURCES.contains(&joined.source_type.as_str()) {
+                return refuse(&format!(
+                    "joins with {} scan tables (\"{}\"; a rule's own copy of a scan table is logged for {})",
+                    joined.source_type,
+                    joined.name,
+                    LOGGED_JOINED_SOURCES.join(", ")
+                ));
+            }
             if !LOGGED_JOINED_SOURCES.contains(&joined.source_type.as_str()) {
                 return refuse(&format!(
                     "joins with {} streams (\"{}\"; joined streams are logged for {})",
@@ -225,16 +244,19 @@ impl Engine {
                 ));
             }
         }
-        // Lookup tables are asked again on replay (see docs/checkpoints.md); scan tables are
-        // fed and kept by tasks of their own, shared by rules, outside the checkpoint.
-        if !physical.indexes.is_empty() {
+        // Lookup tables are asked again on replay (see docs/checkpoints.md); a scan table's
+        // shared arrangement is outside the checkpoint: the rule keeps its own copy, on worker
+        // 0, taking the table's changes in its source stage.
+        if !physical.indexes.is_empty() || !own_copies_in_source_stage(physical) {
             return refuse("joins with scan tables");
         }
         {
             let tables = self.inner.tables.lock().expect("tables lock");
             for name in physical.tables() {
                 match tables.get(name).map(|t| &t.side) {
-                    Some(crate::tables::TableSide::Scan(_)) => {
+                    Some(crate::tables::TableSide::Scan(_))
+                        if !physical.own_tables.iter().any(|(t, _)| t == name) =>
+                    {
                         return refuse("joins with scan tables");
                     }
                     Some(crate::tables::TableSide::Lookup(t)) if t.memory_state().is_some() => {
@@ -391,6 +413,24 @@ pub(super) fn durable_source(
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("clientid"))
         .map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+}
+
+/// True when every join reading a rule's own copy of a scan table is in the source stage, where
+/// the table's changes arrive between the stream's rows.
+fn own_copies_in_source_stage(physical: &PhysicalPlan) -> bool {
+    let own = |ops: &[crate::physical::Op]| {
+        ops.iter().any(|op| {
+            matches!(
+                op.kind,
+                crate::physical::OpKind::JoinTable(_, crate::physical::TableRead::Own { .. })
+            )
+        })
+    };
+    physical.stages.iter().all(|stage| match stage {
+        Stage::Source { .. } | Stage::Sink { .. } => true,
+        Stage::Keyed { ops } | Stage::Emit { ops, .. } => !own(ops),
+        Stage::Window { joined, .. } => !joined.as_deref().is_some_and(own),
+    })
 }
 
 /// Refuses what a checkpointed (qos 1 or 2) rule's file source cannot resume exactly: files

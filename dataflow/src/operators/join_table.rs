@@ -37,6 +37,8 @@ pub struct JoinTableOp {
     index_id: String,
     /// Rows come exchanged by join key, carrying its text in `__key`.
     partitioned: bool,
+    /// The rule's own copy of a scan table (qos 1 and 2), read instead of an arrangement.
+    own: Option<crate::tables::own::OwnTable>,
 }
 
 impl JoinTableOp {
@@ -61,7 +63,23 @@ impl JoinTableOp {
             trace,
             index_id,
             partitioned,
+            own: None,
         }
+    }
+
+    /// The join reading the rule's own copy of its scan table, fed by table source `source`
+    /// (see `tables::own`).
+    pub fn with_own_copy(mut self, source: u32) -> Self {
+        if let crate::tables::TableSide::Scan(feed) = &self.table {
+            self.own = Some(crate::tables::own::OwnTable::new(
+                source,
+                feed.key.clone(),
+                feed.retain,
+                self.join.table_keys.clone(),
+                feed.decoder.clone(),
+            ));
+        }
+        self
     }
 
     /// The rows of `keys` from this worker's arrangement, decoded, indexed like a lookup's.
@@ -172,6 +190,11 @@ impl JoinTableOp {
             _ => keys_of(&arrays, rows),
         };
         let fetched = match &self.table {
+            crate::tables::TableSide::Scan(_) if self.own.is_some() => {
+                let own = self.own.as_ref().expect("checked");
+                let (rows, index) = own.read(&keys)?;
+                (rows, index, HashMap::new())
+            }
             crate::tables::TableSide::Scan(_) => self.read(&keys)?,
             crate::tables::TableSide::Lookup(table) => {
                 let key = arrays.first().ok_or("a lookup join needs its KEY")?;
@@ -324,6 +347,9 @@ impl BatchOperator for JoinTableOp {
     }
 
     fn save(&self) -> Result<Option<crate::state::OpState>, String> {
+        if let Some(own) = &self.own {
+            return own.save().map(Some);
+        }
         match self.table {
             // A lookup keeps only its table's cache, which a restart may start empty.
             crate::tables::TableSide::Lookup(_) => Ok(None),
@@ -331,6 +357,30 @@ impl BatchOperator for JoinTableOp {
                 Err("saving the state of a scan table join is not supported".into())
             }
         }
+    }
+
+    fn load(&mut self, state: &crate::state::OpState) -> Result<(), String> {
+        match self.own.as_mut() {
+            Some(own) => own.load(state),
+            None => Err("this join keeps no table of its own to load".into()),
+        }
+    }
+
+    fn update_table(&mut self, source: u32, rows: &RecordBatch) -> bool {
+        let Some(own) = self.own.as_mut().filter(|o| o.source == source) else {
+            return false;
+        };
+        let skipped = own.apply(rows);
+        if skipped > 0 {
+            self.metrics.exceptions(
+                skipped,
+                &format!(
+                    "table \"{}\": a row without a value for its KEY is left out",
+                    self.join.table
+                ),
+            );
+        }
+        true
     }
 }
 

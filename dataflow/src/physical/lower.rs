@@ -29,6 +29,9 @@ pub struct Target<'a> {
     /// Whether the machine has cores to spare beyond a reading worker and a reader thread:
     /// only then do event-time windows spread their groups over the workers.
     pub spare_cores: bool,
+    /// Whether the rule keeps its own copy of each scan table it joins (qos 1 and 2: the
+    /// shared arrangement is outside its checkpoints, see `tables::own`).
+    pub own_tables: bool,
 }
 
 /// Builds the physical plan of `plan` for `target`.
@@ -51,7 +54,15 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
         ..e
     });
     let window_kind = plan.aggregate().map(|a| &a.window.kind);
-    let ordered = event_time.is_some()
+    let scans = logical
+        .iter()
+        .filter(|n| matches!(n, LogicalPlan::JoinTable { join, .. } if !join.lookup))
+        .count();
+    // A rule's own table copies live on worker 0, which takes their changes between the
+    // stream's rows in the order of its input log.
+    let own_tables = target.own_tables && scans > 0;
+    let ordered = own_tables
+        || event_time.is_some()
         || !joined_streams.is_empty()
         || plan.has_analytic()
         || plan.reads_hits()
@@ -60,17 +71,17 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
     // A rule without windows, order or other keyed state that joins one scan table reads it
     // partitioned: its rows are exchanged by join key to the worker holding the matching
     // table rows. Other rules join wherever their rows are, against a replicated index.
-    let scans = logical
-        .iter()
-        .filter(|n| matches!(n, LogicalPlan::JoinTable { join, .. } if !join.lookup))
-        .count();
-    let partitioned = scans == 1
+    let partitioned = !own_tables
+        && scans == 1
         && event_time.is_none()
         && joined_streams.is_empty()
         && !plan.has_analytic()
         && !plan.reads_hits()
         && window_kind.is_none_or(|k| *k == WindowKind::Rows);
     let mut indexes: Vec<IndexRead> = Vec::new();
+    // Own copies: one source per table (numbered after the joined streams), read by each of
+    // its joins.
+    let mut own: Vec<String> = Vec::new();
     let reads: Vec<Option<TableRead>> = logical
         .iter()
         .map(|n| {
@@ -79,6 +90,17 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
             };
             if join.lookup {
                 return Some(TableRead::Lookup);
+            }
+            if own_tables {
+                let at = match own.iter().position(|t| *t == join.table) {
+                    Some(at) => at,
+                    None => {
+                        own.push(join.table.clone());
+                        own.len() - 1
+                    }
+                };
+                let source = (1 + joined_streams.len() + at) as u32;
+                return Some(TableRead::Own { source });
             }
             let text = |keys: &[quiver_compiler::expr::Expr]| -> Vec<String> {
                 keys.iter().map(ToString::to_string).collect()
@@ -135,6 +157,13 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
         .map(|s| {
             nodes.push(format!("source_{}", s.name));
             (s.name.clone(), s.qualifier.clone(), nodes.len() - 1)
+        })
+        .collect();
+    let own_tables: Vec<(String, NodeId)> = own
+        .into_iter()
+        .map(|t| {
+            nodes.push(format!("source_{t}"));
+            (t, nodes.len() - 1)
         })
         .collect();
 
@@ -348,6 +377,7 @@ pub fn lower(plan: &LogicalPlan, target: &Target<'_>) -> PhysicalPlan {
         decoder,
         sinks,
         joined,
+        own_tables,
         input: if ordered {
             Input::FirstWorker
         } else {
@@ -526,6 +556,7 @@ mod tests {
                 sinks: &sinks,
                 send_nil: false,
                 spare_cores: cores > 2,
+                own_tables: false,
             },
         )
     }

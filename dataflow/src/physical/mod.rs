@@ -74,6 +74,12 @@ pub enum TableRead {
     },
     /// A lookup table: the store is asked once per batch.
     Lookup,
+    /// The rule's own copy of a scan table on worker 0 (qos 1 and 2), fed by its table
+    /// source number `source` (`tables::own`).
+    Own {
+        /// The table's source number (after the joined streams').
+        source: u32,
+    },
 }
 
 /// One operator of a stage, with the metric node it reports into (none for LIMIT, which
@@ -246,6 +252,9 @@ pub struct PhysicalPlan {
     pub sinks: Vec<NodeId>,
     /// Streams joined to the FROM stream: name, qualifier and source node.
     pub joined: Vec<(String, String, NodeId)>,
+    /// Scan tables the rule keeps its own copy of (source numbers on from the joined
+    /// streams'), with their source nodes.
+    pub own_tables: Vec<(String, NodeId)>,
     /// Which workers read the input.
     pub input: Input,
     /// Event time, when the rule uses it.
@@ -520,6 +529,7 @@ impl fmt::Display for OpKind {
                     TableRead::Partitioned { .. } => "partitioned index",
                     TableRead::Replicated { .. } => "replicated index",
                     TableRead::Lookup => "lookup",
+                    TableRead::Own { .. } => "the rule's own copy",
                 };
                 write!(
                     f,

@@ -257,9 +257,13 @@ fn operator(op: &Op, metrics: &RuleMetrics, tables: &TableInputs) -> Box<dyn Bat
                 TableRead::Partitioned { index } | TableRead::Replicated { index } => {
                     tables.indexes.get(*index)
                 }
-                TableRead::Lookup => None,
+                TableRead::Lookup | TableRead::Own { .. } => None,
             };
-            Box::new(JoinTableOp::new((**join).clone(), table, index, node()))
+            let op = JoinTableOp::new((**join).clone(), table, index, node());
+            Box::new(match read {
+                TableRead::Own { source } => op.with_own_copy(*source),
+                _ => op,
+            })
         }
         OpKind::JoinStreams(join) => Box::new(JoinStreamsOp::new((**join).clone(), node())),
         OpKind::PrepareWindow { spec, event_time } => {

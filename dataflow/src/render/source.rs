@@ -188,6 +188,16 @@ pub(super) fn render_source<'s>(
                     // A failed rule reads on only to let its source see the end.
                     continue;
                 }
+                // Rows of a scan table the rule keeps its own copy of (qos 1 and 2) change that
+                // copy in their place among the stream's rows; they were decoded and counted on
+                // the table's source node, and take no part in time.
+                if let Some((source, rows)) = own_table_rows(&event) {
+                    for b in rows {
+                        fault.contain("the table join", || chain.update_table(source, b));
+                    }
+                    position = seq.unwrap_or(position);
+                    continue;
+                }
                 // Processing time: the event's rows take one time, moved to before they go.
                 if watermark.is_none()
                     && windowed
@@ -375,6 +385,15 @@ fn restore_source(
         );
     }
     Ok(())
+}
+
+/// The rows of a scan table the rule keeps its own copy of, with the table's source number.
+fn own_table_rows(event: &SourceEvent) -> Option<(u32, &[RecordBatch])> {
+    let SourceEvent::Decoded { decoded, .. } = event else {
+        return None;
+    };
+    let source = crate::tables::own::source_of(decoded.batches.first()?)?;
+    Some((source, decoded.batches.as_slice()))
 }
 
 /// True for the rows of a stream joined to the rule's FROM stream (tagged with their stream).

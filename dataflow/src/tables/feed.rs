@@ -107,6 +107,8 @@ pub struct TableFeed {
     pub name: String,
     /// The `KEY` column, if any.
     pub key: Option<String>,
+    /// The `RETAIN_SIZE` of a table without `KEY`.
+    pub retain: Option<usize>,
     /// Decodes row texts back into the table's columns.
     pub decoder: JsonDecoder,
     workers: usize,
@@ -143,6 +145,7 @@ impl TableFeed {
         let feed = Arc::new(TableFeed {
             name: name.to_string(),
             key: key.clone(),
+            retain,
             decoder,
             workers: workers.max(1),
             queue: Mutex::new(Some(rx)),

@@ -1,8 +1,10 @@
-//! Tables: scan tables (arranged by differential dataflow) and lookup tables (asked per batch).
+//! Tables: scan tables (arranged by differential dataflow, or a checkpointed rule's own copy)
+//! and lookup tables (asked per batch).
 
 pub mod arrangement;
 pub mod feed;
 pub mod lookup;
+pub mod own;
 pub mod rows;
 pub mod state;
 
