@@ -785,6 +785,10 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
             r#"CREATE TABLE filed (id BIGINT, name STRING) WITH (DATASOURCE="{}", TYPE="file", KEY="id")"#,
             filed.display()
         ),
+        format!(
+            r#"CREATE TABLE unkeyed (id BIGINT, name STRING) WITH (DATASOURCE="{}", TYPE="file")"#,
+            filed.display()
+        ),
     ] {
         let (status, body) = server.call("POST", "/tables", Some(json!({ "sql": table })));
         assert_eq!(status, 201, "{body}");
@@ -803,9 +807,9 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
         // Joins with tables or streams whose rows are not in the rule's log.
         // A scan table is read by a source of the rule's own, logged like a joined stream's.
         (
-            "SELECT m.id, filed.name FROM m INNER JOIN filed ON m.id = filed.id",
+            "SELECT m.id, unkeyed.name FROM m INNER JOIN unkeyed ON m.id = unkeyed.id",
             json!({"qos": 1}),
-            "joins with file scan tables",
+            "a file scan table without KEY",
         ),
         (
             "SELECT count(*) AS c FROM m INNER JOIN m2 ON m.id = m2.id INNER JOIN scanned ON m.id = scanned.id GROUP BY TUMBLINGWINDOW(ss, 1)",
@@ -840,15 +844,19 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
         assert_eq!(status, 400, "{sql} {options}: {body}");
         assert!(body.contains(says), "{sql} {options}: {body}");
     }
-    // The same rule at qos 1 on the MQTT stream is accepted, and the memory scan-table join at
-    // qos 0 and 1.
+    // The same rule at qos 1 on the MQTT stream is accepted, the memory scan-table join at qos 0
+    // and 1, and the keyed file table's at qos 1.
     let rule = json!({"id": "ok", "sql": "SELECT id FROM m", "actions": [{"log": {}}],
         "options": {"qos": 1}});
     let (status, body) = server.call("POST", "/rules", Some(rule));
     assert_eq!(status, 201, "{body}");
-    for (id, options) in [("ok_scan", json!({})), ("ok_scan_qos", json!({"qos": 1}))] {
+    for (id, table, options) in [
+        ("ok_scan", "scanned", json!({})),
+        ("ok_scan_qos", "scanned", json!({"qos": 1})),
+        ("ok_file_qos", "filed", json!({"qos": 1})),
+    ] {
         let rule = json!({"id": id,
-            "sql": "SELECT m.id, scanned.name FROM m INNER JOIN scanned ON m.id = scanned.id",
+            "sql": format!("SELECT m.id, {table}.name FROM m INNER JOIN {table} ON m.id = {table}.id"),
             "actions": [{"log": {}}], "options": options});
         let (status, body) = server.call("POST", "/rules", Some(rule));
         assert_eq!(status, 201, "{body}");

@@ -2,8 +2,8 @@
 //! input: a join with a SQL lookup table on MariaDB reflects every input row (qos 1); a join of
 //! two MQTT streams in event-time windows writes each window's joined result into MariaDB
 //! exactly once, equal to what the input implies (qos 2), also across a restart of the broker
-//! with rows published while quiverd's sessions were away; a join with an MQTT scan table keeps
-//! the table across the kills and writes each row exactly once (qos 2). The joins refused at qos 1 and 2
+//! with rows published while quiverd's sessions were away; joins with an MQTT and a file scan
+//! table keep the table across the kills (qos 1 and 2). The joins refused at qos 1 and 2
 //! are tested with the other refusals in checkpoints.rs.
 
 mod common;
@@ -15,7 +15,7 @@ use common::mqtt::{TestClient, unique};
 use common::{Server, mariadb, temp_dir};
 use serde_json::json;
 
-/// What the tests publish: each row is one message per stream of the rule.
+/// What the tests publish: each row is a message or more per stream of the rule.
 struct Feed<'a> {
     /// The rules reading the streams.
     rules: Vec<String>,
@@ -29,8 +29,8 @@ struct Feed<'a> {
 }
 
 impl Feed<'_> {
-    /// Messages read so far by the rule's stream that read the fewest (each row sends one to
-    /// each stream).
+    /// Messages read so far by the rule's stream that read the fewest (each row sends at least
+    /// one to each stream).
     fn records_in(&self, server: &Server) -> u64 {
         self.rules
             .iter()
@@ -216,122 +216,225 @@ async fn lookup_join_at_qos_1_reflects_every_row_across_sigkills() {
     mariadb(&format!("DROP TABLE {items}; DROP TABLE {out}"));
 }
 
-/// The key stream row `id` joins in the scan-table test: one of the ten keys set before the
-/// rows for the first 100 rows, then the key the table's message of row `id - 100` set.
+/// The key stream row `id` joins in the scan-table tests: one of the ten keys set before the
+/// rows for the first 100 rows, then the key the table's messages of rows `id - 100` (set)
+/// and `id - 50` (updated) wrote.
 fn scan_key(id: i64) -> i64 {
     if id < 100 { id % 10 } else { 10 + id - 100 }
 }
 
-/// The table's value for stream row `id`'s key.
-fn scan_value(id: i64) -> i64 {
+/// Added to a key's number in its update.
+const UPDATED: i64 = 100_000;
+
+/// The table's messages of row `id`: key `10 + id` set, and key `10 + id - 50` updated.
+fn table_messages(id: i64) -> Vec<serde_json::Value> {
+    let mut out = vec![json!({"k": 10 + id, "v": id})];
+    if id >= 50 {
+        out.push(json!({"k": 10 + id - 50, "v": UPDATED + id - 50}));
+    }
+    out
+}
+
+/// Where the scan-table tests kill quiverd (row, pause), each once every message of the rows
+/// before it was read.
+const SCAN_KILLS: [(i64, u64); 3] = [(137, 90), (311, 260), (489, 30)];
+
+/// How many kills came before row `id`. Every table message of an earlier segment was read
+/// before a row of a later one was published; within a segment quiverd's two subscriptions
+/// may deliver the stream's and the table's messages in any order.
+fn segment(id: i64) -> usize {
+    SCAN_KILLS.iter().filter(|(at, _)| *at <= id).count()
+}
+
+/// The values stream row `id` may be joined with (`None`: no table row yet, LEFT JOIN). The
+/// file table holds every key's updated value from the start.
+fn allowed(id: i64, file: bool) -> Vec<Option<i64>> {
     if id < 100 {
-        (id % 10) * 10 + 1
+        return vec![Some((id % 10) * 10 + 1)];
+    }
+    let (set, updated) = (Some(id - 100), Some(UPDATED + id - 100));
+    if file || segment(id - 50) < segment(id) {
+        vec![updated]
+    } else if segment(id - 100) < segment(id) {
+        vec![set, updated]
     } else {
-        id - 100
+        vec![None, set, updated]
     }
 }
 
-/// A join with an MQTT scan table at qos 2: the rule keeps its own copy of the table in its
-/// checkpoints and logs the table's messages with the stream's. The table's messages are not
-/// sent again after a restart (not retained), so a rule that lost its table after a SIGKILL
-/// would join nothing; here every row of the stream is in MariaDB exactly once, joined with
-/// the value the table held for it (set long enough before the row that the two
-/// subscriptions' order cannot change it).
+/// A join with an MQTT scan table at qos 1 and 2: each rule keeps its own copy of the table
+/// in its checkpoints and logs the table's messages with the stream's. The table's messages
+/// are not sent again after a restart (not retained), so a rule that lost its table after a
+/// SIGKILL would join rows with keys set before the kill with nothing. Here every row is in
+/// MariaDB with a value the table held for it: once at qos 2, and at qos 1 with the same value
+/// every time it was sent (a replay joins it against the table as it was the first time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scan_table_join_at_qos_2_keeps_the_table_across_sigkills() {
+async fn scan_table_join_at_qos_1_and_2_keeps_the_table_across_sigkills() {
+    scan_table_join_across_sigkills(false).await;
+}
+
+/// The same with a file scan table holding every key (with `KEY`): it is read again from
+/// its start after each restart, and every row still has its value, once at qos 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_table_join_at_qos_1_and_2_reads_the_table_again_after_sigkills() {
+    scan_table_join_across_sigkills(true).await;
+}
+
+/// Joins stream `js` with table `jt` (MQTT, or a `file` holding every key) at qos 2 and at
+/// qos 1 into MariaDB, killing quiverd three times, and checks what each rule wrote.
+async fn scan_table_join_across_sigkills(file: bool) {
     const ROWS: i64 = 600;
-    let dir = temp_dir("join-checkpoints-scan");
-    let out = table("js_out");
-    mariadb(&format!("CREATE TABLE {out} (id BIGINT, v BIGINT)"));
+    let dir = temp_dir(if file {
+        "join-checkpoints-file-table"
+    } else {
+        "join-checkpoints-scan"
+    });
+    let (once, twice) = (table("js_once"), table("js_twice"));
+    mariadb(&format!(
+        "CREATE TABLE {once} (id BIGINT, v BIGINT); CREATE TABLE {twice} (id BIGINT, v BIGINT)"
+    ));
     let (input, updates) = (format!("js/{}/in", unique()), format!("js/{}/t", unique()));
     let publisher = TestClient::start(1883, None);
     let server = Server::start_args(&dir, &[], Some(&dir.join("first.log")));
     server.create_stream(&format!(
         r#"CREATE STREAM js (id BIGINT, k BIGINT) WITH (TYPE="mqtt", DATASOURCE="{input}", FORMAT="json")"#
     ));
+    let table_file = dir.join("jt.json");
+    let file_rows: Vec<serde_json::Value> = (0..10)
+        .map(|k| json!({"k": k, "v": k * 10 + 1}))
+        .chain((0..ROWS).map(|id| json!({"k": 10 + id, "v": UPDATED + id})))
+        .collect();
+    std::fs::write(&table_file, serde_json::to_string(&file_rows).unwrap()).unwrap();
     create_table(
         &server,
-        &format!(
-            r#"CREATE TABLE jt (k BIGINT, v BIGINT) WITH (DATASOURCE="{updates}", TYPE="mqtt", KEY="k")"#
-        ),
+        &if file {
+            format!(
+                r#"CREATE TABLE jt (k BIGINT, v BIGINT) WITH (DATASOURCE="{}", TYPE="file", KEY="k")"#,
+                table_file.display()
+            )
+        } else {
+            format!(
+                r#"CREATE TABLE jt (k BIGINT, v BIGINT) WITH (DATASOURCE="{updates}", TYPE="mqtt", KEY="k")"#
+            )
+        },
     );
-    // A rule id of its own: a run that failed may have left its MQTT sessions on the broker.
-    let rule_id = format!("js_{}", unique());
-    let rule = json!({"id": rule_id,
-        "sql": "SELECT js.id AS id, jt.v AS v FROM js INNER JOIN jt ON js.k = jt.k WHERE js.id >= 0",
-        "actions": [{"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": out}}],
-        "options": {"qos": 2, "checkpointInterval": 200}});
-    let (status, body) = server.call("POST", "/rules", Some(rule));
-    assert_eq!(status, 201, "{body}");
+    // Rule ids of their own: a run that failed may have left its MQTT sessions on the broker.
+    let rules: Vec<(String, u8, &String)> = vec![
+        (format!("js2_{}", unique()), 2, &once),
+        (format!("js1_{}", unique()), 1, &twice),
+    ];
+    for (id, qos, out) in &rules {
+        let rule = json!({"id": id,
+            "sql": "SELECT js.id AS id, jt.v AS v FROM js LEFT JOIN jt ON js.k = jt.k WHERE js.id >= 0",
+            "actions": [{"sql": {"url": "mysql://root@127.0.0.1:3306/test", "table": out}}],
+            "options": {"qos": qos, "checkpointInterval": 200}});
+        let (status, body) = server.call("POST", "/rules", Some(rule));
+        assert_eq!(status, 201, "{body}");
+    }
 
     let messages = |id: i64| {
-        vec![
-            (updates.clone(), json!({"k": 10 + id, "v": id}).to_string()),
-            (
-                input.clone(),
-                json!({"id": id, "k": scan_key(id)}).to_string(),
-            ),
-        ]
+        let mut messages: Vec<(String, String)> = Vec::new();
+        if !file {
+            for m in table_messages(id) {
+                messages.push((updates.clone(), m.to_string()));
+            }
+        }
+        messages.push((
+            input.clone(),
+            json!({"id": id, "k": scan_key(id)}).to_string(),
+        ));
+        messages
     };
+    let stream_warm_up = (input.clone(), json!({"id": -1, "k": -1}).to_string());
     let feed = Feed {
-        rules: vec![rule_id.clone()],
-        streams: &["js", "jt"],
+        rules: rules.iter().map(|(id, _, _)| id.clone()).collect(),
+        streams: if file { &["js"] } else { &["js", "jt"] },
         publisher: &publisher,
         messages: &messages,
-        warm_up: vec![
-            (updates.clone(), json!({"k": -1, "v": -1}).to_string()),
-            (input.clone(), json!({"id": -1, "k": -1}).to_string()),
-        ],
+        warm_up: match file {
+            true => vec![stream_warm_up],
+            false => vec![
+                (updates.clone(), json!({"k": -1, "v": -1}).to_string()),
+                stream_warm_up,
+            ],
+        },
     };
-    // The ten keys the first 100 rows join, set once: no message sets them again.
-    feed.subscribed(&server, 0).await;
-    let before = feed.records_in(&server);
-    for k in 0..10 {
-        publisher
-            .publish(&updates, &json!({"k": k, "v": k * 10 + 1}).to_string())
-            .await;
-    }
+    // Table messages read by the rule that read the fewest.
     let table_read = || {
-        let (_, st) = server.json("GET", &format!("/rules/{rule_id}/status"), None);
-        st["source_jt_0_records_in_total"].as_u64().unwrap_or(0)
+        rules
+            .iter()
+            .map(|(id, _, _)| {
+                let (_, st) = server.json("GET", &format!("/rules/{id}/status"), None);
+                st["source_jt_0_records_in_total"].as_u64().unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0)
     };
+    // The ten keys the first 100 rows join, set once before the rows: no message sets them
+    // again (the file holds them and every later key).
+    feed.subscribed(&server, 0).await;
+    let before = if file { 0 } else { table_read() };
+    if !file {
+        for k in 0..10 {
+            publisher
+                .publish(&updates, &json!({"k": k, "v": k * 10 + 1}).to_string())
+                .await;
+        }
+    }
+    let want_read = before + if file { file_rows.len() as u64 } else { 10 };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while table_read() < before + 10 {
+    while table_read() < want_read {
         assert!(
             Instant::now() < deadline,
-            "the rule never read the table's rows"
+            "the rules never read the table's rows"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let server = feed
-        .with_kills(&dir, server, ROWS, &[(137, 90), (311, 260), (489, 30)])
-        .await;
+    let server = feed.with_kills(&dir, server, ROWS, &SCAN_KILLS).await;
 
-    let want: String = (0..ROWS)
-        .map(|id| format!("{id}\t{}\n", scan_value(id)))
-        .collect();
-    let count = || number(&format!("SELECT count(*) FROM {out}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count() < ROWS {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {ROWS} rows landed; status {}",
-            count(),
-            server
-                .call("GET", &format!("/rules/{rule_id}/status"), None)
-                .1
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    for (id, qos, out) in &rules {
+        let distinct = || number(&format!("SELECT count(DISTINCT id) FROM {out}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while distinct() < ROWS {
+            assert!(
+                Instant::now() < deadline,
+                "qos {qos}: {} of {ROWS} rows landed; status {}",
+                distinct(),
+                server.call("GET", &format!("/rules/{id}/status"), None).1
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     // Late duplicates would come within a checkpoint or two.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let got = mariadb(&format!("SELECT id, v FROM {out} ORDER BY id, v"));
-    assert_eq!(
-        got, want,
-        "every row exactly once, joined with the table's value for it"
-    );
+    for (_, qos, out) in &rules {
+        let mut landed = std::collections::BTreeMap::<i64, Vec<Option<i64>>>::new();
+        for line in mariadb(&format!("SELECT id, v FROM {out} ORDER BY id")).lines() {
+            let (id, v) = line.split_once('\t').expect("two columns");
+            landed
+                .entry(id.parse().unwrap())
+                .or_default()
+                .push(v.parse().ok());
+        }
+        for id in 0..ROWS {
+            let sent = &landed[&id];
+            if *qos == 2 {
+                assert_eq!(sent.len(), 1, "qos 2: row {id} written {sent:?}");
+            }
+            assert!(
+                sent.iter().all(|v| *v == sent[0]),
+                "qos {qos}: row {id} was sent joined with different values {sent:?}"
+            );
+            assert!(
+                allowed(id, file).contains(&sent[0]),
+                "qos {qos}: row {id} joined with {:?}, not one of {:?}",
+                sent[0],
+                allowed(id, file)
+            );
+        }
+    }
     drop(server);
-    mariadb(&format!("DROP TABLE {out}"));
+    mariadb(&format!("DROP TABLE {once}; DROP TABLE {twice}"));
 }
 
 /// Event times: row `id` of stream `ja` is at `BASE + id * STEP`, of `jb` 7 ms later, so a

@@ -67,6 +67,7 @@ impl Engine {
                     name: def.name.clone(),
                     source_type: def.options.source_type.clone(),
                     table,
+                    keyed: def.options.key.is_some(),
                 })
                 .collect::<Vec<_>>(),
             n,
@@ -463,7 +464,11 @@ impl Engine {
                 let mut spec = self.rule_source_spec(entry, def);
                 if recovery.is_some() {
                     let client_id = format!("quiver-{}-{}", entry.spec.id, def.name);
-                    let of_shared = self.is_shared(&def.name).then_some(entry.spec.id.as_str());
+                    // A table's own profile `clientid` is its shared feed's: the rule's session
+                    // takes it suffixed with the rule, as a shared stream's does.
+                    let of_shared = (self.is_shared(&def.name)
+                        || def.kind == quiver_compiler::StreamKind::Table)
+                        .then_some(entry.spec.id.as_str());
                     if let Some(id) =
                         super::recovery::durable_source(client_id, &mut spec, of_shared)?
                     {
@@ -848,9 +853,24 @@ fn own_table_rows(
     );
     let name = def.name.clone();
     Arc::new(move |event: SourceEvent| {
-        decoded_here(event, &decoder, &name, &metrics, |b| {
+        match decoded_here(event, &decoder, &name, &metrics, |b| {
             crate::tables::own::tag(b, source)
-        })
+        }) {
+            // Every row was malformed: still a table event (no rows), not a stream's.
+            SourceEvent::Decoded { decoded, .. } if decoded.batches.is_empty() => {
+                SourceEvent::Decoded {
+                    messages: 0,
+                    decoded: Arc::new(quiver_connectors::codec::json::Decoded {
+                        batches: vec![crate::tables::own::tag(
+                            RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty())),
+                            source,
+                        )],
+                        errors: Vec::new(),
+                    }),
+                }
+            }
+            e => e,
+        }
     })
 }
 

@@ -125,6 +125,8 @@ pub(super) struct JoinedStream {
     pub(super) source_type: String,
     /// A scan table (read by a source of the rule's own, see `tables::own`).
     pub(super) table: bool,
+    /// Whether it has a `KEY` (a table's rows are then upserts).
+    pub(super) keyed: bool,
 }
 
 /// What a checkpointed run starts from.
@@ -227,9 +229,20 @@ impl Engine {
         }
         // A joined stream's events go into the input log too (see `checkpoint::joined`).
         for joined in joined {
+            // A file table is read again from its start after a restart, on top of the copy in
+            // the checkpoint: harmless for upserts by KEY, rows added twice without one.
+            if joined.table && joined.source_type == "file" {
+                if !joined.keyed {
+                    return refuse(&format!(
+                        "a file scan table without KEY (\"{}\": read again after a restart, its rows would be added twice)",
+                        joined.name
+                    ));
+                }
+                continue;
+            }
             if joined.table && !LOGGED_JOINED_SOURCES.contains(&joined.source_type.as_str()) {
                 return refuse(&format!(
-                    "joins with {} scan tables (\"{}\"; a rule's own copy of a scan table is logged for {})",
+                    "joins with {} scan tables (\"{}\"; a rule's own copy of a scan table is logged for {}, and file tables with a KEY)",
                     joined.source_type,
                     joined.name,
                     LOGGED_JOINED_SOURCES.join(", ")
@@ -247,8 +260,13 @@ impl Engine {
         // Lookup tables are asked again on replay (see docs/checkpoints.md); a scan table's
         // shared arrangement is outside the checkpoint: the rule keeps its own copy, on worker
         // 0, taking the table's changes in its source stage.
-        if !physical.indexes.is_empty() || !own_copies_in_source_stage(physical) {
+        if !physical.indexes.is_empty() {
             return refuse("joins with scan tables");
+        }
+        if !own_copies_in_source_stage(physical) {
+            return refuse(
+                "scan tables joined after a key exchange (analytic functions partitioned by key)",
+            );
         }
         {
             let tables = self.inner.tables.lock().expect("tables lock");
@@ -302,6 +320,18 @@ impl Engine {
                 rule = %entry.spec.id,
                 "the rule's plan changed since its last checkpoint: its state starts afresh"
             );
+            if !physical.own_tables.is_empty() {
+                let tables: Vec<&str> = physical
+                    .own_tables
+                    .iter()
+                    .map(|(t, _)| t.as_str())
+                    .collect();
+                tracing::warn!(
+                    rule = %entry.spec.id,
+                    tables = %tables.join(", "),
+                    "the rule's own copies of its scan tables start empty: rows their sources sent before are not sent again"
+                );
+            }
             store.clear();
             InputLog::clear(&dir);
             latest = None;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use quiver_compiler::expr::Expr;
 use quiver_connectors::codec::json::JsonDecoder;
 
@@ -29,7 +29,10 @@ pub fn tag(batch: RecordBatch, source: u32) -> RecordBatch {
     let mut metadata = batch.schema_ref().metadata().clone();
     metadata.insert(SOURCE_KEY.to_string(), source.to_string());
     let schema = Schema::new(batch.schema_ref().fields().clone()).with_metadata(metadata);
-    RecordBatch::try_new(Arc::new(schema), batch.columns().to_vec()).unwrap_or(batch)
+    // The row count is given for rows without columns (`{}` into a schemaless table).
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::new(schema), batch.columns().to_vec(), &options)
+        .expect("the same columns under the same fields")
 }
 
 /// The table source a batch of table rows is tagged with (`None` for stream rows).
@@ -131,29 +134,31 @@ impl OwnTable {
         skipped
     }
 
-    /// Holds `row` as arrival number `seq`, replacing its key's row or trimming the oldest.
+    /// Holds `row` as arrival number `seq`, replacing its key's row or trimming the oldest
+    /// (the row itself, with `RETAIN_SIZE` 0).
     fn insert(&mut self, seq: u64, row: Held) {
-        match &row.key {
-            Some(k) => {
-                if let Some(old) = self.by_key.insert(k.clone(), seq) {
-                    self.remove(old);
-                }
-            }
-            None => {
-                self.order.push_back(seq);
-                if let Some(n) = self.retain {
-                    while self.order.len() > n {
-                        if let Some(old) = self.order.pop_front() {
-                            self.remove(old);
-                        }
+        let replaced = row
+            .key
+            .as_ref()
+            .and_then(|k| self.by_key.insert(k.clone(), seq));
+        if let Some(j) = &row.join {
+            self.by_join.entry(j.clone()).or_default().insert(seq);
+        }
+        let keyed = row.key.is_some();
+        self.rows.insert(seq, row);
+        if let Some(old) = replaced {
+            self.remove(old);
+        }
+        if !keyed {
+            self.order.push_back(seq);
+            if let Some(n) = self.retain {
+                while self.order.len() > n {
+                    if let Some(old) = self.order.pop_front() {
+                        self.remove(old);
                     }
                 }
             }
         }
-        if let Some(j) = &row.join {
-            self.by_join.entry(j.clone()).or_default().insert(seq);
-        }
-        self.rows.insert(seq, row);
     }
 
     fn remove(&mut self, seq: u64) {
@@ -314,6 +319,14 @@ mod tests {
         let mut t = table(None, Some(2));
         t.apply(&rows(&["a", "a", "a"], &[1, 2, 3]));
         assert_eq!(values(&t, "a"), ["2", "3"]);
+    }
+
+    #[test]
+    fn retain_size_zero_keeps_nothing() {
+        let mut t = table(None, Some(0));
+        t.apply(&rows(&["a", "a"], &[1, 2]));
+        assert!(t.is_empty());
+        assert_eq!(values(&t, "a"), Vec::<String>::new());
     }
 
     #[test]
