@@ -189,14 +189,13 @@ impl JoinTableOp {
                 .collect(),
             _ => keys_of(&arrays, rows),
         };
-        let fetched = match &self.table {
-            crate::tables::TableSide::Scan(_) if self.own.is_some() => {
-                let own = self.own.as_ref().expect("checked");
+        let fetched = match (&self.own, &self.table) {
+            (Some(own), _) => {
                 let (rows, index) = own.read(&keys)?;
                 (rows, index, HashMap::new())
             }
-            crate::tables::TableSide::Scan(_) => self.read(&keys)?,
-            crate::tables::TableSide::Lookup(table) => {
+            (None, crate::tables::TableSide::Scan(_)) => self.read(&keys)?,
+            (None, crate::tables::TableSide::Lookup(table)) => {
                 let key = arrays.first().ok_or("a lookup join needs its KEY")?;
                 Self::fetch(table, key)?
             }

@@ -63,18 +63,21 @@ struct Case {
     wide_broker: bool,
     /// Where the rule writes.
     out: Out,
+    /// Whether the rule joins W2's stream with an MQTT scan table of the devices (W2J).
+    table: bool,
     /// The case (index) its rate is compared with: qos 0 into the same sink, from the same
     /// publisher.
     baseline: usize,
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 9] = [
     Case {
         label: "qos 0, published at QoS 0",
         rule_qos: 0,
         publish: QoS::AtMostOnce,
         wide_broker: false,
         out: Out::Memory,
+        table: false,
         baseline: 0,
     },
     Case {
@@ -83,6 +86,7 @@ const CASES: [Case; 7] = [
         publish: QoS::AtLeastOnce,
         wide_broker: false,
         out: Out::Memory,
+        table: false,
         baseline: 1,
     },
     Case {
@@ -91,6 +95,7 @@ const CASES: [Case; 7] = [
         publish: QoS::AtLeastOnce,
         wide_broker: false,
         out: Out::Memory,
+        table: false,
         baseline: 1,
     },
     Case {
@@ -99,6 +104,7 @@ const CASES: [Case; 7] = [
         publish: QoS::AtLeastOnce,
         wide_broker: true,
         out: Out::Memory,
+        table: false,
         baseline: 6,
     },
     Case {
@@ -107,6 +113,7 @@ const CASES: [Case; 7] = [
         publish: QoS::AtLeastOnce,
         wide_broker: false,
         out: Out::MariaDb,
+        table: false,
         baseline: 4,
     },
     Case {
@@ -115,6 +122,7 @@ const CASES: [Case; 7] = [
         publish: QoS::AtLeastOnce,
         wide_broker: false,
         out: Out::MariaDb,
+        table: false,
         baseline: 4,
     },
     // Last, so the earlier cases keep their numbers (`--qos-cases`): the wide-broker case's
@@ -125,9 +133,38 @@ const CASES: [Case; 7] = [
         publish: QoS::AtLeastOnce,
         wide_broker: true,
         out: Out::Memory,
+        table: false,
         baseline: 6,
     },
+    // W2J: at qos 0 every rule shares the table's arrangement; at qos 1 the rule keeps its own
+    // copy, on worker 0, logged and checkpointed.
+    Case {
+        label: "W2J qos 0 (shared table), published at QoS 1",
+        rule_qos: 0,
+        publish: QoS::AtLeastOnce,
+        wide_broker: false,
+        out: Out::Memory,
+        table: true,
+        baseline: 7,
+    },
+    Case {
+        label: "W2J qos 1 (the rule's own table), published at QoS 1",
+        rule_qos: 1,
+        publish: QoS::AtLeastOnce,
+        wide_broker: false,
+        out: Out::Memory,
+        table: true,
+        baseline: 7,
+    },
 ];
+
+/// W2 joined with a scan table of the devices (`zone` per device), grouped by zone too.
+const W2J_SQL: &str = "SELECT demo.device, devs.zone, avg(temperature), count(*), max(humidity) \
+                       FROM demo INNER JOIN devs ON demo.device = devs.device \
+                       GROUP BY demo.device, devs.zone, TUMBLINGWINDOW(ss, 10)";
+
+/// Devices the W2J table holds (every device the publisher sends).
+const TABLE_DEVICES: usize = 1000;
 
 /// W2 with its columns named, for a table: `t`, `c`, `h`.
 const W2_TABLE_SQL: &str = "SELECT device, avg(temperature) AS t, count(*) AS c, max(humidity) AS h \
@@ -253,7 +290,49 @@ impl Bench {
              WITH (DATASOURCE=\"{in_topic}\", TYPE=\"mqtt\", FORMAT=\"json\")"
         ))?;
         let id = format!("w2_{name}");
+        let devs = format!("devs_{name}");
+        if case.table {
+            // One retained message per device: the shared table and the rule's own copy both
+            // get every row when they subscribe.
+            let table_topic = self.topic(&format!("qos/{name}/devs"));
+            q.create_stream(&format!(
+                "CREATE TABLE {devs} (device STRING, zone STRING) \
+                 WITH (DATASOURCE=\"{table_topic}/#\", TYPE=\"mqtt\", KEY=\"device\")"
+            ))?;
+            self.rt.block_on(async {
+                let (client, mut events) = rumqttc::AsyncClient::new(
+                    rumqttc::MqttOptions::new(format!("bench-devs-{name}"), "127.0.0.1", port),
+                    TABLE_DEVICES + 16,
+                );
+                for d in 0..TABLE_DEVICES {
+                    let row = format!("{{\"device\":\"dev-{d}\",\"zone\":\"z{}\"}}", d % 10);
+                    client
+                        .publish(
+                            format!("{table_topic}/dev-{d}"),
+                            QoS::AtLeastOnce,
+                            true,
+                            row,
+                        )
+                        .await?;
+                }
+                // Until the broker acknowledged every row.
+                let mut acked = 0;
+                while acked < TABLE_DEVICES {
+                    if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
+                        events.poll().await?
+                    {
+                        acked += 1;
+                    }
+                }
+                client.disconnect().await?;
+                anyhow::Ok(())
+            })?;
+        }
         let (sql, action) = match case.out {
+            Out::Memory if case.table => (
+                W2J_SQL.replace("demo", &stream).replace("devs", &devs),
+                json!({"memory": {"topic": format!("bench/{name}/nobody")}}),
+            ),
             Out::Memory => (
                 W2_SQL.replace("demo", &stream),
                 json!({"memory": {"topic": format!("bench/{name}/nobody")}}),
@@ -410,7 +489,9 @@ impl Bench {
              of the rate that arrived, until a trial loses nothing (every message counted in the \
              rule's source `records_in`). The wide-broker case runs against a second private \
              Mosquitto with `max_inflight_messages 1000` (the default is 20 unacknowledged QoS \
-             1 messages per client)."
+             1 messages per client). W2J = `{W2J_SQL}`, the table fed by {TABLE_DEVICES} \
+             retained MQTT messages (one per device, every device the publisher sends): at \
+             qos 0 the rule reads the table's shared arrangement, at qos 1 its own copy."
         ));
         self.tables.push(table);
 
