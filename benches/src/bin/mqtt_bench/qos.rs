@@ -295,10 +295,11 @@ impl Bench {
             // One retained message per device: the shared table and the rule's own copy both
             // get every row when they subscribe.
             let table_topic = self.topic(&format!("qos/{name}/devs"));
-            q.create_stream(&format!(
+            let sql = format!(
                 "CREATE TABLE {devs} (device STRING, zone STRING) \
                  WITH (DATASOURCE=\"{table_topic}/#\", TYPE=\"mqtt\", KEY=\"device\")"
-            ))?;
+            );
+            q.request("POST", "/tables", Some(&json!({ "sql": sql })))?;
             self.rt.block_on(async {
                 let (client, mut events) = rumqttc::AsyncClient::new(
                     rumqttc::MqttOptions::new(format!("bench-devs-{name}"), "127.0.0.1", port),
@@ -508,7 +509,11 @@ impl Bench {
         );
         let rate = |t: &Option<Trial>| t.as_ref().map(|t| t.published.rate());
         for (s, (prefix, _)) in binaries.iter().enumerate() {
-            for (case, t) in CASES.iter().zip(&best[s]) {
+            for (i, (case, t)) in CASES.iter().zip(&best[s]).enumerate() {
+                if !self.opts.qos_cases.is_empty() && !self.opts.qos_cases.contains(&i) {
+                    // Not run (`--qos-cases`).
+                    continue;
+                }
                 let label = format!("{prefix}{}", case.label);
                 let Some(t) = t else {
                     side.row(vec![
