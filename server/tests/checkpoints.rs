@@ -778,6 +778,15 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
     ));
     let filed = dir.join("filed.json");
     std::fs::write(&filed, r#"[{"id": 1, "name": "a"}]"#).unwrap();
+    // A table whose file is deleted once read (by the shared table, at once).
+    let consumed = dir.join("consumed.json");
+    std::fs::write(&consumed, r#"[{"id": 1, "name": "a"}]"#).unwrap();
+    let (status, body) = server.call(
+        "PUT",
+        "/metadata/sources/file/confKeys/once",
+        Some(json!({"actionAfterRead": 1})),
+    );
+    assert_eq!(status, 200, "{body}");
     for table in [
         r#"CREATE TABLE scanned (id BIGINT, name STRING) WITH (DATASOURCE="scanned", TYPE="memory", KEY="id")"#.to_string(),
         r#"CREATE TABLE remembered (id BIGINT, name STRING) WITH (DATASOURCE="remembered", TYPE="memory", KIND="lookup", KEY="id")"#.to_string(),
@@ -788,6 +797,10 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
         format!(
             r#"CREATE TABLE unkeyed (id BIGINT, name STRING) WITH (DATASOURCE="{}", TYPE="file")"#,
             filed.display()
+        ),
+        format!(
+            r#"CREATE TABLE consumed (id BIGINT, name STRING) WITH (DATASOURCE="{}", TYPE="file", KEY="id", CONF_KEY="once")"#,
+            consumed.display()
         ),
     ] {
         let (status, body) = server.call("POST", "/tables", Some(json!({ "sql": table })));
@@ -810,6 +823,11 @@ fn qos_is_refused_by_name_where_it_cannot_be_kept() {
             "SELECT m.id, unkeyed.name FROM m INNER JOIN unkeyed ON m.id = unkeyed.id",
             json!({"qos": 1}),
             "a file scan table without KEY",
+        ),
+        (
+            "SELECT m.id, consumed.name FROM m INNER JOIN consumed ON m.id = consumed.id",
+            json!({"qos": 2}),
+            "a file scan table with actionAfterRead 1 or 2",
         ),
         (
             "SELECT count(*) AS c FROM m INNER JOIN m2 ON m.id = m2.id INNER JOIN scanned ON m.id = scanned.id GROUP BY TUMBLINGWINDOW(ss, 1)",

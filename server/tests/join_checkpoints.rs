@@ -21,17 +21,19 @@ struct Feed<'a> {
     rules: Vec<String>,
     /// The rules' streams (the FROM stream first).
     streams: &'static [&'static str],
+    /// Each stream's topic, in the same order.
+    topics: Vec<String>,
     publisher: &'a TestClient,
-    /// Row `id`'s messages, `(topic, payload)`, one per stream.
+    /// Row `id`'s messages, `(topic, payload)`, one or more per stream.
     messages: &'a (dyn Fn(i64) -> Vec<(String, String)> + Sync),
     /// Messages the rule ignores (one per stream), sent until quiverd reads its topics.
     warm_up: Vec<(String, String)>,
 }
 
 impl Feed<'_> {
-    /// Messages read so far by the rule's stream that read the fewest (each row sends at least
-    /// one to each stream).
-    fn records_in(&self, server: &Server) -> u64 {
+    /// Messages read so far by each rule's source of each stream (rule by rule, streams in
+    /// order).
+    fn read(&self, server: &Server) -> Vec<u64> {
         self.rules
             .iter()
             .flat_map(|rule| {
@@ -45,8 +47,12 @@ impl Feed<'_> {
                     })
                     .collect::<Vec<_>>()
             })
-            .min()
-            .unwrap_or(0)
+            .collect()
+    }
+
+    /// Messages read so far by the source that read the fewest.
+    fn records_in(&self, server: &Server) -> u64 {
+        self.read(server).into_iter().min().unwrap_or(0)
     }
 
     async fn send(&self, messages: &[(String, String)]) {
@@ -68,22 +74,37 @@ impl Feed<'_> {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    /// Publishes rows `from..to` and waits until quiverd has read every message of them.
+    /// Publishes rows `from..to` and waits until every rule's source of every stream has read
+    /// every message of them sent to its topic.
     async fn publish(&self, server: &Server, from: i64, to: i64) {
-        let before = self.records_in(server);
+        let before = self.read(server);
+        let mut sent = vec![0u64; self.topics.len()];
         for id in from..to {
-            self.send(&(self.messages)(id)).await;
+            let messages = (self.messages)(id);
+            for (topic, _) in &messages {
+                if let Some(s) = self.topics.iter().position(|t| t == topic) {
+                    sent[s] += 1;
+                }
+            }
+            self.send(&messages).await;
             if id % 25 == 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let want = before + (to - from) as u64;
+        let want: Vec<u64> = before
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b + sent[i % self.topics.len()])
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.records_in(server) < want {
+        loop {
+            let read = self.read(server);
+            if read.iter().zip(&want).all(|(r, w)| r >= w) {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
-                "quiverd read {} of {want} messages a stream",
-                self.records_in(server)
+                "quiverd read {read:?} of {want:?} messages (rule by rule, stream by stream)"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -186,6 +207,7 @@ async fn lookup_join_at_qos_1_reflects_every_row_across_sigkills() {
     let feed = Feed {
         rules: vec![rule_id],
         streams: &["jl"],
+        topics: vec![input.clone()],
         publisher: &publisher,
         messages: &messages,
         warm_up: vec![(input.clone(), json!({"id": -1, "code": "c0"}).to_string())],
@@ -349,6 +371,11 @@ async fn scan_table_join_across_sigkills(file: bool) {
     let feed = Feed {
         rules: rules.iter().map(|(id, _, _)| id.clone()).collect(),
         streams: if file { &["js"] } else { &["js", "jt"] },
+        topics: if file {
+            vec![input.clone()]
+        } else {
+            vec![input.clone(), updates.clone()]
+        },
         publisher: &publisher,
         messages: &messages,
         warm_up: match file {
@@ -572,6 +599,7 @@ async fn stream_join_at_qos_2_writes_each_window_exactly_once_across_sigkills() 
     let feed = Feed {
         rules: vec![rule_id.clone(), pt_id.clone()],
         streams: &["ja", "jb"],
+        topics: vec![topic_a.clone(), topic_b.clone()],
         publisher: &publisher,
         messages: &messages,
         warm_up,

@@ -68,6 +68,7 @@ impl Engine {
                     source_type: def.options.source_type.clone(),
                     table,
                     keyed: def.options.key.is_some(),
+                    consumed: table && self.consumes_its_files(entry, def),
                 })
                 .collect::<Vec<_>>(),
             n,
@@ -722,6 +723,20 @@ impl Engine {
                 crate::operators::join_streams::qualify(b, &qualifier, source, field.as_deref())
             })
         }))
+    }
+
+    /// True for a file source that deletes or moves its files once read (`actionAfterRead`).
+    fn consumes_its_files(&self, entry: &RuleEntry, def: &StreamDef) -> bool {
+        if def.options.source_type != "file" {
+            return false;
+        }
+        let spec = self.rule_source_spec(entry, def);
+        quiver_connectors::file::FileSourceConfig::parse_for_format(
+            &spec.datasource,
+            &spec.props,
+            &spec.format,
+        )
+        .is_ok_and(|c| c.after_read != quiver_connectors::file::AfterRead::Keep)
     }
 
     /// Starts the source of a stream joined to a rule's FROM stream (or of a scan table the

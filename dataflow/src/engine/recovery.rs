@@ -127,6 +127,8 @@ pub(super) struct JoinedStream {
     pub(super) table: bool,
     /// Whether it has a `KEY` (a table's rows are then upserts).
     pub(super) keyed: bool,
+    /// A file table whose files are deleted or moved once read (`actionAfterRead` 1 or 2).
+    pub(super) consumed: bool,
 }
 
 /// What a checkpointed run starts from.
@@ -230,11 +232,19 @@ impl Engine {
         // A joined stream's events go into the input log too (see `checkpoint::joined`).
         for joined in joined {
             // A file table is read again from its start after a restart, on top of the copy in
-            // the checkpoint: harmless for upserts by KEY, rows added twice without one.
+            // the checkpoint (docs/checkpoints.md, "Scan tables"): upserts by KEY, rows added
+            // twice without one; and its files must still be there (the shared table reads
+            // them too).
             if joined.table && joined.source_type == "file" {
                 if !joined.keyed {
                     return refuse(&format!(
                         "a file scan table without KEY (\"{}\": read again after a restart, its rows would be added twice)",
+                        joined.name
+                    ));
+                }
+                if joined.consumed {
+                    return refuse(&format!(
+                        "a file scan table with actionAfterRead 1 or 2 (\"{}\": its files are gone once read, and the rule reads them again after a restart)",
                         joined.name
                     ));
                 }
@@ -320,12 +330,13 @@ impl Engine {
                 rule = %entry.spec.id,
                 "the rule's plan changed since its last checkpoint: its state starts afresh"
             );
-            if !physical.own_tables.is_empty() {
-                let tables: Vec<&str> = physical
-                    .own_tables
-                    .iter()
-                    .map(|(t, _)| t.as_str())
-                    .collect();
+            // A file table is read again anyway.
+            let tables: Vec<&str> = joined
+                .iter()
+                .filter(|j| j.table && j.source_type != "file")
+                .map(|j| j.name.as_str())
+                .collect();
+            if !tables.is_empty() {
                 tracing::warn!(
                     rule = %entry.spec.id,
                     tables = %tables.join(", "),

@@ -358,7 +358,13 @@ impl Bench {
         let mut publisher = self
             .rt
             .block_on(Publisher::connect_qos(port, case.publish))?;
-        let st = || q.status(&id).map(|s| records_in(&s)).unwrap_or(0);
+        // The stream's messages only: a W2J rule at qos 1 counts its table's on a node of its own.
+        let stream_in = format!("source_{stream}_");
+        let st = || {
+            q.status(&id)
+                .map(|s| metric(&s, &stream_in, "_records_in_total"))
+                .unwrap_or(0)
+        };
         self.rt
             .block_on(publisher.probe(&in_topic, || tokio::task::block_in_place(|| st() > 0)))?;
         std::thread::sleep(Duration::from_millis(500));
