@@ -741,9 +741,10 @@ impl Engine {
 
     /// Starts the source of a stream joined to a rule's FROM stream (or of a scan table the
     /// rule keeps its own copy of): `prepare` turns its events into rows, queued (`forward`)
-    /// for worker 0 with the FROM stream's rows (a join's window runs there). The bounded queue holds the source back. With `logged` (qos 1 and 2) each
-    /// event is written to worker 0's input log first, in turn with the FROM stream's events,
-    /// and the source starts only once the log's replay is done.
+    /// for worker 0 with the FROM stream's rows (a join's window runs there). The bounded
+    /// queue holds the source back. With `logged` (qos 1 and 2) each event is written to
+    /// worker 0's input log first, in turn with the FROM stream's events, and the source
+    /// starts only once the log's replay is done.
     #[allow(clippy::too_many_arguments)]
     fn start_joined_source(
         &self,

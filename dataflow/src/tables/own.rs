@@ -19,7 +19,7 @@ use quiver_compiler::expr::Expr;
 use quiver_connectors::codec::json::JsonDecoder;
 
 use crate::state::OpState;
-use crate::tables::rows::{decode, key_texts};
+use crate::tables::rows::{batch_key_texts, decode};
 
 /// The schema metadata key naming the table source a batch of table rows came from.
 const SOURCE_KEY: &str = "quiver.table_source";
@@ -113,8 +113,8 @@ impl OwnTable {
                 .into_iter()
                 .map(|r| String::from_utf8(r).expect("the encoder writes UTF-8"))
                 .collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let joins = key_texts(&self.decoder, &self.join_keys, &refs);
+        // The rows arrive decoded with the table's decoder: their join keys are read off them.
+        let joins = batch_key_texts(&self.join_keys, batch);
         let keys: Vec<Option<String>> = match &self.key {
             Some(k) => match quiver_compiler::eval::column_by_name(batch, k) {
                 Some(col) => crate::keys::keys_of(std::slice::from_ref(col), batch.num_rows()),
@@ -241,13 +241,10 @@ impl OwnTable {
         let (Some(keys), Some(joins), Some(texts)) = (keys?, joins?, texts?) else {
             return Err("table state: a text column is not Utf8".into());
         };
-        *self = OwnTable::new(
-            self.source,
-            self.key.take(),
-            self.retain,
-            std::mem::take(&mut self.join_keys),
-            self.decoder.clone(),
-        );
+        self.rows.clear();
+        self.by_key.clear();
+        self.order.clear();
+        self.by_join.clear();
         let text = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
         for i in 0..rows.num_rows() {
             let seq = u64::try_from(seqs.value(i)).map_err(|_| "table state: a negative seq")?;

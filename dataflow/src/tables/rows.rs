@@ -116,19 +116,23 @@ pub(crate) fn key_texts(
     keys: &[Expr],
     texts: &[&str],
 ) -> Vec<Option<String>> {
-    let batch = match decode(decoder, texts) {
-        Ok(Some(b)) => b,
-        Ok(None) => return Vec::new(),
+    match decode(decoder, texts) {
+        Ok(Some(b)) => batch_key_texts(keys, &b),
+        Ok(None) => Vec::new(),
         Err(e) => {
             tracing::warn!("table rows left out of an index: {e}");
-            return vec![None; texts.len()];
+            vec![None; texts.len()]
         }
-    };
+    }
+}
+
+/// The key text of each row of decoded table rows (`None` where a key value is missing).
+pub(crate) fn batch_key_texts(keys: &[Expr], batch: &RecordBatch) -> Vec<Option<String>> {
     let rows = batch.num_rows();
     let mut ctx = EvalContext::new(rows);
     let arrays: Result<Vec<ArrayRef>, String> = keys
         .iter()
-        .map(|k| k.eval(&batch, &mut ctx).map(|v| v.into_array(rows)))
+        .map(|k| k.eval(batch, &mut ctx).map(|v| v.into_array(rows)))
         .collect();
     match arrays {
         Ok(arrays) => crate::keys::keys_of(&arrays, rows),
